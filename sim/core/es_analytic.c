@@ -1,0 +1,236 @@
+/* es_analytic: closed-form occupancy per op and the uncontended composition
+ * of a token's trip around the chip (see es_analytic.h). */
+#include "es_analytic.h"
+#include <string.h>
+
+static int64_t vec(const es_chip *c, int64_t elems, int passes)
+{
+    return passes * es_ceil_div(elems, c->vec_width) + c->vec_latency;
+}
+
+int64_t es_an_matvec(const es_chip *c, const es_rom *rom, int64_t lanes, int64_t cells,
+                     int64_t bits, int64_t n)
+{
+    int64_t lane_cycles = es_ceil_div(cells, lanes);
+    int64_t rom_cycles = es_ceil_div(bits, rom->banks * rom->row_bits);
+    int64_t per_pass = lane_cycles > rom_cycles ? lane_cycles : rom_cycles;
+    return es_ceil_div(n, c->tokens_per_read) * per_pass + rom->latency + c->lane_depth;
+}
+
+static int64_t attention(const es_chip *c, const es_model *m, int64_t n, int64_t p)
+{
+    int64_t kvb = es_chip_kv_bits_per_pos(c, m), pb = es_chip_kv_port_bits(c);
+    int64_t cyc = es_ceil_div(n * kvb, pb); /* write the chunk's K and V */
+    for (int64_t j = 0; j < n; j++) {
+        int64_t ctx = p + j + 1;
+        int64_t rd = es_ceil_div(ctx * kvb, pb), mac = es_ceil_div(ctx, c->attn_ppc);
+        cyc += (rd > mac ? rd : mac) + c->attn_latency;
+    }
+    return cyc;
+}
+
+static const es_rom *embed_rom(const es_chip *c, const es_model *m)
+{
+    return m->tied ? &c->head_rom : &c->embed_rom;
+}
+
+int64_t es_an_op(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p)
+{
+    switch (op->kind) {
+    case ES_OP_EMBED: return es_an_embed(c, m, n);
+    case ES_OP_RMSNORM: return vec(c, n * op->elems, 2);
+    case ES_OP_ROPE:
+    case ES_OP_ADD:
+    case ES_OP_SILU_MUL: return vec(c, n * op->elems, 1);
+    case ES_OP_ATTN: return attention(c, m, n, p);
+    case ES_OP_SAMPLE: return es_ceil_div(n * op->elems, c->sampler_width) + c->sampler_latency;
+    case ES_OP_MATVEC: {
+        const es_tensor *t = &m->tensors[op->tensor];
+        if (op->layer >= 0)
+            return es_an_matvec(c, &c->rom, c->lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
+        return es_an_matvec(c, &c->head_rom, c->head_lanes, es_tensor_cells(c, t),
+                            es_tensor_bits(c, t), n);
+    }
+    }
+    return 0;
+}
+
+int64_t es_an_link_occ(const es_chip *c, int64_t bits) { return es_ceil_div(bits, c->link_width); }
+
+static int64_t ns_to_cycles(const es_chip *c, double ns)
+{
+    double cyc = ns * c->clock_hz / 1e9;
+    int64_t i = (int64_t)cyc;
+    return (double)i < cyc ? i + 1 : i;
+}
+
+int64_t es_an_host_occ(const es_chip *c, int64_t bytes)
+{
+    return ns_to_cycles(c, (double)bytes / c->host_bw * 1e9);
+}
+
+int64_t es_an_host_lat(const es_chip *c) { return ns_to_cycles(c, c->host_latency_ns); }
+
+/* ---- composition from dimensions ---- */
+
+static int64_t mv(const es_chip *c, es_role role, int64_t rows, int64_t cols, int64_t n, int head)
+{
+    es_tensor t;
+    memset(&t, 0, sizeof t);
+    t.role = role;
+    t.rows = rows;
+    t.cols = cols;
+    if (head)
+        return es_an_matvec(c, &c->head_rom, c->head_lanes, es_tensor_cells(c, &t),
+                            es_tensor_bits(c, &t), n);
+    return es_an_matvec(c, &c->rom, c->lanes, es_tensor_cells(c, &t), es_tensor_bits(c, &t), n);
+}
+
+int64_t es_an_embed(const es_chip *c, const es_model *m, int64_t n)
+{
+    es_tensor t;
+    memset(&t, 0, sizeof t);
+    t.role = m->tied ? ES_ROLE_LM_HEAD : ES_ROLE_EMBED;
+    t.rows = 1;
+    t.cols = m->hidden;
+    const es_rom *r = embed_rom(c, m);
+    return es_ceil_div(n * es_tensor_bits(c, &t), r->banks * r->row_bits) + r->latency;
+}
+
+int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t n, int64_t p)
+{
+    int64_t H = m->hidden, F = m->ffn, Q = m->heads * m->head_dim, KV = m->kv_heads * m->head_dim;
+    int64_t t = 0;
+    t += 2 * vec(c, n * H, 2);                                        /* two RMSNorms */
+    t += mv(c, ES_ROLE_Q, Q, H, n, 0) + mv(c, ES_ROLE_K, KV, H, n, 0) + mv(c, ES_ROLE_V, KV, H, n, 0);
+    t += vec(c, n * (Q + KV), 1);                                     /* RoPE on q and k */
+    t += attention(c, m, n, p);
+    t += mv(c, ES_ROLE_O, H, Q, n, 0);
+    t += 2 * vec(c, n * H, 1);                                        /* two residual adds */
+    t += mv(c, ES_ROLE_GATE, F, H, n, 0) + mv(c, ES_ROLE_UP, F, H, n, 0) + mv(c, ES_ROLE_DOWN, H, F, n, 0);
+    t += vec(c, n * F, 1);                                            /* SiLU(gate) * up */
+    return t;
+}
+
+int64_t es_an_tile(const es_chip *c, const es_model *m, int64_t tile, int64_t n, int64_t p)
+{
+    int64_t first = tile * c->layers_per_tile, last = first + c->layers_per_tile;
+    if (last > m->layers) last = m->layers;
+    return (last - first) * es_an_layer(c, m, n, p);
+}
+
+int64_t es_an_head(const es_chip *c, const es_model *m)
+{
+    return vec(c, m->hidden, 2) + mv(c, ES_ROLE_LM_HEAD, m->vocab, m->hidden, 1, 1) +
+           es_ceil_div(m->vocab, c->sampler_width) + c->sampler_latency;
+}
+
+static int64_t act_hop(const es_chip *c, const es_model *m, int64_t n)
+{
+    return es_an_link_occ(c, n * m->hidden * c->link_elem_bits) + c->link_latency;
+}
+
+int64_t es_an_decode_step(const es_chip *c, const es_model *m, int64_t p)
+{
+    int64_t tiles = es_chip_tiles(c, m);
+    int64_t t = es_an_link_occ(c, c->token_id_bits) + c->link_latency; /* sampler -> embed */
+    t += es_an_embed(c, m, 1);
+    t += (tiles + 1) * act_hop(c, m, 1);
+    for (int64_t i = 0; i < tiles; i++) t += es_an_tile(c, m, i, 1, p);
+    return t + es_an_head(c, m);
+}
+
+int64_t es_an_ttft(const es_chip *c, const es_model *m, int64_t prompt)
+{
+    /* Flow shop: each chunk visits host link, embed, then link+tile per tile;
+     * the last chunk then crosses one more link to the head. free[] holds when
+     * each stage next becomes free. Unbounded buffers are assumed, which the
+     * bounded FIFOs match as long as no stage is slower than its successor. */
+    int64_t tiles = es_chip_tiles(c, m);
+    int64_t nst = 2 + 2 * tiles;
+    int64_t freebuf[2 + 2 * 1024];
+    if (nst > (int64_t)(sizeof freebuf / sizeof freebuf[0])) return -1;
+    memset(freebuf, 0, sizeof freebuf);
+    int64_t hl = es_an_host_lat(c), done = 0;
+    for (int64_t p = 0; p < prompt; p += c->prefill_chunk) {
+        int64_t n = prompt - p < c->prefill_chunk ? prompt - p : c->prefill_chunk;
+        int64_t arrive = 0, s = 0;
+#define STAGE(occ, lat) do { int64_t st = arrive > freebuf[s] ? arrive : freebuf[s]; \
+        freebuf[s] = st + (occ); arrive = freebuf[s] + (lat); s++; } while (0)
+        STAGE(es_an_host_occ(c, c->host_cmd_bytes + n * c->host_token_bytes), hl);
+        STAGE(es_an_embed(c, m, n), 0);
+        for (int64_t i = 0; i < tiles; i++) {
+            STAGE(es_an_link_occ(c, n * m->hidden * c->link_elem_bits), c->link_latency);
+            STAGE(es_an_tile(c, m, i, n, p), 0);
+        }
+#undef STAGE
+        done = arrive;
+    }
+    /* last chunk: its final token continues to the head, then to the host */
+    done += act_hop(c, m, 1) + es_an_head(c, m);
+    return done + es_an_host_occ(c, c->host_cpl_bytes) + hl;
+}
+
+void es_an_summarize(const es_chip *c, const es_model *m, int64_t prompt, int64_t gen,
+                     es_an_summary *s)
+{
+    memset(s, 0, sizeof *s);
+    double total = 0;
+    for (int64_t k = 1; k < gen; k++) total += (double)es_an_decode_step(c, m, prompt + k - 1);
+    s->decode_tokens_per_s = gen > 1 ? (double)(gen - 1) / total * c->clock_hz : 0;
+    s->ttft_cycles = (double)es_an_ttft(c, m, prompt);
+    int64_t pm = prompt + gen / 2;
+    s->step_mid_cycles = (double)es_an_decode_step(c, m, pm);
+    int64_t tiles = es_chip_tiles(c, m), b = es_an_head(c, m);
+    for (int64_t i = 0; i < tiles; i++) {
+        int64_t t = es_an_tile(c, m, i, 1, pm);
+        if (t > b) b = t;
+    }
+    int64_t other[3] = {es_an_embed(c, m, 1), es_an_link_occ(c, m->hidden * c->link_elem_bits),
+                        es_an_host_occ(c, c->host_cpl_bytes)};
+    for (int i = 0; i < 3; i++)
+        if (other[i] > b) b = other[i];
+    s->bottleneck_cycles = (double)b;
+    s->kv_slots = es_chip_kv_slots(c, m);
+    int64_t pipe = (int64_t)((s->step_mid_cycles + (double)b - 1) / (double)b);
+    s->knee_streams = pipe < s->kv_slots ? pipe : s->kv_slots;
+    double by_streams = (double)s->knee_streams / s->step_mid_cycles, by_unit = 1.0 / (double)b;
+    s->sat_tokens_per_s = (by_streams < by_unit ? by_streams : by_unit) * c->clock_hz;
+}
+
+void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p,
+                     es_events *ev)
+{
+    memset(ev, 0, sizeof *ev);
+    double dn = (double)n;
+    switch (op->kind) {
+    case ES_OP_EMBED: {
+        const es_tensor *t = &m->tensors[op->tensor];
+        ev->rom_bits = dn * (double)es_tensor_bits(c, t) / (double)t->rows;
+        break;
+    }
+    case ES_OP_RMSNORM: ev->vec_ops = 2 * dn * (double)op->elems; break;
+    case ES_OP_ROPE:
+    case ES_OP_ADD:
+    case ES_OP_SILU_MUL: ev->vec_ops = dn * (double)op->elems; break;
+    case ES_OP_SAMPLE: ev->vec_ops = dn * (double)op->elems; break;
+    case ES_OP_MATVEC: {
+        const es_tensor *t = &m->tensors[op->tensor];
+        const es_wfmt *f = &c->fmt[t->role];
+        ev->rom_bits = (double)es_ceil_div(n, c->tokens_per_read) * (double)es_tensor_bits(c, t);
+        ev->cell_macs = dn * (double)es_tensor_cells(c, t);
+        if (f->group > 0) /* one scale multiply per group per output row */
+            ev->vec_ops = dn * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
+        break;
+    }
+    case ES_OP_ATTN: {
+        double kvb = (double)es_chip_kv_bits_per_pos(c, m), ctx_sum = 0;
+        for (int64_t j = 0; j < n; j++) ctx_sum += (double)(p + j + 1);
+        ev->attn_macs = 2.0 * (double)(m->heads * m->head_dim) * ctx_sum;
+        ev->kv_rd_bits = kvb * ctx_sum;
+        ev->kv_wr_bits = kvb * dn;
+        ev->vec_ops = (double)m->heads * ctx_sum; /* softmax exp-and-sum */
+        break;
+    }
+    }
+}

@@ -1,0 +1,58 @@
+/* es_analytic: the closed-form, uncontended timing of every unit and of a
+ * whole token. The SystemC units take their per-item occupancy from the
+ * per-op functions here; the composition functions (token loop, TTFT, knee)
+ * are the oracle the simulation is tested against. All results in cycles. */
+#ifndef ES_ANALYTIC_H
+#define ES_ANALYTIC_H
+#include <stdint.h>
+#include "es_chip.h"
+#include "es_model.h"
+#include "es_area.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+static inline int64_t es_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Per-op occupancy of the unit that runs it, for n tokens of one sequence
+ * whose first token sits at position p (token j attends to p+j+1 positions). */
+int64_t es_an_op(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p);
+/* Events (ROM bits, MACs, SRAM bits, vector ops) the same op causes. */
+void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n,
+                     int64_t p, es_events *ev);
+/* Occupancy of a matrix-vector op on a given ROM and lane array. */
+int64_t es_an_matvec(const es_chip *c, const es_rom *rom, int64_t lanes, int64_t cells,
+                     int64_t bits, int64_t n);
+/* Link occupancy (serialization) for a payload; its latency is c->link_latency. */
+int64_t es_an_link_occ(const es_chip *c, int64_t bits);
+/* Host link: occupancy of a transfer and the one-way latency, in cycles. */
+int64_t es_an_host_occ(const es_chip *c, int64_t bytes);
+int64_t es_an_host_lat(const es_chip *c);
+
+/* Composition, written from the model's dimensions (not the graph). */
+int64_t es_an_embed(const es_chip *c, const es_model *m, int64_t n);
+int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t n, int64_t p);
+int64_t es_an_tile(const es_chip *c, const es_model *m, int64_t tile, int64_t n, int64_t p);
+int64_t es_an_head(const es_chip *c, const es_model *m); /* norm + LM head + sampler, 1 token */
+/* Sample-to-sample interval of one stream, for the decode step whose input
+ * token sits at position p. */
+int64_t es_an_decode_step(const es_chip *c, const es_model *m, int64_t p);
+/* Time from submission to the first completion at the host, one stream alone. */
+int64_t es_an_ttft(const es_chip *c, const es_model *m, int64_t prompt);
+
+typedef struct es_an_summary {
+    double decode_tokens_per_s;   /* one stream, mean over its decode steps */
+    double ttft_cycles;           /* one stream alone */
+    double step_mid_cycles;       /* decode step at the middle of generation */
+    double bottleneck_cycles;     /* slowest unit's occupancy at that step */
+    int64_t kv_slots;             /* sequences the KV SRAM holds at once */
+    int64_t knee_streams;         /* S past which aggregate tokens/s stops rising */
+    double sat_tokens_per_s;      /* aggregate at and past the knee */
+} es_an_summary;
+void es_an_summarize(const es_chip *c, const es_model *m, int64_t prompt, int64_t gen,
+                     es_an_summary *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

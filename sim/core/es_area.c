@@ -1,0 +1,67 @@
+/* es_area: area = ROM + SRAM + logic + I/O from the chip's geometry and the
+ * process densities; leakage = area x leakage density per component; and
+ * dynamic energy = events x energy per event (see es_area.h). */
+#include "es_area.h"
+#include <string.h>
+
+static const char *names[ES_AREA_N] = {"rom", "kv_sram", "lanes", "vector", "attention",
+                                       "sampler", "control", "io"};
+
+const char *es_area_name(int i) { return (i >= 0 && i < ES_AREA_N) ? names[i] : "?"; }
+
+void es_area_compute(const es_chip *c, const es_model *m, es_area *a)
+{
+    memset(a, 0, sizeof *a);
+    double tiles = (double)es_chip_tiles(c, m);
+    double tile_rom = (double)c->rom.banks * (double)c->rom.rows * (double)c->rom.row_bits;
+    double head_rom = (double)c->head_rom.banks * (double)c->head_rom.rows * (double)c->head_rom.row_bits;
+    double emb_rom = m->tied ? 0.0
+        : (double)c->embed_rom.banks * (double)c->embed_rom.rows * (double)c->embed_rom.row_bits;
+    a->rom_bits = tiles * tile_rom + head_rom + emb_rom;
+    for (int i = 0; i < m->n_tensors; i++) a->model_bits += (double)es_tensor_bits(c, &m->tensors[i]);
+    /* ROM: one select transistor per cell of cell_bits bits */
+    double cells = a->rom_bits / c->cell_bits;
+    a->mm2[ES_AREA_ROM] = cells * c->rom_cell_um2 / c->rom_eff * 1e-6;
+    a->tr[ES_AREA_ROM] = cells;
+    /* KV SRAM */
+    a->sram_bits = tiles * (double)c->kv_bytes * 8.0;
+    a->mm2[ES_AREA_SRAM] = a->sram_bits * c->sram_cell_um2 / c->sram_eff * 1e-6;
+    a->tr[ES_AREA_SRAM] = a->sram_bits * c->sram_tr_bit;
+    /* logic */
+    a->tr[ES_AREA_LANES] = (tiles * (double)c->lanes + (double)c->head_lanes) * c->lane_tr;
+    a->tr[ES_AREA_VECTOR] = (tiles + 1) * (double)c->vec_width * c->vec_tr_per_elem;
+    a->tr[ES_AREA_ATTN] = tiles * (double)c->attn_ppc * c->attn_tr_per_pos;
+    a->tr[ES_AREA_SAMPLER] = (double)c->sampler_width * c->sampler_tr_per_elem;
+    a->tr[ES_AREA_CONTROL] = (tiles + 1) * c->ctrl_tr_per_tile;
+    double per_mm2 = c->logic_mtr_mm2 * 1e6 * c->logic_util;
+    for (int i = ES_AREA_LANES; i <= ES_AREA_CONTROL; i++) a->mm2[i] = a->tr[i] / per_mm2;
+    a->mm2[ES_AREA_IO] = c->io_mm2;
+    a->tr[ES_AREA_IO] = c->io_tr;
+    for (int i = 0; i < ES_AREA_N; i++) {
+        double d = i == ES_AREA_ROM ? c->leak_rom : i == ES_AREA_SRAM ? c->leak_sram : c->leak_logic;
+        a->leak_w[i] = a->mm2[i] * d;
+        a->total_mm2 += a->mm2[i];
+        a->total_tr += a->tr[i];
+        a->leak_total_w += a->leak_w[i];
+    }
+}
+
+void es_events_add(es_events *a, const es_events *b)
+{
+    a->rom_bits += b->rom_bits;
+    a->cell_macs += b->cell_macs;
+    a->attn_macs += b->attn_macs;
+    a->kv_rd_bits += b->kv_rd_bits;
+    a->kv_wr_bits += b->kv_wr_bits;
+    a->vec_ops += b->vec_ops;
+    a->link_bit_mm += b->link_bit_mm;
+    a->host_bits += b->host_bits;
+}
+
+double es_events_joules(const es_chip *c, const es_events *ev)
+{
+    return ev->rom_bits * c->e_rom_bit + ev->cell_macs * c->e_cell_mac +
+           ev->attn_macs * c->e_attn_mac + ev->kv_rd_bits * c->e_kv_rd_bit +
+           ev->kv_wr_bits * c->e_kv_wr_bit + ev->vec_ops * c->e_vec_elem +
+           ev->link_bit_mm * c->e_wire_bit_mm + ev->host_bits * c->e_host_bit;
+}

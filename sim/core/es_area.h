@@ -1,0 +1,44 @@
+/* es_area: die area, transistor count and leakage of a chip configuration
+ * holding a model, with a breakdown by component. */
+#ifndef ES_AREA_H
+#define ES_AREA_H
+#include "es_chip.h"
+#include "es_model.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { ES_AREA_ROM, ES_AREA_SRAM, ES_AREA_LANES, ES_AREA_VECTOR, ES_AREA_ATTN, ES_AREA_SAMPLER,
+       ES_AREA_CONTROL, ES_AREA_IO, ES_AREA_N };
+
+typedef struct es_area {
+    double mm2[ES_AREA_N];     /* area per component */
+    double tr[ES_AREA_N];      /* transistors per component */
+    double leak_w[ES_AREA_N];  /* leakage power per component */
+    double total_mm2, total_tr, leak_total_w;
+    double rom_bits;           /* ROM capacity, all tiles and head */
+    double model_bits;         /* bits the model's tensors occupy, incl. scales */
+    double sram_bits;          /* KV SRAM capacity */
+} es_area;
+
+const char *es_area_name(int i); /* "rom", "kv_sram", "lanes", ... */
+void es_area_compute(const es_chip *c, const es_model *m, es_area *a);
+
+typedef struct es_events {
+    double rom_bits;      /* ROM bits read */
+    double cell_macs;     /* lane cell multiply-select-adds */
+    double attn_macs;     /* attention MACs (q.k and p.v) */
+    double kv_rd_bits;    /* KV SRAM bits read */
+    double kv_wr_bits;    /* KV SRAM bits written */
+    double vec_ops;       /* vector-unit element operations */
+    double link_bit_mm;   /* bits moved times millimetres on tile links */
+    double host_bits;     /* bits over the host link */
+} es_events;
+
+void es_events_add(es_events *a, const es_events *b);
+double es_events_joules(const es_chip *c, const es_events *ev);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

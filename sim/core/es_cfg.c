@@ -1,0 +1,245 @@
+/* es_cfg: loading, overriding and typed, range-checked reading of JSON
+ * configuration trees (see es_cfg.h). Keys are dotted paths into objects. */
+#define _POSIX_C_SOURCE 200809L
+#include "es_cfg.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int es_cfg_parse(es_cfg *c, const char *label, const char *text, es_err *e)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->path, sizeof c->path, "%s", label);
+    const char *end = NULL;
+    c->root = cJSON_ParseWithOpts(text, &end, 1);
+    if (!c->root) {
+        int line = 1, col = 1;
+        const char *at = end ? end : cJSON_GetErrorPtr();
+        for (const char *p = text; at && p < at && *p; p++) {
+            if (*p == '\n') { line++; col = 1; } else col++;
+        }
+        return es_fail(e, "%s: malformed JSON at line %d, column %d", label, line, col);
+    }
+    if (!cJSON_IsObject(c->root)) {
+        cJSON_Delete(c->root);
+        c->root = NULL;
+        return es_fail(e, "%s: expected a JSON object at the top level", label);
+    }
+    return 0;
+}
+
+int es_cfg_load(es_cfg *c, const char *path, es_err *e)
+{
+    memset(c, 0, sizeof *c);
+    FILE *f = fopen(path, "rb");
+    if (!f) return es_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return es_fail(e, "%s: cannot seek", path); }
+    long n = ftell(f);
+    if (n < 0 || n > (64L << 20)) {
+        fclose(f);
+        return es_fail(e, "%s: expected a JSON file under 64 MiB", path);
+    }
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf) { fclose(f); return es_fail(e, "%s: out of memory", path); }
+    size_t got = fread(buf, 1, (size_t)n, f);
+    fclose(f);
+    if (got != (size_t)n) { free(buf); return es_fail(e, "%s: short read", path); }
+    buf[n] = 0;
+    int rc = es_cfg_parse(c, path, buf, e);
+    free(buf);
+    return rc;
+}
+
+void es_cfg_free(es_cfg *c)
+{
+    if (c && c->root) cJSON_Delete(c->root);
+    if (c) c->root = NULL;
+}
+
+/* The raw node (possibly a {"value","source"} wrapper) at a dotted key. */
+static cJSON *raw_node(const es_cfg *c, const char *key)
+{
+    if (!c || !c->root || !key) return NULL;
+    cJSON *n = c->root;
+    char part[128];
+    const char *p = key;
+    while (*p) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        if (len == 0 || len >= sizeof part) return NULL;
+        memcpy(part, p, len);
+        part[len] = 0;
+        if (!cJSON_IsObject(n)) return NULL;
+        n = cJSON_GetObjectItemCaseSensitive(n, part);
+        if (!n) return NULL;
+        p += len;
+        if (*p == '.') p++;
+    }
+    return n;
+}
+
+static int is_wrapper(const cJSON *n)
+{
+    return cJSON_IsObject(n) && cJSON_GetObjectItemCaseSensitive(n, "value") != NULL;
+}
+
+const cJSON *es_cfg_node(const es_cfg *c, const char *key)
+{
+    cJSON *n = raw_node(c, key);
+    if (n && is_wrapper(n)) n = cJSON_GetObjectItemCaseSensitive(n, "value");
+    return n;
+}
+
+int es_cfg_has(const es_cfg *c, const char *key) { return es_cfg_node(c, key) != NULL; }
+
+static void describe(const cJSON *n, char *out, size_t len)
+{
+    if (!n) { snprintf(out, len, "nothing (key missing)"); return; }
+    if (cJSON_IsNumber(n)) { snprintf(out, len, "%.17g", n->valuedouble); return; }
+    if (cJSON_IsString(n)) { snprintf(out, len, "\"%.60s\"", n->valuestring); return; }
+    if (cJSON_IsBool(n)) { snprintf(out, len, "%s", cJSON_IsTrue(n) ? "true" : "false"); return; }
+    if (cJSON_IsNull(n)) { snprintf(out, len, "null"); return; }
+    snprintf(out, len, "%s", cJSON_IsArray(n) ? "an array" : "an object");
+}
+
+int es_cfg_num(const es_cfg *c, const char *key, double lo, double hi, double *out, es_err *e)
+{
+    const cJSON *n = es_cfg_node(c, key);
+    char got[96];
+    describe(n, got, sizeof got);
+    if (!n || !cJSON_IsNumber(n) || !isfinite(n->valuedouble) || n->valuedouble < lo ||
+        n->valuedouble > hi)
+        return es_fail(e, "%s: key '%s': expected a number in [%g, %g], got %s",
+                       c->path, key, lo, hi, got);
+    *out = n->valuedouble;
+    return 0;
+}
+
+int es_cfg_i64(const es_cfg *c, const char *key, int64_t lo, int64_t hi, int64_t *out, es_err *e)
+{
+    const cJSON *n = es_cfg_node(c, key);
+    char got[96];
+    describe(n, got, sizeof got);
+    if (!n || !cJSON_IsNumber(n) || !isfinite(n->valuedouble) ||
+        n->valuedouble != floor(n->valuedouble) || n->valuedouble < (double)lo ||
+        n->valuedouble > (double)hi)
+        return es_fail(e, "%s: key '%s': expected an integer in [%lld, %lld], got %s",
+                       c->path, key, (long long)lo, (long long)hi, got);
+    *out = (int64_t)n->valuedouble;
+    return 0;
+}
+
+int es_cfg_int(const es_cfg *c, const char *key, int lo, int hi, int *out, es_err *e)
+{
+    int64_t v = 0;
+    if (es_cfg_i64(c, key, lo, hi, &v, e)) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int es_cfg_bool(const es_cfg *c, const char *key, int *out, es_err *e)
+{
+    const cJSON *n = es_cfg_node(c, key);
+    char got[96];
+    describe(n, got, sizeof got);
+    if (!n || !cJSON_IsBool(n))
+        return es_fail(e, "%s: key '%s': expected true or false, got %s", c->path, key, got);
+    *out = cJSON_IsTrue(n);
+    return 0;
+}
+
+int es_cfg_str(const es_cfg *c, const char *key, char *out, size_t n, es_err *e)
+{
+    const cJSON *j = es_cfg_node(c, key);
+    char got[96];
+    describe(j, got, sizeof got);
+    if (!j || !cJSON_IsString(j) || !j->valuestring[0] || strlen(j->valuestring) >= n)
+        return es_fail(e, "%s: key '%s': expected a non-empty string, got %s", c->path, key, got);
+    snprintf(out, n, "%s", j->valuestring);
+    return 0;
+}
+
+int es_cfg_num_opt(const es_cfg *c, const char *key, double lo, double hi, double dflt,
+                   double *out, es_err *e)
+{
+    if (!es_cfg_has(c, key)) { *out = dflt; return 0; }
+    return es_cfg_num(c, key, lo, hi, out, e);
+}
+
+int es_cfg_i64_opt(const es_cfg *c, const char *key, int64_t lo, int64_t hi, int64_t dflt,
+                   int64_t *out, es_err *e)
+{
+    if (!es_cfg_has(c, key)) { *out = dflt; return 0; }
+    return es_cfg_i64(c, key, lo, hi, out, e);
+}
+
+int es_cfg_set(es_cfg *c, const char *key, const char *value, es_err *e)
+{
+    cJSON *n = raw_node(c, key);
+    if (!n)
+        return es_fail(e, "%s: --set %s: no such key in this file", c->path, key);
+    if (cJSON_IsObject(n) && !is_wrapper(n))
+        return es_fail(e, "%s: --set %s: the key names a section, not a value", c->path, key);
+    cJSON *v = cJSON_Parse(value);
+    if (!v) v = cJSON_CreateString(value);
+    if (!v) return es_fail(e, "%s: --set %s: out of memory", c->path, key);
+    if (is_wrapper(n)) {
+        cJSON_ReplaceItemInObjectCaseSensitive(n, "value", v);
+        cJSON *src = cJSON_CreateString("command line --set");
+        if (cJSON_GetObjectItemCaseSensitive(n, "source"))
+            cJSON_ReplaceItemInObjectCaseSensitive(n, "source", src);
+        else
+            cJSON_AddItemToObject(n, "source", src);
+        return 0;
+    }
+    /* plain leaf: replace it in its parent */
+    char parent[512];
+    snprintf(parent, sizeof parent, "%s", key);
+    char *dot = strrchr(parent, '.');
+    cJSON *obj = c->root;
+    const char *leaf = parent;
+    if (dot) {
+        *dot = 0;
+        obj = raw_node(c, parent);
+        leaf = dot + 1;
+    }
+    cJSON_ReplaceItemInObjectCaseSensitive(obj, leaf, v);
+    return 0;
+}
+
+static int walk_unsourced(const cJSON *n, const char *prefix, char *first, size_t len)
+{
+    int count = 0;
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, n) {
+        char key[512];
+        if (prefix[0]) snprintf(key, sizeof key, "%s.%s", prefix, ch->string ? ch->string : "?");
+        else snprintf(key, sizeof key, "%s", ch->string ? ch->string : "?");
+        if (cJSON_IsNumber(ch)) {
+            if (count == 0 && first) snprintf(first, len, "%s", key);
+            count++;
+        } else if (is_wrapper(ch)) {
+            const cJSON *s = cJSON_GetObjectItemCaseSensitive(ch, "source");
+            if (!cJSON_IsString(s) || !s->valuestring[0]) {
+                if (count == 0 && first) snprintf(first, len, "%s", key);
+                count++;
+            }
+        } else if (cJSON_IsObject(ch)) {
+            int sub = walk_unsourced(ch, key, count == 0 ? first : NULL, len);
+            count += sub;
+        }
+    }
+    return count;
+}
+
+int es_cfg_unsourced(const es_cfg *c, char *first, size_t n)
+{
+    if (first && n) first[0] = 0;
+    return c->root ? walk_unsourced(c->root, "", first, n) : 0;
+}
+
+char *es_cfg_dump(const es_cfg *c) { return c->root ? cJSON_PrintUnformatted(c->root) : NULL; }

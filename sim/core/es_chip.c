@@ -1,0 +1,284 @@
+/* es_chip: reads and validates a chip configuration and its process table
+ * (see es_chip.h). Each key is range-checked where it is read, so a bad
+ * value is reported with its file and key before any simulation starts. */
+#define _POSIX_C_SOURCE 200809L
+#include "es_chip.h"
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define BIG ((int64_t)1 << 40)
+
+static int read_rom(const es_cfg *c, const char *sec, es_rom *r, es_err *e)
+{
+    char k[128];
+#define K(leaf) (snprintf(k, sizeof k, "%s.%s", sec, leaf), k)
+    if (es_cfg_i64(c, K("banks"), 1, BIG, &r->banks, e) ||
+        es_cfg_i64(c, K("rows"), 1, BIG, &r->rows, e) ||
+        es_cfg_i64(c, K("row_bits"), 1, 1 << 20, &r->row_bits, e) ||
+        es_cfg_int(c, K("read_latency_cycles"), 0, 1 << 20, &r->latency, e))
+        return -1;
+#undef K
+    return 0;
+}
+
+static int read_fmt(const es_cfg *c, const char *sec, es_wfmt *f, es_err *e)
+{
+    char k[128];
+    snprintf(k, sizeof k, "%s.bits", sec);
+    if (es_cfg_int(c, k, 1, 32, &f->bits, e)) return -1;
+    snprintf(k, sizeof k, "%s.group", sec);
+    if (es_cfg_int(c, k, 0, 1 << 20, &f->group, e)) return -1;
+    snprintf(k, sizeof k, "%s.scale_bits", sec);
+    if (es_cfg_int(c, k, 0, 64, &f->scale_bits, e)) return -1;
+    return 0;
+}
+
+static int apply_sets(es_chip *c, const char *const *sets, int n, es_err *e)
+{
+    for (int i = 0; i < n; i++) {
+        char key[256];
+        const char *eq = strchr(sets[i], '=');
+        if (!eq || eq == sets[i] || (size_t)(eq - sets[i]) >= sizeof key)
+            return es_fail(e, "--set %s: expected path.to.key=value", sets[i]);
+        memcpy(key, sets[i], (size_t)(eq - sets[i]));
+        key[eq - sets[i]] = 0;
+        int rc = strncmp(key, "process.", 8) == 0 ? es_cfg_set(&c->proc, key + 8, eq + 1, e)
+                                                   : es_cfg_set(&c->cfg, key, eq + 1, e);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+static int read_chip(es_chip *c, es_err *e)
+{
+    const es_cfg *f = &c->cfg;
+    if (es_cfg_str(f, "name", c->name, sizeof c->name, e) ||
+        es_cfg_num(f, "clock_hz", 1e6, 1e11, &c->clock_hz, e) ||
+        es_cfg_int(f, "tile.layers_per_tile", 1, 1024, &c->layers_per_tile, e) ||
+        read_rom(f, "tile.rom", &c->rom, e) ||
+        es_cfg_i64(f, "tile.lanes.count", 1, BIG, &c->lanes, e) ||
+        es_cfg_int(f, "tile.lanes.cell_bits", 1, 16, &c->cell_bits, e) ||
+        es_cfg_int(f, "tile.lanes.pipeline_depth", 0, 1 << 16, &c->lane_depth, e) ||
+        es_cfg_int(f, "tile.lanes.tokens_per_read", 1, 1 << 16, &c->tokens_per_read, e) ||
+        es_cfg_int(f, "tile.lanes.activation_bits", 1, 64, &c->act_bits, e) ||
+        es_cfg_i64(f, "tile.vector.elems_per_cycle", 1, BIG, &c->vec_width, e) ||
+        es_cfg_int(f, "tile.vector.latency_cycles", 0, 1 << 16, &c->vec_latency, e) ||
+        es_cfg_i64(f, "tile.attention.positions_per_cycle", 1, BIG, &c->attn_ppc, e) ||
+        es_cfg_int(f, "tile.attention.latency_cycles", 0, 1 << 16, &c->attn_latency, e) ||
+        es_cfg_i64(f, "kv.bytes_per_tile", 1, BIG, &c->kv_bytes, e) ||
+        es_cfg_i64(f, "kv.banks", 1, BIG, &c->kv_banks, e) ||
+        es_cfg_i64(f, "kv.word_bits", 1, 1 << 20, &c->kv_word_bits, e) ||
+        es_cfg_int(f, "kv.ports", 1, 1 << 16, &c->kv_ports, e) ||
+        es_cfg_int(f, "kv.element_bits", 1, 32, &c->kv_elem_bits, e) ||
+        es_cfg_i64(f, "kv.slot_context", 1, (int64_t)1 << 24, &c->kv_slot_context, e) ||
+        es_cfg_int(f, "kv.tiles_per_group", 1, 1024, &c->kv_tiles_per_group, e) ||
+        read_rom(f, "head.embed_rom", &c->embed_rom, e) ||
+        read_rom(f, "head.lm_rom", &c->head_rom, e) ||
+        es_cfg_i64(f, "head.lanes.count", 1, BIG, &c->head_lanes, e) ||
+        es_cfg_i64(f, "head.sampler.elems_per_cycle", 1, BIG, &c->sampler_width, e) ||
+        es_cfg_int(f, "head.sampler.latency_cycles", 0, 1 << 16, &c->sampler_latency, e) ||
+        es_cfg_i64(f, "link.width_bits", 1, 1 << 24, &c->link_width, e) ||
+        es_cfg_int(f, "link.latency_cycles", 0, 1 << 16, &c->link_latency, e) ||
+        es_cfg_num(f, "link.distance_mm", 0, 1000, &c->link_mm, e) ||
+        es_cfg_int(f, "link.elem_bits", 1, 64, &c->link_elem_bits, e) ||
+        es_cfg_int(f, "link.token_id_bits", 1, 64, &c->token_id_bits, e) ||
+        es_cfg_num(f, "host.bandwidth_bytes_per_s", 1e3, 1e15, &c->host_bw, e) ||
+        es_cfg_num(f, "host.latency_ns", 0, 1e9, &c->host_latency_ns, e) ||
+        es_cfg_i64(f, "host.command_bytes", 1, 1 << 20, &c->host_cmd_bytes, e) ||
+        es_cfg_i64(f, "host.token_bytes", 1, 1 << 10, &c->host_token_bytes, e) ||
+        es_cfg_i64(f, "host.completion_bytes", 1, 1 << 20, &c->host_cpl_bytes, e) ||
+        es_cfg_i64(f, "scheduler.prefill_chunk", 1, (int64_t)1 << 20, &c->prefill_chunk, e) ||
+        es_cfg_i64(f, "scheduler.fifo_depth", 1, 1 << 20, &c->fifo_depth, e) ||
+        es_cfg_num(f, "area.lane_transistors", 1, 1e9, &c->lane_tr, e) ||
+        es_cfg_num(f, "area.vector_transistors_per_elem", 1, 1e12, &c->vec_tr_per_elem, e) ||
+        es_cfg_num(f, "area.attention_transistors_per_position", 1, 1e12, &c->attn_tr_per_pos, e) ||
+        es_cfg_num(f, "area.sampler_transistors_per_elem", 1, 1e12, &c->sampler_tr_per_elem, e) ||
+        es_cfg_num(f, "area.control_transistors_per_tile", 0, 1e12, &c->ctrl_tr_per_tile, e) ||
+        es_cfg_num(f, "area.io_mm2", 0, 1e5, &c->io_mm2, e) ||
+        es_cfg_num(f, "area.io_transistors", 0, 1e13, &c->io_tr, e) ||
+        es_cfg_num(f, "card.vr_efficiency", 0.01, 1.0, &c->vr_eff, e) ||
+        es_cfg_num(f, "card.board_static_w", 0, 1e5, &c->board_w, e))
+        return -1;
+    if (read_fmt(f, "weights.default", &c->fmt[0], e)) return -1;
+    for (int r = 1; r < ES_ROLE_COUNT; r++) c->fmt[r] = c->fmt[0];
+    const cJSON *roles = es_cfg_node(f, "weights.roles");
+    if (roles) {
+        if (!cJSON_IsObject(roles))
+            return es_fail(e, "%s: key 'weights.roles': expected an object of role names", c->path);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, roles) {
+            int r = es_role_from_name(it->string);
+            if (r < 0)
+                return es_fail(e, "%s: key 'weights.roles.%s': unknown tensor role (expected "
+                                  "embed, attn_norm, attn_q, attn_k, attn_v, attn_o, ffn_norm, "
+                                  "ffn_gate, ffn_up, ffn_down, out_norm or lm_head)",
+                               c->path, it->string);
+            char sec[96];
+            snprintf(sec, sizeof sec, "weights.roles.%s", it->string);
+            if (read_fmt(f, sec, &c->fmt[r], e)) return -1;
+        }
+    }
+    for (int r = 0; r < ES_ROLE_COUNT; r++)
+        if ((c->fmt[r].group == 0) != (c->fmt[r].scale_bits == 0))
+            return es_fail(e, "%s: weights of role %s: group and scale_bits must both be 0 or "
+                              "both positive", c->path, es_role_name((es_role)r));
+    return 0;
+}
+
+static int read_process(es_chip *c, es_err *e)
+{
+    const es_cfg *p = &c->proc;
+    double fj[8];
+    if (es_cfg_num(p, "voltage_v", 0.1, 5, &c->volt, e) ||
+        es_cfg_num(p, "logic_mtr_per_mm2", 0.1, 1e5, &c->logic_mtr_mm2, e) ||
+        es_cfg_num(p, "logic_utilization", 0.01, 1, &c->logic_util, e) ||
+        es_cfg_num(p, "sram_bitcell_um2", 1e-5, 100, &c->sram_cell_um2, e) ||
+        es_cfg_num(p, "sram_array_efficiency", 0.01, 1, &c->sram_eff, e) ||
+        es_cfg_num(p, "sram_transistors_per_bit", 1, 16, &c->sram_tr_bit, e) ||
+        es_cfg_num(p, "rom_cell_um2", 1e-5, 100, &c->rom_cell_um2, e) ||
+        es_cfg_num(p, "rom_array_efficiency", 0.01, 1, &c->rom_eff, e) ||
+        es_cfg_num(p, "energy.rom_read_fj_per_bit", 0, 1e6, &fj[0], e) ||
+        es_cfg_num(p, "energy.lane_cell_mac_fj", 0, 1e6, &fj[1], e) ||
+        es_cfg_num(p, "energy.attention_mac_fj", 0, 1e6, &fj[2], e) ||
+        es_cfg_num(p, "energy.sram_read_fj_per_bit", 0, 1e6, &fj[3], e) ||
+        es_cfg_num(p, "energy.sram_write_fj_per_bit", 0, 1e6, &fj[4], e) ||
+        es_cfg_num(p, "energy.vector_op_fj", 0, 1e6, &fj[5], e) ||
+        es_cfg_num(p, "energy.wire_fj_per_bit_mm", 0, 1e6, &fj[6], e) ||
+        es_cfg_num(p, "energy.host_pj_per_bit", 0, 1e6, &fj[7], e) ||
+        es_cfg_num(p, "leakage.logic_w_per_mm2", 0, 100, &c->leak_logic, e) ||
+        es_cfg_num(p, "leakage.sram_w_per_mm2", 0, 100, &c->leak_sram, e) ||
+        es_cfg_num(p, "leakage.rom_w_per_mm2", 0, 100, &c->leak_rom, e))
+        return -1;
+    c->e_rom_bit = fj[0] * 1e-15;
+    c->e_cell_mac = fj[1] * 1e-15;
+    c->e_attn_mac = fj[2] * 1e-15;
+    c->e_kv_rd_bit = fj[3] * 1e-15;
+    c->e_kv_wr_bit = fj[4] * 1e-15;
+    c->e_vec_elem = fj[5] * 1e-15;
+    c->e_wire_bit_mm = fj[6] * 1e-15;
+    c->e_host_bit = fj[7] * 1e-12;
+    return 0;
+}
+
+int es_chip_load(es_chip *c, const char *spec, const char *const *sets, int n_sets, es_err *e)
+{
+    memset(c, 0, sizeof *c);
+    if (es_resolve(spec, "chips", NULL, c->path, sizeof c->path, e)) return -1;
+    if (es_cfg_load(&c->cfg, c->path, e)) return -1;
+    char proc_name[256], proc_path[512];
+    if (es_cfg_str(&c->cfg, "process", proc_name, sizeof proc_name, e)) goto fail;
+    if (strchr(proc_name, '/')) {
+        /* a path: relative to the chip file's folder */
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s", c->path);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
+        if (snprintf(proc_path, sizeof proc_path, "%s/%s", dir, proc_name) >= (int)sizeof proc_path) {
+            es_fail(e, "%s: key 'process': path too long", c->path);
+            goto fail;
+        }
+    } else if (es_resolve(proc_name, "process", NULL, proc_path, sizeof proc_path, e)) {
+        es_err inner = *e;
+        es_fail(e, "%s: key 'process': %s", c->path, inner.msg);
+        goto fail;
+    }
+    if (es_cfg_load(&c->proc, proc_path, e)) goto fail;
+    if (apply_sets(c, sets, n_sets, e) || read_chip(c, e) || read_process(c, e)) goto fail;
+    return 0;
+fail:
+    es_chip_free(c);
+    return -1;
+}
+
+void es_chip_free(es_chip *c)
+{
+    es_cfg_free(&c->cfg);
+    es_cfg_free(&c->proc);
+}
+
+int64_t es_chip_tiles(const es_chip *c, const es_model *m)
+{
+    return (m->layers + c->layers_per_tile - 1) / c->layers_per_tile;
+}
+
+int64_t es_chip_kv_bits_per_pos(const es_chip *c, const es_model *m)
+{
+    return 2 * m->kv_heads * m->head_dim * c->kv_elem_bits;
+}
+
+int64_t es_chip_kv_slots(const es_chip *c, const es_model *m)
+{
+    int64_t per_slot_bits = es_chip_kv_bits_per_pos(c, m) * c->kv_slot_context * c->layers_per_tile;
+    return (c->kv_bytes * 8) / per_slot_bits;
+}
+
+int64_t es_chip_kv_port_bits(const es_chip *c)
+{
+    int64_t b = c->kv_banks * c->kv_word_bits / c->kv_ports;
+    return b > 0 ? b : 1;
+}
+
+int64_t es_tensor_bits(const es_chip *c, const es_tensor *t)
+{
+    const es_wfmt *f = &c->fmt[t->role];
+    int64_t n = t->rows * t->cols;
+    int64_t bits = n * f->bits;
+    if (f->group > 0) {
+        /* one scale per group along each row */
+        int64_t groups_per_row = (t->cols + f->group - 1) / f->group;
+        bits += t->rows * groups_per_row * f->scale_bits;
+    }
+    return bits;
+}
+
+int64_t es_tensor_cells(const es_chip *c, const es_tensor *t)
+{
+    int64_t per = (c->fmt[t->role].bits + c->cell_bits - 1) / c->cell_bits;
+    return t->rows * t->cols * per;
+}
+
+static int check_rom(const es_chip *c, const char *key, const es_rom *r, int64_t need,
+                     const char *what, es_err *e)
+{
+    int64_t have = r->banks * r->rows * r->row_bits;
+    if (need > have)
+        return es_fail(e, "%s: key '%s.rows': ROM cannot hold the model: %s needs %lld bits, "
+                          "the ROM holds %lld (banks %lld x rows %lld x row_bits %lld)",
+                       c->path, key, what, (long long)need, (long long)have,
+                       (long long)r->banks, (long long)r->rows, (long long)r->row_bits);
+    return 0;
+}
+
+int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e)
+{
+    int64_t tiles = es_chip_tiles(c, m);
+    for (int64_t t = 0; t < tiles; t++) {
+        int64_t need = 0;
+        for (int i = 0; i < m->n_tensors; i++) {
+            const es_tensor *x = &m->tensors[i];
+            if (x->layer >= 0 && x->layer / c->layers_per_tile == t) need += es_tensor_bits(c, x);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "tile %lld", (long long)t);
+        if (check_rom(c, "tile.rom", &c->rom, need, what, e)) return -1;
+    }
+    int64_t emb = 0, head = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *x = &m->tensors[i];
+        if (x->role == ES_ROLE_EMBED) emb += es_tensor_bits(c, x);
+        if (x->role == ES_ROLE_LM_HEAD || x->role == ES_ROLE_OUT_NORM) head += es_tensor_bits(c, x);
+    }
+    if (m->tied) { head += emb; emb = 0; } /* one table serves lookup and LM head */
+    if (check_rom(c, "head.embed_rom", &c->embed_rom, emb, "the embedding table", e)) return -1;
+    if (check_rom(c, "head.lm_rom", &c->head_rom, head, "the LM head", e)) return -1;
+    int64_t slots = es_chip_kv_slots(c, m);
+    if (slots < 1)
+        return es_fail(e, "%s: key 'kv.bytes_per_tile': KV SRAM of %lld bytes per tile cannot hold "
+                          "one slot of kv.slot_context %lld positions (%lld bits per position "
+                          "per layer, %d layers per tile)",
+                       c->path, (long long)c->kv_bytes, (long long)c->kv_slot_context,
+                       (long long)es_chip_kv_bits_per_pos(c, m), c->layers_per_tile);
+    return 0;
+}

@@ -1,0 +1,128 @@
+/* es_chip: a chip configuration (models/chips/NAME.json) and the process
+ * table it names (models/process/NODE.json), read into one struct. Every
+ * field comes from a key of one of the two files; none has a default in code. */
+#ifndef ES_CHIP_H
+#define ES_CHIP_H
+#include <stdint.h>
+#include "es_cfg.h"
+#include "es_err.h"
+#include "es_model.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct es_wfmt {
+    int bits;        /* bits per weight element */
+    int group;       /* elements sharing one scale; 0 = no scale */
+    int scale_bits;  /* bits of each group scale */
+} es_wfmt;
+
+typedef struct es_rom {
+    int64_t banks;    /* ROM banks in the unit */
+    int64_t rows;     /* rows per bank */
+    int64_t row_bits; /* bits read per row access */
+    int latency;      /* cycles from row address to data */
+} es_rom;
+
+typedef struct es_chip {
+    char path[512];           /* chip file */
+    char name[64];            /* chip "name" */
+    es_cfg cfg;               /* chip tree (after --set) */
+    es_cfg proc;              /* process tree (after --set process.*) */
+
+    double clock_hz;          /* clock_hz */
+    int layers_per_tile;      /* tile.layers_per_tile */
+    /* layer tile */
+    es_rom rom;               /* tile.rom.* */
+    int64_t lanes;            /* tile.lanes.count: lane cells per cycle */
+    int cell_bits;            /* tile.lanes.cell_bits: bits one select cell decodes */
+    int lane_depth;           /* tile.lanes.pipeline_depth: ROM-to-accumulator cycles */
+    int tokens_per_read;      /* tile.lanes.tokens_per_read */
+    int act_bits;             /* tile.lanes.activation_bits */
+    int64_t vec_width;        /* tile.vector.elems_per_cycle */
+    int vec_latency;          /* tile.vector.latency_cycles */
+    int64_t attn_ppc;         /* tile.attention.positions_per_cycle */
+    int attn_latency;         /* tile.attention.latency_cycles */
+    /* KV SRAM */
+    int64_t kv_bytes;         /* kv.bytes_per_tile */
+    int64_t kv_banks;         /* kv.banks (per group) */
+    int64_t kv_word_bits;     /* kv.word_bits */
+    int kv_ports;             /* kv.ports (per group) */
+    int kv_elem_bits;         /* kv.element_bits */
+    int64_t kv_slot_context;  /* kv.slot_context: positions reserved per sequence */
+    int kv_tiles_per_group;   /* kv.tiles_per_group: tiles sharing one SRAM */
+    /* head tile: embedding, final norm, LM head, sampler */
+    es_rom embed_rom;         /* head.embed_rom.* */
+    es_rom head_rom;          /* head.lm_rom.* */
+    int64_t head_lanes;       /* head.lanes.count */
+    int64_t sampler_width;    /* head.sampler.elems_per_cycle */
+    int sampler_latency;      /* head.sampler.latency_cycles */
+    /* links */
+    int64_t link_width;       /* link.width_bits */
+    int link_latency;         /* link.latency_cycles */
+    double link_mm;           /* link.distance_mm */
+    int link_elem_bits;       /* link.elem_bits: bits per residual element on the wire */
+    int token_id_bits;        /* link.token_id_bits */
+    /* host interface */
+    double host_bw;           /* host.bandwidth_bytes_per_s */
+    double host_latency_ns;   /* host.latency_ns */
+    int64_t host_cmd_bytes;   /* host.command_bytes */
+    int64_t host_token_bytes; /* host.token_bytes */
+    int64_t host_cpl_bytes;   /* host.completion_bytes */
+    /* scheduling */
+    int64_t prefill_chunk;    /* scheduler.prefill_chunk */
+    int64_t fifo_depth;       /* scheduler.fifo_depth: items per inter-unit FIFO */
+    /* weight formats per tensor role */
+    es_wfmt fmt[ES_ROLE_COUNT]; /* weights.default, overridden by weights.roles.<role> */
+    /* area inputs */
+    double lane_tr;           /* area.lane_transistors */
+    double vec_tr_per_elem;   /* area.vector_transistors_per_elem */
+    double attn_tr_per_pos;   /* area.attention_transistors_per_position */
+    double sampler_tr_per_elem; /* area.sampler_transistors_per_elem */
+    double ctrl_tr_per_tile;  /* area.control_transistors_per_tile */
+    double io_mm2;            /* area.io_mm2 */
+    double io_tr;             /* area.io_transistors */
+    /* card */
+    double vr_eff;            /* card.vr_efficiency */
+    double board_w;           /* card.board_static_w */
+    /* process */
+    double volt;              /* process.voltage_v */
+    double logic_mtr_mm2;     /* process.logic_mtr_per_mm2 */
+    double logic_util;        /* process.logic_utilization */
+    double sram_cell_um2;     /* process.sram_bitcell_um2 */
+    double sram_eff;          /* process.sram_array_efficiency */
+    double sram_tr_bit;       /* process.sram_transistors_per_bit */
+    double rom_cell_um2;      /* process.rom_cell_um2 */
+    double rom_eff;           /* process.rom_array_efficiency */
+    double e_rom_bit;         /* process.energy.rom_read_fj_per_bit (J after load) */
+    double e_cell_mac;        /* process.energy.lane_cell_mac_fj */
+    double e_attn_mac;        /* process.energy.attention_mac_fj */
+    double e_kv_rd_bit;       /* process.energy.sram_read_fj_per_bit */
+    double e_kv_wr_bit;       /* process.energy.sram_write_fj_per_bit */
+    double e_vec_elem;        /* process.energy.vector_op_fj */
+    double e_wire_bit_mm;     /* process.energy.wire_fj_per_bit_mm */
+    double e_host_bit;        /* process.energy.host_pj_per_bit */
+    double leak_logic;        /* process.leakage.logic_w_per_mm2 */
+    double leak_sram;         /* process.leakage.sram_w_per_mm2 */
+    double leak_rom;          /* process.leakage.rom_w_per_mm2 */
+} es_chip;
+
+/* Load a chip by name or path; overrides are "key=value" strings applied
+ * before reading (keys starting "process." go to the process table). */
+int es_chip_load(es_chip *c, const char *spec, const char *const *sets, int n_sets, es_err *e);
+void es_chip_free(es_chip *c);
+
+/* Derived figures. */
+int64_t es_chip_tiles(const es_chip *c, const es_model *m);
+int64_t es_chip_kv_bits_per_pos(const es_chip *c, const es_model *m); /* per layer */
+int64_t es_chip_kv_slots(const es_chip *c, const es_model *m);
+int64_t es_tensor_bits(const es_chip *c, const es_tensor *t);   /* ROM bits incl. scales */
+int64_t es_tensor_cells(const es_chip *c, const es_tensor *t);  /* lane cells per token */
+int64_t es_chip_kv_port_bits(const es_chip *c); /* bits per cycle one port streams */
+/* Check the model fits: every tile's ROM holds its layers, the KV slot fits. */
+int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

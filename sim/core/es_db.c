@@ -1,0 +1,199 @@
+/* es_db: SQLite schema and writers (see es_db.h). All writes use prepared
+ * statements; the closing write is one transaction that also flips the
+ * run's status from 'running' to 'complete'. */
+#define _POSIX_C_SOURCE 200809L
+#include "es_db.h"
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct es_db {
+    sqlite3 *h;
+    char path[512];
+};
+
+static const char *SCHEMA =
+    "CREATE TABLE IF NOT EXISTS runs("
+    " id INTEGER PRIMARY KEY,"
+    " started_utc TEXT NOT NULL, finished_utc TEXT,"
+    " status TEXT NOT NULL CHECK(status IN ('running','complete')),"
+    " version TEXT NOT NULL, command TEXT NOT NULL, chip TEXT NOT NULL, model TEXT NOT NULL,"
+    " prompt_tokens INTEGER, gen_tokens INTEGER, streams INTEGER,"
+    " cycles REAL, chip_config TEXT, process_config TEXT, summary TEXT);"
+    "CREATE TABLE IF NOT EXISTS sequences("
+    " run_id INTEGER NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,"
+    " prompt_tokens INTEGER, gen_tokens INTEGER, submit_ns REAL, admit_ns REAL,"
+    " first_token_ns REAL, done_ns REAL, ttft_ns REAL, energy_j REAL,"
+    " PRIMARY KEY(run_id, seq));"
+    "CREATE TABLE IF NOT EXISTS tokens("
+    " run_id INTEGER NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL, idx INTEGER NOT NULL,"
+    " t_ns REAL, latency_ns REAL, energy_j REAL, PRIMARY KEY(run_id, seq, idx));"
+    "CREATE TABLE IF NOT EXISTS unit_stats("
+    " run_id INTEGER NOT NULL REFERENCES runs(id), unit TEXT NOT NULL,"
+    " items INTEGER, tokens INTEGER, busy_cycles INTEGER, utilization REAL, energy_j REAL,"
+    " rom_bits REAL, cell_macs REAL, attn_macs REAL, kv_read_bits REAL, kv_write_bits REAL,"
+    " vector_ops REAL, link_bit_mm REAL, host_bits REAL, PRIMARY KEY(run_id, unit));"
+    "PRAGMA user_version = 1;";
+
+static int db_err(es_db *db, const char *what, es_err *e)
+{
+    return es_fail(e, "%s: %s: %s", db->path, what, sqlite3_errmsg(db->h));
+}
+
+int es_db_open(es_db **out, const char *path, es_err *e)
+{
+    *out = NULL;
+    es_db *db = calloc(1, sizeof *db);
+    if (!db) return es_fail(e, "%s: out of memory", path);
+    snprintf(db->path, sizeof db->path, "%s", path);
+    if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        es_fail(e, "%s: cannot open database: %s", path, db->h ? sqlite3_errmsg(db->h) : "?");
+        es_db_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db->h, 5000);
+    char *msg = NULL;
+    if (sqlite3_exec(db->h, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
+        es_fail(e, "%s: cannot create the schema (is the path writable?): %s", path,
+                msg ? msg : "?");
+        sqlite3_free(msg);
+        es_db_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+void es_db_close(es_db *db)
+{
+    if (!db) return;
+    if (db->h) sqlite3_close(db->h);
+    free(db);
+}
+
+static void utc_now(char *buf, size_t n)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int es_db_begin_run(es_db *db, const es_run_info *ri, int64_t *run_id, es_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    const char *sql = "INSERT INTO runs(started_utc,status,version,command,chip,model,"
+                      "prompt_tokens,gen_tokens,streams,chip_config,process_config)"
+                      " VALUES(?,'running',?,?,?,?,?,?,?,?,?)";
+    if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) return db_err(db, "prepare", e);
+    char now[32];
+    utc_now(now, sizeof now);
+    sqlite3_bind_text(st, 1, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, ETCHSIM_VERSION, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, ri->command, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, ri->chip, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, ri->model, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, ri->prompt);
+    sqlite3_bind_int64(st, 7, ri->gen);
+    sqlite3_bind_int64(st, 8, ri->streams);
+    sqlite3_bind_text(st, 9, ri->chip_json, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 10, ri->process_json, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return db_err(db, "cannot record the run (is the database writable?)", e);
+    *run_id = sqlite3_last_insert_rowid(db->h);
+    return 0;
+}
+
+int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_seq_rec *seqs,
+                     int n_seqs, const es_token_rec *toks, int64_t n_toks,
+                     const es_unit_rec *units, int n_units, const char *summary_json, es_err *e)
+{
+    sqlite3_stmt *s1 = NULL, *s2 = NULL, *s3 = NULL, *s4 = NULL;
+    if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(db, "cannot begin the closing transaction", e);
+    if (sqlite3_prepare_v2(db->h, "INSERT INTO sequences VALUES(?,?,?,?,?,?,?,?,?,?)", -1, &s1, NULL) ||
+        sqlite3_prepare_v2(db->h, "INSERT INTO tokens VALUES(?,?,?,?,?,?)", -1, &s2, NULL) ||
+        sqlite3_prepare_v2(db->h, "INSERT INTO unit_stats VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           -1, &s3, NULL) ||
+        sqlite3_prepare_v2(db->h, "UPDATE runs SET status='complete', finished_utc=?, cycles=?,"
+                                  " summary=? WHERE id=? AND status='running'", -1, &s4, NULL)) {
+        db_err(db, "prepare", e);
+        goto fail;
+    }
+    for (int i = 0; i < n_seqs; i++) {
+        const es_seq_rec *q = &seqs[i];
+        sqlite3_reset(s1);
+        sqlite3_bind_int64(s1, 1, run_id);
+        sqlite3_bind_int(s1, 2, q->id);
+        sqlite3_bind_int64(s1, 3, q->prompt);
+        sqlite3_bind_int64(s1, 4, q->gen);
+        sqlite3_bind_double(s1, 5, q->submit_ns);
+        sqlite3_bind_double(s1, 6, q->admit_ns);
+        sqlite3_bind_double(s1, 7, q->first_ns);
+        sqlite3_bind_double(s1, 8, q->done_ns);
+        sqlite3_bind_double(s1, 9, q->first_ns - q->submit_ns);
+        sqlite3_bind_double(s1, 10, q->energy_j);
+        if (sqlite3_step(s1) != SQLITE_DONE) { db_err(db, "insert sequences", e); goto fail; }
+    }
+    for (int64_t i = 0; i < n_toks; i++) {
+        const es_token_rec *t = &toks[i];
+        sqlite3_reset(s2);
+        sqlite3_bind_int64(s2, 1, run_id);
+        sqlite3_bind_int(s2, 2, t->seq);
+        sqlite3_bind_int(s2, 3, t->idx);
+        sqlite3_bind_double(s2, 4, t->t_ns);
+        sqlite3_bind_double(s2, 5, t->latency_ns);
+        sqlite3_bind_double(s2, 6, t->energy_j);
+        if (sqlite3_step(s2) != SQLITE_DONE) { db_err(db, "insert tokens", e); goto fail; }
+    }
+    for (int i = 0; i < n_units; i++) {
+        const es_unit_rec *u = &units[i];
+        sqlite3_reset(s3);
+        sqlite3_bind_int64(s3, 1, run_id);
+        sqlite3_bind_text(s3, 2, u->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s3, 3, u->items);
+        sqlite3_bind_int64(s3, 4, u->tokens);
+        sqlite3_bind_int64(s3, 5, u->busy_cycles);
+        sqlite3_bind_double(s3, 6, total_cycles > 0 ? (double)u->busy_cycles / total_cycles : 0);
+        sqlite3_bind_double(s3, 7, u->energy_j);
+        sqlite3_bind_double(s3, 8, u->ev.rom_bits);
+        sqlite3_bind_double(s3, 9, u->ev.cell_macs);
+        sqlite3_bind_double(s3, 10, u->ev.attn_macs);
+        sqlite3_bind_double(s3, 11, u->ev.kv_rd_bits);
+        sqlite3_bind_double(s3, 12, u->ev.kv_wr_bits);
+        sqlite3_bind_double(s3, 13, u->ev.vec_ops);
+        sqlite3_bind_double(s3, 14, u->ev.link_bit_mm);
+        sqlite3_bind_double(s3, 15, u->ev.host_bits);
+        if (sqlite3_step(s3) != SQLITE_DONE) { db_err(db, "insert unit_stats", e); goto fail; }
+    }
+    char now[32];
+    utc_now(now, sizeof now);
+    sqlite3_bind_text(s4, 1, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(s4, 2, total_cycles);
+    sqlite3_bind_text(s4, 3, summary_json, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s4, 4, run_id);
+    if (sqlite3_step(s4) != SQLITE_DONE || sqlite3_changes(db->h) != 1) {
+        db_err(db, "mark the run complete", e);
+        goto fail;
+    }
+    sqlite3_finalize(s1);
+    sqlite3_finalize(s2);
+    sqlite3_finalize(s3);
+    sqlite3_finalize(s4);
+    if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        db_err(db, "commit", e);
+        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
+fail:
+    sqlite3_finalize(s1);
+    sqlite3_finalize(s2);
+    sqlite3_finalize(s3);
+    sqlite3_finalize(s4);
+    sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}

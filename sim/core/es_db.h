@@ -1,0 +1,59 @@
+/* es_db: the SQLite log. A run is inserted as 'running' when it starts
+ * (which also proves the database is writable) and completed in one
+ * transaction at its end, so a killed run never looks complete. */
+#ifndef ES_DB_H
+#define ES_DB_H
+#include <stdint.h>
+#include "es_area.h"
+#include "es_err.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct es_seq_rec {
+    int32_t id;            /* sequence number in the run, from 0 */
+    int64_t prompt, gen;   /* prompt tokens, tokens to generate */
+    double submit_ns;      /* host submitted it */
+    double admit_ns;       /* a KV slot was granted */
+    double first_ns;       /* first output token reached the host */
+    double done_ns;        /* last output token reached the host */
+    double energy_j;       /* sum of its tokens' energies */
+} es_seq_rec;
+
+typedef struct es_token_rec {
+    int32_t seq, idx;      /* sequence and output index, from 0 */
+    double t_ns;           /* arrival at the host */
+    double latency_ns;     /* idx 0: since submission; else since the previous token */
+    double energy_j;       /* dynamic energy it caused plus its share of static power */
+} es_token_rec;
+
+typedef struct es_unit_rec {
+    char name[32];         /* "embed", "tile0", "link3", "head", ... */
+    int64_t items;         /* work items served */
+    int64_t tokens;        /* tokens in those items */
+    int64_t busy_cycles;   /* cycles occupied */
+    double energy_j;       /* dynamic energy of its events (card level) */
+    es_events ev;          /* event counts */
+} es_unit_rec;
+
+typedef struct es_run_info {
+    const char *command;   /* "run" */
+    const char *chip, *model;
+    int64_t prompt, gen, streams;
+    const char *chip_json, *process_json; /* effective configurations */
+} es_run_info;
+
+typedef struct es_db es_db;
+
+int es_db_open(es_db **db, const char *path, es_err *e);
+void es_db_close(es_db *db);
+int es_db_begin_run(es_db *db, const es_run_info *ri, int64_t *run_id, es_err *e);
+int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_seq_rec *seqs,
+                     int n_seqs, const es_token_rec *toks, int64_t n_toks,
+                     const es_unit_rec *units, int n_units, const char *summary_json,
+                     es_err *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,261 @@
+/* es_model: config.json loader, tensor list and op graph (see es_model.h).
+ * Parameter counts follow from the tensor list alone, so the totals the
+ * tests check (8,030,261,248 for Llama-3.1-8B) exercise the whole graph. */
+#define _POSIX_C_SOURCE 200809L
+#include "es_model.h"
+#include "es_cfg.h"
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *role_names[ES_ROLE_COUNT] = {
+    "embed", "attn_norm", "attn_q", "attn_k", "attn_v", "attn_o",
+    "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "out_norm", "lm_head"};
+
+const char *es_role_name(es_role r) { return (r >= 0 && r < ES_ROLE_COUNT) ? role_names[r] : "?"; }
+
+int es_role_from_name(const char *s)
+{
+    for (int i = 0; i < ES_ROLE_COUNT; i++)
+        if (strcmp(s, role_names[i]) == 0) return i;
+    return -1;
+}
+
+const char *es_models_dir(void)
+{
+    const char *env = getenv("ETCHSIM_MODELS");
+    if (env && env[0]) return env;
+#ifdef ETCHSIM_MODELS_DIR
+    return ETCHSIM_MODELS_DIR;
+#else
+    return "models";
+#endif
+}
+
+static int is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int es_resolve(const char *spec, const char *sub, const char *leaf, char *out, size_t n, es_err *e)
+{
+    if (!spec || !spec[0]) return es_fail(e, "empty %s name", sub);
+    if (is_file(spec)) { snprintf(out, n, "%s", spec); return 0; }
+    if (leaf && is_dir(spec)) {
+        snprintf(out, n, "%s/%s", spec, leaf);
+        if (is_file(out)) return 0;
+        return es_fail(e, "%s: folder has no %s", spec, leaf);
+    }
+    if (!strchr(spec, '/')) {
+        if (leaf) snprintf(out, n, "%s/%s/%s/%s", es_models_dir(), sub, spec, leaf);
+        else snprintf(out, n, "%s/%s/%s.json", es_models_dir(), sub, spec);
+        if (is_file(out)) return 0;
+        return es_fail(e, "%s: no such file, and no '%s' under %s/%s", spec, spec,
+                       es_models_dir(), sub);
+    }
+    return es_fail(e, "%s: no such file", spec);
+}
+
+static int add_tensor(es_model *m, es_role role, int layer, int64_t rows, int64_t cols,
+                      const char *name)
+{
+    es_tensor *t = &m->tensors[m->n_tensors];
+    t->role = role;
+    t->layer = layer;
+    t->rows = rows;
+    t->cols = cols;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    return m->n_tensors++;
+}
+
+static void add_op(es_model *m, es_op_kind k, int layer, int tensor, int64_t elems,
+                   const char *name)
+{
+    es_op *o = &m->ops[m->n_ops++];
+    o->kind = k;
+    o->layer = layer;
+    o->tensor = tensor;
+    o->elems = elems;
+    snprintf(o->name, sizeof o->name, "%s", name);
+}
+
+static int build_graph(es_model *m, es_err *e)
+{
+    int64_t L = m->layers, H = m->hidden;
+    int64_t q_out = m->heads * m->head_dim, kv_out = m->kv_heads * m->head_dim;
+    m->tensors = calloc((size_t)(9 * L + 3), sizeof *m->tensors);
+    m->ops = calloc((size_t)(14 * L + 4), sizeof *m->ops);
+    if (!m->tensors || !m->ops) return es_fail(e, "%s: out of memory building the graph", m->path);
+    char nm[96];
+    int emb = add_tensor(m, ES_ROLE_EMBED, -1, m->vocab, H, "model.embed_tokens.weight");
+    add_op(m, ES_OP_EMBED, -1, emb, H, "embed");
+    for (int l = 0; l < L; l++) {
+#define T(role, rows, cols, fmt) (snprintf(nm, sizeof nm, "model.layers.%d." fmt, l), \
+                                   add_tensor(m, role, l, rows, cols, nm))
+        int an = T(ES_ROLE_ATTN_NORM, 1, H, "input_layernorm.weight");
+        int q = T(ES_ROLE_Q, q_out, H, "self_attn.q_proj.weight");
+        int k = T(ES_ROLE_K, kv_out, H, "self_attn.k_proj.weight");
+        int v = T(ES_ROLE_V, kv_out, H, "self_attn.v_proj.weight");
+        int o = T(ES_ROLE_O, H, q_out, "self_attn.o_proj.weight");
+        int fn = T(ES_ROLE_FFN_NORM, 1, H, "post_attention_layernorm.weight");
+        int g = T(ES_ROLE_GATE, m->ffn, H, "mlp.gate_proj.weight");
+        int u = T(ES_ROLE_UP, m->ffn, H, "mlp.up_proj.weight");
+        int d = T(ES_ROLE_DOWN, H, m->ffn, "mlp.down_proj.weight");
+#undef T
+        add_op(m, ES_OP_RMSNORM, l, an, H, "attn_norm");
+        add_op(m, ES_OP_MATVEC, l, q, 0, "attn_q");
+        add_op(m, ES_OP_MATVEC, l, k, 0, "attn_k");
+        add_op(m, ES_OP_MATVEC, l, v, 0, "attn_v");
+        add_op(m, ES_OP_ROPE, l, -1, q_out + kv_out, "rope");
+        add_op(m, ES_OP_ATTN, l, -1, q_out, "attention");
+        add_op(m, ES_OP_MATVEC, l, o, 0, "attn_o");
+        add_op(m, ES_OP_ADD, l, -1, H, "attn_residual");
+        add_op(m, ES_OP_RMSNORM, l, fn, H, "ffn_norm");
+        add_op(m, ES_OP_MATVEC, l, g, 0, "ffn_gate");
+        add_op(m, ES_OP_MATVEC, l, u, 0, "ffn_up");
+        add_op(m, ES_OP_SILU_MUL, l, -1, m->ffn, "silu_mul");
+        add_op(m, ES_OP_MATVEC, l, d, 0, "ffn_down");
+        add_op(m, ES_OP_ADD, l, -1, H, "ffn_residual");
+    }
+    int on = add_tensor(m, ES_ROLE_OUT_NORM, -1, 1, H, "model.norm.weight");
+    int head = m->tied ? emb : add_tensor(m, ES_ROLE_LM_HEAD, -1, m->vocab, H, "lm_head.weight");
+    add_op(m, ES_OP_RMSNORM, -1, on, H, "out_norm");
+    add_op(m, ES_OP_MATVEC, -1, head, 0, "lm_head");
+    add_op(m, ES_OP_SAMPLE, -1, -1, m->vocab, "sampler");
+    return 0;
+}
+
+int es_model_load(es_model *m, const char *spec, es_err *e)
+{
+    memset(m, 0, sizeof *m);
+    if (es_resolve(spec, "llm", "config.json", m->path, sizeof m->path, e)) return -1;
+    es_cfg c;
+    if (es_cfg_load(&c, m->path, e)) return -1;
+    int rc = -1;
+    /* name: the folder holding config.json */
+    {
+        char tmp[512];
+        snprintf(tmp, sizeof tmp, "%s", m->path);
+        char *slash = strrchr(tmp, '/');
+        if (slash) *slash = 0;
+        char *base = strrchr(tmp, '/');
+        const char *nm = slash ? (base ? base + 1 : tmp) : "model";
+        if (strlen(nm) >= sizeof m->name) nm = "model";
+        memcpy(m->name, nm, strlen(nm) + 1);
+    }
+    const cJSON *archs = es_cfg_node(&c, "architectures");
+    const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+    if (!cJSON_IsString(a0)) {
+        es_fail(e, "%s: key 'architectures': expected an array of one or more names, e.g. "
+                   "[\"LlamaForCausalLM\"]", m->path);
+        goto out;
+    }
+    snprintf(m->arch, sizeof m->arch, "%s", a0->valuestring);
+    if (strcmp(m->arch, "LlamaForCausalLM") != 0) {
+        es_fail(e, "%s: key 'architectures': unknown architecture '%s' (supported: "
+                   "LlamaForCausalLM)", m->path, m->arch);
+        goto out;
+    }
+    const int64_t BIG = (int64_t)1 << 24;
+    if (es_cfg_i64(&c, "hidden_size", 1, BIG, &m->hidden, e) ||
+        es_cfg_i64(&c, "num_hidden_layers", 1, 4096, &m->layers, e) ||
+        es_cfg_i64(&c, "num_attention_heads", 1, 4096, &m->heads, e) ||
+        es_cfg_i64_opt(&c, "num_key_value_heads", 1, 4096, m->heads, &m->kv_heads, e) ||
+        es_cfg_i64(&c, "intermediate_size", 1, BIG, &m->ffn, e) ||
+        es_cfg_i64(&c, "vocab_size", 1, (int64_t)1 << 22, &m->vocab, e) ||
+        es_cfg_i64(&c, "max_position_embeddings", 1, (int64_t)1 << 24, &m->max_pos, e) ||
+        es_cfg_num(&c, "rms_norm_eps", 1e-12, 1.0, &m->eps, e) ||
+        es_cfg_num(&c, "rope_theta", 1.0, 1e12, &m->rope_theta, e))
+        goto out;
+    if (m->hidden % m->heads) {
+        es_fail(e, "%s: key 'hidden_size': %lld is not a multiple of num_attention_heads %lld",
+                m->path, (long long)m->hidden, (long long)m->heads);
+        goto out;
+    }
+    if (es_cfg_i64_opt(&c, "head_dim", 1, 65536, m->hidden / m->heads, &m->head_dim, e)) goto out;
+    if (m->head_dim % 2) {
+        es_fail(e, "%s: key 'head_dim': expected an even number, got %lld", m->path,
+                (long long)m->head_dim);
+        goto out;
+    }
+    if (m->heads % m->kv_heads) {
+        es_fail(e, "%s: key 'num_key_value_heads': %lld does not divide num_attention_heads %lld",
+                m->path, (long long)m->kv_heads, (long long)m->heads);
+        goto out;
+    }
+    m->tied = 0;
+    if (es_cfg_has(&c, "tie_word_embeddings") && es_cfg_bool(&c, "tie_word_embeddings", &m->tied, e))
+        goto out;
+    const cJSON *rs = es_cfg_node(&c, "rope_scaling");
+    if (rs && !cJSON_IsNull(rs)) {
+        char type[32];
+        if (es_cfg_str(&c, "rope_scaling.rope_type", type, sizeof type, e)) goto out;
+        if (strcmp(type, "llama3") != 0) {
+            es_fail(e, "%s: key 'rope_scaling.rope_type': expected \"llama3\", got \"%s\"",
+                    m->path, type);
+            goto out;
+        }
+        m->rope_llama3 = 1;
+        if (es_cfg_num(&c, "rope_scaling.factor", 1.0, 1e6, &m->rope_factor, e) ||
+            es_cfg_num(&c, "rope_scaling.low_freq_factor", 1e-6, 1e6, &m->rope_low, e) ||
+            es_cfg_num(&c, "rope_scaling.high_freq_factor", 1e-6, 1e6, &m->rope_high, e) ||
+            es_cfg_i64(&c, "rope_scaling.original_max_position_embeddings", 1, (int64_t)1 << 24,
+                       &m->rope_orig_ctx, e))
+            goto out;
+        if (m->rope_high <= m->rope_low) {
+            es_fail(e, "%s: key 'rope_scaling.high_freq_factor': expected more than "
+                       "low_freq_factor %g, got %g", m->path, m->rope_low, m->rope_high);
+            goto out;
+        }
+    }
+    rc = build_graph(m, e);
+out:
+    es_cfg_free(&c);
+    if (rc) es_model_free(m);
+    return rc;
+}
+
+void es_model_free(es_model *m)
+{
+    free(m->tensors);
+    free(m->ops);
+    m->tensors = NULL;
+    m->ops = NULL;
+    m->n_tensors = m->n_ops = 0;
+}
+
+int64_t es_model_params(const es_model *m)
+{
+    int64_t n = 0;
+    for (int i = 0; i < m->n_tensors; i++) n += m->tensors[i].rows * m->tensors[i].cols;
+    return n;
+}
+
+void es_model_rope_freqs(const es_model *m, double *out)
+{
+    int64_t half = m->head_dim / 2;
+    for (int64_t i = 0; i < half; i++) {
+        double f = pow(m->rope_theta, -2.0 * (double)i / (double)m->head_dim);
+        if (m->rope_llama3) {
+            double wl = 2.0 * 3.14159265358979323846 / f;
+            double lo_wl = (double)m->rope_orig_ctx / m->rope_low;
+            double hi_wl = (double)m->rope_orig_ctx / m->rope_high;
+            if (wl > lo_wl) {
+                f = f / m->rope_factor;
+            } else if (wl >= hi_wl) {
+                double s = ((double)m->rope_orig_ctx / wl - m->rope_low) / (m->rope_high - m->rope_low);
+                f = (1.0 - s) * f / m->rope_factor + s * f;
+            }
+        }
+        out[i] = f;
+    }
+}

@@ -1,0 +1,84 @@
+/* es_model: a model's shape from a Hugging Face config.json, its weight
+ * tensors and the op graph one token walks through. Dense Llama only for
+ * now; other architectures are rejected by name. */
+#ifndef ES_MODEL_H
+#define ES_MODEL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "es_err.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum es_role {
+    ES_ROLE_EMBED, ES_ROLE_ATTN_NORM, ES_ROLE_Q, ES_ROLE_K, ES_ROLE_V, ES_ROLE_O,
+    ES_ROLE_FFN_NORM, ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN, ES_ROLE_OUT_NORM,
+    ES_ROLE_LM_HEAD, ES_ROLE_COUNT
+} es_role;
+
+/* "embed", "attn_norm", "attn_q", ... : the names recipes and chips use. */
+const char *es_role_name(es_role r);
+int es_role_from_name(const char *s); /* -1 when unknown */
+
+typedef struct es_tensor {
+    es_role role;   /* what the tensor does */
+    int layer;      /* 0..layers-1, or -1 outside the blocks */
+    int64_t rows;   /* output features (HF [out, in] order); 1 for norms */
+    int64_t cols;   /* input features */
+    char name[96];  /* Hugging Face name, e.g. model.layers.0.self_attn.q_proj.weight */
+} es_tensor;
+
+typedef enum es_op_kind {
+    ES_OP_EMBED, ES_OP_RMSNORM, ES_OP_MATVEC, ES_OP_ROPE, ES_OP_ATTN, ES_OP_ADD,
+    ES_OP_SILU_MUL, ES_OP_SAMPLE
+} es_op_kind;
+
+typedef struct es_op {
+    es_op_kind kind;  /* which unit executes it */
+    int layer;        /* block index, -1 for embedding / head */
+    int tensor;       /* index into es_model.tensors, -1 when none */
+    int64_t elems;    /* elements per token for vector ops (RoPE: q+k elements) */
+    char name[32];    /* e.g. "attn_q", "rope", "silu_mul" */
+} es_op;
+
+typedef struct es_model {
+    char path[512];        /* config.json it came from */
+    char name[64];         /* folder name, e.g. llama-3.1-8b */
+    char arch[64];         /* architectures[0] */
+    int64_t hidden;        /* hidden_size */
+    int64_t layers;        /* num_hidden_layers */
+    int64_t heads;         /* num_attention_heads */
+    int64_t kv_heads;      /* num_key_value_heads */
+    int64_t head_dim;      /* head_dim, or hidden / heads */
+    int64_t ffn;           /* intermediate_size */
+    int64_t vocab;         /* vocab_size */
+    int64_t max_pos;       /* max_position_embeddings */
+    int tied;              /* tie_word_embeddings */
+    double eps;            /* rms_norm_eps */
+    double rope_theta;     /* rope_theta */
+    int rope_llama3;       /* rope_scaling.rope_type == "llama3" */
+    double rope_factor, rope_low, rope_high; /* llama3 scaling factors */
+    int64_t rope_orig_ctx; /* original_max_position_embeddings */
+    es_tensor *tensors;    /* (n_tensors) unique weight tensors */
+    int n_tensors;
+    es_op *ops;            /* (n_ops) graph in execution order */
+    int n_ops;
+} es_model;
+
+/* Load from a config.json path, a folder holding one, or a name under
+ * models/llm/. */
+int es_model_load(es_model *m, const char *spec, es_err *e);
+void es_model_free(es_model *m);
+int64_t es_model_params(const es_model *m);
+/* The head_dim/2 RoPE frequencies after llama3 scaling, into out[]. */
+void es_model_rope_freqs(const es_model *m, double *out);
+/* Folder holding models/ (ETCHSIM_MODELS env, else the build's source tree). */
+const char *es_models_dir(void);
+/* Resolve "name" or a path into an existing file: dir/sub/name/leaf or dir/sub/name.json. */
+int es_resolve(const char *spec, const char *sub, const char *leaf, char *out, size_t n,
+               es_err *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,69 @@
+// es_ctx: shared run state and the energy ledger (see es_ctx.h).
+#include "es_ctx.h"
+#include <cstring>
+
+namespace es {
+
+std::ostream &operator<<(std::ostream &os, const Item &it)
+{
+    return os << "seq " << it.seq << " pos " << it.pos << " n " << it.n;
+}
+
+Ctx::Ctx(const es_chip *chip, const es_model *model, const es_area *a) : c(chip), m(model)
+{
+    double ps = 1e12 / chip->clock_hz;
+    period = sc_core::sc_time((double)(int64_t)(ps + 0.5), sc_core::SC_PS);
+    dyn_scale = 1.0 / chip->vr_eff;
+    static_w = a->leak_total_w / chip->vr_eff + chip->board_w;
+}
+
+int64_t Ctx::now() const
+{
+    return (int64_t)(sc_core::sc_time_stamp().value() / period.value());
+}
+
+void Ctx::wait_cycles(int64_t n) const
+{
+    if (n > 0) sc_core::wait(period * (double)n);
+}
+
+void Ctx::wait_until(int64_t cycle) const
+{
+    int64_t t = now();
+    if (cycle > t) wait_cycles(cycle - t);
+}
+
+es_unit_rec *Ctx::unit(const char *name)
+{
+    units.emplace_back();
+    es_unit_rec *u = &units.back();
+    std::memset(u, 0, sizeof *u);
+    std::snprintf(u->name, sizeof u->name, "%s", name);
+    return u;
+}
+
+void Ctx::charge(es_unit_rec *u, int32_t seq, const es_events &ev)
+{
+    double j = es_events_joules(c, &ev) * dyn_scale;
+    es_events_add(&u->ev, &ev);
+    u->energy_j += j;
+    seqs[(size_t)seq].pending_j += j;
+}
+
+int64_t Ctx::sample(int32_t seq)
+{
+    SeqState &s = seqs[(size_t)seq];
+    int64_t t = now();
+    es_token_rec r;
+    std::memset(&r, 0, sizeof r);
+    r.seq = seq;
+    r.idx = (int32_t)s.produced++;
+    r.energy_j = s.pending_j + static_w * (double)(t - last_sample) / c->clock_hz;
+    s.pending_j = 0;
+    last_sample = t;
+    toks.push_back(r);
+    tok_cycle.push_back(-1);
+    return (int64_t)toks.size() - 1;
+}
+
+} // namespace es

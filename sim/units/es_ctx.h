@@ -1,0 +1,68 @@
+// es_ctx: what the SystemC units share in one run: the configuration, the
+// work item that travels between units, per-sequence state, per-unit
+// statistics and the energy ledger that attributes every joule to a token.
+#ifndef ES_CTX_H
+#define ES_CTX_H
+#include <systemc>
+#include <cstdint>
+#include <deque>
+#include <ostream>
+#include <vector>
+#include "es_analytic.h"
+#include "es_area.h"
+#include "es_chip.h"
+#include "es_db.h"
+#include "es_model.h"
+
+namespace es {
+
+// A group of tokens of one sequence at one point of the pipeline.
+struct Item {
+    int32_t seq = -1;        // sequence id
+    int64_t n = 0;           // tokens in the group
+    int64_t pos = 0;         // position of the first token
+    bool final_chunk = false; // last prompt chunk: its last token goes on to the head
+    bool decode = false;     // a fed-back output token
+    int64_t ready = 0;       // cycle at which it has arrived (link latency)
+    int64_t tok_rec = -1;    // completions: index into Ctx::toks
+    bool operator==(const Item &o) const { return seq == o.seq && n == o.n && pos == o.pos; }
+};
+std::ostream &operator<<(std::ostream &os, const Item &it);
+
+struct SeqState {
+    int64_t prompt = 0, gen = 0;  // tokens in, tokens out
+    int64_t produced = 0;         // tokens sampled so far
+    int64_t admit = -1;           // cycle a KV slot was granted
+    int64_t last_arrival = -1;    // cycle the previous token reached the host
+    double pending_j = 0;         // dynamic energy not yet attributed to a token
+};
+
+class Ctx {
+public:
+    Ctx(const es_chip *c, const es_model *m, const es_area *a);
+    const es_chip *c;
+    const es_model *m;
+    sc_core::sc_time period;          // one clock cycle
+    double dyn_scale;                 // card joules per chip joule (1 / VR efficiency)
+    double static_w;                  // leakage / VR efficiency + board static
+    std::vector<SeqState> seqs;
+    std::vector<es_token_rec> toks;
+    std::vector<int64_t> tok_cycle;   // arrival cycle at the host, per toks entry
+    std::deque<es_unit_rec> units;    // deque: stable addresses
+    int64_t last_sample = 0;          // cycle of the previous sample, for static shares
+    int64_t end_cycle = 0;            // last arrival at the host
+    int in_flight = 0, max_in_flight = 0;
+
+    int64_t now() const;
+    void wait_cycles(int64_t n) const;
+    void wait_until(int64_t cycle) const;
+    es_unit_rec *unit(const char *name);
+    // Count an item's events on a unit and on the sequence that caused them.
+    void charge(es_unit_rec *u, int32_t seq, const es_events &ev);
+    // The sampler produced the next token of seq now; returns its record index.
+    int64_t sample(int32_t seq);
+    double cycles_to_ns(double cyc) const { return cyc * 1e9 / c->clock_hz; }
+};
+
+} // namespace es
+#endif

@@ -1,0 +1,84 @@
+// es_head: see es_head.h.
+#include "es_head.h"
+
+namespace es {
+
+Embed::Embed(sc_core::sc_module_name nm, Ctx &ctx, const es_op *op, sc_core::sc_mutex *rom)
+    : sc_module(nm), ctx_(ctx), op_(op), rom_(rom)
+{
+    stat_ = ctx_.unit(basename());
+    SC_THREAD(run);
+}
+
+void Embed::run()
+{
+    for (;;) {
+        Item it;
+        while (!feedback.nb_read(it) && !prompt.nb_read(it))
+            sc_core::wait(feedback.data_written_event() | prompt.data_written_event());
+        ctx_.wait_until(it.ready);
+        int64_t start = ctx_.now();
+        if (rom_) rom_->lock();
+        ctx_.wait_cycles(es_an_op(ctx_.c, ctx_.m, op_, it.n, it.pos));
+        if (rom_) rom_->unlock();
+        es_events ev;
+        es_an_op_events(ctx_.c, ctx_.m, op_, it.n, it.pos, &ev);
+        stat_->items++;
+        stat_->tokens += it.n;
+        stat_->busy_cycles += ctx_.now() - start;
+        ctx_.charge(stat_, it.seq, ev);
+        it.ready = ctx_.now();
+        out.write(it);
+    }
+}
+
+Head::Head(sc_core::sc_module_name nm, Ctx &ctx, const es_op *const ops[3], sc_core::sc_mutex *rom,
+           sc_core::sc_semaphore *slots)
+    : sc_module(nm), ctx_(ctx), rom_(rom), slots_(slots)
+{
+    for (int i = 0; i < 3; i++) ops_[i] = ops[i];
+    stat_ = ctx_.unit(basename());
+    SC_THREAD(run);
+}
+
+void Head::run()
+{
+    for (;;) {
+        Item it = in.read();
+        ctx_.wait_until(it.ready);
+        int64_t start = ctx_.now();
+        es_events ev{}, op_ev;
+        for (const es_op *op : ops_) {
+            int64_t cyc = es_an_op(ctx_.c, ctx_.m, op, it.n, it.pos);
+            bool rom = rom_ && op->kind == ES_OP_MATVEC;
+            if (rom) rom_->lock();
+            ctx_.wait_cycles(cyc);
+            if (rom) rom_->unlock();
+            es_an_op_events(ctx_.c, ctx_.m, op, it.n, it.pos, &op_ev);
+            es_events_add(&ev, &op_ev);
+        }
+        stat_->items++;
+        stat_->tokens += it.n;
+        stat_->busy_cycles += ctx_.now() - start;
+        ctx_.charge(stat_, it.seq, ev);
+        Item cpl = it;
+        cpl.tok_rec = ctx_.sample(it.seq);
+        cpl.ready = ctx_.now();
+        SeqState &s = ctx_.seqs[(size_t)it.seq];
+        if (s.produced < s.gen) {
+            Item next = it;
+            next.decode = true;
+            next.final_chunk = false;
+            next.n = 1;
+            next.pos = s.prompt + s.produced - 1; /* position of the token just sampled */
+            next.ready = ctx_.now();
+            feedback.write(next);
+        } else {
+            ctx_.in_flight--;
+            slots_->post(); /* its KV is no longer read */
+        }
+        completion.write(cpl);
+    }
+}
+
+} // namespace es

@@ -1,0 +1,49 @@
+// es_head: the head tile's two units. Embed looks token rows up in the
+// embedding ROM; fed-back decode tokens go before new prompt chunks. Head
+// runs the final RMSNorm, the LM head projection and the sampler, then
+// sends the token to the host and, while the sequence wants more, back to
+// Embed. With tied embeddings both units read one ROM and take turns.
+#ifndef ES_HEAD_H
+#define ES_HEAD_H
+#include <systemc>
+#include "es_ctx.h"
+
+namespace es {
+
+class Embed : public sc_core::sc_module {
+public:
+    sc_core::sc_fifo_in<Item> feedback; // decode tokens from the sampler
+    sc_core::sc_fifo_in<Item> prompt;   // prompt chunks from the host link
+    sc_core::sc_fifo_out<Item> out;
+    Embed(sc_core::sc_module_name nm, Ctx &ctx, const es_op *op, sc_core::sc_mutex *rom);
+    SC_HAS_PROCESS(Embed);
+
+private:
+    void run();
+    Ctx &ctx_;
+    const es_op *op_;
+    sc_core::sc_mutex *rom_; // shared with Head when embeddings are tied, else NULL
+    es_unit_rec *stat_;
+};
+
+class Head : public sc_core::sc_module {
+public:
+    sc_core::sc_fifo_in<Item> in;
+    sc_core::sc_fifo_out<Item> feedback;   // next decode token, to Embed
+    sc_core::sc_fifo_out<Item> completion; // sampled token, to the host
+    // ops: out_norm, lm_head, sampler; slots: the KV slot pool to release.
+    Head(sc_core::sc_module_name nm, Ctx &ctx, const es_op *const ops[3], sc_core::sc_mutex *rom,
+         sc_core::sc_semaphore *slots);
+    SC_HAS_PROCESS(Head);
+
+private:
+    void run();
+    Ctx &ctx_;
+    const es_op *ops_[3];
+    sc_core::sc_mutex *rom_;
+    sc_core::sc_semaphore *slots_;
+    es_unit_rec *stat_;
+};
+
+} // namespace es
+#endif

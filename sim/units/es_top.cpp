@@ -1,0 +1,193 @@
+// es_top: wiring and the run (see es_top.h). The chip is a ring:
+// host link -> embed -> link -> tile 0 -> ... -> tile N-1 -> link -> head,
+// with the sampled token going back to embed over the feedback link and
+// out to the host over the completion path.
+#include "es_top.h"
+#include <memory>
+#include <string>
+#include "es_ctx.h"
+#include "es_head.h"
+#include "es_host.h"
+#include "es_link.h"
+#include "es_stats.h"
+#include "es_tile.h"
+
+namespace es {
+
+namespace {
+
+using Fifo = sc_core::sc_fifo<Item>;
+
+struct Chip {
+    std::vector<std::unique_ptr<Fifo>> fifos;
+    std::vector<std::unique_ptr<sc_core::sc_module>> mods;
+    std::vector<std::unique_ptr<sc_core::sc_semaphore>> kv_groups;
+    std::unique_ptr<sc_core::sc_semaphore> slots;
+    std::unique_ptr<sc_core::sc_mutex> rom;
+
+    Fifo *fifo(const std::string &name, int depth)
+    {
+        fifos.emplace_back(new Fifo(name.c_str(), depth));
+        return fifos.back().get();
+    }
+    template <class T> T *add(T *m)
+    {
+        mods.emplace_back(m);
+        return m;
+    }
+
+    Chip(Ctx &ctx)
+    {
+        const es_chip *c = ctx.c;
+        const es_model *m = ctx.m;
+        int depth = (int)c->fifo_depth;
+        int64_t tiles = es_chip_tiles(c, m), nslots = es_chip_kv_slots(c, m);
+        slots.reset(new sc_core::sc_semaphore("kv_slots", (int)nslots));
+        if (m->tied) rom.reset(new sc_core::sc_mutex("head_rom"));
+        int ring = (int)nslots + 1; /* the feedback path never blocks the head */
+
+        Host *host = add(new Host("host", ctx, slots.get()));
+        Link *hl = add(new Link("host_link", ctx, 0, true));
+        Embed *emb = add(new Embed("embed", ctx, &m->ops[0], rom.get()));
+        Link *fb = add(new Link("feedback", ctx, c->token_id_bits, false));
+        Fifo *f = fifo("q_submit", depth);
+        host->submit(*f);
+        hl->in(*f);
+        f = fifo("q_prompt", depth);
+        hl->out(*f);
+        emb->prompt(*f);
+        f = fifo("q_feedback_in", ring);
+        fb->out(*f);
+        emb->feedback(*f);
+
+        sc_core::sc_fifo_out<Item> *up = &emb->out;
+        const int64_t act_bits = m->hidden * c->link_elem_bits;
+        for (int64_t t = 0; t <= tiles; t++) {
+            std::string ln = "link" + std::to_string(t);
+            Link *l = add(new Link(ln.c_str(), ctx, act_bits, false));
+            f = fifo("q_" + ln + "_in", depth);
+            (*up)(*f);
+            l->in(*f);
+            if (t == tiles) {
+                up = &l->out;
+                break;
+            }
+            std::vector<const es_op *> ops;
+            for (int i = 0; i < m->n_ops; i++)
+                if (m->ops[i].layer >= 0 && m->ops[i].layer / c->layers_per_tile == t)
+                    ops.push_back(&m->ops[i]);
+            size_t g = (size_t)(t / c->kv_tiles_per_group);
+            if (g >= kv_groups.size())
+                kv_groups.emplace_back(new sc_core::sc_semaphore(
+                    ("kv_ports" + std::to_string(g)).c_str(), c->kv_ports));
+            std::string tn = "tile" + std::to_string(t);
+            Tile *tile = add(new Tile(tn.c_str(), ctx, ops, kv_groups[g].get(), t == tiles - 1));
+            f = fifo("q_" + tn + "_in", depth);
+            l->out(*f);
+            tile->in(*f);
+            up = &tile->out;
+        }
+        const es_op *hops[3] = {&m->ops[m->n_ops - 3], &m->ops[m->n_ops - 2], &m->ops[m->n_ops - 1]};
+        Head *head = add(new Head("head", ctx, hops, rom.get(), slots.get()));
+        f = fifo("q_head_in", depth);
+        (*up)(*f);
+        head->in(*f);
+        f = fifo("q_feedback_out", ring);
+        head->feedback(*f);
+        fb->in(*f);
+        f = fifo("q_completion", ring);
+        head->completion(*f);
+        host->completion(*f);
+    }
+};
+
+} // namespace
+
+int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r, es_err *e)
+{
+    es_area_compute(c, m, &r.area);
+    es_an_summarize(c, m, w.prompt, w.gen, &r.an);
+    Ctx ctx(c, m, &r.area);
+    ctx.seqs.resize((size_t)w.streams);
+    for (auto &s : ctx.seqs) {
+        s.prompt = w.prompt;
+        s.gen = w.gen;
+    }
+    ctx.toks.reserve((size_t)(w.streams * w.gen));
+    Chip chip(ctx);
+    sc_core::sc_start();
+
+    r.clock_hz = c->clock_hz;
+    r.cycles = ctx.end_cycle;
+    r.seconds = (double)r.cycles / c->clock_hz;
+    r.tokens = (int64_t)ctx.toks.size();
+    if (r.tokens != w.streams * w.gen)
+        return es_fail(e, "simulation ended with %lld of %lld tokens produced (deadlock)",
+                       (long long)r.tokens, (long long)(w.streams * w.gen));
+    r.max_in_flight = ctx.max_in_flight;
+    r.static_w = ctx.static_w;
+
+    // per-sequence records and decode rates
+    std::vector<int64_t> first(ctx.seqs.size(), -1), last(ctx.seqs.size(), -1);
+    std::vector<double> inter;
+    inter.reserve(ctx.toks.size());
+    r.seqs.resize(ctx.seqs.size());
+    for (size_t i = 0; i < ctx.seqs.size(); i++) {
+        es_seq_rec &q = r.seqs[i];
+        q.id = (int32_t)i;
+        q.prompt = ctx.seqs[i].prompt;
+        q.gen = ctx.seqs[i].gen;
+        q.submit_ns = 0;
+        q.admit_ns = ctx.cycles_to_ns((double)ctx.seqs[i].admit);
+    }
+    std::vector<int64_t> prev(ctx.seqs.size(), -1);
+    for (size_t k = 0; k < ctx.toks.size(); k++) {
+        const es_token_rec &t = ctx.toks[k];
+        size_t s = (size_t)t.seq;
+        int64_t cyc = ctx.tok_cycle[k];
+        if (t.idx == 0) first[s] = cyc;
+        if (t.idx == (int32_t)ctx.seqs[s].gen - 1) last[s] = cyc;
+        if (t.idx > 0) inter.push_back(t.latency_ns);
+        if (s == 0 && t.idx > 0) {
+            int64_t step = cyc - prev[s];
+            if (t.idx == 1) r.step_first = step;
+            r.step_last = step;
+            r.step_total += step;
+        }
+        prev[s] = cyc;
+        r.seqs[s].energy_j += t.energy_j;
+    }
+    double rate_sum = 0;
+    for (size_t i = 0; i < ctx.seqs.size(); i++) {
+        r.seqs[i].first_ns = ctx.cycles_to_ns((double)first[i]);
+        r.seqs[i].done_ns = ctx.cycles_to_ns((double)last[i]);
+        r.ttft_ns += r.seqs[i].first_ns;
+        if (r.seqs[i].first_ns > r.ttft_max_ns) r.ttft_max_ns = r.seqs[i].first_ns;
+        if (w.gen > 1) rate_sum += (double)(w.gen - 1) / ((double)(last[i] - first[i]) / c->clock_hz);
+    }
+    r.ttft_ns /= (double)ctx.seqs.size();
+    r.ttft_cycles = first[0];
+    r.decode_tokens_per_s = rate_sum / (double)ctx.seqs.size();
+    r.tokens_per_s = (double)r.tokens / r.seconds;
+    r.lat_p50_ns = es_percentile(inter.data(), inter.size(), 50);
+    r.lat_p99_ns = es_percentile(inter.data(), inter.size(), 99);
+
+    r.an_ttft_cycles = (int64_t)r.an.ttft_cycles;
+    for (int64_t k = 1; k < w.gen; k++) {
+        int64_t st = es_an_decode_step(c, m, w.prompt + k - 1);
+        if (k == 1) r.an_step_first = st;
+        r.an_step_last = st;
+        r.an_step_total += st;
+    }
+
+    r.units.assign(ctx.units.begin(), ctx.units.end());
+    for (const auto &u : r.units) r.dynamic_j += u.energy_j;
+    r.unattributed_j = ctx.static_w * (double)(ctx.end_cycle - ctx.last_sample) / c->clock_hz;
+    r.total_j = r.dynamic_j + ctx.static_w * r.seconds;
+    r.watts = r.total_j / r.seconds;
+    r.joules_per_token = r.total_j / (double)r.tokens;
+    r.toks = std::move(ctx.toks);
+    return 0;
+}
+
+} // namespace es

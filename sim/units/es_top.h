@@ -1,0 +1,50 @@
+// es_top: builds the chip from its units for one model, runs a workload of
+// identical streams to completion and returns what the outputs report.
+#ifndef ES_TOP_H
+#define ES_TOP_H
+#include <cstdint>
+#include <string>
+#include <vector>
+#include "es_analytic.h"
+#include "es_area.h"
+#include "es_db.h"
+
+namespace es {
+
+struct Workload {
+    int64_t prompt = 1024;   // tokens per prompt
+    int64_t gen = 1024;      // tokens generated per stream
+    int64_t streams = 1;     // identical sequences, all submitted at time 0
+};
+
+struct RunResult {
+    es_an_summary an{};                  // analytical oracle
+    es_area area{};                      // area, transistors, leakage
+    double clock_hz = 0;
+    int64_t cycles = 0;                  // last completion reaches the host
+    double seconds = 0;                  // simulated time
+    double decode_tokens_per_s = 0;      // mean over streams of (gen-1)/decode time
+    double tokens_per_s = 0;             // all output tokens / simulated time
+    double ttft_ns = 0, ttft_max_ns = 0; // mean and worst time to first token
+    double lat_p50_ns = 0, lat_p99_ns = 0; // inter-token latency after the first token
+    double total_j = 0;                  // card energy of the run
+    double dynamic_j = 0;                // events x energy / VR efficiency
+    double static_w = 0;                 // leakage / VR efficiency + board static
+    double unattributed_j = 0;           // static energy after the last sample
+    double watts = 0, joules_per_token = 0;
+    int64_t tokens = 0;
+    int max_in_flight = 0;               // most sequences holding a KV slot at once
+    // stream 0's decode steps, sim vs analytic, in cycles
+    int64_t step_first = 0, step_last = 0, step_total = 0;
+    int64_t an_step_first = 0, an_step_last = 0, an_step_total = 0;
+    int64_t ttft_cycles = 0, an_ttft_cycles = 0;
+    std::vector<es_seq_rec> seqs;
+    std::vector<es_token_rec> toks;
+    std::vector<es_unit_rec> units;
+};
+
+// Run the simulation. Only one call per process: SystemC elaborates once.
+int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r, es_err *e);
+
+} // namespace es
+#endif
