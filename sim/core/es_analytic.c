@@ -216,7 +216,7 @@ void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64
     case ES_OP_SAMPLE: ev->vec_ops = dn * (double)op->elems; break;
     case ES_OP_MATVEC: {
         const es_tensor *t = &m->tensors[op->tensor];
-        const es_wfmt *f = &c->fmt[t->role];
+        const es_wfmt *f = &c->fmt[es_tensor_fmt_role(t)];
         ev->rom_bits = (double)es_ceil_div(n, c->tokens_per_read) * (double)es_tensor_bits(c, t);
         ev->cell_macs = dn * (double)es_tensor_cells(c, t);
         if (f->group > 0) /* one scale multiply per group per output row */

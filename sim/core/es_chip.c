@@ -222,7 +222,7 @@ int64_t es_chip_kv_port_bits(const es_chip *c)
 
 int64_t es_tensor_bits(const es_chip *c, const es_tensor *t)
 {
-    const es_wfmt *f = &c->fmt[t->role];
+    const es_wfmt *f = &c->fmt[es_tensor_fmt_role(t)];
     int64_t n = t->rows * t->cols;
     int64_t bits = n * f->bits;
     if (f->group > 0) {
@@ -235,7 +235,7 @@ int64_t es_tensor_bits(const es_chip *c, const es_tensor *t)
 
 int64_t es_tensor_cells(const es_chip *c, const es_tensor *t)
 {
-    int64_t per = (c->fmt[t->role].bits + c->cell_bits - 1) / c->cell_bits;
+    int64_t per = (c->fmt[es_tensor_fmt_role(t)].bits + c->cell_bits - 1) / c->cell_bits;
     return t->rows * t->cols * per;
 }
 

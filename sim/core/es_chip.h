@@ -116,6 +116,11 @@ void es_chip_free(es_chip *c);
 int64_t es_chip_tiles(const es_chip *c, const es_model *m);
 int64_t es_chip_kv_bits_per_pos(const es_chip *c, const es_model *m); /* per layer */
 int64_t es_chip_kv_slots(const es_chip *c, const es_model *m);
+/* The role whose format a tensor is stored in (a tied table: the LM head's). */
+static inline es_role es_tensor_fmt_role(const es_tensor *t)
+{
+    return t->lm_head ? ES_ROLE_LM_HEAD : t->role;
+}
 int64_t es_tensor_bits(const es_chip *c, const es_tensor *t);   /* ROM bits incl. scales */
 int64_t es_tensor_cells(const es_chip *c, const es_tensor *t);  /* lane cells per token */
 int64_t es_chip_kv_port_bits(const es_chip *c); /* bits per cycle one port streams */

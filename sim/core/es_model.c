@@ -127,6 +127,7 @@ static int build_graph(es_model *m, es_err *e)
         add_op(m, ES_OP_ADD, l, -1, H, "ffn_residual");
     }
     int on = add_tensor(m, ES_ROLE_OUT_NORM, -1, 1, H, "model.norm.weight");
+    m->tensors[emb].lm_head = m->tied;
     int head = m->tied ? emb : add_tensor(m, ES_ROLE_LM_HEAD, -1, m->vocab, H, "lm_head.weight");
     add_op(m, ES_OP_RMSNORM, -1, on, H, "out_norm");
     add_op(m, ES_OP_MATVEC, -1, head, 0, "lm_head");

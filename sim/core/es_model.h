@@ -26,6 +26,7 @@ typedef struct es_tensor {
     int64_t rows;   /* output features (HF [out, in] order); 1 for norms */
     int64_t cols;   /* input features */
     char name[96];  /* Hugging Face name, e.g. model.layers.0.self_attn.q_proj.weight */
+    int lm_head;    /* 1 for a tied embedding table that also serves as the LM head */
 } es_tensor;
 
 typedef enum es_op_kind {

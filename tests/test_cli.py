@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""Command-line tests of etchsim: run as `test_cli.py CASE`.
+
+Groups:
+  outputs      json_keys, area_json, help_texts, db_complete, db_killed_run
+  calibration  default_calibration
+  oracle       sim_equals_analytic(_tiny), knee, kv_slots_wait, energy_balance
+  overrides    set_override
+  errors       err_*: each bad input gives one line naming file and key, exit 1
+               (usage errors exit 2)
+Needs ETCHSIM (binary), ETCHSIM_MODELS and ETCHSIM_TESTDATA in the environment.
+"""
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+ETCHSIM = os.environ["ETCHSIM"]
+MODELS = os.environ["ETCHSIM_MODELS"]
+DATA = os.environ["ETCHSIM_TESTDATA"]
+TINY = ["--chip", os.path.join(DATA, "tiny-chip.json"), "--model", "tiny-llama"]
+
+
+def run(*args, ok=True):
+    p = subprocess.run([ETCHSIM, *args], capture_output=True, text=True, timeout=600)
+    if ok and p.returncode != 0:
+        raise AssertionError(f"etchsim {' '.join(args)} exited {p.returncode}: {p.stderr}")
+    return p
+
+
+def run_json(*args):
+    p = run("run", "--json", *args)
+    return json.loads(p.stdout)
+
+
+def expect(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def expect_error(args, *needles, code=1):
+    p = run(*args, ok=False)
+    expect(p.returncode == code, f"{args}: exit {p.returncode}, want {code}; stderr {p.stderr!r}")
+    err = p.stderr.strip()
+    expect(err, f"{args}: no error message")
+    for n in needles:
+        expect(n in err, f"{args}: error {err!r} lacks {n!r}")
+    expect(p.stdout == "", f"{args}: printed to stdout on error: {p.stdout!r}")
+    return err
+
+
+def chip_copy(tmp, edit):
+    """Copy hc1-class.json into tmp, apply edit(dict) and return the path."""
+    with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+        c = json.load(f)
+    edit(c)
+    path = os.path.join(tmp, "chip.json")
+    with open(path, "w") as f:
+        json.dump(c, f)
+    return path
+
+
+# ---- outputs ---------------------------------------------------------------
+
+def test_json_keys():
+    j = run_json("--no-db")
+    for k in ["decode_tokens_per_s", "tokens_per_s", "ttft_ns", "token_latency_ns", "watts",
+              "joules_per_token", "area_mm2", "transistors", "cycles", "clock_hz",
+              "analytic_decode_tokens_per_s", "sim_wall_s"]:
+        expect(k in j, f"missing key {k}")
+        if k != "token_latency_ns":
+            expect(isinstance(j[k], (int, float)) and j[k] > 0, f"{k} = {j[k]!r}")
+    expect(set(j["token_latency_ns"]) >= {"p50", "p99"}, "token_latency_ns lacks p50/p99")
+    expect(j["token_latency_ns"]["p50"] <= j["token_latency_ns"]["p99"], "p50 > p99")
+    expect(j["prompt_tokens"] == 1024 and j["generate_tokens"] == 1024 and j["streams"] == 1,
+           "defaults are not 1024/1024/1")
+    expect(j["chip"] == "hc1-class" and j["model"] == "llama-3.1-8b", "default chip/model")
+    expect(j["tokens"] == 1024, "token count")
+
+
+def test_area_json():
+    j = json.loads(run("area", "--json").stdout)
+    parts = j["breakdown"]
+    expect(abs(sum(v["mm2"] for v in parts.values()) - j["area_mm2"]) < 1e-6 * j["area_mm2"], "mm2 sum")
+    expect(abs(sum(v["transistors"] for v in parts.values()) - j["transistors"]) < 1e-6 * j["transistors"],
+           "transistor sum")
+    expect(j["rom_bits"] >= j["model_bits"], "ROM smaller than the model")
+    r = run_json("--no-db", "--generate", "2", "--prompt", "8")
+    expect(abs(r["area_mm2"] - j["area_mm2"]) < 1e-9 * j["area_mm2"], "run and area disagree")
+
+
+def test_help_texts():
+    for cmd in ["run", "area"]:
+        p = run(cmd, "--help")
+        expect("usage: etchsim " + cmd in p.stdout and "--chip" in p.stdout, f"{cmd} --help")
+    p = run("--help")
+    expect("run" in p.stdout and "area" in p.stdout, "top-level help")
+    p = run(ok=False)
+    expect(p.returncode == 2 and "usage" in p.stderr, "no command")
+
+
+def test_db_complete():
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "r.sqlite")
+        run("run", *TINY, "--prompt", "20", "--generate", "30", "--streams", "3", "--db", db)
+        run("run", *TINY, "--prompt", "5", "--generate", "4", "--db", db)
+        con = sqlite3.connect(db)
+        rows = con.execute("SELECT id, status, streams, cycles, summary FROM runs ORDER BY id").fetchall()
+        expect([r[:3] for r in rows] == [(1, "complete", 3), (2, "complete", 1)], f"runs {rows}")
+        expect(json.loads(rows[0][4])["tokens"] == 90, "summary")
+        n = con.execute("SELECT COUNT(*) FROM tokens WHERE run_id=1").fetchone()[0]
+        expect(n == 90, f"tokens rows {n}")
+        seqs = con.execute("SELECT seq, prompt_tokens, gen_tokens, ttft_ns FROM sequences WHERE run_id=1").fetchall()
+        expect(len(seqs) == 3 and all(s[1] == 20 and s[2] == 30 and s[3] > 0 for s in seqs), f"{seqs}")
+        units = {r[0] for r in con.execute("SELECT unit FROM unit_stats WHERE run_id=1")}
+        expect({"embed", "tile0", "tile3", "head", "link0", "feedback", "host_link"} <= units, f"{units}")
+        # per-token latency of idx 0 is the TTFT
+        t0 = con.execute("SELECT latency_ns FROM tokens WHERE run_id=1 AND seq=0 AND idx=0").fetchone()[0]
+        ttft = con.execute("SELECT ttft_ns FROM sequences WHERE run_id=1 AND seq=0").fetchone()[0]
+        expect(abs(t0 - ttft) < 1e-6, "token 0 latency is not the TTFT")
+
+
+def test_db_killed_run():
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "k.sqlite")
+        p = subprocess.Popen([ETCHSIM, "run", "--streams", "64", "--db", db],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        seen = False
+        while time.time() < deadline and not seen:
+            time.sleep(0.05)
+            try:
+                con = sqlite3.connect(db)
+                seen = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+                con.close()
+            except sqlite3.Error:
+                pass
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        expect(seen, "run row never appeared")
+        con = sqlite3.connect(db)
+        status = con.execute("SELECT status FROM runs").fetchall()
+        expect(status == [("running",)], f"killed run status {status}")
+        n = con.execute("SELECT COUNT(*) FROM tokens").fetchone()[0]
+        expect(n == 0, f"killed run left {n} token rows")
+
+
+# ---- calibration -----------------------------------------------------------
+
+def test_default_calibration():
+    j = run_json("--no-db")
+    checks = [("decode_tokens_per_s", 17000, 0.10), ("area_mm2", 815, 0.10),
+              ("transistors", 53e9, 0.15)]
+    for key, target, tol in checks:
+        expect(abs(j[key] - target) <= tol * target, f"{key} = {j[key]:.4g}, want {target} +- {tol:.0%}")
+
+
+# ---- oracle ----------------------------------------------------------------
+
+def same_cycles(j, label):
+    s, a = j["stream0_cycles"], j["analytic_stream0_cycles"]
+    for k in ["ttft", "decode_first", "decode_last", "decode_total"]:
+        expect(s[k] == a[k], f"{label}: {k} simulated {s[k]} != analytic {a[k]}")
+    expect(s["decode_total"] > 0, f"{label}: no decode steps")
+
+
+def test_sim_equals_analytic():
+    j = run_json("--no-db")
+    same_cycles(j, "default")
+    expect(abs(j["decode_tokens_per_s"] - j["analytic_decode_tokens_per_s"]) <
+           1e-9 * j["decode_tokens_per_s"], "decode rate differs from the analytic one")
+
+
+def test_sim_equals_analytic_tiny():
+    for prompt, gen in [(1, 2), (7, 5), (8, 9), (100, 37), (250, 250)]:
+        same_cycles(run_json("--no-db", *TINY, "--prompt", str(prompt), "--generate", str(gen)),
+                    f"tiny {prompt}/{gen}")
+    # tied embeddings: embedding lookup and LM head share one ROM
+    same_cycles(run_json("--no-db", "--model", "llama-3.2-1b", "--prompt", "40", "--generate", "6"),
+                "llama-3.2-1b")
+
+
+def test_knee():
+    base = ["--no-db", *TINY, "--prompt", "8", "--generate", "400"]
+    first = run_json(*base, "--streams", "1")
+    knee = int(first["analytic_knee_streams"])
+    sat = first["analytic_saturated_tokens_per_s"]
+    expect(2 <= knee < first["kv_slots"], f"fixture should be pipeline-bound: knee {knee}")
+    res = {1: first}
+    for s in range(2, knee + 4):
+        res[s] = run_json(*base, "--streams", str(s))
+    tps = {s: r["tokens_per_s"] for s, r in res.items()}
+    lat = {s: r["token_latency_ns"]["p50"] for s, r in res.items()}
+    # below the knee: aggregate rises with every stream added, latency stays flat
+    for s in range(2, knee + 1):
+        expect(tps[s] > tps[s - 1] * 1.05, f"tokens/s did not rise from {s-1} to {s}: {tps}")
+    expect(tps[knee - 1] < 0.95 * sat, f"saturated before the knee: {tps[knee-1]} vs {sat}")
+    expect(tps[knee] > 0.95 * sat, f"not saturated at the knee {knee}: {tps[knee]} vs {sat}")
+    # past it: aggregate flat, per-token latency grows with every stream
+    for s in range(knee + 1, knee + 4):
+        expect(tps[s] < tps[knee] * 1.02, f"tokens/s still rising past the knee at {s}: {tps}")
+        expect(lat[s] > lat[s - 1], f"latency did not grow at {s}: {lat}")
+
+
+def test_kv_slots_wait():
+    first = run_json("--no-db", "--prompt", "64", "--generate", "64")
+    slots = int(first["kv_slots"])
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "w.sqlite")
+        j = run_json("--db", db, "--prompt", "64", "--generate", "64", "--streams", str(slots + 2))
+        expect(j["max_in_flight"] == slots, f"in flight {j['max_in_flight']} vs {slots} slots")
+        con = sqlite3.connect(db)
+        seqs = con.execute("SELECT seq, admit_ns, first_token_ns, done_ns, ttft_ns FROM sequences ORDER BY seq").fetchall()
+        early, late = seqs[:slots], seqs[slots:]
+        first_done = min(s[3] for s in early)
+        expect(all(s[1] < first_done - 1000 for s in early), f"first {slots} not admitted at once: {early}")
+        for s in late:
+            # it waited for a slot: admitted only when an earlier sequence finished
+            # (slot freed at its last sample, before its completion crossed PCIe)
+            expect(s[1] >= first_done - 1000, f"seq {s[0]} admitted at {s[1]} before a slot was free ({first_done})")
+            expect(s[4] > s[1] and s[4] > max(e[4] for e in early), f"seq {s[0]} TTFT {s[4]} lacks the wait")
+        expect(j["tokens"] == (slots + 2) * 64, "tokens lost")
+
+
+def test_energy_balance():
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "e.sqlite")
+        j = run_json("--db", db, *TINY, "--prompt", "30", "--generate", "40", "--streams", "3")
+        con = sqlite3.connect(db)
+        tok = con.execute("SELECT SUM(energy_j) FROM tokens").fetchone()[0]
+        unit = con.execute("SELECT SUM(energy_j) FROM unit_stats").fetchone()[0]
+        total = j["energy_j"]
+        expect(abs(tok + j["unattributed_j"] - total) <= 1e-9 * total,
+               f"tokens {tok} + unattributed {j['unattributed_j']} != total {total}")
+        static = j["static_w"] * j["cycles"] / j["clock_hz"]
+        expect(abs(unit + static - total) <= 1e-9 * total, f"units {unit} + static {static} != {total}")
+        expect(0 < j["unattributed_j"] < total, "unattributed energy out of range")
+        seq = con.execute("SELECT SUM(energy_j) FROM sequences").fetchone()[0]
+        expect(abs(seq - tok) <= 1e-9 * tok, "sequence energies do not sum their tokens")
+
+
+# ---- overrides -------------------------------------------------------------
+
+def test_set_override():
+    a = run_json("--no-db", "--prompt", "16", "--generate", "8")
+    b = run_json("--no-db", "--prompt", "16", "--generate", "8", "--set", "tile.lanes.count=88064",
+                 "--set", "tile.rom.banks=288", "--set", "tile.rom.rows=2560")
+    expect(b["decode_tokens_per_s"] < 0.7 * a["decode_tokens_per_s"], "halving lanes did not slow decode")
+    same_cycles(b, "override")
+    c = run_json("--no-db", "--prompt", "16", "--generate", "8", "--set", "process.leakage.sram_w_per_mm2=0")
+    expect(c["static_w"] < a["static_w"], "process override had no effect")
+    expect_error(["run", "--no-db", "--set", "tile.lanes.nope=3"], "hc1-class.json", "tile.lanes.nope", "no such key")
+
+
+# ---- errors ----------------------------------------------------------------
+
+def test_err_missing_key():
+    with tempfile.TemporaryDirectory() as tmp:
+        path = chip_copy(tmp, lambda c: c["tile"]["lanes"].pop("count"))
+        expect_error(["run", "--no-db", "--chip", path], path, "'tile.lanes.count'", "missing")
+
+
+def test_err_malformed_json():
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "chip.json")
+        with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text[: len(text) // 2])
+        expect_error(["run", "--no-db", "--chip", path], path, "malformed JSON at line")
+        # a key of the wrong type
+        path = chip_copy(tmp, lambda c: c["link"].__setitem__("width_bits", "wide"))
+        expect_error(["run", "--no-db", "--chip", path], path, "'link.width_bits'", '"wide"')
+
+
+def test_err_zero_size():
+    with tempfile.TemporaryDirectory() as tmp:
+        path = chip_copy(tmp, lambda c: c["tile"]["rom"]["banks"].__setitem__("value", 0))
+        expect_error(["run", "--no-db", "--chip", path], path, "'tile.rom.banks'", "got 0")
+    expect_error(["area", "--set", "kv.bytes_per_tile=0"], "hc1-class.json", "'kv.bytes_per_tile'")
+
+
+def test_err_negative_size():
+    expect_error(["run", "--no-db", "--set", "tile.rom.row_bits=-1024"], "hc1-class.json",
+                 "'tile.rom.row_bits'", "-1024")
+    expect_error(["run", "--no-db", "--set", "clock_hz=-1e9"], "'clock_hz'")
+
+
+def test_err_unknown_arch():
+    bad = os.path.join(DATA, "bad-arch")
+    expect_error(["run", "--no-db", "--model", bad], "bad-arch/config.json", "'architectures'",
+                 "MambaForCausalLM")
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(MODELS, "llm", "tiny-llama", "config.json")) as f:
+            cfg = json.load(f)
+        cfg["num_key_value_heads"] = 3
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        expect_error(["run", "--no-db", "--model", tmp], "'num_key_value_heads'")
+
+
+def test_err_rom_too_small():
+    expect_error(["run", "--no-db", "--set", "tile.rom.rows=1000"], "hc1-class.json",
+                 "'tile.rom.rows'", "cannot hold")
+    expect_error(["area", "--set", "head.lm_rom.banks=16"], "'head.lm_rom.rows'", "LM head")
+
+
+def test_err_unwritable_db():
+    with tempfile.TemporaryDirectory() as tmp:
+        missing = os.path.join(tmp, "no", "such", "dir", "x.sqlite")
+        expect_error(["run", *TINY, "--prompt", "4", "--generate", "2", "--db", missing], missing)
+        junk = os.path.join(tmp, "junk.sqlite")
+        with open(junk, "wb") as f:
+            f.write(b"this is not a database" * 100)
+        expect_error(["run", *TINY, "--prompt", "4", "--generate", "2", "--db", junk], junk)
+        with open(junk, "rb") as f:
+            expect(f.read() == b"this is not a database" * 100, "a bad database file was modified")
+        # a database locked by another writer: clear error, no crash
+        locked = os.path.join(tmp, "locked.sqlite")
+        run("run", *TINY, "--prompt", "4", "--generate", "2", "--db", locked)
+        con = sqlite3.connect(locked, timeout=0)
+        con.execute("BEGIN EXCLUSIVE")
+        expect_error(["run", *TINY, "--prompt", "4", "--generate", "2", "--db", locked], locked, "locked")
+        con.rollback()
+
+
+def test_err_bad_option():
+    expect_error(["run", "--frobnicate"], "unknown option", code=2)
+    expect_error(["run", "--prompt", "0"], "--prompt", code=2)
+    expect_error(["run", "--streams", "many"], "--streams", code=2)
+    expect_error(["nonsense"], "unknown command", code=2)
+
+
+def test_err_context_too_long():
+    expect_error(["run", "--no-db", "--prompt", "2000", "--generate", "100"], "kv.slot_context")
+
+
+if __name__ == "__main__":
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    fn = globals().get("test_" + name)
+    if not fn:
+        print(f"unknown case {name!r}", file=sys.stderr)
+        sys.exit(2)
+    fn()
+    print(f"{name}: ok")

@@ -1,0 +1,205 @@
+/* test_core: unit tests of the C core, numbered by group.
+ *   1.x  model graphs: parameter counts, op graph shape, RoPE frequencies
+ *   2.x  configuration: getters, overrides, errors naming file and key
+ *   3.x  chip: derived figures, fit checks, shipped files carry sources
+ *   4.x  analytic model: per-op cycles by hand for the tiny test chip
+ *   5.x  statistics
+ * Run as `test_core MODELS_DIR TESTS_DATA_DIR`. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "es_analytic.h"
+#include "es_cfg.h"
+#include "es_chip.h"
+#include "es_model.h"
+#include "es_stats.h"
+
+static int fails = 0, passes = 0;
+#define CHECK(cond, ...) do { if (cond) passes++; else { fails++; \
+    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); \
+    fprintf(stderr, "\n"); } } while (0)
+
+static const char *data_dir;
+static char path_buf[1024];
+static const char *data(const char *f)
+{
+    snprintf(path_buf, sizeof path_buf, "%s/%s", data_dir, f);
+    return path_buf;
+}
+
+static void t1_models(void)
+{
+    es_model m;
+    es_err e;
+    /* 1.1 Llama-3.1-8B: exact parameter count, untied */
+    CHECK(es_model_load(&m, "llama-3.1-8b", &e) == 0, "load 8b: %s", e.msg);
+    CHECK(es_model_params(&m) == 8030261248LL, "8b params %lld", (long long)es_model_params(&m));
+    CHECK(m.n_ops == 1 + 32 * 14 + 3, "8b ops %d", m.n_ops);
+    CHECK(!m.tied && m.head_dim == 128 && m.kv_heads == 8, "8b shape");
+    /* 1.2 per-layer parameter count 218,112,000 */
+    int64_t layer0 = 0;
+    for (int i = 0; i < m.n_tensors; i++)
+        if (m.tensors[i].layer == 0) layer0 += m.tensors[i].rows * m.tensors[i].cols;
+    CHECK(layer0 == 218112000LL, "layer params %lld", (long long)layer0);
+    /* 1.3 llama3 RoPE: i=0..28 unchanged, 35..63 divided by 8, blends in between */
+    double f[64];
+    es_model_rope_freqs(&m, f);
+    const double blend[6] = {1.2075, 1.5534, 2.0263, 2.6945, 3.6843, 5.2573};
+    for (int i = 0; i < 64; i++) {
+        double base = pow(500000.0, -2.0 * i / 128.0), div = base / f[i];
+        if (i <= 28) CHECK(fabs(div - 1.0) < 1e-12, "rope i=%d div %g", i, div);
+        else if (i >= 35) CHECK(fabs(div - 8.0) < 1e-9, "rope i=%d div %g", i, div);
+        else CHECK(fabs(div - blend[i - 29]) < 1e-4, "rope i=%d div %.5f want %.4f", i, div, blend[i - 29]);
+    }
+    /* 1.4 graph order of one layer */
+    const char *want[14] = {"attn_norm", "attn_q", "attn_k", "attn_v", "rope", "attention", "attn_o",
+                            "attn_residual", "ffn_norm", "ffn_gate", "ffn_up", "silu_mul", "ffn_down",
+                            "ffn_residual"};
+    for (int i = 0; i < 14; i++) CHECK(strcmp(m.ops[1 + i].name, want[i]) == 0, "op %d %s", i, m.ops[1 + i].name);
+    CHECK(m.ops[0].kind == ES_OP_EMBED && m.ops[m.n_ops - 1].kind == ES_OP_SAMPLE, "graph ends");
+    es_model_free(&m);
+    /* 1.5 Llama-3.2-1B: tied embeddings, exact count */
+    CHECK(es_model_load(&m, "llama-3.2-1b", &e) == 0, "load 1b: %s", e.msg);
+    CHECK(es_model_params(&m) == 1235814400LL, "1b params %lld", (long long)es_model_params(&m));
+    CHECK(m.tied && m.head_dim == 64, "1b tied");
+    CHECK(m.ops[m.n_ops - 2].tensor == 0, "1b LM head reads the embedding");
+    es_model_free(&m);
+    /* 1.6 unknown architecture names the file and key */
+    CHECK(es_model_load(&m, data("bad-arch/config.json"), &e) != 0, "bad arch accepted");
+    CHECK(strstr(e.msg, "architectures") && strstr(e.msg, "MambaForCausalLM") &&
+          strstr(e.msg, "bad-arch/config.json"), "bad arch msg: %s", e.msg);
+}
+
+static void t2_cfg(void)
+{
+    es_cfg c;
+    es_err e;
+    /* 2.1 wrapped and plain leaves */
+    CHECK(es_cfg_parse(&c, "t.json", "{\"a\":{\"b\":{\"value\":3,\"source\":\"s\"},\"c\":4}}", &e) == 0, "%s", e.msg);
+    int64_t v = 0;
+    CHECK(es_cfg_i64(&c, "a.b", 1, 10, &v, &e) == 0 && v == 3, "wrapped");
+    CHECK(es_cfg_i64(&c, "a.c", 1, 10, &v, &e) == 0 && v == 4, "plain");
+    /* 2.2 range and type errors name file and key */
+    CHECK(es_cfg_i64(&c, "a.b", 5, 10, &v, &e) != 0 && strstr(e.msg, "t.json: key 'a.b'"), "range: %s", e.msg);
+    CHECK(es_cfg_i64(&c, "a.x", 1, 10, &v, &e) != 0 && strstr(e.msg, "key missing"), "missing: %s", e.msg);
+    /* 2.3 overrides keep the wrapper and mark the source */
+    CHECK(es_cfg_set(&c, "a.b", "7", &e) == 0 && es_cfg_i64(&c, "a.b", 1, 10, &v, &e) == 0 && v == 7, "set");
+    CHECK(es_cfg_set(&c, "a.c", "8", &e) == 0 && es_cfg_i64(&c, "a.c", 1, 10, &v, &e) == 0 && v == 8, "set plain");
+    CHECK(es_cfg_set(&c, "a.nope", "1", &e) != 0 && strstr(e.msg, "no such key"), "set unknown: %s", e.msg);
+    CHECK(es_cfg_set(&c, "a", "1", &e) != 0 && strstr(e.msg, "section"), "set section: %s", e.msg);
+    char first[128];
+    CHECK(es_cfg_unsourced(&c, first, sizeof first) == 1 && strcmp(first, "a.c") == 0, "unsourced %s", first);
+    es_cfg_free(&c);
+    /* 2.4 malformed JSON names line and column */
+    CHECK(es_cfg_parse(&c, "bad.json", "{\n  \"a\": 1,\n  oops\n}", &e) != 0 &&
+          strstr(e.msg, "bad.json: malformed JSON at line 3"), "malformed: %s", e.msg);
+    /* 2.5 non-integer where an integer is expected */
+    CHECK(es_cfg_parse(&c, "t.json", "{\"n\": 2.5}", &e) == 0, "parse");
+    CHECK(es_cfg_i64(&c, "n", 0, 10, &v, &e) != 0 && strstr(e.msg, "expected an integer"), "int: %s", e.msg);
+    es_cfg_free(&c);
+}
+
+static void t3_chip(void)
+{
+    es_chip c;
+    es_model m;
+    es_err e;
+    CHECK(es_model_load(&m, "llama-3.1-8b", &e) == 0, "%s", e.msg);
+    /* 3.1 hc1-class loads, fits, every numeric leaf in it and its process carries a source */
+    CHECK(es_chip_load(&c, "hc1-class", NULL, 0, &e) == 0, "load: %s", e.msg);
+    CHECK(es_chip_check_fit(&c, &m, &e) == 0, "fit: %s", e.msg);
+    char first[256];
+    CHECK(es_cfg_unsourced(&c.cfg, first, sizeof first) == 0, "unsourced chip key %s", first);
+    CHECK(es_cfg_unsourced(&c.proc, first, sizeof first) == 0, "unsourced process key %s", first);
+    /* 3.2 KV: 8-bit, 8 kv heads x 128 x 2 = 16384 bits per position per layer */
+    CHECK(es_chip_kv_bits_per_pos(&c, &m) == 16384, "kv bits");
+    CHECK(es_chip_kv_slots(&c, &m) == c.kv_bytes * 8 / (16384 * c.kv_slot_context), "slots");
+    /* 3.3 bits of a 3-bit, group-64 tensor: 3 + 16/64 = 3.25 bits per weight */
+    es_tensor q = m.tensors[2];
+    CHECK(q.role == ES_ROLE_Q && es_tensor_bits(&c, &q) == 4096LL * 4096 * 13 / 4, "q bits %lld",
+          (long long)es_tensor_bits(&c, &q));
+    /* 3.4 a 6-bit weight takes two 3-bit lane cells */
+    es_tensor v = m.tensors[4];
+    CHECK(v.role == ES_ROLE_V && es_tensor_cells(&c, &v) == 2 * 1024LL * 4096, "v cells");
+    es_chip_free(&c);
+    /* 3.5 a ROM too small for the model names the file and the key */
+    const char *sets[] = {"tile.rom.rows=100"};
+    CHECK(es_chip_load(&c, "hc1-class", sets, 1, &e) == 0, "%s", e.msg);
+    CHECK(es_chip_check_fit(&c, &m, &e) != 0 && strstr(e.msg, "hc1-class.json: key 'tile.rom.rows'") &&
+          strstr(e.msg, "cannot hold"), "fit msg: %s", e.msg);
+    es_chip_free(&c);
+    /* 3.6 zero and negative sizes are rejected with the key */
+    const char *zero[] = {"kv.banks=0"}, *neg[] = {"tile.lanes.count=-4"};
+    CHECK(es_chip_load(&c, "hc1-class", zero, 1, &e) != 0 && strstr(e.msg, "key 'kv.banks'"), "zero: %s", e.msg);
+    CHECK(es_chip_load(&c, "hc1-class", neg, 1, &e) != 0 && strstr(e.msg, "key 'tile.lanes.count'"), "neg: %s", e.msg);
+    /* 3.7 process overrides go to the process file */
+    const char *p[] = {"process.energy.rom_read_fj_per_bit=-1"};
+    CHECK(es_chip_load(&c, "hc1-class", p, 1, &e) != 0 && strstr(e.msg, "n6.json: key 'energy.rom_read_fj_per_bit'"),
+          "process: %s", e.msg);
+    es_model_free(&m);
+}
+
+static void t4_analytic(void)
+{
+    es_chip c;
+    es_model m;
+    es_err e;
+    CHECK(es_model_load(&m, "tiny-llama", &e) == 0, "%s", e.msg);
+    CHECK(es_chip_load(&c, data("tiny-chip.json"), NULL, 0, &e) == 0, "%s", e.msg);
+    /* tiny chip: lanes 8192, ROM 64 x 1024 bits/cycle, latency 2, depth 10,
+     * vector 64/cycle latency 4, attention 4 pos/cycle latency 8, KV port 16 x 256 bits */
+    /* 4.1 attn_q: 256x256 3-bit: cells 65536 -> 8 cycles; bits 65536*3.25 = 212992 -> 4 cycles */
+    const es_op *q = &m.ops[2];
+    CHECK(strcmp(q->name, "attn_q") == 0 && es_an_op(&c, &m, q, 1, 0) == 8 + 2 + 10, "q %lld",
+          (long long)es_an_op(&c, &m, q, 1, 0));
+    /* 4.2 prefill of 8 tokens reads the weights 8 times (tokens_per_read 1) */
+    CHECK(es_an_op(&c, &m, q, 8, 0) == 64 + 12, "q x8");
+    /* 4.3 attn_v 6-bit: 64x256 -> 32768 cells -> 4 cycles */
+    CHECK(es_an_op(&c, &m, &m.ops[4], 1, 0) == 4 + 12, "v");
+    /* 4.4 RMSNorm over 256: two passes of 4 cycles + 4 latency */
+    CHECK(es_an_op(&c, &m, &m.ops[1], 1, 0) == 12, "norm");
+    /* 4.5 attention at position 99 (100 positions): kv bits/pos = 2*2*32*8 = 1024;
+     * write 1024/4096 -> 1; read 100*1024/4096 = 25; mac 100/4 = 25; + 8 */
+    const es_op *at = &m.ops[6];
+    CHECK(at->kind == ES_OP_ATTN && es_an_op(&c, &m, at, 1, 99) == 1 + 25 + 8, "attn %lld",
+          (long long)es_an_op(&c, &m, at, 1, 99));
+    /* 4.6 the layer closed form equals the sum of its graph ops */
+    for (int64_t p = 0; p < 300; p += 37) {
+        int64_t sum = 0;
+        for (int i = 1; i <= 14; i++) sum += es_an_op(&c, &m, &m.ops[i], 3, p);
+        CHECK(sum == es_an_layer(&c, &m, 3, p), "layer p=%lld: %lld vs %lld", (long long)p,
+              (long long)sum, (long long)es_an_layer(&c, &m, 3, p));
+    }
+    /* 4.7 decode step grows with context, by the attention term only */
+    int64_t d0 = es_an_decode_step(&c, &m, 100), d1 = es_an_decode_step(&c, &m, 104);
+    /* 4 layers x 1 cycle: read and MAC cycles both go 26 -> 27 and the larger counts */
+    CHECK(d1 - d0 == 4, "step growth %lld", (long long)(d1 - d0));
+    es_chip_free(&c);
+    es_model_free(&m);
+}
+
+static void t5_stats(void)
+{
+    double v[] = {5, 1, 4, 2, 3};
+    CHECK(es_percentile(v, 5, 50) == 3 && es_percentile(v, 5, 99) == 5 && es_percentile(v, 5, 0) == 1, "pct");
+    CHECK(es_percentile(v, 0, 50) == 0, "empty");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: test_core MODELS_DIR TESTS_DATA_DIR\n");
+        return 2;
+    }
+    setenv("ETCHSIM_MODELS", argv[1], 1);
+    data_dir = argv[2];
+    t1_models();
+    t2_cfg();
+    t3_chip();
+    t4_analytic();
+    t5_stats();
+    printf("%d passed, %d failed\n", passes, fails);
+    return fails ? 1 : 0;
+}
