@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 #include <cjson/cJSON.h>
+#include <unistd.h>
 #include "es_analytic.h"
 #include "es_area.h"
 #include "es_chip.h"
@@ -338,6 +339,7 @@ int cmd_run(int argc, char **argv)
     w.prompt = o.prompt;
     w.gen = o.gen;
     w.streams = o.streams;
+    w.progress = isatty(2) != 0;
     es::RunResult r;
     auto t0 = std::chrono::steady_clock::now();
     rc = es::run_sim(&L.c, &L.m, w, r, &e);

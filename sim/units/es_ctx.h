@@ -52,6 +52,8 @@ public:
     int64_t last_sample = 0;          // cycle of the previous sample, for static shares
     int64_t end_cycle = 0;            // last arrival at the host
     int in_flight = 0, max_in_flight = 0;
+    bool progress = false;            // print progress lines to stderr
+    int64_t total_tokens = 0;         // tokens the run will produce
 
     int64_t now() const;
     void wait_cycles(int64_t n) const;

@@ -1,5 +1,7 @@
 // es_host: see es_host.h.
 #include "es_host.h"
+#include <chrono>
+#include <cstdio>
 
 namespace es {
 
@@ -35,6 +37,8 @@ void Host::complete()
 {
     const es_chip *c = ctx_.c;
     const int64_t occ = es_an_host_occ(c, c->host_cpl_bytes), lat = es_an_host_lat(c);
+    auto last_print = std::chrono::steady_clock::now();
+    int64_t done = 0;
     for (;;) {
         Item it = completion.read();
         ctx_.wait_until(it.ready);
@@ -58,6 +62,17 @@ void Host::complete()
         r.latency_ns = ctx_.cycles_to_ns((double)(arrive - prev));
         s.last_arrival = arrive;
         if (arrive > ctx_.end_cycle) ctx_.end_cycle = arrive;
+        done++;
+        if (ctx_.progress && (done & 1023) == 0) {
+            auto t = std::chrono::steady_clock::now();
+            if (t - last_print > std::chrono::milliseconds(500)) {
+                last_print = t;
+                std::fprintf(stderr, "\r  %lld / %lld tokens (%.0f%%), %.3f ms simulated",
+                             (long long)done, (long long)ctx_.total_tokens,
+                             100.0 * (double)done / (double)ctx_.total_tokens,
+                             ctx_.cycles_to_ns((double)arrive) / 1e6);
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 // with the sampled token going back to embed over the feedback link and
 // out to the host over the completion path.
 #include "es_top.h"
+#include <cstdio>
 #include <memory>
 #include <string>
 #include "es_ctx.h"
@@ -114,8 +115,11 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
         s.gen = w.gen;
     }
     ctx.toks.reserve((size_t)(w.streams * w.gen));
+    ctx.progress = w.progress;
+    ctx.total_tokens = w.streams * w.gen;
     Chip chip(ctx);
     sc_core::sc_start();
+    if (w.progress) std::fprintf(stderr, "\r%60s\r", "");
 
     r.clock_hz = c->clock_hz;
     r.cycles = ctx.end_cycle;

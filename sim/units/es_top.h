@@ -15,6 +15,7 @@ struct Workload {
     int64_t prompt = 1024;   // tokens per prompt
     int64_t gen = 1024;      // tokens generated per stream
     int64_t streams = 1;     // identical sequences, all submitted at time 0
+    bool progress = false;   // progress lines on stderr during the run
 };
 
 struct RunResult {
