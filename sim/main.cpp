@@ -230,6 +230,7 @@ cJSON *run_json(const Opts &o, const Loaded &L, const es::RunResult &r, double w
     cJSON *lat = cJSON_AddObjectToObject(j, "token_latency_ns");
     cJSON_AddNumberToObject(lat, "p50", r.lat_p50_ns);
     cJSON_AddNumberToObject(lat, "p99", r.lat_p99_ns);
+    cJSON_AddNumberToObject(j, "stream_ns_per_token", r.seq_ns_per_token);
     cJSON_AddNumberToObject(j, "watts", r.watts);
     cJSON_AddNumberToObject(j, "joules_per_token", r.joules_per_token);
     cJSON_AddNumberToObject(j, "energy_j", r.total_j);

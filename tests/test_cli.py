@@ -162,9 +162,9 @@ def test_default_calibration():
 
 # ---- oracle ----------------------------------------------------------------
 
-def same_cycles(j, label):
+def same_cycles(j, label, keys=("ttft", "decode_first", "decode_last", "decode_total")):
     s, a = j["stream0_cycles"], j["analytic_stream0_cycles"]
-    for k in ["ttft", "decode_first", "decode_last", "decode_total"]:
+    for k in keys:
         expect(s[k] == a[k], f"{label}: {k} simulated {s[k]} != analytic {a[k]}")
     expect(s["decode_total"] > 0, f"{label}: no decode steps")
 
@@ -205,6 +205,42 @@ def test_knee():
     for s in range(knee + 1, knee + 4):
         expect(tps[s] < tps[knee] * 1.02, f"tokens/s still rising past the knee at {s}: {tps}")
         expect(lat[s] > lat[s - 1], f"latency did not grow at {s}: {lat}")
+
+
+def test_knee_kv():
+    """hc1-class at 1k context: the knee is the KV slot count, not the pipeline."""
+    base = ["--no-db", "--prompt", "16", "--generate", "96"]
+    first = run_json(*base)
+    slots, knee = int(first["kv_slots"]), int(first["analytic_knee_streams"])
+    expect(knee == slots, f"hc1-class should be KV-bound: knee {knee}, slots {slots}")
+    res = {1: first}
+    for s in range(2, slots + 3):
+        res[s] = run_json(*base, "--streams", str(s))
+    tps = {s: r["tokens_per_s"] for s, r in res.items()}
+    lat = {s: r["stream_ns_per_token"] for s, r in res.items()}
+    for s in range(2, knee + 1):
+        expect(tps[s] > tps[s - 1] * 1.05, f"tokens/s did not rise from {s-1} to {s}: {tps}")
+    for s in range(knee + 1, knee + 3):
+        expect(tps[s] < tps[knee] * 1.02, f"tokens/s still rising past the knee at {s}: {tps}")
+        expect(lat[s] > lat[s - 1] * 1.05, f"per-token latency did not grow at {s}: {lat}")
+        expect(res[s]["max_in_flight"] == slots, "KV slots overflowed")
+
+
+def test_kv_port_contention():
+    """Tiles sharing one KV SRAM port. One stream's decode (one token in
+    flight) still matches the oracle exactly, but its prefill chunks, in
+    several tiles at once, queue on the port; several streams lose throughput."""
+    shared = ["--set", "kv.tiles_per_group=4"]
+    base = ["--no-db", *TINY, "--prompt", "200", "--generate", "100"]
+    one = run_json(*base, *shared)
+    same_cycles(one, "shared port, one stream", ("decode_first", "decode_last", "decode_total"))
+    expect(one["stream0_cycles"]["ttft"] > one["analytic_stream0_cycles"]["ttft"],
+           "prefill chunks did not contend for the shared port")
+    own = run_json(*base, "--streams", "4")
+    contended = run_json(*base, "--streams", "4", *shared)
+    expect(contended["tokens_per_s"] < 0.97 * own["tokens_per_s"],
+           f"no contention: {contended['tokens_per_s']} vs {own['tokens_per_s']}")
+    expect(contended["token_latency_ns"]["p50"] > own["token_latency_ns"]["p50"], "latency unchanged")
 
 
 def test_kv_slots_wait():

@@ -62,7 +62,6 @@ static int read_chip(es_chip *c, es_err *e)
         es_cfg_int(f, "tile.lanes.cell_bits", 1, 16, &c->cell_bits, e) ||
         es_cfg_int(f, "tile.lanes.pipeline_depth", 0, 1 << 16, &c->lane_depth, e) ||
         es_cfg_int(f, "tile.lanes.tokens_per_read", 1, 1 << 16, &c->tokens_per_read, e) ||
-        es_cfg_int(f, "tile.lanes.activation_bits", 1, 64, &c->act_bits, e) ||
         es_cfg_i64(f, "tile.vector.elems_per_cycle", 1, BIG, &c->vec_width, e) ||
         es_cfg_int(f, "tile.vector.latency_cycles", 0, 1 << 16, &c->vec_latency, e) ||
         es_cfg_i64(f, "tile.attention.positions_per_cycle", 1, BIG, &c->attn_ppc, e) ||

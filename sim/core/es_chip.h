@@ -38,7 +38,6 @@ typedef struct es_chip {
     int cell_bits;            /* tile.lanes.cell_bits: bits one select cell decodes */
     int lane_depth;           /* tile.lanes.pipeline_depth: ROM-to-accumulator cycles */
     int tokens_per_read;      /* tile.lanes.tokens_per_read */
-    int act_bits;             /* tile.lanes.activation_bits */
     int64_t vec_width;        /* tile.vector.elems_per_cycle */
     int vec_latency;          /* tile.vector.latency_cycles */
     int64_t attn_ppc;         /* tile.attention.positions_per_cycle */

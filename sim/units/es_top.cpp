@@ -166,10 +166,12 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
         r.seqs[i].first_ns = ctx.cycles_to_ns((double)first[i]);
         r.seqs[i].done_ns = ctx.cycles_to_ns((double)last[i]);
         r.ttft_ns += r.seqs[i].first_ns;
+        r.seq_ns_per_token += r.seqs[i].done_ns / (double)w.gen;
         if (r.seqs[i].first_ns > r.ttft_max_ns) r.ttft_max_ns = r.seqs[i].first_ns;
         if (w.gen > 1) rate_sum += (double)(w.gen - 1) / ((double)(last[i] - first[i]) / c->clock_hz);
     }
     r.ttft_ns /= (double)ctx.seqs.size();
+    r.seq_ns_per_token /= (double)ctx.seqs.size();
     r.ttft_cycles = first[0];
     r.decode_tokens_per_s = rate_sum / (double)ctx.seqs.size();
     r.tokens_per_s = (double)r.tokens / r.seconds;

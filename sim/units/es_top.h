@@ -28,6 +28,7 @@ struct RunResult {
     double tokens_per_s = 0;             // all output tokens / simulated time
     double ttft_ns = 0, ttft_max_ns = 0; // mean and worst time to first token
     double lat_p50_ns = 0, lat_p99_ns = 0; // inter-token latency after the first token
+    double seq_ns_per_token = 0;         // mean over streams of (done - submit) / tokens
     double total_j = 0;                  // card energy of the run
     double dynamic_j = 0;                // events x energy / VR efficiency
     double static_w = 0;                 // leakage / VR efficiency + board static
