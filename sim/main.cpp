@@ -323,16 +323,28 @@ int cmd_run(int argc, char **argv)
                      o.prompt + o.gen, L.m.path, L.m.max_pos);
         return 1;
     }
-    es_db *db = nullptr;
-    int64_t run_id = 0;
-    char *chip_json = es_cfg_dump(&L.c.cfg), *proc_json = es_cfg_dump(&L.c.proc);
-    if (!o.no_db) {
-        es_run_info ri{"run", L.c.name, L.m.name, o.prompt, o.gen, o.streams, chip_json, proc_json};
-        if (es_db_open(&db, o.db.c_str(), &e) || es_db_begin_run(db, &ri, &run_id, &e)) {
-            std::fprintf(stderr, "etchsim run: %s\n", e.msg);
+    // Owned until the end of the command, whichever way it ends.
+    struct Owned {
+        es_db *db = nullptr;
+        char *chip_json = nullptr, *proc_json = nullptr, *summary = nullptr;
+        cJSON *json = nullptr;
+        ~Owned()
+        {
             es_db_close(db);
             cJSON_free(chip_json);
             cJSON_free(proc_json);
+            cJSON_free(summary);
+            cJSON_Delete(json);
+        }
+    } own;
+    int64_t run_id = 0;
+    own.chip_json = es_cfg_dump(&L.c.cfg);
+    own.proc_json = es_cfg_dump(&L.c.proc);
+    if (!o.no_db) {
+        es_run_info ri{"run", L.c.name, L.m.name, o.prompt, o.gen, o.streams, own.chip_json,
+                       own.proc_json};
+        if (es_db_open(&own.db, o.db.c_str(), &e) || es_db_begin_run(own.db, &ri, &run_id, &e)) {
+            std::fprintf(stderr, "etchsim run: %s\n", e.msg);
             return 1;
         }
     }
@@ -347,34 +359,24 @@ int cmd_run(int argc, char **argv)
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (rc) {
         std::fprintf(stderr, "etchsim run: %s\n", e.msg);
-        es_db_close(db);
-        cJSON_free(chip_json);
-        cJSON_free(proc_json);
         return 1;
     }
-    cJSON *j = run_json(o, L, r, wall);
-    char *summary = cJSON_PrintUnformatted(j);
-    if (db && es_db_finish_run(db, run_id, (double)r.cycles, r.seqs.data(), (int)r.seqs.size(),
-                               r.toks.data(), (int64_t)r.toks.size(), r.units.data(),
-                               (int)r.units.size(), summary, &e)) {
+    own.json = run_json(o, L, r, wall);
+    own.summary = cJSON_PrintUnformatted(own.json);
+    if (own.db && es_db_finish_run(own.db, run_id, (double)r.cycles, r.seqs.data(), (int)r.seqs.size(),
+                                   r.toks.data(), (int64_t)r.toks.size(), r.units.data(),
+                                   (int)r.units.size(), own.summary, &e)) {
         std::fprintf(stderr, "etchsim run: %s\n", e.msg);
-        rc = 1;
+        return 1;
     }
-    if (rc == 0) {
-        if (o.json) {
-            char *s = cJSON_Print(j);
-            std::puts(s);
-            cJSON_free(s);
-        } else {
-            print_run(o, L, r, wall, db ? run_id : 0);
-        }
+    if (o.json) {
+        char *s = cJSON_Print(own.json);
+        std::puts(s);
+        cJSON_free(s);
+    } else {
+        print_run(o, L, r, wall, own.db ? run_id : 0);
     }
-    cJSON_free(summary);
-    cJSON_Delete(j);
-    es_db_close(db);
-    cJSON_free(chip_json);
-    cJSON_free(proc_json);
-    return rc;
+    return 0;
 }
 
 } // namespace
