@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 #include <cjson/cJSON.h>
@@ -317,6 +319,13 @@ int cmd_run(int argc, char **argv)
                      o.prompt, o.gen, L.c.kv_slot_context, L.c.path);
         return 1;
     }
+    const int64_t max_tokens = 50000000;
+    if (o.streams * o.gen > max_tokens) {
+        std::fprintf(stderr, "etchsim run: --streams %" PRId64 " x --generate %" PRId64
+                     " = %" PRId64 " output tokens; at most %" PRId64 " per run\n",
+                     o.streams, o.gen, o.streams * o.gen, max_tokens);
+        return 1;
+    }
     if (o.prompt + o.gen > L.m.max_pos) {
         std::fprintf(stderr, "etchsim run: --prompt + --generate = %" PRId64 " exceeds the model's "
                      "context (%s: key 'max_position_embeddings' = %" PRId64 ")\n",
@@ -396,8 +405,16 @@ int sc_main(int argc, char **argv)
         std::printf("etchsim %s\n", ETCHSIM_VERSION);
         return 0;
     }
-    if (cmd == "run") return cmd_run(argc - 2, argv + 2);
-    if (cmd == "area") return cmd_area(argc - 2, argv + 2);
+    try {
+        if (cmd == "run") return cmd_run(argc - 2, argv + 2);
+        if (cmd == "area") return cmd_area(argc - 2, argv + 2);
+    } catch (const std::bad_alloc &) {
+        std::fprintf(stderr, "etchsim %s: out of memory\n", cmd.c_str());
+        return 1;
+    } catch (const std::exception &ex) {
+        std::fprintf(stderr, "etchsim %s: %s\n", cmd.c_str(), ex.what());
+        return 1;
+    }
     std::fprintf(stderr, "etchsim: unknown command '%s'\n%s", cmd.c_str(), USAGE);
     return 2;
 }

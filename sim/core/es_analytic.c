@@ -1,6 +1,7 @@
 /* es_analytic: closed-form occupancy per op and the uncontended composition
  * of a token's trip around the chip (see es_analytic.h). */
 #include "es_analytic.h"
+#include <stdlib.h>
 #include <string.h>
 
 static int64_t vec(const es_chip *c, int64_t elems, int passes)
@@ -147,10 +148,8 @@ int64_t es_an_ttft(const es_chip *c, const es_model *m, int64_t prompt)
      * each stage next becomes free. Unbounded buffers are assumed, which the
      * bounded FIFOs match as long as no stage is slower than its successor. */
     int64_t tiles = es_chip_tiles(c, m);
-    int64_t nst = 2 + 2 * tiles;
-    int64_t freebuf[2 + 2 * 1024];
-    if (nst > (int64_t)(sizeof freebuf / sizeof freebuf[0])) return -1;
-    memset(freebuf, 0, sizeof freebuf);
+    int64_t *freebuf = calloc((size_t)(2 + 2 * tiles), sizeof *freebuf);
+    if (!freebuf) return -1;
     int64_t hl = es_an_host_lat(c), done = 0;
     for (int64_t p = 0; p < prompt; p += c->prefill_chunk) {
         int64_t n = prompt - p < c->prefill_chunk ? prompt - p : c->prefill_chunk;
@@ -166,6 +165,7 @@ int64_t es_an_ttft(const es_chip *c, const es_model *m, int64_t prompt)
 #undef STAGE
         done = arrive;
     }
+    free(freebuf);
     /* last chunk: its final token continues to the head, then to the host */
     done += act_hop(c, m, 1) + es_an_head(c, m);
     return done + es_an_host_occ(c, c->host_cpl_bytes) + hl;

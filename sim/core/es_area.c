@@ -13,10 +13,9 @@ void es_area_compute(const es_chip *c, const es_model *m, es_area *a)
 {
     memset(a, 0, sizeof *a);
     double tiles = (double)es_chip_tiles(c, m);
-    double tile_rom = (double)c->rom.banks * (double)c->rom.rows * (double)c->rom.row_bits;
-    double head_rom = (double)c->head_rom.banks * (double)c->head_rom.rows * (double)c->head_rom.row_bits;
-    double emb_rom = m->tied ? 0.0
-        : (double)c->embed_rom.banks * (double)c->embed_rom.rows * (double)c->embed_rom.row_bits;
+    double tile_rom = (double)es_rom_bits(&c->rom);
+    double head_rom = (double)es_rom_bits(&c->head_rom);
+    double emb_rom = m->tied ? 0.0 : (double)es_rom_bits(&c->embed_rom);
     a->rom_bits = tiles * tile_rom + head_rom + emb_rom;
     for (int i = 0; i < m->n_tensors; i++) a->model_bits += (double)es_tensor_bits(c, &m->tensors[i]);
     /* ROM: one select transistor per cell of cell_bits bits */

@@ -5,6 +5,7 @@
 #include "es_chip.h"
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -62,6 +63,8 @@ static int read_chip(es_chip *c, es_err *e)
         es_cfg_int(f, "tile.lanes.cell_bits", 1, 16, &c->cell_bits, e) ||
         es_cfg_int(f, "tile.lanes.pipeline_depth", 0, 1 << 16, &c->lane_depth, e) ||
         es_cfg_int(f, "tile.lanes.tokens_per_read", 1, 1 << 16, &c->tokens_per_read, e) ||
+        es_cfg_str(f, "tile.lanes.activation_format", c->act_format, sizeof c->act_format, e) ||
+        es_cfg_int(f, "tile.lanes.accumulator_bits", 8, 64, &c->acc_bits, e) ||
         es_cfg_i64(f, "tile.vector.elems_per_cycle", 1, BIG, &c->vec_width, e) ||
         es_cfg_int(f, "tile.vector.latency_cycles", 0, 1 << 16, &c->vec_latency, e) ||
         es_cfg_i64(f, "tile.attention.positions_per_cycle", 1, BIG, &c->attn_ppc, e) ||
@@ -100,6 +103,9 @@ static int read_chip(es_chip *c, es_err *e)
         es_cfg_num(f, "card.vr_efficiency", 0.01, 1.0, &c->vr_eff, e) ||
         es_cfg_num(f, "card.board_static_w", 0, 1e5, &c->board_w, e))
         return -1;
+    if (strcmp(c->act_format, "int8") && strcmp(c->act_format, "fp8") && strcmp(c->act_format, "bf16"))
+        return es_fail(e, "%s: key 'tile.lanes.activation_format': expected \"int8\", \"fp8\" or "
+                          "\"bf16\", got \"%s\"", c->path, c->act_format);
     if (read_fmt(f, "weights.default", &c->fmt[0], e)) return -1;
     for (int r = 1; r < ES_ROLE_COUNT; r++) c->fmt[r] = c->fmt[0];
     const cJSON *roles = es_cfg_node(f, "weights.roles");
@@ -238,10 +244,19 @@ int64_t es_tensor_cells(const es_chip *c, const es_tensor *t)
     return t->rows * t->cols * per;
 }
 
+int64_t es_rom_bits(const es_rom *r)
+{
+    int64_t have;
+    if (__builtin_mul_overflow(r->banks, r->rows, &have) ||
+        __builtin_mul_overflow(have, r->row_bits, &have))
+        return INT64_MAX;
+    return have;
+}
+
 static int check_rom(const es_chip *c, const char *key, const es_rom *r, int64_t need,
                      const char *what, es_err *e)
 {
-    int64_t have = r->banks * r->rows * r->row_bits;
+    int64_t have = es_rom_bits(r);
     if (need > have)
         return es_fail(e, "%s: key '%s.rows': ROM cannot hold the model: %s needs %lld bits, "
                           "the ROM holds %lld (banks %lld x rows %lld x row_bits %lld)",

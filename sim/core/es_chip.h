@@ -38,6 +38,8 @@ typedef struct es_chip {
     int cell_bits;            /* tile.lanes.cell_bits: bits one select cell decodes */
     int lane_depth;           /* tile.lanes.pipeline_depth: ROM-to-accumulator cycles */
     int tokens_per_read;      /* tile.lanes.tokens_per_read */
+    char act_format[8];       /* tile.lanes.activation_format: int8, fp8 or bf16 */
+    int acc_bits;             /* tile.lanes.accumulator_bits */
     int64_t vec_width;        /* tile.vector.elems_per_cycle */
     int vec_latency;          /* tile.vector.latency_cycles */
     int64_t attn_ppc;         /* tile.attention.positions_per_cycle */
@@ -122,7 +124,9 @@ static inline es_role es_tensor_fmt_role(const es_tensor *t)
 }
 int64_t es_tensor_bits(const es_chip *c, const es_tensor *t);   /* ROM bits incl. scales */
 int64_t es_tensor_cells(const es_chip *c, const es_tensor *t);  /* lane cells per token */
-int64_t es_chip_kv_port_bits(const es_chip *c); /* bits per cycle one port streams */
+int64_t es_chip_kv_port_bits(const es_chip *c);
+/* Capacity of a ROM in bits, INT64_MAX when it does not fit in 64 bits. */
+int64_t es_rom_bits(const es_rom *r); /* bits per cycle one port streams */
 /* Check the model fits: every tile's ROM holds its layers, the KV slot fits. */
 int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e);
 

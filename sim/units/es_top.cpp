@@ -43,6 +43,8 @@ struct Chip {
         const es_model *m = ctx.m;
         int depth = (int)c->fifo_depth;
         int64_t tiles = es_chip_tiles(c, m), nslots = es_chip_kv_slots(c, m);
+        /* more slots than streams changes nothing; the cap keeps counts in int */
+        if (nslots > (int64_t)ctx.seqs.size()) nslots = (int64_t)ctx.seqs.size();
         slots.reset(new sc_core::sc_semaphore("kv_slots", (int)nslots));
         if (m->tied) rom.reset(new sc_core::sc_mutex("head_rom"));
         int ring = (int)nslots + 1; /* the feedback path never blocks the head */
