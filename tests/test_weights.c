@@ -1,0 +1,224 @@
+/* test_weights: the weight formats' scalar references.
+ *   1.x  narrow floats: E2M1 codes, E4M3, E8M0 NaN, FP16 and BF16 exhaustive
+ *   2.x  GGUF blocks decode hand-built bytes to exact values (Q3_K, Q6_K, Q4_0)
+ *   3.x  bits per weight of every format
+ *   4.x  round trip: relative RMSE under a per-format threshold, on Gaussian
+ *        and heavy-tailed (Student-t, 3 degrees of freedom) data
+ *   5.x  bad input: ragged rows, bad group sizes, NaN scales
+ * `test_weights --report` prints the RMSE table instead (scripts/bench-formats). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "es_fp.h"
+#include "es_quant.h"
+
+static int fails = 0, passes = 0;
+#define CHECK(cond, ...) do { if (cond) passes++; else { fails++; \
+    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); \
+    fprintf(stderr, "\n"); } } while (0)
+
+static void t1_floats(void)
+{
+    /* 1.1 all 16 E2M1 codes */
+    const float want[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+    for (int c = 0; c < 16; c++) {
+        float v = es_e2m1_to_f32((uint8_t)c);
+        CHECK(v == want[c] && signbit(v) == signbit(want[c]), "e2m1 %d -> %g", c, v);
+        CHECK(es_f32_to_e2m1(want[c]) == c, "e2m1 encode %g -> %d", want[c], es_f32_to_e2m1(want[c]));
+    }
+    /* 1.2 E2M1 ties go to the even code; saturation */
+    const float tie_in[7] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f};
+    const int tie_out[7] = {0, 2, 2, 4, 4, 6, 6};
+    for (int i = 0; i < 7; i++) CHECK(es_f32_to_e2m1(tie_in[i]) == tie_out[i], "tie %g", tie_in[i]);
+    CHECK(es_f32_to_e2m1(100.0f) == 7 && es_f32_to_e2m1(-7.0f) == 15, "e2m1 saturation");
+    /* 1.3 E8M0: 2^(x-127), 0xFF is NaN */
+    CHECK(es_e8m0_to_f32(127) == 1.0f && es_e8m0_to_f32(0) == ldexpf(1, -127) &&
+          es_e8m0_to_f32(254) == ldexpf(1, 127), "e8m0 values");
+    CHECK(isnan(es_e8m0_to_f32(0xFF)) && es_e8m0_is_nan(0xFF), "e8m0 NaN");
+    /* 1.4 E4M3: every non-NaN code round-trips; 448 max; NaN codes */
+    for (int c = 0; c < 256; c++) {
+        float v = es_e4m3_to_f32((uint8_t)c);
+        if ((c & 0x7F) == 0x7F) { CHECK(isnan(v), "e4m3 %02x not NaN", c); continue; }
+        uint8_t back = es_f32_to_e4m3(v);
+        CHECK(back == c || (v == 0 && (back & 0x7F) == 0), "e4m3 %02x -> %g -> %02x", c, v, back);
+    }
+    CHECK(es_e4m3_to_f32(0x7E) == 448.0f && es_f32_to_e4m3(1e9f) == 0x7E, "e4m3 max");
+    CHECK(es_e4m3_to_f32(0x01) == ldexpf(1, -9), "e4m3 smallest subnormal");
+    CHECK(es_f32_to_e4m3(1.0625f) == 0x38 && es_f32_to_e4m3(1.1875f) == 0x3A, "e4m3 ties to even");
+    /* 1.5 FP16 and BF16: every non-NaN pattern round-trips */
+    int bad16 = 0, badbf = 0;
+    for (int h = 0; h < 65536; h++) {
+        float f = es_f16_to_f32((uint16_t)h);
+        if (!isnan(f) && es_f32_to_f16(f) != h) bad16++;
+        float g = es_bf16_to_f32((uint16_t)h);
+        if (!isnan(g) && es_f32_to_bf16(g) != h) badbf++;
+    }
+    CHECK(bad16 == 0 && badbf == 0, "fp16 %d, bf16 %d patterns do not round-trip", bad16, badbf);
+    CHECK(es_f32_to_f16(65520.0f) == 0x7C00 && es_f32_to_f16(65519.0f) == 0x7BFF, "fp16 overflow edge");
+    CHECK(es_f32_to_f16(ldexpf(1, -25)) == 0 && es_f32_to_f16(ldexpf(3, -26)) == 1, "fp16 subnormal rounding");
+}
+
+static void t2_blocks(void)
+{
+    es_err e;
+    float y[256];
+    /* 2.1 Q3_K: d = 0.5; sub-block s has scale s - 8 (stored 24 + s);
+     * hmask = 0x0F sets the high bit for the first 128 elements only;
+     * qs = 0xE4 gives q2 = j for the four 32-element groups j. */
+    uint8_t q3[110];
+    memset(q3, 0x0F, 32);
+    memset(q3 + 32, 0xE4, 64);
+    const uint8_t sc[12] = {0x08, 0x19, 0x2A, 0x3B, 0x4C, 0x5D, 0x6E, 0x7F, 0xA5, 0xA5, 0xA5, 0xA5};
+    memcpy(q3 + 96, sc, 12);
+    q3[108] = 0x00;
+    q3[109] = 0x38; /* fp16 0.5 */
+    es_qfmt f3 = {ES_Q_Q3_K, 0, 0, ES_NIB_SPLIT};
+    CHECK(es_dequantize_row(&f3, q3, 256, y, &e) == 0, "%s", e.msg);
+    const int idx3[6] = {0, 40, 100, 127, 200, 255};
+    const float val3[6] = {0.0f, -3.0f, -3.0f, -1.5f, -4.0f, -3.5f};
+    for (int k = 0; k < 6; k++) CHECK(y[idx3[k]] == val3[k], "q3_k y[%d] = %g, want %g", idx3[k], y[idx3[k]], val3[k]);
+    /* 2.2 Q6_K: d = 0.25; scales[s] = s - 8; ql = 0x21; qh = 0xE4 */
+    uint8_t q6[210];
+    memset(q6, 0x21, 128);
+    memset(q6 + 128, 0xE4, 64);
+    for (int s = 0; s < 16; s++) q6[192 + s] = (uint8_t)(int8_t)(s - 8);
+    q6[208] = 0x00;
+    q6[209] = 0x34; /* fp16 0.25 */
+    es_qfmt f6 = {ES_Q_Q6_K, 0, 0, ES_NIB_SPLIT};
+    CHECK(es_dequantize_row(&f6, q6, 256, y, &e) == 0, "%s", e.msg);
+    const int idx6[5] = {0, 47, 80, 130, 255};
+    const float val6[5] = {62.0f, 22.5f, -1.5f, 0.0f, 31.5f};
+    for (int k = 0; k < 5; k++) CHECK(y[idx6[k]] == val6[k], "q6_k y[%d] = %g, want %g", idx6[k], y[idx6[k]], val6[k]);
+    /* 2.3 Q4_0: byte j holds element j low and j+16 high */
+    uint8_t q4[18] = {0x00, 0x40}; /* fp16 2.0 */
+    for (int j = 0; j < 16; j++) q4[2 + j] = (uint8_t)(j | (15 - j) << 4);
+    es_qfmt f4 = {ES_Q_Q4_0, 0, 0, ES_NIB_SPLIT};
+    CHECK(es_dequantize_row(&f4, q4, 32, y, &e) == 0, "%s", e.msg);
+    CHECK(y[0] == -16 && y[15] == 14 && y[16] == 14 && y[31] == -16, "q4_0 split %g %g %g %g", y[0], y[15], y[16], y[31]);
+    es_qfmt f4i = {ES_Q_Q4_0, 0, 0, ES_NIB_INTERLEAVED};
+    CHECK(es_dequantize_row(&f4i, q4, 32, y, &e) == 0 && y[0] == -16 && y[1] == 14 && y[2] == -14,
+          "q4_0 interleaved %g %g %g", y[0], y[1], y[2]);
+    /* 2.4 MXFP4: scale 2^1, codes 0..15 in the low nibbles */
+    uint8_t mx[17];
+    mx[0] = 128;
+    for (int j = 0; j < 16; j++) mx[1 + j] = (uint8_t)j;
+    es_qfmt fm = {ES_Q_MXFP4, 0, 0, ES_NIB_SPLIT};
+    CHECK(es_dequantize_row(&fm, mx, 32, y, &e) == 0 && y[7] == 12.0f && y[15] == -12.0f && y[16] == 0,
+          "mxfp4 %g %g", y[7], y[15]);
+}
+
+static void t3_bits(void)
+{
+    struct { es_qtype t; int g; double bpw; } want[] = {
+        {ES_Q_F32, 0, 32}, {ES_Q_F16, 0, 16}, {ES_Q_BF16, 0, 16}, {ES_Q_Q8_0, 0, 8.5},
+        {ES_Q_Q4_0, 0, 4.5}, {ES_Q_Q3_K, 0, 3.4375}, {ES_Q_Q6_K, 0, 6.5625}, {ES_Q_MXFP4, 0, 4.25},
+        {ES_Q_NVFP4, 0, 4.5}, {ES_Q_INT3, 32, 3.5}, {ES_Q_INT3, 64, 3.25}, {ES_Q_INT3, 128, 3.125},
+        {ES_Q_INT6, 32, 6.5}, {ES_Q_INT6, 64, 6.25}, {ES_Q_INT6, 128, 6.125}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        es_qfmt f = {want[i].t, want[i].g, 1.0f, ES_NIB_SPLIT};
+        CHECK(es_q_bits_per_weight(&f) == want[i].bpw, "%s/%d bpw %g", es_qtype_name(want[i].t),
+              want[i].g, es_q_bits_per_weight(&f));
+    }
+}
+
+/* deterministic data: xorshift64*, Box-Muller, Student-t(3) = z / sqrt(chi2_3 / 3) */
+static uint64_t rng_state;
+static double urand(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return ((double)((rng_state * 2685821657736338717ULL) >> 11) + 0.5) / 9007199254740992.0;
+}
+static double gauss(void) { return sqrt(-2 * log(urand())) * cos(6.283185307179586 * urand()); }
+static double student3(void)
+{
+    double z = gauss(), c = 0;
+    for (int i = 0; i < 3; i++) { double g = gauss(); c += g * g; }
+    return z / sqrt(c / 3);
+}
+
+#define N_RT (256 * 256)
+
+static double rel_rmse(es_qfmt f, const float *x, int64_t n)
+{
+    es_err e;
+    if (f.type == ES_Q_NVFP4) f.tensor_scale = es_nvfp4_tensor_scale(x, n);
+    int64_t bytes = es_q_row_bytes(&f, n, &e);
+    unsigned char *q = calloc((size_t)bytes, 1);
+    float *y = malloc((size_t)n * sizeof *y);
+    double num = 0, den = 0;
+    if (es_quantize_row(&f, x, n, q, &e) || es_dequantize_row(&f, q, n, y, &e)) num = NAN;
+    for (int64_t i = 0; i < n && !isnan(num); i++) {
+        num += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+        den += (double)x[i] * x[i];
+    }
+    free(q);
+    free(y);
+    return sqrt(num / den);
+}
+
+static const struct { es_qtype t; int g; double max_gauss, max_heavy; } rt[] = {
+    /* thresholds: 1.2x the error measured by scripts/bench-formats, rounded up */
+    {ES_Q_F32, 0, 0.0, 0.0},          {ES_Q_F16, 0, 2.5e-4, 2.5e-4},   {ES_Q_BF16, 0, 2.0e-3, 2.0e-3},
+    {ES_Q_Q8_0, 0, 0.0065, 0.010},    {ES_Q_INT6, 64, 0.029, 0.051},   {ES_Q_Q6_K, 0, 0.023, 0.031},
+    {ES_Q_Q4_0, 0, 0.104, 0.155},     {ES_Q_MXFP4, 0, 0.138, 0.169},   {ES_Q_NVFP4, 0, 0.115, 0.110},
+    {ES_Q_INT3, 32, 0.211, 0.290},    {ES_Q_INT3, 64, 0.232, 0.357},   {ES_Q_INT3, 128, 0.253, 0.434},
+    {ES_Q_Q3_K, 0, 0.187, 0.232}};
+
+static void t4_roundtrip(int report)
+{
+    float *gx = malloc(N_RT * sizeof *gx), *hx = malloc(N_RT * sizeof *hx);
+    rng_state = 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < N_RT; i++) gx[i] = (float)(0.02 * gauss());
+    for (int i = 0; i < N_RT; i++) hx[i] = (float)(0.02 * student3());
+    if (report) printf("%-10s %8s %14s %14s\n", "format", "bits/w", "rel RMSE gauss", "rel RMSE t(3)");
+    for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++) {
+        es_qfmt f = {rt[i].t, rt[i].g, 1.0f, ES_NIB_SPLIT};
+        double g = rel_rmse(f, gx, N_RT), h = rel_rmse(f, hx, N_RT);
+        char name[32];
+        snprintf(name, sizeof name, rt[i].g ? "%s/g%d" : "%s", es_qtype_name(rt[i].t), rt[i].g);
+        if (report) printf("%-10s %8.4f %14.5f %14.5f\n", name, es_q_bits_per_weight(&f), g, h);
+        else {
+            CHECK(g <= rt[i].max_gauss, "%s gauss rel RMSE %.5f > %.5f", name, g, rt[i].max_gauss);
+            CHECK(h <= rt[i].max_heavy, "%s heavy rel RMSE %.5f > %.5f", name, h, rt[i].max_heavy);
+        }
+    }
+    free(gx);
+    free(hx);
+}
+
+static void t5_bad(void)
+{
+    es_err e;
+    float x[64] = {0}, y[64];
+    unsigned char q[256] = {0};
+    es_qfmt k = {ES_Q_Q3_K, 0, 0, ES_NIB_SPLIT};
+    CHECK(es_quantize_row(&k, x, 64, q, &e) != 0 && strstr(e.msg, "q3_k") && strstr(e.msg, "256"), "ragged: %s", e.msg);
+    es_qfmt g = {ES_Q_INT3, 48, 0, ES_NIB_SPLIT};
+    CHECK(es_quantize_row(&g, x, 48, q, &e) != 0 && strstr(e.msg, "group"), "group: %s", e.msg);
+    es_qfmt m = {ES_Q_MXFP4, 0, 0, ES_NIB_SPLIT};
+    q[0] = 0xFF;
+    CHECK(es_dequantize_row(&m, q, 32, y, &e) != 0 && strstr(e.msg, "NaN"), "e8m0 NaN: %s", e.msg);
+    es_qfmt n = {ES_Q_NVFP4, 0, 1.0f, ES_NIB_SPLIT};
+    q[0] = 0x7F;
+    CHECK(es_dequantize_row(&n, q, 16, y, &e) != 0 && strstr(e.msg, "NaN"), "e4m3 NaN: %s", e.msg);
+    n.tensor_scale = 0;
+    CHECK(es_dequantize_row(&n, q, 16, y, &e) != 0 && strstr(e.msg, "tensor scale"), "ts: %s", e.msg);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--report") == 0) {
+        t4_roundtrip(1);
+        return 0;
+    }
+    t1_floats();
+    t2_blocks();
+    t3_bits();
+    t4_roundtrip(0);
+    t5_bad();
+    printf("%d passed, %d failed\n", passes, fails);
+    return fails ? 1 : 0;
+}

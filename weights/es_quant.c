@@ -1,0 +1,367 @@
+/* es_quant: scalar quantizers and decoders, one pair per format (see
+ * es_quant.h for the layouts). Decoders follow the published layouts bit
+ * for bit; quantizers are straightforward absmax schemes whose error the
+ * round-trip tests bound per format. */
+#include "es_quant.h"
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+#include "es_fp.h"
+
+typedef struct { uint16_t d; int8_t qs[32]; } es_block_q8_0;
+typedef struct { uint16_t d; uint8_t qs[16]; } es_block_q4_0;
+typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; } es_block_q3_k;
+typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } es_block_q6_k;
+typedef struct { uint8_t e; uint8_t qs[16]; } es_block_mxfp4;
+typedef struct { uint8_t s; uint8_t qs[8]; } es_block_nvfp4;
+
+_Static_assert(sizeof(es_block_q8_0) == 34, "q8_0 block is 34 bytes");
+_Static_assert(sizeof(es_block_q4_0) == 18, "q4_0 block is 18 bytes");
+_Static_assert(sizeof(es_block_q3_k) == 110, "q3_k block is 110 bytes");
+_Static_assert(offsetof(es_block_q3_k, scales) == 96 && offsetof(es_block_q3_k, d) == 108, "q3_k layout");
+_Static_assert(sizeof(es_block_q6_k) == 210, "q6_k block is 210 bytes");
+_Static_assert(offsetof(es_block_q6_k, scales) == 192 && offsetof(es_block_q6_k, d) == 208, "q6_k layout");
+_Static_assert(sizeof(es_block_mxfp4) == 17, "mxfp4 block is 17 bytes");
+_Static_assert(sizeof(es_block_nvfp4) == 9, "nvfp4 block is 9 bytes");
+
+static const char *names[ES_Q_COUNT] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q3_k", "q6_k",
+                                        "mxfp4", "nvfp4", "int3", "int6"};
+
+const char *es_qtype_name(es_qtype t) { return (t >= 0 && t < ES_Q_COUNT) ? names[t] : "?"; }
+
+int es_qtype_from_name(const char *s)
+{
+    for (int i = 0; i < ES_Q_COUNT; i++)
+        if (strcmp(s, names[i]) == 0) return i;
+    return -1;
+}
+
+int es_qfmt_check(const es_qfmt *f, es_err *e)
+{
+    if (f->type < 0 || f->type >= ES_Q_COUNT) return es_fail(e, "unknown weight format %d", (int)f->type);
+    if ((f->type == ES_Q_INT3 || f->type == ES_Q_INT6) && f->group != 32 && f->group != 64 &&
+        f->group != 128)
+        return es_fail(e, "%s: group must be 32, 64 or 128, got %d", names[f->type], f->group);
+    if (f->type == ES_Q_NVFP4 && !(f->tensor_scale > 0 && isfinite(f->tensor_scale)))
+        return es_fail(e, "nvfp4: tensor scale must be positive and finite");
+    return 0;
+}
+
+int64_t es_q_block_elems(const es_qfmt *f)
+{
+    switch (f->type) {
+    case ES_Q_F32: case ES_Q_F16: case ES_Q_BF16: return 1;
+    case ES_Q_Q8_0: case ES_Q_Q4_0: case ES_Q_MXFP4: return 32;
+    case ES_Q_Q3_K: case ES_Q_Q6_K: return 256;
+    case ES_Q_NVFP4: return 16;
+    case ES_Q_INT3: case ES_Q_INT6: return f->group;
+    default: return 0;
+    }
+}
+
+int64_t es_q_block_bytes(const es_qfmt *f)
+{
+    switch (f->type) {
+    case ES_Q_F32: return 4;
+    case ES_Q_F16: case ES_Q_BF16: return 2;
+    case ES_Q_Q8_0: return 34;
+    case ES_Q_Q4_0: return 18;
+    case ES_Q_Q3_K: return 110;
+    case ES_Q_Q6_K: return 210;
+    case ES_Q_MXFP4: return 17;
+    case ES_Q_NVFP4: return 9;
+    case ES_Q_INT3: return 2 + f->group * 3 / 8;
+    case ES_Q_INT6: return 2 + f->group * 6 / 8;
+    default: return 0;
+    }
+}
+
+double es_q_bits_per_weight(const es_qfmt *f)
+{
+    return 8.0 * (double)es_q_block_bytes(f) / (double)es_q_block_elems(f);
+}
+
+int64_t es_q_row_bytes(const es_qfmt *f, int64_t n, es_err *e)
+{
+    int64_t be = es_q_block_elems(f);
+    if (be <= 0 || n < 0 || n % be)
+        return es_fail(e, "%s: %lld elements is not a whole number of %lld-element blocks",
+                       es_qtype_name(f->type), (long long)n, (long long)be);
+    return n / be * es_q_block_bytes(f);
+}
+
+/* ---- helpers ---- */
+
+/* The element of largest magnitude, with its sign (first one on ties). */
+static float signed_absmax(const float *x, int n)
+{
+    float m = 0, am = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > am) { am = fabsf(x[i]); m = x[i]; }
+    return m;
+}
+
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+static int quant_int(float x, float d, int lo, int hi)
+{
+    return d == 0.0f ? 0 : clampi((int)roundf(x / d), lo, hi);
+}
+
+static void put_bits(uint8_t *p, int64_t bitpos, unsigned v, int nbits)
+{
+    for (int b = 0; b < nbits; b++, bitpos++)
+        if (v >> b & 1) p[bitpos >> 3] |= (uint8_t)(1u << (bitpos & 7));
+}
+
+static unsigned get_bits(const uint8_t *p, int64_t bitpos, int nbits)
+{
+    unsigned v = 0;
+    for (int b = 0; b < nbits; b++, bitpos++) v |= (unsigned)(p[bitpos >> 3] >> (bitpos & 7) & 1) << b;
+    return v;
+}
+
+static int nib_index(es_nibble_order o, int j, int half, int hi)
+{
+    return o == ES_NIB_SPLIT ? j + (hi ? half : 0) : 2 * j + (hi ? 1 : 0);
+}
+
+/* ---- quantizers ---- */
+
+static void q_intn(const float *x, int g, int bits, uint8_t *dst)
+{
+    int lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
+    uint16_t d16 = es_f32_to_f16(signed_absmax(x, g) / (float)lo);
+    float d = es_f16_to_f32(d16);
+    memcpy(dst, &d16, 2);
+    memset(dst + 2, 0, (size_t)(g * bits / 8));
+    for (int i = 0; i < g; i++) put_bits(dst + 2, (int64_t)i * bits, (unsigned)(quant_int(x[i], d, lo, hi) - lo), bits);
+}
+
+static void q_q8_0(const float *x, es_block_q8_0 *b)
+{
+    float am = fabsf(signed_absmax(x, 32));
+    b->d = es_f32_to_f16(am / 127.0f);
+    float d = es_f16_to_f32(b->d);
+    for (int i = 0; i < 32; i++) b->qs[i] = (int8_t)quant_int(x[i], d, -127, 127);
+}
+
+static void q_q4_0(const float *x, es_block_q4_0 *b, es_nibble_order o)
+{
+    b->d = es_f32_to_f16(signed_absmax(x, 32) / -8.0f);
+    float d = es_f16_to_f32(b->d);
+    memset(b->qs, 0, 16);
+    for (int j = 0; j < 16; j++) {
+        int lo = quant_int(x[nib_index(o, j, 16, 0)], d, -8, 7) + 8;
+        int hi = quant_int(x[nib_index(o, j, 16, 1)], d, -8, 7) + 8;
+        b->qs[j] = (uint8_t)(lo | hi << 4);
+    }
+}
+
+static void q_q3_k(const float *x, es_block_q3_k *b)
+{
+    float s[16];
+    for (int j = 0; j < 16; j++) s[j] = signed_absmax(x + 16 * j, 16) / -4.0f;
+    b->d = es_f32_to_f16(signed_absmax(s, 16) / -32.0f);
+    float d = es_f16_to_f32(b->d);
+    memset(b, 0, offsetof(es_block_q3_k, d));
+    for (int j = 0; j < 16; j++) {
+        int sc = quant_int(s[j], d, -32, 31) + 32; /* stored 0..63 */
+        if (j < 8) b->scales[j] |= (uint8_t)(sc & 0xF);
+        else b->scales[j - 8] |= (uint8_t)((sc & 0xF) << 4);
+        b->scales[8 + (j & 3)] |= (uint8_t)((sc >> 4) << (2 * (j >> 2)));
+        float eff = d * (float)(sc - 32);
+        for (int k = 0; k < 16; k++) {
+            int i = 16 * j + k, h = i >> 7, jj = (i & 127) >> 5, l = i & 31;
+            int u = quant_int(x[i], eff, -4, 3) + 4;
+            b->qs[32 * h + l] |= (uint8_t)((u & 3) << (2 * jj));
+            if (u >> 2) b->hmask[l] |= (uint8_t)(1u << (4 * h + jj));
+        }
+    }
+}
+
+static void q_q6_k(const float *x, es_block_q6_k *b)
+{
+    float s[16];
+    for (int j = 0; j < 16; j++) s[j] = signed_absmax(x + 16 * j, 16) / -32.0f;
+    b->d = es_f32_to_f16(signed_absmax(s, 16) / -128.0f);
+    float d = es_f16_to_f32(b->d);
+    memset(b->ql, 0, sizeof b->ql);
+    memset(b->qh, 0, sizeof b->qh);
+    for (int j = 0; j < 16; j++) b->scales[j] = (int8_t)quant_int(s[j], d, -128, 127);
+    for (int i = 0; i < 256; i++) {
+        /* inverse of the decoder: half n, lane l, quarter k (0..3) */
+        int n = i >> 7, r = i & 127, k = r >> 5, l = r & 31;
+        int is = 8 * n + (l >> 4) + 2 * k;
+        int u = quant_int(x[i], d * (float)b->scales[is], -32, 31) + 32;
+        int qlb = 64 * n + l + ((k & 1) ? 32 : 0);
+        b->ql[qlb] |= (uint8_t)((u & 0xF) << ((k >> 1) ? 4 : 0));
+        b->qh[32 * n + l] |= (uint8_t)((u >> 4) << (2 * k));
+    }
+}
+
+static void q_mxfp4(const float *x, es_block_mxfp4 *b, es_nibble_order o)
+{
+    float am = fabsf(signed_absmax(x, 32));
+    int exp = 0; /* shared_exp = floor(log2(amax)) - 2, E8M0 range */
+    if (am > 0) {
+        int e;
+        frexpf(am, &e);      /* am in [2^(e-1), 2^e) */
+        exp = e - 1 - 2;
+    }
+    int biased = clampi(exp + 127, 0, 254);
+    b->e = (uint8_t)biased;
+    float inv = ldexpf(1.0f, 127 - biased);
+    for (int j = 0; j < 16; j++)
+        b->qs[j] = (uint8_t)(es_f32_to_e2m1(x[nib_index(o, j, 16, 0)] * inv) |
+                             es_f32_to_e2m1(x[nib_index(o, j, 16, 1)] * inv) << 4);
+}
+
+static void q_nvfp4(const float *x, float ts, es_block_nvfp4 *b, es_nibble_order o)
+{
+    float am = fabsf(signed_absmax(x, 16));
+    b->s = es_f32_to_e4m3(am / (6.0f * ts));
+    float sc = es_e4m3_to_f32(b->s) * ts;
+    for (int j = 0; j < 8; j++) {
+        float a = sc > 0 ? x[nib_index(o, j, 8, 0)] / sc : 0, c = sc > 0 ? x[nib_index(o, j, 8, 1)] / sc : 0;
+        b->qs[j] = (uint8_t)(es_f32_to_e2m1(a) | es_f32_to_e2m1(c) << 4);
+    }
+}
+
+int es_quantize_row(const es_qfmt *f, const float *x, int64_t n, void *dst, es_err *e)
+{
+    if (es_qfmt_check(f, e) || es_q_row_bytes(f, n, e) < 0) return -1;
+    uint8_t *p = dst;
+    int64_t be = es_q_block_elems(f), bb = es_q_block_bytes(f);
+    for (int64_t i = 0; i < n; i += be, p += bb) {
+        const float *xb = x + i;
+        switch (f->type) {
+        case ES_Q_F32: memcpy(p, xb, 4); break;
+        case ES_Q_F16: { uint16_t h = es_f32_to_f16(*xb); memcpy(p, &h, 2); break; }
+        case ES_Q_BF16: { uint16_t h = es_f32_to_bf16(*xb); memcpy(p, &h, 2); break; }
+        case ES_Q_Q8_0: q_q8_0(xb, (es_block_q8_0 *)p); break;
+        case ES_Q_Q4_0: q_q4_0(xb, (es_block_q4_0 *)p, f->nibbles); break;
+        case ES_Q_Q3_K: q_q3_k(xb, (es_block_q3_k *)p); break;
+        case ES_Q_Q6_K: q_q6_k(xb, (es_block_q6_k *)p); break;
+        case ES_Q_MXFP4: q_mxfp4(xb, (es_block_mxfp4 *)p, f->nibbles); break;
+        case ES_Q_NVFP4: q_nvfp4(xb, f->tensor_scale, (es_block_nvfp4 *)p, f->nibbles); break;
+        case ES_Q_INT3: q_intn(xb, f->group, 3, p); break;
+        case ES_Q_INT6: q_intn(xb, f->group, 6, p); break;
+        default: return es_fail(e, "unknown weight format");
+        }
+    }
+    return 0;
+}
+
+/* ---- decoders ---- */
+
+static void dq_q3_k(const es_block_q3_k *b, float *y)
+{
+    float d = es_f16_to_f32(b->d);
+    for (int i = 0; i < 256; i++) {
+        int h = i >> 7, j = (i & 127) >> 5, l = i & 31;
+        int q2 = (b->qs[32 * h + l] >> (2 * j)) & 3;
+        int hb = (b->hmask[l] >> (4 * h + j)) & 1;
+        int q = q2 - (hb ? 0 : 4);
+        int s = i >> 4;
+        int lo = s < 8 ? b->scales[s] & 0xF : b->scales[s - 8] >> 4;
+        int hi = (b->scales[8 + (s & 3)] >> (2 * (s >> 2))) & 3;
+        y[i] = d * (float)((lo | hi << 4) - 32) * (float)q;
+    }
+}
+
+static void dq_q6_k(const es_block_q6_k *b, float *y)
+{
+    float d = es_f16_to_f32(b->d);
+    for (int n = 0; n < 2; n++) {
+        const uint8_t *ql = b->ql + 64 * n, *qh = b->qh + 32 * n;
+        const int8_t *sc = b->scales + 8 * n;
+        float *yy = y + 128 * n;
+        for (int l = 0; l < 32; l++) {
+            int is = l / 16;
+            int q1 = ((ql[l] & 0xF) | ((qh[l] >> 0 & 3) << 4)) - 32;
+            int q2 = ((ql[l + 32] & 0xF) | ((qh[l] >> 2 & 3) << 4)) - 32;
+            int q3 = ((ql[l] >> 4) | ((qh[l] >> 4 & 3) << 4)) - 32;
+            int q4 = ((ql[l + 32] >> 4) | ((qh[l] >> 6 & 3) << 4)) - 32;
+            yy[l] = d * (float)sc[is] * (float)q1;
+            yy[l + 32] = d * (float)sc[is + 2] * (float)q2;
+            yy[l + 64] = d * (float)sc[is + 4] * (float)q3;
+            yy[l + 96] = d * (float)sc[is + 6] * (float)q4;
+        }
+    }
+}
+
+int es_dequantize_row(const es_qfmt *f, const void *src, int64_t n, float *y, es_err *e)
+{
+    if (es_qfmt_check(f, e) || es_q_row_bytes(f, n, e) < 0) return -1;
+    const uint8_t *p = src;
+    int64_t be = es_q_block_elems(f), bb = es_q_block_bytes(f);
+    for (int64_t i = 0; i < n; i += be, p += bb) {
+        float *yb = y + i;
+        switch (f->type) {
+        case ES_Q_F32: memcpy(yb, p, 4); break;
+        case ES_Q_F16: { uint16_t h; memcpy(&h, p, 2); *yb = es_f16_to_f32(h); break; }
+        case ES_Q_BF16: { uint16_t h; memcpy(&h, p, 2); *yb = es_bf16_to_f32(h); break; }
+        case ES_Q_Q8_0: {
+            const es_block_q8_0 *b = (const es_block_q8_0 *)p;
+            float d = es_f16_to_f32(b->d);
+            for (int j = 0; j < 32; j++) yb[j] = d * (float)b->qs[j];
+            break;
+        }
+        case ES_Q_Q4_0: {
+            const es_block_q4_0 *b = (const es_block_q4_0 *)p;
+            float d = es_f16_to_f32(b->d);
+            for (int j = 0; j < 16; j++) {
+                yb[nib_index(f->nibbles, j, 16, 0)] = d * (float)((b->qs[j] & 0xF) - 8);
+                yb[nib_index(f->nibbles, j, 16, 1)] = d * (float)((b->qs[j] >> 4) - 8);
+            }
+            break;
+        }
+        case ES_Q_Q3_K: dq_q3_k((const es_block_q3_k *)p, yb); break;
+        case ES_Q_Q6_K: dq_q6_k((const es_block_q6_k *)p, yb); break;
+        case ES_Q_MXFP4: {
+            const es_block_mxfp4 *b = (const es_block_mxfp4 *)p;
+            if (es_e8m0_is_nan(b->e))
+                return es_fail(e, "mxfp4: block %lld has the NaN scale 0xFF", (long long)(i / be));
+            float s = es_e8m0_to_f32(b->e);
+            for (int j = 0; j < 16; j++) {
+                yb[nib_index(f->nibbles, j, 16, 0)] = es_e2m1_to_f32(b->qs[j] & 0xF) * s;
+                yb[nib_index(f->nibbles, j, 16, 1)] = es_e2m1_to_f32(b->qs[j] >> 4) * s;
+            }
+            break;
+        }
+        case ES_Q_NVFP4: {
+            const es_block_nvfp4 *b = (const es_block_nvfp4 *)p;
+            float s = es_e4m3_to_f32(b->s);
+            if (isnan(s))
+                return es_fail(e, "nvfp4: block %lld has a NaN E4M3 scale", (long long)(i / be));
+            s *= f->tensor_scale;
+            for (int j = 0; j < 8; j++) {
+                yb[nib_index(f->nibbles, j, 8, 0)] = es_e2m1_to_f32(b->qs[j] & 0xF) * s;
+                yb[nib_index(f->nibbles, j, 8, 1)] = es_e2m1_to_f32(b->qs[j] >> 4) * s;
+            }
+            break;
+        }
+        case ES_Q_INT3:
+        case ES_Q_INT6: {
+            int bits = f->type == ES_Q_INT3 ? 3 : 6, off = 1 << (bits - 1);
+            uint16_t h;
+            memcpy(&h, p, 2);
+            float d = es_f16_to_f32(h);
+            for (int j = 0; j < f->group; j++)
+                yb[j] = d * (float)((int)get_bits(p + 2, (int64_t)j * bits, bits) - off);
+            break;
+        }
+        default: return es_fail(e, "unknown weight format");
+        }
+    }
+    return 0;
+}
+
+float es_nvfp4_tensor_scale(const float *x, int64_t n)
+{
+    float am = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (fabsf(x[i]) > am) am = fabsf(x[i]);
+    return am > 0 ? am / (448.0f * 6.0f) : 1.0f;
+}

@@ -1,0 +1,60 @@
+/* es_quant: the scalar reference of every weight format: one quantizer and
+ * one decoder per format, the single source of truth that SystemC units,
+ * the RTL and the loaders are checked against. Rows are quantized
+ * independently; a row's length must be a multiple of the format's block.
+ *
+ * Layouts (little-endian; locked by static_assert in es_quant.c):
+ *   f32, f16, bf16   one element per 4 / 2 / 2 bytes
+ *   q8_0   34 B / 32:  fp16 d, int8 q[32];                 y = d q
+ *   q4_0   18 B / 32:  fp16 d, 16 B nibbles (byte j: elem j low, j+16 high); y = d (q - 8)
+ *   q3_k  110 B / 256: hmask[32], qs[64], scales[12], fp16 d  (GGUF type 11)
+ *   q6_k  210 B / 256: ql[128], qh[64], int8 scales[16], fp16 d (GGUF type 14)
+ *   mxfp4  17 B / 32:  E8M0 e, 16 B E2M1 nibbles;          y = e2m1 x 2^(e-127)
+ *   nvfp4   9 B / 16:  E4M3 s, 8 B E2M1 nibbles;           y = e2m1 x s x tensor_scale
+ *   int3, int6: per group of g (32, 64 or 128): fp16 d, then g codes of 3 / 6 bits
+ *          packed LSB first; code u stores q = u - 4 (int3) or u - 32 (int6); y = d q
+ * FP4 nibbles: ES_NIB_SPLIT puts element j in the low and j+half in the high
+ * nibble of byte j (GGUF); ES_NIB_INTERLEAVED puts element 2j low, 2j+1 high. */
+#ifndef ES_QUANT_H
+#define ES_QUANT_H
+#include <stdint.h>
+#include "es_err.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum es_qtype {
+    ES_Q_F32, ES_Q_F16, ES_Q_BF16, ES_Q_Q8_0, ES_Q_Q4_0, ES_Q_Q3_K, ES_Q_Q6_K,
+    ES_Q_MXFP4, ES_Q_NVFP4, ES_Q_INT3, ES_Q_INT6, ES_Q_COUNT
+} es_qtype;
+
+typedef enum es_nibble_order { ES_NIB_SPLIT, ES_NIB_INTERLEAVED } es_nibble_order;
+
+typedef struct es_qfmt {
+    es_qtype type;
+    int group;                 /* int3 / int6: 32, 64 or 128 elements per scale */
+    float tensor_scale;        /* nvfp4: the FP32 per-tensor scale */
+    es_nibble_order nibbles;   /* mxfp4 / nvfp4 / q4_0 nibble order */
+} es_qfmt;
+
+const char *es_qtype_name(es_qtype t);   /* "f32", "q3_k", "mxfp4", ... */
+int es_qtype_from_name(const char *s);   /* -1 when unknown */
+/* Check the parameters (group size); fills defaults for formats without one. */
+int es_qfmt_check(const es_qfmt *f, es_err *e);
+int64_t es_q_block_elems(const es_qfmt *f);
+int64_t es_q_block_bytes(const es_qfmt *f);
+/* Bits per weight including block scales (nvfp4: without its one tensor scale). */
+double es_q_bits_per_weight(const es_qfmt *f);
+/* Bytes of n elements; -1 (with e) when n is not a whole number of blocks. */
+int64_t es_q_row_bytes(const es_qfmt *f, int64_t n, es_err *e);
+
+int es_quantize_row(const es_qfmt *f, const float *x, int64_t n, void *dst, es_err *e);
+/* Decodes and validates: a NaN scale (E8M0 0xFF, E4M3 S.1111.111) is an error. */
+int es_dequantize_row(const es_qfmt *f, const void *src, int64_t n, float *y, es_err *e);
+/* The nvfp4 tensor scale for data x: amax / (448 x 6), or 1 when all zero. */
+float es_nvfp4_tensor_scale(const float *x, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
