@@ -20,6 +20,7 @@
 #include "es_db.h"
 #include "es_model.h"
 #include "es_top.h"
+#include "cli_rom.h"
 
 namespace {
 
@@ -29,6 +30,7 @@ const char *USAGE =
     "commands:\n"
     "  run    simulate a chip running a model; print a summary, log to SQLite\n"
     "  area   print die area, transistors and leakage of a chip holding a model\n"
+    "  rom    build, inspect and verify mask-ROM images of quantized weights\n"
     "\n"
     "`etchsim <command> --help` describes each command's options.\n";
 
@@ -48,6 +50,8 @@ const char *RUN_HELP =
     "  --streams S          concurrent identical streams (default 1)\n"
     "  --set KEY=VALUE      override a chip key, e.g. --set tile.lanes.count=131072;\n"
     "                       process keys as process.KEY; repeatable\n"
+    "  --rom FILE           a ROM image (etchsim rom build): area, energy and lane timing\n"
+    "                       use its real bits and formats instead of the chip's weights.*\n"
     "  --db PATH            SQLite database to log into (default etchsim.sqlite)\n"
     "  --no-db              do not write a database\n"
     "  --json               print one JSON object instead of the summary\n"
@@ -67,7 +71,7 @@ const char *AREA_HELP =
     "  -h, --help           this text\n";
 
 struct Opts {
-    std::string chip = "hc1-class", model = "llama-3.1-8b", db = "etchsim.sqlite";
+    std::string chip = "hc1-class", model = "llama-3.1-8b", db = "etchsim.sqlite", rom;
     int64_t prompt = 1024, gen = 1024, streams = 1;
     bool json = false, no_db = false;
     std::vector<std::string> sets;
@@ -126,6 +130,10 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
             const char *v = val();
             if (!v || !*v) return usage_error(cmd, "--db needs a path", nullptr);
             o.db = v;
+        } else if (run && a == "--rom") {
+            const char *v = val();
+            if (!v || !*v) return usage_error(cmd, "--rom needs a path", nullptr);
+            o.rom = v;
         } else if (run && a == "--no-db") {
             o.no_db = true;
         } else {
@@ -154,6 +162,7 @@ int load(const Opts &o, Loaded &L, es_err *e)
     for (auto &s : o.sets) sets.push_back(s.c_str());
     if (es_chip_load(&L.c, o.chip.c_str(), sets.data(), (int)sets.size(), e)) return -1;
     L.have_c = true;
+    if (!o.rom.empty() && es_apply_rom(o.rom.c_str(), &L.c, &L.m, e)) return -1;
     return es_chip_check_fit(&L.c, &L.m, e);
 }
 
@@ -408,6 +417,7 @@ int sc_main(int argc, char **argv)
     try {
         if (cmd == "run") return cmd_run(argc - 2, argv + 2);
         if (cmd == "area") return cmd_area(argc - 2, argv + 2);
+        if (cmd == "rom") return es_cli_rom(argc - 2, argv + 2);
     } catch (const std::bad_alloc &) {
         std::fprintf(stderr, "etchsim %s: out of memory\n", cmd.c_str());
         return 1;

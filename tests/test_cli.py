@@ -293,6 +293,126 @@ def test_set_override():
     expect_error(["run", "--no-db", "--set", "tile.lanes.nope=3"], "hc1-class.json", "tile.lanes.nope", "no such key")
 
 
+# ---- ROM images ----------------------------------------------------------
+
+BLOCK = {"int3": lambda g: (g, 2 + g * 3 // 8), "int6": lambda g: (g, 2 + g * 6 // 8),
+         "bf16": lambda g: (1, 2), "f16": lambda g: (1, 2), "f32": lambda g: (1, 4),
+         "q8_0": lambda g: (32, 34), "q4_0": lambda g: (32, 18), "mxfp4": lambda g: (32, 17),
+         "nvfp4": lambda g: (16, 9), "q3_k": lambda g: (256, 110), "q6_k": lambda g: (256, 210)}
+
+
+def recipe_bits(model, recipe):
+    """Total bits of a model under a recipe, from config.json and the recipe alone."""
+    with open(os.path.join(MODELS, "llm", model, "config.json")) as f:
+        cfg = json.load(f)
+    with open(os.path.join(MODELS, "recipes", recipe + ".json")) as f:
+        rules = json.load(f)["rules"]
+    H, F, V, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+    hd = cfg.get("head_dim", H // cfg["num_attention_heads"])
+    Q, KV = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+    tied = cfg.get("tie_word_embeddings", False)
+    tensors = [("lm_head" if tied else "embed", -1, V, H)]
+    for l in range(L):
+        tensors += [("attn_norm", l, 1, H), ("attn_q", l, Q, H), ("attn_k", l, KV, H), ("attn_v", l, KV, H),
+                    ("attn_o", l, H, Q), ("ffn_norm", l, 1, H), ("ffn_gate", l, F, H), ("ffn_up", l, F, H),
+                    ("ffn_down", l, H, F)]
+    tensors.append(("out_norm", -1, 1, H))
+    if not tied:
+        tensors.append(("lm_head", -1, V, H))
+    total = 0
+    for role, layer, rows, cols in tensors:
+        for r in rules:
+            m = r["match"]
+            roles = m.get("role")
+            if roles is not None and role not in (roles if isinstance(roles, list) else [roles]):
+                continue
+            if "layers" in m and not (m["layers"][0] <= layer <= m["layers"][1]):
+                continue
+            elems, nbytes = BLOCK[r["format"]](r.get("group"))
+            total += rows * (cols // elems) * nbytes * 8
+            break
+    return total
+
+
+def build_tiny(tmp, recipe="hc1-mix", *extra):
+    out = os.path.join(tmp, recipe + ".rom")
+    run("rom", "build", *TINY, "--recipe", recipe, "--synthetic", "42", "-o", out, *extra)
+    return out
+
+
+def test_rom_inspect_totals():
+    with tempfile.TemporaryDirectory() as tmp:
+        for recipe in ["hc1-mix", "fp4"]:
+            out = build_tiny(tmp, recipe)
+            j = json.loads(run("rom", "inspect", out, "--json").stdout)
+            want = recipe_bits("tiny-llama", recipe)
+            expect(j["bits"] == want, f"{recipe}: inspect says {j['bits']} bits, recipe arithmetic {want}")
+            expect(sum(u["bits"] for u in j["units"]) == want, f"{recipe}: unit bits do not add up")
+            expect(j["rom_bits_used"] >= want, "rows in use hold fewer bits than the tensors")
+            expect(all(0 < u["bank_fill_min"] <= u["bank_fill_max"] <= 1 for u in j["units"]), "bank fill")
+            p = run("rom", "verify", out)
+            expect("ok" in p.stdout, "verify of a fresh image failed")
+        # the ROM too small for a recipe is an error naming the chip key
+        expect_error(["rom", "build", *TINY, "--recipe", "fp4", "--synthetic", "1", "--set",
+                      "head.lm_rom.rows=32", "-o", os.path.join(tmp, "x.rom")], "tiny-chip.json",
+                     "'head.lm_rom.rows'", "fp4")
+        expect(not os.path.exists(os.path.join(tmp, "x.rom")), "a failed build left a file")
+
+
+def test_rom_run_moves_area_energy():
+    with tempfile.TemporaryDirectory() as tmp:
+        base = ["--no-db", *TINY, "--prompt", "16", "--generate", "16"]
+        plain = run_json(*base)
+        mix = build_tiny(tmp, "hc1-mix")
+        fp4 = build_tiny(tmp, "fp4")
+        a = run_json(*base, "--rom", mix)
+        b = run_json(*base, "--rom", fp4)
+        used = lambda f: json.loads(run("rom", "inspect", f, "--json").stdout)["rom_bits_used"]
+        # area: the image's rows in use replace the geometry's capacity
+        rom_mm2 = lambda j: j["area"]["rom"]["mm2"]
+        expect(abs(rom_mm2(a) / rom_mm2(b) - used(mix) / used(fp4)) < 1e-9, "ROM area not proportional to image bits")
+        expect(rom_mm2(a) < rom_mm2(plain), "hc1-mix image did not shrink the ROM below its capacity")
+        expect(b["area_mm2"] > a["area_mm2"], "fp4 image (more bits) is not larger")
+        # energy: more ROM bits read per token with fp4 (4.25 vs 3.25 bits/weight)
+        expect(b["energy_by_unit_j"]["tiles"] > a["energy_by_unit_j"]["tiles"], "fp4 reads no more ROM energy")
+        same_cycles(a, "with hc1-mix image")
+        same_cycles(b, "with fp4 image")
+        # an image made for another model is refused
+        expect_error(["run", "--no-db", "--rom", mix], mix, "another model")
+
+
+def test_rom_corruption():
+    with tempfile.TemporaryDirectory() as tmp:
+        out = build_tiny(tmp)
+        data = bytearray(open(out, "rb").read())
+        import struct
+        ioff, ilen = struct.unpack_from("<QQ", data, 40)
+        nu, nt, nb = struct.unpack_from("<III", data, ioff)
+        rec = ioff + 16 + nu * 32 + nt * 152 + 5 * 48  # bank record 5: tile 0 bank 5
+        unit, bank, used, raw, comp, off = struct.unpack_from("<IIQQQQ", data, rec)
+        expect((unit, bank) == (0, 5), f"bank record 5 is unit {unit} bank {bank}")
+        bad = bytearray(data)
+        bad[off + comp // 2] ^= 0x5A
+        path = os.path.join(tmp, "flip.rom")
+        open(path, "wb").write(bad)
+        expect_error(["rom", "verify", path], "tile 0 bank 5", "CRC-32")
+        # truncated: fails on open, for every command
+        path = os.path.join(tmp, "trunc.rom")
+        open(path, "wb").write(data[: len(data) // 2])
+        for cmd in (["rom", "verify", path], ["rom", "inspect", path], ["run", "--no-db", *TINY, "--rom", path]):
+            expect_error(cmd, path, "truncated")
+        open(path, "wb").write(data[:40])
+        expect_error(["rom", "inspect", path], "truncated")
+        # header damage and foreign files
+        hdr = bytearray(data)
+        hdr[20] ^= 1
+        open(path, "wb").write(hdr)
+        expect_error(["rom", "inspect", path], "header CRC-32")
+        open(path, "wb").write(b"GGUF" + bytes(100))
+        expect_error(["rom", "verify", path], "not a ROM image")
+        expect_error(["rom", "inspect", os.path.join(tmp, "missing.rom")], "cannot open")
+
+
 # ---- errors ----------------------------------------------------------------
 
 def test_err_missing_key():

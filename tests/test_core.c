@@ -169,8 +169,8 @@ static void t4_analytic(void)
     for (int64_t p = 0; p < 300; p += 37) {
         int64_t sum = 0;
         for (int i = 1; i <= 14; i++) sum += es_an_op(&c, &m, &m.ops[i], 3, p);
-        CHECK(sum == es_an_layer(&c, &m, 3, p), "layer p=%lld: %lld vs %lld", (long long)p,
-              (long long)sum, (long long)es_an_layer(&c, &m, 3, p));
+        CHECK(sum == es_an_layer(&c, &m, 0, 3, p), "layer p=%lld: %lld vs %lld", (long long)p,
+              (long long)sum, (long long)es_an_layer(&c, &m, 0, 3, p));
     }
     /* 4.7 decode step grows with context, by the attention term only */
     int64_t d0 = es_an_decode_step(&c, &m, 100), d1 = es_an_decode_step(&c, &m, 104);

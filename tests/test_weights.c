@@ -5,13 +5,21 @@
  *   4.x  round trip: relative RMSE under a per-format threshold, on Gaussian
  *        and heavy-tailed (Student-t, 3 degrees of freedom) data
  *   5.x  bad input: ragged rows, bad group sizes, NaN scales
+ *   6.x  ROM images: every tensor read back from a built image equals the
+ *        quantized synthetic weights byte for byte; synthetic weights are
+ *        deterministic and have the stated spread and outliers
  * `test_weights --report` prints the RMSE table instead (scripts/bench-formats). */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "es_fp.h"
 #include "es_quant.h"
+#include "es_recipe.h"
+#include "es_rom.h"
+#include "es_synth.h"
 
 static int fails = 0, passes = 0;
 #define CHECK(cond, ...) do { if (cond) passes++; else { fails++; \
@@ -208,6 +216,66 @@ static void t5_bad(void)
     CHECK(es_dequantize_row(&n, q, 16, y, &e) != 0 && strstr(e.msg, "tensor scale"), "ts: %s", e.msg);
 }
 
+static void t6_rom(const char *models, const char *data)
+{
+    es_err e;
+    es_model m;
+    es_chip c;
+    es_recipe r;
+    char chip[1024], out[] = "/tmp/test_weights_XXXXXX";
+    setenv("ETCHSIM_MODELS", models, 1);
+    snprintf(chip, sizeof chip, "%s/tiny-chip.json", data);
+    CHECK(es_model_load(&m, "tiny-llama", &e) == 0, "%s", e.msg);
+    CHECK(es_chip_load(&c, chip, NULL, 0, &e) == 0, "%s", e.msg);
+    CHECK(es_recipe_load(&r, "hc1-mix", &e) == 0, "%s", e.msg);
+    int fd = mkstemp(out);
+    close(fd);
+    CHECK(es_rom_build_synthetic(&c, &m, &r, 7, out, 2, NULL, NULL, &e) == 0, "build: %s", e.msg);
+    es_rom_image img;
+    CHECK(es_rom_open(&img, out, &e) == 0, "open: %s", e.msg);
+    CHECK(es_rom_verify(&img, &e) == 0, "verify: %s", e.msg);
+    CHECK(img.n_tensors == m.n_tensors && img.model_hash == es_rom_model_hash(&m), "identity");
+    /* 6.1 every tensor's bytes equal a fresh quantization of the same synthetic rows */
+    int mism = 0;
+    for (int i = 0; i < img.n_tensors; i++) {
+        const es_rom_tensor *t = &img.tensors[i];
+        unsigned char *got = malloc((size_t)t->bytes), *want = malloc((size_t)t->bytes);
+        float *row = malloc((size_t)t->cols * sizeof *row);
+        CHECK(es_rom_tensor_bytes(&img, i, got, &e) == 0, "read %s: %s", t->name, e.msg);
+        int64_t rb = t->bytes / t->rows;
+        for (int64_t k = 0; k < t->rows; k++) {
+            es_synth_row(7, &m.tensors[i], k, row);
+            es_quantize_row(&t->fmt, row, t->cols, want + k * rb, &e);
+        }
+        if (memcmp(got, want, (size_t)t->bytes)) mism++;
+        free(got);
+        free(want);
+        free(row);
+    }
+    CHECK(mism == 0, "%d tensors differ from their quantized synthetic weights", mism);
+    es_rom_close(&img);
+    remove(out);
+    /* 6.2 synthetic weights: deterministic, sigma near 0.02 x row spread, outlier columns x8 */
+    const es_tensor *g = &m.tensors[7]; /* layer 0 ffn_gate, 768 x 256 */
+    float a[256], b[256];
+    es_synth_row(7, g, 5, a);
+    es_synth_row(7, g, 5, b);
+    CHECK(memcmp(a, b, sizeof a) == 0, "synthetic rows not deterministic");
+    es_synth_row(8, g, 5, b);
+    CHECK(memcmp(a, b, sizeof a) != 0, "seed has no effect");
+    double ss = 0;
+    int64_t n = 0;
+    for (int64_t k = 0; k < g->rows; k++) {
+        es_synth_row(7, g, k, a);
+        for (int j = 0; j < 256; j++) { ss += (double)a[j] * a[j]; n++; }
+    }
+    double rms = sqrt(ss / (double)n);
+    CHECK(rms > 0.02 && rms < 0.04, "synthetic rms %g: expected 0.02 x log-normal spread x outliers", rms);
+    es_recipe_free(&r);
+    es_chip_free(&c);
+    es_model_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--report") == 0) {
@@ -219,6 +287,8 @@ int main(int argc, char **argv)
     t3_bits();
     t4_roundtrip(0);
     t5_bad();
+    if (argc == 3) t6_rom(argv[1], argv[2]);
+    else fprintf(stderr, "test_weights: no MODELS_DIR TESTS_DATA_DIR given, ROM image tests skipped\n");
     printf("%d passed, %d failed\n", passes, fails);
     return fails ? 1 : 0;
 }

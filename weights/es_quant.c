@@ -76,6 +76,12 @@ int64_t es_q_block_bytes(const es_qfmt *f)
     }
 }
 
+int es_qtype_elem_bits(es_qtype t)
+{
+    static const int bits[ES_Q_COUNT] = {32, 16, 16, 8, 4, 3, 6, 4, 4, 3, 6};
+    return (t >= 0 && t < ES_Q_COUNT) ? bits[t] : 0;
+}
+
 double es_q_bits_per_weight(const es_qfmt *f)
 {
     return 8.0 * (double)es_q_block_bytes(f) / (double)es_q_block_elems(f);
@@ -103,22 +109,16 @@ static float signed_absmax(const float *x, int n)
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-static int quant_int(float x, float d, int lo, int hi)
-{
-    return d == 0.0f ? 0 : clampi((int)roundf(x / d), lo, hi);
-}
+/* 1/d, or 0 for a zero scale (every element then quantizes to 0). */
+static float inv_of(float d) { return d == 0.0f ? 0.0f : 1.0f / d; }
 
-static void put_bits(uint8_t *p, int64_t bitpos, unsigned v, int nbits)
+/* q = clamp(round(x / d)) computed as x * (1/d), rounding half away from zero. */
+static int quant_int(float x, float inv, int lo, int hi)
 {
-    for (int b = 0; b < nbits; b++, bitpos++)
-        if (v >> b & 1) p[bitpos >> 3] |= (uint8_t)(1u << (bitpos & 7));
-}
-
-static unsigned get_bits(const uint8_t *p, int64_t bitpos, int nbits)
-{
-    unsigned v = 0;
-    for (int b = 0; b < nbits; b++, bitpos++) v |= (unsigned)(p[bitpos >> 3] >> (bitpos & 7) & 1) << b;
-    return v;
+    float v = x * inv;
+    if (v <= (float)lo) return lo;
+    if (v >= (float)hi) return hi;
+    return (int)(v + (v >= 0.0f ? 0.5f : -0.5f));
 }
 
 static int nib_index(es_nibble_order o, int j, int half, int hi)
@@ -132,28 +132,38 @@ static void q_intn(const float *x, int g, int bits, uint8_t *dst)
 {
     int lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
     uint16_t d16 = es_f32_to_f16(signed_absmax(x, g) / (float)lo);
-    float d = es_f16_to_f32(d16);
+    float inv = inv_of(es_f16_to_f32(d16));
     memcpy(dst, &d16, 2);
-    memset(dst + 2, 0, (size_t)(g * bits / 8));
-    for (int i = 0; i < g; i++) put_bits(dst + 2, (int64_t)i * bits, (unsigned)(quant_int(x[i], d, lo, hi) - lo), bits);
+    uint8_t *p = dst + 2;
+    uint64_t acc = 0; /* codes packed LSB first */
+    int nacc = 0;
+    for (int i = 0; i < g; i++) {
+        acc |= (uint64_t)(quant_int(x[i], inv, lo, hi) - lo) << nacc;
+        nacc += bits;
+        while (nacc >= 8) {
+            *p++ = (uint8_t)acc;
+            acc >>= 8;
+            nacc -= 8;
+        }
+    }
 }
 
 static void q_q8_0(const float *x, es_block_q8_0 *b)
 {
     float am = fabsf(signed_absmax(x, 32));
     b->d = es_f32_to_f16(am / 127.0f);
-    float d = es_f16_to_f32(b->d);
-    for (int i = 0; i < 32; i++) b->qs[i] = (int8_t)quant_int(x[i], d, -127, 127);
+    float inv = inv_of(es_f16_to_f32(b->d));
+    for (int i = 0; i < 32; i++) b->qs[i] = (int8_t)quant_int(x[i], inv, -127, 127);
 }
 
 static void q_q4_0(const float *x, es_block_q4_0 *b, es_nibble_order o)
 {
     b->d = es_f32_to_f16(signed_absmax(x, 32) / -8.0f);
-    float d = es_f16_to_f32(b->d);
+    float inv = inv_of(es_f16_to_f32(b->d));
     memset(b->qs, 0, 16);
     for (int j = 0; j < 16; j++) {
-        int lo = quant_int(x[nib_index(o, j, 16, 0)], d, -8, 7) + 8;
-        int hi = quant_int(x[nib_index(o, j, 16, 1)], d, -8, 7) + 8;
+        int lo = quant_int(x[nib_index(o, j, 16, 0)], inv, -8, 7) + 8;
+        int hi = quant_int(x[nib_index(o, j, 16, 1)], inv, -8, 7) + 8;
         b->qs[j] = (uint8_t)(lo | hi << 4);
     }
 }
@@ -166,14 +176,14 @@ static void q_q3_k(const float *x, es_block_q3_k *b)
     float d = es_f16_to_f32(b->d);
     memset(b, 0, offsetof(es_block_q3_k, d));
     for (int j = 0; j < 16; j++) {
-        int sc = quant_int(s[j], d, -32, 31) + 32; /* stored 0..63 */
+        int sc = quant_int(s[j], inv_of(d), -32, 31) + 32; /* stored 0..63 */
         if (j < 8) b->scales[j] |= (uint8_t)(sc & 0xF);
         else b->scales[j - 8] |= (uint8_t)((sc & 0xF) << 4);
         b->scales[8 + (j & 3)] |= (uint8_t)((sc >> 4) << (2 * (j >> 2)));
-        float eff = d * (float)(sc - 32);
+        float inv = inv_of(d * (float)(sc - 32));
         for (int k = 0; k < 16; k++) {
             int i = 16 * j + k, h = i >> 7, jj = (i & 127) >> 5, l = i & 31;
-            int u = quant_int(x[i], eff, -4, 3) + 4;
+            int u = quant_int(x[i], inv, -4, 3) + 4;
             b->qs[32 * h + l] |= (uint8_t)((u & 3) << (2 * jj));
             if (u >> 2) b->hmask[l] |= (uint8_t)(1u << (4 * h + jj));
         }
@@ -188,12 +198,12 @@ static void q_q6_k(const float *x, es_block_q6_k *b)
     float d = es_f16_to_f32(b->d);
     memset(b->ql, 0, sizeof b->ql);
     memset(b->qh, 0, sizeof b->qh);
-    for (int j = 0; j < 16; j++) b->scales[j] = (int8_t)quant_int(s[j], d, -128, 127);
+    for (int j = 0; j < 16; j++) b->scales[j] = (int8_t)quant_int(s[j], inv_of(d), -128, 127);
     for (int i = 0; i < 256; i++) {
         /* inverse of the decoder: half n, lane l, quarter k (0..3) */
         int n = i >> 7, r = i & 127, k = r >> 5, l = r & 31;
         int is = 8 * n + (l >> 4) + 2 * k;
-        int u = quant_int(x[i], d * (float)b->scales[is], -32, 31) + 32;
+        int u = quant_int(x[i], inv_of(d * (float)b->scales[is]), -32, 31) + 32;
         int qlb = 64 * n + l + ((k & 1) ? 32 : 0);
         b->ql[qlb] |= (uint8_t)((u & 0xF) << ((k >> 1) ? 4 : 0));
         b->qh[32 * n + l] |= (uint8_t)((u >> 4) << (2 * k));
@@ -348,8 +358,18 @@ int es_dequantize_row(const es_qfmt *f, const void *src, int64_t n, float *y, es
             uint16_t h;
             memcpy(&h, p, 2);
             float d = es_f16_to_f32(h);
-            for (int j = 0; j < f->group; j++)
-                yb[j] = d * (float)((int)get_bits(p + 2, (int64_t)j * bits, bits) - off);
+            const uint8_t *q = p + 2;
+            uint64_t acc = 0;
+            int nacc = 0;
+            for (int j = 0; j < f->group; j++) {
+                while (nacc < bits) {
+                    acc |= (uint64_t)*q++ << nacc;
+                    nacc += 8;
+                }
+                yb[j] = d * (float)((int)(acc & ((1u << bits) - 1)) - off);
+                acc >>= bits;
+                nacc -= bits;
+            }
             break;
         }
         default: return es_fail(e, "unknown weight format");

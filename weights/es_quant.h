@@ -43,6 +43,8 @@ int es_qtype_from_name(const char *s);   /* -1 when unknown */
 int es_qfmt_check(const es_qfmt *f, es_err *e);
 int64_t es_q_block_elems(const es_qfmt *f);
 int64_t es_q_block_bytes(const es_qfmt *f);
+/* Bits of one element before scales: 3 for int3 and q3_k, 4 for the FP4 formats, ... */
+int es_qtype_elem_bits(es_qtype t);
 /* Bits per weight including block scales (nvfp4: without its one tensor scale). */
 double es_q_bits_per_weight(const es_qfmt *f);
 /* Bytes of n elements; -1 (with e) when n is not a whole number of blocks. */

@@ -72,57 +72,56 @@ int64_t es_an_host_occ(const es_chip *c, int64_t bytes)
 
 int64_t es_an_host_lat(const es_chip *c) { return ns_to_cycles(c, c->host_latency_ns); }
 
-/* ---- composition from dimensions ---- */
+/* ---- composition ---- */
 
-static int64_t mv(const es_chip *c, es_role role, int64_t rows, int64_t cols, int64_t n, int head)
+/* Tensor of a role in a layer: es_model lays tensors out as the embedding,
+ * then 9 per layer (attn_norm, q, k, v, o, ffn_norm, gate, up, down), then
+ * the final norm and the LM head (absent when tied: the embedding serves). */
+static const es_tensor *tensor_at(const es_model *m, int64_t layer, int k)
 {
-    es_tensor t;
-    memset(&t, 0, sizeof t);
-    t.role = role;
-    t.rows = rows;
-    t.cols = cols;
+    return &m->tensors[1 + 9 * layer + k];
+}
+
+static int64_t mv(const es_chip *c, const es_tensor *t, int64_t n, int head)
+{
     if (head)
-        return es_an_matvec(c, &c->head_rom, c->head_lanes, es_tensor_cells(c, &t),
-                            es_tensor_bits(c, &t), n);
-    return es_an_matvec(c, &c->rom, c->lanes, es_tensor_cells(c, &t), es_tensor_bits(c, &t), n);
+        return es_an_matvec(c, &c->head_rom, c->head_lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
+    return es_an_matvec(c, &c->rom, c->lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
 }
 
 int64_t es_an_embed(const es_chip *c, const es_model *m, int64_t n)
 {
-    es_tensor t;
-    memset(&t, 0, sizeof t);
-    t.role = m->tied ? ES_ROLE_LM_HEAD : ES_ROLE_EMBED;
-    t.rows = 1;
-    t.cols = m->hidden;
+    const es_tensor *t = &m->tensors[0];
     const es_rom *r = embed_rom(c, m);
-    return es_ceil_div(n * es_tensor_bits(c, &t), r->banks * r->row_bits) + r->latency;
+    return es_ceil_div(n * (es_tensor_bits(c, t) / t->rows), r->banks * r->row_bits) + r->latency;
 }
 
-int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t n, int64_t p)
+int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t layer, int64_t n, int64_t p)
 {
     int64_t H = m->hidden, F = m->ffn, Q = m->heads * m->head_dim, KV = m->kv_heads * m->head_dim;
     int64_t t = 0;
     t += 2 * vec(c, n * H, 2);                                        /* two RMSNorms */
-    t += mv(c, ES_ROLE_Q, Q, H, n, 0) + mv(c, ES_ROLE_K, KV, H, n, 0) + mv(c, ES_ROLE_V, KV, H, n, 0);
+    for (int k = 1; k <= 4; k++) t += mv(c, tensor_at(m, layer, k), n, 0); /* q, k, v, o */
     t += vec(c, n * (Q + KV), 1);                                     /* RoPE on q and k */
     t += attention(c, m, n, p);
-    t += mv(c, ES_ROLE_O, H, Q, n, 0);
     t += 2 * vec(c, n * H, 1);                                        /* two residual adds */
-    t += mv(c, ES_ROLE_GATE, F, H, n, 0) + mv(c, ES_ROLE_UP, F, H, n, 0) + mv(c, ES_ROLE_DOWN, H, F, n, 0);
+    for (int k = 6; k <= 8; k++) t += mv(c, tensor_at(m, layer, k), n, 0); /* gate, up, down */
     t += vec(c, n * F, 1);                                            /* SiLU(gate) * up */
     return t;
 }
 
 int64_t es_an_tile(const es_chip *c, const es_model *m, int64_t tile, int64_t n, int64_t p)
 {
-    int64_t first = tile * c->layers_per_tile, last = first + c->layers_per_tile;
+    int64_t first = tile * c->layers_per_tile, last = first + c->layers_per_tile, t = 0;
     if (last > m->layers) last = m->layers;
-    return (last - first) * es_an_layer(c, m, n, p);
+    for (int64_t l = first; l < last; l++) t += es_an_layer(c, m, l, n, p);
+    return t;
 }
 
 int64_t es_an_head(const es_chip *c, const es_model *m)
 {
-    return vec(c, m->hidden, 2) + mv(c, ES_ROLE_LM_HEAD, m->vocab, m->hidden, 1, 1) +
+    const es_tensor *lm = m->tied ? &m->tensors[0] : &m->tensors[2 + 9 * m->layers];
+    return vec(c, m->hidden, 2) + mv(c, lm, 1, 1) +
            es_ceil_div(m->vocab, c->sampler_width) + c->sampler_latency;
 }
 

@@ -29,9 +29,9 @@ int64_t es_an_link_occ(const es_chip *c, int64_t bits);
 int64_t es_an_host_occ(const es_chip *c, int64_t bytes);
 int64_t es_an_host_lat(const es_chip *c);
 
-/* Composition, written from the model's dimensions (not the graph). */
+/* Composition, written from the model's dimensions and tensor list (not the op graph). */
 int64_t es_an_embed(const es_chip *c, const es_model *m, int64_t n);
-int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t n, int64_t p);
+int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t layer, int64_t n, int64_t p);
 int64_t es_an_tile(const es_chip *c, const es_model *m, int64_t tile, int64_t n, int64_t p);
 int64_t es_an_head(const es_chip *c, const es_model *m); /* norm + LM head + sampler, 1 token */
 /* Sample-to-sample interval of one stream, for the decode step whose input

@@ -16,7 +16,7 @@ void es_area_compute(const es_chip *c, const es_model *m, es_area *a)
     double tile_rom = (double)es_rom_bits(&c->rom);
     double head_rom = (double)es_rom_bits(&c->head_rom);
     double emb_rom = m->tied ? 0.0 : (double)es_rom_bits(&c->embed_rom);
-    a->rom_bits = tiles * tile_rom + head_rom + emb_rom;
+    a->rom_bits = c->rom_image_bits > 0 ? c->rom_image_bits : tiles * tile_rom + head_rom + emb_rom;
     for (int i = 0; i < m->n_tensors; i++) a->model_bits += (double)es_tensor_bits(c, &m->tensors[i]);
     /* ROM: one select transistor per cell of cell_bits bits */
     double cells = a->rom_bits / c->cell_bits;

@@ -227,6 +227,7 @@ int64_t es_chip_kv_port_bits(const es_chip *c)
 
 int64_t es_tensor_bits(const es_chip *c, const es_tensor *t)
 {
+    if (t->rom_bits > 0) return t->rom_bits;
     const es_wfmt *f = &c->fmt[es_tensor_fmt_role(t)];
     int64_t n = t->rows * t->cols;
     int64_t bits = n * f->bits;
@@ -240,7 +241,8 @@ int64_t es_tensor_bits(const es_chip *c, const es_tensor *t)
 
 int64_t es_tensor_cells(const es_chip *c, const es_tensor *t)
 {
-    int64_t per = (c->fmt[es_tensor_fmt_role(t)].bits + c->cell_bits - 1) / c->cell_bits;
+    int bits = t->rom_elem_bits > 0 ? t->rom_elem_bits : c->fmt[es_tensor_fmt_role(t)].bits;
+    int64_t per = (bits + c->cell_bits - 1) / c->cell_bits;
     return t->rows * t->cols * per;
 }
 

@@ -126,6 +126,7 @@ static int build_graph(es_model *m, es_err *e)
         add_op(m, ES_OP_MATVEC, l, d, 0, "ffn_down");
         add_op(m, ES_OP_ADD, l, -1, H, "ffn_residual");
     }
+    /* es_analytic relies on this order: embedding, 9 per layer, out_norm, lm_head */
     int on = add_tensor(m, ES_ROLE_OUT_NORM, -1, 1, H, "model.norm.weight");
     m->tensors[emb].lm_head = m->tied;
     int head = m->tied ? emb : add_tensor(m, ES_ROLE_LM_HEAD, -1, m->vocab, H, "lm_head.weight");

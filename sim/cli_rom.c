@@ -1,0 +1,314 @@
+/* cli_rom: `etchsim rom build|inspect|verify` and `run --rom` (see cli_rom.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "cli_rom.h"
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+#include "es_quant.h"
+#include "es_recipe.h"
+#include "es_rom.h"
+
+static const char *ROM_HELP =
+    "usage: etchsim rom build   [--model M] [--chip C] [--recipe R] --synthetic SEED -o FILE\n"
+    "                           [--set KEY=VALUE]... [--threads N]\n"
+    "       etchsim rom inspect FILE [--json] [--banks] [--tensors]\n"
+    "       etchsim rom verify  FILE\n"
+    "\n"
+    "build    quantize a model's weights by a recipe and pack them into the ROM banks of\n"
+    "         a chip: one zlib-compressed, CRC-32-checked payload per bank, and an index.\n"
+    "         --synthetic SEED makes deterministic synthetic weights (weights/es_synth.h).\n"
+    "         Defaults: --model llama-3.1-8b --chip hc1-class --recipe hc1-mix.\n"
+    "inspect  bits per weight, bits per layer and per bank, bank fill; --banks lists\n"
+    "         every bank, --tensors every tensor, --json prints one object.\n"
+    "verify   check every bank's CRC-32 and size; names the first bad bank, exit 1.\n";
+
+static int usage(const char *msg, const char *arg)
+{
+    fprintf(stderr, "etchsim rom: %s%s%s\nTry 'etchsim rom --help'.\n", msg, arg ? " " : "", arg ? arg : "");
+    return 2;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void progress(int done, int total, void *arg)
+{
+    (void)arg;
+    if (isatty(2)) fprintf(stderr, "\r  packed %d / %d ROM units", done, total);
+}
+
+static int cmd_build(int argc, char **argv)
+{
+    const char *model = "llama-3.1-8b", *chip = "hc1-class", *recipe = "hc1-mix", *out = NULL, *seed_s = NULL;
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    int n_sets = 0, threads = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--model") && v) model = argv[++i];
+        else if (!strcmp(a, "--chip") && v) chip = argv[++i];
+        else if (!strcmp(a, "--recipe") && v) recipe = argv[++i];
+        else if (!strcmp(a, "--synthetic") && v) seed_s = argv[++i];
+        else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v) out = argv[++i];
+        else if (!strcmp(a, "--set") && v && strchr(v, '=')) sets[n_sets++] = argv[++i];
+        else if (!strcmp(a, "--threads") && v) threads = atoi(argv[++i]);
+        else { free(sets); return usage("build: unknown or incomplete option", a); }
+    }
+    if (!out) { free(sets); return usage("build: -o FILE is required", NULL); }
+    char *end = NULL;
+    errno = 0;
+    unsigned long long seed = seed_s ? strtoull(seed_s, &end, 0) : 0;
+    if (!seed_s || errno || !end || *end || !*seed_s) {
+        free(sets);
+        return usage("build: --synthetic SEED (a whole number) is required; real checkpoints come with the "
+                     "safetensors and GGUF loaders", NULL);
+    }
+    es_err e = {{0}};
+    es_model m;
+    es_chip c;
+    es_recipe r;
+    int have_m = 0, have_c = 0, have_r = 0, rc = 1;
+    if (es_model_load(&m, model, &e)) goto out;
+    have_m = 1;
+    if (es_chip_load(&c, chip, sets, n_sets, &e)) goto out;
+    have_c = 1;
+    if (es_recipe_load(&r, recipe, &e)) goto out;
+    have_r = 1;
+    double t0 = now_s();
+    if (es_rom_build_synthetic(&c, &m, &r, seed, out, threads, progress, NULL, &e)) {
+        if (isatty(2)) fprintf(stderr, "\n");
+        goto out;
+    }
+    if (isatty(2)) fprintf(stderr, "\r%50s\r", "");
+    es_rom_image img;
+    if (es_rom_open(&img, out, &e)) goto out;
+    double bits = 0, w = 0;
+    for (int i = 0; i < img.n_tensors; i++) {
+        bits += 8.0 * (double)img.tensors[i].bytes;
+        w += (double)img.tensors[i].rows * (double)img.tensors[i].cols;
+    }
+    printf("built %s: %s on %s with %s, seed %llu\n", out, m.name, c.name, r.name, seed);
+    printf("  %d tensors, %.4g weights, %.6g Gbit (%.4f bits/weight), %d banks, %.3f GB file, %.1f s\n",
+           img.n_tensors, w, bits / 1e9, bits / w, img.n_banks, (double)img.file_bytes / 1e9, now_s() - t0);
+    es_rom_close(&img);
+    rc = 0;
+out:
+    if (rc) fprintf(stderr, "etchsim rom build: %s\n", e.msg);
+    if (have_r) es_recipe_free(&r);
+    if (have_c) es_chip_free(&c);
+    if (have_m) es_model_free(&m);
+    free(sets);
+    return rc;
+}
+
+typedef struct unit_sum {
+    double weights, bits;       /* tensors' weights and quantized bits */
+    double fill_min, fill_max;  /* bank fill: rows used / rows */
+} unit_sum;
+
+static int cmd_inspect(int argc, char **argv)
+{
+    const char *path = NULL;
+    int json = 0, banks = 0, tensors = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--banks")) banks = 1;
+        else if (!strcmp(argv[i], "--tensors")) tensors = 1;
+        else if (argv[i][0] != '-' && !path) path = argv[i];
+        else return usage("inspect: unknown option", argv[i]);
+    }
+    if (!path) return usage("inspect: FILE is required", NULL);
+    es_rom_image img;
+    es_err e;
+    if (es_rom_open(&img, path, &e)) {
+        fprintf(stderr, "etchsim rom inspect: %s\n", e.msg);
+        return 1;
+    }
+    unit_sum *us = calloc((size_t)img.n_units, sizeof *us);
+    double fmt_w[ES_Q_COUNT] = {0}, fmt_b[ES_Q_COUNT] = {0}, tw = 0, tb = 0, cap = 0;
+    for (int u = 0; u < img.n_units; u++) { us[u].fill_min = 1; cap += (double)img.units[u].banks * (double)img.units[u].rows * (double)img.units[u].row_bits; }
+    for (int i = 0; i < img.n_tensors; i++) {
+        const es_rom_tensor *t = &img.tensors[i];
+        double w = (double)t->rows * (double)t->cols, b = 8.0 * (double)t->bytes;
+        us[t->unit].weights += w;
+        us[t->unit].bits += b;
+        fmt_w[t->fmt.type] += w;
+        fmt_b[t->fmt.type] += b;
+        tw += w;
+        tb += b;
+    }
+    for (int k = 0; k < img.n_banks; k++) {
+        const es_rom_bank *b = &img.banks[k];
+        double fill = (double)b->rows_used / (double)img.units[b->unit].rows;
+        if (fill < us[b->unit].fill_min) us[b->unit].fill_min = fill;
+        if (fill > us[b->unit].fill_max) us[b->unit].fill_max = fill;
+    }
+    double used = es_rom_used_bits(&img);
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        char hx[24];
+        snprintf(hx, sizeof hx, "%016llx", (unsigned long long)img.model_hash);
+        cJSON_AddStringToObject(j, "model_hash", hx);
+        snprintf(hx, sizeof hx, "%016llx", (unsigned long long)img.geom_hash);
+        cJSON_AddStringToObject(j, "geometry_hash", hx);
+        snprintf(hx, sizeof hx, "%016llx", (unsigned long long)img.recipe_hash);
+        cJSON_AddStringToObject(j, "recipe_hash", hx);
+        cJSON_AddNumberToObject(j, "tensors", img.n_tensors);
+        cJSON_AddNumberToObject(j, "banks", img.n_banks);
+        cJSON_AddNumberToObject(j, "weights", tw);
+        cJSON_AddNumberToObject(j, "bits", tb);
+        cJSON_AddNumberToObject(j, "bits_per_weight", tb / tw);
+        cJSON_AddNumberToObject(j, "rom_bits_used", used);
+        cJSON_AddNumberToObject(j, "rom_bits_capacity", cap);
+        cJSON *fm = cJSON_AddObjectToObject(j, "formats");
+        for (int f = 0; f < ES_Q_COUNT; f++)
+            if (fmt_w[f] > 0) {
+                cJSON *o = cJSON_AddObjectToObject(fm, es_qtype_name((es_qtype)f));
+                cJSON_AddNumberToObject(o, "weights", fmt_w[f]);
+                cJSON_AddNumberToObject(o, "bits", fmt_b[f]);
+            }
+        cJSON *ua = cJSON_AddArrayToObject(j, "units");
+        for (int u = 0; u < img.n_units; u++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "unit", img.units[u].label);
+            cJSON_AddNumberToObject(o, "weights", us[u].weights);
+            cJSON_AddNumberToObject(o, "bits", us[u].bits);
+            cJSON_AddNumberToObject(o, "bits_per_weight", us[u].weights > 0 ? us[u].bits / us[u].weights : 0);
+            cJSON_AddNumberToObject(o, "rows_used", (double)img.units[u].stream_rows);
+            cJSON_AddNumberToObject(o, "rows_capacity", (double)(img.units[u].banks * img.units[u].rows));
+            cJSON_AddNumberToObject(o, "bank_fill_min", us[u].fill_min);
+            cJSON_AddNumberToObject(o, "bank_fill_max", us[u].fill_max);
+            cJSON_AddItemToArray(ua, o);
+        }
+        if (banks) {
+            cJSON *ba = cJSON_AddArrayToObject(j, "bank_list");
+            for (int k = 0; k < img.n_banks; k++) {
+                char lb[64];
+                es_rom_bank_label(&img, k, lb, sizeof lb);
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "bank", lb);
+                cJSON_AddNumberToObject(o, "rows_used", (double)img.banks[k].rows_used);
+                cJSON_AddNumberToObject(o, "compressed_bytes", (double)img.banks[k].comp_bytes);
+                cJSON_AddItemToArray(ba, o);
+            }
+        }
+        char *s = cJSON_Print(j);
+        puts(s);
+        cJSON_free(s);
+        cJSON_Delete(j);
+    } else {
+        printf("%s: %d tensors in %d units, %d banks, %.3f GB\n", path, img.n_tensors, img.n_units,
+               img.n_banks, (double)img.file_bytes / 1e9);
+        printf("  model %016llx  geometry %016llx  recipe %016llx\n", (unsigned long long)img.model_hash,
+               (unsigned long long)img.geom_hash, (unsigned long long)img.recipe_hash);
+        printf("  weights %.0f, bits %.0f, %.4f bits/weight; ROM rows in use %.4g of %.4g bits (%.1f%%)\n",
+               tw, tb, tb / tw, used, cap, 100 * used / cap);
+        printf("  %-8s %16s %16s %8s\n", "format", "weights", "bits", "bits/w");
+        for (int f = 0; f < ES_Q_COUNT; f++)
+            if (fmt_w[f] > 0)
+                printf("  %-8s %16.0f %16.0f %8.4f\n", es_qtype_name((es_qtype)f), fmt_w[f], fmt_b[f], fmt_b[f] / fmt_w[f]);
+        printf("  %-8s %14s %16s %8s %12s %16s\n", "unit", "weights", "bits", "bits/w", "rows used", "bank fill");
+        for (int u = 0; u < img.n_units; u++)
+            printf("  %-8s %14.0f %16.0f %8.4f %5.1f%% of %-4lld %6.1f%%-%5.1f%%\n", img.units[u].label,
+                   us[u].weights, us[u].bits, us[u].weights > 0 ? us[u].bits / us[u].weights : 0,
+                   100.0 * (double)img.units[u].stream_rows / (double)(img.units[u].banks * img.units[u].rows),
+                   (long long)img.units[u].rows, 100 * us[u].fill_min, 100 * us[u].fill_max);
+        if (tensors)
+            for (int i = 0; i < img.n_tensors; i++) {
+                const es_rom_tensor *t = &img.tensors[i];
+                printf("  tensor %-52s %-6s %8lld x %-6lld %12lld bits  %s row %lld\n", t->name,
+                       es_qtype_name(t->fmt.type), (long long)t->rows, (long long)t->cols,
+                       (long long)(8 * t->bytes), img.units[t->unit].label, (long long)t->row_first);
+            }
+        if (banks)
+            for (int k = 0; k < img.n_banks; k++) {
+                char lb[64];
+                es_rom_bank_label(&img, k, lb, sizeof lb);
+                printf("  %-22s rows %6lld  fill %5.1f%%  %10lld bytes compressed\n", lb,
+                       (long long)img.banks[k].rows_used,
+                       100.0 * (double)img.banks[k].rows_used / (double)img.units[img.banks[k].unit].rows,
+                       (long long)img.banks[k].comp_bytes);
+            }
+    }
+    free(us);
+    es_rom_close(&img);
+    return 0;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+    if (argc != 1 || argv[0][0] == '-') return usage("verify: expected exactly one FILE", argc ? argv[0] : NULL);
+    es_rom_image img;
+    es_err e;
+    if (es_rom_open(&img, argv[0], &e)) {
+        fprintf(stderr, "etchsim rom verify: %s\n", e.msg);
+        return 1;
+    }
+    int bad = es_rom_verify(&img, &e);
+    int n = img.n_banks;
+    es_rom_close(&img);
+    if (bad) {
+        fprintf(stderr, "etchsim rom verify: %s (%d of %d banks bad)\n", e.msg, bad < 0 ? n : bad, n);
+        return 1;
+    }
+    printf("%s: ok, %d banks verified\n", argv[0], n);
+    return 0;
+}
+
+int es_cli_rom(int argc, char **argv)
+{
+    if (argc < 1) return usage("expected build, inspect or verify", NULL);
+    if (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")) {
+        fputs(ROM_HELP, stdout);
+        return 0;
+    }
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(ROM_HELP, stdout);
+            return 0;
+        }
+    if (!strcmp(argv[0], "build")) return cmd_build(argc - 1, argv + 1);
+    if (!strcmp(argv[0], "inspect")) return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(argv[0], "verify")) return cmd_verify(argc - 1, argv + 1);
+    return usage("unknown subcommand", argv[0]);
+}
+
+int es_apply_rom(const char *path, es_chip *c, es_model *m, es_err *e)
+{
+    es_rom_image img;
+    if (es_rom_open(&img, path, e)) return -1;
+    int rc = -1;
+    if (img.model_hash != es_rom_model_hash(m)) {
+        es_fail(e, "%s: built for another model than %s (%s)", path, m->name, m->path);
+        goto out;
+    }
+    if (img.geom_hash != es_rom_geom_hash(c, m)) {
+        es_fail(e, "%s: built for another ROM geometry than %s's (tile.rom, head.embed_rom, "
+                   "head.lm_rom, tile.layers_per_tile)", path, c->path);
+        goto out;
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        es_tensor *t = &m->tensors[i];
+        int found = 0;
+        for (int j = 0; j < img.n_tensors && !found; j++)
+            if (!strcmp(img.tensors[j].name, t->name)) {
+                t->rom_bits = 8 * img.tensors[j].bytes;
+                t->rom_elem_bits = es_qtype_elem_bits(img.tensors[j].fmt.type);
+                found = 1;
+            }
+        if (!found) { es_fail(e, "%s: has no tensor %s", path, t->name); goto out; }
+    }
+    c->rom_image_bits = es_rom_used_bits(&img);
+    rc = 0;
+out:
+    es_rom_close(&img);
+    return rc;
+}

@@ -1,0 +1,134 @@
+/* es_recipe: recipe files and tensor-to-format matching (see es_recipe.h). */
+#include "es_recipe.h"
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "es_cfg.h"
+
+uint64_t es_fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static int role_bit(const char *path, int i, const cJSON *s, uint32_t *mask, es_err *e)
+{
+    int r = cJSON_IsString(s) ? es_role_from_name(s->valuestring) : -1;
+    if (r < 0)
+        return es_fail(e, "%s: key 'rules[%d].match.role': expected a tensor role (embed, attn_norm, "
+                          "attn_q, attn_k, attn_v, attn_o, ffn_norm, ffn_gate, ffn_up, ffn_down, "
+                          "out_norm, lm_head), got %s", path, i,
+                       cJSON_IsString(s) ? s->valuestring : "a non-string");
+    *mask |= 1u << r;
+    return 0;
+}
+
+static int parse_rule(const char *path, int i, const cJSON *j, es_recipe_rule *rule, es_err *e)
+{
+    memset(rule, 0, sizeof *rule);
+    rule->layer_lo = rule->layer_hi = -1;
+    if (!cJSON_IsObject(j)) return es_fail(e, "%s: key 'rules[%d]': expected an object", path, i);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "match");
+    if (!cJSON_IsObject(m)) return es_fail(e, "%s: key 'rules[%d].match': expected an object", path, i);
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+    if (role && cJSON_IsArray(role)) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, role) if (role_bit(path, i, it, &rule->roles, e)) return -1;
+    } else if (role && role_bit(path, i, role, &rule->roles, e)) {
+        return -1;
+    }
+    const cJSON *ly = cJSON_GetObjectItemCaseSensitive(m, "layers");
+    if (ly) {
+        const cJSON *a = cJSON_GetArrayItem(ly, 0), *b = cJSON_GetArrayItem(ly, 1);
+        if (!cJSON_IsArray(ly) || cJSON_GetArraySize(ly) != 2 || !cJSON_IsNumber(a) || !cJSON_IsNumber(b) ||
+            a->valuedouble < 0 || b->valuedouble < a->valuedouble)
+            return es_fail(e, "%s: key 'rules[%d].match.layers': expected [first, last] with "
+                              "0 <= first <= last", path, i);
+        rule->layer_lo = (int64_t)a->valuedouble;
+        rule->layer_hi = (int64_t)b->valuedouble;
+    }
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "format");
+    int t = cJSON_IsString(fmt) ? es_qtype_from_name(fmt->valuestring) : -1;
+    if (t < 0)
+        return es_fail(e, "%s: key 'rules[%d].format': expected one of f32, f16, bf16, q8_0, q4_0, "
+                          "q3_k, q6_k, mxfp4, nvfp4, int3, int6, got %s", path, i,
+                       cJSON_IsString(fmt) ? fmt->valuestring : "a non-string");
+    rule->fmt.type = (es_qtype)t;
+    rule->fmt.tensor_scale = 1.0f;
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(j, "group");
+    if (t == ES_Q_INT3 || t == ES_Q_INT6) {
+        if (!cJSON_IsNumber(g) || (g->valuedouble != 32 && g->valuedouble != 64 && g->valuedouble != 128))
+            return es_fail(e, "%s: key 'rules[%d].group': expected 32, 64 or 128 for %s", path, i,
+                           fmt->valuestring);
+        rule->fmt.group = (int)g->valuedouble;
+    } else if (g) {
+        return es_fail(e, "%s: key 'rules[%d].group': only int3 and int6 take a group size", path, i);
+    }
+    const cJSON *nb = cJSON_GetObjectItemCaseSensitive(j, "nibbles");
+    if (nb) {
+        if (cJSON_IsString(nb) && strcmp(nb->valuestring, "split") == 0) rule->fmt.nibbles = ES_NIB_SPLIT;
+        else if (cJSON_IsString(nb) && strcmp(nb->valuestring, "interleaved") == 0)
+            rule->fmt.nibbles = ES_NIB_INTERLEAVED;
+        else return es_fail(e, "%s: key 'rules[%d].nibbles': expected \"split\" or \"interleaved\"", path, i);
+    }
+    return 0;
+}
+
+int es_recipe_load(es_recipe *r, const char *spec, es_err *e)
+{
+    memset(r, 0, sizeof *r);
+    if (es_resolve(spec, "recipes", NULL, r->path, sizeof r->path, e)) return -1;
+    es_cfg c;
+    if (es_cfg_load(&c, r->path, e)) return -1;
+    int rc = -1;
+    char *text = es_cfg_dump(&c);
+    r->hash = es_fnv1a(ES_FNV_OFFSET, text, text ? strlen(text) : 0);
+    cJSON_free(text);
+    if (es_cfg_str(&c, "name", r->name, sizeof r->name, e)) goto out;
+    const cJSON *rules = es_cfg_node(&c, "rules");
+    if (!cJSON_IsArray(rules) || cJSON_GetArraySize(rules) == 0) {
+        es_fail(e, "%s: key 'rules': expected a non-empty array of rules", r->path);
+        goto out;
+    }
+    r->n_rules = cJSON_GetArraySize(rules);
+    r->rules = calloc((size_t)r->n_rules, sizeof *r->rules);
+    if (!r->rules) { es_fail(e, "%s: out of memory", r->path); goto out; }
+    for (int i = 0; i < r->n_rules; i++)
+        if (parse_rule(r->path, i, cJSON_GetArrayItem(rules, i), &r->rules[i], e)) goto out;
+    rc = 0;
+out:
+    es_cfg_free(&c);
+    if (rc) es_recipe_free(r);
+    return rc;
+}
+
+void es_recipe_free(es_recipe *r)
+{
+    free(r->rules);
+    r->rules = NULL;
+    r->n_rules = 0;
+}
+
+int es_recipe_format(const es_recipe *r, const es_tensor *t, es_qfmt *out, es_err *e)
+{
+    es_role role = t->lm_head ? ES_ROLE_LM_HEAD : t->role;
+    for (int i = 0; i < r->n_rules; i++) {
+        const es_recipe_rule *u = &r->rules[i];
+        if (u->roles && !(u->roles >> role & 1)) continue;
+        if (u->layer_lo >= 0 && (t->layer < u->layer_lo || t->layer > u->layer_hi)) continue;
+        *out = u->fmt;
+        int64_t be = es_q_block_elems(out);
+        if (t->cols % be)
+            return es_fail(e, "%s: rule %d gives %s %s, whose rows of %lld do not divide into "
+                              "%lld-element blocks", r->path, i, t->name, es_qtype_name(out->type),
+                           (long long)t->cols, (long long)be);
+        return 0;
+    }
+    return es_fail(e, "%s: no rule matches %s (role %s, layer %d)", r->path, t->name,
+                   es_role_name(role), t->layer);
+}

@@ -1,0 +1,45 @@
+/* es_recipe: which weight format each tensor of a model is stored in.
+ * A recipe (models/recipes/NAME.json) is an ordered list of rules; the
+ * first rule whose match fits a tensor gives its format:
+ *   {"match": {"role": "attn_v" | [roles], "layers": [lo, hi]},
+ *    "format": "int3", "group": 64, "nibbles": "split"}
+ * An empty match fits every tensor. A tied embedding table is matched as
+ * the LM head. */
+#ifndef ES_RECIPE_H
+#define ES_RECIPE_H
+#include <stdint.h>
+#include "es_err.h"
+#include "es_model.h"
+#include "es_quant.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct es_recipe_rule {
+    uint32_t roles;            /* bit r set: matches role r; 0 matches any role */
+    int64_t layer_lo, layer_hi; /* inclusive block range; -1, -1 matches any */
+    es_qfmt fmt;               /* the format (nvfp4's tensor scale is set per tensor) */
+} es_recipe_rule;
+
+typedef struct es_recipe {
+    char path[512];            /* file it came from */
+    char name[64];             /* "name" */
+    es_recipe_rule *rules;     /* (n_rules) in order */
+    int n_rules;
+    uint64_t hash;             /* FNV-1a of the file's bytes as parsed */
+} es_recipe;
+
+int es_recipe_load(es_recipe *r, const char *spec, es_err *e);
+void es_recipe_free(es_recipe *r);
+/* The format of tensor t; fails naming the tensor when no rule matches or
+ * its row length is not a whole number of the format's blocks. */
+int es_recipe_format(const es_recipe *r, const es_tensor *t, es_qfmt *out, es_err *e);
+
+/* FNV-1a 64 over bytes, continuing from h (start with ES_FNV_OFFSET). */
+#define ES_FNV_OFFSET 0xcbf29ce484222325ULL
+uint64_t es_fnv1a(uint64_t h, const void *p, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,642 @@
+/* es_rom: building, opening and checking ROM images (see es_rom.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "es_rom.h"
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+#include "es_synth.h"
+
+#define HDR_BYTES 64
+#define UNIT_REC 32
+#define TENSOR_REC 152
+#define BANK_REC 48
+static const char MAGIC[8] = {'E', 'T', 'C', 'H', 'R', 'O', 'M', 0};
+
+/* ---- little-endian field access ---- */
+static void put32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> 8 * i); }
+static void put64(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> 8 * i); }
+static uint32_t get32(const unsigned char *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | p[i]; return v; }
+static uint64_t get64(const unsigned char *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
+
+static uint32_t crc(const void *p, size_t n) { return (uint32_t)crc32(crc32(0L, Z_NULL, 0), p, (uInt)n); }
+
+uint64_t es_rom_model_hash(const es_model *m)
+{
+    uint64_t h = ES_FNV_OFFSET;
+    int64_t dims[8] = {m->hidden, m->layers, m->heads, m->kv_heads, m->head_dim, m->ffn, m->vocab, m->tied};
+    h = es_fnv1a(h, dims, sizeof dims);
+    for (int i = 0; i < m->n_tensors; i++) {
+        h = es_fnv1a(h, m->tensors[i].name, strlen(m->tensors[i].name));
+        h = es_fnv1a(h, &m->tensors[i].rows, 8);
+        h = es_fnv1a(h, &m->tensors[i].cols, 8);
+    }
+    return h;
+}
+
+static void unit_geoms(const es_chip *c, const es_model *m, es_rom_unit *u, int *n)
+{
+    int64_t tiles = es_chip_tiles(c, m);
+    int k = 0;
+    for (int64_t t = 0; t < tiles; t++, k++) {
+        u[k] = (es_rom_unit){(int32_t)t, c->rom.banks, c->rom.rows, c->rom.row_bits, 0, ""};
+        snprintf(u[k].label, sizeof u[k].label, "tile %lld", (long long)t);
+    }
+    if (!m->tied) {
+        u[k] = (es_rom_unit){-1, c->embed_rom.banks, c->embed_rom.rows, c->embed_rom.row_bits, 0, "embed"};
+        k++;
+    }
+    u[k] = (es_rom_unit){-2, c->head_rom.banks, c->head_rom.rows, c->head_rom.row_bits, 0, "lm_head"};
+    *n = k + 1;
+}
+
+uint64_t es_rom_geom_hash(const es_chip *c, const es_model *m)
+{
+    int n = 0;
+    es_rom_unit *u = calloc((size_t)es_chip_tiles(c, m) + 2, sizeof *u);
+    if (!u) return 0;
+    unit_geoms(c, m, u, &n);
+    uint64_t h = ES_FNV_OFFSET;
+    for (int i = 0; i < n; i++) {
+        int64_t g[3] = {u[i].banks, u[i].rows, u[i].row_bits};
+        h = es_fnv1a(h, g, sizeof g);
+    }
+    free(u);
+    return es_fnv1a(h, &c->layers_per_tile, sizeof c->layers_per_tile);
+}
+
+static int unit_of(const es_chip *c, const es_model *m, const es_tensor *t, int n_units)
+{
+    if (t->layer >= 0) return t->layer / c->layers_per_tile;
+    if (t->role == ES_ROLE_EMBED && !m->tied) return n_units - 2;
+    return n_units - 1; /* out_norm, lm_head, tied table */
+}
+
+/* ---- building ---- */
+
+typedef struct build_ctx {
+    const es_chip *c;
+    const es_model *m;
+    uint64_t seed;
+    es_rom_unit *units;
+    int n_units;
+    es_rom_tensor *tensors;
+    int n_tensors;
+    es_rom_bank *banks;      /* per unit, banks in order; bank_first[u] indexes here */
+    int *bank_first;
+    FILE *f;
+    int64_t file_pos;
+    pthread_mutex_t lock;    /* guards f, file_pos, next_unit, done, failed, err */
+    int next_unit, done, failed;
+    es_err err;
+    es_rom_progress cb;
+    void *cb_arg;
+} build_ctx;
+
+/* zlib stream, Huffman coding only: quantized weights have entropy below
+ * their bit width but almost no repeated strings, so LZ77 matching costs
+ * time and finds little (measured: it was most of a build's time). */
+static int deflate_huffman(unsigned char *dst, uLongf *dlen, const unsigned char *src, uLong slen)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 1, Z_DEFLATED, 15, 8, Z_HUFFMAN_ONLY) != Z_OK) return Z_MEM_ERROR;
+    z.next_in = (Bytef *)src;
+    z.avail_in = (uInt)slen;
+    z.next_out = dst;
+    z.avail_out = (uInt)*dlen;
+    int rc = deflate(&z, Z_FINISH);
+    *dlen = z.total_out;
+    deflateEnd(&z);
+    return rc == Z_STREAM_END ? Z_OK : Z_BUF_ERROR;
+}
+
+static int build_unit(build_ctx *b, int u, es_err *e)
+{
+    const es_rom_unit *un = &b->units[u];
+    int64_t row_bytes = un->row_bits / 8;
+    int64_t stream_bytes = un->stream_rows * row_bytes;
+    unsigned char *stream = calloc((size_t)(stream_bytes > 0 ? stream_bytes : 1), 1);
+    float *row = NULL;
+    unsigned char *gather = NULL, *comp = NULL;
+    int rc = -1;
+    if (!stream) { es_fail(e, "out of memory for %s (%lld bytes)", un->label, (long long)stream_bytes); goto out; }
+    for (int i = 0; i < b->n_tensors; i++) {
+        es_rom_tensor *t = &b->tensors[i];
+        if (t->unit != u) continue;
+        es_tensor mt;
+        memset(&mt, 0, sizeof mt);
+        snprintf(mt.name, sizeof mt.name, "%s", t->name);
+        mt.rows = t->rows;
+        mt.cols = t->cols;
+        mt.role = (es_role)t->role;
+        mt.layer = t->layer;
+        free(row);
+        row = malloc((size_t)t->cols * sizeof *row);
+        if (!row) { es_fail(e, "out of memory"); goto out; }
+        if (t->fmt.type == ES_Q_NVFP4) { /* the tensor scale needs the whole tensor's absmax */
+            float am = 0;
+            for (int64_t r = 0; r < t->rows; r++) {
+                es_synth_row(b->seed, &mt, r, row);
+                float s = es_nvfp4_tensor_scale(row, t->cols) * 448.0f * 6.0f;
+                if (s > am) am = s;
+            }
+            t->fmt.tensor_scale = am > 0 ? am / (448.0f * 6.0f) : 1.0f;
+        }
+        int64_t rb = es_q_row_bytes(&t->fmt, t->cols, e);
+        unsigned char *dst = stream + t->row_first * row_bytes;
+        for (int64_t r = 0; r < t->rows; r++) {
+            es_synth_row(b->seed, &mt, r, row);
+            if (es_quantize_row(&t->fmt, row, t->cols, dst + r * rb, e)) goto out;
+        }
+    }
+    /* stripe stream rows over banks, compress, write */
+    int64_t max_rows = (un->stream_rows + un->banks - 1) / un->banks;
+    gather = malloc((size_t)(max_rows * row_bytes > 0 ? max_rows * row_bytes : 1));
+    uLongf cap = compressBound((uLong)(max_rows * row_bytes));
+    comp = malloc(cap > 0 ? cap : 1);
+    if (!gather || !comp) { es_fail(e, "out of memory"); goto out; }
+    for (int64_t k = 0; k < un->banks; k++) {
+        es_rom_bank *bk = &b->banks[b->bank_first[u] + k];
+        int64_t used = un->stream_rows > k ? (un->stream_rows - k + un->banks - 1) / un->banks : 0;
+        for (int64_t r = 0; r < used; r++)
+            memcpy(gather + r * row_bytes, stream + (r * un->banks + k) * row_bytes, (size_t)row_bytes);
+        uLongf clen = cap;
+        if (deflate_huffman(comp, &clen, gather, (uLong)(used * row_bytes)) != Z_OK) {
+            es_fail(e, "%s bank %lld: zlib compression failed", un->label, (long long)k);
+            goto out;
+        }
+        bk->unit = u;
+        bk->bank = (uint32_t)k;
+        bk->rows_used = used;
+        bk->raw_bytes = used * row_bytes;
+        bk->comp_bytes = (int64_t)clen;
+        bk->crc = crc(comp, clen);
+        pthread_mutex_lock(&b->lock);
+        bk->offset = b->file_pos;
+        size_t w = fwrite(comp, 1, clen, b->f);
+        b->file_pos += (int64_t)clen;
+        pthread_mutex_unlock(&b->lock);
+        if (w != clen) { es_fail(e, "write failed: %s", strerror(errno)); goto out; }
+    }
+    rc = 0;
+out:
+    free(stream);
+    free(row);
+    free(gather);
+    free(comp);
+    return rc;
+}
+
+static void *worker(void *arg)
+{
+    build_ctx *b = arg;
+    for (;;) {
+        pthread_mutex_lock(&b->lock);
+        int u = b->failed ? b->n_units : b->next_unit++;
+        pthread_mutex_unlock(&b->lock);
+        if (u >= b->n_units) return NULL;
+        es_err e;
+        int rc = build_unit(b, u, &e);
+        pthread_mutex_lock(&b->lock);
+        if (rc && !b->failed) { b->failed = 1; b->err = e; }
+        int done = ++b->done;
+        pthread_mutex_unlock(&b->lock);
+        if (b->cb && !rc) b->cb(done, b->n_units, b->cb_arg);
+    }
+}
+
+static unsigned char *encode_index(const build_ctx *b, int64_t *len)
+{
+    int nb = b->bank_first[b->n_units];
+    int64_t n = 16 + (int64_t)b->n_units * UNIT_REC + (int64_t)b->n_tensors * TENSOR_REC +
+                (int64_t)nb * BANK_REC;
+    unsigned char *p = calloc((size_t)n, 1), *q = p;
+    if (!p) return NULL;
+    put32(q, (uint32_t)b->n_units);
+    put32(q + 4, (uint32_t)b->n_tensors);
+    put32(q + 8, (uint32_t)nb);
+    q += 16;
+    for (int i = 0; i < b->n_units; i++, q += UNIT_REC) {
+        const es_rom_unit *u = &b->units[i];
+        put32(q, (uint32_t)u->id);
+        put32(q + 4, (uint32_t)u->banks);
+        put64(q + 8, (uint64_t)u->rows);
+        put64(q + 16, (uint64_t)u->row_bits);
+        put64(q + 24, (uint64_t)u->stream_rows);
+    }
+    for (int i = 0; i < b->n_tensors; i++, q += TENSOR_REC) {
+        const es_rom_tensor *t = &b->tensors[i];
+        memcpy(q, t->name, strnlen(t->name, 95));
+        put32(q + 96, (uint32_t)t->role);
+        put32(q + 100, (uint32_t)t->layer);
+        put64(q + 104, (uint64_t)t->rows);
+        put64(q + 112, (uint64_t)t->cols);
+        q[120] = (unsigned char)t->fmt.type;
+        q[121] = (unsigned char)t->fmt.nibbles;
+        q[122] = (unsigned char)(t->fmt.group & 0xFF);
+        q[123] = (unsigned char)(t->fmt.group >> 8);
+        uint32_t ts;
+        memcpy(&ts, &t->fmt.tensor_scale, 4);
+        put32(q + 124, ts);
+        put32(q + 128, (uint32_t)t->unit);
+        put64(q + 136, (uint64_t)t->row_first);
+        put64(q + 144, (uint64_t)t->bytes);
+    }
+    for (int i = 0; i < nb; i++, q += BANK_REC) {
+        const es_rom_bank *k = &b->banks[i];
+        put32(q, (uint32_t)k->unit);
+        put32(q + 4, k->bank);
+        put64(q + 8, (uint64_t)k->rows_used);
+        put64(q + 16, (uint64_t)k->raw_bytes);
+        put64(q + 24, (uint64_t)k->comp_bytes);
+        put64(q + 32, (uint64_t)k->offset);
+        put32(q + 40, k->crc);
+    }
+    *len = n;
+    return p;
+}
+
+static void encode_header(unsigned char *h, uint64_t mh, uint64_t gh, uint64_t rh, uint64_t ioff,
+                          uint64_t ilen, uint32_t icrc)
+{
+    memset(h, 0, HDR_BYTES);
+    memcpy(h, MAGIC, 8);
+    put32(h + 8, ES_ROM_VERSION);
+    put32(h + 12, HDR_BYTES);
+    put64(h + 16, mh);
+    put64(h + 24, gh);
+    put64(h + 32, rh);
+    put64(h + 40, ioff);
+    put64(h + 48, ilen);
+    put32(h + 56, icrc);
+    put32(h + 60, crc(h, 60));
+}
+
+int es_rom_build_synthetic(const es_chip *c, const es_model *m, const es_recipe *r, uint64_t seed,
+                           const char *out, int threads, es_rom_progress cb, void *cb_arg, es_err *e)
+{
+    build_ctx b;
+    memset(&b, 0, sizeof b);
+    b.c = c;
+    b.m = m;
+    b.seed = seed;
+    b.cb = cb;
+    b.cb_arg = cb_arg;
+    int64_t tiles = es_chip_tiles(c, m);
+    if (tiles > 4096) return es_fail(e, "%s: more than 4096 tiles", c->path);
+    int rc = -1;
+    char tmp[600];
+    unsigned char *index = NULL;
+    b.units = calloc((size_t)tiles + 2, sizeof *b.units);
+    b.tensors = calloc((size_t)m->n_tensors, sizeof *b.tensors);
+    b.bank_first = calloc((size_t)tiles + 3, sizeof *b.bank_first);
+    if (!b.units || !b.tensors || !b.bank_first) { es_fail(e, "out of memory"); goto out; }
+    unit_geoms(c, m, b.units, &b.n_units);
+    /* lay tensors out */
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *mt = &m->tensors[i];
+        es_rom_tensor *t = &b.tensors[b.n_tensors++];
+        snprintf(t->name, sizeof t->name, "%s", mt->name);
+        t->role = mt->lm_head ? ES_ROLE_LM_HEAD : (int32_t)mt->role;
+        t->layer = mt->layer;
+        t->rows = mt->rows;
+        t->cols = mt->cols;
+        if (es_recipe_format(r, mt, &t->fmt, e)) goto out;
+        int64_t rb = es_q_row_bytes(&t->fmt, t->cols, e);
+        if (rb < 0) goto out;
+        t->bytes = rb * t->rows;
+        t->unit = unit_of(c, m, mt, b.n_units);
+        es_rom_unit *u = &b.units[t->unit];
+        int64_t row_bytes = u->row_bits / 8;
+        if (u->row_bits % 8) { es_fail(e, "%s: ROM rows of %s are not whole bytes", c->path, u->label); goto out; }
+        t->row_first = u->stream_rows;
+        u->stream_rows += (t->bytes + row_bytes - 1) / row_bytes;
+    }
+    static const char *keys[3] = {"tile.rom.rows", "head.embed_rom.rows", "head.lm_rom.rows"};
+    for (int i = 0; i < b.n_units; i++) {
+        es_rom_unit *u = &b.units[i];
+        int k = i < tiles ? 0 : (!m->tied && i == tiles) ? 1 : 2;
+        if (u->stream_rows > u->banks * u->rows) {
+            es_fail(e, "%s: key '%s': ROM cannot hold the model with recipe %s: %s needs %lld rows "
+                       "of %lld bits, it has %lld banks x %lld rows", c->path, keys[k], r->name,
+                    u->label, (long long)u->stream_rows, (long long)u->row_bits,
+                    (long long)u->banks, (long long)u->rows);
+            goto out;
+        }
+        b.bank_first[i + 1] = b.bank_first[i] + (int)u->banks;
+    }
+    b.banks = calloc((size_t)b.bank_first[b.n_units] + 1, sizeof *b.banks);
+    if (!b.banks) { es_fail(e, "out of memory"); goto out; }
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    b.f = fopen(tmp, "wb");
+    if (!b.f) { es_fail(e, "%s: cannot create: %s", tmp, strerror(errno)); goto out; }
+    unsigned char hdr[HDR_BYTES];
+    memset(hdr, 0, sizeof hdr);
+    if (fwrite(hdr, 1, HDR_BYTES, b.f) != HDR_BYTES) { es_fail(e, "%s: write failed", tmp); goto out; }
+    b.file_pos = HDR_BYTES;
+    es_synth_init();
+    pthread_mutex_init(&b.lock, NULL);
+    if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
+    pthread_t th[64];
+    int started = 0;
+    for (int i = 0; i < threads; i++)
+        if (pthread_create(&th[i], NULL, worker, &b) == 0) started++;
+    if (started == 0) worker(&b);
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&b.lock);
+    if (b.failed) { if (e) *e = b.err; goto out; }
+    int64_t ilen = 0;
+    index = encode_index(&b, &ilen);
+    if (!index) { es_fail(e, "out of memory"); goto out; }
+    if (fwrite(index, 1, (size_t)ilen, b.f) != (size_t)ilen) { es_fail(e, "%s: write failed", tmp); goto out; }
+    encode_header(hdr, es_rom_model_hash(m), es_rom_geom_hash(c, m), r->hash, (uint64_t)b.file_pos,
+                  (uint64_t)ilen, crc(index, (size_t)ilen));
+    if (fseek(b.f, 0, SEEK_SET) || fwrite(hdr, 1, HDR_BYTES, b.f) != HDR_BYTES || fflush(b.f) ||
+        fsync(fileno(b.f))) {
+        es_fail(e, "%s: write failed: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (fclose(b.f)) { b.f = NULL; es_fail(e, "%s: close failed: %s", tmp, strerror(errno)); goto out; }
+    b.f = NULL;
+    if (rename(tmp, out)) { es_fail(e, "%s: cannot rename to %s: %s", tmp, out, strerror(errno)); goto out; }
+    rc = 0;
+out:
+    if (b.f) { fclose(b.f); remove(tmp); }
+    free(index);
+    free(b.units);
+    free(b.tensors);
+    free(b.banks);
+    free(b.bank_first);
+    return rc;
+}
+
+/* ---- reading ---- */
+
+void es_rom_close(es_rom_image *img)
+{
+    free(img->units);
+    free(img->tensors);
+    free(img->banks);
+    img->units = NULL;
+    img->tensors = NULL;
+    img->banks = NULL;
+}
+
+static int cmp_off(const void *a, const void *b)
+{
+    const es_rom_bank *x = *(es_rom_bank *const *)a, *y = *(es_rom_bank *const *)b;
+    return (x->offset > y->offset) - (x->offset < y->offset);
+}
+
+int es_rom_open(es_rom_image *img, const char *path, es_err *e)
+{
+    memset(img, 0, sizeof *img);
+    snprintf(img->path, sizeof img->path, "%s", path);
+    FILE *f = fopen(path, "rb");
+    if (!f) return es_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char h[HDR_BYTES], *ix = NULL;
+    es_rom_bank **order = NULL;
+    int rc = -1;
+    if (fseek(f, 0, SEEK_END)) { es_fail(e, "%s: cannot seek", path); goto out; }
+    img->file_bytes = ftell(f);
+    rewind(f);
+    if (img->file_bytes < HDR_BYTES || fread(h, 1, HDR_BYTES, f) != HDR_BYTES) {
+        es_fail(e, "%s: truncated: %lld bytes, shorter than the 64-byte header", path, (long long)img->file_bytes);
+        goto out;
+    }
+    if (memcmp(h, MAGIC, 8)) { es_fail(e, "%s: not a ROM image (bad magic)", path); goto out; }
+    if (get32(h + 60) != crc(h, 60)) { es_fail(e, "%s: header CRC-32 mismatch", path); goto out; }
+    if (get32(h + 8) != ES_ROM_VERSION || get32(h + 12) != HDR_BYTES) {
+        es_fail(e, "%s: unsupported version %u (expected %d)", path, get32(h + 8), ES_ROM_VERSION);
+        goto out;
+    }
+    img->model_hash = get64(h + 16);
+    img->geom_hash = get64(h + 24);
+    img->recipe_hash = get64(h + 32);
+    uint64_t ioff = get64(h + 40), ilen = get64(h + 48);
+    if (ioff < HDR_BYTES || ilen < 16 || ilen > (1u << 30) || ioff > (uint64_t)img->file_bytes ||
+        ilen > (uint64_t)img->file_bytes - ioff) {
+        es_fail(e, "%s: truncated or corrupt: index of %llu bytes at %llu lies outside the %lld-byte file",
+                path, (unsigned long long)ilen, (unsigned long long)ioff, (long long)img->file_bytes);
+        goto out;
+    }
+    ix = malloc(ilen);
+    if (!ix || fseek(f, (long)ioff, SEEK_SET) || fread(ix, 1, ilen, f) != ilen) {
+        es_fail(e, "%s: cannot read the index", path);
+        goto out;
+    }
+    if (crc(ix, ilen) != get32(h + 56)) { es_fail(e, "%s: index CRC-32 mismatch", path); goto out; }
+    uint64_t nu = get32(ix), nt = get32(ix + 4), nb = get32(ix + 8);
+    if (16 + nu * UNIT_REC + nt * TENSOR_REC + nb * BANK_REC != ilen || nu == 0 || nu > 4098) {
+        es_fail(e, "%s: index sizes disagree (%llu units, %llu tensors, %llu banks in %llu bytes)", path,
+                (unsigned long long)nu, (unsigned long long)nt, (unsigned long long)nb, (unsigned long long)ilen);
+        goto out;
+    }
+    img->n_units = (int)nu;
+    img->n_tensors = (int)nt;
+    img->n_banks = (int)nb;
+    img->units = calloc(nu, sizeof *img->units);
+    img->tensors = calloc(nt + 1, sizeof *img->tensors);
+    img->banks = calloc(nb + 1, sizeof *img->banks);
+    order = calloc(nb + 1, sizeof *order);
+    if (!img->units || !img->tensors || !img->banks || !order) { es_fail(e, "%s: out of memory", path); goto out; }
+    const unsigned char *q = ix + 16;
+    int64_t banks_sum = 0;
+    for (uint64_t i = 0; i < nu; i++, q += UNIT_REC) {
+        es_rom_unit *u = &img->units[i];
+        u->id = (int32_t)get32(q);
+        u->banks = get32(q + 4);
+        u->rows = (int64_t)get64(q + 8);
+        u->row_bits = (int64_t)get64(q + 16);
+        u->stream_rows = (int64_t)get64(q + 24);
+        if (u->banks < 1 || u->rows < 1 || u->rows > ((int64_t)1 << 32) || u->row_bits < 8 ||
+            u->row_bits % 8 || u->row_bits > (1 << 20) || u->stream_rows < 0 || u->stream_rows > u->banks * u->rows) {
+            es_fail(e, "%s: unit %llu has an impossible geometry", path, (unsigned long long)i);
+            goto out;
+        }
+        /* ids: tiles 0..T-1 in order, then -1 (embedding, untied only), then -2 (LM head) last */
+        int ok = i + 1 == nu ? u->id == -2 : (u->id == (int32_t)i || (u->id == -1 && i + 2 == nu));
+        if (!ok) {
+            es_fail(e, "%s: unit record %llu has id %d out of order", path, (unsigned long long)i, u->id);
+            goto out;
+        }
+        banks_sum += u->banks;
+        if (u->id == -2) snprintf(u->label, sizeof u->label, "lm_head");
+        else if (u->id == -1) snprintf(u->label, sizeof u->label, "embed");
+        else snprintf(u->label, sizeof u->label, "tile %d", u->id);
+    }
+    if (banks_sum != (int64_t)nb) { es_fail(e, "%s: index lists %llu banks, units hold %lld", path, (unsigned long long)nb, (long long)banks_sum); goto out; }
+    for (uint64_t i = 0; i < nt; i++, q += TENSOR_REC) {
+        es_rom_tensor *t = &img->tensors[i];
+        memcpy(t->name, q, 95);
+        t->name[95] = 0;
+        t->role = (int32_t)get32(q + 96);
+        t->layer = (int32_t)get32(q + 100);
+        t->rows = (int64_t)get64(q + 104);
+        t->cols = (int64_t)get64(q + 112);
+        t->fmt.type = (es_qtype)q[120];
+        t->fmt.nibbles = (es_nibble_order)q[121];
+        t->fmt.group = q[122] | q[123] << 8;
+        uint32_t ts = get32(q + 124);
+        memcpy(&t->fmt.tensor_scale, &ts, 4);
+        t->unit = (int32_t)get32(q + 128);
+        t->row_first = (int64_t)get64(q + 136);
+        t->bytes = (int64_t)get64(q + 144);
+        es_err fe;
+        int64_t rb;
+        if (t->role < 0 || t->role >= ES_ROLE_COUNT || t->unit < 0 || t->unit >= (int)nu ||
+            q[120] >= ES_Q_COUNT || q[121] > ES_NIB_INTERLEAVED || t->rows < 1 || t->cols < 1 ||
+            t->rows > ((int64_t)1 << 32) || t->cols > ((int64_t)1 << 32) || es_qfmt_check(&t->fmt, &fe) ||
+            (rb = es_q_row_bytes(&t->fmt, t->cols, &fe)) < 0 || rb > INT64_MAX / t->rows ||
+            rb * t->rows != t->bytes) {
+            es_fail(e, "%s: tensor record %llu (%s) is corrupt", path, (unsigned long long)i, t->name);
+            goto out;
+        }
+        const es_rom_unit *u = &img->units[t->unit];
+        int64_t rows_needed = (t->bytes + u->row_bits / 8 - 1) / (u->row_bits / 8);
+        if (t->row_first < 0 || t->row_first > u->stream_rows || rows_needed > u->stream_rows - t->row_first) {
+            es_fail(e, "%s: tensor %s lies outside the rows of %s", path, t->name, u->label);
+            goto out;
+        }
+    }
+    int32_t expect_unit = 0;
+    uint32_t expect_bank = 0;
+    for (uint64_t i = 0; i < nb; i++, q += BANK_REC) {
+        es_rom_bank *k = &img->banks[i];
+        k->unit = (int32_t)get32(q);
+        k->bank = get32(q + 4);
+        k->rows_used = (int64_t)get64(q + 8);
+        k->raw_bytes = (int64_t)get64(q + 16);
+        k->comp_bytes = (int64_t)get64(q + 24);
+        k->offset = (int64_t)get64(q + 32);
+        k->crc = get32(q + 40);
+        if (k->unit != expect_unit || k->bank != expect_bank) {
+            es_fail(e, "%s: bank record %llu is out of order (unit %d bank %u)", path,
+                    (unsigned long long)i, k->unit, k->bank);
+            goto out;
+        }
+        if (++expect_bank == (uint32_t)img->units[expect_unit].banks) { expect_unit++; expect_bank = 0; }
+        const es_rom_unit *u = &img->units[k->unit];
+        int64_t want_rows = u->stream_rows > (int64_t)k->bank ? (u->stream_rows - (int64_t)k->bank + u->banks - 1) / u->banks : 0;
+        if ((int64_t)k->bank >= u->banks || k->rows_used != want_rows ||
+            k->raw_bytes != k->rows_used * (u->row_bits / 8) || k->comp_bytes < 0 ||
+            k->offset < HDR_BYTES || (uint64_t)k->offset > ioff || (uint64_t)k->comp_bytes > ioff - (uint64_t)k->offset) {
+            es_fail(e, "%s: %s bank %u: record is corrupt (offset %lld, %lld bytes)", path, u->label,
+                    k->bank, (long long)k->offset, (long long)k->comp_bytes);
+            goto out;
+        }
+        order[i] = k;
+    }
+    qsort(order, nb, sizeof *order, cmp_off);
+    for (uint64_t i = 1; i < nb; i++)
+        if (order[i - 1]->offset + order[i - 1]->comp_bytes > order[i]->offset) {
+            es_fail(e, "%s: banks overlap at offset %lld", path, (long long)order[i]->offset);
+            goto out;
+        }
+    rc = 0;
+out:
+    free(order);
+    free(ix);
+    fclose(f);
+    if (rc) es_rom_close(img);
+    return rc;
+}
+
+void es_rom_bank_label(const es_rom_image *img, int k, char *out, size_t n)
+{
+    const es_rom_bank *b = &img->banks[k];
+    snprintf(out, n, "%s bank %u", img->units[b->unit].label, b->bank);
+}
+
+/* Read and inflate bank k into raw (raw_bytes long). */
+static int read_bank(FILE *f, const es_rom_image *img, int k, unsigned char *comp, unsigned char *raw, es_err *e)
+{
+    const es_rom_bank *b = &img->banks[k];
+    char label[64];
+    es_rom_bank_label(img, k, label, sizeof label);
+    if (fseek(f, (long)b->offset, SEEK_SET) || fread(comp, 1, (size_t)b->comp_bytes, f) != (size_t)b->comp_bytes)
+        return es_fail(e, "%s: %s: cannot read %lld bytes at offset %lld", img->path, label,
+                       (long long)b->comp_bytes, (long long)b->offset);
+    if (crc(comp, (size_t)b->comp_bytes) != b->crc)
+        return es_fail(e, "%s: %s: CRC-32 mismatch (payload at offset %lld is corrupt)", img->path, label,
+                       (long long)b->offset);
+    uLongf len = (uLongf)b->raw_bytes;
+    if (uncompress(raw, &len, comp, (uLong)b->comp_bytes) != Z_OK || (int64_t)len != b->raw_bytes)
+        return es_fail(e, "%s: %s: payload does not inflate to %lld bytes", img->path, label,
+                       (long long)b->raw_bytes);
+    return 0;
+}
+
+static int bank_buffers(const es_rom_image *img, unsigned char **comp, unsigned char **raw)
+{
+    int64_t mc = 1, mr = 1;
+    for (int k = 0; k < img->n_banks; k++) {
+        if (img->banks[k].comp_bytes > mc) mc = img->banks[k].comp_bytes;
+        if (img->banks[k].raw_bytes > mr) mr = img->banks[k].raw_bytes;
+    }
+    *comp = malloc((size_t)mc);
+    *raw = malloc((size_t)mr);
+    return *comp && *raw ? 0 : -1;
+}
+
+int es_rom_verify(const es_rom_image *img, es_err *e)
+{
+    FILE *f = fopen(img->path, "rb");
+    if (!f) return es_fail(e, "%s: cannot open: %s", img->path, strerror(errno));
+    unsigned char *comp = NULL, *raw = NULL;
+    int bad = 0;
+    if (bank_buffers(img, &comp, &raw)) { fclose(f); free(comp); free(raw); return es_fail(e, "out of memory"); }
+    for (int k = 0; k < img->n_banks; k++) {
+        es_err be;
+        if (read_bank(f, img, k, comp, raw, &be)) {
+            if (!bad && e) *e = be;
+            bad++;
+        }
+    }
+    free(comp);
+    free(raw);
+    fclose(f);
+    return bad;
+}
+
+int es_rom_tensor_bytes(const es_rom_image *img, int i, void *out, es_err *e)
+{
+    const es_rom_tensor *t = &img->tensors[i];
+    const es_rom_unit *u = &img->units[t->unit];
+    int64_t rb = u->row_bits / 8, first = 0;
+    for (int k = 0; k < img->n_banks && img->banks[k].unit != t->unit; k++) first++;
+    FILE *f = fopen(img->path, "rb");
+    if (!f) return es_fail(e, "%s: cannot open: %s", img->path, strerror(errno));
+    unsigned char *comp = NULL, *raw = NULL, *dst = out;
+    int rc = -1;
+    if (bank_buffers(img, &comp, &raw)) { es_fail(e, "out of memory"); goto out; }
+    int64_t nrows = (t->bytes + rb - 1) / rb;
+    /* bank by bank: copy the rows of this tensor each bank holds */
+    for (int64_t k = 0; k < u->banks; k++) {
+        int64_t s0 = t->row_first + ((k - t->row_first % u->banks) + u->banks) % u->banks;
+        if (s0 >= t->row_first + nrows) continue;
+        if (read_bank(f, img, (int)(first + k), comp, raw, e)) goto out;
+        for (int64_t s = s0; s < t->row_first + nrows; s += u->banks) {
+            int64_t off = (s - t->row_first) * rb, len = t->bytes - off < rb ? t->bytes - off : rb;
+            memcpy(dst + off, raw + (s / u->banks) * rb, (size_t)len);
+        }
+    }
+    rc = 0;
+out:
+    free(comp);
+    free(raw);
+    fclose(f);
+    return rc;
+}
+
+double es_rom_used_bits(const es_rom_image *img)
+{
+    double bits = 0;
+    for (int i = 0; i < img->n_units; i++) bits += (double)img->units[i].stream_rows * (double)img->units[i].row_bits;
+    return bits;
+}

@@ -1,0 +1,98 @@
+/* es_rom: mask-ROM images. An image holds every tensor of one model,
+ * quantized by one recipe and packed into the ROM banks of one chip:
+ * each unit (layer tile, embedding ROM, LM-head ROM) lays its tensors out
+ * as a stream of ROM rows, each tensor starting on a fresh row, and stream
+ * row r goes to bank r mod banks, so one access of every bank reads
+ * consecutive rows. File layout (little-endian):
+ *   header  64 B: "ETCHROM\0", u32 version 1, u32 header bytes 64,
+ *                 u64 model hash, u64 ROM geometry hash, u64 recipe hash,
+ *                 u64 index offset, u64 index bytes, u32 index CRC-32,
+ *                 u32 CRC-32 of the header's first 60 bytes
+ *   banks   one zlib stream per bank, anywhere between header and index
+ *   index   u32 units, u32 tensors, u32 banks, u32 0, then
+ *           units   32 B: i32 id (tile index; -1 embedding; -2 LM head), u32 banks, u64 rows, u64 row_bits, u64 stream rows used
+ *           tensors 152 B: name[96], i32 role, i32 layer, i64 rows, i64 cols,
+ *                   u8 format, u8 nibble order, u16 group, f32 tensor scale,
+ *                   i32 unit, u32 0, i64 first stream row, i64 bytes
+ *           banks   48 B: i32 unit, u32 bank, u64 rows used, u64 raw bytes,
+ *                   u64 compressed bytes, u64 offset, u32 CRC-32 of the
+ *                   compressed bytes, u32 0
+ * Units come in order: tiles 0..T-1, the embedding ROM (untied models only),
+ * the LM-head ROM; banks in unit order, then bank order. A build writes FILE.tmp and renames it when complete. */
+#ifndef ES_ROM_H
+#define ES_ROM_H
+#include <stdint.h>
+#include <stdio.h>
+#include "es_chip.h"
+#include "es_err.h"
+#include "es_model.h"
+#include "es_quant.h"
+#include "es_recipe.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ES_ROM_VERSION 1
+
+typedef struct es_rom_unit {
+    int32_t id;          /* tile index; -1 embedding ROM; -2 LM-head ROM */
+    int64_t banks, rows, row_bits; /* geometry */
+    int64_t stream_rows; /* rows of the unit's stream in use */
+    char label[32];      /* "tile 3", "embed", "lm_head" */
+} es_rom_unit;
+
+typedef struct es_rom_tensor {
+    char name[96];       /* Hugging Face name */
+    int32_t role, layer;
+    int64_t rows, cols;
+    es_qfmt fmt;         /* format, group, nibble order, tensor scale */
+    int32_t unit;        /* index into units */
+    int64_t row_first;   /* first stream row */
+    int64_t bytes;       /* quantized bytes: rows x row bytes */
+} es_rom_tensor;
+
+typedef struct es_rom_bank {
+    int32_t unit;        /* index into units */
+    uint32_t bank;       /* bank within the unit */
+    int64_t rows_used;   /* rows holding data */
+    int64_t raw_bytes;   /* rows_used x row bytes */
+    int64_t comp_bytes, offset; /* zlib payload in the file */
+    uint32_t crc;        /* CRC-32 of the payload */
+} es_rom_bank;
+
+typedef struct es_rom_image {
+    char path[512];
+    uint64_t model_hash, geom_hash, recipe_hash;
+    es_rom_unit *units;   int n_units;
+    es_rom_tensor *tensors; int n_tensors;
+    es_rom_bank *banks;   int n_banks;
+    int64_t file_bytes;
+} es_rom_image;
+
+/* Identity of what an image is built for. */
+uint64_t es_rom_model_hash(const es_model *m);
+uint64_t es_rom_geom_hash(const es_chip *c, const es_model *m);
+
+typedef void (*es_rom_progress)(int units_done, int units_total, void *arg);
+
+/* Build from synthetic weights (seed). threads <= 0: one per core. */
+int es_rom_build_synthetic(const es_chip *c, const es_model *m, const es_recipe *r, uint64_t seed,
+                           const char *out, int threads, es_rom_progress cb, void *cb_arg,
+                           es_err *e);
+/* Read header and index; every size and offset is checked against the file. */
+int es_rom_open(es_rom_image *img, const char *path, es_err *e);
+void es_rom_close(es_rom_image *img);
+/* Check every bank's CRC-32 and that it inflates to its size; names the first bad bank.
+ * Returns the number of bad banks (0 = good) or -1 when the file cannot be read. */
+int es_rom_verify(const es_rom_image *img, es_err *e);
+/* The quantized bytes of tensor i, gathered from its unit's banks. */
+int es_rom_tensor_bytes(const es_rom_image *img, int i, void *out, es_err *e);
+/* Total bits in use: stream rows x row bits over all units. */
+double es_rom_used_bits(const es_rom_image *img);
+/* The label of bank k, e.g. "tile 3 bank 17". */
+void es_rom_bank_label(const es_rom_image *img, int k, char *out, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
