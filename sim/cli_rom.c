@@ -12,16 +12,22 @@
 #include "es_quant.h"
 #include "es_recipe.h"
 #include "es_rom.h"
+#include "es_wsrc.h"
 
 static const char *ROM_HELP =
-    "usage: etchsim rom build   [--model M] [--chip C] [--recipe R] --synthetic SEED -o FILE\n"
-    "                           [--set KEY=VALUE]... [--threads N]\n"
+    "usage: etchsim rom build   [--model M] [--chip C] [--recipe R]\n"
+    "                           (--synthetic SEED | --weights PATH [--rope-rows halves|pairs]\n"
+    "                           [--nibbles split|interleaved]) -o FILE [--set KEY=VALUE]... [--threads N]\n"
     "       etchsim rom inspect FILE [--json] [--banks] [--tensors]\n"
     "       etchsim rom verify  FILE\n"
     "\n"
     "build    quantize a model's weights by a recipe and pack them into the ROM banks of\n"
     "         a chip: one zlib-compressed, CRC-32-checked payload per bank, and an index.\n"
-    "         --synthetic SEED makes deterministic synthetic weights (weights/es_synth.h).\n"
+    "         --synthetic SEED makes deterministic synthetic weights (weights/es_synth.h);\n"
+    "         --weights reads a .safetensors file, a model.safetensors.index.json, a .gguf\n"
+    "         file or a folder holding one. --rope-rows says how the file orders Q and K\n"
+    "         rows (halves: Hugging Face, the default for safetensors; pairs: Meta and GGUF,\n"
+    "         the default for GGUF); --nibbles the order of 4-bit elements (default split).\n"
     "         Defaults: --model llama-3.1-8b --chip hc1-class --recipe hc1-mix.\n"
     "inspect  bits per weight, bits per layer and per bank, bank fill; --banks lists\n"
     "         every bank, --tensors every tensor, --json prints one object.\n"
@@ -46,9 +52,16 @@ static void progress(int done, int total, void *arg)
     if (isatty(2)) fprintf(stderr, "\r  packed %d / %d ROM units", done, total);
 }
 
+static int wsrc_rows(void *arg, int tensor, int64_t row, float *out, es_err *e)
+{
+    return es_wsrc_read_row(arg, tensor, row, out, e);
+}
+
 static int cmd_build(int argc, char **argv)
 {
     const char *model = "llama-3.1-8b", *chip = "hc1-class", *recipe = "hc1-mix", *out = NULL, *seed_s = NULL;
+    const char *weights = NULL;
+    es_wsrc_opts wo = {-1, -1};
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int n_sets = 0, threads = 0;
     for (int i = 0; i < argc; i++) {
@@ -57,6 +70,12 @@ static int cmd_build(int argc, char **argv)
         else if (!strcmp(a, "--chip") && v) chip = argv[++i];
         else if (!strcmp(a, "--recipe") && v) recipe = argv[++i];
         else if (!strcmp(a, "--synthetic") && v) seed_s = argv[++i];
+        else if (!strcmp(a, "--weights") && v) weights = argv[++i];
+        else if (!strcmp(a, "--rope-rows") && v && (!strcmp(v, "halves") || !strcmp(v, "pairs"))) {
+            wo.rope_rows = !strcmp(argv[++i], "pairs") ? ES_ROPE_PAIRS : ES_ROPE_HALVES;
+        } else if (!strcmp(a, "--nibbles") && v && (!strcmp(v, "split") || !strcmp(v, "interleaved"))) {
+            wo.nibbles = !strcmp(argv[++i], "interleaved") ? ES_NIB_INTERLEAVED : ES_NIB_SPLIT;
+        }
         else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v) out = argv[++i];
         else if (!strcmp(a, "--set") && v && strchr(v, '=')) sets[n_sets++] = argv[++i];
         else if (!strcmp(a, "--threads") && v) threads = atoi(argv[++i]);
@@ -66,24 +85,30 @@ static int cmd_build(int argc, char **argv)
     char *end = NULL;
     errno = 0;
     unsigned long long seed = seed_s ? strtoull(seed_s, &end, 0) : 0;
-    if (!seed_s || errno || !end || *end || !*seed_s) {
+    if (!!seed_s == !!weights || (seed_s && (errno || !end || *end || !*seed_s))) {
         free(sets);
-        return usage("build: --synthetic SEED (a whole number) is required; real checkpoints come with the "
-                     "safetensors and GGUF loaders", NULL);
+        return usage("build: give one of --synthetic SEED (a whole number) or --weights PATH", NULL);
     }
     es_err e = {{0}};
     es_model m;
     es_chip c;
     es_recipe r;
-    int have_m = 0, have_c = 0, have_r = 0, rc = 1;
+    es_wsrc src;
+    int have_m = 0, have_c = 0, have_r = 0, have_w = 0, rc = 1;
     if (es_model_load(&m, model, &e)) goto out;
     have_m = 1;
     if (es_chip_load(&c, chip, sets, n_sets, &e)) goto out;
     have_c = 1;
     if (es_recipe_load(&r, recipe, &e)) goto out;
     have_r = 1;
+    if (weights) {
+        if (es_wsrc_open(&src, weights, &wo, &e)) goto out;
+        have_w = 1;
+        if (es_wsrc_bind(&src, &m, &e)) goto out;
+    }
     double t0 = now_s();
-    if (es_rom_build_synthetic(&c, &m, &r, seed, out, threads, progress, NULL, &e)) {
+    if (weights ? es_rom_build(&c, &m, &r, wsrc_rows, &src, out, threads, progress, NULL, &e)
+                : es_rom_build_synthetic(&c, &m, &r, seed, out, threads, progress, NULL, &e)) {
         if (isatty(2)) fprintf(stderr, "\n");
         goto out;
     }
@@ -95,13 +120,15 @@ static int cmd_build(int argc, char **argv)
         bits += 8.0 * (double)img.tensors[i].bytes;
         w += (double)img.tensors[i].rows * (double)img.tensors[i].cols;
     }
-    printf("built %s: %s on %s with %s, seed %llu\n", out, m.name, c.name, r.name, seed);
+    if (weights) printf("built %s: %s on %s with %s, weights from %s\n", out, m.name, c.name, r.name, weights);
+    else printf("built %s: %s on %s with %s, seed %llu\n", out, m.name, c.name, r.name, seed);
     printf("  %d tensors, %.4g weights, %.6g Gbit (%.4f bits/weight), %d banks, %.3f GB file, %.1f s\n",
            img.n_tensors, w, bits / 1e9, bits / w, img.n_banks, (double)img.file_bytes / 1e9, now_s() - t0);
     es_rom_close(&img);
     rc = 0;
 out:
     if (rc) fprintf(stderr, "etchsim rom build: %s\n", e.msg);
+    if (have_w) es_wsrc_close(&src);
     if (have_r) es_recipe_free(&r);
     if (have_c) es_chip_free(&c);
     if (have_m) es_model_free(&m);

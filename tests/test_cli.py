@@ -413,6 +413,64 @@ def test_rom_corruption():
         expect_error(["rom", "inspect", os.path.join(tmp, "missing.rom")], "cannot open")
 
 
+def write_tiny_safetensors(path, bad_tensor=None):
+    """tiny-llama as one F32 safetensors file; bad_tensor gets half its columns."""
+    import array
+    with open(os.path.join(MODELS, "llm", "tiny-llama", "config.json")) as f:
+        cfg = json.load(f)
+    H, F, V, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+    hd = H // cfg["num_attention_heads"]
+    Q, KV = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+    shapes = [("model.embed_tokens.weight", [V, H])]
+    for l in range(L):
+        p = f"model.layers.{l}."
+        shapes += [(p + "input_layernorm.weight", [H]), (p + "self_attn.q_proj.weight", [Q, H]),
+                   (p + "self_attn.k_proj.weight", [KV, H]), (p + "self_attn.v_proj.weight", [KV, H]),
+                   (p + "self_attn.o_proj.weight", [H, Q]), (p + "post_attention_layernorm.weight", [H]),
+                   (p + "mlp.gate_proj.weight", [F, H]), (p + "mlp.up_proj.weight", [F, H]),
+                   (p + "mlp.down_proj.weight", [H, F])]
+    shapes += [("model.norm.weight", [H]), ("lm_head.weight", [V, H])]
+    header, blobs, off = {}, [], 0
+    for name, shape in shapes:
+        if name == bad_tensor:
+            shape = shape[:-1] + [shape[-1] // 2]
+        n = 1
+        for d in shape:
+            n *= d
+        a = array.array("f", (((i * 7919) % 2001 - 1000) * 2e-5 for i in range(n)))
+        raw = a.tobytes()
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct_pack_u64(len(h)) + h + b"".join(blobs))
+
+
+def struct_pack_u64(v):
+    import struct
+    return struct.pack("<Q", v)
+
+
+def test_rom_from_weights():
+    with tempfile.TemporaryDirectory() as tmp:
+        st = os.path.join(tmp, "model.safetensors")
+        write_tiny_safetensors(st)
+        out = os.path.join(tmp, "w.rom")
+        p = run("rom", "build", *TINY, "--weights", tmp, "-o", out)
+        expect("weights from" in p.stdout, p.stdout)
+        expect("ok" in run("rom", "verify", out).stdout, "verify")
+        j = json.loads(run("rom", "inspect", out, "--json").stdout)
+        expect(j["bits"] == recipe_bits("tiny-llama", "hc1-mix"), "bits of a real-weights image")
+        # a shape that disagrees with config.json: clear error naming both files
+        write_tiny_safetensors(st, bad_tensor="model.layers.2.mlp.up_proj.weight")
+        expect_error(["rom", "build", *TINY, "--weights", st, "-o", out + "2"], st,
+                     "model.layers.2.mlp.up_proj.weight has shape [768, 128]", "config.json")
+        expect_error(["rom", "build", *TINY, "--weights", st, "--synthetic", "1", "-o", out], "one of", code=2)
+        expect_error(["rom", "build", *TINY, "--weights", os.path.join(tmp, "none.gguf"), "-o", out], "cannot open")
+
+
 # ---- errors ----------------------------------------------------------------
 
 def test_err_missing_key():

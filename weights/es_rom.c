@@ -79,7 +79,8 @@ static int unit_of(const es_chip *c, const es_model *m, const es_tensor *t, int 
 typedef struct build_ctx {
     const es_chip *c;
     const es_model *m;
-    uint64_t seed;
+    es_row_fn rows;
+    void *rows_arg;
     es_rom_unit *units;
     int n_units;
     es_rom_tensor *tensors;
@@ -126,20 +127,13 @@ static int build_unit(build_ctx *b, int u, es_err *e)
     for (int i = 0; i < b->n_tensors; i++) {
         es_rom_tensor *t = &b->tensors[i];
         if (t->unit != u) continue;
-        es_tensor mt;
-        memset(&mt, 0, sizeof mt);
-        snprintf(mt.name, sizeof mt.name, "%s", t->name);
-        mt.rows = t->rows;
-        mt.cols = t->cols;
-        mt.role = (es_role)t->role;
-        mt.layer = t->layer;
         free(row);
         row = malloc((size_t)t->cols * sizeof *row);
         if (!row) { es_fail(e, "out of memory"); goto out; }
         if (t->fmt.type == ES_Q_NVFP4) { /* the tensor scale needs the whole tensor's absmax */
             float am = 0;
             for (int64_t r = 0; r < t->rows; r++) {
-                es_synth_row(b->seed, &mt, r, row);
+                if (b->rows(b->rows_arg, i, r, row, e)) goto out;
                 float s = es_nvfp4_tensor_scale(row, t->cols) * 448.0f * 6.0f;
                 if (s > am) am = s;
             }
@@ -148,7 +142,7 @@ static int build_unit(build_ctx *b, int u, es_err *e)
         int64_t rb = es_q_row_bytes(&t->fmt, t->cols, e);
         unsigned char *dst = stream + t->row_first * row_bytes;
         for (int64_t r = 0; r < t->rows; r++) {
-            es_synth_row(b->seed, &mt, r, row);
+            if (b->rows(b->rows_arg, i, r, row, e)) goto out;
             if (es_quantize_row(&t->fmt, row, t->cols, dst + r * rb, e)) goto out;
         }
     }
@@ -275,14 +269,33 @@ static void encode_header(unsigned char *h, uint64_t mh, uint64_t gh, uint64_t r
     put32(h + 60, crc(h, 60));
 }
 
+typedef struct synth_arg { const es_model *m; uint64_t seed; } synth_arg;
+
+static int synth_rows(void *arg, int tensor, int64_t row, float *out, es_err *e)
+{
+    (void)e;
+    const synth_arg *a = arg;
+    es_synth_row(a->seed, &a->m->tensors[tensor], row, out);
+    return 0;
+}
+
 int es_rom_build_synthetic(const es_chip *c, const es_model *m, const es_recipe *r, uint64_t seed,
                            const char *out, int threads, es_rom_progress cb, void *cb_arg, es_err *e)
+{
+    synth_arg a = {m, seed};
+    es_synth_init();
+    return es_rom_build(c, m, r, synth_rows, &a, out, threads, cb, cb_arg, e);
+}
+
+int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row_fn rows, void *rows_arg,
+                 const char *out, int threads, es_rom_progress cb, void *cb_arg, es_err *e)
 {
     build_ctx b;
     memset(&b, 0, sizeof b);
     b.c = c;
     b.m = m;
-    b.seed = seed;
+    b.rows = rows;
+    b.rows_arg = rows_arg;
     b.cb = cb;
     b.cb_arg = cb_arg;
     int64_t tiles = es_chip_tiles(c, m);
@@ -337,7 +350,6 @@ int es_rom_build_synthetic(const es_chip *c, const es_model *m, const es_recipe 
     memset(hdr, 0, sizeof hdr);
     if (fwrite(hdr, 1, HDR_BYTES, b.f) != HDR_BYTES) { es_fail(e, "%s: write failed", tmp); goto out; }
     b.file_pos = HDR_BYTES;
-    es_synth_init();
     pthread_mutex_init(&b.lock, NULL);
     if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;

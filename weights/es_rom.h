@@ -75,7 +75,14 @@ uint64_t es_rom_geom_hash(const es_chip *c, const es_model *m);
 
 typedef void (*es_rom_progress)(int units_done, int units_total, void *arg);
 
-/* Build from synthetic weights (seed). threads <= 0: one per core. */
+/* Where weights come from: fill out[0..cols) with row `row` of graph tensor
+ * `tensor`. Called from several threads at once. */
+typedef int (*es_row_fn)(void *arg, int tensor, int64_t row, float *out, es_err *e);
+
+/* Build an image. threads <= 0: one per core. */
+int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row_fn rows, void *rows_arg,
+                 const char *out, int threads, es_rom_progress cb, void *cb_arg, es_err *e);
+/* Build from synthetic weights (seed). */
 int es_rom_build_synthetic(const es_chip *c, const es_model *m, const es_recipe *r, uint64_t seed,
                            const char *out, int threads, es_rom_progress cb, void *cb_arg,
                            es_err *e);
