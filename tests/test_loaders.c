@@ -183,8 +183,8 @@ static void t1_roundtrip(void)
     /* 1.3 GGUF with mixed types; Q and K rows written in Meta (pairs) order */
     const struct { es_role r; es_qtype q; uint32_t g; } types[] = {
         {ES_ROLE_EMBED, ES_Q_Q8_0, 8}, {ES_ROLE_Q, ES_Q_Q4_0, 2}, {ES_ROLE_K, ES_Q_Q3_K, 11},
-        {ES_ROLE_V, ES_Q_Q6_K, 14}, {ES_ROLE_O, ES_Q_MXFP4, 39}, {ES_ROLE_GATE, ES_Q_F16, 1},
-        {ES_ROLE_UP, ES_Q_BF16, 30}, {ES_ROLE_DOWN, ES_Q_Q3_K, 11}, {ES_ROLE_LM_HEAD, ES_Q_Q6_K, 14}};
+        {ES_ROLE_V, ES_Q_Q6_K, 14}, {ES_ROLE_O, ES_Q_MXFP4, 39}, {ES_ROLE_GATE, ES_Q_Q4_K, 12},
+        {ES_ROLE_UP, ES_Q_Q5_K, 13}, {ES_ROLE_ATTN_NORM, ES_Q_F16, 1}, {ES_ROLE_FFN_NORM, ES_Q_BF16, 30}, {ES_ROLE_DOWN, ES_Q_Q3_K, 11}, {ES_ROLE_LM_HEAD, ES_Q_Q6_K, 14}};
     for (int i = 0; i < n; i++) {
         const es_tensor *mt = &M.tensors[i];
         int64_t elems = mt->rows * mt->cols, hd = M.head_dim;
@@ -245,10 +245,10 @@ static void t1_roundtrip(void)
     offs[3] = at + 4096; /* 2.3 beyond the file */
     write_gguf(p, t, n, offs);
     CHECK(es_wsrc_open(&s, p, NULL, &e) != 0 && strstr(e.msg, "past the end"), "beyond: %s", e.msg);
-    /* 2.4 unsupported GGUF type (Q4_K = 12) */
-    t[5].gtype = 12;
+    /* 2.4 unsupported GGUF type (Q2_K = 10) */
+    t[5].gtype = 10;
     write_gguf(p, t, n, NULL);
-    CHECK(es_wsrc_open(&s, p, NULL, &e) != 0 && strstr(e.msg, "type 12 is not supported") &&
+    CHECK(es_wsrc_open(&s, p, NULL, &e) != 0 && strstr(e.msg, "type 10 is not supported") &&
           strstr(e.msg, t[5].name), "type: %s", e.msg);
     t[5].gtype = 0;
     /* 2.5 shape times type size overflows */

@@ -107,7 +107,23 @@ static void t2_blocks(void)
     es_qfmt f4i = {ES_Q_Q4_0, 0, 0, ES_NIB_INTERLEAVED};
     CHECK(es_dequantize_row(&f4i, q4, 32, y, &e) == 0 && y[0] == -16 && y[1] == 14 && y[2] == -14,
           "q4_0 interleaved %g %g %g", y[0], y[1], y[2]);
-    /* 2.4 MXFP4: scale 2^1, codes 0..15 in the low nibbles */
+    /* 2.4 Q4_K: d = 1, dmin = 0.5; sub-blocks 0-3 scale 2 min 3, 4-7 scale 5 min 4;
+     * qs = 0x73 (low nibble 3, high 7). Q5_K: the same plus qh = 0x05. */
+    uint8_t q4k[144] = {0x00, 0x3C, 0x00, 0x38, 2, 2, 2, 2, 3, 3, 3, 3, 0x45, 0x45, 0x45, 0x45};
+    memset(q4k + 16, 0x73, 128);
+    es_qfmt fk4 = {ES_Q_Q4_K, 0, 0, ES_NIB_SPLIT};
+    CHECK(es_dequantize_row(&fk4, q4k, 256, y, &e) == 0, "%s", e.msg);
+    CHECK(y[0] == 4.5f && y[32] == 12.5f && y[128] == 13.0f && y[160] == 33.0f, "q4_k %g %g %g %g",
+          y[0], y[32], y[128], y[160]);
+    uint8_t q5k[176];
+    memcpy(q5k, q4k, 16);
+    memset(q5k + 16, 0x05, 32);
+    memset(q5k + 48, 0x73, 128);
+    es_qfmt fk5 = {ES_Q_Q5_K, 0, 0, ES_NIB_SPLIT};
+    CHECK(es_dequantize_row(&fk5, q5k, 256, y, &e) == 0, "%s", e.msg);
+    CHECK(y[0] == 36.5f && y[32] == 12.5f && y[64] == 36.5f && y[96] == 12.5f && y[128] == 13.0f &&
+          y[224] == 33.0f, "q5_k %g %g %g %g %g %g", y[0], y[32], y[64], y[96], y[128], y[224]);
+    /* 2.5 MXFP4: scale 2^1, codes 0..15 in the low nibbles */
     uint8_t mx[17];
     mx[0] = 128;
     for (int j = 0; j < 16; j++) mx[1 + j] = (uint8_t)j;
@@ -121,7 +137,7 @@ static void t3_bits(void)
     struct { es_qtype t; int g; double bpw; } want[] = {
         {ES_Q_F32, 0, 32}, {ES_Q_F16, 0, 16}, {ES_Q_BF16, 0, 16}, {ES_Q_Q8_0, 0, 8.5},
         {ES_Q_Q4_0, 0, 4.5}, {ES_Q_Q3_K, 0, 3.4375}, {ES_Q_Q6_K, 0, 6.5625}, {ES_Q_MXFP4, 0, 4.25},
-        {ES_Q_NVFP4, 0, 4.5}, {ES_Q_INT3, 32, 3.5}, {ES_Q_INT3, 64, 3.25}, {ES_Q_INT3, 128, 3.125},
+        {ES_Q_NVFP4, 0, 4.5}, {ES_Q_Q4_K, 0, 4.5}, {ES_Q_Q5_K, 0, 5.5}, {ES_Q_INT3, 32, 3.5}, {ES_Q_INT3, 64, 3.25}, {ES_Q_INT3, 128, 3.125},
         {ES_Q_INT6, 32, 6.5}, {ES_Q_INT6, 64, 6.25}, {ES_Q_INT6, 128, 6.125}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         es_qfmt f = {want[i].t, want[i].g, 1.0f, ES_NIB_SPLIT};
@@ -173,7 +189,7 @@ static const struct { es_qtype t; int g; double max_gauss, max_heavy; } rt[] = {
     {ES_Q_Q8_0, 0, 0.0065, 0.010},    {ES_Q_INT6, 64, 0.029, 0.051},   {ES_Q_Q6_K, 0, 0.023, 0.031},
     {ES_Q_Q4_0, 0, 0.104, 0.155},     {ES_Q_MXFP4, 0, 0.138, 0.169},   {ES_Q_NVFP4, 0, 0.115, 0.110},
     {ES_Q_INT3, 32, 0.211, 0.290},    {ES_Q_INT3, 64, 0.232, 0.357},   {ES_Q_INT3, 128, 0.253, 0.434},
-    {ES_Q_Q3_K, 0, 0.187, 0.232}};
+    {ES_Q_Q3_K, 0, 0.187, 0.232},     {ES_Q_Q4_K, 0, 0.094, 0.121},     {ES_Q_Q5_K, 0, 0.046, 0.059}};
 
 static void t4_roundtrip(int report)
 {

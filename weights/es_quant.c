@@ -12,6 +12,8 @@ typedef struct { uint16_t d; int8_t qs[32]; } es_block_q8_0;
 typedef struct { uint16_t d; uint8_t qs[16]; } es_block_q4_0;
 typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; } es_block_q3_k;
 typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } es_block_q6_k;
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } es_block_q4_k;
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } es_block_q5_k;
 typedef struct { uint8_t e; uint8_t qs[16]; } es_block_mxfp4;
 typedef struct { uint8_t s; uint8_t qs[8]; } es_block_nvfp4;
 
@@ -21,11 +23,13 @@ _Static_assert(sizeof(es_block_q3_k) == 110, "q3_k block is 110 bytes");
 _Static_assert(offsetof(es_block_q3_k, scales) == 96 && offsetof(es_block_q3_k, d) == 108, "q3_k layout");
 _Static_assert(sizeof(es_block_q6_k) == 210, "q6_k block is 210 bytes");
 _Static_assert(offsetof(es_block_q6_k, scales) == 192 && offsetof(es_block_q6_k, d) == 208, "q6_k layout");
+_Static_assert(sizeof(es_block_q4_k) == 144, "q4_k block is 144 bytes");
+_Static_assert(sizeof(es_block_q5_k) == 176 && offsetof(es_block_q5_k, qs) == 48, "q5_k layout");
 _Static_assert(sizeof(es_block_mxfp4) == 17, "mxfp4 block is 17 bytes");
 _Static_assert(sizeof(es_block_nvfp4) == 9, "nvfp4 block is 9 bytes");
 
 static const char *names[ES_Q_COUNT] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q3_k", "q6_k",
-                                        "mxfp4", "nvfp4", "int3", "int6"};
+                                        "mxfp4", "nvfp4", "int3", "int6", "q4_k", "q5_k"};
 
 const char *es_qtype_name(es_qtype t) { return (t >= 0 && t < ES_Q_COUNT) ? names[t] : "?"; }
 
@@ -52,7 +56,7 @@ int64_t es_q_block_elems(const es_qfmt *f)
     switch (f->type) {
     case ES_Q_F32: case ES_Q_F16: case ES_Q_BF16: return 1;
     case ES_Q_Q8_0: case ES_Q_Q4_0: case ES_Q_MXFP4: return 32;
-    case ES_Q_Q3_K: case ES_Q_Q6_K: return 256;
+    case ES_Q_Q3_K: case ES_Q_Q6_K: case ES_Q_Q4_K: case ES_Q_Q5_K: return 256;
     case ES_Q_NVFP4: return 16;
     case ES_Q_INT3: case ES_Q_INT6: return f->group;
     default: return 0;
@@ -68,6 +72,8 @@ int64_t es_q_block_bytes(const es_qfmt *f)
     case ES_Q_Q4_0: return 18;
     case ES_Q_Q3_K: return 110;
     case ES_Q_Q6_K: return 210;
+    case ES_Q_Q4_K: return 144;
+    case ES_Q_Q5_K: return 176;
     case ES_Q_MXFP4: return 17;
     case ES_Q_NVFP4: return 9;
     case ES_Q_INT3: return 2 + f->group * 3 / 8;
@@ -78,7 +84,7 @@ int64_t es_q_block_bytes(const es_qfmt *f)
 
 int es_qtype_elem_bits(es_qtype t)
 {
-    static const int bits[ES_Q_COUNT] = {32, 16, 16, 8, 4, 3, 6, 4, 4, 3, 6};
+    static const int bits[ES_Q_COUNT] = {32, 16, 16, 8, 4, 3, 6, 4, 4, 3, 6, 4, 5};
     return (t >= 0 && t < ES_Q_COUNT) ? bits[t] : 0;
 }
 
@@ -210,6 +216,100 @@ static void q_q6_k(const float *x, es_block_q6_k *b)
     }
 }
 
+/* q4_k / q5_k: 8 sub-blocks of 32, each y = d*sc*q - dmin*m with 6-bit sc, m. */
+static void pack_scale_min(uint8_t *scales, const int *sc, const int *mn)
+{
+    memset(scales, 0, 12);
+    for (int j = 0; j < 4; j++) {
+        scales[j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);
+        scales[j + 4] = (uint8_t)(mn[j] | (mn[j + 4] >> 4) << 6);
+        scales[j + 8] = (uint8_t)((sc[j + 4] & 0xF) | (mn[j + 4] & 0xF) << 4);
+    }
+}
+
+static void scale_min(int j, const uint8_t *q, int *sc, int *mn)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *mn = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* codes[256] in 0..qmax; returns d, dmin as fp16 in the block's header fields */
+static void q_kquant(const float *x, int qmax, uint16_t *d16, uint16_t *dmin16, uint8_t *scales, int *codes)
+{
+    float s[8], mneg[8], smax = 0, mmax = 0;
+    for (int j = 0; j < 8; j++) {
+        float lo = x[32 * j], hi = x[32 * j];
+        for (int k = 1; k < 32; k++) {
+            if (x[32 * j + k] < lo) lo = x[32 * j + k];
+            if (x[32 * j + k] > hi) hi = x[32 * j + k];
+        }
+        if (lo > 0) lo = 0;
+        s[j] = (hi - lo) / (float)qmax;
+        mneg[j] = -lo;
+        if (s[j] > smax) smax = s[j];
+        if (mneg[j] > mmax) mmax = mneg[j];
+    }
+    *d16 = es_f32_to_f16(smax / 63.0f);
+    *dmin16 = es_f32_to_f16(mmax / 63.0f);
+    float d = es_f16_to_f32(*d16), dmin = es_f16_to_f32(*dmin16);
+    int sc[8], mn[8];
+    for (int j = 0; j < 8; j++) {
+        sc[j] = quant_int(s[j], inv_of(d), 0, 63);
+        mn[j] = quant_int(mneg[j], inv_of(dmin), 0, 63);
+        if (sc[j] == 0 && s[j] > 0) sc[j] = 1;
+        float inv = inv_of(d * (float)sc[j]), off = dmin * (float)mn[j];
+        for (int k = 0; k < 32; k++) codes[32 * j + k] = quant_int(x[32 * j + k] + off, inv, 0, qmax);
+    }
+    pack_scale_min(scales, sc, mn);
+}
+
+static void q_q4_k(const float *x, es_block_q4_k *b)
+{
+    int codes[256];
+    q_kquant(x, 15, &b->d, &b->dmin, b->scales, codes);
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++)
+            b->qs[32 * c + l] = (uint8_t)(codes[64 * c + l] | codes[64 * c + 32 + l] << 4);
+}
+
+static void q_q5_k(const float *x, es_block_q5_k *b)
+{
+    int codes[256];
+    q_kquant(x, 31, &b->d, &b->dmin, b->scales, codes);
+    memset(b->qh, 0, sizeof b->qh);
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            int a = codes[64 * c + l], z = codes[64 * c + 32 + l];
+            b->qs[32 * c + l] = (uint8_t)((a & 0xF) | (z & 0xF) << 4);
+            b->qh[l] |= (uint8_t)((a >> 4) << (2 * c) | (z >> 4) << (2 * c + 1));
+        }
+}
+
+static void dq_kquant(uint16_t d16, uint16_t dmin16, const uint8_t *scales, const uint8_t *qs,
+                      const uint8_t *qh, float *y)
+{
+    float d = es_f16_to_f32(d16), dmin = es_f16_to_f32(dmin16);
+    for (int c = 0; c < 4; c++) {
+        int sc1, m1, sc2, m2;
+        scale_min(2 * c, scales, &sc1, &m1);
+        scale_min(2 * c + 1, scales, &sc2, &m2);
+        for (int l = 0; l < 32; l++) {
+            int lo = qs[32 * c + l] & 0xF, hi = qs[32 * c + l] >> 4;
+            if (qh) {
+                lo += (qh[l] >> (2 * c) & 1) << 4;
+                hi += (qh[l] >> (2 * c + 1) & 1) << 4;
+            }
+            y[64 * c + l] = d * (float)sc1 * (float)lo - dmin * (float)m1;
+            y[64 * c + 32 + l] = d * (float)sc2 * (float)hi - dmin * (float)m2;
+        }
+    }
+}
+
 static void q_mxfp4(const float *x, es_block_mxfp4 *b, es_nibble_order o)
 {
     float am = fabsf(signed_absmax(x, 32));
@@ -253,6 +353,8 @@ int es_quantize_row(const es_qfmt *f, const float *x, int64_t n, void *dst, es_e
         case ES_Q_Q4_0: q_q4_0(xb, (es_block_q4_0 *)p, f->nibbles); break;
         case ES_Q_Q3_K: q_q3_k(xb, (es_block_q3_k *)p); break;
         case ES_Q_Q6_K: q_q6_k(xb, (es_block_q6_k *)p); break;
+        case ES_Q_Q4_K: q_q4_k(xb, (es_block_q4_k *)p); break;
+        case ES_Q_Q5_K: q_q5_k(xb, (es_block_q5_k *)p); break;
         case ES_Q_MXFP4: q_mxfp4(xb, (es_block_mxfp4 *)p, f->nibbles); break;
         case ES_Q_NVFP4: q_nvfp4(xb, f->tensor_scale, (es_block_nvfp4 *)p, f->nibbles); break;
         case ES_Q_INT3: q_intn(xb, f->group, 3, p); break;
@@ -329,6 +431,16 @@ int es_dequantize_row(const es_qfmt *f, const void *src, int64_t n, float *y, es
         }
         case ES_Q_Q3_K: dq_q3_k((const es_block_q3_k *)p, yb); break;
         case ES_Q_Q6_K: dq_q6_k((const es_block_q6_k *)p, yb); break;
+        case ES_Q_Q4_K: {
+            const es_block_q4_k *b = (const es_block_q4_k *)p;
+            dq_kquant(b->d, b->dmin, b->scales, b->qs, NULL, yb);
+            break;
+        }
+        case ES_Q_Q5_K: {
+            const es_block_q5_k *b = (const es_block_q5_k *)p;
+            dq_kquant(b->d, b->dmin, b->scales, b->qs, b->qh, yb);
+            break;
+        }
         case ES_Q_MXFP4: {
             const es_block_mxfp4 *b = (const es_block_mxfp4 *)p;
             if (es_e8m0_is_nan(b->e))

@@ -9,6 +9,9 @@
  *   q4_0   18 B / 32:  fp16 d, 16 B nibbles (byte j: elem j low, j+16 high); y = d (q - 8)
  *   q3_k  110 B / 256: hmask[32], qs[64], scales[12], fp16 d  (GGUF type 11)
  *   q6_k  210 B / 256: ql[128], qh[64], int8 scales[16], fp16 d (GGUF type 14)
+ *   q4_k  144 B / 256: fp16 d, fp16 dmin, scales[12] (6-bit scale and min per 32),
+ *                      qs[128]; y = d sc q - dmin m                (GGUF type 12)
+ *   q5_k  176 B / 256: as q4_k with qh[32] (fifth bit) before qs  (GGUF type 13)
  *   mxfp4  17 B / 32:  E8M0 e, 16 B E2M1 nibbles;          y = e2m1 x 2^(e-127)
  *   nvfp4   9 B / 16:  E4M3 s, 8 B E2M1 nibbles;           y = e2m1 x s x tensor_scale
  *   int3, int6: per group of g (32, 64 or 128): fp16 d, then g codes of 3 / 6 bits
@@ -25,7 +28,7 @@ extern "C" {
 
 typedef enum es_qtype {
     ES_Q_F32, ES_Q_F16, ES_Q_BF16, ES_Q_Q8_0, ES_Q_Q4_0, ES_Q_Q3_K, ES_Q_Q6_K,
-    ES_Q_MXFP4, ES_Q_NVFP4, ES_Q_INT3, ES_Q_INT6, ES_Q_COUNT
+    ES_Q_MXFP4, ES_Q_NVFP4, ES_Q_INT3, ES_Q_INT6, ES_Q_Q4_K, ES_Q_Q5_K, ES_Q_COUNT
 } es_qtype;
 
 typedef enum es_nibble_order { ES_NIB_SPLIT, ES_NIB_INTERLEAVED } es_nibble_order;

@@ -321,6 +321,8 @@ static int gguf_type(uint32_t t, es_qtype *q)
     case 2: *q = ES_Q_Q4_0; return 0;
     case 8: *q = ES_Q_Q8_0; return 0;
     case 11: *q = ES_Q_Q3_K; return 0;
+    case 12: *q = ES_Q_Q4_K; return 0;
+    case 13: *q = ES_Q_Q5_K; return 0;
     case 14: *q = ES_Q_Q6_K; return 0;
     case 30: *q = ES_Q_BF16; return 0;
     case 39: *q = ES_Q_MXFP4; return 0;
@@ -394,7 +396,7 @@ static int gguf_parse(es_wsrc *s, int fi, es_err *e)
         es_qtype q;
         if (gguf_type(type, &q)) {
             es_fail(e, "%s: tensor %s: GGUF type %u is not supported (F32, F16, BF16, Q8_0, Q4_0, Q3_K, "
-                       "Q6_K, MXFP4)", path, t->name, type);
+                       "Q4_K, Q5_K, Q6_K, MXFP4)", path, t->name, type);
             goto out;
         }
         t->file = fi;

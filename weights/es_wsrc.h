@@ -1,7 +1,8 @@
 /* es_wsrc: real checkpoint weights for a model's tensors, from
  *   - safetensors: one file, or shards named by model.safetensors.index.json
  *     (BF16, F16, F32), or
- *   - GGUF v3: F32, F16, BF16, Q8_0, Q4_0, Q3_K, Q6_K and MXFP4, mixed freely.
+ *   - GGUF v3: F32, F16, BF16, Q8_0, Q4_0, Q3_K, Q4_K, Q5_K, Q6_K and MXFP4,
+ *     mixed freely as in real Q3_K_M files.
  * Every size, offset and count in a file is checked before use.
  *
  * Hugging Face names (model.layers.N.self_attn.q_proj.weight) are the
