@@ -254,6 +254,8 @@ cJSON *run_json(const Opts &o, const Loaded &L, const es::RunResult &r, double w
     cJSON_AddNumberToObject(j, "clock_hz", r.clock_hz);
     cJSON_AddNumberToObject(j, "tokens", (double)r.tokens);
     cJSON_AddNumberToObject(j, "kv_slots", (double)r.an.kv_slots);
+    cJSON_AddNumberToObject(j, "kv_positions", (double)r.kv_positions);
+    cJSON_AddNumberToObject(j, "kv_max_used", (double)r.kv_max_used);
     cJSON_AddNumberToObject(j, "max_in_flight", r.max_in_flight);
     cJSON_AddNumberToObject(j, "analytic_decode_tokens_per_s", r.an.decode_tokens_per_s);
     cJSON_AddNumberToObject(j, "analytic_ttft_ns", r.an.ttft_cycles * 1e9 / r.clock_hz);
@@ -367,9 +369,9 @@ int cmd_run(int argc, char **argv)
         }
     }
     es::Workload w;
-    w.prompt = o.prompt;
-    w.gen = o.gen;
-    w.streams = o.streams;
+    w.reqs.assign((size_t)o.streams, es::Request{o.prompt, o.gen});
+    w.an_prompt = o.prompt;
+    w.an_gen = o.gen;
     w.progress = isatty(2) != 0;
     es::RunResult r;
     auto t0 = std::chrono::steady_clock::now();

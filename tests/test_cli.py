@@ -208,8 +208,9 @@ def test_knee():
 
 
 def test_knee_kv():
-    """hc1-class at 1k context: the knee is the KV slot count, not the pipeline."""
-    base = ["--no-db", "--prompt", "16", "--generate", "96"]
+    """hc1-class at 1k context: the knee is the KV slot count (10240
+    positions / 1016 per sequence = 10), not the pipeline (about 33)."""
+    base = ["--no-db", "--prompt", "16", "--generate", "1000"]
     first = run_json(*base)
     slots, knee = int(first["kv_slots"]), int(first["analytic_knee_streams"])
     expect(knee == slots, f"hc1-class should be KV-bound: knee {knee}, slots {slots}")

@@ -190,7 +190,7 @@ void es_an_summarize(const es_chip *c, const es_model *m, int64_t prompt, int64_
     for (int i = 0; i < 3; i++)
         if (other[i] > b) b = other[i];
     s->bottleneck_cycles = (double)b;
-    s->kv_slots = es_chip_kv_slots(c, m);
+    s->kv_slots = es_chip_kv_positions(c, m) / (prompt + gen);
     int64_t pipe = (int64_t)((s->step_mid_cycles + (double)b - 1) / (double)b);
     s->knee_streams = pipe < s->kv_slots ? pipe : s->kv_slots;
     double by_streams = (double)s->knee_streams / s->step_mid_cycles, by_unit = 1.0 / (double)b;

@@ -45,7 +45,7 @@ typedef struct es_an_summary {
     double ttft_cycles;           /* one stream alone */
     double step_mid_cycles;       /* decode step at the middle of generation */
     double bottleneck_cycles;     /* slowest unit's occupancy at that step */
-    int64_t kv_slots;             /* sequences the KV SRAM holds at once */
+    int64_t kv_slots;             /* sequences of prompt + gen positions the KV SRAM holds at once */
     int64_t knee_streams;         /* S past which aggregate tokens/s stops rising */
     double sat_tokens_per_s;      /* aggregate at and past the knee */
 } es_an_summary;

@@ -213,6 +213,11 @@ int64_t es_chip_kv_bits_per_pos(const es_chip *c, const es_model *m)
     return 2 * m->kv_heads * m->head_dim * c->kv_elem_bits;
 }
 
+int64_t es_chip_kv_positions(const es_chip *c, const es_model *m)
+{
+    return (c->kv_bytes * 8) / (es_chip_kv_bits_per_pos(c, m) * c->layers_per_tile);
+}
+
 int64_t es_chip_kv_slots(const es_chip *c, const es_model *m)
 {
     int64_t per_slot_bits = es_chip_kv_bits_per_pos(c, m) * c->kv_slot_context * c->layers_per_tile;

@@ -117,6 +117,9 @@ void es_chip_free(es_chip *c);
 /* Derived figures. */
 int64_t es_chip_tiles(const es_chip *c, const es_model *m);
 int64_t es_chip_kv_bits_per_pos(const es_chip *c, const es_model *m); /* per layer */
+/* KV positions per layer the SRAM holds: sequences take prompt + generated positions. */
+int64_t es_chip_kv_positions(const es_chip *c, const es_model *m);
+/* Sequences of kv.slot_context positions that fit at once. */
 int64_t es_chip_kv_slots(const es_chip *c, const es_model *m);
 /* The role whose format a tensor is stored in (a tied table: the LM head's). */
 static inline es_role es_tensor_fmt_role(const es_tensor *t)

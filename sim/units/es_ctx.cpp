@@ -1,5 +1,6 @@
 // es_ctx: shared run state and the energy ledger (see es_ctx.h).
 #include "es_ctx.h"
+#include <cstdarg>
 #include <cstring>
 
 namespace es {
@@ -64,6 +65,31 @@ int64_t Ctx::sample(int32_t seq)
     toks.push_back(r);
     tok_cycle.push_back(-1);
     return (int64_t)toks.size() - 1;
+}
+
+} // namespace es
+
+namespace es {
+
+void Ctx::kv_take(int64_t n)
+{
+    kv_used += n;
+    if (kv_used > kv_max_used) kv_max_used = kv_used;
+    if (kv_used > kv_cap) fail("KV SRAM overflow: %lld positions held, the chip holds %lld", (long long)kv_used, (long long)kv_cap);
+}
+
+void Ctx::kv_give(int64_t n) { kv_used -= n; }
+
+void Ctx::fail(const char *fmt, ...)
+{
+    if (!error.empty()) return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    error = buf;
+    sc_core::sc_stop();
 }
 
 } // namespace es

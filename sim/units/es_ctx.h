@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <ostream>
+#include <string>
 #include <vector>
 #include "es_analytic.h"
 #include "es_area.h"
@@ -30,7 +31,9 @@ struct Item {
 std::ostream &operator<<(std::ostream &os, const Item &it);
 
 struct SeqState {
-    int64_t prompt = 0, gen = 0;  // tokens in, tokens out
+    int64_t prompt = 0, gen = 0;  // tokens prefilled (after any shared prefix), tokens out
+    int64_t start = 0;            // position of the first prompt token (shared prefix length)
+    int64_t kv = 0;               // KV positions held while in flight
     int64_t produced = 0;         // tokens sampled so far
     int64_t admit = -1;           // cycle a KV slot was granted
     int64_t last_arrival = -1;    // cycle the previous token reached the host
@@ -54,6 +57,10 @@ public:
     int in_flight = 0, max_in_flight = 0;
     bool progress = false;            // print progress lines to stderr
     int64_t total_tokens = 0;         // tokens the run will produce
+    int64_t kv_cap = 0;               // KV positions per layer the chip holds
+    int64_t kv_used = 0, kv_max_used = 0; // held now, most held at once
+    int64_t prefill_passes = 0;       // prompt tokens sent through the tiles
+    std::string error;                // set by a unit that cannot go on; the run stops
 
     int64_t now() const;
     void wait_cycles(int64_t n) const;
@@ -63,6 +70,16 @@ public:
     void charge(es_unit_rec *u, int32_t seq, const es_events &ev);
     // The sampler produced the next token of seq now; returns its record index.
     int64_t sample(int32_t seq);
+    // KV accounting on the device: a sequence takes its positions when fetched
+    // and gives them back when its last token is sampled. Overflow is an error.
+    void kv_take(int64_t n);
+    void kv_give(int64_t n);
+    // Stop the run with an error message.
+    void fail(const char *fmt, ...)
+#ifdef __GNUC__
+        __attribute__((format(printf, 2, 3)))
+#endif
+        ;
     double cycles_to_ns(double cyc) const { return cyc * 1e9 / c->clock_hz; }
 };
 

@@ -32,9 +32,8 @@ void Embed::run()
     }
 }
 
-Head::Head(sc_core::sc_module_name nm, Ctx &ctx, const es_op *const ops[3], sc_core::sc_mutex *rom,
-           sc_core::sc_semaphore *slots)
-    : sc_module(nm), ctx_(ctx), rom_(rom), slots_(slots)
+Head::Head(sc_core::sc_module_name nm, Ctx &ctx, const es_op *const ops[3], sc_core::sc_mutex *rom)
+    : sc_module(nm), ctx_(ctx), rom_(rom)
 {
     for (int i = 0; i < 3; i++) ops_[i] = ops[i];
     stat_ = ctx_.unit(basename());
@@ -70,12 +69,12 @@ void Head::run()
             next.decode = true;
             next.final_chunk = false;
             next.n = 1;
-            next.pos = s.prompt + s.produced - 1; /* position of the token just sampled */
+            next.pos = s.start + s.prompt + s.produced - 1; /* position of the token just sampled */
             next.ready = ctx_.now();
             feedback.write(next);
         } else {
             ctx_.in_flight--;
-            slots_->post(); /* its KV is no longer read */
+            ctx_.kv_give(s.kv); /* its KV is no longer read */
         }
         completion.write(cpl);
     }

@@ -31,9 +31,8 @@ public:
     sc_core::sc_fifo_in<Item> in;
     sc_core::sc_fifo_out<Item> feedback;   // next decode token, to Embed
     sc_core::sc_fifo_out<Item> completion; // sampled token, to the host
-    // ops: out_norm, lm_head, sampler; slots: the KV slot pool to release.
-    Head(sc_core::sc_module_name nm, Ctx &ctx, const es_op *const ops[3], sc_core::sc_mutex *rom,
-         sc_core::sc_semaphore *slots);
+    // ops: out_norm, lm_head, sampler.
+    Head(sc_core::sc_module_name nm, Ctx &ctx, const es_op *const ops[3], sc_core::sc_mutex *rom);
     SC_HAS_PROCESS(Head);
 
 private:
@@ -41,7 +40,6 @@ private:
     Ctx &ctx_;
     const es_op *ops_[3];
     sc_core::sc_mutex *rom_;
-    sc_core::sc_semaphore *slots_;
     es_unit_rec *stat_;
 };
 

@@ -5,35 +5,46 @@
 
 namespace es {
 
-Host::Host(sc_core::sc_module_name nm, Ctx &ctx, sc_core::sc_semaphore *slots)
-    : sc_module(nm), ctx_(ctx), slots_(slots)
+HostDevice::HostDevice(sc_core::sc_module_name nm, Ctx &ctx) : sc_module(nm), ctx_(ctx)
 {
     stat_ = ctx_.unit("host_completion");
-    SC_THREAD(drive);
+    SC_THREAD(fetch);
     SC_THREAD(complete);
+    SC_THREAD(dma);
 }
 
-void Host::drive()
+void HostDevice::fetch()
 {
     const int64_t chunk = ctx_.c->prefill_chunk;
-    for (size_t i = 0; i < ctx_.seqs.size(); i++) {
-        slots_->wait();
-        SeqState &s = ctx_.seqs[i];
+    for (;;) {
+        es_sqe q;
+        while (!es_drv_sq_pop(drv, &q)) sc_core::wait(doorbell);
+        if (q.seq >= ctx_.seqs.size()) {
+            ctx_.fail("device: SQ entry names sequence %u of %zu", q.seq, ctx_.seqs.size());
+            return;
+        }
+        SeqState &s = ctx_.seqs[q.seq];
+        s.prompt = q.prompt_tokens;
+        s.gen = q.max_new;
+        s.start = q.start_pos;
+        s.kv = q.kv_positions;
         s.admit = ctx_.now();
-        if (++ctx_.in_flight > ctx_.max_in_flight) ctx_.max_in_flight = ctx_.in_flight;
+        ctx_.kv_take(s.kv);
+        if (q.opcode == ES_SQE_SEQ && ++ctx_.in_flight > ctx_.max_in_flight) ctx_.max_in_flight = ctx_.in_flight;
         for (int64_t p = 0; p < s.prompt; p += chunk) {
             Item it;
-            it.seq = (int32_t)i;
-            it.pos = p;
+            it.seq = (int32_t)q.seq;
+            it.pos = s.start + p;
             it.n = s.prompt - p < chunk ? s.prompt - p : chunk;
-            it.final_chunk = p + it.n == s.prompt;
+            it.final_chunk = q.opcode == ES_SQE_SEQ && p + it.n == s.prompt;
             it.ready = ctx_.now();
+            ctx_.prefill_passes += it.n;
             submit.write(it);
         }
     }
 }
 
-void Host::complete()
+void HostDevice::complete()
 {
     const es_chip *c = ctx_.c;
     const int64_t occ = es_an_host_occ(c, c->host_cpl_bytes), lat = es_an_host_lat(c);
@@ -58,22 +69,51 @@ void Host::complete()
         r.t_ns = ctx_.cycles_to_ns((double)arrive);
         ctx_.tok_cycle[(size_t)it.tok_rec] = arrive;
         SeqState &s = ctx_.seqs[(size_t)it.seq];
-        int64_t prev = s.last_arrival < 0 ? 0 : s.last_arrival; /* all submitted at cycle 0 */
+        int64_t prev = s.last_arrival < 0 ? 0 : s.last_arrival; /* the batch starts at cycle 0 */
         r.latency_ns = ctx_.cycles_to_ns((double)(arrive - prev));
         s.last_arrival = arrive;
         if (arrive > ctx_.end_cycle) ctx_.end_cycle = arrive;
+        es_cqe q{};
+        q.seq = (uint32_t)it.seq;
+        q.idx = (uint16_t)r.idx;
+        q.flags = (uint16_t)((r.idx == 0 ? ES_CQE_FIRST : 0) | (r.idx + 1 == s.gen ? ES_CQE_LAST : 0));
+        in_transit_.emplace_back(arrive, q);
+        transit_event_.notify(sc_core::SC_ZERO_TIME);
         done++;
         if (ctx_.progress && (done & 1023) == 0) {
             auto t = std::chrono::steady_clock::now();
             if (t - last_print > std::chrono::milliseconds(500)) {
                 last_print = t;
-                std::fprintf(stderr, "\r  %lld / %lld tokens (%.0f%%), %.3f ms simulated",
-                             (long long)done, (long long)ctx_.total_tokens,
-                             100.0 * (double)done / (double)ctx_.total_tokens,
+                std::fprintf(stderr, "\r  %lld / %lld tokens (%.0f%%), %.3f ms simulated", (long long)done,
+                             (long long)ctx_.total_tokens, 100.0 * (double)done / (double)ctx_.total_tokens,
                              ctx_.cycles_to_ns((double)arrive) / 1e6);
             }
         }
     }
+}
+
+// Completions reach host memory after the link latency, in order.
+void HostDevice::dma()
+{
+    for (;;) {
+        while (in_transit_.empty()) sc_core::wait(transit_event_);
+        ctx_.wait_until(in_transit_.front().first);
+        while (es_drv_cq_push(drv, &in_transit_.front().second)) sc_core::wait(ctx_.period);
+        in_transit_.pop_front();
+        cq_event.notify(sc_core::SC_ZERO_TIME);
+    }
+}
+
+HostProgram::HostProgram(sc_core::sc_module_name nm, Ctx &ctx, HostDevice &dev)
+    : sc_module(nm), ctx_(ctx), dev_(dev)
+{
+    SC_THREAD(main);
+}
+
+void HostProgram::main()
+{
+    es_err e{};
+    if (es_drv_run(dev_.drv, &e)) ctx_.fail("%s", e.msg);
 }
 
 } // namespace es

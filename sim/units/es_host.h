@@ -1,28 +1,47 @@
-// es_host: the host side of the PCIe link. The driver admits a sequence
-// when a KV slot is free (first come, first served), then submits its
-// prompt in chunks of scheduler.prefill_chunk tokens. The completion side
-// takes each sampled token across the upstream direction of the link and
-// records when it reaches the host.
+// es_host: both ends of the PCIe link. HostDevice is the chip's side: it
+// fetches submission-queue entries when the doorbell rings, holds KV for
+// each admitted sequence, sends prompt chunks over the host link, and
+// writes each sampled token into the completion queue once it has crossed
+// the link back. HostProgram is the host's side: one process running the C
+// host driver (sim/host/es_driver.h) and its scheduler.
 #ifndef ES_HOST_H
 #define ES_HOST_H
 #include <systemc>
+#include <deque>
 #include "es_ctx.h"
+#include "es_driver.h"
 
 namespace es {
 
-class Host : public sc_core::sc_module {
+class HostDevice : public sc_core::sc_module {
 public:
-    sc_core::sc_fifo_out<Item> submit;    // to the host link
-    sc_core::sc_fifo_in<Item> completion; // from the head
-    Host(sc_core::sc_module_name nm, Ctx &ctx, sc_core::sc_semaphore *slots);
-    SC_HAS_PROCESS(Host);
+    sc_core::sc_fifo_out<Item> submit;    // prompt chunks, to the host link
+    sc_core::sc_fifo_in<Item> completion; // sampled tokens, from the head
+    sc_core::sc_event doorbell;           // the host moved the SQ tail
+    sc_core::sc_event cq_event;           // a completion reached host memory
+    HostDevice(sc_core::sc_module_name nm, Ctx &ctx);
+    SC_HAS_PROCESS(HostDevice);
+    es_drv *drv = nullptr;                // set before the simulation starts
 
 private:
-    void drive();
+    void fetch();
     void complete();
+    void dma();
     Ctx &ctx_;
-    sc_core::sc_semaphore *slots_;
     es_unit_rec *stat_;
+    std::deque<std::pair<int64_t, es_cqe>> in_transit_; // (arrival cycle, entry)
+    sc_core::sc_event transit_event_;
+};
+
+class HostProgram : public sc_core::sc_module {
+public:
+    HostProgram(sc_core::sc_module_name nm, Ctx &ctx, HostDevice &dev);
+    SC_HAS_PROCESS(HostProgram);
+
+private:
+    void main();
+    Ctx &ctx_;
+    HostDevice &dev_;
 };
 
 } // namespace es

@@ -23,8 +23,8 @@ struct Chip {
     std::vector<std::unique_ptr<Fifo>> fifos;
     std::vector<std::unique_ptr<sc_core::sc_module>> mods;
     std::vector<std::unique_ptr<sc_core::sc_semaphore>> kv_groups;
-    std::unique_ptr<sc_core::sc_semaphore> slots;
     std::unique_ptr<sc_core::sc_mutex> rom;
+    HostDevice *dev = nullptr;
 
     Fifo *fifo(const std::string &name, int depth)
     {
@@ -42,14 +42,14 @@ struct Chip {
         const es_chip *c = ctx.c;
         const es_model *m = ctx.m;
         int depth = (int)c->fifo_depth;
-        int64_t tiles = es_chip_tiles(c, m), nslots = es_chip_kv_slots(c, m);
-        /* more slots than streams changes nothing; the cap keeps counts in int */
-        if (nslots > (int64_t)ctx.seqs.size()) nslots = (int64_t)ctx.seqs.size();
-        slots.reset(new sc_core::sc_semaphore("kv_slots", (int)nslots));
+        int64_t tiles = es_chip_tiles(c, m);
         if (m->tied) rom.reset(new sc_core::sc_mutex("head_rom"));
-        int ring = (int)nslots + 1; /* the feedback path never blocks the head */
+        /* the feedback path never blocks the head: it holds one token per sequence at most */
+        int64_t most = (int64_t)ctx.seqs.size() < ctx.kv_cap ? (int64_t)ctx.seqs.size() : ctx.kv_cap;
+        int ring = (int)most + 1;
 
-        Host *host = add(new Host("host", ctx, slots.get()));
+        HostDevice *host = dev = add(new HostDevice("host", ctx));
+        add(new HostProgram("host_program", ctx, *host));
         Link *hl = add(new Link("host_link", ctx, 0, true));
         Embed *emb = add(new Embed("embed", ctx, &m->ops[0], rom.get()));
         Link *fb = add(new Link("feedback", ctx, c->token_id_bits, false));
@@ -91,7 +91,7 @@ struct Chip {
             up = &tile->out;
         }
         const es_op *hops[3] = {&m->ops[m->n_ops - 3], &m->ops[m->n_ops - 2], &m->ops[m->n_ops - 1]};
-        Head *head = add(new Head("head", ctx, hops, rom.get(), slots.get()));
+        Head *head = add(new Head("head", ctx, hops, rom.get()));
         f = fifo("q_head_in", depth);
         (*up)(*f);
         head->in(*f);
@@ -106,47 +106,76 @@ struct Chip {
 
 } // namespace
 
+namespace {
+void op_doorbell(void *dev) { static_cast<HostDevice *>(dev)->doorbell.notify(sc_core::SC_ZERO_TIME); }
+void op_wait(void *dev) { sc_core::wait(static_cast<HostDevice *>(dev)->cq_event); }
+double op_now_ns(void *) { return sc_core::sc_time_stamp().to_seconds() * 1e9; }
+const es_dev_ops dev_ops = {op_doorbell, op_wait, op_now_ns};
+} // namespace
+
 int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r, es_err *e)
 {
     es_area_compute(c, m, &r.area);
-    es_an_summarize(c, m, w.prompt, w.gen, &r.an);
+    if (w.an_prompt > 0) es_an_summarize(c, m, w.an_prompt, w.an_gen, &r.an);
     Ctx ctx(c, m, &r.area);
-    ctx.seqs.resize((size_t)w.streams);
-    for (auto &s : ctx.seqs) {
-        s.prompt = w.prompt;
-        s.gen = w.gen;
-    }
-    ctx.toks.reserve((size_t)(w.streams * w.gen));
+    size_t n = w.reqs.size();
+    ctx.seqs.resize(n + (w.prefix > 0 ? 1 : 0));
+    ctx.kv_cap = es_chip_kv_positions(c, m);
+    int64_t total = 0;
+    for (const auto &q : w.reqs) total += q.gen;
+    ctx.toks.reserve((size_t)total);
     ctx.progress = w.progress;
-    ctx.total_tokens = w.streams * w.gen;
+    ctx.total_tokens = total;
     Chip chip(ctx);
+    es_drv_cfg dc{};
+    dc.kv_positions = ctx.kv_cap;
+    dc.policy = w.policy;
+    dc.prefix_tokens = w.prefix;
+    dc.sq_depth = 256;
+    dc.cq_depth = 4096;
+    es_drv *drv = es_drv_open(&dc, &dev_ops, chip.dev, e);
+    if (!drv) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (es_drv_add(drv, (int64_t)i, w.reqs[i].prompt, w.reqs[i].gen, e)) {
+            es_drv_close(drv);
+            return -1;
+        }
+    chip.dev->drv = drv;
     sc_core::sc_start();
     if (w.progress) std::fprintf(stderr, "\r%60s\r", "");
+    int64_t nres = 0;
+    const es_req_result *res = es_drv_results(drv, &nres);
+    r.reqs.assign(res, res + nres);
+    es_drv_close(drv);
+    if (!ctx.error.empty()) return es_fail(e, "%s", ctx.error.c_str());
 
     r.clock_hz = c->clock_hz;
     r.cycles = ctx.end_cycle;
     r.seconds = (double)r.cycles / c->clock_hz;
     r.tokens = (int64_t)ctx.toks.size();
-    if (r.tokens != w.streams * w.gen)
-        return es_fail(e, "simulation ended with %lld of %lld tokens produced (deadlock)",
-                       (long long)r.tokens, (long long)(w.streams * w.gen));
+    if (r.tokens != total)
+        return es_fail(e, "simulation ended with %lld of %lld tokens produced (deadlock)", (long long)r.tokens,
+                       (long long)total);
     r.max_in_flight = ctx.max_in_flight;
+    r.kv_positions = ctx.kv_cap;
+    r.kv_max_used = ctx.kv_max_used;
+    r.prefill_passes = ctx.prefill_passes;
     r.static_w = ctx.static_w;
 
     // per-sequence records and decode rates
-    std::vector<int64_t> first(ctx.seqs.size(), -1), last(ctx.seqs.size(), -1);
+    std::vector<int64_t> first(n, -1), last(n, -1);
     std::vector<double> inter;
     inter.reserve(ctx.toks.size());
-    r.seqs.resize(ctx.seqs.size());
-    for (size_t i = 0; i < ctx.seqs.size(); i++) {
+    r.seqs.resize(n);
+    for (size_t i = 0; i < n; i++) {
         es_seq_rec &q = r.seqs[i];
         q.id = (int32_t)i;
-        q.prompt = ctx.seqs[i].prompt;
+        q.prompt = ctx.seqs[i].prompt + ctx.seqs[i].start;
         q.gen = ctx.seqs[i].gen;
         q.submit_ns = 0;
         q.admit_ns = ctx.cycles_to_ns((double)ctx.seqs[i].admit);
     }
-    std::vector<int64_t> prev(ctx.seqs.size(), -1);
+    std::vector<int64_t> prev(n, -1);
     for (size_t k = 0; k < ctx.toks.size(); k++) {
         const es_token_rec &t = ctx.toks[k];
         size_t s = (size_t)t.seq;
@@ -164,33 +193,40 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
         r.seqs[s].energy_j += t.energy_j;
     }
     double rate_sum = 0;
-    for (size_t i = 0; i < ctx.seqs.size(); i++) {
+    int rated = 0;
+    for (size_t i = 0; i < n; i++) {
         r.seqs[i].first_ns = ctx.cycles_to_ns((double)first[i]);
         r.seqs[i].done_ns = ctx.cycles_to_ns((double)last[i]);
         r.ttft_ns += r.seqs[i].first_ns;
-        r.seq_ns_per_token += r.seqs[i].done_ns / (double)w.gen;
+        r.seq_ns_per_token += r.seqs[i].done_ns / (double)ctx.seqs[i].gen;
         if (r.seqs[i].first_ns > r.ttft_max_ns) r.ttft_max_ns = r.seqs[i].first_ns;
-        if (w.gen > 1) rate_sum += (double)(w.gen - 1) / ((double)(last[i] - first[i]) / c->clock_hz);
+        if (ctx.seqs[i].gen > 1) {
+            rate_sum += (double)(ctx.seqs[i].gen - 1) / ((double)(last[i] - first[i]) / c->clock_hz);
+            rated++;
+        }
     }
-    r.ttft_ns /= (double)ctx.seqs.size();
-    r.seq_ns_per_token /= (double)ctx.seqs.size();
+    r.ttft_ns /= (double)n;
+    r.seq_ns_per_token /= (double)n;
     r.ttft_cycles = first[0];
-    r.decode_tokens_per_s = rate_sum / (double)ctx.seqs.size();
+    r.decode_tokens_per_s = rated ? rate_sum / rated : 0;
     r.tokens_per_s = (double)r.tokens / r.seconds;
     r.lat_p50_ns = es_percentile(inter.data(), inter.size(), 50);
     r.lat_p99_ns = es_percentile(inter.data(), inter.size(), 99);
 
-    r.an_ttft_cycles = (int64_t)r.an.ttft_cycles;
-    for (int64_t k = 1; k < w.gen; k++) {
-        int64_t st = es_an_decode_step(c, m, w.prompt + k - 1);
-        if (k == 1) r.an_step_first = st;
-        r.an_step_last = st;
-        r.an_step_total += st;
+    if (w.an_prompt > 0) {
+        r.an_ttft_cycles = (int64_t)r.an.ttft_cycles;
+        for (int64_t k = 1; k < w.an_gen; k++) {
+            int64_t st = es_an_decode_step(c, m, w.an_prompt + k - 1);
+            if (k == 1) r.an_step_first = st;
+            r.an_step_last = st;
+            r.an_step_total += st;
+        }
     }
 
     r.units.assign(ctx.units.begin(), ctx.units.end());
     for (const auto &u : r.units) r.dynamic_j += u.energy_j;
-    r.unattributed_j = ctx.static_w * (double)(ctx.end_cycle - ctx.last_sample) / c->clock_hz;
+    r.prefix_j = w.prefix > 0 ? ctx.seqs[n].pending_j : 0;
+    r.unattributed_j = ctx.static_w * (double)(ctx.end_cycle - ctx.last_sample) / c->clock_hz + r.prefix_j;
     r.total_j = r.dynamic_j + ctx.static_w * r.seconds;
     r.watts = r.total_j / r.seconds;
     r.joules_per_token = r.total_j / (double)r.tokens;

@@ -1,5 +1,5 @@
-// es_top: builds the chip from its units for one model, runs a workload of
-// identical streams to completion and returns what the outputs report.
+// es_top: builds the chip from its units for one model, runs a workload
+// through the host driver to completion and returns what the outputs report.
 #ifndef ES_TOP_H
 #define ES_TOP_H
 #include <cstdint>
@@ -8,18 +8,26 @@
 #include "es_analytic.h"
 #include "es_area.h"
 #include "es_db.h"
+#include "es_driver.h"
 
 namespace es {
 
+struct Request {
+    int64_t prompt = 0;      // tokens to prefill after the shared prefix
+    int64_t gen = 0;         // tokens to generate
+};
+
 struct Workload {
-    int64_t prompt = 1024;   // tokens per prompt
-    int64_t gen = 1024;      // tokens generated per stream
-    int64_t streams = 1;     // identical sequences, all submitted at time 0
-    bool progress = false;   // progress lines on stderr during the run
+    std::vector<Request> reqs;   // all submitted at time 0, admitted by the driver's scheduler
+    int64_t prefix = 0;          // shared prefix tokens computed once (0: none)
+    int policy = ES_POLICY_FCFS;
+    bool progress = false;       // progress lines on stderr during the run
+    // the analytic summary's uniform workload (run): prompt and gen per stream
+    int64_t an_prompt = 0, an_gen = 0;
 };
 
 struct RunResult {
-    es_an_summary an{};                  // analytical oracle
+    es_an_summary an{};                  // analytical oracle (uniform run workloads)
     es_area area{};                      // area, transistors, leakage
     double clock_hz = 0;
     int64_t cycles = 0;                  // last completion reaches the host
@@ -32,10 +40,14 @@ struct RunResult {
     double total_j = 0;                  // card energy of the run
     double dynamic_j = 0;                // events x energy / VR efficiency
     double static_w = 0;                 // leakage / VR efficiency + board static
-    double unattributed_j = 0;           // static energy after the last sample
+    double unattributed_j = 0;           // static energy after the last sample, plus the shared prefix's
+    double prefix_j = 0;                 // dynamic energy of the shared prefix
     double watts = 0, joules_per_token = 0;
     int64_t tokens = 0;
-    int max_in_flight = 0;               // most sequences holding a KV slot at once
+    int64_t max_in_flight = 0;           // most sequences holding KV at once (device)
+    int64_t kv_positions = 0;            // KV capacity, positions per layer
+    int64_t kv_max_used = 0;             // most positions held at once (device)
+    int64_t prefill_passes = 0;          // prompt tokens sent through the tiles, prefix included
     // stream 0's decode steps, sim vs analytic, in cycles
     int64_t step_first = 0, step_last = 0, step_total = 0;
     int64_t an_step_first = 0, an_step_last = 0, an_step_total = 0;
@@ -43,6 +55,7 @@ struct RunResult {
     std::vector<es_seq_rec> seqs;
     std::vector<es_token_rec> toks;
     std::vector<es_unit_rec> units;
+    std::vector<es_req_result> reqs;     // the driver's view, per request
 };
 
 // Run the simulation. Only one call per process: SystemC elaborates once.
