@@ -21,6 +21,8 @@
 #include "es_model.h"
 #include "es_top.h"
 #include "cli_rom.h"
+#include "cli_common.h"
+#include "cli_eval.h"
 
 namespace {
 
@@ -31,6 +33,8 @@ const char *USAGE =
     "  run    simulate a chip running a model; print a summary, log to SQLite\n"
     "  area   print die area, transistors and leakage of a chip holding a model\n"
     "  rom    build, inspect and verify mask-ROM images of quantized weights\n"
+    "  eval   apply a rule to every record of a dataset, as a batch on the chip\n"
+    "  dataset  write the demo dataset of card transactions\n"
     "\n"
     "`etchsim <command> --help` describes each command's options.\n";
 
@@ -143,41 +147,6 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
     return -1;
 }
 
-struct Loaded {
-    es_model m{};
-    es_chip c{};
-    bool have_m = false, have_c = false;
-    ~Loaded()
-    {
-        if (have_m) es_model_free(&m);
-        if (have_c) es_chip_free(&c);
-    }
-};
-
-int load(const Opts &o, Loaded &L, es_err *e)
-{
-    if (es_model_load(&L.m, o.model.c_str(), e)) return -1;
-    L.have_m = true;
-    std::vector<const char *> sets;
-    for (auto &s : o.sets) sets.push_back(s.c_str());
-    if (es_chip_load(&L.c, o.chip.c_str(), sets.data(), (int)sets.size(), e)) return -1;
-    L.have_c = true;
-    if (!o.rom.empty() && es_apply_rom(o.rom.c_str(), &L.c, &L.m, e)) return -1;
-    return es_chip_check_fit(&L.c, &L.m, e);
-}
-
-cJSON *area_json(const es_area &a)
-{
-    cJSON *j = cJSON_CreateObject();
-    for (int i = 0; i < ES_AREA_N; i++) {
-        cJSON *k = cJSON_AddObjectToObject(j, es_area_name(i));
-        cJSON_AddNumberToObject(k, "mm2", a.mm2[i]);
-        cJSON_AddNumberToObject(k, "transistors", a.tr[i]);
-        cJSON_AddNumberToObject(k, "leakage_w", a.leak_w[i]);
-    }
-    return j;
-}
-
 void print_area(const es_chip &c, const es_model &m, const es_area &a)
 {
     std::printf("%s holding %s\n", c.name, m.name);
@@ -198,8 +167,8 @@ int cmd_area(int argc, char **argv)
     int rc = parse("area", argc, argv, o, false);
     if (rc >= 0) return rc;
     es_err e{};
-    Loaded L;
-    if (load(o, L, &e)) {
+    es::Loaded L;
+    if (es::load(o.model, o.chip, o.sets, o.rom, L, &e)) {
         std::fprintf(stderr, "etchsim area: %s\n", e.msg);
         return 1;
     }
@@ -215,7 +184,7 @@ int cmd_area(int argc, char **argv)
         cJSON_AddNumberToObject(j, "rom_bits", a.rom_bits);
         cJSON_AddNumberToObject(j, "model_bits", a.model_bits);
         cJSON_AddNumberToObject(j, "kv_sram_bits", a.sram_bits);
-        cJSON_AddItemToObject(j, "breakdown", area_json(a));
+        cJSON_AddItemToObject(j, "breakdown", es::area_json(a));
         char *s = cJSON_Print(j);
         std::puts(s);
         cJSON_free(s);
@@ -226,7 +195,7 @@ int cmd_area(int argc, char **argv)
     return 0;
 }
 
-cJSON *run_json(const Opts &o, const Loaded &L, const es::RunResult &r, double wall)
+cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "chip", L.c.name);
@@ -281,12 +250,12 @@ cJSON *run_json(const Opts &o, const Loaded &L, const es::RunResult &r, double w
     cJSON_AddNumberToObject(units, "tiles", tiles_j);
     cJSON_AddNumberToObject(units, "links", links_j);
     cJSON_AddNumberToObject(units, "static", r.static_w * r.seconds);
-    cJSON_AddItemToObject(j, "area", area_json(r.area));
+    cJSON_AddItemToObject(j, "area", es::area_json(r.area));
     cJSON_AddNumberToObject(j, "sim_wall_s", wall);
     return j;
 }
 
-void print_run(const Opts &o, const Loaded &L, const es::RunResult &r, double wall, int64_t run_id)
+void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, int64_t run_id)
 {
     const double ns = 1e9 / r.clock_hz;
     std::printf("etchsim run: %s on %s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out\n",
@@ -319,8 +288,8 @@ int cmd_run(int argc, char **argv)
     int rc = parse("run", argc, argv, o, true);
     if (rc >= 0) return rc;
     es_err e{};
-    Loaded L;
-    if (load(o, L, &e)) {
+    es::Loaded L;
+    if (es::load(o.model, o.chip, o.sets, o.rom, L, &e)) {
         std::fprintf(stderr, "etchsim run: %s\n", e.msg);
         return 1;
     }
@@ -385,7 +354,7 @@ int cmd_run(int argc, char **argv)
     own.summary = cJSON_PrintUnformatted(own.json);
     if (own.db && es_db_finish_run(own.db, run_id, (double)r.cycles, r.seqs.data(), (int)r.seqs.size(),
                                    r.toks.data(), (int64_t)r.toks.size(), r.units.data(),
-                                   (int)r.units.size(), own.summary, &e)) {
+                                   (int)r.units.size(), nullptr, 0, own.summary, &e)) {
         std::fprintf(stderr, "etchsim run: %s\n", e.msg);
         return 1;
     }
@@ -420,6 +389,8 @@ int sc_main(int argc, char **argv)
         if (cmd == "run") return cmd_run(argc - 2, argv + 2);
         if (cmd == "area") return cmd_area(argc - 2, argv + 2);
         if (cmd == "rom") return es_cli_rom(argc - 2, argv + 2);
+        if (cmd == "eval") return es::cmd_eval(argc - 2, argv + 2);
+        if (cmd == "dataset") return es::cmd_dataset(argc - 2, argv + 2);
     } catch (const std::bad_alloc &) {
         std::fprintf(stderr, "etchsim %s: out of memory\n", cmd.c_str());
         return 1;

@@ -472,6 +472,124 @@ def test_rom_from_weights():
         expect_error(["rom", "build", *TINY, "--weights", os.path.join(tmp, "none.gguf"), "-o", out], "cannot open")
 
 
+# ---- rule evaluation -------------------------------------------------------
+
+def write_csv(path, rows, header=("id", "text")):
+    with open(path, "w", newline="") as f:
+        f.write(",".join(header) + "\n")
+        for r in rows:
+            f.write(r + "\n")
+
+
+def eval_json(*args):
+    p = run("eval", "--json", *args)
+    return json.loads(p.stdout), p.stderr
+
+
+def test_eval_json_keys():
+    j, err = eval_json("--no-db", "--records", "300", "--no-compare")
+    for k in ["records_done", "records_skipped", "batch_ns", "first_100_ns", "record_latency_ns", "tokens_per_s",
+              "watts", "joules_per_record", "prefill_token_passes", "rule_tokens", "token_counts_estimated",
+              "sim_wall_s"]:
+        expect(k in j, f"missing {k}")
+    expect(set(j["record_latency_ns"]) >= {"p50", "p95", "p99"}, "latency percentiles")
+    rl = j["record_latency_ns"]
+    expect(0 < rl["p50"] <= rl["p95"] <= rl["p99"], f"percentiles {rl}")
+    expect(j["records_done"] == 300 and j["records_skipped"] == 0, "demo records")
+    expect(0 < j["first_100_ns"] < j["batch_ns"], "first 100 before the end")
+    expect(j["token_counts_estimated"] is True and "estimated" in err, "estimate not flagged")
+    expect("Flag if merchant category" in j["rule"], "demo rule")
+
+
+def test_eval_prefix_sharing():
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "d.csv")
+        write_csv(data, [f"R{i},record number {i} with some text {'x' * (i % 17)}" for i in range(60)])
+        base = ["--no-db", *TINY, "--data", data, "--rule", "Say FLAG if the text is longer than ten words, else OK."]
+        on, _ = eval_json(*base, "--no-compare")
+        off, _ = eval_json(*base, "--no-prefix-sharing")
+        n, rt = on["records_done"], on["rule_tokens"]
+        expect(n == 60 and rt > 1, f"records {n}, rule tokens {rt}")
+        expect(off["prefill_token_passes"] - on["prefill_token_passes"] == (n - 1) * rt,
+               f"passes {off['prefill_token_passes']} - {on['prefill_token_passes']} != {(n - 1) * rt}")
+        expect(on["batch_ns"] < off["batch_ns"], f"sharing not faster: {on['batch_ns']} vs {off['batch_ns']}")
+        expect(on["prefix_sharing"]["kv_slots_saved"] > 0, "no KV slots saved")
+        # the built-in comparison run reports the same savings
+        cmp, _ = eval_json(*base)
+        ps = cmp["prefix_sharing"]
+        expect(ps["prefill_token_passes_saved"] == (n - 1) * rt, f"reported passes saved {ps}")
+        expect(ps["batch_ns_without"] == off["batch_ns"] and ps["time_saved_ns"] > 0, f"reported time saved {ps}")
+
+
+def test_eval_uniform_batch():
+    """Against the analytical model on a uniform batch: batch time is at least the busiest
+    unit's occupancy and at most one pipeline fill more; KV is never exceeded."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "u.csv")
+        write_csv(data, [f"R{i:05d},{'y' * 120}" for i in range(300)])
+        for extra in ([*TINY], ["--policy", "spf", *TINY], []):
+            j, _ = eval_json("--no-db", "--no-compare", "--data", data, "--rule", "Is it fine?", *extra)
+            a = j["analytic"]
+            expect(a["busy_ns"] <= j["batch_ns"] <= a["busy_ns"] + a["fill_ns"],
+                   f"{extra}: batch {j['batch_ns']} outside [{a['busy_ns']}, {a['busy_ns'] + a['fill_ns']}]")
+            expect(j["kv_max_used"] <= j["kv_positions"], "KV positions exceeded")
+            expect(j["max_in_flight"] <= j["prefix_sharing"]["kv_slots_with"], "more in flight than KV slots")
+
+
+def test_eval_bad_records():
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "bad.csv")
+        rows = [b"id,merchant,amount",
+                b"T1,FreshMart,12.50",
+                b'T2,"Joe\'s, ""Market""",3.10',                 # quoted comma and quotes: fine
+                b"T3,only two",                                   # wrong column count
+                b'T4,"unbalanced,5.00',                           # unbalanced quote
+                b"T5,Caf\xc3\xa9,4.00",                         # UTF-8: fine
+                b"T6,Bad\xff\xfeBytes,1.00",                    # invalid UTF-8
+                b"T7," + b"z" * 40000 + b",9.99",                 # longer than the context window
+                b'T8,"multi\nline",2.00',                        # quoted line break: fine
+                b"T9,Last,1.00"]
+        with open(data, "wb") as f:
+            f.write(b"\n".join(rows) + b"\n")
+        db = os.path.join(tmp, "e.sqlite")
+        j, _ = eval_json("--db", db, "--no-compare", "--data", data, "--rule", "Flag large amounts.")
+        expect(j["records_done"] == 5 and j["records_skipped"] == 4, f"done {j['records_done']} skipped {j['records_skipped']}")
+        con = sqlite3.connect(db)
+        got = dict(con.execute("SELECT key, status FROM records WHERE status='done'").fetchall())
+        expect(set(got) == {"T1", "T2", "T5", "T8", "T9"}, f"done records {got}")
+        reasons = [r[0] for r in con.execute("SELECT reason FROM records WHERE status='skipped' ORDER BY record")]
+        for needle in ["fields, the header has 3", "unbalanced quote", "invalid UTF-8", "context window"]:
+            expect(any(needle in r for r in reasons), f"no skip reason with {needle!r}: {reasons}")
+        row = con.execute("SELECT prompt_tokens, output_tokens, submit_ns, first_token_ns, done_ns, energy_j, "
+                          "tokens_estimated FROM records WHERE key='T1'").fetchone()
+        expect(row[1] == 4 and 0 <= row[2] < row[3] <= row[4] and row[5] > 0 and row[6] == 1, f"T1 row {row}")
+        expect(con.execute("SELECT status FROM runs").fetchone()[0] == "complete", "run not complete")
+        # JSONL: a malformed line is skipped, the rest are read
+        jl = os.path.join(tmp, "d.jsonl")
+        with open(jl, "w") as f:
+            f.write('{"id": "A", "amount": 5}\n{"id": "B", amount: 6}\n[1, 2]\n{"id": "C", "nested": {"x": 1}}\n')
+        j, _ = eval_json("--no-db", "--no-compare", "--data", jl, "--rule", "Flag it.")
+        expect(j["records_done"] == 2 and j["records_skipped"] == 2, f"jsonl {j['records_done']}/{j['records_skipped']}")
+
+
+def test_eval_errors():
+    with tempfile.TemporaryDirectory() as tmp:
+        missing = os.path.join(tmp, "none.csv")
+        expect_error(["eval", "--no-db", "--rule", "x", "--data", missing], missing, "cannot open")
+        data = os.path.join(tmp, "d.csv")
+        write_csv(data, ["R1,hello"])
+        expect_error(["eval", "--no-db", "--rule", "   ", "--data", data], "rule is empty")
+        rf = os.path.join(tmp, "rule.txt")
+        open(rf, "w").write("\n\n")
+        expect_error(["eval", "--no-db", "--rule-file", rf, "--data", data], rf, "rule is empty")
+        expect_error(["eval", "--no-db", "--data", data], "needs a rule")
+        expect_error(["eval", "--no-db", "--rule", "x", "--data", os.path.join(tmp, "d.txt")], "expected a .csv or .jsonl")
+        t = os.path.join(tmp, "t.txt")
+        open(t, "w").write("{record}\n{rule}\n")
+        expect_error(["eval", "--no-db", "--rule", "x", "--data", data, "--template", t], t, "{rule} must come before")
+        expect_error(["eval", "--max-new-tokens", "0"], "--max-new-tokens", code=2)
+
+
 # ---- errors ----------------------------------------------------------------
 
 def test_err_missing_key():

@@ -233,3 +233,47 @@ void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64
     }
     }
 }
+
+void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix, int64_t prompt, int64_t gen,
+                 double *busy, double *fill)
+{
+    int64_t tiles = es_chip_tiles(c, m), ch = c->prefill_chunk;
+    double tile = 0, embed = 0, link = 0, host = 0;
+    /* the shared prefix, once */
+    for (int64_t p = 0; p < prefix; p += ch) {
+        int64_t k = prefix - p < ch ? prefix - p : ch;
+        tile += (double)es_an_tile(c, m, 0, k, p);
+        embed += (double)es_an_embed(c, m, k);
+        link += (double)es_an_link_occ(c, k * m->hidden * c->link_elem_bits);
+        host += (double)es_an_host_occ(c, c->host_cmd_bytes + k * c->host_token_bytes);
+    }
+    /* one sequence */
+    double t1 = 0, e1 = 0, l1 = 0, h1 = 0;
+    for (int64_t p = 0; p < prompt; p += ch) {
+        int64_t k = prompt - p < ch ? prompt - p : ch;
+        t1 += (double)es_an_tile(c, m, 0, k, prefix + p);
+        e1 += (double)es_an_embed(c, m, k);
+        l1 += (double)es_an_link_occ(c, k * m->hidden * c->link_elem_bits);
+        h1 += (double)es_an_host_occ(c, c->host_cmd_bytes + k * c->host_token_bytes);
+    }
+    for (int64_t g = 1; g < gen; g++) {
+        t1 += (double)es_an_tile(c, m, 0, 1, prefix + prompt + g - 1);
+        e1 += (double)es_an_embed(c, m, 1);
+        l1 += (double)es_an_link_occ(c, m->hidden * c->link_elem_bits);
+    }
+    tile += (double)n * t1;
+    embed += (double)n * e1;
+    link += (double)n * l1;
+    host += (double)n * h1;
+    double head = (double)(n * gen) * (double)es_an_head(c, m);
+    double cpl = (double)(n * gen) * (double)es_an_host_occ(c, c->host_cpl_bytes);
+    double b = tile;
+    double other[5] = {embed, link, host, head, cpl};
+    for (int i = 0; i < 5; i++)
+        if (other[i] > b) b = other[i];
+    (void)tiles;
+    *busy = b;
+    double f = (double)es_an_ttft(c, m, prefix + prompt);
+    for (int64_t g = 1; g < gen; g++) f += (double)es_an_decode_step(c, m, prefix + prompt + g - 1);
+    *fill = 2 * f; /* filling at the start, draining at the end */
+}

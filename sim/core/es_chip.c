@@ -76,6 +76,7 @@ static int read_chip(es_chip *c, es_err *e)
         es_cfg_int(f, "kv.element_bits", 1, 32, &c->kv_elem_bits, e) ||
         es_cfg_i64(f, "kv.slot_context", 1, (int64_t)1 << 24, &c->kv_slot_context, e) ||
         es_cfg_int(f, "kv.tiles_per_group", 1, 1024, &c->kv_tiles_per_group, e) ||
+        es_cfg_bool(f, "kv.prefix_sharing", &c->kv_prefix_sharing, e) ||
         read_rom(f, "head.embed_rom", &c->embed_rom, e) ||
         read_rom(f, "head.lm_rom", &c->head_rom, e) ||
         es_cfg_i64(f, "head.lanes.count", 1, BIG, &c->head_lanes, e) ||

@@ -52,6 +52,7 @@ typedef struct es_chip {
     int kv_elem_bits;         /* kv.element_bits */
     int64_t kv_slot_context;  /* kv.slot_context: positions reserved per sequence */
     int kv_tiles_per_group;   /* kv.tiles_per_group: tiles sharing one SRAM */
+    int kv_prefix_sharing;    /* kv.prefix_sharing: sequences may read a shared prefix's positions */
     /* head tile: embedding, final norm, LM head, sampler */
     es_rom embed_rom;         /* head.embed_rom.* */
     es_rom head_rom;          /* head.lm_rom.* */

@@ -35,7 +35,12 @@ static const char *SCHEMA =
     " items INTEGER, tokens INTEGER, busy_cycles INTEGER, utilization REAL, energy_j REAL,"
     " rom_bits REAL, cell_macs REAL, attn_macs REAL, kv_read_bits REAL, kv_write_bits REAL,"
     " vector_ops REAL, link_bit_mm REAL, host_bits REAL, PRIMARY KEY(run_id, unit));"
-    "PRAGMA user_version = 1;";
+    "CREATE TABLE IF NOT EXISTS records("
+    " run_id INTEGER NOT NULL REFERENCES runs(id), record INTEGER NOT NULL, line INTEGER, key TEXT,"
+    " status TEXT NOT NULL CHECK(status IN ('done','skipped')), reason TEXT,"
+    " prompt_tokens INTEGER, output_tokens INTEGER, submit_ns REAL, first_token_ns REAL, done_ns REAL,"
+    " energy_j REAL, tokens_estimated INTEGER, output_text TEXT, PRIMARY KEY(run_id, record));"
+    "PRAGMA user_version = 2;";
 
 static int db_err(es_db *db, const char *what, es_err *e)
 {
@@ -109,9 +114,10 @@ int es_db_begin_run(es_db *db, const es_run_info *ri, int64_t *run_id, es_err *e
 
 int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_seq_rec *seqs,
                      int n_seqs, const es_token_rec *toks, int64_t n_toks,
-                     const es_unit_rec *units, int n_units, const char *summary_json, es_err *e)
+                     const es_unit_rec *units, int n_units, const es_rec_row *recs, int64_t n_recs,
+                     const char *summary_json, es_err *e)
 {
-    sqlite3_stmt *s1 = NULL, *s2 = NULL, *s3 = NULL, *s4 = NULL;
+    sqlite3_stmt *s1 = NULL, *s2 = NULL, *s3 = NULL, *s4 = NULL, *s5 = NULL;
     if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return db_err(db, "cannot begin the closing transaction", e);
     if (sqlite3_prepare_v2(db->h, "INSERT INTO sequences VALUES(?,?,?,?,?,?,?,?,?,?)", -1, &s1, NULL) ||
@@ -119,7 +125,8 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
         sqlite3_prepare_v2(db->h, "INSERT INTO unit_stats VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &s3, NULL) ||
         sqlite3_prepare_v2(db->h, "UPDATE runs SET status='complete', finished_utc=?, cycles=?,"
-                                  " summary=? WHERE id=? AND status='running'", -1, &s4, NULL)) {
+                                  " summary=? WHERE id=? AND status='running'", -1, &s4, NULL) ||
+        sqlite3_prepare_v2(db->h, "INSERT INTO records VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)", -1, &s5, NULL)) {
         db_err(db, "prepare", e);
         goto fail;
     }
@@ -169,6 +176,29 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
         sqlite3_bind_double(s3, 15, u->ev.host_bits);
         if (sqlite3_step(s3) != SQLITE_DONE) { db_err(db, "insert unit_stats", e); goto fail; }
     }
+    for (int64_t i = 0; i < n_recs; i++) {
+        const es_rec_row *r = &recs[i];
+        sqlite3_reset(s5);
+        sqlite3_bind_int64(s5, 1, run_id);
+        sqlite3_bind_int64(s5, 2, r->record);
+        sqlite3_bind_int64(s5, 3, r->line);
+        sqlite3_bind_text(s5, 4, r->key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s5, 5, r->done ? "done" : "skipped", -1, SQLITE_STATIC);
+        if (r->done) sqlite3_bind_null(s5, 6);
+        else sqlite3_bind_text(s5, 6, r->reason, -1, SQLITE_STATIC);
+        if (r->done) {
+            sqlite3_bind_int64(s5, 7, r->prompt_tokens);
+            sqlite3_bind_int64(s5, 8, r->output_tokens);
+            sqlite3_bind_double(s5, 9, r->submit_ns);
+            sqlite3_bind_double(s5, 10, r->first_ns);
+            sqlite3_bind_double(s5, 11, r->done_ns);
+            sqlite3_bind_double(s5, 12, r->energy_j);
+        } else {
+            for (int k = 7; k <= 12; k++) sqlite3_bind_null(s5, k);
+        }
+        sqlite3_bind_int(s5, 13, r->tokens_estimated);
+        if (sqlite3_step(s5) != SQLITE_DONE) { db_err(db, "insert records", e); goto fail; }
+    }
     char now[32];
     utc_now(now, sizeof now);
     sqlite3_bind_text(s4, 1, now, -1, SQLITE_TRANSIENT);
@@ -183,6 +213,7 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
     sqlite3_finalize(s2);
     sqlite3_finalize(s3);
     sqlite3_finalize(s4);
+    sqlite3_finalize(s5);
     if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         db_err(db, "commit", e);
         sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
@@ -194,6 +225,7 @@ fail:
     sqlite3_finalize(s2);
     sqlite3_finalize(s3);
     sqlite3_finalize(s4);
+    sqlite3_finalize(s5);
     sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
     return -1;
 }

@@ -36,6 +36,19 @@ typedef struct es_unit_rec {
     es_events ev;          /* event counts */
 } es_unit_rec;
 
+typedef struct es_rec_row {
+    int64_t record;        /* index in the dataset, from 0 */
+    int64_t line;          /* its first line in the file */
+    char key[64];          /* its first field's value, truncated */
+    int done;              /* 1 evaluated, 0 skipped */
+    char reason[160];      /* why it was skipped */
+    int64_t prompt_tokens; /* rule (shared prefix) + record tokens */
+    int64_t output_tokens;
+    double submit_ns, first_ns, done_ns; /* SQ submission, first and last completion at the host */
+    double energy_j;       /* its tokens' energies */
+    int tokens_estimated;  /* token counts from the estimate, not a tokenizer */
+} es_rec_row;
+
 typedef struct es_run_info {
     const char *command;   /* "run" */
     const char *chip, *model;
@@ -50,8 +63,8 @@ void es_db_close(es_db *db);
 int es_db_begin_run(es_db *db, const es_run_info *ri, int64_t *run_id, es_err *e);
 int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_seq_rec *seqs,
                      int n_seqs, const es_token_rec *toks, int64_t n_toks,
-                     const es_unit_rec *units, int n_units, const char *summary_json,
-                     es_err *e);
+                     const es_unit_rec *units, int n_units, const es_rec_row *recs,
+                     int64_t n_recs, const char *summary_json, es_err *e);
 
 #ifdef __cplusplus
 }
