@@ -11,8 +11,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <sys/wait.h>
+#include <unordered_map>
 #include <unistd.h>
 #include <vector>
 #include <cjson/cJSON.h>
@@ -21,6 +23,7 @@
 #include "es_db.h"
 #include "es_stats.h"
 #include "es_top.h"
+#include "es_ctx.h"
 
 namespace es {
 
@@ -163,15 +166,102 @@ struct Compare {     // what the batch without prefix sharing measured
     int ok = 0;
 };
 
+// Reads records as the driver asks for them: renders each prompt, counts its
+// tokens, hands skipped records to on_skip and keeps what the results need
+// for the records in flight only.
+class Reader {
+public:
+    Reader(const Template &tp, int64_t rule_tokens, int64_t context, int64_t max_new, int64_t limit, bool sharing,
+           bool estimated)
+        : tp_(tp), rule_tokens_(rule_tokens), context_(context), max_new_(max_new), limit_(limit),
+          sharing_(sharing), estimated_(estimated)
+    {
+    }
+    ~Reader() { es_dataset_close(ds_); }
+    int open(const std::string &path, es_err *e) { return es_dataset_open(&ds_, path.c_str(), e); }
+    std::function<int(const es_rec_row &, es_err *)> on_skip;
+    int64_t accepted = 0, first_prompt = 0;
+    double body_sum = 0;
+
+    int next(int64_t &id, Request &req, es_err *e)
+    {
+        char reason[160];
+        for (;;) {
+            if (limit_ >= 0 && idx_ >= limit_) return 0;
+            es_record rec;
+            int rc = es_dataset_next(ds_, &rec, reason, sizeof reason, e);
+            if (rc == ES_REC_EOF) return 0;
+            if (rc == ES_REC_ERR) return -1;
+            es_rec_row row{};
+            row.record = idx_++;
+            row.line = rec.line;
+            row.tokens_estimated = estimated_;
+            if (rc == ES_REC_BAD) {
+                std::snprintf(row.reason, sizeof row.reason, "%s", reason);
+                if (on_skip && on_skip(row, e)) return -1;
+                continue;
+            }
+            std::snprintf(row.key, sizeof row.key, "%s", rec.n_fields ? rec.values[0] : "");
+            int64_t body = estimate_tokens(render(tp_, rec));
+            row.prompt_tokens = rule_tokens_ + body;
+            if (row.prompt_tokens + max_new_ > context_) {
+                std::snprintf(row.reason, sizeof row.reason,
+                              "line %lld: %lld prompt + %lld new tokens exceed the context window of %lld",
+                              (long long)rec.line, (long long)row.prompt_tokens, (long long)max_new_,
+                              (long long)context_);
+                if (on_skip && on_skip(row, e)) return -1;
+                continue;
+            }
+            row.done = 1;
+            row.output_tokens = max_new_;
+            id = row.record;
+            req.prompt = sharing_ ? body : row.prompt_tokens;
+            req.gen = max_new_;
+            if (accepted++ == 0) first_prompt = req.prompt;
+            body_sum += (double)body;
+            fly_.emplace(id, row);
+            return 1;
+        }
+    }
+
+    // The row of a finished record, removed from the in-flight table.
+    int finish(int64_t id, es_rec_row &row)
+    {
+        auto it = fly_.find(id);
+        if (it == fly_.end()) return -1;
+        row = it->second;
+        fly_.erase(it);
+        return 0;
+    }
+
+private:
+    const Template &tp_;
+    int64_t rule_tokens_, context_, max_new_, limit_;
+    bool sharing_, estimated_;
+    es_dataset *ds_ = nullptr;
+    int64_t idx_ = 0;
+    std::unordered_map<int64_t, es_rec_row> fly_;
+};
+
 // Run the batch without sharing in a child; the parent collects it later.
-pid_t start_compare(const Loaded &L, const Workload &w, int fd_out)
+pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp, int64_t rule_tokens,
+                    int64_t context, const Opts &o, bool estimated, int fd_out)
 {
     pid_t pid = fork();
     if (pid != 0) return pid;
     Compare c;
     RunResult r;
     es_err e{};
-    if (run_sim(&L.c, &L.m, w, r, &e) == 0) {
+    Reader rd(tp, rule_tokens, context, o.max_new, o.records, false, estimated);
+    Workload w;
+    w.source = [&](int64_t &id, Request &q, es_err *err) { return rd.next(id, q, err); };
+    w.sink = [&](const es_req_result &q, const SeqState &, es_err *) {
+        es_rec_row row;
+        return rd.finish(q.id, row);
+    };
+    w.keep_tokens = false;
+    w.policy = o.policy;
+    if (rd.open(data, &e) == 0 && run_sim(&L.c, &L.m, w, r, &e) == 0) {
         c.batch_ns = r.seconds * 1e9;
         c.prefill_passes = r.prefill_passes;
         c.max_in_flight = r.max_in_flight;
@@ -327,53 +417,9 @@ int cmd_eval(int argc, char **argv)
     int64_t rule_tokens = estimate_tokens(tp.prefix);
     int64_t context = std::min<int64_t>(L.m.max_pos, L.c.kv_slot_context);
 
-    // read the records
-    es_dataset *ds = nullptr;
-    if (es_dataset_open(&ds, data.c_str(), &e)) return fail();
-    std::vector<es_rec_row> rows;
-    Workload w, w_plain;
-    std::vector<int64_t> req_row; // row of each request
-    char reason[160];
-    for (int64_t idx = 0; o.records < 0 || idx < o.records; idx++) {
-        es_record rec;
-        int rc = es_dataset_next(ds, &rec, reason, sizeof reason, &e);
-        if (rc == ES_REC_EOF) break;
-        if (rc == ES_REC_ERR) {
-            es_dataset_close(ds);
-            return fail();
-        }
-        es_rec_row row{};
-        row.record = idx;
-        row.line = rec.line;
-        row.tokens_estimated = estimated;
-        if (rc == ES_REC_BAD) {
-            std::snprintf(row.reason, sizeof row.reason, "%s", reason);
-        } else {
-            std::snprintf(row.key, sizeof row.key, "%s", rec.n_fields ? rec.values[0] : "");
-            int64_t body = estimate_tokens(render(tp, rec));
-            row.prompt_tokens = rule_tokens + body;
-            if (row.prompt_tokens + o.max_new > context) {
-                std::snprintf(row.reason, sizeof row.reason,
-                              "line %lld: %lld prompt + %lld new tokens exceed the context window of %lld",
-                              (long long)rec.line, (long long)row.prompt_tokens, (long long)o.max_new,
-                              (long long)context);
-            } else {
-                row.done = 1;
-                row.output_tokens = o.max_new;
-                req_row.push_back((int64_t)rows.size());
-                w.reqs.push_back(Request{sharing ? body : row.prompt_tokens, o.max_new});
-                w_plain.reqs.push_back(Request{row.prompt_tokens, o.max_new});
-            }
-        }
-        rows.push_back(row);
-    }
-    es_dataset_close(ds);
-    int64_t done = (int64_t)w.reqs.size(), skipped = (int64_t)rows.size() - done;
-    w.prefix = sharing ? rule_tokens : 0;
-    w.policy = w_plain.policy = o.policy;
-    w.progress = isatty(2) != 0 && !o.json;
-
-    // the database first: an unwritable path fails before any work
+    // records are read as the driver admits them; memory holds only those in flight
+    int64_t done = 0, skipped = 0;
+    std::vector<es_rec_row> shown_skips;
     es_db *db = nullptr;
     int64_t run_id = 0;
     struct DbClose {
@@ -389,54 +435,68 @@ int cmd_eval(int argc, char **argv)
             cJSON_free(b);
         }
     } fr{chip_json, proc_json};
+    // the database first: an unwritable path fails before any work
     if (!o.no_db) {
-        es_run_info ri{"eval", L.c.name, L.m.name, rule_tokens, o.max_new, done, chip_json, proc_json};
-        if (es_db_open(&db, o.db.c_str(), &e) || es_db_begin_run(db, &ri, &run_id, &e)) return fail();
+        es_run_info ri{"eval", L.c.name, L.m.name, rule_tokens, o.max_new, 0, chip_json, proc_json};
+        if (es_db_open(&db, o.db.c_str(), &e) || es_db_begin_run(db, &ri, &run_id, &e) || es_db_stream_begin(db, &e))
+            return fail();
     }
+    Reader rd(tp, rule_tokens, context, o.max_new, o.records, sharing, estimated);
+    if (rd.open(data, &e)) return fail();
+    rd.on_skip = [&](const es_rec_row &row, es_err *err) {
+        skipped++;
+        if (shown_skips.size() < 5) shown_skips.push_back(row);
+        return db ? es_db_put_record(db, run_id, &row, err) : 0;
+    };
+    std::vector<double> lat;
+    double first100 = 0;
+    Workload w;
+    w.source = [&](int64_t &id, Request &r, es_err *err) { return rd.next(id, r, err); };
+    w.sink = [&](const es_req_result &q, const SeqState &st, es_err *err) {
+        es_rec_row row{};
+        if (rd.finish(q.id, row)) return es_fail(err, "driver: finished record %lld was never read", (long long)q.id);
+        row.submit_ns = q.submit_ns;
+        row.first_ns = q.first_ns;
+        row.done_ns = q.done_ns;
+        row.energy_j = st.energy_j;
+        lat.push_back(q.done_ns - q.submit_ns);
+        if (++done == 100) first100 = q.done_ns;
+        return db ? es_db_put_record(db, run_id, &row, err) : 0;
+    };
+    w.keep_tokens = false;
+    w.prefix = sharing ? rule_tokens : 0;
+    w.policy = o.policy;
+    w.progress = false;
 
     Compare cmp;
     pid_t child = -1;
     int pipefd[2] = {-1, -1};
-    if (sharing && o.compare && done > 0 && pipe(pipefd) == 0) {
+    if (sharing && o.compare && pipe(pipefd) == 0) {
         std::fflush(nullptr);
-        child = start_compare(L, w_plain, pipefd[1]);
+        child = start_compare(L, data, tp, rule_tokens, context, o, estimated, pipefd[1]);
         close(pipefd[1]);
     }
     RunResult r;
     auto t0 = std::chrono::steady_clock::now();
-    if (done > 0 && run_sim(&L.c, &L.m, w, r, &e)) return fail();
+    if (run_sim(&L.c, &L.m, w, r, &e)) {
+        if (child > 0) waitpid(child, nullptr, 0);
+        return fail();
+    }
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (child > 0) {
         ssize_t got = read(pipefd[0], &cmp, sizeof cmp);
         close(pipefd[0]);
-        int st = 0;
-        waitpid(child, &st, 0);
+        waitpid(child, nullptr, 0);
         if (got != (ssize_t)sizeof cmp) cmp.ok = 0;
         wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
-
-    // per-record results
-    std::vector<double> lat, done_at;
-    for (size_t i = 0; i < r.reqs.size(); i++) {
-        es_rec_row &row = rows[(size_t)req_row[i]];
-        const es_req_result &q = r.reqs[i];
-        row.submit_ns = q.submit_ns;
-        row.first_ns = q.first_ns;
-        row.done_ns = q.done_ns;
-        row.energy_j = r.seqs[i].energy_j;
-        lat.push_back(q.done_ns - q.submit_ns);
-        done_at.push_back(q.done_ns);
-    }
-    std::sort(done_at.begin(), done_at.end());
     double batch_ns = done > 0 ? r.seconds * 1e9 : 0;
-    double first100 = done_at.empty() ? 0 : done_at[std::min<size_t>(100, done_at.size()) - 1];
+    if (done > 0 && done < 100) first100 = batch_ns;
     double p50 = es_percentile(lat.data(), lat.size(), 50), p95 = es_percentile(lat.data(), lat.size(), 95),
            p99 = es_percentile(lat.data(), lat.size(), 99);
     int64_t out_tokens = r.tokens;
     // KV slots at the batch's mean sizes, with and without the shared prefix
-    double mean_body = 0;
-    for (const auto &q : w.reqs) mean_body += (double)(sharing ? q.prompt : q.prompt - rule_tokens);
-    mean_body = done ? mean_body / (double)done : 0;
+    double mean_body = done ? rd.body_sum / (double)rd.accepted : 0;
     int64_t cap = es_chip_kv_positions(&L.c, &L.m);
     int64_t slots_plain = (int64_t)((double)cap / (mean_body + (double)rule_tokens + (double)o.max_new));
     int64_t slots_shared = (int64_t)((double)(cap - rule_tokens) / (mean_body + (double)o.max_new));
@@ -483,7 +543,7 @@ int cmd_eval(int argc, char **argv)
     /* the oracle for a uniform batch: the busiest unit's total occupancy, plus at most one fill */
     if (done > 0) {
         double busy = 0, fill = 0;
-        es_an_batch(&L.c, &L.m, done, w.prefix, w.reqs[0].prompt, o.max_new, &busy, &fill);
+        es_an_batch(&L.c, &L.m, done, w.prefix, rd.first_prompt, o.max_new, &busy, &fill);
         cJSON *an = cJSON_AddObjectToObject(j, "analytic");
         cJSON_AddNumberToObject(an, "busy_ns", busy * 1e9 / L.c.clock_hz);
         cJSON_AddNumberToObject(an, "fill_ns", fill * 1e9 / L.c.clock_hz);
@@ -492,9 +552,8 @@ int cmd_eval(int argc, char **argv)
     cJSON_AddNumberToObject(j, "sim_wall_s", wall);
     char *summary = cJSON_PrintUnformatted(j);
     int rc = 0;
-    if (db && es_db_finish_run(db, run_id, (double)r.cycles, r.seqs.data(), (int)r.seqs.size(), r.toks.data(),
-                               (int64_t)r.toks.size(), r.units.data(), (int)r.units.size(), rows.data(),
-                               (int64_t)rows.size(), summary, &e)) {
+    if (db && es_db_finish_run(db, run_id, (double)r.cycles, nullptr, 0, nullptr, 0, r.units.data(),
+                               (int)r.units.size(), nullptr, 0, summary, &e)) {
         std::fprintf(stderr, "etchsim eval: %s\n", e.msg);
         rc = 1;
     }
@@ -532,12 +591,8 @@ int cmd_eval(int argc, char **argv)
                         sharing ? "on" : "off", (long long)(sharing ? slots_shared : slots_plain),
                         (long long)slots_shared);
         std::printf("  %-34s %.2f s\n", "host wall time", wall);
-        if (skipped) {
-            int shown = 0;
-            for (const auto &row : rows)
-                if (!row.done && shown++ < 5) std::printf("  skipped record %lld: %s\n", (long long)row.record, row.reason);
-            if (skipped > 5) std::printf("  ... %lld more skipped records in the database\n", (long long)(skipped - 5));
-        }
+        for (const auto &row : shown_skips) std::printf("  skipped record %lld: %s\n", (long long)row.record, row.reason);
+        if (skipped > 5) std::printf("  ... %lld more skipped records%s\n", (long long)(skipped - 5), db ? " in the database" : "");
         if (db) std::printf("  logged as run %lld in %s (table records)\n", (long long)run_id, o.db.c_str());
     }
     cJSON_Delete(j);

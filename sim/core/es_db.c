@@ -12,6 +12,8 @@
 struct es_db {
     sqlite3 *h;
     char path[512];
+    int in_tx;                /* the closing transaction is open */
+    sqlite3_stmt *rec;        /* INSERT INTO records, while streaming */
 };
 
 static const char *SCHEMA =
@@ -74,8 +76,53 @@ int es_db_open(es_db **out, const char *path, es_err *e)
 void es_db_close(es_db *db)
 {
     if (!db) return;
+    sqlite3_finalize(db->rec);
+    if (db->in_tx) sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
     if (db->h) sqlite3_close(db->h);
     free(db);
+}
+
+static const char *REC_SQL = "INSERT INTO records VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)";
+
+int es_db_stream_begin(es_db *db, es_err *e)
+{
+    if (db->in_tx) return 0;
+    if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(db, "cannot begin the closing transaction", e);
+    db->in_tx = 1;
+    if (sqlite3_prepare_v2(db->h, REC_SQL, -1, &db->rec, NULL) != SQLITE_OK) return db_err(db, "prepare", e);
+    return 0;
+}
+
+static int bind_record(sqlite3_stmt *s5, int64_t run_id, const es_rec_row *r)
+{
+    sqlite3_reset(s5);
+    sqlite3_bind_int64(s5, 1, run_id);
+    sqlite3_bind_int64(s5, 2, r->record);
+    sqlite3_bind_int64(s5, 3, r->line);
+    sqlite3_bind_text(s5, 4, r->key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s5, 5, r->done ? "done" : "skipped", -1, SQLITE_STATIC);
+    if (r->done) sqlite3_bind_null(s5, 6);
+    else sqlite3_bind_text(s5, 6, r->reason, -1, SQLITE_TRANSIENT);
+    if (r->done) {
+        sqlite3_bind_int64(s5, 7, r->prompt_tokens);
+        sqlite3_bind_int64(s5, 8, r->output_tokens);
+        sqlite3_bind_double(s5, 9, r->submit_ns);
+        sqlite3_bind_double(s5, 10, r->first_ns);
+        sqlite3_bind_double(s5, 11, r->done_ns);
+        sqlite3_bind_double(s5, 12, r->energy_j);
+    } else {
+        for (int k = 7; k <= 12; k++) sqlite3_bind_null(s5, k);
+    }
+    sqlite3_bind_int(s5, 13, r->tokens_estimated);
+    return sqlite3_step(s5) == SQLITE_DONE ? 0 : -1;
+}
+
+int es_db_put_record(es_db *db, int64_t run_id, const es_rec_row *r, es_err *e)
+{
+    if (!db->in_tx && es_db_stream_begin(db, e)) return -1;
+    if (bind_record(db->rec, run_id, r)) return db_err(db, "insert records", e);
+    return 0;
 }
 
 static void utc_now(char *buf, size_t n)
@@ -118,15 +165,16 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
                      const char *summary_json, es_err *e)
 {
     sqlite3_stmt *s1 = NULL, *s2 = NULL, *s3 = NULL, *s4 = NULL, *s5 = NULL;
-    if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    if (!db->in_tx && sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return db_err(db, "cannot begin the closing transaction", e);
+    db->in_tx = 1;
     if (sqlite3_prepare_v2(db->h, "INSERT INTO sequences VALUES(?,?,?,?,?,?,?,?,?,?)", -1, &s1, NULL) ||
         sqlite3_prepare_v2(db->h, "INSERT INTO tokens VALUES(?,?,?,?,?,?)", -1, &s2, NULL) ||
         sqlite3_prepare_v2(db->h, "INSERT INTO unit_stats VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &s3, NULL) ||
         sqlite3_prepare_v2(db->h, "UPDATE runs SET status='complete', finished_utc=?, cycles=?,"
                                   " summary=? WHERE id=? AND status='running'", -1, &s4, NULL) ||
-        sqlite3_prepare_v2(db->h, "INSERT INTO records VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)", -1, &s5, NULL)) {
+        sqlite3_prepare_v2(db->h, REC_SQL, -1, &s5, NULL)) {
         db_err(db, "prepare", e);
         goto fail;
     }
@@ -176,29 +224,8 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
         sqlite3_bind_double(s3, 15, u->ev.host_bits);
         if (sqlite3_step(s3) != SQLITE_DONE) { db_err(db, "insert unit_stats", e); goto fail; }
     }
-    for (int64_t i = 0; i < n_recs; i++) {
-        const es_rec_row *r = &recs[i];
-        sqlite3_reset(s5);
-        sqlite3_bind_int64(s5, 1, run_id);
-        sqlite3_bind_int64(s5, 2, r->record);
-        sqlite3_bind_int64(s5, 3, r->line);
-        sqlite3_bind_text(s5, 4, r->key, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s5, 5, r->done ? "done" : "skipped", -1, SQLITE_STATIC);
-        if (r->done) sqlite3_bind_null(s5, 6);
-        else sqlite3_bind_text(s5, 6, r->reason, -1, SQLITE_STATIC);
-        if (r->done) {
-            sqlite3_bind_int64(s5, 7, r->prompt_tokens);
-            sqlite3_bind_int64(s5, 8, r->output_tokens);
-            sqlite3_bind_double(s5, 9, r->submit_ns);
-            sqlite3_bind_double(s5, 10, r->first_ns);
-            sqlite3_bind_double(s5, 11, r->done_ns);
-            sqlite3_bind_double(s5, 12, r->energy_j);
-        } else {
-            for (int k = 7; k <= 12; k++) sqlite3_bind_null(s5, k);
-        }
-        sqlite3_bind_int(s5, 13, r->tokens_estimated);
-        if (sqlite3_step(s5) != SQLITE_DONE) { db_err(db, "insert records", e); goto fail; }
-    }
+    for (int64_t i = 0; i < n_recs; i++)
+        if (bind_record(s5, run_id, &recs[i])) { db_err(db, "insert records", e); goto fail; }
     char now[32];
     utc_now(now, sizeof now);
     sqlite3_bind_text(s4, 1, now, -1, SQLITE_TRANSIENT);
@@ -214,11 +241,15 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
     sqlite3_finalize(s3);
     sqlite3_finalize(s4);
     sqlite3_finalize(s5);
+    sqlite3_finalize(db->rec);
+    db->rec = NULL;
     if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         db_err(db, "commit", e);
         sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+        db->in_tx = 0;
         return -1;
     }
+    db->in_tx = 0;
     return 0;
 fail:
     sqlite3_finalize(s1);
@@ -226,6 +257,9 @@ fail:
     sqlite3_finalize(s3);
     sqlite3_finalize(s4);
     sqlite3_finalize(s5);
+    sqlite3_finalize(db->rec);
+    db->rec = NULL;
     sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+    db->in_tx = 0;
     return -1;
 }

@@ -61,6 +61,11 @@ typedef struct es_db es_db;
 int es_db_open(es_db **db, const char *path, es_err *e);
 void es_db_close(es_db *db);
 int es_db_begin_run(es_db *db, const es_run_info *ri, int64_t *run_id, es_err *e);
+/* Open the closing transaction early, to stream records into it during a
+ * run (es_db_put_record); es_db_finish_run then commits it. A run killed in
+ * between leaves the transaction uncommitted: nothing of it is kept. */
+int es_db_stream_begin(es_db *db, es_err *e);
+int es_db_put_record(es_db *db, int64_t run_id, const es_rec_row *r, es_err *e);
 int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_seq_rec *seqs,
                      int n_seqs, const es_token_rec *toks, int64_t n_toks,
                      const es_unit_rec *units, int n_units, const es_rec_row *recs,

@@ -22,16 +22,17 @@ enum { ES_POLICY_FCFS = 0, ES_POLICY_SPF = 1 };      /* first come first served,
 
 typedef struct es_sqe {      /* 64 bytes, as the device reads it */
     uint32_t opcode;         /* ES_SQE_SEQ or ES_SQE_PREFIX */
-    uint32_t seq;            /* request id */
+    uint32_t seq;            /* sequence id: a slot the host reuses once a request is done */
     uint32_t prompt_tokens;  /* tokens to prefill (after the shared prefix) */
     uint32_t max_new;        /* tokens to generate; 0 for a prefix */
     uint32_t start_pos;      /* first position: the shared prefix length, or 0 */
     uint32_t kv_positions;   /* KV positions the sequence holds while in flight */
-    uint8_t reserved[40];
+    uint32_t tag;            /* the host's request id (low 32 bits), echoed in logs */
+    uint8_t reserved[36];
 } es_sqe;
 
 typedef struct es_cqe {      /* 16 bytes, as the device writes it */
-    uint32_t seq;            /* request id */
+    uint32_t seq;            /* sequence id (slot) */
     uint32_t token;          /* token id (timing mode: 0) */
     uint16_t idx;            /* output index of the token */
     uint16_t flags;          /* ES_CQE_FIRST, ES_CQE_LAST */
@@ -57,10 +58,12 @@ typedef struct es_drv_cfg {
     int policy;              /* ES_POLICY_FCFS or ES_POLICY_SPF */
     int64_t prefix_tokens;   /* shared prefix computed once per batch; 0: none */
     int sq_depth, cq_depth;  /* ring sizes (entries) */
+    int window;              /* requests read ahead from the source; SPF picks the
+                                shortest among them (FCFS: 1 is enough) */
 } es_drv_cfg;
 
 typedef struct es_req_result {
-    int64_t id;              /* as given to es_drv_add */
+    int64_t id;              /* as the source gave it */
     int64_t prompt_tokens;   /* tokens after the shared prefix */
     int64_t max_new;
     double submit_ns;        /* written to the SQ */
@@ -69,28 +72,38 @@ typedef struct es_req_result {
     int64_t tokens;          /* completions received */
 } es_req_result;
 
+/* Where requests come from and where finished ones go. The driver pulls
+ * requests only as it can admit them, so a batch of any size takes memory
+ * for its window and its sequences in flight only. */
+typedef struct es_drv_source {
+    /* 1 and the next request, 0 when there are no more, -1 on error (e filled) */
+    int (*next)(void *arg, int64_t *id, int64_t *prompt_tokens, int64_t *max_new, es_err *e);
+    /* a request's last completion was read; slot is the SQ sequence id it had */
+    int (*done)(void *arg, const es_req_result *r, uint32_t slot, es_err *e);
+    void *arg;
+} es_drv_source;
+
 typedef struct es_drv es_drv;
 
 es_drv *es_drv_open(const es_drv_cfg *cfg, const es_dev_ops *ops, void *dev, es_err *e);
 void es_drv_close(es_drv *d);
-/* Queue a request with the scheduler (not yet on the SQ). Fails when it
- * could never fit the KV capacity. */
-int es_drv_add(es_drv *d, int64_t id, int64_t prompt_tokens, int64_t max_new, es_err *e);
 /* Asynchronous primitives. submit: 0, or -1 when the SQ is full. */
 int es_drv_submit(es_drv *d, const es_sqe *s);
 int es_drv_poll(es_drv *d, es_cqe *out, int max);
 void es_drv_wait(es_drv *d);
 /* The scheduler loop: submits the prefix (if any), then requests in policy
- * order as KV capacity frees, until every request has its last token. */
-int es_drv_run(es_drv *d, es_err *e);
+ * order as KV capacity frees, until the source is empty and every request
+ * has its last token. Sequence ids (slots) are reused once a request is done;
+ * the prefix, if any, holds slot 0. A request that could never fit the KV
+ * capacity is an error. */
+int es_drv_run(es_drv *d, const es_drv_source *src, es_err *e);
 /* Device side. pop: 1 and the entry, or 0 when the SQ is empty. push: 0, or
  * -1 when the CQ is full (the device must wait and retry). */
 int es_drv_sq_pop(es_drv *d, es_sqe *out);
 int es_drv_cq_push(es_drv *d, const es_cqe *c);
-/* Results, in es_drv_add order. */
-const es_req_result *es_drv_results(const es_drv *d, int64_t *n);
 int64_t es_drv_max_in_flight(const es_drv *d);  /* most sequences in flight at once */
 int64_t es_drv_max_kv_used(const es_drv *d);    /* most KV positions held at once */
+int64_t es_drv_slots(const es_drv *d);          /* sequence ids ever used (prefix included) */
 
 #ifdef __cplusplus
 }

@@ -51,20 +51,33 @@ void Ctx::charge(es_unit_rec *u, int32_t seq, const es_events &ev)
     seqs[(size_t)seq].pending_j += j;
 }
 
-int64_t Ctx::sample(int32_t seq)
+SeqState &Ctx::seq(uint32_t slot)
 {
-    SeqState &s = seqs[(size_t)seq];
+    while (seqs.size() <= slot) seqs.emplace_back();
+    return seqs[slot];
+}
+
+void Ctx::sample(int32_t seq_id, Item &cpl)
+{
+    SeqState &s = seqs[(size_t)seq_id];
     int64_t t = now();
-    es_token_rec r;
-    std::memset(&r, 0, sizeof r);
-    r.seq = seq;
-    r.idx = (int32_t)s.produced++;
-    r.energy_j = s.pending_j + static_w * (double)(t - last_sample) / c->clock_hz;
+    double j = s.pending_j + static_w * (double)(t - last_sample) / c->clock_hz;
     s.pending_j = 0;
     last_sample = t;
-    toks.push_back(r);
-    tok_cycle.push_back(-1);
-    return (int64_t)toks.size() - 1;
+    cpl.tok_idx = (int32_t)s.produced++;
+    cpl.tok_j = j;
+    cpl.tok_rec = -1;
+    sampled++;
+    if (keep_tokens) {
+        es_token_rec r;
+        std::memset(&r, 0, sizeof r);
+        r.seq = (int32_t)s.tag;
+        r.idx = cpl.tok_idx;
+        r.energy_j = j;
+        toks.push_back(r);
+        tok_cycle.push_back(-1);
+        cpl.tok_rec = (int64_t)toks.size() - 1;
+    }
 }
 
 } // namespace es

@@ -25,7 +25,9 @@ struct Item {
     bool final_chunk = false; // last prompt chunk: its last token goes on to the head
     bool decode = false;     // a fed-back output token
     int64_t ready = 0;       // cycle at which it has arrived (link latency)
-    int64_t tok_rec = -1;    // completions: index into Ctx::toks
+    int64_t tok_rec = -1;    // completions: index into Ctx::toks (when kept)
+    int32_t tok_idx = 0;     // completions: output index of the token
+    double tok_j = 0;        // completions: the token's energy so far
     bool operator==(const Item &o) const { return seq == o.seq && n == o.n && pos == o.pos; }
 };
 std::ostream &operator<<(std::ostream &os, const Item &it);
@@ -34,10 +36,13 @@ struct SeqState {
     int64_t prompt = 0, gen = 0;  // tokens prefilled (after any shared prefix), tokens out
     int64_t start = 0;            // position of the first prompt token (shared prefix length)
     int64_t kv = 0;               // KV positions held while in flight
+    uint32_t tag = 0;             // the host's request id
     int64_t produced = 0;         // tokens sampled so far
     int64_t admit = -1;           // cycle a KV slot was granted
+    int64_t first_arrival = -1;   // cycle the first token reached the host
     int64_t last_arrival = -1;    // cycle the previous token reached the host
     double pending_j = 0;         // dynamic energy not yet attributed to a token
+    double energy_j = 0;          // energy of its tokens so far
 };
 
 class Ctx {
@@ -48,9 +53,11 @@ public:
     sc_core::sc_time period;          // one clock cycle
     double dyn_scale;                 // card joules per chip joule (1 / VR efficiency)
     double static_w;                  // leakage / VR efficiency + board static
-    std::vector<SeqState> seqs;
+    std::deque<SeqState> seqs;        // by sequence id (slot); deque: stable references as it grows
+    bool keep_tokens = true;          // keep a record per token (run); eval keeps per-sequence sums
     std::vector<es_token_rec> toks;
     std::vector<int64_t> tok_cycle;   // arrival cycle at the host, per toks entry
+    int64_t sampled = 0;              // tokens sampled
     std::deque<es_unit_rec> units;    // deque: stable addresses
     int64_t last_sample = 0;          // cycle of the previous sample, for static shares
     int64_t end_cycle = 0;            // last arrival at the host
@@ -66,10 +73,13 @@ public:
     void wait_cycles(int64_t n) const;
     void wait_until(int64_t cycle) const;
     es_unit_rec *unit(const char *name);
+    // The state of sequence id `slot`, created on first use.
+    SeqState &seq(uint32_t slot);
     // Count an item's events on a unit and on the sequence that caused them.
     void charge(es_unit_rec *u, int32_t seq, const es_events &ev);
-    // The sampler produced the next token of seq now; returns its record index.
-    int64_t sample(int32_t seq);
+    // The sampler produced the next token of seq now. Fills the completion
+    // item's token index, energy and (when tokens are kept) record index.
+    void sample(int32_t seq, Item &cpl);
     // KV accounting on the device: a sequence takes its positions when fetched
     // and gives them back when its last token is sampled. Overflow is an error.
     void kv_take(int64_t n);

@@ -61,7 +61,7 @@ void Head::run()
         stat_->busy_cycles += ctx_.now() - start;
         ctx_.charge(stat_, it.seq, ev);
         Item cpl = it;
-        cpl.tok_rec = ctx_.sample(it.seq);
+        ctx_.sample(it.seq, cpl);
         cpl.ready = ctx_.now();
         SeqState &s = ctx_.seqs[(size_t)it.seq];
         if (s.produced < s.gen) {

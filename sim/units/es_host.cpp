@@ -19,15 +19,17 @@ void HostDevice::fetch()
     for (;;) {
         es_sqe q;
         while (!es_drv_sq_pop(drv, &q)) sc_core::wait(doorbell);
-        if (q.seq >= ctx_.seqs.size()) {
-            ctx_.fail("device: SQ entry names sequence %u of %zu", q.seq, ctx_.seqs.size());
+        if (q.seq > (1u << 24)) {
+            ctx_.fail("device: SQ entry names sequence %u", q.seq);
             return;
         }
-        SeqState &s = ctx_.seqs[q.seq];
+        SeqState &s = ctx_.seq(q.seq);
+        s = SeqState();
         s.prompt = q.prompt_tokens;
         s.gen = q.max_new;
         s.start = q.start_pos;
         s.kv = q.kv_positions;
+        s.tag = q.tag;
         s.admit = ctx_.now();
         ctx_.kv_take(s.kv);
         if (q.opcode == ES_SQE_SEQ && ++ctx_.in_flight > ctx_.max_in_flight) ctx_.max_in_flight = ctx_.in_flight;
@@ -64,19 +66,23 @@ void HostDevice::complete()
         stat_->items++;
         stat_->tokens++;
         stat_->busy_cycles += ctx_.now() - start;
-        es_token_rec &r = ctx_.toks[(size_t)it.tok_rec];
-        r.energy_j += j;
-        r.t_ns = ctx_.cycles_to_ns((double)arrive);
-        ctx_.tok_cycle[(size_t)it.tok_rec] = arrive;
         SeqState &s = ctx_.seqs[(size_t)it.seq];
         int64_t prev = s.last_arrival < 0 ? 0 : s.last_arrival; /* the batch starts at cycle 0 */
-        r.latency_ns = ctx_.cycles_to_ns((double)(arrive - prev));
+        if (it.tok_rec >= 0) {
+            es_token_rec &r = ctx_.toks[(size_t)it.tok_rec];
+            r.energy_j += j;
+            r.t_ns = ctx_.cycles_to_ns((double)arrive);
+            r.latency_ns = ctx_.cycles_to_ns((double)(arrive - prev));
+            ctx_.tok_cycle[(size_t)it.tok_rec] = arrive;
+        }
+        s.energy_j += it.tok_j + j;
+        if (it.tok_idx == 0) s.first_arrival = arrive;
         s.last_arrival = arrive;
         if (arrive > ctx_.end_cycle) ctx_.end_cycle = arrive;
         es_cqe q{};
         q.seq = (uint32_t)it.seq;
-        q.idx = (uint16_t)r.idx;
-        q.flags = (uint16_t)((r.idx == 0 ? ES_CQE_FIRST : 0) | (r.idx + 1 == s.gen ? ES_CQE_LAST : 0));
+        q.idx = (uint16_t)it.tok_idx;
+        q.flags = (uint16_t)((it.tok_idx == 0 ? ES_CQE_FIRST : 0) | (it.tok_idx + 1 == s.gen ? ES_CQE_LAST : 0));
         in_transit_.emplace_back(arrive, q);
         transit_event_.notify(sc_core::SC_ZERO_TIME);
         done++;
@@ -113,7 +119,7 @@ HostProgram::HostProgram(sc_core::sc_module_name nm, Ctx &ctx, HostDevice &dev)
 void HostProgram::main()
 {
     es_err e{};
-    if (es_drv_run(dev_.drv, &e)) ctx_.fail("%s", e.msg);
+    if (es_drv_run(dev_.drv, src, &e)) ctx_.fail("%s", e.msg);
 }
 
 } // namespace es

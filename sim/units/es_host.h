@@ -37,6 +37,7 @@ class HostProgram : public sc_core::sc_module {
 public:
     HostProgram(sc_core::sc_module_name nm, Ctx &ctx, HostDevice &dev);
     SC_HAS_PROCESS(HostProgram);
+    const es_drv_source *src = nullptr;   // set before the simulation starts
 
 private:
     void main();

@@ -3,6 +3,7 @@
 // with the sampled token going back to embed over the feedback link and
 // out to the host over the completion path.
 #include "es_top.h"
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -25,6 +26,7 @@ struct Chip {
     std::vector<std::unique_ptr<sc_core::sc_semaphore>> kv_groups;
     std::unique_ptr<sc_core::sc_mutex> rom;
     HostDevice *dev = nullptr;
+    HostProgram *prog = nullptr;
 
     Fifo *fifo(const std::string &name, int depth)
     {
@@ -44,12 +46,12 @@ struct Chip {
         int depth = (int)c->fifo_depth;
         int64_t tiles = es_chip_tiles(c, m);
         if (m->tied) rom.reset(new sc_core::sc_mutex("head_rom"));
-        /* the feedback path never blocks the head: it holds one token per sequence at most */
-        int64_t most = (int64_t)ctx.seqs.size() < ctx.kv_cap ? (int64_t)ctx.seqs.size() : ctx.kv_cap;
-        int ring = (int)most + 1;
+        /* the feedback path never blocks the head: it holds one token per sequence
+         * in flight at most, and the KV holds at most kv_cap sequences */
+        int ring = (int)(ctx.kv_cap < (1 << 20) ? ctx.kv_cap : (1 << 20)) + 1;
 
         HostDevice *host = dev = add(new HostDevice("host", ctx));
-        add(new HostProgram("host_program", ctx, *host));
+        prog = add(new HostProgram("host_program", ctx, *host));
         Link *hl = add(new Link("host_link", ctx, 0, true));
         Embed *emb = add(new Embed("embed", ctx, &m->ops[0], rom.get()));
         Link *fb = add(new Link("feedback", ctx, c->token_id_bits, false));
@@ -113,18 +115,64 @@ double op_now_ns(void *) { return sc_core::sc_time_stamp().to_seconds() * 1e9; }
 const es_dev_ops dev_ops = {op_doorbell, op_wait, op_now_ns};
 } // namespace
 
+namespace {
+
+struct SourceCtx {             // adapts a Workload to the driver's C callbacks
+    const Workload *w;
+    Ctx *ctx;
+    size_t next = 0;
+    RunResult *r;
+};
+
+int src_next(void *arg, int64_t *id, int64_t *prompt, int64_t *max_new, es_err *e)
+{
+    SourceCtx *s = static_cast<SourceCtx *>(arg);
+    Request q;
+    if (s->w->source) {
+        int rc = s->w->source(*id, q, e);
+        if (rc <= 0) return rc;
+    } else {
+        if (s->next >= s->w->reqs.size()) return 0;
+        *id = (int64_t)s->next;
+        q = s->w->reqs[s->next++];
+    }
+    *prompt = q.prompt;
+    *max_new = q.gen;
+    return 1;
+}
+
+int src_done(void *arg, const es_req_result *q, uint32_t slot, es_err *e)
+{
+    SourceCtx *s = static_cast<SourceCtx *>(arg);
+    const SeqState &st = s->ctx->seqs[slot];
+    if (s->w->sink) return s->w->sink(*q, st, e);
+    es_seq_rec rec{};
+    rec.id = (int32_t)q->id;
+    rec.prompt = st.prompt + st.start;
+    rec.gen = st.gen;
+    rec.submit_ns = 0;
+    rec.admit_ns = s->ctx->cycles_to_ns((double)st.admit);
+    rec.first_ns = q->first_ns;
+    rec.done_ns = q->done_ns;
+    rec.energy_j = st.energy_j;
+    s->r->seqs.push_back(rec);
+    s->r->reqs.push_back(*q);
+    return 0;
+}
+
+} // namespace
+
 int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r, es_err *e)
 {
     es_area_compute(c, m, &r.area);
     if (w.an_prompt > 0) es_an_summarize(c, m, w.an_prompt, w.an_gen, &r.an);
     Ctx ctx(c, m, &r.area);
-    size_t n = w.reqs.size();
-    ctx.seqs.resize(n + (w.prefix > 0 ? 1 : 0));
     ctx.kv_cap = es_chip_kv_positions(c, m);
+    ctx.keep_tokens = w.keep_tokens;
     int64_t total = 0;
     for (const auto &q : w.reqs) total += q.gen;
-    ctx.toks.reserve((size_t)total);
-    ctx.progress = w.progress;
+    if (w.keep_tokens) ctx.toks.reserve((size_t)total);
+    ctx.progress = w.progress && !w.source;
     ctx.total_tokens = total;
     Chip chip(ctx);
     es_drv_cfg dc{};
@@ -133,85 +181,76 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     dc.prefix_tokens = w.prefix;
     dc.sq_depth = 256;
     dc.cq_depth = 4096;
+    dc.window = w.window;
     es_drv *drv = es_drv_open(&dc, &dev_ops, chip.dev, e);
     if (!drv) return -1;
-    for (size_t i = 0; i < n; i++)
-        if (es_drv_add(drv, (int64_t)i, w.reqs[i].prompt, w.reqs[i].gen, e)) {
-            es_drv_close(drv);
-            return -1;
-        }
+    SourceCtx sc{&w, &ctx, 0, &r};
+    es_drv_source src{src_next, src_done, &sc};
     chip.dev->drv = drv;
+    chip.prog->src = &src;
     sc_core::sc_start();
-    if (w.progress) std::fprintf(stderr, "\r%60s\r", "");
-    int64_t nres = 0;
-    const es_req_result *res = es_drv_results(drv, &nres);
-    r.reqs.assign(res, res + nres);
+    if (ctx.progress) std::fprintf(stderr, "\r%60s\r", "");
+    r.max_in_flight = ctx.max_in_flight;
     es_drv_close(drv);
     if (!ctx.error.empty()) return es_fail(e, "%s", ctx.error.c_str());
 
     r.clock_hz = c->clock_hz;
     r.cycles = ctx.end_cycle;
     r.seconds = (double)r.cycles / c->clock_hz;
-    r.tokens = (int64_t)ctx.toks.size();
-    if (r.tokens != total)
+    r.tokens = ctx.sampled;
+    if (!w.source && r.tokens != total)
         return es_fail(e, "simulation ended with %lld of %lld tokens produced (deadlock)", (long long)r.tokens,
                        (long long)total);
-    r.max_in_flight = ctx.max_in_flight;
     r.kv_positions = ctx.kv_cap;
     r.kv_max_used = ctx.kv_max_used;
     r.prefill_passes = ctx.prefill_passes;
     r.static_w = ctx.static_w;
 
-    // per-sequence records and decode rates
-    std::vector<int64_t> first(n, -1), last(n, -1);
-    std::vector<double> inter;
-    inter.reserve(ctx.toks.size());
-    r.seqs.resize(n);
-    for (size_t i = 0; i < n; i++) {
-        es_seq_rec &q = r.seqs[i];
-        q.id = (int32_t)i;
-        q.prompt = ctx.seqs[i].prompt + ctx.seqs[i].start;
-        q.gen = ctx.seqs[i].gen;
-        q.submit_ns = 0;
-        q.admit_ns = ctx.cycles_to_ns((double)ctx.seqs[i].admit);
-    }
-    std::vector<int64_t> prev(n, -1);
-    for (size_t k = 0; k < ctx.toks.size(); k++) {
-        const es_token_rec &t = ctx.toks[k];
-        size_t s = (size_t)t.seq;
-        int64_t cyc = ctx.tok_cycle[k];
-        if (t.idx == 0) first[s] = cyc;
-        if (t.idx == (int32_t)ctx.seqs[s].gen - 1) last[s] = cyc;
-        if (t.idx > 0) inter.push_back(t.latency_ns);
-        if (s == 0 && t.idx > 0) {
-            int64_t step = cyc - prev[s];
-            if (t.idx == 1) r.step_first = step;
-            r.step_last = step;
-            r.step_total += step;
+    if (!w.sink) {
+        /* per-sequence figures (run): ids come back in completion order */
+        std::sort(r.seqs.begin(), r.seqs.end(), [](const es_seq_rec &a, const es_seq_rec &b) { return a.id < b.id; });
+        std::sort(r.reqs.begin(), r.reqs.end(), [](const es_req_result &a, const es_req_result &b) { return a.id < b.id; });
+        size_t n = r.seqs.size();
+        double rate_sum = 0;
+        int rated = 0;
+        for (const auto &q : r.seqs) {
+            r.ttft_ns += q.first_ns;
+            r.seq_ns_per_token += q.done_ns / (double)q.gen;
+            if (q.first_ns > r.ttft_max_ns) r.ttft_max_ns = q.first_ns;
+            if (q.gen > 1) {
+                rate_sum += (double)(q.gen - 1) / ((q.done_ns - q.first_ns) * 1e-9);
+                rated++;
+            }
         }
-        prev[s] = cyc;
-        r.seqs[s].energy_j += t.energy_j;
-    }
-    double rate_sum = 0;
-    int rated = 0;
-    for (size_t i = 0; i < n; i++) {
-        r.seqs[i].first_ns = ctx.cycles_to_ns((double)first[i]);
-        r.seqs[i].done_ns = ctx.cycles_to_ns((double)last[i]);
-        r.ttft_ns += r.seqs[i].first_ns;
-        r.seq_ns_per_token += r.seqs[i].done_ns / (double)ctx.seqs[i].gen;
-        if (r.seqs[i].first_ns > r.ttft_max_ns) r.ttft_max_ns = r.seqs[i].first_ns;
-        if (ctx.seqs[i].gen > 1) {
-            rate_sum += (double)(ctx.seqs[i].gen - 1) / ((double)(last[i] - first[i]) / c->clock_hz);
-            rated++;
+        if (n) {
+            r.ttft_ns /= (double)n;
+            r.seq_ns_per_token /= (double)n;
         }
+        r.decode_tokens_per_s = rated ? rate_sum / rated : 0;
     }
-    r.ttft_ns /= (double)n;
-    r.seq_ns_per_token /= (double)n;
-    r.ttft_cycles = first[0];
-    r.decode_tokens_per_s = rated ? rate_sum / rated : 0;
-    r.tokens_per_s = (double)r.tokens / r.seconds;
-    r.lat_p50_ns = es_percentile(inter.data(), inter.size(), 50);
-    r.lat_p99_ns = es_percentile(inter.data(), inter.size(), 99);
+    if (w.keep_tokens) {
+        std::vector<double> inter;
+        inter.reserve(ctx.toks.size());
+        int64_t prev = -1;
+        for (size_t k = 0; k < ctx.toks.size(); k++) {
+            const es_token_rec &t = ctx.toks[k];
+            if (t.idx > 0) inter.push_back(t.latency_ns);
+            if (t.seq == 0) { /* request 0 */
+                int64_t cyc = ctx.tok_cycle[k];
+                if (t.idx == 0) r.ttft_cycles = cyc;
+                else {
+                    int64_t step = cyc - prev;
+                    if (t.idx == 1) r.step_first = step;
+                    r.step_last = step;
+                    r.step_total += step;
+                }
+                prev = cyc;
+            }
+        }
+        r.lat_p50_ns = es_percentile(inter.data(), inter.size(), 50);
+        r.lat_p99_ns = es_percentile(inter.data(), inter.size(), 99);
+    }
+    r.tokens_per_s = r.seconds > 0 ? (double)r.tokens / r.seconds : 0;
 
     if (w.an_prompt > 0) {
         r.an_ttft_cycles = (int64_t)r.an.ttft_cycles;
@@ -225,11 +264,11 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
 
     r.units.assign(ctx.units.begin(), ctx.units.end());
     for (const auto &u : r.units) r.dynamic_j += u.energy_j;
-    r.prefix_j = w.prefix > 0 ? ctx.seqs[n].pending_j : 0;
+    r.prefix_j = w.prefix > 0 ? ctx.seqs[0].pending_j : 0;
     r.unattributed_j = ctx.static_w * (double)(ctx.end_cycle - ctx.last_sample) / c->clock_hz + r.prefix_j;
     r.total_j = r.dynamic_j + ctx.static_w * r.seconds;
-    r.watts = r.total_j / r.seconds;
-    r.joules_per_token = r.total_j / (double)r.tokens;
+    r.watts = r.seconds > 0 ? r.total_j / r.seconds : 0;
+    r.joules_per_token = r.tokens ? r.total_j / (double)r.tokens : 0;
     r.toks = std::move(ctx.toks);
     return 0;
 }

@@ -3,6 +3,7 @@
 #ifndef ES_TOP_H
 #define ES_TOP_H
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 #include "es_analytic.h"
@@ -17,8 +18,20 @@ struct Request {
     int64_t gen = 0;         // tokens to generate
 };
 
+struct SeqState;
+
+// A finished request: the driver's view and the device's per-sequence sums
+// (energy_j, first_arrival, ...). Return non-zero (and fill e) to stop the run.
+using Sink = std::function<int(const es_req_result &, const SeqState &, es_err *)>;
+// The next request: 1 with id and r filled, 0 when there are no more, -1 on error.
+using Source = std::function<int(int64_t &id, Request &r, es_err *)>;
+
 struct Workload {
     std::vector<Request> reqs;   // all submitted at time 0, admitted by the driver's scheduler
+    Source source;               // instead of reqs: requests read as the driver can admit them
+    Sink sink;                   // called as each request finishes (eval); run collects seqs itself
+    bool keep_tokens = true;     // keep per-token records (run); eval needs per-sequence sums only
+    int window = 1024;           // driver read-ahead (SPF chooses within it)
     int64_t prefix = 0;          // shared prefix tokens computed once (0: none)
     int policy = ES_POLICY_FCFS;
     bool progress = false;       // progress lines on stderr during the run
