@@ -24,6 +24,7 @@
 #include "es_stats.h"
 #include "es_top.h"
 #include "es_ctx.h"
+#include "es_tok.h"
 
 namespace es {
 
@@ -57,6 +58,9 @@ const char *HELP =
     "                         'name: value' lines) and/or {field:NAME}\n"
     "  --max-new-tokens N     tokens generated per record (default 4)\n"
     "  --records N            evaluate at most the first N records\n"
+    "  --vocab F              tokenizer vocabulary: a tiktoken file or a GGUF file\n"
+    "                         (default: tokenizer.tiktoken beside the model's config.json,\n"
+    "                         which scripts/fetch-vocab writes for Llama 3)\n"
     "  --policy fcfs|spf      scheduler: first come first served (default) or\n"
     "                         shortest prompt first\n"
     "  --no-prefix-sharing    compute the rule's KV for every record\n"
@@ -64,11 +68,12 @@ const char *HELP =
     "  --chip, --model, --set, --rom, --db, --no-db, --json   as for `etchsim run`\n"
     "  -h, --help             this text\n"
     "\n"
-    "Token counts: without a tokenizer vocabulary, a record's tokens are estimated as\n"
-    "one per 4 UTF-8 bytes, rounded up; the report and the database say so.\n";
+    "Token counts: with a vocabulary, Llama 3 byte-level BPE (the prompt starts with BOS);\n"
+    "without one, a record's tokens are estimated as one per 4 UTF-8 bytes, rounded up,\n"
+    "and the report, the JSON and the database say so.\n";
 
 struct Opts {
-    std::string rule, rule_file, data, tmpl, chip = "hc1-class", model = "llama-3.1-8b", db = "etchsim.sqlite", rom;
+    std::string rule, rule_file, data, tmpl, vocab, chip = "hc1-class", model = "llama-3.1-8b", db = "etchsim.sqlite", rom;
     int64_t max_new = 4, records = -1;
     int policy = ES_POLICY_FCFS;
     bool sharing = true, compare = true, json = false, no_db = false, have_rule = false;
@@ -105,6 +110,14 @@ bool read_file(const std::string &path, std::string &out, es_err *e)
 
 /* The documented estimate: one token per 4 UTF-8 bytes, rounded up, at least 1. */
 int64_t estimate_tokens(const std::string &s) { return std::max<int64_t>(1, ((int64_t)s.size() + 3) / 4); }
+
+/* Token counts: the tokenizer when a vocabulary was found, else the estimate. */
+const es_tok *g_tok = nullptr;
+int64_t count_tokens(const std::string &s)
+{
+    if (!g_tok) return estimate_tokens(s);
+    return std::max<int64_t>(1, es_tok_encode(g_tok, s.data(), s.size(), nullptr, 0));
+}
 
 struct Template {
     std::string prefix;   // text before the first record-dependent part (holds the rule)
@@ -202,7 +215,7 @@ public:
                 continue;
             }
             std::snprintf(row.key, sizeof row.key, "%s", rec.n_fields ? rec.values[0] : "");
-            int64_t body = estimate_tokens(render(tp_, rec));
+            int64_t body = count_tokens(render(tp_, rec));
             row.prompt_tokens = rule_tokens_ + body;
             if (row.prompt_tokens + max_new_ > context_) {
                 std::snprintf(row.reason, sizeof row.reason,
@@ -333,6 +346,9 @@ int cmd_eval(int argc, char **argv)
         } else if (a == "--template") {
             if (!need()) return usage("--template needs a path", nullptr);
             o.tmpl = v;
+        } else if (a == "--vocab") {
+            if (!need() || !*v) return usage("--vocab needs a path", nullptr);
+            o.vocab = v;
         } else if (a == "--max-new-tokens" || a == "--records") {
             char *end = nullptr;
             long long n = need() ? std::strtoll(v, &end, 10) : 0;
@@ -413,8 +429,28 @@ int cmd_eval(int argc, char **argv)
     Template tp;
     if (!split_template(tmpl_text, o.rule, o.tmpl.empty() ? "built-in template" : o.tmpl, tp, &e)) return fail();
     bool sharing = o.sharing && L.c.kv_prefix_sharing;
-    const bool estimated = true; /* no tokenizer vocabulary is read yet */
-    int64_t rule_tokens = estimate_tokens(tp.prefix);
+    // the tokenizer: --vocab, else tokenizer.tiktoken beside the model's config.json
+    std::string vocab = o.vocab;
+    if (vocab.empty()) {
+        std::string dir = L.m.path;
+        size_t slash = dir.rfind('/');
+        dir = slash == std::string::npos ? "." : dir.substr(0, slash);
+        if (access((dir + "/tokenizer.tiktoken").c_str(), R_OK) == 0) vocab = dir + "/tokenizer.tiktoken";
+    }
+    es_tok *tok = nullptr;
+    struct TokFree {
+        es_tok **t;
+        ~TokFree() { es_tok_free(*t); g_tok = nullptr; }
+    } tkf{&tok};
+    if (!vocab.empty()) {
+        size_t len = vocab.size();
+        bool gguf = len > 5 && vocab.compare(len - 5, 5, ".gguf") == 0;
+        if (gguf ? es_tok_load_gguf(&tok, vocab.c_str(), &e) : es_tok_load_tiktoken(&tok, vocab.c_str(), &e)) return fail();
+        g_tok = tok;
+    }
+    const bool estimated = tok == nullptr;
+    /* the shared prefix: BOS, then the rule and the template text before the record */
+    int64_t rule_tokens = tok ? 1 + count_tokens(tp.prefix) : estimate_tokens(tp.prefix);
     int64_t context = std::min<int64_t>(L.m.max_pos, L.c.kv_slot_context);
 
     // records are read as the driver admits them; memory holds only those in flight
@@ -523,6 +559,7 @@ int cmd_eval(int argc, char **argv)
     cJSON_AddNumberToObject(j, "prefill_token_passes", (double)r.prefill_passes);
     cJSON_AddNumberToObject(j, "rule_tokens", (double)rule_tokens);
     cJSON_AddBoolToObject(j, "token_counts_estimated", estimated);
+    cJSON_AddStringToObject(j, "vocab", vocab.empty() ? "" : vocab.c_str());
     cJSON_AddNumberToObject(j, "max_new_tokens", (double)o.max_new);
     cJSON_AddStringToObject(j, "policy", o.policy == ES_POLICY_SPF ? "spf" : "fcfs");
     cJSON_AddNumberToObject(j, "kv_positions", (double)cap);
@@ -559,8 +596,8 @@ int cmd_eval(int argc, char **argv)
     }
     cJSON_free(summary);
     if (estimated)
-        std::fprintf(stderr, "etchsim eval: warning: no tokenizer vocabulary; token counts are estimated "
-                             "(1 token per 4 UTF-8 bytes)\n");
+        std::fprintf(stderr, "etchsim eval: warning: no tokenizer vocabulary (run scripts/fetch-vocab, or give "
+                             "--vocab); token counts are estimated (1 token per 4 UTF-8 bytes)\n");
     if (rc == 0 && o.json) {
         char *s = cJSON_Print(j);
         std::puts(s);
@@ -579,8 +616,8 @@ int cmd_eval(int argc, char **argv)
                     batch_ns > 0 ? r.prefill_passes / (batch_ns * 1e-9) : 0);
         std::printf("  %-34s %.1f W, %.3f mJ per record\n", "power", done ? r.watts : 0,
                     done ? r.total_j / (double)done * 1e3 : 0);
-        std::printf("  %-34s %lld rule tokens, %lld prefill token passes\n", "tokens", (long long)rule_tokens,
-                    (long long)r.prefill_passes);
+        std::printf("  %-34s %lld rule tokens, %lld prefill token passes%s\n", "tokens", (long long)rule_tokens,
+                    (long long)r.prefill_passes, estimated ? " (ESTIMATED: no vocabulary)" : "");
         if (sharing && cmp.ok)
             std::printf("  %-34s saves %lld prefill passes and %.3f ms (%.1f%%); KV fits %lld sequences, not %lld\n",
                         "prefix sharing", (long long)(cmp.prefill_passes - r.prefill_passes),

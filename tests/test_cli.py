@@ -497,7 +497,9 @@ def test_eval_json_keys():
     expect(0 < rl["p50"] <= rl["p95"] <= rl["p99"], f"percentiles {rl}")
     expect(j["records_done"] == 300 and j["records_skipped"] == 0, "demo records")
     expect(0 < j["first_100_ns"] < j["batch_ns"], "first 100 before the end")
-    expect(j["token_counts_estimated"] is True and "estimated" in err, "estimate not flagged")
+    # with a vocabulary (scripts/fetch-vocab) counts are exact; without, flagged as estimates
+    expect(j["token_counts_estimated"] == (j["vocab"] == ""), f"estimate flag {j['token_counts_estimated']} vs vocab {j['vocab']!r}")
+    expect(("estimated" in err) == j["token_counts_estimated"], f"warning and flag disagree: {err!r}")
     expect("Flag if merchant category" in j["rule"], "demo rule")
 
 
@@ -562,7 +564,8 @@ def test_eval_bad_records():
             expect(any(needle in r for r in reasons), f"no skip reason with {needle!r}: {reasons}")
         row = con.execute("SELECT prompt_tokens, output_tokens, submit_ns, first_token_ns, done_ns, energy_j, "
                           "tokens_estimated FROM records WHERE key='T1'").fetchone()
-        expect(row[1] == 4 and 0 <= row[2] < row[3] <= row[4] and row[5] > 0 and row[6] == 1, f"T1 row {row}")
+        expect(row[1] == 4 and 0 <= row[2] < row[3] <= row[4] and row[5] > 0, f"T1 row {row}")
+        expect(row[6] == (1 if j["token_counts_estimated"] else 0), f"tokens_estimated {row[6]}")
         expect(con.execute("SELECT status FROM runs").fetchone()[0] == "complete", "run not complete")
         # JSONL: a malformed line is skipped, the rest are read
         jl = os.path.join(tmp, "d.jsonl")
@@ -570,6 +573,30 @@ def test_eval_bad_records():
             f.write('{"id": "A", "amount": 5}\n{"id": "B", amount: 6}\n[1, 2]\n{"id": "C", "nested": {"x": 1}}\n')
         j, _ = eval_json("--no-db", "--no-compare", "--data", jl, "--rule", "Flag it.")
         expect(j["records_done"] == 2 and j["records_skipped"] == 2, f"jsonl {j['records_done']}/{j['records_skipped']}")
+
+
+def test_eval_token_estimate():
+    """tiny-llama has no vocabulary: counts are estimated, and flagged so in
+    the output, on stderr and in SQLite."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "d.csv")
+        write_csv(data, [f"R{i},{'word ' * i}" for i in range(1, 9)])
+        db = os.path.join(tmp, "t.sqlite")
+        p = run("eval", "--db", db, "--no-compare", *TINY, "--data", data, "--rule", "Twelve bytes")
+        expect("ESTIMATED" in p.stdout and "warning" in p.stderr and "estimated" in p.stderr, p.stdout + p.stderr)
+        con = sqlite3.connect(db)
+        expect({r[0] for r in con.execute("SELECT tokens_estimated FROM records")} == {1}, "records not flagged")
+        summ = json.loads(con.execute("SELECT summary FROM runs").fetchone()[0])
+        expect(summ["token_counts_estimated"] is True and summ["rule_tokens"] > 0, "run summary not flagged")
+        # the estimate: 1 token per 4 UTF-8 bytes of the rule part ("Twelve bytes\n\nRecord:\n" = 23 bytes -> 6)
+        expect(summ["rule_tokens"] == 6, f"rule tokens {summ['rule_tokens']}")
+        # with a vocabulary given explicitly, counts are exact
+        vocab = os.path.join(MODELS, "llm", "llama-3.1-8b", "tokenizer.tiktoken")
+        if os.path.exists(vocab):
+            j, err = eval_json("--no-db", "--no-compare", "--data", data, "--rule", "Twelve bytes", "--vocab", vocab)
+            expect(j["token_counts_estimated"] is False and "warning" not in err, "vocab given, still estimated")
+            expect(j["rule_tokens"] == 1 + 6, f"BOS + 'Twelve bytes\\n\\nRecord:\\n' = {j['rule_tokens']}")
+        expect_error(["eval", "--no-db", "--data", data, "--rule", "x", "--vocab", os.path.join(tmp, "none")], "cannot open")
 
 
 def test_eval_errors():

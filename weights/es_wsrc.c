@@ -435,6 +435,113 @@ out:
     return rc;
 }
 
+/* Position r just past the type of metadata `key`; 1 found (type in *type),
+ * 0 not found, -1 error. */
+static int gguf_find(rd *r, const char *path, const char *key, uint32_t *type, es_err *e)
+{
+    unsigned char magic[4];
+    uint32_t version = 0;
+    uint64_t n_tensors, n_kv;
+    if (rd_bytes(r, magic, 4) || memcmp(magic, "GGUF", 4) || rd_u32(r, &version) || version != 3 ||
+        rd_u64(r, &n_tensors) || rd_u64(r, &n_kv) || n_kv > 1000000)
+        return es_fail(e, "%s: not a GGUF v3 file", path);
+    for (uint64_t i = 0; i < n_kv; i++) {
+        char k[256];
+        if (rd_str(r, k, sizeof k) || rd_u32(r, type))
+            return es_fail(e, "%s: metadata entry %llu is truncated", path, (unsigned long long)i);
+        if (!strcmp(k, key)) return 1;
+        if (skip_value(r, *type, 0)) return es_fail(e, "%s: metadata '%s' is corrupt", path, k);
+    }
+    return 0;
+}
+
+static rd *gguf_reader(const char *path, es_err *e)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) { es_fail(e, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+    rd *r = calloc(1, sizeof *r);
+    if (!r) { close(fd); es_fail(e, "%s: out of memory", path); return NULL; }
+    r->fd = fd;
+    r->size = file_size(fd);
+    return r;
+}
+
+static void gguf_reader_close(rd *r)
+{
+    if (!r) return;
+    close(r->fd);
+    free(r);
+}
+
+int es_gguf_ints(const char *path, const char *key, int32_t **out, int64_t *n, es_err *e)
+{
+    *out = NULL;
+    *n = 0;
+    rd *r = gguf_reader(path, e);
+    if (!r) return -1;
+    uint32_t type, et;
+    uint64_t cnt;
+    int found = gguf_find(r, path, key, &type, e), rc = -1;
+    if (found < 0) goto out;
+    if (found == 0) { rc = 0; goto out; }
+    if (type != 9 || rd_u32(r, &et) || (et != 4 && et != 5) || rd_u64(r, &cnt) ||
+        cnt > (uint64_t)(r->size - r->pos) / 4) {
+        es_fail(e, "%s: metadata '%s': expected an array of 32-bit integers", path, key);
+        goto out;
+    }
+    *out = malloc((size_t)(cnt ? cnt : 1) * sizeof **out);
+    if (!*out) { es_fail(e, "%s: out of memory", path); goto out; }
+    for (uint64_t i = 0; i < cnt; i++) {
+        uint32_t v;
+        if (rd_u32(r, &v)) { es_fail(e, "%s: read failed", path); free(*out); *out = NULL; goto out; }
+        (*out)[i] = (int32_t)v;
+    }
+    *n = (int64_t)cnt;
+    rc = 0;
+out:
+    gguf_reader_close(r);
+    return rc;
+}
+
+int es_gguf_strings(const char *path, const char *key, int (*cb)(void *arg, const char *s, size_t n),
+                    void *arg, es_err *e)
+{
+    rd *r = gguf_reader(path, e);
+    if (!r) return -1;
+    char *str = NULL;
+    int rc = -1;
+    uint32_t type;
+    int found = gguf_find(r, path, key, &type, e);
+    if (found < 0) goto out;
+    if (found == 0) { es_fail(e, "%s: no metadata '%s'", path, key); goto out; }
+    {
+        uint32_t et;
+        uint64_t n;
+        if (type != 9 || rd_u32(r, &et) || et != 8 || rd_u64(r, &n) || n > (uint64_t)(r->size - r->pos)) {
+            es_fail(e, "%s: metadata '%s': expected an array of strings", path, key);
+            goto out;
+        }
+        for (uint64_t j = 0; j < n; j++) {
+            uint64_t len;
+            if (rd_u64(r, &len) || len > (uint64_t)(r->size - r->pos) || len > (1u << 20)) {
+                es_fail(e, "%s: metadata '%s': string %llu runs past the end of the file", path, key, (unsigned long long)j);
+                goto out;
+            }
+            char *b = realloc(str, (size_t)len + 1);
+            if (!b) { es_fail(e, "%s: out of memory", path); goto out; }
+            str = b;
+            if (rd_bytes(r, str, (int64_t)len)) { es_fail(e, "%s: read failed", path); goto out; }
+            str[len] = 0;
+            if (cb(arg, str, (size_t)len)) goto out;
+        }
+        rc = 0;
+    }
+out:
+    free(str);
+    gguf_reader_close(r);
+    return rc;
+}
+
 /* ---- opening ---- */
 
 static int is_dir(const char *p)

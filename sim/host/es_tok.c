@@ -1,0 +1,476 @@
+/* es_tok: Llama 3 byte-level BPE (see es_tok.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "es_tok.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "es_unicode_tables.h"
+#include "es_wsrc.h"
+
+struct es_tok {
+    unsigned char *bytes;   /* all tokens' bytes */
+    size_t n_bytes, cap_bytes;
+    uint64_t *off;          /* (n) offset << 16 | length of token id i; length 0: no token */
+    int64_t n;              /* ids 0..n-1 */
+    int32_t *table;         /* open addressing: token ids by hash of their bytes, -1 empty */
+    uint64_t mask;
+};
+
+/* ---- vocabulary ---- */
+
+static uint64_t hash_bytes(const unsigned char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static int add_token(es_tok *t, int64_t id, const unsigned char *p, size_t len, es_err *e, const char *path)
+{
+    if (len == 0 || len > 65535 || id < 0 || id > (1 << 24))
+        return es_fail(e, "%s: token %lld: empty, too long or id out of range", path, (long long)id);
+    if (id >= t->n) {
+        uint64_t *o = realloc(t->off, (size_t)(id + 1) * sizeof *o);
+        if (!o) return es_fail(e, "%s: out of memory", path);
+        for (int64_t k = t->n; k <= id; k++) o[k] = 0;
+        t->off = o;
+        t->n = id + 1;
+    }
+    if (t->off[id]) return es_fail(e, "%s: rank %lld appears twice", path, (long long)id);
+    if (t->n_bytes + len > t->cap_bytes) {
+        size_t cap = t->cap_bytes ? 2 * t->cap_bytes : 1 << 20;
+        while (cap < t->n_bytes + len) cap *= 2;
+        unsigned char *b = realloc(t->bytes, cap);
+        if (!b) return es_fail(e, "%s: out of memory", path);
+        t->bytes = b;
+        t->cap_bytes = cap;
+    }
+    memcpy(t->bytes + t->n_bytes, p, len);
+    t->off[id] = (uint64_t)t->n_bytes << 16 | len;
+    t->n_bytes += len;
+    return 0;
+}
+
+static int build_table(es_tok *t, const char *path, es_err *e)
+{
+    uint64_t size = 1;
+    while (size < (uint64_t)t->n * 2) size <<= 1;
+    t->table = malloc(size * sizeof *t->table);
+    if (!t->table) return es_fail(e, "%s: out of memory", path);
+    memset(t->table, 0xFF, size * sizeof *t->table);
+    t->mask = size - 1;
+    for (int64_t id = 0; id < t->n; id++) {
+        if (!t->off[id]) continue;
+        const unsigned char *p = t->bytes + (t->off[id] >> 16);
+        size_t len = t->off[id] & 0xFFFF;
+        uint64_t h = hash_bytes(p, len) & t->mask;
+        while (t->table[h] >= 0) {
+            int32_t o = t->table[h];
+            if ((t->off[o] & 0xFFFF) == len && !memcmp(t->bytes + (t->off[o] >> 16), p, len))
+                return es_fail(e, "%s: tokens %d and %lld have the same bytes", path, o, (long long)id);
+            h = (h + 1) & t->mask;
+        }
+        t->table[h] = (int32_t)id;
+    }
+    return 0;
+}
+
+static int32_t lookup(const es_tok *t, const unsigned char *p, size_t len)
+{
+    uint64_t h = hash_bytes(p, len) & t->mask;
+    int32_t id;
+    while ((id = t->table[h]) >= 0) {
+        if ((t->off[id] & 0xFFFF) == len && !memcmp(t->bytes + (t->off[id] >> 16), p, len)) return id;
+        h = (h + 1) & t->mask;
+    }
+    return -1;
+}
+
+static int b64val(int c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+int es_tok_load_tiktoken(es_tok **out, const char *path, es_err *e)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return es_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    es_tok *t = calloc(1, sizeof *t);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int64_t lineno = 0;
+    unsigned char dec[1024];
+    int rc = -1;
+    if (!t) { es_fail(e, "%s: out of memory", path); goto out; }
+    while ((len = getline(&line, &cap, f)) > 0) {
+        lineno++;
+        char *sp = memchr(line, ' ', (size_t)len);
+        char *end = NULL;
+        long long rank = sp ? strtoll(sp + 1, &end, 10) : -1;
+        if (!sp || !end || (*end && *end != '\n' && *end != '\r') || rank < 0) {
+            es_fail(e, "%s: line %lld: expected '<base64 bytes> <rank>'", path, (long long)lineno);
+            goto out;
+        }
+        size_t n = 0;
+        unsigned acc = 0;
+        int bits = 0;
+        for (char *p = line; p < sp; p++) {
+            if (*p == '=') break;
+            int v = b64val((unsigned char)*p);
+            if (v < 0 || n >= sizeof dec) {
+                es_fail(e, "%s: line %lld: bad base64", path, (long long)lineno);
+                goto out;
+            }
+            acc = acc << 6 | (unsigned)v;
+            bits += 6;
+            if (bits >= 8) {
+                bits -= 8;
+                dec[n++] = (unsigned char)(acc >> bits);
+                acc &= (1u << bits) - 1;
+            }
+        }
+        if (add_token(t, rank, dec, n, e, path)) goto out;
+    }
+    if (t->n == 0) { es_fail(e, "%s: no tokens", path); goto out; }
+    if (build_table(t, path, e)) goto out;
+    rc = 0;
+out:
+    free(line);
+    fclose(f);
+    if (rc) es_tok_free(t);
+    else *out = t;
+    return rc;
+}
+
+/* GPT-2's map from bytes to printable characters, inverted: code point -> byte. */
+static int gpt2_byte(uint32_t cp)
+{
+    static int table[324];
+    static int ready;
+    if (!ready) {
+        int n = 0;
+        for (int i = 0; i < 324; i++) table[i] = -1;
+        for (int b = 0; b < 256; b++) {
+            int printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+            table[printable ? b : 256 + n++] = b;
+        }
+        ready = 1;
+    }
+    return cp < 324 ? table[cp] : -1;
+}
+
+typedef struct gguf_ctx {
+    es_tok *t;
+    int64_t id;
+    const char *path;
+    es_err *e;
+    const int32_t *types;  /* tokenizer.ggml.token_type, or NULL */
+    int64_t n_types;
+} gguf_ctx;
+
+static int gguf_token(void *arg, const char *s, size_t n)
+{
+    gguf_ctx *g = arg;
+    unsigned char buf[1024];
+    size_t k = 0;
+    /* only normal (1) and byte (6) tokens are BPE ranks; control tokens and the like are not */
+    if (g->types && g->id < g->n_types && g->types[g->id] != 1 && g->types[g->id] != 6) {
+        g->id++;
+        return 0;
+    }
+    for (size_t i = 0; i < n;) {
+        unsigned c = (unsigned char)s[i];
+        uint32_t cp;
+        int len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+        if (i + (size_t)len > n) return es_fail(g->e, "%s: token %lld: bad UTF-8", g->path, (long long)g->id);
+        cp = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
+        for (int j = 1; j < len; j++) cp = cp << 6 | ((unsigned char)s[i + j] & 0x3F);
+        i += (size_t)len;
+        int b = gpt2_byte(cp);
+        if (b < 0 || k >= sizeof buf) { /* a special token (e.g. <|begin_of_text|>): not a BPE rank */
+            g->id++;
+            return 0;
+        }
+        buf[k++] = (unsigned char)b;
+    }
+    if (k && add_token(g->t, g->id, buf, k, g->e, g->path)) return -1;
+    g->id++;
+    return 0;
+}
+
+int es_tok_load_gguf(es_tok **out, const char *path, es_err *e)
+{
+    *out = NULL;
+    es_tok *t = calloc(1, sizeof *t);
+    if (!t) return es_fail(e, "%s: out of memory", path);
+    int32_t *types = NULL;
+    int64_t n_types = 0;
+    if (es_gguf_ints(path, "tokenizer.ggml.token_type", &types, &n_types, e)) {
+        es_tok_free(t);
+        return -1;
+    }
+    gguf_ctx g = {t, 0, path, e, types, n_types};
+    int rc = es_gguf_strings(path, "tokenizer.ggml.tokens", gguf_token, &g, e) || build_table(t, path, e);
+    free(types);
+    if (rc) {
+        es_tok_free(t);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+void es_tok_free(es_tok *t)
+{
+    if (!t) return;
+    free(t->bytes);
+    free(t->off);
+    free(t->table);
+    free(t);
+}
+
+int64_t es_tok_vocab_size(const es_tok *t) { return t->n; }
+
+/* ---- pre-tokenizer ---- */
+
+static int in_ranges(uint32_t cp, const uint32_t (*r)[2], int n)
+{
+    int lo = 0, hi = n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (cp < r[mid][0]) hi = mid - 1;
+        else if (cp > r[mid][1]) lo = mid + 1;
+        else return 1;
+    }
+    return 0;
+}
+
+enum { C_LETTER, C_NUMBER, C_SPACE, C_CRLF, C_OTHER };
+
+static int klass(uint32_t cp)
+{
+    if (cp == '\r' || cp == '\n') return C_CRLF;
+    if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
+        cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000 || cp == 0xFEFF)
+        return C_SPACE;
+    if (cp < 0x80) {
+        if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') return C_LETTER;
+        if (cp >= '0' && cp <= '9') return C_NUMBER;
+        return C_OTHER;
+    }
+    if (in_ranges(cp, es_uc_letter, ES_UC_LETTER_N)) return C_LETTER;
+    if (in_ranges(cp, es_uc_number, ES_UC_NUMBER_N)) return C_NUMBER;
+    return C_OTHER;
+}
+#define IS_WS(k) ((k) == C_SPACE || (k) == C_CRLF)
+
+/* Length in code points of the pre-token starting at i of cp[0..n). */
+static int64_t pretoken(const uint32_t *cp, const int *k, int64_t i, int64_t n)
+{
+    /* 's 't 're 've 'm 'll 'd, any case */
+    if (cp[i] == '\'' && i + 1 < n) {
+        uint32_t a = cp[i + 1] | 0x20, b = i + 2 < n ? cp[i + 2] | 0x20 : 0;
+        if (cp[i + 1] < 0x80 && (a == 's' || a == 't' || a == 'm' || a == 'd')) return 2;
+        if (cp[i + 1] < 0x80 && i + 2 < n && cp[i + 2] < 0x80 &&
+            ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')))
+            return 3;
+    }
+    /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+    int64_t j = i;
+    if (k[j] != C_LETTER && k[j] != C_CRLF && k[j] != C_NUMBER && j + 1 < n && k[j + 1] == C_LETTER) j++;
+    if (k[j] == C_LETTER) {
+        while (j < n && k[j] == C_LETTER) j++;
+        return j - i;
+    }
+    /* \p{N}{1,3} */
+    if (k[i] == C_NUMBER) {
+        j = i;
+        while (j < n && j - i < 3 && k[j] == C_NUMBER) j++;
+        return j - i;
+    }
+    /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
+    j = i;
+    if (cp[j] == ' ' && j + 1 < n && k[j + 1] == C_OTHER) j++;
+    if (k[j] == C_OTHER) {
+        while (j < n && k[j] == C_OTHER) j++;
+        while (j < n && k[j] == C_CRLF) j++;
+        return j - i;
+    }
+    /* whitespace: \s*[\r\n]+ | \s+(?!\S) | \s+ */
+    int64_t e = i, last_crlf = -1;
+    while (e < n && IS_WS(k[e])) {
+        if (k[e] == C_CRLF) last_crlf = e;
+        e++;
+    }
+    if (last_crlf >= 0) return last_crlf + 1 - i;
+    if (e == n || e - i < 2) return e - i;
+    return e - 1 - i;
+}
+
+/* ---- BPE ---- */
+
+/* Long pieces: the same merges in O(n log n). Parts form a linked list;
+ * a min-heap holds (rank, left part start) of adjacent pairs, so the lowest
+ * rank, then the leftmost, merges first, as in the quadratic loop. */
+typedef struct hpair { int32_t rank; uint32_t left; uint32_t right_len; } hpair;
+
+static int hless(const hpair *a, const hpair *b)
+{
+    return a->rank != b->rank ? a->rank < b->rank : a->left < b->left;
+}
+
+static void hpush(hpair *h, size_t *n, hpair v)
+{
+    size_t i = (*n)++;
+    h[i] = v;
+    while (i > 0 && hless(&h[i], &h[(i - 1) / 2])) {
+        hpair t = h[i];
+        h[i] = h[(i - 1) / 2];
+        h[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+static hpair hpop(hpair *h, size_t *n)
+{
+    hpair top = h[0];
+    h[0] = h[--(*n)];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < *n && hless(&h[l], &h[m])) m = l;
+        if (r < *n && hless(&h[r], &h[m])) m = r;
+        if (m == i) break;
+        hpair t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+    return top;
+}
+
+static int64_t bpe_long(const es_tok *t, const unsigned char *p, size_t n, int32_t *out, int64_t cap, int64_t at)
+{
+    /* part i starts at byte i; len[i] its length (0: merged away); next/prev by start */
+    uint32_t *len = malloc(n * sizeof *len), *next = malloc(n * sizeof *next), *prev = malloc(n * sizeof *prev);
+    hpair *h = malloc(2 * n * sizeof *h);
+    size_t hn = 0;
+    int64_t count = 0;
+    if (!len || !next || !prev || !h) goto out;
+    for (size_t i = 0; i < n; i++) {
+        len[i] = 1;
+        next[i] = (uint32_t)(i + 1);
+        prev[i] = (uint32_t)(i ? i - 1 : 0);
+    }
+    for (size_t i = 0; i + 1 < n; i++) {
+        int32_t r = lookup(t, p + i, 2);
+        if (r >= 0) hpush(h, &hn, (hpair){r, (uint32_t)i, 1});
+    }
+    while (hn > 0) {
+        hpair q = hpop(h, &hn);
+        uint32_t l = q.left, rgt = l + len[l];
+        /* stale: the left part changed, or the right part is not the one paired */
+        if (len[l] == 0 || rgt >= n || len[rgt] != q.right_len ||
+            lookup(t, p + l, len[l] + len[rgt]) != q.rank)
+            continue;
+        len[l] += len[rgt];
+        len[rgt] = 0;
+        next[l] = next[rgt];
+        if (next[l] < n) prev[next[l]] = l;
+        if (next[l] < n) {
+            int32_t r = lookup(t, p + l, len[l] + len[next[l]]);
+            if (r >= 0) hpush(h, &hn, (hpair){r, l, len[next[l]]});
+        }
+        if (l > 0) {
+            uint32_t pl = prev[l];
+            int32_t r = lookup(t, p + pl, len[pl] + len[l]);
+            if (r >= 0) hpush(h, &hn, (hpair){r, pl, len[l]});
+        }
+    }
+    for (size_t i = 0; i < n; i += len[i]) {
+        if (out && at + count < cap) out[at + count] = lookup(t, p + i, len[i]);
+        count++;
+    }
+out:
+    free(len);
+    free(next);
+    free(prev);
+    free(h);
+    return count;
+}
+
+static int64_t bpe(const es_tok *t, const unsigned char *p, size_t n, int32_t *out, int64_t cap, int64_t at)
+{
+    int32_t whole = lookup(t, p, n);
+    if (whole >= 0) {
+        if (out && at < cap) out[at] = whole;
+        return 1;
+    }
+    if (n > 128) return bpe_long(t, p, n, out, cap, at);
+    /* parts: start offsets; part i spans [start[i], start[i+1]) */
+    size_t start[130];
+    size_t parts = n;
+    for (size_t i = 0; i <= n; i++) start[i] = i;
+    for (;;) {
+        int32_t best = -1;
+        size_t where = 0;
+        for (size_t i = 0; i + 1 < parts; i++) {
+            int32_t r = lookup(t, p + start[i], start[i + 2] - start[i]);
+            if (r >= 0 && (best < 0 || r < best)) { best = r; where = i; }
+        }
+        if (best < 0) break;
+        memmove(&start[where + 1], &start[where + 2], (parts - where - 1) * sizeof *start);
+        parts--;
+    }
+    int64_t count = 0;
+    for (size_t i = 0; i < parts; i++) {
+        if (out && at + count < cap) out[at + count] = lookup(t, p + start[i], start[i + 1] - start[i]);
+        count++;
+    }
+    return count;
+}
+
+int64_t es_tok_encode(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap)
+{
+    uint32_t cps_stack[512];
+    int k_stack[512];
+    int64_t bo_stack[513];
+    uint32_t *cp = n < 512 ? cps_stack : malloc(n * sizeof *cp);
+    int *k = n < 512 ? k_stack : malloc(n * sizeof *k);
+    int64_t *bo = n < 512 ? bo_stack : malloc((n + 1) * sizeof *bo); /* byte offset of each code point */
+    int64_t count = 0;
+    if (!cp || !k || !bo) goto out;
+    int64_t m = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned c = (unsigned char)text[i];
+        int len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+        if (i + (size_t)len > n) len = (int)(n - i);
+        uint32_t v = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
+        for (int j = 1; j < len; j++) v = v << 6 | ((unsigned char)text[i + j] & 0x3F);
+        bo[m] = (int64_t)i;
+        cp[m] = v;
+        k[m] = klass(v);
+        m++;
+        i += (size_t)len;
+    }
+    bo[m] = (int64_t)n;
+    for (int64_t i = 0; i < m;) {
+        int64_t len = pretoken(cp, k, i, m);
+        if (len < 1) len = 1;
+        count += bpe(t, (const unsigned char *)text + bo[i], (size_t)(bo[i + len] - bo[i]), out, cap, count);
+        i += len;
+    }
+out:
+    if (cp != cps_stack) free(cp);
+    if (k != k_stack) free(k);
+    if (bo != bo_stack) free(bo);
+    return count;
+}

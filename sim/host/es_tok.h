@@ -1,0 +1,33 @@
+/* es_tok: byte-level BPE as Llama 3 uses it. Text is split by the Llama 3
+ * pre-tokenizer pattern
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+ *    ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * (hand-coded, with \p{L}/\p{N} from generated Unicode tables and \s as
+ * ECMAScript defines it), then each piece's bytes are merged pairwise, the
+ * pair whose merge has the lowest rank first, until no merge is in the
+ * vocabulary. The vocabulary comes from a tiktoken file ("<base64> <rank>"
+ * per line) or from a GGUF file's tokenizer.ggml.tokens. */
+#ifndef ES_TOK_H
+#define ES_TOK_H
+#include <stddef.h>
+#include <stdint.h>
+#include "es_err.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct es_tok es_tok;
+
+int es_tok_load_tiktoken(es_tok **t, const char *path, es_err *e);
+/* tokenizer.ggml.tokens of a GGUF file, in GPT-2 byte-to-character form. */
+int es_tok_load_gguf(es_tok **t, const char *path, es_err *e);
+void es_tok_free(es_tok *t);
+int64_t es_tok_vocab_size(const es_tok *t);
+/* Token ids of text[0..n) (valid UTF-8), no BOS/EOS. Writes at most cap ids
+ * to out (out may be NULL) and returns how many there are in all. */
+int64_t es_tok_encode(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
