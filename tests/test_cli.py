@@ -575,6 +575,29 @@ def test_eval_bad_records():
         expect(j["records_done"] == 2 and j["records_skipped"] == 2, f"jsonl {j['records_done']}/{j['records_skipped']}")
 
 
+def test_eval_policy():
+    """Shortest prompt first: with KV room for few sequences, short records are
+    submitted before long ones; first come first served keeps file order."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "mix.csv")
+        write_csv(data, [f"R{i:03d},{('long text ' * 40) if i % 2 else 'short'}" for i in range(80)])
+        small = ["--set", "kv.bytes_per_tile=40000", "--set", "kv.slot_context=300"]  # 312 positions: a few sequences
+        res = {}
+        for pol in ("fcfs", "spf"):
+            db = os.path.join(tmp, pol + ".sqlite")
+            j, _ = eval_json("--db", db, "--no-compare", *TINY, *small, "--data", data, "--rule", "Flag?",
+                             "--policy", pol)
+            expect(j["records_done"] == 80 and j["kv_max_used"] <= j["kv_positions"], f"{pol}: {j['kv_max_used']}")
+            con = sqlite3.connect(db)
+            rows = con.execute("SELECT record, prompt_tokens, submit_ns FROM records ORDER BY submit_ns, record").fetchall()
+            res[pol] = rows
+        order = lambda rows: [r[0] for r in rows]
+        expect(order(res["fcfs"]) == sorted(order(res["fcfs"])), "FCFS did not submit in file order")
+        spf = res["spf"]
+        short = [i for i, r in enumerate(spf) if r[1] < 30]
+        expect(len(short) == 40 and max(short[:-5]) < 45, f"SPF did not put short prompts first: {short}")
+
+
 def test_eval_token_estimate():
     """tiny-llama has no vocabulary: counts are estimated, and flagged so in
     the output, on stderr and in SQLite."""
