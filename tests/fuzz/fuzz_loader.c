@@ -1,5 +1,8 @@
-/* fuzz_gguf: the GGUF reader on arbitrary bytes: open, bind
- * to the tiny test model, read one row of every tensor found. */
+/* fuzz_loader: the weight file readers on arbitrary bytes: open, bind to
+ * the tiny test model, read one row of every tensor found. Built twice by
+ * scripts/fuzz: FUZZ_SUFFIX ".safetensors" (fuzz_safetensors) and ".gguf"
+ * (fuzz_gguf); es_wsrc_open picks the parser by the file's magic, and the
+ * seed corpora steer each target to its format. */
 #include "fuzz_common.h"
 #include "es_model.h"
 #include "es_wsrc.h"
@@ -15,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (es_model_load(&model, "tiny-llama", &e)) abort();
         have_model = 1;
     }
-    const char *p = fuzz_path(".gguf");
+    const char *p = fuzz_path(FUZZ_SUFFIX);
     if (fuzz_write(p, data, size)) return 0;
     es_wsrc s;
     es_err e;
