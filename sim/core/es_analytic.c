@@ -237,7 +237,7 @@ void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64
 void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix, int64_t prompt, int64_t gen,
                  double *busy, double *fill)
 {
-    int64_t tiles = es_chip_tiles(c, m), ch = c->prefill_chunk;
+    int64_t ch = c->prefill_chunk;
     double tile = 0, embed = 0, link = 0, host = 0;
     /* the shared prefix, once */
     for (int64_t p = 0; p < prefix; p += ch) {
@@ -271,7 +271,6 @@ void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix,
     double other[5] = {embed, link, host, head, cpl};
     for (int i = 0; i < 5; i++)
         if (other[i] > b) b = other[i];
-    (void)tiles;
     *busy = b;
     double f = (double)es_an_ttft(c, m, prefix + prompt);
     for (int64_t g = 1; g < gen; g++) f += (double)es_an_decode_step(c, m, prefix + prompt + g - 1);
