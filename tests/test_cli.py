@@ -244,6 +244,23 @@ def test_kv_port_contention():
     expect(contended["token_latency_ns"]["p50"] > own["token_latency_ns"]["p50"], "latency unchanged")
 
 
+def test_group_items():
+    """tokens_per_read > 1: tokens of several sequences waiting at a tile share
+    one pass over its weights, so many streams go faster; one stream alone still
+    matches the oracle exactly."""
+    base = ["--no-db", *TINY, "--prompt", "8", "--generate", "200"]
+    four = ["--set", "tile.lanes.tokens_per_read=4"]
+    same_cycles(run_json(*base, *four), "tokens_per_read 4, one stream")
+    one = run_json(*base, "--streams", "32")
+    grouped = run_json(*base, "--streams", "32", *four)
+    expect(grouped["tokens_per_s"] > 1.5 * one["tokens_per_s"],
+           f"grouping gained too little: {grouped['tokens_per_s']} vs {one['tokens_per_s']}")
+    expect(grouped["energy_by_unit_j"]["tiles"] < 0.6 * one["energy_by_unit_j"]["tiles"],
+           "shared ROM reads did not cut tile energy")
+    expect(grouped["analytic_saturated_tokens_per_s"] >= 0.9 * grouped["tokens_per_s"],
+           f"analytic saturation {grouped['analytic_saturated_tokens_per_s']} below simulated {grouped['tokens_per_s']}")
+
+
 def test_kv_slots_wait():
     first = run_json("--no-db", "--prompt", "64", "--generate", "64")
     slots = int(first["kv_slots"])

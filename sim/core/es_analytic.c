@@ -180,9 +180,11 @@ void es_an_summarize(const es_chip *c, const es_model *m, int64_t prompt, int64_
     s->ttft_cycles = (double)es_an_ttft(c, m, prompt);
     int64_t pm = prompt + gen / 2;
     s->step_mid_cycles = (double)es_an_decode_step(c, m, pm);
-    int64_t tiles = es_chip_tiles(c, m), b = es_an_head(c, m);
+    /* per token at saturation: tiles take tokens_per_read waiting tokens per
+     * pass over the weights (attention still per token), the head one at a time */
+    int64_t tiles = es_chip_tiles(c, m), b = es_an_head(c, m), g = c->tokens_per_read;
     for (int64_t i = 0; i < tiles; i++) {
-        int64_t t = es_an_tile(c, m, i, 1, pm);
+        int64_t t = es_ceil_div(es_an_tile(c, m, i, g, pm), g);
         if (t > b) b = t;
     }
     int64_t other[3] = {es_an_embed(c, m, 1), es_an_link_occ(c, m->hidden * c->link_elem_bits),

@@ -57,6 +57,18 @@ void es_events_add(es_events *a, const es_events *b)
     a->host_bits += b->host_bits;
 }
 
+void es_events_scale(es_events *a, double f)
+{
+    a->rom_bits *= f;
+    a->cell_macs *= f;
+    a->attn_macs *= f;
+    a->kv_rd_bits *= f;
+    a->kv_wr_bits *= f;
+    a->vec_ops *= f;
+    a->link_bit_mm *= f;
+    a->host_bits *= f;
+}
+
 double es_events_joules(const es_chip *c, const es_events *ev)
 {
     return ev->rom_bits * c->e_rom_bit + ev->cell_macs * c->e_cell_mac +

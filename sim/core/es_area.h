@@ -36,6 +36,7 @@ typedef struct es_events {
 } es_events;
 
 void es_events_add(es_events *a, const es_events *b);
+void es_events_scale(es_events *a, double f);
 double es_events_joules(const es_chip *c, const es_events *ev);
 
 #ifdef __cplusplus

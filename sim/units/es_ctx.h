@@ -25,6 +25,7 @@ struct Item {
     bool final_chunk = false; // last prompt chunk: its last token goes on to the head
     bool decode = false;     // a fed-back output token
     int64_t ready = 0;       // cycle at which it has arrived (link latency)
+    int32_t group_left = 0;  // items after this one that belong to the same work item
     int64_t tok_rec = -1;    // completions: index into Ctx::toks (when kept)
     int32_t tok_idx = 0;     // completions: output index of the token
     double tok_j = 0;        // completions: the token's energy so far

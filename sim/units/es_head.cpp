@@ -28,6 +28,7 @@ void Embed::run()
         stat_->busy_cycles += ctx_.now() - start;
         ctx_.charge(stat_, it.seq, ev);
         it.ready = ctx_.now();
+        it.group_left = 0;
         out.write(it);
     }
 }
@@ -61,6 +62,7 @@ void Head::run()
         stat_->busy_cycles += ctx_.now() - start;
         ctx_.charge(stat_, it.seq, ev);
         Item cpl = it;
+        cpl.group_left = 0; /* tokens leave the head one by one */
         ctx_.sample(it.seq, cpl);
         cpl.ready = ctx_.now();
         SeqState &s = ctx_.seqs[(size_t)it.seq];
@@ -69,6 +71,7 @@ void Head::run()
             next.decode = true;
             next.final_chunk = false;
             next.n = 1;
+            next.group_left = 0;
             next.pos = s.start + s.prompt + s.produced - 1; /* position of the token just sampled */
             next.ready = ctx_.now();
             feedback.write(next);

@@ -1,6 +1,7 @@
 // es_head: the head tile's two units. Embed looks token rows up in the
 // embedding ROM; fed-back decode tokens go before new prompt chunks. Head
-// runs the final RMSNorm, the LM head projection and the sampler, then
+// runs the final RMSNorm, the LM head projection and the sampler, one token
+// at a time (grouping there would add a group's wait to every token), then
 // sends the token to the host and, while the sequence wants more, back to
 // Embed. With tied embeddings both units read one ROM and take turns.
 #ifndef ES_HEAD_H

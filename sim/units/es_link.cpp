@@ -13,29 +13,36 @@ Link::Link(sc_core::sc_module_name nm, Ctx &ctx, int64_t bits_per_token, bool ho
 void Link::run()
 {
     const es_chip *c = ctx_.c;
+    std::vector<Item> group;
     for (;;) {
-        Item it = in.read();
-        ctx_.wait_until(it.ready);
-        int64_t start = ctx_.now(), occ, lat;
-        es_events ev{};
+        group.clear();
+        group.push_back(in.read());
+        while (group.back().group_left > 0) group.push_back(in.read()); /* one work item */
+        ctx_.wait_until(group.front().ready);
+        int64_t start = ctx_.now(), occ = 0, lat = 0, bits = 0, bytes = 0;
+        for (const Item &it : group) {
+            if (host_) bytes += c->host_cmd_bytes + it.n * c->host_token_bytes;
+            else bits += it.n * bits_per_token_;
+        }
         if (host_) {
-            int64_t bytes = c->host_cmd_bytes + it.n * c->host_token_bytes;
             occ = es_an_host_occ(c, bytes);
             lat = es_an_host_lat(c);
-            ev.host_bits = 8.0 * (double)bytes;
         } else {
-            int64_t bits = it.n * bits_per_token_;
             occ = es_an_link_occ(c, bits);
             lat = c->link_latency;
-            ev.link_bit_mm = (double)bits * c->link_mm;
         }
         ctx_.wait_cycles(occ);
         stat_->items++;
-        stat_->tokens += it.n;
         stat_->busy_cycles += ctx_.now() - start;
-        ctx_.charge(stat_, it.seq, ev);
-        it.ready = ctx_.now() + lat;
-        out.write(it);
+        for (Item &it : group) {
+            es_events ev{};
+            if (host_) ev.host_bits = 8.0 * (double)(c->host_cmd_bytes + it.n * c->host_token_bytes);
+            else ev.link_bit_mm = (double)(it.n * bits_per_token_) * c->link_mm;
+            stat_->tokens += it.n;
+            ctx_.charge(stat_, it.seq, ev);
+            it.ready = ctx_.now() + lat;
+            out.write(it);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 // es_tile: one layer tile: ROM banks and MAC lanes for the projections, a
 // vector unit, and an attention engine that must hold a port of its KV SRAM
-// group while it streams K and V. One item occupies the tile at a time.
+// group while it streams K and V. One work item (tokens of one or more
+// sequences) occupies the tile at a time.
 #ifndef ES_TILE_H
 #define ES_TILE_H
 #include <systemc>
