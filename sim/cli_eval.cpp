@@ -486,6 +486,8 @@ int cmd_eval(int argc, char **argv)
     };
     std::vector<double> lat;
     double first100 = 0;
+    const bool progress = isatty(2) && !o.json;
+    auto last_print = std::chrono::steady_clock::now();
     Workload w;
     w.source = [&](int64_t &id, Request &r, es_err *err) { return rd.next(id, r, err); };
     w.sink = [&](const es_req_result &q, const SeqState &st, es_err *err) {
@@ -497,6 +499,14 @@ int cmd_eval(int argc, char **argv)
         row.energy_j = st.energy_j;
         lat.push_back(q.done_ns - q.submit_ns);
         if (++done == 100) first100 = q.done_ns;
+        if (progress && (done & 255) == 0) {
+            auto now = std::chrono::steady_clock::now();
+            if (now - last_print > std::chrono::milliseconds(500)) {
+                last_print = now;
+                std::fprintf(stderr, "\r  %lld records done, %lld skipped, %.1f ms simulated", (long long)done,
+                             (long long)skipped, q.done_ns / 1e6);
+            }
+        }
         return db ? es_db_put_record(db, run_id, &row, err) : 0;
     };
     w.keep_tokens = false;
@@ -519,6 +529,7 @@ int cmd_eval(int argc, char **argv)
         return fail();
     }
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (progress) std::fprintf(stderr, "\r%70s\r", "");
     if (child > 0) {
         ssize_t got = read(pipefd[0], &cmp, sizeof cmp);
         close(pipefd[0]);

@@ -50,7 +50,8 @@ int es_resolve(const char *spec, const char *sub, const char *leaf, char *out, s
 {
     if (!spec || !spec[0]) return es_fail(e, "empty %s name", sub);
     if (is_file(spec)) { snprintf(out, n, "%s", spec); return 0; }
-    if (leaf && is_dir(spec)) {
+    if (is_dir(spec)) {
+        if (!leaf) return es_fail(e, "%s: is a folder; expected a %s .json file", spec, sub);
         snprintf(out, n, "%s/%s", spec, leaf);
         if (is_file(out)) return 0;
         return es_fail(e, "%s: folder has no %s", spec, leaf);
