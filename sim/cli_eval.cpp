@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 #include "cli_common.h"
 #include "es_dataset.h"
+#include "es_fs.h"
 #include "es_db.h"
 #include "es_stats.h"
 #include "es_top.h"
@@ -88,23 +89,11 @@ int usage(const char *msg, const char *arg)
 
 bool read_file(const std::string &path, std::string &out, es_err *e)
 {
-    FILE *f = std::fopen(path.c_str(), "rb");
-    if (!f) {
-        es_fail(e, "%s: cannot open: %s", path.c_str(), std::strerror(errno));
-        return false;
-    }
-    char buf[65536];
+    char *buf;
     size_t n;
-    out.clear();
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
-        out.append(buf, n);
-        if (out.size() > (1u << 20)) {
-            std::fclose(f);
-            es_fail(e, "%s: longer than 1 MiB", path.c_str());
-            return false;
-        }
-    }
-    std::fclose(f);
+    if (es_read_file(path.c_str(), 1u << 20, &buf, &n, e)) return false;
+    out.assign(buf, n);
+    std::free(buf);
     return true;
 }
 
@@ -175,7 +164,7 @@ std::string render(const Template &t, const es_record &rec)
 
 struct Compare {     // what the batch without prefix sharing measured
     double batch_ns = 0;
-    int64_t prefill_passes = 0, max_in_flight = 0, kv_max_used = 0;
+    int64_t prefill_passes = 0, max_in_flight = 0;
     int ok = 0;
 };
 
@@ -278,7 +267,6 @@ pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp
         c.batch_ns = r.seconds * 1e9;
         c.prefill_passes = r.prefill_passes;
         c.max_in_flight = r.max_in_flight;
-        c.kv_max_used = r.kv_max_used;
         c.ok = 1;
     }
     ssize_t wr = write(fd_out, &c, sizeof c);
@@ -443,8 +431,7 @@ int cmd_eval(int argc, char **argv)
         ~TokFree() { es_tok_free(*t); g_tok = nullptr; }
     } tkf{&tok};
     if (!vocab.empty()) {
-        size_t len = vocab.size();
-        bool gguf = len > 5 && vocab.compare(len - 5, 5, ".gguf") == 0;
+        bool gguf = es_ends_with(vocab.c_str(), ".gguf");
         if (gguf ? es_tok_load_gguf(&tok, vocab.c_str(), &e) : es_tok_load_tiktoken(&tok, vocab.c_str(), &e)) return fail();
         g_tok = tok;
     }

@@ -4,6 +4,8 @@
  * overflow before anything is allocated or read. */
 #define _POSIX_C_SOURCE 200809L
 #include "es_wsrc.h"
+#include "es_cfg.h"
+#include "es_fs.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -183,20 +185,9 @@ out:
 
 static int st_index(es_wsrc *s, const char *index, es_err *e)
 {
-    FILE *f = fopen(index, "rb");
-    if (!f) return es_fail(e, "%s: cannot open: %s", index, strerror(errno));
-    char *buf = NULL;
-    long n = -1;
-    if (!fseek(f, 0, SEEK_END)) n = ftell(f);
-    if (n < 0 || n > (64L << 20)) { fclose(f); return es_fail(e, "%s: expected a JSON file under 64 MiB", index); }
-    rewind(f);
-    buf = malloc((size_t)n + 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) { fclose(f); free(buf); return es_fail(e, "%s: read failed", index); }
-    fclose(f);
-    buf[n] = 0;
-    cJSON *root = cJSON_Parse(buf);
-    free(buf);
-    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    es_cfg c;
+    if (es_cfg_load(&c, index, e)) return -1;
+    const cJSON *wm = es_cfg_node(&c, "weight_map");
     int rc = -1;
     if (!cJSON_IsObject(wm)) { es_fail(e, "%s: key 'weight_map': expected an object of tensor -> file", index); goto out; }
     char dir[512];
@@ -223,7 +214,7 @@ static int st_index(es_wsrc *s, const char *index, es_err *e)
     }
     rc = 0;
 out:
-    cJSON_Delete(root);
+    es_cfg_free(&c);
     return rc;
 }
 
@@ -544,40 +535,22 @@ out:
 
 /* ---- opening ---- */
 
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int exists(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static int ends_with(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
 int es_wsrc_open(es_wsrc *s, const char *path, const es_wsrc_opts *o, es_err *e)
 {
     memset(s, 0, sizeof *s);
     char p[512];
     snprintf(p, sizeof p, "%s", path);
-    if (is_dir(path)) {
+    if (es_is_dir(path)) {
         char c[600];
         snprintf(c, sizeof c, "%s/model.safetensors.index.json", path);
-        if (!exists(c)) snprintf(c, sizeof c, "%s/model.safetensors", path);
-        if (!exists(c)) return es_fail(e, "%s: folder holds neither model.safetensors.index.json nor model.safetensors", path);
+        if (!es_is_file(c)) snprintf(c, sizeof c, "%s/model.safetensors", path);
+        if (!es_is_file(c)) return es_fail(e, "%s: folder holds neither model.safetensors.index.json nor model.safetensors", path);
         if (strlen(c) >= sizeof p) return es_fail(e, "%s: path too long", path);
         memcpy(p, c, strlen(c) + 1);
     }
     snprintf(s->path, sizeof s->path, "%s", p);
     int rc;
-    if (ends_with(p, ".json")) {
+    if (es_ends_with(p, ".json")) {
         rc = st_index(s, p, e);
     } else {
         int fi = add_file(s, p, e);

@@ -3,7 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "es_cfg.h"
 #include <cjson/cJSON.h>
-#include <errno.h>
+#include "es_fs.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,21 +34,9 @@ int es_cfg_parse(es_cfg *c, const char *label, const char *text, es_err *e)
 int es_cfg_load(es_cfg *c, const char *path, es_err *e)
 {
     memset(c, 0, sizeof *c);
-    FILE *f = fopen(path, "rb");
-    if (!f) return es_fail(e, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return es_fail(e, "%s: cannot seek", path); }
-    long n = ftell(f);
-    if (n < 0 || n > (64L << 20)) {
-        fclose(f);
-        return es_fail(e, "%s: expected a JSON file under 64 MiB", path);
-    }
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    if (!buf) { fclose(f); return es_fail(e, "%s: out of memory", path); }
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    if (got != (size_t)n) { free(buf); return es_fail(e, "%s: short read", path); }
-    buf[n] = 0;
+    char *buf;
+    size_t n;
+    if (es_read_file(path, (size_t)64 << 20, &buf, &n, e)) return -1;
     int rc = es_cfg_parse(c, path, buf, e);
     free(buf);
     return rc;
@@ -161,13 +149,6 @@ int es_cfg_str(const es_cfg *c, const char *key, char *out, size_t n, es_err *e)
         return es_fail(e, "%s: key '%s': expected a non-empty string, got %s", c->path, key, got);
     snprintf(out, n, "%s", j->valuestring);
     return 0;
-}
-
-int es_cfg_num_opt(const es_cfg *c, const char *key, double lo, double hi, double dflt,
-                   double *out, es_err *e)
-{
-    if (!es_cfg_has(c, key)) { *out = dflt; return 0; }
-    return es_cfg_num(c, key, lo, hi, out, e);
 }
 
 int es_cfg_i64_opt(const es_cfg *c, const char *key, int64_t lo, int64_t hi, int64_t dflt,

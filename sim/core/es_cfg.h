@@ -40,9 +40,7 @@ int es_cfg_int(const es_cfg *c, const char *key, int lo, int hi, int *out,
 int es_cfg_bool(const es_cfg *c, const char *key, int *out, es_err *e);
 int es_cfg_str(const es_cfg *c, const char *key, char *out, size_t n,
                es_err *e);
-/* Optional variants: absent key leaves *out = dflt and succeeds. */
-int es_cfg_num_opt(const es_cfg *c, const char *key, double lo, double hi,
-                   double dflt, double *out, es_err *e);
+/* Optional variant: an absent key leaves *out = dflt and succeeds. */
 int es_cfg_i64_opt(const es_cfg *c, const char *key, int64_t lo, int64_t hi,
                    int64_t dflt, int64_t *out, es_err *e);
 

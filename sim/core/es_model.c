@@ -4,12 +4,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "es_model.h"
 #include "es_cfg.h"
+#include "es_fs.h"
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static const char *role_names[ES_ROLE_COUNT] = {
     "embed", "attn_norm", "attn_q", "attn_k", "attn_v", "attn_o",
@@ -35,31 +35,20 @@ const char *es_models_dir(void)
 #endif
 }
 
-static int is_file(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 int es_resolve(const char *spec, const char *sub, const char *leaf, char *out, size_t n, es_err *e)
 {
     if (!spec || !spec[0]) return es_fail(e, "empty %s name", sub);
-    if (is_file(spec)) { snprintf(out, n, "%s", spec); return 0; }
-    if (is_dir(spec)) {
+    if (es_is_file(spec)) { snprintf(out, n, "%s", spec); return 0; }
+    if (es_is_dir(spec)) {
         if (!leaf) return es_fail(e, "%s: is a folder; expected a %s .json file", spec, sub);
         snprintf(out, n, "%s/%s", spec, leaf);
-        if (is_file(out)) return 0;
+        if (es_is_file(out)) return 0;
         return es_fail(e, "%s: folder has no %s", spec, leaf);
     }
     if (!strchr(spec, '/')) {
         if (leaf) snprintf(out, n, "%s/%s/%s/%s", es_models_dir(), sub, spec, leaf);
         else snprintf(out, n, "%s/%s/%s.json", es_models_dir(), sub, spec);
-        if (is_file(out)) return 0;
+        if (es_is_file(out)) return 0;
         return es_fail(e, "%s: no such file, and no '%s' under %s/%s", spec, spec,
                        es_models_dir(), sub);
     }

@@ -7,6 +7,7 @@
  * quote on its first line: that line is bad and reading resumes at the next. */
 #define _POSIX_C_SOURCE 200809L
 #include "es_dataset.h"
+#include "es_fs.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -57,12 +58,6 @@ int es_utf8_valid(const char *str, size_t n)
         i += (size_t)len;
     }
     return 1;
-}
-
-static int ends_with(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
 }
 
 /* Read one physical line (with its terminator) into d->buf at buf_len.
@@ -287,8 +282,8 @@ static int jsonl_next(es_dataset *d, es_record *rec, char *reason, size_t rn, es
 int es_dataset_open(es_dataset **out, const char *path, es_err *e)
 {
     *out = NULL;
-    int jsonl = ends_with(path, ".jsonl") || ends_with(path, ".ndjson");
-    if (!jsonl && !ends_with(path, ".csv"))
+    int jsonl = es_ends_with(path, ".jsonl") || es_ends_with(path, ".ndjson");
+    if (!jsonl && !es_ends_with(path, ".csv"))
         return es_fail(e, "%s: expected a .csv or .jsonl file", path);
     FILE *f = fopen(path, "rb");
     if (!f) return es_fail(e, "%s: cannot open: %s", path, strerror(errno));

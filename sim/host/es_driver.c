@@ -23,7 +23,7 @@ struct es_drv {
     es_req_result *fly;      /* (n_slots) by slot: requests in flight */
     uint32_t *free_slots;    /* (n_free) slots to reuse */
     int64_t n_slots, n_free, cap_slots;
-    int64_t kv_used, in_flight, max_in_flight, max_kv_used;
+    int64_t kv_used, in_flight;
 };
 
 es_drv *es_drv_open(const es_drv_cfg *cfg, const es_dev_ops *ops, void *dev, es_err *e)
@@ -198,8 +198,7 @@ int es_drv_run(es_drv *d, const es_drv_source *src, es_err *e)
             r->submit_ns = d->ops->now_ns(d->dev);
             r->first_ns = r->done_ns = -1;
             d->kv_used += p.prompt + p.max_new;
-            if (d->kv_used > d->max_kv_used) d->max_kv_used = d->kv_used;
-            if (++d->in_flight > d->max_in_flight) d->max_in_flight = d->in_flight;
+            d->in_flight++;
             if (refill(d, src, &open, e)) return -1;
         }
         if (d->in_flight == 0) /* cannot happen: every request fits an empty chip */
@@ -227,6 +226,3 @@ int es_drv_run(es_drv *d, const es_drv_source *src, es_err *e)
     return 0;
 }
 
-int64_t es_drv_max_in_flight(const es_drv *d) { return d->max_in_flight; }
-int64_t es_drv_max_kv_used(const es_drv *d) { return d->max_kv_used; }
-int64_t es_drv_slots(const es_drv *d) { return d->n_slots; }

@@ -101,9 +101,6 @@ int es_drv_run(es_drv *d, const es_drv_source *src, es_err *e);
  * -1 when the CQ is full (the device must wait and retry). */
 int es_drv_sq_pop(es_drv *d, es_sqe *out);
 int es_drv_cq_push(es_drv *d, const es_cqe *c);
-int64_t es_drv_max_in_flight(const es_drv *d);  /* most sequences in flight at once */
-int64_t es_drv_max_kv_used(const es_drv *d);    /* most KV positions held at once */
-int64_t es_drv_slots(const es_drv *d);          /* sequence ids ever used (prefix included) */
 
 #ifdef __cplusplus
 }

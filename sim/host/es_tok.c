@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "es_dataset.h"
 #include "es_unicode_tables.h"
 #include "es_wsrc.h"
 
@@ -16,6 +17,19 @@ struct es_tok {
     int32_t *table;         /* open addressing: token ids by hash of their bytes, -1 empty */
     uint64_t mask;
 };
+
+/* Decode the code point at s[0..n) (n >= 1) into *cp; returns its length in
+ * bytes (1 for a malformed or truncated sequence's first byte). */
+static int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    unsigned c = s[0];
+    int len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if ((size_t)len > n) len = 1;
+    uint32_t v = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
+    for (int j = 1; j < len; j++) v = v << 6 | (s[j] & 0x3F);
+    *cp = v;
+    return len;
+}
 
 /* ---- vocabulary ---- */
 
@@ -186,14 +200,10 @@ static int gguf_token(void *arg, const char *s, size_t n)
         g->id++;
         return 0;
     }
+    if (!es_utf8_valid(s, n)) return es_fail(g->e, "%s: token %lld: bad UTF-8", g->path, (long long)g->id);
     for (size_t i = 0; i < n;) {
-        unsigned c = (unsigned char)s[i];
         uint32_t cp;
-        int len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-        if (i + (size_t)len > n) return es_fail(g->e, "%s: token %lld: bad UTF-8", g->path, (long long)g->id);
-        cp = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
-        for (int j = 1; j < len; j++) cp = cp << 6 | ((unsigned char)s[i + j] & 0x3F);
-        i += (size_t)len;
+        i += (size_t)utf8_decode((const unsigned char *)s + i, n - i, &cp);
         int b = gpt2_byte(cp);
         if (b < 0 || k >= sizeof buf) { /* a special token (e.g. <|begin_of_text|>): not a BPE rank */
             g->id++;
@@ -450,16 +460,10 @@ int64_t es_tok_encode(const es_tok *t, const char *text, size_t n, int32_t *out,
     if (!cp || !k || !bo) goto out;
     int64_t m = 0;
     for (size_t i = 0; i < n;) {
-        unsigned c = (unsigned char)text[i];
-        int len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-        if (i + (size_t)len > n) len = (int)(n - i);
-        uint32_t v = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
-        for (int j = 1; j < len; j++) v = v << 6 | ((unsigned char)text[i + j] & 0x3F);
         bo[m] = (int64_t)i;
-        cp[m] = v;
-        k[m] = klass(v);
+        i += (size_t)utf8_decode((const unsigned char *)text + i, n - i, &cp[m]);
+        k[m] = klass(cp[m]);
         m++;
-        i += (size_t)len;
     }
     bo[m] = (int64_t)n;
     for (int64_t i = 0; i < m;) {

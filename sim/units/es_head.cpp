@@ -28,7 +28,6 @@ void Embed::run()
         stat_->busy_cycles += ctx_.now() - start;
         ctx_.charge(stat_, it.seq, ev);
         it.ready = ctx_.now();
-        it.group_left = 0;
         out.write(it);
     }
 }

@@ -19,7 +19,8 @@ Tile::Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops,
 void Tile::run()
 {
     const int64_t tpr = ctx_.c->tokens_per_read;
-    std::vector<Item> group;
+    std::vector<Item> &group = group_;
+    std::vector<es_events> &own = own_;
     Item carry;
     bool have_carry = false;
     es_events shared{}, op_ev, part_ev;
@@ -43,7 +44,7 @@ void Tile::run()
             total += more.n;
         }
         int64_t start = ctx_.now(), pending = 0;
-        std::vector<es_events> own(group.size(), es_events{}); /* attention: each sequence's own KV */
+        own.assign(group.size(), es_events{}); /* attention: each sequence's own KV */
         shared = es_events{};
         for (const es_op *op : ops_) {
             if (op->kind != ES_OP_ATTN) {

@@ -27,6 +27,8 @@ private:
     sc_core::sc_semaphore *kv_;
     bool last_;
     es_unit_rec *stat_;
+    std::vector<Item> group_;       // the work item being served
+    std::vector<es_events> own_;    // per sequence of it: attention events
 };
 
 } // namespace es

@@ -156,7 +156,6 @@ int src_done(void *arg, const es_req_result *q, uint32_t slot, es_err *e)
     rec.done_ns = q->done_ns;
     rec.energy_j = st.energy_j;
     s->r->seqs.push_back(rec);
-    s->r->reqs.push_back(*q);
     return 0;
 }
 
@@ -209,7 +208,6 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     if (!w.sink) {
         /* per-sequence figures (run): ids come back in completion order */
         std::sort(r.seqs.begin(), r.seqs.end(), [](const es_seq_rec &a, const es_seq_rec &b) { return a.id < b.id; });
-        std::sort(r.reqs.begin(), r.reqs.end(), [](const es_req_result &a, const es_req_result &b) { return a.id < b.id; });
         size_t n = r.seqs.size();
         double rate_sum = 0;
         int rated = 0;

@@ -68,7 +68,6 @@ struct RunResult {
     std::vector<es_seq_rec> seqs;
     std::vector<es_token_rec> toks;
     std::vector<es_unit_rec> units;
-    std::vector<es_req_result> reqs;     // the driver's view, per request
 };
 
 // Run the simulation. Only one call per process: SystemC elaborates once.

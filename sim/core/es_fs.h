@@ -1,0 +1,20 @@
+/* es_fs: the few file-system helpers the loaders share. */
+#ifndef ES_FS_H
+#define ES_FS_H
+#include <stddef.h>
+#include "es_err.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+int es_is_file(const char *path);   /* a regular file */
+int es_is_dir(const char *path);    /* a folder */
+int es_ends_with(const char *s, const char *suffix);
+/* Read a whole file of at most max bytes into a malloc'd, NUL-terminated
+ * buffer (*out, *len); errors name the file. */
+int es_read_file(const char *path, size_t max, char **out, size_t *len, es_err *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
