@@ -23,6 +23,7 @@
 #include "cli_rom.h"
 #include "cli_common.h"
 #include "cli_eval.h"
+#include "cli_infer.h"
 
 namespace {
 
@@ -389,6 +390,7 @@ int sc_main(int argc, char **argv)
         if (cmd == "run") return cmd_run(argc - 2, argv + 2);
         if (cmd == "area") return cmd_area(argc - 2, argv + 2);
         if (cmd == "rom") return es_cli_rom(argc - 2, argv + 2);
+        if (cmd == "infer") return es_cli_infer(argc - 2, argv + 2);
         if (cmd == "eval") return es::cmd_eval(argc - 2, argv + 2);
         if (cmd == "dataset") return es::cmd_dataset(argc - 2, argv + 2);
     } catch (const std::bad_alloc &) {

@@ -740,11 +740,138 @@ def test_err_context_too_long():
     expect_error(["run", "--no-db", "--prompt", "2000", "--generate", "100"], "kv.slot_context")
 
 
+# ---- functional execution on stories260K (needs ../shared/models) ----------
+
+class Skip(Exception):
+    pass
+
+
+def stories():
+    d = os.environ.get("ETCHSIM_TEST_MODELS") or os.environ.get("ETCHSIM_TEST_MODELS_DEFAULT", "")
+    p = os.path.join(d, "stories260K.gguf")
+    if not os.path.isfile(p):
+        raise Skip(f"{p} not found (set ETCHSIM_TEST_MODELS to the folder holding stories260K.gguf)")
+    return p
+
+
+def fixtures():
+    with open(os.path.join(DATA, "stories260K-fixtures.json")) as f:
+        return json.load(f)
+
+
+def gguf_read(path):
+    """(metadata [(key, type, raw value bytes)], tensor-info bytes, data bytes, alignment) of a GGUF v3 file."""
+    import struct
+    b = open(path, "rb").read()
+    pos = 24
+    n_t, n_kv = struct.unpack_from("<QQ", b, 8)
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+    def skip(t, p):
+        if t == 8:
+            return p + 8 + struct.unpack_from("<Q", b, p)[0]
+        if t == 9:
+            et, n = struct.unpack_from("<IQ", b, p)
+            p += 12
+            if et in sizes:
+                return p + n * sizes[et]
+            for _ in range(n):
+                p = skip(et, p)
+            return p
+        return p + sizes[t]
+    kvs = []
+    for _ in range(n_kv):
+        klen = struct.unpack_from("<Q", b, pos)[0]
+        key = b[pos + 8:pos + 8 + klen].decode()
+        t = struct.unpack_from("<I", b, pos + 8 + klen)[0]
+        v0 = pos + 12 + klen
+        pos = skip(t, v0)
+        kvs.append((key, t, b[v0:pos]))
+    info0 = pos
+    for _ in range(n_t):
+        nlen = struct.unpack_from("<Q", b, pos)[0]
+        pos += 8 + nlen
+        nd = struct.unpack_from("<I", b, pos)[0]
+        pos += 4 + 8 * nd + 4 + 8
+    data0 = (pos + 31) // 32 * 32
+    return kvs, n_t, b[info0:pos], b[data0:]
+
+
+def gguf_write(path, kvs, n_t, info, data):
+    import struct
+    out = bytearray(b"GGUF" + struct.pack("<IQQ", 3, n_t, len(kvs)))
+    for key, t, raw in kvs:
+        k = key.encode()
+        out += struct.pack("<Q", len(k)) + k + struct.pack("<I", t) + raw
+    out += info
+    out += b"\0" * ((-len(out)) % 32)
+    out += data
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+def gguf_str(s):
+    import struct
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def test_infer_stories():
+    model = stories()
+    fx = fixtures()
+    for g in fx["generate"][:2]:
+        with tempfile.TemporaryDirectory() as tmp:
+            lf = os.path.join(tmp, "logits.json")
+            n = len(g["output_ids"])
+            j = json.loads(run("infer", "--model", model, "--text", g["text"], "--generate", str(n),
+                               "--json", "--logits", lf).stdout)
+            expect(j["prompt_ids"] == g["prompt_ids"], f"prompt ids {j['prompt_ids']}")
+            expect(j["output_ids"] == g["output_ids"], f"output ids {j['output_ids']} != {g['output_ids']}")
+            expect(j["output_text"].lstrip() == g["output_text"].lstrip(), f"text {j['output_text']!r}")
+            rows = json.load(open(lf))
+            expect(len(rows) == len(g["prompt_ids"]) + n - 1, f"{len(rows)} logit rows")
+            seq = g["prompt_ids"] + g["output_ids"]
+            for r in rows:
+                expect(r["token"] == seq[r["pos"]], f"position {r['pos']} token {r['token']}")
+                d = max(abs(a - b) for a, b in zip(r["logits"], g["logits"][r["pos"]]))
+                expect(d <= 1e-4, f"position {r['pos']}: logits differ by {d}")
+            expect(not os.path.exists(lf + ".tmp"), "temporary logits file left behind")
+    p = run("infer", "--model", model, "--text", "Once upon a time", "--generate", "4")
+    expect("output ids: 432 383 286 261" in p.stdout and "output text: , there was a" in p.stdout, p.stdout)
+
+
+def test_err_gguf():
+    model = stories()
+    kvs, n_t, info, data = gguf_read(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        def variant(name, edit):
+            path = os.path.join(tmp, name + ".gguf")
+            gguf_write(path, edit(list(kvs)), n_t, info, data)
+            return path
+        arch = variant("mamba", lambda k: [(a, t, gguf_str("mamba") if a == "general.architecture" else v)
+                                           for a, t, v in k])
+        expect_error(["infer", "--model", arch, "--text", "x"], arch, "general.architecture", "mamba")
+        expect_error(["area", "--model", arch], "general.architecture")
+        nokey = variant("nokey", lambda k: [x for x in k if x[0] != "llama.block_count"])
+        expect_error(["infer", "--model", nokey, "--text", "x"], nokey, "llama.block_count", "missing")
+        expect_error(["run", "--model", nokey, "--no-db"], "llama.block_count")
+        tok = variant("tok", lambda k: [(a, t, gguf_str("bert") if a == "tokenizer.ggml.model" else v)
+                                        for a, t, v in k])
+        expect_error(["infer", "--model", tok, "--text", "x"], tok, "tokenizer.ggml.model", "bert")
+        expect_error(["infer", "--model", model], "--text", code=2)
+        expect_error(["infer", "--model", model, "--text", "x", "--generate", "5x"], "--generate", code=2)
+        expect_error(["infer", "--model", "tiny-llama", "--text", "x", "--vocab", model], "--weights")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
     if not fn:
         print(f"unknown case {name!r}", file=sys.stderr)
         sys.exit(2)
-    fn()
+    try:
+        fn()
+    except Skip as e:
+        print(f"{name}: SKIPPED: {e}")
+        sys.exit(77)
     print(f"{name}: ok")

@@ -6,6 +6,7 @@
 #include "es_wsrc.h"
 #include "es_cfg.h"
 #include "es_fs.h"
+#include "es_gguf.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -220,90 +221,6 @@ out:
 
 /* ---- GGUF ---- */
 
-typedef struct rd {
-    int fd;
-    int64_t pos, size;
-    unsigned char buf[1 << 16];
-    int64_t buf_at, buf_len;  /* file offset and length of buf's contents */
-} rd;
-
-static int rd_bytes(rd *r, void *out, int64_t n)
-{
-    if (n < 0 || n > r->size - r->pos) return -1;
-    unsigned char *o = out;
-    while (n > 0) {
-        if (r->pos < r->buf_at || r->pos >= r->buf_at + r->buf_len) {
-            int64_t want = r->size - r->pos < (int64_t)sizeof r->buf ? r->size - r->pos : (int64_t)sizeof r->buf;
-            if (read_at(r->fd, r->buf, want, r->pos)) return -1;
-            r->buf_at = r->pos;
-            r->buf_len = want;
-        }
-        int64_t k = r->buf_at + r->buf_len - r->pos;
-        if (k > n) k = n;
-        if (o) { memcpy(o, r->buf + (r->pos - r->buf_at), (size_t)k); o += k; }
-        r->pos += k;
-        n -= k;
-    }
-    return 0;
-}
-
-static int rd_u32(rd *r, uint32_t *v)
-{
-    unsigned char b[4];
-    if (rd_bytes(r, b, 4)) return -1;
-    *v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-    return 0;
-}
-
-static int rd_u64(rd *r, uint64_t *v)
-{
-    unsigned char b[8];
-    if (rd_bytes(r, b, 8)) return -1;
-    *v = 0;
-    for (int i = 7; i >= 0; i--) *v = *v << 8 | b[i];
-    return 0;
-}
-
-/* A string: into out (NUL-terminated) when it fits cap, else error; out NULL: skip. */
-static int rd_str(rd *r, char *out, size_t cap)
-{
-    uint64_t n;
-    if (rd_u64(r, &n) || n > (uint64_t)(r->size - r->pos)) return -1;
-    if (!out) return rd_bytes(r, NULL, (int64_t)n);
-    if (n >= cap) return -1;
-    if (rd_bytes(r, out, (int64_t)n)) return -1;
-    out[n] = 0;
-    return 0;
-}
-
-static int gguf_scalar_size(uint32_t t)
-{
-    static const int sz[13] = {1, 1, 2, 2, 4, 4, 4, 1, -1, -1, 8, 8, 8};
-    return t < 13 ? sz[t] : 0;
-}
-
-static int skip_value(rd *r, uint32_t type, int depth)
-{
-    if (type == 8) return rd_str(r, NULL, 0);
-    if (type == 9) {
-        uint32_t et;
-        uint64_t n;
-        if (depth > 4 || rd_u32(r, &et) || rd_u64(r, &n)) return -1;
-        int sz = gguf_scalar_size(et);
-        if (sz == 0) return -1;
-        if (sz > 0) {
-            if (n > (uint64_t)(r->size - r->pos) / (uint64_t)sz) return -1;
-            return rd_bytes(r, NULL, (int64_t)(n * (uint64_t)sz));
-        }
-        if (n > (uint64_t)(r->size - r->pos)) return -1; /* every element takes at least a byte */
-        for (uint64_t i = 0; i < n; i++)
-            if (skip_value(r, et, depth + 1)) return -1;
-        return 0;
-    }
-    int sz = gguf_scalar_size(type);
-    return sz > 0 ? rd_bytes(r, NULL, sz) : -1;
-}
-
 static int gguf_type(uint32_t t, es_qtype *q)
 {
     switch (t) {
@@ -321,100 +238,52 @@ static int gguf_type(uint32_t t, es_qtype *q)
     }
 }
 
+/* The tensor infos of es_gguf, checked against the formats' block sizes. */
 static int gguf_parse(es_wsrc *s, int fi, es_err *e)
 {
     const char *path = s->files[fi];
-    rd *r = calloc(1, sizeof *r);
-    if (!r) return es_fail(e, "%s: out of memory", path);
-    r->fd = s->fds[fi];
-    r->size = file_size(r->fd);
+    es_gguf g;
+    if (es_gguf_open(&g, path, e)) return -1;
     int rc = -1, ns = 0;
-    span *sp = NULL;
-    unsigned char magic[4];
-    uint32_t version = 0, alignment = 32;
-    uint64_t n_tensors, n_kv;
-    if (rd_bytes(r, magic, 4) || memcmp(magic, "GGUF", 4)) { es_fail(e, "%s: not a GGUF file (bad magic)", path); goto out; }
-    if (rd_u32(r, &version) || version != 3) { es_fail(e, "%s: GGUF version %u (expected 3)", path, version); goto out; }
-    if (rd_u64(r, &n_tensors) || rd_u64(r, &n_kv)) { es_fail(e, "%s: truncated header", path); goto out; }
-    if (n_tensors > 1000000 || n_kv > 1000000) {
-        es_fail(e, "%s: %llu tensors and %llu metadata entries exceed the limits of 1,000,000", path,
-                (unsigned long long)n_tensors, (unsigned long long)n_kv);
-        goto out;
-    }
-    for (uint64_t i = 0; i < n_kv; i++) {
-        char key[256];
-        uint32_t type;
-        if (rd_str(r, key, sizeof key) || rd_u32(r, &type)) {
-            es_fail(e, "%s: metadata entry %llu: truncated or key longer than 255 bytes", path, (unsigned long long)i);
-            goto out;
-        }
-        if (!strcmp(key, "general.alignment")) {
-            if (type != 4 || rd_u32(r, &alignment) || alignment == 0 || alignment > 65536 ||
-                (alignment & (alignment - 1))) {
-                es_fail(e, "%s: general.alignment must be a u32 power of two up to 65536", path);
-                goto out;
-            }
-        } else if (skip_value(r, type, 0)) {
-            es_fail(e, "%s: metadata '%s': bad type %u or value runs past the end of the file", path, key, type);
-            goto out;
-        }
-    }
-    sp = calloc((size_t)n_tensors + 1, sizeof *sp);
+    span *sp = calloc((size_t)g.n_tensors + 1, sizeof *sp);
     if (!sp) { es_fail(e, "%s: out of memory", path); goto out; }
-    int first = s->n;
-    for (uint64_t i = 0; i < n_tensors; i++) {
+    for (int i = 0; i < g.n_tensors; i++) {
+        const es_gguf_tensor *gt = &g.t[i];
         es_wtensor *t = new_tensor(s, e);
-        uint32_t nd, type;
-        uint64_t off;
         if (!t) goto out;
-        if (rd_str(r, t->name, sizeof t->name) || rd_u32(r, &nd)) {
-            es_fail(e, "%s: tensor info %llu: truncated or name longer than 127 bytes", path, (unsigned long long)i);
-            goto out;
-        }
-        if (nd < 1 || nd > 4) { es_fail(e, "%s: tensor %s: %u dimensions (expected 1 to 4)", path, t->name, nd); goto out; }
-        t->ndims = (int)nd;
+        snprintf(t->name, sizeof t->name, "%s", gt->name);
+        t->ndims = (int)gt->n_dims;
         int64_t elems = 1;
-        uint64_t ne[4];
-        for (uint32_t d = 0; d < nd; d++) {
-            if (rd_u64(r, &ne[d]) || ne[d] > ((uint64_t)1 << 40)) {
-                es_fail(e, "%s: tensor %s: dimension %u missing or beyond 2^40", path, t->name, d);
-                goto out;
-            }
-            t->dims[nd - 1 - d] = (int64_t)ne[d]; /* GGUF lists the innermost first */
-            if (!mul_ok(elems, (int64_t)ne[d], &elems)) { es_fail(e, "%s: tensor %s: shape overflows", path, t->name); goto out; }
+        for (uint32_t d = 0; d < gt->n_dims; d++) {
+            t->dims[gt->n_dims - 1 - d] = (int64_t)gt->ne[d]; /* GGUF lists the innermost first */
+            if (!mul_ok(elems, (int64_t)gt->ne[d], &elems)) { es_fail(e, "%s: tensor %s: shape overflows", path, t->name); goto out; }
         }
-        if (rd_u32(r, &type) || rd_u64(r, &off)) { es_fail(e, "%s: tensor %s: truncated info", path, t->name); goto out; }
         es_qtype q;
-        if (gguf_type(type, &q)) {
+        if (gguf_type(gt->type, &q)) {
             es_fail(e, "%s: tensor %s: GGUF type %u is not supported (F32, F16, BF16, Q8_0, Q4_0, Q3_K, "
-                       "Q4_K, Q5_K, Q6_K, MXFP4)", path, t->name, type);
+                       "Q4_K, Q5_K, Q6_K, MXFP4)", path, t->name, gt->type);
             goto out;
         }
         t->file = fi;
         t->fmt.type = q;
         t->fmt.tensor_scale = 1.0f;
-        int64_t be = es_q_block_elems(&t->fmt), rows = elems / (ne[0] ? (int64_t)ne[0] : 1), rowb;
-        if (ne[0] == 0 || (int64_t)ne[0] % be) {
-            es_fail(e, "%s: tensor %s: first dimension %llu is not a multiple of the %s block of %lld", path,
-                    t->name, (unsigned long long)ne[0], es_qtype_name(q), (long long)be);
+        int64_t ne0 = (int64_t)gt->ne[0], be = es_q_block_elems(&t->fmt), rows = elems / (ne0 ? ne0 : 1), rowb;
+        if (ne0 == 0 || ne0 % be) {
+            es_fail(e, "%s: tensor %s: first dimension %lld is not a multiple of the %s block of %lld", path,
+                    t->name, (long long)ne0, es_qtype_name(q), (long long)be);
             goto out;
         }
-        rowb = (int64_t)ne[0] / be * es_q_block_bytes(&t->fmt);
+        rowb = ne0 / be * es_q_block_bytes(&t->fmt);
         if (!mul_ok(rowb, rows, &t->nbytes)) { es_fail(e, "%s: tensor %s: shape times type size overflows", path, t->name); goto out; }
-        if (off % alignment) { es_fail(e, "%s: tensor %s: offset %llu is not aligned to %u", path, t->name, (unsigned long long)off, alignment); goto out; }
-        if (off > (uint64_t)INT64_MAX) { es_fail(e, "%s: tensor %s: offset out of range", path, t->name); goto out; }
-        t->offset = (int64_t)off; /* relative for now */
-    }
-    int64_t data0 = (r->pos + alignment - 1) / alignment * alignment;
-    for (int i = first; i < s->n; i++) {
-        es_wtensor *t = &s->t[i];
-        if (t->offset > r->size - data0 || t->nbytes > r->size - data0 - t->offset) {
+        if (gt->offset > (uint64_t)INT64_MAX) { es_fail(e, "%s: tensor %s: offset out of range", path, t->name); goto out; }
+        t->offset = (int64_t)gt->offset;
+        if (t->offset > g.size - g.data_at || t->nbytes > g.size - g.data_at - t->offset) {
             es_fail(e, "%s: tensor %s: %lld bytes at data offset %lld run past the end of the file", path,
                     t->name, (long long)t->nbytes, (long long)t->offset);
             goto out;
         }
         sp[ns++] = (span){t->offset, t->offset + t->nbytes, t->name};
-        t->offset += data0;
+        t->offset += g.data_at;
     }
     qsort(sp, (size_t)ns, sizeof *sp, cmp_span);
     for (int i = 1; i < ns; i++)
@@ -422,114 +291,7 @@ static int gguf_parse(es_wsrc *s, int fi, es_err *e)
     rc = 0;
 out:
     free(sp);
-    free(r);
-    return rc;
-}
-
-/* Position r just past the type of metadata `key`; 1 found (type in *type),
- * 0 not found, -1 error. */
-static int gguf_find(rd *r, const char *path, const char *key, uint32_t *type, es_err *e)
-{
-    unsigned char magic[4];
-    uint32_t version = 0;
-    uint64_t n_tensors, n_kv;
-    if (rd_bytes(r, magic, 4) || memcmp(magic, "GGUF", 4) || rd_u32(r, &version) || version != 3 ||
-        rd_u64(r, &n_tensors) || rd_u64(r, &n_kv) || n_kv > 1000000)
-        return es_fail(e, "%s: not a GGUF v3 file", path);
-    for (uint64_t i = 0; i < n_kv; i++) {
-        char k[256];
-        if (rd_str(r, k, sizeof k) || rd_u32(r, type))
-            return es_fail(e, "%s: metadata entry %llu is truncated", path, (unsigned long long)i);
-        if (!strcmp(k, key)) return 1;
-        if (skip_value(r, *type, 0)) return es_fail(e, "%s: metadata '%s' is corrupt", path, k);
-    }
-    return 0;
-}
-
-static rd *gguf_reader(const char *path, es_err *e)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) { es_fail(e, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
-    rd *r = calloc(1, sizeof *r);
-    if (!r) { close(fd); es_fail(e, "%s: out of memory", path); return NULL; }
-    r->fd = fd;
-    r->size = file_size(fd);
-    return r;
-}
-
-static void gguf_reader_close(rd *r)
-{
-    if (!r) return;
-    close(r->fd);
-    free(r);
-}
-
-int es_gguf_ints(const char *path, const char *key, int32_t **out, int64_t *n, es_err *e)
-{
-    *out = NULL;
-    *n = 0;
-    rd *r = gguf_reader(path, e);
-    if (!r) return -1;
-    uint32_t type, et;
-    uint64_t cnt;
-    int found = gguf_find(r, path, key, &type, e), rc = -1;
-    if (found < 0) goto out;
-    if (found == 0) { rc = 0; goto out; }
-    if (type != 9 || rd_u32(r, &et) || (et != 4 && et != 5) || rd_u64(r, &cnt) ||
-        cnt > (uint64_t)(r->size - r->pos) / 4) {
-        es_fail(e, "%s: metadata '%s': expected an array of 32-bit integers", path, key);
-        goto out;
-    }
-    *out = malloc((size_t)(cnt ? cnt : 1) * sizeof **out);
-    if (!*out) { es_fail(e, "%s: out of memory", path); goto out; }
-    for (uint64_t i = 0; i < cnt; i++) {
-        uint32_t v;
-        if (rd_u32(r, &v)) { es_fail(e, "%s: read failed", path); free(*out); *out = NULL; goto out; }
-        (*out)[i] = (int32_t)v;
-    }
-    *n = (int64_t)cnt;
-    rc = 0;
-out:
-    gguf_reader_close(r);
-    return rc;
-}
-
-int es_gguf_strings(const char *path, const char *key, int (*cb)(void *arg, const char *s, size_t n),
-                    void *arg, es_err *e)
-{
-    rd *r = gguf_reader(path, e);
-    if (!r) return -1;
-    char *str = NULL;
-    int rc = -1;
-    uint32_t type;
-    int found = gguf_find(r, path, key, &type, e);
-    if (found < 0) goto out;
-    if (found == 0) { es_fail(e, "%s: no metadata '%s'", path, key); goto out; }
-    {
-        uint32_t et;
-        uint64_t n;
-        if (type != 9 || rd_u32(r, &et) || et != 8 || rd_u64(r, &n) || n > (uint64_t)(r->size - r->pos)) {
-            es_fail(e, "%s: metadata '%s': expected an array of strings", path, key);
-            goto out;
-        }
-        for (uint64_t j = 0; j < n; j++) {
-            uint64_t len;
-            if (rd_u64(r, &len) || len > (uint64_t)(r->size - r->pos) || len > (1u << 20)) {
-                es_fail(e, "%s: metadata '%s': string %llu runs past the end of the file", path, key, (unsigned long long)j);
-                goto out;
-            }
-            char *b = realloc(str, (size_t)len + 1);
-            if (!b) { es_fail(e, "%s: out of memory", path); goto out; }
-            str = b;
-            if (rd_bytes(r, str, (int64_t)len)) { es_fail(e, "%s: read failed", path); goto out; }
-            str[len] = 0;
-            if (cb(arg, str, (size_t)len)) goto out;
-        }
-        rc = 0;
-    }
-out:
-    free(str);
-    gguf_reader_close(r);
+    es_gguf_close(&g);
     return rc;
 }
 

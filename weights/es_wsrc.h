@@ -63,13 +63,6 @@ void es_wsrc_close(es_wsrc *s);
 int es_wsrc_bind(es_wsrc *s, const es_model *m, es_err *e);
 /* Row `row` of graph tensor i, as floats in the graph's layout. Thread-safe. */
 int es_wsrc_read_row(const es_wsrc *s, int i, int64_t row, float *out, es_err *e);
-/* Call cb for each string of the metadata array `key` of a GGUF file (e.g.
- * tokenizer.ggml.tokens). A missing key or a non-string array is an error. */
-int es_gguf_strings(const char *path, const char *key, int (*cb)(void *arg, const char *s, size_t n),
-                    void *arg, es_err *e);
-/* The metadata array `key` of 32-bit integers (u32 or i32) into a malloc'd
- * *out of *n entries; a missing key leaves *out NULL and *n 0 and succeeds. */
-int es_gguf_ints(const char *path, const char *key, int32_t **out, int64_t *n, es_err *e);
 /* The graph's name for a GGUF tensor name, or NULL if it is not one. */
 const char *es_gguf_to_hf(const char *gguf, char *buf, size_t n);
 

@@ -5,6 +5,7 @@
 #include "es_model.h"
 #include "es_cfg.h"
 #include "es_fs.h"
+#include "es_gguf.h"
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -126,10 +127,111 @@ static int build_graph(es_model *m, es_err *e)
     return 0;
 }
 
+/* The model's name: the file's base name without ".gguf". */
+static void gguf_name(es_model *m)
+{
+    const char *b = strrchr(m->path, '/');
+    b = b ? b + 1 : m->path;
+    size_t n = strlen(b);
+    if (n > 5 && !strcmp(b + n - 5, ".gguf")) n -= 5;
+    if (n == 0 || n >= sizeof m->name) { snprintf(m->name, sizeof m->name, "model"); return; }
+    memcpy(m->name, b, n);
+    m->name[n] = 0;
+}
+
+/* Shapes from GGUF metadata (llama.cpp's key names); the weights stay in
+ * the same file (es_wsrc). */
+static int load_gguf(es_model *m, es_err *e)
+{
+    es_gguf g;
+    if (es_gguf_open(&g, m->path, e)) return -1;
+    int rc = -1;
+    const char *arch;
+    gguf_name(m);
+    m->gguf = 1;
+    if (es_gguf_str(&g, "general.architecture", &arch, e)) goto out;
+    if (strcmp(arch, "llama")) {
+        es_fail(e, "%s: metadata 'general.architecture': unsupported architecture '%.64s' (supported: llama)",
+                m->path, arch);
+        goto out;
+    }
+    snprintf(m->arch, sizeof m->arch, "LlamaForCausalLM");
+    const int64_t BIG = (int64_t)1 << 24;
+    int64_t vocab_tokens = -1, rope_dims;
+    if (es_gguf_i64(&g, "llama.embedding_length", 1, BIG, &m->hidden, e) ||
+        es_gguf_i64(&g, "llama.block_count", 1, 4096, &m->layers, e) ||
+        es_gguf_i64(&g, "llama.attention.head_count", 1, 4096, &m->heads, e) ||
+        es_gguf_i64_opt(&g, "llama.attention.head_count_kv", 1, 4096, m->heads, &m->kv_heads, e) ||
+        es_gguf_i64(&g, "llama.feed_forward_length", 1, BIG, &m->ffn, e) ||
+        es_gguf_i64(&g, "llama.context_length", 1, BIG, &m->max_pos, e) ||
+        es_gguf_num_opt(&g, "llama.rope.freq_base", 1.0, 1e12, 10000.0, &m->rope_theta, e))
+        goto out;
+    if (!es_gguf_find(&g, "llama.attention.layer_norm_rms_epsilon")) {
+        es_fail(e, "%s: required metadata key 'llama.attention.layer_norm_rms_epsilon' is missing", m->path);
+        goto out;
+    }
+    if (es_gguf_num_opt(&g, "llama.attention.layer_norm_rms_epsilon", 1e-12, 1.0, 0, &m->eps, e)) goto out;
+    /* the vocabulary: llama.vocab_size, else the tokenizer's token count */
+    if (es_gguf_find(&g, "tokenizer.ggml.tokens") &&
+        (vocab_tokens = es_gguf_arr_count(&g, "tokenizer.ggml.tokens", e)) < 0)
+        goto out;
+    if (!es_gguf_find(&g, "llama.vocab_size") && vocab_tokens < 1) {
+        es_fail(e, "%s: required metadata key 'llama.vocab_size' is missing (and no tokenizer.ggml.tokens "
+                   "to count)", m->path);
+        goto out;
+    }
+    if (es_gguf_i64_opt(&g, "llama.vocab_size", 1, (int64_t)1 << 22, vocab_tokens, &m->vocab, e)) goto out;
+    if (m->vocab < 1 || m->vocab > ((int64_t)1 << 22)) {
+        es_fail(e, "%s: metadata 'tokenizer.ggml.tokens': %lld tokens (expected 1 to 4194304)", m->path,
+                (long long)m->vocab);
+        goto out;
+    }
+    if (m->hidden % m->heads || m->heads % m->kv_heads) {
+        es_fail(e, "%s: metadata 'llama.attention.head_count' %lld must divide llama.embedding_length %lld "
+                   "and be a multiple of llama.attention.head_count_kv %lld", m->path, (long long)m->heads,
+                (long long)m->hidden, (long long)m->kv_heads);
+        goto out;
+    }
+    if (es_gguf_i64_opt(&g, "llama.attention.key_length", 2, 65536, m->hidden / m->heads, &m->head_dim, e))
+        goto out;
+    if (m->head_dim % 2) {
+        es_fail(e, "%s: metadata 'llama.attention.key_length': expected an even head size, got %lld", m->path,
+                (long long)m->head_dim);
+        goto out;
+    }
+    if (es_gguf_i64_opt(&g, "llama.rope.dimension_count", 1, 65536, m->head_dim, &rope_dims, e)) goto out;
+    if (rope_dims != m->head_dim) {
+        es_fail(e, "%s: metadata 'llama.rope.dimension_count': %lld, but only RoPE over the whole head "
+                   "(%lld) is supported", m->path, (long long)rope_dims, (long long)m->head_dim);
+        goto out;
+    }
+    const es_gguf_kv *st = es_gguf_find(&g, "llama.rope.scaling.type");
+    if (st && (st->type != ES_GGUF_STRING || !st->s || strcmp(st->s, "none"))) {
+        es_fail(e, "%s: metadata 'llama.rope.scaling.type': only \"none\" is supported (llama3 scaling "
+                   "comes as a rope_freqs.weight tensor)", m->path);
+        goto out;
+    }
+    if (es_gguf_tensor_find(&g, "rope_freqs.weight")) {
+        es_fail(e, "%s: tensor rope_freqs.weight (llama3 RoPE scaling) is not supported in GGUF models yet; "
+                   "use the model's config.json", m->path);
+        goto out;
+    }
+    m->tied = es_gguf_tensor_find(&g, "output.weight") == NULL; /* llama.cpp uses token_embd then */
+    rc = build_graph(m, e);
+out:
+    es_gguf_close(&g);
+    return rc;
+}
+
 int es_model_load(es_model *m, const char *spec, es_err *e)
 {
     memset(m, 0, sizeof *m);
     if (es_resolve(spec, "llm", "config.json", m->path, sizeof m->path, e)) return -1;
+    if (es_gguf_is_gguf(m->path)) {
+        int rc = load_gguf(m, e);
+        if (rc) es_model_free(m);
+        return rc;
+    }
     es_cfg c;
     if (es_cfg_load(&c, m->path, e)) return -1;
     int rc = -1;

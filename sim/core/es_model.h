@@ -1,6 +1,7 @@
-/* es_model: a model's shape from a Hugging Face config.json, its weight
- * tensors and the op graph one token walks through. Dense Llama only for
- * now; other architectures are rejected by name. */
+/* es_model: a model's shape from a Hugging Face config.json or a GGUF
+ * file's metadata, its weight tensors and the op graph one token walks
+ * through. Dense Llama only for now; other architectures are rejected by
+ * name. */
 #ifndef ES_MODEL_H
 #define ES_MODEL_H
 #include <stddef.h>
@@ -45,7 +46,8 @@ typedef struct es_op {
 } es_op;
 
 typedef struct es_model {
-    char path[512];        /* config.json it came from */
+    char path[512];        /* config.json or .gguf file it came from */
+    int gguf;              /* 1: from a GGUF file, which also holds the weights */
     char name[64];         /* folder name, e.g. llama-3.1-8b */
     char arch[64];         /* architectures[0] */
     int64_t hidden;        /* hidden_size */
@@ -68,8 +70,8 @@ typedef struct es_model {
     int n_ops;
 } es_model;
 
-/* Load from a config.json path, a folder holding one, or a name under
- * models/llm/. */
+/* Load from a config.json path, a folder holding one, a name under
+ * models/llm/, or a .gguf file (general.architecture "llama"). */
 int es_model_load(es_model *m, const char *spec, es_err *e);
 void es_model_free(es_model *m);
 int64_t es_model_params(const es_model *m);

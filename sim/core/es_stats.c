@@ -18,3 +18,11 @@ double es_percentile(double *v, size_t n, double q)
     if (rank > n) rank = n;
     return v[rank - 1];
 }
+
+uint64_t es_splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}

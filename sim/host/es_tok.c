@@ -7,15 +7,21 @@
 #include <string.h>
 #include "es_dataset.h"
 #include "es_unicode_tables.h"
-#include "es_wsrc.h"
+#include "es_gguf.h"
 
 struct es_tok {
-    unsigned char *bytes;   /* all tokens' bytes */
+    int spm;                /* 1: SentencePiece (tokenizer.ggml.model "llama"); 0: Llama 3 BPE */
+    unsigned char *bytes;   /* all tokens' bytes (SentencePiece: the piece text, with U+2581) */
     size_t n_bytes, cap_bytes;
     uint64_t *off;          /* (n) offset << 16 | length of token id i; length 0: no token */
     int64_t n;              /* ids 0..n-1 */
     int32_t *table;         /* open addressing: token ids by hash of their bytes, -1 empty */
     uint64_t mask;
+    float *scores;          /* SentencePiece: (n) merge scores, higher merges first */
+    int32_t *types;         /* SentencePiece: (n) token types (1 normal, 2 unknown, 3 control, 6 byte) */
+    int32_t byte_tok[256];  /* SentencePiece: the <0xXX> token of each byte, -1 when absent */
+    int add_space_prefix;   /* SentencePiece: a space goes before the text */
+    int32_t bos, eos;       /* -1 when the vocabulary has none */
 };
 
 /* Decode the code point at s[0..n) (n >= 1) into *cp; returns its length in
@@ -124,6 +130,7 @@ int es_tok_load_tiktoken(es_tok **out, const char *path, es_err *e)
     unsigned char dec[1024];
     int rc = -1;
     if (!t) { es_fail(e, "%s: out of memory", path); goto out; }
+    t->bos = t->eos = -1; /* a tiktoken file lists the BPE ranks, not the special tokens */
     while ((len = getline(&line, &cap, f)) > 0) {
         lineno++;
         char *sp = memchr(line, ' ', (size_t)len);
@@ -183,59 +190,109 @@ static int gpt2_byte(uint32_t cp)
 
 typedef struct gguf_ctx {
     es_tok *t;
-    int64_t id;
     const char *path;
     es_err *e;
-    const int32_t *types;  /* tokenizer.ggml.token_type, or NULL */
+    const double *types;   /* tokenizer.ggml.token_type, or NULL */
     int64_t n_types;
 } gguf_ctx;
 
-static int gguf_token(void *arg, const char *s, size_t n)
+/* A Llama 3 (gpt2-model) vocabulary entry: GPT-2 characters back to bytes. */
+static int gguf_bpe_token(void *arg, int64_t id, const char *s, size_t n)
 {
     gguf_ctx *g = arg;
     unsigned char buf[1024];
     size_t k = 0;
     /* only normal (1) and byte (6) tokens are BPE ranks; control tokens and the like are not */
-    if (g->types && g->id < g->n_types && g->types[g->id] != 1 && g->types[g->id] != 6) {
-        g->id++;
-        return 0;
-    }
-    if (!es_utf8_valid(s, n)) return es_fail(g->e, "%s: token %lld: bad UTF-8", g->path, (long long)g->id);
+    if (g->types && id < g->n_types && g->types[id] != 1 && g->types[id] != 6) return 0;
+    if (!es_utf8_valid(s, n)) return es_fail(g->e, "%s: token %lld: bad UTF-8", g->path, (long long)id);
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         i += (size_t)utf8_decode((const unsigned char *)s + i, n - i, &cp);
         int b = gpt2_byte(cp);
-        if (b < 0 || k >= sizeof buf) { /* a special token (e.g. <|begin_of_text|>): not a BPE rank */
-            g->id++;
-            return 0;
-        }
+        if (b < 0 || k >= sizeof buf) return 0; /* a special token (e.g. <|begin_of_text|>): not a BPE rank */
         buf[k++] = (unsigned char)b;
     }
-    if (k && add_token(g->t, g->id, buf, k, g->e, g->path)) return -1;
-    g->id++;
-    return 0;
+    return k ? add_token(g->t, id, buf, k, g->e, g->path) : 0;
+}
+
+/* A SentencePiece vocabulary entry: the piece text as it is; byte tokens
+ * (type 6, "<0xXX>") are also indexed by their byte. */
+static int gguf_spm_token(void *arg, int64_t id, const char *s, size_t n)
+{
+    gguf_ctx *g = arg;
+    if (n == 0) return 0;
+    if (g->types && id < g->n_types && g->types[id] == 6) {
+        unsigned v;
+        char tail;
+        if (n != 6 || sscanf(s, "<0x%2X>%c", &v, &tail) != 1)
+            return es_fail(g->e, "%s: token %lld: a byte token must read <0xXX>, got '%.32s'", g->path,
+                           (long long)id, s);
+        g->t->byte_tok[v] = (int32_t)id;
+    }
+    return add_token(g->t, id, (const unsigned char *)s, n, g->e, g->path);
 }
 
 int es_tok_load_gguf(es_tok **out, const char *path, es_err *e)
 {
     *out = NULL;
+    es_gguf g;
+    if (es_gguf_open(&g, path, e)) return -1;
     es_tok *t = calloc(1, sizeof *t);
-    if (!t) return es_fail(e, "%s: out of memory", path);
-    int32_t *types = NULL;
-    int64_t n_types = 0;
-    if (es_gguf_ints(path, "tokenizer.ggml.token_type", &types, &n_types, e)) {
-        es_tok_free(t);
-        return -1;
+    double *types = NULL, *scores = NULL;
+    int64_t n_types = 0, n_scores = 0, n_tok = 0, v;
+    const char *model = NULL;
+    int rc = -1;
+    if (!t) { es_fail(e, "%s: out of memory", path); goto out; }
+    t->bos = t->eos = -1;
+    for (int i = 0; i < 256; i++) t->byte_tok[i] = -1;
+    if (es_gguf_str(&g, "tokenizer.ggml.model", &model, e)) goto out;
+    if (strcmp(model, "gpt2") && strcmp(model, "llama")) {
+        es_fail(e, "%s: metadata 'tokenizer.ggml.model': unknown tokenizer model '%.64s' (supported: "
+                   "llama (SentencePiece), gpt2 (byte-level BPE))", path, model);
+        goto out;
     }
-    gguf_ctx g = {t, 0, path, e, types, n_types};
-    int rc = es_gguf_strings(path, "tokenizer.ggml.tokens", gguf_token, &g, e) || build_table(t, path, e);
+    t->spm = !strcmp(model, "llama");
+    if ((n_tok = es_gguf_arr_count(&g, "tokenizer.ggml.tokens", e)) < 0) goto out;
+    if (es_gguf_find(&g, "tokenizer.ggml.token_type") &&
+        es_gguf_arr_nums(&g, "tokenizer.ggml.token_type", &types, &n_types, e))
+        goto out;
+    if (t->spm) {
+        if (es_gguf_arr_nums(&g, "tokenizer.ggml.scores", &scores, &n_scores, e)) goto out;
+        if (n_scores != n_tok || n_types != n_tok) {
+            es_fail(e, "%s: metadata 'tokenizer.ggml.scores' and 'tokenizer.ggml.token_type' must have one "
+                       "entry per token (%lld), got %lld and %lld", path, (long long)n_tok,
+                    (long long)n_scores, (long long)n_types);
+            goto out;
+        }
+        t->scores = malloc((size_t)(n_tok ? n_tok : 1) * sizeof *t->scores);
+        t->types = malloc((size_t)(n_tok ? n_tok : 1) * sizeof *t->types);
+        if (!t->scores || !t->types) { es_fail(e, "%s: out of memory", path); goto out; }
+        for (int64_t i = 0; i < n_tok; i++) {
+            t->scores[i] = (float)scores[i];
+            t->types[i] = (int32_t)types[i];
+        }
+        int64_t asp = 1;
+        const es_gguf_kv *kv = es_gguf_find(&g, "tokenizer.ggml.add_space_prefix");
+        if (kv && kv->type == ES_GGUF_BOOL) asp = kv->i;
+        t->add_space_prefix = (int)asp;
+    }
+    if (es_gguf_i64_opt(&g, "tokenizer.ggml.bos_token_id", -1, n_tok - 1, -1, &v, e)) goto out;
+    t->bos = (int32_t)v;
+    if (es_gguf_i64_opt(&g, "tokenizer.ggml.eos_token_id", -1, n_tok - 1, -1, &v, e)) goto out;
+    t->eos = (int32_t)v;
+    gguf_ctx c = {t, path, e, types, n_types};
+    if (es_gguf_arr_strings(&g, "tokenizer.ggml.tokens", t->spm ? gguf_spm_token : gguf_bpe_token, &c, e) ||
+        build_table(t, path, e))
+        goto out;
+    if (t->spm && t->n < n_tok) t->n = n_tok; /* trailing empty pieces keep their ids */
+    rc = 0;
+out:
     free(types);
-    if (rc) {
-        es_tok_free(t);
-        return -1;
-    }
-    *out = t;
-    return 0;
+    free(scores);
+    es_gguf_close(&g);
+    if (rc) es_tok_free(t);
+    else *out = t;
+    return rc;
 }
 
 void es_tok_free(es_tok *t)
@@ -244,6 +301,8 @@ void es_tok_free(es_tok *t)
     free(t->bytes);
     free(t->off);
     free(t->table);
+    free(t->scores);
+    free(t->types);
     free(t);
 }
 
@@ -448,8 +507,146 @@ static int64_t bpe(const es_tok *t, const unsigned char *p, size_t n, int32_t *o
     return count;
 }
 
+/* ---- SentencePiece ---- */
+
+/* Symbols merge pairwise as llama.cpp's SentencePiece tokenizer does: the
+ * adjacent pair whose concatenation is a token with the highest score
+ * first, the leftmost on ties; a pair made stale by an earlier merge is
+ * skipped. Symbols left that are not tokens become byte tokens. */
+typedef struct spm_sym { int64_t prev, next, at, n; } spm_sym;
+typedef struct spm_big { int64_t left, right, size; float score; } spm_big;
+
+static int big_before(const spm_big *a, const spm_big *b)
+{
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static void big_push(spm_big *h, size_t *n, spm_big v)
+{
+    size_t i = (*n)++;
+    h[i] = v;
+    while (i > 0 && big_before(&h[i], &h[(i - 1) / 2])) {
+        spm_big tmp = h[i]; h[i] = h[(i - 1) / 2]; h[(i - 1) / 2] = tmp;
+        i = (i - 1) / 2;
+    }
+}
+
+static spm_big big_pop(spm_big *h, size_t *n)
+{
+    spm_big top = h[0];
+    h[0] = h[--*n];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < *n && big_before(&h[l], &h[m])) m = l;
+        if (r < *n && big_before(&h[r], &h[m])) m = r;
+        if (m == i) break;
+        spm_big tmp = h[i]; h[i] = h[m]; h[m] = tmp;
+        i = m;
+    }
+    return top;
+}
+
+static void spm_try(const es_tok *t, const unsigned char *p, const spm_sym *sy, int64_t l, int64_t r,
+                    spm_big *h, size_t *nh)
+{
+    if (l < 0 || r < 0) return;
+    int32_t id = lookup(t, p + sy[l].at, (size_t)(sy[l].n + sy[r].n));
+    if (id < 0) return;
+    big_push(h, nh, (spm_big){l, r, sy[l].n + sy[r].n, t->scores[id]});
+}
+
+static int64_t spm_encode(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap)
+{
+    if (n == 0) return 0;
+    /* escape: an optional leading space, then every ' ' as U+2581 (3 bytes) */
+    size_t len = 0;
+    unsigned char *p = malloc(3 * (n + 1));
+    spm_sym *sy = malloc((n + 4) * sizeof *sy);
+    spm_big *h = malloc(3 * (n + 4) * sizeof *h);
+    int64_t count = -1, m = 0;
+    size_t nh = 0;
+    if (!p || !sy || !h) goto out;
+    for (size_t i = 0; i < n + (size_t)(t->add_space_prefix != 0); i++) {
+        char c = t->add_space_prefix ? (i == 0 ? ' ' : text[i - 1]) : text[i];
+        if (c == ' ') { p[len++] = 0xE2; p[len++] = 0x96; p[len++] = 0x81; }
+        else p[len++] = (unsigned char)c;
+    }
+    /* one symbol per UTF-8 character (a stray byte is a character of its own) */
+    for (size_t i = 0; i < len; m++) {
+        static const int lens[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+        size_t k = (size_t)lens[p[i] >> 4];
+        if (k > len - i) k = len - i;
+        sy[m] = (spm_sym){m - 1, -1, (int64_t)i, (int64_t)k};
+        if (m) sy[m - 1].next = m;
+        i += k;
+    }
+    for (int64_t i = 1; i < m; i++) spm_try(t, p, sy, i - 1, i, h, &nh);
+    while (nh) {
+        spm_big b = big_pop(h, &nh);
+        spm_sym *l = &sy[b.left], *r = &sy[b.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue;
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) sy[r->next].prev = b.left;
+        spm_try(t, p, sy, l->prev, b.left, h, &nh);
+        spm_try(t, p, sy, b.left, l->next, h, &nh);
+    }
+    count = 0;
+    for (int64_t i = 0; i >= 0 && m > 0; i = sy[i].next) {
+        int32_t id = lookup(t, p + sy[i].at, (size_t)sy[i].n);
+        if (id >= 0) {
+            if (out && count < cap) out[count] = id;
+            count++;
+            continue;
+        }
+        for (int64_t j = 0; j < sy[i].n; j++) {
+            if (out && count < cap) out[count] = t->byte_tok[p[sy[i].at + j]];
+            count++;
+        }
+    }
+out:
+    free(p);
+    free(sy);
+    free(h);
+    return count < 0 ? 0 : count;
+}
+
+int32_t es_tok_bos(const es_tok *t) { return t->bos; }
+int32_t es_tok_eos(const es_tok *t) { return t->eos; }
+
+size_t es_tok_piece(const es_tok *t, int32_t id, char *out, size_t cap)
+{
+    if (id < 0 || id >= t->n || !t->off[id]) return 0;
+    const unsigned char *p = t->bytes + (t->off[id] >> 16);
+    size_t len = t->off[id] & 0xFFFF, k = 0;
+    if (!t->spm) {
+        for (size_t i = 0; i < len; i++)
+            if (k < cap) out[k++] = (char)p[i];
+        return k;
+    }
+    if (t->types[id] == 6) { /* <0xXX> */
+        unsigned v = 0;
+        sscanf((const char *)p + 3, "%2X", &v);
+        if (cap) out[k++] = (char)v;
+        return k;
+    }
+    if (t->types[id] != 1 && t->types[id] != 4) return 0; /* control, unknown, unused: no text */
+    for (size_t i = 0; i < len;) {
+        if (i + 3 <= len && p[i] == 0xE2 && p[i + 1] == 0x96 && p[i + 2] == 0x81) {
+            if (k < cap) out[k++] = ' ';
+            i += 3;
+        } else {
+            if (k < cap) out[k++] = (char)p[i];
+            i++;
+        }
+    }
+    return k;
+}
+
 int64_t es_tok_encode(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap)
 {
+    if (t->spm) return spm_encode(t, text, n, out, cap);
     uint32_t cps_stack[512];
     int k_stack[512];
     int64_t bo_stack[513];

@@ -1,4 +1,14 @@
-/* es_tok: byte-level BPE as Llama 3 uses it. Text is split by the Llama 3
+/* es_tok: tokenizers from vocabularies users already have.
+ *
+ * SentencePiece (a GGUF file whose tokenizer.ggml.model is "llama", the
+ * Llama 2 family and stories260K): pieces, scores, token types and byte
+ * fallback from the metadata. A space is put before the text (unless
+ * tokenizer.ggml.add_space_prefix is false), every space becomes U+2581,
+ * the characters are merged pairwise by score (see es_tok.c), and what
+ * is left that is not a piece becomes <0xXX> byte tokens.
+ *
+ * Byte-level BPE as Llama 3 uses it (a tiktoken file, or a GGUF file whose
+ * tokenizer.ggml.model is "gpt2"). Text is split by the Llama 3
  * pre-tokenizer pattern
  *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
  *    ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
@@ -19,13 +29,22 @@ extern "C" {
 typedef struct es_tok es_tok;
 
 int es_tok_load_tiktoken(es_tok **t, const char *path, es_err *e);
-/* tokenizer.ggml.tokens of a GGUF file, in GPT-2 byte-to-character form. */
+/* The tokenizer of a GGUF file's metadata: tokenizer.ggml.model "llama"
+ * (SentencePiece) or "gpt2" (tokens in GPT-2 byte-to-character form);
+ * another model is an error naming the key. */
 int es_tok_load_gguf(es_tok **t, const char *path, es_err *e);
 void es_tok_free(es_tok *t);
 int64_t es_tok_vocab_size(const es_tok *t);
 /* Token ids of text[0..n) (valid UTF-8), no BOS/EOS. Writes at most cap ids
  * to out (out may be NULL) and returns how many there are in all. */
 int64_t es_tok_encode(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap);
+/* BOS and EOS ids from a GGUF file's metadata; -1 when unknown (tiktoken). */
+int32_t es_tok_bos(const es_tok *t);
+int32_t es_tok_eos(const es_tok *t);
+/* The text of token id as bytes (SentencePiece: U+2581 as a space, byte
+ * tokens as their byte, control tokens as nothing); at most cap bytes are
+ * written, the piece's length is returned. */
+size_t es_tok_piece(const es_tok *t, int32_t id, char *out, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,304 @@
+/* cli_infer: `etchsim infer` (see cli_infer.h). Tokenizes the text (BOS
+ * first), runs every prompt token through the reference, then samples and
+ * feeds back up to --generate tokens, stopping early at EOS unless told not
+ * to. --logits writes, for every position run, the logits that predict the
+ * next position. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli_infer.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "es_fs.h"
+#include "es_gguf.h"
+#include "es_model.h"
+#include "es_ref.h"
+#include "es_synth.h"
+#include "es_tok.h"
+#include "es_wsrc.h"
+
+static const char *HELP =
+    "usage: etchsim infer --model M --text T [--generate N] [options]\n"
+    "\n"
+    "Run the FP32 reference forward pass (no chip) on a model's real weights:\n"
+    "tokenize T (BOS first), run the prompt, generate up to N tokens. Prints the\n"
+    "prompt's and the output's token ids and the output text.\n"
+    "\n"
+    "options:\n"
+    "  --model M            a .gguf file (shapes, weights and tokenizer in one), or a\n"
+    "                       config.json / folder / name under models/llm\n"
+    "  --text T             the prompt text\n"
+    "  --generate N         tokens to generate (default 16, at most 65536)\n"
+    "  --weights PATH       weights (safetensors or GGUF); default: the model's GGUF file\n"
+    "  --synthetic SEED     synthetic weights (weights/es_synth.h) instead\n"
+    "  --rope-rows halves|pairs  Q/K row order in the weights file (default: by container)\n"
+    "  --vocab F            tokenizer: a GGUF file's metadata or a tiktoken file\n"
+    "                       (default: the model's GGUF, else models/llm/NAME/tokenizer.tiktoken)\n"
+    "  --temperature X      0 (default) is greedy; above 0 samples\n"
+    "  --top-k K            keep the K most likely tokens (default 0: all)\n"
+    "  --top-p P            keep the smallest set reaching probability P (default 1)\n"
+    "  --seed S             sampling seed (default 1)\n"
+    "  --ignore-eos         do not stop at the end-of-sequence token\n"
+    "  --logits FILE        write JSON: [{\"pos\", \"token\", \"logits\": [...]}, ...], one per position run\n"
+    "  --json               print {\"model\", \"prompt_ids\", \"output_ids\", \"output_text\", \"stopped_at_eos\"}\n"
+    "  -h, --help           this text\n";
+
+static int usage(const char *msg, const char *arg)
+{
+    fprintf(stderr, "etchsim infer: %s%s%s\nTry 'etchsim infer --help'.\n", msg, arg ? " " : "", arg ? arg : "");
+    return 2;
+}
+
+/* A whole number in [lo, hi], decimal digits only. */
+static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!s || !*s || (*s != '-' && (*s < '0' || *s > '9'))) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_num(const char *s, double lo, double hi, double *out)
+{
+    if (!s || !*s || !(*s == '.' || *s == '-' || (*s >= '0' && *s <= '9'))) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !(v >= lo && v <= hi)) return -1;
+    *out = v;
+    return 0;
+}
+
+typedef struct rows_arg { es_wsrc *w; uint64_t seed; const es_model *m; } rows_arg;
+
+static int rows_wsrc(void *arg, int t, int64_t row, float *out, es_err *e)
+{
+    return es_wsrc_read_row(((rows_arg *)arg)->w, t, row, out, e);
+}
+
+static int rows_synth(void *arg, int t, int64_t row, float *out, es_err *e)
+{
+    (void)e;
+    rows_arg *a = arg;
+    es_synth_row(a->seed, &a->m->tensors[t], row, out);
+    return 0;
+}
+
+/* Append the text of ids to a growing buffer. */
+static char *decode(const es_tok *tok, const int32_t *ids, int64_t n)
+{
+    size_t cap = 64, len = 0;
+    char *s = malloc(cap), piece[512];
+    if (!s) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        size_t k = es_tok_piece(tok, ids[i], piece, sizeof piece);
+        if (k > sizeof piece) k = sizeof piece;
+        if (len + k + 1 > cap) {
+            while (len + k + 1 > cap) cap *= 2;
+            char *t = realloc(s, cap);
+            if (!t) { free(s); return NULL; }
+            s = t;
+        }
+        memcpy(s + len, piece, k);
+        len += k;
+    }
+    s[len] = 0;
+    return s;
+}
+
+static int write_logits_row(FILE *f, int first, int64_t pos, int32_t tok, const float *l, int64_t n)
+{
+    fprintf(f, "%s{\"pos\": %lld, \"token\": %d, \"logits\": [", first ? "" : ",\n ", (long long)pos, tok);
+    for (int64_t i = 0; i < n; i++) fprintf(f, i ? ", %.9g" : "%.9g", (double)l[i]);
+    return fputs("]}", f) < 0 ? -1 : 0;
+}
+
+static cJSON *ids_json(const int32_t *ids, int64_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int64_t i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+    return a;
+}
+
+int es_cli_infer(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"text", required_argument, 0, 't'},
+        {"generate", required_argument, 0, 'g'}, {"weights", required_argument, 0, 'w'},
+        {"synthetic", required_argument, 0, 'S'}, {"rope-rows", required_argument, 0, 'r'},
+        {"vocab", required_argument, 0, 'v'}, {"temperature", required_argument, 0, 'T'},
+        {"top-k", required_argument, 0, 'k'}, {"top-p", required_argument, 0, 'p'},
+        {"seed", required_argument, 0, 's'}, {"ignore-eos", no_argument, 0, 'E'},
+        {"logits", required_argument, 0, 'l'}, {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *model = NULL, *text = NULL, *weights = NULL, *vocab = NULL, *logits_path = NULL;
+    int64_t gen = 16, seed = 1, synth = -1, top_k = 0;
+    double temp = 0, top_p = 1;
+    int json = 0, ignore_eos = 0, rope_rows = -1, c;
+    optind = 0;
+    opterr = 0;
+    /* argv[0] is the first option here: getopt skips argv[0], so step back one */
+    argv--;
+    argc++;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 't': text = optarg; break;
+        case 'g': if (parse_i64(optarg, 0, 65536, &gen)) return usage("--generate expects a whole number from 0 to 65536, got", optarg); break;
+        case 'w': weights = optarg; break;
+        case 'S': if (parse_i64(optarg, 0, INT64_MAX, &synth)) return usage("--synthetic expects a seed (a whole number), got", optarg); break;
+        case 'r':
+            if (!strcmp(optarg, "halves")) rope_rows = ES_ROPE_HALVES;
+            else if (!strcmp(optarg, "pairs")) rope_rows = ES_ROPE_PAIRS;
+            else return usage("--rope-rows expects halves or pairs, got", optarg);
+            break;
+        case 'v': vocab = optarg; break;
+        case 'T': if (parse_num(optarg, 0, 100, &temp)) return usage("--temperature expects a number from 0 to 100, got", optarg); break;
+        case 'k': if (parse_i64(optarg, 0, 1 << 24, &top_k)) return usage("--top-k expects a whole number from 0, got", optarg); break;
+        case 'p': if (parse_num(optarg, 1e-9, 1, &top_p)) return usage("--top-p expects a number in (0, 1], got", optarg); break;
+        case 's': if (parse_i64(optarg, 0, INT64_MAX, &seed)) return usage("--seed expects a whole number from 0, got", optarg); break;
+        case 'E': ignore_eos = 1; break;
+        case 'l': logits_path = optarg; break;
+        case 'j': json = 1; break;
+        case 'h': fputs(HELP, stdout); return 0;
+        case ':': return usage("option needs a value:", argv[optind - 1]);
+        default: return usage("unknown option", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return usage("unexpected argument", argv[optind]);
+    if (!model) return usage("--model is required (a .gguf file, or a config.json with --weights)", NULL);
+    if (!text) return usage("--text is required", NULL);
+    if (weights && synth >= 0) return usage("give --weights or --synthetic, not both", NULL);
+
+    es_err e = {{0}};
+    es_model m;
+    es_wsrc w;
+    memset(&w, 0, sizeof w);
+    es_tok *tok = NULL;
+    es_ref *ref = NULL;
+    int32_t *ids = NULL;
+    float *logits = NULL;
+    es_sample_slot *work = NULL;
+    char *out_text = NULL;
+    FILE *lf = NULL;
+    char lf_tmp[1100] = "";
+    int rc = 1, have_w = 0;
+    if (es_model_load(&m, model, &e)) { fprintf(stderr, "etchsim infer: %s\n", e.msg); return 1; }
+    /* tokenizer */
+    char vpath[1024];
+    if (vocab) snprintf(vpath, sizeof vpath, "%s", vocab);
+    else if (m.gguf) snprintf(vpath, sizeof vpath, "%s", m.path);
+    else {
+        snprintf(vpath, sizeof vpath, "%s", m.path);
+        char *slash = strrchr(vpath, '/');
+        if (slash) snprintf(slash + 1, sizeof vpath - (size_t)(slash + 1 - vpath), "tokenizer.tiktoken");
+        if (!es_is_file(vpath)) {
+            es_fail(&e, "%s: no tokenizer: give --vocab (a GGUF file or a tiktoken file)", m.path);
+            goto out;
+        }
+    }
+    if (es_gguf_is_gguf(vpath) ? es_tok_load_gguf(&tok, vpath, &e) : es_tok_load_tiktoken(&tok, vpath, &e)) goto out;
+    /* weights */
+    rows_arg ra = {&w, (uint64_t)synth, &m};
+    if (synth < 0) {
+        const char *wp = weights ? weights : m.gguf ? m.path : NULL;
+        if (!wp) { es_fail(&e, "%s: no weights: give --weights PATH or --synthetic SEED", m.path); goto out; }
+        es_wsrc_opts wo = {rope_rows, -1};
+        if (es_wsrc_open(&w, wp, &wo, &e)) goto out;
+        have_w = 1;
+        if (es_wsrc_bind(&w, &m, &e)) goto out;
+    }
+    /* prompt */
+    size_t tlen = strlen(text);
+    int64_t n_text = es_tok_encode(tok, text, tlen, NULL, 0);
+    int32_t bos = es_tok_bos(tok), eos = es_tok_eos(tok);
+    int64_t n_prompt = n_text + (bos >= 0), total = n_prompt + gen;
+    if (n_prompt < 1) { es_fail(&e, "--text: the prompt has no tokens (and the vocabulary no BOS)"); goto out; }
+    if (total > m.max_pos) {
+        es_fail(&e, "%lld prompt tokens + --generate %lld exceed the model's context of %lld (%s)",
+                (long long)n_prompt, (long long)gen, (long long)m.max_pos, m.path);
+        goto out;
+    }
+    ids = malloc((size_t)total * sizeof *ids);
+    logits = malloc((size_t)m.vocab * sizeof *logits);
+    work = malloc((size_t)m.vocab * sizeof *work);
+    if (!ids || !logits || !work) { es_fail(&e, "out of memory"); goto out; }
+    if (bos >= 0) ids[0] = bos;
+    es_tok_encode(tok, text, tlen, ids + (bos >= 0), n_text);
+    for (int64_t i = 0; i < n_prompt; i++)
+        if (ids[i] < 0 || ids[i] >= m.vocab) {
+            es_fail(&e, "%s: the tokenizer gave id %d, outside the model's vocabulary of %lld", vpath, ids[i],
+                    (long long)m.vocab);
+            goto out;
+        }
+    if (es_ref_load(&ref, &m, synth < 0 ? rows_wsrc : rows_synth, &ra, total, ES_REF_ROPE_HALVES, &e)) goto out;
+    if (logits_path) {
+        snprintf(lf_tmp, sizeof lf_tmp, "%s.tmp", logits_path);
+        if (!(lf = fopen(lf_tmp, "w"))) { es_fail(&e, "%s: cannot write: %s", lf_tmp, strerror(errno)); goto out; }
+        fputc('[', lf);
+    }
+    es_sampler smp = {temp, top_k, top_p};
+    uint64_t rng = (uint64_t)seed;
+    int64_t n = n_prompt, produced = 0;
+    int stopped = 0;
+    for (int64_t pos = 0; pos < n; pos++) {
+        if (es_ref_forward(ref, ids[pos], pos, logits, &e)) goto out;
+        if (lf && write_logits_row(lf, pos == 0, pos, ids[pos], logits, m.vocab)) {
+            es_fail(&e, "%s: write failed", lf_tmp);
+            goto out;
+        }
+        if (pos < n - 1 || produced >= gen) continue;
+        int32_t next = es_sample(&smp, logits, m.vocab, &rng, work);
+        ids[n++] = next;
+        produced++;
+        if (next == eos && !ignore_eos) { stopped = 1; break; }
+        if (produced >= gen) break;
+    }
+    if (lf) {
+        fputs("]\n", lf);
+        int bad = ferror(lf);
+        if (fclose(lf) || bad) { lf = NULL; es_fail(&e, "%s: write failed", lf_tmp); goto out; }
+        lf = NULL;
+        if (rename(lf_tmp, logits_path)) { es_fail(&e, "%s: cannot rename to %s: %s", lf_tmp, logits_path, strerror(errno)); goto out; }
+        lf_tmp[0] = 0;
+    }
+    out_text = decode(tok, ids + n_prompt, produced);
+    if (!out_text) { es_fail(&e, "out of memory"); goto out; }
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", m.name);
+        cJSON_AddItemToObject(j, "prompt_ids", ids_json(ids, n_prompt));
+        cJSON_AddItemToObject(j, "output_ids", ids_json(ids + n_prompt, produced));
+        cJSON_AddStringToObject(j, "output_text", out_text);
+        cJSON_AddBoolToObject(j, "stopped_at_eos", stopped);
+        char *s = cJSON_Print(j);
+        puts(s);
+        cJSON_free(s);
+        cJSON_Delete(j);
+    } else {
+        printf("prompt ids:");
+        for (int64_t i = 0; i < n_prompt; i++) printf(" %d", ids[i]);
+        printf("\noutput ids:");
+        for (int64_t i = n_prompt; i < n_prompt + produced; i++) printf(" %d", ids[i]);
+        printf("%s\noutput text: %s\n", stopped ? " (end of sequence)" : "", out_text);
+    }
+    rc = 0;
+out:
+    if (rc) fprintf(stderr, "etchsim infer: %s\n", e.msg);
+    if (lf) fclose(lf);
+    if (lf_tmp[0]) remove(lf_tmp);
+    free(out_text);
+    free(ids);
+    free(logits);
+    free(work);
+    es_ref_free(ref);
+    es_tok_free(tok);
+    if (have_w) es_wsrc_close(&w);
+    es_model_free(&m);
+    return rc;
+}

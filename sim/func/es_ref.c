@@ -1,0 +1,255 @@
+/* es_ref: FP32 reference forward pass and sampler (see es_ref.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "es_ref.h"
+#include "es_stats.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REF_MAX_BYTES ((int64_t)4 << 30)
+
+struct es_ref {
+    const es_model *m;
+    es_ref_rope rope;
+    int64_t ctx;         /* KV positions per layer */
+    /* weights, graph layout */
+    float *emb;          /* (vocab, hidden) */
+    float *head;         /* (vocab, hidden): emb when tied */
+    float *out_norm;     /* (hidden) */
+    float **attn_norm;   /* (layers) -> (hidden) */
+    float **wq;          /* (layers) -> (heads * head_dim, hidden) */
+    float **wk, **wv;    /* (layers) -> (kv_heads * head_dim, hidden) */
+    float **wo;          /* (layers) -> (hidden, heads * head_dim) */
+    float **ffn_norm;    /* (layers) -> (hidden) */
+    float **wg, **wu;    /* (layers) -> (ffn, hidden) */
+    float **wd;          /* (layers) -> (hidden, ffn) */
+    double *freq;        /* (head_dim / 2) RoPE frequencies after llama3 scaling */
+    /* KV cache */
+    float *kc, *vc;      /* (layers, ctx, kv_heads * head_dim) */
+    /* activations */
+    float *x;            /* (hidden) residual stream */
+    float *xb;           /* (hidden) normed input of a block */
+    float *q;            /* (heads * head_dim) */
+    float *att_out;      /* (heads * head_dim) */
+    float *hb, *hb2;     /* (ffn) */
+    double *att;         /* (ctx) attention scores of one head */
+    float **owned;       /* every weight buffer, to free */
+    int n_owned;
+};
+
+static int load_tensor(es_ref *r, int ti, float **dst, es_ref_rows rows, void *arg, es_err *e)
+{
+    const es_tensor *t = &r->m->tensors[ti];
+    float *w = malloc((size_t)(t->rows * t->cols) * sizeof *w);
+    if (!w) return es_fail(e, "reference: out of memory for %s", t->name);
+    r->owned[r->n_owned++] = w;
+    for (int64_t i = 0; i < t->rows; i++)
+        if (rows(arg, ti, i, w + i * t->cols, e)) return -1;
+    *dst = w;
+    return 0;
+}
+
+int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, int64_t ctx, es_ref_rope rope,
+                es_err *e)
+{
+    *out = NULL;
+    int64_t L = m->layers, H = m->hidden, kvd = m->kv_heads * m->head_dim, qd = m->heads * m->head_dim;
+    double bytes = 4.0 * (double)es_model_params(m) + 8.0 * (double)L * (double)ctx * (double)kvd;
+    if (ctx < 1 || bytes > (double)REF_MAX_BYTES)
+        return es_fail(e, "%s: the FP32 reference holds every weight and its KV cache as floats: %.2f GiB, "
+                          "more than its limit of %.0f GiB (use a smaller model or context)",
+                       m->path, bytes / (1 << 30), (double)REF_MAX_BYTES / (1 << 30));
+    es_ref *r = calloc(1, sizeof *r);
+    if (!r) return es_fail(e, "reference: out of memory");
+    r->m = m;
+    r->rope = rope;
+    r->ctx = ctx;
+    int rc = -1;
+    float ***per_layer[] = {&r->attn_norm, &r->wq, &r->wk, &r->wv, &r->wo, &r->ffn_norm, &r->wg, &r->wu, &r->wd};
+    for (size_t i = 0; i < sizeof per_layer / sizeof *per_layer; i++)
+        if (!(*per_layer[i] = calloc((size_t)L, sizeof(float *)))) goto oom;
+    r->owned = calloc((size_t)m->n_tensors, sizeof *r->owned);
+    r->freq = malloc((size_t)(m->head_dim / 2) * sizeof *r->freq);
+    r->kc = malloc((size_t)(L * ctx * kvd) * sizeof *r->kc);
+    r->vc = malloc((size_t)(L * ctx * kvd) * sizeof *r->vc);
+    r->x = malloc((size_t)H * sizeof *r->x);
+    r->xb = malloc((size_t)(H > qd ? H : qd) * sizeof *r->xb);
+    r->q = malloc((size_t)qd * sizeof *r->q);
+    r->att_out = malloc((size_t)qd * sizeof *r->att_out);
+    r->hb = malloc((size_t)m->ffn * sizeof *r->hb);
+    r->hb2 = malloc((size_t)m->ffn * sizeof *r->hb2);
+    r->att = malloc((size_t)ctx * sizeof *r->att);
+    if (!r->owned || !r->freq || !r->kc || !r->vc || !r->x || !r->xb || !r->q || !r->att_out || !r->hb ||
+        !r->hb2 || !r->att)
+        goto oom;
+    es_model_rope_freqs(m, r->freq);
+    for (int ti = 0; ti < m->n_tensors; ti++) {
+        const es_tensor *t = &m->tensors[ti];
+        int l = t->layer;
+        float **dst = NULL;
+        switch (t->role) {
+        case ES_ROLE_EMBED: dst = &r->emb; break;
+        case ES_ROLE_LM_HEAD: dst = &r->head; break;
+        case ES_ROLE_OUT_NORM: dst = &r->out_norm; break;
+        case ES_ROLE_ATTN_NORM: dst = &r->attn_norm[l]; break;
+        case ES_ROLE_Q: dst = &r->wq[l]; break;
+        case ES_ROLE_K: dst = &r->wk[l]; break;
+        case ES_ROLE_V: dst = &r->wv[l]; break;
+        case ES_ROLE_O: dst = &r->wo[l]; break;
+        case ES_ROLE_FFN_NORM: dst = &r->ffn_norm[l]; break;
+        case ES_ROLE_GATE: dst = &r->wg[l]; break;
+        case ES_ROLE_UP: dst = &r->wu[l]; break;
+        case ES_ROLE_DOWN: dst = &r->wd[l]; break;
+        default: break;
+        }
+        if (dst && load_tensor(r, ti, dst, rows, arg, e)) goto fail;
+        if (t->lm_head) r->head = r->emb; /* tied */
+    }
+    *out = r;
+    return 0;
+oom:
+    es_fail(e, "reference: out of memory");
+fail:
+    es_ref_free(r);
+    return rc;
+}
+
+void es_ref_free(es_ref *r)
+{
+    if (!r) return;
+    for (int i = 0; i < r->n_owned; i++) free(r->owned[i]);
+    free(r->owned);
+    free(r->attn_norm); free(r->wq); free(r->wk); free(r->wv); free(r->wo);
+    free(r->ffn_norm); free(r->wg); free(r->wu); free(r->wd);
+    free(r->freq); free(r->kc); free(r->vc);
+    free(r->x); free(r->xb); free(r->q); free(r->att_out); free(r->hb); free(r->hb2); free(r->att);
+    free(r);
+}
+
+/* out = RMSNorm(x) * w over n elements. */
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, double eps)
+{
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    double scale = 1.0 / sqrt(ss / (double)n + eps);
+    for (int64_t i = 0; i < n; i++) out[i] = (float)(x[i] * scale) * w[i];
+}
+
+/* out[rows] = W[rows, cols] x[cols] */
+static void matvec(float *out, const float *W, const float *x, int64_t rows, int64_t cols)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        const float *w = W + i * cols;
+        double acc = 0;
+        for (int64_t j = 0; j < cols; j++) acc += (double)w[j] * x[j];
+        out[i] = (float)acc;
+    }
+}
+
+/* Rotate each head of v (n_heads x hd) by position pos. */
+static void rope(const es_ref *r, float *v, int64_t n_heads, int64_t pos)
+{
+    int64_t hd = r->m->head_dim, half = hd / 2;
+    for (int64_t h = 0; h < n_heads; h++) {
+        float *p = v + h * hd;
+        for (int64_t i = 0; i < half; i++) {
+            double a = (double)pos * r->freq[i], c = cos(a), s = sin(a);
+            int64_t i0 = r->rope == ES_REF_ROPE_PAIRS ? 2 * i : i;
+            int64_t i1 = r->rope == ES_REF_ROPE_PAIRS ? 2 * i + 1 : i + half;
+            double x0 = p[i0], x1 = p[i1];
+            p[i0] = (float)(x0 * c - x1 * s);
+            p[i1] = (float)(x0 * s + x1 * c);
+        }
+    }
+}
+
+int es_ref_forward(es_ref *r, int32_t token, int64_t pos, float *logits, es_err *e)
+{
+    const es_model *m = r->m;
+    int64_t H = m->hidden, hd = m->head_dim, kvd = m->kv_heads * hd, F = m->ffn;
+    int64_t group = m->heads / m->kv_heads;
+    if (token < 0 || token >= m->vocab) return es_fail(e, "reference: token %d outside the vocabulary of %lld", token, (long long)m->vocab);
+    if (pos < 0 || pos >= r->ctx) return es_fail(e, "reference: position %lld outside the context of %lld", (long long)pos, (long long)r->ctx);
+    memcpy(r->x, r->emb + (int64_t)token * H, (size_t)H * sizeof *r->x);
+    for (int64_t l = 0; l < m->layers; l++) {
+        float *kl = r->kc + (l * r->ctx) * kvd, *vl = r->vc + (l * r->ctx) * kvd;
+        /* attention */
+        rmsnorm(r->xb, r->x, r->attn_norm[l], H, m->eps);
+        matvec(r->q, r->wq[l], r->xb, m->heads * hd, H);
+        matvec(kl + pos * kvd, r->wk[l], r->xb, kvd, H);
+        matvec(vl + pos * kvd, r->wv[l], r->xb, kvd, H);
+        rope(r, r->q, m->heads, pos);
+        rope(r, kl + pos * kvd, m->kv_heads, pos);
+        for (int64_t h = 0; h < m->heads; h++) {
+            const float *q = r->q + h * hd;
+            int64_t kvh = h / group;
+            double mx = -INFINITY, sum = 0;
+            for (int64_t t = 0; t <= pos; t++) {
+                const float *k = kl + t * kvd + kvh * hd;
+                double s = 0;
+                for (int64_t i = 0; i < hd; i++) s += (double)q[i] * k[i];
+                r->att[t] = s / sqrt((double)hd);
+                if (r->att[t] > mx) mx = r->att[t];
+            }
+            for (int64_t t = 0; t <= pos; t++) { r->att[t] = exp(r->att[t] - mx); sum += r->att[t]; }
+            float *o = r->att_out + h * hd;
+            for (int64_t i = 0; i < hd; i++) {
+                double acc = 0;
+                for (int64_t t = 0; t <= pos; t++) acc += r->att[t] * vl[t * kvd + kvh * hd + i];
+                o[i] = (float)(acc / sum);
+            }
+        }
+        matvec(r->xb, r->wo[l], r->att_out, H, m->heads * hd);
+        for (int64_t i = 0; i < H; i++) r->x[i] += r->xb[i];
+        /* feed-forward: down(silu(gate x) * up x) */
+        rmsnorm(r->xb, r->x, r->ffn_norm[l], H, m->eps);
+        matvec(r->hb, r->wg[l], r->xb, F, H);
+        matvec(r->hb2, r->wu[l], r->xb, F, H);
+        for (int64_t i = 0; i < F; i++) {
+            double g = r->hb[i];
+            r->hb[i] = (float)(g / (1.0 + exp(-g)) * r->hb2[i]);
+        }
+        matvec(r->xb, r->wd[l], r->hb, H, F);
+        for (int64_t i = 0; i < H; i++) r->x[i] += r->xb[i];
+    }
+    rmsnorm(r->xb, r->x, r->out_norm, H, m->eps);
+    matvec(logits, r->head, r->xb, m->vocab, H);
+    return 0;
+}
+
+/* ---- sampling ---- */
+
+static int slot_desc(const void *a, const void *b)
+{
+    const es_sample_slot *x = a, *y = b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1;
+    return x->id - y->id;
+}
+
+int32_t es_sample(const es_sampler *s, const float *logits, int64_t n, uint64_t *rng, es_sample_slot *w)
+{
+    int32_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (logits[i] > logits[best]) best = (int32_t)i;
+    if (s->temperature <= 0) return best;
+    double mx = logits[best] / s->temperature, sum = 0;
+    for (int64_t i = 0; i < n; i++) w[i] = (es_sample_slot){(float)exp(logits[i] / s->temperature - mx), (int32_t)i};
+    qsort(w, (size_t)n, sizeof *w, slot_desc);
+    int64_t keep = s->top_k > 0 && s->top_k < n ? s->top_k : n;
+    for (int64_t i = 0; i < keep; i++) sum += w[i].p;
+    if (s->top_p < 1.0) {
+        double cum = 0;
+        for (int64_t i = 0; i < keep; i++) {
+            cum += w[i].p / sum;
+            if (cum >= s->top_p) { keep = i + 1; break; }
+        }
+        sum = 0;
+        for (int64_t i = 0; i < keep; i++) sum += w[i].p;
+    }
+    double u = (double)(es_splitmix64(rng) >> 11) * 0x1.0p-53 * sum, cum = 0;
+    for (int64_t i = 0; i < keep; i++) {
+        cum += w[i].p;
+        if (u < cum) return w[i].id;
+    }
+    return w[keep - 1].id;
+}
