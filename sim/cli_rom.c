@@ -160,7 +160,7 @@ static int cmd_inspect(int argc, char **argv)
         return 1;
     }
     unit_sum *us = calloc((size_t)img.n_units, sizeof *us);
-    double fmt_w[ES_Q_COUNT] = {0}, fmt_b[ES_Q_COUNT] = {0}, tw = 0, tb = 0, cap = 0;
+    double fmt_w[ES_Q_COUNT] = {0}, fmt_b[ES_Q_COUNT] = {0}, tw = 0, tb = 0, cap = 0, pad_w = 0, pad_b = 0;
     for (int u = 0; u < img.n_units; u++) { us[u].fill_min = 1; cap += (double)img.units[u].banks * (double)img.units[u].rows * (double)img.units[u].row_bits; }
     for (int i = 0; i < img.n_tensors; i++) {
         const es_rom_tensor *t = &img.tensors[i];
@@ -171,6 +171,10 @@ static int cmd_inspect(int argc, char **argv)
         fmt_b[t->fmt.type] += b;
         tw += w;
         tb += b;
+        /* a partial last block per row is zero-padded: its elements count as padding */
+        double padded = (double)es_q_padded(&t->fmt, t->cols);
+        pad_w += (double)t->rows * (padded - (double)t->cols);
+        pad_b += b * (padded - (double)t->cols) / padded;
     }
     for (int k = 0; k < img.n_banks; k++) {
         const es_rom_bank *b = &img.banks[k];
@@ -193,6 +197,8 @@ static int cmd_inspect(int argc, char **argv)
         cJSON_AddNumberToObject(j, "weights", tw);
         cJSON_AddNumberToObject(j, "bits", tb);
         cJSON_AddNumberToObject(j, "bits_per_weight", tb / tw);
+        cJSON_AddNumberToObject(j, "padding_elements", pad_w);
+        cJSON_AddNumberToObject(j, "padding_bits", pad_b);
         cJSON_AddNumberToObject(j, "rom_bits_used", used);
         cJSON_AddNumberToObject(j, "rom_bits_capacity", cap);
         cJSON *fm = cJSON_AddObjectToObject(j, "formats");
@@ -238,6 +244,9 @@ static int cmd_inspect(int argc, char **argv)
                (unsigned long long)img.geom_hash, (unsigned long long)img.recipe_hash);
         printf("  weights %.0f, bits %.0f, %.4f bits/weight; ROM rows in use %.4g of %.4g bits (%.1f%%)\n",
                tw, tb, tb / tw, used, cap, 100 * used / cap);
+        if (pad_w > 0)
+            printf("  padding: %.0f elements, %.0f bits (rows zero-padded to whole blocks; included above)\n",
+                   pad_w, pad_b);
         printf("  %-8s %16s %16s %8s\n", "format", "weights", "bits", "bits/w");
         for (int f = 0; f < ES_Q_COUNT; f++)
             if (fmt_w[f] > 0)

@@ -840,6 +840,28 @@ def test_infer_stories():
     expect("output ids: 432 383 286 261" in p.stdout and "output text: , there was a" in p.stdout, p.stdout)
 
 
+def test_rom_partial_blocks():
+    """stories260K's FFN rows of 172 are zero-padded to whole blocks under every shipped recipe;
+    the padding is counted in ROM bits and shown by rom inspect (hand counts below)."""
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    # ffn_down: 64 rows of 172 in each of 5 layers; int3 g64 and mxfp4 (32) both pad 172 to 192
+    want = {"hc1-mix": (5 * 64 * 20, 5 * 64 * 20 * (3 + 16 / 64)),
+            "fp4": (5 * 64 * 20, 5 * 64 * 20 * (4 + 8 / 32))}
+    with tempfile.TemporaryDirectory() as tmp:
+        for recipe, (elems, bits) in want.items():
+            rom = os.path.join(tmp, recipe + ".rom")
+            run("rom", "build", "--model", model, "--chip", chip, "--recipe", recipe, "--weights", model, "-o", rom)
+            j = json.loads(run("rom", "inspect", rom, "--json").stdout)
+            expect(j["padding_elements"] == elems and abs(j["padding_bits"] - bits) < 1e-6,
+                   f"{recipe}: padding {j['padding_elements']} elements {j['padding_bits']} bits, want {elems} {bits}")
+            expect("padding: %d elements" % elems in run("rom", "inspect", rom).stdout, "text report")
+            # the padding is part of the bits a run charges for
+            r = json.loads(run("run", "--json", "--no-db", "--model", model, "--chip", chip, "--rom", rom,
+                               "--prompt", "4", "--generate", "2").stdout)
+            expect(r["tokens"] == 2, "run --rom on stories260K")
+
+
 def test_err_gguf():
     model = stories()
     kvs, n_t, info, data = gguf_read(model)

@@ -102,6 +102,12 @@ int64_t es_q_row_bytes(const es_qfmt *f, int64_t n, es_err *e)
     return n / be * es_q_block_bytes(f);
 }
 
+int64_t es_q_padded(const es_qfmt *f, int64_t n)
+{
+    int64_t be = es_q_block_elems(f);
+    return be > 0 && n >= 0 ? (n + be - 1) / be * be : -1;
+}
+
 /* ---- helpers ---- */
 
 /* The element of largest magnitude, with its sign (first one on ties). */

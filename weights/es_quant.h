@@ -50,6 +50,8 @@ int64_t es_q_block_bytes(const es_qfmt *f);
 int es_qtype_elem_bits(es_qtype t);
 /* Bits per weight including block scales (nvfp4: without its one tensor scale). */
 double es_q_bits_per_weight(const es_qfmt *f);
+/* n rounded up to whole blocks: the row length a ROM stores, zero-padded. */
+int64_t es_q_padded(const es_qfmt *f, int64_t n);
 /* Bytes of n elements; -1 (with e) when n is not a whole number of blocks. */
 int64_t es_q_row_bytes(const es_qfmt *f, int64_t n, es_err *e);
 

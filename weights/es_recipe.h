@@ -31,8 +31,9 @@ typedef struct es_recipe {
 
 int es_recipe_load(es_recipe *r, const char *spec, es_err *e);
 void es_recipe_free(es_recipe *r);
-/* The format of tensor t; fails naming the tensor when no rule matches or
- * its row length is not a whole number of the format's blocks. */
+/* The format of tensor t; fails naming the tensor when no rule matches.
+ * A row that does not fill whole blocks is zero-padded where it is stored
+ * (es_q_padded). */
 int es_recipe_format(const es_recipe *r, const es_tensor *t, es_qfmt *out, es_err *e);
 
 /* FNV-1a 64 over bytes, continuing from h (start with ES_FNV_OFFSET). */

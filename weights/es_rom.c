@@ -127,8 +127,9 @@ static int build_unit(build_ctx *b, int u, es_err *e)
     for (int i = 0; i < b->n_tensors; i++) {
         es_rom_tensor *t = &b->tensors[i];
         if (t->unit != u) continue;
+        int64_t padded = es_q_padded(&t->fmt, t->cols); /* a partial last block is zero-padded */
         free(row);
-        row = malloc((size_t)t->cols * sizeof *row);
+        row = calloc((size_t)padded, sizeof *row);
         if (!row) { es_fail(e, "out of memory"); goto out; }
         if (t->fmt.type == ES_Q_NVFP4) { /* the tensor scale needs the whole tensor's absmax */
             float am = 0;
@@ -139,11 +140,11 @@ static int build_unit(build_ctx *b, int u, es_err *e)
             }
             t->fmt.tensor_scale = am > 0 ? am / (448.0f * 6.0f) : 1.0f;
         }
-        int64_t rb = es_q_row_bytes(&t->fmt, t->cols, e);
+        int64_t rb = es_q_row_bytes(&t->fmt, padded, e);
         unsigned char *dst = stream + t->row_first * row_bytes;
         for (int64_t r = 0; r < t->rows; r++) {
             if (b->rows(b->rows_arg, i, r, row, e)) goto out;
-            if (es_quantize_row(&t->fmt, row, t->cols, dst + r * rb, e)) goto out;
+            if (es_quantize_row(&t->fmt, row, padded, dst + r * rb, e)) goto out;
         }
     }
     /* stripe stream rows over banks, compress, write */
@@ -318,7 +319,7 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
         t->rows = mt->rows;
         t->cols = mt->cols;
         if (es_recipe_format(r, mt, &t->fmt, e)) goto out;
-        int64_t rb = es_q_row_bytes(&t->fmt, t->cols, e);
+        int64_t rb = es_q_row_bytes(&t->fmt, es_q_padded(&t->fmt, t->cols), e);
         if (rb < 0) goto out;
         t->bytes = rb * t->rows;
         t->unit = unit_of(c, m, mt, b.n_units);
@@ -504,7 +505,7 @@ int es_rom_open(es_rom_image *img, const char *path, es_err *e)
         if (t->role < 0 || t->role >= ES_ROLE_COUNT || t->unit < 0 || t->unit >= (int)nu ||
             q[120] >= ES_Q_COUNT || q[121] > ES_NIB_INTERLEAVED || t->rows < 1 || t->cols < 1 ||
             t->rows > ((int64_t)1 << 32) || t->cols > ((int64_t)1 << 32) || es_qfmt_check(&t->fmt, &fe) ||
-            (rb = es_q_row_bytes(&t->fmt, t->cols, &fe)) < 0 || rb > INT64_MAX / t->rows ||
+            (rb = es_q_row_bytes(&t->fmt, es_q_padded(&t->fmt, t->cols), &fe)) < 0 || rb > INT64_MAX / t->rows ||
             rb * t->rows != t->bytes) {
             es_fail(e, "%s: tensor record %llu (%s) is corrupt", path, (unsigned long long)i, t->name);
             goto out;

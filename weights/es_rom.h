@@ -48,7 +48,7 @@ typedef struct es_rom_tensor {
     es_qfmt fmt;         /* format, group, nibble order, tensor scale */
     int32_t unit;        /* index into units */
     int64_t row_first;   /* first stream row */
-    int64_t bytes;       /* quantized bytes: rows x row bytes */
+    int64_t bytes;       /* quantized bytes: rows x bytes of es_q_padded(cols) elements */
 } es_rom_tensor;
 
 typedef struct es_rom_bank {
