@@ -296,26 +296,6 @@ static void q_q5_k(const float *x, es_block_q5_k *b)
         }
 }
 
-static void dq_kquant(uint16_t d16, uint16_t dmin16, const uint8_t *scales, const uint8_t *qs,
-                      const uint8_t *qh, float *y)
-{
-    float d = es_f16_to_f32(d16), dmin = es_f16_to_f32(dmin16);
-    for (int c = 0; c < 4; c++) {
-        int sc1, m1, sc2, m2;
-        scale_min(2 * c, scales, &sc1, &m1);
-        scale_min(2 * c + 1, scales, &sc2, &m2);
-        for (int l = 0; l < 32; l++) {
-            int lo = qs[32 * c + l] & 0xF, hi = qs[32 * c + l] >> 4;
-            if (qh) {
-                lo += (qh[l] >> (2 * c) & 1) << 4;
-                hi += (qh[l] >> (2 * c + 1) & 1) << 4;
-            }
-            y[64 * c + l] = d * (float)sc1 * (float)lo - dmin * (float)m1;
-            y[64 * c + 32 + l] = d * (float)sc2 * (float)hi - dmin * (float)m2;
-        }
-    }
-}
-
 static void q_mxfp4(const float *x, es_block_mxfp4 *b, es_nibble_order o)
 {
     float am = fabsf(signed_absmax(x, 32));
@@ -373,100 +353,127 @@ int es_quantize_row(const es_qfmt *f, const float *x, int64_t n, void *dst, es_e
 
 /* ---- decoders ---- */
 
-static void dq_q3_k(const es_block_q3_k *b, float *y)
+int64_t es_q_sub_elems(const es_qfmt *f)
 {
-    float d = es_f16_to_f32(b->d);
-    for (int i = 0; i < 256; i++) {
-        int h = i >> 7, j = (i & 127) >> 5, l = i & 31;
-        int q2 = (b->qs[32 * h + l] >> (2 * j)) & 3;
-        int hb = (b->hmask[l] >> (4 * h + j)) & 1;
-        int q = q2 - (hb ? 0 : 4);
-        int s = i >> 4;
-        int lo = s < 8 ? b->scales[s] & 0xF : b->scales[s - 8] >> 4;
-        int hi = (b->scales[8 + (s & 3)] >> (2 * (s >> 2))) & 3;
-        y[i] = d * (float)((lo | hi << 4) - 32) * (float)q;
+    switch (f->type) {
+    case ES_Q_Q3_K: case ES_Q_Q6_K: case ES_Q_NVFP4: return 16;
+    case ES_Q_Q4_K: case ES_Q_Q5_K: case ES_Q_Q8_0: case ES_Q_Q4_0: case ES_Q_MXFP4: return 32;
+    case ES_Q_INT3: case ES_Q_INT6: return f->group;
+    default: return 0; /* f32, f16, bf16: no integer codes */
     }
 }
 
-static void dq_q6_k(const es_block_q6_k *b, float *y)
-{
-    float d = es_f16_to_f32(b->d);
-    for (int n = 0; n < 2; n++) {
-        const uint8_t *ql = b->ql + 64 * n, *qh = b->qh + 32 * n;
-        const int8_t *sc = b->scales + 8 * n;
-        float *yy = y + 128 * n;
-        for (int l = 0; l < 32; l++) {
-            int is = l / 16;
-            int q1 = ((ql[l] & 0xF) | ((qh[l] >> 0 & 3) << 4)) - 32;
-            int q2 = ((ql[l + 32] & 0xF) | ((qh[l] >> 2 & 3) << 4)) - 32;
-            int q3 = ((ql[l] >> 4) | ((qh[l] >> 4 & 3) << 4)) - 32;
-            int q4 = ((ql[l + 32] >> 4) | ((qh[l] >> 6 & 3) << 4)) - 32;
-            yy[l] = d * (float)sc[is] * (float)q1;
-            yy[l + 32] = d * (float)sc[is + 2] * (float)q2;
-            yy[l + 64] = d * (float)sc[is + 4] * (float)q3;
-            yy[l + 96] = d * (float)sc[is + 6] * (float)q4;
-        }
-    }
-}
-
-int es_dequantize_row(const es_qfmt *f, const void *src, int64_t n, float *y, es_err *e)
+/* blk0: the index of src's first block in its row, for error messages */
+static int decode_codes(const es_qfmt *f, const void *src, int64_t n, int8_t *q, float *scale, float *min,
+                        int64_t blk0, es_err *e)
 {
     if (es_qfmt_check(f, e) || es_q_row_bytes(f, n, e) < 0) return -1;
+    if (es_q_sub_elems(f) == 0) return es_fail(e, "%s: a float format has no integer codes", es_qtype_name(f->type));
     const uint8_t *p = src;
-    int64_t be = es_q_block_elems(f), bb = es_q_block_bytes(f);
+    int64_t be = es_q_block_elems(f), bb = es_q_block_bytes(f), sub = es_q_sub_elems(f);
     for (int64_t i = 0; i < n; i += be, p += bb) {
-        float *yb = y + i;
+        int8_t *qb = q + i;
+        float *sc = scale + i / sub, *mn = min ? min + i / sub : NULL;
+        if (mn)
+            for (int64_t k = 0; k < be / sub; k++) mn[k] = 0;
         switch (f->type) {
-        case ES_Q_F32: memcpy(yb, p, 4); break;
-        case ES_Q_F16: { uint16_t h; memcpy(&h, p, 2); *yb = es_f16_to_f32(h); break; }
-        case ES_Q_BF16: { uint16_t h; memcpy(&h, p, 2); *yb = es_bf16_to_f32(h); break; }
         case ES_Q_Q8_0: {
             const es_block_q8_0 *b = (const es_block_q8_0 *)p;
-            float d = es_f16_to_f32(b->d);
-            for (int j = 0; j < 32; j++) yb[j] = d * (float)b->qs[j];
+            *sc = es_f16_to_f32(b->d);
+            for (int j = 0; j < 32; j++) qb[j] = b->qs[j];
             break;
         }
         case ES_Q_Q4_0: {
             const es_block_q4_0 *b = (const es_block_q4_0 *)p;
+            *sc = es_f16_to_f32(b->d);
+            for (int j = 0; j < 16; j++) {
+                qb[nib_index(f->nibbles, j, 16, 0)] = (int8_t)((b->qs[j] & 0xF) - 8);
+                qb[nib_index(f->nibbles, j, 16, 1)] = (int8_t)((b->qs[j] >> 4) - 8);
+            }
+            break;
+        }
+        case ES_Q_Q3_K: {
+            const es_block_q3_k *b = (const es_block_q3_k *)p;
             float d = es_f16_to_f32(b->d);
-            for (int j = 0; j < 16; j++) {
-                yb[nib_index(f->nibbles, j, 16, 0)] = d * (float)((b->qs[j] & 0xF) - 8);
-                yb[nib_index(f->nibbles, j, 16, 1)] = d * (float)((b->qs[j] >> 4) - 8);
+            for (int s16 = 0; s16 < 16; s16++) {
+                int lo = s16 < 8 ? b->scales[s16] & 0xF : b->scales[s16 - 8] >> 4;
+                int hi = (b->scales[8 + (s16 & 3)] >> (2 * (s16 >> 2))) & 3;
+                sc[s16] = d * (float)((lo | hi << 4) - 32);
+            }
+            for (int k = 0; k < 256; k++) {
+                int h = k >> 7, j = (k & 127) >> 5, l = k & 31;
+                int q2 = (b->qs[32 * h + l] >> (2 * j)) & 3;
+                int hb = (b->hmask[l] >> (4 * h + j)) & 1;
+                qb[k] = (int8_t)(q2 - (hb ? 0 : 4));
             }
             break;
         }
-        case ES_Q_Q3_K: dq_q3_k((const es_block_q3_k *)p, yb); break;
-        case ES_Q_Q6_K: dq_q6_k((const es_block_q6_k *)p, yb); break;
-        case ES_Q_Q4_K: {
-            const es_block_q4_k *b = (const es_block_q4_k *)p;
-            dq_kquant(b->d, b->dmin, b->scales, b->qs, NULL, yb);
+        case ES_Q_Q6_K: {
+            const es_block_q6_k *b = (const es_block_q6_k *)p;
+            float d = es_f16_to_f32(b->d);
+            for (int s16 = 0; s16 < 16; s16++) sc[s16] = d * (float)b->scales[s16];
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+                int8_t *qq = qb + 128 * h;
+                for (int l = 0; l < 32; l++) {
+                    qq[l] = (int8_t)(((ql[l] & 0xF) | ((qh[l] >> 0 & 3) << 4)) - 32);
+                    qq[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | ((qh[l] >> 2 & 3) << 4)) - 32);
+                    qq[l + 64] = (int8_t)(((ql[l] >> 4) | ((qh[l] >> 4 & 3) << 4)) - 32);
+                    qq[l + 96] = (int8_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6 & 3) << 4)) - 32);
+                }
+            }
             break;
         }
+        case ES_Q_Q4_K:
         case ES_Q_Q5_K: {
-            const es_block_q5_k *b = (const es_block_q5_k *)p;
-            dq_kquant(b->d, b->dmin, b->scales, b->qs, b->qh, yb);
-            break;
-        }
-        case ES_Q_MXFP4: {
-            const es_block_mxfp4 *b = (const es_block_mxfp4 *)p;
-            if (es_e8m0_is_nan(b->e))
-                return es_fail(e, "mxfp4: block %lld has the NaN scale 0xFF", (long long)(i / be));
-            float s = es_e8m0_to_f32(b->e);
-            for (int j = 0; j < 16; j++) {
-                yb[nib_index(f->nibbles, j, 16, 0)] = es_e2m1_to_f32(b->qs[j] & 0xF) * s;
-                yb[nib_index(f->nibbles, j, 16, 1)] = es_e2m1_to_f32(b->qs[j] >> 4) * s;
+            const uint8_t *scales, *qs, *qh = NULL;
+            uint16_t d16, dmin16;
+            if (f->type == ES_Q_Q4_K) {
+                const es_block_q4_k *b = (const es_block_q4_k *)p;
+                d16 = b->d; dmin16 = b->dmin; scales = b->scales; qs = b->qs;
+            } else {
+                const es_block_q5_k *b = (const es_block_q5_k *)p;
+                d16 = b->d; dmin16 = b->dmin; scales = b->scales; qs = b->qs; qh = b->qh;
+            }
+            float d = es_f16_to_f32(d16), dmin = es_f16_to_f32(dmin16);
+            for (int c = 0; c < 4; c++) {
+                int sc1, m1, sc2, m2;
+                scale_min(2 * c, scales, &sc1, &m1);
+                scale_min(2 * c + 1, scales, &sc2, &m2);
+                sc[2 * c] = d * (float)sc1;
+                sc[2 * c + 1] = d * (float)sc2;
+                if (mn) { mn[2 * c] = dmin * (float)m1; mn[2 * c + 1] = dmin * (float)m2; }
+                for (int l = 0; l < 32; l++) {
+                    int lo = qs[32 * c + l] & 0xF, hi = qs[32 * c + l] >> 4;
+                    if (qh) {
+                        lo += (qh[l] >> (2 * c) & 1) << 4;
+                        hi += (qh[l] >> (2 * c + 1) & 1) << 4;
+                    }
+                    qb[64 * c + l] = (int8_t)lo;
+                    qb[64 * c + 32 + l] = (int8_t)hi;
+                }
             }
             break;
         }
+        case ES_Q_MXFP4:
         case ES_Q_NVFP4: {
-            const es_block_nvfp4 *b = (const es_block_nvfp4 *)p;
-            float s = es_e4m3_to_f32(b->s);
-            if (isnan(s))
-                return es_fail(e, "nvfp4: block %lld has a NaN E4M3 scale", (long long)(i / be));
-            s *= f->tensor_scale;
-            for (int j = 0; j < 8; j++) {
-                yb[nib_index(f->nibbles, j, 8, 0)] = es_e2m1_to_f32(b->qs[j] & 0xF) * s;
-                yb[nib_index(f->nibbles, j, 8, 1)] = es_e2m1_to_f32(b->qs[j] >> 4) * s;
+            /* E2M1 values are halves: the code is twice the value (-12..12), the scale half the block's */
+            int half = f->type == ES_Q_MXFP4 ? 16 : 8;
+            const uint8_t *qs = p + 1;
+            float s;
+            if (f->type == ES_Q_MXFP4) {
+                if (es_e8m0_is_nan(p[0]))
+                    return es_fail(e, "mxfp4: block %lld has the NaN scale 0xFF", (long long)(i / be + blk0));
+                s = es_e8m0_to_f32(p[0]);
+            } else {
+                s = es_e4m3_to_f32(p[0]);
+                if (isnan(s)) return es_fail(e, "nvfp4: block %lld has a NaN E4M3 scale", (long long)(i / be + blk0));
+                s *= f->tensor_scale;
+            }
+            *sc = s * 0.5f;
+            for (int j = 0; j < half; j++) {
+                qb[nib_index(f->nibbles, j, half, 0)] = (int8_t)(2.0f * es_e2m1_to_f32(qs[j] & 0xF));
+                qb[nib_index(f->nibbles, j, half, 1)] = (int8_t)(2.0f * es_e2m1_to_f32(qs[j] >> 4));
             }
             break;
         }
@@ -475,16 +482,16 @@ int es_dequantize_row(const es_qfmt *f, const void *src, int64_t n, float *y, es
             int bits = f->type == ES_Q_INT3 ? 3 : 6, off = 1 << (bits - 1);
             uint16_t h;
             memcpy(&h, p, 2);
-            float d = es_f16_to_f32(h);
-            const uint8_t *q = p + 2;
+            *sc = es_f16_to_f32(h);
+            const uint8_t *qp = p + 2;
             uint64_t acc = 0;
             int nacc = 0;
             for (int j = 0; j < f->group; j++) {
                 while (nacc < bits) {
-                    acc |= (uint64_t)*q++ << nacc;
+                    acc |= (uint64_t)*qp++ << nacc;
                     nacc += 8;
                 }
-                yb[j] = d * (float)((int)(acc & ((1u << bits) - 1)) - off);
+                qb[j] = (int8_t)((int)(acc & ((1u << bits) - 1)) - off);
                 acc >>= bits;
                 nacc -= bits;
             }
@@ -492,6 +499,41 @@ int es_dequantize_row(const es_qfmt *f, const void *src, int64_t n, float *y, es
         }
         default: return es_fail(e, "unknown weight format");
         }
+    }
+    return 0;
+}
+
+int es_decode_codes(const es_qfmt *f, const void *src, int64_t n, int8_t *q, float *scale, float *min,
+                    es_err *e)
+{
+    return decode_codes(f, src, n, q, scale, min, 0, e);
+}
+
+int es_dequantize_row(const es_qfmt *f, const void *src, int64_t n, float *y, es_err *e)
+{
+    if (es_qfmt_check(f, e) || es_q_row_bytes(f, n, e) < 0) return -1;
+    const uint8_t *p = src;
+    int64_t sub = es_q_sub_elems(f);
+    if (sub == 0) { /* float formats */
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            switch (f->type) {
+            case ES_Q_F32: memcpy(&y[i], p + 4 * i, 4); break;
+            case ES_Q_F16: memcpy(&h, p + 2 * i, 2); y[i] = es_f16_to_f32(h); break;
+            case ES_Q_BF16: memcpy(&h, p + 2 * i, 2); y[i] = es_bf16_to_f32(h); break;
+            default: return es_fail(e, "unknown weight format");
+            }
+        }
+        return 0;
+    }
+    /* y = scale x code - min, per sub-block: the same decomposition the lanes use */
+    int64_t be = es_q_block_elems(f), bb = es_q_block_bytes(f);
+    int8_t q[256];
+    float sc[256], mn[256];
+    if (be > 256) return es_fail(e, "%s: blocks of %lld elements are not supported", es_qtype_name(f->type), (long long)be);
+    for (int64_t i = 0; i < n; i += be, p += bb) {
+        if (decode_codes(f, p, be, q, sc, mn, i / be, e)) return -1;
+        for (int64_t k = 0; k < be; k++) y[i + k] = sc[k / sub] * (float)q[k] - mn[k / sub];
     }
     return 0;
 }

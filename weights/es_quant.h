@@ -56,7 +56,19 @@ int64_t es_q_padded(const es_qfmt *f, int64_t n);
 int64_t es_q_row_bytes(const es_qfmt *f, int64_t n, es_err *e);
 
 int es_quantize_row(const es_qfmt *f, const float *x, int64_t n, void *dst, es_err *e);
-/* Decodes and validates: a NaN scale (E8M0 0xFF, E4M3 S.1111.111) is an error. */
+/* Elements per scale (a sub-block): 16 for q3_k, q6_k and nvfp4; 32 for q4_k,
+ * q5_k, q8_0, q4_0 and mxfp4; the group for int3/int6; 0 for the float formats. */
+int64_t es_q_sub_elems(const es_qfmt *f);
+/* The lane view of a quantized row: every element is scale x code - min of
+ * its sub-block, with an integer code (int3 -4..3, int6 -32..31, q4_0 -8..7,
+ * q8_0 -128..127, q3_k -4..3, q6_k -32..31, q4_k 0..15 and q5_k 0..31 with a
+ * min, FP4 twice the E2M1 value, -12..12, with half the block scale). codes:
+ * (n); scale, min: (n / sub-block); min may be NULL (then only q4_k/q5_k
+ * lose their offsets). Float formats have no codes (an error). */
+int es_decode_codes(const es_qfmt *f, const void *src, int64_t n, int8_t *codes, float *scale, float *min,
+                    es_err *e);
+/* Decodes and validates: a NaN scale (E8M0 0xFF, E4M3 S.1111.111) is an error.
+ * Quantized formats decode through es_decode_codes: y = scale x code - min. */
 int es_dequantize_row(const es_qfmt *f, const void *src, int64_t n, float *y, es_err *e);
 /* The nvfp4 tensor scale for data x: amax / (448 x 6), or 1 when all zero. */
 float es_nvfp4_tensor_scale(const float *x, int64_t n);
