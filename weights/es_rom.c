@@ -114,38 +114,49 @@ static int deflate_huffman(unsigned char *dst, uLongf *dlen, const unsigned char
     return rc == Z_STREAM_END ? Z_OK : Z_BUF_ERROR;
 }
 
+int es_quantize_tensor(es_qfmt *f, int64_t rows, int64_t cols, es_row_fn rowf, void *arg, int tensor,
+                       unsigned char *dst, es_err *e)
+{
+    int64_t padded = es_q_padded(f, cols); /* a partial last block is zero-padded */
+    float *row = calloc((size_t)(padded > 0 ? padded : 1), sizeof *row);
+    int rc = -1;
+    if (!row) return es_fail(e, "out of memory");
+    if (f->type == ES_Q_NVFP4) { /* the tensor scale needs the whole tensor's absmax */
+        float am = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            if (rowf(arg, tensor, r, row, e)) goto out;
+            float s = es_nvfp4_tensor_scale(row, cols) * 448.0f * 6.0f;
+            if (s > am) am = s;
+        }
+        f->tensor_scale = am > 0 ? am / (448.0f * 6.0f) : 1.0f;
+    }
+    int64_t rb = es_q_row_bytes(f, padded, e);
+    if (rb < 0) goto out;
+    for (int64_t r = 0; r < rows; r++) {
+        if (rowf(arg, tensor, r, row, e)) goto out;
+        if (es_quantize_row(f, row, padded, dst + r * rb, e)) goto out;
+    }
+    rc = 0;
+out:
+    free(row);
+    return rc;
+}
+
 static int build_unit(build_ctx *b, int u, es_err *e)
 {
     const es_rom_unit *un = &b->units[u];
     int64_t row_bytes = un->row_bits / 8;
     int64_t stream_bytes = un->stream_rows * row_bytes;
     unsigned char *stream = calloc((size_t)(stream_bytes > 0 ? stream_bytes : 1), 1);
-    float *row = NULL;
     unsigned char *gather = NULL, *comp = NULL;
     int rc = -1;
     if (!stream) { es_fail(e, "out of memory for %s (%lld bytes)", un->label, (long long)stream_bytes); goto out; }
     for (int i = 0; i < b->n_tensors; i++) {
         es_rom_tensor *t = &b->tensors[i];
         if (t->unit != u) continue;
-        int64_t padded = es_q_padded(&t->fmt, t->cols); /* a partial last block is zero-padded */
-        free(row);
-        row = calloc((size_t)padded, sizeof *row);
-        if (!row) { es_fail(e, "out of memory"); goto out; }
-        if (t->fmt.type == ES_Q_NVFP4) { /* the tensor scale needs the whole tensor's absmax */
-            float am = 0;
-            for (int64_t r = 0; r < t->rows; r++) {
-                if (b->rows(b->rows_arg, i, r, row, e)) goto out;
-                float s = es_nvfp4_tensor_scale(row, t->cols) * 448.0f * 6.0f;
-                if (s > am) am = s;
-            }
-            t->fmt.tensor_scale = am > 0 ? am / (448.0f * 6.0f) : 1.0f;
-        }
-        int64_t rb = es_q_row_bytes(&t->fmt, padded, e);
-        unsigned char *dst = stream + t->row_first * row_bytes;
-        for (int64_t r = 0; r < t->rows; r++) {
-            if (b->rows(b->rows_arg, i, r, row, e)) goto out;
-            if (es_quantize_row(&t->fmt, row, padded, dst + r * rb, e)) goto out;
-        }
+        if (es_quantize_tensor(&t->fmt, t->rows, t->cols, b->rows, b->rows_arg, i,
+                               stream + t->row_first * row_bytes, e))
+            goto out;
     }
     /* stripe stream rows over banks, compress, write */
     int64_t max_rows = (un->stream_rows + un->banks - 1) / un->banks;
@@ -179,7 +190,6 @@ static int build_unit(build_ctx *b, int u, es_err *e)
     rc = 0;
 out:
     free(stream);
-    free(row);
     free(gather);
     free(comp);
     return rc;

@@ -104,9 +104,26 @@ static int read_chip(es_chip *c, es_err *e)
         es_cfg_num(f, "card.vr_efficiency", 0.01, 1.0, &c->vr_eff, e) ||
         es_cfg_num(f, "card.board_static_w", 0, 1e5, &c->board_w, e))
         return -1;
-    if (strcmp(c->act_format, "int8") && strcmp(c->act_format, "fp8") && strcmp(c->act_format, "bf16"))
-        return es_fail(e, "%s: key 'tile.lanes.activation_format': expected \"int8\", \"fp8\" or "
-                          "\"bf16\", got \"%s\"", c->path, c->act_format);
+    if (strcmp(c->act_format, "int8") && strcmp(c->act_format, "fp8") && strcmp(c->act_format, "bf16") &&
+        strcmp(c->act_format, "fp32"))
+        return es_fail(e, "%s: key 'tile.lanes.activation_format': expected \"int8\", \"fp8\", "
+                          "\"bf16\" or \"fp32\", got \"%s\"", c->path, c->act_format);
+    /* K and V element format: optional, by default the natural one for the width */
+    snprintf(c->kv_format, sizeof c->kv_format, "%s",
+             c->kv_elem_bits == 32 ? "fp32" : c->kv_elem_bits == 16 ? "bf16" : "int8");
+    if (es_cfg_has(f, "kv.element_format") &&
+        es_cfg_str(f, "kv.element_format", c->kv_format, sizeof c->kv_format, e))
+        return -1;
+    {
+        int want = !strcmp(c->kv_format, "fp32") ? 32 : !strcmp(c->kv_format, "bf16") ? 16
+                 : (!strcmp(c->kv_format, "int8") || !strcmp(c->kv_format, "fp8")) ? 8 : 0;
+        if (!want)
+            return es_fail(e, "%s: key 'kv.element_format': expected \"int8\", \"fp8\", \"bf16\" or "
+                              "\"fp32\", got \"%s\"", c->path, c->kv_format);
+        if (want != c->kv_elem_bits)
+            return es_fail(e, "%s: key 'kv.element_format': %s elements are %d bits, but kv.element_bits is %d",
+                           c->path, c->kv_format, want, c->kv_elem_bits);
+    }
     if (read_fmt(f, "weights.default", &c->fmt[0], e)) return -1;
     for (int r = 1; r < ES_ROLE_COUNT; r++) c->fmt[r] = c->fmt[0];
     const cJSON *roles = es_cfg_node(f, "weights.roles");

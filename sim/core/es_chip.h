@@ -38,7 +38,7 @@ typedef struct es_chip {
     int cell_bits;            /* tile.lanes.cell_bits: bits one select cell decodes */
     int lane_depth;           /* tile.lanes.pipeline_depth: ROM-to-accumulator cycles */
     int tokens_per_read;      /* tile.lanes.tokens_per_read */
-    char act_format[8];       /* tile.lanes.activation_format: int8, fp8 or bf16 */
+    char act_format[8];       /* tile.lanes.activation_format: int8, fp8, bf16 or fp32 */
     int acc_bits;             /* tile.lanes.accumulator_bits */
     int64_t vec_width;        /* tile.vector.elems_per_cycle */
     int vec_latency;          /* tile.vector.latency_cycles */
@@ -50,6 +50,7 @@ typedef struct es_chip {
     int64_t kv_word_bits;     /* kv.word_bits */
     int kv_ports;             /* kv.ports (per group) */
     int kv_elem_bits;         /* kv.element_bits */
+    char kv_format[8];        /* kv.element_format: int8, fp8, bf16 or fp32 (optional; default by width) */
     int64_t kv_slot_context;  /* kv.slot_context: positions reserved per sequence */
     int kv_tiles_per_group;   /* kv.tiles_per_group: tiles sharing one SRAM */
     int kv_prefix_sharing;    /* kv.prefix_sharing: sequences may read a shared prefix's positions */

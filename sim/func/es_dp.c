@@ -1,0 +1,648 @@
+/* es_dp: the functional datapath (see es_dp.h for the semantics it
+ * implements). Matrix products run over rows in parallel (pthreads); every
+ * row is computed by one thread in a fixed order, so results do not depend
+ * on the thread count. A prompt chunk's tokens share one decode of each
+ * weight row (matrix-matrix). */
+#define _POSIX_C_SOURCE 200809L
+#include "es_dp.h"
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "es_fp.h"
+#include "es_quant.h"
+#include "es_stats.h"
+
+enum { ACT_INT8, ACT_FP8, ACT_BF16, ACT_FP32 };
+enum { KV_INT8, KV_FP8, KV_BF16, KV_FP32 };
+
+typedef struct dp_tensor {
+    es_qfmt fmt;            /* storage format */
+    int64_t rows, cols;     /* graph shape */
+    int64_t padded;         /* cols rounded up to whole blocks */
+    int64_t row_bytes;      /* bytes of one stored row */
+    int64_t sub;            /* elements per scale (0: a float format) */
+    int max_code;           /* largest |code| of the format */
+    const unsigned char *data; /* (rows, row_bytes) */
+} dp_tensor;
+
+typedef struct dp_seq {
+    int used;
+    int64_t start, cap;     /* positions [start, start + cap) */
+    int32_t prefix;         /* sequence holding positions below start, or -1 */
+    uint64_t rng;           /* sampler stream */
+    unsigned char *k, *v;   /* (layers, cap, kv_heads, head_dim) elements of the KV format */
+    float *ks, *vs;         /* (layers, cap, kv_heads) scales (int8, fp8) */
+} dp_seq;
+
+struct es_dp {
+    const es_chip *c;
+    const es_model *m;
+    int act, kv, link16, threads;
+    int64_t acc_max;        /* accumulator saturates at +-acc_max */
+    dp_tensor *t;           /* (m->n_tensors) */
+    unsigned char **owned;  /* tensor bytes this datapath allocated */
+    int n_owned;
+    int *ti;                /* (layers, ES_ROLE_COUNT) tensor index, -1 none */
+    int embed, head, out_norm; /* tensor indexes */
+    float **norm;           /* (n_tensors) decoded norm gains, or NULL */
+    double *freq;           /* (head_dim / 2) */
+    float *cos_t, *sin_t;   /* (rope_rows, head_dim / 2) */
+    int64_t rope_rows;
+    dp_seq *seqs;
+    int64_t n_seqs;
+    es_sampler smp;
+    uint64_t seed;
+    es_sample_slot *work;   /* (vocab) sampler scratch */
+    /* scratch for es_dp_layers, grown as chunks need */
+    int64_t scratch_n;
+    float *xb, *q, *k, *v, *att, *o, *g, *u, *sc;
+    es_dp_stats stats;
+};
+
+static int max_code(es_qtype t)
+{
+    switch (t) {
+    case ES_Q_INT3: case ES_Q_Q3_K: return 4;
+    case ES_Q_INT6: case ES_Q_Q6_K: return 32;
+    case ES_Q_Q4_0: return 8;
+    case ES_Q_Q8_0: return 128;
+    case ES_Q_Q4_K: return 15;
+    case ES_Q_Q5_K: return 31;
+    case ES_Q_MXFP4: case ES_Q_NVFP4: return 12;
+    default: return 0;
+    }
+}
+
+int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es_err *e)
+{
+    *out = NULL;
+    if (c->link_elem_bits != 16 && c->link_elem_bits != 32)
+        return es_fail(e, "%s: key 'link.elem_bits': functional mode carries the residual as BF16 (16) or "
+                          "FP32 (32), got %d", c->path, c->link_elem_bits);
+    es_dp *dp = calloc(1, sizeof *dp);
+    if (!dp) return es_fail(e, "out of memory");
+    dp->c = c;
+    dp->m = m;
+    const char *a = c->act_format, *k = c->kv_format;
+    dp->act = !strcmp(a, "int8") ? ACT_INT8 : !strcmp(a, "fp8") ? ACT_FP8 : !strcmp(a, "bf16") ? ACT_BF16 : ACT_FP32;
+    dp->kv = !strcmp(k, "int8") ? KV_INT8 : !strcmp(k, "fp8") ? KV_FP8 : !strcmp(k, "bf16") ? KV_BF16 : KV_FP32;
+    dp->link16 = c->link_elem_bits == 16;
+    dp->acc_max = c->acc_bits >= 63 ? INT64_MAX : ((int64_t)1 << (c->acc_bits - 1)) - 1;
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    dp->threads = threads > 0 ? threads : nc > 0 ? (int)nc : 1;
+    if (dp->threads > 64) dp->threads = 64;
+    dp->t = calloc((size_t)m->n_tensors, sizeof *dp->t);
+    dp->owned = calloc((size_t)m->n_tensors, sizeof *dp->owned);
+    dp->norm = calloc((size_t)m->n_tensors, sizeof *dp->norm);
+    dp->ti = malloc((size_t)(m->layers * ES_ROLE_COUNT) * sizeof *dp->ti);
+    dp->freq = malloc((size_t)(m->head_dim / 2) * sizeof *dp->freq);
+    dp->work = malloc((size_t)m->vocab * sizeof *dp->work);
+    if (!dp->t || !dp->owned || !dp->norm || !dp->ti || !dp->freq || !dp->work) {
+        es_dp_close(dp);
+        return es_fail(e, "out of memory");
+    }
+    for (int64_t i = 0; i < m->layers * ES_ROLE_COUNT; i++) dp->ti[i] = -1;
+    dp->embed = dp->head = dp->out_norm = -1;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *t = &m->tensors[i];
+        if (t->layer >= 0) dp->ti[t->layer * ES_ROLE_COUNT + t->role] = i;
+        else if (t->role == ES_ROLE_EMBED) dp->embed = i;
+        else if (t->role == ES_ROLE_OUT_NORM) dp->out_norm = i;
+        else if (t->role == ES_ROLE_LM_HEAD) dp->head = i;
+    }
+    if (m->tied) dp->head = dp->embed;
+    es_model_rope_freqs(m, dp->freq);
+    dp->smp.temperature = 0;
+    dp->smp.top_p = 1;
+    *out = dp;
+    return 0;
+}
+
+void es_dp_close(es_dp *dp)
+{
+    if (!dp) return;
+    for (int i = 0; i < dp->n_owned; i++) free(dp->owned[i]);
+    for (int i = 0; dp->norm && i < dp->m->n_tensors; i++) free(dp->norm[i]);
+    for (int64_t s = 0; s < dp->n_seqs; s++) es_dp_seq_end(dp, (int32_t)s);
+    free(dp->seqs);
+    free(dp->owned);
+    free(dp->norm);
+    free(dp->t);
+    free(dp->ti);
+    free(dp->freq);
+    free(dp->cos_t);
+    free(dp->sin_t);
+    free(dp->work);
+    free(dp->xb); free(dp->q); free(dp->k); free(dp->v); free(dp->att); free(dp->o);
+    free(dp->g); free(dp->u); free(dp->sc);
+    free(dp);
+}
+
+/* Record tensor i's stored bytes; norms are decoded once to FP32 gains. */
+static int set_tensor(es_dp *dp, int i, const es_qfmt *f, const unsigned char *data, es_err *e)
+{
+    const es_tensor *mt = &dp->m->tensors[i];
+    dp_tensor *t = &dp->t[i];
+    t->fmt = *f;
+    t->rows = mt->rows;
+    t->cols = mt->cols;
+    t->padded = es_q_padded(f, mt->cols);
+    t->row_bytes = es_q_row_bytes(f, t->padded, e);
+    if (t->row_bytes < 0) return -1;
+    t->sub = es_q_sub_elems(f);
+    t->max_code = max_code(f->type);
+    t->data = data;
+    if (mt->rows == 1) { /* a norm's gains */
+        float *g = malloc((size_t)t->padded * sizeof *g);
+        if (!g) return es_fail(e, "out of memory");
+        dp->norm[i] = g;
+        if (es_dequantize_row(f, data, t->padded, g, e)) return -1;
+    }
+    return 0;
+}
+
+int es_dp_load_rom(es_dp *dp, const es_rom_image *img, es_err *e)
+{
+    const es_model *m = dp->m;
+    if (img->n_tensors != m->n_tensors)
+        return es_fail(e, "%s: %d tensors, but %s has %d", img->path, img->n_tensors, m->path, m->n_tensors);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_rom_tensor *rt = &img->tensors[i];
+        if (strcmp(rt->name, m->tensors[i].name) || rt->rows != m->tensors[i].rows || rt->cols != m->tensors[i].cols)
+            return es_fail(e, "%s: tensor %d is %s [%lld, %lld], but the model's is %s", img->path, i, rt->name,
+                           (long long)rt->rows, (long long)rt->cols, m->tensors[i].name);
+        unsigned char *b = malloc((size_t)(rt->bytes > 0 ? rt->bytes : 1));
+        if (!b) return es_fail(e, "out of memory for %s (%lld bytes)", rt->name, (long long)rt->bytes);
+        dp->owned[dp->n_owned++] = b;
+        if (es_rom_tensor_bytes(img, i, b, e) || set_tensor(dp, i, &rt->fmt, b, e)) return -1;
+    }
+    return 0;
+}
+
+int es_dp_load_rows(es_dp *dp, const es_recipe *r, es_ref_rows rows, void *arg, es_err *e)
+{
+    const es_model *m = dp->m;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *mt = &m->tensors[i];
+        es_qfmt f;
+        if (es_recipe_format(r, mt, &f, e)) return -1;
+        int64_t rb = es_q_row_bytes(&f, es_q_padded(&f, mt->cols), e);
+        if (rb < 0) return -1;
+        unsigned char *b = malloc((size_t)(rb * mt->rows));
+        if (!b) return es_fail(e, "out of memory for %s (%lld bytes)", mt->name, (long long)(rb * mt->rows));
+        dp->owned[dp->n_owned++] = b;
+        if (es_quantize_tensor(&f, mt->rows, mt->cols, rows, arg, i, b, e) || set_tensor(dp, i, &f, b, e))
+            return -1;
+    }
+    return 0;
+}
+
+void es_dp_set_sampler(es_dp *dp, const es_sampler *s, uint64_t seed)
+{
+    dp->smp = *s;
+    dp->seed = seed;
+}
+
+es_dp_stats es_dp_get_stats(const es_dp *dp) { return dp->stats; }
+
+/* ---- sequences and the KV cache ---- */
+
+static int kv_elem_bytes(const es_dp *dp) { return dp->kv == KV_FP32 ? 4 : dp->kv == KV_BF16 ? 2 : 1; }
+
+int es_dp_seq_begin(es_dp *dp, int32_t seq, int64_t start, int64_t positions, int32_t prefix_seq, uint64_t tag,
+                    es_err *e)
+{
+    const es_model *m = dp->m;
+    if (seq < 0) return es_fail(e, "functional datapath: sequence %d", seq);
+    if (seq >= dp->n_seqs) {
+        int64_t n = dp->n_seqs ? dp->n_seqs : 16;
+        while (n <= seq) n *= 2;
+        dp_seq *s = realloc(dp->seqs, (size_t)n * sizeof *s);
+        if (!s) return es_fail(e, "out of memory");
+        memset(s + dp->n_seqs, 0, (size_t)(n - dp->n_seqs) * sizeof *s);
+        dp->seqs = s;
+        dp->n_seqs = n;
+    }
+    es_dp_seq_end(dp, seq);
+    dp_seq *s = &dp->seqs[seq];
+    int64_t vecs = m->layers * (positions > 0 ? positions : 1) * m->kv_heads;
+    size_t bytes = (size_t)vecs * (size_t)m->head_dim * (size_t)kv_elem_bytes(dp);
+    s->k = malloc(bytes);
+    s->v = malloc(bytes);
+    s->ks = malloc((size_t)vecs * sizeof *s->ks);
+    s->vs = malloc((size_t)vecs * sizeof *s->vs);
+    if (!s->k || !s->v || !s->ks || !s->vs) {
+        es_dp_seq_end(dp, seq);
+        return es_fail(e, "functional datapath: out of memory for the KV cache of sequence %d (%zu bytes)", seq,
+                       2 * bytes);
+    }
+    s->used = 1;
+    s->start = start;
+    s->cap = positions;
+    s->prefix = start > 0 ? prefix_seq : -1;
+    uint64_t st = dp->seed ^ (tag * 0x9E3779B97F4A7C15ULL);
+    s->rng = es_splitmix64(&st);
+    return 0;
+}
+
+void es_dp_seq_end(es_dp *dp, int32_t seq)
+{
+    if (seq < 0 || seq >= dp->n_seqs) return;
+    dp_seq *s = &dp->seqs[seq];
+    free(s->k); free(s->v); free(s->ks); free(s->vs);
+    memset(s, 0, sizeof *s);
+}
+
+static float round_half_away(float v) { return v >= 0 ? floorf(v + 0.5f) : -floorf(-v + 0.5f); }
+
+/* Store one head vector v (hd) in the KV format at element index at. */
+static void kv_put(const es_dp *dp, unsigned char *base, float *scales, int64_t at, int64_t vec, const float *v,
+                   int64_t hd)
+{
+    if (dp->kv == KV_FP32) { memcpy((float *)base + at, v, (size_t)hd * sizeof *v); return; }
+    if (dp->kv == KV_BF16) {
+        uint16_t *p = (uint16_t *)base + at;
+        for (int64_t i = 0; i < hd; i++) p[i] = es_f32_to_bf16(v[i]);
+        return;
+    }
+    float am = 0;
+    for (int64_t i = 0; i < hd; i++) am = fabsf(v[i]) > am ? fabsf(v[i]) : am;
+    float s = am / (dp->kv == KV_INT8 ? 127.0f : 448.0f);
+    scales[vec] = s;
+    unsigned char *p = base + at;
+    for (int64_t i = 0; i < hd; i++) {
+        float x = s > 0 ? v[i] / s : 0.0f;
+        if (dp->kv == KV_INT8) {
+            float r = round_half_away(x);
+            r = r > 127 ? 127 : r < -127 ? -127 : r;
+            p[i] = (unsigned char)(int8_t)r;
+        } else {
+            p[i] = es_f32_to_e4m3(x);
+        }
+    }
+}
+
+static void kv_get(const es_dp *dp, const unsigned char *base, const float *scales, int64_t at, int64_t vec, float *v,
+                   int64_t hd)
+{
+    if (dp->kv == KV_FP32) { memcpy(v, (const float *)base + at, (size_t)hd * sizeof *v); return; }
+    if (dp->kv == KV_BF16) {
+        const uint16_t *p = (const uint16_t *)base + at;
+        for (int64_t i = 0; i < hd; i++) v[i] = es_bf16_to_f32(p[i]);
+        return;
+    }
+    float s = scales[vec];
+    const unsigned char *p = base + at;
+    for (int64_t i = 0; i < hd; i++)
+        v[i] = (dp->kv == KV_INT8 ? (float)(int8_t)p[i] : es_e4m3_to_f32(p[i])) * s;
+}
+
+/* The sequence holding position pos of seq, and the vector index there. */
+static const dp_seq *kv_where(const es_dp *dp, int32_t seq, int64_t layer, int64_t pos, int64_t kvh, int64_t *vec)
+{
+    const dp_seq *s = &dp->seqs[seq];
+    if (pos < s->start && s->prefix >= 0) s = &dp->seqs[s->prefix];
+    *vec = (layer * s->cap + (pos - s->start)) * dp->m->kv_heads + kvh;
+    return s;
+}
+
+/* ---- lanes ---- */
+
+typedef struct mm_job {
+    es_dp *dp;
+    const dp_tensor *w;
+    int64_t n;              /* tokens */
+    const float *af;        /* (n, padded) activations as floats (int8: the codes) */
+    const int32_t *ai;      /* (n, padded) int8 codes as integers, or NULL */
+    const float *s;         /* (n) activation scales */
+    float *y;               /* (n, rows) */
+    int64_t r0, r1;         /* rows of this job */
+    int64_t sat;            /* saturations counted */
+    int rc;
+    es_err err;
+} mm_job;
+
+static void *mm_run(void *arg)
+{
+    mm_job *j = arg;
+    const dp_tensor *w = j->w;
+    int64_t P = w->padded, sub = w->sub, nsub = sub ? P / sub : 0;
+    int8_t *codes = malloc((size_t)P);
+    float *sc = malloc((size_t)(nsub + 1) * sizeof *sc), *mn = malloc((size_t)(nsub + 1) * sizeof *mn);
+    float *wf = sub ? NULL : malloc((size_t)P * sizeof *wf);
+    int has_min = w->fmt.type == ES_Q_Q4_K || w->fmt.type == ES_Q_Q5_K;
+    /* a sub-block can overflow the accumulator only if its largest possible sum can */
+    int check = j->ai && (double)w->max_code * 127.0 * (double)sub > (double)j->dp->acc_max;
+    int64_t acc_max = j->dp->acc_max;
+    if (!codes || !sc || !mn || (!sub && !wf)) { j->rc = es_fail(&j->err, "out of memory"); goto out; }
+    for (int64_t r = j->r0; r < j->r1; r++) {
+        const unsigned char *row = w->data + r * w->row_bytes;
+        if (sub ? es_decode_codes(&w->fmt, row, P, codes, sc, mn, &j->err)
+                : es_dequantize_row(&w->fmt, row, P, wf, &j->err)) {
+            j->rc = -1;
+            goto out;
+        }
+        for (int64_t t = 0; t < j->n; t++) {
+            float acc = 0.0f;
+            if (!sub) {
+                const float *a = j->af + t * P;
+                for (int64_t i = 0; i < P; i++) acc += wf[i] * a[i];
+            } else if (j->ai) {
+                const int32_t *a = j->ai + t * P;
+                for (int64_t b = 0; b < nsub; b++) {
+                    const int8_t *cq = codes + b * sub;
+                    const int32_t *ab = a + b * sub;
+                    int64_t sum = 0, asum = 0;
+                    if (!check) {
+                        for (int64_t i = 0; i < sub; i++) sum += (int64_t)cq[i] * ab[i];
+                    } else {
+                        for (int64_t i = 0; i < sub; i++) {
+                            sum += (int64_t)cq[i] * ab[i];
+                            if (sum > acc_max) { sum = acc_max; j->sat++; }
+                            else if (sum < -acc_max) { sum = -acc_max; j->sat++; }
+                        }
+                    }
+                    float part = sc[b] * (float)sum;
+                    if (has_min) {
+                        for (int64_t i = 0; i < sub; i++) asum += ab[i];
+                        part = part - mn[b] * (float)asum;
+                    }
+                    acc += part;
+                }
+            } else {
+                const float *a = j->af + t * P;
+                for (int64_t b = 0; b < nsub; b++) {
+                    const int8_t *cq = codes + b * sub;
+                    const float *ab = a + b * sub;
+                    float sum = 0.0f, asum = 0.0f;
+                    for (int64_t i = 0; i < sub; i++) sum += (float)cq[i] * ab[i];
+                    float part = sc[b] * sum;
+                    if (has_min) {
+                        for (int64_t i = 0; i < sub; i++) asum += ab[i];
+                        part = part - mn[b] * asum;
+                    }
+                    acc += part;
+                }
+            }
+            j->y[t * w->rows + r] = acc * j->s[t];
+        }
+    }
+out:
+    free(codes);
+    free(sc);
+    free(mn);
+    free(wf);
+    return NULL;
+}
+
+/* y (n, rows) = lanes(W, x (n, cols)) with the declared activation format. */
+static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, es_err *e)
+{
+    const dp_tensor *w = &dp->t[ti];
+    int64_t P = w->padded, C = w->cols;
+    float *af = calloc((size_t)(n * P), sizeof *af), *s = malloc((size_t)n * sizeof *s);
+    int32_t *ai = dp->act == ACT_INT8 ? calloc((size_t)(n * P), sizeof *ai) : NULL;
+    int rc = -1;
+    if (!af || !s || (dp->act == ACT_INT8 && !ai)) { es_fail(e, "out of memory"); goto out; }
+    /* quantize each token's activation vector */
+    for (int64_t t = 0; t < n; t++) {
+        const float *xt = x + t * C;
+        float *a = af + t * P, am = 0;
+        for (int64_t i = 0; i < C; i++) am = fabsf(xt[i]) > am ? fabsf(xt[i]) : am;
+        switch (dp->act) {
+        case ACT_INT8:
+            s[t] = am / 127.0f;
+            for (int64_t i = 0; i < C; i++) {
+                float r = s[t] > 0 ? round_half_away(xt[i] / s[t]) : 0.0f;
+                r = r > 127 ? 127 : r < -127 ? -127 : r;
+                a[i] = r;
+                ai[t * P + i] = (int32_t)r;
+            }
+            break;
+        case ACT_FP8:
+            s[t] = am / 448.0f;
+            for (int64_t i = 0; i < C; i++) a[i] = s[t] > 0 ? es_e4m3_to_f32(es_f32_to_e4m3(xt[i] / s[t])) : 0.0f;
+            break;
+        case ACT_BF16:
+            s[t] = 1.0f;
+            for (int64_t i = 0; i < C; i++) a[i] = es_bf16_to_f32(es_f32_to_bf16(xt[i]));
+            break;
+        default:
+            s[t] = 1.0f;
+            memcpy(a, xt, (size_t)C * sizeof *a);
+        }
+    }
+    int nt = dp->threads;
+    if ((double)w->rows * (double)P * (double)n < 262144.0) nt = 1; /* small: threads cost more than they save */
+    if (nt > w->rows) nt = (int)w->rows;
+    mm_job jobs[64];
+    pthread_t th[64];
+    int started[64] = {0};
+    for (int k = 0; k < nt; k++) {
+        jobs[k] = (mm_job){dp, w, n, af, ai, s, y, w->rows * k / nt, w->rows * (k + 1) / nt, 0, 0, {{0}}};
+        /* the last share runs here; a thread that cannot start runs here too */
+        if (k < nt - 1 && pthread_create(&th[k], NULL, mm_run, &jobs[k]) == 0) started[k] = 1;
+        else mm_run(&jobs[k]);
+    }
+    for (int k = 0; k < nt; k++)
+        if (started[k]) pthread_join(th[k], NULL);
+    rc = 0;
+    for (int k = 0; k < nt; k++) {
+        dp->stats.saturations += jobs[k].sat;
+        if (jobs[k].rc && !rc) { rc = -1; *e = jobs[k].err; }
+    }
+    dp->stats.lane_rows += w->rows * n;
+out:
+    free(af);
+    free(s);
+    free(ai);
+    return rc;
+}
+
+/* ---- vector unit ---- */
+
+static void rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
+{
+    float ss = 0.0f;
+    for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] * r) * w[i];
+}
+
+static int rope_table(es_dp *dp, int64_t rows, es_err *e)
+{
+    if (rows <= dp->rope_rows) return 0;
+    int64_t half = dp->m->head_dim / 2, n = dp->rope_rows ? dp->rope_rows : 256;
+    while (n < rows) n *= 2;
+    float *c = realloc(dp->cos_t, (size_t)(n * half) * sizeof *c);
+    if (c) dp->cos_t = c;
+    float *s = c ? realloc(dp->sin_t, (size_t)(n * half) * sizeof *s) : NULL;
+    if (!c || !s) return es_fail(e, "out of memory for the RoPE table");
+    dp->sin_t = s;
+    for (int64_t p = dp->rope_rows; p < n; p++)
+        for (int64_t i = 0; i < half; i++) {
+            double a = (double)p * dp->freq[i];
+            dp->cos_t[p * half + i] = (float)cos(a);
+            dp->sin_t[p * half + i] = (float)sin(a);
+        }
+    dp->rope_rows = n;
+    return 0;
+}
+
+static void rope(const es_dp *dp, float *v, int64_t heads, int64_t pos)
+{
+    int64_t hd = dp->m->head_dim, half = hd / 2;
+    const float *c = dp->cos_t + pos * half, *s = dp->sin_t + pos * half;
+    for (int64_t h = 0; h < heads; h++) {
+        float *p = v + h * hd;
+        for (int64_t i = 0; i < half; i++) {
+            float x0 = p[i], x1 = p[i + half];
+            p[i] = x0 * c[i] - x1 * s[i];
+            p[i + half] = x0 * s[i] + x1 * c[i];
+        }
+    }
+}
+
+static void link_round(const es_dp *dp, float *x, int64_t n)
+{
+    if (!dp->link16) return;
+    for (int64_t i = 0; i < n; i++) x[i] = es_bf16_to_f32(es_f32_to_bf16(x[i]));
+}
+
+static int grow(float **p, int64_t n, es_err *e)
+{
+    float *q = realloc(*p, (size_t)(n > 0 ? n : 1) * sizeof *q);
+    if (!q) return es_fail(e, "out of memory");
+    *p = q;
+    return 0;
+}
+
+static int scratch(es_dp *dp, int64_t n, int64_t ctx, es_err *e)
+{
+    const es_model *m = dp->m;
+    int64_t qd = m->heads * m->head_dim, kvd = m->kv_heads * m->head_dim, H = m->hidden;
+    int64_t wide = H > qd ? H : qd;
+    if (n > dp->scratch_n) {
+        if (grow(&dp->xb, n * wide, e) || grow(&dp->q, n * qd, e) || grow(&dp->k, n * kvd, e) ||
+            grow(&dp->v, n * kvd, e) || grow(&dp->att, n * qd, e) || grow(&dp->o, n * H, e) ||
+            grow(&dp->g, n * m->ffn, e) || grow(&dp->u, n * m->ffn, e))
+            return -1;
+        dp->scratch_n = n;
+    }
+    return grow(&dp->sc, ctx + m->head_dim * 2, e);
+}
+
+int es_dp_embed(es_dp *dp, const int32_t *ids, int64_t n, float *x, es_err *e)
+{
+    const dp_tensor *w = &dp->t[dp->embed];
+    float *row = malloc((size_t)w->padded * sizeof *row);
+    if (!row) return es_fail(e, "out of memory");
+    for (int64_t t = 0; t < n; t++) {
+        if (ids[t] < 0 || ids[t] >= w->rows) {
+            free(row);
+            return es_fail(e, "functional datapath: token %d outside the vocabulary of %lld", ids[t], (long long)w->rows);
+        }
+        if (es_dequantize_row(&w->fmt, w->data + ids[t] * w->row_bytes, w->padded, row, e)) { free(row); return -1; }
+        memcpy(x + t * w->cols, row, (size_t)w->cols * sizeof *row);
+    }
+    free(row);
+    link_round(dp, x, n * w->cols);
+    return 0;
+}
+
+int es_dp_layers(es_dp *dp, int lo, int hi, int32_t seq, int64_t pos, int64_t n, float *x, es_err *e)
+{
+    const es_model *m = dp->m;
+    int64_t H = m->hidden, hd = m->head_dim, qd = m->heads * hd, kvd = m->kv_heads * hd, F = m->ffn;
+    int64_t group = m->heads / m->kv_heads;
+    if (seq < 0 || seq >= dp->n_seqs || !dp->seqs[seq].used)
+        return es_fail(e, "functional datapath: sequence %d has no KV cache", seq);
+    dp_seq *S = &dp->seqs[seq];
+    if (pos < S->start || pos + n > S->start + S->cap)
+        return es_fail(e, "functional datapath: positions %lld..%lld outside sequence %d's %lld..%lld",
+                       (long long)pos, (long long)(pos + n - 1), seq, (long long)S->start,
+                       (long long)(S->start + S->cap - 1));
+    if (S->start > 0 && (S->prefix < 0 || S->prefix >= dp->n_seqs || !dp->seqs[S->prefix].used))
+        return es_fail(e, "functional datapath: sequence %d starts at %lld but its prefix is gone", seq,
+                       (long long)S->start);
+    if (scratch(dp, n, pos + n, e) || rope_table(dp, pos + n, e)) return -1;
+    const float eps = (float)m->eps, inv_sqrt = 1.0f / sqrtf((float)hd);
+    float *kv_tmp = dp->sc + pos + n, *vv = kv_tmp + hd;
+    for (int l = lo; l < hi; l++) {
+        const int *ti = dp->ti + (int64_t)l * ES_ROLE_COUNT;
+        /* attention */
+        for (int64_t t = 0; t < n; t++) rmsnorm(dp->xb + t * H, x + t * H, dp->norm[ti[ES_ROLE_ATTN_NORM]], H, eps);
+        if (lane_matmul(dp, ti[ES_ROLE_Q], dp->xb, n, dp->q, e) || lane_matmul(dp, ti[ES_ROLE_K], dp->xb, n, dp->k, e) ||
+            lane_matmul(dp, ti[ES_ROLE_V], dp->xb, n, dp->v, e))
+            return -1;
+        for (int64_t t = 0; t < n; t++) {
+            int64_t p = pos + t;
+            rope(dp, dp->q + t * qd, m->heads, p);
+            rope(dp, dp->k + t * kvd, m->kv_heads, p);
+            for (int64_t h = 0; h < m->kv_heads; h++) {
+                int64_t vec = ((int64_t)l * S->cap + (p - S->start)) * m->kv_heads + h;
+                kv_put(dp, S->k, S->ks, vec * hd, vec, dp->k + t * kvd + h * hd, hd);
+                kv_put(dp, S->v, S->vs, vec * hd, vec, dp->v + t * kvd + h * hd, hd);
+            }
+        }
+        for (int64_t t = 0; t < n; t++) {
+            int64_t p = pos + t;
+            for (int64_t h = 0; h < m->heads; h++) {
+                const float *q = dp->q + t * qd + h * hd;
+                int64_t kvh = h / group, vec;
+                float mx = -INFINITY, sum = 0.0f;
+                for (int64_t j = 0; j <= p; j++) {
+                    const dp_seq *hs = kv_where(dp, seq, l, j, kvh, &vec);
+                    kv_get(dp, hs->k, hs->ks, vec * hd, vec, kv_tmp, hd);
+                    float s = 0.0f;
+                    for (int64_t i = 0; i < hd; i++) s += q[i] * kv_tmp[i];
+                    dp->sc[j] = s * inv_sqrt;
+                    if (dp->sc[j] > mx) mx = dp->sc[j];
+                }
+                for (int64_t j = 0; j <= p; j++) {
+                    dp->sc[j] = expf(dp->sc[j] - mx);
+                    sum += dp->sc[j];
+                }
+                float *o = dp->att + t * qd + h * hd;
+                for (int64_t i = 0; i < hd; i++) o[i] = 0.0f;
+                for (int64_t j = 0; j <= p; j++) {
+                    const dp_seq *hs = kv_where(dp, seq, l, j, kvh, &vec);
+                    kv_get(dp, hs->v, hs->vs, vec * hd, vec, vv, hd);
+                    for (int64_t i = 0; i < hd; i++) o[i] += dp->sc[j] * vv[i];
+                }
+                for (int64_t i = 0; i < hd; i++) o[i] = o[i] / sum;
+            }
+        }
+        if (lane_matmul(dp, ti[ES_ROLE_O], dp->att, n, dp->o, e)) return -1;
+        for (int64_t i = 0; i < n * H; i++) x[i] += dp->o[i];
+        /* feed-forward */
+        for (int64_t t = 0; t < n; t++) rmsnorm(dp->xb + t * H, x + t * H, dp->norm[ti[ES_ROLE_FFN_NORM]], H, eps);
+        if (lane_matmul(dp, ti[ES_ROLE_GATE], dp->xb, n, dp->g, e) || lane_matmul(dp, ti[ES_ROLE_UP], dp->xb, n, dp->u, e))
+            return -1;
+        for (int64_t i = 0; i < n * F; i++) {
+            float g = dp->g[i];
+            dp->g[i] = g / (1.0f + expf(-g)) * dp->u[i];
+        }
+        if (lane_matmul(dp, ti[ES_ROLE_DOWN], dp->g, n, dp->o, e)) return -1;
+        for (int64_t i = 0; i < n * H; i++) x[i] += dp->o[i];
+    }
+    link_round(dp, x, n * H);
+    return 0;
+}
+
+int es_dp_head(es_dp *dp, const float *x, float *logits, es_err *e)
+{
+    const es_model *m = dp->m;
+    if (scratch(dp, 1, 0, e)) return -1;
+    rmsnorm(dp->xb, x, dp->norm[dp->out_norm], m->hidden, (float)m->eps);
+    return lane_matmul(dp, dp->head, dp->xb, 1, logits, e);
+}
+
+int32_t es_dp_sample(es_dp *dp, int32_t seq, const float *logits)
+{
+    uint64_t spare = dp->seed;
+    uint64_t *rng = seq >= 0 && seq < dp->n_seqs && dp->seqs[seq].used ? &dp->seqs[seq].rng : &spare;
+    return es_sample(&dp->smp, logits, dp->m->vocab, rng, dp->work);
+}

@@ -1,0 +1,108 @@
+/* es_dp: the chip's functional datapath: what each unit computes on real
+ * activations, with the semantics the chip configuration declares. The
+ * SystemC units call it as work items pass (sim/units); it never changes
+ * their timing. It shares no arithmetic with the FP32 reference (es_ref),
+ * which is the oracle it is checked against.
+ *
+ * Declared semantics, unit by unit:
+ *
+ * Weights. Each tensor is stored as its format's bytes (a ROM image, or the
+ *   same bytes quantized in memory by a recipe), rows zero-padded to whole
+ *   blocks, and decoded by the format reference into the lane view
+ *   (es_decode_codes): integer code x sub-block scale - sub-block min.
+ *   Float formats (f32, f16, bf16) are decoded to their FP32 values.
+ *
+ * Lanes (every matrix-vector product: Q, K, V, O, gate, up, down, LM head).
+ *   The input vector x is first quantized to tile.lanes.activation_format:
+ *     int8  s = max|x| / 127, a = round-half-away(x / s) clamped to +-127
+ *     fp8   s = max|x| / 448, a = E4M3(x / s), round to nearest even, saturating
+ *     bf16  s = 1, a = BF16(x), round to nearest even
+ *     fp32  s = 1, a = x
+ *   (all-zero x: s = 0 and y = 0). For each row and each sub-block of the
+ *   weight format, with int8 activations the products code x a are summed
+ *   in a two's-complement accumulator of tile.lanes.accumulator_bits bits
+ *   that SATURATES at +-(2^(bits-1) - 1) after every addition (saturations
+ *   are counted); with fp8, bf16 and fp32 activations the products and the
+ *   sub-block sum are FP32. The sub-block sum is converted to FP32 and the
+ *   row accumulates, in FP32 and in element order,
+ *     scale x sum - min x sum(a)      (min: q4_k and q5_k only),
+ *   and the row's result is that times s. Float weight formats: the row
+ *   sums w x a in FP32, in element order, then times s.
+ *
+ * Vector unit, all IEEE FP32 (glibc expf and sqrtf), no approximations:
+ *   RMSNorm  ss = sum x^2 in element order; r = 1 / sqrtf(ss / n + eps); y = (x r) w
+ *   RoPE     cos and sin from a table computed in double and rounded to FP32
+ *            (one entry per position and frequency, llama3 scaling applied);
+ *            pairs (i, i + head_dim/2), the graph's row order
+ *   SiLU     g / (1 + expf(-g)), times up
+ *   residual FP32 adds
+ *
+ * Attention engine: K and V are stored in kv.element_format:
+ *     int8  per position and KV head: s = max|v| / 127, codes round-half-away(v / s)
+ *     fp8   per position and KV head: s = max|v| / 448, E4M3(v / s)
+ *     bf16, fp32  the values, rounded to nearest even
+ *   scores q.k summed in FP32 in element order, times 1 / sqrtf(head_dim);
+ *   softmax in FP32: m = max, e = expf(score - m), sum in position order;
+ *   output = (sum of e x v in position order) / sum. Grouped-query heads
+ *   share their KV head. A sequence that starts after a shared prefix reads
+ *   the prefix's positions from the prefix sequence's cache.
+ *
+ * Links: the residual stream is rounded to link.elem_bits on every hop out
+ *   of the embedding and out of each tile (16: BF16, round to nearest even;
+ *   32: FP32 as is).
+ *
+ * Head: final RMSNorm, the LM head on the lanes, then the sampler (es_sample:
+ *   greedy, or seeded temperature / top-k / top-p with one random stream per
+ *   sequence seeded from the run's seed and the request's id). */
+#ifndef ES_DP_H
+#define ES_DP_H
+#include <stdint.h>
+#include "es_chip.h"
+#include "es_err.h"
+#include "es_model.h"
+#include "es_recipe.h"
+#include "es_ref.h"
+#include "es_rom.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct es_dp es_dp;
+
+typedef struct es_dp_stats {
+    int64_t lane_rows;        /* row x token products computed */
+    int64_t saturations;      /* int8 accumulator additions that saturated */
+} es_dp_stats;
+
+/* A datapath for chip c running model m; threads <= 0: one per core. The
+ * chip must have link.elem_bits 16 or 32. Weights come next. */
+int es_dp_open(es_dp **dp, const es_chip *c, const es_model *m, int threads, es_err *e);
+void es_dp_close(es_dp *dp);
+/* Weights from a ROM image built for this model (tensors in model order). */
+int es_dp_load_rom(es_dp *dp, const es_rom_image *img, es_err *e);
+/* Weights quantized in memory by a recipe from rows (a weights file, synthetic). */
+int es_dp_load_rows(es_dp *dp, const es_recipe *r, es_ref_rows rows, void *arg, es_err *e);
+/* Sampling for every sequence. */
+void es_dp_set_sampler(es_dp *dp, const es_sampler *s, uint64_t seed);
+
+/* A sequence's KV: positions [start, start + positions) in each layer; start > 0
+ * reads positions below start from sequence prefix_seq. tag seeds its sampler. */
+int es_dp_seq_begin(es_dp *dp, int32_t seq, int64_t start, int64_t positions, int32_t prefix_seq,
+                    uint64_t tag, es_err *e);
+void es_dp_seq_end(es_dp *dp, int32_t seq);
+
+/* x (n, hidden) = embedding rows of ids, rounded for the link. */
+int es_dp_embed(es_dp *dp, const int32_t *ids, int64_t n, float *x, es_err *e);
+/* Layers [lo, hi) on the n tokens at positions pos.. of seq, in place on x
+ * (n, hidden); the result is rounded for the link. */
+int es_dp_layers(es_dp *dp, int lo, int hi, int32_t seq, int64_t pos, int64_t n, float *x, es_err *e);
+/* logits (vocab) of one token's residual x (hidden). */
+int es_dp_head(es_dp *dp, const float *x, float *logits, es_err *e);
+/* The next token of seq from logits. */
+int32_t es_dp_sample(es_dp *dp, int32_t seq, const float *logits);
+es_dp_stats es_dp_get_stats(const es_dp *dp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
