@@ -11,11 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cli_func.h"
 #include "es_fs.h"
-#include "es_gguf.h"
 #include "es_model.h"
 #include "es_ref.h"
-#include "es_synth.h"
 #include "es_tok.h"
 #include "es_wsrc.h"
 
@@ -72,50 +71,6 @@ static int parse_num(const char *s, double lo, double hi, double *out)
     if (errno || *end || !(v >= lo && v <= hi)) return -1;
     *out = v;
     return 0;
-}
-
-typedef struct rows_arg { es_wsrc *w; uint64_t seed; const es_model *m; } rows_arg;
-
-static int rows_wsrc(void *arg, int t, int64_t row, float *out, es_err *e)
-{
-    return es_wsrc_read_row(((rows_arg *)arg)->w, t, row, out, e);
-}
-
-static int rows_synth(void *arg, int t, int64_t row, float *out, es_err *e)
-{
-    (void)e;
-    rows_arg *a = arg;
-    es_synth_row(a->seed, &a->m->tensors[t], row, out);
-    return 0;
-}
-
-/* Append the text of ids to a growing buffer. */
-static char *decode(const es_tok *tok, const int32_t *ids, int64_t n)
-{
-    size_t cap = 64, len = 0;
-    char *s = malloc(cap), piece[512];
-    if (!s) return NULL;
-    for (int64_t i = 0; i < n; i++) {
-        size_t k = es_tok_piece(tok, ids[i], piece, sizeof piece);
-        if (k > sizeof piece) k = sizeof piece;
-        if (len + k + 1 > cap) {
-            while (len + k + 1 > cap) cap *= 2;
-            char *t = realloc(s, cap);
-            if (!t) { free(s); return NULL; }
-            s = t;
-        }
-        memcpy(s + len, piece, k);
-        len += k;
-    }
-    s[len] = 0;
-    return s;
-}
-
-static int write_logits_row(FILE *f, int first, int64_t pos, int32_t tok, const float *l, int64_t n)
-{
-    fprintf(f, "%s{\"pos\": %lld, \"token\": %d, \"logits\": [", first ? "" : ",\n ", (long long)pos, tok);
-    for (int64_t i = 0; i < n; i++) fprintf(f, i ? ", %.9g" : "%.9g", (double)l[i]);
-    return fputs("]}", f) < 0 ? -1 : 0;
 }
 
 static cJSON *ids_json(const int32_t *ids, int64_t n)
@@ -177,42 +132,24 @@ int es_cli_infer(int argc, char **argv)
 
     es_err e = {{0}};
     es_model m;
-    es_wsrc w;
-    memset(&w, 0, sizeof w);
+    es_func_rows rows = {0};
     es_tok *tok = NULL;
     es_ref *ref = NULL;
     int32_t *ids = NULL;
     float *logits = NULL;
     es_sample_slot *work = NULL;
     char *out_text = NULL;
-    FILE *lf = NULL;
-    char lf_tmp[1100] = "";
-    int rc = 1, have_w = 0;
+    es_logits_file lf = {0};
+    int rc = 1, have_w = 0, have_lf = 0;
     if (es_model_load(&m, model, &e)) { fprintf(stderr, "etchsim infer: %s\n", e.msg); return 1; }
     /* tokenizer */
     char vpath[1024];
-    if (vocab) snprintf(vpath, sizeof vpath, "%s", vocab);
-    else if (m.gguf) snprintf(vpath, sizeof vpath, "%s", m.path);
-    else {
-        snprintf(vpath, sizeof vpath, "%s", m.path);
-        char *slash = strrchr(vpath, '/');
-        if (slash) snprintf(slash + 1, sizeof vpath - (size_t)(slash + 1 - vpath), "tokenizer.tiktoken");
-        if (!es_is_file(vpath)) {
-            es_fail(&e, "%s: no tokenizer: give --vocab (a GGUF file or a tiktoken file)", m.path);
-            goto out;
-        }
-    }
-    if (es_gguf_is_gguf(vpath) ? es_tok_load_gguf(&tok, vpath, &e) : es_tok_load_tiktoken(&tok, vpath, &e)) goto out;
+    if (es_func_tokenizer(&m, vocab, &tok, vpath, sizeof vpath, &e)) goto out;
     /* weights */
-    rows_arg ra = {&w, (uint64_t)synth, &m};
-    if (synth < 0) {
-        const char *wp = weights ? weights : m.gguf ? m.path : NULL;
-        if (!wp) { es_fail(&e, "%s: no weights: give --weights PATH or --synthetic SEED", m.path); goto out; }
-        es_wsrc_opts wo = {rope_rows, -1};
-        if (es_wsrc_open(&w, wp, &wo, &e)) goto out;
-        have_w = 1;
-        if (es_wsrc_bind(&w, &m, &e)) goto out;
-    }
+    const char *wp = synth >= 0 ? NULL : weights ? weights : m.gguf ? m.path : NULL;
+    if (synth < 0 && !wp) { es_fail(&e, "%s: no weights: give --weights PATH or --synthetic SEED", m.path); goto out; }
+    if (es_func_rows_open(&rows, &m, wp, synth, rope_rows, &e)) goto out;
+    have_w = 1;
     /* prompt */
     size_t tlen = strlen(text);
     int64_t n_text = es_tok_encode(tok, text, tlen, NULL, 0);
@@ -236,11 +173,10 @@ int es_cli_infer(int argc, char **argv)
                     (long long)m.vocab);
             goto out;
         }
-    if (es_ref_load(&ref, &m, synth < 0 ? rows_wsrc : rows_synth, &ra, total, ES_REF_ROPE_HALVES, &e)) goto out;
+    if (es_ref_load(&ref, &m, es_func_rows_read, &rows, total, ES_REF_ROPE_HALVES, &e)) goto out;
     if (logits_path) {
-        snprintf(lf_tmp, sizeof lf_tmp, "%s.tmp", logits_path);
-        if (!(lf = fopen(lf_tmp, "w"))) { es_fail(&e, "%s: cannot write: %s", lf_tmp, strerror(errno)); goto out; }
-        fputc('[', lf);
+        if (es_logits_open(&lf, logits_path, &e)) goto out;
+        have_lf = 1;
     }
     es_sampler smp = {temp, top_k, top_p};
     uint64_t rng = (uint64_t)seed;
@@ -248,10 +184,7 @@ int es_cli_infer(int argc, char **argv)
     int stopped = 0;
     for (int64_t pos = 0; pos < n; pos++) {
         if (es_ref_forward(ref, ids[pos], pos, logits, &e)) goto out;
-        if (lf && write_logits_row(lf, pos == 0, pos, ids[pos], logits, m.vocab)) {
-            es_fail(&e, "%s: write failed", lf_tmp);
-            goto out;
-        }
+        if (have_lf && es_logits_row(&lf, pos, ids[pos], logits, m.vocab, &e)) goto out;
         if (pos < n - 1 || produced >= gen) continue;
         int32_t next = es_sample(&smp, logits, m.vocab, &rng, work);
         ids[n++] = next;
@@ -259,15 +192,11 @@ int es_cli_infer(int argc, char **argv)
         if (next == eos && !ignore_eos) { stopped = 1; break; }
         if (produced >= gen) break;
     }
-    if (lf) {
-        fputs("]\n", lf);
-        int bad = ferror(lf);
-        if (fclose(lf) || bad) { lf = NULL; es_fail(&e, "%s: write failed", lf_tmp); goto out; }
-        lf = NULL;
-        if (rename(lf_tmp, logits_path)) { es_fail(&e, "%s: cannot rename to %s: %s", lf_tmp, logits_path, strerror(errno)); goto out; }
-        lf_tmp[0] = 0;
+    if (have_lf) {
+        have_lf = 0;
+        if (es_logits_close(&lf, &e)) goto out;
     }
-    out_text = decode(tok, ids + n_prompt, produced);
+    out_text = es_func_text(tok, ids + n_prompt, produced);
     if (!out_text) { es_fail(&e, "out of memory"); goto out; }
     if (json) {
         cJSON *j = cJSON_CreateObject();
@@ -290,15 +219,14 @@ int es_cli_infer(int argc, char **argv)
     rc = 0;
 out:
     if (rc) fprintf(stderr, "etchsim infer: %s\n", e.msg);
-    if (lf) fclose(lf);
-    if (lf_tmp[0]) remove(lf_tmp);
+    if (have_lf) es_logits_abort(&lf);
     free(out_text);
     free(ids);
     free(logits);
     free(work);
     es_ref_free(ref);
     es_tok_free(tok);
-    if (have_w) es_wsrc_close(&w);
+    if (have_w) es_func_rows_close(&rows);
     es_model_free(&m);
     return rc;
 }

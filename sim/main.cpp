@@ -23,7 +23,9 @@
 #include "cli_rom.h"
 #include "cli_common.h"
 #include "cli_eval.h"
+#include "cli_func.h"
 #include "cli_infer.h"
+#include "es_stats.h"
 
 namespace {
 
@@ -57,6 +59,18 @@ const char *RUN_HELP =
     "                       process keys as process.KEY; repeatable\n"
     "  --rom FILE           a ROM image (etchsim rom build): area, energy and lane timing\n"
     "                       use its real bits and formats instead of the chip's weights.*\n"
+    "  --mode timing|functional  timing (default): shapes only; functional: the units also\n"
+    "                       compute real tokens with the chip's declared datapath (same cycles)\n"
+    "  functional mode:\n"
+    "  --weights FILE       weights (safetensors or GGUF) quantized in memory by --recipe\n"
+    "  --synthetic SEED     synthetic weights quantized by --recipe\n"
+    "                       (or --rom FILE: the image's own quantized weights)\n"
+    "  --recipe NAME|PATH   recipe for --weights and --synthetic (default hc1-mix)\n"
+    "  --text T             the prompt as text (BOS first; sets --prompt to its token count);\n"
+    "                       without it the prompt is --prompt token ids drawn from --seed\n"
+    "  --vocab F            tokenizer (default: the model's GGUF or models/llm/NAME/tokenizer.tiktoken)\n"
+    "  --seed S             seed of the drawn prompt (default 1)\n"
+    "  --logits FILE        stream 0's logits at every position, as etchsim infer writes them\n"
     "  --db PATH            SQLite database to log into (default etchsim.sqlite)\n"
     "  --no-db              do not write a database\n"
     "  --json               print one JSON object instead of the summary\n"
@@ -78,8 +92,13 @@ const char *AREA_HELP =
 struct Opts {
     std::string chip = "hc1-class", model = "llama-3.1-8b", db = "etchsim.sqlite", rom;
     int64_t prompt = 1024, gen = 1024, streams = 1;
-    bool json = false, no_db = false;
+    bool json = false, no_db = false, prompt_given = false;
     std::vector<std::string> sets;
+    // functional mode
+    bool functional = false;
+    std::string text, vocab, weights, recipe, logits;
+    bool have_text = false;
+    int64_t synthetic = -1, seed = 1;
 };
 
 int usage_error(const char *cmd, const char *msg, const char *arg)
@@ -131,6 +150,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
                 std::string msg = a + " expects a whole number from 1 to " + std::to_string(hi) + ", got";
                 return usage_error(cmd, msg.c_str(), v ? v : "nothing");
             }
+            if (a == "--prompt") o.prompt_given = true;
         } else if (run && a == "--db") {
             const char *v = val();
             if (!v || !*v) return usage_error(cmd, "--db needs a path", nullptr);
@@ -141,10 +161,30 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
             o.rom = v;
         } else if (run && a == "--no-db") {
             o.no_db = true;
+        } else if (run && a == "--mode") {
+            const char *v = val();
+            if (!v || (std::strcmp(v, "timing") && std::strcmp(v, "functional")))
+                return usage_error(cmd, "--mode expects timing or functional, got", v ? v : "nothing");
+            o.functional = !std::strcmp(v, "functional");
+        } else if (run && (a == "--text" || a == "--vocab" || a == "--weights" || a == "--recipe" || a == "--logits")) {
+            const char *v = val();
+            if (!v || (a != "--text" && !*v)) return usage_error(cmd, (a + " needs a value").c_str(), nullptr);
+            (a == "--text" ? o.text : a == "--vocab" ? o.vocab : a == "--weights" ? o.weights
+                                     : a == "--recipe" ? o.recipe : o.logits) = v;
+            if (a == "--text") o.have_text = true;
+        } else if (run && (a == "--synthetic" || a == "--seed")) {
+            const char *v = val();
+            if (!parse_count(v, 0, INT64_MAX, a == "--seed" ? &o.seed : &o.synthetic))
+                return usage_error(cmd, (a + " expects a whole number from 0, got").c_str(), v ? v : "nothing");
         } else {
             return usage_error(cmd, "unknown option", a.c_str());
         }
     }
+    if (!o.functional && (o.have_text || !o.weights.empty() || o.synthetic >= 0 || !o.logits.empty() ||
+                          !o.recipe.empty() || !o.vocab.empty()))
+        return usage_error(cmd, "--text, --weights, --synthetic, --recipe, --vocab and --logits need --mode functional",
+                           nullptr);
+    if (o.have_text && o.prompt_given) return usage_error(cmd, "give --text or --prompt, not both", nullptr);
     return -1;
 }
 
@@ -196,9 +236,31 @@ int cmd_area(int argc, char **argv)
     return 0;
 }
 
-cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall)
+// Functional mode's resources and results (run).
+struct Func {
+    es_dp *dp = nullptr;
+    es_tok *tok = nullptr;
+    std::vector<int32_t> prompt_ids;
+    std::string text;      // stream 0's output text (empty without a tokenizer)
+    bool have_text = false;
+    ~Func()
+    {
+        es_dp_close(dp);
+        es_tok_free(tok);
+    }
+};
+
+cJSON *ids_json(const std::vector<int32_t> &v)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int32_t x : v) cJSON_AddItemToArray(a, cJSON_CreateNumber(x));
+    return a;
+}
+
+cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, const Func &fn)
 {
     cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "mode", o.functional ? "functional" : "timing");
     cJSON_AddStringToObject(j, "chip", L.c.name);
     cJSON_AddStringToObject(j, "model", L.m.name);
     cJSON_AddNumberToObject(j, "prompt_tokens", (double)o.prompt);
@@ -252,11 +314,31 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddNumberToObject(units, "links", links_j);
     cJSON_AddNumberToObject(units, "static", r.static_w * r.seconds);
     cJSON_AddItemToObject(j, "area", es::area_json(r.area));
+    if (o.functional) {
+        cJSON *f = cJSON_AddObjectToObject(j, "functional");
+        cJSON_AddItemToObject(f, "prompt_ids", ids_json(fn.prompt_ids));
+        cJSON_AddItemToObject(f, "output_ids", ids_json(r.out_ids.empty() ? std::vector<int32_t>() : r.out_ids[0]));
+        if (fn.have_text) cJSON_AddStringToObject(f, "output_text", fn.text.c_str());
+        else cJSON_AddNullToObject(f, "output_text");
+        cJSON_AddStringToObject(f, "weights", !o.rom.empty() ? ("rom " + o.rom).c_str()
+                                              : !o.weights.empty() ? ("weights " + o.weights).c_str()
+                                                                   : ("synthetic " + std::to_string(o.synthetic)).c_str());
+        cJSON_AddStringToObject(f, "activation_format", L.c.act_format);
+        cJSON_AddNumberToObject(f, "accumulator_bits", L.c.acc_bits);
+        cJSON_AddStringToObject(f, "kv_format", L.c.kv_format);
+        cJSON_AddNumberToObject(f, "link_bits", L.c.link_elem_bits);
+        es_dp_stats st = es_dp_get_stats(fn.dp);
+        cJSON_AddNumberToObject(f, "accumulator_saturations", (double)st.saturations);
+        int same = 1;
+        for (const auto &v : r.out_ids) same &= v == r.out_ids[0];
+        cJSON_AddBoolToObject(f, "streams_agree", same);
+    }
     cJSON_AddNumberToObject(j, "sim_wall_s", wall);
     return j;
 }
 
-void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, int64_t run_id)
+void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, int64_t run_id,
+               const Func &fn)
 {
     const double ns = 1e9 / r.clock_hz;
     std::printf("etchsim run: %s on %s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out\n",
@@ -280,6 +362,17 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
     std::printf("  %-28s %14.3f   (%" PRId64 " cycles at %.3g GHz)\n", "simulated time, ms",
                 r.seconds * 1e3, r.cycles, r.clock_hz / 1e9);
     std::printf("  %-28s %14.2f\n", "host wall time, s", wall);
+    if (o.functional) {
+        std::printf("  functional (%s activations, %d-bit accumulator, %s KV), stream 0:\n", L.c.act_format,
+                    L.c.acc_bits, L.c.kv_format);
+        std::printf("    prompt ids:");
+        for (int32_t x : fn.prompt_ids) std::printf(" %d", x);
+        std::printf("\n    output ids:");
+        if (!r.out_ids.empty())
+            for (int32_t x : r.out_ids[0]) std::printf(" %d", x);
+        std::printf("\n");
+        if (fn.have_text) std::printf("    output text: %s\n", fn.text.c_str());
+    }
     if (run_id > 0) std::printf("  logged as run %" PRId64 " in %s\n", run_id, o.db.c_str());
 }
 
@@ -293,6 +386,46 @@ int cmd_run(int argc, char **argv)
     if (es::load(o.model, o.chip, o.sets, o.rom, L, &e)) {
         std::fprintf(stderr, "etchsim run: %s\n", e.msg);
         return 1;
+    }
+    Func fn;
+    if (o.functional) {
+        char vpath[1024];
+        es_err te{};
+        if (es_func_tokenizer(&L.m, o.vocab.empty() ? nullptr : o.vocab.c_str(), &fn.tok, vpath, sizeof vpath, &te)) {
+            if (o.have_text || !o.vocab.empty()) {
+                std::fprintf(stderr, "etchsim run: %s\n", te.msg);
+                return 1;
+            }
+            fn.tok = nullptr; /* no tokenizer: ids only */
+        }
+        if (o.have_text) {
+            int32_t bos = es_tok_bos(fn.tok);
+            int64_t n = es_tok_encode(fn.tok, o.text.data(), o.text.size(), nullptr, 0);
+            if (bos >= 0) fn.prompt_ids.push_back(bos);
+            size_t at = fn.prompt_ids.size();
+            fn.prompt_ids.resize(at + (size_t)n);
+            es_tok_encode(fn.tok, o.text.data(), o.text.size(), fn.prompt_ids.data() + at, n);
+            o.prompt = (int64_t)fn.prompt_ids.size();
+            if (o.prompt < 1) {
+                std::fprintf(stderr, "etchsim run: --text has no tokens\n");
+                return 1;
+            }
+            for (int32_t x : fn.prompt_ids)
+                if (x < 0 || x >= L.m.vocab) {
+                    std::fprintf(stderr, "etchsim run: %s: token id %d lies outside %s's vocabulary of %lld\n", vpath,
+                                 x, L.m.name, (long long)L.m.vocab);
+                    return 1;
+                }
+        } else {
+            uint64_t st = (uint64_t)o.seed;
+            for (int64_t i = 0; i < o.prompt; i++) fn.prompt_ids.push_back((int32_t)(es_splitmix64(&st) % (uint64_t)L.m.vocab));
+        }
+        es_func_weights fw{o.rom.empty() ? nullptr : o.rom.c_str(), o.weights.empty() ? nullptr : o.weights.c_str(),
+                           o.synthetic, o.recipe.empty() ? nullptr : o.recipe.c_str(), -1};
+        if (es_func_datapath(&fn.dp, &L.c, &L.m, &fw, 0, &e)) {
+            std::fprintf(stderr, "etchsim run: %s\n", e.msg);
+            return 1;
+        }
     }
     if (o.prompt + o.gen > L.c.kv_slot_context) {
         std::fprintf(stderr, "etchsim run: --prompt %" PRId64 " + --generate %" PRId64
@@ -339,7 +472,9 @@ int cmd_run(int argc, char **argv)
         }
     }
     es::Workload w;
-    w.reqs.assign((size_t)o.streams, es::Request{o.prompt, o.gen});
+    w.reqs.assign((size_t)o.streams, es::Request{o.prompt, o.gen, fn.prompt_ids});
+    w.dp = fn.dp;
+    w.tap_id = o.logits.empty() ? -1 : 0;
     w.an_prompt = o.prompt;
     w.an_gen = o.gen;
     w.progress = isatty(2) != 0;
@@ -351,7 +486,34 @@ int cmd_run(int argc, char **argv)
         std::fprintf(stderr, "etchsim run: %s\n", e.msg);
         return 1;
     }
-    own.json = run_json(o, L, r, wall);
+    if (o.functional) {
+        if (fn.tok && !r.out_ids.empty()) {
+            char *t = es_func_text(fn.tok, r.out_ids[0].data(), (int64_t)r.out_ids[0].size());
+            if (t) {
+                fn.text = t;
+                fn.have_text = true;
+                std::free(t);
+            }
+        }
+        if (!o.logits.empty()) {
+            es_logits_file lf;
+            if (es_logits_open(&lf, o.logits.c_str(), &e)) {
+                std::fprintf(stderr, "etchsim run: %s\n", e.msg);
+                return 1;
+            }
+            for (const auto &row : r.tap)
+                if (es_logits_row(&lf, row.pos, row.token, row.logits.data(), (int64_t)row.logits.size(), &e)) {
+                    es_logits_abort(&lf);
+                    std::fprintf(stderr, "etchsim run: %s\n", e.msg);
+                    return 1;
+                }
+            if (es_logits_close(&lf, &e)) {
+                std::fprintf(stderr, "etchsim run: %s\n", e.msg);
+                return 1;
+            }
+        }
+    }
+    own.json = run_json(o, L, r, wall, fn);
     own.summary = cJSON_PrintUnformatted(own.json);
     if (own.db && es_db_finish_run(own.db, run_id, (double)r.cycles, r.seqs.data(), (int)r.seqs.size(),
                                    r.toks.data(), (int64_t)r.toks.size(), r.units.data(),
@@ -364,7 +526,7 @@ int cmd_run(int argc, char **argv)
         std::puts(s);
         cJSON_free(s);
     } else {
-        print_run(o, L, r, wall, own.db ? run_id : 0);
+        print_run(o, L, r, wall, own.db ? run_id : 0, fn);
     }
     return 0;
 }

@@ -862,6 +862,76 @@ def test_rom_partial_blocks():
             expect(r["tokens"] == 2, "run --rom on stories260K")
 
 
+FP32_DATAPATH = ["--set", "tile.lanes.activation_format=fp32", "--set", "kv.element_bits=32",
+                 "--set", "kv.element_format=fp32", "--set", "link.elem_bits=32"]
+
+
+def test_functional_run():
+    """run --mode functional with f32 weights and an FP32 datapath reproduces llama.cpp's
+    greedy tokens and its logits (within 1e-4) at every position, prompt included."""
+    model = stories()
+    g = fixtures()["generate"][0]
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        lf = os.path.join(tmp, "l.json")
+        n = len(g["output_ids"])
+        j = json.loads(run("run", "--json", "--no-db", "--model", model, "--chip", chip, "--mode", "functional",
+                           "--weights", model, "--recipe", "f32", "--text", g["text"], "--generate", str(n),
+                           "--logits", lf, *FP32_DATAPATH).stdout)
+        f = j["functional"]
+        expect(j["mode"] == "functional" and j["prompt_tokens"] == len(g["prompt_ids"]), "mode and prompt size")
+        expect(f["prompt_ids"] == g["prompt_ids"], f"prompt ids {f['prompt_ids']}")
+        expect(f["output_ids"] == g["output_ids"], f"output ids {f['output_ids']} != {g['output_ids']}")
+        expect(f["output_text"] == g["output_text"], f"text {f['output_text']!r}")
+        rows = json.load(open(lf))
+        expect([r["pos"] for r in rows] == list(range(len(g["prompt_ids"]) + n - 1)), "one logits row per position")
+        for r in rows:
+            d = max(abs(a - b) for a, b in zip(r["logits"], g["logits"][r["pos"]]))
+            expect(d <= 1e-4, f"position {r['pos']}: logits differ from llama.cpp's by {d}")
+        # the chip's own datapath (int8, hc1-mix) still produces a story
+        j = json.loads(run("run", "--json", "--no-db", "--model", model, "--chip", chip, "--mode", "functional",
+                           "--weights", model, "--text", g["text"], "--generate", "8").stdout)
+        expect(len(j["functional"]["output_ids"]) == 8 and j["functional"]["output_text"], "hc1-mix run")
+
+
+def test_functional_timing_invariance():
+    """The same run in timing and functional mode gives the same cycles, energy and unit
+    statistics; every stream of identical prompts produces the same tokens."""
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    base = ["--json", "--model", model, "--chip", chip, "--prompt", "40", "--generate", "12", "--streams", "9",
+            "--set", "tile.lanes.tokens_per_read=4"]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = {}
+        for mode in ["timing", "functional"]:
+            db = os.path.join(tmp, mode + ".sqlite")
+            extra = ["--synthetic", "5"] if mode == "functional" else []
+            out[mode] = json.loads(run("run", *base, "--mode", mode, "--db", db, *extra).stdout)
+            con = sqlite3.connect(db)
+            out[mode + "_units"] = con.execute("SELECT unit, items, tokens, busy_cycles, energy_j FROM unit_stats "
+                                               "ORDER BY unit").fetchall()
+            con.close()
+        t, f = out["timing"], out["functional"]
+        for k in ["cycles", "energy_j", "tokens", "ttft_ns", "stream0_cycles", "max_in_flight"]:
+            expect(t[k] == f[k], f"{k}: timing {t[k]} functional {f[k]}")
+        expect(out["timing_units"] == out["functional_units"], "unit statistics differ between modes")
+        expect(f["functional"]["streams_agree"] and len(f["functional"]["output_ids"]) == 12, "streams disagree")
+
+
+def test_err_functional():
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    expect_error(["run", "--no-db", "--model", model, "--chip", chip, "--mode", "functional", "--prompt", "4"],
+                 "functional mode needs weights", "--rom", "--synthetic")
+    expect_error(["run", "--no-db", "--model", model, "--chip", chip, "--text", "hi"], "--mode functional", code=2)
+    expect_error(["run", "--no-db", "--mode", "fun"], "--mode", code=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        rom = os.path.join(tmp, "tiny.rom")
+        run("rom", "build", "--model", "tiny-llama", "--chip", chip, "--synthetic", "1", "-o", rom)
+        expect_error(["run", "--no-db", "--model", model, "--chip", chip, "--mode", "functional", "--rom", rom],
+                     rom, "model")
+
+
 def test_err_gguf():
     model = stories()
     kvs, n_t, info, data = gguf_read(model)

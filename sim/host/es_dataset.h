@@ -33,6 +33,8 @@ void es_dataset_close(es_dataset *d);
 
 /* 1 when s[0..n) is valid UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
 int es_utf8_valid(const char *s, size_t n);
+/* Bytes of the valid UTF-8 character at s[0..n), or 0 when it is not one. */
+size_t es_utf8_seq(const char *s, size_t n);
 
 /* The demo dataset: n card transactions (customer, their usual merchant
  * categories, merchant, merchant category, amount, time, location), about

@@ -93,6 +93,17 @@ void Ctx::kv_take(int64_t n)
 
 void Ctx::kv_give(int64_t n) { kv_used -= n; }
 
+void Ctx::tap(int32_t seq, int64_t pos, int32_t token, const float *x)
+{
+    TapRow r{pos, token, std::vector<float>((size_t)m->vocab)};
+    es_err e{};
+    if (es_dp_head(dp, x, r.logits.data(), &e)) {
+        fail("sequence %d position %lld: %s", seq, (long long)pos, e.msg);
+        return;
+    }
+    tap_rows.push_back(std::move(r));
+}
+
 void Ctx::fail(const char *fmt, ...)
 {
     if (!error.empty()) return;

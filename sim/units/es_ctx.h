@@ -6,14 +6,18 @@
 #include <systemc>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <ostream>
+#include <unordered_map>
 #include <string>
 #include <vector>
 #include "es_analytic.h"
 #include "es_area.h"
 #include "es_chip.h"
 #include "es_db.h"
+#include "es_dp.h"
 #include "es_model.h"
+#include "es_top.h"
 
 namespace es {
 
@@ -29,6 +33,8 @@ struct Item {
     int64_t tok_rec = -1;    // completions: index into Ctx::toks (when kept)
     int32_t tok_idx = 0;     // completions: output index of the token
     double tok_j = 0;        // completions: the token's energy so far
+    int32_t token = -1;      // functional: the token a decode item or a completion carries
+    std::shared_ptr<std::vector<float>> act; // functional: (n, hidden) residual stream of the tokens
     bool operator==(const Item &o) const { return seq == o.seq && n == o.n && pos == o.pos; }
 };
 std::ostream &operator<<(std::ostream &os, const Item &it);
@@ -44,7 +50,11 @@ struct SeqState {
     int64_t last_arrival = -1;    // cycle the previous token reached the host
     double pending_j = 0;         // dynamic energy not yet attributed to a token
     double energy_j = 0;          // energy of its tokens so far
+    std::vector<int32_t> prompt_ids; // functional: token ids of positions start.. (prompt)
+    std::vector<int32_t> out_ids;    // functional: tokens sampled so far
+    bool tap = false;             // functional: record the logits of every position (run --logits)
 };
+
 
 class Ctx {
 public:
@@ -69,6 +79,13 @@ public:
     int64_t kv_used = 0, kv_max_used = 0; // held now, most held at once
     int64_t prefill_passes = 0;       // prompt tokens sent through the tiles
     std::string error;                // set by a unit that cannot go on; the run stops
+    // functional mode (dp non-null): the datapath, prompts waiting for their SQ entry
+    // (by request tag), the shared prefix's ids, the request whose logits are tapped
+    es_dp *dp = nullptr;
+    std::unordered_map<uint32_t, std::vector<int32_t>> pending_prompts;
+    std::vector<int32_t> prefix_ids;
+    int64_t tap_id = -1;
+    std::vector<TapRow> tap_rows;
 
     int64_t now() const;
     void wait_cycles(int64_t n) const;
@@ -92,6 +109,8 @@ public:
 #endif
         ;
     double cycles_to_ns(double cyc) const { return cyc * 1e9 / c->clock_hz; }
+    // Functional mode: logits of row x (hidden) for the tapped sequence at pos.
+    void tap(int32_t seq, int64_t pos, int32_t token, const float *x);
 };
 
 } // namespace es

@@ -21,6 +21,16 @@ void Embed::run()
         if (rom_) rom_->lock();
         ctx_.wait_cycles(es_an_op(ctx_.c, ctx_.m, op_, it.n, it.pos));
         if (rom_) rom_->unlock();
+        if (ctx_.dp) { /* functional: the embedding rows of the item's tokens */
+            const SeqState &s = ctx_.seqs[(size_t)it.seq];
+            const int32_t *ids = it.decode ? &it.token : s.prompt_ids.data() + (it.pos - s.start);
+            it.act = std::make_shared<std::vector<float>>((size_t)(it.n * ctx_.m->hidden));
+            es_err e{};
+            if (es_dp_embed(ctx_.dp, ids, it.n, it.act->data(), &e)) {
+                ctx_.fail("embed: %s", e.msg);
+                return;
+            }
+        }
         es_events ev;
         es_an_op_events(ctx_.c, ctx_.m, op_, it.n, it.pos, &ev);
         stat_->items++;
@@ -60,23 +70,40 @@ void Head::run()
         stat_->tokens += it.n;
         stat_->busy_cycles += ctx_.now() - start;
         ctx_.charge(stat_, it.seq, ev);
+        SeqState &s = ctx_.seqs[(size_t)it.seq];
+        int32_t token = -1;
+        if (ctx_.dp) { /* functional: final norm, LM head, sampler */
+            logits_.resize((size_t)ctx_.m->vocab);
+            es_err e{};
+            if (!it.act || es_dp_head(ctx_.dp, it.act->data(), logits_.data(), &e)) {
+                ctx_.fail("head: %s", it.act ? e.msg : "an item arrived without activations");
+                return;
+            }
+            token = es_dp_sample(ctx_.dp, it.seq, logits_.data());
+            if (s.tap) ctx_.tap_rows.push_back({it.pos, it.decode ? it.token : s.prompt_ids.back(), logits_});
+            s.out_ids.push_back(token);
+        }
         Item cpl = it;
         cpl.group_left = 0; /* tokens leave the head one by one */
+        cpl.token = token;
+        cpl.act.reset();
         ctx_.sample(it.seq, cpl);
         cpl.ready = ctx_.now();
-        SeqState &s = ctx_.seqs[(size_t)it.seq];
         if (s.produced < s.gen) {
             Item next = it;
             next.decode = true;
             next.final_chunk = false;
             next.n = 1;
             next.group_left = 0;
+            next.token = token;
+            next.act.reset();
             next.pos = s.start + s.prompt + s.produced - 1; /* position of the token just sampled */
             next.ready = ctx_.now();
             feedback.write(next);
         } else {
             ctx_.in_flight--;
             ctx_.kv_give(s.kv); /* its KV is no longer read */
+            if (ctx_.dp) es_dp_seq_end(ctx_.dp, it.seq);
         }
         completion.write(cpl);
     }

@@ -7,6 +7,7 @@
 #ifndef ES_HEAD_H
 #define ES_HEAD_H
 #include <systemc>
+#include <vector>
 #include "es_ctx.h"
 
 namespace es {
@@ -42,6 +43,7 @@ private:
     const es_op *ops_[3];
     sc_core::sc_mutex *rom_;
     es_unit_rec *stat_;
+    std::vector<float> logits_; // functional: (vocab)
 };
 
 } // namespace es

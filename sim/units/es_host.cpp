@@ -32,6 +32,28 @@ void HostDevice::fetch()
         s.tag = q.tag;
         s.admit = ctx_.now();
         ctx_.kv_take(s.kv);
+        if (ctx_.dp) { /* functional: the prompt's ids cross with its chunks; KV for its positions */
+            if (q.opcode == ES_SQE_PREFIX) {
+                s.prompt_ids = ctx_.prefix_ids;
+            } else {
+                auto it = ctx_.pending_prompts.find(q.tag);
+                if (it != ctx_.pending_prompts.end()) {
+                    s.prompt_ids = std::move(it->second);
+                    ctx_.pending_prompts.erase(it);
+                }
+            }
+            if ((int64_t)s.prompt_ids.size() != s.prompt) {
+                ctx_.fail("device: request %u has %zu prompt token ids for %lld positions", q.tag,
+                          s.prompt_ids.size(), (long long)s.prompt);
+                return;
+            }
+            s.tap = q.opcode == ES_SQE_SEQ && ctx_.tap_id >= 0 && q.tag == (uint32_t)ctx_.tap_id;
+            es_err e{};
+            if (es_dp_seq_begin(ctx_.dp, (int32_t)q.seq, s.start, s.prompt + s.gen, 0, q.tag, &e)) {
+                ctx_.fail("%s", e.msg);
+                return;
+            }
+        }
         if (q.opcode == ES_SQE_SEQ && ++ctx_.in_flight > ctx_.max_in_flight) ctx_.max_in_flight = ctx_.in_flight;
         for (int64_t p = 0; p < s.prompt; p += chunk) {
             Item it;
@@ -81,6 +103,7 @@ void HostDevice::complete()
         if (arrive > ctx_.end_cycle) ctx_.end_cycle = arrive;
         es_cqe q{};
         q.seq = (uint32_t)it.seq;
+        q.token = it.token < 0 ? 0 : (uint32_t)it.token;
         q.idx = (uint16_t)it.tok_idx;
         q.flags = (uint16_t)((it.tok_idx == 0 ? ES_CQE_FIRST : 0) | (it.tok_idx + 1 == s.gen ? ES_CQE_LAST : 0));
         in_transit_.emplace_back(arrive, q);

@@ -13,6 +13,12 @@ Tile::Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops,
     : sc_module(nm), ctx_(ctx), ops_(std::move(ops)), kv_(kv_ports), last_(last)
 {
     stat_ = ctx_.unit(basename());
+    lo_ = INT32_MAX;
+    hi_ = 0;
+    for (const es_op *op : ops_) {
+        if (op->layer < lo_) lo_ = op->layer;
+        if (op->layer + 1 > hi_) hi_ = op->layer + 1;
+    }
     SC_THREAD(run);
 }
 
@@ -66,6 +72,14 @@ void Tile::run()
             kv_->post();
         }
         ctx_.wait_cycles(pending);
+        if (ctx_.dp) /* functional: the tile's layers on each item's tokens, in arrival order */
+            for (Item &it : group) {
+                es_err e{};
+                if (!it.act || es_dp_layers(ctx_.dp, lo_, hi_, it.seq, it.pos, it.n, it.act->data(), &e)) {
+                    ctx_.fail("%s: %s", basename(), it.act ? e.msg : "an item arrived without activations");
+                    return;
+                }
+            }
         stat_->items++;
         stat_->tokens += total;
         stat_->busy_cycles += ctx_.now() - start;
@@ -78,9 +92,18 @@ void Tile::run()
         }
         /* the group travels on as one work item: the link moves it in one go */
         std::vector<Item> fwd;
+        const int64_t H = ctx_.m->hidden;
         for (Item &it : group) {
+            if (last_ && ctx_.dp && !it.decode && ctx_.seqs[(size_t)it.seq].tap) {
+                /* run --logits: every prompt position's logits, outside the timed path */
+                const SeqState &s = ctx_.seqs[(size_t)it.seq];
+                for (int64_t t = 0; t < it.n - (it.final_chunk ? 1 : 0); t++)
+                    ctx_.tap(it.seq, it.pos + t, s.prompt_ids[(size_t)(it.pos + t - s.start)], it.act->data() + t * H);
+            }
             if (last_ && !it.decode && !it.final_chunk) continue; /* prompt chunk retired */
             if (last_) { /* only the last token of the prompt goes on to the head */
+                if (ctx_.dp && it.n > 1)
+                    it.act = std::make_shared<std::vector<float>>(it.act->end() - H, it.act->end());
                 it.pos += it.n - 1;
                 it.n = 1;
             }

@@ -29,6 +29,7 @@ private:
     es_unit_rec *stat_;
     std::vector<Item> group_;       // the work item being served
     std::vector<es_events> own_;    // per sequence of it: attention events
+    int lo_, hi_;                   // its layers [lo, hi)
 };
 
 } // namespace es

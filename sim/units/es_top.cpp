@@ -138,6 +138,12 @@ int src_next(void *arg, int64_t *id, int64_t *prompt, int64_t *max_new, es_err *
     }
     *prompt = q.prompt;
     *max_new = q.gen;
+    if (s->ctx->dp) {
+        if ((int64_t)q.ids.size() != q.prompt)
+            return es_fail(e, "request %lld: %zu prompt token ids for %lld tokens", (long long)*id, q.ids.size(),
+                           (long long)q.prompt);
+        s->ctx->pending_prompts[(uint32_t)*id] = std::move(q.ids);
+    }
     return 1;
 }
 
@@ -156,6 +162,10 @@ int src_done(void *arg, const es_req_result *q, uint32_t slot, es_err *e)
     rec.done_ns = q->done_ns;
     rec.energy_j = st.energy_j;
     s->r->seqs.push_back(rec);
+    if (s->ctx->dp) {
+        if (s->r->out_ids.size() <= (size_t)q->id) s->r->out_ids.resize((size_t)q->id + 1);
+        s->r->out_ids[(size_t)q->id] = st.out_ids;
+    }
     return 0;
 }
 
@@ -173,6 +183,11 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     if (w.keep_tokens) ctx.toks.reserve((size_t)total);
     ctx.progress = w.progress && !w.source;
     ctx.total_tokens = total;
+    ctx.dp = w.dp;
+    ctx.prefix_ids = w.prefix_ids;
+    ctx.tap_id = w.tap_id;
+    if (w.dp && w.prefix > 0 && (int64_t)w.prefix_ids.size() != w.prefix)
+        return es_fail(e, "the shared prefix has %zu token ids for %lld tokens", w.prefix_ids.size(), (long long)w.prefix);
     Chip chip(ctx);
     es_drv_cfg dc{};
     dc.kv_positions = ctx.kv_cap;
@@ -268,6 +283,8 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     r.watts = r.seconds > 0 ? r.total_j / r.seconds : 0;
     r.joules_per_token = r.tokens ? r.total_j / (double)r.tokens : 0;
     r.toks = std::move(ctx.toks);
+    std::sort(ctx.tap_rows.begin(), ctx.tap_rows.end(), [](const TapRow &a, const TapRow &b) { return a.pos < b.pos; });
+    r.tap = std::move(ctx.tap_rows);
     return 0;
 }
 

@@ -10,15 +10,24 @@
 #include "es_area.h"
 #include "es_db.h"
 #include "es_driver.h"
+#include "es_dp.h"
 
 namespace es {
 
 struct Request {
     int64_t prompt = 0;      // tokens to prefill after the shared prefix
     int64_t gen = 0;         // tokens to generate
+    std::vector<int32_t> ids; // functional: the prompt's token ids (prompt of them)
 };
 
 struct SeqState;
+
+// A position's logits, recorded for the sequence being tapped (functional mode).
+struct TapRow {
+    int64_t pos;
+    int32_t token;             // the token at pos
+    std::vector<float> logits; // (vocab) predicting pos + 1
+};
 
 // A finished request: the driver's view and the device's per-sequence sums
 // (energy_j, first_arrival, ...). Return non-zero (and fill e) to stop the run.
@@ -37,6 +46,11 @@ struct Workload {
     bool progress = false;       // progress lines on stderr during the run
     // the analytic summary's uniform workload (run): prompt and gen per stream
     int64_t an_prompt = 0, an_gen = 0;
+    // functional mode: the datapath (null: timing only), the shared prefix's ids,
+    // the request whose every position's logits are recorded (-1: none)
+    es_dp *dp = nullptr;
+    std::vector<int32_t> prefix_ids;
+    int64_t tap_id = -1;
 };
 
 struct RunResult {
@@ -68,6 +82,9 @@ struct RunResult {
     std::vector<es_seq_rec> seqs;
     std::vector<es_token_rec> toks;
     std::vector<es_unit_rec> units;
+    // functional mode (run): each request's sampled tokens by id; the tapped request's logits
+    std::vector<std::vector<int32_t>> out_ids;
+    std::vector<TapRow> tap;
 };
 
 // Run the simulation. Only one call per process: SystemC elaborates once.

@@ -1,0 +1,181 @@
+/* cli_func: see cli_func.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli_func.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "es_dataset.h"
+#include "es_fs.h"
+#include "es_gguf.h"
+#include "es_recipe.h"
+#include "es_rom.h"
+#include "es_synth.h"
+#include "es_wsrc.h"
+
+int es_func_tokenizer(const es_model *m, const char *vocab, es_tok **tok, char *path, size_t n, es_err *e)
+{
+    *tok = NULL;
+    if (vocab) snprintf(path, n, "%s", vocab);
+    else if (m->gguf) snprintf(path, n, "%s", m->path);
+    else {
+        snprintf(path, n, "%s", m->path);
+        char *slash = strrchr(path, '/');
+        if (slash) snprintf(slash + 1, n - (size_t)(slash + 1 - path), "tokenizer.tiktoken");
+        if (!es_is_file(path))
+            return es_fail(e, "%s: no tokenizer: give --vocab (a GGUF file or a tiktoken file)", m->path);
+    }
+    return es_gguf_is_gguf(path) ? es_tok_load_gguf(tok, path, e) : es_tok_load_tiktoken(tok, path, e);
+}
+
+int es_func_rows_open(es_func_rows *r, const es_model *m, const char *weights, int64_t synthetic, int rope_rows,
+                      es_err *e)
+{
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->seed = (uint64_t)synthetic;
+    if (!weights) {
+        es_synth_init();
+        return 0;
+    }
+    es_wsrc *ws = calloc(1, sizeof *ws);
+    if (!ws) return es_fail(e, "out of memory");
+    es_wsrc_opts wo = {rope_rows, -1};
+    if (es_wsrc_open(ws, weights, &wo, e)) { free(ws); return -1; }
+    r->ws = ws;
+    if (es_wsrc_bind(ws, m, e)) { es_func_rows_close(r); return -1; }
+    return 0;
+}
+
+int es_func_rows_read(void *arg, int t, int64_t row, float *out, es_err *e)
+{
+    es_func_rows *r = arg;
+    if (r->ws) return es_wsrc_read_row(r->ws, t, row, out, e);
+    es_synth_row(r->seed, &r->m->tensors[t], row, out);
+    return 0;
+}
+
+void es_func_rows_close(es_func_rows *r)
+{
+    if (r->ws) {
+        es_wsrc_close(r->ws);
+        free(r->ws);
+    }
+    r->ws = NULL;
+}
+
+int es_func_datapath(es_dp **out, const es_chip *c, const es_model *m, const es_func_weights *w, int threads,
+                     es_err *e)
+{
+    *out = NULL;
+    int given = (w->rom != NULL) + (w->weights != NULL) + (w->synthetic >= 0);
+    if (given == 0)
+        return es_fail(e, "functional mode needs weights: give --rom FILE, --weights FILE (quantized by --recipe) "
+                          "or --synthetic SEED");
+    if (given > 1) return es_fail(e, "give one of --rom, --weights and --synthetic, not several");
+    es_dp *dp = NULL;
+    if (es_dp_open(&dp, c, m, threads, e)) return -1;
+    int rc = -1;
+    if (w->rom) {
+        es_rom_image img;
+        if (es_rom_open(&img, w->rom, e)) goto out;
+        if (img.model_hash != es_rom_model_hash(m)) {
+            es_fail(e, "%s: the ROM image was built for another model than %s", w->rom, m->path);
+            es_rom_close(&img);
+            goto out;
+        }
+        rc = es_dp_load_rom(dp, &img, e);
+        es_rom_close(&img);
+        goto out;
+    }
+    es_recipe r;
+    if (es_recipe_load(&r, w->recipe ? w->recipe : "hc1-mix", e)) goto out;
+    es_func_rows rows;
+    if (es_func_rows_open(&rows, m, w->weights, w->synthetic, w->rope_rows, e) == 0) {
+        rc = es_dp_load_rows(dp, &r, es_func_rows_read, &rows, e);
+        es_func_rows_close(&rows);
+    }
+    es_recipe_free(&r);
+out:
+    if (rc) es_dp_close(dp);
+    else *out = dp;
+    return rc;
+}
+
+char *es_func_text(const es_tok *tok, const int32_t *ids, int64_t n)
+{
+    size_t cap = 64, len = 0;
+    char *s = malloc(cap), piece[512];
+    if (!s) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        size_t k = es_tok_piece(tok, ids[i], piece, sizeof piece);
+        if (k > sizeof piece) k = sizeof piece;
+        if (len + k + 1 > cap) {
+            while (len + k + 1 > cap) cap *= 2;
+            char *t = realloc(s, cap);
+            if (!t) { free(s); return NULL; }
+            s = t;
+        }
+        memcpy(s + len, piece, k);
+        len += k;
+    }
+    s[len] = 0;
+    /* pieces may end inside a character (byte tokens): bytes that do not form
+     * valid UTF-8 become U+FFFD, so the text is always valid UTF-8 */
+    if (es_utf8_valid(s, len)) return s;
+    char *v = malloc(3 * len + 1);
+    size_t k = 0;
+    if (!v) { free(s); return NULL; }
+    for (size_t i = 0, c; i < len; i += c ? c : 1) {
+        c = es_utf8_seq(s + i, len - i);
+        if (c) { memcpy(v + k, s + i, c); k += c; }
+        else { memcpy(v + k, "\xEF\xBF\xBD", 3); k += 3; }
+    }
+    v[k] = 0;
+    free(s);
+    return v;
+}
+
+int es_logits_open(es_logits_file *lf, const char *path, es_err *e)
+{
+    memset(lf, 0, sizeof *lf);
+    snprintf(lf->path, sizeof lf->path, "%s", path);
+    snprintf(lf->tmp, sizeof lf->tmp, "%s.tmp", path);
+    if (es_is_dir(path)) return es_fail(e, "%s: is a folder; --logits expects a file", path);
+    if (!(lf->f = fopen(lf->tmp, "w"))) return es_fail(e, "%s: cannot write: %s", lf->tmp, strerror(errno));
+    fputc('[', lf->f);
+    return 0;
+}
+
+int es_logits_row(es_logits_file *lf, int64_t pos, int32_t token, const float *l, int64_t n, es_err *e)
+{
+    fprintf(lf->f, "%s{\"pos\": %lld, \"token\": %d, \"logits\": [", lf->rows ? ",\n " : "", (long long)pos, token);
+    for (int64_t i = 0; i < n; i++) fprintf(lf->f, i ? ", %.9g" : "%.9g", (double)l[i]);
+    lf->rows++;
+    if (fputs("]}", lf->f) < 0) return es_fail(e, "%s: write failed", lf->tmp);
+    return 0;
+}
+
+int es_logits_close(es_logits_file *lf, es_err *e)
+{
+    fputs("]\n", lf->f);
+    int bad = ferror(lf->f);
+    bad |= fclose(lf->f) != 0;
+    lf->f = NULL;
+    if (bad) {
+        remove(lf->tmp);
+        return es_fail(e, "%s: write failed", lf->tmp);
+    }
+    if (rename(lf->tmp, lf->path)) {
+        int err = errno;
+        remove(lf->tmp);
+        return es_fail(e, "%s: cannot rename to %s: %s", lf->tmp, lf->path, strerror(err));
+    }
+    return 0;
+}
+
+void es_logits_abort(es_logits_file *lf)
+{
+    if (lf->f) fclose(lf->f);
+    lf->f = NULL;
+    if (lf->tmp[0]) remove(lf->tmp);
+}
