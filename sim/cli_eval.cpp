@@ -3,7 +3,14 @@
 // tokens, and runs the batch through the host driver on the simulated chip.
 // With prefix sharing the rule's KV is computed once and every sequence
 // reads it; a second batch without sharing runs in a forked child, in
-// parallel, so the report can say what sharing saved.
+// parallel, so the report can say what sharing saved. In functional mode the
+// chip also computes each record's output, and a verdict (the first of
+// --labels the output contains) is counted and stored.
+//
+// cmd_eval runs in four parts: options (parse_opts), inputs (load_inputs:
+// rule, data, chip and model, template, tokenizer, datapath), the batch
+// (run_batch: database, reader, comparison child, simulation) and the report
+// (report: JSON, database, summary).
 #include "cli_eval.h"
 #include <algorithm>
 #include <chrono>
@@ -26,6 +33,7 @@
 #include "es_top.h"
 #include "es_ctx.h"
 #include "es_tok.h"
+#include "cli_func.h"
 
 namespace es {
 
@@ -67,6 +75,11 @@ const char *HELP =
     "  --no-prefix-sharing    compute the rule's KV for every record\n"
     "  --no-compare           skip the second batch without prefix sharing\n"
     "  --chip, --model, --set, --rom, --db, --no-db, --json   as for `etchsim run`\n"
+    "  --mode timing|functional  functional: the chip computes each record's output\n"
+    "                         (needs a tokenizer and --rom, --weights or --synthetic)\n"
+    "  --weights F, --synthetic SEED, --recipe R   weights for functional mode, as for run\n"
+    "  --labels A,B,...       functional: the verdict is the first label (in this order)\n"
+    "                         the output contains, else 'other' (default FLAG,OK)\n"
     "  -h, --help             this text\n"
     "\n"
     "Token counts: with a vocabulary, Llama 3 byte-level BPE (the prompt starts with BOS);\n"
@@ -79,6 +92,11 @@ struct Opts {
     int policy = ES_POLICY_FCFS;
     bool sharing = true, compare = true, json = false, no_db = false, have_rule = false;
     std::vector<std::string> sets;
+    // functional mode
+    bool functional = false;
+    std::string weights, recipe;
+    int64_t synthetic = -1;
+    std::vector<std::string> labels{"FLAG", "OK"};
 };
 
 int usage(const char *msg, const char *arg)
@@ -100,12 +118,23 @@ bool read_file(const std::string &path, std::string &out, es_err *e)
 /* The documented estimate: one token per 4 UTF-8 bytes, rounded up, at least 1. */
 int64_t estimate_tokens(const std::string &s) { return std::max<int64_t>(1, ((int64_t)s.size() + 3) / 4); }
 
-/* Token counts: the tokenizer when a vocabulary was found, else the estimate. */
-const es_tok *g_tok = nullptr;
-int64_t count_tokens(const std::string &s)
+/* Token ids of s; `more`: s continues a text already encoded (a record after the rule). */
+std::vector<int32_t> encode(const es_tok *tok, const std::string &s, bool more)
 {
-    if (!g_tok) return estimate_tokens(s);
-    return std::max<int64_t>(1, es_tok_encode(g_tok, s.data(), s.size(), nullptr, 0));
+    int64_t n = more ? es_tok_encode_more(tok, s.data(), s.size(), nullptr, 0)
+                     : es_tok_encode(tok, s.data(), s.size(), nullptr, 0);
+    std::vector<int32_t> ids((size_t)n);
+    if (more) es_tok_encode_more(tok, s.data(), s.size(), ids.data(), n);
+    else es_tok_encode(tok, s.data(), s.size(), ids.data(), n);
+    return ids;
+}
+
+/* Token counts: the tokenizer when a vocabulary was found, else the estimate. */
+int64_t count_tokens(const es_tok *tok, const std::string &s, bool more)
+{
+    if (!tok) return estimate_tokens(s);
+    int64_t n = more ? es_tok_encode_more(tok, s.data(), s.size(), nullptr, 0) : es_tok_encode(tok, s.data(), s.size(), nullptr, 0);
+    return std::max<int64_t>(1, n);
 }
 
 struct Template {
@@ -173,10 +202,12 @@ struct Compare {     // what the batch without prefix sharing measured
 // for the records in flight only.
 class Reader {
 public:
-    Reader(const Template &tp, int64_t rule_tokens, int64_t context, int64_t max_new, int64_t limit, bool sharing,
-           bool estimated)
-        : tp_(tp), rule_tokens_(rule_tokens), context_(context), max_new_(max_new), limit_(limit),
-          sharing_(sharing), estimated_(estimated)
+    // tok: the tokenizer (NULL: estimated counts); prefix_ids non-null: functional
+    // mode, requests carry their token ids (the record's, after the shared prefix's)
+    Reader(const Template &tp, const es_tok *tok, int64_t rule_tokens, int64_t context, int64_t max_new, int64_t limit,
+           bool sharing, const std::vector<int32_t> *prefix_ids)
+        : tp_(tp), tok_(tok), rule_tokens_(rule_tokens), context_(context), max_new_(max_new), limit_(limit),
+          sharing_(sharing), estimated_(tok == nullptr), prefix_ids_(prefix_ids)
     {
     }
     ~Reader() { es_dataset_close(ds_); }
@@ -204,7 +235,18 @@ public:
                 continue;
             }
             std::snprintf(row.key, sizeof row.key, "%s", rec.n_fields ? rec.values[0] : "");
-            int64_t body = count_tokens(render(tp_, rec));
+            std::string text = render(tp_, rec);
+            std::vector<int32_t> ids;
+            if (prefix_ids_) {
+                ids = encode(tok_, text, true);
+                if (ids.empty()) { /* keep counts and ids equal: a record must have a token */
+                    std::snprintf(row.reason, sizeof row.reason, "line %lld: the record renders to no tokens",
+                                  (long long)rec.line);
+                    if (on_skip && on_skip(row, e)) return -1;
+                    continue;
+                }
+            }
+            int64_t body = prefix_ids_ ? (int64_t)ids.size() : count_tokens(tok_, text, true);
             row.prompt_tokens = rule_tokens_ + body;
             if (row.prompt_tokens + max_new_ > context_) {
                 std::snprintf(row.reason, sizeof row.reason,
@@ -219,6 +261,11 @@ public:
             id = row.record;
             req.prompt = sharing_ ? body : row.prompt_tokens;
             req.gen = max_new_;
+            if (prefix_ids_) {
+                req.ids.clear();
+                if (!sharing_) req.ids = *prefix_ids_;
+                req.ids.insert(req.ids.end(), ids.begin(), ids.end());
+            }
             if (accepted++ == 0) first_prompt = req.prompt;
             body_sum += (double)body;
             fly_.emplace(id, row);
@@ -238,23 +285,25 @@ public:
 
 private:
     const Template &tp_;
+    const es_tok *tok_;
     int64_t rule_tokens_, context_, max_new_, limit_;
     bool sharing_, estimated_;
+    const std::vector<int32_t> *prefix_ids_;
     es_dataset *ds_ = nullptr;
     int64_t idx_ = 0;
     std::unordered_map<int64_t, es_rec_row> fly_;
 };
 
 // Run the batch without sharing in a child; the parent collects it later.
-pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp, int64_t rule_tokens,
-                    int64_t context, const Opts &o, bool estimated, int fd_out)
+pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp, const es_tok *tok,
+                    int64_t rule_tokens, int64_t context, const Opts &o, int fd_out)
 {
     pid_t pid = fork();
     if (pid != 0) return pid;
     Compare c;
     RunResult r;
     es_err e{};
-    Reader rd(tp, rule_tokens, context, o.max_new, o.records, false, estimated);
+    Reader rd(tp, tok, rule_tokens, context, o.max_new, o.records, false, nullptr); /* timing: the same cycles */
     Workload w;
     w.source = [&](int64_t &id, Request &q, es_err *err) { return rd.next(id, q, err); };
     w.sink = [&](const es_req_result &q, const SeqState &, es_err *) {
@@ -306,9 +355,11 @@ int cmd_dataset(int argc, char **argv)
     return 0;
 }
 
-int cmd_eval(int argc, char **argv)
+namespace {
+
+// -1 to go on, else the exit code.
+int parse_opts(int argc, char **argv, Opts &o)
 {
-    Opts o;
     for (int i = 0; i < argc; i++) {
         std::string a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : nullptr;
@@ -352,9 +403,33 @@ int cmd_eval(int argc, char **argv)
             o.sharing = false;
         } else if (a == "--no-compare") {
             o.compare = false;
-        } else if (a == "--chip" || a == "--model" || a == "--db" || a == "--rom") {
+        } else if (a == "--chip" || a == "--model" || a == "--db" || a == "--rom" || a == "--weights" || a == "--recipe") {
             if (!need() || !*v) return usage((a + " needs a value").c_str(), nullptr);
-            (a == "--chip" ? o.chip : a == "--model" ? o.model : a == "--db" ? o.db : o.rom) = v;
+            (a == "--chip" ? o.chip : a == "--model" ? o.model : a == "--db" ? o.db : a == "--rom" ? o.rom
+                             : a == "--weights" ? o.weights : o.recipe) = v;
+        } else if (a == "--mode") {
+            if (!need() || (std::strcmp(v, "timing") && std::strcmp(v, "functional")))
+                return usage("--mode expects timing or functional, got", v ? v : "nothing");
+            o.functional = !std::strcmp(v, "functional");
+        } else if (a == "--synthetic") {
+            char *end = nullptr;
+            long long n = need() ? std::strtoll(v, &end, 10) : -1;
+            if (!v || !end || *end || n < 0 || !std::isdigit((unsigned char)*v))
+                return usage("--synthetic expects a seed (a whole number from 0), got", v ? v : "nothing");
+            o.synthetic = n;
+        } else if (a == "--labels") {
+            if (!need() || !*v) return usage("--labels needs A,B,...", nullptr);
+            o.labels.clear();
+            std::string l = v;
+            for (size_t at = 0; at <= l.size();) {
+                size_t c = l.find(',', at);
+                if (c == std::string::npos) c = l.size();
+                std::string one = l.substr(at, c - at);
+                if (one.empty() || one.size() >= 64 || one == "other")
+                    return usage("--labels expects non-empty labels of under 64 bytes, other than 'other', got", v);
+                o.labels.push_back(one);
+                at = c + 1;
+            }
         } else if (a == "--set") {
             if (!need() || !std::strchr(v, '=')) return usage("--set needs KEY=VALUE, got", v ? v : "nothing");
             o.sets.push_back(v);
@@ -366,89 +441,124 @@ int cmd_eval(int argc, char **argv)
             return usage("unknown option", a.c_str());
         }
     }
-    es_err e{};
-    auto fail = [&](void) {
-        std::fprintf(stderr, "etchsim eval: %s\n", e.msg);
-        return 1;
-    };
+    if (!o.functional && (!o.weights.empty() || o.synthetic >= 0 || !o.recipe.empty()))
+        return usage("--weights, --synthetic and --recipe need --mode functional", nullptr);
+    return -1;
+}
+
+// Everything the batch reads: rule, data, chip and model, template, tokenizer, datapath.
+struct Inputs {
+    std::string data, tmp_dir, vocab;
+    Loaded L;
+    Template tp;
+    es_tok *tok = nullptr;
+    es_dp *dp = nullptr;
+    bool sharing = false, estimated = true;
+    int64_t rule_tokens = 0, context = 0;
+    std::vector<int32_t> prefix_ids; // functional: BOS and the shared prefix's tokens
+    Inputs() = default;
+    Inputs(const Inputs &) = delete;
+    Inputs &operator=(const Inputs &) = delete;
+    ~Inputs()
+    {
+        es_dp_close(dp);
+        es_tok_free(tok);
+        if (!tmp_dir.empty()) {
+            std::remove(data.c_str());
+            rmdir(tmp_dir.c_str());
+        }
+    }
+};
+
+int load_inputs(Opts &o, Inputs &in, es_err *e)
+{
     // the rule
     bool demo = !o.have_rule && o.data.empty();
-    if (!o.rule_file.empty() && !read_file(o.rule_file, o.rule, &e)) return fail();
+    if (!o.rule_file.empty() && !read_file(o.rule_file, o.rule, e)) return -1;
     if (demo) o.rule = DEMO_RULE;
-    else if (!o.have_rule) {
-        es_fail(&e, "--data needs a rule: give --rule TEXT or --rule-file F");
-        return fail();
-    }
+    else if (!o.have_rule) return es_fail(e, "--data needs a rule: give --rule TEXT or --rule-file F");
     while (!o.rule.empty() && std::isspace((unsigned char)o.rule.back())) o.rule.pop_back();
-    if (o.rule.find_first_not_of(" \t\r\n") == std::string::npos) {
-        es_fail(&e, "%s: the rule is empty", o.rule_file.empty() ? "--rule" : o.rule_file.c_str());
-        return fail();
-    }
-    if (!es_utf8_valid(o.rule.data(), o.rule.size())) {
-        es_fail(&e, "%s: the rule is not valid UTF-8", o.rule_file.empty() ? "--rule" : o.rule_file.c_str());
-        return fail();
-    }
+    if (o.rule.find_first_not_of(" \t\r\n") == std::string::npos)
+        return es_fail(e, "%s: the rule is empty", o.rule_file.empty() ? "--rule" : o.rule_file.c_str());
+    if (!es_utf8_valid(o.rule.data(), o.rule.size()))
+        return es_fail(e, "%s: the rule is not valid UTF-8", o.rule_file.empty() ? "--rule" : o.rule_file.c_str());
     // the data
-    std::string data = o.data, tmp_dir;
-    if (data.empty()) {
+    in.data = o.data;
+    if (in.data.empty()) {
         char d[] = "/tmp/etchsim-demo-XXXXXX";
-        if (!mkdtemp(d)) {
-            es_fail(&e, "cannot create a temporary folder for the demo dataset");
-            return fail();
-        }
-        tmp_dir = d;
-        data = tmp_dir + "/transactions.csv";
-        if (es_demo_write(data.c_str(), DEMO_RECORDS, DEMO_SEED, &e)) return fail();
+        if (!mkdtemp(d)) return es_fail(e, "cannot create a temporary folder for the demo dataset");
+        in.tmp_dir = d;
+        in.data = in.tmp_dir + "/transactions.csv";
+        if (es_demo_write(in.data.c_str(), DEMO_RECORDS, DEMO_SEED, e)) return -1;
     }
-    struct Cleanup {
-        std::string dir, file;
-        ~Cleanup()
-        {
-            if (!dir.empty()) {
-                std::remove(file.c_str());
-                rmdir(dir.c_str());
-            }
-        }
-    } cleanup{tmp_dir, data};
-    Loaded L;
-    if (load(o.model, o.chip, o.sets, o.rom, L, &e)) return fail();
+    if (load(o.model, o.chip, o.sets, o.rom, in.L, e)) return -1;
     std::string tmpl_text = DEFAULT_TEMPLATE;
-    if (!o.tmpl.empty() && !read_file(o.tmpl, tmpl_text, &e)) return fail();
-    Template tp;
-    if (!split_template(tmpl_text, o.rule, o.tmpl.empty() ? "built-in template" : o.tmpl, tp, &e)) return fail();
-    bool sharing = o.sharing && L.c.kv_prefix_sharing;
-    // the tokenizer: --vocab, else tokenizer.tiktoken beside the model's config.json
-    std::string vocab = o.vocab;
-    if (vocab.empty()) {
-        std::string dir = L.m.path;
-        size_t slash = dir.rfind('/');
-        dir = slash == std::string::npos ? "." : dir.substr(0, slash);
-        if (access((dir + "/tokenizer.tiktoken").c_str(), R_OK) == 0) vocab = dir + "/tokenizer.tiktoken";
+    if (!o.tmpl.empty() && !read_file(o.tmpl, tmpl_text, e)) return -1;
+    if (!split_template(tmpl_text, o.rule, o.tmpl.empty() ? "built-in template" : o.tmpl, in.tp, e)) return -1;
+    in.sharing = o.sharing && in.L.c.kv_prefix_sharing;
+    // the tokenizer: --vocab, else the model's GGUF or tokenizer.tiktoken beside its config.json
+    char vpath[1024];
+    es_err te{};
+    if (es_func_tokenizer(&in.L.m, o.vocab.empty() ? nullptr : o.vocab.c_str(), &in.tok, vpath, sizeof vpath, &te)) {
+        if (!o.vocab.empty() || o.functional || access(vpath, F_OK) == 0) {
+            *e = te;
+            if (o.functional && !std::strstr(e->msg, "--vocab"))
+                std::snprintf(e->msg + std::strlen(e->msg), sizeof e->msg - std::strlen(e->msg),
+                              " (functional mode needs a tokenizer)");
+            return -1;
+        }
+        in.tok = nullptr; /* no vocabulary: estimated counts */
+    } else {
+        in.vocab = vpath;
     }
-    es_tok *tok = nullptr;
-    struct TokFree {
-        es_tok **t;
-        ~TokFree() { es_tok_free(*t); g_tok = nullptr; }
-    } tkf{&tok};
-    if (!vocab.empty()) {
-        bool gguf = es_ends_with(vocab.c_str(), ".gguf");
-        if (gguf ? es_tok_load_gguf(&tok, vocab.c_str(), &e) : es_tok_load_tiktoken(&tok, vocab.c_str(), &e)) return fail();
-        g_tok = tok;
-    }
-    const bool estimated = tok == nullptr;
+    in.estimated = in.tok == nullptr;
     /* the shared prefix: BOS, then the rule and the template text before the record */
-    int64_t rule_tokens = tok ? 1 + count_tokens(tp.prefix) : estimate_tokens(tp.prefix);
-    int64_t context = std::min<int64_t>(L.m.max_pos, L.c.kv_slot_context);
+    in.rule_tokens = in.tok ? 1 + count_tokens(in.tok, in.tp.prefix, false) : estimate_tokens(in.tp.prefix);
+    in.context = std::min<int64_t>(in.L.m.max_pos, in.L.c.kv_slot_context);
+    if (o.functional) {
+        int32_t bos = es_tok_bos(in.tok);
+        in.prefix_ids.push_back(bos >= 0 ? bos : 0);
+        std::vector<int32_t> p = encode(in.tok, in.tp.prefix, false);
+        if (p.empty()) p.push_back(bos >= 0 ? bos : 0); /* count_tokens counts at least one */
+        in.prefix_ids.insert(in.prefix_ids.end(), p.begin(), p.end());
+        in.rule_tokens = (int64_t)in.prefix_ids.size();
+        es_func_weights fw{o.rom.empty() ? nullptr : o.rom.c_str(), o.weights.empty() ? nullptr : o.weights.c_str(),
+                           o.synthetic, o.recipe.empty() ? nullptr : o.recipe.c_str(), -1};
+        if (es_func_datapath(&in.dp, &in.L.c, &in.L.m, &fw, 0, e)) return -1;
+    }
+    return 0;
+}
 
-    // records are read as the driver admits them; memory holds only those in flight
-    int64_t done = 0, skipped = 0;
+// What the batch measured.
+struct Batch {
+    int64_t done = 0, skipped = 0, run_id = 0;
     std::vector<es_rec_row> shown_skips;
+    std::vector<double> lat;
+    double first100 = 0, wall = 0;
+    RunResult r;
+    Compare cmp;
     es_db *db = nullptr;
-    int64_t run_id = 0;
-    struct DbClose {
-        es_db **db;
-        ~DbClose() { es_db_close(*db); }
-    } dbc{&db};
+    std::vector<int64_t> verdicts;  // functional: per label, then 'other'
+    std::vector<std::string> samples; // functional: the first outputs, for the report
+    int64_t first_prompt = 0;       // the first record's prompt tokens (the analytic bound's size)
+    double mean_body = 0;           // mean record tokens after the shared prefix
+    Batch() = default;
+    Batch(const Batch &) = delete;
+    Batch &operator=(const Batch &) = delete;
+    ~Batch() { es_db_close(db); }
+};
+
+/* The verdict: the first label (in the given order) the output contains, else "other". */
+size_t verdict_of(const std::vector<std::string> &labels, const char *text)
+{
+    for (size_t i = 0; i < labels.size(); i++)
+        if (std::strstr(text, labels[i].c_str())) return i;
+    return labels.size();
+}
+
+int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
+{
+    const Loaded &L = in.L;
     char *chip_json = es_cfg_dump(&L.c.cfg), *proc_json = es_cfg_dump(&L.c.proc);
     struct Free {
         char *a, *b;
@@ -460,19 +570,21 @@ int cmd_eval(int argc, char **argv)
     } fr{chip_json, proc_json};
     // the database first: an unwritable path fails before any work
     if (!o.no_db) {
-        es_run_info ri{"eval", L.c.name, L.m.name, rule_tokens, o.max_new, 0, chip_json, proc_json};
-        if (es_db_open(&db, o.db.c_str(), &e) || es_db_begin_run(db, &ri, &run_id, &e) || es_db_stream_begin(db, &e))
-            return fail();
+        es_run_info ri{"eval", L.c.name, L.m.name, in.rule_tokens, o.max_new, 0, chip_json, proc_json};
+        if (es_db_open(&b.db, o.db.c_str(), e) || es_db_begin_run(b.db, &ri, &b.run_id, e) ||
+            es_db_stream_begin(b.db, e))
+            return -1;
     }
-    Reader rd(tp, rule_tokens, context, o.max_new, o.records, sharing, estimated);
-    if (rd.open(data, &e)) return fail();
+    // records are read as the driver admits them; memory holds only those in flight
+    Reader rd(in.tp, in.tok, in.rule_tokens, in.context, o.max_new, o.records, in.sharing,
+              in.dp ? &in.prefix_ids : nullptr);
+    if (rd.open(in.data, e)) return -1;
     rd.on_skip = [&](const es_rec_row &row, es_err *err) {
-        skipped++;
-        if (shown_skips.size() < 5) shown_skips.push_back(row);
-        return db ? es_db_put_record(db, run_id, &row, err) : 0;
+        b.skipped++;
+        if (b.shown_skips.size() < 5) b.shown_skips.push_back(row);
+        return b.db ? es_db_put_record(b.db, b.run_id, &row, err) : 0;
     };
-    std::vector<double> lat;
-    double first100 = 0;
+    b.verdicts.assign(o.labels.size() + 1, 0);
     const bool progress = isatty(2) && !o.json;
     auto last_print = std::chrono::steady_clock::now();
     Workload w;
@@ -484,60 +596,89 @@ int cmd_eval(int argc, char **argv)
         row.first_ns = q.first_ns;
         row.done_ns = q.done_ns;
         row.energy_j = st.energy_j;
-        lat.push_back(q.done_ns - q.submit_ns);
-        if (++done == 100) first100 = q.done_ns;
-        if (progress && (done & 255) == 0) {
+        char *text = nullptr;
+        if (in.dp) {
+            text = es_func_text(in.tok, st.out_ids.data(), (int64_t)st.out_ids.size());
+            if (!text) return es_fail(err, "out of memory");
+            size_t v = verdict_of(o.labels, text);
+            b.verdicts[v]++;
+            std::snprintf(row.verdict, sizeof row.verdict, "%s", v < o.labels.size() ? o.labels[v].c_str() : "other");
+            row.output_text = text;
+            if (b.samples.size() < 3) { /* shown on one line each */
+                std::string t;
+                for (const char *c = text; *c; c++) t += *c == '\n' ? std::string("\\n") : *c == '\r' ? std::string("\\r") : std::string(1, *c);
+                b.samples.push_back(t);
+            }
+        }
+        b.lat.push_back(q.done_ns - q.submit_ns);
+        if (++b.done == 100) b.first100 = q.done_ns;
+        if (progress && (b.done & 255) == 0) {
             auto now = std::chrono::steady_clock::now();
             if (now - last_print > std::chrono::milliseconds(500)) {
                 last_print = now;
-                std::fprintf(stderr, "\r  %lld records done, %lld skipped, %.1f ms simulated", (long long)done,
-                             (long long)skipped, q.done_ns / 1e6);
+                std::fprintf(stderr, "\r  %lld records done, %lld skipped, %.1f ms simulated", (long long)b.done,
+                             (long long)b.skipped, q.done_ns / 1e6);
             }
         }
-        return db ? es_db_put_record(db, run_id, &row, err) : 0;
+        int rc = b.db ? es_db_put_record(b.db, b.run_id, &row, err) : 0;
+        std::free(text);
+        return rc;
     };
     w.keep_tokens = false;
-    w.prefix = sharing ? rule_tokens : 0;
+    w.prefix = in.sharing ? in.rule_tokens : 0;
     w.policy = o.policy;
     w.progress = false;
+    w.dp = in.dp;
+    if (in.sharing) w.prefix_ids = in.prefix_ids;
 
-    Compare cmp;
     pid_t child = -1;
     int pipefd[2] = {-1, -1};
-    if (sharing && o.compare && pipe(pipefd) == 0) {
+    if (in.sharing && o.compare && pipe(pipefd) == 0) {
         std::fflush(nullptr);
-        child = start_compare(L, data, tp, rule_tokens, context, o, estimated, pipefd[1]);
+        child = start_compare(L, in.data, in.tp, in.tok, in.rule_tokens, in.context, o, pipefd[1]);
         close(pipefd[1]);
     }
-    RunResult r;
     auto t0 = std::chrono::steady_clock::now();
-    if (run_sim(&L.c, &L.m, w, r, &e)) {
+    if (run_sim(&L.c, &L.m, w, b.r, e)) {
         if (child > 0) waitpid(child, nullptr, 0);
-        return fail();
+        return -1;
     }
-    double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    b.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (progress) std::fprintf(stderr, "\r%70s\r", "");
     if (child > 0) {
-        ssize_t got = read(pipefd[0], &cmp, sizeof cmp);
+        ssize_t got = read(pipefd[0], &b.cmp, sizeof b.cmp);
         close(pipefd[0]);
         waitpid(child, nullptr, 0);
-        if (got != (ssize_t)sizeof cmp) cmp.ok = 0;
-        wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (got != (ssize_t)sizeof b.cmp) b.cmp.ok = 0;
+        b.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
+    b.first_prompt = rd.first_prompt;
+    b.mean_body = b.done ? rd.body_sum / (double)rd.accepted : 0;
+    return 0;
+}
+// The JSON summary, the database's closing transaction, and the report.
+int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
+{
+    const Loaded &L = in.L;
+    const RunResult &r = b.r;
+    const int64_t done = b.done, skipped = b.skipped;
+    const bool sharing = in.sharing, estimated = in.estimated;
+    const int64_t rule_tokens = in.rule_tokens;
+    const Compare &cmp = b.cmp;
     double batch_ns = done > 0 ? r.seconds * 1e9 : 0;
-    if (done > 0 && done < 100) first100 = batch_ns;
-    double p50 = es_percentile(lat.data(), lat.size(), 50), p95 = es_percentile(lat.data(), lat.size(), 95),
-           p99 = es_percentile(lat.data(), lat.size(), 99);
+    double first100 = done > 0 && done < 100 ? batch_ns : b.first100;
+    double p50 = es_percentile(b.lat.data(), b.lat.size(), 50), p95 = es_percentile(b.lat.data(), b.lat.size(), 95),
+           p99 = es_percentile(b.lat.data(), b.lat.size(), 99);
     int64_t out_tokens = r.tokens;
     // KV slots at the batch's mean sizes, with and without the shared prefix
-    double mean_body = done ? rd.body_sum / (double)rd.accepted : 0;
     int64_t cap = es_chip_kv_positions(&L.c, &L.m);
-    int64_t slots_plain = (int64_t)((double)cap / (mean_body + (double)rule_tokens + (double)o.max_new));
-    int64_t slots_shared = (int64_t)((double)(cap - rule_tokens) / (mean_body + (double)o.max_new));
+    int64_t slots_plain = (int64_t)((double)cap / (b.mean_body + (double)rule_tokens + (double)o.max_new));
+    int64_t slots_shared = (int64_t)((double)(cap - rule_tokens) / (b.mean_body + (double)o.max_new));
 
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "chip", L.c.name);
     cJSON_AddStringToObject(j, "model", L.m.name);
+    cJSON_AddStringToObject(j, "mode", in.dp ? "functional" : "timing");
     cJSON_AddStringToObject(j, "rule", o.rule.c_str());
     cJSON_AddStringToObject(j, "data", o.data.empty() ? "demo: 10,000 generated card transactions" : o.data.c_str());
     cJSON_AddNumberToObject(j, "records_done", (double)done);
@@ -557,7 +698,7 @@ int cmd_eval(int argc, char **argv)
     cJSON_AddNumberToObject(j, "prefill_token_passes", (double)r.prefill_passes);
     cJSON_AddNumberToObject(j, "rule_tokens", (double)rule_tokens);
     cJSON_AddBoolToObject(j, "token_counts_estimated", estimated);
-    cJSON_AddStringToObject(j, "vocab", vocab.empty() ? "" : vocab.c_str());
+    cJSON_AddStringToObject(j, "vocab", in.vocab.c_str());
     cJSON_AddNumberToObject(j, "max_new_tokens", (double)o.max_new);
     cJSON_AddStringToObject(j, "policy", o.policy == ES_POLICY_SPF ? "spf" : "fcfs");
     cJSON_AddNumberToObject(j, "kv_positions", (double)cap);
@@ -575,63 +716,100 @@ int cmd_eval(int argc, char **argv)
         cJSON_AddNumberToObject(ps, "prefill_token_passes_saved", (double)(cmp.prefill_passes - r.prefill_passes));
         cJSON_AddNumberToObject(ps, "max_in_flight_without", (double)cmp.max_in_flight);
     }
+    if (in.dp) {
+        cJSON *v = cJSON_AddObjectToObject(j, "verdicts");
+        for (size_t i = 0; i < o.labels.size(); i++) cJSON_AddNumberToObject(v, o.labels[i].c_str(), (double)b.verdicts[i]);
+        cJSON_AddNumberToObject(v, "other", (double)b.verdicts.back());
+        cJSON *f = cJSON_AddObjectToObject(j, "functional");
+        cJSON_AddStringToObject(f, "activation_format", L.c.act_format);
+        cJSON_AddNumberToObject(f, "accumulator_bits", L.c.acc_bits);
+        cJSON_AddStringToObject(f, "kv_format", L.c.kv_format);
+        cJSON_AddNumberToObject(f, "accumulator_saturations", (double)es_dp_get_stats(in.dp).saturations);
+    }
     /* the oracle for a uniform batch: the busiest unit's total occupancy, plus at most one fill */
     if (done > 0) {
         double busy = 0, fill = 0;
-        es_an_batch(&L.c, &L.m, done, w.prefix, rd.first_prompt, o.max_new, &busy, &fill);
+        es_an_batch(&L.c, &L.m, done, sharing ? rule_tokens : 0, b.first_prompt, o.max_new, &busy, &fill);
         cJSON *an = cJSON_AddObjectToObject(j, "analytic");
         cJSON_AddNumberToObject(an, "busy_ns", busy * 1e9 / L.c.clock_hz);
         cJSON_AddNumberToObject(an, "fill_ns", fill * 1e9 / L.c.clock_hz);
         cJSON_AddStringToObject(an, "note", "uniform batch: sizes of the first record; exact only when all records are alike");
     }
-    cJSON_AddNumberToObject(j, "sim_wall_s", wall);
+    cJSON_AddNumberToObject(j, "sim_wall_s", b.wall);
     char *summary = cJSON_PrintUnformatted(j);
     int rc = 0;
-    if (db && es_db_finish_run(db, run_id, (double)r.cycles, nullptr, 0, nullptr, 0, r.units.data(),
-                               (int)r.units.size(), nullptr, 0, summary, &e)) {
-        std::fprintf(stderr, "etchsim eval: %s\n", e.msg);
-        rc = 1;
-    }
+    if (b.db && es_db_finish_run(b.db, b.run_id, (double)r.cycles, nullptr, 0, nullptr, 0, r.units.data(),
+                                 (int)r.units.size(), nullptr, 0, summary, e))
+        rc = -1;
     cJSON_free(summary);
+    if (rc) {
+        cJSON_Delete(j);
+        return -1;
+    }
     if (estimated)
         std::fprintf(stderr, "etchsim eval: warning: no tokenizer vocabulary (run scripts/fetch-vocab, or give "
                              "--vocab); token counts are estimated (1 token per 4 UTF-8 bytes)\n");
-    if (rc == 0 && o.json) {
+    if (o.json) {
         char *s = cJSON_Print(j);
         std::puts(s);
         cJSON_free(s);
-    } else if (rc == 0) {
-        const double ms = 1e-6;
-        std::printf("etchsim eval: %s on %s\n", L.m.name, L.c.name);
-        std::printf("  rule: \"%s\"\n", o.rule.c_str());
-        std::printf("  data: %s\n", o.data.empty() ? "demo, 10,000 generated card transactions" : o.data.c_str());
-        std::printf("  %-34s %lld done, %lld skipped\n", "records", (long long)done, (long long)skipped);
-        std::printf("  %-34s %.3f ms\n", "batch time (simulated)", batch_ns * ms);
-        std::printf("  %-34s %.3f ms\n", "first 100 results (live preview)", first100 * ms);
-        std::printf("  %-34s p50 %.1f us, p95 %.1f us, p99 %.1f us\n", "per-record latency", p50 / 1e3, p95 / 1e3,
-                    p99 / 1e3);
-        std::printf("  %-34s %.0f output, %.0f prefill\n", "tokens/s", batch_ns > 0 ? out_tokens / (batch_ns * 1e-9) : 0,
-                    batch_ns > 0 ? r.prefill_passes / (batch_ns * 1e-9) : 0);
-        std::printf("  %-34s %.1f W, %.3f mJ per record\n", "power", done ? r.watts : 0,
-                    done ? r.total_j / (double)done * 1e3 : 0);
-        std::printf("  %-34s %lld rule tokens, %lld prefill token passes%s\n", "tokens", (long long)rule_tokens,
-                    (long long)r.prefill_passes, estimated ? " (ESTIMATED: no vocabulary)" : "");
-        if (sharing && cmp.ok)
-            std::printf("  %-34s saves %lld prefill passes and %.3f ms (%.1f%%); KV fits %lld sequences, not %lld\n",
-                        "prefix sharing", (long long)(cmp.prefill_passes - r.prefill_passes),
-                        (cmp.batch_ns - batch_ns) * ms, 100.0 * (cmp.batch_ns - batch_ns) / cmp.batch_ns,
-                        (long long)slots_shared, (long long)slots_plain);
-        else
-            std::printf("  %-34s %s; KV fits %lld sequences (%lld with sharing)\n", "prefix sharing",
-                        sharing ? "on" : "off", (long long)(sharing ? slots_shared : slots_plain),
-                        (long long)slots_shared);
-        std::printf("  %-34s %.2f s\n", "host wall time", wall);
-        for (const auto &row : shown_skips) std::printf("  skipped record %lld: %s\n", (long long)row.record, row.reason);
-        if (skipped > 5) std::printf("  ... %lld more skipped records%s\n", (long long)(skipped - 5), db ? " in the database" : "");
-        if (db) std::printf("  logged as run %lld in %s (table records)\n", (long long)run_id, o.db.c_str());
+        cJSON_Delete(j);
+        return 0;
     }
     cJSON_Delete(j);
-    return rc;
+    const double ms = 1e-6;
+    std::printf("etchsim eval: %s on %s%s\n", L.m.name, L.c.name, in.dp ? " (functional)" : "");
+    std::printf("  rule: \"%s\"\n", o.rule.c_str());
+    std::printf("  data: %s\n", o.data.empty() ? "demo, 10,000 generated card transactions" : o.data.c_str());
+    std::printf("  %-34s %lld done, %lld skipped\n", "records", (long long)done, (long long)skipped);
+    if (in.dp) {
+        for (size_t i = 0; i <= o.labels.size(); i++)
+            std::printf("  %-34s %s %lld / %lld\n", i ? "" : "verdicts", i < o.labels.size() ? o.labels[i].c_str() : "other",
+                        (long long)b.verdicts[i], (long long)done);
+        for (size_t i = 0; i < b.samples.size(); i++)
+            std::printf("  %-34s \"%s\"\n", i ? "" : "first outputs", b.samples[i].c_str());
+    }
+    std::printf("  %-34s %.3f ms\n", "batch time (simulated)", batch_ns * ms);
+    std::printf("  %-34s %.3f ms\n", "first 100 results (live preview)", first100 * ms);
+    std::printf("  %-34s p50 %.1f us, p95 %.1f us, p99 %.1f us\n", "per-record latency", p50 / 1e3, p95 / 1e3,
+                p99 / 1e3);
+    std::printf("  %-34s %.0f output, %.0f prefill\n", "tokens/s", batch_ns > 0 ? out_tokens / (batch_ns * 1e-9) : 0,
+                batch_ns > 0 ? r.prefill_passes / (batch_ns * 1e-9) : 0);
+    std::printf("  %-34s %.1f W, %.3f mJ per record\n", "power", done ? r.watts : 0,
+                done ? r.total_j / (double)done * 1e3 : 0);
+    std::printf("  %-34s %lld rule tokens, %lld prefill token passes%s\n", "tokens", (long long)rule_tokens,
+                (long long)r.prefill_passes, estimated ? " (ESTIMATED: no vocabulary)" : "");
+    if (sharing && cmp.ok)
+        std::printf("  %-34s saves %lld prefill passes and %.3f ms (%.1f%%); KV fits %lld sequences, not %lld\n",
+                    "prefix sharing", (long long)(cmp.prefill_passes - r.prefill_passes),
+                    (cmp.batch_ns - batch_ns) * ms, 100.0 * (cmp.batch_ns - batch_ns) / cmp.batch_ns,
+                    (long long)slots_shared, (long long)slots_plain);
+    else
+        std::printf("  %-34s %s; KV fits %lld sequences (%lld with sharing)\n", "prefix sharing",
+                    sharing ? "on" : "off", (long long)(sharing ? slots_shared : slots_plain),
+                    (long long)slots_shared);
+    std::printf("  %-34s %.2f s\n", "host wall time", b.wall);
+    for (const auto &row : b.shown_skips) std::printf("  skipped record %lld: %s\n", (long long)row.record, row.reason);
+    if (skipped > 5) std::printf("  ... %lld more skipped records%s\n", (long long)(skipped - 5), b.db ? " in the database" : "");
+    if (b.db) std::printf("  logged as run %lld in %s (table records)\n", (long long)b.run_id, o.db.c_str());
+    return 0;
+}
+
+} // namespace
+
+int cmd_eval(int argc, char **argv)
+{
+    Opts o;
+    int rc = parse_opts(argc, argv, o);
+    if (rc >= 0) return rc;
+    es_err e{};
+    Inputs in;
+    Batch b;
+    if (load_inputs(o, in, &e) || run_batch(o, in, b, &e) || report(o, in, b, &e)) {
+        std::fprintf(stderr, "etchsim eval: %s\n", e.msg);
+        return 1;
+    }
+    return 0;
 }
 
 } // namespace es

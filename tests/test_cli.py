@@ -932,6 +932,42 @@ def test_err_functional():
                      rom, "model")
 
 
+def test_eval_functional():
+    """eval --mode functional on stories260K: every record gets its output text and verdict,
+    the label counts equal the database's, the outputs do not depend on prefix sharing, and
+    the batch takes the same simulated time as in timing mode."""
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    names = ["Lily", "Tom", "Max", "Sue", "Ben", "Anna", "Sam", "Mia", "Tim", "Zoe", "Leo", "Amy"]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "kids.csv")
+        write_csv(data, [f"{i},{n} found a {['ball', 'dog', 'cake'][i % 3]} in the park" for i, n in enumerate(names)])
+        base = ["eval", "--json", "--model", model, "--chip", chip, "--data", data, "--rule",
+                "Tell a story about the child.", "--max-new-tokens", "10", "--labels", "the,a"]
+        out = {}
+        for name, extra in [("shared", []), ("plain", ["--no-prefix-sharing"])]:
+            db = os.path.join(tmp, name + ".sqlite")
+            j = json.loads(run(*base, *extra, "--mode", "functional", "--weights", model, "--db", db).stdout)
+            con = sqlite3.connect(db)
+            rows = con.execute("SELECT record, status, output_text, verdict FROM records ORDER BY record").fetchall()
+            counts = dict(con.execute("SELECT verdict, COUNT(*) FROM records WHERE status='done' GROUP BY verdict"))
+            con.close()
+            expect(j["mode"] == "functional" and j["records_done"] == len(names), f"{name}: records {j['records_done']}")
+            expect(sum(j["verdicts"].values()) == j["records_done"], f"{name}: verdicts {j['verdicts']}")
+            expect({k: v for k, v in j["verdicts"].items() if v} == counts, f"{name}: JSON {j['verdicts']} != DB {counts}")
+            expect(all(r[1] == "done" and r[2] is not None and r[3] in ("the", "a", "other") for r in rows),
+                   f"{name}: rows {rows[:3]}")
+            for r in rows:
+                want = "the" if "the" in r[2] else "a" if "a" in r[2] else "other"
+                expect(r[3] == want, f"record {r[0]}: verdict {r[3]} for {r[2]!r}")
+            out[name] = (j, [r[2] for r in rows])
+        expect(out["shared"][1] == out["plain"][1], "outputs depend on prefix sharing")
+        t = json.loads(run(*base, "--no-db").stdout)
+        expect(t["batch_ns"] == out["shared"][0]["batch_ns"] and t["energy_j"] == out["shared"][0]["energy_j"],
+               "functional eval changed the timing")
+        expect("verdicts" not in t, "timing mode reports verdicts")
+
+
 def test_err_gguf():
     model = stories()
     kvs, n_t, info, data = gguf_read(model)

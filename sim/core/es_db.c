@@ -41,8 +41,8 @@ static const char *SCHEMA =
     " run_id INTEGER NOT NULL REFERENCES runs(id), record INTEGER NOT NULL, line INTEGER, key TEXT,"
     " status TEXT NOT NULL CHECK(status IN ('done','skipped')), reason TEXT,"
     " prompt_tokens INTEGER, output_tokens INTEGER, submit_ns REAL, first_token_ns REAL, done_ns REAL,"
-    " energy_j REAL, tokens_estimated INTEGER, output_text TEXT, PRIMARY KEY(run_id, record));"
-    "PRAGMA user_version = 2;";
+    " energy_j REAL, tokens_estimated INTEGER, output_text TEXT, verdict TEXT, PRIMARY KEY(run_id, record));";
+#define SCHEMA_VERSION 3
 
 static int db_err(es_db *db, const char *what, es_err *e)
 {
@@ -62,7 +62,25 @@ int es_db_open(es_db **out, const char *path, es_err *e)
     }
     sqlite3_busy_timeout(db->h, 5000);
     char *msg = NULL;
-    if (sqlite3_exec(db->h, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
+    /* schema 2 (before verdicts) gains records.verdict; a newer one is refused */
+    sqlite3_stmt *st = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version > SCHEMA_VERSION) {
+        es_fail(e, "%s: database schema version %d is newer than this etchsim's (%d)", path, version, SCHEMA_VERSION);
+        es_db_close(db);
+        return -1;
+    }
+    if (version == 2 && sqlite3_exec(db->h, "ALTER TABLE records ADD COLUMN verdict TEXT", NULL, NULL, &msg) != SQLITE_OK) {
+        es_fail(e, "%s: cannot add records.verdict to a schema 2 database: %s", path, msg ? msg : "?");
+        sqlite3_free(msg);
+        es_db_close(db);
+        return -1;
+    }
+    if (sqlite3_exec(db->h, SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(db->h, "PRAGMA user_version = 3", NULL, NULL, &msg) != SQLITE_OK) {
         es_fail(e, "%s: cannot create the schema (is the path writable?): %s", path,
                 msg ? msg : "?");
         sqlite3_free(msg);
@@ -82,7 +100,7 @@ void es_db_close(es_db *db)
     free(db);
 }
 
-static const char *REC_SQL = "INSERT INTO records VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)";
+static const char *REC_SQL = "INSERT INTO records VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 
 int es_db_stream_begin(es_db *db, es_err *e)
 {
@@ -115,6 +133,10 @@ static int bind_record(sqlite3_stmt *s5, int64_t run_id, const es_rec_row *r)
         for (int k = 7; k <= 12; k++) sqlite3_bind_null(s5, k);
     }
     sqlite3_bind_int(s5, 13, r->tokens_estimated);
+    if (r->done && r->output_text) sqlite3_bind_text(s5, 14, r->output_text, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(s5, 14);
+    if (r->done && r->verdict[0]) sqlite3_bind_text(s5, 15, r->verdict, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(s5, 15);
     return sqlite3_step(s5) == SQLITE_DONE ? 0 : -1;
 }
 

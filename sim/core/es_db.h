@@ -47,6 +47,8 @@ typedef struct es_rec_row {
     double submit_ns, first_ns, done_ns; /* SQ submission, first and last completion at the host */
     double energy_j;       /* its tokens' energies */
     int tokens_estimated;  /* token counts from the estimate, not a tokenizer */
+    const char *output_text; /* functional mode: the output's text (borrowed), else NULL */
+    char verdict[64];      /* functional mode: the label found in the output, "other", or "" (NULL) */
 } es_rec_row;
 
 typedef struct es_run_info {

@@ -555,7 +555,7 @@ static void spm_try(const es_tok *t, const unsigned char *p, const spm_sym *sy, 
     big_push(h, nh, (spm_big){l, r, sy[l].n + sy[r].n, t->scores[id]});
 }
 
-static int64_t spm_encode(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap)
+static int64_t spm_encode(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap, int space)
 {
     if (n == 0) return 0;
     /* escape: an optional leading space, then every ' ' as U+2581 (3 bytes) */
@@ -566,8 +566,8 @@ static int64_t spm_encode(const es_tok *t, const char *text, size_t n, int32_t *
     int64_t count = -1, m = 0;
     size_t nh = 0;
     if (!p || !sy || !h) goto out;
-    for (size_t i = 0; i < n + (size_t)(t->add_space_prefix != 0); i++) {
-        char c = t->add_space_prefix ? (i == 0 ? ' ' : text[i - 1]) : text[i];
+    for (size_t i = 0; i < n + (size_t)(space != 0); i++) {
+        char c = space ? (i == 0 ? ' ' : text[i - 1]) : text[i];
         if (c == ' ') { p[len++] = 0xE2; p[len++] = 0x96; p[len++] = 0x81; }
         else p[len++] = (unsigned char)c;
     }
@@ -612,6 +612,12 @@ out:
     return count < 0 ? 0 : count;
 }
 
+int64_t es_tok_encode_more(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap)
+{
+    if (t->spm) return spm_encode(t, text, n, out, cap, 0);
+    return es_tok_encode(t, text, n, out, cap);
+}
+
 int32_t es_tok_bos(const es_tok *t) { return t->bos; }
 int32_t es_tok_eos(const es_tok *t) { return t->eos; }
 
@@ -646,7 +652,7 @@ size_t es_tok_piece(const es_tok *t, int32_t id, char *out, size_t cap)
 
 int64_t es_tok_encode(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap)
 {
-    if (t->spm) return spm_encode(t, text, n, out, cap);
+    if (t->spm) return spm_encode(t, text, n, out, cap, t->add_space_prefix);
     uint32_t cps_stack[512];
     int k_stack[512];
     int64_t bo_stack[513];

@@ -38,6 +38,9 @@ int64_t es_tok_vocab_size(const es_tok *t);
 /* Token ids of text[0..n) (valid UTF-8), no BOS/EOS. Writes at most cap ids
  * to out (out may be NULL) and returns how many there are in all. */
 int64_t es_tok_encode(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap);
+/* The same for text that continues a text already encoded: SentencePiece
+ * puts no space before it (byte-level BPE encodes as es_tok_encode). */
+int64_t es_tok_encode_more(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap);
 /* BOS and EOS ids from a GGUF file's metadata; -1 when unknown (tiktoken). */
 int32_t es_tok_bos(const es_tok *t);
 int32_t es_tok_eos(const es_tok *t);
