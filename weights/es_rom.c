@@ -627,6 +627,30 @@ int es_rom_verify(const es_rom_image *img, es_err *e)
     return bad;
 }
 
+int es_rom_unit_bytes(const es_rom_image *img, int u, void *out, es_err *e)
+{
+    const es_rom_unit *un = &img->units[u];
+    int64_t rb = un->row_bits / 8, first = 0;
+    for (int k = 0; k < img->n_banks && img->banks[k].unit != u; k++) first++;
+    FILE *f = fopen(img->path, "rb");
+    if (!f) return es_fail(e, "%s: cannot open: %s", img->path, strerror(errno));
+    unsigned char *comp = NULL, *raw = NULL, *dst = out;
+    int rc = -1;
+    if (bank_buffers(img, &comp, &raw)) { es_fail(e, "out of memory"); goto out; }
+    /* stream row s lives in bank s mod banks, at row s / banks */
+    for (int64_t k = 0; k < un->banks && k < un->stream_rows; k++) {
+        if (read_bank(f, img, (int)(first + k), comp, raw, e)) goto out;
+        for (int64_t s = k; s < un->stream_rows; s += un->banks)
+            memcpy(dst + s * rb, raw + (s / un->banks) * rb, (size_t)rb);
+    }
+    rc = 0;
+out:
+    free(comp);
+    free(raw);
+    fclose(f);
+    return rc;
+}
+
 int es_rom_tensor_bytes(const es_rom_image *img, int i, void *out, es_err *e)
 {
     const es_rom_tensor *t = &img->tensors[i];

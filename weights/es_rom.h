@@ -97,6 +97,9 @@ void es_rom_close(es_rom_image *img);
 /* Check every bank's CRC-32 and that it inflates to its size; names the first bad bank.
  * Returns the number of bad banks (0 = good) or -1 when the file cannot be read. */
 int es_rom_verify(const es_rom_image *img, es_err *e);
+/* The stream of unit u (stream_rows x row_bits / 8 bytes), each bank inflated
+ * once: tensor t starts at row t.row_first of its unit's stream. */
+int es_rom_unit_bytes(const es_rom_image *img, int u, void *out, es_err *e);
 /* The quantized bytes of tensor i, gathered from its unit's banks. */
 int es_rom_tensor_bytes(const es_rom_image *img, int i, void *out, es_err *e);
 /* Total bits in use: stream rows x row bits over all units. */

@@ -1,8 +1,12 @@
 /* es_dp: the functional datapath (see es_dp.h for the semantics it
- * implements). Matrix products run over rows in parallel (pthreads); every
- * row is computed by one thread in a fixed order, so results do not depend
- * on the thread count. A prompt chunk's tokens share one decode of each
- * weight row (matrix-matrix). */
+ * implements). Each tensor's stored bytes are decoded once, at load, into
+ * the lane view the datapath reads: one int8 code per weight with its
+ * sub-block scales (and mins), or FP32 values for the float formats; the
+ * packed bytes are then dropped. Matrix products run over rows in parallel
+ * (pthreads); every row is computed by one thread in a fixed order, and
+ * integer sums are exact whatever their order, so results do not depend on
+ * the thread count or on the vector unit of the host (tests hold both). A
+ * prompt chunk's tokens share one pass over each weight row (matrix-matrix). */
 #define _POSIX_C_SOURCE 200809L
 #include "es_dp.h"
 #include <math.h>
@@ -21,10 +25,12 @@ typedef struct dp_tensor {
     es_qfmt fmt;            /* storage format */
     int64_t rows, cols;     /* graph shape */
     int64_t padded;         /* cols rounded up to whole blocks */
-    int64_t row_bytes;      /* bytes of one stored row */
     int64_t sub;            /* elements per scale (0: a float format) */
     int max_code;           /* largest |code| of the format */
-    const unsigned char *data; /* (rows, row_bytes) */
+    int has_min;            /* q4_k, q5_k: sub-blocks carry a min */
+    int8_t *codes;          /* (rows, padded) integer codes, quantized formats */
+    float *scale, *min;     /* (rows, padded / sub) sub-block scales and mins (min: has_min only) */
+    float *fv;              /* (rows, padded) values, float formats */
 } dp_tensor;
 
 typedef struct dp_seq {
@@ -42,8 +48,6 @@ struct es_dp {
     int act, kv, link16, threads;
     int64_t acc_max;        /* accumulator saturates at +-acc_max */
     dp_tensor *t;           /* (m->n_tensors) */
-    unsigned char **owned;  /* tensor bytes this datapath allocated */
-    int n_owned;
     int *ti;                /* (layers, ES_ROLE_COUNT) tensor index, -1 none */
     int embed, head, out_norm; /* tensor indexes */
     float **norm;           /* (n_tensors) decoded norm gains, or NULL */
@@ -94,12 +98,11 @@ int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es
     dp->threads = threads > 0 ? threads : nc > 0 ? (int)nc : 1;
     if (dp->threads > 64) dp->threads = 64;
     dp->t = calloc((size_t)m->n_tensors, sizeof *dp->t);
-    dp->owned = calloc((size_t)m->n_tensors, sizeof *dp->owned);
     dp->norm = calloc((size_t)m->n_tensors, sizeof *dp->norm);
     dp->ti = malloc((size_t)(m->layers * ES_ROLE_COUNT) * sizeof *dp->ti);
     dp->freq = malloc((size_t)(m->head_dim / 2) * sizeof *dp->freq);
     dp->work = malloc((size_t)m->vocab * sizeof *dp->work);
-    if (!dp->t || !dp->owned || !dp->norm || !dp->ti || !dp->freq || !dp->work) {
+    if (!dp->t || !dp->norm || !dp->ti || !dp->freq || !dp->work) {
         es_dp_close(dp);
         return es_fail(e, "out of memory");
     }
@@ -123,11 +126,15 @@ int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es
 void es_dp_close(es_dp *dp)
 {
     if (!dp) return;
-    for (int i = 0; i < dp->n_owned; i++) free(dp->owned[i]);
+    for (int i = 0; dp->t && i < dp->m->n_tensors; i++) {
+        free(dp->t[i].codes);
+        free(dp->t[i].scale);
+        free(dp->t[i].min);
+        free(dp->t[i].fv);
+    }
     for (int i = 0; dp->norm && i < dp->m->n_tensors; i++) free(dp->norm[i]);
     for (int64_t s = 0; s < dp->n_seqs; s++) es_dp_seq_end(dp, (int32_t)s);
     free(dp->seqs);
-    free(dp->owned);
     free(dp->norm);
     free(dp->t);
     free(dp->ti);
@@ -140,7 +147,8 @@ void es_dp_close(es_dp *dp)
     free(dp);
 }
 
-/* Record tensor i's stored bytes; norms are decoded once to FP32 gains. */
+/* Decode tensor i from its stored bytes (rows of es_q_row_bytes(padded)) into
+ * the lane view; norms also keep their FP32 gains. Thread-safe across tensors. */
 static int set_tensor(es_dp *dp, int i, const es_qfmt *f, const unsigned char *data, es_err *e)
 {
     const es_tensor *mt = &dp->m->tensors[i];
@@ -149,18 +157,88 @@ static int set_tensor(es_dp *dp, int i, const es_qfmt *f, const unsigned char *d
     t->rows = mt->rows;
     t->cols = mt->cols;
     t->padded = es_q_padded(f, mt->cols);
-    t->row_bytes = es_q_row_bytes(f, t->padded, e);
-    if (t->row_bytes < 0) return -1;
+    int64_t rb = es_q_row_bytes(f, t->padded, e);
+    if (rb < 0) return -1;
     t->sub = es_q_sub_elems(f);
     t->max_code = max_code(f->type);
-    t->data = data;
+    t->has_min = f->type == ES_Q_Q4_K || f->type == ES_Q_Q5_K;
+    size_t n = (size_t)(t->rows * t->padded);
     if (mt->rows == 1) { /* a norm's gains */
         float *g = malloc((size_t)t->padded * sizeof *g);
         if (!g) return es_fail(e, "out of memory");
         dp->norm[i] = g;
         if (es_dequantize_row(f, data, t->padded, g, e)) return -1;
     }
+    if (!t->sub) {
+        if (!(t->fv = malloc(n * sizeof *t->fv))) return es_fail(e, "out of memory for %s", mt->name);
+        for (int64_t r = 0; r < t->rows; r++)
+            if (es_dequantize_row(f, data + r * rb, t->padded, t->fv + r * t->padded, e)) return -1;
+        return 0;
+    }
+    int64_t ns = t->padded / t->sub;
+    t->codes = malloc(n);
+    t->scale = malloc((size_t)(t->rows * ns) * sizeof *t->scale);
+    t->min = t->has_min ? malloc((size_t)(t->rows * ns) * sizeof *t->min) : NULL;
+    if (!t->codes || !t->scale || (t->has_min && !t->min)) return es_fail(e, "out of memory for %s", mt->name);
+    for (int64_t r = 0; r < t->rows; r++)
+        if (es_decode_codes(f, data + r * rb, t->padded, t->codes + r * t->padded, t->scale + r * ns,
+                            t->has_min ? t->min + r * ns : NULL, e)) {
+            char m[sizeof e->msg];
+            snprintf(m, sizeof m, "%s", e->msg);
+            return es_fail(e, "%s row %lld: %s", mt->name, (long long)r, m);
+        }
     return 0;
+}
+
+/* Run fn(arg, k) for k in [0, n) on the datapath's threads; the first error wins. */
+typedef struct pool { int (*fn)(void *, int, es_err *); void *arg; int n, next, failed; es_err err; pthread_mutex_t lock; } pool;
+
+static void *pool_worker(void *p)
+{
+    pool *q = p;
+    for (;;) {
+        pthread_mutex_lock(&q->lock);
+        int k = q->failed ? q->n : q->next++;
+        pthread_mutex_unlock(&q->lock);
+        if (k >= q->n) return NULL;
+        es_err e = {{0}};
+        if (q->fn(q->arg, k, &e)) {
+            pthread_mutex_lock(&q->lock);
+            if (!q->failed) { q->failed = 1; q->err = e; }
+            pthread_mutex_unlock(&q->lock);
+        }
+    }
+}
+
+static int run_pool(int threads, int n, int (*fn)(void *, int, es_err *), void *arg, es_err *e)
+{
+    pool q = {fn, arg, n, 0, 0, {{0}}, PTHREAD_MUTEX_INITIALIZER};
+    pthread_t th[64];
+    int started = 0;
+    for (int k = 1; k < threads && k < n && k < 64; k++)
+        if (pthread_create(&th[started], NULL, pool_worker, &q) == 0) started++;
+    pool_worker(&q);
+    for (int k = 0; k < started; k++) pthread_join(th[k], NULL);
+    if (q.failed) *e = q.err;
+    return q.failed ? -1 : 0;
+}
+
+typedef struct rom_load { es_dp *dp; const es_rom_image *img; } rom_load;
+
+static int load_rom_unit(void *arg, int u, es_err *e)
+{
+    rom_load *L = arg;
+    const es_rom_unit *un = &L->img->units[u];
+    int64_t rb = un->row_bits / 8;
+    unsigned char *stream = malloc((size_t)(un->stream_rows * rb > 0 ? un->stream_rows * rb : 1));
+    if (!stream) return es_fail(e, "out of memory for %s (%lld bytes)", un->label, (long long)(un->stream_rows * rb));
+    int rc = es_rom_unit_bytes(L->img, u, stream, e);
+    for (int i = 0; !rc && i < L->img->n_tensors; i++) {
+        const es_rom_tensor *rt = &L->img->tensors[i];
+        if (rt->unit == u) rc = set_tensor(L->dp, i, &rt->fmt, stream + rt->row_first * rb, e);
+    }
+    free(stream);
+    return rc;
 }
 
 int es_dp_load_rom(es_dp *dp, const es_rom_image *img, es_err *e)
@@ -173,30 +251,32 @@ int es_dp_load_rom(es_dp *dp, const es_rom_image *img, es_err *e)
         if (strcmp(rt->name, m->tensors[i].name) || rt->rows != m->tensors[i].rows || rt->cols != m->tensors[i].cols)
             return es_fail(e, "%s: tensor %d is %s [%lld, %lld], but the model's is %s", img->path, i, rt->name,
                            (long long)rt->rows, (long long)rt->cols, m->tensors[i].name);
-        unsigned char *b = malloc((size_t)(rt->bytes > 0 ? rt->bytes : 1));
-        if (!b) return es_fail(e, "out of memory for %s (%lld bytes)", rt->name, (long long)rt->bytes);
-        dp->owned[dp->n_owned++] = b;
-        if (es_rom_tensor_bytes(img, i, b, e) || set_tensor(dp, i, &rt->fmt, b, e)) return -1;
     }
-    return 0;
+    rom_load L = {dp, img};
+    return run_pool(dp->threads, img->n_units, load_rom_unit, &L, e);
+}
+
+typedef struct rows_load { es_dp *dp; const es_recipe *r; es_ref_rows rows; void *arg; } rows_load;
+
+static int load_rows_tensor(void *arg, int i, es_err *e)
+{
+    rows_load *L = arg;
+    const es_tensor *mt = &L->dp->m->tensors[i];
+    es_qfmt f;
+    if (es_recipe_format(L->r, mt, &f, e)) return -1;
+    int64_t rb = es_q_row_bytes(&f, es_q_padded(&f, mt->cols), e);
+    if (rb < 0) return -1;
+    unsigned char *b = malloc((size_t)(rb * mt->rows));
+    if (!b) return es_fail(e, "out of memory for %s (%lld bytes)", mt->name, (long long)(rb * mt->rows));
+    int rc = es_quantize_tensor(&f, mt->rows, mt->cols, L->rows, L->arg, i, b, e) || set_tensor(L->dp, i, &f, b, e);
+    free(b);
+    return rc ? -1 : 0;
 }
 
 int es_dp_load_rows(es_dp *dp, const es_recipe *r, es_ref_rows rows, void *arg, es_err *e)
 {
-    const es_model *m = dp->m;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const es_tensor *mt = &m->tensors[i];
-        es_qfmt f;
-        if (es_recipe_format(r, mt, &f, e)) return -1;
-        int64_t rb = es_q_row_bytes(&f, es_q_padded(&f, mt->cols), e);
-        if (rb < 0) return -1;
-        unsigned char *b = malloc((size_t)(rb * mt->rows));
-        if (!b) return es_fail(e, "out of memory for %s (%lld bytes)", mt->name, (long long)(rb * mt->rows));
-        dp->owned[dp->n_owned++] = b;
-        if (es_quantize_tensor(&f, mt->rows, mt->cols, rows, arg, i, b, e) || set_tensor(dp, i, &f, b, e))
-            return -1;
-    }
-    return 0;
+    rows_load L = {dp, r, rows, arg};
+    return run_pool(dp->threads, dp->m->n_tensors, load_rows_tensor, &L, e);
 }
 
 void es_dp_set_sampler(es_dp *dp, const es_sampler *s, uint64_t seed)
@@ -315,48 +395,48 @@ typedef struct mm_job {
     const dp_tensor *w;
     int64_t n;              /* tokens */
     const float *af;        /* (n, padded) activations as floats (int8: the codes) */
-    const int32_t *ai;      /* (n, padded) int8 codes as integers, or NULL */
+    const int8_t *ai;       /* (n, padded) int8 codes, or NULL */
     const float *s;         /* (n) activation scales */
     float *y;               /* (n, rows) */
     int64_t r0, r1;         /* rows of this job */
     int64_t sat;            /* saturations counted */
-    int rc;
-    es_err err;
 } mm_job;
+
+/* sum of c[i] a[i], i < n: exact in 32 bits (|c| <= 128, |a| <= 127, n <= 256).
+ * Integer sums do not depend on order, so the vectorized clone equals the
+ * plain one bit for bit. */
+__attribute__((target_clones("avx2", "default")))
+static int32_t dot_i8(const int8_t *c, const int8_t *a, int64_t n)
+{
+    int32_t s = 0;
+    for (int64_t i = 0; i < n; i++) s += (int32_t)c[i] * (int32_t)a[i];
+    return s;
+}
 
 static void *mm_run(void *arg)
 {
     mm_job *j = arg;
     const dp_tensor *w = j->w;
-    int64_t P = w->padded, sub = w->sub, nsub = sub ? P / sub : 0;
-    int8_t *codes = malloc((size_t)P);
-    float *sc = malloc((size_t)(nsub + 1) * sizeof *sc), *mn = malloc((size_t)(nsub + 1) * sizeof *mn);
-    float *wf = sub ? NULL : malloc((size_t)P * sizeof *wf);
-    int has_min = w->fmt.type == ES_Q_Q4_K || w->fmt.type == ES_Q_Q5_K;
+    const int64_t P = w->padded, sub = w->sub, nsub = sub ? P / sub : 0, R = w->rows;
     /* a sub-block can overflow the accumulator only if its largest possible sum can */
-    int check = j->ai && (double)w->max_code * 127.0 * (double)sub > (double)j->dp->acc_max;
-    int64_t acc_max = j->dp->acc_max;
-    if (!codes || !sc || !mn || (!sub && !wf)) { j->rc = es_fail(&j->err, "out of memory"); goto out; }
+    const int check = j->ai && (double)w->max_code * 127.0 * (double)sub > (double)j->dp->acc_max;
+    const int64_t acc_max = j->dp->acc_max;
     for (int64_t r = j->r0; r < j->r1; r++) {
-        const unsigned char *row = w->data + r * w->row_bytes;
-        if (sub ? es_decode_codes(&w->fmt, row, P, codes, sc, mn, &j->err)
-                : es_dequantize_row(&w->fmt, row, P, wf, &j->err)) {
-            j->rc = -1;
-            goto out;
-        }
+        const int8_t *codes = sub ? w->codes + r * P : NULL;
+        const float *sc = sub ? w->scale + r * nsub : NULL, *mn = w->has_min ? w->min + r * nsub : NULL;
+        const float *wf = sub ? NULL : w->fv + r * P;
         for (int64_t t = 0; t < j->n; t++) {
             float acc = 0.0f;
             if (!sub) {
                 const float *a = j->af + t * P;
                 for (int64_t i = 0; i < P; i++) acc += wf[i] * a[i];
             } else if (j->ai) {
-                const int32_t *a = j->ai + t * P;
+                const int8_t *a = j->ai + t * P;
                 for (int64_t b = 0; b < nsub; b++) {
-                    const int8_t *cq = codes + b * sub;
-                    const int32_t *ab = a + b * sub;
-                    int64_t sum = 0, asum = 0;
+                    const int8_t *cq = codes + b * sub, *ab = a + b * sub;
+                    int64_t sum = 0;
                     if (!check) {
-                        for (int64_t i = 0; i < sub; i++) sum += (int64_t)cq[i] * ab[i];
+                        sum = dot_i8(cq, ab, sub);
                     } else {
                         for (int64_t i = 0; i < sub; i++) {
                             sum += (int64_t)cq[i] * ab[i];
@@ -365,7 +445,8 @@ static void *mm_run(void *arg)
                         }
                     }
                     float part = sc[b] * (float)sum;
-                    if (has_min) {
+                    if (mn) {
+                        int64_t asum = 0;
                         for (int64_t i = 0; i < sub; i++) asum += ab[i];
                         part = part - mn[b] * (float)asum;
                     }
@@ -379,21 +460,16 @@ static void *mm_run(void *arg)
                     float sum = 0.0f, asum = 0.0f;
                     for (int64_t i = 0; i < sub; i++) sum += (float)cq[i] * ab[i];
                     float part = sc[b] * sum;
-                    if (has_min) {
+                    if (mn) {
                         for (int64_t i = 0; i < sub; i++) asum += ab[i];
                         part = part - mn[b] * asum;
                     }
                     acc += part;
                 }
             }
-            j->y[t * w->rows + r] = acc * j->s[t];
+            j->y[t * R + r] = acc * j->s[t];
         }
     }
-out:
-    free(codes);
-    free(sc);
-    free(mn);
-    free(wf);
     return NULL;
 }
 
@@ -402,10 +478,13 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
 {
     const dp_tensor *w = &dp->t[ti];
     int64_t P = w->padded, C = w->cols;
+    if (!w->codes && !w->fv) return es_fail(e, "functional datapath: %s has no weights loaded", dp->m->tensors[ti].name);
     float *af = calloc((size_t)(n * P), sizeof *af), *s = malloc((size_t)n * sizeof *s);
-    int32_t *ai = dp->act == ACT_INT8 ? calloc((size_t)(n * P), sizeof *ai) : NULL;
-    int rc = -1;
-    if (!af || !s || (dp->act == ACT_INT8 && !ai)) { es_fail(e, "out of memory"); goto out; }
+    int8_t *ai = dp->act == ACT_INT8 ? calloc((size_t)(n * P), 1) : NULL;
+    if (!af || !s || (dp->act == ACT_INT8 && !ai)) {
+        free(af); free(s); free(ai);
+        return es_fail(e, "out of memory");
+    }
     /* quantize each token's activation vector */
     for (int64_t t = 0; t < n; t++) {
         const float *xt = x + t * C;
@@ -418,7 +497,7 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
                 float r = s[t] > 0 ? round_half_away(xt[i] / s[t]) : 0.0f;
                 r = r > 127 ? 127 : r < -127 ? -127 : r;
                 a[i] = r;
-                ai[t * P + i] = (int32_t)r;
+                ai[t * P + i] = (int8_t)r;
             }
             break;
         case ACT_FP8:
@@ -441,24 +520,20 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
     pthread_t th[64];
     int started[64] = {0};
     for (int k = 0; k < nt; k++) {
-        jobs[k] = (mm_job){dp, w, n, af, ai, s, y, w->rows * k / nt, w->rows * (k + 1) / nt, 0, 0, {{0}}};
+        jobs[k] = (mm_job){dp, w, n, af, ai, s, y, w->rows * k / nt, w->rows * (k + 1) / nt, 0};
         /* the last share runs here; a thread that cannot start runs here too */
         if (k < nt - 1 && pthread_create(&th[k], NULL, mm_run, &jobs[k]) == 0) started[k] = 1;
         else mm_run(&jobs[k]);
     }
-    for (int k = 0; k < nt; k++)
-        if (started[k]) pthread_join(th[k], NULL);
-    rc = 0;
     for (int k = 0; k < nt; k++) {
+        if (started[k]) pthread_join(th[k], NULL);
         dp->stats.saturations += jobs[k].sat;
-        if (jobs[k].rc && !rc) { rc = -1; *e = jobs[k].err; }
     }
     dp->stats.lane_rows += w->rows * n;
-out:
     free(af);
     free(s);
     free(ai);
-    return rc;
+    return 0;
 }
 
 /* ---- vector unit ---- */
@@ -537,18 +612,22 @@ static int scratch(es_dp *dp, int64_t n, int64_t ctx, es_err *e)
 int es_dp_embed(es_dp *dp, const int32_t *ids, int64_t n, float *x, es_err *e)
 {
     const dp_tensor *w = &dp->t[dp->embed];
-    float *row = malloc((size_t)w->padded * sizeof *row);
-    if (!row) return es_fail(e, "out of memory");
+    const int64_t P = w->padded, C = w->cols, sub = w->sub;
+    if (!w->codes && !w->fv) return es_fail(e, "functional datapath: the embedding has no weights loaded");
     for (int64_t t = 0; t < n; t++) {
-        if (ids[t] < 0 || ids[t] >= w->rows) {
-            free(row);
+        if (ids[t] < 0 || ids[t] >= w->rows)
             return es_fail(e, "functional datapath: token %d outside the vocabulary of %lld", ids[t], (long long)w->rows);
+        float *xt = x + t * C;
+        if (!sub) {
+            memcpy(xt, w->fv + ids[t] * P, (size_t)C * sizeof *xt);
+            continue;
         }
-        if (es_dequantize_row(&w->fmt, w->data + ids[t] * w->row_bytes, w->padded, row, e)) { free(row); return -1; }
-        memcpy(x + t * w->cols, row, (size_t)w->cols * sizeof *row);
+        /* the format's value: scale x code - min, as the reference decoder computes it */
+        const int8_t *q = w->codes + ids[t] * P;
+        const float *sc = w->scale + ids[t] * (P / sub), *mn = w->has_min ? w->min + ids[t] * (P / sub) : NULL;
+        for (int64_t i = 0; i < C; i++) xt[i] = sc[i / sub] * (float)q[i] - (mn ? mn[i / sub] : 0.0f);
     }
-    free(row);
-    link_round(dp, x, n * w->cols);
+    link_round(dp, x, n * C);
     return 0;
 }
 
