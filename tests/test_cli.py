@@ -968,6 +968,27 @@ def test_eval_functional():
         expect("verdicts" not in t, "timing mode reports verdicts")
 
 
+def test_numerics():
+    """The numerics study holds its documented figures (weights/README.md): each row's mean KL
+    against the FP32 reference under 1.5x the measured value; f32 exact; int6 < 4-bit < int3."""
+    model = stories()
+    measured = {"f32": 0.0, "bf16": 0.00008, "int6/g64": 0.01021, "mxfp4": 0.29420, "int3/g64": 1.07534,
+                "recipe hc1-mix": 0.74262, "recipe fp4": 0.22761, "act int8": 0.00132, "kv int8": 0.00162,
+                "chip + hc1-mix": 0.75252}
+    p = subprocess.run([os.environ["ETCHSIM_NUMERICS"], model, os.path.join(DATA, "tiny-chip.json"),
+                        os.path.join(DATA, "numerics-text.txt"), "--json", "--only", ",".join(measured)],
+                       capture_output=True, text=True, timeout=600)
+    expect(p.returncode == 0, f"es_numerics: {p.stderr}")
+    j = json.loads(p.stdout)
+    rows = {r["name"]: r for r in j["rows"]}
+    expect(j["text_tokens"] >= 2000 and set(rows) == set(measured), f"{j['text_tokens']} tokens, rows {list(rows)}")
+    for name, kl in measured.items():
+        expect(rows[name]["kl"] <= 1.5 * kl + 1e-7, f"{name}: KL {rows[name]['kl']:.5f} above 1.5 x {kl}")
+    expect(rows["f32"]["top1"] == 1.0 and abs(rows["f32"]["ppl"] - j["reference_ppl"]) < 1e-4, "f32 is not exact")
+    expect(rows["int6/g64"]["kl"] < rows["mxfp4"]["kl"] < rows["int3/g64"]["kl"], "format ordering")
+    expect(rows["chip + hc1-mix"]["saturations"] == 0, "the 24-bit accumulator saturated")
+
+
 def test_err_gguf():
     model = stories()
     kvs, n_t, info, data = gguf_read(model)

@@ -79,12 +79,30 @@ static int parse_rule(const char *path, int i, const cJSON *j, es_recipe_rule *r
     return 0;
 }
 
+static int from_cfg(es_recipe *r, es_cfg *c, es_err *e);
+
 int es_recipe_load(es_recipe *r, const char *spec, es_err *e)
 {
     memset(r, 0, sizeof *r);
     if (es_resolve(spec, "recipes", NULL, r->path, sizeof r->path, e)) return -1;
     es_cfg c;
     if (es_cfg_load(&c, r->path, e)) return -1;
+    return from_cfg(r, &c, e);
+}
+
+int es_recipe_parse(es_recipe *r, const char *label, const char *text, es_err *e)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->path, sizeof r->path, "%s", label);
+    es_cfg c;
+    if (es_cfg_parse(&c, label, text, e)) return -1;
+    return from_cfg(r, &c, e);
+}
+
+/* Takes c (freed here). */
+static int from_cfg(es_recipe *r, es_cfg *cp, es_err *e)
+{
+    es_cfg c = *cp;
     int rc = -1;
     char *text = es_cfg_dump(&c);
     r->hash = es_fnv1a(ES_FNV_OFFSET, text, text ? strlen(text) : 0);

@@ -30,6 +30,8 @@ typedef struct es_recipe {
 } es_recipe;
 
 int es_recipe_load(es_recipe *r, const char *spec, es_err *e);
+/* A recipe from JSON text; label names it in errors. */
+int es_recipe_parse(es_recipe *r, const char *label, const char *text, es_err *e);
 void es_recipe_free(es_recipe *r);
 /* The format of tensor t; fails naming the tensor when no rule matches.
  * A row that does not fill whole blocks is zero-padded where it is stored
