@@ -1007,6 +1007,10 @@ def test_err_gguf():
         tok = variant("tok", lambda k: [(a, t, gguf_str("bert") if a == "tokenizer.ggml.model" else v)
                                         for a, t, v in k])
         expect_error(["infer", "--model", tok, "--text", "x"], tok, "tokenizer.ggml.model", "bert")
+        # found by fuzzing: a signed "byte" read past the byte-token table
+        byte = variant("byte", lambda k: [(a, t, v.replace(b"<0x00>", b"<0x-5>") if a == "tokenizer.ggml.tokens" else v)
+                                          for a, t, v in k])
+        expect_error(["infer", "--model", byte, "--text", "x"], byte, "token 3", "<0xXX>")
         expect_error(["infer", "--model", model], "--text", code=2)
         expect_error(["infer", "--model", model, "--text", "x", "--generate", "5x"], "--generate", code=2)
         expect_error(["infer", "--model", "tiny-llama", "--text", "x", "--vocab", model], "--weights")

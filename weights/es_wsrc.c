@@ -167,7 +167,7 @@ static int st_parse(es_wsrc *s, int fi, es_err *e)
         }
         t->offset = data0 + begin;
         t->nbytes = bytes;
-        sp[ns++] = (span){begin, end, t->name};
+        sp[ns++] = (span){begin, end, name}; /* the header's key: stable while s->t grows */
     }
     qsort(sp, (size_t)ns, sizeof *sp, cmp_span);
     int64_t at = 0;
@@ -282,7 +282,7 @@ static int gguf_parse(es_wsrc *s, int fi, es_err *e)
                     t->name, (long long)t->nbytes, (long long)t->offset);
             goto out;
         }
-        sp[ns++] = (span){t->offset, t->offset + t->nbytes, t->name};
+        sp[ns++] = (span){t->offset, t->offset + t->nbytes, gt->name}; /* es_gguf names: stable while s->t grows */
         t->offset += g.data_at;
     }
     qsort(sp, (size_t)ns, sizeof *sp, cmp_span);

@@ -215,6 +215,18 @@ static int gguf_bpe_token(void *arg, int64_t id, const char *s, size_t n)
     return k ? add_token(g->t, id, buf, k, g->e, g->path) : 0;
 }
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The byte of a piece reading exactly <0xXX>, or -1. */
+static int byte_piece(const char *s, size_t n)
+{
+    if (n != 6 || memcmp(s, "<0x", 3) || s[5] != '>' || hexval(s[3]) < 0 || hexval(s[4]) < 0) return -1;
+    return hexval(s[3]) << 4 | hexval(s[4]);
+}
+
 /* A SentencePiece vocabulary entry: the piece text as it is; byte tokens
  * (type 6, "<0xXX>") are also indexed by their byte. */
 static int gguf_spm_token(void *arg, int64_t id, const char *s, size_t n)
@@ -222,9 +234,8 @@ static int gguf_spm_token(void *arg, int64_t id, const char *s, size_t n)
     gguf_ctx *g = arg;
     if (n == 0) return 0;
     if (g->types && id < g->n_types && g->types[id] == 6) {
-        unsigned v;
-        char tail;
-        if (n != 6 || sscanf(s, "<0x%2X>%c", &v, &tail) != 1)
+        int v = byte_piece(s, n);
+        if (v < 0)
             return es_fail(g->e, "%s: token %lld: a byte token must read <0xXX>, got '%.32s'", g->path,
                            (long long)id, s);
         g->t->byte_tok[v] = (int32_t)id;
@@ -285,6 +296,13 @@ int es_tok_load_gguf(es_tok **out, const char *path, es_err *e)
         build_table(t, path, e))
         goto out;
     if (t->spm && t->n < n_tok) t->n = n_tok; /* trailing empty pieces keep their ids */
+    if (t->spm) { /* bytes with no <0xXX> piece fall back to the unknown token, as SentencePiece does */
+        int32_t unk = -1;
+        for (int64_t i = 0; i < n_tok && unk < 0; i++)
+            if (t->types[i] == 2) unk = (int32_t)i;
+        for (int b = 0; b < 256; b++)
+            if (t->byte_tok[b] < 0) t->byte_tok[b] = unk;
+    }
     rc = 0;
 out:
     free(types);
@@ -631,10 +649,9 @@ size_t es_tok_piece(const es_tok *t, int32_t id, char *out, size_t cap)
             if (k < cap) out[k++] = (char)p[i];
         return k;
     }
-    if (t->types[id] == 6) { /* <0xXX> */
-        unsigned v = 0;
-        sscanf((const char *)p + 3, "%2X", &v);
-        if (cap) out[k++] = (char)v;
+    if (t->types[id] == 6) { /* <0xXX>, checked at load */
+        int v = byte_piece((const char *)p, len);
+        if (cap && v >= 0) out[k++] = (char)v;
         return k;
     }
     if (t->types[id] != 1 && t->types[id] != 4) return 0; /* control, unknown, unused: no text */

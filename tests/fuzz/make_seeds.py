@@ -43,3 +43,39 @@ with open(os.path.join(out, "corpus-safetensors", "seed.safetensors"), "wb") as 
     f.write(safetensors(st))
 with open(os.path.join(out, "corpus-gguf", "seed.gguf"), "wb") as f:
     f.write(gguf(gg))
+
+
+def gguf_meta(kvs):
+    """A GGUF file with metadata only: (key, type, packed value) entries."""
+    def s(x):
+        return struct.pack("<Q", len(x.encode())) + x.encode()
+    b = b"GGUF" + struct.pack("<IQQ", 3, 0, len(kvs))
+    for key, t, raw in kvs:
+        b += s(key) + struct.pack("<I", t) + raw
+    return b
+
+
+def gstr(x):
+    return struct.pack("<Q", len(x.encode())) + x.encode()
+
+
+def garr(t, items):
+    return struct.pack("<IQ", t, len(items)) + b"".join(items)
+
+
+pieces = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)] + \
+         ["\u2581", "a", "e", "t", "\u2581a", "\u2581t", "he", "\u2581the", "on", "ce"]
+types = [2, 3, 3] + [6] * 256 + [1] * 10
+scores = [0.0] * 259 + [-float(i) for i in range(10)]
+spm = [("general.architecture", 8, gstr("llama")),
+       ("llama.block_count", 4, struct.pack("<I", 1)), ("llama.embedding_length", 4, struct.pack("<I", 8)),
+       ("llama.feed_forward_length", 4, struct.pack("<I", 12)), ("llama.attention.head_count", 4, struct.pack("<I", 2)),
+       ("llama.attention.head_count_kv", 4, struct.pack("<I", 1)), ("llama.context_length", 4, struct.pack("<I", 64)),
+       ("llama.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5)),
+       ("tokenizer.ggml.model", 8, gstr("llama")),
+       ("tokenizer.ggml.tokens", 9, garr(8, [gstr(p) for p in pieces])),
+       ("tokenizer.ggml.scores", 9, garr(6, [struct.pack("<f", x) for x in scores])),
+       ("tokenizer.ggml.token_type", 9, garr(5, [struct.pack("<i", x) for x in types])),
+       ("tokenizer.ggml.bos_token_id", 4, struct.pack("<I", 1)), ("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", 2))]
+with open(os.path.join(out, "corpus-gguf", "llama-spm.gguf"), "wb") as f:
+    f.write(gguf_meta(spm))
