@@ -43,18 +43,6 @@ static int add_file(es_wsrc *s, const char *path, es_err *e)
     return s->n_files++;
 }
 
-static int read_at(int fd, void *buf, int64_t n, int64_t off)
-{
-    char *p = buf;
-    while (n > 0) {
-        ssize_t r = pread(fd, p, (size_t)n, (off_t)off);
-        if (r <= 0) return -1;
-        p += r;
-        n -= r;
-        off += r;
-    }
-    return 0;
-}
 
 static es_wtensor *new_tensor(es_wsrc *s, es_err *e)
 {
@@ -83,7 +71,7 @@ static int st_parse(es_wsrc *s, int fi, es_err *e)
     int fd = s->fds[fi];
     int64_t size = file_size(fd);
     unsigned char len8[8];
-    if (size < 8 || read_at(fd, len8, 8, 0))
+    if (size < 8 || es_pread_all(fd, len8, 8, 0))
         return es_fail(e, "%s: truncated: shorter than the 8-byte header length", path);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | len8[i];
@@ -95,7 +83,7 @@ static int st_parse(es_wsrc *s, int fi, es_err *e)
                        (unsigned long long)n, (long long)size);
     char *json = malloc(n + 1);
     if (!json) return es_fail(e, "%s: out of memory", path);
-    if (read_at(fd, json, (int64_t)n, 8)) { free(json); return es_fail(e, "%s: read failed", path); }
+    if (es_pread_all(fd, json, (int64_t)n, 8)) { free(json); return es_fail(e, "%s: read failed", path); }
     json[n] = 0;
     cJSON *root = cJSON_ParseWithLength(json, n);
     free(json);
@@ -318,7 +306,7 @@ int es_wsrc_open(es_wsrc *s, const char *path, const es_wsrc_opts *o, es_err *e)
         int fi = add_file(s, p, e);
         if (fi < 0) return -1;
         unsigned char magic[4] = {0};
-        int is_gguf = read_at(s->fds[fi], magic, 4, 0) == 0 && !memcmp(magic, "GGUF", 4);
+        int is_gguf = es_pread_all(s->fds[fi], magic, 4, 0) == 0 && !memcmp(magic, "GGUF", 4);
         s->gguf = is_gguf;
         rc = is_gguf ? gguf_parse(s, fi, e) : st_parse(s, fi, e);
     }
@@ -408,7 +396,7 @@ int es_wsrc_read_row(const es_wsrc *s, int i, int64_t row, float *out, es_err *e
     unsigned char *buf = malloc((size_t)rb);
     if (!buf) return es_fail(e, "out of memory");
     int rc = 0;
-    if (read_at(s->fds[t->file], buf, rb, t->offset + src * rb))
+    if (es_pread_all(s->fds[t->file], buf, rb, t->offset + src * rb))
         rc = es_fail(e, "%s: tensor %s: cannot read row %lld", s->files[t->file], t->name, (long long)src);
     else if (es_dequantize_row(&f, buf, mt->cols, out, e))
         rc = -1;

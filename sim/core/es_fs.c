@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int es_is_file(const char *p)
 {
@@ -46,5 +47,18 @@ int es_read_file(const char *path, size_t max, char **out, size_t *len, es_err *
     buf[n] = 0;
     *out = buf;
     *len = (size_t)n;
+    return 0;
+}
+
+int es_pread_all(int fd, void *buf, int64_t n, int64_t off)
+{
+    char *p = buf;
+    while (n > 0) {
+        ssize_t r = pread(fd, p, (size_t)n, (off_t)off);
+        if (r <= 0) return -1;
+        p += r;
+        n -= r;
+        off += r;
+    }
     return 0;
 }

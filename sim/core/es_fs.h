@@ -2,6 +2,7 @@
 #ifndef ES_FS_H
 #define ES_FS_H
 #include <stddef.h>
+#include <stdint.h>
 #include "es_err.h"
 #ifdef __cplusplus
 extern "C" {
@@ -10,6 +11,8 @@ extern "C" {
 int es_is_file(const char *path);   /* a regular file */
 int es_is_dir(const char *path);    /* a folder */
 int es_ends_with(const char *s, const char *suffix);
+/* Read exactly n bytes at offset off of fd; -1 on an error or a short file. */
+int es_pread_all(int fd, void *buf, int64_t n, int64_t off);
 /* Read a whole file of at most max bytes into a malloc'd, NUL-terminated
  * buffer (*out, *len); errors name the file. */
 int es_read_file(const char *path, size_t max, char **out, size_t *len, es_err *e);

@@ -3,6 +3,7 @@
  * left in the file before anything is allocated or read. */
 #define _POSIX_C_SOURCE 200809L
 #include "es_gguf.h"
+#include "es_fs.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -21,18 +22,6 @@ typedef struct rd {
     int64_t buf_at, buf_len; /* file offset and length of buf's contents */
 } rd;
 
-static int read_at(int fd, void *buf, int64_t n, int64_t off)
-{
-    char *p = buf;
-    while (n > 0) {
-        ssize_t r = pread(fd, p, (size_t)n, (off_t)off);
-        if (r <= 0) return -1;
-        p += r;
-        n -= r;
-        off += r;
-    }
-    return 0;
-}
 
 static int rd_bytes(rd *r, void *out, int64_t n)
 {
@@ -42,7 +31,7 @@ static int rd_bytes(rd *r, void *out, int64_t n)
         if (r->pos < r->buf_at || r->pos >= r->buf_at + r->buf_len) {
             int64_t left = r->size - r->pos;
             int64_t want = left < (int64_t)sizeof r->buf ? left : (int64_t)sizeof r->buf;
-            if (read_at(r->fd, r->buf, want, r->pos)) return -1;
+            if (es_pread_all(r->fd, r->buf, want, r->pos)) return -1;
             r->buf_at = r->pos;
             r->buf_len = want;
         }
@@ -140,7 +129,7 @@ int es_gguf_is_gguf(const char *path)
     int fd = open(path, O_RDONLY);
     if (fd < 0) return 0;
     unsigned char m[4] = {0};
-    int ok = read_at(fd, m, 4, 0) == 0 && !memcmp(m, "GGUF", 4);
+    int ok = es_pread_all(fd, m, 4, 0) == 0 && !memcmp(m, "GGUF", 4);
     close(fd);
     return ok;
 }
@@ -338,7 +327,7 @@ int es_gguf_str(const es_gguf *g, const char *key, const char **out, es_err *e)
 
 int es_gguf_read(const es_gguf *g, void *buf, int64_t n, int64_t off, es_err *e)
 {
-    if (n < 0 || off < 0 || off > g->size || n > g->size - off || read_at(g->fd, buf, n, off))
+    if (n < 0 || off < 0 || off > g->size || n > g->size - off || es_pread_all(g->fd, buf, n, off))
         return es_fail(e, "%s: cannot read %lld bytes at offset %lld", g->path, (long long)n, (long long)off);
     return 0;
 }
