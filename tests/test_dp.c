@@ -1,7 +1,8 @@
 /* test_dp: the functional datapath (sim/func/es_dp.h) against the FP32
  * reference and llama.cpp on stories260K.gguf.
  *   1.x  f32 weights, FP32 lanes, KV and links: logits within 1e-4 of
- *        llama.cpp's at every fixture position, greedy tokens exact; the
+ *        llama.cpp's at every fixture position and of the FP32 reference's,
+ *        greedy tokens exact; the
  *        prompt as one chunk gives the same logits as token by token
  *   2.x  quantized datapaths (hc1-mix recipe, int8 activations and KV, BF16
  *        links): runs, stays close to the reference, agrees with itself
@@ -115,6 +116,24 @@ int main(int argc, char **argv)
         if (p >= np - 1) greedy &= best == ids[p + 1];
     }
     CHECK(worst <= 1e-4, "fp32 datapath: logits differ from llama.cpp's by %.3g", worst);
+    /* and from the FP32 reference directly */
+    {
+        es_ref *ref = NULL;
+        float *lr = malloc((size_t)m.vocab * sizeof *lr);
+        double dref = 0;
+        CHECK(es_ref_load(&ref, &m, rows, &w, n, ES_REF_ROPE_HALVES, &e) == 0, "reference: %s", e.msg);
+        for (int64_t p = 0; ref && p < n; p++) {
+            if (es_ref_forward(ref, ids[p], p, lr, &e)) break;
+            for (int v = 0; v < m.vocab; v++) {
+                double d = fabs(lr[v] - l1[p * m.vocab + v]);
+                if (d > dref) dref = d;
+            }
+        }
+        CHECK(dref <= 1e-4, "fp32 datapath: logits differ from the FP32 reference's by %.3g", dref);
+        printf("test_dp: FP32 datapath within %.3g of the FP32 reference\n", dref);
+        es_ref_free(ref);
+        free(lr);
+    }
     CHECK(greedy, "fp32 datapath: greedy tokens differ from llama.cpp's");
     CHECK(run_seq(dp, &m, ids, n, 8, l2) == 0 && !memcmp(l1, l2, (size_t)(n * m.vocab) * sizeof *l1),
           "fp32: chunks of 8 differ from token by token");
