@@ -37,6 +37,7 @@ const char *USAGE =
     "  run      simulate streams of prompt + generation; print a summary, log to SQLite\n"
     "  area     print die area, transistors and leakage of a chip holding a model\n"
     "  rom      build, inspect and verify mask-ROM images of quantized weights\n"
+    "  infer    run the FP32 reference forward pass on a real model (no chip): tokens and logits\n"
     "  dataset  write the demo dataset of card transactions\n"
     "\n"
     "`etchsim <command> --help` describes each command's options.\n";

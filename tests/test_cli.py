@@ -3,6 +3,8 @@
 
 Groups:
   outputs      json_keys, area_json, help_texts, db_complete, db_killed_run
+  functional   infer_stories, functional_run, functional_timing_invariance, eval_functional,
+               rom_partial_blocks, numerics (need stories260K.gguf; SKIPPED without it)
   calibration  default_calibration
   oracle       sim_equals_analytic(_tiny), knee, kv_slots_wait, energy_balance
   overrides    set_override
@@ -99,7 +101,12 @@ def test_help_texts():
         p = run(cmd, "--help")
         expect("usage: etchsim " + cmd in p.stdout and "--chip" in p.stdout, f"{cmd} --help")
     p = run("--help")
-    expect("run" in p.stdout and "area" in p.stdout, "top-level help")
+    expect(all(f"\n  {c} " in p.stdout for c in ["eval", "run", "area", "rom", "infer", "dataset"]),
+           "top-level help lists every command")
+    p = run("infer", "--help")
+    expect("usage: etchsim infer" in p.stdout and "--logits" in p.stdout, "infer --help")
+    p = run("run", "--help")
+    expect("--mode timing|functional" in p.stdout and "--synthetic" in p.stdout, "run --help: functional mode")
     p = run(ok=False)
     expect(p.returncode == 2 and "usage" in p.stderr, "no command")
 
