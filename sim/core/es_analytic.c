@@ -236,15 +236,36 @@ void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64
     }
 }
 
+/* A tile's work for an item of n tokens of one sequence at positions p..: the
+ * shared part (projections and vector ops: one pass over the weights serves
+ * up to tokens_per_read tokens) and attention (per sequence, never shared). */
+static double tile_shared(const es_chip *c, const es_model *m, int64_t n)
+{
+    return (double)(es_an_tile(c, m, 0, n, 0) - attention(c, m, n, 0) * c->layers_per_tile);
+}
+
+/* The least tile time n tokens of one item can cost when the tile may group
+ * it with other items: an item of n >= tokens_per_read tokens is served alone
+ * (a group never exceeds tokens_per_read tokens); a smaller one may share its
+ * pass with others, so it costs at least n / tokens_per_read of a full pass.
+ * Attention is per sequence. With tokens_per_read 1 this is the item alone. */
+static double tile_item_bound(const es_chip *c, const es_model *m, int64_t n, int64_t p, double full_pass)
+{
+    double att = (double)(attention(c, m, n, p) * c->layers_per_tile);
+    if (n >= c->tokens_per_read) return tile_shared(c, m, n) + att;
+    return full_pass * (double)n / (double)c->tokens_per_read + att;
+}
+
 void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix, int64_t prompt, int64_t gen,
                  double *busy, double *fill)
 {
     int64_t ch = c->prefill_chunk;
+    double full = tile_shared(c, m, c->tokens_per_read); /* one pass that serves tokens_per_read tokens */
     double tile = 0, embed = 0, link = 0, host = 0;
     /* the shared prefix, once */
     for (int64_t p = 0; p < prefix; p += ch) {
         int64_t k = prefix - p < ch ? prefix - p : ch;
-        tile += (double)es_an_tile(c, m, 0, k, p);
+        tile += tile_item_bound(c, m, k, p, full);
         embed += (double)es_an_embed(c, m, k);
         link += (double)es_an_link_occ(c, k * m->hidden * c->link_elem_bits);
         host += (double)es_an_host_occ(c, c->host_cmd_bytes + k * c->host_token_bytes);
@@ -253,13 +274,13 @@ void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix,
     double t1 = 0, e1 = 0, l1 = 0, h1 = 0;
     for (int64_t p = 0; p < prompt; p += ch) {
         int64_t k = prompt - p < ch ? prompt - p : ch;
-        t1 += (double)es_an_tile(c, m, 0, k, prefix + p);
+        t1 += tile_item_bound(c, m, k, prefix + p, full);
         e1 += (double)es_an_embed(c, m, k);
         l1 += (double)es_an_link_occ(c, k * m->hidden * c->link_elem_bits);
         h1 += (double)es_an_host_occ(c, c->host_cmd_bytes + k * c->host_token_bytes);
     }
     for (int64_t g = 1; g < gen; g++) {
-        t1 += (double)es_an_tile(c, m, 0, 1, prefix + prompt + g - 1);
+        t1 += tile_item_bound(c, m, 1, prefix + prompt + g - 1, full);
         e1 += (double)es_an_embed(c, m, 1);
         l1 += (double)es_an_link_occ(c, m->hidden * c->link_elem_bits);
     }

@@ -43,7 +43,8 @@ int64_t es_an_ttft(const es_chip *c, const es_model *m, int64_t prompt);
 /* A uniform batch: n sequences, each prefilling `prompt` tokens after a
  * shared prefix of `prefix` tokens (computed once), then generating `gen`.
  * busy: the most cycles any unit must be occupied (a lower bound on the
- * batch time when the pipeline is kept full); fill: twice one sequence's
+ * batch time; with tokens_per_read > 1, items smaller than a full pass are
+ * counted at their share of one, as if the tile always grouped them); fill: twice one sequence's
  * trip through the chip alone (TTFT plus its decode steps): one to fill the
  * pipeline, one to drain it, the bound on what a kept-full pipeline adds. */
 void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix, int64_t prompt, int64_t gen,
