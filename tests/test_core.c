@@ -59,12 +59,29 @@ static void t1_models(void)
                             "ffn_residual"};
     for (int i = 0; i < 14; i++) CHECK(strcmp(m.ops[1 + i].name, want[i]) == 0, "op %d %s", i, m.ops[1 + i].name);
     CHECK(m.ops[0].kind == ES_OP_EMBED && m.ops[m.n_ops - 1].kind == ES_OP_SAMPLE, "graph ends");
+    /* 1.4b the typed graph: resource classes and state kinds; tensors found by (layer, role) */
+    int kv = 0, lanes = 0, vecs = 0;
+    for (int i = 0; i < m.n_ops; i++) {
+        const es_op *o = &m.ops[i];
+        kv += o->state == ES_STATE_KV;
+        lanes += o->res == ES_RES_LANES;
+        vecs += o->res == ES_RES_VECTOR;
+        if (o->kind == ES_OP_ATTN) CHECK(o->res == ES_RES_ATTN && o->state == ES_STATE_KV, "attention op typed");
+        else CHECK(o->state == ES_STATE_NONE, "op %s keeps no state", o->name);
+    }
+    CHECK(kv == 32 && es_model_kv_layers(&m) == 32, "KV layers %d", kv);
+    CHECK(lanes == 32 * 7 + 1 && vecs == 32 * 6 + 1, "lanes ops %d, vector ops %d", lanes, vecs);
+    CHECK(!strcmp(es_model_tensor(&m, 7, ES_ROLE_DOWN)->name, "model.layers.7.mlp.down_proj.weight") &&
+          !strcmp(es_model_tensor(&m, -1, ES_ROLE_LM_HEAD)->name, "lm_head.weight") &&
+          es_model_tensor(&m, 32, ES_ROLE_Q) == NULL && es_model_tensor(&m, -1, ES_ROLE_Q) == NULL,
+          "tensor lookup by layer and role");
     es_model_free(&m);
     /* 1.5 Llama-3.2-1B: tied embeddings, exact count */
     CHECK(es_model_load(&m, "llama-3.2-1b", &e) == 0, "load 1b: %s", e.msg);
     CHECK(es_model_params(&m) == 1235814400LL, "1b params %lld", (long long)es_model_params(&m));
     CHECK(m.tied && m.head_dim == 64, "1b tied");
     CHECK(m.ops[m.n_ops - 2].tensor == 0, "1b LM head reads the embedding");
+    CHECK(es_model_tensor(&m, -1, ES_ROLE_LM_HEAD) == es_model_tensor(&m, -1, ES_ROLE_EMBED), "tied lookup");
     es_model_free(&m);
     /* 1.6 unknown architecture names the file and key */
     CHECK(es_model_load(&m, data("bad-arch/config.json"), &e) != 0, "bad arch accepted");

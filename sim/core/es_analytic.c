@@ -74,13 +74,6 @@ int64_t es_an_host_lat(const es_chip *c) { return ns_to_cycles(c, c->host_latenc
 
 /* ---- composition ---- */
 
-/* Tensor of a role in a layer: es_model lays tensors out as the embedding,
- * then 9 per layer (attn_norm, q, k, v, o, ffn_norm, gate, up, down), then
- * the final norm and the LM head (absent when tied: the embedding serves). */
-static const es_tensor *tensor_at(const es_model *m, int64_t layer, int k)
-{
-    return &m->tensors[1 + 9 * layer + k];
-}
 
 static int64_t mv(const es_chip *c, const es_tensor *t, int64_t n, int head)
 {
@@ -91,7 +84,7 @@ static int64_t mv(const es_chip *c, const es_tensor *t, int64_t n, int head)
 
 int64_t es_an_embed(const es_chip *c, const es_model *m, int64_t n)
 {
-    const es_tensor *t = &m->tensors[0];
+    const es_tensor *t = es_model_tensor(m, -1, ES_ROLE_EMBED);
     const es_rom *r = embed_rom(c, m);
     return es_ceil_div(n * (es_tensor_bits(c, t) / t->rows), r->banks * r->row_bits) + r->latency;
 }
@@ -101,11 +94,13 @@ int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t layer, int64_t 
     int64_t H = m->hidden, F = m->ffn, Q = m->heads * m->head_dim, KV = m->kv_heads * m->head_dim;
     int64_t t = 0;
     t += 2 * vec(c, n * H, 2);                                        /* two RMSNorms */
-    for (int k = 1; k <= 4; k++) t += mv(c, tensor_at(m, layer, k), n, 0); /* q, k, v, o */
+    static const es_role qkvo[4] = {ES_ROLE_Q, ES_ROLE_K, ES_ROLE_V, ES_ROLE_O};
+    static const es_role ffn[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
+    for (int k = 0; k < 4; k++) t += mv(c, es_model_tensor(m, layer, qkvo[k]), n, 0);
     t += vec(c, n * (Q + KV), 1);                                     /* RoPE on q and k */
     t += attention(c, m, n, p);
     t += 2 * vec(c, n * H, 1);                                        /* two residual adds */
-    for (int k = 6; k <= 8; k++) t += mv(c, tensor_at(m, layer, k), n, 0); /* gate, up, down */
+    for (int k = 0; k < 3; k++) t += mv(c, es_model_tensor(m, layer, ffn[k]), n, 0);
     t += vec(c, n * F, 1);                                            /* SiLU(gate) * up */
     return t;
 }
@@ -120,7 +115,7 @@ int64_t es_an_tile(const es_chip *c, const es_model *m, int64_t tile, int64_t n,
 
 int64_t es_an_head(const es_chip *c, const es_model *m)
 {
-    const es_tensor *lm = m->tied ? &m->tensors[0] : &m->tensors[2 + 9 * m->layers];
+    const es_tensor *lm = es_model_tensor(m, -1, ES_ROLE_LM_HEAD);
     return vec(c, m->hidden, 2) + mv(c, lm, 1, 1) +
            es_ceil_div(m->vocab, c->sampler_width) + c->sampler_latency;
 }

@@ -68,18 +68,29 @@ static int add_tensor(es_model *m, es_role role, int layer, int64_t rows, int64_
     return m->n_tensors++;
 }
 
+static const char *res_names[] = {"embed_rom", "lanes", "vector", "attention", "scan", "router", "sampler"};
+const char *es_res_name(es_res r) { return (r >= 0 && r <= ES_RES_SAMPLER) ? res_names[r] : "?"; }
+
 static void add_op(es_model *m, es_op_kind k, int layer, int tensor, int64_t elems,
                    const char *name)
 {
     es_op *o = &m->ops[m->n_ops++];
     o->kind = k;
+    switch (k) {
+    case ES_OP_EMBED: o->res = ES_RES_EMBED_ROM; break;
+    case ES_OP_MATVEC: o->res = ES_RES_LANES; break;
+    case ES_OP_ATTN: o->res = ES_RES_ATTN; o->state = ES_STATE_KV; break;
+    case ES_OP_SAMPLE: o->res = ES_RES_SAMPLER; break;
+    default: o->res = ES_RES_VECTOR; break;
+    }
     o->layer = layer;
     o->tensor = tensor;
     o->elems = elems;
     snprintf(o->name, sizeof o->name, "%s", name);
 }
 
-static int build_graph(es_model *m, es_err *e)
+/* The graph of a dense Llama (LlamaForCausalLM, GGUF "llama"). */
+static int build_llama(es_model *m, es_err *e)
 {
     int64_t L = m->layers, H = m->hidden;
     int64_t q_out = m->heads * m->head_dim, kv_out = m->kv_heads * m->head_dim;
@@ -117,7 +128,6 @@ static int build_graph(es_model *m, es_err *e)
         add_op(m, ES_OP_MATVEC, l, d, 0, "ffn_down");
         add_op(m, ES_OP_ADD, l, -1, H, "ffn_residual");
     }
-    /* es_analytic relies on this order: embedding, 9 per layer, out_norm, lm_head */
     int on = add_tensor(m, ES_ROLE_OUT_NORM, -1, 1, H, "model.norm.weight");
     m->tensors[emb].lm_head = m->tied;
     int head = m->tied ? emb : add_tensor(m, ES_ROLE_LM_HEAD, -1, m->vocab, H, "lm_head.weight");
@@ -125,6 +135,72 @@ static int build_graph(es_model *m, es_err *e)
     add_op(m, ES_OP_MATVEC, -1, head, 0, "lm_head");
     add_op(m, ES_OP_SAMPLE, -1, -1, m->vocab, "sampler");
     return 0;
+}
+
+/* ---- the architecture registry ---- */
+
+typedef struct es_arch {
+    const char *hf;       /* config.json architectures[0] */
+    const char *gguf;     /* GGUF general.architecture */
+    int (*build)(es_model *m, es_err *e);
+} es_arch;
+
+static const es_arch ARCHS[] = {
+    {"LlamaForCausalLM", "llama", build_llama},
+};
+#define N_ARCHS ((int)(sizeof ARCHS / sizeof *ARCHS))
+
+static const es_arch *find_arch(const char *name, int gguf)
+{
+    for (int i = 0; i < N_ARCHS; i++)
+        if (!strcmp(name, gguf ? ARCHS[i].gguf : ARCHS[i].hf)) return &ARCHS[i];
+    return NULL;
+}
+
+static void arch_list(char *out, size_t n, int gguf)
+{
+    out[0] = 0;
+    for (int i = 0; i < N_ARCHS; i++)
+        snprintf(out + strlen(out), n - strlen(out), "%s%s", i ? ", " : "", gguf ? ARCHS[i].gguf : ARCHS[i].hf);
+}
+
+/* Build the graph, then index its tensors by (layer, role). */
+static int build_graph(es_model *m, const es_arch *a, es_err *e)
+{
+    if (a->build(m, e)) return -1;
+    int64_t rows = m->layers + 1;
+    m->by_role = malloc((size_t)(rows * ES_ROLE_COUNT) * sizeof *m->by_role);
+    if (!m->by_role) return es_fail(e, "%s: out of memory building the graph", m->path);
+    for (int64_t i = 0; i < rows * ES_ROLE_COUNT; i++) m->by_role[i] = -1;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *t = &m->tensors[i];
+        int64_t row = t->layer >= 0 ? t->layer : m->layers;
+        m->by_role[row * ES_ROLE_COUNT + t->role] = i;
+        if (t->lm_head) m->by_role[m->layers * ES_ROLE_COUNT + ES_ROLE_LM_HEAD] = i;
+    }
+    return 0;
+}
+
+const es_tensor *es_model_tensor(const es_model *m, int64_t layer, es_role role)
+{
+    int64_t row = layer >= 0 ? layer : m->layers;
+    if (row > m->layers || role < 0 || role >= ES_ROLE_COUNT || !m->by_role) return NULL;
+    int i = m->by_role[row * ES_ROLE_COUNT + role];
+    return i >= 0 ? &m->tensors[i] : NULL;
+}
+
+const es_op *es_model_op(const es_model *m, int64_t layer, es_op_kind k)
+{
+    for (int i = 0; i < m->n_ops; i++)
+        if (m->ops[i].layer == layer && m->ops[i].kind == k) return &m->ops[i];
+    return NULL;
+}
+
+int64_t es_model_kv_layers(const es_model *m)
+{
+    int64_t n = 0;
+    for (int i = 0; i < m->n_ops; i++) n += m->ops[i].state == ES_STATE_KV;
+    return n;
 }
 
 /* The model's name: the file's base name without ".gguf". */
@@ -150,12 +226,15 @@ static int load_gguf(es_model *m, es_err *e)
     gguf_name(m);
     m->gguf = 1;
     if (es_gguf_str(&g, "general.architecture", &arch, e)) goto out;
-    if (strcmp(arch, "llama")) {
-        es_fail(e, "%s: metadata 'general.architecture': unsupported architecture '%.64s' (supported: llama)",
-                m->path, arch);
+    const es_arch *reg = find_arch(arch, 1);
+    if (!reg) {
+        char list[256];
+        arch_list(list, sizeof list, 1);
+        es_fail(e, "%s: metadata 'general.architecture': unsupported architecture '%.64s' (supported: %s)",
+                m->path, arch, list);
         goto out;
     }
-    snprintf(m->arch, sizeof m->arch, "LlamaForCausalLM");
+    snprintf(m->arch, sizeof m->arch, "%s", reg->hf);
     const int64_t BIG = (int64_t)1 << 24;
     int64_t vocab_tokens = -1, rope_dims;
     if (es_gguf_i64(&g, "llama.embedding_length", 1, BIG, &m->hidden, e) ||
@@ -217,7 +296,7 @@ static int load_gguf(es_model *m, es_err *e)
         goto out;
     }
     m->tied = es_gguf_tensor_find(&g, "output.weight") == NULL; /* llama.cpp uses token_embd then */
-    rc = build_graph(m, e);
+    rc = build_graph(m, reg, e);
 out:
     es_gguf_close(&g);
     return rc;
@@ -254,9 +333,11 @@ int es_model_load(es_model *m, const char *spec, es_err *e)
         goto out;
     }
     snprintf(m->arch, sizeof m->arch, "%s", a0->valuestring);
-    if (strcmp(m->arch, "LlamaForCausalLM") != 0) {
-        es_fail(e, "%s: key 'architectures': unknown architecture '%s' (supported: "
-                   "LlamaForCausalLM)", m->path, m->arch);
+    const es_arch *reg = find_arch(m->arch, 0);
+    if (!reg) {
+        char list[256];
+        arch_list(list, sizeof list, 0);
+        es_fail(e, "%s: key 'architectures': unknown architecture '%s' (supported: %s)", m->path, m->arch, list);
         goto out;
     }
     const int64_t BIG = (int64_t)1 << 24;
@@ -311,7 +392,7 @@ int es_model_load(es_model *m, const char *spec, es_err *e)
             goto out;
         }
     }
-    rc = build_graph(m, e);
+    rc = build_graph(m, reg, e);
 out:
     es_cfg_free(&c);
     if (rc) es_model_free(m);
@@ -322,8 +403,10 @@ void es_model_free(es_model *m)
 {
     free(m->tensors);
     free(m->ops);
+    free(m->by_role);
     m->tensors = NULL;
     m->ops = NULL;
+    m->by_role = NULL;
     m->n_tensors = m->n_ops = 0;
 }
 

@@ -1,7 +1,14 @@
 /* es_model: a model's shape from a Hugging Face config.json or a GGUF
- * file's metadata, its weight tensors and the op graph one token walks
- * through. Dense Llama only for now; other architectures are rejected by
- * name. */
+ * file's metadata, its weight tensors and the typed op graph one token
+ * walks through. An architecture registry (es_model.c) maps each name a
+ * config or a GGUF file may give to the builder of its graph; names it does
+ * not hold are rejected, listing those it does. Dense Llama only for now.
+ *
+ * The graph is typed: every op names the resource class that executes it
+ * (the ROM and its lanes, the vector unit, the attention engine, ...) and
+ * the state it keeps per sequence (a KV entry per position, ...). Callers
+ * find tensors by (layer, role) with es_model_tensor, never by position in
+ * the tensor list. */
 #ifndef ES_MODEL_H
 #define ES_MODEL_H
 #include <stddef.h>
@@ -37,8 +44,31 @@ typedef enum es_op_kind {
     ES_OP_SILU_MUL, ES_OP_SAMPLE
 } es_op_kind;
 
+/* The resource class that executes an op. */
+typedef enum es_res {
+    ES_RES_EMBED_ROM,  /* a row lookup in the embedding ROM */
+    ES_RES_LANES,      /* ROM banks and their multiply-select-add lanes */
+    ES_RES_VECTOR,     /* the vector unit: norms, RoPE, element-wise ops */
+    ES_RES_ATTN,       /* the attention engine and its KV SRAM ports */
+    ES_RES_SCAN,       /* a selective-scan engine (SSM), none yet */
+    ES_RES_ROUTER,     /* an expert router (MoE), none yet */
+    ES_RES_SAMPLER     /* argmax / top-k over the vocabulary */
+} es_res;
+
+/* The state an op keeps per sequence. */
+typedef enum es_state {
+    ES_STATE_NONE,
+    ES_STATE_KV,        /* K and V of every position (attention) */
+    ES_STATE_RECURRENT, /* a fixed state per sequence (SSM), none yet */
+    ES_STATE_EXPERTS    /* routed experts (MoE), none yet */
+} es_state;
+
+const char *es_res_name(es_res r);   /* "lanes", "vector", ... */
+
 typedef struct es_op {
-    es_op_kind kind;  /* which unit executes it */
+    es_op_kind kind;  /* what it computes */
+    es_res res;       /* which resource executes it */
+    es_state state;   /* what it keeps per sequence */
     int layer;        /* block index, -1 for embedding / head */
     int tensor;       /* index into es_model.tensors, -1 when none */
     int64_t elems;    /* elements per token for vector ops (RoPE: q+k elements) */
@@ -68,6 +98,7 @@ typedef struct es_model {
     int n_tensors;
     es_op *ops;            /* (n_ops) graph in execution order */
     int n_ops;
+    int *by_role;          /* (layers + 1, ES_ROLE_COUNT) tensor index, -1 none; row `layers`: outside blocks */
 } es_model;
 
 /* Load from a config.json path, a folder holding one, a name under
@@ -75,6 +106,13 @@ typedef struct es_model {
 int es_model_load(es_model *m, const char *spec, es_err *e);
 void es_model_free(es_model *m);
 int64_t es_model_params(const es_model *m);
+/* The tensor of a role in a layer (-1: outside the blocks: embed, out_norm,
+ * lm_head; a tied model's lm_head is its embedding), or NULL. */
+const es_tensor *es_model_tensor(const es_model *m, int64_t layer, es_role role);
+/* The first op of kind k in layer (-1: outside the blocks), or NULL. */
+const es_op *es_model_op(const es_model *m, int64_t layer, es_op_kind k);
+/* Layers whose attention keeps a KV entry per position. */
+int64_t es_model_kv_layers(const es_model *m);
 /* The head_dim/2 RoPE frequencies after llama3 scaling, into out[]. */
 void es_model_rope_freqs(const es_model *m, double *out);
 /* Folder holding models/ (ETCHSIM_MODELS env, else the build's source tree). */

@@ -53,7 +53,7 @@ struct Chip {
         HostDevice *host = dev = add(new HostDevice("host", ctx));
         prog = add(new HostProgram("host_program", ctx, *host));
         Link *hl = add(new Link("host_link", ctx, 0, true));
-        Embed *emb = add(new Embed("embed", ctx, &m->ops[0], rom.get()));
+        Embed *emb = add(new Embed("embed", ctx, es_model_op(m, -1, ES_OP_EMBED), rom.get()));
         Link *fb = add(new Link("feedback", ctx, c->token_id_bits, false));
         Fifo *f = fifo("q_submit", depth);
         host->submit(*f);
@@ -92,7 +92,8 @@ struct Chip {
             tile->in(*f);
             up = &tile->out;
         }
-        const es_op *hops[3] = {&m->ops[m->n_ops - 3], &m->ops[m->n_ops - 2], &m->ops[m->n_ops - 1]};
+        const es_op *hops[3] = {es_model_op(m, -1, ES_OP_RMSNORM), es_model_op(m, -1, ES_OP_MATVEC),
+                                es_model_op(m, -1, ES_OP_SAMPLE)};
         Head *head = add(new Head("head", ctx, hops, rom.get()));
         f = fifo("q_head_in", depth);
         (*up)(*f);
