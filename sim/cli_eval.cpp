@@ -728,11 +728,12 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     }
     /* the oracle for a uniform batch: the busiest unit's total occupancy, plus at most one fill */
     if (done > 0) {
-        double busy = 0, fill = 0;
-        es_an_batch(&L.c, &L.m, done, sharing ? rule_tokens : 0, b.first_prompt, o.max_new, &busy, &fill);
+        double busy = 0, fill = 0, upper = 0;
+        es_an_batch(&L.c, &L.m, done, sharing ? rule_tokens : 0, b.first_prompt, o.max_new, &busy, &fill, &upper);
         cJSON *an = cJSON_AddObjectToObject(j, "analytic");
         cJSON_AddNumberToObject(an, "busy_ns", busy * 1e9 / L.c.clock_hz);
         cJSON_AddNumberToObject(an, "fill_ns", fill * 1e9 / L.c.clock_hz);
+        cJSON_AddNumberToObject(an, "upper_ns", upper * 1e9 / L.c.clock_hz);
         cJSON_AddStringToObject(an, "note", "uniform batch: sizes of the first record; exact only when all records are alike");
     }
     cJSON_AddNumberToObject(j, "sim_wall_s", b.wall);

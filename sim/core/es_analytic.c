@@ -37,6 +37,37 @@ static const es_rom *embed_rom(const es_chip *c, const es_model *m)
 
 int64_t es_an_op(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p)
 {
+    int64_t occ, lat;
+    es_an_op_split(c, m, op, n, p, &occ, &lat);
+    return occ + lat;
+}
+
+void es_an_op_split(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p, int64_t *occ,
+                    int64_t *lat)
+{
+    *lat = 0;
+    switch (op->kind) {
+    case ES_OP_RMSNORM:
+    case ES_OP_ROPE:
+    case ES_OP_ADD:
+    case ES_OP_SILU_MUL:
+        *lat = c->vec_latency;
+        *occ = vec(c, n * op->elems, op->kind == ES_OP_RMSNORM ? 2 : 1) - *lat;
+        return;
+    case ES_OP_MATVEC:
+        *lat = (op->layer >= 0 ? c->rom.latency : c->head_rom.latency) + c->lane_depth;
+        *occ = es_an_op_total(c, m, op, n, p) - *lat;
+        return;
+    default:
+        *occ = es_an_op_total(c, m, op, n, p);
+        return;
+    }
+}
+
+/* The whole of an op's time; attention, the embedding lookup and the sampler
+ * hold their resource for all of it. */
+int64_t es_an_op_total(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p)
+{
     switch (op->kind) {
     case ES_OP_EMBED: return es_an_embed(c, m, n);
     case ES_OP_RMSNORM: return vec(c, n * op->elems, 2);
@@ -103,6 +134,40 @@ int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t layer, int64_t 
     for (int k = 0; k < 3; k++) t += mv(c, es_model_tensor(m, layer, ffn[k]), n, 0);
     t += vec(c, n * F, 1);                                            /* SiLU(gate) * up */
     return t;
+}
+
+/* Occupancy of each of a tile's resources for one work item of n tokens of
+ * one sequence at positions p..: the lanes, the vector unit, the attention
+ * engine; and the item's whole time in the tile. */
+static void tile_resources(const es_chip *c, const es_model *m, int64_t tile, int64_t n, int64_t p,
+                           double *lanes, double *vector, double *attn, double *whole)
+{
+    *lanes = *vector = *attn = *whole = 0;
+    for (int i = 0; i < m->n_ops; i++) {
+        const es_op *op = &m->ops[i];
+        if (op->layer < 0 || op->layer / c->layers_per_tile != tile) continue;
+        int64_t occ, lat;
+        es_an_op_split(c, m, op, n, p, &occ, &lat);
+        if (op->res == ES_RES_LANES) *lanes += (double)occ;
+        else if (op->res == ES_RES_ATTN) *attn += (double)occ;
+        else *vector += (double)occ;
+        *whole += (double)(occ + lat);
+    }
+}
+
+double es_an_tile_token_bound(const es_chip *c, const es_model *m, int64_t tile, int64_t p)
+{
+    int64_t g = c->tokens_per_read;
+    double lanes, vector, attn, whole, attn1, l1, v1, w1;
+    tile_resources(c, m, tile, g, p, &lanes, &vector, &attn, &whole);
+    tile_resources(c, m, tile, 1, p, &l1, &v1, &attn1, &w1);
+    /* g tokens of g sequences: the shared part once, attention once per sequence */
+    whole = whole - attn + (double)g * attn1;
+    double b = lanes / (double)g;
+    if (vector / (double)g > b) b = vector / (double)g;
+    if (attn1 * (double)c->kv_tiles_per_group > b) b = attn1 * (double)c->kv_tiles_per_group; /* shared ports */
+    if (whole / (double)(g * c->tile_slots) > b) b = whole / (double)(g * c->tile_slots);
+    return b;
 }
 
 int64_t es_an_tile(const es_chip *c, const es_model *m, int64_t tile, int64_t n, int64_t p)
@@ -175,12 +240,12 @@ void es_an_summarize(const es_chip *c, const es_model *m, int64_t prompt, int64_
     s->ttft_cycles = (double)es_an_ttft(c, m, prompt);
     int64_t pm = prompt + gen / 2;
     s->step_mid_cycles = (double)es_an_decode_step(c, m, pm);
-    /* per token at saturation: tiles take tokens_per_read waiting tokens per
+    /* per token at saturation: a tile takes tokens_per_read waiting tokens per
      * pass over the weights (attention still per token), the head one at a time */
-    int64_t tiles = es_chip_tiles(c, m), b = es_an_head(c, m), g = c->tokens_per_read;
+    int64_t tiles = es_chip_tiles(c, m), b = es_an_head(c, m);
     for (int64_t i = 0; i < tiles; i++) {
-        int64_t t = es_ceil_div(es_an_tile(c, m, i, g, pm), g);
-        if (t > b) b = t;
+        double t = es_an_tile_token_bound(c, m, i, pm);
+        if (t > (double)b) b = (int64_t)(t + 0.999999);
     }
     int64_t other[3] = {es_an_embed(c, m, 1), es_an_link_occ(c, m->hidden * c->link_elem_bits),
                         es_an_host_occ(c, c->host_cpl_bytes)};
@@ -231,66 +296,80 @@ void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64
     }
 }
 
-/* A tile's work for an item of n tokens of one sequence at positions p..: the
- * shared part (projections and vector ops: one pass over the weights serves
- * up to tokens_per_read tokens) and attention (per sequence, never shared). */
-static double tile_shared(const es_chip *c, const es_model *m, int64_t n)
+/* The least time n tokens of one item can hold each tile resource, when the
+ * tile may group it with other items: an item of n >= tokens_per_read tokens
+ * is served alone (a group never exceeds tokens_per_read tokens); a smaller
+ * one may share its pass with others, so it costs at least n /
+ * tokens_per_read of a full pass. Attention is per sequence. res[0..2]:
+ * lanes, vector, attention; res[3]: the item's whole time / items_in_flight. */
+static void tile_item_bound(const es_chip *c, const es_model *m, int64_t n, int64_t p, double *res)
 {
-    return (double)(es_an_tile(c, m, 0, n, 0) - attention(c, m, n, 0) * c->layers_per_tile);
-}
-
-/* The least tile time n tokens of one item can cost when the tile may group
- * it with other items: an item of n >= tokens_per_read tokens is served alone
- * (a group never exceeds tokens_per_read tokens); a smaller one may share its
- * pass with others, so it costs at least n / tokens_per_read of a full pass.
- * Attention is per sequence. With tokens_per_read 1 this is the item alone. */
-static double tile_item_bound(const es_chip *c, const es_model *m, int64_t n, int64_t p, double full_pass)
-{
-    double att = (double)(attention(c, m, n, p) * c->layers_per_tile);
-    if (n >= c->tokens_per_read) return tile_shared(c, m, n) + att;
-    return full_pass * (double)n / (double)c->tokens_per_read + att;
+    double l, v, a, w, al, vl, aa, wl;
+    tile_resources(c, m, 0, n, p, &l, &v, &a, &w);
+    if (n < c->tokens_per_read) {
+        tile_resources(c, m, 0, c->tokens_per_read, 0, &al, &vl, &aa, &wl);
+        double share = (double)n / (double)c->tokens_per_read;
+        l = al * share;
+        v = vl * share;
+        w = (wl - aa) * share + a;
+    }
+    res[0] += l;
+    res[1] += v;
+    res[2] += a * (double)c->kv_tiles_per_group;
+    res[3] += w / (double)c->tile_slots;
 }
 
 void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix, int64_t prompt, int64_t gen,
-                 double *busy, double *fill)
+                 double *busy, double *fill, double *upper)
 {
     int64_t ch = c->prefill_chunk;
-    double full = tile_shared(c, m, c->tokens_per_read); /* one pass that serves tokens_per_read tokens */
-    double tile = 0, embed = 0, link = 0, host = 0;
+    double tr[4] = {0, 0, 0, 0}, embed = 0, link = 0, host = 0; /* tile 0's resources, as every tile's */
+    double serial = 0, s1 = 0; /* tile 0 taking items one at a time, ungrouped */
     /* the shared prefix, once */
     for (int64_t p = 0; p < prefix; p += ch) {
         int64_t k = prefix - p < ch ? prefix - p : ch;
-        tile += tile_item_bound(c, m, k, p, full);
+        tile_item_bound(c, m, k, p, tr);
+        serial += (double)es_an_tile(c, m, 0, k, p);
         embed += (double)es_an_embed(c, m, k);
         link += (double)es_an_link_occ(c, k * m->hidden * c->link_elem_bits);
         host += (double)es_an_host_occ(c, c->host_cmd_bytes + k * c->host_token_bytes);
     }
     /* one sequence */
-    double t1 = 0, e1 = 0, l1 = 0, h1 = 0;
+    double t1[4] = {0, 0, 0, 0}, e1 = 0, l1 = 0, h1 = 0;
     for (int64_t p = 0; p < prompt; p += ch) {
         int64_t k = prompt - p < ch ? prompt - p : ch;
-        t1 += tile_item_bound(c, m, k, prefix + p, full);
+        tile_item_bound(c, m, k, prefix + p, t1);
+        s1 += (double)es_an_tile(c, m, 0, k, prefix + p);
         e1 += (double)es_an_embed(c, m, k);
         l1 += (double)es_an_link_occ(c, k * m->hidden * c->link_elem_bits);
         h1 += (double)es_an_host_occ(c, c->host_cmd_bytes + k * c->host_token_bytes);
     }
     for (int64_t g = 1; g < gen; g++) {
-        t1 += tile_item_bound(c, m, 1, prefix + prompt + g - 1, full);
+        tile_item_bound(c, m, 1, prefix + prompt + g - 1, t1);
+        s1 += (double)es_an_tile(c, m, 0, 1, prefix + prompt + g - 1);
         e1 += (double)es_an_embed(c, m, 1);
         l1 += (double)es_an_link_occ(c, m->hidden * c->link_elem_bits);
     }
-    tile += (double)n * t1;
+    double tile = 0;
+    for (int k = 0; k < 4; k++) {
+        tr[k] += (double)n * t1[k];
+        if (tr[k] > tile) tile = tr[k];
+    }
     embed += (double)n * e1;
     link += (double)n * l1;
     host += (double)n * h1;
     double head = (double)(n * gen) * (double)es_an_head(c, m);
     double cpl = (double)(n * gen) * (double)es_an_host_occ(c, c->host_cpl_bytes);
-    double b = tile;
+    serial += (double)n * s1;
+    double b = tile, u = serial;
     double other[5] = {embed, link, host, head, cpl};
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 5; i++) {
         if (other[i] > b) b = other[i];
+        if (other[i] > u) u = other[i];
+    }
     *busy = b;
     double f = (double)es_an_ttft(c, m, prefix + prompt);
     for (int64_t g = 1; g < gen; g++) f += (double)es_an_decode_step(c, m, prefix + prompt + g - 1);
     *fill = 2 * f; /* filling at the start, draining at the end */
+    *upper = u + *fill;
 }

@@ -17,6 +17,15 @@ static inline int64_t es_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b
 /* Per-op occupancy of the unit that runs it, for n tokens of one sequence
  * whose first token sits at position p (token j attends to p+j+1 positions). */
 int64_t es_an_op(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p);
+/* The same split into occupancy (cycles the op holds its resource: the lanes,
+ * the vector unit, a KV port) and latency (pipeline cycles after it, with the
+ * resource free for the next item): es_an_op = occ + lat. Matrix products
+ * hold the lanes for their passes, then wait ROM latency + lane depth; vector
+ * ops hold the unit for their passes, then wait its latency; attention, the
+ * embedding and the sampler hold their resource throughout (lat 0). */
+void es_an_op_split(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p, int64_t *occ,
+                    int64_t *lat);
+int64_t es_an_op_total(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p);
 /* Events (ROM bits, MACs, SRAM bits, vector ops) the same op causes. */
 void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n,
                      int64_t p, es_events *ev);
@@ -34,6 +43,12 @@ int64_t es_an_embed(const es_chip *c, const es_model *m, int64_t n);
 int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t layer, int64_t n, int64_t p);
 int64_t es_an_tile(const es_chip *c, const es_model *m, int64_t tile, int64_t n, int64_t p);
 int64_t es_an_head(const es_chip *c, const es_model *m); /* norm + LM head + sampler, 1 token */
+/* The least cycles per token a tile needs when saturated with decode tokens of
+ * many sequences at position p: the busiest of its lanes, vector unit and
+ * attention engine (times the tiles sharing its KV ports) per token, with
+ * tokens_per_read tokens per pass, or an item's whole time over
+ * items_in_flight items, whichever is larger. */
+double es_an_tile_token_bound(const es_chip *c, const es_model *m, int64_t tile, int64_t p);
 /* Sample-to-sample interval of one stream, for the decode step whose input
  * token sits at position p. */
 int64_t es_an_decode_step(const es_chip *c, const es_model *m, int64_t p);
@@ -46,9 +61,12 @@ int64_t es_an_ttft(const es_chip *c, const es_model *m, int64_t prompt);
  * batch time; with tokens_per_read > 1, items smaller than a full pass are
  * counted at their share of one, as if the tile always grouped them); fill: twice one sequence's
  * trip through the chip alone (TTFT plus its decode steps): one to fill the
- * pipeline, one to drain it, the bound on what a kept-full pipeline adds. */
+ * pipeline, one to drain it, the bound on what a kept-full pipeline adds.
+ * upper: the batch time if every tile took its items one at a time, ungrouped
+ * (the busiest unit then), plus fill: overlap and grouping inside a tile
+ * only shorten it, so the simulated batch lies in [busy, upper]. */
 void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix, int64_t prompt, int64_t gen,
-                 double *busy, double *fill);
+                 double *busy, double *fill, double *upper);
 
 typedef struct es_an_summary {
     double decode_tokens_per_s;   /* one stream, mean over its decode steps */

@@ -27,7 +27,11 @@ void es_area_compute(const es_chip *c, const es_model *m, es_area *a)
     a->mm2[ES_AREA_SRAM] = a->sram_bits * c->sram_cell_um2 / c->sram_eff * 1e-6;
     a->tr[ES_AREA_SRAM] = a->sram_bits * c->sram_tr_bit;
     /* logic */
-    a->tr[ES_AREA_LANES] = (tiles * (double)c->lanes + (double)c->head_lanes) * c->lane_tr;
+    /* a tile serving tokens_per_read tokens per ROM read selects each weight's
+     * product for each of them: one adder-tree input (and its share of the
+     * tree and pipeline registers) per token, so its lanes grow with it; the
+     * head serves one token at a time */
+    a->tr[ES_AREA_LANES] = (tiles * (double)c->lanes * (double)c->tokens_per_read + (double)c->head_lanes) * c->lane_tr;
     a->tr[ES_AREA_VECTOR] = (tiles + 1) * (double)c->vec_width * c->vec_tr_per_elem;
     a->tr[ES_AREA_ATTN] = tiles * (double)c->attn_ppc * c->attn_tr_per_pos;
     a->tr[ES_AREA_SAMPLER] = (double)c->sampler_width * c->sampler_tr_per_elem;

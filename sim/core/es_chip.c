@@ -58,6 +58,7 @@ static int read_chip(es_chip *c, es_err *e)
     if (es_cfg_str(f, "name", c->name, sizeof c->name, e) ||
         es_cfg_num(f, "clock_hz", 1e6, 1e11, &c->clock_hz, e) ||
         es_cfg_int(f, "tile.layers_per_tile", 1, 1024, &c->layers_per_tile, e) ||
+        es_cfg_i64_opt(f, "tile.items_in_flight", 1, 64, 1, &c->tile_slots, e) ||
         read_rom(f, "tile.rom", &c->rom, e) ||
         es_cfg_i64(f, "tile.lanes.count", 1, BIG, &c->lanes, e) ||
         es_cfg_int(f, "tile.lanes.cell_bits", 1, 16, &c->cell_bits, e) ||

@@ -32,6 +32,7 @@ typedef struct es_chip {
 
     double clock_hz;          /* clock_hz */
     int layers_per_tile;      /* tile.layers_per_tile */
+    int64_t tile_slots;       /* tile.items_in_flight: work items a tile holds at once (default 1) */
     /* layer tile */
     es_rom rom;               /* tile.rom.* */
     int64_t lanes;            /* tile.lanes.count: lane cells per cycle */

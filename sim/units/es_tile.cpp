@@ -1,120 +1,192 @@
-// es_tile: see es_tile.h. Ops run in graph order; the cycles of the ops
-// between two attention ops are waited in one step, and each attention op
-// waits for a free KV port first, so port contention shows up as delay.
-// With tokens_per_read > 1, items already waiting are taken together: the
-// projections read the weights once for all their tokens, attention runs
-// per sequence over its own KV.
+// es_tile: see es_tile.h. With tokens_per_read > 1, items already waiting
+// are taken together: the projections read the weights once for all their
+// tokens, attention runs per sequence over its own KV.
 #include "es_tile.h"
+#include <algorithm>
+#include <climits>
+#include <string>
 
 namespace es {
 
-Tile::Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops,
-           sc_core::sc_semaphore *kv_ports, bool last)
+Tile::Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops, Server *kv_ports, bool last)
     : sc_module(nm), ctx_(ctx), ops_(std::move(ops)), kv_(kv_ports), last_(last)
 {
-    stat_ = ctx_.unit(basename());
-    lo_ = INT32_MAX;
+    std::string b = basename();
+    stat_ = ctx_.unit(b.c_str());
+    lanes_stat_ = ctx_.unit((b + ".lanes").c_str());
+    vec_stat_ = ctx_.unit((b + ".vector").c_str());
+    attn_stat_ = ctx_.unit((b + ".attention").c_str());
+    lo_ = INT_MAX;
     hi_ = 0;
     for (const es_op *op : ops_) {
         if (op->layer < lo_) lo_ = op->layer;
         if (op->layer + 1 > hi_) hi_ = op->layer + 1;
     }
-    SC_THREAD(run);
+    free_slots_ = ctx_.c->tile_slots;
+    SC_THREAD(fetch);
+    SC_THREAD(complete);
 }
 
-void Tile::run()
+bool Tile::next_group(std::vector<Item> &group, int64_t &total)
 {
     const int64_t tpr = ctx_.c->tokens_per_read;
-    std::vector<Item> &group = group_;
-    std::vector<es_events> &own = own_;
-    Item carry;
-    bool have_carry = false;
-    es_events shared{}, op_ev, part_ev;
+    /* the next item in arrival order, once a slot is free and its sequence is not in the tile */
     for (;;) {
-        group.clear();
-        Item first = have_carry ? carry : in.read();
-        have_carry = false;
-        ctx_.wait_until(first.ready);
-        group.push_back(first);
-        int64_t total = first.n;
-        /* items that have already arrived share this pass over the weights,
-         * up to tokens_per_read tokens: one work item of several sequences */
-        Item more;
-        while (total < tpr && in.nb_read(more)) {
-            if (more.ready > ctx_.now() || total + more.n > tpr) {
-                carry = more;
-                have_carry = true;
-                break;
-            }
-            group.push_back(more);
-            total += more.n;
+        Item it;
+        if (waiting_.empty() && in.nb_read(it)) waiting_.push_back(it);
+        if (!waiting_.empty() && free_slots_ > 0 && !seqs_in_.count(waiting_.front().seq)) break;
+        sc_core::wait(in.data_written_event() | changed_);
+    }
+    group.assign(1, waiting_.front());
+    waiting_.pop_front();
+    free_slots_--;
+    seqs_in_.insert(group[0].seq);
+    ctx_.wait_until(group[0].ready);
+    total = group[0].n;
+    /* items that have already arrived share this pass over the weights, up to
+     * tokens_per_read tokens: one work item of several sequences */
+    while (total < tpr) {
+        Item it;
+        if (waiting_.empty()) {
+            if (!in.nb_read(it)) break;
+            waiting_.push_back(it);
         }
-        int64_t start = ctx_.now(), pending = 0;
-        own.assign(group.size(), es_events{}); /* attention: each sequence's own KV */
-        shared = es_events{};
-        for (const es_op *op : ops_) {
-            if (op->kind != ES_OP_ATTN) {
-                pending += es_an_op(ctx_.c, ctx_.m, op, total, 0);
-                es_an_op_events(ctx_.c, ctx_.m, op, total, 0, &op_ev);
-                es_events_add(&shared, &op_ev);
+        const Item &more = waiting_.front();
+        if (more.ready > ctx_.now() || total + more.n > tpr || seqs_in_.count(more.seq)) break;
+        group.push_back(more);
+        seqs_in_.insert(more.seq);
+        total += more.n;
+        waiting_.pop_front();
+    }
+    return true;
+}
+
+const Tile::Plan &Tile::plan(int64_t n)
+{
+    auto it = plans_.find(n);
+    if (it != plans_.end()) return it->second;
+    Plan p;
+    es_events ev;
+    for (const es_op *op : ops_) {
+        if (op->kind == ES_OP_ATTN) {
+            p.steps.push_back({2, 0, 0, op});
+            continue;
+        }
+        Step s{op->res == ES_RES_LANES ? 0 : 1, 0, 0, op};
+        es_an_op_split(ctx_.c, ctx_.m, op, n, 0, &s.occ, &s.lat);
+        es_an_op_events(ctx_.c, ctx_.m, op, n, 0, &ev);
+        es_events_add(&p.shared, &ev);
+        p.steps.push_back(s);
+    }
+    return plans_.emplace(n, std::move(p)).first->second;
+}
+
+void Tile::fetch()
+{
+    std::vector<Item> group;
+    es_events op_ev;
+    for (;;) {
+        int64_t total = 0;
+        next_group(group, total);
+        int64_t start = ctx_.now();
+        if (in_work_++ == 0) busy_since_ = start;
+        Work w{0, entered_++, group, std::vector<es_events>(group.size())};
+        const Plan &pl = plan(total);
+        const es_events &shared = pl.shared;
+        /* book every op on its resource, in order: the item's trip is known now */
+        int64_t t = start;
+        for (const Step &st : pl.steps) {
+            if (st.res != 2) {
+                Server &res = st.res == 0 ? lanes_ : vec_;
+                es_unit_rec *rs = st.res == 0 ? lanes_stat_ : vec_stat_;
+                t = res.book(start, t, st.occ) + st.occ + st.lat;
+                rs->busy_cycles += st.occ;
+                rs->items++;
+                rs->tokens += total;
                 continue;
             }
             int64_t cyc = 0;
-            for (size_t g = 0; g < group.size(); g++) {
-                cyc += es_an_op(ctx_.c, ctx_.m, op, group[g].n, group[g].pos);
-                es_an_op_events(ctx_.c, ctx_.m, op, group[g].n, group[g].pos, &op_ev);
-                es_events_add(&own[g], &op_ev);
+            for (size_t g = 0; g < group.size(); g++) { /* attention: each sequence's own KV */
+                cyc += es_an_op(ctx_.c, ctx_.m, st.op, group[g].n, group[g].pos);
+                es_an_op_events(ctx_.c, ctx_.m, st.op, group[g].n, group[g].pos, &op_ev);
+                es_events_add(&w.ev[g], &op_ev);
             }
-            ctx_.wait_cycles(pending);
-            pending = 0;
-            kv_->wait();
-            ctx_.wait_cycles(cyc);
-            kv_->post();
+            t = kv_->book(start, t, cyc) + cyc;
+            attn_stat_->busy_cycles += cyc;
+            attn_stat_->items++;
+            attn_stat_->tokens += total;
         }
-        ctx_.wait_cycles(pending);
-        if (ctx_.dp) /* functional: the tile's layers on each item's tokens, in arrival order */
-            for (Item &it : group) {
+        for (size_t g = 0; g < group.size(); g++) {
+            /* shared work is charged in proportion to the tokens each sequence brought */
+            es_events part = shared;
+            es_events_scale(&part, (double)group[g].n / (double)total);
+            es_events_add(&w.ev[g], &part);
+        }
+        w.finish = t;
+        stat_->items++;
+        stat_->tokens += total;
+        booked_.push_back(std::move(w));
+        std::push_heap(booked_.begin(), booked_.end(), std::greater<Work>());
+        booked_ev_.notify(sc_core::SC_ZERO_TIME);
+    }
+}
+
+void Tile::complete()
+{
+    for (;;) {
+        while (booked_.empty()) sc_core::wait(booked_ev_);
+        int64_t t = booked_.front().finish;
+        if (t > ctx_.now()) { /* a later booking may finish earlier: wake for it too */
+            sc_core::wait(ctx_.period * (double)(t - ctx_.now()), booked_ev_);
+            continue;
+        }
+        std::pop_heap(booked_.begin(), booked_.end(), std::greater<Work>());
+        Work w = std::move(booked_.back());
+        booked_.pop_back();
+        if (ctx_.dp) /* functional: the tile's layers on each item's tokens */
+            for (Item &it : w.group) {
                 es_err e{};
                 if (!it.act || es_dp_layers(ctx_.dp, lo_, hi_, it.seq, it.pos, it.n, it.act->data(), &e)) {
                     ctx_.fail("%s: %s", basename(), it.act ? e.msg : "an item arrived without activations");
                     return;
                 }
             }
-        stat_->items++;
-        stat_->tokens += total;
-        stat_->busy_cycles += ctx_.now() - start;
-        for (size_t g = 0; g < group.size(); g++) {
-            /* shared work is charged in proportion to the tokens each sequence brought */
-            part_ev = shared;
-            es_events_scale(&part_ev, (double)group[g].n / (double)total);
-            es_events_add(&part_ev, &own[g]);
-            ctx_.charge(stat_, group[g].seq, part_ev);
+        if (--in_work_ == 0) stat_->busy_cycles += ctx_.now() - busy_since_;
+        for (size_t g = 0; g < w.group.size(); g++) {
+            ctx_.charge(stat_, w.group[g].seq, w.ev[g]);
+            seqs_in_.erase(w.group[g].seq);
         }
-        /* the group travels on as one work item: the link moves it in one go */
-        std::vector<Item> fwd;
-        const int64_t H = ctx_.m->hidden;
-        for (Item &it : group) {
-            if (last_ && ctx_.dp && !it.decode && ctx_.seqs[(size_t)it.seq].tap) {
-                /* run --logits: every prompt position's logits, outside the timed path */
-                const SeqState &s = ctx_.seqs[(size_t)it.seq];
-                for (int64_t t = 0; t < it.n - (it.final_chunk ? 1 : 0); t++)
-                    ctx_.tap(it.seq, it.pos + t, s.prompt_ids[(size_t)(it.pos + t - s.start)], it.act->data() + t * H);
-            }
-            if (last_ && !it.decode && !it.final_chunk) continue; /* prompt chunk retired */
-            if (last_) { /* only the last token of the prompt goes on to the head */
-                if (ctx_.dp && it.n > 1)
-                    it.act = std::make_shared<std::vector<float>>(it.act->end() - H, it.act->end());
-                it.pos += it.n - 1;
-                it.n = 1;
-            }
-            it.ready = ctx_.now();
-            fwd.push_back(it);
-        }
-        for (size_t g = 0; g < fwd.size(); g++) {
-            fwd[g].group_left = (int32_t)(fwd.size() - 1 - g);
-            out.write(fwd[g]);
-        }
+        changed_.notify(sc_core::SC_ZERO_TIME);
+        forward(w.group);
+        for (const Item &it : w.group) out.write(it);
+        free_slots_++;
+        changed_.notify(sc_core::SC_ZERO_TIME);
     }
+}
+
+void Tile::forward(std::vector<Item> &group)
+{
+    const int64_t H = ctx_.m->hidden;
+    std::vector<Item> fwd;
+    for (Item &it : group) {
+        if (last_ && ctx_.dp && !it.decode && ctx_.seqs[(size_t)it.seq].tap) {
+            /* run --logits: every prompt position's logits, outside the timed path */
+            const SeqState &s = ctx_.seqs[(size_t)it.seq];
+            for (int64_t t = 0; t < it.n - (it.final_chunk ? 1 : 0); t++)
+                ctx_.tap(it.seq, it.pos + t, s.prompt_ids[(size_t)(it.pos + t - s.start)], it.act->data() + t * H);
+        }
+        if (last_ && !it.decode && !it.final_chunk) continue; /* prompt chunk retired */
+        if (last_) { /* only the last token of the prompt goes on to the head */
+            if (ctx_.dp && it.n > 1) it.act = std::make_shared<std::vector<float>>(it.act->end() - H, it.act->end());
+            it.pos += it.n - 1;
+            it.n = 1;
+        }
+        it.ready = ctx_.now();
+        fwd.push_back(it);
+    }
+    /* the group travels on as one work item: the link moves it in one go */
+    for (size_t g = 0; g < fwd.size(); g++) fwd[g].group_left = (int32_t)(fwd.size() - 1 - g);
+    group.swap(fwd);
 }
 
 } // namespace es

@@ -1,12 +1,23 @@
-// es_tile: one layer tile: ROM banks and MAC lanes for the projections, a
-// vector unit, and an attention engine that must hold a port of its KV SRAM
-// group while it streams K and V. One work item (tokens of one or more
-// sequences) occupies the tile at a time.
+// es_tile: one layer tile as three resources: the ROM banks with their MAC
+// lanes (projections), the vector unit (norms, RoPE, adds, SiLU), and the
+// attention engine, which holds a port of its KV SRAM group while it streams
+// K and V. Up to tile.items_in_flight work items are in the tile at once.
+// An item entering the tile books its ops in order, each on its resource at
+// the earliest free fit (es_server.h), so one item's attention overlaps
+// another's projections. A sequence's items pass the tile one at a time. An
+// op holds its resource for its occupancy and then waits its pipeline latency
+// with the resource free (es_an_op_split); alone in the tile, an item takes
+// exactly the sum of its ops' times, as the analytical model says.
 #ifndef ES_TILE_H
 #define ES_TILE_H
 #include <systemc>
+#include <deque>
+#include <functional>
+#include <set>
+#include <unordered_map>
 #include <vector>
 #include "es_ctx.h"
+#include "es_server.h"
 
 namespace es {
 
@@ -16,20 +27,41 @@ public:
     sc_core::sc_fifo_out<Item> out;
     // ops: this tile's slice of the graph; kv_ports: the SRAM group's ports;
     // last: the final tile, which retires prompt chunks that end no prompt.
-    Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops,
-         sc_core::sc_semaphore *kv_ports, bool last);
+    Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops, Server *kv_ports, bool last);
     SC_HAS_PROCESS(Tile);
 
 private:
-    void run();
+    struct Work {                          // a work item in the tile, booked through its ops
+        int64_t finish;                    // cycle its last op ends
+        uint64_t order;                    // entry order, to break ties
+        std::vector<Item> group;           // its items (several sequences with tokens_per_read > 1)
+        std::vector<es_events> ev;         // events charged to each item's sequence
+        bool operator>(const Work &o) const { return finish != o.finish ? finish > o.finish : order > o.order; }
+    };
+    struct Step { int res; int64_t occ, lat; const es_op *op; }; // res: 0 lanes, 1 vector, 2 attention
+    struct Plan { std::vector<Step> steps; es_events shared{}; }; // a work item of n tokens, attention aside
+    const Plan &plan(int64_t n);
+    std::unordered_map<int64_t, Plan> plans_;
+    void fetch();                          // takes work items in arrival order and books them
+    void complete();                       // finishes them in finish order and passes them on
+    bool next_group(std::vector<Item> &group, int64_t &total); // take a work item from the input
+    void forward(std::vector<Item> &group);                    // last tile: retire, tap, truncate
     Ctx &ctx_;
     std::vector<const es_op *> ops_;
-    sc_core::sc_semaphore *kv_;
+    Server *kv_;
+    Server lanes_, vec_;
     bool last_;
-    es_unit_rec *stat_;
-    std::vector<Item> group_;       // the work item being served
-    std::vector<es_events> own_;    // per sequence of it: attention events
-    int lo_, hi_;                   // its layers [lo, hi)
+    int lo_, hi_;                          // its layers [lo, hi)
+    es_unit_rec *stat_, *lanes_stat_, *vec_stat_, *attn_stat_;
+    std::deque<Item> waiting_;             // read from `in`, not yet taken (at most one)
+    std::set<int32_t> seqs_in_;            // sequences with an item in the tile
+    int64_t free_slots_;                   // items the tile may still take
+    sc_core::sc_event changed_;            // a slot or a sequence was freed
+    std::vector<Work> booked_;             // min-heap on finish
+    sc_core::sc_event booked_ev_;
+    uint64_t entered_ = 0;
+    int in_work_ = 0;                      // items being worked on
+    int64_t busy_since_ = 0;
 };
 
 } // namespace es

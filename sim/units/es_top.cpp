@@ -23,7 +23,7 @@ using Fifo = sc_core::sc_fifo<Item>;
 struct Chip {
     std::vector<std::unique_ptr<Fifo>> fifos;
     std::vector<std::unique_ptr<sc_core::sc_module>> mods;
-    std::vector<std::unique_ptr<sc_core::sc_semaphore>> kv_groups;
+    std::vector<std::unique_ptr<Server>> kv_groups;
     std::unique_ptr<sc_core::sc_mutex> rom;
     HostDevice *dev = nullptr;
     HostProgram *prog = nullptr;
@@ -83,8 +83,7 @@ struct Chip {
                     ops.push_back(&m->ops[i]);
             size_t g = (size_t)(t / c->kv_tiles_per_group);
             if (g >= kv_groups.size())
-                kv_groups.emplace_back(new sc_core::sc_semaphore(
-                    ("kv_ports" + std::to_string(g)).c_str(), c->kv_ports));
+                kv_groups.emplace_back(new Server(c->kv_ports));
             std::string tn = "tile" + std::to_string(t);
             Tile *tile = add(new Tile(tn.c_str(), ctx, ops, kv_groups[g].get(), t == tiles - 1));
             f = fifo("q_" + tn + "_in", depth);

@@ -1,0 +1,60 @@
+// es_server: a resource of a tile that serves one op at a time (or `cap` at
+// a time): its lanes, its vector unit, the ports of a KV SRAM group. A work
+// item entering a tile books each of its ops, in order, on the op's
+// resource at the earliest time the resource is free for the op's whole
+// occupancy, at or after the item is ready for it (earliest fit: a reservation
+// table, as a statically scheduled pipeline issues work). Booking needs no
+// simulated waiting, so an item's whole trip through a tile is known when it
+// enters; items that entered earlier keep their bookings.
+#ifndef ES_SERVER_H
+#define ES_SERVER_H
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace es {
+
+class Server {
+public:
+    explicit Server(int cap = 1) : lines_((size_t)(cap > 0 ? cap : 1)) {}
+    // Book `occ` cycles at or after `ready`; `now` lets past bookings be dropped.
+    // Returns the start cycle.
+    int64_t book(int64_t now, int64_t ready, int64_t occ)
+    {
+        int64_t best = -1;
+        size_t line = 0;
+        for (size_t k = 0; k < lines_.size(); k++) {
+            auto &iv = lines_[k];
+            size_t drop = 0; // intervals over before now can no longer matter
+            while (drop < iv.size() && iv[drop].second <= now) drop++;
+            if (drop) iv.erase(iv.begin(), iv.begin() + (long)drop);
+            int64_t s = fit(iv, ready, occ);
+            if (best < 0 || s < best) { best = s; line = k; }
+        }
+        auto &iv = lines_[line];
+        size_t at = 0;
+        while (at < iv.size() && iv[at].first < best) at++;
+        if (occ > 0) iv.insert(iv.begin() + (long)at, {best, best + occ});
+        busy_cycles += occ;
+        items++;
+        return best;
+    }
+    int64_t busy_cycles = 0; // occupancy booked
+    int64_t items = 0;
+
+private:
+    // earliest start >= ready of a gap of `occ` cycles between sorted busy intervals
+    static int64_t fit(const std::vector<std::pair<int64_t, int64_t>> &iv, int64_t ready, int64_t occ)
+    {
+        int64_t s = ready;
+        for (const auto &b : iv) {
+            if (s + occ <= b.first) return s;
+            if (b.second > s) s = b.second;
+        }
+        return s;
+    }
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> lines_; // per port: busy [start, end), sorted
+};
+
+} // namespace es
+#endif
