@@ -1,6 +1,7 @@
 // cli_common: see cli_common.h.
 #include "cli_common.h"
 #include "cli_rom.h"
+#include <cstring>
 
 namespace es {
 
@@ -31,6 +32,33 @@ cJSON *area_json(const es_area &a)
         cJSON_AddNumberToObject(k, "mm2", a.mm2[i]);
         cJSON_AddNumberToObject(k, "transistors", a.tr[i]);
         cJSON_AddNumberToObject(k, "leakage_w", a.leak_w[i]);
+    }
+    return j;
+}
+
+cJSON *utilization_json(const std::vector<es_unit_rec> &units, double die_mm2, double die_utilization,
+                        int64_t cycles)
+{
+    static const char *kinds[5] = {"lanes", "vector", "attention", "head", "embed"};
+    double area[5] = {0}, active[5] = {0};
+    for (const auto &u : units) {
+        const char *dot = std::strchr(u.name, '.');
+        const char *kind = dot ? dot + 1 : u.name;
+        for (int k = 0; k < 5; k++)
+            if (!std::strcmp(kind, kinds[k]) && u.area_mm2 > 0) {
+                area[k] += u.area_mm2;
+                active[k] += u.area_mm2 * (double)u.busy_cycles;
+            }
+    }
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "die", die_utilization);
+    cJSON_AddNumberToObject(j, "die_area_mm2", die_mm2);
+    cJSON *by = cJSON_AddObjectToObject(j, "by_resource");
+    for (int k = 0; k < 5; k++) {
+        if (area[k] <= 0) continue;
+        cJSON *o = cJSON_AddObjectToObject(by, kinds[k]);
+        cJSON_AddNumberToObject(o, "area_mm2", area[k]);
+        cJSON_AddNumberToObject(o, "busy_fraction", cycles > 0 ? active[k] / (area[k] * (double)cycles) : 0);
     }
     return j;
 }

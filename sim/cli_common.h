@@ -5,6 +5,7 @@
 #define CLI_COMMON_H
 #include <string>
 #include <vector>
+#include "es_db.h"
 #include <cjson/cJSON.h>
 #include "es_area.h"
 #include "es_chip.h"
@@ -25,6 +26,11 @@ struct Loaded {
 int load(const std::string &model, const std::string &chip, const std::vector<std::string> &sets,
          const std::string &rom, Loaded &L, es_err *e);
 cJSON *area_json(const es_area &a);
+// Utilization of a run: {"die": fraction, "by_resource": {"lanes": {"area_mm2", "busy_fraction"}, ...}}:
+// each resource kind's area-weighted busy time over its area x run time, the die's
+// over the die's area (control, I/O and wires count as idle).
+cJSON *utilization_json(const std::vector<es_unit_rec> &units, double die_mm2, double die_utilization,
+                        int64_t cycles);
 
 } // namespace es
 #endif

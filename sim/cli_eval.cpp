@@ -704,6 +704,7 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     cJSON_AddNumberToObject(j, "kv_positions", (double)cap);
     cJSON_AddNumberToObject(j, "max_in_flight", (double)r.max_in_flight);
     cJSON_AddNumberToObject(j, "kv_max_used", (double)r.kv_max_used);
+    cJSON_AddItemToObject(j, "utilization", utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));
     cJSON *ps = cJSON_AddObjectToObject(j, "prefix_sharing");
     cJSON_AddBoolToObject(ps, "enabled", sharing);
     cJSON_AddNumberToObject(ps, "kv_slots_with", (double)slots_shared);
@@ -778,6 +779,7 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
                 batch_ns > 0 ? r.prefill_passes / (batch_ns * 1e-9) : 0);
     std::printf("  %-34s %.1f W, %.3f mJ per record\n", "power", done ? r.watts : 0,
                 done ? r.total_j / (double)done * 1e3 : 0);
+    std::printf("  %-34s %.1f %%\n", "die utilization", 100.0 * r.die_utilization);
     std::printf("  %-34s %lld rule tokens, %lld prefill token passes%s\n", "tokens", (long long)rule_tokens,
                 (long long)r.prefill_passes, estimated ? " (ESTIMATED: no vocabulary)" : "");
     if (sharing && cmp.ok)

@@ -315,6 +315,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddNumberToObject(units, "links", links_j);
     cJSON_AddNumberToObject(units, "static", r.static_w * r.seconds);
     cJSON_AddItemToObject(j, "area", es::area_json(r.area));
+    cJSON_AddItemToObject(j, "utilization", es::utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));
     if (o.functional) {
         cJSON *f = cJSON_AddObjectToObject(j, "functional");
         cJSON_AddItemToObject(f, "prompt_ids", ids_json(fn.prompt_ids));
@@ -359,6 +360,8 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
                 r.static_w, r.dynamic_j / r.seconds);
     std::printf("  %-28s %14.3f\n", "energy per token, mJ", r.joules_per_token * 1e3);
     std::printf("  %-28s %14.1f\n", "die area, mm2", r.area.total_mm2);
+    std::printf("  %-28s %14.2f   (area x busy time / die area x run time)\n", "die utilization, %",
+                100.0 * r.die_utilization);
     std::printf("  %-28s %14.2f\n", "transistors, billions", r.area.total_tr / 1e9);
     std::printf("  %-28s %14.3f   (%" PRId64 " cycles at %.3g GHz)\n", "simulated time, ms",
                 r.seconds * 1e3, r.cycles, r.clock_hz / 1e9);

@@ -316,6 +316,28 @@ def test_area_tokens_per_read():
            "only the lanes grow")
 
 
+def test_utilization():
+    """Die utilization = sum of unit area x busy cycles / (die area x run cycles), from the
+    unit_stats rows; every mm2 of the die is some unit's or control's or I/O's exactly once;
+    one stream leaves most of the die idle, more streams fill it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "u.sqlite")
+        one = run_json(*TINY, "--prompt", "8", "--generate", "50", "--db", db)
+        many = run_json(*TINY, "--prompt", "8", "--generate", "50", "--streams", "12", "--db", db)
+        con = sqlite3.connect(db)
+        for run_id, j in ((1, one), (2, many)):
+            rows = con.execute("SELECT area_mm2, busy_cycles FROM unit_stats WHERE run_id=?", (run_id,)).fetchall()
+            active = sum(a * b for a, b in rows)
+            want = active / (j["area_mm2"] * j["cycles"])
+            expect(abs(j["utilization"]["die"] - want) < 1e-9, f"run {run_id}: die {j['utilization']['die']} != {want}")
+            units = sum(a for a, _ in rows)
+            rest = j["area"]["control"]["mm2"] + j["area"]["io"]["mm2"]
+            expect(abs(units + rest - j["area_mm2"]) < 1e-6 * j["area_mm2"],
+                   f"unit areas {units} + control and I/O {rest} != die {j['area_mm2']}")
+        con.close()
+        expect(one["utilization"]["die"] < 0.5 * many["utilization"]["die"], "more streams did not fill the die")
+
+
 def test_kv_slots_wait():
     first = run_json("--no-db", "--prompt", "64", "--generate", "64")
     slots = int(first["kv_slots"])

@@ -80,3 +80,26 @@ double es_events_joules(const es_chip *c, const es_events *ev)
            ev->kv_wr_bits * c->e_kv_wr_bit + ev->vec_ops * c->e_vec_elem +
            ev->link_bit_mm * c->e_wire_bit_mm + ev->host_bits * c->e_host_bit;
 }
+
+double es_area_of_unit(const es_chip *c, const es_model *m, const es_area *a, const char *unit)
+{
+    double tiles = (double)es_chip_tiles(c, m);
+    double tile_rom = (double)es_rom_bits(&c->rom), head_rom = (double)es_rom_bits(&c->head_rom);
+    double emb_rom = m->tied ? 0.0 : (double)es_rom_bits(&c->embed_rom);
+    double rom_all = tiles * tile_rom + head_rom + emb_rom, per = c->logic_mtr_mm2 * 1e6 * c->logic_util;
+    double rom_mm2 = rom_all > 0 ? a->mm2[ES_AREA_ROM] / rom_all : 0; /* per bit of geometry */
+    const char *dot = strchr(unit, '.');
+    if (!strncmp(unit, "tile", 4) && dot) {
+        if (!strcmp(dot, ".lanes"))
+            return tile_rom * rom_mm2 + (double)c->lanes * (double)c->tokens_per_read * c->lane_tr / per;
+        if (!strcmp(dot, ".vector")) return (double)c->vec_width * c->vec_tr_per_elem / per;
+        if (!strcmp(dot, ".attention"))
+            return (double)c->attn_ppc * c->attn_tr_per_pos / per + a->mm2[ES_AREA_SRAM] / tiles;
+        return 0;
+    }
+    if (!strcmp(unit, "head"))
+        return head_rom * rom_mm2 + ((double)c->head_lanes * c->lane_tr + (double)c->vec_width * c->vec_tr_per_elem +
+                                     (double)c->sampler_width * c->sampler_tr_per_elem) / per;
+    if (!strcmp(unit, "embed")) return emb_rom * rom_mm2;
+    return 0;
+}

@@ -23,6 +23,13 @@ typedef struct es_area {
 
 const char *es_area_name(int i); /* "rom", "kv_sram", "lanes", ... */
 void es_area_compute(const es_chip *c, const es_model *m, es_area *a);
+/* The die area active while a simulated unit is busy, by its name: a tile's
+ * lanes with its ROM ("tileN.lanes"), its vector unit ("tileN.vector"), its
+ * attention engine with its KV SRAM ("tileN.attention"); the head's LM-head
+ * ROM, lanes, vector unit and sampler ("head"); the embedding ROM ("embed").
+ * Links, the host interface and control: 0 (wires and I/O; control counts as
+ * idle). A tile's own row is 0: its resources carry its area. */
+double es_area_of_unit(const es_chip *c, const es_model *m, const es_area *a, const char *unit);
 
 typedef struct es_events {
     double rom_bits;      /* ROM bits read */

@@ -36,7 +36,7 @@ static const char *SCHEMA =
     " run_id INTEGER NOT NULL REFERENCES runs(id), unit TEXT NOT NULL,"
     " items INTEGER, tokens INTEGER, busy_cycles INTEGER, utilization REAL, energy_j REAL,"
     " rom_bits REAL, cell_macs REAL, attn_macs REAL, kv_read_bits REAL, kv_write_bits REAL,"
-    " vector_ops REAL, link_bit_mm REAL, host_bits REAL, PRIMARY KEY(run_id, unit));"
+    " vector_ops REAL, link_bit_mm REAL, host_bits REAL, area_mm2 REAL, PRIMARY KEY(run_id, unit));"
     "CREATE TABLE IF NOT EXISTS records("
     " run_id INTEGER NOT NULL REFERENCES runs(id), record INTEGER NOT NULL, line INTEGER, key TEXT,"
     " status TEXT NOT NULL CHECK(status IN ('done','skipped')), reason TEXT,"
@@ -62,7 +62,7 @@ int es_db_open(es_db **out, const char *path, es_err *e)
     }
     sqlite3_busy_timeout(db->h, 5000);
     char *msg = NULL;
-    /* schema 2 (before verdicts) gains records.verdict; a newer one is refused */
+    /* schema 2 gains records.verdict and unit_stats.area_mm2; a newer one is refused */
     sqlite3_stmt *st = NULL;
     int version = -1;
     if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
@@ -73,8 +73,10 @@ int es_db_open(es_db **out, const char *path, es_err *e)
         es_db_close(db);
         return -1;
     }
-    if (version == 2 && sqlite3_exec(db->h, "ALTER TABLE records ADD COLUMN verdict TEXT", NULL, NULL, &msg) != SQLITE_OK) {
-        es_fail(e, "%s: cannot add records.verdict to a schema 2 database: %s", path, msg ? msg : "?");
+    if (version == 2 && sqlite3_exec(db->h, "ALTER TABLE records ADD COLUMN verdict TEXT;"
+                                             "ALTER TABLE unit_stats ADD COLUMN area_mm2 REAL", NULL, NULL, &msg) != SQLITE_OK) {
+        es_fail(e, "%s: cannot add records.verdict and unit_stats.area_mm2 to a schema 2 database: %s", path,
+                msg ? msg : "?");
         sqlite3_free(msg);
         es_db_close(db);
         return -1;
@@ -192,7 +194,7 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
     db->in_tx = 1;
     if (sqlite3_prepare_v2(db->h, "INSERT INTO sequences VALUES(?,?,?,?,?,?,?,?,?,?)", -1, &s1, NULL) ||
         sqlite3_prepare_v2(db->h, "INSERT INTO tokens VALUES(?,?,?,?,?,?)", -1, &s2, NULL) ||
-        sqlite3_prepare_v2(db->h, "INSERT INTO unit_stats VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        sqlite3_prepare_v2(db->h, "INSERT INTO unit_stats VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &s3, NULL) ||
         sqlite3_prepare_v2(db->h, "UPDATE runs SET status='complete', finished_utc=?, cycles=?,"
                                   " summary=? WHERE id=? AND status='running'", -1, &s4, NULL) ||
@@ -244,6 +246,7 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
         sqlite3_bind_double(s3, 13, u->ev.vec_ops);
         sqlite3_bind_double(s3, 14, u->ev.link_bit_mm);
         sqlite3_bind_double(s3, 15, u->ev.host_bits);
+        sqlite3_bind_double(s3, 16, u->area_mm2);
         if (sqlite3_step(s3) != SQLITE_DONE) { db_err(db, "insert unit_stats", e); goto fail; }
     }
     for (int64_t i = 0; i < n_recs; i++)

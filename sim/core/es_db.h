@@ -34,6 +34,7 @@ typedef struct es_unit_rec {
     int64_t busy_cycles;   /* cycles occupied */
     double energy_j;       /* dynamic energy of its events (card level) */
     es_events ev;          /* event counts */
+    double area_mm2;       /* die area that is active while it is busy (es_area_of_unit) */
 } es_unit_rec;
 
 typedef struct es_rec_row {

@@ -276,7 +276,13 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     }
 
     r.units.assign(ctx.units.begin(), ctx.units.end());
-    for (const auto &u : r.units) r.dynamic_j += u.energy_j;
+    double active = 0;
+    for (auto &u : r.units) {
+        r.dynamic_j += u.energy_j;
+        u.area_mm2 = es_area_of_unit(c, m, &r.area, u.name);
+        active += u.area_mm2 * (double)u.busy_cycles;
+    }
+    r.die_utilization = r.cycles > 0 ? active / (r.area.total_mm2 * (double)r.cycles) : 0;
     r.prefix_j = w.prefix > 0 ? ctx.seqs[0].pending_j : 0;
     r.unattributed_j = ctx.static_w * (double)(ctx.end_cycle - ctx.last_sample) / c->clock_hz + r.prefix_j;
     r.total_j = r.dynamic_j + ctx.static_w * r.seconds;
