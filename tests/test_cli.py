@@ -338,6 +338,30 @@ def test_utilization():
         expect(one["utilization"]["die"] < 0.5 * many["utilization"]["die"], "more streams did not fill the die")
 
 
+def test_lane_mapping():
+    """tile.lanes.mapping partitioned: each tensor group (q/k/v, o, gate/up, down) has its own
+    share of the lanes and banks, in proportion to its lane cells. One stream takes exactly the
+    analytical time, longer than striped (each projection gets a fraction of the lanes); the
+    saturation bound is the same (every partition is busy as long per token as the striped
+    lanes); a partition that cannot hold its tensors is an error naming it."""
+    base = ["--no-db", *TINY, "--prompt", "8", "--generate", "100"]
+    part = ["--set", "tile.lanes.mapping=partitioned"]
+    s1, p1 = run_json(*base), run_json(*base, *part)
+    same_cycles(p1, "partitioned, one stream")
+    expect(p1["decode_tokens_per_s"] < 0.7 * s1["decode_tokens_per_s"], "partitioned one stream not slower")
+    # tiles the bottleneck: a quarter of the lanes
+    few = ["--set", "tile.lanes.count=2048"]
+    sb, pb = run_json(*base, *few), run_json(*base, *few, *part)
+    expect(abs(pb["analytic_saturated_tokens_per_s"] - sb["analytic_saturated_tokens_per_s"])
+           < 0.02 * sb["analytic_saturated_tokens_per_s"], "saturation bounds differ")
+    many = run_json(*base, *few, *part, "--streams", "24")
+    expect(many["tokens_per_s"] <= 1.0001 * pb["analytic_saturated_tokens_per_s"], "partitioned above its bound")
+    # 40 rows: the tile holds the layer, but the o partition's 5 banks do not hold o's 212,992 bits
+    expect_error(["run", "--no-db", *TINY, "--set", "tile.rom.rows=40", *part], "partition o", "tile.rom")
+    run("run", "--no-db", *TINY, "--set", "tile.rom.rows=40", "--prompt", "4", "--generate", "2")
+    expect_error(["run", "--no-db", *TINY, "--set", "tile.lanes.mapping=diagonal"], "tile.lanes.mapping", "striped")
+
+
 def test_kv_slots_wait():
     first = run_json("--no-db", "--prompt", "64", "--generate", "64")
     slots = int(first["kv_slots"])

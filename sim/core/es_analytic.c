@@ -78,8 +78,12 @@ int64_t es_an_op_total(const es_chip *c, const es_model *m, const es_op *op, int
     case ES_OP_SAMPLE: return es_ceil_div(n * op->elems, c->sampler_width) + c->sampler_latency;
     case ES_OP_MATVEC: {
         const es_tensor *t = &m->tensors[op->tensor];
-        if (op->layer >= 0)
-            return es_an_matvec(c, &c->rom, c->lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
+        if (op->layer >= 0) {
+            int64_t lanes;
+            es_rom rom;
+            es_chip_lane_geometry(c, m, t->role, &lanes, &rom);
+            return es_an_matvec(c, &rom, lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
+        }
         return es_an_matvec(c, &c->head_rom, c->head_lanes, es_tensor_cells(c, t),
                             es_tensor_bits(c, t), n);
     }
@@ -106,11 +110,14 @@ int64_t es_an_host_lat(const es_chip *c) { return ns_to_cycles(c, c->host_latenc
 /* ---- composition ---- */
 
 
-static int64_t mv(const es_chip *c, const es_tensor *t, int64_t n, int head)
+static int64_t mv(const es_chip *c, const es_model *m, const es_tensor *t, int64_t n, int head)
 {
     if (head)
         return es_an_matvec(c, &c->head_rom, c->head_lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
-    return es_an_matvec(c, &c->rom, c->lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
+    int64_t lanes;
+    es_rom rom;
+    es_chip_lane_geometry(c, m, t->role, &lanes, &rom);
+    return es_an_matvec(c, &rom, lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
 }
 
 int64_t es_an_embed(const es_chip *c, const es_model *m, int64_t n)
@@ -127,11 +134,11 @@ int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t layer, int64_t 
     t += 2 * vec(c, n * H, 2);                                        /* two RMSNorms */
     static const es_role qkvo[4] = {ES_ROLE_Q, ES_ROLE_K, ES_ROLE_V, ES_ROLE_O};
     static const es_role ffn[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
-    for (int k = 0; k < 4; k++) t += mv(c, es_model_tensor(m, layer, qkvo[k]), n, 0);
+    for (int k = 0; k < 4; k++) t += mv(c, m, es_model_tensor(m, layer, qkvo[k]), n, 0);
     t += vec(c, n * (Q + KV), 1);                                     /* RoPE on q and k */
     t += attention(c, m, n, p);
     t += 2 * vec(c, n * H, 1);                                        /* two residual adds */
-    for (int k = 0; k < 3; k++) t += mv(c, es_model_tensor(m, layer, ffn[k]), n, 0);
+    for (int k = 0; k < 3; k++) t += mv(c, m, es_model_tensor(m, layer, ffn[k]), n, 0);
     t += vec(c, n * F, 1);                                            /* SiLU(gate) * up */
     return t;
 }
@@ -142,17 +149,26 @@ int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t layer, int64_t 
 static void tile_resources(const es_chip *c, const es_model *m, int64_t tile, int64_t n, int64_t p,
                            double *lanes, double *vector, double *attn, double *whole)
 {
+    double part[ES_PART_N] = {0};
     *lanes = *vector = *attn = *whole = 0;
     for (int i = 0; i < m->n_ops; i++) {
         const es_op *op = &m->ops[i];
         if (op->layer < 0 || op->layer / c->layers_per_tile != tile) continue;
         int64_t occ, lat;
         es_an_op_split(c, m, op, n, p, &occ, &lat);
-        if (op->res == ES_RES_LANES) *lanes += (double)occ;
-        else if (op->res == ES_RES_ATTN) *attn += (double)occ;
-        else *vector += (double)occ;
+        if (op->res == ES_RES_LANES) {
+            int g = c->partitioned ? es_part_of_role(m->tensors[op->tensor].role) : 0;
+            part[g < 0 ? 0 : g] += (double)occ;
+        } else if (op->res == ES_RES_ATTN) {
+            *attn += (double)occ;
+        } else {
+            *vector += (double)occ;
+        }
         *whole += (double)(occ + lat);
     }
+    /* the lanes as a resource: striped, one; partitioned, the busiest partition */
+    for (int g = 0; g < ES_PART_N; g++)
+        if (part[g] > *lanes) *lanes = part[g];
 }
 
 double es_an_tile_token_bound(const es_chip *c, const es_model *m, int64_t tile, int64_t p)
@@ -181,7 +197,7 @@ int64_t es_an_tile(const es_chip *c, const es_model *m, int64_t tile, int64_t n,
 int64_t es_an_head(const es_chip *c, const es_model *m)
 {
     const es_tensor *lm = es_model_tensor(m, -1, ES_ROLE_LM_HEAD);
-    return vec(c, m->hidden, 2) + mv(c, lm, 1, 1) +
+    return vec(c, m->hidden, 2) + mv(c, m, lm, 1, 1) +
            es_ceil_div(m->vocab, c->sampler_width) + c->sampler_latency;
 }
 

@@ -105,6 +105,13 @@ static int read_chip(es_chip *c, es_err *e)
         es_cfg_num(f, "card.vr_efficiency", 0.01, 1.0, &c->vr_eff, e) ||
         es_cfg_num(f, "card.board_static_w", 0, 1e5, &c->board_w, e))
         return -1;
+    char mapping[16] = "striped";
+    if (es_cfg_has(f, "tile.lanes.mapping") && es_cfg_str(f, "tile.lanes.mapping", mapping, sizeof mapping, e))
+        return -1;
+    if (strcmp(mapping, "striped") && strcmp(mapping, "partitioned"))
+        return es_fail(e, "%s: key 'tile.lanes.mapping': expected \"striped\" or \"partitioned\", got \"%s\"",
+                       c->path, mapping);
+    c->partitioned = !strcmp(mapping, "partitioned");
     if (strcmp(c->act_format, "int8") && strcmp(c->act_format, "fp8") && strcmp(c->act_format, "bf16") &&
         strcmp(c->act_format, "fp32"))
         return es_fail(e, "%s: key 'tile.lanes.activation_format': expected \"int8\", \"fp8\", "
@@ -279,6 +286,46 @@ int64_t es_rom_bits(const es_rom *r)
     return have;
 }
 
+int es_part_of_role(es_role r)
+{
+    switch (r) {
+    case ES_ROLE_Q: case ES_ROLE_K: case ES_ROLE_V: return ES_PART_QKV;
+    case ES_ROLE_O: return ES_PART_O;
+    case ES_ROLE_GATE: case ES_ROLE_UP: return ES_PART_GATE_UP;
+    case ES_ROLE_DOWN: return ES_PART_DOWN;
+    default: return -1;
+    }
+}
+
+/* Lane cells of each partition in layer 0 (every layer is alike). */
+static void part_cells(const es_chip *c, const es_model *m, double *cells, double *total)
+{
+    for (int g = 0; g < ES_PART_N; g++) cells[g] = 0;
+    *total = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *t = &m->tensors[i];
+        int g = t->layer == 0 ? es_part_of_role(t->role) : -1;
+        if (g < 0) continue;
+        cells[g] += (double)es_tensor_cells(c, t);
+        *total += (double)es_tensor_cells(c, t);
+    }
+}
+
+void es_chip_lane_geometry(const es_chip *c, const es_model *m, es_role role, int64_t *lanes, es_rom *rom)
+{
+    *lanes = c->lanes;
+    *rom = c->rom;
+    int g = es_part_of_role(role);
+    if (!c->partitioned || g < 0) return;
+    double cells[ES_PART_N], total;
+    part_cells(c, m, cells, &total);
+    double share = total > 0 ? cells[g] / total : 1.0;
+    *lanes = (int64_t)((double)c->lanes * share);
+    rom->banks = (int64_t)((double)c->rom.banks * share);
+    if (*lanes < 1) *lanes = 1;
+    if (rom->banks < 1) rom->banks = 1;
+}
+
 static int check_rom(const es_chip *c, const char *key, const es_rom *r, int64_t need,
                      const char *what, es_err *e)
 {
@@ -303,6 +350,23 @@ int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e)
         char what[64];
         snprintf(what, sizeof what, "tile %lld", (long long)t);
         if (check_rom(c, "tile.rom", &c->rom, need, what, e)) return -1;
+        if (!c->partitioned) continue;
+        /* each partition's banks hold its own tensors */
+        int64_t part_need[ES_PART_N] = {0};
+        es_rom part_rom[ES_PART_N];
+        for (int i = 0; i < m->n_tensors; i++) {
+            const es_tensor *x = &m->tensors[i];
+            int g = x->layer >= 0 && x->layer / c->layers_per_tile == t ? es_part_of_role(x->role) : -1;
+            if (g < 0) continue;
+            int64_t lanes;
+            es_chip_lane_geometry(c, m, x->role, &lanes, &part_rom[g]);
+            part_need[g] += es_tensor_bits(c, x);
+        }
+        static const char *names[ES_PART_N] = {"q, k, v", "o", "gate, up", "down"};
+        for (int g = 0; g < ES_PART_N; g++) {
+            snprintf(what, sizeof what, "tile %lld, partition %s", (long long)t, names[g]);
+            if (part_need[g] && check_rom(c, "tile.rom", &part_rom[g], part_need[g], what, e)) return -1;
+        }
     }
     int64_t emb = 0, head = 0;
     for (int i = 0; i < m->n_tensors; i++) {

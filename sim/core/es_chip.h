@@ -39,6 +39,8 @@ typedef struct es_chip {
     int cell_bits;            /* tile.lanes.cell_bits: bits one select cell decodes */
     int lane_depth;           /* tile.lanes.pipeline_depth: ROM-to-accumulator cycles */
     int tokens_per_read;      /* tile.lanes.tokens_per_read */
+    int partitioned;          /* tile.lanes.mapping: 0 "striped" (every lane on one tensor at a time),
+                                 1 "partitioned" (lanes and banks split among tensor groups) */
     char act_format[8];       /* tile.lanes.activation_format: int8, fp8, bf16 or fp32 */
     int acc_bits;             /* tile.lanes.accumulator_bits */
     int64_t vec_width;        /* tile.vector.elems_per_cycle */
@@ -136,6 +138,14 @@ int64_t es_chip_kv_port_bits(const es_chip *c);
 int64_t es_rom_bits(const es_rom *r); /* bits per cycle one port streams */
 /* Check the model fits: every tile's ROM holds its layers, the KV slot fits. */
 int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e);
+
+/* Tensor groups of a partitioned tile: each has its own share of the lanes
+ * and ROM banks, in proportion to its lane cells, so one token takes about
+ * as long in each: a pipeline inside the layer. */
+enum { ES_PART_QKV, ES_PART_O, ES_PART_GATE_UP, ES_PART_DOWN, ES_PART_N };
+int es_part_of_role(es_role r);   /* ES_PART_*, or -1 for a role outside the tile's projections */
+/* The lanes and ROM of a tile tensor's partition (striped: the whole tile). */
+void es_chip_lane_geometry(const es_chip *c, const es_model *m, es_role role, int64_t *lanes, es_rom *rom);
 
 #ifdef __cplusplus
 }

@@ -69,10 +69,17 @@ const Tile::Plan &Tile::plan(int64_t n)
     es_events ev;
     for (const es_op *op : ops_) {
         if (op->kind == ES_OP_ATTN) {
-            p.steps.push_back({2, 0, 0, op});
+            p.steps.push_back({1, 0, 0, op, 1.0});
             continue;
         }
-        Step s{op->res == ES_RES_LANES ? 0 : 1, 0, 0, op};
+        int part = ctx_.c->partitioned && op->res == ES_RES_LANES ? es_part_of_role(ctx_.m->tensors[op->tensor].role) : 0;
+        Step s{op->res == ES_RES_LANES ? 2 + (part < 0 ? 0 : part) : 0, 0, 0, op, 1.0};
+        if (op->res == ES_RES_LANES) {
+            int64_t lanes;
+            es_rom rom;
+            es_chip_lane_geometry(ctx_.c, ctx_.m, ctx_.m->tensors[op->tensor].role, &lanes, &rom);
+            s.share = (double)lanes / (double)ctx_.c->lanes;
+        }
         es_an_op_split(ctx_.c, ctx_.m, op, n, 0, &s.occ, &s.lat);
         es_an_op_events(ctx_.c, ctx_.m, op, n, 0, &ev);
         es_events_add(&p.shared, &ev);
@@ -96,11 +103,12 @@ void Tile::fetch()
         /* book every op on its resource, in order: the item's trip is known now */
         int64_t t = start;
         for (const Step &st : pl.steps) {
-            if (st.res != 2) {
-                Server &res = st.res == 0 ? lanes_ : vec_;
-                es_unit_rec *rs = st.res == 0 ? lanes_stat_ : vec_stat_;
+            if (st.res != 1) {
+                Server &res = st.res >= 2 ? lanes_[st.res - 2] : vec_;
+                es_unit_rec *rs = st.res >= 2 ? lanes_stat_ : vec_stat_;
                 t = res.book(start, t, st.occ) + st.occ + st.lat;
-                rs->busy_cycles += st.occ;
+                /* a partition is busy over its share of the lanes' area */
+                rs->busy_cycles += st.res >= 2 ? (int64_t)((double)st.occ * st.share + 0.5) : st.occ;
                 rs->items++;
                 rs->tokens += total;
                 continue;

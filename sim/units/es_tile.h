@@ -38,7 +38,12 @@ private:
         std::vector<es_events> ev;         // events charged to each item's sequence
         bool operator>(const Work &o) const { return finish != o.finish ? finish > o.finish : order > o.order; }
     };
-    struct Step { int res; int64_t occ, lat; const es_op *op; }; // res: 0 lanes, 1 vector, 2 attention
+    struct Step {             // res: 0 vector, 1 attention, 2.. lanes (partition)
+        int res;
+        int64_t occ, lat;
+        const es_op *op;
+        double share;         // the fraction of the tile's lanes it holds (its area)
+    };
     struct Plan { std::vector<Step> steps; es_events shared{}; }; // a work item of n tokens, attention aside
     const Plan &plan(int64_t n);
     std::unordered_map<int64_t, Plan> plans_;
@@ -49,7 +54,7 @@ private:
     Ctx &ctx_;
     std::vector<const es_op *> ops_;
     Server *kv_;
-    Server lanes_, vec_;
+    Server lanes_[ES_PART_N], vec_;       // lanes: one per partition (striped: the first only)
     bool last_;
     int lo_, hi_;                          // its layers [lo, hi)
     es_unit_rec *stat_, *lanes_stat_, *vec_stat_, *attn_stat_;
