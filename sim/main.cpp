@@ -75,6 +75,9 @@ const char *RUN_HELP =
     "  --db PATH            SQLite database to log into (default etchsim.sqlite)\n"
     "  --no-db              do not write a database\n"
     "  --json               print one JSON object instead of the summary\n"
+    "  --routing R          MoE models: uniform (default), zipf:S (expert e drawn with weight\n"
+    "                       1/(e+1)^S), or replay:FILE (a line of top_k expert ids per routed\n"
+    "                       token, used in turn)\n"
     "  -h, --help           this text\n";
 
 const char *AREA_HELP =
@@ -97,7 +100,7 @@ struct Opts {
     std::vector<std::string> sets;
     // functional mode
     bool functional = false;
-    std::string text, vocab, weights, recipe, logits;
+    std::string text, vocab, weights, recipe, logits, routing;
     bool have_text = false;
     int64_t synthetic = -1, seed = 1;
 };
@@ -162,6 +165,10 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
             o.rom = v;
         } else if (run && a == "--no-db") {
             o.no_db = true;
+        } else if (run && a == "--routing") {
+            const char *v = val();
+            if (!v || !*v) return usage_error(cmd, "--routing needs uniform, zipf:S or replay:FILE", nullptr);
+            o.routing = v;
         } else if (run && a == "--mode") {
             const char *v = val();
             if (!v || (std::strcmp(v, "timing") && std::strcmp(v, "functional")))
@@ -187,6 +194,62 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
                            nullptr);
     if (o.have_text && o.prompt_given) return usage_error(cmd, "give --text or --prompt, not both", nullptr);
     return -1;
+}
+
+// --routing: uniform, zipf:S or replay:FILE, for a model with experts.
+int rc_routing(const std::string &spec, const es_model &m, es::Routing &r, es_err *e)
+{
+    if (m.experts == 0) return es_fail(e, "--routing: %s has no experts (a dense model)", m.path);
+    if (spec == "uniform") { r.kind = 0; return 0; }
+    if (spec.rfind("zipf:", 0) == 0) {
+        char *end = nullptr;
+        double s = std::strtod(spec.c_str() + 5, &end);
+        if (spec.size() == 5 || *end || !(s >= 0 && s <= 10)) return es_fail(e, "--routing zipf:S: expected S from 0 to 10, got '%s'", spec.c_str() + 5);
+        r.kind = 1;
+        r.zipf_s = s;
+        return 0;
+    }
+    if (spec.rfind("replay:", 0) == 0) {
+        std::string path = spec.substr(7);
+        FILE *f = std::fopen(path.c_str(), "r");
+        if (!f) return es_fail(e, "%s: cannot open the routing file", path.c_str());
+        char line[4096];
+        int64_t ln = 0;
+        while (std::fgets(line, sizeof line, f)) {
+            ln++;
+            std::vector<int32_t> ids;
+            char *p = line, *end;
+            for (;;) {
+                while (*p == ' ' || *p == '\t') p++;
+                if (*p == '\n' || *p == '\r' || !*p) break;
+                long v = std::strtol(p, &end, 10);
+                if (end == p || v < 0 || v >= m.experts) {
+                    std::fclose(f);
+                    return es_fail(e, "%s: line %lld: expected expert ids from 0 to %lld", path.c_str(), (long long)ln,
+                                   (long long)m.experts - 1);
+                }
+                for (int32_t x : ids)
+                    if (x == v) {
+                        std::fclose(f);
+                        return es_fail(e, "%s: line %lld: expert %ld twice", path.c_str(), (long long)ln, v);
+                    }
+                ids.push_back((int32_t)v);
+                p = end;
+            }
+            if (ids.empty()) continue;
+            if ((int64_t)ids.size() != m.top_k) {
+                std::fclose(f);
+                return es_fail(e, "%s: line %lld: %zu expert ids, the model routes each token to %lld", path.c_str(),
+                               (long long)ln, ids.size(), (long long)m.top_k);
+            }
+            r.replay.push_back(ids);
+        }
+        std::fclose(f);
+        if (r.replay.empty()) return es_fail(e, "%s: no expert ids", path.c_str());
+        r.kind = 2;
+        return 0;
+    }
+    return es_fail(e, "--routing: expected uniform, zipf:S or replay:FILE, got '%s'", spec.c_str());
 }
 
 void print_area(const es_chip &c, const es_model &m, const es_area &a)
@@ -316,6 +379,27 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddNumberToObject(units, "static", r.static_w * r.seconds);
     cJSON_AddItemToObject(j, "area", es::area_json(r.area));
     cJSON_AddItemToObject(j, "utilization", es::utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));
+    if (L.m.experts > 0) {
+        cJSON *mo = cJSON_AddObjectToObject(j, "moe");
+        cJSON_AddNumberToObject(mo, "experts", (double)L.m.experts);
+        cJSON_AddNumberToObject(mo, "top_k", (double)L.m.top_k);
+        cJSON_AddNumberToObject(mo, "active_params", (double)es_model_active_params(&L.m));
+        cJSON_AddNumberToObject(mo, "params", (double)es_model_params(&L.m));
+        cJSON_AddStringToObject(mo, "routing", o.routing.empty() ? "uniform" : o.routing.c_str());
+        double util = r.moe.item_layers ? (double)r.moe.distinct / ((double)r.moe.item_layers * (double)L.m.experts) : 0;
+        cJSON_AddNumberToObject(mo, "expert_utilization", util);
+        double busy = 0;
+        for (int64_t b : r.moe.busy) busy += (double)b;
+        cJSON_AddNumberToObject(mo, "expert_busy_fraction",
+                                r.cycles ? busy / ((double)L.m.experts * (double)es_chip_tiles(&L.c, &L.m) * (double)r.cycles) : 0);
+        cJSON *fired = cJSON_AddArrayToObject(mo, "fired_by_expert");
+        cJSON *queue = cJSON_AddArrayToObject(mo, "mean_queue_ns_by_expert");
+        for (size_t x = 0; x < r.moe.fired.size(); x++) {
+            cJSON_AddItemToArray(fired, cJSON_CreateNumber((double)r.moe.fired[x]));
+            cJSON_AddItemToArray(queue, cJSON_CreateNumber(
+                r.moe.fired[x] ? r.moe.queue[x] * 1e9 / r.clock_hz / (double)r.moe.fired[x] : 0.0));
+        }
+    }
     if (o.functional) {
         cJSON *f = cJSON_AddObjectToObject(j, "functional");
         cJSON_AddItemToObject(f, "prompt_ids", ids_json(fn.prompt_ids));
@@ -390,6 +474,11 @@ int cmd_run(int argc, char **argv)
     if (es::load(o.model, o.chip, o.sets, o.rom, L, &e)) {
         std::fprintf(stderr, "etchsim run: %s\n", e.msg);
         return 1;
+    }
+    es::Routing routing;
+    if (!o.routing.empty() && rc_routing(o.routing, L.m, routing, &e)) {
+        std::fprintf(stderr, "etchsim run: %s\n", e.msg);
+        return o.routing.rfind("replay:", 0) == 0 || L.m.experts == 0 ? 1 : 2;
     }
     Func fn;
     if (o.functional) {
@@ -479,6 +568,7 @@ int cmd_run(int argc, char **argv)
     w.reqs.assign((size_t)o.streams, es::Request{o.prompt, o.gen, fn.prompt_ids});
     w.dp = fn.dp;
     w.tap_id = o.logits.empty() ? -1 : 0;
+    w.routing = routing;
     w.an_prompt = o.prompt;
     w.an_gen = o.gen;
     w.progress = isatty(2) != 0;

@@ -362,6 +362,48 @@ def test_lane_mapping():
     expect_error(["run", "--no-db", *TINY, "--set", "tile.lanes.mapping=diagonal"], "tile.lanes.mapping", "striped")
 
 
+MOE = ["--model", os.path.join(DATA, "tiny-moe"), "--chip", os.path.join(DATA, "tiny-chip.json"),
+       "--set", "tile.rom.rows=128"]
+
+
+def test_moe():
+    """Mixture of experts (an OLMoE-shaped fixture, 16 experts, top-2): each expert runs on lanes
+    of its own. One stream: every pass reads exactly top_k / experts of the expert ROM and decode
+    equals the analytical model; more streams keep more experts busy; with Zipf routing the hot
+    experts are fired most and queue; a replay file is followed."""
+    one = run_json("--no-db", *MOE, "--prompt", "1", "--generate", "60")
+    m = one["moe"]
+    expect(m["expert_utilization"] == 2 / 16, f"one stream: expert utilization {m['expert_utilization']}")
+    expect(sum(m["fired_by_expert"]) == 60 * 4 * 2, f"fired {sum(m['fired_by_expert'])} != 60 tokens x 4 layers x 2")
+    same_cycles(one, "MoE one stream", ("decode_first", "decode_last", "decode_total"))
+    busy = [run_json("--no-db", *MOE, "--prompt", "1", "--generate", "60", "--streams", str(s))["moe"]["expert_busy_fraction"]
+            for s in (1, 4, 16)]
+    expect(busy[0] < busy[1] < busy[2], f"expert busy fraction does not rise with streams: {busy}")
+    z = run_json("--no-db", *MOE, "--prompt", "1", "--generate", "60", "--streams", "16", "--routing", "zipf:1.5")["moe"]
+    f, q = z["fired_by_expert"], z["mean_queue_ns_by_expert"]
+    expect(f[0] > 3 * f[15] and f[0] == max(f), f"zipf: fired {f}")
+    expect(q[0] > 0 and q[0] > 2 * max(q[8:]), f"zipf: the hottest expert does not queue most: {q}")
+    with tempfile.TemporaryDirectory() as tmp:
+        rp = os.path.join(tmp, "route.txt")
+        with open(rp, "w") as fh:
+            fh.write("3 7\n")
+        r = run_json("--no-db", *MOE, "--prompt", "1", "--generate", "20", "--routing", "replay:" + rp)["moe"]
+        expect([i for i, n in enumerate(r["fired_by_expert"]) if n] == [3, 7], f"replay: {r['fired_by_expert']}")
+        with open(rp, "w") as fh:
+            fh.write("3 7\n3 16\n")
+        expect_error(["run", "--no-db", *MOE, "--routing", "replay:" + rp], rp, "line 2", "0 to 15")
+        cfg = os.path.join(tmp, "bad-moe")
+        os.makedirs(cfg)
+        with open(os.path.join(DATA, "tiny-moe", "config.json")) as fh:
+            c = json.load(fh)
+        c["num_experts_per_tok"] = 17
+        with open(os.path.join(cfg, "config.json"), "w") as fh:
+            json.dump(c, fh)
+        expect_error(["run", "--no-db", "--model", cfg], "num_experts_per_tok", "17", "16 experts")
+    expect_error(["run", "--no-db", *TINY, "--routing", "zipf:1"], "--routing", "dense")
+    expect_error(["run", "--no-db", *MOE, "--mode", "functional", "--synthetic", "1"], "mixture-of-experts")
+
+
 def test_kv_slots_wait():
     first = run_json("--no-db", "--prompt", "64", "--generate", "64")
     slots = int(first["kv_slots"])

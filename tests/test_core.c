@@ -83,6 +83,24 @@ static void t1_models(void)
     CHECK(m.ops[m.n_ops - 2].tensor == 0, "1b LM head reads the embedding");
     CHECK(es_model_tensor(&m, -1, ES_ROLE_LM_HEAD) == es_model_tensor(&m, -1, ES_ROLE_EMBED), "tied lookup");
     es_model_free(&m);
+    /* 1.5b mixture-of-experts configs: the published totals (every expert, router, QK norms) */
+    {
+        static const struct { const char *name; long long params, experts, top_k; } moe[3] = {
+            {"olmoe-1b-7b", 6919161856LL, 64, 8},      /* allenai/OLMoE-1B-7B-0924 */
+            {"mixtral-8x7b", 46702792704LL, 8, 2},     /* mistralai/Mixtral-8x7B-v0.1 */
+            {"qwen3-30b-a3b", 30532122624LL, 128, 8}}; /* Qwen/Qwen3-30B-A3B */
+        for (int i = 0; i < 3; i++) {
+            CHECK(es_model_load(&m, moe[i].name, &e) == 0, "load %s: %s", moe[i].name, e.msg);
+            CHECK(es_model_params(&m) == moe[i].params, "%s params %lld, want %lld", moe[i].name,
+                  (long long)es_model_params(&m), moe[i].params);
+            CHECK(m.experts == moe[i].experts && m.top_k == moe[i].top_k, "%s experts", moe[i].name);
+            CHECK(es_model_active_params(&m) < es_model_params(&m) / 3, "%s active params", moe[i].name);
+            CHECK(es_model_expert(&m, 1, ES_ROLE_DOWN, moe[i].experts - 1) != NULL &&
+                  es_model_expert(&m, 1, ES_ROLE_DOWN, moe[i].experts - 1)->expert == moe[i].experts - 1 &&
+                  es_model_expert(&m, 1, ES_ROLE_DOWN, moe[i].experts) == NULL, "%s expert lookup", moe[i].name);
+            es_model_free(&m);
+        }
+    }
     /* 1.6 unknown architecture names the file and key */
     CHECK(es_model_load(&m, data("bad-arch/config.json"), &e) != 0, "bad arch accepted");
     CHECK(strstr(e.msg, "architectures") && strstr(e.msg, "MambaForCausalLM") &&

@@ -35,6 +35,32 @@ static const es_rom *embed_rom(const es_chip *c, const es_model *m)
     return m->tied ? &c->head_rom : &c->embed_rom;
 }
 
+/* One expert's work for n of its tokens, on its own partition: gate, up,
+ * SiLU x up (the partition's element-wise stage, vector width), down. */
+int64_t es_an_expert_chain(const es_chip *c, const es_model *m, int64_t layer, int64_t e, int64_t n)
+{
+    static const es_role rs[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
+    int64_t t = vec(c, n * m->expert_ffn, 1);
+    for (int k = 0; k < 3; k++) {
+        const es_tensor *x = es_model_expert(m, layer, rs[k], e);
+        int64_t lanes;
+        es_rom rom;
+        es_chip_lane_geometry(c, m, x, &lanes, &rom);
+        t += es_an_matvec(c, &rom, lanes, es_tensor_cells(c, x), es_tensor_bits(c, x), n);
+    }
+    return t;
+}
+
+/* The experts of n tokens when the analytical model cannot know the routing:
+ * the n x top_k activations spread evenly over min(experts, n x top_k)
+ * experts, which run in parallel; exact for one token. */
+static int64_t experts_even(const es_chip *c, const es_model *m, int64_t layer, int64_t n, int64_t *active)
+{
+    int64_t pairs = n * m->top_k, d = pairs < m->experts ? pairs : m->experts;
+    if (active) *active = d;
+    return es_an_expert_chain(c, m, layer, 0, es_ceil_div(pairs, d));
+}
+
 int64_t es_an_op(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p)
 {
     int64_t occ, lat;
@@ -51,6 +77,7 @@ void es_an_op_split(const es_chip *c, const es_model *m, const es_op *op, int64_
     case ES_OP_ROPE:
     case ES_OP_ADD:
     case ES_OP_SILU_MUL:
+    case ES_OP_ROUTE:
         *lat = c->vec_latency;
         *occ = vec(c, n * op->elems, op->kind == ES_OP_RMSNORM ? 2 : 1) - *lat;
         return;
@@ -76,12 +103,14 @@ int64_t es_an_op_total(const es_chip *c, const es_model *m, const es_op *op, int
     case ES_OP_SILU_MUL: return vec(c, n * op->elems, 1);
     case ES_OP_ATTN: return attention(c, m, n, p);
     case ES_OP_SAMPLE: return es_ceil_div(n * op->elems, c->sampler_width) + c->sampler_latency;
+    case ES_OP_ROUTE: return vec(c, n * op->elems, 1);
+    case ES_OP_EXPERTS: return experts_even(c, m, op->layer, n, NULL);
     case ES_OP_MATVEC: {
         const es_tensor *t = &m->tensors[op->tensor];
         if (op->layer >= 0) {
             int64_t lanes;
             es_rom rom;
-            es_chip_lane_geometry(c, m, t->role, &lanes, &rom);
+            es_chip_lane_geometry(c, m, t, &lanes, &rom);
             return es_an_matvec(c, &rom, lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
         }
         return es_an_matvec(c, &c->head_rom, c->head_lanes, es_tensor_cells(c, t),
@@ -116,7 +145,7 @@ static int64_t mv(const es_chip *c, const es_model *m, const es_tensor *t, int64
         return es_an_matvec(c, &c->head_rom, c->head_lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
     int64_t lanes;
     es_rom rom;
-    es_chip_lane_geometry(c, m, t->role, &lanes, &rom);
+    es_chip_lane_geometry(c, m, t, &lanes, &rom);
     return es_an_matvec(c, &rom, lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
 }
 
@@ -131,6 +160,18 @@ int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t layer, int64_t 
 {
     int64_t H = m->hidden, F = m->ffn, Q = m->heads * m->head_dim, KV = m->kv_heads * m->head_dim;
     int64_t t = 0;
+    if (m->experts > 0) {
+        static const es_role att[4] = {ES_ROLE_Q, ES_ROLE_K, ES_ROLE_V, ES_ROLE_O};
+        t += 2 * vec(c, n * H, 2);                                     /* two RMSNorms */
+        for (int k = 0; k < 4; k++) t += mv(c, m, es_model_tensor(m, layer, att[k]), n, 0);
+        if (m->qk_norm) t += vec(c, n * Q, 2) + vec(c, n * KV, 2);     /* RMSNorm of q and of k */
+        t += vec(c, n * (Q + KV), 1) + attention(c, m, n, p);          /* RoPE, attention */
+        t += 2 * vec(c, n * H, 1);                                     /* two residual adds */
+        t += mv(c, m, es_model_tensor(m, layer, ES_ROLE_ROUTER), n, 0); /* the router's scores */
+        t += vec(c, n * m->experts, 1);                                /* top-k of them */
+        t += experts_even(c, m, layer, n, NULL);                       /* the experts, in parallel */
+        return t + vec(c, n * m->top_k * H, 1);                        /* weighted sum of k outputs */
+    }
     t += 2 * vec(c, n * H, 2);                                        /* two RMSNorms */
     static const es_role qkvo[4] = {ES_ROLE_Q, ES_ROLE_K, ES_ROLE_V, ES_ROLE_O};
     static const es_role ffn[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
@@ -156,9 +197,11 @@ static void tile_resources(const es_chip *c, const es_model *m, int64_t tile, in
         if (op->layer < 0 || op->layer / c->layers_per_tile != tile) continue;
         int64_t occ, lat;
         es_an_op_split(c, m, op, n, p, &occ, &lat);
-        if (op->res == ES_RES_LANES) {
-            int g = c->partitioned ? es_part_of_role(m->tensors[op->tensor].role) : 0;
-            part[g < 0 ? 0 : g] += (double)occ;
+        if (op->kind == ES_OP_EXPERTS) { /* its experts run in parallel on their own partitions */
+            part[1] += (double)occ;
+        } else if (op->res == ES_RES_LANES) {
+            part[es_chip_partition(c, m, &m->tensors[op->tensor]) > 0 && m->experts == 0 ?
+                 es_chip_partition(c, m, &m->tensors[op->tensor]) : 0] += (double)occ;
         } else if (op->res == ES_RES_ATTN) {
             *attn += (double)occ;
         } else {
@@ -275,6 +318,20 @@ void es_an_summarize(const es_chip *c, const es_model *m, int64_t prompt, int64_
     s->sat_tokens_per_s = (by_streams < by_unit ? by_streams : by_unit) * c->clock_hz;
 }
 
+void es_an_expert_events(const es_chip *c, const es_model *m, int64_t layer, int64_t e, int64_t n, es_events *ev)
+{
+    static const es_role rs[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
+    memset(ev, 0, sizeof *ev);
+    ev->vec_ops = (double)n * (double)m->expert_ffn; /* SiLU x up */
+    for (int k = 0; k < 3; k++) {
+        const es_tensor *t = es_model_expert(m, layer, rs[k], e);
+        const es_wfmt *f = &c->fmt[es_tensor_fmt_role(t)];
+        ev->rom_bits += (double)es_ceil_div(n, c->tokens_per_read) * (double)es_tensor_bits(c, t);
+        ev->cell_macs += (double)n * (double)es_tensor_cells(c, t);
+        if (f->group > 0) ev->vec_ops += (double)n * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
+    }
+}
+
 void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p,
                      es_events *ev)
 {
@@ -291,6 +348,14 @@ void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64
     case ES_OP_ADD:
     case ES_OP_SILU_MUL: ev->vec_ops = dn * (double)op->elems; break;
     case ES_OP_SAMPLE: ev->vec_ops = dn * (double)op->elems; break;
+    case ES_OP_ROUTE: ev->vec_ops = dn * (double)op->elems; break;
+    case ES_OP_EXPERTS: {
+        int64_t d = 0, pairs = n * m->top_k;
+        experts_even(c, m, op->layer, n, &d);
+        es_an_expert_events(c, m, op->layer, 0, es_ceil_div(pairs, d), ev);
+        es_events_scale(ev, (double)d);
+        break;
+    }
     case ES_OP_MATVEC: {
         const es_tensor *t = &m->tensors[op->tensor];
         const es_wfmt *f = &c->fmt[es_tensor_fmt_role(t)];

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BIG ((int64_t)1 << 40)
@@ -297,29 +298,42 @@ int es_part_of_role(es_role r)
     }
 }
 
-/* Lane cells of each partition in layer 0 (every layer is alike). */
-static void part_cells(const es_chip *c, const es_model *m, double *cells, double *total)
+int es_chip_partitions(const es_chip *c, const es_model *m)
 {
-    for (int g = 0; g < ES_PART_N; g++) cells[g] = 0;
-    *total = 0;
+    if (m->experts > 0) return 1 + (int)m->experts;
+    return c->partitioned ? ES_PART_N : 1;
+}
+
+int es_chip_partition(const es_chip *c, const es_model *m, const es_tensor *t)
+{
+    if (m->experts > 0) return t->expert >= 0 ? 1 + t->expert : 0;
+    if (!c->partitioned) return 0;
+    int g = es_part_of_role(t->role);
+    return g < 0 ? 0 : g;
+}
+
+/* Lane cells of partition g of layer 0 (every layer is alike), and of all its partitions. */
+static void part_cells(const es_chip *c, const es_model *m, int g, double *cells, double *total)
+{
+    *cells = *total = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         const es_tensor *t = &m->tensors[i];
-        int g = t->layer == 0 ? es_part_of_role(t->role) : -1;
-        if (g < 0) continue;
-        cells[g] += (double)es_tensor_cells(c, t);
-        *total += (double)es_tensor_cells(c, t);
+        if (t->layer != 0 || t->rows == 1) continue;
+        if (m->experts == 0 && es_part_of_role(t->role) < 0) continue;
+        double x = (double)es_tensor_cells(c, t);
+        *total += x;
+        if (es_chip_partition(c, m, t) == g) *cells += x;
     }
 }
 
-void es_chip_lane_geometry(const es_chip *c, const es_model *m, es_role role, int64_t *lanes, es_rom *rom)
+void es_chip_lane_geometry(const es_chip *c, const es_model *m, const es_tensor *t, int64_t *lanes, es_rom *rom)
 {
     *lanes = c->lanes;
     *rom = c->rom;
-    int g = es_part_of_role(role);
-    if (!c->partitioned || g < 0) return;
-    double cells[ES_PART_N], total;
-    part_cells(c, m, cells, &total);
-    double share = total > 0 ? cells[g] / total : 1.0;
+    if (es_chip_partitions(c, m) == 1 || t->layer < 0) return;
+    double cells, total;
+    part_cells(c, m, es_chip_partition(c, m, t), &cells, &total);
+    double share = total > 0 ? cells / total : 1.0;
     *lanes = (int64_t)((double)c->lanes * share);
     rom->banks = (int64_t)((double)c->rom.banks * share);
     if (*lanes < 1) *lanes = 1;
@@ -350,23 +364,33 @@ int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e)
         char what[64];
         snprintf(what, sizeof what, "tile %lld", (long long)t);
         if (check_rom(c, "tile.rom", &c->rom, need, what, e)) return -1;
-        if (!c->partitioned) continue;
-        /* each partition's banks hold its own tensors */
-        int64_t part_need[ES_PART_N] = {0};
-        es_rom part_rom[ES_PART_N];
+        int np = es_chip_partitions(c, m);
+        if (np == 1) continue;
+        /* each partition's banks hold its own tensors (norms sit with the shared partition) */
+        int64_t *part_need = calloc((size_t)np, sizeof *part_need);
+        es_rom *part_rom = calloc((size_t)np, sizeof *part_rom);
+        if (!part_need || !part_rom) { free(part_need); free(part_rom); return es_fail(e, "out of memory"); }
+        for (int g = 0; g < np; g++) part_rom[g] = c->rom;
         for (int i = 0; i < m->n_tensors; i++) {
             const es_tensor *x = &m->tensors[i];
-            int g = x->layer >= 0 && x->layer / c->layers_per_tile == t ? es_part_of_role(x->role) : -1;
-            if (g < 0) continue;
+            if (x->layer < 0 || x->layer / c->layers_per_tile != t || x->rows == 1) continue;
+            if (m->experts == 0 && es_part_of_role(x->role) < 0) continue;
+            int g = es_chip_partition(c, m, x);
             int64_t lanes;
-            es_chip_lane_geometry(c, m, x->role, &lanes, &part_rom[g]);
+            es_chip_lane_geometry(c, m, x, &lanes, &part_rom[g]);
             part_need[g] += es_tensor_bits(c, x);
         }
         static const char *names[ES_PART_N] = {"q, k, v", "o", "gate, up", "down"};
-        for (int g = 0; g < ES_PART_N; g++) {
-            snprintf(what, sizeof what, "tile %lld, partition %s", (long long)t, names[g]);
-            if (part_need[g] && check_rom(c, "tile.rom", &part_rom[g], part_need[g], what, e)) return -1;
+        int rc = 0;
+        for (int g = 0; g < np && !rc; g++) {
+            if (m->experts > 0 && g) snprintf(what, sizeof what, "tile %lld, expert %d", (long long)t, g - 1);
+            else if (m->experts > 0) snprintf(what, sizeof what, "tile %lld, attention partition", (long long)t);
+            else snprintf(what, sizeof what, "tile %lld, partition %s", (long long)t, names[g]);
+            if (part_need[g]) rc = check_rom(c, "tile.rom", &part_rom[g], part_need[g], what, e);
         }
+        free(part_need);
+        free(part_rom);
+        if (rc) return -1;
     }
     int64_t emb = 0, head = 0;
     for (int i = 0; i < m->n_tensors; i++) {

@@ -144,8 +144,18 @@ int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e);
  * as long in each: a pipeline inside the layer. */
 enum { ES_PART_QKV, ES_PART_O, ES_PART_GATE_UP, ES_PART_DOWN, ES_PART_N };
 int es_part_of_role(es_role r);   /* ES_PART_*, or -1 for a role outside the tile's projections */
+/* Mixture-of-experts models are always partitioned: each routed expert's ROM
+ * banks feed lanes of its own, in proportion to its lane cells, and the
+ * attention projections and the router share one more partition, so tokens
+ * routed to different experts run in parallel and tokens routed to the same
+ * expert queue for it. */
+/* The partition a tile tensor runs on: 0 when the tile is one partition (a
+ * dense striped tile), ES_PART_* for a partitioned dense tile, and for MoE 0
+ * for the shared partition and 1 + e for expert e. */
+int es_chip_partition(const es_chip *c, const es_model *m, const es_tensor *t);
+int es_chip_partitions(const es_chip *c, const es_model *m); /* how many */
 /* The lanes and ROM of a tile tensor's partition (striped: the whole tile). */
-void es_chip_lane_geometry(const es_chip *c, const es_model *m, es_role role, int64_t *lanes, es_rom *rom);
+void es_chip_lane_geometry(const es_chip *c, const es_model *m, const es_tensor *t, int64_t *lanes, es_rom *rom);
 
 #ifdef __cplusplus
 }

@@ -14,7 +14,7 @@
 
 static const char *role_names[ES_ROLE_COUNT] = {
     "embed", "attn_norm", "attn_q", "attn_k", "attn_v", "attn_o",
-    "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "out_norm", "lm_head"};
+    "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "out_norm", "lm_head", "router", "q_norm", "k_norm"};
 
 const char *es_role_name(es_role r) { return (r >= 0 && r < ES_ROLE_COUNT) ? role_names[r] : "?"; }
 
@@ -64,6 +64,7 @@ static int add_tensor(es_model *m, es_role role, int layer, int64_t rows, int64_
     t->layer = layer;
     t->rows = rows;
     t->cols = cols;
+    t->expert = -1;
     snprintf(t->name, sizeof t->name, "%s", name);
     return m->n_tensors++;
 }
@@ -81,6 +82,8 @@ static void add_op(es_model *m, es_op_kind k, int layer, int tensor, int64_t ele
     case ES_OP_MATVEC: o->res = ES_RES_LANES; break;
     case ES_OP_ATTN: o->res = ES_RES_ATTN; o->state = ES_STATE_KV; break;
     case ES_OP_SAMPLE: o->res = ES_RES_SAMPLER; break;
+    case ES_OP_ROUTE: o->res = ES_RES_ROUTER; break;
+    case ES_OP_EXPERTS: o->res = ES_RES_LANES; o->state = ES_STATE_EXPERTS; break;
     default: o->res = ES_RES_VECTOR; break;
     }
     o->layer = layer;
@@ -137,31 +140,125 @@ static int build_llama(es_model *m, es_err *e)
     return 0;
 }
 
+/* The graph of a mixture-of-experts Llama: attention as in Llama (with an
+ * RMSNorm on q and k for OLMoE and Qwen3), then a router (a projection to
+ * one score per expert), the top-k selection, and the routed experts. The
+ * tensor names follow each family's checkpoints. */
+typedef struct moe_names { const char *router, *gate, *up, *down; } moe_names;
+
+static int build_moe_named(es_model *m, const moe_names *nm_moe, es_err *e)
+{
+    int64_t L = m->layers, H = m->hidden, E = m->experts, F = m->expert_ffn;
+    int64_t q_out = m->heads * m->head_dim, kv_out = m->kv_heads * m->head_dim;
+    m->tensors = calloc((size_t)((9 + 3 * E) * L + 3), sizeof *m->tensors);
+    m->ops = calloc((size_t)(17 * L + 4), sizeof *m->ops);
+    if (!m->tensors || !m->ops) return es_fail(e, "%s: out of memory building the graph", m->path);
+    char nm[96];
+    int emb = add_tensor(m, ES_ROLE_EMBED, -1, m->vocab, H, "model.embed_tokens.weight");
+    add_op(m, ES_OP_EMBED, -1, emb, H, "embed");
+    int64_t qn = m->qk_norm == 1 ? m->head_dim : q_out, kn = m->qk_norm == 1 ? m->head_dim : kv_out;
+    for (int l = 0; l < L; l++) {
+#define T(role, rows, cols, ...) (snprintf(nm, sizeof nm, __VA_ARGS__), add_tensor(m, role, l, rows, cols, nm))
+        int an = T(ES_ROLE_ATTN_NORM, 1, H, "model.layers.%d.input_layernorm.weight", l);
+        int q = T(ES_ROLE_Q, q_out, H, "model.layers.%d.self_attn.q_proj.weight", l);
+        int k = T(ES_ROLE_K, kv_out, H, "model.layers.%d.self_attn.k_proj.weight", l);
+        int v = T(ES_ROLE_V, kv_out, H, "model.layers.%d.self_attn.v_proj.weight", l);
+        int o = T(ES_ROLE_O, H, q_out, "model.layers.%d.self_attn.o_proj.weight", l);
+        int qnt = -1, knt = -1;
+        if (m->qk_norm) {
+            qnt = T(ES_ROLE_Q_NORM, 1, qn, "model.layers.%d.self_attn.q_norm.weight", l);
+            knt = T(ES_ROLE_K_NORM, 1, kn, "model.layers.%d.self_attn.k_norm.weight", l);
+        }
+        int fn = T(ES_ROLE_FFN_NORM, 1, H, "model.layers.%d.post_attention_layernorm.weight", l);
+        int r = T(ES_ROLE_ROUTER, E, H, "model.layers.%d.%s.weight", l, nm_moe->router);
+        int first = -1;
+        for (int64_t x = 0; x < E; x++) {
+            int g = T(ES_ROLE_GATE, F, H, "model.layers.%d.%s.%lld.%s.weight", l, nm_moe->router[0] == 'b' ?
+                      "block_sparse_moe.experts" : "mlp.experts", (long long)x, nm_moe->gate);
+            int u = T(ES_ROLE_UP, F, H, "model.layers.%d.%s.%lld.%s.weight", l, nm_moe->router[0] == 'b' ?
+                      "block_sparse_moe.experts" : "mlp.experts", (long long)x, nm_moe->up);
+            int d = T(ES_ROLE_DOWN, H, F, "model.layers.%d.%s.%lld.%s.weight", l, nm_moe->router[0] == 'b' ?
+                      "block_sparse_moe.experts" : "mlp.experts", (long long)x, nm_moe->down);
+            m->tensors[g].expert = m->tensors[u].expert = m->tensors[d].expert = (int)x;
+            if (first < 0) first = g;
+        }
+#undef T
+        add_op(m, ES_OP_RMSNORM, l, an, H, "attn_norm");
+        add_op(m, ES_OP_MATVEC, l, q, 0, "attn_q");
+        add_op(m, ES_OP_MATVEC, l, k, 0, "attn_k");
+        add_op(m, ES_OP_MATVEC, l, v, 0, "attn_v");
+        if (m->qk_norm) {
+            add_op(m, ES_OP_RMSNORM, l, qnt, q_out, "q_norm");
+            add_op(m, ES_OP_RMSNORM, l, knt, kv_out, "k_norm");
+        }
+        add_op(m, ES_OP_ROPE, l, -1, q_out + kv_out, "rope");
+        add_op(m, ES_OP_ATTN, l, -1, q_out, "attention");
+        add_op(m, ES_OP_MATVEC, l, o, 0, "attn_o");
+        add_op(m, ES_OP_ADD, l, -1, H, "attn_residual");
+        add_op(m, ES_OP_RMSNORM, l, fn, H, "ffn_norm");
+        add_op(m, ES_OP_MATVEC, l, r, 0, "router");
+        add_op(m, ES_OP_ROUTE, l, -1, E, "route");
+        add_op(m, ES_OP_EXPERTS, l, first, m->top_k, "experts");
+        add_op(m, ES_OP_ADD, l, -1, m->top_k * H, "expert_combine"); /* the k outputs, weighted */
+        add_op(m, ES_OP_ADD, l, -1, H, "ffn_residual");
+    }
+    int on = add_tensor(m, ES_ROLE_OUT_NORM, -1, 1, H, "model.norm.weight");
+    m->tensors[emb].lm_head = m->tied;
+    int head = m->tied ? emb : add_tensor(m, ES_ROLE_LM_HEAD, -1, m->vocab, H, "lm_head.weight");
+    add_op(m, ES_OP_RMSNORM, -1, on, H, "out_norm");
+    add_op(m, ES_OP_MATVEC, -1, head, 0, "lm_head");
+    add_op(m, ES_OP_SAMPLE, -1, -1, m->vocab, "sampler");
+    return 0;
+}
+
+static int build_mixtral(es_model *m, es_err *e)
+{
+    static const moe_names n = {"block_sparse_moe.gate", "w1", "w3", "w2"};
+    return build_moe_named(m, &n, e);
+}
+
+static int build_moe_mlp(es_model *m, es_err *e)
+{
+    static const moe_names n = {"mlp.gate", "gate_proj", "up_proj", "down_proj"};
+    return build_moe_named(m, &n, e);
+}
+
 /* ---- the architecture registry ---- */
 
 typedef struct es_arch {
     const char *hf;       /* config.json architectures[0] */
-    const char *gguf;     /* GGUF general.architecture */
+    const char *gguf;     /* GGUF general.architecture (NULL: config.json only) */
     int (*build)(es_model *m, es_err *e);
+    /* MoE: the config.json keys of the expert count and of each expert's
+     * intermediate size (NULL: dense), and the RMSNorm on q and k */
+    const char *experts_key, *ffn_key;
+    int qk_norm;
 } es_arch;
 
 static const es_arch ARCHS[] = {
-    {"LlamaForCausalLM", "llama", build_llama},
+    {"LlamaForCausalLM", "llama", build_llama, NULL, NULL, 0},
+    {"MixtralForCausalLM", NULL, build_mixtral, "num_local_experts", "intermediate_size", 0},
+    {"OlmoeForCausalLM", NULL, build_moe_mlp, "num_experts", "intermediate_size", 2},
+    {"Qwen3MoeForCausalLM", NULL, build_moe_mlp, "num_experts", "moe_intermediate_size", 1},
 };
 #define N_ARCHS ((int)(sizeof ARCHS / sizeof *ARCHS))
 
 static const es_arch *find_arch(const char *name, int gguf)
 {
-    for (int i = 0; i < N_ARCHS; i++)
-        if (!strcmp(name, gguf ? ARCHS[i].gguf : ARCHS[i].hf)) return &ARCHS[i];
+    for (int i = 0; i < N_ARCHS; i++) {
+        const char *a = gguf ? ARCHS[i].gguf : ARCHS[i].hf;
+        if (a && !strcmp(name, a)) return &ARCHS[i];
+    }
     return NULL;
 }
 
 static void arch_list(char *out, size_t n, int gguf)
 {
     out[0] = 0;
-    for (int i = 0; i < N_ARCHS; i++)
-        snprintf(out + strlen(out), n - strlen(out), "%s%s", i ? ", " : "", gguf ? ARCHS[i].gguf : ARCHS[i].hf);
+    for (int i = 0; i < N_ARCHS; i++) {
+        const char *a = gguf ? ARCHS[i].gguf : ARCHS[i].hf;
+        if (a) snprintf(out + strlen(out), n - strlen(out), "%s%s", out[0] ? ", " : "", a);
+    }
 }
 
 /* Build the graph, then index its tensors by (layer, role). */
@@ -175,10 +272,29 @@ static int build_graph(es_model *m, const es_arch *a, es_err *e)
     for (int i = 0; i < m->n_tensors; i++) {
         const es_tensor *t = &m->tensors[i];
         int64_t row = t->layer >= 0 ? t->layer : m->layers;
-        m->by_role[row * ES_ROLE_COUNT + t->role] = i;
+        if (t->expert <= 0) m->by_role[row * ES_ROLE_COUNT + t->role] = i; /* experts: expert 0's */
         if (t->lm_head) m->by_role[m->layers * ES_ROLE_COUNT + ES_ROLE_LM_HEAD] = i;
     }
     return 0;
+}
+
+const es_tensor *es_model_expert(const es_model *m, int64_t layer, es_role role, int64_t e)
+{
+    const es_tensor *t0 = es_model_tensor(m, layer, role);
+    if (!t0 || t0->expert < 0 || e < 0 || e >= m->experts) return NULL;
+    /* the builder lays an expert's gate, up and down out together, experts in order */
+    const es_tensor *t = t0 + 3 * e;
+    return t->expert == e && t->role == role ? t : NULL;
+}
+
+int64_t es_model_active_params(const es_model *m)
+{
+    int64_t n = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *t = &m->tensors[i];
+        if (t->expert < 0 || t->expert < m->top_k) n += t->rows * t->cols; /* any top_k experts */
+    }
+    return n;
 }
 
 const es_tensor *es_model_tensor(const es_model *m, int64_t layer, es_role role)
@@ -351,12 +467,25 @@ int es_model_load(es_model *m, const char *spec, es_err *e)
         es_cfg_num(&c, "rms_norm_eps", 1e-12, 1.0, &m->eps, e) ||
         es_cfg_num(&c, "rope_theta", 1.0, 1e12, &m->rope_theta, e))
         goto out;
-    if (m->hidden % m->heads) {
+    if (!es_cfg_has(&c, "head_dim") && m->hidden % m->heads) {
         es_fail(e, "%s: key 'hidden_size': %lld is not a multiple of num_attention_heads %lld",
                 m->path, (long long)m->hidden, (long long)m->heads);
         goto out;
     }
     if (es_cfg_i64_opt(&c, "head_dim", 1, 65536, m->hidden / m->heads, &m->head_dim, e)) goto out;
+    if (reg->experts_key) {
+        m->qk_norm = reg->qk_norm;
+        if (es_cfg_i64(&c, reg->experts_key, 1, 4096, &m->experts, e) ||
+            es_cfg_i64(&c, "num_experts_per_tok", 1, 4096, &m->top_k, e) ||
+            es_cfg_i64(&c, reg->ffn_key, 1, BIG, &m->expert_ffn, e))
+            goto out;
+        if (m->top_k > m->experts) {
+            es_fail(e, "%s: key 'num_experts_per_tok': %lld is more than the %lld experts (key '%s')", m->path,
+                    (long long)m->top_k, (long long)m->experts, reg->experts_key);
+            goto out;
+        }
+        m->ffn = m->expert_ffn;
+    }
     if (m->head_dim % 2) {
         es_fail(e, "%s: key 'head_dim': expected an even number, got %lld", m->path,
                 (long long)m->head_dim);

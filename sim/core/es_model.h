@@ -21,7 +21,7 @@ extern "C" {
 typedef enum es_role {
     ES_ROLE_EMBED, ES_ROLE_ATTN_NORM, ES_ROLE_Q, ES_ROLE_K, ES_ROLE_V, ES_ROLE_O,
     ES_ROLE_FFN_NORM, ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN, ES_ROLE_OUT_NORM,
-    ES_ROLE_LM_HEAD, ES_ROLE_COUNT
+    ES_ROLE_LM_HEAD, ES_ROLE_ROUTER, ES_ROLE_Q_NORM, ES_ROLE_K_NORM, ES_ROLE_COUNT
 } es_role;
 
 /* "embed", "attn_norm", "attn_q", ... : the names recipes and chips use. */
@@ -37,11 +37,14 @@ typedef struct es_tensor {
     int lm_head;    /* 1 for a tied embedding table that also serves as the LM head */
     int64_t rom_bits;  /* bits in a loaded ROM image (0: from the chip's weights.* formats) */
     int rom_elem_bits; /* element bits of the image's format (0: from weights.*) */
+    int expert;        /* routed expert (MoE gate, up, down), or -1 */
 } es_tensor;
 
 typedef enum es_op_kind {
     ES_OP_EMBED, ES_OP_RMSNORM, ES_OP_MATVEC, ES_OP_ROPE, ES_OP_ATTN, ES_OP_ADD,
-    ES_OP_SILU_MUL, ES_OP_SAMPLE
+    ES_OP_SILU_MUL, ES_OP_SAMPLE,
+    ES_OP_ROUTE,   /* MoE: top-k of the router's expert scores (the router unit) */
+    ES_OP_EXPERTS  /* MoE: each token's top-k experts: gate, up, SiLU x up, down (tensor: expert 0's gate) */
 } es_op_kind;
 
 /* The resource class that executes an op. */
@@ -92,6 +95,10 @@ typedef struct es_model {
     double eps;            /* rms_norm_eps */
     double rope_theta;     /* rope_theta */
     int rope_llama3;       /* rope_scaling.rope_type == "llama3" */
+    int64_t experts;       /* MoE: routed experts per layer (0: dense) */
+    int64_t top_k;         /* MoE: experts per token */
+    int64_t expert_ffn;    /* MoE: each expert's intermediate size */
+    int qk_norm;           /* RMSNorm on q and k: 0 none, 1 per head (Qwen3), 2 whole projection (OLMoE) */
     double rope_factor, rope_low, rope_high; /* llama3 scaling factors */
     int64_t rope_orig_ctx; /* original_max_position_embeddings */
     es_tensor *tensors;    /* (n_tensors) unique weight tensors */
@@ -109,6 +116,10 @@ int64_t es_model_params(const es_model *m);
 /* The tensor of a role in a layer (-1: outside the blocks: embed, out_norm,
  * lm_head; a tied model's lm_head is its embedding), or NULL. */
 const es_tensor *es_model_tensor(const es_model *m, int64_t layer, es_role role);
+/* Routed expert e's tensor of a role (gate, up, down) in a layer, or NULL. */
+const es_tensor *es_model_expert(const es_model *m, int64_t layer, es_role role, int64_t e);
+/* Parameters a token uses: every tensor but the experts it is not routed to. */
+int64_t es_model_active_params(const es_model *m);
 /* The first op of kind k in layer (-1: outside the blocks), or NULL. */
 const es_op *es_model_op(const es_model *m, int64_t layer, es_op_kind k);
 /* Layers whose attention keeps a KV entry per position. */

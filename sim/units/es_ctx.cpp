@@ -1,5 +1,7 @@
 // es_ctx: shared run state and the energy ledger (see es_ctx.h).
 #include "es_ctx.h"
+#include <cmath>
+#include "es_stats.h"
 #include <cstdarg>
 #include <cstring>
 
@@ -102,6 +104,35 @@ void Ctx::tap(int32_t seq, int64_t pos, int32_t token, const float *x)
         return;
     }
     tap_rows.push_back(std::move(r));
+}
+
+void Ctx::route(int32_t seq, int64_t pos, int layer, int32_t *out)
+{
+    const int64_t E = m->experts, k = m->top_k;
+    if (routing.kind == 2 && !routing.replay.empty()) {
+        const std::vector<int32_t> &r = routing.replay[replay_next++ % routing.replay.size()];
+        for (int64_t i = 0; i < k; i++) out[i] = r[(size_t)i];
+        return;
+    }
+    /* a stream of its own per (request, position, layer): the same run routes the same way */
+    uint64_t st = routing.seed ^ ((uint64_t)seqs[(size_t)seq].tag * 0x9E3779B97F4A7C15ULL) ^
+                  ((uint64_t)pos * 0xC2B2AE3D27D4EB4FULL) ^ ((uint64_t)layer * 0x165667B19E3779F9ULL);
+    std::vector<double> w((size_t)E);
+    double sum = 0;
+    for (int64_t e = 0; e < E; e++) sum += w[(size_t)e] = routing.kind == 1 ? std::pow((double)(e + 1), -routing.zipf_s) : 1.0;
+    for (int64_t i = 0; i < k; i++) { /* k distinct experts, each drawn by weight among those left */
+        double u = (double)(es_splitmix64(&st) >> 11) * 0x1.0p-53 * sum, acc = 0;
+        int64_t pick = E - 1;
+        for (int64_t e = 0; e < E; e++) {
+            if (w[(size_t)e] == 0) continue;
+            acc += w[(size_t)e];
+            if (u < acc) { pick = e; break; }
+        }
+        while (w[(size_t)pick] == 0) pick--; /* rounding at the end */
+        out[i] = (int32_t)pick;
+        sum -= w[(size_t)pick];
+        w[(size_t)pick] = 0;
+    }
 }
 
 void Ctx::fail(const char *fmt, ...)

@@ -86,6 +86,11 @@ public:
     std::vector<int32_t> prefix_ids;
     int64_t tap_id = -1;
     std::vector<TapRow> tap_rows;
+    Routing routing;
+    MoeStats moe;
+    size_t replay_next = 0;
+    // MoE: the top_k experts of the token at pos of sequence seq, in layer, into out.
+    void route(int32_t seq, int64_t pos, int layer, int32_t *out);
 
     int64_t now() const;
     void wait_cycles(int64_t n) const;

@@ -23,6 +23,7 @@ Tile::Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops,
         if (op->layer + 1 > hi_) hi_ = op->layer + 1;
     }
     free_slots_ = ctx_.c->tile_slots;
+    lanes_.resize((size_t)es_chip_partitions(ctx_.c, ctx_.m));
     SC_THREAD(fetch);
     SC_THREAD(complete);
 }
@@ -68,16 +69,16 @@ const Tile::Plan &Tile::plan(int64_t n)
     Plan p;
     es_events ev;
     for (const es_op *op : ops_) {
-        if (op->kind == ES_OP_ATTN) {
-            p.steps.push_back({1, 0, 0, op, 1.0});
+        if (op->kind == ES_OP_ATTN || op->kind == ES_OP_EXPERTS) { /* per item: positions, routing */
+            p.steps.push_back({op->kind == ES_OP_ATTN ? 1 : -1, 0, 0, op, 1.0});
             continue;
         }
-        int part = ctx_.c->partitioned && op->res == ES_RES_LANES ? es_part_of_role(ctx_.m->tensors[op->tensor].role) : 0;
-        Step s{op->res == ES_RES_LANES ? 2 + (part < 0 ? 0 : part) : 0, 0, 0, op, 1.0};
+        int part = op->res == ES_RES_LANES ? es_chip_partition(ctx_.c, ctx_.m, &ctx_.m->tensors[op->tensor]) : 0;
+        Step s{op->res == ES_RES_LANES ? 2 + part : 0, 0, 0, op, 1.0};
         if (op->res == ES_RES_LANES) {
             int64_t lanes;
             es_rom rom;
-            es_chip_lane_geometry(ctx_.c, ctx_.m, ctx_.m->tensors[op->tensor].role, &lanes, &rom);
+            es_chip_lane_geometry(ctx_.c, ctx_.m, &ctx_.m->tensors[op->tensor], &lanes, &rom);
             s.share = (double)lanes / (double)ctx_.c->lanes;
         }
         es_an_op_split(ctx_.c, ctx_.m, op, n, 0, &s.occ, &s.lat);
@@ -102,7 +103,12 @@ void Tile::fetch()
         const es_events &shared = pl.shared;
         /* book every op on its resource, in order: the item's trip is known now */
         int64_t t = start;
+        es_events expert_ev{};
         for (const Step &st : pl.steps) {
+            if (st.res == -1) {
+                t = book_experts(st.op, group, start, t, expert_ev);
+                continue;
+            }
             if (st.res != 1) {
                 Server &res = st.res >= 2 ? lanes_[st.res - 2] : vec_;
                 es_unit_rec *rs = st.res >= 2 ? lanes_stat_ : vec_stat_;
@@ -127,6 +133,7 @@ void Tile::fetch()
         for (size_t g = 0; g < group.size(); g++) {
             /* shared work is charged in proportion to the tokens each sequence brought */
             es_events part = shared;
+            es_events_add(&part, &expert_ev);
             es_events_scale(&part, (double)group[g].n / (double)total);
             es_events_add(&w.ev[g], &part);
         }
@@ -137,6 +144,61 @@ void Tile::fetch()
         std::push_heap(booked_.begin(), booked_.end(), std::greater<Work>());
         booked_ev_.notify(sc_core::SC_ZERO_TIME);
     }
+}
+
+int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int64_t start, int64_t t,
+                           es_events &ev)
+{
+    const es_chip *c = ctx_.c;
+    const es_model *m = ctx_.m;
+    const int64_t E = m->experts, k = m->top_k;
+    MoeStats &st = ctx_.moe;
+    if (st.fired.empty()) st.fired.assign((size_t)E, 0), st.queue.assign((size_t)E, 0), st.busy.assign((size_t)E, 0);
+    std::vector<int64_t> n_e((size_t)E, 0);
+    std::vector<int32_t> pick((size_t)k);
+    for (const Item &it : group)
+        for (int64_t j = 0; j < it.n; j++) {
+            ctx_.route(it.seq, it.pos + j, op->layer, pick.data());
+            for (int32_t e : pick) n_e[(size_t)e]++;
+        }
+    /* each fired expert's chain on its own partition, all from t; the item goes on when all are done */
+    static const es_role rs[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
+    int64_t end = t;
+    es_events x;
+    st.item_layers++;
+    for (int64_t e = 0; e < E; e++) {
+        int64_t n = n_e[(size_t)e];
+        if (!n) continue;
+        st.distinct++;
+        st.fired[(size_t)e] += n;
+        Server &srv = lanes_[(size_t)(1 + e)];
+        int64_t te = t, first = -1;
+        for (int s = 0; s < 4; s++) { /* gate, up, SiLU x up, down */
+            int64_t occ, lat;
+            if (s == 2) {
+                lat = c->vec_latency;
+                occ = es_ceil_div(n * m->expert_ffn, c->vec_width);
+            } else {
+                const es_tensor *w = es_model_expert(m, op->layer, rs[s < 2 ? s : 2], e);
+                int64_t lanes;
+                es_rom rom;
+                es_chip_lane_geometry(c, m, w, &lanes, &rom);
+                lat = rom.latency + c->lane_depth;
+                occ = es_an_matvec(c, &rom, lanes, es_tensor_cells(c, w), es_tensor_bits(c, w), n) - lat;
+                lanes_stat_->busy_cycles += (int64_t)((double)occ * (double)lanes / (double)c->lanes + 0.5);
+            }
+            int64_t b = srv.book(start, te, occ);
+            st.busy[(size_t)e] += occ;
+            if (first < 0) first = b;
+            te = b + occ + lat;
+        }
+        st.queue[(size_t)e] += first - t;
+        if (te > end) end = te;
+        es_an_expert_events(c, m, op->layer, e, n, &x);
+        es_events_add(&ev, &x);
+    }
+    lanes_stat_->items++;
+    return end;
 }
 
 void Tile::complete()

@@ -38,7 +38,7 @@ private:
         std::vector<es_events> ev;         // events charged to each item's sequence
         bool operator>(const Work &o) const { return finish != o.finish ? finish > o.finish : order > o.order; }
     };
-    struct Step {             // res: 0 vector, 1 attention, 2.. lanes (partition)
+    struct Step {             // res: 0 vector, 1 attention, 2.. lanes (partition), -1 experts (MoE)
         int res;
         int64_t occ, lat;
         const es_op *op;
@@ -54,7 +54,10 @@ private:
     Ctx &ctx_;
     std::vector<const es_op *> ops_;
     Server *kv_;
-    Server lanes_[ES_PART_N], vec_;       // lanes: one per partition (striped: the first only)
+    std::vector<Server> lanes_;            // one per partition (es_chip_partitions)
+    Server vec_;
+    int64_t book_experts(const es_op *op, const std::vector<Item> &group, int64_t start, int64_t t,
+                         es_events &ev); // MoE: route, book each expert's chain; the end
     bool last_;
     int lo_, hi_;                          // its layers [lo, hi)
     es_unit_rec *stat_, *lanes_stat_, *vec_stat_, *attn_stat_;

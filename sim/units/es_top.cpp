@@ -186,6 +186,7 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     ctx.dp = w.dp;
     ctx.prefix_ids = w.prefix_ids;
     ctx.tap_id = w.tap_id;
+    ctx.routing = w.routing;
     if (w.dp && w.prefix > 0 && (int64_t)w.prefix_ids.size() != w.prefix)
         return es_fail(e, "the shared prefix has %zu token ids for %lld tokens", w.prefix_ids.size(), (long long)w.prefix);
     Chip chip(ctx);
@@ -291,6 +292,7 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     r.toks = std::move(ctx.toks);
     std::sort(ctx.tap_rows.begin(), ctx.tap_rows.end(), [](const TapRow &a, const TapRow &b) { return a.pos < b.pos; });
     r.tap = std::move(ctx.tap_rows);
+    r.moe = std::move(ctx.moe);
     return 0;
 }
 

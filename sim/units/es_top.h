@@ -14,6 +14,23 @@
 
 namespace es {
 
+// MoE routing: which experts each token goes to, as a workload chooses it.
+struct Routing {
+    int kind = 0;                     // 0 uniform, 1 Zipf, 2 replayed from a file
+    double zipf_s = 1.0;              // Zipf exponent: expert e drawn with weight 1 / (e + 1)^s
+    std::vector<std::vector<int32_t>> replay; // expert ids per routed token, used in turn
+    uint64_t seed = 1;
+};
+
+// What MoE tiles measured.
+struct MoeStats {
+    std::vector<int64_t> fired;       // activations per expert (all layers)
+    std::vector<int64_t> queue;       // cycles tokens waited for each expert's lanes
+    std::vector<int64_t> busy;        // cycles booked on each expert's lanes (all tiles)
+    int64_t item_layers = 0;          // work items x layers with experts
+    int64_t distinct = 0;             // experts fired, summed over them
+};
+
 struct Request {
     int64_t prompt = 0;      // tokens to prefill after the shared prefix
     int64_t gen = 0;         // tokens to generate
@@ -51,6 +68,7 @@ struct Workload {
     es_dp *dp = nullptr;
     std::vector<int32_t> prefix_ids;
     int64_t tap_id = -1;
+    Routing routing;             // MoE models: how tokens pick their experts
 };
 
 struct RunResult {
@@ -86,6 +104,7 @@ struct RunResult {
     // functional mode (run): each request's sampled tokens by id; the tapped request's logits
     std::vector<std::vector<int32_t>> out_ids;
     std::vector<TapRow> tap;
+    MoeStats moe;                        // MoE models: experts fired and their queues
 };
 
 // Run the simulation. Only one call per process: SystemC elaborates once.
