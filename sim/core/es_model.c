@@ -92,6 +92,19 @@ static void add_op(es_model *m, es_op_kind k, int layer, int tensor, int64_t ele
     snprintf(o->name, sizeof o->name, "%s", name);
 }
 
+/* After the blocks, both graphs end alike: final norm, LM head (the
+ * embedding table when tied), sampler. */
+static int add_head(es_model *m, int emb)
+{
+    int on = add_tensor(m, ES_ROLE_OUT_NORM, -1, 1, m->hidden, "model.norm.weight");
+    m->tensors[emb].lm_head = m->tied;
+    int head = m->tied ? emb : add_tensor(m, ES_ROLE_LM_HEAD, -1, m->vocab, m->hidden, "lm_head.weight");
+    add_op(m, ES_OP_RMSNORM, -1, on, m->hidden, "out_norm");
+    add_op(m, ES_OP_MATVEC, -1, head, 0, "lm_head");
+    add_op(m, ES_OP_SAMPLE, -1, -1, m->vocab, "sampler");
+    return 0;
+}
+
 /* The graph of a dense Llama (LlamaForCausalLM, GGUF "llama"). */
 static int build_llama(es_model *m, es_err *e)
 {
@@ -131,13 +144,7 @@ static int build_llama(es_model *m, es_err *e)
         add_op(m, ES_OP_MATVEC, l, d, 0, "ffn_down");
         add_op(m, ES_OP_ADD, l, -1, H, "ffn_residual");
     }
-    int on = add_tensor(m, ES_ROLE_OUT_NORM, -1, 1, H, "model.norm.weight");
-    m->tensors[emb].lm_head = m->tied;
-    int head = m->tied ? emb : add_tensor(m, ES_ROLE_LM_HEAD, -1, m->vocab, H, "lm_head.weight");
-    add_op(m, ES_OP_RMSNORM, -1, on, H, "out_norm");
-    add_op(m, ES_OP_MATVEC, -1, head, 0, "lm_head");
-    add_op(m, ES_OP_SAMPLE, -1, -1, m->vocab, "sampler");
-    return 0;
+    return add_head(m, emb);
 }
 
 /* The graph of a mixture-of-experts Llama: attention as in Llama (with an
@@ -202,13 +209,7 @@ static int build_moe_named(es_model *m, const moe_names *nm_moe, es_err *e)
         add_op(m, ES_OP_ADD, l, -1, m->top_k * H, "expert_combine"); /* the k outputs, weighted */
         add_op(m, ES_OP_ADD, l, -1, H, "ffn_residual");
     }
-    int on = add_tensor(m, ES_ROLE_OUT_NORM, -1, 1, H, "model.norm.weight");
-    m->tensors[emb].lm_head = m->tied;
-    int head = m->tied ? emb : add_tensor(m, ES_ROLE_LM_HEAD, -1, m->vocab, H, "lm_head.weight");
-    add_op(m, ES_OP_RMSNORM, -1, on, H, "out_norm");
-    add_op(m, ES_OP_MATVEC, -1, head, 0, "lm_head");
-    add_op(m, ES_OP_SAMPLE, -1, -1, m->vocab, "sampler");
-    return 0;
+    return add_head(m, emb);
 }
 
 static int build_mixtral(es_model *m, es_err *e)
