@@ -404,6 +404,42 @@ def test_moe():
     expect_error(["run", "--no-db", *MOE, "--mode", "functional", "--synthetic", "1"], "mixture-of-experts")
 
 
+SSM = ["--model", os.path.join(DATA, "tiny-mamba"), "--chip", os.path.join(DATA, "tiny-chip.json")]
+
+
+def test_ssm():
+    """A state-space model (a Mamba-shaped fixture: 512 channels x 16 states, conv 4): no KV,
+    so a decode step costs the same at every position; one stream equals the analytical model;
+    the state SRAM bounds the sequences in flight at (channels x states + 3 x channels) x 8 bits
+    per layer each; a chip without a scan engine and a state size of 0 are errors."""
+    j = run_json("--no-db", *SSM, "--prompt", "8", "--generate", "40")
+    same_cycles(j, "SSM one stream")
+    s = j["stream0_cycles"]
+    expect(s["decode_first"] == s["decode_last"], f"decode step grows with position: {s}")
+    # 4 MiB per tile = 33,554,432 bits / ((512 x 16 + 3 x 512) x 8 = 77,824) = 431 sequences
+    expect(j["kv_slots"] == 431, f"state slots {j['kv_slots']}")
+    # 100,000 bytes = 800,000 bits / 77,824 = 10 sequences at once
+    k = run_json("--no-db", *SSM, "--prompt", "8", "--generate", "40", "--streams", "14",
+                 "--set", "kv.bytes_per_tile=100000")
+    expect(k["kv_slots"] == 10 and k["max_in_flight"] == 10 and k["tokens"] == 14 * 40, f"{k['max_in_flight']} in flight")
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(DATA, "tiny-chip.json")) as fh:
+            c = json.load(fh)
+        del c["tile"]["scan"]
+        chip = os.path.join(tmp, "noscan.json")
+        with open(chip, "w") as fh:
+            json.dump(c, fh)
+        expect_error(["run", "--no-db", "--model", os.path.join(DATA, "tiny-mamba"), "--chip", chip],
+                     "tile.scan.elems_per_cycle", "scan engine")
+        with open(os.path.join(DATA, "tiny-mamba", "config.json")) as fh:
+            m = json.load(fh)
+        m["state_size"] = 0
+        os.makedirs(os.path.join(tmp, "m"))
+        with open(os.path.join(tmp, "m", "config.json"), "w") as fh:
+            json.dump(m, fh)
+        expect_error(["run", "--no-db", "--model", os.path.join(tmp, "m")], "state_size")
+
+
 def test_kv_slots_wait():
     first = run_json("--no-db", "--prompt", "64", "--generate", "64")
     slots = int(first["kv_slots"])
@@ -839,7 +875,7 @@ def test_err_negative_size():
 def test_err_unknown_arch():
     bad = os.path.join(DATA, "bad-arch")
     expect_error(["run", "--no-db", "--model", bad], "bad-arch/config.json", "'architectures'",
-                 "MambaForCausalLM")
+                 "RwkvForCausalLM", "MambaForCausalLM")
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(MODELS, "llm", "tiny-llama", "config.json")) as f:
             cfg = json.load(f)

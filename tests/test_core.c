@@ -101,9 +101,25 @@ static void t1_models(void)
             es_model_free(&m);
         }
     }
+    /* 1.5c state-space configs: the published totals; no KV anywhere, a recurrent state per layer */
+    {
+        static const struct { const char *name; long long params; } ssm[2] = {
+            {"mamba-2.8b", 2768345600LL},        /* state-spaces/mamba-2.8b-hf (tied) */
+            {"falcon-mamba-7b", 7272665088LL}};  /* tiiuae/falcon-mamba-7b */
+        for (int i = 0; i < 2; i++) {
+            CHECK(es_model_load(&m, ssm[i].name, &e) == 0, "load %s: %s", ssm[i].name, e.msg);
+            CHECK(es_model_params(&m) == ssm[i].params, "%s params %lld, want %lld", ssm[i].name,
+                  (long long)es_model_params(&m), ssm[i].params);
+            int recurrent = 0;
+            for (int k = 0; k < m.n_ops; k++) recurrent += m.ops[k].state == ES_STATE_RECURRENT;
+            CHECK(es_model_kv_layers(&m) == 0 && recurrent == 64, "%s: KV layers %lld, recurrent %d", ssm[i].name,
+                  (long long)es_model_kv_layers(&m), recurrent);
+            es_model_free(&m);
+        }
+    }
     /* 1.6 unknown architecture names the file and key */
     CHECK(es_model_load(&m, data("bad-arch/config.json"), &e) != 0, "bad arch accepted");
-    CHECK(strstr(e.msg, "architectures") && strstr(e.msg, "MambaForCausalLM") &&
+    CHECK(strstr(e.msg, "architectures") && strstr(e.msg, "RwkvForCausalLM") &&
           strstr(e.msg, "bad-arch/config.json"), "bad arch msg: %s", e.msg);
 }
 

@@ -101,7 +101,7 @@ static int run(int policy, int sq, int window, int64_t prefix, int64_t cap, int6
     v->kv_cap = cap;
     s->n = n;
     s->prompt = prompt;
-    es_drv_cfg cfg = {cap, policy, prefix, sq, 64, window};
+    es_drv_cfg cfg = {cap, policy, prefix, sq, 64, window, 0};
     v->d = es_drv_open(&cfg, &ops, v, e);
     if (!v->d) return -1;
     es_drv_source so = {s_next, s_done, s};

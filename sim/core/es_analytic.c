@@ -30,6 +30,17 @@ static int64_t attention(const es_chip *c, const es_model *m, int64_t n, int64_t
     return cyc;
 }
 
+/* SSM: the selective scan of n tokens of one sequence: each token updates
+ * intermediate x state_size state elements at tile.scan.elems_per_cycle, and
+ * reads and writes its state (es_chip_state_bits) over a KV SRAM port, in turn. */
+static int64_t scan(const es_chip *c, const es_model *m, int64_t n)
+{
+    int64_t w = c->scan_width > 0 ? c->scan_width : 1;
+    int64_t upd = es_ceil_div(m->ssm_inner * m->ssm_state, w);
+    int64_t sram = es_ceil_div(2 * es_chip_state_bits(c, m), es_chip_kv_port_bits(c));
+    return n * ((upd > sram ? upd : sram) + c->scan_latency);
+}
+
 static const es_rom *embed_rom(const es_chip *c, const es_model *m)
 {
     return m->tied ? &c->head_rom : &c->embed_rom;
@@ -78,6 +89,7 @@ void es_an_op_split(const es_chip *c, const es_model *m, const es_op *op, int64_
     case ES_OP_ADD:
     case ES_OP_SILU_MUL:
     case ES_OP_ROUTE:
+    case ES_OP_CONV:
         *lat = c->vec_latency;
         *occ = vec(c, n * op->elems, op->kind == ES_OP_RMSNORM ? 2 : 1) - *lat;
         return;
@@ -105,6 +117,8 @@ int64_t es_an_op_total(const es_chip *c, const es_model *m, const es_op *op, int
     case ES_OP_SAMPLE: return es_ceil_div(n * op->elems, c->sampler_width) + c->sampler_latency;
     case ES_OP_ROUTE: return vec(c, n * op->elems, 1);
     case ES_OP_EXPERTS: return experts_even(c, m, op->layer, n, NULL);
+    case ES_OP_CONV: return vec(c, n * op->elems, 1);
+    case ES_OP_SCAN: return scan(c, m, n);
     case ES_OP_MATVEC: {
         const es_tensor *t = &m->tensors[op->tensor];
         if (op->layer >= 0) {
@@ -160,6 +174,16 @@ int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t layer, int64_t 
 {
     int64_t H = m->hidden, F = m->ffn, Q = m->heads * m->head_dim, KV = m->kv_heads * m->head_dim;
     int64_t t = 0;
+    if (m->ssm_state > 0) {
+        static const es_role mv4[4] = {ES_ROLE_SSM_IN, ES_ROLE_SSM_X, ES_ROLE_SSM_DT, ES_ROLE_SSM_OUT};
+        int64_t I = m->ssm_inner;
+        t += vec(c, n * H, 2);                                         /* RMSNorm */
+        for (int k = 0; k < 4; k++) t += mv(c, m, es_model_tensor(m, layer, mv4[k]), n, 0);
+        t += vec(c, n * I * m->ssm_conv, 1);                           /* conv1d */
+        t += 2 * vec(c, n * I, 1);                                     /* softplus(dt), y x SiLU(z) */
+        t += scan(c, m, n);
+        return t + vec(c, n * H, 1);                                   /* residual */
+    }
     if (m->experts > 0) {
         static const es_role att[4] = {ES_ROLE_Q, ES_ROLE_K, ES_ROLE_V, ES_ROLE_O};
         t += 2 * vec(c, n * H, 2);                                     /* two RMSNorms */
@@ -202,7 +226,7 @@ static void tile_resources(const es_chip *c, const es_model *m, int64_t tile, in
         } else if (op->res == ES_RES_LANES) {
             part[es_chip_partition(c, m, &m->tensors[op->tensor]) > 0 && m->experts == 0 ?
                  es_chip_partition(c, m, &m->tensors[op->tensor]) : 0] += (double)occ;
-        } else if (op->res == ES_RES_ATTN) {
+        } else if (op->res == ES_RES_ATTN || op->res == ES_RES_SCAN) {
             *attn += (double)occ;
         } else {
             *vector += (double)occ;
@@ -311,7 +335,7 @@ void es_an_summarize(const es_chip *c, const es_model *m, int64_t prompt, int64_
     for (int i = 0; i < 3; i++)
         if (other[i] > b) b = other[i];
     s->bottleneck_cycles = (double)b;
-    s->kv_slots = es_chip_kv_positions(c, m) / (prompt + gen);
+    s->kv_slots = m->ssm_state > 0 ? es_chip_kv_slots(c, m) : es_chip_kv_positions(c, m) / (prompt + gen);
     int64_t pipe = (int64_t)((s->step_mid_cycles + (double)b - 1) / (double)b);
     s->knee_streams = pipe < s->kv_slots ? pipe : s->kv_slots;
     double by_streams = (double)s->knee_streams / s->step_mid_cycles, by_unit = 1.0 / (double)b;
@@ -349,6 +373,11 @@ void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64
     case ES_OP_SILU_MUL: ev->vec_ops = dn * (double)op->elems; break;
     case ES_OP_SAMPLE: ev->vec_ops = dn * (double)op->elems; break;
     case ES_OP_ROUTE: ev->vec_ops = dn * (double)op->elems; break;
+    case ES_OP_CONV: ev->vec_ops = dn * (double)op->elems; break;
+    case ES_OP_SCAN: /* decay, input and output products per state element; state read and written */
+        ev->attn_macs = 3.0 * dn * (double)op->elems;
+        ev->kv_rd_bits = ev->kv_wr_bits = dn * (double)es_chip_state_bits(c, m);
+        break;
     case ES_OP_EXPERTS: {
         int64_t d = 0, pairs = n * m->top_k;
         experts_even(c, m, op->layer, n, &d);

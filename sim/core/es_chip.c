@@ -70,6 +70,7 @@ static int read_chip(es_chip *c, es_err *e)
         es_cfg_i64(f, "tile.vector.elems_per_cycle", 1, BIG, &c->vec_width, e) ||
         es_cfg_int(f, "tile.vector.latency_cycles", 0, 1 << 16, &c->vec_latency, e) ||
         es_cfg_i64(f, "tile.attention.positions_per_cycle", 1, BIG, &c->attn_ppc, e) ||
+        es_cfg_i64_opt(f, "tile.scan.elems_per_cycle", 1, BIG, 0, &c->scan_width, e) ||
         es_cfg_int(f, "tile.attention.latency_cycles", 0, 1 << 16, &c->attn_latency, e) ||
         es_cfg_i64(f, "kv.bytes_per_tile", 1, BIG, &c->kv_bytes, e) ||
         es_cfg_i64(f, "kv.banks", 1, BIG, &c->kv_banks, e) ||
@@ -106,6 +107,9 @@ static int read_chip(es_chip *c, es_err *e)
         es_cfg_num(f, "card.vr_efficiency", 0.01, 1.0, &c->vr_eff, e) ||
         es_cfg_num(f, "card.board_static_w", 0, 1e5, &c->board_w, e))
         return -1;
+    int64_t scan_lat = 0;
+    if (es_cfg_i64_opt(f, "tile.scan.latency_cycles", 0, 1 << 16, 0, &scan_lat, e)) return -1;
+    c->scan_latency = (int)scan_lat;
     char mapping[16] = "striped";
     if (es_cfg_has(f, "tile.lanes.mapping") && es_cfg_str(f, "tile.lanes.mapping", mapping, sizeof mapping, e))
         return -1;
@@ -240,13 +244,21 @@ int64_t es_chip_kv_bits_per_pos(const es_chip *c, const es_model *m)
     return 2 * m->kv_heads * m->head_dim * c->kv_elem_bits;
 }
 
+int64_t es_chip_state_bits(const es_chip *c, const es_model *m)
+{
+    if (m->ssm_state <= 0) return 0;
+    return (m->ssm_inner * m->ssm_state + (m->ssm_conv - 1) * m->ssm_inner) * c->kv_elem_bits;
+}
+
 int64_t es_chip_kv_positions(const es_chip *c, const es_model *m)
 {
+    if (m->ssm_state > 0) return (c->kv_bytes * 8) / (es_chip_state_bits(c, m) * c->layers_per_tile);
     return (c->kv_bytes * 8) / (es_chip_kv_bits_per_pos(c, m) * c->layers_per_tile);
 }
 
 int64_t es_chip_kv_slots(const es_chip *c, const es_model *m)
 {
+    if (m->ssm_state > 0) return es_chip_kv_positions(c, m);
     int64_t per_slot_bits = es_chip_kv_bits_per_pos(c, m) * c->kv_slot_context * c->layers_per_tile;
     return (c->kv_bytes * 8) / per_slot_bits;
 }
@@ -401,6 +413,14 @@ int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e)
     if (m->tied) { head += emb; emb = 0; } /* one table serves lookup and LM head */
     if (check_rom(c, "head.embed_rom", &c->embed_rom, emb, "the embedding table", e)) return -1;
     if (check_rom(c, "head.lm_rom", &c->head_rom, head, "the LM head", e)) return -1;
+    if (m->ssm_state > 0 && c->scan_width <= 0)
+        return es_fail(e, "%s: key 'tile.scan.elems_per_cycle': %s is a state-space model and needs a scan engine "
+                          "(tile.scan.elems_per_cycle and tile.scan.latency_cycles)", c->path, m->path);
+    if (m->ssm_state > 0 && es_chip_kv_slots(c, m) < 1)
+        return es_fail(e, "%s: key 'kv.bytes_per_tile': %lld bytes per tile cannot hold one sequence's state "
+                          "(%lld bits per layer, %d layers per tile)", c->path, (long long)c->kv_bytes,
+                       (long long)es_chip_state_bits(c, m), c->layers_per_tile);
+    if (m->ssm_state > 0) return 0;
     int64_t slots = es_chip_kv_slots(c, m);
     if (slots < 1)
         return es_fail(e, "%s: key 'kv.bytes_per_tile': KV SRAM of %lld bytes per tile cannot hold "

@@ -46,6 +46,8 @@ typedef struct es_chip {
     int64_t vec_width;        /* tile.vector.elems_per_cycle */
     int vec_latency;          /* tile.vector.latency_cycles */
     int64_t attn_ppc;         /* tile.attention.positions_per_cycle */
+    int64_t scan_width;       /* tile.scan.elems_per_cycle: state elements the scan engine updates per cycle (SSM; 0: none) */
+    int scan_latency;         /* tile.scan.latency_cycles */
     int attn_latency;         /* tile.attention.latency_cycles */
     /* KV SRAM */
     int64_t kv_bytes;         /* kv.bytes_per_tile */
@@ -121,8 +123,14 @@ void es_chip_free(es_chip *c);
 
 /* Derived figures. */
 int64_t es_chip_tiles(const es_chip *c, const es_model *m);
-int64_t es_chip_kv_bits_per_pos(const es_chip *c, const es_model *m); /* per layer */
+int64_t es_chip_kv_bits_per_pos(const es_chip *c, const es_model *m); /* per layer; 0 for an SSM */
+/* SSM: bits of one sequence's recurrent state in one layer: the scan state
+ * (intermediate x state_size) and the conv1d window (conv_kernel - 1 inputs per
+ * channel), in kv.element_bits; 0 for a transformer. */
+int64_t es_chip_state_bits(const es_chip *c, const es_model *m);
 /* KV positions per layer the SRAM holds: sequences take prompt + generated positions. */
+/* KV capacity in positions per layer; for an SSM, the sequences whose state fits
+ * (each holds one unit whatever its length). */
 int64_t es_chip_kv_positions(const es_chip *c, const es_model *m);
 /* Sequences of kv.slot_context positions that fit at once. */
 int64_t es_chip_kv_slots(const es_chip *c, const es_model *m);

@@ -14,7 +14,8 @@
 
 static const char *role_names[ES_ROLE_COUNT] = {
     "embed", "attn_norm", "attn_q", "attn_k", "attn_v", "attn_o",
-    "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "out_norm", "lm_head", "router", "q_norm", "k_norm"};
+    "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "out_norm", "lm_head", "router", "q_norm", "k_norm",
+    "ssm_in", "ssm_conv", "ssm_x", "ssm_dt", "ssm_a", "ssm_out", "ssm_vec"};
 
 const char *es_role_name(es_role r) { return (r >= 0 && r < ES_ROLE_COUNT) ? role_names[r] : "?"; }
 
@@ -84,6 +85,7 @@ static void add_op(es_model *m, es_op_kind k, int layer, int tensor, int64_t ele
     case ES_OP_SAMPLE: o->res = ES_RES_SAMPLER; break;
     case ES_OP_ROUTE: o->res = ES_RES_ROUTER; break;
     case ES_OP_EXPERTS: o->res = ES_RES_LANES; o->state = ES_STATE_EXPERTS; break;
+    case ES_OP_SCAN: o->res = ES_RES_SCAN; o->state = ES_STATE_RECURRENT; break;
     default: o->res = ES_RES_VECTOR; break;
     }
     o->layer = layer;
@@ -212,6 +214,54 @@ static int build_moe_named(es_model *m, const moe_names *nm_moe, es_err *e)
     return add_head(m, emb);
 }
 
+/* The graph of a Mamba block model (MambaForCausalLM, FalconMambaForCausalLM):
+ * RMSNorm, in_proj to x and z, causal conv1d and SiLU on x, x_proj to dt, B
+ * and C, dt_proj and softplus, the selective scan over a fixed state of
+ * N values per channel, y x SiLU(z), out_proj, residual. No attention, no KV. */
+static int build_mamba(es_model *m, es_err *e)
+{
+    int64_t L = m->layers, H = m->hidden, I = m->ssm_inner, N = m->ssm_state, K = m->ssm_conv, R = m->ssm_dt_rank;
+    m->tensors = calloc((size_t)(11 * L + 3), sizeof *m->tensors);
+    m->ops = calloc((size_t)(11 * L + 4), sizeof *m->ops);
+    if (!m->tensors || !m->ops) return es_fail(e, "%s: out of memory building the graph", m->path);
+    char nm[96];
+    int emb = add_tensor(m, ES_ROLE_EMBED, -1, m->vocab, H, "backbone.embeddings.weight");
+    add_op(m, ES_OP_EMBED, -1, emb, H, "embed");
+    for (int l = 0; l < L; l++) {
+#define T(role, rows, cols, fmt) (snprintf(nm, sizeof nm, "backbone.layers.%d." fmt, l), \
+                                   add_tensor(m, role, l, rows, cols, nm))
+        int no = T(ES_ROLE_ATTN_NORM, 1, H, "norm.weight");
+        int in = T(ES_ROLE_SSM_IN, 2 * I, H, "mixer.in_proj.weight");
+        int cv = T(ES_ROLE_SSM_CONV, I, K, "mixer.conv1d.weight");
+        T(ES_ROLE_SSM_VEC, 1, I, "mixer.conv1d.bias");
+        int xp = T(ES_ROLE_SSM_X, R + 2 * N, I, "mixer.x_proj.weight");
+        int dt = T(ES_ROLE_SSM_DT, I, R, "mixer.dt_proj.weight");
+        T(ES_ROLE_SSM_VEC, 1, I, "mixer.dt_proj.bias");
+        int a = T(ES_ROLE_SSM_A, I, N, "mixer.A_log");
+        T(ES_ROLE_SSM_VEC, 1, I, "mixer.D");
+        int out = T(ES_ROLE_SSM_OUT, H, I, "mixer.out_proj.weight");
+#undef T
+        add_op(m, ES_OP_RMSNORM, l, no, H, "norm");
+        add_op(m, ES_OP_MATVEC, l, in, 0, "in_proj");
+        add_op(m, ES_OP_CONV, l, cv, I * K, "conv1d");
+        add_op(m, ES_OP_MATVEC, l, xp, 0, "x_proj");
+        add_op(m, ES_OP_MATVEC, l, dt, 0, "dt_proj");
+        add_op(m, ES_OP_SILU_MUL, l, -1, I, "dt_softplus");
+        add_op(m, ES_OP_SCAN, l, a, I * N, "scan");
+        add_op(m, ES_OP_SILU_MUL, l, -1, I, "gate");
+        add_op(m, ES_OP_MATVEC, l, out, 0, "out_proj");
+        add_op(m, ES_OP_ADD, l, -1, H, "residual");
+    }
+    /* the final norm is backbone.norm_f */
+    int on = add_tensor(m, ES_ROLE_OUT_NORM, -1, 1, H, "backbone.norm_f.weight");
+    m->tensors[emb].lm_head = m->tied;
+    int head = m->tied ? emb : add_tensor(m, ES_ROLE_LM_HEAD, -1, m->vocab, H, "lm_head.weight");
+    add_op(m, ES_OP_RMSNORM, -1, on, H, "out_norm");
+    add_op(m, ES_OP_MATVEC, -1, head, 0, "lm_head");
+    add_op(m, ES_OP_SAMPLE, -1, -1, m->vocab, "sampler");
+    return 0;
+}
+
 static int build_mixtral(es_model *m, es_err *e)
 {
     static const moe_names n = {"block_sparse_moe.gate", "w1", "w3", "w2"};
@@ -234,14 +284,39 @@ typedef struct es_arch {
      * intermediate size (NULL: dense), and the RMSNorm on q and k */
     const char *experts_key, *ffn_key;
     int qk_norm;
+    int ssm;              /* 1: a Mamba block model (its own config keys) */
 } es_arch;
 
 static const es_arch ARCHS[] = {
-    {"LlamaForCausalLM", "llama", build_llama, NULL, NULL, 0},
-    {"MixtralForCausalLM", NULL, build_mixtral, "num_local_experts", "intermediate_size", 0},
-    {"OlmoeForCausalLM", NULL, build_moe_mlp, "num_experts", "intermediate_size", 2},
-    {"Qwen3MoeForCausalLM", NULL, build_moe_mlp, "num_experts", "moe_intermediate_size", 1},
+    {"LlamaForCausalLM", "llama", build_llama, NULL, NULL, 0, 0},
+    {"MixtralForCausalLM", NULL, build_mixtral, "num_local_experts", "intermediate_size", 0, 0},
+    {"OlmoeForCausalLM", NULL, build_moe_mlp, "num_experts", "intermediate_size", 2, 0},
+    {"Qwen3MoeForCausalLM", NULL, build_moe_mlp, "num_experts", "moe_intermediate_size", 1, 0},
+    {"MambaForCausalLM", NULL, build_mamba, NULL, NULL, 0, 1},
+    {"FalconMambaForCausalLM", NULL, build_mamba, NULL, NULL, 0, 1},
 };
+
+/* A Mamba config: hidden_size, num_hidden_layers, intermediate_size, state_size,
+ * conv_kernel, time_step_rank, vocab_size, layer_norm_epsilon; no positional
+ * limit (max_position_embeddings, when given, is kept). */
+static int load_mamba_keys(es_model *m, es_cfg *c, es_err *e)
+{
+    const int64_t BIG = (int64_t)1 << 24;
+    if (es_cfg_i64(c, "hidden_size", 1, BIG, &m->hidden, e) ||
+        es_cfg_i64(c, "num_hidden_layers", 1, 4096, &m->layers, e) ||
+        es_cfg_i64(c, "intermediate_size", 1, BIG, &m->ssm_inner, e) ||
+        es_cfg_i64(c, "state_size", 1, 4096, &m->ssm_state, e) ||
+        es_cfg_i64(c, "conv_kernel", 1, 64, &m->ssm_conv, e) ||
+        es_cfg_i64(c, "time_step_rank", 1, BIG, &m->ssm_dt_rank, e) ||
+        es_cfg_i64(c, "vocab_size", 1, (int64_t)1 << 22, &m->vocab, e) ||
+        es_cfg_num(c, "layer_norm_epsilon", 1e-12, 1.0, &m->eps, e) ||
+        es_cfg_i64_opt(c, "max_position_embeddings", 1, (int64_t)1 << 24, (int64_t)1 << 24, &m->max_pos, e))
+        return -1;
+    m->ffn = m->ssm_inner;
+    m->tied = 0;
+    if (es_cfg_has(c, "tie_word_embeddings") && es_cfg_bool(c, "tie_word_embeddings", &m->tied, e)) return -1;
+    return 0;
+}
 #define N_ARCHS ((int)(sizeof ARCHS / sizeof *ARCHS))
 
 static const es_arch *find_arch(const char *name, int gguf)
@@ -455,6 +530,11 @@ int es_model_load(es_model *m, const char *spec, es_err *e)
         char list[256];
         arch_list(list, sizeof list, 0);
         es_fail(e, "%s: key 'architectures': unknown architecture '%s' (supported: %s)", m->path, m->arch, list);
+        goto out;
+    }
+    if (reg->ssm) {
+        if (load_mamba_keys(m, &c, e)) goto out;
+        rc = build_graph(m, reg, e);
         goto out;
     }
     const int64_t BIG = (int64_t)1 << 24;

@@ -21,7 +21,11 @@ extern "C" {
 typedef enum es_role {
     ES_ROLE_EMBED, ES_ROLE_ATTN_NORM, ES_ROLE_Q, ES_ROLE_K, ES_ROLE_V, ES_ROLE_O,
     ES_ROLE_FFN_NORM, ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN, ES_ROLE_OUT_NORM,
-    ES_ROLE_LM_HEAD, ES_ROLE_ROUTER, ES_ROLE_Q_NORM, ES_ROLE_K_NORM, ES_ROLE_COUNT
+    ES_ROLE_LM_HEAD, ES_ROLE_ROUTER, ES_ROLE_Q_NORM, ES_ROLE_K_NORM,
+    /* SSM (Mamba): in_proj, conv1d, x_proj, dt_proj, A, out_proj, and the small vectors
+     * (conv1d bias, dt bias, D) */
+    ES_ROLE_SSM_IN, ES_ROLE_SSM_CONV, ES_ROLE_SSM_X, ES_ROLE_SSM_DT, ES_ROLE_SSM_A, ES_ROLE_SSM_OUT,
+    ES_ROLE_SSM_VEC, ES_ROLE_COUNT
 } es_role;
 
 /* "embed", "attn_norm", "attn_q", ... : the names recipes and chips use. */
@@ -44,7 +48,9 @@ typedef enum es_op_kind {
     ES_OP_EMBED, ES_OP_RMSNORM, ES_OP_MATVEC, ES_OP_ROPE, ES_OP_ATTN, ES_OP_ADD,
     ES_OP_SILU_MUL, ES_OP_SAMPLE,
     ES_OP_ROUTE,   /* MoE: top-k of the router's expert scores (the router unit) */
-    ES_OP_EXPERTS  /* MoE: each token's top-k experts: gate, up, SiLU x up, down (tensor: expert 0's gate) */
+    ES_OP_EXPERTS, /* MoE: each token's top-k experts: gate, up, SiLU x up, down (tensor: expert 0's gate) */
+    ES_OP_CONV,    /* SSM: causal depthwise conv1d over the last conv_kernel inputs */
+    ES_OP_SCAN     /* SSM: the selective scan over the sequence's recurrent state */
 } es_op_kind;
 
 /* The resource class that executes an op. */
@@ -99,6 +105,10 @@ typedef struct es_model {
     int64_t top_k;         /* MoE: experts per token */
     int64_t expert_ffn;    /* MoE: each expert's intermediate size */
     int qk_norm;           /* RMSNorm on q and k: 0 none, 1 per head (Qwen3), 2 whole projection (OLMoE) */
+    int64_t ssm_state;     /* SSM: state_size N per channel (0: not an SSM) */
+    int64_t ssm_inner;     /* SSM: intermediate_size I (channels) */
+    int64_t ssm_conv;      /* SSM: conv_kernel K */
+    int64_t ssm_dt_rank;   /* SSM: time_step_rank R */
     double rope_factor, rope_low, rope_high; /* llama3 scaling factors */
     int64_t rope_orig_ctx; /* original_max_position_embeddings */
     es_tensor *tensors;    /* (n_tensors) unique weight tensors */

@@ -82,6 +82,8 @@ static int max_code(es_qtype t)
 int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es_err *e)
 {
     *out = NULL;
+    if (m->ssm_state > 0)
+        return es_fail(e, "%s: functional mode does not run state-space models yet (timing mode does)", m->path);
     if (m->experts > 0)
         return es_fail(e, "%s: functional mode does not run mixture-of-experts models yet (timing mode does)", m->path);
     if (c->link_elem_bits != 16 && c->link_elem_bits != 32)

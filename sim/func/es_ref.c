@@ -53,6 +53,8 @@ int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, in
                 es_err *e)
 {
     *out = NULL;
+    if (m->ssm_state > 0)
+        return es_fail(e, "%s: functional mode does not run state-space models yet (timing mode does)", m->path);
     if (m->experts > 0)
         return es_fail(e, "%s: the FP32 reference does not run mixture-of-experts models yet", m->path);
     int64_t L = m->layers, H = m->hidden, kvd = m->kv_heads * m->head_dim, qd = m->heads * m->head_dim;

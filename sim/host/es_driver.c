@@ -26,10 +26,17 @@ struct es_drv {
     int64_t kv_used, in_flight;
 };
 
+/* The KV units a request holds while in flight. */
+static int64_t holds(const es_drv *d, const pend *p)
+{
+    return d->cfg.per_request > 0 ? d->cfg.per_request : p->prompt + p->max_new;
+}
+
 es_drv *es_drv_open(const es_drv_cfg *cfg, const es_dev_ops *ops, void *dev, es_err *e)
 {
     if (cfg->kv_positions < 1 || cfg->sq_depth < 2 || cfg->cq_depth < 2 || cfg->prefix_tokens < 0 ||
-        cfg->prefix_tokens >= cfg->kv_positions || cfg->window < 1 ||
+        cfg->prefix_tokens >= cfg->kv_positions || cfg->window < 1 || cfg->per_request < 0 ||
+        (cfg->per_request > 0 && cfg->prefix_tokens > 0) ||
         (cfg->policy != ES_POLICY_FCFS && cfg->policy != ES_POLICY_SPF)) {
         es_fail(e, "driver: bad configuration (KV %lld positions, prefix %lld, queues %d/%d, window %d)",
                 (long long)cfg->kv_positions, (long long)cfg->prefix_tokens, cfg->sq_depth, cfg->cq_depth,
@@ -143,7 +150,7 @@ static int refill(es_drv *d, const es_drv_source *src, int *open, es_err *e)
         if (p.prompt < 1 || p.max_new < 1 || p.prompt > UINT32_MAX || p.max_new > 65535)
             return es_fail(e, "request %lld: %lld prompt tokens, %lld to generate: out of range",
                            (long long)p.id, (long long)p.prompt, (long long)p.max_new);
-        if (d->cfg.prefix_tokens + p.prompt + p.max_new > d->cfg.kv_positions)
+        if (d->cfg.per_request == 0 && d->cfg.prefix_tokens + p.prompt + p.max_new > d->cfg.kv_positions)
             return es_fail(e, "request %lld needs %lld KV positions with the prefix; the chip holds %lld",
                            (long long)p.id, (long long)(d->cfg.prefix_tokens + p.prompt + p.max_new),
                            (long long)d->cfg.kv_positions);
@@ -172,7 +179,7 @@ int es_drv_run(es_drv *d, const es_drv_source *src, es_err *e)
     while (d->n_win > 0 || d->in_flight > 0) {
         /* admit while the KV holds the next request and the SQ has room */
         int i;
-        while ((i = pick(d)) >= 0 && d->kv_used + d->win[i].prompt + d->win[i].max_new <= d->cfg.kv_positions) {
+        while ((i = pick(d)) >= 0 && d->kv_used + holds(d, &d->win[i]) <= d->cfg.kv_positions) {
             pend p = d->win[i];
             int64_t slot = take_slot(d);
             if (slot < 0) return es_fail(e, "driver: out of memory");
@@ -183,7 +190,7 @@ int es_drv_run(es_drv *d, const es_drv_source *src, es_err *e)
             s.prompt_tokens = (uint32_t)p.prompt;
             s.max_new = (uint32_t)p.max_new;
             s.start_pos = (uint32_t)d->cfg.prefix_tokens;
-            s.kv_positions = (uint32_t)(p.prompt + p.max_new);
+            s.kv_positions = (uint32_t)holds(d, &p);
             s.tag = (uint32_t)p.id;
             if (es_drv_submit(d, &s)) { /* SQ full: give the slot back, wait for the device */
                 d->free_slots[d->n_free++] = (uint32_t)slot;
@@ -197,7 +204,7 @@ int es_drv_run(es_drv *d, const es_drv_source *src, es_err *e)
             r->max_new = p.max_new;
             r->submit_ns = d->ops->now_ns(d->dev);
             r->first_ns = r->done_ns = -1;
-            d->kv_used += p.prompt + p.max_new;
+            d->kv_used += holds(d, &p);
             d->in_flight++;
             if (refill(d, src, &open, e)) return -1;
         }
@@ -215,7 +222,7 @@ int es_drv_run(es_drv *d, const es_drv_source *src, es_err *e)
                 if (buf[j].flags & ES_CQE_LAST) {
                     r->done_ns = t;
                     d->in_flight--;
-                    d->kv_used -= r->prompt_tokens + r->max_new;
+                    d->kv_used -= d->cfg.per_request > 0 ? d->cfg.per_request : r->prompt_tokens + r->max_new;
                     if (src->done && src->done(src->arg, r, slot, e)) return -1;
                     d->free_slots[d->n_free++] = slot;
                 }

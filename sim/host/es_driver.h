@@ -60,6 +60,8 @@ typedef struct es_drv_cfg {
     int sq_depth, cq_depth;  /* ring sizes (entries) */
     int window;              /* requests read ahead from the source; SPF picks the
                                 shortest among them (FCFS: 1 is enough) */
+    int64_t per_request;     /* > 0: every request holds this many units of kv_positions, whatever its
+                                length (a state-space model's fixed state); 0: prompt + generated */
 } es_drv_cfg;
 
 typedef struct es_req_result {

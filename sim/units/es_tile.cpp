@@ -69,8 +69,9 @@ const Tile::Plan &Tile::plan(int64_t n)
     Plan p;
     es_events ev;
     for (const es_op *op : ops_) {
-        if (op->kind == ES_OP_ATTN || op->kind == ES_OP_EXPERTS) { /* per item: positions, routing */
-            p.steps.push_back({op->kind == ES_OP_ATTN ? 1 : -1, 0, 0, op, 1.0});
+        if (op->kind == ES_OP_ATTN || op->kind == ES_OP_SCAN || op->kind == ES_OP_EXPERTS) {
+            /* per item: positions, sequences, routing */
+            p.steps.push_back({op->kind == ES_OP_EXPERTS ? -1 : 1, 0, 0, op, 1.0});
             continue;
         }
         int part = op->res == ES_RES_LANES ? es_chip_partition(ctx_.c, ctx_.m, &ctx_.m->tensors[op->tensor]) : 0;

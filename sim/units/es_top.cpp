@@ -194,6 +194,7 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     dc.kv_positions = ctx.kv_cap;
     dc.policy = w.policy;
     dc.prefix_tokens = w.prefix;
+    dc.per_request = m->ssm_state > 0 ? 1 : 0; /* a fixed state per sequence, whatever its length */
     dc.sq_depth = 256;
     dc.cq_depth = 4096;
     dc.window = w.window;
