@@ -25,6 +25,8 @@
 #include "cli_eval.h"
 #include "cli_func.h"
 #include "cli_infer.h"
+#include "cli_chip.h"
+#include "cli_compare.h"
 #include "es_stats.h"
 
 namespace {
@@ -39,6 +41,8 @@ const char *USAGE =
     "  rom      build, inspect and verify mask-ROM images of quantized weights\n"
     "  infer    run the FP32 reference forward pass on a real model (no chip): tokens and logits\n"
     "  dataset  write the demo dataset of card transactions\n"
+    "  chip     derive a chip configuration for a model from a template chip\n"
+    "  compare  dense, MoE and SSM models on chips of equal area, in one table\n"
     "\n"
     "`etchsim <command> --help` describes each command's options.\n";
 
@@ -647,6 +651,8 @@ int sc_main(int argc, char **argv)
         if (cmd == "area") return cmd_area(argc - 2, argv + 2);
         if (cmd == "rom") return es_cli_rom(argc - 2, argv + 2);
         if (cmd == "infer") return es_cli_infer(argc - 2, argv + 2);
+        if (cmd == "chip") return es_cli_chip(argc - 2, argv + 2);
+        if (cmd == "compare") return es_cli_compare(argc - 2, argv + 2);
         if (cmd == "eval") return es::cmd_eval(argc - 2, argv + 2);
         if (cmd == "dataset") return es::cmd_dataset(argc - 2, argv + 2);
     } catch (const std::bad_alloc &) {

@@ -440,6 +440,56 @@ def test_ssm():
         expect_error(["run", "--no-db", "--model", os.path.join(tmp, "m")], "state_size")
 
 
+def test_chip_derive():
+    """chip derive reproduces the shipped chips for OLMoE-1B-7B and Falcon-Mamba-7B, which reach
+    hc1-class's area; every number in every shipped chip carries a source; a target area too small
+    for the model's ROM is an error."""
+    hc1 = json.loads(run("area", "--json").stdout)["area_mm2"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in ("olmoe-1b-7b", "falcon-mamba-7b"):
+            out = os.path.join(tmp, model + ".json")
+            run("chip", "derive", "--model", model, "-o", out)
+            with open(out) as f1, open(os.path.join(MODELS, "chips", model + "-class.json")) as f2:
+                expect(json.load(f1) == json.load(f2), f"{model}: derived chip differs from the shipped one")
+            a = json.loads(run("area", "--json", "--chip", out, "--model", model).stdout)["area_mm2"]
+            expect(hc1 * 0.995 < a <= hc1 * 1.0001, f"{model}: {a} mm2 against {hc1}")
+        expect_error(["chip", "derive", "--model", "olmoe-1b-7b", "--area", "300", "-o", os.path.join(tmp, "x.json")],
+                     "exceeds --area")
+        expect(not os.path.exists(os.path.join(tmp, "x.json")), "a failed derive wrote its file")
+
+    def unsourced(node, path=""):
+        if isinstance(node, dict):
+            if "value" in node:
+                return [] if "source" in node or not isinstance(node["value"], (int, float)) else [path]
+            return sum((unsourced(v, f"{path}.{k}" if path else k) for k, v in node.items()), [])
+        return [path] if isinstance(node, (int, float)) and not isinstance(node, bool) else []
+    for name in os.listdir(os.path.join(MODELS, "chips")):
+        if name.endswith(".json"):
+            with open(os.path.join(MODELS, "chips", name)) as f:
+                missing = unsourced(json.load(f))
+            expect(not missing, f"{name}: numbers without a source: {missing[:5]}")
+
+
+def test_compare():
+    """etchsim compare: one table for the dense, MoE and SSM models on chips of equal area; its
+    figures equal single runs of the same configurations."""
+    rows = json.loads(run("compare", "--json").stdout)
+    expect([r["model"] for r in rows] == ["llama-3.1-8b", "olmoe-1b-7b", "falcon-mamba-7b"], f"rows {rows}")
+    for r in rows:
+        one = run_json("--no-db", "--model", r["model"], "--chip", r["chip"])
+        ev = run_json("--no-db", "--model", r["model"], "--chip", r["chip"], "--prompt", "150", "--generate", "4")
+        for k, src in (("decode_tokens_per_s", one["decode_tokens_per_s"]),
+                       ("saturated_tokens_per_s", one["analytic_saturated_tokens_per_s"]),
+                       ("joules_per_token", one["joules_per_token"]), ("die_utilization", one["utilization"]["die"]),
+                       ("sequences_1k", one["kv_slots"]), ("sequences_eval", ev["kv_slots"]),
+                       ("area_mm2", one["area_mm2"])):
+            expect(r[k] == src, f"{r['model']}: {k} {r[k]} != single run {src}")
+    expect(rows[1]["active_param_share"] < 0.25 and rows[0]["active_param_share"] == 1.0, "active share")
+    expect(rows[2]["sequences_1k"] == rows[2]["sequences_eval"], "an SSM's capacity depends on length")
+    p = run("compare")
+    expect("olmoe-1b-7b" in p.stdout and "seqs" in p.stdout, "text table")
+
+
 def test_kv_slots_wait():
     first = run_json("--no-db", "--prompt", "64", "--generate", "64")
     slots = int(first["kv_slots"])

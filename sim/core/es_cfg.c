@@ -158,6 +158,34 @@ int es_cfg_i64_opt(const es_cfg *c, const char *key, int64_t lo, int64_t hi, int
     return es_cfg_i64(c, key, lo, hi, out, e);
 }
 
+int es_cfg_set_sourced(es_cfg *c, const char *key, const char *value, const char *source, es_err *e)
+{
+    if (es_cfg_set(c, key, value, e)) return -1;
+    cJSON *n = raw_node(c, key);
+    if (!is_wrapper(n)) { /* a plain leaf: wrap it */
+        cJSON *v = cJSON_Duplicate(n, 1), *w = cJSON_CreateObject();
+        if (!v || !w) { cJSON_Delete(v); cJSON_Delete(w); return es_fail(e, "%s: out of memory", c->path); }
+        cJSON_AddItemToObject(w, "value", v);
+        char parent[512];
+        snprintf(parent, sizeof parent, "%s", key);
+        char *dot = strrchr(parent, '.');
+        cJSON *obj = c->root;
+        const char *leaf = parent;
+        if (dot) {
+            *dot = 0;
+            obj = raw_node(c, parent);
+            leaf = dot + 1;
+        }
+        cJSON_ReplaceItemInObjectCaseSensitive(obj, leaf, w);
+        n = w;
+    }
+    cJSON *src = cJSON_CreateString(source);
+    if (!src) return es_fail(e, "%s: out of memory", c->path);
+    if (cJSON_GetObjectItemCaseSensitive(n, "source")) cJSON_ReplaceItemInObjectCaseSensitive(n, "source", src);
+    else cJSON_AddItemToObject(n, "source", src);
+    return 0;
+}
+
 int es_cfg_set(es_cfg *c, const char *key, const char *value, es_err *e)
 {
     cJSON *n = raw_node(c, key);

@@ -24,6 +24,9 @@ int es_cfg_load(es_cfg *c, const char *path, es_err *e);
 int es_cfg_parse(es_cfg *c, const char *label, const char *text, es_err *e);
 void es_cfg_free(es_cfg *c);
 
+/* Set an existing key to {"value": v, "source": source}; v is parsed as JSON,
+ * else taken as a string. */
+int es_cfg_set_sourced(es_cfg *c, const char *key, const char *value, const char *source, es_err *e);
 /* Override an existing key: value is parsed as JSON, else taken as a string. */
 int es_cfg_set(es_cfg *c, const char *key, const char *value, es_err *e);
 

@@ -1,0 +1,260 @@
+/* cli_chip: `etchsim chip derive`: a chip configuration for a model, made
+ * from a template chip. Kept from the template: the process, the clock, every
+ * per-unit width and latency (vector unit, attention or scan engine, sampler,
+ * links, host), the weight formats, the lanes per ROM bit and the banks per
+ * lane (so the derived tiles are as fast per weight as the template's), and
+ * the template's area figures. Derived from the model: the tile count and
+ * each tile's ROM, lanes and banks; the head's ROMs and lanes; and, last,
+ * the KV (or state) SRAM per tile: whatever area is left to reach --area.
+ * Every derived number's "source" says how it was derived. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli_chip.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "es_area.h"
+#include "es_cfg.h"
+#include "es_chip.h"
+#include "es_fs.h"
+#include "es_model.h"
+
+static const char *HELP =
+    "usage: etchsim chip derive --model M --like CHIP [--area MM2] [-o FILE]\n"
+    "\n"
+    "Write a chip configuration for model M from the template CHIP: the same\n"
+    "process, clock, unit widths, weight formats, lanes per ROM bit and banks per\n"
+    "lane; tiles, ROM geometry and lanes sized for M; the area left to reach\n"
+    "MM2 (default: the template's own area holding llama-3.1-8b) spent on KV SRAM\n"
+    "(state SRAM for a state-space model). Every derived number carries its\n"
+    "derivation as its source.\n"
+    "\n"
+    "options:\n"
+    "  --model M        the model (name, config.json or GGUF)\n"
+    "  --like CHIP      the template chip (default hc1-class)\n"
+    "  --area MM2       the die area to reach (mm2)\n"
+    "  --name NAME      the derived chip's name (default: MODEL-class)\n"
+    "  -o FILE          write here (default: standard output)\n"
+    "  -h, --help       this text\n";
+
+static int usage(const char *msg, const char *arg)
+{
+    fprintf(stderr, "etchsim chip: %s%s%s\nTry 'etchsim chip derive --help'.\n", msg, arg ? " " : "", arg ? arg : "");
+    return 2;
+}
+
+typedef struct deriv { es_cfg cfg; char src[1024]; char val[64]; } deriv;
+
+static int put(deriv *d, const char *key, double v, es_err *e)
+{
+    snprintf(d->val, sizeof d->val, "%.17g", v);
+    return es_cfg_set_sourced(&d->cfg, key, d->val, d->src, e);
+}
+
+/* Write the tree to path (or stdout when NULL), through a temporary name. */
+static int write_cfg(const es_cfg *c, const char *path, es_err *e)
+{
+    char *text = cJSON_Print(c->root);
+    if (!text) return es_fail(e, "out of memory");
+    int rc = 0;
+    if (!path) {
+        puts(text);
+    } else {
+        char tmp[1100];
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        FILE *f = fopen(tmp, "w");
+        if (!f) rc = es_fail(e, "%s: cannot write: %s", tmp, strerror(errno));
+        else {
+            int bad = fputs(text, f) < 0 || fputc('\n', f) < 0;
+            bad |= fclose(f) != 0;
+            if (bad) rc = es_fail(e, "%s: write failed", tmp);
+            else if (rename(tmp, path)) rc = es_fail(e, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+            if (rc) remove(tmp);
+        }
+    }
+    cJSON_free(text);
+    return rc;
+}
+
+/* Load the chip tree in d (written to a temporary file beside `near`) with model m; area into a. */
+static int evaluate(const deriv *d, const es_model *m, const char *near, es_area *a, es_chip *out, es_err *e)
+{
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.derive-%d.json", near, (int)getpid());
+    es_cfg c = d->cfg;
+    if (write_cfg(&c, tmp, e)) return -1;
+    int rc = es_chip_load(out, tmp, NULL, 0, e);
+    remove(tmp);
+    if (rc) return -1;
+    es_area_compute(out, m, a);
+    return 0;
+}
+
+int es_cli_chip(int argc, char **argv)
+{
+    if (argc < 1 || !strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")) {
+        fputs(HELP, argc < 1 ? stderr : stdout);
+        return argc < 1 ? 2 : 0;
+    }
+    if (strcmp(argv[0], "derive")) return usage("expected 'derive', got", argv[0]);
+    const char *model = NULL, *like = "hc1-class", *out = NULL, *name = NULL;
+    double area = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(HELP, stdout); return 0; }
+        if (!v) return usage("option needs a value:", a);
+        i++;
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--like")) like = v;
+        else if (!strcmp(a, "-o")) out = v;
+        else if (!strcmp(a, "--name")) name = v;
+        else if (!strcmp(a, "--area")) {
+            char *end;
+            errno = 0;
+            area = strtod(v, &end);
+            if (errno || *end || !(*v >= '0' && *v <= '9') || !(area > 0 && area < 1e6))
+                return usage("--area expects a positive number of mm2, got", v);
+        } else return usage("unknown option", a);
+    }
+    if (!model) return usage("--model is required", NULL);
+    es_err e = {{0}};
+    es_model m, ref;
+    es_chip t, dc;
+    es_area ta, da;
+    deriv d;
+    memset(&d, 0, sizeof d);
+    int rc = 1, have_m = 0, have_t = 0, have_ref = 0, have_d = 0, have_dc = 0;
+    if (es_model_load(&m, model, &e)) goto out;
+    have_m = 1;
+    if (es_chip_load(&t, like, NULL, 0, &e)) goto out;
+    have_t = 1;
+    if (area <= 0) { /* the template's own area, holding the model it was made for */
+        if (es_model_load(&ref, "llama-3.1-8b", &e)) goto out;
+        have_ref = 1;
+        es_area_compute(&t, &ref, &ta);
+        area = ta.total_mm2;
+    }
+    char *text = es_cfg_dump(&t.cfg);
+    if (!text || es_cfg_parse(&d.cfg, t.path, text, &e)) { free(text); goto out; }
+    free(text);
+    have_d = 1;
+    snprintf(d.cfg.path, sizeof d.cfg.path, "%s", t.path);
+    char mname[80];
+    snprintf(mname, sizeof mname, "%s-class", m.name);
+    snprintf(d.src, sizeof d.src, "etchsim chip derive --model %s --like %s", m.name, t.name);
+    if (es_cfg_set_sourced(&d.cfg, "name", name ? name : mname, d.src, &e)) goto out;
+    {
+        char desc[512];
+        snprintf(desc, sizeof desc, "\"A chip for %s derived from %s by etchsim chip derive: %s's process, clock, "
+                 "unit widths, weight formats, lanes per ROM bit and banks per lane; ROM and lanes sized for the model; "
+                 "the rest of the area in KV or state SRAM. Each derived number's source says how.\"", m.name, t.name,
+                 t.name);
+        if (es_cfg_has(&d.cfg, "description") && es_cfg_set(&d.cfg, "description", desc, &e)) goto out;
+    }
+    const char *near = out ? out : "/tmp/etchsim";
+    /* the tile: ROM bits of one tile's layers, in the template's formats */
+    int64_t lpt = t.layers_per_tile, tiles = (m.layers + lpt - 1) / lpt;
+    double bits = 0, lm_bits = 0, emb_bits = 0;
+    for (int i = 0; i < m.n_tensors; i++) {
+        const es_tensor *x = &m.tensors[i];
+        double b = (double)es_tensor_bits(&t, x);
+        if (x->layer >= 0 && x->layer < lpt) bits += b;
+        else if (x->role == ES_ROLE_LM_HEAD || x->role == ES_ROLE_OUT_NORM || x->lm_head) lm_bits += b;
+        else if (x->role == ES_ROLE_EMBED) emb_bits += b;
+    }
+    double t_rom = (double)es_rom_bits(&t.rom), lanes_per_bit = (double)t.lanes / t_rom;
+    double banks_per_lane = (double)t.rom.banks / (double)t.lanes;
+    int64_t lanes = (int64_t)llround(bits * lanes_per_bit);
+    int64_t banks = (int64_t)llround((double)lanes * banks_per_lane);
+    if (lanes < 1) lanes = 1;
+    if (banks < 1) banks = 1;
+    int64_t rows = (int64_t)ceil(bits / ((double)banks * (double)t.rom.row_bits));
+    snprintf(d.src, sizeof d.src, "derived for %s (chip derive --like %s): the tile's %.0f ROM bits x %s's %.6g lane "
+             "cells per ROM bit", m.name, t.name, bits, t.name, lanes_per_bit);
+    if (put(&d, "tile.lanes.count", (double)lanes, &e)) goto out;
+    snprintf(d.src, sizeof d.src, "derived for %s: %lld lane cells x %s's %.6g banks per lane cell", m.name,
+             (long long)lanes, t.name, banks_per_lane);
+    if (put(&d, "tile.rom.banks", (double)banks, &e)) goto out;
+    /* head: the LM head's lanes per ROM bit and banks per lane as the template's */
+    double t_lm = (double)es_rom_bits(&t.head_rom);
+    int64_t hl = (int64_t)llround(lm_bits * (double)t.head_lanes / t_lm);
+    int64_t hb = (int64_t)llround((double)hl * (double)t.head_rom.banks / (double)t.head_lanes);
+    if (hl < 1) hl = 1;
+    if (hb < 1) hb = 1;
+    int64_t hr = (int64_t)ceil(lm_bits / ((double)hb * (double)t.head_rom.row_bits));
+    snprintf(d.src, sizeof d.src, "derived for %s: the LM head's %.0f ROM bits x %s's head lane cells per ROM bit",
+             m.name, lm_bits, t.name);
+    if (put(&d, "head.lanes.count", (double)hl, &e)) goto out;
+    snprintf(d.src, sizeof d.src, "derived for %s: %lld head lane cells x %s's LM-ROM banks per head lane cell", m.name,
+             (long long)hl, t.name);
+    if (put(&d, "head.lm_rom.banks", (double)hb, &e)) goto out;
+    snprintf(d.src, sizeof d.src, "derived for %s: the LM head's %.0f bits / (%lld banks x %lld bits per row)", m.name,
+             lm_bits, (long long)hb, (long long)t.head_rom.row_bits);
+    if (put(&d, "head.lm_rom.rows", (double)hr, &e)) goto out;
+    if (!m.tied) {
+        int64_t er = (int64_t)ceil(emb_bits / ((double)t.embed_rom.banks * (double)t.embed_rom.row_bits));
+        snprintf(d.src, sizeof d.src, "derived for %s: the embedding table's %.0f bits / (%lld banks x %lld bits per "
+                 "row)", m.name, emb_bits, (long long)t.embed_rom.banks, (long long)t.embed_rom.row_bits);
+        if (put(&d, "head.embed_rom.rows", (double)er, &e)) goto out;
+    }
+    /* tile rows: the tile's bits over its banks, more while a partition (an expert) does not fit */
+    for (int tries = 0;; tries++) {
+        snprintf(d.src, sizeof d.src, "derived for %s: the tile's %.0f ROM bits / (%lld banks x %lld bits per row)%s",
+                 m.name, bits, (long long)banks, (long long)t.rom.row_bits,
+                 tries ? ", then rows added until every partition holds its tensors" : "");
+        if (put(&d, "tile.rom.rows", (double)rows, &e)) goto out;
+        /* KV SRAM left out to measure the rest: 1 byte per tile */
+        snprintf(d.src, sizeof d.src, "placeholder");
+        if (put(&d, "kv.bytes_per_tile", 1, &e)) goto out;
+        if (have_dc) es_chip_free(&dc);
+        if (evaluate(&d, &m, near, &da, &dc, &e)) goto out;
+        have_dc = 1;
+        es_err fe;
+        int64_t saved = dc.kv_bytes;
+        dc.kv_bytes = (int64_t)1 << 40; /* the ROM fit alone */
+        int fits = es_chip_check_fit(&dc, &m, &fe) == 0 || !strstr(fe.msg, "ROM cannot hold");
+        dc.kv_bytes = saved;
+        if (fits) break;
+        if (tries > 200) { es_fail(&e, "%s: cannot fit %s's tile ROM: %s", t.path, m.name, fe.msg); goto out; }
+        rows += rows / 100 + 1;
+    }
+    double rest = da.total_mm2 - da.mm2[ES_AREA_SRAM];
+    double sram_mm2 = area - rest;
+    double bit_mm2 = dc.sram_cell_um2 / dc.sram_eff * 1e-6;
+    int64_t bytes = sram_mm2 > 0 ? (int64_t)(sram_mm2 / bit_mm2 / 8.0 / (double)tiles) / 1024 * 1024 : 0;
+    int64_t need = m.ssm_state > 0 ? (es_chip_state_bits(&dc, &m) * lpt + 7) / 8
+                                   : (es_chip_kv_bits_per_pos(&dc, &m) * dc.kv_slot_context * lpt + 7) / 8;
+    if (bytes < need) {
+        es_fail(&e, "--area %.1f mm2: %s on %s-derived tiles needs %.1f mm2 before any %s SRAM, and one sequence "
+                    "needs %lld bytes per tile; the derived chip exceeds --area", area, m.name, t.name, rest,
+                m.ssm_state > 0 ? "state" : "KV", (long long)need);
+        goto out;
+    }
+    snprintf(d.src, sizeof d.src, "derived for %s: the area left to reach %.1f mm2 (%.1f mm2 of ROM, lanes, logic and "
+             "I/O) is %.2f mm2 of %s SRAM, over %lld tiles, at %s's bit cell and array efficiency, in whole KiB",
+             m.name, area, rest, sram_mm2, m.ssm_state > 0 ? "state" : "KV", (long long)tiles, t.name);
+    if (put(&d, "kv.bytes_per_tile", (double)bytes, &e)) goto out;
+    es_chip_free(&dc);
+    have_dc = 0;
+    if (evaluate(&d, &m, near, &da, &dc, &e)) goto out;
+    have_dc = 1;
+    if (es_chip_check_fit(&dc, &m, &e)) goto out;
+    if (write_cfg(&d.cfg, out, &e)) goto out;
+    if (out)
+        printf("wrote %s: %s for %s, %lld tiles of %lld lane cells and %lld x %lld ROM, %lld KiB %s SRAM per tile, "
+               "%.1f mm2 (target %.1f), %.3g transistors\n", out, name ? name : mname, m.name, (long long)tiles,
+               (long long)lanes, (long long)banks, (long long)rows, (long long)(bytes / 1024),
+               m.ssm_state > 0 ? "state" : "KV", da.total_mm2, area, da.total_tr);
+    rc = 0;
+out:
+    if (rc) fprintf(stderr, "etchsim chip: %s\n", e.msg);
+    if (have_dc) es_chip_free(&dc);
+    if (have_d) es_cfg_free(&d.cfg);
+    if (have_t) es_chip_free(&t);
+    if (have_ref) es_model_free(&ref);
+    if (have_m) es_model_free(&m);
+    return rc;
+}

@@ -1,0 +1,169 @@
+/* cli_compare: `etchsim compare`: dense, MoE and SSM models on chips of equal
+ * area, in one table. Each row's figures are read from `etchsim run --json`
+ * runs of that model and chip (this same binary, one process per run, as
+ * SystemC elaborates one design per process), so they equal single runs:
+ * one user at 1k/1k, and the KV (or state) capacity at rule-evaluation sizes. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli_compare.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *HELP =
+    "usage: etchsim compare [--pair MODEL:CHIP]... [--prompt N --generate M] [--eval-prompt N --eval-generate M] [--json]\n"
+    "\n"
+    "Dense, mixture-of-experts and state-space models on chips of equal area, in one\n"
+    "table: one user's decode tokens/s, the analytical saturated tokens/s, joules per\n"
+    "token, die utilization (area x busy time / die area x run time), and how many\n"
+    "sequences the KV or state SRAM holds at 1k/1k and at rule-evaluation sizes.\n"
+    "Every figure is read from an `etchsim run --json` of that model and chip.\n"
+    "\n"
+    "options:\n"
+    "  --pair MODEL:CHIP    a row (repeatable); default llama-3.1-8b:hc1-class,\n"
+    "                       olmoe-1b-7b:olmoe-1b-7b-class, falcon-mamba-7b:falcon-mamba-7b-class\n"
+    "  --prompt N, --generate M            the one-user run (default 1024 / 1024)\n"
+    "  --eval-prompt N, --eval-generate M  rule-evaluation sizes for capacity (default 150 / 4)\n"
+    "  --json               print the rows as JSON\n"
+    "  -h, --help           this text\n";
+
+static int usage(const char *msg, const char *arg)
+{
+    fprintf(stderr, "etchsim compare: %s%s%s\nTry 'etchsim compare --help'.\n", msg, arg ? " " : "", arg ? arg : "");
+    return 2;
+}
+
+/* Run this binary with args; its standard output parsed as JSON into *out. */
+static int run_self(char *const args[], cJSON **out, char *err, size_t n)
+{
+    *out = NULL;
+    int fd[2];
+    if (pipe(fd)) { snprintf(err, n, "pipe: %s", strerror(errno)); return -1; }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) { close(fd[0]); close(fd[1]); snprintf(err, n, "fork: %s", strerror(errno)); return -1; }
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        close(fd[0]);
+        close(fd[1]);
+        execv("/proc/self/exe", args);
+        _exit(127);
+    }
+    close(fd[1]);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    ssize_t r;
+    while (buf && (r = read(fd[0], buf + len, cap - len - 1)) > 0) {
+        len += (size_t)r;
+        if (len + 1 == cap) {
+            char *b = realloc(buf, cap *= 2);
+            if (!b) { free(buf); buf = NULL; }
+            else buf = b;
+        }
+    }
+    close(fd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (!buf) { snprintf(err, n, "out of memory"); return -1; }
+    buf[len] = 0;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        snprintf(err, n, "etchsim run exited %d (its error is above)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        free(buf);
+        return -1;
+    }
+    *out = cJSON_Parse(buf);
+    free(buf);
+    if (!*out) { snprintf(err, n, "etchsim run printed no JSON"); return -1; }
+    return 0;
+}
+
+static double num(const cJSON *j, const char *a, const char *b)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, a);
+    if (b) x = cJSON_GetObjectItemCaseSensitive(x, b);
+    return cJSON_IsNumber(x) ? x->valuedouble : 0;
+}
+
+int es_cli_compare(int argc, char **argv)
+{
+    const char *defaults[3] = {"llama-3.1-8b:hc1-class", "olmoe-1b-7b:olmoe-1b-7b-class",
+                               "falcon-mamba-7b:falcon-mamba-7b-class"};
+    const char *pairs[16];
+    int n_pairs = 0, json = 0;
+    const char *prompt = "1024", *gen = "1024", *eprompt = "150", *egen = "4";
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(HELP, stdout); return 0; }
+        if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (!v) return usage("option needs a value:", a);
+        i++;
+        if (!strcmp(a, "--pair")) {
+            if (!strchr(v, ':') || n_pairs == 16) return usage("--pair expects MODEL:CHIP (at most 16), got", v);
+            pairs[n_pairs++] = v;
+        } else if (!strcmp(a, "--prompt")) prompt = v;
+        else if (!strcmp(a, "--generate")) gen = v;
+        else if (!strcmp(a, "--eval-prompt")) eprompt = v;
+        else if (!strcmp(a, "--eval-generate")) egen = v;
+        else return usage("unknown option", a);
+    }
+    if (!n_pairs)
+        for (int i = 0; i < 3; i++) pairs[n_pairs++] = defaults[i];
+    cJSON *rows = cJSON_CreateArray();
+    int rc = 0;
+    if (!json)
+        printf("%-16s %-22s %7s %10s %11s %9s %8s %8s %9s %9s\n", "model", "chip", "mm2", "1 user t/s",
+               "saturated", "mJ/token", "die use", "active", "seqs 1k", "seqs eval");
+    for (int i = 0; i < n_pairs && !rc; i++) {
+        char model[256], chip[512], err[256];
+        const char *colon = strchr(pairs[i], ':');
+        snprintf(model, sizeof model, "%.*s", (int)(colon - pairs[i]), pairs[i]);
+        snprintf(chip, sizeof chip, "%s", colon + 1);
+        char *one[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
+                       (char *)prompt, "--generate", (char *)gen, NULL};
+        char *ev[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
+                      (char *)eprompt, "--generate", (char *)egen, NULL};
+        cJSON *a = NULL, *b = NULL;
+        if (run_self(one, &a, err, sizeof err) || run_self(ev, &b, err, sizeof err)) {
+            fprintf(stderr, "etchsim compare: %s on %s: %s\n", model, chip, err);
+            rc = 1;
+        } else {
+            const cJSON *moe = cJSON_GetObjectItemCaseSensitive(a, "moe");
+            double active = moe ? num(moe, "active_params", NULL) / num(moe, "params", NULL) : 1.0;
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddStringToObject(r, "model", model);
+            cJSON_AddStringToObject(r, "chip", chip);
+            cJSON_AddNumberToObject(r, "area_mm2", num(a, "area_mm2", NULL));
+            cJSON_AddNumberToObject(r, "decode_tokens_per_s", num(a, "decode_tokens_per_s", NULL));
+            cJSON_AddNumberToObject(r, "saturated_tokens_per_s", num(a, "analytic_saturated_tokens_per_s", NULL));
+            cJSON_AddNumberToObject(r, "joules_per_token", num(a, "joules_per_token", NULL));
+            cJSON_AddNumberToObject(r, "die_utilization", num(a, "utilization", "die"));
+            cJSON_AddNumberToObject(r, "active_param_share", active);
+            cJSON_AddNumberToObject(r, "sequences_1k", num(a, "kv_slots", NULL));
+            cJSON_AddNumberToObject(r, "sequences_eval", num(b, "kv_slots", NULL));
+            if (!json)
+                printf("%-16s %-22s %7.1f %10.0f %11.0f %9.3f %7.2f%% %7.1f%% %9.0f %9.0f\n", model, chip,
+                       num(a, "area_mm2", NULL), num(a, "decode_tokens_per_s", NULL),
+                       num(a, "analytic_saturated_tokens_per_s", NULL), 1e3 * num(a, "joules_per_token", NULL),
+                       100 * num(a, "utilization", "die"), 100 * active, num(a, "kv_slots", NULL),
+                       num(b, "kv_slots", NULL));
+            cJSON_AddItemToArray(rows, r);
+        }
+        cJSON_Delete(a);
+        cJSON_Delete(b);
+    }
+    if (!rc && json) {
+        char *s = cJSON_Print(rows);
+        puts(s);
+        cJSON_free(s);
+    } else if (!rc) {
+        printf("\n1 user: decode tokens/s at %s in / %s out; saturated: the analytical bound with many users;\n"
+               "die use: area x busy time / die area x run time for the one user; active: the share of the\n"
+               "weights a token uses; seqs: sequences the KV (or state) SRAM holds at %s/%s and %s/%s.\n",
+               prompt, gen, prompt, gen, eprompt, egen);
+    }
+    cJSON_Delete(rows);
+    return rc;
+}
