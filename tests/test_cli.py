@@ -490,6 +490,27 @@ def test_compare():
     expect("olmoe-1b-7b" in p.stdout and "seqs" in p.stdout, "text table")
 
 
+def test_weights_registry():
+    """One format registry: a chip whose weights.* name the formats a ROM image was built with
+    gives the same cycles and energy with and without the image; a format outside the registry
+    is an error naming the key."""
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = os.path.join(tmp, "chip-formats.json")
+        with open(recipe, "w") as f:
+            json.dump({"name": "chip-formats", "rules": [
+                {"match": {"role": ["attn_norm", "ffn_norm", "out_norm"]}, "format": "bf16"},
+                {"match": {"role": ["attn_v", "lm_head"]}, "format": "int6", "group": 64},
+                {"match": {}, "format": "int3", "group": 64}]}, f)
+        rom = os.path.join(tmp, "t.rom")
+        run("rom", "build", "--model", "tiny-llama", "--chip", os.path.join(DATA, "tiny-chip.json"), "--recipe",
+            recipe, "--synthetic", "1", "-o", rom)
+        base = ["--no-db", *TINY, "--prompt", "8", "--generate", "20"]
+        a, b = run_json(*base), run_json(*base, "--rom", rom)
+        for k in ("cycles", "dynamic_j"):
+            expect(a[k] == b[k], f"{k}: chip formats {a[k]} != ROM image {b[k]}")
+        expect_error(["run", "--no-db", *TINY, "--set", "weights.default.format=int5"], "weights.default.format", "int5")
+
+
 def test_kv_slots_wait():
     first = run_json("--no-db", "--prompt", "64", "--generate", "64")
     slots = int(first["kv_slots"])

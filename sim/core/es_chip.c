@@ -25,9 +25,37 @@ static int read_rom(const es_cfg *c, const char *sec, es_rom *r, es_err *e)
     return 0;
 }
 
+/* A weight format: {"format": NAME (a registry format), "group": G (int3, int6)},
+ * or the older {"bits", "group", "scale_bits"}. */
 static int read_fmt(const es_cfg *c, const char *sec, es_wfmt *f, es_err *e)
 {
     char k[128];
+    memset(f, 0, sizeof *f);
+    snprintf(k, sizeof k, "%s.format", sec);
+    if (es_cfg_has(c, k)) {
+        char name[32];
+        if (es_cfg_str(c, k, name, sizeof name, e)) return -1;
+        int t = es_qtype_from_name(name);
+        if (t < 0)
+            return es_fail(e, "%s: key '%s': unknown weight format '%s' (expected f32, f16, bf16, q8_0, q4_0, q3_k, "
+                              "q4_k, q5_k, q6_k, mxfp4, nvfp4, int3 or int6)", c->path, k, name);
+        f->registry = 1;
+        f->q.type = (es_qtype)t;
+        f->q.tensor_scale = 1.0f;
+        snprintf(k, sizeof k, "%s.group", sec);
+        if (t == ES_Q_INT3 || t == ES_Q_INT6) {
+            if (es_cfg_int(c, k, 32, 128, &f->q.group, e)) return -1;
+        } else if (es_cfg_has(c, k)) {
+            return es_fail(e, "%s: key '%s': only int3 and int6 take a group size", c->path, k);
+        }
+        es_err fe;
+        if (es_qfmt_check(&f->q, &fe)) return es_fail(e, "%s: key '%s': %s", c->path, k, fe.msg);
+        /* the older fields, for what still reads them */
+        f->bits = es_qtype_elem_bits(f->q.type);
+        f->group = (int)es_q_sub_elems(&f->q);
+        f->scale_bits = f->group ? 16 : 0;
+        return 0;
+    }
     snprintf(k, sizeof k, "%s.bits", sec);
     if (es_cfg_int(c, k, 1, 32, &f->bits, e)) return -1;
     snprintf(k, sizeof k, "%s.group", sec);
@@ -157,7 +185,7 @@ static int read_chip(es_chip *c, es_err *e)
         }
     }
     for (int r = 0; r < ES_ROLE_COUNT; r++)
-        if ((c->fmt[r].group == 0) != (c->fmt[r].scale_bits == 0))
+        if (!c->fmt[r].registry && (c->fmt[r].group == 0) != (c->fmt[r].scale_bits == 0))
             return es_fail(e, "%s: weights of role %s: group and scale_bits must both be 0 or "
                               "both positive", c->path, es_role_name((es_role)r));
     return 0;
@@ -273,6 +301,10 @@ int64_t es_tensor_bits(const es_chip *c, const es_tensor *t)
 {
     if (t->rom_bits > 0) return t->rom_bits;
     const es_wfmt *f = &c->fmt[es_tensor_fmt_role(t)];
+    if (f->registry) { /* as a ROM image stores it: whole blocks per row, zero-padded */
+        int64_t rb = es_q_row_bytes(&f->q, es_q_padded(&f->q, t->cols), NULL);
+        return rb < 0 ? 0 : 8 * rb * t->rows;
+    }
     int64_t n = t->rows * t->cols;
     int64_t bits = n * f->bits;
     if (f->group > 0) {

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include "es_cfg.h"
 #include "es_err.h"
+#include "es_fmt.h"
 #include "es_model.h"
 #ifdef __cplusplus
 extern "C" {
@@ -15,6 +16,8 @@ typedef struct es_wfmt {
     int bits;        /* bits per weight element */
     int group;       /* elements sharing one scale; 0 = no scale */
     int scale_bits;  /* bits of each group scale */
+    int registry;    /* 1: `format` names a format of the registry (es_fmt.h), in q */
+    es_qfmt q;       /* the registry format: bits, blocks and scales as a ROM image stores them */
 } es_wfmt;
 
 typedef struct es_rom {
