@@ -158,6 +158,31 @@ int es_cfg_i64_opt(const es_cfg *c, const char *key, int64_t lo, int64_t hi, int
     return es_cfg_i64(c, key, lo, hi, out, e);
 }
 
+/* Put v (owned) in place of the node at key, a plain leaf of its parent. */
+static void replace_leaf(es_cfg *c, const char *key, cJSON *v)
+{
+    char parent[512];
+    snprintf(parent, sizeof parent, "%s", key);
+    char *dot = strrchr(parent, '.');
+    cJSON *obj = c->root;
+    const char *leaf = parent;
+    if (dot) {
+        *dot = 0;
+        obj = raw_node(c, parent);
+        leaf = dot + 1;
+    }
+    cJSON_ReplaceItemInObjectCaseSensitive(obj, leaf, v);
+}
+
+static int set_source(es_cfg *c, cJSON *wrapper, const char *source, es_err *e)
+{
+    cJSON *src = cJSON_CreateString(source);
+    if (!src) return es_fail(e, "%s: out of memory", c->path);
+    if (cJSON_GetObjectItemCaseSensitive(wrapper, "source")) cJSON_ReplaceItemInObjectCaseSensitive(wrapper, "source", src);
+    else cJSON_AddItemToObject(wrapper, "source", src);
+    return 0;
+}
+
 int es_cfg_set_sourced(es_cfg *c, const char *key, const char *value, const char *source, es_err *e)
 {
     if (es_cfg_set(c, key, value, e)) return -1;
@@ -166,24 +191,10 @@ int es_cfg_set_sourced(es_cfg *c, const char *key, const char *value, const char
         cJSON *v = cJSON_Duplicate(n, 1), *w = cJSON_CreateObject();
         if (!v || !w) { cJSON_Delete(v); cJSON_Delete(w); return es_fail(e, "%s: out of memory", c->path); }
         cJSON_AddItemToObject(w, "value", v);
-        char parent[512];
-        snprintf(parent, sizeof parent, "%s", key);
-        char *dot = strrchr(parent, '.');
-        cJSON *obj = c->root;
-        const char *leaf = parent;
-        if (dot) {
-            *dot = 0;
-            obj = raw_node(c, parent);
-            leaf = dot + 1;
-        }
-        cJSON_ReplaceItemInObjectCaseSensitive(obj, leaf, w);
+        replace_leaf(c, key, w);
         n = w;
     }
-    cJSON *src = cJSON_CreateString(source);
-    if (!src) return es_fail(e, "%s: out of memory", c->path);
-    if (cJSON_GetObjectItemCaseSensitive(n, "source")) cJSON_ReplaceItemInObjectCaseSensitive(n, "source", src);
-    else cJSON_AddItemToObject(n, "source", src);
-    return 0;
+    return set_source(c, n, source, e);
 }
 
 int es_cfg_set(es_cfg *c, const char *key, const char *value, es_err *e)
@@ -198,25 +209,9 @@ int es_cfg_set(es_cfg *c, const char *key, const char *value, es_err *e)
     if (!v) return es_fail(e, "%s: --set %s: out of memory", c->path, key);
     if (is_wrapper(n)) {
         cJSON_ReplaceItemInObjectCaseSensitive(n, "value", v);
-        cJSON *src = cJSON_CreateString("command line --set");
-        if (cJSON_GetObjectItemCaseSensitive(n, "source"))
-            cJSON_ReplaceItemInObjectCaseSensitive(n, "source", src);
-        else
-            cJSON_AddItemToObject(n, "source", src);
-        return 0;
+        return set_source(c, n, "command line --set", e);
     }
-    /* plain leaf: replace it in its parent */
-    char parent[512];
-    snprintf(parent, sizeof parent, "%s", key);
-    char *dot = strrchr(parent, '.');
-    cJSON *obj = c->root;
-    const char *leaf = parent;
-    if (dot) {
-        *dot = 0;
-        obj = raw_node(c, parent);
-        leaf = dot + 1;
-    }
-    cJSON_ReplaceItemInObjectCaseSensitive(obj, leaf, v);
+    replace_leaf(c, key, v); /* a plain leaf */
     return 0;
 }
 
