@@ -392,6 +392,9 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
         cJSON_AddStringToObject(mo, "routing", o.routing.empty() ? "uniform" : o.routing.c_str());
         double util = r.moe.item_layers ? (double)r.moe.distinct / ((double)r.moe.item_layers * (double)L.m.experts) : 0;
         cJSON_AddNumberToObject(mo, "expert_utilization", util);
+        cJSON_AddNumberToObject(mo, "expert_utilization_prefill",
+                                r.moe.prefill_item_layers ? (double)r.moe.prefill_distinct /
+                                    ((double)r.moe.prefill_item_layers * (double)L.m.experts) : 0);
         double busy = 0;
         for (int64_t b : r.moe.busy) busy += (double)b;
         cJSON_AddNumberToObject(mo, "expert_busy_fraction",

@@ -166,11 +166,13 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
     static const es_role rs[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
     int64_t end = t;
     es_events x;
-    st.item_layers++;
+    bool decode = true;
+    for (const Item &it : group) decode &= it.decode;
+    (decode ? st.item_layers : st.prefill_item_layers)++;
     for (int64_t e = 0; e < E; e++) {
         int64_t n = n_e[(size_t)e];
         if (!n) continue;
-        st.distinct++;
+        (decode ? st.distinct : st.prefill_distinct)++;
         st.fired[(size_t)e] += n;
         Server &srv = lanes_[(size_t)(1 + e)];
         int64_t te = t, first = -1;

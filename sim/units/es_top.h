@@ -27,8 +27,9 @@ struct MoeStats {
     std::vector<int64_t> fired;       // activations per expert (all layers)
     std::vector<int64_t> queue;       // cycles tokens waited for each expert's lanes
     std::vector<int64_t> busy;        // cycles booked on each expert's lanes (all tiles)
-    int64_t item_layers = 0;          // work items x layers with experts
+    int64_t item_layers = 0;          // decode work items x layers with experts
     int64_t distinct = 0;             // experts fired, summed over them
+    int64_t prefill_item_layers = 0, prefill_distinct = 0; // the same for prompt chunks
 };
 
 struct Request {
