@@ -88,18 +88,20 @@ const char *AREA_HELP =
     "usage: etchsim area [options]\n"
     "\n"
     "Die area, transistor count and leakage, by component, of a chip\n"
-    "configuration holding a model.\n"
+    "configuration holding a model, and how busy one user keeps it (the\n"
+    "analytical model, one decode step at --position).\n"
     "\n"
     "options:\n"
     "  --chip NAME|PATH     chip configuration (default hc1-class)\n"
     "  --model NAME|PATH    model (default llama-3.1-8b)\n"
     "  --set KEY=VALUE      override a chip or process key; repeatable\n"
+    "  --position P         the decode position of the one-user utilization (default 1536)\n"
     "  --json               print one JSON object\n"
     "  -h, --help           this text\n";
 
 struct Opts {
     std::string chip = "hc1-class", model = "llama-3.1-8b", db = "etchsim.sqlite", rom;
-    int64_t prompt = 1024, gen = 1024, streams = 1;
+    int64_t prompt = 1024, gen = 1024, streams = 1, position = 1536;
     bool json = false, no_db = false, prompt_given = false;
     std::vector<std::string> sets;
     // functional mode
@@ -159,6 +161,10 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
                 return usage_error(cmd, msg.c_str(), v ? v : "nothing");
             }
             if (a == "--prompt") o.prompt_given = true;
+        } else if (!run && a == "--position") {
+            const char *v = val();
+            if (!parse_count(v, 0, (int64_t)1 << 24, &o.position))
+                return usage_error(cmd, "--position expects a whole number from 0, got", v ? v : "nothing");
         } else if (run && a == "--db") {
             const char *v = val();
             if (!v || !*v) return usage_error(cmd, "--db needs a path", nullptr);
@@ -283,6 +289,10 @@ int cmd_area(int argc, char **argv)
     }
     es_area a;
     es_area_compute(&L.c, &L.m, &a);
+    /* one user's decode at --position (default the middle of a 1k/1k run), analytical */
+    const int64_t pos = o.position;
+    double busy[5], die = es_an_utilization(&L.c, &L.m, &a, pos, busy);
+    static const char *kinds[5] = {"lanes", "vector", "attention", "head", "embed"};
     if (o.json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "chip", L.c.name);
@@ -294,12 +304,21 @@ int cmd_area(int argc, char **argv)
         cJSON_AddNumberToObject(j, "model_bits", a.model_bits);
         cJSON_AddNumberToObject(j, "kv_sram_bits", a.sram_bits);
         cJSON_AddItemToObject(j, "breakdown", es::area_json(a));
+        cJSON *u = cJSON_AddObjectToObject(j, "utilization_one_user");
+        cJSON_AddNumberToObject(u, "position", (double)pos);
+        cJSON_AddNumberToObject(u, "die", die);
+        cJSON *bk = cJSON_AddObjectToObject(u, "busy_fraction");
+        for (int k = 0; k < 5; k++)
+            if (k != 4 || !L.m.tied) cJSON_AddNumberToObject(bk, kinds[k], busy[k]);
         char *s = cJSON_Print(j);
         std::puts(s);
         cJSON_free(s);
         cJSON_Delete(j);
     } else {
         print_area(L.c, L.m, a);
+        std::printf("  one user, decode at position %lld: die %.2f %% busy (lanes %.1f %%, vector %.1f %%, "
+                    "attention %.1f %%, head %.1f %% of the step)\n", (long long)pos, 100 * die, 100 * busy[0],
+                    100 * busy[1], 100 * busy[2], 100 * busy[3]);
     }
     return 0;
 }

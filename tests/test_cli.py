@@ -336,6 +336,15 @@ def test_utilization():
                    f"unit areas {units} + control and I/O {rest} != die {j['area_mm2']}")
         con.close()
         expect(one["utilization"]["die"] < 0.5 * many["utilization"]["die"], "more streams did not fill the die")
+    # the analytical one-user figure (etchsim area) against a simulated decode-only run: a prompt of
+    # one token, 400 decode steps whose attention grows linearly, read at the middle position
+    for model in (["--model", "tiny-llama"], ["--model", os.path.join(DATA, "tiny-moe"), "--set", "tile.rom.rows=128"],
+                  ["--model", os.path.join(DATA, "tiny-mamba")]):
+        sim = run_json("--no-db", "--chip", os.path.join(DATA, "tiny-chip.json"), *model, "--prompt", "1",
+                       "--generate", "400")["utilization"]["die"]
+        an = json.loads(run("area", "--json", "--chip", os.path.join(DATA, "tiny-chip.json"), *model,
+                            "--position", "200").stdout)["utilization_one_user"]["die"]
+        expect(abs(sim - an) < 0.03 * an, f"{model[1]}: simulated one-user utilization {sim} vs analytic {an}")
 
 
 def test_lane_mapping():

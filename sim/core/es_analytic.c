@@ -483,3 +483,47 @@ void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix,
     *fill = 2 * f; /* filling at the start, draining at the end */
     *upper = u + *fill;
 }
+
+double es_an_utilization(const es_chip *c, const es_model *m, const es_area *a, int64_t p, double busy[5])
+{
+    double lanes = 0, vector = 0, attn = 0;
+    for (int i = 0; i < m->n_ops; i++) { /* tile 0, as every tile */
+        const es_op *op = &m->ops[i];
+        if (op->layer < 0 || op->layer / c->layers_per_tile != 0) continue;
+        int64_t occ, lat;
+        es_an_op_split(c, m, op, 1, p, &occ, &lat);
+        if (op->kind == ES_OP_EXPERTS) { /* top_k chains on expert partitions, each a share of the lanes */
+            static const es_role rs[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
+            for (int k = 0; k < 3; k++) {
+                const es_tensor *x = es_model_expert(m, op->layer, rs[k], 0);
+                int64_t l;
+                es_rom rom;
+                es_chip_lane_geometry(c, m, x, &l, &rom);
+                int64_t tot = es_an_matvec(c, &rom, l, es_tensor_cells(c, x), es_tensor_bits(c, x), 1);
+                lanes += (double)m->top_k * (double)(tot - rom.latency - c->lane_depth) * (double)l / (double)c->lanes;
+            }
+            /* an expert's SiLU x up runs in its own partition: counted with its chain above */
+        } else if (op->res == ES_RES_LANES) {
+            int64_t l;
+            es_rom rom;
+            es_chip_lane_geometry(c, m, &m->tensors[op->tensor], &l, &rom);
+            lanes += (double)occ * (double)l / (double)c->lanes;
+        } else if (op->res == ES_RES_ATTN || op->res == ES_RES_SCAN) {
+            attn += (double)occ;
+        } else {
+            vector += (double)occ;
+        }
+    }
+    double step = (double)es_an_decode_step(c, m, p), tiles = (double)es_chip_tiles(c, m);
+    double head = (double)es_an_head(c, m), emb = (double)es_an_embed(c, m, 1);
+    double area_u[5] = {es_area_of_unit(c, m, a, "tile0.lanes"), es_area_of_unit(c, m, a, "tile0.vector"),
+                        es_area_of_unit(c, m, a, "tile0.attention"), es_area_of_unit(c, m, a, "head"),
+                        es_area_of_unit(c, m, a, "embed")};
+    double t[5] = {lanes, vector, attn, head, emb};
+    double active = 0;
+    for (int k = 0; k < 5; k++) {
+        busy[k] = t[k] / step;
+        active += area_u[k] * t[k] * (k < 3 ? tiles : 1.0);
+    }
+    return active / (a->total_mm2 * step);
+}

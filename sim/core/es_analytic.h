@@ -72,6 +72,13 @@ int64_t es_an_ttft(const es_chip *c, const es_model *m, int64_t prompt);
 void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix, int64_t prompt, int64_t gen,
                  double *busy, double *fill, double *upper);
 
+/* One user's die utilization at the decode step whose input sits at position
+ * p: each resource's area x its busy cycles in the step (the lanes weighted
+ * by the share of them an op holds, as the simulation books them), over the
+ * die's area x the step. busy[0..4]: the busy fraction of the tiles' lanes,
+ * vector units, attention (or scan) engines, the head and the embedding ROM. */
+double es_an_utilization(const es_chip *c, const es_model *m, const es_area *a, int64_t p, double busy[5]);
+
 typedef struct es_an_summary {
     double decode_tokens_per_s;   /* one stream, mean over its decode steps */
     double ttft_cycles;           /* one stream alone */
