@@ -421,7 +421,14 @@ def test_ssm():
     so a decode step costs the same at every position; one stream equals the analytical model;
     the state SRAM bounds the sequences in flight at (channels x states + 3 x channels) x 8 bits
     per layer each; a chip without a scan engine and a state size of 0 are errors."""
-    j = run_json("--no-db", *SSM, "--prompt", "8", "--generate", "40")
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "s.sqlite")
+        j = run_json("--db", db, *SSM, "--prompt", "8", "--generate", "40")
+        con = sqlite3.connect(db)
+        kv, st = con.execute("SELECT SUM(kv_read_bits + kv_write_bits), SUM(state_read_bits) FROM unit_stats").fetchone()
+        con.close()
+        # 48 tokens (8 prompt, 39 fed back, the last sampled only) x 4 layers x 77,824 state bits read
+        expect(kv == 0 and st == (8 + 39) * 4 * 77824, f"SSM: KV traffic {kv}, state bits read {st}")
     same_cycles(j, "SSM one stream")
     s = j["stream0_cycles"]
     expect(s["decode_first"] == s["decode_last"], f"decode step grows with position: {s}")

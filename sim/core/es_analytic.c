@@ -376,7 +376,7 @@ void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64
     case ES_OP_CONV: ev->vec_ops = dn * (double)op->elems; break;
     case ES_OP_SCAN: /* decay, input and output products per state element; state read and written */
         ev->attn_macs = 3.0 * dn * (double)op->elems;
-        ev->kv_rd_bits = ev->kv_wr_bits = dn * (double)es_chip_state_bits(c, m);
+        ev->state_rd_bits = ev->state_wr_bits = dn * (double)es_chip_state_bits(c, m);
         break;
     case ES_OP_EXPERTS: {
         int64_t d = 0, pairs = n * m->top_k;

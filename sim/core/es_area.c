@@ -56,6 +56,8 @@ void es_events_add(es_events *a, const es_events *b)
     a->attn_macs += b->attn_macs;
     a->kv_rd_bits += b->kv_rd_bits;
     a->kv_wr_bits += b->kv_wr_bits;
+    a->state_rd_bits += b->state_rd_bits;
+    a->state_wr_bits += b->state_wr_bits;
     a->vec_ops += b->vec_ops;
     a->link_bit_mm += b->link_bit_mm;
     a->host_bits += b->host_bits;
@@ -68,6 +70,8 @@ void es_events_scale(es_events *a, double f)
     a->attn_macs *= f;
     a->kv_rd_bits *= f;
     a->kv_wr_bits *= f;
+    a->state_rd_bits *= f;
+    a->state_wr_bits *= f;
     a->vec_ops *= f;
     a->link_bit_mm *= f;
     a->host_bits *= f;
@@ -78,6 +82,7 @@ double es_events_joules(const es_chip *c, const es_events *ev)
     return ev->rom_bits * c->e_rom_bit + ev->cell_macs * c->e_cell_mac +
            ev->attn_macs * c->e_attn_mac + ev->kv_rd_bits * c->e_kv_rd_bit +
            ev->kv_wr_bits * c->e_kv_wr_bit + ev->vec_ops * c->e_vec_elem +
+           ev->state_rd_bits * c->e_kv_rd_bit + ev->state_wr_bits * c->e_kv_wr_bit +
            ev->link_bit_mm * c->e_wire_bit_mm + ev->host_bits * c->e_host_bit;
 }
 

@@ -37,6 +37,8 @@ typedef struct es_events {
     double attn_macs;     /* attention MACs (q.k and p.v) */
     double kv_rd_bits;    /* KV SRAM bits read */
     double kv_wr_bits;    /* KV SRAM bits written */
+    double state_rd_bits; /* SSM state bits read (the same SRAM, holding states instead of KV) */
+    double state_wr_bits; /* SSM state bits written */
     double vec_ops;       /* vector-unit element operations */
     double link_bit_mm;   /* bits moved times millimetres on tile links */
     double host_bits;     /* bits over the host link */

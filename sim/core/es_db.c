@@ -36,7 +36,8 @@ static const char *SCHEMA =
     " run_id INTEGER NOT NULL REFERENCES runs(id), unit TEXT NOT NULL,"
     " items INTEGER, tokens INTEGER, busy_cycles INTEGER, utilization REAL, energy_j REAL,"
     " rom_bits REAL, cell_macs REAL, attn_macs REAL, kv_read_bits REAL, kv_write_bits REAL,"
-    " vector_ops REAL, link_bit_mm REAL, host_bits REAL, area_mm2 REAL, PRIMARY KEY(run_id, unit));"
+    " vector_ops REAL, link_bit_mm REAL, host_bits REAL, area_mm2 REAL, state_read_bits REAL, state_write_bits REAL,"
+    " PRIMARY KEY(run_id, unit));"
     "CREATE TABLE IF NOT EXISTS records("
     " run_id INTEGER NOT NULL REFERENCES runs(id), record INTEGER NOT NULL, line INTEGER, key TEXT,"
     " status TEXT NOT NULL CHECK(status IN ('done','skipped')), reason TEXT,"
@@ -62,7 +63,8 @@ int es_db_open(es_db **out, const char *path, es_err *e)
     }
     sqlite3_busy_timeout(db->h, 5000);
     char *msg = NULL;
-    /* schema 2 gains records.verdict and unit_stats.area_mm2; a newer one is refused */
+    /* schema 2 gains records.verdict and unit_stats.area_mm2, state_read_bits, state_write_bits;
+     * a newer one is refused */
     sqlite3_stmt *st = NULL;
     int version = -1;
     if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
@@ -74,8 +76,10 @@ int es_db_open(es_db **out, const char *path, es_err *e)
         return -1;
     }
     if (version == 2 && sqlite3_exec(db->h, "ALTER TABLE records ADD COLUMN verdict TEXT;"
-                                             "ALTER TABLE unit_stats ADD COLUMN area_mm2 REAL", NULL, NULL, &msg) != SQLITE_OK) {
-        es_fail(e, "%s: cannot add records.verdict and unit_stats.area_mm2 to a schema 2 database: %s", path,
+                                             "ALTER TABLE unit_stats ADD COLUMN area_mm2 REAL;"
+                                             "ALTER TABLE unit_stats ADD COLUMN state_read_bits REAL;"
+                                             "ALTER TABLE unit_stats ADD COLUMN state_write_bits REAL", NULL, NULL, &msg) != SQLITE_OK) {
+        es_fail(e, "%s: cannot add records.verdict and unit_stats.area_mm2, state_*_bits to a schema 2 database: %s", path,
                 msg ? msg : "?");
         sqlite3_free(msg);
         es_db_close(db);
@@ -194,7 +198,7 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
     db->in_tx = 1;
     if (sqlite3_prepare_v2(db->h, "INSERT INTO sequences VALUES(?,?,?,?,?,?,?,?,?,?)", -1, &s1, NULL) ||
         sqlite3_prepare_v2(db->h, "INSERT INTO tokens VALUES(?,?,?,?,?,?)", -1, &s2, NULL) ||
-        sqlite3_prepare_v2(db->h, "INSERT INTO unit_stats VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        sqlite3_prepare_v2(db->h, "INSERT INTO unit_stats VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &s3, NULL) ||
         sqlite3_prepare_v2(db->h, "UPDATE runs SET status='complete', finished_utc=?, cycles=?,"
                                   " summary=? WHERE id=? AND status='running'", -1, &s4, NULL) ||
@@ -247,6 +251,8 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
         sqlite3_bind_double(s3, 14, u->ev.link_bit_mm);
         sqlite3_bind_double(s3, 15, u->ev.host_bits);
         sqlite3_bind_double(s3, 16, u->area_mm2);
+        sqlite3_bind_double(s3, 17, u->ev.state_rd_bits);
+        sqlite3_bind_double(s3, 18, u->ev.state_wr_bits);
         if (sqlite3_step(s3) != SQLITE_DONE) { db_err(db, "insert unit_stats", e); goto fail; }
     }
     for (int64_t i = 0; i < n_recs; i++)
