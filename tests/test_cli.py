@@ -527,6 +527,30 @@ def test_weights_registry():
         expect_error(["run", "--no-db", *TINY, "--set", "weights.default.format=int5"], "weights.default.format", "int5")
 
 
+def test_ssm_functional():
+    """Functional mode runs a state-space model: with f32 weights and an FP32 datapath its logits
+    equal the FP32 reference's (etchsim infer, a float scan written apart) within 1e-4 and its
+    tokens are the same; the chip's own datapath changes no cycle."""
+    vocab = stories()  # a SentencePiece vocabulary of 512 tokens, inside the fixture's 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        ra, rb = os.path.join(tmp, "a.json"), os.path.join(tmp, "b.json")
+        common = ["--model", os.path.join(DATA, "tiny-mamba"), "--synthetic", "3", "--text", "Once upon a time",
+                  "--vocab", vocab, "--generate", "12", "--logits"]
+        a = json.loads(run("infer", *common, ra, "--json").stdout)
+        b = json.loads(run("run", "--json", "--no-db", "--chip", os.path.join(DATA, "tiny-chip.json"), "--mode",
+                           "functional", "--recipe", "f32", *FP32_DATAPATH, *common, rb).stdout)["functional"]
+        expect(a["output_ids"] == b["output_ids"], f"tokens: reference {a['output_ids']} datapath {b['output_ids']}")
+        la, lb = json.load(open(ra)), json.load(open(rb))
+        expect(len(la) == len(lb) == 16, f"{len(la)} / {len(lb)} logit rows")
+        d = max(max(abs(x - y) for x, y in zip(p["logits"], q["logits"])) for p, q in zip(la, lb))
+        expect(d <= 1e-4, f"SSM datapath differs from the reference by {d}")
+    base = ["--json", "--no-db", *SSM, "--prompt", "20", "--generate", "12", "--streams", "5"]
+    t = run_json(*base)
+    f = run_json(*base, "--mode", "functional", "--synthetic", "3")
+    expect(t["cycles"] == f["cycles"] and t["energy_j"] == f["energy_j"], "functional SSM changed the timing")
+    expect(f["functional"]["streams_agree"], "SSM streams disagree")
+
+
 def test_kv_slots_wait():
     first = run_json("--no-db", "--prompt", "64", "--generate", "64")
     slots = int(first["kv_slots"])

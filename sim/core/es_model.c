@@ -284,7 +284,7 @@ typedef struct es_arch {
      * intermediate size (NULL: dense), and the RMSNorm on q and k */
     const char *experts_key, *ffn_key;
     int qk_norm;
-    int ssm;              /* 1: a Mamba block model (its own config keys) */
+    int ssm;              /* 1: a Mamba block model (its own config keys); 2: with Falcon-Mamba's B, C, dt norms */
 } es_arch;
 
 static const es_arch ARCHS[] = {
@@ -293,8 +293,15 @@ static const es_arch ARCHS[] = {
     {"OlmoeForCausalLM", NULL, build_moe_mlp, "num_experts", "intermediate_size", 2, 0},
     {"Qwen3MoeForCausalLM", NULL, build_moe_mlp, "num_experts", "moe_intermediate_size", 1, 0},
     {"MambaForCausalLM", NULL, build_mamba, NULL, NULL, 0, 1},
-    {"FalconMambaForCausalLM", NULL, build_mamba, NULL, NULL, 0, 1},
+    {"FalconMambaForCausalLM", NULL, build_mamba, NULL, NULL, 0, 2},
 };
+
+/* mixer_rms_eps (Falcon-Mamba), default 1e-6 as its config class says. */
+static int read_mixer_eps(es_cfg *c, es_model *m, es_err *e)
+{
+    m->ssm_norm_eps = 1e-6;
+    return es_cfg_has(c, "mixer_rms_eps") ? es_cfg_num(c, "mixer_rms_eps", 1e-12, 1.0, &m->ssm_norm_eps, e) : 0;
+}
 
 /* A Mamba config: hidden_size, num_hidden_layers, intermediate_size, state_size,
  * conv_kernel, time_step_rank, vocab_size, layer_norm_epsilon; no positional
@@ -534,6 +541,8 @@ int es_model_load(es_model *m, const char *spec, es_err *e)
     }
     if (reg->ssm) {
         if (load_mamba_keys(m, &c, e)) goto out;
+        m->ssm_bcdt_norm = reg->ssm == 2;
+        if (read_mixer_eps(&c, m, e)) goto out;
         rc = build_graph(m, reg, e);
         goto out;
     }

@@ -109,6 +109,8 @@ typedef struct es_model {
     int64_t ssm_inner;     /* SSM: intermediate_size I (channels) */
     int64_t ssm_conv;      /* SSM: conv_kernel K */
     int64_t ssm_dt_rank;   /* SSM: time_step_rank R */
+    int ssm_bcdt_norm;     /* SSM: RMSNorm (no gain) on B, C and dt after x_proj (Falcon-Mamba) */
+    double ssm_norm_eps;   /* SSM: that norm's epsilon (mixer_rms_eps) */
     double rope_factor, rope_low, rope_high; /* llama3 scaling factors */
     int64_t rope_orig_ctx; /* original_max_position_embeddings */
     es_tensor *tensors;    /* (n_tensors) unique weight tensors */

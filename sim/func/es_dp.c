@@ -63,6 +63,10 @@ struct es_dp {
     int64_t scratch_n;
     float *xb, *q, *k, *v, *att, *o, *g, *u, *sc;
     es_dp_stats stats;
+    /* SSM: per layer, the scan's parameters as FP32 (A = -exp(A_log), conv1d weights) and the
+     * indexes of its vectors (conv1d bias, dt bias, D), told apart by name */
+    float **ssm_a, **ssm_conv;
+    int *ssm_conv_b, *ssm_dt_b, *ssm_d;
 };
 
 static int max_code(es_qtype t)
@@ -82,8 +86,6 @@ static int max_code(es_qtype t)
 int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es_err *e)
 {
     *out = NULL;
-    if (m->ssm_state > 0)
-        return es_fail(e, "%s: functional mode does not run state-space models yet (timing mode does)", m->path);
     if (m->experts > 0)
         return es_fail(e, "%s: functional mode does not run mixture-of-experts models yet (timing mode does)", m->path);
     if (c->link_elem_bits != 16 && c->link_elem_bits != 32)
@@ -106,6 +108,17 @@ int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es
     dp->ti = malloc((size_t)(m->layers * ES_ROLE_COUNT) * sizeof *dp->ti);
     dp->freq = malloc((size_t)(m->head_dim / 2) * sizeof *dp->freq);
     dp->work = malloc((size_t)m->vocab * sizeof *dp->work);
+    if (m->ssm_state > 0) {
+        dp->ssm_a = calloc((size_t)m->layers, sizeof *dp->ssm_a);
+        dp->ssm_conv = calloc((size_t)m->layers, sizeof *dp->ssm_conv);
+        dp->ssm_conv_b = calloc((size_t)m->layers, sizeof(int));
+        dp->ssm_dt_b = calloc((size_t)m->layers, sizeof(int));
+        dp->ssm_d = calloc((size_t)m->layers, sizeof(int));
+        if (!dp->ssm_a || !dp->ssm_conv || !dp->ssm_conv_b || !dp->ssm_dt_b || !dp->ssm_d) {
+            es_dp_close(dp);
+            return es_fail(e, "out of memory");
+        }
+    }
     if (!dp->t || !dp->norm || !dp->ti || !dp->freq || !dp->work) {
         es_dp_close(dp);
         return es_fail(e, "out of memory");
@@ -115,6 +128,12 @@ int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es
     for (int i = 0; i < m->n_tensors; i++) {
         const es_tensor *t = &m->tensors[i];
         if (t->layer >= 0) dp->ti[t->layer * ES_ROLE_COUNT + t->role] = i;
+        if (t->layer >= 0 && t->role == ES_ROLE_SSM_VEC) {
+            size_t n = strlen(t->name);
+            if (n >= 11 && !strcmp(t->name + n - 11, "conv1d.bias")) dp->ssm_conv_b[t->layer] = i;
+            else if (n >= 12 && !strcmp(t->name + n - 12, "dt_proj.bias")) dp->ssm_dt_b[t->layer] = i;
+            else dp->ssm_d[t->layer] = i;
+        }
         else if (t->role == ES_ROLE_EMBED) dp->embed = i;
         else if (t->role == ES_ROLE_OUT_NORM) dp->out_norm = i;
         else if (t->role == ES_ROLE_LM_HEAD) dp->head = i;
@@ -148,6 +167,8 @@ void es_dp_close(es_dp *dp)
     free(dp->work);
     free(dp->xb); free(dp->q); free(dp->k); free(dp->v); free(dp->att); free(dp->o);
     free(dp->g); free(dp->u); free(dp->sc);
+    for (int64_t l = 0; dp->ssm_a && l < dp->m->layers; l++) { free(dp->ssm_a[l]); free(dp->ssm_conv[l]); }
+    free(dp->ssm_a); free(dp->ssm_conv); free(dp->ssm_conv_b); free(dp->ssm_dt_b); free(dp->ssm_d);
     free(dp);
 }
 
@@ -191,6 +212,36 @@ static int set_tensor(es_dp *dp, int i, const es_qfmt *f, const unsigned char *d
             snprintf(m, sizeof m, "%s", e->msg);
             return es_fail(e, "%s row %lld: %s", mt->name, (long long)r, m);
         }
+    return 0;
+}
+
+/* The FP32 values of row r of tensor i (the format's decoder: scale x code - min, or the float). */
+static void tensor_row(const es_dp *dp, int i, int64_t r, float *out)
+{
+    const dp_tensor *w = &dp->t[i];
+    if (!w->sub) { memcpy(out, w->fv + r * w->padded, (size_t)w->cols * sizeof *out); return; }
+    const int8_t *q = w->codes + r * w->padded;
+    int64_t ns = w->padded / w->sub;
+    const float *sc = w->scale + r * ns, *mn = w->has_min ? w->min + r * ns : NULL;
+    for (int64_t c = 0; c < w->cols; c++) out[c] = sc[c / w->sub] * (float)q[c] - (mn ? mn[c / w->sub] : 0.0f);
+}
+
+/* SSM: the scan engine's parameters as FP32, once the weights are loaded. */
+static int ssm_params(es_dp *dp, es_err *e)
+{
+    const es_model *m = dp->m;
+    int64_t I = m->ssm_inner, N = m->ssm_state, K = m->ssm_conv;
+    for (int64_t l = 0; l < m->layers; l++) {
+        int a = dp->ti[l * ES_ROLE_COUNT + ES_ROLE_SSM_A], cv = dp->ti[l * ES_ROLE_COUNT + ES_ROLE_SSM_CONV];
+        dp->ssm_a[l] = malloc((size_t)(I * N) * sizeof(float));
+        dp->ssm_conv[l] = malloc((size_t)(I * K) * sizeof(float));
+        if (!dp->ssm_a[l] || !dp->ssm_conv[l]) return es_fail(e, "out of memory");
+        for (int64_t c = 0; c < I; c++) {
+            tensor_row(dp, a, c, dp->ssm_a[l] + c * N);
+            for (int64_t n = 0; n < N; n++) dp->ssm_a[l][c * N + n] = -expf(dp->ssm_a[l][c * N + n]);
+            tensor_row(dp, cv, c, dp->ssm_conv[l] + c * K);
+        }
+    }
     return 0;
 }
 
@@ -257,7 +308,8 @@ int es_dp_load_rom(es_dp *dp, const es_rom_image *img, es_err *e)
                            (long long)rt->rows, (long long)rt->cols, m->tensors[i].name);
     }
     rom_load L = {dp, img};
-    return run_pool(dp->threads, img->n_units, load_rom_unit, &L, e);
+    if (run_pool(dp->threads, img->n_units, load_rom_unit, &L, e)) return -1;
+    return m->ssm_state > 0 ? ssm_params(dp, e) : 0;
 }
 
 typedef struct rows_load { es_dp *dp; const es_recipe *r; es_ref_rows rows; void *arg; } rows_load;
@@ -280,7 +332,8 @@ static int load_rows_tensor(void *arg, int i, es_err *e)
 int es_dp_load_rows(es_dp *dp, const es_recipe *r, es_ref_rows rows, void *arg, es_err *e)
 {
     rows_load L = {dp, r, rows, arg};
-    return run_pool(dp->threads, dp->m->n_tensors, load_rows_tensor, &L, e);
+    if (run_pool(dp->threads, dp->m->n_tensors, load_rows_tensor, &L, e)) return -1;
+    return dp->m->ssm_state > 0 ? ssm_params(dp, e) : 0;
 }
 
 void es_dp_set_sampler(es_dp *dp, const es_sampler *s, uint64_t seed)
@@ -311,8 +364,15 @@ int es_dp_seq_begin(es_dp *dp, int32_t seq, int64_t start, int64_t positions, in
     }
     es_dp_seq_end(dp, seq);
     dp_seq *s = &dp->seqs[seq];
-    int64_t vecs = m->layers * (positions > 0 ? positions : 1) * m->kv_heads;
-    size_t bytes = (size_t)vecs * (size_t)m->head_dim * (size_t)kv_elem_bytes(dp);
+    /* KV: (layers, positions, kv heads) vectors of head_dim; SSM: in k the scan state, (layers,
+     * channels) vectors of state_size, in v the conv1d window, (layers, K - 1) vectors of channels */
+    int64_t vecs = m->ssm_state > 0 ? m->layers * m->ssm_inner : m->layers * (positions > 0 ? positions : 1) * m->kv_heads;
+    int64_t hd = m->ssm_state > 0 ? m->ssm_state : m->head_dim;
+    if (m->ssm_state > 0) {
+        int64_t wv = m->layers * (m->ssm_conv > 1 ? m->ssm_conv - 1 : 1), wb = wv * m->ssm_inner;
+        if (wb > vecs * hd) { vecs = (wb + hd - 1) / hd; }
+    }
+    size_t bytes = (size_t)vecs * (size_t)hd * (size_t)kv_elem_bytes(dp);
     s->k = malloc(bytes);
     s->v = malloc(bytes);
     s->ks = malloc((size_t)vecs * sizeof *s->ks);
@@ -322,6 +382,12 @@ int es_dp_seq_begin(es_dp *dp, int32_t seq, int64_t start, int64_t positions, in
         return es_fail(e, "functional datapath: out of memory for the KV cache of sequence %d (%zu bytes)", seq,
                        2 * bytes);
     }
+    /* a new sequence's state and conv window start at zero (every format encodes 0 as zero bytes
+     * with a zero scale) */
+    memset(s->k, 0, bytes);
+    memset(s->v, 0, bytes);
+    memset(s->ks, 0, (size_t)vecs * sizeof *s->ks);
+    memset(s->vs, 0, (size_t)vecs * sizeof *s->vs);
     s->used = 1;
     s->start = start;
     s->cap = positions;
@@ -635,6 +701,97 @@ int es_dp_embed(es_dp *dp, const int32_t *ids, int64_t n, float *x, es_err *e)
     return 0;
 }
 
+/* SSM: Mamba blocks [lo, hi) on n tokens of seq, in order (a recurrence). Projections on the
+ * lanes; the conv1d, softplus, scan and gating on the vector unit and scan engine in FP32; the
+ * scan state (a vector of state_size per channel) and the conv1d window (a vector of channels
+ * per past input) kept in kv.element_format, read and rewritten each token. */
+static int ssm_layers(es_dp *dp, int lo, int hi, dp_seq *S, int64_t n, float *x, es_err *e)
+{
+    const es_model *m = dp->m;
+    int64_t H = m->hidden, I = m->ssm_inner, N = m->ssm_state, K = m->ssm_conv, R = m->ssm_dt_rank;
+    int64_t W = K > 1 ? K - 1 : 0;
+    float *xb = malloc((size_t)(n * H) * sizeof *xb), *xz = malloc((size_t)(n * 2 * I) * sizeof *xz);
+    float *u = malloc((size_t)(n * I) * sizeof *u), *dbl = malloc((size_t)(n * (R + 2 * N)) * sizeof *dbl);
+    float *dtr = malloc((size_t)(n * R) * sizeof *dtr), *dt = malloc((size_t)(n * I) * sizeof *dt);
+    float *y = malloc((size_t)(n * I) * sizeof *y), *o = malloc((size_t)(n * H) * sizeof *o);
+    float *win = malloc((size_t)((W ? W : 1) * I) * sizeof *win), *h = malloc((size_t)N * sizeof *h);
+    int rc = -1;
+    if (!xb || !xz || !u || !dbl || !dtr || !dt || !y || !o || !win || !h) { es_fail(e, "out of memory"); goto out; }
+    for (int l = lo; l < hi; l++) {
+        const int *ti = dp->ti + (int64_t)l * ES_ROLE_COUNT;
+        const float *cb = dp->norm[dp->ssm_conv_b[l]], *db = dp->norm[dp->ssm_dt_b[l]], *D = dp->norm[dp->ssm_d[l]];
+        for (int64_t t = 0; t < n; t++) rmsnorm(xb + t * H, x + t * H, dp->norm[ti[ES_ROLE_ATTN_NORM]], H, (float)m->eps);
+        if (lane_matmul(dp, ti[ES_ROLE_SSM_IN], xb, n, xz, e)) goto out;
+        /* causal conv1d and SiLU, token by token; the window in the KV format */
+        for (int64_t k = 0; k < W; k++) {
+            int64_t vec = l * W + k;
+            kv_get(dp, S->v, S->vs, vec * I, vec, win + k * I, I);
+        }
+        for (int64_t t = 0; t < n; t++) {
+            const float *xt = xz + t * 2 * I;
+            for (int64_t c = 0; c < I; c++) {
+                const float *w = dp->ssm_conv[l] + c * K;
+                float acc = cb[c];
+                for (int64_t k = 0; k < W; k++) acc += w[k] * win[k * I + c];
+                acc += w[K - 1] * xt[c];
+                u[t * I + c] = acc / (1.0f + expf(-acc));
+            }
+            for (int64_t k = 0; k + 1 < W; k++) memcpy(win + k * I, win + (k + 1) * I, (size_t)I * sizeof *win);
+            if (W) {
+                int64_t vec = l * W + W - 1;
+                memcpy(win + (W - 1) * I, xt, (size_t)I * sizeof *win);
+                /* what the SRAM holds is what the next token reads */
+                kv_put(dp, S->v, S->vs, vec * I, vec, win + (W - 1) * I, I);
+                kv_get(dp, S->v, S->vs, vec * I, vec, win + (W - 1) * I, I);
+            }
+        }
+        for (int64_t k = 0; k + 1 < W; k++) { /* the shifted window back to the SRAM */
+            int64_t vec = l * W + k;
+            kv_put(dp, S->v, S->vs, vec * I, vec, win + k * I, I);
+        }
+        if (lane_matmul(dp, ti[ES_ROLE_SSM_X], u, n, dbl, e)) goto out;
+        for (int64_t t = 0; t < n; t++) {
+            float *d = dbl + t * (R + 2 * N);
+            if (m->ssm_bcdt_norm) { /* RMSNorm without a gain on dt, B and C */
+                float parts[3][2] = {{0, (float)R}, {(float)R, (float)N}, {(float)(R + N), (float)N}};
+                for (int k = 0; k < 3; k++) {
+                    float *v = d + (int64_t)parts[k][0];
+                    int64_t len = (int64_t)parts[k][1];
+                    float ss = 0.0f;
+                    for (int64_t i = 0; i < len; i++) ss += v[i] * v[i];
+                    float r = 1.0f / sqrtf(ss / (float)len + (float)m->ssm_norm_eps);
+                    for (int64_t i = 0; i < len; i++) v[i] = v[i] * r;
+                }
+            }
+            memcpy(dtr + t * R, d, (size_t)R * sizeof *dtr);
+        }
+        if (lane_matmul(dp, ti[ES_ROLE_SSM_DT], dtr, n, dt, e)) goto out;
+        for (int64_t t = 0; t < n; t++) { /* the selective scan */
+            const float *B = dbl + t * (R + 2 * N) + R, *C = B + N, *z = xz + t * 2 * I + I;
+            for (int64_t c = 0; c < I; c++) {
+                int64_t vec = l * I + c;
+                float v = dt[t * I + c] + db[c];
+                float d = v > 20.0f ? v : log1pf(expf(v)), ut = u[t * I + c], acc = 0.0f;
+                kv_get(dp, S->k, S->ks, vec * N, vec, h, N);
+                for (int64_t k = 0; k < N; k++) {
+                    h[k] = expf(d * dp->ssm_a[l][c * N + k]) * h[k] + d * B[k] * ut;
+                    acc += h[k] * C[k];
+                }
+                kv_put(dp, S->k, S->ks, vec * N, vec, h, N);
+                acc += D[c] * ut;
+                y[t * I + c] = acc * (z[c] / (1.0f + expf(-z[c])));
+            }
+        }
+        if (lane_matmul(dp, ti[ES_ROLE_SSM_OUT], y, n, o, e)) goto out;
+        for (int64_t i = 0; i < n * H; i++) x[i] += o[i];
+    }
+    link_round(dp, x, n * H);
+    rc = 0;
+out:
+    free(xb); free(xz); free(u); free(dbl); free(dtr); free(dt); free(y); free(o); free(win); free(h);
+    return rc;
+}
+
 int es_dp_layers(es_dp *dp, int lo, int hi, int32_t seq, int64_t pos, int64_t n, float *x, es_err *e)
 {
     const es_model *m = dp->m;
@@ -650,6 +807,7 @@ int es_dp_layers(es_dp *dp, int lo, int hi, int32_t seq, int64_t pos, int64_t n,
     if (S->start > 0 && (S->prefix < 0 || S->prefix >= dp->n_seqs || !dp->seqs[S->prefix].used))
         return es_fail(e, "functional datapath: sequence %d starts at %lld but its prefix is gone", seq,
                        (long long)S->start);
+    if (m->ssm_state > 0) return ssm_layers(dp, lo, hi, S, n, x, e);
     if (scratch(dp, n, pos + n, e) || rope_table(dp, pos + n, e)) return -1;
     const float eps = (float)m->eps, inv_sqrt = 1.0f / sqrtf((float)hd);
     float *kv_tmp = dp->sc + pos + n, *vv = kv_tmp + hd;

@@ -35,6 +35,12 @@ struct es_ref {
     double *att;         /* (ctx) attention scores of one head */
     float **owned;       /* every weight buffer, to free */
     int n_owned;
+    /* SSM (Mamba), per layer: in_proj (2I, H), conv1d (I, K) and bias (I), x_proj (R + 2N, I),
+     * dt_proj (I, R) and bias (I), A_log (I, N), D (I), out_proj (H, I) */
+    float **s_in, **s_conv, **s_conv_b, **s_x, **s_dt, **s_dt_b, **s_a, **s_d, **s_out;
+    double *h;           /* (layers, I, N) the scan's state */
+    float *win;          /* (layers, K - 1, I) the conv1d's last inputs, oldest first */
+    float *xz, *u, *dbl, *dt, *y; /* (2I), (I), (R + 2N), (I), (I) */
 };
 
 static int load_tensor(es_ref *r, int ti, float **dst, es_ref_rows rows, void *arg, es_err *e)
@@ -53,8 +59,6 @@ int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, in
                 es_err *e)
 {
     *out = NULL;
-    if (m->ssm_state > 0)
-        return es_fail(e, "%s: functional mode does not run state-space models yet (timing mode does)", m->path);
     if (m->experts > 0)
         return es_fail(e, "%s: the FP32 reference does not run mixture-of-experts models yet", m->path);
     int64_t L = m->layers, H = m->hidden, kvd = m->kv_heads * m->head_dim, qd = m->heads * m->head_dim;
@@ -69,7 +73,9 @@ int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, in
     r->rope = rope;
     r->ctx = ctx;
     int rc = -1;
-    float ***per_layer[] = {&r->attn_norm, &r->wq, &r->wk, &r->wv, &r->wo, &r->ffn_norm, &r->wg, &r->wu, &r->wd};
+    float ***per_layer[] = {&r->attn_norm, &r->wq, &r->wk, &r->wv, &r->wo, &r->ffn_norm, &r->wg, &r->wu, &r->wd,
+                            &r->s_in, &r->s_conv, &r->s_conv_b, &r->s_x, &r->s_dt, &r->s_dt_b, &r->s_a, &r->s_d,
+                            &r->s_out};
     for (size_t i = 0; i < sizeof per_layer / sizeof *per_layer; i++)
         if (!(*per_layer[i] = calloc((size_t)L, sizeof(float *)))) goto oom;
     r->owned = calloc((size_t)m->n_tensors, sizeof *r->owned);
@@ -86,6 +92,17 @@ int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, in
     if (!r->owned || !r->freq || !r->kc || !r->vc || !r->x || !r->xb || !r->q || !r->att_out || !r->hb ||
         !r->hb2 || !r->att)
         goto oom;
+    if (m->ssm_state > 0) {
+        int64_t I = m->ssm_inner, N = m->ssm_state, K = m->ssm_conv, R = m->ssm_dt_rank;
+        r->h = calloc((size_t)(L * I * N), sizeof *r->h);
+        r->win = calloc((size_t)(L * (K > 1 ? K - 1 : 1) * I), sizeof *r->win);
+        r->xz = malloc((size_t)(2 * I) * sizeof *r->xz);
+        r->u = malloc((size_t)I * sizeof *r->u);
+        r->dbl = malloc((size_t)(R + 2 * N) * sizeof *r->dbl);
+        r->dt = malloc((size_t)I * sizeof *r->dt);
+        r->y = malloc((size_t)I * sizeof *r->y);
+        if (!r->h || !r->win || !r->xz || !r->u || !r->dbl || !r->dt || !r->y) goto oom;
+    }
     es_model_rope_freqs(m, r->freq);
     for (int ti = 0; ti < m->n_tensors; ti++) {
         const es_tensor *t = &m->tensors[ti];
@@ -104,6 +121,18 @@ int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, in
         case ES_ROLE_GATE: dst = &r->wg[l]; break;
         case ES_ROLE_UP: dst = &r->wu[l]; break;
         case ES_ROLE_DOWN: dst = &r->wd[l]; break;
+        case ES_ROLE_SSM_IN: dst = &r->s_in[l]; break;
+        case ES_ROLE_SSM_CONV: dst = &r->s_conv[l]; break;
+        case ES_ROLE_SSM_X: dst = &r->s_x[l]; break;
+        case ES_ROLE_SSM_DT: dst = &r->s_dt[l]; break;
+        case ES_ROLE_SSM_A: dst = &r->s_a[l]; break;
+        case ES_ROLE_SSM_OUT: dst = &r->s_out[l]; break;
+        case ES_ROLE_SSM_VEC: { /* three vectors: told apart by name */
+            size_t n = strlen(t->name);
+            dst = n >= 11 && !strcmp(t->name + n - 11, "conv1d.bias") ? &r->s_conv_b[l]
+                : n >= 12 && !strcmp(t->name + n - 12, "dt_proj.bias") ? &r->s_dt_b[l] : &r->s_d[l];
+            break;
+        }
         default: break;
         }
         if (dst && load_tensor(r, ti, dst, rows, arg, e)) goto fail;
@@ -125,6 +154,9 @@ void es_ref_free(es_ref *r)
     free(r->owned);
     free(r->attn_norm); free(r->wq); free(r->wk); free(r->wv); free(r->wo);
     free(r->ffn_norm); free(r->wg); free(r->wu); free(r->wd);
+    free(r->s_in); free(r->s_conv); free(r->s_conv_b); free(r->s_x); free(r->s_dt); free(r->s_dt_b); free(r->s_a);
+    free(r->s_d); free(r->s_out); free(r->h); free(r->win); free(r->xz); free(r->u); free(r->dbl); free(r->dt);
+    free(r->y);
     free(r->freq); free(r->kc); free(r->vc);
     free(r->x); free(r->xb); free(r->q); free(r->att_out); free(r->hb); free(r->hb2); free(r->att);
     free(r);
@@ -167,6 +199,58 @@ static void rope(const es_ref *r, float *v, int64_t n_heads, int64_t pos)
     }
 }
 
+static double silu(double v) { return v / (1.0 + exp(-v)); }
+static double softplus(double v) { return v > 20 ? v : log1p(exp(v)); }
+
+/* RMSNorm without a gain, in place (Falcon-Mamba's B, C and dt). */
+static void rms_plain(float *v, int64_t n, double eps)
+{
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += (double)v[i] * v[i];
+    double s = 1.0 / sqrt(ss / (double)n + eps);
+    for (int64_t i = 0; i < n; i++) v[i] = (float)(v[i] * s);
+}
+
+/* One Mamba block on the residual x, for the sequence's next token. */
+static void mamba_block(es_ref *r, int64_t l)
+{
+    const es_model *m = r->m;
+    int64_t H = m->hidden, I = m->ssm_inner, N = m->ssm_state, K = m->ssm_conv, R = m->ssm_dt_rank;
+    rmsnorm(r->xb, r->x, r->attn_norm[l], H, m->eps);
+    matvec(r->xz, r->s_in[l], r->xb, 2 * I, H);               /* x: xz[0..I), z: xz[I..2I) */
+    float *win = r->win + l * (K - 1) * I;                    /* the K - 1 inputs before this one */
+    for (int64_t c = 0; c < I; c++) {                         /* causal depthwise conv1d, then SiLU */
+        const float *w = r->s_conv[l] + c * K;
+        double acc = r->s_conv_b[l] ? r->s_conv_b[l][c] : 0.0;
+        for (int64_t k = 0; k < K - 1; k++) acc += (double)w[k] * win[k * I + c];
+        acc += (double)w[K - 1] * r->xz[c];
+        r->u[c] = (float)silu(acc);
+    }
+    for (int64_t k = 0; k + 1 < K - 1; k++) memcpy(win + k * I, win + (k + 1) * I, (size_t)I * sizeof *win);
+    if (K > 1) memcpy(win + (K - 2) * I, r->xz, (size_t)I * sizeof *win);
+    matvec(r->dbl, r->s_x[l], r->u, R + 2 * N, I);            /* dt_r (R), B (N), C (N) */
+    float *B = r->dbl + R, *C = r->dbl + R + N;
+    if (m->ssm_bcdt_norm) {
+        rms_plain(r->dbl, R, m->ssm_norm_eps);
+        rms_plain(B, N, m->ssm_norm_eps);
+        rms_plain(C, N, m->ssm_norm_eps);
+    }
+    matvec(r->dt, r->s_dt[l], r->dbl, I, R);
+    double *h = r->h + l * I * N;
+    for (int64_t c = 0; c < I; c++) {                         /* the selective scan */
+        double dt = softplus((double)r->dt[c] + (r->s_dt_b[l] ? r->s_dt_b[l][c] : 0.0)), y = 0;
+        for (int64_t n = 0; n < N; n++) {
+            double a = -exp((double)r->s_a[l][c * N + n]);
+            h[c * N + n] = exp(dt * a) * h[c * N + n] + dt * B[n] * r->u[c];
+            y += h[c * N + n] * C[n];
+        }
+        y += (double)r->s_d[l][c] * r->u[c];
+        r->y[c] = (float)(y * silu(r->xz[I + c]));            /* gated by SiLU(z) */
+    }
+    matvec(r->xb, r->s_out[l], r->y, H, I);
+    for (int64_t i = 0; i < H; i++) r->x[i] += r->xb[i];
+}
+
 int es_ref_forward(es_ref *r, int32_t token, int64_t pos, float *logits, es_err *e)
 {
     const es_model *m = r->m;
@@ -175,6 +259,17 @@ int es_ref_forward(es_ref *r, int32_t token, int64_t pos, float *logits, es_err 
     if (token < 0 || token >= m->vocab) return es_fail(e, "reference: token %d outside the vocabulary of %lld", token, (long long)m->vocab);
     if (pos < 0 || pos >= r->ctx) return es_fail(e, "reference: position %lld outside the context of %lld", (long long)pos, (long long)r->ctx);
     memcpy(r->x, r->emb + (int64_t)token * H, (size_t)H * sizeof *r->x);
+    if (m->ssm_state > 0) { /* a recurrence: position 0 starts a new sequence */
+        if (pos == 0) {
+            memset(r->h, 0, (size_t)(m->layers * m->ssm_inner * m->ssm_state) * sizeof *r->h);
+            memset(r->win, 0, (size_t)(m->layers * (m->ssm_conv > 1 ? m->ssm_conv - 1 : 1) * m->ssm_inner) *
+                                  sizeof *r->win);
+        }
+        for (int64_t l = 0; l < m->layers; l++) mamba_block(r, l);
+        rmsnorm(r->xb, r->x, r->out_norm, H, m->eps);
+        matvec(logits, r->head, r->xb, m->vocab, H);
+        return 0;
+    }
     for (int64_t l = 0; l < m->layers; l++) {
         float *kl = r->kc + (l * r->ctx) * kvd, *vl = r->vc + (l * r->ctx) * kvd;
         /* attention */
