@@ -410,7 +410,30 @@ def test_moe():
             json.dump(c, fh)
         expect_error(["run", "--no-db", "--model", cfg], "num_experts_per_tok", "17", "16 experts")
     expect_error(["run", "--no-db", *TINY, "--routing", "zipf:1"], "--routing", "dense")
-    expect_error(["run", "--no-db", *MOE, "--mode", "functional", "--synthetic", "1"], "mixture-of-experts")
+
+
+def test_moe_functional():
+    """Functional mode runs a mixture of experts, routed by its router's own scores: with f32
+    weights and an FP32 datapath its logits equal the FP32 reference's within 1e-4 with the same
+    tokens, and the experts fired are the router's (not the uniform draw of timing mode)."""
+    vocab = stories()
+    with tempfile.TemporaryDirectory() as tmp:
+        ra, rb = os.path.join(tmp, "a.json"), os.path.join(tmp, "b.json")
+        common = ["--model", os.path.join(DATA, "tiny-moe"), "--synthetic", "3", "--text", "Once upon a time",
+                  "--vocab", vocab, "--generate", "10", "--logits"]
+        a = json.loads(run("infer", *common, ra, "--json").stdout)
+        j = json.loads(run("run", "--json", "--no-db", "--chip", os.path.join(DATA, "tiny-chip.json"), "--set",
+                           "tile.rom.rows=128", "--mode", "functional", "--recipe", "f32", *FP32_DATAPATH, *common,
+                           rb).stdout)
+        expect(a["output_ids"] == j["functional"]["output_ids"], f"tokens {a['output_ids']} vs {j['functional']['output_ids']}")
+        la, lb = json.load(open(ra)), json.load(open(rb))
+        d = max(max(abs(x - y) for x, y in zip(p["logits"], q["logits"])) for p, q in zip(la, lb))
+        expect(len(la) == len(lb) == 14 and d <= 1e-4, f"MoE datapath differs from the reference by {d}")
+        fired = j["moe"]["fired_by_expert"]
+        # 5 prompt ids + 10 generated, the last never fed back: 14 forward passes x 4 layers x top-2
+        expect(sum(fired) == 14 * 4 * 2, f"fired {sum(fired)} != 14 passes x 4 layers x 2")
+        t = run_json("--no-db", *MOE, "--prompt", "5", "--generate", "10")
+        expect(t["moe"]["fired_by_expert"] != fired, "functional routing looks like timing mode's draw")
 
 
 SSM = ["--model", os.path.join(DATA, "tiny-mamba"), "--chip", os.path.join(DATA, "tiny-chip.json")]

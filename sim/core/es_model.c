@@ -575,6 +575,9 @@ int es_model_load(es_model *m, const char *spec, es_err *e)
             goto out;
         }
         m->ffn = m->expert_ffn;
+        /* Mixtral: softmax over the top-k logits, the same as renormalized top-k of the softmax */
+        m->norm_topk = !strcmp(reg->hf, "MixtralForCausalLM");
+        if (es_cfg_has(&c, "norm_topk_prob") && es_cfg_bool(&c, "norm_topk_prob", &m->norm_topk, e)) goto out;
     }
     if (m->head_dim % 2) {
         es_fail(e, "%s: key 'head_dim': expected an even number, got %lld", m->path,

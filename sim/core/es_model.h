@@ -105,6 +105,7 @@ typedef struct es_model {
     int64_t top_k;         /* MoE: experts per token */
     int64_t expert_ffn;    /* MoE: each expert's intermediate size */
     int qk_norm;           /* RMSNorm on q and k: 0 none, 1 per head (Qwen3), 2 whole projection (OLMoE) */
+    int norm_topk;         /* MoE: the top-k expert weights renormalized to sum 1 (Mixtral, norm_topk_prob) */
     int64_t ssm_state;     /* SSM: state_size N per channel (0: not an SSM) */
     int64_t ssm_inner;     /* SSM: intermediate_size I (channels) */
     int64_t ssm_conv;      /* SSM: conv_kernel K */

@@ -67,6 +67,9 @@ struct es_dp {
      * indexes of its vectors (conv1d bias, dt bias, D), told apart by name */
     float **ssm_a, **ssm_conv;
     int *ssm_conv_b, *ssm_dt_b, *ssm_d;
+    /* MoE: the experts each token of the last es_dp_layers call went to, (layers, n, top_k) */
+    int32_t *routes;
+    int64_t routes_cap;
 };
 
 static int max_code(es_qtype t)
@@ -86,8 +89,6 @@ static int max_code(es_qtype t)
 int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es_err *e)
 {
     *out = NULL;
-    if (m->experts > 0)
-        return es_fail(e, "%s: functional mode does not run mixture-of-experts models yet (timing mode does)", m->path);
     if (c->link_elem_bits != 16 && c->link_elem_bits != 32)
         return es_fail(e, "%s: key 'link.elem_bits': functional mode carries the residual as BF16 (16) or "
                           "FP32 (32), got %d", c->path, c->link_elem_bits);
@@ -169,6 +170,7 @@ void es_dp_close(es_dp *dp)
     free(dp->g); free(dp->u); free(dp->sc);
     for (int64_t l = 0; dp->ssm_a && l < dp->m->layers; l++) { free(dp->ssm_a[l]); free(dp->ssm_conv[l]); }
     free(dp->ssm_a); free(dp->ssm_conv); free(dp->ssm_conv_b); free(dp->ssm_dt_b); free(dp->ssm_d);
+    free(dp->routes);
     free(dp);
 }
 
@@ -701,6 +703,79 @@ int es_dp_embed(es_dp *dp, const int32_t *ids, int64_t n, float *x, es_err *e)
     return 0;
 }
 
+/* MoE: the router on the lanes; softmax of its scores and the top-k (the lower index on ties)
+ * in FP32 on the vector unit; each chosen expert's gate, up, SiLU x up and down for the tokens
+ * routed to it (its lanes); the k outputs summed in FP32 in the order chosen, weighted by their
+ * probabilities (renormalized to sum 1 when norm_topk), added to the residual. The choices are
+ * kept (es_dp_routes) for the tile to book. */
+static int moe_ffn(es_dp *dp, int l, int li, int64_t n, float *x, es_err *e)
+{
+    const es_model *m = dp->m;
+    int64_t H = m->hidden, E = m->experts, k = m->top_k, F = m->expert_ffn;
+    const int *ti = dp->ti + (int64_t)l * ES_ROLE_COUNT;
+    float *score = malloc((size_t)(n * E) * sizeof *score), *w = malloc((size_t)(n * k) * sizeof *w);
+    float *in = malloc((size_t)(n * H) * sizeof *in), *g = malloc((size_t)(n * F) * sizeof *g);
+    float *u = malloc((size_t)(n * F) * sizeof *u), *o = malloc((size_t)(n * H) * sizeof *o);
+    float *outs = malloc((size_t)(n * k * H) * sizeof *outs);
+    int64_t *rows = malloc((size_t)n * sizeof *rows);
+    int rc = -1;
+    if (!score || !w || !in || !g || !u || !o || !outs || !rows) { es_fail(e, "out of memory"); goto out; }
+    int32_t *route = dp->routes + (int64_t)li * n * k;
+    if (lane_matmul(dp, ti[ES_ROLE_ROUTER], dp->xb, n, score, e)) goto out;
+    for (int64_t t = 0; t < n; t++) {
+        const float *sc = score + t * E;
+        float mx = -INFINITY, z = 0.0f, sel = 0.0f;
+        for (int64_t x2 = 0; x2 < E; x2++) mx = sc[x2] > mx ? sc[x2] : mx;
+        for (int64_t x2 = 0; x2 < E; x2++) z += expf(sc[x2] - mx);
+        for (int64_t j = 0; j < k; j++) {
+            int64_t b = -1;
+            for (int64_t x2 = 0; x2 < E; x2++) {
+                int taken = 0;
+                for (int64_t q = 0; q < j; q++) taken |= route[t * k + q] == x2;
+                if (!taken && (b < 0 || sc[x2] > sc[b])) b = x2;
+            }
+            route[t * k + j] = (int32_t)b;
+            w[t * k + j] = expf(sc[b] - mx) / z;
+            sel += w[t * k + j];
+        }
+        if (m->norm_topk)
+            for (int64_t j = 0; j < k; j++) w[t * k + j] = w[t * k + j] / sel;
+    }
+    for (int64_t ex = 0; ex < E; ex++) { /* each expert on the tokens routed to it */
+        int64_t cnt = 0;
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t j = 0; j < k; j++)
+                if (route[t * k + j] == ex) {
+                    memcpy(in + cnt * H, dp->xb + t * H, (size_t)H * sizeof *in);
+                    rows[cnt++] = t * k + j;
+                }
+        if (!cnt) continue;
+        const es_tensor *t0 = dp->m->tensors;
+        int gi = (int)(es_model_expert(m, l, ES_ROLE_GATE, ex) - t0), ui = (int)(es_model_expert(m, l, ES_ROLE_UP, ex) - t0);
+        int di = (int)(es_model_expert(m, l, ES_ROLE_DOWN, ex) - t0);
+        if (lane_matmul(dp, gi, in, cnt, g, e) || lane_matmul(dp, ui, in, cnt, u, e)) goto out;
+        for (int64_t i = 0; i < cnt * F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        if (lane_matmul(dp, di, g, cnt, o, e)) goto out;
+        for (int64_t r = 0; r < cnt; r++) memcpy(outs + rows[r] * H, o + r * H, (size_t)H * sizeof *outs);
+    }
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t i = 0; i < H; i++) {
+            float acc = 0.0f;
+            for (int64_t j = 0; j < k; j++) acc += w[t * k + j] * outs[(t * k + j) * H + i];
+            x[t * H + i] += acc;
+        }
+    rc = 0;
+out:
+    free(score); free(w); free(in); free(g); free(u); free(o); free(outs); free(rows);
+    return rc;
+}
+
+int es_dp_routes(const es_dp *dp, const int32_t **routes)
+{
+    *routes = dp->routes;
+    return dp->m->experts > 0 ? (int)dp->m->top_k : 0;
+}
+
 /* SSM: Mamba blocks [lo, hi) on n tokens of seq, in order (a recurrence). Projections on the
  * lanes; the conv1d, softplus, scan and gating on the vector unit and scan engine in FP32; the
  * scan state (a vector of state_size per channel) and the conv1d window (a vector of channels
@@ -808,6 +883,13 @@ int es_dp_layers(es_dp *dp, int lo, int hi, int32_t seq, int64_t pos, int64_t n,
         return es_fail(e, "functional datapath: sequence %d starts at %lld but its prefix is gone", seq,
                        (long long)S->start);
     if (m->ssm_state > 0) return ssm_layers(dp, lo, hi, S, n, x, e);
+    if (m->experts > 0 && (int64_t)(hi - lo) * n * m->top_k > dp->routes_cap) {
+        int64_t cap = (int64_t)(hi - lo) * n * m->top_k;
+        int32_t *r = realloc(dp->routes, (size_t)cap * sizeof *r);
+        if (!r) return es_fail(e, "out of memory");
+        dp->routes = r;
+        dp->routes_cap = cap;
+    }
     if (scratch(dp, n, pos + n, e) || rope_table(dp, pos + n, e)) return -1;
     const float eps = (float)m->eps, inv_sqrt = 1.0f / sqrtf((float)hd);
     float *kv_tmp = dp->sc + pos + n, *vv = kv_tmp + hd;
@@ -820,6 +902,15 @@ int es_dp_layers(es_dp *dp, int lo, int hi, int32_t seq, int64_t pos, int64_t n,
             return -1;
         for (int64_t t = 0; t < n; t++) {
             int64_t p = pos + t;
+            float *qt = dp->q + t * qd, *kt = dp->k + t * kvd;
+            if (m->qk_norm == 2) { /* RMSNorm over the whole q and k, FP32 */
+                rmsnorm(qt, qt, dp->norm[ti[ES_ROLE_Q_NORM]], qd, eps);
+                rmsnorm(kt, kt, dp->norm[ti[ES_ROLE_K_NORM]], kvd, eps);
+            } else if (m->qk_norm == 1) { /* per head */
+                for (int64_t h = 0; h < m->heads; h++) rmsnorm(qt + h * hd, qt + h * hd, dp->norm[ti[ES_ROLE_Q_NORM]], hd, eps);
+                for (int64_t h = 0; h < m->kv_heads; h++)
+                    rmsnorm(kt + h * hd, kt + h * hd, dp->norm[ti[ES_ROLE_K_NORM]], hd, eps);
+            }
             rope(dp, dp->q + t * qd, m->heads, p);
             rope(dp, dp->k + t * kvd, m->kv_heads, p);
             for (int64_t h = 0; h < m->kv_heads; h++) {
@@ -860,6 +951,10 @@ int es_dp_layers(es_dp *dp, int lo, int hi, int32_t seq, int64_t pos, int64_t n,
         for (int64_t i = 0; i < n * H; i++) x[i] += dp->o[i];
         /* feed-forward */
         for (int64_t t = 0; t < n; t++) rmsnorm(dp->xb + t * H, x + t * H, dp->norm[ti[ES_ROLE_FFN_NORM]], H, eps);
+        if (m->experts > 0) {
+            if (moe_ffn(dp, l, l - lo, n, x, e)) return -1;
+            continue;
+        }
         if (lane_matmul(dp, ti[ES_ROLE_GATE], dp->xb, n, dp->g, e) || lane_matmul(dp, ti[ES_ROLE_UP], dp->xb, n, dp->u, e))
             return -1;
         for (int64_t i = 0; i < n * F; i++) {

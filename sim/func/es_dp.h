@@ -101,6 +101,10 @@ int es_dp_head(es_dp *dp, const float *x, float *logits, es_err *e);
 /* The next token of seq from logits. */
 int32_t es_dp_sample(es_dp *dp, int32_t seq, const float *logits);
 es_dp_stats es_dp_get_stats(const es_dp *dp);
+/* MoE: the experts the last es_dp_layers call routed each token to, as *routes
+ * (layers of the call, tokens, top_k; the largest router score first); returns
+ * top_k, or 0 for a model without experts. */
+int es_dp_routes(const es_dp *dp, const int32_t **routes);
 
 #ifdef __cplusplus
 }

@@ -41,6 +41,10 @@ struct es_ref {
     double *h;           /* (layers, I, N) the scan's state */
     float *win;          /* (layers, K - 1, I) the conv1d's last inputs, oldest first */
     float *xz, *u, *dbl, *dt, *y; /* (2I), (I), (R + 2N), (I), (I) */
+    /* MoE, per layer: q and k norms, the router (experts, H); expert e's gate, up, down */
+    float **qn, **kn, **router;
+    float ***eg, ***eu, ***ed; /* (layers) -> (experts) -> weights */
+    float *score, *acc;        /* (experts), (H) */
 };
 
 static int load_tensor(es_ref *r, int ti, float **dst, es_ref_rows rows, void *arg, es_err *e)
@@ -59,8 +63,6 @@ int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, in
                 es_err *e)
 {
     *out = NULL;
-    if (m->experts > 0)
-        return es_fail(e, "%s: the FP32 reference does not run mixture-of-experts models yet", m->path);
     int64_t L = m->layers, H = m->hidden, kvd = m->kv_heads * m->head_dim, qd = m->heads * m->head_dim;
     double bytes = 4.0 * (double)es_model_params(m) + 8.0 * (double)L * (double)ctx * (double)kvd;
     if (ctx < 1 || bytes > (double)REF_MAX_BYTES)
@@ -75,7 +77,7 @@ int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, in
     int rc = -1;
     float ***per_layer[] = {&r->attn_norm, &r->wq, &r->wk, &r->wv, &r->wo, &r->ffn_norm, &r->wg, &r->wu, &r->wd,
                             &r->s_in, &r->s_conv, &r->s_conv_b, &r->s_x, &r->s_dt, &r->s_dt_b, &r->s_a, &r->s_d,
-                            &r->s_out};
+                            &r->s_out, &r->qn, &r->kn, &r->router};
     for (size_t i = 0; i < sizeof per_layer / sizeof *per_layer; i++)
         if (!(*per_layer[i] = calloc((size_t)L, sizeof(float *)))) goto oom;
     r->owned = calloc((size_t)m->n_tensors, sizeof *r->owned);
@@ -85,13 +87,24 @@ int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, in
     r->x = malloc((size_t)H * sizeof *r->x);
     r->xb = malloc((size_t)(H > qd ? H : qd) * sizeof *r->xb);
     r->q = malloc((size_t)qd * sizeof *r->q);
-    r->att_out = malloc((size_t)qd * sizeof *r->att_out);
+    r->att_out = malloc((size_t)(qd > H ? qd : H) * sizeof *r->att_out); /* also an expert's output (H) */
     r->hb = malloc((size_t)m->ffn * sizeof *r->hb);
     r->hb2 = malloc((size_t)m->ffn * sizeof *r->hb2);
     r->att = malloc((size_t)ctx * sizeof *r->att);
     if (!r->owned || !r->freq || !r->kc || !r->vc || !r->x || !r->xb || !r->q || !r->att_out || !r->hb ||
         !r->hb2 || !r->att)
         goto oom;
+    if (m->experts > 0) {
+        float ****ex[3] = {&r->eg, &r->eu, &r->ed};
+        for (int k = 0; k < 3; k++) {
+            if (!(*ex[k] = calloc((size_t)L, sizeof(float **)))) goto oom;
+            for (int64_t l = 0; l < L; l++)
+                if (!((*ex[k])[l] = calloc((size_t)m->experts, sizeof(float *)))) goto oom;
+        }
+        r->score = malloc((size_t)m->experts * sizeof *r->score);
+        r->acc = malloc((size_t)H * sizeof *r->acc);
+        if (!r->score || !r->acc) goto oom;
+    }
     if (m->ssm_state > 0) {
         int64_t I = m->ssm_inner, N = m->ssm_state, K = m->ssm_conv, R = m->ssm_dt_rank;
         r->h = calloc((size_t)(L * I * N), sizeof *r->h);
@@ -118,9 +131,12 @@ int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, in
         case ES_ROLE_V: dst = &r->wv[l]; break;
         case ES_ROLE_O: dst = &r->wo[l]; break;
         case ES_ROLE_FFN_NORM: dst = &r->ffn_norm[l]; break;
-        case ES_ROLE_GATE: dst = &r->wg[l]; break;
-        case ES_ROLE_UP: dst = &r->wu[l]; break;
-        case ES_ROLE_DOWN: dst = &r->wd[l]; break;
+        case ES_ROLE_GATE: dst = t->expert >= 0 ? &r->eg[l][t->expert] : &r->wg[l]; break;
+        case ES_ROLE_UP: dst = t->expert >= 0 ? &r->eu[l][t->expert] : &r->wu[l]; break;
+        case ES_ROLE_DOWN: dst = t->expert >= 0 ? &r->ed[l][t->expert] : &r->wd[l]; break;
+        case ES_ROLE_Q_NORM: dst = &r->qn[l]; break;
+        case ES_ROLE_K_NORM: dst = &r->kn[l]; break;
+        case ES_ROLE_ROUTER: dst = &r->router[l]; break;
         case ES_ROLE_SSM_IN: dst = &r->s_in[l]; break;
         case ES_ROLE_SSM_CONV: dst = &r->s_conv[l]; break;
         case ES_ROLE_SSM_X: dst = &r->s_x[l]; break;
@@ -157,6 +173,12 @@ void es_ref_free(es_ref *r)
     free(r->s_in); free(r->s_conv); free(r->s_conv_b); free(r->s_x); free(r->s_dt); free(r->s_dt_b); free(r->s_a);
     free(r->s_d); free(r->s_out); free(r->h); free(r->win); free(r->xz); free(r->u); free(r->dbl); free(r->dt);
     free(r->y);
+    float ***ex[3] = {r->eg, r->eu, r->ed};
+    for (int k = 0; k < 3; k++) {
+        for (int64_t l = 0; ex[k] && l < r->m->layers; l++) free(ex[k][l]);
+        free(ex[k]);
+    }
+    free(r->qn); free(r->kn); free(r->router); free(r->score); free(r->acc);
     free(r->freq); free(r->kc); free(r->vc);
     free(r->x); free(r->xb); free(r->q); free(r->att_out); free(r->hb); free(r->hb2); free(r->att);
     free(r);
@@ -277,6 +299,14 @@ int es_ref_forward(es_ref *r, int32_t token, int64_t pos, float *logits, es_err 
         matvec(r->q, r->wq[l], r->xb, m->heads * hd, H);
         matvec(kl + pos * kvd, r->wk[l], r->xb, kvd, H);
         matvec(vl + pos * kvd, r->wv[l], r->xb, kvd, H);
+        if (m->qk_norm == 2) { /* RMSNorm over the whole q and k (OLMoE) */
+            rmsnorm(r->q, r->q, r->qn[l], m->heads * hd, m->eps);
+            rmsnorm(kl + pos * kvd, kl + pos * kvd, r->kn[l], kvd, m->eps);
+        } else if (m->qk_norm == 1) { /* per head (Qwen3) */
+            for (int64_t h = 0; h < m->heads; h++) rmsnorm(r->q + h * hd, r->q + h * hd, r->qn[l], hd, m->eps);
+            for (int64_t h = 0; h < m->kv_heads; h++)
+                rmsnorm(kl + pos * kvd + h * hd, kl + pos * kvd + h * hd, r->kn[l], hd, m->eps);
+        }
         rope(r, r->q, m->heads, pos);
         rope(r, kl + pos * kvd, m->kv_heads, pos);
         for (int64_t h = 0; h < m->heads; h++) {
@@ -302,6 +332,41 @@ int es_ref_forward(es_ref *r, int32_t token, int64_t pos, float *logits, es_err 
         for (int64_t i = 0; i < H; i++) r->x[i] += r->xb[i];
         /* feed-forward: down(silu(gate x) * up x) */
         rmsnorm(r->xb, r->x, r->ffn_norm[l], H, m->eps);
+        if (m->experts > 0) { /* the router's top-k experts, weighted by the softmax of its scores */
+            int64_t E = m->experts;
+            matvec(r->score, r->router[l], r->xb, E, H);
+            double mx = -INFINITY, z = 0, sel = 0;
+            for (int64_t x = 0; x < E; x++) mx = r->score[x] > mx ? r->score[x] : mx;
+            for (int64_t x = 0; x < E; x++) z += exp(r->score[x] - mx);
+            int32_t pick[64];
+            double w[64];
+            for (int64_t k = 0; k < m->top_k && k < 64; k++) { /* the largest; the lower index on ties */
+                int64_t b = -1;
+                for (int64_t x = 0; x < E; x++) {
+                    int taken = 0;
+                    for (int64_t j = 0; j < k; j++) taken |= pick[j] == x;
+                    if (!taken && (b < 0 || r->score[x] > r->score[b])) b = x;
+                }
+                pick[k] = (int32_t)b;
+                w[k] = exp(r->score[b] - mx) / z;
+                sel += w[k];
+            }
+            for (int64_t i = 0; i < H; i++) r->acc[i] = 0;
+            for (int64_t k = 0; k < m->top_k && k < 64; k++) {
+                int32_t x = pick[k];
+                double wk = m->norm_topk ? w[k] / sel : w[k];
+                matvec(r->hb, r->eg[l][x], r->xb, m->expert_ffn, H);
+                matvec(r->hb2, r->eu[l][x], r->xb, m->expert_ffn, H);
+                for (int64_t i = 0; i < m->expert_ffn; i++) {
+                    double g = r->hb[i];
+                    r->hb[i] = (float)(g / (1.0 + exp(-g)) * r->hb2[i]);
+                }
+                matvec(r->att_out, r->ed[l][x], r->hb, H, m->expert_ffn);
+                for (int64_t i = 0; i < H; i++) r->acc[i] += (float)(wk * r->att_out[i]);
+            }
+            for (int64_t i = 0; i < H; i++) r->x[i] += r->acc[i];
+            continue;
+        }
         matvec(r->hb, r->wg[l], r->xb, F, H);
         matvec(r->hb2, r->wu[l], r->xb, F, H);
         for (int64_t i = 0; i < F; i++) {

@@ -99,6 +99,19 @@ void Tile::fetch()
         next_group(group, total);
         int64_t start = ctx_.now();
         if (in_work_++ == 0) busy_since_ = start;
+        routes_.assign(group.size(), std::vector<int32_t>());
+        if (ctx_.dp) /* functional: the tile's layers on each item's tokens, as it enters (no simulated time) */
+            for (size_t g = 0; g < group.size(); g++) {
+                Item &it = group[g];
+                es_err e{};
+                if (!it.act || es_dp_layers(ctx_.dp, lo_, hi_, it.seq, it.pos, it.n, it.act->data(), &e)) {
+                    ctx_.fail("%s: %s", basename(), it.act ? e.msg : "an item arrived without activations");
+                    return;
+                }
+                const int32_t *r;
+                int k = es_dp_routes(ctx_.dp, &r);
+                if (k) routes_[g].assign(r, r + (size_t)((hi_ - lo_) * it.n * k)); /* the router's own choices */
+            }
         Work w{0, entered_++, group, std::vector<es_events>(group.size())};
         const Plan &pl = plan(total);
         const es_events &shared = pl.shared;
@@ -157,11 +170,16 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
     if (st.fired.empty()) st.fired.assign((size_t)E, 0), st.queue.assign((size_t)E, 0), st.busy.assign((size_t)E, 0);
     std::vector<int64_t> n_e((size_t)E, 0);
     std::vector<int32_t> pick((size_t)k);
-    for (const Item &it : group)
+    for (size_t g = 0; g < group.size(); g++) {
+        const Item &it = group[g];
         for (int64_t j = 0; j < it.n; j++) {
-            ctx_.route(it.seq, it.pos + j, op->layer, pick.data());
+            if (!routes_[g].empty()) /* functional: where the router sent it */
+                for (int64_t i = 0; i < k; i++) pick[(size_t)i] = routes_[g][(size_t)(((op->layer - lo_) * it.n + j) * k + i)];
+            else
+                ctx_.route(it.seq, it.pos + j, op->layer, pick.data());
             for (int32_t e : pick) n_e[(size_t)e]++;
         }
+    }
     /* each fired expert's chain on its own partition, all from t; the item goes on when all are done */
     static const es_role rs[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
     int64_t end = t;
@@ -216,14 +234,6 @@ void Tile::complete()
         std::pop_heap(booked_.begin(), booked_.end(), std::greater<Work>());
         Work w = std::move(booked_.back());
         booked_.pop_back();
-        if (ctx_.dp) /* functional: the tile's layers on each item's tokens */
-            for (Item &it : w.group) {
-                es_err e{};
-                if (!it.act || es_dp_layers(ctx_.dp, lo_, hi_, it.seq, it.pos, it.n, it.act->data(), &e)) {
-                    ctx_.fail("%s: %s", basename(), it.act ? e.msg : "an item arrived without activations");
-                    return;
-                }
-            }
         if (--in_work_ == 0) stat_->busy_cycles += ctx_.now() - busy_since_;
         for (size_t g = 0; g < w.group.size(); g++) {
             ctx_.charge(stat_, w.group[g].seq, w.ev[g]);

@@ -66,6 +66,7 @@ private:
     int64_t free_slots_;                   // items the tile may still take
     sc_core::sc_event changed_;            // a slot or a sequence was freed
     std::vector<Work> booked_;             // min-heap on finish
+    std::vector<std::vector<int32_t>> routes_; // functional MoE: each item's experts, (layers, tokens, top_k)
     sc_core::sc_event booked_ev_;
     uint64_t entered_ = 0;
     int in_work_ = 0;                      // items being worked on
