@@ -622,9 +622,15 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
         }
         int rc = b.db ? es_db_put_record(b.db, b.run_id, &row, err) : 0;
         std::free(text);
+        for (size_t k = 0; b.db && !rc && k < st.toks.size(); k++) { /* its tokens, the first timed from submission */
+            es_token_rec t = st.toks[k];
+            if (t.idx == 0) t.latency_ns = t.t_ns - q.submit_ns;
+            rc = es_db_put_token(b.db, b.run_id, &t, err);
+        }
         return rc;
     };
     w.keep_tokens = false;
+    w.seq_tokens = b.db != nullptr;
     w.prefix = in.sharing ? in.rule_tokens : 0;
     w.policy = o.policy;
     w.progress = false;

@@ -853,6 +853,33 @@ def test_eval_prefix_sharing():
         expect(ps["batch_ns_without"] == off["batch_ns"] and ps["time_saved_ns"] > 0, f"reported time saved {ps}")
 
 
+def test_eval_token_rows():
+    """eval logs one tokens row per output token, keyed by its record (tokens.seq = records.record):
+    indices 0..n-1, the first timed from the record's submission and arriving at its first_token_ns,
+    the last at its done_ns, energies summing to the record's; skipped records have none."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data, db = os.path.join(tmp, "d.csv"), os.path.join(tmp, "e.sqlite")
+        write_csv(data, [f"R{i},record {i} {'z' * (i % 13)}" for i in range(40)] + ["bad,row,with,too,many"])
+        eval_json("--db", db, *TINY, "--data", data, "--rule", "Is it fine?", "--max-new-tokens", "3", "--no-compare")
+        con = sqlite3.connect(db)
+        recs = {r[0]: r[1:] for r in con.execute(
+            "SELECT record, status, output_tokens, submit_ns, first_token_ns, done_ns, energy_j FROM records")}
+        toks = {}
+        for seq, idx, t, lat, j in con.execute("SELECT seq, idx, t_ns, latency_ns, energy_j FROM tokens ORDER BY seq, idx"):
+            toks.setdefault(seq, []).append((idx, t, lat, j))
+        con.close()
+        expect(len(recs) == 41 and recs[40][0] == "skipped" and 40 not in toks, "the skipped record has token rows")
+        for rec, (status, n, submit, first, done, energy) in recs.items():
+            if status != "done":
+                continue
+            ts = toks[rec]
+            expect([t[0] for t in ts] == list(range(n)) and n == 3, f"record {rec}: indices {[t[0] for t in ts]}")
+            expect(abs(ts[0][1] - first) < 1e-6 and abs(ts[-1][1] - done) < 1e-6, f"record {rec}: arrivals {ts[0][1]}..{ts[-1][1]} vs {first}..{done}")
+            expect(abs(ts[0][2] - (first - submit)) < 1e-6, f"record {rec}: first latency {ts[0][2]} vs {first - submit}")
+            expect(all(abs(ts[k][2] - (ts[k][1] - ts[k - 1][1])) < 1e-6 for k in range(1, n)), f"record {rec}: latencies")
+            expect(abs(sum(t[3] for t in ts) - energy) <= 1e-12 * max(1.0, energy), f"record {rec}: energy {ts} vs {energy}")
+
+
 def test_eval_uniform_batch():
     """Against the analytical model on a uniform batch: batch time is at least the busiest
     resource's occupancy and at most the time of tiles taking items one at a time plus one

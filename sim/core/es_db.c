@@ -14,6 +14,7 @@ struct es_db {
     char path[512];
     int in_tx;                /* the closing transaction is open */
     sqlite3_stmt *rec;        /* INSERT INTO records, while streaming */
+    sqlite3_stmt *tok;        /* INSERT INTO tokens, while streaming */
 };
 
 static const char *SCHEMA =
@@ -101,12 +102,14 @@ void es_db_close(es_db *db)
 {
     if (!db) return;
     sqlite3_finalize(db->rec);
+    sqlite3_finalize(db->tok);
     if (db->in_tx) sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
     if (db->h) sqlite3_close(db->h);
     free(db);
 }
 
 static const char *REC_SQL = "INSERT INTO records VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+static const char *TOK_SQL = "INSERT INTO tokens VALUES(?,?,?,?,?,?)";
 
 int es_db_stream_begin(es_db *db, es_err *e)
 {
@@ -114,7 +117,28 @@ int es_db_stream_begin(es_db *db, es_err *e)
     if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return db_err(db, "cannot begin the closing transaction", e);
     db->in_tx = 1;
-    if (sqlite3_prepare_v2(db->h, REC_SQL, -1, &db->rec, NULL) != SQLITE_OK) return db_err(db, "prepare", e);
+    if (sqlite3_prepare_v2(db->h, REC_SQL, -1, &db->rec, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db->h, TOK_SQL, -1, &db->tok, NULL) != SQLITE_OK)
+        return db_err(db, "prepare", e);
+    return 0;
+}
+
+static int bind_token(sqlite3_stmt *s2, int64_t run_id, const es_token_rec *t)
+{
+    sqlite3_reset(s2);
+    sqlite3_bind_int64(s2, 1, run_id);
+    sqlite3_bind_int(s2, 2, t->seq);
+    sqlite3_bind_int(s2, 3, t->idx);
+    sqlite3_bind_double(s2, 4, t->t_ns);
+    sqlite3_bind_double(s2, 5, t->latency_ns);
+    sqlite3_bind_double(s2, 6, t->energy_j);
+    return sqlite3_step(s2) == SQLITE_DONE ? 0 : -1;
+}
+
+int es_db_put_token(es_db *db, int64_t run_id, const es_token_rec *t, es_err *e)
+{
+    if (!db->in_tx && es_db_stream_begin(db, e)) return -1;
+    if (bind_token(db->tok, run_id, t)) return db_err(db, "insert tokens", e);
     return 0;
 }
 
@@ -197,7 +221,7 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
         return db_err(db, "cannot begin the closing transaction", e);
     db->in_tx = 1;
     if (sqlite3_prepare_v2(db->h, "INSERT INTO sequences VALUES(?,?,?,?,?,?,?,?,?,?)", -1, &s1, NULL) ||
-        sqlite3_prepare_v2(db->h, "INSERT INTO tokens VALUES(?,?,?,?,?,?)", -1, &s2, NULL) ||
+        sqlite3_prepare_v2(db->h, TOK_SQL, -1, &s2, NULL) ||
         sqlite3_prepare_v2(db->h, "INSERT INTO unit_stats VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &s3, NULL) ||
         sqlite3_prepare_v2(db->h, "UPDATE runs SET status='complete', finished_utc=?, cycles=?,"
@@ -221,17 +245,8 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
         sqlite3_bind_double(s1, 10, q->energy_j);
         if (sqlite3_step(s1) != SQLITE_DONE) { db_err(db, "insert sequences", e); goto fail; }
     }
-    for (int64_t i = 0; i < n_toks; i++) {
-        const es_token_rec *t = &toks[i];
-        sqlite3_reset(s2);
-        sqlite3_bind_int64(s2, 1, run_id);
-        sqlite3_bind_int(s2, 2, t->seq);
-        sqlite3_bind_int(s2, 3, t->idx);
-        sqlite3_bind_double(s2, 4, t->t_ns);
-        sqlite3_bind_double(s2, 5, t->latency_ns);
-        sqlite3_bind_double(s2, 6, t->energy_j);
-        if (sqlite3_step(s2) != SQLITE_DONE) { db_err(db, "insert tokens", e); goto fail; }
-    }
+    for (int64_t i = 0; i < n_toks; i++)
+        if (bind_token(s2, run_id, &toks[i])) { db_err(db, "insert tokens", e); goto fail; }
     for (int i = 0; i < n_units; i++) {
         const es_unit_rec *u = &units[i];
         sqlite3_reset(s3);
@@ -273,7 +288,8 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
     sqlite3_finalize(s4);
     sqlite3_finalize(s5);
     sqlite3_finalize(db->rec);
-    db->rec = NULL;
+    sqlite3_finalize(db->tok);
+    db->rec = db->tok = NULL;
     if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         db_err(db, "commit", e);
         sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
@@ -289,7 +305,8 @@ fail:
     sqlite3_finalize(s4);
     sqlite3_finalize(s5);
     sqlite3_finalize(db->rec);
-    db->rec = NULL;
+    sqlite3_finalize(db->tok);
+    db->rec = db->tok = NULL;
     sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
     db->in_tx = 0;
     return -1;

@@ -69,6 +69,8 @@ int es_db_begin_run(es_db *db, const es_run_info *ri, int64_t *run_id, es_err *e
  * between leaves the transaction uncommitted: nothing of it is kept. */
 int es_db_stream_begin(es_db *db, es_err *e);
 int es_db_put_record(es_db *db, int64_t run_id, const es_rec_row *r, es_err *e);
+/* One tokens row, streamed the same way (eval: seq is the record's index). */
+int es_db_put_token(es_db *db, int64_t run_id, const es_token_rec *t, es_err *e);
 int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_seq_rec *seqs,
                      int n_seqs, const es_token_rec *toks, int64_t n_toks,
                      const es_unit_rec *units, int n_units, const es_rec_row *recs,

@@ -53,6 +53,7 @@ struct SeqState {
     std::vector<int32_t> prompt_ids; // functional: token ids of positions start.. (prompt)
     std::vector<int32_t> out_ids;    // functional: tokens sampled so far
     bool tap = false;             // functional: record the logits of every position (run --logits)
+    std::vector<es_token_rec> toks; // eval: its tokens so far (seq, idx, t_ns, energy_j), kept in flight only
 };
 
 
@@ -66,6 +67,7 @@ public:
     double static_w;                  // leakage / VR efficiency + board static
     std::deque<SeqState> seqs;        // by sequence id (slot); deque: stable references as it grows
     bool keep_tokens = true;          // keep a record per token (run); eval keeps per-sequence sums
+    bool seq_tokens = false;          // keep each sequence's token arrivals until it finishes (eval)
     std::vector<es_token_rec> toks;
     std::vector<int64_t> tok_cycle;   // arrival cycle at the host, per toks entry
     int64_t sampled = 0;              // tokens sampled

@@ -98,6 +98,15 @@ void HostDevice::complete()
             ctx_.tok_cycle[(size_t)it.tok_rec] = arrive;
         }
         s.energy_j += it.tok_j + j;
+        if (ctx_.seq_tokens) {
+            es_token_rec r{};
+            r.seq = (int32_t)s.tag;
+            r.idx = it.tok_idx;
+            r.t_ns = ctx_.cycles_to_ns((double)arrive);
+            r.latency_ns = ctx_.cycles_to_ns((double)(arrive - prev)); /* idx 0: the sink makes it since submission */
+            r.energy_j = it.tok_j + j;
+            s.toks.push_back(r);
+        }
         if (it.tok_idx == 0) s.first_arrival = arrive;
         s.last_arrival = arrive;
         if (arrive > ctx_.end_cycle) ctx_.end_cycle = arrive;

@@ -178,6 +178,7 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     Ctx ctx(c, m, &r.area);
     ctx.kv_cap = es_chip_kv_positions(c, m);
     ctx.keep_tokens = w.keep_tokens;
+    ctx.seq_tokens = w.seq_tokens;
     int64_t total = 0;
     for (const auto &q : w.reqs) total += q.gen;
     if (w.keep_tokens) ctx.toks.reserve((size_t)total);

@@ -58,6 +58,7 @@ struct Workload {
     Source source;               // instead of reqs: requests read as the driver can admit them
     Sink sink;                   // called as each request finishes (eval); run collects seqs itself
     bool keep_tokens = true;     // keep per-token records (run); eval needs per-sequence sums only
+    bool seq_tokens = false;     // SeqState::toks holds a request's tokens until its sink (eval's tokens rows)
     int window = 1024;           // driver read-ahead (SPF chooses within it)
     int64_t prefix = 0;          // shared prefix tokens computed once (0: none)
     int policy = ES_POLICY_FCFS;
