@@ -1,5 +1,6 @@
 // es_head: see es_head.h.
 #include "es_head.h"
+#include <algorithm>
 
 namespace es {
 
@@ -54,18 +55,23 @@ void Head::run()
 {
     for (;;) {
         Item it = in.read();
-        ctx_.wait_until(it.ready);
-        int64_t start = ctx_.now();
+        int64_t start = std::max(ctx_.now(), it.ready), t = start;
         es_events ev{}, op_ev;
         for (const es_op *op : ops_) {
             int64_t cyc = es_an_op(ctx_.c, ctx_.m, op, it.n, it.pos);
             bool rom = rom_ && op->kind == ES_OP_MATVEC;
-            if (rom) rom_->lock();
-            ctx_.wait_cycles(cyc);
-            if (rom) rom_->unlock();
+            t += cyc;
+            if (rom) { /* a ROM shared with the embedding (tied weights): wait for it in simulated time */
+                ctx_.wait_until(t - cyc);
+                rom_->lock();
+                ctx_.wait_cycles(cyc);
+                rom_->unlock();
+                t = ctx_.now();
+            }
             es_an_op_events(ctx_.c, ctx_.m, op, it.n, it.pos, &op_ev);
             es_events_add(&ev, &op_ev);
         }
+        ctx_.wait_until(t); /* the ops back to back: one wait */
         stat_->items++;
         stat_->tokens += it.n;
         stat_->busy_cycles += ctx_.now() - start;

@@ -1,5 +1,6 @@
 // es_host: see es_host.h.
 #include "es_host.h"
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -76,9 +77,8 @@ void HostDevice::complete()
     int64_t done = 0;
     for (;;) {
         Item it = completion.read();
-        ctx_.wait_until(it.ready);
-        int64_t start = ctx_.now();
-        ctx_.wait_cycles(occ);
+        int64_t start = std::max(ctx_.now(), it.ready);
+        ctx_.wait_until(start + occ); /* it arrives, then occupies the link: one wait */
         int64_t arrive = ctx_.now() + lat;
         es_events ev{};
         ev.host_bits = 8.0 * (double)c->host_cpl_bytes;

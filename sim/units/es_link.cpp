@@ -1,5 +1,6 @@
 // es_link: see es_link.h.
 #include "es_link.h"
+#include <algorithm>
 
 namespace es {
 
@@ -18,8 +19,7 @@ void Link::run()
         group.clear();
         group.push_back(in.read());
         while (group.back().group_left > 0) group.push_back(in.read()); /* one work item */
-        ctx_.wait_until(group.front().ready);
-        int64_t start = ctx_.now(), occ = 0, lat = 0, bits = 0, bytes = 0;
+        int64_t start = std::max(ctx_.now(), group.front().ready), occ = 0, lat = 0, bits = 0, bytes = 0;
         for (const Item &it : group) {
             if (host_) bytes += c->host_cmd_bytes + it.n * c->host_token_bytes;
             else bits += it.n * bits_per_token_;
@@ -31,7 +31,7 @@ void Link::run()
             occ = es_an_link_occ(c, bits);
             lat = c->link_latency;
         }
-        ctx_.wait_cycles(occ);
+        ctx_.wait_until(start + occ); /* it arrives, then occupies the link: one wait */
         stat_->items++;
         stat_->busy_cycles += ctx_.now() - start;
         for (Item &it : group) {

@@ -8,6 +8,7 @@
 // enters; items that entered earlier keep their bookings.
 #ifndef ES_SERVER_H
 #define ES_SERVER_H
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -22,19 +23,17 @@ public:
     int64_t book(int64_t now, int64_t ready, int64_t occ)
     {
         int64_t best = -1;
-        size_t line = 0;
+        size_t line = 0, best_at = 0;
         for (size_t k = 0; k < lines_.size(); k++) {
             auto &iv = lines_[k];
-            size_t drop = 0; // intervals over before now can no longer matter
-            while (drop < iv.size() && iv[drop].second <= now) drop++;
-            if (drop) iv.erase(iv.begin(), iv.begin() + (long)drop);
-            int64_t s = fit(iv, ready, occ);
-            if (best < 0 || s < best) { best = s; line = k; }
+            // intervals over before now can no longer matter
+            iv.erase(iv.begin(), std::lower_bound(iv.begin(), iv.end(), now, ends_by));
+            size_t at;
+            int64_t s = fit(iv, ready, occ, at);
+            if (best < 0 || s < best) { best = s; line = k; best_at = at; }
         }
         auto &iv = lines_[line];
-        size_t at = 0;
-        while (at < iv.size() && iv[at].first < best) at++;
-        if (occ > 0) iv.insert(iv.begin() + (long)at, {best, best + occ});
+        if (occ > 0) iv.insert(iv.begin() + (long)best_at, {best, best + occ});
         busy_cycles += occ;
         items++;
         return best;
@@ -43,14 +42,20 @@ public:
     int64_t items = 0;
 
 private:
-    // earliest start >= ready of a gap of `occ` cycles between sorted busy intervals
-    static int64_t fit(const std::vector<std::pair<int64_t, int64_t>> &iv, int64_t ready, int64_t occ)
+    using Iv = std::pair<int64_t, int64_t>;
+    // the intervals are disjoint and sorted by start, so by end too
+    static bool ends_by(const Iv &b, int64_t t) { return b.second <= t; }
+    // earliest start >= ready of a gap of `occ` cycles between the busy intervals; `at`:
+    // where the booking goes in the list. Intervals that end by `ready` cannot be in the way.
+    static int64_t fit(const std::vector<Iv> &iv, int64_t ready, int64_t occ, size_t &at)
     {
         int64_t s = ready;
-        for (const auto &b : iv) {
-            if (s + occ <= b.first) return s;
-            if (b.second > s) s = b.second;
+        auto b = std::lower_bound(iv.begin(), iv.end(), ready, ends_by);
+        for (; b != iv.end(); ++b) {
+            if (s + occ <= b->first) break;
+            if (b->second > s) s = b->second;
         }
+        at = (size_t)(b - iv.begin());
         return s;
     }
     std::vector<std::vector<std::pair<int64_t, int64_t>>> lines_; // per port: busy [start, end), sorted
