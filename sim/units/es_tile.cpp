@@ -35,13 +35,14 @@ bool Tile::next_group(std::vector<Item> &group, int64_t &total)
     for (;;) {
         Item it;
         if (waiting_.empty() && in.nb_read(it)) waiting_.push_back(it);
-        if (!waiting_.empty() && free_slots_ > 0 && !seqs_in_.count(waiting_.front().seq)) break;
-        sc_core::wait(in.data_written_event() | changed_);
+        if (!waiting_.empty() && free_slots_ > 0 && !in_tile(waiting_.front().seq)) break;
+        if (arrived_or_freed_.size() == 0) arrived_or_freed_ = in.data_written_event() | changed_;
+        sc_core::wait(arrived_or_freed_);
     }
     group.assign(1, waiting_.front());
     waiting_.pop_front();
     free_slots_--;
-    seqs_in_.insert(group[0].seq);
+    seqs_in_.push_back(group[0].seq);
     ctx_.wait_until(group[0].ready);
     total = group[0].n;
     /* items that have already arrived share this pass over the weights, up to
@@ -53,9 +54,9 @@ bool Tile::next_group(std::vector<Item> &group, int64_t &total)
             waiting_.push_back(it);
         }
         const Item &more = waiting_.front();
-        if (more.ready > ctx_.now() || total + more.n > tpr || seqs_in_.count(more.seq)) break;
+        if (more.ready > ctx_.now() || total + more.n > tpr || in_tile(more.seq)) break;
         group.push_back(more);
-        seqs_in_.insert(more.seq);
+        seqs_in_.push_back(more.seq);
         total += more.n;
         waiting_.pop_front();
     }
@@ -99,7 +100,7 @@ void Tile::fetch()
         next_group(group, total);
         int64_t start = ctx_.now();
         if (in_work_++ == 0) busy_since_ = start;
-        routes_.assign(group.size(), std::vector<int32_t>());
+        if (ctx_.dp) routes_.assign(group.size(), std::vector<int32_t>());
         if (ctx_.dp) /* functional: the tile's layers on each item's tokens, as it enters (no simulated time) */
             for (size_t g = 0; g < group.size(); g++) {
                 Item &it = group[g];
@@ -112,7 +113,9 @@ void Tile::fetch()
                 int k = es_dp_routes(ctx_.dp, &r);
                 if (k) routes_[g].assign(r, r + (size_t)((hi_ - lo_) * it.n * k)); /* the router's own choices */
             }
-        Work w{0, entered_++, group, std::vector<es_events>(group.size())};
+        Work w{0, entered_++, std::move(group), std::vector<es_events>()};
+        const std::vector<Item> &items = w.group;
+        w.ev.resize(items.size());
         const Plan &pl = plan(total);
         const es_events &shared = pl.shared;
         /* book every op on its resource, in order: the item's trip is known now */
@@ -120,7 +123,7 @@ void Tile::fetch()
         es_events expert_ev{};
         for (const Step &st : pl.steps) {
             if (st.res == -1) {
-                t = book_experts(st.op, group, start, t, expert_ev);
+                t = book_experts(st.op, items, start, t, expert_ev);
                 continue;
             }
             if (st.res != 1) {
@@ -134,9 +137,9 @@ void Tile::fetch()
                 continue;
             }
             int64_t cyc = 0;
-            for (size_t g = 0; g < group.size(); g++) { /* attention: each sequence's own KV */
-                cyc += es_an_op(ctx_.c, ctx_.m, st.op, group[g].n, group[g].pos);
-                es_an_op_events(ctx_.c, ctx_.m, st.op, group[g].n, group[g].pos, &op_ev);
+            for (size_t g = 0; g < items.size(); g++) { /* attention: each sequence's own KV */
+                cyc += es_an_op(ctx_.c, ctx_.m, st.op, items[g].n, items[g].pos);
+                es_an_op_events(ctx_.c, ctx_.m, st.op, items[g].n, items[g].pos, &op_ev);
                 es_events_add(&w.ev[g], &op_ev);
             }
             t = kv_->book(start, t, cyc) + cyc;
@@ -144,19 +147,21 @@ void Tile::fetch()
             attn_stat_->items++;
             attn_stat_->tokens += total;
         }
-        for (size_t g = 0; g < group.size(); g++) {
+        for (size_t g = 0; g < items.size(); g++) {
             /* shared work is charged in proportion to the tokens each sequence brought */
             es_events part = shared;
             es_events_add(&part, &expert_ev);
-            es_events_scale(&part, (double)group[g].n / (double)total);
+            es_events_scale(&part, (double)items[g].n / (double)total);
             es_events_add(&w.ev[g], &part);
         }
         w.finish = t;
         stat_->items++;
         stat_->tokens += total;
+        /* complete() sleeps until the earliest finish: wake it only if this one is earlier */
+        bool earlier = booked_.empty() || w.finish < booked_.front().finish;
         booked_.push_back(std::move(w));
         std::push_heap(booked_.begin(), booked_.end(), std::greater<Work>());
-        booked_ev_.notify(sc_core::SC_ZERO_TIME);
+        if (earlier) booked_ev_.notify(sc_core::SC_ZERO_TIME);
     }
 }
 
@@ -173,7 +178,7 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
     for (size_t g = 0; g < group.size(); g++) {
         const Item &it = group[g];
         for (int64_t j = 0; j < it.n; j++) {
-            if (!routes_[g].empty()) /* functional: where the router sent it */
+            if (ctx_.dp && !routes_[g].empty()) /* functional: where the router sent it */
                 for (int64_t i = 0; i < k; i++) pick[(size_t)i] = routes_[g][(size_t)(((op->layer - lo_) * it.n + j) * k + i)];
             else
                 ctx_.route(it.seq, it.pos + j, op->layer, pick.data());
@@ -237,7 +242,7 @@ void Tile::complete()
         if (--in_work_ == 0) stat_->busy_cycles += ctx_.now() - busy_since_;
         for (size_t g = 0; g < w.group.size(); g++) {
             ctx_.charge(stat_, w.group[g].seq, w.ev[g]);
-            seqs_in_.erase(w.group[g].seq);
+            seqs_in_.erase(std::find(seqs_in_.begin(), seqs_in_.end(), w.group[g].seq));
         }
         changed_.notify(sc_core::SC_ZERO_TIME);
         forward(w.group);
@@ -250,7 +255,7 @@ void Tile::complete()
 void Tile::forward(std::vector<Item> &group)
 {
     const int64_t H = ctx_.m->hidden;
-    std::vector<Item> fwd;
+    size_t kept = 0;
     for (Item &it : group) {
         if (last_ && ctx_.dp && !it.decode && ctx_.seqs[(size_t)it.seq].tap) {
             /* run --logits: every prompt position's logits, outside the timed path */
@@ -265,11 +270,12 @@ void Tile::forward(std::vector<Item> &group)
             it.n = 1;
         }
         it.ready = ctx_.now();
-        fwd.push_back(it);
+        if (&group[kept] != &it) group[kept] = std::move(it);
+        kept++;
     }
+    group.resize(kept);
     /* the group travels on as one work item: the link moves it in one go */
-    for (size_t g = 0; g < fwd.size(); g++) fwd[g].group_left = (int32_t)(fwd.size() - 1 - g);
-    group.swap(fwd);
+    for (size_t g = 0; g < kept; g++) group[g].group_left = (int32_t)(kept - 1 - g);
 }
 
 } // namespace es

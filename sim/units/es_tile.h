@@ -13,7 +13,7 @@
 #include <systemc>
 #include <deque>
 #include <functional>
-#include <set>
+#include <algorithm>
 #include <unordered_map>
 #include <vector>
 #include "es_ctx.h"
@@ -62,9 +62,11 @@ private:
     int lo_, hi_;                          // its layers [lo, hi)
     es_unit_rec *stat_, *lanes_stat_, *vec_stat_, *attn_stat_;
     std::deque<Item> waiting_;             // read from `in`, not yet taken (at most one)
-    std::set<int32_t> seqs_in_;            // sequences with an item in the tile
+    std::vector<int32_t> seqs_in_;         // sequences with an item in the tile (a few: items_in_flight)
+    bool in_tile(int32_t seq) const { return std::find(seqs_in_.begin(), seqs_in_.end(), seq) != seqs_in_.end(); }
     int64_t free_slots_;                   // items the tile may still take
     sc_core::sc_event changed_;            // a slot or a sequence was freed
+    sc_core::sc_event_or_list arrived_or_freed_; // an input arrived or changed_ (built on first use)
     std::vector<Work> booked_;             // min-heap on finish
     std::vector<std::vector<int32_t>> routes_; // functional MoE: each item's experts, (layers, tokens, top_k)
     sc_core::sc_event booked_ev_;
