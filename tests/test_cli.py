@@ -25,6 +25,7 @@ import time
 ETCHSIM = os.environ["ETCHSIM"]
 MODELS = os.environ["ETCHSIM_MODELS"]
 DATA = os.environ["ETCHSIM_TESTDATA"]
+ROOT = os.path.dirname(os.path.abspath(MODELS))  # the checkout: .ci/ holds the project's budgets
 TINY = ["--chip", os.path.join(DATA, "tiny-chip.json"), "--model", "tiny-llama"]
 
 
@@ -434,6 +435,81 @@ def test_moe_functional():
         expect(sum(fired) == 14 * 4 * 2, f"fired {sum(fired)} != 14 passes x 4 layers x 2")
         t = run_json("--no-db", *MOE, "--prompt", "5", "--generate", "10")
         expect(t["moe"]["fired_by_expert"] != fired, "functional routing looks like timing mode's draw")
+
+
+def test_budget():
+    """budget check: the default run passes the committed budgets; a 10 % slower clock fails on
+    decode tokens/s (and the latencies) with exit 1 and a valid JUnit report naming the metric;
+    max_regress_pct against a baseline run catches the same change; bad budgets, a missing
+    baseline, an unknown run, a run that never completed and a missing database are each one
+    clear error with exit 2, and the database is never created."""
+    import xml.etree.ElementTree as ET
+    budgets = os.path.join(ROOT, ".ci", "budgets-run.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        ok, slow = os.path.join(tmp, "ok.sqlite"), os.path.join(tmp, "slow.sqlite")
+        run("run", "--db", ok)
+        run("run", "--db", slow, "--set", "clock_hz=9e8")
+        junit = os.path.join(tmp, "ok.xml")
+        p = run("budget", "check", "--db", ok, "--budgets", budgets, "--junit", junit)
+        expect("all 5 limits hold" in p.stdout, f"unchanged run: {p.stdout}")
+        suite = ET.parse(junit).getroot().find("testsuite")
+        expect(suite.get("tests") == "5" and suite.get("failures") == "0", f"junit {suite.attrib}")
+        junit = os.path.join(tmp, "slow.xml")
+        p = run("budget", "check", "--db", slow, "--budgets", budgets, "--junit", junit, ok=False)
+        expect(p.returncode == 1, f"slower clock: exit {p.returncode}")
+        verdict = {l.split()[0]: l.split()[-1] for l in p.stdout.splitlines()[2:]}
+        expect(verdict["decode_tokens_per_s"] == "FAIL" and verdict["token_latency_ns.p99"] == "FAIL"
+               and verdict["watts"] == "ok", f"verdicts {verdict}")
+        expect("decode_tokens_per_s = 15467.9, below the minimum 16500" in p.stderr, p.stderr)
+        root = ET.parse(junit).getroot()
+        failed = [c.get("name") for c in root.iter("testcase") if c.find("failure") is not None]
+        expect("decode_tokens_per_s >= 16500" in failed and "watts <= 115" not in failed, f"junit failures {failed}")
+        expect(root.find("testsuite").get("failures") == str(len(failed)), "junit failure count")
+        reg = os.path.join(tmp, "reg.json")
+        with open(reg, "w") as f:
+            json.dump({"decode_tokens_per_s": {"max_regress_pct": 5}, "joules_per_token": {"max_regress_pct": 10}}, f)
+        p = run("budget", "check", "--db", slow, "--budgets", reg, "--baseline-db", ok, ok=False)
+        expect(p.returncode == 1 and "9.99% worse than 17184.8" in p.stderr, f"regression: {p.stderr}")
+        expect("joules_per_token" not in p.stderr, "7 % worse energy is within 10 %")
+        run("budget", "check", "--db", ok, "--budgets", reg, "--baseline", "1")  # a run against itself
+        # errors: each names the file or key, exit 2
+        def bad(text, *needles, extra=()):
+            path = os.path.join(tmp, "b.json")
+            with open(path, "w") as f:
+                f.write(text)
+            expect_error(["budget", "check", "--db", ok, "--budgets", path, *extra], *needles, code=2)
+        bad('{"x":', "b.json", "malformed JSON")
+        bad('[1]', "b.json", "not a JSON object")
+        bad('{"tokens_per_sec": {"min": 1}}', "b.json", "tokens_per_sec", "has no")
+        bad('{"area.rom": {"max": 1}}', "area.rom", "an object")
+        bad('{"tokens_per_s": {"minimum": 1}}', "'minimum'", "expected min, max")
+        bad('{"tokens_per_s": {"min": "fast"}}', "'min' expects a number")
+        bad('{"tokens_per_s": {"max_regress_pct": 2}}', "needs a baseline")
+        bad('{"tokens_per_s": {"min": 1, "better": "up"}}', "'better'", "higher")
+        expect_error(["budget", "check", "--db", ok, "--budgets", budgets, "--run", "9"], "ok.sqlite", "no run 9", code=2)
+        expect_error(["budget", "check", "--db", ok, "--budgets", budgets, "--run", "x"], "--run", "run id", code=2)
+        con = sqlite3.connect(ok)
+        con.execute("INSERT INTO runs(started_utc, status, version, command, chip, model) "
+                    "VALUES('2026-01-01T00:00:00Z', 'running', '0', 'run', 'c', 'm')")
+        con.commit()
+        con.close()
+        expect_error(["budget", "check", "--db", ok, "--budgets", budgets, "--run", "2"], "run 2 never completed", code=2)
+        run("budget", "check", "--db", ok, "--budgets", budgets)  # the newest complete run: 1
+        missing = os.path.join(tmp, "none.sqlite")
+        expect_error(["budget", "check", "--db", missing, "--budgets", budgets], "none.sqlite", code=2)
+        expect(not os.path.exists(missing), "budget check created a database")
+        expect_error(["budget", "check", "--budgets", budgets], "--db is required", code=2)
+
+
+def test_budget_ci():
+    """The project's own budgets (.ci/budgets-*.json) hold for the default run and the demo eval."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "ci.sqlite")
+        run("run", "--db", db)
+        run("budget", "check", "--db", db, "--budgets", os.path.join(ROOT, ".ci", "budgets-run.json"))
+        run("eval", "--db", db)
+        run("budget", "check", "--db", db, "--budgets", os.path.join(ROOT, ".ci", "budgets-eval.json"),
+            "--junit", os.path.join(tmp, "eval.xml"))
 
 
 SSM = ["--model", os.path.join(DATA, "tiny-mamba"), "--chip", os.path.join(DATA, "tiny-chip.json")]

@@ -311,3 +311,54 @@ fail:
     db->in_tx = 0;
     return -1;
 }
+
+int es_db_read_summary(const char *path, int64_t run_id, int64_t *id, char **command, char **summary, es_err *e)
+{
+    *command = *summary = NULL;
+    sqlite3 *h = NULL;
+    if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        es_fail(e, "%s: cannot open the database: %s", path, h ? sqlite3_errmsg(h) : "?");
+        sqlite3_close(h);
+        return -1;
+    }
+    sqlite3_busy_timeout(h, 5000);
+    sqlite3_stmt *st = NULL;
+    const char *sql = run_id > 0 ? "SELECT id, status, command, summary FROM runs WHERE id = ?"
+                                 : "SELECT id, status, command, summary FROM runs WHERE status = 'complete' ORDER BY id DESC LIMIT 1";
+    int rc = -1;
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK) {
+        es_fail(e, "%s: not an etchsim database: %s", path, sqlite3_errmsg(h));
+        goto out;
+    }
+    if (run_id > 0) sqlite3_bind_int64(st, 1, run_id);
+    int step = sqlite3_step(st);
+    if (step != SQLITE_ROW) {
+        if (step != SQLITE_DONE) es_fail(e, "%s: cannot read runs: %s", path, sqlite3_errmsg(h));
+        else if (run_id > 0) es_fail(e, "%s: there is no run %lld", path, (long long)run_id);
+        else es_fail(e, "%s: holds no complete run", path);
+        goto out;
+    }
+    *id = sqlite3_column_int64(st, 0);
+    const char *status = (const char *)sqlite3_column_text(st, 1);
+    const char *cmd = (const char *)sqlite3_column_text(st, 2);
+    const char *sum = (const char *)sqlite3_column_text(st, 3);
+    if (!status || strcmp(status, "complete") || !sum) {
+        es_fail(e, "%s: run %lld never completed (status '%s'): it has no summary", path, (long long)*id,
+                status ? status : "?");
+        goto out;
+    }
+    *command = strdup(cmd ? cmd : "");
+    *summary = strdup(sum);
+    if (!*command || !*summary) {
+        free(*command);
+        free(*summary);
+        *command = *summary = NULL;
+        es_fail(e, "%s: out of memory", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return rc;
+}

@@ -76,6 +76,12 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
                      const es_unit_rec *units, int n_units, const es_rec_row *recs,
                      int64_t n_recs, const char *summary_json, es_err *e);
 
+/* Read the summary (the `--json` object) of a complete run from the database at
+ * path, opened read-only: run_id > 0 that run, else the newest complete one. Fills
+ * *id and malloc'd *command ("run" or "eval") and *summary. A missing file, a run
+ * that is not there or never completed, each an error naming the file and run. */
+int es_db_read_summary(const char *path, int64_t run_id, int64_t *id, char **command, char **summary, es_err *e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,350 @@
+/* cli_budget: `etchsim budget check`: hold a logged run to a budgets file, for
+ * CI. Every figure checked is a key of the run's `--json` summary as stored in
+ * runs.summary, so a budget can name anything `run --json` or `eval --json`
+ * prints; nothing is recomputed here. Exit codes: 0 within budget, 1 a budget
+ * violated, 2 the check could not be made (usage, database or budgets file). */
+#define _POSIX_C_SOURCE 200809L
+#include "cli_budget.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "es_db.h"
+#include "es_err.h"
+#include "es_fs.h"
+
+static const char *HELP =
+    "usage: etchsim budget check --db FILE --budgets B.json [--run ID]\n"
+    "                            [--baseline RUN_ID | --baseline-db FILE2] [--junit FILE]\n"
+    "\n"
+    "Hold a logged run (default: the newest complete run in --db) to a budgets file and\n"
+    "print one row per limit: metric, value, limit, verdict. Exit 0 when every limit\n"
+    "holds, 1 when one does not, 2 when the check cannot be made.\n"
+    "\n"
+    "The budgets file is a JSON object from metric to limits. A metric is a key of the\n"
+    "run's --json summary, dotted for nested ones (token_latency_ns.p99). Limits:\n"
+    "  \"min\": V              the value must be at least V\n"
+    "  \"max\": V              the value must be at most V\n"
+    "  \"max_regress_pct\": P  against the baseline run, at most P percent worse\n"
+    "  \"better\": \"higher\"|\"lower\"  which way is worse for max_regress_pct; default:\n"
+    "                        higher for metrics ending in per_s, utilization, slots or\n"
+    "                        records_done, lower for all others (latency, energy, power)\n"
+    "Example: {\"decode_tokens_per_s\": {\"min\": 16000}, \"token_latency_ns.p99\": {\"max\": 65000},\n"
+    "          \"joules_per_token\": {\"max_regress_pct\": 5}}\n"
+    "\n"
+    "options:\n"
+    "  --db FILE            the database the run was logged to (etchsim run/eval --db)\n"
+    "  --budgets FILE       the budgets file\n"
+    "  --run ID             the run to check (runs.id; default the newest complete run)\n"
+    "  --baseline RUN_ID    the baseline for max_regress_pct: a run in the same database\n"
+    "  --baseline-db FILE2  the baseline: the newest complete run in another database\n"
+    "  --junit FILE         also write a JUnit XML report (one test case per limit)\n"
+    "  -h, --help           this text\n";
+
+static int usage(const char *msg, const char *arg)
+{
+    fprintf(stderr, "etchsim budget: %s%s%s\nTry 'etchsim budget check --help'.\n", msg, arg ? " " : "", arg ? arg : "");
+    return 2;
+}
+
+static int fail(const es_err *e)
+{
+    fprintf(stderr, "etchsim budget: %s\n", e->msg);
+    return 2;
+}
+
+/* a run id: a whole number from 1 */
+static int parse_id(const char *s, int64_t *out)
+{
+    if (!s || *s < '1' || *s > '9') return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+typedef struct row {
+    const char *metric;
+    char limit[96];  /* as printed: ">= 16000", "<= 5% worse than run 3 (17185)" */
+    double value;
+    int ok;
+    char why[256];   /* the failure message */
+} row;
+
+/* metric (dotted) in the summary: its number, or an error naming the budgets file */
+static int lookup(const cJSON *sum, const char *budgets, const char *metric, const char *what, double *out, es_err *e)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", metric);
+    const cJSON *node = sum;
+    for (char *save = NULL, *part = strtok_r(buf, ".", &save); part; part = strtok_r(NULL, ".", &save)) {
+        node = cJSON_IsObject(node) ? cJSON_GetObjectItemCaseSensitive(node, part) : NULL;
+        if (!node) return es_fail(e, "%s: metric '%s': %s's summary has no '%s'", budgets, metric, what, part);
+    }
+    if (!cJSON_IsNumber(node))
+        return es_fail(e, "%s: metric '%s': %s's summary holds %s there, not a number", budgets, metric, what,
+                       cJSON_IsObject(node) ? "an object" : "no number");
+    *out = node->valuedouble;
+    return 0;
+}
+
+/* a figure as printed: whole numbers in full (2248612, not 2.24861e+06), others to 6 digits */
+static const char *num(char *buf, size_t n, double v)
+{
+    if (v == floor(v) && fabs(v) < 1e15) snprintf(buf, n, "%.0f", v);
+    else snprintf(buf, n, "%.6g", v);
+    return buf;
+}
+
+static int higher_is_better(const char *metric)
+{
+    static const char *up[] = {"per_s", "utilization", "slots", "records_done"};
+    for (size_t i = 0; i < sizeof up / sizeof *up; i++)
+        if (es_ends_with(metric, up[i])) return 1;
+    return 0;
+}
+
+static void xml_escaped(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '&': fputs("&amp;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default: fputc(*s, f);
+        }
+    }
+}
+
+/* the JUnit report, written beside its path and renamed into place */
+static int write_junit(const char *path, const row *rows, int n, int64_t run_id, const char *db, es_err *e)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return es_fail(e, "%s: cannot write the JUnit report: %s", path, strerror(errno));
+    int failures = 0;
+    for (int i = 0; i < n; i++) failures += !rows[i].ok;
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"%d\" failures=\"%d\">\n", n, failures);
+    fprintf(f, "  <testsuite name=\"etchsim budget\" tests=\"%d\" failures=\"%d\" errors=\"0\" skipped=\"0\">\n", n, failures);
+    fprintf(f, "    <properties><property name=\"db\" value=\"");
+    xml_escaped(f, db);
+    fprintf(f, "\"/><property name=\"run\" value=\"%lld\"/></properties>\n", (long long)run_id);
+    for (int i = 0; i < n; i++) {
+        fputs("    <testcase classname=\"budget\" name=\"", f);
+        xml_escaped(f, rows[i].metric);
+        fputs(" ", f);
+        xml_escaped(f, rows[i].limit);
+        fputs("\"", f);
+        if (rows[i].ok) {
+            fputs("/>\n", f);
+            continue;
+        }
+        fputs(">\n      <failure message=\"", f);
+        xml_escaped(f, rows[i].why);
+        fputs("\" type=\"budget\"/>\n    </testcase>\n", f);
+    }
+    fputs("  </testsuite>\n</testsuites>\n", f);
+    int bad = ferror(f);
+    if (fclose(f) || bad || rename(tmp, path)) {
+        es_fail(e, "%s: cannot write the JUnit report: %s", path, strerror(errno));
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct opts {
+    const char *db, *budgets, *baseline_db, *junit;
+    int64_t run, baseline;
+} opts;
+
+static int parse(int argc, char **argv, opts *o)
+{
+    memset(o, 0, sizeof *o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
+        const char **dst = !strcmp(a, "--db") ? &o->db : !strcmp(a, "--budgets") ? &o->budgets
+                         : !strcmp(a, "--baseline-db") ? &o->baseline_db : !strcmp(a, "--junit") ? &o->junit : NULL;
+        int64_t *id = !strcmp(a, "--run") ? &o->run : !strcmp(a, "--baseline") ? &o->baseline : NULL;
+        if (!dst && !id) return usage("unknown option", a);
+        if (!v || !*v) return usage(a, "needs a value");
+        if (dst && *dst) return usage(a, "given twice");
+        if (id && *id) return usage(a, "given twice");
+        if (id && parse_id(v, id)) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "%s expects a run id (a whole number from 1), got", a);
+            return usage(msg, v);
+        }
+        if (dst) *dst = v;
+        i++;
+    }
+    if (!o->db) return usage("--db is required", NULL);
+    if (!o->budgets) return usage("--budgets is required", NULL);
+    if (o->baseline && o->baseline_db) return usage("give --baseline or --baseline-db, not both", NULL);
+    return 0;
+}
+
+/* Check one budget entry (metric: {limits}); rows appended to *rows. */
+static int check_metric(const cJSON *lim, const char *budgets, const cJSON *sum, const char *what, const cJSON *base,
+                        const char *base_what, row **rows, int *n, es_err *e)
+{
+    const char *metric = lim->string;
+    if (!cJSON_IsObject(lim))
+        return es_fail(e, "%s: metric '%s': expected an object of limits (min, max, max_regress_pct, better)", budgets,
+                       metric);
+    double value;
+    if (lookup(sum, budgets, metric, what, &value, e)) return -1;
+    int up = higher_is_better(metric);
+    const cJSON *k;
+    cJSON_ArrayForEach(k, lim) { /* "better" first: it qualifies max_regress_pct */
+        if (strcmp(k->string, "better")) continue;
+        if (!cJSON_IsString(k) || (strcmp(k->valuestring, "higher") && strcmp(k->valuestring, "lower")))
+            return es_fail(e, "%s: metric '%s': 'better' expects \"higher\" or \"lower\"", budgets, metric);
+        up = !strcmp(k->valuestring, "higher");
+    }
+    cJSON_ArrayForEach(k, lim) {
+        if (!strcmp(k->string, "better")) continue;
+        int is_min = !strcmp(k->string, "min"), is_max = !strcmp(k->string, "max"),
+            is_reg = !strcmp(k->string, "max_regress_pct");
+        if (!is_min && !is_max && !is_reg)
+            return es_fail(e, "%s: metric '%s': unknown limit '%s' (expected min, max, max_regress_pct or better)",
+                           budgets, metric, k->string);
+        if (!cJSON_IsNumber(k) || !isfinite(k->valuedouble) || (is_reg && k->valuedouble < 0))
+            return es_fail(e, "%s: metric '%s': '%s' expects a %snumber", budgets, metric, k->string,
+                           is_reg ? "non-negative " : "");
+        row *r = realloc(*rows, (size_t)(*n + 1) * sizeof **rows);
+        if (!r) return es_fail(e, "out of memory");
+        *rows = r;
+        r = &r[(*n)++];
+        memset(r, 0, sizeof *r);
+        r->metric = metric;
+        r->value = value;
+        double L = k->valuedouble;
+        char a[32], c[32], d[32];
+        if (is_min || is_max) {
+            snprintf(r->limit, sizeof r->limit, "%s %s", is_min ? ">=" : "<=", num(a, sizeof a, L));
+            r->ok = is_min ? value >= L : value <= L;
+            snprintf(r->why, sizeof r->why, "%s = %s, %s %s", metric, num(c, sizeof c, value),
+                     is_min ? "below the minimum" : "above the maximum", a);
+            continue;
+        }
+        if (!base)
+            return es_fail(e, "%s: metric '%s': max_regress_pct needs a baseline (--baseline RUN_ID or --baseline-db FILE)",
+                           budgets, metric);
+        double b;
+        if (lookup(base, budgets, metric, base_what, &b, e)) return -1;
+        /* percent worse than the baseline, in the metric's bad direction */
+        double worse = b != 0 ? (up ? b - value : value - b) / fabs(b) * 100.0 : (value == b ? 0 : INFINITY);
+        snprintf(r->limit, sizeof r->limit, "<= %s%% worse than %s", num(a, sizeof a, L), num(d, sizeof d, b));
+        r->ok = worse <= L;
+        snprintf(r->why, sizeof r->why, "%s = %s is %.3g%% worse than %s (%s); at most %s%% allowed", metric,
+                 num(c, sizeof c, value), worse, d, base_what, a);
+    }
+    return 0;
+}
+
+static int check(const opts *o)
+{
+    es_err e = {0};
+    int rc = 2;
+    char *budget_text = NULL, *cmd = NULL, *sum_text = NULL, *bcmd = NULL, *bsum_text = NULL;
+    cJSON *budgets = NULL, *sum = NULL, *base = NULL;
+    row *rows = NULL;
+    int n = 0;
+    int64_t id = 0, bid = 0;
+    char what[96], base_what[4200] = "";
+    size_t len;
+    if (es_read_file(o->budgets, 1 << 20, &budget_text, &len, &e)) goto out;
+    budgets = cJSON_Parse(budget_text);
+    if (!cJSON_IsObject(budgets)) {
+        es_fail(&e, "%s: not a JSON object of metrics to limits%s", o->budgets, budgets ? "" : " (malformed JSON)");
+        goto out;
+    }
+    if (!budgets->child) {
+        es_fail(&e, "%s: names no metric", o->budgets);
+        goto out;
+    }
+    if (es_db_read_summary(o->db, o->run, &id, &cmd, &sum_text, &e)) goto out;
+    snprintf(what, sizeof what, "run %lld (%s)", (long long)id, cmd);
+    sum = cJSON_Parse(sum_text);
+    if (!sum) {
+        es_fail(&e, "%s: run %lld's summary is not JSON", o->db, (long long)id);
+        goto out;
+    }
+    if (o->baseline || o->baseline_db) {
+        const char *bdb = o->baseline_db ? o->baseline_db : o->db;
+        if (es_db_read_summary(bdb, o->baseline, &bid, &bcmd, &bsum_text, &e)) goto out;
+        if (strcmp(bcmd, cmd)) {
+            es_fail(&e, "%s: baseline run %lld is an '%s', the run checked an '%s'", bdb, (long long)bid, bcmd, cmd);
+            goto out;
+        }
+        if (o->baseline_db) snprintf(base_what, sizeof base_what, "run %lld of %s", (long long)bid, bdb);
+        else snprintf(base_what, sizeof base_what, "run %lld", (long long)bid);
+        base = cJSON_Parse(bsum_text);
+        if (!base) {
+            es_fail(&e, "%s: run %lld's summary is not JSON", bdb, (long long)bid);
+            goto out;
+        }
+    }
+    const cJSON *lim;
+    cJSON_ArrayForEach(lim, budgets)
+        if (check_metric(lim, o->budgets, sum, what, base, base_what, &rows, &n, &e)) goto out;
+    int failed = 0, w = 6;
+    for (int i = 0; i < n; i++) {
+        failed += !rows[i].ok;
+        if ((int)strlen(rows[i].metric) > w) w = (int)strlen(rows[i].metric);
+    }
+    if (o->junit && write_junit(o->junit, rows, n, id, o->db, &e)) goto out;
+    printf("budget check: %s of %s against %s\n", what, o->db, o->budgets);
+    if (base) printf("baseline: %s\n", base_what);
+    printf("%-*s %14s  %-32s %s\n", w, "metric", "value", "limit", "verdict");
+    for (int i = 0; i < n; i++) {
+        char v[32];
+        printf("%-*s %14s  %-32s %s\n", w, rows[i].metric, num(v, sizeof v, rows[i].value), rows[i].limit,
+               rows[i].ok ? "ok" : "FAIL");
+    }
+    if (failed) {
+        fprintf(stderr, "etchsim budget: %d of %d limits violated:\n", failed, n);
+        for (int i = 0; i < n; i++)
+            if (!rows[i].ok) fprintf(stderr, "  %s\n", rows[i].why);
+    } else {
+        printf("all %d limits hold\n", n);
+    }
+    rc = failed ? 1 : 0;
+out:
+    if (rc == 2) fail(&e);
+    free(rows);
+    cJSON_Delete(budgets);
+    cJSON_Delete(sum);
+    cJSON_Delete(base);
+    free(budget_text);
+    free(cmd);
+    free(sum_text);
+    free(bcmd);
+    free(bsum_text);
+    return rc;
+}
+
+int es_cli_budget(int argc, char **argv)
+{
+    if (argc < 1 || !strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")) {
+        fputs(HELP, argc < 1 ? stderr : stdout);
+        return argc < 1 ? 2 : 0;
+    }
+    if (strcmp(argv[0], "check")) return usage("expected 'check', got", argv[0]);
+    opts o;
+    int p = parse(argc, argv, &o);
+    if (p == 1) {
+        fputs(HELP, stdout);
+        return 0;
+    }
+    if (p) return p;
+    return check(&o);
+}
