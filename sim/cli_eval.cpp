@@ -31,6 +31,7 @@
 #include "es_db.h"
 #include "es_stats.h"
 #include "es_top.h"
+#include "es_trace.h"
 #include "es_ctx.h"
 #include "es_tok.h"
 #include "cli_func.h"
@@ -75,6 +76,8 @@ const char *HELP =
     "  --no-prefix-sharing    compute the rule's KV for every record\n"
     "  --no-compare           skip the second batch without prefix sharing\n"
     "  --chip, --model, --set, --rom, --db, --no-db, --json   as for `etchsim run`\n"
+    "  --trace FILE.json, --trace-window START:END   as for `etchsim run` (the batch itself,\n"
+    "                       not the comparison run); with a window for large batches\n"
     "  --mode timing|functional  functional: the chip computes each record's output\n"
     "                         (needs a tokenizer and --rom, --weights or --synthetic)\n"
     "  --weights F, --synthetic SEED, --recipe R   weights for functional mode, as for run\n"
@@ -97,6 +100,8 @@ struct Opts {
     std::string weights, recipe;
     int64_t synthetic = -1;
     std::vector<std::string> labels{"FLAG", "OK"};
+    std::string trace;                            // --trace FILE.json
+    double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
 };
 
 int usage(const char *msg, const char *arg)
@@ -433,6 +438,13 @@ int parse_opts(int argc, char **argv, Opts &o)
         } else if (a == "--set") {
             if (!need() || !std::strchr(v, '=')) return usage("--set needs KEY=VALUE, got", v ? v : "nothing");
             o.sets.push_back(v);
+        } else if (a == "--trace") {
+            if (!need() || !*v) return usage("--trace needs a path", nullptr);
+            o.trace = v;
+        } else if (a == "--trace-window") {
+            if (!need() || es_trace_parse_window(v, &o.trace_start_ns, &o.trace_end_ns))
+                return usage("--trace-window expects START:END in simulated ns (END >= START >= 0, either may be empty), got",
+                             v ? v : "nothing");
         } else if (a == "--no-db") {
             o.no_db = true;
         } else if (a == "--json") {
@@ -443,6 +455,8 @@ int parse_opts(int argc, char **argv, Opts &o)
     }
     if (!o.functional && (!o.weights.empty() || o.synthetic >= 0 || !o.recipe.empty()))
         return usage("--weights, --synthetic and --recipe need --mode functional", nullptr);
+    if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
+        return usage("--trace-window needs --trace", nullptr);
     return -1;
 }
 
@@ -635,6 +649,9 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
     w.policy = o.policy;
     w.progress = false;
     w.dp = in.dp;
+    w.trace_path = o.trace;
+    w.trace_start_ns = o.trace_start_ns;
+    w.trace_end_ns = o.trace_end_ns;
     if (in.sharing) w.prefix_ids = in.prefix_ids;
 
     pid_t child = -1;

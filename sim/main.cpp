@@ -29,6 +29,7 @@
 #include "cli_compare.h"
 #include "cli_budget.h"
 #include "es_stats.h"
+#include "es_trace.h"
 
 namespace {
 
@@ -81,6 +82,11 @@ const char *RUN_HELP =
     "  --db PATH            SQLite database to log into (default etchsim.sqlite)\n"
     "  --no-db              do not write a database\n"
     "  --json               print one JSON object instead of the summary\n"
+    "  --trace FILE.json    unit occupancy as a Chrome trace-event file (open it in Perfetto,\n"
+    "                       ui.perfetto.dev): a track per unit, flows per request, counters\n"
+    "                       for KV positions and sequences in flight; written only by a run\n"
+    "                       that finishes. Large: about 150 bytes per op booked\n"
+    "  --trace-window START:END  keep only events overlapping [START, END] simulated ns\n"
     "  --routing R          MoE models: uniform (default), zipf:S (expert e drawn with weight\n"
     "                       1/(e+1)^S), or replay:FILE (a line of top_k expert ids per routed\n"
     "                       token, used in turn)\n"
@@ -110,6 +116,8 @@ struct Opts {
     bool functional = false;
     std::string text, vocab, weights, recipe, logits, routing;
     bool have_text = false;
+    std::string trace;                          // --trace FILE.json
+    double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
     int64_t synthetic = -1, seed = 1;
 };
 
@@ -177,6 +185,15 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
             o.rom = v;
         } else if (run && a == "--no-db") {
             o.no_db = true;
+        } else if (run && a == "--trace") {
+            const char *v = val();
+            if (!v || !*v) return usage_error(cmd, "--trace needs a path", nullptr);
+            o.trace = v;
+        } else if (run && a == "--trace-window") {
+            const char *v = val();
+            if (!v || es_trace_parse_window(v, &o.trace_start_ns, &o.trace_end_ns))
+                return usage_error(cmd, "--trace-window expects START:END in simulated ns (END >= START >= 0, either may be empty), got",
+                                   v ? v : "nothing");
         } else if (run && a == "--routing") {
             const char *v = val();
             if (!v || !*v) return usage_error(cmd, "--routing needs uniform, zipf:S or replay:FILE", nullptr);
@@ -205,6 +222,8 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         return usage_error(cmd, "--text, --weights, --synthetic, --recipe, --vocab and --logits need --mode functional",
                            nullptr);
     if (o.have_text && o.prompt_given) return usage_error(cmd, "give --text or --prompt, not both", nullptr);
+    if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
+        return usage_error(cmd, "--trace-window needs --trace", nullptr);
     return -1;
 }
 
@@ -597,6 +616,9 @@ int cmd_run(int argc, char **argv)
     w.dp = fn.dp;
     w.tap_id = o.logits.empty() ? -1 : 0;
     w.routing = routing;
+    w.trace_path = o.trace;
+    w.trace_start_ns = o.trace_start_ns;
+    w.trace_end_ns = o.trace_end_ns;
     w.an_prompt = o.prompt;
     w.an_gen = o.gen;
     w.progress = isatty(2) != 0;

@@ -512,6 +512,76 @@ def test_budget_ci():
             "--junit", os.path.join(tmp, "eval.xml"))
 
 
+def test_trace():
+    """--trace writes a Chrome trace-event file: a track per unit; each track's spans add up to the
+    unit's busy cycles in unit_stats and, on a lanes or vector track, never overlap; with several
+    streams one request's attention overlaps another's projections; every request has one flow
+    start and one end; the counters peak at max_in_flight and kv_max_used; a window keeps only
+    the events that overlap it; eval traces too; bad options and paths are errors."""
+    def load(path):
+        with open(path) as f:
+            ev = json.load(f)["traceEvents"]
+        names = {e["tid"]: e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+        spans = {}
+        for e in ev:
+            if e["ph"] == "X":
+                spans.setdefault(names[e["tid"]], []).append(e)
+        return ev, names, spans
+    with tempfile.TemporaryDirectory() as tmp:
+        tr, db = os.path.join(tmp, "t.json"), os.path.join(tmp, "t.sqlite")
+        j = run_json(*TINY, "--prompt", "24", "--generate", "12", "--streams", "6", "--db", db, "--trace", tr)
+        ns_per_cycle = 1e9 / j["clock_hz"]
+        ev, names, spans = load(tr)
+        con = sqlite3.connect(db)
+        busy = {r[0]: r[1] for r in con.execute("SELECT unit, busy_cycles FROM unit_stats")}
+        con.close()
+        traced = set(names.values())
+        for u in ("embed", "head", "host_completion", "tile0.lanes", "tile3.vector", "tile1.attention", "link0"):
+            expect(u in traced, f"no track for {u}: {sorted(traced)}")
+        for unit, ss in spans.items():
+            total = sum(e["dur"] for e in ss) * 1e3 / ns_per_cycle  # us -> cycles
+            expect(abs(total - busy[unit]) < 0.01 * len(ss) + 1e-6, f"{unit}: spans {total} cycles, unit_stats {busy[unit]}")
+            if unit.endswith(".lanes") or unit.endswith(".vector"):
+                ss = sorted(ss, key=lambda e: e["ts"])
+                for a, b in zip(ss, ss[1:]):
+                    expect(a["ts"] + a["dur"] <= b["ts"] + 1e-9, f"{unit}: overlapping spans {a} {b}")
+        overlap = False
+        for t in range(4):
+            for a in spans[f"tile{t}.attention"]:
+                for b in spans[f"tile{t}.lanes"]:
+                    if a["args"]["request"] != b["args"]["request"] and a["ts"] < b["ts"] + b["dur"] and b["ts"] < a["ts"] + a["dur"]:
+                        overlap = True
+        expect(overlap, "no attention span overlaps another request's projection")
+        for ph in ("s", "f"):
+            ids = sorted(e["id"] for e in ev if e["ph"] == ph)
+            expect(ids == list(range(6)), f"flow '{ph}' ids {ids}")
+        peak = {}
+        for e in ev:
+            if e["ph"] == "C":
+                peak[e["name"]] = max(peak.get(e["name"], 0), e["args"]["value"])
+        expect(peak == {"sequences in flight": j["max_in_flight"], "KV positions held": j["kv_max_used"]}, f"counters {peak}")
+        # a window: only spans overlapping [a, b] ns, and fewer of them
+        end_us = max(e["ts"] + e.get("dur", 0) for e in ev if "ts" in e)
+        a, b = end_us * 1e3 * 0.4, end_us * 1e3 * 0.5
+        run_json(*TINY, "--prompt", "24", "--generate", "12", "--streams", "6", "--no-db", "--trace", tr,
+                 "--trace-window", f"{a}:{b}")
+        wev, _, wspans = load(tr)
+        xs = [e for e in wev if e["ph"] == "X"]
+        expect(0 < len(xs) < sum(len(s) for s in spans.values()), f"window kept {len(xs)} spans")
+        expect(all(e["ts"] * 1e3 <= b and (e["ts"] + e["dur"]) * 1e3 >= a for e in xs), "a span outside the window")
+        # eval: one flow per record
+        data = os.path.join(tmp, "d.csv")
+        write_csv(data, [f"R{i},record {i}" for i in range(10)])
+        run("eval", "--no-db", "--no-compare", *TINY, "--data", data, "--rule", "Fine?", "--trace", tr)
+        eev, _, _ = load(tr)
+        expect(sorted(e["id"] for e in eev if e["ph"] == "f") == list(range(10)), "eval: a flow end per record")
+        expect_error(["run", "--no-db", *TINY, "--prompt", "8", "--generate", "2", "--trace", os.path.join(tmp, "no", "t.json")],
+                     "t.json.tmp", "cannot write")
+        expect_error(["run", "--no-db", *TINY, "--trace", tr, "--trace-window", "5:2"], "--trace-window", "START:END", code=2)
+        expect_error(["run", "--no-db", *TINY, "--trace-window", "0:2"], "needs --trace", code=2)
+        expect_error(["eval", "--no-db", *TINY, "--data", data, "--trace-window", "x"], "--trace-window", code=2)
+
+
 SSM = ["--model", os.path.join(DATA, "tiny-mamba"), "--chip", os.path.join(DATA, "tiny-chip.json")]
 
 

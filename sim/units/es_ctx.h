@@ -17,6 +17,7 @@
 #include "es_db.h"
 #include "es_dp.h"
 #include "es_model.h"
+#include "es_trace.h"
 #include "es_top.h"
 
 namespace es {
@@ -93,6 +94,18 @@ public:
     size_t replay_next = 0;
     // MoE: the top_k experts of the token at pos of sequence seq, in layer, into out.
     void route(int32_t seq, int64_t pos, int layer, int32_t *out);
+
+    // --trace: the writer (null: off); a unit's track (0 when off); a span and its request's flow step
+    es_trace *trace = nullptr;
+    int track(const std::string &name) const { return trace ? es_trace_track(trace, name.c_str()) : 0; }
+    void span(int trk, int64_t start, int64_t end, const char *op, int32_t seq, int64_t pos, int64_t n, bool flow) const
+    {
+        if (!trace) return;
+        int64_t req = (int64_t)seqs[(size_t)seq].tag;
+        es_trace_span(trace, trk, start, end, op, req, pos, n);
+        if (flow) es_trace_flow(trace, trk, start, req, 0);
+    }
+    void count_in_flight() const { if (trace) es_trace_counter(trace, "sequences in flight", now(), in_flight); }
 
     int64_t now() const;
     void wait_cycles(int64_t n) const;

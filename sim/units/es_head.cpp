@@ -8,6 +8,7 @@ Embed::Embed(sc_core::sc_module_name nm, Ctx &ctx, const es_op *op, sc_core::sc_
     : sc_module(nm), ctx_(ctx), op_(op), rom_(rom)
 {
     stat_ = ctx_.unit(basename());
+    trk_ = ctx_.track(basename());
     SC_THREAD(run);
 }
 
@@ -22,6 +23,7 @@ void Embed::run()
         if (rom_) rom_->lock();
         ctx_.wait_cycles(es_an_op(ctx_.c, ctx_.m, op_, it.n, it.pos));
         if (rom_) rom_->unlock();
+        ctx_.span(trk_, start, ctx_.now(), op_->name, it.seq, it.pos, it.n, true);
         if (ctx_.dp) { /* functional: the embedding rows of the item's tokens */
             const SeqState &s = ctx_.seqs[(size_t)it.seq];
             const int32_t *ids = it.decode ? &it.token : s.prompt_ids.data() + (it.pos - s.start);
@@ -48,6 +50,7 @@ Head::Head(sc_core::sc_module_name nm, Ctx &ctx, const es_op *const ops[3], sc_c
 {
     for (int i = 0; i < 3; i++) ops_[i] = ops[i];
     stat_ = ctx_.unit(basename());
+    trk_ = ctx_.track(basename());
     SC_THREAD(run);
 }
 
@@ -72,6 +75,7 @@ void Head::run()
             es_events_add(&ev, &op_ev);
         }
         ctx_.wait_until(t); /* the ops back to back: one wait */
+        ctx_.span(trk_, start, t, "head", it.seq, it.pos, it.n, true);
         stat_->items++;
         stat_->tokens += it.n;
         stat_->busy_cycles += ctx_.now() - start;
@@ -108,6 +112,7 @@ void Head::run()
             feedback.write(next);
         } else {
             ctx_.in_flight--;
+            ctx_.count_in_flight();
             ctx_.kv_give(s.kv); /* its KV is no longer read */
             if (ctx_.dp) es_dp_seq_end(ctx_.dp, it.seq);
         }

@@ -26,6 +26,7 @@ private:
     const es_op *op_;
     sc_core::sc_mutex *rom_; // shared with Head when embeddings are tied, else NULL
     es_unit_rec *stat_;
+    int trk_ = 0;                          // its --trace track
 };
 
 class Head : public sc_core::sc_module {
@@ -43,6 +44,7 @@ private:
     const es_op *ops_[3];
     sc_core::sc_mutex *rom_;
     es_unit_rec *stat_;
+    int trk_ = 0;                          // its --trace track
     std::vector<float> logits_; // functional: (vocab)
 };
 

@@ -9,6 +9,7 @@ namespace es {
 HostDevice::HostDevice(sc_core::sc_module_name nm, Ctx &ctx) : sc_module(nm), ctx_(ctx)
 {
     stat_ = ctx_.unit("host_completion");
+    trk_ = ctx_.track("host_completion");
     SC_THREAD(fetch);
     SC_THREAD(complete);
     SC_THREAD(dma);
@@ -56,6 +57,7 @@ void HostDevice::fetch()
             }
         }
         if (q.opcode == ES_SQE_SEQ && ++ctx_.in_flight > ctx_.max_in_flight) ctx_.max_in_flight = ctx_.in_flight;
+        if (q.opcode == ES_SQE_SEQ) ctx_.count_in_flight();
         for (int64_t p = 0; p < s.prompt; p += chunk) {
             Item it;
             it.seq = (int32_t)q.seq;
@@ -98,6 +100,8 @@ void HostDevice::complete()
             ctx_.tok_cycle[(size_t)it.tok_rec] = arrive;
         }
         s.energy_j += it.tok_j + j;
+        ctx_.span(trk_, start, start + occ, "completion", it.seq, it.pos, 1, true);
+        if (ctx_.trace && it.tok_idx + 1 == s.gen) es_trace_flow(ctx_.trace, trk_, start, (int64_t)s.tag, 1);
         if (ctx_.seq_tokens) {
             es_token_rec r{};
             r.seq = (int32_t)s.tag;

@@ -29,6 +29,7 @@ private:
     void dma();
     Ctx &ctx_;
     es_unit_rec *stat_;
+    int trk_ = 0;                          // its --trace track
     std::deque<std::pair<int64_t, es_cqe>> in_transit_; // (arrival cycle, entry)
     sc_core::sc_event transit_event_;
 };

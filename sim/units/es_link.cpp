@@ -8,6 +8,7 @@ Link::Link(sc_core::sc_module_name nm, Ctx &ctx, int64_t bits_per_token, bool ho
     : sc_module(nm), ctx_(ctx), bits_per_token_(bits_per_token), host_(host)
 {
     stat_ = ctx_.unit(basename());
+    trk_ = ctx_.track(basename());
     SC_THREAD(run);
 }
 
@@ -32,6 +33,7 @@ void Link::run()
             lat = c->link_latency;
         }
         ctx_.wait_until(start + occ); /* it arrives, then occupies the link: one wait */
+        for (const Item &it : group) ctx_.span(trk_, start, start + occ, "transfer", it.seq, it.pos, it.n, true);
         stat_->items++;
         stat_->busy_cycles += ctx_.now() - start;
         for (Item &it : group) {

@@ -23,6 +23,7 @@ private:
     int64_t bits_per_token_;
     bool host_;
     es_unit_rec *stat_;
+    int trk_ = 0;                          // its --trace track
 };
 
 } // namespace es

@@ -16,6 +16,9 @@ Tile::Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops,
     lanes_stat_ = ctx_.unit((b + ".lanes").c_str());
     vec_stat_ = ctx_.unit((b + ".vector").c_str());
     attn_stat_ = ctx_.unit((b + ".attention").c_str());
+    lanes_trk_ = ctx_.track(b + ".lanes");
+    vec_trk_ = ctx_.track(b + ".vector");
+    attn_trk_ = ctx_.track(b + (ctx_.m->ssm_state > 0 ? ".scan" : ".attention"));
     lo_ = INT_MAX;
     hi_ = 0;
     for (const es_op *op : ops_) {
@@ -120,6 +123,7 @@ void Tile::fetch()
         const es_events &shared = pl.shared;
         /* book every op on its resource, in order: the item's trip is known now */
         int64_t t = start;
+        int flowed = 0; /* the item's flow steps into the tile at its first booking */
         es_events expert_ev{};
         for (const Step &st : pl.steps) {
             if (st.res == -1) {
@@ -129,7 +133,10 @@ void Tile::fetch()
             if (st.res != 1) {
                 Server &res = st.res >= 2 ? lanes_[st.res - 2] : vec_;
                 es_unit_rec *rs = st.res >= 2 ? lanes_stat_ : vec_stat_;
-                t = res.book(start, t, st.occ) + st.occ + st.lat;
+                int64_t s0 = res.book(start, t, st.occ);
+                if (ctx_.trace) ctx_.span(st.res >= 2 ? lanes_trk_ : vec_trk_, s0, s0 + st.occ, st.op->name, items[0].seq,
+                                          items[0].pos, total, !flowed++);
+                t = s0 + st.occ + st.lat;
                 /* a partition is busy over its share of the lanes' area */
                 rs->busy_cycles += st.res >= 2 ? (int64_t)((double)st.occ * st.share + 0.5) : st.occ;
                 rs->items++;
@@ -142,7 +149,9 @@ void Tile::fetch()
                 es_an_op_events(ctx_.c, ctx_.m, st.op, items[g].n, items[g].pos, &op_ev);
                 es_events_add(&w.ev[g], &op_ev);
             }
-            t = kv_->book(start, t, cyc) + cyc;
+            int64_t s0 = kv_->book(start, t, cyc);
+            if (ctx_.trace) ctx_.span(attn_trk_, s0, s0 + cyc, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
+            t = s0 + cyc;
             attn_stat_->busy_cycles += cyc;
             attn_stat_->items++;
             attn_stat_->tokens += total;

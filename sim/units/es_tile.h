@@ -61,6 +61,7 @@ private:
     bool last_;
     int lo_, hi_;                          // its layers [lo, hi)
     es_unit_rec *stat_, *lanes_stat_, *vec_stat_, *attn_stat_;
+    int lanes_trk_ = 0, vec_trk_ = 0, attn_trk_ = 0; // --trace tracks
     std::deque<Item> waiting_;             // read from `in`, not yet taken (at most one)
     std::vector<int32_t> seqs_in_;         // sequences with an item in the tile (a few: items_in_flight)
     bool in_tile(int32_t seq) const { return std::find(seqs_in_.begin(), seqs_in_.end(), seq) != seqs_in_.end(); }

@@ -190,6 +190,13 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     ctx.routing = w.routing;
     if (w.dp && w.prefix > 0 && (int64_t)w.prefix_ids.size() != w.prefix)
         return es_fail(e, "the shared prefix has %zu token ids for %lld tokens", w.prefix_ids.size(), (long long)w.prefix);
+    if (!w.trace_path.empty() &&
+        es_trace_open(&ctx.trace, w.trace_path.c_str(), c->clock_hz, w.trace_start_ns, w.trace_end_ns, e))
+        return -1;
+    struct TraceGuard { /* a run that fails removes its partial trace; one that finishes renames it into place */
+        Ctx &c;
+        ~TraceGuard() { es_trace_close(c.trace, 0, nullptr); }
+    } tg{ctx};
     Chip chip(ctx);
     es_drv_cfg dc{};
     dc.kv_positions = ctx.kv_cap;
@@ -295,7 +302,9 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     std::sort(ctx.tap_rows.begin(), ctx.tap_rows.end(), [](const TapRow &a, const TapRow &b) { return a.pos < b.pos; });
     r.tap = std::move(ctx.tap_rows);
     r.moe = std::move(ctx.moe);
-    return 0;
+    es_trace *tr = ctx.trace;
+    ctx.trace = nullptr;
+    return es_trace_close(tr, 1, e);
 }
 
 } // namespace es

@@ -71,6 +71,10 @@ struct Workload {
     std::vector<int32_t> prefix_ids;
     int64_t tap_id = -1;
     Routing routing;             // MoE models: how tokens pick their experts
+    // --trace: a Chrome trace-event file of unit occupancy (empty: none), kept to
+    // the events overlapping [trace_start_ns, trace_end_ns] (end < 0: to the end)
+    std::string trace_path;
+    double trace_start_ns = 0, trace_end_ns = -1;
 };
 
 struct RunResult {
