@@ -27,13 +27,17 @@ public:
         for (size_t k = 0; k < lines_.size(); k++) {
             auto &iv = lines_[k];
             // intervals over before now can no longer matter
-            iv.erase(iv.begin(), std::lower_bound(iv.begin(), iv.end(), now, ends_by));
+            if (!iv.empty() && iv.front().second <= now)
+                iv.erase(iv.begin(), std::lower_bound(iv.begin(), iv.end(), now, ends_by));
             size_t at;
             int64_t s = fit(iv, ready, occ, at);
             if (best < 0 || s < best) { best = s; line = k; best_at = at; }
         }
         auto &iv = lines_[line];
-        if (occ > 0) iv.insert(iv.begin() + (long)best_at, {best, best + occ});
+        if (occ > 0) {
+            if (best_at == iv.size()) iv.emplace_back(best, best + occ); /* the usual case: after the others */
+            else iv.insert(iv.begin() + (long)best_at, {best, best + occ});
+        }
         busy_cycles += occ;
         items++;
         return best;

@@ -68,8 +68,13 @@ bool Tile::next_group(std::vector<Item> &group, int64_t &total)
 
 const Tile::Plan &Tile::plan(int64_t n)
 {
+    if (n == last_plan_n_) return *last_plan_;
     auto it = plans_.find(n);
-    if (it != plans_.end()) return it->second;
+    if (it != plans_.end()) {
+        last_plan_n_ = n;
+        last_plan_ = &it->second;
+        return it->second;
+    }
     Plan p;
     es_events ev;
     for (const es_op *op : ops_) {

@@ -46,7 +46,9 @@ private:
     };
     struct Plan { std::vector<Step> steps; es_events shared{}; }; // a work item of n tokens, attention aside
     const Plan &plan(int64_t n);
-    std::unordered_map<int64_t, Plan> plans_;
+    std::unordered_map<int64_t, Plan> plans_; // node-based: references stay valid as it grows
+    int64_t last_plan_n_ = -1;                // the plan fetched last, looked up once
+    const Plan *last_plan_ = nullptr;
     void fetch();                          // takes work items in arrival order and books them
     void complete();                       // finishes them in finish order and passes them on
     bool next_group(std::vector<Item> &group, int64_t &total); // take a work item from the input
