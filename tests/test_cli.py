@@ -582,6 +582,78 @@ def test_trace():
         expect_error(["eval", "--no-db", *TINY, "--data", data, "--trace-window", "x"], "--trace-window", code=2)
 
 
+def sweep_rows(db):
+    """A merged sweep database's rows, keyed by point, without wall-clock fields or run ids."""
+    con = sqlite3.connect(db)
+    out = {}
+    for point, params, run_id, status, error in con.execute(
+            "SELECT point, params, run_id, status, error FROM sweep_points ORDER BY point"):
+        row = {"params": json.loads(params), "status": status, "error": error}
+        if run_id is not None:
+            summary, = con.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row["summary"] = {k: v for k, v in json.loads(summary).items() if k != "sim_wall_s"}
+            for t in ("sequences", "tokens", "unit_stats"):
+                row[t] = con.execute(f"SELECT * FROM {t} WHERE run_id = ? ORDER BY 2, 3", (run_id,)).fetchall()
+                row[t] = [r[1:] for r in row[t]]
+        out[point] = row
+    con.close()
+    return out
+
+
+def test_sweep():
+    """etchsim sweep runs the cross product of a grid (a zip group moving together), each point in
+    its own process, and merges them into one database: a sweep_points row per point; each done
+    point's run equals a single run of its parameters; a failing point keeps its error, the others
+    go on and the exit status is 1; bad grids are errors naming the file and key."""
+    with tempfile.TemporaryDirectory() as tmp:
+        grid = {"chip": [os.path.join(DATA, "tiny-chip.json")], "model": ["tiny-llama"], "clock_hz": [5e8, 1e9],
+                "streams": [1, 3, 0], "prompt": [8], "generate": [4],
+                "zip": [{"tile.lanes.tokens_per_read": [1, 2], "tile.items_in_flight": [1, 2]}]}
+        g, out = os.path.join(tmp, "g.json"), os.path.join(tmp, "s.sqlite")
+        with open(g, "w") as f:
+            json.dump(grid, f)
+        p = run("sweep", "--grid", g, "--db", out, "--jobs", "2", ok=False)
+        expect(p.returncode == 1, f"exit {p.returncode}: {p.stderr}")
+        expect("12 points, 8 done, 4 failed" in p.stdout, p.stdout)
+        expect(not os.path.exists(out + ".points") and not os.path.exists(out + ".tmp"), "points folder left behind")
+        rows = sweep_rows(out)
+        expect(sorted(rows) == list(range(12)), f"points {sorted(rows)}")
+        # the first axis varies slowest; zip keys move together
+        expect(rows[0]["params"]["clock_hz"] == 5e8 and rows[11]["params"]["clock_hz"] == 1e9, "axis order")
+        expect(all((r["params"]["tile.lanes.tokens_per_read"], r["params"]["tile.items_in_flight"]) in ((1, 1), (2, 2))
+                   for r in rows.values()), "zip group")
+        for i, r in rows.items():
+            q = r["params"]
+            if q["streams"] == 0:
+                expect(r["status"] == "failed" and "--streams" in r["error"], f"point {i}: {r}")
+                continue
+            expect(r["status"] == "done" and r["error"] is None, f"point {i}: {r}")
+            single = run_json("--no-db", "--chip", q["chip"], "--model", q["model"], "--prompt", "8", "--generate", "4",
+                              "--streams", str(q["streams"]), "--set", f"clock_hz={q['clock_hz']}",
+                              "--set", f"tile.lanes.tokens_per_read={q['tile.lanes.tokens_per_read']}",
+                              "--set", f"tile.items_in_flight={q['tile.items_in_flight']}")
+            single.pop("sim_wall_s")
+            expect(r["summary"] == single, f"point {i}: the sweep's run differs from a single run")
+            expect(len(r["tokens"]) == 4 * q["streams"], f"point {i}: {len(r['tokens'])} token rows")
+        # bad grids
+        def bad(text, *needles):
+            path = os.path.join(tmp, "bad.json")
+            with open(path, "w") as f:
+                f.write(text)
+            expect_error(["sweep", "--grid", path, "--db", os.path.join(tmp, "x.sqlite")], *needles, code=2)
+        bad('{"clock_hz": [1e9', "bad.json", "malformed JSON")
+        bad('{"clock_hz": 1e9}', "bad.json", "'clock_hz'", "non-empty list")
+        bad('{"clock_hz": []}', "'clock_hz'", "non-empty list")
+        bad('{"clock_hz": [{"a": 1}]}', "'clock_hz'", "numbers, strings or booleans")
+        bad('{"zip": [{"a": [1, 2], "b": [1]}]}', "zip group", "equal lists")
+        bad('{"a": [1], "zip": [{"a": [2]}]}', "'a' appears twice")
+        bad('{"command": "infer", "a": [1]}', "'command'", "run")
+        bad('{"command": "run"}', "names no key")
+        expect_error(["sweep", "--grid", g, "--db", out], "s.sqlite exists", code=2)
+        expect_error(["sweep", "--grid", g, "--db", os.path.join(tmp, "y.sqlite"), "--jobs", "0"], "--jobs", code=2)
+        expect_error(["sweep", "--db", out], "--grid is required", code=2)
+
+
 SSM = ["--model", os.path.join(DATA, "tiny-mamba"), "--chip", os.path.join(DATA, "tiny-chip.json")]
 
 

@@ -43,7 +43,10 @@ static const char *SCHEMA =
     " run_id INTEGER NOT NULL REFERENCES runs(id), record INTEGER NOT NULL, line INTEGER, key TEXT,"
     " status TEXT NOT NULL CHECK(status IN ('done','skipped')), reason TEXT,"
     " prompt_tokens INTEGER, output_tokens INTEGER, submit_ns REAL, first_token_ns REAL, done_ns REAL,"
-    " energy_j REAL, tokens_estimated INTEGER, output_text TEXT, verdict TEXT, PRIMARY KEY(run_id, record));";
+    " energy_j REAL, tokens_estimated INTEGER, output_text TEXT, verdict TEXT, PRIMARY KEY(run_id, record));"
+    "CREATE TABLE IF NOT EXISTS sweep_points("
+    " point INTEGER PRIMARY KEY, params TEXT NOT NULL, run_id INTEGER REFERENCES runs(id),"
+    " status TEXT NOT NULL CHECK(status IN ('done','failed')), error TEXT, wall_s REAL);";
 #define SCHEMA_VERSION 3
 
 static int db_err(es_db *db, const char *what, es_err *e)
@@ -361,4 +364,130 @@ out:
     sqlite3_finalize(st);
     sqlite3_close(h);
     return rc;
+}
+
+/* the columns of table t in db h, comma-separated, run_id replaced by "?1" when subst */
+static int column_list(sqlite3 *h, const char *t, int subst, char *out, size_t n)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "PRAGMA main.table_info(%s)", t);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK) return -1;
+    size_t len = 0;
+    out[0] = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *c = (const char *)sqlite3_column_text(st, 1);
+        const char *use = subst && !strcmp(c, "run_id") ? "?1" : c;
+        int k = snprintf(out + len, n - len, "%s%s", len ? "," : "", use);
+        if (k < 0 || (size_t)k >= n - len) {
+            sqlite3_finalize(st);
+            return -1;
+        }
+        len += (size_t)k;
+    }
+    sqlite3_finalize(st);
+    return len ? 0 : -1;
+}
+
+int es_db_merge_run(es_db *db, const char *path, int64_t *run_id, es_err *e)
+{
+    *run_id = 0;
+    static const char *tables[] = {"sequences", "tokens", "unit_stats", "records"};
+    char sql[4096], cols[1024], sel[1024];
+    sqlite3_stmt *st = NULL;
+    char *msg = NULL;
+    int rc = -1;
+    snprintf(sql, sizeof sql, "ATTACH DATABASE ?1 AS pt");
+    if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) return db_err(db, "prepare", e);
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
+    int step = sqlite3_step(st);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (step != SQLITE_DONE) return es_fail(e, "%s: cannot attach %s: %s", db->path, path, sqlite3_errmsg(db->h));
+    if (sqlite3_exec(db->h, "SAVEPOINT merge", NULL, NULL, NULL) != SQLITE_OK) {
+        db_err(db, "begin the merge", e);
+        goto detach;
+    }
+    /* its one complete run */
+    int64_t old = 0;
+    if (sqlite3_prepare_v2(db->h, "SELECT id FROM pt.runs WHERE status = 'complete'", -1, &st, NULL) != SQLITE_OK) {
+        es_fail(e, "%s: not an etchsim database: %s", path, sqlite3_errmsg(db->h));
+        goto undo;
+    }
+    int n = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) old = sqlite3_column_int64(st, 0), n++;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (n != 1) {
+        es_fail(e, "%s: holds %d complete runs, expected 1", path, n);
+        goto undo;
+    }
+    if (column_list(db->h, "runs", 0, cols, sizeof cols)) {
+        db_err(db, "read the runs columns", e);
+        goto undo;
+    }
+    /* a new id in this database; the rest as logged */
+    snprintf(sql, sizeof sql, "INSERT INTO main.runs(%s) SELECT NULL%s FROM pt.runs WHERE id = %lld", cols,
+             strchr(cols, ',') ? strchr(cols, ',') : "", (long long)old);
+    if (sqlite3_exec(db->h, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        es_fail(e, "%s: cannot copy run %lld from %s: %s", db->path, (long long)old, path, msg ? msg : "?");
+        goto undo;
+    }
+    *run_id = sqlite3_last_insert_rowid(db->h);
+    for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
+        if (column_list(db->h, tables[i], 0, cols, sizeof cols) || column_list(db->h, tables[i], 1, sel, sizeof sel)) {
+            db_err(db, "read the columns", e);
+            goto undo;
+        }
+        snprintf(sql, sizeof sql, "INSERT INTO main.%s(%s) SELECT %s FROM pt.%s WHERE run_id = %lld", tables[i], cols,
+                 sel, tables[i], (long long)old);
+        if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) {
+            es_fail(e, "%s: cannot copy %s from %s: %s", db->path, tables[i], path, sqlite3_errmsg(db->h));
+            goto undo;
+        }
+        sqlite3_bind_int64(st, 1, *run_id);
+        step = sqlite3_step(st);
+        sqlite3_finalize(st);
+        st = NULL;
+        if (step != SQLITE_DONE) {
+            es_fail(e, "%s: cannot copy %s from %s: %s", db->path, tables[i], path, sqlite3_errmsg(db->h));
+            goto undo;
+        }
+    }
+    rc = 0;
+undo:
+    sqlite3_free(msg);
+    sqlite3_exec(db->h, rc ? "ROLLBACK TO merge; RELEASE merge" : "RELEASE merge", NULL, NULL, NULL);
+detach:
+    sqlite3_exec(db->h, "DETACH DATABASE pt", NULL, NULL, NULL);
+    if (rc) *run_id = 0;
+    return rc;
+}
+
+int es_db_put_sweep_point(es_db *db, int64_t point, const char *params, int64_t run_id, const char *error,
+                          double wall_s, es_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db->h, "INSERT INTO sweep_points VALUES(?,?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
+        return db_err(db, "prepare", e);
+    sqlite3_bind_int64(st, 1, point);
+    sqlite3_bind_text(st, 2, params, -1, SQLITE_TRANSIENT);
+    if (run_id > 0) sqlite3_bind_int64(st, 3, run_id);
+    else sqlite3_bind_null(st, 3);
+    sqlite3_bind_text(st, 4, error ? "failed" : "done", -1, SQLITE_STATIC);
+    if (error) sqlite3_bind_text(st, 5, error, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(st, 5);
+    sqlite3_bind_double(st, 6, wall_s);
+    int step = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return step == SQLITE_DONE ? 0 : db_err(db, "insert sweep_points", e);
+}
+
+int es_db_exec(es_db *db, const char *sql, es_err *e)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db->h, sql, NULL, NULL, &msg) == SQLITE_OK) return 0;
+    es_fail(e, "%s: %s: %s", db->path, sql, msg ? msg : "?");
+    sqlite3_free(msg);
+    return -1;
 }

@@ -76,6 +76,16 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
                      const es_unit_rec *units, int n_units, const es_rec_row *recs,
                      int64_t n_recs, const char *summary_json, es_err *e);
 
+/* Sweeps: copy the one complete run of the database at path (with its
+ * sequences, tokens, unit_stats and records) into db under a new run id. */
+int es_db_merge_run(es_db *db, const char *path, int64_t *run_id, es_err *e);
+/* One sweep_points row: its parameters (a JSON object), its run (0: none), the
+ * error of a failed point (NULL: done) and its host wall time. */
+int es_db_put_sweep_point(es_db *db, int64_t point, const char *params, int64_t run_id, const char *error,
+                          double wall_s, es_err *e);
+/* Run SQL (BEGIN, COMMIT, ...) on db. */
+int es_db_exec(es_db *db, const char *sql, es_err *e);
+
 /* Read the summary (the `--json` object) of a complete run from the database at
  * path, opened read-only: run_id > 0 that run, else the newest complete one. Fills
  * *id and malloc'd *command ("run" or "eval") and *summary. A missing file, a run

@@ -1,0 +1,473 @@
+/* cli_sweep: `etchsim sweep`: run the cross product of a grid of chip keys and
+ * run options, each point as its own `etchsim run` (or `eval`) process writing
+ * its own SQLite file, up to --jobs at once, and merge them into one database
+ * with a sweep_points table. Points that fail keep their error; the sweep goes
+ * on. Exit codes: 0 every point done, 1 some failed, 2 usage or a bad grid. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli_sweep.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "es_db.h"
+#include "es_err.h"
+#include "es_fs.h"
+
+static const char *HELP =
+    "usage: etchsim sweep --grid GRID.json --db OUT.sqlite [--jobs N] [--keep-points]\n"
+    "\n"
+    "Run every point of a grid, each as its own `etchsim run` (or `etchsim eval`) process\n"
+    "with its own SQLite file, up to N at once, and merge them into OUT.sqlite: the runs\n"
+    "with their sequences, tokens, unit_stats and records, and a sweep_points table (point,\n"
+    "params, run_id, status, error, wall_s). A point that fails keeps its error and the\n"
+    "sweep goes on; the exit status is 1 when any failed. OUT.sqlite must not exist yet;\n"
+    "it appears only when the sweep has ended (a killed sweep leaves none).\n"
+    "\n"
+    "The grid is a JSON object from keys to lists of values; the sweep runs their cross\n"
+    "product. Keys are the run's options (model, chip, prompt, generate, streams, routing,\n"
+    "rom; for eval: data, rule, rule_file, template, records, max_new_tokens, policy,\n"
+    "vocab) or chip and process keys as for --set (clock_hz, tile.lanes.tokens_per_read,\n"
+    "process.leakage_nw_per_transistor, ...). Two keys that are not lists:\n"
+    "  \"command\": \"run\" | \"eval\"   what each point runs (default run)\n"
+    "  \"zip\": [{\"k1\": [...], \"k2\": [...]}, ...]   keys that move together: each object\n"
+    "                                 is one axis, its lists of equal length\n"
+    "Example: {\"clock_hz\": [8e8, 1e9], \"tile.lanes.tokens_per_read\": [1, 2], \"streams\": [1, 8]}\n"
+    "\n"
+    "options:\n"
+    "  --grid FILE          the grid\n"
+    "  --db OUT.sqlite      the merged database (a new file)\n"
+    "  --jobs N             points run at once (default: the machine's processors)\n"
+    "  --keep-points        keep the per-point databases and logs (OUT.sqlite.points/)\n"
+    "  -h, --help           this text\n";
+
+static int usage(const char *msg, const char *arg)
+{
+    fprintf(stderr, "etchsim sweep: %s%s%s\nTry 'etchsim sweep --help'.\n", msg, arg ? " " : "", arg ? arg : "");
+    return 2;
+}
+
+/* run options a grid may name, and their flags */
+static const char *const RUN_OPTS[][2] = {{"model", "--model"},   {"chip", "--chip"},       {"prompt", "--prompt"},
+                                          {"generate", "--generate"}, {"streams", "--streams"}, {"routing", "--routing"},
+                                          {"rom", "--rom"}};
+static const char *const EVAL_OPTS[][2] = {{"model", "--model"},       {"chip", "--chip"},
+                                           {"data", "--data"},         {"rule", "--rule"},
+                                           {"rule_file", "--rule-file"}, {"template", "--template"},
+                                           {"records", "--records"},   {"max_new_tokens", "--max-new-tokens"},
+                                           {"policy", "--policy"},     {"rom", "--rom"},
+                                           {"vocab", "--vocab"}};
+
+typedef struct axis {
+    int n_keys;
+    const char *keys[16];
+    const cJSON *vals[16]; /* the lists */
+    int len;
+} axis;
+
+typedef struct grid {
+    int eval;
+    axis ax[32];
+    int n_axes;
+    int64_t points;
+} grid;
+
+static int add_axis(grid *g, const char *file, const cJSON *obj, int zip, es_err *e)
+{
+    if (g->n_axes == 32) return es_fail(e, "%s: more than 32 axes", file);
+    axis *a = &g->ax[g->n_axes];
+    memset(a, 0, sizeof *a);
+    a->len = -1;
+    const cJSON *k;
+    cJSON_ArrayForEach(k, obj) {
+        if (!zip && (!strcmp(k->string, "command") || !strcmp(k->string, "zip"))) continue;
+        if (!cJSON_IsArray(k) || cJSON_GetArraySize(k) == 0)
+            return es_fail(e, "%s: key '%s'%s: expected a non-empty list of values", file, k->string, zip ? " (in zip)" : "");
+        const cJSON *v;
+        cJSON_ArrayForEach(v, k) if (!cJSON_IsNumber(v) && !cJSON_IsString(v) && !cJSON_IsBool(v)) return es_fail(
+            e, "%s: key '%s': values must be numbers, strings or booleans", file, k->string);
+        int len = cJSON_GetArraySize(k);
+        if (!zip) { /* each key its own axis */
+            if (g->n_axes == 32) return es_fail(e, "%s: more than 32 axes", file);
+            a = &g->ax[g->n_axes++];
+            memset(a, 0, sizeof *a);
+            a->keys[0] = k->string;
+            a->vals[0] = k;
+            a->n_keys = 1;
+            a->len = len;
+            continue;
+        }
+        if (a->n_keys == 16) return es_fail(e, "%s: a zip group of more than 16 keys", file);
+        if (a->len >= 0 && len != a->len)
+            return es_fail(e, "%s: zip group: '%s' has %d values, '%s' %d; keys that move together need equal lists", file,
+                           k->string, len, a->keys[0], a->len);
+        a->keys[a->n_keys] = k->string;
+        a->vals[a->n_keys++] = k;
+        a->len = len;
+    }
+    if (zip) {
+        if (a->n_keys == 0) return es_fail(e, "%s: an empty zip group", file);
+        g->n_axes++;
+    }
+    return 0;
+}
+
+static int read_grid(const char *file, cJSON **root, grid *g, es_err *e)
+{
+    memset(g, 0, sizeof *g);
+    char *text;
+    size_t len;
+    if (es_read_file(file, 1 << 20, &text, &len, e)) return -1;
+    *root = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(*root)) return es_fail(e, "%s: not a JSON object of keys to lists%s", file, *root ? "" : " (malformed JSON)");
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(*root, "command");
+    if (cmd && (!cJSON_IsString(cmd) || (strcmp(cmd->valuestring, "run") && strcmp(cmd->valuestring, "eval"))))
+        return es_fail(e, "%s: 'command' expects \"run\" or \"eval\"", file);
+    g->eval = cmd && !strcmp(cmd->valuestring, "eval");
+    if (add_axis(g, file, *root, 0, e)) return -1;
+    const cJSON *zip = cJSON_GetObjectItemCaseSensitive(*root, "zip");
+    if (zip) {
+        if (!cJSON_IsArray(zip)) return es_fail(e, "%s: 'zip' expects a list of objects", file);
+        const cJSON *z;
+        cJSON_ArrayForEach(z, zip) {
+            if (!cJSON_IsObject(z)) return es_fail(e, "%s: 'zip' expects a list of objects", file);
+            if (add_axis(g, file, z, 1, e)) return -1;
+        }
+    }
+    /* a key on two axes would be set twice */
+    for (int i = 0; i < g->n_axes; i++)
+        for (int k = 0; k < g->ax[i].n_keys; k++)
+            for (int j = i; j < g->n_axes; j++)
+                for (int l = j == i ? k + 1 : 0; l < g->ax[j].n_keys; l++)
+                    if (!strcmp(g->ax[i].keys[k], g->ax[j].keys[l]))
+                        return es_fail(e, "%s: key '%s' appears twice", file, g->ax[i].keys[k]);
+    g->points = 1;
+    for (int i = 0; i < g->n_axes; i++) {
+        g->points *= g->ax[i].len;
+        if (g->points > 1000000) return es_fail(e, "%s: more than 1,000,000 points", file);
+    }
+    if (g->n_axes == 0) return es_fail(e, "%s: names no key to sweep", file);
+    return 0;
+}
+
+/* a value as a command-line string, malloc'd */
+static char *value_text(const cJSON *v)
+{
+    if (cJSON_IsString(v)) return strdup(v->valuestring);
+    if (cJSON_IsBool(v)) return strdup(cJSON_IsTrue(v) ? "true" : "false");
+    return cJSON_PrintUnformatted(v);
+}
+
+static const char *option_flag(const grid *g, const char *key)
+{
+    const char *const(*t)[2] = g->eval ? EVAL_OPTS : RUN_OPTS;
+    size_t n = g->eval ? sizeof EVAL_OPTS / sizeof *EVAL_OPTS : sizeof RUN_OPTS / sizeof *RUN_OPTS;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(t[i][0], key)) return t[i][1];
+    return NULL;
+}
+
+typedef struct point {
+    char **argv;    /* the child's arguments, NULL-terminated */
+    int argc;
+    char *params;   /* {"key": value, ...} */
+} point;
+
+static void point_free(point *p)
+{
+    for (int i = 0; i < p->argc; i++) free(p->argv[i]);
+    free(p->argv);
+    free(p->params);
+}
+
+/* point index i: the argument vector of its run and its parameters */
+static int make_point(const grid *g, int64_t i, const char *db, point *p)
+{
+    memset(p, 0, sizeof *p);
+    p->argv = calloc(8 + 4 * 16 * 32, sizeof *p->argv);
+    cJSON *params = cJSON_CreateObject();
+    if (!p->argv || !params) {
+        cJSON_Delete(params);
+        return -1;
+    }
+    p->argv[p->argc++] = strdup("etchsim");
+    p->argv[p->argc++] = strdup(g->eval ? "eval" : "run");
+    p->argv[p->argc++] = strdup("--db");
+    p->argv[p->argc++] = strdup(db);
+    if (g->eval) p->argv[p->argc++] = strdup("--no-compare");
+    int64_t rest = i;
+    for (int a = 0; a < g->n_axes; a++) { /* the first axis varies slowest */
+        int64_t stride = 1;
+        for (int b = a + 1; b < g->n_axes; b++) stride *= g->ax[b].len;
+        int idx = (int)(rest / stride);
+        rest %= stride;
+        for (int k = 0; k < g->ax[a].n_keys; k++) {
+            const cJSON *v = cJSON_GetArrayItem(g->ax[a].vals[k], idx);
+            cJSON_AddItemToObject(params, g->ax[a].keys[k], cJSON_Duplicate(v, 1));
+            char *txt = value_text(v);
+            const char *flag = option_flag(g, g->ax[a].keys[k]);
+            if (flag) {
+                p->argv[p->argc++] = strdup(flag);
+                p->argv[p->argc++] = txt;
+            } else {
+                size_t n = strlen(g->ax[a].keys[k]) + strlen(txt ? txt : "") + 2;
+                char *kv = malloc(n);
+                if (kv) snprintf(kv, n, "%s=%s", g->ax[a].keys[k], txt ? txt : "");
+                free(txt);
+                p->argv[p->argc++] = strdup("--set");
+                p->argv[p->argc++] = kv;
+            }
+        }
+    }
+    p->params = cJSON_PrintUnformatted(params);
+    cJSON_Delete(params);
+    for (int k = 0; k < p->argc; k++)
+        if (!p->argv[k]) return -1;
+    return p->params ? 0 : -1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* the last non-empty line of a log file: the child's error */
+static char *last_line(const char *path)
+{
+    char *text;
+    size_t len;
+    es_err e = {0};
+    if (es_read_file(path, 1 << 20, &text, &len, &e)) return strdup("no error output");
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) text[--len] = 0;
+    /* the first line is the error; usage errors add a "Try ..." line after it */
+    char *start = text;
+    char *nl = strchr(start, '\n');
+    if (nl) *nl = 0;
+    char *out = strdup(*start ? start : "no error output");
+    free(text);
+    return out;
+}
+
+typedef struct slot {
+    pid_t pid;
+    int64_t point;
+    double started;
+} slot;
+
+static int rm_rf_points(const char *dir, int64_t n)
+{
+    char p[4200];
+    for (int64_t i = 0; i < n; i++) {
+        snprintf(p, sizeof p, "%s/%lld.sqlite", dir, (long long)i);
+        remove(p);
+        snprintf(p, sizeof p, "%s/%lld.log", dir, (long long)i);
+        remove(p);
+    }
+    return rmdir(dir);
+}
+
+static int run_sweep(const char *grid_path, const char *out, int jobs, int keep)
+{
+    es_err e = {0};
+    cJSON *root = NULL;
+    grid g;
+    if (read_grid(grid_path, &root, &g, &e)) {
+        fprintf(stderr, "etchsim sweep: %s\n", e.msg);
+        cJSON_Delete(root);
+        return 2;
+    }
+    struct stat st;
+    if (stat(out, &st) == 0) {
+        fprintf(stderr, "etchsim sweep: %s exists; give a new path for the merged database\n", out);
+        cJSON_Delete(root);
+        return 2;
+    }
+    char dir[4096], tmp[4096];
+    snprintf(dir, sizeof dir, "%s.points", out);
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    if (mkdir(dir, 0755) && errno != EEXIST) {
+        fprintf(stderr, "etchsim sweep: %s: cannot make the points folder: %s\n", dir, strerror(errno));
+        cJSON_Delete(root);
+        return 2;
+    }
+    remove(tmp);
+    const int64_t n = g.points;
+    double *wall = calloc((size_t)n, sizeof *wall);
+    int *status = calloc((size_t)n, sizeof *status); /* 0 pending, 1 done, 2 failed */
+    slot *slots = calloc((size_t)jobs, sizeof *slots);
+    if (!wall || !status || !slots) {
+        fprintf(stderr, "etchsim sweep: out of memory\n");
+        free(wall), free(status), free(slots), cJSON_Delete(root);
+        return 2;
+    }
+    const int tty = isatty(2);
+    fprintf(stderr, "etchsim sweep: %lld points (%s), %d at once\n", (long long)n, g.eval ? "eval" : "run", jobs);
+    fflush(NULL);
+    double t0 = now_s();
+    int64_t next = 0, done = 0, failed = 0;
+    int running = 0;
+    int rc = 0;
+    while (done + failed < n) {
+        while (running < jobs && next < n) { /* start points */
+            char db[4200], log[4200];
+            snprintf(db, sizeof db, "%s/%lld.sqlite", dir, (long long)next);
+            snprintf(log, sizeof log, "%s/%lld.log", dir, (long long)next);
+            remove(db);
+            point p;
+            if (make_point(&g, next, db, &p)) {
+                point_free(&p);
+                fprintf(stderr, "etchsim sweep: out of memory\n");
+                rc = 2;
+                goto out;
+            }
+            pid_t pid = fork();
+            if (pid == 0) {
+                int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644), nul = open("/dev/null", O_WRONLY);
+                if (fd >= 0) dup2(fd, 2);
+                if (nul >= 0) dup2(nul, 1);
+                execv("/proc/self/exe", p.argv);
+                _exit(127);
+            }
+            point_free(&p);
+            if (pid < 0) {
+                fprintf(stderr, "etchsim sweep: fork: %s\n", strerror(errno));
+                rc = 2;
+                goto out;
+            }
+            for (int s = 0; s < jobs; s++)
+                if (!slots[s].pid) {
+                    slots[s] = (slot){pid, next, now_s()};
+                    break;
+                }
+            running++;
+            next++;
+        }
+        int wst = 0;
+        pid_t pid = wait(&wst);
+        if (pid < 0) {
+            fprintf(stderr, "etchsim sweep: wait: %s\n", strerror(errno));
+            rc = 2;
+            goto out;
+        }
+        for (int s = 0; s < jobs; s++) {
+            if (slots[s].pid != pid) continue;
+            int64_t i = slots[s].point;
+            wall[i] = now_s() - slots[s].started;
+            int ok = WIFEXITED(wst) && WEXITSTATUS(wst) == 0;
+            status[i] = ok ? 1 : 2;
+            ok ? done++ : failed++;
+            slots[s].pid = 0;
+            running--;
+        }
+        if (tty) {
+            double el = now_s() - t0, left = (done + failed) ? el / (double)(done + failed) * (double)(n - done - failed) : 0;
+            fprintf(stderr, "\r  %lld/%lld done, %lld failed, %d running, %.0f s left   ", (long long)done, (long long)n,
+                    (long long)failed, running, left);
+        }
+    }
+    if (tty) fprintf(stderr, "\r%70s\r", "");
+    /* merge: into OUT.tmp, renamed when complete */
+    es_db *db = NULL;
+    /* a scratch file until renamed: no need to sync each point's commit */
+    if (es_db_open(&db, tmp, &e) || es_db_exec(db, "PRAGMA synchronous = OFF", &e)) {
+        fprintf(stderr, "etchsim sweep: %s\n", e.msg);
+        es_db_close(db);
+        remove(tmp);
+        rc = 2;
+        goto out;
+    }
+    int shown = 0;
+    for (int64_t i = 0; i < n && !rc; i++) {
+        char pdb[4200], log[4200];
+        snprintf(pdb, sizeof pdb, "%s/%lld.sqlite", dir, (long long)i);
+        snprintf(log, sizeof log, "%s/%lld.log", dir, (long long)i);
+        point p;
+        if (make_point(&g, i, pdb, &p)) {
+            point_free(&p);
+            rc = 2;
+            break;
+        }
+        int64_t run_id = 0;
+        char *err = NULL;
+        if (status[i] == 1 && es_db_merge_run(db, pdb, &run_id, &e)) {
+            err = strdup(e.msg);
+            status[i] = 2;
+            done--, failed++;
+        } else if (status[i] != 1) {
+            err = last_line(log);
+        }
+        if (err && shown++ < 10) fprintf(stderr, "  point %lld %s failed: %s\n", (long long)i, p.params, err);
+        if (es_db_put_sweep_point(db, i, p.params, run_id, err, wall[i], &e)) {
+            fprintf(stderr, "etchsim sweep: %s\n", e.msg);
+            rc = 2;
+        }
+        free(err);
+        point_free(&p);
+    }
+    es_db_close(db);
+    if (rc) {
+        remove(tmp);
+        goto out;
+    }
+    if (rename(tmp, out)) {
+        fprintf(stderr, "etchsim sweep: %s: cannot move the merged database into place: %s\n", out, strerror(errno));
+        rc = 2;
+        goto out;
+    }
+    if (shown > 10) fprintf(stderr, "  ... and %d more failed points (sweep_points.error)\n", shown - 10);
+    printf("sweep: %lld points, %lld done, %lld failed, %.1f s; merged into %s (table sweep_points)\n", (long long)n,
+           (long long)done, (long long)failed, now_s() - t0, out);
+    rc = failed ? 1 : 0;
+out:
+    for (int s = 0; s < jobs; s++)
+        if (slots[s].pid) kill(slots[s].pid, SIGTERM), waitpid(slots[s].pid, NULL, 0);
+    if (!keep) rm_rf_points(dir, n);
+    free(wall);
+    free(status);
+    free(slots);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int es_cli_sweep(int argc, char **argv)
+{
+    const char *grid_path = NULL, *out = NULL;
+    long jobs = sysconf(_SC_NPROCESSORS_ONLN);
+    int keep = 0;
+    if (jobs < 1) jobs = 1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(HELP, stdout);
+            return 0;
+        } else if (!strcmp(a, "--grid") || !strcmp(a, "--db")) {
+            if (!v || !*v) return usage(a, "needs a path");
+            *(!strcmp(a, "--grid") ? &grid_path : &out) = v;
+            i++;
+        } else if (!strcmp(a, "--jobs")) {
+            char *end;
+            errno = 0;
+            long j = v ? strtol(v, &end, 10) : 0;
+            if (!v || *v < '1' || *v > '9' || errno || *end || j > 1024)
+                return usage("--jobs expects a whole number from 1 to 1024, got", v ? v : "nothing");
+            jobs = j;
+            i++;
+        } else if (!strcmp(a, "--keep-points")) {
+            keep = 1;
+        } else {
+            return usage("unknown option", a);
+        }
+    }
+    if (!grid_path) return usage("--grid is required", NULL);
+    if (!out) return usage("--db is required", NULL);
+    return run_sweep(grid_path, out, (int)jobs, keep);
+}
