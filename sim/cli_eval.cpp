@@ -728,6 +728,7 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     cJSON_AddNumberToObject(j, "max_in_flight", (double)r.max_in_flight);
     cJSON_AddNumberToObject(j, "kv_max_used", (double)r.kv_max_used);
     cJSON_AddItemToObject(j, "utilization", utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));
+    cJSON_AddItemToObject(j, "area", area_json(r.area));
     cJSON *ps = cJSON_AddObjectToObject(j, "prefix_sharing");
     cJSON_AddBoolToObject(ps, "enabled", sharing);
     cJSON_AddNumberToObject(ps, "kv_slots_with", (double)slots_shared);

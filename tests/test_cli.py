@@ -654,6 +654,36 @@ def test_sweep():
         expect_error(["sweep", "--db", out], "--grid is required", code=2)
 
 
+def test_plot():
+    """scripts/plot renders every figure from one sweep database and from one eval database, as
+    PNG files; a missing database is one clear error."""
+    plot = os.path.join(ROOT, "scripts", "plot")
+    with tempfile.TemporaryDirectory() as tmp:
+        g, sw = os.path.join(tmp, "g.json"), os.path.join(tmp, "sw.sqlite")
+        with open(g, "w") as f:
+            json.dump({"chip": [os.path.join(DATA, "tiny-chip.json")], "model": ["tiny-llama"], "clock_hz": [5e8, 1e9],
+                       "streams": [1, 4], "prompt": [8], "generate": [16]}, f)
+        run("sweep", "--grid", g, "--db", sw, "--jobs", "2")
+        ev = os.path.join(tmp, "ev.sqlite")
+        data = os.path.join(tmp, "d.csv")
+        write_csv(data, [f"R{i},record {i}" for i in range(30)])
+        run("eval", "--db", ev, "--no-compare", *TINY, "--data", data, "--rule", "Fine?")
+        for db, want in ((sw, ["sweep-clock_hz.png", "sweep-streams.png", "pareto.png", "latency-cdf.png", "area.png",
+                               "utilization.png"]),
+                         (ev, ["latency-cdf.png", "eval-progress.png", "area.png", "utilization.png"])):
+            out = os.path.join(tmp, os.path.basename(db) + "-plots")
+            p = subprocess.run([plot, db, "--out", out], capture_output=True, text=True)
+            expect(p.returncode == 0, f"plot {db}: {p.stderr}")
+            expect(sorted(os.listdir(out)) == sorted(want), f"{db}: wrote {sorted(os.listdir(out))}")
+            for name in want:
+                with open(os.path.join(out, name), "rb") as f:
+                    head = f.read(24)
+                w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+                expect(head[:8] == b"\x89PNG\r\n\x1a\n" and w > 400 and h > 300, f"{name}: not a PNG figure ({w}x{h})")
+        p = subprocess.run([plot, os.path.join(tmp, "none.sqlite")], capture_output=True, text=True)
+        expect(p.returncode != 0 and "none.sqlite: no such database" in p.stderr, f"missing database: {p.stderr!r}")
+
+
 SSM = ["--model", os.path.join(DATA, "tiny-mamba"), "--chip", os.path.join(DATA, "tiny-chip.json")]
 
 
