@@ -3,7 +3,7 @@
  * its own SQLite file, up to --jobs at once, and merge them into one database
  * with a sweep_points table. Points that fail keep their error; the sweep goes
  * on. Exit codes: 0 every point done, 1 some failed, 2 usage or a bad grid. */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
 #include "cli_sweep.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -22,6 +22,8 @@
 
 static const char *HELP =
     "usage: etchsim sweep --grid GRID.json --db OUT.sqlite [--jobs N] [--keep-points]\n"
+    "       etchsim sweep --grid GRID.json --db OUT.sqlite --emit parallel|slurm\n"
+    "       etchsim sweep merge --db OUT.sqlite DIR\n"
     "\n"
     "Run every point of a grid, each as its own `etchsim run` (or `etchsim eval`) process\n"
     "with its own SQLite file, up to N at once, and merge them into OUT.sqlite: the runs\n"
@@ -45,6 +47,12 @@ static const char *HELP =
     "  --db OUT.sqlite      the merged database (a new file)\n"
     "  --jobs N             points run at once (default: the machine's processors)\n"
     "  --keep-points        keep the per-point databases and logs (OUT.sqlite.points/)\n"
+    "  --emit parallel      do not run: write OUT.sqlite.points/jobs.txt, one shell command per\n"
+    "                       point, for GNU parallel (parallel --jobs N < jobs.txt)\n"
+    "  --emit slurm         the same and OUT.sqlite.points/sweep.sbatch, a Slurm array job of\n"
+    "                       one task per point (sbatch --wait sweep.sbatch)\n"
+    "  merge --db OUT DIR   after --emit: merge the points' databases in DIR into OUT; a point\n"
+    "                       without a complete run is failed, with its log's first line\n"
     "  -h, --help           this text\n";
 
 static int usage(const char *msg, const char *arg)
@@ -263,6 +271,75 @@ typedef struct slot {
     double started;
 } slot;
 
+/* Merge the points' databases in dir into out (through out.tmp, renamed when
+ * complete) with a sweep_points row each. status[i]: 1 its process succeeded, 2
+ * it failed; status NULL (runs made elsewhere): a point is done when its
+ * database holds its complete run. wall: seconds per point, or NULL. Prints the
+ * outcome; returns the exit code. */
+static int merge_points(const grid *g, const char *dir, const int *status, const double *wall, const char *out,
+                        double elapsed)
+{
+    es_err e = {0};
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    remove(tmp);
+    es_db *db = NULL;
+    /* a scratch file until renamed: no need to sync each point's commit */
+    if (es_db_open(&db, tmp, &e) || es_db_exec(db, "PRAGMA synchronous = OFF", &e)) {
+        fprintf(stderr, "etchsim sweep: %s\n", e.msg);
+        es_db_close(db);
+        remove(tmp);
+        return 2;
+    }
+    int rc = 0, shown = 0;
+    int64_t done = 0, failed = 0;
+    for (int64_t i = 0; i < g->points && !rc; i++) {
+        char pdb[4200], log[4200];
+        snprintf(pdb, sizeof pdb, "%s/%lld.sqlite", dir, (long long)i);
+        snprintf(log, sizeof log, "%s/%lld.log", dir, (long long)i);
+        point p;
+        if (make_point(g, i, pdb, &p)) {
+            point_free(&p);
+            fprintf(stderr, "etchsim sweep: out of memory\n");
+            rc = 2;
+            break;
+        }
+        int64_t run_id = 0;
+        char *err = NULL;
+        struct stat st;
+        if (status && status[i] != 1) {
+            err = last_line(log);
+        } else if (!status && stat(pdb, &st)) { /* never ran, or failed before opening its database */
+            err = stat(log, &st) == 0 && st.st_size > 0 ? last_line(log) : strdup("no result: the point never ran");
+        } else if (es_db_merge_run(db, pdb, &run_id, &e)) {
+            err = stat(log, &st) == 0 && st.st_size > 0 ? last_line(log) : strdup(e.msg);
+        }
+        err ? failed++ : done++;
+        if (err && shown++ < 10) fprintf(stderr, "  point %lld %s failed: %s\n", (long long)i, p.params, err);
+        if (es_db_put_sweep_point(db, i, p.params, run_id, err, wall ? wall[i] : -1, &e)) {
+            fprintf(stderr, "etchsim sweep: %s\n", e.msg);
+            rc = 2;
+        }
+        free(err);
+        point_free(&p);
+    }
+    es_db_close(db);
+    if (rc) {
+        remove(tmp);
+        return rc;
+    }
+    if (rename(tmp, out)) {
+        fprintf(stderr, "etchsim sweep: %s: cannot move the merged database into place: %s\n", out, strerror(errno));
+        remove(tmp);
+        return 2;
+    }
+    if (shown > 10) fprintf(stderr, "  ... and %d more failed points (sweep_points.error)\n", shown - 10);
+    printf("sweep: %lld points, %lld done, %lld failed", (long long)g->points, (long long)done, (long long)failed);
+    if (elapsed >= 0) printf(", %.1f s", elapsed);
+    printf("; merged into %s (table sweep_points)\n", out);
+    return failed ? 1 : 0;
+}
+
 static int rm_rf_points(const char *dir, int64_t n)
 {
     char p[4200];
@@ -275,7 +352,115 @@ static int rm_rf_points(const char *dir, int64_t n)
     return rmdir(dir);
 }
 
-static int run_sweep(const char *grid_path, const char *out, int jobs, int keep)
+/* shell-quoted: 'it'\''s' */
+static void put_quoted(FILE *f, const char *s)
+{
+    fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '\'') fputs("'\\''", f);
+        else fputc(*s, f);
+    }
+    fputc('\'', f);
+}
+
+/* --emit: the points as a job list (one shell command per line, for GNU parallel)
+ * and, for Slurm, an array script running line SLURM_ARRAY_TASK_ID + 1 of it; the
+ * grid is copied beside them for `etchsim sweep merge`. */
+static int emit_jobs(const grid *g, const char *grid_path, const char *dir, const char *out, int slurm)
+{
+    es_err e = {0};
+    char self[4096], path[4200], adir[4096];
+    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (k <= 0) {
+        fprintf(stderr, "etchsim sweep: cannot find this program's path: %s\n", strerror(errno));
+        return 2;
+    }
+    self[k] = 0;
+    if (!realpath(dir, adir)) {
+        fprintf(stderr, "etchsim sweep: %s: %s\n", dir, strerror(errno));
+        return 2;
+    }
+    char *text;
+    size_t len;
+    if (es_read_file(grid_path, 1 << 20, &text, &len, &e)) {
+        fprintf(stderr, "etchsim sweep: %s\n", e.msg);
+        return 2;
+    }
+    snprintf(path, sizeof path, "%s/grid.json", adir);
+    FILE *f = fopen(path, "w");
+    int bad = !f || fwrite(text, 1, len, f) != len;
+    free(text);
+    if (f && fclose(f)) bad = 1;
+    snprintf(path, sizeof path, "%s/jobs.txt", adir);
+    FILE *j = bad ? NULL : fopen(path, "w");
+    for (int64_t i = 0; j && i < g->points; i++) {
+        char pdb[4200];
+        snprintf(pdb, sizeof pdb, "%s/%lld.sqlite", adir, (long long)i);
+        point p;
+        if (make_point(g, i, pdb, &p)) {
+            point_free(&p);
+            bad = 1;
+            break;
+        }
+        fputs("rm -f ", j); /* a rerun starts afresh */
+        put_quoted(j, pdb);
+        fputs(" && ", j);
+        put_quoted(j, self);
+        for (int a = 1; a < p.argc; a++) {
+            fputc(' ', j);
+            put_quoted(j, p.argv[a]);
+        }
+        fprintf(j, " >/dev/null 2>");
+        snprintf(pdb, sizeof pdb, "%s/%lld.log", adir, (long long)i);
+        put_quoted(j, pdb);
+        fputc('\n', j);
+        point_free(&p);
+    }
+    if (!j || fclose(j)) bad = 1;
+    if (!bad && slurm) {
+        snprintf(path, sizeof path, "%s/sweep.sbatch", adir);
+        FILE *s = fopen(path, "w");
+        if (s) {
+            fprintf(s, "#!/bin/bash\n#SBATCH --job-name=etchsim-sweep\n#SBATCH --array=0-%lld\n#SBATCH --ntasks=1\n",
+                    (long long)g->points - 1);
+            fprintf(s, "#SBATCH --output=%s/%%a.slurm.out\n", adir);
+            fprintf(s, "# one point per array task: line SLURM_ARRAY_TASK_ID + 1 of jobs.txt\n");
+            fprintf(s, "set -euo pipefail\nline=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" ");
+            put_quoted(s, adir);
+            fprintf(s, "/jobs.txt)\nexec bash -c \"$line\"\n");
+        }
+        if (!s || fclose(s)) bad = 1;
+    }
+    if (bad) {
+        fprintf(stderr, "etchsim sweep: %s: cannot write the job files\n", adir);
+        return 2;
+    }
+    printf("wrote %lld jobs to %s/jobs.txt%s. Run them, then merge:\n", (long long)g->points, adir,
+           slurm ? " and the array script sweep.sbatch" : "");
+    if (slurm) printf("  sbatch --wait %s/sweep.sbatch\n", adir);
+    else printf("  parallel --jobs N < %s/jobs.txt\n", adir);
+    printf("  etchsim sweep merge --db %s %s\n", out, adir);
+    return 0;
+}
+
+/* `etchsim sweep merge --db OUT DIR`: the points that ran elsewhere */
+static int merge_dir(const char *out, const char *dir)
+{
+    es_err e = {0};
+    char path[4200];
+    snprintf(path, sizeof path, "%s/grid.json", dir);
+    cJSON *root = NULL;
+    grid g;
+    struct stat st;
+    int rc = 2;
+    if (read_grid(path, &root, &g, &e)) fprintf(stderr, "etchsim sweep merge: %s (is %s a folder written by --emit?)\n", e.msg, dir);
+    else if (stat(out, &st) == 0) fprintf(stderr, "etchsim sweep merge: %s exists; give a new path for the merged database\n", out);
+    else rc = merge_points(&g, dir, NULL, NULL, out, -1);
+    cJSON_Delete(root);
+    return rc;
+}
+
+static int run_sweep(const char *grid_path, const char *out, int jobs, int keep, int emit)
 {
     es_err e = {0};
     cJSON *root = NULL;
@@ -291,15 +476,18 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep)
         cJSON_Delete(root);
         return 2;
     }
-    char dir[4096], tmp[4096];
+    char dir[4096];
     snprintf(dir, sizeof dir, "%s.points", out);
-    snprintf(tmp, sizeof tmp, "%s.tmp", out);
     if (mkdir(dir, 0755) && errno != EEXIST) {
         fprintf(stderr, "etchsim sweep: %s: cannot make the points folder: %s\n", dir, strerror(errno));
         cJSON_Delete(root);
         return 2;
     }
-    remove(tmp);
+    if (emit) {
+        int rc = emit_jobs(&g, grid_path, dir, out, emit == 2);
+        cJSON_Delete(root);
+        return rc;
+    }
     const int64_t n = g.points;
     double *wall = calloc((size_t)n, sizeof *wall);
     int *status = calloc((size_t)n, sizeof *status); /* 0 pending, 1 done, 2 failed */
@@ -375,58 +563,8 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep)
         }
     }
     if (tty) fprintf(stderr, "\r%70s\r", "");
-    /* merge: into OUT.tmp, renamed when complete */
-    es_db *db = NULL;
-    /* a scratch file until renamed: no need to sync each point's commit */
-    if (es_db_open(&db, tmp, &e) || es_db_exec(db, "PRAGMA synchronous = OFF", &e)) {
-        fprintf(stderr, "etchsim sweep: %s\n", e.msg);
-        es_db_close(db);
-        remove(tmp);
-        rc = 2;
-        goto out;
-    }
-    int shown = 0;
-    for (int64_t i = 0; i < n && !rc; i++) {
-        char pdb[4200], log[4200];
-        snprintf(pdb, sizeof pdb, "%s/%lld.sqlite", dir, (long long)i);
-        snprintf(log, sizeof log, "%s/%lld.log", dir, (long long)i);
-        point p;
-        if (make_point(&g, i, pdb, &p)) {
-            point_free(&p);
-            rc = 2;
-            break;
-        }
-        int64_t run_id = 0;
-        char *err = NULL;
-        if (status[i] == 1 && es_db_merge_run(db, pdb, &run_id, &e)) {
-            err = strdup(e.msg);
-            status[i] = 2;
-            done--, failed++;
-        } else if (status[i] != 1) {
-            err = last_line(log);
-        }
-        if (err && shown++ < 10) fprintf(stderr, "  point %lld %s failed: %s\n", (long long)i, p.params, err);
-        if (es_db_put_sweep_point(db, i, p.params, run_id, err, wall[i], &e)) {
-            fprintf(stderr, "etchsim sweep: %s\n", e.msg);
-            rc = 2;
-        }
-        free(err);
-        point_free(&p);
-    }
-    es_db_close(db);
-    if (rc) {
-        remove(tmp);
-        goto out;
-    }
-    if (rename(tmp, out)) {
-        fprintf(stderr, "etchsim sweep: %s: cannot move the merged database into place: %s\n", out, strerror(errno));
-        rc = 2;
-        goto out;
-    }
-    if (shown > 10) fprintf(stderr, "  ... and %d more failed points (sweep_points.error)\n", shown - 10);
-    printf("sweep: %lld points, %lld done, %lld failed, %.1f s; merged into %s (table sweep_points)\n", (long long)n,
-           (long long)done, (long long)failed, now_s() - t0, out);
-    rc = failed ? 1 : 0;
+    rc = merge_points(&g, dir, status, wall, out, now_s() - t0);
+    goto out;
 out:
     for (int s = 0; s < jobs; s++)
         if (slots[s].pid) kill(slots[s].pid, SIGTERM), waitpid(slots[s].pid, NULL, 0);
@@ -440,11 +578,11 @@ out:
 
 int es_cli_sweep(int argc, char **argv)
 {
-    const char *grid_path = NULL, *out = NULL;
+    const char *grid_path = NULL, *out = NULL, *dir = NULL;
     long jobs = sysconf(_SC_NPROCESSORS_ONLN);
-    int keep = 0;
+    int keep = 0, emit = 0, merge = argc > 0 && !strcmp(argv[0], "merge");
     if (jobs < 1) jobs = 1;
-    for (int i = 0; i < argc; i++) {
+    for (int i = merge; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(HELP, stdout);
@@ -463,11 +601,23 @@ int es_cli_sweep(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--keep-points")) {
             keep = 1;
+        } else if (!strcmp(a, "--emit")) {
+            if (!v || (strcmp(v, "parallel") && strcmp(v, "slurm")))
+                return usage("--emit expects parallel or slurm, got", v ? v : "nothing");
+            emit = strcmp(v, "parallel") ? 2 : 1;
+            i++;
+        } else if (merge && a[0] != '-' && !dir) {
+            dir = a;
         } else {
             return usage("unknown option", a);
         }
     }
+    if (merge) {
+        if (!out) return usage("merge: --db is required", NULL);
+        if (!dir) return usage("merge: give the folder the points ran in (OUT.sqlite.points)", NULL);
+        return merge_dir(out, dir);
+    }
     if (!grid_path) return usage("--grid is required", NULL);
     if (!out) return usage("--db is required", NULL);
-    return run_sweep(grid_path, out, (int)jobs, keep);
+    return run_sweep(grid_path, out, (int)jobs, keep, emit);
 }

@@ -654,6 +654,39 @@ def test_sweep():
         expect_error(["sweep", "--db", out], "--grid is required", code=2)
 
 
+def test_sweep_parallel():
+    """--emit parallel writes a job list that GNU parallel runs; `sweep merge` gathers it into a
+    database whose rows equal `etchsim sweep --jobs 2`'s (apart from wall-clock fields), failed
+    point included; a point that never ran is failed, not lost."""
+    if not shutil.which("parallel"):
+        raise AssertionError("GNU parallel is not installed (Debian package parallel; scripts/setup installs it)")
+    with tempfile.TemporaryDirectory() as tmp:
+        g = os.path.join(tmp, "g.json")
+        with open(g, "w") as f:
+            json.dump({"chip": [os.path.join(DATA, "tiny-chip.json")], "model": ["tiny-llama"], "clock_hz": [5e8, 1e9],
+                       "streams": [2, 0], "prompt": [8], "generate": [4]}, f)
+        local, par = os.path.join(tmp, "local.sqlite"), os.path.join(tmp, "par.sqlite")
+        run("sweep", "--grid", g, "--db", local, "--jobs", "2", ok=False)
+        p = run("sweep", "--grid", g, "--db", par, "--emit", "parallel")
+        d = par + ".points"
+        expect(f"parallel --jobs N < {d}/jobs.txt" in p.stdout and not os.path.exists(par), p.stdout)
+        with open(os.path.join(d, "jobs.txt")) as f:
+            expect(len(f.read().splitlines()) == 4, "one job per point")
+        subprocess.run(["parallel", "--will-cite", "--jobs", "2"], stdin=open(os.path.join(d, "jobs.txt")),
+                       capture_output=True, timeout=300)
+        m = run("sweep", "merge", "--db", par, d, ok=False)
+        expect(m.returncode == 1 and "4 points, 2 done, 2 failed" in m.stdout, f"merge: {m.stdout} {m.stderr}")
+        a, b = sweep_rows(local), sweep_rows(par)
+        expect(a == b, "GNU parallel's merged rows differ from the local sweep's")
+        # a point whose job never ran
+        os.remove(os.path.join(d, "0.sqlite"))
+        os.remove(os.path.join(d, "0.log"))
+        run("sweep", "merge", "--db", os.path.join(tmp, "gap.sqlite"), d, ok=False)
+        r = sweep_rows(os.path.join(tmp, "gap.sqlite"))
+        expect(r[0]["status"] == "failed" and "never ran" in r[0]["error"], f"missing point: {r[0]}")
+        expect_error(["sweep", "merge", "--db", os.path.join(tmp, "z.sqlite"), tmp], "grid.json", "--emit", code=2)
+
+
 def test_plot():
     """scripts/plot renders every figure from one sweep database and from one eval database, as
     PNG files; a missing database is one clear error."""

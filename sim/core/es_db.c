@@ -477,7 +477,8 @@ int es_db_put_sweep_point(es_db *db, int64_t point, const char *params, int64_t 
     sqlite3_bind_text(st, 4, error ? "failed" : "done", -1, SQLITE_STATIC);
     if (error) sqlite3_bind_text(st, 5, error, -1, SQLITE_TRANSIENT);
     else sqlite3_bind_null(st, 5);
-    sqlite3_bind_double(st, 6, wall_s);
+    if (wall_s >= 0) sqlite3_bind_double(st, 6, wall_s);
+    else sqlite3_bind_null(st, 6);
     int step = sqlite3_step(st);
     sqlite3_finalize(st);
     return step == SQLITE_DONE ? 0 : db_err(db, "insert sweep_points", e);
