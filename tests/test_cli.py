@@ -687,6 +687,52 @@ def test_sweep_parallel():
         expect_error(["sweep", "merge", "--db", os.path.join(tmp, "z.sqlite"), tmp], "grid.json", "--emit", code=2)
 
 
+def test_sweep_slurm():
+    """--emit slurm writes an array job that a single-node Slurm cluster on this machine
+    (scripts/slurm-local) runs; each task's state is checked (not just an empty queue), and
+    `sweep merge` gives the rows of `etchsim sweep --jobs 2`."""
+    root = os.path.join(ROOT, "scripts", "slurm-local")
+    with tempfile.TemporaryDirectory() as tmp:
+        g = os.path.join(tmp, "g.json")
+        with open(g, "w") as f:
+            json.dump({"chip": [os.path.join(DATA, "tiny-chip.json")], "model": ["tiny-llama"], "clock_hz": [5e8, 1e9],
+                       "streams": [2, 0], "prompt": [8], "generate": [4]}, f)
+        local, sl = os.path.join(tmp, "local.sqlite"), os.path.join(tmp, "slurm.sqlite")
+        run("sweep", "--grid", g, "--db", local, "--jobs", "2", ok=False)
+        run("sweep", "--grid", g, "--db", sl, "--emit", "slurm")
+        d = sl + ".points"
+        cluster = os.path.join(tmp, "cluster")
+        env = dict(os.environ, ETCHSIM_SLURM_PORT=str(20000 + os.getpid() % 20000 // 2 * 2))
+        p = subprocess.run([root, "start", cluster], capture_output=True, text=True, env=env, timeout=120)
+        expect(p.returncode == 0, f"slurm-local start: {p.stderr}")
+        env["SLURM_CONF"] = os.path.join(cluster, "slurm.conf")
+        try:
+            p = subprocess.run(["sbatch", "--parsable", os.path.join(d, "sweep.sbatch")], capture_output=True, text=True,
+                               env=env, timeout=60)
+            expect(p.returncode == 0, f"sbatch: {p.stderr}")
+            job = p.stdout.strip().split(";")[0]
+            deadline = time.time() + 240
+            while True:  # the queue, polled with a limit
+                q = subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True, env=env, timeout=30)
+                if q.returncode == 0 and not q.stdout.strip():
+                    break
+                expect(time.time() < deadline, f"array job {job} still queued after 240 s: {q.stdout}")
+                time.sleep(0.5)
+            # an empty queue is not success: every task's final state
+            info = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True, env=env,
+                                  timeout=30).stdout
+            states = {}
+            for line in info.splitlines():
+                f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+                states[int(f["ArrayTaskId"])] = f["JobState"]
+            expect(states == {0: "COMPLETED", 1: "FAILED", 2: "COMPLETED", 3: "FAILED"}, f"task states {states}")
+        finally:
+            subprocess.run([root, "stop", cluster], capture_output=True, timeout=60)
+        m = run("sweep", "merge", "--db", sl, d, ok=False)
+        expect(m.returncode == 1 and "4 points, 2 done, 2 failed" in m.stdout, f"merge: {m.stdout} {m.stderr}")
+        expect(sweep_rows(local) == sweep_rows(sl), "Slurm's merged rows differ from the local sweep's")
+
+
 def test_plot():
     """scripts/plot renders every figure from one sweep database and from one eval database, as
     PNG files; a missing database is one clear error."""
