@@ -29,6 +29,7 @@
 #include "cli_compare.h"
 #include "cli_budget.h"
 #include "cli_sweep.h"
+#include "cli_opts.h"
 #include "es_stats.h"
 #include "es_trace.h"
 
@@ -130,93 +131,70 @@ int usage_error(const char *cmd, const char *msg, const char *arg)
     return 2;
 }
 
-bool parse_count(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    if (!s || !*s) return false;
-    char *end = nullptr;
-    errno = 0;
-    long long v = std::strtoll(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
 // Returns -1 to continue, else an exit code.
 int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
 {
-    for (int i = 0; i < argc; i++) {
-        std::string a = argv[i];
-        auto val = [&](void) -> const char * { return i + 1 < argc ? argv[++i] : nullptr; };
-        if (a == "-h" || a == "--help") {
-            std::fputs(run ? RUN_HELP : AREA_HELP, stdout);
-            return 0;
-        } else if (a == "--chip") {
-            const char *v = val();
-            if (!v) return usage_error(cmd, "--chip needs a name or path", nullptr);
-            o.chip = v;
-        } else if (a == "--model") {
-            const char *v = val();
-            if (!v) return usage_error(cmd, "--model needs a name or path", nullptr);
-            o.model = v;
-        } else if (a == "--set") {
-            const char *v = val();
-            if (!v || !std::strchr(v, '=')) return usage_error(cmd, "--set needs KEY=VALUE, got", v ? v : "nothing");
+    enum { CHIP, MODEL, SET, JSON, PROMPT, GENERATE, STREAMS, POSITION, DB, ROM, NODB, ROUTING, MODE, TEXT, VOCAB,
+           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, N_OPTS };
+    static const es_opt opts[N_OPTS] = {
+        {"chip", ES_OPT_STR, 0, 0, 0},          {"model", ES_OPT_STR, 0, 0, 0},
+        {"set", ES_OPT_STR, 0, 0, 1},           {"json", ES_OPT_FLAG, 0, 0, 0},
+        {"prompt", ES_OPT_COUNT, 1, 1 << 24, 0}, {"generate", ES_OPT_COUNT, 1, 1 << 24, 0},
+        {"streams", ES_OPT_COUNT, 1, 100000, 0}, {"position", ES_OPT_COUNT, 0, 1 << 24, 0},
+        {"db", ES_OPT_STR, 0, 0, 0},            {"rom", ES_OPT_STR, 0, 0, 0},
+        {"no-db", ES_OPT_FLAG, 0, 0, 0},        {"routing", ES_OPT_STR, 0, 0, 0},
+        {"mode", ES_OPT_STR, 0, 0, 0},          {"text", ES_OPT_TEXT, 0, 0, 0},
+        {"vocab", ES_OPT_STR, 0, 0, 0},         {"weights", ES_OPT_STR, 0, 0, 0},
+        {"recipe", ES_OPT_STR, 0, 0, 0},        {"logits", ES_OPT_STR, 0, 0, 0},
+        {"synthetic", ES_OPT_COUNT, 0, 9.2e18, 0}, {"seed", ES_OPT_COUNT, 0, 9.2e18, 0},
+        {"trace", ES_OPT_STR, 0, 0, 0},         {"trace-window", ES_OPT_STR, 0, 0, 0}};
+    es_optarg *items = nullptr;
+    int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, &items);
+    if (n == -2) {
+        std::fputs(run ? RUN_HELP : AREA_HELP, stdout);
+        return 0;
+    }
+    if (n < 0) return 2;
+    struct Free { es_optarg *p; ~Free() { std::free(p); } } fr{items};
+    for (int k = 0; k < n; k++) {
+        const es_optarg &a = items[k];
+        const char *v = a.val;
+        bool run_only = a.opt != CHIP && a.opt != MODEL && a.opt != SET && a.opt != JSON && a.opt != POSITION;
+        if ((run && a.opt == POSITION) || (!run && run_only))
+            return usage_error(cmd, "unknown option", (std::string("--") + opts[a.opt].name).c_str());
+        switch (a.opt) {
+        case CHIP: o.chip = v; break;
+        case MODEL: o.model = v; break;
+        case SET:
+            if (!std::strchr(v, '=')) return usage_error(cmd, "--set needs KEY=VALUE, got", v);
             o.sets.push_back(v);
-        } else if (a == "--json") {
-            o.json = true;
-        } else if (run && (a == "--prompt" || a == "--generate" || a == "--streams")) {
-            const char *v = val();
-            int64_t *dst = a == "--prompt" ? &o.prompt : a == "--generate" ? &o.gen : &o.streams;
-            int64_t hi = a == "--streams" ? 100000 : (int64_t)1 << 24;
-            if (!parse_count(v, 1, hi, dst)) {
-                std::string msg = a + " expects a whole number from 1 to " + std::to_string(hi) + ", got";
-                return usage_error(cmd, msg.c_str(), v ? v : "nothing");
-            }
-            if (a == "--prompt") o.prompt_given = true;
-        } else if (!run && a == "--position") {
-            const char *v = val();
-            if (!parse_count(v, 0, (int64_t)1 << 24, &o.position))
-                return usage_error(cmd, "--position expects a whole number from 0, got", v ? v : "nothing");
-        } else if (run && a == "--db") {
-            const char *v = val();
-            if (!v || !*v) return usage_error(cmd, "--db needs a path", nullptr);
-            o.db = v;
-        } else if (run && a == "--rom") {
-            const char *v = val();
-            if (!v || !*v) return usage_error(cmd, "--rom needs a path", nullptr);
-            o.rom = v;
-        } else if (run && a == "--no-db") {
-            o.no_db = true;
-        } else if (run && a == "--trace") {
-            const char *v = val();
-            if (!v || !*v) return usage_error(cmd, "--trace needs a path", nullptr);
-            o.trace = v;
-        } else if (run && a == "--trace-window") {
-            const char *v = val();
-            if (!v || es_trace_parse_window(v, &o.trace_start_ns, &o.trace_end_ns))
-                return usage_error(cmd, "--trace-window expects START:END in simulated ns (END >= START >= 0, either may be empty), got",
-                                   v ? v : "nothing");
-        } else if (run && a == "--routing") {
-            const char *v = val();
-            if (!v || !*v) return usage_error(cmd, "--routing needs uniform, zipf:S or replay:FILE", nullptr);
-            o.routing = v;
-        } else if (run && a == "--mode") {
-            const char *v = val();
-            if (!v || (std::strcmp(v, "timing") && std::strcmp(v, "functional")))
-                return usage_error(cmd, "--mode expects timing or functional, got", v ? v : "nothing");
+            break;
+        case JSON: o.json = true; break;
+        case PROMPT: o.prompt = a.num, o.prompt_given = true; break;
+        case GENERATE: o.gen = a.num; break;
+        case STREAMS: o.streams = a.num; break;
+        case POSITION: o.position = a.num; break;
+        case DB: o.db = v; break;
+        case ROM: o.rom = v; break;
+        case NODB: o.no_db = true; break;
+        case ROUTING: o.routing = v; break;
+        case MODE:
+            if (std::strcmp(v, "timing") && std::strcmp(v, "functional"))
+                return usage_error(cmd, "--mode expects timing or functional, got", v);
             o.functional = !std::strcmp(v, "functional");
-        } else if (run && (a == "--text" || a == "--vocab" || a == "--weights" || a == "--recipe" || a == "--logits")) {
-            const char *v = val();
-            if (!v || (a != "--text" && !*v)) return usage_error(cmd, (a + " needs a value").c_str(), nullptr);
-            (a == "--text" ? o.text : a == "--vocab" ? o.vocab : a == "--weights" ? o.weights
-                                     : a == "--recipe" ? o.recipe : o.logits) = v;
-            if (a == "--text") o.have_text = true;
-        } else if (run && (a == "--synthetic" || a == "--seed")) {
-            const char *v = val();
-            if (!parse_count(v, 0, INT64_MAX, a == "--seed" ? &o.seed : &o.synthetic))
-                return usage_error(cmd, (a + " expects a whole number from 0, got").c_str(), v ? v : "nothing");
-        } else {
-            return usage_error(cmd, "unknown option", a.c_str());
+            break;
+        case TEXT: o.text = v, o.have_text = true; break;
+        case VOCAB: o.vocab = v; break;
+        case WEIGHTS: o.weights = v; break;
+        case RECIPE: o.recipe = v; break;
+        case LOGITS: o.logits = v; break;
+        case SYNTHETIC: o.synthetic = a.num; break;
+        case SEED: o.seed = a.num; break;
+        case TRACE: o.trace = v; break;
+        case TRACE_WINDOW:
+            if (es_trace_parse_window(v, &o.trace_start_ns, &o.trace_end_ns))
+                return usage_error(cmd, "--trace-window expects START:END in simulated ns (END >= START >= 0, either may be empty), got", v);
+            break;
         }
     }
     if (!o.functional && (o.have_text || !o.weights.empty() || o.synthetic >= 0 || !o.logits.empty() ||
