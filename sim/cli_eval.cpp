@@ -32,6 +32,7 @@
 #include "es_stats.h"
 #include "es_top.h"
 #include "es_trace.h"
+#include "cli_opts.h"
 #include "es_ctx.h"
 #include "es_tok.h"
 #include "cli_func.h"
@@ -334,22 +335,29 @@ int cmd_dataset(int argc, char **argv)
     const char *out = nullptr;
     long long n = DEMO_RECORDS;
     unsigned long long seed = DEMO_SEED;
+    const char *help = "usage: etchsim dataset demo -o FILE.csv [--records N] [--seed S]\n\n"
+                       "Write the demo dataset: N card transactions (default 10,000) with customer, their usual\n"
+                       "merchant categories, merchant, category, amount, time and location; about 3% anomalous.\n"
+                       "Deterministic from the seed.";
     if (argc >= 1 && (!std::strcmp(argv[0], "-h") || !std::strcmp(argv[0], "--help"))) {
-        std::puts("usage: etchsim dataset demo -o FILE.csv [--records N] [--seed S]\n\n"
-                  "Write the demo dataset: N card transactions (default 10,000) with customer, their usual\n"
-                  "merchant categories, merchant, category, amount, time and location; about 3% anomalous.\n"
-                  "Deterministic from the seed.");
+        std::puts(help);
         return 0;
     }
     if (argc < 1 || std::strcmp(argv[0], "demo")) return usage("dataset: expected 'demo'", argc ? argv[0] : nullptr);
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : nullptr;
-        char *end = nullptr;
-        if (!std::strcmp(argv[i], "-o") && v) out = argv[++i];
-        else if (!std::strcmp(argv[i], "--records") && v && (n = std::strtoll(argv[++i], &end, 10)) > 0 && !*end) {}
-        else if (!std::strcmp(argv[i], "--seed") && v && (seed = std::strtoull(argv[++i], &end, 0), !*end)) {}
-        else return usage("dataset demo: bad option", argv[i]);
+    static const es_opt opts[3] = {{"o", ES_OPT_STR, 0, 0, 0}, {"records", ES_OPT_COUNT, 1, 1e8, 0},
+                                   {"seed", ES_OPT_COUNT, 0, 9.2e18, 0}};
+    es_optarg *items = nullptr;
+    int k = es_opts_parse("dataset", argc - 1, argv + 1, opts, 3, 0, &items);
+    if (k < 0) {
+        if (k == -2) std::puts(help);
+        return k == -2 ? 0 : 2;
     }
+    for (int i = 0; i < k; i++) {
+        if (items[i].opt == 0) out = items[i].val;
+        else if (items[i].opt == 1) n = items[i].num;
+        else seed = (unsigned long long)items[i].num;
+    }
+    std::free(items);
     if (!out) return usage("dataset demo: -o FILE.csv is required", nullptr);
     es_err e{};
     if (es_demo_write(out, n, seed, &e)) {
@@ -365,65 +373,58 @@ namespace {
 // -1 to go on, else the exit code.
 int parse_opts(int argc, char **argv, Opts &o)
 {
-    for (int i = 0; i < argc; i++) {
-        std::string a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : nullptr;
-        auto need = [&](void) -> const char * {
-            if (!v) return nullptr;
-            i++;
-            return v;
-        };
-        if (a == "-h" || a == "--help") {
-            std::fputs(HELP, stdout);
-            return 0;
-        } else if (a == "--rule") {
-            if (!need()) return usage("--rule needs TEXT", nullptr);
-            o.rule = v;
-            o.have_rule = true;
-        } else if (a == "--rule-file") {
-            if (!need()) return usage("--rule-file needs a path", nullptr);
-            o.rule_file = v;
-            o.have_rule = true;
-        } else if (a == "--data") {
-            if (!need() || !*v) return usage("--data needs a path", nullptr);
-            o.data = v;
-        } else if (a == "--template") {
-            if (!need()) return usage("--template needs a path", nullptr);
-            o.tmpl = v;
-        } else if (a == "--vocab") {
-            if (!need() || !*v) return usage("--vocab needs a path", nullptr);
-            o.vocab = v;
-        } else if (a == "--max-new-tokens" || a == "--records") {
-            char *end = nullptr;
-            long long n = need() ? std::strtoll(v, &end, 10) : 0;
-            if (!v || !end || *end || n < 1 || n > (a == "--records" ? 100000000LL : 4096LL))
-                return usage((a + " expects a whole number from 1 to " + (a == "--records" ? "100000000" : "4096") +
-                              ", got").c_str(), v ? v : "nothing");
-            (a == "--records" ? o.records : o.max_new) = n;
-        } else if (a == "--policy") {
-            if (!need() || (std::strcmp(v, "fcfs") && std::strcmp(v, "spf")))
-                return usage("--policy expects fcfs or spf, got", v ? v : "nothing");
+    enum { RULE, RULE_FILE, DATA, TEMPLATE, VOCAB, MAX_NEW, RECORDS, POLICY, NO_SHARING, NO_COMPARE, CHIP, MODEL, DB, ROM,
+           WEIGHTS, RECIPE, MODE, SYNTHETIC, LABELS, SET, TRACE, TRACE_WINDOW, NODB, JSON, N_OPTS };
+    static const es_opt opts[N_OPTS] = {
+        {"rule", ES_OPT_TEXT, 0, 0, 0},          {"rule-file", ES_OPT_STR, 0, 0, 0},
+        {"data", ES_OPT_STR, 0, 0, 0},           {"template", ES_OPT_STR, 0, 0, 0},
+        {"vocab", ES_OPT_STR, 0, 0, 0},          {"max-new-tokens", ES_OPT_COUNT, 1, 4096, 0},
+        {"records", ES_OPT_COUNT, 1, 1e8, 0},    {"policy", ES_OPT_STR, 0, 0, 0},
+        {"no-prefix-sharing", ES_OPT_FLAG, 0, 0, 0}, {"no-compare", ES_OPT_FLAG, 0, 0, 0},
+        {"chip", ES_OPT_STR, 0, 0, 0},           {"model", ES_OPT_STR, 0, 0, 0},
+        {"db", ES_OPT_STR, 0, 0, 0},             {"rom", ES_OPT_STR, 0, 0, 0},
+        {"weights", ES_OPT_STR, 0, 0, 0},        {"recipe", ES_OPT_STR, 0, 0, 0},
+        {"mode", ES_OPT_STR, 0, 0, 0},           {"synthetic", ES_OPT_COUNT, 0, 9.2e18, 0},
+        {"labels", ES_OPT_STR, 0, 0, 0},         {"set", ES_OPT_STR, 0, 0, 1},
+        {"trace", ES_OPT_STR, 0, 0, 0},          {"trace-window", ES_OPT_STR, 0, 0, 0},
+        {"no-db", ES_OPT_FLAG, 0, 0, 0},         {"json", ES_OPT_FLAG, 0, 0, 0}};
+    es_optarg *items = nullptr;
+    int n = es_opts_parse("eval", argc, argv, opts, N_OPTS, 0, &items);
+    if (n == -2) {
+        std::fputs(HELP, stdout);
+        return 0;
+    }
+    if (n < 0) return 2;
+    struct Free { es_optarg *p; ~Free() { std::free(p); } } fr{items};
+    for (int k = 0; k < n; k++) {
+        const char *v = items[k].val;
+        switch (items[k].opt) {
+        case RULE: o.rule = v, o.have_rule = true; break;
+        case RULE_FILE: o.rule_file = v, o.have_rule = true; break;
+        case DATA: o.data = v; break;
+        case TEMPLATE: o.tmpl = v; break;
+        case VOCAB: o.vocab = v; break;
+        case MAX_NEW: o.max_new = items[k].num; break;
+        case RECORDS: o.records = items[k].num; break;
+        case POLICY:
+            if (std::strcmp(v, "fcfs") && std::strcmp(v, "spf")) return usage("--policy expects fcfs or spf, got", v);
             o.policy = std::strcmp(v, "spf") ? ES_POLICY_FCFS : ES_POLICY_SPF;
-        } else if (a == "--no-prefix-sharing") {
-            o.sharing = false;
-        } else if (a == "--no-compare") {
-            o.compare = false;
-        } else if (a == "--chip" || a == "--model" || a == "--db" || a == "--rom" || a == "--weights" || a == "--recipe") {
-            if (!need() || !*v) return usage((a + " needs a value").c_str(), nullptr);
-            (a == "--chip" ? o.chip : a == "--model" ? o.model : a == "--db" ? o.db : a == "--rom" ? o.rom
-                             : a == "--weights" ? o.weights : o.recipe) = v;
-        } else if (a == "--mode") {
-            if (!need() || (std::strcmp(v, "timing") && std::strcmp(v, "functional")))
-                return usage("--mode expects timing or functional, got", v ? v : "nothing");
+            break;
+        case NO_SHARING: o.sharing = false; break;
+        case NO_COMPARE: o.compare = false; break;
+        case CHIP: o.chip = v; break;
+        case MODEL: o.model = v; break;
+        case DB: o.db = v; break;
+        case ROM: o.rom = v; break;
+        case WEIGHTS: o.weights = v; break;
+        case RECIPE: o.recipe = v; break;
+        case MODE:
+            if (std::strcmp(v, "timing") && std::strcmp(v, "functional"))
+                return usage("--mode expects timing or functional, got", v);
             o.functional = !std::strcmp(v, "functional");
-        } else if (a == "--synthetic") {
-            char *end = nullptr;
-            long long n = need() ? std::strtoll(v, &end, 10) : -1;
-            if (!v || !end || *end || n < 0 || !std::isdigit((unsigned char)*v))
-                return usage("--synthetic expects a seed (a whole number from 0), got", v ? v : "nothing");
-            o.synthetic = n;
-        } else if (a == "--labels") {
-            if (!need() || !*v) return usage("--labels needs A,B,...", nullptr);
+            break;
+        case SYNTHETIC: o.synthetic = items[k].num; break;
+        case LABELS: {
             o.labels.clear();
             std::string l = v;
             for (size_t at = 0; at <= l.size();) {
@@ -435,22 +436,20 @@ int parse_opts(int argc, char **argv, Opts &o)
                 o.labels.push_back(one);
                 at = c + 1;
             }
-        } else if (a == "--set") {
-            if (!need() || !std::strchr(v, '=')) return usage("--set needs KEY=VALUE, got", v ? v : "nothing");
+            break;
+        }
+        case SET:
+            if (!std::strchr(v, '=')) return usage("--set needs KEY=VALUE, got", v);
             o.sets.push_back(v);
-        } else if (a == "--trace") {
-            if (!need() || !*v) return usage("--trace needs a path", nullptr);
-            o.trace = v;
-        } else if (a == "--trace-window") {
-            if (!need() || es_trace_parse_window(v, &o.trace_start_ns, &o.trace_end_ns))
+            break;
+        case TRACE: o.trace = v; break;
+        case TRACE_WINDOW:
+            if (es_trace_parse_window(v, &o.trace_start_ns, &o.trace_end_ns))
                 return usage("--trace-window expects START:END in simulated ns (END >= START >= 0, either may be empty), got",
-                             v ? v : "nothing");
-        } else if (a == "--no-db") {
-            o.no_db = true;
-        } else if (a == "--json") {
-            o.json = true;
-        } else {
-            return usage("unknown option", a.c_str());
+                             v);
+            break;
+        case NODB: o.no_db = true; break;
+        case JSON: o.json = true; break;
         }
     }
     if (!o.functional && (!o.weights.empty() || o.synthetic >= 0 || !o.recipe.empty()))

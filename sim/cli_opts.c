@@ -50,7 +50,14 @@ int es_opts_parse(const char *cmd, int argc, char **argv, const es_opt *opts, in
         fprintf(stderr, "etchsim %s: out of memory\n", cmd);
         goto done;
     }
+    char shorts[64] = ":h"; /* one-letter names are short options too: -o FILE */
     for (int i = 0; i < n; i++) {
+        if (opts[i].name[0] && !opts[i].name[1] && strlen(shorts) < sizeof shorts - 3) {
+            size_t l = strlen(shorts);
+            shorts[l] = opts[i].name[0];
+            shorts[l + 1] = opts[i].kind == ES_OPT_FLAG ? 0 : ':';
+            shorts[l + 2] = 0;
+        }
         lo[i].name = opts[i].name;
         lo[i].has_arg = opts[i].kind == ES_OPT_FLAG ? no_argument : required_argument;
         lo[i].val = 1000 + i;
@@ -63,16 +70,21 @@ int es_opts_parse(const char *cmd, int argc, char **argv, const es_opt *opts, in
     opterr = 0;
     int c, longidx;
     /* ":": report a missing value; positional arguments are permuted to the end, in order */
-    while ((c = getopt_long(argc + 1, av, ":h", lo, &longidx)) != -1) {
+    while ((c = getopt_long(argc + 1, av, shorts, lo, &longidx)) != -1) {
         if (c == 'h') {
             rc = -2;
             goto done;
         }
         const char *word = av[optind - 1];
+        for (int i = 0; i < n && c < 1000 && c != '?' && c != ':'; i++) /* a short option: its table index */
+            if (opts[i].name[0] == c && !opts[i].name[1]) c = 1000 + i;
         if (c == '?' || c == ':') {
-            const char *bad = optopt >= 1000 ? opts[optopt - 1000].name : NULL;
+            int oi = optopt >= 1000 ? optopt - 1000 : -1;
+            for (int i = 0; i < n && oi < 0 && optopt > 0; i++)
+                if (opts[i].name[0] == optopt && !opts[i].name[1]) oi = i;
+            const char *bad = oi >= 0 ? opts[oi].name : NULL;
             if (c == ':' && bad) {
-                snprintf(msg, sizeof msg, "--%s needs a value", bad);
+                snprintf(msg, sizeof msg, "%s%s needs a value", bad[1] ? "--" : "-", bad);
                 es_opt_usage(cmd, msg, NULL);
             } else {
                 es_opt_usage(cmd, "unknown option", word);
