@@ -1,6 +1,7 @@
 /* cli_rom: `etchsim rom build|inspect|verify` and `run --rom` (see cli_rom.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "cli_rom.h"
+#include "cli_opts.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -59,33 +60,60 @@ static int wsrc_rows(void *arg, int tensor, int64_t row, float *out, es_err *e)
 
 static int cmd_build(int argc, char **argv)
 {
-    const char *model = "llama-3.1-8b", *chip = "hc1-class", *recipe = "hc1-mix", *out = NULL, *seed_s = NULL;
+    const char *model = "llama-3.1-8b", *chip = "hc1-class", *recipe = "hc1-mix", *out = NULL;
     const char *weights = NULL;
     es_wsrc_opts wo = {-1, -1};
+    enum { MODEL, CHIP, RECIPE, SYNTHETIC, WEIGHTS, ROPE, NIBBLES, OUT, OUTPUT, SET, THREADS, N_OPTS };
+    static const es_opt opts[N_OPTS] = {
+        {"model", ES_OPT_STR, 0, 0, 0},   {"chip", ES_OPT_STR, 0, 0, 0},      {"recipe", ES_OPT_STR, 0, 0, 0},
+        {"synthetic", ES_OPT_COUNT, 0, 9.2e18, 0}, {"weights", ES_OPT_STR, 0, 0, 0},
+        {"rope-rows", ES_OPT_STR, 0, 0, 0}, {"nibbles", ES_OPT_STR, 0, 0, 0}, {"o", ES_OPT_STR, 0, 0, 0},
+        {"output", ES_OPT_STR, 0, 0, 0},  {"set", ES_OPT_STR, 0, 0, 1},       {"threads", ES_OPT_COUNT, 1, 1024, 0}};
+    es_optarg *items = NULL;
+    int n_items = es_opts_parse("rom build", argc, argv, opts, N_OPTS, 0, &items);
+    if (n_items < 0) return 2; /* --help was handled by es_cli_rom */
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
-    int n_sets = 0, threads = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--model") && v) model = argv[++i];
-        else if (!strcmp(a, "--chip") && v) chip = argv[++i];
-        else if (!strcmp(a, "--recipe") && v) recipe = argv[++i];
-        else if (!strcmp(a, "--synthetic") && v) seed_s = argv[++i];
-        else if (!strcmp(a, "--weights") && v) weights = argv[++i];
-        else if (!strcmp(a, "--rope-rows") && v && (!strcmp(v, "halves") || !strcmp(v, "pairs"))) {
-            wo.rope_rows = !strcmp(argv[++i], "pairs") ? ES_ROPE_PAIRS : ES_ROPE_HALVES;
-        } else if (!strcmp(a, "--nibbles") && v && (!strcmp(v, "split") || !strcmp(v, "interleaved"))) {
-            wo.nibbles = !strcmp(argv[++i], "interleaved") ? ES_NIB_INTERLEAVED : ES_NIB_SPLIT;
+    int n_sets = 0, threads = 0, have_seed = 0;
+    unsigned long long seed = 0;
+    for (int k = 0; k < n_items; k++) {
+        const char *v = items[k].val;
+        switch (items[k].opt) {
+        case MODEL: model = v; break;
+        case CHIP: chip = v; break;
+        case RECIPE: recipe = v; break;
+        case SYNTHETIC: seed = (unsigned long long)items[k].num, have_seed = 1; break;
+        case WEIGHTS: weights = v; break;
+        case ROPE:
+        case NIBBLES: {
+            int rope = items[k].opt == ROPE;
+            const char *x = rope ? "halves" : "split", *y = rope ? "pairs" : "interleaved";
+            if (strcmp(v, x) && strcmp(v, y)) {
+                free(sets);
+                free(items);
+                fprintf(stderr, "etchsim rom build: --%s expects %s or %s, got %s\nTry 'etchsim rom --help'.\n",
+                        rope ? "rope-rows" : "nibbles", x, y, v);
+                return 2;
+            }
+            if (rope) wo.rope_rows = strcmp(v, "pairs") ? ES_ROPE_HALVES : ES_ROPE_PAIRS;
+            else wo.nibbles = strcmp(v, "interleaved") ? ES_NIB_SPLIT : ES_NIB_INTERLEAVED;
+            break;
         }
-        else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v) out = argv[++i];
-        else if (!strcmp(a, "--set") && v && strchr(v, '=')) sets[n_sets++] = argv[++i];
-        else if (!strcmp(a, "--threads") && v) threads = atoi(argv[++i]);
-        else { free(sets); return usage("build: unknown or incomplete option", a); }
+        case OUT:
+        case OUTPUT: out = v; break;
+        case SET:
+            if (!strchr(v, '=')) {
+                free(sets);
+                free(items);
+                return usage("build: --set needs KEY=VALUE, got", v);
+            }
+            sets[n_sets++] = v;
+            break;
+        case THREADS: threads = (int)items[k].num; break;
+        }
     }
+    free(items);
     if (!out) { free(sets); return usage("build: -o FILE is required", NULL); }
-    char *end = NULL;
-    errno = 0;
-    unsigned long long seed = seed_s ? strtoull(seed_s, &end, 0) : 0;
-    if (!!seed_s == !!weights || (seed_s && (errno || !end || *end || !*seed_s))) {
+    if (have_seed == !!weights) {
         free(sets);
         return usage("build: give one of --synthetic SEED (a whole number) or --weights PATH", NULL);
     }
@@ -145,13 +173,18 @@ static int cmd_inspect(int argc, char **argv)
 {
     const char *path = NULL;
     int json = 0, banks = 0, tensors = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--banks")) banks = 1;
-        else if (!strcmp(argv[i], "--tensors")) tensors = 1;
-        else if (argv[i][0] != '-' && !path) path = argv[i];
-        else return usage("inspect: unknown option", argv[i]);
+    static const es_opt opts[3] = {{"json", ES_OPT_FLAG, 0, 0, 0}, {"banks", ES_OPT_FLAG, 0, 0, 0},
+                                   {"tensors", ES_OPT_FLAG, 0, 0, 0}};
+    es_optarg *items = NULL;
+    int n = es_opts_parse("rom inspect", argc, argv, opts, 3, 1, &items);
+    if (n < 0) return 2;
+    for (int k = 0; k < n; k++) {
+        if (items[k].opt == 0) json = 1;
+        else if (items[k].opt == 1) banks = 1;
+        else if (items[k].opt == 2) tensors = 1;
+        else path = items[k].val;
     }
+    free(items);
     if (!path) return usage("inspect: FILE is required", NULL);
     es_rom_image img;
     es_err e;
