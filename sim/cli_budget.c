@@ -14,6 +14,7 @@
 #include "es_db.h"
 #include "es_err.h"
 #include "es_fs.h"
+#include "cli_opts.h"
 
 static const char *HELP =
     "usage: etchsim budget check --db FILE --budgets B.json [--run ID]\n"
@@ -53,18 +54,6 @@ static int fail(const es_err *e)
 {
     fprintf(stderr, "etchsim budget: %s\n", e->msg);
     return 2;
-}
-
-/* a run id: a whole number from 1 */
-static int parse_id(const char *s, int64_t *out)
-{
-    if (!s || *s < '1' || *s > '9') return -1;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end) return -1;
-    *out = v;
-    return 0;
 }
 
 typedef struct row {
@@ -167,24 +156,26 @@ typedef struct opts {
 static int parse(int argc, char **argv, opts *o)
 {
     memset(o, 0, sizeof *o);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
-        const char **dst = !strcmp(a, "--db") ? &o->db : !strcmp(a, "--budgets") ? &o->budgets
-                         : !strcmp(a, "--baseline-db") ? &o->baseline_db : !strcmp(a, "--junit") ? &o->junit : NULL;
-        int64_t *id = !strcmp(a, "--run") ? &o->run : !strcmp(a, "--baseline") ? &o->baseline : NULL;
-        if (!dst && !id) return usage("unknown option", a);
-        if (!v || !*v) return usage(a, "needs a value");
-        if (dst && *dst) return usage(a, "given twice");
-        if (id && *id) return usage(a, "given twice");
-        if (id && parse_id(v, id)) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "%s expects a run id (a whole number from 1), got", a);
-            return usage(msg, v);
+    enum { DB, BUDGETS, BASELINE_DB, JUNIT, RUN, BASELINE, N_OPTS };
+    static const es_opt defs[N_OPTS] = {{"db", ES_OPT_STR, 0, 0, 0},          {"budgets", ES_OPT_STR, 0, 0, 0},
+                                        {"baseline-db", ES_OPT_STR, 0, 0, 0}, {"junit", ES_OPT_STR, 0, 0, 0},
+                                        {"run", ES_OPT_COUNT, 1, 9.2e18, 0},  {"baseline", ES_OPT_COUNT, 1, 9.2e18, 0}};
+    es_optarg *items = NULL;
+    int n = es_opts_parse("budget check", argc - 1, argv + 1, defs, N_OPTS, 0, &items);
+    if (n == -2) return 1;
+    if (n < 0) return 2;
+    for (int k = 0; k < n; k++) {
+        const char *v = items[k].val;
+        switch (items[k].opt) {
+        case DB: o->db = v; break;
+        case BUDGETS: o->budgets = v; break;
+        case BASELINE_DB: o->baseline_db = v; break;
+        case JUNIT: o->junit = v; break;
+        case RUN: o->run = items[k].num; break;
+        case BASELINE: o->baseline = items[k].num; break;
         }
-        if (dst) *dst = v;
-        i++;
     }
+    free(items);
     if (!o->db) return usage("--db is required", NULL);
     if (!o->budgets) return usage("--budgets is required", NULL);
     if (o->baseline && o->baseline_db) return usage("give --baseline or --baseline-db, not both", NULL);

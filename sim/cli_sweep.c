@@ -19,6 +19,7 @@
 #include "es_db.h"
 #include "es_err.h"
 #include "es_fs.h"
+#include "cli_opts.h"
 
 static const char *HELP =
     "usage: etchsim sweep --grid GRID.json --db OUT.sqlite [--jobs N] [--keep-points]\n"
@@ -582,39 +583,39 @@ int es_cli_sweep(int argc, char **argv)
     long jobs = sysconf(_SC_NPROCESSORS_ONLN);
     int keep = 0, emit = 0, merge = argc > 0 && !strcmp(argv[0], "merge");
     if (jobs < 1) jobs = 1;
-    for (int i = merge; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(HELP, stdout);
-            return 0;
-        } else if (!strcmp(a, "--grid") || !strcmp(a, "--db")) {
-            if (!v || !*v) return usage(a, "needs a path");
-            *(!strcmp(a, "--grid") ? &grid_path : &out) = v;
-            i++;
-        } else if (!strcmp(a, "--jobs")) {
-            char *end;
-            errno = 0;
-            long j = v ? strtol(v, &end, 10) : 0;
-            if (!v || *v < '1' || *v > '9' || errno || *end || j > 1024)
-                return usage("--jobs expects a whole number from 1 to 1024, got", v ? v : "nothing");
-            jobs = j;
-            i++;
-        } else if (!strcmp(a, "--keep-points")) {
-            keep = 1;
-        } else if (!strcmp(a, "--emit")) {
-            if (!v || (strcmp(v, "parallel") && strcmp(v, "slurm")))
-                return usage("--emit expects parallel or slurm, got", v ? v : "nothing");
+    enum { GRID, DB, JOBS, KEEP, EMIT, N_OPTS };
+    static const es_opt defs[N_OPTS] = {{"grid", ES_OPT_STR, 0, 0, 0}, {"db", ES_OPT_STR, 0, 0, 0},
+                                        {"jobs", ES_OPT_COUNT, 1, 1024, 0}, {"keep-points", ES_OPT_FLAG, 0, 0, 0},
+                                        {"emit", ES_OPT_STR, 0, 0, 0}};
+    es_optarg *items = NULL;
+    int n = es_opts_parse(merge ? "sweep merge" : "sweep", argc - merge, argv + merge, defs, N_OPTS, merge, &items);
+    if (n == -2) {
+        fputs(HELP, stdout);
+        return 0;
+    }
+    if (n < 0) return 2;
+    for (int k = 0; k < n; k++) {
+        const char *v = items[k].val;
+        switch (items[k].opt) {
+        case GRID: grid_path = v; break;
+        case DB: out = v; break;
+        case JOBS: jobs = (long)items[k].num; break;
+        case KEEP: keep = 1; break;
+        case EMIT:
+            if (strcmp(v, "parallel") && strcmp(v, "slurm")) {
+                free(items);
+                return usage("--emit expects parallel or slurm, got", v);
+            }
             emit = strcmp(v, "parallel") ? 2 : 1;
-            i++;
-        } else if (merge && a[0] != '-' && !dir) {
-            dir = a;
-        } else {
-            return usage("unknown option", a);
+            break;
+        default: dir = v; break; /* merge: the folder */
         }
     }
+    free(items);
     if (merge) {
         if (!out) return usage("merge: --db is required", NULL);
         if (!dir) return usage("merge: give the folder the points ran in (OUT.sqlite.points)", NULL);
+        if (grid_path || emit || keep) return usage("merge: takes --db OUT and the folder only", NULL);
         return merge_dir(out, dir);
     }
     if (!grid_path) return usage("--grid is required", NULL);

@@ -487,7 +487,7 @@ def test_budget():
         bad('{"tokens_per_s": {"max_regress_pct": 2}}', "needs a baseline")
         bad('{"tokens_per_s": {"min": 1, "better": "up"}}', "'better'", "higher")
         expect_error(["budget", "check", "--db", ok, "--budgets", budgets, "--run", "9"], "ok.sqlite", "no run 9", code=2)
-        expect_error(["budget", "check", "--db", ok, "--budgets", budgets, "--run", "x"], "--run", "run id", code=2)
+        expect_error(["budget", "check", "--db", ok, "--budgets", budgets, "--run", "x"], "--run", "whole number", code=2)
         con = sqlite3.connect(ok)
         con.execute("INSERT INTO runs(started_utc, status, version, command, chip, model) "
                     "VALUES('2026-01-01T00:00:00Z', 'running', '0', 'run', 'c', 'm')")
