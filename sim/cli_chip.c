@@ -9,6 +9,7 @@
  * Every derived number's "source" says how it was derived. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli_chip.h"
+#include "cli_opts.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -102,23 +103,26 @@ int es_cli_chip(int argc, char **argv)
     if (strcmp(argv[0], "derive")) return usage("expected 'derive', got", argv[0]);
     const char *model = NULL, *like = "hc1-class", *out = NULL, *name = NULL;
     double area = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(HELP, stdout); return 0; }
-        if (!v) return usage("option needs a value:", a);
-        i++;
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--like")) like = v;
-        else if (!strcmp(a, "-o")) out = v;
-        else if (!strcmp(a, "--name")) name = v;
-        else if (!strcmp(a, "--area")) {
-            char *end;
-            errno = 0;
-            area = strtod(v, &end);
-            if (errno || *end || !(*v >= '0' && *v <= '9') || !(area > 0 && area < 1e6))
-                return usage("--area expects a positive number of mm2, got", v);
-        } else return usage("unknown option", a);
+    static const es_opt opts[5] = {{"model", ES_OPT_STR, 0, 0, 0}, {"like", ES_OPT_STR, 0, 0, 0}, {"o", ES_OPT_STR, 0, 0, 0},
+                                   {"name", ES_OPT_STR, 0, 0, 0},  {"area", ES_OPT_REAL, 1e-3, 1e6, 0}};
+    es_optarg *items = NULL;
+    int n = es_opts_parse("chip derive", argc - 1, argv + 1, opts, 5, 0, &items);
+    if (n == -2) {
+        fputs(HELP, stdout);
+        return 0;
     }
+    if (n < 0) return 2;
+    for (int k = 0; k < n; k++) {
+        const char *v = items[k].val;
+        switch (items[k].opt) {
+        case 0: model = v; break;
+        case 1: like = v; break;
+        case 2: out = v; break;
+        case 3: name = v; break;
+        case 4: area = items[k].real; break;
+        }
+    }
+    free(items);
     if (!model) return usage("--model is required", NULL);
     es_err e = {{0}};
     es_model m, ref;

@@ -5,6 +5,7 @@
  * one user at 1k/1k, and the KV (or state) capacity at rule-evaluation sizes. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli_compare.h"
+#include "cli_opts.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -94,21 +95,34 @@ int es_cli_compare(int argc, char **argv)
     const char *pairs[16];
     int n_pairs = 0, json = 0;
     const char *prompt = "1024", *gen = "1024", *eprompt = "150", *egen = "4";
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(HELP, stdout); return 0; }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (!v) return usage("option needs a value:", a);
-        i++;
-        if (!strcmp(a, "--pair")) {
-            if (!strchr(v, ':') || n_pairs == 16) return usage("--pair expects MODEL:CHIP (at most 16), got", v);
-            pairs[n_pairs++] = v;
-        } else if (!strcmp(a, "--prompt")) prompt = v;
-        else if (!strcmp(a, "--generate")) gen = v;
-        else if (!strcmp(a, "--eval-prompt")) eprompt = v;
-        else if (!strcmp(a, "--eval-generate")) egen = v;
-        else return usage("unknown option", a);
+    static const es_opt opts[6] = {{"json", ES_OPT_FLAG, 0, 0, 0},           {"pair", ES_OPT_STR, 0, 0, 1},
+                                   {"prompt", ES_OPT_COUNT, 1, 1 << 24, 0},   {"generate", ES_OPT_COUNT, 1, 1 << 24, 0},
+                                   {"eval-prompt", ES_OPT_COUNT, 1, 1 << 24, 0}, {"eval-generate", ES_OPT_COUNT, 1, 1 << 24, 0}};
+    es_optarg *items = NULL;
+    int n = es_opts_parse("compare", argc, argv, opts, 6, 0, &items);
+    if (n == -2) {
+        fputs(HELP, stdout);
+        return 0;
     }
+    if (n < 0) return 2;
+    for (int k = 0; k < n; k++) {
+        const char *v = items[k].val;
+        switch (items[k].opt) {
+        case 0: json = 1; break;
+        case 1:
+            if (!strchr(v, ':') || n_pairs == 16) {
+                free(items);
+                return usage("--pair expects MODEL:CHIP (at most 16), got", v);
+            }
+            pairs[n_pairs++] = v;
+            break;
+        case 2: prompt = v; break; /* validated as counts; passed on as given */
+        case 3: gen = v; break;
+        case 4: eprompt = v; break;
+        case 5: egen = v; break;
+        }
+    }
+    free(items);
     if (!n_pairs)
         for (int i = 0; i < 3; i++) pairs[n_pairs++] = defaults[i];
     cJSON *rows = cJSON_CreateArray();

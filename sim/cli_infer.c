@@ -5,9 +5,8 @@
  * next position. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli_infer.h"
+#include "cli_opts.h"
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,29 +49,6 @@ static int usage(const char *msg, const char *arg)
     return 2;
 }
 
-/* A whole number in [lo, hi], decimal digits only. */
-static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    if (!s || !*s || (*s != '-' && (*s < '0' || *s > '9'))) return -1;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_num(const char *s, double lo, double hi, double *out)
-{
-    if (!s || !*s || !(*s == '.' || *s == '-' || (*s >= '0' && *s <= '9'))) return -1;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || !(v >= lo && v <= hi)) return -1;
-    *out = v;
-    return 0;
-}
-
 static cJSON *ids_json(const int32_t *ids, int64_t n)
 {
     cJSON *a = cJSON_CreateArray();
@@ -82,50 +58,53 @@ static cJSON *ids_json(const int32_t *ids, int64_t n)
 
 int es_cli_infer(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"text", required_argument, 0, 't'},
-        {"generate", required_argument, 0, 'g'}, {"weights", required_argument, 0, 'w'},
-        {"synthetic", required_argument, 0, 'S'}, {"rope-rows", required_argument, 0, 'r'},
-        {"vocab", required_argument, 0, 'v'}, {"temperature", required_argument, 0, 'T'},
-        {"top-k", required_argument, 0, 'k'}, {"top-p", required_argument, 0, 'p'},
-        {"seed", required_argument, 0, 's'}, {"ignore-eos", no_argument, 0, 'E'},
-        {"logits", required_argument, 0, 'l'}, {"json", no_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    enum { MODEL, TEXT, GENERATE, WEIGHTS, SYNTHETIC, ROPE, VOCAB, TEMP, TOPK, TOPP, SEED, IGNORE_EOS, LOGITS, JSON, N_OPTS };
+    static const es_opt opts[N_OPTS] = {
+        {"model", ES_OPT_STR, 0, 0, 0},         {"text", ES_OPT_TEXT, 0, 0, 0},
+        {"generate", ES_OPT_COUNT, 0, 65536, 0}, {"weights", ES_OPT_STR, 0, 0, 0},
+        {"synthetic", ES_OPT_COUNT, 0, 9.2e18, 0}, {"rope-rows", ES_OPT_STR, 0, 0, 0},
+        {"vocab", ES_OPT_STR, 0, 0, 0},         {"temperature", ES_OPT_REAL, 0, 100, 0},
+        {"top-k", ES_OPT_COUNT, 0, 1 << 24, 0}, {"top-p", ES_OPT_REAL, 1e-9, 1, 0},
+        {"seed", ES_OPT_COUNT, 0, 9.2e18, 0},   {"ignore-eos", ES_OPT_FLAG, 0, 0, 0},
+        {"logits", ES_OPT_STR, 0, 0, 0},        {"json", ES_OPT_FLAG, 0, 0, 0}};
     const char *model = NULL, *text = NULL, *weights = NULL, *vocab = NULL, *logits_path = NULL;
     int64_t gen = 16, seed = 1, synth = -1, top_k = 0;
     double temp = 0, top_p = 1;
-    int json = 0, ignore_eos = 0, rope_rows = -1, c;
-    optind = 0;
-    opterr = 0;
-    /* argv[0] is the first option here: getopt skips argv[0], so step back one */
-    argv--;
-    argc++;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model = optarg; break;
-        case 't': text = optarg; break;
-        case 'g': if (parse_i64(optarg, 0, 65536, &gen)) return usage("--generate expects a whole number from 0 to 65536, got", optarg); break;
-        case 'w': weights = optarg; break;
-        case 'S': if (parse_i64(optarg, 0, INT64_MAX, &synth)) return usage("--synthetic expects a seed (a whole number), got", optarg); break;
-        case 'r':
-            if (!strcmp(optarg, "halves")) rope_rows = ES_ROPE_HALVES;
-            else if (!strcmp(optarg, "pairs")) rope_rows = ES_ROPE_PAIRS;
-            else return usage("--rope-rows expects halves or pairs, got", optarg);
+    int json = 0, ignore_eos = 0, rope_rows = -1;
+    es_optarg *items = NULL;
+    int n_items = es_opts_parse("infer", argc, argv, opts, N_OPTS, 0, &items);
+    if (n_items == -2) {
+        fputs(HELP, stdout);
+        return 0;
+    }
+    if (n_items < 0) return 2;
+    for (int k = 0; k < n_items; k++) {
+        const char *v = items[k].val;
+        switch (items[k].opt) {
+        case MODEL: model = v; break;
+        case TEXT: text = v; break;
+        case GENERATE: gen = items[k].num; break;
+        case WEIGHTS: weights = v; break;
+        case SYNTHETIC: synth = items[k].num; break;
+        case ROPE:
+            if (!strcmp(v, "halves")) rope_rows = ES_ROPE_HALVES;
+            else if (!strcmp(v, "pairs")) rope_rows = ES_ROPE_PAIRS;
+            else {
+                free(items);
+                return usage("--rope-rows expects halves or pairs, got", v);
+            }
             break;
-        case 'v': vocab = optarg; break;
-        case 'T': if (parse_num(optarg, 0, 100, &temp)) return usage("--temperature expects a number from 0 to 100, got", optarg); break;
-        case 'k': if (parse_i64(optarg, 0, 1 << 24, &top_k)) return usage("--top-k expects a whole number from 0, got", optarg); break;
-        case 'p': if (parse_num(optarg, 1e-9, 1, &top_p)) return usage("--top-p expects a number in (0, 1], got", optarg); break;
-        case 's': if (parse_i64(optarg, 0, INT64_MAX, &seed)) return usage("--seed expects a whole number from 0, got", optarg); break;
-        case 'E': ignore_eos = 1; break;
-        case 'l': logits_path = optarg; break;
-        case 'j': json = 1; break;
-        case 'h': fputs(HELP, stdout); return 0;
-        case ':': return usage("option needs a value:", argv[optind - 1]);
-        default: return usage("unknown option", argv[optind - 1]);
+        case VOCAB: vocab = v; break;
+        case TEMP: temp = items[k].real; break;
+        case TOPK: top_k = items[k].num; break;
+        case TOPP: top_p = items[k].real; break;
+        case SEED: seed = items[k].num; break;
+        case IGNORE_EOS: ignore_eos = 1; break;
+        case LOGITS: logits_path = v; break;
+        case JSON: json = 1; break;
         }
     }
-    if (optind < argc) return usage("unexpected argument", argv[optind]);
+    free(items);
     if (!model) return usage("--model is required (a .gguf file, or a config.json with --weights)", NULL);
     if (!text) return usage("--text is required", NULL);
     if (weights && synth >= 0) return usage("give --weights or --synthetic, not both", NULL);

@@ -1328,6 +1328,30 @@ def test_eval_errors():
 
 # ---- errors ----------------------------------------------------------------
 
+def test_option_rules():
+    """Every command reads its options the same way (sim/cli_opts.c over getopt_long): whole numbers
+    are digits only and in range, a valued option given twice is an error unless repeatable, an
+    unknown option and a missing value are named; each a usage error with exit 2."""
+    numbers = [(["run", "--streams", "+5"], "--streams", "'+5'"), (["run", "--prompt", " 5"], "--prompt", "' 5'"),
+               (["area", "--position", "-1"], "--position", "'-1'"), (["eval", "--records", "5x"], "--records", "'5x'"),
+               (["rom", "build", "-o", "x.rom", "--threads", "2x"], "--threads", "'2x'"),
+               (["sweep", "--jobs", "1.0", "--grid", "g", "--db", "d"], "--jobs", "'1.0'"),
+               (["budget", "check", "--run", "-1", "--db", "d", "--budgets", "b"], "--run", "'-1'"),
+               (["compare", "--prompt", "0x10"], "--prompt", "'0x10'"), (["infer", "--generate", "+1"], "--generate", "'+1'"),
+               (["dataset", "demo", "-o", "x.csv", "--records", "5e2"], "--records", "'5e2'")]
+    for args, opt, given in numbers:
+        expect_error(args, opt, "expects a whole number", given, code=2)
+    for args in (["run", "--prompt", "3", "--prompt", "4"], ["eval", "--data", "a", "--data", "b"],
+                 ["chip", "derive", "--model", "a", "--model", "b"], ["sweep", "--grid", "a", "--grid", "b"]):
+        expect_error(args, f"{args[-2]} given twice", code=2)
+    for cmd in (["run"], ["area"], ["eval"], ["rom", "build"], ["rom", "inspect"], ["infer"], ["chip", "derive"],
+                ["compare"], ["sweep"], ["budget", "check"], ["dataset", "demo"]):
+        expect_error([*cmd, "--bogus"], "unknown option --bogus", "--help", code=2)
+    expect_error(["run", "--chip"], "--chip needs a value", code=2)
+    expect_error(["run", "--no-db", "--prompt=8", "--generate=2", "--set", "clock_hz=1e9", "--set"], "--set needs a value", code=2)
+    run("run", "--no-db", "--prompt=8", "--generate=2", "--json", "--json")  # name=value; a flag may repeat
+
+
 def test_err_missing_key():
     with tempfile.TemporaryDirectory() as tmp:
         path = chip_copy(tmp, lambda c: c["tile"]["lanes"].pop("count"))
