@@ -44,11 +44,7 @@ static const char *HELP =
     "  --junit FILE         also write a JUnit XML report (one test case per limit)\n"
     "  -h, --help           this text\n";
 
-static int usage(const char *msg, const char *arg)
-{
-    fprintf(stderr, "etchsim budget: %s%s%s\nTry 'etchsim budget check --help'.\n", msg, arg ? " " : "", arg ? arg : "");
-    return 2;
-}
+static int usage(const char *msg, const char *arg) { return es_opt_usage("budget check", msg, arg); }
 
 static int fail(const es_err *e)
 {

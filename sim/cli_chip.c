@@ -41,11 +41,7 @@ static const char *HELP =
     "  -o FILE          write here (default: standard output)\n"
     "  -h, --help       this text\n";
 
-static int usage(const char *msg, const char *arg)
-{
-    fprintf(stderr, "etchsim chip: %s%s%s\nTry 'etchsim chip derive --help'.\n", msg, arg ? " " : "", arg ? arg : "");
-    return 2;
-}
+static int usage(const char *msg, const char *arg) { return es_opt_usage("chip", msg, arg); }
 
 typedef struct deriv { es_cfg cfg; char src[1024]; char val[64]; } deriv;
 

@@ -31,11 +31,7 @@ static const char *HELP =
     "  --json               print the rows as JSON\n"
     "  -h, --help           this text\n";
 
-static int usage(const char *msg, const char *arg)
-{
-    fprintf(stderr, "etchsim compare: %s%s%s\nTry 'etchsim compare --help'.\n", msg, arg ? " " : "", arg ? arg : "");
-    return 2;
-}
+static int usage(const char *msg, const char *arg) { return es_opt_usage("compare", msg, arg); }
 
 /* Run this binary with args; its standard output parsed as JSON into *out. */
 static int run_self(char *const args[], cJSON **out, char *err, size_t n)

@@ -105,11 +105,7 @@ struct Opts {
     double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
 };
 
-int usage(const char *msg, const char *arg)
-{
-    std::fprintf(stderr, "etchsim eval: %s%s%s\nTry 'etchsim eval --help'.\n", msg, arg ? " " : "", arg ? arg : "");
-    return 2;
-}
+int usage(const char *msg, const char *arg) { return es_opt_usage("eval", msg, arg); }
 
 bool read_file(const std::string &path, std::string &out, es_err *e)
 {

@@ -43,11 +43,7 @@ static const char *HELP =
     "  --json               print {\"model\", \"prompt_ids\", \"output_ids\", \"output_text\", \"stopped_at_eos\"}\n"
     "  -h, --help           this text\n";
 
-static int usage(const char *msg, const char *arg)
-{
-    fprintf(stderr, "etchsim infer: %s%s%s\nTry 'etchsim infer --help'.\n", msg, arg ? " " : "", arg ? arg : "");
-    return 2;
-}
+static int usage(const char *msg, const char *arg) { return es_opt_usage("infer", msg, arg); }
 
 static cJSON *ids_json(const int32_t *ids, int64_t n)
 {

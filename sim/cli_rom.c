@@ -34,11 +34,7 @@ static const char *ROM_HELP =
     "         every bank, --tensors every tensor, --json prints one object.\n"
     "verify   check every bank's CRC-32 and size; names the first bad bank, exit 1.\n";
 
-static int usage(const char *msg, const char *arg)
-{
-    fprintf(stderr, "etchsim rom: %s%s%s\nTry 'etchsim rom --help'.\n", msg, arg ? " " : "", arg ? arg : "");
-    return 2;
-}
+static int usage(const char *msg, const char *arg) { return es_opt_usage("rom", msg, arg); }
 
 static double now_s(void)
 {

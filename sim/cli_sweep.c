@@ -56,11 +56,7 @@ static const char *HELP =
     "                       without a complete run is failed, with its log's first line\n"
     "  -h, --help           this text\n";
 
-static int usage(const char *msg, const char *arg)
-{
-    fprintf(stderr, "etchsim sweep: %s%s%s\nTry 'etchsim sweep --help'.\n", msg, arg ? " " : "", arg ? arg : "");
-    return 2;
-}
+static int usage(const char *msg, const char *arg) { return es_opt_usage("sweep", msg, arg); }
 
 /* run options a grid may name, and their flags */
 static const char *const RUN_OPTS[][2] = {{"model", "--model"},   {"chip", "--chip"},       {"prompt", "--prompt"},

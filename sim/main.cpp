@@ -124,12 +124,7 @@ struct Opts {
     int64_t synthetic = -1, seed = 1;
 };
 
-int usage_error(const char *cmd, const char *msg, const char *arg)
-{
-    std::fprintf(stderr, "etchsim %s: %s%s%s\nTry 'etchsim %s --help'.\n", cmd, msg,
-                 arg ? " " : "", arg ? arg : "", cmd);
-    return 2;
-}
+int usage_error(const char *cmd, const char *msg, const char *arg) { return es_opt_usage(cmd, msg, arg); }
 
 // Returns -1 to continue, else an exit code.
 int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
