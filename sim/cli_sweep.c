@@ -346,6 +346,8 @@ static int rm_rf_points(const char *dir, int64_t n)
         snprintf(p, sizeof p, "%s/%lld.log", dir, (long long)i);
         remove(p);
     }
+    snprintf(p, sizeof p, "%s/grid.json", dir);
+    remove(p);
     return rmdir(dir);
 }
 
@@ -360,12 +362,26 @@ static void put_quoted(FILE *f, const char *s)
     fputc('\'', f);
 }
 
+/* The grid beside the points (DIR/grid.json), for `etchsim sweep merge DIR`; 0 or -1. */
+static int copy_grid(const char *grid_path, const char *dir)
+{
+    es_err e = {0};
+    char *text, path[4200];
+    size_t len;
+    if (es_read_file(grid_path, 1 << 20, &text, &len, &e)) return -1;
+    snprintf(path, sizeof path, "%s/grid.json", dir);
+    FILE *f = fopen(path, "w");
+    int bad = !f || fwrite(text, 1, len, f) != len;
+    free(text);
+    if (f && fclose(f)) bad = 1;
+    return bad ? -1 : 0;
+}
+
 /* --emit: the points as a job list (one shell command per line, for GNU parallel)
  * and, for Slurm, an array script running line SLURM_ARRAY_TASK_ID + 1 of it; the
  * grid is copied beside them for `etchsim sweep merge`. */
 static int emit_jobs(const grid *g, const char *grid_path, const char *dir, const char *out, int slurm)
 {
-    es_err e = {0};
     char self[4096], path[4200], adir[4096];
     ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
     if (k <= 0) {
@@ -377,17 +393,7 @@ static int emit_jobs(const grid *g, const char *grid_path, const char *dir, cons
         fprintf(stderr, "etchsim sweep: %s: %s\n", dir, strerror(errno));
         return 2;
     }
-    char *text;
-    size_t len;
-    if (es_read_file(grid_path, 1 << 20, &text, &len, &e)) {
-        fprintf(stderr, "etchsim sweep: %s\n", e.msg);
-        return 2;
-    }
-    snprintf(path, sizeof path, "%s/grid.json", adir);
-    FILE *f = fopen(path, "w");
-    int bad = !f || fwrite(text, 1, len, f) != len;
-    free(text);
-    if (f && fclose(f)) bad = 1;
+    int bad = copy_grid(grid_path, adir);
     snprintf(path, sizeof path, "%s/jobs.txt", adir);
     FILE *j = bad ? NULL : fopen(path, "w");
     for (int64_t i = 0; j && i < g->points; i++) {
@@ -480,6 +486,11 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep,
         cJSON_Delete(root);
         return 2;
     }
+    if (copy_grid(grid_path, dir)) {
+        fprintf(stderr, "etchsim sweep: %s: cannot write grid.json there\n", dir);
+        cJSON_Delete(root);
+        return 2;
+    }
     if (emit) {
         int rc = emit_jobs(&g, grid_path, dir, out, emit == 2);
         cJSON_Delete(root);
@@ -565,7 +576,10 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep,
 out:
     for (int s = 0; s < jobs; s++)
         if (slots[s].pid) kill(slots[s].pid, SIGTERM), waitpid(slots[s].pid, NULL, 0);
-    if (!keep) rm_rf_points(dir, n);
+    if (rc == 2) /* the merge (or the sweep) failed: what the points computed is kept */
+        fprintf(stderr, "etchsim sweep: the points' databases and logs are kept in %s (etchsim sweep merge)\n", dir);
+    else if (!keep)
+        rm_rf_points(dir, n);
     free(wall);
     free(status);
     free(slots);

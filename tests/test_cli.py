@@ -666,7 +666,10 @@ def test_sweep_parallel():
             json.dump({"chip": [os.path.join(DATA, "tiny-chip.json")], "model": ["tiny-llama"], "clock_hz": [5e8, 1e9],
                        "streams": [2, 0], "prompt": [8], "generate": [4]}, f)
         local, par = os.path.join(tmp, "local.sqlite"), os.path.join(tmp, "par.sqlite")
-        run("sweep", "--grid", g, "--db", local, "--jobs", "2", ok=False)
+        run("sweep", "--grid", g, "--db", local, "--jobs", "2", "--keep-points", ok=False)
+        # the kept folder merges again to the same rows
+        run("sweep", "merge", "--db", os.path.join(tmp, "again.sqlite"), local + ".points", ok=False)
+        expect(sweep_rows(os.path.join(tmp, "again.sqlite")) == sweep_rows(local), "re-merging the kept points differs")
         p = run("sweep", "--grid", g, "--db", par, "--emit", "parallel")
         d = par + ".points"
         expect(f"parallel --jobs N < {d}/jobs.txt" in p.stdout and not os.path.exists(par), p.stdout)
