@@ -339,7 +339,7 @@ int cmd_dataset(int argc, char **argv)
         std::puts(help);
         return 0;
     }
-    if (argc < 1 || std::strcmp(argv[0], "demo")) return usage("dataset: expected 'demo'", argc ? argv[0] : nullptr);
+    if (argc < 1 || std::strcmp(argv[0], "demo")) return es_opt_usage("dataset", "expected 'demo', got", argc ? argv[0] : "nothing");
     static const es_opt opts[3] = {{"o", ES_OPT_STR, 0, 0, 0}, {"records", ES_OPT_COUNT, 1, 1e8, 0},
                                    {"seed", ES_OPT_COUNT, 0, 9.2e18, 0}};
     es_optarg *items = nullptr;
@@ -354,7 +354,7 @@ int cmd_dataset(int argc, char **argv)
         else seed = (unsigned long long)items[i].num;
     }
     std::free(items);
-    if (!out) return usage("dataset demo: -o FILE.csv is required", nullptr);
+    if (!out) return es_opt_usage("dataset", "demo: -o FILE.csv is required", nullptr);
     es_err e{};
     if (es_demo_write(out, n, seed, &e)) {
         std::fprintf(stderr, "etchsim dataset: %s\n", e.msg);

@@ -694,5 +694,8 @@ int sc_main(int argc, char **argv)
 int main(int argc, char **argv)
 {
     setenv("SC_COPYRIGHT_MESSAGE", "DISABLE", 1);
+    /* a run that fails stops the kernel (sc_stop), which would print "Info: /OSCI/SystemC:
+     * Simulation stopped by user." to stdout, into --json output: our own error says why */
+    sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
     return sc_core::sc_elab_and_sim(argc, argv);
 }

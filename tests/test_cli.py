@@ -1351,6 +1351,8 @@ def test_option_rules():
                 ["compare"], ["sweep"], ["budget", "check"], ["dataset", "demo"]):
         expect_error([*cmd, "--bogus"], "unknown option --bogus", "--help", code=2)
     expect_error(["run", "--chip"], "--chip needs a value", code=2)
+    expect_error(["dataset", "demo"], "etchsim dataset: demo: -o FILE.csv is required", "etchsim dataset --help", code=2)
+    expect_error(["dataset", "sample"], "etchsim dataset: expected 'demo', got sample", code=2)
     expect_error(["run", "--no-db", "--prompt=8", "--generate=2", "--set", "clock_hz=1e9", "--set"], "--set needs a value", code=2)
     run("run", "--no-db", "--prompt=8", "--generate=2", "--json", "--json")  # name=value; a flag may repeat
 
