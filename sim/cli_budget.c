@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "es_cfg.h"
 #include "es_db.h"
 #include "es_err.h"
 #include "es_fs.h"
@@ -241,19 +242,15 @@ static int check(const opts *o)
 {
     es_err e = {0};
     int rc = 2;
-    char *budget_text = NULL, *cmd = NULL, *sum_text = NULL, *bcmd = NULL, *bsum_text = NULL;
+    char *cmd = NULL, *sum_text = NULL, *bcmd = NULL, *bsum_text = NULL;
     cJSON *budgets = NULL, *sum = NULL, *base = NULL;
     row *rows = NULL;
     int n = 0;
     int64_t id = 0, bid = 0;
     char what[96], base_what[4200] = "";
-    size_t len;
-    if (es_read_file(o->budgets, 1 << 20, &budget_text, &len, &e)) goto out;
-    budgets = cJSON_Parse(budget_text);
-    if (!cJSON_IsObject(budgets)) {
-        es_fail(&e, "%s: not a JSON object of metrics to limits%s", o->budgets, budgets ? "" : " (malformed JSON)");
-        goto out;
-    }
+    es_cfg cfg; /* the strict reader of every configuration: no duplicate keys, nothing trailing */
+    if (es_cfg_load(&cfg, o->budgets, &e)) goto out;
+    budgets = cfg.root;
     if (!budgets->child) {
         es_fail(&e, "%s: names no metric", o->budgets);
         goto out;
@@ -311,7 +308,6 @@ out:
     cJSON_Delete(budgets);
     cJSON_Delete(sum);
     cJSON_Delete(base);
-    free(budget_text);
     free(cmd);
     free(sum_text);
     free(bcmd);

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "es_cfg.h"
 #include "es_db.h"
 #include "es_err.h"
 #include "es_fs.h"
@@ -126,12 +127,9 @@ static int add_axis(grid *g, const char *file, const cJSON *obj, int zip, es_err
 static int read_grid(const char *file, cJSON **root, grid *g, es_err *e)
 {
     memset(g, 0, sizeof *g);
-    char *text;
-    size_t len;
-    if (es_read_file(file, 1 << 20, &text, &len, e)) return -1;
-    *root = cJSON_Parse(text);
-    free(text);
-    if (!cJSON_IsObject(*root)) return es_fail(e, "%s: not a JSON object of keys to lists%s", file, *root ? "" : " (malformed JSON)");
+    es_cfg cfg; /* the strict reader of every configuration: no duplicate keys, nothing trailing */
+    if (es_cfg_load(&cfg, file, e)) return -1;
+    *root = cfg.root;
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(*root, "command");
     if (cmd && (!cJSON_IsString(cmd) || (strcmp(cmd->valuestring, "run") && strcmp(cmd->valuestring, "eval"))))
         return es_fail(e, "%s: 'command' expects \"run\" or \"eval\"", file);

@@ -479,7 +479,8 @@ def test_budget():
                 f.write(text)
             expect_error(["budget", "check", "--db", ok, "--budgets", path, *extra], *needles, code=2)
         bad('{"x":', "b.json", "malformed JSON")
-        bad('[1]', "b.json", "not a JSON object")
+        bad('[1]', "b.json", "expected a JSON object")
+        bad('{"watts": {"max": 1}, "watts": {"max": 2}}', "'watts' appears twice")
         bad('{"tokens_per_sec": {"min": 1}}', "b.json", "tokens_per_sec", "has no")
         bad('{"area.rom": {"max": 1}}', "area.rom", "an object")
         bad('{"tokens_per_s": {"minimum": 1}}', "'minimum'", "expected min, max")
@@ -1355,6 +1356,28 @@ def test_option_rules():
     expect_error(["dataset", "sample"], "etchsim dataset: expected 'demo', got sample", code=2)
     expect_error(["run", "--no-db", "--prompt=8", "--generate=2", "--set", "clock_hz=1e9", "--set"], "--set needs a value", code=2)
     run("run", "--no-db", "--prompt=8", "--generate=2", "--json", "--json")  # name=value; a flag may repeat
+
+
+def test_err_strict_json_and_set():
+    """A JSON file with a key twice, or a NUL byte inside, is an error naming the file and key (not the
+    first value silently); --set values are read whole: 1024abc and 0x10 are not numbers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+            text = f.read()
+        dup = os.path.join(tmp, "dup.json")
+        with open(dup, "w") as f:  # an early clock_hz of 5 GHz, then the real one
+            f.write(text.replace("{", '{"clock_hz": 5e9, ', 1))
+        expect_error(["run", "--no-db", "--chip", dup], "dup.json", "'clock_hz' appears twice")
+        nested = os.path.join(tmp, "nested.json")
+        with open(nested, "w") as f:
+            f.write(text.replace('"tile": {', '"tile": {"items_in_flight": 9, ', 1))
+        expect_error(["area", "--chip", nested], "'tile.items_in_flight' appears twice")
+        nul = os.path.join(tmp, "nul.json")
+        with open(nul, "w") as f:
+            f.write(text + "\0garbage")
+        expect_error(["area", "--chip", nul], "nul.json", "NUL byte")
+    expect_error(["run", "--no-db", "--set", "tile.lanes.count=1024abc"], "tile.lanes.count", '"1024abc"')
+    expect_error(["run", "--no-db", "--set", "clock_hz=0x10"], "clock_hz", '"0x10"')
 
 
 def test_err_missing_key():

@@ -9,6 +9,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* the first key of an object (at any depth) that appears twice in it: JSON
+ * readers disagree on which one wins, so a file must not have any */
+static int find_duplicate(const cJSON *n, const char *prefix, char *out, size_t len)
+{
+    for (const cJSON *a = n ? n->child : NULL; a; a = a->next) {
+        char key[512];
+        if (cJSON_IsObject(n)) {
+            if (prefix[0]) snprintf(key, sizeof key, "%s.%s", prefix, a->string ? a->string : "?");
+            else snprintf(key, sizeof key, "%s", a->string ? a->string : "?");
+            for (const cJSON *b = a->next; b; b = b->next)
+                if (a->string && b->string && !strcmp(a->string, b->string)) {
+                    snprintf(out, len, "%s", key);
+                    return 1;
+                }
+        } else {
+            snprintf(key, sizeof key, "%s", prefix);
+        }
+        if ((cJSON_IsObject(a) || cJSON_IsArray(a)) && find_duplicate(a, key, out, len)) return 1;
+    }
+    return 0;
+}
+
 int es_cfg_parse(es_cfg *c, const char *label, const char *text, es_err *e)
 {
     memset(c, 0, sizeof *c);
@@ -28,6 +50,12 @@ int es_cfg_parse(es_cfg *c, const char *label, const char *text, es_err *e)
         c->root = NULL;
         return es_fail(e, "%s: expected a JSON object at the top level", label);
     }
+    char dup[512];
+    if (find_duplicate(c->root, "", dup, sizeof dup)) {
+        cJSON_Delete(c->root);
+        c->root = NULL;
+        return es_fail(e, "%s: key '%s' appears twice (which one counts would be a guess)", label, dup);
+    }
     return 0;
 }
 
@@ -37,6 +65,11 @@ int es_cfg_load(es_cfg *c, const char *path, es_err *e)
     char *buf;
     size_t n;
     if (es_read_file(path, (size_t)64 << 20, &buf, &n, e)) return -1;
+    size_t nul = strlen(buf);
+    if (nul != n) { /* JSON text holds no NUL byte; what follows one would go unread */
+        free(buf);
+        return es_fail(e, "%s: a NUL byte at offset %zu: not a JSON text file", path, nul);
+    }
     int rc = es_cfg_parse(c, path, buf, e);
     free(buf);
     return rc;
@@ -204,7 +237,7 @@ int es_cfg_set(es_cfg *c, const char *key, const char *value, es_err *e)
         return es_fail(e, "%s: --set %s: no such key in this file", c->path, key);
     if (cJSON_IsObject(n) && !is_wrapper(n))
         return es_fail(e, "%s: --set %s: the key names a section, not a value", c->path, key);
-    cJSON *v = cJSON_Parse(value);
+    cJSON *v = cJSON_ParseWithOpts(value, NULL, 1); /* all of it: "1024abc" and "0x10" are not numbers */
     if (!v) v = cJSON_CreateString(value);
     if (!v) return es_fail(e, "%s: --set %s: out of memory", c->path, key);
     if (is_wrapper(n)) {
