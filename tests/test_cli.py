@@ -1380,6 +1380,21 @@ def test_err_strict_json_and_set():
     expect_error(["run", "--no-db", "--set", "clock_hz=0x10"], "clock_hz", '"0x10"')
 
 
+def test_err_messages_say_what():
+    """Errors say what is wrong: a text file given as --db is not an SQLite database (not a question
+    about permissions); a folder given as a ROM image is a folder (not 'truncated')."""
+    with tempfile.TemporaryDirectory() as tmp:
+        txt = os.path.join(tmp, "notes.txt")
+        with open(txt, "w") as f:
+            f.write("hello\n")
+        err = expect_error(["run", "--db", txt, "--prompt", "8", "--generate", "2"], "notes.txt", "not an SQLite database")
+        expect("writable" not in err, err)
+        with open(txt) as f:
+            expect(f.read() == "hello\n", "the text file was changed")
+        err = expect_error(["rom", "inspect", tmp], "is a folder", "ROM image")
+        expect("truncated" not in err, err)
+
+
 def test_err_missing_key():
     with tempfile.TemporaryDirectory() as tmp:
         path = chip_copy(tmp, lambda c: c["tile"]["lanes"].pop("count"))

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
+#include "es_fs.h"
 #include "es_synth.h"
 
 #define HDR_BYTES 64
@@ -420,6 +421,7 @@ int es_rom_open(es_rom_image *img, const char *path, es_err *e)
 {
     memset(img, 0, sizeof *img);
     snprintf(img->path, sizeof img->path, "%s", path);
+    if (es_is_dir(path)) return es_fail(e, "%s: is a folder; expected a ROM image file (etchsim rom build -o)", path);
     FILE *f = fopen(path, "rb");
     if (!f) return es_fail(e, "%s: cannot open: %s", path, strerror(errno));
     unsigned char h[HDR_BYTES], *ix = NULL;

@@ -74,6 +74,11 @@ int es_db_open(es_db **out, const char *path, es_err *e)
     if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
+    if (sqlite3_errcode(db->h) == SQLITE_NOTADB) {
+        es_fail(e, "%s: not an SQLite database (give --db a new path or an etchsim database)", path);
+        es_db_close(db);
+        return -1;
+    }
     if (version > SCHEMA_VERSION) {
         es_fail(e, "%s: database schema version %d is newer than this etchsim's (%d)", path, version, SCHEMA_VERSION);
         es_db_close(db);
