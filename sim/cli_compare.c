@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli_compare.h"
 #include "cli_opts.h"
+#include "es_proc.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -40,9 +41,10 @@ static int run_self(char *const args[], cJSON **out, char *err, size_t n)
     int fd[2];
     if (pipe(fd)) { snprintf(err, n, "pipe: %s", strerror(errno)); return -1; }
     fflush(NULL);
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid < 0) { close(fd[0]); close(fd[1]); snprintf(err, n, "fork: %s", strerror(errno)); return -1; }
     if (pid == 0) {
+        es_die_with_parent(parent);
         dup2(fd[1], 1);
         close(fd[0]);
         close(fd[1]);

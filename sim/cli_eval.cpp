@@ -33,6 +33,7 @@
 #include "es_top.h"
 #include "es_trace.h"
 #include "cli_opts.h"
+#include "es_proc.h"
 #include "es_ctx.h"
 #include "es_tok.h"
 #include "cli_func.h"
@@ -300,8 +301,9 @@ private:
 pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp, const es_tok *tok,
                     int64_t rule_tokens, int64_t context, const Opts &o, int fd_out)
 {
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid != 0) return pid;
+    es_die_with_parent(parent); /* a killed eval leaves no orphan batch behind */
     Compare c;
     RunResult r;
     es_err e{};

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "es_cfg.h"
 #include "es_db.h"
+#include "es_proc.h"
 #include "es_err.h"
 #include "es_fs.h"
 #include "cli_opts.h"
@@ -523,8 +524,9 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep,
                 rc = 2;
                 goto out;
             }
-            pid_t pid = fork();
+            pid_t parent = getpid(), pid = fork();
             if (pid == 0) {
+                es_die_with_parent(parent); /* a killed sweep leaves no points running */
                 int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644), nul = open("/dev/null", O_WRONLY);
                 if (fd >= 0) dup2(fd, 2);
                 if (nul >= 0) dup2(nul, 1);

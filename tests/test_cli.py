@@ -1395,6 +1395,50 @@ def test_err_messages_say_what():
         expect("truncated" not in err, err)
 
 
+def children_of(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def test_killed_eval_leaves_no_orphan():
+    """SIGKILL of eval also ends its comparison batch (a forked child), instead of leaving it
+    running as an orphan."""
+    tmp = tempfile.mkdtemp()
+    data = os.path.join(tmp, "d.csv")
+    run("dataset", "demo", "-o", data, "--records", "40000")  # a comparison batch of about 10 s
+    p = subprocess.Popen([ETCHSIM, "eval", "--no-db", "--data", data, "--rule", "Flag it?"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline, kids = time.time() + 20, []
+    while not kids and time.time() < deadline and p.poll() is None:
+        kids = children_of(p.pid)
+        time.sleep(0.02)
+    expect(kids, "eval never forked its comparison batch")
+    p.kill()
+    p.wait()
+    def running(k):  # exists and is not a zombie
+        try:
+            with open(f"/proc/{k}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+    shutil.rmtree(tmp)
+    deadline = time.time() + 3  # it dies with its parent, long before its batch would end
+    while time.time() < deadline and any(running(k) for k in kids):
+        time.sleep(0.05)
+    alive = [k for k in kids if running(k)]
+    for k in alive:  # do not leave it behind either way
+        os.kill(k, signal.SIGKILL)
+    expect(not alive, f"comparison batch {alive} still running after eval was killed")
+
+
 def test_err_missing_key():
     with tempfile.TemporaryDirectory() as tmp:
         path = chip_copy(tmp, lambda c: c["tile"]["lanes"].pop("count"))
