@@ -1211,6 +1211,30 @@ def test_eval_token_rows():
             expect(abs(sum(t[3] for t in ts) - energy) <= 1e-12 * max(1.0, energy), f"record {rec}: energy {ts} vs {energy}")
 
 
+def test_eval_bom_and_empty_jsonl():
+    """A UTF-8 byte-order mark before a CSV header is not part of the first column's name (its
+    {field:id} still renders, the token counts equal the file without it); an empty .jsonl is an
+    error like an empty .csv."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tpl = os.path.join(tmp, "t.txt")
+        with open(tpl, "w") as f:
+            f.write("{rule} Check {field:id}\n")
+        counts = {}
+        for name, head in (("bom", b"\xef\xbb\xbf"), ("plain", b"")):
+            data, db = os.path.join(tmp, name + ".csv"), os.path.join(tmp, name + ".sqlite")
+            with open(data, "wb") as f:
+                f.write(head + b"id,text\n12345,a\n67890,b\n")
+            eval_json("--db", db, "--no-compare", *TINY, "--data", data, "--rule", "x", "--template", tpl)
+            con = sqlite3.connect(db)
+            counts[name] = con.execute("SELECT prompt_tokens, key FROM records ORDER BY record").fetchall()
+            con.close()
+        expect(counts["bom"] == counts["plain"], f"BOM changed the records: {counts}")
+        for ext in (".jsonl", ".csv"):
+            empty = os.path.join(tmp, "empty" + ext)
+            open(empty, "w").close()
+            expect_error(["eval", "--no-db", *TINY, "--data", empty, "--rule", "x"], "empty" + ext, "empty file")
+
+
 def test_eval_uniform_batch():
     """Against the analytical model on a uniform batch: batch time is at least the busiest
     resource's occupancy and at most the time of tiles taking items one at a time plus one

@@ -24,6 +24,7 @@ struct es_dataset {
     char *buf;             /* current record text */
     size_t buf_len, buf_cap;
     char **names;          /* CSV header, or the current JSON object's keys */
+    int any;               /* a record (good or bad) has been read */
     int n_names, cap_names;
     char **values;         /* pointers into vbuf */
     int cap_values;
@@ -295,6 +296,9 @@ int es_dataset_open(es_dataset **out, const char *path, es_err *e)
     snprintf(d->path, sizeof d->path, "%s", path);
     d->f = f;
     d->jsonl = jsonl;
+    /* a UTF-8 byte-order mark (spreadsheet exports) is not part of the first column's name */
+    unsigned char bom[3];
+    if (fread(bom, 1, 3, f) != 3 || bom[0] != 0xEF || bom[1] != 0xBB || bom[2] != 0xBF) rewind(f);
     *out = d;
     return 0;
 }
@@ -306,6 +310,8 @@ int es_dataset_next(es_dataset *d, es_record *rec, char *reason, size_t n, es_er
     int rc = d->jsonl ? jsonl_next(d, rec, reason, n, e) : csv_next(d, rec, reason, n, e);
     if (rc == ES_REC_EOF && ferror(d->f)) return es_fail(e, "%s: read error", d->path);
     if (rc == ES_REC_EOF && !d->jsonl && !d->names) return es_fail(e, "%s: empty file, expected a header line", d->path);
+    if (rc == ES_REC_EOF && d->jsonl && !d->any) return es_fail(e, "%s: empty file, expected a JSON object per line", d->path);
+    if (rc != ES_REC_EOF) d->any = 1;
     return rc;
 }
 
