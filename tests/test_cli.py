@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import tempfile
@@ -1041,6 +1042,26 @@ def test_rom_run_moves_area_energy():
         same_cycles(b, "with fp4 image")
         # an image made for another model is refused
         expect_error(["run", "--no-db", "--rom", mix], mix, "another model")
+
+
+def test_rom_build_output_not_a_file():
+    """rom build writes beside its -o path and renames over it, so it refuses a path that exists and
+    is not a regular file (a folder, a FIFO or a device) instead of replacing it, and leaves no
+    .tmp behind; a regular file is replaced."""
+    with tempfile.TemporaryDirectory() as tmp:
+        build = ["rom", "build", "--model", "tiny-llama", "--chip", os.path.join(DATA, "tiny-chip.json"), "--synthetic", "1"]
+        folder, fifo = os.path.join(tmp, "out"), os.path.join(tmp, "pipe")
+        os.mkdir(folder)
+        os.mkfifo(fifo)
+        for path in (folder, fifo):
+            expect_error([*build, "-o", path], path, "not a regular file")
+            expect(not os.path.exists(path + ".tmp"), f"{path}.tmp left behind")
+        expect(os.path.isdir(folder) and stat.S_ISFIFO(os.stat(fifo).st_mode), "a non-file output was replaced")
+        rom = os.path.join(tmp, "t.rom")
+        with open(rom, "w") as f:
+            f.write("old")
+        run(*build, "-o", rom)
+        run("rom", "verify", rom)
 
 
 def test_rom_corruption():

@@ -355,6 +355,11 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
     }
     b.banks = calloc((size_t)b.bank_first[b.n_units] + 1, sizeof *b.banks);
     if (!b.banks) { es_fail(e, "out of memory"); goto out; }
+    /* the image is written beside its path and renamed over it: only a regular file may be replaced */
+    if (es_is_dir(out) || (access(out, F_OK) == 0 && !es_is_file(out))) {
+        es_fail(e, "%s: exists and is not a regular file (a folder or a device); give -o a file path", out);
+        goto out;
+    }
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
     b.f = fopen(tmp, "wb");
     if (!b.f) { es_fail(e, "%s: cannot create: %s", tmp, strerror(errno)); goto out; }
@@ -387,7 +392,11 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
     }
     if (fclose(b.f)) { b.f = NULL; es_fail(e, "%s: close failed: %s", tmp, strerror(errno)); goto out; }
     b.f = NULL;
-    if (rename(tmp, out)) { es_fail(e, "%s: cannot rename to %s: %s", tmp, out, strerror(errno)); goto out; }
+    if (rename(tmp, out)) {
+        es_fail(e, "%s: cannot rename to %s: %s", tmp, out, strerror(errno));
+        remove(tmp);
+        goto out;
+    }
     rc = 0;
 out:
     if (b.f) { fclose(b.f); remove(tmp); }
