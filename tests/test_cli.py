@@ -1234,8 +1234,8 @@ def test_eval_token_rows():
 
 def test_eval_bom_and_empty_jsonl():
     """A UTF-8 byte-order mark before a CSV header is not part of the first column's name (its
-    {field:id} still renders, the token counts equal the file without it); an empty .jsonl is an
-    error like an empty .csv."""
+    {field:id} still renders, the token counts equal the file without it); two JSON objects on one
+    JSONL line are a bad record, not the first kept; an empty .jsonl is an error like an empty .csv."""
     with tempfile.TemporaryDirectory() as tmp:
         tpl = os.path.join(tmp, "t.txt")
         with open(tpl, "w") as f:
@@ -1250,6 +1250,11 @@ def test_eval_bom_and_empty_jsonl():
             counts[name] = con.execute("SELECT prompt_tokens, key FROM records ORDER BY record").fetchall()
             con.close()
         expect(counts["bom"] == counts["plain"], f"BOM changed the records: {counts}")
+        two = os.path.join(tmp, "two.jsonl")  # a second object on a line is a bad record, not dropped
+        with open(two, "w") as f:
+            f.write('{"id": 1}\n{"id": 2}{"id": 3}\n{"id": 4}  \n')
+        j, _ = eval_json("--no-db", "--no-compare", *TINY, "--data", two, "--rule", "x")
+        expect(j["records_done"] == 2 and j["records_skipped"] == 1, f"two objects on a line: {j['records_done']} done")
         for ext in (".jsonl", ".csv"):
             empty = os.path.join(tmp, "empty" + ext)
             open(empty, "w").close()

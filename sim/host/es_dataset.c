@@ -245,12 +245,19 @@ static int jsonl_next(es_dataset *d, es_record *rec, char *reason, size_t rn, es
             snprintf(reason, rn, "line %lld: invalid UTF-8", (long long)start_line);
             return ES_REC_BAD;
         }
-        d->json = cJSON_ParseWithLength(d->buf, d->buf_len);
+        const char *end = NULL;
+        d->json = cJSON_ParseWithLengthOpts(d->buf, d->buf_len, &end, 0);
         if (!cJSON_IsObject(d->json)) {
             snprintf(reason, rn, "line %lld: %s", (long long)start_line,
                      d->json ? "not a JSON object" : "malformed JSON");
             return ES_REC_BAD;
         }
+        /* one object per line: anything after it but blanks (a second object) is not dropped silently */
+        for (size_t at = end ? (size_t)(end - d->buf) : d->buf_len; at < d->buf_len; at++)
+            if (d->buf[at] != ' ' && d->buf[at] != '\t' && d->buf[at] != '\r' && d->buf[at] != '\n') {
+                snprintf(reason, rn, "line %lld: text after the JSON object (one object per line)", (long long)start_line);
+                return ES_REC_BAD;
+            }
         int n = cJSON_GetArraySize(d->json);
         if (n > d->cap_values || n > d->cap_names) {
             char **v = realloc(d->values, (size_t)n * sizeof *v);
