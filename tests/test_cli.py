@@ -1432,7 +1432,8 @@ def test_err_strict_json_and_set():
 
 def test_err_messages_say_what():
     """Errors say what is wrong: a text file given as --db is not an SQLite database (not a question
-    about permissions); a folder given as a ROM image is a folder (not 'truncated')."""
+    about permissions); a folder given as a ROM image or any file is a folder (not 'truncated' or
+    'expected a file of at most N bytes')."""
     with tempfile.TemporaryDirectory() as tmp:
         txt = os.path.join(tmp, "notes.txt")
         with open(txt, "w") as f:
@@ -1443,6 +1444,9 @@ def test_err_messages_say_what():
             expect(f.read() == "hello\n", "the text file was changed")
         err = expect_error(["rom", "inspect", tmp], "is a folder", "ROM image")
         expect("truncated" not in err, err)
+        for args in (["eval", "--no-db", "--rule-file", tmp], ["sweep", "--grid", tmp, "--db", os.path.join(tmp, "s.sqlite")]):
+            err = expect_error(args, f"{tmp}: is a folder; expected a file", code=2 if args[0] == "sweep" else 1)
+            expect("at most" not in err, err)
 
 
 def children_of(pid):

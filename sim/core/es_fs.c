@@ -30,13 +30,14 @@ int es_read_file(const char *path, size_t max, char **out, size_t *len, es_err *
 {
     *out = NULL;
     *len = 0;
+    if (es_is_dir(path)) return es_fail(e, "%s: is a folder; expected a file", path);
     FILE *f = fopen(path, "rb");
     if (!f) return es_fail(e, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END)) { fclose(f); return es_fail(e, "%s: cannot seek", path); }
+    if (fseek(f, 0, SEEK_END)) { fclose(f); return es_fail(e, "%s: cannot seek (expected a regular file)", path); }
     long n = ftell(f);
     if (n < 0 || (size_t)n > max) {
         fclose(f);
-        return es_fail(e, "%s: expected a file of at most %zu bytes", path, max);
+        return es_fail(e, "%s: %ld bytes; expected a file of at most %zu bytes", path, n, max);
     }
     rewind(f);
     char *buf = malloc((size_t)n + 1);
