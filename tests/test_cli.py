@@ -1235,7 +1235,8 @@ def test_eval_token_rows():
 def test_eval_bom_and_empty_jsonl():
     """A UTF-8 byte-order mark before a CSV header is not part of the first column's name (its
     {field:id} still renders, the token counts equal the file without it); two JSON objects on one
-    JSONL line are a bad record, not the first kept; an empty .jsonl is an error like an empty .csv."""
+    JSONL line are a bad record, not the first kept; a FIFO is refused at once instead of hanging; an
+    empty .jsonl is an error like an empty .csv."""
     with tempfile.TemporaryDirectory() as tmp:
         tpl = os.path.join(tmp, "t.txt")
         with open(tpl, "w") as f:
@@ -1250,6 +1251,11 @@ def test_eval_bom_and_empty_jsonl():
             counts[name] = con.execute("SELECT prompt_tokens, key FROM records ORDER BY record").fetchall()
             con.close()
         expect(counts["bom"] == counts["plain"], f"BOM changed the records: {counts}")
+        fifo = os.path.join(tmp, "f.csv")  # read twice (batch and comparison): refused, never waited on
+        os.mkfifo(fifo)
+        p = subprocess.run([ETCHSIM, "eval", "--no-db", "--data", fifo, "--rule", "x"], capture_output=True, text=True,
+                           timeout=60)
+        expect(p.returncode == 1 and "not a regular file" in p.stderr, f"FIFO data: {p.returncode} {p.stderr!r}")
         two = os.path.join(tmp, "two.jsonl")  # a second object on a line is a bad record, not dropped
         with open(two, "w") as f:
             f.write('{"id": 1}\n{"id": 2}{"id": 3}\n{"id": 4}  \n')
