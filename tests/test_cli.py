@@ -1448,6 +1448,17 @@ def test_err_messages_say_what():
         expect("writable" not in err, err)
         with open(txt) as f:
             expect(f.read() == "hello\n", "the text file was changed")
+        other = os.path.join(tmp, "other.sqlite")  # another program's database is left as it was
+        con = sqlite3.connect(other)
+        con.execute("CREATE TABLE users(id INTEGER)")
+        con.commit()
+        con.close()
+        expect_error(["run", "--db", other, "--prompt", "8", "--generate", "2"], "other.sqlite", "another program")
+        con = sqlite3.connect(other)
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master")]
+        version, = con.execute("PRAGMA user_version").fetchone()
+        con.close()
+        expect(names == ["users"] and version == 0, f"the other database changed: {names}, version {version}")
         err = expect_error(["rom", "inspect", tmp], "is a folder", "ROM image")
         expect("truncated" not in err, err)
         for args in (["eval", "--no-db", "--rule-file", tmp], ["sweep", "--grid", tmp, "--db", os.path.join(tmp, "s.sqlite")]):

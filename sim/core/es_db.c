@@ -79,6 +79,21 @@ int es_db_open(es_db **out, const char *path, es_err *e)
         es_db_close(db);
         return -1;
     }
+    /* another program's database: tables, none of them ours; adding ours would change it */
+    int tables = 0, ours = 0;
+    if (sqlite3_prepare_v2(db->h, "SELECT name FROM sqlite_master WHERE type = 'table'", -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *t = (const char *)sqlite3_column_text(st, 0);
+            tables++;
+            ours += t && !strcmp(t, "runs");
+        }
+    }
+    sqlite3_finalize(st);
+    if (tables && !ours) {
+        es_fail(e, "%s: a database of another program (%d tables, no 'runs'); give --db a new path", path, tables);
+        es_db_close(db);
+        return -1;
+    }
     if (version > SCHEMA_VERSION) {
         es_fail(e, "%s: database schema version %d is newer than this etchsim's (%d)", path, version, SCHEMA_VERSION);
         es_db_close(db);
