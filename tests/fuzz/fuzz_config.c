@@ -1,0 +1,45 @@
+/* fuzz_config: the JSON configuration reader (es_cfg: chips, models, process
+ * tables, recipes, sweep grids, budgets) on arbitrary bytes, then the same bytes
+ * as a chip for a real model and as a model config; and --trace-window's parser
+ * on the first line. Everything must come back as loaded or as an error. */
+#include "fuzz_common.h"
+#include <sys/stat.h>
+#include "es_cfg.h"
+#include "es_chip.h"
+#include "es_model.h"
+#include "es_trace.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *p = fuzz_path(".json");
+    if (fuzz_write(p, data, size)) return 0;
+    es_err e;
+    es_cfg c;
+    if (es_cfg_load(&c, p, &e) == 0) es_cfg_free(&c);
+    else if (!e.msg[0]) abort(); /* an error must say why */
+    static es_model tiny;
+    static int have_tiny = -1;
+    if (have_tiny < 0) have_tiny = es_model_load(&tiny, "tiny-llama", &e) == 0;
+    es_chip chip;
+    if (have_tiny && es_chip_load(&chip, p, NULL, 0, &e) == 0) {
+        es_chip_check_fit(&chip, &tiny, &e);
+        es_chip_free(&chip);
+    }
+    /* as a model: a folder holding it as config.json */
+    static char dir[128];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/etchsim-fuzz-%d-model", (int)getpid());
+        mkdir(dir, 0700);
+    }
+    char cfg[160];
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    es_model m;
+    if (fuzz_write(cfg, data, size) == 0 && es_model_load(&m, dir, &e) == 0) es_model_free(&m);
+    char line[64];
+    size_t n = 0;
+    while (n < size && n < sizeof line - 1 && data[n] != '\n') line[n] = (char)data[n], n++;
+    line[n] = 0;
+    double a, b;
+    if (es_trace_parse_window(line, &a, &b) == 0 && (a < 0 || (b >= 0 && b < a))) abort();
+    return 0;
+}
