@@ -16,10 +16,7 @@
 #include "es_model.h"
 #include "es_stats.h"
 
-static int fails = 0, passes = 0;
-#define CHECK(cond, ...) do { if (cond) passes++; else { fails++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); \
-    fprintf(stderr, "\n"); } } while (0)
+#include "test_check.h"
 
 static const char *data_dir;
 static char path_buf[1024];

@@ -22,10 +22,7 @@
 #include "es_recipe.h"
 #include "es_wsrc.h"
 
-static int fails = 0, passes = 0;
-#define CHECK(cond, ...) do { if (cond) passes++; else { fails++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); \
-    fprintf(stderr, "\n"); } } while (0)
+#include "test_check.h"
 
 static int rows(void *arg, int t, int64_t row, float *out, es_err *e) { return es_wsrc_read_row(arg, t, row, out, e); }
 
@@ -67,14 +64,8 @@ static int run_seq(es_dp *dp, const es_model *m, const int32_t *ids, int64_t n, 
 int main(int argc, char **argv)
 {
     if (argc < 3) { fprintf(stderr, "usage: test_dp FIXTURES CHIP [MODELS_DIR]\n"); return 2; }
-    const char *dir = getenv("ETCHSIM_TEST_MODELS");
-    if (!dir || !*dir) dir = argc > 3 ? argv[3] : "../shared/models";
     char gguf[1024];
-    snprintf(gguf, sizeof gguf, "%s/stories260K.gguf", dir);
-    if (!es_is_file(gguf)) {
-        fprintf(stderr, "test_dp: SKIPPED: %s not found (set ETCHSIM_TEST_MODELS)\n", gguf);
-        return 77;
-    }
+    if (test_model_path("test_dp", argc > 3 ? argv[3] : NULL, gguf, sizeof gguf)) return 77;
     char *text;
     size_t len;
     es_err e = {{0}};

@@ -11,10 +11,7 @@
 #include <string.h>
 #include "es_driver.h"
 
-static int fails = 0, passes = 0;
-#define CHECK(cond, ...) do { if (cond) passes++; else { fails++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); \
-    fprintf(stderr, "\n"); } } while (0)
+#include "test_check.h"
 
 typedef struct dev {
     es_drv *d;

@@ -23,10 +23,7 @@
 #include "es_tok.h"
 #include "es_wsrc.h"
 
-static int fails = 0, passes = 0;
-#define CHECK(cond, ...) do { if (cond) passes++; else { fails++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); \
-    fprintf(stderr, "\n"); } } while (0)
+#include "test_check.h"
 
 static int rows(void *arg, int t, int64_t row, float *out, es_err *e) { return es_wsrc_read_row(arg, t, row, out, e); }
 
@@ -41,15 +38,8 @@ static int64_t ints(const cJSON *a, int32_t *out, int64_t cap)
 int main(int argc, char **argv)
 {
     if (argc < 2) { fprintf(stderr, "usage: test_ref FIXTURES [MODELS_DIR]\n"); return 2; }
-    const char *dir = getenv("ETCHSIM_TEST_MODELS");
-    if (!dir || !*dir) dir = argc > 2 ? argv[2] : "../shared/models";
     char gguf[1024];
-    snprintf(gguf, sizeof gguf, "%s/stories260K.gguf", dir);
-    if (!es_is_file(gguf)) {
-        fprintf(stderr, "test_ref: SKIPPED: %s not found (set ETCHSIM_TEST_MODELS to the folder holding "
-                        "stories260K.gguf)\n", gguf);
-        return 77;
-    }
+    if (test_model_path("test_ref", argc > 2 ? argv[2] : NULL, gguf, sizeof gguf)) return 77;
     char *text;
     size_t len;
     es_err e = {{0}};

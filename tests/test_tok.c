@@ -13,10 +13,7 @@
 #include <cjson/cJSON.h>
 #include "es_tok.h"
 
-static int fails = 0, passes = 0;
-#define CHECK(cond, ...) do { if (cond) passes++; else { fails++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); \
-    fprintf(stderr, "\n"); } } while (0)
+#include "test_check.h"
 
 static void put_le(FILE *f, uint64_t v, int n) { for (int i = 0; i < n; i++) fputc((int)(v >> 8 * i & 0xFF), f); }
 

@@ -21,10 +21,7 @@
 #include "es_rom.h"
 #include "es_synth.h"
 
-static int fails = 0, passes = 0;
-#define CHECK(cond, ...) do { if (cond) passes++; else { fails++; \
-    fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); \
-    fprintf(stderr, "\n"); } } while (0)
+#include "test_check.h"
 
 static void t1_floats(void)
 {
