@@ -158,9 +158,8 @@ static int parse(int argc, char **argv, opts *o)
                                         {"baseline-db", ES_OPT_STR, 0, 0, 0}, {"junit", ES_OPT_STR, 0, 0, 0},
                                         {"run", ES_OPT_COUNT, 1, 9.2e18, 0},  {"baseline", ES_OPT_COUNT, 1, 9.2e18, 0}};
     es_optarg *items = NULL;
-    int n = es_opts_parse("budget check", argc - 1, argv + 1, defs, N_OPTS, 0, &items);
-    if (n == -2) return 1;
-    if (n < 0) return 2;
+    int n = es_opts_parse("budget check", argc - 1, argv + 1, defs, N_OPTS, 0, HELP, &items);
+    if (n < 0) return n == -2 ? 1 : 2; /* 1: help printed */
     for (int k = 0; k < n; k++) {
         const char *v = items[k].val;
         switch (items[k].opt) {
@@ -324,10 +323,7 @@ int es_cli_budget(int argc, char **argv)
     if (strcmp(argv[0], "check")) return usage("expected 'check', got", argv[0]);
     opts o;
     int p = parse(argc, argv, &o);
-    if (p == 1) {
-        fputs(HELP, stdout);
-        return 0;
-    }
+    if (p == 1) return 0; /* help printed */
     if (p) return p;
     return check(&o);
 }

@@ -102,12 +102,8 @@ int es_cli_chip(int argc, char **argv)
     static const es_opt opts[5] = {{"model", ES_OPT_STR, 0, 0, 0}, {"like", ES_OPT_STR, 0, 0, 0}, {"o", ES_OPT_STR, 0, 0, 0},
                                    {"name", ES_OPT_STR, 0, 0, 0},  {"area", ES_OPT_REAL, 1e-3, 1e6, 0}};
     es_optarg *items = NULL;
-    int n = es_opts_parse("chip derive", argc - 1, argv + 1, opts, 5, 0, &items);
-    if (n == -2) {
-        fputs(HELP, stdout);
-        return 0;
-    }
-    if (n < 0) return 2;
+    int n = es_opts_parse("chip derive", argc - 1, argv + 1, opts, 5, 0, HELP, &items);
+    if (n < 0) return n == -2 ? 0 : 2;
     for (int k = 0; k < n; k++) {
         const char *v = items[k].val;
         switch (items[k].opt) {

@@ -97,12 +97,8 @@ int es_cli_compare(int argc, char **argv)
                                    {"prompt", ES_OPT_COUNT, 1, 1 << 24, 0},   {"generate", ES_OPT_COUNT, 1, 1 << 24, 0},
                                    {"eval-prompt", ES_OPT_COUNT, 1, 1 << 24, 0}, {"eval-generate", ES_OPT_COUNT, 1, 1 << 24, 0}};
     es_optarg *items = NULL;
-    int n = es_opts_parse("compare", argc, argv, opts, 6, 0, &items);
-    if (n == -2) {
-        fputs(HELP, stdout);
-        return 0;
-    }
-    if (n < 0) return 2;
+    int n = es_opts_parse("compare", argc, argv, opts, 6, 0, HELP, &items);
+    if (n < 0) return n == -2 ? 0 : 2;
     for (int k = 0; k < n; k++) {
         const char *v = items[k].val;
         switch (items[k].opt) {

@@ -336,20 +336,17 @@ int cmd_dataset(int argc, char **argv)
     const char *help = "usage: etchsim dataset demo -o FILE.csv [--records N] [--seed S]\n\n"
                        "Write the demo dataset: N card transactions (default 10,000) with customer, their usual\n"
                        "merchant categories, merchant, category, amount, time and location; about 3% anomalous.\n"
-                       "Deterministic from the seed.";
+                       "Deterministic from the seed.\n";
     if (argc >= 1 && (!std::strcmp(argv[0], "-h") || !std::strcmp(argv[0], "--help"))) {
-        std::puts(help);
+        std::fputs(help, stdout);
         return 0;
     }
     if (argc < 1 || std::strcmp(argv[0], "demo")) return es_opt_usage("dataset", "expected 'demo', got", argc ? argv[0] : "nothing");
     static const es_opt opts[3] = {{"o", ES_OPT_STR, 0, 0, 0}, {"records", ES_OPT_COUNT, 1, 1e8, 0},
                                    {"seed", ES_OPT_COUNT, 0, 9.2e18, 0}};
     es_optarg *items = nullptr;
-    int k = es_opts_parse("dataset", argc - 1, argv + 1, opts, 3, 0, &items);
-    if (k < 0) {
-        if (k == -2) std::puts(help);
-        return k == -2 ? 0 : 2;
-    }
+    int k = es_opts_parse("dataset", argc - 1, argv + 1, opts, 3, 0, help, &items);
+    if (k < 0) return k == -2 ? 0 : 2;
     for (int i = 0; i < k; i++) {
         if (items[i].opt == 0) out = items[i].val;
         else if (items[i].opt == 1) n = items[i].num;
@@ -387,12 +384,8 @@ int parse_opts(int argc, char **argv, Opts &o)
         {"trace", ES_OPT_STR, 0, 0, 0},          {"trace-window", ES_OPT_STR, 0, 0, 0},
         {"no-db", ES_OPT_FLAG, 0, 0, 0},         {"json", ES_OPT_FLAG, 0, 0, 0}};
     es_optarg *items = nullptr;
-    int n = es_opts_parse("eval", argc, argv, opts, N_OPTS, 0, &items);
-    if (n == -2) {
-        std::fputs(HELP, stdout);
-        return 0;
-    }
-    if (n < 0) return 2;
+    int n = es_opts_parse("eval", argc, argv, opts, N_OPTS, 0, HELP, &items);
+    if (n < 0) return n == -2 ? 0 : 2;
     struct Free { es_optarg *p; ~Free() { std::free(p); } } fr{items};
     for (int k = 0; k < n; k++) {
         const char *v = items[k].val;

@@ -68,12 +68,8 @@ int es_cli_infer(int argc, char **argv)
     double temp = 0, top_p = 1;
     int json = 0, ignore_eos = 0, rope_rows = -1;
     es_optarg *items = NULL;
-    int n_items = es_opts_parse("infer", argc, argv, opts, N_OPTS, 0, &items);
-    if (n_items == -2) {
-        fputs(HELP, stdout);
-        return 0;
-    }
-    if (n_items < 0) return 2;
+    int n_items = es_opts_parse("infer", argc, argv, opts, N_OPTS, 0, HELP, &items);
+    if (n_items < 0) return n_items == -2 ? 0 : 2;
     for (int k = 0; k < n_items; k++) {
         const char *v = items[k].val;
         switch (items[k].opt) {

@@ -37,7 +37,7 @@ static int real_value(const char *s, double lo, double hi, double *out)
 }
 
 int es_opts_parse(const char *cmd, int argc, char **argv, const es_opt *opts, int n, int positional,
-                  es_optarg **items)
+                  const char *help, es_optarg **items)
 {
     *items = NULL;
     struct option *lo = calloc((size_t)n + 2, sizeof *lo);
@@ -72,6 +72,7 @@ int es_opts_parse(const char *cmd, int argc, char **argv, const es_opt *opts, in
     /* ":": report a missing value; positional arguments are permuted to the end, in order */
     while ((c = getopt_long(argc + 1, av, shorts, lo, &longidx)) != -1) {
         if (c == 'h') {
+            if (help) fputs(help, stdout);
             rc = -2;
             goto done;
         }

@@ -40,10 +40,11 @@ typedef struct es_optarg {
 
 /* Parse argv[0..argc) (the words after the command's name) against opts[0..n).
  * Returns the number of items written to *items (malloc'd, in command-line order;
- * free it), or -1 after printing a usage error for `etchsim cmd`, or -2 for -h/--help.
+ * free it), or -1 after printing a usage error for `etchsim cmd`, or -2 after printing `help`
+ * to stdout for -h/--help (the caller exits 0).
  * Positional arguments are accepted only when positional > 0, at most that many. */
 int es_opts_parse(const char *cmd, int argc, char **argv, const es_opt *opts, int n, int positional,
-                  es_optarg **items);
+                  const char *help, es_optarg **items);
 /* A whole number as the rules above read it: 0 and *out set, or -1. */
 int es_opt_count(const char *s, int64_t lo, int64_t hi, int64_t *out);
 /* Print "etchsim CMD: MSG ARG" and the --help hint; returns 2 (the exit code). */

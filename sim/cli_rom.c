@@ -66,7 +66,7 @@ static int cmd_build(int argc, char **argv)
         {"rope-rows", ES_OPT_STR, 0, 0, 0}, {"nibbles", ES_OPT_STR, 0, 0, 0}, {"o", ES_OPT_STR, 0, 0, 0},
         {"output", ES_OPT_STR, 0, 0, 0},  {"set", ES_OPT_STR, 0, 0, 1},       {"threads", ES_OPT_COUNT, 1, 1024, 0}};
     es_optarg *items = NULL;
-    int n_items = es_opts_parse("rom build", argc, argv, opts, N_OPTS, 0, &items);
+    int n_items = es_opts_parse("rom build", argc, argv, opts, N_OPTS, 0, NULL, &items);
     if (n_items < 0) return 2; /* --help was handled by es_cli_rom */
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     int n_sets = 0, threads = 0, have_seed = 0;
@@ -172,7 +172,7 @@ static int cmd_inspect(int argc, char **argv)
     static const es_opt opts[3] = {{"json", ES_OPT_FLAG, 0, 0, 0}, {"banks", ES_OPT_FLAG, 0, 0, 0},
                                    {"tensors", ES_OPT_FLAG, 0, 0, 0}};
     es_optarg *items = NULL;
-    int n = es_opts_parse("rom inspect", argc, argv, opts, 3, 1, &items);
+    int n = es_opts_parse("rom inspect", argc, argv, opts, 3, 1, NULL, &items);
     if (n < 0) return 2;
     for (int k = 0; k < n; k++) {
         if (items[k].opt == 0) json = 1;

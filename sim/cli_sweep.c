@@ -598,12 +598,8 @@ int es_cli_sweep(int argc, char **argv)
                                         {"jobs", ES_OPT_COUNT, 1, 1024, 0}, {"keep-points", ES_OPT_FLAG, 0, 0, 0},
                                         {"emit", ES_OPT_STR, 0, 0, 0}};
     es_optarg *items = NULL;
-    int n = es_opts_parse(merge ? "sweep merge" : "sweep", argc - merge, argv + merge, defs, N_OPTS, merge, &items);
-    if (n == -2) {
-        fputs(HELP, stdout);
-        return 0;
-    }
-    if (n < 0) return 2;
+    int n = es_opts_parse(merge ? "sweep merge" : "sweep", argc - merge, argv + merge, defs, N_OPTS, merge, HELP, &items);
+    if (n < 0) return n == -2 ? 0 : 2;
     for (int k = 0; k < n; k++) {
         const char *v = items[k].val;
         switch (items[k].opt) {

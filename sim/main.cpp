@@ -144,12 +144,8 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         {"synthetic", ES_OPT_COUNT, 0, 9.2e18, 0}, {"seed", ES_OPT_COUNT, 0, 9.2e18, 0},
         {"trace", ES_OPT_STR, 0, 0, 0},         {"trace-window", ES_OPT_STR, 0, 0, 0}};
     es_optarg *items = nullptr;
-    int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, &items);
-    if (n == -2) {
-        std::fputs(run ? RUN_HELP : AREA_HELP, stdout);
-        return 0;
-    }
-    if (n < 0) return 2;
+    int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, run ? RUN_HELP : AREA_HELP, &items);
+    if (n < 0) return n == -2 ? 0 : 2;
     struct Free { es_optarg *p; ~Free() { std::free(p); } } fr{items};
     for (int k = 0; k < n; k++) {
         const es_optarg &a = items[k];
