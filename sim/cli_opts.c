@@ -14,7 +14,8 @@ int es_opt_usage(const char *cmd, const char *msg, const char *arg)
     return 2;
 }
 
-int es_opt_count(const char *s, int64_t lo, int64_t hi, int64_t *out)
+/* a whole number as the rules read it: 0 and *out set, or -1 */
+static int es_opt_count(const char *s, int64_t lo, int64_t hi, int64_t *out)
 {
     if (!s || *s < '0' || *s > '9') return -1; /* digits only: no sign, no space */
     char *end;

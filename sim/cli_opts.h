@@ -45,8 +45,6 @@ typedef struct es_optarg {
  * Positional arguments are accepted only when positional > 0, at most that many. */
 int es_opts_parse(const char *cmd, int argc, char **argv, const es_opt *opts, int n, int positional,
                   const char *help, es_optarg **items);
-/* A whole number as the rules above read it: 0 and *out set, or -1. */
-int es_opt_count(const char *s, int64_t lo, int64_t hi, int64_t *out);
 /* Print "etchsim CMD: MSG ARG" and the --help hint; returns 2 (the exit code). */
 int es_opt_usage(const char *cmd, const char *msg, const char *arg);
 

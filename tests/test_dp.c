@@ -18,6 +18,7 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "es_dp.h"
+#include "es_cfg.h"
 #include "es_fs.h"
 #include "es_recipe.h"
 #include "es_wsrc.h"
@@ -66,12 +67,10 @@ int main(int argc, char **argv)
     if (argc < 3) { fprintf(stderr, "usage: test_dp FIXTURES CHIP [MODELS_DIR]\n"); return 2; }
     char gguf[1024];
     if (test_model_path("test_dp", argc > 3 ? argv[3] : NULL, gguf, sizeof gguf)) return 77;
-    char *text;
-    size_t len;
     es_err e = {{0}};
-    if (es_read_file(argv[1], 1 << 24, &text, &len, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
-    cJSON *fx = cJSON_Parse(text);
-    free(text);
+    es_cfg fxc; /* the fixtures, through the project's JSON reader */
+    if (es_cfg_load(&fxc, argv[1], &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
+    cJSON *fx = fxc.root;
     es_model m;
     es_wsrc w;
     if (!fx || es_model_load(&m, gguf, &e) || es_wsrc_open(&w, gguf, NULL, &e) || es_wsrc_bind(&w, &m, &e)) {

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
+#include "es_cfg.h"
 #include "es_fs.h"
 #include "es_model.h"
 #include "es_ref.h"
@@ -40,13 +41,10 @@ int main(int argc, char **argv)
     if (argc < 2) { fprintf(stderr, "usage: test_ref FIXTURES [MODELS_DIR]\n"); return 2; }
     char gguf[1024];
     if (test_model_path("test_ref", argc > 2 ? argv[2] : NULL, gguf, sizeof gguf)) return 77;
-    char *text;
-    size_t len;
     es_err e = {{0}};
-    if (es_read_file(argv[1], 1 << 24, &text, &len, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
-    cJSON *fx = cJSON_Parse(text);
-    free(text);
-    if (!fx) { fprintf(stderr, "%s: bad JSON\n", argv[1]); return 1; }
+    es_cfg fxc; /* the fixtures, through the project's JSON reader */
+    if (es_cfg_load(&fxc, argv[1], &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
+    cJSON *fx = fxc.root;
 
     /* 1.x shapes */
     es_model m;
