@@ -430,9 +430,8 @@ int es_rom_open(es_rom_image *img, const char *path, es_err *e)
 {
     memset(img, 0, sizeof *img);
     snprintf(img->path, sizeof img->path, "%s", path);
-    if (es_is_dir(path)) return es_fail(e, "%s: is a folder; expected a ROM image file (etchsim rom build -o)", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return es_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = es_fopen_regular(path, "a ROM image file (etchsim rom build -o)", e);
+    if (!f) return -1;
     unsigned char h[HDR_BYTES], *ix = NULL;
     es_rom_bank **order = NULL;
     int rc = -1;

@@ -26,14 +26,26 @@ int es_ends_with(const char *s, const char *suf)
     return a >= b && !strcmp(s + a - b, suf);
 }
 
+FILE *es_fopen_regular(const char *path, const char *expected, es_err *e)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) { /* opening a FIFO would wait for a writer */
+        es_fail(e, S_ISDIR(st.st_mode) ? "%s: is a folder; expected %s" : "%s: not a regular file (a pipe or device); expected %s",
+                path, expected);
+        return NULL;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) es_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    return f;
+}
+
 int es_read_file(const char *path, size_t max, char **out, size_t *len, es_err *e)
 {
     *out = NULL;
     *len = 0;
-    if (es_is_dir(path)) return es_fail(e, "%s: is a folder; expected a file", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return es_fail(e, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END)) { fclose(f); return es_fail(e, "%s: cannot seek (expected a regular file)", path); }
+    FILE *f = es_fopen_regular(path, "a file", e);
+    if (!f) return -1;
+    if (fseek(f, 0, SEEK_END)) { fclose(f); return es_fail(e, "%s: cannot seek", path); }
     long n = ftell(f);
     if (n < 0 || (size_t)n > max) {
         fclose(f);

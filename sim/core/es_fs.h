@@ -3,6 +3,7 @@
 #define ES_FS_H
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include "es_err.h"
 #ifdef __cplusplus
 extern "C" {
@@ -13,6 +14,9 @@ int es_is_dir(const char *path);    /* a folder */
 int es_ends_with(const char *s, const char *suffix);
 /* Read exactly n bytes at offset off of fd; -1 on an error or a short file. */
 int es_pread_all(int fd, void *buf, int64_t n, int64_t off);
+/* Open a regular file for reading; a folder, FIFO or device is an error naming the
+ * path and what was `expected` ("a ROM image file"), as is a file that will not open. */
+FILE *es_fopen_regular(const char *path, const char *expected, es_err *e);
 /* Read a whole file of at most max bytes into a malloc'd, NUL-terminated
  * buffer (*out, *len); errors name the file. */
 int es_read_file(const char *path, size_t max, char **out, size_t *len, es_err *e);

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define CSV_MAX_LINES 64
 
@@ -297,13 +296,9 @@ int es_dataset_open(es_dataset **out, const char *path, es_err *e)
     int jsonl = es_ends_with(path, ".jsonl") || es_ends_with(path, ".ndjson");
     if (!jsonl && !es_ends_with(path, ".csv"))
         return es_fail(e, "%s: expected a .csv or .jsonl file", path);
-    /* eval reads the data twice (its batch and the comparison batch): a pipe or device cannot be,
-     * and opening a FIFO with no writer would block for ever */
-    if (es_is_dir(path)) return es_fail(e, "%s: is a folder; expected a .csv or .jsonl file", path);
-    if (access(path, F_OK) == 0 && !es_is_file(path))
-        return es_fail(e, "%s: not a regular file (a pipe or device); expected a .csv or .jsonl file", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return es_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    /* eval reads the data twice (its batch and the comparison batch): a pipe or device cannot be */
+    FILE *f = es_fopen_regular(path, "a .csv or .jsonl file", e);
+    if (!f) return -1;
     es_dataset *d = calloc(1, sizeof *d);
     if (!d) { fclose(f); return es_fail(e, "%s: out of memory", path); }
     snprintf(d->path, sizeof d->path, "%s", path);
