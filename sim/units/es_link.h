@@ -4,6 +4,7 @@
 #ifndef ES_LINK_H
 #define ES_LINK_H
 #include <systemc>
+#include <vector>
 #include "es_ctx.h"
 
 namespace es {
@@ -18,7 +19,12 @@ public:
     SC_HAS_PROCESS(Link);
 
 private:
-    void run();
+    void step();                           // the method process: collect, transfer, deliver
+    enum Phase { Collect, Transfer, Deliver };
+    Phase phase_ = Collect;
+    std::vector<Item> group_;              // the work item on the link
+    int64_t start_ = 0, lat_ = 0;          // cycle its transfer began; latency after it
+    size_t sent_ = 0;                      // items of it written out so far
     Ctx &ctx_;
     int64_t bits_per_token_;
     bool host_;

@@ -27,43 +27,45 @@ Tile::Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops,
     }
     free_slots_ = ctx_.c->tile_slots;
     lanes_.resize((size_t)es_chip_partitions(ctx_.c, ctx_.m));
-    SC_THREAD(fetch);
-    SC_THREAD(complete);
+    SC_METHOD(fetch);
+    SC_METHOD(complete);
+    dont_initialize();
+    sensitive << booked_ev_;
 }
 
-bool Tile::next_group(std::vector<Item> &group, int64_t &total)
+bool Tile::take_first()
 {
-    const int64_t tpr = ctx_.c->tokens_per_read;
     /* the next item in arrival order, once a slot is free and its sequence is not in the tile */
-    for (;;) {
-        Item it;
-        if (waiting_.empty() && in.nb_read(it)) waiting_.push_back(it);
-        if (!waiting_.empty() && free_slots_ > 0 && !in_tile(waiting_.front().seq)) break;
-        if (arrived_or_freed_.size() == 0) arrived_or_freed_ = in.data_written_event() | changed_;
-        sc_core::wait(arrived_or_freed_);
-    }
-    group.assign(1, waiting_.front());
+    Item it;
+    if (waiting_.empty() && in.nb_read(it)) waiting_.push_back(std::move(it));
+    if (waiting_.empty() || free_slots_ <= 0 || in_tile(waiting_.front().seq)) return false;
+    group_.assign(1, std::move(waiting_.front()));
     waiting_.pop_front();
     free_slots_--;
-    seqs_in_.push_back(group[0].seq);
-    ctx_.wait_until(group[0].ready);
-    total = group[0].n;
+    seqs_in_.push_back(group_[0].seq);
+    return true;
+}
+
+int64_t Tile::take_more()
+{
+    const int64_t tpr = ctx_.c->tokens_per_read;
+    int64_t total = group_[0].n;
     /* items that have already arrived share this pass over the weights, up to
      * tokens_per_read tokens: one work item of several sequences */
     while (total < tpr) {
         Item it;
         if (waiting_.empty()) {
             if (!in.nb_read(it)) break;
-            waiting_.push_back(it);
+            waiting_.push_back(std::move(it));
         }
         const Item &more = waiting_.front();
         if (more.ready > ctx_.now() || total + more.n > tpr || in_tile(more.seq)) break;
-        group.push_back(more);
+        group_.push_back(more);
         seqs_in_.push_back(more.seq);
         total += more.n;
         waiting_.pop_front();
     }
-    return true;
+    return total;
 }
 
 const Tile::Plan &Tile::plan(int64_t n)
@@ -101,11 +103,32 @@ const Tile::Plan &Tile::plan(int64_t n)
 
 void Tile::fetch()
 {
-    std::vector<Item> group;
-    es_events op_ev;
+    /* a method process (no coroutine switch per item): take an item, wait until it has
+     * arrived, add those that arrived with it, book the work item */
     for (;;) {
-        int64_t total = 0;
-        next_group(group, total);
+        if (!ready_wait_) {
+            if (!take_first()) {
+                if (arrived_or_freed_.size() == 0) arrived_or_freed_ = in.data_written_event() | changed_;
+                next_trigger(arrived_or_freed_);
+                return;
+            }
+            int64_t now = ctx_.now();
+            if (group_[0].ready > now) {
+                ready_wait_ = true;
+                next_trigger(ctx_.period * (double)(group_[0].ready - now));
+                return;
+            }
+        }
+        ready_wait_ = false;
+        if (!book(take_more())) return; /* the run failed */
+    }
+}
+
+bool Tile::book(int64_t total)
+{
+    std::vector<Item> &group = group_;
+    es_events op_ev;
+    {
         int64_t start = ctx_.now();
         if (in_work_++ == 0) busy_since_ = start;
         if (ctx_.dp) routes_.assign(group.size(), std::vector<int32_t>());
@@ -115,7 +138,7 @@ void Tile::fetch()
                 es_err e{};
                 if (!it.act || es_dp_layers(ctx_.dp, lo_, hi_, it.seq, it.pos, it.n, it.act->data(), &e)) {
                     ctx_.fail("%s: %s", basename(), it.act ? e.msg : "an item arrived without activations");
-                    return;
+                    return false;
                 }
                 const int32_t *r;
                 int k = es_dp_routes(ctx_.dp, &r);
@@ -177,6 +200,7 @@ void Tile::fetch()
         std::push_heap(booked_.begin(), booked_.end(), std::greater<Work>());
         if (earlier) booked_ev_.notify(sc_core::SC_ZERO_TIME);
     }
+    return true;
 }
 
 int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int64_t start, int64_t t,
@@ -243,12 +267,27 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
 
 void Tile::complete()
 {
+    /* a method process (no coroutine switch per item): finish bookings in finish order,
+     * each at its finish cycle, and write its items out as the FIFO takes them */
     for (;;) {
-        while (booked_.empty()) sc_core::wait(booked_ev_);
+        if (!leaving_.empty()) {
+            for (; sent_ < leaving_.size(); sent_++)
+                if (!out.nb_write(leaving_[sent_])) {
+                    next_trigger(out.data_read_event());
+                    return;
+                }
+            leaving_.clear();
+            free_slots_++;
+            changed_.notify(sc_core::SC_ZERO_TIME);
+        }
+        if (booked_.empty()) {
+            next_trigger(booked_ev_);
+            return;
+        }
         int64_t t = booked_.front().finish;
         if (t > ctx_.now()) { /* a later booking may finish earlier: wake for it too */
-            sc_core::wait(ctx_.period * (double)(t - ctx_.now()), booked_ev_);
-            continue;
+            next_trigger(ctx_.period * (double)(t - ctx_.now()), booked_ev_);
+            return;
         }
         std::pop_heap(booked_.begin(), booked_.end(), std::greater<Work>());
         Work w = std::move(booked_.back());
@@ -260,9 +299,12 @@ void Tile::complete()
         }
         changed_.notify(sc_core::SC_ZERO_TIME);
         forward(w.group);
-        for (const Item &it : w.group) out.write(it);
-        free_slots_++;
-        changed_.notify(sc_core::SC_ZERO_TIME);
+        leaving_ = std::move(w.group);
+        sent_ = 0;
+        if (leaving_.empty()) { /* the last tile retired it: nothing to write */
+            free_slots_++;
+            changed_.notify(sc_core::SC_ZERO_TIME);
+        }
     }
 }
 

@@ -49,9 +49,15 @@ private:
     std::unordered_map<int64_t, Plan> plans_; // node-based: references stay valid as it grows
     int64_t last_plan_n_ = -1;                // the plan fetched last, looked up once
     const Plan *last_plan_ = nullptr;
-    void fetch();                          // takes work items in arrival order and books them
-    void complete();                       // finishes them in finish order and passes them on
-    bool next_group(std::vector<Item> &group, int64_t &total); // take a work item from the input
+    void fetch();                          // takes work items in arrival order and books them (a method)
+    bool take_first();                     // the next item into group_, if it may enter now
+    int64_t take_more();                   // items arrived with it join it (tokens_per_read); its tokens
+    bool book(int64_t total);              // books group_ through its ops; false if the run failed
+    std::vector<Item> group_;              // the work item being taken
+    bool ready_wait_ = false;              // waiting for group_[0] to arrive (link latency)
+    void complete();                       // finishes them in finish order and passes them on (a method)
+    std::vector<Item> leaving_;            // the finished work item's items, being written out
+    size_t sent_ = 0;                      // of them, written so far
     void forward(std::vector<Item> &group);                    // last tile: retire, tap, truncate
     Ctx &ctx_;
     std::vector<const es_op *> ops_;
