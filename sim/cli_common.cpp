@@ -36,6 +36,28 @@ cJSON *area_json(const es_area &a)
     return j;
 }
 
+cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &units, const es_area &a,
+                            double clock_w, double seconds)
+{
+    es_events ev{};
+    for (const auto &u : units) es_events_add(&ev, &u.ev);
+    const double k = 1.0 / c->vr_eff; /* card joules per chip joule */
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "rom_reads", ev.rom_bits * c->e_rom_bit * k);
+    cJSON_AddNumberToObject(j, "lane_adds", ev.cell_macs * c->e_cell_mac * k);
+    cJSON_AddNumberToObject(j, "registers", ev.reg_bit_cycles * c->e_reg_bit * k);
+    cJSON_AddNumberToObject(j, "vector", ev.vec_ops * c->e_vec_elem * k);
+    cJSON_AddNumberToObject(j, "attention_macs", ev.attn_macs * c->e_attn_mac * k);
+    cJSON_AddNumberToObject(j, "sram", ((ev.kv_rd_bits + ev.state_rd_bits) * c->e_kv_rd_bit +
+                                        (ev.kv_wr_bits + ev.state_wr_bits) * c->e_kv_wr_bit) * k);
+    cJSON_AddNumberToObject(j, "links", ev.link_bit_mm * c->e_wire_bit_mm * k);
+    cJSON_AddNumberToObject(j, "host", ev.host_bits * c->e_host_bit * k);
+    cJSON_AddNumberToObject(j, "leakage", a.leak_total_w * k * seconds);
+    cJSON_AddNumberToObject(j, "clock_ungated", clock_w * seconds);
+    cJSON_AddNumberToObject(j, "board", c->board_w * seconds);
+    return j;
+}
+
 cJSON *utilization_json(const std::vector<es_unit_rec> &units, double die_mm2, double die_utilization,
                         int64_t cycles)
 {

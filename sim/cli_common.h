@@ -26,6 +26,10 @@ struct Loaded {
 int load(const std::string &model, const std::string &chip, const std::vector<std::string> &sets,
          const std::string &rom, Loaded &L, es_err *e);
 cJSON *area_json(const es_area &a);
+// Card energy of a run by kind of event (ROM reads, lane adds, registers, ...) and of static power
+// (leakage, board, clock without gating), joules; the parts add up to the run's energy.
+cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &units, const es_area &a,
+                            double clock_w, double seconds);
 // Utilization of a run: {"die": fraction, "by_resource": {"lanes": {"area_mm2", "busy_fraction"}, ...}}:
 // each resource kind's area-weighted busy time over its area x run time, the die's
 // over the die's area (control, I/O and wires count as idle).

@@ -654,6 +654,8 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
     auto t0 = std::chrono::steady_clock::now();
     if (run_sim(&L.c, &L.m, w, b.r, e)) {
         if (child > 0) waitpid(child, nullptr, 0);
+        es_err e2{};
+        if (b.db && es_db_fail_run(b.db, b.run_id, e->msg, &e2)) std::fprintf(stderr, "etchsim eval: %s\n", e2.msg);
         return -1;
     }
     b.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -718,6 +720,7 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     cJSON_AddNumberToObject(j, "max_in_flight", (double)r.max_in_flight);
     cJSON_AddNumberToObject(j, "kv_max_used", (double)r.kv_max_used);
     cJSON_AddItemToObject(j, "utilization", utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));
+    cJSON_AddItemToObject(j, "energy_by_event_j", energy_by_event_json(&L.c, r.units, r.area, r.clock_w, r.seconds));
     cJSON_AddItemToObject(j, "area", area_json(r.area));
     cJSON *ps = cJSON_AddObjectToObject(j, "prefix_sharing");
     cJSON_AddBoolToObject(ps, "enabled", sharing);

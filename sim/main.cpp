@@ -392,6 +392,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddNumberToObject(units, "tiles", tiles_j);
     cJSON_AddNumberToObject(units, "links", links_j);
     cJSON_AddNumberToObject(units, "static", r.static_w * r.seconds);
+    cJSON_AddItemToObject(j, "energy_by_event_j", es::energy_by_event_json(&L.c, r.units, r.area, r.clock_w, r.seconds));
     cJSON_AddItemToObject(j, "area", es::area_json(r.area));
     cJSON_AddItemToObject(j, "utilization", es::utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));
     if (L.m.experts > 0) {
@@ -599,6 +600,8 @@ int cmd_run(int argc, char **argv)
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (rc) {
         std::fprintf(stderr, "etchsim run: %s\n", e.msg);
+        es_err e2{};
+        if (own.db && es_db_fail_run(own.db, run_id, e.msg, &e2)) std::fprintf(stderr, "etchsim run: %s\n", e2.msg);
         return 1;
     }
     if (o.functional) {

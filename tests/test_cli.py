@@ -269,10 +269,85 @@ def test_group_items():
     grouped = run_json(*base, "--streams", "32", *four)
     expect(grouped["tokens_per_s"] > 1.5 * one["tokens_per_s"],
            f"grouping gained too little: {grouped['tokens_per_s']} vs {one['tokens_per_s']}")
-    expect(grouped["energy_by_unit_j"]["tiles"] < 0.6 * one["energy_by_unit_j"]["tiles"],
-           "shared ROM reads did not cut tile energy")
+    expect(grouped["energy_by_event_j"]["rom_reads"] < 0.5 * one["energy_by_event_j"]["rom_reads"],
+           "shared ROM reads did not halve ROM read energy")
     expect(grouped["analytic_saturated_tokens_per_s"] >= 0.9 * grouped["tokens_per_s"],
            f"analytic saturation {grouped['analytic_saturated_tokens_per_s']} below simulated {grouped['tokens_per_s']}")
+
+
+def test_energy_hand_count():
+    """The tiny chip, one stream: one prefill chunk of 8 tokens (positions 0-7) and one decode
+    step (position 8). Every event each tile and the head count is written out below by hand
+    from tiny-llama (hidden 256, FFN 768, 8 heads of 32, 2 KV heads) and tests/data/tiny-chip.json;
+    each unit's energy must equal its counts times the energies in models/process/n6.json, divided
+    by the card's 0.9 VR efficiency. An event charged twice or missed fails here."""
+    # Per token, one layer. Lane cells: q 256x256 = 65,536; k 64x256 = 16,384; v 64x256 in int6 =
+    # 2 cells per weight = 32,768; o 65,536; gate, up, down 768x256 = 196,608 each: 770,048.
+    # ROM bits at 3.25 bits per int3 weight and 6.25 per int6: q 212,992; k 53,248; v 102,400;
+    # o 212,992; gate, up, down 638,976 each: 2,498,560.
+    # Vector ops: attn_norm 2x256, rope 256+64, attn_residual 256, ffn_norm 2x256, silu_mul 768,
+    # ffn_residual 256 = 2,624; group scales, rows x cols/64: q 1,024, k 256, v 256, o 1,024,
+    # gate 3,072, up 3,072, down 256 x 12 = 3,072: 11,776; 14,400 per token.
+    # Attention over contexts 1..8 (prefill) and 9 (decode): 36 + 9 = 45 positions attended;
+    # MACs 2 x 256 per position = 23,040; softmax 8 heads per position = 360 vector ops;
+    # KV 2 x 64 x 8 = 1,024 bits per position: 46,080 read, 9 x 1,024 = 9,216 written.
+    # Registers (clock_gating unit): lanes 8,192 x 8 bits = 65,536 per lane cycle; lane cycles per
+    # token max(cells / 8,192, bits / 65,536): q 8, k 2, v 4, o 8, gate/up/down 24 each = 94,
+    # 9 tokens = 846. Vector 64 x 256 = 16,384 bits per cycle, 41 cycles per token (norms 2 x 4
+    # each, rope 5, residuals 4 each, silu 12), 369 cycles. Attention 4 positions x 262,144 =
+    # 1,048,576 bits per cycle: prefill 2 (write 8 x 1,024 bits over 4,096-bit port) +
+    # ceil(ctx/4) over ctx 1..8 = 12, + 8 x 8 latency = 78; decode 1 + 3 + 8 = 12; 90 cycles.
+    tile = {"rom_bits": 9 * 2498560, "cell_macs": 9 * 770048, "vector_ops": 9 * 14400 + 360,
+            "attn_macs": 23040, "kv_read_bits": 46080, "kv_write_bits": 9216, "link_bit_mm": 0,
+            "register_bit_cycles": 846 * 65536 + 369 * 16384 + 90 * 1048576}
+    # The head, twice (the prompt's last token, then the decode token): out_norm 2 x 256 vector ops;
+    # lm_head 1,024 x 256 in int6 = 524,288 cells, 1,638,400 bits, 1,024 x 4 group scales; sampler
+    # 1,024 vector ops. Registers: out_norm 8 cycles x 16,384; lm_head 64 cycles (524,288 / 8,192
+    # lanes > 1,638,400 / 65,536 = 25) x 65,536; sampler 16 + 10 = 26 cycles x 64 x 48 bits.
+    head = {"rom_bits": 2 * 1638400, "cell_macs": 2 * 524288, "vector_ops": 2 * (512 + 4096 + 1024),
+            "attn_macs": 0, "kv_read_bits": 0, "kv_write_bits": 0, "link_bit_mm": 0,
+            "register_bit_cycles": 2 * (8 * 16384 + 64 * 65536 + 26 * 3072)}
+    with open(os.path.join(MODELS, "process", "n6.json")) as f:
+        en = {k: v["value"] for k, v in json.load(f)["energy"].items()}
+    fj = {"rom_bits": en["rom_read_fj_per_bit"], "cell_macs": en["lane_cell_mac_fj"],
+          "vector_ops": en["vector_op_fj"], "attn_macs": en["attention_mac_fj"],
+          "kv_read_bits": en["sram_read_fj_per_bit"], "kv_write_bits": en["sram_write_fj_per_bit"],
+          "link_bit_mm": en["wire_fj_per_bit_mm"], "register_bit_cycles": en["register_fj_per_bit_cycle"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "e.sqlite")
+        run("run", *TINY, "--prompt", "8", "--generate", "2", "--db", db)
+        con = sqlite3.connect(db)
+        con.row_factory = sqlite3.Row
+        rows = {r["unit"]: r for r in con.execute("SELECT * FROM unit_stats")}
+        con.close()
+    for name, want in [(f"tile{t}", tile) for t in range(4)] + [("head", head)]:
+        r = rows[name]
+        for k, v in want.items():
+            expect(r[k] == v, f"{name}.{k}: {r[k]}, hand count {v}")
+        joules = sum(v * fj[k] for k, v in want.items()) * 1e-15 / 0.9
+        expect(abs(r["energy_j"] - joules) <= 1e-9 * joules, f"{name}: {r['energy_j']} J, hand count {joules} J")
+
+
+def test_err_power_config():
+    """Power inputs out of range: a negative energy, a gating mode that does not exist, register
+    bits below zero; each names its file and key. Clock gating changes power, never timing."""
+    expect_error(["run", "--no-db", *TINY, "--set", "process.energy.register_fj_per_bit_cycle=-1"],
+                 "n6.json", "energy.register_fj_per_bit_cycle", "expected a number in [0")
+    expect_error(["run", "--no-db", *TINY, "--set", "process.energy.lane_cell_mac_fj=-0.5"],
+                 "energy.lane_cell_mac_fj")
+    expect_error(["run", "--no-db", *TINY, "--set", "clock_gating=per-lane"],
+                 "tiny-chip.json", "clock_gating", '"none", "tile" or "unit"', "per-lane")
+    expect_error(["run", "--no-db", *TINY, "--set", "tile.lanes.register_bits_per_cell=-8"],
+                 "tile.lanes.register_bits_per_cell")
+    base = [*TINY, "--prompt", "8", "--generate", "20", "--streams", "3"]
+    js = {g: run_json("--no-db", *base, "--set", f"clock_gating={g}") for g in ("none", "tile", "unit")}
+    for g in ("none", "tile"):
+        expect(js[g]["cycles"] == js["unit"]["cycles"], f"clock_gating {g} changed the cycles")
+    # coarser gating clocks more registers for longer
+    expect(js["unit"]["watts"] < js["tile"]["watts"] < js["none"]["watts"],
+           f"watts unit {js['unit']['watts']}, tile {js['tile']['watts']}, none {js['none']['watts']}")
+    expect(js["none"]["energy_by_event_j"]["registers"] == 0 and js["none"]["energy_by_event_j"]["clock_ungated"] > 0,
+           "clock_gating none: registers are a constant power, not events")
 
 
 def test_resource_overlap():
@@ -1464,6 +1539,59 @@ def test_err_messages_say_what():
         for args in (["eval", "--no-db", "--rule-file", tmp], ["sweep", "--grid", tmp, "--db", os.path.join(tmp, "s.sqlite")]):
             err = expect_error(args, f"{tmp}: is a folder; expected a file", code=2 if args[0] == "sweep" else 1)
             expect("at most" not in err, err)
+
+
+# etchsim's schema 3 (before unit_stats.register_bit_cycles and runs.error), as it shipped
+SCHEMA_3 = """CREATE TABLE runs( id INTEGER PRIMARY KEY, started_utc TEXT NOT NULL, finished_utc TEXT,
+ status TEXT NOT NULL CHECK(status IN ('running','complete')), version TEXT NOT NULL, command TEXT NOT NULL,
+ chip TEXT NOT NULL, model TEXT NOT NULL, prompt_tokens INTEGER, gen_tokens INTEGER, streams INTEGER,
+ cycles REAL, chip_config TEXT, process_config TEXT, summary TEXT);
+CREATE TABLE sequences( run_id INTEGER NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL, prompt_tokens INTEGER,
+ gen_tokens INTEGER, submit_ns REAL, admit_ns REAL, first_token_ns REAL, done_ns REAL, ttft_ns REAL, energy_j REAL,
+ PRIMARY KEY(run_id, seq));
+CREATE TABLE tokens( run_id INTEGER NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL, idx INTEGER NOT NULL,
+ t_ns REAL, latency_ns REAL, energy_j REAL, PRIMARY KEY(run_id, seq, idx));
+CREATE TABLE unit_stats( run_id INTEGER NOT NULL REFERENCES runs(id), unit TEXT NOT NULL, items INTEGER,
+ tokens INTEGER, busy_cycles INTEGER, utilization REAL, energy_j REAL, rom_bits REAL, cell_macs REAL,
+ attn_macs REAL, kv_read_bits REAL, kv_write_bits REAL, vector_ops REAL, link_bit_mm REAL, host_bits REAL,
+ area_mm2 REAL, state_read_bits REAL, state_write_bits REAL, PRIMARY KEY(run_id, unit));
+CREATE TABLE records( run_id INTEGER NOT NULL REFERENCES runs(id), record INTEGER NOT NULL, line INTEGER, key TEXT,
+ status TEXT NOT NULL CHECK(status IN ('done','skipped')), reason TEXT, prompt_tokens INTEGER, output_tokens INTEGER,
+ submit_ns REAL, first_token_ns REAL, done_ns REAL, energy_j REAL, tokens_estimated INTEGER, output_text TEXT,
+ verdict TEXT, PRIMARY KEY(run_id, record));
+CREATE TABLE sweep_points( point INTEGER PRIMARY KEY, params TEXT NOT NULL, run_id INTEGER REFERENCES runs(id),
+ status TEXT NOT NULL CHECK(status IN ('done','failed')), error TEXT, wall_s REAL);
+PRAGMA user_version = 3;"""
+
+
+def test_db_schema_4():
+    """A schema 3 database is migrated to 4 on open: its runs kept as they were, runs.error and
+    unit_stats.register_bit_cycles added; a run that fails inside the simulation is marked 'failed'
+    with its error instead of staying 'running'."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "old.sqlite")
+        con = sqlite3.connect(db)
+        con.executescript(SCHEMA_3)
+        con.execute("INSERT INTO runs VALUES(1,'2026-01-01T00:00:00Z','2026-01-01T00:00:01Z','complete','0.1.0','run',"
+                    "'hc1-class','llama-3.1-8b',8,2,1,123.0,'{}','{}','{\"watts\": 1}')")
+        con.execute("INSERT INTO unit_stats(run_id, unit, busy_cycles) VALUES(1, 'tile0', 77)")
+        con.commit()
+        con.close()
+        run("run", *TINY, "--prompt", "8", "--generate", "2", "--db", db)
+        expect_error(["run", *TINY, "--prompt", "8", "--generate", "2", "--db", db, "--trace",
+                      os.path.join(tmp, "no", "such", "t.json")], "cannot write the trace")
+        con = sqlite3.connect(db)
+        version, = con.execute("PRAGMA user_version").fetchone()
+        rows = con.execute("SELECT id, status, cycles, summary, error FROM runs ORDER BY id").fetchall()
+        old_unit = con.execute("SELECT busy_cycles, register_bit_cycles FROM unit_stats WHERE run_id = 1").fetchone()
+        regs, = con.execute("SELECT SUM(register_bit_cycles) FROM unit_stats WHERE run_id = 2").fetchone()
+        ok, = con.execute("PRAGMA integrity_check").fetchone()
+        con.close()
+        expect(version == 4 and ok == "ok", f"user_version {version}, integrity {ok}")
+        expect(rows[0] == (1, "complete", 123.0, '{"watts": 1}', None), f"the old run changed: {rows[0]}")
+        expect(old_unit == (77, None), f"the old run's unit row changed: {old_unit}")
+        expect(rows[1][1] == "complete" and regs > 0, f"new run: {rows[1][:2]}, register bit-cycles {regs}")
+        expect(rows[2][1] == "failed" and "cannot write the trace" in rows[2][4], f"failed run: {rows[2]}")
 
 
 def children_of(pid):

@@ -353,11 +353,53 @@ void es_an_expert_events(const es_chip *c, const es_model *m, int64_t layer, int
         ev->rom_bits += (double)es_ceil_div(n, c->tokens_per_read) * (double)es_tensor_bits(c, t);
         ev->cell_macs += (double)n * (double)es_tensor_cells(c, t);
         if (f->group > 0) ev->vec_ops += (double)n * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
+        if (c->gating == ES_GATING_UNIT) { /* the expert's lanes, for its projection's occupancy */
+            int64_t lanes;
+            es_rom rom;
+            es_chip_lane_geometry(c, m, t, &lanes, &rom);
+            int64_t occ = es_an_matvec(c, &rom, lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n) - rom.latency -
+                          c->lane_depth;
+            ev->reg_bit_cycles += (double)occ * (double)lanes * (double)c->tokens_per_read * c->reg_bits_cell;
+        }
+    }
+    if (c->gating == ES_GATING_UNIT) /* SiLU x up on the vector unit */
+        ev->reg_bit_cycles += (double)es_ceil_div(n * m->expert_ffn, c->vec_width) * (double)c->vec_width * c->reg_bits_vec;
+}
+
+/* The register bits of the resource an op holds (clock_gating "unit": clocked while it is booked). */
+static double op_register_bits(const es_chip *c, const es_model *m, const es_op *op)
+{
+    switch (op->kind) {
+    case ES_OP_EMBED: return 0; /* a ROM lookup */
+    case ES_OP_ATTN:
+    case ES_OP_SCAN: return (double)c->attn_ppc * c->reg_bits_attn;
+    case ES_OP_SAMPLE: return (double)c->sampler_width * c->reg_bits_sampler;
+    case ES_OP_EXPERTS: return 0; /* es_an_expert_events, per expert */
+    case ES_OP_MATVEC: {
+        if (op->layer < 0) return (double)c->head_lanes * c->reg_bits_cell;
+        int64_t lanes;
+        es_rom rom;
+        es_chip_lane_geometry(c, m, &m->tensors[op->tensor], &lanes, &rom);
+        return (double)lanes * (double)c->tokens_per_read * c->reg_bits_cell;
+    }
+    default: return (double)c->vec_width * c->reg_bits_vec;
     }
 }
 
+static void op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p, es_events *ev);
+
 void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p,
                      es_events *ev)
+{
+    op_events(c, m, op, n, p, ev);
+    if (c->gating == ES_GATING_UNIT && op->kind != ES_OP_EXPERTS) {
+        int64_t occ, lat;
+        es_an_op_split(c, m, op, n, p, &occ, &lat);
+        ev->reg_bit_cycles = (double)occ * op_register_bits(c, m, op);
+    }
+}
+
+static void op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p, es_events *ev)
 {
     memset(ev, 0, sizeof *ev);
     double dn = (double)n;

@@ -61,6 +61,7 @@ void es_events_add(es_events *a, const es_events *b)
     a->vec_ops += b->vec_ops;
     a->link_bit_mm += b->link_bit_mm;
     a->host_bits += b->host_bits;
+    a->reg_bit_cycles += b->reg_bit_cycles;
 }
 
 void es_events_scale(es_events *a, double f)
@@ -75,6 +76,7 @@ void es_events_scale(es_events *a, double f)
     a->vec_ops *= f;
     a->link_bit_mm *= f;
     a->host_bits *= f;
+    a->reg_bit_cycles *= f;
 }
 
 double es_events_joules(const es_chip *c, const es_events *ev)
@@ -83,7 +85,8 @@ double es_events_joules(const es_chip *c, const es_events *ev)
            ev->attn_macs * c->e_attn_mac + ev->kv_rd_bits * c->e_kv_rd_bit +
            ev->kv_wr_bits * c->e_kv_wr_bit + ev->vec_ops * c->e_vec_elem +
            ev->state_rd_bits * c->e_kv_rd_bit + ev->state_wr_bits * c->e_kv_wr_bit +
-           ev->link_bit_mm * c->e_wire_bit_mm + ev->host_bits * c->e_host_bit;
+           ev->link_bit_mm * c->e_wire_bit_mm + ev->host_bits * c->e_host_bit +
+           ev->reg_bit_cycles * c->e_reg_bit;
 }
 
 double es_area_of_unit(const es_chip *c, const es_model *m, const es_area *a, const char *unit)

@@ -42,6 +42,7 @@ typedef struct es_events {
     double vec_ops;       /* vector-unit element operations */
     double link_bit_mm;   /* bits moved times millimetres on tile links */
     double host_bits;     /* bits over the host link */
+    double reg_bit_cycles; /* register bits clocked, times cycles (clock_gating "unit" or "tile") */
 } es_events;
 
 void es_events_add(es_events *a, const es_events *b);

@@ -133,8 +133,22 @@ static int read_chip(es_chip *c, es_err *e)
         es_cfg_num(f, "area.io_mm2", 0, 1e5, &c->io_mm2, e) ||
         es_cfg_num(f, "area.io_transistors", 0, 1e13, &c->io_tr, e) ||
         es_cfg_num(f, "card.vr_efficiency", 0.01, 1.0, &c->vr_eff, e) ||
-        es_cfg_num(f, "card.board_static_w", 0, 1e5, &c->board_w, e))
+        es_cfg_num(f, "card.board_static_w", 0, 1e5, &c->board_w, e) ||
+        es_cfg_num(f, "tile.lanes.register_bits_per_cell", 0, 1024, &c->reg_bits_cell, e) ||
+        es_cfg_num(f, "tile.vector.register_bits_per_elem", 0, 1e6, &c->reg_bits_vec, e) ||
+        es_cfg_num(f, "tile.attention.register_bits_per_position", 0, 1e9, &c->reg_bits_attn, e) ||
+        es_cfg_num(f, "head.sampler.register_bits_per_elem", 0, 1e6, &c->reg_bits_sampler, e))
         return -1;
+    {
+        char gating[16];
+        if (es_cfg_str(f, "clock_gating", gating, sizeof gating, e)) return -1;
+        if (!strcmp(gating, "none")) c->gating = ES_GATING_NONE;
+        else if (!strcmp(gating, "tile")) c->gating = ES_GATING_TILE;
+        else if (!strcmp(gating, "unit")) c->gating = ES_GATING_UNIT;
+        else
+            return es_fail(e, "%s: key 'clock_gating': expected \"none\", \"tile\" or \"unit\", got \"%s\"",
+                           c->path, gating);
+    }
     int64_t scan_lat = 0;
     if (es_cfg_i64_opt(f, "tile.scan.latency_cycles", 0, 1 << 16, 0, &scan_lat, e)) return -1;
     c->scan_latency = (int)scan_lat;
@@ -194,7 +208,7 @@ static int read_chip(es_chip *c, es_err *e)
 static int read_process(es_chip *c, es_err *e)
 {
     const es_cfg *p = &c->proc;
-    double fj[8];
+    double fj[9];
     if (es_cfg_num(p, "voltage_v", 0.1, 5, &c->volt, e) ||
         es_cfg_num(p, "logic_mtr_per_mm2", 0.1, 1e5, &c->logic_mtr_mm2, e) ||
         es_cfg_num(p, "logic_utilization", 0.01, 1, &c->logic_util, e) ||
@@ -211,6 +225,7 @@ static int read_process(es_chip *c, es_err *e)
         es_cfg_num(p, "energy.vector_op_fj", 0, 1e6, &fj[5], e) ||
         es_cfg_num(p, "energy.wire_fj_per_bit_mm", 0, 1e6, &fj[6], e) ||
         es_cfg_num(p, "energy.host_pj_per_bit", 0, 1e6, &fj[7], e) ||
+        es_cfg_num(p, "energy.register_fj_per_bit_cycle", 0, 1e6, &fj[8], e) ||
         es_cfg_num(p, "leakage.logic_w_per_mm2", 0, 100, &c->leak_logic, e) ||
         es_cfg_num(p, "leakage.sram_w_per_mm2", 0, 100, &c->leak_sram, e) ||
         es_cfg_num(p, "leakage.rom_w_per_mm2", 0, 100, &c->leak_rom, e))
@@ -223,6 +238,7 @@ static int read_process(es_chip *c, es_err *e)
     c->e_vec_elem = fj[5] * 1e-15;
     c->e_wire_bit_mm = fj[6] * 1e-15;
     c->e_host_bit = fj[7] * 1e-12;
+    c->e_reg_bit = fj[8] * 1e-15;
     return 0;
 }
 
@@ -461,4 +477,16 @@ int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e)
                        c->path, (long long)c->kv_bytes, (long long)c->kv_slot_context,
                        (long long)es_chip_kv_bits_per_pos(c, m), c->layers_per_tile);
     return 0;
+}
+
+double es_chip_tile_register_bits(const es_chip *c)
+{
+    return (double)c->lanes * (double)c->tokens_per_read * c->reg_bits_cell + (double)c->vec_width * c->reg_bits_vec +
+           (double)c->attn_ppc * c->reg_bits_attn;
+}
+
+double es_chip_head_register_bits(const es_chip *c)
+{
+    return (double)c->head_lanes * c->reg_bits_cell + (double)c->vec_width * c->reg_bits_vec +
+           (double)c->sampler_width * c->reg_bits_sampler;
 }

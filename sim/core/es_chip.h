@@ -95,6 +95,12 @@ typedef struct es_chip {
     double io_tr;             /* area.io_transistors */
     /* card */
     double vr_eff;            /* card.vr_efficiency */
+    /* clocking: which registers receive the clock when (ES_GATING_*), and how many there are */
+    int gating;               /* clock_gating: "none", "tile" or "unit" */
+    double reg_bits_cell;     /* tile.lanes.register_bits_per_cell (also the head's lanes) */
+    double reg_bits_vec;      /* tile.vector.register_bits_per_elem (also the head's vector unit) */
+    double reg_bits_attn;     /* tile.attention.register_bits_per_position (also the scan engine) */
+    double reg_bits_sampler;  /* head.sampler.register_bits_per_elem */
     double board_w;           /* card.board_static_w */
     /* process */
     double volt;              /* process.voltage_v */
@@ -113,6 +119,7 @@ typedef struct es_chip {
     double e_vec_elem;        /* process.energy.vector_op_fj */
     double e_wire_bit_mm;     /* process.energy.wire_fj_per_bit_mm */
     double e_host_bit;        /* process.energy.host_pj_per_bit */
+    double e_reg_bit;         /* process.energy.register_fj_per_bit_cycle: a clocked register bit, one cycle */
     double leak_logic;        /* process.leakage.logic_w_per_mm2 */
     double leak_sram;         /* process.leakage.sram_w_per_mm2 */
     double leak_rom;          /* process.leakage.rom_w_per_mm2 */
@@ -153,6 +160,14 @@ int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e);
 /* Tensor groups of a partitioned tile: each has its own share of the lanes
  * and ROM banks, in proportion to its lane cells, so one token takes about
  * as long in each: a pipeline inside the layer. */
+/* clock_gating: none (every register clocked every cycle), tile (a tile's registers while an item is in
+ * it; the head's while it works), unit (each resource's registers while it is booked) */
+enum { ES_GATING_NONE, ES_GATING_TILE, ES_GATING_UNIT };
+/* Register bits of one tile's resources (lanes, vector unit, attention or scan engine) and of the head
+ * (lanes, vector unit, sampler), from the chip's register_bits_* keys. */
+double es_chip_tile_register_bits(const es_chip *c);
+double es_chip_head_register_bits(const es_chip *c);
+
 enum { ES_PART_QKV, ES_PART_O, ES_PART_GATE_UP, ES_PART_DOWN, ES_PART_N };
 int es_part_of_role(es_role r);   /* ES_PART_*, or -1 for a role outside the tile's projections */
 /* Mixture-of-experts models are always partitioned: each routed expert's ROM

@@ -17,14 +17,16 @@ struct es_db {
     sqlite3_stmt *tok;        /* INSERT INTO tokens, while streaming */
 };
 
+#define RUNS_COLUMNS \
+    " id INTEGER PRIMARY KEY," \
+    " started_utc TEXT NOT NULL, finished_utc TEXT," \
+    " status TEXT NOT NULL CHECK(status IN ('running','complete','failed'))," \
+    " version TEXT NOT NULL, command TEXT NOT NULL, chip TEXT NOT NULL, model TEXT NOT NULL," \
+    " prompt_tokens INTEGER, gen_tokens INTEGER, streams INTEGER," \
+    " cycles REAL, chip_config TEXT, process_config TEXT, summary TEXT, error TEXT"
 static const char *SCHEMA =
     "CREATE TABLE IF NOT EXISTS runs("
-    " id INTEGER PRIMARY KEY,"
-    " started_utc TEXT NOT NULL, finished_utc TEXT,"
-    " status TEXT NOT NULL CHECK(status IN ('running','complete')),"
-    " version TEXT NOT NULL, command TEXT NOT NULL, chip TEXT NOT NULL, model TEXT NOT NULL,"
-    " prompt_tokens INTEGER, gen_tokens INTEGER, streams INTEGER,"
-    " cycles REAL, chip_config TEXT, process_config TEXT, summary TEXT);"
+RUNS_COLUMNS ");"
     "CREATE TABLE IF NOT EXISTS sequences("
     " run_id INTEGER NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,"
     " prompt_tokens INTEGER, gen_tokens INTEGER, submit_ns REAL, admit_ns REAL,"
@@ -38,7 +40,7 @@ static const char *SCHEMA =
     " items INTEGER, tokens INTEGER, busy_cycles INTEGER, utilization REAL, energy_j REAL,"
     " rom_bits REAL, cell_macs REAL, attn_macs REAL, kv_read_bits REAL, kv_write_bits REAL,"
     " vector_ops REAL, link_bit_mm REAL, host_bits REAL, area_mm2 REAL, state_read_bits REAL, state_write_bits REAL,"
-    " PRIMARY KEY(run_id, unit));"
+    " register_bit_cycles REAL, PRIMARY KEY(run_id, unit));"
     "CREATE TABLE IF NOT EXISTS records("
     " run_id INTEGER NOT NULL REFERENCES runs(id), record INTEGER NOT NULL, line INTEGER, key TEXT,"
     " status TEXT NOT NULL CHECK(status IN ('done','skipped')), reason TEXT,"
@@ -47,7 +49,19 @@ static const char *SCHEMA =
     "CREATE TABLE IF NOT EXISTS sweep_points("
     " point INTEGER PRIMARY KEY, params TEXT NOT NULL, run_id INTEGER REFERENCES runs(id),"
     " status TEXT NOT NULL CHECK(status IN ('done','failed')), error TEXT, wall_s REAL);";
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
+/* schema 3 -> 4: unit_stats.register_bit_cycles; runs.status may be 'failed', with runs.error
+ * (SQLite cannot change a CHECK constraint: the runs table is rebuilt) */
+static const char *MIGRATE_3_TO_4 =
+    "BEGIN IMMEDIATE;"
+    "ALTER TABLE unit_stats ADD COLUMN register_bit_cycles REAL;"
+    "CREATE TABLE runs_v4(" RUNS_COLUMNS ");"
+    "INSERT INTO runs_v4(id, started_utc, finished_utc, status, version, command, chip, model, prompt_tokens,"
+    " gen_tokens, streams, cycles, chip_config, process_config, summary) SELECT * FROM runs;"
+    "DROP TABLE runs;"
+    "ALTER TABLE runs_v4 RENAME TO runs;"
+    "PRAGMA user_version = 4;"
+    "COMMIT";
 
 static int db_err(es_db *db, const char *what, es_err *e)
 {
@@ -109,8 +123,17 @@ int es_db_open(es_db **out, const char *path, es_err *e)
         es_db_close(db);
         return -1;
     }
+    if (version == 2) version = 3;
+    if (version == 3 && sqlite3_exec(db->h, MIGRATE_3_TO_4, NULL, NULL, &msg) != SQLITE_OK) {
+        es_fail(e, "%s: cannot migrate a schema 3 database to schema 4 (unit_stats.register_bit_cycles, "
+                   "runs.error): %s", path, msg ? msg : "?");
+        sqlite3_free(msg);
+        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+        es_db_close(db);
+        return -1;
+    }
     if (sqlite3_exec(db->h, SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(db->h, "PRAGMA user_version = 3", NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_exec(db->h, "PRAGMA user_version = 4", NULL, NULL, &msg) != SQLITE_OK) {
         es_fail(e, "%s: cannot create the schema (is the path writable?): %s", path,
                 msg ? msg : "?");
         sqlite3_free(msg);
@@ -245,7 +268,7 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
     db->in_tx = 1;
     if (sqlite3_prepare_v2(db->h, "INSERT INTO sequences VALUES(?,?,?,?,?,?,?,?,?,?)", -1, &s1, NULL) ||
         sqlite3_prepare_v2(db->h, TOK_SQL, -1, &s2, NULL) ||
-        sqlite3_prepare_v2(db->h, "INSERT INTO unit_stats VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        sqlite3_prepare_v2(db->h, "INSERT INTO unit_stats VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &s3, NULL) ||
         sqlite3_prepare_v2(db->h, "UPDATE runs SET status='complete', finished_utc=?, cycles=?,"
                                   " summary=? WHERE id=? AND status='running'", -1, &s4, NULL) ||
@@ -291,6 +314,7 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
         sqlite3_bind_double(s3, 16, u->area_mm2);
         sqlite3_bind_double(s3, 17, u->ev.state_rd_bits);
         sqlite3_bind_double(s3, 18, u->ev.state_wr_bits);
+        sqlite3_bind_double(s3, 19, u->ev.reg_bit_cycles);
         if (sqlite3_step(s3) != SQLITE_DONE) { db_err(db, "insert unit_stats", e); goto fail; }
     }
     for (int64_t i = 0; i < n_recs; i++)
@@ -333,6 +357,26 @@ fail:
     sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
     db->in_tx = 0;
     return -1;
+}
+
+int es_db_fail_run(es_db *db, int64_t run_id, const char *error, es_err *e)
+{
+    if (db->in_tx) { /* what was streamed belongs to the failed run: dropped */
+        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+        db->in_tx = 0;
+    }
+    sqlite3_stmt *st = NULL;
+    char now[32];
+    utc_now(now, sizeof now);
+    if (sqlite3_prepare_v2(db->h, "UPDATE runs SET status='failed', finished_utc=?, error=? WHERE id=? AND status='running'",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_err(db, "mark the run failed", e);
+    sqlite3_bind_text(st, 1, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, error, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, run_id);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    sqlite3_finalize(st);
+    return rc ? db_err(db, "mark the run failed", e) : 0;
 }
 
 int es_db_read_summary(const char *path, int64_t run_id, int64_t *id, char **command, char **summary, es_err *e)

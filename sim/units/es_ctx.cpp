@@ -17,7 +17,10 @@ Ctx::Ctx(const es_chip *chip, const es_model *model, const es_area *a) : c(chip)
     double ps = 1e12 / chip->clock_hz;
     period = sc_core::sc_time((double)(int64_t)(ps + 0.5), sc_core::SC_PS);
     dyn_scale = 1.0 / chip->vr_eff;
-    static_w = a->leak_total_w / chip->vr_eff + chip->board_w;
+    if (chip->gating == ES_GATING_NONE) /* every register clocked every cycle: a constant power */
+        clock_w = ((double)es_chip_tiles(chip, model) * es_chip_tile_register_bits(chip) + es_chip_head_register_bits(chip)) *
+                  chip->e_reg_bit * chip->clock_hz / chip->vr_eff;
+    static_w = a->leak_total_w / chip->vr_eff + chip->board_w + clock_w;
 }
 
 int64_t Ctx::now() const

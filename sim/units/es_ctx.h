@@ -65,7 +65,8 @@ public:
     const es_model *m;
     sc_core::sc_time period;          // one clock cycle
     double dyn_scale;                 // card joules per chip joule (1 / VR efficiency)
-    double static_w;                  // leakage / VR efficiency + board static
+    double clock_w = 0;               // clock_gating "none": every register clocked every cycle / VR efficiency
+    double static_w;                  // leakage / VR efficiency + board static + clock_w
     std::deque<SeqState> seqs;        // by sequence id (slot); deque: stable references as it grows
     bool keep_tokens = true;          // keep a record per token (run); eval keeps per-sequence sums
     bool seq_tokens = false;          // keep each sequence's token arrivals until it finishes (eval)

@@ -75,6 +75,8 @@ void Head::run()
             es_events_add(&ev, &op_ev);
         }
         ctx_.wait_until(t); /* the ops back to back: one wait */
+        if (ctx_.c->gating == ES_GATING_TILE) /* the head's registers clocked while it works */
+            ev.reg_bit_cycles += (double)(ctx_.now() - start) * es_chip_head_register_bits(ctx_.c);
         ctx_.span(trk_, start, t, "head", it.seq, it.pos, it.n, true);
         stat_->items++;
         stat_->tokens += it.n;

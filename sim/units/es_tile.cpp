@@ -292,6 +292,13 @@ void Tile::complete()
         std::pop_heap(booked_.begin(), booked_.end(), std::greater<Work>());
         Work w = std::move(booked_.back());
         booked_.pop_back();
+        if (ctx_.c->gating == ES_GATING_TILE && !w.group.empty()) {
+            /* the tile's registers are clocked while an item is in it: each finish charges the busy
+             * time since the previous one (or since the tile became busy) to the item leaving */
+            int64_t from = std::max(clock_mark_, busy_since_);
+            w.ev[0].reg_bit_cycles += (double)(ctx_.now() - from) * es_chip_tile_register_bits(ctx_.c);
+            clock_mark_ = ctx_.now();
+        }
         if (--in_work_ == 0) stat_->busy_cycles += ctx_.now() - busy_since_;
         for (size_t g = 0; g < w.group.size(); g++) {
             ctx_.charge(stat_, w.group[g].seq, w.ev[g]);

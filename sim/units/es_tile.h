@@ -82,6 +82,7 @@ private:
     uint64_t entered_ = 0;
     int in_work_ = 0;                      // items being worked on
     int64_t busy_since_ = 0;
+    int64_t clock_mark_ = 0;               // clock_gating "tile": busy time charged up to this cycle
 };
 
 } // namespace es

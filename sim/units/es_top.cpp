@@ -229,6 +229,7 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     r.kv_max_used = ctx.kv_max_used;
     r.prefill_passes = ctx.prefill_passes;
     r.static_w = ctx.static_w;
+    r.clock_w = ctx.clock_w;
 
     if (!w.sink) {
         /* per-sequence figures (run): ids come back in completion order */

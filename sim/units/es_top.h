@@ -90,7 +90,8 @@ struct RunResult {
     double seq_ns_per_token = 0;         // mean over streams of (done - submit) / tokens
     double total_j = 0;                  // card energy of the run
     double dynamic_j = 0;                // events x energy / VR efficiency
-    double static_w = 0;                 // leakage / VR efficiency + board static
+    double static_w = 0;                 // leakage / VR efficiency + board static + clock_w
+    double clock_w = 0;                  // clock_gating "none": all registers every cycle / VR efficiency
     double unattributed_j = 0;           // static energy after the last sample, plus the shared prefix's
     double prefix_j = 0;                 // dynamic energy of the shared prefix
     double watts = 0, joules_per_token = 0;
