@@ -36,6 +36,33 @@ cJSON *area_json(const es_area &a)
     return j;
 }
 
+cJSON *power_limit_json(const es::RunResult &r)
+{
+    if (r.power_limit_w <= 0) return cJSON_CreateNull();
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "limit_w", r.power_limit_w);
+    cJSON_AddNumberToObject(j, "window_s", r.window_s);
+    cJSON_AddNumberToObject(j, "throttled_s", r.throttled_s);
+    cJSON_AddNumberToObject(j, "effective_clock_hz", r.seconds > 0 ? (double)r.cycles / r.seconds : r.clock_hz);
+    cJSON_AddNumberToObject(j, "min_clock_hz", r.min_clock_hz);
+    cJSON *w = cJSON_AddArrayToObject(j, "window_w");
+    for (double x : r.window_w) cJSON_AddItemToArray(w, cJSON_CreateNumber(x));
+    return j;
+}
+
+std::string power_limit_text(const es::RunResult &r)
+{
+    if (r.power_limit_w <= 0) return "";
+    double peak = 0;
+    for (double x : r.window_w) peak = x > peak ? x : peak;
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%.1f W over %.6g s windows: %s%.3f ms throttled, effective clock %.4g GHz "
+                  "(lowest %.4g), highest window %.1f W",
+                  r.power_limit_w, r.window_s, r.throttled_s > 0 ? "" : "never engaged, ", r.throttled_s * 1e3,
+                  r.seconds > 0 ? (double)r.cycles / r.seconds / 1e9 : r.clock_hz / 1e9, r.min_clock_hz / 1e9, peak);
+    return buf;
+}
+
 cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &units, const es_area &a,
                             double clock_w, double seconds)
 {

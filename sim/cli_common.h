@@ -10,6 +10,7 @@
 #include "es_area.h"
 #include "es_chip.h"
 #include "es_model.h"
+#include "es_top.h"
 
 namespace es {
 
@@ -26,6 +27,11 @@ struct Loaded {
 int load(const std::string &model, const std::string &chip, const std::vector<std::string> &sets,
          const std::string &rom, Loaded &L, es_err *e);
 cJSON *area_json(const es_area &a);
+// The power limit's figures (null without a limit): limit, window, time throttled, effective and lowest
+// clock, each window's average watts.
+cJSON *power_limit_json(const es::RunResult &r);
+// The same as summary lines ("" without a limit).
+std::string power_limit_text(const es::RunResult &r);
 // Card energy of a run by kind of event (ROM reads, lane adds, registers, ...) and of static power
 // (leakage, board, clock without gating), joules; the parts add up to the run's energy.
 cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &units, const es_area &a,

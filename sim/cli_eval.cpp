@@ -721,6 +721,7 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     cJSON_AddNumberToObject(j, "kv_max_used", (double)r.kv_max_used);
     cJSON_AddItemToObject(j, "utilization", utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));
     cJSON_AddItemToObject(j, "energy_by_event_j", energy_by_event_json(&L.c, r.units, r.area, r.clock_w, r.seconds));
+    cJSON_AddItemToObject(j, "power_limit", power_limit_json(r));
     cJSON_AddItemToObject(j, "area", area_json(r.area));
     cJSON *ps = cJSON_AddObjectToObject(j, "prefix_sharing");
     cJSON_AddBoolToObject(ps, "enabled", sharing);
@@ -796,6 +797,7 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
                 batch_ns > 0 ? r.prefill_passes / (batch_ns * 1e-9) : 0);
     std::printf("  %-34s %.1f W, %.3f mJ per record\n", "power", done ? r.watts : 0,
                 done ? r.total_j / (double)done * 1e3 : 0);
+    if (r.power_limit_w > 0) std::printf("  %-34s %s\n", "power limit", power_limit_text(r).c_str());
     std::printf("  %-34s %.1f %%\n", "die utilization", 100.0 * r.die_utilization);
     std::printf("  %-34s %lld rule tokens, %lld prefill token passes%s\n", "tokens", (long long)rule_tokens,
                 (long long)r.prefill_passes, estimated ? " (ESTIMATED: no vocabulary)" : "");

@@ -393,6 +393,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddNumberToObject(units, "links", links_j);
     cJSON_AddNumberToObject(units, "static", r.static_w * r.seconds);
     cJSON_AddItemToObject(j, "energy_by_event_j", es::energy_by_event_json(&L.c, r.units, r.area, r.clock_w, r.seconds));
+    cJSON_AddItemToObject(j, "power_limit", es::power_limit_json(r));
     cJSON_AddItemToObject(j, "area", es::area_json(r.area));
     cJSON_AddItemToObject(j, "utilization", es::utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));
     if (L.m.experts > 0) {
@@ -461,13 +462,14 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
                 r.an.kv_slots);
     std::printf("  %-28s %14.1f   (static %.1f W, dynamic %.1f W)\n", "card power, W", r.watts,
                 r.static_w, r.dynamic_j / r.seconds);
+    if (r.power_limit_w > 0) std::printf("  %-28s %s\n", "power limit", es::power_limit_text(r).c_str());
     std::printf("  %-28s %14.3f\n", "energy per token, mJ", r.joules_per_token * 1e3);
     std::printf("  %-28s %14.1f\n", "die area, mm2", r.area.total_mm2);
     std::printf("  %-28s %14.2f   (area x busy time / die area x run time)\n", "die utilization, %",
                 100.0 * r.die_utilization);
     std::printf("  %-28s %14.2f\n", "transistors, billions", r.area.total_tr / 1e9);
-    std::printf("  %-28s %14.3f   (%" PRId64 " cycles at %.3g GHz)\n", "simulated time, ms",
-                r.seconds * 1e3, r.cycles, r.clock_hz / 1e9);
+    std::printf("  %-28s %14.3f   (%" PRId64 " cycles at %.4g GHz%s)\n", "simulated time, ms", r.seconds * 1e3, r.cycles,
+                (r.seconds > 0 ? (double)r.cycles / r.seconds : r.clock_hz) / 1e9, r.throttled_s > 0 ? " on average" : "");
     std::printf("  %-28s %14.2f\n", "host wall time, s", wall);
     if (o.functional) {
         std::printf("  functional (%s activations, %d-bit accumulator, %s KV), stream 0:\n", L.c.act_format,

@@ -1288,6 +1288,12 @@ def test_eval_token_rows():
         data, db = os.path.join(tmp, "d.csv"), os.path.join(tmp, "e.sqlite")
         write_csv(data, [f"R{i},record {i} {'z' * (i % 13)}" for i in range(40)] + ["bad,row,with,too,many"])
         eval_json("--db", db, *TINY, "--data", data, "--rule", "Is it fine?", "--max-new-tokens", "3", "--no-compare")
+        check_token_rows(db, 41, 40)
+
+
+def check_token_rows(db, n_recs, skipped):
+    """eval's tokens rows against its records: indices, arrivals, latencies and energies."""
+    if True:
         con = sqlite3.connect(db)
         recs = {r[0]: r[1:] for r in con.execute(
             "SELECT record, status, output_tokens, submit_ns, first_token_ns, done_ns, energy_j FROM records")}
@@ -1295,7 +1301,7 @@ def test_eval_token_rows():
         for seq, idx, t, lat, j in con.execute("SELECT seq, idx, t_ns, latency_ns, energy_j FROM tokens ORDER BY seq, idx"):
             toks.setdefault(seq, []).append((idx, t, lat, j))
         con.close()
-        expect(len(recs) == 41 and recs[40][0] == "skipped" and 40 not in toks, "the skipped record has token rows")
+        expect(len(recs) == n_recs and recs[skipped][0] == "skipped" and skipped not in toks, "the skipped record has token rows")
         for rec, (status, n, submit, first, done, energy) in recs.items():
             if status != "done":
                 continue
@@ -1305,6 +1311,50 @@ def test_eval_token_rows():
             expect(abs(ts[0][2] - (first - submit)) < 1e-6, f"record {rec}: first latency {ts[0][2]} vs {first - submit}")
             expect(all(abs(ts[k][2] - (ts[k][1] - ts[k - 1][1])) < 1e-6 for k in range(1, n)), f"record {rec}: latencies")
             expect(abs(sum(t[3] for t in ts) - energy) <= 1e-12 * max(1.0, energy), f"record {rec}: energy {ts} vs {energy}")
+
+
+def test_power_limit():
+    """card.power_limit_w below the full-load power: the clock steps down by card.clock_step_hz in
+    the windows that would exceed it, so every window's average power is at or below the limit,
+    the same cycles take longer, and tokens, records and energies stay consistent. A limit at or
+    below the static power is refused."""
+    base = ["--no-db", *TINY, "--prompt", "8", "--generate", "100", "--streams", "16"]
+    free = run_json(*base)
+    expect(free["power_limit"] is None, "tiny-chip has no limit")
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "p.sqlite")
+        capped = run_json(*base[1:], "--db", db, "--set", "card.power_limit_w=14")
+        p = capped["power_limit"]
+        expect(free["watts"] > 14.5, f"the unlimited run draws {free['watts']} W")
+        expect(capped["cycles"] == free["cycles"], "a power limit changed the cycles")
+        expect(max(p["window_w"]) <= 14 * (1 + 1e-9), f"a window above the limit: {max(p['window_w'])} W")
+        expect(capped["watts"] <= 14 * (1 + 1e-9) and p["throttled_s"] > 0, f"{capped['watts']} W, throttled {p['throttled_s']} s")
+        expect(capped["tokens_per_s"] < 0.99 * free["tokens_per_s"], "throttled but no slower")
+        steps = (1e9 - p["min_clock_hz"]) / 15e6
+        expect(p["effective_clock_hz"] < 1e9 and abs(steps - round(steps)) < 1e-6, f"clock {p['min_clock_hz']} not a 15 MHz step down")
+        con = sqlite3.connect(db)
+        tok_j, last = con.execute("SELECT SUM(energy_j), MAX(t_ns) FROM tokens").fetchone()
+        con.close()
+        expect(abs(tok_j + capped["unattributed_j"] - capped["energy_j"]) <= 1e-9 * capped["energy_j"],
+               f"tokens {tok_j} J + unattributed {capped['unattributed_j']} J != {capped['energy_j']} J")
+        expect(abs(last - capped["cycles"] / p["effective_clock_hz"] * 1e9) < 1e-3, "the last token is not at the run's end")
+        # eval: its records and tokens rows under a limit, and the demo on hc1-class
+        data, edb = os.path.join(tmp, "d.csv"), os.path.join(tmp, "e.sqlite")
+        write_csv(data, [f"R{i},record {i} {'z' * (i % 13)}" for i in range(40)] + ["bad,row,with,too,many"])
+        args = [*TINY, "--data", data, "--rule", "Is it fine?", "--max-new-tokens", "3", "--no-compare"]
+        open_e = eval_json("--no-db", *args)[0]
+        capped_e = eval_json("--db", edb, *args, "--set", f"card.power_limit_w={0.9 * open_e['watts']}")[0]
+        expect(capped_e["batch_ns"] > open_e["batch_ns"] and max(capped_e["power_limit"]["window_w"]) <= 0.9 * open_e["watts"] * (1 + 1e-9),
+               f"eval: {capped_e['batch_ns']} ns vs {open_e['batch_ns']}, windows {capped_e['power_limit']['window_w']}")
+        check_token_rows(edb, 41, 40)
+    demo = ["--no-db", "--no-compare", "--records", "2000"]
+    hc1 = eval_json(*demo)[0]
+    expect(hc1["power_limit"]["throttled_s"] == 0, "hc1-class's 200 W limit engaged on the demo")
+    slow = eval_json(*demo, "--set", "card.power_limit_w=150")[0]
+    expect(slow["batch_ns"] > 1.1 * hc1["batch_ns"] and max(slow["power_limit"]["window_w"]) <= 150 * (1 + 1e-9),
+           f"demo at 150 W: {slow['batch_ns']} ns vs {hc1['batch_ns']}, windows {slow['power_limit']['window_w']}")
+    expect_error(["run", *base, "--set", "card.power_limit_w=5"], "tiny-chip.json", "card.power_limit_w",
+                 "at or below the card's static power")
 
 
 def test_eval_bom_and_empty_jsonl():

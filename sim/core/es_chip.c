@@ -139,6 +139,15 @@ static int read_chip(es_chip *c, es_err *e)
         es_cfg_num(f, "tile.attention.register_bits_per_position", 0, 1e9, &c->reg_bits_attn, e) ||
         es_cfg_num(f, "head.sampler.register_bits_per_elem", 0, 1e6, &c->reg_bits_sampler, e))
         return -1;
+    c->power_limit_w = 0;
+    if (es_cfg_has(f, "card.power_limit_w")) {
+        if (es_cfg_num(f, "card.power_limit_w", 0, 1e6, &c->power_limit_w, e)) return -1;
+        double us = 0;
+        if (c->power_limit_w > 0 && (es_cfg_num(f, "card.power_window_us", 0.001, 1e8, &us, e) ||
+                                     es_cfg_num(f, "card.clock_step_hz", 1e3, c->clock_hz, &c->clock_step_hz, e)))
+            return -1;
+        c->power_window_s = us * 1e-6;
+    }
     {
         char gating[16];
         if (es_cfg_str(f, "clock_gating", gating, sizeof gating, e)) return -1;

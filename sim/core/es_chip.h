@@ -102,6 +102,9 @@ typedef struct es_chip {
     double reg_bits_attn;     /* tile.attention.register_bits_per_position (also the scan engine) */
     double reg_bits_sampler;  /* head.sampler.register_bits_per_elem */
     double board_w;           /* card.board_static_w */
+    double power_limit_w;     /* card.power_limit_w: 0 = none */
+    double power_window_s;    /* card.power_window_us (s after load): the limit holds over each window */
+    double clock_step_hz;     /* card.clock_step_hz: the clock steps down (and back up) by this */
     /* process */
     double volt;              /* process.voltage_v */
     double logic_mtr_mm2;     /* process.logic_mtr_per_mm2 */

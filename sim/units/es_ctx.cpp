@@ -21,6 +21,72 @@ Ctx::Ctx(const es_chip *chip, const es_model *model, const es_area *a) : c(chip)
         clock_w = ((double)es_chip_tiles(chip, model) * es_chip_tile_register_bits(chip) + es_chip_head_register_bits(chip)) *
                   chip->e_reg_bit * chip->clock_hz / chip->vr_eff;
     static_w = a->leak_total_w / chip->vr_eff + chip->board_w + clock_w;
+    if (chip->power_limit_w > 0) {
+        gov.on = true;
+        gov.f_nom = chip->clock_hz;
+        gov.W = (int64_t)(chip->power_window_s * chip->clock_hz + 0.5);
+        if (gov.W < 1) gov.W = 1;
+        gov.step = chip->clock_step_hz;
+        gov.limit = chip->power_limit_w;
+        gov.fixed_w = a->leak_total_w / chip->vr_eff + chip->board_w;
+        gov.clock_j = clock_w / chip->clock_hz;
+        gov.min_f = chip->clock_hz;
+    }
+}
+
+void Governor::close_one(int64_t len)
+{
+    /* window `closed`: e_open dynamic joules in len cycles. At clock f it lasts len / f seconds and
+     * draws (e_open + clock_j len) f / len + fixed_w; the highest step with that <= limit */
+    double fl = f_nom, per_cycle = (e_open + clock_j * (double)len) / (double)len;
+    if (per_cycle * f_nom + fixed_w > limit) {
+        double fmax = (limit - fixed_w) / per_cycle;
+        fl = f_nom - std::ceil((f_nom - fmax) / step - 1e-9) * step;
+        if (fl <= 0) fl = fmax; /* below the lowest step: exactly the limit */
+    }
+    if (fl < f_nom && first_slow < 0) first_slow = closed;
+    if (first_slow >= 0) { /* windows before the last are whole */
+        start_s.push_back(closed == first_slow ? (double)closed * (double)W / f_nom : start_s.back() + (double)W / f.back());
+        f.push_back(fl);
+    }
+    double dur = (double)len / fl;
+    window_w.push_back((e_open + clock_j * (double)len) / dur + fixed_w);
+    if (fl < f_nom) throttled_s += dur;
+    if (fl < min_f) min_f = fl;
+    e_open = 0;
+    closed++;
+}
+
+void Governor::close_to(int64_t k)
+{
+    if (closed >= k) return;
+    while (closed < k) close_one(W);
+    if (on_close) on_close();
+}
+
+void Governor::close_last(int64_t end)
+{
+    if (!on) return;
+    close_to(end / W);
+    if (end > closed * W) {
+        close_one(end - closed * W);
+        if (on_close) on_close();
+    }
+}
+
+double Governor::static_fix(int64_t from, int64_t at) const
+{
+    if (first_slow < 0) return 0;
+    return fixed_w * ((real_s((double)at) - real_s((double)from)) - (double)(at - from) / f_nom);
+}
+
+double Governor::real_s(double c) const
+{
+    int64_t k = (int64_t)(c / (double)W);
+    if (first_slow < 0 || k < first_slow) return c / f_nom;
+    size_t i = (size_t)(k - first_slow);
+    if (i >= f.size()) i = f.size() - 1; /* the run's end, on the last window's boundary */
+    return start_s[i] + (c - (double)(first_slow + (int64_t)i) * (double)W) / f[i];
 }
 
 int64_t Ctx::now() const
@@ -51,6 +117,7 @@ es_unit_rec *Ctx::unit(const char *name)
 void Ctx::charge(es_unit_rec *u, int32_t seq, const es_events &ev)
 {
     double j = es_events_joules(c, &ev) * dyn_scale;
+    gov.add(now(), j);
     es_events_add(&u->ev, &ev);
     u->energy_j += j;
     seqs[(size_t)seq].pending_j += j;
@@ -67,6 +134,10 @@ void Ctx::sample(int32_t seq_id, Item &cpl)
     SeqState &s = seqs[(size_t)seq_id];
     int64_t t = now();
     double j = s.pending_j + static_w * (double)(t - last_sample) / c->clock_hz;
+    if (gov.on) { /* its static share at the nominal clock; made real once its windows' clocks are known */
+        s.spans.emplace_back(last_sample, t);
+        if (keep_tokens) tok_span.emplace_back(last_sample, t);
+    }
     s.pending_j = 0;
     last_sample = t;
     cpl.tok_idx = (int32_t)s.produced++;

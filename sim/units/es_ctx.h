@@ -6,6 +6,7 @@
 #include <systemc>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <ostream>
 #include <unordered_map>
@@ -55,8 +56,42 @@ struct SeqState {
     std::vector<int32_t> out_ids;    // functional: tokens sampled so far
     bool tap = false;             // functional: record the logits of every position (run --logits)
     std::vector<es_token_rec> toks; // eval: its tokens so far (seq, idx, t_ns, energy_j), kept in flight only
+    std::vector<std::pair<int64_t, int64_t>> spans; // power limit: each token's (previous sample, its sample) cycles
 };
 
+
+// card.power_limit_w: simulated time runs in cycles of the nominal clock; the clock of each
+// window of power_window_s x nominal cycles is the highest step (nominal - k x clock_step_hz)
+// at which that window's average power fits the limit, chosen when the window's events are
+// all charged (an ideal governor: a real one reacts a window late). Energy per event does not
+// depend on the clock (frequency steps only, voltage fixed); leakage and board power are per
+// second, so a slower window costs more of them. real_s() maps a cycle to real seconds.
+struct Governor {
+    bool on = false;
+    int64_t W = 0;                    // window, nominal cycles
+    double f_nom = 0, step = 0, limit = 0;
+    double fixed_w = 0;               // leakage / VR efficiency + board: per second
+    double clock_j = 0;               // clock_gating none: card joules per cycle, whatever the clock
+    double e_open = 0;                // card dynamic joules charged in the open window
+    int64_t closed = 0;               // windows closed
+    int64_t first_slow = -1;          // the first window below the nominal clock (-1: none yet)
+    std::vector<double> f, start_s;   // each closed window's clock and real start, from first_slow on
+    std::vector<double> window_w;     // each closed window's average card power (dynamic + static)
+    double throttled_s = 0;           // real time spent below the nominal clock
+    double min_f = 0;                 // lowest clock used
+    std::function<void()> on_close;   // called after windows close (deferred eval records)
+    // Charge j card joules at `cycle`: windows before it close first.
+    void add(int64_t cycle, double j) { if (on && cycle / W > closed) close_to(cycle / W); e_open += j; }
+    void close_one(int64_t len);      // close window `closed`, len cycles long
+    void close_to(int64_t k);         // close windows [closed, k)
+    void close_last(int64_t end);     // close the open window, cut at cycle `end`
+    bool known(int64_t cycle) const { return !on || cycle / W < closed; }
+    // Real seconds at nominal cycle c (a double: nominal ns x f_nom / 1e9); c's window must be closed.
+    double real_s(double c) const;
+    // The static energy a token sampled at `at` (the previous sample at `from`) lacks at the nominal clock.
+    double static_fix(int64_t from, int64_t at) const;
+    double real_ns(double nominal_ns) const { return first_slow < 0 ? nominal_ns : real_s(nominal_ns * f_nom * 1e-9) * 1e9; }
+};
 
 class Ctx {
 public:
@@ -72,6 +107,7 @@ public:
     bool seq_tokens = false;          // keep each sequence's token arrivals until it finishes (eval)
     std::vector<es_token_rec> toks;
     std::vector<int64_t> tok_cycle;   // arrival cycle at the host, per toks entry
+    std::vector<std::pair<int64_t, int64_t>> tok_span; // power limit: per toks entry, (previous sample, its sample)
     int64_t sampled = 0;              // tokens sampled
     std::deque<es_unit_rec> units;    // deque: stable addresses
     int64_t last_sample = 0;          // cycle of the previous sample, for static shares
@@ -116,6 +152,7 @@ public:
     SeqState &seq(uint32_t slot);
     // Count an item's events on a unit and on the sequence that caused them.
     void charge(es_unit_rec *u, int32_t seq, const es_events &ev);
+    Governor gov;                     // card.power_limit_w (off without a limit)
     // The sampler produced the next token of seq now. Fills the completion
     // item's token index, energy and (when tokens are kept) record index.
     void sample(int32_t seq, Item &cpl);

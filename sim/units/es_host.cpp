@@ -85,6 +85,7 @@ void HostDevice::complete()
         es_events ev{};
         ev.host_bits = 8.0 * (double)c->host_cpl_bytes;
         double j = es_events_joules(c, &ev) * ctx_.dyn_scale;
+        ctx_.gov.add(ctx_.now(), j);
         es_events_add(&stat_->ev, &ev);
         stat_->energy_j += j;
         stat_->items++;

@@ -122,7 +122,28 @@ struct SourceCtx {             // adapts a Workload to the driver's C callbacks
     Ctx *ctx;
     size_t next = 0;
     RunResult *r;
+    // power limit: finished requests wait here until the windows they lived in have their clocks
+    std::deque<std::pair<es_req_result, SeqState>> held;
 };
+
+int finish(SourceCtx *s, es_req_result q, SeqState &st, es_err *e);
+
+/* Pass on the held requests whose windows have closed, in finishing order; false on a sink's error. */
+bool release(SourceCtx *s)
+{
+    const Governor &g = s->ctx->gov;
+    while (!s->held.empty() && g.known((int64_t)(s->held.front().first.done_ns * g.f_nom * 1e-9))) {
+        es_err e{};
+        auto &h = s->held.front();
+        if (finish(s, h.first, h.second, &e)) {
+            s->ctx->fail("%s", e.msg);
+            s->held.clear();
+            return false;
+        }
+        s->held.pop_front();
+    }
+    return true;
+}
 
 int src_next(void *arg, int64_t *id, int64_t *prompt, int64_t *max_new, es_err *e)
 {
@@ -150,21 +171,46 @@ int src_next(void *arg, int64_t *id, int64_t *prompt, int64_t *max_new, es_err *
 int src_done(void *arg, const es_req_result *q, uint32_t slot, es_err *e)
 {
     SourceCtx *s = static_cast<SourceCtx *>(arg);
-    const SeqState &st = s->ctx->seqs[slot];
-    if (s->w->sink) return s->w->sink(*q, st, e);
+    SeqState &st = s->ctx->seqs[slot];
+    if (!s->ctx->gov.on) return finish(s, *q, st, e);
+    s->held.emplace_back(*q, st); /* its slot is reused: keep a copy */
+    st.spans.clear();
+    return release(s) ? 0 : es_fail(e, "%s", s->ctx->error.c_str());
+}
+
+/* A finished request, its times made real (power limit) and passed on: to the sink (eval) or the run's records. */
+int finish(SourceCtx *s, es_req_result q, SeqState &st, es_err *e)
+{
+    const Governor &g = s->ctx->gov;
+    if (g.first_slow >= 0) { /* a window ran below the nominal clock: times and static shares change */
+        q.submit_ns = g.real_ns(q.submit_ns);
+        q.first_ns = g.real_ns(q.first_ns);
+        q.done_ns = g.real_ns(q.done_ns);
+        for (size_t k = 0; k < st.spans.size(); k++) {
+            double fix = g.static_fix(st.spans[k].first, st.spans[k].second);
+            st.energy_j += fix;
+            if (k < st.toks.size()) st.toks[k].energy_j += fix;
+        }
+        for (es_token_rec &t : st.toks) {
+            double t0 = t.t_ns - t.latency_ns;
+            t.t_ns = g.real_ns(t.t_ns);
+            t.latency_ns = t.t_ns - g.real_ns(t0);
+        }
+    }
+    if (s->w->sink) return s->w->sink(q, st, e);
     es_seq_rec rec{};
-    rec.id = (int32_t)q->id;
+    rec.id = (int32_t)q.id;
     rec.prompt = st.prompt + st.start;
     rec.gen = st.gen;
     rec.submit_ns = 0;
-    rec.admit_ns = s->ctx->cycles_to_ns((double)st.admit);
-    rec.first_ns = q->first_ns;
-    rec.done_ns = q->done_ns;
+    rec.admit_ns = g.real_ns(s->ctx->cycles_to_ns((double)st.admit));
+    rec.first_ns = q.first_ns;
+    rec.done_ns = q.done_ns;
     rec.energy_j = st.energy_j;
     s->r->seqs.push_back(rec);
     if (s->ctx->dp) {
-        if (s->r->out_ids.size() <= (size_t)q->id) s->r->out_ids.resize((size_t)q->id + 1);
-        s->r->out_ids[(size_t)q->id] = st.out_ids;
+        if (s->r->out_ids.size() <= (size_t)q.id) s->r->out_ids.resize((size_t)q.id + 1);
+        s->r->out_ids[(size_t)q.id] = st.out_ids;
     }
     return 0;
 }
@@ -176,6 +222,10 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     es_area_compute(c, m, &r.area);
     if (w.an_prompt > 0) es_an_summarize(c, m, w.an_prompt, w.an_gen, &r.an);
     Ctx ctx(c, m, &r.area);
+    if (ctx.gov.on && c->power_limit_w <= ctx.static_w)
+        return es_fail(e, "%s: key 'card.power_limit_w': %.4g W is at or below the card's static power, %.4g W "
+                          "(leakage / VR efficiency + board + ungated clock): no clock keeps the card under it",
+                       c->path, c->power_limit_w, ctx.static_w);
     ctx.kv_cap = es_chip_kv_positions(c, m);
     ctx.keep_tokens = w.keep_tokens;
     ctx.seq_tokens = w.seq_tokens;
@@ -208,7 +258,8 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     dc.window = w.window;
     es_drv *drv = es_drv_open(&dc, &dev_ops, chip.dev, e);
     if (!drv) return -1;
-    SourceCtx sc{&w, &ctx, 0, &r};
+    SourceCtx sc{&w, &ctx, 0, &r, {}};
+    ctx.gov.on_close = [&sc]() { release(&sc); };
     es_drv_source src{src_next, src_done, &sc};
     chip.dev->drv = drv;
     chip.prog->src = &src;
@@ -218,9 +269,27 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     es_drv_close(drv);
     if (!ctx.error.empty()) return es_fail(e, "%s", ctx.error.c_str());
 
+    ctx.gov.close_last(ctx.end_cycle); /* the last window's clock: the held requests pass on */
+    if (!ctx.error.empty()) return es_fail(e, "%s", ctx.error.c_str());
+    const Governor &g = ctx.gov;
     r.clock_hz = c->clock_hz;
     r.cycles = ctx.end_cycle;
-    r.seconds = (double)r.cycles / c->clock_hz;
+    r.seconds = g.first_slow >= 0 ? g.real_s((double)r.cycles) : (double)r.cycles / c->clock_hz;
+    if (g.on) {
+        r.power_limit_w = c->power_limit_w;
+        r.throttled_s = g.throttled_s;
+        r.min_clock_hz = g.min_f;
+        r.window_w = g.window_w;
+        r.window_s = c->power_window_s;
+    }
+    if (g.first_slow >= 0) /* the run's own tokens (run): real times and static shares */
+        for (size_t k = 0; k < ctx.toks.size(); k++) {
+            es_token_rec &t = ctx.toks[k];
+            double t0 = t.t_ns - t.latency_ns;
+            t.t_ns = g.real_ns(t.t_ns);
+            t.latency_ns = t.t_ns - g.real_ns(t0);
+            if (k < ctx.tok_span.size()) t.energy_j += g.static_fix(ctx.tok_span[k].first, ctx.tok_span[k].second);
+        }
     r.tokens = ctx.sampled;
     if (!w.source && r.tokens != total)
         return es_fail(e, "simulation ended with %lld of %lld tokens produced (deadlock)", (long long)r.tokens,
@@ -295,8 +364,11 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     }
     r.die_utilization = r.cycles > 0 ? active / (r.area.total_mm2 * (double)r.cycles) : 0;
     r.prefix_j = w.prefix > 0 ? ctx.seqs[0].pending_j : 0;
-    r.unattributed_j = ctx.static_w * (double)(ctx.end_cycle - ctx.last_sample) / c->clock_hz + r.prefix_j;
-    r.total_j = r.dynamic_j + ctx.static_w * r.seconds;
+    r.unattributed_j = ctx.static_w * (double)(ctx.end_cycle - ctx.last_sample) / c->clock_hz + r.prefix_j +
+                       g.static_fix(ctx.last_sample, ctx.end_cycle);
+    /* static power: leakage and board per second; an ungated clock per cycle (the same at any clock) */
+    r.total_j = g.first_slow >= 0 ? r.dynamic_j + g.fixed_w * r.seconds + g.clock_j * (double)r.cycles
+                                  : r.dynamic_j + ctx.static_w * r.seconds;
     r.watts = r.seconds > 0 ? r.total_j / r.seconds : 0;
     r.joules_per_token = r.tokens ? r.total_j / (double)r.tokens : 0;
     r.toks = std::move(ctx.toks);

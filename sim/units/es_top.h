@@ -92,6 +92,9 @@ struct RunResult {
     double dynamic_j = 0;                // events x energy / VR efficiency
     double static_w = 0;                 // leakage / VR efficiency + board static + clock_w
     double clock_w = 0;                  // clock_gating "none": all registers every cycle / VR efficiency
+    // card.power_limit_w (0: none): time below the nominal clock, the lowest clock, each window's average card watts
+    double power_limit_w = 0, throttled_s = 0, min_clock_hz = 0, window_s = 0;
+    std::vector<double> window_w;
     double unattributed_j = 0;           // static energy after the last sample, plus the shared prefix's
     double prefix_j = 0;                 // dynamic energy of the shared prefix
     double watts = 0, joules_per_token = 0;
