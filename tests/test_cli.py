@@ -841,6 +841,18 @@ def test_plot():
                 expect(head[:8] == b"\x89PNG\r\n\x1a\n" and w > 400 and h > 300, f"{name}: not a PNG figure ({w}x{h})")
         p = subprocess.run([plot, os.path.join(tmp, "none.sqlite")], capture_output=True, text=True)
         expect(p.returncode != 0 and "none.sqlite: no such database" in p.stderr, f"missing database: {p.stderr!r}")
+        # the tornado chart of a scripts/bench-sensitivity file (its layout, two parameters)
+        sens = os.path.join(tmp, "sens.json")
+        rows = [{"key": "energy.a_fj", "value": 1, "low": 0.5, "high": 2, "low_w": 90, "high_w": 120},
+                {"key": "leakage.b_w_per_mm2", "value": 1, "low": 0.1, "high": 3, "low_w": 99, "high_w": 101}]
+        with open(sens, "w") as f:
+            json.dump({"chip": "x", "workloads": {"w": {"nominal_w": 100, "params": rows}}}, f)
+        p = subprocess.run([plot, "--sensitivity", sens, "--out", os.path.join(tmp, "t")], capture_output=True, text=True)
+        expect(p.returncode == 0 and os.listdir(os.path.join(tmp, "t")) == ["tornado.png"], f"tornado: {p.stderr}")
+        with open(sens, "w") as f:
+            f.write("{}")
+        p = subprocess.run([plot, "--sensitivity", sens], capture_output=True, text=True)
+        expect(p.returncode != 0 and "not a scripts/bench-sensitivity file" in p.stderr, f"bad sensitivity file: {p.stderr!r}")
 
 
 SSM = ["--model", os.path.join(DATA, "tiny-mamba"), "--chip", os.path.join(DATA, "tiny-chip.json")]
@@ -914,6 +926,15 @@ def test_chip_derive():
             with open(os.path.join(MODELS, "chips", name)) as f:
                 missing = unsourced(json.load(f))
             expect(not missing, f"{name}: numbers without a source: {missing[:5]}")
+    # every energy and leakage of a process table: a source, and the ends of its cited range around it
+    for name in os.listdir(os.path.join(MODELS, "process")):
+        with open(os.path.join(MODELS, "process", name)) as f:
+            proc = json.load(f)
+        expect(not unsourced(proc), f"{name}: numbers without a source: {unsourced(proc)[:5]}")
+        for group in ("energy", "leakage"):
+            for k, v in proc[group].items():
+                lo, hi = v.get("range", (None, None))
+                expect(lo is not None and 0 <= lo <= v["value"] <= hi, f"{name}: {group}.{k}: range {v.get('range')} around {v['value']}")
 
 
 def test_compare():
