@@ -1582,6 +1582,27 @@ def test_err_strict_json_and_set():
     expect_error(["run", "--no-db", "--set", "clock_hz=0x10"], "clock_hz", '"0x10"')
 
 
+def test_err_overflow():
+    """In-range values whose products pass 64 bits are refused with the keys named, not a crash
+    (SIGFPE) or a wrapped result: a sequence's KV of 2^64 bits; simulated time past what SystemC's
+    64-bit picoseconds count."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(MODELS, "llm", "tiny-llama", "config.json")) as f:
+            cfg = json.load(f)
+        cfg.update(num_attention_heads=4096, num_key_value_heads=4096, head_dim=65536, num_hidden_layers=64)
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        big = ["--set", "tile.rom.banks=1099511627776", "--set", "tile.rom.rows=1099511627776",
+               "--set", "head.lm_rom.rows=1099511627776", "--set", "head.embed_rom.rows=1099511627776"]
+        for cmd in (["run", "--no-db", "--prompt", "8", "--generate", "2"], ["area"]):
+            expect_error([*cmd, "--model", tmp, "--set", "card.power_limit_w=0", "--set", "kv.element_bits=32",
+                          "--set", "kv.element_format=fp32", "--set", "kv.slot_context=16777216",
+                          "--set", "tile.layers_per_tile=64", *big], "kv.slot_context", "beyond the 2^62 bits")
+    expect_error(["run", "--no-db", "--set", "card.power_limit_w=0", "--set", "clock_hz=1e6", "--set", "tile.lanes.count=1",
+                  "--set", "tile.lanes.cell_bits=1", "--set", "tile.rom.banks=1", "--set", "tile.rom.rows=1099511627776",
+                  "--set", "tile.rom.row_bits=1"], "simulated time would pass", "SystemC")
+
+
 def test_err_messages_say_what():
     """Errors say what is wrong: a text file given as --db is not an SQLite database (not a question
     about permissions); a folder given as a ROM image or any file is a folder (not 'truncated' or

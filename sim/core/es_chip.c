@@ -144,7 +144,7 @@ static int read_chip(es_chip *c, es_err *e)
         if (es_cfg_num(f, "card.power_limit_w", 0, 1e6, &c->power_limit_w, e)) return -1;
         double us = 0;
         if (c->power_limit_w > 0 && (es_cfg_num(f, "card.power_window_us", 0.001, 1e8, &us, e) ||
-                                     es_cfg_num(f, "card.clock_step_hz", 1e3, c->clock_hz, &c->clock_step_hz, e)))
+                                     es_cfg_num(f, "card.clock_step_hz", 1e3, 1e11, &c->clock_step_hz, e)))
             return -1;
         c->power_window_s = us * 1e-6;
     }
@@ -423,12 +423,36 @@ static int check_rom(const es_chip *c, const char *key, const es_rom *r, int64_t
 
 int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e)
 {
+    /* sizes the simulator multiplies together stay well inside 64 bits: checked in floating point
+     * before any integer product is formed */
+    const double lim = 0x1p62;
+    double kvb = 2.0 * (double)m->kv_heads * (double)m->head_dim * (double)c->kv_elem_bits;
+    double slot = kvb * (double)c->kv_slot_context * (double)c->layers_per_tile;
+    if (kvb > 0x1p36 || slot > lim)
+        return es_fail(e, "%s: keys 'kv.slot_context', 'kv.element_bits', 'tile.layers_per_tile': one sequence's KV would "
+                          "be %.4g bits (%.4g bits per position per layer x %lld positions x %d layers), beyond the "
+                          "2^62 bits (2^36 per position) the simulator counts",
+                       c->path, slot, kvb, (long long)c->kv_slot_context, c->layers_per_tile);
+    if ((double)c->kv_bytes * 8.0 > lim)
+        return es_fail(e, "%s: key 'kv.bytes_per_tile': %lld bytes is beyond the 2^59 bytes the simulator counts", c->path,
+                       (long long)c->kv_bytes);
+    double state = ((double)m->ssm_inner * (double)m->ssm_state + (double)(m->ssm_conv > 0 ? m->ssm_conv - 1 : 0) *
+                    (double)m->ssm_inner) * (double)c->kv_elem_bits * (double)c->layers_per_tile;
+    if (state > lim)
+        return es_fail(e, "%s: one sequence's state would be %.4g bits, beyond the 2^62 the simulator counts", m->path, state);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *x = &m->tensors[i];
+        if ((double)x->rows * (double)x->cols * 64.0 > lim)
+            return es_fail(e, "%s: tensor %s is %lld x %lld, beyond the 2^56 elements the simulator counts", m->path, x->name,
+                           (long long)x->rows, (long long)x->cols);
+    }
     int64_t tiles = es_chip_tiles(c, m);
     for (int64_t t = 0; t < tiles; t++) {
         int64_t need = 0;
         for (int i = 0; i < m->n_tensors; i++) {
             const es_tensor *x = &m->tensors[i];
-            if (x->layer >= 0 && x->layer / c->layers_per_tile == t) need += es_tensor_bits(c, x);
+            if (x->layer >= 0 && x->layer / c->layers_per_tile == t && __builtin_add_overflow(need, es_tensor_bits(c, x), &need))
+                need = INT64_MAX; /* more than any ROM holds */
         }
         char what[64];
         snprintf(what, sizeof what, "tile %lld", (long long)t);
@@ -447,7 +471,7 @@ int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e)
             int g = es_chip_partition(c, m, x);
             int64_t lanes;
             es_chip_lane_geometry(c, m, x, &lanes, &part_rom[g]);
-            part_need[g] += es_tensor_bits(c, x);
+            if (__builtin_add_overflow(part_need[g], es_tensor_bits(c, x), &part_need[g])) part_need[g] = INT64_MAX;
         }
         static const char *names[ES_PART_N] = {"q, k, v", "o", "gate, up", "down"};
         int rc = 0;
@@ -464,10 +488,14 @@ int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e)
     int64_t emb = 0, head = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         const es_tensor *x = &m->tensors[i];
-        if (x->role == ES_ROLE_EMBED) emb += es_tensor_bits(c, x);
-        if (x->role == ES_ROLE_LM_HEAD || x->role == ES_ROLE_OUT_NORM) head += es_tensor_bits(c, x);
+        if (x->role == ES_ROLE_EMBED && __builtin_add_overflow(emb, es_tensor_bits(c, x), &emb)) emb = INT64_MAX;
+        if ((x->role == ES_ROLE_LM_HEAD || x->role == ES_ROLE_OUT_NORM) && __builtin_add_overflow(head, es_tensor_bits(c, x), &head))
+            head = INT64_MAX;
     }
-    if (m->tied) { head += emb; emb = 0; } /* one table serves lookup and LM head */
+    if (m->tied) { /* one table serves lookup and LM head */
+        if (__builtin_add_overflow(head, emb, &head)) head = INT64_MAX;
+        emb = 0;
+    }
     if (check_rom(c, "head.embed_rom", &c->embed_rom, emb, "the embedding table", e)) return -1;
     if (check_rom(c, "head.lm_rom", &c->head_rom, head, "the LM head", e)) return -1;
     if (m->ssm_state > 0 && c->scan_width <= 0)

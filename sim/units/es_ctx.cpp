@@ -16,6 +16,7 @@ Ctx::Ctx(const es_chip *chip, const es_model *model, const es_area *a) : c(chip)
 {
     double ps = 1e12 / chip->clock_hz;
     period = sc_core::sc_time((double)(int64_t)(ps + 0.5), sc_core::SC_PS);
+    max_cycle = (int64_t)(((uint64_t)1 << 63) / period.value()); /* half of SystemC's range: sums stay inside it */
     dyn_scale = 1.0 / chip->vr_eff;
     if (chip->gating == ES_GATING_NONE) /* every register clocked every cycle: a constant power */
         clock_w = ((double)es_chip_tiles(chip, model) * es_chip_tile_register_bits(chip) + es_chip_head_register_bits(chip)) *
@@ -94,15 +95,29 @@ int64_t Ctx::now() const
     return (int64_t)(sc_core::sc_time_stamp().value() / period.value());
 }
 
-void Ctx::wait_cycles(int64_t n) const
-{
-    if (n > 0) sc_core::wait(period * (double)n);
-}
-
-void Ctx::wait_until(int64_t cycle) const
+sc_core::sc_time Ctx::delay_to(int64_t cycle)
 {
     int64_t t = now();
-    if (cycle > t) wait_cycles(cycle - t);
+    if (cycle > max_cycle || cycle < t) {
+        fail("simulated time would pass %lld cycles (%.4g s at this clock), the most SystemC's 64-bit time in "
+             "picoseconds can count: the run is too long for this chip; shorten it or speed the chip up",
+             (long long)max_cycle, (double)max_cycle / c->clock_hz);
+        return sc_core::SC_ZERO_TIME;
+    }
+    return period * (double)(cycle - t);
+}
+
+void Ctx::wait_cycles(int64_t n)
+{
+    if (n > 0) wait_until(now() + n);
+}
+
+void Ctx::wait_until(int64_t cycle)
+{
+    if (cycle <= now()) return;
+    sc_core::sc_time d = delay_to(cycle);
+    if (d == sc_core::SC_ZERO_TIME) sc_core::wait(sc_core::SC_ZERO_TIME);
+    else sc_core::wait(d);
 }
 
 es_unit_rec *Ctx::unit(const char *name)

@@ -145,8 +145,12 @@ public:
     void count_in_flight() const { if (trace) es_trace_counter(trace, "sequences in flight", now(), in_flight); }
 
     int64_t now() const;
-    void wait_cycles(int64_t n) const;
-    void wait_until(int64_t cycle) const;
+    void wait_cycles(int64_t n);
+    void wait_until(int64_t cycle);
+    // The delay from now to `cycle`, for wait() and next_trigger(). Past the cycles SystemC's 64-bit
+    // time can count (max_cycle), the run fails instead of wrapping; the delay is then zero.
+    sc_core::sc_time delay_to(int64_t cycle);
+    int64_t max_cycle = 0;
     es_unit_rec *unit(const char *name);
     // The state of sequence id `slot`, created on first use.
     SeqState &seq(uint32_t slot);

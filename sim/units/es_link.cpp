@@ -46,7 +46,7 @@ void Link::step()
             phase_ = Transfer;
             int64_t now = ctx_.now();
             if (start_ + occ > now) { /* it arrives, then occupies the link: one wait */
-                next_trigger(ctx_.period * (double)(start_ + occ - now));
+                next_trigger(ctx_.delay_to(start_ + occ));
                 return;
             }
             break;

@@ -115,7 +115,7 @@ void Tile::fetch()
             int64_t now = ctx_.now();
             if (group_[0].ready > now) {
                 ready_wait_ = true;
-                next_trigger(ctx_.period * (double)(group_[0].ready - now));
+                next_trigger(ctx_.delay_to(group_[0].ready));
                 return;
             }
         }
@@ -286,7 +286,7 @@ void Tile::complete()
         }
         int64_t t = booked_.front().finish;
         if (t > ctx_.now()) { /* a later booking may finish earlier: wake for it too */
-            next_trigger(ctx_.period * (double)(t - ctx_.now()), booked_ev_);
+            next_trigger(ctx_.delay_to(t), booked_ev_);
             return;
         }
         std::pop_heap(booked_.begin(), booked_.end(), std::greater<Work>());
