@@ -43,10 +43,16 @@ cJSON *power_limit_json(const es::RunResult &r)
     cJSON_AddNumberToObject(j, "limit_w", r.power_limit_w);
     cJSON_AddNumberToObject(j, "window_s", r.window_s);
     cJSON_AddNumberToObject(j, "throttled_s", r.throttled_s);
+    double peak = 0;
+    for (double x : r.window_w) peak = x > peak ? x : peak;
+    cJSON_AddNumberToObject(j, "windows", (double)r.window_w.size());
+    cJSON_AddNumberToObject(j, "max_window_w", peak);
     cJSON_AddNumberToObject(j, "effective_clock_hz", r.seconds > 0 ? (double)r.cycles / r.seconds : r.clock_hz);
     cJSON_AddNumberToObject(j, "min_clock_hz", r.min_clock_hz);
-    cJSON *w = cJSON_AddArrayToObject(j, "window_w");
-    for (double x : r.window_w) cJSON_AddItemToArray(w, cJSON_CreateNumber(x));
+    if (r.window_w.size() <= 10000) { /* each window's watts, for a plot; the count and maximum always */
+        cJSON *w = cJSON_AddArrayToObject(j, "window_w");
+        for (double x : r.window_w) cJSON_AddItemToArray(w, cJSON_CreateNumber(x));
+    }
     return j;
 }
 
@@ -64,7 +70,7 @@ std::string power_limit_text(const es::RunResult &r)
 }
 
 cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &units, const es_area &a,
-                            double clock_w, double seconds)
+                            double clock_w, double seconds, double cycles)
 {
     es_events ev{};
     for (const auto &u : units) es_events_add(&ev, &u.ev);
@@ -80,7 +86,7 @@ cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &un
     cJSON_AddNumberToObject(j, "links", ev.link_bit_mm * c->e_wire_bit_mm * k);
     cJSON_AddNumberToObject(j, "host", ev.host_bits * c->e_host_bit * k);
     cJSON_AddNumberToObject(j, "leakage", a.leak_total_w * k * seconds);
-    cJSON_AddNumberToObject(j, "clock_ungated", clock_w * seconds);
+    cJSON_AddNumberToObject(j, "clock_ungated", clock_w * cycles / c->clock_hz); /* per cycle, at any clock */
     cJSON_AddNumberToObject(j, "board", c->board_w * seconds);
     return j;
 }

@@ -35,7 +35,7 @@ std::string power_limit_text(const es::RunResult &r);
 // Card energy of a run by kind of event (ROM reads, lane adds, registers, ...) and of static power
 // (leakage, board, clock without gating), joules; the parts add up to the run's energy.
 cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &units, const es_area &a,
-                            double clock_w, double seconds);
+                            double clock_w, double seconds, double cycles);
 // Utilization of a run: {"die": fraction, "by_resource": {"lanes": {"area_mm2", "busy_fraction"}, ...}}:
 // each resource kind's area-weighted busy time over its area x run time, the die's
 // over the die's area (control, I/O and wires count as idle).

@@ -549,7 +549,12 @@ struct Batch {
     Batch() = default;
     Batch(const Batch &) = delete;
     Batch &operator=(const Batch &) = delete;
-    ~Batch() { es_db_close(db); }
+    const es_err *err = nullptr;    // the command's error: a run left open is failed with it
+    ~Batch()
+    {
+        if (db && err && err->msg[0]) es_db_set_error(db, err->msg);
+        es_db_close(db);
+    }
 };
 
 /* The verdict: the first label (in the given order) the output contains, else "other". */
@@ -654,9 +659,7 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
     auto t0 = std::chrono::steady_clock::now();
     if (run_sim(&L.c, &L.m, w, b.r, e)) {
         if (child > 0) waitpid(child, nullptr, 0);
-        es_err e2{};
-        if (b.db && es_db_fail_run(b.db, b.run_id, e->msg, &e2)) std::fprintf(stderr, "etchsim eval: %s\n", e2.msg);
-        return -1;
+        return -1; /* closing the batch's database marks the run failed with the error */
     }
     b.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (progress) std::fprintf(stderr, "\r%70s\r", "");
@@ -709,6 +712,7 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     cJSON_AddNumberToObject(j, "watts", done ? r.watts : 0);
     cJSON_AddNumberToObject(j, "joules_per_record", done ? r.total_j / (double)done : 0);
     cJSON_AddNumberToObject(j, "energy_j", r.total_j);
+    cJSON_AddNumberToObject(j, "unattributed_j", r.unattributed_j); /* the rule's prefix and static power after the last token */
     cJSON_AddNumberToObject(j, "output_tokens", (double)out_tokens);
     cJSON_AddNumberToObject(j, "prefill_token_passes", (double)r.prefill_passes);
     cJSON_AddNumberToObject(j, "rule_tokens", (double)rule_tokens);
@@ -720,7 +724,7 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     cJSON_AddNumberToObject(j, "max_in_flight", (double)r.max_in_flight);
     cJSON_AddNumberToObject(j, "kv_max_used", (double)r.kv_max_used);
     cJSON_AddItemToObject(j, "utilization", utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));
-    cJSON_AddItemToObject(j, "energy_by_event_j", energy_by_event_json(&L.c, r.units, r.area, r.clock_w, r.seconds));
+    cJSON_AddItemToObject(j, "energy_by_event_j", energy_by_event_json(&L.c, r.units, r.area, r.clock_w, r.seconds, (double)r.cycles));
     cJSON_AddItemToObject(j, "power_limit", power_limit_json(r));
     cJSON_AddItemToObject(j, "area", area_json(r.area));
     cJSON *ps = cJSON_AddObjectToObject(j, "prefix_sharing");
@@ -827,6 +831,7 @@ int cmd_eval(int argc, char **argv)
     es_err e{};
     Inputs in;
     Batch b;
+    b.err = &e;
     if (load_inputs(o, in, &e) || run_batch(o, in, b, &e) || report(o, in, b, &e)) {
         std::fprintf(stderr, "etchsim eval: %s\n", e.msg);
         return 1;

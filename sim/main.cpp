@@ -391,8 +391,8 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     }
     cJSON_AddNumberToObject(units, "tiles", tiles_j);
     cJSON_AddNumberToObject(units, "links", links_j);
-    cJSON_AddNumberToObject(units, "static", r.static_w * r.seconds);
-    cJSON_AddItemToObject(j, "energy_by_event_j", es::energy_by_event_json(&L.c, r.units, r.area, r.clock_w, r.seconds));
+    cJSON_AddNumberToObject(units, "static", r.total_j - r.dynamic_j);
+    cJSON_AddItemToObject(j, "energy_by_event_j", es::energy_by_event_json(&L.c, r.units, r.area, r.clock_w, r.seconds, (double)r.cycles));
     cJSON_AddItemToObject(j, "power_limit", es::power_limit_json(r));
     cJSON_AddItemToObject(j, "area", es::area_json(r.area));
     cJSON_AddItemToObject(j, "utilization", es::utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));
@@ -461,7 +461,7 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
     std::printf("  %-28s %14" PRId64 " %14" PRId64 "\n", "knee: streams / KV slots", r.an.knee_streams,
                 r.an.kv_slots);
     std::printf("  %-28s %14.1f   (static %.1f W, dynamic %.1f W)\n", "card power, W", r.watts,
-                r.static_w, r.dynamic_j / r.seconds);
+                (r.total_j - r.dynamic_j) / r.seconds, r.dynamic_j / r.seconds);
     if (r.power_limit_w > 0) std::printf("  %-28s %s\n", "power limit", es::power_limit_text(r).c_str());
     std::printf("  %-28s %14.3f\n", "energy per token, mJ", r.joules_per_token * 1e3);
     std::printf("  %-28s %14.1f\n", "die area, mm2", r.area.total_mm2);
@@ -563,10 +563,12 @@ int cmd_run(int argc, char **argv)
     // Owned until the end of the command, whichever way it ends.
     struct Owned {
         es_db *db = nullptr;
+        const es_err *err = nullptr;   // the command's last error: a run left open is failed with it
         char *chip_json = nullptr, *proc_json = nullptr, *summary = nullptr;
         cJSON *json = nullptr;
         ~Owned()
         {
+            if (db && err && err->msg[0]) es_db_set_error(db, err->msg);
             es_db_close(db);
             cJSON_free(chip_json);
             cJSON_free(proc_json);
@@ -574,6 +576,7 @@ int cmd_run(int argc, char **argv)
             cJSON_Delete(json);
         }
     } own;
+    own.err = &e;
     int64_t run_id = 0;
     own.chip_json = es_cfg_dump(&L.c.cfg);
     own.proc_json = es_cfg_dump(&L.c.proc);
@@ -601,9 +604,7 @@ int cmd_run(int argc, char **argv)
     rc = es::run_sim(&L.c, &L.m, w, r, &e);
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (rc) {
-        std::fprintf(stderr, "etchsim run: %s\n", e.msg);
-        es_err e2{};
-        if (own.db && es_db_fail_run(own.db, run_id, e.msg, &e2)) std::fprintf(stderr, "etchsim run: %s\n", e2.msg);
+        std::fprintf(stderr, "etchsim run: %s\n", e.msg); /* own's closing marks the run failed with it */
         return 1;
     }
     if (o.functional) {

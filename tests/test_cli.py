@@ -536,16 +536,16 @@ def test_budget():
         verdict = {l.split()[0]: l.split()[-1] for l in p.stdout.splitlines()[2:]}
         expect(verdict["decode_tokens_per_s"] == "FAIL" and verdict["token_latency_ns.p99"] == "FAIL"
                and verdict["watts"] == "ok", f"verdicts {verdict}")
-        expect("decode_tokens_per_s = 15467.9, below the minimum 16500" in p.stderr, p.stderr)
+        expect("decode_tokens_per_s = 15466.3, below the minimum 16500" in p.stderr, p.stderr)
         root = ET.parse(junit).getroot()
         failed = [c.get("name") for c in root.iter("testcase") if c.find("failure") is not None]
-        expect("decode_tokens_per_s >= 16500" in failed and "watts <= 115" not in failed, f"junit failures {failed}")
+        expect("decode_tokens_per_s >= 16500" in failed and "watts <= 38" not in failed, f"junit failures {failed}")
         expect(root.find("testsuite").get("failures") == str(len(failed)), "junit failure count")
         reg = os.path.join(tmp, "reg.json")
         with open(reg, "w") as f:
             json.dump({"decode_tokens_per_s": {"max_regress_pct": 5}, "joules_per_token": {"max_regress_pct": 10}}, f)
         p = run("budget", "check", "--db", slow, "--budgets", reg, "--baseline-db", ok, ok=False)
-        expect(p.returncode == 1 and "9.99% worse than 17184.8" in p.stderr, f"regression: {p.stderr}")
+        expect(p.returncode == 1 and "10% worse than 17184.8" in p.stderr, f"regression: {p.stderr}")
         expect("joules_per_token" not in p.stderr, "7 % worse energy is within 10 %")
         run("budget", "check", "--db", ok, "--budgets", reg, "--baseline", "1")  # a run against itself
         # errors: each names the file or key, exit 2
@@ -1359,6 +1359,14 @@ def test_power_limit():
         expect(abs(tok_j + capped["unattributed_j"] - capped["energy_j"]) <= 1e-9 * capped["energy_j"],
                f"tokens {tok_j} J + unattributed {capped['unattributed_j']} J != {capped['energy_j']} J")
         expect(abs(last - capped["cycles"] / p["effective_clock_hz"] * 1e9) < 1e-3, "the last token is not at the run's end")
+        # a run that ends exactly on a window's edge (203,933 cycles = 47 windows of 4,339) keeps every sequence
+        db2 = os.path.join(tmp, "edge.sqlite")
+        edge = run_json(*base[1:], "--db", db2, "--set", "card.power_limit_w=14", "--set", "card.power_window_us=4.339")
+        con = sqlite3.connect(db2)
+        n, seq_j = con.execute("SELECT COUNT(*), SUM(energy_j) FROM sequences").fetchone()
+        con.close()
+        expect(edge["cycles"] == 47 * 4339 and n == 16, f"{edge['cycles']} cycles, {n} of 16 sequences logged")
+        expect(abs(seq_j + edge["unattributed_j"] - edge["energy_j"]) <= 1e-9 * edge["energy_j"], "sequence energies")
         # eval: its records and tokens rows under a limit, and the demo on hc1-class
         data, edb = os.path.join(tmp, "d.csv"), os.path.join(tmp, "e.sqlite")
         write_csv(data, [f"R{i},record {i} {'z' * (i % 13)}" for i in range(40)] + ["bad,row,with,too,many"])
@@ -1684,6 +1692,31 @@ def test_db_schema_4():
         expect(old_unit == (77, None), f"the old run's unit row changed: {old_unit}")
         expect(rows[1][1] == "complete" and regs > 0, f"new run: {rows[1][:2]}, register bit-cycles {regs}")
         expect(rows[2][1] == "failed" and "cannot write the trace" in rows[2][4], f"failed run: {rows[2]}")
+        # an error after the simulation (the logits file) fails the run too, with its message
+        expect_error(["run", *TINY, "--prompt", "8", "--generate", "2", "--db", db, "--mode", "functional", "--synthetic", "1",
+                      "--logits", os.path.join(tmp, "no", "l.bin")], "cannot write")
+        con = sqlite3.connect(db)
+        last = con.execute("SELECT status, error FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        con.close()
+        expect(last[0] == "failed" and "cannot write" in last[1], f"logits failure: {last}")
+        # two runs open one schema 3 database at once (held locked until both are waiting): one migrates it,
+        # the other finds it migrated; both complete
+        db2 = os.path.join(tmp, "old2.sqlite")
+        con = sqlite3.connect(db2, isolation_level=None)
+        con.executescript(SCHEMA_3)
+        con.execute("BEGIN IMMEDIATE")
+        procs = [subprocess.Popen([ETCHSIM, "run", *TINY, "--prompt", "8", "--generate", "2", "--db", db2],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        time.sleep(0.5)
+        con.execute("COMMIT")
+        con.close()
+        errs = [p.communicate(timeout=120)[1] for p in procs]
+        expect(all(p.returncode == 0 for p in procs), f"concurrent migration: {errs}")
+        con = sqlite3.connect(db2)
+        done = con.execute("SELECT COUNT(*) FROM runs WHERE status = 'complete'").fetchone()[0]
+        version, = con.execute("PRAGMA user_version").fetchone()
+        con.close()
+        expect(done == 2 and version == 4, f"{done} complete runs, schema {version}")
 
 
 def children_of(pid):

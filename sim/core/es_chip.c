@@ -143,7 +143,7 @@ static int read_chip(es_chip *c, es_err *e)
     if (es_cfg_has(f, "card.power_limit_w")) {
         if (es_cfg_num(f, "card.power_limit_w", 0, 1e6, &c->power_limit_w, e)) return -1;
         double us = 0;
-        if (c->power_limit_w > 0 && (es_cfg_num(f, "card.power_window_us", 0.001, 1e8, &us, e) ||
+        if (c->power_limit_w > 0 && (es_cfg_num(f, "card.power_window_us", 1, 1e8, &us, e) ||
                                      es_cfg_num(f, "card.clock_step_hz", 1e3, 1e11, &c->clock_step_hz, e)))
             return -1;
         c->power_window_s = us * 1e-6;

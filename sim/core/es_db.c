@@ -13,6 +13,8 @@ struct es_db {
     sqlite3 *h;
     char path[512];
     int in_tx;                /* the closing transaction is open */
+    int64_t open_run;         /* begun, neither finished nor failed: closing the database fails it */
+    char error[512];          /* why, when the command said (es_db_set_error) */
     sqlite3_stmt *rec;        /* INSERT INTO records, while streaming */
     sqlite3_stmt *tok;        /* INSERT INTO tokens, while streaming */
 };
@@ -50,18 +52,48 @@ RUNS_COLUMNS ");"
     " point INTEGER PRIMARY KEY, params TEXT NOT NULL, run_id INTEGER REFERENCES runs(id),"
     " status TEXT NOT NULL CHECK(status IN ('done','failed')), error TEXT, wall_s REAL);";
 #define SCHEMA_VERSION 4
-/* schema 3 -> 4: unit_stats.register_bit_cycles; runs.status may be 'failed', with runs.error
- * (SQLite cannot change a CHECK constraint: the runs table is rebuilt) */
+/* Migrations, each run inside the transaction that re-reads the version (two processes opening one
+ * old database: the second finds it migrated). 2 -> 3: records.verdict, unit_stats.area_mm2 and
+ * state_*_bits. 3 -> 4: unit_stats.register_bit_cycles; runs.status may be 'failed', with
+ * runs.error (SQLite cannot change a CHECK constraint: the runs table is rebuilt, rows unchanged). */
+static const char *MIGRATE_2_TO_3 =
+    "ALTER TABLE records ADD COLUMN verdict TEXT;"
+    "ALTER TABLE unit_stats ADD COLUMN area_mm2 REAL;"
+    "ALTER TABLE unit_stats ADD COLUMN state_read_bits REAL;"
+    "ALTER TABLE unit_stats ADD COLUMN state_write_bits REAL;";
 static const char *MIGRATE_3_TO_4 =
-    "BEGIN IMMEDIATE;"
     "ALTER TABLE unit_stats ADD COLUMN register_bit_cycles REAL;"
     "CREATE TABLE runs_v4(" RUNS_COLUMNS ");"
     "INSERT INTO runs_v4(id, started_utc, finished_utc, status, version, command, chip, model, prompt_tokens,"
     " gen_tokens, streams, cycles, chip_config, process_config, summary) SELECT * FROM runs;"
     "DROP TABLE runs;"
-    "ALTER TABLE runs_v4 RENAME TO runs;"
-    "PRAGMA user_version = 4;"
-    "COMMIT";
+    "ALTER TABLE runs_v4 RENAME TO runs;";
+
+static int user_version(sqlite3 *h)
+{
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Bring a schema 2 or 3 database to 4 in one transaction; 0 or an SQLite message (sqlite3_free it). */
+static char *migrate(sqlite3 *h)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) return msg ? msg : sqlite3_mprintf("?");
+    int v = user_version(h);
+    if ((v == 2 && sqlite3_exec(h, MIGRATE_2_TO_3, NULL, NULL, &msg) != SQLITE_OK) ||
+        ((v == 2 || v == 3) && (sqlite3_exec(h, MIGRATE_3_TO_4, NULL, NULL, &msg) != SQLITE_OK ||
+                                sqlite3_exec(h, "PRAGMA user_version = 4", NULL, NULL, &msg) != SQLITE_OK)) ||
+        sqlite3_exec(h, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+        return msg ? msg : sqlite3_mprintf("?");
+    }
+    return NULL;
+}
 
 static int db_err(es_db *db, const char *what, es_err *e)
 {
@@ -84,10 +116,7 @@ int es_db_open(es_db **out, const char *path, es_err *e)
     /* schema 2 gains records.verdict and unit_stats.area_mm2, state_read_bits, state_write_bits;
      * a newer one is refused */
     sqlite3_stmt *st = NULL;
-    int version = -1;
-    if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        version = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    int version = user_version(db->h);
     if (sqlite3_errcode(db->h) == SQLITE_NOTADB) {
         es_fail(e, "%s: not an SQLite database (give --db a new path or an etchsim database)", path);
         es_db_close(db);
@@ -113,24 +142,14 @@ int es_db_open(es_db **out, const char *path, es_err *e)
         es_db_close(db);
         return -1;
     }
-    if (version == 2 && sqlite3_exec(db->h, "ALTER TABLE records ADD COLUMN verdict TEXT;"
-                                             "ALTER TABLE unit_stats ADD COLUMN area_mm2 REAL;"
-                                             "ALTER TABLE unit_stats ADD COLUMN state_read_bits REAL;"
-                                             "ALTER TABLE unit_stats ADD COLUMN state_write_bits REAL", NULL, NULL, &msg) != SQLITE_OK) {
-        es_fail(e, "%s: cannot add records.verdict and unit_stats.area_mm2, state_*_bits to a schema 2 database: %s", path,
-                msg ? msg : "?");
-        sqlite3_free(msg);
-        es_db_close(db);
-        return -1;
-    }
-    if (version == 2) version = 3;
-    if (version == 3 && sqlite3_exec(db->h, MIGRATE_3_TO_4, NULL, NULL, &msg) != SQLITE_OK) {
-        es_fail(e, "%s: cannot migrate a schema 3 database to schema 4 (unit_stats.register_bit_cycles, "
-                   "runs.error): %s", path, msg ? msg : "?");
-        sqlite3_free(msg);
-        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
-        es_db_close(db);
-        return -1;
+    if (version == 2 || version == 3) {
+        char *m = migrate(db->h);
+        if (m) {
+            es_fail(e, "%s: cannot migrate a schema %d database to schema 4: %s", path, version, m);
+            sqlite3_free(m);
+            es_db_close(db);
+            return -1;
+        }
     }
     if (sqlite3_exec(db->h, SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(db->h, "PRAGMA user_version = 4", NULL, NULL, &msg) != SQLITE_OK) {
@@ -147,6 +166,10 @@ int es_db_open(es_db **out, const char *path, es_err *e)
 void es_db_close(es_db *db)
 {
     if (!db) return;
+    if (db->open_run > 0) { /* the command stopped on an error after the run began (its message was printed) */
+        es_err e;
+        es_db_fail_run(db, db->open_run, db->error[0] ? db->error : "stopped on an error before it completed", &e);
+    }
     sqlite3_finalize(db->rec);
     sqlite3_finalize(db->tok);
     if (db->in_tx) sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
@@ -254,6 +277,7 @@ int es_db_begin_run(es_db *db, const es_run_info *ri, int64_t *run_id, es_err *e
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return db_err(db, "cannot record the run (is the database writable?)", e);
     *run_id = sqlite3_last_insert_rowid(db->h);
+    db->open_run = *run_id;
     return 0;
 }
 
@@ -344,6 +368,7 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
         return -1;
     }
     db->in_tx = 0;
+    if (run_id == db->open_run) db->open_run = 0;
     return 0;
 fail:
     sqlite3_finalize(s1);
@@ -357,6 +382,11 @@ fail:
     sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
     db->in_tx = 0;
     return -1;
+}
+
+void es_db_set_error(es_db *db, const char *error)
+{
+    if (db && error) snprintf(db->error, sizeof db->error, "%s", error);
 }
 
 int es_db_fail_run(es_db *db, int64_t run_id, const char *error, es_err *e)
@@ -376,6 +406,7 @@ int es_db_fail_run(es_db *db, int64_t run_id, const char *error, es_err *e)
     sqlite3_bind_int64(st, 3, run_id);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
     sqlite3_finalize(st);
+    if (run_id == db->open_run) db->open_run = 0;
     return rc ? db_err(db, "mark the run failed", e) : 0;
 }
 

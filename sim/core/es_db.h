@@ -78,8 +78,10 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
 
 /* Sweeps: copy the one complete run of the database at path (with its
  * sequences, tokens, unit_stats and records) into db under a new run id. */
-/* A run that stopped on an error: status 'failed' with the message, what it streamed dropped. */
+/* A run that stopped on an error: status 'failed' with the message, what it streamed dropped.
+ * es_db_close does this to a run begun and not finished, with the message es_db_set_error gave. */
 int es_db_fail_run(es_db *db, int64_t run_id, const char *error, es_err *e);
+void es_db_set_error(es_db *db, const char *error);
 int es_db_merge_run(es_db *db, const char *path, int64_t *run_id, es_err *e);
 /* One sweep_points row: its parameters (a JSON object), its run (0: none), the
  * error of a failed point (NULL: done) and its host wall time. */

@@ -22,6 +22,9 @@ public:
     HostDevice(sc_core::sc_module_name nm, Ctx &ctx);
     SC_HAS_PROCESS(HostDevice);
     es_drv *drv = nullptr;                // set before the simulation starts
+    // The driver's clock: now in ns from cycles, as token times are (SystemC time holds the period
+    // rounded to whole picoseconds)
+    double now_ns() const { return ctx_.cycles_to_ns((double)ctx_.now()); }
 
 private:
     void fetch();

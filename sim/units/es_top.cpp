@@ -111,7 +111,7 @@ struct Chip {
 namespace {
 void op_doorbell(void *dev) { static_cast<HostDevice *>(dev)->doorbell.notify(sc_core::SC_ZERO_TIME); }
 void op_wait(void *dev) { sc_core::wait(static_cast<HostDevice *>(dev)->cq_event); }
-double op_now_ns(void *) { return sc_core::sc_time_stamp().to_seconds() * 1e9; }
+double op_now_ns(void *dev) { return static_cast<HostDevice *>(dev)->now_ns(); }
 const es_dev_ops dev_ops = {op_doorbell, op_wait, op_now_ns};
 } // namespace
 
@@ -129,10 +129,12 @@ struct SourceCtx {             // adapts a Workload to the driver's C callbacks
 int finish(SourceCtx *s, es_req_result q, SeqState &st, es_err *e);
 
 /* Pass on the held requests whose windows have closed, in finishing order; false on a sink's error. */
-bool release(SourceCtx *s)
+bool release(SourceCtx *s, bool all = false)
 {
     const Governor &g = s->ctx->gov;
-    while (!s->held.empty() && g.known((int64_t)(s->held.front().first.done_ns * g.f_nom * 1e-9))) {
+    if (!s->ctx->error.empty()) return false; /* the run is stopping: nothing more to its sink */
+    /* a request is done when its last token reaches the host: its last arrival cycle */
+    while (!s->held.empty() && (all || g.known(s->held.front().second.last_arrival))) {
         es_err e{};
         auto &h = s->held.front();
         if (finish(s, h.first, h.second, &e)) {
@@ -172,6 +174,7 @@ int src_done(void *arg, const es_req_result *q, uint32_t slot, es_err *e)
 {
     SourceCtx *s = static_cast<SourceCtx *>(arg);
     SeqState &st = s->ctx->seqs[slot];
+    if (!s->ctx->error.empty()) return es_fail(e, "%s", s->ctx->error.c_str());
     if (!s->ctx->gov.on) return finish(s, *q, st, e);
     s->held.emplace_back(*q, st); /* its slot is reused: keep a copy */
     st.spans.clear();
@@ -222,10 +225,10 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     es_area_compute(c, m, &r.area);
     if (w.an_prompt > 0) es_an_summarize(c, m, w.an_prompt, w.an_gen, &r.an);
     Ctx ctx(c, m, &r.area);
-    if (ctx.gov.on && c->power_limit_w <= ctx.static_w)
+    if (ctx.gov.on && c->power_limit_w <= ctx.gov.fixed_w) /* an ungated clock slows with the clock; these do not */
         return es_fail(e, "%s: key 'card.power_limit_w': %.4g W is at or below the card's static power, %.4g W "
-                          "(leakage / VR efficiency + board + ungated clock): no clock keeps the card under it",
-                       c->path, c->power_limit_w, ctx.static_w);
+                          "(leakage / VR efficiency + board): no clock keeps the card under it",
+                       c->path, c->power_limit_w, ctx.gov.fixed_w);
     ctx.kv_cap = es_chip_kv_positions(c, m);
     ctx.keep_tokens = w.keep_tokens;
     ctx.seq_tokens = w.seq_tokens;
@@ -270,7 +273,11 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     if (!ctx.error.empty()) return es_fail(e, "%s", ctx.error.c_str());
 
     ctx.gov.close_last(ctx.end_cycle); /* the last window's clock: the held requests pass on */
+    release(&sc, true);
     if (!ctx.error.empty()) return es_fail(e, "%s", ctx.error.c_str());
+    if (!sc.held.empty()) return es_fail(e, "%zu finished requests were never passed on", sc.held.size());
+    if (!w.source && !w.sink && r.seqs.size() != w.reqs.size())
+        return es_fail(e, "%zu of %zu requests finished", r.seqs.size(), w.reqs.size());
     const Governor &g = ctx.gov;
     r.clock_hz = c->clock_hz;
     r.cycles = ctx.end_cycle;
