@@ -28,6 +28,7 @@
 #include "cli_chip.h"
 #include "cli_compare.h"
 #include "cli_budget.h"
+#include "cli_db.h"
 #include "cli_sweep.h"
 #include "cli_opts.h"
 #include "es_stats.h"
@@ -49,6 +50,7 @@ const char *USAGE =
     "  compare  dense, MoE and SSM models on chips of equal area, in one table\n"
     "  sweep    run a grid of configurations in parallel processes, merged into one database\n"
     "  budget   check a logged run against latency, throughput and energy budgets (CI)\n"
+    "  db       check a database: integrity, and runs that never completed\n"
     "\n"
     "`etchsim <command> --help` describes each command's options.\n";
 
@@ -677,6 +679,7 @@ int sc_main(int argc, char **argv)
         if (cmd == "chip") return es_cli_chip(argc - 2, argv + 2);
         if (cmd == "compare") return es_cli_compare(argc - 2, argv + 2);
         if (cmd == "budget") return es_cli_budget(argc - 2, argv + 2);
+        if (cmd == "db") return es_cli_db(argc - 2, argv + 2);
         if (cmd == "sweep") return es_cli_sweep(argc - 2, argv + 2);
         if (cmd == "eval") return es::cmd_eval(argc - 2, argv + 2);
         if (cmd == "dataset") return es::cmd_dataset(argc - 2, argv + 2);

@@ -1719,6 +1719,66 @@ def test_db_schema_4():
         expect(done == 2 and version == 4, f"{done} complete runs, schema {version}")
 
 
+def test_db_crash_safety():
+    """Runs and evals killed with SIGKILL at random moments, 20 times, into one database: it opens
+    cleanly and passes PRAGMA integrity_check, every run completed before is intact, no killed run
+    is complete, and `etchsim db check --mark-failed` marks the killed ones failed and removes what
+    they streamed. A long eval commits its rows in chunks, so another run writing the same database
+    meanwhile finishes before it does."""
+    import random
+    rnd = random.Random(7)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "k.sqlite")
+        jobs = [["eval", "--no-compare"], ["run", "--streams", "64", "--prompt", "256", "--generate", "256"]]
+        done = {}
+        killed = 0
+        for i in range(20):
+            if i % 4 == 0:  # a run that completes, to be found intact afterwards
+                j = run_json(*TINY, "--prompt", "8", "--generate", "4", "--db", db)
+                con = sqlite3.connect(db)
+                rid = con.execute("SELECT MAX(id) FROM runs").fetchone()[0]
+                done[rid] = con.execute("SELECT COUNT(*), SUM(busy_cycles) FROM unit_stats WHERE run_id = ?", (rid,)).fetchone()
+                con.close()
+            p = subprocess.Popen([ETCHSIM, *jobs[i % 2], "--db", db], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rnd.uniform(0.05, 0.9))
+            if p.poll() is None:
+                p.kill()
+                killed += 1
+            p.wait()
+        con = sqlite3.connect(db)
+        ok, = con.execute("PRAGMA integrity_check").fetchone()
+        status = dict(con.execute("SELECT id, status FROM runs").fetchall())
+        for rid, (n, busy) in done.items():
+            expect(status[rid] == "complete" and con.execute(
+                "SELECT COUNT(*), SUM(busy_cycles) FROM unit_stats WHERE run_id = ?", (rid,)).fetchone() == (n, busy),
+                f"completed run {rid} changed")
+        running = [r for r, s in status.items() if s == "running"]
+        con.close()
+        expect(ok == "ok" and killed >= 10 and len(running) == killed, f"integrity {ok}, killed {killed}, running {running}")
+        p = run("db", "check", db, ok=False)
+        expect(p.returncode == 1 and p.stdout.count(" dead") == killed, f"db check: {p.returncode} {p.stdout}")
+        p = run("db", "check", db, "--mark-failed")
+        con = sqlite3.connect(db)
+        left = con.execute("SELECT COUNT(*) FROM records WHERE run_id IN (SELECT id FROM runs WHERE status = 'failed')").fetchone()[0]
+        failed = con.execute("SELECT COUNT(*) FROM runs WHERE status = 'failed'").fetchone()[0]
+        con.close()
+        expect(failed == killed and left == 0, f"{failed} failed of {killed} killed, {left} records left")
+        expect(run("db", "check", db).stdout.endswith("every run completed or failed\n"), "db check after marking")
+        # two writers: a long eval streams while a short run writes the same database
+        db2 = os.path.join(tmp, "two.sqlite")
+        long_eval = subprocess.Popen([ETCHSIM, "eval", "--no-compare", "--db", db2], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        time.sleep(0.4)
+        run("run", *TINY, "--prompt", "8", "--generate", "4", "--db", db2)
+        expect(long_eval.poll() is None, "the short run waited for the whole eval")
+        expect(long_eval.wait(timeout=120) == 0, f"eval: {long_eval.stderr.read()}")
+        con = sqlite3.connect(db2)
+        expect(con.execute("SELECT COUNT(*) FROM runs WHERE status = 'complete'").fetchone()[0] == 2, "both complete")
+        con.close()
+    expect_error(["db", "check", os.path.join(ROOT, "README.md")], "README.md", code=2)
+    expect_error(["db", "check"], "expected a database", code=2)
+
+
 def children_of(pid):
     out = []
     for d in os.listdir("/proc"):

@@ -7,12 +7,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 struct es_db {
     sqlite3 *h;
     char path[512];
     int in_tx;                /* the closing transaction is open */
+    /* rows streamed into the open run, not yet written: up to STREAM_CHUNK records and their tokens */
+    es_rec_row *rb;
+    int64_t nr, rcap;
+    es_token_rec *tb;
+    int64_t nt, tcap;
+    int64_t stream_run;
     int64_t open_run;         /* begun, neither finished nor failed: closing the database fails it */
     char error[512];          /* why, when the command said (es_db_set_error) */
     sqlite3_stmt *rec;        /* INSERT INTO records, while streaming */
@@ -25,7 +32,7 @@ struct es_db {
     " status TEXT NOT NULL CHECK(status IN ('running','complete','failed'))," \
     " version TEXT NOT NULL, command TEXT NOT NULL, chip TEXT NOT NULL, model TEXT NOT NULL," \
     " prompt_tokens INTEGER, gen_tokens INTEGER, streams INTEGER," \
-    " cycles REAL, chip_config TEXT, process_config TEXT, summary TEXT, error TEXT"
+    " cycles REAL, chip_config TEXT, process_config TEXT, summary TEXT, error TEXT, host TEXT, pid INTEGER"
 static const char *SCHEMA =
     "CREATE TABLE IF NOT EXISTS runs("
 RUNS_COLUMNS ");"
@@ -52,10 +59,16 @@ RUNS_COLUMNS ");"
     " point INTEGER PRIMARY KEY, params TEXT NOT NULL, run_id INTEGER REFERENCES runs(id),"
     " status TEXT NOT NULL CHECK(status IN ('done','failed')), error TEXT, wall_s REAL);";
 #define SCHEMA_VERSION 4
+/* Rows streamed into a run (eval's records and tokens) are kept in memory and written STREAM_CHUNK
+ * records at a time in one short transaction, so other writers get the database between chunks; the
+ * run is complete only in its closing transaction. */
+#define STREAM_CHUNK 1024
+
 /* Migrations, each run inside the transaction that re-reads the version (two processes opening one
  * old database: the second finds it migrated). 2 -> 3: records.verdict, unit_stats.area_mm2 and
  * state_*_bits. 3 -> 4: unit_stats.register_bit_cycles; runs.status may be 'failed', with
- * runs.error (SQLite cannot change a CHECK constraint: the runs table is rebuilt, rows unchanged). */
+ * runs.error; runs.host and runs.pid (SQLite cannot change a CHECK constraint: the runs table is
+ * rebuilt, rows unchanged). */
 static const char *MIGRATE_2_TO_3 =
     "ALTER TABLE records ADD COLUMN verdict TEXT;"
     "ALTER TABLE unit_stats ADD COLUMN area_mm2 REAL;"
@@ -95,6 +108,8 @@ static char *migrate(sqlite3 *h)
     return NULL;
 }
 
+static void drop_stream(es_db *db);
+
 static int db_err(es_db *db, const char *what, es_err *e)
 {
     return es_fail(e, "%s: %s: %s", db->path, what, sqlite3_errmsg(db->h));
@@ -112,6 +127,9 @@ int es_db_open(es_db **out, const char *path, es_err *e)
         return -1;
     }
     sqlite3_busy_timeout(db->h, 5000);
+    /* write-ahead log: readers never wait for a writer, and a killed writer leaves the database as
+     * of its last commit (a read-only folder or filesystem keeps the rollback journal) */
+    sqlite3_exec(db->h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
     char *msg = NULL;
     /* schema 2 gains records.verdict and unit_stats.area_mm2, state_read_bits, state_write_bits;
      * a newer one is refused */
@@ -170,6 +188,9 @@ void es_db_close(es_db *db)
         es_err e;
         es_db_fail_run(db, db->open_run, db->error[0] ? db->error : "stopped on an error before it completed", &e);
     }
+    drop_stream(db);
+    free(db->rb);
+    free(db->tb);
     sqlite3_finalize(db->rec);
     sqlite3_finalize(db->tok);
     if (db->in_tx) sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
@@ -182,12 +203,15 @@ static const char *TOK_SQL = "INSERT INTO tokens VALUES(?,?,?,?,?,?)";
 
 int es_db_stream_begin(es_db *db, es_err *e)
 {
-    if (db->in_tx) return 0;
-    if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return db_err(db, "cannot begin the closing transaction", e);
-    db->in_tx = 1;
-    if (sqlite3_prepare_v2(db->h, REC_SQL, -1, &db->rec, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db->h, TOK_SQL, -1, &db->tok, NULL) != SQLITE_OK)
+    (void)db;
+    (void)e;
+    return 0; /* rows are buffered and written in chunks (es_db_put_record) */
+}
+
+static int prepare_stream(es_db *db, es_err *e)
+{
+    if ((!db->rec && sqlite3_prepare_v2(db->h, REC_SQL, -1, &db->rec, NULL) != SQLITE_OK) ||
+        (!db->tok && sqlite3_prepare_v2(db->h, TOK_SQL, -1, &db->tok, NULL) != SQLITE_OK))
         return db_err(db, "prepare", e);
     return 0;
 }
@@ -204,10 +228,54 @@ static int bind_token(sqlite3_stmt *s2, int64_t run_id, const es_token_rec *t)
     return sqlite3_step(s2) == SQLITE_DONE ? 0 : -1;
 }
 
+/* Drop the buffered rows (their texts are owned here). */
+static void drop_stream(es_db *db)
+{
+    for (int64_t i = 0; i < db->nr; i++) free((char *)db->rb[i].output_text); /* our strdup */
+    db->nr = db->nt = 0;
+}
+
+static int bind_record(sqlite3_stmt *s5, int64_t run_id, const es_rec_row *r);
+
+/* Insert the buffered rows in the current transaction. */
+static int write_stream(es_db *db, es_err *e)
+{
+    if (prepare_stream(db, e)) return -1;
+    for (int64_t i = 0; i < db->nr; i++)
+        if (bind_record(db->rec, db->stream_run, &db->rb[i])) return db_err(db, "insert records", e);
+    for (int64_t i = 0; i < db->nt; i++)
+        if (bind_token(db->tok, db->stream_run, &db->tb[i])) return db_err(db, "insert tokens", e);
+    sqlite3_reset(db->rec);
+    sqlite3_reset(db->tok);
+    drop_stream(db);
+    return 0;
+}
+
+/* Write the buffered rows in one short transaction. */
+static int flush_stream(es_db *db, es_err *e)
+{
+    if (!db->nr && !db->nt) return 0;
+    if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(db, "cannot begin writing streamed records", e);
+    if (write_stream(db, e) || sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        if (!e->msg[0]) db_err(db, "commit streamed records", e);
+        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 int es_db_put_token(es_db *db, int64_t run_id, const es_token_rec *t, es_err *e)
 {
-    if (!db->in_tx && es_db_stream_begin(db, e)) return -1;
-    if (bind_token(db->tok, run_id, t)) return db_err(db, "insert tokens", e);
+    if (db->nt == db->tcap) {
+        int64_t cap = db->tcap ? 2 * db->tcap : 4096;
+        es_token_rec *g = realloc(db->tb, (size_t)cap * sizeof *g);
+        if (!g) return es_fail(e, "%s: out of memory buffering tokens", db->path);
+        db->tb = g;
+        db->tcap = cap;
+    }
+    db->stream_run = run_id;
+    db->tb[db->nt++] = *t;
     return 0;
 }
 
@@ -241,9 +309,24 @@ static int bind_record(sqlite3_stmt *s5, int64_t run_id, const es_rec_row *r)
 
 int es_db_put_record(es_db *db, int64_t run_id, const es_rec_row *r, es_err *e)
 {
-    if (!db->in_tx && es_db_stream_begin(db, e)) return -1;
-    if (bind_record(db->rec, run_id, r)) return db_err(db, "insert records", e);
-    return 0;
+    if (db->nr == db->rcap) {
+        int64_t cap = db->rcap ? 2 * db->rcap : 256;
+        es_rec_row *g = realloc(db->rb, (size_t)cap * sizeof *g);
+        if (!g) return es_fail(e, "%s: out of memory buffering records", db->path);
+        db->rb = g;
+        db->rcap = cap;
+    }
+    es_rec_row *c = &db->rb[db->nr];
+    *c = *r;
+    c->output_text = NULL;
+    if (r->output_text) {
+        char *t = strdup(r->output_text);
+        if (!t) return es_fail(e, "%s: out of memory", db->path);
+        c->output_text = t;
+    }
+    db->nr++;
+    db->stream_run = run_id;
+    return db->nr >= STREAM_CHUNK ? flush_stream(db, e) : 0;
 }
 
 static void utc_now(char *buf, size_t n)
@@ -258,8 +341,8 @@ int es_db_begin_run(es_db *db, const es_run_info *ri, int64_t *run_id, es_err *e
 {
     sqlite3_stmt *st = NULL;
     const char *sql = "INSERT INTO runs(started_utc,status,version,command,chip,model,"
-                      "prompt_tokens,gen_tokens,streams,chip_config,process_config)"
-                      " VALUES(?,'running',?,?,?,?,?,?,?,?,?)";
+                      "prompt_tokens,gen_tokens,streams,chip_config,process_config,host,pid)"
+                      " VALUES(?,'running',?,?,?,?,?,?,?,?,?,?,?)";
     if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) return db_err(db, "prepare", e);
     char now[32];
     utc_now(now, sizeof now);
@@ -273,6 +356,10 @@ int es_db_begin_run(es_db *db, const es_run_info *ri, int64_t *run_id, es_err *e
     sqlite3_bind_int64(st, 8, ri->streams);
     sqlite3_bind_text(st, 9, ri->chip_json, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 10, ri->process_json, -1, SQLITE_STATIC);
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    sqlite3_bind_text(st, 11, host, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 12, (int64_t)getpid());
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return db_err(db, "cannot record the run (is the database writable?)", e);
@@ -290,6 +377,7 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
     if (!db->in_tx && sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return db_err(db, "cannot begin the closing transaction", e);
     db->in_tx = 1;
+    if ((db->nr || db->nt) && write_stream(db, e)) goto fail;
     if (sqlite3_prepare_v2(db->h, "INSERT INTO sequences VALUES(?,?,?,?,?,?,?,?,?,?)", -1, &s1, NULL) ||
         sqlite3_prepare_v2(db->h, TOK_SQL, -1, &s2, NULL) ||
         sqlite3_prepare_v2(db->h, "INSERT INTO unit_stats VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -391,6 +479,7 @@ void es_db_set_error(es_db *db, const char *error)
 
 int es_db_fail_run(es_db *db, int64_t run_id, const char *error, es_err *e)
 {
+    drop_stream(db);
     if (db->in_tx) { /* what was streamed belongs to the failed run: dropped */
         sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
         db->in_tx = 0;
@@ -398,6 +487,12 @@ int es_db_fail_run(es_db *db, int64_t run_id, const char *error, es_err *e)
     sqlite3_stmt *st = NULL;
     char now[32];
     utc_now(now, sizeof now);
+    char del[160];
+    for (int i = 0; i < 4; i++) { /* rows committed while it streamed are not results */
+        static const char *const t[4] = {"records", "tokens", "sequences", "unit_stats"};
+        snprintf(del, sizeof del, "DELETE FROM %s WHERE run_id = %lld", t[i], (long long)run_id);
+        if (sqlite3_exec(db->h, del, NULL, NULL, NULL) != SQLITE_OK) return db_err(db, "remove the failed run's rows", e);
+    }
     if (sqlite3_prepare_v2(db->h, "UPDATE runs SET status='failed', finished_utc=?, error=? WHERE id=? AND status='running'",
                            -1, &st, NULL) != SQLITE_OK)
         return db_err(db, "mark the run failed", e);

@@ -64,9 +64,11 @@ typedef struct es_db es_db;
 int es_db_open(es_db **db, const char *path, es_err *e);
 void es_db_close(es_db *db);
 int es_db_begin_run(es_db *db, const es_run_info *ri, int64_t *run_id, es_err *e);
-/* Open the closing transaction early, to stream records into it during a
- * run (es_db_put_record); es_db_finish_run then commits it. A run killed in
- * between leaves the transaction uncommitted: nothing of it is kept. */
+/* Records and tokens streamed during a run (es_db_put_record, es_db_put_token) are buffered and
+ * written 1,024 records at a time in short transactions, so other writers are not locked out;
+ * es_db_finish_run writes the rest and marks the run complete in one transaction. A run killed in
+ * between stays 'running' with the chunks written so far (`etchsim db check --mark-failed` fails it
+ * and removes them). es_db_stream_begin is kept for callers; it does nothing. */
 int es_db_stream_begin(es_db *db, es_err *e);
 int es_db_put_record(es_db *db, int64_t run_id, const es_rec_row *r, es_err *e);
 /* One tokens row, streamed the same way (eval: seq is the record's index). */
