@@ -350,6 +350,44 @@ def test_err_power_config():
            "clock_gating none: registers are a constant power, not events")
 
 
+def test_set_process():
+    """--set process=NAME|PATH picks the process table (it was recorded but ignored): a table with half
+    the logic leakage lowers static power and nothing else; an unknown one is an error naming it."""
+    expect_error(["run", "--no-db", *TINY, "--set", "process=n7"], "tiny-chip.json", "'process'", "n7")
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(MODELS, "process", "n6.json")) as f:
+            proc = json.load(f)
+        proc["leakage"]["logic_w_per_mm2"]["value"] /= 2
+        half = os.path.join(tmp, "half.json")
+        with open(half, "w") as f:
+            json.dump(proc, f)
+        base = run_json("--no-db", *TINY, "--prompt", "8", "--generate", "4")
+        other = run_json("--no-db", *TINY, "--prompt", "8", "--generate", "4", "--set", f"process={half}")
+        expect(other["static_w"] < base["static_w"] and other["dynamic_j"] == base["dynamic_j"] and other["cycles"] == base["cycles"],
+               f"static {other['static_w']} vs {base['static_w']}")
+
+
+def test_limits():
+    """Sizes a user controls are checked before work starts: a demo dataset larger than the disk's
+    free space fails at once and leaves no file; FIFO depth and vocabulary ranks have documented
+    limits (the vocabulary grows its table geometrically, so a large one loads in linear time)."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.statvfs(shm).f_bavail * os.statvfs(shm).f_frsize < 32e9:
+        out = os.path.join(shm, f"etchsim-test-{os.getpid()}.csv")
+        expect_error(["dataset", "demo", "-o", out, "--records", "100000000"], out, "need up to", "GB free")
+        expect(not os.path.exists(out) and not os.path.exists(out + ".tmp"), "a refused dataset left a file")
+    else:
+        print("limits: /dev/shm missing or larger than 32 GB; the free-space check was not exercised")
+    expect_error(["dataset", "demo", "-o", "x.csv", "--records", "100000001"], "--records", code=2)
+    expect_error(["run", "--no-db", "--set", "scheduler.fifo_depth=1048576"], "scheduler.fifo_depth", "4096")
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = os.path.join(tmp, "v.tiktoken")
+        with open(vocab, "w") as f:
+            f.write("YQ== 0\nYg== 16777216\n")
+        expect_error(["eval", "--no-db", "--no-compare", "--records", "5", "--vocab", vocab], "v.tiktoken", "16777216",
+                     "at most 2097152 ranks")
+
+
 def test_resource_overlap():
     """A tile's lanes, vector unit and attention engine are separate servers: with several
     streams, one item's attention overlaps another's projections (the resources' busy cycles

@@ -65,7 +65,9 @@ static int read_fmt(const es_cfg *c, const char *sec, es_wfmt *f, es_err *e)
     return 0;
 }
 
-static int apply_sets(es_chip *c, const char *const *sets, int n, es_err *e)
+/* --set overrides: pass 0 the chip's keys (so --set process=NAME picks the table), pass 1 the
+ * process table's (process.KEY), once it is loaded. */
+static int apply_sets(es_chip *c, const char *const *sets, int n, int pass, es_err *e)
 {
     for (int i = 0; i < n; i++) {
         char key[256];
@@ -74,8 +76,9 @@ static int apply_sets(es_chip *c, const char *const *sets, int n, es_err *e)
             return es_fail(e, "--set %s: expected path.to.key=value", sets[i]);
         memcpy(key, sets[i], (size_t)(eq - sets[i]));
         key[eq - sets[i]] = 0;
-        int rc = strncmp(key, "process.", 8) == 0 ? es_cfg_set(&c->proc, key + 8, eq + 1, e)
-                                                   : es_cfg_set(&c->cfg, key, eq + 1, e);
+        int proc = strncmp(key, "process.", 8) == 0;
+        if (proc != pass) continue;
+        int rc = proc ? es_cfg_set(&c->proc, key + 8, eq + 1, e) : es_cfg_set(&c->cfg, key, eq + 1, e);
         if (rc) return -1;
     }
     return 0;
@@ -124,7 +127,7 @@ static int read_chip(es_chip *c, es_err *e)
         es_cfg_i64(f, "host.token_bytes", 1, 1 << 10, &c->host_token_bytes, e) ||
         es_cfg_i64(f, "host.completion_bytes", 1, 1 << 20, &c->host_cpl_bytes, e) ||
         es_cfg_i64(f, "scheduler.prefill_chunk", 1, (int64_t)1 << 20, &c->prefill_chunk, e) ||
-        es_cfg_i64(f, "scheduler.fifo_depth", 1, 1 << 20, &c->fifo_depth, e) ||
+        es_cfg_i64(f, "scheduler.fifo_depth", 1, 4096, &c->fifo_depth, e) ||
         es_cfg_num(f, "area.lane_transistors", 1, 1e9, &c->lane_tr, e) ||
         es_cfg_num(f, "area.vector_transistors_per_elem", 1, 1e12, &c->vec_tr_per_elem, e) ||
         es_cfg_num(f, "area.attention_transistors_per_position", 1, 1e12, &c->attn_tr_per_pos, e) ||
@@ -256,9 +259,15 @@ int es_chip_load(es_chip *c, const char *spec, const char *const *sets, int n_se
     memset(c, 0, sizeof *c);
     if (es_resolve(spec, "chips", NULL, c->path, sizeof c->path, e)) return -1;
     if (es_cfg_load(&c->cfg, c->path, e)) return -1;
+    if (apply_sets(c, sets, n_sets, 0, e)) goto fail;
     char proc_name[256], proc_path[512];
     if (es_cfg_str(&c->cfg, "process", proc_name, sizeof proc_name, e)) goto fail;
-    if (strchr(proc_name, '/')) {
+    if (proc_name[0] == '/') {
+        if (snprintf(proc_path, sizeof proc_path, "%s", proc_name) >= (int)sizeof proc_path) {
+            es_fail(e, "%s: key 'process': path too long", c->path);
+            goto fail;
+        }
+    } else if (strchr(proc_name, '/')) {
         /* a path: relative to the chip file's folder */
         char dir[512];
         snprintf(dir, sizeof dir, "%s", c->path);
@@ -274,7 +283,7 @@ int es_chip_load(es_chip *c, const char *spec, const char *const *sets, int n_se
         goto fail;
     }
     if (es_cfg_load(&c->proc, proc_path, e)) goto fail;
-    if (apply_sets(c, sets, n_sets, e) || read_chip(c, e) || read_process(c, e)) goto fail;
+    if (apply_sets(c, sets, n_sets, 1, e) || read_chip(c, e) || read_process(c, e)) goto fail;
     return 0;
 fail:
     es_chip_free(c);

@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L
 /* es_demo: the demo dataset of card transactions (see es_dataset.h).
  * 500 customers, each with a home city and three usual merchant categories
  * drawn from everyday ones. 97% of transactions are in a usual category at
@@ -10,6 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include "es_dataset.h"
 
 static uint64_t next(uint64_t *s)
@@ -61,10 +63,29 @@ static void csv_field(FILE *f, const char *s, int last)
     fputc(last ? '\n' : ',', f);
 }
 
+/* The longest row the generator writes, bytes: its fields' longest values (id of up to 20
+ * digits, the timestamp, the longest city, category list, merchant and amount), quoted. */
+#define DEMO_ROW_MAX 320
+
 int es_demo_write(const char *path, int64_t n, uint64_t seed, es_err *e)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f) return es_fail(e, "%s: cannot create: %s", path, strerror(errno));
+    /* room for the whole file first: a large --records fails at once instead of filling the disk */
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+    else snprintf(dir, sizeof dir, ".");
+    struct statvfs fs;
+    if (statvfs(dir, &fs) == 0) {
+        double need = (double)n * DEMO_ROW_MAX, have = (double)fs.f_bavail * (double)fs.f_frsize;
+        if (need > have)
+            return es_fail(e, "%s: %lld records need up to %.3g GB; %s has %.3g GB free", path, (long long)n, need / 1e9,
+                           dir, have / 1e9);
+    }
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return es_fail(e, "%s: cannot create: %s", tmp, strerror(errno));
     fputs("txn_id,timestamp,customer_id,customer_home_city,customer_usual_categories,merchant,"
           "merchant_category,amount_usd,city\n", f);
     uint64_t s = seed;
@@ -101,7 +122,17 @@ int es_demo_write(const char *path, int64_t n, uint64_t seed, es_err *e)
         csv_field(f, cats[cat], 0);
         csv_field(f, amt, 0);
         csv_field(f, city, 1);
+        if ((i & 4095) == 4095 && ferror(f)) break; /* the disk filled after all: stop */
     }
-    if (fclose(f)) return es_fail(e, "%s: write failed: %s", path, strerror(errno));
+    if (ferror(f) | fclose(f)) {
+        int err = errno;
+        remove(tmp);
+        return es_fail(e, "%s: write failed: %s", path, strerror(err));
+    }
+    if (rename(tmp, path)) {
+        int err = errno;
+        remove(tmp);
+        return es_fail(e, "%s: cannot rename %s into place: %s", path, tmp, strerror(err));
+    }
     return 0;
 }

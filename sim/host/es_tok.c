@@ -15,6 +15,7 @@ struct es_tok {
     size_t n_bytes, cap_bytes;
     uint64_t *off;          /* (n) offset << 16 | length of token id i; length 0: no token */
     int64_t n;              /* ids 0..n-1 */
+    int64_t cap_off;        /* entries allocated in off */
     int32_t *table;         /* open addressing: token ids by hash of their bytes, -1 empty */
     uint64_t mask;
     float *scores;          /* SentencePiece: (n) merge scores, higher merges first */
@@ -48,13 +49,21 @@ static uint64_t hash_bytes(const unsigned char *p, size_t n)
 
 static int add_token(es_tok *t, int64_t id, const unsigned char *p, size_t len, es_err *e, const char *path)
 {
-    if (len == 0 || len > 65535 || id < 0 || id > (1 << 24))
-        return es_fail(e, "%s: token %lld: empty, too long or id out of range", path, (long long)id);
-    if (id >= t->n) {
-        uint64_t *o = realloc(t->off, (size_t)(id + 1) * sizeof *o);
+    if (len == 0 || len > 65535)
+        return es_fail(e, "%s: token %lld: empty or longer than 65,535 bytes", path, (long long)id);
+    if (id < 0 || id >= ES_TOK_MAX_RANKS)
+        return es_fail(e, "%s: token rank %lld: out of range (a vocabulary has at most %d ranks)", path, (long long)id,
+                       ES_TOK_MAX_RANKS);
+    if (id >= t->cap_off) { /* geometric growth: a vocabulary of n ranks costs O(n) */
+        int64_t cap = t->cap_off ? 2 * t->cap_off : 4096;
+        while (cap <= id) cap *= 2;
+        uint64_t *o = realloc(t->off, (size_t)cap * sizeof *o);
         if (!o) return es_fail(e, "%s: out of memory", path);
-        for (int64_t k = t->n; k <= id; k++) o[k] = 0;
         t->off = o;
+        t->cap_off = cap;
+    }
+    if (id >= t->n) {
+        for (int64_t k = t->n; k <= id; k++) t->off[k] = 0;
         t->n = id + 1;
     }
     if (t->off[id]) return es_fail(e, "%s: rank %lld appears twice", path, (long long)id);

@@ -28,6 +28,10 @@ extern "C" {
 
 typedef struct es_tok es_tok;
 
+/* The most ranks a vocabulary may have (the largest published ones hold about 256k tokens); a
+ * rank past it is an error, not hundreds of megabytes of table. */
+#define ES_TOK_MAX_RANKS (1 << 21)
+
 int es_tok_load_tiktoken(es_tok **t, const char *path, es_err *e);
 /* The tokenizer of a GGUF file's metadata: tokenizer.ggml.model "llama"
  * (SentencePiece) or "gpt2" (tokens in GPT-2 byte-to-character form);
