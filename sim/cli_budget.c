@@ -58,7 +58,7 @@ typedef struct row {
     char limit[96];  /* as printed: ">= 16000", "<= 5% worse than run 3 (17185)" */
     double value;
     int ok;
-    char why[256];   /* the failure message */
+    char why[512];   /* the failure message */
 } row;
 
 /* metric (dotted) in the summary: its number, or an error naming the budgets file */
@@ -231,7 +231,7 @@ static int check_metric(const cJSON *lim, const char *budgets, const cJSON *sum,
         double worse = b != 0 ? (up ? b - value : value - b) / fabs(b) * 100.0 : (value == b ? 0 : INFINITY);
         snprintf(r->limit, sizeof r->limit, "<= %s%% worse than %s", num(a, sizeof a, L), num(d, sizeof d, b));
         r->ok = worse <= L;
-        snprintf(r->why, sizeof r->why, "%s = %s is %.3g%% worse than %s (%s); at most %s%% allowed", metric,
+        snprintf(r->why, sizeof r->why, "%.60s = %s is %.3g%% worse than %s (%.120s); at most %s%% allowed", metric,
                  num(c, sizeof c, value), worse, d, base_what, a);
     }
     return 0;

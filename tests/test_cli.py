@@ -30,8 +30,14 @@ ROOT = os.path.dirname(os.path.abspath(MODELS))  # the checkout: .ci/ holds the 
 TINY = ["--chip", os.path.join(DATA, "tiny-chip.json"), "--model", "tiny-llama"]
 
 
+SANITIZER_REPORT = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
 def run(*args, ok=True):
     p = subprocess.run([ETCHSIM, *args], capture_output=True, text=True, timeout=600)
+    for r in SANITIZER_REPORT:  # the sanitizer build: any report fails the test, whatever the exit code
+        if r in p.stderr:
+            raise AssertionError(f"etchsim {' '.join(args)}: sanitizer report: {p.stderr[-3000:]}")
     if ok and p.returncode != 0:
         raise AssertionError(f"etchsim {' '.join(args)} exited {p.returncode}: {p.stderr}")
     return p
@@ -386,6 +392,49 @@ def test_limits():
             f.write("YQ== 0\nYg== 16777216\n")
         expect_error(["eval", "--no-db", "--no-compare", "--records", "5", "--vocab", vocab], "v.tiktoken", "16777216",
                      "at most 2097152 ranks")
+
+
+WALL_CLOCK = {"sim_wall_s", "started_utc", "finished_utc", "pid", "wall_s"}
+
+
+def db_rows(db):
+    """Every row of every table, wall-clock fields (and the summary's) left out, in a stable order."""
+    con = sqlite3.connect(db)
+    out = {}
+    for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+        cur = con.execute(f"SELECT * FROM {t}")
+        cols = [d[0] for d in cur.description]
+        rows = []
+        for r in cur.fetchall():
+            row = {c: v for c, v in zip(cols, r) if c not in WALL_CLOCK}
+            if row.get("summary"):
+                row["summary"] = {k: v for k, v in json.loads(row["summary"]).items() if k not in WALL_CLOCK}
+            rows.append(json.dumps(row, sort_keys=True))
+        out[t] = sorted(rows)
+    con.close()
+    return out
+
+
+def test_determinism():
+    """The same inputs and seed give the same --json summary and the same rows in every table, apart
+    from wall-clock fields: runs of several streams, functional mode, MoE routing, and eval."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "d.csv")
+        write_csv(data, [f"R{i},record {i} {'z' * (i % 7)}" for i in range(30)])
+        cases = [["run", *TINY, "--prompt", "20", "--generate", "30", "--streams", "6"],
+                 ["run", *TINY, "--prompt", "8", "--generate", "6", "--mode", "functional", "--synthetic", "5"],
+                 ["run", *MOE, "--prompt", "8", "--generate", "10", "--streams", "3", "--routing", "zipf:1.2"],
+                 ["eval", *TINY, "--data", data, "--rule", "Is it fine?"],
+                 ["run", *TINY, "--prompt", "8", "--generate", "40", "--streams", "8", "--set", "card.power_limit_w=13"]]
+        for i, args in enumerate(cases):
+            got = []
+            for k in range(2):
+                db = os.path.join(tmp, f"c{i}-{k}.sqlite")
+                j = json.loads(run(*args, "--json", "--db", db).stdout)
+                got.append(({k2: v for k2, v in j.items() if k2 not in WALL_CLOCK}, db_rows(db)))
+            expect(got[0][0] == got[1][0], f"{args}: the --json summaries differ")
+            for t in got[0][1]:
+                expect(got[0][1][t] == got[1][1][t], f"{args}: table {t} differs")
 
 
 def test_resource_overlap():

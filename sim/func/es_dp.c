@@ -871,7 +871,7 @@ int es_dp_layers(es_dp *dp, int lo, int hi, int32_t seq, int64_t pos, int64_t n,
 {
     const es_model *m = dp->m;
     int64_t H = m->hidden, hd = m->head_dim, qd = m->heads * hd, kvd = m->kv_heads * hd, F = m->ffn;
-    int64_t group = m->heads / m->kv_heads;
+    int64_t group = m->kv_heads > 0 ? m->heads / m->kv_heads : 1; /* a state-space model has no KV heads */
     if (seq < 0 || seq >= dp->n_seqs || !dp->seqs[seq].used)
         return es_fail(e, "functional datapath: sequence %d has no KV cache", seq);
     dp_seq *S = &dp->seqs[seq];

@@ -277,7 +277,7 @@ int es_ref_forward(es_ref *r, int32_t token, int64_t pos, float *logits, es_err 
 {
     const es_model *m = r->m;
     int64_t H = m->hidden, hd = m->head_dim, kvd = m->kv_heads * hd, F = m->ffn;
-    int64_t group = m->heads / m->kv_heads;
+    int64_t group = m->kv_heads > 0 ? m->heads / m->kv_heads : 1; /* a state-space model has no KV heads */
     if (token < 0 || token >= m->vocab) return es_fail(e, "reference: token %d outside the vocabulary of %lld", token, (long long)m->vocab);
     if (pos < 0 || pos >= r->ctx) return es_fail(e, "reference: position %lld outside the context of %lld", (long long)pos, (long long)r->ctx);
     memcpy(r->x, r->emb + (int64_t)token * H, (size_t)H * sizeof *r->x);
