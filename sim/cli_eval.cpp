@@ -314,7 +314,6 @@ pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp
         es_rec_row row;
         return rd.finish(q.id, row);
     };
-    w.keep_tokens = false;
     w.policy = o.policy;
     if (rd.open(data, &e) == 0 && run_sim(&L.c, &L.m, w, r, &e) == 0) {
         c.batch_ns = r.seconds * 1e9;
@@ -638,7 +637,6 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
         }
         return rc;
     };
-    w.keep_tokens = false;
     w.seq_tokens = b.db != nullptr;
     w.prefix = in.sharing ? in.rule_tokens : 0;
     w.policy = o.policy;

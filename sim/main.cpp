@@ -592,6 +592,8 @@ int cmd_run(int argc, char **argv)
     }
     es::Workload w;
     w.reqs.assign((size_t)o.streams, es::Request{o.prompt, o.gen, fn.prompt_ids});
+    if (own.db) /* each token's row, streamed as its stream finishes */
+        w.token_sink = [&own, run_id](const es_token_rec &t, es_err *err) { return es_db_put_token(own.db, run_id, &t, err); };
     w.dp = fn.dp;
     w.tap_id = o.logits.empty() ? -1 : 0;
     w.routing = routing;
@@ -639,7 +641,7 @@ int cmd_run(int argc, char **argv)
     own.json = run_json(o, L, r, wall, fn);
     own.summary = cJSON_PrintUnformatted(own.json);
     if (own.db && es_db_finish_run(own.db, run_id, (double)r.cycles, r.seqs.data(), (int)r.seqs.size(),
-                                   r.toks.data(), (int64_t)r.toks.size(), r.units.data(),
+                                   nullptr, 0, r.units.data(), /* the tokens were streamed */
                                    (int)r.units.size(), nullptr, 0, own.summary, &e)) {
         std::fprintf(stderr, "etchsim run: %s\n", e.msg);
         return 1;

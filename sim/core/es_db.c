@@ -276,7 +276,7 @@ int es_db_put_token(es_db *db, int64_t run_id, const es_token_rec *t, es_err *e)
     }
     db->stream_run = run_id;
     db->tb[db->nt++] = *t;
-    return 0;
+    return db->nt >= 64 * STREAM_CHUNK ? flush_stream(db, e) : 0; /* a run streams tokens without records */
 }
 
 static int bind_record(sqlite3_stmt *s5, int64_t run_id, const es_rec_row *r)

@@ -151,24 +151,12 @@ void Ctx::sample(int32_t seq_id, Item &cpl)
     double j = s.pending_j + static_w * (double)(t - last_sample) / c->clock_hz;
     if (gov.on) { /* its static share at the nominal clock; made real once its windows' clocks are known */
         s.spans.emplace_back(last_sample, t);
-        if (keep_tokens) tok_span.emplace_back(last_sample, t);
     }
     s.pending_j = 0;
     last_sample = t;
     cpl.tok_idx = (int32_t)s.produced++;
     cpl.tok_j = j;
-    cpl.tok_rec = -1;
     sampled++;
-    if (keep_tokens) {
-        es_token_rec r;
-        std::memset(&r, 0, sizeof r);
-        r.seq = (int32_t)s.tag;
-        r.idx = cpl.tok_idx;
-        r.energy_j = j;
-        toks.push_back(r);
-        tok_cycle.push_back(-1);
-        cpl.tok_rec = (int64_t)toks.size() - 1;
-    }
 }
 
 } // namespace es

@@ -32,7 +32,6 @@ struct Item {
     bool decode = false;     // a fed-back output token
     int64_t ready = 0;       // cycle at which it has arrived (link latency)
     int32_t group_left = 0;  // items after this one that belong to the same work item
-    int64_t tok_rec = -1;    // completions: index into Ctx::toks (when kept)
     int32_t tok_idx = 0;     // completions: output index of the token
     double tok_j = 0;        // completions: the token's energy so far
     int32_t token = -1;      // functional: the token a decode item or a completion carries
@@ -103,11 +102,8 @@ public:
     double clock_w = 0;               // clock_gating "none": every register clocked every cycle / VR efficiency
     double static_w;                  // leakage / VR efficiency + board static + clock_w
     std::deque<SeqState> seqs;        // by sequence id (slot); deque: stable references as it grows
-    bool keep_tokens = true;          // keep a record per token (run); eval keeps per-sequence sums
-    bool seq_tokens = false;          // keep each sequence's token arrivals until it finishes (eval)
-    std::vector<es_token_rec> toks;
-    std::vector<int64_t> tok_cycle;   // arrival cycle at the host, per toks entry
-    std::vector<std::pair<int64_t, int64_t>> tok_span; // power limit: per toks entry, (previous sample, its sample)
+    bool seq_tokens = false;          // keep each sequence's token records until it finishes (its rows)
+    std::vector<int64_t> stream0;     // request 0's token arrival cycles at the host (the decode-step figures)
     int64_t sampled = 0;              // tokens sampled
     std::deque<es_unit_rec> units;    // deque: stable addresses
     int64_t last_sample = 0;          // cycle of the previous sample, for static shares

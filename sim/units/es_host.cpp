@@ -93,13 +93,7 @@ void HostDevice::complete()
         stat_->busy_cycles += ctx_.now() - start;
         SeqState &s = ctx_.seqs[(size_t)it.seq];
         int64_t prev = s.last_arrival < 0 ? 0 : s.last_arrival; /* the batch starts at cycle 0 */
-        if (it.tok_rec >= 0) {
-            es_token_rec &r = ctx_.toks[(size_t)it.tok_rec];
-            r.energy_j += j;
-            r.t_ns = ctx_.cycles_to_ns((double)arrive);
-            r.latency_ns = ctx_.cycles_to_ns((double)(arrive - prev));
-            ctx_.tok_cycle[(size_t)it.tok_rec] = arrive;
-        }
+        if (s.tag == 0) ctx_.stream0.push_back(arrive); /* request 0: its decode steps in cycles */
         s.energy_j += it.tok_j + j;
         ctx_.span(trk_, start, start + occ, "completion", it.seq, it.pos, 1, true);
         if (ctx_.trace && it.tok_idx + 1 == s.gen) es_trace_flow(ctx_.trace, trk_, start, (int64_t)s.tag, 1);

@@ -4,6 +4,8 @@
 // out to the host over the completion path.
 #include "es_top.h"
 #include <algorithm>
+#include <cmath>
+#include <map>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -122,11 +124,25 @@ struct SourceCtx {             // adapts a Workload to the driver's C callbacks
     Ctx *ctx;
     size_t next = 0;
     RunResult *r;
+    std::map<double, int64_t> inter; // run: inter-token latencies (ns) and how many tokens had each
     // power limit: finished requests wait here until the windows they lived in have their clocks
     std::deque<std::pair<es_req_result, SeqState>> held;
 };
 
 int finish(SourceCtx *s, es_req_result q, SeqState &st, es_err *e);
+
+/* The q-th percentile, nearest rank (as es_percentile), of values given with their counts. */
+double percentile_counts(const std::map<double, int64_t> &h, double q)
+{
+    int64_t n = 0, acc = 0;
+    for (const auto &kv : h) n += kv.second;
+    if (n == 0) return 0;
+    int64_t rank = (int64_t)std::ceil(q / 100.0 * (double)n);
+    rank = rank < 1 ? 1 : rank > n ? n : rank;
+    for (const auto &kv : h)
+        if ((acc += kv.second) >= rank) return kv.first;
+    return h.rbegin()->first;
+}
 
 /* Pass on the held requests whose windows have closed, in finishing order; false on a sink's error. */
 bool release(SourceCtx *s, bool all = false)
@@ -201,6 +217,10 @@ int finish(SourceCtx *s, es_req_result q, SeqState &st, es_err *e)
         }
     }
     if (s->w->sink) return s->w->sink(q, st, e);
+    for (const es_token_rec &t : st.toks) { /* run: its tokens' rows, and the latency distribution */
+        if (t.idx > 0) s->inter[t.latency_ns]++;
+        if (s->w->token_sink && s->w->token_sink(t, e)) return -1;
+    }
     es_seq_rec rec{};
     rec.id = (int32_t)q.id;
     rec.prompt = st.prompt + st.start;
@@ -230,11 +250,9 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
                           "(leakage / VR efficiency + board): no clock keeps the card under it",
                        c->path, c->power_limit_w, ctx.gov.fixed_w);
     ctx.kv_cap = es_chip_kv_positions(c, m);
-    ctx.keep_tokens = w.keep_tokens;
-    ctx.seq_tokens = w.seq_tokens;
+    ctx.seq_tokens = w.seq_tokens || !w.sink; /* run: every token's record, streamed as its request finishes */
     int64_t total = 0;
     for (const auto &q : w.reqs) total += q.gen;
-    if (w.keep_tokens) ctx.toks.reserve((size_t)total);
     ctx.progress = w.progress && !w.source;
     ctx.total_tokens = total;
     ctx.dp = w.dp;
@@ -261,7 +279,7 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     dc.window = w.window;
     es_drv *drv = es_drv_open(&dc, &dev_ops, chip.dev, e);
     if (!drv) return -1;
-    SourceCtx sc{&w, &ctx, 0, &r, {}};
+    SourceCtx sc{&w, &ctx, 0, &r, {}, {}};
     ctx.gov.on_close = [&sc]() { release(&sc); };
     es_drv_source src{src_next, src_done, &sc};
     chip.dev->drv = drv;
@@ -289,14 +307,6 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
         r.window_w = g.window_w;
         r.window_s = c->power_window_s;
     }
-    if (g.first_slow >= 0) /* the run's own tokens (run): real times and static shares */
-        for (size_t k = 0; k < ctx.toks.size(); k++) {
-            es_token_rec &t = ctx.toks[k];
-            double t0 = t.t_ns - t.latency_ns;
-            t.t_ns = g.real_ns(t.t_ns);
-            t.latency_ns = t.t_ns - g.real_ns(t0);
-            if (k < ctx.tok_span.size()) t.energy_j += g.static_fix(ctx.tok_span[k].first, ctx.tok_span[k].second);
-        }
     r.tokens = ctx.sampled;
     if (!w.source && r.tokens != total)
         return es_fail(e, "simulation ended with %lld of %lld tokens produced (deadlock)", (long long)r.tokens,
@@ -328,27 +338,19 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
         }
         r.decode_tokens_per_s = rated ? rate_sum / rated : 0;
     }
-    if (w.keep_tokens) {
-        std::vector<double> inter;
-        inter.reserve(ctx.toks.size());
-        int64_t prev = -1;
-        for (size_t k = 0; k < ctx.toks.size(); k++) {
-            const es_token_rec &t = ctx.toks[k];
-            if (t.idx > 0) inter.push_back(t.latency_ns);
-            if (t.seq == 0) { /* request 0 */
-                int64_t cyc = ctx.tok_cycle[k];
-                if (t.idx == 0) r.ttft_cycles = cyc;
-                else {
-                    int64_t step = cyc - prev;
-                    if (t.idx == 1) r.step_first = step;
-                    r.step_last = step;
-                    r.step_total += step;
-                }
-                prev = cyc;
+    if (!w.sink) {
+        for (size_t k = 0; k < ctx.stream0.size(); k++) { /* request 0, in cycles */
+            int64_t cyc = ctx.stream0[k];
+            if (k == 0) r.ttft_cycles = cyc;
+            else {
+                int64_t step = cyc - ctx.stream0[k - 1];
+                if (k == 1) r.step_first = step;
+                r.step_last = step;
+                r.step_total += step;
             }
         }
-        r.lat_p50_ns = es_percentile(inter.data(), inter.size(), 50);
-        r.lat_p99_ns = es_percentile(inter.data(), inter.size(), 99);
+        r.lat_p50_ns = percentile_counts(sc.inter, 50);
+        r.lat_p99_ns = percentile_counts(sc.inter, 99);
     }
     r.tokens_per_s = r.seconds > 0 ? (double)r.tokens / r.seconds : 0;
 
@@ -378,7 +380,6 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
                                   : r.dynamic_j + ctx.static_w * r.seconds;
     r.watts = r.seconds > 0 ? r.total_j / r.seconds : 0;
     r.joules_per_token = r.tokens ? r.total_j / (double)r.tokens : 0;
-    r.toks = std::move(ctx.toks);
     std::sort(ctx.tap_rows.begin(), ctx.tap_rows.end(), [](const TapRow &a, const TapRow &b) { return a.pos < b.pos; });
     r.tap = std::move(ctx.tap_rows);
     r.moe = std::move(ctx.moe);

@@ -57,8 +57,10 @@ struct Workload {
     std::vector<Request> reqs;   // all submitted at time 0, admitted by the driver's scheduler
     Source source;               // instead of reqs: requests read as the driver can admit them
     Sink sink;                   // called as each request finishes (eval); run collects seqs itself
-    bool keep_tokens = true;     // keep per-token records (run); eval needs per-sequence sums only
     bool seq_tokens = false;     // SeqState::toks holds a request's tokens until its sink (eval's tokens rows)
+    // run: each output token's record as its request finishes (its tokens row; null: not kept).
+    // Tokens are streamed, never all held: a run's memory does not grow with its length.
+    std::function<int(const es_token_rec &, es_err *)> token_sink;
     int window = 1024;           // driver read-ahead (SPF chooses within it)
     int64_t prefix = 0;          // shared prefix tokens computed once (0: none)
     int policy = ES_POLICY_FCFS;
@@ -109,7 +111,6 @@ struct RunResult {
     int64_t an_step_first = 0, an_step_last = 0, an_step_total = 0;
     int64_t ttft_cycles = 0, an_ttft_cycles = 0;
     std::vector<es_seq_rec> seqs;
-    std::vector<es_token_rec> toks;
     std::vector<es_unit_rec> units;
     // functional mode (run): each request's sampled tokens by id; the tapped request's logits
     std::vector<std::vector<int32_t>> out_ids;
