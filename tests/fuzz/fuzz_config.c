@@ -9,6 +9,13 @@
 #include "es_model.h"
 #include "es_trace.h"
 
+static char model_cfg[640], model_dir[600];
+static void remove_model_dir(void)
+{
+    if (model_cfg[0]) unlink(model_cfg);
+    if (model_dir[0]) rmdir(model_dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = fuzz_path(".json");
@@ -26,13 +33,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         es_chip_free(&chip);
     }
     /* as a model: a folder holding it as config.json */
-    static char dir[128];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/etchsim-fuzz-%d-model", (int)getpid());
+    static char dir[600];
+    if (!dir[0]) { /* beside the input file (fuzz_path), removed with it at exit */
+        snprintf(dir, sizeof dir, "%s-model", fuzz_path(".json"));
         mkdir(dir, 0700);
+        atexit(remove_model_dir);
     }
-    char cfg[160];
+    char cfg[640];
     snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    if (!model_cfg[0]) {
+        snprintf(model_cfg, sizeof model_cfg, "%s", cfg);
+        snprintf(model_dir, sizeof model_dir, "%s", dir);
+    }
     es_model m;
     if (fuzz_write(cfg, data, size) == 0 && es_model_load(&m, dir, &e) == 0) es_model_free(&m);
     char line[64];
