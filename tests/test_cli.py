@@ -1525,6 +1525,34 @@ def test_eval_uniform_batch():
             expect(j["max_in_flight"] <= j["prefix_sharing"]["kv_slots_with"], "more in flight than KV slots")
 
 
+def test_eval_bad_bytes():
+    """Bytes that would lose or mislabel records: a header with invalid UTF-8 (the first record would
+    become the header) and a CR-only file (no records, exit 0) are errors naming the file and line; a
+    NUL byte in a CSV field or a JSONL line, or a lone carriage return inside a record, skips that
+    record with its reason instead of truncating it."""
+    args = ["--no-compare", *TINY, "--rule", "Is it fine?"]
+    with tempfile.TemporaryDirectory() as tmp:
+        def data(name, body):
+            p = os.path.join(tmp, name)
+            with open(p, "wb") as f:
+                f.write(body)
+            return p
+        expect_error(["eval", "--no-db", *args, "--data", data("h.csv", b"id,te\xffxt\n1,a\n2,b\n")],
+                     "h.csv: line 1: the header line has invalid UTF-8")
+        expect_error(["eval", "--no-db", *args, "--data", data("cr.csv", b"id,text\r1,a\r2,b\r")],
+                     "cr.csv: line 1", "CR-only line endings")
+        for name, body, bad in (("n.csv", b"id,text\n1,he\x00llo\n2,b\n3,c\n", "a NUL byte"),
+                                ("r.csv", b"id,text\n1,a\r2,b\n3,c\n4,d\n", "carriage return without a line feed"),
+                                ("n.jsonl", b'{"id":"1","text":"he\x00llo"}\n{"id":"2"}\n{"id":"3"}\n', "a NUL byte")):
+            db = os.path.join(tmp, name + ".sqlite")
+            run("eval", "--db", db, *args, "--data", data(name, body))
+            con = sqlite3.connect(db)
+            rows = con.execute("SELECT record, status, reason FROM records ORDER BY record").fetchall()
+            con.close()
+            expect(len(rows) == 3 and rows[0][1] == "skipped" and bad in rows[0][2] and all(r[1] == "done" for r in rows[1:]),
+                   f"{name}: {rows}")
+
+
 def test_eval_bad_records():
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "bad.csv")

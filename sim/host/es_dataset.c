@@ -94,7 +94,8 @@ static long read_line(es_dataset *d)
 }
 
 /* Split buf[0..len) into fields; returns the count, or -1 (unbalanced quote),
- * -2 (stray quote in an unquoted field). */
+ * -2 (stray quote in an unquoted field), -4 (a carriage return inside the line, outside quotes:
+ * CR-only line endings). */
 static int csv_split(es_dataset *d, size_t len)
 {
     if (d->vbuf_cap < len + 1) {
@@ -130,6 +131,7 @@ static int csv_split(es_dataset *d, size_t len)
         } else {
             while (i < len && d->buf[i] != ',') {
                 if (d->buf[i] == '"') return -2;
+                if (d->buf[i] == '\r') return -4;
                 d->vbuf[o++] = d->buf[i++];
             }
         }
@@ -189,13 +191,17 @@ static int csv_next(es_dataset *d, es_record *rec, char *reason, size_t rn, es_e
             snprintf(reason, rn, "line %lld: unbalanced quote", (long long)start_line);
             return ES_REC_BAD;
         }
-        if (!es_utf8_valid(d->buf, d->buf_len)) {
-            snprintf(reason, rn, "line %lld: invalid UTF-8", (long long)start_line);
-            return ES_REC_BAD;
-        }
-        if (n == -1 || n == -2) {
-            snprintf(reason, rn, "line %lld: %s", (long long)start_line,
-                     n == -1 ? "unbalanced quote" : "quote inside an unquoted field");
+        const char *bad = !es_utf8_valid(d->buf, d->buf_len) ? "invalid UTF-8"
+                        : memchr(d->buf, 0, d->buf_len) ? "a NUL byte (a field cannot hold one)"
+                        : n == -1 ? "unbalanced quote"
+                        : n == -2 ? "quote inside an unquoted field"
+                        : n == -4 ? "a carriage return without a line feed (CR-only line endings: convert the file "
+                                    "to LF or CRLF)"
+                                  : NULL;
+        if (bad && !d->names) /* a bad header would make the first record the header: nothing can be read */
+            return es_fail(e, "%s: line %lld: the header line has %s", d->path, (long long)start_line, bad);
+        if (bad) {
+            snprintf(reason, rn, "line %lld: %s", (long long)start_line, bad);
             return ES_REC_BAD;
         }
         if (!d->names) { /* the header */
@@ -241,8 +247,9 @@ static int jsonl_next(es_dataset *d, es_record *rec, char *reason, size_t rn, es
         size_t k = 0;
         while (k < d->buf_len && (d->buf[k] == ' ' || d->buf[k] == '\t' || d->buf[k] == '\r' || d->buf[k] == '\n')) k++;
         if (k == d->buf_len) continue; /* blank line */
-        if (!es_utf8_valid(d->buf, d->buf_len)) {
-            snprintf(reason, rn, "line %lld: invalid UTF-8", (long long)start_line);
+        if (!es_utf8_valid(d->buf, d->buf_len) || memchr(d->buf, 0, d->buf_len)) {
+            snprintf(reason, rn, "line %lld: %s", (long long)start_line,
+                     memchr(d->buf, 0, d->buf_len) ? "a NUL byte (JSON text cannot hold one raw)" : "invalid UTF-8");
             return ES_REC_BAD;
         }
         const char *end = NULL;
