@@ -17,7 +17,9 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <functional>
 #include <string>
 #include <sys/wait.h>
@@ -214,7 +216,12 @@ public:
     {
     }
     ~Reader() { es_dataset_close(ds_); }
-    int open(const std::string &path, es_err *e) { return es_dataset_open(&ds_, path.c_str(), e); }
+    // the demo dataset is an open, already unlinked file (/proc/self/fd/N): CSV by decree
+    int open(const std::string &path, es_err *e)
+    {
+        return path.rfind("/proc/self/fd/", 0) == 0 ? es_dataset_open_as(&ds_, path.c_str(), 0, e)
+                                                    : es_dataset_open(&ds_, path.c_str(), e);
+    }
     std::function<int(const es_rec_row &, es_err *)> on_skip;
     int64_t accepted = 0, first_prompt = 0;
     double body_sum = 0;
@@ -451,7 +458,8 @@ int parse_opts(int argc, char **argv, Opts &o)
 
 // Everything the batch reads: rule, data, chip and model, template, tokenizer, datapath.
 struct Inputs {
-    std::string data, tmp_dir, vocab;
+    std::string data, vocab;
+    int demo_fd = -1;              // the demo dataset, open and already removed from disk
     Loaded L;
     Template tp;
     es_tok *tok = nullptr;
@@ -466,10 +474,7 @@ struct Inputs {
     {
         es_dp_close(dp);
         es_tok_free(tok);
-        if (!tmp_dir.empty()) {
-            std::remove(data.c_str());
-            rmdir(tmp_dir.c_str());
-        }
+        if (demo_fd >= 0) close(demo_fd);
     }
 };
 
@@ -488,11 +493,19 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
     // the data
     in.data = o.data;
     if (in.data.empty()) {
+        /* written to a private folder, opened, and removed at once: the batch and its comparison
+         * (a forked child, which inherits the descriptor) read it as /proc/self/fd/N, and a killed
+         * eval leaves nothing behind */
         char d[] = "/tmp/etchsim-demo-XXXXXX";
         if (!mkdtemp(d)) return es_fail(e, "cannot create a temporary folder for the demo dataset");
-        in.tmp_dir = d;
-        in.data = in.tmp_dir + "/transactions.csv";
-        if (es_demo_write(in.data.c_str(), DEMO_RECORDS, DEMO_SEED, e)) return -1;
+        std::string file = std::string(d) + "/transactions.csv";
+        int rc = es_demo_write(file.c_str(), DEMO_RECORDS, DEMO_SEED, e);
+        in.demo_fd = rc ? -1 : ::open(file.c_str(), O_RDONLY);
+        std::remove(file.c_str());
+        rmdir(d);
+        if (rc) return -1;
+        if (in.demo_fd < 0) return es_fail(e, "%s: cannot reopen the demo dataset: %s", file.c_str(), std::strerror(errno));
+        in.data = "/proc/self/fd/" + std::to_string(in.demo_fd);
     }
     if (load(o.model, o.chip, o.sets, o.rom, in.L, e)) return -1;
     std::string tmpl_text = DEFAULT_TEMPLATE;

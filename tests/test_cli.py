@@ -1936,6 +1936,23 @@ def test_killed_eval_leaves_no_orphan():
     for k in alive:  # do not leave it behind either way
         os.kill(k, signal.SIGKILL)
     expect(not alive, f"comparison batch {alive} still running after eval was killed")
+    # the demo's dataset is removed from disk as soon as it is open: a killed demo eval leaves no folder
+    import glob
+    before = set(glob.glob("/tmp/etchsim-demo-*"))
+    p = subprocess.Popen([ETCHSIM, "eval", "--no-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, kids = time.time() + 20, []
+    while not kids and time.time() < deadline and p.poll() is None:
+        kids = children_of(p.pid)
+        time.sleep(0.02)
+    p.kill()
+    p.wait()
+    for k in kids:
+        try:
+            os.kill(k, signal.SIGKILL)
+        except OSError:
+            pass
+    left = set(glob.glob("/tmp/etchsim-demo-*")) - before
+    expect(not left, f"a killed demo eval left {sorted(left)}")
 
 
 def test_err_missing_key():

@@ -303,6 +303,12 @@ int es_dataset_open(es_dataset **out, const char *path, es_err *e)
     int jsonl = es_ends_with(path, ".jsonl") || es_ends_with(path, ".ndjson");
     if (!jsonl && !es_ends_with(path, ".csv"))
         return es_fail(e, "%s: expected a .csv or .jsonl file", path);
+    return es_dataset_open_as(out, path, jsonl, e);
+}
+
+int es_dataset_open_as(es_dataset **out, const char *path, int jsonl, es_err *e)
+{
+    *out = NULL;
     /* eval reads the data twice (its batch and the comparison batch): a pipe or device cannot be */
     FILE *f = es_fopen_regular(path, "a .csv or .jsonl file", e);
     if (!f) return -1;

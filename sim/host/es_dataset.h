@@ -27,6 +27,8 @@ typedef struct es_dataset es_dataset;
 
 /* Open by extension: .csv or .jsonl (also .ndjson). */
 int es_dataset_open(es_dataset **d, const char *path, es_err *e);
+/* The same, with the format given (jsonl 0: CSV) instead of taken from the name's suffix. */
+int es_dataset_open_as(es_dataset **d, const char *path, int jsonl, es_err *e);
 /* ES_REC_OK / ES_REC_BAD (reason filled) / ES_REC_EOF / ES_REC_ERR (e filled). */
 int es_dataset_next(es_dataset *d, es_record *rec, char *reason, size_t n, es_err *e);
 void es_dataset_close(es_dataset *d);
