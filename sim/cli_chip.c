@@ -25,7 +25,12 @@
 
 static const char *HELP =
     "usage: etchsim chip derive --model M --like CHIP [--area MM2] [-o FILE]\n"
+    "       etchsim chip keys\n"
     "\n"
+    "chip keys: every key of a chip file and of a process table, with its type and the\n"
+    "range the loader holds it to (a value outside it is an error naming file and key).\n"
+    "\n"
+    "chip derive: "
     "Write a chip configuration for model M from the template CHIP: the same\n"
     "process, clock, unit widths, weight formats, lanes per ROM bit and banks per\n"
     "lane; tiles, ROM geometry and lanes sized for M; the area left to reach\n"
@@ -90,13 +95,43 @@ static int evaluate(const deriv *d, const es_model *m, const char *near, es_area
     return 0;
 }
 
+static void print_keys(void)
+{
+    for (int proc = 0; proc < 2; proc++) {
+        int n;
+        const es_key_spec *k = es_chip_key_specs(proc, &n);
+        printf("%s\n", proc ? "\nprocess table keys (models/process/NODE.json, --set process.KEY=V):"
+                              : "chip keys (models/chips/NAME.json, --set KEY=V):");
+        printf("  %-44s %-8s %s\n", "key", "type", "range");
+        for (int i = 0; i < n; i++, k++) {
+            char range[200];
+            const char *type = k->kind == 'd' ? "number" : k->kind == 'b' ? "boolean" : k->kind == 'x' && !k->values ? "number"
+                             : k->kind == 'x' ? "text" : "integer";
+            if (k->kind == 'b') snprintf(range, sizeof range, "true | false");
+            else if (k->kind == 'x' && k->values) snprintf(range, sizeof range, "%s", k->values);
+            else if (k->kind == 'l' || k->kind == 'i') snprintf(range, sizeof range, "%.0f .. %.0f", k->lo, k->hi);
+            else snprintf(range, sizeof range, "%.6g .. %.6g", k->lo, k->hi);
+            printf("  %-44s %-8s %s", k->key, type, range);
+            if (k->optional && k->kind != 'x') printf(" (optional, default %.6g)", k->dflt);
+            else if (k->optional) printf(" (optional)");
+            if (k->note) printf("; %s", k->note);
+            printf("\n");
+        }
+    }
+}
+
 int es_cli_chip(int argc, char **argv)
 {
     if (argc < 1 || !strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")) {
         fputs(HELP, argc < 1 ? stderr : stdout);
         return argc < 1 ? 2 : 0;
     }
-    if (strcmp(argv[0], "derive")) return usage("expected 'derive', got", argv[0]);
+    if (!strcmp(argv[0], "keys")) {
+        if (argc > 1) return usage("keys takes no arguments, got", argv[1]);
+        print_keys();
+        return 0;
+    }
+    if (strcmp(argv[0], "derive")) return usage("expected 'derive' or 'keys', got", argv[0]);
     const char *model = NULL, *like = "hc1-class", *out = NULL, *name = NULL;
     double area = 0;
     static const es_opt opts[5] = {{"model", ES_OPT_STR, 0, 0, 0}, {"like", ES_OPT_STR, 0, 0, 0}, {"o", ES_OPT_STR, 0, 0, 0},

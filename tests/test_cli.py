@@ -13,6 +13,7 @@ Groups:
 Needs ETCHSIM (binary), ETCHSIM_MODELS and ETCHSIM_TESTDATA in the environment.
 """
 import json
+import re
 import os
 import shutil
 import signal
@@ -435,6 +436,49 @@ def test_determinism():
             expect(got[0][0] == got[1][0], f"{args}: the --json summaries differ")
             for t in got[0][1]:
                 expect(got[0][1][t] == got[1][1][t], f"{args}: table {t} differs")
+
+
+def test_chip_keys():
+    """`etchsim chip keys` lists every key of the shipped chip files and process tables, and each
+    numeric range it states is the one the loader holds: a value just outside it is an error
+    naming the key, from the command line as from a file."""
+    out = run("chip", "keys").stdout
+    listed = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] in ("number", "integer", "boolean", "text"):
+            listed[parts[0]] = (parts[1], line)
+    def leaves(node, prefix=""):
+        if isinstance(node, dict) and not ("value" in node and not any(isinstance(v, dict) for v in node.values())):
+            for k, v in node.items():
+                yield from leaves(v, f"{prefix}.{k}" if prefix else k)
+        else:
+            yield prefix
+    for kind, folder in (("chip", "chips"), ("process", "process")):
+        for name in os.listdir(os.path.join(MODELS, folder)):
+            if not name.endswith(".json"):
+                continue
+            with open(os.path.join(MODELS, folder, name)) as f:
+                for key in leaves(json.load(f)):
+                    parts = key.split(".")
+                    if parts[:2] == ["weights", "roles"]:
+                        key = ".".join(["weights", "roles", "ROLE"] + parts[3:])
+                    expect(key in listed, f"{folder}/{name}: key {key} is not in `etchsim chip keys`")
+    probed = 0
+    for key, (typ, line) in listed.items():
+        m = re.search(r"\s(-?[0-9.e+]+) \.\. (-?[0-9.e+]+)", line)
+        if not m or typ not in ("number", "integer"):
+            continue
+        lo, hi = float(m.group(1)), float(m.group(2))
+        proc = line in out.split("process table keys")[1]
+        setkey = ("process." if proc else "") + key
+        above = hi + 1 if typ == "integer" else hi * 2 + 1
+        below = lo - 1 if typ == "integer" or lo == 0 else lo / 2
+        for v in (above, below):
+            val = str(int(v)) if typ == "integer" else repr(v)
+            expect_error(["area", "--set", f"{setkey}={val}"], key)
+            probed += 1
+    expect(probed > 100, f"only {probed} bounds probed")
 
 
 def test_resource_overlap():

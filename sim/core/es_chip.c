@@ -5,25 +5,12 @@
 #include "es_chip.h"
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define BIG ((int64_t)1 << 40)
-
-static int read_rom(const es_cfg *c, const char *sec, es_rom *r, es_err *e)
-{
-    char k[128];
-#define K(leaf) (snprintf(k, sizeof k, "%s.%s", sec, leaf), k)
-    if (es_cfg_i64(c, K("banks"), 1, BIG, &r->banks, e) ||
-        es_cfg_i64(c, K("rows"), 1, BIG, &r->rows, e) ||
-        es_cfg_i64(c, K("row_bits"), 1, 1 << 20, &r->row_bits, e) ||
-        es_cfg_int(c, K("read_latency_cycles"), 0, 1 << 20, &r->latency, e))
-        return -1;
-#undef K
-    return 0;
-}
 
 /* A weight format: {"format": NAME (a registry format), "group": G (int3, int6)},
  * or the older {"bits", "group", "scale_bits"}. */
@@ -84,67 +71,160 @@ static int apply_sets(es_chip *c, const char *const *sets, int n, int pass, es_e
     return 0;
 }
 
+/* Every key of a chip file (CHIP_KEYS) and of a process table (PROC_KEYS): its type, its range and
+ * where it goes. The loader reads the numbers through this table, and `etchsim chip keys` prints
+ * it, so the documented ranges are the checked ones. Kinds: 'd' number, 'l' and 'i' whole numbers,
+ * 'b' true/false, 'x' read by its own code below (text, formats), range given in `values`. */
+#define F(m) offsetof(es_chip, m)
+#define NO_FIELD ((size_t)-1)
+static const es_key_spec CHIP_KEYS[] = {
+    {"name", 'x', 0, 0, NO_FIELD, 0, 0, 0, "text", "the chip's name"},
+    {"description", 'x', 0, 0, NO_FIELD, 1, 0, 0, "text", "what the chip is, for people"},
+    {"process", 'x', 0, 0, NO_FIELD, 0, 0, 0, "a name under models/process/ or a path", "its process table"},
+    {"clock_hz", 'd', 1e6, 1e11, F(clock_hz), 0, 0, 1, NULL, "clock"},
+    {"clock_gating", 'x', 0, 0, NO_FIELD, 0, 0, 0, "none | tile | unit", "when pipeline registers are clocked"},
+    {"tile.layers_per_tile", 'i', 1, 1024, F(layers_per_tile), 0, 0, 1, NULL, NULL},
+    {"tile.items_in_flight", 'l', 1, 64, F(tile_slots), 1, 1, 1, NULL, NULL},
+    {"tile.rom.banks", 'l', 1, 0x1p40, F(rom.banks), 0, 0, 1, NULL, NULL},
+    {"tile.rom.rows", 'l', 1, 0x1p40, F(rom.rows), 0, 0, 1, NULL, NULL},
+    {"tile.rom.row_bits", 'l', 1, 1 << 20, F(rom.row_bits), 0, 0, 1, NULL, NULL},
+    {"tile.rom.read_latency_cycles", 'i', 0, 1 << 20, F(rom.latency), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.count", 'l', 1, 0x1p40, F(lanes), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.cell_bits", 'i', 1, 16, F(cell_bits), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.pipeline_depth", 'i', 0, 1 << 16, F(lane_depth), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.tokens_per_read", 'i', 1, 1 << 16, F(tokens_per_read), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.mapping", 'x', 0, 0, NO_FIELD, 1, 0, 0, "striped | partitioned (default striped)", NULL},
+    {"tile.lanes.activation_format", 'x', 0, 0, NO_FIELD, 0, 0, 0, "int8 | fp8 | bf16 | fp32", NULL},
+    {"tile.lanes.accumulator_bits", 'i', 8, 64, F(acc_bits), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.register_bits_per_cell", 'd', 0, 1024, F(reg_bits_cell), 0, 0, 1, NULL, NULL},
+    {"tile.vector.elems_per_cycle", 'l', 1, 0x1p40, F(vec_width), 0, 0, 1, NULL, NULL},
+    {"tile.vector.latency_cycles", 'i', 0, 1 << 16, F(vec_latency), 0, 0, 1, NULL, NULL},
+    {"tile.vector.register_bits_per_elem", 'd', 0, 1e6, F(reg_bits_vec), 0, 0, 1, NULL, NULL},
+    {"tile.attention.positions_per_cycle", 'l', 1, 0x1p40, F(attn_ppc), 0, 0, 1, NULL, NULL},
+    {"tile.attention.latency_cycles", 'i', 0, 1 << 16, F(attn_latency), 0, 0, 1, NULL, NULL},
+    {"tile.attention.register_bits_per_position", 'd', 0, 1e9, F(reg_bits_attn), 0, 0, 1, NULL, NULL},
+    {"tile.scan.elems_per_cycle", 'l', 1, 0x1p40, F(scan_width), 1, 0, 1, NULL, "needed by state-space models"},
+    {"tile.scan.latency_cycles", 'i', 0, 1 << 16, F(scan_latency), 1, 0, 1, NULL, NULL},
+    {"kv.bytes_per_tile", 'l', 1, 0x1p40, F(kv_bytes), 0, 0, 1, NULL, NULL},
+    {"kv.banks", 'l', 1, 0x1p40, F(kv_banks), 0, 0, 1, NULL, NULL},
+    {"kv.word_bits", 'l', 1, 1 << 20, F(kv_word_bits), 0, 0, 1, NULL, NULL},
+    {"kv.ports", 'i', 1, 1 << 16, F(kv_ports), 0, 0, 1, NULL, NULL},
+    {"kv.element_bits", 'i', 1, 32, F(kv_elem_bits), 0, 0, 1, NULL, NULL},
+    {"kv.element_format", 'x', 0, 0, NO_FIELD, 1, 0, 0, "int8 | fp8 (8 bits) | bf16 (16) | fp32 (32)", "matches element_bits"},
+    {"kv.slot_context", 'l', 1, 1 << 24, F(kv_slot_context), 0, 0, 1, NULL, NULL},
+    {"kv.tiles_per_group", 'i', 1, 1024, F(kv_tiles_per_group), 0, 0, 1, NULL, NULL},
+    {"kv.prefix_sharing", 'b', 0, 1, F(kv_prefix_sharing), 0, 0, 1, NULL, NULL},
+    {"head.embed_rom.banks", 'l', 1, 0x1p40, F(embed_rom.banks), 0, 0, 1, NULL, NULL},
+    {"head.embed_rom.rows", 'l', 1, 0x1p40, F(embed_rom.rows), 0, 0, 1, NULL, NULL},
+    {"head.embed_rom.row_bits", 'l', 1, 1 << 20, F(embed_rom.row_bits), 0, 0, 1, NULL, NULL},
+    {"head.embed_rom.read_latency_cycles", 'i', 0, 1 << 20, F(embed_rom.latency), 0, 0, 1, NULL, NULL},
+    {"head.lm_rom.banks", 'l', 1, 0x1p40, F(head_rom.banks), 0, 0, 1, NULL, NULL},
+    {"head.lm_rom.rows", 'l', 1, 0x1p40, F(head_rom.rows), 0, 0, 1, NULL, NULL},
+    {"head.lm_rom.row_bits", 'l', 1, 1 << 20, F(head_rom.row_bits), 0, 0, 1, NULL, NULL},
+    {"head.lm_rom.read_latency_cycles", 'i', 0, 1 << 20, F(head_rom.latency), 0, 0, 1, NULL, NULL},
+    {"head.lanes.count", 'l', 1, 0x1p40, F(head_lanes), 0, 0, 1, NULL, NULL},
+    {"head.sampler.elems_per_cycle", 'l', 1, 0x1p40, F(sampler_width), 0, 0, 1, NULL, NULL},
+    {"head.sampler.latency_cycles", 'i', 0, 1 << 16, F(sampler_latency), 0, 0, 1, NULL, NULL},
+    {"head.sampler.register_bits_per_elem", 'd', 0, 1e6, F(reg_bits_sampler), 0, 0, 1, NULL, NULL},
+    {"link.width_bits", 'l', 1, 1 << 24, F(link_width), 0, 0, 1, NULL, NULL},
+    {"link.latency_cycles", 'i', 0, 1 << 16, F(link_latency), 0, 0, 1, NULL, NULL},
+    {"link.distance_mm", 'd', 0, 1000, F(link_mm), 0, 0, 1, NULL, NULL},
+    {"link.elem_bits", 'i', 1, 64, F(link_elem_bits), 0, 0, 1, NULL, NULL},
+    {"link.token_id_bits", 'i', 1, 64, F(token_id_bits), 0, 0, 1, NULL, NULL},
+    {"host.bandwidth_bytes_per_s", 'd', 1e3, 1e15, F(host_bw), 0, 0, 1, NULL, NULL},
+    {"host.latency_ns", 'd', 0, 1e9, F(host_latency_ns), 0, 0, 1, NULL, NULL},
+    {"host.command_bytes", 'l', 1, 1 << 20, F(host_cmd_bytes), 0, 0, 1, NULL, NULL},
+    {"host.token_bytes", 'l', 1, 1 << 10, F(host_token_bytes), 0, 0, 1, NULL, NULL},
+    {"host.completion_bytes", 'l', 1, 1 << 20, F(host_cpl_bytes), 0, 0, 1, NULL, NULL},
+    {"scheduler.prefill_chunk", 'l', 1, 1 << 20, F(prefill_chunk), 0, 0, 1, NULL, NULL},
+    {"scheduler.fifo_depth", 'l', 1, 4096, F(fifo_depth), 0, 0, 1, NULL, NULL},
+    {"weights.default.format", 'x', 0, 0, NO_FIELD, 0, 0, 0,
+     "f32 | f16 | bf16 | q8_0 | q4_0 | q3_k | q4_k | q5_k | q6_k | mxfp4 | nvfp4 | int3 | int6", NULL},
+    {"weights.default.group", 'x', 0, 0, NO_FIELD, 1, 0, 0, "32 to 128 (int3 and int6 only)", NULL},
+    {"weights.roles.ROLE.format", 'x', 0, 0, NO_FIELD, 1, 0, 0, "as weights.default.format", "per tensor role"},
+    {"weights.roles.ROLE.group", 'x', 0, 0, NO_FIELD, 1, 0, 0, "as weights.default.group", NULL},
+    {"area.lane_transistors", 'd', 1, 1e9, F(lane_tr), 0, 0, 1, NULL, NULL},
+    {"area.vector_transistors_per_elem", 'd', 1, 1e12, F(vec_tr_per_elem), 0, 0, 1, NULL, NULL},
+    {"area.attention_transistors_per_position", 'd', 1, 1e12, F(attn_tr_per_pos), 0, 0, 1, NULL, NULL},
+    {"area.sampler_transistors_per_elem", 'd', 1, 1e12, F(sampler_tr_per_elem), 0, 0, 1, NULL, NULL},
+    {"area.control_transistors_per_tile", 'd', 0, 1e12, F(ctrl_tr_per_tile), 0, 0, 1, NULL, NULL},
+    {"area.io_mm2", 'd', 0, 1e5, F(io_mm2), 0, 0, 1, NULL, NULL},
+    {"area.io_transistors", 'd', 0, 1e13, F(io_tr), 0, 0, 1, NULL, NULL},
+    {"card.vr_efficiency", 'd', 0.01, 1.0, F(vr_eff), 0, 0, 1, NULL, NULL},
+    {"card.board_static_w", 'd', 0, 1e5, F(board_w), 0, 0, 1, NULL, NULL},
+    {"card.power_limit_w", 'd', 0, 1e6, F(power_limit_w), 1, 0, 1, NULL, "0 or absent: no limit"},
+    {"card.power_window_us", 'x', 1, 1e8, NO_FIELD, 1, 0, 0, NULL, "needed with a power limit"},
+    {"card.clock_step_hz", 'x', 1e3, 1e11, NO_FIELD, 1, 0, 0, NULL, "needed with a power limit"},
+};
+static const es_key_spec PROC_KEYS[] = {
+    {"name", 'x', 0, 0, NO_FIELD, 1, 0, 0, "text", NULL},
+    {"voltage_v", 'd', 0.1, 5, F(volt), 0, 0, 1, NULL, NULL},
+    {"logic_mtr_per_mm2", 'd', 0.1, 1e5, F(logic_mtr_mm2), 0, 0, 1, NULL, NULL},
+    {"logic_utilization", 'd', 0.01, 1, F(logic_util), 0, 0, 1, NULL, NULL},
+    {"sram_bitcell_um2", 'd', 1e-5, 100, F(sram_cell_um2), 0, 0, 1, NULL, NULL},
+    {"sram_array_efficiency", 'd', 0.01, 1, F(sram_eff), 0, 0, 1, NULL, NULL},
+    {"sram_transistors_per_bit", 'd', 1, 16, F(sram_tr_bit), 0, 0, 1, NULL, NULL},
+    {"rom_cell_um2", 'd', 1e-5, 100, F(rom_cell_um2), 0, 0, 1, NULL, NULL},
+    {"rom_array_efficiency", 'd', 0.01, 1, F(rom_eff), 0, 0, 1, NULL, NULL},
+    {"energy.rom_read_fj_per_bit", 'd', 0, 1e6, F(e_rom_bit), 0, 0, 1e-15, NULL, NULL},
+    {"energy.lane_cell_mac_fj", 'd', 0, 1e6, F(e_cell_mac), 0, 0, 1e-15, NULL, NULL},
+    {"energy.attention_mac_fj", 'd', 0, 1e6, F(e_attn_mac), 0, 0, 1e-15, NULL, NULL},
+    {"energy.sram_read_fj_per_bit", 'd', 0, 1e6, F(e_kv_rd_bit), 0, 0, 1e-15, NULL, NULL},
+    {"energy.sram_write_fj_per_bit", 'd', 0, 1e6, F(e_kv_wr_bit), 0, 0, 1e-15, NULL, NULL},
+    {"energy.vector_op_fj", 'd', 0, 1e6, F(e_vec_elem), 0, 0, 1e-15, NULL, NULL},
+    {"energy.wire_fj_per_bit_mm", 'd', 0, 1e6, F(e_wire_bit_mm), 0, 0, 1e-15, NULL, NULL},
+    {"energy.host_pj_per_bit", 'd', 0, 1e6, F(e_host_bit), 0, 0, 1e-12, NULL, NULL},
+    {"energy.register_fj_per_bit_cycle", 'd', 0, 1e6, F(e_reg_bit), 0, 0, 1e-15, NULL, NULL},
+    {"leakage.logic_w_per_mm2", 'd', 0, 100, F(leak_logic), 0, 0, 1, NULL, NULL},
+    {"leakage.sram_w_per_mm2", 'd', 0, 100, F(leak_sram), 0, 0, 1, NULL, NULL},
+    {"leakage.rom_w_per_mm2", 'd', 0, 100, F(leak_rom), 0, 0, 1, NULL, NULL},
+};
+#undef F
+
+const es_key_spec *es_chip_key_specs(int process, int *n)
+{
+    *n = process ? (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS) : (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS);
+    return process ? PROC_KEYS : CHIP_KEYS;
+}
+
+/* The numbers of a table, each range-checked, into c. */
+static int read_keys(const es_cfg *f, const es_key_spec *ks, int n, es_chip *c, es_err *e)
+{
+    for (int i = 0; i < n; i++) {
+        const es_key_spec *k = &ks[i];
+        if (k->kind == 'x') continue;
+        char *p = (char *)c + k->off;
+        if (k->optional && !es_cfg_has(f, k->key)) {
+            if (k->kind == 'd') *(double *)(void *)p = k->dflt * k->scale;
+            else if (k->kind == 'l') *(int64_t *)(void *)p = (int64_t)k->dflt;
+            else *(int *)(void *)p = (int)k->dflt;
+            continue;
+        }
+        int rc = 0;
+        switch (k->kind) {
+        case 'd': {
+            double v;
+            rc = es_cfg_num(f, k->key, k->lo, k->hi, &v, e);
+            if (!rc) *(double *)(void *)p = v * k->scale;
+            break;
+        }
+        case 'l': rc = es_cfg_i64(f, k->key, (int64_t)k->lo, (int64_t)k->hi, (int64_t *)(void *)p, e); break;
+        case 'i': rc = es_cfg_int(f, k->key, (int)k->lo, (int)k->hi, (int *)(void *)p, e); break;
+        case 'b': rc = es_cfg_bool(f, k->key, (int *)(void *)p, e); break;
+        }
+        if (rc) return -1;
+    }
+    return 0;
+}
+
 static int read_chip(es_chip *c, es_err *e)
 {
     const es_cfg *f = &c->cfg;
     if (es_cfg_str(f, "name", c->name, sizeof c->name, e) ||
-        es_cfg_num(f, "clock_hz", 1e6, 1e11, &c->clock_hz, e) ||
-        es_cfg_int(f, "tile.layers_per_tile", 1, 1024, &c->layers_per_tile, e) ||
-        es_cfg_i64_opt(f, "tile.items_in_flight", 1, 64, 1, &c->tile_slots, e) ||
-        read_rom(f, "tile.rom", &c->rom, e) ||
-        es_cfg_i64(f, "tile.lanes.count", 1, BIG, &c->lanes, e) ||
-        es_cfg_int(f, "tile.lanes.cell_bits", 1, 16, &c->cell_bits, e) ||
-        es_cfg_int(f, "tile.lanes.pipeline_depth", 0, 1 << 16, &c->lane_depth, e) ||
-        es_cfg_int(f, "tile.lanes.tokens_per_read", 1, 1 << 16, &c->tokens_per_read, e) ||
         es_cfg_str(f, "tile.lanes.activation_format", c->act_format, sizeof c->act_format, e) ||
-        es_cfg_int(f, "tile.lanes.accumulator_bits", 8, 64, &c->acc_bits, e) ||
-        es_cfg_i64(f, "tile.vector.elems_per_cycle", 1, BIG, &c->vec_width, e) ||
-        es_cfg_int(f, "tile.vector.latency_cycles", 0, 1 << 16, &c->vec_latency, e) ||
-        es_cfg_i64(f, "tile.attention.positions_per_cycle", 1, BIG, &c->attn_ppc, e) ||
-        es_cfg_i64_opt(f, "tile.scan.elems_per_cycle", 1, BIG, 0, &c->scan_width, e) ||
-        es_cfg_int(f, "tile.attention.latency_cycles", 0, 1 << 16, &c->attn_latency, e) ||
-        es_cfg_i64(f, "kv.bytes_per_tile", 1, BIG, &c->kv_bytes, e) ||
-        es_cfg_i64(f, "kv.banks", 1, BIG, &c->kv_banks, e) ||
-        es_cfg_i64(f, "kv.word_bits", 1, 1 << 20, &c->kv_word_bits, e) ||
-        es_cfg_int(f, "kv.ports", 1, 1 << 16, &c->kv_ports, e) ||
-        es_cfg_int(f, "kv.element_bits", 1, 32, &c->kv_elem_bits, e) ||
-        es_cfg_i64(f, "kv.slot_context", 1, (int64_t)1 << 24, &c->kv_slot_context, e) ||
-        es_cfg_int(f, "kv.tiles_per_group", 1, 1024, &c->kv_tiles_per_group, e) ||
-        es_cfg_bool(f, "kv.prefix_sharing", &c->kv_prefix_sharing, e) ||
-        read_rom(f, "head.embed_rom", &c->embed_rom, e) ||
-        read_rom(f, "head.lm_rom", &c->head_rom, e) ||
-        es_cfg_i64(f, "head.lanes.count", 1, BIG, &c->head_lanes, e) ||
-        es_cfg_i64(f, "head.sampler.elems_per_cycle", 1, BIG, &c->sampler_width, e) ||
-        es_cfg_int(f, "head.sampler.latency_cycles", 0, 1 << 16, &c->sampler_latency, e) ||
-        es_cfg_i64(f, "link.width_bits", 1, 1 << 24, &c->link_width, e) ||
-        es_cfg_int(f, "link.latency_cycles", 0, 1 << 16, &c->link_latency, e) ||
-        es_cfg_num(f, "link.distance_mm", 0, 1000, &c->link_mm, e) ||
-        es_cfg_int(f, "link.elem_bits", 1, 64, &c->link_elem_bits, e) ||
-        es_cfg_int(f, "link.token_id_bits", 1, 64, &c->token_id_bits, e) ||
-        es_cfg_num(f, "host.bandwidth_bytes_per_s", 1e3, 1e15, &c->host_bw, e) ||
-        es_cfg_num(f, "host.latency_ns", 0, 1e9, &c->host_latency_ns, e) ||
-        es_cfg_i64(f, "host.command_bytes", 1, 1 << 20, &c->host_cmd_bytes, e) ||
-        es_cfg_i64(f, "host.token_bytes", 1, 1 << 10, &c->host_token_bytes, e) ||
-        es_cfg_i64(f, "host.completion_bytes", 1, 1 << 20, &c->host_cpl_bytes, e) ||
-        es_cfg_i64(f, "scheduler.prefill_chunk", 1, (int64_t)1 << 20, &c->prefill_chunk, e) ||
-        es_cfg_i64(f, "scheduler.fifo_depth", 1, 4096, &c->fifo_depth, e) ||
-        es_cfg_num(f, "area.lane_transistors", 1, 1e9, &c->lane_tr, e) ||
-        es_cfg_num(f, "area.vector_transistors_per_elem", 1, 1e12, &c->vec_tr_per_elem, e) ||
-        es_cfg_num(f, "area.attention_transistors_per_position", 1, 1e12, &c->attn_tr_per_pos, e) ||
-        es_cfg_num(f, "area.sampler_transistors_per_elem", 1, 1e12, &c->sampler_tr_per_elem, e) ||
-        es_cfg_num(f, "area.control_transistors_per_tile", 0, 1e12, &c->ctrl_tr_per_tile, e) ||
-        es_cfg_num(f, "area.io_mm2", 0, 1e5, &c->io_mm2, e) ||
-        es_cfg_num(f, "area.io_transistors", 0, 1e13, &c->io_tr, e) ||
-        es_cfg_num(f, "card.vr_efficiency", 0.01, 1.0, &c->vr_eff, e) ||
-        es_cfg_num(f, "card.board_static_w", 0, 1e5, &c->board_w, e) ||
-        es_cfg_num(f, "tile.lanes.register_bits_per_cell", 0, 1024, &c->reg_bits_cell, e) ||
-        es_cfg_num(f, "tile.vector.register_bits_per_elem", 0, 1e6, &c->reg_bits_vec, e) ||
-        es_cfg_num(f, "tile.attention.register_bits_per_position", 0, 1e9, &c->reg_bits_attn, e) ||
-        es_cfg_num(f, "head.sampler.register_bits_per_elem", 0, 1e6, &c->reg_bits_sampler, e))
+        read_keys(f, CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), c, e))
         return -1;
-    c->power_limit_w = 0;
-    if (es_cfg_has(f, "card.power_limit_w")) {
-        if (es_cfg_num(f, "card.power_limit_w", 0, 1e6, &c->power_limit_w, e)) return -1;
+    {
         double us = 0;
         if (c->power_limit_w > 0 && (es_cfg_num(f, "card.power_window_us", 1, 1e8, &us, e) ||
                                      es_cfg_num(f, "card.clock_step_hz", 1e3, 1e11, &c->clock_step_hz, e)))
@@ -161,9 +241,6 @@ static int read_chip(es_chip *c, es_err *e)
             return es_fail(e, "%s: key 'clock_gating': expected \"none\", \"tile\" or \"unit\", got \"%s\"",
                            c->path, gating);
     }
-    int64_t scan_lat = 0;
-    if (es_cfg_i64_opt(f, "tile.scan.latency_cycles", 0, 1 << 16, 0, &scan_lat, e)) return -1;
-    c->scan_latency = (int)scan_lat;
     char mapping[16] = "striped";
     if (es_cfg_has(f, "tile.lanes.mapping") && es_cfg_str(f, "tile.lanes.mapping", mapping, sizeof mapping, e))
         return -1;
@@ -219,39 +296,7 @@ static int read_chip(es_chip *c, es_err *e)
 
 static int read_process(es_chip *c, es_err *e)
 {
-    const es_cfg *p = &c->proc;
-    double fj[9];
-    if (es_cfg_num(p, "voltage_v", 0.1, 5, &c->volt, e) ||
-        es_cfg_num(p, "logic_mtr_per_mm2", 0.1, 1e5, &c->logic_mtr_mm2, e) ||
-        es_cfg_num(p, "logic_utilization", 0.01, 1, &c->logic_util, e) ||
-        es_cfg_num(p, "sram_bitcell_um2", 1e-5, 100, &c->sram_cell_um2, e) ||
-        es_cfg_num(p, "sram_array_efficiency", 0.01, 1, &c->sram_eff, e) ||
-        es_cfg_num(p, "sram_transistors_per_bit", 1, 16, &c->sram_tr_bit, e) ||
-        es_cfg_num(p, "rom_cell_um2", 1e-5, 100, &c->rom_cell_um2, e) ||
-        es_cfg_num(p, "rom_array_efficiency", 0.01, 1, &c->rom_eff, e) ||
-        es_cfg_num(p, "energy.rom_read_fj_per_bit", 0, 1e6, &fj[0], e) ||
-        es_cfg_num(p, "energy.lane_cell_mac_fj", 0, 1e6, &fj[1], e) ||
-        es_cfg_num(p, "energy.attention_mac_fj", 0, 1e6, &fj[2], e) ||
-        es_cfg_num(p, "energy.sram_read_fj_per_bit", 0, 1e6, &fj[3], e) ||
-        es_cfg_num(p, "energy.sram_write_fj_per_bit", 0, 1e6, &fj[4], e) ||
-        es_cfg_num(p, "energy.vector_op_fj", 0, 1e6, &fj[5], e) ||
-        es_cfg_num(p, "energy.wire_fj_per_bit_mm", 0, 1e6, &fj[6], e) ||
-        es_cfg_num(p, "energy.host_pj_per_bit", 0, 1e6, &fj[7], e) ||
-        es_cfg_num(p, "energy.register_fj_per_bit_cycle", 0, 1e6, &fj[8], e) ||
-        es_cfg_num(p, "leakage.logic_w_per_mm2", 0, 100, &c->leak_logic, e) ||
-        es_cfg_num(p, "leakage.sram_w_per_mm2", 0, 100, &c->leak_sram, e) ||
-        es_cfg_num(p, "leakage.rom_w_per_mm2", 0, 100, &c->leak_rom, e))
-        return -1;
-    c->e_rom_bit = fj[0] * 1e-15;
-    c->e_cell_mac = fj[1] * 1e-15;
-    c->e_attn_mac = fj[2] * 1e-15;
-    c->e_kv_rd_bit = fj[3] * 1e-15;
-    c->e_kv_wr_bit = fj[4] * 1e-15;
-    c->e_vec_elem = fj[5] * 1e-15;
-    c->e_wire_bit_mm = fj[6] * 1e-15;
-    c->e_host_bit = fj[7] * 1e-12;
-    c->e_reg_bit = fj[8] * 1e-15;
-    return 0;
+    return read_keys(&c->proc, PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), c, e);
 }
 
 int es_chip_load(es_chip *c, const char *spec, const char *const *sets, int n_sets, es_err *e)

@@ -129,6 +129,22 @@ typedef struct es_chip {
     double rom_image_bits;    /* ROM bits in use from a loaded image; 0: the geometry's capacity */
 } es_chip;
 
+/* A key of a chip file or process table: its kind ('d' number, 'l'/'i' whole number, 'b' boolean,
+ * 'x' text or a format, read by its own code), its range [lo, hi], whether it may be left out (and
+ * then its default), and where the loader puts it (scaled: energies in fJ become joules). */
+typedef struct es_key_spec {
+    const char *key;
+    char kind;
+    double lo, hi;
+    size_t off;
+    int optional;
+    double dflt, scale;
+    const char *values;   /* 'x': what it accepts */
+    const char *note;
+} es_key_spec;
+/* The table of chip keys (process 0) or process keys (1) the loader checks: `etchsim chip keys`. */
+const es_key_spec *es_chip_key_specs(int process, int *n);
+
 /* Load a chip by name or path; overrides are "key=value" strings applied
  * before reading (keys starting "process." go to the process table). */
 int es_chip_load(es_chip *c, const char *spec, const char *const *sets, int n_sets, es_err *e);
