@@ -7,6 +7,7 @@
 #include "es_cfg.h"
 #include "es_chip.h"
 #include "es_model.h"
+#include "es_recipe.h"
 #include "es_trace.h"
 
 static char model_cfg[640], model_dir[600];
@@ -27,6 +28,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static es_model tiny;
     static int have_tiny = -1;
     if (have_tiny < 0) have_tiny = es_model_load(&tiny, "tiny-llama", &e) == 0;
+    es_recipe r; /* as a quantization recipe */
+    if (es_recipe_load(&r, p, &e) == 0) es_recipe_free(&r);
+    else if (!e.msg[0]) abort();
     es_chip chip;
     if (have_tiny && es_chip_load(&chip, p, NULL, 0, &e) == 0) {
         es_chip_check_fit(&chip, &tiny, &e);
