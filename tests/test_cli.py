@@ -481,6 +481,36 @@ def test_chip_keys():
     expect(probed > 100, f"only {probed} bounds probed")
 
 
+def test_outputs_only_replace_files():
+    """Outputs written beside their path and renamed into place (traces, datasets, ROM images, plots)
+    replace only a regular file: a pipe or a folder there is an error naming it, and it is left as
+    it was (a trace to /dev/null used to replace the device with a file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fifo = os.path.join(tmp, "pipe")
+        os.mkfifo(fifo)
+        folder = os.path.join(tmp, "folder")
+        os.mkdir(folder)
+        for target in (fifo, folder):
+            expect_error(["run", "--no-db", *TINY, "--prompt", "8", "--generate", "2", "--trace", target], target,
+                         "a trace goes to a regular file")
+            expect_error(["dataset", "demo", "-o", target, "--records", "5"], target, "regular file")
+            expect_error(["rom", "build", "--model", "tiny-llama", "--chip", os.path.join(DATA, "tiny-chip.json"),
+                          "--synthetic", "1", "-o", target], target, "regular file")
+        expect(stat.S_ISFIFO(os.stat(fifo).st_mode) and os.path.isdir(folder), "a target was replaced")
+        expect(sorted(os.listdir(tmp)) == ["folder", "pipe"], f"left behind: {os.listdir(tmp)}")
+        # plots: a pipe where a figure goes
+        sens = os.path.join(tmp, "s.json")
+        with open(sens, "w") as f:
+            json.dump({"workloads": {"w": {"nominal_w": 1, "params": []}}}, f)
+        out = os.path.join(tmp, "plots")
+        os.mkdir(out)
+        os.mkfifo(os.path.join(out, "tornado.png"))
+        p = subprocess.run([os.path.join(ROOT, "scripts", "plot"), "--sensitivity", sens, "--out", out],
+                           capture_output=True, text=True, timeout=120)
+        expect(p.returncode != 0 and "not a regular file" in p.stderr and stat.S_ISFIFO(os.stat(os.path.join(out, "tornado.png")).st_mode),
+               f"plot over a pipe: {p.returncode} {p.stderr}")
+
+
 def test_resource_overlap():
     """A tile's lanes, vector unit and attention engine are separate servers: with several
     streams, one item's attention overlaps another's projections (the resources' busy cycles

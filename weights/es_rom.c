@@ -356,10 +356,7 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
     b.banks = calloc((size_t)b.bank_first[b.n_units] + 1, sizeof *b.banks);
     if (!b.banks) { es_fail(e, "out of memory"); goto out; }
     /* the image is written beside its path and renamed over it: only a regular file may be replaced */
-    if (es_is_dir(out) || (access(out, F_OK) == 0 && !es_is_file(out))) {
-        es_fail(e, "%s: exists and is not a regular file (a folder or a device); give -o a file path", out);
-        goto out;
-    }
+    if (es_check_output(out, "a ROM image", e)) goto out;
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
     b.f = fopen(tmp, "wb");
     if (!b.f) { es_fail(e, "%s: cannot create: %s", tmp, strerror(errno)); goto out; }

@@ -75,3 +75,11 @@ int es_pread_all(int fd, void *buf, int64_t n, int64_t off)
     }
     return 0;
 }
+
+int es_check_output(const char *path, const char *what, es_err *e)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || S_ISREG(st.st_mode)) return 0; /* absent, or a file it may replace */
+    return es_fail(e, "%s: exists and is not a regular file (%s); %s goes to a regular file", path,
+                   S_ISDIR(st.st_mode) ? "a folder" : S_ISFIFO(st.st_mode) ? "a pipe" : "a device or socket", what);
+}

@@ -12,6 +12,9 @@ extern "C" {
 int es_is_file(const char *path);   /* a regular file */
 int es_is_dir(const char *path);    /* a folder */
 int es_ends_with(const char *s, const char *suffix);
+/* An output written beside `path` and renamed over it may replace only a regular file: a folder,
+ * device or pipe there is an error naming the path and what it was meant for (`what`). */
+int es_check_output(const char *path, const char *what, es_err *e);
 /* Read exactly n bytes at offset off of fd; -1 on an error or a short file. */
 int es_pread_all(int fd, void *buf, int64_t n, int64_t off);
 /* Open a regular file for reading; a folder, FIFO or device is an error naming the

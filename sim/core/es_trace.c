@@ -1,6 +1,7 @@
 /* es_trace: see es_trace.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "es_trace.h"
+#include "es_fs.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,10 @@ int es_trace_open(es_trace **out, const char *path, double clock_hz, double star
     }
     snprintf(t->path, sizeof t->path, "%s", path);
     snprintf(t->tmp, sizeof t->tmp, "%s.tmp", path);
+    if (es_check_output(path, "a trace", e)) { /* written beside it, renamed over it at the end */
+        free(t);
+        return -1;
+    }
     t->f = fopen(t->tmp, "w");
     if (!t->f) {
         es_fail(e, "%s: cannot write the trace: %s", t->tmp, strerror(errno));
@@ -139,6 +144,9 @@ int es_trace_close(es_trace *t, int finished, es_err *e)
         rc = es_fail(e, "%s: cannot write the trace: %s", t->tmp, strerror(errno));
         remove(t->tmp);
     } else if (!finished) {
+        remove(t->tmp);
+    } else if (es_check_output(t->path, "a trace", e)) { /* it may have changed while the run ran */
+        rc = -1;
         remove(t->tmp);
     } else if (rename(t->tmp, t->path)) {
         rc = es_fail(e, "%s: cannot move the trace into place: %s", t->path, strerror(errno));

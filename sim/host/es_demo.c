@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include "es_dataset.h"
+#include "es_fs.h"
 
 static uint64_t next(uint64_t *s)
 {
@@ -82,6 +83,7 @@ int es_demo_write(const char *path, int64_t n, uint64_t seed, es_err *e)
             return es_fail(e, "%s: %lld records need up to %.3g GB; %s has %.3g GB free", path, (long long)n, need / 1e9,
                            dir, have / 1e9);
     }
+    if (es_check_output(path, "the dataset", e)) return -1;
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
