@@ -485,6 +485,18 @@ static int32_t dot_i8(const int8_t *c, const int8_t *a, int64_t n)
     return s;
 }
 
+int64_t es_dp_sat_sum(const int8_t *codes, const int8_t *a, int64_t n, int64_t acc_max, int64_t *sats)
+{
+    int64_t sum = 0, k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        sum += (int64_t)codes[i] * a[i];
+        if (sum > acc_max) { sum = acc_max; k++; }
+        else if (sum < -acc_max) { sum = -acc_max; k++; }
+    }
+    if (sats) *sats += k;
+    return sum;
+}
+
 static void *mm_run(void *arg)
 {
     mm_job *j = arg;
@@ -507,15 +519,8 @@ static void *mm_run(void *arg)
                 for (int64_t b = 0; b < nsub; b++) {
                     const int8_t *cq = codes + b * sub, *ab = a + b * sub;
                     int64_t sum = 0;
-                    if (!check) {
-                        sum = dot_i8(cq, ab, sub);
-                    } else {
-                        for (int64_t i = 0; i < sub; i++) {
-                            sum += (int64_t)cq[i] * ab[i];
-                            if (sum > acc_max) { sum = acc_max; j->sat++; }
-                            else if (sum < -acc_max) { sum = -acc_max; j->sat++; }
-                        }
-                    }
+                    if (!check) sum = dot_i8(cq, ab, sub);
+                    else sum = es_dp_sat_sum(cq, ab, sub, acc_max, &j->sat);
                     float part = sc[b] * (float)sum;
                     if (mn) {
                         int64_t asum = 0;

@@ -101,6 +101,11 @@ int es_dp_head(es_dp *dp, const float *x, float *logits, es_err *e);
 /* The next token of seq from logits. */
 int32_t es_dp_sample(es_dp *dp, int32_t seq, const float *logits);
 es_dp_stats es_dp_get_stats(const es_dp *dp);
+/* A lane's integer sub-block sum with int8 activations: sum of codes[i] x a[i] for i < n, in
+ * element order, in an accumulator that saturates at +-acc_max after every addition; *sats (if not
+ * NULL) gains the additions that saturated. The semantics above; rtl-ref/msa_lane.v is checked
+ * against it bit for bit. */
+int64_t es_dp_sat_sum(const int8_t *codes, const int8_t *a, int64_t n, int64_t acc_max, int64_t *sats);
 /* MoE: the experts the last es_dp_layers call routed each token to, as *routes
  * (layers of the call, tokens, top_k; the largest router score first); returns
  * top_k, or 0 for a model without experts. */
