@@ -5,6 +5,7 @@
  * on. Exit codes: 0 every point done, 1 some failed, 2 usage or a bad grid. */
 #define _XOPEN_SOURCE 700
 #include "cli_sweep.h"
+#include "es_grid.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -71,96 +72,6 @@ static const char *const EVAL_OPTS[][2] = {{"model", "--model"},       {"chip", 
                                            {"policy", "--policy"},     {"rom", "--rom"},
                                            {"vocab", "--vocab"}};
 
-typedef struct axis {
-    int n_keys;
-    const char *keys[16];
-    const cJSON *vals[16]; /* the lists */
-    int len;
-} axis;
-
-typedef struct grid {
-    int eval;
-    axis ax[32];
-    int n_axes;
-    int64_t points;
-} grid;
-
-static int add_axis(grid *g, const char *file, const cJSON *obj, int zip, es_err *e)
-{
-    if (g->n_axes == 32) return es_fail(e, "%s: more than 32 axes", file);
-    axis *a = &g->ax[g->n_axes];
-    memset(a, 0, sizeof *a);
-    a->len = -1;
-    const cJSON *k;
-    cJSON_ArrayForEach(k, obj) {
-        if (!zip && (!strcmp(k->string, "command") || !strcmp(k->string, "zip"))) continue;
-        if (!cJSON_IsArray(k) || cJSON_GetArraySize(k) == 0)
-            return es_fail(e, "%s: key '%s'%s: expected a non-empty list of values", file, k->string, zip ? " (in zip)" : "");
-        const cJSON *v;
-        cJSON_ArrayForEach(v, k) if (!cJSON_IsNumber(v) && !cJSON_IsString(v) && !cJSON_IsBool(v)) return es_fail(
-            e, "%s: key '%s': values must be numbers, strings or booleans", file, k->string);
-        int len = cJSON_GetArraySize(k);
-        if (!zip) { /* each key its own axis */
-            if (g->n_axes == 32) return es_fail(e, "%s: more than 32 axes", file);
-            a = &g->ax[g->n_axes++];
-            memset(a, 0, sizeof *a);
-            a->keys[0] = k->string;
-            a->vals[0] = k;
-            a->n_keys = 1;
-            a->len = len;
-            continue;
-        }
-        if (a->n_keys == 16) return es_fail(e, "%s: a zip group of more than 16 keys", file);
-        if (a->len >= 0 && len != a->len)
-            return es_fail(e, "%s: zip group: '%s' has %d values, '%s' %d; keys that move together need equal lists", file,
-                           k->string, len, a->keys[0], a->len);
-        a->keys[a->n_keys] = k->string;
-        a->vals[a->n_keys++] = k;
-        a->len = len;
-    }
-    if (zip) {
-        if (a->n_keys == 0) return es_fail(e, "%s: an empty zip group", file);
-        g->n_axes++;
-    }
-    return 0;
-}
-
-static int read_grid(const char *file, cJSON **root, grid *g, es_err *e)
-{
-    memset(g, 0, sizeof *g);
-    es_cfg cfg; /* the strict reader of every configuration: no duplicate keys, nothing trailing */
-    if (es_cfg_load(&cfg, file, e)) return -1;
-    *root = cfg.root;
-    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(*root, "command");
-    if (cmd && (!cJSON_IsString(cmd) || (strcmp(cmd->valuestring, "run") && strcmp(cmd->valuestring, "eval"))))
-        return es_fail(e, "%s: 'command' expects \"run\" or \"eval\"", file);
-    g->eval = cmd && !strcmp(cmd->valuestring, "eval");
-    if (add_axis(g, file, *root, 0, e)) return -1;
-    const cJSON *zip = cJSON_GetObjectItemCaseSensitive(*root, "zip");
-    if (zip) {
-        if (!cJSON_IsArray(zip)) return es_fail(e, "%s: 'zip' expects a list of objects", file);
-        const cJSON *z;
-        cJSON_ArrayForEach(z, zip) {
-            if (!cJSON_IsObject(z)) return es_fail(e, "%s: 'zip' expects a list of objects", file);
-            if (add_axis(g, file, z, 1, e)) return -1;
-        }
-    }
-    /* a key on two axes would be set twice */
-    for (int i = 0; i < g->n_axes; i++)
-        for (int k = 0; k < g->ax[i].n_keys; k++)
-            for (int j = i; j < g->n_axes; j++)
-                for (int l = j == i ? k + 1 : 0; l < g->ax[j].n_keys; l++)
-                    if (!strcmp(g->ax[i].keys[k], g->ax[j].keys[l]))
-                        return es_fail(e, "%s: key '%s' appears twice", file, g->ax[i].keys[k]);
-    g->points = 1;
-    for (int i = 0; i < g->n_axes; i++) {
-        g->points *= g->ax[i].len;
-        if (g->points > 1000000) return es_fail(e, "%s: more than 1,000,000 points", file);
-    }
-    if (g->n_axes == 0) return es_fail(e, "%s: names no key to sweep", file);
-    return 0;
-}
-
 /* a value as a command-line string, malloc'd */
 static char *value_text(const cJSON *v)
 {
@@ -169,7 +80,7 @@ static char *value_text(const cJSON *v)
     return cJSON_PrintUnformatted(v);
 }
 
-static const char *option_flag(const grid *g, const char *key)
+static const char *option_flag(const es_grid *g, const char *key)
 {
     const char *const(*t)[2] = g->eval ? EVAL_OPTS : RUN_OPTS;
     size_t n = g->eval ? sizeof EVAL_OPTS / sizeof *EVAL_OPTS : sizeof RUN_OPTS / sizeof *RUN_OPTS;
@@ -192,7 +103,7 @@ static void point_free(point *p)
 }
 
 /* point index i: the argument vector of its run and its parameters */
-static int make_point(const grid *g, int64_t i, const char *db, point *p)
+static int make_point(const es_grid *g, int64_t i, const char *db, point *p)
 {
     memset(p, 0, sizeof *p);
     p->argv = calloc(8 + 4 * 16 * 32, sizeof *p->argv);
@@ -272,7 +183,7 @@ typedef struct slot {
  * it failed; status NULL (runs made elsewhere): a point is done when its
  * database holds its complete run. wall: seconds per point, or NULL. Prints the
  * outcome; returns the exit code. */
-static int merge_points(const grid *g, const char *dir, const int *status, const double *wall, const char *out,
+static int merge_points(const es_grid *g, const char *dir, const int *status, const double *wall, const char *out,
                         double elapsed)
 {
     es_err e = {0};
@@ -379,7 +290,7 @@ static int copy_grid(const char *grid_path, const char *dir)
 /* --emit: the points as a job list (one shell command per line, for GNU parallel)
  * and, for Slurm, an array script running line SLURM_ARRAY_TASK_ID + 1 of it; the
  * grid is copied beside them for `etchsim sweep merge`. */
-static int emit_jobs(const grid *g, const char *grid_path, const char *dir, const char *out, int slurm)
+static int emit_jobs(const es_grid *g, const char *grid_path, const char *dir, const char *out, int slurm)
 {
     char self[4096], path[4200], adir[4096];
     ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -452,10 +363,10 @@ static int merge_dir(const char *out, const char *dir)
     char path[4200];
     snprintf(path, sizeof path, "%s/grid.json", dir);
     cJSON *root = NULL;
-    grid g;
+    es_grid g;
     struct stat st;
     int rc = 2;
-    if (read_grid(path, &root, &g, &e)) fprintf(stderr, "etchsim sweep merge: %s (is %s a folder written by --emit?)\n", e.msg, dir);
+    if (es_grid_read(path, &root, &g, &e)) fprintf(stderr, "etchsim sweep merge: %s (is %s a folder written by --emit?)\n", e.msg, dir);
     else if (stat(out, &st) == 0) fprintf(stderr, "etchsim sweep merge: %s exists; give a new path for the merged database\n", out);
     else rc = merge_points(&g, dir, NULL, NULL, out, -1);
     cJSON_Delete(root);
@@ -466,8 +377,8 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep,
 {
     es_err e = {0};
     cJSON *root = NULL;
-    grid g;
-    if (read_grid(grid_path, &root, &g, &e)) {
+    es_grid g;
+    if (es_grid_read(grid_path, &root, &g, &e)) {
         fprintf(stderr, "etchsim sweep: %s\n", e.msg);
         cJSON_Delete(root);
         return 2;
