@@ -1,0 +1,123 @@
+// tb_msa_row: msa_slice (product generators and msa_row, rtl-ref/msa_row.v) against the datapath's sub-block sum (es_dp_sat_sum) at
+// the chip's widths, where no partial sum can saturate: random sub-blocks of 1 to 4 rows of N,
+// edge cases included (zeros, the largest codes and activations, alternating signs); and its
+// latency and initiation interval.
+//   tb_msa_row N_SUBBLOCKS SEED
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#include "Vmsa_slice.h"
+#include "verilated.h"
+extern "C" {
+#include "es_dp.h"
+}
+
+static uint64_t st;
+static uint64_t rnd()
+{
+    uint64_t z = (st += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* set bit field [at, at+bits) of a Verilator wide signal (32-bit words) */
+template <class W> static void put(W &w, int at, int bits, uint32_t v)
+{
+    for (int b = 0; b < bits; b++, at++) {
+        uint32_t &word = w[at / 32];
+        if ((v >> b) & 1) word |= 1u << (at % 32);
+        else word &= ~(1u << (at % 32));
+    }
+}
+
+/* ports of up to 64 bits are plain integers */
+static void put(uint64_t &w, int at, int bits, uint32_t v)
+{
+    uint64_t mask = (bits >= 64 ? ~0ull : ((1ull << bits) - 1)) << at;
+    w = (w & ~mask) | (((uint64_t)v << at) & mask);
+}
+static void put(uint32_t &w, int at, int bits, uint32_t v)
+{
+    uint64_t x = w;
+    put(x, at, bits, v);
+    w = (uint32_t)x;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: tb_msa_row N_SUBBLOCKS SEED\n");
+        return 2;
+    }
+    const long blocks = std::atol(argv[1]);
+    st = std::strtoull(argv[2], nullptr, 10);
+    const int N = TB_N, cb = TB_CODE_BITS, ab = TB_ACC_BITS;
+    const int lo = -(1 << (cb - 1)), hi = (1 << (cb - 1)) - 1;
+    const int64_t acc_max = ((int64_t)1 << (ab - 1)) - 1;
+    Verilated::commandArgs(argc, argv);
+    Vmsa_slice *m = new Vmsa_slice;
+    int64_t cycle = 0;
+    auto tick = [&]() { m->clk = 0; m->eval(); m->clk = 1; m->eval(); cycle++; };
+    m->rst = 1;
+    m->in_valid = 0;
+    tick();
+    tick();
+    m->rst = 0;
+    long mism = 0, vectors = 0;
+    int64_t latency = -1;
+    std::vector<int8_t> a, c;
+    for (long b = 0; b < blocks; b++) {
+        int rows = 1 + (int)(rnd() % 4), n = rows * N, kind = (int)(b % 8);
+        a.assign((size_t)n, 0);
+        c.assign((size_t)n, 0);
+        for (int i = 0; i < n; i++) {
+            uint64_t r = rnd();
+            switch (kind) {
+            case 1: a[i] = 0; c[i] = (int8_t)(lo + (int)(r % (uint64_t)(hi - lo + 1))); break;
+            case 2: a[i] = (int8_t)((r & 1) ? 127 : -127); c[i] = (int8_t)((r & 2) ? lo : hi); break;
+            case 3: a[i] = -127; c[i] = (int8_t)lo; break;
+            case 4: a[i] = (int8_t)((i & 1) ? -127 : 127); c[i] = (int8_t)((i & 1) ? lo : hi); break;
+            default:
+                a[i] = (int8_t)(int)((r & 0xFF) % 255 - 127);
+                c[i] = (int8_t)(lo + (int)((r >> 8) % (uint64_t)(hi - lo + 1)));
+            }
+        }
+        int64_t sats = 0, want = es_dp_sat_sum(c.data(), a.data(), n, acc_max, &sats);
+        if (sats) { std::fprintf(stderr, "tb_msa_row: a sub-block saturated; choose wider ACC_BITS\n"); return 2; }
+        int64_t got = 0, last_in = -1;
+        bool seen = false;
+        for (int k = 0; k < rows + 12 + 2 * 8 && !seen; k++) {
+            bool in = k < rows;
+            m->in_valid = in;
+            m->in_last = k == rows - 1;
+            for (int i = 0; i < N; i++) {
+                put(m->acts, 8 * i, 8, in ? (uint8_t)a[(size_t)(k * N + i)] : 0);
+                put(m->codes, cb * i, cb, in ? (uint32_t)(c[(size_t)(k * N + i)] & ((1 << cb) - 1)) : 0);
+            }
+            tick();
+            if (k == rows - 1) last_in = cycle;
+            if (m->out_valid) {
+                int64_t v = (int64_t)m->out_sum;
+                if (v & ((int64_t)1 << (ab - 1))) v -= (int64_t)1 << ab;
+                got = v;
+                seen = true;
+                int64_t lat = cycle - last_in + 1;
+                if (latency < 0) latency = lat;
+                else if (lat != latency) mism++;
+            }
+        }
+        vectors += n;
+        if (!seen || got != want) {
+            if (mism < 5) std::fprintf(stderr, "block %ld (%d rows, kind %d): rtl %lld, C %lld\n", b, rows, kind, (long long)got, (long long)want);
+            mism++;
+        }
+    }
+    std::printf("msa_row N %d code_bits %d acc_bits %d: %ld sub-blocks, %ld element vectors, %ld mismatches, "
+                "latency %lld cycles, initiation interval 1 (N elements per cycle)\n",
+                N, cb, ab, blocks, vectors, mism, (long long)latency);
+    m->final();
+    delete m;
+    return mism ? 1 : 0;
+}
