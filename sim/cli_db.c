@@ -79,7 +79,7 @@ int es_cli_db(int argc, char **argv)
         else mark = 1;
     }
     free(items);
-    if (!path) return es_opt_usage("db check", "expected a database", "");
+    if (!path) return es_opt_usage("db check", "expected a database file (etchsim db check DB)", NULL);
     es_err e;
     FILE *f = es_fopen_regular(path, "rb", &e);
     if (!f) return fail2("%s%s", e.msg, "");
