@@ -1,11 +1,12 @@
 /* fuzz_config: the JSON configuration reader (es_cfg: chips, models, process
  * tables, recipes, sweep grids, budgets) on arbitrary bytes, then the same bytes
- * as a chip for a real model and as a model config; and --trace-window's parser
+ * as a sweep grid (es_grid_read), a recipe, a chip for a real model and a model config; and --trace-window's parser
  * on the first line. Everything must come back as loaded or as an error. */
 #include "fuzz_common.h"
 #include <sys/stat.h>
 #include "es_cfg.h"
 #include "es_chip.h"
+#include "es_grid.h"
 #include "es_model.h"
 #include "es_recipe.h"
 #include "es_trace.h"
@@ -28,6 +29,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static es_model tiny;
     static int have_tiny = -1;
     if (have_tiny < 0) have_tiny = es_model_load(&tiny, "tiny-llama", &e) == 0;
+    cJSON *root = NULL; /* as a sweep grid */
+    es_grid g;
+    if (es_grid_read(p, &root, &g, &e) == 0 && (g.n_axes < 1 || g.points < 1 || g.points > 1000000)) abort();
+    cJSON_Delete(root);
     es_recipe r; /* as a quantization recipe */
     if (es_recipe_load(&r, p, &e) == 0) es_recipe_free(&r);
     else if (!e.msg[0]) abort();
