@@ -10,16 +10,11 @@
 #include "verilated.h"
 extern "C" {
 #include "es_dp.h"
+#include "es_stats.h" /* es_splitmix64, the project's random stream */
 }
 
-static uint64_t rng_state;
-static uint64_t next_u64()
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
+
+static uint64_t rng; /* the random stream's state, from SEED */
 
 int main(int argc, char **argv)
 {
@@ -28,7 +23,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const long n_blocks = std::atol(argv[1]);
-    rng_state = std::strtoull(argv[2], nullptr, 10);
+    rng = std::strtoull(argv[2], nullptr, 10);
     const int code_bits = TB_CODE_BITS, acc_bits = TB_ACC_BITS;
     const int64_t acc_max = ((int64_t)1 << (acc_bits - 1)) - 1;
     const int lo = -(1 << (code_bits - 1)), hi = (1 << (code_bits - 1)) - 1;
@@ -53,12 +48,12 @@ int main(int argc, char **argv)
     for (long b = 0; b < n_blocks; b++) {
         /* sizes 1..128; every 8th block an edge case: zeros, largest codes and activations
          * (saturating a small accumulator), or alternating signs */
-        int n = 1 + (int)(next_u64() % 128);
+        int n = 1 + (int)(es_splitmix64(&rng) % 128);
         int kind = (int)(b % 8);
         a.assign((size_t)n, 0);
         c.assign((size_t)n, 0);
         for (int i = 0; i < n; i++) {
-            uint64_t r = next_u64();
+            uint64_t r = es_splitmix64(&rng);
             switch (kind) {
             case 1: a[i] = 0; c[i] = (int8_t)(lo + (int)(r % (uint64_t)(hi - lo + 1))); break;
             case 2: a[i] = (int8_t)((r & 1) ? 127 : -127); c[i] = (int8_t)((r & 2) ? lo : hi); break;

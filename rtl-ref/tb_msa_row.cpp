@@ -11,16 +11,9 @@
 #include "verilated.h"
 extern "C" {
 #include "es_dp.h"
+#include "es_stats.h" /* es_splitmix64, the project's random stream */
 }
 
-static uint64_t st;
-static uint64_t rnd()
-{
-    uint64_t z = (st += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
 
 /* set bit field [at, at+bits) of a Verilator wide signal (32-bit words) */
 template <class W> static void put(W &w, int at, int bits, uint32_t v)
@@ -45,6 +38,8 @@ static void put(uint32_t &w, int at, int bits, uint32_t v)
     w = (uint32_t)x;
 }
 
+static uint64_t rng; /* the random stream's state, from SEED */
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -52,7 +47,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const long blocks = std::atol(argv[1]);
-    st = std::strtoull(argv[2], nullptr, 10);
+    rng = std::strtoull(argv[2], nullptr, 10);
     const int N = TB_N, cb = TB_CODE_BITS, ab = TB_ACC_BITS;
     const int lo = -(1 << (cb - 1)), hi = (1 << (cb - 1)) - 1;
     const int64_t acc_max = ((int64_t)1 << (ab - 1)) - 1;
@@ -69,11 +64,11 @@ int main(int argc, char **argv)
     int64_t latency = -1;
     std::vector<int8_t> a, c;
     for (long b = 0; b < blocks; b++) {
-        int rows = 1 + (int)(rnd() % 4), n = rows * N, kind = (int)(b % 8);
+        int rows = 1 + (int)(es_splitmix64(&rng) % 4), n = rows * N, kind = (int)(b % 8);
         a.assign((size_t)n, 0);
         c.assign((size_t)n, 0);
         for (int i = 0; i < n; i++) {
-            uint64_t r = rnd();
+            uint64_t r = es_splitmix64(&rng);
             switch (kind) {
             case 1: a[i] = 0; c[i] = (int8_t)(lo + (int)(r % (uint64_t)(hi - lo + 1))); break;
             case 2: a[i] = (int8_t)((r & 1) ? 127 : -127); c[i] = (int8_t)((r & 2) ? lo : hi); break;

@@ -75,16 +75,17 @@ cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &un
     es_events ev{};
     for (const auto &u : units) es_events_add(&ev, &u.ev);
     const double k = 1.0 / c->vr_eff; /* card joules per chip joule */
+    double t[ES_EJ_N];
+    es_events_terms(c, &ev, t); /* the energies es_events_joules charges, by kind */
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddNumberToObject(j, "rom_reads", ev.rom_bits * c->e_rom_bit * k);
-    cJSON_AddNumberToObject(j, "lane_adds", ev.cell_macs * c->e_cell_mac * k);
-    cJSON_AddNumberToObject(j, "registers", ev.reg_bit_cycles * c->e_reg_bit * k);
-    cJSON_AddNumberToObject(j, "vector", ev.vec_ops * c->e_vec_elem * k);
-    cJSON_AddNumberToObject(j, "attention_macs", ev.attn_macs * c->e_attn_mac * k);
-    cJSON_AddNumberToObject(j, "sram", ((ev.kv_rd_bits + ev.state_rd_bits) * c->e_kv_rd_bit +
-                                        (ev.kv_wr_bits + ev.state_wr_bits) * c->e_kv_wr_bit) * k);
-    cJSON_AddNumberToObject(j, "links", ev.link_bit_mm * c->e_wire_bit_mm * k);
-    cJSON_AddNumberToObject(j, "host", ev.host_bits * c->e_host_bit * k);
+    cJSON_AddNumberToObject(j, "rom_reads", t[ES_EJ_ROM] * k);
+    cJSON_AddNumberToObject(j, "lane_adds", t[ES_EJ_CELL] * k);
+    cJSON_AddNumberToObject(j, "registers", t[ES_EJ_REG] * k);
+    cJSON_AddNumberToObject(j, "vector", t[ES_EJ_VEC] * k);
+    cJSON_AddNumberToObject(j, "attention_macs", t[ES_EJ_ATTN] * k);
+    cJSON_AddNumberToObject(j, "sram", (t[ES_EJ_KV_RD] + t[ES_EJ_STATE_RD] + t[ES_EJ_KV_WR] + t[ES_EJ_STATE_WR]) * k);
+    cJSON_AddNumberToObject(j, "links", t[ES_EJ_LINK] * k);
+    cJSON_AddNumberToObject(j, "host", t[ES_EJ_HOST] * k);
     cJSON_AddNumberToObject(j, "leakage", a.leak_total_w * k * seconds);
     cJSON_AddNumberToObject(j, "clock_ungated", clock_w * cycles / c->clock_hz); /* per cycle, at any clock */
     cJSON_AddNumberToObject(j, "board", c->board_w * seconds);

@@ -391,12 +391,17 @@ static void op_events(const es_chip *c, const es_model *m, const es_op *op, int6
 void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p,
                      es_events *ev)
 {
+    int64_t occ = 0, lat;
+    if (c->gating == ES_GATING_UNIT) es_an_op_split(c, m, op, n, p, &occ, &lat);
+    es_an_op_events_occ(c, m, op, n, p, occ, ev);
+}
+
+void es_an_op_events_occ(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p, int64_t occ,
+                         es_events *ev)
+{
     op_events(c, m, op, n, p, ev);
-    if (c->gating == ES_GATING_UNIT && op->kind != ES_OP_EXPERTS) {
-        int64_t occ, lat;
-        es_an_op_split(c, m, op, n, p, &occ, &lat);
+    if (c->gating == ES_GATING_UNIT && op->kind != ES_OP_EXPERTS)
         ev->reg_bit_cycles = (double)occ * op_register_bits(c, m, op);
-    }
 }
 
 static void op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p, es_events *ev)

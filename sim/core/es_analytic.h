@@ -29,6 +29,9 @@ int64_t es_an_op_total(const es_chip *c, const es_model *m, const es_op *op, int
 /* Events (ROM bits, MACs, SRAM bits, vector ops) the same op causes. */
 void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n,
                      int64_t p, es_events *ev);
+/* The same, given the occupancy es_an_op_split gives the op (callers that have it already). */
+void es_an_op_events_occ(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p, int64_t occ,
+                         es_events *ev);
 /* MoE: one expert's work (gate, up, SiLU x up, down) for n of its tokens on
  * its own partition, and the events it causes. */
 int64_t es_an_expert_chain(const es_chip *c, const es_model *m, int64_t layer, int64_t e, int64_t n);

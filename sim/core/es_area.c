@@ -79,14 +79,27 @@ void es_events_scale(es_events *a, double f)
     a->reg_bit_cycles *= f;
 }
 
+void es_events_terms(const es_chip *c, const es_events *ev, double t[ES_EJ_N])
+{
+    t[ES_EJ_ROM] = ev->rom_bits * c->e_rom_bit;
+    t[ES_EJ_CELL] = ev->cell_macs * c->e_cell_mac;
+    t[ES_EJ_ATTN] = ev->attn_macs * c->e_attn_mac;
+    t[ES_EJ_KV_RD] = ev->kv_rd_bits * c->e_kv_rd_bit;
+    t[ES_EJ_KV_WR] = ev->kv_wr_bits * c->e_kv_wr_bit;
+    t[ES_EJ_VEC] = ev->vec_ops * c->e_vec_elem;
+    t[ES_EJ_STATE_RD] = ev->state_rd_bits * c->e_kv_rd_bit;
+    t[ES_EJ_STATE_WR] = ev->state_wr_bits * c->e_kv_wr_bit;
+    t[ES_EJ_LINK] = ev->link_bit_mm * c->e_wire_bit_mm;
+    t[ES_EJ_HOST] = ev->host_bits * c->e_host_bit;
+    t[ES_EJ_REG] = ev->reg_bit_cycles * c->e_reg_bit;
+}
+
 double es_events_joules(const es_chip *c, const es_events *ev)
 {
-    return ev->rom_bits * c->e_rom_bit + ev->cell_macs * c->e_cell_mac +
-           ev->attn_macs * c->e_attn_mac + ev->kv_rd_bits * c->e_kv_rd_bit +
-           ev->kv_wr_bits * c->e_kv_wr_bit + ev->vec_ops * c->e_vec_elem +
-           ev->state_rd_bits * c->e_kv_rd_bit + ev->state_wr_bits * c->e_kv_wr_bit +
-           ev->link_bit_mm * c->e_wire_bit_mm + ev->host_bits * c->e_host_bit +
-           ev->reg_bit_cycles * c->e_reg_bit;
+    double t[ES_EJ_N], j = 0;
+    es_events_terms(c, ev, t);
+    for (int i = 0; i < ES_EJ_N; i++) j += t[i]; /* left to right, as the one expression was */
+    return j;
 }
 
 double es_area_of_unit(const es_chip *c, const es_model *m, const es_area *a, const char *unit)

@@ -61,7 +61,9 @@ void Head::run()
         int64_t start = std::max(ctx_.now(), it.ready), t = start;
         es_events ev{}, op_ev;
         for (const es_op *op : ops_) {
-            int64_t cyc = es_an_op(ctx_.c, ctx_.m, op, it.n, it.pos);
+            int64_t occ, lat;
+            es_an_op_split(ctx_.c, ctx_.m, op, it.n, it.pos, &occ, &lat);
+            int64_t cyc = occ + lat;
             bool rom = rom_ && op->kind == ES_OP_MATVEC;
             t += cyc;
             if (rom) { /* a ROM shared with the embedding (tied weights): wait for it in simulated time */
@@ -71,7 +73,7 @@ void Head::run()
                 rom_->unlock();
                 t = ctx_.now();
             }
-            es_an_op_events(ctx_.c, ctx_.m, op, it.n, it.pos, &op_ev);
+            es_an_op_events_occ(ctx_.c, ctx_.m, op, it.n, it.pos, occ, &op_ev);
             es_events_add(&ev, &op_ev);
         }
         ctx_.wait_until(t); /* the ops back to back: one wait */

@@ -173,8 +173,9 @@ bool Tile::book(int64_t total)
             }
             int64_t cyc = 0;
             for (size_t g = 0; g < items.size(); g++) { /* attention: each sequence's own KV */
-                cyc += es_an_op(ctx_.c, ctx_.m, st.op, items[g].n, items[g].pos);
-                es_an_op_events(ctx_.c, ctx_.m, st.op, items[g].n, items[g].pos, &op_ev);
+                int64_t occ = es_an_op(ctx_.c, ctx_.m, st.op, items[g].n, items[g].pos); /* held for all of it */
+                cyc += occ;
+                es_an_op_events_occ(ctx_.c, ctx_.m, st.op, items[g].n, items[g].pos, occ, &op_ev);
                 es_events_add(&w.ev[g], &op_ev);
             }
             int64_t s0 = kv_->book(start, t, cyc);
