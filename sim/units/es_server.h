@@ -25,15 +25,21 @@ public:
         int64_t best = -1;
         size_t line = 0, best_at = 0;
         for (size_t k = 0; k < lines_.size(); k++) {
-            auto &iv = lines_[k];
-            // intervals over before now can no longer matter
-            if (!iv.empty() && iv.front().second <= now)
-                iv.erase(iv.begin(), std::lower_bound(iv.begin(), iv.end(), now, ends_by));
+            Line &l = lines_[k];
+            // intervals over before now can no longer matter: step past them (the list is
+            // compacted once they are half of it, not shifted on every booking)
+            if (l.head < l.iv.size() && l.iv[l.head].second <= now) {
+                l.head = (size_t)(std::lower_bound(l.iv.begin() + (long)l.head, l.iv.end(), now, ends_by) - l.iv.begin());
+                if (l.head >= 32 && 2 * l.head >= l.iv.size()) {
+                    l.iv.erase(l.iv.begin(), l.iv.begin() + (long)l.head);
+                    l.head = 0;
+                }
+            }
             size_t at;
-            int64_t s = fit(iv, ready, occ, at);
+            int64_t s = fit(l, ready, occ, at);
             if (best < 0 || s < best) { best = s; line = k; best_at = at; }
         }
-        auto &iv = lines_[line];
+        auto &iv = lines_[line].iv;
         if (occ > 0) {
             if (best_at == iv.size()) iv.emplace_back(best, best + occ); /* the usual case: after the others */
             else iv.insert(iv.begin() + (long)best_at, {best, best + occ});
@@ -49,20 +55,24 @@ private:
     using Iv = std::pair<int64_t, int64_t>;
     // the intervals are disjoint and sorted by start, so by end too
     static bool ends_by(const Iv &b, int64_t t) { return b.second <= t; }
+    struct Line {
+        std::vector<Iv> iv; // busy [start, end), sorted; those before head are over
+        size_t head = 0;
+    };
     // earliest start >= ready of a gap of `occ` cycles between the busy intervals; `at`:
     // where the booking goes in the list. Intervals that end by `ready` cannot be in the way.
-    static int64_t fit(const std::vector<Iv> &iv, int64_t ready, int64_t occ, size_t &at)
+    static int64_t fit(const Line &l, int64_t ready, int64_t occ, size_t &at)
     {
         int64_t s = ready;
-        auto b = std::lower_bound(iv.begin(), iv.end(), ready, ends_by);
-        for (; b != iv.end(); ++b) {
+        auto b = std::lower_bound(l.iv.begin() + (long)l.head, l.iv.end(), ready, ends_by);
+        for (; b != l.iv.end(); ++b) {
             if (s + occ <= b->first) break;
             if (b->second > s) s = b->second;
         }
-        at = (size_t)(b - iv.begin());
+        at = (size_t)(b - l.iv.begin());
         return s;
     }
-    std::vector<std::vector<std::pair<int64_t, int64_t>>> lines_; // per port: busy [start, end), sorted
+    std::vector<Line> lines_; // per port
 };
 
 } // namespace es

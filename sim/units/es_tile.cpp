@@ -97,6 +97,9 @@ const Tile::Plan &Tile::plan(int64_t n)
         es_an_op_events(ctx_.c, ctx_.m, op, n, 0, &ev);
         es_events_add(&p.shared, &ev);
         p.steps.push_back(s);
+        /* a partition is busy over its share of the lanes' area */
+        if (op->res == ES_RES_LANES) p.lanes_busy += (int64_t)((double)s.occ * s.share + 0.5), p.lanes_ops++;
+        else p.vec_busy += s.occ, p.vec_ops++;
     }
     return plans_.emplace(n, std::move(p)).first->second;
 }
@@ -160,15 +163,10 @@ bool Tile::book(int64_t total)
             }
             if (st.res != 1) {
                 Server &res = st.res >= 2 ? lanes_[st.res - 2] : vec_;
-                es_unit_rec *rs = st.res >= 2 ? lanes_stat_ : vec_stat_;
                 int64_t s0 = res.book(start, t, st.occ);
                 if (ctx_.trace) ctx_.span(st.res >= 2 ? lanes_trk_ : vec_trk_, s0, s0 + st.occ, st.op->name, items[0].seq,
                                           items[0].pos, total, !flowed++);
                 t = s0 + st.occ + st.lat;
-                /* a partition is busy over its share of the lanes' area */
-                rs->busy_cycles += st.res >= 2 ? (int64_t)((double)st.occ * st.share + 0.5) : st.occ;
-                rs->items++;
-                rs->tokens += total;
                 continue;
             }
             int64_t cyc = 0;
@@ -192,6 +190,12 @@ bool Tile::book(int64_t total)
             es_events_scale(&part, (double)items[g].n / (double)total);
             es_events_add(&w.ev[g], &part);
         }
+        lanes_stat_->busy_cycles += pl.lanes_busy; /* the plan's lanes and vector ops, added up once */
+        lanes_stat_->items += pl.lanes_ops;
+        lanes_stat_->tokens += total * pl.lanes_ops;
+        vec_stat_->busy_cycles += pl.vec_busy;
+        vec_stat_->items += pl.vec_ops;
+        vec_stat_->tokens += total * pl.vec_ops;
         w.finish = t;
         stat_->items++;
         stat_->tokens += total;

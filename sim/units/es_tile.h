@@ -44,7 +44,12 @@ private:
         const es_op *op;
         double share;         // the fraction of the tile's lanes it holds (its area)
     };
-    struct Plan { std::vector<Step> steps; es_events shared{}; }; // a work item of n tokens, attention aside
+    struct Plan {             // a work item of n tokens, attention aside
+        std::vector<Step> steps;
+        es_events shared{};
+        int64_t lanes_busy = 0, lanes_ops = 0; // the lanes' and the vector unit's statistics for
+        int64_t vec_busy = 0, vec_ops = 0;     // one item: busy cycles (by area share) and ops
+    };
     const Plan &plan(int64_t n);
     std::unordered_map<int64_t, Plan> plans_; // node-based: references stay valid as it grows
     int64_t last_plan_n_ = -1;                // the plan fetched last, looked up once
