@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "es_budget.h"
 #include "es_cfg.h"
 #include "es_db.h"
 #include "es_err.h"
@@ -53,47 +54,6 @@ static int fail(const es_err *e)
     return 2;
 }
 
-typedef struct row {
-    const char *metric;
-    char limit[96];  /* as printed: ">= 16000", "<= 5% worse than run 3 (17185)" */
-    double value;
-    int ok;
-    char why[512];   /* the failure message */
-} row;
-
-/* metric (dotted) in the summary: its number, or an error naming the budgets file */
-static int lookup(const cJSON *sum, const char *budgets, const char *metric, const char *what, double *out, es_err *e)
-{
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", metric);
-    const cJSON *node = sum;
-    for (char *save = NULL, *part = strtok_r(buf, ".", &save); part; part = strtok_r(NULL, ".", &save)) {
-        node = cJSON_IsObject(node) ? cJSON_GetObjectItemCaseSensitive(node, part) : NULL;
-        if (!node) return es_fail(e, "%s: metric '%s': %s's summary has no '%s'", budgets, metric, what, part);
-    }
-    if (!cJSON_IsNumber(node))
-        return es_fail(e, "%s: metric '%s': %s's summary holds %s there, not a number", budgets, metric, what,
-                       cJSON_IsObject(node) ? "an object" : "no number");
-    *out = node->valuedouble;
-    return 0;
-}
-
-/* a figure as printed: whole numbers in full (2248612, not 2.24861e+06), others to 6 digits */
-static const char *num(char *buf, size_t n, double v)
-{
-    if (v == floor(v) && fabs(v) < 1e15) snprintf(buf, n, "%.0f", v);
-    else snprintf(buf, n, "%.6g", v);
-    return buf;
-}
-
-static int higher_is_better(const char *metric)
-{
-    static const char *up[] = {"per_s", "utilization", "slots", "records_done"};
-    for (size_t i = 0; i < sizeof up / sizeof *up; i++)
-        if (es_ends_with(metric, up[i])) return 1;
-    return 0;
-}
-
 static void xml_escaped(FILE *f, const char *s)
 {
     for (; *s; s++) {
@@ -108,8 +68,9 @@ static void xml_escaped(FILE *f, const char *s)
 }
 
 /* the JUnit report, written beside its path and renamed into place */
-static int write_junit(const char *path, const row *rows, int n, int64_t run_id, const char *db, es_err *e)
+static int write_junit(const char *path, const es_budget_row *rows, int n, int64_t run_id, const char *db, es_err *e)
 {
+    if (es_check_output(path, "the JUnit report", e)) return -1;
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
@@ -178,82 +139,19 @@ static int parse(int argc, char **argv, opts *o)
     return 0;
 }
 
-/* Check one budget entry (metric: {limits}); rows appended to *rows. */
-static int check_metric(const cJSON *lim, const char *budgets, const cJSON *sum, const char *what, const cJSON *base,
-                        const char *base_what, row **rows, int *n, es_err *e)
-{
-    const char *metric = lim->string;
-    if (!cJSON_IsObject(lim))
-        return es_fail(e, "%s: metric '%s': expected an object of limits (min, max, max_regress_pct, better)", budgets,
-                       metric);
-    double value;
-    if (lookup(sum, budgets, metric, what, &value, e)) return -1;
-    int up = higher_is_better(metric);
-    const cJSON *k;
-    cJSON_ArrayForEach(k, lim) { /* "better" first: it qualifies max_regress_pct */
-        if (strcmp(k->string, "better")) continue;
-        if (!cJSON_IsString(k) || (strcmp(k->valuestring, "higher") && strcmp(k->valuestring, "lower")))
-            return es_fail(e, "%s: metric '%s': 'better' expects \"higher\" or \"lower\"", budgets, metric);
-        up = !strcmp(k->valuestring, "higher");
-    }
-    cJSON_ArrayForEach(k, lim) {
-        if (!strcmp(k->string, "better")) continue;
-        int is_min = !strcmp(k->string, "min"), is_max = !strcmp(k->string, "max"),
-            is_reg = !strcmp(k->string, "max_regress_pct");
-        if (!is_min && !is_max && !is_reg)
-            return es_fail(e, "%s: metric '%s': unknown limit '%s' (expected min, max, max_regress_pct or better)",
-                           budgets, metric, k->string);
-        if (!cJSON_IsNumber(k) || !isfinite(k->valuedouble) || (is_reg && k->valuedouble < 0))
-            return es_fail(e, "%s: metric '%s': '%s' expects a %snumber", budgets, metric, k->string,
-                           is_reg ? "non-negative " : "");
-        row *r = realloc(*rows, (size_t)(*n + 1) * sizeof **rows);
-        if (!r) return es_fail(e, "out of memory");
-        *rows = r;
-        r = &r[(*n)++];
-        memset(r, 0, sizeof *r);
-        r->metric = metric;
-        r->value = value;
-        double L = k->valuedouble;
-        char a[32], c[32], d[32];
-        if (is_min || is_max) {
-            snprintf(r->limit, sizeof r->limit, "%s %s", is_min ? ">=" : "<=", num(a, sizeof a, L));
-            r->ok = is_min ? value >= L : value <= L;
-            snprintf(r->why, sizeof r->why, "%s = %s, %s %s", metric, num(c, sizeof c, value),
-                     is_min ? "below the minimum" : "above the maximum", a);
-            continue;
-        }
-        if (!base)
-            return es_fail(e, "%s: metric '%s': max_regress_pct needs a baseline (--baseline RUN_ID or --baseline-db FILE)",
-                           budgets, metric);
-        double b;
-        if (lookup(base, budgets, metric, base_what, &b, e)) return -1;
-        /* percent worse than the baseline, in the metric's bad direction */
-        double worse = b != 0 ? (up ? b - value : value - b) / fabs(b) * 100.0 : (value == b ? 0 : INFINITY);
-        snprintf(r->limit, sizeof r->limit, "<= %s%% worse than %s", num(a, sizeof a, L), num(d, sizeof d, b));
-        r->ok = worse <= L;
-        snprintf(r->why, sizeof r->why, "%.60s = %s is %.3g%% worse than %s (%.120s); at most %s%% allowed", metric,
-                 num(c, sizeof c, value), worse, d, base_what, a);
-    }
-    return 0;
-}
-
 static int check(const opts *o)
 {
     es_err e = {0};
     int rc = 2;
     char *cmd = NULL, *sum_text = NULL, *bcmd = NULL, *bsum_text = NULL;
     cJSON *budgets = NULL, *sum = NULL, *base = NULL;
-    row *rows = NULL;
+    es_budget_row *rows = NULL;
     int n = 0;
     int64_t id = 0, bid = 0;
     char what[96], base_what[4200] = "";
     es_cfg cfg; /* the strict reader of every configuration: no duplicate keys, nothing trailing */
     if (es_cfg_load(&cfg, o->budgets, &e)) goto out;
     budgets = cfg.root;
-    if (!budgets->child) {
-        es_fail(&e, "%s: names no metric", o->budgets);
-        goto out;
-    }
     if (es_db_read_summary(o->db, o->run, &id, &cmd, &sum_text, &e)) goto out;
     snprintf(what, sizeof what, "run %lld (%s)", (long long)id, cmd);
     sum = cJSON_Parse(sum_text);
@@ -276,9 +174,7 @@ static int check(const opts *o)
             goto out;
         }
     }
-    const cJSON *lim;
-    cJSON_ArrayForEach(lim, budgets)
-        if (check_metric(lim, o->budgets, sum, what, base, base_what, &rows, &n, &e)) goto out;
+    if (es_budget_eval(budgets, o->budgets, sum, what, base, base_what, &rows, &n, &e)) goto out;
     int failed = 0, w = 6;
     for (int i = 0; i < n; i++) {
         failed += !rows[i].ok;
@@ -290,7 +186,7 @@ static int check(const opts *o)
     printf("%-*s %14s  %-32s %s\n", w, "metric", "value", "limit", "verdict");
     for (int i = 0; i < n; i++) {
         char v[32];
-        printf("%-*s %14s  %-32s %s\n", w, rows[i].metric, num(v, sizeof v, rows[i].value), rows[i].limit,
+        printf("%-*s %14s  %-32s %s\n", w, rows[i].metric, es_budget_num(v, sizeof v, rows[i].value), rows[i].limit,
                rows[i].ok ? "ok" : "FAIL");
     }
     if (failed) {

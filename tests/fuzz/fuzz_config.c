@@ -1,9 +1,11 @@
 /* fuzz_config: the JSON configuration reader (es_cfg: chips, models, process
  * tables, recipes, sweep grids, budgets) on arbitrary bytes, then the same bytes
- * as a sweep grid (es_grid_read), a recipe, a chip for a real model and a model config; and --trace-window's parser
- * on the first line. Everything must come back as loaded or as an error. */
+ * as a sweep grid (es_grid_read), a budgets file checked against a run's summary and as
+ * that summary (es_budget_eval), a recipe, a chip for a real model and a model config; and
+ * --trace-window's parser on the first line. Everything must come back as loaded or as an error. */
 #include "fuzz_common.h"
 #include <sys/stat.h>
+#include "es_budget.h"
 #include "es_cfg.h"
 #include "es_chip.h"
 #include "es_grid.h"
@@ -24,8 +26,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fuzz_write(p, data, size)) return 0;
     es_err e;
     es_cfg c;
-    if (es_cfg_load(&c, p, &e) == 0) es_cfg_free(&c);
-    else if (!e.msg[0]) abort(); /* an error must say why */
+    /* a summary as `run --json` logs it, and budgets naming its keys in every way */
+    static cJSON *sum, *budgets;
+    if (!sum) {
+        sum = cJSON_Parse("{\"tokens_per_s\": 17000.5, \"watts\": 200, \"token_latency_ns\": {\"p50\": 58000, "
+                          "\"p99\": 65000}, \"area\": {\"rom\": {\"mm2\": 506.7}}, \"chip\": \"hc1-class\", "
+                          "\"joules_per_token\": 0}");
+        budgets = cJSON_Parse("{\"tokens_per_s\": {\"min\": 16000, \"max_regress_pct\": 5}, \"watts\": {\"max\": 250, "
+                              "\"better\": \"lower\"}, \"token_latency_ns.p99\": {\"max\": 65000}, "
+                              "\"area.rom.mm2\": {\"max_regress_pct\": 0}, \"joules_per_token\": {\"max_regress_pct\": 1}}");
+        if (!sum || !budgets) abort();
+    }
+    es_budget_row *rows;
+    int nrows;
+    if (es_cfg_load(&c, p, &e) == 0) {
+        if (es_budget_eval(c.root, p, sum, "run 2", sum, "run 1", &rows, &nrows, &e) == 0) {
+            for (int i = 0; i < nrows; i++)
+                if (rows[i].ok != !!rows[i].ok || !rows[i].limit[0]) abort();
+            free(rows);
+        } else if (!e.msg[0] || rows || nrows) abort();
+        es_cfg_free(&c);
+    } else if (!e.msg[0]) abort(); /* an error must say why */
+    cJSON *as_sum = cJSON_ParseWithLength((const char *)data, size); /* the bytes as a logged summary */
+    if (as_sum) {
+        if (es_budget_eval(budgets, "budgets.json", as_sum, "run 2", sum, "run 1", &rows, &nrows, &e) == 0) free(rows);
+        else if (!e.msg[0]) abort();
+        if (es_budget_eval(budgets, "budgets.json", sum, "run 2", as_sum, "run 1", &rows, &nrows, &e) == 0) free(rows);
+        else if (!e.msg[0]) abort();
+        cJSON_Delete(as_sum);
+    }
     static es_model tiny;
     static int have_tiny = -1;
     if (have_tiny < 0) have_tiny = es_model_load(&tiny, "tiny-llama", &e) == 0;
