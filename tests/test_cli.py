@@ -479,6 +479,33 @@ def test_chip_keys():
             expect_error(["area", "--set", f"{setkey}={val}"], key)
             probed += 1
     expect(probed > 100, f"only {probed} bounds probed")
+    # a key no table holds is an error naming it (a misspelt optional key would leave its default)
+    with tempfile.TemporaryDirectory() as tmp:
+        def bad_chip(edit, *needles, folder="chips", name="hc1-class.json"):
+            with open(os.path.join(MODELS, folder, name)) as f:
+                doc = json.load(f)
+            edit(doc)
+            path = os.path.join(tmp, name)
+            with open(path, "w") as f:
+                json.dump(doc, f)
+            if folder == "chips":
+                expect_error(["area", "--chip", path], path, *needles)
+            else:  # a process table, through a chip naming it by path
+                with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+                    chip = json.load(f)
+                chip["process"] = path
+                cpath = os.path.join(tmp, "c.json")
+                with open(cpath, "w") as f:
+                    json.dump(chip, f)
+                expect_error(["area", "--chip", cpath], path, *needles)
+        bad_chip(lambda d: d["tile"].__setitem__("items_in_fligth", 4), "'tile.items_in_fligth'", "not a chip key",
+                 "did you mean 'tile.items_in_flight'")
+        bad_chip(lambda d: d.__setitem__("notes", "x"), "'notes'", "not a chip key")
+        bad_chip(lambda d: d["weights"].setdefault("roles", {}).__setitem__("attn_q", {"format": "int6", "grup": 64}),
+                 "'weights.roles.attn_q.grup'", "not a chip key")
+        bad_chip(lambda d: d["clock_hz"].__setitem__("sorce", "x"), "'clock_hz'", "not 'sorce'")
+        bad_chip(lambda d: d["energy"].__setitem__("rom_read_fj_per_bits", 1), "'energy.rom_read_fj_per_bits'",
+                 "not a process key", folder="process", name="n6.json")
 
 
 def test_outputs_only_replace_files():

@@ -289,6 +289,40 @@ static void t6_rom(const char *models, const char *data)
     es_model_free(&m);
 }
 
+/* 7. Recipes: every key is checked; each bad one is an error naming the rule and the key. */
+static void t7_recipes(void)
+{
+    static const struct { const char *json, *needle; } bad[] = {
+        {"{\"name\": \"x\", \"rules\": [{\"match\": {}, \"fromat\": \"int3\", \"format\": \"f32\"}]}",
+         "'rules[0].fromat': not expected here"},
+        {"{\"name\": \"x\", \"rules\": [{\"match\": {\"roles\": \"lm_head\"}, \"format\": \"f32\"}]}",
+         "'rules[0].match.roles'"},
+        {"{\"name\": \"x\", \"rule\": [], \"rules\": [{\"match\": {}, \"format\": \"f32\"}]}", "'rule'"},
+        {"{\"name\": \"x\", \"rules\": [{\"match\": {\"role\": []}, \"format\": \"f32\"}]}", "non-empty list"},
+        {"{\"name\": \"x\", \"rules\": [{\"match\": {\"layers\": [0, 1e300]}, \"format\": \"f32\"}]}",
+         "<= 4095"},
+        {"{\"name\": \"x\", \"rules\": [{\"match\": {\"layers\": [0.5, 2]}, \"format\": \"f32\"}]}",
+         "whole numbers"},
+        {"{\"name\": \"x\", \"rules\": [{\"match\": {\"role\": \"lm_haed\"}, \"format\": \"f32\"}]}",
+         "router, q_norm"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        es_recipe r;
+        es_err e = {0};
+        int rc = es_recipe_parse(&r, "r.json", bad[i].json, &e);
+        CHECK(rc != 0 && strstr(e.msg, "r.json") && strstr(e.msg, bad[i].needle), "recipe %zu: rc %d, '%s'", i, rc,
+              e.msg);
+        if (!rc) es_recipe_free(&r);
+    }
+    es_recipe r;
+    es_err e = {0};
+    CHECK(es_recipe_parse(&r, "r.json", "{\"name\": \"x\", \"description\": \"why\", \"rules\": [{\"match\": "
+                                        "{\"role\": \"router\", \"layers\": [0, 4095]}, \"format\": \"f32\"}, "
+                                        "{\"match\": {}, \"format\": \"int3\", \"group\": 64}]}", &e) == 0,
+          "a good recipe: %s", e.msg);
+    es_recipe_free(&r);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--report") == 0) {
@@ -300,6 +334,7 @@ int main(int argc, char **argv)
     t3_bits();
     t4_roundtrip(0);
     t5_bad();
+    t7_recipes();
     if (argc == 3) t6_rom(argv[1], argv[2]);
     else fprintf(stderr, "test_weights: no MODELS_DIR TESTS_DATA_DIR given, ROM image tests skipped\n");
     printf("%d passed, %d failed\n", passes, fails);

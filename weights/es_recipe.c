@@ -1,6 +1,7 @@
 /* es_recipe: recipe files and tensor-to-format matching (see es_recipe.h). */
 #include "es_recipe.h"
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +21,8 @@ static int role_bit(const char *path, int i, const cJSON *s, uint32_t *mask, es_
 {
     int r = cJSON_IsString(s) ? es_role_from_name(s->valuestring) : -1;
     if (r < 0)
-        return es_fail(e, "%s: key 'rules[%d].match.role': expected a tensor role (embed, attn_norm, "
-                          "attn_q, attn_k, attn_v, attn_o, ffn_norm, ffn_gate, ffn_up, ffn_down, "
-                          "out_norm, lm_head), got %s", path, i,
-                       cJSON_IsString(s) ? s->valuestring : "a non-string");
+        return es_fail(e, "%s: key 'rules[%d].match.role': expected a tensor role (%s), got %.80s", path, i,
+                       es_role_names(), cJSON_IsString(s) ? s->valuestring : "a non-string");
     *mask |= 1u << r;
     return 0;
 }
@@ -33,10 +32,19 @@ static int parse_rule(const char *path, int i, const cJSON *j, es_recipe_rule *r
     memset(rule, 0, sizeof *rule);
     rule->layer_lo = rule->layer_hi = -1;
     if (!cJSON_IsObject(j)) return es_fail(e, "%s: key 'rules[%d]': expected an object", path, i);
+    static const char *const rule_keys[] = {"match", "format", "group", "nibbles", "description", NULL};
+    static const char *const match_keys[] = {"role", "layers", NULL};
+    char where[32];
+    snprintf(where, sizeof where, "rules[%d]", i);
+    if (es_cfg_only_keys(j, path, where, rule_keys, e)) return -1;
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "match");
     if (!cJSON_IsObject(m)) return es_fail(e, "%s: key 'rules[%d].match': expected an object", path, i);
+    snprintf(where, sizeof where, "rules[%d].match", i);
+    if (es_cfg_only_keys(m, path, where, match_keys, e)) return -1;
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
     if (role && cJSON_IsArray(role)) {
+        if (cJSON_GetArraySize(role) == 0) /* would match no role, not every one */
+            return es_fail(e, "%s: key 'rules[%d].match.role': expected a role or a non-empty list of roles", path, i);
         const cJSON *it;
         cJSON_ArrayForEach(it, role) if (role_bit(path, i, it, &rule->roles, e)) return -1;
     } else if (role && role_bit(path, i, role, &rule->roles, e)) {
@@ -46,9 +54,10 @@ static int parse_rule(const char *path, int i, const cJSON *j, es_recipe_rule *r
     if (ly) {
         const cJSON *a = cJSON_GetArrayItem(ly, 0), *b = cJSON_GetArrayItem(ly, 1);
         if (!cJSON_IsArray(ly) || cJSON_GetArraySize(ly) != 2 || !cJSON_IsNumber(a) || !cJSON_IsNumber(b) ||
-            a->valuedouble < 0 || b->valuedouble < a->valuedouble)
-            return es_fail(e, "%s: key 'rules[%d].match.layers': expected [first, last] with "
-                              "0 <= first <= last", path, i);
+            a->valuedouble < 0 || b->valuedouble < a->valuedouble || b->valuedouble > 4095 ||
+            a->valuedouble != floor(a->valuedouble) || b->valuedouble != floor(b->valuedouble))
+            return es_fail(e, "%s: key 'rules[%d].match.layers': expected [first, last], whole numbers with "
+                              "0 <= first <= last <= 4095 (a model has at most 4096 layers)", path, i);
         rule->layer_lo = (int64_t)a->valuedouble;
         rule->layer_hi = (int64_t)b->valuedouble;
     }
@@ -107,7 +116,9 @@ static int from_cfg(es_recipe *r, es_cfg *cp, es_err *e)
     char *text = es_cfg_dump(&c);
     r->hash = es_fnv1a(ES_FNV_OFFSET, text, text ? strlen(text) : 0);
     cJSON_free(text);
-    if (es_cfg_str(&c, "name", r->name, sizeof r->name, e)) goto out;
+    static const char *const top_keys[] = {"name", "description", "rules", NULL};
+    if (es_cfg_only_keys(c.root, r->path, "", top_keys, e) || es_cfg_str(&c, "name", r->name, sizeof r->name, e))
+        goto out;
     const cJSON *rules = es_cfg_node(&c, "rules");
     if (!cJSON_IsArray(rules) || cJSON_GetArraySize(rules) == 0) {
         es_fail(e, "%s: key 'rules': expected a non-empty array of rules", r->path);

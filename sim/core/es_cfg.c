@@ -280,3 +280,21 @@ int es_cfg_unsourced(const es_cfg *c, char *first, size_t n)
 }
 
 char *es_cfg_dump(const es_cfg *c) { return c->root ? cJSON_PrintUnformatted(c->root) : NULL; }
+
+int es_cfg_only_keys(const cJSON *obj, const char *path, const char *where, const char *const *allowed, es_err *e)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        int ok = 0;
+        for (int i = 0; allowed[i] && !ok; i++) ok = !strcmp(it->string, allowed[i]);
+        if (ok) continue;
+        char list[256] = "";
+        for (int i = 0; allowed[i]; i++) {
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, "%s%s", i ? (allowed[i + 1] ? ", " : " or ") : "", allowed[i]);
+        }
+        return es_fail(e, "%s: key '%s%s%.80s': not expected here (expected %s)", path, where, where[0] ? "." : "",
+                       it->string, list);
+    }
+    return 0;
+}

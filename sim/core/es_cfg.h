@@ -51,6 +51,11 @@ int es_cfg_i64_opt(const es_cfg *c, const char *key, int64_t lo, int64_t hi,
  * into `first` (may be NULL). Used to hold shipped configurations sourced. */
 int es_cfg_unsourced(const es_cfg *c, char *first, size_t n);
 
+/* Every member of object `obj` (at `where`, e.g. "rules[2]"; "" for the root) must be one of
+ * `allowed` (NULL-terminated): otherwise an error naming path, the key and what is accepted. */
+int es_cfg_only_keys(const struct cJSON *obj, const char *path, const char *where, const char *const *allowed,
+                     es_err *e);
+
 /* Serialize the (overridden) tree, for the run record. Caller frees. */
 char *es_cfg_dump(const es_cfg *c);
 

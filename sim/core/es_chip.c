@@ -187,6 +187,81 @@ const es_key_spec *es_chip_key_specs(int process, int *n)
     return process ? PROC_KEYS : CHIP_KEYS;
 }
 
+/* Keys the older weight form {bits, group, scale_bits} adds (read by read_fmt). */
+static const char *const OLD_FMT_KEYS[] = {"weights.default.bits", "weights.default.scale_bits",
+                                           "weights.roles.ROLE.bits", "weights.roles.ROLE.scale_bits", NULL};
+
+/* A dotted key against a table key: "ROLE" in the table stands for any one segment. */
+static int key_matches(const char *spec, const char *key)
+{
+    while (*spec && *key) {
+        const char *sd = strchr(spec, '.'), *kd = strchr(key, '.');
+        size_t sl = sd ? (size_t)(sd - spec) : strlen(spec), kl = kd ? (size_t)(kd - key) : strlen(key);
+        if (!(sl == 4 && !strncmp(spec, "ROLE", 4)) && (sl != kl || strncmp(spec, key, sl))) return 0;
+        spec += sl + (sd != NULL);
+        key += kl + (kd != NULL);
+        if (!sd != !kd) return 0;
+    }
+    return !*spec && !*key;
+}
+
+/* Edit distance of two short keys (for "did you mean"); large for long ones. */
+static int key_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63) return 99;
+    int d[64][64];
+    for (size_t i = 0; i <= la; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+/* Every leaf of a chip file or process table must be a key of its table: a misspelt optional key
+ * would otherwise leave its default in place without a word. A leaf is a value or a sourced
+ * value {"value": v, "source": "...", "range": [lo, hi]}. */
+static int check_known(const char *path, const cJSON *node, const char *prefix, const es_key_spec *ks, int n,
+                       const char *const *extra, const char *what, es_err *e)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, node) {
+        char key[256];
+        if (snprintf(key, sizeof key, "%s%s%s", prefix, prefix[0] ? "." : "", it->string) >= (int)sizeof key)
+            return es_fail(e, "%s: key '%.60s...': longer than any %s key", path, key, what);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
+        if (cJSON_IsObject(it) && !v) {
+            if (check_known(path, it, key, ks, n, extra, what, e)) return -1;
+            continue;
+        }
+        if (cJSON_IsObject(it)) {
+            const cJSON *m;
+            cJSON_ArrayForEach(m, it)
+                if (strcmp(m->string, "value") && strcmp(m->string, "source") && strcmp(m->string, "range"))
+                    return es_fail(e, "%s: key '%s': a sourced value holds value, source and range, not '%s'", path,
+                                   key, m->string);
+        }
+        int known = 0, best = -1, best_d = 99;
+        for (int i = 0; i < n && !known; i++) {
+            known = key_matches(ks[i].key, key);
+            int d = key_distance(ks[i].key, key);
+            if (d < best_d) best_d = d, best = i;
+        }
+        for (int i = 0; extra && extra[i] && !known; i++) known = key_matches(extra[i], key);
+        if (known) continue;
+        if (best >= 0 && best_d <= 3)
+            return es_fail(e, "%s: key '%s': not a %s key (did you mean '%s'? `etchsim chip keys` lists them)", path,
+                           key, what, ks[best].key);
+        return es_fail(e, "%s: key '%s': not a %s key (`etchsim chip keys` lists them)", path, key, what);
+    }
+    return 0;
+}
+
 /* The numbers of a table, each range-checked, into c. */
 static int read_keys(const es_cfg *f, const es_key_spec *ks, int n, es_chip *c, es_err *e)
 {
@@ -220,7 +295,9 @@ static int read_keys(const es_cfg *f, const es_key_spec *ks, int n, es_chip *c, 
 static int read_chip(es_chip *c, es_err *e)
 {
     const es_cfg *f = &c->cfg;
-    if (es_cfg_str(f, "name", c->name, sizeof c->name, e) ||
+    if (check_known(c->path, f->root, "", CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), OLD_FMT_KEYS,
+                    "chip", e) ||
+        es_cfg_str(f, "name", c->name, sizeof c->name, e) ||
         es_cfg_str(f, "tile.lanes.activation_format", c->act_format, sizeof c->act_format, e) ||
         read_keys(f, CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), c, e))
         return -1;
@@ -278,10 +355,8 @@ static int read_chip(es_chip *c, es_err *e)
         cJSON_ArrayForEach(it, roles) {
             int r = es_role_from_name(it->string);
             if (r < 0)
-                return es_fail(e, "%s: key 'weights.roles.%s': unknown tensor role (expected "
-                                  "embed, attn_norm, attn_q, attn_k, attn_v, attn_o, ffn_norm, "
-                                  "ffn_gate, ffn_up, ffn_down, out_norm or lm_head)",
-                               c->path, it->string);
+                return es_fail(e, "%s: key 'weights.roles.%.80s': unknown tensor role (expected %s)", c->path,
+                               it->string, es_role_names());
             char sec[96];
             snprintf(sec, sizeof sec, "weights.roles.%s", it->string);
             if (read_fmt(f, sec, &c->fmt[r], e)) return -1;
@@ -296,6 +371,9 @@ static int read_chip(es_chip *c, es_err *e)
 
 static int read_process(es_chip *c, es_err *e)
 {
+    if (check_known(c->proc.path, c->proc.root, "", PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), NULL,
+                    "process", e))
+        return -1;
     return read_keys(&c->proc, PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), c, e);
 }
 

@@ -19,6 +19,17 @@ static const char *role_names[ES_ROLE_COUNT] = {
 
 const char *es_role_name(es_role r) { return (r >= 0 && r < ES_ROLE_COUNT) ? role_names[r] : "?"; }
 
+const char *es_role_names(void)
+{
+    static _Thread_local char list[512]; /* built on first use, per thread */
+    if (!list[0])
+        for (int r = 0; r < ES_ROLE_COUNT; r++) {
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, "%s%s", r ? (r + 1 < ES_ROLE_COUNT ? ", " : " or ") : "", role_names[r]);
+        }
+    return list;
+}
+
 int es_role_from_name(const char *s)
 {
     for (int i = 0; i < ES_ROLE_COUNT; i++)

@@ -31,6 +31,8 @@ typedef enum es_role {
 /* "embed", "attn_norm", "attn_q", ... : the names recipes and chips use. */
 const char *es_role_name(es_role r);
 int es_role_from_name(const char *s); /* -1 when unknown */
+/* Every role's name, "embed, attn_norm, ... or ssm_vec", for error messages. */
+const char *es_role_names(void);
 
 typedef struct es_tensor {
     es_role role;   /* what the tensor does */
