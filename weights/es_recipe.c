@@ -1,5 +1,6 @@
 /* es_recipe: recipe files and tensor-to-format matching (see es_recipe.h). */
 #include "es_recipe.h"
+#include "es_fs.h"
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -7,15 +8,6 @@
 #include <string.h>
 #include "es_cfg.h"
 
-uint64_t es_fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
 
 static int role_bit(const char *path, int i, const cJSON *s, uint32_t *mask, es_err *e)
 {

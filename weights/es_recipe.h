@@ -38,9 +38,6 @@ void es_recipe_free(es_recipe *r);
  * (es_q_padded). */
 int es_recipe_format(const es_recipe *r, const es_tensor *t, es_qfmt *out, es_err *e);
 
-/* FNV-1a 64 over bytes, continuing from h (start with ES_FNV_OFFSET). */
-#define ES_FNV_OFFSET 0xcbf29ce484222325ULL
-uint64_t es_fnv1a(uint64_t h, const void *p, size_t n);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 #include "es_recipe.h"
+#include "es_fs.h"
 
 #define TABLE_BITS 16
 static float normal_table[1 << TABLE_BITS];

@@ -83,3 +83,13 @@ int es_check_output(const char *path, const char *what, es_err *e)
     return es_fail(e, "%s: exists and is not a regular file (%s); %s goes to a regular file", path,
                    S_ISDIR(st.st_mode) ? "a folder" : S_ISFIFO(st.st_mode) ? "a pipe" : "a device or socket", what);
 }
+
+uint64_t es_fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
