@@ -2,7 +2,8 @@
 module msa_slice #(
     parameter N = 64,
     parameter CODE_BITS = 3,
-    parameter ACC_BITS = 24
+    parameter ACC_BITS = 24,
+    parameter REG_EVERY = 2
 ) (
     input  wire                       clk,
     input  wire                       rst,
@@ -21,7 +22,7 @@ module msa_slice #(
             msa_products #(.CODE_BITS(CODE_BITS)) gen (.act(acts[8*k +: 8]), .prods(prods[PW*k +: PW]));
         end
     endgenerate
-    msa_row #(.N(N), .CODE_BITS(CODE_BITS), .ACC_BITS(ACC_BITS)) row (
+    msa_row #(.N(N), .CODE_BITS(CODE_BITS), .ACC_BITS(ACC_BITS), .REG_EVERY(REG_EVERY)) row (
         .clk(clk), .rst(rst), .in_valid(in_valid), .in_last(in_last), .prods(prods), .codes(codes),
         .out_valid(out_valid), .out_sum(out_sum));
 endmodule

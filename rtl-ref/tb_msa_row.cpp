@@ -109,9 +109,14 @@ int main(int argc, char **argv)
             mism++;
         }
     }
-    std::printf("msa_row N %d code_bits %d acc_bits %d: %ld sub-blocks, %ld element vectors, %ld mismatches, "
-                "latency %lld cycles, initiation interval 1 (N elements per cycle)\n",
-                N, cb, ab, blocks, vectors, mism, (long long)latency);
+    /* the documented latency: the select, the tree's register stages, the accumulator */
+    int levels = 0;
+    while ((1 << levels) < N) levels++;
+    const int64_t want_latency = 1 + (levels + TB_REG_EVERY - 1) / TB_REG_EVERY + 1;
+    std::printf("msa_row N %d code_bits %d acc_bits %d, a register every %d adder levels: %ld sub-blocks, %ld element "
+                "vectors, %ld mismatches, latency %lld cycles (expected %lld), initiation interval 1 (N elements per "
+                "cycle)\n", N, cb, ab, TB_REG_EVERY, blocks, vectors, mism, (long long)latency, (long long)want_latency);
+    if (latency != want_latency) mism++;
     m->final();
     delete m;
     return mism ? 1 : 0;

@@ -173,6 +173,23 @@ int es_cli_chip(int argc, char **argv)
     free(text);
     have_d = 1;
     snprintf(d.cfg.path, sizeof d.cfg.path, "%s", t.path);
+    char tmpl_rtl[512] = "";
+    if (t.lane_rtl[0] && es_cfg_str(&t.cfg, "area.lane_rtl", tmpl_rtl, sizeof tmpl_rtl, &e) == 0 &&
+        strchr(tmpl_rtl, '/')) { /* the template's synthesis file by path: a path from the derived chip's folder */
+        char dir[1024], rel[1100];
+        snprintf(dir, sizeof dir, "%s", out ? out : "");
+        char *slash = strrchr(dir, '/');
+        if (slash) slash[slash == dir] = 0; /* "/x.json": the root */
+        else snprintf(dir, sizeof dir, ".");
+        if (!out) snprintf(rel, sizeof rel, "%s", t.lane_rtl); /* standard output: the absolute path */
+        else if (es_relpath(t.lane_rtl, dir, rel, sizeof rel)) rel[0] = 0;
+        snprintf(d.src, sizeof d.src, "%s's lane synthesis (its area.lane_rtl), from this file's folder: the lane "
+                 "cell's transistors and register bits from rtl-ref's synthesized RTL", t.name);
+        if (!rel[0] || es_cfg_set_sourced(&d.cfg, "area.lane_rtl", rel, d.src, &e)) {
+            if (!e.msg[0]) es_fail(&e, "%s: key 'area.lane_rtl': path too long", t.path);
+            goto out;
+        }
+    }
     char mname[80];
     snprintf(mname, sizeof mname, "%s-class", m.name);
     snprintf(d.src, sizeof d.src, "etchsim chip derive --model %s --like %s", m.name, t.name);

@@ -268,6 +268,8 @@ void print_area(const es_chip &c, const es_model &m, const es_area &a)
     std::printf("  ROM %.3f Gbit (model needs %.3f Gbit, %.3f bits/weight), KV SRAM %.3f GiB\n",
                 a.rom_bits / 1e9, a.model_bits / 1e9, a.model_bits / (double)es_model_params(&m),
                 a.sram_bits / 8.0 / (1u << 30));
+    std::printf("  lane cell %.1f transistors, %.2f register bits (%s)\n", c.lane_tr, c.reg_bits_cell,
+                c.lane_rtl[0] ? c.lane_rtl : "area.lane_transistors, tile.lanes.register_bits_per_cell");
 }
 
 int cmd_area(int argc, char **argv)
@@ -297,6 +299,9 @@ int cmd_area(int argc, char **argv)
         cJSON_AddNumberToObject(j, "rom_bits", a.rom_bits);
         cJSON_AddNumberToObject(j, "model_bits", a.model_bits);
         cJSON_AddNumberToObject(j, "kv_sram_bits", a.sram_bits);
+        cJSON_AddNumberToObject(j, "lane_cell_transistors", L.c.lane_tr);
+        cJSON_AddNumberToObject(j, "lane_cell_register_bits", L.c.reg_bits_cell);
+        if (L.c.lane_rtl[0]) cJSON_AddStringToObject(j, "lane_rtl", L.c.lane_rtl);
         cJSON_AddItemToObject(j, "breakdown", es::area_json(a));
         cJSON *u = cJSON_AddObjectToObject(j, "utilization_one_user");
         cJSON_AddNumberToObject(u, "position", (double)pos);

@@ -573,12 +573,60 @@ def test_area_tokens_per_read():
     a1 = json.loads(run("area", "--json").stdout)
     a2 = json.loads(run("area", "--json", "--set", "tile.lanes.tokens_per_read=2").stdout)
     b1, b2 = a1["breakdown"], a2["breakdown"]
-    # hc1-class: 32 tiles x 176,128 lane cells and 704,512 head lane cells, 650 transistors each
-    tiles, head = 32 * 176128 * 650, 704512 * 650
+    # hc1-class: 32 tiles x 176,128 lane cells and 704,512 head lane cells, each the synthesized
+    # lane cell of rtl-ref/lane-synth.json (3-bit cells, 24-bit accumulator)
+    with open(os.path.join(ROOT, "rtl-ref", "lane-synth.json")) as f:
+        cell = [c for c in json.load(f)["lane_cells"] if c["cell_bits"] == 3 and c["params"]["ACC_BITS"] == 24][0]
+    lt = cell["transistors"] / cell["params"]["N"]
+    expect(a1["lane_cell_transistors"] == lt and a1["lane_cell_register_bits"] == cell["flip_flops"] / cell["params"]["N"],
+           f"lane cell {a1['lane_cell_transistors']} T, {a1['lane_cell_register_bits']} bits against {cell}")
+    tiles, head = 32 * 176128 * lt, 704512 * lt
     expect(abs(b1["lanes"]["transistors"] - (tiles + head)) < 1, f"lanes {b1['lanes']['transistors']}")
     expect(abs(b2["lanes"]["transistors"] - (2 * tiles + head)) < 1, f"lanes at 2 {b2['lanes']['transistors']}")
     expect(a2["area_mm2"] > a1["area_mm2"] and b2["rom"] == b1["rom"] and b2["kv_sram"] == b1["kv_sram"],
            "only the lanes grow")
+
+
+def test_lane_rtl():
+    """The lane cell's transistors and register bits come from the synthesized RTL
+    (area.lane_rtl, rtl-ref/lane-synth.json): synthesizing msa_tree with a register after every
+    adder level instead of every second one moves the lanes' transistors, area and register bits;
+    a synthesis file older than the RTL beside it, a lane width or accumulator it has no cell for,
+    and a chip giving the cell both ways are errors."""
+    if shutil.which("yosys") is None:
+        sys.exit("lane_rtl: needs yosys (Debian package 'yosys'; scripts/setup installs it)")
+    base = json.loads(run("area", "--json").stdout)
+    with tempfile.TemporaryDirectory() as tmp:
+        synth = os.path.join(tmp, "every-level.json")
+        p = subprocess.run([os.path.join(ROOT, "scripts", "synth-rtl"), "--reg-every", "1", "--cell-bits", "3",
+                            "--out", synth], capture_output=True, text=True, timeout=300)
+        expect(p.returncode == 0, f"synth-rtl: {p.stderr}")
+        for v in ("msa_tree.v", "msa_products.v"):  # the sources it names, beside it
+            shutil.copy(os.path.join(ROOT, "rtl-ref", v), tmp)
+        moved = json.loads(run("area", "--json", "--set", f"area.lane_rtl={synth}").stdout)
+        with open(synth) as f:
+            cell = json.load(f)["lane_cells"][0]
+        expect(moved["lane_cell_transistors"] == cell["transistors"] / 64 and moved["lane_cell_register_bits"] == cell["flip_flops"] / 64,
+               f"lane cell {moved['lane_cell_transistors']}, {moved['lane_cell_register_bits']} against {cell}")
+        lanes0, lanes1 = base["breakdown"]["lanes"], moved["breakdown"]["lanes"]
+        ratio = moved["lane_cell_transistors"] / base["lane_cell_transistors"]
+        expect(ratio > 1.1 and abs(lanes1["transistors"] / lanes0["transistors"] - ratio) < 1e-9
+               and lanes1["mm2"] > lanes0["mm2"] and moved["area_mm2"] > base["area_mm2"]
+               and moved["lane_cell_register_bits"] > 2 * base["lane_cell_register_bits"],
+               f"every level: {moved['lane_cell_transistors']} T/cell against {base['lane_cell_transistors']}")
+        # a changed RTL beside the file: refused until synthesized again
+        with open(os.path.join(tmp, "msa_tree.v"), "a") as f:
+            f.write("// changed\n")
+        expect_error(["area", "--set", f"area.lane_rtl={synth}"], synth, "synthesized from other RTL", "scripts/synth-rtl")
+        expect_error(["area", "--set", "tile.lanes.accumulator_bits=32"], "lane-synth.json",
+                     "no lane cell synthesized", "accumulator_bits 32", "--acc-bits 32")
+        with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+            chip = json.load(f)
+        chip["area"]["lane_transistors"] = {"value": 650, "source": "x"}
+        both = os.path.join(tmp, "both.json")
+        with open(both, "w") as f:
+            json.dump(chip, f)
+        expect_error(["area", "--chip", both], both, "area.lane_transistors", "one or the other")
 
 
 def test_utilization():

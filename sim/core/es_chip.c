@@ -1,9 +1,11 @@
 /* es_chip: reads and validates a chip configuration and its process table
  * (see es_chip.h). Each key is range-checked where it is read, so a bad
  * value is reported with its file and key before any simulation starts. */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "es_chip.h"
+#include "es_fs.h"
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +54,106 @@ static int read_fmt(const es_cfg *c, const char *sec, es_wfmt *f, es_err *e)
     return 0;
 }
 
+/* name as a path: absolute, or from the chip file's folder. */
+static int beside_chip(const es_chip *c, const char *key, const char *name, char *out, size_t n, es_err *e)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", c->path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
+    if (name[0] == '/' ? snprintf(out, n, "%s", name) >= (int)n : snprintf(out, n, "%s/%s", dir, name) >= (int)n)
+        return es_fail(e, "%s: key '%s': path too long", c->path, key);
+    return 0;
+}
+
+/* area.lane_rtl: the lane cell's transistors and register bits from a scripts/synth-rtl file: the
+ * msa_tree synthesized for this chip's cell bits and accumulator width, over its lane cells. The
+ * file names the RTL it came from and their hash: a file older than the RTL is refused. */
+static int read_lane_rtl(es_chip *c, es_err *e)
+{
+    char name[512];
+    if (es_cfg_str(&c->cfg, "area.lane_rtl", name, sizeof name, e)) return -1;
+    if (strchr(name, '/')) { /* a path */
+        if (beside_chip(c, "area.lane_rtl", name, c->lane_rtl, sizeof c->lane_rtl, e)) return -1;
+    } else if (snprintf(c->lane_rtl, sizeof c->lane_rtl, "%s/../rtl-ref/%s.json", es_models_dir(), name) >=
+               (int)sizeof c->lane_rtl) { /* a name: rtl-ref/ beside the models folder */
+        return es_fail(e, "%s: key 'area.lane_rtl': path too long", c->path);
+    }
+    char real[PATH_MAX];
+    if (realpath(c->lane_rtl, real) && strlen(real) < sizeof c->lane_rtl) /* as printed: no "/../" */
+        snprintf(c->lane_rtl, sizeof c->lane_rtl, "%s", real);
+    es_cfg s;
+    if (es_cfg_load(&s, c->lane_rtl, e)) {
+        es_err inner = *e;
+        return es_fail(e, "%s: key 'area.lane_rtl': %s", c->path, inner.msg);
+    }
+    int rc = -1;
+    const cJSON *lanes = es_cfg_node(&s, "lane_cells"), *found = NULL, *it;
+    char have[256] = ""; /* the cells it holds, cell bits/accumulator bits, for the error */
+    cJSON_ArrayForEach(it, lanes) {
+        const cJSON *cb = cJSON_GetObjectItemCaseSensitive(it, "cell_bits"),
+                    *acc = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "params"), "ACC_BITS");
+        if (!cJSON_IsNumber(cb) || !cJSON_IsNumber(acc)) continue;
+        if (cb->valuedouble == c->cell_bits && acc->valuedouble == c->acc_bits) found = it;
+        size_t l = strlen(have);
+        if (l < sizeof have - 40) snprintf(have + l, sizeof have - l, "%s%g/%g", l ? ", " : "", cb->valuedouble,
+                                           acc->valuedouble);
+    }
+    if (!found) {
+        es_fail(e, "%s: no lane cell synthesized for tile.lanes.cell_bits %d and accumulator_bits %d (it holds "
+                   "cell bits/accumulator bits %s): synthesize it with scripts/synth-rtl --cell-bits %d --acc-bits %d "
+                   "(each list replaces its default: name every width your chips use)", c->lane_rtl, c->cell_bits, c->acc_bits, have[0] ? have : "none",
+                c->cell_bits, c->acc_bits);
+        goto out;
+    }
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(found, "transistors_per_lane_cell"),
+                *ff = cJSON_GetObjectItemCaseSensitive(found, "flip_flops_per_lane_cell");
+    if (!cJSON_IsNumber(tr) || !(tr->valuedouble >= 1 && tr->valuedouble <= 1e9) || !cJSON_IsNumber(ff) ||
+        !(ff->valuedouble >= 0 && ff->valuedouble <= 1024)) {
+        es_fail(e, "%s: lane cell: expected transistors_per_lane_cell in 1 .. 1e9 and flip_flops_per_lane_cell "
+                   "in 0 .. 1024", c->lane_rtl);
+        goto out;
+    }
+    /* the sources, beside the file, against the hash it records */
+    const cJSON *src = es_cfg_node(&s, "sources");
+    char want[32];
+    if (!cJSON_IsArray(src) || cJSON_GetArraySize(src) < 1) {
+        es_fail(e, "%s: key 'sources': expected the list of RTL files it was synthesized from, as scripts/synth-rtl "
+                   "writes", c->lane_rtl);
+        goto out;
+    }
+    if (es_cfg_str(&s, "sources_fnv1a64", want, sizeof want, e)) goto out;
+    uint64_t h = ES_FNV_OFFSET;
+    cJSON_ArrayForEach(it, src) {
+        char rtl[1024], *text = NULL;
+        size_t len = 0;
+        const char *slash = strrchr(c->lane_rtl, '/');
+        int dl = slash ? (int)(slash - c->lane_rtl) : 1;
+        if (!cJSON_IsString(it) || strchr(it->valuestring, '/') ||
+            snprintf(rtl, sizeof rtl, "%.*s/%s", dl, slash ? c->lane_rtl : ".", it->valuestring) >= (int)sizeof rtl) {
+            es_fail(e, "%s: key 'sources': expected file names beside it", c->lane_rtl);
+            goto out;
+        }
+        if (es_read_file(rtl, (size_t)1 << 24, &text, &len, e)) goto out;
+        h = es_fnv1a(h, text, len);
+        free(text);
+    }
+    char got[32];
+    snprintf(got, sizeof got, "%016llx", (unsigned long long)h);
+    if (strcmp(got, want)) {
+        es_fail(e, "%s: synthesized from other RTL (sources hash %s, the files beside it now %s): run "
+                   "scripts/synth-rtl to synthesize them again", c->lane_rtl, want, got);
+        goto out;
+    }
+    c->lane_tr = tr->valuedouble;
+    c->reg_bits_cell = ff->valuedouble;
+    rc = 0;
+out:
+    es_cfg_free(&s);
+    return rc;
+}
+
 /* --set overrides: pass 0 the chip's keys (so --set process=NAME picks the table), pass 1 the
  * process table's (process.KEY), once it is loaded. */
 static int apply_sets(es_chip *c, const char *const *sets, int n, int pass, es_err *e)
@@ -96,7 +198,8 @@ static const es_key_spec CHIP_KEYS[] = {
     {"tile.lanes.mapping", 'x', 0, 0, NO_FIELD, 1, 0, 0, "striped | partitioned (default striped)", NULL},
     {"tile.lanes.activation_format", 'x', 0, 0, NO_FIELD, 0, 0, 0, "int8 | fp8 | bf16 | fp32", NULL},
     {"tile.lanes.accumulator_bits", 'i', 8, 64, F(acc_bits), 0, 0, 1, NULL, NULL},
-    {"tile.lanes.register_bits_per_cell", 'd', 0, 1024, F(reg_bits_cell), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.register_bits_per_cell", 'd', 0, 1024, F(reg_bits_cell), 1, 0, 1, NULL,
+     "needed without area.lane_rtl"},
     {"tile.vector.elems_per_cycle", 'l', 1, 0x1p40, F(vec_width), 0, 0, 1, NULL, NULL},
     {"tile.vector.latency_cycles", 'i', 0, 1 << 16, F(vec_latency), 0, 0, 1, NULL, NULL},
     {"tile.vector.register_bits_per_elem", 'd', 0, 1e6, F(reg_bits_vec), 0, 0, 1, NULL, NULL},
@@ -143,7 +246,10 @@ static const es_key_spec CHIP_KEYS[] = {
     {"weights.default.group", 'x', 0, 0, NO_FIELD, 1, 0, 0, "32 to 128 (int3 and int6 only)", NULL},
     {"weights.roles.ROLE.format", 'x', 0, 0, NO_FIELD, 1, 0, 0, "as weights.default.format", "per tensor role"},
     {"weights.roles.ROLE.group", 'x', 0, 0, NO_FIELD, 1, 0, 0, "as weights.default.group", NULL},
-    {"area.lane_transistors", 'd', 1, 1e9, F(lane_tr), 0, 0, 1, NULL, NULL},
+    {"area.lane_transistors", 'd', 1, 1e9, F(lane_tr), 1, 0, 1, NULL, "needed without area.lane_rtl"},
+    {"area.lane_rtl", 'x', 0, 0, NO_FIELD, 1, 0, 0,
+     "a scripts/synth-rtl file: a name under rtl-ref/ (lane-synth) or a path from the chip file's folder",
+     "lane transistors and register bits per cell from the synthesized RTL"},
     {"area.vector_transistors_per_elem", 'd', 1, 1e12, F(vec_tr_per_elem), 0, 0, 1, NULL, NULL},
     {"area.attention_transistors_per_position", 'd', 1, 1e12, F(attn_tr_per_pos), 0, 0, 1, NULL, NULL},
     {"area.sampler_transistors_per_elem", 'd', 1, 1e12, F(sampler_tr_per_elem), 0, 0, 1, NULL, NULL},
@@ -247,13 +353,13 @@ static int check_known(const char *path, const cJSON *node, const char *prefix, 
                                    key, m->string);
         }
         int known = 0, best = -1, best_d = 99;
-        for (int i = 0; i < n && !known; i++) {
-            known = key_matches(ks[i].key, key);
+        for (int i = 0; i < n && !known; i++) known = key_matches(ks[i].key, key);
+        for (int i = 0; extra && extra[i] && !known; i++) known = key_matches(extra[i], key);
+        if (known) continue;
+        for (int i = 0; i < n; i++) { /* the nearest key, for the message */
             int d = key_distance(ks[i].key, key);
             if (d < best_d) best_d = d, best = i;
         }
-        for (int i = 0; extra && extra[i] && !known; i++) known = key_matches(extra[i], key);
-        if (known) continue;
         if (best >= 0 && best_d <= 3)
             return es_fail(e, "%s: key '%s': not a %s key (did you mean '%s'? `etchsim chip keys` lists them)", path,
                            key, what, ks[best].key);
@@ -301,6 +407,17 @@ static int read_chip(es_chip *c, es_err *e)
         es_cfg_str(f, "tile.lanes.activation_format", c->act_format, sizeof c->act_format, e) ||
         read_keys(f, CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), c, e))
         return -1;
+    /* the lane cell: from the synthesized RTL, or given */
+    int rtl = es_cfg_has(f, "area.lane_rtl"), tr = es_cfg_has(f, "area.lane_transistors"),
+        regs = es_cfg_has(f, "tile.lanes.register_bits_per_cell");
+    if (rtl && (tr || regs))
+        return es_fail(e, "%s: key '%s': the lane cell comes from area.lane_rtl; give one or the other", c->path,
+                       tr ? "area.lane_transistors" : "tile.lanes.register_bits_per_cell");
+    if (!rtl && (!tr || !regs))
+        return es_fail(e, "%s: key '%s' is missing (or give area.lane_rtl, a scripts/synth-rtl file)", c->path,
+                       tr ? "tile.lanes.register_bits_per_cell" : "area.lane_transistors");
+    c->lane_rtl[0] = 0;
+    if (rtl && read_lane_rtl(c, e)) return -1;
     {
         double us = 0;
         if (c->power_limit_w > 0 && (es_cfg_num(f, "card.power_window_us", 1, 1e8, &us, e) ||
@@ -385,21 +502,8 @@ int es_chip_load(es_chip *c, const char *spec, const char *const *sets, int n_se
     if (apply_sets(c, sets, n_sets, 0, e)) goto fail;
     char proc_name[256], proc_path[512];
     if (es_cfg_str(&c->cfg, "process", proc_name, sizeof proc_name, e)) goto fail;
-    if (proc_name[0] == '/') {
-        if (snprintf(proc_path, sizeof proc_path, "%s", proc_name) >= (int)sizeof proc_path) {
-            es_fail(e, "%s: key 'process': path too long", c->path);
-            goto fail;
-        }
-    } else if (strchr(proc_name, '/')) {
-        /* a path: relative to the chip file's folder */
-        char dir[512];
-        snprintf(dir, sizeof dir, "%s", c->path);
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
-        if (snprintf(proc_path, sizeof proc_path, "%s/%s", dir, proc_name) >= (int)sizeof proc_path) {
-            es_fail(e, "%s: key 'process': path too long", c->path);
-            goto fail;
-        }
+    if (strchr(proc_name, '/')) { /* a path: absolute, or from the chip file's folder */
+        if (beside_chip(c, "process", proc_name, proc_path, sizeof proc_path, e)) goto fail;
     } else if (es_resolve(proc_name, "process", NULL, proc_path, sizeof proc_path, e)) {
         es_err inner = *e;
         es_fail(e, "%s: key 'process': %s", c->path, inner.msg);

@@ -86,7 +86,8 @@ typedef struct es_chip {
     /* weight formats per tensor role */
     es_wfmt fmt[ES_ROLE_COUNT]; /* weights.default, overridden by weights.roles.<role> */
     /* area inputs */
-    double lane_tr;           /* area.lane_transistors */
+    double lane_tr;           /* area.lane_transistors, or per lane cell from area.lane_rtl */
+    char lane_rtl[512];       /* area.lane_rtl resolved (a scripts/synth-rtl file), or "" */
     double vec_tr_per_elem;   /* area.vector_transistors_per_elem */
     double attn_tr_per_pos;   /* area.attention_transistors_per_position */
     double sampler_tr_per_elem; /* area.sampler_transistors_per_elem */
@@ -97,7 +98,7 @@ typedef struct es_chip {
     double vr_eff;            /* card.vr_efficiency */
     /* clocking: which registers receive the clock when (ES_GATING_*), and how many there are */
     int gating;               /* clock_gating: "none", "tile" or "unit" */
-    double reg_bits_cell;     /* tile.lanes.register_bits_per_cell (also the head's lanes) */
+    double reg_bits_cell;     /* tile.lanes.register_bits_per_cell, or from area.lane_rtl (also the head's lanes) */
     double reg_bits_vec;      /* tile.vector.register_bits_per_elem (also the head's vector unit) */
     double reg_bits_attn;     /* tile.attention.register_bits_per_position (also the scan engine) */
     double reg_bits_sampler;  /* head.sampler.register_bits_per_elem */

@@ -1,7 +1,8 @@
 /* es_fs: file-system helpers (see es_fs.h). */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "es_fs.h"
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,4 +93,29 @@ uint64_t es_fnv1a(uint64_t h, const void *p, size_t n)
         h *= 0x100000001b3ULL;
     }
     return h;
+}
+
+int es_relpath(const char *target, const char *dir, char *out, size_t n)
+{
+    char d[PATH_MAX];
+    if (target[0] != '/' || !realpath(dir, d)) return snprintf(out, n, "%s", target) < (int)n ? 0 : -1;
+    /* the longest common prefix that ends at a folder boundary */
+    size_t common = 0;
+    for (size_t i = 0; target[i] && d[i] == target[i]; i++)
+        if (target[i] == '/') common = i;
+    size_t dl = strlen(d);
+    if (dl == 1) return snprintf(out, n, "%s", target + 1) < (int)n ? 0 : -1; /* from the root */
+    if (strncmp(target, d, dl) == 0 && target[dl] == '/') common = dl; /* target is inside dir */
+    size_t len = 0;
+    out[0] = 0;
+    for (size_t i = common; i < dl; i++) /* one "../" per folder of dir below the common part */
+        if (d[i] == '/') {
+            if (len + 3 >= n) return -1;
+            memcpy(out + len, "../", 4);
+            len += 3;
+        }
+    const char *rest = target + common + (target[common] == '/');
+    if (len + strlen(rest) + 1 > n) return -1;
+    memcpy(out + len, rest, strlen(rest) + 1);
+    return 0;
 }

@@ -23,6 +23,9 @@ FILE *es_fopen_regular(const char *path, const char *expected, es_err *e);
 /* Read a whole file of at most max bytes into a malloc'd, NUL-terminated
  * buffer (*out, *len); errors name the file. */
 int es_read_file(const char *path, size_t max, char **out, size_t *len, es_err *e);
+/* target (an absolute path) as seen from folder dir (absolute, or relative to the working folder):
+ * "../../rtl-ref/x.json"; the absolute target if dir cannot be resolved. -1 if out is too small. */
+int es_relpath(const char *target, const char *dir, char *out, size_t n);
 /* FNV-1a 64 over bytes, continuing from h (start with ES_FNV_OFFSET): recipe and source hashes. */
 #define ES_FNV_OFFSET 0xcbf29ce484222325ULL
 uint64_t es_fnv1a(uint64_t h, const void *p, size_t n);

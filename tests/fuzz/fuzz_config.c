@@ -1,7 +1,8 @@
 /* fuzz_config: the JSON configuration reader (es_cfg: chips, models, process
  * tables, recipes, sweep grids, budgets) on arbitrary bytes, then the same bytes
  * as a sweep grid (es_grid_read), a budgets file checked against a run's summary and as
- * that summary (es_budget_eval), a recipe, a chip for a real model and a model config; and
+ * that summary (es_budget_eval), a recipe, a chip for a real model, a lane synthesis file the shipped
+ * chip names (area.lane_rtl) and a model config; and
  * --trace-window's parser on the first line. Everything must come back as loaded or as an error. */
 #include "fuzz_common.h"
 #include <sys/stat.h>
@@ -70,6 +71,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         es_chip_check_fit(&chip, &tiny, &e);
         es_chip_free(&chip);
     }
+    /* as a lane synthesis file (scripts/synth-rtl) that the shipped chip names */
+    char set[700];
+    snprintf(set, sizeof set, "area.lane_rtl=%s", p);
+    const char *sets[1] = {set};
+    if (es_chip_load(&chip, "hc1-class", sets, 1, &e) == 0) {
+        if (chip.lane_tr < 1 || chip.lane_tr > 1e9 || chip.reg_bits_cell < 0 || chip.reg_bits_cell > 1024) abort();
+        es_chip_free(&chip);
+    } else if (!e.msg[0]) abort();
     /* as a model: a folder holding it as config.json */
     static char dir[600];
     if (!dir[0]) { /* beside the input file (fuzz_path), removed with it at exit */
