@@ -1154,6 +1154,20 @@ def test_chip_derive():
                 expect(json.load(f1) == json.load(f2), f"{model}: derived chip differs from the shipped one")
             a = json.loads(run("area", "--json", "--chip", out, "--model", model).stdout)["area_mm2"]
             expect(hc1 * 0.995 < a <= hc1 * 1.0001, f"{model}: {a} mm2 against {hc1}")
+        # a template naming its lane synthesis by path: the derived chip names it from its own folder
+        with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+            tmpl = json.load(f)
+        tmpl["area"]["lane_rtl"]["value"] = os.path.join(ROOT, "rtl-ref", "lane-synth.json")
+        os.makedirs(os.path.join(tmp, "a", "b"))
+        with open(os.path.join(tmp, "a", "t.json"), "w") as f:
+            json.dump(tmpl, f)
+        out = os.path.join(tmp, "a", "b", "d.json")
+        run("chip", "derive", "--model", "olmoe-1b-7b", "--like", os.path.join(tmp, "a", "t.json"), "-o", out)
+        with open(out) as f:
+            rel = json.load(f)["area"]["lane_rtl"]["value"]
+        expect(not rel.startswith("/") and os.path.realpath(os.path.join(tmp, "a", "b", rel))
+               == os.path.realpath(os.path.join(ROOT, "rtl-ref", "lane-synth.json")), f"derived lane_rtl {rel}")
+        run("area", "--chip", out, "--model", "olmoe-1b-7b")
         expect_error(["chip", "derive", "--model", "olmoe-1b-7b", "--area", "300", "-o", os.path.join(tmp, "x.json")],
                      "exceeds --area")
         expect(not os.path.exists(os.path.join(tmp, "x.json")), "a failed derive wrote its file")
