@@ -10,7 +10,8 @@
 // product, then the accumulator), so a sub-block's sum is on out_sum with out_valid 2 cycles after
 // its last element is presented (counting the clock edge that takes it in).
 module msa_lane #(
-    parameter CODE_BITS = 3,    // 3: int3 codes -4..3; 6: int6 codes -32..31
+    parameter FORMAT = 0,       // 0: two's-complement codes; 1: E2M1 nibbles (MXFP4, NVFP4), CODE_BITS 4
+    parameter CODE_BITS = 3,    // 3: int3 codes -4..3; 6: int6 codes -32..31; 4 for E2M1
     parameter ACC_BITS = 24     // tile.lanes.accumulator_bits
 ) (
     input  wire                       clk,
@@ -23,6 +24,7 @@ module msa_lane #(
     output reg  signed [ACC_BITS-1:0] out_sum,
     output reg  [15:0]                out_sats    // saturating additions in that sub-block
 );
+    `include "msa_code.vh"
     localparam NCODES = 1 << CODE_BITS;
     localparam PBITS = 8 + CODE_BITS;             // |act x code| < 2^(7 + CODE_BITS - 1) * 2
     localparam SW = (ACC_BITS > PBITS ? ACC_BITS : PBITS) + 1; // the sum before clamping
@@ -33,7 +35,8 @@ module msa_lane #(
     genvar i;
     generate
         for (i = 0; i < NCODES; i = i + 1) begin : g_prod
-            localparam signed [PBITS-1:0] C = (i >= NCODES / 2) ? i - NCODES : i;
+            localparam integer M = msa_code_mult(FORMAT, CODE_BITS, i);
+            localparam signed [PBITS-1:0] C = M[PBITS-1:0];
             wire signed [PBITS-1:0] a = {{(PBITS - 8){act[7]}}, act};
             assign prod[i] = a * C;
         end

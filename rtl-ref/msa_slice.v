@@ -1,5 +1,6 @@
 // msa_slice: N product generators feeding one row (the unit the harness checks)
 module msa_slice #(
+    parameter FORMAT = 0,
     parameter N = 64,
     parameter CODE_BITS = 3,
     parameter ACC_BITS = 24,
@@ -19,7 +20,7 @@ module msa_slice #(
     genvar k;
     generate
         for (k = 0; k < N; k = k + 1) begin : g_gen
-            msa_products #(.CODE_BITS(CODE_BITS)) gen (.act(acts[8*k +: 8]), .prods(prods[PW*k +: PW]));
+            msa_products #(.FORMAT(FORMAT), .CODE_BITS(CODE_BITS)) gen (.act(acts[8*k +: 8]), .prods(prods[PW*k +: PW]));
         end
     endgenerate
     msa_row #(.N(N), .CODE_BITS(CODE_BITS), .ACC_BITS(ACC_BITS), .REG_EVERY(REG_EVERY)) row (

@@ -1,6 +1,7 @@
 // tb_msa_lane: msa_lane (rtl-ref/msa_lane.v) against the functional datapath's integer sub-block
 // sum (es_dp_sat_sum) on random sub-blocks and edge cases, bit for bit, saturation counts included;
-// and its latency and initiation interval in cycles.
+// and its latency and initiation interval in cycles. Codes as tb_codes.h draws them (int3, int6 or
+// E2M1 by TB_FORMAT).
 //   tb_msa_lane N SEED      N sub-blocks; prints one line: vectors, mismatches, latency, interval
 #include <cstdint>
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <vector>
 #include "Vmsa_lane.h"
 #include "verilated.h"
+#include "tb_codes.h"
 extern "C" {
 #include "es_dp.h"
 #include "es_stats.h" /* es_splitmix64, the project's random stream */
@@ -26,7 +28,6 @@ int main(int argc, char **argv)
     rng = std::strtoull(argv[2], nullptr, 10);
     const int code_bits = TB_CODE_BITS, acc_bits = TB_ACC_BITS;
     const int64_t acc_max = ((int64_t)1 << (acc_bits - 1)) - 1;
-    const int lo = -(1 << (code_bits - 1)), hi = (1 << (code_bits - 1)) - 1;
     Verilated::commandArgs(argc, argv);
     Vmsa_lane *m = new Vmsa_lane;
     int64_t cycle = 0;
@@ -45,6 +46,7 @@ int main(int argc, char **argv)
     long mismatches = 0, vectors = 0;
     int64_t latency = -1;
     std::vector<int8_t> a, c;
+    std::vector<uint32_t> bits;
     for (long b = 0; b < n_blocks; b++) {
         /* sizes 1..128; every 8th block an edge case: zeros, largest codes and activations
          * (saturating a small accumulator), or alternating signs */
@@ -52,17 +54,20 @@ int main(int argc, char **argv)
         int kind = (int)(b % 8);
         a.assign((size_t)n, 0);
         c.assign((size_t)n, 0);
+        bits.assign((size_t)n, 0);
         for (int i = 0; i < n; i++) {
             uint64_t r = es_splitmix64(&rng);
+            uint32_t code = (uint32_t)(r >> 8);
             switch (kind) {
-            case 1: a[i] = 0; c[i] = (int8_t)(lo + (int)(r % (uint64_t)(hi - lo + 1))); break;
-            case 2: a[i] = (int8_t)((r & 1) ? 127 : -127); c[i] = (int8_t)((r & 2) ? lo : hi); break;
-            case 3: a[i] = 127; c[i] = (int8_t)lo; break;
-            case 4: a[i] = (int8_t)((i & 1) ? -127 : 127); c[i] = (int8_t)((i & 1) ? lo : hi); break;
-            default:
-                a[i] = (int8_t)(int)((r & 0xFF) % 255 - 127);
-                c[i] = (int8_t)(lo + (int)((r >> 8) % (uint64_t)(hi - lo + 1)));
+            case 1: a[i] = 0; break;
+            case 2: a[i] = (int8_t)((r & 1) ? 127 : -127); code = (r & 2) ? TB_CODE_BOTTOM : TB_CODE_TOP; break;
+            case 3: a[i] = 127; code = TB_CODE_BOTTOM; break;
+            case 4: a[i] = (int8_t)((i & 1) ? -127 : 127); code = (i & 1) ? TB_CODE_BOTTOM : TB_CODE_TOP; break;
+            default: a[i] = (int8_t)(int)((r & 0xFF) % 255 - 127);
             }
+            tb_code k = tb_code_of(code);
+            bits[i] = k.bits;
+            c[i] = k.mult;
         }
         int64_t sats = 0;
         int64_t want = es_dp_sat_sum(c.data(), a.data(), n, acc_max, &sats);
@@ -72,7 +77,7 @@ int main(int argc, char **argv)
             m->in_valid = i < n;
             m->in_last = i == n - 1;
             m->act = (uint8_t)(i < n ? a[i] : 0);
-            m->code_bits = (uint8_t)((i < n ? c[i] : 0) & ((1 << code_bits) - 1));
+            m->code_bits = (uint8_t)(i < n ? bits[i] : 0);
             tick();
             if (i == n - 1) last_in = cycle;
             if (m->out_valid) {
@@ -95,9 +100,9 @@ int main(int argc, char **argv)
         }
     }
     /* initiation interval: blocks were fed back to back, one element per cycle, and every result came */
-    std::printf("msa_lane code_bits %d acc_bits %d: %ld sub-blocks, %ld element vectors, %ld mismatches, "
+    std::printf("msa_lane %s code_bits %d acc_bits %d: %ld sub-blocks, %ld element vectors, %ld mismatches, "
                 "latency %lld cycles, initiation interval 1\n",
-                code_bits, acc_bits, n_blocks, vectors, mismatches, (long long)latency);
+                TB_FORMAT == 1 ? "e2m1" : "int", code_bits, acc_bits, n_blocks, vectors, mismatches, (long long)latency);
     m->final();
     delete m;
     return mismatches ? 1 : 0;

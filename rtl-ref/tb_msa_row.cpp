@@ -9,6 +9,7 @@
 #include <vector>
 #include "Vmsa_slice.h"
 #include "verilated.h"
+#include "tb_codes.h"
 extern "C" {
 #include "es_dp.h"
 #include "es_stats.h" /* es_splitmix64, the project's random stream */
@@ -49,7 +50,6 @@ int main(int argc, char **argv)
     const long blocks = std::atol(argv[1]);
     rng = std::strtoull(argv[2], nullptr, 10);
     const int N = TB_N, cb = TB_CODE_BITS, ab = TB_ACC_BITS;
-    const int lo = -(1 << (cb - 1)), hi = (1 << (cb - 1)) - 1;
     const int64_t acc_max = ((int64_t)1 << (ab - 1)) - 1;
     Verilated::commandArgs(argc, argv);
     Vmsa_slice *m = new Vmsa_slice;
@@ -63,21 +63,25 @@ int main(int argc, char **argv)
     long mism = 0, vectors = 0;
     int64_t latency = -1;
     std::vector<int8_t> a, c;
+    std::vector<uint32_t> bits;
     for (long b = 0; b < blocks; b++) {
         int rows = 1 + (int)(es_splitmix64(&rng) % 4), n = rows * N, kind = (int)(b % 8);
         a.assign((size_t)n, 0);
         c.assign((size_t)n, 0);
+        bits.assign((size_t)n, 0);
         for (int i = 0; i < n; i++) {
             uint64_t r = es_splitmix64(&rng);
+            uint32_t code = (uint32_t)(r >> 8);
             switch (kind) {
-            case 1: a[i] = 0; c[i] = (int8_t)(lo + (int)(r % (uint64_t)(hi - lo + 1))); break;
-            case 2: a[i] = (int8_t)((r & 1) ? 127 : -127); c[i] = (int8_t)((r & 2) ? lo : hi); break;
-            case 3: a[i] = -127; c[i] = (int8_t)lo; break;
-            case 4: a[i] = (int8_t)((i & 1) ? -127 : 127); c[i] = (int8_t)((i & 1) ? lo : hi); break;
-            default:
-                a[i] = (int8_t)(int)((r & 0xFF) % 255 - 127);
-                c[i] = (int8_t)(lo + (int)((r >> 8) % (uint64_t)(hi - lo + 1)));
+            case 1: a[i] = 0; break;
+            case 2: a[i] = (int8_t)((r & 1) ? 127 : -127); code = (r & 2) ? TB_CODE_BOTTOM : TB_CODE_TOP; break;
+            case 3: a[i] = -127; code = TB_CODE_BOTTOM; break;
+            case 4: a[i] = (int8_t)((i & 1) ? -127 : 127); code = (i & 1) ? TB_CODE_BOTTOM : TB_CODE_TOP; break;
+            default: a[i] = (int8_t)(int)((r & 0xFF) % 255 - 127);
             }
+            tb_code k = tb_code_of(code);
+            bits[i] = k.bits;
+            c[i] = k.mult;
         }
         int64_t sats = 0, want = es_dp_sat_sum(c.data(), a.data(), n, acc_max, &sats);
         if (sats) { std::fprintf(stderr, "tb_msa_row: a sub-block saturated; choose wider ACC_BITS\n"); return 2; }
@@ -89,7 +93,7 @@ int main(int argc, char **argv)
             m->in_last = k == rows - 1;
             for (int i = 0; i < N; i++) {
                 put(m->acts, 8 * i, 8, in ? (uint8_t)a[(size_t)(k * N + i)] : 0);
-                put(m->codes, cb * i, cb, in ? (uint32_t)(c[(size_t)(k * N + i)] & ((1 << cb) - 1)) : 0);
+                put(m->codes, cb * i, cb, in ? bits[(size_t)(k * N + i)] : 0);
             }
             tick();
             if (k == rows - 1) last_in = cycle;
@@ -113,9 +117,9 @@ int main(int argc, char **argv)
     int levels = 0;
     while ((1 << levels) < N) levels++;
     const int64_t want_latency = 1 + (levels + TB_REG_EVERY - 1) / TB_REG_EVERY + 1;
-    std::printf("msa_row N %d code_bits %d acc_bits %d, a register every %d adder levels: %ld sub-blocks, %ld element "
+    std::printf("msa_row %s N %d code_bits %d acc_bits %d, a register every %d adder levels: %ld sub-blocks, %ld element "
                 "vectors, %ld mismatches, latency %lld cycles (expected %lld), initiation interval 1 (N elements per "
-                "cycle)\n", N, cb, ab, TB_REG_EVERY, blocks, vectors, mism, (long long)latency, (long long)want_latency);
+                "cycle)\n", TB_FORMAT == 1 ? "e2m1" : "int", N, cb, ab, TB_REG_EVERY, blocks, vectors, mism, (long long)latency, (long long)want_latency);
     if (latency != want_latency) mism++;
     m->final();
     delete m;

@@ -601,7 +601,9 @@ def test_lane_rtl():
         p = subprocess.run([os.path.join(ROOT, "scripts", "synth-rtl"), "--reg-every", "1", "--cell-bits", "3",
                             "--out", synth], capture_output=True, text=True, timeout=300)
         expect(p.returncode == 0, f"synth-rtl: {p.stderr}")
-        for v in ("msa_tree.v", "msa_products.v"):  # the sources it names, beside it
+        with open(synth) as f:
+            sources = json.load(f)["sources"]
+        for v in sources:  # the sources it names, beside it
             shutil.copy(os.path.join(ROOT, "rtl-ref", v), tmp)
         moved = json.loads(run("area", "--json", "--set", f"area.lane_rtl={synth}").stdout)
         with open(synth) as f:
