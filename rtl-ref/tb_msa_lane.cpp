@@ -9,6 +9,7 @@
 #include <vector>
 #include "Vmsa_lane.h"
 #include "verilated.h"
+#include "tb_common.h"
 #include "tb_codes.h"
 extern "C" {
 #include "es_dp.h"
@@ -20,29 +21,12 @@ static uint64_t rng; /* the random stream's state, from SEED */
 
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        std::fprintf(stderr, "usage: tb_msa_lane N SEED\n");
-        return 2;
-    }
-    const long n_blocks = std::atol(argv[1]);
-    rng = std::strtoull(argv[2], nullptr, 10);
+    const long n_blocks = tb_args(argc, argv, "tb_msa_lane N SEED", &rng);
     const int code_bits = TB_CODE_BITS, acc_bits = TB_ACC_BITS;
     const int64_t acc_max = ((int64_t)1 << (acc_bits - 1)) - 1;
-    Verilated::commandArgs(argc, argv);
     Vmsa_lane *m = new Vmsa_lane;
-    int64_t cycle = 0;
-    auto tick = [&]() {
-        m->clk = 0;
-        m->eval();
-        m->clk = 1;
-        m->eval();
-        cycle++;
-    };
-    m->rst = 1;
-    m->in_valid = 0;
-    tick();
-    tick();
-    m->rst = 0;
+    tb_sim<Vmsa_lane> sim(m);
+    sim.reset();
     long mismatches = 0, vectors = 0;
     int64_t latency = -1;
     std::vector<int8_t> a, c;
@@ -78,15 +62,15 @@ int main(int argc, char **argv)
             m->in_last = i == n - 1;
             m->act = (uint8_t)(i < n ? a[i] : 0);
             m->code_bits = (uint8_t)(i < n ? bits[i] : 0);
-            tick();
-            if (i == n - 1) last_in = cycle;
+            sim.tick();
+            if (i == n - 1) last_in = sim.cycle;
             if (m->out_valid) {
                 int64_t v = (int64_t)m->out_sum;
                 if (v & ((int64_t)1 << (acc_bits - 1))) v -= (int64_t)1 << acc_bits; /* sign-extend */
                 got = v;
                 got_sats = m->out_sats;
                 seen = true;
-                int64_t lat = cycle - last_in + 1; /* counting the edge that took the last element in */
+                int64_t lat = sim.cycle - last_in + 1; /* counting the edge that took the last element in */
                 if (latency < 0) latency = lat;
                 else if (lat != latency) mismatches++;
             }

@@ -9,6 +9,7 @@
 #include <vector>
 #include "Vmsa_slice.h"
 #include "verilated.h"
+#include "tb_common.h"
 #include "tb_codes.h"
 extern "C" {
 #include "es_dp.h"
@@ -43,23 +44,12 @@ static uint64_t rng; /* the random stream's state, from SEED */
 
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        std::fprintf(stderr, "usage: tb_msa_row N_SUBBLOCKS SEED\n");
-        return 2;
-    }
-    const long blocks = std::atol(argv[1]);
-    rng = std::strtoull(argv[2], nullptr, 10);
+    const long blocks = tb_args(argc, argv, "tb_msa_row N_SUBBLOCKS SEED", &rng);
     const int N = TB_N, cb = TB_CODE_BITS, ab = TB_ACC_BITS;
     const int64_t acc_max = ((int64_t)1 << (ab - 1)) - 1;
-    Verilated::commandArgs(argc, argv);
     Vmsa_slice *m = new Vmsa_slice;
-    int64_t cycle = 0;
-    auto tick = [&]() { m->clk = 0; m->eval(); m->clk = 1; m->eval(); cycle++; };
-    m->rst = 1;
-    m->in_valid = 0;
-    tick();
-    tick();
-    m->rst = 0;
+    tb_sim<Vmsa_slice> sim(m);
+    sim.reset();
     long mism = 0, vectors = 0;
     int64_t latency = -1;
     std::vector<int8_t> a, c;
@@ -95,14 +85,14 @@ int main(int argc, char **argv)
                 put(m->acts, 8 * i, 8, in ? (uint8_t)a[(size_t)(k * N + i)] : 0);
                 put(m->codes, cb * i, cb, in ? bits[(size_t)(k * N + i)] : 0);
             }
-            tick();
-            if (k == rows - 1) last_in = cycle;
+            sim.tick();
+            if (k == rows - 1) last_in = sim.cycle;
             if (m->out_valid) {
                 int64_t v = (int64_t)m->out_sum;
                 if (v & ((int64_t)1 << (ab - 1))) v -= (int64_t)1 << ab;
                 got = v;
                 seen = true;
-                int64_t lat = cycle - last_in + 1;
+                int64_t lat = sim.cycle - last_in + 1;
                 if (latency < 0) latency = lat;
                 else if (lat != latency) mism++;
             }

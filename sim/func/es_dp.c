@@ -521,12 +521,14 @@ static void *mm_run(void *arg)
                     int64_t sum = 0;
                     if (!check) sum = dot_i8(cq, ab, sub);
                     else sum = es_dp_sat_sum(cq, ab, sub, acc_max, &j->sat);
-                    float part = sc[b] * (float)sum;
-                    if (mn) {
-                        int64_t asum = 0;
-                        for (int64_t i = 0; i < sub; i++) asum += ab[i];
-                        part = part - mn[b] * (float)asum;
+                    if (!mn) { /* the lanes' scale-and-accumulate (rtl-ref/fp_scale_acc.v) */
+                        acc = es_dp_acc_step(acc, sc[b], sum);
+                        continue;
                     }
+                    float part = sc[b] * (float)sum;
+                    int64_t asum = 0;
+                    for (int64_t i = 0; i < sub; i++) asum += ab[i];
+                    part = part - mn[b] * (float)asum;
                     acc += part;
                 }
             } else {

@@ -106,6 +106,15 @@ es_dp_stats es_dp_get_stats(const es_dp *dp);
  * NULL) gains the additions that saturated. The semantics above; rtl-ref/msa_lane.v is checked
  * against it bit for bit. */
 int64_t es_dp_sat_sum(const int8_t *codes, const int8_t *a, int64_t n, int64_t acc_max, int64_t *sats);
+/* One step of a lane's scale-and-accumulate: the row's FP32 accumulator plus a sub-block's integer
+ * sum times its scale, each operation rounded to FP32 (nearest, ties to even; no fused multiply-add).
+ * The datapath accumulates a row's sub-blocks in order from +0 and multiplies the result by the
+ * activation's scale; rtl-ref/fp_scale_acc.v is checked against this bit for bit. */
+static inline float es_dp_acc_step(float acc, float scale, int64_t sum)
+{
+    float part = scale * (float)sum;
+    return acc + part;
+}
 /* MoE: the experts the last es_dp_layers call routed each token to, as *routes
  * (layers of the call, tokens, top_k; the largest router score first); returns
  * top_k, or 0 for a model without experts. */
