@@ -84,7 +84,7 @@ function automatic [31:0] fp_mul(input [31:0] a, input [31:0] b);
 endfunction
 
 function automatic [31:0] fp_add(input [31:0] a, input [31:0] b);
-    reg [31:0] p, q;
+    reg [31:0] fa, fb;
     reg [63:0] big, lesser, m;
     integer d;
     begin
@@ -98,17 +98,54 @@ function automatic [31:0] fp_add(input [31:0] a, input [31:0] b);
         else if (b[30:0] == 0) fp_add = a;
         else begin
             // x: the operand with the larger magnitude
-            if (a[30:0] >= b[30:0]) begin p = a; q = b; end
-            else begin p = b; q = a; end
-            d = fp_exp(p) - fp_exp(q);
-            big = {37'b0, fp_mag(p), 3'b0};                      // 3 more bits: guard, round, sticky
+            if (a[30:0] >= b[30:0]) begin fa = a; fb = b; end
+            else begin fa = b; fb = a; end
+            d = fp_exp(fa) - fp_exp(fb);
+            big = {37'b0, fp_mag(fa), 3'b0};                      // 3 more bits: guard, round, sticky
             if (d >= 30) lesser = 64'd1;                          // all of it below the sticky bit
             else begin
-                lesser = {37'b0, fp_mag(q), 3'b0} >> d;
-                if ((({37'b0, fp_mag(q), 3'b0} << (64 - d)) != 0) && d > 0) lesser = lesser | 64'd1;
+                lesser = {37'b0, fp_mag(fb), 3'b0} >> d;
+                if ((({37'b0, fp_mag(fb), 3'b0} << (64 - d)) != 0) && d > 0) lesser = lesser | 64'd1;
             end
-            m = p[31] == q[31] ? big + lesser : big - lesser;
-            fp_add = m == 0 ? 32'b0 : fp_round(p[31], m, fp_exp(p) - 3);
+            m = fa[31] == fb[31] ? big + lesser : big - lesser;
+            fp_add = m == 0 ? 32'b0 : fp_round(fa[31], m, fp_exp(fa) - 3);
+        end
+    end
+endfunction
+
+// a / b for finite a and b (the quantizer's divisions), rounded to binary32: both significands
+// normalized to 24 bits, a 41-bit quotient and a sticky bit from the remainder; by zero as x86 does
+function automatic [31:0] fp_div(input [31:0] a, input [31:0] b);
+    reg [63:0] ma, mb, quo;
+    integer ea, eb;
+    begin
+        ma = {40'b0, fp_mag(a)};
+        mb = {40'b0, fp_mag(b)};
+        ea = fp_exp(a);
+        eb = fp_exp(b);
+        if (mb == 0) fp_div = ma == 0 ? 32'hFFC0_0000 : {a[31] ^ b[31], 8'hFF, 23'b0}; // x86: 0/0, x/0
+        else if (ma == 0) fp_div = {a[31] ^ b[31], 31'b0};
+        else begin
+            while (!ma[23]) begin ma = ma << 1; ea = ea - 1; end
+            while (!mb[23]) begin mb = mb << 1; eb = eb - 1; end
+            quo = (ma << 40) / mb;
+            fp_div = fp_round(a[31] ^ b[31], {quo[62:0], ((ma << 40) % mb) != 0}, ea - eb - 41);
+        end
+    end
+endfunction
+
+// floor(x) of a finite binary32 x >= 0, as an integer clamped to 255
+function automatic [7:0] fp_floor_u8(input [31:0] x);
+    integer e;
+    reg [23:0] m;
+    begin
+        m = fp_mag(x);
+        e = fp_exp(x);
+        if (x[30:0] == 0 || e < -24) fp_floor_u8 = 8'd0;
+        else if (e >= 0) fp_floor_u8 = 8'd255;                  // m >= 2^23, so x >= 2^23
+        else begin
+            m = m >> (-e);
+            fp_floor_u8 = m > 255 ? 8'd255 : m[7:0];
         end
     end
 endfunction

@@ -497,6 +497,19 @@ int64_t es_dp_sat_sum(const int8_t *codes, const int8_t *a, int64_t n, int64_t a
     return sum;
 }
 
+float es_dp_quant_int8(const float *x, int64_t n, int8_t *q)
+{
+    float am = 0;
+    for (int64_t i = 0; i < n; i++) am = fabsf(x[i]) > am ? fabsf(x[i]) : am;
+    float s = am / 127.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float r = s > 0 ? round_half_away(x[i] / s) : 0.0f;
+        r = r > 127 ? 127 : r < -127 ? -127 : r;
+        q[i] = (int8_t)r;
+    }
+    return s;
+}
+
 static void *mm_run(void *arg)
 {
     mm_job *j = arg;
@@ -571,13 +584,8 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
         for (int64_t i = 0; i < C; i++) am = fabsf(xt[i]) > am ? fabsf(xt[i]) : am;
         switch (dp->act) {
         case ACT_INT8:
-            s[t] = am / 127.0f;
-            for (int64_t i = 0; i < C; i++) {
-                float r = s[t] > 0 ? round_half_away(xt[i] / s[t]) : 0.0f;
-                r = r > 127 ? 127 : r < -127 ? -127 : r;
-                a[i] = r;
-                ai[t * P + i] = (int8_t)r;
-            }
+            s[t] = es_dp_quant_int8(xt, C, ai + t * P);
+            for (int64_t i = 0; i < C; i++) a[i] = ai[t * P + i];
             break;
         case ACT_FP8:
             s[t] = am / 448.0f;

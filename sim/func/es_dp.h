@@ -106,6 +106,11 @@ es_dp_stats es_dp_get_stats(const es_dp *dp);
  * NULL) gains the additions that saturated. The semantics above; rtl-ref/msa_lane.v is checked
  * against it bit for bit. */
 int64_t es_dp_sat_sum(const int8_t *codes, const int8_t *a, int64_t n, int64_t acc_max, int64_t *sats);
+/* The lanes' INT8 activation quantizer: one vector x (n) to q (n) with one scale, returned: the
+ * largest magnitude / 127, each element x / scale rounded half away from zero (as floor(|v| + 0.5)
+ * in FP32) and clamped to +-127; all zero when the scale is 0. rtl-ref/act_quant.v is checked
+ * against it bit for bit. */
+float es_dp_quant_int8(const float *x, int64_t n, int8_t *q);
 /* One step of a lane's scale-and-accumulate: the row's FP32 accumulator plus a sub-block's integer
  * sum times its scale, each operation rounded to FP32 (nearest, ties to even; no fused multiply-add).
  * The datapath accumulates a row's sub-blocks in order from +0 and multiplies the result by the
