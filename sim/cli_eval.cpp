@@ -82,6 +82,7 @@ const char *HELP =
     "  --chip, --model, --set, --rom, --db, --no-db, --json   as for `etchsim run`\n"
     "  --trace FILE.json, --trace-window START:END   as for `etchsim run` (the batch itself,\n"
     "                       not the comparison run); with a window for large batches\n"
+    "  --vcd FILE.vcd         as for `etchsim run` (the batch itself): large for large batches\n"
     "  --mode timing|functional  functional: the chip computes each record's output\n"
     "                         (needs a tokenizer and --rom, --weights or --synthetic)\n"
     "  --weights F, --synthetic SEED, --recipe R   weights for functional mode, as for run\n"
@@ -105,6 +106,7 @@ struct Opts {
     int64_t synthetic = -1;
     std::vector<std::string> labels{"FLAG", "OK"};
     std::string trace;                            // --trace FILE.json
+    std::string vcd;                              // --vcd FILE.vcd
     double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
 };
 
@@ -375,7 +377,7 @@ namespace {
 int parse_opts(int argc, char **argv, Opts &o)
 {
     enum { RULE, RULE_FILE, DATA, TEMPLATE, VOCAB, MAX_NEW, RECORDS, POLICY, NO_SHARING, NO_COMPARE, CHIP, MODEL, DB, ROM,
-           WEIGHTS, RECIPE, MODE, SYNTHETIC, LABELS, SET, TRACE, TRACE_WINDOW, NODB, JSON, N_OPTS };
+           WEIGHTS, RECIPE, MODE, SYNTHETIC, LABELS, SET, TRACE, TRACE_WINDOW, NODB, JSON, VCD, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"rule", ES_OPT_TEXT, 0, 0, 0},          {"rule-file", ES_OPT_STR, 0, 0, 0},
         {"data", ES_OPT_STR, 0, 0, 0},           {"template", ES_OPT_STR, 0, 0, 0},
@@ -388,7 +390,8 @@ int parse_opts(int argc, char **argv, Opts &o)
         {"mode", ES_OPT_STR, 0, 0, 0},           {"synthetic", ES_OPT_COUNT, 0, 9.2e18, 0},
         {"labels", ES_OPT_STR, 0, 0, 0},         {"set", ES_OPT_STR, 0, 0, 1},
         {"trace", ES_OPT_STR, 0, 0, 0},          {"trace-window", ES_OPT_STR, 0, 0, 0},
-        {"no-db", ES_OPT_FLAG, 0, 0, 0},         {"json", ES_OPT_FLAG, 0, 0, 0}};
+        {"no-db", ES_OPT_FLAG, 0, 0, 0},         {"json", ES_OPT_FLAG, 0, 0, 0},
+        {"vcd", ES_OPT_STR, 0, 0, 0}};
     es_optarg *items = nullptr;
     int n = es_opts_parse("eval", argc, argv, opts, N_OPTS, 0, HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
@@ -447,6 +450,7 @@ int parse_opts(int argc, char **argv, Opts &o)
             break;
         case NODB: o.no_db = true; break;
         case JSON: o.json = true; break;
+        case VCD: o.vcd = v; break;
         }
     }
     if (!o.functional && (!o.weights.empty() || o.synthetic >= 0 || !o.recipe.empty()))
@@ -656,6 +660,7 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
     w.progress = false;
     w.dp = in.dp;
     w.trace_path = o.trace;
+    w.vcd_path = o.vcd;
     w.trace_start_ns = o.trace_start_ns;
     w.trace_end_ns = o.trace_end_ns;
     if (in.sharing) w.prefix_ids = in.prefix_ids;

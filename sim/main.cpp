@@ -92,6 +92,9 @@ const char *RUN_HELP =
     "                       for KV positions and sequences in flight; written only by a run\n"
     "                       that finishes. Large: about 150 bytes per op booked\n"
     "  --trace-window START:END  keep only events overlapping [START, END] simulated ns\n"
+    "  --vcd FILE.vcd       SystemC signals as a VCD file (GTKWave): each tile's work items,\n"
+    "                       KV positions held, sequences in flight, a value change per change;\n"
+    "                       written only by a run that finishes. About 20 bytes per item per tile\n"
     "  --routing R          MoE models: uniform (default), zipf:S (expert e drawn with weight\n"
     "                       1/(e+1)^S), or replay:FILE (a line of top_k expert ids per routed\n"
     "                       token, used in turn)\n"
@@ -122,6 +125,7 @@ struct Opts {
     std::string text, vocab, weights, recipe, logits, routing;
     bool have_text = false;
     std::string trace;                          // --trace FILE.json
+    std::string vcd;                            // --vcd FILE.vcd
     double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
     int64_t synthetic = -1, seed = 1;
 };
@@ -132,7 +136,7 @@ int usage_error(const char *cmd, const char *msg, const char *arg) { return es_o
 int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
 {
     enum { CHIP, MODEL, SET, JSON, PROMPT, GENERATE, STREAMS, POSITION, DB, ROM, NODB, ROUTING, MODE, TEXT, VOCAB,
-           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, N_OPTS };
+           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"chip", ES_OPT_STR, 0, 0, 0},          {"model", ES_OPT_STR, 0, 0, 0},
         {"set", ES_OPT_STR, 0, 0, 1},           {"json", ES_OPT_FLAG, 0, 0, 0},
@@ -144,7 +148,8 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         {"vocab", ES_OPT_STR, 0, 0, 0},         {"weights", ES_OPT_STR, 0, 0, 0},
         {"recipe", ES_OPT_STR, 0, 0, 0},        {"logits", ES_OPT_STR, 0, 0, 0},
         {"synthetic", ES_OPT_COUNT, 0, 9.2e18, 0}, {"seed", ES_OPT_COUNT, 0, 9.2e18, 0},
-        {"trace", ES_OPT_STR, 0, 0, 0},         {"trace-window", ES_OPT_STR, 0, 0, 0}};
+        {"trace", ES_OPT_STR, 0, 0, 0},         {"trace-window", ES_OPT_STR, 0, 0, 0},
+        {"vcd", ES_OPT_STR, 0, 0, 0}};
     es_optarg *items = nullptr;
     int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, run ? RUN_HELP : AREA_HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
@@ -188,6 +193,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
             if (es_trace_parse_window(v, &o.trace_start_ns, &o.trace_end_ns))
                 return usage_error(cmd, "--trace-window expects START:END in simulated ns (END >= START >= 0, either may be empty), got", v);
             break;
+        case VCD: o.vcd = v; break;
         }
     }
     if (!o.functional && (o.have_text || !o.weights.empty() || o.synthetic >= 0 || !o.logits.empty() ||
@@ -603,6 +609,7 @@ int cmd_run(int argc, char **argv)
     w.tap_id = o.logits.empty() ? -1 : 0;
     w.routing = routing;
     w.trace_path = o.trace;
+    w.vcd_path = o.vcd;
     w.trace_start_ns = o.trace_start_ns;
     w.trace_end_ns = o.trace_end_ns;
     w.an_prompt = o.prompt;
@@ -706,8 +713,9 @@ int sc_main(int argc, char **argv)
 int main(int argc, char **argv)
 {
     setenv("SC_COPYRIGHT_MESSAGE", "DISABLE", 1);
-    /* a run that fails stops the kernel (sc_stop), which would print "Info: /OSCI/SystemC:
-     * Simulation stopped by user." to stdout, into --json output: our own error says why */
-    sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
+    /* SystemC's informational reports go to stdout, into --json output: a run that fails stops the
+     * kernel (sc_stop: "Simulation stopped by user.", our own error says why) and --vcd sets the
+     * trace's time unit ("tracing timescale unit set") */
+    sc_core::sc_report_handler::set_actions(sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
     return sc_core::sc_elab_and_sim(argc, argv);
 }

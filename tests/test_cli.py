@@ -631,6 +631,70 @@ def test_lane_rtl():
         expect_error(["area", "--chip", both], both, "area.lane_transistors", "one or the other")
 
 
+def read_vcd(path):
+    """A VCD file's signals: {name: [(time, value), ...]}, parsed here (scalar and vector changes)."""
+    names, changes, t = {}, {}, 0
+    with open(path) as f:
+        for line in f:
+            w = line.split()
+            if not w:
+                continue
+            if w[0] == "$var":
+                names[w[3]] = w[4]
+                changes[w[4]] = []
+            elif w[0].startswith("#"):
+                t = int(w[0][1:])
+            elif w[0].startswith("b") and len(w) == 2 and w[1] in names:
+                changes[names[w[1]]].append((t, int(w[0][1:], 2)))
+    return changes
+
+
+def test_vcd():
+    """--vcd writes SystemC signals as a VCD file that GTKWave's vcd2fst converts: a signal per tile
+    (work items booked and unfinished), KV positions held and sequences in flight, whose peaks are
+    the run's own kv_max_used and max_in_flight and which end at zero. A run whose simulation fails
+    leaves no file behind; a pipe where the file goes is refused and left as it was."""
+    if shutil.which("vcd2fst") is None:
+        sys.exit("vcd: needs vcd2fst (Debian package 'gtkwave'; scripts/setup installs it)")
+    with tempfile.TemporaryDirectory() as tmp:
+        vcd, db = os.path.join(tmp, "run.vcd"), os.path.join(tmp, "run.sqlite")
+        j = run_json(*TINY, "--prompt", "40", "--generate", "6", "--streams", "3", "--db", db, "--vcd", vcd)
+        expect(sorted(n for n in os.listdir(tmp) if "vcd" in n) == ["run.vcd"], f"left behind: {os.listdir(tmp)}")
+        p = subprocess.run(["vcd2fst", vcd, os.path.join(tmp, "run.fst")], capture_output=True, text=True, timeout=120)
+        expect(p.returncode == 0 and os.path.getsize(os.path.join(tmp, "run.fst")) > 0, f"vcd2fst: {p.returncode} {p.stderr}")
+        sig = read_vcd(vcd)
+        tiles = [n for n in sig if n.startswith("tile")]
+        expect(len(tiles) == 4 and all(sig[n] for n in tiles), f"tile signals {sorted(sig)}")
+        peak = lambda n: max(v for _, v in sig[n])
+        expect(peak("kv_positions_held") == j["kv_max_used"] and peak("sequences_in_flight") == j["max_in_flight"],
+               f"peaks {peak('kv_positions_held')} / {peak('sequences_in_flight')} against {j['kv_max_used']} / {j['max_in_flight']}")
+        expect(all(sig[n][-1][1] == 0 for n in sig), f"not idle at the end: { {n: sig[n][-1] for n in sig} }")
+        expect(all(1 <= peak(n) <= 3 for n in tiles), "a tile held more items than its 3 slots")
+        # each tile is busy while it holds an item: the time its signal is above zero is its
+        # unit_stats busy cycles (1 ns cycles, times in ps)
+        con = sqlite3.connect(db)
+        busy = dict(con.execute("SELECT unit, busy_cycles FROM unit_stats WHERE unit LIKE 'tile_'").fetchall())
+        con.close()
+        for n in tiles:
+            ch, held = sig[n], 0
+            for (t0, v), (t1, _) in zip(ch, ch[1:]):
+                held += t1 - t0 if v > 0 else 0
+            expect(held == busy[n[:-len("_items")]] * 1000, f"{n}: above zero for {held} ps, busy {busy[n[:-len('_items')]]} cycles")
+        # the last change is at or before the run's end (ps)
+        end_ps = max(c[-1][0] for c in sig.values())
+        expect(end_ps <= j["cycles"] * 1000, f"last change at {end_ps} ps, run of {j['cycles']} cycles")
+        # a run that fails in the simulation (simulated time past SystemC's) leaves nothing
+        bad = os.path.join(tmp, "bad.vcd")
+        expect_error(["run", "--no-db", "--set", "card.power_limit_w=0", "--set", "clock_hz=1e6", "--set",
+                      "tile.lanes.count=1", "--set", "tile.lanes.cell_bits=1", "--set", "tile.rom.banks=1", "--set",
+                      "tile.rom.rows=1099511627776", "--set", "tile.rom.row_bits=1", "--vcd", bad], "simulated time would pass")
+        expect(not any(n.startswith("bad") for n in os.listdir(tmp)), f"a failed run left {os.listdir(tmp)}")
+        pipe = os.path.join(tmp, "pipe.vcd")
+        os.mkfifo(pipe)
+        expect_error(["run", *TINY, "--prompt", "8", "--generate", "2", "--no-db", "--vcd", pipe], pipe, "VCD")
+        expect(stat.S_ISFIFO(os.stat(pipe).st_mode), "the VCD replaced a pipe")
+
+
 def test_utilization():
     """Die utilization = sum of unit area x busy cycles / (die area x run cycles), from the
     unit_stats rows; every mm2 of the die is some unit's or control's or I/O's exactly once;

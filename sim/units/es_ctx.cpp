@@ -168,6 +168,7 @@ void Ctx::kv_take(int64_t n)
     kv_used += n;
     if (kv_used > kv_max_used) kv_max_used = kv_used;
     if (trace) es_trace_counter(trace, "KV positions held", now(), (double)kv_used);
+    vcd_touch();
     if (kv_used > kv_cap) fail("KV SRAM overflow: %lld positions held, the chip holds %lld", (long long)kv_used, (long long)kv_cap);
 }
 
@@ -175,6 +176,7 @@ void Ctx::kv_give(int64_t n)
 {
     kv_used -= n;
     if (trace) es_trace_counter(trace, "KV positions held", now(), (double)kv_used);
+    vcd_touch();
 }
 
 void Ctx::tap(int32_t seq, int64_t pos, int32_t token, const float *x)

@@ -138,7 +138,14 @@ public:
         es_trace_span(trace, trk, start, end, op, req, pos, n);
         if (flow) es_trace_flow(trace, trk, start, req, 0);
     }
-    void count_in_flight() const { if (trace) es_trace_counter(trace, "sequences in flight", now(), in_flight); }
+    void count_in_flight() const
+    {
+        if (trace) es_trace_counter(trace, "sequences in flight", now(), in_flight);
+        vcd_touch();
+    }
+    // --vcd: the units' counters changed; the tracer copies them into its signals (null: off)
+    sc_core::sc_event *vcd_changed = nullptr;
+    void vcd_touch() const { if (vcd_changed) vcd_changed->notify(sc_core::SC_ZERO_TIME); }
 
     int64_t now() const;
     void wait_cycles(int64_t n);

@@ -134,6 +134,7 @@ bool Tile::book(int64_t total)
     {
         int64_t start = ctx_.now();
         if (in_work_++ == 0) busy_since_ = start;
+        ctx_.vcd_touch();
         if (ctx_.dp) routes_.assign(group.size(), std::vector<int32_t>());
         if (ctx_.dp) /* functional: the tile's layers on each item's tokens, as it enters (no simulated time) */
             for (size_t g = 0; g < group.size(); g++) {
@@ -305,6 +306,7 @@ void Tile::complete()
             clock_mark_ = ctx_.now();
         }
         if (--in_work_ == 0) stat_->busy_cycles += ctx_.now() - busy_since_;
+        ctx_.vcd_touch();
         for (size_t g = 0; g < w.group.size(); g++) {
             ctx_.charge(stat_, w.group[g].seq, w.ev[g]);
             seqs_in_.erase(std::find(seqs_in_.begin(), seqs_in_.end(), w.group[g].seq));

@@ -29,6 +29,7 @@ public:
     // last: the final tile, which retires prompt chunks that end no prompt.
     Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops, Server *kv_ports, bool last);
     SC_HAS_PROCESS(Tile);
+    int items() const { return in_work_; } // work items booked and not yet finished (--vcd)
 
 private:
     struct Work {                          // a work item in the tile, booked through its ops

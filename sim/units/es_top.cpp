@@ -4,12 +4,15 @@
 // out to the host over the completion path.
 #include "es_top.h"
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <cstdio>
 #include <memory>
 #include <string>
 #include "es_ctx.h"
+#include "es_fs.h"
 #include "es_head.h"
 #include "es_host.h"
 #include "es_link.h"
@@ -22,6 +25,42 @@ namespace {
 
 using Fifo = sc_core::sc_fifo<Item>;
 
+/* --vcd: signals that follow the units' counters, written by one method process woken when any
+ * changes (Ctx::vcd_touch), so each signal has one writer; SystemC's VCD writer records them. */
+struct VcdTracer : sc_core::sc_module {
+    Ctx &ctx;
+    std::vector<const Tile *> tiles;
+    std::vector<std::unique_ptr<sc_core::sc_signal<uint32_t>>> items;
+    sc_core::sc_signal<uint64_t> kv_used{"kv_positions_held"};
+    sc_core::sc_signal<uint32_t> in_flight{"sequences_in_flight"};
+    sc_core::sc_event changed;
+    SC_HAS_PROCESS(VcdTracer);
+    VcdTracer(sc_core::sc_module_name nm, Ctx &c) : sc_module(nm), ctx(c)
+    {
+        SC_METHOD(copy);
+        sensitive << changed;
+        dont_initialize();
+        ctx.vcd_changed = &changed;
+    }
+    void add(const Tile *t, const std::string &name)
+    {
+        tiles.push_back(t);
+        items.emplace_back(new sc_core::sc_signal<uint32_t>((name + "_items").c_str()));
+    }
+    void copy()
+    {
+        for (size_t i = 0; i < tiles.size(); i++) items[i]->write((uint32_t)tiles[i]->items());
+        kv_used.write((uint64_t)ctx.kv_used);
+        in_flight.write((uint32_t)ctx.in_flight);
+    }
+    void trace(sc_core::sc_trace_file *tf)
+    {
+        for (size_t i = 0; i < tiles.size(); i++) sc_core::sc_trace(tf, *items[i], items[i]->name());
+        sc_core::sc_trace(tf, kv_used, "kv_positions_held");
+        sc_core::sc_trace(tf, in_flight, "sequences_in_flight");
+    }
+};
+
 struct Chip {
     std::vector<std::unique_ptr<Fifo>> fifos;
     std::vector<std::unique_ptr<sc_core::sc_module>> mods;
@@ -29,6 +68,7 @@ struct Chip {
     std::unique_ptr<sc_core::sc_mutex> rom;
     HostDevice *dev = nullptr;
     HostProgram *prog = nullptr;
+    VcdTracer *vcd = nullptr;
 
     Fifo *fifo(const std::string &name, int depth)
     {
@@ -41,9 +81,10 @@ struct Chip {
         return m;
     }
 
-    Chip(Ctx &ctx)
+    Chip(Ctx &ctx, bool with_vcd)
     {
         const es_chip *c = ctx.c;
+        if (with_vcd) vcd = add(new VcdTracer("vcd", ctx));
         const es_model *m = ctx.m;
         int depth = (int)c->fifo_depth;
         int64_t tiles = es_chip_tiles(c, m);
@@ -88,6 +129,7 @@ struct Chip {
                 kv_groups.emplace_back(new Server(c->kv_ports));
             std::string tn = "tile" + std::to_string(t);
             Tile *tile = add(new Tile(tn.c_str(), ctx, ops, kv_groups[g].get(), t == tiles - 1));
+            if (vcd) vcd->add(tile, tn);
             f = fifo("q_" + tn + "_in", depth);
             l->out(*f);
             tile->in(*f);
@@ -268,7 +310,29 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
         Ctx &c;
         ~TraceGuard() { es_trace_close(c.trace, 0, nullptr); }
     } tg{ctx};
-    Chip chip(ctx);
+    /* --vcd: SystemC writes NAME.vcd; it goes to PATH.tmp.vcd and is renamed over PATH when the run
+     * completes, removed when it fails */
+    struct VcdFile {
+        sc_core::sc_trace_file *tf = nullptr;
+        std::string tmp, path;
+        ~VcdFile()
+        {
+            if (tf) sc_core::sc_close_vcd_trace_file(tf);
+            if (!tmp.empty()) std::remove((tmp + ".vcd").c_str());
+        }
+    } vf;
+    if (!w.vcd_path.empty()) {
+        if (es_check_output(w.vcd_path.c_str(), "a VCD trace", e)) return -1;
+        vf.path = w.vcd_path;
+        vf.tmp = w.vcd_path + ".tmp";
+    }
+    Chip chip(ctx, !vf.path.empty());
+    if (chip.vcd) {
+        vf.tf = sc_core::sc_create_vcd_trace_file(vf.tmp.c_str());
+        if (!vf.tf) return es_fail(e, "%s: cannot write the VCD trace", vf.path.c_str());
+        vf.tf->set_time_unit(1, sc_core::SC_PS);
+        chip.vcd->trace(vf.tf);
+    }
     es_drv_cfg dc{};
     dc.kv_positions = ctx.kv_cap;
     dc.policy = w.policy;
@@ -383,6 +447,13 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     std::sort(ctx.tap_rows.begin(), ctx.tap_rows.end(), [](const TapRow &a, const TapRow &b) { return a.pos < b.pos; });
     r.tap = std::move(ctx.tap_rows);
     r.moe = std::move(ctx.moe);
+    if (vf.tf) { /* complete: into place */
+        sc_core::sc_close_vcd_trace_file(vf.tf);
+        vf.tf = nullptr;
+        if (std::rename((vf.tmp + ".vcd").c_str(), vf.path.c_str()))
+            return es_fail(e, "%s: cannot write the VCD trace: %s", vf.path.c_str(), std::strerror(errno));
+        vf.tmp.clear();
+    }
     es_trace *tr = ctx.trace;
     ctx.trace = nullptr;
     return es_trace_close(tr, 1, e);

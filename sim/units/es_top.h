@@ -76,6 +76,9 @@ struct Workload {
     // --trace: a Chrome trace-event file of unit occupancy (empty: none), kept to
     // the events overlapping [trace_start_ns, trace_end_ns] (end < 0: to the end)
     std::string trace_path;
+    // --vcd: a VCD file of SystemC signals (empty: none): each tile's work items, KV positions held
+    // and sequences in flight, one value change per change
+    std::string vcd_path;
     double trace_start_ns = 0, trace_end_ns = -1;
 };
 
