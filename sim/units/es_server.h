@@ -22,6 +22,20 @@ public:
     // Returns the start cycle.
     int64_t book(int64_t now, int64_t ready, int64_t occ)
     {
+        if (lines_.size() == 1) { /* one port: the usual case */
+            Line &l = lines_[0];
+            std::vector<Iv> &iv = l.iv;
+            /* free from ready on (nothing booked ends after it): the booking goes last, at ready */
+            if (iv.empty() || iv.back().second <= ready) {
+                if (occ > 0) {
+                    if (!iv.empty() && iv.back().second <= now) iv.clear(), l.head = 0; /* all of it is past */
+                    iv.emplace_back(ready, ready + occ);
+                }
+                busy_cycles += occ;
+                items++;
+                return ready;
+            }
+        }
         int64_t best = -1;
         size_t line = 0, best_at = 0;
         for (size_t k = 0; k < lines_.size(); k++) {
