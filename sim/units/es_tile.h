@@ -58,7 +58,10 @@ private:
     void fetch();                          // takes work items in arrival order and books them (a method)
     bool take_first();                     // the next item into group_, if it may enter now
     int64_t take_more();                   // items arrived with it join it (tokens_per_read); its tokens
-    bool book(int64_t total);              // books group_ through its ops; false if the run failed
+    bool book(int64_t total, int64_t start); // books group_ through its ops from start; false if the run failed
+    bool book_early() const;               // whether an item may be booked before it arrives
+    int early_ = -1;                       // book_early(), once the run has set up (-1: not yet asked)
+    std::deque<int64_t> early_starts_;     // early: start cycles of items booked, not yet counted in
     std::vector<Item> group_;              // the work item being taken
     bool ready_wait_ = false;              // waiting for group_[0] to arrive (link latency)
     void complete();                       // finishes them in finish order and passes them on (a method)
