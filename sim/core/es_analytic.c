@@ -21,12 +21,14 @@ int64_t es_an_matvec(const es_chip *c, const es_rom *rom, int64_t lanes, int64_t
 static int64_t attention(const es_chip *c, const es_model *m, int64_t n, int64_t p)
 {
     int64_t kvb = es_chip_kv_bits_per_pos(c, m), pb = es_chip_kv_port_bits(c);
-    int64_t cyc = es_ceil_div(n * kvb, pb); /* write the chunk's K and V */
-    for (int64_t j = 0; j < n; j++) {
-        int64_t ctx = p + j + 1;
-        int64_t rd = es_ceil_div(ctx * kvb, pb), mac = es_ceil_div(ctx, c->attn_ppc);
-        cyc += (rd > mac ? rd : mac) + c->attn_latency;
-    }
+    int64_t cyc = es_ceil_div(n * kvb, pb) + n * c->attn_latency; /* write the chunk's K and V */
+    /* each token: reading its context, or scoring it, whichever takes longer. When a position's
+     * bits take at least 1 / attn_ppc of a port cycle, reading does for every context length
+     * (ceil is monotone), and one division per token does */
+    if (kvb * c->attn_ppc >= pb)
+        for (int64_t ctx = p + 1; ctx <= p + n; ctx++) cyc += es_ceil_div(ctx * kvb, pb);
+    else
+        for (int64_t ctx = p + 1; ctx <= p + n; ctx++) cyc += es_ceil_div(ctx, c->attn_ppc);
     return cyc;
 }
 
@@ -442,8 +444,8 @@ static void op_events(const es_chip *c, const es_model *m, const es_op *op, int6
         break;
     }
     case ES_OP_ATTN: {
-        double kvb = (double)es_chip_kv_bits_per_pos(c, m), ctx_sum = 0;
-        for (int64_t j = 0; j < n; j++) ctx_sum += (double)(p + j + 1);
+        /* positions read: p + 1 .. p + n, summed (exact in a double below 2^53) */
+        double kvb = (double)es_chip_kv_bits_per_pos(c, m), ctx_sum = (double)(n * p + n * (n + 1) / 2);
         ev->attn_macs = 2.0 * (double)(m->heads * m->head_dim) * ctx_sum;
         ev->kv_rd_bits = kvb * ctx_sum;
         ev->kv_wr_bits = kvb * dn;
