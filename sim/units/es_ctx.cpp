@@ -92,7 +92,12 @@ double Governor::real_s(double c) const
 
 int64_t Ctx::now() const
 {
-    return (int64_t)(sc_core::sc_time_stamp().value() / period.value());
+    uint64_t ps = sc_core::sc_time_stamp().value();
+    if (ps != now_ps_) {
+        now_ps_ = ps;
+        now_cycle_ = (int64_t)(ps / period.value());
+    }
+    return now_cycle_;
 }
 
 sc_core::sc_time Ctx::delay_to(int64_t cycle)

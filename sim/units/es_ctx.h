@@ -148,6 +148,8 @@ public:
     void vcd_touch() const { if (vcd_changed) vcd_changed->notify(sc_core::SC_ZERO_TIME); }
 
     int64_t now() const;
+    mutable uint64_t now_ps_ = ~0ull;  // now(): the time it last converted and its cycle, so a
+    mutable int64_t now_cycle_ = 0;   // process asking again at the same time does not divide
     void wait_cycles(int64_t n);
     void wait_until(int64_t cycle);
     // The delay from now to `cycle`, for wait() and next_trigger(). Past the cycles SystemC's 64-bit
