@@ -81,8 +81,9 @@ static int read_lane_rtl(es_chip *c, es_err *e)
         return es_fail(e, "%s: key 'area.lane_rtl': path too long", c->path);
     }
     char real[PATH_MAX];
-    if (realpath(c->lane_rtl, real) && strlen(real) < sizeof c->lane_rtl) /* as printed: no "/../" */
-        snprintf(c->lane_rtl, sizeof c->lane_rtl, "%s", real);
+    size_t rl;
+    if (realpath(c->lane_rtl, real) && (rl = strlen(real)) < sizeof c->lane_rtl) /* as printed: no "/../" */
+        memcpy(c->lane_rtl, real, rl + 1);
     es_cfg s;
     if (es_cfg_load(&s, c->lane_rtl, e)) {
         es_err inner = *e;
