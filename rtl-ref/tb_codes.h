@@ -6,8 +6,10 @@
 #ifndef TB_CODES_H
 #define TB_CODES_H
 #include <cstdint>
+#include <vector>
 extern "C" {
 #include "es_fp.h"
+#include "es_stats.h" /* es_splitmix64, the project's random stream */
 }
 
 #ifndef TB_FORMAT
@@ -37,5 +39,31 @@ static const uint32_t TB_CODE_TOP = 0x7, TB_CODE_BOTTOM = 0xF; // +6 and -6
 #else
 static const uint32_t TB_CODE_TOP = (1u << (TB_CODE_BITS - 1)) - 1, TB_CODE_BOTTOM = 1u << (TB_CODE_BITS - 1);
 #endif
+
+// n elements of one sub-block of edge case `kind` (the block number mod 8): 1 zero activations, 2
+// the largest activations of either sign with the largest codes of either sign, 3 activation
+// `kind3_act` with the most negative code, 4 alternating signs, else random; the activations a, the
+// codes' bits and their multipliers c, one draw of the stream each
+static inline void tb_draw_block(int kind, int n, int8_t kind3_act, uint64_t *rng, std::vector<int8_t> &a,
+                                 std::vector<int8_t> &c, std::vector<uint32_t> &bits)
+{
+    a.assign((size_t)n, 0);
+    c.assign((size_t)n, 0);
+    bits.assign((size_t)n, 0);
+    for (int i = 0; i < n; i++) {
+        uint64_t r = es_splitmix64(rng);
+        uint32_t code = (uint32_t)(r >> 8);
+        switch (kind) {
+        case 1: a[i] = 0; break;
+        case 2: a[i] = (int8_t)((r & 1) ? 127 : -127); code = (r & 2) ? TB_CODE_BOTTOM : TB_CODE_TOP; break;
+        case 3: a[i] = kind3_act; code = TB_CODE_BOTTOM; break;
+        case 4: a[i] = (int8_t)((i & 1) ? -127 : 127); code = (i & 1) ? TB_CODE_BOTTOM : TB_CODE_TOP; break;
+        default: a[i] = (int8_t)(int)((r & 0xFF) % 255 - 127);
+        }
+        tb_code k = tb_code_of(code);
+        bits[i] = k.bits;
+        c[i] = k.mult;
+    }
+}
 
 #endif

@@ -56,23 +56,7 @@ int main(int argc, char **argv)
     std::vector<uint32_t> bits;
     for (long b = 0; b < blocks; b++) {
         int rows = 1 + (int)(es_splitmix64(&rng) % 4), n = rows * N, kind = (int)(b % 8);
-        a.assign((size_t)n, 0);
-        c.assign((size_t)n, 0);
-        bits.assign((size_t)n, 0);
-        for (int i = 0; i < n; i++) {
-            uint64_t r = es_splitmix64(&rng);
-            uint32_t code = (uint32_t)(r >> 8);
-            switch (kind) {
-            case 1: a[i] = 0; break;
-            case 2: a[i] = (int8_t)((r & 1) ? 127 : -127); code = (r & 2) ? TB_CODE_BOTTOM : TB_CODE_TOP; break;
-            case 3: a[i] = -127; code = TB_CODE_BOTTOM; break;
-            case 4: a[i] = (int8_t)((i & 1) ? -127 : 127); code = (i & 1) ? TB_CODE_BOTTOM : TB_CODE_TOP; break;
-            default: a[i] = (int8_t)(int)((r & 0xFF) % 255 - 127);
-            }
-            tb_code k = tb_code_of(code);
-            bits[i] = k.bits;
-            c[i] = k.mult;
-        }
+        tb_draw_block(kind, n, -127, &rng, a, c, bits);
         int64_t sats = 0, want = es_dp_sat_sum(c.data(), a.data(), n, acc_max, &sats);
         if (sats) { std::fprintf(stderr, "tb_msa_row: a sub-block saturated; choose wider ACC_BITS\n"); return 2; }
         int64_t got = 0, last_in = -1;
