@@ -81,6 +81,7 @@ cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &un
     cJSON_AddNumberToObject(j, "rom_reads", t[ES_EJ_ROM] * k);
     cJSON_AddNumberToObject(j, "lane_adds", t[ES_EJ_CELL] * k);
     cJSON_AddNumberToObject(j, "registers", t[ES_EJ_REG] * k);
+    cJSON_AddNumberToObject(j, "clock_network", t[ES_EJ_CLK] * k);
     cJSON_AddNumberToObject(j, "vector", t[ES_EJ_VEC] * k);
     cJSON_AddNumberToObject(j, "attention_macs", t[ES_EJ_ATTN] * k);
     cJSON_AddNumberToObject(j, "sram", (t[ES_EJ_KV_RD] + t[ES_EJ_STATE_RD] + t[ES_EJ_KV_WR] + t[ES_EJ_STATE_WR]) * k);

@@ -319,7 +319,9 @@ def test_energy_hand_count():
     fj = {"rom_bits": en["rom_read_fj_per_bit"], "cell_macs": en["lane_cell_mac_fj"],
           "vector_ops": en["vector_op_fj"], "attn_macs": en["attention_mac_fj"],
           "kv_read_bits": en["sram_read_fj_per_bit"], "kv_write_bits": en["sram_write_fj_per_bit"],
-          "link_bit_mm": en["wire_fj_per_bit_mm"], "register_bit_cycles": en["register_fj_per_bit_cycle"]}
+          "link_bit_mm": en["wire_fj_per_bit_mm"],
+          # a clocked register bit: the flip-flop and the clock network that feeds it
+          "register_bit_cycles": en["register_fj_per_bit_cycle"] + en["clock_network_fj_per_bit_cycle"]}
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "e.sqlite")
         run("run", *TINY, "--prompt", "8", "--generate", "2", "--db", db)
@@ -342,6 +344,8 @@ def test_err_power_config():
                  "n6.json", "energy.register_fj_per_bit_cycle", "expected a number in [0")
     expect_error(["run", "--no-db", *TINY, "--set", "process.energy.lane_cell_mac_fj=-0.5"],
                  "energy.lane_cell_mac_fj")
+    expect_error(["run", "--no-db", *TINY, "--set", "process.energy.clock_network_fj_per_bit_cycle=-0.1"],
+                 "n6.json", "energy.clock_network_fj_per_bit_cycle", "expected a number in [0")
     expect_error(["run", "--no-db", *TINY, "--set", "clock_gating=per-lane"],
                  "tiny-chip.json", "clock_gating", '"none", "tile" or "unit"', "per-lane")
     expect_error(["run", "--no-db", *TINY, "--set", "tile.lanes.register_bits_per_cell=-8"],

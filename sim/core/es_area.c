@@ -92,6 +92,7 @@ void es_events_terms(const es_chip *c, const es_events *ev, double t[ES_EJ_N])
     t[ES_EJ_LINK] = ev->link_bit_mm * c->e_wire_bit_mm;
     t[ES_EJ_HOST] = ev->host_bits * c->e_host_bit;
     t[ES_EJ_REG] = ev->reg_bit_cycles * c->e_reg_bit;
+    t[ES_EJ_CLK] = ev->reg_bit_cycles * c->e_clk_net; /* the clock network, gated with the registers it feeds */
 }
 
 double es_events_joules(const es_chip *c, const es_events *ev)

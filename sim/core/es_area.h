@@ -49,7 +49,7 @@ void es_events_add(es_events *a, const es_events *b);
 void es_events_scale(es_events *a, double f);
 /* Each kind of event's joules (chip level), in the order es_events_joules adds them. */
 enum { ES_EJ_ROM, ES_EJ_CELL, ES_EJ_ATTN, ES_EJ_KV_RD, ES_EJ_KV_WR, ES_EJ_VEC, ES_EJ_STATE_RD, ES_EJ_STATE_WR,
-       ES_EJ_LINK, ES_EJ_HOST, ES_EJ_REG, ES_EJ_N };
+       ES_EJ_LINK, ES_EJ_HOST, ES_EJ_REG, ES_EJ_CLK, ES_EJ_N };
 void es_events_terms(const es_chip *c, const es_events *ev, double terms[ES_EJ_N]);
 double es_events_joules(const es_chip *c, const es_events *ev);
 

@@ -282,6 +282,7 @@ static const es_key_spec PROC_KEYS[] = {
     {"energy.wire_fj_per_bit_mm", 'd', 0, 1e6, F(e_wire_bit_mm), 0, 0, 1e-15, NULL, NULL},
     {"energy.host_pj_per_bit", 'd', 0, 1e6, F(e_host_bit), 0, 0, 1e-12, NULL, NULL},
     {"energy.register_fj_per_bit_cycle", 'd', 0, 1e6, F(e_reg_bit), 0, 0, 1e-15, NULL, NULL},
+    {"energy.clock_network_fj_per_bit_cycle", 'd', 0, 1e6, F(e_clk_net), 0, 0, 1e-15, NULL, NULL},
     {"leakage.logic_w_per_mm2", 'd', 0, 100, F(leak_logic), 0, 0, 1, NULL, NULL},
     {"leakage.sram_w_per_mm2", 'd', 0, 100, F(leak_sram), 0, 0, 1, NULL, NULL},
     {"leakage.rom_w_per_mm2", 'd', 0, 100, F(leak_rom), 0, 0, 1, NULL, NULL},

@@ -20,7 +20,7 @@ Ctx::Ctx(const es_chip *chip, const es_model *model, const es_area *a) : c(chip)
     dyn_scale = 1.0 / chip->vr_eff;
     if (chip->gating == ES_GATING_NONE) /* every register clocked every cycle: a constant power */
         clock_w = ((double)es_chip_tiles(chip, model) * es_chip_tile_register_bits(chip) + es_chip_head_register_bits(chip)) *
-                  chip->e_reg_bit * chip->clock_hz / chip->vr_eff;
+                  (chip->e_reg_bit + chip->e_clk_net) * chip->clock_hz / chip->vr_eff;
     static_w = a->leak_total_w / chip->vr_eff + chip->board_w + clock_w;
     if (chip->power_limit_w > 0) {
         gov.on = true;
