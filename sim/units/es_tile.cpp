@@ -303,7 +303,7 @@ void Tile::complete()
                 }
             leaving_.clear();
             free_slots_++;
-            changed_.notify(sc_core::SC_ZERO_TIME);
+            poke_fetch();
         }
         if (booked_.empty()) {
             next_trigger(booked_ev_);
@@ -333,15 +333,27 @@ void Tile::complete()
             ctx_.charge(stat_, w.group[g].seq, w.ev[g]);
             seqs_in_.erase(std::find(seqs_in_.begin(), seqs_in_.end(), w.group[g].seq));
         }
-        changed_.notify(sc_core::SC_ZERO_TIME);
+        poke_fetch();
         forward(w.group);
         leaving_ = std::move(w.group);
         sent_ = 0;
         if (leaving_.empty()) { /* the last tile retired it: nothing to write */
             free_slots_++;
-            changed_.notify(sc_core::SC_ZERO_TIME);
+            poke_fetch();
         }
     }
+}
+
+void Tile::poke_fetch()
+{
+    /* fetch sleeps on an arrival or this event; wake it only when it would act: take the item
+     * waiting (a slot free, its sequence out of the tile) or read an arrived one. A wake that
+     * would find neither changes nothing, and every later change that could let it act comes
+     * through here or through an arrival. While it waits for its item's ready cycle it takes no
+     * notice of either. */
+    if (ready_wait_) return;
+    if (waiting_.empty() ? in.num_available() > 0 : free_slots_ > 0 && !in_tile(waiting_.front().seq))
+        changed_.notify(sc_core::SC_ZERO_TIME);
 }
 
 void Tile::forward(std::vector<Item> &group)

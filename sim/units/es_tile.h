@@ -65,6 +65,7 @@ private:
     std::vector<Item> group_;              // the work item being taken
     bool ready_wait_ = false;              // waiting for group_[0] to arrive (link latency)
     void complete();                       // finishes them in finish order and passes them on (a method)
+    void poke_fetch();                     // wakes fetch through changed_ if it would act
     std::vector<Item> leaving_;            // the finished work item's items, being written out
     size_t sent_ = 0;                      // of them, written so far
     void forward(std::vector<Item> &group);                    // last tile: retire, tap, truncate
