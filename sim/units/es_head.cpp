@@ -41,7 +41,7 @@ void Embed::run()
         stat_->busy_cycles += ctx_.now() - start;
         ctx_.charge(stat_, it.seq, ev);
         it.ready = ctx_.now();
-        out.write(it);
+        send_item(out, link, it);
     }
 }
 
@@ -113,7 +113,7 @@ void Head::run()
             next.act.reset();
             next.pos = s.start + s.prompt + s.produced - 1; /* position of the token just sampled */
             next.ready = ctx_.now();
-            feedback.write(next);
+            send_item(feedback, feedback_link, next);
         } else {
             ctx_.in_flight--;
             ctx_.count_in_flight();

@@ -9,6 +9,7 @@
 #include <systemc>
 #include <vector>
 #include "es_ctx.h"
+#include "es_link.h"
 
 namespace es {
 
@@ -17,6 +18,7 @@ public:
     sc_core::sc_fifo_in<Item> feedback; // decode tokens from the sampler
     sc_core::sc_fifo_in<Item> prompt;   // prompt chunks from the host link
     sc_core::sc_fifo_out<Item> out;
+    LinkPort *link = nullptr;           // the link `out` sends on (es_link.h)
     Embed(sc_core::sc_module_name nm, Ctx &ctx, const es_op *op, sc_core::sc_mutex *rom);
     SC_HAS_PROCESS(Embed);
 
@@ -33,6 +35,7 @@ class Head : public sc_core::sc_module {
 public:
     sc_core::sc_fifo_in<Item> in;
     sc_core::sc_fifo_out<Item> feedback;   // next decode token, to Embed
+    LinkPort *feedback_link = nullptr;     // the link `feedback` sends on (es_link.h)
     sc_core::sc_fifo_out<Item> completion; // sampled token, to the host
     // ops: out_norm, lm_head, sampler.
     Head(sc_core::sc_module_name nm, Ctx &ctx, const es_op *const ops[3], sc_core::sc_mutex *rom);

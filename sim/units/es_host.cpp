@@ -66,7 +66,7 @@ void HostDevice::fetch()
             it.final_chunk = q.opcode == ES_SQE_SEQ && p + it.n == s.prompt;
             it.ready = ctx_.now();
             ctx_.prefill_passes += it.n;
-            submit.write(it);
+            send_item(submit, link, it);
         }
     }
 }

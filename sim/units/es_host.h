@@ -9,13 +9,15 @@
 #include <systemc>
 #include <deque>
 #include "es_ctx.h"
+#include "es_link.h"
 #include "es_driver.h"
 
 namespace es {
 
 class HostDevice : public sc_core::sc_module {
 public:
-    sc_core::sc_fifo_out<Item> submit;    // prompt chunks, to the host link
+    sc_core::sc_fifo_out<Item> submit;    // prompt chunks, to Embed
+    LinkPort *link = nullptr;             // the host link `submit` sends on (es_link.h)
     sc_core::sc_fifo_in<Item> completion; // sampled tokens, from the head
     sc_core::sc_event doorbell;           // the host moved the SQ tail
     sc_core::sc_event cq_event;           // a completion reached host memory

@@ -1,6 +1,10 @@
-// es_link: a point-to-point link between two units. It serializes one item
-// at a time (occupancy = payload bits / width) and delivers it after the
-// link latency without holding the link, so back-to-back items pipeline.
+// es_link: a point-to-point link between two units, folded into the unit that
+// sends on it (no process of its own). A sender starts a transfer only while the
+// receiver's input FIFO has room (credit flow control) and writes the item into
+// that FIFO at once; the transfer starts when the item is ready and the link is
+// free, serializes it (occupancy = payload bits / width, or bytes over the host
+// link's bandwidth) and delivers it after the link latency, which is the item's
+// `ready`: the receiver does not start on it before. Back-to-back items pipeline.
 #ifndef ES_LINK_H
 #define ES_LINK_H
 #include <systemc>
@@ -9,28 +13,27 @@
 
 namespace es {
 
-class Link : public sc_core::sc_module {
+class LinkPort {
 public:
-    sc_core::sc_fifo_in<Item> in;
-    sc_core::sc_fifo_out<Item> out;
-    // bits_per_token: payload per token; host: true for the PCIe link (bytes,
-    // bandwidth and latency from host.*), false for an on-die link.
-    Link(sc_core::sc_module_name nm, Ctx &ctx, int64_t bits_per_token, bool host);
-    SC_HAS_PROCESS(Link);
+    // name: its unit and --trace track; bits_per_token: payload per token; host: true
+    // for the PCIe link (bytes, bandwidth and latency from host.*), false for an on-die link.
+    LinkPort(Ctx &ctx, const char *name, int64_t bits_per_token, bool host);
+    // Book the transfer of one work item (its items, in order) from now: sets their `ready`.
+    void send(Item *items, size_t n);
+    void send(std::vector<Item> &group) { send(group.data(), group.size()); }
 
 private:
-    void step();                           // the method process: collect, transfer, deliver
-    enum Phase { Collect, Transfer, Deliver };
-    Phase phase_ = Collect;
-    std::vector<Item> group_;              // the work item on the link
-    int64_t start_ = 0, lat_ = 0;          // cycle its transfer began; latency after it
-    size_t sent_ = 0;                      // items of it written out so far
     Ctx &ctx_;
     int64_t bits_per_token_;
     bool host_;
+    int64_t free_at_ = 0;                  // cycle the link is free from
     es_unit_rec *stat_;
     int trk_ = 0;                          // its --trace track
 };
+
+// A thread's send of one item: wait for room in the receiver's FIFO, book the
+// transfer on `link` (none: a direct wire), write.
+void send_item(sc_core::sc_fifo_out<Item> &out, LinkPort *link, Item &it);
 
 } // namespace es
 #endif

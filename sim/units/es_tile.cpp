@@ -296,12 +296,20 @@ void Tile::complete()
      * each at its finish cycle, and write its items out as the FIFO takes them */
     for (;;) {
         if (!leaving_.empty()) {
+            if (sent_ == 0 && link) { /* the link starts the transfer once the receiver has room */
+                if (out->num_free() == 0) {
+                    next_trigger(out.data_read_event());
+                    return;
+                }
+                if (!sent_link_) link->send(leaving_), sent_link_ = true;
+            }
             for (; sent_ < leaving_.size(); sent_++)
                 if (!out.nb_write(leaving_[sent_])) {
                     next_trigger(out.data_read_event());
                     return;
                 }
             leaving_.clear();
+            sent_link_ = false;
             free_slots_++;
             poke_fetch();
         }

@@ -18,6 +18,7 @@
 #include <vector>
 #include "es_ctx.h"
 #include "es_server.h"
+#include "es_link.h"
 
 namespace es {
 
@@ -30,6 +31,7 @@ public:
     Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops, Server *kv_ports, bool last);
     SC_HAS_PROCESS(Tile);
     int items() const { return in_work_; } // work items booked and not yet finished (--vcd)
+    LinkPort *link = nullptr;              // the link `out` sends on (es_link.h)
 
 private:
     struct Work {                          // a work item in the tile, booked through its ops
@@ -68,6 +70,7 @@ private:
     void poke_fetch();                     // wakes fetch through changed_ if it would act
     std::vector<Item> leaving_;            // the finished work item's items, being written out
     size_t sent_ = 0;                      // of them, written so far
+    bool sent_link_ = false;               // their transfer on `link` is booked
     void forward(std::vector<Item> &group);                    // last tile: retire, tap, truncate
     Ctx &ctx_;
     std::vector<const es_op *> ops_;

@@ -65,11 +65,18 @@ struct Chip {
     std::vector<std::unique_ptr<Fifo>> fifos;
     std::vector<std::unique_ptr<sc_core::sc_module>> mods;
     std::vector<std::unique_ptr<Server>> kv_groups;
+    std::vector<std::unique_ptr<LinkPort>> links;
     std::unique_ptr<sc_core::sc_mutex> rom;
     HostDevice *dev = nullptr;
     HostProgram *prog = nullptr;
     VcdTracer *vcd = nullptr;
+    Ctx *ctx_ = nullptr;
 
+    LinkPort *link(const char *name, int64_t bits_per_token, bool host)
+    {
+        links.emplace_back(new LinkPort(*ctx_, name, bits_per_token, host));
+        return links.back().get();
+    }
     Fifo *fifo(const std::string &name, int depth)
     {
         fifos.emplace_back(new Fifo(name.c_str(), depth));
@@ -81,7 +88,7 @@ struct Chip {
         return m;
     }
 
-    Chip(Ctx &ctx, bool with_vcd)
+    Chip(Ctx &ctx, bool with_vcd) : ctx_(&ctx)
     {
         const es_chip *c = ctx.c;
         if (with_vcd) vcd = add(new VcdTracer("vcd", ctx));
@@ -95,31 +102,23 @@ struct Chip {
 
         HostDevice *host = dev = add(new HostDevice("host", ctx));
         prog = add(new HostProgram("host_program", ctx, *host));
-        Link *hl = add(new Link("host_link", ctx, 0, true));
+        /* each link is folded into its sender (es_link.h); created in this order, the units are
+         * listed host, host_link, embed, feedback, link0, tile0, link1, ..., head */
+        host->link = link("host_link", 0, true);
         Embed *emb = add(new Embed("embed", ctx, es_model_op(m, -1, ES_OP_EMBED), rom.get()));
-        Link *fb = add(new Link("feedback", ctx, c->token_id_bits, false));
-        Fifo *f = fifo("q_submit", depth);
+        LinkPort *fb = link("feedback", c->token_id_bits, false);
+        Fifo *f = fifo("q_prompt", depth);
         host->submit(*f);
-        hl->in(*f);
-        f = fifo("q_prompt", depth);
-        hl->out(*f);
         emb->prompt(*f);
-        f = fifo("q_feedback_in", ring);
-        fb->out(*f);
-        emb->feedback(*f);
+        Fifo *feedback = fifo("q_feedback", ring);
+        emb->feedback(*feedback);
 
         sc_core::sc_fifo_out<Item> *up = &emb->out;
+        LinkPort **up_link = &emb->link;
         const int64_t act_bits = m->hidden * c->link_elem_bits;
         for (int64_t t = 0; t <= tiles; t++) {
-            std::string ln = "link" + std::to_string(t);
-            Link *l = add(new Link(ln.c_str(), ctx, act_bits, false));
-            f = fifo("q_" + ln + "_in", depth);
-            (*up)(*f);
-            l->in(*f);
-            if (t == tiles) {
-                up = &l->out;
-                break;
-            }
+            *up_link = link(("link" + std::to_string(t)).c_str(), act_bits, false);
+            if (t == tiles) break;
             std::vector<const es_op *> ops;
             for (int i = 0; i < m->n_ops; i++)
                 if (m->ops[i].layer >= 0 && m->ops[i].layer / c->layers_per_tile == t)
@@ -131,9 +130,10 @@ struct Chip {
             Tile *tile = add(new Tile(tn.c_str(), ctx, ops, kv_groups[g].get(), t == tiles - 1));
             if (vcd) vcd->add(tile, tn);
             f = fifo("q_" + tn + "_in", depth);
-            l->out(*f);
+            (*up)(*f);
             tile->in(*f);
             up = &tile->out;
+            up_link = &tile->link;
         }
         const es_op *hops[3] = {es_model_op(m, -1, ES_OP_RMSNORM), es_model_op(m, -1, ES_OP_MATVEC),
                                 es_model_op(m, -1, ES_OP_SAMPLE)};
@@ -141,9 +141,8 @@ struct Chip {
         f = fifo("q_head_in", depth);
         (*up)(*f);
         head->in(*f);
-        f = fifo("q_feedback_out", ring);
-        head->feedback(*f);
-        fb->in(*f);
+        head->feedback(*feedback);
+        head->feedback_link = fb;
         f = fifo("q_completion", ring);
         head->completion(*f);
         host->completion(*f);
