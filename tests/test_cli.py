@@ -910,21 +910,52 @@ def test_budget_ci():
             "--junit", os.path.join(tmp, "eval.xml"))
 
 
+def load_trace(path):
+    """A --trace file: its events, track names by id, and the complete spans by track name."""
+    with open(path) as f:
+        ev = json.load(f)["traceEvents"]
+    names = {e["tid"]: e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+    spans = {}
+    for e in ev:
+        if e["ph"] == "X":
+            spans.setdefault(names[e["tid"]], []).append(e)
+    return ev, names, spans
+
+
+def test_link_credits():
+    """A link is folded into its sender with credit flow control: a tile starts a transfer into the
+    next tile only while that tile's input FIFO has a free slot. So between entering tile j (its
+    transfer on link j starts) and leaving it (its transfer on link j+1 starts), at most
+    fifo_depth + 1 + items_in_flight items are held: the FIFO, the one item read from it to wait
+    for a slot, and the tile's slots. Tiny chip, fifo_depth 1, one slot, 8 streams, from the trace
+    (items by request and position, which tiles 1 and 2 keep). A transfer out starts when its item
+    leaves as long as the outgoing link is free then: its serialization (a few cycles) is far
+    shorter than a tile's work, and with the check in place the bound is met exactly."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = os.path.join(tmp, "t.json")
+        run("run", "--no-db", *TINY, "--prompt", "24", "--generate", "6", "--streams", "8",
+            "--set", "scheduler.fifo_depth=1", "--set", "tile.items_in_flight=1", "--trace", tr)
+        _, _, spans = load_trace(tr)
+    def key(e):
+        return (e["args"]["request"], e["args"]["pos"])
+    for j in (1, 2):
+        into = {key(e): e["ts"] for e in spans[f"link{j}"]}
+        out = {key(e): e["ts"] for e in spans[f"link{j + 1}"]}
+        expect(set(into) == set(out), f"tile{j}: items in and out differ")
+        held = peak = 0
+        for _, d in sorted([(t, 1) for t in into.values()] + [(t, -1) for t in out.values()]):
+            held += d
+            peak = max(peak, held)
+        expect(peak == 3, f"tile{j}: {peak} items held at once between its links, credits allow 1 + 1 + 1")
+
+
 def test_trace():
     """--trace writes a Chrome trace-event file: a track per unit; each track's spans add up to the
     unit's busy cycles in unit_stats and, on a lanes or vector track, never overlap; with several
     streams one request's attention overlaps another's projections; every request has one flow
     start and one end; the counters peak at max_in_flight and kv_max_used; a window keeps only
     the events that overlap it; eval traces too; bad options and paths are errors."""
-    def load(path):
-        with open(path) as f:
-            ev = json.load(f)["traceEvents"]
-        names = {e["tid"]: e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
-        spans = {}
-        for e in ev:
-            if e["ph"] == "X":
-                spans.setdefault(names[e["tid"]], []).append(e)
-        return ev, names, spans
+    load = load_trace
     with tempfile.TemporaryDirectory() as tmp:
         tr, db = os.path.join(tmp, "t.json"), os.path.join(tmp, "t.sqlite")
         j = run_json(*TINY, "--prompt", "24", "--generate", "12", "--streams", "6", "--db", db, "--trace", tr)
