@@ -83,6 +83,7 @@ const char *HELP =
     "  --trace FILE.json, --trace-window START:END   as for `etchsim run` (the batch itself,\n"
     "                       not the comparison run); with a window for large batches\n"
     "  --vcd FILE.vcd         as for `etchsim run` (the batch itself): large for large batches\n"
+    "  --fidelity transaction|cycle  as for `etchsim run` (both batches)\n"
     "  --mode timing|functional  functional: the chip computes each record's output\n"
     "                         (needs a tokenizer and --rom, --weights or --synthetic)\n"
     "  --weights F, --synthetic SEED, --recipe R   weights for functional mode, as for run\n"
@@ -107,6 +108,7 @@ struct Opts {
     std::vector<std::string> labels{"FLAG", "OK"};
     std::string trace;                            // --trace FILE.json
     std::string vcd;                              // --vcd FILE.vcd
+    bool cycle = false;                           // --fidelity cycle
     double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
 };
 
@@ -324,6 +326,7 @@ pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp
         return rd.finish(q.id, row);
     };
     w.policy = o.policy;
+    w.cycle = o.cycle;
     if (rd.open(data, &e) == 0 && run_sim(&L.c, &L.m, w, r, &e) == 0) {
         c.batch_ns = r.seconds * 1e9;
         c.prefill_passes = r.prefill_passes;
@@ -377,7 +380,7 @@ namespace {
 int parse_opts(int argc, char **argv, Opts &o)
 {
     enum { RULE, RULE_FILE, DATA, TEMPLATE, VOCAB, MAX_NEW, RECORDS, POLICY, NO_SHARING, NO_COMPARE, CHIP, MODEL, DB, ROM,
-           WEIGHTS, RECIPE, MODE, SYNTHETIC, LABELS, SET, TRACE, TRACE_WINDOW, NODB, JSON, VCD, N_OPTS };
+           WEIGHTS, RECIPE, MODE, SYNTHETIC, LABELS, SET, TRACE, TRACE_WINDOW, NODB, JSON, VCD, FIDELITY, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"rule", ES_OPT_TEXT, 0, 0, 0},          {"rule-file", ES_OPT_STR, 0, 0, 0},
         {"data", ES_OPT_STR, 0, 0, 0},           {"template", ES_OPT_STR, 0, 0, 0},
@@ -391,7 +394,7 @@ int parse_opts(int argc, char **argv, Opts &o)
         {"labels", ES_OPT_STR, 0, 0, 0},         {"set", ES_OPT_STR, 0, 0, 1},
         {"trace", ES_OPT_STR, 0, 0, 0},          {"trace-window", ES_OPT_STR, 0, 0, 0},
         {"no-db", ES_OPT_FLAG, 0, 0, 0},         {"json", ES_OPT_FLAG, 0, 0, 0},
-        {"vcd", ES_OPT_STR, 0, 0, 0}};
+        {"vcd", ES_OPT_STR, 0, 0, 0},            {"fidelity", ES_OPT_STR, 0, 0, 0}};
     es_optarg *items = nullptr;
     int n = es_opts_parse("eval", argc, argv, opts, N_OPTS, 0, HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
@@ -451,6 +454,11 @@ int parse_opts(int argc, char **argv, Opts &o)
         case NODB: o.no_db = true; break;
         case JSON: o.json = true; break;
         case VCD: o.vcd = v; break;
+        case FIDELITY:
+            if (std::strcmp(v, "transaction") && std::strcmp(v, "cycle"))
+                return es_opt_usage("eval", "--fidelity expects transaction or cycle, got", v);
+            o.cycle = !std::strcmp(v, "cycle");
+            break;
         }
     }
     if (!o.functional && (!o.weights.empty() || o.synthetic >= 0 || !o.recipe.empty()))
@@ -661,6 +669,7 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
     w.dp = in.dp;
     w.trace_path = o.trace;
     w.vcd_path = o.vcd;
+    w.cycle = o.cycle;
     w.trace_start_ns = o.trace_start_ns;
     w.trace_end_ns = o.trace_end_ns;
     if (in.sharing) w.prefix_ids = in.prefix_ids;
@@ -713,6 +722,7 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     cJSON_AddStringToObject(j, "chip", L.c.name);
     cJSON_AddStringToObject(j, "model", L.m.name);
     cJSON_AddStringToObject(j, "mode", in.dp ? "functional" : "timing");
+    cJSON_AddStringToObject(j, "fidelity", o.cycle ? "cycle" : "transaction");
     cJSON_AddStringToObject(j, "rule", o.rule.c_str());
     cJSON_AddStringToObject(j, "data", o.data.empty() ? "demo: 10,000 generated card transactions" : o.data.c_str());
     cJSON_AddNumberToObject(j, "records_done", (double)done);
@@ -798,7 +808,8 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     }
     cJSON_Delete(j);
     const double ms = 1e-6;
-    std::printf("etchsim eval: %s on %s%s\n", L.m.name, L.c.name, in.dp ? " (functional)" : "");
+    std::printf("etchsim eval: %s on %s%s%s\n", L.m.name, L.c.name, in.dp ? " (functional)" : "",
+                o.cycle ? ", cycle fidelity" : "");
     std::printf("  rule: \"%s\"\n", o.rule.c_str());
     std::printf("  data: %s\n", o.data.empty() ? "demo, 10,000 generated card transactions" : o.data.c_str());
     std::printf("  %-34s %lld done, %lld skipped\n", "records", (long long)done, (long long)skipped);

@@ -59,8 +59,9 @@ const char *RUN_HELP =
     "\n"
     "Simulate S identical streams, each a prompt of N tokens followed by M\n"
     "generated tokens, on a chip configuration, in SystemC at transaction\n"
-    "fidelity. Prints tokens/s, latency, watts, joules/token, area and the\n"
-    "analytical model's figures beside the simulated ones.\n"
+    "fidelity (or clock by clock: --fidelity cycle). Prints tokens/s, latency,\n"
+    "watts, joules/token, area and the analytical model's figures beside the\n"
+    "simulated ones.\n"
     "\n"
     "options:\n"
     "  --chip NAME|PATH     chip configuration (default hc1-class, from models/chips)\n"
@@ -92,6 +93,10 @@ const char *RUN_HELP =
     "                       for KV positions and sequences in flight; written only by a run\n"
     "                       that finishes. Large: about 150 bytes per op booked\n"
     "  --trace-window START:END  keep only events overlapping [START, END] simulated ns\n"
+    "  --fidelity F         transaction (default): each op booked on its resource as its item\n"
+    "                       enters a tile; cycle: the tiles' resources advance clock by clock,\n"
+    "                       ops issuing beat by beat through pipelines of their latency\n"
+    "                       (dense and state-space models; slower)\n"
     "  --vcd FILE.vcd       SystemC signals as a VCD file (GTKWave): each tile's work items,\n"
     "                       KV positions held, sequences in flight, a value change per change;\n"
     "                       written only by a run that finishes. About 20 bytes per item per tile\n"
@@ -126,6 +131,7 @@ struct Opts {
     bool have_text = false;
     std::string trace;                          // --trace FILE.json
     std::string vcd;                            // --vcd FILE.vcd
+    bool cycle = false;                         // --fidelity cycle
     double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
     int64_t synthetic = -1, seed = 1;
 };
@@ -136,7 +142,7 @@ int usage_error(const char *cmd, const char *msg, const char *arg) { return es_o
 int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
 {
     enum { CHIP, MODEL, SET, JSON, PROMPT, GENERATE, STREAMS, POSITION, DB, ROM, NODB, ROUTING, MODE, TEXT, VOCAB,
-           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, N_OPTS };
+           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"chip", ES_OPT_STR, 0, 0, 0},          {"model", ES_OPT_STR, 0, 0, 0},
         {"set", ES_OPT_STR, 0, 0, 1},           {"json", ES_OPT_FLAG, 0, 0, 0},
@@ -149,7 +155,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         {"recipe", ES_OPT_STR, 0, 0, 0},        {"logits", ES_OPT_STR, 0, 0, 0},
         {"synthetic", ES_OPT_COUNT, 0, 9.2e18, 0}, {"seed", ES_OPT_COUNT, 0, 9.2e18, 0},
         {"trace", ES_OPT_STR, 0, 0, 0},         {"trace-window", ES_OPT_STR, 0, 0, 0},
-        {"vcd", ES_OPT_STR, 0, 0, 0}};
+        {"vcd", ES_OPT_STR, 0, 0, 0},           {"fidelity", ES_OPT_STR, 0, 0, 0}};
     es_optarg *items = nullptr;
     int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, run ? RUN_HELP : AREA_HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
@@ -194,6 +200,11 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
                 return usage_error(cmd, "--trace-window expects START:END in simulated ns (END >= START >= 0, either may be empty), got", v);
             break;
         case VCD: o.vcd = v; break;
+        case FIDELITY:
+            if (std::strcmp(v, "transaction") && std::strcmp(v, "cycle"))
+                return usage_error(cmd, "--fidelity expects transaction or cycle, got", v);
+            o.cycle = !std::strcmp(v, "cycle");
+            break;
         }
     }
     if (!o.functional && (o.have_text || !o.weights.empty() || o.synthetic >= 0 || !o.logits.empty() ||
@@ -353,6 +364,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "mode", o.functional ? "functional" : "timing");
+    cJSON_AddStringToObject(j, "fidelity", o.cycle ? "cycle" : "transaction");
     cJSON_AddStringToObject(j, "chip", L.c.name);
     cJSON_AddStringToObject(j, "model", L.m.name);
     cJSON_AddNumberToObject(j, "prompt_tokens", (double)o.prompt);
@@ -460,8 +472,8 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
                const Func &fn)
 {
     const double ns = 1e9 / r.clock_hz;
-    std::printf("etchsim run: %s on %s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out\n",
-                L.m.name, L.c.name, o.streams, o.prompt, o.gen);
+    std::printf("etchsim run: %s on %s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out%s\n",
+                L.m.name, L.c.name, o.streams, o.prompt, o.gen, o.cycle ? ", cycle fidelity" : "");
     std::printf("  %-28s %14s %14s\n", "", "simulated", "analytic");
     std::printf("  %-28s %14.0f %14.0f\n", "decode tokens/s per stream", r.decode_tokens_per_s,
                 r.an.decode_tokens_per_s);
@@ -610,6 +622,7 @@ int cmd_run(int argc, char **argv)
     w.routing = routing;
     w.trace_path = o.trace;
     w.vcd_path = o.vcd;
+    w.cycle = o.cycle;
     w.trace_start_ns = o.trace_start_ns;
     w.trace_end_ns = o.trace_end_ns;
     w.an_prompt = o.prompt;

@@ -118,6 +118,7 @@ public:
     // functional mode (dp non-null): the datapath, prompts waiting for their SQ entry
     // (by request tag), the shared prefix's ids, the request whose logits are tapped
     es_dp *dp = nullptr;
+    bool cycle = false;               // --fidelity cycle: tiles advance clock by clock (es_tile.h)
     std::unordered_map<uint32_t, std::vector<int32_t>> pending_prompts;
     std::vector<int32_t> prefix_ids;
     int64_t tap_id = -1;

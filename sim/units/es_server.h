@@ -62,6 +62,14 @@ public:
         items++;
         return best;
     }
+    // Whether a port has nothing booked after `now` (cycle fidelity books only from the
+    // current cycle on: a port is free when its last booking has ended).
+    bool free_at(int64_t now) const
+    {
+        for (const Line &l : lines_)
+            if (l.iv.empty() || l.iv.back().second <= now) return true;
+        return false;
+    }
     int64_t busy_cycles = 0; // occupancy booked
     int64_t items = 0;
 

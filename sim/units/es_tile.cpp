@@ -31,6 +31,11 @@ Tile::Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops,
     SC_METHOD(complete);
     dont_initialize();
     sensitive << booked_ev_;
+    if (ctx_.cycle) {
+        SC_METHOD(tick);
+        dont_initialize();
+        sensitive << tick_ev_;
+    }
 }
 
 bool Tile::take_first()
@@ -142,90 +147,219 @@ bool Tile::book_early() const
      * there is no trace or VCD, no functional datapath and no tile-level clock gating (each follows the
      * order of booking in simulated time). The next item's bookings start no earlier, and it is
      * taken as soon as a slot is free either way, so every booking is the same. */
-    return ctx_.c->tokens_per_read == 1 && ctx_.c->kv_tiles_per_group == 1 && ctx_.routing.kind != 2 &&
+    return !ctx_.cycle && ctx_.c->tokens_per_read == 1 && ctx_.c->kv_tiles_per_group == 1 && ctx_.routing.kind != 2 &&
            !ctx_.trace && !ctx_.vcd_changed && !ctx_.dp && ctx_.c->gating != ES_GATING_TILE;
 }
 
 bool Tile::book(int64_t total, int64_t start)
 {
     std::vector<Item> &group = group_;
-    es_events op_ev;
-    {
-        if (early_) early_starts_.push_back(start); /* counted in from its start, by complete() */
-        else if (in_work_++ == 0) busy_since_ = start;
-        ctx_.vcd_touch();
-        if (ctx_.dp) routes_.assign(group.size(), std::vector<int32_t>());
-        if (ctx_.dp) /* functional: the tile's layers on each item's tokens, as it enters (no simulated time) */
-            for (size_t g = 0; g < group.size(); g++) {
-                Item &it = group[g];
-                es_err e{};
-                if (!it.act || es_dp_layers(ctx_.dp, lo_, hi_, it.seq, it.pos, it.n, it.act->data(), &e)) {
-                    ctx_.fail("%s: %s", basename(), it.act ? e.msg : "an item arrived without activations");
-                    return false;
-                }
-                const int32_t *r;
-                int k = es_dp_routes(ctx_.dp, &r);
-                if (k) routes_[g].assign(r, r + (size_t)((hi_ - lo_) * it.n * k)); /* the router's own choices */
+    if (early_) early_starts_.push_back(start); /* counted in from its start, by complete() */
+    else if (in_work_++ == 0) busy_since_ = start;
+    ctx_.vcd_touch();
+    if (ctx_.dp) routes_.assign(group.size(), std::vector<int32_t>());
+    if (ctx_.dp) /* functional: the tile's layers on each item's tokens, as it enters (no simulated time) */
+        for (size_t g = 0; g < group.size(); g++) {
+            Item &it = group[g];
+            es_err e{};
+            if (!it.act || es_dp_layers(ctx_.dp, lo_, hi_, it.seq, it.pos, it.n, it.act->data(), &e)) {
+                ctx_.fail("%s: %s", basename(), it.act ? e.msg : "an item arrived without activations");
+                return false;
             }
-        Work w{0, entered_++, std::move(group), std::vector<es_events>()};
-        const std::vector<Item> &items = w.group;
-        w.ev.resize(items.size());
-        const Plan &pl = plan(total);
-        const es_events &shared = pl.shared;
-        /* book every op on its resource, in order: the item's trip is known now */
-        int64_t t = start;
-        int flowed = 0; /* the item's flow steps into the tile at its first booking */
-        es_events expert_ev{};
-        for (const Step &st : pl.steps) {
-            if (st.res == -1) {
-                t = book_experts(st.op, items, start, t, expert_ev);
-                continue;
-            }
-            if (st.res != 1) {
-                Server &res = st.res >= 2 ? lanes_[st.res - 2] : vec_;
-                int64_t s0 = res.book(start, t, st.occ);
-                if (ctx_.trace) ctx_.span(st.res >= 2 ? lanes_trk_ : vec_trk_, s0, s0 + st.occ, st.op->name, items[0].seq,
-                                          items[0].pos, total, !flowed++);
-                t = s0 + st.occ + st.lat;
-                continue;
-            }
-            int64_t cyc = 0;
-            for (size_t g = 0; g < items.size(); g++) { /* attention: each sequence's own KV */
-                int64_t occ = es_an_op(ctx_.c, ctx_.m, st.op, items[g].n, items[g].pos); /* held for all of it */
-                cyc += occ;
-                es_an_op_events_occ(ctx_.c, ctx_.m, st.op, items[g].n, items[g].pos, occ, &op_ev);
-                es_events_add(&w.ev[g], &op_ev);
-            }
-            int64_t s0 = kv_->book(start, t, cyc);
-            if (ctx_.trace) ctx_.span(attn_trk_, s0, s0 + cyc, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
-            t = s0 + cyc;
-            attn_stat_->busy_cycles += cyc;
-            attn_stat_->items++;
-            attn_stat_->tokens += total;
+            const int32_t *r;
+            int k = es_dp_routes(ctx_.dp, &r);
+            if (k) routes_[g].assign(r, r + (size_t)((hi_ - lo_) * it.n * k)); /* the router's own choices */
         }
-        for (size_t g = 0; g < items.size(); g++) {
-            /* shared work is charged in proportion to the tokens each sequence brought */
-            es_events part = shared;
-            es_events_add(&part, &expert_ev);
-            es_events_scale(&part, (double)items[g].n / (double)total);
-            es_events_add(&w.ev[g], &part);
-        }
-        lanes_stat_->busy_cycles += pl.lanes_busy; /* the plan's lanes and vector ops, added up once */
-        lanes_stat_->items += pl.lanes_ops;
-        lanes_stat_->tokens += total * pl.lanes_ops;
-        vec_stat_->busy_cycles += pl.vec_busy;
-        vec_stat_->items += pl.vec_ops;
-        vec_stat_->tokens += total * pl.vec_ops;
-        w.finish = t;
-        stat_->items++;
-        stat_->tokens += total;
-        /* complete() sleeps until the earliest finish: wake it only if this one is earlier */
-        bool earlier = booked_.empty() || w.finish < booked_.front().finish;
-        booked_.push_back(std::move(w));
-        std::push_heap(booked_.begin(), booked_.end(), std::greater<Work>());
-        if (earlier) booked_ev_.notify(sc_core::SC_ZERO_TIME);
+    Work w{0, entered_++, std::move(group), std::vector<es_events>()};
+    w.ev.resize(w.group.size());
+    const Plan &pl = plan(total);
+    if (ctx_.cycle) { /* its steps issue clock by clock (tick); what they cost is known now */
+        Active a{std::move(w), &pl, total, start, 0, 0, false, false, std::vector<int64_t>(pl.steps.size(), 0)};
+        for (size_t k = 0; k < pl.steps.size(); k++)
+            if (pl.steps[k].res == 1) a.attn_cyc[k] = attention_cycles(pl.steps[k], a.w, total);
+        charge_plan(a.w, pl, total, es_events{});
+        active_.push_back(std::move(a));
+        tick_ev_.notify(sc_core::SC_ZERO_TIME);
+        return true;
     }
+    const std::vector<Item> &items = w.group;
+    /* book every op on its resource, in order: the item's trip is known now */
+    int64_t t = start;
+    int flowed = 0; /* the item's flow steps into the tile at its first booking */
+    es_events expert_ev{};
+    for (const Step &st : pl.steps) {
+        if (st.res == -1) {
+            t = book_experts(st.op, items, start, t, expert_ev);
+            continue;
+        }
+        if (st.res != 1) {
+            Server &res = st.res >= 2 ? lanes_[st.res - 2] : vec_;
+            int64_t s0 = res.book(start, t, st.occ);
+            if (ctx_.trace) ctx_.span(st.res >= 2 ? lanes_trk_ : vec_trk_, s0, s0 + st.occ, st.op->name, items[0].seq,
+                                      items[0].pos, total, !flowed++);
+            t = s0 + st.occ + st.lat;
+            continue;
+        }
+        int64_t cyc = attention_cycles(st, w, total); /* each sequence's own KV, the port held for all of it */
+        int64_t s0 = kv_->book(start, t, cyc);
+        if (ctx_.trace) ctx_.span(attn_trk_, s0, s0 + cyc, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
+        t = s0 + cyc;
+    }
+    charge_plan(w, pl, total, expert_ev);
+    finish(std::move(w), t);
     return true;
+}
+
+int64_t Tile::attention_cycles(const Step &st, Work &w, int64_t total)
+{
+    int64_t cyc = 0;
+    es_events op_ev;
+    for (size_t g = 0; g < w.group.size(); g++) {
+        const Item &it = w.group[g];
+        int64_t occ = es_an_op(ctx_.c, ctx_.m, st.op, it.n, it.pos);
+        cyc += occ;
+        es_an_op_events_occ(ctx_.c, ctx_.m, st.op, it.n, it.pos, occ, &op_ev);
+        es_events_add(&w.ev[g], &op_ev);
+    }
+    attn_stat_->busy_cycles += cyc;
+    attn_stat_->items++;
+    attn_stat_->tokens += total;
+    return cyc;
+}
+
+void Tile::charge_plan(Work &w, const Plan &pl, int64_t total, const es_events &expert_ev)
+{
+    for (size_t g = 0; g < w.group.size(); g++) {
+        /* shared work is charged in proportion to the tokens each sequence brought */
+        es_events part = pl.shared;
+        es_events_add(&part, &expert_ev);
+        es_events_scale(&part, (double)w.group[g].n / (double)total);
+        es_events_add(&w.ev[g], &part);
+    }
+    lanes_stat_->busy_cycles += pl.lanes_busy; /* the plan's lanes and vector ops, added up once */
+    lanes_stat_->items += pl.lanes_ops;
+    lanes_stat_->tokens += total * pl.lanes_ops;
+    vec_stat_->busy_cycles += pl.vec_busy;
+    vec_stat_->items += pl.vec_ops;
+    vec_stat_->tokens += total * pl.vec_ops;
+    stat_->items++;
+    stat_->tokens += total;
+}
+
+void Tile::finish(Work &&w, int64_t t)
+{
+    w.finish = t;
+    /* complete() sleeps until the earliest finish: wake it only if this one is earlier */
+    bool earlier = booked_.empty() || w.finish < booked_.front().finish;
+    booked_.push_back(std::move(w));
+    std::push_heap(booked_.begin(), booked_.end(), std::greater<Work>());
+    if (earlier) booked_ev_.notify(sc_core::SC_ZERO_TIME);
+}
+
+void Tile::tick()
+{
+    /* --fidelity cycle: one clock of the tile's resources. Each is an issue stage and a pipeline
+     * of one stage per cycle of its latency (the lanes: ROM read, select and adder tree,
+     * accumulate, scale; the vector unit; the attention engine, whose KV port is held while it
+     * streams): a beat enters the issue stage each cycle its op issues and moves one stage per
+     * clock (valid); a stage is always ready for the next, as a static pipeline never stalls; an
+     * op's result is valid when its last beat leaves, and the item's next op may issue on that
+     * clock. A free issue stage takes the oldest item whose next op is its own and whose input is
+     * valid. A clock may run again later in the same cycle (an item entered): it moves the
+     * pipelines once and issues only on idle stages. */
+    const int64_t now = ctx_.now();
+    if (pipes_.empty()) pipes_.resize(2 + lanes_.size());
+    bool moved = shifted_ != now;
+    int64_t steps = moved ? std::min<int64_t>(now - shifted_, 1 << 20) : 0;
+    shifted_ = now;
+    bool busy = false;
+    for (Pipe &p : pipes_) {
+        for (int64_t k = 0; k < steps && p.beats > 0; k++) { /* the beats advance one stage per clock */
+            Beat out = p.stage.back();
+            for (size_t i = p.stage.size() - 1; i > 0; i--) p.stage[i] = p.stage[i - 1];
+            p.stage[0] = Beat{};
+            if (out.a) p.beats--;
+            if (out.a && out.last) { /* its op's result is valid: the next op may issue now */
+                out.a->at = now;
+                out.a->step++;
+                out.a->issuing = false;
+            }
+        }
+    }
+    /* items whose last op's result is valid leave the engine */
+    for (auto it = active_.begin(); it != active_.end();) {
+        if (!it->issuing && it->step == it->pl->steps.size() && it->at <= now) {
+            finish(std::move(it->w), now);
+            it = active_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (size_t r = 0; r < pipes_.size(); r++) {
+        Pipe &p = pipes_[r];
+        if (p.issued == now) continue; /* this clock's beat has entered */
+        if (!p.cur) { /* idle: the oldest item ready for this resource whose op would not overlap an older
+                        * item's ops here, each projected from its progress (items keep their order of
+                        * entry, as the transaction fidelity's reservations do) */
+            std::vector<std::pair<int64_t, int64_t>> &held = held_;
+            held.clear();
+            for (Active &a : active_) {
+                size_t next = a.issuing ? a.step + 1 : a.step;
+                if (next >= a.pl->steps.size()) continue;
+                const Step &st = a.pl->steps[a.step];
+                int64_t occ = st.res == 1 ? a.attn_cyc[a.step] : st.occ;
+                bool go = !a.issuing && a.at <= now && st.res == (int)r;
+                for (size_t h = 0; go && h < held.size(); h++)
+                    go = now + occ <= held[h].first || held[h].second <= now;
+                if (!go) { /* its ops to come, back to back from its next: its claims on this resource */
+                    int64_t t = a.issuing ? a.valid_at : std::max(a.at, now);
+                    for (size_t k = next; k < a.pl->steps.size(); k++) {
+                        const Step &f = a.pl->steps[k];
+                        int64_t o = f.res == 1 ? a.attn_cyc[k] : f.occ;
+                        if (f.res == (int)r) held.emplace_back(t, t + o);
+                        t += o + (f.res == 1 ? 0 : f.lat);
+                    }
+                    continue;
+                }
+                if (st.res == 1) {
+                    if (!kv_->free_at(now)) break; /* the KV group's ports are all streaming */
+                    kv_->book(now, now, occ);
+                }
+                int64_t lat = st.res == 1 ? 0 : st.lat;
+                if (p.stage.empty()) p.stage.assign((size_t)lat + 1, Beat{});
+                if ((int64_t)p.stage.size() != lat + 1) {
+                    ctx_.fail("%s: --fidelity cycle: ops of %lld and %lld pipeline cycles on one resource", basename(),
+                              (long long)(p.stage.size() - 1), (long long)lat);
+                    return;
+                }
+                const Item &i0 = a.w.group[0];
+                if (ctx_.trace)
+                    ctx_.span(r == 1 ? attn_trk_ : r == 0 ? vec_trk_ : lanes_trk_, now, now + occ, st.op->name, i0.seq,
+                              i0.pos, a.total, !a.flowed);
+                a.flowed = true;
+                a.issuing = true;
+                a.valid_at = now + occ + lat;
+                if (occ == 0) { /* nothing to issue: its result is valid after the pipeline */
+                    a.at = now + lat;
+                    a.step++;
+                    a.issuing = false;
+                    continue;
+                }
+                p.cur = &a;
+                p.left = occ;
+                break;
+            }
+        }
+        if (p.cur) { /* the issuing op's next beat enters the pipeline */
+            p.stage[0] = Beat{p.cur, --p.left == 0};
+            p.beats++;
+            p.issued = now;
+            if (p.left == 0) p.cur = nullptr;
+        }
+    }
+    for (const Pipe &p : pipes_) busy = busy || p.beats > 0 || p.cur;
+    if (busy || !active_.empty()) next_trigger(ctx_.delay_to(now + 1), tick_ev_); /* the next clock, or an entry now */
+    else next_trigger(tick_ev_);
 }
 
 int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int64_t start, int64_t t,

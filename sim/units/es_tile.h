@@ -12,6 +12,7 @@
 #define ES_TILE_H
 #include <systemc>
 #include <deque>
+#include <list>
 #include <functional>
 #include <algorithm>
 #include <unordered_map>
@@ -61,6 +62,38 @@ private:
     bool take_first();                     // the next item into group_, if it may enter now
     int64_t take_more();                   // items arrived with it join it (tokens_per_read); its tokens
     bool book(int64_t total, int64_t start); // books group_ through its ops from start; false if the run failed
+    int64_t attention_cycles(const Step &st, Work &w, int64_t total); // its sequences' attention: cycles, events
+    void charge_plan(Work &w, const Plan &pl, int64_t total, const es_events &expert_ev); // shared events, stats
+    void finish(Work &&w, int64_t t);      // to complete(), which passes it on at t
+    // --fidelity cycle (ctx_.cycle): items advance through their steps clock by clock (tick)
+    struct Active {
+        Work w;
+        const Plan *pl;
+        int64_t total;                     // its tokens
+        int64_t at;                        // cycle its next step's input is valid
+        int64_t valid_at = 0;              // while issuing: the cycle its op's result will be valid
+        size_t step = 0;                   // its next step
+        bool issuing = false;              // a step of it is issuing or in a pipeline
+        bool flowed = false;               // its --trace flow has entered the tile
+        std::vector<int64_t> attn_cyc;     // per step: the attention engine's cycles (0 for other steps)
+    };
+    struct Beat {
+        Active *a = nullptr;               // the item whose op it belongs to (none: an empty stage)
+        bool last = false;                 // the op's last beat
+    };
+    struct Pipe {                          // a resource: 0 vector, 1 attention, 2.. lanes partitions
+        std::vector<Beat> stage;           // the issue stage, then one per cycle of latency
+        int64_t beats = 0;                 // valid beats in it
+        Active *cur = nullptr;             // the op issuing
+        int64_t left = 0;                  // its beats still to issue
+        int64_t issued = -1;               // the cycle of the last beat issued
+    };
+    void tick();                           // one clock of the resources (a method)
+    std::list<Active> active_;             // in entry order: the oldest issues first
+    std::vector<Pipe> pipes_;
+    int64_t shifted_ = 0;                  // the cycle the pipelines last moved to
+    std::vector<std::pair<int64_t, int64_t>> held_; // tick: older items' projected ops on a resource
+    sc_core::sc_event tick_ev_;            // an item entered
     bool book_early() const;               // whether an item may be booked before it arrives
     int early_ = -1;                       // book_early(), once the run has set up (-1: not yet asked)
     std::deque<int64_t> early_starts_;     // early: start cycles of items booked, not yet counted in

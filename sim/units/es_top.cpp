@@ -297,6 +297,10 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     ctx.progress = w.progress && !w.source;
     ctx.total_tokens = total;
     ctx.dp = w.dp;
+    ctx.cycle = w.cycle;
+    if (w.cycle && m->experts > 0)
+        return es_fail(e, "--fidelity cycle: %s routes tokens to experts, which only the transaction fidelity "
+                          "books; use a dense or state-space model", m->name);
     ctx.prefix_ids = w.prefix_ids;
     ctx.tap_id = w.tap_id;
     ctx.routing = w.routing;

@@ -73,6 +73,7 @@ struct Workload {
     std::vector<int32_t> prefix_ids;
     int64_t tap_id = -1;
     Routing routing;             // MoE models: how tokens pick their experts
+    bool cycle = false;          // --fidelity cycle: tiles advance clock by clock (es_tile.h)
     // --trace: a Chrome trace-event file of unit occupancy (empty: none), kept to
     // the events overlapping [trace_start_ns, trace_end_ns] (end < 0: to the end)
     std::string trace_path;
