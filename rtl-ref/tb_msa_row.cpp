@@ -17,28 +17,6 @@ extern "C" {
 }
 
 
-/* set bit field [at, at+bits) of a Verilator wide signal (32-bit words) */
-template <class W> static void put(W &w, int at, int bits, uint32_t v)
-{
-    for (int b = 0; b < bits; b++, at++) {
-        uint32_t &word = w[at / 32];
-        if ((v >> b) & 1) word |= 1u << (at % 32);
-        else word &= ~(1u << (at % 32));
-    }
-}
-
-/* ports of up to 64 bits are plain integers */
-static void put(uint64_t &w, int at, int bits, uint32_t v)
-{
-    uint64_t mask = (bits >= 64 ? ~0ull : ((1ull << bits) - 1)) << at;
-    w = (w & ~mask) | (((uint64_t)v << at) & mask);
-}
-static void put(uint32_t &w, int at, int bits, uint32_t v)
-{
-    uint64_t x = w;
-    put(x, at, bits, v);
-    w = (uint32_t)x;
-}
 
 static uint64_t rng; /* the random stream's state, from SEED */
 

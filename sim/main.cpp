@@ -20,6 +20,7 @@
 #include "es_db.h"
 #include "es_model.h"
 #include "es_top.h"
+#include "es_cosim.h"
 #include "cli_rom.h"
 #include "cli_common.h"
 #include "cli_eval.h"
@@ -97,6 +98,9 @@ const char *RUN_HELP =
     "                       enters a tile; cycle: the tiles' resources advance clock by clock,\n"
     "                       ops issuing beat by beat through pipelines of their latency\n"
     "                       (dense and state-space models; slower)\n"
+    "  --rtl-cosim          with --mode functional and --fidelity cycle: tile 0's lane matmuls\n"
+    "                       run through the Verilated reference RTL (rtl-ref/msa_slice.v,\n"
+    "                       fp_scale_acc.v), int3 and int6 lanes of a 24-bit accumulator\n"
     "  --vcd FILE.vcd       SystemC signals as a VCD file (GTKWave): each tile's work items,\n"
     "                       KV positions held, sequences in flight, a value change per change;\n"
     "                       written only by a run that finishes. About 20 bytes per item per tile\n"
@@ -132,6 +136,7 @@ struct Opts {
     std::string trace;                          // --trace FILE.json
     std::string vcd;                            // --vcd FILE.vcd
     bool cycle = false;                         // --fidelity cycle
+    bool cosim = false;                         // --rtl-cosim
     double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
     int64_t synthetic = -1, seed = 1;
 };
@@ -142,7 +147,7 @@ int usage_error(const char *cmd, const char *msg, const char *arg) { return es_o
 int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
 {
     enum { CHIP, MODEL, SET, JSON, PROMPT, GENERATE, STREAMS, POSITION, DB, ROM, NODB, ROUTING, MODE, TEXT, VOCAB,
-           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, N_OPTS };
+           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, COSIM, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"chip", ES_OPT_STR, 0, 0, 0},          {"model", ES_OPT_STR, 0, 0, 0},
         {"set", ES_OPT_STR, 0, 0, 1},           {"json", ES_OPT_FLAG, 0, 0, 0},
@@ -155,7 +160,8 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         {"recipe", ES_OPT_STR, 0, 0, 0},        {"logits", ES_OPT_STR, 0, 0, 0},
         {"synthetic", ES_OPT_COUNT, 0, 9.2e18, 0}, {"seed", ES_OPT_COUNT, 0, 9.2e18, 0},
         {"trace", ES_OPT_STR, 0, 0, 0},         {"trace-window", ES_OPT_STR, 0, 0, 0},
-        {"vcd", ES_OPT_STR, 0, 0, 0},           {"fidelity", ES_OPT_STR, 0, 0, 0}};
+        {"vcd", ES_OPT_STR, 0, 0, 0},           {"fidelity", ES_OPT_STR, 0, 0, 0},
+        {"rtl-cosim", ES_OPT_FLAG, 0, 0, 0}};
     es_optarg *items = nullptr;
     int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, run ? RUN_HELP : AREA_HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
@@ -205,8 +211,11 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
                 return usage_error(cmd, "--fidelity expects transaction or cycle, got", v);
             o.cycle = !std::strcmp(v, "cycle");
             break;
+        case COSIM: o.cosim = true; break;
         }
     }
+    if (o.cosim && (!o.functional || !o.cycle))
+        return usage_error(cmd, "--rtl-cosim needs --mode functional and --fidelity cycle", nullptr);
     if (!o.functional && (o.have_text || !o.weights.empty() || o.synthetic >= 0 || !o.logits.empty() ||
                           !o.recipe.empty() || !o.vocab.empty()))
         return usage_error(cmd, "--text, --weights, --synthetic, --recipe, --vocab and --logits need --mode functional",
@@ -342,6 +351,7 @@ int cmd_area(int argc, char **argv)
 // Functional mode's resources and results (run).
 struct Func {
     es_dp *dp = nullptr;
+    es::Cosim *cosim = nullptr; // --rtl-cosim: tile 0's lanes through the Verilated RTL
     es_tok *tok = nullptr;
     std::vector<int32_t> prompt_ids;
     std::string text;      // stream 0's output text (empty without a tokenizer)
@@ -349,6 +359,7 @@ struct Func {
     ~Func()
     {
         es_dp_close(dp);
+        es::es_cosim_close(cosim);
         es_tok_free(tok);
     }
 };
@@ -463,6 +474,15 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
         int same = 1;
         for (const auto &v : r.out_ids) same &= v == r.out_ids[0];
         cJSON_AddBoolToObject(f, "streams_agree", same);
+        if (fn.cosim) {
+            int64_t rows, cycles;
+            es::es_cosim_counts(fn.cosim, &rows, &cycles);
+            cJSON *cs = cJSON_AddObjectToObject(f, "rtl_cosim");
+            cJSON_AddNumberToObject(cs, "layers", (double)L.c.layers_per_tile);
+            cJSON_AddNumberToObject(cs, "rows", (double)rows);
+            cJSON_AddNumberToObject(cs, "rtl_cycles", (double)cycles);
+            cJSON_AddNumberToObject(cs, "lane_pipeline_cycles", (double)es::es_cosim_lane_depth(fn.cosim));
+        }
     }
     cJSON_AddNumberToObject(j, "sim_wall_s", wall);
     return j;
@@ -565,6 +585,13 @@ int cmd_run(int argc, char **argv)
             std::fprintf(stderr, "etchsim run: %s\n", e.msg);
             return 1;
         }
+        if (o.cosim) { /* tile 0's lane matmuls through the Verilated lane */
+            if (!(fn.cosim = es::es_cosim_open(&L.c, &L.m, 0, (int)L.c.layers_per_tile, &e))) {
+                std::fprintf(stderr, "etchsim run: %s\n", e.msg);
+                return 1;
+            }
+            es_dp_set_lane_fn(fn.dp, es::es_cosim_lane_row, fn.cosim);
+        }
     }
     if (o.prompt + o.gen > L.c.kv_slot_context) {
         std::fprintf(stderr, "etchsim run: --prompt %" PRId64 " + --generate %" PRId64
@@ -623,6 +650,7 @@ int cmd_run(int argc, char **argv)
     w.trace_path = o.trace;
     w.vcd_path = o.vcd;
     w.cycle = o.cycle;
+    if (fn.cosim) w.cosim_depth = es::es_cosim_lane_depth(fn.cosim);
     w.trace_start_ns = o.trace_start_ns;
     w.trace_end_ns = o.trace_end_ns;
     w.an_prompt = o.prompt;

@@ -233,6 +233,37 @@ def test_fidelity_agreement():
                   "--prompt", "8", "--generate", "2", "--fidelity", "cycle"], "--fidelity cycle", "experts")
 
 
+def test_rtl_cosim():
+    """--rtl-cosim runs tile 0's lane matmuls through the Verilated reference RTL (rtl-ref/msa_slice.v
+    and fp_scale_acc.v) inside the cycle fidelity: the tiny model's greedy tokens and every
+    position's logits equal functional mode's bit for bit. Tile 0's lanes take the pipeline the
+    RTL has (measured as it opens: hc1-class's tile.lanes.pipeline_depth); with the chip set to it,
+    the run takes the cycle fidelity's own cycles. --rtl-cosim needs functional mode and the cycle
+    fidelity."""
+    base = ["--no-db", *TINY, "--mode", "functional", "--synthetic", "3", "--prompt", "8", "--generate", "6"]
+    with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+        depth = json.load(f)["tile"]["lanes"]["pipeline_depth"]["value"]
+    with tempfile.TemporaryDirectory() as tmp:
+        la, lb = os.path.join(tmp, "a.bin"), os.path.join(tmp, "b.bin")
+        a = run_json(*base, "--logits", la)
+        b = run_json(*base, "--fidelity", "cycle", "--rtl-cosim", "--logits", lb)
+        cs = b["functional"]["rtl_cosim"]
+        expect(cs["rows"] > 0 and cs["rtl_cycles"] > cs["rows"], f"no rows through the RTL: {cs}")
+        expect(cs["lane_pipeline_cycles"] == depth, f"RTL lane pipeline {cs['lane_pipeline_cycles']}, hc1-class {depth}")
+        expect(a["functional"]["output_ids"] == b["functional"]["output_ids"],
+               f"tokens: functional {a['functional']['output_ids']}, co-simulated {b['functional']['output_ids']}")
+        with open(la, "rb") as fa, open(lb, "rb") as fb:
+            expect(fa.read() == fb.read(), "the co-simulated logits differ from functional mode's")
+    at = ["--set", f"tile.lanes.pipeline_depth={depth}"]
+    c = run_json(*base, "--fidelity", "cycle", *at)
+    d = run_json(*base, "--fidelity", "cycle", "--rtl-cosim", *at)
+    expect(c["cycles"] == d["cycles"], f"at the RTL's depth: cycle fidelity {c['cycles']}, co-simulated {d['cycles']}")
+    plain = run_json(*base, "--fidelity", "cycle")  # the tiny chip's own lanes: 10 cycles of pipeline
+    expect(b["cycles"] < plain["cycles"], f"tile 0 did not take the RTL's pipeline: {b['cycles']} against {plain['cycles']}")
+    expect_error(["run", *base, "--rtl-cosim"], "--rtl-cosim needs --mode functional and --fidelity cycle", code=2)
+    expect_error(["run", "--no-db", *TINY, "--fidelity", "cycle", "--rtl-cosim"], "--rtl-cosim needs", code=2)
+
+
 def test_knee():
     """The tiny chip is pipeline-bound: aggregate tokens/s rises with every stream well below
     the knee, never exceeds the analytical saturation, reaches it within 5 % well past the knee

@@ -47,6 +47,8 @@ struct es_dp {
     const es_model *m;
     int act, kv, link16, threads;
     int64_t acc_max;        /* accumulator saturates at +-acc_max */
+    es_dp_lane_fn lane_fn;  /* co-simulation: computes lane rows in place of the C code, or NULL */
+    void *lane_ctx;
     dp_tensor *t;           /* (m->n_tensors) */
     int *ti;                /* (layers, ES_ROLE_COUNT) tensor index, -1 none */
     int embed, head, out_norm; /* tensor indexes */
@@ -338,6 +340,12 @@ int es_dp_load_rows(es_dp *dp, const es_recipe *r, es_ref_rows rows, void *arg, 
     return dp->m->ssm_state > 0 ? ssm_params(dp, e) : 0;
 }
 
+void es_dp_set_lane_fn(es_dp *dp, es_dp_lane_fn fn, void *ctx)
+{
+    dp->lane_fn = fn;
+    dp->lane_ctx = ctx;
+}
+
 void es_dp_set_sampler(es_dp *dp, const es_sampler *s, uint64_t seed)
 {
     dp->smp = *s;
@@ -472,6 +480,9 @@ typedef struct mm_job {
     float *y;               /* (n, rows) */
     int64_t r0, r1;         /* rows of this job */
     int64_t sat;            /* saturations counted */
+    int ti;                 /* the tensor's index */
+    int failed;             /* the co-simulation failed: err says why */
+    es_err err;
 } mm_job;
 
 /* sum of c[i] a[i], i < n: exact in 32 bits (|c| <= 128, |a| <= 127, n <= 256).
@@ -524,6 +535,15 @@ static void *mm_run(void *arg)
         const float *wf = sub ? NULL : w->fv + r * P;
         for (int64_t t = 0; t < j->n; t++) {
             float acc = 0.0f;
+            if (j->dp->lane_fn && j->ai && sub && !mn) { /* co-simulation: the row through the RTL */
+                int h = j->dp->lane_fn(j->dp->lane_ctx, j->ti, w->fmt.type, codes, j->ai + t * P, P, sub, sc, j->s[t],
+                                       &j->y[t * R + r], &j->err);
+                if (h < 0) {
+                    j->failed = 1;
+                    return NULL;
+                }
+                if (h > 0) continue;
+            }
             if (!sub) {
                 const float *a = j->af + t * P;
                 for (int64_t i = 0; i < P; i++) acc += wf[i] * a[i];
@@ -602,19 +622,30 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
     }
     int nt = dp->threads;
     if ((double)w->rows * (double)P * (double)n < 262144.0) nt = 1; /* small: threads cost more than they save */
+    if (dp->lane_fn) nt = 1; /* a co-simulated lane is one model */
     if (nt > w->rows) nt = (int)w->rows;
     mm_job jobs[64];
     pthread_t th[64];
     int started[64] = {0};
     for (int k = 0; k < nt; k++) {
-        jobs[k] = (mm_job){dp, w, n, af, ai, s, y, w->rows * k / nt, w->rows * (k + 1) / nt, 0};
+        jobs[k] = (mm_job){.dp = dp, .w = w, .n = n, .af = af, .ai = ai, .s = s, .y = y, .r0 = w->rows * k / nt,
+                           .r1 = w->rows * (k + 1) / nt, .ti = ti};
         /* the last share runs here; a thread that cannot start runs here too */
         if (k < nt - 1 && pthread_create(&th[k], NULL, mm_run, &jobs[k]) == 0) started[k] = 1;
         else mm_run(&jobs[k]);
     }
+    int failed = -1;
     for (int k = 0; k < nt; k++) {
         if (started[k]) pthread_join(th[k], NULL);
         dp->stats.saturations += jobs[k].sat;
+        if (jobs[k].failed && failed < 0) failed = k;
+    }
+    if (failed >= 0) {
+        free(af);
+        free(s);
+        free(ai);
+        *e = jobs[failed].err;
+        return -1;
     }
     dp->stats.lane_rows += w->rows * n;
     free(af);

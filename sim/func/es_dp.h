@@ -84,6 +84,15 @@ int es_dp_load_rom(es_dp *dp, const es_rom_image *img, es_err *e);
 int es_dp_load_rows(es_dp *dp, const es_recipe *r, es_ref_rows rows, void *arg, es_err *e);
 /* Sampling for every sequence. */
 void es_dp_set_sampler(es_dp *dp, const es_sampler *s, uint64_t seed);
+/* Co-simulation (etchsim run --rtl-cosim): fn computes one output row of a lane matmul in place
+ * of the C code: the tensor's index and format, the row's codes (cols of them, two's complement),
+ * one token's int8 activations, the row's sub-block scales (cols / sub of them) and the token's
+ * activation scale; *y gets the row's output (the accumulator times the activation scale). It
+ * returns 1 when it computed the row, 0 to leave it to the C code, -1 on error (e filled). While
+ * set, lane matmuls run on one thread. NULL restores the C code. */
+typedef int (*es_dp_lane_fn)(void *ctx, int tensor, es_qtype type, const int8_t *codes, const int8_t *acts,
+                             int64_t cols, int64_t sub, const float *scales, float act_scale, float *y, es_err *e);
+void es_dp_set_lane_fn(es_dp *dp, es_dp_lane_fn fn, void *ctx);
 
 /* A sequence's KV: positions [start, start + positions) in each layer; start > 0
  * reads positions below start from sequence prefix_seq. tag seeds its sampler. */

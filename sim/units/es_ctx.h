@@ -119,6 +119,7 @@ public:
     // (by request tag), the shared prefix's ids, the request whose logits are tapped
     es_dp *dp = nullptr;
     bool cycle = false;               // --fidelity cycle: tiles advance clock by clock (es_tile.h)
+    int64_t cosim_depth = -1;         // --rtl-cosim: tile 0's lane pipeline depth (-1: tile.lanes.pipeline_depth)
     std::unordered_map<uint32_t, std::vector<int32_t>> pending_prompts;
     std::vector<int32_t> prefix_ids;
     int64_t tap_id = -1;

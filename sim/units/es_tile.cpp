@@ -326,6 +326,8 @@ void Tile::tick()
                     kv_->book(now, now, occ);
                 }
                 int64_t lat = st.res == 1 ? 0 : st.lat;
+                if (st.res >= 2 && lo_ == 0 && ctx_.cosim_depth >= 0) /* the co-simulated lanes: the RTL's depth */
+                    lat += ctx_.cosim_depth - ctx_.c->lane_depth;
                 if (p.stage.empty()) p.stage.assign((size_t)lat + 1, Beat{});
                 if ((int64_t)p.stage.size() != lat + 1) {
                     ctx_.fail("%s: --fidelity cycle: ops of %lld and %lld pipeline cycles on one resource", basename(),

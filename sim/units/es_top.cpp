@@ -298,6 +298,7 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     ctx.total_tokens = total;
     ctx.dp = w.dp;
     ctx.cycle = w.cycle;
+    ctx.cosim_depth = w.cosim_depth;
     if (w.cycle && m->experts > 0)
         return es_fail(e, "--fidelity cycle: %s routes tokens to experts, which only the transaction fidelity "
                           "books; use a dense or state-space model", m->name);

@@ -74,6 +74,7 @@ struct Workload {
     int64_t tap_id = -1;
     Routing routing;             // MoE models: how tokens pick their experts
     bool cycle = false;          // --fidelity cycle: tiles advance clock by clock (es_tile.h)
+    int64_t cosim_depth = -1;    // --rtl-cosim: tile 0's lane pipeline depth, the Verilated lane's (-1: the chip's)
     // --trace: a Chrome trace-event file of unit occupancy (empty: none), kept to
     // the events overlapping [trace_start_ns, trace_end_ns] (end < 0: to the end)
     std::string trace_path;
