@@ -205,9 +205,10 @@ def test_fidelity_agreement():
     """--fidelity cycle advances the tiles clock by clock: each resource an issue stage and a
     pipeline of its latency, beats moving one stage per cycle. Uncontended, it takes exactly the
     transaction fidelity's cycles and energy (tiny chip and Llama-3.2-1B, one stream; an SSM too).
-    Under contention, where the transaction fidelity reserves each op at entry and the cycle
-    fidelity arbitrates clock by clock, total cycles agree within 1 % (many streams, KV ports
-    shared by 2 and 4 tiles, two tokens per ROM read)."""
+    Under contention the transaction fidelity reserves each item's ops as it enters and the cycle
+    fidelity's controller re-derives the reservations from the pipelines' state every clock: with
+    each tile's KV port its own they take the same cycles (many streams, two tokens per ROM
+    read); with ports shared by 2 and 4 tiles, whose items a tile cannot see, within 1 %."""
     def both(*args):
         t = run_json("--no-db", *args)
         c = run_json("--no-db", *args, "--fidelity", "cycle")
@@ -227,7 +228,9 @@ def test_fidelity_agreement():
         t, c = both(*TINY, *extra)
         d = c["cycles"] / t["cycles"] - 1
         expect(t["cycles"] > 2 * run_json("--no-db", *TINY, *extra[2:6])["cycles"], f"{extra}: not contended")
-        expect(abs(d) <= 0.01, f"{extra}: cycle fidelity {c['cycles']} against {t['cycles']} ({100 * d:+.2f} %)")
+        shared = any(a.startswith("kv.tiles_per_group") for a in extra)
+        expect(abs(d) <= 0.01 if shared else d == 0,
+               f"{extra}: cycle fidelity {c['cycles']} against {t['cycles']} ({100 * d:+.2f} %)")
     expect_error(["run", "--no-db", *TINY, "--fidelity", "clock"], "--fidelity", "transaction or cycle", code=2)
     expect_error(["run", "--no-db", "--model", "olmoe-1b-7b", "--chip", os.path.join(MODELS, "chips", "olmoe-1b-7b-class.json"),
                   "--prompt", "8", "--generate", "2", "--fidelity", "cycle"], "--fidelity cycle", "experts")

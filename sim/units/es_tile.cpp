@@ -174,7 +174,7 @@ bool Tile::book(int64_t total, int64_t start)
     w.ev.resize(w.group.size());
     const Plan &pl = plan(total);
     if (ctx_.cycle) { /* its steps issue clock by clock (tick); what they cost is known now */
-        Active a{std::move(w), &pl, total, start, 0, 0, false, false, std::vector<int64_t>(pl.steps.size(), 0)};
+        Active a{std::move(w), &pl, total, start, 0, -1, 0, false, false, std::vector<int64_t>(pl.steps.size(), 0)};
         for (size_t k = 0; k < pl.steps.size(); k++)
             if (pl.steps[k].res == 1) a.attn_cyc[k] = attention_cycles(pl.steps[k], a.w, total);
         charge_plan(a.w, pl, total, es_events{});
@@ -256,6 +256,41 @@ void Tile::finish(Work &&w, int64_t t)
     if (earlier) booked_ev_.notify(sc_core::SC_ZERO_TIME);
 }
 
+void Tile::plan_ahead(int64_t now)
+{
+    /* The tile's controller, as a statically scheduled pipeline has one: each item's ops to come,
+     * in the items' order of entry, each placed at the earliest cycle from which its resource is
+     * free for its whole occupancy, after its input is valid (a reservation table), re-derived
+     * from where the pipelines stand on every clock that has an idle issue stage. An item's
+     * next op issues on the clock it was placed at. */
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> &busy = plan_busy_;
+    busy.resize(pipes_.size());
+    for (size_t r = 0; r < pipes_.size(); r++) {
+        busy[r].clear();
+        const Pipe &p = pipes_[r];
+        int64_t from = p.issued == now ? now + 1 : now; /* the op issuing: its beats still to come */
+        if (p.cur) busy[r].emplace_back(from, from + p.left);
+    }
+    for (Active &a : active_) {
+        a.plan = -1;
+        int64_t t = a.issuing ? a.valid_at : std::max(a.at, now);
+        for (size_t k = a.issuing ? a.step + 1 : a.step; k < a.pl->steps.size(); k++) {
+            const Step &f = a.pl->steps[k];
+            const int64_t o = f.res == 1 ? a.attn_cyc[k] : f.occ;
+            std::vector<std::pair<int64_t, int64_t>> &iv = busy[(size_t)f.res];
+            int64_t s0 = t;
+            size_t at = 0;
+            for (; at < iv.size(); at++) { /* sorted and disjoint: the first gap that holds it */
+                if (s0 + o <= iv[at].first) break;
+                if (iv[at].second > s0) s0 = iv[at].second;
+            }
+            if (o > 0) iv.insert(iv.begin() + (long)at, {s0, s0 + o});
+            if (k == a.step && !a.issuing) a.plan = s0;
+            t = s0 + o + (f.res == 1 ? 0 : f.lat);
+        }
+    }
+}
+
 void Tile::tick()
 {
     /* --fidelity cycle: one clock of the tile's resources. Each is an issue stage and a pipeline
@@ -264,9 +299,9 @@ void Tile::tick()
      * streams): a beat enters the issue stage each cycle its op issues and moves one stage per
      * clock (valid); a stage is always ready for the next, as a static pipeline never stalls; an
      * op's result is valid when its last beat leaves, and the item's next op may issue on that
-     * clock. A free issue stage takes the oldest item whose next op is its own and whose input is
-     * valid. A clock may run again later in the same cycle (an item entered): it moves the
-     * pipelines once and issues only on idle stages. */
+     * clock. A free issue stage takes the item whose next op the controller placed there on this
+     * clock (plan_ahead). A clock may run again later in the same cycle (an item entered): it
+     * moves the pipelines once and issues only on idle stages. */
     const int64_t now = ctx_.now();
     if (pipes_.empty()) pipes_.resize(2 + lanes_.size());
     bool moved = shifted_ != now;
@@ -295,32 +330,18 @@ void Tile::tick()
             ++it;
         }
     }
+    bool idle = false;
+    for (const Pipe &p : pipes_) idle = idle || (!p.cur && p.issued != now);
+    if (idle) plan_ahead(now);
     for (size_t r = 0; r < pipes_.size(); r++) {
         Pipe &p = pipes_[r];
         if (p.issued == now) continue; /* this clock's beat has entered */
-        if (!p.cur) { /* idle: the oldest item ready for this resource whose op would not overlap an older
-                        * item's ops here, each projected from its progress (items keep their order of
-                        * entry, as the transaction fidelity's reservations do) */
-            std::vector<std::pair<int64_t, int64_t>> &held = held_;
-            held.clear();
+        if (!p.cur) { /* idle: the item whose next op the controller placed here on this clock */
             for (Active &a : active_) {
-                size_t next = a.issuing ? a.step + 1 : a.step;
-                if (next >= a.pl->steps.size()) continue;
+                if (a.issuing || a.at > now || a.plan != now || a.step >= a.pl->steps.size()) continue;
                 const Step &st = a.pl->steps[a.step];
+                if (st.res != (int)r) continue;
                 int64_t occ = st.res == 1 ? a.attn_cyc[a.step] : st.occ;
-                bool go = !a.issuing && a.at <= now && st.res == (int)r;
-                for (size_t h = 0; go && h < held.size(); h++)
-                    go = now + occ <= held[h].first || held[h].second <= now;
-                if (!go) { /* its ops to come, back to back from its next: its claims on this resource */
-                    int64_t t = a.issuing ? a.valid_at : std::max(a.at, now);
-                    for (size_t k = next; k < a.pl->steps.size(); k++) {
-                        const Step &f = a.pl->steps[k];
-                        int64_t o = f.res == 1 ? a.attn_cyc[k] : f.occ;
-                        if (f.res == (int)r) held.emplace_back(t, t + o);
-                        t += o + (f.res == 1 ? 0 : f.lat);
-                    }
-                    continue;
-                }
                 if (st.res == 1) {
                     if (!kv_->free_at(now)) break; /* the KV group's ports are all streaming */
                     kv_->book(now, now, occ);

@@ -72,6 +72,7 @@ private:
         int64_t total;                     // its tokens
         int64_t at;                        // cycle its next step's input is valid
         int64_t valid_at = 0;              // while issuing: the cycle its op's result will be valid
+        int64_t plan = -1;                 // the cycle the controller placed its next op at (plan_ahead)
         size_t step = 0;                   // its next step
         bool issuing = false;              // a step of it is issuing or in a pipeline
         bool flowed = false;               // its --trace flow has entered the tile
@@ -92,7 +93,8 @@ private:
     std::list<Active> active_;             // in entry order: the oldest issues first
     std::vector<Pipe> pipes_;
     int64_t shifted_ = 0;                  // the cycle the pipelines last moved to
-    std::vector<std::pair<int64_t, int64_t>> held_; // tick: older items' projected ops on a resource
+    void plan_ahead(int64_t now);          // the controller: where each item's ops to come go
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> plan_busy_; // plan_ahead: per resource, cycles placed
     sc_core::sc_event tick_ev_;            // an item entered
     bool book_early() const;               // whether an item may be booked before it arrives
     int early_ = -1;                       // book_early(), once the run has set up (-1: not yet asked)
