@@ -123,7 +123,7 @@ typedef struct es_chip {
     double e_vec_elem;        /* process.energy.vector_op_fj */
     double e_wire_bit_mm;     /* process.energy.wire_fj_per_bit_mm */
     double e_host_bit;        /* process.energy.host_pj_per_bit */
-    double e_reg_bit;         /* process.energy.register_fj_per_bit_cycle: a clocked register bit, one cycle */
+    double e_reg_bit;         /* process.energy.register_fj_per_bit_cycle: a clocked register bit's flip-flop, one cycle */
     double e_clk_net;         /* process.energy.clock_network_fj_per_bit_cycle: the clock network's share, per bit and cycle */
     double leak_logic;        /* process.leakage.logic_w_per_mm2 */
     double leak_sram;         /* process.leakage.sram_w_per_mm2 */

@@ -535,9 +535,9 @@ static void *mm_run(void *arg)
         const float *wf = sub ? NULL : w->fv + r * P;
         for (int64_t t = 0; t < j->n; t++) {
             float acc = 0.0f;
-            if (j->dp->lane_fn && j->ai && sub && !mn) { /* co-simulation: the row through the RTL */
-                int h = j->dp->lane_fn(j->dp->lane_ctx, j->ti, w->fmt.type, codes, j->ai + t * P, P, sub, sc, j->s[t],
-                                       &j->y[t * R + r], &j->err);
+            if (j->dp->lane_fn) { /* co-simulation: the row through the RTL (NULL what it has not got) */
+                int h = j->dp->lane_fn(j->dp->lane_ctx, j->ti, w->fmt.type, mn ? NULL : codes, j->ai ? j->ai + t * P : NULL,
+                                       P, sub, sc, j->s[t], &j->y[t * R + r], &j->err);
                 if (h < 0) {
                     j->failed = 1;
                     return NULL;

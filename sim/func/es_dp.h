@@ -85,8 +85,9 @@ int es_dp_load_rows(es_dp *dp, const es_recipe *r, es_ref_rows rows, void *arg, 
 /* Sampling for every sequence. */
 void es_dp_set_sampler(es_dp *dp, const es_sampler *s, uint64_t seed);
 /* Co-simulation (etchsim run --rtl-cosim): fn computes one output row of a lane matmul in place
- * of the C code: the tensor's index and format, the row's codes (cols of them, two's complement),
- * one token's int8 activations, the row's sub-block scales (cols / sub of them) and the token's
+ * of the C code: the tensor's index and format, the row's codes (cols of them, two's complement;
+ * NULL for a float format or one with sub-block mins), one token's int8 activations (NULL when the
+ * activations are not int8), the row's sub-block scales (cols / sub of them) and the token's
  * activation scale; *y gets the row's output (the accumulator times the activation scale). It
  * returns 1 when it computed the row, 0 to leave it to the C code, -1 on error (e filled). While
  * set, lane matmuls run on one thread. NULL restores the C code. */

@@ -125,8 +125,11 @@ int es_cosim_lane_row(void *cosim, int tensor, es_qtype type, const int8_t *code
     Cosim *cs = static_cast<Cosim *>(cosim);
     const es_tensor *t = &cs->m->tensors[tensor];
     if (t->layer < cs->lo || t->layer >= cs->hi) return 0; /* another tile's: the C datapath */
-    if (type != ES_Q_INT3 && type != ES_Q_INT6)
+    if ((type != ES_Q_INT3 && type != ES_Q_INT6) || !codes)
         return es_fail(e, "--rtl-cosim: %s is %s; the Verilated lanes are int3 and int6", t->name, es_qtype_name(type));
+    if (!acts)
+        return es_fail(e, "--rtl-cosim: %s: the activations are not int8 (key 'tile.lanes.activation_format'); the "
+                          "Verilated lane's are", t->name);
     if (sub % N || cols % sub)
         return es_fail(e, "--rtl-cosim: %s: sub-blocks of %lld weights over %lld columns; the Verilated lane takes %d "
                           "a cycle", t->name, (long long)sub, (long long)cols, N);

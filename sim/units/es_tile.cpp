@@ -286,9 +286,17 @@ void Tile::plan_ahead(int64_t now)
             }
             if (o > 0) iv.insert(iv.begin() + (long)at, {s0, s0 + o});
             if (k == a.step && !a.issuing) a.plan = s0;
-            t = s0 + o + (f.res == 1 ? 0 : f.lat);
+            t = s0 + o + step_lat(f);
         }
     }
+}
+
+int64_t Tile::step_lat(const Step &st) const
+{
+    if (st.res == 1) return 0; /* the attention engine holds its port for all of its cycles */
+    if (st.res >= 2 && lo_ == 0 && ctx_.cosim_depth >= 0) /* the co-simulated lanes: the RTL's depth */
+        return st.lat + ctx_.cosim_depth - ctx_.c->lane_depth;
+    return st.lat;
 }
 
 void Tile::tick()
@@ -346,9 +354,7 @@ void Tile::tick()
                     if (!kv_->free_at(now)) break; /* the KV group's ports are all streaming */
                     kv_->book(now, now, occ);
                 }
-                int64_t lat = st.res == 1 ? 0 : st.lat;
-                if (st.res >= 2 && lo_ == 0 && ctx_.cosim_depth >= 0) /* the co-simulated lanes: the RTL's depth */
-                    lat += ctx_.cosim_depth - ctx_.c->lane_depth;
+                int64_t lat = step_lat(st);
                 if (p.stage.empty()) p.stage.assign((size_t)lat + 1, Beat{});
                 if ((int64_t)p.stage.size() != lat + 1) {
                     ctx_.fail("%s: --fidelity cycle: ops of %lld and %lld pipeline cycles on one resource", basename(),
@@ -366,6 +372,7 @@ void Tile::tick()
                     a.at = now + lat;
                     a.step++;
                     a.issuing = false;
+                    a.plan = -1; /* placed again on the next clock */
                     continue;
                 }
                 p.cur = &a;
