@@ -401,6 +401,7 @@ int parse_opts(int argc, char **argv, Opts &o)
     struct Free { es_optarg *p; ~Free() { std::free(p); } } fr{items};
     for (int k = 0; k < n; k++) {
         const char *v = items[k].val;
+        int pick; /* es_opt_pick's choice */
         switch (items[k].opt) {
         case RULE: o.rule = v, o.have_rule = true; break;
         case RULE_FILE: o.rule_file = v, o.have_rule = true; break;
@@ -410,8 +411,8 @@ int parse_opts(int argc, char **argv, Opts &o)
         case MAX_NEW: o.max_new = items[k].num; break;
         case RECORDS: o.records = items[k].num; break;
         case POLICY:
-            if (std::strcmp(v, "fcfs") && std::strcmp(v, "spf")) return usage("--policy expects fcfs or spf, got", v);
-            o.policy = std::strcmp(v, "spf") ? ES_POLICY_FCFS : ES_POLICY_SPF;
+            if ((pick = es_opt_pick("eval", "policy", v, "fcfs", "spf")) < 0) return 2;
+            o.policy = pick ? ES_POLICY_SPF : ES_POLICY_FCFS;
             break;
         case NO_SHARING: o.sharing = false; break;
         case NO_COMPARE: o.compare = false; break;
@@ -422,9 +423,8 @@ int parse_opts(int argc, char **argv, Opts &o)
         case WEIGHTS: o.weights = v; break;
         case RECIPE: o.recipe = v; break;
         case MODE:
-            if (std::strcmp(v, "timing") && std::strcmp(v, "functional"))
-                return usage("--mode expects timing or functional, got", v);
-            o.functional = !std::strcmp(v, "functional");
+            if ((pick = es_opt_pick("eval", "mode", v, "timing", "functional")) < 0) return 2;
+            o.functional = pick;
             break;
         case SYNTHETIC: o.synthetic = items[k].num; break;
         case LABELS: {
@@ -455,9 +455,8 @@ int parse_opts(int argc, char **argv, Opts &o)
         case JSON: o.json = true; break;
         case VCD: o.vcd = v; break;
         case FIDELITY:
-            if (std::strcmp(v, "transaction") && std::strcmp(v, "cycle"))
-                return es_opt_usage("eval", "--fidelity expects transaction or cycle, got", v);
-            o.cycle = !std::strcmp(v, "cycle");
+            if ((pick = es_opt_pick("eval", "fidelity", v, "transaction", "cycle")) < 0) return 2;
+            o.cycle = pick;
             break;
         }
     }

@@ -14,6 +14,14 @@ int es_opt_usage(const char *cmd, const char *msg, const char *arg)
     return 2;
 }
 
+int es_opt_pick(const char *cmd, const char *name, const char *v, const char *a, const char *b)
+{
+    if (!strcmp(v, a)) return 0;
+    if (!strcmp(v, b)) return 1;
+    fprintf(stderr, "etchsim %s: --%s expects %s or %s, got %s\nTry 'etchsim %s --help'.\n", cmd, name, a, b, v, cmd);
+    return -1;
+}
+
 /* a whole number as the rules read it: 0 and *out set, or -1 */
 static int es_opt_count(const char *s, int64_t lo, int64_t hi, int64_t *out)
 {

@@ -47,6 +47,9 @@ int es_opts_parse(const char *cmd, int argc, char **argv, const es_opt *opts, in
                   const char *help, es_optarg **items);
 /* Print "etchsim CMD: MSG ARG" and the --help hint; returns 2 (the exit code). */
 int es_opt_usage(const char *cmd, const char *msg, const char *arg);
+/* A value that must be one of two words: 0 for a, 1 for b; otherwise prints "etchsim CMD: --NAME
+ * expects A or B, got V" with the --help hint and returns -1. */
+int es_opt_pick(const char *cmd, const char *name, const char *v, const char *a, const char *b);
 
 #ifdef __cplusplus
 }

@@ -166,6 +166,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
     int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, run ? RUN_HELP : AREA_HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
     struct Free { es_optarg *p; ~Free() { std::free(p); } } fr{items};
+    int pick; /* es_opt_pick's choice */
     for (int k = 0; k < n; k++) {
         const es_optarg &a = items[k];
         const char *v = a.val;
@@ -189,9 +190,8 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         case NODB: o.no_db = true; break;
         case ROUTING: o.routing = v; break;
         case MODE:
-            if (std::strcmp(v, "timing") && std::strcmp(v, "functional"))
-                return usage_error(cmd, "--mode expects timing or functional, got", v);
-            o.functional = !std::strcmp(v, "functional");
+            if ((pick = es_opt_pick(cmd, "mode", v, "timing", "functional")) < 0) return 2;
+            o.functional = pick;
             break;
         case TEXT: o.text = v, o.have_text = true; break;
         case VOCAB: o.vocab = v; break;
@@ -207,9 +207,8 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
             break;
         case VCD: o.vcd = v; break;
         case FIDELITY:
-            if (std::strcmp(v, "transaction") && std::strcmp(v, "cycle"))
-                return usage_error(cmd, "--fidelity expects transaction or cycle, got", v);
-            o.cycle = !std::strcmp(v, "cycle");
+            if ((pick = es_opt_pick(cmd, "fidelity", v, "transaction", "cycle")) < 0) return 2;
+            o.cycle = pick;
             break;
         case COSIM: o.cosim = true; break;
         }

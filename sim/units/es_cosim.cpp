@@ -19,6 +19,19 @@ uint32_t bits_of(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 float float_of(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
 int64_t signed_sum(uint32_t v) { return (v & (1u << (ACC_BITS - 1))) ? (int64_t)v - ((int64_t)1 << ACC_BITS) : v; }
 
+// Cycles from one input (set(m, true) for a clock, then set(m, false)) to out_valid, counting the
+// edge that takes it in.
+template <class M, class Set> int64_t latency(tb_sim<M> &sim, Set set)
+{
+    set(sim.m, true);
+    for (int64_t k = 1; k < 64; k++) {
+        sim.tick();
+        set(sim.m, false);
+        if (sim.m->out_valid) return k;
+    }
+    return -1;
+}
+
 // One row's sub-block sums through a lane: N elements a cycle, each sub-block's last elements
 // marked; the sums come out as the pipeline delivers them.
 template <class M>
@@ -81,24 +94,12 @@ Cosim *es_cosim_open(const es_chip *c, const es_model *m, int lo, int hi, es_err
     cs->sf.reset();
     /* the pipeline as the RTL has it: one sub-block in, cycles to its sum (its first register stage
      * is the ROM read's second cycle, as scripts/bench-rtl counts), then to its scaled output */
-    int64_t lane = 0, scale = 0;
-    cs->i3->in_valid = 1;
-    cs->i3->in_last = 1;
-    for (lane = 1; lane < 64; lane++) {
-        cs->s3.tick();
-        cs->i3->in_valid = 0;
-        cs->i3->in_last = 0;
-        if (cs->i3->out_valid) break;
-    }
-    cs->fp->in_valid = 1;
-    cs->fp->in_first = 1;
-    cs->fp->in_last = 1;
-    for (scale = 1; scale < 64; scale++) {
-        cs->sf.tick();
-        cs->fp->in_valid = 0;
-        cs->fp->in_first = 0;
-        cs->fp->in_last = 0;
-        if (cs->fp->out_valid) break;
+    int64_t lane = latency(cs->s3, [](Vcosim_i3 *m, bool on) { m->in_valid = m->in_last = on; });
+    int64_t scale = latency(cs->sf, [](Vcosim_fp *m, bool on) { m->in_valid = m->in_first = m->in_last = on; });
+    if (lane < 0 || scale < 0) {
+        es_cosim_close(cs);
+        es_fail(e, "--rtl-cosim: the Verilated %s gave no output in 64 cycles", lane < 0 ? "lane" : "scale stage");
+        return nullptr;
     }
     cs->depth = lane - 1 + scale;
     cs->m = m;

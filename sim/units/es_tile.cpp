@@ -195,14 +195,13 @@ bool Tile::book(int64_t total, int64_t start)
         if (st.res != 1) {
             Server &res = st.res >= 2 ? lanes_[st.res - 2] : vec_;
             int64_t s0 = res.book(start, t, st.occ);
-            if (ctx_.trace) ctx_.span(st.res >= 2 ? lanes_trk_ : vec_trk_, s0, s0 + st.occ, st.op->name, items[0].seq,
-                                      items[0].pos, total, !flowed++);
+            if (ctx_.trace) ctx_.span(track(st.res), s0, s0 + st.occ, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
             t = s0 + st.occ + st.lat;
             continue;
         }
         int64_t cyc = attention_cycles(st, w, total); /* each sequence's own KV, the port held for all of it */
         int64_t s0 = kv_->book(start, t, cyc);
-        if (ctx_.trace) ctx_.span(attn_trk_, s0, s0 + cyc, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
+        if (ctx_.trace) ctx_.span(track(st.res), s0, s0 + cyc, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
         t = s0 + cyc;
     }
     charge_plan(w, pl, total, expert_ev);
@@ -276,7 +275,7 @@ void Tile::plan_ahead(int64_t now)
         int64_t t = a.issuing ? a.valid_at : std::max(a.at, now);
         for (size_t k = a.issuing ? a.step + 1 : a.step; k < a.pl->steps.size(); k++) {
             const Step &f = a.pl->steps[k];
-            const int64_t o = f.res == 1 ? a.attn_cyc[k] : f.occ;
+            const int64_t o = occupancy(a, k);
             std::vector<std::pair<int64_t, int64_t>> &iv = busy[(size_t)f.res];
             int64_t s0 = t;
             size_t at = 0;
@@ -290,6 +289,13 @@ void Tile::plan_ahead(int64_t now)
         }
     }
 }
+
+int64_t Tile::occupancy(const Active &a, size_t k)
+{
+    return a.pl->steps[k].res == 1 ? a.attn_cyc[k] : a.pl->steps[k].occ;
+}
+
+int Tile::track(int res) const { return res == 1 ? attn_trk_ : res == 0 ? vec_trk_ : lanes_trk_; }
 
 int64_t Tile::step_lat(const Step &st) const
 {
@@ -312,10 +318,8 @@ void Tile::tick()
      * moves the pipelines once and issues only on idle stages. */
     const int64_t now = ctx_.now();
     if (pipes_.empty()) pipes_.resize(2 + lanes_.size());
-    bool moved = shifted_ != now;
-    int64_t steps = moved ? std::min<int64_t>(now - shifted_, 1 << 20) : 0;
+    const int64_t steps = std::min<int64_t>(now - shifted_, 1 << 20); /* 0 when this clock ran already */
     shifted_ = now;
-    bool busy = false;
     for (Pipe &p : pipes_) {
         for (int64_t k = 0; k < steps && p.beats > 0; k++) { /* the beats advance one stage per clock */
             Beat out = p.stage.back();
@@ -349,7 +353,7 @@ void Tile::tick()
                 if (a.issuing || a.at > now || a.plan != now || a.step >= a.pl->steps.size()) continue;
                 const Step &st = a.pl->steps[a.step];
                 if (st.res != (int)r) continue;
-                int64_t occ = st.res == 1 ? a.attn_cyc[a.step] : st.occ;
+                int64_t occ = occupancy(a, a.step);
                 if (st.res == 1) {
                     if (!kv_->free_at(now)) break; /* the KV group's ports are all streaming */
                     kv_->book(now, now, occ);
@@ -362,9 +366,7 @@ void Tile::tick()
                     return;
                 }
                 const Item &i0 = a.w.group[0];
-                if (ctx_.trace)
-                    ctx_.span(r == 1 ? attn_trk_ : r == 0 ? vec_trk_ : lanes_trk_, now, now + occ, st.op->name, i0.seq,
-                              i0.pos, a.total, !a.flowed);
+                if (ctx_.trace) ctx_.span(track(st.res), now, now + occ, st.op->name, i0.seq, i0.pos, a.total, !a.flowed);
                 a.flowed = true;
                 a.issuing = true;
                 a.valid_at = now + occ + lat;
@@ -387,8 +389,9 @@ void Tile::tick()
             if (p.left == 0) p.cur = nullptr;
         }
     }
+    bool busy = !active_.empty();
     for (const Pipe &p : pipes_) busy = busy || p.beats > 0 || p.cur;
-    if (busy || !active_.empty()) next_trigger(ctx_.delay_to(now + 1), tick_ev_); /* the next clock, or an entry now */
+    if (busy) next_trigger(ctx_.delay_to(now + 1), tick_ev_); /* the next clock, or an entry now */
     else next_trigger(tick_ev_);
 }
 

@@ -95,6 +95,8 @@ private:
     int64_t shifted_ = 0;                  // the cycle the pipelines last moved to
     void plan_ahead(int64_t now);          // the controller: where each item's ops to come go
     int64_t step_lat(const Step &st) const; // its pipeline cycles after its occupancy (cycle fidelity)
+    static int64_t occupancy(const Active &a, size_t k); // cycles step k of a holds its resource
+    int track(int res) const;              // the --trace track of a resource
     std::vector<std::vector<std::pair<int64_t, int64_t>>> plan_busy_; // plan_ahead: per resource, cycles placed
     sc_core::sc_event tick_ev_;            // an item entered
     bool book_early() const;               // whether an item may be booked before it arrives
