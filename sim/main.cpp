@@ -19,6 +19,7 @@
 #include "es_chip.h"
 #include "es_db.h"
 #include "es_model.h"
+#include "es_stack.h"
 #include "es_top.h"
 #include "es_cosim.h"
 #include "cli_rom.h"
@@ -757,5 +758,6 @@ int main(int argc, char **argv)
      * kernel (sc_stop: "Simulation stopped by user.", our own error says why) and --vcd sets the
      * trace's time unit ("tracing timescale unit set") */
     sc_core::sc_report_handler::set_actions(sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
+    es::stack_save(); /* before any coroutine runs (es_stack.h) */
     return sc_core::sc_elab_and_sim(argc, argv);
 }

@@ -168,6 +168,46 @@ def test_db_killed_run():
 
 # ---- calibration -----------------------------------------------------------
 
+def test_sanitizer_stacks():
+    """The sanitizer build (registered only there): after a simulation, LeakSanitizer scans the
+    main thread's own stack (SystemC 2.3.4 leaves AddressSanitizer believing it runs on a freed
+    coroutine stack, or on none: es_stack.h). LSan's log_threads shows the stack it scans and
+    the stack pointer, which must lie in it: a run at each fidelity and an eval. Then one simulating command 50 times, and 20 times
+    with address randomisation off (setarch -R), where a stale range made every run fault."""
+    if os.environ.get("ETCHSIM_SANITIZED") != "1":
+        raise Skip("not the sanitizer build")
+    env = dict(os.environ, ASAN_OPTIONS="exitcode=86:detect_leaks=1:abort_on_error=0",
+               LSAN_OPTIONS="exitcode=86:log_threads=1")
+    base = [ETCHSIM, "run", *TINY, "--prompt", "8", "--generate", "4", "--no-db"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = [(base, 0),
+                 ([ETCHSIM, "run", *TINY, "--prompt", "8", "--generate", "4", "--no-db",
+                   "--fidelity", "cycle", "--streams", "2"], 0),
+                 ([ETCHSIM, "eval", *TINY, "--records", "5", "--max-new-tokens", "2", "--no-compare",
+                   "--db", os.path.join(tmp, "e.sqlite")], 0)]
+        for args, code in cases:
+            p = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+            expect(p.returncode == code, f"{args}: exit {p.returncode}: {p.stderr[-2000:]}")
+            stacks = re.findall(r"Stack at (0x[0-9a-f]+)-(0x[0-9a-f]+) \(SP = (0x[0-9a-f]+)\)", p.stderr)
+            expect(stacks, f"{args}: LeakSanitizer logged no stack (leak detection off?): {p.stderr[-2000:]}")
+            for lo, hi, sp in stacks:
+                expect(int(lo, 16) <= int(sp, 16) < int(hi, 16),
+                       f"{args}: LSan scans {lo}-{hi}, not the stack the SP {sp} is on: {p.stderr[-2000:]}")
+            expect("not in stack range" not in p.stderr and "Tracer caught" not in p.stderr,
+                   f"{args}: {p.stderr[-2000:]}")
+    env["LSAN_OPTIONS"] = "exitcode=86"
+    setarch = shutil.which("setarch")
+    for norand, n in ((False, 50), (True, 20)):
+        args = (["setarch", os.uname().machine, "-R"] if norand else []) + base
+        if norand and not setarch:
+            raise AssertionError("setarch (util-linux) is missing")
+        for i in range(n):
+            p = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+            expect(p.returncode == 0 and "Sanitizer" not in p.stderr and "Tracer" not in p.stderr,
+                   f"run {i + 1} of {n}{' without ASLR' if norand else ''}: exit {p.returncode}: "
+                   f"{p.stderr[-2000:]}")
+
+
 def test_default_calibration():
     j = run_json("--no-db")
     checks = [("decode_tokens_per_s", 17000, 0.10), ("area_mm2", 815, 0.10),

@@ -16,6 +16,7 @@
 #include "es_head.h"
 #include "es_host.h"
 #include "es_link.h"
+#include "es_stack.h"
 #include "es_stats.h"
 #include "es_tile.h"
 
@@ -353,6 +354,7 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     chip.dev->drv = drv;
     chip.prog->src = &src;
     sc_core::sc_start();
+    stack_restore(); /* the sanitizer's view of the main stack (es_stack.h) */
     if (ctx.progress) std::fprintf(stderr, "\r%60s\r", "");
     r.max_in_flight = ctx.max_in_flight;
     es_drv_close(drv);
