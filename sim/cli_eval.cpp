@@ -809,6 +809,11 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     const double ms = 1e-6;
     std::printf("etchsim eval: %s on %s%s%s\n", L.m.name, L.c.name, in.dp ? " (functional)" : "",
                 o.cycle ? ", cycle fidelity" : "");
+    /* an estimate must be impossible to miss: said before any figure, and beside each it moves */
+    const char *est = estimated ? " [ESTIMATED]" : "";
+    if (estimated)
+        std::printf("  ESTIMATED: no tokenizer vocabulary, so token counts are guessed at 1 per 4 UTF-8 bytes;\n"
+                    "  every figure marked [ESTIMATED] follows from them (scripts/fetch-vocab or --vocab F)\n");
     std::printf("  rule: \"%s\"\n", o.rule.c_str());
     std::printf("  data: %s\n", o.data.empty() ? "demo, 10,000 generated card transactions" : o.data.c_str());
     std::printf("  %-34s %lld done, %lld skipped\n", "records", (long long)done, (long long)skipped);
@@ -819,14 +824,14 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
         for (size_t i = 0; i < b.samples.size(); i++)
             std::printf("  %-34s \"%s\"\n", i ? "" : "first outputs", b.samples[i].c_str());
     }
-    std::printf("  %-34s %.3f ms\n", "batch time (simulated)", batch_ns * ms);
-    std::printf("  %-34s %.3f ms\n", "first 100 results (live preview)", first100 * ms);
-    std::printf("  %-34s p50 %.1f us, p95 %.1f us, p99 %.1f us\n", "per-record latency", p50 / 1e3, p95 / 1e3,
-                p99 / 1e3);
-    std::printf("  %-34s %.0f output, %.0f prefill\n", "tokens/s", batch_ns > 0 ? out_tokens / (batch_ns * 1e-9) : 0,
-                batch_ns > 0 ? r.prefill_passes / (batch_ns * 1e-9) : 0);
-    std::printf("  %-34s %.1f W, %.3f mJ per record\n", "power", done ? r.watts : 0,
-                done ? r.total_j / (double)done * 1e3 : 0);
+    std::printf("  %-34s %.3f ms%s\n", "batch time (simulated)", batch_ns * ms, est);
+    std::printf("  %-34s %.3f ms%s\n", "first 100 results (live preview)", first100 * ms, est);
+    std::printf("  %-34s p50 %.1f us, p95 %.1f us, p99 %.1f us%s\n", "per-record latency", p50 / 1e3, p95 / 1e3,
+                p99 / 1e3, est);
+    std::printf("  %-34s %.0f output, %.0f prefill%s\n", "tokens/s", batch_ns > 0 ? out_tokens / (batch_ns * 1e-9) : 0,
+                batch_ns > 0 ? r.prefill_passes / (batch_ns * 1e-9) : 0, est);
+    std::printf("  %-34s %.1f W, %.3f mJ per record%s\n", "power", done ? r.watts : 0,
+                done ? r.total_j / (double)done * 1e3 : 0, est);
     if (r.power_limit_w > 0) std::printf("  %-34s %s\n", "power limit", power_limit_text(r).c_str());
     std::printf("  %-34s %.1f %%\n", "die utilization", 100.0 * r.die_utilization);
     std::printf("  %-34s %lld rule tokens, %lld prefill token passes%s\n", "tokens", (long long)rule_tokens,

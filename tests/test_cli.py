@@ -2014,6 +2014,12 @@ def test_eval_token_estimate():
         db = os.path.join(tmp, "t.sqlite")
         p = run("eval", "--db", db, "--no-compare", *TINY, "--data", data, "--rule", "Twelve bytes")
         expect("ESTIMATED" in p.stdout and "warning" in p.stderr and "estimated" in p.stderr, p.stdout + p.stderr)
+        # impossible to miss: said before the first figure, and on every line whose figure follows from the counts
+        lines = p.stdout.splitlines()
+        expect(lines[1].strip().startswith("ESTIMATED:"), f"the estimate is not said first: {lines[:3]}")
+        for label in ("batch time", "first 100 results", "per-record latency", "tokens/s", "power "):
+            row = [l for l in lines if l.strip().startswith(label)]
+            expect(row and row[0].endswith("[ESTIMATED]"), f"{label!r} not marked estimated: {row}")
         con = sqlite3.connect(db)
         expect({r[0] for r in con.execute("SELECT tokens_estimated FROM records")} == {1}, "records not flagged")
         summ = json.loads(con.execute("SELECT summary FROM runs").fetchone()[0])
@@ -2025,6 +2031,8 @@ def test_eval_token_estimate():
         if os.path.exists(vocab):
             j, err = eval_json("--no-db", "--no-compare", "--data", data, "--rule", "Twelve bytes", "--vocab", vocab)
             expect(j["token_counts_estimated"] is False and "warning" not in err, "vocab given, still estimated")
+            p = run("eval", "--no-db", "--no-compare", "--data", data, "--rule", "Twelve bytes", "--vocab", vocab)
+            expect("ESTIMATED" not in p.stdout, f"real counts marked estimated: {p.stdout}")
             expect(j["rule_tokens"] == 1 + 6, f"BOS + 'Twelve bytes\\n\\nRecord:\\n' = {j['rule_tokens']}")
         expect_error(["eval", "--no-db", "--data", data, "--rule", "x", "--vocab", os.path.join(tmp, "none")], "cannot open")
 
