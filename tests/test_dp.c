@@ -10,7 +10,12 @@
  *   3.x  a narrow accumulator saturates and is counted; a wide one does not
  *   4.x  a sequence after a shared prefix gives the logits of the whole
  *        prompt run as one sequence
- * Run as `test_dp FIXTURES CHIP [MODELS_DIR]`; exits 77 when the model is absent. */
+ *   5.x  the INT8 activation quantizer (es_dp_quant_int8) against codes and
+ *        scales derived by hand: ties at .5 of both signs, values just below
+ *        .5, zero vectors, subnormals, the largest element to +-127 (runs
+ *        first, without the model)
+ * Run as `test_dp FIXTURES CHIP [MODELS_DIR]`; exits 77 when the model is absent
+ * (after 5.x; 1 if 5.x failed). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -62,11 +67,72 @@ static int run_seq(es_dp *dp, const es_model *m, const int32_t *ids, int64_t n, 
     return rc;
 }
 
+/* One vector through es_dp_quant_int8: its scale bit for bit and every code against the expected. */
+static void quant_case(const char *name, const float *x, int n, float want_scale, const int8_t *want)
+{
+    int8_t q[16];
+    memset(q, 0x55, sizeof q); /* codes not written would show as 85 */
+    float s = es_dp_quant_int8(x, n, q);
+    CHECK(!memcmp(&s, &want_scale, sizeof s), "5.x %s: scale %a, want %a", name, (double)s, (double)want_scale);
+    for (int i = 0; i < n; i++)
+        CHECK(q[i] == want[i], "5.x %s: element %d (%a): code %d, want %d", name, i, (double)x[i], q[i], want[i]);
+}
+
+/* 5.x The quantizer's semantics (es_dp.h): scale = FP32(max |x| / 127); code = round half away from
+ * zero of FP32(x / scale), as floor(|v| + 0.5) with the addition rounded to FP32, clamped to +-127;
+ * all codes 0 when the scale is 0. Every expected value below is worked out by hand from that. */
+static void test_quant_int8(void)
+{
+    /* 5.1 max |x| = 127: scale 1 exactly, so v = x. |v| + 0.5 then floor:
+     *   127 -> 127.5 -> 127; 0.5 -> 1.0 -> 1; 1.5 -> 2; 2.5 -> 3 (ties go away from zero, the sign
+     *   put back: -0.5 -> -1, -1.5 -> -2, -2.5 -> -3; truncation would give 0, 1, 2, and ties to
+     *   even 0, 2, 2); 126.5 -> 127.0 -> 127.
+     *   0x1.fffffcp-2 = 0.5 - 2^-24: + 0.5 = 1 - 2^-24, a float ([0.5, 1) is spaced 2^-24) -> 0.
+     *   0x1.fffffep-2 = 0.5 - 2^-25, the largest float below 0.5: + 0.5 = 1 - 2^-25 is not a float,
+     *   it lies halfway between 1 - 2^-24 and 1 and rounds to the even one, 1.0 -> 1 (the FP32 sum
+     *   the semantics name; rtl-ref/act_quant.v does the same).
+     *   0x1.7ffffep0 = 1.5 - 2^-23: + 0.5 = 2 - 2^-23, a float ([1, 2) is spaced 2^-23) -> 1.
+     *   0 and -0 -> 0. */
+    const float a[16] = {127.0f, 0.5f, -0.5f, 1.5f, -1.5f, 2.5f, -2.5f, 126.5f, -126.5f, 0x1.fffffcp-2f,
+                         -0x1.fffffcp-2f, 0x1.fffffep-2f, -0x1.fffffep-2f, 0x1.7ffffep0f, 0.0f, -0.0f};
+    const int8_t qa[16] = {127, 1, -1, 2, -2, 3, -3, 127, -127, 0, 0, 1, -1, 1, 0, 0};
+    quant_case("scale 1", a, 16, 1.0f, qa);
+    /* 5.2 max |x| = 254, negative: scale 254 / 127 = 2 exactly; v = x / 2 exactly:
+     *   -254 -> -127; 100 -> 50; -99 -> -49.5 -> -50; 3 -> 1.5 -> 2; -1 -> -0.5 -> -1;
+     *   1 -> 0.5 -> 1; 0.75 -> 0.375 -> 0.875 -> 0; -0.25 -> -0.125 -> 0. */
+    const float b[8] = {-254.0f, 100.0f, -99.0f, 3.0f, -1.0f, 1.0f, 0.75f, -0.25f};
+    const int8_t qb[8] = {-127, 50, -50, 2, -1, 1, 0, 0};
+    quant_case("scale 2", b, 8, 2.0f, qb);
+    /* 5.3 max |x| = 3: 3 / 127 in binary is 0.0000011 repeating every 7 bits, i.e.
+     *   1.1000001 1000001 1000001 10|00001... x 2^-6; the 24 bits kept give 0x1.83060cp-6 and the
+     *   rest (below half an ulp) rounds down, so scale < 3/127 by about 4e-9 relative.
+     *   3 / scale = 127 (1 + 4e-9): within half an ulp of 127 (2^-17 apart there) -> 127.0 -> 127.
+     *   -1 / scale = -42.33... -> -42; 0.5 / scale = 21.17 -> 21; -2 / scale = -84.67 -> -85. */
+    const float c[4] = {3.0f, -1.0f, 0.5f, -2.0f};
+    const int8_t qc[4] = {127, -42, 21, -85};
+    quant_case("scale 3/127", c, 4, 0x1.83060cp-6f, qc);
+    /* 5.4 subnormals: max |x| = 127 x 2^-149 = 0x1.fcp-143; scale = 2^-149 exactly (the smallest
+     *   subnormal); v = -127, 64, 1 exactly -> -127, 64, 1. */
+    const float d[3] = {-0x1.fcp-143f, 0x1p-143f, 0x1p-149f};
+    const int8_t qd[3] = {-127, 64, 1};
+    quant_case("subnormal", d, 3, 0x1p-149f, qd);
+    /* 5.5 max |x| = 2^-149 alone: 2^-149 / 127 is below half the smallest subnormal, so the scale
+     *   rounds to 0 and every code is 0. */
+    const float e1[2] = {0x1p-149f, -0x1p-149f};
+    const int8_t qe[2] = {0, 0};
+    quant_case("scale underflows", e1, 2, 0.0f, qe);
+    /* 5.6 zero vectors: scale +0, codes 0 (written: the buffer held 85s) */
+    const float z[5] = {0.0f, -0.0f, 0.0f, 0.0f, -0.0f};
+    const int8_t qz[5] = {0, 0, 0, 0, 0};
+    quant_case("zero", z, 5, 0.0f, qz);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) { fprintf(stderr, "usage: test_dp FIXTURES CHIP [MODELS_DIR]\n"); return 2; }
+    test_quant_int8();
     char gguf[1024];
-    if (test_model_path("test_dp", argc > 3 ? argv[3] : NULL, gguf, sizeof gguf)) return 77;
+    if (test_model_path("test_dp", argc > 3 ? argv[3] : NULL, gguf, sizeof gguf)) return fails ? 1 : 77;
     es_err e = {{0}};
     es_cfg fxc; /* the fixtures, through the project's JSON reader */
     if (es_cfg_load(&fxc, argv[1], &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }

@@ -538,7 +538,8 @@ static int64_t bpe(const es_tok *t, const unsigned char *p, size_t n, int32_t *o
 
 /* Symbols merge pairwise as llama.cpp's SentencePiece tokenizer does: the
  * adjacent pair whose concatenation is a token with the highest score
- * first, the leftmost on ties; a pair made stale by an earlier merge is
+ * first, the leftmost on ties (tests/test_tok.c 4.x holds it to llama.cpp on
+ * a vocabulary whose scores tie); a pair made stale by an earlier merge is
  * skipped. Symbols left that are not tokens become byte tokens. */
 typedef struct spm_sym { int64_t prev, next, at, n; } spm_sym;
 typedef struct spm_big { int64_t left, right, size; float score; } spm_big;
