@@ -951,6 +951,8 @@ def test_budget():
         bad('{"tokens_per_s": {"max_regress_pct": 2}}', "needs a baseline")
         bad('{"tokens_per_s": {"min": 1, "better": "up"}}', "'better'", "higher")
         bad('{}', "b.json", "at least one metric")
+        bad('{"watts": {}}', "b.json: metric 'watts': no limits; expected at least one of min, max or max_regress_pct")
+        bad('{"decode_tokens_per_s": {"min": 1}, "watts": {"better": "higher"}}', "b.json: metric 'watts': no limits")
         bad('{"%s": {"max": 1}}' % ("x" * 300), "b.json", "at most 255 bytes")
         # the JUnit report replaces only a regular file (a pipe there stays a pipe)
         pipe = os.path.join(tmp, "report.xml")
