@@ -1153,6 +1153,16 @@ def test_sweep():
         bad('{"a": [1], "zip": [{"a": [2]}]}', "'a' appears twice")
         bad('{"command": "infer", "a": [1]}', "'command'", "run")
         bad('{"command": "run"}', "names no key")
+        # unknown keys: refused before any point runs, naming the nearest valid key
+        bad('{"clock_hz": [1e9], "clok_hz": [1e9]}', "bad.json: key 'clok_hz': not a run option, chip key or process key "
+            "(did you mean 'clock_hz'?")
+        bad('{"process.leakage_nw_per_transistor": [1, 2]}', "key 'process.leakage_nw_per_transistor'",
+            "the nearest is 'process.leakage.rom_w_per_mm2'")
+        bad('{"zip": [{"tile.lanes.count": [1], "kv.bytes_pre_tile": [2]}]}', "'kv.bytes_pre_tile'",
+            "did you mean 'kv.bytes_per_tile'?")
+        bad('{"command": "eval", "prompt": [8]}', "key 'prompt': an option of run, not of eval")
+        bad('{"command": "eval", "polcy": ["spf"]}', "not an eval option", "did you mean 'policy'?")
+        expect(not os.path.exists(os.path.join(tmp, "x.sqlite.points")), "a refused grid left a points folder")
         expect_error(["sweep", "--grid", g, "--db", out], "s.sqlite exists", code=2)
         expect_error(["sweep", "--grid", g, "--db", os.path.join(tmp, "y.sqlite"), "--jobs", "0"], "--jobs", code=2)
         expect_error(["sweep", "--db", out], "--grid is required", code=2)
@@ -2810,6 +2820,40 @@ def test_text_inputs_nul():
         at = len(lines) + len(b"YWI= 256")
         bad = data("nul.tiktoken", lines + b"YWI= 256\x00 junk\n")
         expect_error([*ev, "--rule", "x", "--vocab", bad], f"nul.tiktoken: a NUL byte at offset {at}")
+
+
+def test_help_examples():
+    """Every key the help texts give as an example is one the program takes: sweep --help's keys and
+    example grid (and README's) pass the grid's key check; budget --help's example metrics are in a
+    run's summary; run --help's --set example runs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        h = run("sweep", "--help").stdout.replace("\n", " ")
+        listed = re.search(r"keys as for --set \(([^)]*)\)", h).group(1)
+        keys = [k.strip() for k in re.split(r"[,;]", listed) if re.fullmatch(r"\s*[a-z0-9_.]+\s*", k) and k.strip(" .")]
+        expect(len(keys) == 3, f"sweep --help lists {keys}")
+        example = json.loads(re.search(r"Example: (\{.*?\})\s+options:", h).group(1))
+        with open(os.path.join(ROOT, "README.md")) as f:
+            readme = f.read()
+        readme_grid = json.loads(re.search(r"### Sweeps.*?```json\n(.*?)```", readme, re.S).group(1))
+        for i, grid in enumerate(({k: [1] for k in keys}, example, readme_grid)):
+            g, out = os.path.join(tmp, f"g{i}.json"), os.path.join(tmp, f"s{i}.sqlite")
+            with open(g, "w") as f:
+                json.dump(grid, f)
+            run("sweep", "--grid", g, "--db", out, "--emit", "parallel")  # the key check, no point run
+        h = run("budget", "--help").stdout
+        metrics = json.loads(re.search(r"Example: (\{.*?\}\})\n\n", h, re.S).group(1).replace("\n", " "))
+        db = os.path.join(tmp, "r.sqlite")
+        run("run", "--db", db, *TINY, "--prompt", "8", "--generate", "4")
+        con = sqlite3.connect(db)
+        summary = json.loads(con.execute("SELECT summary FROM runs").fetchone()[0])
+        con.close()
+        for m in metrics:
+            node = summary
+            for part in m.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            expect(isinstance(node, (int, float)), f"budget --help metric {m} is not a number of the summary")
+        setting = re.search(r"e\.g\. --set (\S+?);", run("run", "--help").stdout).group(1)
+        run("run", "--no-db", "--set", setting, "--prompt", "8", "--generate", "2")
 
 
 if __name__ == "__main__":
