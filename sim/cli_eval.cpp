@@ -114,14 +114,16 @@ struct Opts {
 
 int usage(const char *msg, const char *arg) { return es_opt_usage("eval", msg, arg); }
 
-bool read_file(const std::string &path, std::string &out, es_err *e)
+/* A text file (the rule, the template) of at most 1 MiB; a NUL byte in it is an error naming the offset. */
+bool read_file(const std::string &path, const char *expected, std::string &out, es_err *e)
 {
     char *buf;
     size_t n;
     if (es_read_file(path.c_str(), 1u << 20, &buf, &n, e)) return false;
-    out.assign(buf, n);
+    int bad = es_check_text(path.c_str(), buf, n, expected, e);
+    if (!bad) out.assign(buf, n);
     std::free(buf);
-    return true;
+    return !bad;
 }
 
 /* The documented estimate: one token per 4 UTF-8 bytes, rounded up, at least 1. */
@@ -147,8 +149,10 @@ int64_t count_tokens(const es_tok *tok, const std::string &s, bool more)
 }
 
 struct Template {
+    std::string label;    // the template's file, or "built-in template", for errors
     std::string prefix;   // text before the first record-dependent part (holds the rule)
     std::string body;     // the rest, with {record} and {field:NAME}
+    std::vector<std::string> fields; // the names {field:NAME} uses, each once
 };
 
 bool split_template(const std::string &t, const std::string &rule, const std::string &label, Template &out, es_err *e)
@@ -167,15 +171,41 @@ bool split_template(const std::string &t, const std::string &rule, const std::st
                 label.c_str());
         return false;
     }
+    out.label = label;
     out.prefix = t.substr(0, rec);
     out.prefix.replace(r, 6, rule);
     out.body = t.substr(rec);
+    out.fields.clear();
+    // every {field:NAME} names a field: a NAME without its closing brace, or an empty one, would be text
+    for (size_t at = out.body.find("{field:"); at != std::string::npos; at = out.body.find("{field:", at + 1)) {
+        size_t end = out.body.find_first_of("}\n", at);
+        std::string name = out.body.substr(at + 7, end == std::string::npos ? std::string::npos : end - at - 7);
+        if (end == std::string::npos || out.body[end] != '}' || name.empty()) {
+            es_fail(e, "%s: '{field:%.40s': expected {field:NAME}, a field's name and '}' on one line", label.c_str(),
+                    name.c_str());
+            return false;
+        }
+        if (std::find(out.fields.begin(), out.fields.end(), name) == out.fields.end()) out.fields.push_back(name);
+    }
     return true;
 }
 
-std::string render(const Template &t, const es_record &rec)
+/* The record's field names, "a, b, c", shortened past about 100 bytes. */
+std::string field_list(const es_record &rec)
 {
-    std::string out;
+    std::string s;
+    for (int k = 0; k < rec.n_fields; k++) {
+        if (s.size() > 100) { s += ", ..."; break; }
+        s += (k ? ", " : "") + std::string(rec.names[k]);
+    }
+    return rec.n_fields ? s : "no fields";
+}
+
+/* The record's prompt text into out; false and the name in `missing` when the record lacks a field
+ * a {field:NAME} names (nothing is put in its place). */
+bool render(const Template &t, const es_record &rec, std::string &out, std::string &missing)
+{
+    out.clear();
     const std::string &b = t.body;
     size_t i = 0;
     while (i < b.size()) {
@@ -187,17 +217,22 @@ std::string render(const Template &t, const es_record &rec)
                 out += "\n";
             }
             i += 8;
-        } else if (b.compare(i, 7, "{field:") == 0 && b.find('}', i) != std::string::npos) {
+        } else if (b.compare(i, 7, "{field:") == 0) { /* split_template saw its '}' */
             size_t end = b.find('}', i);
             std::string name = b.substr(i + 7, end - i - 7);
-            for (int k = 0; k < rec.n_fields; k++)
-                if (name == rec.names[k]) out += rec.values[k];
+            int k = 0;
+            while (k < rec.n_fields && name != rec.names[k]) k++;
+            if (k == rec.n_fields) {
+                missing = name;
+                return false;
+            }
+            out += rec.values[k];
             i = end + 1;
         } else {
             out += b[i++];
         }
     }
-    return out;
+    return true;
 }
 
 struct Compare {     // what the batch without prefix sharing measured
@@ -223,6 +258,7 @@ public:
     // the demo dataset is an open, already unlinked file (/proc/self/fd/N): CSV by decree
     int open(const std::string &path, es_err *e)
     {
+        path_ = path;
         return path.rfind("/proc/self/fd/", 0) == 0 ? es_dataset_open_as(&ds_, path.c_str(), 0, e)
                                                     : es_dataset_open(&ds_, path.c_str(), e);
     }
@@ -234,10 +270,10 @@ public:
     {
         char reason[160];
         for (;;) {
-            if (limit_ >= 0 && idx_ >= limit_) return 0;
+            if (limit_ >= 0 && idx_ >= limit_) return end(e);
             es_record rec;
             int rc = es_dataset_next(ds_, &rec, reason, sizeof reason, e);
-            if (rc == ES_REC_EOF) return 0;
+            if (rc == ES_REC_EOF) return end(e);
             if (rc == ES_REC_ERR) return -1;
             es_rec_row row{};
             row.record = idx_++;
@@ -249,7 +285,20 @@ public:
                 continue;
             }
             std::snprintf(row.key, sizeof row.key, "%s", rec.n_fields ? rec.values[0] : "");
-            std::string text = render(tp_, rec);
+            std::string text, missing;
+            if (!render(tp_, rec, text, missing)) {
+                if (rec.shared_names) /* the CSV header lacks it: no record has it */
+                    return es_fail(e, "%s: the header has no field '%s', which %s's {field:%s} names (its fields: %s)",
+                                   path_.c_str(), missing.c_str(), tp_.label.c_str(), missing.c_str(),
+                                   field_list(rec).c_str());
+                std::snprintf(row.reason, sizeof row.reason, "line %lld: no field '%s' for the template's {field:%s} "
+                              "(the record has %s)", (long long)rec.line, missing.c_str(), missing.c_str(),
+                              field_list(rec).c_str());
+                if (first_missing_.empty()) first_missing_ = missing, first_line_ = rec.line, first_fields_ = field_list(rec);
+                if (on_skip && on_skip(row, e)) return -1;
+                continue;
+            }
+            rendered_ = true;
             std::vector<int32_t> ids;
             if (prefix_ids_) {
                 ids = encode(tok_, text, true);
@@ -298,7 +347,21 @@ public:
     }
 
 private:
+    /* The records ran out: when JSONL records lacked a {field:NAME} and none had every field the
+     * template names, the name is wrong, not the data sparse. 0, or -1 and e says which. */
+    int end(es_err *e)
+    {
+        if (rendered_ || first_missing_.empty()) return 0;
+        return es_fail(e, "%s: no record has every field %s names (the first record, line %lld, has no field '%s' "
+                          "for {field:%s}; its fields: %s)", path_.c_str(), tp_.label.c_str(), (long long)first_line_,
+                       first_missing_.c_str(), first_missing_.c_str(), first_fields_.c_str());
+    }
+
     const Template &tp_;
+    std::string path_;
+    bool rendered_ = false;       // some record had every field the template names
+    std::string first_missing_, first_fields_; // the first record lacking a field: that field, its fields
+    int64_t first_line_ = 0;      // and its line
     const es_tok *tok_;
     int64_t rule_tokens_, context_, max_new_, limit_;
     bool sharing_, estimated_;
@@ -493,7 +556,7 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
 {
     // the rule
     bool demo = !o.have_rule && o.data.empty();
-    if (!o.rule_file.empty() && !read_file(o.rule_file, o.rule, e)) return -1;
+    if (!o.rule_file.empty() && !read_file(o.rule_file, "a text file (the rule)", o.rule, e)) return -1;
     if (demo) o.rule = DEMO_RULE;
     else if (!o.have_rule) return es_fail(e, "--data needs a rule: give --rule TEXT or --rule-file F");
     while (!o.rule.empty() && std::isspace((unsigned char)o.rule.back())) o.rule.pop_back();
@@ -520,7 +583,9 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
     }
     if (load(o.model, o.chip, o.sets, o.rom, in.L, e)) return -1;
     std::string tmpl_text = DEFAULT_TEMPLATE;
-    if (!o.tmpl.empty() && !read_file(o.tmpl, tmpl_text, e)) return -1;
+    if (!o.tmpl.empty() && !read_file(o.tmpl, "a text file (the prompt template)", tmpl_text, e)) return -1;
+    if (!es_utf8_valid(tmpl_text.data(), tmpl_text.size())) /* as the rule: the prompt is UTF-8 text */
+        return es_fail(e, "%s: the template is not valid UTF-8", o.tmpl.c_str());
     if (!split_template(tmpl_text, o.rule, o.tmpl.empty() ? "built-in template" : o.tmpl, in.tp, e)) return -1;
     in.sharing = o.sharing && in.L.c.kv_prefix_sharing;
     // the tokenizer: --vocab, else the model's GGUF or tokenizer.tiktoken beside its config.json

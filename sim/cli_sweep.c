@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "es_cfg.h"
+#include "es_chip.h"
 #include "es_db.h"
 #include "es_proc.h"
 #include "es_err.h"
@@ -40,7 +41,8 @@ static const char *HELP =
     "product. Keys are the run's options (model, chip, prompt, generate, streams, routing,\n"
     "rom; for eval: data, rule, rule_file, template, records, max_new_tokens, policy,\n"
     "vocab) or chip and process keys as for --set (clock_hz, tile.lanes.tokens_per_read,\n"
-    "process.leakage_nw_per_transistor, ...). Two keys that are not lists:\n"
+    "process.leakage.logic_w_per_mm2, ...; `etchsim chip keys` lists them); every key is\n"
+    "checked before any point runs. Two keys that are not lists:\n"
     "  \"command\": \"run\" | \"eval\"   what each point runs (default run)\n"
     "  \"zip\": [{\"k1\": [...], \"k2\": [...]}, ...]   keys that move together: each object\n"
     "                                 is one axis, its lists of equal length\n"
@@ -87,6 +89,36 @@ static const char *option_flag(const es_grid *g, const char *key)
     for (size_t i = 0; i < n; i++)
         if (!strcmp(t[i][0], key)) return t[i][1];
     return NULL;
+}
+
+/* Every key of the grid is an option of its command or a chip or process key, checked before any
+ * point runs (a misspelt key would fail every point); the error names the nearest valid key. */
+static int check_keys(const es_grid *g, const char *file, es_err *e)
+{
+    const char *const(*t)[2] = g->eval ? EVAL_OPTS : RUN_OPTS;
+    size_t n = g->eval ? sizeof EVAL_OPTS / sizeof *EVAL_OPTS : sizeof RUN_OPTS / sizeof *RUN_OPTS;
+    const char *cmd = g->eval ? "eval" : "run";
+    for (int a = 0; a < g->n_axes; a++)
+        for (int k = 0; k < g->ax[a].n_keys; k++) {
+            const char *key = g->ax[a].keys[k];
+            char near[256];
+            int d = 0;
+            if (option_flag(g, key) || es_chip_key_known(key, near, sizeof near, &d)) continue;
+            es_grid other = *g; /* an option of the other command */
+            other.eval = !g->eval;
+            if (option_flag(&other, key))
+                return es_fail(e, "%s: key '%s': an option of %s, not of %s (the grid's \"command\")", file, key,
+                               g->eval ? "run" : "eval", cmd);
+            for (size_t i = 0; i < n; i++) /* an option nearer than any chip key */
+                if (es_key_distance(t[i][0], key) < d) {
+                    d = es_key_distance(t[i][0], key);
+                    snprintf(near, sizeof near, "%s", t[i][0]);
+                }
+            return es_fail(e, "%s: key '%s': not a%s %s option, chip key or process key (%s '%s'%s `etchsim chip "
+                              "keys` lists the chip and process keys)", file, key, g->eval ? "n" : "", cmd,
+                           d <= 3 ? "did you mean" : "the nearest is", near, d <= 3 ? "?" : ";");
+        }
+    return 0;
 }
 
 typedef struct point {
@@ -378,7 +410,7 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep,
     es_err e = {0};
     cJSON *root = NULL;
     es_grid g;
-    if (es_grid_read(grid_path, &root, &g, &e)) {
+    if (es_grid_read(grid_path, &root, &g, &e) || check_keys(&g, grid_path, &e)) {
         fprintf(stderr, "etchsim sweep: %s\n", e.msg);
         cJSON_Delete(root);
         return 2;

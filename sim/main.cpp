@@ -18,6 +18,7 @@
 #include "es_area.h"
 #include "es_chip.h"
 #include "es_db.h"
+#include "es_fs.h"
 #include "es_model.h"
 #include "es_stack.h"
 #include "es_top.h"
@@ -241,11 +242,19 @@ int rc_routing(const std::string &spec, const es_model &m, es::Routing &r, es_er
     }
     if (spec.rfind("replay:", 0) == 0) {
         std::string path = spec.substr(7);
-        FILE *f = std::fopen(path.c_str(), "r");
-        if (!f) return es_fail(e, "%s: cannot open the routing file", path.c_str());
-        char line[4096];
+        char *text = nullptr;
+        size_t len = 0;
+        /* read whole, so a NUL byte is an error, not the end of its line, and a line has no length limit */
+        if (es_read_file(path.c_str(), (size_t)1 << 30, &text, &len, e) ||
+            es_check_text(path.c_str(), text, len, "a text file of expert ids", e)) {
+            std::free(text);
+            return -1;
+        }
+        struct Free { char *p; ~Free() { std::free(p); } } fr{text};
         int64_t ln = 0;
-        while (std::fgets(line, sizeof line, f)) {
+        for (char *line = text; line < text + len;) {
+            char *nl = static_cast<char *>(std::memchr(line, '\n', (size_t)(text + len - line)));
+            char *next = nl ? nl + 1 : text + len;
             ln++;
             std::vector<int32_t> ids;
             char *p = line, *end;
@@ -253,28 +262,21 @@ int rc_routing(const std::string &spec, const es_model &m, es::Routing &r, es_er
                 while (*p == ' ' || *p == '\t') p++;
                 if (*p == '\n' || *p == '\r' || !*p) break;
                 long v = std::strtol(p, &end, 10);
-                if (end == p || v < 0 || v >= m.experts) {
-                    std::fclose(f);
+                if (end == p || v < 0 || v >= m.experts)
                     return es_fail(e, "%s: line %lld: expected expert ids from 0 to %lld", path.c_str(), (long long)ln,
                                    (long long)m.experts - 1);
-                }
                 for (int32_t x : ids)
-                    if (x == v) {
-                        std::fclose(f);
-                        return es_fail(e, "%s: line %lld: expert %ld twice", path.c_str(), (long long)ln, v);
-                    }
+                    if (x == v) return es_fail(e, "%s: line %lld: expert %ld twice", path.c_str(), (long long)ln, v);
                 ids.push_back((int32_t)v);
                 p = end;
             }
+            line = next;
             if (ids.empty()) continue;
-            if ((int64_t)ids.size() != m.top_k) {
-                std::fclose(f);
+            if ((int64_t)ids.size() != m.top_k)
                 return es_fail(e, "%s: line %lld: %zu expert ids, the model routes each token to %lld", path.c_str(),
                                (long long)ln, ids.size(), (long long)m.top_k);
-            }
             r.replay.push_back(ids);
         }
-        std::fclose(f);
         if (r.replay.empty()) return es_fail(e, "%s: no expert ids", path.c_str());
         r.kind = 2;
         return 0;

@@ -992,6 +992,8 @@ def test_budget():
         bad('{"tokens_per_s": {"max_regress_pct": 2}}', "needs a baseline")
         bad('{"tokens_per_s": {"min": 1, "better": "up"}}', "'better'", "higher")
         bad('{}', "b.json", "at least one metric")
+        bad('{"watts": {}}', "b.json: metric 'watts': no limits; expected at least one of min, max or max_regress_pct")
+        bad('{"decode_tokens_per_s": {"min": 1}, "watts": {"better": "higher"}}', "b.json: metric 'watts': no limits")
         bad('{"%s": {"max": 1}}' % ("x" * 300), "b.json", "at most 255 bytes")
         # the JUnit report replaces only a regular file (a pipe there stays a pipe)
         pipe = os.path.join(tmp, "report.xml")
@@ -1192,6 +1194,16 @@ def test_sweep():
         bad('{"a": [1], "zip": [{"a": [2]}]}', "'a' appears twice")
         bad('{"command": "infer", "a": [1]}', "'command'", "run")
         bad('{"command": "run"}', "names no key")
+        # unknown keys: refused before any point runs, naming the nearest valid key
+        bad('{"clock_hz": [1e9], "clok_hz": [1e9]}', "bad.json: key 'clok_hz': not a run option, chip key or process key "
+            "(did you mean 'clock_hz'?")
+        bad('{"process.leakage_nw_per_transistor": [1, 2]}', "key 'process.leakage_nw_per_transistor'",
+            "the nearest is 'process.leakage.rom_w_per_mm2'")
+        bad('{"zip": [{"tile.lanes.count": [1], "kv.bytes_pre_tile": [2]}]}', "'kv.bytes_pre_tile'",
+            "did you mean 'kv.bytes_per_tile'?")
+        bad('{"command": "eval", "prompt": [8]}', "key 'prompt': an option of run, not of eval")
+        bad('{"command": "eval", "polcy": ["spf"]}', "not an eval option", "did you mean 'policy'?")
+        expect(not os.path.exists(os.path.join(tmp, "x.sqlite.points")), "a refused grid left a points folder")
         expect_error(["sweep", "--grid", g, "--db", out], "s.sqlite exists", code=2)
         expect_error(["sweep", "--grid", g, "--db", os.path.join(tmp, "y.sqlite"), "--jobs", "0"], "--jobs", code=2)
         expect_error(["sweep", "--db", out], "--grid is required", code=2)
@@ -2835,6 +2847,168 @@ def test_err_gguf():
         expect_error(["infer", "--model", model], "--text", code=2)
         expect_error(["infer", "--model", model, "--text", "x", "--generate", "5x"], "--generate", code=2)
         expect_error(["infer", "--model", "tiny-llama", "--text", "x", "--vocab", model], "--weights")
+
+
+# ---- bad inputs give an error, never a silent wrong answer (h/inputs) -------
+
+def est(text):
+    """The documented token estimate: one per 4 UTF-8 bytes, rounded up, at least 1."""
+    return max(1, (len(text.encode()) + 3) // 4)
+
+
+def eval_rows(tmp, data, *extra, rule="Flag it."):
+    """Run eval (timing, tiny chip, estimated counts) into a fresh database; its JSON and its records rows
+    (key, status, reason, prompt_tokens) in file order."""
+    db = os.path.join(tmp, f"e{len(os.listdir(tmp))}.sqlite")
+    p = run("eval", "--json", "--db", db, "--no-compare", *TINY, "--data", data, "--rule", rule, *extra)
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT key, status, reason, prompt_tokens FROM records ORDER BY record").fetchall()
+    con.close()
+    return json.loads(p.stdout), rows
+
+
+def test_eval_long_quoted_field():
+    """A quoted field over many lines is one field (no line limit); a record past 1 MiB is skipped as one
+    bad record naming its lines, and reading goes on after it, never inside its quotes; a header past
+    1 MiB is an error naming the file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        # 100 lines in one quoted field, with a doubled quote: one record, whole
+        field = "\n".join(f'line {i} says ""hi""' for i in range(100))
+        data = os.path.join(tmp, "many.csv")
+        with open(data, "w", newline="") as f:
+            f.write(f'id,text\nA,ok\nB,"{field}"\nC,end\n')
+        j, rows = eval_rows(tmp, data)
+        expect([(r[0], r[1]) for r in rows] == [("A", "done"), ("B", "done"), ("C", "done")], f"rows {rows}")
+        text = field.replace('""', '"')
+        body = f"id: B\ntext: {text}\n\nAnswer FLAG or OK.\n"  # the default template after {record}
+        expect(rows[1][3] == j["rule_tokens"] + est(body), f"B: {rows[1][3]} tokens, want {j['rule_tokens']} + {est(body)}")
+        # a quoted field of 150,002 lines (1.5 MB) whose lines look like records
+        data = os.path.join(tmp, "long.csv")
+        with open(data, "w", newline="") as f:
+            f.write('id,text\nA,ok\nB,"start\n' + "word,word\n" * 150000 + 'end"\nC,fine\nD,also\n')
+        j, rows = eval_rows(tmp, data, "--records", "50")
+        expect(j["records_done"] == 3 and j["records_skipped"] == 1, f"done {j['records_done']} skipped {j['records_skipped']}")
+        expect([r[:2] for r in rows] == [("A", "done"), ("", "skipped"), ("C", "done"), ("D", "done")], f"rows {rows[:6]}")
+        expect(rows[1][2] == "lines 3-150004: a record of more than 1048576 bytes (a quoted field over 150002 lines)",
+               f"reason {rows[1][2]!r}")
+        # the field's first line alone past 1 MiB
+        data = os.path.join(tmp, "wide.csv")
+        with open(data, "w", newline="") as f:
+            f.write('id,text\nA,ok\nB,"' + "x" * 1200000 + '\nstill, quoted\nend"\nC,fine\n')
+        j, rows = eval_rows(tmp, data)
+        expect([r[:2] for r in rows] == [("A", "done"), ("", "skipped"), ("C", "done")], f"rows {rows}")
+        expect(rows[1][2].startswith("lines 3-5: a record of more than 1048576 bytes"), f"reason {rows[1][2]!r}")
+        # an unbalanced quote still costs only its own line, however far the file goes on
+        data = os.path.join(tmp, "unbal.csv")
+        with open(data, "w", newline="") as f:
+            f.write('id,text\nA,"open\n' + "R,plain\n" * 120000)
+        j, rows = eval_rows(tmp, data, "--records", "4")
+        expect([r[:2] for r in rows] == [("", "skipped"), ("R", "done"), ("R", "done"), ("R", "done")]
+               and rows[0][2] == "line 2: unbalanced quote", f"rows {rows}")
+        # a header past 1 MiB: nothing after it can be read
+        data = os.path.join(tmp, "head.csv")
+        with open(data, "w", newline="") as f:
+            f.write('id,"' + "h" * 1100000 + '"\nA,ok\n')
+        expect_error(["eval", "--no-db", "--no-compare", *TINY, "--data", data, "--rule", "x"],
+                     "head.csv: line 1: longer than 1048576 bytes, in the header line")
+
+
+def test_eval_template_fields():
+    """{field:NAME} naming a field the data lacks: a CSV header without it is an error naming the data,
+    the field, the template and the header's fields; a JSONL record without it is skipped with that
+    reason while the others render its value; when no record has it, an error. A {field: without its
+    closing brace or with no name is an error naming the template."""
+    with tempfile.TemporaryDirectory() as tmp:
+        def text(name, body):
+            p = os.path.join(tmp, name)
+            with open(p, "w") as f:
+                f.write(body)
+            return p
+        tmpl = text("t.txt", "{rule}\nAmount: {field:amount}\n")
+        csv = text("d.csv", "id,amt\n1,5\n2,6\n")
+        expect_error(["eval", "--no-db", "--no-compare", *TINY, "--data", csv, "--rule", "x", "--template", tmpl],
+                     "d.csv: the header has no field 'amount', which " + tmpl + "'s {field:amount} names (its fields: id, amt)")
+        jl = text("d.jsonl", '{"id": "1", "amount": "12.50"}\n{"id": "2", "amt": "7"}\n{"id": "3", "amount": 99}\n')
+        j, rows = eval_rows(tmp, jl, "--template", tmpl)
+        expect([r[:2] for r in rows] == [("1", "done"), ("2", "skipped"), ("3", "done")], f"rows {rows}")
+        expect(rows[1][2] == "line 2: no field 'amount' for the template's {field:amount} (the record has id, amt)",
+               f"reason {rows[1][2]!r}")
+        # the value itself goes in (a number as its JSON text): the record's tokens after the shared prefix
+        expect(rows[0][3] == j["rule_tokens"] + est("12.50\n") and rows[2][3] == j["rule_tokens"] + est("99\n"),
+               f"tokens {rows}, rule {j['rule_tokens']}")
+        none = text("n.jsonl", '{"id": "1", "amt": "5"}\n{"id": "2"}\n')
+        expect_error(["eval", "--no-db", "--no-compare", *TINY, "--data", none, "--rule", "x", "--template", tmpl],
+                     "n.jsonl: no record has every field " + tmpl + " names", "line 1", "no field 'amount'", "id, amt")
+        for body in ("{rule}\n{field:amount\n}\n", "{rule}\n{field:}\n"):
+            t = text("bad.txt", body)
+            expect_error(["eval", "--no-db", "--no-compare", *TINY, "--data", jl, "--rule", "x", "--template", t],
+                         "bad.txt: '{field:", "expected {field:NAME}")
+
+
+def test_text_inputs_nul():
+    """A NUL byte in a text input (rule file, template, routing replay file, tiktoken vocabulary) is an
+    error naming the file and the byte offset, not the end of its text; a template that is not UTF-8
+    is refused as the rule is."""
+    with tempfile.TemporaryDirectory() as tmp:
+        def data(name, body):
+            p = os.path.join(tmp, name)
+            with open(p, "wb") as f:
+                f.write(body)
+            return p
+        csv = data("d.csv", b"id,text\n1,hello\n")
+        ev = ["eval", "--no-db", "--no-compare", *TINY, "--data", csv]
+        expect_error([*ev, "--rule-file", data("rule.txt", b"Flag it\x00 if large")],
+                     "rule.txt: a NUL byte at offset 7: expected a text file (the rule)")
+        expect_error([*ev, "--rule", "x", "--template", data("t.txt", b"{rule}\n{record}\x00tail\n")],
+                     "t.txt: a NUL byte at offset 15: expected a text file (the prompt template)")
+        expect_error([*ev, "--rule", "x", "--template", data("u.txt", b"{rule}\n{record}\xff\n")],
+                     "u.txt: the template is not valid UTF-8")
+        rp = data("route.txt", b"3 7\n3 7\x00 9\n")
+        expect_error(["run", "--no-db", *MOE, "--routing", "replay:" + rp], "route.txt: a NUL byte at offset 7")
+        data("ok.txt", b"3 7\n" + b" " * 5000 + b"2 5\n")  # a line longer than any fixed buffer is one line
+        r = run_json("--no-db", *MOE, "--prompt", "1", "--generate", "20", "--routing", "replay:" + os.path.join(tmp, "ok.txt"))
+        expect([i for i, n in enumerate(r["moe"]["fired_by_expert"]) if n] == [2, 3, 5, 7], f"replay {r['moe']}")
+        import base64
+        lines = b"".join(base64.b64encode(bytes([b])) + b" %d\n" % b for b in range(256))
+        vocab = data("v.tiktoken", lines)
+        run(*ev, "--rule", "x", "--vocab", vocab)  # the clean vocabulary loads
+        at = len(lines) + len(b"YWI= 256")
+        bad = data("nul.tiktoken", lines + b"YWI= 256\x00 junk\n")
+        expect_error([*ev, "--rule", "x", "--vocab", bad], f"nul.tiktoken: a NUL byte at offset {at}")
+
+
+def test_help_examples():
+    """Every key the help texts give as an example is one the program takes: sweep --help's keys and
+    example grid (and README's) pass the grid's key check; budget --help's example metrics are in a
+    run's summary; run --help's --set example runs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        h = run("sweep", "--help").stdout.replace("\n", " ")
+        listed = re.search(r"keys as for --set \(([^)]*)\)", h).group(1)
+        keys = [k.strip() for k in re.split(r"[,;]", listed) if re.fullmatch(r"\s*[a-z0-9_.]+\s*", k) and k.strip(" .")]
+        expect(len(keys) == 3, f"sweep --help lists {keys}")
+        example = json.loads(re.search(r"Example: (\{.*?\})\s+options:", h).group(1))
+        with open(os.path.join(ROOT, "README.md")) as f:
+            readme = f.read()
+        readme_grid = json.loads(re.search(r"### Sweeps.*?```json\n(.*?)```", readme, re.S).group(1))
+        for i, grid in enumerate(({k: [1] for k in keys}, example, readme_grid)):
+            g, out = os.path.join(tmp, f"g{i}.json"), os.path.join(tmp, f"s{i}.sqlite")
+            with open(g, "w") as f:
+                json.dump(grid, f)
+            run("sweep", "--grid", g, "--db", out, "--emit", "parallel")  # the key check, no point run
+        h = run("budget", "--help").stdout
+        metrics = json.loads(re.search(r"Example: (\{.*?\}\})\n\n", h, re.S).group(1).replace("\n", " "))
+        db = os.path.join(tmp, "r.sqlite")
+        run("run", "--db", db, *TINY, "--prompt", "8", "--generate", "4")
+        con = sqlite3.connect(db)
+        summary = json.loads(con.execute("SELECT summary FROM runs").fetchone()[0])
+        con.close()
+        for m in metrics:
+            node = summary
+            for part in m.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            expect(isinstance(node, (int, float)), f"budget --help metric {m} is not a number of the summary")
+        setting = re.search(r"e\.g\. --set (\S+?);", run("run", "--help").stdout).group(1)
+        run("run", "--no-db", "--set", setting, "--prompt", "8", "--generate", "2")
 
 
 if __name__ == "__main__":

@@ -49,10 +49,15 @@ static int check_metric(const cJSON *lim, const char *budgets, const cJSON *sum,
     if (!cJSON_IsObject(lim))
         return es_fail(e, "%s: metric '%s': expected an object of limits (min, max, max_regress_pct, better)", budgets,
                        metric);
+    int limits = 0; /* a metric with no limit would be checked by nothing, and "all hold" would say otherwise */
+    const cJSON *k;
+    cJSON_ArrayForEach(k, lim) limits += strcmp(k->string, "better") != 0;
+    if (!limits)
+        return es_fail(e, "%s: metric '%s': no limits; expected at least one of min, max or max_regress_pct", budgets,
+                       metric);
     double value;
     if (lookup(sum, budgets, metric, what, &value, e)) return -1;
     int up = higher_is_better(metric);
-    const cJSON *k;
     cJSON_ArrayForEach(k, lim) { /* "better" first: it qualifies max_regress_pct */
         if (strcmp(k->string, "better")) continue;
         if (!cJSON_IsString(k) || (strcmp(k->valuestring, "higher") && strcmp(k->valuestring, "lower")))

@@ -24,7 +24,8 @@ typedef struct es_budget_row {
 /* Check every metric of `budgets` (a JSON object; `path` names it in errors) against `sum`
  * (`what` names that run in messages) and, for max_regress_pct, against `base` (NULL: none;
  * `base_what` names it). On success *rows holds *n rows (free() it) and 0 is returned; on a
- * malformed budget, a metric the summary lacks or a missing baseline, -1 and e says why. */
+ * malformed budget (a metric with no limits among them), a metric the summary lacks or a missing
+ * baseline, -1 and e says why. */
 int es_budget_eval(const cJSON *budgets, const char *path, const cJSON *sum, const char *what, const cJSON *base,
                    const char *base_what, es_budget_row **rows, int *n, es_err *e);
 /* A figure as printed: whole numbers in full (2248612, not 2.24861e+06), others to 6 digits. */

@@ -65,10 +65,9 @@ int es_cfg_load(es_cfg *c, const char *path, es_err *e)
     char *buf;
     size_t n;
     if (es_read_file(path, (size_t)64 << 20, &buf, &n, e)) return -1;
-    size_t nul = strlen(buf);
-    if (nul != n) { /* JSON text holds no NUL byte; what follows one would go unread */
+    if (es_check_text(path, buf, n, "a JSON text file", e)) { /* what follows a NUL would go unread */
         free(buf);
-        return es_fail(e, "%s: a NUL byte at offset %zu: not a JSON text file", path, nul);
+        return -1;
     }
     int rc = es_cfg_parse(c, path, buf, e);
     free(buf);

@@ -313,8 +313,7 @@ static int key_matches(const char *spec, const char *key)
     return !*spec && !*key;
 }
 
-/* Edit distance of two short keys (for "did you mean"); large for long ones. */
-static int key_distance(const char *a, const char *b)
+int es_key_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     if (la > 63 || lb > 63) return 99;
@@ -329,6 +328,38 @@ static int key_distance(const char *a, const char *b)
             d[i][j] = best;
         }
     return d[la][lb];
+}
+
+/* The key of table ks[0..n) nearest to key (prefix in front of the table's keys), if nearer than
+ * *best_d edits: its index, and *best_d lowered; else -1. */
+static int nearest_key(const es_key_spec *ks, int n, const char *prefix, const char *key, int *best_d)
+{
+    int best = -1;
+    for (int i = 0; i < n; i++) {
+        char full[256];
+        snprintf(full, sizeof full, "%s%s", prefix, ks[i].key);
+        int d = es_key_distance(full, key);
+        if (d < *best_d) *best_d = d, best = i;
+    }
+    return best;
+}
+
+int es_chip_key_known(const char *key, char *near, size_t n, int *near_d)
+{
+    int proc = !strncmp(key, "process.", 8), known = 0;
+    const es_key_spec *ks = proc ? PROC_KEYS : CHIP_KEYS;
+    int nk = proc ? (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS) : (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS);
+    for (int i = 0; i < nk && !known; i++) known = key_matches(ks[i].key, proc ? key + 8 : key);
+    for (int i = 0; !proc && OLD_FMT_KEYS[i] && !known; i++) known = key_matches(OLD_FMT_KEYS[i], key);
+    if (near && n) near[0] = 0;
+    if (known) return 1;
+    int d = 100;
+    int c = nearest_key(CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), "", key, &d);
+    int p = nearest_key(PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), "process.", key, &d);
+    if (near && n && p >= 0) snprintf(near, n, "process.%s", PROC_KEYS[p].key);
+    else if (near && n && c >= 0) snprintf(near, n, "%s", CHIP_KEYS[c].key);
+    if (near_d) *near_d = d;
+    return 0;
 }
 
 /* Every leaf of a chip file or process table must be a key of its table: a misspelt optional key
@@ -358,10 +389,7 @@ static int check_known(const char *path, const cJSON *node, const char *prefix, 
         for (int i = 0; i < n && !known; i++) known = key_matches(ks[i].key, key);
         for (int i = 0; extra && extra[i] && !known; i++) known = key_matches(extra[i], key);
         if (known) continue;
-        for (int i = 0; i < n; i++) { /* the nearest key, for the message */
-            int d = key_distance(ks[i].key, key);
-            if (d < best_d) best_d = d, best = i;
-        }
+        best = nearest_key(ks, n, "", key, &best_d); /* the nearest key, for the message */
         if (best >= 0 && best_d <= 3)
             return es_fail(e, "%s: key '%s': not a %s key (did you mean '%s'? `etchsim chip keys` lists them)", path,
                            key, what, ks[best].key);

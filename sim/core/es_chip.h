@@ -146,6 +146,11 @@ typedef struct es_key_spec {
 } es_key_spec;
 /* The table of chip keys (process 0) or process keys (1) the loader checks: `etchsim chip keys`. */
 const es_key_spec *es_chip_key_specs(int process, int *n);
+/* 1 when key names a key of those tables as --set does (a chip key, or "process." and a process
+ * key); else 0, the nearest such key in near (n bytes) and its edit distance in *near_d (may be NULL). */
+int es_chip_key_known(const char *key, char *near, size_t n, int *near_d);
+/* Edit distance of two keys of at most 63 bytes (for "did you mean"); 99 for longer ones. */
+int es_key_distance(const char *a, const char *b);
 
 /* Load a chip by name or path; overrides are "key=value" strings applied
  * before reading (keys starting "process." go to the process table). */

@@ -64,6 +64,13 @@ int es_read_file(const char *path, size_t max, char **out, size_t *len, es_err *
     return 0;
 }
 
+int es_check_text(const char *path, const char *buf, size_t n, const char *expected, es_err *e)
+{
+    const char *nul = memchr(buf, 0, n);
+    if (!nul) return 0;
+    return es_fail(e, "%s: a NUL byte at offset %zu: expected %s", path, (size_t)(nul - buf), expected);
+}
+
 int es_pread_all(int fd, void *buf, int64_t n, int64_t off)
 {
     char *p = buf;

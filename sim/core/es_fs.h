@@ -23,6 +23,10 @@ FILE *es_fopen_regular(const char *path, const char *expected, es_err *e);
 /* Read a whole file of at most max bytes into a malloc'd, NUL-terminated
  * buffer (*out, *len); errors name the file. */
 int es_read_file(const char *path, size_t max, char **out, size_t *len, es_err *e);
+/* A text file (a rule, a template, JSON) holds no NUL byte: C strings would end at it and drop the
+ * rest. 0 when buf[0..n) has none, else -1 and an error naming the path, the first NUL's byte offset
+ * and what the file should be (`expected`: "a text file"). */
+int es_check_text(const char *path, const char *buf, size_t n, const char *expected, es_err *e);
 /* target (an absolute path) as seen from folder dir (absolute, or relative to the working folder):
  * "../../rtl-ref/x.json"; the absolute target if dir cannot be resolved. -1 if out is too small. */
 int es_relpath(const char *target, const char *dir, char *out, size_t n);

@@ -1,10 +1,13 @@
 /* es_dataset: streaming CSV and JSONL readers and the demo generator (see
  * es_dataset.h). CSV follows RFC 4180: fields separated by commas, a field
  * may be quoted, a quote inside a quoted field is doubled, quoted fields may
- * hold commas and line breaks; CRLF and LF both end a record. A quoted field
- * still open after 64 lines or ES_REC_MAX_BYTES, or a record of several lines
- * that does not parse into the header's columns, is taken as an unbalanced
- * quote on its first line: that line is bad and reading resumes at the next. */
+ * hold commas and line breaks, over any number of lines; CRLF and LF both end
+ * a record. A record is held whole up to ES_REC_MAX_BYTES; past that it is
+ * read on, without keeping it, to its end and skipped as one bad record (so
+ * reading never resumes inside its quotes). A quoted field still open at the
+ * end of the file, or a record of several lines that does not parse into the
+ * header's columns, is taken as an unbalanced quote on its first line: that
+ * line is bad and reading resumes at the next. */
 #define _POSIX_C_SOURCE 200809L
 #include "es_dataset.h"
 #include "es_fs.h"
@@ -13,8 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CSV_MAX_LINES 64
 
 struct es_dataset {
     char path[512];
@@ -64,33 +65,42 @@ int es_utf8_valid(const char *str, size_t n)
     return 1;
 }
 
-/* Read one physical line (with its terminator) into d->buf at buf_len.
- * Returns bytes read, 0 at EOF, -1 when the line would exceed the limit (it
- * is then skipped to its end). */
+/* Read one physical line (with its terminator) onto d->buf at buf_len.
+ * Returns bytes read, 0 at EOF, -1 when the buffer would pass ES_REC_MAX_BYTES
+ * (the bytes that fit are kept, the rest of the line is left unread: the
+ * caller reads on to where its record ends), -3 out of memory. */
 static long read_line(es_dataset *d)
 {
     long got = 0;
     int c;
     while ((c = fgetc(d->f)) != EOF) {
+        if (d->buf_len >= (size_t)ES_REC_MAX_BYTES) {
+            ungetc(c, d->f);
+            return -1;
+        }
         if (d->buf_len + 2 > d->buf_cap) {
             size_t cap = d->buf_cap ? 2 * d->buf_cap : 4096;
-            if (cap > (size_t)ES_REC_MAX_BYTES + 2) {
-                while (c != EOF && c != '\n') c = fgetc(d->f);
-                d->line++;
-                return -1;
-            }
+            if (cap > (size_t)ES_REC_MAX_BYTES + 1) cap = (size_t)ES_REC_MAX_BYTES + 1;
             char *b = realloc(d->buf, cap);
-            if (!b) return -1;
+            if (!b) return -3;
             d->buf = b;
             d->buf_cap = cap;
         }
         d->buf[d->buf_len++] = (char)c;
+        d->buf[d->buf_len] = 0;
         got++;
         if (c == '\n') break;
     }
     if (got) d->line++;
-    if (d->buf) d->buf[d->buf_len] = 0;
     return got;
+}
+
+/* The rest of an over-long line, unread (a JSONL line has no quotes to span lines). */
+static void skip_line(es_dataset *d)
+{
+    int c;
+    while ((c = fgetc(d->f)) != EOF && c != '\n') {}
+    d->line++;
 }
 
 /* Split buf[0..len) into fields; returns the count, or -1 (unbalanced quote),
@@ -142,13 +152,95 @@ static int csv_split(es_dataset *d, size_t len)
     return n;
 }
 
-/* Whether buf[0..len) ends inside a quoted field. */
-static int open_quote(const char *s, size_t len)
+/* 1 when s[0..len) holds an odd number of quotes: a record read so far ends inside a quoted field
+ * (a doubled quote toggles twice). */
+static int quotes_odd(const char *s, size_t len)
 {
-    int in = 0;
-    for (size_t i = 0; i < len; i++)
-        if (s[i] == '"') in = !in; /* a doubled quote toggles twice */
-    return in;
+    int odd = 0;
+    for (size_t i = 0; i < len; i++) odd ^= s[i] == '"';
+    return odd;
+}
+
+/* csv_split's checks fed a byte at a time, keeping no text: for a record past ES_REC_MAX_BYTES,
+ * whether it is one well-formed record and of how many fields. Fed every byte but the record's
+ * last line feed. */
+typedef struct csv_scan {
+    int state;      /* 0 a field's start, 1 an unquoted field, 2 quoted, 3 a quote seen inside quotes */
+    int cr;         /* a carriage return outside quotes: fine only at the record's end */
+    int bad;
+    int64_t commas; /* fields ended by a comma */
+} csv_scan;
+
+static void scan_byte(csv_scan *s, int c)
+{
+    if (s->bad) return;
+    if (s->state == 2) {
+        if (c == '"') s->state = 3;
+        return;
+    }
+    if (s->cr && c != '\r') { s->bad = 1; return; }
+    if (c == '\r') { s->cr = 1; return; }
+    if (c == ',') { s->commas++; s->state = 0; return; }
+    if (s->state == 0) s->state = c == '"' ? 2 : 1;
+    else if (s->state == 3) {
+        if (c == '"') s->state = 2; /* a doubled quote */
+        else s->bad = 1;            /* text after a closing quote */
+    } else if (c == '"') s->bad = 1; /* a quote inside an unquoted field */
+}
+
+/* A bad record (reason written); in the header it is an error: the next line would become the header. */
+static int csv_bad(es_dataset *d, const char *reason, es_err *e)
+{
+    if (!d->names) return es_fail(e, "%s: %s, in the header line: nothing after it can be read", d->path, reason);
+    return ES_REC_BAD;
+}
+
+/* The record starting at line start_line is taken as an unbalanced quote on that line: bad, and
+ * reading resumes on the next line, at file offset first_end (-1: that line ran to the end of the file). */
+static int csv_unbalanced(es_dataset *d, int64_t start_line, int64_t first_end, char *reason, size_t rn, es_err *e)
+{
+    if (first_end >= 0 && fseek(d->f, (long)first_end, SEEK_SET)) return es_fail(e, "%s: cannot seek", d->path);
+    d->line = start_line;
+    snprintf(reason, rn, "line %lld: unbalanced quote", (long long)start_line);
+    return csv_bad(d, reason, e);
+}
+
+/* A record past ES_REC_MAX_BYTES: buf holds its first bytes, `odd` whether they end inside quotes.
+ * Read on to its end (a line feed outside quotes), keeping nothing. */
+static int csv_too_long(es_dataset *d, int64_t start_line, long first_pos, size_t first_len, int odd, char *reason,
+                        size_t rn, es_err *e)
+{
+    csv_scan sc = {0};
+    for (size_t k = 0; k < d->buf_len; k++) scan_byte(&sc, (unsigned char)d->buf[k]);
+    int64_t at = (int64_t)first_pos + (int64_t)d->buf_len; /* file offset of the next byte */
+    int64_t first_end = first_len ? (int64_t)first_pos + (int64_t)first_len : -1;
+    int c, partial = 1;
+    while ((c = fgetc(d->f)) != EOF) {
+        at++;
+        odd ^= c == '"';
+        if (c == '\n') {
+            d->line++;
+            partial = 0;
+            if (first_end < 0) first_end = at;
+            if (!odd) break;
+            scan_byte(&sc, c);
+            continue;
+        }
+        partial = 1;
+        scan_byte(&sc, c);
+    }
+    if (c == EOF && ferror(d->f)) return es_fail(e, "%s: read error", d->path);
+    if (c == EOF && partial) d->line++; /* a last line without a line feed */
+    if (c == EOF && odd) return csv_unbalanced(d, start_line, first_end, reason, rn, e);
+    if (first_end < 0 || first_end == at) { /* one line */
+        snprintf(reason, rn, "line %lld: longer than %d bytes", (long long)start_line, ES_REC_MAX_BYTES);
+        return csv_bad(d, reason, e);
+    }
+    if (sc.bad || sc.state == 2 || (d->names && sc.commas + 1 != d->n_names))
+        return csv_unbalanced(d, start_line, first_end, reason, rn, e);
+    snprintf(reason, rn, "lines %lld-%lld: a record of more than %d bytes (a quoted field over %lld lines)",
+             (long long)start_line, (long long)d->line, ES_REC_MAX_BYTES, (long long)(d->line - start_line + 1));
+    return csv_bad(d, reason, e);
 }
 
 static int csv_next(es_dataset *d, es_record *rec, char *reason, size_t rn, es_err *e)
@@ -156,41 +248,31 @@ static int csv_next(es_dataset *d, es_record *rec, char *reason, size_t rn, es_e
     for (;;) {
         d->buf_len = 0;
         long first_pos = ftell(d->f);
+        if (first_pos < 0) return es_fail(e, "%s: cannot tell the read position", d->path);
         int64_t start_line = d->line + 1;
+        rec->line = start_line;
         long got = read_line(d);
         if (got == 0) return ES_REC_EOF;
-        if (got < 0) {
-            snprintf(reason, rn, "line %lld: longer than %d bytes", (long long)start_line, ES_REC_MAX_BYTES);
-            rec->line = start_line;
-            return ES_REC_BAD;
+        if (got == -3) return es_fail(e, "%s: out of memory", d->path);
+        if (got > 0 && d->buf_len <= 2 && (d->buf[0] == '\n' || d->buf[0] == '\r')) continue; /* blank line */
+        size_t first_len = got > 0 ? d->buf_len : 0;
+        int odd = quotes_odd(d->buf, d->buf_len), lines = 1;
+        while (got > 0 && odd) { /* a quoted field goes on to the next line */
+            size_t from = d->buf_len;
+            got = read_line(d);
+            if (got == -3) return es_fail(e, "%s: out of memory", d->path);
+            odd ^= quotes_odd(d->buf + from, d->buf_len - from);
+            if (got > 0) lines++;
         }
-        size_t first_len = d->buf_len;
-        if (d->buf_len <= 2 && (d->buf[0] == '\n' || d->buf[0] == '\r')) continue; /* blank line */
-        int lines = 1;
-        while (open_quote(d->buf, d->buf_len) && lines < CSV_MAX_LINES) {
-            long more = read_line(d);
-            if (more <= 0) break;
-            lines++;
-        }
-        rec->line = start_line;
-        if (open_quote(d->buf, d->buf_len)) {
-            /* resume right after the record's first line */
-            if (fseek(d->f, first_pos + (long)first_len, SEEK_SET))
-                return es_fail(e, "%s: cannot seek", d->path);
-            d->line = start_line;
-            snprintf(reason, rn, "line %lld: unbalanced quote", (long long)start_line);
-            return ES_REC_BAD;
-        }
+        if (got < 0) return csv_too_long(d, start_line, first_pos, first_len, odd, reason, rn, e);
+        if (odd) /* still open at the end of the file */
+            return csv_unbalanced(d, start_line, (int64_t)first_pos + (int64_t)first_len, reason, rn, e);
         int n = csv_split(d, d->buf_len);
         if (n == -3) return es_fail(e, "%s: out of memory", d->path);
-        if (lines > 1 && (n < 0 || (d->names && n != d->n_names))) {
+        if (lines > 1 && (n < 0 || (d->names && n != d->n_names)))
             /* a quote opened on the first line and closed by some later line's
              * quote: take the first line as the bad one and read on from its second */
-            if (fseek(d->f, first_pos + (long)first_len, SEEK_SET)) return es_fail(e, "%s: cannot seek", d->path);
-            d->line = start_line;
-            snprintf(reason, rn, "line %lld: unbalanced quote", (long long)start_line);
-            return ES_REC_BAD;
-        }
+            return csv_unbalanced(d, start_line, (int64_t)first_pos + (int64_t)first_len, reason, rn, e);
         const char *bad = !es_utf8_valid(d->buf, d->buf_len) ? "invalid UTF-8"
                         : memchr(d->buf, 0, d->buf_len) ? "a NUL byte (a field cannot hold one)"
                         : n == -1 ? "unbalanced quote"
@@ -219,6 +301,7 @@ static int csv_next(es_dataset *d, es_record *rec, char *reason, size_t rn, es_e
         rec->n_fields = n;
         rec->names = (const char *const *)d->names;
         rec->values = (const char *const *)d->values;
+        rec->shared_names = 1;
         return ES_REC_OK;
     }
 }
@@ -239,8 +322,10 @@ static int jsonl_next(es_dataset *d, es_record *rec, char *reason, size_t rn, es
         int64_t start_line = d->line + 1;
         long got = read_line(d);
         if (got == 0) return ES_REC_EOF;
+        if (got == -3) return es_fail(e, "%s: out of memory", d->path);
         rec->line = start_line;
         if (got < 0) {
+            skip_line(d);
             snprintf(reason, rn, "line %lld: longer than %d bytes", (long long)start_line, ES_REC_MAX_BYTES);
             return ES_REC_BAD;
         }

@@ -1,8 +1,9 @@
 /* es_dataset: records from a CSV (RFC 4180) or JSONL file, streamed one
  * at a time so memory stays flat however many records there are. A bad
  * record (unbalanced quotes, wrong column count, invalid UTF-8, malformed
- * JSON, an over-long line) is returned as ES_REC_BAD with a reason, and
- * reading goes on at the next line. Only an unreadable file is an error. */
+ * JSON, an over-long line or CSV record) is returned as ES_REC_BAD with a
+ * reason, and reading goes on after it. An unreadable or empty file, or a bad
+ * CSV header, is an error. */
 #ifndef ES_DATASET_H
 #define ES_DATASET_H
 #include <stddef.h>
@@ -14,13 +15,14 @@ extern "C" {
 
 enum { ES_REC_ERR = -1, ES_REC_EOF = 0, ES_REC_OK = 1, ES_REC_BAD = 2 };
 
-#define ES_REC_MAX_BYTES (1 << 20) /* a record longer than this is bad */
+#define ES_REC_MAX_BYTES (1 << 20) /* a record (a CSV record with all its lines) longer than this is bad */
 
 typedef struct es_record {
     int64_t line;          /* first line of the record, from 1 */
     int n_fields;
     const char *const *names;  /* (n_fields) column names (CSV header, JSON keys) */
     const char *const *values; /* (n_fields) values as text; valid until the next call */
+    int shared_names;      /* 1: the names are the CSV header's, the same for every record; 0: JSONL, each its own */
 } es_record;
 
 typedef struct es_dataset es_dataset;

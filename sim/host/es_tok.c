@@ -140,8 +140,16 @@ int es_tok_load_tiktoken(es_tok **out, const char *path, es_err *e)
     int rc = -1;
     if (!t) { es_fail(e, "%s: out of memory", path); goto out; }
     t->bos = t->eos = -1; /* a tiktoken file lists the BPE ranks, not the special tokens */
+    size_t at = 0; /* bytes read before this line */
     while ((len = getline(&line, &cap, f)) > 0) {
         lineno++;
+        const char *nul = memchr(line, 0, (size_t)len); /* strtoll would stop there and drop the rest */
+        if (nul) {
+            es_fail(e, "%s: a NUL byte at offset %zu: expected a text file of '<base64 bytes> <rank>' lines", path,
+                    at + (size_t)(nul - line));
+            goto out;
+        }
+        at += (size_t)len;
         char *sp = memchr(line, ' ', (size_t)len);
         char *end = NULL;
         long long rank = sp ? strtoll(sp + 1, &end, 10) : -1;
