@@ -1613,7 +1613,12 @@ def test_rom_corruption():
         bad[off + comp // 2] ^= 0x5A
         path = os.path.join(tmp, "flip.rom")
         open(path, "wb").write(bad)
-        expect_error(["rom", "verify", path], "tile 0 bank 5", "CRC-32")
+        want = expect_error(["rom", "verify", path], "tile 0 bank 5", "CRC-32").split(" (1 of ")[0]
+        # run --rom refuses it in timing mode as in functional mode, with rom verify's message
+        funct = ["run", "--no-db", *TINY, "--rom", path, "--prompt", "4", "--generate", "2"]
+        for cmd in (funct, funct + ["--mode", "functional"]):
+            err = expect_error(cmd, path, "tile 0 bank 5", "CRC-32 mismatch")
+            expect(err.split(": ", 1)[1] == want.split(": ", 1)[1], f"{cmd}: {err!r}, rom verify: {want!r}")
         # truncated: fails on open, for every command
         path = os.path.join(tmp, "trunc.rom")
         open(path, "wb").write(data[: len(data) // 2])
