@@ -2687,6 +2687,83 @@ def test_err_gguf():
         expect_error(["infer", "--model", "tiny-llama", "--text", "x", "--vocab", model], "--weights")
 
 
+
+# ---- weights: non-finite weights and logits, tied tables, derived ROM sizes (issue 17) ----
+
+def gguf_tensors(info, n_t):
+    """{name: (GGUF type, dims innermost first, data offset)} from gguf_read's tensor-info bytes."""
+    import struct
+    out, pos = {}, 0
+    for _ in range(n_t):
+        nlen = struct.unpack_from("<Q", info, pos)[0]
+        name = info[pos + 8:pos + 8 + nlen].decode()
+        pos += 8 + nlen
+        nd = struct.unpack_from("<I", info, pos)[0]
+        dims = struct.unpack_from("<%dQ" % nd, info, pos + 4)
+        pos += 4 + 8 * nd
+        t, off = struct.unpack_from("<IQ", info, pos)
+        pos += 12
+        out[name] = (t, dims, off)
+    return out
+
+
+def hand_rom_rows(tensors, recipe, row_bits):
+    """ROM rows of tensors [(role, rows, cols)] under a recipe, each tensor from a fresh row of
+    row_bits, each row zero-padded to whole blocks (the image layout, README 'ROM images')."""
+    with open(os.path.join(MODELS, "recipes", recipe + ".json")) as f:
+        rules = json.load(f)["rules"]
+    total = 0
+    for role, rows, cols in tensors:
+        r = next(r for r in rules if role in r["match"].get("role", [role]))
+        elems, nbytes = BLOCK[r["format"]](r.get("group"))
+        bits = rows * -(-cols // elems) * nbytes * 8
+        total += -(-bits // row_bits)
+    return total
+
+
+def test_derived_chip_fits():
+    """chip derive sizes each ROM with the rows a ROM image takes (each tensor from a fresh row): a chip
+    derived for stories260K holds it under the default recipe for run, rom build and run --rom; the
+    rows equal a hand count from the GGUF shapes and hc1-mix; and one row fewer in any ROM fails both."""
+    model = stories()
+    kvs, n_t, info, _ = gguf_read(model)
+    roles = {"attn_norm": "attn_norm", "attn_q": "attn_q", "attn_k": "attn_k", "attn_v": "attn_v",
+             "attn_output": "attn_o", "ffn_norm": "ffn_norm", "ffn_gate": "ffn_gate", "ffn_up": "ffn_up",
+             "ffn_down": "ffn_down"}
+    tile, embed, head = [], [], []
+    for name, (_, dims, _) in gguf_tensors(info, n_t).items():
+        cols, rows = dims[0], dims[1] if len(dims) > 1 else 1
+        if name.startswith("blk.0."):
+            tile.append((roles[name.split(".")[2]], rows, cols))
+        elif name == "token_embd.weight":
+            embed.append(("embed", rows, cols))
+        elif name in ("output.weight", "output_norm.weight"):
+            head.append(("lm_head" if name == "output.weight" else "out_norm", rows, cols))
+    expect(len(tile) == 9 and len(embed) == 1 and len(head) == 2, f"stories260K tensors {tile} {embed} {head}")
+    with tempfile.TemporaryDirectory() as tmp:
+        chip = os.path.join(tmp, "d.json")
+        run("chip", "derive", "--model", model, "-o", chip)
+        with open(chip) as f:
+            c = json.load(f)
+        got = {"tile.rom": c["tile"]["rom"], "head.embed_rom": c["head"]["embed_rom"], "head.lm_rom": c["head"]["lm_rom"]}
+        for key, tensors in (("tile.rom", tile), ("head.embed_rom", embed), ("head.lm_rom", head)):
+            g, banks = got[key], got[key]["banks"]["value"]
+            want = -(-hand_rom_rows(tensors, "hc1-mix", g["row_bits"]["value"]) // banks)
+            expect(g["rows"]["value"] == want, f"{key}.rows {g['rows']['value']}, hand count {want}")
+        expect(got["tile.rom"]["rows"]["value"] == 157, "stories260K's layer takes 157 rows of 1024 bits")
+        base = ["--model", model, "--chip", chip]
+        rom = os.path.join(tmp, "s.rom")
+        run("run", "--no-db", *base, "--prompt", "4", "--generate", "2")
+        run("rom", "build", *base, "--weights", model, "-o", rom)
+        j = run_json("--no-db", *base, "--rom", rom, "--mode", "functional", "--prompt", "4", "--generate", "2")
+        expect(j["tokens"] == 2, "run --rom on the derived chip")
+        for key in got:
+            less = ["--set", f"{key}.rows={got[key]['rows']['value'] - 1}"]
+            expect_error(["run", "--no-db", *base, *less], chip, f"'{key}.rows'", "cannot hold")
+            expect_error(["rom", "build", *base, "--weights", model, "-o", rom, *less], chip, f"'{key}.rows'",
+                         "cannot hold")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

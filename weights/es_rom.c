@@ -335,10 +335,9 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
         t->bytes = rb * t->rows;
         t->unit = unit_of(c, m, mt, b.n_units);
         es_rom_unit *u = &b.units[t->unit];
-        int64_t row_bytes = u->row_bits / 8;
         if (u->row_bits % 8) { es_fail(e, "%s: ROM rows of %s are not whole bytes", c->path, u->label); goto out; }
         t->row_first = u->stream_rows;
-        u->stream_rows += (t->bytes + row_bytes - 1) / row_bytes;
+        u->stream_rows += es_rom_tensor_rows(8 * t->bytes, u->row_bits); /* the fit check counts rows so too */
     }
     static const char *keys[3] = {"tile.rom.rows", "head.embed_rom.rows", "head.lm_rom.rows"};
     for (int i = 0; i < b.n_units; i++) {
