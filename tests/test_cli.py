@@ -2707,6 +2707,112 @@ def gguf_tensors(info, n_t):
     return out
 
 
+def stories_variant(path, floats):
+    """stories260K.gguf (every tensor F32) with floats {(tensor, element): value} written over it."""
+    import struct
+    kvs, n_t, info, data = gguf_read(stories())
+    ts, d = gguf_tensors(info, n_t), bytearray(data)
+    for (name, k), v in floats.items():
+        expect(ts[name][0] == 0, f"{name} is not F32")
+        struct.pack_into("<f", d, ts[name][2] + 4 * k, v)
+    gguf_write(path, kvs, n_t, info, bytes(d))
+    return path
+
+
+def rom_rewrite(src, dst, k, patch):
+    """Copy the ROM image src to dst with bank k's inflated payload replaced by patch(payload), every
+    CRC-32 and offset made right again (layout: weights/es_rom.h)."""
+    import struct
+    import zlib
+    b = open(src, "rb").read()
+    ioff, ilen = struct.unpack_from("<QQ", b, 40)
+    index = bytearray(b[ioff:ioff + ilen])
+    nu, nt, nb = struct.unpack_from("<III", index, 0)
+    at, payloads = 64, []
+    for i in range(nb):
+        rec = 16 + nu * 32 + nt * 152 + i * 48
+        raw_bytes, comp, off = struct.unpack_from("<QQQ", index, rec + 16)
+        data = b[off:off + comp]
+        if i == k:
+            raw = patch(zlib.decompress(data))
+            expect(len(raw) == raw_bytes, "a patch must keep the payload's size")
+            data = zlib.compress(raw)
+        struct.pack_into("<QQI", index, rec + 24, len(data), at, zlib.crc32(data))
+        payloads.append(data)
+        at += len(data)
+    head = bytearray(b[:64])
+    struct.pack_into("<QQI", head, 40, at, len(index), zlib.crc32(index))
+    struct.pack_into("<I", head, 60, zlib.crc32(head[:60]))
+    with open(dst, "wb") as f:
+        f.write(head + b"".join(payloads) + index)
+
+
+def test_nonfinite_weights():
+    """A NaN or infinite weight is refused by every reader (rom build, infer, functional run) naming
+    the file, the tensor and the element's index; so is a finite weight the recipe's format cannot hold,
+    and an image whose weights decode to NaN; a logit that overflows (finite weights, too large) is
+    an error for --logits, never a bare nan in JSON, and leaves no file."""
+    import struct
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        # blk.2.ffn_up.weight is [172, 64] (64 columns): element 1000 is row 15, column 40
+        nan = stories_variant(os.path.join(tmp, "nan.gguf"), {("blk.2.ffn_up.weight", 1000): float("nan")})
+        inf = stories_variant(os.path.join(tmp, "inf.gguf"), {("token_embd.weight", 64 * 511 + 63): float("-inf")})
+        rom = os.path.join(tmp, "x.rom")
+        for path, tensor, where, what in ((nan, "blk.2.ffn_up.weight", "element 1000 (row 15, column 40)", "NaN"),
+                                          (inf, "token_embd.weight", "element 32767 (row 511, column 63)", "-infinity")):
+            needles = (path + ": tensor " + tensor, where, "is " + what)
+            expect_error(["infer", "--model", path, "--text", "Once upon", "--generate", "2"], *needles)
+            expect_error(["rom", "build", "--model", path, "--chip", chip, "--weights", path, "-o", rom], *needles)
+            expect_error(["run", "--no-db", "--model", path, "--chip", chip, "--mode", "functional", "--weights", path,
+                          "--prompt", "4", "--generate", "2"], *needles)
+            expect(not os.path.exists(rom), "a refused build left an image")
+        # safetensors: the same check (tiny-llama, F32), the element index in the file's row-major order
+        st = os.path.join(tmp, "model.safetensors")
+        write_tiny_safetensors(st)
+        raw = bytearray(open(st, "rb").read())
+        hlen = struct.unpack_from("<Q", raw, 0)[0]
+        hdr = json.loads(raw[8:8 + hlen])
+        begin = hdr["model.layers.1.self_attn.v_proj.weight"]["data_offsets"][0]
+        struct.pack_into("<f", raw, 8 + hlen + begin + 4 * 300, float("inf"))  # [64, 256]: row 1, column 44
+        open(st, "wb").write(raw)
+        expect_error(["rom", "build", *TINY, "--weights", st, "-o", rom], st,
+                     "tensor model.layers.1.self_attn.v_proj.weight", "element 300 (row 1, column 44)", "+infinity")
+        # a finite weight beyond the recipe's format (hc1-mix: int3 with an F16 scale per 64, so 1e6 needs a
+        # scale of 1e6 / 3, past F16's 65504): refused when quantizing, by rom build and functional --weights
+        wide = stories_variant(os.path.join(tmp, "wide.gguf"), {("blk.0.attn_q.weight", 64 * 5 + 7): 1e6})
+        # (GGUF's row 5 of Q is the graph's row 6: head_dim 8, pairs (2i, 2i+1) -> halves (i, i+4))
+        needles = ("tensor model.layers.0.self_attn.q_proj.weight: row 6, column 7: the weight 1e+06 is beyond what "
+                   "int3 stores",)
+        expect_error(["rom", "build", "--model", wide, "--chip", chip, "--weights", wide, "-o", rom], *needles)
+        expect_error(["run", "--no-db", "--model", wide, "--chip", chip, "--mode", "functional", "--weights", wide,
+                      "--prompt", "4", "--generate", "2"], *needles)
+        # an image whose stored weights decode to NaN (its CRCs intact): functional mode refuses it
+        run("rom", "build", "--model", model, "--chip", chip, "--weights", model, "--recipe", "f32", "-o", rom)
+        bad = os.path.join(tmp, "nan.rom")
+        rom_rewrite(rom, bad, 0, lambda raw: struct.pack("<f", float("nan")) + raw[4:])
+        run("rom", "verify", bad)
+        expect_error(["run", "--no-db", "--model", model, "--chip", chip, "--mode", "functional", "--rom", bad,
+                      "--prompt", "4", "--generate", "2"], bad, "model.layers.0.input_layernorm.weight row 0: weight 0 is NaN")
+        # finite weights whose logits overflow: the final norm's gains at 3e38 (F32 holds them; the LM head's
+        # dot products exceed 3.4e38). --logits refuses, naming the position, and writes nothing
+        big = stories_variant(os.path.join(tmp, "big.gguf"), {("output_norm.weight", i): 3e38 for i in range(64)})
+        lf = os.path.join(tmp, "l.json")
+        fp32 = ["--recipe", "f32", *FP32_DATAPATH]
+        for cmd in (["infer", "--model", big, "--text", "Once upon", "--generate", "2"],
+                    ["run", "--no-db", "--model", big, "--chip", chip, "--mode", "functional", "--weights", big,
+                     "--text", "Once upon", "--generate", "2", *fp32]):
+            err = expect_error([*cmd, "--logits", lf], lf + ": position 0: the logit of token", "no logits file")
+            expect(re.search(r"is (NaN|\+infinity|-infinity) \(the forward pass left the float range\)", err), err)
+            expect(not os.path.exists(lf) and not os.path.exists(lf + ".tmp"), "a logits file was left")
+        # the same weights within range: the logits file is plain JSON (json.load refuses NaN when told to)
+        run("infer", "--model", model, "--text", "Once upon", "--generate", "2", "--logits", lf)
+        rows = json.loads(open(lf).read(), parse_constant=lambda c: (_ for _ in ()).throw(AssertionError(c)))
+        # BOS and 2 prompt tokens, 2 generated: 4 positions run
+        expect(len(rows) == 4 and all(len(r["logits"]) == 512 for r in rows), f"{len(rows)} rows")
+
+
 def hand_rom_rows(tensors, recipe, row_bits):
     """ROM rows of tensors [(role, rows, cols)] under a recipe, each tensor from a fresh row of
     row_bits, each row zero-padded to whole blocks (the image layout, README 'ROM images')."""

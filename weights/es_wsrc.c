@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -400,6 +401,11 @@ int es_wsrc_read_row(const es_wsrc *s, int i, int64_t row, float *out, es_err *e
         rc = es_fail(e, "%s: tensor %s: cannot read row %lld", s->files[t->file], t->name, (long long)src);
     else if (es_dequantize_row(&f, buf, mt->cols, out, e))
         rc = -1;
+    for (int64_t k = 0; rc == 0 && k < mt->cols; k++)
+        if (!isfinite(out[k])) /* a NaN or infinity would reach every logit downstream */
+            rc = es_fail(e, "%s: tensor %s: element %lld (row %lld, column %lld) is %s; weights must be finite",
+                         s->files[t->file], t->name, (long long)(src * mt->cols + k), (long long)src,
+                         (long long)k, isnan(out[k]) ? "NaN" : out[k] > 0 ? "+infinity" : "-infinity");
     free(buf);
     return rc;
 }

@@ -61,7 +61,9 @@ int es_wsrc_open(es_wsrc *s, const char *path, const es_wsrc_opts *o, es_err *e)
 void es_wsrc_close(es_wsrc *s);
 /* Find every graph tensor in the file and check its shape against the model. */
 int es_wsrc_bind(es_wsrc *s, const es_model *m, es_err *e);
-/* Row `row` of graph tensor i, as floats in the graph's layout. Thread-safe. */
+/* Row `row` of graph tensor i, as floats in the graph's layout. Thread-safe.
+ * A NaN or infinite weight is an error naming the file, the tensor and the
+ * element's index in the file's row-major order (row x columns + column). */
 int es_wsrc_read_row(const es_wsrc *s, int i, int64_t row, float *out, es_err *e);
 /* The graph's name for a GGUF tensor name, or NULL if it is not one. */
 const char *es_gguf_to_hf(const char *gguf, char *buf, size_t n);
