@@ -5,6 +5,7 @@ Groups:
   outputs      json_keys, area_json, help_texts, db_complete, db_killed_run
   functional   infer_stories, functional_run, functional_timing_invariance, eval_functional,
                rom_partial_blocks, numerics (need stories260K.gguf; SKIPPED without it)
+  weights      nonfinite_weights, derived_chip_fits (stories260K.gguf), tied_lm_head_only
   calibration  default_calibration
   oracle       sim_equals_analytic(_tiny), knee, kv_slots_wait, energy_balance
   overrides    set_override
@@ -2811,6 +2812,80 @@ def test_nonfinite_weights():
         rows = json.loads(open(lf).read(), parse_constant=lambda c: (_ for _ in ()).throw(AssertionError(c)))
         # BOS and 2 prompt tokens, 2 generated: 4 positions run
         expect(len(rows) == 4 and all(len(r["logits"]) == 512 for r in rows), f"{len(rows)} rows")
+
+
+def write_st(path, tensors, metadata=None):
+    """A safetensors file of F32 tensors {name: (shape, values)} with an optional __metadata__."""
+    import array
+    header, blobs, off = ({"__metadata__": metadata} if metadata else {}), [], 0
+    for name, (shape, values) in tensors.items():
+        raw = array.array("f", values).tobytes()
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct_pack_u64(len(h)) + h + b"".join(blobs))
+
+
+def test_tied_lm_head_only():
+    """A tied model's table stored only as lm_head.weight (with safetensors' __metadata__ alias, or
+    without), or only as model.embed_tokens.weight, gives the same image bit for bit; an untied
+    model reads a missing table through an alias, and without one the error says what is there."""
+    with open(os.path.join(MODELS, "llm", "tiny-llama", "config.json")) as f:
+        cfg = json.load(f)
+    H, F, V, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+    hd = H // cfg["num_attention_heads"]
+    Q, KV = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+    shapes = {}
+    for l in range(L):
+        p = f"model.layers.{l}."
+        shapes.update({p + "input_layernorm.weight": [H], p + "self_attn.q_proj.weight": [Q, H],
+                       p + "self_attn.k_proj.weight": [KV, H], p + "self_attn.v_proj.weight": [KV, H],
+                       p + "self_attn.o_proj.weight": [H, Q], p + "post_attention_layernorm.weight": [H],
+                       p + "mlp.gate_proj.weight": [F, H], p + "mlp.up_proj.weight": [F, H],
+                       p + "mlp.down_proj.weight": [H, F]})
+    shapes["model.norm.weight"] = [H]
+
+    def tensors(table_names):
+        t = {}
+        for i, (name, shape) in enumerate(shapes.items()):
+            n = shape[0] * (shape[1] if len(shape) > 1 else 1)
+            t[name] = (shape, [((k * 7919 + i * 31) % 2001 - 1000) * 2e-5 for k in range(n)])
+        table = [((k * 104729) % 4001 - 2000) * 1e-5 for k in range(V * H)]  # distinct from every other tensor
+        for name in table_names:
+            t[name] = ([V, H], table)
+        return t
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        tied, untied = os.path.join(tmp, "tied"), os.path.join(tmp, "untied")
+        for d, tie in ((tied, True), (untied, False)):
+            os.mkdir(d)
+            with open(os.path.join(d, "config.json"), "w") as f:
+                json.dump(dict(cfg, tie_word_embeddings=tie), f)
+        alias = {"format": "pt", "model.embed_tokens.weight": "lm_head.weight"}
+        files = {"embed": (["model.embed_tokens.weight"], None), "head+alias": (["lm_head.weight"], alias),
+                 "head": (["lm_head.weight"], None)}
+        images = {}
+        for label, (names, md) in files.items():
+            st = os.path.join(tmp, label + ".safetensors")
+            write_st(st, tensors(names), md)
+            rom = os.path.join(tmp, label + ".rom")
+            run("rom", "build", "--model", tied, "--chip", chip, "--weights", st, "--threads", "1", "-o", rom)
+            images[label] = open(rom, "rb").read()
+        expect(images["head+alias"] == images["embed"] and images["head"] == images["embed"],
+               "an lm_head.weight-only file gives another image than the embed_tokens one")
+        st = os.path.join(tmp, "head+alias.safetensors")
+        j = run_json("--no-db", "--model", tied, "--chip", chip, "--mode", "functional", "--weights", st,
+                     "--prompt", "4", "--generate", "3")
+        expect(len(j["functional"]["output_ids"]) == 3, "functional run on the lm_head-only file")
+        # untied: the alias names where the embedding is; both roles then read the one table
+        rom = os.path.join(tmp, "u.rom")
+        run("rom", "build", "--model", untied, "--chip", chip, "--weights", st, "-o", rom)
+        st = os.path.join(tmp, "head.safetensors")
+        expect_error(["rom", "build", "--model", untied, "--chip", chip, "--weights", st, "-o", rom + "2"], st,
+                     "has no tensor for model.embed_tokens.weight, only lm_head.weight", "tie_word_embeddings")
 
 
 def hand_rom_rows(tensors, recipe, row_bits):
