@@ -203,15 +203,14 @@ int es_cli_chip(int argc, char **argv)
         if (es_cfg_has(&d.cfg, "description") && es_cfg_set(&d.cfg, "description", desc, &e)) goto out;
     }
     const char *near = out ? out : "/tmp/etchsim";
-    /* the tile: ROM bits of one tile's layers, in the template's formats */
+    /* the tile: ROM bits of one tile's layers, in the template's formats (they size the lanes) */
     int64_t lpt = t.layers_per_tile, tiles = (m.layers + lpt - 1) / lpt;
-    double bits = 0, lm_bits = 0, emb_bits = 0;
+    double bits = 0, lm_bits = 0;
     for (int i = 0; i < m.n_tensors; i++) {
         const es_tensor *x = &m.tensors[i];
         double b = (double)es_tensor_bits(&t, x);
         if (x->layer >= 0 && x->layer < lpt) bits += b;
         else if (x->role == ES_ROLE_LM_HEAD || x->role == ES_ROLE_OUT_NORM || x->lm_head) lm_bits += b;
-        else if (x->role == ES_ROLE_EMBED) emb_bits += b;
     }
     double t_rom = (double)es_rom_bits(&t.rom), lanes_per_bit = (double)t.lanes / t_rom;
     double banks_per_lane = (double)t.rom.banks / (double)t.lanes;
@@ -219,7 +218,7 @@ int es_cli_chip(int argc, char **argv)
     int64_t banks = (int64_t)llround((double)lanes * banks_per_lane);
     if (lanes < 1) lanes = 1;
     if (banks < 1) banks = 1;
-    int64_t rows = (int64_t)ceil(bits / ((double)banks * (double)t.rom.row_bits));
+    int64_t rows = 0;
     snprintf(d.src, sizeof d.src, "derived for %s (chip derive --like %s): the tile's %.0f ROM bits x %s's %.6g lane "
              "cells per ROM bit", m.name, t.name, bits, t.name, lanes_per_bit);
     if (put(&d, "tile.lanes.count", (double)lanes, &e)) goto out;
@@ -232,43 +231,38 @@ int es_cli_chip(int argc, char **argv)
     int64_t hb = (int64_t)llround((double)hl * (double)t.head_rom.banks / (double)t.head_lanes);
     if (hl < 1) hl = 1;
     if (hb < 1) hb = 1;
-    int64_t hr = (int64_t)ceil(lm_bits / ((double)hb * (double)t.head_rom.row_bits));
     snprintf(d.src, sizeof d.src, "derived for %s: the LM head's %.0f ROM bits x %s's head lane cells per ROM bit",
              m.name, lm_bits, t.name);
     if (put(&d, "head.lanes.count", (double)hl, &e)) goto out;
     snprintf(d.src, sizeof d.src, "derived for %s: %lld head lane cells x %s's LM-ROM banks per head lane cell", m.name,
              (long long)hl, t.name);
     if (put(&d, "head.lm_rom.banks", (double)hb, &e)) goto out;
-    snprintf(d.src, sizeof d.src, "derived for %s: the LM head's %.0f bits / (%lld banks x %lld bits per row)", m.name,
-             lm_bits, (long long)hb, (long long)t.head_rom.row_bits);
-    if (put(&d, "head.lm_rom.rows", (double)hr, &e)) goto out;
-    if (!m.tied) {
-        int64_t er = (int64_t)ceil(emb_bits / ((double)t.embed_rom.banks * (double)t.embed_rom.row_bits));
-        snprintf(d.src, sizeof d.src, "derived for %s: the embedding table's %.0f bits / (%lld banks x %lld bits per "
-                 "row)", m.name, emb_bits, (long long)t.embed_rom.banks, (long long)t.embed_rom.row_bits);
-        if (put(&d, "head.embed_rom.rows", (double)er, &e)) goto out;
+    snprintf(d.src, sizeof d.src, "placeholder");
+    if (put(&d, "head.lm_rom.rows", 1, &e) || put(&d, "tile.rom.rows", 1, &e)) goto out;
+    if (!m.tied && put(&d, "head.embed_rom.rows", 1, &e)) goto out;
+    /* rows: the least that hold each ROM's tensors as a ROM image lays them out (es_chip_rom_need, which
+     * the fit check uses too); the banks and partitions are set above, so one evaluation gives them. KV
+     * SRAM left out to measure the rest: 1 byte per tile */
+    if (put(&d, "kv.bytes_per_tile", 1, &e)) goto out;
+    if (evaluate(&d, &m, near, &da, &dc, &e)) goto out;
+    have_dc = 1;
+    static const char *row_keys[3] = {"tile.rom.rows", "head.embed_rom.rows", "head.lm_rom.rows"};
+    for (int k = ES_ROM_TILE; k <= ES_ROM_LM; k++) {
+        if (k == ES_ROM_EMBED && m.tied) continue; /* the tied table sits in the LM-head ROM */
+        es_rom_need nd;
+        if (es_chip_rom_need(&dc, &m, (es_rom_kind)k, &nd, &e)) goto out;
+        const es_rom *r = k == ES_ROM_TILE ? &dc.rom : k == ES_ROM_EMBED ? &dc.embed_rom : &dc.head_rom;
+        int64_t need = nd.rows > 0 ? nd.rows : 1;
+        if (k == ES_ROM_TILE) rows = need;
+        snprintf(d.src, sizeof d.src, "derived for %s: the least rows that hold %s's %lld ROM rows of %lld bits "
+                 "(%lld bits, each tensor from a fresh row) over its %lld banks", m.name, nd.what[0] ? nd.what : "it",
+                 (long long)nd.stream_rows, (long long)r->row_bits, (long long)nd.bits, (long long)nd.banks);
+        if (put(&d, row_keys[k], (double)need, &e)) goto out;
     }
-    /* tile rows: the tile's bits over its banks, more while a partition (an expert) does not fit */
-    for (int tries = 0;; tries++) {
-        snprintf(d.src, sizeof d.src, "derived for %s: the tile's %.0f ROM bits / (%lld banks x %lld bits per row)%s",
-                 m.name, bits, (long long)banks, (long long)t.rom.row_bits,
-                 tries ? ", then rows added until every partition holds its tensors" : "");
-        if (put(&d, "tile.rom.rows", (double)rows, &e)) goto out;
-        /* KV SRAM left out to measure the rest: 1 byte per tile */
-        snprintf(d.src, sizeof d.src, "placeholder");
-        if (put(&d, "kv.bytes_per_tile", 1, &e)) goto out;
-        if (have_dc) es_chip_free(&dc);
-        if (evaluate(&d, &m, near, &da, &dc, &e)) goto out;
-        have_dc = 1;
-        es_err fe;
-        int64_t saved = dc.kv_bytes;
-        dc.kv_bytes = (int64_t)1 << 40; /* the ROM fit alone */
-        int fits = es_chip_check_fit(&dc, &m, &fe) == 0 || !strstr(fe.msg, "ROM cannot hold");
-        dc.kv_bytes = saved;
-        if (fits) break;
-        if (tries > 200) { es_fail(&e, "%s: cannot fit %s's tile ROM: %s", t.path, m.name, fe.msg); goto out; }
-        rows += rows / 100 + 1;
-    }
+    es_chip_free(&dc);
+    have_dc = 0;
+    if (evaluate(&d, &m, near, &da, &dc, &e)) goto out;
+    have_dc = 1;
     double rest = da.total_mm2 - da.mm2[ES_AREA_SRAM];
     double sram_mm2 = area - rest;
     double bit_mm2 = dc.sram_cell_um2 / dc.sram_eff * 1e-6;

@@ -371,6 +371,9 @@ int es_apply_rom(const char *path, es_chip *c, es_model *m, es_err *e)
             }
         if (!found) { es_fail(e, "%s: has no tensor %s", path, t->name); goto out; }
     }
+    /* every bank's CRC-32 and size, as functional mode's loading checks them: a corrupt image is refused
+     * in either mode with the same message */
+    if (es_rom_verify(&img, e)) goto out;
     c->rom_image_bits = es_rom_used_bits(&img);
     rc = 0;
 out:

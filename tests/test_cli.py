@@ -5,6 +5,7 @@ Groups:
   outputs      json_keys, area_json, help_texts, db_complete, db_killed_run
   functional   infer_stories, functional_run, functional_timing_invariance, eval_functional,
                rom_partial_blocks, numerics (need stories260K.gguf; SKIPPED without it)
+  weights      nonfinite_weights, derived_chip_fits (stories260K.gguf), tied_lm_head_only
   calibration  default_calibration
   oracle       sim_equals_analytic(_tiny), knee, kv_slots_wait, energy_balance
   overrides    set_override
@@ -1772,7 +1773,12 @@ def test_rom_corruption():
         bad[off + comp // 2] ^= 0x5A
         path = os.path.join(tmp, "flip.rom")
         open(path, "wb").write(bad)
-        expect_error(["rom", "verify", path], "tile 0 bank 5", "CRC-32")
+        want = expect_error(["rom", "verify", path], "tile 0 bank 5", "CRC-32").split(" (1 of ")[0]
+        # run --rom refuses it in timing mode as in functional mode, with rom verify's message
+        funct = ["run", "--no-db", *TINY, "--rom", path, "--prompt", "4", "--generate", "2"]
+        for cmd in (funct, funct + ["--mode", "functional"]):
+            err = expect_error(cmd, path, "tile 0 bank 5", "CRC-32 mismatch")
+            expect(err.split(": ", 1)[1] == want.split(": ", 1)[1], f"{cmd}: {err!r}, rom verify: {want!r}")
         # truncated: fails on open, for every command
         path = os.path.join(tmp, "trunc.rom")
         open(path, "wb").write(data[: len(data) // 2])
@@ -3009,6 +3015,262 @@ def test_help_examples():
             expect(isinstance(node, (int, float)), f"budget --help metric {m} is not a number of the summary")
         setting = re.search(r"e\.g\. --set (\S+?);", run("run", "--help").stdout).group(1)
         run("run", "--no-db", "--set", setting, "--prompt", "8", "--generate", "2")
+
+
+# ---- weights: non-finite weights and logits, tied tables, derived ROM sizes (issue 17) ----
+
+def gguf_tensors(info, n_t):
+    """{name: (GGUF type, dims innermost first, data offset)} from gguf_read's tensor-info bytes."""
+    import struct
+    out, pos = {}, 0
+    for _ in range(n_t):
+        nlen = struct.unpack_from("<Q", info, pos)[0]
+        name = info[pos + 8:pos + 8 + nlen].decode()
+        pos += 8 + nlen
+        nd = struct.unpack_from("<I", info, pos)[0]
+        dims = struct.unpack_from("<%dQ" % nd, info, pos + 4)
+        pos += 4 + 8 * nd
+        t, off = struct.unpack_from("<IQ", info, pos)
+        pos += 12
+        out[name] = (t, dims, off)
+    return out
+
+
+def stories_variant(path, floats):
+    """stories260K.gguf (every tensor F32) with floats {(tensor, element): value} written over it."""
+    import struct
+    kvs, n_t, info, data = gguf_read(stories())
+    ts, d = gguf_tensors(info, n_t), bytearray(data)
+    for (name, k), v in floats.items():
+        expect(ts[name][0] == 0, f"{name} is not F32")
+        struct.pack_into("<f", d, ts[name][2] + 4 * k, v)
+    gguf_write(path, kvs, n_t, info, bytes(d))
+    return path
+
+
+def rom_rewrite(src, dst, k, patch):
+    """Copy the ROM image src to dst with bank k's inflated payload replaced by patch(payload), every
+    CRC-32 and offset made right again (layout: weights/es_rom.h)."""
+    import struct
+    import zlib
+    b = open(src, "rb").read()
+    ioff, ilen = struct.unpack_from("<QQ", b, 40)
+    index = bytearray(b[ioff:ioff + ilen])
+    nu, nt, nb = struct.unpack_from("<III", index, 0)
+    at, payloads = 64, []
+    for i in range(nb):
+        rec = 16 + nu * 32 + nt * 152 + i * 48
+        raw_bytes, comp, off = struct.unpack_from("<QQQ", index, rec + 16)
+        data = b[off:off + comp]
+        if i == k:
+            raw = patch(zlib.decompress(data))
+            expect(len(raw) == raw_bytes, "a patch must keep the payload's size")
+            data = zlib.compress(raw)
+        struct.pack_into("<QQI", index, rec + 24, len(data), at, zlib.crc32(data))
+        payloads.append(data)
+        at += len(data)
+    head = bytearray(b[:64])
+    struct.pack_into("<QQI", head, 40, at, len(index), zlib.crc32(index))
+    struct.pack_into("<I", head, 60, zlib.crc32(head[:60]))
+    with open(dst, "wb") as f:
+        f.write(head + b"".join(payloads) + index)
+
+
+def test_nonfinite_weights():
+    """A NaN or infinite weight is refused by every reader (rom build, infer, functional run) naming
+    the file, the tensor and the element's index; so is a finite weight the recipe's format cannot hold,
+    and an image whose weights decode to NaN; a logit that overflows (finite weights, too large) is
+    an error for --logits, never a bare nan in JSON, and leaves no file."""
+    import struct
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        # blk.2.ffn_up.weight is [172, 64] (64 columns): element 1000 is row 15, column 40
+        nan = stories_variant(os.path.join(tmp, "nan.gguf"), {("blk.2.ffn_up.weight", 1000): float("nan")})
+        inf = stories_variant(os.path.join(tmp, "inf.gguf"), {("token_embd.weight", 64 * 511 + 63): float("-inf")})
+        rom = os.path.join(tmp, "x.rom")
+        for path, tensor, where, what in ((nan, "blk.2.ffn_up.weight", "element 1000 (row 15, column 40)", "NaN"),
+                                          (inf, "token_embd.weight", "element 32767 (row 511, column 63)", "-infinity")):
+            needles = (path + ": tensor " + tensor, where, "is " + what)
+            expect_error(["infer", "--model", path, "--text", "Once upon", "--generate", "2"], *needles)
+            expect_error(["rom", "build", "--model", path, "--chip", chip, "--weights", path, "-o", rom], *needles)
+            expect_error(["run", "--no-db", "--model", path, "--chip", chip, "--mode", "functional", "--weights", path,
+                          "--prompt", "4", "--generate", "2"], *needles)
+            expect(not os.path.exists(rom), "a refused build left an image")
+        # safetensors: the same check (tiny-llama, F32), the element index in the file's row-major order
+        st = os.path.join(tmp, "model.safetensors")
+        write_tiny_safetensors(st)
+        raw = bytearray(open(st, "rb").read())
+        hlen = struct.unpack_from("<Q", raw, 0)[0]
+        hdr = json.loads(raw[8:8 + hlen])
+        begin = hdr["model.layers.1.self_attn.v_proj.weight"]["data_offsets"][0]
+        struct.pack_into("<f", raw, 8 + hlen + begin + 4 * 300, float("inf"))  # [64, 256]: row 1, column 44
+        open(st, "wb").write(raw)
+        expect_error(["rom", "build", *TINY, "--weights", st, "-o", rom], st,
+                     "tensor model.layers.1.self_attn.v_proj.weight", "element 300 (row 1, column 44)", "+infinity")
+        # a finite weight beyond the recipe's format (hc1-mix: int3 with an F16 scale per 64, so 1e6 needs a
+        # scale of 1e6 / 3, past F16's 65504): refused when quantizing, by rom build and functional --weights
+        wide = stories_variant(os.path.join(tmp, "wide.gguf"), {("blk.0.attn_q.weight", 64 * 5 + 7): 1e6})
+        # (GGUF's row 5 of Q is the graph's row 6: head_dim 8, pairs (2i, 2i+1) -> halves (i, i+4))
+        needles = ("tensor model.layers.0.self_attn.q_proj.weight: row 6, column 7: the weight 1e+06 is beyond what "
+                   "int3 stores",)
+        expect_error(["rom", "build", "--model", wide, "--chip", chip, "--weights", wide, "-o", rom], *needles)
+        expect_error(["run", "--no-db", "--model", wide, "--chip", chip, "--mode", "functional", "--weights", wide,
+                      "--prompt", "4", "--generate", "2"], *needles)
+        # an image whose stored weights decode to NaN (its CRCs intact): functional mode refuses it
+        run("rom", "build", "--model", model, "--chip", chip, "--weights", model, "--recipe", "f32", "-o", rom)
+        bad = os.path.join(tmp, "nan.rom")
+        rom_rewrite(rom, bad, 0, lambda raw: struct.pack("<f", float("nan")) + raw[4:])
+        run("rom", "verify", bad)
+        expect_error(["run", "--no-db", "--model", model, "--chip", chip, "--mode", "functional", "--rom", bad,
+                      "--prompt", "4", "--generate", "2"], bad, "model.layers.0.input_layernorm.weight row 0: weight 0 is NaN")
+        # finite weights whose logits overflow: the final norm's gains at 3e38 (F32 holds them; the LM head's
+        # dot products exceed 3.4e38). --logits refuses, naming the position, and writes nothing
+        big = stories_variant(os.path.join(tmp, "big.gguf"), {("output_norm.weight", i): 3e38 for i in range(64)})
+        lf = os.path.join(tmp, "l.json")
+        fp32 = ["--recipe", "f32", *FP32_DATAPATH]
+        for cmd in (["infer", "--model", big, "--text", "Once upon", "--generate", "2"],
+                    ["run", "--no-db", "--model", big, "--chip", chip, "--mode", "functional", "--weights", big,
+                     "--text", "Once upon", "--generate", "2", *fp32]):
+            err = expect_error([*cmd, "--logits", lf], lf + ": position 0: the logit of token", "no logits file")
+            expect(re.search(r"is (NaN|\+infinity|-infinity) \(the forward pass left the float range\)", err), err)
+            expect(not os.path.exists(lf) and not os.path.exists(lf + ".tmp"), "a logits file was left")
+        # the same weights within range: the logits file is plain JSON (json.load refuses NaN when told to)
+        run("infer", "--model", model, "--text", "Once upon", "--generate", "2", "--logits", lf)
+        rows = json.loads(open(lf).read(), parse_constant=lambda c: (_ for _ in ()).throw(AssertionError(c)))
+        # BOS and 2 prompt tokens, 2 generated: 4 positions run
+        expect(len(rows) == 4 and all(len(r["logits"]) == 512 for r in rows), f"{len(rows)} rows")
+
+
+def write_st(path, tensors, metadata=None):
+    """A safetensors file of F32 tensors {name: (shape, values)} with an optional __metadata__."""
+    import array
+    header, blobs, off = ({"__metadata__": metadata} if metadata else {}), [], 0
+    for name, (shape, values) in tensors.items():
+        raw = array.array("f", values).tobytes()
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct_pack_u64(len(h)) + h + b"".join(blobs))
+
+
+def test_tied_lm_head_only():
+    """A tied model's table stored only as lm_head.weight (with safetensors' __metadata__ alias, or
+    without), or only as model.embed_tokens.weight, gives the same image bit for bit; an untied
+    model reads a missing table through an alias, and without one the error says what is there."""
+    with open(os.path.join(MODELS, "llm", "tiny-llama", "config.json")) as f:
+        cfg = json.load(f)
+    H, F, V, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+    hd = H // cfg["num_attention_heads"]
+    Q, KV = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+    shapes = {}
+    for l in range(L):
+        p = f"model.layers.{l}."
+        shapes.update({p + "input_layernorm.weight": [H], p + "self_attn.q_proj.weight": [Q, H],
+                       p + "self_attn.k_proj.weight": [KV, H], p + "self_attn.v_proj.weight": [KV, H],
+                       p + "self_attn.o_proj.weight": [H, Q], p + "post_attention_layernorm.weight": [H],
+                       p + "mlp.gate_proj.weight": [F, H], p + "mlp.up_proj.weight": [F, H],
+                       p + "mlp.down_proj.weight": [H, F]})
+    shapes["model.norm.weight"] = [H]
+
+    def tensors(table_names):
+        t = {}
+        for i, (name, shape) in enumerate(shapes.items()):
+            n = shape[0] * (shape[1] if len(shape) > 1 else 1)
+            t[name] = (shape, [((k * 7919 + i * 31) % 2001 - 1000) * 2e-5 for k in range(n)])
+        table = [((k * 104729) % 4001 - 2000) * 1e-5 for k in range(V * H)]  # distinct from every other tensor
+        for name in table_names:
+            t[name] = ([V, H], table)
+        return t
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        tied, untied = os.path.join(tmp, "tied"), os.path.join(tmp, "untied")
+        for d, tie in ((tied, True), (untied, False)):
+            os.mkdir(d)
+            with open(os.path.join(d, "config.json"), "w") as f:
+                json.dump(dict(cfg, tie_word_embeddings=tie), f)
+        alias = {"format": "pt", "model.embed_tokens.weight": "lm_head.weight"}
+        files = {"embed": (["model.embed_tokens.weight"], None), "head+alias": (["lm_head.weight"], alias),
+                 "head": (["lm_head.weight"], None)}
+        images = {}
+        for label, (names, md) in files.items():
+            st = os.path.join(tmp, label + ".safetensors")
+            write_st(st, tensors(names), md)
+            rom = os.path.join(tmp, label + ".rom")
+            run("rom", "build", "--model", tied, "--chip", chip, "--weights", st, "--threads", "1", "-o", rom)
+            images[label] = open(rom, "rb").read()
+        expect(images["head+alias"] == images["embed"] and images["head"] == images["embed"],
+               "an lm_head.weight-only file gives another image than the embed_tokens one")
+        st = os.path.join(tmp, "head+alias.safetensors")
+        j = run_json("--no-db", "--model", tied, "--chip", chip, "--mode", "functional", "--weights", st,
+                     "--prompt", "4", "--generate", "3")
+        expect(len(j["functional"]["output_ids"]) == 3, "functional run on the lm_head-only file")
+        # untied: the alias names where the embedding is; both roles then read the one table
+        rom = os.path.join(tmp, "u.rom")
+        run("rom", "build", "--model", untied, "--chip", chip, "--weights", st, "-o", rom)
+        st = os.path.join(tmp, "head.safetensors")
+        expect_error(["rom", "build", "--model", untied, "--chip", chip, "--weights", st, "-o", rom + "2"], st,
+                     "has no tensor for model.embed_tokens.weight, only lm_head.weight", "tie_word_embeddings")
+
+
+def hand_rom_rows(tensors, recipe, row_bits):
+    """ROM rows of tensors [(role, rows, cols)] under a recipe, each tensor from a fresh row of
+    row_bits, each row zero-padded to whole blocks (the image layout, README 'ROM images')."""
+    with open(os.path.join(MODELS, "recipes", recipe + ".json")) as f:
+        rules = json.load(f)["rules"]
+    total = 0
+    for role, rows, cols in tensors:
+        r = next(r for r in rules if role in r["match"].get("role", [role]))
+        elems, nbytes = BLOCK[r["format"]](r.get("group"))
+        bits = rows * -(-cols // elems) * nbytes * 8
+        total += -(-bits // row_bits)
+    return total
+
+
+def test_derived_chip_fits():
+    """chip derive sizes each ROM with the rows a ROM image takes (each tensor from a fresh row): a chip
+    derived for stories260K holds it under the default recipe for run, rom build and run --rom; the
+    rows equal a hand count from the GGUF shapes and hc1-mix; and one row fewer in any ROM fails both."""
+    model = stories()
+    kvs, n_t, info, _ = gguf_read(model)
+    roles = {"attn_norm": "attn_norm", "attn_q": "attn_q", "attn_k": "attn_k", "attn_v": "attn_v",
+             "attn_output": "attn_o", "ffn_norm": "ffn_norm", "ffn_gate": "ffn_gate", "ffn_up": "ffn_up",
+             "ffn_down": "ffn_down"}
+    tile, embed, head = [], [], []
+    for name, (_, dims, _) in gguf_tensors(info, n_t).items():
+        cols, rows = dims[0], dims[1] if len(dims) > 1 else 1
+        if name.startswith("blk.0."):
+            tile.append((roles[name.split(".")[2]], rows, cols))
+        elif name == "token_embd.weight":
+            embed.append(("embed", rows, cols))
+        elif name in ("output.weight", "output_norm.weight"):
+            head.append(("lm_head" if name == "output.weight" else "out_norm", rows, cols))
+    expect(len(tile) == 9 and len(embed) == 1 and len(head) == 2, f"stories260K tensors {tile} {embed} {head}")
+    with tempfile.TemporaryDirectory() as tmp:
+        chip = os.path.join(tmp, "d.json")
+        run("chip", "derive", "--model", model, "-o", chip)
+        with open(chip) as f:
+            c = json.load(f)
+        got = {"tile.rom": c["tile"]["rom"], "head.embed_rom": c["head"]["embed_rom"], "head.lm_rom": c["head"]["lm_rom"]}
+        for key, tensors in (("tile.rom", tile), ("head.embed_rom", embed), ("head.lm_rom", head)):
+            g, banks = got[key], got[key]["banks"]["value"]
+            want = -(-hand_rom_rows(tensors, "hc1-mix", g["row_bits"]["value"]) // banks)
+            expect(g["rows"]["value"] == want, f"{key}.rows {g['rows']['value']}, hand count {want}")
+        expect(got["tile.rom"]["rows"]["value"] == 157, "stories260K's layer takes 157 rows of 1024 bits")
+        base = ["--model", model, "--chip", chip]
+        rom = os.path.join(tmp, "s.rom")
+        run("run", "--no-db", *base, "--prompt", "4", "--generate", "2")
+        run("rom", "build", *base, "--weights", model, "-o", rom)
+        j = run_json("--no-db", *base, "--rom", rom, "--mode", "functional", "--prompt", "4", "--generate", "2")
+        expect(j["tokens"] == 2, "run --rom on the derived chip")
+        for key in got:
+            less = ["--set", f"{key}.rows={got[key]['rows']['value'] - 1}"]
+            expect_error(["run", "--no-db", *base, *less], chip, f"'{key}.rows'", "cannot hold")
+            expect_error(["rom", "build", *base, "--weights", model, "-o", rom, *less], chip, f"'{key}.rows'",
+                         "cannot hold")
 
 
 if __name__ == "__main__":

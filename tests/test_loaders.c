@@ -5,6 +5,8 @@
  *   2.x  bad files, each a clear error: header length beyond the file,
  *        overlapping and misaligned offsets, shape x type size overflow,
  *        unknown dtypes, a shape that disagrees with config.json, gaps
+ *   3.x  a NaN or infinite weight (F32, BF16, a Q8_0 block's scale) names the
+ *        file, the tensor and the element's index
  * Run as `test_loaders MODELS_DIR`. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -330,6 +332,70 @@ static void t2_bad_safetensors(void)
     free(t);
 }
 
+/* 3.x a NaN or infinite weight is an error naming the file, the tensor and the element's index */
+static void t3_nonfinite(void)
+{
+    es_err e;
+    es_wsrc s;
+    char p[256];
+    int n = M.n_tensors;
+    wt *t = calloc((size_t)n, sizeof *t);
+    for (int i = 0; i < n; i++) {
+        const es_tensor *mt = &M.tensors[i];
+        snprintf(t[i].name, sizeof t[i].name, "%s", mt->name);
+        t[i].dtype = "BF16";
+        t[i].ndims = mt->rows == 1 ? 1 : 2;
+        t[i].dims[0] = mt->rows == 1 ? mt->cols : mt->rows;
+        t[i].dims[1] = mt->cols;
+        t[i].nbytes = 2 * mt->rows * mt->cols;
+        t[i].data = calloc((size_t)t[i].nbytes, 1);
+    }
+    /* 3.1 safetensors BF16: +infinity (0x7F80) at element 3 * 256 + 17 of layer 1's gate [768, 256] */
+    int g = -1;
+    for (int i = 0; i < n; i++)
+        if (M.tensors[i].layer == 1 && M.tensors[i].role == ES_ROLE_GATE) g = i;
+    uint16_t inf = 0x7F80, nan = 0x7FC1;
+    memcpy(t[g].data + 2 * (3 * 256 + 17), &inf, 2);
+    snprintf(p, sizeof p, "%s/inf.safetensors", dir);
+    write_st(p, t, n, NULL);
+    float row[1024];
+    CHECK(es_wsrc_open(&s, p, NULL, &e) == 0 && es_wsrc_bind(&s, &M, &e) == 0, "open: %s", e.msg);
+    CHECK(es_wsrc_read_row(&s, g, 2, row, &e) == 0, "row 2 is finite: %s", e.msg);
+    CHECK(es_wsrc_read_row(&s, g, 3, row, &e) != 0 && strstr(e.msg, "inf.safetensors: tensor model.layers.1.mlp.gate_proj.weight") &&
+          strstr(e.msg, "element 785 (row 3, column 17) is +infinity"), "inf: %s", e.msg);
+    es_wsrc_close(&s);
+    /* 3.2 NaN in a norm's gains */
+    memset(t[g].data, 0, (size_t)t[g].nbytes);
+    memcpy(t[0 + 1].data + 2 * 200, &nan, 2); /* tensor 1: layer 0's attn norm */
+    write_st(p, t, n, NULL);
+    CHECK(M.tensors[1].rows == 1 && es_wsrc_open(&s, p, NULL, &e) == 0 && es_wsrc_bind(&s, &M, &e) == 0, "open: %s", e.msg);
+    CHECK(es_wsrc_read_row(&s, 1, 0, row, &e) != 0 && strstr(e.msg, M.tensors[1].name) &&
+          strstr(e.msg, "element 200 (row 0, column 200) is NaN"), "nan: %s", e.msg);
+    es_wsrc_close(&s);
+    /* 3.3 GGUF Q8_0: a NaN block scale (F16 0x7E00) makes its 32 elements NaN; block 3 of row 2 of the
+     * embedding [1024, 256] starts at element 2 * 256 + 96 */
+    for (int i = 0; i < n; i++) {
+        const es_tensor *mt = &M.tensors[i];
+        gguf_name(mt, t[i].name);
+        t[i].gtype = i == 0 ? 8 : 0; /* Q8_0 embedding, the rest F32 */
+        t[i].nbytes = i == 0 ? mt->rows * (mt->cols / 32) * 34 : 4 * mt->rows * mt->cols;
+        free(t[i].data);
+        t[i].data = calloc((size_t)t[i].nbytes, 1);
+    }
+    CHECK(M.tensors[0].role == ES_ROLE_EMBED && M.tensors[0].cols == 256, "tensor 0 is the [1024, 256] embedding");
+    uint16_t qnan = 0x7E00;
+    memcpy(t[0].data + (2 * 8 + 3) * 34, &qnan, 2);
+    snprintf(p, sizeof p, "%s/nan.gguf", dir);
+    write_gguf(p, t, n, NULL);
+    CHECK(es_wsrc_open(&s, p, NULL, &e) == 0 && es_wsrc_bind(&s, &M, &e) == 0, "gguf open: %s", e.msg);
+    CHECK(es_wsrc_read_row(&s, 0, 1, row, &e) == 0, "row 1 is finite: %s", e.msg);
+    CHECK(es_wsrc_read_row(&s, 0, 2, row, &e) != 0 && strstr(e.msg, "nan.gguf: tensor token_embd.weight") &&
+          strstr(e.msg, "element 608 (row 2, column 96) is NaN"), "q8_0 nan: %s", e.msg);
+    es_wsrc_close(&s);
+    for (int i = 0; i < n; i++) free(t[i].data);
+    free(t);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) { fprintf(stderr, "usage: test_loaders MODELS_DIR\n"); return 2; }
@@ -340,6 +406,7 @@ int main(int argc, char **argv)
     if (!mkdtemp(dir)) return 1;
     t1_roundtrip();
     t2_bad_safetensors();
+    t3_nonfinite();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "es_rom.h"
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,12 +117,13 @@ static int deflate_huffman(unsigned char *dst, uLongf *dlen, const unsigned char
 }
 
 int es_quantize_tensor(es_qfmt *f, int64_t rows, int64_t cols, es_row_fn rowf, void *arg, int tensor,
-                       unsigned char *dst, es_err *e)
+                       const char *name, unsigned char *dst, es_err *e)
 {
     int64_t padded = es_q_padded(f, cols); /* a partial last block is zero-padded */
     float *row = calloc((size_t)(padded > 0 ? padded : 1), sizeof *row);
+    float *back = malloc((size_t)(padded > 0 ? padded : 1) * sizeof *back);
     int rc = -1;
-    if (!row) return es_fail(e, "out of memory");
+    if (!row || !back) { free(row); free(back); return es_fail(e, "out of memory"); }
     if (f->type == ES_Q_NVFP4) { /* the tensor scale needs the whole tensor's absmax */
         float am = 0;
         for (int64_t r = 0; r < rows; r++) {
@@ -136,10 +138,24 @@ int es_quantize_tensor(es_qfmt *f, int64_t rows, int64_t cols, es_row_fn rowf, v
     for (int64_t r = 0; r < rows; r++) {
         if (rowf(arg, tensor, r, row, e)) goto out;
         if (es_quantize_row(f, row, padded, dst + r * rb, e)) goto out;
+        /* a finite weight beyond the format's range (an F16 value or block scale past 65504) would be
+         * stored as infinity: refused, not written */
+        if (es_dequantize_row(f, dst + r * rb, padded, back, e)) goto out;
+        for (int64_t k = 0; k < cols; k++)
+            if (!isfinite(back[k])) { /* the row's largest weight set the scale (or is the value) that overflowed */
+                int64_t big = 0;
+                for (int64_t j = 1; j < cols; j++)
+                    if (fabsf(row[j]) > fabsf(row[big])) big = j;
+                es_fail(e, "tensor %s: row %lld, column %lld: the weight %g is beyond what %s stores (the row "
+                           "decodes to %s)", name, (long long)r, (long long)big, (double)row[big],
+                        es_qtype_name(f->type), isnan(back[k]) ? "NaN" : "infinity");
+                goto out;
+            }
     }
     rc = 0;
 out:
     free(row);
+    free(back);
     return rc;
 }
 
@@ -155,7 +171,7 @@ static int build_unit(build_ctx *b, int u, es_err *e)
     for (int i = 0; i < b->n_tensors; i++) {
         es_rom_tensor *t = &b->tensors[i];
         if (t->unit != u) continue;
-        if (es_quantize_tensor(&t->fmt, t->rows, t->cols, b->rows, b->rows_arg, i,
+        if (es_quantize_tensor(&t->fmt, t->rows, t->cols, b->rows, b->rows_arg, i, t->name,
                                stream + t->row_first * row_bytes, e))
             goto out;
     }
@@ -335,10 +351,9 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
         t->bytes = rb * t->rows;
         t->unit = unit_of(c, m, mt, b.n_units);
         es_rom_unit *u = &b.units[t->unit];
-        int64_t row_bytes = u->row_bits / 8;
         if (u->row_bits % 8) { es_fail(e, "%s: ROM rows of %s are not whole bytes", c->path, u->label); goto out; }
         t->row_first = u->stream_rows;
-        u->stream_rows += (t->bytes + row_bytes - 1) / row_bytes;
+        u->stream_rows += es_rom_tensor_rows(8 * t->bytes, u->row_bits); /* the fit check counts rows so too */
     }
     static const char *keys[3] = {"tile.rom.rows", "head.embed_rom.rows", "head.lm_rom.rows"};
     for (int i = 0; i < b.n_units; i++) {

@@ -81,9 +81,10 @@ typedef int (*es_row_fn)(void *arg, int tensor, int64_t row, float *out, es_err 
 
 /* Quantize one tensor (rows x cols, rows from rowf) into dst: rows of
  * es_q_row_bytes(es_q_padded(cols)) bytes, each zero-padded to whole blocks.
- * nvfp4: sets f->tensor_scale from the whole tensor first. */
+ * nvfp4: sets f->tensor_scale from the whole tensor first. A weight the format
+ * would store as infinity or NaN (beyond its range) is an error naming `name`. */
 int es_quantize_tensor(es_qfmt *f, int64_t rows, int64_t cols, es_row_fn rowf, void *arg, int tensor,
-                       unsigned char *dst, es_err *e);
+                       const char *name, unsigned char *dst, es_err *e);
 /* Build an image. threads <= 0: one per core. */
 int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row_fn rows, void *rows_arg,
                  const char *out, int threads, es_rom_progress cb, void *cb_arg, es_err *e);

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,27 @@ static int cmp_span(const void *a, const void *b)
 
 /* ---- safetensors ---- */
 
+/* __metadata__'s string entries whose value names another tensor: aliases, kept for es_wsrc_bind
+ * (safetensors' save_model stores shared tensors once and records each dropped name so). */
+static int st_aliases(es_wsrc *s, const char *path, const cJSON *md, es_err *e)
+{
+    if (!cJSON_IsObject(md)) return es_fail(e, "%s: __metadata__ is not a JSON object", path);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, md) {
+        if (!cJSON_IsString(it) || !strcmp(it->string, "format")) continue;
+        if (strlen(it->string) >= sizeof s->alias[0][0] || strlen(it->valuestring) >= sizeof s->alias[0][0])
+            continue; /* no tensor has a name this long */
+        if (s->n_alias >= 1000000) return es_fail(e, "%s: more than a million __metadata__ entries", path);
+        char(*a)[2][128] = realloc(s->alias, (size_t)(s->n_alias + 1) * sizeof *a);
+        if (!a) return es_fail(e, "%s: out of memory", path);
+        s->alias = a;
+        snprintf(a[s->n_alias][0], sizeof a[0][0], "%s", it->string);
+        snprintf(a[s->n_alias][1], sizeof a[0][1], "%s", it->valuestring);
+        s->n_alias++;
+    }
+    return 0;
+}
+
 static int st_parse(es_wsrc *s, int fi, es_err *e)
 {
     const char *path = s->files[fi];
@@ -98,7 +120,10 @@ static int st_parse(es_wsrc *s, int fi, es_err *e)
     const cJSON *it;
     cJSON_ArrayForEach(it, root) {
         const char *name = it->string;
-        if (!strcmp(name, "__metadata__")) continue;
+        if (!strcmp(name, "__metadata__")) {
+            if (st_aliases(s, path, it, e)) goto out;
+            continue;
+        }
         if (strlen(name) >= sizeof s->t[0].name) { es_fail(e, "%s: tensor name longer than 127 bytes", path); goto out; }
         const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
         const cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
@@ -323,6 +348,7 @@ void es_wsrc_close(es_wsrc *s)
     free(s->files);
     free(s->t);
     free(s->map);
+    free(s->alias);
     memset(s, 0, sizeof *s);
 }
 
@@ -347,6 +373,17 @@ const char *es_gguf_to_hf(const char *g, char *buf, size_t n)
     return NULL;
 }
 
+/* The file tensor of graph name `name` (GGUF names mapped), or -1. */
+static int find(const es_wsrc *s, const char *name)
+{
+    for (int j = 0; j < s->n; j++) {
+        char hf[160];
+        const char *nm = s->gguf ? es_gguf_to_hf(s->t[j].name, hf, sizeof hf) : s->t[j].name;
+        if (nm && !strcmp(nm, name)) return j;
+    }
+    return -1;
+}
+
 int es_wsrc_bind(es_wsrc *s, const es_model *m, es_err *e)
 {
     free(s->map);
@@ -355,13 +392,17 @@ int es_wsrc_bind(es_wsrc *s, const es_model *m, es_err *e)
     s->m = m;
     for (int i = 0; i < m->n_tensors; i++) {
         const es_tensor *mt = &m->tensors[i];
-        s->map[i] = -1;
-        for (int j = 0; j < s->n && s->map[i] < 0; j++) {
-            char hf[160];
-            const char *nm = s->gguf ? es_gguf_to_hf(s->t[j].name, hf, sizeof hf) : s->t[j].name;
-            if (nm && !strcmp(nm, mt->name)) s->map[i] = j;
+        s->map[i] = find(s, mt->name);
+        for (int a = 0; a < s->n_alias && s->map[i] < 0; a++) /* stored once under another name */
+            if (!strcmp(s->alias[a][0], mt->name)) s->map[i] = find(s, s->alias[a][1]);
+        if (s->map[i] < 0 && mt->lm_head) /* a tied table: the LM head's weights are the embedding's */
+            s->map[i] = find(s, "lm_head.weight");
+        if (s->map[i] < 0) {
+            if (mt->role == ES_ROLE_EMBED && find(s, "lm_head.weight") >= 0)
+                return es_fail(e, "%s: has no tensor for %s, only lm_head.weight (if the model ties its embeddings, "
+                                  "%s should say tie_word_embeddings: true)", s->path, mt->name, m->path);
+            return es_fail(e, "%s: has no tensor for %s", s->path, mt->name);
         }
-        if (s->map[i] < 0) return es_fail(e, "%s: has no tensor for %s", s->path, mt->name);
         const es_wtensor *t = &s->t[s->map[i]];
         int ok = mt->rows == 1 ? (t->ndims == 1 && t->dims[0] == mt->cols)
                                : (t->ndims == 2 && t->dims[0] == mt->rows && t->dims[1] == mt->cols);
@@ -400,6 +441,11 @@ int es_wsrc_read_row(const es_wsrc *s, int i, int64_t row, float *out, es_err *e
         rc = es_fail(e, "%s: tensor %s: cannot read row %lld", s->files[t->file], t->name, (long long)src);
     else if (es_dequantize_row(&f, buf, mt->cols, out, e))
         rc = -1;
+    for (int64_t k = 0; rc == 0 && k < mt->cols; k++)
+        if (!isfinite(out[k])) /* a NaN or infinity would reach every logit downstream */
+            rc = es_fail(e, "%s: tensor %s: element %lld (row %lld, column %lld) is %s; weights must be finite",
+                         s->files[t->file], t->name, (long long)(src * mt->cols + k), (long long)src,
+                         (long long)k, isnan(out[k]) ? "NaN" : out[k] > 0 ? "+infinity" : "-infinity");
     free(buf);
     return rc;
 }

@@ -51,6 +51,9 @@ typedef struct es_wsrc {
     int n;
     es_rope_rows rope_rows;
     es_nibble_order nibbles;
+    char (*alias)[2][128]; /* (n_alias) safetensors __metadata__ entries {name, kept name}: a tensor saved
+                           * once under the kept name (safetensors' save_model drops shared copies so) */
+    int n_alias;
     const es_model *m;    /* bound model, after es_wsrc_bind */
     int *map;             /* (m->n_tensors) file tensor of each graph tensor */
 } es_wsrc;
@@ -59,9 +62,14 @@ typedef struct es_wsrc {
  * or a folder holding one of them. */
 int es_wsrc_open(es_wsrc *s, const char *path, const es_wsrc_opts *o, es_err *e);
 void es_wsrc_close(es_wsrc *s);
-/* Find every graph tensor in the file and check its shape against the model. */
+/* Find every graph tensor in the file and check its shape against the model.
+ * A tensor the file lacks is read from the tensor a __metadata__ alias names
+ * (e.g. "model.embed_tokens.weight": "lm_head.weight"), and a tied model's
+ * embedding table, lacking, from lm_head.weight: the same table. */
 int es_wsrc_bind(es_wsrc *s, const es_model *m, es_err *e);
-/* Row `row` of graph tensor i, as floats in the graph's layout. Thread-safe. */
+/* Row `row` of graph tensor i, as floats in the graph's layout. Thread-safe.
+ * A NaN or infinite weight is an error naming the file, the tensor and the
+ * element's index in the file's row-major order (row x columns + column). */
 int es_wsrc_read_row(const es_wsrc *s, int i, int64_t row, float *out, es_err *e);
 /* The graph's name for a GGUF tensor name, or NULL if it is not one. */
 const char *es_gguf_to_hf(const char *gguf, char *buf, size_t n);

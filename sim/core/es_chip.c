@@ -675,15 +675,99 @@ void es_chip_lane_geometry(const es_chip *c, const es_model *m, const es_tensor 
     if (rom->banks < 1) rom->banks = 1;
 }
 
-static int check_rom(const es_chip *c, const char *key, const es_rom *r, int64_t need,
-                     const char *what, es_err *e)
+int64_t es_rom_tensor_rows(int64_t bits, int64_t row_bits)
 {
-    int64_t have = es_rom_bits(r);
-    if (need > have)
-        return es_fail(e, "%s: key '%s.rows': ROM cannot hold the model: %s needs %lld bits, "
-                          "the ROM holds %lld (banks %lld x rows %lld x row_bits %lld)",
-                       c->path, key, what, (long long)need, (long long)have,
-                       (long long)r->banks, (long long)r->rows, (long long)r->row_bits);
+    return row_bits > 0 ? bits / row_bits + (bits % row_bits != 0) : INT64_MAX;
+}
+
+static int64_t add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+/* One unit's share: its tensors' ROM rows and bits, over banks; keep it in n when it needs the most rows
+ * per bank so far (the first such unit on a tie). */
+static void need_unit(es_rom_need *n, int64_t stream_rows, int64_t bits, int64_t banks, const char *what)
+{
+    if (banks < 1) banks = 1; /* the loader refuses zero banks; a partition keeps at least one */
+    int64_t per_bank = stream_rows / banks + (stream_rows % banks != 0);
+    if (stream_rows == 0 || (n->what[0] && per_bank <= n->rows)) return;
+    n->rows = per_bank;
+    n->stream_rows = stream_rows;
+    n->bits = bits;
+    n->banks = banks;
+    snprintf(n->what, sizeof n->what, "%s", what);
+}
+
+int es_chip_rom_need(const es_chip *c, const es_model *m, es_rom_kind kind, es_rom_need *n, es_err *e)
+{
+    memset(n, 0, sizeof *n);
+    if (kind != ES_ROM_TILE) { /* the embedding ROM (an untied table) or the LM-head ROM (everything else) */
+        const es_rom *r = kind == ES_ROM_EMBED ? &c->embed_rom : &c->head_rom;
+        int64_t rows = 0, bits = 0;
+        for (int i = 0; i < m->n_tensors; i++) {
+            const es_tensor *x = &m->tensors[i];
+            if (x->layer >= 0 || (kind == ES_ROM_EMBED) != (x->role == ES_ROLE_EMBED && !m->tied)) continue;
+            rows = add_sat(rows, es_rom_tensor_rows(es_tensor_bits(c, x), r->row_bits));
+            bits = add_sat(bits, es_tensor_bits(c, x));
+        }
+        need_unit(n, rows, bits, r->banks, kind == ES_ROM_EMBED ? "the embedding table" : "the LM head");
+        return 0;
+    }
+    int np = es_chip_partitions(c, m);
+    int64_t *part_rows = calloc((size_t)np, sizeof *part_rows), *part_bits = calloc((size_t)np, sizeof *part_bits);
+    es_rom *part_rom = calloc((size_t)np, sizeof *part_rom);
+    if (!part_rows || !part_bits || !part_rom) {
+        free(part_rows); free(part_bits); free(part_rom);
+        return es_fail(e, "out of memory");
+    }
+    int64_t tiles = es_chip_tiles(c, m);
+    static const char *names[ES_PART_N] = {"q, k, v", "o", "gate, up", "down"};
+    for (int64_t t = 0; t < tiles; t++) {
+        int64_t rows = 0, bits = 0;
+        for (int g = 0; g < np; g++) { part_rows[g] = part_bits[g] = 0; part_rom[g] = c->rom; }
+        for (int i = 0; i < m->n_tensors; i++) {
+            const es_tensor *x = &m->tensors[i];
+            if (x->layer < 0 || x->layer / c->layers_per_tile != t) continue;
+            int64_t b = es_tensor_bits(c, x);
+            rows = add_sat(rows, es_rom_tensor_rows(b, c->rom.row_bits));
+            bits = add_sat(bits, b);
+            /* partitioned: each partition's banks hold its own tensors (norms sit with the shared partition) */
+            if (np == 1 || x->rows == 1 || (m->experts == 0 && es_part_of_role(x->role) < 0)) continue;
+            int g = es_chip_partition(c, m, x);
+            int64_t lanes;
+            es_chip_lane_geometry(c, m, x, &lanes, &part_rom[g]);
+            part_rows[g] = add_sat(part_rows[g], es_rom_tensor_rows(b, part_rom[g].row_bits));
+            part_bits[g] = add_sat(part_bits[g], b);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "tile %lld", (long long)t);
+        need_unit(n, rows, bits, c->rom.banks, what);
+        for (int g = 0; np > 1 && g < np; g++) {
+            if (m->experts > 0 && g) snprintf(what, sizeof what, "tile %lld, expert %d", (long long)t, g - 1);
+            else if (m->experts > 0) snprintf(what, sizeof what, "tile %lld, attention partition", (long long)t);
+            else snprintf(what, sizeof what, "tile %lld, partition %s", (long long)t, names[g]);
+            need_unit(n, part_rows[g], part_bits[g], part_rom[g].banks, what);
+        }
+    }
+    free(part_rows);
+    free(part_bits);
+    free(part_rom);
+    return 0;
+}
+
+static int check_rom(const es_chip *c, const es_model *m, es_rom_kind kind, es_err *e)
+{
+    static const char *keys[3] = {"tile.rom", "head.embed_rom", "head.lm_rom"};
+    const es_rom *r = kind == ES_ROM_TILE ? &c->rom : kind == ES_ROM_EMBED ? &c->embed_rom : &c->head_rom;
+    es_rom_need n;
+    if (es_chip_rom_need(c, m, kind, &n, e)) return -1;
+    if (n.rows > r->rows)
+        return es_fail(e, "%s: key '%s.rows': ROM cannot hold the model: %s needs %lld rows per bank (%lld bits in "
+                          "%lld rows of %lld bits, each tensor from a fresh row, over %lld banks), the ROM has %lld",
+                       c->path, keys[kind], n.what, (long long)n.rows, (long long)n.bits, (long long)n.stream_rows,
+                       (long long)r->row_bits, (long long)n.banks, (long long)r->rows);
     return 0;
 }
 
@@ -712,58 +796,8 @@ int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e)
             return es_fail(e, "%s: tensor %s is %lld x %lld, beyond the 2^56 elements the simulator counts", m->path, x->name,
                            (long long)x->rows, (long long)x->cols);
     }
-    int64_t tiles = es_chip_tiles(c, m);
-    for (int64_t t = 0; t < tiles; t++) {
-        int64_t need = 0;
-        for (int i = 0; i < m->n_tensors; i++) {
-            const es_tensor *x = &m->tensors[i];
-            if (x->layer >= 0 && x->layer / c->layers_per_tile == t && __builtin_add_overflow(need, es_tensor_bits(c, x), &need))
-                need = INT64_MAX; /* more than any ROM holds */
-        }
-        char what[64];
-        snprintf(what, sizeof what, "tile %lld", (long long)t);
-        if (check_rom(c, "tile.rom", &c->rom, need, what, e)) return -1;
-        int np = es_chip_partitions(c, m);
-        if (np == 1) continue;
-        /* each partition's banks hold its own tensors (norms sit with the shared partition) */
-        int64_t *part_need = calloc((size_t)np, sizeof *part_need);
-        es_rom *part_rom = calloc((size_t)np, sizeof *part_rom);
-        if (!part_need || !part_rom) { free(part_need); free(part_rom); return es_fail(e, "out of memory"); }
-        for (int g = 0; g < np; g++) part_rom[g] = c->rom;
-        for (int i = 0; i < m->n_tensors; i++) {
-            const es_tensor *x = &m->tensors[i];
-            if (x->layer < 0 || x->layer / c->layers_per_tile != t || x->rows == 1) continue;
-            if (m->experts == 0 && es_part_of_role(x->role) < 0) continue;
-            int g = es_chip_partition(c, m, x);
-            int64_t lanes;
-            es_chip_lane_geometry(c, m, x, &lanes, &part_rom[g]);
-            if (__builtin_add_overflow(part_need[g], es_tensor_bits(c, x), &part_need[g])) part_need[g] = INT64_MAX;
-        }
-        static const char *names[ES_PART_N] = {"q, k, v", "o", "gate, up", "down"};
-        int rc = 0;
-        for (int g = 0; g < np && !rc; g++) {
-            if (m->experts > 0 && g) snprintf(what, sizeof what, "tile %lld, expert %d", (long long)t, g - 1);
-            else if (m->experts > 0) snprintf(what, sizeof what, "tile %lld, attention partition", (long long)t);
-            else snprintf(what, sizeof what, "tile %lld, partition %s", (long long)t, names[g]);
-            if (part_need[g]) rc = check_rom(c, "tile.rom", &part_rom[g], part_need[g], what, e);
-        }
-        free(part_need);
-        free(part_rom);
-        if (rc) return -1;
-    }
-    int64_t emb = 0, head = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const es_tensor *x = &m->tensors[i];
-        if (x->role == ES_ROLE_EMBED && __builtin_add_overflow(emb, es_tensor_bits(c, x), &emb)) emb = INT64_MAX;
-        if ((x->role == ES_ROLE_LM_HEAD || x->role == ES_ROLE_OUT_NORM) && __builtin_add_overflow(head, es_tensor_bits(c, x), &head))
-            head = INT64_MAX;
-    }
-    if (m->tied) { /* one table serves lookup and LM head */
-        if (__builtin_add_overflow(head, emb, &head)) head = INT64_MAX;
-        emb = 0;
-    }
-    if (check_rom(c, "head.embed_rom", &c->embed_rom, emb, "the embedding table", e)) return -1;
-    if (check_rom(c, "head.lm_rom", &c->head_rom, head, "the LM head", e)) return -1;
+    for (int k = ES_ROM_TILE; k <= ES_ROM_LM; k++)
+        if (check_rom(c, m, (es_rom_kind)k, e)) return -1;
     if (m->ssm_state > 0 && c->scan_width <= 0)
         return es_fail(e, "%s: key 'tile.scan.elems_per_cycle': %s is a state-space model and needs a scan engine "
                           "(tile.scan.elems_per_cycle and tile.scan.latency_cycles)", c->path, m->path);

@@ -180,7 +180,23 @@ int64_t es_tensor_cells(const es_chip *c, const es_tensor *t);  /* lane cells pe
 int64_t es_chip_kv_port_bits(const es_chip *c);
 /* Capacity of a ROM in bits, INT64_MAX when it does not fit in 64 bits. */
 int64_t es_rom_bits(const es_rom *r); /* bits per cycle one port streams */
-/* Check the model fits: every tile's ROM holds its layers, the KV slot fits. */
+/* ROM rows a tensor of `bits` takes in rows of row_bits bits: every tensor starts on a fresh row, as a
+ * ROM image lays them out (es_rom_build counts its rows with this too). */
+int64_t es_rom_tensor_rows(int64_t bits, int64_t row_bits);
+typedef enum es_rom_kind { ES_ROM_TILE, ES_ROM_EMBED, ES_ROM_LM } es_rom_kind;
+/* What one of the chip's ROMs must hold: each unit (a tile, each partition of a partitioned tile, the
+ * embedding table, the LM head) takes the sum of its tensors' es_rom_tensor_rows, striped over its banks;
+ * rows is the least `rows` key that holds every unit, and the rest describe the unit that sets it. The
+ * fit check and chip derive both size ROMs with this. */
+typedef struct es_rom_need {
+    int64_t rows;          /* the least rows per bank (0: the ROM holds nothing) */
+    int64_t stream_rows;   /* the ROM rows of the unit needing the most rows per bank */
+    int64_t bits;          /* its tensors' bits */
+    int64_t banks;         /* its banks */
+    char what[64];         /* "tile 0", "tile 0, partition o", "the embedding table", "the LM head" */
+} es_rom_need;
+int es_chip_rom_need(const es_chip *c, const es_model *m, es_rom_kind kind, es_rom_need *n, es_err *e);
+/* Check the model fits: every ROM holds its tensors (es_chip_rom_need), the KV slot fits. */
 int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e);
 
 /* Tensor groups of a partitioned tile: each has its own share of the lanes

@@ -202,6 +202,11 @@ static int set_tensor(es_dp *dp, int i, const es_qfmt *f, const unsigned char *d
         if (!(t->fv = malloc(n * sizeof *t->fv))) return es_fail(e, "out of memory for %s", mt->name);
         for (int64_t r = 0; r < t->rows; r++)
             if (es_dequantize_row(f, data + r * rb, t->padded, t->fv + r * t->padded, e)) return -1;
+        for (size_t k = 0; k < n; k++)
+            if (!isfinite(t->fv[k]))
+                return es_fail(e, "%s row %lld: weight %lld is %s; weights must be finite", mt->name,
+                               (long long)(k / (size_t)t->padded), (long long)(k % (size_t)t->padded),
+                               isnan(t->fv[k]) ? "NaN" : "infinite");
         return 0;
     }
     int64_t ns = t->padded / t->sub;
@@ -216,6 +221,10 @@ static int set_tensor(es_dp *dp, int i, const es_qfmt *f, const unsigned char *d
             snprintf(m, sizeof m, "%s", e->msg);
             return es_fail(e, "%s row %lld: %s", mt->name, (long long)r, m);
         }
+    for (int64_t k = 0; k < t->rows * ns; k++)
+        if (!isfinite(t->scale[k]) || (t->min && !isfinite(t->min[k])))
+            return es_fail(e, "%s row %lld: the %s of sub-block %lld is not finite; weights must be finite", mt->name,
+                           (long long)(k / ns), isfinite(t->scale[k]) ? "minimum" : "scale", (long long)(k % ns));
     return 0;
 }
 
@@ -294,7 +303,11 @@ static int load_rom_unit(void *arg, int u, es_err *e)
     int rc = es_rom_unit_bytes(L->img, u, stream, e);
     for (int i = 0; !rc && i < L->img->n_tensors; i++) {
         const es_rom_tensor *rt = &L->img->tensors[i];
-        if (rt->unit == u) rc = set_tensor(L->dp, i, &rt->fmt, stream + rt->row_first * rb, e);
+        if (rt->unit == u && (rc = set_tensor(L->dp, i, &rt->fmt, stream + rt->row_first * rb, e))) {
+            char m[sizeof e->msg];
+            snprintf(m, sizeof m, "%s", e->msg);
+            es_fail(e, "%s: %s", L->img->path, m);
+        }
     }
     free(stream);
     return rc;
@@ -328,7 +341,7 @@ static int load_rows_tensor(void *arg, int i, es_err *e)
     if (rb < 0) return -1;
     unsigned char *b = malloc((size_t)(rb * mt->rows));
     if (!b) return es_fail(e, "out of memory for %s (%lld bytes)", mt->name, (long long)(rb * mt->rows));
-    int rc = es_quantize_tensor(&f, mt->rows, mt->cols, L->rows, L->arg, i, b, e) || set_tensor(L->dp, i, &f, b, e);
+    int rc = es_quantize_tensor(&f, mt->rows, mt->cols, L->rows, L->arg, i, mt->name, b, e) || set_tensor(L->dp, i, &f, b, e);
     free(b);
     return rc ? -1 : 0;
 }
