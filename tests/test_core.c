@@ -283,6 +283,11 @@ static void t6_reports_and_stops(void)
      * the entries of its parent */
     char dir[] = "/tmp/test_core-XXXXXX", p[256];
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    int before[8]; /* entries the child's own would not reuse first */
+    for (int i = 0; i < 8; i++) {
+        snprintf(p, sizeof p, "%s/absent%d", dir, i);
+        before[i] = es_cleanup_add(p, 0);
+    }
     snprintf(p, sizeof p, "%s/parent.tmp", dir);
     touch(p);
     int parent_entry = es_cleanup_add(p, 0);
@@ -329,6 +334,7 @@ static void t6_reports_and_stops(void)
     snprintf(p, sizeof p, "%s/parent.tmp", dir);
     CHECK(exists(p), "the parent's entry is not the child's to remove");
     es_cleanup_drop(parent_entry);
+    for (int i = 0; i < 8; i++) es_cleanup_drop(before[i]);
     remove(p);
     CHECK(rmdir(dir) == 0, "nothing else was left in %s", dir);
 }
