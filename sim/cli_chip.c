@@ -22,6 +22,7 @@
 #include "es_chip.h"
 #include "es_fs.h"
 #include "es_model.h"
+#include "es_proc.h"
 
 static const char *HELP =
     "usage: etchsim chip derive --model M --like CHIP [--area MM2] [-o FILE]\n"
@@ -67,6 +68,7 @@ static int write_cfg(const es_cfg *c, const char *path, es_err *e)
     } else {
         char tmp[1100];
         snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        int cleanup = es_cleanup_add(tmp, 0); /* a stopped derive leaves no PATH.tmp */
         FILE *f = fopen(tmp, "w");
         if (!f) rc = es_fail(e, "%s: cannot write: %s", tmp, strerror(errno));
         else {
@@ -76,21 +78,46 @@ static int write_cfg(const es_cfg *c, const char *path, es_err *e)
             else if (rename(tmp, path)) rc = es_fail(e, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
             if (rc) remove(tmp);
         }
+        es_cleanup_drop(cleanup);
     }
     cJSON_free(text);
     return rc;
 }
 
-/* Load the chip tree in d (written to a temporary file beside `near`) with model m; area into a. */
-static int evaluate(const deriv *d, const es_model *m, const char *near, es_area *a, es_chip *out, es_err *e)
+/* Replace each mention of the temporary file tmp in e's message by what it stands for (label):
+ * the user never sees a file that existed for a moment. */
+static void untemp(es_err *e, const char *tmp, const char *label)
 {
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.derive-%d.json", near, (int)getpid());
+    char out[sizeof e->msg];
+    size_t k = 0, tl = strlen(tmp), ll = strlen(label);
+    for (const char *p = e->msg; *p && k + 1 < sizeof out;) {
+        if (tl && !strncmp(p, tmp, tl)) {
+            size_t c = ll < sizeof out - 1 - k ? ll : sizeof out - 1 - k;
+            memcpy(out + k, label, c);
+            k += c;
+            p += tl;
+        } else {
+            out[k++] = *p++;
+        }
+    }
+    out[k] = 0;
+    memcpy(e->msg, out, k + 1);
+}
+
+/* Load the chip tree in d (written for a moment to tmp, beside the output, so the paths in it
+ * resolve from there) with model m; area into a. Errors name `label`, not tmp. */
+static int evaluate(const deriv *d, const es_model *m, const char *tmp, const char *label, es_area *a, es_chip *out,
+                    es_err *e)
+{
     es_cfg c = d->cfg;
-    if (write_cfg(&c, tmp, e)) return -1;
-    int rc = es_chip_load(out, tmp, NULL, 0, e);
+    int cleanup = es_cleanup_add(tmp, 0);
+    int rc = write_cfg(&c, tmp, e) ? -1 : es_chip_load(out, tmp, NULL, 0, e);
     remove(tmp);
-    if (rc) return -1;
+    es_cleanup_drop(cleanup);
+    if (rc) {
+        untemp(e, tmp, label);
+        return -1;
+    }
     es_area_compute(out, m, a);
     return 0;
 }
@@ -202,7 +229,10 @@ int es_cli_chip(int argc, char **argv)
                  t.name);
         if (es_cfg_has(&d.cfg, "description") && es_cfg_set(&d.cfg, "description", desc, &e)) goto out;
     }
-    const char *near = out ? out : "/tmp/etchsim";
+    /* the derived tree is checked by loading it from a file for a moment, beside the output */
+    char tmp[1100], label[1400];
+    snprintf(tmp, sizeof tmp, "%s.derive-%d.json", out ? out : "/tmp/etchsim", (int)getpid());
+    snprintf(label, sizeof label, "the chip derived for %s (%s) from %s (%s)", m.name, m.path, t.name, t.path);
     /* the tile: ROM bits of one tile's layers, in the template's formats (they size the lanes) */
     int64_t lpt = t.layers_per_tile, tiles = (m.layers + lpt - 1) / lpt;
     double bits = 0, lm_bits = 0;
@@ -244,7 +274,7 @@ int es_cli_chip(int argc, char **argv)
      * the fit check uses too); the banks and partitions are set above, so one evaluation gives them. KV
      * SRAM left out to measure the rest: 1 byte per tile */
     if (put(&d, "kv.bytes_per_tile", 1, &e)) goto out;
-    if (evaluate(&d, &m, near, &da, &dc, &e)) goto out;
+    if (evaluate(&d, &m, tmp, label, &da, &dc, &e)) goto out;
     have_dc = 1;
     static const char *row_keys[3] = {"tile.rom.rows", "head.embed_rom.rows", "head.lm_rom.rows"};
     for (int k = ES_ROM_TILE; k <= ES_ROM_LM; k++) {
@@ -261,7 +291,7 @@ int es_cli_chip(int argc, char **argv)
     }
     es_chip_free(&dc);
     have_dc = 0;
-    if (evaluate(&d, &m, near, &da, &dc, &e)) goto out;
+    if (evaluate(&d, &m, tmp, label, &da, &dc, &e)) goto out;
     have_dc = 1;
     double rest = da.total_mm2 - da.mm2[ES_AREA_SRAM];
     double sram_mm2 = area - rest;
@@ -281,9 +311,12 @@ int es_cli_chip(int argc, char **argv)
     if (put(&d, "kv.bytes_per_tile", (double)bytes, &e)) goto out;
     es_chip_free(&dc);
     have_dc = 0;
-    if (evaluate(&d, &m, near, &da, &dc, &e)) goto out;
+    if (evaluate(&d, &m, tmp, label, &da, &dc, &e)) goto out;
     have_dc = 1;
-    if (es_chip_check_fit(&dc, &m, &e)) goto out;
+    if (es_chip_check_fit(&dc, &m, &e)) {
+        untemp(&e, tmp, label);
+        goto out;
+    }
     if (write_cfg(&d.cfg, out, &e)) goto out;
     if (out)
         printf("wrote %s: %s for %s, %lld tiles of %lld lane cells and %lld x %lld ROM, %lld KiB %s SRAM per tile, "

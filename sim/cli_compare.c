@@ -144,7 +144,15 @@ int es_cli_compare(int argc, char **argv)
             cJSON_AddStringToObject(r, "model", model);
             cJSON_AddStringToObject(r, "chip", chip);
             cJSON_AddNumberToObject(r, "area_mm2", num(a, "area_mm2", NULL));
-            cJSON_AddNumberToObject(r, "decode_tokens_per_s", num(a, "decode_tokens_per_s", NULL));
+            /* null with one generated token: no decode interval */
+            const int dec = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(a, "decode_tokens_per_s"));
+            char rate[32] = "-";
+            if (dec) {
+                cJSON_AddNumberToObject(r, "decode_tokens_per_s", num(a, "decode_tokens_per_s", NULL));
+                snprintf(rate, sizeof rate, "%.0f", num(a, "decode_tokens_per_s", NULL));
+            } else {
+                cJSON_AddNullToObject(r, "decode_tokens_per_s");
+            }
             cJSON_AddNumberToObject(r, "saturated_tokens_per_s", num(a, "analytic_saturated_tokens_per_s", NULL));
             cJSON_AddNumberToObject(r, "joules_per_token", num(a, "joules_per_token", NULL));
             cJSON_AddNumberToObject(r, "die_utilization", num(a, "utilization", "die"));
@@ -152,8 +160,8 @@ int es_cli_compare(int argc, char **argv)
             cJSON_AddNumberToObject(r, "sequences_1k", num(a, "kv_slots", NULL));
             cJSON_AddNumberToObject(r, "sequences_eval", num(b, "kv_slots", NULL));
             if (!json)
-                printf("%-16s %-22s %7.1f %10.0f %11.0f %9.3f %7.2f%% %7.1f%% %9.0f %9.0f\n", model, chip,
-                       num(a, "area_mm2", NULL), num(a, "decode_tokens_per_s", NULL),
+                printf("%-16s %-22s %7.1f %10s %11.0f %9.3f %7.2f%% %7.1f%% %9.0f %9.0f\n", model, chip,
+                       num(a, "area_mm2", NULL), rate,
                        num(a, "analytic_saturated_tokens_per_s", NULL), 1e3 * num(a, "joules_per_token", NULL),
                        100 * num(a, "utilization", "die"), 100 * active, num(a, "kv_slots", NULL),
                        num(b, "kv_slots", NULL));

@@ -85,12 +85,7 @@ int es_cli_db(int argc, char **argv)
     if (!f) return fail2("%s%s", e.msg, "");
     fclose(f);
     sqlite3 *h = NULL;
-    if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        int rc = fail2("%s: cannot open: %s", path, h ? sqlite3_errmsg(h) : "?");
-        sqlite3_close(h);
-        return rc;
-    }
-    sqlite3_busy_timeout(h, 5000);
+    if (es_db_open_read(path, &h, &e)) return fail2("%s%s", e.msg, "");
     sqlite3_stmt *st = NULL;
     /* integrity first: a damaged file is the worst finding */
     int whole = 1, problems = 0;

@@ -62,7 +62,7 @@ const char *HELP =
     "simulated chip: one prompt per record, the rule first, then the record's fields.\n"
     "Reports the batch time, the time to the first 100 results, per-record latency,\n"
     "tokens/s, watts and joules per record. Without --rule and --data it runs the demo:\n"
-    "a fraud rule over 10,000 generated card transactions.\n"
+    "a fraud rule over 10,000 generated card transactions (--records N: the first N).\n"
     "\n"
     "options:\n"
     "  --rule TEXT            the rule\n"
@@ -534,6 +534,7 @@ int parse_opts(int argc, char **argv, Opts &o)
 struct Inputs {
     std::string data, vocab;
     int demo_fd = -1;              // the demo dataset, open and already removed from disk
+    int64_t demo_records = 0;      // the demo: transactions generated (--records N: only N)
     Loaded L;
     Template tp;
     es_tok *tok = nullptr;
@@ -567,18 +568,14 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
     // the data
     in.data = o.data;
     if (in.data.empty()) {
-        /* written to a private folder, opened, and removed at once: the batch and its comparison
-         * (a forked child, which inherits the descriptor) read it as /proc/self/fd/N, and a killed
-         * eval leaves nothing behind */
-        char d[] = "/tmp/etchsim-demo-XXXXXX";
-        if (!mkdtemp(d)) return es_fail(e, "cannot create a temporary folder for the demo dataset");
-        std::string file = std::string(d) + "/transactions.csv";
-        int rc = es_demo_write(file.c_str(), DEMO_RECORDS, DEMO_SEED, e);
-        in.demo_fd = rc ? -1 : ::open(file.c_str(), O_RDONLY);
-        std::remove(file.c_str());
-        rmdir(d);
-        if (rc) return -1;
-        if (in.demo_fd < 0) return es_fail(e, "%s: cannot reopen the demo dataset: %s", file.c_str(), std::strerror(errno));
+        /* a file without a name in $TMPDIR (default /tmp): the batch and its comparison (a forked
+         * child, which inherits the descriptor) read it as /proc/self/fd/N, and an eval that is
+         * stopped or killed at any moment leaves nothing behind */
+        const char *tmpdir = std::getenv("TMPDIR");
+        /* rows come from the seed in order: the first N of the 10,000 are the N generated */
+        in.demo_records = o.records > 0 && o.records < DEMO_RECORDS ? o.records : DEMO_RECORDS;
+        if (es_demo_open_unlinked(tmpdir && *tmpdir ? tmpdir : "/tmp", in.demo_records, DEMO_SEED, &in.demo_fd, e))
+            return -1;
         in.data = "/proc/self/fd/" + std::to_string(in.demo_fd);
     }
     if (load(o.model, o.chip, o.sets, o.rom, in.L, e)) return -1;
@@ -763,6 +760,17 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
     b.mean_body = b.done ? rd.body_sum / (double)rd.accepted : 0;
     return 0;
 }
+// 10000 as "10,000"
+std::string grouped(int64_t n)
+{
+    std::string d = std::to_string(n), out;
+    for (size_t i = 0; i < d.size(); i++) {
+        if (i && (d.size() - i) % 3 == 0) out += ',';
+        out += d[i];
+    }
+    return out;
+}
+
 // The JSON summary, the database's closing transaction, and the report.
 int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
 {
@@ -788,7 +796,8 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     cJSON_AddStringToObject(j, "mode", in.dp ? "functional" : "timing");
     cJSON_AddStringToObject(j, "fidelity", o.cycle ? "cycle" : "transaction");
     cJSON_AddStringToObject(j, "rule", o.rule.c_str());
-    cJSON_AddStringToObject(j, "data", o.data.empty() ? "demo: 10,000 generated card transactions" : o.data.c_str());
+    const std::string data = o.data.empty() ? "demo: " + grouped(in.demo_records) + " generated card transactions" : o.data;
+    cJSON_AddStringToObject(j, "data", data.c_str());
     cJSON_AddNumberToObject(j, "records_done", (double)done);
     cJSON_AddNumberToObject(j, "records_skipped", (double)skipped);
     cJSON_AddNumberToObject(j, "batch_ns", batch_ns);
@@ -880,7 +889,7 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
         std::printf("  ESTIMATED: no tokenizer vocabulary, so token counts are guessed at 1 per 4 UTF-8 bytes;\n"
                     "  every figure marked [ESTIMATED] follows from them (scripts/fetch-vocab or --vocab F)\n");
     std::printf("  rule: \"%s\"\n", o.rule.c_str());
-    std::printf("  data: %s\n", o.data.empty() ? "demo, 10,000 generated card transactions" : o.data.c_str());
+    std::printf("  data: %s\n", o.data.empty() ? ("demo, " + data.substr(6)).c_str() : data.c_str());
     std::printf("  %-34s %lld done, %lld skipped\n", "records", (long long)done, (long long)skipped);
     if (in.dp) {
         for (size_t i = 0; i <= o.labels.size(); i++)
@@ -899,8 +908,8 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
                 done ? r.total_j / (double)done * 1e3 : 0, est);
     if (r.power_limit_w > 0) std::printf("  %-34s %s\n", "power limit", power_limit_text(r).c_str());
     std::printf("  %-34s %.1f %%\n", "die utilization", 100.0 * r.die_utilization);
-    std::printf("  %-34s %lld rule tokens, %lld prefill token passes%s\n", "tokens", (long long)rule_tokens,
-                (long long)r.prefill_passes, estimated ? " (ESTIMATED: no vocabulary)" : "");
+    std::printf("  %-34s %lld output, %lld rule tokens, %lld prefill token passes%s\n", "tokens", (long long)out_tokens,
+                (long long)rule_tokens, (long long)r.prefill_passes, estimated ? " (ESTIMATED: no vocabulary)" : "");
     if (sharing && cmp.ok)
         std::printf("  %-34s saves %lld prefill passes and %.3f ms (%.1f%%); KV fits %lld sequences, not %lld\n",
                     "prefix sharing", (long long)(cmp.prefill_passes - r.prefill_passes),

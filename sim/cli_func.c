@@ -8,6 +8,7 @@
 #include "es_dataset.h"
 #include "es_fs.h"
 #include "es_gguf.h"
+#include "es_proc.h"
 #include "es_recipe.h"
 #include "es_rom.h"
 #include "es_synth.h"
@@ -25,7 +26,7 @@ int es_func_tokenizer(const es_model *m, const char *vocab, es_tok **tok, char *
         if (!es_is_file(path))
             return es_fail(e, "%s: no tokenizer: give --vocab (a GGUF file or a tiktoken file)", m->path);
     }
-    return es_gguf_is_gguf(path) ? es_tok_load_gguf(tok, path, e) : es_tok_load_tiktoken(tok, path, e);
+    return es_gguf_is_gguf(path) || es_ends_with(path, ".gguf") ? es_tok_load_gguf(tok, path, e) : es_tok_load_tiktoken(tok, path, e);
 }
 
 int es_func_rows_open(es_func_rows *r, const es_model *m, const char *weights, int64_t synthetic, int rope_rows,
@@ -139,10 +140,15 @@ char *es_func_text(const es_tok *tok, const int32_t *ids, int64_t n)
 int es_logits_open(es_logits_file *lf, const char *path, es_err *e)
 {
     memset(lf, 0, sizeof *lf);
+    lf->cleanup = -1;
     snprintf(lf->path, sizeof lf->path, "%s", path);
     snprintf(lf->tmp, sizeof lf->tmp, "%s.tmp", path);
     if (es_is_dir(path)) return es_fail(e, "%s: is a folder; --logits expects a file", path);
-    if (!(lf->f = fopen(lf->tmp, "w"))) return es_fail(e, "%s: cannot write: %s", lf->tmp, strerror(errno));
+    lf->cleanup = es_cleanup_add(lf->tmp, 0);
+    if (!(lf->f = fopen(lf->tmp, "w"))) {
+        es_cleanup_drop(lf->cleanup);
+        return es_fail(e, "%s: cannot write: %s", lf->tmp, strerror(errno));
+    }
     fputc('[', lf->f);
     return 0;
 }
@@ -169,13 +175,16 @@ int es_logits_close(es_logits_file *lf, es_err *e)
     lf->f = NULL;
     if (bad) {
         remove(lf->tmp);
+        es_cleanup_drop(lf->cleanup);
         return es_fail(e, "%s: write failed", lf->tmp);
     }
     if (rename(lf->tmp, lf->path)) {
         int err = errno;
         remove(lf->tmp);
+        es_cleanup_drop(lf->cleanup);
         return es_fail(e, "%s: cannot rename to %s: %s", lf->tmp, lf->path, strerror(err));
     }
+    es_cleanup_drop(lf->cleanup);
     return 0;
 }
 
@@ -184,4 +193,5 @@ void es_logits_abort(es_logits_file *lf)
     if (lf->f) fclose(lf->f);
     lf->f = NULL;
     if (lf->tmp[0]) remove(lf->tmp);
+    if (lf->tmp[0]) es_cleanup_drop(lf->cleanup);
 }

@@ -146,8 +146,10 @@ static int cmd_build(int argc, char **argv)
     }
     if (weights) printf("built %s: %s on %s with %s, weights from %s\n", out, m.name, c.name, r.name, weights);
     else printf("built %s: %s on %s with %s, seed %llu\n", out, m.name, c.name, r.name, seed);
-    printf("  %d tensors, %.4g weights, %.6g Gbit (%.4f bits/weight), %d banks, %.3f GB file, %.1f s\n",
-           img.n_tensors, w, bits / 1e9, bits / w, img.n_banks, (double)img.file_bytes / 1e9, now_s() - t0);
+    char size[32];
+    printf("  %d tensors, %.4g weights, %.6g Gbit (%.4f bits/weight), %d banks, %s file, %.1f s\n",
+           img.n_tensors, w, bits / 1e9, bits / w, img.n_banks, es_fmt_bytes(size, sizeof size, (double)img.file_bytes),
+           now_s() - t0);
     es_rom_close(&img);
     rc = 0;
 out:
@@ -267,8 +269,9 @@ static int cmd_inspect(int argc, char **argv)
         cJSON_free(s);
         cJSON_Delete(j);
     } else {
-        printf("%s: %d tensors in %d units, %d banks, %.3f GB\n", path, img.n_tensors, img.n_units,
-               img.n_banks, (double)img.file_bytes / 1e9);
+        char size[32];
+        printf("%s: %d tensors in %d units, %d banks, %s\n", path, img.n_tensors, img.n_units, img.n_banks,
+               es_fmt_bytes(size, sizeof size, (double)img.file_bytes));
         printf("  model %016llx  geometry %016llx  recipe %016llx\n", (unsigned long long)img.model_hash,
                (unsigned long long)img.geom_hash, (unsigned long long)img.recipe_hash);
         printf("  weights %.0f, bits %.0f, %.4f bits/weight; ROM rows in use %.4g of %.4g bits (%.1f%%)\n",

@@ -7,6 +7,7 @@
 #include "cli_sweep.h"
 #include "es_grid.h"
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -208,7 +209,82 @@ typedef struct slot {
     pid_t pid;
     int64_t point;
     double started;
+    int cleanup;    /* its es_cleanup entry: a stopped sweep kills and reaps it first */
 } slot;
+
+/* The points folder's files: N.sqlite with SQLite's companions, and N.log. */
+static const char *const POINT_SUFFIX[5] = {".sqlite", ".sqlite-wal", ".sqlite-shm", ".sqlite-journal", ".log"};
+
+/* A running sweep's points folder holds an owner file: host, process and its start time (clock
+ * ticks after boot, /proc/PID/stat field 22), so a later sweep can tell a live owner from a dead
+ * one whose process id was reused. */
+static long long start_time(long long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%lld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces; the fields after it do not */
+    long long v = -1;
+    for (int field = 2; p && *p; p++)
+        if (*p == ' ' && ++field == 22) {
+            v = atoll(p + 1);
+            break;
+        }
+    return v;
+}
+
+static int is_point_file(const char *name)
+{
+    if (!strcmp(name, "grid.json") || !strcmp(name, "owner")) return 1;
+    const char *p = name;
+    while (*p >= '0' && *p <= '9') p++;
+    if (p == name) return 0;
+    for (int k = 0; k < 5; k++)
+        if (!strcmp(p, POINT_SUFFIX[k])) return 1;
+    return 0;
+}
+
+/* A killed sweep (SIGKILL, a machine that stopped) leaves its points folder. Before a sweep into
+ * out: a folder whose owner is gone is removed (its point files, then the folder, and out's
+ * merge scratch file); one whose owner runs, or ran on another host, is an error (2). A folder
+ * without an owner file (--emit's, or kept points) is used as before. */
+static int clear_stale(const char *dir, const char *out)
+{
+    char path[4200], host[256] = "", me[256] = "";
+    snprintf(path, sizeof path, "%s/owner", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    long long pid = 0, started = 0;
+    int got = fscanf(f, "etchsim sweep host %255s pid %lld started %lld", host, &pid, &started);
+    fclose(f);
+    gethostname(me, sizeof me - 1);
+    if (got != 3 || strcmp(host, me)) {
+        fprintf(stderr, "etchsim sweep: %s: left by a sweep on %s; remove the folder if that sweep has ended\n", dir,
+                got == 3 ? host : "another host (its owner file is unreadable)");
+        return 2;
+    }
+    if (started > 0 ? start_time(pid) == started : pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+        fprintf(stderr, "etchsim sweep: %s: in use by sweep process %lld, still running; wait for it or give another "
+                        "--db\n", dir, pid);
+        return 2;
+    }
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (is_point_file(de->d_name)) {
+            if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) < (int)sizeof path) unlink(path);
+        }
+    if (d) closedir(d);
+    rmdir(dir);
+    snprintf(path, sizeof path, "%s.tmp", out);
+    es_remove_db(path);
+    fprintf(stderr, "etchsim sweep: removed %s, left by sweep process %lld that is gone\n", dir, pid);
+    return 0;
+}
 
 /* Merge the points' databases in dir into out (through out.tmp, renamed when
  * complete) with a sweep_points row each. status[i]: 1 its process succeeded, 2
@@ -221,13 +297,16 @@ static int merge_points(const es_grid *g, const char *dir, const int *status, co
     es_err e = {0};
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
-    remove(tmp);
+    es_remove_db(tmp); /* with the journal of an earlier one that was stopped */
+    int cleanup[4];
+    es_cleanup_add_db(tmp, cleanup); /* a stopped merge leaves none of them */
     es_db *db = NULL;
     /* a scratch file until renamed: no need to sync each point's commit */
     if (es_db_open(&db, tmp, &e) || es_db_exec(db, "PRAGMA synchronous = OFF", &e)) {
         fprintf(stderr, "etchsim sweep: %s\n", e.msg);
         es_db_close(db);
-        remove(tmp);
+        es_remove_db(tmp);
+        es_cleanup_drop_db(cleanup);
         return 2;
     }
     int rc = 0, shown = 0;
@@ -264,14 +343,17 @@ static int merge_points(const es_grid *g, const char *dir, const int *status, co
     }
     es_db_close(db);
     if (rc) {
-        remove(tmp);
+        es_remove_db(tmp);
+        es_cleanup_drop_db(cleanup);
         return rc;
     }
     if (rename(tmp, out)) {
         fprintf(stderr, "etchsim sweep: %s: cannot move the merged database into place: %s\n", out, strerror(errno));
-        remove(tmp);
+        es_remove_db(tmp);
+        es_cleanup_drop_db(cleanup);
         return 2;
     }
+    es_cleanup_drop_db(cleanup);
     if (shown > 10) fprintf(stderr, "  ... and %d more failed points (sweep_points.error)\n", shown - 10);
     printf("sweep: %lld points, %lld done, %lld failed", (long long)g->points, (long long)done, (long long)failed);
     if (elapsed >= 0) printf(", %.1f s", elapsed);
@@ -282,13 +364,14 @@ static int merge_points(const es_grid *g, const char *dir, const int *status, co
 static int rm_rf_points(const char *dir, int64_t n)
 {
     char p[4200];
-    for (int64_t i = 0; i < n; i++) {
-        snprintf(p, sizeof p, "%s/%lld.sqlite", dir, (long long)i);
-        remove(p);
-        snprintf(p, sizeof p, "%s/%lld.log", dir, (long long)i);
-        remove(p);
-    }
+    for (int64_t i = 0; i < n; i++)
+        for (int k = 0; k < 5; k++) {
+            snprintf(p, sizeof p, "%s/%lld%s", dir, (long long)i, POINT_SUFFIX[k]);
+            remove(p);
+        }
     snprintf(p, sizeof p, "%s/grid.json", dir);
+    remove(p);
+    snprintf(p, sizeof p, "%s/owner", dir);
     remove(p);
     return rmdir(dir);
 }
@@ -423,13 +506,44 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep,
     }
     char dir[4096];
     snprintf(dir, sizeof dir, "%s.points", out);
+    if (!emit && clear_stale(dir, out)) {
+        cJSON_Delete(root);
+        return 2;
+    }
+    /* a stopped sweep (SIGINT, SIGTERM, SIGHUP) kills its points and removes the folder: registered
+     * before anything is made in it; the folder goes last, and only when empty */
+    int reg[9];
+    for (int k = 0; k < 9; k++) reg[k] = -1;
+    if (!emit) reg[0] = es_cleanup_add(dir, 1);
     if (mkdir(dir, 0755) && errno != EEXIST) {
         fprintf(stderr, "etchsim sweep: %s: cannot make the points folder: %s\n", dir, strerror(errno));
         cJSON_Delete(root);
         return 2;
     }
+    char owner[4200];
+    snprintf(owner, sizeof owner, "%s/owner", dir);
+    if (!emit) {
+        char grid_file[4200], me[256] = "";
+        snprintf(grid_file, sizeof grid_file, "%s/grid.json", dir);
+        reg[1] = es_cleanup_add(owner, 0);
+        reg[2] = es_cleanup_add(grid_file, 0);
+        gethostname(me, sizeof me - 1);
+        FILE *f = fopen(owner, "w");
+        if (!f || fprintf(f, "etchsim sweep host %s pid %lld started %lld\n", me, (long long)getpid(),
+                          start_time((long long)getpid())) < 0 || fclose(f)) {
+            fprintf(stderr, "etchsim sweep: %s: cannot write its owner file\n", dir);
+            remove(owner);
+            rmdir(dir);
+            for (int k = 0; k < 9; k++) es_cleanup_drop(reg[k]);
+            cJSON_Delete(root);
+            return 2;
+        }
+        for (int k = 0; k < 5; k++) reg[3 + k] = es_cleanup_add_series(dir, g.points, POINT_SUFFIX[k]);
+    }
     if (copy_grid(grid_path, dir)) {
         fprintf(stderr, "etchsim sweep: %s: cannot write grid.json there\n", dir);
+        if (!emit) rm_rf_points(dir, 0);
+        for (int k = 0; k < 9; k++) es_cleanup_drop(reg[k]);
         cJSON_Delete(root);
         return 2;
     }
@@ -445,6 +559,8 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep,
     if (!wall || !status || !slots) {
         fprintf(stderr, "etchsim sweep: out of memory\n");
         free(wall), free(status), free(slots), cJSON_Delete(root);
+        rm_rf_points(dir, 0);
+        for (int k = 0; k < 9; k++) es_cleanup_drop(reg[k]);
         return 2;
     }
     const int tty = isatty(2);
@@ -459,7 +575,7 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep,
             char db[4200], log[4200];
             snprintf(db, sizeof db, "%s/%lld.sqlite", dir, (long long)next);
             snprintf(log, sizeof log, "%s/%lld.log", dir, (long long)next);
-            remove(db);
+            es_remove_db(db);
             point p;
             if (make_point(&g, next, db, &p)) {
                 point_free(&p);
@@ -484,7 +600,7 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep,
             }
             for (int s = 0; s < jobs; s++)
                 if (!slots[s].pid) {
-                    slots[s] = (slot){pid, next, now_s()};
+                    slots[s] = (slot){pid, next, now_s(), es_cleanup_add_pid(pid)};
                     break;
                 }
             running++;
@@ -505,6 +621,7 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep,
             status[i] = ok ? 1 : 2;
             ok ? done++ : failed++;
             slots[s].pid = 0;
+            es_cleanup_drop_pid(slots[s].cleanup);
             running--;
         }
         if (tty) {
@@ -518,11 +635,17 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep,
     goto out;
 out:
     for (int s = 0; s < jobs; s++)
-        if (slots[s].pid) kill(slots[s].pid, SIGTERM), waitpid(slots[s].pid, NULL, 0);
+        if (slots[s].pid) {
+            kill(slots[s].pid, SIGTERM), waitpid(slots[s].pid, NULL, 0);
+            es_cleanup_drop_pid(slots[s].cleanup);
+        }
     if (rc == 2) /* the merge (or the sweep) failed: what the points computed is kept */
         fprintf(stderr, "etchsim sweep: the points' databases and logs are kept in %s (etchsim sweep merge)\n", dir);
-    else if (!keep)
+    if (rc == 2 || keep)
+        remove(owner); /* kept on purpose: no later sweep takes it for a dead one's */
+    else
         rm_rf_points(dir, n);
+    for (int k = 0; k < 9; k++) es_cleanup_drop(reg[k]);
     free(wall);
     free(status);
     free(slots);

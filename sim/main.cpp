@@ -21,6 +21,7 @@
 #include "es_fs.h"
 #include "es_model.h"
 #include "es_stack.h"
+#include "es_proc.h"
 #include "es_top.h"
 #include "es_cosim.h"
 #include "cli_rom.h"
@@ -373,8 +374,16 @@ cJSON *ids_json(const std::vector<int32_t> &v)
     return a;
 }
 
+// A figure that needs two tokens of a stream (a decode interval): null when every stream made one.
+void add_decode_figure(cJSON *j, const char *key, bool defined, double v)
+{
+    if (defined) cJSON_AddNumberToObject(j, key, v);
+    else cJSON_AddNullToObject(j, key);
+}
+
 cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, const Func &fn)
 {
+    const bool dec = r.decode_intervals > 0, an_dec = o.gen > 1; /* simulated streams; the analytic stream 0 */
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "mode", o.functional ? "functional" : "timing");
     cJSON_AddStringToObject(j, "fidelity", o.cycle ? "cycle" : "transaction");
@@ -383,13 +392,13 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddNumberToObject(j, "prompt_tokens", (double)o.prompt);
     cJSON_AddNumberToObject(j, "generate_tokens", (double)o.gen);
     cJSON_AddNumberToObject(j, "streams", (double)o.streams);
-    cJSON_AddNumberToObject(j, "decode_tokens_per_s", r.decode_tokens_per_s);
+    add_decode_figure(j, "decode_tokens_per_s", dec, r.decode_tokens_per_s);
     cJSON_AddNumberToObject(j, "tokens_per_s", r.tokens_per_s);
     cJSON_AddNumberToObject(j, "ttft_ns", r.ttft_ns);
     cJSON_AddNumberToObject(j, "ttft_max_ns", r.ttft_max_ns);
     cJSON *lat = cJSON_AddObjectToObject(j, "token_latency_ns");
-    cJSON_AddNumberToObject(lat, "p50", r.lat_p50_ns);
-    cJSON_AddNumberToObject(lat, "p99", r.lat_p99_ns);
+    add_decode_figure(lat, "p50", dec, r.lat_p50_ns);
+    add_decode_figure(lat, "p99", dec, r.lat_p99_ns);
     cJSON_AddNumberToObject(j, "stream_ns_per_token", r.seq_ns_per_token);
     cJSON_AddNumberToObject(j, "watts", r.watts);
     cJSON_AddNumberToObject(j, "joules_per_token", r.joules_per_token);
@@ -406,19 +415,19 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddNumberToObject(j, "kv_positions", (double)r.kv_positions);
     cJSON_AddNumberToObject(j, "kv_max_used", (double)r.kv_max_used);
     cJSON_AddNumberToObject(j, "max_in_flight", r.max_in_flight);
-    cJSON_AddNumberToObject(j, "analytic_decode_tokens_per_s", r.an.decode_tokens_per_s);
+    add_decode_figure(j, "analytic_decode_tokens_per_s", an_dec, r.an.decode_tokens_per_s);
     cJSON_AddNumberToObject(j, "analytic_ttft_ns", r.an.ttft_cycles * 1e9 / r.clock_hz);
     cJSON_AddNumberToObject(j, "analytic_knee_streams", (double)r.an.knee_streams);
     cJSON_AddNumberToObject(j, "analytic_saturated_tokens_per_s", r.an.sat_tokens_per_s);
     cJSON *st = cJSON_AddObjectToObject(j, "stream0_cycles");
     cJSON_AddNumberToObject(st, "ttft", (double)r.ttft_cycles);
-    cJSON_AddNumberToObject(st, "decode_first", (double)r.step_first);
-    cJSON_AddNumberToObject(st, "decode_last", (double)r.step_last);
+    add_decode_figure(st, "decode_first", an_dec, (double)r.step_first); /* stream 0 made o.gen tokens */
+    add_decode_figure(st, "decode_last", an_dec, (double)r.step_last);
     cJSON_AddNumberToObject(st, "decode_total", (double)r.step_total);
     cJSON *an = cJSON_AddObjectToObject(j, "analytic_stream0_cycles");
     cJSON_AddNumberToObject(an, "ttft", (double)r.an_ttft_cycles);
-    cJSON_AddNumberToObject(an, "decode_first", (double)r.an_step_first);
-    cJSON_AddNumberToObject(an, "decode_last", (double)r.an_step_last);
+    add_decode_figure(an, "decode_first", an_dec, (double)r.an_step_first);
+    add_decode_figure(an, "decode_last", an_dec, (double)r.an_step_last);
     cJSON_AddNumberToObject(an, "decode_total", (double)r.an_step_total);
     cJSON *units = cJSON_AddObjectToObject(j, "energy_by_unit_j");
     double tiles_j = 0, links_j = 0;
@@ -497,14 +506,23 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
     std::printf("etchsim run: %s on %s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out%s\n",
                 L.m.name, L.c.name, o.streams, o.prompt, o.gen, o.cycle ? ", cycle fidelity" : "");
     std::printf("  %-28s %14s %14s\n", "", "simulated", "analytic");
-    std::printf("  %-28s %14.0f %14.0f\n", "decode tokens/s per stream", r.decode_tokens_per_s,
-                r.an.decode_tokens_per_s);
+    /* one token per stream: no decode interval, so no decode rate or token latency ("-") */
+    const bool dec = r.decode_intervals > 0, an_dec = o.gen > 1;
+    auto fig = [](bool defined, const char *fmt, double v) {
+        char b[32];
+        if (defined) std::snprintf(b, sizeof b, fmt, v);
+        else std::snprintf(b, sizeof b, "-");
+        return std::string(b);
+    };
+    std::printf("  %-28s %14s %14s\n", "decode tokens/s per stream", fig(dec, "%.0f", r.decode_tokens_per_s).c_str(),
+                fig(an_dec, "%.0f", r.an.decode_tokens_per_s).c_str());
     std::printf("  %-28s %14.0f\n", "tokens/s, all streams", r.tokens_per_s);
     std::printf("  %-28s %14.1f %14.1f\n", "time to first token, us", r.ttft_ns / 1e3,
                 r.an.ttft_cycles * ns / 1e3);
-    std::printf("  %-28s %14.2f %14.2f\n", "token latency p50, us", r.lat_p50_ns / 1e3,
-                r.an.step_mid_cycles * ns / 1e3);
-    std::printf("  %-28s %14.2f\n", "token latency p99, us", r.lat_p99_ns / 1e3);
+    std::printf("  %-28s %14s %14s\n", "token latency p50, us", fig(dec, "%.2f", r.lat_p50_ns / 1e3).c_str(),
+                fig(an_dec, "%.2f", r.an.step_mid_cycles * ns / 1e3).c_str());
+    std::printf("  %-28s %14s\n", "token latency p99, us", fig(dec, "%.2f", r.lat_p99_ns / 1e3).c_str());
+    if (!dec) std::printf("  (-: every stream made one token: there is no decode interval to measure)\n");
     std::printf("  %-28s %14" PRId64 " %14" PRId64 "\n", "knee: streams / KV slots", r.an.knee_streams,
                 r.an.kv_slots);
     std::printf("  %-28s %14.1f   (static %.1f W, dynamic %.1f W)\n", "card power, W", r.watts,
@@ -756,6 +774,7 @@ int sc_main(int argc, char **argv)
 int main(int argc, char **argv)
 {
     setenv("SC_COPYRIGHT_MESSAGE", "DISABLE", 1);
+    es_cleanup_install(); /* SIGINT, SIGTERM, SIGHUP: the registered temporaries go first */
     /* SystemC's informational reports go to stdout, into --json output: a run that fails stops the
      * kernel (sc_stop: "Simulation stopped by user.", our own error says why) and --vcd sets the
      * trace's time unit ("tracing timescale unit set") */

@@ -3273,6 +3273,325 @@ def test_derived_chip_fits():
                          "cannot hold")
 
 
+# ---- issue 17: clear messages, no leftovers (h/msgs) ------------------------
+
+def popen_signals(args, **kw):
+    """Popen with SIGINT, SIGTERM and SIGHUP at their defaults (a background shell ignores SIGINT)."""
+    def dfl():
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+    return subprocess.Popen(args, preexec_fn=dfl, **kw)
+
+
+def readonly(folder):
+    """A command prefix that runs etchsim with folder read-only: a read-only bind mount in a private
+    user and mount namespace (works as root, where chmod does not stop writes), else, not as root,
+    chmod. Returns (prefix, errno text of a write there)."""
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True) \
+        if shutil.which("unshare") else None
+    if probe is not None and probe.returncode == 0:
+        return (["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                 'mount --bind -o ro "$0" "$0" && exec "$@"', folder], "Read-only file system")
+    if os.geteuid() == 0:
+        raise Skip("no user namespaces (unshare) and running as root: cannot make a read-only folder")
+    for f in os.listdir(folder):
+        os.chmod(os.path.join(folder, f), 0o444)
+    os.chmod(folder, 0o555)
+    return [], "Permission denied"
+
+
+def test_err_readonly_db():
+    """A valid database on a read-only mount: run says it cannot be written (not 'not an SQLite
+    database'); db check and budget check still read it; --mark-failed says it cannot be written."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ro = os.path.join(tmp, "ro")
+        os.mkdir(ro)
+        db, done = os.path.join(ro, "r.sqlite"), os.path.join(ro, "done.sqlite")
+        run("run", *TINY, "--prompt", "4", "--generate", "2", "--db", db)
+        run("run", *TINY, "--prompt", "4", "--generate", "2", "--db", done)
+        con = sqlite3.connect(db)  # a run of an older etchsim that never finished: --mark-failed would fail it
+        con.execute("UPDATE runs SET status = 'running', host = NULL, pid = NULL")
+        con.commit()
+        con.close()
+        budgets = os.path.join(tmp, "b.json")
+        with open(budgets, "w") as f:
+            json.dump({"tokens_per_s": {"min": 1}}, f)
+        with open(db, "rb") as f:
+            before = f.read()
+        prefix, why = readonly(ro)
+        try:
+            def under(*args):
+                p = subprocess.run(prefix + [ETCHSIM, *args], capture_output=True, text=True, timeout=600)
+                expect("not an SQLite database" not in p.stderr, f"{args}: {p.stderr}")
+                return p
+            p = under("run", *TINY, "--prompt", "4", "--generate", "2", "--db", db)
+            expect(p.returncode == 1 and f"{db}: cannot be written ({why})" in p.stderr and p.stdout == "",
+                   f"run into a read-only database: exit {p.returncode}: {p.stderr!r}")
+            new = os.path.join(ro, "new.sqlite")
+            p = under("run", *TINY, "--prompt", "4", "--generate", "2", "--db", new)
+            expect(p.returncode == 1 and f"{new}: cannot be written: its folder {ro} is not writable ({why})" in p.stderr,
+                   f"new database in a read-only folder: {p.stderr!r}")
+            p = under("db", "check", db)
+            expect(p.returncode == 1 and "integrity: ok" in p.stdout and "unknown (older etchsim)" in p.stdout,
+                   f"db check of a read-only database: exit {p.returncode}: {p.stdout!r} {p.stderr!r}")
+            p = under("db", "check", db, "--mark-failed")
+            expect(p.returncode == 2 and f"{db}: cannot be written" in p.stderr, f"--mark-failed: {p.stderr!r}")
+            p = under("budget", "check", "--db", done, "--budgets", budgets)
+            expect(p.returncode == 0 and "all 1 limits hold" in p.stdout, f"budget check: {p.stdout!r} {p.stderr!r}")
+        finally:
+            os.chmod(ro, 0o755)
+        with open(db, "rb") as f:
+            expect(f.read() == before, "the read-only database changed")
+        expect(sorted(os.listdir(ro)) == ["done.sqlite", "r.sqlite"], f"files left: {os.listdir(ro)}")
+
+
+def test_err_empty_gguf():
+    """An empty or truncated .gguf is a GGUF error naming the file, not a JSON one."""
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = os.path.join(tmp, "empty.gguf")
+        open(empty, "wb").close()
+        for args in (["run", "--no-db", "--model", empty], ["infer", "--model", empty, "--text", "x"],
+                     ["eval", "--no-db", *TINY, "--vocab", empty]):
+            err = expect_error(args, f"{empty}: empty file (0 bytes); expected a GGUF file")
+            expect("JSON" not in err, f"{args}: {err}")
+        short = os.path.join(tmp, "short.gguf")
+        with open(short, "wb") as f:
+            f.write(b"GGUF" + struct_u32(3) + b"\0\0")  # 10 bytes: magic, version, a third of a count
+        expect_error(["run", "--no-db", "--model", short], f"{short}: 10 bytes, too short for a GGUF file",
+                     "header alone is 24 bytes")
+
+
+def struct_u32(v):
+    return v.to_bytes(4, "little")
+
+
+def test_err_json_too_deep():
+    """JSON nested past cJSON's 1,000 levels says so, with where; 1,000 levels still parse."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "chip.json")
+        with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+            chip = f.read().lstrip()[1:]  # hc1-class.json without its opening brace
+        # the root object is level 1; 999 arrays make 1,000 levels: read, then refused as an unknown key
+        with open(path, "w") as f:
+            f.write('{"x":\n  ' + "[" * 999 + "]" * 999 + "," + chip)
+        err = expect_error(["run", "--no-db", "--chip", path], path, "key 'x': not a chip key")
+        expect("nested" not in err and "malformed" not in err, err)
+        # 1,001 levels: the 1,000th array opens on line 2 at column 3 + 999
+        with open(path, "w") as f:
+            f.write('{"x": "[[[ in a string do not count", "y":\n  ' + "[" * 1000 + "]" * 1000 + "," + chip)
+        expect_error(["run", "--no-db", "--chip", path],
+                     f"{path}: JSON nested more than 1000 levels deep (the reader's limit) at line 2, column 1002")
+        data = os.path.join(tmp, "d.jsonl")
+        with open(data, "w") as f:
+            f.write('{"id": 1}\n{"id": ' + "[" * 1000 + "]" * 1000 + "}\n")
+        j = json.loads(run("eval", "--no-db", "--no-compare", *TINY, "--data", data, "--rule", "Fine?", "--json").stdout)
+        expect(j["records_done"] == 1 and j["records_skipped"] == 1, f"records {j['records_done']}/{j['records_skipped']}")
+        db = os.path.join(tmp, "e.sqlite")
+        run("eval", "--no-compare", *TINY, "--data", data, "--rule", "Fine?", "--db", db)
+        reason = sqlite3.connect(db).execute("SELECT reason FROM records WHERE status = 'skipped'").fetchone()[0]
+        expect(reason == "line 2: JSON nested more than 1000 levels deep (the reader's limit)", reason)
+
+
+def test_err_derive_names_inputs():
+    """chip derive's errors about the derived chip name the model and the template, never the
+    temporary file it loads the derived chip from, and leave no file beside the output."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(MODELS, "llm", "tiny-llama", "config.json")) as f:
+            cfg = json.load(f)
+        cfg.update(hidden_size=1 << 24, intermediate_size=1 << 24, num_attention_heads=256,
+                   num_key_value_heads=256, num_hidden_layers=2)
+        huge = os.path.join(tmp, "huge")
+        os.mkdir(huge)
+        with open(os.path.join(huge, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        out_dir = os.path.join(tmp, "out")
+        os.mkdir(out_dir)
+        out = os.path.join(out_dir, "c.json")
+        hc1 = os.path.join(MODELS, "chips", "hc1-class.json")
+        err = expect_error(["chip", "derive", "--model", huge, "-o", out],
+                           f"the chip derived for huge ({huge}/config.json) from hc1-class (",
+                           "hc1-class.json): key 'tile.lanes.count': expected an integer in [1, 1099511627776], got ")
+        expect(".derive-" not in err and out not in err, err)
+        expect(os.path.realpath(err.split(" from hc1-class (")[1].split(")")[0]) == os.path.realpath(hc1), err)
+        expect(os.listdir(out_dir) == [], f"left {os.listdir(out_dir)}")
+
+
+def test_one_token_decode():
+    """With one generated token there is no decode interval: the decode rate and token latencies are
+    null in JSON (and in the database's summary), '-' in the text; budget and compare say so."""
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [*TINY, "--prompt", "8", "--generate", "1", "--streams", "2"]
+        j = run_json("--no-db", *args)
+        expect(j["decode_tokens_per_s"] is None and j["analytic_decode_tokens_per_s"] is None, "decode rates")
+        expect(j["token_latency_ns"] == {"p50": None, "p99": None}, f"latencies {j['token_latency_ns']}")
+        for k in ("stream0_cycles", "analytic_stream0_cycles"):
+            expect(j[k]["decode_first"] is None and j[k]["decode_last"] is None and j[k]["decode_total"] == 0, f"{k} {j[k]}")
+        expect(j["tokens"] == 2 and j["tokens_per_s"] > 0 and j["ttft_ns"] > 0, "the figures one token defines")
+        two = run_json("--no-db", *TINY, "--prompt", "8", "--generate", "2", "--streams", "2")
+        expect(two["decode_tokens_per_s"] > 0 and two["token_latency_ns"]["p50"] > 0, "two tokens: a decode rate")
+        text = run("run", "--no-db", *args).stdout
+        rows = {l[:30].strip(): l[30:].split() for l in text.splitlines()}
+        expect(rows["decode tokens/s per stream"] == ["-", "-"], text)
+        expect(rows["token latency p50, us"] == ["-", "-"] and rows["token latency p99, us"] == ["-"], text)
+        expect("no decode interval" in text, text)
+        db = os.path.join(tmp, "r.sqlite")
+        run("run", *args, "--db", db)
+        summary = json.loads(sqlite3.connect(db).execute("SELECT summary FROM runs").fetchone()[0])
+        expect(summary["decode_tokens_per_s"] is None, "the database's summary")
+        budgets = os.path.join(tmp, "b.json")
+        with open(budgets, "w") as f:
+            json.dump({"decode_tokens_per_s": {"min": 1}}, f)
+        expect_error(["budget", "check", "--db", db, "--budgets", budgets], budgets, "'decode_tokens_per_s'",
+                     "holds null there: the run does not define it", code=2)
+        c = json.loads(run("compare", "--json", "--pair", f"tiny-llama:{TINY[1]}", "--prompt", "8", "--generate", "1").stdout)
+        expect(c[0]["decode_tokens_per_s"] is None, f"compare {c}")
+        # eval: one token per record; its figures are per record and stay numbers
+        e = json.loads(run("eval", "--no-db", "--no-compare", "--records", "20", "--max-new-tokens", "1", "--json").stdout)
+        expect(e["output_tokens"] == 20 and e["record_latency_ns"]["p50"] > 0 and e["tokens_per_s"] > 0, "eval")
+
+
+def test_eval_records_summary():
+    """eval --records N on the demo says N generated records, and the text summary the output tokens."""
+    j = json.loads(run("eval", "--no-db", "--no-compare", "--records", "200", "--json").stdout)
+    expect(j["data"] == "demo: 200 generated card transactions", j["data"])
+    expect(j["records_done"] + j["records_skipped"] == 200 and j["output_tokens"] == 4 * j["records_done"],
+           f"{j['records_done']} done, {j['records_skipped']} skipped, {j['output_tokens']} tokens")
+    text = run("eval", "--no-db", "--no-compare", "--records", "200").stdout
+    expect("  data: demo, 200 generated card transactions\n" in text, text)
+    expect(re.search(r"tokens +%d output, \d+ rule tokens" % j["output_tokens"], text), text)
+    j = json.loads(run("eval", "--no-db", "--no-compare", "--records", "20000", "--json").stdout)
+    expect(j["data"] == "demo: 10,000 generated card transactions" and j["records_done"] + j["records_skipped"] == 10000,
+           j["data"])
+
+
+def test_rom_size_unit():
+    """rom build and inspect give the image's size in a unit that fits it (here MB), not '0.000 GB'."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "t.rom")
+        p = run("rom", "build", *TINY, "--recipe", "hc1-mix", "--synthetic", "42", "-o", out)
+        size = os.path.getsize(out)
+        expect(1e6 <= size < 1e9, f"tiny ROM of {size} bytes: the test expects MB")
+        want = f"{size / 1e6:.1f} MB"
+        expect(f", {want} file," in p.stdout and "GB" not in p.stdout, p.stdout)
+        expect(run("rom", "inspect", out).stdout.splitlines()[0].endswith(f" banks, {want}"), "inspect")
+
+
+def test_stopped_demo_leaves_nothing():
+    """The demo dataset leaves no file however the command ends: eval's never has a name; dataset
+    demo -o removes its FILE.tmp when stopped by SIGINT, SIGTERM or SIGHUP."""
+    with tempfile.TemporaryDirectory() as tmp:
+        private = os.path.join(tmp, "t")
+        os.mkdir(private)
+        env = dict(os.environ, TMPDIR=private)
+        # watch the folder closely: the moment anything appears in it, kill eval
+        p = popen_signals([ETCHSIM, "eval", "--no-db", "--no-compare"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        seen = []
+        while p.poll() is None and not seen:
+            seen = os.listdir(private)
+        if seen:
+            p.kill()
+        p.wait()
+        expect(not seen and p.returncode == 0, f"the demo eval made {seen} in $TMPDIR (exit {p.returncode})")
+        for delay in (0, 0.002, 0.005, 0.01, 0.02, 0.05):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                p = popen_signals([ETCHSIM, "eval", "--no-db"], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+                time.sleep(delay)
+                p.send_signal(sig)
+                p.wait()
+                expect(os.listdir(private) == [], f"{sig.name} after {delay} s left {os.listdir(private)}")
+        out = os.path.join(tmp, "d.csv")
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            p = popen_signals([ETCHSIM, "dataset", "demo", "-o", out, "--records", "5000000"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.time() + 60
+            while not os.path.exists(out + ".tmp") and time.time() < deadline and p.poll() is None:
+                time.sleep(0.01)
+            p.send_signal(sig)
+            p.wait()
+            expect(p.returncode == -sig, f"dataset demo after {sig.name}: exit {p.returncode}")
+            expect(sorted(os.listdir(tmp)) == ["t"], f"dataset demo stopped by {sig.name} left {os.listdir(tmp)}")
+
+
+def test_stopped_trace_leaves_nothing():
+    """A traced run stopped by SIGINT, SIGTERM or SIGHUP removes FILE.json.tmp and ends by the signal."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = os.path.join(tmp, "t.json")
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            p = popen_signals([ETCHSIM, "run", "--no-db", "--streams", "4", "--trace", tr],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            deadline = time.time() + 60
+            while not os.path.exists(tr + ".tmp") and time.time() < deadline and p.poll() is None:
+                time.sleep(0.01)
+            expect(p.poll() is None, f"the run ended before it could be stopped: {p.returncode}")
+            time.sleep(0.05)  # it is writing events
+            p.send_signal(sig)
+            p.wait()
+            p.stderr.close()
+            expect(p.returncode == -sig, f"{sig.name}: exit {p.returncode}")
+            expect(os.listdir(tmp) == [], f"a run stopped by {sig.name} left {os.listdir(tmp)}")
+
+
+def test_stopped_sweep_leaves_nothing():
+    """A sweep stopped by a signal kills its points and removes OUT.sqlite.points; one killed by
+    SIGKILL leaves the folder, which the next sweep into the same OUT removes once its owner is gone,
+    and refuses while the owner runs or when it ran on another host."""
+    with tempfile.TemporaryDirectory() as tmp:
+        grid = {"chip": [os.path.join(DATA, "tiny-chip.json")], "model": ["tiny-llama"], "prompt": [8],
+                "generate": [4], "streams": list(range(1, 41))}
+        g, out = os.path.join(tmp, "g.json"), os.path.join(tmp, "s.sqlite")
+        with open(g, "w") as f:
+            json.dump(grid, f)
+        pts = out + ".points"
+
+        def start_and_wait():
+            p = popen_signals([ETCHSIM, "sweep", "--grid", g, "--db", out, "--jobs", "2"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.time() + 60
+            while time.time() < deadline and p.poll() is None and not os.path.exists(os.path.join(pts, "1.log")):
+                time.sleep(0.01)
+            expect(p.poll() is None, f"the sweep ended before it could be stopped: {p.returncode}")
+            return p
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            p = start_and_wait()
+            kids = children_of(p.pid)
+            p.send_signal(sig)
+            p.wait()
+            expect(p.returncode == -sig, f"{sig.name}: exit {p.returncode}")
+            expect(os.listdir(tmp) == ["g.json"], f"a sweep stopped by {sig.name} left {os.listdir(tmp)}")
+            expect(not [k for k in kids if os.path.exists(f"/proc/{k}")], "a point outlived the sweep")
+        p = start_and_wait()
+        p.kill()
+        p.wait()
+        with open(os.path.join(pts, "owner")) as f:
+            owner = f.read()
+        expect(f" pid {p.pid} " in owner, f"owner file {owner!r}")
+        deadline = time.time() + 10  # its points die with it (PR_SET_PDEATHSIG)
+        while time.time() < deadline and children_of(p.pid):
+            time.sleep(0.05)
+        small = os.path.join(tmp, "g2.json")
+        with open(small, "w") as f:
+            json.dump(dict(grid, streams=[1, 2]), f)
+        r = run("sweep", "--grid", small, "--db", out, "--jobs", "2")
+        expect(f"removed {pts}, left by sweep process {p.pid} that is gone" in r.stderr, r.stderr)
+        expect("2 points, 2 done" in r.stdout and sorted(os.listdir(tmp)) == ["g.json", "g2.json", "s.sqlite"],
+               f"{r.stdout} {os.listdir(tmp)}")
+        # an owner that runs (this test), or one on another host: refused, nothing removed
+        out2 = os.path.join(tmp, "x.sqlite")
+        os.mkdir(out2 + ".points")
+        with open(f"/proc/{os.getpid()}/stat") as f:
+            started = f.read().rsplit(")", 1)[1].split()[19]
+        host = os.uname().nodename
+        for text, needle in ((f"etchsim sweep host {host} pid {os.getpid()} started {started}\n",
+                              f"in use by sweep process {os.getpid()}, still running"),
+                             ("etchsim sweep host elsewhere.example pid 1 started 1\n", "left by a sweep on elsewhere.example")):
+            with open(os.path.join(out2 + ".points", "owner"), "w") as f:
+                f.write(text)
+            expect_error(["sweep", "--grid", small, "--db", out2], out2 + ".points", needle, code=2)
+            expect(os.listdir(out2 + ".points") == ["owner"] and not os.path.exists(out2), "a refused sweep changed files")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

@@ -4,6 +4,8 @@
  *   3.x  chip: derived figures, fit checks, shipped files carry sources
  *   4.x  analytic model: per-op cycles by hand for the tiny test chip
  *   5.x  statistics
+ *   6.x  reports and stopped processes: byte sizes, JSON error places, the temporaries'
+ *        registry removing what a process stopped by a signal leaves
  * Run as `test_core MODELS_DIR TESTS_DATA_DIR`. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -13,8 +15,14 @@
 #include "es_analytic.h"
 #include "es_cfg.h"
 #include "es_chip.h"
+#include "es_fmt.h"
 #include "es_model.h"
+#include "es_proc.h"
 #include "es_stats.h"
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "test_check.h"
 
@@ -235,6 +243,102 @@ static void t5_stats(void)
     CHECK(es_percentile(v, 0, 50) == 0, "empty");
 }
 
+static int exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static void touch(const char *p)
+{
+    FILE *f = fopen(p, "w");
+    if (f) fclose(f);
+}
+
+static void t6_reports_and_stops(void)
+{
+    /* 6.1 byte sizes in the unit that fits, decimal */
+    static const struct { double b; const char *want; } sz[] = {
+        {0, "0 bytes"}, {999, "999 bytes"}, {1000, "1.0 KB"}, {33499, "33.5 KB"}, {999949, "999.9 KB"},
+        {999950, "1.0 MB"}, {1552457, "1.6 MB"}, {9137000000.0, "9.137 GB"}};
+    for (size_t i = 0; i < sizeof sz / sizeof *sz; i++) {
+        char b[32];
+        CHECK(!strcmp(es_fmt_bytes(b, sizeof b, sz[i].b), sz[i].want), "%.0f bytes: '%s', want '%s'", sz[i].b, b, sz[i].want);
+    }
+    /* 6.2 where cJSON stopped, and why: the limit is CJSON_NESTING_LIMIT (1000) levels */
+    char why[160], text[2100];
+    const char *bad = "{\n \"a\": tru }";
+    es_json_error_at(bad, strlen(bad), bad + 8, why, sizeof why);
+    CHECK(!strcmp(why, "malformed JSON at line 2, column 7"), "%s", why);
+    int k = snprintf(text, sizeof text, "{\"s\": \"{[\\\"\",\n \"d\": ");
+    for (int i = 0; i < 1000; i++) text[k++] = '[';
+    text[k] = 0;
+    es_json_error_at(text, (size_t)k, text + k - 1, why, sizeof why); /* the 1000th array: level 1001 */
+    CHECK(!strcmp(why, "JSON nested more than 1000 levels deep (the reader's limit) at line 2, column 1006"), "%s", why);
+    es_json_error_at(text, (size_t)k, text + k - 2, why, sizeof why); /* level 1000 is allowed */
+    CHECK(!strcmp(why, "malformed JSON at line 2, column 1005"), "%s", why);
+
+    /* 6.3 a process stopped by SIGTERM removes what it registered (series, files, then the folder,
+     * after killing its registered child), and ends by the signal; what it dropped stays, and so do
+     * the entries of its parent */
+    char dir[] = "/tmp/test_core-XXXXXX", p[256];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    int before[8]; /* entries the child's own would not reuse first */
+    for (int i = 0; i < 8; i++) {
+        snprintf(p, sizeof p, "%s/absent%d", dir, i);
+        before[i] = es_cleanup_add(p, 0);
+    }
+    snprintf(p, sizeof p, "%s/parent.tmp", dir);
+    touch(p);
+    int parent_entry = es_cleanup_add(p, 0);
+    CHECK(parent_entry >= 0, "register");
+    pid_t child = fork();
+    if (child == 0) {
+        es_cleanup_install();
+        char q[256];
+        snprintf(q, sizeof q, "%s/sub", dir);
+        mkdir(q, 0755);
+        es_cleanup_add(q, 1);
+        for (int i = 0; i < 12; i++) {
+            snprintf(q, sizeof q, "%s/sub/%d.log", dir, i);
+            touch(q);
+        }
+        snprintf(q, sizeof q, "%s/sub", dir);
+        es_cleanup_add_series(q, 12, ".log");
+        snprintf(q, sizeof q, "%s/kept", dir);
+        touch(q);
+        es_cleanup_drop(es_cleanup_add(q, 0));
+        snprintf(q, sizeof q, "%s/t.json.tmp", dir);
+        touch(q);
+        es_cleanup_add(q, 0);
+        pid_t grandchild = fork();
+        if (grandchild == 0) { /* killed by the handler; alarm only bounds a broken one */
+            alarm(20);
+            pause();
+            _exit(0);
+        }
+        es_cleanup_add_pid(grandchild);
+        raise(SIGTERM);
+        _exit(3); /* not reached */
+    }
+    int st = 0;
+    waitpid(child, &st, 0);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "the stopped process ended by SIGTERM (status %d)", st);
+    snprintf(p, sizeof p, "%s/sub", dir);
+    CHECK(!exists(p), "the registered folder and its series are gone");
+    snprintf(p, sizeof p, "%s/t.json.tmp", dir);
+    CHECK(!exists(p), "the registered file is gone");
+    snprintf(p, sizeof p, "%s/kept", dir);
+    CHECK(exists(p), "a dropped entry stays");
+    remove(p);
+    snprintf(p, sizeof p, "%s/parent.tmp", dir);
+    CHECK(exists(p), "the parent's entry is not the child's to remove");
+    es_cleanup_drop(parent_entry);
+    for (int i = 0; i < 8; i++) es_cleanup_drop(before[i]);
+    remove(p);
+    CHECK(rmdir(dir) == 0, "nothing else was left in %s", dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -248,6 +352,7 @@ int main(int argc, char **argv)
     t3_chip();
     t4_analytic();
     t5_stats();
+    t6_reports_and_stops();
     printf("%d passed, %d failed\n", passes, fails);
     return fails ? 1 : 0;
 }

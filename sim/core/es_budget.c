@@ -19,6 +19,9 @@ static int lookup(const cJSON *sum, const char *budgets, const char *metric, con
         node = cJSON_IsObject(node) ? cJSON_GetObjectItemCaseSensitive(node, part) : NULL;
         if (!node) return es_fail(e, "%s: metric '%s': %s's summary has no '%s'", budgets, metric, what, part);
     }
+    if (cJSON_IsNull(node)) /* a figure the run does not define: a decode rate with one token per stream */
+        return es_fail(e, "%s: metric '%s': %s's summary holds null there: the run does not define it (README: "
+                          "JSON output)", budgets, metric, what);
     if (!cJSON_IsNumber(node))
         return es_fail(e, "%s: metric '%s': %s's summary holds %s there, not a number", budgets, metric, what,
                        cJSON_IsObject(node) ? "an object" : "no number");

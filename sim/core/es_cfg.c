@@ -31,6 +31,27 @@ static int find_duplicate(const cJSON *n, const char *prefix, char *out, size_t 
     return 0;
 }
 
+void es_json_error_at(const char *text, size_t len, const char *at, char *out, size_t n)
+{
+    int line = 1, col = 1, depth = 0, in_str = 0, esc = 0;
+    const char *stop = at && at >= text && at <= text + len ? at : text + len;
+    for (const char *p = text; p < stop; p++) {
+        if (*p == '\n') { line++; col = 1; } else col++;
+        if (in_str) { /* brackets inside strings do not nest */
+            if (esc) esc = 0;
+            else if (*p == '\\') esc = 1;
+            else if (*p == '"') in_str = 0;
+        } else if (*p == '"') in_str = 1;
+        else if (*p == '[' || *p == '{') depth++;
+        else if (*p == ']' || *p == '}') depth--;
+    }
+    if (!in_str && depth >= CJSON_NESTING_LIMIT && stop < text + len && (*stop == '[' || *stop == '{'))
+        snprintf(out, n, "JSON nested more than %d levels deep (the reader's limit) at line %d, column %d",
+                 CJSON_NESTING_LIMIT, line, col);
+    else
+        snprintf(out, n, "malformed JSON at line %d, column %d", line, col);
+}
+
 int es_cfg_parse(es_cfg *c, const char *label, const char *text, es_err *e)
 {
     memset(c, 0, sizeof *c);
@@ -38,12 +59,9 @@ int es_cfg_parse(es_cfg *c, const char *label, const char *text, es_err *e)
     const char *end = NULL;
     c->root = cJSON_ParseWithOpts(text, &end, 1);
     if (!c->root) {
-        int line = 1, col = 1;
-        const char *at = end ? end : cJSON_GetErrorPtr();
-        for (const char *p = text; at && p < at && *p; p++) {
-            if (*p == '\n') { line++; col = 1; } else col++;
-        }
-        return es_fail(e, "%s: malformed JSON at line %d, column %d", label, line, col);
+        char why[160];
+        es_json_error_at(text, strlen(text), end ? end : cJSON_GetErrorPtr(), why, sizeof why);
+        return es_fail(e, "%s: %s", label, why);
     }
     if (!cJSON_IsObject(c->root)) {
         cJSON_Delete(c->root);

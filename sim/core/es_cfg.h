@@ -23,6 +23,10 @@ int es_cfg_load(es_cfg *c, const char *path, es_err *e);
 /* Parse JSON text; `label` stands in for the file name in errors. */
 int es_cfg_parse(es_cfg *c, const char *label, const char *text, es_err *e);
 void es_cfg_free(es_cfg *c);
+/* Why cJSON stopped at `at` in text[0..len): "JSON nested more than 1000 levels deep (the
+ * reader's limit) at line L, column C" when an array or object opened past the limit (cJSON's
+ * CJSON_NESTING_LIMIT), else "malformed JSON at line L, column C". */
+void es_json_error_at(const char *text, size_t len, const char *at, char *out, size_t n);
 
 /* Set an existing key to {"value": v, "source": source}; v is parsed as JSON,
  * else taken as a string. */

@@ -4,9 +4,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include "es_db.h"
 #include <sqlite3.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -115,14 +117,48 @@ static int db_err(es_db *db, const char *what, es_err *e)
     return es_fail(e, "%s: %s: %s", db->path, what, sqlite3_errmsg(db->h));
 }
 
+/* The folder holding path ("." for a bare name). */
+static void folder_of(const char *path, char *dir, size_t n)
+{
+    snprintf(dir, n, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, n, ".");
+    else slash[slash == dir] = 0; /* "/x": the root */
+}
+
+/* A database is written in place and SQLite writes its journal (PATH-wal, PATH-shm) beside it: a
+ * file or folder that cannot be written (a read-only mount, no permission) is said so before
+ * SQLite opens it read-only and fails at its first write with a message about something else. */
+static int check_writable(const char *path, es_err *e)
+{
+    char dir[1024];
+    folder_of(path, dir, sizeof dir);
+    if (access(path, F_OK) == 0 && access(path, W_OK) != 0)
+        return es_fail(e, "%s: cannot be written (%s): etchsim writes into this database; give a writable path",
+                       path, strerror(errno));
+    if (access(dir, W_OK) != 0) {
+        if (errno == ENOENT) return es_fail(e, "%s: cannot create the database: no folder %s", path, dir);
+        return es_fail(e, "%s: cannot be written: its folder %s is not writable (%s), and SQLite writes the "
+                          "database's journal there; give a writable path", path, dir, strerror(errno));
+    }
+    return 0;
+}
+
 int es_db_open(es_db **out, const char *path, es_err *e)
 {
     *out = NULL;
+    if (check_writable(path, e)) return -1;
     es_db *db = calloc(1, sizeof *db);
     if (!db) return es_fail(e, "%s: out of memory", path);
     snprintf(db->path, sizeof db->path, "%s", path);
     if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
         es_fail(e, "%s: cannot open database: %s", path, db->h ? sqlite3_errmsg(db->h) : "?");
+        es_db_close(db);
+        return -1;
+    }
+    if (sqlite3_db_readonly(db->h, "main") == 1) { /* SQLite fell back to reading: the file refused writing */
+        es_fail(e, "%s: cannot be written (read-only: SQLite could open it only for reading): etchsim writes into "
+                   "this database; give a writable path", path);
         es_db_close(db);
         return -1;
     }
@@ -505,9 +541,15 @@ int es_db_fail_run(es_db *db, int64_t run_id, const char *error, es_err *e)
     return rc ? db_err(db, "mark the run failed", e) : 0;
 }
 
-int es_db_read_summary(const char *path, int64_t run_id, int64_t *id, char **command, char **summary, es_err *e)
+/* 0 when h reads: its schema can be listed */
+static int probe(sqlite3 *h)
 {
-    *command = *summary = NULL;
+    return sqlite3_exec(h, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+int es_db_open_read(const char *path, sqlite3 **out, es_err *e)
+{
+    *out = NULL;
     sqlite3 *h = NULL;
     if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         es_fail(e, "%s: cannot open the database: %s", path, h ? sqlite3_errmsg(h) : "?");
@@ -515,6 +557,51 @@ int es_db_read_summary(const char *path, int64_t run_id, int64_t *id, char **com
         return -1;
     }
     sqlite3_busy_timeout(h, 5000);
+    if (probe(h) == 0) {
+        *out = h;
+        return 0;
+    }
+    int code = sqlite3_errcode(h);
+    char why[256];
+    snprintf(why, sizeof why, "%s", sqlite3_errmsg(h));
+    sqlite3_close(h);
+    h = NULL;
+    char dir[1024], wal[1100];
+    folder_of(path, dir, sizeof dir);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    struct stat st;
+    int wal_data = stat(wal, &st) == 0 && st.st_size > 0;
+    if (code == SQLITE_NOTADB) return es_fail(e, "%s: not an SQLite database", path);
+    if (access(dir, W_OK) == 0) return es_fail(e, "%s: cannot read the database: %s", path, why);
+    /* a write-ahead-log database in a folder that cannot be written: SQLite cannot make PATH-shm to
+     * read it. Nothing can change it there, so it is read as immutable, unless PATH-wal holds writes
+     * not merged into it yet (they would be missed). */
+    if (wal_data)
+        return es_fail(e, "%s: cannot be read here: its folder %s is not writable and %s holds writes not yet "
+                          "merged into the database (open it once where it can be written)", path, dir, wal);
+    char uri[3400];
+    size_t k = (size_t)snprintf(uri, sizeof uri, "file:%s", path[0] == '/' ? "//" : "");
+    for (const unsigned char *p = (const unsigned char *)path; *p && k + 4 < sizeof uri; p++) {
+        if (*p == '%' || *p == '?' || *p == '#' || *p <= ' ' || *p >= 0x7f) k += (size_t)snprintf(uri + k, 4, "%%%02X", *p);
+        else uri[k++] = (char)*p;
+    }
+    snprintf(uri + k, sizeof uri - k, "?immutable=1");
+    if (sqlite3_open_v2(uri, &h, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK || probe(h)) {
+        int notadb = h && sqlite3_errcode(h) == SQLITE_NOTADB;
+        es_fail(e, notadb ? "%s: not an SQLite database" : "%s: cannot read the database: %s", path,
+                h ? sqlite3_errmsg(h) : why);
+        sqlite3_close(h);
+        return -1;
+    }
+    *out = h;
+    return 0;
+}
+
+int es_db_read_summary(const char *path, int64_t run_id, int64_t *id, char **command, char **summary, es_err *e)
+{
+    *command = *summary = NULL;
+    sqlite3 *h = NULL;
+    if (es_db_open_read(path, &h, e)) return -1;
     sqlite3_stmt *st = NULL;
     const char *sql = run_id > 0 ? "SELECT id, status, command, summary FROM runs WHERE id = ?"
                                  : "SELECT id, status, command, summary FROM runs WHERE status = 'complete' ORDER BY id DESC LIMIT 1";

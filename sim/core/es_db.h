@@ -60,7 +60,10 @@ typedef struct es_run_info {
 } es_run_info;
 
 typedef struct es_db es_db;
+struct sqlite3;
 
+/* Open (or create) a database to write: a file, or a folder for its journal, that cannot be written
+ * (a read-only mount, no permission) is an error saying so, naming the path. */
 int es_db_open(es_db **db, const char *path, es_err *e);
 void es_db_close(es_db *db);
 int es_db_begin_run(es_db *db, const es_run_info *ri, int64_t *run_id, es_err *e);
@@ -91,6 +94,12 @@ int es_db_put_sweep_point(es_db *db, int64_t point, const char *params, int64_t 
                           double wall_s, es_err *e);
 /* Run SQL (BEGIN, COMMIT, ...) on db. */
 int es_db_exec(es_db *db, const char *sql, es_err *e);
+
+/* Open the database at path for reading only (*h, sqlite3_close it). A write-ahead-log database in
+ * a folder this process cannot write (a read-only mount) is read as immutable, as SQLite cannot make
+ * its PATH-shm there, unless PATH-wal holds writes not merged yet (an error saying so). Errors name
+ * the file: missing, not an SQLite database, unreadable. */
+int es_db_open_read(const char *path, struct sqlite3 **h, es_err *e);
 
 /* Read the summary (the `--json` object) of a complete run from the database at
  * path, opened read-only: run_id > 0 that run, else the newest complete one. Fills

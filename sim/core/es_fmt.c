@@ -1,6 +1,7 @@
 /* es_fmt: the weight-format registry (see es_fmt.h). */
 #include "es_fmt.h"
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *names[ES_Q_COUNT] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q3_k", "q6_k",
@@ -93,3 +94,12 @@ int64_t es_q_sub_elems(const es_qfmt *f)
     }
 }
 
+
+const char *es_fmt_bytes(char *buf, size_t n, double b)
+{
+    if (b < 999.5) snprintf(buf, n, "%.0f bytes", b);
+    else if (b < 999.95e3) snprintf(buf, n, "%.1f KB", b / 1e3);
+    else if (b < 999.95e6) snprintf(buf, n, "%.1f MB", b / 1e6);
+    else snprintf(buf, n, "%.3f GB", b / 1e9);
+    return buf;
+}

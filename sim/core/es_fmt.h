@@ -1,9 +1,11 @@
 /* es_fmt: the weight-format registry: every format's name, block, bytes
  * and bits, the one source of truth that timing, area, energy (es_chip's
  * weights.*), ROM images and the references (weights/es_quant.h, which
- * quantizes and decodes them) all read. Layouts are in es_quant.h. */
+ * quantizes and decodes them) all read. Layouts are in es_quant.h. Also the
+ * byte-size text the reports share (es_fmt_bytes). */
 #ifndef ES_FMT_H
 #define ES_FMT_H
+#include <stddef.h>
 #include <stdint.h>
 #include "es_err.h"
 #ifdef __cplusplus
@@ -42,6 +44,10 @@ int64_t es_q_row_bytes(const es_qfmt *f, int64_t n, es_err *e);
 /* Elements per scale (a sub-block): 16 for q3_k, q6_k and nvfp4; 32 for q4_k,
  * q5_k, q8_0, q4_0 and mxfp4; the group for int3/int6; 0 for the float formats. */
 int64_t es_q_sub_elems(const es_qfmt *f);
+
+/* A byte count in the unit that fits it, decimal as disk sizes are: "812 bytes", "33.5 KB",
+ * "4.2 MB", "9.137 GB". Writes into buf (32 bytes are enough) and returns it. */
+const char *es_fmt_bytes(char *buf, size_t n, double bytes);
 
 #ifdef __cplusplus
 }

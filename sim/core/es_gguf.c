@@ -191,7 +191,16 @@ int es_gguf_open(es_gguf *g, const char *path, es_err *e)
     unsigned char magic[4];
     uint32_t version = 0;
     uint64_t nt, nk;
-    if (rd_bytes(r, magic, 4) || memcmp(magic, "GGUF", 4)) { es_fail(e, "%s: not a GGUF file (bad magic)", path); goto out; }
+    /* the header: magic, version, tensor count and metadata count */
+    if (g->size == 0) { es_fail(e, "%s: empty file (0 bytes); expected a GGUF file", path); goto out; }
+    if (g->size >= 4 && (rd_bytes(r, magic, 4) || memcmp(magic, "GGUF", 4))) {
+        es_fail(e, "%s: not a GGUF file (it does not begin with \"GGUF\")", path);
+        goto out;
+    }
+    if (g->size < 24) {
+        es_fail(e, "%s: %lld bytes, too short for a GGUF file (its header alone is 24 bytes)", path, (long long)g->size);
+        goto out;
+    }
     if (rd_u32(r, &version) || version != 3) { es_fail(e, "%s: GGUF version %u (expected 3)", path, version); goto out; }
     if (rd_u64(r, &nt) || rd_u64(r, &nk)) { es_fail(e, "%s: truncated header", path); goto out; }
     if (nt > MAX_ENTRIES || nk > MAX_ENTRIES) {

@@ -516,7 +516,7 @@ int es_model_load(es_model *m, const char *spec, es_err *e)
 {
     memset(m, 0, sizeof *m);
     if (es_resolve(spec, "llm", "config.json", m->path, sizeof m->path, e)) return -1;
-    if (es_gguf_is_gguf(m->path)) {
+    if (es_gguf_is_gguf(m->path) || es_ends_with(m->path, ".gguf")) { /* an empty .gguf is not JSON either */
         int rc = load_gguf(m, e);
         if (rc) es_model_free(m);
         return rc;

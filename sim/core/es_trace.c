@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "es_trace.h"
 #include "es_fs.h"
+#include "es_proc.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 struct es_trace {
     FILE *f;
     char path[1024], tmp[1040];
+    int cleanup;              /* tmp's es_cleanup entry: a stopped run removes it */
     double ns_per_cycle;
     double start_ns, end_ns;  /* window; end < 0: open */
     int tracks;
@@ -33,9 +35,11 @@ int es_trace_open(es_trace **out, const char *path, double clock_hz, double star
         free(t);
         return -1;
     }
+    t->cleanup = es_cleanup_add(t->tmp, 0);
     t->f = fopen(t->tmp, "w");
     if (!t->f) {
         es_fail(e, "%s: cannot write the trace: %s", t->tmp, strerror(errno));
+        es_cleanup_drop(t->cleanup);
         free(t);
         return -1;
     }
@@ -152,6 +156,7 @@ int es_trace_close(es_trace *t, int finished, es_err *e)
         rc = es_fail(e, "%s: cannot move the trace into place: %s", t->path, strerror(errno));
         remove(t->tmp);
     }
+    es_cleanup_drop(t->cleanup); /* renamed into place or removed */
     free(t->flowing);
     free(t);
     return rc;

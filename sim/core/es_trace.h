@@ -8,7 +8,8 @@
  *
  * Events are written as they happen (memory stays flat) to PATH.tmp, which
  * es_trace_close renames to PATH only for a run that finished: a killed or
- * failed run never leaves a trace that looks complete. Times are simulated:
+ * failed run never leaves a trace that looks complete, and one stopped by
+ * SIGINT, SIGTERM or SIGHUP removes PATH.tmp too (es_cleanup, es_proc.h). Times are simulated:
  * cycles at the chip's clock, written in microseconds with nanosecond
  * resolution. A window [start_ns, end_ns] keeps only the events that overlap it. */
 #ifndef ES_TRACE_H

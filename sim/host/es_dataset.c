@@ -10,6 +10,7 @@
  * line is bad and reading resumes at the next. */
 #define _POSIX_C_SOURCE 200809L
 #include "es_dataset.h"
+#include "es_cfg.h"
 #include "es_fs.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -340,8 +341,13 @@ static int jsonl_next(es_dataset *d, es_record *rec, char *reason, size_t rn, es
         const char *end = NULL;
         d->json = cJSON_ParseWithLengthOpts(d->buf, d->buf_len, &end, 0);
         if (!cJSON_IsObject(d->json)) {
-            snprintf(reason, rn, "line %lld: %s", (long long)start_line,
-                     d->json ? "not a JSON object" : "malformed JSON");
+            char why[160] = "not a JSON object";
+            if (!d->json) {
+                es_json_error_at(d->buf, d->buf_len, end, why, sizeof why);
+                char *at = strstr(why, " at line"); /* the record's line is named instead */
+                if (at) *at = 0;
+            }
+            snprintf(reason, rn, "line %lld: %s", (long long)start_line, why);
             return ES_REC_BAD;
         }
         /* one object per line: anything after it but blanks (a second object) is not dropped silently */

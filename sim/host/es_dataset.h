@@ -44,6 +44,9 @@ size_t es_utf8_seq(const char *s, size_t n);
  * categories, merchant, merchant category, amount, time, location), about
  * 3% of them anomalous, deterministic from seed, written as RFC 4180 CSV. */
 int es_demo_write(const char *path, int64_t n, uint64_t seed, es_err *e);
+/* The same into a file of folder dir that has no name (O_TMPFILE; else one removed as soon as it
+ * is made), open for reading at its start in *fd: nothing is left on disk however the process ends. */
+int es_demo_open_unlinked(const char *dir, int64_t n, uint64_t seed, int *fd, es_err *e);
 
 #ifdef __cplusplus
 }

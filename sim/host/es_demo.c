@@ -1,4 +1,4 @@
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* O_TMPFILE */
 /* es_demo: the demo dataset of card transactions (see es_dataset.h).
  * 500 customers, each with a home city and three usual merchant categories
  * drawn from everyday ones. 97% of transactions are in a usual category at
@@ -8,12 +8,17 @@
  * Merchant names include commas, quotes and accents, so the CSV needs
  * RFC 4180 quoting. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 #include "es_dataset.h"
 #include "es_fs.h"
+#include "es_proc.h"
 
 static uint64_t next(uint64_t *s)
 {
@@ -68,14 +73,9 @@ static void csv_field(FILE *f, const char *s, int last)
  * digits, the timestamp, the longest city, category list, merchant and amount), quoted. */
 #define DEMO_ROW_MAX 320
 
-int es_demo_write(const char *path, int64_t n, uint64_t seed, es_err *e)
+/* Room for n rows in folder dir: a large --records fails at once instead of filling the disk. */
+static int check_room(const char *dir, const char *path, int64_t n, es_err *e)
 {
-    /* room for the whole file first: a large --records fails at once instead of filling the disk */
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
-    else snprintf(dir, sizeof dir, ".");
     struct statvfs fs;
     if (statvfs(dir, &fs) == 0) {
         double need = (double)n * DEMO_ROW_MAX, have = (double)fs.f_bavail * (double)fs.f_frsize;
@@ -83,11 +83,12 @@ int es_demo_write(const char *path, int64_t n, uint64_t seed, es_err *e)
             return es_fail(e, "%s: %lld records need up to %.3g GB; %s has %.3g GB free", path, (long long)n, need / 1e9,
                            dir, have / 1e9);
     }
-    if (es_check_output(path, "the dataset", e)) return -1;
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return es_fail(e, "%s: cannot create: %s", tmp, strerror(errno));
+    return 0;
+}
+
+/* The header and n rows into f; 0, or -1 when a write failed (errno). f is closed either way. */
+static int write_rows(FILE *f, int64_t n, uint64_t seed)
+{
     fputs("txn_id,timestamp,customer_id,customer_home_city,customer_usual_categories,merchant,"
           "merchant_category,amount_usd,city\n", f);
     uint64_t s = seed;
@@ -126,15 +127,74 @@ int es_demo_write(const char *path, int64_t n, uint64_t seed, es_err *e)
         csv_field(f, city, 1);
         if ((i & 4095) == 4095 && ferror(f)) break; /* the disk filled after all: stop */
     }
-    if (ferror(f) | fclose(f)) {
+    return (ferror(f) | fclose(f)) ? -1 : 0;
+}
+
+int es_demo_write(const char *path, int64_t n, uint64_t seed, es_err *e)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+    else snprintf(dir, sizeof dir, ".");
+    if (check_room(dir, path, n, e)) return -1;
+    if (es_check_output(path, "the dataset", e)) return -1;
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int cleanup = es_cleanup_add(tmp, 0); /* a stopped write leaves no PATH.tmp */
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        es_cleanup_drop(cleanup);
+        return es_fail(e, "%s: cannot create: %s", tmp, strerror(errno));
+    }
+    int rc = 0;
+    if (write_rows(f, n, seed)) {
         int err = errno;
         remove(tmp);
-        return es_fail(e, "%s: write failed: %s", path, strerror(err));
-    }
-    if (rename(tmp, path)) {
+        rc = es_fail(e, "%s: write failed: %s", path, strerror(err));
+    } else if (rename(tmp, path)) {
         int err = errno;
         remove(tmp);
-        return es_fail(e, "%s: cannot rename %s into place: %s", path, tmp, strerror(err));
+        rc = es_fail(e, "%s: cannot rename %s into place: %s", path, tmp, strerror(err));
     }
+    es_cleanup_drop(cleanup);
+    return rc;
+}
+
+int es_demo_open_unlinked(const char *dir, int64_t n, uint64_t seed, int *fd_out, es_err *e)
+{
+    *fd_out = -1;
+    if (check_room(dir, dir, n, e)) return -1;
+    /* O_TMPFILE: a file that never has a name; else a named one, removed at once */
+    int fd = open(dir, O_TMPFILE | O_RDWR, 0600);
+    if (fd < 0) {
+        char name[1100];
+        if (snprintf(name, sizeof name, "%s/etchsim-demo-XXXXXX", dir) >= (int)sizeof name)
+            return es_fail(e, "%s: folder path too long for the demo dataset", dir);
+        sigset_t stop, old; /* no signal between making the name and removing it */
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGHUP);
+        sigprocmask(SIG_BLOCK, &stop, &old);
+        fd = mkstemp(name);
+        if (fd >= 0) unlink(name);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        if (fd < 0) return es_fail(e, "%s: cannot create the demo dataset there: %s", dir, strerror(errno));
+    }
+    int fd2 = dup(fd);
+    FILE *f = fd2 >= 0 ? fdopen(fd2, "wb") : NULL;
+    if (!f) {
+        int err = errno;
+        if (fd2 >= 0) close(fd2);
+        close(fd);
+        return es_fail(e, "%s: cannot write the demo dataset: %s", dir, strerror(err));
+    }
+    if (write_rows(f, n, seed) || lseek(fd, 0, SEEK_SET) != 0) {
+        int err = errno;
+        close(fd);
+        return es_fail(e, "%s: cannot write the demo dataset: %s", dir, strerror(err));
+    }
+    *fd_out = fd;
     return 0;
 }

@@ -14,6 +14,7 @@
 #include "es_ctx.h"
 #include "es_fs.h"
 #include "es_head.h"
+#include "es_proc.h"
 #include "es_host.h"
 #include "es_link.h"
 #include "es_stack.h"
@@ -320,16 +321,19 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     struct VcdFile {
         sc_core::sc_trace_file *tf = nullptr;
         std::string tmp, path;
+        int cleanup = -1; /* a run stopped by a signal removes PATH.tmp.vcd */
         ~VcdFile()
         {
             if (tf) sc_core::sc_close_vcd_trace_file(tf);
             if (!tmp.empty()) std::remove((tmp + ".vcd").c_str());
+            es_cleanup_drop(cleanup);
         }
     } vf;
     if (!w.vcd_path.empty()) {
         if (es_check_output(w.vcd_path.c_str(), "a VCD trace", e)) return -1;
         vf.path = w.vcd_path;
         vf.tmp = w.vcd_path + ".tmp";
+        vf.cleanup = es_cleanup_add((vf.tmp + ".vcd").c_str(), 0);
     }
     Chip chip(ctx, !vf.path.empty());
     if (chip.vcd) {
@@ -419,6 +423,7 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
                 r.step_total += step;
             }
         }
+        for (const auto &kv : sc.inter) r.decode_intervals += kv.second;
         r.lat_p50_ns = percentile_counts(sc.inter, 50);
         r.lat_p99_ns = percentile_counts(sc.inter, 99);
     }

@@ -94,6 +94,8 @@ struct RunResult {
     double tokens_per_s = 0;             // all output tokens / simulated time
     double ttft_ns = 0, ttft_max_ns = 0; // mean and worst time to first token
     double lat_p50_ns = 0, lat_p99_ns = 0; // inter-token latency after the first token
+    int64_t decode_intervals = 0;        // tokens after their stream's first; 0 (one token each): the
+                                         // decode rate and token latencies are undefined (JSON null)
     double seq_ns_per_token = 0;         // mean over streams of (done - submit) / tokens
     double total_j = 0;                  // card energy of the run
     double dynamic_j = 0;                // events x energy / VR efficiency
