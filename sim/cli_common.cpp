@@ -1,6 +1,8 @@
 // cli_common: see cli_common.h.
 #include "cli_common.h"
 #include "cli_rom.h"
+#include "es_recipe.h"
+#include "es_rom.h"
 #include <cstring>
 
 namespace es {
@@ -12,7 +14,7 @@ Loaded::~Loaded()
 }
 
 int load(const std::string &model, const std::string &chip, const std::vector<std::string> &sets,
-         const std::string &rom, Loaded &L, es_err *e)
+         const std::string &rom, const std::string &recipe, Loaded &L, es_err *e)
 {
     if (es_model_load(&L.m, model.c_str(), e)) return -1;
     L.have_m = true;
@@ -20,8 +22,40 @@ int load(const std::string &model, const std::string &chip, const std::vector<st
     for (auto &s : sets) sv.push_back(s.c_str());
     if (es_chip_load(&L.c, chip.c_str(), sv.data(), (int)sv.size(), e)) return -1;
     L.have_c = true;
-    if (!rom.empty() && es_apply_rom(rom.c_str(), &L.c, &L.m, e)) return -1;
-    return es_chip_check_fit(&L.c, &L.m, e);
+    L.formats = "chip weights.*";
+    if (!rom.empty()) {
+        if (!recipe.empty()) return es_fail(e, "--recipe %s with --rom %s: the image fixes the formats", recipe.c_str(), rom.c_str());
+        if (es_apply_rom(rom.c_str(), &L.c, &L.m, e)) return -1;
+        L.formats = "ROM image " + rom;
+    } else if (!recipe.empty()) {
+        es_recipe r;
+        if (es_recipe_load(&r, recipe.c_str(), e)) return -1;
+        int rc = es_rom_apply_recipe(&r, &L.c, &L.m, e);
+        L.formats = std::string("recipe ") + r.name + " (" + r.path + ")";
+        es_recipe_free(&r);
+        if (rc) return -1;
+    }
+    if (es_chip_check_fit(&L.c, &L.m, e)) {
+        if (!rom.empty() || recipe.empty()) return -1;
+        char msg[sizeof e->msg];
+        std::snprintf(msg, sizeof msg, "%s", e->msg);
+        return es_fail(e, "%s (weights in the formats of %s)", msg, L.formats.c_str());
+    }
+    return 0;
+}
+
+std::string timed_recipe(const std::string &recipe, bool functional, bool quantizes)
+{
+    if (!recipe.empty()) return recipe;
+    return functional && quantizes ? "hc1-mix" : "";
+}
+
+cJSON *formats_json(const Loaded &L, const std::string &rom, const std::string &recipe)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "from", !rom.empty() ? "rom" : !recipe.empty() ? "recipe" : "chip");
+    cJSON_AddStringToObject(j, "name", L.formats.c_str());
+    return j;
 }
 
 cJSON *area_json(const es_area &a)

@@ -18,14 +18,24 @@ struct Loaded {
     es_model m{};
     es_chip c{};
     bool have_m = false, have_c = false;
+    std::string formats; // which weight formats timing, area and energy follow: "chip weights.*",
+                         // "recipe NAME (PATH)" or "ROM image PATH"
     Loaded() = default;
     Loaded(const Loaded &) = delete;
     Loaded &operator=(const Loaded &) = delete;
     ~Loaded();
 };
 
+// Load model and chip (with --set overrides); then the weight formats timing, area and energy follow:
+// a ROM image's real bits (rom), a recipe's as an image built with it would hold them (recipe), or
+// else the chip's weights.* section; then the fit check.
 int load(const std::string &model, const std::string &chip, const std::vector<std::string> &sets,
-         const std::string &rom, Loaded &L, es_err *e);
+         const std::string &rom, const std::string &recipe, Loaded &L, es_err *e);
+// The recipe a command times: --recipe, else hc1-mix (es_func_datapath's default) when functional mode
+// quantizes --weights or --synthetic weights, else none (the chip's weights.*).
+std::string timed_recipe(const std::string &recipe, bool functional, bool quantizes);
+// The JSON of Loaded::formats: {"from": "chip"|"recipe"|"rom", "name": ...}.
+cJSON *formats_json(const Loaded &L, const std::string &rom, const std::string &recipe);
 cJSON *area_json(const es_area &a);
 // The power limit's figures (null without a limit): limit, window, time throttled, effective and lowest
 // clock, each window's average watts.

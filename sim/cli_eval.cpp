@@ -86,7 +86,9 @@ const char *HELP =
     "  --fidelity transaction|cycle  as for `etchsim run` (both batches)\n"
     "  --mode timing|functional  functional: the chip computes each record's output\n"
     "                         (needs a tokenizer and --rom, --weights or --synthetic)\n"
-    "  --weights F, --synthetic SEED, --recipe R   weights for functional mode, as for run\n"
+    "  --weights F, --synthetic SEED   weights for functional mode, as for run\n"
+    "  --recipe R             weight formats timed (and, in functional mode, how weights are\n"
+    "                         quantized), as for run\n"
     "  --labels A,B,...       functional: the verdict is the first label (in this order)\n"
     "                         the output contains, else 'other' (default FLAG,OK)\n"
     "  -h, --help             this text\n"
@@ -523,8 +525,10 @@ int parse_opts(int argc, char **argv, Opts &o)
             break;
         }
     }
-    if (!o.functional && (!o.weights.empty() || o.synthetic >= 0 || !o.recipe.empty()))
-        return usage("--weights, --synthetic and --recipe need --mode functional", nullptr);
+    if (!o.functional && (!o.weights.empty() || o.synthetic >= 0))
+        return usage("--weights and --synthetic need --mode functional", nullptr);
+    if (!o.recipe.empty() && !o.rom.empty())
+        return usage("give --recipe or --rom, not both (the image fixes the formats); got --recipe", o.recipe.c_str());
     if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
         return usage("--trace-window needs --trace", nullptr);
     return -1;
@@ -578,7 +582,9 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
             return -1;
         in.data = "/proc/self/fd/" + std::to_string(in.demo_fd);
     }
-    if (load(o.model, o.chip, o.sets, o.rom, in.L, e)) return -1;
+    if (load(o.model, o.chip, o.sets, o.rom, timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0),
+             in.L, e))
+        return -1;
     std::string tmpl_text = DEFAULT_TEMPLATE;
     if (!o.tmpl.empty() && !read_file(o.tmpl, "a text file (the prompt template)", tmpl_text, e)) return -1;
     if (!es_utf8_valid(tmpl_text.data(), tmpl_text.size())) /* as the rule: the prompt is UTF-8 text */
@@ -793,6 +799,8 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "chip", L.c.name);
     cJSON_AddStringToObject(j, "model", L.m.name);
+    cJSON_AddItemToObject(j, "weight_formats",
+                          formats_json(L, o.rom, timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0)));
     cJSON_AddStringToObject(j, "mode", in.dp ? "functional" : "timing");
     cJSON_AddStringToObject(j, "fidelity", o.cycle ? "cycle" : "transaction");
     cJSON_AddStringToObject(j, "rule", o.rule.c_str());
@@ -889,6 +897,7 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
         std::printf("  ESTIMATED: no tokenizer vocabulary, so token counts are guessed at 1 per 4 UTF-8 bytes;\n"
                     "  every figure marked [ESTIMATED] follows from them (scripts/fetch-vocab or --vocab F)\n");
     std::printf("  rule: \"%s\"\n", o.rule.c_str());
+    std::printf("  weight formats timed: %s\n", L.formats.c_str());
     std::printf("  data: %s\n", o.data.empty() ? ("demo, " + data.substr(6)).c_str() : data.c_str());
     std::printf("  %-34s %lld done, %lld skipped\n", "records", (long long)done, (long long)skipped);
     if (in.dp) {

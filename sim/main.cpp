@@ -77,13 +77,16 @@ const char *RUN_HELP =
     "                       process keys as process.KEY; repeatable\n"
     "  --rom FILE           a ROM image (etchsim rom build): area, energy and lane timing\n"
     "                       use its real bits and formats instead of the chip's weights.*\n"
+    "  --recipe NAME|PATH   weight formats (models/recipes): timing, area and energy follow them as\n"
+    "                       a ROM image built with it would hold them (default: the chip's weights.*;\n"
+    "                       in functional mode, also how --weights and --synthetic are quantized,\n"
+    "                       default hc1-mix there)\n"
     "  --mode timing|functional  timing (default): shapes only; functional: the units also\n"
     "                       compute real tokens with the chip's declared datapath (same cycles)\n"
     "  functional mode:\n"
     "  --weights FILE       weights (safetensors or GGUF) quantized in memory by --recipe\n"
     "  --synthetic SEED     synthetic weights quantized by --recipe\n"
     "                       (or --rom FILE: the image's own quantized weights)\n"
-    "  --recipe NAME|PATH   recipe for --weights and --synthetic (default hc1-mix)\n"
     "  --text T             the prompt as text (BOS first; sets --prompt to its token count);\n"
     "                       without it the prompt is --prompt token ids drawn from --seed\n"
     "  --vocab F            tokenizer (default: the model's GGUF or models/llm/NAME/tokenizer.tiktoken)\n"
@@ -219,9 +222,12 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
     if (o.cosim && (!o.functional || !o.cycle))
         return usage_error(cmd, "--rtl-cosim needs --mode functional and --fidelity cycle", nullptr);
     if (!o.functional && (o.have_text || !o.weights.empty() || o.synthetic >= 0 || !o.logits.empty() ||
-                          !o.recipe.empty() || !o.vocab.empty()))
-        return usage_error(cmd, "--text, --weights, --synthetic, --recipe, --vocab and --logits need --mode functional",
+                          !o.vocab.empty()))
+        return usage_error(cmd, "--text, --weights, --synthetic, --vocab and --logits need --mode functional",
                            nullptr);
+    if (!o.recipe.empty() && !o.rom.empty())
+        return usage_error(cmd, "give --recipe or --rom, not both (the image fixes the formats); got --recipe",
+                           o.recipe.c_str());
     if (o.have_text && o.prompt_given) return usage_error(cmd, "give --text or --prompt, not both", nullptr);
     if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
         return usage_error(cmd, "--trace-window needs --trace", nullptr);
@@ -308,7 +314,7 @@ int cmd_area(int argc, char **argv)
     if (rc >= 0) return rc;
     es_err e{};
     es::Loaded L;
-    if (es::load(o.model, o.chip, o.sets, o.rom, L, &e)) {
+    if (es::load(o.model, o.chip, o.sets, o.rom, "", L, &e)) {
         std::fprintf(stderr, "etchsim area: %s\n", e.msg);
         return 1;
     }
@@ -389,6 +395,9 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddStringToObject(j, "fidelity", o.cycle ? "cycle" : "transaction");
     cJSON_AddStringToObject(j, "chip", L.c.name);
     cJSON_AddStringToObject(j, "model", L.m.name);
+    cJSON_AddItemToObject(j, "weight_formats",
+                          es::formats_json(L, o.rom, es::timed_recipe(o.recipe, o.functional,
+                                                                      !o.weights.empty() || o.synthetic >= 0)));
     cJSON_AddNumberToObject(j, "prompt_tokens", (double)o.prompt);
     cJSON_AddNumberToObject(j, "generate_tokens", (double)o.gen);
     cJSON_AddNumberToObject(j, "streams", (double)o.streams);
@@ -505,6 +514,7 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
     const double ns = 1e9 / r.clock_hz;
     std::printf("etchsim run: %s on %s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out%s\n",
                 L.m.name, L.c.name, o.streams, o.prompt, o.gen, o.cycle ? ", cycle fidelity" : "");
+    std::printf("  weight formats timed: %s\n", L.formats.c_str());
     std::printf("  %-28s %14s %14s\n", "", "simulated", "analytic");
     /* one token per stream: no decode interval, so no decode rate or token latency ("-") */
     const bool dec = r.decode_intervals > 0, an_dec = o.gen > 1;
@@ -557,7 +567,8 @@ int cmd_run(int argc, char **argv)
     if (rc >= 0) return rc;
     es_err e{};
     es::Loaded L;
-    if (es::load(o.model, o.chip, o.sets, o.rom, L, &e)) {
+    const std::string timed = es::timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0);
+    if (es::load(o.model, o.chip, o.sets, o.rom, timed, L, &e)) {
         std::fprintf(stderr, "etchsim run: %s\n", e.msg);
         return 1;
     }

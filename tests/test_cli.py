@@ -921,7 +921,7 @@ def test_moe_functional():
                   "--vocab", vocab, "--generate", "10", "--logits"]
         a = json.loads(run("infer", *common, ra, "--json").stdout)
         j = json.loads(run("run", "--json", "--no-db", "--chip", os.path.join(DATA, "tiny-chip.json"), "--set",
-                           "tile.rom.rows=128", "--mode", "functional", "--recipe", "f32", *FP32_DATAPATH, *common,
+                           "tile.rom.rows=1024", *F32_HEAD_ROMS, "--mode", "functional", "--recipe", "f32", *FP32_DATAPATH, *common,
                            rb).stdout)
         expect(a["output_ids"] == j["functional"]["output_ids"], f"tokens {a['output_ids']} vs {j['functional']['output_ids']}")
         la, lb = json.load(open(ra)), json.load(open(rb))
@@ -1482,14 +1482,15 @@ def test_ssm_functional():
                   "--vocab", vocab, "--generate", "12", "--logits"]
         a = json.loads(run("infer", *common, ra, "--json").stdout)
         b = json.loads(run("run", "--json", "--no-db", "--chip", os.path.join(DATA, "tiny-chip.json"), "--mode",
-                           "functional", "--recipe", "f32", *FP32_DATAPATH, *common, rb).stdout)["functional"]
+                           "functional", "--recipe", "f32", *FP32_DATAPATH, "--set", "tile.rom.rows=256", *F32_HEAD_ROMS, *common,
+                           rb).stdout)["functional"]
         expect(a["output_ids"] == b["output_ids"], f"tokens: reference {a['output_ids']} datapath {b['output_ids']}")
         la, lb = json.load(open(ra)), json.load(open(rb))
         expect(len(la) == len(lb) == 16, f"{len(la)} / {len(lb)} logit rows")
         d = max(max(abs(x - y) for x, y in zip(p["logits"], q["logits"])) for p, q in zip(la, lb))
         expect(d <= 1e-4, f"SSM datapath differs from the reference by {d}")
     base = ["--json", "--no-db", *SSM, "--prompt", "20", "--generate", "12", "--streams", "5"]
-    t = run_json(*base)
+    t = run_json(*base, "--recipe", "hc1-mix")  # the formats the functional run quantizes to
     f = run_json(*base, "--mode", "functional", "--synthetic", "3")
     expect(t["cycles"] == f["cycles"] and t["energy_j"] == f["energy_j"], "functional SSM changed the timing")
     expect(f["functional"]["streams_agree"], "SSM streams disagree")
@@ -1737,6 +1738,44 @@ def test_rom_run_moves_area_energy():
         same_cycles(b, "with fp4 image")
         # an image made for another model is refused
         expect_error(["run", "--no-db", "--rom", mix], mix, "another model")
+
+
+def test_recipe_timing():
+    """run --recipe R times the model in R's formats as a ROM image built with R holds them: the same
+    cycles, energy (by event and by unit) and area as run --rom with that image, for three recipes
+    (f32 on a taller ROM); the recipes differ from each other; the output names the formats timed; a
+    functional run quantizing --synthetic weights by R times the same as timing mode with R; a recipe
+    the ROM cannot hold is refused naming it; --recipe with --rom is a usage error."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = ["--no-db", *TINY, "--prompt", "16", "--generate", "8"]
+        plain = run_json(*base)
+        expect(plain["weight_formats"]["from"] == "chip", f"no recipe: {plain['weight_formats']}")
+        got = {}
+        for recipe, extra in (("hc1-mix", []), ("fp4", []), ("f32", ["--set", "tile.rom.rows=400", "--set",
+                                                                   "head.embed_rom.rows=1024", "--set", "head.lm_rom.rows=129"])):
+            img = build_tiny(tmp, recipe, *extra)
+            a = run_json(*base, "--recipe", recipe, *extra)
+            b = run_json(*base, "--rom", img, *extra)
+            expect(a["weight_formats"]["from"] == "recipe" and f"recipe {recipe} (" in a["weight_formats"]["name"],
+                   f"{recipe}: {a['weight_formats']}")
+            expect(b["weight_formats"] == {"from": "rom", "name": "ROM image " + img}, f"{b['weight_formats']}")
+            for k in ("cycles", "energy_j", "energy_by_event_j", "energy_by_unit_j", "area_mm2", "area"):
+                expect(a[k] == b[k], f"{recipe}: {k}: --recipe {a[k]} --rom {b[k]}")
+            got[recipe] = a
+            if recipe == "fp4":
+                f = run_json(*base, "--recipe", recipe, "--mode", "functional", "--synthetic", "3")
+                for k in ("cycles", "energy_j", "area_mm2"):
+                    expect(f[k] == a[k], f"functional {k}: {f[k]}, timing {a[k]}")
+        # FP4 elements take two 3-bit cells, f32 eleven: more lane cycles; more ROM bits read
+        expect(got["fp4"]["cycles"] > got["hc1-mix"]["cycles"] and got["f32"]["cycles"] > got["fp4"]["cycles"],
+               f"cycles {[got[r]['cycles'] for r in got]}")
+        rom_j = lambda j: j["energy_by_event_j"]["rom_reads"]
+        expect(rom_j(got["hc1-mix"]) < rom_j(got["fp4"]) < rom_j(got["f32"]), f"ROM energy {[rom_j(got[r]) for r in got]}")
+        p = run("run", *base)
+        expect("weight formats timed: chip weights.*" in p.stdout, p.stdout)
+        expect_error(["run", *base, "--recipe", "f32"], "rom.rows", "cannot hold", "recipe f32")
+        expect_error(["run", *base, "--recipe", "fp4", "--rom", os.path.join(tmp, "fp4.rom")], "--recipe", "--rom",
+                     code=2)
 
 
 def test_rom_build_output_not_a_file():
@@ -2703,6 +2742,9 @@ def test_rom_partial_blocks():
 
 FP32_DATAPATH = ["--set", "tile.lanes.activation_format=fp32", "--set", "kv.element_bits=32",
                  "--set", "kv.element_format=fp32", "--set", "link.elem_bits=32"]
+# the tiny chip's embedding and LM-head ROMs tall enough for a 1024-token vocabulary in f32 (timing follows
+# the recipe, and a chip must hold its weights)
+F32_HEAD_ROMS = ["--set", "head.embed_rom.rows=1024", "--set", "head.lm_rom.rows=256"]
 
 
 def test_functional_run():
@@ -2735,11 +2777,12 @@ def test_functional_run():
 
 def test_functional_timing_invariance():
     """The same run in timing and functional mode gives the same cycles, energy and unit
-    statistics; every stream of identical prompts produces the same tokens."""
+    statistics (both timing the recipe the functional run quantizes by); every stream of identical
+    prompts produces the same tokens."""
     model = stories()
     chip = os.path.join(DATA, "tiny-chip.json")
     base = ["--json", "--model", model, "--chip", chip, "--prompt", "40", "--generate", "12", "--streams", "9",
-            "--set", "tile.lanes.tokens_per_read=4"]
+            "--set", "tile.lanes.tokens_per_read=4", "--recipe", "hc1-mix"]  # the formats functional mode quantizes to
     with tempfile.TemporaryDirectory() as tmp:
         out = {}
         for mode in ["timing", "functional"]:
@@ -2801,7 +2844,7 @@ def test_eval_functional():
                 expect(r[3] == want, f"record {r[0]}: verdict {r[3]} for {r[2]!r}")
             out[name] = (j, [r[2] for r in rows])
         expect(out["shared"][1] == out["plain"][1], "outputs depend on prefix sharing")
-        t = json.loads(run(*base, "--no-db").stdout)
+        t = json.loads(run(*base, "--no-db", "--recipe", "hc1-mix").stdout)  # the formats functional mode used
         expect(t["batch_ns"] == out["shared"][0]["batch_ns"] and t["energy_j"] == out["shared"][0]["energy_j"],
                "functional eval changed the timing")
         expect("verdicts" not in t, "timing mode reports verdicts")

@@ -315,6 +315,28 @@ int es_rom_build_synthetic(const es_chip *c, const es_model *m, const es_recipe 
     return es_rom_build(c, m, r, synth_rows, &a, out, threads, cb, cb_arg, e);
 }
 
+int es_rom_apply_recipe(const es_recipe *r, es_chip *c, es_model *m, es_err *e)
+{
+    double used = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        es_tensor *t = &m->tensors[i];
+        es_qfmt f;
+        if (es_recipe_format(r, t, &f, e)) return -1;
+        int64_t rb = es_q_row_bytes(&f, es_q_padded(&f, t->cols), e);
+        if (rb < 0) return -1;
+        if (t->rows > 0 && rb > INT64_MAX / 8 / t->rows)
+            return es_fail(e, "%s: %s under recipe %s: more than 2^63 bits", m->path, t->name, r->name);
+        t->rom_bits = 8 * rb * t->rows;
+        t->rom_elem_bits = es_qtype_elem_bits(f.type);
+        /* the ROM that holds it, as es_rom_build's unit_of places it */
+        int64_t row_bits = t->layer >= 0 ? c->rom.row_bits
+                           : (t->role == ES_ROLE_EMBED && !m->tied) ? c->embed_rom.row_bits : c->head_rom.row_bits;
+        used += (double)es_rom_tensor_rows(t->rom_bits, row_bits) * (double)row_bits;
+    }
+    c->rom_image_bits = used;
+    return 0;
+}
+
 int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row_fn rows, void *rows_arg,
                  const char *out, int threads, es_rom_progress cb, void *cb_arg, es_err *e)
 {

@@ -92,6 +92,11 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
 int es_rom_build_synthetic(const es_chip *c, const es_model *m, const es_recipe *r, uint64_t seed,
                            const char *out, int threads, es_rom_progress cb, void *cb_arg,
                            es_err *e);
+/* Time a model as a ROM image built with recipe r would hold it, without building one: each tensor's
+ * bits (whole blocks per row, scales included) and element width, and the chip's ROM bits in use (each
+ * tensor from a fresh row of its ROM), as es_apply_rom takes them from an image. Timing, area and
+ * energy then follow the recipe's formats instead of the chip's weights.* section. */
+int es_rom_apply_recipe(const es_recipe *r, es_chip *c, es_model *m, es_err *e);
 /* Read header and index; every size and offset is checked against the file. */
 int es_rom_open(es_rom_image *img, const char *path, es_err *e);
 void es_rom_close(es_rom_image *img);
