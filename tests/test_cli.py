@@ -1837,7 +1837,6 @@ def test_rom_corruption():
 
 def write_tiny_safetensors(path, bad_tensor=None):
     """tiny-llama as one F32 safetensors file; bad_tensor gets half its columns."""
-    import array
     with open(os.path.join(MODELS, "llm", "tiny-llama", "config.json")) as f:
         cfg = json.load(f)
     H, F, V, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
@@ -1852,22 +1851,15 @@ def write_tiny_safetensors(path, bad_tensor=None):
                    (p + "mlp.gate_proj.weight", [F, H]), (p + "mlp.up_proj.weight", [F, H]),
                    (p + "mlp.down_proj.weight", [H, F])]
     shapes += [("model.norm.weight", [H]), ("lm_head.weight", [V, H])]
-    header, blobs, off = {}, [], 0
+    tensors = {}
     for name, shape in shapes:
         if name == bad_tensor:
             shape = shape[:-1] + [shape[-1] // 2]
         n = 1
         for d in shape:
             n *= d
-        a = array.array("f", (((i * 7919) % 2001 - 1000) * 2e-5 for i in range(n)))
-        raw = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct_pack_u64(len(h)) + h + b"".join(blobs))
+        tensors[name] = (shape, (((i * 7919) % 2001 - 1000) * 2e-5 for i in range(n)))
+    write_st(path, tensors)
 
 
 def struct_pack_u64(v):

@@ -61,6 +61,25 @@ static void write_st(const char *path, wt *t, int n, const char *extra_header)
     free(h);
 }
 
+/* Every tensor of the model M in dtype (elem_bytes each), zero-filled, with its config.json shape; tensor
+ * `half` (-1: none) gets half its columns. */
+static wt *model_tensors(const char *dtype, int elem_bytes, int half)
+{
+    int n = M.n_tensors;
+    wt *t = calloc((size_t)n, sizeof *t);
+    for (int i = 0; t && i < n; i++) {
+        const es_tensor *mt = &M.tensors[i];
+        snprintf(t[i].name, sizeof t[i].name, "%s", mt->name);
+        t[i].dtype = dtype;
+        t[i].ndims = mt->rows == 1 ? 1 : 2;
+        t[i].dims[0] = mt->rows == 1 ? mt->cols : mt->rows;
+        t[i].dims[1] = i == half ? mt->cols / 2 : mt->cols;
+        t[i].nbytes = elem_bytes * t[i].dims[0] * (t[i].ndims == 2 ? t[i].dims[1] : 1);
+        t[i].data = calloc((size_t)t[i].nbytes, 1);
+    }
+    return t;
+}
+
 static void put_str(FILE *f, const char *s)
 {
     put_le(f, strlen(s), 8);
@@ -303,18 +322,7 @@ static void t2_bad_safetensors(void)
     CHECK(es_wsrc_open(&s, p, NULL, &e) != 0 && strstr(e.msg, "shape x dtype needs 64"), "size: %s", e.msg);
     /* 2.11 a shape that disagrees with config.json */
     int n = M.n_tensors;
-    wt *t = calloc((size_t)n, sizeof *t);
-    for (int i = 0; i < n; i++) {
-        const es_tensor *mt = &M.tensors[i];
-        snprintf(t[i].name, sizeof t[i].name, "%s", mt->name);
-        t[i].dtype = "F32";
-        t[i].ndims = mt->rows == 1 ? 1 : 2;
-        t[i].dims[0] = mt->rows == 1 ? mt->cols : mt->rows;
-        t[i].dims[1] = mt->cols;
-        if (i == 3) t[i].dims[1] = mt->cols / 2; /* layer 0 attn_k, half its columns */
-        t[i].nbytes = 4 * t[i].dims[0] * (t[i].ndims == 2 ? t[i].dims[1] : 1);
-        t[i].data = calloc((size_t)t[i].nbytes, 1);
-    }
+    wt *t = model_tensors("F32", 4, 3); /* layer 0 attn_k, half its columns */
     write_st(p, t, n, NULL);
     CHECK(es_wsrc_open(&s, p, NULL, &e) == 0, "open: %s", e.msg);
     CHECK(es_wsrc_bind(&s, &M, &e) != 0 && strstr(e.msg, "k_proj.weight has shape [64, 128]") &&
@@ -339,17 +347,7 @@ static void t3_nonfinite(void)
     es_wsrc s;
     char p[256];
     int n = M.n_tensors;
-    wt *t = calloc((size_t)n, sizeof *t);
-    for (int i = 0; i < n; i++) {
-        const es_tensor *mt = &M.tensors[i];
-        snprintf(t[i].name, sizeof t[i].name, "%s", mt->name);
-        t[i].dtype = "BF16";
-        t[i].ndims = mt->rows == 1 ? 1 : 2;
-        t[i].dims[0] = mt->rows == 1 ? mt->cols : mt->rows;
-        t[i].dims[1] = mt->cols;
-        t[i].nbytes = 2 * mt->rows * mt->cols;
-        t[i].data = calloc((size_t)t[i].nbytes, 1);
-    }
+    wt *t = model_tensors("BF16", 2, -1);
     /* 3.1 safetensors BF16: +infinity (0x7F80) at element 3 * 256 + 17 of layer 1's gate [768, 256] */
     int g = -1;
     for (int i = 0; i < n; i++)
