@@ -1294,7 +1294,12 @@ def test_sweep_slurm():
 
 def test_plot():
     """scripts/plot renders every figure from one sweep database and from one eval database, as
-    PNG files; a missing database is one clear error."""
+    PNG files, and --describe says what a reader sees: sweep lines and latency curves named by their
+    parameters in units (GHz, not 1e9), one Pareto frontier per workload over the design keys, the
+    KV-slot knee on the streams figure, per-record latency for eval (not per token), the first 100
+    results marked, every utilization and power bar labelled, and the power bars adding up to the
+    run's watts. A missing database, a run whose summary is not JSON, a database without etchsim's
+    tables: one clear error, no traceback."""
     plot = os.path.join(ROOT, "scripts", "plot")
     with tempfile.TemporaryDirectory() as tmp:
         g, sw = os.path.join(tmp, "g.json"), os.path.join(tmp, "sw.sqlite")
@@ -1304,22 +1309,68 @@ def test_plot():
         run("sweep", "--grid", g, "--db", sw, "--jobs", "2")
         ev = os.path.join(tmp, "ev.sqlite")
         data = os.path.join(tmp, "d.csv")
-        write_csv(data, [f"R{i},record {i}" for i in range(30)])
+        write_csv(data, [f"R{i},record {i}" for i in range(120)])
         run("eval", "--db", ev, "--no-compare", *TINY, "--data", data, "--rule", "Fine?")
-        for db, want in ((sw, ["sweep-clock_hz.png", "sweep-streams.png", "pareto.png", "latency-cdf.png", "area.png",
-                               "utilization.png"]),
-                         (ev, ["latency-cdf.png", "eval-progress.png", "area.png", "utilization.png"])):
+        seen = {}
+        for db, want in ((sw, ["sweep-clock_hz.png", "sweep-streams.png", "pareto.png", "streams-knee.png",
+                               "latency-cdf.png", "power.png", "area.png", "utilization.png"]),
+                         (ev, ["latency-cdf.png", "eval-progress.png", "power.png", "area.png", "utilization.png"])):
             out = os.path.join(tmp, os.path.basename(db) + "-plots")
-            p = subprocess.run([plot, db, "--out", out], capture_output=True, text=True)
+            p = subprocess.run([plot, db, "--out", out, "--describe"], capture_output=True, text=True)
             expect(p.returncode == 0, f"plot {db}: {p.stderr}")
             expect(sorted(os.listdir(out)) == sorted(want), f"{db}: wrote {sorted(os.listdir(out))}")
+            seen[db] = json.loads(p.stdout)
+            expect(sorted(seen[db]) == sorted(want), f"--describe names {sorted(seen[db])}")
             for name in want:
                 with open(os.path.join(out, name), "rb") as f:
                     head = f.read(24)
                 w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
                 expect(head[:8] == b"\x89PNG\r\n\x1a\n" and w > 400 and h > 300, f"{name}: not a PNG figure ({w}x{h})")
+        d = seen[sw]
+        expect(d["sweep-clock_hz.png"]["xlabels"] == ["clock_hz, GHz"] * 2, f"clock axis {d['sweep-clock_hz.png']}")
+        expect(sorted(d["sweep-clock_hz.png"]["legend"]) == ["streams=1", "streams=4"], d["sweep-clock_hz.png"]["legend"])
+        expect(sorted(d["sweep-streams.png"]["legend"]) == ["clock_hz=0.5 GHz", "clock_hz=1 GHz"],
+               d["sweep-streams.png"]["legend"])
+        lat = d["latency-cdf.png"]["legend"]
+        expect(lat and all(re.fullmatch(r"clock_hz=(0\.5|1) GHz, streams=(1|4) \(\d+\)", x) for x in lat), f"latency {lat}")
+        # streams is workload, clock_hz design: a frontier per streams value, its points named by the clock
+        par = d["pareto.png"]
+        expect(sorted(par["legend"]) == ["frontier: streams=1", "frontier: streams=4"], f"pareto {par['legend']}")
+        expect(par["texts"] and all(re.fullmatch(r"clock_hz=(0\.5|1) GHz", t) for t in par["texts"]), par["texts"])
+        knee = d["streams-knee.png"]
+        expect(all("KV-slot knee" in x for x in knee["legend"] if x.startswith("clock_hz")), f"knee {knee}")
+        e = seen[ev]
+        expect("Per-record latency" in e["latency-cdf.png"]["titles"] and
+               "record latency, us (submission to last token)" in e["latency-cdf.png"]["xlabels"], e["latency-cdf.png"])
+        expect(any(t.startswith("first 100 results: ") for t in e["eval-progress.png"]["texts"]), e["eval-progress.png"])
+        con = sqlite3.connect(ev)
+        summ = json.loads(con.execute("SELECT summary FROM runs").fetchone()[0])
+        units = con.execute("SELECT COUNT(*) FROM unit_stats WHERE unit NOT LIKE 'tile%' AND unit NOT LIKE 'link%'").fetchone()[0]
+        con.close()
+        expect(len([t for t in e["utilization.png"]["texts"] if t.strip().endswith("%")]) == units,
+               f"utilization bars unlabelled: {e['utilization.png']['texts']}")
+        pw = [float(re.match(r" ([\d.]+) W", t).group(1)) for t in e["power.png"]["texts"]]
+        expect(len(pw) == len(summ["energy_by_event_j"]) and abs(sum(pw) - summ["watts"]) < 0.01 * len(pw) + 1e-9,
+               f"power bars {pw} against {summ['watts']} W")
         p = subprocess.run([plot, os.path.join(tmp, "none.sqlite")], capture_output=True, text=True)
         expect(p.returncode != 0 and "none.sqlite: no such database" in p.stderr, f"missing database: {p.stderr!r}")
+        # a summary that is not JSON, and a database without etchsim's tables: one line, no traceback
+        bad = os.path.join(tmp, "bad.sqlite")
+        shutil.copy(ev, bad)
+        con = sqlite3.connect(bad)
+        con.execute("UPDATE runs SET summary = 'not json'")
+        con.commit()
+        con.close()
+        other = os.path.join(tmp, "other.sqlite")
+        con = sqlite3.connect(other)
+        con.execute("CREATE TABLE runs(id INTEGER)")
+        con.commit()
+        con.close()
+        for db, needle in ((bad, "bad.sqlite: run 1: its summary is not JSON"),
+                           (other, "other.sqlite: not a database etchsim wrote")):
+            p = subprocess.run([plot, db, "--out", os.path.join(tmp, "x")], capture_output=True, text=True)
+            expect(p.returncode == 1 and needle in p.stderr and "Traceback" not in p.stderr and
+                   len(p.stderr.strip().splitlines()) == 1, f"{db}: {p.returncode} {p.stderr!r}")
         # the tornado chart of a scripts/bench-sensitivity file (its layout, two parameters)
         sens = os.path.join(tmp, "sens.json")
         rows = [{"key": "energy.a_fj", "value": 1, "low": 0.5, "high": 2, "low_w": 90, "high_w": 120},
