@@ -1945,6 +1945,14 @@ def write_csv(path, rows, header=("id", "text")):
             f.write(r + "\n")
 
 
+def put_file(folder, name, body):
+    """Write body (str or bytes) to folder/name and return the path."""
+    p = os.path.join(folder, name)
+    with open(p, "wb" if isinstance(body, bytes) else "w") as f:
+        f.write(body)
+    return p
+
+
 def eval_json(*args):
     p = run("eval", "--json", *args)
     return json.loads(p.stdout), p.stderr
@@ -2131,11 +2139,7 @@ def test_eval_bad_bytes():
     record with its reason instead of truncating it."""
     args = ["--no-compare", *TINY, "--rule", "Is it fine?"]
     with tempfile.TemporaryDirectory() as tmp:
-        def data(name, body):
-            p = os.path.join(tmp, name)
-            with open(p, "wb") as f:
-                f.write(body)
-            return p
+        data = lambda name, body: put_file(tmp, name, body)
         expect_error(["eval", "--no-db", *args, "--data", data("h.csv", b"id,te\xffxt\n1,a\n2,b\n")],
                      "h.csv: line 1: the header line has invalid UTF-8")
         expect_error(["eval", "--no-db", *args, "--data", data("cr.csv", b"id,text\r1,a\r2,b\r")],
@@ -3011,11 +3015,7 @@ def test_eval_template_fields():
     reason while the others render its value; when no record has it, an error. A {field: without its
     closing brace or with no name is an error naming the template."""
     with tempfile.TemporaryDirectory() as tmp:
-        def text(name, body):
-            p = os.path.join(tmp, name)
-            with open(p, "w") as f:
-                f.write(body)
-            return p
+        text = lambda name, body: put_file(tmp, name, body)
         tmpl = text("t.txt", "{rule}\nAmount: {field:amount}\n")
         csv = text("d.csv", "id,amt\n1,5\n2,6\n")
         expect_error(["eval", "--no-db", "--no-compare", *TINY, "--data", csv, "--rule", "x", "--template", tmpl],
@@ -3042,11 +3042,7 @@ def test_text_inputs_nul():
     error naming the file and the byte offset, not the end of its text; a template that is not UTF-8
     is refused as the rule is."""
     with tempfile.TemporaryDirectory() as tmp:
-        def data(name, body):
-            p = os.path.join(tmp, name)
-            with open(p, "wb") as f:
-                f.write(body)
-            return p
+        data = lambda name, body: put_file(tmp, name, body)
         csv = data("d.csv", b"id,text\n1,hello\n")
         ev = ["eval", "--no-db", "--no-compare", *TINY, "--data", csv]
         expect_error([*ev, "--rule-file", data("rule.txt", b"Flag it\x00 if large")],
