@@ -1299,7 +1299,8 @@ def test_plot():
     KV-slot knee on the streams figure, per-record latency for eval (not per token), the first 100
     results marked, every utilization and power bar labelled, and the power bars adding up to the
     run's watts. A missing database, a run whose summary is not JSON, a database without etchsim's
-    tables: one clear error, no traceback."""
+    tables: one clear error, no traceback. A database holding runs and an eval: the latency figure
+    of the run shows runs only."""
     plot = os.path.join(ROOT, "scripts", "plot")
     with tempfile.TemporaryDirectory() as tmp:
         g, sw = os.path.join(tmp, "g.json"), os.path.join(tmp, "sw.sqlite")
@@ -1332,19 +1333,29 @@ def test_plot():
         expect(sorted(d["sweep-streams.png"]["legend"]) == ["clock_hz=0.5 GHz", "clock_hz=1 GHz"],
                d["sweep-streams.png"]["legend"])
         lat = d["latency-cdf.png"]["legend"]
-        expect(lat and all(re.fullmatch(r"clock_hz=(0\.5|1) GHz, streams=(1|4) \(\d+\)", x) for x in lat), f"latency {lat}")
+        expect(len(lat) == 4 and all(re.fullmatch(r"clock_hz=(0\.5|1) GHz, streams=(1|4): \2 sequences?, \d+ tokens", x)
+                                     for x in lat), f"latency {lat}")
         # streams is workload, clock_hz design: a frontier per streams value, its points named by the clock
         par = d["pareto.png"]
         expect(sorted(par["legend"]) == ["frontier: streams=1", "frontier: streams=4"], f"pareto {par['legend']}")
         expect(par["texts"] and all(re.fullmatch(r"clock_hz=(0\.5|1) GHz", t) for t in par["texts"]), par["texts"])
         knee = d["streams-knee.png"]
         expect(all("KV-slot knee" in x for x in knee["legend"] if x.startswith("clock_hz")), f"knee {knee}")
+        # each design's analytical saturation is its own legend entry, named by the design
+        sat = sorted(re.sub(r"[\d,]+ tokens/s", "N tokens/s", x) for x in knee["legend"] if x.startswith("analytical"))
+        expect(sat == [f"analytical saturation N tokens/s (decode), clock_hz={c} GHz" for c in ("0.5", "1")], f"knee {knee}")
         e = seen[ev]
-        expect("Per-record latency" in e["latency-cdf.png"]["titles"] and
-               "record latency, us (submission to last token)" in e["latency-cdf.png"]["xlabels"], e["latency-cdf.png"])
+        expect(e["latency-cdf.png"]["titles"] == ["Per-record latency", "Time to first token, per record"] and
+               e["latency-cdf.png"]["xlabels"][0] == "record latency, µs (submission to last token)" and
+               e["latency-cdf.png"]["legend"] == ["run 1 (eval): 120 records"], e["latency-cdf.png"])
         expect(any(t.startswith("first 100 results: ") for t in e["eval-progress.png"]["texts"]), e["eval-progress.png"])
         con = sqlite3.connect(ev)
         summ = json.loads(con.execute("SELECT summary FROM runs").fetchone()[0])
+        # the per-record panel spans the records' submission-to-last-token times, the other their first tokens
+        rec = con.execute("SELECT MIN(done_ns - submit_ns), MAX(done_ns - submit_ns), MIN(first_token_ns - submit_ns), "
+                          "MAX(first_token_ns - submit_ns) FROM records WHERE status = 'done'").fetchone()
+        expect(e["latency-cdf.png"]["xdata"] == [[rec[0] / 1e3, rec[1] / 1e3], [rec[2] / 1e3, rec[3] / 1e3]],
+               f"latency panels {e['latency-cdf.png']['xdata']} against the records' {rec}")
         units = con.execute("SELECT COUNT(*) FROM unit_stats WHERE unit NOT LIKE 'tile%' AND unit NOT LIKE 'link%'").fetchone()[0]
         con.close()
         expect(len([t for t in e["utilization.png"]["texts"] if t.strip().endswith("%")]) == units,
@@ -1366,11 +1377,31 @@ def test_plot():
         con.execute("CREATE TABLE runs(id INTEGER)")
         con.commit()
         con.close()
+        norec = os.path.join(tmp, "norec.sqlite")  # an eval's database without its records
+        shutil.copy(ev, norec)
+        con = sqlite3.connect(norec)
+        con.execute("DROP TABLE records")
+        con.commit()
+        con.close()
+        empty = os.path.join(tmp, "empty.sqlite")
+        open(empty, "w").close()
+        tables = "not an etchsim database (expected the tables runs, sequences, tokens, unit_stats, records; missing: "
         for db, needle in ((bad, "bad.sqlite: run 1: its summary is not JSON"),
-                           (other, "other.sqlite: not a database etchsim wrote")):
+                           (other, "other.sqlite: " + tables + "sequences, tokens, unit_stats, records)"),
+                           (norec, "norec.sqlite: " + tables + "records)"),
+                           (empty, "empty.sqlite: " + tables + "runs, sequences, tokens, unit_stats, records)")):
             p = subprocess.run([plot, db, "--out", os.path.join(tmp, "x")], capture_output=True, text=True)
             expect(p.returncode == 1 and needle in p.stderr and "Traceback" not in p.stderr and
                    len(p.stderr.strip().splitlines()) == 1, f"{db}: {p.returncode} {p.stderr!r}")
+        # a run logged beside the eval: the run's latency figure has the run alone (never an eval's
+        # per-record latency beside a run's inter-token latency)
+        run("run", "--db", ev, *TINY, "--prompt", "4", "--generate", "6", "--streams", "2")
+        p = subprocess.run([plot, ev, "--out", os.path.join(tmp, "mixed"), "--describe"], capture_output=True, text=True)
+        expect(p.returncode == 0, f"mixed: {p.stderr}")
+        m = json.loads(p.stdout)["latency-cdf.png"]
+        expect(m["legend"] == ["run 2 (run): 2 sequences, 10 tokens"] and
+               m["titles"] == ["Time to first token, per sequence", "Inter-token latency (each token after a sequence's first)"],
+               f"mixed database: {m}")
         # the tornado chart of a scripts/bench-sensitivity file (its layout, two parameters)
         sens = os.path.join(tmp, "sens.json")
         rows = [{"key": "energy.a_fj", "value": 1, "low": 0.5, "high": 2, "low_w": 90, "high_w": 120},
