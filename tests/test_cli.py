@@ -1366,23 +1366,19 @@ def test_plot():
         p = subprocess.run([plot, os.path.join(tmp, "none.sqlite")], capture_output=True, text=True)
         expect(p.returncode != 0 and "none.sqlite: no such database" in p.stderr, f"missing database: {p.stderr!r}")
         # a summary that is not JSON, and a database without etchsim's tables: one line, no traceback
-        bad = os.path.join(tmp, "bad.sqlite")
-        shutil.copy(ev, bad)
-        con = sqlite3.connect(bad)
-        con.execute("UPDATE runs SET summary = 'not json'")
-        con.commit()
-        con.close()
-        other = os.path.join(tmp, "other.sqlite")
-        con = sqlite3.connect(other)
-        con.execute("CREATE TABLE runs(id INTEGER)")
-        con.commit()
-        con.close()
-        norec = os.path.join(tmp, "norec.sqlite")  # an eval's database without its records
-        shutil.copy(ev, norec)
-        con = sqlite3.connect(norec)
-        con.execute("DROP TABLE records")
-        con.commit()
-        con.close()
+        def variant(name, sql, src=None):
+            """A database in tmp: a copy of src (or a new one) with sql applied."""
+            path = os.path.join(tmp, name)
+            if src:
+                shutil.copy(src, path)
+            con = sqlite3.connect(path)
+            con.execute(sql)
+            con.commit()
+            con.close()
+            return path
+        bad = variant("bad.sqlite", "UPDATE runs SET summary = 'not json'", ev)
+        other = variant("other.sqlite", "CREATE TABLE runs(id INTEGER)")
+        norec = variant("norec.sqlite", "DROP TABLE records", ev)  # an eval's database without its records
         empty = os.path.join(tmp, "empty.sqlite")
         open(empty, "w").close()
         tables = "not an etchsim database (expected the tables runs, sequences, tokens, unit_stats, records; missing: "
