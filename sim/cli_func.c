@@ -155,11 +155,9 @@ int es_logits_open(es_logits_file *lf, const char *path, es_err *e)
 
 int es_logits_row(es_logits_file *lf, int64_t pos, int32_t token, const float *l, int64_t n, es_err *e)
 {
-    for (int64_t i = 0; i < n; i++) /* JSON has no NaN or infinity: refuse rather than write a non-number */
-        if (!isfinite(l[i]))
-            return es_fail(e, "%s: position %lld: the logit of token %lld is %s (the forward pass left the float "
-                              "range); no logits file written", lf->path, (long long)pos, (long long)i,
-                           isnan(l[i]) ? "NaN" : l[i] > 0 ? "+infinity" : "-infinity");
+    es_err fe;
+    if (es_logits_finite(l, n, pos, &fe)) /* JSON has no NaN or infinity: refuse rather than write a non-number */
+        return es_fail(e, "%s: %s; no logits file written", lf->path, fe.msg);
     fprintf(lf->f, "%s{\"pos\": %lld, \"token\": %d, \"logits\": [", lf->rows ? ",\n " : "", (long long)pos, token);
     for (int64_t i = 0; i < n; i++) fprintf(lf->f, i ? ", %.9g" : "%.9g", (double)l[i]);
     lf->rows++;

@@ -157,6 +157,7 @@ int es_cli_infer(int argc, char **argv)
         if (es_ref_forward(ref, ids[pos], pos, logits, &e)) goto out;
         if (have_lf && es_logits_row(&lf, pos, ids[pos], logits, m.vocab, &e)) goto out;
         if (pos < n - 1 || produced >= gen) continue;
+        if (es_logits_finite(logits, m.vocab, pos, &e)) goto out;
         int32_t next = es_sample(&smp, logits, m.vocab, &rng, work);
         ids[n++] = next;
         produced++;

@@ -3238,10 +3238,14 @@ def test_nonfinite_weights():
         big = stories_variant(os.path.join(tmp, "big.gguf"), {("output_norm.weight", i): 3e38 for i in range(64)})
         lf = os.path.join(tmp, "l.json")
         fp32 = ["--recipe", "f32", *FP32_DATAPATH]
-        for cmd in (["infer", "--model", big, "--text", "Once upon", "--generate", "2"],
-                    ["run", "--no-db", "--model", big, "--chip", chip, "--mode", "functional", "--weights", big,
-                     "--text", "Once upon", "--generate", "2", *fp32]):
-            err = expect_error([*cmd, "--logits", lf], lf + ": position 0: the logit of token", "no logits file")
+        # no token is drawn from such logits either (it was token 0, silently): infer and functional run refuse
+        # with or without --logits; infer's logits file names itself first, the chip names the sequence
+        infer = ["infer", "--model", big, "--text", "Once upon", "--generate", "2"]
+        frun = ["run", "--no-db", "--model", big, "--chip", chip, "--mode", "functional", "--weights", big,
+                "--text", "Once upon", "--generate", "2", *fp32]
+        for args, where in (([*infer, "--logits", lf], lf + ": position 0: "), (infer, "infer: position 2: "),
+                            ([*frun, "--logits", lf], "sequence 0 position 0: "), (frun, "head: sequence 0 position 2: ")):
+            err = expect_error(args, where + "the logit of token")
             expect(re.search(r"is (NaN|\+infinity|-infinity) \(the forward pass left the float range\)", err), err)
             expect(not os.path.exists(lf) and not os.path.exists(lf + ".tmp"), "a logits file was left")
         # the same weights within range: the logits file is plain JSON (json.load refuses NaN when told to)

@@ -1032,7 +1032,8 @@ int es_dp_head(es_dp *dp, const float *x, float *logits, es_err *e)
     const es_model *m = dp->m;
     if (scratch(dp, 1, 0, e)) return -1;
     rmsnorm(dp->xb, x, dp->norm[dp->out_norm], m->hidden, (float)m->eps);
-    return lane_matmul(dp, dp->head, dp->xb, 1, logits, e);
+    if (lane_matmul(dp, dp->head, dp->xb, 1, logits, e)) return -1;
+    return es_logits_finite(logits, m->vocab, -1, e); /* no token from logits past the float range */
 }
 
 int32_t es_dp_sample(es_dp *dp, int32_t seq, const float *logits)

@@ -3,6 +3,7 @@
 #include "es_ref.h"
 #include "es_stats.h"
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -388,6 +389,18 @@ static int slot_desc(const void *a, const void *b)
     const es_sample_slot *x = a, *y = b;
     if (x->p != y->p) return x->p > y->p ? -1 : 1;
     return x->id - y->id;
+}
+
+int es_logits_finite(const float *l, int64_t n, int64_t pos, es_err *e)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(l[i])) {
+            char at[40] = "";
+            if (pos >= 0) snprintf(at, sizeof at, "position %lld: ", (long long)pos);
+            return es_fail(e, "%sthe logit of token %lld is %s (the forward pass left the float range)", at,
+                           (long long)i, isnan(l[i]) ? "NaN" : l[i] > 0 ? "+infinity" : "-infinity");
+        }
+    return 0;
 }
 
 int32_t es_sample(const es_sampler *s, const float *logits, int64_t n, uint64_t *rng, es_sample_slot *w)

@@ -49,6 +49,9 @@ typedef struct es_sampler {
 } es_sampler;
 typedef struct es_sample_slot { float p; int32_t id; } es_sample_slot;
 int32_t es_sample(const es_sampler *s, const float *logits, int64_t n, uint64_t *rng, es_sample_slot *work);
+/* Fails naming the first NaN or infinite logit of (n) logits (pos >= 0: the position, in the message):
+ * finite weights can still overflow the float range, and no token is drawn from such logits. */
+int es_logits_finite(const float *logits, int64_t n, int64_t pos, es_err *e);
 
 #ifdef __cplusplus
 }

@@ -90,7 +90,8 @@ void Head::run()
             logits_.resize((size_t)ctx_.m->vocab);
             es_err e{};
             if (!it.act || es_dp_head(ctx_.dp, it.act->data(), logits_.data(), &e)) {
-                ctx_.fail("head: %s", it.act ? e.msg : "an item arrived without activations");
+                ctx_.fail("head: sequence %d position %lld: %s", it.seq, (long long)(it.pos + it.n - 1),
+                          it.act ? e.msg : "an item arrived without activations");
                 return;
             }
             token = es_dp_sample(ctx_.dp, it.seq, logits_.data());
