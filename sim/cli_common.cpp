@@ -27,11 +27,13 @@ int load(const std::string &model, const std::string &chip, const std::vector<st
         if (!recipe.empty()) return es_fail(e, "--recipe %s with --rom %s: the image fixes the formats", recipe.c_str(), rom.c_str());
         if (es_apply_rom(rom.c_str(), &L.c, &L.m, e)) return -1;
         L.formats = "ROM image " + rom;
+        L.formats_from = "rom";
     } else if (!recipe.empty()) {
         es_recipe r;
         if (es_recipe_load(&r, recipe.c_str(), e)) return -1;
         int rc = es_rom_apply_recipe(&r, &L.c, &L.m, e);
         L.formats = std::string("recipe ") + r.name + " (" + r.path + ")";
+        L.formats_from = "recipe";
         es_recipe_free(&r);
         if (rc) return -1;
     }
@@ -50,10 +52,10 @@ std::string timed_recipe(const std::string &recipe, bool functional, bool quanti
     return functional && quantizes ? "hc1-mix" : "";
 }
 
-cJSON *formats_json(const Loaded &L, const std::string &rom, const std::string &recipe)
+cJSON *formats_json(const Loaded &L)
 {
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "from", !rom.empty() ? "rom" : !recipe.empty() ? "recipe" : "chip");
+    cJSON_AddStringToObject(j, "from", L.formats_from.c_str());
     cJSON_AddStringToObject(j, "name", L.formats.c_str());
     return j;
 }

@@ -18,6 +18,7 @@ struct Loaded {
     es_model m{};
     es_chip c{};
     bool have_m = false, have_c = false;
+    std::string formats_from = "chip"; // where the formats timed come from: "chip", "recipe" or "rom"
     std::string formats; // which weight formats timing, area and energy follow: "chip weights.*",
                          // "recipe NAME (PATH)" or "ROM image PATH"
     Loaded() = default;
@@ -35,7 +36,7 @@ int load(const std::string &model, const std::string &chip, const std::vector<st
 // quantizes --weights or --synthetic weights, else none (the chip's weights.*).
 std::string timed_recipe(const std::string &recipe, bool functional, bool quantizes);
 // The JSON of Loaded::formats: {"from": "chip"|"recipe"|"rom", "name": ...}.
-cJSON *formats_json(const Loaded &L, const std::string &rom, const std::string &recipe);
+cJSON *formats_json(const Loaded &L);
 cJSON *area_json(const es_area &a);
 // The power limit's figures (null without a limit): limit, window, time throttled, effective and lowest
 // clock, each window's average watts.

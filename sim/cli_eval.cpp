@@ -799,8 +799,7 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "chip", L.c.name);
     cJSON_AddStringToObject(j, "model", L.m.name);
-    cJSON_AddItemToObject(j, "weight_formats",
-                          formats_json(L, o.rom, timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0)));
+    cJSON_AddItemToObject(j, "weight_formats", formats_json(L));
     cJSON_AddStringToObject(j, "mode", in.dp ? "functional" : "timing");
     cJSON_AddStringToObject(j, "fidelity", o.cycle ? "cycle" : "transaction");
     cJSON_AddStringToObject(j, "rule", o.rule.c_str());

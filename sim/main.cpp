@@ -395,9 +395,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddStringToObject(j, "fidelity", o.cycle ? "cycle" : "transaction");
     cJSON_AddStringToObject(j, "chip", L.c.name);
     cJSON_AddStringToObject(j, "model", L.m.name);
-    cJSON_AddItemToObject(j, "weight_formats",
-                          es::formats_json(L, o.rom, es::timed_recipe(o.recipe, o.functional,
-                                                                      !o.weights.empty() || o.synthetic >= 0)));
+    cJSON_AddItemToObject(j, "weight_formats", es::formats_json(L));
     cJSON_AddNumberToObject(j, "prompt_tokens", (double)o.prompt);
     cJSON_AddNumberToObject(j, "generate_tokens", (double)o.gen);
     cJSON_AddNumberToObject(j, "streams", (double)o.streams);
