@@ -2296,7 +2296,7 @@ def test_eval_errors():
 # ---- errors ----------------------------------------------------------------
 
 def test_option_rules():
-    """Every command reads its options the same way (sim/cli_opts.c over getopt_long): whole numbers
+    """Every command reads its options the same way (sim/cli/cli_opts.c over getopt_long): whole numbers
     are digits only and in range, a valued option given twice is an error unless repeatable, an
     unknown option and a missing value are named; each a usage error with exit 2."""
     numbers = [(["run", "--streams", "+5"], "--streams", "'+5'"), (["run", "--prompt", " 5"], "--prompt", "' 5'"),

@@ -2,7 +2,8 @@
  * file's metadata, its weight tensors and the typed op graph one token
  * walks through. An architecture registry (es_model.c) maps each name a
  * config or a GGUF file may give to the builder of its graph; names it does
- * not hold are rejected, listing those it does. Dense Llama only for now.
+ * not hold are rejected, listing those it does: dense Llama, mixtures of experts (Mixtral, OLMoE,
+ * Qwen3-MoE) and Mamba state-space models (Mamba, Falcon-Mamba).
  *
  * The graph is typed: every op names the resource class that executes it
  * (the ROM and its lanes, the vector unit, the attention engine, ...) and
@@ -61,8 +62,8 @@ typedef enum es_res {
     ES_RES_LANES,      /* ROM banks and their multiply-select-add lanes */
     ES_RES_VECTOR,     /* the vector unit: norms, RoPE, element-wise ops */
     ES_RES_ATTN,       /* the attention engine and its KV SRAM ports */
-    ES_RES_SCAN,       /* a selective-scan engine (SSM), none yet */
-    ES_RES_ROUTER,     /* an expert router (MoE), none yet */
+    ES_RES_SCAN,       /* the selective-scan engine (SSM): tile.scan.* */
+    ES_RES_ROUTER,     /* the expert router (MoE): top-k of the router's scores */
     ES_RES_SAMPLER     /* argmax / top-k over the vocabulary */
 } es_res;
 
@@ -70,8 +71,8 @@ typedef enum es_res {
 typedef enum es_state {
     ES_STATE_NONE,
     ES_STATE_KV,        /* K and V of every position (attention) */
-    ES_STATE_RECURRENT, /* a fixed state per sequence (SSM), none yet */
-    ES_STATE_EXPERTS    /* routed experts (MoE), none yet */
+    ES_STATE_RECURRENT, /* a fixed state per sequence (SSM: scan state and conv window) */
+    ES_STATE_EXPERTS    /* routed experts (MoE): the experts each token was routed to */
 } es_state;
 
 const char *es_res_name(es_res r);   /* "lanes", "vector", ... */

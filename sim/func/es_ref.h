@@ -1,8 +1,10 @@
-/* es_ref: the FP32 reference forward pass of a dense Llama model, the
+/* es_ref: the FP32 reference forward pass of every architecture the model registry builds
+ * (dense Llama, mixtures of experts, Mamba state-space models), the
  * oracle of functional mode. Written to be read top to bottom, like
  * llama2.c's run.c: every weight is held as float, one token goes through
  * at a time (RMSNorm, Q/K/V, RoPE, grouped-query attention over a KV cache,
- * output projection, SwiGLU, residuals, final norm, LM head), sums are
+ * output projection, SwiGLU or the routed experts' SwiGLU, residuals, final norm, LM head;
+ * for Mamba the conv1d and selective scan over a recurrent state), sums are
  * accumulated in double. It shares no code with the simulator's datapath;
  * it is itself checked against llama.cpp (tests/data/stories260K-fixtures.json).
  *
