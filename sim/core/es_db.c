@@ -404,6 +404,61 @@ int es_db_begin_run(es_db *db, const es_run_info *ri, int64_t *run_id, es_err *e
     return 0;
 }
 
+/* One row of sequences / unit_stats (the closing transaction's statements). */
+static int bind_sequence(sqlite3_stmt *s1, int64_t run_id, const es_seq_rec *q)
+{
+    sqlite3_reset(s1);
+    sqlite3_bind_int64(s1, 1, run_id);
+    sqlite3_bind_int(s1, 2, q->id);
+    sqlite3_bind_int64(s1, 3, q->prompt);
+    sqlite3_bind_int64(s1, 4, q->gen);
+    sqlite3_bind_double(s1, 5, q->submit_ns);
+    sqlite3_bind_double(s1, 6, q->admit_ns);
+    sqlite3_bind_double(s1, 7, q->first_ns);
+    sqlite3_bind_double(s1, 8, q->done_ns);
+    sqlite3_bind_double(s1, 9, q->first_ns - q->submit_ns);
+    sqlite3_bind_double(s1, 10, q->energy_j);
+    return sqlite3_step(s1) != SQLITE_DONE;
+}
+
+static int bind_unit(sqlite3_stmt *s3, int64_t run_id, const es_unit_rec *u, double total_cycles)
+{
+    sqlite3_reset(s3);
+    sqlite3_bind_int64(s3, 1, run_id);
+    sqlite3_bind_text(s3, 2, u->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s3, 3, u->items);
+    sqlite3_bind_int64(s3, 4, u->tokens);
+    sqlite3_bind_int64(s3, 5, u->busy_cycles);
+    sqlite3_bind_double(s3, 6, total_cycles > 0 ? (double)u->busy_cycles / total_cycles : 0);
+    sqlite3_bind_double(s3, 7, u->energy_j);
+    sqlite3_bind_double(s3, 8, u->ev.rom_bits);
+    sqlite3_bind_double(s3, 9, u->ev.cell_macs);
+    sqlite3_bind_double(s3, 10, u->ev.attn_macs);
+    sqlite3_bind_double(s3, 11, u->ev.kv_rd_bits);
+    sqlite3_bind_double(s3, 12, u->ev.kv_wr_bits);
+    sqlite3_bind_double(s3, 13, u->ev.vec_ops);
+    sqlite3_bind_double(s3, 14, u->ev.link_bit_mm);
+    sqlite3_bind_double(s3, 15, u->ev.host_bits);
+    sqlite3_bind_double(s3, 16, u->area_mm2);
+    sqlite3_bind_double(s3, 17, u->ev.state_rd_bits);
+    sqlite3_bind_double(s3, 18, u->ev.state_wr_bits);
+    sqlite3_bind_double(s3, 19, u->ev.reg_bit_cycles);
+    return sqlite3_step(s3) != SQLITE_DONE;
+}
+
+static void finalize_closing(es_db *db, sqlite3_stmt *s1, sqlite3_stmt *s2, sqlite3_stmt *s3, sqlite3_stmt *s4,
+                             sqlite3_stmt *s5)
+{
+    sqlite3_finalize(s1);
+    sqlite3_finalize(s2);
+    sqlite3_finalize(s3);
+    sqlite3_finalize(s4);
+    sqlite3_finalize(s5);
+    sqlite3_finalize(db->rec);
+    sqlite3_finalize(db->tok);
+    db->rec = db->tok = NULL;
+}
+
 int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_seq_rec *seqs,
                      int n_seqs, const es_token_rec *toks, int64_t n_toks,
                      const es_unit_rec *units, int n_units, const es_rec_row *recs, int64_t n_recs,
@@ -424,47 +479,12 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
         db_err(db, "prepare", e);
         goto fail;
     }
-    for (int i = 0; i < n_seqs; i++) {
-        const es_seq_rec *q = &seqs[i];
-        sqlite3_reset(s1);
-        sqlite3_bind_int64(s1, 1, run_id);
-        sqlite3_bind_int(s1, 2, q->id);
-        sqlite3_bind_int64(s1, 3, q->prompt);
-        sqlite3_bind_int64(s1, 4, q->gen);
-        sqlite3_bind_double(s1, 5, q->submit_ns);
-        sqlite3_bind_double(s1, 6, q->admit_ns);
-        sqlite3_bind_double(s1, 7, q->first_ns);
-        sqlite3_bind_double(s1, 8, q->done_ns);
-        sqlite3_bind_double(s1, 9, q->first_ns - q->submit_ns);
-        sqlite3_bind_double(s1, 10, q->energy_j);
-        if (sqlite3_step(s1) != SQLITE_DONE) { db_err(db, "insert sequences", e); goto fail; }
-    }
+    for (int i = 0; i < n_seqs; i++)
+        if (bind_sequence(s1, run_id, &seqs[i])) { db_err(db, "insert sequences", e); goto fail; }
     for (int64_t i = 0; i < n_toks; i++)
         if (bind_token(s2, run_id, &toks[i])) { db_err(db, "insert tokens", e); goto fail; }
-    for (int i = 0; i < n_units; i++) {
-        const es_unit_rec *u = &units[i];
-        sqlite3_reset(s3);
-        sqlite3_bind_int64(s3, 1, run_id);
-        sqlite3_bind_text(s3, 2, u->name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s3, 3, u->items);
-        sqlite3_bind_int64(s3, 4, u->tokens);
-        sqlite3_bind_int64(s3, 5, u->busy_cycles);
-        sqlite3_bind_double(s3, 6, total_cycles > 0 ? (double)u->busy_cycles / total_cycles : 0);
-        sqlite3_bind_double(s3, 7, u->energy_j);
-        sqlite3_bind_double(s3, 8, u->ev.rom_bits);
-        sqlite3_bind_double(s3, 9, u->ev.cell_macs);
-        sqlite3_bind_double(s3, 10, u->ev.attn_macs);
-        sqlite3_bind_double(s3, 11, u->ev.kv_rd_bits);
-        sqlite3_bind_double(s3, 12, u->ev.kv_wr_bits);
-        sqlite3_bind_double(s3, 13, u->ev.vec_ops);
-        sqlite3_bind_double(s3, 14, u->ev.link_bit_mm);
-        sqlite3_bind_double(s3, 15, u->ev.host_bits);
-        sqlite3_bind_double(s3, 16, u->area_mm2);
-        sqlite3_bind_double(s3, 17, u->ev.state_rd_bits);
-        sqlite3_bind_double(s3, 18, u->ev.state_wr_bits);
-        sqlite3_bind_double(s3, 19, u->ev.reg_bit_cycles);
-        if (sqlite3_step(s3) != SQLITE_DONE) { db_err(db, "insert unit_stats", e); goto fail; }
-    }
+    for (int i = 0; i < n_units; i++)
+        if (bind_unit(s3, run_id, &units[i], total_cycles)) { db_err(db, "insert unit_stats", e); goto fail; }
     for (int64_t i = 0; i < n_recs; i++)
         if (bind_record(s5, run_id, &recs[i])) { db_err(db, "insert records", e); goto fail; }
     char now[32];
@@ -477,14 +497,7 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
         db_err(db, "mark the run complete", e);
         goto fail;
     }
-    sqlite3_finalize(s1);
-    sqlite3_finalize(s2);
-    sqlite3_finalize(s3);
-    sqlite3_finalize(s4);
-    sqlite3_finalize(s5);
-    sqlite3_finalize(db->rec);
-    sqlite3_finalize(db->tok);
-    db->rec = db->tok = NULL;
+    finalize_closing(db, s1, s2, s3, s4, s5);
     if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         db_err(db, "commit", e);
         sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
@@ -495,14 +508,7 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
     if (run_id == db->open_run) db->open_run = 0;
     return 0;
 fail:
-    sqlite3_finalize(s1);
-    sqlite3_finalize(s2);
-    sqlite3_finalize(s3);
-    sqlite3_finalize(s4);
-    sqlite3_finalize(s5);
-    sqlite3_finalize(db->rec);
-    sqlite3_finalize(db->tok);
-    db->rec = db->tok = NULL;
+    finalize_closing(db, s1, s2, s3, s4, s5);
     sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
     db->in_tx = 0;
     return -1;
