@@ -512,6 +512,96 @@ out:
     return rc;
 }
 
+/* The model's name: the folder holding its config.json ("model" when the name is too long). */
+static void name_from_folder(es_model *m)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s", m->path);
+    char *slash = strrchr(tmp, '/');
+    if (slash) *slash = 0;
+    char *base = strrchr(tmp, '/');
+    const char *nm = slash ? (base ? base + 1 : tmp) : "model";
+    if (strlen(nm) >= sizeof m->name) nm = "model";
+    memcpy(m->name, nm, strlen(nm) + 1);
+}
+
+/* A transformer's shape keys (hidden size, layers, heads, ...; a mixture of experts' expert keys). */
+static int load_transformer_keys(es_model *m, es_cfg *c, const es_arch *reg, es_err *e)
+{
+    const int64_t BIG = (int64_t)1 << 24;
+    if (es_cfg_i64(c, "hidden_size", 1, BIG, &m->hidden, e) ||
+        es_cfg_i64(c, "num_hidden_layers", 1, 4096, &m->layers, e) ||
+        es_cfg_i64(c, "num_attention_heads", 1, 4096, &m->heads, e) ||
+        es_cfg_i64_opt(c, "num_key_value_heads", 1, 4096, m->heads, &m->kv_heads, e) ||
+        es_cfg_i64(c, "intermediate_size", 1, BIG, &m->ffn, e) ||
+        es_cfg_i64(c, "vocab_size", 1, (int64_t)1 << 22, &m->vocab, e) ||
+        es_cfg_i64(c, "max_position_embeddings", 1, (int64_t)1 << 24, &m->max_pos, e) ||
+        es_cfg_num(c, "rms_norm_eps", 1e-12, 1.0, &m->eps, e) ||
+        es_cfg_num(c, "rope_theta", 1.0, 1e12, &m->rope_theta, e))
+        return -1;
+    if (!es_cfg_has(c, "head_dim") && m->hidden % m->heads) {
+        es_fail(e, "%s: key 'hidden_size': %lld is not a multiple of num_attention_heads %lld",
+                m->path, (long long)m->hidden, (long long)m->heads);
+        return -1;
+    }
+    if (es_cfg_i64_opt(c, "head_dim", 1, 65536, m->hidden / m->heads, &m->head_dim, e)) return -1;
+    if (reg->experts_key) {
+        m->qk_norm = reg->qk_norm;
+        if (es_cfg_i64(c, reg->experts_key, 1, 4096, &m->experts, e) ||
+            es_cfg_i64(c, "num_experts_per_tok", 1, 4096, &m->top_k, e) ||
+            es_cfg_i64(c, reg->ffn_key, 1, BIG, &m->expert_ffn, e))
+            return -1;
+        if (m->top_k > m->experts) {
+            es_fail(e, "%s: key 'num_experts_per_tok': %lld is more than the %lld experts (key '%s')", m->path,
+                    (long long)m->top_k, (long long)m->experts, reg->experts_key);
+            return -1;
+        }
+        m->ffn = m->expert_ffn;
+        /* Mixtral: softmax over the top-k logits, the same as renormalized top-k of the softmax */
+        m->norm_topk = !strcmp(reg->hf, "MixtralForCausalLM");
+        if (es_cfg_has(c, "norm_topk_prob") && es_cfg_bool(c, "norm_topk_prob", &m->norm_topk, e)) return -1;
+    }
+    if (m->head_dim % 2) {
+        es_fail(e, "%s: key 'head_dim': expected an even number, got %lld", m->path,
+                (long long)m->head_dim);
+        return -1;
+    }
+    if (m->heads % m->kv_heads) {
+        es_fail(e, "%s: key 'num_key_value_heads': %lld does not divide num_attention_heads %lld",
+                m->path, (long long)m->kv_heads, (long long)m->heads);
+        return -1;
+    }
+    return 0;
+}
+
+/* rope_scaling (llama3 only; absent or null: none). */
+static int load_rope_scaling(es_model *m, es_cfg *c, es_err *e)
+{
+    const cJSON *rs = es_cfg_node(c, "rope_scaling");
+    if (rs && !cJSON_IsNull(rs)) {
+        char type[32];
+        if (es_cfg_str(c, "rope_scaling.rope_type", type, sizeof type, e)) return -1;
+        if (strcmp(type, "llama3") != 0) {
+            es_fail(e, "%s: key 'rope_scaling.rope_type': expected \"llama3\", got \"%s\"",
+                    m->path, type);
+            return -1;
+        }
+        m->rope_llama3 = 1;
+        if (es_cfg_num(c, "rope_scaling.factor", 1.0, 1e6, &m->rope_factor, e) ||
+            es_cfg_num(c, "rope_scaling.low_freq_factor", 1e-6, 1e6, &m->rope_low, e) ||
+            es_cfg_num(c, "rope_scaling.high_freq_factor", 1e-6, 1e6, &m->rope_high, e) ||
+            es_cfg_i64(c, "rope_scaling.original_max_position_embeddings", 1, (int64_t)1 << 24,
+                       &m->rope_orig_ctx, e))
+            return -1;
+        if (m->rope_high <= m->rope_low) {
+            es_fail(e, "%s: key 'rope_scaling.high_freq_factor': expected more than "
+                       "low_freq_factor %g, got %g", m->path, m->rope_low, m->rope_high);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int es_model_load(es_model *m, const char *spec, es_err *e)
 {
     memset(m, 0, sizeof *m);
@@ -524,17 +614,7 @@ int es_model_load(es_model *m, const char *spec, es_err *e)
     es_cfg c;
     if (es_cfg_load(&c, m->path, e)) return -1;
     int rc = -1;
-    /* name: the folder holding config.json */
-    {
-        char tmp[512];
-        snprintf(tmp, sizeof tmp, "%s", m->path);
-        char *slash = strrchr(tmp, '/');
-        if (slash) *slash = 0;
-        char *base = strrchr(tmp, '/');
-        const char *nm = slash ? (base ? base + 1 : tmp) : "model";
-        if (strlen(nm) >= sizeof m->name) nm = "model";
-        memcpy(m->name, nm, strlen(nm) + 1);
-    }
+    name_from_folder(m);
     const cJSON *archs = es_cfg_node(&c, "architectures");
     const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
     if (!cJSON_IsString(a0)) {
@@ -557,74 +637,11 @@ int es_model_load(es_model *m, const char *spec, es_err *e)
         rc = build_graph(m, reg, e);
         goto out;
     }
-    const int64_t BIG = (int64_t)1 << 24;
-    if (es_cfg_i64(&c, "hidden_size", 1, BIG, &m->hidden, e) ||
-        es_cfg_i64(&c, "num_hidden_layers", 1, 4096, &m->layers, e) ||
-        es_cfg_i64(&c, "num_attention_heads", 1, 4096, &m->heads, e) ||
-        es_cfg_i64_opt(&c, "num_key_value_heads", 1, 4096, m->heads, &m->kv_heads, e) ||
-        es_cfg_i64(&c, "intermediate_size", 1, BIG, &m->ffn, e) ||
-        es_cfg_i64(&c, "vocab_size", 1, (int64_t)1 << 22, &m->vocab, e) ||
-        es_cfg_i64(&c, "max_position_embeddings", 1, (int64_t)1 << 24, &m->max_pos, e) ||
-        es_cfg_num(&c, "rms_norm_eps", 1e-12, 1.0, &m->eps, e) ||
-        es_cfg_num(&c, "rope_theta", 1.0, 1e12, &m->rope_theta, e))
-        goto out;
-    if (!es_cfg_has(&c, "head_dim") && m->hidden % m->heads) {
-        es_fail(e, "%s: key 'hidden_size': %lld is not a multiple of num_attention_heads %lld",
-                m->path, (long long)m->hidden, (long long)m->heads);
-        goto out;
-    }
-    if (es_cfg_i64_opt(&c, "head_dim", 1, 65536, m->hidden / m->heads, &m->head_dim, e)) goto out;
-    if (reg->experts_key) {
-        m->qk_norm = reg->qk_norm;
-        if (es_cfg_i64(&c, reg->experts_key, 1, 4096, &m->experts, e) ||
-            es_cfg_i64(&c, "num_experts_per_tok", 1, 4096, &m->top_k, e) ||
-            es_cfg_i64(&c, reg->ffn_key, 1, BIG, &m->expert_ffn, e))
-            goto out;
-        if (m->top_k > m->experts) {
-            es_fail(e, "%s: key 'num_experts_per_tok': %lld is more than the %lld experts (key '%s')", m->path,
-                    (long long)m->top_k, (long long)m->experts, reg->experts_key);
-            goto out;
-        }
-        m->ffn = m->expert_ffn;
-        /* Mixtral: softmax over the top-k logits, the same as renormalized top-k of the softmax */
-        m->norm_topk = !strcmp(reg->hf, "MixtralForCausalLM");
-        if (es_cfg_has(&c, "norm_topk_prob") && es_cfg_bool(&c, "norm_topk_prob", &m->norm_topk, e)) goto out;
-    }
-    if (m->head_dim % 2) {
-        es_fail(e, "%s: key 'head_dim': expected an even number, got %lld", m->path,
-                (long long)m->head_dim);
-        goto out;
-    }
-    if (m->heads % m->kv_heads) {
-        es_fail(e, "%s: key 'num_key_value_heads': %lld does not divide num_attention_heads %lld",
-                m->path, (long long)m->kv_heads, (long long)m->heads);
-        goto out;
-    }
+    if (load_transformer_keys(m, &c, reg, e)) goto out;
     m->tied = 0;
     if (es_cfg_has(&c, "tie_word_embeddings") && es_cfg_bool(&c, "tie_word_embeddings", &m->tied, e))
         goto out;
-    const cJSON *rs = es_cfg_node(&c, "rope_scaling");
-    if (rs && !cJSON_IsNull(rs)) {
-        char type[32];
-        if (es_cfg_str(&c, "rope_scaling.rope_type", type, sizeof type, e)) goto out;
-        if (strcmp(type, "llama3") != 0) {
-            es_fail(e, "%s: key 'rope_scaling.rope_type': expected \"llama3\", got \"%s\"",
-                    m->path, type);
-            goto out;
-        }
-        m->rope_llama3 = 1;
-        if (es_cfg_num(&c, "rope_scaling.factor", 1.0, 1e6, &m->rope_factor, e) ||
-            es_cfg_num(&c, "rope_scaling.low_freq_factor", 1e-6, 1e6, &m->rope_low, e) ||
-            es_cfg_num(&c, "rope_scaling.high_freq_factor", 1e-6, 1e6, &m->rope_high, e) ||
-            es_cfg_i64(&c, "rope_scaling.original_max_position_embeddings", 1, (int64_t)1 << 24,
-                       &m->rope_orig_ctx, e))
-            goto out;
-        if (m->rope_high <= m->rope_low) {
-            es_fail(e, "%s: key 'rope_scaling.high_freq_factor': expected more than "
-                       "low_freq_factor %g, got %g", m->path, m->rope_low, m->rope_high);
-            goto out;
-        }
-    }
+    if (load_rope_scaling(m, &c, e)) goto out;
     rc = build_graph(m, reg, e);
 out:
     es_cfg_free(&c);
