@@ -87,11 +87,11 @@ const Tile::Plan &Tile::plan(int64_t n)
     for (const es_op *op : ops_) {
         if (op->kind == ES_OP_ATTN || op->kind == ES_OP_SCAN || op->kind == ES_OP_EXPERTS) {
             /* per item: positions, sequences, routing */
-            p.steps.push_back({op->kind == ES_OP_EXPERTS ? -1 : 1, 0, 0, op, 1.0});
+            p.steps.push_back({op->kind == ES_OP_EXPERTS ? Resource::Experts : Resource::Attention, 0, 0, 0, op, 1.0});
             continue;
         }
         int part = op->res == ES_RES_LANES ? es_chip_partition(ctx_.c, ctx_.m, &ctx_.m->tensors[op->tensor]) : 0;
-        Step s{op->res == ES_RES_LANES ? 2 + part : 0, 0, 0, op, 1.0};
+        Step s{op->res == ES_RES_LANES ? Resource::Lanes : Resource::Vector, part, 0, 0, op, 1.0};
         if (op->res == ES_RES_LANES) {
             int64_t lanes;
             es_rom rom;
@@ -176,7 +176,7 @@ bool Tile::book(int64_t total, int64_t start)
     if (ctx_.cycle) { /* its steps issue clock by clock (tick); what they cost is known now */
         Active a{std::move(w), &pl, total, start, 0, -1, 0, false, false, std::vector<int64_t>(pl.steps.size(), 0)};
         for (size_t k = 0; k < pl.steps.size(); k++)
-            if (pl.steps[k].res == 1) a.attn_cyc[k] = attention_cycles(pl.steps[k], a.w, total);
+            if (pl.steps[k].res == Resource::Attention) a.attn_cyc[k] = attention_cycles(pl.steps[k], a.w, total);
         charge_plan(a.w, pl, total, es_events{});
         active_.push_back(std::move(a));
         tick_ev_.notify(sc_core::SC_ZERO_TIME);
@@ -188,12 +188,12 @@ bool Tile::book(int64_t total, int64_t start)
     int flowed = 0; /* the item's flow steps into the tile at its first booking */
     es_events expert_ev{};
     for (const Step &st : pl.steps) {
-        if (st.res == -1) {
+        if (st.res == Resource::Experts) {
             t = book_experts(st.op, items, start, t, expert_ev);
             continue;
         }
-        if (st.res != 1) {
-            Server &res = st.res >= 2 ? lanes_[st.res - 2] : vec_;
+        if (st.res != Resource::Attention) {
+            Server &res = st.res == Resource::Lanes ? lanes_[(size_t)st.part] : vec_;
             int64_t s0 = res.book(start, t, st.occ);
             if (ctx_.trace) ctx_.span(track(st.res), s0, s0 + st.occ, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
             t = s0 + st.occ + st.lat;
@@ -276,7 +276,7 @@ void Tile::plan_ahead(int64_t now)
         for (size_t k = a.issuing ? a.step + 1 : a.step; k < a.pl->steps.size(); k++) {
             const Step &f = a.pl->steps[k];
             const int64_t o = occupancy(a, k);
-            std::vector<std::pair<int64_t, int64_t>> &iv = busy[(size_t)f.res];
+            std::vector<std::pair<int64_t, int64_t>> &iv = busy[pipe_of(f)];
             int64_t s0 = t;
             size_t at = 0;
             for (; at < iv.size(); at++) { /* sorted and disjoint: the first gap that holds it */
@@ -292,15 +292,25 @@ void Tile::plan_ahead(int64_t now)
 
 int64_t Tile::occupancy(const Active &a, size_t k)
 {
-    return a.pl->steps[k].res == 1 ? a.attn_cyc[k] : a.pl->steps[k].occ;
+    return a.pl->steps[k].res == Resource::Attention ? a.attn_cyc[k] : a.pl->steps[k].occ;
 }
 
-int Tile::track(int res) const { return res == 1 ? attn_trk_ : res == 0 ? vec_trk_ : lanes_trk_; }
+int Tile::track(Resource res) const
+{
+    return res == Resource::Attention ? attn_trk_ : res == Resource::Vector ? vec_trk_ : lanes_trk_;
+}
+
+size_t Tile::pipe_of(const Step &st)
+{
+    /* the vector unit, the attention engine, then one per lanes partition (the cycle fidelity
+     * books no experts) */
+    return st.res == Resource::Vector ? 0 : st.res == Resource::Attention ? 1 : 2 + (size_t)st.part;
+}
 
 int64_t Tile::step_lat(const Step &st) const
 {
-    if (st.res == 1) return 0; /* the attention engine holds its port for all of its cycles */
-    if (st.res >= 2 && lo_ == 0 && ctx_.cosim_depth >= 0) /* the co-simulated lanes: the RTL's depth */
+    if (st.res == Resource::Attention) return 0; /* the attention engine holds its port for all of its cycles */
+    if (st.res == Resource::Lanes && lo_ == 0 && ctx_.cosim_depth >= 0) /* the co-simulated lanes: the RTL's depth */
         return st.lat + ctx_.cosim_depth - ctx_.c->lane_depth;
     return st.lat;
 }
@@ -352,9 +362,9 @@ void Tile::tick()
             for (Active &a : active_) {
                 if (a.issuing || a.at > now || a.plan != now || a.step >= a.pl->steps.size()) continue;
                 const Step &st = a.pl->steps[a.step];
-                if (st.res != (int)r) continue;
+                if (pipe_of(st) != r) continue;
                 int64_t occ = occupancy(a, a.step);
-                if (st.res == 1) {
+                if (st.res == Resource::Attention) {
                     if (!kv_->free_at(now)) break; /* the KV group's ports are all streaming */
                     kv_->book(now, now, occ);
                 }
