@@ -23,7 +23,7 @@ struct VcdTracer : sc_core::sc_module {
         SC_METHOD(copy);
         sensitive << changed;
         dont_initialize();
-        ctx.vcd_changed = &changed;
+        ctx.run.vcd_changed = &changed;
     }
     void add(const Tile *t, const std::string &name)
     {
@@ -34,7 +34,7 @@ struct VcdTracer : sc_core::sc_module {
     {
         for (size_t i = 0; i < tiles.size(); i++) items[i]->write((uint32_t)tiles[i]->items());
         kv_used.write((uint64_t)ctx.kv_used);
-        in_flight.write((uint32_t)ctx.in_flight);
+        in_flight.write((uint32_t)ctx.run.in_flight);
     }
     void trace(sc_core::sc_trace_file *tf)
     {

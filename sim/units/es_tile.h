@@ -72,7 +72,7 @@ private:
     int64_t attention_cycles(const Step &st, Work &w, int64_t total); // its sequences' attention: cycles, events
     void charge_plan(Work &w, const Plan &pl, int64_t total, const es_events &expert_ev); // shared events, stats
     void finish(Work &&w, int64_t t);      // to complete(), which passes it on at t
-    // --fidelity cycle (ctx_.cycle): items advance through their steps clock by clock (tick)
+    // --fidelity cycle (ctx_.run.cycle): items advance through their steps clock by clock (tick)
     struct Active {
         Work w;
         const Plan *pl;

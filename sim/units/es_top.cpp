@@ -30,7 +30,8 @@ namespace {
 
 struct SourceCtx {             // adapts a Workload to the driver's C callbacks
     const Workload *w;
-    Ctx *ctx;
+    Run *run;                  // the run's sequences, governor and error
+    Ctx *ctx;                  // the chip (its datapath: functional mode)
     size_t next = 0;
     RunResult *r;
     std::map<double, int64_t> inter; // run: inter-token latencies (ns) and how many tokens had each
@@ -56,14 +57,14 @@ double percentile_counts(const std::map<double, int64_t> &h, double q)
 /* Pass on the held requests whose windows have closed, in finishing order; false on a sink's error. */
 bool release(SourceCtx *s, bool all = false)
 {
-    const Governor &g = s->ctx->gov;
-    if (!s->ctx->error.empty()) return false; /* the run is stopping: nothing more to its sink */
+    const Governor &g = s->run->gov;
+    if (!s->run->error.empty()) return false; /* the run is stopping: nothing more to its sink */
     /* a request is done when its last token reaches the host: its last arrival cycle */
     while (!s->held.empty() && (all || g.known(s->held.front().second.last_arrival))) {
         es_err e{};
         auto &h = s->held.front();
         if (finish(s, h.first, h.second, &e)) {
-            s->ctx->fail("%s", e.msg);
+            s->run->fail("%s", e.msg);
             s->held.clear();
             return false;
         }
@@ -90,7 +91,7 @@ int src_next(void *arg, int64_t *id, int64_t *prompt, int64_t *max_new, es_err *
         if ((int64_t)q.ids.size() != q.prompt)
             return es_fail(e, "request %lld: %zu prompt token ids for %lld tokens", (long long)*id, q.ids.size(),
                            (long long)q.prompt);
-        s->ctx->pending_prompts[(uint32_t)*id] = std::move(q.ids);
+        s->run->pending_prompts[(uint32_t)*id] = std::move(q.ids);
     }
     return 1;
 }
@@ -98,18 +99,18 @@ int src_next(void *arg, int64_t *id, int64_t *prompt, int64_t *max_new, es_err *
 int src_done(void *arg, const es_req_result *q, uint32_t slot, es_err *e)
 {
     SourceCtx *s = static_cast<SourceCtx *>(arg);
-    SeqState &st = s->ctx->seqs[slot];
-    if (!s->ctx->error.empty()) return es_fail(e, "%s", s->ctx->error.c_str());
-    if (!s->ctx->gov.on) return finish(s, *q, st, e);
+    SeqState &st = s->run->seqs[slot];
+    if (!s->run->error.empty()) return es_fail(e, "%s", s->run->error.c_str());
+    if (!s->run->gov.on) return finish(s, *q, st, e);
     s->held.emplace_back(*q, st); /* its slot is reused: keep a copy */
     st.spans.clear();
-    return release(s) ? 0 : es_fail(e, "%s", s->ctx->error.c_str());
+    return release(s) ? 0 : es_fail(e, "%s", s->run->error.c_str());
 }
 
 /* A finished request, its times made real (power limit) and passed on: to the sink (eval) or the run's records. */
 int finish(SourceCtx *s, es_req_result q, SeqState &st, es_err *e)
 {
-    const Governor &g = s->ctx->gov;
+    const Governor &g = s->run->gov;
     if (g.first_slow >= 0) { /* a window ran below the nominal clock: times and static shares change */
         q.submit_ns = g.real_ns(q.submit_ns);
         q.first_ns = g.real_ns(q.first_ns);
@@ -135,7 +136,7 @@ int finish(SourceCtx *s, es_req_result q, SeqState &st, es_err *e)
     rec.prompt = st.prompt + st.start;
     rec.gen = st.gen;
     rec.submit_ns = 0;
-    rec.admit_ns = g.real_ns(s->ctx->cycles_to_ns((double)st.admit));
+    rec.admit_ns = g.real_ns(s->run->cycles_to_ns((double)st.admit));
     rec.first_ns = q.first_ns;
     rec.done_ns = q.done_ns;
     rec.energy_j = st.energy_j;
@@ -173,17 +174,18 @@ struct Sim {
     const es_model *m;
     const Workload &w;
     RunResult &r;
-    Ctx ctx;
+    Run run;  /* run-wide: the card, time, sequences, trace */
+    Ctx ctx;  /* the one chip */
     struct TraceGuard { /* a run that fails removes its partial trace; one that finishes renames it into place */
-        Ctx &c;
-        ~TraceGuard() { es_trace_close(c.trace, 0, nullptr); }
-    } tg{ctx};
+        Run &r;
+        ~TraceGuard() { es_trace_close(r.trace, 0, nullptr); }
+    } tg{run};
     VcdFile vf;
     std::unique_ptr<Die> die;
     SourceCtx sc;
     int64_t total = 0; /* tokens the requests ask for (w.reqs) */
     Sim(const es_chip *c_, const es_model *m_, const Workload &w_, RunResult &r_)
-        : c(c_), m(m_), w(w_), r(r_), ctx(c_, m_, &r_.area), sc{&w_, &ctx, 0, &r_, {}, {}}
+        : c(c_), m(m_), w(w_), r(r_), run(c_), ctx(run, c_, m_, &r_.area), sc{&w_, &run, &ctx, 0, &r_, {}, {}}
     {
     }
 };
@@ -192,32 +194,33 @@ struct Sim {
  * build the die. */
 int build(Sim &s, es_err *e)
 {
+    Run &run = s.run;
     const es_chip *c = s.c;
     const es_model *m = s.m;
     const Workload &w = s.w;
     Ctx &ctx = s.ctx;
-    if (ctx.gov.on && c->power_limit_w <= ctx.gov.fixed_w) /* an ungated clock slows with the clock; these do not */
+    if (run.gov.on && c->power_limit_w <= run.gov.fixed_w) /* an ungated clock slows with the clock; these do not */
         return es_fail(e, "%s: key 'card.power_limit_w': %.4g W is at or below the card's static power, %.4g W "
                           "(leakage / VR efficiency + board): no clock keeps the card under it",
-                       c->path, c->power_limit_w, ctx.gov.fixed_w);
+                       c->path, c->power_limit_w, run.gov.fixed_w);
     ctx.kv_cap = es_chip_kv_positions(c, m);
-    ctx.seq_tokens = w.seq_tokens || !w.sink; /* run: every token's record, streamed as its request finishes */
+    run.seq_tokens = w.seq_tokens || !w.sink; /* run: every token's record, streamed as its request finishes */
     for (const auto &q : w.reqs) s.total += q.gen;
-    ctx.progress = w.progress && !w.source;
-    ctx.total_tokens = s.total;
+    run.progress = w.progress && !w.source;
+    run.total_tokens = s.total;
     ctx.dp = w.dp;
-    ctx.cycle = w.cycle;
+    run.cycle = w.cycle;
     ctx.cosim_depth = w.cosim_depth;
     if (w.cycle && m->experts > 0)
         return es_fail(e, "--fidelity cycle: %s routes tokens to experts, which only the transaction fidelity "
                           "books; use a dense or state-space model", m->name);
-    ctx.prefix_ids = w.prefix_ids;
-    ctx.tap_id = w.tap_id;
-    ctx.routing = w.routing;
+    run.prefix_ids = w.prefix_ids;
+    run.tap_id = w.tap_id;
+    run.routing = w.routing;
     if (w.dp && w.prefix > 0 && (int64_t)w.prefix_ids.size() != w.prefix)
         return es_fail(e, "the shared prefix has %zu token ids for %lld tokens", w.prefix_ids.size(), (long long)w.prefix);
     if (!w.trace_path.empty() &&
-        es_trace_open(&ctx.trace, w.trace_path.c_str(), c->clock_hz, w.trace_start_ns, w.trace_end_ns, e))
+        es_trace_open(&run.trace, w.trace_path.c_str(), c->clock_hz, w.trace_start_ns, w.trace_end_ns, e))
         return -1;
     VcdFile &vf = s.vf;
     if (!w.vcd_path.empty()) {
@@ -239,6 +242,7 @@ int build(Sim &s, es_err *e)
 /* Open the host driver on the die, simulate to the end, pass the held requests on. */
 int simulate(Sim &s, es_err *e)
 {
+    Run &run = s.run;
     const Workload &w = s.w;
     Ctx &ctx = s.ctx;
     es_drv_cfg dc{};
@@ -252,20 +256,20 @@ int simulate(Sim &s, es_err *e)
     es_drv *drv = es_drv_open(&dc, &dev_ops, s.die->dev, e);
     if (!drv) return -1;
     SourceCtx &sc = s.sc;
-    ctx.gov.on_close = [&sc]() { release(&sc); };
+    run.gov.on_close = [&sc]() { release(&sc); };
     es_drv_source src{src_next, src_done, &sc};
     s.die->dev->drv = drv;
     s.die->prog->src = &src;
     sc_core::sc_start();
     stack_restore(); /* the sanitizer's view of the main stack (es_stack.h) */
-    if (ctx.progress) std::fprintf(stderr, "\r%60s\r", "");
-    s.r.max_in_flight = ctx.max_in_flight;
+    if (run.progress) std::fprintf(stderr, "\r%60s\r", "");
+    s.r.max_in_flight = run.max_in_flight;
     es_drv_close(drv);
-    if (!ctx.error.empty()) return es_fail(e, "%s", ctx.error.c_str());
+    if (!run.error.empty()) return es_fail(e, "%s", run.error.c_str());
 
-    ctx.gov.close_last(ctx.end_cycle); /* the last window's clock: the held requests pass on */
+    run.gov.close_last(run.end_cycle); /* the last window's clock: the held requests pass on */
     release(&sc, true);
-    if (!ctx.error.empty()) return es_fail(e, "%s", ctx.error.c_str());
+    if (!run.error.empty()) return es_fail(e, "%s", run.error.c_str());
     if (!sc.held.empty()) return es_fail(e, "%zu finished requests were never passed on", sc.held.size());
     if (!w.source && !w.sink && s.r.seqs.size() != w.reqs.size())
         return es_fail(e, "%zu of %zu requests finished", s.r.seqs.size(), w.reqs.size());
@@ -275,8 +279,8 @@ int simulate(Sim &s, es_err *e)
 /* run: per-sequence figures, request 0's steps and the token latencies, sim and analytic */
 void collect_streams(Sim &s)
 {
+    const Run &run = s.run;
     RunResult &r = s.r;
-    const Ctx &ctx = s.ctx;
     if (!s.w.sink) {
         /* per-sequence figures (run): ids come back in completion order */
         std::sort(r.seqs.begin(), r.seqs.end(), [](const es_seq_rec &a, const es_seq_rec &b) { return a.id < b.id; });
@@ -297,11 +301,11 @@ void collect_streams(Sim &s)
             r.seq_ns_per_token /= (double)n;
         }
         r.decode_tokens_per_s = rated ? rate_sum / rated : 0;
-        for (size_t k = 0; k < ctx.stream0.size(); k++) { /* request 0, in cycles */
-            int64_t cyc = ctx.stream0[k];
+        for (size_t k = 0; k < run.stream0.size(); k++) { /* request 0, in cycles */
+            int64_t cyc = run.stream0[k];
             if (k == 0) r.ttft_cycles = cyc;
             else {
-                int64_t step = cyc - ctx.stream0[k - 1];
+                int64_t step = cyc - run.stream0[k - 1];
                 if (k == 1) r.step_first = step;
                 r.step_last = step;
                 r.step_total += step;
@@ -327,9 +331,10 @@ void collect_streams(Sim &s)
 /* the units' statistics and areas, the die's utilization, the run's energy and power */
 void collect_energy(Sim &s)
 {
+    Run &run = s.run;
     RunResult &r = s.r;
     Ctx &ctx = s.ctx;
-    const Governor &g = ctx.gov;
+    const Governor &g = run.gov;
     r.units.assign(ctx.units.begin(), ctx.units.end());
     double active = 0;
     for (auto &u : r.units) {
@@ -338,12 +343,12 @@ void collect_energy(Sim &s)
         active += u.area_mm2 * (double)u.busy_cycles;
     }
     r.die_utilization = r.cycles > 0 ? active / (r.area.total_mm2 * (double)r.cycles) : 0;
-    r.prefix_j = s.w.prefix > 0 ? ctx.seqs[0].pending_j : 0;
-    r.unattributed_j = ctx.static_w * (double)(ctx.end_cycle - ctx.last_sample) / s.c->clock_hz + r.prefix_j +
-                       g.static_fix(ctx.last_sample, ctx.end_cycle);
+    r.prefix_j = s.w.prefix > 0 ? run.seqs[0].pending_j : 0;
+    r.unattributed_j = run.static_w * (double)(run.end_cycle - run.last_sample) / s.c->clock_hz + r.prefix_j +
+                       g.static_fix(run.last_sample, run.end_cycle);
     /* static power: leakage and board per second; an ungated clock per cycle (the same at any clock) */
     r.total_j = g.first_slow >= 0 ? r.dynamic_j + g.fixed_w * r.seconds + g.clock_j * (double)r.cycles
-                                  : r.dynamic_j + ctx.static_w * r.seconds;
+                                  : r.dynamic_j + run.static_w * r.seconds;
     r.watts = r.seconds > 0 ? r.total_j / r.seconds : 0;
     r.joules_per_token = r.tokens ? r.total_j / (double)r.tokens : 0;
 }
@@ -351,12 +356,13 @@ void collect_energy(Sim &s)
 /* What the run measured, into its result. */
 int collect(Sim &s, es_err *e)
 {
+    Run &run = s.run;
     const es_chip *c = s.c;
     RunResult &r = s.r;
     Ctx &ctx = s.ctx;
-    const Governor &g = ctx.gov;
+    const Governor &g = run.gov;
     r.clock_hz = c->clock_hz;
-    r.cycles = ctx.end_cycle;
+    r.cycles = run.end_cycle;
     r.seconds = g.first_slow >= 0 ? g.real_s((double)r.cycles) : (double)r.cycles / c->clock_hz;
     if (g.on) {
         r.power_limit_w = c->power_limit_w;
@@ -365,19 +371,19 @@ int collect(Sim &s, es_err *e)
         r.window_w = g.window_w;
         r.window_s = c->power_window_s;
     }
-    r.tokens = ctx.sampled;
+    r.tokens = run.sampled;
     if (!s.w.source && r.tokens != s.total)
         return es_fail(e, "simulation ended with %lld of %lld tokens produced (deadlock)", (long long)r.tokens,
                        (long long)s.total);
     r.kv_positions = ctx.kv_cap;
     r.kv_max_used = ctx.kv_max_used;
-    r.prefill_passes = ctx.prefill_passes;
-    r.static_w = ctx.static_w;
+    r.prefill_passes = run.prefill_passes;
+    r.static_w = run.static_w;
     r.clock_w = ctx.clock_w;
     collect_streams(s);
     collect_energy(s);
-    std::sort(ctx.tap_rows.begin(), ctx.tap_rows.end(), [](const TapRow &a, const TapRow &b) { return a.pos < b.pos; });
-    r.tap = std::move(ctx.tap_rows);
+    std::sort(run.tap_rows.begin(), run.tap_rows.end(), [](const TapRow &a, const TapRow &b) { return a.pos < b.pos; });
+    r.tap = std::move(run.tap_rows);
     r.moe = std::move(ctx.moe);
     return 0;
 }
@@ -393,8 +399,8 @@ int close_outputs(Sim &s, es_err *e)
             return es_fail(e, "%s: cannot write the VCD trace: %s", vf.path.c_str(), std::strerror(errno));
         vf.tmp.clear();
     }
-    es_trace *tr = s.ctx.trace;
-    s.ctx.trace = nullptr;
+    es_trace *tr = s.run.trace;
+    s.run.trace = nullptr;
     return es_trace_close(tr, 1, e);
 }
 
