@@ -12,27 +12,42 @@ std::ostream &operator<<(std::ostream &os, const Item &it)
     return os << "seq " << it.seq << " pos " << it.pos << " n " << it.n;
 }
 
-Ctx::Ctx(const es_chip *chip, const es_model *model, const es_area *a) : c(chip), m(model)
+Run::Run(const es_chip *card) : clock_hz(card->clock_hz)
 {
-    double ps = 1e12 / chip->clock_hz;
+    double ps = 1e12 / card->clock_hz;
     period = sc_core::sc_time((double)(int64_t)(ps + 0.5), sc_core::SC_PS);
     max_cycle = (int64_t)(((uint64_t)1 << 63) / period.value()); /* half of SystemC's range: sums stay inside it */
-    dyn_scale = 1.0 / chip->vr_eff;
+    dyn_scale = 1.0 / card->vr_eff;
+    static_w = card->board_w; /* the dies' leakage and clocks join it as they are built (add_die) */
+    if (card->power_limit_w > 0) {
+        gov.on = true;
+        gov.f_nom = card->clock_hz;
+        gov.W = (int64_t)(card->power_window_s * card->clock_hz + 0.5);
+        if (gov.W < 1) gov.W = 1;
+        gov.step = card->clock_step_hz;
+        gov.limit = card->power_limit_w;
+        gov.fixed_w = card->board_w;
+        gov.min_f = card->clock_hz;
+    }
+}
+
+void Run::add_die(double leak_w, double clock_w)
+{
+    static_w += leak_w;
+    static_w += clock_w;
+    if (gov.on) {
+        gov.fixed_w += leak_w;
+        gov.clock_j += clock_w / clock_hz;
+    }
+}
+
+Ctx::Ctx(Run &r, const es_chip *chip, const es_model *model, const es_area *a) : run(r), c(chip), m(model)
+{
     if (chip->gating == ES_GATING_NONE) /* every register clocked every cycle: a constant power */
         clock_w = ((double)es_chip_tiles(chip, model) * es_chip_tile_register_bits(chip) + es_chip_head_register_bits(chip)) *
                   (chip->e_reg_bit + chip->e_clk_net) * chip->clock_hz / chip->vr_eff;
-    static_w = a->leak_total_w / chip->vr_eff + chip->board_w + clock_w;
-    if (chip->power_limit_w > 0) {
-        gov.on = true;
-        gov.f_nom = chip->clock_hz;
-        gov.W = (int64_t)(chip->power_window_s * chip->clock_hz + 0.5);
-        if (gov.W < 1) gov.W = 1;
-        gov.step = chip->clock_step_hz;
-        gov.limit = chip->power_limit_w;
-        gov.fixed_w = a->leak_total_w / chip->vr_eff + chip->board_w;
-        gov.clock_j = clock_w / chip->clock_hz;
-        gov.min_f = chip->clock_hz;
-    }
+    leak_w = a->leak_total_w / chip->vr_eff;
+    run.add_die(leak_w, clock_w);
 }
 
 void Governor::close_one(int64_t len)
@@ -90,7 +105,7 @@ double Governor::real_s(double c) const
     return start_s[i] + (c - (double)(first_slow + (int64_t)i) * (double)W) / f[i];
 }
 
-int64_t Ctx::now() const
+int64_t Run::now() const
 {
     uint64_t ps = sc_core::sc_time_stamp().value();
     if (ps != now_ps_) {
@@ -100,24 +115,24 @@ int64_t Ctx::now() const
     return now_cycle_;
 }
 
-sc_core::sc_time Ctx::delay_to(int64_t cycle)
+sc_core::sc_time Run::delay_to(int64_t cycle)
 {
     int64_t t = now();
     if (cycle > max_cycle || cycle < t) {
         fail("simulated time would pass %lld cycles (%.4g s at this clock), the most SystemC's 64-bit time in "
              "picoseconds can count: the run is too long for this chip; shorten it or speed the chip up",
-             (long long)max_cycle, (double)max_cycle / c->clock_hz);
+             (long long)max_cycle, (double)max_cycle / clock_hz);
         return sc_core::SC_ZERO_TIME;
     }
     return period * (double)(cycle - t);
 }
 
-void Ctx::wait_cycles(int64_t n)
+void Run::wait_cycles(int64_t n)
 {
     if (n > 0) wait_until(now() + n);
 }
 
-void Ctx::wait_until(int64_t cycle)
+void Run::wait_until(int64_t cycle)
 {
     if (cycle <= now()) return;
     sc_core::sc_time d = delay_to(cycle);
@@ -136,24 +151,24 @@ es_unit_rec *Ctx::unit(const char *name)
 
 void Ctx::charge(es_unit_rec *u, int32_t seq, const es_events &ev)
 {
-    double j = es_events_joules(c, &ev) * dyn_scale;
-    gov.add(now(), j);
+    double j = es_events_joules(c, &ev) * run.dyn_scale;
+    run.gov.add(run.now(), j);
     es_events_add(&u->ev, &ev);
     u->energy_j += j;
-    seqs[(size_t)seq].pending_j += j;
+    run.seqs[(size_t)seq].pending_j += j;
 }
 
-SeqState &Ctx::seq(uint32_t slot)
+SeqState &Run::seq(uint32_t slot)
 {
     while (seqs.size() <= slot) seqs.emplace_back();
     return seqs[slot];
 }
 
-void Ctx::sample(int32_t seq_id, Item &cpl)
+void Run::sample(int32_t seq_id, Item &cpl)
 {
     SeqState &s = seqs[(size_t)seq_id];
     int64_t t = now();
-    double j = s.pending_j + static_w * (double)(t - last_sample) / c->clock_hz;
+    double j = s.pending_j + static_w * (double)(t - last_sample) / clock_hz;
     if (gov.on) { /* its static share at the nominal clock; made real once its windows' clocks are known */
         s.spans.emplace_back(last_sample, t);
     }
@@ -172,16 +187,17 @@ void Ctx::kv_take(int64_t n)
 {
     kv_used += n;
     if (kv_used > kv_max_used) kv_max_used = kv_used;
-    if (trace) es_trace_counter(trace, "KV positions held", now(), (double)kv_used);
-    vcd_touch();
-    if (kv_used > kv_cap) fail("KV SRAM overflow: %lld positions held, the chip holds %lld", (long long)kv_used, (long long)kv_cap);
+    if (run.trace) es_trace_counter(run.trace, "KV positions held", run.now(), (double)kv_used);
+    run.vcd_touch();
+    if (kv_used > kv_cap)
+        run.fail("KV SRAM overflow: %lld positions held, the chip holds %lld", (long long)kv_used, (long long)kv_cap);
 }
 
 void Ctx::kv_give(int64_t n)
 {
     kv_used -= n;
-    if (trace) es_trace_counter(trace, "KV positions held", now(), (double)kv_used);
-    vcd_touch();
+    if (run.trace) es_trace_counter(run.trace, "KV positions held", run.now(), (double)kv_used);
+    run.vcd_touch();
 }
 
 void Ctx::tap(int32_t seq, int64_t pos, int32_t token, const float *x)
@@ -189,13 +205,13 @@ void Ctx::tap(int32_t seq, int64_t pos, int32_t token, const float *x)
     TapRow r{pos, token, std::vector<float>((size_t)m->vocab)};
     es_err e{};
     if (es_dp_head(dp, x, r.logits.data(), &e)) {
-        fail("sequence %d position %lld: %s", seq, (long long)pos, e.msg);
+        run.fail("sequence %d position %lld: %s", seq, (long long)pos, e.msg);
         return;
     }
-    tap_rows.push_back(std::move(r));
+    run.tap_rows.push_back(std::move(r));
 }
 
-void Ctx::route(int32_t seq, int64_t pos, int layer, int32_t *out)
+void Run::route(const es_model *m, int32_t seq, int64_t pos, int layer, int32_t *out)
 {
     const int64_t E = m->experts, k = m->top_k;
     if (routing.kind == 2 && !routing.replay.empty()) {
@@ -224,7 +240,7 @@ void Ctx::route(int32_t seq, int64_t pos, int layer, int32_t *out)
     }
 }
 
-void Ctx::fail(const char *fmt, ...)
+void Run::fail(const char *fmt, ...)
 {
     if (!error.empty()) return;
     char buf[1024];

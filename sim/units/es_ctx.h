@@ -1,6 +1,9 @@
-// es_ctx: what the SystemC units share in one run: the configuration, the
-// work item that travels between units, per-sequence state, per-unit
-// statistics and the energy ledger that attributes every joule to a token.
+// es_ctx: what the SystemC units share: the work item that travels between units, per-sequence
+// state, the run-wide state every chip of a run shares (Run: simulated time, sequences, the
+// host's accounting, the card's power and the energy ledger that attributes every joule to a
+// token, trace and VCD, MoE routing, the first error) and each chip's own (Ctx: its chip and
+// model, unit statistics, KV accounting, datapath, MoE statistics, power figures). Why each
+// piece is where it is: the comments over Run and Ctx.
 #ifndef ES_CTX_H
 #define ES_CTX_H
 #include <systemc>
@@ -92,43 +95,68 @@ struct Governor {
     double real_ns(double nominal_ns) const { return first_slow < 0 ? nominal_ns : real_s(nominal_ns * f_nom * 1e-9) * 1e9; }
 };
 
-class Ctx {
+// Run: what every chip of a run shares. A run is one card's workload: one host, one clock, one
+// power governor, one set of sequences, one trace and VCD file. These are run-wide because they
+// are either the host's view (sequences, their tokens and energy, what is in flight, prompts and
+// tapped logits waiting to be paired with requests), card-level (the card's power limit, static
+// power and board power, and so the energy attributed to each token), or how the run is observed
+// and stopped (simulated time, trace, VCD, the first error). Several chips of one run step on the
+// same simulated clock: the run's period is the first chip's (card.* and the clock are card keys;
+// chips of different clocks would need a cycle conversion per chip).
+class Run {
 public:
-    Ctx(const es_chip *c, const es_model *m, const es_area *a);
-    const es_chip *c;
-    const es_model *m;
+    explicit Run(const es_chip *card); // the clock, power limit and board of the card
+    double clock_hz;                  // the run's clock (the card's chip's)
     sc_core::sc_time period;          // one clock cycle
-    double dyn_scale;                 // card joules per chip joule (1 / VR efficiency)
-    double clock_w = 0;               // clock_gating "none": every register clocked every cycle / VR efficiency
-    double static_w;                  // leakage / VR efficiency + board static + clock_w
+    // simulated time, in cycles of the run's clock
+    int64_t now() const;
+    mutable uint64_t now_ps_ = ~0ull;  // now(): the time it last converted and its cycle, so a
+    mutable int64_t now_cycle_ = 0;   // process asking again at the same time does not divide
+    void wait_cycles(int64_t n);
+    void wait_until(int64_t cycle);
+    // The delay from now to `cycle`, for wait() and next_trigger(). Past the cycles SystemC's 64-bit
+    // time can count (max_cycle), the run fails instead of wrapping; the delay is then zero.
+    sc_core::sc_time delay_to(int64_t cycle);
+    int64_t max_cycle = 0;
+    double cycles_to_ns(double cyc) const { return cyc * 1e9 / clock_hz; }
+    bool cycle = false;               // --fidelity cycle: tiles advance clock by clock (es_tile.h)
+
+    // sequences and the host's accounting
     std::deque<SeqState> seqs;        // by sequence id (slot); deque: stable references as it grows
+    // The state of sequence id `slot`, created on first use.
+    SeqState &seq(uint32_t slot);
     bool seq_tokens = false;          // keep each sequence's token records until it finishes (its rows)
     std::vector<int64_t> stream0;     // request 0's token arrival cycles at the host (the decode-step figures)
     int64_t sampled = 0;              // tokens sampled
-    std::deque<es_unit_rec> units;    // deque: stable addresses
-    int64_t last_sample = 0;          // cycle of the previous sample, for static shares
     int64_t end_cycle = 0;            // last arrival at the host
     int in_flight = 0, max_in_flight = 0;
     bool progress = false;            // print progress lines to stderr
     int64_t total_tokens = 0;         // tokens the run will produce
-    int64_t kv_cap = 0;               // KV positions per layer the chip holds
-    int64_t kv_used = 0, kv_max_used = 0; // held now, most held at once
     int64_t prefill_passes = 0;       // prompt tokens sent through the tiles
-    std::string error;                // set by a unit that cannot go on; the run stops
-    // functional mode (dp non-null): the datapath, prompts waiting for their SQ entry
-    // (by request tag), the shared prefix's ids, the request whose logits are tapped
-    es_dp *dp = nullptr;
-    bool cycle = false;               // --fidelity cycle: tiles advance clock by clock (es_tile.h)
-    int64_t cosim_depth = -1;         // --rtl-cosim: tile 0's lane pipeline depth (-1: tile.lanes.pipeline_depth)
+    // functional mode: prompts waiting for their SQ entry (by request tag), the shared prefix's
+    // ids, the request whose logits are tapped and its logits by position
     std::unordered_map<uint32_t, std::vector<int32_t>> pending_prompts;
     std::vector<int32_t> prefix_ids;
     int64_t tap_id = -1;
     std::vector<TapRow> tap_rows;
+
+    // the card's power: its voltage regulators, static power, the governor, each token's share of them
+    double dyn_scale;                 // card joules per chip joule (1 / card.vr_efficiency)
+    double static_w = 0;              // leakage / VR efficiency of every die + board static + their clock_w
+    Governor gov;                     // card.power_limit_w (off without a limit)
+    int64_t last_sample = 0;          // cycle of the previous sample, for static shares
+    // A die's static power, once per die as it is built: its leakage / VR efficiency and its
+    // ungated clock (Ctx::clock_w).
+    void add_die(double leak_w, double clock_w);
+    // The sampler produced the next token of seq now. Fills the completion
+    // item's token index, energy and (when tokens are kept) record index.
+    void sample(int32_t seq, Item &cpl);
+
+    // MoE: how the workload routes tokens to experts (one choice for the whole model, whichever
+    // chip holds a layer); the top_k experts of m for the token at pos of seq, in layer, into out.
     Routing routing;
-    MoeStats moe;
     size_t replay_next = 0;
-    // MoE: the top_k experts of the token at pos of sequence seq, in layer, into out.
-    void route(int32_t seq, int64_t pos, int layer, int32_t *out);
+    void route(const es_model *m, int32_t seq, int64_t pos, int layer, int32_t *out);
 
     // --trace: the writer (null: off); a unit's track (0 when off); a span and its request's flow step
     es_trace *trace = nullptr;
@@ -149,37 +177,46 @@ public:
     sc_core::sc_event *vcd_changed = nullptr;
     void vcd_touch() const { if (vcd_changed) vcd_changed->notify(sc_core::SC_ZERO_TIME); }
 
-    int64_t now() const;
-    mutable uint64_t now_ps_ = ~0ull;  // now(): the time it last converted and its cycle, so a
-    mutable int64_t now_cycle_ = 0;   // process asking again at the same time does not divide
-    void wait_cycles(int64_t n);
-    void wait_until(int64_t cycle);
-    // The delay from now to `cycle`, for wait() and next_trigger(). Past the cycles SystemC's 64-bit
-    // time can count (max_cycle), the run fails instead of wrapping; the delay is then zero.
-    sc_core::sc_time delay_to(int64_t cycle);
-    int64_t max_cycle = 0;
-    es_unit_rec *unit(const char *name);
-    // The state of sequence id `slot`, created on first use.
-    SeqState &seq(uint32_t slot);
-    // Count an item's events on a unit and on the sequence that caused them.
-    void charge(es_unit_rec *u, int32_t seq, const es_events &ev);
-    Governor gov;                     // card.power_limit_w (off without a limit)
-    // The sampler produced the next token of seq now. Fills the completion
-    // item's token index, energy and (when tokens are kept) record index.
-    void sample(int32_t seq, Item &cpl);
-    // KV accounting on the device: a sequence takes its positions when fetched
-    // and gives them back when its last token is sampled. Overflow is an error.
-    void kv_take(int64_t n);
-    void kv_give(int64_t n);
+    std::string error;                // set by a unit that cannot go on; the run stops
     // Stop the run with an error message.
     void fail(const char *fmt, ...)
 #ifdef __GNUC__
         __attribute__((format(printf, 2, 3)))
 #endif
         ;
-    double cycles_to_ns(double cyc) const { return cyc * 1e9 / c->clock_hz; }
+};
+
+// Ctx: one chip of a run, what its units are built on: the chip and the model it holds, its
+// units' statistics, its KV SRAM accounting, its functional datapath, its MoE statistics and its
+// own power figures (VR efficiency, ungated clock). These are per chip because each die has its
+// own configuration, its own KV SRAM (a split model's chips each hold their layers' KV) and its
+// own units; its events become energy through its own process tables (then through the card's
+// voltage regulators, Run::dyn_scale). Each unit holds its chip's
+// Ctx and reaches the run's shared state through `run`. One chip per run for now (es_top.cpp).
+class Ctx {
+public:
+    Ctx(Run &run, const es_chip *c, const es_model *m, const es_area *a);
+    Run &run;
+    const es_chip *c;
+    const es_model *m;
+    double leak_w = 0;                // its leakage / VR efficiency
+    double clock_w = 0;               // clock_gating "none": every register clocked every cycle / VR efficiency
+    std::deque<es_unit_rec> units;    // its units' statistics; deque: stable addresses
+    es_unit_rec *unit(const char *name);
+    // Count an item's events on a unit and on the sequence that caused them.
+    void charge(es_unit_rec *u, int32_t seq, const es_events &ev);
+    // KV accounting on the device: a sequence takes its positions when fetched
+    // and gives them back when its last token is sampled. Overflow is an error.
+    int64_t kv_cap = 0;               // KV positions per layer the chip holds
+    int64_t kv_used = 0, kv_max_used = 0; // held now, most held at once
+    void kv_take(int64_t n);
+    void kv_give(int64_t n);
+    // functional mode: the datapath (null: timing only)
+    es_dp *dp = nullptr;
     // Functional mode: logits of row x (hidden) for the tapped sequence at pos.
     void tap(int32_t seq, int64_t pos, int32_t token, const float *x);
+    int64_t cosim_depth = -1;         // --rtl-cosim: tile 0's lane pipeline depth (-1: tile.lanes.pipeline_depth)
+    MoeStats moe;                     // its MoE tiles' experts fired and their queues
 };
 
 } // namespace es

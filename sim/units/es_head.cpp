@@ -8,7 +8,7 @@ Embed::Embed(sc_core::sc_module_name nm, Ctx &ctx, const es_op *op, sc_core::sc_
     : sc_module(nm), ctx_(ctx), op_(op), rom_(rom)
 {
     stat_ = ctx_.unit(basename());
-    trk_ = ctx_.track(basename());
+    trk_ = ctx_.run.track(basename());
     SC_THREAD(run);
 }
 
@@ -18,19 +18,19 @@ void Embed::run()
         Item it;
         while (!feedback.nb_read(it) && !prompt.nb_read(it))
             sc_core::wait(feedback.data_written_event() | prompt.data_written_event());
-        ctx_.wait_until(it.ready);
-        int64_t start = ctx_.now();
+        ctx_.run.wait_until(it.ready);
+        int64_t start = ctx_.run.now();
         if (rom_) rom_->lock();
-        ctx_.wait_cycles(es_an_op(ctx_.c, ctx_.m, op_, it.n, it.pos));
+        ctx_.run.wait_cycles(es_an_op(ctx_.c, ctx_.m, op_, it.n, it.pos));
         if (rom_) rom_->unlock();
-        ctx_.span(trk_, start, ctx_.now(), op_->name, it.seq, it.pos, it.n, true);
+        ctx_.run.span(trk_, start, ctx_.run.now(), op_->name, it.seq, it.pos, it.n, true);
         if (ctx_.dp) { /* functional: the embedding rows of the item's tokens */
-            const SeqState &s = ctx_.seqs[(size_t)it.seq];
+            const SeqState &s = ctx_.run.seqs[(size_t)it.seq];
             const int32_t *ids = it.decode ? &it.token : s.prompt_ids.data() + (it.pos - s.start);
             it.act = std::make_shared<std::vector<float>>((size_t)(it.n * ctx_.m->hidden));
             es_err e{};
             if (es_dp_embed(ctx_.dp, ids, it.n, it.act->data(), &e)) {
-                ctx_.fail("embed: %s", e.msg);
+                ctx_.run.fail("embed: %s", e.msg);
                 return;
             }
         }
@@ -38,9 +38,9 @@ void Embed::run()
         es_an_op_events(ctx_.c, ctx_.m, op_, it.n, it.pos, &ev);
         stat_->items++;
         stat_->tokens += it.n;
-        stat_->busy_cycles += ctx_.now() - start;
+        stat_->busy_cycles += ctx_.run.now() - start;
         ctx_.charge(stat_, it.seq, ev);
-        it.ready = ctx_.now();
+        it.ready = ctx_.run.now();
         send_item(out, link, it);
     }
 }
@@ -50,7 +50,7 @@ Head::Head(sc_core::sc_module_name nm, Ctx &ctx, const es_op *const ops[3], sc_c
 {
     for (int i = 0; i < 3; i++) ops_[i] = ops[i];
     stat_ = ctx_.unit(basename());
-    trk_ = ctx_.track(basename());
+    trk_ = ctx_.run.track(basename());
     SC_THREAD(run);
 }
 
@@ -58,7 +58,7 @@ void Head::run()
 {
     for (;;) {
         Item it = in.read();
-        int64_t start = std::max(ctx_.now(), it.ready), t = start;
+        int64_t start = std::max(ctx_.run.now(), it.ready), t = start;
         es_events ev{}, op_ev;
         for (const es_op *op : ops_) {
             int64_t occ, lat;
@@ -67,43 +67,43 @@ void Head::run()
             bool rom = rom_ && op->kind == ES_OP_MATVEC;
             t += cyc;
             if (rom) { /* a ROM shared with the embedding (tied weights): wait for it in simulated time */
-                ctx_.wait_until(t - cyc);
+                ctx_.run.wait_until(t - cyc);
                 rom_->lock();
-                ctx_.wait_cycles(cyc);
+                ctx_.run.wait_cycles(cyc);
                 rom_->unlock();
-                t = ctx_.now();
+                t = ctx_.run.now();
             }
             es_an_op_events_occ(ctx_.c, ctx_.m, op, it.n, it.pos, occ, &op_ev);
             es_events_add(&ev, &op_ev);
         }
-        ctx_.wait_until(t); /* the ops back to back: one wait */
+        ctx_.run.wait_until(t); /* the ops back to back: one wait */
         if (ctx_.c->gating == ES_GATING_TILE) /* the head's registers clocked while it works */
-            ev.reg_bit_cycles += (double)(ctx_.now() - start) * es_chip_head_register_bits(ctx_.c);
-        ctx_.span(trk_, start, t, "head", it.seq, it.pos, it.n, true);
+            ev.reg_bit_cycles += (double)(ctx_.run.now() - start) * es_chip_head_register_bits(ctx_.c);
+        ctx_.run.span(trk_, start, t, "head", it.seq, it.pos, it.n, true);
         stat_->items++;
         stat_->tokens += it.n;
-        stat_->busy_cycles += ctx_.now() - start;
+        stat_->busy_cycles += ctx_.run.now() - start;
         ctx_.charge(stat_, it.seq, ev);
-        SeqState &s = ctx_.seqs[(size_t)it.seq];
+        SeqState &s = ctx_.run.seqs[(size_t)it.seq];
         int32_t token = -1;
         if (ctx_.dp) { /* functional: final norm, LM head, sampler */
             logits_.resize((size_t)ctx_.m->vocab);
             es_err e{};
             if (!it.act || es_dp_head(ctx_.dp, it.act->data(), logits_.data(), &e)) {
-                ctx_.fail("head: sequence %d position %lld: %s", it.seq, (long long)(it.pos + it.n - 1),
+                ctx_.run.fail("head: sequence %d position %lld: %s", it.seq, (long long)(it.pos + it.n - 1),
                           it.act ? e.msg : "an item arrived without activations");
                 return;
             }
             token = es_dp_sample(ctx_.dp, it.seq, logits_.data());
-            if (s.tap) ctx_.tap_rows.push_back({it.pos, it.decode ? it.token : s.prompt_ids.back(), logits_});
+            if (s.tap) ctx_.run.tap_rows.push_back({it.pos, it.decode ? it.token : s.prompt_ids.back(), logits_});
             s.out_ids.push_back(token);
         }
         Item cpl = it;
         cpl.group_left = 0; /* tokens leave the head one by one */
         cpl.token = token;
         cpl.act.reset();
-        ctx_.sample(it.seq, cpl);
-        cpl.ready = ctx_.now();
+        ctx_.run.sample(it.seq, cpl);
+        cpl.ready = ctx_.run.now();
         if (s.produced < s.gen) {
             Item next = it;
             next.decode = true;
@@ -113,11 +113,11 @@ void Head::run()
             next.token = token;
             next.act.reset();
             next.pos = s.start + s.prompt + s.produced - 1; /* position of the token just sampled */
-            next.ready = ctx_.now();
+            next.ready = ctx_.run.now();
             send_item(feedback, feedback_link, next);
         } else {
-            ctx_.in_flight--;
-            ctx_.count_in_flight();
+            ctx_.run.in_flight--;
+            ctx_.run.count_in_flight();
             ctx_.kv_give(s.kv); /* its KV is no longer read */
             if (ctx_.dp) es_dp_seq_end(ctx_.dp, it.seq);
         }

@@ -26,7 +26,7 @@ public:
     es_drv *drv = nullptr;                // set before the simulation starts
     // The driver's clock: now in ns from cycles, as token times are (SystemC time holds the period
     // rounded to whole picoseconds)
-    double now_ns() const { return ctx_.cycles_to_ns((double)ctx_.now()); }
+    double now_ns() const { return ctx_.run.cycles_to_ns((double)ctx_.run.now()); }
 
 private:
     void fetch();

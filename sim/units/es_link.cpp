@@ -8,7 +8,7 @@ LinkPort::LinkPort(Ctx &ctx, const char *name, int64_t bits_per_token, bool host
     : ctx_(ctx), bits_per_token_(bits_per_token), host_(host)
 {
     stat_ = ctx_.unit(name);
-    trk_ = ctx_.track(name);
+    trk_ = ctx_.run.track(name);
 }
 
 void LinkPort::send(Item *items, size_t n)
@@ -27,13 +27,13 @@ void LinkPort::send(Item *items, size_t n)
         lat = c->link_latency;
     }
     /* one work item at a time, in the order they are sent */
-    const int64_t start = std::max(std::max(ctx_.now(), items[0].ready), free_at_);
+    const int64_t start = std::max(std::max(ctx_.run.now(), items[0].ready), free_at_);
     free_at_ = start + occ;
     stat_->items++;
     stat_->busy_cycles += occ;
     for (size_t i = 0; i < n; i++) {
         Item &it = items[i];
-        ctx_.span(trk_, start, start + occ, "transfer", it.seq, it.pos, it.n, true);
+        ctx_.run.span(trk_, start, start + occ, "transfer", it.seq, it.pos, it.n, true);
         es_events ev{};
         if (host_) ev.host_bits = 8.0 * (double)(c->host_cmd_bytes + it.n * c->host_token_bytes);
         else ev.link_bit_mm = (double)(it.n * bits_per_token_) * c->link_mm;

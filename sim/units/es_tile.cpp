@@ -16,9 +16,9 @@ Tile::Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops,
     lanes_stat_ = ctx_.unit((b + ".lanes").c_str());
     vec_stat_ = ctx_.unit((b + ".vector").c_str());
     attn_stat_ = ctx_.unit((b + ".attention").c_str());
-    lanes_trk_ = ctx_.track(b + ".lanes");
-    vec_trk_ = ctx_.track(b + ".vector");
-    attn_trk_ = ctx_.track(b + (ctx_.m->ssm_state > 0 ? ".scan" : ".attention"));
+    lanes_trk_ = ctx_.run.track(b + ".lanes");
+    vec_trk_ = ctx_.run.track(b + ".vector");
+    attn_trk_ = ctx_.run.track(b + (ctx_.m->ssm_state > 0 ? ".scan" : ".attention"));
     lo_ = INT_MAX;
     hi_ = 0;
     for (const es_op *op : ops_) {
@@ -31,7 +31,7 @@ Tile::Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops,
     SC_METHOD(complete);
     dont_initialize();
     sensitive << booked_ev_;
-    if (ctx_.cycle) {
+    if (ctx_.run.cycle) {
         SC_METHOD(tick);
         dont_initialize();
         sensitive << tick_ev_;
@@ -64,7 +64,7 @@ int64_t Tile::take_more()
             waiting_.push_back(std::move(it));
         }
         const Item &more = waiting_.front();
-        if (more.ready > ctx_.now() || total + more.n > tpr || in_tile(more.seq)) break;
+        if (more.ready > ctx_.run.now() || total + more.n > tpr || in_tile(more.seq)) break;
         group_.push_back(more);
         seqs_in_.push_back(more.seq);
         total += more.n;
@@ -87,11 +87,11 @@ const Tile::Plan &Tile::plan(int64_t n)
     for (const es_op *op : ops_) {
         if (op->kind == ES_OP_ATTN || op->kind == ES_OP_SCAN || op->kind == ES_OP_EXPERTS) {
             /* per item: positions, sequences, routing */
-            p.steps.push_back({op->kind == ES_OP_EXPERTS ? -1 : 1, 0, 0, op, 1.0});
+            p.steps.push_back({op->kind == ES_OP_EXPERTS ? Resource::Experts : Resource::Attention, 0, 0, 0, op, 1.0});
             continue;
         }
         int part = op->res == ES_RES_LANES ? es_chip_partition(ctx_.c, ctx_.m, &ctx_.m->tensors[op->tensor]) : 0;
-        Step s{op->res == ES_RES_LANES ? 2 + part : 0, 0, 0, op, 1.0};
+        Step s{op->res == ES_RES_LANES ? Resource::Lanes : Resource::Vector, part, 0, 0, op, 1.0};
         if (op->res == ES_RES_LANES) {
             int64_t lanes;
             es_rom rom;
@@ -120,7 +120,7 @@ void Tile::fetch()
                 next_trigger(arrived_or_freed_);
                 return;
             }
-            int64_t now = ctx_.now();
+            int64_t now = ctx_.run.now();
             if (group_[0].ready > now) {
                 if (early_ < 0) early_ = book_early();
                 if (early_) { /* booked now, from the cycle it arrives: the same bookings, one wake fewer */
@@ -128,12 +128,12 @@ void Tile::fetch()
                     continue;
                 }
                 ready_wait_ = true;
-                next_trigger(ctx_.delay_to(group_[0].ready));
+                next_trigger(ctx_.run.delay_to(group_[0].ready));
                 return;
             }
         }
         ready_wait_ = false;
-        if (!book(take_more(), ctx_.now())) return; /* the run failed */
+        if (!book(take_more(), ctx_.run.now())) return; /* the run failed */
     }
 }
 
@@ -147,8 +147,9 @@ bool Tile::book_early() const
      * there is no trace or VCD, no functional datapath and no tile-level clock gating (each follows the
      * order of booking in simulated time). The next item's bookings start no earlier, and it is
      * taken as soon as a slot is free either way, so every booking is the same. */
-    return !ctx_.cycle && ctx_.c->tokens_per_read == 1 && ctx_.c->kv_tiles_per_group == 1 && ctx_.routing.kind != 2 &&
-           !ctx_.trace && !ctx_.vcd_changed && !ctx_.dp && ctx_.c->gating != ES_GATING_TILE;
+    return !ctx_.run.cycle && ctx_.c->tokens_per_read == 1 && ctx_.c->kv_tiles_per_group == 1 &&
+           ctx_.run.routing.kind != 2 && !ctx_.run.trace && !ctx_.run.vcd_changed && !ctx_.dp &&
+           ctx_.c->gating != ES_GATING_TILE;
 }
 
 bool Tile::book(int64_t total, int64_t start)
@@ -156,14 +157,14 @@ bool Tile::book(int64_t total, int64_t start)
     std::vector<Item> &group = group_;
     if (early_) early_starts_.push_back(start); /* counted in from its start, by complete() */
     else if (in_work_++ == 0) busy_since_ = start;
-    ctx_.vcd_touch();
+    ctx_.run.vcd_touch();
     if (ctx_.dp) routes_.assign(group.size(), std::vector<int32_t>());
     if (ctx_.dp) /* functional: the tile's layers on each item's tokens, as it enters (no simulated time) */
         for (size_t g = 0; g < group.size(); g++) {
             Item &it = group[g];
             es_err e{};
             if (!it.act || es_dp_layers(ctx_.dp, lo_, hi_, it.seq, it.pos, it.n, it.act->data(), &e)) {
-                ctx_.fail("%s: %s", basename(), it.act ? e.msg : "an item arrived without activations");
+                ctx_.run.fail("%s: %s", basename(), it.act ? e.msg : "an item arrived without activations");
                 return false;
             }
             const int32_t *r;
@@ -173,10 +174,10 @@ bool Tile::book(int64_t total, int64_t start)
     Work w{0, entered_++, std::move(group), std::vector<es_events>()};
     w.ev.resize(w.group.size());
     const Plan &pl = plan(total);
-    if (ctx_.cycle) { /* its steps issue clock by clock (tick); what they cost is known now */
+    if (ctx_.run.cycle) { /* its steps issue clock by clock (tick); what they cost is known now */
         Active a{std::move(w), &pl, total, start, 0, -1, 0, false, false, std::vector<int64_t>(pl.steps.size(), 0)};
         for (size_t k = 0; k < pl.steps.size(); k++)
-            if (pl.steps[k].res == 1) a.attn_cyc[k] = attention_cycles(pl.steps[k], a.w, total);
+            if (pl.steps[k].res == Resource::Attention) a.attn_cyc[k] = attention_cycles(pl.steps[k], a.w, total);
         charge_plan(a.w, pl, total, es_events{});
         active_.push_back(std::move(a));
         tick_ev_.notify(sc_core::SC_ZERO_TIME);
@@ -188,20 +189,22 @@ bool Tile::book(int64_t total, int64_t start)
     int flowed = 0; /* the item's flow steps into the tile at its first booking */
     es_events expert_ev{};
     for (const Step &st : pl.steps) {
-        if (st.res == -1) {
+        if (st.res == Resource::Experts) {
             t = book_experts(st.op, items, start, t, expert_ev);
             continue;
         }
-        if (st.res != 1) {
-            Server &res = st.res >= 2 ? lanes_[st.res - 2] : vec_;
+        if (st.res != Resource::Attention) {
+            Server &res = st.res == Resource::Lanes ? lanes_[(size_t)st.part] : vec_;
             int64_t s0 = res.book(start, t, st.occ);
-            if (ctx_.trace) ctx_.span(track(st.res), s0, s0 + st.occ, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
+            if (ctx_.run.trace)
+                ctx_.run.span(track(st.res), s0, s0 + st.occ, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
             t = s0 + st.occ + st.lat;
             continue;
         }
         int64_t cyc = attention_cycles(st, w, total); /* each sequence's own KV, the port held for all of it */
         int64_t s0 = kv_->book(start, t, cyc);
-        if (ctx_.trace) ctx_.span(track(st.res), s0, s0 + cyc, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
+        if (ctx_.run.trace)
+            ctx_.run.span(track(st.res), s0, s0 + cyc, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
         t = s0 + cyc;
     }
     charge_plan(w, pl, total, expert_ev);
@@ -276,7 +279,7 @@ void Tile::plan_ahead(int64_t now)
         for (size_t k = a.issuing ? a.step + 1 : a.step; k < a.pl->steps.size(); k++) {
             const Step &f = a.pl->steps[k];
             const int64_t o = occupancy(a, k);
-            std::vector<std::pair<int64_t, int64_t>> &iv = busy[(size_t)f.res];
+            std::vector<std::pair<int64_t, int64_t>> &iv = busy[pipe_of(f)];
             int64_t s0 = t;
             size_t at = 0;
             for (; at < iv.size(); at++) { /* sorted and disjoint: the first gap that holds it */
@@ -292,15 +295,25 @@ void Tile::plan_ahead(int64_t now)
 
 int64_t Tile::occupancy(const Active &a, size_t k)
 {
-    return a.pl->steps[k].res == 1 ? a.attn_cyc[k] : a.pl->steps[k].occ;
+    return a.pl->steps[k].res == Resource::Attention ? a.attn_cyc[k] : a.pl->steps[k].occ;
 }
 
-int Tile::track(int res) const { return res == 1 ? attn_trk_ : res == 0 ? vec_trk_ : lanes_trk_; }
+int Tile::track(Resource res) const
+{
+    return res == Resource::Attention ? attn_trk_ : res == Resource::Vector ? vec_trk_ : lanes_trk_;
+}
+
+size_t Tile::pipe_of(const Step &st)
+{
+    /* the vector unit, the attention engine, then one per lanes partition (the cycle fidelity
+     * books no experts) */
+    return st.res == Resource::Vector ? 0 : st.res == Resource::Attention ? 1 : 2 + (size_t)st.part;
+}
 
 int64_t Tile::step_lat(const Step &st) const
 {
-    if (st.res == 1) return 0; /* the attention engine holds its port for all of its cycles */
-    if (st.res >= 2 && lo_ == 0 && ctx_.cosim_depth >= 0) /* the co-simulated lanes: the RTL's depth */
+    if (st.res == Resource::Attention) return 0; /* the attention engine holds its port for all of its cycles */
+    if (st.res == Resource::Lanes && lo_ == 0 && ctx_.cosim_depth >= 0) /* the co-simulated lanes: the RTL's depth */
         return st.lat + ctx_.cosim_depth - ctx_.c->lane_depth;
     return st.lat;
 }
@@ -316,7 +329,7 @@ void Tile::tick()
      * clock. A free issue stage takes the item whose next op the controller placed there on this
      * clock (plan_ahead). A clock may run again later in the same cycle (an item entered): it
      * moves the pipelines once and issues only on idle stages. */
-    const int64_t now = ctx_.now();
+    const int64_t now = ctx_.run.now();
     if (pipes_.empty()) pipes_.resize(2 + lanes_.size());
     const int64_t steps = std::min<int64_t>(now - shifted_, 1 << 20); /* 0 when this clock ran already */
     shifted_ = now;
@@ -352,21 +365,22 @@ void Tile::tick()
             for (Active &a : active_) {
                 if (a.issuing || a.at > now || a.plan != now || a.step >= a.pl->steps.size()) continue;
                 const Step &st = a.pl->steps[a.step];
-                if (st.res != (int)r) continue;
+                if (pipe_of(st) != r) continue;
                 int64_t occ = occupancy(a, a.step);
-                if (st.res == 1) {
+                if (st.res == Resource::Attention) {
                     if (!kv_->free_at(now)) break; /* the KV group's ports are all streaming */
                     kv_->book(now, now, occ);
                 }
                 int64_t lat = step_lat(st);
                 if (p.stage.empty()) p.stage.assign((size_t)lat + 1, Beat{});
                 if ((int64_t)p.stage.size() != lat + 1) {
-                    ctx_.fail("%s: --fidelity cycle: ops of %lld and %lld pipeline cycles on one resource", basename(),
+                    ctx_.run.fail("%s: --fidelity cycle: ops of %lld and %lld pipeline cycles on one resource", basename(),
                               (long long)(p.stage.size() - 1), (long long)lat);
                     return;
                 }
                 const Item &i0 = a.w.group[0];
-                if (ctx_.trace) ctx_.span(track(st.res), now, now + occ, st.op->name, i0.seq, i0.pos, a.total, !a.flowed);
+                if (ctx_.run.trace)
+                    ctx_.run.span(track(st.res), now, now + occ, st.op->name, i0.seq, i0.pos, a.total, !a.flowed);
                 a.flowed = true;
                 a.issuing = true;
                 a.valid_at = now + occ + lat;
@@ -391,7 +405,7 @@ void Tile::tick()
     }
     bool busy = !active_.empty();
     for (const Pipe &p : pipes_) busy = busy || p.beats > 0 || p.cur;
-    if (busy) next_trigger(ctx_.delay_to(now + 1), tick_ev_); /* the next clock, or an entry now */
+    if (busy) next_trigger(ctx_.run.delay_to(now + 1), tick_ev_); /* the next clock, or an entry now */
     else next_trigger(tick_ev_);
 }
 
@@ -411,7 +425,7 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
             if (ctx_.dp && !routes_[g].empty()) /* functional: where the router sent it */
                 for (int64_t i = 0; i < k; i++) pick[(size_t)i] = routes_[g][(size_t)(((op->layer - lo_) * it.n + j) * k + i)];
             else
-                ctx_.route(it.seq, it.pos + j, op->layer, pick.data());
+                ctx_.run.route(m, it.seq, it.pos + j, op->layer, pick.data());
             for (int32_t e : pick) n_e[(size_t)e]++;
         }
     }
@@ -485,8 +499,8 @@ void Tile::complete()
             return;
         }
         int64_t t = booked_.front().finish;
-        if (t > ctx_.now()) { /* a later booking may finish earlier: wake for it too */
-            next_trigger(ctx_.delay_to(t), booked_ev_);
+        if (t > ctx_.run.now()) { /* a later booking may finish earlier: wake for it too */
+            next_trigger(ctx_.run.delay_to(t), booked_ev_);
             return;
         }
         std::pop_heap(booked_.begin(), booked_.end(), std::greater<Work>());
@@ -496,14 +510,14 @@ void Tile::complete()
             /* the tile's registers are clocked while an item is in it: each finish charges the busy
              * time since the previous one (or since the tile became busy) to the item leaving */
             int64_t from = std::max(clock_mark_, busy_since_);
-            w.ev[0].reg_bit_cycles += (double)(ctx_.now() - from) * es_chip_tile_register_bits(ctx_.c);
-            clock_mark_ = ctx_.now();
+            w.ev[0].reg_bit_cycles += (double)(ctx_.run.now() - from) * es_chip_tile_register_bits(ctx_.c);
+            clock_mark_ = ctx_.run.now();
         }
         /* the tile is busy while an item is in it: from its start until it has left */
-        for (; !early_starts_.empty() && early_starts_.front() <= ctx_.now(); early_starts_.pop_front())
+        for (; !early_starts_.empty() && early_starts_.front() <= ctx_.run.now(); early_starts_.pop_front())
             if (in_work_++ == 0) busy_since_ = early_starts_.front();
-        if (--in_work_ == 0) stat_->busy_cycles += ctx_.now() - busy_since_;
-        ctx_.vcd_touch();
+        if (--in_work_ == 0) stat_->busy_cycles += ctx_.run.now() - busy_since_;
+        ctx_.run.vcd_touch();
         for (size_t g = 0; g < w.group.size(); g++) {
             ctx_.charge(stat_, w.group[g].seq, w.ev[g]);
             seqs_in_.erase(std::find(seqs_in_.begin(), seqs_in_.end(), w.group[g].seq));
@@ -536,9 +550,9 @@ void Tile::forward(std::vector<Item> &group)
     const int64_t H = ctx_.m->hidden;
     size_t kept = 0;
     for (Item &it : group) {
-        if (last_ && ctx_.dp && !it.decode && ctx_.seqs[(size_t)it.seq].tap) {
+        if (last_ && ctx_.dp && !it.decode && ctx_.run.seqs[(size_t)it.seq].tap) {
             /* run --logits: every prompt position's logits, outside the timed path */
-            const SeqState &s = ctx_.seqs[(size_t)it.seq];
+            const SeqState &s = ctx_.run.seqs[(size_t)it.seq];
             for (int64_t t = 0; t < it.n - (it.final_chunk ? 1 : 0); t++)
                 ctx_.tap(it.seq, it.pos + t, s.prompt_ids[(size_t)(it.pos + t - s.start)], it.act->data() + t * H);
         }
@@ -548,7 +562,7 @@ void Tile::forward(std::vector<Item> &group)
             it.pos += it.n - 1;
             it.n = 1;
         }
-        it.ready = ctx_.now();
+        it.ready = ctx_.run.now();
         if (&group[kept] != &it) group[kept] = std::move(it);
         kept++;
     }

@@ -42,8 +42,15 @@ private:
         std::vector<es_events> ev;         // events charged to each item's sequence
         bool operator>(const Work &o) const { return finish != o.finish ? finish > o.finish : order > o.order; }
     };
-    struct Step {             // res: 0 vector, 1 attention, 2.. lanes (partition), -1 experts (MoE)
-        int res;
+    enum class Resource {     // what a step of a work item runs on
+        Vector,               // the vector unit (norms, RoPE, adds, SiLU)
+        Attention,            // the attention or scan engine, holding a port of its KV SRAM group
+        Lanes,                // a partition of the lanes (Step.part)
+        Experts,              // MoE: each fired expert's chain on its own partition (book_experts)
+    };
+    struct Step {
+        Resource res;
+        int part;             // Lanes: its partition (es_chip_partition); 0 otherwise
         int64_t occ, lat;
         const es_op *op;
         double share;         // the fraction of the tile's lanes it holds (its area)
@@ -65,7 +72,7 @@ private:
     int64_t attention_cycles(const Step &st, Work &w, int64_t total); // its sequences' attention: cycles, events
     void charge_plan(Work &w, const Plan &pl, int64_t total, const es_events &expert_ev); // shared events, stats
     void finish(Work &&w, int64_t t);      // to complete(), which passes it on at t
-    // --fidelity cycle (ctx_.cycle): items advance through their steps clock by clock (tick)
+    // --fidelity cycle (ctx_.run.cycle): items advance through their steps clock by clock (tick)
     struct Active {
         Work w;
         const Plan *pl;
@@ -82,7 +89,7 @@ private:
         Active *a = nullptr;               // the item whose op it belongs to (none: an empty stage)
         bool last = false;                 // the op's last beat
     };
-    struct Pipe {                          // a resource: 0 vector, 1 attention, 2.. lanes partitions
+    struct Pipe {                          // a resource, at pipe_of(): the vector unit, attention, lanes partitions
         std::vector<Beat> stage;           // the issue stage, then one per cycle of latency
         int64_t beats = 0;                 // valid beats in it
         Active *cur = nullptr;             // the op issuing
@@ -96,7 +103,8 @@ private:
     void plan_ahead(int64_t now);          // the controller: where each item's ops to come go
     int64_t step_lat(const Step &st) const; // its pipeline cycles after its occupancy (cycle fidelity)
     static int64_t occupancy(const Active &a, size_t k); // cycles step k of a holds its resource
-    int track(int res) const;              // the --trace track of a resource
+    int track(Resource res) const;         // the --trace track of a resource
+    static size_t pipe_of(const Step &st); // its resource's index in pipes_ and plan_busy_
     std::vector<std::vector<std::pair<int64_t, int64_t>>> plan_busy_; // plan_ahead: per resource, cycles placed
     sc_core::sc_event tick_ev_;            // an item entered
     bool book_early() const;               // whether an item may be booked before it arrives

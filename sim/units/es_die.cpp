@@ -1,0 +1,126 @@
+// es_die: wiring one die's units (see es_die.h).
+#include "es_die.h"
+#include "es_head.h"
+#include "es_host.h"
+#include "es_link.h"
+#include "es_server.h"
+#include "es_tile.h"
+
+namespace es {
+
+/* --vcd: signals that follow the units' counters, written by one method process woken when any
+ * changes (Ctx::vcd_touch), so each signal has one writer; SystemC's VCD writer records them. */
+struct VcdTracer : sc_core::sc_module {
+    Ctx &ctx;
+    std::vector<const Tile *> tiles;
+    std::vector<std::unique_ptr<sc_core::sc_signal<uint32_t>>> items;
+    sc_core::sc_signal<uint64_t> kv_used{"kv_positions_held"};
+    sc_core::sc_signal<uint32_t> in_flight{"sequences_in_flight"};
+    sc_core::sc_event changed;
+    SC_HAS_PROCESS(VcdTracer);
+    VcdTracer(sc_core::sc_module_name nm, Ctx &c) : sc_module(nm), ctx(c)
+    {
+        SC_METHOD(copy);
+        sensitive << changed;
+        dont_initialize();
+        ctx.run.vcd_changed = &changed;
+    }
+    void add(const Tile *t, const std::string &name)
+    {
+        tiles.push_back(t);
+        items.emplace_back(new sc_core::sc_signal<uint32_t>((name + "_items").c_str()));
+    }
+    void copy()
+    {
+        for (size_t i = 0; i < tiles.size(); i++) items[i]->write((uint32_t)tiles[i]->items());
+        kv_used.write((uint64_t)ctx.kv_used);
+        in_flight.write((uint32_t)ctx.run.in_flight);
+    }
+    void trace(sc_core::sc_trace_file *tf)
+    {
+        for (size_t i = 0; i < tiles.size(); i++) sc_core::sc_trace(tf, *items[i], items[i]->name());
+        sc_core::sc_trace(tf, kv_used, "kv_positions_held");
+        sc_core::sc_trace(tf, in_flight, "sequences_in_flight");
+    }
+};
+
+LinkPort *Die::link(const char *name, int64_t bits_per_token, bool host)
+{
+    links_.emplace_back(new LinkPort(ctx_, name, bits_per_token, host));
+    return links_.back().get();
+}
+
+Die::Fifo *Die::fifo(const std::string &name, int depth)
+{
+    fifos_.emplace_back(new Fifo(name.c_str(), depth));
+    return fifos_.back().get();
+}
+
+Die::Die(Ctx &ctx, bool with_vcd) : ctx_(ctx)
+{
+    const es_chip *c = ctx.c;
+    if (with_vcd) vcd_ = add(new VcdTracer("vcd", ctx));
+    const es_model *m = ctx.m;
+    int depth = (int)c->fifo_depth;
+    int64_t tiles = es_chip_tiles(c, m);
+    if (m->tied) rom_.reset(new sc_core::sc_mutex("head_rom"));
+    /* the feedback path never blocks the head: it holds one token per sequence
+     * in flight at most, and the KV holds at most kv_cap sequences */
+    int ring = (int)(ctx.kv_cap < (1 << 20) ? ctx.kv_cap : (1 << 20)) + 1;
+
+    HostDevice *host = dev = add(new HostDevice("host", ctx));
+    prog = add(new HostProgram("host_program", ctx, *host));
+    /* each link is folded into its sender (es_link.h); created in this order, the units are
+     * listed host, host_link, embed, feedback, link0, tile0, link1, ..., head */
+    host->link = link("host_link", 0, true);
+    Embed *emb = add(new Embed("embed", ctx, es_model_op(m, -1, ES_OP_EMBED), rom_.get()));
+    LinkPort *fb = link("feedback", c->token_id_bits, false);
+    Fifo *f = fifo("q_prompt", depth);
+    host->submit(*f);
+    emb->prompt(*f);
+    Fifo *feedback = fifo("q_feedback", ring);
+    emb->feedback(*feedback);
+
+    sc_core::sc_fifo_out<Item> *up = &emb->out;
+    LinkPort **up_link = &emb->link;
+    const int64_t act_bits = m->hidden * c->link_elem_bits;
+    for (int64_t t = 0; t <= tiles; t++) {
+        *up_link = link(("link" + std::to_string(t)).c_str(), act_bits, false);
+        if (t == tiles) break;
+        std::vector<const es_op *> ops;
+        for (int i = 0; i < m->n_ops; i++)
+            if (m->ops[i].layer >= 0 && m->ops[i].layer / c->layers_per_tile == t)
+                ops.push_back(&m->ops[i]);
+        size_t g = (size_t)(t / c->kv_tiles_per_group);
+        if (g >= kv_groups_.size())
+            kv_groups_.emplace_back(new Server(c->kv_ports));
+        std::string tn = "tile" + std::to_string(t);
+        Tile *tile = add(new Tile(tn.c_str(), ctx, ops, kv_groups_[g].get(), t == tiles - 1));
+        if (vcd_) vcd_->add(tile, tn);
+        f = fifo("q_" + tn + "_in", depth);
+        (*up)(*f);
+        tile->in(*f);
+        up = &tile->out;
+        up_link = &tile->link;
+    }
+    const es_op *hops[3] = {es_model_op(m, -1, ES_OP_RMSNORM), es_model_op(m, -1, ES_OP_MATVEC),
+                            es_model_op(m, -1, ES_OP_SAMPLE)};
+    Head *head = add(new Head("head", ctx, hops, rom_.get()));
+    f = fifo("q_head_in", depth);
+    (*up)(*f);
+    head->in(*f);
+    head->feedback(*feedback);
+    head->feedback_link = fb;
+    f = fifo("q_completion", ring);
+    head->completion(*f);
+    host->completion(*f);
+}
+
+Die::~Die() = default;
+
+void Die::trace(sc_core::sc_trace_file *tf)
+{
+    if (vcd_) vcd_->trace(tf);
+}
+
+} // namespace es
