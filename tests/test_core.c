@@ -1,7 +1,7 @@
 /* test_core: unit tests of the C core, numbered by group.
  *   1.x  model graphs: parameter counts, op graph shape, RoPE frequencies
  *   2.x  configuration: getters, overrides, errors naming file and key
- *   3.x  chip: derived figures, fit checks, shipped files carry sources
+ *   3.x  chip: derived figures, fit checks, shipped files carry sources; a chip from an in-memory tree
  *   4.x  analytic model: per-op cycles by hand for the tiny test chip
  *   5.x  statistics
  *   6.x  reports and stopped processes: byte sizes, JSON error places, the temporaries'
@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 #include "es_analytic.h"
 #include "es_cfg.h"
 #include "es_chip.h"
@@ -197,6 +198,76 @@ static void t3_chip(void)
     es_model_free(&m);
 }
 
+/* the bytes of text field s (n bytes) past its end: zero */
+static void clear_tail(char *s, size_t n)
+{
+    size_t l = strnlen(s, n);
+    memset(s + l, 0, n - l);
+}
+
+/* a and b hold the same numbers, formats and names (their paths and trees aside) */
+static int same_chip(const es_chip *a, const es_chip *b)
+{
+    es_chip x = *a, y = *b;
+    es_chip *both[2] = {&x, &y};
+    for (int i = 0; i < 2; i++) { /* what a longer text left past a field's end is no part of it */
+        clear_tail(both[i]->name, sizeof x.name);
+        clear_tail(both[i]->act_format, sizeof x.act_format);
+        clear_tail(both[i]->kv_format, sizeof x.kv_format);
+        clear_tail(both[i]->lane_rtl, sizeof x.lane_rtl);
+    }
+    memset(x.path, 0, sizeof x.path);
+    memset(y.path, 0, sizeof y.path);
+    memset(&x.cfg, 0, sizeof x.cfg);
+    memset(&y.cfg, 0, sizeof y.cfg);
+    memset(&x.proc, 0, sizeof x.proc);
+    memset(&y.proc, 0, sizeof y.proc);
+    return memcmp(&x, &y, sizeof x) == 0;
+}
+
+static void t3_chip_from_memory(void)
+{
+    es_chip f, c;
+    es_cfg tree;
+    es_err e;
+    char dir[1024], path[1100];
+    snprintf(dir, sizeof dir, "%s/chips", getenv("ETCHSIM_MODELS"));
+    snprintf(path, sizeof path, "%s/hc1-class.json", dir);
+    /* 3.8 hc1-class from its tree in memory: the struct es_chip_load gives from the file */
+    CHECK(es_chip_load(&f, path, NULL, 0, &e) == 0, "file: %s", e.msg);
+    CHECK(es_cfg_load(&tree, path, &e) == 0, "tree: %s", e.msg);
+    CHECK(es_chip_load_cfg(&c, &tree, dir, path, NULL, 0, &e) == 0, "memory: %s", e.msg);
+    CHECK(same_chip(&f, &c) && !strcmp(c.path, f.path) && cJSON_Compare(c.cfg.root, f.cfg.root, 1) &&
+          cJSON_Compare(c.proc.root, f.proc.root, 1), "the chip from memory differs from the chip from its file");
+    es_chip_free(&c);
+    /* 3.9 relative paths (process, area.lane_rtl) resolve from the folder given; the label is the path */
+    CHECK(es_cfg_set(&tree, "process", "../process/n6.json", &e) == 0 &&
+          es_cfg_set(&tree, "area.lane_rtl", "../../rtl-ref/lane-synth.json", &e) == 0, "%s", e.msg);
+    CHECK(es_chip_load_cfg(&c, &tree, dir, "in-memory chip", NULL, 0, &e) == 0, "relative: %s", e.msg);
+    CHECK(same_chip(&f, &c) && !strcmp(c.path, "in-memory chip") && !strcmp(c.cfg.path, "in-memory chip"),
+          "relative paths from %s: path '%s'", dir, c.path);
+    es_chip_free(&c);
+    /* 3.10 overrides go to the chip's copy, not the caller's tree */
+    const char *sets[] = {"tile.lanes.count=7"};
+    CHECK(es_chip_load_cfg(&c, &tree, dir, "in-memory chip", sets, 1, &e) == 0 && c.lanes == 7, "set: %s", e.msg);
+    const cJSON *lanes = es_cfg_node(&tree, "tile.lanes.count");
+    CHECK(cJSON_IsNumber(lanes) && lanes->valuedouble == (double)f.lanes, "the caller's tree changed");
+    es_chip_free(&c);
+    /* 3.11 a bad value or an unknown key in memory names the label and the key */
+    CHECK(es_cfg_set(&tree, "tile.lanes.count", "0", &e) == 0, "%s", e.msg);
+    CHECK(es_chip_load_cfg(&c, &tree, dir, "in-memory chip", NULL, 0, &e) != 0 &&
+          !strcmp(e.msg, "in-memory chip: key 'tile.lanes.count': expected an integer in [1, 1099511627776], got 0"),
+          "bad value: %s", e.msg);
+    CHECK(es_cfg_set(&tree, "tile.lanes.count", "8192", &e) == 0, "%s", e.msg);
+    cJSON *node = (cJSON *)es_cfg_node(&tree, "tile.lanes");
+    CHECK(cJSON_AddNumberToObject(node, "cuont", 3) != NULL, "add a key");
+    CHECK(es_chip_load_cfg(&c, &tree, dir, "in-memory chip", NULL, 0, &e) != 0 &&
+          !strcmp(e.msg, "in-memory chip: key 'tile.lanes.cuont': not a chip key (did you mean 'tile.lanes.count'? "
+                         "`etchsim chip keys` lists them)"), "unknown key: %s", e.msg);
+    es_cfg_free(&tree);
+    es_chip_free(&f);
+}
+
 static void t4_analytic(void)
 {
     es_chip c;
@@ -350,6 +421,7 @@ int main(int argc, char **argv)
     t1_models();
     t2_cfg();
     t3_chip();
+    t3_chip_from_memory();
     t4_analytic();
     t5_stats();
     t6_reports_and_stops();

@@ -86,13 +86,19 @@ static double num(const cJSON *j, const char *a, const char *b)
     return cJSON_IsNumber(x) ? x->valuedouble : 0;
 }
 
-int es_cli_compare(int argc, char **argv)
+typedef struct compare_args {
+    const char *pairs[16];  /* --pair MODEL:CHIP, n_pairs of them (or the three defaults) */
+    int n_pairs, json;      /* ..., --json */
+    const char *prompt, *gen, *eprompt, *egen; /* the one-user and rule-evaluation sizes, as given */
+} compare_args;
+
+/* compare's options into c: -1 to go on, else the exit code. */
+static int parse_compare(int argc, char **argv, compare_args *c)
 {
-    const char *defaults[3] = {"llama-3.1-8b:hc1-class", "olmoe-1b-7b:olmoe-1b-7b-class",
-                               "falcon-mamba-7b:falcon-mamba-7b-class"};
-    const char *pairs[16];
-    int n_pairs = 0, json = 0;
-    const char *prompt = "1024", *gen = "1024", *eprompt = "150", *egen = "4";
+    static const char *defaults[3] = {"llama-3.1-8b:hc1-class", "olmoe-1b-7b:olmoe-1b-7b-class",
+                                      "falcon-mamba-7b:falcon-mamba-7b-class"};
+    memset(c, 0, sizeof *c);
+    c->prompt = "1024", c->gen = "1024", c->eprompt = "150", c->egen = "4";
     static const es_opt opts[6] = {{"json", ES_OPT_FLAG, 0, 0, 0},           {"pair", ES_OPT_STR, 0, 0, 1},
                                    {"prompt", ES_OPT_COUNT, 1, 1 << 24, 0},   {"generate", ES_OPT_COUNT, 1, 1 << 24, 0},
                                    {"eval-prompt", ES_OPT_COUNT, 1, 1 << 24, 0}, {"eval-generate", ES_OPT_COUNT, 1, 1 << 24, 0}};
@@ -102,75 +108,95 @@ int es_cli_compare(int argc, char **argv)
     for (int k = 0; k < n; k++) {
         const char *v = items[k].val;
         switch (items[k].opt) {
-        case 0: json = 1; break;
+        case 0: c->json = 1; break;
         case 1:
-            if (!strchr(v, ':') || n_pairs == 16) {
+            if (!strchr(v, ':') || c->n_pairs == 16) {
                 free(items);
                 return usage("--pair expects MODEL:CHIP (at most 16), got", v);
             }
-            pairs[n_pairs++] = v;
+            c->pairs[c->n_pairs++] = v;
             break;
-        case 2: prompt = v; break; /* validated as counts; passed on as given */
-        case 3: gen = v; break;
-        case 4: eprompt = v; break;
-        case 5: egen = v; break;
+        case 2: c->prompt = v; break; /* validated as counts; passed on as given */
+        case 3: c->gen = v; break;
+        case 4: c->eprompt = v; break;
+        case 5: c->egen = v; break;
         }
     }
     free(items);
-    if (!n_pairs)
-        for (int i = 0; i < 3; i++) pairs[n_pairs++] = defaults[i];
+    if (!c->n_pairs)
+        for (int i = 0; i < 3; i++) c->pairs[c->n_pairs++] = defaults[i];
+    return -1;
+}
+
+/* A row from the one-user run a and the rule-evaluation run b (printed too, without --json). */
+static cJSON *row_of(const char *model, const char *chip, const cJSON *a, const cJSON *b, int json)
+{
+    const cJSON *moe = cJSON_GetObjectItemCaseSensitive(a, "moe");
+    double active = moe ? num(moe, "active_params", NULL) / num(moe, "params", NULL) : 1.0;
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "model", model);
+    cJSON_AddStringToObject(r, "chip", chip);
+    cJSON_AddNumberToObject(r, "area_mm2", num(a, "area_mm2", NULL));
+    /* null with one generated token: no decode interval */
+    const int dec = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(a, "decode_tokens_per_s"));
+    char rate[32] = "-";
+    if (dec) {
+        cJSON_AddNumberToObject(r, "decode_tokens_per_s", num(a, "decode_tokens_per_s", NULL));
+        snprintf(rate, sizeof rate, "%.0f", num(a, "decode_tokens_per_s", NULL));
+    } else {
+        cJSON_AddNullToObject(r, "decode_tokens_per_s");
+    }
+    cJSON_AddNumberToObject(r, "saturated_tokens_per_s", num(a, "analytic_saturated_tokens_per_s", NULL));
+    cJSON_AddNumberToObject(r, "joules_per_token", num(a, "joules_per_token", NULL));
+    cJSON_AddNumberToObject(r, "die_utilization", num(a, "utilization", "die"));
+    cJSON_AddNumberToObject(r, "active_param_share", active);
+    cJSON_AddNumberToObject(r, "sequences_1k", num(a, "kv_slots", NULL));
+    cJSON_AddNumberToObject(r, "sequences_eval", num(b, "kv_slots", NULL));
+    if (!json)
+        printf("%-16s %-22s %7.1f %10s %11.0f %9.3f %7.2f%% %7.1f%% %9.0f %9.0f\n", model, chip,
+               num(a, "area_mm2", NULL), rate,
+               num(a, "analytic_saturated_tokens_per_s", NULL), 1e3 * num(a, "joules_per_token", NULL),
+               100 * num(a, "utilization", "die"), 100 * active, num(a, "kv_slots", NULL),
+               num(b, "kv_slots", NULL));
+    return r;
+}
+
+/* One pair's two runs, its row into rows: 0, or 1 (the error printed). */
+static int compare_pair(const compare_args *c, const char *pair, cJSON *rows)
+{
+    char model[256], chip[512], err[256];
+    const char *colon = strchr(pair, ':');
+    snprintf(model, sizeof model, "%.*s", (int)(colon - pair), pair);
+    snprintf(chip, sizeof chip, "%s", colon + 1);
+    char *one[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
+                   (char *)c->prompt, "--generate", (char *)c->gen, NULL};
+    char *ev[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
+                  (char *)c->eprompt, "--generate", (char *)c->egen, NULL};
+    cJSON *a = NULL, *b = NULL;
+    int rc = 0;
+    if (run_self(one, &a, err, sizeof err) || run_self(ev, &b, err, sizeof err)) {
+        fprintf(stderr, "etchsim compare: %s on %s: %s\n", model, chip, err);
+        rc = 1;
+    } else {
+        cJSON_AddItemToArray(rows, row_of(model, chip, a, b, c->json));
+    }
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    return rc;
+}
+
+int es_cli_compare(int argc, char **argv)
+{
+    compare_args c;
+    int code = parse_compare(argc, argv, &c);
+    if (code >= 0) return code;
     cJSON *rows = cJSON_CreateArray();
     int rc = 0;
-    if (!json)
+    if (!c.json)
         printf("%-16s %-22s %7s %10s %11s %9s %8s %8s %9s %9s\n", "model", "chip", "mm2", "1 user t/s",
                "saturated", "mJ/token", "die use", "active", "seqs 1k", "seqs eval");
-    for (int i = 0; i < n_pairs && !rc; i++) {
-        char model[256], chip[512], err[256];
-        const char *colon = strchr(pairs[i], ':');
-        snprintf(model, sizeof model, "%.*s", (int)(colon - pairs[i]), pairs[i]);
-        snprintf(chip, sizeof chip, "%s", colon + 1);
-        char *one[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
-                       (char *)prompt, "--generate", (char *)gen, NULL};
-        char *ev[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
-                      (char *)eprompt, "--generate", (char *)egen, NULL};
-        cJSON *a = NULL, *b = NULL;
-        if (run_self(one, &a, err, sizeof err) || run_self(ev, &b, err, sizeof err)) {
-            fprintf(stderr, "etchsim compare: %s on %s: %s\n", model, chip, err);
-            rc = 1;
-        } else {
-            const cJSON *moe = cJSON_GetObjectItemCaseSensitive(a, "moe");
-            double active = moe ? num(moe, "active_params", NULL) / num(moe, "params", NULL) : 1.0;
-            cJSON *r = cJSON_CreateObject();
-            cJSON_AddStringToObject(r, "model", model);
-            cJSON_AddStringToObject(r, "chip", chip);
-            cJSON_AddNumberToObject(r, "area_mm2", num(a, "area_mm2", NULL));
-            /* null with one generated token: no decode interval */
-            const int dec = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(a, "decode_tokens_per_s"));
-            char rate[32] = "-";
-            if (dec) {
-                cJSON_AddNumberToObject(r, "decode_tokens_per_s", num(a, "decode_tokens_per_s", NULL));
-                snprintf(rate, sizeof rate, "%.0f", num(a, "decode_tokens_per_s", NULL));
-            } else {
-                cJSON_AddNullToObject(r, "decode_tokens_per_s");
-            }
-            cJSON_AddNumberToObject(r, "saturated_tokens_per_s", num(a, "analytic_saturated_tokens_per_s", NULL));
-            cJSON_AddNumberToObject(r, "joules_per_token", num(a, "joules_per_token", NULL));
-            cJSON_AddNumberToObject(r, "die_utilization", num(a, "utilization", "die"));
-            cJSON_AddNumberToObject(r, "active_param_share", active);
-            cJSON_AddNumberToObject(r, "sequences_1k", num(a, "kv_slots", NULL));
-            cJSON_AddNumberToObject(r, "sequences_eval", num(b, "kv_slots", NULL));
-            if (!json)
-                printf("%-16s %-22s %7.1f %10s %11.0f %9.3f %7.2f%% %7.1f%% %9.0f %9.0f\n", model, chip,
-                       num(a, "area_mm2", NULL), rate,
-                       num(a, "analytic_saturated_tokens_per_s", NULL), 1e3 * num(a, "joules_per_token", NULL),
-                       100 * num(a, "utilization", "die"), 100 * active, num(a, "kv_slots", NULL),
-                       num(b, "kv_slots", NULL));
-            cJSON_AddItemToArray(rows, r);
-        }
-        cJSON_Delete(a);
-        cJSON_Delete(b);
-    }
-    if (!rc && json) {
+    for (int i = 0; i < c.n_pairs && !rc; i++) rc = compare_pair(&c, c.pairs[i], rows);
+    if (!rc && c.json) {
         char *s = cJSON_Print(rows);
         puts(s);
         cJSON_free(s);
@@ -178,7 +204,7 @@ int es_cli_compare(int argc, char **argv)
         printf("\n1 user: decode tokens/s at %s in / %s out; saturated: the analytical bound with many users;\n"
                "die use: area x busy time / die area x run time for the one user; active: the share of the\n"
                "weights a token uses; seqs: sequences the KV (or state) SRAM holds at %s/%s and %s/%s.\n",
-               prompt, gen, prompt, gen, eprompt, egen);
+               c.prompt, c.gen, c.prompt, c.gen, c.eprompt, c.egen);
     }
     cJSON_Delete(rows);
     return rc;

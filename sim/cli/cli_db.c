@@ -59,7 +59,8 @@ static int state_of(const char *host, int64_t pid, const char *me)
     return ALIVE;
 }
 
-int es_cli_db(int argc, char **argv)
+/* db check's arguments: -1 to go on, else the exit code (usage printed). */
+static int parse_check(int argc, char **argv, const char **path, int *mark)
 {
     if (argc < 1 || strcmp(argv[0], "check")) {
         if (argc >= 1 && (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help"))) {
@@ -72,107 +73,130 @@ int es_cli_db(int argc, char **argv)
     int n = es_opts_parse("db check", argc - 1, argv + 1, OPTS, 1, 1, HELP, &items);
     if (n == -2) return 0;
     if (n < 0) return 2;
-    const char *path = NULL;
-    int mark = 0;
+    *path = NULL;
+    *mark = 0;
     for (int i = 0; i < n; i++) {
-        if (items[i].opt < 0) path = items[i].val;
-        else mark = 1;
+        if (items[i].opt < 0) *path = items[i].val;
+        else *mark = 1;
     }
     free(items);
-    if (!path) return es_opt_usage("db check", "expected a database file (etchsim db check DB)", NULL);
-    es_err e;
-    FILE *f = es_fopen_regular(path, "rb", &e);
-    if (!f) return fail2("%s%s", e.msg, "");
-    fclose(f);
-    sqlite3 *h = NULL;
-    if (es_db_open_read(path, &h, &e)) return fail2("%s%s", e.msg, "");
+    if (!*path) return es_opt_usage("db check", "expected a database file (etchsim db check DB)", NULL);
+    return -1;
+}
+
+/* SQLite's integrity check, its first problems printed: *whole 1 when there are none. 0, or 2 (printed). */
+static int check_integrity(sqlite3 *h, const char *path, int *whole)
+{
     sqlite3_stmt *st = NULL;
-    /* integrity first: a damaged file is the worst finding */
-    int whole = 1, problems = 0;
-    if (sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK) {
-        int rc = fail2("%s: not an SQLite database (%s)", path, sqlite3_errmsg(h));
-        sqlite3_close(h);
-        return rc;
-    }
+    int problems = 0;
+    *whole = 1;
+    if (sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK)
+        return fail2("%s: not an SQLite database (%s)", path, sqlite3_errmsg(h));
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *r = (const char *)sqlite3_column_text(st, 0);
         if (r && strcmp(r, "ok")) {
             if (problems++ < 10) printf("integrity: %s\n", r);
-            whole = 0;
+            *whole = 0;
         }
     }
     sqlite3_finalize(st);
-    if (whole) printf("integrity: ok\n");
-    int has_pid = 0, has_runs = 0;
+    if (*whole) printf("integrity: ok\n");
+    return 0;
+}
+
+/* The runs still 'running', printed with their process's state; those whose process is gone or was
+ * not recorded into *to_mark (*n_mark, malloc'd). 0, or 2 (printed). */
+static int list_open_runs(sqlite3 *h, const char *path, int *n_runs, int64_t **to_mark, int *n_mark)
+{
+    sqlite3_stmt *st = NULL;
+    int has_pid = 0, has_runs = 0, cap = 0;
+    *n_runs = *n_mark = 0;
+    *to_mark = NULL;
     if (sqlite3_prepare_v2(h, "SELECT name FROM pragma_table_info('runs')", -1, &st, NULL) == SQLITE_OK)
         while (sqlite3_step(st) == SQLITE_ROW) {
             has_runs = 1;
             has_pid |= !strcmp((const char *)sqlite3_column_text(st, 0), "pid");
         }
     sqlite3_finalize(st);
-    if (!has_runs) {
-        sqlite3_close(h);
-        return fail2("%s: not an etchsim database (no runs table)%s", path, "");
-    }
+    if (!has_runs) return fail2("%s: not an etchsim database (no runs table)%s", path, "");
     char me[256] = "";
     gethostname(me, sizeof me - 1);
     const char *sql = has_pid ? "SELECT id, command, started_utc, host, pid FROM runs WHERE status = 'running' ORDER BY id"
                               : "SELECT id, command, started_utc, NULL, NULL FROM runs WHERE status = 'running' ORDER BY id";
-    int64_t *to_mark = NULL;
-    int n_runs = 0, n_mark = 0, cap = 0;
-    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK) {
-        int rc = fail2("%s: cannot read runs: %s", path, sqlite3_errmsg(h));
-        sqlite3_close(h);
-        return rc;
-    }
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
+        return fail2("%s: cannot read runs: %s", path, sqlite3_errmsg(h));
     while (sqlite3_step(st) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0), pid = sqlite3_column_int64(st, 4);
         const char *cmd = (const char *)sqlite3_column_text(st, 1), *when = (const char *)sqlite3_column_text(st, 2);
         const char *host = (const char *)sqlite3_column_text(st, 3);
         int s = state_of(host, pid, me);
-        if (n_runs++ == 0) printf("%-6s %-6s %-21s %-28s %s\n", "run", "cmd", "started (UTC)", "process", "state");
+        if ((*n_runs)++ == 0) printf("%-6s %-6s %-21s %-28s %s\n", "run", "cmd", "started (UTC)", "process", "state");
         char proc[300];
         if (host && pid > 0) snprintf(proc, sizeof proc, "%s:%lld", host, (long long)pid);
         else snprintf(proc, sizeof proc, "(not recorded)");
         printf("%-6lld %-6s %-21s %-28s %s\n", (long long)id, cmd ? cmd : "?", when ? when : "?", proc,
                s == ALIVE ? "in progress" : s == DEAD ? "dead" : host && pid > 0 ? "unknown (another host)" : "unknown (older etchsim)");
         if (s == DEAD || !(host && pid > 0)) {
-            if (n_mark == cap) {
+            if (*n_mark == cap) {
                 cap = cap ? 2 * cap : 16;
-                int64_t *g = realloc(to_mark, (size_t)cap * sizeof *g);
+                int64_t *g = realloc(*to_mark, (size_t)cap * sizeof *g);
                 if (!g) {
-                    free(to_mark);
                     sqlite3_finalize(st);
-                    sqlite3_close(h);
                     return fail2("%s%s", "out of memory", "");
                 }
-                to_mark = g;
+                *to_mark = g;
             }
-            to_mark[n_mark++] = id;
+            (*to_mark)[(*n_mark)++] = id;
         }
     }
     sqlite3_finalize(st);
+    return 0;
+}
+
+/* --mark-failed: the runs in ids[0..n) marked failed, *left counted down for each. 0, or 2 (printed). */
+static int mark_failed(const char *path, const int64_t *ids, int n, int *left)
+{
+    es_err e;
+    es_db *db = NULL;
+    if (es_db_open(&db, path, &e)) return fail2("%s%s", e.msg, "");
+    for (int i = 0; i < n; i++) {
+        if (es_db_fail_run(db, ids[i], "incomplete: its process was gone; marked failed by etchsim db check", &e)) {
+            es_db_close(db);
+            return fail2("%s%s", e.msg, "");
+        }
+        printf("run %lld marked failed\n", (long long)ids[i]);
+        (*left)--;
+    }
+    es_db_close(db);
+    return 0;
+}
+
+int es_cli_db(int argc, char **argv)
+{
+    const char *path = NULL;
+    int mark = 0;
+    int code = parse_check(argc, argv, &path, &mark);
+    if (code >= 0) return code;
+    es_err e;
+    FILE *f = es_fopen_regular(path, "rb", &e);
+    if (!f) return fail2("%s%s", e.msg, "");
+    fclose(f);
+    sqlite3 *h = NULL;
+    if (es_db_open_read(path, &h, &e)) return fail2("%s%s", e.msg, "");
+    /* integrity first: a damaged file is the worst finding */
+    int whole, n_runs, n_mark;
+    int64_t *to_mark = NULL;
+    if ((code = check_integrity(h, path, &whole)) || (code = list_open_runs(h, path, &n_runs, &to_mark, &n_mark))) {
+        free(to_mark);
+        sqlite3_close(h);
+        return code;
+    }
     sqlite3_close(h);
     if (!n_runs) printf("runs: every run completed or failed\n");
     int left = n_runs;
-    if (mark && n_mark) {
-        es_db *db = NULL;
-        if (es_db_open(&db, path, &e)) {
-            free(to_mark);
-            return fail2("%s%s", e.msg, "");
-        }
-        for (int i = 0; i < n_mark; i++) {
-            if (es_db_fail_run(db, to_mark[i], "incomplete: its process was gone; marked failed by etchsim db check", &e)) {
-                es_db_close(db);
-                free(to_mark);
-                return fail2("%s%s", e.msg, "");
-            }
-            printf("run %lld marked failed\n", (long long)to_mark[i]);
-            left--;
-        }
-        es_db_close(db);
-    } else if (n_mark)
-        printf("%d run(s) can be marked failed: etchsim db check %s --mark-failed\n", n_mark, path);
+    if (mark && n_mark) code = mark_failed(path, to_mark, n_mark, &left);
+    else if (n_mark) printf("%d run(s) can be marked failed: etchsim db check %s --mark-failed\n", n_mark, path);
     free(to_mark);
+    if (code) return code;
     return whole && left == 0 ? 0 : 1;
 }

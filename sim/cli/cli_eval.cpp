@@ -441,6 +441,37 @@ int cmd_dataset(int argc, char **argv)
 
 namespace {
 
+// --labels A,B,...: non-empty labels of under 64 bytes, none 'other'; 0, or the usage error printed and -1.
+int parse_labels(const char *v, Opts &o)
+{
+    o.labels.clear();
+    std::string l = v;
+    for (size_t at = 0; at <= l.size();) {
+        size_t c = l.find(',', at);
+        if (c == std::string::npos) c = l.size();
+        std::string one = l.substr(at, c - at);
+        if (one.empty() || one.size() >= 64 || one == "other") {
+            usage("--labels expects non-empty labels of under 64 bytes, other than 'other', got", v);
+            return -1;
+        }
+        o.labels.push_back(one);
+        at = c + 1;
+    }
+    return 0;
+}
+
+// The options that need another: -1 when they have it, else the usage error printed and 2.
+int check_opts(const Opts &o)
+{
+    if (!o.functional && (!o.weights.empty() || o.synthetic >= 0))
+        return usage("--weights and --synthetic need --mode functional", nullptr);
+    if (!o.recipe.empty() && !o.rom.empty())
+        return usage("give --recipe or --rom, not both (the image fixes the formats); got --recipe", o.recipe.c_str());
+    if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
+        return usage("--trace-window needs --trace", nullptr);
+    return -1;
+}
+
 // -1 to go on, else the exit code.
 int parse_opts(int argc, char **argv, Opts &o)
 {
@@ -492,20 +523,9 @@ int parse_opts(int argc, char **argv, Opts &o)
             o.functional = pick;
             break;
         case SYNTHETIC: o.synthetic = items[k].num; break;
-        case LABELS: {
-            o.labels.clear();
-            std::string l = v;
-            for (size_t at = 0; at <= l.size();) {
-                size_t c = l.find(',', at);
-                if (c == std::string::npos) c = l.size();
-                std::string one = l.substr(at, c - at);
-                if (one.empty() || one.size() >= 64 || one == "other")
-                    return usage("--labels expects non-empty labels of under 64 bytes, other than 'other', got", v);
-                o.labels.push_back(one);
-                at = c + 1;
-            }
+        case LABELS:
+            if (parse_labels(v, o)) return 2;
             break;
-        }
         case SET:
             if (!std::strchr(v, '=')) return usage("--set needs KEY=VALUE, got", v);
             o.sets.push_back(v);
@@ -525,13 +545,7 @@ int parse_opts(int argc, char **argv, Opts &o)
             break;
         }
     }
-    if (!o.functional && (!o.weights.empty() || o.synthetic >= 0))
-        return usage("--weights and --synthetic need --mode functional", nullptr);
-    if (!o.recipe.empty() && !o.rom.empty())
-        return usage("give --recipe or --rom, not both (the image fixes the formats); got --recipe", o.recipe.c_str());
-    if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
-        return usage("--trace-window needs --trace", nullptr);
-    return -1;
+    return check_opts(o);
 }
 
 // Everything the batch reads: rule, data, chip and model, template, tokenizer, datapath.
@@ -656,79 +670,74 @@ size_t verdict_of(const std::vector<std::string> &labels, const char *text)
     return labels.size();
 }
 
-int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
+// Open the database and begin the eval's run in it, its records streamed (not with --no-db).
+int begin_db(const Opts &o, const Inputs &in, Batch &b, es_err *e)
 {
+    if (o.no_db) return 0;
     const Loaded &L = in.L;
     char *chip_json = es_cfg_dump(&L.c.cfg), *proc_json = es_cfg_dump(&L.c.proc);
-    struct Free {
-        char *a, *b;
-        ~Free()
-        {
-            cJSON_free(a);
-            cJSON_free(b);
+    es_run_info ri{"eval", L.c.name, L.m.name, in.rule_tokens, o.max_new, 0, chip_json, proc_json};
+    int rc = es_db_open(&b.db, o.db.c_str(), e) || es_db_begin_run(b.db, &ri, &b.run_id, e) ||
+                     es_db_stream_begin(b.db, e) ? -1 : 0;
+    cJSON_free(chip_json);
+    cJSON_free(proc_json);
+    return rc;
+}
+
+// Records done so far on a terminal's standard error, at most every half second.
+struct Progress {
+    bool on = false;
+    std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+};
+
+// One finished record: its row (in functional mode its output text and verdict), its latency, and
+// its row and tokens into the database.
+int finish_record(const Opts &o, const Inputs &in, Batch &b, Reader &rd, Progress &pg, const es_req_result &q,
+                  const SeqState &st, es_err *err)
+{
+    es_rec_row row{};
+    if (rd.finish(q.id, row)) return es_fail(err, "driver: finished record %lld was never read", (long long)q.id);
+    row.submit_ns = q.submit_ns;
+    row.first_ns = q.first_ns;
+    row.done_ns = q.done_ns;
+    row.energy_j = st.energy_j;
+    char *text = nullptr;
+    if (in.dp) {
+        text = es_func_text(in.tok, st.out_ids.data(), (int64_t)st.out_ids.size());
+        if (!text) return es_fail(err, "out of memory");
+        size_t v = verdict_of(o.labels, text);
+        b.verdicts[v]++;
+        std::snprintf(row.verdict, sizeof row.verdict, "%s", v < o.labels.size() ? o.labels[v].c_str() : "other");
+        row.output_text = text;
+        if (b.samples.size() < 3) { /* shown on one line each */
+            std::string t;
+            for (const char *c = text; *c; c++) t += *c == '\n' ? std::string("\\n") : *c == '\r' ? std::string("\\r") : std::string(1, *c);
+            b.samples.push_back(t);
         }
-    } fr{chip_json, proc_json};
-    // the database first: an unwritable path fails before any work
-    if (!o.no_db) {
-        es_run_info ri{"eval", L.c.name, L.m.name, in.rule_tokens, o.max_new, 0, chip_json, proc_json};
-        if (es_db_open(&b.db, o.db.c_str(), e) || es_db_begin_run(b.db, &ri, &b.run_id, e) ||
-            es_db_stream_begin(b.db, e))
-            return -1;
     }
-    // records are read as the driver admits them; memory holds only those in flight
-    Reader rd(in.tp, in.tok, in.rule_tokens, in.context, o.max_new, o.records, in.sharing,
-              in.dp ? &in.prefix_ids : nullptr);
-    if (rd.open(in.data, e)) return -1;
-    rd.on_skip = [&](const es_rec_row &row, es_err *err) {
-        b.skipped++;
-        if (b.shown_skips.size() < 5) b.shown_skips.push_back(row);
-        return b.db ? es_db_put_record(b.db, b.run_id, &row, err) : 0;
-    };
-    b.verdicts.assign(o.labels.size() + 1, 0);
-    const bool progress = isatty(2) && !o.json;
-    auto last_print = std::chrono::steady_clock::now();
-    Workload w;
-    w.source = [&](int64_t &id, Request &r, es_err *err) { return rd.next(id, r, err); };
-    w.sink = [&](const es_req_result &q, const SeqState &st, es_err *err) {
-        es_rec_row row{};
-        if (rd.finish(q.id, row)) return es_fail(err, "driver: finished record %lld was never read", (long long)q.id);
-        row.submit_ns = q.submit_ns;
-        row.first_ns = q.first_ns;
-        row.done_ns = q.done_ns;
-        row.energy_j = st.energy_j;
-        char *text = nullptr;
-        if (in.dp) {
-            text = es_func_text(in.tok, st.out_ids.data(), (int64_t)st.out_ids.size());
-            if (!text) return es_fail(err, "out of memory");
-            size_t v = verdict_of(o.labels, text);
-            b.verdicts[v]++;
-            std::snprintf(row.verdict, sizeof row.verdict, "%s", v < o.labels.size() ? o.labels[v].c_str() : "other");
-            row.output_text = text;
-            if (b.samples.size() < 3) { /* shown on one line each */
-                std::string t;
-                for (const char *c = text; *c; c++) t += *c == '\n' ? std::string("\\n") : *c == '\r' ? std::string("\\r") : std::string(1, *c);
-                b.samples.push_back(t);
-            }
+    b.lat.push_back(q.done_ns - q.submit_ns);
+    if (++b.done == 100) b.first100 = q.done_ns;
+    if (pg.on && (b.done & 255) == 0) {
+        auto now = std::chrono::steady_clock::now();
+        if (now - pg.last > std::chrono::milliseconds(500)) {
+            pg.last = now;
+            std::fprintf(stderr, "\r  %lld records done, %lld skipped, %.1f ms simulated", (long long)b.done,
+                         (long long)b.skipped, q.done_ns / 1e6);
         }
-        b.lat.push_back(q.done_ns - q.submit_ns);
-        if (++b.done == 100) b.first100 = q.done_ns;
-        if (progress && (b.done & 255) == 0) {
-            auto now = std::chrono::steady_clock::now();
-            if (now - last_print > std::chrono::milliseconds(500)) {
-                last_print = now;
-                std::fprintf(stderr, "\r  %lld records done, %lld skipped, %.1f ms simulated", (long long)b.done,
-                             (long long)b.skipped, q.done_ns / 1e6);
-            }
-        }
-        int rc = b.db ? es_db_put_record(b.db, b.run_id, &row, err) : 0;
-        std::free(text);
-        for (size_t k = 0; b.db && !rc && k < st.toks.size(); k++) { /* its tokens, the first timed from submission */
-            es_token_rec t = st.toks[k];
-            if (t.idx == 0) t.latency_ns = t.t_ns - q.submit_ns;
-            rc = es_db_put_token(b.db, b.run_id, &t, err);
-        }
-        return rc;
-    };
+    }
+    int rc = b.db ? es_db_put_record(b.db, b.run_id, &row, err) : 0;
+    std::free(text);
+    for (size_t k = 0; b.db && !rc && k < st.toks.size(); k++) { /* its tokens, the first timed from submission */
+        es_token_rec t = st.toks[k];
+        if (t.idx == 0) t.latency_ns = t.t_ns - q.submit_ns;
+        rc = es_db_put_token(b.db, b.run_id, &t, err);
+    }
+    return rc;
+}
+
+// The batch's settings for the simulation (records come and go through its source and sink).
+void fill_workload(Workload &w, const Opts &o, const Inputs &in, const Batch &b)
+{
     w.seq_tokens = b.db != nullptr;
     w.prefix = in.sharing ? in.rule_tokens : 0;
     w.policy = o.policy;
@@ -740,7 +749,13 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
     w.trace_start_ns = o.trace_start_ns;
     w.trace_end_ns = o.trace_end_ns;
     if (in.sharing) w.prefix_ids = in.prefix_ids;
+}
 
+// Simulate the batch; with prefix sharing (and the comparison asked for), the same batch without it in
+// a forked child at the same time, its figures in b.cmp.
+int simulate(const Opts &o, const Inputs &in, Batch &b, Workload &w, const Progress &pg, es_err *e)
+{
+    const Loaded &L = in.L;
     pid_t child = -1;
     int pipefd[2] = {-1, -1};
     if (in.sharing && o.compare && pipe(pipefd) == 0) {
@@ -754,7 +769,7 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
         return -1; /* closing the batch's database marks the run failed with the error */
     }
     b.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (progress) std::fprintf(stderr, "\r%70s\r", "");
+    if (pg.on) std::fprintf(stderr, "\r%70s\r", "");
     if (child > 0) {
         ssize_t got = read(pipefd[0], &b.cmp, sizeof b.cmp);
         close(pipefd[0]);
@@ -762,10 +777,37 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
         if (got != (ssize_t)sizeof b.cmp) b.cmp.ok = 0;
         b.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
+    return 0;
+}
+
+int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
+{
+    // the database first: an unwritable path fails before any work
+    if (begin_db(o, in, b, e)) return -1;
+    // records are read as the driver admits them; memory holds only those in flight
+    Reader rd(in.tp, in.tok, in.rule_tokens, in.context, o.max_new, o.records, in.sharing,
+              in.dp ? &in.prefix_ids : nullptr);
+    if (rd.open(in.data, e)) return -1;
+    rd.on_skip = [&](const es_rec_row &row, es_err *err) {
+        b.skipped++;
+        if (b.shown_skips.size() < 5) b.shown_skips.push_back(row);
+        return b.db ? es_db_put_record(b.db, b.run_id, &row, err) : 0;
+    };
+    b.verdicts.assign(o.labels.size() + 1, 0);
+    Progress pg;
+    pg.on = isatty(2) && !o.json;
+    Workload w;
+    w.source = [&](int64_t &id, Request &r, es_err *err) { return rd.next(id, r, err); };
+    w.sink = [&](const es_req_result &q, const SeqState &st, es_err *err) {
+        return finish_record(o, in, b, rd, pg, q, st, err);
+    };
+    fill_workload(w, o, in, b);
+    if (simulate(o, in, b, w, pg, e)) return -1;
     b.first_prompt = rd.first_prompt;
     b.mean_body = b.done ? rd.body_sum / (double)rd.accepted : 0;
     return 0;
 }
+
 // 10000 as "10,000"
 std::string grouped(int64_t n)
 {
@@ -777,25 +819,85 @@ std::string grouped(int64_t n)
     return out;
 }
 
-// The JSON summary, the database's closing transaction, and the report.
-int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
+// The figures eval's JSON and text report share.
+struct Figures {
+    double batch_ns = 0, first100 = 0;     // the batch's simulated time; the first 100 records'
+    double p50 = 0, p95 = 0, p99 = 0;      // per-record latency percentiles, ns
+    int64_t cap = 0;                       // KV positions
+    int64_t slots_plain = 0, slots_shared = 0; // KV slots at the batch's mean sizes, without and with the shared prefix
+    std::string data;                      // what the records came from
+};
+
+Figures figures(const Opts &o, const Inputs &in, Batch &b)
+{
+    Figures f;
+    const Loaded &L = in.L;
+    const int64_t done = b.done, rule_tokens = in.rule_tokens;
+    f.batch_ns = done > 0 ? b.r.seconds * 1e9 : 0;
+    f.first100 = done > 0 && done < 100 ? f.batch_ns : b.first100;
+    f.p50 = es_percentile(b.lat.data(), b.lat.size(), 50);
+    f.p95 = es_percentile(b.lat.data(), b.lat.size(), 95);
+    f.p99 = es_percentile(b.lat.data(), b.lat.size(), 99);
+    f.cap = es_chip_kv_positions(&L.c, &L.m);
+    f.slots_plain = (int64_t)((double)f.cap / (b.mean_body + (double)rule_tokens + (double)o.max_new));
+    f.slots_shared = (int64_t)((double)(f.cap - rule_tokens) / (b.mean_body + (double)o.max_new));
+    f.data = o.data.empty() ? "demo: " + grouped(in.demo_records) + " generated card transactions" : o.data;
+    return f;
+}
+
+// eval --json's "prefix_sharing": the KV slots it saves and, when the batch also ran without it, what that took.
+void add_sharing_json(cJSON *j, const Inputs &in, const Batch &b, const Figures &f)
+{
+    const RunResult &r = b.r;
+    const Compare &cmp = b.cmp;
+    cJSON *ps = cJSON_AddObjectToObject(j, "prefix_sharing");
+    cJSON_AddBoolToObject(ps, "enabled", in.sharing);
+    cJSON_AddNumberToObject(ps, "kv_slots_with", (double)f.slots_shared);
+    cJSON_AddNumberToObject(ps, "kv_slots_without", (double)f.slots_plain);
+    cJSON_AddNumberToObject(ps, "kv_slots_saved", (double)(f.slots_shared - f.slots_plain));
+    if (cmp.ok) {
+        cJSON_AddNumberToObject(ps, "batch_ns_without", cmp.batch_ns);
+        cJSON_AddNumberToObject(ps, "time_saved_ns", cmp.batch_ns - f.batch_ns);
+        cJSON_AddNumberToObject(ps, "prefill_token_passes_without", (double)cmp.prefill_passes);
+        cJSON_AddNumberToObject(ps, "prefill_token_passes_saved", (double)(cmp.prefill_passes - r.prefill_passes));
+        cJSON_AddNumberToObject(ps, "max_in_flight_without", (double)cmp.max_in_flight);
+    }
+}
+
+// eval --json's "verdicts" and "functional" (functional mode).
+void add_functional_json(cJSON *j, const Opts &o, const Inputs &in, const Batch &b)
+{
+    const Loaded &L = in.L;
+    cJSON *v = cJSON_AddObjectToObject(j, "verdicts");
+    for (size_t i = 0; i < o.labels.size(); i++) cJSON_AddNumberToObject(v, o.labels[i].c_str(), (double)b.verdicts[i]);
+    cJSON_AddNumberToObject(v, "other", (double)b.verdicts.back());
+    cJSON *f = cJSON_AddObjectToObject(j, "functional");
+    cJSON_AddStringToObject(f, "activation_format", L.c.act_format);
+    cJSON_AddNumberToObject(f, "accumulator_bits", L.c.acc_bits);
+    cJSON_AddStringToObject(f, "kv_format", L.c.kv_format);
+    cJSON_AddNumberToObject(f, "accumulator_saturations", (double)es_dp_get_stats(in.dp).saturations);
+}
+
+// eval --json's "analytic": the oracle for a uniform batch, the busiest unit's total occupancy plus at
+// most one fill.
+void add_analytic_json(cJSON *j, const Opts &o, const Inputs &in, const Batch &b)
+{
+    const Loaded &L = in.L;
+    double busy = 0, fill = 0, upper = 0;
+    es_an_batch(&L.c, &L.m, b.done, in.sharing ? in.rule_tokens : 0, b.first_prompt, o.max_new, &busy, &fill, &upper);
+    cJSON *an = cJSON_AddObjectToObject(j, "analytic");
+    cJSON_AddNumberToObject(an, "busy_ns", busy * 1e9 / L.c.clock_hz);
+    cJSON_AddNumberToObject(an, "fill_ns", fill * 1e9 / L.c.clock_hz);
+    cJSON_AddNumberToObject(an, "upper_ns", upper * 1e9 / L.c.clock_hz);
+    cJSON_AddStringToObject(an, "note", "uniform batch: sizes of the first record; exact only when all records are alike");
+}
+
+// eval's JSON: the run's summary in the database and what --json prints.
+cJSON *eval_json(const Opts &o, const Inputs &in, const Batch &b, const Figures &f)
 {
     const Loaded &L = in.L;
     const RunResult &r = b.r;
-    const int64_t done = b.done, skipped = b.skipped;
-    const bool sharing = in.sharing, estimated = in.estimated;
-    const int64_t rule_tokens = in.rule_tokens;
-    const Compare &cmp = b.cmp;
-    double batch_ns = done > 0 ? r.seconds * 1e9 : 0;
-    double first100 = done > 0 && done < 100 ? batch_ns : b.first100;
-    double p50 = es_percentile(b.lat.data(), b.lat.size(), 50), p95 = es_percentile(b.lat.data(), b.lat.size(), 95),
-           p99 = es_percentile(b.lat.data(), b.lat.size(), 99);
-    int64_t out_tokens = r.tokens;
-    // KV slots at the batch's mean sizes, with and without the shared prefix
-    int64_t cap = es_chip_kv_positions(&L.c, &L.m);
-    int64_t slots_plain = (int64_t)((double)cap / (b.mean_body + (double)rule_tokens + (double)o.max_new));
-    int64_t slots_shared = (int64_t)((double)(cap - rule_tokens) / (b.mean_body + (double)o.max_new));
-
+    const int64_t done = b.done, out_tokens = r.tokens;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "chip", L.c.name);
     cJSON_AddStringToObject(j, "model", L.m.name);
@@ -803,69 +905,102 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     cJSON_AddStringToObject(j, "mode", in.dp ? "functional" : "timing");
     cJSON_AddStringToObject(j, "fidelity", o.cycle ? "cycle" : "transaction");
     cJSON_AddStringToObject(j, "rule", o.rule.c_str());
-    const std::string data = o.data.empty() ? "demo: " + grouped(in.demo_records) + " generated card transactions" : o.data;
-    cJSON_AddStringToObject(j, "data", data.c_str());
+    cJSON_AddStringToObject(j, "data", f.data.c_str());
     cJSON_AddNumberToObject(j, "records_done", (double)done);
-    cJSON_AddNumberToObject(j, "records_skipped", (double)skipped);
-    cJSON_AddNumberToObject(j, "batch_ns", batch_ns);
-    cJSON_AddNumberToObject(j, "first_100_ns", first100);
+    cJSON_AddNumberToObject(j, "records_skipped", (double)b.skipped);
+    cJSON_AddNumberToObject(j, "batch_ns", f.batch_ns);
+    cJSON_AddNumberToObject(j, "first_100_ns", f.first100);
     cJSON *rl = cJSON_AddObjectToObject(j, "record_latency_ns");
-    cJSON_AddNumberToObject(rl, "p50", p50);
-    cJSON_AddNumberToObject(rl, "p95", p95);
-    cJSON_AddNumberToObject(rl, "p99", p99);
-    cJSON_AddNumberToObject(j, "tokens_per_s", batch_ns > 0 ? (double)out_tokens / (batch_ns * 1e-9) : 0);
-    cJSON_AddNumberToObject(j, "prefill_tokens_per_s", batch_ns > 0 ? (double)r.prefill_passes / (batch_ns * 1e-9) : 0);
+    cJSON_AddNumberToObject(rl, "p50", f.p50);
+    cJSON_AddNumberToObject(rl, "p95", f.p95);
+    cJSON_AddNumberToObject(rl, "p99", f.p99);
+    cJSON_AddNumberToObject(j, "tokens_per_s", f.batch_ns > 0 ? (double)out_tokens / (f.batch_ns * 1e-9) : 0);
+    cJSON_AddNumberToObject(j, "prefill_tokens_per_s", f.batch_ns > 0 ? (double)r.prefill_passes / (f.batch_ns * 1e-9) : 0);
     cJSON_AddNumberToObject(j, "watts", done ? r.watts : 0);
     cJSON_AddNumberToObject(j, "joules_per_record", done ? r.total_j / (double)done : 0);
     cJSON_AddNumberToObject(j, "energy_j", r.total_j);
     cJSON_AddNumberToObject(j, "unattributed_j", r.unattributed_j); /* the rule's prefix and static power after the last token */
     cJSON_AddNumberToObject(j, "output_tokens", (double)out_tokens);
     cJSON_AddNumberToObject(j, "prefill_token_passes", (double)r.prefill_passes);
-    cJSON_AddNumberToObject(j, "rule_tokens", (double)rule_tokens);
-    cJSON_AddBoolToObject(j, "token_counts_estimated", estimated);
+    cJSON_AddNumberToObject(j, "rule_tokens", (double)in.rule_tokens);
+    cJSON_AddBoolToObject(j, "token_counts_estimated", in.estimated);
     cJSON_AddStringToObject(j, "vocab", in.vocab.c_str());
     cJSON_AddNumberToObject(j, "max_new_tokens", (double)o.max_new);
     cJSON_AddStringToObject(j, "policy", o.policy == ES_POLICY_SPF ? "spf" : "fcfs");
-    cJSON_AddNumberToObject(j, "kv_positions", (double)cap);
+    cJSON_AddNumberToObject(j, "kv_positions", (double)f.cap);
     cJSON_AddNumberToObject(j, "max_in_flight", (double)r.max_in_flight);
     cJSON_AddNumberToObject(j, "kv_max_used", (double)r.kv_max_used);
     cJSON_AddItemToObject(j, "utilization", utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));
     cJSON_AddItemToObject(j, "energy_by_event_j", energy_by_event_json(&L.c, r.units, r.area, r.clock_w, r.seconds, (double)r.cycles));
     cJSON_AddItemToObject(j, "power_limit", power_limit_json(r));
     cJSON_AddItemToObject(j, "area", area_json(r.area));
-    cJSON *ps = cJSON_AddObjectToObject(j, "prefix_sharing");
-    cJSON_AddBoolToObject(ps, "enabled", sharing);
-    cJSON_AddNumberToObject(ps, "kv_slots_with", (double)slots_shared);
-    cJSON_AddNumberToObject(ps, "kv_slots_without", (double)slots_plain);
-    cJSON_AddNumberToObject(ps, "kv_slots_saved", (double)(slots_shared - slots_plain));
-    if (cmp.ok) {
-        cJSON_AddNumberToObject(ps, "batch_ns_without", cmp.batch_ns);
-        cJSON_AddNumberToObject(ps, "time_saved_ns", cmp.batch_ns - batch_ns);
-        cJSON_AddNumberToObject(ps, "prefill_token_passes_without", (double)cmp.prefill_passes);
-        cJSON_AddNumberToObject(ps, "prefill_token_passes_saved", (double)(cmp.prefill_passes - r.prefill_passes));
-        cJSON_AddNumberToObject(ps, "max_in_flight_without", (double)cmp.max_in_flight);
-    }
-    if (in.dp) {
-        cJSON *v = cJSON_AddObjectToObject(j, "verdicts");
-        for (size_t i = 0; i < o.labels.size(); i++) cJSON_AddNumberToObject(v, o.labels[i].c_str(), (double)b.verdicts[i]);
-        cJSON_AddNumberToObject(v, "other", (double)b.verdicts.back());
-        cJSON *f = cJSON_AddObjectToObject(j, "functional");
-        cJSON_AddStringToObject(f, "activation_format", L.c.act_format);
-        cJSON_AddNumberToObject(f, "accumulator_bits", L.c.acc_bits);
-        cJSON_AddStringToObject(f, "kv_format", L.c.kv_format);
-        cJSON_AddNumberToObject(f, "accumulator_saturations", (double)es_dp_get_stats(in.dp).saturations);
-    }
-    /* the oracle for a uniform batch: the busiest unit's total occupancy, plus at most one fill */
-    if (done > 0) {
-        double busy = 0, fill = 0, upper = 0;
-        es_an_batch(&L.c, &L.m, done, sharing ? rule_tokens : 0, b.first_prompt, o.max_new, &busy, &fill, &upper);
-        cJSON *an = cJSON_AddObjectToObject(j, "analytic");
-        cJSON_AddNumberToObject(an, "busy_ns", busy * 1e9 / L.c.clock_hz);
-        cJSON_AddNumberToObject(an, "fill_ns", fill * 1e9 / L.c.clock_hz);
-        cJSON_AddNumberToObject(an, "upper_ns", upper * 1e9 / L.c.clock_hz);
-        cJSON_AddStringToObject(an, "note", "uniform batch: sizes of the first record; exact only when all records are alike");
-    }
+    add_sharing_json(j, in, b, f);
+    if (in.dp) add_functional_json(j, o, in, b);
+    if (done > 0) add_analytic_json(j, o, in, b);
     cJSON_AddNumberToObject(j, "sim_wall_s", b.wall);
+    return j;
+}
+
+// eval's text report.
+void print_eval(const Opts &o, const Inputs &in, const Batch &b, const Figures &f)
+{
+    const Loaded &L = in.L;
+    const RunResult &r = b.r;
+    const Compare &cmp = b.cmp;
+    const int64_t done = b.done, skipped = b.skipped, out_tokens = r.tokens;
+    const bool sharing = in.sharing, estimated = in.estimated;
+    const double ms = 1e-6, batch_ns = f.batch_ns;
+    std::printf("etchsim eval: %s on %s%s%s\n", L.m.name, L.c.name, in.dp ? " (functional)" : "",
+                o.cycle ? ", cycle fidelity" : "");
+    /* an estimate must be impossible to miss: said before any figure, and beside each it moves */
+    const char *est = estimated ? " [ESTIMATED]" : "";
+    if (estimated)
+        std::printf("  ESTIMATED: no tokenizer vocabulary, so token counts are guessed at 1 per 4 UTF-8 bytes;\n"
+                    "  every figure marked [ESTIMATED] follows from them (scripts/fetch-vocab or --vocab F)\n");
+    std::printf("  rule: \"%s\"\n", o.rule.c_str());
+    std::printf("  weight formats timed: %s\n", L.formats.c_str());
+    std::printf("  data: %s\n", o.data.empty() ? ("demo, " + f.data.substr(6)).c_str() : f.data.c_str());
+    std::printf("  %-34s %lld done, %lld skipped\n", "records", (long long)done, (long long)skipped);
+    if (in.dp) {
+        for (size_t i = 0; i <= o.labels.size(); i++)
+            std::printf("  %-34s %s %lld / %lld\n", i ? "" : "verdicts", i < o.labels.size() ? o.labels[i].c_str() : "other",
+                        (long long)b.verdicts[i], (long long)done);
+        for (size_t i = 0; i < b.samples.size(); i++)
+            std::printf("  %-34s \"%s\"\n", i ? "" : "first outputs", b.samples[i].c_str());
+    }
+    std::printf("  %-34s %.3f ms%s\n", "batch time (simulated)", batch_ns * ms, est);
+    std::printf("  %-34s %.3f ms%s\n", "first 100 results (live preview)", f.first100 * ms, est);
+    std::printf("  %-34s p50 %.1f us, p95 %.1f us, p99 %.1f us%s\n", "per-record latency", f.p50 / 1e3, f.p95 / 1e3,
+                f.p99 / 1e3, est);
+    std::printf("  %-34s %.0f output, %.0f prefill%s\n", "tokens/s", batch_ns > 0 ? out_tokens / (batch_ns * 1e-9) : 0,
+                batch_ns > 0 ? r.prefill_passes / (batch_ns * 1e-9) : 0, est);
+    std::printf("  %-34s %.1f W, %.3f mJ per record%s\n", "power", done ? r.watts : 0,
+                done ? r.total_j / (double)done * 1e3 : 0, est);
+    if (r.power_limit_w > 0) std::printf("  %-34s %s\n", "power limit", power_limit_text(r).c_str());
+    std::printf("  %-34s %.1f %%\n", "die utilization", 100.0 * r.die_utilization);
+    std::printf("  %-34s %lld output, %lld rule tokens, %lld prefill token passes%s\n", "tokens", (long long)out_tokens,
+                (long long)in.rule_tokens, (long long)r.prefill_passes, estimated ? " (ESTIMATED: no vocabulary)" : "");
+    if (sharing && cmp.ok)
+        std::printf("  %-34s saves %lld prefill passes and %.3f ms (%.1f%%); KV fits %lld sequences, not %lld\n",
+                    "prefix sharing", (long long)(cmp.prefill_passes - r.prefill_passes),
+                    (cmp.batch_ns - batch_ns) * ms, 100.0 * (cmp.batch_ns - batch_ns) / cmp.batch_ns,
+                    (long long)f.slots_shared, (long long)f.slots_plain);
+    else
+        std::printf("  %-34s %s; KV fits %lld sequences (%lld with sharing)\n", "prefix sharing",
+                    sharing ? "on" : "off", (long long)(sharing ? f.slots_shared : f.slots_plain),
+                    (long long)f.slots_shared);
+    std::printf("  %-34s %.2f s\n", "host wall time", b.wall);
+    for (const auto &row : b.shown_skips) std::printf("  skipped record %lld: %s\n", (long long)row.record, row.reason);
+    if (skipped > 5) std::printf("  ... %lld more skipped records%s\n", (long long)(skipped - 5), b.db ? " in the database" : "");
+    if (b.db) std::printf("  logged as run %lld in %s (table records)\n", (long long)b.run_id, o.db.c_str());
+}
+
+// The JSON summary, the database's closing transaction, and the report.
+int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
+{
+    const RunResult &r = b.r;
+    const Figures f = figures(o, in, b);
+    cJSON *j = eval_json(o, in, b, f);
     char *summary = cJSON_PrintUnformatted(j);
     int rc = 0;
     if (b.db && es_db_finish_run(b.db, b.run_id, (double)r.cycles, nullptr, 0, nullptr, 0, r.units.data(),
@@ -876,61 +1011,16 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
         cJSON_Delete(j);
         return -1;
     }
-    if (estimated)
+    if (in.estimated)
         std::fprintf(stderr, "etchsim eval: warning: no tokenizer vocabulary (run scripts/fetch-vocab, or give "
                              "--vocab); token counts are estimated (1 token per 4 UTF-8 bytes)\n");
     if (o.json) {
         char *s = cJSON_Print(j);
         std::puts(s);
         cJSON_free(s);
-        cJSON_Delete(j);
-        return 0;
     }
     cJSON_Delete(j);
-    const double ms = 1e-6;
-    std::printf("etchsim eval: %s on %s%s%s\n", L.m.name, L.c.name, in.dp ? " (functional)" : "",
-                o.cycle ? ", cycle fidelity" : "");
-    /* an estimate must be impossible to miss: said before any figure, and beside each it moves */
-    const char *est = estimated ? " [ESTIMATED]" : "";
-    if (estimated)
-        std::printf("  ESTIMATED: no tokenizer vocabulary, so token counts are guessed at 1 per 4 UTF-8 bytes;\n"
-                    "  every figure marked [ESTIMATED] follows from them (scripts/fetch-vocab or --vocab F)\n");
-    std::printf("  rule: \"%s\"\n", o.rule.c_str());
-    std::printf("  weight formats timed: %s\n", L.formats.c_str());
-    std::printf("  data: %s\n", o.data.empty() ? ("demo, " + data.substr(6)).c_str() : data.c_str());
-    std::printf("  %-34s %lld done, %lld skipped\n", "records", (long long)done, (long long)skipped);
-    if (in.dp) {
-        for (size_t i = 0; i <= o.labels.size(); i++)
-            std::printf("  %-34s %s %lld / %lld\n", i ? "" : "verdicts", i < o.labels.size() ? o.labels[i].c_str() : "other",
-                        (long long)b.verdicts[i], (long long)done);
-        for (size_t i = 0; i < b.samples.size(); i++)
-            std::printf("  %-34s \"%s\"\n", i ? "" : "first outputs", b.samples[i].c_str());
-    }
-    std::printf("  %-34s %.3f ms%s\n", "batch time (simulated)", batch_ns * ms, est);
-    std::printf("  %-34s %.3f ms%s\n", "first 100 results (live preview)", first100 * ms, est);
-    std::printf("  %-34s p50 %.1f us, p95 %.1f us, p99 %.1f us%s\n", "per-record latency", p50 / 1e3, p95 / 1e3,
-                p99 / 1e3, est);
-    std::printf("  %-34s %.0f output, %.0f prefill%s\n", "tokens/s", batch_ns > 0 ? out_tokens / (batch_ns * 1e-9) : 0,
-                batch_ns > 0 ? r.prefill_passes / (batch_ns * 1e-9) : 0, est);
-    std::printf("  %-34s %.1f W, %.3f mJ per record%s\n", "power", done ? r.watts : 0,
-                done ? r.total_j / (double)done * 1e3 : 0, est);
-    if (r.power_limit_w > 0) std::printf("  %-34s %s\n", "power limit", power_limit_text(r).c_str());
-    std::printf("  %-34s %.1f %%\n", "die utilization", 100.0 * r.die_utilization);
-    std::printf("  %-34s %lld output, %lld rule tokens, %lld prefill token passes%s\n", "tokens", (long long)out_tokens,
-                (long long)rule_tokens, (long long)r.prefill_passes, estimated ? " (ESTIMATED: no vocabulary)" : "");
-    if (sharing && cmp.ok)
-        std::printf("  %-34s saves %lld prefill passes and %.3f ms (%.1f%%); KV fits %lld sequences, not %lld\n",
-                    "prefix sharing", (long long)(cmp.prefill_passes - r.prefill_passes),
-                    (cmp.batch_ns - batch_ns) * ms, 100.0 * (cmp.batch_ns - batch_ns) / cmp.batch_ns,
-                    (long long)slots_shared, (long long)slots_plain);
-    else
-        std::printf("  %-34s %s; KV fits %lld sequences (%lld with sharing)\n", "prefix sharing",
-                    sharing ? "on" : "off", (long long)(sharing ? slots_shared : slots_plain),
-                    (long long)slots_shared);
-    std::printf("  %-34s %.2f s\n", "host wall time", b.wall);
-    for (const auto &row : b.shown_skips) std::printf("  skipped record %lld: %s\n", (long long)row.record, row.reason);
-    if (skipped > 5) std::printf("  ... %lld more skipped records%s\n", (long long)(skipped - 5), b.db ? " in the database" : "");
-    if (b.db) std::printf("  logged as run %lld in %s (table records)\n", (long long)b.run_id, o.db.c_str());
+    if (!o.json) print_eval(o, in, b, f);
     return 0;
 }
 

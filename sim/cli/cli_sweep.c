@@ -488,12 +488,167 @@ static int merge_dir(const char *out, const char *dir)
     return rc;
 }
 
+/* A sweep while it runs. */
+typedef struct sweep {
+    es_grid g;
+    char dir[4096];     /* OUT.sqlite.points */
+    char owner[4200];   /* its owner file */
+    int reg[9];         /* es_cleanup entries: the folder, the owner file, grid.json, the points' five series */
+    int jobs;           /* points at once */
+    slot *slots;        /* jobs of them */
+    double *wall;       /* per point: host seconds */
+    int *status;        /* per point: 0 pending, 1 done, 2 failed */
+    int64_t next, done, failed;
+    int running;
+} sweep;
+
+/* The points folder with its owner file and the grid, each registered for removal when the sweep is
+ * stopped (not with --emit). 0, or 2 (printed, what was made removed). */
+static int make_points_dir(sweep *s, const char *grid_path, int emit)
+{
+    /* a stopped sweep (SIGINT, SIGTERM, SIGHUP) kills its points and removes the folder: registered
+     * before anything is made in it; the folder goes last, and only when empty */
+    for (int k = 0; k < 9; k++) s->reg[k] = -1;
+    if (!emit) s->reg[0] = es_cleanup_add(s->dir, 1);
+    if (mkdir(s->dir, 0755) && errno != EEXIST) {
+        fprintf(stderr, "etchsim sweep: %s: cannot make the points folder: %s\n", s->dir, strerror(errno));
+        return 2;
+    }
+    snprintf(s->owner, sizeof s->owner, "%s/owner", s->dir);
+    if (!emit) {
+        char grid_file[4200], me[256] = "";
+        snprintf(grid_file, sizeof grid_file, "%s/grid.json", s->dir);
+        s->reg[1] = es_cleanup_add(s->owner, 0);
+        s->reg[2] = es_cleanup_add(grid_file, 0);
+        gethostname(me, sizeof me - 1);
+        FILE *f = fopen(s->owner, "w");
+        if (!f || fprintf(f, "etchsim sweep host %s pid %lld started %lld\n", me, (long long)getpid(),
+                          start_time((long long)getpid())) < 0 || fclose(f)) {
+            fprintf(stderr, "etchsim sweep: %s: cannot write its owner file\n", s->dir);
+            remove(s->owner);
+            rmdir(s->dir);
+            for (int k = 0; k < 9; k++) es_cleanup_drop(s->reg[k]);
+            return 2;
+        }
+        for (int k = 0; k < 5; k++) s->reg[3 + k] = es_cleanup_add_series(s->dir, s->g.points, POINT_SUFFIX[k]);
+    }
+    if (copy_grid(grid_path, s->dir)) {
+        fprintf(stderr, "etchsim sweep: %s: cannot write grid.json there\n", s->dir);
+        if (!emit) rm_rf_points(s->dir, 0);
+        for (int k = 0; k < 9; k++) es_cleanup_drop(s->reg[k]);
+        return 2;
+    }
+    return 0;
+}
+
+/* Start point s->next as a child `etchsim run` (or eval) writing N.sqlite and N.log. 0, or 2 (printed). */
+static int start_point(sweep *s)
+{
+    char db[4200], log[4200];
+    snprintf(db, sizeof db, "%s/%lld.sqlite", s->dir, (long long)s->next);
+    snprintf(log, sizeof log, "%s/%lld.log", s->dir, (long long)s->next);
+    es_remove_db(db);
+    point p;
+    if (make_point(&s->g, s->next, db, &p)) {
+        point_free(&p);
+        fprintf(stderr, "etchsim sweep: out of memory\n");
+        return 2;
+    }
+    pid_t parent = getpid(), pid = fork();
+    if (pid == 0) {
+        es_die_with_parent(parent); /* a killed sweep leaves no points running */
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644), nul = open("/dev/null", O_WRONLY);
+        if (fd >= 0) dup2(fd, 2);
+        if (nul >= 0) dup2(nul, 1);
+        execv("/proc/self/exe", p.argv);
+        _exit(127);
+    }
+    point_free(&p);
+    if (pid < 0) {
+        fprintf(stderr, "etchsim sweep: fork: %s\n", strerror(errno));
+        return 2;
+    }
+    for (int k = 0; k < s->jobs; k++)
+        if (!s->slots[k].pid) {
+            s->slots[k] = (slot){pid, s->next, now_s(), es_cleanup_add_pid(pid)};
+            break;
+        }
+    s->running++;
+    s->next++;
+    return 0;
+}
+
+/* Wait for a point to end: its status and host time. 0, or 2 (printed). */
+static int reap_point(sweep *s)
+{
+    int wst = 0;
+    pid_t pid = wait(&wst);
+    if (pid < 0) {
+        fprintf(stderr, "etchsim sweep: wait: %s\n", strerror(errno));
+        return 2;
+    }
+    for (int k = 0; k < s->jobs; k++) {
+        if (s->slots[k].pid != pid) continue;
+        int64_t i = s->slots[k].point;
+        s->wall[i] = now_s() - s->slots[k].started;
+        int ok = WIFEXITED(wst) && WEXITSTATUS(wst) == 0;
+        s->status[i] = ok ? 1 : 2;
+        ok ? s->done++ : s->failed++;
+        s->slots[k].pid = 0;
+        es_cleanup_drop_pid(s->slots[k].cleanup);
+        s->running--;
+    }
+    return 0;
+}
+
+/* Run every point, up to s->jobs at once, then merge them into out: the exit code. */
+static int run_points(sweep *s, const char *out)
+{
+    const int64_t n = s->g.points;
+    const int tty = isatty(2);
+    fprintf(stderr, "etchsim sweep: %lld points (%s), %d at once\n", (long long)n, s->g.eval ? "eval" : "run", s->jobs);
+    fflush(NULL);
+    double t0 = now_s();
+    while (s->done + s->failed < n) {
+        while (s->running < s->jobs && s->next < n) /* start points */
+            if (start_point(s)) return 2;
+        if (reap_point(s)) return 2;
+        if (tty) {
+            int64_t ended = s->done + s->failed;
+            double el = now_s() - t0, left = ended ? el / (double)ended * (double)(n - ended) : 0;
+            fprintf(stderr, "\r  %lld/%lld done, %lld failed, %d running, %.0f s left   ", (long long)s->done,
+                    (long long)n, (long long)s->failed, s->running, left);
+        }
+    }
+    if (tty) fprintf(stderr, "\r%70s\r", "");
+    return merge_points(&s->g, s->dir, s->status, s->wall, out, now_s() - t0);
+}
+
+/* After the points: any still running killed; the points folder removed, or kept (rc 2, --keep-points). */
+static void end_sweep(sweep *s, int rc, int keep)
+{
+    for (int k = 0; k < s->jobs; k++)
+        if (s->slots[k].pid) {
+            kill(s->slots[k].pid, SIGTERM), waitpid(s->slots[k].pid, NULL, 0);
+            es_cleanup_drop_pid(s->slots[k].cleanup);
+        }
+    if (rc == 2) /* the merge (or the sweep) failed: what the points computed is kept */
+        fprintf(stderr, "etchsim sweep: the points' databases and logs are kept in %s (etchsim sweep merge)\n", s->dir);
+    if (rc == 2 || keep)
+        remove(s->owner); /* kept on purpose: no later sweep takes it for a dead one's */
+    else
+        rm_rf_points(s->dir, s->g.points);
+    for (int k = 0; k < 9; k++) es_cleanup_drop(s->reg[k]);
+}
+
 static int run_sweep(const char *grid_path, const char *out, int jobs, int keep, int emit)
 {
     es_err e = {0};
     cJSON *root = NULL;
-    es_grid g;
-    if (es_grid_read(grid_path, &root, &g, &e) || check_keys(&g, grid_path, &e)) {
+    sweep s;
+    memset(&s, 0, sizeof s);
+    s.jobs = jobs;
+    if (es_grid_read(grid_path, &root, &s.g, &e) || check_keys(&s.g, grid_path, &e)) {
         fprintf(stderr, "etchsim sweep: %s\n", e.msg);
         cJSON_Delete(root);
         return 2;
@@ -504,151 +659,29 @@ static int run_sweep(const char *grid_path, const char *out, int jobs, int keep,
         cJSON_Delete(root);
         return 2;
     }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s.points", out);
-    if (!emit && clear_stale(dir, out)) {
-        cJSON_Delete(root);
-        return 2;
-    }
-    /* a stopped sweep (SIGINT, SIGTERM, SIGHUP) kills its points and removes the folder: registered
-     * before anything is made in it; the folder goes last, and only when empty */
-    int reg[9];
-    for (int k = 0; k < 9; k++) reg[k] = -1;
-    if (!emit) reg[0] = es_cleanup_add(dir, 1);
-    if (mkdir(dir, 0755) && errno != EEXIST) {
-        fprintf(stderr, "etchsim sweep: %s: cannot make the points folder: %s\n", dir, strerror(errno));
-        cJSON_Delete(root);
-        return 2;
-    }
-    char owner[4200];
-    snprintf(owner, sizeof owner, "%s/owner", dir);
-    if (!emit) {
-        char grid_file[4200], me[256] = "";
-        snprintf(grid_file, sizeof grid_file, "%s/grid.json", dir);
-        reg[1] = es_cleanup_add(owner, 0);
-        reg[2] = es_cleanup_add(grid_file, 0);
-        gethostname(me, sizeof me - 1);
-        FILE *f = fopen(owner, "w");
-        if (!f || fprintf(f, "etchsim sweep host %s pid %lld started %lld\n", me, (long long)getpid(),
-                          start_time((long long)getpid())) < 0 || fclose(f)) {
-            fprintf(stderr, "etchsim sweep: %s: cannot write its owner file\n", dir);
-            remove(owner);
-            rmdir(dir);
-            for (int k = 0; k < 9; k++) es_cleanup_drop(reg[k]);
-            cJSON_Delete(root);
-            return 2;
-        }
-        for (int k = 0; k < 5; k++) reg[3 + k] = es_cleanup_add_series(dir, g.points, POINT_SUFFIX[k]);
-    }
-    if (copy_grid(grid_path, dir)) {
-        fprintf(stderr, "etchsim sweep: %s: cannot write grid.json there\n", dir);
-        if (!emit) rm_rf_points(dir, 0);
-        for (int k = 0; k < 9; k++) es_cleanup_drop(reg[k]);
-        cJSON_Delete(root);
-        return 2;
-    }
-    if (emit) {
-        int rc = emit_jobs(&g, grid_path, dir, out, emit == 2);
+    snprintf(s.dir, sizeof s.dir, "%s.points", out);
+    int rc = !emit && clear_stale(s.dir, out) ? 2 : make_points_dir(&s, grid_path, emit);
+    if (rc || emit) {
+        if (!rc) rc = emit_jobs(&s.g, grid_path, s.dir, out, emit == 2);
         cJSON_Delete(root);
         return rc;
     }
-    const int64_t n = g.points;
-    double *wall = calloc((size_t)n, sizeof *wall);
-    int *status = calloc((size_t)n, sizeof *status); /* 0 pending, 1 done, 2 failed */
-    slot *slots = calloc((size_t)jobs, sizeof *slots);
-    if (!wall || !status || !slots) {
+    const int64_t n = s.g.points;
+    s.wall = calloc((size_t)n, sizeof *s.wall);
+    s.status = calloc((size_t)n, sizeof *s.status);
+    s.slots = calloc((size_t)jobs, sizeof *s.slots);
+    if (!s.wall || !s.status || !s.slots) {
         fprintf(stderr, "etchsim sweep: out of memory\n");
-        free(wall), free(status), free(slots), cJSON_Delete(root);
-        rm_rf_points(dir, 0);
-        for (int k = 0; k < 9; k++) es_cleanup_drop(reg[k]);
-        return 2;
+        rm_rf_points(s.dir, 0);
+        for (int k = 0; k < 9; k++) es_cleanup_drop(s.reg[k]);
+        rc = 2;
+    } else {
+        rc = run_points(&s, out);
+        end_sweep(&s, rc, keep);
     }
-    const int tty = isatty(2);
-    fprintf(stderr, "etchsim sweep: %lld points (%s), %d at once\n", (long long)n, g.eval ? "eval" : "run", jobs);
-    fflush(NULL);
-    double t0 = now_s();
-    int64_t next = 0, done = 0, failed = 0;
-    int running = 0;
-    int rc = 0;
-    while (done + failed < n) {
-        while (running < jobs && next < n) { /* start points */
-            char db[4200], log[4200];
-            snprintf(db, sizeof db, "%s/%lld.sqlite", dir, (long long)next);
-            snprintf(log, sizeof log, "%s/%lld.log", dir, (long long)next);
-            es_remove_db(db);
-            point p;
-            if (make_point(&g, next, db, &p)) {
-                point_free(&p);
-                fprintf(stderr, "etchsim sweep: out of memory\n");
-                rc = 2;
-                goto out;
-            }
-            pid_t parent = getpid(), pid = fork();
-            if (pid == 0) {
-                es_die_with_parent(parent); /* a killed sweep leaves no points running */
-                int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644), nul = open("/dev/null", O_WRONLY);
-                if (fd >= 0) dup2(fd, 2);
-                if (nul >= 0) dup2(nul, 1);
-                execv("/proc/self/exe", p.argv);
-                _exit(127);
-            }
-            point_free(&p);
-            if (pid < 0) {
-                fprintf(stderr, "etchsim sweep: fork: %s\n", strerror(errno));
-                rc = 2;
-                goto out;
-            }
-            for (int s = 0; s < jobs; s++)
-                if (!slots[s].pid) {
-                    slots[s] = (slot){pid, next, now_s(), es_cleanup_add_pid(pid)};
-                    break;
-                }
-            running++;
-            next++;
-        }
-        int wst = 0;
-        pid_t pid = wait(&wst);
-        if (pid < 0) {
-            fprintf(stderr, "etchsim sweep: wait: %s\n", strerror(errno));
-            rc = 2;
-            goto out;
-        }
-        for (int s = 0; s < jobs; s++) {
-            if (slots[s].pid != pid) continue;
-            int64_t i = slots[s].point;
-            wall[i] = now_s() - slots[s].started;
-            int ok = WIFEXITED(wst) && WEXITSTATUS(wst) == 0;
-            status[i] = ok ? 1 : 2;
-            ok ? done++ : failed++;
-            slots[s].pid = 0;
-            es_cleanup_drop_pid(slots[s].cleanup);
-            running--;
-        }
-        if (tty) {
-            double el = now_s() - t0, left = (done + failed) ? el / (double)(done + failed) * (double)(n - done - failed) : 0;
-            fprintf(stderr, "\r  %lld/%lld done, %lld failed, %d running, %.0f s left   ", (long long)done, (long long)n,
-                    (long long)failed, running, left);
-        }
-    }
-    if (tty) fprintf(stderr, "\r%70s\r", "");
-    rc = merge_points(&g, dir, status, wall, out, now_s() - t0);
-    goto out;
-out:
-    for (int s = 0; s < jobs; s++)
-        if (slots[s].pid) {
-            kill(slots[s].pid, SIGTERM), waitpid(slots[s].pid, NULL, 0);
-            es_cleanup_drop_pid(slots[s].cleanup);
-        }
-    if (rc == 2) /* the merge (or the sweep) failed: what the points computed is kept */
-        fprintf(stderr, "etchsim sweep: the points' databases and logs are kept in %s (etchsim sweep merge)\n", dir);
-    if (rc == 2 || keep)
-        remove(owner); /* kept on purpose: no later sweep takes it for a dead one's */
-    else
-        rm_rf_points(dir, n);
-    for (int k = 0; k < 9; k++) es_cleanup_drop(reg[k]);
-    free(wall);
-    free(status);
-    free(slots);
+    free(s.wall);
+    free(s.status);
+    free(s.slots);
     cJSON_Delete(root);
     return rc;
 }

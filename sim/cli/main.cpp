@@ -29,6 +29,7 @@
 #include "cli_eval.h"
 #include "cli_func.h"
 #include "cli_infer.h"
+#include "cli_json.h"
 #include "cli_chip.h"
 #include "cli_compare.h"
 #include "cli_budget.h"
@@ -373,18 +374,70 @@ struct Func {
     }
 };
 
-cJSON *ids_json(const std::vector<int32_t> &v)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (int32_t x : v) cJSON_AddItemToArray(a, cJSON_CreateNumber(x));
-    return a;
-}
-
 // A figure that needs two tokens of a stream (a decode interval): null when every stream made one.
 void add_decode_figure(cJSON *j, const char *key, bool defined, double v)
 {
     if (defined) cJSON_AddNumberToObject(j, key, v);
     else cJSON_AddNullToObject(j, key);
+}
+
+// run --json's "moe": experts, routing, how many experts each token's layers used and how busy they were.
+void add_moe_json(cJSON *j, const Opts &o, const es::Loaded &L, const es::RunResult &r)
+{
+    cJSON *mo = cJSON_AddObjectToObject(j, "moe");
+    cJSON_AddNumberToObject(mo, "experts", (double)L.m.experts);
+    cJSON_AddNumberToObject(mo, "top_k", (double)L.m.top_k);
+    cJSON_AddNumberToObject(mo, "active_params", (double)es_model_active_params(&L.m));
+    cJSON_AddNumberToObject(mo, "params", (double)es_model_params(&L.m));
+    cJSON_AddStringToObject(mo, "routing", o.routing.empty() ? "uniform" : o.routing.c_str());
+    double util = r.moe.item_layers ? (double)r.moe.distinct / ((double)r.moe.item_layers * (double)L.m.experts) : 0;
+    cJSON_AddNumberToObject(mo, "expert_utilization", util);
+    cJSON_AddNumberToObject(mo, "expert_utilization_prefill",
+                            r.moe.prefill_item_layers ? (double)r.moe.prefill_distinct /
+                                ((double)r.moe.prefill_item_layers * (double)L.m.experts) : 0);
+    double busy = 0;
+    for (int64_t b : r.moe.busy) busy += (double)b;
+    cJSON_AddNumberToObject(mo, "expert_busy_fraction",
+                            r.cycles ? busy / ((double)L.m.experts * (double)es_chip_tiles(&L.c, &L.m) * (double)r.cycles) : 0);
+    cJSON *fired = cJSON_AddArrayToObject(mo, "fired_by_expert");
+    cJSON *queue = cJSON_AddArrayToObject(mo, "mean_queue_ns_by_expert");
+    for (size_t x = 0; x < r.moe.fired.size(); x++) {
+        cJSON_AddItemToArray(fired, cJSON_CreateNumber((double)r.moe.fired[x]));
+        cJSON_AddItemToArray(queue, cJSON_CreateNumber(
+            r.moe.fired[x] ? r.moe.queue[x] * 1e9 / r.clock_hz / (double)r.moe.fired[x] : 0.0));
+    }
+}
+
+// run --json's "functional": stream 0's ids and text, the weights and the datapath's formats.
+void add_functional_json(cJSON *j, const Opts &o, const es::Loaded &L, const es::RunResult &r, const Func &fn)
+{
+    cJSON *f = cJSON_AddObjectToObject(j, "functional");
+    cJSON_AddItemToObject(f, "prompt_ids", es_ids_json(fn.prompt_ids.data(), (int64_t)fn.prompt_ids.size()));
+    cJSON_AddItemToObject(f, "output_ids", r.out_ids.empty() ? es_ids_json(nullptr, 0)
+                                            : es_ids_json(r.out_ids[0].data(), (int64_t)r.out_ids[0].size()));
+    if (fn.have_text) cJSON_AddStringToObject(f, "output_text", fn.text.c_str());
+    else cJSON_AddNullToObject(f, "output_text");
+    cJSON_AddStringToObject(f, "weights", !o.rom.empty() ? ("rom " + o.rom).c_str()
+                                          : !o.weights.empty() ? ("weights " + o.weights).c_str()
+                                                               : ("synthetic " + std::to_string(o.synthetic)).c_str());
+    cJSON_AddStringToObject(f, "activation_format", L.c.act_format);
+    cJSON_AddNumberToObject(f, "accumulator_bits", L.c.acc_bits);
+    cJSON_AddStringToObject(f, "kv_format", L.c.kv_format);
+    cJSON_AddNumberToObject(f, "link_bits", L.c.link_elem_bits);
+    es_dp_stats st = es_dp_get_stats(fn.dp);
+    cJSON_AddNumberToObject(f, "accumulator_saturations", (double)st.saturations);
+    int same = 1;
+    for (const auto &v : r.out_ids) same &= v == r.out_ids[0];
+    cJSON_AddBoolToObject(f, "streams_agree", same);
+    if (fn.cosim) {
+        int64_t rows, cycles;
+        es::es_cosim_counts(fn.cosim, &rows, &cycles);
+        cJSON *cs = cJSON_AddObjectToObject(f, "rtl_cosim");
+        cJSON_AddNumberToObject(cs, "layers", (double)L.c.layers_per_tile);
+        cJSON_AddNumberToObject(cs, "rows", (double)rows);
+        cJSON_AddNumberToObject(cs, "rtl_cycles", (double)cycles);
+        cJSON_AddNumberToObject(cs, "lane_pipeline_cycles", (double)es::es_cosim_lane_depth(fn.cosim));
+    }
 }
 
 cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, const Func &fn)
@@ -450,58 +503,8 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddItemToObject(j, "power_limit", es::power_limit_json(r));
     cJSON_AddItemToObject(j, "area", es::area_json(r.area));
     cJSON_AddItemToObject(j, "utilization", es::utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));
-    if (L.m.experts > 0) {
-        cJSON *mo = cJSON_AddObjectToObject(j, "moe");
-        cJSON_AddNumberToObject(mo, "experts", (double)L.m.experts);
-        cJSON_AddNumberToObject(mo, "top_k", (double)L.m.top_k);
-        cJSON_AddNumberToObject(mo, "active_params", (double)es_model_active_params(&L.m));
-        cJSON_AddNumberToObject(mo, "params", (double)es_model_params(&L.m));
-        cJSON_AddStringToObject(mo, "routing", o.routing.empty() ? "uniform" : o.routing.c_str());
-        double util = r.moe.item_layers ? (double)r.moe.distinct / ((double)r.moe.item_layers * (double)L.m.experts) : 0;
-        cJSON_AddNumberToObject(mo, "expert_utilization", util);
-        cJSON_AddNumberToObject(mo, "expert_utilization_prefill",
-                                r.moe.prefill_item_layers ? (double)r.moe.prefill_distinct /
-                                    ((double)r.moe.prefill_item_layers * (double)L.m.experts) : 0);
-        double busy = 0;
-        for (int64_t b : r.moe.busy) busy += (double)b;
-        cJSON_AddNumberToObject(mo, "expert_busy_fraction",
-                                r.cycles ? busy / ((double)L.m.experts * (double)es_chip_tiles(&L.c, &L.m) * (double)r.cycles) : 0);
-        cJSON *fired = cJSON_AddArrayToObject(mo, "fired_by_expert");
-        cJSON *queue = cJSON_AddArrayToObject(mo, "mean_queue_ns_by_expert");
-        for (size_t x = 0; x < r.moe.fired.size(); x++) {
-            cJSON_AddItemToArray(fired, cJSON_CreateNumber((double)r.moe.fired[x]));
-            cJSON_AddItemToArray(queue, cJSON_CreateNumber(
-                r.moe.fired[x] ? r.moe.queue[x] * 1e9 / r.clock_hz / (double)r.moe.fired[x] : 0.0));
-        }
-    }
-    if (o.functional) {
-        cJSON *f = cJSON_AddObjectToObject(j, "functional");
-        cJSON_AddItemToObject(f, "prompt_ids", ids_json(fn.prompt_ids));
-        cJSON_AddItemToObject(f, "output_ids", ids_json(r.out_ids.empty() ? std::vector<int32_t>() : r.out_ids[0]));
-        if (fn.have_text) cJSON_AddStringToObject(f, "output_text", fn.text.c_str());
-        else cJSON_AddNullToObject(f, "output_text");
-        cJSON_AddStringToObject(f, "weights", !o.rom.empty() ? ("rom " + o.rom).c_str()
-                                              : !o.weights.empty() ? ("weights " + o.weights).c_str()
-                                                                   : ("synthetic " + std::to_string(o.synthetic)).c_str());
-        cJSON_AddStringToObject(f, "activation_format", L.c.act_format);
-        cJSON_AddNumberToObject(f, "accumulator_bits", L.c.acc_bits);
-        cJSON_AddStringToObject(f, "kv_format", L.c.kv_format);
-        cJSON_AddNumberToObject(f, "link_bits", L.c.link_elem_bits);
-        es_dp_stats st = es_dp_get_stats(fn.dp);
-        cJSON_AddNumberToObject(f, "accumulator_saturations", (double)st.saturations);
-        int same = 1;
-        for (const auto &v : r.out_ids) same &= v == r.out_ids[0];
-        cJSON_AddBoolToObject(f, "streams_agree", same);
-        if (fn.cosim) {
-            int64_t rows, cycles;
-            es::es_cosim_counts(fn.cosim, &rows, &cycles);
-            cJSON *cs = cJSON_AddObjectToObject(f, "rtl_cosim");
-            cJSON_AddNumberToObject(cs, "layers", (double)L.c.layers_per_tile);
-            cJSON_AddNumberToObject(cs, "rows", (double)rows);
-            cJSON_AddNumberToObject(cs, "rtl_cycles", (double)cycles);
-            cJSON_AddNumberToObject(cs, "lane_pipeline_cycles", (double)es::es_cosim_lane_depth(fn.cosim));
-        }
-    }
+    if (L.m.experts > 0) add_moe_json(j, o, L, r);
+    if (o.functional) add_functional_json(j, o, L, r, fn);
     cJSON_AddNumberToObject(j, "sim_wall_s", wall);
     return j;
 }
@@ -558,118 +561,117 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
     if (run_id > 0) std::printf("  logged as run %" PRId64 " in %s\n", run_id, o.db.c_str());
 }
 
-int cmd_run(int argc, char **argv)
+int run_error(const es_err *e)
 {
-    Opts o;
-    int rc = parse("run", argc, argv, o, true);
-    if (rc >= 0) return rc;
-    es_err e{};
-    es::Loaded L;
-    const std::string timed = es::timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0);
-    if (es::load(o.model, o.chip, o.sets, o.rom, timed, L, &e)) {
-        std::fprintf(stderr, "etchsim run: %s\n", e.msg);
-        return 1;
+    std::fprintf(stderr, "etchsim run: %s\n", e->msg);
+    return 1;
+}
+
+// Functional mode: the tokenizer, the prompt's ids (from --text or drawn from --seed), the datapath
+// and, with --rtl-cosim, tile 0's lanes through the Verilated RTL. May set o.prompt (--text).
+int prepare_functional(Opts &o, const es::Loaded &L, Func &fn, es_err *e)
+{
+    char vpath[1024];
+    es_err te{};
+    if (es_func_tokenizer(&L.m, o.vocab.empty() ? nullptr : o.vocab.c_str(), &fn.tok, vpath, sizeof vpath, &te)) {
+        if (o.have_text || !o.vocab.empty()) {
+            *e = te;
+            return -1;
+        }
+        fn.tok = nullptr; /* no tokenizer: ids only */
     }
-    es::Routing routing;
-    if (!o.routing.empty() && rc_routing(o.routing, L.m, routing, &e)) {
-        std::fprintf(stderr, "etchsim run: %s\n", e.msg);
+    if (o.have_text) {
+        int32_t bos = es_tok_bos(fn.tok);
+        int64_t n = es_tok_encode(fn.tok, o.text.data(), o.text.size(), nullptr, 0);
+        if (bos >= 0) fn.prompt_ids.push_back(bos);
+        size_t at = fn.prompt_ids.size();
+        fn.prompt_ids.resize(at + (size_t)n);
+        es_tok_encode(fn.tok, o.text.data(), o.text.size(), fn.prompt_ids.data() + at, n);
+        o.prompt = (int64_t)fn.prompt_ids.size();
+        if (o.prompt < 1) return es_fail(e, "--text has no tokens");
+        for (int32_t x : fn.prompt_ids)
+            if (x < 0 || x >= L.m.vocab)
+                return es_fail(e, "%s: token id %d lies outside %s's vocabulary of %lld", vpath, x, L.m.name,
+                               (long long)L.m.vocab);
+    } else {
+        uint64_t st = (uint64_t)o.seed;
+        for (int64_t i = 0; i < o.prompt; i++) fn.prompt_ids.push_back((int32_t)(es_splitmix64(&st) % (uint64_t)L.m.vocab));
+    }
+    es_func_weights fw{o.rom.empty() ? nullptr : o.rom.c_str(), o.weights.empty() ? nullptr : o.weights.c_str(),
+                       o.synthetic, o.recipe.empty() ? nullptr : o.recipe.c_str(), -1};
+    if (es_func_datapath(&fn.dp, &L.c, &L.m, &fw, 0, e)) return -1;
+    if (o.cosim) { /* tile 0's lane matmuls through the Verilated lane */
+        if (!(fn.cosim = es::es_cosim_open(&L.c, &L.m, 0, (int)L.c.layers_per_tile, e))) return -1;
+        es_dp_set_lane_fn(fn.dp, es::es_cosim_lane_row, fn.cosim);
+    }
+    return 0;
+}
+
+// The run's positions fit the KV slot and the model's context, and its output tokens the per-run limit.
+int check_run_size(const Opts &o, const es::Loaded &L, es_err *e)
+{
+    if (o.prompt + o.gen > L.c.kv_slot_context)
+        return es_fail(e, "--prompt %" PRId64 " + --generate %" PRId64 " exceeds the KV slot of %" PRId64
+                          " positions (%s: key 'kv.slot_context')", o.prompt, o.gen, L.c.kv_slot_context, L.c.path);
+    const int64_t max_tokens = 50000000;
+    if (o.streams * o.gen > max_tokens)
+        return es_fail(e, "--streams %" PRId64 " x --generate %" PRId64 " = %" PRId64 " output tokens; at most %" PRId64
+                          " per run", o.streams, o.gen, o.streams * o.gen, max_tokens);
+    if (o.prompt + o.gen > L.m.max_pos)
+        return es_fail(e, "--prompt + --generate = %" PRId64 " exceeds the model's context (%s: key "
+                          "'max_position_embeddings' = %" PRId64 ")", o.prompt + o.gen, L.m.path, L.m.max_pos);
+    return 0;
+}
+
+// Load the model and chip, read --routing, set up functional mode and check the run's size: -1 to
+// go on, else the exit code (the error printed).
+int prepare_run(Opts &o, es::Loaded &L, es::Routing &routing, Func &fn, es_err *e)
+{
+    const std::string timed = es::timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0);
+    if (es::load(o.model, o.chip, o.sets, o.rom, timed, L, e)) return run_error(e);
+    if (!o.routing.empty() && rc_routing(o.routing, L.m, routing, e)) {
+        run_error(e);
         return o.routing.rfind("replay:", 0) == 0 || L.m.experts == 0 ? 1 : 2;
     }
-    Func fn;
-    if (o.functional) {
-        char vpath[1024];
-        es_err te{};
-        if (es_func_tokenizer(&L.m, o.vocab.empty() ? nullptr : o.vocab.c_str(), &fn.tok, vpath, sizeof vpath, &te)) {
-            if (o.have_text || !o.vocab.empty()) {
-                std::fprintf(stderr, "etchsim run: %s\n", te.msg);
-                return 1;
-            }
-            fn.tok = nullptr; /* no tokenizer: ids only */
-        }
-        if (o.have_text) {
-            int32_t bos = es_tok_bos(fn.tok);
-            int64_t n = es_tok_encode(fn.tok, o.text.data(), o.text.size(), nullptr, 0);
-            if (bos >= 0) fn.prompt_ids.push_back(bos);
-            size_t at = fn.prompt_ids.size();
-            fn.prompt_ids.resize(at + (size_t)n);
-            es_tok_encode(fn.tok, o.text.data(), o.text.size(), fn.prompt_ids.data() + at, n);
-            o.prompt = (int64_t)fn.prompt_ids.size();
-            if (o.prompt < 1) {
-                std::fprintf(stderr, "etchsim run: --text has no tokens\n");
-                return 1;
-            }
-            for (int32_t x : fn.prompt_ids)
-                if (x < 0 || x >= L.m.vocab) {
-                    std::fprintf(stderr, "etchsim run: %s: token id %d lies outside %s's vocabulary of %lld\n", vpath,
-                                 x, L.m.name, (long long)L.m.vocab);
-                    return 1;
-                }
-        } else {
-            uint64_t st = (uint64_t)o.seed;
-            for (int64_t i = 0; i < o.prompt; i++) fn.prompt_ids.push_back((int32_t)(es_splitmix64(&st) % (uint64_t)L.m.vocab));
-        }
-        es_func_weights fw{o.rom.empty() ? nullptr : o.rom.c_str(), o.weights.empty() ? nullptr : o.weights.c_str(),
-                           o.synthetic, o.recipe.empty() ? nullptr : o.recipe.c_str(), -1};
-        if (es_func_datapath(&fn.dp, &L.c, &L.m, &fw, 0, &e)) {
-            std::fprintf(stderr, "etchsim run: %s\n", e.msg);
-            return 1;
-        }
-        if (o.cosim) { /* tile 0's lane matmuls through the Verilated lane */
-            if (!(fn.cosim = es::es_cosim_open(&L.c, &L.m, 0, (int)L.c.layers_per_tile, &e))) {
-                std::fprintf(stderr, "etchsim run: %s\n", e.msg);
-                return 1;
-            }
-            es_dp_set_lane_fn(fn.dp, es::es_cosim_lane_row, fn.cosim);
-        }
+    if (o.functional && prepare_functional(o, L, fn, e)) return run_error(e);
+    if (check_run_size(o, L, e)) return run_error(e);
+    return -1;
+}
+
+// What a run owns until the end of the command, whichever way it ends.
+struct RunOwned {
+    es_db *db = nullptr;
+    const es_err *err = nullptr;   // the command's last error: a run left open is failed with it
+    char *chip_json = nullptr, *proc_json = nullptr, *summary = nullptr;
+    cJSON *json = nullptr;
+    RunOwned() = default;
+    RunOwned(const RunOwned &) = delete;
+    RunOwned &operator=(const RunOwned &) = delete;
+    ~RunOwned()
+    {
+        if (db && err && err->msg[0]) es_db_set_error(db, err->msg);
+        es_db_close(db);
+        cJSON_free(chip_json);
+        cJSON_free(proc_json);
+        cJSON_free(summary);
+        cJSON_Delete(json);
     }
-    if (o.prompt + o.gen > L.c.kv_slot_context) {
-        std::fprintf(stderr, "etchsim run: --prompt %" PRId64 " + --generate %" PRId64
-                     " exceeds the KV slot of %" PRId64 " positions (%s: key 'kv.slot_context')\n",
-                     o.prompt, o.gen, L.c.kv_slot_context, L.c.path);
-        return 1;
-    }
-    const int64_t max_tokens = 50000000;
-    if (o.streams * o.gen > max_tokens) {
-        std::fprintf(stderr, "etchsim run: --streams %" PRId64 " x --generate %" PRId64
-                     " = %" PRId64 " output tokens; at most %" PRId64 " per run\n",
-                     o.streams, o.gen, o.streams * o.gen, max_tokens);
-        return 1;
-    }
-    if (o.prompt + o.gen > L.m.max_pos) {
-        std::fprintf(stderr, "etchsim run: --prompt + --generate = %" PRId64 " exceeds the model's "
-                     "context (%s: key 'max_position_embeddings' = %" PRId64 ")\n",
-                     o.prompt + o.gen, L.m.path, L.m.max_pos);
-        return 1;
-    }
-    // Owned until the end of the command, whichever way it ends.
-    struct Owned {
-        es_db *db = nullptr;
-        const es_err *err = nullptr;   // the command's last error: a run left open is failed with it
-        char *chip_json = nullptr, *proc_json = nullptr, *summary = nullptr;
-        cJSON *json = nullptr;
-        ~Owned()
-        {
-            if (db && err && err->msg[0]) es_db_set_error(db, err->msg);
-            es_db_close(db);
-            cJSON_free(chip_json);
-            cJSON_free(proc_json);
-            cJSON_free(summary);
-            cJSON_Delete(json);
-        }
-    } own;
-    own.err = &e;
-    int64_t run_id = 0;
+};
+
+// Open the database and begin the run in it (not with --no-db: run_id stays 0).
+int begin_db(const Opts &o, const es::Loaded &L, RunOwned &own, int64_t &run_id, es_err *e)
+{
     own.chip_json = es_cfg_dump(&L.c.cfg);
     own.proc_json = es_cfg_dump(&L.c.proc);
-    if (!o.no_db) {
-        es_run_info ri{"run", L.c.name, L.m.name, o.prompt, o.gen, o.streams, own.chip_json,
-                       own.proc_json};
-        if (es_db_open(&own.db, o.db.c_str(), &e) || es_db_begin_run(own.db, &ri, &run_id, &e)) {
-            std::fprintf(stderr, "etchsim run: %s\n", e.msg);
-            return 1;
-        }
-    }
-    es::Workload w;
+    if (o.no_db) return 0;
+    es_run_info ri{"run", L.c.name, L.m.name, o.prompt, o.gen, o.streams, own.chip_json, own.proc_json};
+    return es_db_open(&own.db, o.db.c_str(), e) || es_db_begin_run(own.db, &ri, &run_id, e) ? -1 : 0;
+}
+
+// The streams and what the simulation records (tokens into the database, logits, trace, VCD).
+void fill_workload(es::Workload &w, const Opts &o, const Func &fn, const es::Routing &routing, RunOwned &own,
+                   int64_t run_id)
+{
     w.reqs.assign((size_t)o.streams, es::Request{o.prompt, o.gen, fn.prompt_ids});
     if (own.db) /* each token's row, streamed as its stream finishes */
         w.token_sink = [&own, run_id](const es_token_rec &t, es_err *err) { return es_db_put_token(own.db, run_id, &t, err); };
@@ -685,49 +687,40 @@ int cmd_run(int argc, char **argv)
     w.an_prompt = o.prompt;
     w.an_gen = o.gen;
     w.progress = isatty(2) != 0;
-    es::RunResult r;
-    auto t0 = std::chrono::steady_clock::now();
-    rc = es::run_sim(&L.c, &L.m, w, r, &e);
-    double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (rc) {
-        std::fprintf(stderr, "etchsim run: %s\n", e.msg); /* own's closing marks the run failed with it */
-        return 1;
-    }
-    if (o.functional) {
-        if (fn.tok && !r.out_ids.empty()) {
-            char *t = es_func_text(fn.tok, r.out_ids[0].data(), (int64_t)r.out_ids[0].size());
-            if (t) {
-                fn.text = t;
-                fn.have_text = true;
-                std::free(t);
-            }
-        }
-        if (!o.logits.empty()) {
-            es_logits_file lf;
-            if (es_logits_open(&lf, o.logits.c_str(), &e)) {
-                std::fprintf(stderr, "etchsim run: %s\n", e.msg);
-                return 1;
-            }
-            for (const auto &row : r.tap)
-                if (es_logits_row(&lf, row.pos, row.token, row.logits.data(), (int64_t)row.logits.size(), &e)) {
-                    es_logits_abort(&lf);
-                    std::fprintf(stderr, "etchsim run: %s\n", e.msg);
-                    return 1;
-                }
-            if (es_logits_close(&lf, &e)) {
-                std::fprintf(stderr, "etchsim run: %s\n", e.msg);
-                return 1;
-            }
+}
+
+// Functional mode after the run: stream 0's text, and its logits into --logits.
+int finish_functional(const Opts &o, Func &fn, const es::RunResult &r, es_err *e)
+{
+    if (fn.tok && !r.out_ids.empty()) {
+        char *t = es_func_text(fn.tok, r.out_ids[0].data(), (int64_t)r.out_ids[0].size());
+        if (t) {
+            fn.text = t;
+            fn.have_text = true;
+            std::free(t);
         }
     }
+    if (o.logits.empty()) return 0;
+    es_logits_file lf;
+    if (es_logits_open(&lf, o.logits.c_str(), e)) return -1;
+    for (const auto &row : r.tap)
+        if (es_logits_row(&lf, row.pos, row.token, row.logits.data(), (int64_t)row.logits.size(), e)) {
+            es_logits_abort(&lf);
+            return -1;
+        }
+    return es_logits_close(&lf, e);
+}
+
+// Finish the run in the database with its JSON as the summary, then print the JSON or the summary.
+int report_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, const Func &fn,
+               RunOwned &own, int64_t run_id, es_err *e)
+{
     own.json = run_json(o, L, r, wall, fn);
     own.summary = cJSON_PrintUnformatted(own.json);
     if (own.db && es_db_finish_run(own.db, run_id, (double)r.cycles, r.seqs.data(), (int)r.seqs.size(),
                                    nullptr, 0, r.units.data(), /* the tokens were streamed */
-                                   (int)r.units.size(), nullptr, 0, own.summary, &e)) {
-        std::fprintf(stderr, "etchsim run: %s\n", e.msg);
-        return 1;
-    }
+                                   (int)r.units.size(), nullptr, 0, own.summary, e))
+        return run_error(e);
     if (o.json) {
         char *s = cJSON_Print(own.json);
         std::puts(s);
@@ -736,6 +729,31 @@ int cmd_run(int argc, char **argv)
         print_run(o, L, r, wall, own.db ? run_id : 0, fn);
     }
     return 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    Opts o;
+    int rc = parse("run", argc, argv, o, true);
+    if (rc >= 0) return rc;
+    es_err e{};
+    es::Loaded L;
+    es::Routing routing;
+    Func fn;
+    if ((rc = prepare_run(o, L, routing, fn, &e)) >= 0) return rc;
+    RunOwned own; // after e: its closing marks a run left open failed with e
+    own.err = &e;
+    int64_t run_id = 0;
+    if (begin_db(o, L, own, run_id, &e)) return run_error(&e);
+    es::Workload w;
+    fill_workload(w, o, fn, routing, own, run_id);
+    es::RunResult r;
+    auto t0 = std::chrono::steady_clock::now();
+    rc = es::run_sim(&L.c, &L.m, w, r, &e);
+    double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (rc) return run_error(&e); /* own's closing marks the run failed with it */
+    if (o.functional && finish_functional(o, fn, r, &e)) return run_error(&e);
+    return report_run(o, L, r, wall, fn, own, run_id, &e);
 }
 
 } // namespace

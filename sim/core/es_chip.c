@@ -54,15 +54,13 @@ static int read_fmt(const es_cfg *c, const char *sec, es_wfmt *f, es_err *e)
     return 0;
 }
 
-/* name as a path: absolute, or from the chip file's folder. */
-static int beside_chip(const es_chip *c, const char *key, const char *name, char *out, size_t n, es_err *e)
+/* name as a path: absolute, or from the chip's folder dir ("/" the root). */
+static int beside_chip(const es_chip *c, const char *dir, const char *key, const char *name, char *out, size_t n,
+                       es_err *e)
 {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s", c->path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
-    if (name[0] == '/' ? snprintf(out, n, "%s", name) >= (int)n : snprintf(out, n, "%s/%s", dir, name) >= (int)n)
+    size_t dl = strlen(dir);
+    const char *sep = dl && dir[dl - 1] == '/' ? "" : "/";
+    if (name[0] == '/' ? snprintf(out, n, "%s", name) >= (int)n : snprintf(out, n, "%s%s%s", dir, sep, name) >= (int)n)
         return es_fail(e, "%s: key '%s': path too long", c->path, key);
     return 0;
 }
@@ -70,12 +68,12 @@ static int beside_chip(const es_chip *c, const char *key, const char *name, char
 /* area.lane_rtl: the lane cell's transistors and register bits from a scripts/synth-rtl file: the
  * msa_tree synthesized for this chip's cell bits and accumulator width, over its lane cells. The
  * file names the RTL it came from and their hash: a file older than the RTL is refused. */
-static int read_lane_rtl(es_chip *c, es_err *e)
+static int read_lane_rtl(es_chip *c, const char *dir, es_err *e)
 {
     char name[512];
     if (es_cfg_str(&c->cfg, "area.lane_rtl", name, sizeof name, e)) return -1;
     if (strchr(name, '/')) { /* a path */
-        if (beside_chip(c, "area.lane_rtl", name, c->lane_rtl, sizeof c->lane_rtl, e)) return -1;
+        if (beside_chip(c, dir, "area.lane_rtl", name, c->lane_rtl, sizeof c->lane_rtl, e)) return -1;
     } else if (snprintf(c->lane_rtl, sizeof c->lane_rtl, "%s/../rtl-ref/%s.json", es_models_dir(), name) >=
                (int)sizeof c->lane_rtl) { /* a name: rtl-ref/ beside the models folder */
         return es_fail(e, "%s: key 'area.lane_rtl': path too long", c->path);
@@ -428,7 +426,7 @@ static int read_keys(const es_cfg *f, const es_key_spec *ks, int n, es_chip *c, 
     return 0;
 }
 
-static int read_chip(es_chip *c, es_err *e)
+static int read_chip(es_chip *c, const char *dir, es_err *e)
 {
     const es_cfg *f = &c->cfg;
     if (check_known(c->path, f->root, "", CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), OLD_FMT_KEYS,
@@ -447,7 +445,7 @@ static int read_chip(es_chip *c, es_err *e)
         return es_fail(e, "%s: key '%s' is missing (or give area.lane_rtl, a scripts/synth-rtl file)", c->path,
                        tr ? "tile.lanes.register_bits_per_cell" : "area.lane_transistors");
     c->lane_rtl[0] = 0;
-    if (rtl && read_lane_rtl(c, e)) return -1;
+    if (rtl && read_lane_rtl(c, dir, e)) return -1;
     {
         double us = 0;
         if (c->power_limit_w > 0 && (es_cfg_num(f, "card.power_window_us", 1, 1e8, &us, e) ||
@@ -524,27 +522,46 @@ static int read_process(es_chip *c, es_err *e)
     return read_keys(&c->proc, PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), c, e);
 }
 
-int es_chip_load(es_chip *c, const char *spec, const char *const *sets, int n_sets, es_err *e)
+int es_chip_load_cfg(es_chip *c, const es_cfg *cfg, const char *dir, const char *label, const char *const *sets,
+                     int n_sets, es_err *e)
 {
     memset(c, 0, sizeof *c);
-    if (es_resolve(spec, "chips", NULL, c->path, sizeof c->path, e)) return -1;
-    if (es_cfg_load(&c->cfg, c->path, e)) return -1;
+    snprintf(c->path, sizeof c->path, "%s", label);
+    snprintf(c->cfg.path, sizeof c->cfg.path, "%s", label);
+    c->cfg.root = cfg->root ? cJSON_Duplicate(cfg->root, 1) : NULL;
+    if (!c->cfg.root) return es_fail(e, "%s: %s", label, cfg->root ? "out of memory" : "no configuration tree");
     if (apply_sets(c, sets, n_sets, 0, e)) goto fail;
     char proc_name[256], proc_path[512];
     if (es_cfg_str(&c->cfg, "process", proc_name, sizeof proc_name, e)) goto fail;
-    if (strchr(proc_name, '/')) { /* a path: absolute, or from the chip file's folder */
-        if (beside_chip(c, "process", proc_name, proc_path, sizeof proc_path, e)) goto fail;
+    if (strchr(proc_name, '/')) { /* a path: absolute, or from the chip's folder */
+        if (beside_chip(c, dir, "process", proc_name, proc_path, sizeof proc_path, e)) goto fail;
     } else if (es_resolve(proc_name, "process", NULL, proc_path, sizeof proc_path, e)) {
         es_err inner = *e;
         es_fail(e, "%s: key 'process': %s", c->path, inner.msg);
         goto fail;
     }
     if (es_cfg_load(&c->proc, proc_path, e)) goto fail;
-    if (apply_sets(c, sets, n_sets, 1, e) || read_chip(c, e) || read_process(c, e)) goto fail;
+    if (apply_sets(c, sets, n_sets, 1, e) || read_chip(c, dir, e) || read_process(c, e)) goto fail;
     return 0;
 fail:
     es_chip_free(c);
     return -1;
+}
+
+int es_chip_load(es_chip *c, const char *spec, const char *const *sets, int n_sets, es_err *e)
+{
+    char path[sizeof c->path], dir[sizeof c->path];
+    es_cfg tree;
+    memset(c, 0, sizeof *c);
+    if (es_resolve(spec, "chips", NULL, path, sizeof path, e)) return -1;
+    if (es_cfg_load(&tree, path, e)) return -1;
+    snprintf(dir, sizeof dir, "%s", path); /* the file's folder: its relative paths resolve from there */
+    char *slash = strrchr(dir, '/');
+    if (slash) slash[slash == dir] = 0; /* "/x.json": the root */
+    else snprintf(dir, sizeof dir, ".");
+    int rc = es_chip_load_cfg(c, &tree, dir, path, sets, n_sets, e);
+    es_cfg_free(&tree);
+    return rc;
 }
 
 void es_chip_free(es_chip *c)

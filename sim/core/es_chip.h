@@ -155,6 +155,12 @@ int es_key_distance(const char *a, const char *b);
 /* Load a chip by name or path; overrides are "key=value" strings applied
  * before reading (keys starting "process." go to the process table). */
 int es_chip_load(es_chip *c, const char *spec, const char *const *sets, int n_sets, es_err *e);
+/* Load a chip from an in-memory tree (copied: cfg stays the caller's), as es_chip_load does a file
+ * (es_chip_load reads the file and calls this): relative paths in it (process, area.lane_rtl)
+ * resolve from folder dir ("." the working folder, "/" the root), and label stands in for the
+ * file's path in errors and in c->path (at most 511 bytes of it). */
+int es_chip_load_cfg(es_chip *c, const es_cfg *cfg, const char *dir, const char *label, const char *const *sets,
+                     int n_sets, es_err *e);
 void es_chip_free(es_chip *c);
 
 /* Derived figures. */
