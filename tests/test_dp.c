@@ -173,7 +173,7 @@ static void test_graph(const char *chip)
     refused("unknown kind", &c, &m, "op 2 'attn_q' (layer 0)", "no unit for op kind 99");
     *q = keep;
     q->out = ES_BUF_NONE; /* 6.3 a projection that writes nowhere */
-    refused("no output", &c, &m, "'attn_q'", "writes buffer 0; expected one this model has");
+    refused("no output", &c, &m, "'attn_q'", "writes buffer 'none'; expected one this model has");
     *q = keep;
     keep = *down;
     down->in[0] = ES_BUF_XB; /* 6.4 down reads the normed residual (hidden), not the ffn's (ffn) */
@@ -181,7 +181,7 @@ static void test_graph(const char *chip)
     *down = keep;
     keep = *silu;
     silu->fn = ES_FN_SOFTPLUS; /* 6.5 a softplus with no bias vector (and an input it does not read) */
-    refused("softplus", &c, &m, "'silu_mul'", "input 1 is buffer 8; expected none");
+    refused("softplus", &c, &m, "'silu_mul'", "input 1 is buffer 'up'; expected none");
     silu->in[1] = ES_BUF_NONE;
     refused("softplus", &c, &m, "'silu_mul'", "vector -1");
     *silu = keep;

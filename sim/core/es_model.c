@@ -84,6 +84,12 @@ static int add_tensor(es_model *m, es_role role, int layer, int64_t rows, int64_
 static const char *res_names[] = {"embed_rom", "lanes", "vector", "attention", "scan", "router", "sampler"};
 const char *es_res_name(es_res r) { return (r >= 0 && r <= ES_RES_SAMPLER) ? res_names[r] : "?"; }
 
+static const char *buf_names[] = {
+    "none", "x", "xb", "q", "k", "v", "att", "gate", "up", "out", "score", "route", "expert_out",
+    "ssm_xz", "ssm_x", "ssm_z", "ssm_u", "ssm_dbc", "ssm_dtr", "ssm_dt", "ssm_y", "logits"};
+_Static_assert(sizeof buf_names / sizeof *buf_names == ES_BUF_COUNT, "a name for every es_buf");
+const char *es_buf_name(es_buf b) { return ((int)b >= 0 && b < ES_BUF_COUNT) ? buf_names[b] : "?"; }
+
 static es_op *add_op(es_model *m, es_op_kind k, int layer, int tensor, int64_t elems,
                      const char *name)
 {

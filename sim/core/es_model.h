@@ -102,6 +102,8 @@ typedef enum es_buf {
     ES_BUF_COUNT
 } es_buf;
 
+const char *es_buf_name(es_buf b);  /* "x", "xb", "q", ... */
+
 /* What an element-wise op (SILU_MUL) computes: SiLU(in[0]) x in[1], or softplus(in[0] + vec). */
 typedef enum es_elem_fn { ES_FN_SILU_MUL, ES_FN_SOFTPLUS } es_elem_fn;
 

@@ -1170,11 +1170,12 @@ static int check_op(es_dp *dp, int i, es_err *e)
                 : b == ES_BUF_NONE ? 0                   /* not given */
                 : k >= n_in + opt || !has_buf(m, b);     /* optional, or not read */
         if (bad)
-            return es_fail(e, "%s: input %d is buffer %d; expected %s", at, k, (int)b,
+            return es_fail(e, "%s: input %d is buffer '%s'; expected %s", at, k, es_buf_name(b),
                            k < n_in + opt ? "one this model has" : "none");
     }
     if (u->out ? !has_buf(m, op->out) : op->out != ES_BUF_NONE)
-        return es_fail(e, "%s: writes buffer %d; expected %s", at, (int)op->out, u->out ? "one this model has" : "none");
+        return es_fail(e, "%s: writes buffer '%s'; expected %s", at, es_buf_name(op->out),
+                       u->out ? "one this model has" : "none");
     if (u->tensor && (op->tensor < 0 || op->tensor >= m->n_tensors))
         return es_fail(e, "%s: tensor %d; expected one of the model's %d", at, op->tensor, m->n_tensors);
     if ((u->vec || (silu && op->fn == ES_FN_SOFTPLUS)) && (op->vec < 0 || op->vec >= m->n_tensors))
