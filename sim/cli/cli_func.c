@@ -37,6 +37,13 @@ int es_func_datapath(es_dp **out, const es_chip *c, const es_model *m, const es_
     return es_func_load(out, c, m, w, threads, e);
 }
 
+cJSON *es_func_ids_json(const int32_t *ids, int64_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int64_t i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+    return a;
+}
+
 char *es_func_text(const es_tok *tok, const int32_t *ids, int64_t n)
 {
     size_t cap = 64, len = 0;

@@ -7,6 +7,7 @@
 #define CLI_FUNC_H
 #include <stdint.h>
 #include <stdio.h>
+#include <cjson/cJSON.h>
 #include "es_chip.h"
 #include "es_dp.h"
 #include "es_err.h"
@@ -26,6 +27,9 @@ int es_func_tokenizer(const es_model *m, const char *vocab, es_tok **tok, char *
  * is an error saying so. */
 int es_func_datapath(es_dp **dp, const es_chip *c, const es_model *m, const es_func_weights *w, int threads,
                      es_err *e);
+
+/* Token ids as a JSON array of numbers (prompt_ids, output_ids), or NULL when out of memory. */
+cJSON *es_func_ids_json(const int32_t *ids, int64_t n);
 
 /* The text of ids (malloc'd, NUL-terminated), or NULL when out of memory.
  * Always valid UTF-8: bytes that form no character (a byte token cut off)

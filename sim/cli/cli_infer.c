@@ -45,13 +45,6 @@ static const char *HELP =
 
 static int usage(const char *msg, const char *arg) { return es_opt_usage("infer", msg, arg); }
 
-static cJSON *ids_json(const int32_t *ids, int64_t n)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (int64_t i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
-    return a;
-}
-
 int es_cli_infer(int argc, char **argv)
 {
     enum { MODEL, TEXT, GENERATE, WEIGHTS, SYNTHETIC, ROPE, VOCAB, TEMP, TOPK, TOPP, SEED, IGNORE_EOS, LOGITS, JSON, N_OPTS };
@@ -173,8 +166,8 @@ int es_cli_infer(int argc, char **argv)
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "model", m.name);
-        cJSON_AddItemToObject(j, "prompt_ids", ids_json(ids, n_prompt));
-        cJSON_AddItemToObject(j, "output_ids", ids_json(ids + n_prompt, produced));
+        cJSON_AddItemToObject(j, "prompt_ids", es_func_ids_json(ids, n_prompt));
+        cJSON_AddItemToObject(j, "output_ids", es_func_ids_json(ids + n_prompt, produced));
         cJSON_AddStringToObject(j, "output_text", out_text);
         cJSON_AddBoolToObject(j, "stopped_at_eos", stopped);
         char *s = cJSON_Print(j);

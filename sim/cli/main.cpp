@@ -373,13 +373,6 @@ struct Func {
     }
 };
 
-cJSON *ids_json(const std::vector<int32_t> &v)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (int32_t x : v) cJSON_AddItemToArray(a, cJSON_CreateNumber(x));
-    return a;
-}
-
 // A figure that needs two tokens of a stream (a decode interval): null when every stream made one.
 void add_decode_figure(cJSON *j, const char *key, bool defined, double v)
 {
@@ -476,8 +469,10 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     }
     if (o.functional) {
         cJSON *f = cJSON_AddObjectToObject(j, "functional");
-        cJSON_AddItemToObject(f, "prompt_ids", ids_json(fn.prompt_ids));
-        cJSON_AddItemToObject(f, "output_ids", ids_json(r.out_ids.empty() ? std::vector<int32_t>() : r.out_ids[0]));
+        cJSON_AddItemToObject(f, "prompt_ids", es_func_ids_json(fn.prompt_ids.data(), (int64_t)fn.prompt_ids.size()));
+        const std::vector<int32_t> none;
+        const std::vector<int32_t> &out0 = r.out_ids.empty() ? none : r.out_ids[0];
+        cJSON_AddItemToObject(f, "output_ids", es_func_ids_json(out0.data(), (int64_t)out0.size()));
         if (fn.have_text) cJSON_AddStringToObject(f, "output_text", fn.text.c_str());
         else cJSON_AddNullToObject(f, "output_text");
         cJSON_AddStringToObject(f, "weights", !o.rom.empty() ? ("rom " + o.rom).c_str()
