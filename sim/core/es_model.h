@@ -94,7 +94,8 @@ typedef enum es_buf {
     ES_BUF_SSM_XZ,     /* SSM: in_proj's output, x then z (2 x inner) */
     ES_BUF_SSM_X, ES_BUF_SSM_Z, /* SSM: its halves (inner) */
     ES_BUF_SSM_U,      /* SSM: x after the conv1d and SiLU (inner) */
-    ES_BUF_SSM_DBC,    /* SSM: x_proj's output: dt, then B, then C (dt_rank + 2 x state) */
+    ES_BUF_SSM_DBC,    /* SSM: x_proj's output: dt, then B, then C (dt_rank + 2 x state); with
+                        * ssm_bcdt_norm each part normalized (no gain) as it is written */
     ES_BUF_SSM_DTR,    /* SSM: its dt part (dt_rank) */
     ES_BUF_SSM_DT,     /* SSM: dt_proj's output, then its softplus (inner) */
     ES_BUF_SSM_Y,      /* SSM: the scan's output, then gated (inner) */
@@ -107,8 +108,8 @@ const char *es_buf_name(es_buf b);  /* "x", "xb", "q", ... */
 /* What an element-wise op (SILU_MUL) computes: SiLU(in[0]) x in[1], or softplus(in[0] + vec). */
 typedef enum es_elem_fn { ES_FN_SILU_MUL, ES_FN_SOFTPLUS } es_elem_fn;
 
-/* An op of the graph. Timing reads kind, res, state, layer, tensor and elems; the functional
- * datapath reads kind, layer, tensor and the data flow (in, out, vec, fn), per kind:
+/* An op of the graph. Timing reads the fields up to name; the functional datapath (es_dp) reads
+ * kind, layer, tensor and the data flow (in, out, vec, fn), which timing does not. Per kind:
  *   EMBED     out = rows of tensor for the tokens
  *   RMSNORM   out = RMSNorm(in[0]) x tensor's gains, over each group of tensor->cols elements
  *             (one group, or one per head for a per-head norm)
