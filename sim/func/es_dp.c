@@ -836,7 +836,8 @@ static int op_matvec(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
     float *packed = NULL;
     if (x.stride != x.width) {
         if (!(packed = malloc((size_t)(r->n * x.width) * sizeof *packed))) return es_fail(e, "out of memory");
-        for (int64_t t = 0; t < r->n; t++) memcpy(packed + t * x.width, x.p + t * x.stride, (size_t)x.width * sizeof *packed);
+        for (int64_t t = 0; t < r->n; t++)
+            memcpy(packed + t * x.width, x.p + t * x.stride, (size_t)x.width * sizeof *packed);
     }
     int rc = lane_matmul(dp, op->tensor, packed ? packed : x.p, r->n, y.p, e);
     free(packed);
@@ -1143,7 +1144,9 @@ static const struct dp_unit *unit_of(const es_op *op)
 static int dp_op(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
 {
     const struct dp_unit *u = unit_of(op);
-    if (!u) return es_fail(e, "functional datapath: op '%s' (layer %d): no unit computes op kind %d", op->name, op->layer, (int)op->kind);
+    if (!u)
+        return es_fail(e, "functional datapath: op '%s' (layer %d): no unit computes op kind %d", op->name, op->layer,
+                       (int)op->kind);
     return u->run(dp, op, r, e);
 }
 
@@ -1187,7 +1190,8 @@ static int check_op(es_dp *dp, int i, es_err *e)
                        (long long)wo);
     if (op->kind == ES_OP_MATVEC) { /* the lanes write a whole buffer */
         const es_tensor *t = &m->tensors[op->tensor];
-        if (buf_width(m, op->in[0]) != t->cols || buf_width(m, op->out) != t->rows || buf_home(m, op->out, &off) != op->out)
+        if (buf_width(m, op->in[0]) != t->cols || buf_width(m, op->out) != t->rows ||
+            buf_home(m, op->out, &off) != op->out)
             return es_fail(e, "%s: %s [%lld, %lld] does not map its input (%lld) to its output (%lld)", at, t->name,
                            (long long)t->rows, (long long)t->cols, (long long)buf_width(m, op->in[0]),
                            (long long)buf_width(m, op->out));

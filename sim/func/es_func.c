@@ -50,8 +50,10 @@ static int load_rom(es_dp *dp, const es_model *m, const char *path, es_err *e)
     es_rom_image img;
     if (es_rom_open(&img, path, e)) return -1;
     int rc = -1;
-    if (img.model_hash != es_rom_model_hash(m)) es_fail(e, "%s: the ROM image was built for another model than %s", path, m->path);
-    else rc = es_dp_load_rom(dp, &img, e);
+    if (img.model_hash != es_rom_model_hash(m))
+        es_fail(e, "%s: the ROM image was built for another model than %s", path, m->path);
+    else
+        rc = es_dp_load_rom(dp, &img, e);
     es_rom_close(&img);
     return rc;
 }
