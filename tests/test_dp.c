@@ -14,8 +14,13 @@
  *        scales derived by hand: ties at .5 of both signs, values just below
  *        .5, zero vectors, subnormals, the largest element to +-127 (runs
  *        first, without the model)
+ *   6.x  the datapath walks the model's op graph: it takes the graph of every
+ *        architecture of the registry (a dense Llama, OLMoE, Qwen3-MoE,
+ *        Mixtral, Mamba, Falcon-Mamba), which between them hold every op
+ *        kind, and refuses, naming the op, an op kind it has no unit for and
+ *        ops whose data flow it cannot run (runs first, without the model)
  * Run as `test_dp FIXTURES CHIP [MODELS_DIR]`; exits 77 when the model is absent
- * (after 5.x; 1 if 5.x failed). */
+ * (after 5.x and 6.x; 1 if they failed). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -127,10 +132,71 @@ static void test_quant_int8(void)
     quant_case("zero", z, 5, 0.0f, qz);
 }
 
+/* es_dp_open on m fails with a message holding want and want2. */
+static void refused(const char *name, const es_chip *c, const es_model *m, const char *want, const char *want2)
+{
+    es_err e = {{0}};
+    es_dp *dp = NULL;
+    int rc = es_dp_open(&dp, c, m, 1, &e);
+    CHECK(rc != 0 && strstr(e.msg, want) && strstr(e.msg, want2), "6.x %s: open gave %d, '%s'; want '%s', '%s'",
+          name, rc, e.msg, want, want2);
+    es_dp_close(dp);
+}
+
+/* 6.x The graph walk: every architecture's graph is taken, and their graphs hold every op kind;
+ * a bad op is refused naming it. */
+static void test_graph(const char *chip)
+{
+    static const char *models[] = {"tiny-llama", "olmoe-1b-7b", "qwen3-30b-a3b", "mixtral-8x7b", "mamba-2.8b",
+                                   "falcon-mamba-7b"};
+    es_err e = {{0}};
+    es_chip c;
+    if (es_chip_load(&c, chip, NULL, 0, &e)) { CHECK(0, "6.x chip: %s", e.msg); return; }
+    int seen[ES_OP_SCAN + 1] = {0};
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
+        es_model m;
+        es_dp *dp = NULL;
+        if (es_model_load(&m, models[i], &e)) { CHECK(0, "6.1 %s: %s", models[i], e.msg); continue; }
+        CHECK(es_dp_open(&dp, &c, &m, 1, &e) == 0, "6.1 %s: the datapath refused its graph: %s", models[i], e.msg);
+        for (int k = 0; k < m.n_ops; k++) seen[m.ops[k].kind]++;
+        es_dp_close(dp);
+        es_model_free(&m);
+    }
+    for (int k = 0; k <= ES_OP_SCAN; k++) CHECK(seen[k] > 0, "6.1 no architecture's graph has op kind %d", k);
+    es_model m;
+    if (es_model_load(&m, "tiny-llama", &e)) { CHECK(0, "6.x tiny-llama: %s", e.msg); es_chip_free(&c); return; }
+    es_op *q = &m.ops[2], *down = &m.ops[13], *silu = &m.ops[12], keep;
+    CHECK(!strcmp(q->name, "attn_q") && !strcmp(down->name, "ffn_down") && !strcmp(silu->name, "silu_mul"),
+          "6.x tiny-llama's ops moved: %s %s %s", q->name, down->name, silu->name);
+    keep = *q;
+    q->kind = (es_op_kind)99; /* 6.2 a kind no unit computes */
+    refused("unknown kind", &c, &m, "op 2 'attn_q' (layer 0)", "no unit for op kind 99");
+    *q = keep;
+    q->out = ES_BUF_NONE; /* 6.3 a projection that writes nowhere */
+    refused("no output", &c, &m, "'attn_q'", "writes buffer 'none'; expected one this model has");
+    *q = keep;
+    keep = *down;
+    down->in[0] = ES_BUF_XB; /* 6.4 down reads the normed residual (hidden), not the ffn's (ffn) */
+    refused("wrong input", &c, &m, "'ffn_down'", "[256, 768] does not map its input (256) to its output (256)");
+    *down = keep;
+    keep = *silu;
+    silu->fn = ES_FN_SOFTPLUS; /* 6.5 a softplus with no bias vector (and an input it does not read) */
+    refused("softplus", &c, &m, "'silu_mul'", "input 1 is buffer 'up'; expected none");
+    silu->in[1] = ES_BUF_NONE;
+    refused("softplus", &c, &m, "'silu_mul'", "vector -1");
+    *silu = keep;
+    es_dp *dp = NULL;
+    CHECK(es_dp_open(&dp, &c, &m, 1, &e) == 0, "6.x restored graph refused: %s", e.msg);
+    es_dp_close(dp);
+    es_model_free(&m);
+    es_chip_free(&c);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) { fprintf(stderr, "usage: test_dp FIXTURES CHIP [MODELS_DIR]\n"); return 2; }
     test_quant_int8();
+    test_graph(argv[2]);
     char gguf[1024];
     if (test_model_path("test_dp", argc > 3 ? argv[3] : NULL, gguf, sizeof gguf)) return fails ? 1 : 77;
     es_err e = {{0}};

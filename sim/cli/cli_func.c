@@ -9,10 +9,6 @@
 #include "es_fs.h"
 #include "es_gguf.h"
 #include "es_proc.h"
-#include "es_recipe.h"
-#include "es_rom.h"
-#include "es_synth.h"
-#include "es_wsrc.h"
 
 int es_func_tokenizer(const es_model *m, const char *vocab, es_tok **tok, char *path, size_t n, es_err *e)
 {
@@ -29,42 +25,6 @@ int es_func_tokenizer(const es_model *m, const char *vocab, es_tok **tok, char *
     return es_gguf_is_gguf(path) || es_ends_with(path, ".gguf") ? es_tok_load_gguf(tok, path, e) : es_tok_load_tiktoken(tok, path, e);
 }
 
-int es_func_rows_open(es_func_rows *r, const es_model *m, const char *weights, int64_t synthetic, int rope_rows,
-                      es_err *e)
-{
-    memset(r, 0, sizeof *r);
-    r->m = m;
-    r->seed = (uint64_t)synthetic;
-    if (!weights) {
-        es_synth_init();
-        return 0;
-    }
-    es_wsrc *ws = calloc(1, sizeof *ws);
-    if (!ws) return es_fail(e, "out of memory");
-    es_wsrc_opts wo = {rope_rows, -1};
-    if (es_wsrc_open(ws, weights, &wo, e)) { free(ws); return -1; }
-    r->ws = ws;
-    if (es_wsrc_bind(ws, m, e)) { es_func_rows_close(r); return -1; }
-    return 0;
-}
-
-int es_func_rows_read(void *arg, int t, int64_t row, float *out, es_err *e)
-{
-    es_func_rows *r = arg;
-    if (r->ws) return es_wsrc_read_row(r->ws, t, row, out, e);
-    es_synth_row(r->seed, &r->m->tensors[t], row, out);
-    return 0;
-}
-
-void es_func_rows_close(es_func_rows *r)
-{
-    if (r->ws) {
-        es_wsrc_close(r->ws);
-        free(r->ws);
-    }
-    r->ws = NULL;
-}
-
 int es_func_datapath(es_dp **out, const es_chip *c, const es_model *m, const es_func_weights *w, int threads,
                      es_err *e)
 {
@@ -74,33 +34,7 @@ int es_func_datapath(es_dp **out, const es_chip *c, const es_model *m, const es_
         return es_fail(e, "functional mode needs weights: give --rom FILE, --weights FILE (quantized by --recipe) "
                           "or --synthetic SEED");
     if (given > 1) return es_fail(e, "give one of --rom, --weights and --synthetic, not several");
-    es_dp *dp = NULL;
-    if (es_dp_open(&dp, c, m, threads, e)) return -1;
-    int rc = -1;
-    if (w->rom) {
-        es_rom_image img;
-        if (es_rom_open(&img, w->rom, e)) goto out;
-        if (img.model_hash != es_rom_model_hash(m)) {
-            es_fail(e, "%s: the ROM image was built for another model than %s", w->rom, m->path);
-            es_rom_close(&img);
-            goto out;
-        }
-        rc = es_dp_load_rom(dp, &img, e);
-        es_rom_close(&img);
-        goto out;
-    }
-    es_recipe r;
-    if (es_recipe_load(&r, w->recipe ? w->recipe : "hc1-mix", e)) goto out;
-    es_func_rows rows;
-    if (es_func_rows_open(&rows, m, w->weights, w->synthetic, w->rope_rows, e) == 0) {
-        rc = es_dp_load_rows(dp, &r, es_func_rows_read, &rows, e);
-        es_func_rows_close(&rows);
-    }
-    es_recipe_free(&r);
-out:
-    if (rc) es_dp_close(dp);
-    else *out = dp;
-    return rc;
+    return es_func_load(out, c, m, w, threads, e);
 }
 
 char *es_func_text(const es_tok *tok, const int32_t *ids, int64_t n)

@@ -1,14 +1,17 @@
 /* cli_func: what the commands with a functional mode share (infer, run,
  * eval): the tokenizer for a model, a datapath with weights from a ROM
- * image, a weights file or synthetic rows, the text of token ids, and the
- * --logits file. Part of the command line; errors name the file and key. */
+ * image, a weights file or synthetic rows (es_func.h holds the loading), the
+ * text of token ids, and the --logits file. Part of the command line; errors
+ * name the file and key. */
 #ifndef CLI_FUNC_H
 #define CLI_FUNC_H
 #include <stdint.h>
 #include <stdio.h>
+#include <cjson/cJSON.h>
 #include "es_chip.h"
 #include "es_dp.h"
 #include "es_err.h"
+#include "es_func.h"
 #include "es_model.h"
 #include "es_tok.h"
 #ifdef __cplusplus
@@ -20,28 +23,8 @@ extern "C" {
  * file used is written to path. */
 int es_func_tokenizer(const es_model *m, const char *vocab, es_tok **tok, char *path, size_t n, es_err *e);
 
-/* Float weight rows for the reference or for quantizing in memory: from a
- * weights file (safetensors or GGUF) or synthetic (seed >= 0). */
-typedef struct es_func_rows {
-    void *ws;              /* es_wsrc when reading a file */
-    uint64_t seed;
-    const es_model *m;
-} es_func_rows;
-int es_func_rows_open(es_func_rows *r, const es_model *m, const char *weights, int64_t synthetic, int rope_rows,
-                      es_err *e);
-int es_func_rows_read(void *arg, int tensor, int64_t row, float *out, es_err *e); /* arg: es_func_rows */
-void es_func_rows_close(es_func_rows *r);
-
-typedef struct es_func_weights {
-    const char *rom;       /* a ROM image built for this model and chip */
-    const char *weights;   /* a safetensors or GGUF file, quantized in memory by recipe */
-    int64_t synthetic;     /* >= 0: synthetic weights from this seed, quantized by recipe */
-    const char *recipe;    /* recipe name or path (default hc1-mix) */
-    int rope_rows;         /* es_rope_rows of the weights file, or -1 for its default */
-} es_func_weights;
-
-/* A datapath for c and m with weights from exactly one of rom, weights, synthetic;
- * none is an error saying so. */
+/* es_func_load with the command line's words: none or several of --rom, --weights and --synthetic
+ * is an error saying so. */
 int es_func_datapath(es_dp **dp, const es_chip *c, const es_model *m, const es_func_weights *w, int threads,
                      es_err *e);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli_func.h"
+#include "cli_json.h"
 #include "es_fs.h"
 #include "es_model.h"
 #include "es_ref.h"
@@ -45,14 +46,15 @@ static const char *HELP =
 
 static int usage(const char *msg, const char *arg) { return es_opt_usage("infer", msg, arg); }
 
-static cJSON *ids_json(const int32_t *ids, int64_t n)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (int64_t i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
-    return a;
-}
+typedef struct infer_opts {
+    const char *model, *text, *weights, *vocab, *logits_path;
+    int64_t gen, seed, synth, top_k;
+    double temp, top_p;
+    int json, ignore_eos, rope_rows;
+} infer_opts;
 
-int es_cli_infer(int argc, char **argv)
+/* The command line into o: -1 to go on, else the exit status (0 after --help, 2 on a usage error). */
+static int parse(int argc, char **argv, infer_opts *o)
 {
     enum { MODEL, TEXT, GENERATE, WEIGHTS, SYNTHETIC, ROPE, VOCAB, TEMP, TOPK, TOPP, SEED, IGNORE_EOS, LOGITS, JSON, N_OPTS };
     static const es_opt opts[N_OPTS] = {
@@ -63,139 +65,164 @@ int es_cli_infer(int argc, char **argv)
         {"top-k", ES_OPT_COUNT, 0, 1 << 24, 0}, {"top-p", ES_OPT_REAL, 1e-9, 1, 0},
         {"seed", ES_OPT_COUNT, 0, 9.2e18, 0},   {"ignore-eos", ES_OPT_FLAG, 0, 0, 0},
         {"logits", ES_OPT_STR, 0, 0, 0},        {"json", ES_OPT_FLAG, 0, 0, 0}};
-    const char *model = NULL, *text = NULL, *weights = NULL, *vocab = NULL, *logits_path = NULL;
-    int64_t gen = 16, seed = 1, synth = -1, top_k = 0;
-    double temp = 0, top_p = 1;
-    int json = 0, ignore_eos = 0, rope_rows = -1;
+    *o = (infer_opts){.gen = 16, .seed = 1, .synth = -1, .top_p = 1, .rope_rows = -1};
     es_optarg *items = NULL;
     int n_items = es_opts_parse("infer", argc, argv, opts, N_OPTS, 0, HELP, &items);
     if (n_items < 0) return n_items == -2 ? 0 : 2;
     for (int k = 0; k < n_items; k++) {
         const char *v = items[k].val;
         switch (items[k].opt) {
-        case MODEL: model = v; break;
-        case TEXT: text = v; break;
-        case GENERATE: gen = items[k].num; break;
-        case WEIGHTS: weights = v; break;
-        case SYNTHETIC: synth = items[k].num; break;
+        case MODEL: o->model = v; break;
+        case TEXT: o->text = v; break;
+        case GENERATE: o->gen = items[k].num; break;
+        case WEIGHTS: o->weights = v; break;
+        case SYNTHETIC: o->synth = items[k].num; break;
         case ROPE:
-            if (!strcmp(v, "halves")) rope_rows = ES_ROPE_HALVES;
-            else if (!strcmp(v, "pairs")) rope_rows = ES_ROPE_PAIRS;
+            if (!strcmp(v, "halves")) o->rope_rows = ES_ROPE_HALVES;
+            else if (!strcmp(v, "pairs")) o->rope_rows = ES_ROPE_PAIRS;
             else {
                 free(items);
                 return usage("--rope-rows expects halves or pairs, got", v);
             }
             break;
-        case VOCAB: vocab = v; break;
-        case TEMP: temp = items[k].real; break;
-        case TOPK: top_k = items[k].num; break;
-        case TOPP: top_p = items[k].real; break;
-        case SEED: seed = items[k].num; break;
-        case IGNORE_EOS: ignore_eos = 1; break;
-        case LOGITS: logits_path = v; break;
-        case JSON: json = 1; break;
+        case VOCAB: o->vocab = v; break;
+        case TEMP: o->temp = items[k].real; break;
+        case TOPK: o->top_k = items[k].num; break;
+        case TOPP: o->top_p = items[k].real; break;
+        case SEED: o->seed = items[k].num; break;
+        case IGNORE_EOS: o->ignore_eos = 1; break;
+        case LOGITS: o->logits_path = v; break;
+        case JSON: o->json = 1; break;
         }
     }
     free(items);
-    if (!model) return usage("--model is required (a .gguf file, or a config.json with --weights)", NULL);
-    if (!text) return usage("--text is required", NULL);
-    if (weights && synth >= 0) return usage("give --weights or --synthetic, not both", NULL);
+    if (!o->model) return usage("--model is required (a .gguf file, or a config.json with --weights)", NULL);
+    if (!o->text) return usage("--text is required", NULL);
+    if (o->weights && o->synth >= 0) return usage("give --weights or --synthetic, not both", NULL);
+    return -1;
+}
 
-    es_err e = {{0}};
-    es_model m;
-    es_func_rows rows = {0};
-    es_tok *tok = NULL;
-    es_ref *ref = NULL;
-    int32_t *ids = NULL;
-    float *logits = NULL;
-    es_sample_slot *work = NULL;
-    char *out_text = NULL;
-    es_logits_file lf = {0};
-    int rc = 1, have_w = 0, have_lf = 0;
-    if (es_model_load(&m, model, &e)) { fprintf(stderr, "etchsim infer: %s\n", e.msg); return 1; }
-    /* tokenizer */
-    char vpath[1024];
-    if (es_func_tokenizer(&m, vocab, &tok, vpath, sizeof vpath, &e)) goto out;
-    /* weights */
-    const char *wp = synth >= 0 ? NULL : weights ? weights : m.gguf ? m.path : NULL;
-    if (synth < 0 && !wp) { es_fail(&e, "%s: no weights: give --weights PATH or --synthetic SEED", m.path); goto out; }
-    if (es_func_rows_open(&rows, &m, wp, synth, rope_rows, &e)) goto out;
-    have_w = 1;
-    /* prompt */
-    size_t tlen = strlen(text);
-    int64_t n_text = es_tok_encode(tok, text, tlen, NULL, 0);
-    int32_t bos = es_tok_bos(tok), eos = es_tok_eos(tok);
-    int64_t n_prompt = n_text + (bos >= 0), total = n_prompt + gen;
-    if (n_prompt < 1) { es_fail(&e, "--text: the prompt has no tokens (and the vocabulary no BOS)"); goto out; }
-    if (total > m.max_pos) {
-        es_fail(&e, "%lld prompt tokens + --generate %lld exceed the model's context of %lld (%s)",
-                (long long)n_prompt, (long long)gen, (long long)m.max_pos, m.path);
-        goto out;
-    }
-    ids = malloc((size_t)total * sizeof *ids);
-    logits = malloc((size_t)m.vocab * sizeof *logits);
-    work = malloc((size_t)m.vocab * sizeof *work);
-    if (!ids || !logits || !work) { es_fail(&e, "out of memory"); goto out; }
-    if (bos >= 0) ids[0] = bos;
-    es_tok_encode(tok, text, tlen, ids + (bos >= 0), n_text);
-    for (int64_t i = 0; i < n_prompt; i++)
-        if (ids[i] < 0 || ids[i] >= m.vocab) {
-            es_fail(&e, "%s: the tokenizer gave id %d, outside the model's vocabulary of %lld", vpath, ids[i],
-                    (long long)m.vocab);
-            goto out;
-        }
-    if (es_ref_load(&ref, &m, es_func_rows_read, &rows, total, ES_REF_ROPE_HALVES, &e)) goto out;
-    if (logits_path) {
-        if (es_logits_open(&lf, logits_path, &e)) goto out;
-        have_lf = 1;
-    }
-    es_sampler smp = {temp, top_k, top_p};
-    uint64_t rng = (uint64_t)seed;
-    int64_t n = n_prompt, produced = 0;
-    int stopped = 0;
+/* The prompt, BOS first, into *ids (malloc'd, with room for --generate more); the tokenizer came from vpath. */
+static int prompt_ids(const infer_opts *o, const es_model *m, const es_tok *tok, const char *vpath, int32_t **ids,
+                      int64_t *n_prompt, es_err *e)
+{
+    size_t tlen = strlen(o->text);
+    int64_t n_text = es_tok_encode(tok, o->text, tlen, NULL, 0);
+    int32_t bos = es_tok_bos(tok);
+    int64_t n = n_text + (bos >= 0), total = n + o->gen;
+    if (n < 1) return es_fail(e, "--text: the prompt has no tokens (and the vocabulary no BOS)");
+    if (total > m->max_pos)
+        return es_fail(e, "%lld prompt tokens + --generate %lld exceed the model's context of %lld (%s)",
+                       (long long)n, (long long)o->gen, (long long)m->max_pos, m->path);
+    if (!(*ids = malloc((size_t)total * sizeof **ids))) return es_fail(e, "out of memory");
+    if (bos >= 0) (*ids)[0] = bos;
+    es_tok_encode(tok, o->text, tlen, *ids + (bos >= 0), n_text);
+    *n_prompt = n;
+    for (int64_t i = 0; i < n; i++)
+        if ((*ids)[i] < 0 || (*ids)[i] >= m->vocab)
+            return es_fail(e, "%s: the tokenizer gave id %d, outside the model's vocabulary of %lld", vpath, (*ids)[i],
+                           (long long)m->vocab);
+    return 0;
+}
+
+/* Every prompt position through the reference, then sample and feed back up to --generate tokens
+ * (ids[n_prompt..]), stopping at EOS unless told not to; lf (if not NULL) gets every position's logits. */
+static int generate(const infer_opts *o, const es_model *m, es_ref *ref, int32_t *ids, int64_t n_prompt, int32_t eos,
+                    es_logits_file *lf, int64_t *produced, int *stopped, es_err *e)
+{
+    float *logits = malloc((size_t)m->vocab * sizeof *logits);
+    es_sample_slot *work = malloc((size_t)m->vocab * sizeof *work);
+    int rc = -1;
+    if (!logits || !work) { es_fail(e, "out of memory"); goto out; }
+    es_sampler smp = {o->temp, o->top_k, o->top_p};
+    uint64_t rng = (uint64_t)o->seed;
+    int64_t n = n_prompt;
+    *produced = 0;
+    *stopped = 0;
     for (int64_t pos = 0; pos < n; pos++) {
-        if (es_ref_forward(ref, ids[pos], pos, logits, &e)) goto out;
-        if (have_lf && es_logits_row(&lf, pos, ids[pos], logits, m.vocab, &e)) goto out;
-        if (pos < n - 1 || produced >= gen) continue;
-        if (es_logits_finite(logits, m.vocab, pos, &e)) goto out;
-        int32_t next = es_sample(&smp, logits, m.vocab, &rng, work);
+        if (es_ref_forward(ref, ids[pos], pos, logits, e)) goto out;
+        if (lf && es_logits_row(lf, pos, ids[pos], logits, m->vocab, e)) goto out;
+        if (pos < n - 1 || *produced >= o->gen) continue;
+        if (es_logits_finite(logits, m->vocab, pos, e)) goto out;
+        int32_t next = es_sample(&smp, logits, m->vocab, &rng, work);
         ids[n++] = next;
-        produced++;
-        if (next == eos && !ignore_eos) { stopped = 1; break; }
-        if (produced >= gen) break;
+        (*produced)++;
+        if (next == eos && !o->ignore_eos) { *stopped = 1; break; }
+        if (*produced >= o->gen) break;
     }
-    if (have_lf) {
-        have_lf = 0;
-        if (es_logits_close(&lf, &e)) goto out;
-    }
-    out_text = es_func_text(tok, ids + n_prompt, produced);
-    if (!out_text) { es_fail(&e, "out of memory"); goto out; }
-    if (json) {
+    rc = 0;
+out:
+    free(logits);
+    free(work);
+    return rc;
+}
+
+static void print_result(const infer_opts *o, const es_model *m, const int32_t *ids, int64_t n_prompt,
+                         int64_t produced, int stopped, const char *out_text)
+{
+    if (o->json) {
         cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", m.name);
-        cJSON_AddItemToObject(j, "prompt_ids", ids_json(ids, n_prompt));
-        cJSON_AddItemToObject(j, "output_ids", ids_json(ids + n_prompt, produced));
+        cJSON_AddStringToObject(j, "model", m->name);
+        cJSON_AddItemToObject(j, "prompt_ids", es_ids_json(ids, n_prompt));
+        cJSON_AddItemToObject(j, "output_ids", es_ids_json(ids + n_prompt, produced));
         cJSON_AddStringToObject(j, "output_text", out_text);
         cJSON_AddBoolToObject(j, "stopped_at_eos", stopped);
         char *s = cJSON_Print(j);
         puts(s);
         cJSON_free(s);
         cJSON_Delete(j);
-    } else {
-        printf("prompt ids:");
-        for (int64_t i = 0; i < n_prompt; i++) printf(" %d", ids[i]);
-        printf("\noutput ids:");
-        for (int64_t i = n_prompt; i < n_prompt + produced; i++) printf(" %d", ids[i]);
-        printf("%s\noutput text: %s\n", stopped ? " (end of sequence)" : "", out_text);
+        return;
     }
+    printf("prompt ids:");
+    for (int64_t i = 0; i < n_prompt; i++) printf(" %d", ids[i]);
+    printf("\noutput ids:");
+    for (int64_t i = n_prompt; i < n_prompt + produced; i++) printf(" %d", ids[i]);
+    printf("%s\noutput text: %s\n", stopped ? " (end of sequence)" : "", out_text);
+}
+
+int es_cli_infer(int argc, char **argv)
+{
+    infer_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc >= 0) return rc;
+    es_err e = {{0}};
+    es_model m;
+    es_func_rows rows = {0};
+    es_tok *tok = NULL;
+    es_ref *ref = NULL;
+    int32_t *ids = NULL;
+    char *out_text = NULL;
+    es_logits_file lf = {0};
+    int have_w = 0, have_lf = 0, stopped = 0;
+    int64_t n_prompt = 0, produced = 0;
+    rc = 1;
+    if (es_model_load(&m, o.model, &e)) { fprintf(stderr, "etchsim infer: %s\n", e.msg); return 1; }
+    char vpath[1024];
+    if (es_func_tokenizer(&m, o.vocab, &tok, vpath, sizeof vpath, &e)) goto out;
+    const char *wp = o.synth >= 0 ? NULL : o.weights ? o.weights : m.gguf ? m.path : NULL;
+    if (o.synth < 0 && !wp) { es_fail(&e, "%s: no weights: give --weights PATH or --synthetic SEED", m.path); goto out; }
+    if (es_func_rows_open(&rows, &m, wp, o.synth, o.rope_rows, &e)) goto out;
+    have_w = 1;
+    if (prompt_ids(&o, &m, tok, vpath, &ids, &n_prompt, &e)) goto out;
+    if (es_ref_load(&ref, &m, es_func_rows_read, &rows, n_prompt + o.gen, ES_REF_ROPE_HALVES, &e)) goto out;
+    if (o.logits_path) {
+        if (es_logits_open(&lf, o.logits_path, &e)) goto out;
+        have_lf = 1;
+    }
+    if (generate(&o, &m, ref, ids, n_prompt, es_tok_eos(tok), have_lf ? &lf : NULL, &produced, &stopped, &e)) goto out;
+    if (have_lf) {
+        have_lf = 0;
+        if (es_logits_close(&lf, &e)) goto out;
+    }
+    out_text = es_func_text(tok, ids + n_prompt, produced);
+    if (!out_text) { es_fail(&e, "out of memory"); goto out; }
+    print_result(&o, &m, ids, n_prompt, produced, stopped, out_text);
     rc = 0;
 out:
     if (rc) fprintf(stderr, "etchsim infer: %s\n", e.msg);
     if (have_lf) es_logits_abort(&lf);
     free(out_text);
     free(ids);
-    free(logits);
-    free(work);
     es_ref_free(ref);
     es_tok_free(tok);
     if (have_w) es_func_rows_close(&rows);

@@ -84,8 +84,14 @@ static int add_tensor(es_model *m, es_role role, int layer, int64_t rows, int64_
 static const char *res_names[] = {"embed_rom", "lanes", "vector", "attention", "scan", "router", "sampler"};
 const char *es_res_name(es_res r) { return (r >= 0 && r <= ES_RES_SAMPLER) ? res_names[r] : "?"; }
 
-static void add_op(es_model *m, es_op_kind k, int layer, int tensor, int64_t elems,
-                   const char *name)
+static const char *buf_names[] = {
+    "none", "x", "xb", "q", "k", "v", "att", "gate", "up", "out", "score", "route", "expert_out",
+    "ssm_xz", "ssm_x", "ssm_z", "ssm_u", "ssm_dbc", "ssm_dtr", "ssm_dt", "ssm_y", "logits"};
+_Static_assert(sizeof buf_names / sizeof *buf_names == ES_BUF_COUNT, "a name for every es_buf");
+const char *es_buf_name(es_buf b) { return ((int)b >= 0 && b < ES_BUF_COUNT) ? buf_names[b] : "?"; }
+
+static es_op *add_op(es_model *m, es_op_kind k, int layer, int tensor, int64_t elems,
+                     const char *name)
 {
     es_op *o = &m->ops[m->n_ops++];
     o->kind = k;
@@ -103,6 +109,58 @@ static void add_op(es_model *m, es_op_kind k, int layer, int tensor, int64_t ele
     o->tensor = tensor;
     o->elems = elems;
     snprintf(o->name, sizeof o->name, "%s", name);
+    o->vec = -1;
+    return o;
+}
+
+/* The data flow of op o (es_model.h says what each kind reads and writes): it writes out and
+ * reads in (up to three, ES_BUF_NONE after the last). Timing reads none of it. */
+static es_op *io(es_op *o, es_buf out, const es_buf in[3])
+{
+    o->out = out;
+    memcpy(o->in, in, sizeof o->in);
+    return o;
+}
+#define IO(op, out, ...) io(op, out, (const es_buf[3]){__VA_ARGS__})
+
+/* A residual add: X += OUT. */
+static void add_residual(es_model *m, int layer, int64_t elems, const char *name)
+{
+    IO(add_op(m, ES_OP_ADD, layer, -1, elems, name), ES_BUF_X, ES_BUF_OUT);
+}
+
+/* Attention as Llama and the MoE families lay it out: norm, the Q, K and V projections, the
+ * RMSNorm on q and k when the model has one (gains qn and kn), RoPE, attention, the output
+ * projection and the residual add. */
+static void add_attention_ops(es_model *m, int l, int an, int q, int k, int v, int o, int qn, int kn)
+{
+    int64_t H = m->hidden, q_out = m->heads * m->head_dim, kv_out = m->kv_heads * m->head_dim;
+    IO(add_op(m, ES_OP_RMSNORM, l, an, H, "attn_norm"), ES_BUF_XB, ES_BUF_X);
+    IO(add_op(m, ES_OP_MATVEC, l, q, 0, "attn_q"), ES_BUF_Q, ES_BUF_XB);
+    IO(add_op(m, ES_OP_MATVEC, l, k, 0, "attn_k"), ES_BUF_K, ES_BUF_XB);
+    IO(add_op(m, ES_OP_MATVEC, l, v, 0, "attn_v"), ES_BUF_V, ES_BUF_XB);
+    if (m->qk_norm) {
+        IO(add_op(m, ES_OP_RMSNORM, l, qn, q_out, "q_norm"), ES_BUF_Q, ES_BUF_Q);
+        IO(add_op(m, ES_OP_RMSNORM, l, kn, kv_out, "k_norm"), ES_BUF_K, ES_BUF_K);
+    }
+    IO(add_op(m, ES_OP_ROPE, l, -1, q_out + kv_out, "rope"), ES_BUF_NONE, ES_BUF_Q, ES_BUF_K);
+    IO(add_op(m, ES_OP_ATTN, l, -1, q_out, "attention"), ES_BUF_ATT, ES_BUF_Q, ES_BUF_K, ES_BUF_V);
+    IO(add_op(m, ES_OP_MATVEC, l, o, 0, "attn_o"), ES_BUF_OUT, ES_BUF_ATT);
+    add_residual(m, l, H, "attn_residual");
+}
+
+/* The head's ops: final norm, LM head, sampler. */
+static void add_head_ops(es_model *m, int out_norm, int head)
+{
+    IO(add_op(m, ES_OP_RMSNORM, -1, out_norm, m->hidden, "out_norm"), ES_BUF_XB, ES_BUF_X);
+    IO(add_op(m, ES_OP_MATVEC, -1, head, 0, "lm_head"), ES_BUF_LOGITS, ES_BUF_XB);
+    IO(add_op(m, ES_OP_SAMPLE, -1, -1, m->vocab, "sampler"), ES_BUF_NONE, ES_BUF_LOGITS);
+}
+
+/* The embedding op: X = the tokens' rows. */
+static void add_embed_op(es_model *m, int emb)
+{
+    IO(add_op(m, ES_OP_EMBED, -1, emb, m->hidden, "embed"), ES_BUF_X, ES_BUF_NONE);
 }
 
 /* After the blocks, both graphs end alike: final norm, LM head (the
@@ -112,9 +170,7 @@ static int add_head(es_model *m, int emb)
     int on = add_tensor(m, ES_ROLE_OUT_NORM, -1, 1, m->hidden, "model.norm.weight");
     m->tensors[emb].lm_head = m->tied;
     int head = m->tied ? emb : add_tensor(m, ES_ROLE_LM_HEAD, -1, m->vocab, m->hidden, "lm_head.weight");
-    add_op(m, ES_OP_RMSNORM, -1, on, m->hidden, "out_norm");
-    add_op(m, ES_OP_MATVEC, -1, head, 0, "lm_head");
-    add_op(m, ES_OP_SAMPLE, -1, -1, m->vocab, "sampler");
+    add_head_ops(m, on, head);
     return 0;
 }
 
@@ -128,7 +184,7 @@ static int build_llama(es_model *m, es_err *e)
     if (!m->tensors || !m->ops) return es_fail(e, "%s: out of memory building the graph", m->path);
     char nm[96];
     int emb = add_tensor(m, ES_ROLE_EMBED, -1, m->vocab, H, "model.embed_tokens.weight");
-    add_op(m, ES_OP_EMBED, -1, emb, H, "embed");
+    add_embed_op(m, emb);
     for (int l = 0; l < L; l++) {
 #define T(role, rows, cols, fmt) (snprintf(nm, sizeof nm, "model.layers.%d." fmt, l), \
                                    add_tensor(m, role, l, rows, cols, nm))
@@ -142,20 +198,13 @@ static int build_llama(es_model *m, es_err *e)
         int u = T(ES_ROLE_UP, m->ffn, H, "mlp.up_proj.weight");
         int d = T(ES_ROLE_DOWN, H, m->ffn, "mlp.down_proj.weight");
 #undef T
-        add_op(m, ES_OP_RMSNORM, l, an, H, "attn_norm");
-        add_op(m, ES_OP_MATVEC, l, q, 0, "attn_q");
-        add_op(m, ES_OP_MATVEC, l, k, 0, "attn_k");
-        add_op(m, ES_OP_MATVEC, l, v, 0, "attn_v");
-        add_op(m, ES_OP_ROPE, l, -1, q_out + kv_out, "rope");
-        add_op(m, ES_OP_ATTN, l, -1, q_out, "attention");
-        add_op(m, ES_OP_MATVEC, l, o, 0, "attn_o");
-        add_op(m, ES_OP_ADD, l, -1, H, "attn_residual");
-        add_op(m, ES_OP_RMSNORM, l, fn, H, "ffn_norm");
-        add_op(m, ES_OP_MATVEC, l, g, 0, "ffn_gate");
-        add_op(m, ES_OP_MATVEC, l, u, 0, "ffn_up");
-        add_op(m, ES_OP_SILU_MUL, l, -1, m->ffn, "silu_mul");
-        add_op(m, ES_OP_MATVEC, l, d, 0, "ffn_down");
-        add_op(m, ES_OP_ADD, l, -1, H, "ffn_residual");
+        add_attention_ops(m, l, an, q, k, v, o, -1, -1);
+        IO(add_op(m, ES_OP_RMSNORM, l, fn, H, "ffn_norm"), ES_BUF_XB, ES_BUF_X);
+        IO(add_op(m, ES_OP_MATVEC, l, g, 0, "ffn_gate"), ES_BUF_GATE, ES_BUF_XB);
+        IO(add_op(m, ES_OP_MATVEC, l, u, 0, "ffn_up"), ES_BUF_UP, ES_BUF_XB);
+        IO(add_op(m, ES_OP_SILU_MUL, l, -1, m->ffn, "silu_mul"), ES_BUF_GATE, ES_BUF_GATE, ES_BUF_UP);
+        IO(add_op(m, ES_OP_MATVEC, l, d, 0, "ffn_down"), ES_BUF_OUT, ES_BUF_GATE);
+        add_residual(m, l, H, "ffn_residual");
     }
     return add_head(m, emb);
 }
@@ -175,7 +224,7 @@ static int build_moe_named(es_model *m, const moe_names *nm_moe, es_err *e)
     if (!m->tensors || !m->ops) return es_fail(e, "%s: out of memory building the graph", m->path);
     char nm[96];
     int emb = add_tensor(m, ES_ROLE_EMBED, -1, m->vocab, H, "model.embed_tokens.weight");
-    add_op(m, ES_OP_EMBED, -1, emb, H, "embed");
+    add_embed_op(m, emb);
     int64_t qn = m->qk_norm == 1 ? m->head_dim : q_out, kn = m->qk_norm == 1 ? m->head_dim : kv_out;
     for (int l = 0; l < L; l++) {
 #define T(role, rows, cols, ...) (snprintf(nm, sizeof nm, __VA_ARGS__), add_tensor(m, role, l, rows, cols, nm))
@@ -203,24 +252,14 @@ static int build_moe_named(es_model *m, const moe_names *nm_moe, es_err *e)
             if (first < 0) first = g;
         }
 #undef T
-        add_op(m, ES_OP_RMSNORM, l, an, H, "attn_norm");
-        add_op(m, ES_OP_MATVEC, l, q, 0, "attn_q");
-        add_op(m, ES_OP_MATVEC, l, k, 0, "attn_k");
-        add_op(m, ES_OP_MATVEC, l, v, 0, "attn_v");
-        if (m->qk_norm) {
-            add_op(m, ES_OP_RMSNORM, l, qnt, q_out, "q_norm");
-            add_op(m, ES_OP_RMSNORM, l, knt, kv_out, "k_norm");
-        }
-        add_op(m, ES_OP_ROPE, l, -1, q_out + kv_out, "rope");
-        add_op(m, ES_OP_ATTN, l, -1, q_out, "attention");
-        add_op(m, ES_OP_MATVEC, l, o, 0, "attn_o");
-        add_op(m, ES_OP_ADD, l, -1, H, "attn_residual");
-        add_op(m, ES_OP_RMSNORM, l, fn, H, "ffn_norm");
-        add_op(m, ES_OP_MATVEC, l, r, 0, "router");
-        add_op(m, ES_OP_ROUTE, l, -1, E, "route");
-        add_op(m, ES_OP_EXPERTS, l, first, m->top_k, "experts");
-        add_op(m, ES_OP_ADD, l, -1, m->top_k * H, "expert_combine"); /* the k outputs, weighted */
-        add_op(m, ES_OP_ADD, l, -1, H, "ffn_residual");
+        add_attention_ops(m, l, an, q, k, v, o, qnt, knt);
+        IO(add_op(m, ES_OP_RMSNORM, l, fn, H, "ffn_norm"), ES_BUF_XB, ES_BUF_X);
+        IO(add_op(m, ES_OP_MATVEC, l, r, 0, "router"), ES_BUF_SCORE, ES_BUF_XB);
+        IO(add_op(m, ES_OP_ROUTE, l, -1, E, "route"), ES_BUF_ROUTE, ES_BUF_SCORE);
+        IO(add_op(m, ES_OP_EXPERTS, l, first, m->top_k, "experts"), ES_BUF_EXPERT_OUT, ES_BUF_XB, ES_BUF_ROUTE);
+        /* the k outputs, weighted */
+        IO(add_op(m, ES_OP_ADD, l, -1, m->top_k * H, "expert_combine"), ES_BUF_OUT, ES_BUF_EXPERT_OUT, ES_BUF_ROUTE);
+        add_residual(m, l, H, "ffn_residual");
     }
     return add_head(m, emb);
 }
@@ -237,39 +276,39 @@ static int build_mamba(es_model *m, es_err *e)
     if (!m->tensors || !m->ops) return es_fail(e, "%s: out of memory building the graph", m->path);
     char nm[96];
     int emb = add_tensor(m, ES_ROLE_EMBED, -1, m->vocab, H, "backbone.embeddings.weight");
-    add_op(m, ES_OP_EMBED, -1, emb, H, "embed");
+    add_embed_op(m, emb);
     for (int l = 0; l < L; l++) {
 #define T(role, rows, cols, fmt) (snprintf(nm, sizeof nm, "backbone.layers.%d." fmt, l), \
                                    add_tensor(m, role, l, rows, cols, nm))
         int no = T(ES_ROLE_ATTN_NORM, 1, H, "norm.weight");
         int in = T(ES_ROLE_SSM_IN, 2 * I, H, "mixer.in_proj.weight");
         int cv = T(ES_ROLE_SSM_CONV, I, K, "mixer.conv1d.weight");
-        T(ES_ROLE_SSM_VEC, 1, I, "mixer.conv1d.bias");
+        int cb = T(ES_ROLE_SSM_VEC, 1, I, "mixer.conv1d.bias");
         int xp = T(ES_ROLE_SSM_X, R + 2 * N, I, "mixer.x_proj.weight");
         int dt = T(ES_ROLE_SSM_DT, I, R, "mixer.dt_proj.weight");
-        T(ES_ROLE_SSM_VEC, 1, I, "mixer.dt_proj.bias");
+        int db = T(ES_ROLE_SSM_VEC, 1, I, "mixer.dt_proj.bias");
         int a = T(ES_ROLE_SSM_A, I, N, "mixer.A_log");
-        T(ES_ROLE_SSM_VEC, 1, I, "mixer.D");
+        int dv = T(ES_ROLE_SSM_VEC, 1, I, "mixer.D");
         int out = T(ES_ROLE_SSM_OUT, H, I, "mixer.out_proj.weight");
 #undef T
-        add_op(m, ES_OP_RMSNORM, l, no, H, "norm");
-        add_op(m, ES_OP_MATVEC, l, in, 0, "in_proj");
-        add_op(m, ES_OP_CONV, l, cv, I * K, "conv1d");
-        add_op(m, ES_OP_MATVEC, l, xp, 0, "x_proj");
-        add_op(m, ES_OP_MATVEC, l, dt, 0, "dt_proj");
-        add_op(m, ES_OP_SILU_MUL, l, -1, I, "dt_softplus");
-        add_op(m, ES_OP_SCAN, l, a, I * N, "scan");
-        add_op(m, ES_OP_SILU_MUL, l, -1, I, "gate");
-        add_op(m, ES_OP_MATVEC, l, out, 0, "out_proj");
-        add_op(m, ES_OP_ADD, l, -1, H, "residual");
+        IO(add_op(m, ES_OP_RMSNORM, l, no, H, "norm"), ES_BUF_XB, ES_BUF_X);
+        IO(add_op(m, ES_OP_MATVEC, l, in, 0, "in_proj"), ES_BUF_SSM_XZ, ES_BUF_XB);
+        IO(add_op(m, ES_OP_CONV, l, cv, I * K, "conv1d"), ES_BUF_SSM_U, ES_BUF_SSM_X)->vec = cb;
+        IO(add_op(m, ES_OP_MATVEC, l, xp, 0, "x_proj"), ES_BUF_SSM_DBC, ES_BUF_SSM_U);
+        IO(add_op(m, ES_OP_MATVEC, l, dt, 0, "dt_proj"), ES_BUF_SSM_DT, ES_BUF_SSM_DTR);
+        es_op *sp = IO(add_op(m, ES_OP_SILU_MUL, l, -1, I, "dt_softplus"), ES_BUF_SSM_DT, ES_BUF_SSM_DT);
+        sp->vec = db;
+        sp->fn = ES_FN_SOFTPLUS;
+        IO(add_op(m, ES_OP_SCAN, l, a, I * N, "scan"), ES_BUF_SSM_Y, ES_BUF_SSM_U, ES_BUF_SSM_DT, ES_BUF_SSM_DBC)->vec = dv;
+        IO(add_op(m, ES_OP_SILU_MUL, l, -1, I, "gate"), ES_BUF_SSM_Y, ES_BUF_SSM_Z, ES_BUF_SSM_Y);
+        IO(add_op(m, ES_OP_MATVEC, l, out, 0, "out_proj"), ES_BUF_OUT, ES_BUF_SSM_Y);
+        add_residual(m, l, H, "residual");
     }
     /* the final norm is backbone.norm_f */
     int on = add_tensor(m, ES_ROLE_OUT_NORM, -1, 1, H, "backbone.norm_f.weight");
     m->tensors[emb].lm_head = m->tied;
     int head = m->tied ? emb : add_tensor(m, ES_ROLE_LM_HEAD, -1, m->vocab, H, "lm_head.weight");
-    add_op(m, ES_OP_RMSNORM, -1, on, H, "out_norm");
-    add_op(m, ES_OP_MATVEC, -1, head, 0, "lm_head");
-    add_op(m, ES_OP_SAMPLE, -1, -1, m->vocab, "sampler");
+    add_head_ops(m, on, head);
     return 0;
 }
 

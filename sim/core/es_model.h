@@ -77,6 +77,53 @@ typedef enum es_state {
 
 const char *es_res_name(es_res r);   /* "lanes", "vector", ... */
 
+/* The activation buffers of a token's pass through the graph, as the functional datapath (es_dp)
+ * holds them; each op names the ones it reads and writes (widths per token in parentheses). */
+typedef enum es_buf {
+    ES_BUF_NONE,
+    ES_BUF_X,          /* the residual stream (hidden) */
+    ES_BUF_XB,         /* the residual normed: a block's input (hidden) */
+    ES_BUF_Q,          /* queries (heads x head_dim) */
+    ES_BUF_K, ES_BUF_V, /* the token's key and value (kv_heads x head_dim) */
+    ES_BUF_ATT,        /* attention's output (heads x head_dim) */
+    ES_BUF_GATE, ES_BUF_UP, /* the feed-forward's gate and up projections (ffn) */
+    ES_BUF_OUT,        /* what a block adds to the residual (hidden) */
+    ES_BUF_SCORE,      /* MoE: the router's score per expert (experts) */
+    ES_BUF_ROUTE,      /* MoE: the weights of the token's top_k experts, the largest score first (top_k) */
+    ES_BUF_EXPERT_OUT, /* MoE: those experts' outputs, in the same order (top_k x hidden) */
+    ES_BUF_SSM_XZ,     /* SSM: in_proj's output, x then z (2 x inner) */
+    ES_BUF_SSM_X, ES_BUF_SSM_Z, /* SSM: its halves (inner) */
+    ES_BUF_SSM_U,      /* SSM: x after the conv1d and SiLU (inner) */
+    ES_BUF_SSM_DBC,    /* SSM: x_proj's output: dt, then B, then C (dt_rank + 2 x state); with
+                        * ssm_bcdt_norm each part normalized (no gain) as it is written */
+    ES_BUF_SSM_DTR,    /* SSM: its dt part (dt_rank) */
+    ES_BUF_SSM_DT,     /* SSM: dt_proj's output, then its softplus (inner) */
+    ES_BUF_SSM_Y,      /* SSM: the scan's output, then gated (inner) */
+    ES_BUF_LOGITS,     /* the LM head's output (vocab) */
+    ES_BUF_COUNT
+} es_buf;
+
+const char *es_buf_name(es_buf b);  /* "x", "xb", "q", ... */
+
+/* What an element-wise op (SILU_MUL) computes: SiLU(in[0]) x in[1], or softplus(in[0] + vec). */
+typedef enum es_elem_fn { ES_FN_SILU_MUL, ES_FN_SOFTPLUS } es_elem_fn;
+
+/* An op of the graph. Timing reads the fields up to name; the functional datapath (es_dp) reads
+ * kind, layer, tensor and the data flow (in, out, vec, fn), which timing does not. Per kind:
+ *   EMBED     out = rows of tensor for the tokens
+ *   RMSNORM   out = RMSNorm(in[0]) x tensor's gains, over each group of tensor->cols elements
+ *             (one group, or one per head for a per-head norm)
+ *   MATVEC    out = tensor x in[0] (the lanes)
+ *   ROPE      rotates in[0] (queries) and in[1] (keys) in place by the token's position
+ *   ATTN      keeps in[1] (K) and in[2] (V) in the KV state, out = attention of in[0] (Q) over it
+ *   ADD       out += in[0]; with in[1] (the route): out = in[0]'s top_k rows weighted by it, summed
+ *   SILU_MUL  out = fn of in[0] (and in[1], or vec)
+ *   SAMPLE    the next token from in[0]
+ *   ROUTE     out = the softmax weights of the top_k experts of in[0] (which experts: es_dp_routes)
+ *   EXPERTS   out = each chosen expert's down(SiLU(gate in[0]) x up in[0]), in[1] the route
+ *   CONV      out = SiLU(causal depthwise conv1d of in[0] by tensor, plus vec), the window kept
+ *   SCAN      out = the selective scan of in[0] (u) by in[1] (dt) and in[2]'s B and C, with
+ *             tensor A and vec D, the state kept (gating is the next op) */
 typedef struct es_op {
     es_op_kind kind;  /* what it computes */
     es_res res;       /* which resource executes it */
@@ -85,6 +132,10 @@ typedef struct es_op {
     int tensor;       /* index into es_model.tensors, -1 when none */
     int64_t elems;    /* elements per token for vector ops (RoPE: q+k elements) */
     char name[32];    /* e.g. "attn_q", "rope", "silu_mul" */
+    es_buf in[3];     /* the buffers it reads, ES_BUF_NONE after the last */
+    es_buf out;       /* the buffer it writes (ES_BUF_NONE: ROPE in place, SAMPLE a token) */
+    int vec;          /* a vector it also reads (SSM: conv1d bias, dt bias, D): tensor index, -1 none */
+    es_elem_fn fn;    /* SILU_MUL: what it computes */
 } es_op;
 
 typedef struct es_model {

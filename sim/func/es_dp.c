@@ -6,7 +6,9 @@
  * (pthreads); every row is computed by one thread in a fixed order, and
  * integer sums are exact whatever their order, so results do not depend on
  * the thread count or on the vector unit of the host (tests hold both). A
- * prompt chunk's tokens share one pass over each weight row (matrix-matrix). */
+ * prompt chunk's tokens share one pass over each weight row (matrix-matrix).
+ * A call walks the model's op graph: dp_op hands each op to its kind's unit
+ * (UNITS, near the end), which reads and writes the buffers the op names. */
 #define _POSIX_C_SOURCE 200809L
 #include "es_dp.h"
 #include <math.h>
@@ -50,9 +52,9 @@ struct es_dp {
     es_dp_lane_fn lane_fn;  /* co-simulation: computes lane rows in place of the C code, or NULL */
     void *lane_ctx;
     dp_tensor *t;           /* (m->n_tensors) */
-    int *ti;                /* (layers, ES_ROLE_COUNT) tensor index, -1 none */
-    int embed, head, out_norm; /* tensor indexes */
-    float **norm;           /* (n_tensors) decoded norm gains, or NULL */
+    int embed_op, head_op, sample_op; /* the graph's EMBED op, the head's first op, its SAMPLE op */
+    float **norm;           /* (n_tensors) decoded vectors (rows == 1: norm gains, SSM biases and D), or NULL */
+    float **fp32;           /* (n_tensors) FP32 values of the CONV and SCAN ops' tensors (SCAN: -exp(A)), or NULL */
     double *freq;           /* (head_dim / 2) */
     float *cos_t, *sin_t;   /* (rope_rows, head_dim / 2) */
     int64_t rope_rows;
@@ -61,14 +63,14 @@ struct es_dp {
     es_sampler smp;
     uint64_t seed;
     es_sample_slot *work;   /* (vocab) sampler scratch */
-    /* scratch for es_dp_layers, grown as chunks need */
+    /* the graph's activation buffers (es_buf), grown as chunks need: (scratch_n, width) each */
+    int64_t width[ES_BUF_COUNT]; /* elements per token, 0: the model has no such buffer */
+    int used[ES_BUF_COUNT];      /* some op reads or writes it or a part of it (SSM_X: SSM_XZ) */
+    float *buf[ES_BUF_COUNT];    /* (scratch_n, width) each used buffer but X and LOGITS (the caller's) */
     int64_t scratch_n;
-    float *xb, *q, *k, *v, *att, *o, *g, *u, *sc;
+    float *xh;              /* (hidden) the head's copy of its input */
+    float *sc;              /* (positions + 2 head_dim) attention scores and a K and V row */
     es_dp_stats stats;
-    /* SSM: per layer, the scan's parameters as FP32 (A = -exp(A_log), conv1d weights) and the
-     * indexes of its vectors (conv1d bias, dt bias, D), told apart by name */
-    float **ssm_a, **ssm_conv;
-    int *ssm_conv_b, *ssm_dt_b, *ssm_d;
     /* MoE: the experts each token of the last es_dp_layers call went to, (layers, n, top_k) */
     int32_t *routes;
     int64_t routes_cap;
@@ -87,6 +89,8 @@ static int max_code(es_qtype t)
     default: return 0;
     }
 }
+
+static int check_graph(es_dp *dp, es_err *e);
 
 int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es_err *e)
 {
@@ -108,40 +112,18 @@ int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es
     if (dp->threads > 64) dp->threads = 64;
     dp->t = calloc((size_t)m->n_tensors, sizeof *dp->t);
     dp->norm = calloc((size_t)m->n_tensors, sizeof *dp->norm);
-    dp->ti = malloc((size_t)(m->layers * ES_ROLE_COUNT) * sizeof *dp->ti);
+    dp->fp32 = calloc((size_t)m->n_tensors, sizeof *dp->fp32);
     dp->freq = malloc((size_t)(m->head_dim / 2) * sizeof *dp->freq);
     dp->work = malloc((size_t)m->vocab * sizeof *dp->work);
-    if (m->ssm_state > 0) {
-        dp->ssm_a = calloc((size_t)m->layers, sizeof *dp->ssm_a);
-        dp->ssm_conv = calloc((size_t)m->layers, sizeof *dp->ssm_conv);
-        dp->ssm_conv_b = calloc((size_t)m->layers, sizeof(int));
-        dp->ssm_dt_b = calloc((size_t)m->layers, sizeof(int));
-        dp->ssm_d = calloc((size_t)m->layers, sizeof(int));
-        if (!dp->ssm_a || !dp->ssm_conv || !dp->ssm_conv_b || !dp->ssm_dt_b || !dp->ssm_d) {
-            es_dp_close(dp);
-            return es_fail(e, "out of memory");
-        }
-    }
-    if (!dp->t || !dp->norm || !dp->ti || !dp->freq || !dp->work) {
+    dp->xh = malloc((size_t)m->hidden * sizeof *dp->xh);
+    if (!dp->t || !dp->norm || !dp->fp32 || !dp->freq || !dp->work || !dp->xh) {
         es_dp_close(dp);
         return es_fail(e, "out of memory");
     }
-    for (int64_t i = 0; i < m->layers * ES_ROLE_COUNT; i++) dp->ti[i] = -1;
-    dp->embed = dp->head = dp->out_norm = -1;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const es_tensor *t = &m->tensors[i];
-        if (t->layer >= 0) dp->ti[t->layer * ES_ROLE_COUNT + t->role] = i;
-        if (t->layer >= 0 && t->role == ES_ROLE_SSM_VEC) {
-            size_t n = strlen(t->name);
-            if (n >= 11 && !strcmp(t->name + n - 11, "conv1d.bias")) dp->ssm_conv_b[t->layer] = i;
-            else if (n >= 12 && !strcmp(t->name + n - 12, "dt_proj.bias")) dp->ssm_dt_b[t->layer] = i;
-            else dp->ssm_d[t->layer] = i;
-        }
-        else if (t->role == ES_ROLE_EMBED) dp->embed = i;
-        else if (t->role == ES_ROLE_OUT_NORM) dp->out_norm = i;
-        else if (t->role == ES_ROLE_LM_HEAD) dp->head = i;
+    if (check_graph(dp, e)) {
+        es_dp_close(dp);
+        return -1;
     }
-    if (m->tied) dp->head = dp->embed;
     es_model_rope_freqs(m, dp->freq);
     dp->smp.temperature = 0;
     dp->smp.top_p = 1;
@@ -159,19 +141,19 @@ void es_dp_close(es_dp *dp)
         free(dp->t[i].fv);
     }
     for (int i = 0; dp->norm && i < dp->m->n_tensors; i++) free(dp->norm[i]);
+    for (int i = 0; dp->fp32 && i < dp->m->n_tensors; i++) free(dp->fp32[i]);
     for (int64_t s = 0; s < dp->n_seqs; s++) es_dp_seq_end(dp, (int32_t)s);
     free(dp->seqs);
     free(dp->norm);
+    free(dp->fp32);
     free(dp->t);
-    free(dp->ti);
     free(dp->freq);
     free(dp->cos_t);
     free(dp->sin_t);
     free(dp->work);
-    free(dp->xb); free(dp->q); free(dp->k); free(dp->v); free(dp->att); free(dp->o);
-    free(dp->g); free(dp->u); free(dp->sc);
-    for (int64_t l = 0; dp->ssm_a && l < dp->m->layers; l++) { free(dp->ssm_a[l]); free(dp->ssm_conv[l]); }
-    free(dp->ssm_a); free(dp->ssm_conv); free(dp->ssm_conv_b); free(dp->ssm_dt_b); free(dp->ssm_d);
+    for (int b = 0; b < ES_BUF_COUNT; b++) free(dp->buf[b]);
+    free(dp->xh);
+    free(dp->sc);
     free(dp->routes);
     free(dp);
 }
@@ -239,20 +221,23 @@ static void tensor_row(const es_dp *dp, int i, int64_t r, float *out)
     for (int64_t c = 0; c < w->cols; c++) out[c] = sc[c / w->sub] * (float)q[c] - (mn ? mn[c / w->sub] : 0.0f);
 }
 
-/* SSM: the scan engine's parameters as FP32, once the weights are loaded. */
-static int ssm_params(es_dp *dp, es_err *e)
+/* The FP32 values the vector unit and the scan engine read, once the weights are loaded: a CONV
+ * op's weights (SSM conv1d) and a SCAN op's A as -exp(A_log). */
+static int op_params(es_dp *dp, es_err *e)
 {
     const es_model *m = dp->m;
-    int64_t I = m->ssm_inner, N = m->ssm_state, K = m->ssm_conv;
-    for (int64_t l = 0; l < m->layers; l++) {
-        int a = dp->ti[l * ES_ROLE_COUNT + ES_ROLE_SSM_A], cv = dp->ti[l * ES_ROLE_COUNT + ES_ROLE_SSM_CONV];
-        dp->ssm_a[l] = malloc((size_t)(I * N) * sizeof(float));
-        dp->ssm_conv[l] = malloc((size_t)(I * K) * sizeof(float));
-        if (!dp->ssm_a[l] || !dp->ssm_conv[l]) return es_fail(e, "out of memory");
-        for (int64_t c = 0; c < I; c++) {
-            tensor_row(dp, a, c, dp->ssm_a[l] + c * N);
-            for (int64_t n = 0; n < N; n++) dp->ssm_a[l][c * N + n] = -expf(dp->ssm_a[l][c * N + n]);
-            tensor_row(dp, cv, c, dp->ssm_conv[l] + c * K);
+    for (int i = 0; i < m->n_ops; i++) {
+        const es_op *op = &m->ops[i];
+        if (op->kind != ES_OP_CONV && op->kind != ES_OP_SCAN) continue;
+        const es_tensor *t = &m->tensors[op->tensor];
+        float *v = malloc((size_t)(t->rows * t->cols) * sizeof *v);
+        if (!v) return es_fail(e, "out of memory");
+        free(dp->fp32[op->tensor]);
+        dp->fp32[op->tensor] = v;
+        for (int64_t r = 0; r < t->rows; r++) {
+            tensor_row(dp, op->tensor, r, v + r * t->cols);
+            if (op->kind == ES_OP_SCAN)
+                for (int64_t k = 0; k < t->cols; k++) v[r * t->cols + k] = -expf(v[r * t->cols + k]);
         }
     }
     return 0;
@@ -326,7 +311,7 @@ int es_dp_load_rom(es_dp *dp, const es_rom_image *img, es_err *e)
     }
     rom_load L = {dp, img};
     if (run_pool(dp->threads, img->n_units, load_rom_unit, &L, e)) return -1;
-    return m->ssm_state > 0 ? ssm_params(dp, e) : 0;
+    return op_params(dp, e);
 }
 
 typedef struct rows_load { es_dp *dp; const es_recipe *r; es_ref_rows rows; void *arg; } rows_load;
@@ -350,7 +335,7 @@ int es_dp_load_rows(es_dp *dp, const es_recipe *r, es_ref_rows rows, void *arg, 
 {
     rows_load L = {dp, r, rows, arg};
     if (run_pool(dp->threads, dp->m->n_tensors, load_rows_tensor, &L, e)) return -1;
-    return dp->m->ssm_state > 0 ? ssm_params(dp, e) : 0;
+    return op_params(dp, e);
 }
 
 void es_dp_set_lane_fn(es_dp *dp, es_dp_lane_fn fn, void *ctx)
@@ -725,64 +710,271 @@ static int grow(float **p, int64_t n, es_err *e)
     return 0;
 }
 
-static int scratch(es_dp *dp, int64_t n, int64_t ctx, es_err *e)
+/* ---- the graph's buffers ---- */
+
+/* Elements per token of buffer b in model m (es_model.h), 0 when the model has none. */
+static int64_t buf_width(const es_model *m, es_buf b)
 {
-    const es_model *m = dp->m;
-    int64_t qd = m->heads * m->head_dim, kvd = m->kv_heads * m->head_dim, H = m->hidden;
-    int64_t wide = H > qd ? H : qd;
-    if (n > dp->scratch_n) {
-        if (grow(&dp->xb, n * wide, e) || grow(&dp->q, n * qd, e) || grow(&dp->k, n * kvd, e) ||
-            grow(&dp->v, n * kvd, e) || grow(&dp->att, n * qd, e) || grow(&dp->o, n * H, e) ||
-            grow(&dp->g, n * m->ffn, e) || grow(&dp->u, n * m->ffn, e))
-            return -1;
-        dp->scratch_n = n;
+    int64_t qd = m->heads * m->head_dim, kvd = m->kv_heads * m->head_dim, I = m->ssm_inner;
+    switch (b) {
+    case ES_BUF_X: case ES_BUF_XB: case ES_BUF_OUT: return m->hidden;
+    case ES_BUF_Q: case ES_BUF_ATT: return qd;
+    case ES_BUF_K: case ES_BUF_V: return kvd;
+    case ES_BUF_GATE: case ES_BUF_UP: return m->ffn;
+    case ES_BUF_SCORE: return m->experts;
+    case ES_BUF_ROUTE: return m->top_k;
+    case ES_BUF_EXPERT_OUT: return m->top_k * m->hidden;
+    case ES_BUF_SSM_XZ: return 2 * I;
+    case ES_BUF_SSM_X: case ES_BUF_SSM_Z: case ES_BUF_SSM_U: case ES_BUF_SSM_DT: case ES_BUF_SSM_Y: return I;
+    case ES_BUF_SSM_DBC: return m->ssm_dt_rank + 2 * m->ssm_state;
+    case ES_BUF_SSM_DTR: return m->ssm_dt_rank;
+    case ES_BUF_LOGITS: return m->vocab;
+    default: return 0;
     }
-    return grow(&dp->sc, ctx + m->head_dim * 2, e);
 }
 
-int es_dp_embed(es_dp *dp, const int32_t *ids, int64_t n, float *x, es_err *e)
+/* The buffer that holds b (b itself, or the one b is a part of) and b's offset in a token's elements. */
+static es_buf buf_home(const es_model *m, es_buf b, int64_t *off)
 {
-    const dp_tensor *w = &dp->t[dp->embed];
-    const int64_t P = w->padded, C = w->cols, sub = w->sub;
-    if (!w->codes && !w->fv) return es_fail(e, "functional datapath: the embedding has no weights loaded");
-    for (int64_t t = 0; t < n; t++) {
-        if (ids[t] < 0 || ids[t] >= w->rows)
-            return es_fail(e, "functional datapath: token %d outside the vocabulary of %lld", ids[t], (long long)w->rows);
-        float *xt = x + t * C;
-        if (!sub) {
-            memcpy(xt, w->fv + ids[t] * P, (size_t)C * sizeof *xt);
-            continue;
-        }
-        /* the format's value: scale x code - min, as the reference decoder computes it */
-        const int8_t *q = w->codes + ids[t] * P;
-        const float *sc = w->scale + ids[t] * (P / sub), *mn = w->has_min ? w->min + ids[t] * (P / sub) : NULL;
-        for (int64_t i = 0; i < C; i++) xt[i] = sc[i / sub] * (float)q[i] - (mn ? mn[i / sub] : 0.0f);
+    *off = b == ES_BUF_SSM_Z ? m->ssm_inner : 0;
+    return b == ES_BUF_SSM_X || b == ES_BUF_SSM_Z ? ES_BUF_SSM_XZ : b == ES_BUF_SSM_DTR ? ES_BUF_SSM_DBC : b;
+}
+
+/* One call's walk over the graph: the tokens, and the buffers the caller holds. */
+typedef struct dp_run {
+    int32_t seq;            /* the sequence, or -1 (the embedding) */
+    int64_t pos, n;         /* the n tokens at positions pos.. */
+    int lo;                 /* the call's first layer (MoE routes are kept per layer of the call) */
+    float *x;               /* ES_BUF_X (n, hidden) */
+    float *logits;          /* ES_BUF_LOGITS (n, vocab) */
+    const int32_t *ids;     /* EMBED's tokens (n) */
+    int32_t token;          /* SAMPLE's token */
+} dp_run;
+
+/* Token t's elements of a buffer: p + t * stride, width of them. */
+typedef struct dp_buf { float *p; int64_t stride, width; } dp_buf;
+
+static dp_buf buf(const es_dp *dp, const dp_run *r, es_buf b)
+{
+    int64_t off;
+    es_buf h = buf_home(dp->m, b, &off);
+    float *p = h == ES_BUF_X ? r->x : h == ES_BUF_LOGITS ? r->logits : dp->buf[h];
+    return (dp_buf){p + off, dp->width[h], dp->width[b]};
+}
+
+/* Every buffer the graph uses, for n tokens. */
+static int scratch(es_dp *dp, int64_t n, es_err *e)
+{
+    if (n <= dp->scratch_n) return 0;
+    for (int b = 0; b < ES_BUF_COUNT; b++) {
+        if (dp->used[b] && b != ES_BUF_X && b != ES_BUF_LOGITS && grow(&dp->buf[b], n * dp->width[b], e)) return -1;
     }
-    link_round(dp, x, n * C);
+    dp->scratch_n = n;
     return 0;
 }
 
-/* MoE: the router on the lanes; softmax of its scores and the top-k (the lower index on ties)
- * in FP32 on the vector unit; each chosen expert's gate, up, SiLU x up and down for the tokens
- * routed to it (its lanes); the k outputs summed in FP32 in the order chosen, weighted by their
- * probabilities (renormalized to sum 1 when norm_topk), added to the residual. The choices are
- * kept (es_dp_routes) for the tile to book. */
-static int moe_ffn(es_dp *dp, int l, int li, int64_t n, float *x, es_err *e)
+/* ---- the ops, one unit each (es_model.h says what each kind reads and writes) ---- */
+
+static int op_embed(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
+{
+    const dp_tensor *w = &dp->t[op->tensor];
+    const int64_t P = w->padded, C = w->cols, sub = w->sub;
+    dp_buf y = buf(dp, r, op->out);
+    if (!w->codes && !w->fv) return es_fail(e, "functional datapath: the embedding has no weights loaded");
+    for (int64_t t = 0; t < r->n; t++) {
+        const int32_t id = r->ids[t];
+        if (id < 0 || id >= w->rows)
+            return es_fail(e, "functional datapath: token %d outside the vocabulary of %lld", id, (long long)w->rows);
+        float *xt = y.p + t * y.stride;
+        if (!sub) {
+            memcpy(xt, w->fv + id * P, (size_t)C * sizeof *xt);
+            continue;
+        }
+        /* the format's value: scale x code - min, as the reference decoder computes it */
+        const int8_t *q = w->codes + id * P;
+        const float *sc = w->scale + id * (P / sub), *mn = w->has_min ? w->min + id * (P / sub) : NULL;
+        for (int64_t i = 0; i < C; i++) xt[i] = sc[i / sub] * (float)q[i] - (mn ? mn[i / sub] : 0.0f);
+    }
+    return 0;
+}
+
+/* Each group of the gains' length (the whole vector, or one head) normalized on its own. */
+static int op_rmsnorm(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
+{
+    dp_buf x = buf(dp, r, op->in[0]), y = buf(dp, r, op->out);
+    const float *g = dp->norm[op->tensor];
+    const int64_t n = dp->m->tensors[op->tensor].cols;
+    const float eps = (float)dp->m->eps;
+    if (!g) return es_fail(e, "functional datapath: %s has no weights loaded", dp->m->tensors[op->tensor].name);
+    for (int64_t t = 0; t < r->n; t++)
+        for (int64_t k = 0; k < x.width; k += n) rmsnorm(y.p + t * y.stride + k, x.p + t * x.stride + k, g, n, eps);
+    return 0;
+}
+
+/* Falcon-Mamba: dt, B and C each normalized without a gain as x_proj writes them. */
+static void ssm_dbc_norm(const es_dp *dp, dp_buf d, int64_t n)
 {
     const es_model *m = dp->m;
-    int64_t H = m->hidden, E = m->experts, k = m->top_k, F = m->expert_ffn;
-    const int *ti = dp->ti + (int64_t)l * ES_ROLE_COUNT;
-    float *score = malloc((size_t)(n * E) * sizeof *score), *w = malloc((size_t)(n * k) * sizeof *w);
-    float *in = malloc((size_t)(n * H) * sizeof *in), *g = malloc((size_t)(n * F) * sizeof *g);
-    float *u = malloc((size_t)(n * F) * sizeof *u), *o = malloc((size_t)(n * H) * sizeof *o);
-    float *outs = malloc((size_t)(n * k * H) * sizeof *outs);
-    int64_t *rows = malloc((size_t)n * sizeof *rows);
-    int rc = -1;
-    if (!score || !w || !in || !g || !u || !o || !outs || !rows) { es_fail(e, "out of memory"); goto out; }
-    int32_t *route = dp->routes + (int64_t)li * n * k;
-    if (lane_matmul(dp, ti[ES_ROLE_ROUTER], dp->xb, n, score, e)) goto out;
+    int64_t R = m->ssm_dt_rank, N = m->ssm_state;
     for (int64_t t = 0; t < n; t++) {
-        const float *sc = score + t * E;
+        float parts[3][2] = {{0, (float)R}, {(float)R, (float)N}, {(float)(R + N), (float)N}};
+        for (int k = 0; k < 3; k++) {
+            float *v = d.p + t * d.stride + (int64_t)parts[k][0];
+            int64_t len = (int64_t)parts[k][1];
+            float ss = 0.0f;
+            for (int64_t i = 0; i < len; i++) ss += v[i] * v[i];
+            float rs = 1.0f / sqrtf(ss / (float)len + (float)m->ssm_norm_eps);
+            for (int64_t i = 0; i < len; i++) v[i] = v[i] * rs;
+        }
+    }
+}
+
+/* The lanes; an input that is part of a wider buffer is gathered first. */
+static int op_matvec(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
+{
+    dp_buf x = buf(dp, r, op->in[0]), y = buf(dp, r, op->out);
+    float *packed = NULL;
+    if (x.stride != x.width) {
+        if (!(packed = malloc((size_t)(r->n * x.width) * sizeof *packed))) return es_fail(e, "out of memory");
+        for (int64_t t = 0; t < r->n; t++)
+            memcpy(packed + t * x.width, x.p + t * x.stride, (size_t)x.width * sizeof *packed);
+    }
+    int rc = lane_matmul(dp, op->tensor, packed ? packed : x.p, r->n, y.p, e);
+    free(packed);
+    if (!rc && op->out == ES_BUF_SSM_DBC && dp->m->ssm_bcdt_norm) ssm_dbc_norm(dp, y, r->n);
+    return rc;
+}
+
+static int op_rope(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
+{
+    if (rope_table(dp, r->pos + r->n, e)) return -1;
+    dp_buf q = buf(dp, r, op->in[0]), k = buf(dp, r, op->in[1]);
+    const int64_t hd = dp->m->head_dim;
+    for (int64_t t = 0; t < r->n; t++) {
+        rope(dp, q.p + t * q.stride, q.width / hd, r->pos + t);
+        rope(dp, k.p + t * k.stride, k.width / hd, r->pos + t);
+    }
+    return 0;
+}
+
+/* The tokens' K and V into the sequence's KV state, then each query head over positions 0..p. */
+static int op_attn(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
+{
+    const es_model *m = dp->m;
+    const int64_t hd = m->head_dim, pos = r->pos, l = op->layer;
+    const int64_t group = m->heads / m->kv_heads;
+    dp_buf q = buf(dp, r, op->in[0]), k = buf(dp, r, op->in[1]), v = buf(dp, r, op->in[2]), y = buf(dp, r, op->out);
+    dp_seq *S = &dp->seqs[r->seq];
+    if (grow(&dp->sc, pos + r->n + hd * 2, e)) return -1;
+    const float inv_sqrt = 1.0f / sqrtf((float)hd);
+    float *kv_tmp = dp->sc + pos + r->n, *vv = kv_tmp + hd;
+    for (int64_t t = 0; t < r->n; t++)
+        for (int64_t h = 0; h < m->kv_heads; h++) {
+            int64_t vec = (l * S->cap + (pos + t - S->start)) * m->kv_heads + h;
+            kv_put(dp, S->k, S->ks, vec * hd, vec, k.p + t * k.stride + h * hd, hd);
+            kv_put(dp, S->v, S->vs, vec * hd, vec, v.p + t * v.stride + h * hd, hd);
+        }
+    for (int64_t t = 0; t < r->n; t++) {
+        int64_t p = pos + t;
+        for (int64_t h = 0; h < m->heads; h++) {
+            const float *qh = q.p + t * q.stride + h * hd;
+            int64_t kvh = h / group, vec;
+            float mx = -INFINITY, sum = 0.0f;
+            for (int64_t j = 0; j <= p; j++) {
+                const dp_seq *hs = kv_where(dp, r->seq, l, j, kvh, &vec);
+                kv_get(dp, hs->k, hs->ks, vec * hd, vec, kv_tmp, hd);
+                float s = 0.0f;
+                for (int64_t i = 0; i < hd; i++) s += qh[i] * kv_tmp[i];
+                dp->sc[j] = s * inv_sqrt;
+                if (dp->sc[j] > mx) mx = dp->sc[j];
+            }
+            for (int64_t j = 0; j <= p; j++) {
+                dp->sc[j] = expf(dp->sc[j] - mx);
+                sum += dp->sc[j];
+            }
+            float *o = y.p + t * y.stride + h * hd;
+            for (int64_t i = 0; i < hd; i++) o[i] = 0.0f;
+            for (int64_t j = 0; j <= p; j++) {
+                const dp_seq *hs = kv_where(dp, r->seq, l, j, kvh, &vec);
+                kv_get(dp, hs->v, hs->vs, vec * hd, vec, vv, hd);
+                for (int64_t i = 0; i < hd; i++) o[i] += dp->sc[j] * vv[i];
+            }
+            for (int64_t i = 0; i < hd; i++) o[i] = o[i] / sum;
+        }
+    }
+    return 0;
+}
+
+/* A residual add; with a route, the experts' outputs weighted by it and summed in the order chosen. */
+static int op_add(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
+{
+    (void)e;
+    dp_buf a = buf(dp, r, op->in[0]), y = buf(dp, r, op->out);
+    if (op->in[1] == ES_BUF_NONE) {
+        for (int64_t t = 0; t < r->n; t++)
+            for (int64_t i = 0; i < y.width; i++) y.p[t * y.stride + i] += a.p[t * a.stride + i];
+        return 0;
+    }
+    dp_buf w = buf(dp, r, op->in[1]);
+    const int64_t H = y.width;
+    for (int64_t t = 0; t < r->n; t++)
+        for (int64_t i = 0; i < H; i++) {
+            float acc = 0.0f;
+            for (int64_t j = 0; j < w.width; j++) acc += w.p[t * w.stride + j] * a.p[t * a.stride + j * H + i];
+            y.p[t * y.stride + i] = acc;
+        }
+    return 0;
+}
+
+static float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
+static int op_silu_mul(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
+{
+    (void)e;
+    dp_buf a = buf(dp, r, op->in[0]), y = buf(dp, r, op->out);
+    if (op->fn == ES_FN_SOFTPLUS) { /* softplus(a + bias) */
+        const float *bias = dp->norm[op->vec];
+        for (int64_t t = 0; t < r->n; t++)
+            for (int64_t c = 0; c < y.width; c++) {
+                float v = a.p[t * a.stride + c] + bias[c];
+                y.p[t * y.stride + c] = v > 20.0f ? v : log1pf(expf(v));
+            }
+        return 0;
+    }
+    dp_buf b = buf(dp, r, op->in[1]);
+    for (int64_t t = 0; t < r->n; t++)
+        for (int64_t i = 0; i < y.width; i++)
+            y.p[t * y.stride + i] = silu_mul(a.p[t * a.stride + i], b.p[t * b.stride + i]);
+    return 0;
+}
+
+static int op_sample(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
+{
+    (void)e;
+    uint64_t spare = dp->seed;
+    uint64_t *rng = r->seq >= 0 && r->seq < dp->n_seqs && dp->seqs[r->seq].used ? &dp->seqs[r->seq].rng : &spare;
+    r->token = es_sample(&dp->smp, buf(dp, r, op->in[0]).p, dp->m->vocab, rng, dp->work);
+    return 0;
+}
+
+/* MoE: softmax of the router's scores and the top-k (the lower index on ties) in FP32 on the vector
+ * unit; the probabilities renormalized to sum 1 when norm_topk. The choices are kept (es_dp_routes)
+ * for the tile to book. */
+static int op_route(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
+{
+    dp_buf s = buf(dp, r, op->in[0]), w = buf(dp, r, op->out);
+    const int64_t E = s.width, k = w.width, n = r->n, li = op->layer - r->lo;
+    if ((li + 1) * n * k > dp->routes_cap) { /* the layers before this one are kept */
+        int64_t cap = (li + 1) * n * k;
+        int32_t *rt = realloc(dp->routes, (size_t)cap * sizeof *rt);
+        if (!rt) return es_fail(e, "out of memory");
+        dp->routes = rt;
+        dp->routes_cap = cap;
+    }
+    int32_t *route = dp->routes + li * n * k;
+    for (int64_t t = 0; t < n; t++) {
+        const float *sc = s.p + t * s.stride;
+        float *wt = w.p + t * w.stride;
         float mx = -INFINITY, z = 0.0f, sel = 0.0f;
         for (int64_t x2 = 0; x2 < E; x2++) mx = sc[x2] > mx ? sc[x2] : mx;
         for (int64_t x2 = 0; x2 < E; x2++) z += expf(sc[x2] - mx);
@@ -794,38 +986,50 @@ static int moe_ffn(es_dp *dp, int l, int li, int64_t n, float *x, es_err *e)
                 if (!taken && (b < 0 || sc[x2] > sc[b])) b = x2;
             }
             route[t * k + j] = (int32_t)b;
-            w[t * k + j] = expf(sc[b] - mx) / z;
-            sel += w[t * k + j];
+            wt[j] = expf(sc[b] - mx) / z;
+            sel += wt[j];
         }
-        if (m->norm_topk)
-            for (int64_t j = 0; j < k; j++) w[t * k + j] = w[t * k + j] / sel;
+        if (dp->m->norm_topk)
+            for (int64_t j = 0; j < k; j++) wt[j] = wt[j] / sel;
     }
-    for (int64_t ex = 0; ex < E; ex++) { /* each expert on the tokens routed to it */
+    return 0;
+}
+
+/* MoE: each expert's gate, up, SiLU x up and down on the lanes, for the tokens routed to it; each
+ * output lands in its token's row for that choice. */
+static int op_experts(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
+{
+    const es_model *m = dp->m;
+    const int l = op->layer;
+    const int64_t H = m->hidden, E = m->experts, k = m->top_k, F = m->expert_ffn, n = r->n;
+    dp_buf x = buf(dp, r, op->in[0]), y = buf(dp, r, op->out);
+    const int32_t *route = dp->routes + (int64_t)(l - r->lo) * n * k;
+    float *in = malloc((size_t)(n * H) * sizeof *in), *g = malloc((size_t)(n * F) * sizeof *g);
+    float *u = malloc((size_t)(n * F) * sizeof *u), *o = malloc((size_t)(n * H) * sizeof *o);
+    int64_t *rows = malloc((size_t)n * sizeof *rows);
+    int rc = -1;
+    if (!in || !g || !u || !o || !rows) { es_fail(e, "out of memory"); goto out; }
+    for (int64_t ex = 0; ex < E; ex++) {
         int64_t cnt = 0;
         for (int64_t t = 0; t < n; t++)
             for (int64_t j = 0; j < k; j++)
                 if (route[t * k + j] == ex) {
-                    memcpy(in + cnt * H, dp->xb + t * H, (size_t)H * sizeof *in);
+                    memcpy(in + cnt * H, x.p + t * x.stride, (size_t)H * sizeof *in);
                     rows[cnt++] = t * k + j;
                 }
         if (!cnt) continue;
-        const es_tensor *t0 = dp->m->tensors;
+        const es_tensor *t0 = m->tensors;
         int gi = (int)(es_model_expert(m, l, ES_ROLE_GATE, ex) - t0), ui = (int)(es_model_expert(m, l, ES_ROLE_UP, ex) - t0);
         int di = (int)(es_model_expert(m, l, ES_ROLE_DOWN, ex) - t0);
         if (lane_matmul(dp, gi, in, cnt, g, e) || lane_matmul(dp, ui, in, cnt, u, e)) goto out;
-        for (int64_t i = 0; i < cnt * F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        for (int64_t i = 0; i < cnt * F; i++) g[i] = silu_mul(g[i], u[i]);
         if (lane_matmul(dp, di, g, cnt, o, e)) goto out;
-        for (int64_t r = 0; r < cnt; r++) memcpy(outs + rows[r] * H, o + r * H, (size_t)H * sizeof *outs);
+        for (int64_t q = 0; q < cnt; q++) /* row t * k + j of (n * k, H) */
+            memcpy(y.p + rows[q] / k * y.stride + rows[q] % k * H, o + q * H, (size_t)H * sizeof *o);
     }
-    for (int64_t t = 0; t < n; t++)
-        for (int64_t i = 0; i < H; i++) {
-            float acc = 0.0f;
-            for (int64_t j = 0; j < k; j++) acc += w[t * k + j] * outs[(t * k + j) * H + i];
-            x[t * H + i] += acc;
-        }
     rc = 0;
 out:
-    free(score); free(w); free(in); free(g); free(u); free(o); free(outs); free(rows);
+    free(in); free(g); free(u); free(o); free(rows);
     return rc;
 }
 
@@ -835,102 +1039,203 @@ int es_dp_routes(const es_dp *dp, const int32_t **routes)
     return dp->m->experts > 0 ? (int)dp->m->top_k : 0;
 }
 
-/* SSM: Mamba blocks [lo, hi) on n tokens of seq, in order (a recurrence). Projections on the
- * lanes; the conv1d, softplus, scan and gating on the vector unit and scan engine in FP32; the
- * scan state (a vector of state_size per channel) and the conv1d window (a vector of channels
- * per past input) kept in kv.element_format, read and rewritten each token. */
-static int ssm_layers(es_dp *dp, int lo, int hi, dp_seq *S, int64_t n, float *x, es_err *e)
+/* SSM: the causal conv1d and SiLU, token by token (a recurrence); the window of the last inputs
+ * kept in kv.element_format, read and rewritten each token. */
+static int op_conv(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
 {
     const es_model *m = dp->m;
-    int64_t H = m->hidden, I = m->ssm_inner, N = m->ssm_state, K = m->ssm_conv, R = m->ssm_dt_rank;
-    int64_t W = K > 1 ? K - 1 : 0;
-    float *xb = malloc((size_t)(n * H) * sizeof *xb), *xz = malloc((size_t)(n * 2 * I) * sizeof *xz);
-    float *u = malloc((size_t)(n * I) * sizeof *u), *dbl = malloc((size_t)(n * (R + 2 * N)) * sizeof *dbl);
-    float *dtr = malloc((size_t)(n * R) * sizeof *dtr), *dt = malloc((size_t)(n * I) * sizeof *dt);
-    float *y = malloc((size_t)(n * I) * sizeof *y), *o = malloc((size_t)(n * H) * sizeof *o);
-    float *win = malloc((size_t)((W ? W : 1) * I) * sizeof *win), *h = malloc((size_t)N * sizeof *h);
-    int rc = -1;
-    if (!xb || !xz || !u || !dbl || !dtr || !dt || !y || !o || !win || !h) { es_fail(e, "out of memory"); goto out; }
-    for (int l = lo; l < hi; l++) {
-        const int *ti = dp->ti + (int64_t)l * ES_ROLE_COUNT;
-        const float *cb = dp->norm[dp->ssm_conv_b[l]], *db = dp->norm[dp->ssm_dt_b[l]], *D = dp->norm[dp->ssm_d[l]];
-        for (int64_t t = 0; t < n; t++) rmsnorm(xb + t * H, x + t * H, dp->norm[ti[ES_ROLE_ATTN_NORM]], H, (float)m->eps);
-        if (lane_matmul(dp, ti[ES_ROLE_SSM_IN], xb, n, xz, e)) goto out;
-        /* causal conv1d and SiLU, token by token; the window in the KV format */
-        for (int64_t k = 0; k < W; k++) {
-            int64_t vec = l * W + k;
-            kv_get(dp, S->v, S->vs, vec * I, vec, win + k * I, I);
-        }
-        for (int64_t t = 0; t < n; t++) {
-            const float *xt = xz + t * 2 * I;
-            for (int64_t c = 0; c < I; c++) {
-                const float *w = dp->ssm_conv[l] + c * K;
-                float acc = cb[c];
-                for (int64_t k = 0; k < W; k++) acc += w[k] * win[k * I + c];
-                acc += w[K - 1] * xt[c];
-                u[t * I + c] = acc / (1.0f + expf(-acc));
-            }
-            for (int64_t k = 0; k + 1 < W; k++) memcpy(win + k * I, win + (k + 1) * I, (size_t)I * sizeof *win);
-            if (W) {
-                int64_t vec = l * W + W - 1;
-                memcpy(win + (W - 1) * I, xt, (size_t)I * sizeof *win);
-                /* what the SRAM holds is what the next token reads */
-                kv_put(dp, S->v, S->vs, vec * I, vec, win + (W - 1) * I, I);
-                kv_get(dp, S->v, S->vs, vec * I, vec, win + (W - 1) * I, I);
-            }
-        }
-        for (int64_t k = 0; k + 1 < W; k++) { /* the shifted window back to the SRAM */
-            int64_t vec = l * W + k;
-            kv_put(dp, S->v, S->vs, vec * I, vec, win + k * I, I);
-        }
-        if (lane_matmul(dp, ti[ES_ROLE_SSM_X], u, n, dbl, e)) goto out;
-        for (int64_t t = 0; t < n; t++) {
-            float *d = dbl + t * (R + 2 * N);
-            if (m->ssm_bcdt_norm) { /* RMSNorm without a gain on dt, B and C */
-                float parts[3][2] = {{0, (float)R}, {(float)R, (float)N}, {(float)(R + N), (float)N}};
-                for (int k = 0; k < 3; k++) {
-                    float *v = d + (int64_t)parts[k][0];
-                    int64_t len = (int64_t)parts[k][1];
-                    float ss = 0.0f;
-                    for (int64_t i = 0; i < len; i++) ss += v[i] * v[i];
-                    float r = 1.0f / sqrtf(ss / (float)len + (float)m->ssm_norm_eps);
-                    for (int64_t i = 0; i < len; i++) v[i] = v[i] * r;
-                }
-            }
-            memcpy(dtr + t * R, d, (size_t)R * sizeof *dtr);
-        }
-        if (lane_matmul(dp, ti[ES_ROLE_SSM_DT], dtr, n, dt, e)) goto out;
-        for (int64_t t = 0; t < n; t++) { /* the selective scan */
-            const float *B = dbl + t * (R + 2 * N) + R, *C = B + N, *z = xz + t * 2 * I + I;
-            for (int64_t c = 0; c < I; c++) {
-                int64_t vec = l * I + c;
-                float v = dt[t * I + c] + db[c];
-                float d = v > 20.0f ? v : log1pf(expf(v)), ut = u[t * I + c], acc = 0.0f;
-                kv_get(dp, S->k, S->ks, vec * N, vec, h, N);
-                for (int64_t k = 0; k < N; k++) {
-                    h[k] = expf(d * dp->ssm_a[l][c * N + k]) * h[k] + d * B[k] * ut;
-                    acc += h[k] * C[k];
-                }
-                kv_put(dp, S->k, S->ks, vec * N, vec, h, N);
-                acc += D[c] * ut;
-                y[t * I + c] = acc * (z[c] / (1.0f + expf(-z[c])));
-            }
-        }
-        if (lane_matmul(dp, ti[ES_ROLE_SSM_OUT], y, n, o, e)) goto out;
-        for (int64_t i = 0; i < n * H; i++) x[i] += o[i];
+    const int64_t I = m->ssm_inner, K = m->ssm_conv, W = K > 1 ? K - 1 : 0, l = op->layer;
+    dp_buf x = buf(dp, r, op->in[0]), u = buf(dp, r, op->out);
+    dp_seq *S = &dp->seqs[r->seq];
+    const float *cw = dp->fp32[op->tensor], *cb = dp->norm[op->vec];
+    float *win = malloc((size_t)((W ? W : 1) * I) * sizeof *win);
+    if (!win) return es_fail(e, "out of memory");
+    for (int64_t k = 0; k < W; k++) {
+        int64_t vec = l * W + k;
+        kv_get(dp, S->v, S->vs, vec * I, vec, win + k * I, I);
     }
-    link_round(dp, x, n * H);
-    rc = 0;
-out:
-    free(xb); free(xz); free(u); free(dbl); free(dtr); free(dt); free(y); free(o); free(win); free(h);
-    return rc;
+    for (int64_t t = 0; t < r->n; t++) {
+        const float *xt = x.p + t * x.stride;
+        for (int64_t c = 0; c < I; c++) {
+            const float *w = cw + c * K;
+            float acc = cb[c];
+            for (int64_t k = 0; k < W; k++) acc += w[k] * win[k * I + c];
+            acc += w[K - 1] * xt[c];
+            u.p[t * u.stride + c] = acc / (1.0f + expf(-acc));
+        }
+        for (int64_t k = 0; k + 1 < W; k++) memcpy(win + k * I, win + (k + 1) * I, (size_t)I * sizeof *win);
+        if (W) {
+            int64_t vec = l * W + W - 1;
+            memcpy(win + (W - 1) * I, xt, (size_t)I * sizeof *win);
+            /* what the SRAM holds is what the next token reads */
+            kv_put(dp, S->v, S->vs, vec * I, vec, win + (W - 1) * I, I);
+            kv_get(dp, S->v, S->vs, vec * I, vec, win + (W - 1) * I, I);
+        }
+    }
+    for (int64_t k = 0; k + 1 < W; k++) { /* the shifted window back to the SRAM */
+        int64_t vec = l * W + k;
+        kv_put(dp, S->v, S->vs, vec * I, vec, win + k * I, I);
+    }
+    free(win);
+    return 0;
+}
+
+/* SSM: the selective scan, token by token; each channel's state (state_size values) kept in
+ * kv.element_format, read and rewritten each token. */
+static int op_scan(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
+{
+    const es_model *m = dp->m;
+    const int64_t I = m->ssm_inner, N = m->ssm_state, R = m->ssm_dt_rank, l = op->layer;
+    dp_buf u = buf(dp, r, op->in[0]), dt = buf(dp, r, op->in[1]), bc = buf(dp, r, op->in[2]), y = buf(dp, r, op->out);
+    dp_seq *S = &dp->seqs[r->seq];
+    const float *A = dp->fp32[op->tensor], *D = dp->norm[op->vec];
+    float *h = malloc((size_t)N * sizeof *h);
+    if (!h) return es_fail(e, "out of memory");
+    for (int64_t t = 0; t < r->n; t++) {
+        const float *B = bc.p + t * bc.stride + R, *C = B + N;
+        for (int64_t c = 0; c < I; c++) {
+            int64_t vec = l * I + c;
+            float d = dt.p[t * dt.stride + c], ut = u.p[t * u.stride + c], acc = 0.0f;
+            kv_get(dp, S->k, S->ks, vec * N, vec, h, N);
+            for (int64_t k = 0; k < N; k++) {
+                h[k] = expf(d * A[c * N + k]) * h[k] + d * B[k] * ut;
+                acc += h[k] * C[k];
+            }
+            kv_put(dp, S->k, S->ks, vec * N, vec, h, N);
+            acc += D[c] * ut;
+            y.p[t * y.stride + c] = acc;
+        }
+    }
+    free(h);
+    return 0;
+}
+
+/* ---- the graph walk ---- */
+
+typedef int (*dp_op_fn)(es_dp *dp, const es_op *op, dp_run *r, es_err *e);
+
+/* The unit of each op kind and what the kind needs of an op: buffers read, a buffer written, a
+ * tensor, a vector. A new kind is added here and in es_model.h. */
+static const struct dp_unit {
+    dp_op_fn run;
+    int n_in, out, tensor, vec;
+} UNITS[] = {
+    [ES_OP_EMBED] = {op_embed, 0, 1, 1, 0},
+    [ES_OP_RMSNORM] = {op_rmsnorm, 1, 1, 1, 0},
+    [ES_OP_MATVEC] = {op_matvec, 1, 1, 1, 0},
+    [ES_OP_ROPE] = {op_rope, 2, 0, 0, 0},
+    [ES_OP_ATTN] = {op_attn, 3, 1, 0, 0},
+    [ES_OP_ADD] = {op_add, 1, 1, 0, 0},
+    [ES_OP_SILU_MUL] = {op_silu_mul, 1, 1, 0, 0},
+    [ES_OP_SAMPLE] = {op_sample, 1, 0, 0, 0},
+    [ES_OP_ROUTE] = {op_route, 1, 1, 0, 0},
+    [ES_OP_EXPERTS] = {op_experts, 2, 1, 1, 0},
+    [ES_OP_CONV] = {op_conv, 1, 1, 1, 1},
+    [ES_OP_SCAN] = {op_scan, 3, 1, 1, 1},
+};
+#define N_UNITS ((int)(sizeof UNITS / sizeof *UNITS))
+
+static const struct dp_unit *unit_of(const es_op *op)
+{
+    return (int)op->kind >= 0 && (int)op->kind < N_UNITS && UNITS[op->kind].run ? &UNITS[op->kind] : NULL;
+}
+
+/* Op op on the run's tokens. */
+static int dp_op(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
+{
+    const struct dp_unit *u = unit_of(op);
+    if (!u)
+        return es_fail(e, "functional datapath: op '%s' (layer %d): no unit computes op kind %d", op->name, op->layer,
+                       (int)op->kind);
+    return u->run(dp, op, r, e);
+}
+
+/* Whether the model has buffer b (a width for it). */
+static int has_buf(const es_model *m, es_buf b) { return (int)b > 0 && b < ES_BUF_COUNT && buf_width(m, b) > 0; }
+
+/* Op i of the graph against what its kind needs and the buffers this model has. */
+static int check_op(es_dp *dp, int i, es_err *e)
+{
+    const es_model *m = dp->m;
+    const es_op *op = &m->ops[i];
+    const struct dp_unit *u = unit_of(op);
+    char at[700];
+    snprintf(at, sizeof at, "%s: graph op %d '%s' (layer %d)", m->path, i, op->name, op->layer);
+    if (!u) return es_fail(e, "%s: the functional datapath has no unit for op kind %d", at, (int)op->kind);
+    int silu = op->kind == ES_OP_SILU_MUL;
+    if (silu && op->fn != ES_FN_SILU_MUL && op->fn != ES_FN_SOFTPLUS)
+        return es_fail(e, "%s: unknown element-wise function %d", at, (int)op->fn);
+    /* inputs: the kind's, and a second for SiLU x up; ADD's second (a route) is optional */
+    int n_in = u->n_in + (silu && op->fn == ES_FN_SILU_MUL), opt = op->kind == ES_OP_ADD ? 1 : 0;
+    for (int k = 0; k < 3; k++) {
+        es_buf b = op->in[k];
+        int bad = k < n_in ? !has_buf(m, b)              /* needed */
+                : b == ES_BUF_NONE ? 0                   /* not given */
+                : k >= n_in + opt || !has_buf(m, b);     /* optional, or not read */
+        if (bad)
+            return es_fail(e, "%s: input %d is buffer '%s'; expected %s", at, k, es_buf_name(b),
+                           k < n_in + opt ? "one this model has" : "none");
+    }
+    if (u->out ? !has_buf(m, op->out) : op->out != ES_BUF_NONE)
+        return es_fail(e, "%s: writes buffer '%s'; expected %s", at, es_buf_name(op->out),
+                       u->out ? "one this model has" : "none");
+    if (u->tensor && (op->tensor < 0 || op->tensor >= m->n_tensors))
+        return es_fail(e, "%s: tensor %d; expected one of the model's %d", at, op->tensor, m->n_tensors);
+    if ((u->vec || (silu && op->fn == ES_FN_SOFTPLUS)) && (op->vec < 0 || op->vec >= m->n_tensors))
+        return es_fail(e, "%s: vector %d; expected one of the model's %d tensors", at, op->vec, m->n_tensors);
+    int64_t off, w0 = buf_width(m, op->in[0]), w1 = buf_width(m, op->in[1]), wo = buf_width(m, op->out);
+    if ((op->kind == ES_OP_ADD && w0 != (w1 ? w1 : 1) * wo) || (op->kind == ES_OP_SILU_MUL && w0 != wo) ||
+        (op->kind == ES_OP_RMSNORM && (w0 != wo || w0 % m->tensors[op->tensor].cols)))
+        return es_fail(e, "%s: its buffers' widths (%lld in, %lld out) do not fit together", at, (long long)w0,
+                       (long long)wo);
+    if (op->kind == ES_OP_MATVEC) { /* the lanes write a whole buffer */
+        const es_tensor *t = &m->tensors[op->tensor];
+        if (buf_width(m, op->in[0]) != t->cols || buf_width(m, op->out) != t->rows ||
+            buf_home(m, op->out, &off) != op->out)
+            return es_fail(e, "%s: %s [%lld, %lld] does not map its input (%lld) to its output (%lld)", at, t->name,
+                           (long long)t->rows, (long long)t->cols, (long long)buf_width(m, op->in[0]),
+                           (long long)buf_width(m, op->out));
+    }
+    for (int k = 0; k < 3; k++)
+        if (op->in[k] != ES_BUF_NONE) dp->used[buf_home(m, op->in[k], &off)] = 1;
+    if (op->out != ES_BUF_NONE) dp->used[buf_home(m, op->out, &off)] = 1;
+    return 0;
+}
+
+/* Every op of the graph has a unit and the buffers it needs; where the embedding, the head and
+ * the sampler are; the buffers' widths. */
+static int check_graph(es_dp *dp, es_err *e)
+{
+    const es_model *m = dp->m;
+    for (int b = 0; b < ES_BUF_COUNT; b++) dp->width[b] = buf_width(m, (es_buf)b);
+    dp->embed_op = dp->sample_op = -1;
+    dp->head_op = 0;
+    for (int i = 0; i < m->n_ops; i++) {
+        const es_op *op = &m->ops[i];
+        if (check_op(dp, i, e)) return -1;
+        if (op->layer >= 0) dp->head_op = i + 1;
+        else if (op->kind == ES_OP_EMBED && dp->embed_op < 0) dp->embed_op = i;
+        else if (op->kind == ES_OP_SAMPLE) dp->sample_op = i;
+    }
+    if (dp->embed_op < 0 || dp->sample_op < dp->head_op)
+        return es_fail(e, "%s: the graph needs an embedding op and, after the blocks, a sampler op", m->path);
+    for (int i = dp->head_op; i < dp->sample_op; i++)
+        if (m->ops[i].kind == ES_OP_EMBED || m->ops[i].layer >= 0)
+            return es_fail(e, "%s: graph op %d '%s' sits among the head's ops", m->path, i, m->ops[i].name);
+    return 0;
+}
+
+int es_dp_embed(es_dp *dp, const int32_t *ids, int64_t n, float *x, es_err *e)
+{
+    dp_run r = {.seq = -1, .n = n, .x = x, .ids = ids};
+    if (dp_op(dp, &dp->m->ops[dp->embed_op], &r, e)) return -1;
+    link_round(dp, x, n * dp->width[ES_BUF_X]);
+    return 0;
 }
 
 int es_dp_layers(es_dp *dp, int lo, int hi, int32_t seq, int64_t pos, int64_t n, float *x, es_err *e)
 {
     const es_model *m = dp->m;
-    int64_t H = m->hidden, hd = m->head_dim, qd = m->heads * hd, kvd = m->kv_heads * hd, F = m->ffn;
-    int64_t group = m->kv_heads > 0 ? m->heads / m->kv_heads : 1; /* a state-space model has no KV heads */
     if (seq < 0 || seq >= dp->n_seqs || !dp->seqs[seq].used)
         return es_fail(e, "functional datapath: sequence %d has no KV cache", seq);
     dp_seq *S = &dp->seqs[seq];
@@ -941,104 +1246,30 @@ int es_dp_layers(es_dp *dp, int lo, int hi, int32_t seq, int64_t pos, int64_t n,
     if (S->start > 0 && (S->prefix < 0 || S->prefix >= dp->n_seqs || !dp->seqs[S->prefix].used))
         return es_fail(e, "functional datapath: sequence %d starts at %lld but its prefix is gone", seq,
                        (long long)S->start);
-    if (m->ssm_state > 0) return ssm_layers(dp, lo, hi, S, n, x, e);
-    if (m->experts > 0 && (int64_t)(hi - lo) * n * m->top_k > dp->routes_cap) {
-        int64_t cap = (int64_t)(hi - lo) * n * m->top_k;
-        int32_t *r = realloc(dp->routes, (size_t)cap * sizeof *r);
-        if (!r) return es_fail(e, "out of memory");
-        dp->routes = r;
-        dp->routes_cap = cap;
-    }
-    if (scratch(dp, n, pos + n, e) || rope_table(dp, pos + n, e)) return -1;
-    const float eps = (float)m->eps, inv_sqrt = 1.0f / sqrtf((float)hd);
-    float *kv_tmp = dp->sc + pos + n, *vv = kv_tmp + hd;
-    for (int l = lo; l < hi; l++) {
-        const int *ti = dp->ti + (int64_t)l * ES_ROLE_COUNT;
-        /* attention */
-        for (int64_t t = 0; t < n; t++) rmsnorm(dp->xb + t * H, x + t * H, dp->norm[ti[ES_ROLE_ATTN_NORM]], H, eps);
-        if (lane_matmul(dp, ti[ES_ROLE_Q], dp->xb, n, dp->q, e) || lane_matmul(dp, ti[ES_ROLE_K], dp->xb, n, dp->k, e) ||
-            lane_matmul(dp, ti[ES_ROLE_V], dp->xb, n, dp->v, e))
-            return -1;
-        for (int64_t t = 0; t < n; t++) {
-            int64_t p = pos + t;
-            float *qt = dp->q + t * qd, *kt = dp->k + t * kvd;
-            if (m->qk_norm == 2) { /* RMSNorm over the whole q and k, FP32 */
-                rmsnorm(qt, qt, dp->norm[ti[ES_ROLE_Q_NORM]], qd, eps);
-                rmsnorm(kt, kt, dp->norm[ti[ES_ROLE_K_NORM]], kvd, eps);
-            } else if (m->qk_norm == 1) { /* per head */
-                for (int64_t h = 0; h < m->heads; h++) rmsnorm(qt + h * hd, qt + h * hd, dp->norm[ti[ES_ROLE_Q_NORM]], hd, eps);
-                for (int64_t h = 0; h < m->kv_heads; h++)
-                    rmsnorm(kt + h * hd, kt + h * hd, dp->norm[ti[ES_ROLE_K_NORM]], hd, eps);
-            }
-            rope(dp, dp->q + t * qd, m->heads, p);
-            rope(dp, dp->k + t * kvd, m->kv_heads, p);
-            for (int64_t h = 0; h < m->kv_heads; h++) {
-                int64_t vec = ((int64_t)l * S->cap + (p - S->start)) * m->kv_heads + h;
-                kv_put(dp, S->k, S->ks, vec * hd, vec, dp->k + t * kvd + h * hd, hd);
-                kv_put(dp, S->v, S->vs, vec * hd, vec, dp->v + t * kvd + h * hd, hd);
-            }
-        }
-        for (int64_t t = 0; t < n; t++) {
-            int64_t p = pos + t;
-            for (int64_t h = 0; h < m->heads; h++) {
-                const float *q = dp->q + t * qd + h * hd;
-                int64_t kvh = h / group, vec;
-                float mx = -INFINITY, sum = 0.0f;
-                for (int64_t j = 0; j <= p; j++) {
-                    const dp_seq *hs = kv_where(dp, seq, l, j, kvh, &vec);
-                    kv_get(dp, hs->k, hs->ks, vec * hd, vec, kv_tmp, hd);
-                    float s = 0.0f;
-                    for (int64_t i = 0; i < hd; i++) s += q[i] * kv_tmp[i];
-                    dp->sc[j] = s * inv_sqrt;
-                    if (dp->sc[j] > mx) mx = dp->sc[j];
-                }
-                for (int64_t j = 0; j <= p; j++) {
-                    dp->sc[j] = expf(dp->sc[j] - mx);
-                    sum += dp->sc[j];
-                }
-                float *o = dp->att + t * qd + h * hd;
-                for (int64_t i = 0; i < hd; i++) o[i] = 0.0f;
-                for (int64_t j = 0; j <= p; j++) {
-                    const dp_seq *hs = kv_where(dp, seq, l, j, kvh, &vec);
-                    kv_get(dp, hs->v, hs->vs, vec * hd, vec, vv, hd);
-                    for (int64_t i = 0; i < hd; i++) o[i] += dp->sc[j] * vv[i];
-                }
-                for (int64_t i = 0; i < hd; i++) o[i] = o[i] / sum;
-            }
-        }
-        if (lane_matmul(dp, ti[ES_ROLE_O], dp->att, n, dp->o, e)) return -1;
-        for (int64_t i = 0; i < n * H; i++) x[i] += dp->o[i];
-        /* feed-forward */
-        for (int64_t t = 0; t < n; t++) rmsnorm(dp->xb + t * H, x + t * H, dp->norm[ti[ES_ROLE_FFN_NORM]], H, eps);
-        if (m->experts > 0) {
-            if (moe_ffn(dp, l, l - lo, n, x, e)) return -1;
-            continue;
-        }
-        if (lane_matmul(dp, ti[ES_ROLE_GATE], dp->xb, n, dp->g, e) || lane_matmul(dp, ti[ES_ROLE_UP], dp->xb, n, dp->u, e))
-            return -1;
-        for (int64_t i = 0; i < n * F; i++) {
-            float g = dp->g[i];
-            dp->g[i] = g / (1.0f + expf(-g)) * dp->u[i];
-        }
-        if (lane_matmul(dp, ti[ES_ROLE_DOWN], dp->g, n, dp->o, e)) return -1;
-        for (int64_t i = 0; i < n * H; i++) x[i] += dp->o[i];
-    }
-    link_round(dp, x, n * H);
+    if (scratch(dp, n, e)) return -1;
+    dp_run r = {.seq = seq, .pos = pos, .n = n, .lo = lo, .x = x};
+    for (int i = 0; i < m->n_ops; i++) /* the blocks' ops in graph order */
+        if (m->ops[i].layer >= lo && m->ops[i].layer < hi && dp_op(dp, &m->ops[i], &r, e)) return -1;
+    link_round(dp, x, n * m->hidden);
     return 0;
 }
 
 int es_dp_head(es_dp *dp, const float *x, float *logits, es_err *e)
 {
     const es_model *m = dp->m;
-    if (scratch(dp, 1, 0, e)) return -1;
-    rmsnorm(dp->xb, x, dp->norm[dp->out_norm], m->hidden, (float)m->eps);
-    if (lane_matmul(dp, dp->head, dp->xb, 1, logits, e)) return -1;
+    if (scratch(dp, 1, e)) return -1;
+    memcpy(dp->xh, x, (size_t)m->hidden * sizeof *dp->xh);
+    dp_run r = {.seq = -1, .n = 1, .x = dp->xh, .logits = logits};
+    for (int i = dp->head_op; i < dp->sample_op; i++) /* final norm, LM head */
+        if (dp_op(dp, &m->ops[i], &r, e)) return -1;
     return es_logits_finite(logits, m->vocab, -1, e); /* no token from logits past the float range */
 }
 
 int32_t es_dp_sample(es_dp *dp, int32_t seq, const float *logits)
 {
-    uint64_t spare = dp->seed;
-    uint64_t *rng = seq >= 0 && seq < dp->n_seqs && dp->seqs[seq].used ? &dp->seqs[seq].rng : &spare;
-    return es_sample(&dp->smp, logits, dp->m->vocab, rng, dp->work);
+    es_err e;
+    /* SAMPLE reads the logits and cannot fail */
+    dp_run r = {.seq = seq, .n = 1, .logits = (float *)logits};
+    dp_op(dp, &dp->m->ops[dp->sample_op], &r, &e);
+    return r.token;
 }

@@ -4,6 +4,11 @@
  * their timing. It shares no arithmetic with the FP32 reference (es_ref),
  * which is the oracle it is checked against.
  *
+ * It walks the model's op graph (es_model.h), the one timing walks: one unit
+ * per op kind, each op run on the activation buffers the graph names for it
+ * (es_buf). es_dp_open refuses a graph with an op it has no unit for or whose
+ * data flow it cannot run, naming the op.
+ *
  * Declared semantics, unit by unit:
  *
  * Weights. Each tensor is stored as its format's bytes (a ROM image, or the
@@ -101,14 +106,14 @@ int es_dp_seq_begin(es_dp *dp, int32_t seq, int64_t start, int64_t positions, in
                     uint64_t tag, es_err *e);
 void es_dp_seq_end(es_dp *dp, int32_t seq);
 
-/* x (n, hidden) = embedding rows of ids, rounded for the link. */
+/* x (n, hidden) = embedding rows of ids (the graph's EMBED op), rounded for the link. */
 int es_dp_embed(es_dp *dp, const int32_t *ids, int64_t n, float *x, es_err *e);
-/* Layers [lo, hi) on the n tokens at positions pos.. of seq, in place on x
- * (n, hidden); the result is rounded for the link. */
+/* The ops of layers [lo, hi), in graph order, on the n tokens at positions pos.. of seq, in
+ * place on x (n, hidden: the residual, ES_BUF_X); the result is rounded for the link. */
 int es_dp_layers(es_dp *dp, int lo, int hi, int32_t seq, int64_t pos, int64_t n, float *x, es_err *e);
-/* logits (vocab) of one token's residual x (hidden). */
+/* logits (vocab) of one token's residual x (hidden): the head's ops after the blocks, up to the sampler. */
 int es_dp_head(es_dp *dp, const float *x, float *logits, es_err *e);
-/* The next token of seq from logits. */
+/* The next token of seq from logits (the graph's SAMPLE op). */
 int32_t es_dp_sample(es_dp *dp, int32_t seq, const float *logits);
 es_dp_stats es_dp_get_stats(const es_dp *dp);
 /* A lane's integer sub-block sum with int8 activations: sum of codes[i] x a[i] for i < n, in

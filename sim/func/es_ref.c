@@ -60,27 +60,17 @@ static int load_tensor(es_ref *r, int ti, float **dst, es_ref_rows rows, void *a
     return 0;
 }
 
-int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, int64_t ctx, es_ref_rope rope,
-                es_err *e)
+/* r's buffers: the per-layer weight tables, the KV cache, the activations, and the MoE and SSM
+ * scratch; -1 when out of memory. */
+static int ref_alloc(es_ref *r)
 {
-    *out = NULL;
-    int64_t L = m->layers, H = m->hidden, kvd = m->kv_heads * m->head_dim, qd = m->heads * m->head_dim;
-    double bytes = 4.0 * (double)es_model_params(m) + 8.0 * (double)L * (double)ctx * (double)kvd;
-    if (ctx < 1 || bytes > (double)REF_MAX_BYTES)
-        return es_fail(e, "%s: the FP32 reference holds every weight and its KV cache as floats: %.2f GiB, "
-                          "more than its limit of %.0f GiB (use a smaller model or context)",
-                       m->path, bytes / (1 << 30), (double)REF_MAX_BYTES / (1 << 30));
-    es_ref *r = calloc(1, sizeof *r);
-    if (!r) return es_fail(e, "reference: out of memory");
-    r->m = m;
-    r->rope = rope;
-    r->ctx = ctx;
-    int rc = -1;
+    const es_model *m = r->m;
+    int64_t L = m->layers, H = m->hidden, kvd = m->kv_heads * m->head_dim, qd = m->heads * m->head_dim, ctx = r->ctx;
     float ***per_layer[] = {&r->attn_norm, &r->wq, &r->wk, &r->wv, &r->wo, &r->ffn_norm, &r->wg, &r->wu, &r->wd,
                             &r->s_in, &r->s_conv, &r->s_conv_b, &r->s_x, &r->s_dt, &r->s_dt_b, &r->s_a, &r->s_d,
                             &r->s_out, &r->qn, &r->kn, &r->router};
     for (size_t i = 0; i < sizeof per_layer / sizeof *per_layer; i++)
-        if (!(*per_layer[i] = calloc((size_t)L, sizeof(float *)))) goto oom;
+        if (!(*per_layer[i] = calloc((size_t)L, sizeof(float *)))) return -1;
     r->owned = calloc((size_t)m->n_tensors, sizeof *r->owned);
     r->freq = malloc((size_t)(m->head_dim / 2) * sizeof *r->freq);
     r->kc = malloc((size_t)(L * ctx * kvd) * sizeof *r->kc);
@@ -94,17 +84,17 @@ int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, in
     r->att = malloc((size_t)ctx * sizeof *r->att);
     if (!r->owned || !r->freq || !r->kc || !r->vc || !r->x || !r->xb || !r->q || !r->att_out || !r->hb ||
         !r->hb2 || !r->att)
-        goto oom;
+        return -1;
     if (m->experts > 0) {
         float ****ex[3] = {&r->eg, &r->eu, &r->ed};
         for (int k = 0; k < 3; k++) {
-            if (!(*ex[k] = calloc((size_t)L, sizeof(float **)))) goto oom;
+            if (!(*ex[k] = calloc((size_t)L, sizeof(float **)))) return -1;
             for (int64_t l = 0; l < L; l++)
-                if (!((*ex[k])[l] = calloc((size_t)m->experts, sizeof(float *)))) goto oom;
+                if (!((*ex[k])[l] = calloc((size_t)m->experts, sizeof(float *)))) return -1;
         }
         r->score = malloc((size_t)m->experts * sizeof *r->score);
         r->acc = malloc((size_t)H * sizeof *r->acc);
-        if (!r->score || !r->acc) goto oom;
+        if (!r->score || !r->acc) return -1;
     }
     if (m->ssm_state > 0) {
         int64_t I = m->ssm_inner, N = m->ssm_state, K = m->ssm_conv, R = m->ssm_dt_rank;
@@ -115,53 +105,77 @@ int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, in
         r->dbl = malloc((size_t)(R + 2 * N) * sizeof *r->dbl);
         r->dt = malloc((size_t)I * sizeof *r->dt);
         r->y = malloc((size_t)I * sizeof *r->y);
-        if (!r->h || !r->win || !r->xz || !r->u || !r->dbl || !r->dt || !r->y) goto oom;
+        if (!r->h || !r->win || !r->xz || !r->u || !r->dbl || !r->dt || !r->y) return -1;
+    }
+    return 0;
+}
+
+/* Where tensor t's floats go in r, or NULL when the reference does not read it. */
+static float **ref_slot(es_ref *r, const es_tensor *t)
+{
+    int l = t->layer;
+    switch (t->role) {
+    case ES_ROLE_EMBED: return &r->emb;
+    case ES_ROLE_LM_HEAD: return &r->head;
+    case ES_ROLE_OUT_NORM: return &r->out_norm;
+    case ES_ROLE_ATTN_NORM: return &r->attn_norm[l];
+    case ES_ROLE_Q: return &r->wq[l];
+    case ES_ROLE_K: return &r->wk[l];
+    case ES_ROLE_V: return &r->wv[l];
+    case ES_ROLE_O: return &r->wo[l];
+    case ES_ROLE_FFN_NORM: return &r->ffn_norm[l];
+    case ES_ROLE_GATE: return t->expert >= 0 ? &r->eg[l][t->expert] : &r->wg[l];
+    case ES_ROLE_UP: return t->expert >= 0 ? &r->eu[l][t->expert] : &r->wu[l];
+    case ES_ROLE_DOWN: return t->expert >= 0 ? &r->ed[l][t->expert] : &r->wd[l];
+    case ES_ROLE_Q_NORM: return &r->qn[l];
+    case ES_ROLE_K_NORM: return &r->kn[l];
+    case ES_ROLE_ROUTER: return &r->router[l];
+    case ES_ROLE_SSM_IN: return &r->s_in[l];
+    case ES_ROLE_SSM_CONV: return &r->s_conv[l];
+    case ES_ROLE_SSM_X: return &r->s_x[l];
+    case ES_ROLE_SSM_DT: return &r->s_dt[l];
+    case ES_ROLE_SSM_A: return &r->s_a[l];
+    case ES_ROLE_SSM_OUT: return &r->s_out[l];
+    case ES_ROLE_SSM_VEC: { /* three vectors: told apart by name */
+        size_t n = strlen(t->name);
+        return n >= 11 && !strcmp(t->name + n - 11, "conv1d.bias") ? &r->s_conv_b[l]
+             : n >= 12 && !strcmp(t->name + n - 12, "dt_proj.bias") ? &r->s_dt_b[l] : &r->s_d[l];
+    }
+    default: return NULL;
+    }
+}
+
+int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, int64_t ctx, es_ref_rope rope,
+                es_err *e)
+{
+    *out = NULL;
+    int64_t L = m->layers, kvd = m->kv_heads * m->head_dim;
+    double bytes = 4.0 * (double)es_model_params(m) + 8.0 * (double)L * (double)ctx * (double)kvd;
+    if (ctx < 1 || bytes > (double)REF_MAX_BYTES)
+        return es_fail(e, "%s: the FP32 reference holds every weight and its KV cache as floats: %.2f GiB, "
+                          "more than its limit of %.0f GiB (use a smaller model or context)",
+                       m->path, bytes / (1 << 30), (double)REF_MAX_BYTES / (1 << 30));
+    es_ref *r = calloc(1, sizeof *r);
+    if (!r) return es_fail(e, "reference: out of memory");
+    r->m = m;
+    r->rope = rope;
+    r->ctx = ctx;
+    if (ref_alloc(r)) {
+        es_ref_free(r);
+        return es_fail(e, "reference: out of memory");
     }
     es_model_rope_freqs(m, r->freq);
     for (int ti = 0; ti < m->n_tensors; ti++) {
         const es_tensor *t = &m->tensors[ti];
-        int l = t->layer;
-        float **dst = NULL;
-        switch (t->role) {
-        case ES_ROLE_EMBED: dst = &r->emb; break;
-        case ES_ROLE_LM_HEAD: dst = &r->head; break;
-        case ES_ROLE_OUT_NORM: dst = &r->out_norm; break;
-        case ES_ROLE_ATTN_NORM: dst = &r->attn_norm[l]; break;
-        case ES_ROLE_Q: dst = &r->wq[l]; break;
-        case ES_ROLE_K: dst = &r->wk[l]; break;
-        case ES_ROLE_V: dst = &r->wv[l]; break;
-        case ES_ROLE_O: dst = &r->wo[l]; break;
-        case ES_ROLE_FFN_NORM: dst = &r->ffn_norm[l]; break;
-        case ES_ROLE_GATE: dst = t->expert >= 0 ? &r->eg[l][t->expert] : &r->wg[l]; break;
-        case ES_ROLE_UP: dst = t->expert >= 0 ? &r->eu[l][t->expert] : &r->wu[l]; break;
-        case ES_ROLE_DOWN: dst = t->expert >= 0 ? &r->ed[l][t->expert] : &r->wd[l]; break;
-        case ES_ROLE_Q_NORM: dst = &r->qn[l]; break;
-        case ES_ROLE_K_NORM: dst = &r->kn[l]; break;
-        case ES_ROLE_ROUTER: dst = &r->router[l]; break;
-        case ES_ROLE_SSM_IN: dst = &r->s_in[l]; break;
-        case ES_ROLE_SSM_CONV: dst = &r->s_conv[l]; break;
-        case ES_ROLE_SSM_X: dst = &r->s_x[l]; break;
-        case ES_ROLE_SSM_DT: dst = &r->s_dt[l]; break;
-        case ES_ROLE_SSM_A: dst = &r->s_a[l]; break;
-        case ES_ROLE_SSM_OUT: dst = &r->s_out[l]; break;
-        case ES_ROLE_SSM_VEC: { /* three vectors: told apart by name */
-            size_t n = strlen(t->name);
-            dst = n >= 11 && !strcmp(t->name + n - 11, "conv1d.bias") ? &r->s_conv_b[l]
-                : n >= 12 && !strcmp(t->name + n - 12, "dt_proj.bias") ? &r->s_dt_b[l] : &r->s_d[l];
-            break;
+        float **dst = ref_slot(r, t);
+        if (dst && load_tensor(r, ti, dst, rows, arg, e)) {
+            es_ref_free(r);
+            return -1;
         }
-        default: break;
-        }
-        if (dst && load_tensor(r, ti, dst, rows, arg, e)) goto fail;
         if (t->lm_head) r->head = r->emb; /* tied */
     }
     *out = r;
     return 0;
-oom:
-    es_fail(e, "reference: out of memory");
-fail:
-    es_ref_free(r);
-    return rc;
 }
 
 void es_ref_free(es_ref *r)
@@ -274,108 +288,131 @@ static void mamba_block(es_ref *r, int64_t l)
     for (int64_t i = 0; i < H; i++) r->x[i] += r->xb[i];
 }
 
+/* Attention of layer l for the token at pos (its K and V into the cache): x += o(attention). */
+static void attn_block(es_ref *r, int64_t l, int64_t pos)
+{
+    const es_model *m = r->m;
+    int64_t H = m->hidden, hd = m->head_dim, kvd = m->kv_heads * hd;
+    int64_t group = m->heads / m->kv_heads;
+    float *kl = r->kc + (l * r->ctx) * kvd, *vl = r->vc + (l * r->ctx) * kvd;
+    rmsnorm(r->xb, r->x, r->attn_norm[l], H, m->eps);
+    matvec(r->q, r->wq[l], r->xb, m->heads * hd, H);
+    matvec(kl + pos * kvd, r->wk[l], r->xb, kvd, H);
+    matvec(vl + pos * kvd, r->wv[l], r->xb, kvd, H);
+    if (m->qk_norm == 2) { /* RMSNorm over the whole q and k (OLMoE) */
+        rmsnorm(r->q, r->q, r->qn[l], m->heads * hd, m->eps);
+        rmsnorm(kl + pos * kvd, kl + pos * kvd, r->kn[l], kvd, m->eps);
+    } else if (m->qk_norm == 1) { /* per head (Qwen3) */
+        for (int64_t h = 0; h < m->heads; h++) rmsnorm(r->q + h * hd, r->q + h * hd, r->qn[l], hd, m->eps);
+        for (int64_t h = 0; h < m->kv_heads; h++)
+            rmsnorm(kl + pos * kvd + h * hd, kl + pos * kvd + h * hd, r->kn[l], hd, m->eps);
+    }
+    rope(r, r->q, m->heads, pos);
+    rope(r, kl + pos * kvd, m->kv_heads, pos);
+    for (int64_t h = 0; h < m->heads; h++) {
+        const float *q = r->q + h * hd;
+        int64_t kvh = h / group;
+        double mx = -INFINITY, sum = 0;
+        for (int64_t t = 0; t <= pos; t++) {
+            const float *k = kl + t * kvd + kvh * hd;
+            double s = 0;
+            for (int64_t i = 0; i < hd; i++) s += (double)q[i] * k[i];
+            r->att[t] = s / sqrt((double)hd);
+            if (r->att[t] > mx) mx = r->att[t];
+        }
+        for (int64_t t = 0; t <= pos; t++) { r->att[t] = exp(r->att[t] - mx); sum += r->att[t]; }
+        float *o = r->att_out + h * hd;
+        for (int64_t i = 0; i < hd; i++) {
+            double acc = 0;
+            for (int64_t t = 0; t <= pos; t++) acc += r->att[t] * vl[t * kvd + kvh * hd + i];
+            o[i] = (float)(acc / sum);
+        }
+    }
+    matvec(r->xb, r->wo[l], r->att_out, H, m->heads * hd);
+    for (int64_t i = 0; i < H; i++) r->x[i] += r->xb[i];
+}
+
+/* hb = silu(hb) * hb2 over n elements. */
+static void swiglu(es_ref *r, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double g = r->hb[i];
+        r->hb[i] = (float)(g / (1.0 + exp(-g)) * r->hb2[i]);
+    }
+}
+
+/* The router's top-k experts of layer l on xb, each expert's SwiGLU weighted by the softmax of
+ * the router's scores: x += their sum. */
+static void moe_ffn(es_ref *r, int64_t l)
+{
+    const es_model *m = r->m;
+    int64_t H = m->hidden, E = m->experts;
+    matvec(r->score, r->router[l], r->xb, E, H);
+    double mx = -INFINITY, z = 0, sel = 0;
+    for (int64_t x = 0; x < E; x++) mx = r->score[x] > mx ? r->score[x] : mx;
+    for (int64_t x = 0; x < E; x++) z += exp(r->score[x] - mx);
+    int32_t pick[64];
+    double w[64];
+    for (int64_t k = 0; k < m->top_k && k < 64; k++) { /* the largest; the lower index on ties */
+        int64_t b = -1;
+        for (int64_t x = 0; x < E; x++) {
+            int taken = 0;
+            for (int64_t j = 0; j < k; j++) taken |= pick[j] == x;
+            if (!taken && (b < 0 || r->score[x] > r->score[b])) b = x;
+        }
+        pick[k] = (int32_t)b;
+        w[k] = exp(r->score[b] - mx) / z;
+        sel += w[k];
+    }
+    for (int64_t i = 0; i < H; i++) r->acc[i] = 0;
+    for (int64_t k = 0; k < m->top_k && k < 64; k++) {
+        int32_t x = pick[k];
+        double wk = m->norm_topk ? w[k] / sel : w[k];
+        matvec(r->hb, r->eg[l][x], r->xb, m->expert_ffn, H);
+        matvec(r->hb2, r->eu[l][x], r->xb, m->expert_ffn, H);
+        swiglu(r, m->expert_ffn);
+        matvec(r->att_out, r->ed[l][x], r->hb, H, m->expert_ffn);
+        for (int64_t i = 0; i < H; i++) r->acc[i] += (float)(wk * r->att_out[i]);
+    }
+    for (int64_t i = 0; i < H; i++) r->x[i] += r->acc[i];
+}
+
+/* The feed-forward of layer l: x += down(silu(gate xb) * up xb), or the routed experts'. */
+static void ffn_block(es_ref *r, int64_t l)
+{
+    const es_model *m = r->m;
+    int64_t H = m->hidden, F = m->ffn;
+    rmsnorm(r->xb, r->x, r->ffn_norm[l], H, m->eps);
+    if (m->experts > 0) {
+        moe_ffn(r, l);
+        return;
+    }
+    matvec(r->hb, r->wg[l], r->xb, F, H);
+    matvec(r->hb2, r->wu[l], r->xb, F, H);
+    swiglu(r, F);
+    matvec(r->xb, r->wd[l], r->hb, H, F);
+    for (int64_t i = 0; i < H; i++) r->x[i] += r->xb[i];
+}
+
 int es_ref_forward(es_ref *r, int32_t token, int64_t pos, float *logits, es_err *e)
 {
     const es_model *m = r->m;
-    int64_t H = m->hidden, hd = m->head_dim, kvd = m->kv_heads * hd, F = m->ffn;
-    int64_t group = m->kv_heads > 0 ? m->heads / m->kv_heads : 1; /* a state-space model has no KV heads */
+    int64_t H = m->hidden;
     if (token < 0 || token >= m->vocab) return es_fail(e, "reference: token %d outside the vocabulary of %lld", token, (long long)m->vocab);
     if (pos < 0 || pos >= r->ctx) return es_fail(e, "reference: position %lld outside the context of %lld", (long long)pos, (long long)r->ctx);
     memcpy(r->x, r->emb + (int64_t)token * H, (size_t)H * sizeof *r->x);
-    if (m->ssm_state > 0) { /* a recurrence: position 0 starts a new sequence */
-        if (pos == 0) {
-            memset(r->h, 0, (size_t)(m->layers * m->ssm_inner * m->ssm_state) * sizeof *r->h);
-            memset(r->win, 0, (size_t)(m->layers * (m->ssm_conv > 1 ? m->ssm_conv - 1 : 1) * m->ssm_inner) *
-                                  sizeof *r->win);
-        }
-        for (int64_t l = 0; l < m->layers; l++) mamba_block(r, l);
-        rmsnorm(r->xb, r->x, r->out_norm, H, m->eps);
-        matvec(logits, r->head, r->xb, m->vocab, H);
-        return 0;
+    if (m->ssm_state > 0 && pos == 0) { /* a recurrence: position 0 starts a new sequence */
+        memset(r->h, 0, (size_t)(m->layers * m->ssm_inner * m->ssm_state) * sizeof *r->h);
+        memset(r->win, 0, (size_t)(m->layers * (m->ssm_conv > 1 ? m->ssm_conv - 1 : 1) * m->ssm_inner) *
+                              sizeof *r->win);
     }
     for (int64_t l = 0; l < m->layers; l++) {
-        float *kl = r->kc + (l * r->ctx) * kvd, *vl = r->vc + (l * r->ctx) * kvd;
-        /* attention */
-        rmsnorm(r->xb, r->x, r->attn_norm[l], H, m->eps);
-        matvec(r->q, r->wq[l], r->xb, m->heads * hd, H);
-        matvec(kl + pos * kvd, r->wk[l], r->xb, kvd, H);
-        matvec(vl + pos * kvd, r->wv[l], r->xb, kvd, H);
-        if (m->qk_norm == 2) { /* RMSNorm over the whole q and k (OLMoE) */
-            rmsnorm(r->q, r->q, r->qn[l], m->heads * hd, m->eps);
-            rmsnorm(kl + pos * kvd, kl + pos * kvd, r->kn[l], kvd, m->eps);
-        } else if (m->qk_norm == 1) { /* per head (Qwen3) */
-            for (int64_t h = 0; h < m->heads; h++) rmsnorm(r->q + h * hd, r->q + h * hd, r->qn[l], hd, m->eps);
-            for (int64_t h = 0; h < m->kv_heads; h++)
-                rmsnorm(kl + pos * kvd + h * hd, kl + pos * kvd + h * hd, r->kn[l], hd, m->eps);
-        }
-        rope(r, r->q, m->heads, pos);
-        rope(r, kl + pos * kvd, m->kv_heads, pos);
-        for (int64_t h = 0; h < m->heads; h++) {
-            const float *q = r->q + h * hd;
-            int64_t kvh = h / group;
-            double mx = -INFINITY, sum = 0;
-            for (int64_t t = 0; t <= pos; t++) {
-                const float *k = kl + t * kvd + kvh * hd;
-                double s = 0;
-                for (int64_t i = 0; i < hd; i++) s += (double)q[i] * k[i];
-                r->att[t] = s / sqrt((double)hd);
-                if (r->att[t] > mx) mx = r->att[t];
-            }
-            for (int64_t t = 0; t <= pos; t++) { r->att[t] = exp(r->att[t] - mx); sum += r->att[t]; }
-            float *o = r->att_out + h * hd;
-            for (int64_t i = 0; i < hd; i++) {
-                double acc = 0;
-                for (int64_t t = 0; t <= pos; t++) acc += r->att[t] * vl[t * kvd + kvh * hd + i];
-                o[i] = (float)(acc / sum);
-            }
-        }
-        matvec(r->xb, r->wo[l], r->att_out, H, m->heads * hd);
-        for (int64_t i = 0; i < H; i++) r->x[i] += r->xb[i];
-        /* feed-forward: down(silu(gate x) * up x) */
-        rmsnorm(r->xb, r->x, r->ffn_norm[l], H, m->eps);
-        if (m->experts > 0) { /* the router's top-k experts, weighted by the softmax of its scores */
-            int64_t E = m->experts;
-            matvec(r->score, r->router[l], r->xb, E, H);
-            double mx = -INFINITY, z = 0, sel = 0;
-            for (int64_t x = 0; x < E; x++) mx = r->score[x] > mx ? r->score[x] : mx;
-            for (int64_t x = 0; x < E; x++) z += exp(r->score[x] - mx);
-            int32_t pick[64];
-            double w[64];
-            for (int64_t k = 0; k < m->top_k && k < 64; k++) { /* the largest; the lower index on ties */
-                int64_t b = -1;
-                for (int64_t x = 0; x < E; x++) {
-                    int taken = 0;
-                    for (int64_t j = 0; j < k; j++) taken |= pick[j] == x;
-                    if (!taken && (b < 0 || r->score[x] > r->score[b])) b = x;
-                }
-                pick[k] = (int32_t)b;
-                w[k] = exp(r->score[b] - mx) / z;
-                sel += w[k];
-            }
-            for (int64_t i = 0; i < H; i++) r->acc[i] = 0;
-            for (int64_t k = 0; k < m->top_k && k < 64; k++) {
-                int32_t x = pick[k];
-                double wk = m->norm_topk ? w[k] / sel : w[k];
-                matvec(r->hb, r->eg[l][x], r->xb, m->expert_ffn, H);
-                matvec(r->hb2, r->eu[l][x], r->xb, m->expert_ffn, H);
-                for (int64_t i = 0; i < m->expert_ffn; i++) {
-                    double g = r->hb[i];
-                    r->hb[i] = (float)(g / (1.0 + exp(-g)) * r->hb2[i]);
-                }
-                matvec(r->att_out, r->ed[l][x], r->hb, H, m->expert_ffn);
-                for (int64_t i = 0; i < H; i++) r->acc[i] += (float)(wk * r->att_out[i]);
-            }
-            for (int64_t i = 0; i < H; i++) r->x[i] += r->acc[i];
+        if (m->ssm_state > 0) {
+            mamba_block(r, l);
             continue;
         }
-        matvec(r->hb, r->wg[l], r->xb, F, H);
-        matvec(r->hb2, r->wu[l], r->xb, F, H);
-        for (int64_t i = 0; i < F; i++) {
-            double g = r->hb[i];
-            r->hb[i] = (float)(g / (1.0 + exp(-g)) * r->hb2[i]);
-        }
-        matvec(r->xb, r->wd[l], r->hb, H, F);
-        for (int64_t i = 0; i < H; i++) r->x[i] += r->xb[i];
+        attn_block(r, l, pos);
+        ffn_block(r, l);
     }
     rmsnorm(r->xb, r->x, r->out_norm, H, m->eps);
     matvec(logits, r->head, r->xb, m->vocab, H);
