@@ -3,6 +3,7 @@
 #ifndef ES_AREA_H
 #define ES_AREA_H
 #include "es_chip.h"
+#include "es_map.h"
 #include "es_model.h"
 #ifdef __cplusplus
 extern "C" {

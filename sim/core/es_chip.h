@@ -183,21 +183,7 @@ int64_t es_rom_bits(const es_rom *r); /* bits per cycle one port streams */
 /* ROM rows a tensor of `bits` takes in rows of row_bits bits: every tensor starts on a fresh row, as a
  * ROM image lays them out (es_rom_build counts its rows with this too). */
 int64_t es_rom_tensor_rows(int64_t bits, int64_t row_bits);
-typedef enum es_rom_kind { ES_ROM_TILE, ES_ROM_EMBED, ES_ROM_LM } es_rom_kind;
-/* What one of the chip's ROMs must hold: each unit (a tile, each partition of a partitioned tile, the
- * embedding table, the LM head) takes the sum of its tensors' es_rom_tensor_rows, striped over its banks;
- * rows is the least `rows` key that holds every unit, and the rest describe the unit that sets it. The
- * fit check and chip derive both size ROMs with this. */
-typedef struct es_rom_need {
-    int64_t rows;          /* the least rows per bank (0: the ROM holds nothing) */
-    int64_t stream_rows;   /* the ROM rows of the unit needing the most rows per bank */
-    int64_t bits;          /* its tensors' bits */
-    int64_t banks;         /* its banks */
-    char what[64];         /* "tile 0", "tile 0, partition o", "the embedding table", "the LM head" */
-} es_rom_need;
-int es_chip_rom_need(const es_chip *c, const es_model *m, es_rom_kind kind, es_rom_need *n, es_err *e);
-/* Check the model fits: every ROM holds its tensors (es_chip_rom_need), the KV slot fits. */
-int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e);
+/* What each ROM must hold and whether the model fits: es_map.h (the placement table). */
 
 /* Tensor groups of a partitioned tile: each has its own share of the lanes
  * and ROM banks, in proportion to its lane cells, so one token takes about
@@ -210,7 +196,6 @@ enum { ES_GATING_NONE, ES_GATING_TILE, ES_GATING_UNIT };
 double es_chip_tile_register_bits(const es_chip *c);
 double es_chip_head_register_bits(const es_chip *c);
 
-enum { ES_PART_QKV, ES_PART_O, ES_PART_GATE_UP, ES_PART_DOWN, ES_PART_N };
 int es_part_of_role(es_role r);   /* ES_PART_*, or -1 for a role outside the tile's projections */
 /* Mixture-of-experts models are always partitioned: each routed expert's ROM
  * banks feed lanes of its own, in proportion to its lane cells, and the
