@@ -114,11 +114,17 @@ static int evaluate(const deriv *d, const es_model *m, const char *tmp, const ch
     int rc = write_cfg(&c, tmp, e) ? -1 : es_chip_load(out, tmp, NULL, 0, e);
     remove(tmp);
     es_cleanup_drop(cleanup);
+    es_map pm;
+    if (rc == 0 && es_map_build(&pm, out, m, NULL, e)) {
+        es_chip_free(out);
+        rc = -1;
+    }
     if (rc) {
         untemp(e, tmp, label);
         return -1;
     }
-    es_area_compute(out, m, a);
+    es_area_compute(&pm, a);
+    es_map_free(&pm);
     return 0;
 }
 
@@ -192,7 +198,10 @@ int es_cli_chip(int argc, char **argv)
     if (area <= 0) { /* the template's own area, holding the model it was made for */
         if (es_model_load(&ref, "llama-3.1-8b", &e)) goto out;
         have_ref = 1;
-        es_area_compute(&t, &ref, &ta);
+        es_map tm;
+        if (es_map_build(&tm, &t, &ref, NULL, &e)) goto out;
+        es_area_compute(&tm, &ta);
+        es_map_free(&tm);
         area = ta.total_mm2;
     }
     char *text = es_cfg_dump(&t.cfg);

@@ -9,6 +9,7 @@ namespace es {
 
 Loaded::~Loaded()
 {
+    if (have_map) es_map_free(&map);
     if (have_m) es_model_free(&m);
     if (have_c) es_chip_free(&c);
 }
@@ -37,7 +38,8 @@ int load(const std::string &model, const std::string &chip, const std::vector<st
         es_recipe_free(&r);
         if (rc) return -1;
     }
-    if (es_chip_check_fit(&L.c, &L.m, e)) {
+    if (es_map_build(&L.map, &L.c, &L.m, nullptr, e) == 0) L.have_map = true;
+    if (!L.have_map || es_map_check(&L.map, e)) {
         if (!rom.empty() || recipe.empty()) return -1;
         char msg[sizeof e->msg];
         std::snprintf(msg, sizeof msg, "%s", e->msg);

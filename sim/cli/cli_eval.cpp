@@ -392,7 +392,7 @@ pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp
     };
     w.policy = o.policy;
     w.cycle = o.cycle;
-    if (rd.open(data, &e) == 0 && run_sim(&L.c, &L.m, w, r, &e) == 0) {
+    if (rd.open(data, &e) == 0 && run_sim(&L.map, w, r, &e) == 0) {
         c.batch_ns = r.seconds * 1e9;
         c.prefill_passes = r.prefill_passes;
         c.max_in_flight = r.max_in_flight;
@@ -749,7 +749,7 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
         close(pipefd[1]);
     }
     auto t0 = std::chrono::steady_clock::now();
-    if (run_sim(&L.c, &L.m, w, b.r, e)) {
+    if (run_sim(&L.map, w, b.r, e)) {
         if (child > 0) waitpid(child, nullptr, 0);
         return -1; /* closing the batch's database marks the run failed with the error */
     }
@@ -858,7 +858,7 @@ int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     /* the oracle for a uniform batch: the busiest unit's total occupancy, plus at most one fill */
     if (done > 0) {
         double busy = 0, fill = 0, upper = 0;
-        es_an_batch(&L.c, &L.m, done, sharing ? rule_tokens : 0, b.first_prompt, o.max_new, &busy, &fill, &upper);
+        es_an_batch(&L.map, done, sharing ? rule_tokens : 0, b.first_prompt, o.max_new, &busy, &fill, &upper);
         cJSON *an = cJSON_AddObjectToObject(j, "analytic");
         cJSON_AddNumberToObject(an, "busy_ns", busy * 1e9 / L.c.clock_hz);
         cJSON_AddNumberToObject(an, "fill_ns", fill * 1e9 / L.c.clock_hz);

@@ -3,7 +3,6 @@
  * value is reported with its file and key before any simulation starts. */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "es_chip.h"
-#include "es_map.h"
 #include "es_fs.h"
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -607,13 +606,6 @@ int64_t es_tensor_bits(const es_chip *c, const es_tensor *t)
     return bits;
 }
 
-int64_t es_tensor_cells(const es_chip *c, const es_tensor *t)
-{
-    int bits = t->rom_elem_bits > 0 ? t->rom_elem_bits : c->fmt[es_tensor_fmt_role(t)].bits;
-    int64_t per = (bits + c->cell_bits - 1) / c->cell_bits;
-    return t->rows * t->cols * per;
-}
-
 int64_t es_rom_bits(const es_rom *r)
 {
     int64_t have;
@@ -621,59 +613,6 @@ int64_t es_rom_bits(const es_rom *r)
         __builtin_mul_overflow(have, r->row_bits, &have))
         return INT64_MAX;
     return have;
-}
-
-int es_part_of_role(es_role r)
-{
-    switch (r) {
-    case ES_ROLE_Q: case ES_ROLE_K: case ES_ROLE_V: return ES_PART_QKV;
-    case ES_ROLE_O: return ES_PART_O;
-    case ES_ROLE_GATE: case ES_ROLE_UP: return ES_PART_GATE_UP;
-    case ES_ROLE_DOWN: return ES_PART_DOWN;
-    default: return -1;
-    }
-}
-
-int es_chip_partitions(const es_chip *c, const es_model *m)
-{
-    if (m->experts > 0) return 1 + (int)m->experts;
-    return c->partitioned ? ES_PART_N : 1;
-}
-
-int es_chip_partition(const es_chip *c, const es_model *m, const es_tensor *t)
-{
-    if (m->experts > 0) return t->expert >= 0 ? 1 + t->expert : 0;
-    if (!c->partitioned) return 0;
-    int g = es_part_of_role(t->role);
-    return g < 0 ? 0 : g;
-}
-
-/* Lane cells of partition g of layer 0 (every layer is alike), and of all its partitions. */
-static void part_cells(const es_chip *c, const es_model *m, int g, double *cells, double *total)
-{
-    *cells = *total = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const es_tensor *t = &m->tensors[i];
-        if (t->layer != 0 || t->rows == 1) continue;
-        if (m->experts == 0 && es_part_of_role(t->role) < 0) continue;
-        double x = (double)es_tensor_cells(c, t);
-        *total += x;
-        if (es_chip_partition(c, m, t) == g) *cells += x;
-    }
-}
-
-void es_chip_lane_geometry(const es_chip *c, const es_model *m, const es_tensor *t, int64_t *lanes, es_rom *rom)
-{
-    *lanes = c->lanes;
-    *rom = c->rom;
-    if (es_chip_partitions(c, m) == 1 || t->layer < 0) return;
-    double cells, total;
-    part_cells(c, m, es_chip_partition(c, m, t), &cells, &total);
-    double share = total > 0 ? cells / total : 1.0;
-    *lanes = (int64_t)((double)c->lanes * share);
-    rom->banks = (int64_t)((double)c->rom.banks * share);
-    if (*lanes < 1) *lanes = 1;
-    if (rom->banks < 1) rom->banks = 1;
 }
 
 int64_t es_rom_tensor_rows(int64_t bits, int64_t row_bits)

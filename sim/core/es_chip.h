@@ -175,19 +175,20 @@ static inline es_role es_tensor_fmt_role(const es_tensor *t)
 {
     return t->lm_head ? ES_ROLE_LM_HEAD : t->role;
 }
-int64_t es_tensor_bits(const es_chip *c, const es_tensor *t);   /* ROM bits incl. scales */
-int64_t es_tensor_cells(const es_chip *c, const es_tensor *t);  /* lane cells per token */
+/* Bits of a tensor in the chip's weights.* format of its role, scales included (a registry format: whole
+ * blocks per row, as a ROM image stores it). Where a tensor lives and the bits it takes there (a recipe's,
+ * an image's) are the placement table's (es_map.h); this is the chip's formats alone, for what runs before
+ * a table exists (chip derive). */
+int64_t es_tensor_bits(const es_chip *c, const es_tensor *t);
 int64_t es_chip_kv_port_bits(const es_chip *c);
 /* Capacity of a ROM in bits, INT64_MAX when it does not fit in 64 bits. */
 int64_t es_rom_bits(const es_rom *r); /* bits per cycle one port streams */
 /* ROM rows a tensor of `bits` takes in rows of row_bits bits: every tensor starts on a fresh row, as a
  * ROM image lays them out (es_rom_build counts its rows with this too). */
 int64_t es_rom_tensor_rows(int64_t bits, int64_t row_bits);
-/* What each ROM must hold and whether the model fits: es_map.h (the placement table). */
+/* Where each tensor lives (tile, partition, lanes, ROM), what each ROM must hold and whether the model
+ * fits: es_map.h, the placement table. */
 
-/* Tensor groups of a partitioned tile: each has its own share of the lanes
- * and ROM banks, in proportion to its lane cells, so one token takes about
- * as long in each: a pipeline inside the layer. */
 /* clock_gating: none (every register clocked every cycle), tile (a tile's registers while an item is in
  * it; the head's while it works), unit (each resource's registers while it is booked) */
 enum { ES_GATING_NONE, ES_GATING_TILE, ES_GATING_UNIT };
@@ -195,20 +196,6 @@ enum { ES_GATING_NONE, ES_GATING_TILE, ES_GATING_UNIT };
  * (lanes, vector unit, sampler), from the chip's register_bits_* keys. */
 double es_chip_tile_register_bits(const es_chip *c);
 double es_chip_head_register_bits(const es_chip *c);
-
-int es_part_of_role(es_role r);   /* ES_PART_*, or -1 for a role outside the tile's projections */
-/* Mixture-of-experts models are always partitioned: each routed expert's ROM
- * banks feed lanes of its own, in proportion to its lane cells, and the
- * attention projections and the router share one more partition, so tokens
- * routed to different experts run in parallel and tokens routed to the same
- * expert queue for it. */
-/* The partition a tile tensor runs on: 0 when the tile is one partition (a
- * dense striped tile), ES_PART_* for a partitioned dense tile, and for MoE 0
- * for the shared partition and 1 + e for expert e. */
-int es_chip_partition(const es_chip *c, const es_model *m, const es_tensor *t);
-int es_chip_partitions(const es_chip *c, const es_model *m); /* how many */
-/* The lanes and ROM of a tile tensor's partition (striped: the whole tile). */
-void es_chip_lane_geometry(const es_chip *c, const es_model *m, const es_tensor *t, int64_t *lanes, es_rom *rom);
 
 #ifdef __cplusplus
 }

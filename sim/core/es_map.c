@@ -360,6 +360,7 @@ int es_map_build(es_map *pm, const es_chip *c, const es_model *m, const es_map_w
         return -1;
     }
     if (w && w->image_bits > 0) pm->rom_used_bits = w->image_bits;
+    if (!w && c->rom_image_bits > 0) pm->rom_used_bits = c->rom_image_bits;
     place_ops(pm);
     check_fit(pm);
     return 0;

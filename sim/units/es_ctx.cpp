@@ -12,8 +12,10 @@ std::ostream &operator<<(std::ostream &os, const Item &it)
     return os << "seq " << it.seq << " pos " << it.pos << " n " << it.n;
 }
 
-Ctx::Ctx(const es_chip *chip, const es_model *model, const es_area *a) : c(chip), m(model)
+Ctx::Ctx(const es_map *pm, const es_area *a) : map(pm), c(pm->chip), m(pm->model)
 {
+    const es_chip *chip = c;
+    const es_model *model = m;
     double ps = 1e12 / chip->clock_hz;
     period = sc_core::sc_time((double)(int64_t)(ps + 0.5), sc_core::SC_PS);
     max_cycle = (int64_t)(((uint64_t)1 << 63) / period.value()); /* half of SystemC's range: sums stay inside it */

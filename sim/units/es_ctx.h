@@ -94,9 +94,10 @@ struct Governor {
 
 class Ctx {
 public:
-    Ctx(const es_chip *c, const es_model *m, const es_area *a);
-    const es_chip *c;
-    const es_model *m;
+    Ctx(const es_map *pm, const es_area *a);
+    const es_map *map;                // the placement table: each tensor's place, each op's unit
+    const es_chip *c;                 // map->chip
+    const es_model *m;                // map->model
     sc_core::sc_time period;          // one clock cycle
     double dyn_scale;                 // card joules per chip joule (1 / VR efficiency)
     double clock_w = 0;               // clock_gating "none": every register clocked every cycle / VR efficiency

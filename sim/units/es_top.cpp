@@ -283,11 +283,13 @@ int finish(SourceCtx *s, es_req_result q, SeqState &st, es_err *e)
 
 } // namespace
 
-int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r, es_err *e)
+int run_sim(const es_map *pm, const Workload &w, RunResult &r, es_err *e)
 {
-    es_area_compute(c, m, &r.area);
-    if (w.an_prompt > 0) es_an_summarize(c, m, w.an_prompt, w.an_gen, &r.an);
-    Ctx ctx(c, m, &r.area);
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    es_area_compute(pm, &r.area);
+    if (w.an_prompt > 0) es_an_summarize(pm, w.an_prompt, w.an_gen, &r.an);
+    Ctx ctx(pm, &r.area);
     if (ctx.gov.on && c->power_limit_w <= ctx.gov.fixed_w) /* an ungated clock slows with the clock; these do not */
         return es_fail(e, "%s: key 'card.power_limit_w': %.4g W is at or below the card's static power, %.4g W "
                           "(leakage / VR efficiency + board): no clock keeps the card under it",
@@ -432,7 +434,7 @@ int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r
     if (w.an_prompt > 0) {
         r.an_ttft_cycles = (int64_t)r.an.ttft_cycles;
         for (int64_t k = 1; k < w.an_gen; k++) {
-            int64_t st = es_an_decode_step(c, m, w.an_prompt + k - 1);
+            int64_t st = es_an_decode_step(pm, w.an_prompt + k - 1);
             if (k == 1) r.an_step_first = st;
             r.an_step_last = st;
             r.an_step_total += st;
