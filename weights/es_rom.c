@@ -315,26 +315,79 @@ int es_rom_build_synthetic(const es_chip *c, const es_model *m, const es_recipe 
     return es_rom_build(c, m, r, synth_rows, &a, out, threads, cb, cb_arg, e);
 }
 
-int es_rom_apply_recipe(const es_recipe *r, es_chip *c, es_model *m, es_err *e)
+/* The table from per-tensor bits and element bits (from: a recipe or an image). */
+static int map_with(es_map *pm, const es_chip *c, const es_model *m, es_bits_from from, const int64_t *bits,
+                    const int *elem, double image_bits, es_err *e)
 {
-    double used = 0;
+    es_map_weights w = {from, bits, elem, image_bits};
+    return es_map_build(pm, c, m, &w, e);
+}
+
+int es_rom_apply_recipe(const es_recipe *r, const es_chip *c, const es_model *m, es_map *pm, es_err *e)
+{
+    memset(pm, 0, sizeof *pm);
+    int64_t *bits = calloc((size_t)m->n_tensors + 1, sizeof *bits);
+    int *elem = calloc((size_t)m->n_tensors + 1, sizeof *elem);
+    int rc = -1;
+    if (!bits || !elem) { es_fail(e, "out of memory"); goto out; }
     for (int i = 0; i < m->n_tensors; i++) {
-        es_tensor *t = &m->tensors[i];
+        const es_tensor *t = &m->tensors[i];
         es_qfmt f;
-        if (es_recipe_format(r, t, &f, e)) return -1;
+        if (es_recipe_format(r, t, &f, e)) goto out;
         int64_t rb = es_q_row_bytes(&f, es_q_padded(&f, t->cols), e);
-        if (rb < 0) return -1;
-        if (t->rows > 0 && rb > INT64_MAX / 8 / t->rows)
-            return es_fail(e, "%s: %s under recipe %s: more than 2^63 bits", m->path, t->name, r->name);
-        t->rom_bits = 8 * rb * t->rows;
-        t->rom_elem_bits = es_qtype_elem_bits(f.type);
-        /* the ROM that holds it, as es_rom_build's unit_of places it */
-        int64_t row_bits = t->layer >= 0 ? c->rom.row_bits
-                           : (t->role == ES_ROLE_EMBED && !m->tied) ? c->embed_rom.row_bits : c->head_rom.row_bits;
-        used += (double)es_rom_tensor_rows(t->rom_bits, row_bits) * (double)row_bits;
+        if (rb < 0) goto out;
+        if (t->rows > 0 && rb > INT64_MAX / 8 / t->rows) {
+            es_fail(e, "%s: %s under recipe %s: more than 2^63 bits", m->path, t->name, r->name);
+            goto out;
+        }
+        bits[i] = 8 * rb * t->rows;
+        elem[i] = es_qtype_elem_bits(f.type);
     }
-    c->rom_image_bits = used;
-    return 0;
+    rc = map_with(pm, c, m, ES_BITS_RECIPE, bits, elem, 0, e);
+out:
+    free(bits);
+    free(elem);
+    return rc;
+}
+
+int es_apply_rom(const char *path, const es_chip *c, const es_model *m, es_map *pm, es_err *e)
+{
+    memset(pm, 0, sizeof *pm);
+    es_rom_image img;
+    if (es_rom_open(&img, path, e)) return -1;
+    int64_t *bits = calloc((size_t)m->n_tensors + 1, sizeof *bits);
+    int *elem = calloc((size_t)m->n_tensors + 1, sizeof *elem);
+    int rc = -1;
+    if (!bits || !elem) { es_fail(e, "out of memory"); goto out; }
+    if (img.model_hash != es_rom_model_hash(m)) {
+        es_fail(e, "%s: built for another model than %s (%s)", path, m->name, m->path);
+        goto out;
+    }
+    if (img.geom_hash != es_rom_geom_hash(c, m)) {
+        es_fail(e, "%s: built for another ROM geometry than %s's (tile.rom, head.embed_rom, "
+                   "head.lm_rom, tile.layers_per_tile)", path, c->path);
+        goto out;
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *t = &m->tensors[i];
+        int found = 0;
+        for (int j = 0; j < img.n_tensors && !found; j++)
+            if (!strcmp(img.tensors[j].name, t->name)) {
+                bits[i] = 8 * img.tensors[j].bytes;
+                elem[i] = es_qtype_elem_bits(img.tensors[j].fmt.type);
+                found = 1;
+            }
+        if (!found) { es_fail(e, "%s: has no tensor %s", path, t->name); goto out; }
+    }
+    /* every bank's CRC-32 and size, as functional mode's loading checks them: a corrupt image is refused
+     * in either mode with the same message */
+    if (es_rom_verify(&img, e)) goto out;
+    rc = map_with(pm, c, m, ES_BITS_IMAGE, bits, elem, es_rom_used_bits(&img), e);
+out:
+    free(bits);
+    free(elem);
+    es_rom_close(&img);
+    return rc;
 }
 
 int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row_fn rows, void *rows_arg,

@@ -590,7 +590,6 @@ int64_t es_chip_kv_port_bits(const es_chip *c)
 
 int64_t es_tensor_bits(const es_chip *c, const es_tensor *t)
 {
-    if (t->rom_bits > 0) return t->rom_bits;
     const es_wfmt *f = &c->fmt[es_tensor_fmt_role(t)];
     if (f->registry) { /* as a ROM image stores it: whole blocks per row, zero-padded */
         int64_t rb = es_q_row_bytes(&f->q, es_q_padded(&f->q, t->cols), NULL);

@@ -128,7 +128,6 @@ typedef struct es_chip {
     double leak_logic;        /* process.leakage.logic_w_per_mm2 */
     double leak_sram;         /* process.leakage.sram_w_per_mm2 */
     double leak_rom;          /* process.leakage.rom_w_per_mm2 */
-    double rom_image_bits;    /* ROM bits in use from a loaded image; 0: the geometry's capacity */
 } es_chip;
 
 /* A key of a chip file or process table: its kind ('d' number, 'l'/'i' whole number, 'b' boolean,

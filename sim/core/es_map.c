@@ -131,7 +131,7 @@ static void place_tensors(es_map *pm, const es_map_weights *w)
             x->elem_bits = w->elem_bits[i];
         } else {
             x->bits = es_tensor_bits(c, t);
-            x->elem_bits = t->rom_elem_bits > 0 ? t->rom_elem_bits : c->fmt[es_tensor_fmt_role(t)].bits;
+            x->elem_bits = c->fmt[es_tensor_fmt_role(t)].bits;
         }
         x->cells = t->rows * t->cols * ((x->elem_bits + c->cell_bits - 1) / c->cell_bits);
         x->rom_rows = es_rom_tensor_rows(x->bits, rom_of(c, x->rom)->row_bits);
@@ -360,7 +360,6 @@ int es_map_build(es_map *pm, const es_chip *c, const es_model *m, const es_map_w
         return -1;
     }
     if (w && w->image_bits > 0) pm->rom_used_bits = w->image_bits;
-    if (!w && c->rom_image_bits > 0) pm->rom_used_bits = c->rom_image_bits;
     place_ops(pm);
     check_fit(pm);
     return 0;

@@ -16,7 +16,8 @@
  *   table in the LM-head ROM (head.lm_rom);
  * - bits and element bits: the chip's weights.* format of the tensor's role
  *   (a tied table: the LM head's), or, when given, the bits a recipe or a
- *   loaded ROM image holds (es_map_weights: weights/es_rom.c makes them);
+ *   loaded ROM image holds (es_map_weights: es_rom_apply_recipe and es_apply_rom in
+ *   weights/es_rom.c build the table with them);
  * - lane cells per token: rows x cols x ceil(element bits / tile.lanes.cell_bits);
  * - partition (tile.lanes.mapping, and the model): a striped tile is one
  *   partition; a partitioned dense tile has four (q/k/v, o, gate/up, down); a
@@ -58,8 +59,8 @@ enum { ES_PART_QKV, ES_PART_O, ES_PART_GATE_UP, ES_PART_DOWN, ES_PART_N };
 /* Where the bits come from. */
 typedef enum es_bits_from {
     ES_BITS_CHIP,   /* the chip's weights.* formats */
-    ES_BITS_RECIPE, /* a recipe, as a ROM image built with it would hold them (es_rom_map_recipe) */
-    ES_BITS_IMAGE   /* a loaded ROM image (es_rom_map_image) */
+    ES_BITS_RECIPE, /* a recipe, as a ROM image built with it would hold them (es_rom_apply_recipe, weights/es_rom.h) */
+    ES_BITS_IMAGE   /* a loaded ROM image (es_apply_rom, weights/es_rom.h) */
 } es_bits_from;
 
 /* Bits that replace the chip's formats: a recipe's or a ROM image's (weights/es_rom.h fills it). */
