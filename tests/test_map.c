@@ -95,6 +95,17 @@ static void t1_tensors(es_model *m)
 }
 
 /* Bits from a recipe or an image replace the chip's formats: cells follow the element bits, ROM use the rows. */
+/* A weights source for the table: the bits and element bits in two arrays; a negative bit count is an error. */
+typedef struct arrays { const int64_t *bits; const int *elem; } arrays;
+static int from_arrays(void *arg, int i, int64_t *bits, int *elem, es_err *e)
+{
+    const arrays *a = arg;
+    if (a->bits[i] < 0) return es_fail(e, "tensor %d: no bits", i);
+    *bits = a->bits[i];
+    *elem = a->elem[i];
+    return 0;
+}
+
 static void t2_weights(es_model *m)
 {
     es_chip c;
@@ -108,7 +119,8 @@ static void t2_weights(es_model *m)
     int v = (int)(es_model_tensor(m, 1, ES_ROLE_V) - m->tensors);
     bits[v] = 53248; /* attn_v in int3: 64 x 832 bits, 3-bit codes: one cell each */
     elem[v] = 3;
-    es_map_weights w = {ES_BITS_RECIPE, bits, elem, 0};
+    arrays a = {bits, elem};
+    es_map_weights w = {ES_BITS_RECIPE, from_arrays, &a, 0};
     es_err e = {{0}};
     CHECK(es_map_build(&pm, &c, m, &w, &e) == 0, "%s", e.msg);
     CHECK(pm.tensors[v].cells == 16384 && pm.tensors[v].rom_rows == 52, "v cells %lld rows %lld",
@@ -121,6 +133,9 @@ static void t2_weights(es_model *m)
     w.from = ES_BITS_IMAGE;
     CHECK(es_map_build(&pm, &c, m, &w, &e) == 0 && pm.rom_used_bits == 123456, "image bits %.0f", pm.rom_used_bits);
     es_map_free(&pm);
+    bits[v] = -1; /* the source's error stops the build, and says so */
+    CHECK(es_map_build(&pm, &c, m, &w, &e) == -1 && !strcmp(e.msg, "tensor 13: no bits") && pm.tensors == NULL,
+          "source error: %s", e.msg);
     es_chip_free(&c);
 }
 

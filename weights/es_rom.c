@@ -309,44 +309,51 @@ int es_rom_build_synthetic(const es_chip *c, const es_model *m, const es_recipe 
     return es_rom_build(c, m, r, synth_rows, &a, out, threads, cb, cb_arg, e);
 }
 
-/* The table from per-tensor bits and element bits (from: a recipe or an image). */
-static int map_with(es_map *pm, const es_chip *c, const es_model *m, es_bits_from from, const int64_t *bits,
-                    const int *elem, double image_bits, es_err *e)
-{
-    es_map_weights w = {from, bits, elem, image_bits};
-    return es_map_build(pm, c, m, &w, e);
-}
+/* Tensors as recipe r would store them (es_map_bits_fn): format (into fmt[i] when fmt is not NULL), bits
+ * (whole blocks per row, scales included) and element bits. */
+typedef struct recipe_arg {
+    const es_recipe *r;
+    const es_model *m;
+    es_qfmt *fmt;
+} recipe_arg;
 
-/* Each tensor's format under recipe r (into fmt[i] when fmt is not NULL), its bits as an image stores it
- * (whole blocks per row, scales included) and its element bits. */
-static int recipe_bits(const es_recipe *r, const es_model *m, es_qfmt *fmt, int64_t *bits, int *elem, es_err *e)
+static int recipe_bits(void *arg, int i, int64_t *bits, int *elem, es_err *e)
 {
-    for (int i = 0; i < m->n_tensors; i++) {
-        const es_tensor *t = &m->tensors[i];
-        es_qfmt f;
-        if (es_recipe_format(r, t, &f, e)) return -1;
-        int64_t rb = es_q_row_bytes(&f, es_q_padded(&f, t->cols), e);
-        if (rb < 0) return -1;
-        if (t->rows > 0 && rb > INT64_MAX / 8 / t->rows)
-            return es_fail(e, "%s: %s under recipe %s: more than 2^63 bits", m->path, t->name, r->name);
-        bits[i] = 8 * rb * t->rows;
-        elem[i] = es_qtype_elem_bits(f.type);
-        if (fmt) fmt[i] = f;
-    }
+    const recipe_arg *a = arg;
+    const es_tensor *t = &a->m->tensors[i];
+    es_qfmt f;
+    if (es_recipe_format(a->r, t, &f, e)) return -1;
+    int64_t rb = es_q_row_bytes(&f, es_q_padded(&f, t->cols), e);
+    if (rb < 0) return -1;
+    if (t->rows > 0 && rb > INT64_MAX / 8 / t->rows)
+        return es_fail(e, "%s: %s under recipe %s: more than 2^63 bits", a->m->path, t->name, a->r->name);
+    *bits = 8 * rb * t->rows;
+    *elem = es_qtype_elem_bits(f.type);
+    if (a->fmt) a->fmt[i] = f;
     return 0;
 }
 
 int es_rom_apply_recipe(const es_recipe *r, const es_chip *c, const es_model *m, es_map *pm, es_err *e)
 {
-    memset(pm, 0, sizeof *pm);
-    int64_t *bits = calloc((size_t)m->n_tensors + 1, sizeof *bits);
-    int *elem = calloc((size_t)m->n_tensors + 1, sizeof *elem);
-    int rc = -1;
-    if (!bits || !elem) es_fail(e, "out of memory");
-    else if (recipe_bits(r, m, NULL, bits, elem, e) == 0) rc = map_with(pm, c, m, ES_BITS_RECIPE, bits, elem, 0, e);
-    free(bits);
-    free(elem);
-    return rc;
+    recipe_arg a = {r, m, NULL};
+    es_map_weights w = {ES_BITS_RECIPE, recipe_bits, &a, 0};
+    return es_map_build(pm, c, m, &w, e);
+}
+
+/* Tensors as an image holds them (es_map_bits_fn): rec[i] is model tensor i's record. */
+typedef struct image_arg {
+    const es_rom_image *img;
+    const int *rec;
+} image_arg;
+
+static int image_bits(void *arg, int i, int64_t *bits, int *elem, es_err *e)
+{
+    (void)e;
+    const image_arg *a = arg;
+    const es_rom_tensor *t = &a->img->tensors[a->rec[i]];
+    *bits = 8 * t->bytes;
+    *elem = es_qtype_elem_bits(t->fmt.type);
+    return 0;
 }
 
 int es_apply_rom(const char *path, const es_chip *c, const es_model *m, es_map *pm, es_err *e)
@@ -354,10 +361,9 @@ int es_apply_rom(const char *path, const es_chip *c, const es_model *m, es_map *
     memset(pm, 0, sizeof *pm);
     es_rom_image img;
     if (es_rom_open(&img, path, e)) return -1;
-    int64_t *bits = calloc((size_t)m->n_tensors + 1, sizeof *bits);
-    int *elem = calloc((size_t)m->n_tensors + 1, sizeof *elem);
+    int *rec = calloc((size_t)m->n_tensors + 1, sizeof *rec);
     int rc = -1;
-    if (!bits || !elem) { es_fail(e, "out of memory"); goto out; }
+    if (!rec) { es_fail(e, "out of memory"); goto out; }
     if (img.model_hash != es_rom_model_hash(m)) {
         es_fail(e, "%s: built for another model than %s (%s)", path, m->name, m->path);
         goto out;
@@ -367,24 +373,20 @@ int es_apply_rom(const char *path, const es_chip *c, const es_model *m, es_map *
                    "head.lm_rom, tile.layers_per_tile)", path, c->path);
         goto out;
     }
-    for (int i = 0; i < m->n_tensors; i++) {
-        const es_tensor *t = &m->tensors[i];
-        int found = 0;
-        for (int j = 0; j < img.n_tensors && !found; j++)
-            if (!strcmp(img.tensors[j].name, t->name)) {
-                bits[i] = 8 * img.tensors[j].bytes;
-                elem[i] = es_qtype_elem_bits(img.tensors[j].fmt.type);
-                found = 1;
-            }
-        if (!found) { es_fail(e, "%s: has no tensor %s", path, t->name); goto out; }
+    for (int i = 0; i < m->n_tensors; i++) { /* each tensor's record, by name */
+        rec[i] = -1;
+        for (int j = 0; j < img.n_tensors && rec[i] < 0; j++)
+            if (!strcmp(img.tensors[j].name, m->tensors[i].name)) rec[i] = j;
+        if (rec[i] < 0) { es_fail(e, "%s: has no tensor %s", path, m->tensors[i].name); goto out; }
     }
     /* every bank's CRC-32 and size, as functional mode's loading checks them: a corrupt image is refused
      * in either mode with the same message */
     if (es_rom_verify(&img, e)) goto out;
-    rc = map_with(pm, c, m, ES_BITS_IMAGE, bits, elem, es_rom_used_bits(&img), e);
+    image_arg a = {&img, rec};
+    es_map_weights w = {ES_BITS_IMAGE, image_bits, &a, es_rom_used_bits(&img)};
+    rc = es_map_build(pm, c, m, &w, e);
 out:
-    free(bits);
-    free(elem);
+    free(rec);
     es_rom_close(&img);
     return rc;
 }
@@ -396,14 +398,14 @@ static int lay_out(build_ctx *b, const es_recipe *r, es_err *e)
 {
     const es_chip *c = b->c;
     const es_model *m = b->m;
-    int n = m->n_tensors, rc = -1;
-    es_qfmt *fmt = calloc((size_t)n + 1, sizeof *fmt);
-    int64_t *bits = calloc((size_t)n + 1, sizeof *bits);
-    int *elem = calloc((size_t)n + 1, sizeof *elem);
+    int rc = -1;
+    es_qfmt *fmt = calloc((size_t)m->n_tensors + 1, sizeof *fmt);
     es_map pm = {0};
-    if (!fmt || !bits || !elem) { es_fail(e, "out of memory"); goto out; }
-    if (recipe_bits(r, m, fmt, bits, elem, e) || map_with(&pm, c, m, ES_BITS_RECIPE, bits, elem, 0, e)) goto out;
-    for (int i = 0; i < n; i++) {
+    recipe_arg a = {r, m, fmt};
+    es_map_weights w = {ES_BITS_RECIPE, recipe_bits, &a, 0};
+    if (!fmt) { es_fail(e, "out of memory"); goto out; }
+    if (es_map_build(&pm, c, m, &w, e)) goto out;
+    for (int i = 0; i < m->n_tensors; i++) {
         const es_tensor *mt = &m->tensors[i];
         const es_map_tensor *x = &pm.tensors[i];
         es_rom_tensor *t = &b->tensors[b->n_tensors++];
@@ -413,7 +415,7 @@ static int lay_out(build_ctx *b, const es_recipe *r, es_err *e)
         t->rows = mt->rows;
         t->cols = mt->cols;
         t->fmt = fmt[i];
-        t->bytes = bits[i] / 8;
+        t->bytes = x->bits / 8;
         /* units: tiles 0..T-1, the embedding ROM (untied), the LM-head ROM */
         t->unit = x->rom == ES_ROM_TILE ? x->tile : x->rom == ES_ROM_EMBED ? b->n_units - 2 : b->n_units - 1;
         const es_rom_unit *u = &b->units[t->unit];
@@ -437,8 +439,6 @@ static int lay_out(build_ctx *b, const es_recipe *r, es_err *e)
 out:
     es_map_free(&pm);
     free(fmt);
-    free(bits);
-    free(elem);
     return rc;
 }
 

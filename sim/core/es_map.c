@@ -115,8 +115,9 @@ static int check_limits(es_map *pm, es_err *e)
     return 0;
 }
 
-/* Each tensor's tile, ROM, bits, element bits, lane cells, partition and ROM rows. */
-static void place_tensors(es_map *pm, const es_map_weights *w)
+/* Each tensor's tile, ROM, bits (the chip's formats unless given: from_w), element bits, lane cells, partition
+ * and ROM rows. */
+static void place_tensors(es_map *pm, int from_w)
 {
     const es_chip *c = pm->chip;
     const es_model *m = pm->model;
@@ -126,10 +127,7 @@ static void place_tensors(es_map *pm, const es_map_weights *w)
         x->store = ES_STORE_ROM;
         x->tile = t->layer >= 0 ? t->layer / c->layers_per_tile : -1;
         x->rom = t->layer >= 0 ? ES_ROM_TILE : (t->role == ES_ROLE_EMBED && !m->tied) ? ES_ROM_EMBED : ES_ROM_LM;
-        if (w) {
-            x->bits = w->bits[i];
-            x->elem_bits = w->elem_bits[i];
-        } else {
+        if (!from_w) {
             x->bits = es_tensor_bits(c, t);
             x->elem_bits = c->fmt[es_tensor_fmt_role(t)].bits;
         }
@@ -347,14 +345,22 @@ int es_map_build(es_map *pm, const es_chip *c, const es_model *m, const es_map_w
     pm->from = w ? w->from : ES_BITS_CHIP;
     pm->tiles = es_chip_tiles(c, m);
     pm->n_parts = n_partitions(c, m);
-    if (check_limits(pm, e)) return -1;
     pm->tensors = calloc((size_t)m->n_tensors + 1, sizeof *pm->tensors);
     pm->ops = calloc((size_t)m->n_ops + 1, sizeof *pm->ops);
     if (!pm->tensors || !pm->ops) {
         es_map_free(pm);
         return es_fail(e, "out of memory");
     }
-    place_tensors(pm, w);
+    for (int i = 0; w && i < m->n_tensors; i++)
+        if (w->bits(w->arg, i, &pm->tensors[i].bits, &pm->tensors[i].elem_bits, e)) {
+            es_map_free(pm);
+            return -1;
+        }
+    if (check_limits(pm, e)) {
+        es_map_free(pm);
+        return -1;
+    }
+    place_tensors(pm, w != NULL);
     if (place_lanes(pm, e) || place_rows(pm, e)) {
         es_map_free(pm);
         return -1;

@@ -63,11 +63,16 @@ typedef enum es_bits_from {
     ES_BITS_IMAGE   /* a loaded ROM image (es_apply_rom, weights/es_rom.h) */
 } es_bits_from;
 
-/* Bits that replace the chip's formats: a recipe's or a ROM image's (weights/es_rom.h fills it). */
+/* Tensor `tensor` of the model as a recipe or an image stores it: its bits (scales and block padding included)
+ * and its bits per element. Returns 0, or -1 with e filled to stop the build. */
+typedef int (*es_map_bits_fn)(void *arg, int tensor, int64_t *bits, int *elem_bits, es_err *e);
+
+/* Bits that replace the chip's formats: a recipe's or a ROM image's (weights/es_rom.c). The table asks for each
+ * tensor's in turn, before anything else (so the source's errors come first). */
 typedef struct es_map_weights {
     es_bits_from from;     /* ES_BITS_RECIPE or ES_BITS_IMAGE */
-    const int64_t *bits;   /* (model->n_tensors) each tensor's bits as stored, scales included */
-    const int *elem_bits;  /* (model->n_tensors) bits per element of its format */
+    es_map_bits_fn bits;   /* each tensor's bits and element bits */
+    void *arg;             /* passed to it */
     double image_bits;     /* an image's ROM bits in use (its units' stream rows x row bits); 0: count the rows of
                               the tensors (a recipe) */
 } es_map_weights;
