@@ -201,13 +201,12 @@ int64_t es_an_layer(const es_map *pm, int64_t layer, int64_t n, int64_t p)
 static void tile_resources(const es_map *pm, int64_t tile, int64_t n, int64_t p,
                            double *lanes, double *vector, double *attn, double *whole)
 {
-    const es_chip *c = pm->chip;
     const es_model *m = pm->model;
     double part[ES_PART_N] = {0};
     *lanes = *vector = *attn = *whole = 0;
     for (int i = 0; i < m->n_ops; i++) {
         const es_op *op = &m->ops[i];
-        if (op->layer < 0 || op->layer / c->layers_per_tile != tile) continue;
+        if (pm->ops[i].tile != tile || tile < 0) continue; /* the ops the table gives this tile */
         int64_t occ, lat;
         es_an_op_split(pm, op, n, p, &occ, &lat);
         if (op->kind == ES_OP_EXPERTS) { /* its experts run in parallel on their own partitions */
@@ -543,7 +542,7 @@ double es_an_utilization(const es_map *pm, const es_area *a, int64_t p, double b
     double lanes = 0, vector = 0, attn = 0;
     for (int i = 0; i < m->n_ops; i++) { /* tile 0, as every tile */
         const es_op *op = &m->ops[i];
-        if (op->layer < 0 || op->layer / c->layers_per_tile != 0) continue;
+        if (pm->ops[i].tile != 0) continue;
         int64_t occ, lat;
         es_an_op_split(pm, op, 1, p, &occ, &lat);
         if (op->kind == ES_OP_EXPERTS) { /* top_k chains on expert partitions, each a share of the lanes */
