@@ -30,6 +30,18 @@
  *   each partition of a partitioned tile, the embedding table, the LM head)
  *   stripes the sum of its tensors' rows over its banks. The fit check compares
  *   the rows per bank each unit needs with the chip's rows key.
+ * - ops: an op runs on its layer's tile (-1: the embedding lookup and the head),
+ *   on the resource class the graph gives it; a matrix product on its tensor's
+ *   partition's lanes, the experts op on each token's experts' partitions.
+ *
+ * The fit as a typed result (what chip derive reads instead of a message):
+ *     es_map pm;
+ *     if (es_map_build(&pm, &chip, &model, NULL, &e)) ...;  // -1: a size limit or no memory
+ *     if (pm.fit.kind == ES_FIT_ROM)                         // e.g. tile 0 is short
+ *         ... pm.fit.key ("tile.rom.rows"), pm.fit.unit ("tile 0, partition o"),
+ *             pm.fit.need - pm.fit.have (rows per bank short) ...;
+ *     es_rom_need n; es_map_rom_need(&pm, ES_ROM_TILE, &n);  // the least tile.rom.rows that holds it
+ *     es_map_free(&pm);
  *
  * The table does not change after it is built; callers pass `const es_map *`
  * (the analytic model takes it in place of a chip and a model: pm->chip and
@@ -163,8 +175,9 @@ typedef struct es_map {
 
 /* Build the table of model m on chip c, bits from w (NULL: the chip's weights.* formats). Returns 0 when built,
  * whether or not the model fits (pm->fit says; es_map_check turns it into an error): a table that does not fit still
- * gives area and timing, as chip derive sizes its ROMs from it. Returns -1 with e filled, and nothing to free, when a
- * size is beyond what the simulator counts (pm->fit.kind ES_FIT_LIMIT) or memory runs out. */
+ * gives area and timing, as chip derive sizes its ROMs from it. Returns -1 with e filled, and nothing to free, when w's
+ * source fails (pm->fit.kind ES_FIT_OK), a size is beyond what the simulator counts (pm->fit.kind ES_FIT_LIMIT, the
+ * message in pm->fit.msg too) or memory runs out. */
 int es_map_build(es_map *pm, const es_chip *c, const es_model *m, const es_map_weights *w, es_err *e);
 void es_map_free(es_map *pm);
 /* 0 when the model fits; else -1 with pm->fit.msg in e. */
