@@ -58,6 +58,10 @@ static void t1_tensors(es_model *m)
           (long long)v->row_first);
     CHECK(v->lanes == 8192 && v->geom.banks == 64 && v->geom.rows == 64 && v->geom.row_bits == 1024,
           "v lanes %lld banks %lld", (long long)v->lanes, (long long)v->geom.banks);
+    /* a bf16 norm's 16-bit elements take ceil(16 / 3) = 6 cells each: 256 x 6 */
+    const es_map_tensor *nrm = es_map_tensor_of(&pm, es_model_tensor(m, 1, ES_ROLE_ATTN_NORM));
+    CHECK(nrm->elem_bits == 16 && nrm->cells == 1536 && nrm->bits == 4096 && nrm->rom_rows == 4 && nrm->row_first == 0,
+          "norm elem %d cells %lld", nrm->elem_bits, (long long)nrm->cells);
     /* the LM head: 1024 x 256 int6 = 1024 x 1600 bits, in the LM-head ROM after the final norm's 4 rows */
     const es_map_tensor *lm = es_map_tensor_of(&pm, es_model_tensor(m, -1, ES_ROLE_LM_HEAD));
     CHECK(lm->tile == -1 && lm->rom == ES_ROM_LM && lm->bits == 1638400 && lm->rom_rows == 1600 &&
