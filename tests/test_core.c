@@ -17,6 +17,7 @@
 #include "es_cfg.h"
 #include "es_chip.h"
 #include "es_fmt.h"
+#include "es_map.h"
 #include "es_model.h"
 #include "es_proc.h"
 #include "es_stats.h"
@@ -178,8 +179,10 @@ static void t3_chip(void)
     CHECK(q.role == ES_ROLE_Q && es_tensor_bits(&c, &q) == 4096LL * 4096 * 13 / 4, "q bits %lld",
           (long long)es_tensor_bits(&c, &q));
     /* 3.4 a 6-bit weight takes two 3-bit lane cells */
-    es_tensor v = m.tensors[4];
-    CHECK(v.role == ES_ROLE_V && es_tensor_cells(&c, &v) == 2 * 1024LL * 4096, "v cells");
+    es_map pm;
+    CHECK(es_map_build(&pm, &c, &m, NULL, &e) == 0, "%s", e.msg);
+    CHECK(m.tensors[4].role == ES_ROLE_V && pm.tensors[4].cells == 2 * 1024LL * 4096, "v cells");
+    es_map_free(&pm);
     es_chip_free(&c);
     /* 3.5 a ROM too small for the model names the file and the key */
     const char *sets[] = {"tile.rom.rows=100"};
@@ -275,34 +278,37 @@ static void t4_analytic(void)
     es_err e;
     CHECK(es_model_load(&m, "tiny-llama", &e) == 0, "%s", e.msg);
     CHECK(es_chip_load(&c, data("tiny-chip.json"), NULL, 0, &e) == 0, "%s", e.msg);
+    es_map pm;
+    CHECK(es_map_build(&pm, &c, &m, NULL, &e) == 0, "%s", e.msg);
     /* tiny chip: lanes 8192, ROM 64 x 1024 bits/cycle, latency 2, depth 10,
      * vector 64/cycle latency 4, attention 4 pos/cycle latency 8, KV port 16 x 256 bits */
     /* 4.1 attn_q: 256x256 3-bit: cells 65536 -> 8 cycles; bits 65536*3.25 = 212992 -> 4 cycles */
     const es_op *q = &m.ops[2];
-    CHECK(strcmp(q->name, "attn_q") == 0 && es_an_op(&c, &m, q, 1, 0) == 8 + 2 + 10, "q %lld",
-          (long long)es_an_op(&c, &m, q, 1, 0));
+    CHECK(strcmp(q->name, "attn_q") == 0 && es_an_op(&pm, q, 1, 0) == 8 + 2 + 10, "q %lld",
+          (long long)es_an_op(&pm, q, 1, 0));
     /* 4.2 prefill of 8 tokens reads the weights 8 times (tokens_per_read 1) */
-    CHECK(es_an_op(&c, &m, q, 8, 0) == 64 + 12, "q x8");
+    CHECK(es_an_op(&pm, q, 8, 0) == 64 + 12, "q x8");
     /* 4.3 attn_v 6-bit: 64x256 -> 32768 cells -> 4 cycles */
-    CHECK(es_an_op(&c, &m, &m.ops[4], 1, 0) == 4 + 12, "v");
+    CHECK(es_an_op(&pm, &m.ops[4], 1, 0) == 4 + 12, "v");
     /* 4.4 RMSNorm over 256: two passes of 4 cycles + 4 latency */
-    CHECK(es_an_op(&c, &m, &m.ops[1], 1, 0) == 12, "norm");
+    CHECK(es_an_op(&pm, &m.ops[1], 1, 0) == 12, "norm");
     /* 4.5 attention at position 99 (100 positions): kv bits/pos = 2*2*32*8 = 1024;
      * write 1024/4096 -> 1; read 100*1024/4096 = 25; mac 100/4 = 25; + 8 */
     const es_op *at = &m.ops[6];
-    CHECK(at->kind == ES_OP_ATTN && es_an_op(&c, &m, at, 1, 99) == 1 + 25 + 8, "attn %lld",
-          (long long)es_an_op(&c, &m, at, 1, 99));
+    CHECK(at->kind == ES_OP_ATTN && es_an_op(&pm, at, 1, 99) == 1 + 25 + 8, "attn %lld",
+          (long long)es_an_op(&pm, at, 1, 99));
     /* 4.6 the layer closed form equals the sum of its graph ops */
     for (int64_t p = 0; p < 300; p += 37) {
         int64_t sum = 0;
-        for (int i = 1; i <= 14; i++) sum += es_an_op(&c, &m, &m.ops[i], 3, p);
-        CHECK(sum == es_an_layer(&c, &m, 0, 3, p), "layer p=%lld: %lld vs %lld", (long long)p,
-              (long long)sum, (long long)es_an_layer(&c, &m, 0, 3, p));
+        for (int i = 1; i <= 14; i++) sum += es_an_op(&pm, &m.ops[i], 3, p);
+        CHECK(sum == es_an_layer(&pm, 0, 3, p), "layer p=%lld: %lld vs %lld", (long long)p,
+              (long long)sum, (long long)es_an_layer(&pm, 0, 3, p));
     }
     /* 4.7 decode step grows with context, by the attention term only */
-    int64_t d0 = es_an_decode_step(&c, &m, 100), d1 = es_an_decode_step(&c, &m, 104);
+    int64_t d0 = es_an_decode_step(&pm, 100), d1 = es_an_decode_step(&pm, 104);
     /* 4 layers x 1 cycle: read and MAC cycles both go 26 -> 27 and the larger counts */
     CHECK(d1 - d0 == 4, "step growth %lld", (long long)(d1 - d0));
+    es_map_free(&pm);
     es_chip_free(&c);
     es_model_free(&m);
 }

@@ -192,23 +192,23 @@ int64_t sum14(const int64_t *v)
 }
 
 /* 2.0 the hand table against the analytical model, op by op and per layer */
-void t2_table(const es_chip *c, const es_model *m, const std::vector<const es_op *> &ops)
+void t2_table(const es_map *pm, const std::vector<const es_op *> &ops)
 {
     CHECK(ops.size() == 14, "2.0 a tiny-llama layer has 14 ops, got %zu", ops.size());
     CHECK(sum14(DECODE_P9) == DECODE_P9_TOTAL && sum14(PREFILL8) == PREFILL8_TOTAL, "2.0 the table adds up");
     for (size_t i = 0; i < ops.size() && i < 14; i++) {
-        int64_t d = es_an_op(c, m, ops[i], 1, 9), p = es_an_op(c, m, ops[i], 8, 0);
+        int64_t d = es_an_op(pm, ops[i], 1, 9), p = es_an_op(pm, ops[i], 8, 0);
         CHECK(d == DECODE_P9[i], "2.0 %s, 1 token at 9: by hand %lld, analytic %lld", ops[i]->name,
               (long long)DECODE_P9[i], (long long)d);
         CHECK(p == PREFILL8[i], "2.0 %s, 8 tokens at 0: by hand %lld, analytic %lld", ops[i]->name,
               (long long)PREFILL8[i], (long long)p);
     }
-    CHECK(es_an_tile(c, m, 0, 1, 9) == DECODE_P9_TOTAL, "2.0 es_an_tile(1 token at 9) %lld",
-          (long long)es_an_tile(c, m, 0, 1, 9));
-    CHECK(es_an_tile(c, m, 0, 1, 12) == DECODE_P12_TOTAL, "2.0 es_an_tile(1 token at 12) %lld",
-          (long long)es_an_tile(c, m, 0, 1, 12));
-    CHECK(es_an_tile(c, m, 0, 8, 0) == PREFILL8_TOTAL, "2.0 es_an_tile(8 tokens at 0) %lld",
-          (long long)es_an_tile(c, m, 0, 8, 0));
+    CHECK(es_an_tile(pm, 0, 1, 9) == DECODE_P9_TOTAL, "2.0 es_an_tile(1 token at 9) %lld",
+          (long long)es_an_tile(pm, 0, 1, 9));
+    CHECK(es_an_tile(pm, 0, 1, 12) == DECODE_P12_TOTAL, "2.0 es_an_tile(1 token at 12) %lld",
+          (long long)es_an_tile(pm, 0, 1, 12));
+    CHECK(es_an_tile(pm, 0, 8, 0) == PREFILL8_TOTAL, "2.0 es_an_tile(8 tokens at 0) %lld",
+          (long long)es_an_tile(pm, 0, 8, 0));
 }
 
 /* One item's trip: it left at `want` (and its `ready` says so). */
@@ -243,17 +243,22 @@ int sc_main(int argc, char **argv)
         std::fprintf(stderr, "FAIL: %s\n", e.msg);
         return 1;
     }
+    es_map pm;
+    if (es_map_build(&pm, &c, &m, nullptr, &e)) {
+        std::fprintf(stderr, "FAIL: %s\n", e.msg);
+        return 1;
+    }
     es_area area;
-    es_area_compute(&c, &m, &area);
+    es_area_compute(&pm, &area);
     std::vector<const es_op *> ops;
     for (int i = 0; i < m.n_ops; i++)
         if (m.ops[i].layer == 0) ops.push_back(&m.ops[i]);
-    t2_table(&c, &m, ops);
+    t2_table(&pm, ops);
 
     /* every unit below is built before the one simulation: SystemC elaborates once */
     es::Run run(&c), run_cycle(&c);
     run_cycle.cycle = true; /* --fidelity cycle: the tile's resources clock by clock */
-    es::Ctx ctx(run, &c, &m, &area), ctx_cycle(run_cycle, &c, &m, &area);
+    es::Ctx ctx(run, &pm, &area), ctx_cycle(run_cycle, &pm, &area);
     for (uint32_t s = 0; s < 8; s++) run.seq(s), run_cycle.seq(s);
 
     /* 2.1 a decode token at 9 enters at 0; another at 12 enters at 1000, the tile empty again */
@@ -334,6 +339,7 @@ int sc_main(int argc, char **argv)
     }
     CHECK(seen == 2, "3.4 the links' statistics are listed");
 
+    es_map_free(&pm);
     es_chip_free(&c);
     es_model_free(&m);
     std::printf("test_units: %d passed, %d failed\n", passes, fails);

@@ -69,12 +69,6 @@ uint64_t es_rom_geom_hash(const es_chip *c, const es_model *m)
     return es_fnv1a(h, &c->layers_per_tile, sizeof c->layers_per_tile);
 }
 
-static int unit_of(const es_chip *c, const es_model *m, const es_tensor *t, int n_units)
-{
-    if (t->layer >= 0) return t->layer / c->layers_per_tile;
-    if (t->role == ES_ROLE_EMBED && !m->tied) return n_units - 2;
-    return n_units - 1; /* out_norm, lm_head, tied table */
-}
 
 /* ---- building ---- */
 
@@ -315,26 +309,137 @@ int es_rom_build_synthetic(const es_chip *c, const es_model *m, const es_recipe 
     return es_rom_build(c, m, r, synth_rows, &a, out, threads, cb, cb_arg, e);
 }
 
-int es_rom_apply_recipe(const es_recipe *r, es_chip *c, es_model *m, es_err *e)
+/* Tensors as recipe r would store them (es_map_bits_fn): format (into fmt[i] when fmt is not NULL), bits
+ * (whole blocks per row, scales included) and element bits. */
+typedef struct recipe_arg {
+    const es_recipe *r;
+    const es_model *m;
+    es_qfmt *fmt;
+} recipe_arg;
+
+static int recipe_bits(void *arg, int i, int64_t *bits, int *elem, es_err *e)
 {
-    double used = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        es_tensor *t = &m->tensors[i];
-        es_qfmt f;
-        if (es_recipe_format(r, t, &f, e)) return -1;
-        int64_t rb = es_q_row_bytes(&f, es_q_padded(&f, t->cols), e);
-        if (rb < 0) return -1;
-        if (t->rows > 0 && rb > INT64_MAX / 8 / t->rows)
-            return es_fail(e, "%s: %s under recipe %s: more than 2^63 bits", m->path, t->name, r->name);
-        t->rom_bits = 8 * rb * t->rows;
-        t->rom_elem_bits = es_qtype_elem_bits(f.type);
-        /* the ROM that holds it, as es_rom_build's unit_of places it */
-        int64_t row_bits = t->layer >= 0 ? c->rom.row_bits
-                           : (t->role == ES_ROLE_EMBED && !m->tied) ? c->embed_rom.row_bits : c->head_rom.row_bits;
-        used += (double)es_rom_tensor_rows(t->rom_bits, row_bits) * (double)row_bits;
-    }
-    c->rom_image_bits = used;
+    const recipe_arg *a = arg;
+    const es_tensor *t = &a->m->tensors[i];
+    es_qfmt f;
+    if (es_recipe_format(a->r, t, &f, e)) return -1;
+    int64_t rb = es_q_row_bytes(&f, es_q_padded(&f, t->cols), e);
+    if (rb < 0) return -1;
+    if (t->rows > 0 && rb > INT64_MAX / 8 / t->rows)
+        return es_fail(e, "%s: %s under recipe %s: more than 2^63 bits", a->m->path, t->name, a->r->name);
+    *bits = 8 * rb * t->rows;
+    *elem = es_qtype_elem_bits(f.type);
+    if (a->fmt) a->fmt[i] = f;
     return 0;
+}
+
+int es_rom_apply_recipe(const es_recipe *r, const es_chip *c, const es_model *m, es_map *pm, es_err *e)
+{
+    recipe_arg a = {r, m, NULL};
+    es_map_weights w = {ES_BITS_RECIPE, recipe_bits, &a, 0};
+    return es_map_build(pm, c, m, &w, e);
+}
+
+/* Tensors as an image holds them (es_map_bits_fn): rec[i] is model tensor i's record. */
+typedef struct image_arg {
+    const es_rom_image *img;
+    const int *rec;
+} image_arg;
+
+static int image_bits(void *arg, int i, int64_t *bits, int *elem, es_err *e)
+{
+    (void)e;
+    const image_arg *a = arg;
+    const es_rom_tensor *t = &a->img->tensors[a->rec[i]];
+    *bits = 8 * t->bytes;
+    *elem = es_qtype_elem_bits(t->fmt.type);
+    return 0;
+}
+
+int es_apply_rom(const char *path, const es_chip *c, const es_model *m, es_map *pm, es_err *e)
+{
+    memset(pm, 0, sizeof *pm);
+    es_rom_image img;
+    if (es_rom_open(&img, path, e)) return -1;
+    int *rec = calloc((size_t)m->n_tensors + 1, sizeof *rec);
+    int rc = -1;
+    if (!rec) { es_fail(e, "out of memory"); goto out; }
+    if (img.model_hash != es_rom_model_hash(m)) {
+        es_fail(e, "%s: built for another model than %s (%s)", path, m->name, m->path);
+        goto out;
+    }
+    if (img.geom_hash != es_rom_geom_hash(c, m)) {
+        es_fail(e, "%s: built for another ROM geometry than %s's (tile.rom, head.embed_rom, "
+                   "head.lm_rom, tile.layers_per_tile)", path, c->path);
+        goto out;
+    }
+    for (int i = 0; i < m->n_tensors; i++) { /* each tensor's record, by name */
+        rec[i] = -1;
+        for (int j = 0; j < img.n_tensors && rec[i] < 0; j++)
+            if (!strcmp(img.tensors[j].name, m->tensors[i].name)) rec[i] = j;
+        if (rec[i] < 0) { es_fail(e, "%s: has no tensor %s", path, m->tensors[i].name); goto out; }
+    }
+    /* every bank's CRC-32 and size, as functional mode's loading checks them: a corrupt image is refused
+     * in either mode with the same message */
+    if (es_rom_verify(&img, e)) goto out;
+    image_arg a = {&img, rec};
+    es_map_weights w = {ES_BITS_IMAGE, image_bits, &a, es_rom_used_bits(&img)};
+    rc = es_map_build(pm, c, m, &w, e);
+out:
+    free(rec);
+    es_rom_close(&img);
+    return rc;
+}
+
+/* Each tensor's format under the recipe, and where it goes: the ROM and first stream row the placement table
+ * gives it, the table built with the recipe's bits (the fit check counts rows so too); each unit's stream rows
+ * from the table, checked against its capacity; the banks' first records. */
+static int lay_out(build_ctx *b, const es_recipe *r, es_err *e)
+{
+    const es_chip *c = b->c;
+    const es_model *m = b->m;
+    int rc = -1;
+    es_qfmt *fmt = calloc((size_t)m->n_tensors + 1, sizeof *fmt);
+    es_map pm = {0};
+    recipe_arg a = {r, m, fmt};
+    es_map_weights w = {ES_BITS_RECIPE, recipe_bits, &a, 0};
+    if (!fmt) { es_fail(e, "out of memory"); goto out; }
+    if (es_map_build(&pm, c, m, &w, e)) goto out;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *mt = &m->tensors[i];
+        const es_map_tensor *x = &pm.tensors[i];
+        es_rom_tensor *t = &b->tensors[b->n_tensors++];
+        snprintf(t->name, sizeof t->name, "%s", mt->name);
+        t->role = mt->lm_head ? ES_ROLE_LM_HEAD : (int32_t)mt->role;
+        t->layer = mt->layer;
+        t->rows = mt->rows;
+        t->cols = mt->cols;
+        t->fmt = fmt[i];
+        t->bytes = x->bits / 8;
+        /* units: tiles 0..T-1, the embedding ROM (untied), the LM-head ROM */
+        t->unit = x->rom == ES_ROM_TILE ? x->tile : x->rom == ES_ROM_EMBED ? b->n_units - 2 : b->n_units - 1;
+        const es_rom_unit *u = &b->units[t->unit];
+        if (u->row_bits % 8) { es_fail(e, "%s: ROM rows of %s are not whole bytes", c->path, u->label); goto out; }
+        t->row_first = x->row_first;
+    }
+    for (int i = 0; i < b->n_units; i++) {
+        es_rom_unit *u = &b->units[i];
+        es_rom_kind k = u->id >= 0 ? ES_ROM_TILE : u->id == -1 ? ES_ROM_EMBED : ES_ROM_LM;
+        u->stream_rows = es_map_unit_of(&pm, k, u->id >= 0 ? u->id : -1, -1)->stream_rows;
+        if (u->stream_rows > u->banks * u->rows) {
+            es_fail(e, "%s: key '%s.rows': ROM cannot hold the model with recipe %s: %s needs %lld rows "
+                       "of %lld bits, it has %lld banks x %lld rows", c->path, es_rom_kind_key(k), r->name,
+                    u->label, (long long)u->stream_rows, (long long)u->row_bits,
+                    (long long)u->banks, (long long)u->rows);
+            goto out;
+        }
+        b->bank_first[i + 1] = b->bank_first[i] + (int)u->banks;
+    }
+    rc = 0;
+out:
+    es_map_free(&pm);
+    free(fmt);
+    return rc;
 }
 
 int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row_fn rows, void *rows_arg,
@@ -358,38 +463,7 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
     b.bank_first = calloc((size_t)tiles + 3, sizeof *b.bank_first);
     if (!b.units || !b.tensors || !b.bank_first) { es_fail(e, "out of memory"); goto out; }
     unit_geoms(c, m, b.units, &b.n_units);
-    /* lay tensors out */
-    for (int i = 0; i < m->n_tensors; i++) {
-        const es_tensor *mt = &m->tensors[i];
-        es_rom_tensor *t = &b.tensors[b.n_tensors++];
-        snprintf(t->name, sizeof t->name, "%s", mt->name);
-        t->role = mt->lm_head ? ES_ROLE_LM_HEAD : (int32_t)mt->role;
-        t->layer = mt->layer;
-        t->rows = mt->rows;
-        t->cols = mt->cols;
-        if (es_recipe_format(r, mt, &t->fmt, e)) goto out;
-        int64_t rb = es_q_row_bytes(&t->fmt, es_q_padded(&t->fmt, t->cols), e);
-        if (rb < 0) goto out;
-        t->bytes = rb * t->rows;
-        t->unit = unit_of(c, m, mt, b.n_units);
-        es_rom_unit *u = &b.units[t->unit];
-        if (u->row_bits % 8) { es_fail(e, "%s: ROM rows of %s are not whole bytes", c->path, u->label); goto out; }
-        t->row_first = u->stream_rows;
-        u->stream_rows += es_rom_tensor_rows(8 * t->bytes, u->row_bits); /* the fit check counts rows so too */
-    }
-    static const char *keys[3] = {"tile.rom.rows", "head.embed_rom.rows", "head.lm_rom.rows"};
-    for (int i = 0; i < b.n_units; i++) {
-        es_rom_unit *u = &b.units[i];
-        int k = i < tiles ? 0 : (!m->tied && i == tiles) ? 1 : 2;
-        if (u->stream_rows > u->banks * u->rows) {
-            es_fail(e, "%s: key '%s': ROM cannot hold the model with recipe %s: %s needs %lld rows "
-                       "of %lld bits, it has %lld banks x %lld rows", c->path, keys[k], r->name,
-                    u->label, (long long)u->stream_rows, (long long)u->row_bits,
-                    (long long)u->banks, (long long)u->rows);
-            goto out;
-        }
-        b.bank_first[i + 1] = b.bank_first[i] + (int)u->banks;
-    }
+    if (lay_out(&b, r, e)) goto out;
     b.banks = calloc((size_t)b.bank_first[b.n_units] + 1, sizeof *b.banks);
     if (!b.banks) { es_fail(e, "out of memory"); goto out; }
     /* the image is written beside its path and renamed over it: only a regular file may be replaced */

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include "es_chip.h"
 #include "es_err.h"
+#include "es_map.h"
 #include "es_model.h"
 #include "es_quant.h"
 #include "es_recipe.h"
@@ -92,11 +93,18 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
 int es_rom_build_synthetic(const es_chip *c, const es_model *m, const es_recipe *r, uint64_t seed,
                            const char *out, int threads, es_rom_progress cb, void *cb_arg,
                            es_err *e);
-/* Time a model as a ROM image built with recipe r would hold it, without building one: each tensor's
- * bits (whole blocks per row, scales included) and element width, and the chip's ROM bits in use (each
- * tensor from a fresh row of its ROM), as es_apply_rom takes them from an image. Timing, area and
- * energy then follow the recipe's formats instead of the chip's weights.* section. */
-int es_rom_apply_recipe(const es_recipe *r, es_chip *c, es_model *m, es_err *e);
+/* The placement table (es_map.h) of m on c with the bits an image built with recipe r would hold, without
+ * building one: each tensor's bits (whole blocks per row, scales included) and element width, and the ROM
+ * bits in use (each tensor from a fresh row of its ROM), as es_apply_rom takes them from an image. Timing,
+ * area and energy then follow the recipe's formats instead of the chip's weights.* section. -1 on a format
+ * the recipe cannot give (pm->fit.kind ES_FIT_OK) or when the table cannot be built (es_map_build: pm->fit
+ * says why); 0 with pm built, fitting or not (pm->fit). */
+int es_rom_apply_recipe(const es_recipe *r, const es_chip *c, const es_model *m, es_map *pm, es_err *e);
+/* The placement table of m on c with the bits of the ROM image at path (`run --rom`): the image must be
+ * built for this model and this chip's ROM geometry, and every bank's CRC-32 must hold; each tensor then
+ * takes the image's bits and element width, and area the image's ROM rows in use. Returns as
+ * es_rom_apply_recipe. */
+int es_apply_rom(const char *path, const es_chip *c, const es_model *m, es_map *pm, es_err *e);
 /* Read header and index; every size and offset is checked against the file. */
 int es_rom_open(es_rom_image *img, const char *path, es_err *e);
 void es_rom_close(es_rom_image *img);

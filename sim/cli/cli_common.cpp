@@ -1,6 +1,5 @@
 // cli_common: see cli_common.h.
 #include "cli_common.h"
-#include "cli_rom.h"
 #include "es_recipe.h"
 #include "es_rom.h"
 #include <cstring>
@@ -9,6 +8,7 @@ namespace es {
 
 Loaded::~Loaded()
 {
+    if (have_map) es_map_free(&map);
     if (have_m) es_model_free(&m);
     if (have_c) es_chip_free(&c);
 }
@@ -25,19 +25,23 @@ int load(const std::string &model, const std::string &chip, const std::vector<st
     L.formats = "chip weights.*";
     if (!rom.empty()) {
         if (!recipe.empty()) return es_fail(e, "--recipe %s with --rom %s: the image fixes the formats", recipe.c_str(), rom.c_str());
-        if (es_apply_rom(rom.c_str(), &L.c, &L.m, e)) return -1;
+        if (es_apply_rom(rom.c_str(), &L.c, &L.m, &L.map, e)) return -1;
+        L.have_map = true;
         L.formats = "ROM image " + rom;
         L.formats_from = "rom";
     } else if (!recipe.empty()) {
         es_recipe r;
         if (es_recipe_load(&r, recipe.c_str(), e)) return -1;
-        int rc = es_rom_apply_recipe(&r, &L.c, &L.m, e);
+        int rc = es_rom_apply_recipe(&r, &L.c, &L.m, &L.map, e);
         L.formats = std::string("recipe ") + r.name + " (" + r.path + ")";
         L.formats_from = "recipe";
         es_recipe_free(&r);
-        if (rc) return -1;
+        if (rc && L.map.fit.kind != ES_FIT_LIMIT) return -1; /* the recipe's formats; a size limit is a fit error */
+        L.have_map = rc == 0;
+    } else if (es_map_build(&L.map, &L.c, &L.m, nullptr, e) == 0) {
+        L.have_map = true;
     }
-    if (es_chip_check_fit(&L.c, &L.m, e)) {
+    if (!L.have_map || es_map_check(&L.map, e)) {
         if (!rom.empty() || recipe.empty()) return -1;
         char msg[sizeof e->msg];
         std::snprintf(msg, sizeof msg, "%s", e->msg);

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include "es_area.h"
 #include "es_chip.h"
+#include "es_map.h"
 #include "es_model.h"
 #include "es_top.h"
 
@@ -17,7 +18,8 @@ namespace es {
 struct Loaded {
     es_model m{};
     es_chip c{};
-    bool have_m = false, have_c = false;
+    es_map map{}; // the placement table of m on c, in the formats below (es_map.h)
+    bool have_m = false, have_c = false, have_map = false;
     std::string formats_from = "chip"; // where the formats timed come from: "chip", "recipe" or "rom"
     std::string formats; // which weight formats timing, area and energy follow: "chip weights.*",
                          // "recipe NAME (PATH)" or "ROM image PATH"
@@ -27,9 +29,9 @@ struct Loaded {
     ~Loaded();
 };
 
-// Load model and chip (with --set overrides); then the weight formats timing, area and energy follow:
-// a ROM image's real bits (rom), a recipe's as an image built with it would hold them (recipe), or
-// else the chip's weights.* section; then the fit check.
+// Load model and chip (with --set overrides); then the placement table in the weight formats timing, area and
+// energy follow: a ROM image's real bits (rom), a recipe's as an image built with it would hold them (recipe), or
+// else the chip's weights.* section; then the fit check (the table's).
 int load(const std::string &model, const std::string &chip, const std::vector<std::string> &sets,
          const std::string &rom, const std::string &recipe, Loaded &L, es_err *e);
 // The recipe a command times: --recipe, else hc1-mix (es_func_datapath's default) when functional mode

@@ -392,7 +392,7 @@ pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp
     };
     w.policy = o.policy;
     w.cycle = o.cycle;
-    if (rd.open(data, &e) == 0 && run_sim(&L.c, &L.m, w, r, &e) == 0) {
+    if (rd.open(data, &e) == 0 && run_sim(&L.map, w, r, &e) == 0) {
         c.batch_ns = r.seconds * 1e9;
         c.prefill_passes = r.prefill_passes;
         c.max_in_flight = r.max_in_flight;
@@ -764,7 +764,7 @@ int simulate(const Opts &o, const Inputs &in, Batch &b, Workload &w, const Progr
         close(pipefd[1]);
     }
     auto t0 = std::chrono::steady_clock::now();
-    if (run_sim(&L.c, &L.m, w, b.r, e)) {
+    if (run_sim(&L.map, w, b.r, e)) {
         if (child > 0) waitpid(child, nullptr, 0);
         return -1; /* closing the batch's database marks the run failed with the error */
     }
@@ -884,7 +884,7 @@ void add_analytic_json(cJSON *j, const Opts &o, const Inputs &in, const Batch &b
 {
     const Loaded &L = in.L;
     double busy = 0, fill = 0, upper = 0;
-    es_an_batch(&L.c, &L.m, b.done, in.sharing ? in.rule_tokens : 0, b.first_prompt, o.max_new, &busy, &fill, &upper);
+    es_an_batch(&L.map, b.done, in.sharing ? in.rule_tokens : 0, b.first_prompt, o.max_new, &busy, &fill, &upper);
     cJSON *an = cJSON_AddObjectToObject(j, "analytic");
     cJSON_AddNumberToObject(an, "busy_ns", busy * 1e9 / L.c.clock_hz);
     cJSON_AddNumberToObject(an, "fill_ns", fill * 1e9 / L.c.clock_hz);

@@ -1,4 +1,4 @@
-/* cli_rom: `etchsim rom build|inspect|verify` and `run --rom` (see cli_rom.h). */
+/* cli_rom: `etchsim rom build|inspect|verify` (see cli_rom.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "cli_rom.h"
 #include "cli_opts.h"
@@ -407,39 +407,4 @@ int es_cli_rom(int argc, char **argv)
     if (!strcmp(argv[0], "inspect")) return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(argv[0], "verify")) return cmd_verify(argc - 1, argv + 1);
     return usage("unknown subcommand", argv[0]);
-}
-
-int es_apply_rom(const char *path, es_chip *c, es_model *m, es_err *e)
-{
-    es_rom_image img;
-    if (es_rom_open(&img, path, e)) return -1;
-    int rc = -1;
-    if (img.model_hash != es_rom_model_hash(m)) {
-        es_fail(e, "%s: built for another model than %s (%s)", path, m->name, m->path);
-        goto out;
-    }
-    if (img.geom_hash != es_rom_geom_hash(c, m)) {
-        es_fail(e, "%s: built for another ROM geometry than %s's (tile.rom, head.embed_rom, "
-                   "head.lm_rom, tile.layers_per_tile)", path, c->path);
-        goto out;
-    }
-    for (int i = 0; i < m->n_tensors; i++) {
-        es_tensor *t = &m->tensors[i];
-        int found = 0;
-        for (int j = 0; j < img.n_tensors && !found; j++)
-            if (!strcmp(img.tensors[j].name, t->name)) {
-                t->rom_bits = 8 * img.tensors[j].bytes;
-                t->rom_elem_bits = es_qtype_elem_bits(img.tensors[j].fmt.type);
-                found = 1;
-            }
-        if (!found) { es_fail(e, "%s: has no tensor %s", path, t->name); goto out; }
-    }
-    /* every bank's CRC-32 and size, as functional mode's loading checks them: a corrupt image is refused
-     * in either mode with the same message */
-    if (es_rom_verify(&img, e)) goto out;
-    c->rom_image_bits = es_rom_used_bits(&img);
-    rc = 0;
-out:
-    es_rom_close(&img);
-    return rc;
 }

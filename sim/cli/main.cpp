@@ -320,10 +320,10 @@ int cmd_area(int argc, char **argv)
         return 1;
     }
     es_area a;
-    es_area_compute(&L.c, &L.m, &a);
+    es_area_compute(&L.map, &a);
     /* one user's decode at --position (default the middle of a 1k/1k run), analytical */
     const int64_t pos = o.position;
-    double busy[5], die = es_an_utilization(&L.c, &L.m, &a, pos, busy);
+    double busy[5], die = es_an_utilization(&L.map, &a, pos, busy);
     static const char *kinds[5] = {"lanes", "vector", "attention", "head", "embed"};
     if (o.json) {
         cJSON *j = cJSON_CreateObject();
@@ -749,7 +749,7 @@ int cmd_run(int argc, char **argv)
     fill_workload(w, o, fn, routing, own, run_id);
     es::RunResult r;
     auto t0 = std::chrono::steady_clock::now();
-    rc = es::run_sim(&L.c, &L.m, w, r, &e);
+    rc = es::run_sim(&L.map, w, r, &e);
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (rc) return run_error(&e); /* own's closing marks the run failed with it */
     if (o.functional && finish_functional(o, fn, r, &e)) return run_error(&e);

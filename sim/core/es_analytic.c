@@ -43,47 +43,47 @@ static int64_t scan(const es_chip *c, const es_model *m, int64_t n)
     return n * ((upd > sram ? upd : sram) + c->scan_latency);
 }
 
-static const es_rom *embed_rom(const es_chip *c, const es_model *m)
+/* A matrix-vector product with tensor t for n tokens, on the lanes and ROM the placement table gives it. */
+static int64_t mv(const es_map *pm, const es_tensor *t, int64_t n)
 {
-    return m->tied ? &c->head_rom : &c->embed_rom;
+    const es_map_tensor *x = es_map_tensor_of(pm, t);
+    return es_an_matvec(pm->chip, &x->geom, x->lanes, x->cells, x->bits, n);
 }
 
 /* One expert's work for n of its tokens, on its own partition: gate, up,
  * SiLU x up (the partition's element-wise stage, vector width), down. */
-int64_t es_an_expert_chain(const es_chip *c, const es_model *m, int64_t layer, int64_t e, int64_t n)
+int64_t es_an_expert_chain(const es_map *pm, int64_t layer, int64_t e, int64_t n)
 {
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
     static const es_role rs[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
     int64_t t = vec(c, n * m->expert_ffn, 1);
-    for (int k = 0; k < 3; k++) {
-        const es_tensor *x = es_model_expert(m, layer, rs[k], e);
-        int64_t lanes;
-        es_rom rom;
-        es_chip_lane_geometry(c, m, x, &lanes, &rom);
-        t += es_an_matvec(c, &rom, lanes, es_tensor_cells(c, x), es_tensor_bits(c, x), n);
-    }
+    for (int k = 0; k < 3; k++) t += mv(pm, es_model_expert(m, layer, rs[k], e), n);
     return t;
 }
 
 /* The experts of n tokens when the analytical model cannot know the routing:
  * the n x top_k activations spread evenly over min(experts, n x top_k)
  * experts, which run in parallel; exact for one token. */
-static int64_t experts_even(const es_chip *c, const es_model *m, int64_t layer, int64_t n, int64_t *active)
+static int64_t experts_even(const es_map *pm, int64_t layer, int64_t n, int64_t *active)
 {
+    const es_model *m = pm->model;
     int64_t pairs = n * m->top_k, d = pairs < m->experts ? pairs : m->experts;
     if (active) *active = d;
-    return es_an_expert_chain(c, m, layer, 0, es_ceil_div(pairs, d));
+    return es_an_expert_chain(pm, layer, 0, es_ceil_div(pairs, d));
 }
 
-int64_t es_an_op(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p)
+int64_t es_an_op(const es_map *pm, const es_op *op, int64_t n, int64_t p)
 {
     int64_t occ, lat;
-    es_an_op_split(c, m, op, n, p, &occ, &lat);
+    es_an_op_split(pm, op, n, p, &occ, &lat);
     return occ + lat;
 }
 
-void es_an_op_split(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p, int64_t *occ,
+void es_an_op_split(const es_map *pm, const es_op *op, int64_t n, int64_t p, int64_t *occ,
                     int64_t *lat)
 {
+    const es_chip *c = pm->chip;
     *lat = 0;
     switch (op->kind) {
     case ES_OP_RMSNORM:
@@ -96,21 +96,23 @@ void es_an_op_split(const es_chip *c, const es_model *m, const es_op *op, int64_
         *occ = vec(c, n * op->elems, op->kind == ES_OP_RMSNORM ? 2 : 1) - *lat;
         return;
     case ES_OP_MATVEC:
-        *lat = (op->layer >= 0 ? c->rom.latency : c->head_rom.latency) + c->lane_depth;
-        *occ = es_an_op_total(c, m, op, n, p) - *lat;
+        *lat = pm->tensors[op->tensor].geom.latency + c->lane_depth; /* the tile's ROM, or the LM head's */
+        *occ = es_an_op_total(pm, op, n, p) - *lat;
         return;
     default:
-        *occ = es_an_op_total(c, m, op, n, p);
+        *occ = es_an_op_total(pm, op, n, p);
         return;
     }
 }
 
 /* The whole of an op's time; attention, the embedding lookup and the sampler
  * hold their resource for all of it. */
-int64_t es_an_op_total(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p)
+int64_t es_an_op_total(const es_map *pm, const es_op *op, int64_t n, int64_t p)
 {
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
     switch (op->kind) {
-    case ES_OP_EMBED: return es_an_embed(c, m, n);
+    case ES_OP_EMBED: return es_an_embed(pm, n);
     case ES_OP_RMSNORM: return vec(c, n * op->elems, 2);
     case ES_OP_ROPE:
     case ES_OP_ADD:
@@ -118,20 +120,10 @@ int64_t es_an_op_total(const es_chip *c, const es_model *m, const es_op *op, int
     case ES_OP_ATTN: return attention(c, m, n, p);
     case ES_OP_SAMPLE: return es_ceil_div(n * op->elems, c->sampler_width) + c->sampler_latency;
     case ES_OP_ROUTE: return vec(c, n * op->elems, 1);
-    case ES_OP_EXPERTS: return experts_even(c, m, op->layer, n, NULL);
+    case ES_OP_EXPERTS: return experts_even(pm, op->layer, n, NULL);
     case ES_OP_CONV: return vec(c, n * op->elems, 1);
     case ES_OP_SCAN: return scan(c, m, n);
-    case ES_OP_MATVEC: {
-        const es_tensor *t = &m->tensors[op->tensor];
-        if (op->layer >= 0) {
-            int64_t lanes;
-            es_rom rom;
-            es_chip_lane_geometry(c, m, t, &lanes, &rom);
-            return es_an_matvec(c, &rom, lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
-        }
-        return es_an_matvec(c, &c->head_rom, c->head_lanes, es_tensor_cells(c, t),
-                            es_tensor_bits(c, t), n);
-    }
+    case ES_OP_MATVEC: return mv(pm, &m->tensors[op->tensor], n); /* a tile's partition, or the head */
     }
     return 0;
 }
@@ -155,32 +147,25 @@ int64_t es_an_host_lat(const es_chip *c) { return ns_to_cycles(c, c->host_latenc
 /* ---- composition ---- */
 
 
-static int64_t mv(const es_chip *c, const es_model *m, const es_tensor *t, int64_t n, int head)
+int64_t es_an_embed(const es_map *pm, int64_t n)
 {
-    if (head)
-        return es_an_matvec(c, &c->head_rom, c->head_lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
-    int64_t lanes;
-    es_rom rom;
-    es_chip_lane_geometry(c, m, t, &lanes, &rom);
-    return es_an_matvec(c, &rom, lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n);
+    const es_tensor *t = es_model_tensor(pm->model, -1, ES_ROLE_EMBED);
+    const es_map_tensor *x = es_map_tensor_of(pm, t); /* in the embedding ROM, or the LM head's when tied */
+    const es_rom *r = &x->geom;
+    return es_ceil_div(n * (x->bits / t->rows), r->banks * r->row_bits) + r->latency;
 }
 
-int64_t es_an_embed(const es_chip *c, const es_model *m, int64_t n)
+int64_t es_an_layer(const es_map *pm, int64_t layer, int64_t n, int64_t p)
 {
-    const es_tensor *t = es_model_tensor(m, -1, ES_ROLE_EMBED);
-    const es_rom *r = embed_rom(c, m);
-    return es_ceil_div(n * (es_tensor_bits(c, t) / t->rows), r->banks * r->row_bits) + r->latency;
-}
-
-int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t layer, int64_t n, int64_t p)
-{
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
     int64_t H = m->hidden, F = m->ffn, Q = m->heads * m->head_dim, KV = m->kv_heads * m->head_dim;
     int64_t t = 0;
     if (m->ssm_state > 0) {
         static const es_role mv4[4] = {ES_ROLE_SSM_IN, ES_ROLE_SSM_X, ES_ROLE_SSM_DT, ES_ROLE_SSM_OUT};
         int64_t I = m->ssm_inner;
         t += vec(c, n * H, 2);                                         /* RMSNorm */
-        for (int k = 0; k < 4; k++) t += mv(c, m, es_model_tensor(m, layer, mv4[k]), n, 0);
+        for (int k = 0; k < 4; k++) t += mv(pm, es_model_tensor(m, layer, mv4[k]), n);
         t += vec(c, n * I * m->ssm_conv, 1);                           /* conv1d */
         t += 2 * vec(c, n * I, 1);                                     /* softplus(dt), y x SiLU(z) */
         t += scan(c, m, n);
@@ -189,23 +174,23 @@ int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t layer, int64_t 
     if (m->experts > 0) {
         static const es_role att[4] = {ES_ROLE_Q, ES_ROLE_K, ES_ROLE_V, ES_ROLE_O};
         t += 2 * vec(c, n * H, 2);                                     /* two RMSNorms */
-        for (int k = 0; k < 4; k++) t += mv(c, m, es_model_tensor(m, layer, att[k]), n, 0);
+        for (int k = 0; k < 4; k++) t += mv(pm, es_model_tensor(m, layer, att[k]), n);
         if (m->qk_norm) t += vec(c, n * Q, 2) + vec(c, n * KV, 2);     /* RMSNorm of q and of k */
         t += vec(c, n * (Q + KV), 1) + attention(c, m, n, p);          /* RoPE, attention */
         t += 2 * vec(c, n * H, 1);                                     /* two residual adds */
-        t += mv(c, m, es_model_tensor(m, layer, ES_ROLE_ROUTER), n, 0); /* the router's scores */
+        t += mv(pm, es_model_tensor(m, layer, ES_ROLE_ROUTER), n); /* the router's scores */
         t += vec(c, n * m->experts, 1);                                /* top-k of them */
-        t += experts_even(c, m, layer, n, NULL);                       /* the experts, in parallel */
+        t += experts_even(pm, layer, n, NULL);                       /* the experts, in parallel */
         return t + vec(c, n * m->top_k * H, 1);                        /* weighted sum of k outputs */
     }
     t += 2 * vec(c, n * H, 2);                                        /* two RMSNorms */
     static const es_role qkvo[4] = {ES_ROLE_Q, ES_ROLE_K, ES_ROLE_V, ES_ROLE_O};
     static const es_role ffn[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
-    for (int k = 0; k < 4; k++) t += mv(c, m, es_model_tensor(m, layer, qkvo[k]), n, 0);
+    for (int k = 0; k < 4; k++) t += mv(pm, es_model_tensor(m, layer, qkvo[k]), n);
     t += vec(c, n * (Q + KV), 1);                                     /* RoPE on q and k */
     t += attention(c, m, n, p);
     t += 2 * vec(c, n * H, 1);                                        /* two residual adds */
-    for (int k = 0; k < 3; k++) t += mv(c, m, es_model_tensor(m, layer, ffn[k]), n, 0);
+    for (int k = 0; k < 3; k++) t += mv(pm, es_model_tensor(m, layer, ffn[k]), n);
     t += vec(c, n * F, 1);                                            /* SiLU(gate) * up */
     return t;
 }
@@ -213,21 +198,21 @@ int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t layer, int64_t 
 /* Occupancy of each of a tile's resources for one work item of n tokens of
  * one sequence at positions p..: the lanes, the vector unit, the attention
  * engine; and the item's whole time in the tile. */
-static void tile_resources(const es_chip *c, const es_model *m, int64_t tile, int64_t n, int64_t p,
+static void tile_resources(const es_map *pm, int64_t tile, int64_t n, int64_t p,
                            double *lanes, double *vector, double *attn, double *whole)
 {
+    const es_model *m = pm->model;
     double part[ES_PART_N] = {0};
     *lanes = *vector = *attn = *whole = 0;
     for (int i = 0; i < m->n_ops; i++) {
         const es_op *op = &m->ops[i];
-        if (op->layer < 0 || op->layer / c->layers_per_tile != tile) continue;
+        if (pm->ops[i].tile != tile || tile < 0) continue; /* the ops the table gives this tile */
         int64_t occ, lat;
-        es_an_op_split(c, m, op, n, p, &occ, &lat);
+        es_an_op_split(pm, op, n, p, &occ, &lat);
         if (op->kind == ES_OP_EXPERTS) { /* its experts run in parallel on their own partitions */
             part[1] += (double)occ;
         } else if (op->res == ES_RES_LANES) {
-            part[es_chip_partition(c, m, &m->tensors[op->tensor]) > 0 && m->experts == 0 ?
-                 es_chip_partition(c, m, &m->tensors[op->tensor]) : 0] += (double)occ;
+            part[pm->ops[i].part] += (double)occ; /* MoE: the attention partition (0) */
         } else if (op->res == ES_RES_ATTN || op->res == ES_RES_SCAN) {
             *attn += (double)occ;
         } else {
@@ -240,12 +225,13 @@ static void tile_resources(const es_chip *c, const es_model *m, int64_t tile, in
         if (part[g] > *lanes) *lanes = part[g];
 }
 
-double es_an_tile_token_bound(const es_chip *c, const es_model *m, int64_t tile, int64_t p)
+double es_an_tile_token_bound(const es_map *pm, int64_t tile, int64_t p)
 {
+    const es_chip *c = pm->chip;
     int64_t g = c->tokens_per_read;
     double lanes, vector, attn, whole, attn1, l1, v1, w1;
-    tile_resources(c, m, tile, g, p, &lanes, &vector, &attn, &whole);
-    tile_resources(c, m, tile, 1, p, &l1, &v1, &attn1, &w1);
+    tile_resources(pm, tile, g, p, &lanes, &vector, &attn, &whole);
+    tile_resources(pm, tile, 1, p, &l1, &v1, &attn1, &w1);
     /* g tokens of g sequences: the shared part once, attention once per sequence */
     whole = whole - attn + (double)g * attn1;
     double b = lanes / (double)g;
@@ -255,18 +241,22 @@ double es_an_tile_token_bound(const es_chip *c, const es_model *m, int64_t tile,
     return b;
 }
 
-int64_t es_an_tile(const es_chip *c, const es_model *m, int64_t tile, int64_t n, int64_t p)
+int64_t es_an_tile(const es_map *pm, int64_t tile, int64_t n, int64_t p)
 {
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
     int64_t first = tile * c->layers_per_tile, last = first + c->layers_per_tile, t = 0;
     if (last > m->layers) last = m->layers;
-    for (int64_t l = first; l < last; l++) t += es_an_layer(c, m, l, n, p);
+    for (int64_t l = first; l < last; l++) t += es_an_layer(pm, l, n, p);
     return t;
 }
 
-int64_t es_an_head(const es_chip *c, const es_model *m)
+int64_t es_an_head(const es_map *pm)
 {
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
     const es_tensor *lm = es_model_tensor(m, -1, ES_ROLE_LM_HEAD);
-    return vec(c, m->hidden, 2) + mv(c, m, lm, 1, 1) +
+    return vec(c, m->hidden, 2) + mv(pm, lm, 1) +
            es_ceil_div(m->vocab, c->sampler_width) + c->sampler_latency;
 }
 
@@ -275,18 +265,22 @@ static int64_t act_hop(const es_chip *c, const es_model *m, int64_t n)
     return es_an_link_occ(c, n * m->hidden * c->link_elem_bits) + c->link_latency;
 }
 
-int64_t es_an_decode_step(const es_chip *c, const es_model *m, int64_t p)
+int64_t es_an_decode_step(const es_map *pm, int64_t p)
 {
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
     int64_t tiles = es_chip_tiles(c, m);
     int64_t t = es_an_link_occ(c, c->token_id_bits) + c->link_latency; /* sampler -> embed */
-    t += es_an_embed(c, m, 1);
+    t += es_an_embed(pm, 1);
     t += (tiles + 1) * act_hop(c, m, 1);
-    for (int64_t i = 0; i < tiles; i++) t += es_an_tile(c, m, i, 1, p);
-    return t + es_an_head(c, m);
+    for (int64_t i = 0; i < tiles; i++) t += es_an_tile(pm, i, 1, p);
+    return t + es_an_head(pm);
 }
 
-int64_t es_an_ttft(const es_chip *c, const es_model *m, int64_t prompt)
+int64_t es_an_ttft(const es_map *pm, int64_t prompt)
 {
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
     /* Flow shop: each chunk visits host link, embed, then link+tile per tile;
      * the last chunk then crosses one more link to the head. free[] holds when
      * each stage next becomes free. Unbounded buffers are assumed, which the
@@ -301,38 +295,40 @@ int64_t es_an_ttft(const es_chip *c, const es_model *m, int64_t prompt)
 #define STAGE(occ, lat) do { int64_t st = arrive > freebuf[s] ? arrive : freebuf[s]; \
         freebuf[s] = st + (occ); arrive = freebuf[s] + (lat); s++; } while (0)
         STAGE(es_an_host_occ(c, c->host_cmd_bytes + n * c->host_token_bytes), hl);
-        STAGE(es_an_embed(c, m, n), 0);
+        STAGE(es_an_embed(pm, n), 0);
         for (int64_t i = 0; i < tiles; i++) {
             STAGE(es_an_link_occ(c, n * m->hidden * c->link_elem_bits), c->link_latency);
-            STAGE(es_an_tile(c, m, i, n, p), 0);
+            STAGE(es_an_tile(pm, i, n, p), 0);
         }
 #undef STAGE
         done = arrive;
     }
     free(freebuf);
     /* last chunk: its final token continues to the head, then to the host */
-    done += act_hop(c, m, 1) + es_an_head(c, m);
+    done += act_hop(c, m, 1) + es_an_head(pm);
     return done + es_an_host_occ(c, c->host_cpl_bytes) + hl;
 }
 
-void es_an_summarize(const es_chip *c, const es_model *m, int64_t prompt, int64_t gen,
+void es_an_summarize(const es_map *pm, int64_t prompt, int64_t gen,
                      es_an_summary *s)
 {
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
     memset(s, 0, sizeof *s);
     double total = 0;
-    for (int64_t k = 1; k < gen; k++) total += (double)es_an_decode_step(c, m, prompt + k - 1);
+    for (int64_t k = 1; k < gen; k++) total += (double)es_an_decode_step(pm, prompt + k - 1);
     s->decode_tokens_per_s = gen > 1 ? (double)(gen - 1) / total * c->clock_hz : 0;
-    s->ttft_cycles = (double)es_an_ttft(c, m, prompt);
-    int64_t pm = prompt + gen / 2;
-    s->step_mid_cycles = (double)es_an_decode_step(c, m, pm);
+    s->ttft_cycles = (double)es_an_ttft(pm, prompt);
+    int64_t mid = prompt + gen / 2;
+    s->step_mid_cycles = (double)es_an_decode_step(pm, mid);
     /* per token at saturation: a tile takes tokens_per_read waiting tokens per
      * pass over the weights (attention still per token), the head one at a time */
-    int64_t tiles = es_chip_tiles(c, m), b = es_an_head(c, m);
+    int64_t tiles = es_chip_tiles(c, m), b = es_an_head(pm);
     for (int64_t i = 0; i < tiles; i++) {
-        double t = es_an_tile_token_bound(c, m, i, pm);
+        double t = es_an_tile_token_bound(pm, i, mid);
         if (t > (double)b) b = (int64_t)(t + 0.999999);
     }
-    int64_t other[3] = {es_an_embed(c, m, 1), es_an_link_occ(c, m->hidden * c->link_elem_bits),
+    int64_t other[3] = {es_an_embed(pm, 1), es_an_link_occ(c, m->hidden * c->link_elem_bits),
                         es_an_host_occ(c, c->host_cpl_bytes)};
     for (int i = 0; i < 3; i++)
         if (other[i] > b) b = other[i];
@@ -344,24 +340,23 @@ void es_an_summarize(const es_chip *c, const es_model *m, int64_t prompt, int64_
     s->sat_tokens_per_s = (by_streams < by_unit ? by_streams : by_unit) * c->clock_hz;
 }
 
-void es_an_expert_events(const es_chip *c, const es_model *m, int64_t layer, int64_t e, int64_t n, es_events *ev)
+void es_an_expert_events(const es_map *pm, int64_t layer, int64_t e, int64_t n, es_events *ev)
 {
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
     static const es_role rs[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
     memset(ev, 0, sizeof *ev);
     ev->vec_ops = (double)n * (double)m->expert_ffn; /* SiLU x up */
     for (int k = 0; k < 3; k++) {
         const es_tensor *t = es_model_expert(m, layer, rs[k], e);
+        const es_map_tensor *x = es_map_tensor_of(pm, t);
         const es_wfmt *f = &c->fmt[es_tensor_fmt_role(t)];
-        ev->rom_bits += (double)es_ceil_div(n, c->tokens_per_read) * (double)es_tensor_bits(c, t);
-        ev->cell_macs += (double)n * (double)es_tensor_cells(c, t);
+        ev->rom_bits += (double)es_ceil_div(n, c->tokens_per_read) * (double)x->bits;
+        ev->cell_macs += (double)n * (double)x->cells;
         if (f->group > 0) ev->vec_ops += (double)n * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
         if (c->gating == ES_GATING_UNIT) { /* the expert's lanes, for its projection's occupancy */
-            int64_t lanes;
-            es_rom rom;
-            es_chip_lane_geometry(c, m, t, &lanes, &rom);
-            int64_t occ = es_an_matvec(c, &rom, lanes, es_tensor_cells(c, t), es_tensor_bits(c, t), n) - rom.latency -
-                          c->lane_depth;
-            ev->reg_bit_cycles += (double)occ * (double)lanes * (double)c->tokens_per_read * c->reg_bits_cell;
+            int64_t occ = mv(pm, t, n) - x->geom.latency - c->lane_depth;
+            ev->reg_bit_cycles += (double)occ * (double)x->lanes * (double)c->tokens_per_read * c->reg_bits_cell;
         }
     }
     if (c->gating == ES_GATING_UNIT) /* SiLU x up on the vector unit */
@@ -369,51 +364,54 @@ void es_an_expert_events(const es_chip *c, const es_model *m, int64_t layer, int
 }
 
 /* The register bits of the resource an op holds (clock_gating "unit": clocked while it is booked). */
-static double op_register_bits(const es_chip *c, const es_model *m, const es_op *op)
+static double op_register_bits(const es_map *pm, const es_op *op)
 {
+    const es_chip *c = pm->chip;
     switch (op->kind) {
     case ES_OP_EMBED: return 0; /* a ROM lookup */
     case ES_OP_ATTN:
     case ES_OP_SCAN: return (double)c->attn_ppc * c->reg_bits_attn;
     case ES_OP_SAMPLE: return (double)c->sampler_width * c->reg_bits_sampler;
     case ES_OP_EXPERTS: return 0; /* es_an_expert_events, per expert */
-    case ES_OP_MATVEC: {
-        if (op->layer < 0) return (double)c->head_lanes * c->reg_bits_cell;
-        int64_t lanes;
-        es_rom rom;
-        es_chip_lane_geometry(c, m, &m->tensors[op->tensor], &lanes, &rom);
-        return (double)lanes * (double)c->tokens_per_read * c->reg_bits_cell;
+    case ES_OP_MATVEC: { /* its partition's lanes, or the head's (one token at a time) */
+        double lanes = (double)es_map_op_of(pm, op)->lanes;
+        if (op->layer < 0) return lanes * c->reg_bits_cell;
+        return lanes * (double)c->tokens_per_read * c->reg_bits_cell;
     }
     default: return (double)c->vec_width * c->reg_bits_vec;
     }
 }
 
-static void op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p, es_events *ev);
+static void op_events(const es_map *pm, const es_op *op, int64_t n, int64_t p, es_events *ev);
 
-void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p,
+void es_an_op_events(const es_map *pm, const es_op *op, int64_t n, int64_t p,
                      es_events *ev)
 {
+    const es_chip *c = pm->chip;
     int64_t occ = 0, lat;
-    if (c->gating == ES_GATING_UNIT) es_an_op_split(c, m, op, n, p, &occ, &lat);
-    es_an_op_events_occ(c, m, op, n, p, occ, ev);
+    if (c->gating == ES_GATING_UNIT) es_an_op_split(pm, op, n, p, &occ, &lat);
+    es_an_op_events_occ(pm, op, n, p, occ, ev);
 }
 
-void es_an_op_events_occ(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p, int64_t occ,
+void es_an_op_events_occ(const es_map *pm, const es_op *op, int64_t n, int64_t p, int64_t occ,
                          es_events *ev)
 {
-    op_events(c, m, op, n, p, ev);
+    const es_chip *c = pm->chip;
+    op_events(pm, op, n, p, ev);
     if (c->gating == ES_GATING_UNIT && op->kind != ES_OP_EXPERTS)
-        ev->reg_bit_cycles = (double)occ * op_register_bits(c, m, op);
+        ev->reg_bit_cycles = (double)occ * op_register_bits(pm, op);
 }
 
-static void op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p, es_events *ev)
+static void op_events(const es_map *pm, const es_op *op, int64_t n, int64_t p, es_events *ev)
 {
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
     memset(ev, 0, sizeof *ev);
     double dn = (double)n;
     switch (op->kind) {
     case ES_OP_EMBED: {
         const es_tensor *t = &m->tensors[op->tensor];
-        ev->rom_bits = dn * (double)es_tensor_bits(c, t) / (double)t->rows;
+        ev->rom_bits = dn * (double)pm->tensors[op->tensor].bits / (double)t->rows;
         break;
     }
     case ES_OP_RMSNORM: ev->vec_ops = 2 * dn * (double)op->elems; break;
@@ -429,16 +427,17 @@ static void op_events(const es_chip *c, const es_model *m, const es_op *op, int6
         break;
     case ES_OP_EXPERTS: {
         int64_t d = 0, pairs = n * m->top_k;
-        experts_even(c, m, op->layer, n, &d);
-        es_an_expert_events(c, m, op->layer, 0, es_ceil_div(pairs, d), ev);
+        experts_even(pm, op->layer, n, &d);
+        es_an_expert_events(pm, op->layer, 0, es_ceil_div(pairs, d), ev);
         es_events_scale(ev, (double)d);
         break;
     }
     case ES_OP_MATVEC: {
         const es_tensor *t = &m->tensors[op->tensor];
+        const es_map_tensor *x = &pm->tensors[op->tensor];
         const es_wfmt *f = &c->fmt[es_tensor_fmt_role(t)];
-        ev->rom_bits = (double)es_ceil_div(n, c->tokens_per_read) * (double)es_tensor_bits(c, t);
-        ev->cell_macs = dn * (double)es_tensor_cells(c, t);
+        ev->rom_bits = (double)es_ceil_div(n, c->tokens_per_read) * (double)x->bits;
+        ev->cell_macs = dn * (double)x->cells;
         if (f->group > 0) /* one scale multiply per group per output row */
             ev->vec_ops = dn * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
         break;
@@ -461,12 +460,13 @@ static void op_events(const es_chip *c, const es_model *m, const es_op *op, int6
  * one may share its pass with others, so it costs at least n /
  * tokens_per_read of a full pass. Attention is per sequence. res[0..2]:
  * lanes, vector, attention; res[3]: the item's whole time / items_in_flight. */
-static void tile_item_bound(const es_chip *c, const es_model *m, int64_t n, int64_t p, double *res)
+static void tile_item_bound(const es_map *pm, int64_t n, int64_t p, double *res)
 {
+    const es_chip *c = pm->chip;
     double l, v, a, w, al, vl, aa, wl;
-    tile_resources(c, m, 0, n, p, &l, &v, &a, &w);
+    tile_resources(pm, 0, n, p, &l, &v, &a, &w);
     if (n < c->tokens_per_read) {
-        tile_resources(c, m, 0, c->tokens_per_read, 0, &al, &vl, &aa, &wl);
+        tile_resources(pm, 0, c->tokens_per_read, 0, &al, &vl, &aa, &wl);
         double share = (double)n / (double)c->tokens_per_read;
         l = al * share;
         v = vl * share;
@@ -478,18 +478,20 @@ static void tile_item_bound(const es_chip *c, const es_model *m, int64_t n, int6
     res[3] += w / (double)c->tile_slots;
 }
 
-void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix, int64_t prompt, int64_t gen,
+void es_an_batch(const es_map *pm, int64_t n, int64_t prefix, int64_t prompt, int64_t gen,
                  double *busy, double *fill, double *upper)
 {
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
     int64_t ch = c->prefill_chunk;
     double tr[4] = {0, 0, 0, 0}, embed = 0, link = 0, host = 0; /* tile 0's resources, as every tile's */
     double serial = 0, s1 = 0; /* tile 0 taking items one at a time, ungrouped */
     /* the shared prefix, once */
     for (int64_t p = 0; p < prefix; p += ch) {
         int64_t k = prefix - p < ch ? prefix - p : ch;
-        tile_item_bound(c, m, k, p, tr);
-        serial += (double)es_an_tile(c, m, 0, k, p);
-        embed += (double)es_an_embed(c, m, k);
+        tile_item_bound(pm, k, p, tr);
+        serial += (double)es_an_tile(pm, 0, k, p);
+        embed += (double)es_an_embed(pm, k);
         link += (double)es_an_link_occ(c, k * m->hidden * c->link_elem_bits);
         host += (double)es_an_host_occ(c, c->host_cmd_bytes + k * c->host_token_bytes);
     }
@@ -497,16 +499,16 @@ void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix,
     double t1[4] = {0, 0, 0, 0}, e1 = 0, l1 = 0, h1 = 0;
     for (int64_t p = 0; p < prompt; p += ch) {
         int64_t k = prompt - p < ch ? prompt - p : ch;
-        tile_item_bound(c, m, k, prefix + p, t1);
-        s1 += (double)es_an_tile(c, m, 0, k, prefix + p);
-        e1 += (double)es_an_embed(c, m, k);
+        tile_item_bound(pm, k, prefix + p, t1);
+        s1 += (double)es_an_tile(pm, 0, k, prefix + p);
+        e1 += (double)es_an_embed(pm, k);
         l1 += (double)es_an_link_occ(c, k * m->hidden * c->link_elem_bits);
         h1 += (double)es_an_host_occ(c, c->host_cmd_bytes + k * c->host_token_bytes);
     }
     for (int64_t g = 1; g < gen; g++) {
-        tile_item_bound(c, m, 1, prefix + prompt + g - 1, t1);
-        s1 += (double)es_an_tile(c, m, 0, 1, prefix + prompt + g - 1);
-        e1 += (double)es_an_embed(c, m, 1);
+        tile_item_bound(pm, 1, prefix + prompt + g - 1, t1);
+        s1 += (double)es_an_tile(pm, 0, 1, prefix + prompt + g - 1);
+        e1 += (double)es_an_embed(pm, 1);
         l1 += (double)es_an_link_occ(c, m->hidden * c->link_elem_bits);
     }
     double tile = 0;
@@ -517,7 +519,7 @@ void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix,
     embed += (double)n * e1;
     link += (double)n * l1;
     host += (double)n * h1;
-    double head = (double)(n * gen) * (double)es_an_head(c, m);
+    double head = (double)(n * gen) * (double)es_an_head(pm);
     double cpl = (double)(n * gen) * (double)es_an_host_occ(c, c->host_cpl_bytes);
     serial += (double)n * s1;
     double b = tile, u = serial;
@@ -527,44 +529,42 @@ void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix,
         if (other[i] > u) u = other[i];
     }
     *busy = b;
-    double f = (double)es_an_ttft(c, m, prefix + prompt);
-    for (int64_t g = 1; g < gen; g++) f += (double)es_an_decode_step(c, m, prefix + prompt + g - 1);
+    double f = (double)es_an_ttft(pm, prefix + prompt);
+    for (int64_t g = 1; g < gen; g++) f += (double)es_an_decode_step(pm, prefix + prompt + g - 1);
     *fill = 2 * f; /* filling at the start, draining at the end */
     *upper = u + *fill;
 }
 
-double es_an_utilization(const es_chip *c, const es_model *m, const es_area *a, int64_t p, double busy[5])
+double es_an_utilization(const es_map *pm, const es_area *a, int64_t p, double busy[5])
 {
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
     double lanes = 0, vector = 0, attn = 0;
     for (int i = 0; i < m->n_ops; i++) { /* tile 0, as every tile */
         const es_op *op = &m->ops[i];
-        if (op->layer < 0 || op->layer / c->layers_per_tile != 0) continue;
+        if (pm->ops[i].tile != 0) continue;
         int64_t occ, lat;
-        es_an_op_split(c, m, op, 1, p, &occ, &lat);
+        es_an_op_split(pm, op, 1, p, &occ, &lat);
         if (op->kind == ES_OP_EXPERTS) { /* top_k chains on expert partitions, each a share of the lanes */
             static const es_role rs[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
             for (int k = 0; k < 3; k++) {
-                const es_tensor *x = es_model_expert(m, op->layer, rs[k], 0);
-                int64_t l;
-                es_rom rom;
-                es_chip_lane_geometry(c, m, x, &l, &rom);
-                int64_t tot = es_an_matvec(c, &rom, l, es_tensor_cells(c, x), es_tensor_bits(c, x), 1);
-                lanes += (double)m->top_k * (double)(tot - rom.latency - c->lane_depth) * (double)l / (double)c->lanes;
+                const es_tensor *t = es_model_expert(m, op->layer, rs[k], 0);
+                const es_map_tensor *x = es_map_tensor_of(pm, t);
+                int64_t tot = mv(pm, t, 1);
+                lanes += (double)m->top_k * (double)(tot - x->geom.latency - c->lane_depth) * (double)x->lanes /
+                         (double)c->lanes;
             }
             /* an expert's SiLU x up runs in its own partition: counted with its chain above */
         } else if (op->res == ES_RES_LANES) {
-            int64_t l;
-            es_rom rom;
-            es_chip_lane_geometry(c, m, &m->tensors[op->tensor], &l, &rom);
-            lanes += (double)occ * (double)l / (double)c->lanes;
+            lanes += (double)occ * (double)pm->ops[i].lanes / (double)c->lanes;
         } else if (op->res == ES_RES_ATTN || op->res == ES_RES_SCAN) {
             attn += (double)occ;
         } else {
             vector += (double)occ;
         }
     }
-    double step = (double)es_an_decode_step(c, m, p), tiles = (double)es_chip_tiles(c, m);
-    double head = (double)es_an_head(c, m), emb = (double)es_an_embed(c, m, 1);
+    double step = (double)es_an_decode_step(pm, p), tiles = (double)es_chip_tiles(c, m);
+    double head = (double)es_an_head(pm), emb = (double)es_an_embed(pm, 1);
     double area_u[5] = {es_area_of_unit(c, m, a, "tile0.lanes"), es_area_of_unit(c, m, a, "tile0.vector"),
                         es_area_of_unit(c, m, a, "tile0.attention"), es_area_of_unit(c, m, a, "head"),
                         es_area_of_unit(c, m, a, "embed")};

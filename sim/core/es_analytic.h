@@ -1,11 +1,14 @@
 /* es_analytic: the closed-form, uncontended timing of every unit and of a
  * whole token. The SystemC units take their per-item occupancy from the
  * per-op functions here; the composition functions (token loop, TTFT, knee)
- * are the oracle the simulation is tested against. All results in cycles. */
+ * are the oracle the simulation is tested against. All results in cycles.
+ * The functions that need a tensor's bits, lane cells, lanes or ROM take the
+ * placement table (es_map.h: pm->chip, pm->model and where each tensor lives). */
 #ifndef ES_ANALYTIC_H
 #define ES_ANALYTIC_H
 #include <stdint.h>
 #include "es_chip.h"
+#include "es_map.h"
 #include "es_model.h"
 #include "es_area.h"
 #ifdef __cplusplus
@@ -16,26 +19,26 @@ static inline int64_t es_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b
 
 /* Per-op occupancy of the unit that runs it, for n tokens of one sequence
  * whose first token sits at position p (token j attends to p+j+1 positions). */
-int64_t es_an_op(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p);
+int64_t es_an_op(const es_map *pm, const es_op *op, int64_t n, int64_t p);
 /* The same split into occupancy (cycles the op holds its resource: the lanes,
  * the vector unit, a KV port) and latency (pipeline cycles after it, with the
  * resource free for the next item): es_an_op = occ + lat. Matrix products
  * hold the lanes for their passes, then wait ROM latency + lane depth; vector
  * ops hold the unit for their passes, then wait its latency; attention, the
  * embedding and the sampler hold their resource throughout (lat 0). */
-void es_an_op_split(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p, int64_t *occ,
+void es_an_op_split(const es_map *pm, const es_op *op, int64_t n, int64_t p, int64_t *occ,
                     int64_t *lat);
-int64_t es_an_op_total(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p);
+int64_t es_an_op_total(const es_map *pm, const es_op *op, int64_t n, int64_t p);
 /* Events (ROM bits, MACs, SRAM bits, vector ops) the same op causes. */
-void es_an_op_events(const es_chip *c, const es_model *m, const es_op *op, int64_t n,
+void es_an_op_events(const es_map *pm, const es_op *op, int64_t n,
                      int64_t p, es_events *ev);
 /* The same, given the occupancy es_an_op_split gives the op (callers that have it already). */
-void es_an_op_events_occ(const es_chip *c, const es_model *m, const es_op *op, int64_t n, int64_t p, int64_t occ,
+void es_an_op_events_occ(const es_map *pm, const es_op *op, int64_t n, int64_t p, int64_t occ,
                          es_events *ev);
 /* MoE: one expert's work (gate, up, SiLU x up, down) for n of its tokens on
  * its own partition, and the events it causes. */
-int64_t es_an_expert_chain(const es_chip *c, const es_model *m, int64_t layer, int64_t e, int64_t n);
-void es_an_expert_events(const es_chip *c, const es_model *m, int64_t layer, int64_t e, int64_t n, es_events *ev);
+int64_t es_an_expert_chain(const es_map *pm, int64_t layer, int64_t e, int64_t n);
+void es_an_expert_events(const es_map *pm, int64_t layer, int64_t e, int64_t n, es_events *ev);
 /* Occupancy of a matrix-vector op on a given ROM and lane array. */
 int64_t es_an_matvec(const es_chip *c, const es_rom *rom, int64_t lanes, int64_t cells,
                      int64_t bits, int64_t n);
@@ -46,21 +49,21 @@ int64_t es_an_host_occ(const es_chip *c, int64_t bytes);
 int64_t es_an_host_lat(const es_chip *c);
 
 /* Composition, written from the model's dimensions and tensor list (not the op graph). */
-int64_t es_an_embed(const es_chip *c, const es_model *m, int64_t n);
-int64_t es_an_layer(const es_chip *c, const es_model *m, int64_t layer, int64_t n, int64_t p);
-int64_t es_an_tile(const es_chip *c, const es_model *m, int64_t tile, int64_t n, int64_t p);
-int64_t es_an_head(const es_chip *c, const es_model *m); /* norm + LM head + sampler, 1 token */
+int64_t es_an_embed(const es_map *pm, int64_t n);
+int64_t es_an_layer(const es_map *pm, int64_t layer, int64_t n, int64_t p);
+int64_t es_an_tile(const es_map *pm, int64_t tile, int64_t n, int64_t p);
+int64_t es_an_head(const es_map *pm); /* norm + LM head + sampler, 1 token */
 /* The least cycles per token a tile needs when saturated with decode tokens of
  * many sequences at position p: the busiest of its lanes, vector unit and
  * attention engine (times the tiles sharing its KV ports) per token, with
  * tokens_per_read tokens per pass, or an item's whole time over
  * items_in_flight items, whichever is larger. */
-double es_an_tile_token_bound(const es_chip *c, const es_model *m, int64_t tile, int64_t p);
+double es_an_tile_token_bound(const es_map *pm, int64_t tile, int64_t p);
 /* Sample-to-sample interval of one stream, for the decode step whose input
  * token sits at position p. */
-int64_t es_an_decode_step(const es_chip *c, const es_model *m, int64_t p);
+int64_t es_an_decode_step(const es_map *pm, int64_t p);
 /* Time from submission to the first completion at the host, one stream alone. */
-int64_t es_an_ttft(const es_chip *c, const es_model *m, int64_t prompt);
+int64_t es_an_ttft(const es_map *pm, int64_t prompt);
 
 /* A uniform batch: n sequences, each prefilling `prompt` tokens after a
  * shared prefix of `prefix` tokens (computed once), then generating `gen`.
@@ -72,7 +75,7 @@ int64_t es_an_ttft(const es_chip *c, const es_model *m, int64_t prompt);
  * upper: the batch time if every tile took its items one at a time, ungrouped
  * (the busiest unit then), plus fill: overlap and grouping inside a tile
  * only shorten it, so the simulated batch lies in [busy, upper]. */
-void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix, int64_t prompt, int64_t gen,
+void es_an_batch(const es_map *pm, int64_t n, int64_t prefix, int64_t prompt, int64_t gen,
                  double *busy, double *fill, double *upper);
 
 /* One user's die utilization at the decode step whose input sits at position
@@ -80,7 +83,7 @@ void es_an_batch(const es_chip *c, const es_model *m, int64_t n, int64_t prefix,
  * by the share of them an op holds, as the simulation books them), over the
  * die's area x the step. busy[0..4]: the busy fraction of the tiles' lanes,
  * vector units, attention (or scan) engines, the head and the embedding ROM. */
-double es_an_utilization(const es_chip *c, const es_model *m, const es_area *a, int64_t p, double busy[5]);
+double es_an_utilization(const es_map *pm, const es_area *a, int64_t p, double busy[5]);
 
 typedef struct es_an_summary {
     double decode_tokens_per_s;   /* one stream, mean over its decode steps */
@@ -91,7 +94,7 @@ typedef struct es_an_summary {
     int64_t knee_streams;         /* S past which aggregate tokens/s stops rising */
     double sat_tokens_per_s;      /* aggregate at and past the knee */
 } es_an_summary;
-void es_an_summarize(const es_chip *c, const es_model *m, int64_t prompt, int64_t gen,
+void es_an_summarize(const es_map *pm, int64_t prompt, int64_t gen,
                      es_an_summary *s);
 
 #ifdef __cplusplus

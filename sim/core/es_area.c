@@ -9,15 +9,17 @@ static const char *names[ES_AREA_N] = {"rom", "kv_sram", "lanes", "vector", "att
 
 const char *es_area_name(int i) { return (i >= 0 && i < ES_AREA_N) ? names[i] : "?"; }
 
-void es_area_compute(const es_chip *c, const es_model *m, es_area *a)
+void es_area_compute(const es_map *pm, es_area *a)
 {
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
     memset(a, 0, sizeof *a);
     double tiles = (double)es_chip_tiles(c, m);
     double tile_rom = (double)es_rom_bits(&c->rom);
     double head_rom = (double)es_rom_bits(&c->head_rom);
     double emb_rom = m->tied ? 0.0 : (double)es_rom_bits(&c->embed_rom);
-    a->rom_bits = c->rom_image_bits > 0 ? c->rom_image_bits : tiles * tile_rom + head_rom + emb_rom;
-    for (int i = 0; i < m->n_tensors; i++) a->model_bits += (double)es_tensor_bits(c, &m->tensors[i]);
+    a->rom_bits = pm->rom_used_bits > 0 ? pm->rom_used_bits : tiles * tile_rom + head_rom + emb_rom;
+    a->model_bits = pm->model_bits;
     /* ROM: one select transistor per cell of cell_bits bits */
     double cells = a->rom_bits / c->cell_bits;
     a->mm2[ES_AREA_ROM] = cells * c->rom_cell_um2 / c->rom_eff * 1e-6;

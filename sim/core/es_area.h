@@ -3,6 +3,7 @@
 #ifndef ES_AREA_H
 #define ES_AREA_H
 #include "es_chip.h"
+#include "es_map.h"
 #include "es_model.h"
 #ifdef __cplusplus
 extern "C" {
@@ -22,7 +23,9 @@ typedef struct es_area {
 } es_area;
 
 const char *es_area_name(int i); /* "rom", "kv_sram", "lanes", ... */
-void es_area_compute(const es_chip *c, const es_model *m, es_area *a);
+/* The area of pm->chip holding pm->model: ROM as the chip's ROM geometry, or the rows in use when the bits come
+ * from an image or a recipe (pm->rom_used_bits); the model's bits from the table. */
+void es_area_compute(const es_map *pm, es_area *a);
 /* The die area active while a simulated unit is busy, by its name: a tile's
  * lanes with its ROM ("tileN.lanes"), its vector unit ("tileN.vector"), its
  * attention engine with its KV SRAM ("tileN.attention"); the head's LM-head

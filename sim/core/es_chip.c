@@ -607,7 +607,6 @@ int64_t es_chip_kv_port_bits(const es_chip *c)
 
 int64_t es_tensor_bits(const es_chip *c, const es_tensor *t)
 {
-    if (t->rom_bits > 0) return t->rom_bits;
     const es_wfmt *f = &c->fmt[es_tensor_fmt_role(t)];
     if (f->registry) { /* as a ROM image stores it: whole blocks per row, zero-padded */
         int64_t rb = es_q_row_bytes(&f->q, es_q_padded(&f->q, t->cols), NULL);
@@ -623,13 +622,6 @@ int64_t es_tensor_bits(const es_chip *c, const es_tensor *t)
     return bits;
 }
 
-int64_t es_tensor_cells(const es_chip *c, const es_tensor *t)
-{
-    int bits = t->rom_elem_bits > 0 ? t->rom_elem_bits : c->fmt[es_tensor_fmt_role(t)].bits;
-    int64_t per = (bits + c->cell_bits - 1) / c->cell_bits;
-    return t->rows * t->cols * per;
-}
-
 int64_t es_rom_bits(const es_rom *r)
 {
     int64_t have;
@@ -639,198 +631,9 @@ int64_t es_rom_bits(const es_rom *r)
     return have;
 }
 
-int es_part_of_role(es_role r)
-{
-    switch (r) {
-    case ES_ROLE_Q: case ES_ROLE_K: case ES_ROLE_V: return ES_PART_QKV;
-    case ES_ROLE_O: return ES_PART_O;
-    case ES_ROLE_GATE: case ES_ROLE_UP: return ES_PART_GATE_UP;
-    case ES_ROLE_DOWN: return ES_PART_DOWN;
-    default: return -1;
-    }
-}
-
-int es_chip_partitions(const es_chip *c, const es_model *m)
-{
-    if (m->experts > 0) return 1 + (int)m->experts;
-    return c->partitioned ? ES_PART_N : 1;
-}
-
-int es_chip_partition(const es_chip *c, const es_model *m, const es_tensor *t)
-{
-    if (m->experts > 0) return t->expert >= 0 ? 1 + t->expert : 0;
-    if (!c->partitioned) return 0;
-    int g = es_part_of_role(t->role);
-    return g < 0 ? 0 : g;
-}
-
-/* Lane cells of partition g of layer 0 (every layer is alike), and of all its partitions. */
-static void part_cells(const es_chip *c, const es_model *m, int g, double *cells, double *total)
-{
-    *cells = *total = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const es_tensor *t = &m->tensors[i];
-        if (t->layer != 0 || t->rows == 1) continue;
-        if (m->experts == 0 && es_part_of_role(t->role) < 0) continue;
-        double x = (double)es_tensor_cells(c, t);
-        *total += x;
-        if (es_chip_partition(c, m, t) == g) *cells += x;
-    }
-}
-
-void es_chip_lane_geometry(const es_chip *c, const es_model *m, const es_tensor *t, int64_t *lanes, es_rom *rom)
-{
-    *lanes = c->lanes;
-    *rom = c->rom;
-    if (es_chip_partitions(c, m) == 1 || t->layer < 0) return;
-    double cells, total;
-    part_cells(c, m, es_chip_partition(c, m, t), &cells, &total);
-    double share = total > 0 ? cells / total : 1.0;
-    *lanes = (int64_t)((double)c->lanes * share);
-    rom->banks = (int64_t)((double)c->rom.banks * share);
-    if (*lanes < 1) *lanes = 1;
-    if (rom->banks < 1) rom->banks = 1;
-}
-
 int64_t es_rom_tensor_rows(int64_t bits, int64_t row_bits)
 {
     return row_bits > 0 ? bits / row_bits + (bits % row_bits != 0) : INT64_MAX;
-}
-
-static int64_t add_sat(int64_t a, int64_t b)
-{
-    int64_t r;
-    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
-}
-
-/* One unit's share: its tensors' ROM rows and bits, over banks; keep it in n when it needs the most rows
- * per bank so far (the first such unit on a tie). */
-static void need_unit(es_rom_need *n, int64_t stream_rows, int64_t bits, int64_t banks, const char *what)
-{
-    if (banks < 1) banks = 1; /* the loader refuses zero banks; a partition keeps at least one */
-    int64_t per_bank = stream_rows / banks + (stream_rows % banks != 0);
-    if (stream_rows == 0 || (n->what[0] && per_bank <= n->rows)) return;
-    n->rows = per_bank;
-    n->stream_rows = stream_rows;
-    n->bits = bits;
-    n->banks = banks;
-    snprintf(n->what, sizeof n->what, "%s", what);
-}
-
-int es_chip_rom_need(const es_chip *c, const es_model *m, es_rom_kind kind, es_rom_need *n, es_err *e)
-{
-    memset(n, 0, sizeof *n);
-    if (kind != ES_ROM_TILE) { /* the embedding ROM (an untied table) or the LM-head ROM (everything else) */
-        const es_rom *r = kind == ES_ROM_EMBED ? &c->embed_rom : &c->head_rom;
-        int64_t rows = 0, bits = 0;
-        for (int i = 0; i < m->n_tensors; i++) {
-            const es_tensor *x = &m->tensors[i];
-            if (x->layer >= 0 || (kind == ES_ROM_EMBED) != (x->role == ES_ROLE_EMBED && !m->tied)) continue;
-            rows = add_sat(rows, es_rom_tensor_rows(es_tensor_bits(c, x), r->row_bits));
-            bits = add_sat(bits, es_tensor_bits(c, x));
-        }
-        need_unit(n, rows, bits, r->banks, kind == ES_ROM_EMBED ? "the embedding table" : "the LM head");
-        return 0;
-    }
-    int np = es_chip_partitions(c, m);
-    int64_t *part_rows = calloc((size_t)np, sizeof *part_rows), *part_bits = calloc((size_t)np, sizeof *part_bits);
-    es_rom *part_rom = calloc((size_t)np, sizeof *part_rom);
-    if (!part_rows || !part_bits || !part_rom) {
-        free(part_rows); free(part_bits); free(part_rom);
-        return es_fail(e, "out of memory");
-    }
-    int64_t tiles = es_chip_tiles(c, m);
-    static const char *names[ES_PART_N] = {"q, k, v", "o", "gate, up", "down"};
-    for (int64_t t = 0; t < tiles; t++) {
-        int64_t rows = 0, bits = 0;
-        for (int g = 0; g < np; g++) { part_rows[g] = part_bits[g] = 0; part_rom[g] = c->rom; }
-        for (int i = 0; i < m->n_tensors; i++) {
-            const es_tensor *x = &m->tensors[i];
-            if (x->layer < 0 || x->layer / c->layers_per_tile != t) continue;
-            int64_t b = es_tensor_bits(c, x);
-            rows = add_sat(rows, es_rom_tensor_rows(b, c->rom.row_bits));
-            bits = add_sat(bits, b);
-            /* partitioned: each partition's banks hold its own tensors (norms sit with the shared partition) */
-            if (np == 1 || x->rows == 1 || (m->experts == 0 && es_part_of_role(x->role) < 0)) continue;
-            int g = es_chip_partition(c, m, x);
-            int64_t lanes;
-            es_chip_lane_geometry(c, m, x, &lanes, &part_rom[g]);
-            part_rows[g] = add_sat(part_rows[g], es_rom_tensor_rows(b, part_rom[g].row_bits));
-            part_bits[g] = add_sat(part_bits[g], b);
-        }
-        char what[64];
-        snprintf(what, sizeof what, "tile %lld", (long long)t);
-        need_unit(n, rows, bits, c->rom.banks, what);
-        for (int g = 0; np > 1 && g < np; g++) {
-            if (m->experts > 0 && g) snprintf(what, sizeof what, "tile %lld, expert %d", (long long)t, g - 1);
-            else if (m->experts > 0) snprintf(what, sizeof what, "tile %lld, attention partition", (long long)t);
-            else snprintf(what, sizeof what, "tile %lld, partition %s", (long long)t, names[g]);
-            need_unit(n, part_rows[g], part_bits[g], part_rom[g].banks, what);
-        }
-    }
-    free(part_rows);
-    free(part_bits);
-    free(part_rom);
-    return 0;
-}
-
-static int check_rom(const es_chip *c, const es_model *m, es_rom_kind kind, es_err *e)
-{
-    static const char *keys[3] = {"tile.rom", "head.embed_rom", "head.lm_rom"};
-    const es_rom *r = kind == ES_ROM_TILE ? &c->rom : kind == ES_ROM_EMBED ? &c->embed_rom : &c->head_rom;
-    es_rom_need n;
-    if (es_chip_rom_need(c, m, kind, &n, e)) return -1;
-    if (n.rows > r->rows)
-        return es_fail(e, "%s: key '%s.rows': ROM cannot hold the model: %s needs %lld rows per bank (%lld bits in "
-                          "%lld rows of %lld bits, each tensor from a fresh row, over %lld banks), the ROM has %lld",
-                       c->path, keys[kind], n.what, (long long)n.rows, (long long)n.bits, (long long)n.stream_rows,
-                       (long long)r->row_bits, (long long)n.banks, (long long)r->rows);
-    return 0;
-}
-
-int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e)
-{
-    /* sizes the simulator multiplies together stay well inside 64 bits: checked in floating point
-     * before any integer product is formed */
-    const double lim = 0x1p62;
-    double kvb = 2.0 * (double)m->kv_heads * (double)m->head_dim * (double)c->kv_elem_bits;
-    double slot = kvb * (double)c->kv_slot_context * (double)c->layers_per_tile;
-    if (kvb > 0x1p36 || slot > lim)
-        return es_fail(e, "%s: keys 'kv.slot_context', 'kv.element_bits', 'tile.layers_per_tile': one sequence's KV would "
-                          "be %.4g bits (%.4g bits per position per layer x %lld positions x %d layers), beyond the "
-                          "2^62 bits (2^36 per position) the simulator counts",
-                       c->path, slot, kvb, (long long)c->kv_slot_context, c->layers_per_tile);
-    if ((double)c->kv_bytes * 8.0 > lim)
-        return es_fail(e, "%s: key 'kv.bytes_per_tile': %lld bytes is beyond the 2^59 bytes the simulator counts", c->path,
-                       (long long)c->kv_bytes);
-    double state = ((double)m->ssm_inner * (double)m->ssm_state + (double)(m->ssm_conv > 0 ? m->ssm_conv - 1 : 0) *
-                    (double)m->ssm_inner) * (double)c->kv_elem_bits * (double)c->layers_per_tile;
-    if (state > lim)
-        return es_fail(e, "%s: one sequence's state would be %.4g bits, beyond the 2^62 the simulator counts", m->path, state);
-    for (int i = 0; i < m->n_tensors; i++) {
-        const es_tensor *x = &m->tensors[i];
-        if ((double)x->rows * (double)x->cols * 64.0 > lim)
-            return es_fail(e, "%s: tensor %s is %lld x %lld, beyond the 2^56 elements the simulator counts", m->path, x->name,
-                           (long long)x->rows, (long long)x->cols);
-    }
-    for (int k = ES_ROM_TILE; k <= ES_ROM_LM; k++)
-        if (check_rom(c, m, (es_rom_kind)k, e)) return -1;
-    if (m->ssm_state > 0 && c->scan_width <= 0)
-        return es_fail(e, "%s: key 'tile.scan.elems_per_cycle': %s is a state-space model and needs a scan engine "
-                          "(tile.scan.elems_per_cycle and tile.scan.latency_cycles)", c->path, m->path);
-    if (m->ssm_state > 0 && es_chip_kv_slots(c, m) < 1)
-        return es_fail(e, "%s: key 'kv.bytes_per_tile': %lld bytes per tile cannot hold one sequence's state "
-                          "(%lld bits per layer, %d layers per tile)", c->path, (long long)c->kv_bytes,
-                       (long long)es_chip_state_bits(c, m), c->layers_per_tile);
-    if (m->ssm_state > 0) return 0;
-    int64_t slots = es_chip_kv_slots(c, m);
-    if (slots < 1)
-        return es_fail(e, "%s: key 'kv.bytes_per_tile': KV SRAM of %lld bytes per tile cannot hold "
-                          "one slot of kv.slot_context %lld positions (%lld bits per position "
-                          "per layer, %d layers per tile)",
-                       c->path, (long long)c->kv_bytes, (long long)c->kv_slot_context,
-                       (long long)es_chip_kv_bits_per_pos(c, m), c->layers_per_tile);
-    return 0;
 }
 
 double es_chip_tile_register_bits(const es_chip *c)

@@ -128,7 +128,6 @@ typedef struct es_chip {
     double leak_logic;        /* process.leakage.logic_w_per_mm2 */
     double leak_sram;         /* process.leakage.sram_w_per_mm2 */
     double leak_rom;          /* process.leakage.rom_w_per_mm2 */
-    double rom_image_bits;    /* ROM bits in use from a loaded image; 0: the geometry's capacity */
 } es_chip;
 
 /* A key of a chip file or process table: its kind ('d' number, 'l'/'i' whole number, 'b' boolean,
@@ -181,33 +180,20 @@ static inline es_role es_tensor_fmt_role(const es_tensor *t)
 {
     return t->lm_head ? ES_ROLE_LM_HEAD : t->role;
 }
-int64_t es_tensor_bits(const es_chip *c, const es_tensor *t);   /* ROM bits incl. scales */
-int64_t es_tensor_cells(const es_chip *c, const es_tensor *t);  /* lane cells per token */
+/* Bits of a tensor in the chip's weights.* format of its role, scales included (a registry format: whole
+ * blocks per row, as a ROM image stores it). Where a tensor lives and the bits it takes there (a recipe's,
+ * an image's) are the placement table's (es_map.h); this is the chip's formats alone, for what runs before
+ * a table exists (chip derive). */
+int64_t es_tensor_bits(const es_chip *c, const es_tensor *t);
 int64_t es_chip_kv_port_bits(const es_chip *c);
 /* Capacity of a ROM in bits, INT64_MAX when it does not fit in 64 bits. */
 int64_t es_rom_bits(const es_rom *r); /* bits per cycle one port streams */
 /* ROM rows a tensor of `bits` takes in rows of row_bits bits: every tensor starts on a fresh row, as a
  * ROM image lays them out (es_rom_build counts its rows with this too). */
 int64_t es_rom_tensor_rows(int64_t bits, int64_t row_bits);
-typedef enum es_rom_kind { ES_ROM_TILE, ES_ROM_EMBED, ES_ROM_LM } es_rom_kind;
-/* What one of the chip's ROMs must hold: each unit (a tile, each partition of a partitioned tile, the
- * embedding table, the LM head) takes the sum of its tensors' es_rom_tensor_rows, striped over its banks;
- * rows is the least `rows` key that holds every unit, and the rest describe the unit that sets it. The
- * fit check and chip derive both size ROMs with this. */
-typedef struct es_rom_need {
-    int64_t rows;          /* the least rows per bank (0: the ROM holds nothing) */
-    int64_t stream_rows;   /* the ROM rows of the unit needing the most rows per bank */
-    int64_t bits;          /* its tensors' bits */
-    int64_t banks;         /* its banks */
-    char what[64];         /* "tile 0", "tile 0, partition o", "the embedding table", "the LM head" */
-} es_rom_need;
-int es_chip_rom_need(const es_chip *c, const es_model *m, es_rom_kind kind, es_rom_need *n, es_err *e);
-/* Check the model fits: every ROM holds its tensors (es_chip_rom_need), the KV slot fits. */
-int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e);
+/* Where each tensor lives (tile, partition, lanes, ROM), what each ROM must hold and whether the model
+ * fits: es_map.h, the placement table. */
 
-/* Tensor groups of a partitioned tile: each has its own share of the lanes
- * and ROM banks, in proportion to its lane cells, so one token takes about
- * as long in each: a pipeline inside the layer. */
 /* clock_gating: none (every register clocked every cycle), tile (a tile's registers while an item is in
  * it; the head's while it works), unit (each resource's registers while it is booked) */
 enum { ES_GATING_NONE, ES_GATING_TILE, ES_GATING_UNIT };
@@ -215,21 +201,6 @@ enum { ES_GATING_NONE, ES_GATING_TILE, ES_GATING_UNIT };
  * (lanes, vector unit, sampler), from the chip's register_bits_* keys. */
 double es_chip_tile_register_bits(const es_chip *c);
 double es_chip_head_register_bits(const es_chip *c);
-
-enum { ES_PART_QKV, ES_PART_O, ES_PART_GATE_UP, ES_PART_DOWN, ES_PART_N };
-int es_part_of_role(es_role r);   /* ES_PART_*, or -1 for a role outside the tile's projections */
-/* Mixture-of-experts models are always partitioned: each routed expert's ROM
- * banks feed lanes of its own, in proportion to its lane cells, and the
- * attention projections and the router share one more partition, so tokens
- * routed to different experts run in parallel and tokens routed to the same
- * expert queue for it. */
-/* The partition a tile tensor runs on: 0 when the tile is one partition (a
- * dense striped tile), ES_PART_* for a partitioned dense tile, and for MoE 0
- * for the shared partition and 1 + e for expert e. */
-int es_chip_partition(const es_chip *c, const es_model *m, const es_tensor *t);
-int es_chip_partitions(const es_chip *c, const es_model *m); /* how many */
-/* The lanes and ROM of a tile tensor's partition (striped: the whole tile). */
-void es_chip_lane_geometry(const es_chip *c, const es_model *m, const es_tensor *t, int64_t *lanes, es_rom *rom);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "es_fs.h"
+#include "es_map.h"
 
 /* One derivation: its inputs, what it builds, and the source of the next number it sets. */
 typedef struct deriv {
@@ -18,6 +19,8 @@ typedef struct deriv {
     char dir[1024];    /* the derived file's folder: its relative paths resolve from there */
     char label[1400];  /* what errors call the derived chip, in place of a file */
     char src[1024];    /* the source of the next number put */
+    es_map map;        /* the placement table of d->chip as it stands (after evaluate) */
+    int have_map;
 } deriv;
 
 static int put(deriv *x, const char *key, double v, es_err *e)
@@ -36,11 +39,16 @@ static int target_area(const es_chip *t, double want, double *out, es_err *e)
     }
     es_model ref;
     es_area ta;
+    es_map tm;
     if (es_model_load(&ref, "llama-3.1-8b", e)) return -1;
-    es_area_compute(t, &ref, &ta);
+    int rc = es_map_build(&tm, t, &ref, NULL, e);
+    if (rc == 0) {
+        es_area_compute(&tm, &ta);
+        es_map_free(&tm);
+        *out = ta.total_mm2;
+    }
     es_model_free(&ref);
-    *out = ta.total_mm2;
-    return 0;
+    return rc;
 }
 
 /* The template's lane synthesis, when it names the file by path: the same file, as a path from the
@@ -85,18 +93,17 @@ static int start_tree(deriv *x, const es_derive_opts *o, es_err *e)
     return 0;
 }
 
-/* PLACEMENT (issue 18 item 1: es_map will say this): the ROM bits, in the template's formats, of one
- * tile's layers (*tile) and of the LM head's ROM (*head). */
-static void model_rom_bits(const es_chip *t, const es_model *m, double *tile, double *head)
+/* The ROM bits, in the template's formats, of one tile's layers (*tile) and of the LM-head ROM (*head: the LM
+ * head, the final norm, a tied table), as the placement table of the model on the template places them. */
+static int model_rom_bits(const es_chip *t, const es_model *m, double *tile, double *head, es_err *e)
 {
-    int64_t lpt = t->layers_per_tile;
-    *tile = *head = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const es_tensor *x = &m->tensors[i];
-        double b = (double)es_tensor_bits(t, x);
-        if (x->layer >= 0 && x->layer < lpt) *tile += b;
-        else if (x->role == ES_ROLE_LM_HEAD || x->role == ES_ROLE_OUT_NORM || x->lm_head) *head += b;
-    }
+    es_map tm;
+    if (es_map_build(&tm, t, m, NULL, e)) return -1;
+    const es_map_unit *ut = es_map_unit_of(&tm, ES_ROM_TILE, 0, -1), *uh = es_map_unit_of(&tm, ES_ROM_LM, -1, -1);
+    *tile = ut ? (double)ut->bits : 0;
+    *head = uh ? (double)uh->bits : 0;
+    es_map_free(&tm);
+    return 0;
 }
 
 /* Lanes and banks of the tile and the head, at the template's lane cells per ROM bit and banks per
@@ -107,7 +114,7 @@ static int size_lanes(deriv *x, es_err *e)
     const es_chip *t = x->t;
     es_derived *d = x->d;
     double bits, lm_bits;
-    model_rom_bits(t, m, &bits, &lm_bits);
+    if (model_rom_bits(t, m, &bits, &lm_bits, e)) return -1;
     double t_rom = (double)es_rom_bits(&t->rom), lanes_per_bit = (double)t->lanes / t_rom;
     double banks_per_lane = (double)t->rom.banks / (double)t->lanes;
     d->lanes = (int64_t)llround(bits * lanes_per_bit);
@@ -139,18 +146,24 @@ static int size_lanes(deriv *x, es_err *e)
     return put(x, "kv.bytes_per_tile", 1, e);
 }
 
-/* Load the tree as it stands into d->chip (errors name the label) and measure its area. */
+/* Load the tree as it stands into d->chip (errors name the label), place the model on it (x->map) and
+ * measure its area. */
 static int evaluate(deriv *x, es_err *e)
 {
+    if (x->have_map) es_map_free(&x->map);
+    x->have_map = 0;
     es_chip_free(&x->d->chip);
-    if (es_chip_load_cfg(&x->d->chip, &x->d->cfg, x->dir, x->label, NULL, 0, e)) return -1;
-    es_area_compute(&x->d->chip, x->m, &x->d->area);
+    if (es_chip_load_cfg(&x->d->chip, &x->d->cfg, x->dir, x->label, NULL, 0, e) ||
+        es_map_build(&x->map, &x->d->chip, x->m, NULL, e))
+        return -1;
+    x->have_map = 1;
+    es_area_compute(&x->map, &x->d->area);
     return 0;
 }
 
-/* PLACEMENT (issue 18 item 1: es_map will say this): each ROM's rows, the least that hold its
- * tensors as a ROM image lays them out (es_chip_rom_need, which the fit check uses too); the banks
- * and partitions are set, so one evaluation gives them. */
+/* Each ROM's rows, the least that hold its tensors as a ROM image lays them out (the placement
+ * table's es_map_rom_need, which its fit check uses too); the banks and partitions are set, so one
+ * evaluation gives them. */
 static int size_rows(deriv *x, es_err *e)
 {
     const es_model *m = x->m;
@@ -159,7 +172,7 @@ static int size_rows(deriv *x, es_err *e)
     for (int k = ES_ROM_TILE; k <= ES_ROM_LM; k++) {
         if (k == ES_ROM_EMBED && m->tied) continue; /* the tied table sits in the LM-head ROM */
         es_rom_need nd;
-        if (es_chip_rom_need(dc, m, (es_rom_kind)k, &nd, e)) return -1;
+        es_map_rom_need(&x->map, (es_rom_kind)k, &nd);
         const es_rom *r = k == ES_ROM_TILE ? &dc->rom : k == ES_ROM_EMBED ? &dc->embed_rom : &dc->head_rom;
         int64_t need = nd.rows > 0 ? nd.rows : 1;
         if (k == ES_ROM_TILE) x->d->rows = need;
@@ -197,9 +210,8 @@ static int size_sram(deriv *x, double area, es_err *e)
     return put(x, "kv.bytes_per_tile", (double)bytes, e);
 }
 
-/* FIT DECISION (issue 18 item 1): the one call that decides whether the derived chip holds the
- * model; switch it to es_map's typed fit result. */
-static int derived_fits(const es_chip *dc, const es_model *m, es_err *e) { return es_chip_check_fit(dc, m, e); }
+/* Whether the derived chip holds the model: the placement table's typed fit (its message when not). */
+static int derived_fits(const deriv *x, es_err *e) { return es_map_check(&x->map, e); }
 
 int es_chip_derive(const es_model *m, const es_chip *t, const es_derive_opts *o, es_derived *d, es_err *e)
 {
@@ -217,10 +229,12 @@ int es_chip_derive(const es_model *m, const es_chip *t, const es_derive_opts *o,
     d->tiles = (m->layers + t->layers_per_tile - 1) / t->layers_per_tile;
     if (target_area(t, o->area_mm2, &d->area_mm2, e) || start_tree(&x, o, e) || size_lanes(&x, e) ||
         evaluate(&x, e) || size_rows(&x, e) || evaluate(&x, e) || size_sram(&x, d->area_mm2, e) ||
-        evaluate(&x, e) || derived_fits(&d->chip, m, e)) {
+        evaluate(&x, e) || derived_fits(&x, e)) {
+        if (x.have_map) es_map_free(&x.map);
         es_derived_free(d);
         return -1;
     }
+    es_map_free(&x.map);
     return 0;
 }
 

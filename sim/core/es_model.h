@@ -42,8 +42,6 @@ typedef struct es_tensor {
     int64_t cols;   /* input features */
     char name[96];  /* Hugging Face name, e.g. model.layers.0.self_attn.q_proj.weight */
     int lm_head;    /* 1 for a tied embedding table that also serves as the LM head */
-    int64_t rom_bits;  /* bits in a loaded ROM image (0: from the chip's weights.* formats) */
-    int rom_elem_bits; /* element bits of the image's format (0: from weights.*) */
     int expert;        /* routed expert (MoE gate, up, down), or -1 */
 } es_tensor;
 

@@ -41,8 +41,10 @@ void Run::add_die(double leak_w, double clock_w)
     }
 }
 
-Ctx::Ctx(Run &r, const es_chip *chip, const es_model *model, const es_area *a) : run(r), c(chip), m(model)
+Ctx::Ctx(Run &r, const es_map *pm, const es_area *a) : run(r), map(pm), c(pm->chip), m(pm->model)
 {
+    const es_chip *chip = c;
+    const es_model *model = m;
     if (chip->gating == ES_GATING_NONE) /* every register clocked every cycle: a constant power */
         clock_w = ((double)es_chip_tiles(chip, model) * es_chip_tile_register_bits(chip) + es_chip_head_register_bits(chip)) *
                   (chip->e_reg_bit + chip->e_clk_net) * chip->clock_hz / chip->vr_eff;

@@ -195,10 +195,11 @@ public:
 // Ctx and reaches the run's shared state through `run`. One chip per run for now (es_top.cpp).
 class Ctx {
 public:
-    Ctx(Run &run, const es_chip *c, const es_model *m, const es_area *a);
+    Ctx(Run &run, const es_map *pm, const es_area *a);
     Run &run;
-    const es_chip *c;
-    const es_model *m;
+    const es_map *map;                // the placement table: each tensor's place, each op's unit
+    const es_chip *c;                 // map->chip
+    const es_model *m;                // map->model
     double leak_w = 0;                // its leakage / VR efficiency
     double clock_w = 0;               // clock_gating "none": every register clocked every cycle / VR efficiency
     std::deque<es_unit_rec> units;    // its units' statistics; deque: stable addresses

@@ -21,7 +21,7 @@ void Embed::run()
         ctx_.run.wait_until(it.ready);
         int64_t start = ctx_.run.now();
         if (rom_) rom_->lock();
-        ctx_.run.wait_cycles(es_an_op(ctx_.c, ctx_.m, op_, it.n, it.pos));
+        ctx_.run.wait_cycles(es_an_op(ctx_.map, op_, it.n, it.pos));
         if (rom_) rom_->unlock();
         ctx_.run.span(trk_, start, ctx_.run.now(), op_->name, it.seq, it.pos, it.n, true);
         if (ctx_.dp) { /* functional: the embedding rows of the item's tokens */
@@ -35,7 +35,7 @@ void Embed::run()
             }
         }
         es_events ev;
-        es_an_op_events(ctx_.c, ctx_.m, op_, it.n, it.pos, &ev);
+        es_an_op_events(ctx_.map, op_, it.n, it.pos, &ev);
         stat_->items++;
         stat_->tokens += it.n;
         stat_->busy_cycles += ctx_.run.now() - start;
@@ -62,7 +62,7 @@ void Head::run()
         es_events ev{}, op_ev;
         for (const es_op *op : ops_) {
             int64_t occ, lat;
-            es_an_op_split(ctx_.c, ctx_.m, op, it.n, it.pos, &occ, &lat);
+            es_an_op_split(ctx_.map, op, it.n, it.pos, &occ, &lat);
             int64_t cyc = occ + lat;
             bool rom = rom_ && op->kind == ES_OP_MATVEC;
             t += cyc;
@@ -73,7 +73,7 @@ void Head::run()
                 rom_->unlock();
                 t = ctx_.run.now();
             }
-            es_an_op_events_occ(ctx_.c, ctx_.m, op, it.n, it.pos, occ, &op_ev);
+            es_an_op_events_occ(ctx_.map, op, it.n, it.pos, occ, &op_ev);
             es_events_add(&ev, &op_ev);
         }
         ctx_.run.wait_until(t); /* the ops back to back: one wait */

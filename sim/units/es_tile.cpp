@@ -26,7 +26,7 @@ Tile::Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops,
         if (op->layer + 1 > hi_) hi_ = op->layer + 1;
     }
     free_slots_ = ctx_.c->tile_slots;
-    lanes_.resize((size_t)es_chip_partitions(ctx_.c, ctx_.m));
+    lanes_.resize((size_t)ctx_.map->n_parts);
     SC_METHOD(fetch);
     SC_METHOD(complete);
     dont_initialize();
@@ -90,16 +90,12 @@ const Tile::Plan &Tile::plan(int64_t n)
             p.steps.push_back({op->kind == ES_OP_EXPERTS ? Resource::Experts : Resource::Attention, 0, 0, 0, op, 1.0});
             continue;
         }
-        int part = op->res == ES_RES_LANES ? es_chip_partition(ctx_.c, ctx_.m, &ctx_.m->tensors[op->tensor]) : 0;
-        Step s{op->res == ES_RES_LANES ? Resource::Lanes : Resource::Vector, part, 0, 0, op, 1.0};
-        if (op->res == ES_RES_LANES) {
-            int64_t lanes;
-            es_rom rom;
-            es_chip_lane_geometry(ctx_.c, ctx_.m, &ctx_.m->tensors[op->tensor], &lanes, &rom);
-            s.share = (double)lanes / (double)ctx_.c->lanes;
-        }
-        es_an_op_split(ctx_.c, ctx_.m, op, n, 0, &s.occ, &s.lat);
-        es_an_op_events(ctx_.c, ctx_.m, op, n, 0, &ev);
+        const es_map_op *where = es_map_op_of(ctx_.map, op); /* its partition's lanes */
+        Step s{op->res == ES_RES_LANES ? Resource::Lanes : Resource::Vector, op->res == ES_RES_LANES ? where->part : 0,
+               0, 0, op, 1.0};
+        if (op->res == ES_RES_LANES) s.share = (double)where->lanes / (double)ctx_.c->lanes;
+        es_an_op_split(ctx_.map, op, n, 0, &s.occ, &s.lat);
+        es_an_op_events(ctx_.map, op, n, 0, &ev);
         es_events_add(&p.shared, &ev);
         p.steps.push_back(s);
         /* a partition is busy over its share of the lanes' area */
@@ -218,9 +214,9 @@ int64_t Tile::attention_cycles(const Step &st, Work &w, int64_t total)
     es_events op_ev;
     for (size_t g = 0; g < w.group.size(); g++) {
         const Item &it = w.group[g];
-        int64_t occ = es_an_op(ctx_.c, ctx_.m, st.op, it.n, it.pos);
+        int64_t occ = es_an_op(ctx_.map, st.op, it.n, it.pos);
         cyc += occ;
-        es_an_op_events_occ(ctx_.c, ctx_.m, st.op, it.n, it.pos, occ, &op_ev);
+        es_an_op_events_occ(ctx_.map, st.op, it.n, it.pos, occ, &op_ev);
         es_events_add(&w.ev[g], &op_ev);
     }
     attn_stat_->busy_cycles += cyc;
@@ -441,7 +437,7 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
         if (!n) continue;
         (decode ? st.distinct : st.prefill_distinct)++;
         st.fired[(size_t)e] += n;
-        Server &srv = lanes_[(size_t)(1 + e)];
+        Server &srv = lanes_[(size_t)es_map_tensor_of(ctx_.map, es_model_expert(m, op->layer, ES_ROLE_GATE, e))->part];
         int64_t te = t, first = -1;
         for (int s = 0; s < 4; s++) { /* gate, up, SiLU x up, down */
             int64_t occ, lat;
@@ -449,13 +445,10 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
                 lat = c->vec_latency;
                 occ = es_ceil_div(n * m->expert_ffn, c->vec_width);
             } else {
-                const es_tensor *w = es_model_expert(m, op->layer, rs[s < 2 ? s : 2], e);
-                int64_t lanes;
-                es_rom rom;
-                es_chip_lane_geometry(c, m, w, &lanes, &rom);
-                lat = rom.latency + c->lane_depth;
-                occ = es_an_matvec(c, &rom, lanes, es_tensor_cells(c, w), es_tensor_bits(c, w), n) - lat;
-                lanes_stat_->busy_cycles += (int64_t)((double)occ * (double)lanes / (double)c->lanes + 0.5);
+                const es_map_tensor *w = es_map_tensor_of(ctx_.map, es_model_expert(m, op->layer, rs[s < 2 ? s : 2], e));
+                lat = w->geom.latency + c->lane_depth;
+                occ = es_an_matvec(c, &w->geom, w->lanes, w->cells, w->bits, n) - lat;
+                lanes_stat_->busy_cycles += (int64_t)((double)occ * (double)w->lanes / (double)c->lanes + 0.5);
             }
             int64_t b = srv.book(start, te, occ);
             st.busy[(size_t)e] += occ;
@@ -464,7 +457,7 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
         }
         st.queue[(size_t)e] += first - t;
         if (te > end) end = te;
-        es_an_expert_events(c, m, op->layer, e, n, &x);
+        es_an_expert_events(ctx_.map, op->layer, e, n, &x);
         es_events_add(&ev, &x);
     }
     lanes_stat_->items++;

@@ -121,7 +121,7 @@ private:
     Ctx &ctx_;
     std::vector<const es_op *> ops_;
     Server *kv_;
-    std::vector<Server> lanes_;            // one per partition (es_chip_partitions)
+    std::vector<Server> lanes_;            // one per partition (es_map.n_parts)
     Server vec_;
     int64_t book_experts(const es_op *op, const std::vector<Item> &group, int64_t start, int64_t t,
                          es_events &ev); // MoE: route, book each expert's chain; the end

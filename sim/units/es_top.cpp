@@ -170,6 +170,7 @@ struct VcdFile {
  * its trace and VCD written into place (close_outputs). Members are destroyed in reverse: the die
  * before the VCD file, both before the trace guard. */
 struct Sim {
+    const es_map *pm; /* the placement table of the one chip */
     const es_chip *c;
     const es_model *m;
     const Workload &w;
@@ -184,8 +185,9 @@ struct Sim {
     std::unique_ptr<Die> die;
     SourceCtx sc;
     int64_t total = 0; /* tokens the requests ask for (w.reqs) */
-    Sim(const es_chip *c_, const es_model *m_, const Workload &w_, RunResult &r_)
-        : c(c_), m(m_), w(w_), r(r_), run(c_), ctx(run, c_, m_, &r_.area), sc{&w_, &run, &ctx, 0, &r_, {}, {}}
+    Sim(const es_map *pm_, const Workload &w_, RunResult &r_)
+        : pm(pm_), c(pm_->chip), m(pm_->model), w(w_), r(r_), run(pm_->chip), ctx(run, pm_, &r_.area),
+          sc{&w_, &run, &ctx, 0, &r_, {}, {}}
     {
     }
 };
@@ -320,7 +322,7 @@ void collect_streams(Sim &s)
     if (s.w.an_prompt > 0) {
         r.an_ttft_cycles = (int64_t)r.an.ttft_cycles;
         for (int64_t k = 1; k < s.w.an_gen; k++) {
-            int64_t st = es_an_decode_step(s.c, s.m, s.w.an_prompt + k - 1);
+            int64_t st = es_an_decode_step(s.pm, s.w.an_prompt + k - 1);
             if (k == 1) r.an_step_first = st;
             r.an_step_last = st;
             r.an_step_total += st;
@@ -406,11 +408,11 @@ int close_outputs(Sim &s, es_err *e)
 
 } // namespace
 
-int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r, es_err *e)
+int run_sim(const es_map *pm, const Workload &w, RunResult &r, es_err *e)
 {
-    es_area_compute(c, m, &r.area);
-    if (w.an_prompt > 0) es_an_summarize(c, m, w.an_prompt, w.an_gen, &r.an);
-    Sim s(c, m, w, r);
+    es_area_compute(pm, &r.area);
+    if (w.an_prompt > 0) es_an_summarize(pm, w.an_prompt, w.an_gen, &r.an);
+    Sim s(pm, w, r);
     if (build(s, e) || simulate(s, e) || collect(s, e)) return -1;
     return close_outputs(s, e);
 }

@@ -125,8 +125,9 @@ struct RunResult {
     MoeStats moe;                        // MoE models: experts fired and their queues
 };
 
-// Run the simulation. Only one call per process: SystemC elaborates once.
-int run_sim(const es_chip *c, const es_model *m, const Workload &w, RunResult &r, es_err *e);
+// Run the simulation of pm->model on pm->chip, placed as the table says (es_map.h). Only one call per
+// process: SystemC elaborates once.
+int run_sim(const es_map *pm, const Workload &w, RunResult &r, es_err *e);
 
 } // namespace es
 #endif

@@ -10,6 +10,7 @@
 #include "es_cfg.h"
 #include "es_chip.h"
 #include "es_grid.h"
+#include "es_map.h"
 #include "es_model.h"
 #include "es_recipe.h"
 #include "es_trace.h"

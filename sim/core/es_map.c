@@ -1,0 +1,414 @@
+/* es_map: the placement table (see es_map.h): each tensor's tile, partition,
+ * ROM, bits, lane cells, lanes and ROM geometry, each op's unit, the rows each
+ * ROM unit needs, and whether the model fits, worked out once. */
+#include "es_map.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *es_store_name(es_store s) { return s == ES_STORE_ROM ? "ROM" : "?"; }
+
+const char *es_rom_kind_name(es_rom_kind k)
+{
+    static const char *names[3] = {"tile ROM", "embedding ROM", "LM-head ROM"};
+    return k >= ES_ROM_TILE && k <= ES_ROM_LM ? names[k] : "?";
+}
+
+const char *es_rom_kind_key(es_rom_kind k)
+{
+    static const char *keys[3] = {"tile.rom", "head.embed_rom", "head.lm_rom"};
+    return k >= ES_ROM_TILE && k <= ES_ROM_LM ? keys[k] : "?";
+}
+
+static const es_rom *rom_of(const es_chip *c, es_rom_kind k)
+{
+    return k == ES_ROM_TILE ? &c->rom : k == ES_ROM_EMBED ? &c->embed_rom : &c->head_rom;
+}
+
+static int64_t add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+/* The partition of a tile tensor's role in a partitioned dense tile, or -1 outside the tile's projections. */
+static int part_of_role(es_role r)
+{
+    switch (r) {
+    case ES_ROLE_Q: case ES_ROLE_K: case ES_ROLE_V: return ES_PART_QKV;
+    case ES_ROLE_O: return ES_PART_O;
+    case ES_ROLE_GATE: case ES_ROLE_UP: return ES_PART_GATE_UP;
+    case ES_ROLE_DOWN: return ES_PART_DOWN;
+    default: return -1;
+    }
+}
+
+/* Mixture-of-experts models are always partitioned: each routed expert's ROM banks feed lanes of its own, and the
+ * attention projections and the router share one more partition, so tokens routed to different experts run in
+ * parallel and tokens routed to the same expert queue for it. */
+static int n_partitions(const es_chip *c, const es_model *m)
+{
+    if (m->experts > 0) return 1 + (int)m->experts;
+    return c->partitioned ? ES_PART_N : 1;
+}
+
+static int partition(const es_chip *c, const es_model *m, const es_tensor *t)
+{
+    if (m->experts > 0) return t->expert >= 0 ? 1 + t->expert : 0;
+    if (!c->partitioned) return 0;
+    int g = part_of_role(t->role);
+    return g < 0 ? 0 : g;
+}
+
+/* The fit's message, as es_fail would write it (cut to its length). */
+static void fit_msg(es_fit *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fit_msg(es_fit *f, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->msg, sizeof f->msg, fmt, ap);
+    va_end(ap);
+}
+
+/* Sizes the simulator multiplies together stay well inside 64 bits: checked in floating point before any integer
+ * product is formed. */
+static int check_limits(es_map *pm, es_err *e)
+{
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    es_fit *f = &pm->fit;
+    const double lim = 0x1p62;
+    double kvb = 2.0 * (double)m->kv_heads * (double)m->head_dim * (double)c->kv_elem_bits;
+    double slot = kvb * (double)c->kv_slot_context * (double)c->layers_per_tile;
+    f->kind = ES_FIT_LIMIT;
+    if (kvb > 0x1p36 || slot > lim) {
+        f->key = "kv.slot_context";
+        fit_msg(f, "%s: keys 'kv.slot_context', 'kv.element_bits', 'tile.layers_per_tile': one "
+                 "sequence's KV would be %.4g bits (%.4g bits per position per layer x %lld positions x %d layers), "
+                 "beyond the 2^62 bits (2^36 per position) the simulator counts",
+                 c->path, slot, kvb, (long long)c->kv_slot_context, c->layers_per_tile);
+        return es_fail(e, "%s", f->msg);
+    }
+    if ((double)c->kv_bytes * 8.0 > lim) {
+        f->key = "kv.bytes_per_tile";
+        fit_msg(f, "%s: key 'kv.bytes_per_tile': %lld bytes is beyond the 2^59 bytes the simulator "
+                 "counts", c->path, (long long)c->kv_bytes);
+        return es_fail(e, "%s", f->msg);
+    }
+    double state = ((double)m->ssm_inner * (double)m->ssm_state + (double)(m->ssm_conv > 0 ? m->ssm_conv - 1 : 0) *
+                    (double)m->ssm_inner) * (double)c->kv_elem_bits * (double)c->layers_per_tile;
+    if (state > lim) {
+        fit_msg(f, "%s: one sequence's state would be %.4g bits, beyond the 2^62 the simulator "
+                 "counts", m->path, state);
+        return es_fail(e, "%s", f->msg);
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *x = &m->tensors[i];
+        if ((double)x->rows * (double)x->cols * 64.0 > lim) {
+            fit_msg(f, "%s: tensor %s is %lld x %lld, beyond the 2^56 elements the simulator "
+                     "counts", m->path, x->name, (long long)x->rows, (long long)x->cols);
+            return es_fail(e, "%s", f->msg);
+        }
+    }
+    f->kind = ES_FIT_OK;
+    return 0;
+}
+
+/* Each tensor's tile, ROM, bits (the chip's formats unless given: from_w), element bits, lane cells, partition
+ * and ROM rows. */
+static void place_tensors(es_map *pm, int from_w)
+{
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *t = &m->tensors[i];
+        es_map_tensor *x = &pm->tensors[i];
+        x->store = ES_STORE_ROM;
+        x->tile = t->layer >= 0 ? t->layer / c->layers_per_tile : -1;
+        x->rom = t->layer >= 0 ? ES_ROM_TILE : (t->role == ES_ROLE_EMBED && !m->tied) ? ES_ROM_EMBED : ES_ROM_LM;
+        if (!from_w) {
+            x->bits = es_tensor_bits(c, t);
+            x->elem_bits = c->fmt[es_tensor_fmt_role(t)].bits;
+        }
+        x->cells = t->rows * t->cols * ((x->elem_bits + c->cell_bits - 1) / c->cell_bits);
+        x->rom_rows = es_rom_tensor_rows(x->bits, rom_of(c, x->rom)->row_bits);
+        if (t->layer >= 0) {
+            x->part = partition(c, m, t);
+            x->in_part = pm->n_parts > 1 && t->rows != 1 && (m->experts > 0 || part_of_role(t->role) >= 0);
+        }
+        pm->model_bits += (double)x->bits;
+    }
+}
+
+/* Each partition's lanes and ROM banks: its share of layer 0's projections' lane cells (every layer is alike), at
+ * least one of each; then every tensor's lanes and ROM geometry. */
+static int place_lanes(es_map *pm, es_err *e)
+{
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    int np = pm->n_parts;
+    double *cells = calloc((size_t)np, sizeof *cells), total = 0;
+    int64_t *lanes = calloc((size_t)np, sizeof *lanes), *banks = calloc((size_t)np, sizeof *banks);
+    if (!cells || !lanes || !banks) {
+        free(cells); free(lanes); free(banks);
+        return es_fail(e, "out of memory");
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *t = &m->tensors[i];
+        if (t->layer != 0 || t->rows == 1) continue;
+        if (m->experts == 0 && part_of_role(t->role) < 0) continue;
+        double x = (double)pm->tensors[i].cells;
+        total += x;
+        cells[pm->tensors[i].part] += x;
+    }
+    for (int g = 0; g < np; g++) {
+        lanes[g] = c->lanes;
+        banks[g] = c->rom.banks;
+        if (np == 1) continue;
+        double share = total > 0 ? cells[g] / total : 1.0;
+        lanes[g] = (int64_t)((double)c->lanes * share);
+        banks[g] = (int64_t)((double)c->rom.banks * share);
+        if (lanes[g] < 1) lanes[g] = 1;
+        if (banks[g] < 1) banks[g] = 1;
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        es_map_tensor *x = &pm->tensors[i];
+        x->geom = *rom_of(c, x->rom);
+        if (x->tile >= 0) {
+            x->lanes = lanes[x->part];
+            x->geom.banks = banks[x->part];
+        } else {
+            x->lanes = x->rom == ES_ROM_LM ? c->head_lanes : 0; /* the embedding table is looked up, not multiplied */
+        }
+    }
+    free(cells);
+    free(lanes);
+    free(banks);
+    return 0;
+}
+
+static void unit_init(es_map_unit *u, es_rom_kind rom, int tile, int part, int64_t banks, const char *what)
+{
+    u->rom = rom;
+    u->tile = tile;
+    u->part = part;
+    u->banks = banks < 1 ? 1 : banks; /* the loader refuses zero banks; a partition keeps at least one */
+    snprintf(u->what, sizeof u->what, "%s", what);
+}
+
+/* The ROM units: per tile the whole tile, then each partition; then the embedding table (untied) and the LM head.
+ * Each tensor's rows go to its ROM's unit (row_first: where its stream stood) and, held in a partition's banks, to
+ * that partition's too. */
+static int place_rows(es_map *pm, es_err *e)
+{
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    int np = pm->n_parts, per_tile = 1 + (np > 1 ? np : 0);
+    static const char *names[ES_PART_N] = {"q, k, v", "o", "gate, up", "down"};
+    pm->n_units = (int)pm->tiles * per_tile + (m->tied ? 1 : 2);
+    pm->units = calloc((size_t)pm->n_units, sizeof *pm->units);
+    if (!pm->units) return es_fail(e, "out of memory");
+    int64_t *part_banks = calloc((size_t)np, sizeof *part_banks);
+    if (!part_banks) return es_fail(e, "out of memory");
+    for (int g = 0; g < np; g++) part_banks[g] = c->rom.banks;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (pm->tensors[i].in_part) part_banks[pm->tensors[i].part] = pm->tensors[i].geom.banks;
+    for (int64_t t = 0; t < pm->tiles; t++) {
+        char what[64];
+        es_map_unit *u = &pm->units[t * per_tile];
+        snprintf(what, sizeof what, "tile %lld", (long long)t);
+        unit_init(u, ES_ROM_TILE, (int)t, -1, c->rom.banks, what);
+        for (int g = 0; np > 1 && g < np; g++) {
+            if (m->experts > 0 && g) snprintf(what, sizeof what, "tile %lld, expert %d", (long long)t, g - 1);
+            else if (m->experts > 0) snprintf(what, sizeof what, "tile %lld, attention partition", (long long)t);
+            else snprintf(what, sizeof what, "tile %lld, partition %s", (long long)t, names[g]);
+            unit_init(u + 1 + g, ES_ROM_TILE, (int)t, g, part_banks[g], what);
+        }
+    }
+    free(part_banks);
+    es_map_unit *lm = &pm->units[pm->n_units - 1], *emb = m->tied ? NULL : lm - 1;
+    if (emb) unit_init(emb, ES_ROM_EMBED, -1, -1, c->embed_rom.banks, "the embedding table");
+    unit_init(lm, ES_ROM_LM, -1, -1, c->head_rom.banks, "the LM head");
+    for (int i = 0; i < m->n_tensors; i++) {
+        es_map_tensor *x = &pm->tensors[i];
+        es_map_unit *u = x->rom == ES_ROM_TILE ? &pm->units[x->tile * per_tile] : x->rom == ES_ROM_EMBED ? emb : lm;
+        x->row_first = u->stream_rows;
+        u->stream_rows = add_sat(u->stream_rows, x->rom_rows);
+        u->bits = add_sat(u->bits, x->bits);
+        if (x->in_part) {
+            u += 1 + x->part;
+            u->stream_rows = add_sat(u->stream_rows, x->rom_rows);
+            u->bits = add_sat(u->bits, x->bits);
+        }
+        if (pm->from != ES_BITS_CHIP) pm->rom_used_bits += (double)x->rom_rows * (double)x->geom.row_bits;
+    }
+    for (int k = 0; k < pm->n_units; k++) {
+        es_map_unit *u = &pm->units[k];
+        u->rows = u->stream_rows / u->banks + (u->stream_rows % u->banks != 0);
+    }
+    return 0;
+}
+
+/* Each op's tile, resource, partition and lanes. */
+static void place_ops(es_map *pm)
+{
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    for (int i = 0; i < m->n_ops; i++) {
+        const es_op *op = &m->ops[i];
+        es_map_op *o = &pm->ops[i];
+        o->tile = op->layer >= 0 ? op->layer / c->layers_per_tile : -1;
+        o->res = op->res;
+        if (op->res != ES_RES_LANES) continue;
+        if (op->kind == ES_OP_EXPERTS) {
+            o->part = -1;
+            continue;
+        }
+        const es_map_tensor *x = &pm->tensors[op->tensor];
+        o->part = x->tile >= 0 ? x->part : 0;
+        o->lanes = x->lanes;
+    }
+}
+
+/* The unit of a ROM that needs the most rows per bank (the first on a tie), or NULL when the ROM holds nothing. */
+static const es_map_unit *most_rows(const es_map *pm, es_rom_kind kind)
+{
+    const es_map_unit *best = NULL;
+    for (int k = 0; k < pm->n_units; k++) {
+        const es_map_unit *u = &pm->units[k];
+        if (u->rom != kind || u->stream_rows == 0 || (best && u->rows <= best->rows)) continue;
+        best = u;
+    }
+    return best;
+}
+
+void es_map_rom_need(const es_map *pm, es_rom_kind kind, es_rom_need *n)
+{
+    memset(n, 0, sizeof *n);
+    const es_map_unit *u = most_rows(pm, kind);
+    if (!u) return;
+    n->rows = u->rows;
+    n->stream_rows = u->stream_rows;
+    n->bits = u->bits;
+    n->banks = u->banks;
+    snprintf(n->what, sizeof n->what, "%s", u->what);
+}
+
+/* The fit: every ROM holds its units, a state-space model has a scan engine, one sequence's state or KV slot fits a
+ * tile's SRAM. */
+static void check_fit(es_map *pm)
+{
+    static const char *rows_keys[3] = {"tile.rom.rows", "head.embed_rom.rows", "head.lm_rom.rows"};
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    es_fit *f = &pm->fit;
+    memset(f, 0, sizeof *f);
+    for (int k = ES_ROM_TILE; k <= ES_ROM_LM; k++) {
+        const es_rom *r = rom_of(c, (es_rom_kind)k);
+        const es_map_unit *u = most_rows(pm, (es_rom_kind)k);
+        if (!u || u->rows <= r->rows) continue;
+        *f = (es_fit){ES_FIT_ROM, rows_keys[k], (es_rom_kind)k, u->tile, u->part, "", u->rows, r->rows, ""};
+        snprintf(f->unit, sizeof f->unit, "%s", u->what);
+        fit_msg(f, "%s: key '%s.rows': ROM cannot hold the model: %s needs %lld rows per bank (%lld "
+                 "bits in %lld rows of %lld bits, each tensor from a fresh row, over %lld banks), the ROM has %lld",
+                 c->path, es_rom_kind_key((es_rom_kind)k), u->what, (long long)u->rows, (long long)u->bits,
+                 (long long)u->stream_rows, (long long)r->row_bits, (long long)u->banks, (long long)r->rows);
+        return;
+    }
+    int64_t have = c->kv_bytes * 8;
+    if (m->ssm_state > 0 && c->scan_width <= 0) {
+        *f = (es_fit){ES_FIT_SCAN, "tile.scan.elems_per_cycle", ES_ROM_TILE, -1, -1, "the scan engine", 1, 0, ""};
+        fit_msg(f, "%s: key 'tile.scan.elems_per_cycle': %s is a state-space model and needs a scan "
+                 "engine (tile.scan.elems_per_cycle and tile.scan.latency_cycles)", c->path, m->path);
+    } else if (m->ssm_state > 0 && es_chip_kv_slots(c, m) < 1) {
+        *f = (es_fit){ES_FIT_STATE, "kv.bytes_per_tile", ES_ROM_TILE, -1, -1, "a sequence's state",
+                      es_chip_state_bits(c, m) * c->layers_per_tile, have, ""};
+        fit_msg(f, "%s: key 'kv.bytes_per_tile': %lld bytes per tile cannot hold one sequence's "
+                 "state (%lld bits per layer, %d layers per tile)", c->path, (long long)c->kv_bytes,
+                 (long long)es_chip_state_bits(c, m), c->layers_per_tile);
+    } else if (m->ssm_state <= 0 && es_chip_kv_slots(c, m) < 1) {
+        *f = (es_fit){ES_FIT_KV, "kv.bytes_per_tile", ES_ROM_TILE, -1, -1, "a KV slot",
+                      es_chip_kv_bits_per_pos(c, m) * c->kv_slot_context * c->layers_per_tile, have, ""};
+        fit_msg(f, "%s: key 'kv.bytes_per_tile': KV SRAM of %lld bytes per tile cannot hold one "
+                 "slot of kv.slot_context %lld positions (%lld bits per position per layer, %d layers per tile)",
+                 c->path, (long long)c->kv_bytes, (long long)c->kv_slot_context,
+                 (long long)es_chip_kv_bits_per_pos(c, m), c->layers_per_tile);
+    }
+}
+
+int es_map_build(es_map *pm, const es_chip *c, const es_model *m, const es_map_weights *w, es_err *e)
+{
+    memset(pm, 0, sizeof *pm);
+    pm->chip = c;
+    pm->model = m;
+    pm->from = w ? w->from : ES_BITS_CHIP;
+    pm->tiles = es_chip_tiles(c, m);
+    pm->n_parts = n_partitions(c, m);
+    pm->tensors = calloc((size_t)m->n_tensors + 1, sizeof *pm->tensors);
+    pm->ops = calloc((size_t)m->n_ops + 1, sizeof *pm->ops);
+    if (!pm->tensors || !pm->ops) {
+        es_map_free(pm);
+        return es_fail(e, "out of memory");
+    }
+    for (int i = 0; w && i < m->n_tensors; i++)
+        if (w->bits(w->arg, i, &pm->tensors[i].bits, &pm->tensors[i].elem_bits, e)) {
+            es_map_free(pm);
+            return -1;
+        }
+    if (check_limits(pm, e)) {
+        es_map_free(pm);
+        return -1;
+    }
+    place_tensors(pm, w != NULL);
+    if (place_lanes(pm, e) || place_rows(pm, e)) {
+        es_map_free(pm);
+        return -1;
+    }
+    if (w && w->image_bits > 0) pm->rom_used_bits = w->image_bits;
+    place_ops(pm);
+    check_fit(pm);
+    return 0;
+}
+
+void es_map_free(es_map *pm)
+{
+    free(pm->tensors);
+    free(pm->ops);
+    free(pm->units);
+    pm->tensors = NULL;
+    pm->ops = NULL;
+    pm->units = NULL;
+    pm->n_units = 0;
+}
+
+int es_map_check(const es_map *pm, es_err *e)
+{
+    if (pm->fit.kind == ES_FIT_OK) return 0;
+    return es_fail(e, "%s", pm->fit.msg);
+}
+
+const es_map_unit *es_map_unit_of(const es_map *pm, es_rom_kind rom, int tile, int part)
+{
+    for (int k = 0; k < pm->n_units; k++)
+        if (pm->units[k].rom == rom && pm->units[k].tile == tile && pm->units[k].part == part) return &pm->units[k];
+    return NULL;
+}
+
+int es_chip_rom_need(const es_chip *c, const es_model *m, es_rom_kind kind, es_rom_need *n, es_err *e)
+{
+    es_map pm;
+    if (es_map_build(&pm, c, m, NULL, e)) return -1;
+    es_map_rom_need(&pm, kind, n);
+    es_map_free(&pm);
+    return 0;
+}
+
+int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e)
+{
+    es_map pm;
+    if (es_map_build(&pm, c, m, NULL, e)) return -1;
+    int rc = es_map_check(&pm, e);
+    es_map_free(&pm);
+    return rc;
+}

@@ -1,0 +1,213 @@
+/* es_map: the placement table, the one place that decides where each weight
+ * tensor of a model lives on a chip and which unit runs each op of its graph.
+ * It is built once, after the chip and the model are loaded (and a ROM image
+ * or a recipe, when one is given), and everything that needs a tensor's bits,
+ * its partition, its lanes or its ROM reads it: the analytic model
+ * (es_analytic), area and energy (es_area), the SystemC tiles, the ROM image
+ * builder and the commands.
+ *
+ * What decides placement:
+ * - chip: 0 (one die; the field is there for systems of several chips);
+ * - tile: layer / tile.layers_per_tile; tensors outside the blocks sit with the
+ *   head (tile -1);
+ * - store and ROM unit: every tensor is in mask ROM (ES_STORE_ROM): a layer's
+ *   tensors in its tile's ROM (tile.rom), an untied embedding table in the
+ *   embedding ROM (head.embed_rom), the LM head, the final norm and a tied
+ *   table in the LM-head ROM (head.lm_rom);
+ * - bits and element bits: the chip's weights.* format of the tensor's role
+ *   (a tied table: the LM head's), or, when given, the bits a recipe or a
+ *   loaded ROM image holds (es_map_weights: es_rom_apply_recipe and es_apply_rom in
+ *   weights/es_rom.c build the table with them);
+ * - lane cells per token: rows x cols x ceil(element bits / tile.lanes.cell_bits);
+ * - partition (tile.lanes.mapping, and the model): a striped tile is one
+ *   partition; a partitioned dense tile has four (q/k/v, o, gate/up, down); a
+ *   mixture of experts always has 1 + experts (0: attention and router, 1 + e:
+ *   expert e). Each partition gets the share of the tile's lanes and ROM banks
+ *   that its lane cells have of layer 0's projections, so one token takes
+ *   about as long in each; a tensor's lanes and ROM geometry are its
+ *   partition's (the head's tensors: head.lanes.count and their ROM).
+ * - ROM rows: each tensor starts on a fresh row of its ROM; a ROM unit (a tile,
+ *   each partition of a partitioned tile, the embedding table, the LM head)
+ *   stripes the sum of its tensors' rows over its banks. The fit check compares
+ *   the rows per bank each unit needs with the chip's rows key.
+ * - ops: an op runs on its layer's tile (-1: the embedding lookup and the head),
+ *   on the resource class the graph gives it; a matrix product on its tensor's
+ *   partition's lanes, the experts op on each token's experts' partitions.
+ *
+ * The fit as a typed result (what chip derive reads instead of a message):
+ *     es_map pm;
+ *     if (es_map_build(&pm, &chip, &model, NULL, &e)) ...;  // -1: a size limit or no memory
+ *     if (pm.fit.kind == ES_FIT_ROM)                         // e.g. tile 0 is short
+ *         ... pm.fit.key ("tile.rom.rows"), pm.fit.unit ("tile 0, partition o"),
+ *             pm.fit.need - pm.fit.have (rows per bank short) ...;
+ *     es_rom_need n; es_map_rom_need(&pm, ES_ROM_TILE, &n);  // the least tile.rom.rows that holds it
+ *     es_map_free(&pm);
+ *
+ * The table does not change after it is built; callers pass `const es_map *`
+ * (the analytic model takes it in place of a chip and a model: pm->chip and
+ * pm->model are the ones it was built from, and must outlive it). */
+#ifndef ES_MAP_H
+#define ES_MAP_H
+#include <stdint.h>
+#include "es_chip.h"
+#include "es_err.h"
+#include "es_model.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Where a tensor's bits are kept. One kind today. */
+typedef enum es_store { ES_STORE_ROM } es_store;
+const char *es_store_name(es_store s); /* "ROM" */
+
+/* The chip's ROMs: the tile ROM (tile.rom), the embedding ROM (head.embed_rom), the LM-head ROM (head.lm_rom). */
+typedef enum es_rom_kind { ES_ROM_TILE, ES_ROM_EMBED, ES_ROM_LM } es_rom_kind;
+const char *es_rom_kind_name(es_rom_kind k); /* "tile ROM", "embedding ROM", "LM-head ROM" */
+const char *es_rom_kind_key(es_rom_kind k);  /* "tile.rom", "head.embed_rom", "head.lm_rom" */
+
+/* Partitions of a partitioned dense tile (tile.lanes.mapping "partitioned"). */
+enum { ES_PART_QKV, ES_PART_O, ES_PART_GATE_UP, ES_PART_DOWN, ES_PART_N };
+
+/* Where the bits come from. */
+typedef enum es_bits_from {
+    ES_BITS_CHIP,   /* the chip's weights.* formats */
+    ES_BITS_RECIPE, /* a recipe, as a ROM image built with it would hold them (es_rom_apply_recipe, weights/es_rom.h) */
+    ES_BITS_IMAGE   /* a loaded ROM image (es_apply_rom, weights/es_rom.h) */
+} es_bits_from;
+
+/* Tensor `tensor` of the model as a recipe or an image stores it: its bits (scales and block padding included)
+ * and its bits per element. Returns 0, or -1 with e filled to stop the build. */
+typedef int (*es_map_bits_fn)(void *arg, int tensor, int64_t *bits, int *elem_bits, es_err *e);
+
+/* Bits that replace the chip's formats: a recipe's or a ROM image's (weights/es_rom.c). The table asks for each
+ * tensor's in turn, before anything else (so the source's errors come first). */
+typedef struct es_map_weights {
+    es_bits_from from;     /* ES_BITS_RECIPE or ES_BITS_IMAGE */
+    es_map_bits_fn bits;   /* each tensor's bits and element bits */
+    void *arg;             /* passed to it */
+    double image_bits;     /* an image's ROM bits in use (its units' stream rows x row bits); 0: count the rows of
+                              the tensors (a recipe) */
+} es_map_weights;
+
+/* One tensor's place. */
+typedef struct es_map_tensor {
+    int chip;          /* the chip holding it: 0 */
+    int tile;          /* its layer tile, -1 outside the blocks (the head side) */
+    int part;          /* the partition whose lanes multiply by it (0: unpartitioned, the head, a norm) */
+    int in_part;       /* 1: held in its partition's share of the banks (a matrix of a partitioned tile); 0: the tile's
+                          ROM as a whole (norms, every tensor of a one-partition tile, the head's ROMs) */
+    es_store store;    /* ES_STORE_ROM */
+    es_rom_kind rom;   /* the ROM holding it */
+    int64_t bits;      /* bits stored, scales and block padding included */
+    int elem_bits;     /* bits per element of its format */
+    int64_t cells;     /* lane cells per token: rows x cols x ceil(elem_bits / cell_bits) */
+    int64_t rom_rows;  /* rows of its ROM it takes, from a fresh row */
+    int64_t row_first; /* its first row in its ROM's stream (a tile's, the embedding's or the LM head's), tensors in model
+                          order: the layout of a ROM image */
+    int64_t lanes;     /* the lanes that multiply by it: its partition's share (a tile), head.lanes.count (the head) */
+    es_rom geom;       /* the ROM it streams from: its partition's share of the tile ROM's banks, or its head ROM */
+} es_map_tensor;
+
+/* One op's unit. */
+typedef struct es_map_op {
+    int chip;          /* 0 */
+    int tile;          /* the tile running it; -1: the embedding lookup and the head */
+    es_res res;        /* the resource class that runs it (the op's) */
+    int part;          /* ES_RES_LANES: the partition whose lanes run it (a tile's lane server); the experts op: -1 (each
+                          token's experts run on partitions 1 + e); other ops 0 */
+    int64_t lanes;     /* ES_RES_LANES (but the experts op): the lanes it holds; else 0 */
+} es_map_op;
+
+/* One ROM unit: the rows its tensors need. */
+typedef struct es_map_unit {
+    es_rom_kind rom;     /* its ROM */
+    int tile;            /* a tile's unit: the tile; -1: the embedding table, the LM head */
+    int part;            /* -1: the whole ROM of the tile (or of the head); else the partition */
+    int64_t stream_rows; /* its tensors' ROM rows, each tensor from a fresh row */
+    int64_t bits;        /* its tensors' bits */
+    int64_t banks;       /* the banks they stripe over */
+    int64_t rows;        /* rows per bank it needs: ceil(stream_rows / banks) */
+    char what[64];       /* "tile 0", "tile 0, partition o", "tile 0, expert 3", "tile 0, attention partition", "the
+                            embedding table", "the LM head" */
+} es_map_unit;
+
+/* Whether the model fits the chip, and if not what is short: the first check that fails, in the order the messages
+ * have always come (sizes the simulator counts, the tile ROM, the embedding ROM, the LM-head ROM, the scan engine,
+ * the state or KV SRAM). */
+typedef enum es_fit_kind {
+    ES_FIT_OK,
+    ES_FIT_LIMIT, /* a size beyond what the simulator counts (es_map_build returned -1) */
+    ES_FIT_ROM,   /* a ROM unit needs more rows per bank than its ROM has */
+    ES_FIT_SCAN,  /* a state-space model on a chip without a scan engine (need 1, have 0) */
+    ES_FIT_STATE, /* a tile's SRAM cannot hold one sequence's state */
+    ES_FIT_KV     /* a tile's KV SRAM cannot hold one slot of kv.slot_context positions */
+} es_fit_kind;
+
+typedef struct es_fit {
+    es_fit_kind kind;
+    const char *key;      /* the chip key that is short ("tile.rom.rows", "head.lm_rom.rows", "kv.bytes_per_tile",
+                             "tile.scan.elems_per_cycle", ...); NULL when it fits */
+    es_rom_kind rom;      /* ES_FIT_ROM: the ROM */
+    int tile, part;       /* ES_FIT_ROM: the unit's tile (-1: a head ROM) and partition (-1: the whole ROM) */
+    char unit[64];        /* what is short: ES_FIT_ROM the unit's es_map_unit.what; "a sequence's state"; "a KV slot" */
+    int64_t need, have;   /* ES_FIT_ROM: rows per bank needed and the ROM's rows per bank; ES_FIT_STATE and ES_FIT_KV:
+                             bits one sequence needs in a tile and the bits kv.bytes_per_tile holds; the shortfall is
+                             need - have */
+    char msg[1024];       /* the one-line error, as es_map_check gives it */
+} es_fit;
+
+typedef struct es_map {
+    const es_chip *chip;     /* what it was built from */
+    const es_model *model;
+    es_bits_from from;       /* where the bits came from */
+    int64_t tiles;           /* layer tiles */
+    es_map_tensor *tensors;  /* (model->n_tensors) */
+    es_map_op *ops;          /* (model->n_ops) */
+    int n_parts;             /* lane partitions of a tile (every tile is alike) */
+    es_map_unit *units;      /* (n_units) per tile: the whole tile, then each partition (n_parts > 1); then the
+                                embedding table (untied models) and the LM head */
+    int n_units;
+    double model_bits;       /* all tensors' bits */
+    double rom_used_bits;    /* ROM bits in use: an image's, or a recipe's tensors' rows x row bits; 0 with the chip's
+                                formats (area then counts the ROMs' whole capacity) */
+    es_fit fit;              /* whether the model fits */
+} es_map;
+
+/* Build the table of model m on chip c, bits from w (NULL: the chip's weights.* formats). Returns 0 when built,
+ * whether or not the model fits (pm->fit says; es_map_check turns it into an error): a table that does not fit still
+ * gives area and timing, as chip derive sizes its ROMs from it. Returns -1 with e filled, and nothing to free, when w's
+ * source fails (pm->fit.kind ES_FIT_OK), a size is beyond what the simulator counts (pm->fit.kind ES_FIT_LIMIT, the
+ * message in pm->fit.msg too) or memory runs out. */
+int es_map_build(es_map *pm, const es_chip *c, const es_model *m, const es_map_weights *w, es_err *e);
+void es_map_free(es_map *pm);
+/* 0 when the model fits; else -1 with pm->fit.msg in e. */
+int es_map_check(const es_map *pm, es_err *e);
+/* The row of a tensor or an op of pm->model. */
+static inline const es_map_tensor *es_map_tensor_of(const es_map *pm, const es_tensor *t)
+{
+    return &pm->tensors[t - pm->model->tensors];
+}
+static inline const es_map_op *es_map_op_of(const es_map *pm, const es_op *op) { return &pm->ops[op - pm->model->ops]; }
+/* The ROM unit of a ROM, tile and partition (-1: whole), or NULL. */
+const es_map_unit *es_map_unit_of(const es_map *pm, es_rom_kind rom, int tile, int part);
+
+/* What one of the chip's ROMs must hold: its unit needing the most rows per bank (the first on a tie); rows is the
+ * least `rows` key that holds every unit of that ROM. Chip derive sizes ROMs with it. */
+typedef struct es_rom_need {
+    int64_t rows;          /* the least rows per bank (0: the ROM holds nothing) */
+    int64_t stream_rows;   /* the ROM rows of the unit needing the most rows per bank */
+    int64_t bits;          /* its tensors' bits */
+    int64_t banks;         /* its banks */
+    char what[64];         /* es_map_unit.what of that unit */
+} es_rom_need;
+void es_map_rom_need(const es_map *pm, es_rom_kind kind, es_rom_need *n);
+
+/* The same from a chip and a model in the chip's formats (a table built and freed): chip derive's calls. */
+int es_chip_rom_need(const es_chip *c, const es_model *m, es_rom_kind kind, es_rom_need *n, es_err *e);
+/* Check the model fits in the chip's formats: es_map_build, then es_map_check. */
+int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
