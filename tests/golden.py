@@ -62,6 +62,8 @@ CASES = {
                 None),
     "run-shared-kv-ports": (["run", *TINY, "--prompt", "48", "--generate", "12", "--streams", "4",
                              "--set", "kv.tiles_per_group=4"], None),
+    "run-tied-streams4": (["run", "--model", "llama-3.2-1b", "--prompt", "40", "--generate", "6", "--streams", "4"],
+                          None),
     "run-tokens-per-read-2": (["run", *SHORT, "--streams", "6", "--set", "tile.lanes.tokens_per_read=2"], None),
     "run-tiny": (["run", *TINY, "--prompt", "40", "--generate", "10", "--streams", "5"], None),
     "run-cycle": (["run", *TINY, "--prompt", "24", "--generate", "6", "--streams", "2", "--fidelity", "cycle"],

@@ -62,8 +62,11 @@ Die::Die(Ctx &ctx, bool with_vcd) : ctx_(ctx)
     if (with_vcd) vcd_ = add(new VcdTracer("vcd", ctx));
     const es_model *m = ctx.m;
     int depth = (int)c->fifo_depth;
-    int64_t tiles = es_chip_tiles(c, m);
-    if (m->tied) rom_.reset(new sc_core::sc_mutex("head_rom"));
+    const es_map *pm = ctx.map;
+    int64_t tiles = pm->tiles;
+    /* the embedding table in the LM-head ROM (a tied model): the two lookups share its port */
+    const es_tensor *table = es_model_tensor(m, -1, ES_ROLE_EMBED);
+    if (table && es_map_tensor_of(pm, table)->rom == ES_ROM_LM) rom_.reset(new sc_core::sc_mutex("head_rom"));
     /* the feedback path never blocks the head: it holds one token per sequence
      * in flight at most, and the KV holds at most kv_cap sequences */
     int ring = (int)(ctx.kv_cap < (1 << 20) ? ctx.kv_cap : (1 << 20)) + 1;
@@ -89,7 +92,7 @@ Die::Die(Ctx &ctx, bool with_vcd) : ctx_(ctx)
         if (t == tiles) break;
         std::vector<const es_op *> ops;
         for (int i = 0; i < m->n_ops; i++)
-            if (m->ops[i].layer >= 0 && m->ops[i].layer / c->layers_per_tile == t)
+            if (pm->ops[i].tile == t) /* the ops the placement table gives this tile */
                 ops.push_back(&m->ops[i]);
         size_t g = (size_t)(t / c->kv_tiles_per_group);
         if (g >= kv_groups_.size())
