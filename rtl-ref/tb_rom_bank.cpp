@@ -44,8 +44,8 @@ int main(int argc, char **argv)
         const es_rom_unit *un = &img.units[u];
         if (un->rows != ROWS || un->row_bits != RB) continue; /* another geometry: another build */
         units++;
-        const int64_t want_lat = un->id >= 0 ? chip.rom.latency : un->id == -1 ? chip.embed_rom.latency
-                                                                                 : chip.head_rom.latency;
+        const int64_t want_lat = un->id >= 0 ? chip.store.tile_rom.latency : un->id == -1 ? chip.store.embed_rom.latency
+                                                                                 : chip.store.lm_rom.latency;
         std::vector<uint8_t> stream((size_t)(un->stream_rows * BYTES));
         if (es_rom_unit_bytes(&img, u, stream.data(), &e)) {
             std::fprintf(stderr, "tb_rom_bank: %s\n", e.msg);
@@ -117,7 +117,7 @@ int main(int argc, char **argv)
     std::remove(hex.c_str());
     std::printf("rom_bank rows %d row_bits %d col_mux %d: %d units, %ld banks, %ld row reads, %ld mismatches, "
                 "latency %lld cycles (the chip's read_latency_cycles: %lld), initiation interval 1\n",
-                ROWS, RB, CM, units, banks_done, reads, mism, (long long)latency, (long long)chip.rom.latency);
+                ROWS, RB, CM, units, banks_done, reads, mism, (long long)latency, (long long)chip.store.tile_rom.latency);
     es_rom_close(&img);
     es_chip_free(&chip);
     if (!units) { std::fprintf(stderr, "tb_rom_bank: no unit of %s has %d rows of %d bits\n", argv[1], ROWS, RB); return 1; }

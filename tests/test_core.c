@@ -173,7 +173,7 @@ static void t3_chip(void)
     CHECK(es_cfg_unsourced(&c.proc, first, sizeof first) == 0, "unsourced process key %s", first);
     /* 3.2 KV: 8-bit, 8 kv heads x 128 x 2 = 16384 bits per position per layer */
     CHECK(es_chip_kv_bits_per_pos(&c, &m) == 16384, "kv bits");
-    CHECK(es_chip_kv_slots(&c, &m) == c.kv_bytes * 8 / (16384 * c.kv_slot_context), "slots");
+    CHECK(es_chip_kv_slots(&c, &m) == c.kv.bytes * 8 / (16384 * c.kv.slot_context), "slots");
     /* 3.3 bits of a 3-bit, group-64 tensor: 3 + 16/64 = 3.25 bits per weight */
     es_tensor q = m.tensors[2];
     CHECK(q.role == ES_ROLE_Q && es_tensor_bits(&c, &q) == 4096LL * 4096 * 13 / 4, "q bits %lld",
@@ -215,9 +215,9 @@ static int same_chip(const es_chip *a, const es_chip *b)
     es_chip *both[2] = {&x, &y};
     for (int i = 0; i < 2; i++) { /* what a longer text left past a field's end is no part of it */
         clear_tail(both[i]->name, sizeof x.name);
-        clear_tail(both[i]->act_format, sizeof x.act_format);
-        clear_tail(both[i]->kv_format, sizeof x.kv_format);
-        clear_tail(both[i]->lane_rtl, sizeof x.lane_rtl);
+        clear_tail(both[i]->tile.act_format, sizeof x.tile.act_format);
+        clear_tail(both[i]->kv.format, sizeof x.kv.format);
+        clear_tail(both[i]->area.lane_rtl, sizeof x.area.lane_rtl);
     }
     memset(x.path, 0, sizeof x.path);
     memset(y.path, 0, sizeof y.path);
@@ -252,9 +252,9 @@ static void t3_chip_from_memory(void)
     es_chip_free(&c);
     /* 3.10 overrides go to the chip's copy, not the caller's tree */
     const char *sets[] = {"tile.lanes.count=7"};
-    CHECK(es_chip_load_cfg(&c, &tree, dir, "in-memory chip", sets, 1, &e) == 0 && c.lanes == 7, "set: %s", e.msg);
+    CHECK(es_chip_load_cfg(&c, &tree, dir, "in-memory chip", sets, 1, &e) == 0 && c.tile.lanes == 7, "set: %s", e.msg);
     const cJSON *lanes = es_cfg_node(&tree, "tile.lanes.count");
-    CHECK(cJSON_IsNumber(lanes) && lanes->valuedouble == (double)f.lanes, "the caller's tree changed");
+    CHECK(cJSON_IsNumber(lanes) && lanes->valuedouble == (double)f.tile.lanes, "the caller's tree changed");
     es_chip_free(&c);
     /* 3.11 a bad value or an unknown key in memory names the label and the key */
     CHECK(es_cfg_set(&tree, "tile.lanes.count", "0", &e) == 0, "%s", e.msg);

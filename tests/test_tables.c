@@ -92,8 +92,8 @@ int main(int argc, char **argv)
     /* embedding: one row of 4096 x 3.25 = 13,312 bits from 64 banks x 1024 bits: 1 cycle + 2 latency */
     EQ(es_an_op(&pm, op(&m, -1, "embed"), 1, P), 3, "hc1 embed");
     /* links: 4096 x 16 bits over 4096 wires = 16 + 2 latency; a token id of 32 bits: 1 + 2 */
-    EQ(es_an_link_occ(&c, 4096 * 16) + c.link_latency, 18, "hc1 activation hop");
-    EQ(es_an_link_occ(&c, 32) + c.link_latency, 3, "hc1 token hop");
+    EQ(es_an_link_occ(&c, 4096 * 16) + c.link.latency, 18, "hc1 activation hop");
+    EQ(es_an_link_occ(&c, 32) + c.link.latency, 3, "hc1 token hop");
     /* the decode step: the ring embed -> link -> tile 0 -> ... -> tile 31 -> link -> head has 33
      * activation hops, plus the feedback hop and the embedding: 32 x 1666 + 1790 + 33 x 18 + 3 + 3
      * = 55,702 (hc1-class.md section 3) */

@@ -138,8 +138,8 @@ struct TileBench {
     Feeder feed;
     Sink sink;
     TileBench(const std::string &name, es::Ctx &ctx, const std::vector<const es_op *> &ops)
-        : kv(ctx.c->kv_ports), q_in((name + "_in").c_str(), (int)ctx.c->fifo_depth),
-          q_out((name + "_out").c_str(), (int)ctx.c->fifo_depth), tile(name.c_str(), ctx, ops, &kv, false),
+        : kv(ctx.c->kv.ports), q_in((name + "_in").c_str(), (int)ctx.c->sched.fifo_depth),
+          q_out((name + "_out").c_str(), (int)ctx.c->sched.fifo_depth), tile(name.c_str(), ctx, ops, &kv, false),
           feed((name + "_feed").c_str(), ctx.run), sink((name + "_sink").c_str(), ctx.run)
     {
         feed.out(q_in);
@@ -267,7 +267,7 @@ int sc_main(int argc, char **argv)
     /* 2.2 a prompt chunk of 8 at 0 crosses the link into the tile: it arrives at 0 + 32 + 2 = 34
      * (8 tokens x 256 x 16 bits over 1024 a cycle, latency 2) and leaves 1266 later */
     TileBench pre("tile_prefill", ctx, ops);
-    es::LinkPort pre_link(ctx, "link_prefill", m.hidden * c.link_elem_bits, false);
+    es::LinkPort pre_link(ctx, "link_prefill", m.hidden * c.link.elem_bits, false);
     pre.feed.link = &pre_link;
     pre.feed.items = {{0, item(2, 8, 0, false)}};
     /* 2.3 the same decode tokens, cycle fidelity */
@@ -277,8 +277,8 @@ int sc_main(int argc, char **argv)
     /* 3.x links booked from cycle 100: activations (256 x 16 bits a token, 1024 bits a cycle,
      * latency 2), token ids (32 bits), the host link (64-byte command + 4 bytes a token at
      * 64 GB/s = 64 bytes a cycle at 1 GHz, latency 500 ns = 500 cycles) */
-    es::LinkPort act(ctx, "link_act", m.hidden * c.link_elem_bits, false);
-    es::LinkPort tok(ctx, "link_tok", c.token_id_bits, false);
+    es::LinkPort act(ctx, "link_act", m.hidden * c.link.elem_bits, false);
+    es::LinkPort tok(ctx, "link_tok", c.link.token_id_bits, false);
     es::LinkPort host(ctx, "link_host", 0, true);
     std::vector<Item> sent(5);
     Script links("links", run, 100, [&]() {

@@ -43,14 +43,14 @@ static void unit_geoms(const es_chip *c, const es_model *m, es_rom_unit *u, int 
     int64_t tiles = es_chip_tiles(c, m);
     int k = 0;
     for (int64_t t = 0; t < tiles; t++, k++) {
-        u[k] = (es_rom_unit){(int32_t)t, c->rom.banks, c->rom.rows, c->rom.row_bits, 0, ""};
+        u[k] = (es_rom_unit){(int32_t)t, c->store.tile_rom.banks, c->store.tile_rom.rows, c->store.tile_rom.row_bits, 0, ""};
         snprintf(u[k].label, sizeof u[k].label, "tile %lld", (long long)t);
     }
     if (!m->tied) {
-        u[k] = (es_rom_unit){-1, c->embed_rom.banks, c->embed_rom.rows, c->embed_rom.row_bits, 0, "embed"};
+        u[k] = (es_rom_unit){-1, c->store.embed_rom.banks, c->store.embed_rom.rows, c->store.embed_rom.row_bits, 0, "embed"};
         k++;
     }
-    u[k] = (es_rom_unit){-2, c->head_rom.banks, c->head_rom.rows, c->head_rom.row_bits, 0, "lm_head"};
+    u[k] = (es_rom_unit){-2, c->store.lm_rom.banks, c->store.lm_rom.rows, c->store.lm_rom.row_bits, 0, "lm_head"};
     *n = k + 1;
 }
 
@@ -66,7 +66,7 @@ uint64_t es_rom_geom_hash(const es_chip *c, const es_model *m)
         h = es_fnv1a(h, g, sizeof g);
     }
     free(u);
-    return es_fnv1a(h, &c->layers_per_tile, sizeof c->layers_per_tile);
+    return es_fnv1a(h, &c->tile.layers, sizeof c->tile.layers);
 }
 
 

@@ -114,7 +114,7 @@ cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &un
 {
     es_events ev{};
     for (const auto &u : units) es_events_add(&ev, &u.ev);
-    const double k = 1.0 / c->vr_eff; /* card joules per chip joule */
+    const double k = 1.0 / c->card.vr_eff; /* card joules per chip joule */
     double t[ES_EJ_N];
     es_events_terms(c, &ev, t); /* the energies es_events_joules charges, by kind */
     cJSON *j = cJSON_CreateObject();
@@ -129,7 +129,7 @@ cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &un
     cJSON_AddNumberToObject(j, "host", t[ES_EJ_HOST] * k);
     cJSON_AddNumberToObject(j, "leakage", a.leak_total_w * k * seconds);
     cJSON_AddNumberToObject(j, "clock_ungated", clock_w * cycles / c->clock_hz); /* per cycle, at any clock */
-    cJSON_AddNumberToObject(j, "board", c->board_w * seconds);
+    cJSON_AddNumberToObject(j, "board", c->card.board_w * seconds);
     return j;
 }
 

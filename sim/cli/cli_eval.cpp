@@ -604,7 +604,7 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
     if (!es_utf8_valid(tmpl_text.data(), tmpl_text.size())) /* as the rule: the prompt is UTF-8 text */
         return es_fail(e, "%s: the template is not valid UTF-8", o.tmpl.c_str());
     if (!split_template(tmpl_text, o.rule, o.tmpl.empty() ? "built-in template" : o.tmpl, in.tp, e)) return -1;
-    in.sharing = o.sharing && in.L.c.kv_prefix_sharing;
+    in.sharing = o.sharing && in.L.c.kv.prefix_sharing;
     // the tokenizer: --vocab, else the model's GGUF or tokenizer.tiktoken beside its config.json
     char vpath[1024];
     es_err te{};
@@ -623,7 +623,7 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
     in.estimated = in.tok == nullptr;
     /* the shared prefix: BOS, then the rule and the template text before the record */
     in.rule_tokens = in.tok ? 1 + count_tokens(in.tok, in.tp.prefix, false) : estimate_tokens(in.tp.prefix);
-    in.context = std::min<int64_t>(in.L.m.max_pos, in.L.c.kv_slot_context);
+    in.context = std::min<int64_t>(in.L.m.max_pos, in.L.c.kv.slot_context);
     if (o.functional) {
         int32_t bos = es_tok_bos(in.tok);
         in.prefix_ids.push_back(bos >= 0 ? bos : 0);
@@ -872,9 +872,9 @@ void add_functional_json(cJSON *j, const Opts &o, const Inputs &in, const Batch 
     for (size_t i = 0; i < o.labels.size(); i++) cJSON_AddNumberToObject(v, o.labels[i].c_str(), (double)b.verdicts[i]);
     cJSON_AddNumberToObject(v, "other", (double)b.verdicts.back());
     cJSON *f = cJSON_AddObjectToObject(j, "functional");
-    cJSON_AddStringToObject(f, "activation_format", L.c.act_format);
-    cJSON_AddNumberToObject(f, "accumulator_bits", L.c.acc_bits);
-    cJSON_AddStringToObject(f, "kv_format", L.c.kv_format);
+    cJSON_AddStringToObject(f, "activation_format", L.c.tile.act_format);
+    cJSON_AddNumberToObject(f, "accumulator_bits", L.c.tile.acc_bits);
+    cJSON_AddStringToObject(f, "kv_format", L.c.kv.format);
     cJSON_AddNumberToObject(f, "accumulator_saturations", (double)es_dp_get_stats(in.dp).saturations);
 }
 

@@ -304,8 +304,8 @@ void print_area(const es_chip &c, const es_model &m, const es_area &a)
     std::printf("  ROM %.3f Gbit (model needs %.3f Gbit, %.3f bits/weight), KV SRAM %.3f GiB\n",
                 a.rom_bits / 1e9, a.model_bits / 1e9, a.model_bits / (double)es_model_params(&m),
                 a.sram_bits / 8.0 / (1u << 30));
-    std::printf("  lane cell %.1f transistors, %.2f register bits (%s)\n", c.lane_tr, c.reg_bits_cell,
-                c.lane_rtl[0] ? c.lane_rtl : "area.lane_transistors, tile.lanes.register_bits_per_cell");
+    std::printf("  lane cell %.1f transistors, %.2f register bits (%s)\n", c.area.lane_tr, c.tile.reg_bits_cell,
+                c.area.lane_rtl[0] ? c.area.lane_rtl : "area.lane_transistors, tile.lanes.register_bits_per_cell");
 }
 
 int cmd_area(int argc, char **argv)
@@ -335,9 +335,9 @@ int cmd_area(int argc, char **argv)
         cJSON_AddNumberToObject(j, "rom_bits", a.rom_bits);
         cJSON_AddNumberToObject(j, "model_bits", a.model_bits);
         cJSON_AddNumberToObject(j, "kv_sram_bits", a.sram_bits);
-        cJSON_AddNumberToObject(j, "lane_cell_transistors", L.c.lane_tr);
-        cJSON_AddNumberToObject(j, "lane_cell_register_bits", L.c.reg_bits_cell);
-        if (L.c.lane_rtl[0]) cJSON_AddStringToObject(j, "lane_rtl", L.c.lane_rtl);
+        cJSON_AddNumberToObject(j, "lane_cell_transistors", L.c.area.lane_tr);
+        cJSON_AddNumberToObject(j, "lane_cell_register_bits", L.c.tile.reg_bits_cell);
+        if (L.c.area.lane_rtl[0]) cJSON_AddStringToObject(j, "lane_rtl", L.c.area.lane_rtl);
         cJSON_AddItemToObject(j, "breakdown", es::area_json(a));
         cJSON *u = cJSON_AddObjectToObject(j, "utilization_one_user");
         cJSON_AddNumberToObject(u, "position", (double)pos);
@@ -420,10 +420,10 @@ void add_functional_json(cJSON *j, const Opts &o, const es::Loaded &L, const es:
     cJSON_AddStringToObject(f, "weights", !o.rom.empty() ? ("rom " + o.rom).c_str()
                                           : !o.weights.empty() ? ("weights " + o.weights).c_str()
                                                                : ("synthetic " + std::to_string(o.synthetic)).c_str());
-    cJSON_AddStringToObject(f, "activation_format", L.c.act_format);
-    cJSON_AddNumberToObject(f, "accumulator_bits", L.c.acc_bits);
-    cJSON_AddStringToObject(f, "kv_format", L.c.kv_format);
-    cJSON_AddNumberToObject(f, "link_bits", L.c.link_elem_bits);
+    cJSON_AddStringToObject(f, "activation_format", L.c.tile.act_format);
+    cJSON_AddNumberToObject(f, "accumulator_bits", L.c.tile.acc_bits);
+    cJSON_AddStringToObject(f, "kv_format", L.c.kv.format);
+    cJSON_AddNumberToObject(f, "link_bits", L.c.link.elem_bits);
     es_dp_stats st = es_dp_get_stats(fn.dp);
     cJSON_AddNumberToObject(f, "accumulator_saturations", (double)st.saturations);
     int same = 1;
@@ -433,7 +433,7 @@ void add_functional_json(cJSON *j, const Opts &o, const es::Loaded &L, const es:
         int64_t rows, cycles;
         es::es_cosim_counts(fn.cosim, &rows, &cycles);
         cJSON *cs = cJSON_AddObjectToObject(f, "rtl_cosim");
-        cJSON_AddNumberToObject(cs, "layers", (double)L.c.layers_per_tile);
+        cJSON_AddNumberToObject(cs, "layers", (double)L.c.tile.layers);
         cJSON_AddNumberToObject(cs, "rows", (double)rows);
         cJSON_AddNumberToObject(cs, "rtl_cycles", (double)cycles);
         cJSON_AddNumberToObject(cs, "lane_pipeline_cycles", (double)es::es_cosim_lane_depth(fn.cosim));
@@ -548,8 +548,8 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
                 (r.seconds > 0 ? (double)r.cycles / r.seconds : r.clock_hz) / 1e9, r.throttled_s > 0 ? " on average" : "");
     std::printf("  %-28s %14.2f\n", "host wall time, s", wall);
     if (o.functional) {
-        std::printf("  functional (%s activations, %d-bit accumulator, %s KV), stream 0:\n", L.c.act_format,
-                    L.c.acc_bits, L.c.kv_format);
+        std::printf("  functional (%s activations, %d-bit accumulator, %s KV), stream 0:\n", L.c.tile.act_format,
+                    L.c.tile.acc_bits, L.c.kv.format);
         std::printf("    prompt ids:");
         for (int32_t x : fn.prompt_ids) std::printf(" %d", x);
         std::printf("\n    output ids:");
@@ -601,7 +601,7 @@ int prepare_functional(Opts &o, const es::Loaded &L, Func &fn, es_err *e)
                        o.synthetic, o.recipe.empty() ? nullptr : o.recipe.c_str(), -1};
     if (es_func_datapath(&fn.dp, &L.c, &L.m, &fw, 0, e)) return -1;
     if (o.cosim) { /* tile 0's lane matmuls through the Verilated lane */
-        if (!(fn.cosim = es::es_cosim_open(&L.c, &L.m, 0, (int)L.c.layers_per_tile, e))) return -1;
+        if (!(fn.cosim = es::es_cosim_open(&L.c, &L.m, 0, (int)L.c.tile.layers, e))) return -1;
         es_dp_set_lane_fn(fn.dp, es::es_cosim_lane_row, fn.cosim);
     }
     return 0;
@@ -610,9 +610,9 @@ int prepare_functional(Opts &o, const es::Loaded &L, Func &fn, es_err *e)
 // The run's positions fit the KV slot and the model's context, and its output tokens the per-run limit.
 int check_run_size(const Opts &o, const es::Loaded &L, es_err *e)
 {
-    if (o.prompt + o.gen > L.c.kv_slot_context)
+    if (o.prompt + o.gen > L.c.kv.slot_context)
         return es_fail(e, "--prompt %" PRId64 " + --generate %" PRId64 " exceeds the KV slot of %" PRId64
-                          " positions (%s: key 'kv.slot_context')", o.prompt, o.gen, L.c.kv_slot_context, L.c.path);
+                          " positions (%s: key 'kv.slot_context')", o.prompt, o.gen, L.c.kv.slot_context, L.c.path);
     const int64_t max_tokens = 50000000;
     if (o.streams * o.gen > max_tokens)
         return es_fail(e, "--streams %" PRId64 " x --generate %" PRId64 " = %" PRId64 " output tokens; at most %" PRId64

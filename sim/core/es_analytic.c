@@ -6,29 +6,29 @@
 
 static int64_t vec(const es_chip *c, int64_t elems, int passes)
 {
-    return passes * es_ceil_div(elems, c->vec_width) + c->vec_latency;
+    return passes * es_ceil_div(elems, c->tile.vec_width) + c->tile.vec_latency;
 }
 
-int64_t es_an_matvec(const es_chip *c, const es_rom *rom, int64_t lanes, int64_t cells,
+int64_t es_an_matvec(const es_chip *c, const es_rom_geom *rom, int64_t lanes, int64_t cells,
                      int64_t bits, int64_t n)
 {
     int64_t lane_cycles = es_ceil_div(cells, lanes);
     int64_t rom_cycles = es_ceil_div(bits, rom->banks * rom->row_bits);
     int64_t per_pass = lane_cycles > rom_cycles ? lane_cycles : rom_cycles;
-    return es_ceil_div(n, c->tokens_per_read) * per_pass + rom->latency + c->lane_depth;
+    return es_ceil_div(n, c->tile.tokens_per_read) * per_pass + rom->latency + c->tile.lane_depth;
 }
 
 static int64_t attention(const es_chip *c, const es_model *m, int64_t n, int64_t p)
 {
     int64_t kvb = es_chip_kv_bits_per_pos(c, m), pb = es_chip_kv_port_bits(c);
-    int64_t cyc = es_ceil_div(n * kvb, pb) + n * c->attn_latency; /* write the chunk's K and V */
+    int64_t cyc = es_ceil_div(n * kvb, pb) + n * c->tile.attn_latency; /* write the chunk's K and V */
     /* each token: reading its context, or scoring it, whichever takes longer. When a position's
      * bits take at least 1 / attn_ppc of a port cycle, reading does for every context length
      * (ceil is monotone), and one division per token does */
-    if (kvb * c->attn_ppc >= pb)
+    if (kvb * c->tile.attn_ppc >= pb)
         for (int64_t ctx = p + 1; ctx <= p + n; ctx++) cyc += es_ceil_div(ctx * kvb, pb);
     else
-        for (int64_t ctx = p + 1; ctx <= p + n; ctx++) cyc += es_ceil_div(ctx, c->attn_ppc);
+        for (int64_t ctx = p + 1; ctx <= p + n; ctx++) cyc += es_ceil_div(ctx, c->tile.attn_ppc);
     return cyc;
 }
 
@@ -37,10 +37,10 @@ static int64_t attention(const es_chip *c, const es_model *m, int64_t n, int64_t
  * reads and writes its state (es_chip_state_bits) over a KV SRAM port, in turn. */
 static int64_t scan(const es_chip *c, const es_model *m, int64_t n)
 {
-    int64_t w = c->scan_width > 0 ? c->scan_width : 1;
+    int64_t w = c->tile.scan_width > 0 ? c->tile.scan_width : 1;
     int64_t upd = es_ceil_div(m->ssm_inner * m->ssm_state, w);
     int64_t sram = es_ceil_div(2 * es_chip_state_bits(c, m), es_chip_kv_port_bits(c));
-    return n * ((upd > sram ? upd : sram) + c->scan_latency);
+    return n * ((upd > sram ? upd : sram) + c->tile.scan_latency);
 }
 
 /* A matrix-vector product with tensor t for n tokens, on the lanes and ROM the placement table gives it. */
@@ -92,11 +92,11 @@ void es_an_op_split(const es_map *pm, const es_op *op, int64_t n, int64_t p, int
     case ES_OP_SILU_MUL:
     case ES_OP_ROUTE:
     case ES_OP_CONV:
-        *lat = c->vec_latency;
+        *lat = c->tile.vec_latency;
         *occ = vec(c, n * op->elems, op->kind == ES_OP_RMSNORM ? 2 : 1) - *lat;
         return;
     case ES_OP_MATVEC:
-        *lat = pm->tensors[op->tensor].geom.latency + c->lane_depth; /* the tile's ROM, or the LM head's */
+        *lat = pm->tensors[op->tensor].geom.latency + c->tile.lane_depth; /* the tile's ROM, or the LM head's */
         *occ = es_an_op_total(pm, op, n, p) - *lat;
         return;
     default:
@@ -118,7 +118,7 @@ int64_t es_an_op_total(const es_map *pm, const es_op *op, int64_t n, int64_t p)
     case ES_OP_ADD:
     case ES_OP_SILU_MUL: return vec(c, n * op->elems, 1);
     case ES_OP_ATTN: return attention(c, m, n, p);
-    case ES_OP_SAMPLE: return es_ceil_div(n * op->elems, c->sampler_width) + c->sampler_latency;
+    case ES_OP_SAMPLE: return es_ceil_div(n * op->elems, c->head.sampler_width) + c->head.sampler_latency;
     case ES_OP_ROUTE: return vec(c, n * op->elems, 1);
     case ES_OP_EXPERTS: return experts_even(pm, op->layer, n, NULL);
     case ES_OP_CONV: return vec(c, n * op->elems, 1);
@@ -128,7 +128,7 @@ int64_t es_an_op_total(const es_map *pm, const es_op *op, int64_t n, int64_t p)
     return 0;
 }
 
-int64_t es_an_link_occ(const es_chip *c, int64_t bits) { return es_ceil_div(bits, c->link_width); }
+int64_t es_an_link_occ(const es_chip *c, int64_t bits) { return es_ceil_div(bits, c->link.width); }
 
 static int64_t ns_to_cycles(const es_chip *c, double ns)
 {
@@ -139,10 +139,10 @@ static int64_t ns_to_cycles(const es_chip *c, double ns)
 
 int64_t es_an_host_occ(const es_chip *c, int64_t bytes)
 {
-    return ns_to_cycles(c, (double)bytes / c->host_bw * 1e9);
+    return ns_to_cycles(c, (double)bytes / c->host.bw * 1e9);
 }
 
-int64_t es_an_host_lat(const es_chip *c) { return ns_to_cycles(c, c->host_latency_ns); }
+int64_t es_an_host_lat(const es_chip *c) { return ns_to_cycles(c, c->host.latency_ns); }
 
 /* ---- composition ---- */
 
@@ -151,7 +151,7 @@ int64_t es_an_embed(const es_map *pm, int64_t n)
 {
     const es_tensor *t = es_model_tensor(pm->model, -1, ES_ROLE_EMBED);
     const es_map_tensor *x = es_map_tensor_of(pm, t); /* in the embedding ROM, or the LM head's when tied */
-    const es_rom *r = &x->geom;
+    const es_rom_geom *r = &x->geom;
     return es_ceil_div(n * (x->bits / t->rows), r->banks * r->row_bits) + r->latency;
 }
 
@@ -228,7 +228,7 @@ static void tile_resources(const es_map *pm, int64_t tile, int64_t n, int64_t p,
 double es_an_tile_token_bound(const es_map *pm, int64_t tile, int64_t p)
 {
     const es_chip *c = pm->chip;
-    int64_t g = c->tokens_per_read;
+    int64_t g = c->tile.tokens_per_read;
     double lanes, vector, attn, whole, attn1, l1, v1, w1;
     tile_resources(pm, tile, g, p, &lanes, &vector, &attn, &whole);
     tile_resources(pm, tile, 1, p, &l1, &v1, &attn1, &w1);
@@ -236,8 +236,8 @@ double es_an_tile_token_bound(const es_map *pm, int64_t tile, int64_t p)
     whole = whole - attn + (double)g * attn1;
     double b = lanes / (double)g;
     if (vector / (double)g > b) b = vector / (double)g;
-    if (attn1 * (double)c->kv_tiles_per_group > b) b = attn1 * (double)c->kv_tiles_per_group; /* shared ports */
-    if (whole / (double)(g * c->tile_slots) > b) b = whole / (double)(g * c->tile_slots);
+    if (attn1 * (double)c->kv.tiles_per_group > b) b = attn1 * (double)c->kv.tiles_per_group; /* shared ports */
+    if (whole / (double)(g * c->tile.slots) > b) b = whole / (double)(g * c->tile.slots);
     return b;
 }
 
@@ -245,7 +245,7 @@ int64_t es_an_tile(const es_map *pm, int64_t tile, int64_t n, int64_t p)
 {
     const es_chip *c = pm->chip;
     const es_model *m = pm->model;
-    int64_t first = tile * c->layers_per_tile, last = first + c->layers_per_tile, t = 0;
+    int64_t first = tile * c->tile.layers, last = first + c->tile.layers, t = 0;
     if (last > m->layers) last = m->layers;
     for (int64_t l = first; l < last; l++) t += es_an_layer(pm, l, n, p);
     return t;
@@ -257,12 +257,12 @@ int64_t es_an_head(const es_map *pm)
     const es_model *m = pm->model;
     const es_tensor *lm = es_model_tensor(m, -1, ES_ROLE_LM_HEAD);
     return vec(c, m->hidden, 2) + mv(pm, lm, 1) +
-           es_ceil_div(m->vocab, c->sampler_width) + c->sampler_latency;
+           es_ceil_div(m->vocab, c->head.sampler_width) + c->head.sampler_latency;
 }
 
 static int64_t act_hop(const es_chip *c, const es_model *m, int64_t n)
 {
-    return es_an_link_occ(c, n * m->hidden * c->link_elem_bits) + c->link_latency;
+    return es_an_link_occ(c, n * m->hidden * c->link.elem_bits) + c->link.latency;
 }
 
 int64_t es_an_decode_step(const es_map *pm, int64_t p)
@@ -270,7 +270,7 @@ int64_t es_an_decode_step(const es_map *pm, int64_t p)
     const es_chip *c = pm->chip;
     const es_model *m = pm->model;
     int64_t tiles = es_chip_tiles(c, m);
-    int64_t t = es_an_link_occ(c, c->token_id_bits) + c->link_latency; /* sampler -> embed */
+    int64_t t = es_an_link_occ(c, c->link.token_id_bits) + c->link.latency; /* sampler -> embed */
     t += es_an_embed(pm, 1);
     t += (tiles + 1) * act_hop(c, m, 1);
     for (int64_t i = 0; i < tiles; i++) t += es_an_tile(pm, i, 1, p);
@@ -289,15 +289,15 @@ int64_t es_an_ttft(const es_map *pm, int64_t prompt)
     int64_t *freebuf = calloc((size_t)(2 + 2 * tiles), sizeof *freebuf);
     if (!freebuf) return -1;
     int64_t hl = es_an_host_lat(c), done = 0;
-    for (int64_t p = 0; p < prompt; p += c->prefill_chunk) {
-        int64_t n = prompt - p < c->prefill_chunk ? prompt - p : c->prefill_chunk;
+    for (int64_t p = 0; p < prompt; p += c->sched.prefill_chunk) {
+        int64_t n = prompt - p < c->sched.prefill_chunk ? prompt - p : c->sched.prefill_chunk;
         int64_t arrive = 0, s = 0;
 #define STAGE(occ, lat) do { int64_t st = arrive > freebuf[s] ? arrive : freebuf[s]; \
         freebuf[s] = st + (occ); arrive = freebuf[s] + (lat); s++; } while (0)
-        STAGE(es_an_host_occ(c, c->host_cmd_bytes + n * c->host_token_bytes), hl);
+        STAGE(es_an_host_occ(c, c->host.cmd_bytes + n * c->host.token_bytes), hl);
         STAGE(es_an_embed(pm, n), 0);
         for (int64_t i = 0; i < tiles; i++) {
-            STAGE(es_an_link_occ(c, n * m->hidden * c->link_elem_bits), c->link_latency);
+            STAGE(es_an_link_occ(c, n * m->hidden * c->link.elem_bits), c->link.latency);
             STAGE(es_an_tile(pm, i, n, p), 0);
         }
 #undef STAGE
@@ -306,7 +306,7 @@ int64_t es_an_ttft(const es_map *pm, int64_t prompt)
     free(freebuf);
     /* last chunk: its final token continues to the head, then to the host */
     done += act_hop(c, m, 1) + es_an_head(pm);
-    return done + es_an_host_occ(c, c->host_cpl_bytes) + hl;
+    return done + es_an_host_occ(c, c->host.cpl_bytes) + hl;
 }
 
 void es_an_summarize(const es_map *pm, int64_t prompt, int64_t gen,
@@ -328,8 +328,8 @@ void es_an_summarize(const es_map *pm, int64_t prompt, int64_t gen,
         double t = es_an_tile_token_bound(pm, i, mid);
         if (t > (double)b) b = (int64_t)(t + 0.999999);
     }
-    int64_t other[3] = {es_an_embed(pm, 1), es_an_link_occ(c, m->hidden * c->link_elem_bits),
-                        es_an_host_occ(c, c->host_cpl_bytes)};
+    int64_t other[3] = {es_an_embed(pm, 1), es_an_link_occ(c, m->hidden * c->link.elem_bits),
+                        es_an_host_occ(c, c->host.cpl_bytes)};
     for (int i = 0; i < 3; i++)
         if (other[i] > b) b = other[i];
     s->bottleneck_cycles = (double)b;
@@ -350,17 +350,17 @@ void es_an_expert_events(const es_map *pm, int64_t layer, int64_t e, int64_t n, 
     for (int k = 0; k < 3; k++) {
         const es_tensor *t = es_model_expert(m, layer, rs[k], e);
         const es_map_tensor *x = es_map_tensor_of(pm, t);
-        const es_wfmt *f = &c->fmt[es_tensor_fmt_role(t)];
-        ev->rom_bits += (double)es_ceil_div(n, c->tokens_per_read) * (double)x->bits;
+        const es_wfmt *f = &c->store.fmt[es_tensor_fmt_role(t)];
+        ev->rom_bits += (double)es_ceil_div(n, c->tile.tokens_per_read) * (double)x->bits;
         ev->cell_macs += (double)n * (double)x->cells;
         if (f->group > 0) ev->vec_ops += (double)n * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
         if (c->gating == ES_GATING_UNIT) { /* the expert's lanes, for its projection's occupancy */
-            int64_t occ = mv(pm, t, n) - x->geom.latency - c->lane_depth;
-            ev->reg_bit_cycles += (double)occ * (double)x->lanes * (double)c->tokens_per_read * c->reg_bits_cell;
+            int64_t occ = mv(pm, t, n) - x->geom.latency - c->tile.lane_depth;
+            ev->reg_bit_cycles += (double)occ * (double)x->lanes * (double)c->tile.tokens_per_read * c->tile.reg_bits_cell;
         }
     }
     if (c->gating == ES_GATING_UNIT) /* SiLU x up on the vector unit */
-        ev->reg_bit_cycles += (double)es_ceil_div(n * m->expert_ffn, c->vec_width) * (double)c->vec_width * c->reg_bits_vec;
+        ev->reg_bit_cycles += (double)es_ceil_div(n * m->expert_ffn, c->tile.vec_width) * (double)c->tile.vec_width * c->tile.reg_bits_vec;
 }
 
 /* The register bits of the resource an op holds (clock_gating "unit": clocked while it is booked). */
@@ -370,15 +370,15 @@ static double op_register_bits(const es_map *pm, const es_op *op)
     switch (op->kind) {
     case ES_OP_EMBED: return 0; /* a ROM lookup */
     case ES_OP_ATTN:
-    case ES_OP_SCAN: return (double)c->attn_ppc * c->reg_bits_attn;
-    case ES_OP_SAMPLE: return (double)c->sampler_width * c->reg_bits_sampler;
+    case ES_OP_SCAN: return (double)c->tile.attn_ppc * c->tile.reg_bits_attn;
+    case ES_OP_SAMPLE: return (double)c->head.sampler_width * c->head.reg_bits_sampler;
     case ES_OP_EXPERTS: return 0; /* es_an_expert_events, per expert */
     case ES_OP_MATVEC: { /* its partition's lanes, or the head's (one token at a time) */
         double lanes = (double)es_map_op_of(pm, op)->lanes;
-        if (op->layer < 0) return lanes * c->reg_bits_cell;
-        return lanes * (double)c->tokens_per_read * c->reg_bits_cell;
+        if (op->layer < 0) return lanes * c->tile.reg_bits_cell;
+        return lanes * (double)c->tile.tokens_per_read * c->tile.reg_bits_cell;
     }
-    default: return (double)c->vec_width * c->reg_bits_vec;
+    default: return (double)c->tile.vec_width * c->tile.reg_bits_vec;
     }
 }
 
@@ -435,8 +435,8 @@ static void op_events(const es_map *pm, const es_op *op, int64_t n, int64_t p, e
     case ES_OP_MATVEC: {
         const es_tensor *t = &m->tensors[op->tensor];
         const es_map_tensor *x = &pm->tensors[op->tensor];
-        const es_wfmt *f = &c->fmt[es_tensor_fmt_role(t)];
-        ev->rom_bits = (double)es_ceil_div(n, c->tokens_per_read) * (double)x->bits;
+        const es_wfmt *f = &c->store.fmt[es_tensor_fmt_role(t)];
+        ev->rom_bits = (double)es_ceil_div(n, c->tile.tokens_per_read) * (double)x->bits;
         ev->cell_macs = dn * (double)x->cells;
         if (f->group > 0) /* one scale multiply per group per output row */
             ev->vec_ops = dn * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
@@ -465,17 +465,17 @@ static void tile_item_bound(const es_map *pm, int64_t n, int64_t p, double *res)
     const es_chip *c = pm->chip;
     double l, v, a, w, al, vl, aa, wl;
     tile_resources(pm, 0, n, p, &l, &v, &a, &w);
-    if (n < c->tokens_per_read) {
-        tile_resources(pm, 0, c->tokens_per_read, 0, &al, &vl, &aa, &wl);
-        double share = (double)n / (double)c->tokens_per_read;
+    if (n < c->tile.tokens_per_read) {
+        tile_resources(pm, 0, c->tile.tokens_per_read, 0, &al, &vl, &aa, &wl);
+        double share = (double)n / (double)c->tile.tokens_per_read;
         l = al * share;
         v = vl * share;
         w = (wl - aa) * share + a;
     }
     res[0] += l;
     res[1] += v;
-    res[2] += a * (double)c->kv_tiles_per_group;
-    res[3] += w / (double)c->tile_slots;
+    res[2] += a * (double)c->kv.tiles_per_group;
+    res[3] += w / (double)c->tile.slots;
 }
 
 void es_an_batch(const es_map *pm, int64_t n, int64_t prefix, int64_t prompt, int64_t gen,
@@ -483,7 +483,7 @@ void es_an_batch(const es_map *pm, int64_t n, int64_t prefix, int64_t prompt, in
 {
     const es_chip *c = pm->chip;
     const es_model *m = pm->model;
-    int64_t ch = c->prefill_chunk;
+    int64_t ch = c->sched.prefill_chunk;
     double tr[4] = {0, 0, 0, 0}, embed = 0, link = 0, host = 0; /* tile 0's resources, as every tile's */
     double serial = 0, s1 = 0; /* tile 0 taking items one at a time, ungrouped */
     /* the shared prefix, once */
@@ -492,8 +492,8 @@ void es_an_batch(const es_map *pm, int64_t n, int64_t prefix, int64_t prompt, in
         tile_item_bound(pm, k, p, tr);
         serial += (double)es_an_tile(pm, 0, k, p);
         embed += (double)es_an_embed(pm, k);
-        link += (double)es_an_link_occ(c, k * m->hidden * c->link_elem_bits);
-        host += (double)es_an_host_occ(c, c->host_cmd_bytes + k * c->host_token_bytes);
+        link += (double)es_an_link_occ(c, k * m->hidden * c->link.elem_bits);
+        host += (double)es_an_host_occ(c, c->host.cmd_bytes + k * c->host.token_bytes);
     }
     /* one sequence */
     double t1[4] = {0, 0, 0, 0}, e1 = 0, l1 = 0, h1 = 0;
@@ -502,14 +502,14 @@ void es_an_batch(const es_map *pm, int64_t n, int64_t prefix, int64_t prompt, in
         tile_item_bound(pm, k, prefix + p, t1);
         s1 += (double)es_an_tile(pm, 0, k, prefix + p);
         e1 += (double)es_an_embed(pm, k);
-        l1 += (double)es_an_link_occ(c, k * m->hidden * c->link_elem_bits);
-        h1 += (double)es_an_host_occ(c, c->host_cmd_bytes + k * c->host_token_bytes);
+        l1 += (double)es_an_link_occ(c, k * m->hidden * c->link.elem_bits);
+        h1 += (double)es_an_host_occ(c, c->host.cmd_bytes + k * c->host.token_bytes);
     }
     for (int64_t g = 1; g < gen; g++) {
         tile_item_bound(pm, 1, prefix + prompt + g - 1, t1);
         s1 += (double)es_an_tile(pm, 0, 1, prefix + prompt + g - 1);
         e1 += (double)es_an_embed(pm, 1);
-        l1 += (double)es_an_link_occ(c, m->hidden * c->link_elem_bits);
+        l1 += (double)es_an_link_occ(c, m->hidden * c->link.elem_bits);
     }
     double tile = 0;
     for (int k = 0; k < 4; k++) {
@@ -520,7 +520,7 @@ void es_an_batch(const es_map *pm, int64_t n, int64_t prefix, int64_t prompt, in
     link += (double)n * l1;
     host += (double)n * h1;
     double head = (double)(n * gen) * (double)es_an_head(pm);
-    double cpl = (double)(n * gen) * (double)es_an_host_occ(c, c->host_cpl_bytes);
+    double cpl = (double)(n * gen) * (double)es_an_host_occ(c, c->host.cpl_bytes);
     serial += (double)n * s1;
     double b = tile, u = serial;
     double other[5] = {embed, link, host, head, cpl};
@@ -551,12 +551,12 @@ double es_an_utilization(const es_map *pm, const es_area *a, int64_t p, double b
                 const es_tensor *t = es_model_expert(m, op->layer, rs[k], 0);
                 const es_map_tensor *x = es_map_tensor_of(pm, t);
                 int64_t tot = mv(pm, t, 1);
-                lanes += (double)m->top_k * (double)(tot - x->geom.latency - c->lane_depth) * (double)x->lanes /
-                         (double)c->lanes;
+                lanes += (double)m->top_k * (double)(tot - x->geom.latency - c->tile.lane_depth) * (double)x->lanes /
+                         (double)c->tile.lanes;
             }
             /* an expert's SiLU x up runs in its own partition: counted with its chain above */
         } else if (op->res == ES_RES_LANES) {
-            lanes += (double)occ * (double)pm->ops[i].lanes / (double)c->lanes;
+            lanes += (double)occ * (double)pm->ops[i].lanes / (double)c->tile.lanes;
         } else if (op->res == ES_RES_ATTN || op->res == ES_RES_SCAN) {
             attn += (double)occ;
         } else {

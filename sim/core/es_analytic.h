@@ -40,7 +40,7 @@ void es_an_op_events_occ(const es_map *pm, const es_op *op, int64_t n, int64_t p
 int64_t es_an_expert_chain(const es_map *pm, int64_t layer, int64_t e, int64_t n);
 void es_an_expert_events(const es_map *pm, int64_t layer, int64_t e, int64_t n, es_events *ev);
 /* Occupancy of a matrix-vector op on a given ROM and lane array. */
-int64_t es_an_matvec(const es_chip *c, const es_rom *rom, int64_t lanes, int64_t cells,
+int64_t es_an_matvec(const es_chip *c, const es_rom_geom *rom, int64_t lanes, int64_t cells,
                      int64_t bits, int64_t n);
 /* Link occupancy (serialization) for a payload; its latency is c->link_latency. */
 int64_t es_an_link_occ(const es_chip *c, int64_t bits);

@@ -15,35 +15,35 @@ void es_area_compute(const es_map *pm, es_area *a)
     const es_model *m = pm->model;
     memset(a, 0, sizeof *a);
     double tiles = (double)es_chip_tiles(c, m);
-    double tile_rom = (double)es_rom_bits(&c->rom);
-    double head_rom = (double)es_rom_bits(&c->head_rom);
-    double emb_rom = m->tied ? 0.0 : (double)es_rom_bits(&c->embed_rom);
+    double tile_rom = (double)es_rom_bits(&c->store.tile_rom);
+    double head_rom = (double)es_rom_bits(&c->store.lm_rom);
+    double emb_rom = m->tied ? 0.0 : (double)es_rom_bits(&c->store.embed_rom);
     a->rom_bits = pm->rom_used_bits > 0 ? pm->rom_used_bits : tiles * tile_rom + head_rom + emb_rom;
     a->model_bits = pm->model_bits;
     /* ROM: one select transistor per cell of cell_bits bits */
-    double cells = a->rom_bits / c->cell_bits;
-    a->mm2[ES_AREA_ROM] = cells * c->rom_cell_um2 / c->rom_eff * 1e-6;
+    double cells = a->rom_bits / c->tile.cell_bits;
+    a->mm2[ES_AREA_ROM] = cells * c->process.rom_cell_um2 / c->process.rom_eff * 1e-6;
     a->tr[ES_AREA_ROM] = cells;
     /* KV SRAM */
-    a->sram_bits = tiles * (double)c->kv_bytes * 8.0;
-    a->mm2[ES_AREA_SRAM] = a->sram_bits * c->sram_cell_um2 / c->sram_eff * 1e-6;
-    a->tr[ES_AREA_SRAM] = a->sram_bits * c->sram_tr_bit;
+    a->sram_bits = tiles * (double)c->kv.bytes * 8.0;
+    a->mm2[ES_AREA_SRAM] = a->sram_bits * c->process.sram_cell_um2 / c->process.sram_eff * 1e-6;
+    a->tr[ES_AREA_SRAM] = a->sram_bits * c->process.sram_tr_bit;
     /* logic */
     /* a tile serving tokens_per_read tokens per ROM read selects each weight's
      * product for each of them: one adder-tree input (and its share of the
      * tree and pipeline registers) per token, so its lanes grow with it; the
      * head serves one token at a time */
-    a->tr[ES_AREA_LANES] = (tiles * (double)c->lanes * (double)c->tokens_per_read + (double)c->head_lanes) * c->lane_tr;
-    a->tr[ES_AREA_VECTOR] = (tiles + 1) * (double)c->vec_width * c->vec_tr_per_elem;
-    a->tr[ES_AREA_ATTN] = tiles * (double)c->attn_ppc * c->attn_tr_per_pos;
-    a->tr[ES_AREA_SAMPLER] = (double)c->sampler_width * c->sampler_tr_per_elem;
-    a->tr[ES_AREA_CONTROL] = (tiles + 1) * c->ctrl_tr_per_tile;
-    double per_mm2 = c->logic_mtr_mm2 * 1e6 * c->logic_util;
+    a->tr[ES_AREA_LANES] = (tiles * (double)c->tile.lanes * (double)c->tile.tokens_per_read + (double)c->head.lanes) * c->area.lane_tr;
+    a->tr[ES_AREA_VECTOR] = (tiles + 1) * (double)c->tile.vec_width * c->area.vec_tr_per_elem;
+    a->tr[ES_AREA_ATTN] = tiles * (double)c->tile.attn_ppc * c->area.attn_tr_per_pos;
+    a->tr[ES_AREA_SAMPLER] = (double)c->head.sampler_width * c->area.sampler_tr_per_elem;
+    a->tr[ES_AREA_CONTROL] = (tiles + 1) * c->area.ctrl_tr_per_tile;
+    double per_mm2 = c->process.logic_mtr_mm2 * 1e6 * c->process.logic_util;
     for (int i = ES_AREA_LANES; i <= ES_AREA_CONTROL; i++) a->mm2[i] = a->tr[i] / per_mm2;
-    a->mm2[ES_AREA_IO] = c->io_mm2;
-    a->tr[ES_AREA_IO] = c->io_tr;
+    a->mm2[ES_AREA_IO] = c->area.io_mm2;
+    a->tr[ES_AREA_IO] = c->area.io_tr;
     for (int i = 0; i < ES_AREA_N; i++) {
-        double d = i == ES_AREA_ROM ? c->leak_rom : i == ES_AREA_SRAM ? c->leak_sram : c->leak_logic;
+        double d = i == ES_AREA_ROM ? c->process.leak_rom : i == ES_AREA_SRAM ? c->process.leak_sram : c->process.leak_logic;
         a->leak_w[i] = a->mm2[i] * d;
         a->total_mm2 += a->mm2[i];
         a->total_tr += a->tr[i];
@@ -83,18 +83,18 @@ void es_events_scale(es_events *a, double f)
 
 void es_events_terms(const es_chip *c, const es_events *ev, double t[ES_EJ_N])
 {
-    t[ES_EJ_ROM] = ev->rom_bits * c->e_rom_bit;
-    t[ES_EJ_CELL] = ev->cell_macs * c->e_cell_mac;
-    t[ES_EJ_ATTN] = ev->attn_macs * c->e_attn_mac;
-    t[ES_EJ_KV_RD] = ev->kv_rd_bits * c->e_kv_rd_bit;
-    t[ES_EJ_KV_WR] = ev->kv_wr_bits * c->e_kv_wr_bit;
-    t[ES_EJ_VEC] = ev->vec_ops * c->e_vec_elem;
-    t[ES_EJ_STATE_RD] = ev->state_rd_bits * c->e_kv_rd_bit;
-    t[ES_EJ_STATE_WR] = ev->state_wr_bits * c->e_kv_wr_bit;
-    t[ES_EJ_LINK] = ev->link_bit_mm * c->e_wire_bit_mm;
-    t[ES_EJ_HOST] = ev->host_bits * c->e_host_bit;
-    t[ES_EJ_REG] = ev->reg_bit_cycles * c->e_reg_bit;
-    t[ES_EJ_CLK] = ev->reg_bit_cycles * c->e_clk_net; /* the clock network, gated with the registers it feeds */
+    t[ES_EJ_ROM] = ev->rom_bits * c->process.e_rom_bit;
+    t[ES_EJ_CELL] = ev->cell_macs * c->process.e_cell_mac;
+    t[ES_EJ_ATTN] = ev->attn_macs * c->process.e_attn_mac;
+    t[ES_EJ_KV_RD] = ev->kv_rd_bits * c->process.e_kv_rd_bit;
+    t[ES_EJ_KV_WR] = ev->kv_wr_bits * c->process.e_kv_wr_bit;
+    t[ES_EJ_VEC] = ev->vec_ops * c->process.e_vec_elem;
+    t[ES_EJ_STATE_RD] = ev->state_rd_bits * c->process.e_kv_rd_bit;
+    t[ES_EJ_STATE_WR] = ev->state_wr_bits * c->process.e_kv_wr_bit;
+    t[ES_EJ_LINK] = ev->link_bit_mm * c->process.e_wire_bit_mm;
+    t[ES_EJ_HOST] = ev->host_bits * c->process.e_host_bit;
+    t[ES_EJ_REG] = ev->reg_bit_cycles * c->process.e_reg_bit;
+    t[ES_EJ_CLK] = ev->reg_bit_cycles * c->process.e_clk_net; /* the clock network, gated with the registers it feeds */
 }
 
 double es_events_joules(const es_chip *c, const es_events *ev)
@@ -108,22 +108,22 @@ double es_events_joules(const es_chip *c, const es_events *ev)
 double es_area_of_unit(const es_chip *c, const es_model *m, const es_area *a, const char *unit)
 {
     double tiles = (double)es_chip_tiles(c, m);
-    double tile_rom = (double)es_rom_bits(&c->rom), head_rom = (double)es_rom_bits(&c->head_rom);
-    double emb_rom = m->tied ? 0.0 : (double)es_rom_bits(&c->embed_rom);
-    double rom_all = tiles * tile_rom + head_rom + emb_rom, per = c->logic_mtr_mm2 * 1e6 * c->logic_util;
+    double tile_rom = (double)es_rom_bits(&c->store.tile_rom), head_rom = (double)es_rom_bits(&c->store.lm_rom);
+    double emb_rom = m->tied ? 0.0 : (double)es_rom_bits(&c->store.embed_rom);
+    double rom_all = tiles * tile_rom + head_rom + emb_rom, per = c->process.logic_mtr_mm2 * 1e6 * c->process.logic_util;
     double rom_mm2 = rom_all > 0 ? a->mm2[ES_AREA_ROM] / rom_all : 0; /* per bit of geometry */
     const char *dot = strchr(unit, '.');
     if (!strncmp(unit, "tile", 4) && dot) {
         if (!strcmp(dot, ".lanes"))
-            return tile_rom * rom_mm2 + (double)c->lanes * (double)c->tokens_per_read * c->lane_tr / per;
-        if (!strcmp(dot, ".vector")) return (double)c->vec_width * c->vec_tr_per_elem / per;
+            return tile_rom * rom_mm2 + (double)c->tile.lanes * (double)c->tile.tokens_per_read * c->area.lane_tr / per;
+        if (!strcmp(dot, ".vector")) return (double)c->tile.vec_width * c->area.vec_tr_per_elem / per;
         if (!strcmp(dot, ".attention"))
-            return (double)c->attn_ppc * c->attn_tr_per_pos / per + a->mm2[ES_AREA_SRAM] / tiles;
+            return (double)c->tile.attn_ppc * c->area.attn_tr_per_pos / per + a->mm2[ES_AREA_SRAM] / tiles;
         return 0;
     }
     if (!strcmp(unit, "head"))
-        return head_rom * rom_mm2 + ((double)c->head_lanes * c->lane_tr + (double)c->vec_width * c->vec_tr_per_elem +
-                                     (double)c->sampler_width * c->sampler_tr_per_elem) / per;
+        return head_rom * rom_mm2 + ((double)c->head.lanes * c->area.lane_tr + (double)c->tile.vec_width * c->area.vec_tr_per_elem +
+                                     (double)c->head.sampler_width * c->area.sampler_tr_per_elem) / per;
     if (!strcmp(unit, "embed")) return emb_rom * rom_mm2;
     return 0;
 }

@@ -73,17 +73,17 @@ static int read_lane_rtl(es_chip *c, const char *dir, es_err *e)
     char name[512];
     if (es_cfg_str(&c->cfg, "area.lane_rtl", name, sizeof name, e)) return -1;
     if (strchr(name, '/')) { /* a path */
-        if (beside_chip(c, dir, "area.lane_rtl", name, c->lane_rtl, sizeof c->lane_rtl, e)) return -1;
-    } else if (snprintf(c->lane_rtl, sizeof c->lane_rtl, "%s/../rtl-ref/%s.json", es_models_dir(), name) >=
-               (int)sizeof c->lane_rtl) { /* a name: rtl-ref/ beside the models folder */
+        if (beside_chip(c, dir, "area.lane_rtl", name, c->area.lane_rtl, sizeof c->area.lane_rtl, e)) return -1;
+    } else if (snprintf(c->area.lane_rtl, sizeof c->area.lane_rtl, "%s/../rtl-ref/%s.json", es_models_dir(), name) >=
+               (int)sizeof c->area.lane_rtl) { /* a name: rtl-ref/ beside the models folder */
         return es_fail(e, "%s: key 'area.lane_rtl': path too long", c->path);
     }
     char real[PATH_MAX];
     size_t rl;
-    if (realpath(c->lane_rtl, real) && (rl = strlen(real)) < sizeof c->lane_rtl) /* as printed: no "/../" */
-        memcpy(c->lane_rtl, real, rl + 1);
+    if (realpath(c->area.lane_rtl, real) && (rl = strlen(real)) < sizeof c->area.lane_rtl) /* as printed: no "/../" */
+        memcpy(c->area.lane_rtl, real, rl + 1);
     es_cfg s;
-    if (es_cfg_load(&s, c->lane_rtl, e)) {
+    if (es_cfg_load(&s, c->area.lane_rtl, e)) {
         es_err inner = *e;
         return es_fail(e, "%s: key 'area.lane_rtl': %s", c->path, inner.msg);
     }
@@ -94,7 +94,7 @@ static int read_lane_rtl(es_chip *c, const char *dir, es_err *e)
         const cJSON *cb = cJSON_GetObjectItemCaseSensitive(it, "cell_bits"),
                     *acc = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "params"), "ACC_BITS");
         if (!cJSON_IsNumber(cb) || !cJSON_IsNumber(acc)) continue;
-        if (cb->valuedouble == c->cell_bits && acc->valuedouble == c->acc_bits) found = it;
+        if (cb->valuedouble == c->tile.cell_bits && acc->valuedouble == c->tile.acc_bits) found = it;
         size_t l = strlen(have);
         if (l < sizeof have - 40) snprintf(have + l, sizeof have - l, "%s%g/%g", l ? ", " : "", cb->valuedouble,
                                            acc->valuedouble);
@@ -102,8 +102,8 @@ static int read_lane_rtl(es_chip *c, const char *dir, es_err *e)
     if (!found) {
         es_fail(e, "%s: no lane cell synthesized for tile.lanes.cell_bits %d and accumulator_bits %d (it holds "
                    "cell bits/accumulator bits %s): synthesize it with scripts/synth-rtl --cell-bits %d --acc-bits %d "
-                   "(each list replaces its default: name every width your chips use)", c->lane_rtl, c->cell_bits, c->acc_bits, have[0] ? have : "none",
-                c->cell_bits, c->acc_bits);
+                   "(each list replaces its default: name every width your chips use)", c->area.lane_rtl, c->tile.cell_bits, c->tile.acc_bits, have[0] ? have : "none",
+                c->tile.cell_bits, c->tile.acc_bits);
         goto out;
     }
     const cJSON *tr = cJSON_GetObjectItemCaseSensitive(found, "transistors_per_lane_cell"),
@@ -111,7 +111,7 @@ static int read_lane_rtl(es_chip *c, const char *dir, es_err *e)
     if (!cJSON_IsNumber(tr) || !(tr->valuedouble >= 1 && tr->valuedouble <= 1e9) || !cJSON_IsNumber(ff) ||
         !(ff->valuedouble >= 0 && ff->valuedouble <= 1024)) {
         es_fail(e, "%s: lane cell: expected transistors_per_lane_cell in 1 .. 1e9 and flip_flops_per_lane_cell "
-                   "in 0 .. 1024", c->lane_rtl);
+                   "in 0 .. 1024", c->area.lane_rtl);
         goto out;
     }
     /* the sources, beside the file, against the hash it records */
@@ -119,7 +119,7 @@ static int read_lane_rtl(es_chip *c, const char *dir, es_err *e)
     char want[32];
     if (!cJSON_IsArray(src) || cJSON_GetArraySize(src) < 1) {
         es_fail(e, "%s: key 'sources': expected the list of RTL files it was synthesized from, as scripts/synth-rtl "
-                   "writes", c->lane_rtl);
+                   "writes", c->area.lane_rtl);
         goto out;
     }
     if (es_cfg_str(&s, "sources_fnv1a64", want, sizeof want, e)) goto out;
@@ -127,11 +127,11 @@ static int read_lane_rtl(es_chip *c, const char *dir, es_err *e)
     cJSON_ArrayForEach(it, src) {
         char rtl[1024], *text = NULL;
         size_t len = 0;
-        const char *slash = strrchr(c->lane_rtl, '/');
-        int dl = slash ? (int)(slash - c->lane_rtl) : 1;
+        const char *slash = strrchr(c->area.lane_rtl, '/');
+        int dl = slash ? (int)(slash - c->area.lane_rtl) : 1;
         if (!cJSON_IsString(it) || strchr(it->valuestring, '/') ||
-            snprintf(rtl, sizeof rtl, "%.*s/%s", dl, slash ? c->lane_rtl : ".", it->valuestring) >= (int)sizeof rtl) {
-            es_fail(e, "%s: key 'sources': expected file names beside it", c->lane_rtl);
+            snprintf(rtl, sizeof rtl, "%.*s/%s", dl, slash ? c->area.lane_rtl : ".", it->valuestring) >= (int)sizeof rtl) {
+            es_fail(e, "%s: key 'sources': expected file names beside it", c->area.lane_rtl);
             goto out;
         }
         if (es_read_file(rtl, (size_t)1 << 24, &text, &len, e)) goto out;
@@ -142,11 +142,11 @@ static int read_lane_rtl(es_chip *c, const char *dir, es_err *e)
     snprintf(got, sizeof got, "%016llx", (unsigned long long)h);
     if (strcmp(got, want)) {
         es_fail(e, "%s: synthesized from other RTL (sources hash %s, the files beside it now %s): run "
-                   "scripts/synth-rtl to synthesize them again", c->lane_rtl, want, got);
+                   "scripts/synth-rtl to synthesize them again", c->area.lane_rtl, want, got);
         goto out;
     }
-    c->lane_tr = tr->valuedouble;
-    c->reg_bits_cell = ff->valuedouble;
+    c->area.lane_tr = tr->valuedouble;
+    c->tile.reg_bits_cell = ff->valuedouble;
     rc = 0;
 out:
     es_cfg_free(&s);
@@ -184,106 +184,106 @@ static const es_key_spec CHIP_KEYS[] = {
     {"process", 'x', 0, 0, NO_FIELD, 0, 0, 0, "a name under models/process/ or a path", "its process table"},
     {"clock_hz", 'd', 1e6, 1e11, F(clock_hz), 0, 0, 1, NULL, "clock"},
     {"clock_gating", 'x', 0, 0, NO_FIELD, 0, 0, 0, "none | tile | unit", "when pipeline registers are clocked"},
-    {"tile.layers_per_tile", 'i', 1, 1024, F(layers_per_tile), 0, 0, 1, NULL, NULL},
-    {"tile.items_in_flight", 'l', 1, 64, F(tile_slots), 1, 1, 1, NULL, NULL},
-    {"tile.rom.banks", 'l', 1, 0x1p40, F(rom.banks), 0, 0, 1, NULL, NULL},
-    {"tile.rom.rows", 'l', 1, 0x1p40, F(rom.rows), 0, 0, 1, NULL, NULL},
-    {"tile.rom.row_bits", 'l', 1, 1 << 20, F(rom.row_bits), 0, 0, 1, NULL, NULL},
-    {"tile.rom.read_latency_cycles", 'i', 0, 1 << 20, F(rom.latency), 0, 0, 1, NULL, NULL},
-    {"tile.lanes.count", 'l', 1, 0x1p40, F(lanes), 0, 0, 1, NULL, NULL},
-    {"tile.lanes.cell_bits", 'i', 1, 16, F(cell_bits), 0, 0, 1, NULL, NULL},
-    {"tile.lanes.pipeline_depth", 'i', 0, 1 << 16, F(lane_depth), 0, 0, 1, NULL, NULL},
-    {"tile.lanes.tokens_per_read", 'i', 1, 1 << 16, F(tokens_per_read), 0, 0, 1, NULL, NULL},
+    {"tile.layers_per_tile", 'i', 1, 1024, F(tile.layers), 0, 0, 1, NULL, NULL},
+    {"tile.items_in_flight", 'l', 1, 64, F(tile.slots), 1, 1, 1, NULL, NULL},
+    {"tile.rom.banks", 'l', 1, 0x1p40, F(store.tile_rom.banks), 0, 0, 1, NULL, NULL},
+    {"tile.rom.rows", 'l', 1, 0x1p40, F(store.tile_rom.rows), 0, 0, 1, NULL, NULL},
+    {"tile.rom.row_bits", 'l', 1, 1 << 20, F(store.tile_rom.row_bits), 0, 0, 1, NULL, NULL},
+    {"tile.rom.read_latency_cycles", 'i', 0, 1 << 20, F(store.tile_rom.latency), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.count", 'l', 1, 0x1p40, F(tile.lanes), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.cell_bits", 'i', 1, 16, F(tile.cell_bits), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.pipeline_depth", 'i', 0, 1 << 16, F(tile.lane_depth), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.tokens_per_read", 'i', 1, 1 << 16, F(tile.tokens_per_read), 0, 0, 1, NULL, NULL},
     {"tile.lanes.mapping", 'x', 0, 0, NO_FIELD, 1, 0, 0, "striped | partitioned (default striped)", NULL},
     {"tile.lanes.activation_format", 'x', 0, 0, NO_FIELD, 0, 0, 0, "int8 | fp8 | bf16 | fp32", NULL},
-    {"tile.lanes.accumulator_bits", 'i', 8, 64, F(acc_bits), 0, 0, 1, NULL, NULL},
-    {"tile.lanes.register_bits_per_cell", 'd', 0, 1024, F(reg_bits_cell), 1, 0, 1, NULL,
+    {"tile.lanes.accumulator_bits", 'i', 8, 64, F(tile.acc_bits), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.register_bits_per_cell", 'd', 0, 1024, F(tile.reg_bits_cell), 1, 0, 1, NULL,
      "needed without area.lane_rtl"},
-    {"tile.vector.elems_per_cycle", 'l', 1, 0x1p40, F(vec_width), 0, 0, 1, NULL, NULL},
-    {"tile.vector.latency_cycles", 'i', 0, 1 << 16, F(vec_latency), 0, 0, 1, NULL, NULL},
-    {"tile.vector.register_bits_per_elem", 'd', 0, 1e6, F(reg_bits_vec), 0, 0, 1, NULL, NULL},
-    {"tile.attention.positions_per_cycle", 'l', 1, 0x1p40, F(attn_ppc), 0, 0, 1, NULL, NULL},
-    {"tile.attention.latency_cycles", 'i', 0, 1 << 16, F(attn_latency), 0, 0, 1, NULL, NULL},
-    {"tile.attention.register_bits_per_position", 'd', 0, 1e9, F(reg_bits_attn), 0, 0, 1, NULL, NULL},
-    {"tile.scan.elems_per_cycle", 'l', 1, 0x1p40, F(scan_width), 1, 0, 1, NULL, "needed by state-space models"},
-    {"tile.scan.latency_cycles", 'i', 0, 1 << 16, F(scan_latency), 1, 0, 1, NULL, NULL},
-    {"kv.bytes_per_tile", 'l', 1, 0x1p40, F(kv_bytes), 0, 0, 1, NULL, NULL},
-    {"kv.banks", 'l', 1, 0x1p40, F(kv_banks), 0, 0, 1, NULL, NULL},
-    {"kv.word_bits", 'l', 1, 1 << 20, F(kv_word_bits), 0, 0, 1, NULL, NULL},
-    {"kv.ports", 'i', 1, 1 << 16, F(kv_ports), 0, 0, 1, NULL, NULL},
-    {"kv.element_bits", 'i', 1, 32, F(kv_elem_bits), 0, 0, 1, NULL, NULL},
+    {"tile.vector.elems_per_cycle", 'l', 1, 0x1p40, F(tile.vec_width), 0, 0, 1, NULL, NULL},
+    {"tile.vector.latency_cycles", 'i', 0, 1 << 16, F(tile.vec_latency), 0, 0, 1, NULL, NULL},
+    {"tile.vector.register_bits_per_elem", 'd', 0, 1e6, F(tile.reg_bits_vec), 0, 0, 1, NULL, NULL},
+    {"tile.attention.positions_per_cycle", 'l', 1, 0x1p40, F(tile.attn_ppc), 0, 0, 1, NULL, NULL},
+    {"tile.attention.latency_cycles", 'i', 0, 1 << 16, F(tile.attn_latency), 0, 0, 1, NULL, NULL},
+    {"tile.attention.register_bits_per_position", 'd', 0, 1e9, F(tile.reg_bits_attn), 0, 0, 1, NULL, NULL},
+    {"tile.scan.elems_per_cycle", 'l', 1, 0x1p40, F(tile.scan_width), 1, 0, 1, NULL, "needed by state-space models"},
+    {"tile.scan.latency_cycles", 'i', 0, 1 << 16, F(tile.scan_latency), 1, 0, 1, NULL, NULL},
+    {"kv.bytes_per_tile", 'l', 1, 0x1p40, F(kv.bytes), 0, 0, 1, NULL, NULL},
+    {"kv.banks", 'l', 1, 0x1p40, F(kv.banks), 0, 0, 1, NULL, NULL},
+    {"kv.word_bits", 'l', 1, 1 << 20, F(kv.word_bits), 0, 0, 1, NULL, NULL},
+    {"kv.ports", 'i', 1, 1 << 16, F(kv.ports), 0, 0, 1, NULL, NULL},
+    {"kv.element_bits", 'i', 1, 32, F(kv.elem_bits), 0, 0, 1, NULL, NULL},
     {"kv.element_format", 'x', 0, 0, NO_FIELD, 1, 0, 0, "int8 | fp8 (8 bits) | bf16 (16) | fp32 (32)", "matches element_bits"},
-    {"kv.slot_context", 'l', 1, 1 << 24, F(kv_slot_context), 0, 0, 1, NULL, NULL},
-    {"kv.tiles_per_group", 'i', 1, 1024, F(kv_tiles_per_group), 0, 0, 1, NULL, NULL},
-    {"kv.prefix_sharing", 'b', 0, 1, F(kv_prefix_sharing), 0, 0, 1, NULL, NULL},
-    {"head.embed_rom.banks", 'l', 1, 0x1p40, F(embed_rom.banks), 0, 0, 1, NULL, NULL},
-    {"head.embed_rom.rows", 'l', 1, 0x1p40, F(embed_rom.rows), 0, 0, 1, NULL, NULL},
-    {"head.embed_rom.row_bits", 'l', 1, 1 << 20, F(embed_rom.row_bits), 0, 0, 1, NULL, NULL},
-    {"head.embed_rom.read_latency_cycles", 'i', 0, 1 << 20, F(embed_rom.latency), 0, 0, 1, NULL, NULL},
-    {"head.lm_rom.banks", 'l', 1, 0x1p40, F(head_rom.banks), 0, 0, 1, NULL, NULL},
-    {"head.lm_rom.rows", 'l', 1, 0x1p40, F(head_rom.rows), 0, 0, 1, NULL, NULL},
-    {"head.lm_rom.row_bits", 'l', 1, 1 << 20, F(head_rom.row_bits), 0, 0, 1, NULL, NULL},
-    {"head.lm_rom.read_latency_cycles", 'i', 0, 1 << 20, F(head_rom.latency), 0, 0, 1, NULL, NULL},
-    {"head.lanes.count", 'l', 1, 0x1p40, F(head_lanes), 0, 0, 1, NULL, NULL},
-    {"head.sampler.elems_per_cycle", 'l', 1, 0x1p40, F(sampler_width), 0, 0, 1, NULL, NULL},
-    {"head.sampler.latency_cycles", 'i', 0, 1 << 16, F(sampler_latency), 0, 0, 1, NULL, NULL},
-    {"head.sampler.register_bits_per_elem", 'd', 0, 1e6, F(reg_bits_sampler), 0, 0, 1, NULL, NULL},
-    {"link.width_bits", 'l', 1, 1 << 24, F(link_width), 0, 0, 1, NULL, NULL},
-    {"link.latency_cycles", 'i', 0, 1 << 16, F(link_latency), 0, 0, 1, NULL, NULL},
-    {"link.distance_mm", 'd', 0, 1000, F(link_mm), 0, 0, 1, NULL, NULL},
-    {"link.elem_bits", 'i', 1, 64, F(link_elem_bits), 0, 0, 1, NULL, NULL},
-    {"link.token_id_bits", 'i', 1, 64, F(token_id_bits), 0, 0, 1, NULL, NULL},
-    {"host.bandwidth_bytes_per_s", 'd', 1e3, 1e15, F(host_bw), 0, 0, 1, NULL, NULL},
-    {"host.latency_ns", 'd', 0, 1e9, F(host_latency_ns), 0, 0, 1, NULL, NULL},
-    {"host.command_bytes", 'l', 1, 1 << 20, F(host_cmd_bytes), 0, 0, 1, NULL, NULL},
-    {"host.token_bytes", 'l', 1, 1 << 10, F(host_token_bytes), 0, 0, 1, NULL, NULL},
-    {"host.completion_bytes", 'l', 1, 1 << 20, F(host_cpl_bytes), 0, 0, 1, NULL, NULL},
-    {"scheduler.prefill_chunk", 'l', 1, 1 << 20, F(prefill_chunk), 0, 0, 1, NULL, NULL},
-    {"scheduler.fifo_depth", 'l', 1, 4096, F(fifo_depth), 0, 0, 1, NULL, NULL},
+    {"kv.slot_context", 'l', 1, 1 << 24, F(kv.slot_context), 0, 0, 1, NULL, NULL},
+    {"kv.tiles_per_group", 'i', 1, 1024, F(kv.tiles_per_group), 0, 0, 1, NULL, NULL},
+    {"kv.prefix_sharing", 'b', 0, 1, F(kv.prefix_sharing), 0, 0, 1, NULL, NULL},
+    {"head.embed_rom.banks", 'l', 1, 0x1p40, F(store.embed_rom.banks), 0, 0, 1, NULL, NULL},
+    {"head.embed_rom.rows", 'l', 1, 0x1p40, F(store.embed_rom.rows), 0, 0, 1, NULL, NULL},
+    {"head.embed_rom.row_bits", 'l', 1, 1 << 20, F(store.embed_rom.row_bits), 0, 0, 1, NULL, NULL},
+    {"head.embed_rom.read_latency_cycles", 'i', 0, 1 << 20, F(store.embed_rom.latency), 0, 0, 1, NULL, NULL},
+    {"head.lm_rom.banks", 'l', 1, 0x1p40, F(store.lm_rom.banks), 0, 0, 1, NULL, NULL},
+    {"head.lm_rom.rows", 'l', 1, 0x1p40, F(store.lm_rom.rows), 0, 0, 1, NULL, NULL},
+    {"head.lm_rom.row_bits", 'l', 1, 1 << 20, F(store.lm_rom.row_bits), 0, 0, 1, NULL, NULL},
+    {"head.lm_rom.read_latency_cycles", 'i', 0, 1 << 20, F(store.lm_rom.latency), 0, 0, 1, NULL, NULL},
+    {"head.lanes.count", 'l', 1, 0x1p40, F(head.lanes), 0, 0, 1, NULL, NULL},
+    {"head.sampler.elems_per_cycle", 'l', 1, 0x1p40, F(head.sampler_width), 0, 0, 1, NULL, NULL},
+    {"head.sampler.latency_cycles", 'i', 0, 1 << 16, F(head.sampler_latency), 0, 0, 1, NULL, NULL},
+    {"head.sampler.register_bits_per_elem", 'd', 0, 1e6, F(head.reg_bits_sampler), 0, 0, 1, NULL, NULL},
+    {"link.width_bits", 'l', 1, 1 << 24, F(link.width), 0, 0, 1, NULL, NULL},
+    {"link.latency_cycles", 'i', 0, 1 << 16, F(link.latency), 0, 0, 1, NULL, NULL},
+    {"link.distance_mm", 'd', 0, 1000, F(link.mm), 0, 0, 1, NULL, NULL},
+    {"link.elem_bits", 'i', 1, 64, F(link.elem_bits), 0, 0, 1, NULL, NULL},
+    {"link.token_id_bits", 'i', 1, 64, F(link.token_id_bits), 0, 0, 1, NULL, NULL},
+    {"host.bandwidth_bytes_per_s", 'd', 1e3, 1e15, F(host.bw), 0, 0, 1, NULL, NULL},
+    {"host.latency_ns", 'd', 0, 1e9, F(host.latency_ns), 0, 0, 1, NULL, NULL},
+    {"host.command_bytes", 'l', 1, 1 << 20, F(host.cmd_bytes), 0, 0, 1, NULL, NULL},
+    {"host.token_bytes", 'l', 1, 1 << 10, F(host.token_bytes), 0, 0, 1, NULL, NULL},
+    {"host.completion_bytes", 'l', 1, 1 << 20, F(host.cpl_bytes), 0, 0, 1, NULL, NULL},
+    {"scheduler.prefill_chunk", 'l', 1, 1 << 20, F(sched.prefill_chunk), 0, 0, 1, NULL, NULL},
+    {"scheduler.fifo_depth", 'l', 1, 4096, F(sched.fifo_depth), 0, 0, 1, NULL, NULL},
     {"weights.default.format", 'x', 0, 0, NO_FIELD, 0, 0, 0,
      "f32 | f16 | bf16 | q8_0 | q4_0 | q3_k | q4_k | q5_k | q6_k | mxfp4 | nvfp4 | int3 | int6", NULL},
     {"weights.default.group", 'x', 0, 0, NO_FIELD, 1, 0, 0, "32 to 128 (int3 and int6 only)", NULL},
     {"weights.roles.ROLE.format", 'x', 0, 0, NO_FIELD, 1, 0, 0, "as weights.default.format", "per tensor role"},
     {"weights.roles.ROLE.group", 'x', 0, 0, NO_FIELD, 1, 0, 0, "as weights.default.group", NULL},
-    {"area.lane_transistors", 'd', 1, 1e9, F(lane_tr), 1, 0, 1, NULL, "needed without area.lane_rtl"},
+    {"area.lane_transistors", 'd', 1, 1e9, F(area.lane_tr), 1, 0, 1, NULL, "needed without area.lane_rtl"},
     {"area.lane_rtl", 'x', 0, 0, NO_FIELD, 1, 0, 0,
      "a scripts/synth-rtl file: a name under rtl-ref/ (lane-synth) or a path from the chip file's folder",
      "lane transistors and register bits per cell from the synthesized RTL"},
-    {"area.vector_transistors_per_elem", 'd', 1, 1e12, F(vec_tr_per_elem), 0, 0, 1, NULL, NULL},
-    {"area.attention_transistors_per_position", 'd', 1, 1e12, F(attn_tr_per_pos), 0, 0, 1, NULL, NULL},
-    {"area.sampler_transistors_per_elem", 'd', 1, 1e12, F(sampler_tr_per_elem), 0, 0, 1, NULL, NULL},
-    {"area.control_transistors_per_tile", 'd', 0, 1e12, F(ctrl_tr_per_tile), 0, 0, 1, NULL, NULL},
-    {"area.io_mm2", 'd', 0, 1e5, F(io_mm2), 0, 0, 1, NULL, NULL},
-    {"area.io_transistors", 'd', 0, 1e13, F(io_tr), 0, 0, 1, NULL, NULL},
-    {"card.vr_efficiency", 'd', 0.01, 1.0, F(vr_eff), 0, 0, 1, NULL, NULL},
-    {"card.board_static_w", 'd', 0, 1e5, F(board_w), 0, 0, 1, NULL, NULL},
-    {"card.power_limit_w", 'd', 0, 1e6, F(power_limit_w), 1, 0, 1, NULL, "0 or absent: no limit"},
+    {"area.vector_transistors_per_elem", 'd', 1, 1e12, F(area.vec_tr_per_elem), 0, 0, 1, NULL, NULL},
+    {"area.attention_transistors_per_position", 'd', 1, 1e12, F(area.attn_tr_per_pos), 0, 0, 1, NULL, NULL},
+    {"area.sampler_transistors_per_elem", 'd', 1, 1e12, F(area.sampler_tr_per_elem), 0, 0, 1, NULL, NULL},
+    {"area.control_transistors_per_tile", 'd', 0, 1e12, F(area.ctrl_tr_per_tile), 0, 0, 1, NULL, NULL},
+    {"area.io_mm2", 'd', 0, 1e5, F(area.io_mm2), 0, 0, 1, NULL, NULL},
+    {"area.io_transistors", 'd', 0, 1e13, F(area.io_tr), 0, 0, 1, NULL, NULL},
+    {"card.vr_efficiency", 'd', 0.01, 1.0, F(card.vr_eff), 0, 0, 1, NULL, NULL},
+    {"card.board_static_w", 'd', 0, 1e5, F(card.board_w), 0, 0, 1, NULL, NULL},
+    {"card.power_limit_w", 'd', 0, 1e6, F(card.power_limit_w), 1, 0, 1, NULL, "0 or absent: no limit"},
     {"card.power_window_us", 'x', 1, 1e8, NO_FIELD, 1, 0, 0, NULL, "needed with a power limit"},
     {"card.clock_step_hz", 'x', 1e3, 1e11, NO_FIELD, 1, 0, 0, NULL, "needed with a power limit"},
 };
 static const es_key_spec PROC_KEYS[] = {
     {"name", 'x', 0, 0, NO_FIELD, 1, 0, 0, "text", NULL},
-    {"voltage_v", 'd', 0.1, 5, F(volt), 0, 0, 1, NULL, NULL},
-    {"logic_mtr_per_mm2", 'd', 0.1, 1e5, F(logic_mtr_mm2), 0, 0, 1, NULL, NULL},
-    {"logic_utilization", 'd', 0.01, 1, F(logic_util), 0, 0, 1, NULL, NULL},
-    {"sram_bitcell_um2", 'd', 1e-5, 100, F(sram_cell_um2), 0, 0, 1, NULL, NULL},
-    {"sram_array_efficiency", 'd', 0.01, 1, F(sram_eff), 0, 0, 1, NULL, NULL},
-    {"sram_transistors_per_bit", 'd', 1, 16, F(sram_tr_bit), 0, 0, 1, NULL, NULL},
-    {"rom_cell_um2", 'd', 1e-5, 100, F(rom_cell_um2), 0, 0, 1, NULL, NULL},
-    {"rom_array_efficiency", 'd', 0.01, 1, F(rom_eff), 0, 0, 1, NULL, NULL},
-    {"energy.rom_read_fj_per_bit", 'd', 0, 1e6, F(e_rom_bit), 0, 0, 1e-15, NULL, NULL},
-    {"energy.lane_cell_mac_fj", 'd', 0, 1e6, F(e_cell_mac), 0, 0, 1e-15, NULL, NULL},
-    {"energy.attention_mac_fj", 'd', 0, 1e6, F(e_attn_mac), 0, 0, 1e-15, NULL, NULL},
-    {"energy.sram_read_fj_per_bit", 'd', 0, 1e6, F(e_kv_rd_bit), 0, 0, 1e-15, NULL, NULL},
-    {"energy.sram_write_fj_per_bit", 'd', 0, 1e6, F(e_kv_wr_bit), 0, 0, 1e-15, NULL, NULL},
-    {"energy.vector_op_fj", 'd', 0, 1e6, F(e_vec_elem), 0, 0, 1e-15, NULL, NULL},
-    {"energy.wire_fj_per_bit_mm", 'd', 0, 1e6, F(e_wire_bit_mm), 0, 0, 1e-15, NULL, NULL},
-    {"energy.host_pj_per_bit", 'd', 0, 1e6, F(e_host_bit), 0, 0, 1e-12, NULL, NULL},
-    {"energy.register_fj_per_bit_cycle", 'd', 0, 1e6, F(e_reg_bit), 0, 0, 1e-15, NULL, NULL},
-    {"energy.clock_network_fj_per_bit_cycle", 'd', 0, 1e6, F(e_clk_net), 0, 0, 1e-15, NULL, NULL},
-    {"leakage.logic_w_per_mm2", 'd', 0, 100, F(leak_logic), 0, 0, 1, NULL, NULL},
-    {"leakage.sram_w_per_mm2", 'd', 0, 100, F(leak_sram), 0, 0, 1, NULL, NULL},
-    {"leakage.rom_w_per_mm2", 'd', 0, 100, F(leak_rom), 0, 0, 1, NULL, NULL},
+    {"voltage_v", 'd', 0.1, 5, F(process.volt), 0, 0, 1, NULL, NULL},
+    {"logic_mtr_per_mm2", 'd', 0.1, 1e5, F(process.logic_mtr_mm2), 0, 0, 1, NULL, NULL},
+    {"logic_utilization", 'd', 0.01, 1, F(process.logic_util), 0, 0, 1, NULL, NULL},
+    {"sram_bitcell_um2", 'd', 1e-5, 100, F(process.sram_cell_um2), 0, 0, 1, NULL, NULL},
+    {"sram_array_efficiency", 'd', 0.01, 1, F(process.sram_eff), 0, 0, 1, NULL, NULL},
+    {"sram_transistors_per_bit", 'd', 1, 16, F(process.sram_tr_bit), 0, 0, 1, NULL, NULL},
+    {"rom_cell_um2", 'd', 1e-5, 100, F(process.rom_cell_um2), 0, 0, 1, NULL, NULL},
+    {"rom_array_efficiency", 'd', 0.01, 1, F(process.rom_eff), 0, 0, 1, NULL, NULL},
+    {"energy.rom_read_fj_per_bit", 'd', 0, 1e6, F(process.e_rom_bit), 0, 0, 1e-15, NULL, NULL},
+    {"energy.lane_cell_mac_fj", 'd', 0, 1e6, F(process.e_cell_mac), 0, 0, 1e-15, NULL, NULL},
+    {"energy.attention_mac_fj", 'd', 0, 1e6, F(process.e_attn_mac), 0, 0, 1e-15, NULL, NULL},
+    {"energy.sram_read_fj_per_bit", 'd', 0, 1e6, F(process.e_kv_rd_bit), 0, 0, 1e-15, NULL, NULL},
+    {"energy.sram_write_fj_per_bit", 'd', 0, 1e6, F(process.e_kv_wr_bit), 0, 0, 1e-15, NULL, NULL},
+    {"energy.vector_op_fj", 'd', 0, 1e6, F(process.e_vec_elem), 0, 0, 1e-15, NULL, NULL},
+    {"energy.wire_fj_per_bit_mm", 'd', 0, 1e6, F(process.e_wire_bit_mm), 0, 0, 1e-15, NULL, NULL},
+    {"energy.host_pj_per_bit", 'd', 0, 1e6, F(process.e_host_bit), 0, 0, 1e-12, NULL, NULL},
+    {"energy.register_fj_per_bit_cycle", 'd', 0, 1e6, F(process.e_reg_bit), 0, 0, 1e-15, NULL, NULL},
+    {"energy.clock_network_fj_per_bit_cycle", 'd', 0, 1e6, F(process.e_clk_net), 0, 0, 1e-15, NULL, NULL},
+    {"leakage.logic_w_per_mm2", 'd', 0, 100, F(process.leak_logic), 0, 0, 1, NULL, NULL},
+    {"leakage.sram_w_per_mm2", 'd', 0, 100, F(process.leak_sram), 0, 0, 1, NULL, NULL},
+    {"leakage.rom_w_per_mm2", 'd', 0, 100, F(process.leak_rom), 0, 0, 1, NULL, NULL},
 };
 #undef F
 
@@ -432,7 +432,7 @@ static int read_chip(es_chip *c, const char *dir, es_err *e)
     if (check_known(c->path, f->root, "", CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), OLD_FMT_KEYS,
                     "chip", e) ||
         es_cfg_str(f, "name", c->name, sizeof c->name, e) ||
-        es_cfg_str(f, "tile.lanes.activation_format", c->act_format, sizeof c->act_format, e) ||
+        es_cfg_str(f, "tile.lanes.activation_format", c->tile.act_format, sizeof c->tile.act_format, e) ||
         read_keys(f, CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), c, e))
         return -1;
     /* the lane cell: from the synthesized RTL, or given */
@@ -444,14 +444,14 @@ static int read_chip(es_chip *c, const char *dir, es_err *e)
     if (!rtl && (!tr || !regs))
         return es_fail(e, "%s: key '%s' is missing (or give area.lane_rtl, a scripts/synth-rtl file)", c->path,
                        tr ? "tile.lanes.register_bits_per_cell" : "area.lane_transistors");
-    c->lane_rtl[0] = 0;
+    c->area.lane_rtl[0] = 0;
     if (rtl && read_lane_rtl(c, dir, e)) return -1;
     {
         double us = 0;
-        if (c->power_limit_w > 0 && (es_cfg_num(f, "card.power_window_us", 1, 1e8, &us, e) ||
-                                     es_cfg_num(f, "card.clock_step_hz", 1e3, 1e11, &c->clock_step_hz, e)))
+        if (c->card.power_limit_w > 0 && (es_cfg_num(f, "card.power_window_us", 1, 1e8, &us, e) ||
+                                     es_cfg_num(f, "card.clock_step_hz", 1e3, 1e11, &c->card.clock_step_hz, e)))
             return -1;
-        c->power_window_s = us * 1e-6;
+        c->card.power_window_s = us * 1e-6;
     }
     {
         char gating[16];
@@ -469,29 +469,29 @@ static int read_chip(es_chip *c, const char *dir, es_err *e)
     if (strcmp(mapping, "striped") && strcmp(mapping, "partitioned"))
         return es_fail(e, "%s: key 'tile.lanes.mapping': expected \"striped\" or \"partitioned\", got \"%s\"",
                        c->path, mapping);
-    c->partitioned = !strcmp(mapping, "partitioned");
-    if (strcmp(c->act_format, "int8") && strcmp(c->act_format, "fp8") && strcmp(c->act_format, "bf16") &&
-        strcmp(c->act_format, "fp32"))
+    c->tile.partitioned = !strcmp(mapping, "partitioned");
+    if (strcmp(c->tile.act_format, "int8") && strcmp(c->tile.act_format, "fp8") && strcmp(c->tile.act_format, "bf16") &&
+        strcmp(c->tile.act_format, "fp32"))
         return es_fail(e, "%s: key 'tile.lanes.activation_format': expected \"int8\", \"fp8\", "
-                          "\"bf16\" or \"fp32\", got \"%s\"", c->path, c->act_format);
+                          "\"bf16\" or \"fp32\", got \"%s\"", c->path, c->tile.act_format);
     /* K and V element format: optional, by default the natural one for the width */
-    snprintf(c->kv_format, sizeof c->kv_format, "%s",
-             c->kv_elem_bits == 32 ? "fp32" : c->kv_elem_bits == 16 ? "bf16" : "int8");
+    snprintf(c->kv.format, sizeof c->kv.format, "%s",
+             c->kv.elem_bits == 32 ? "fp32" : c->kv.elem_bits == 16 ? "bf16" : "int8");
     if (es_cfg_has(f, "kv.element_format") &&
-        es_cfg_str(f, "kv.element_format", c->kv_format, sizeof c->kv_format, e))
+        es_cfg_str(f, "kv.element_format", c->kv.format, sizeof c->kv.format, e))
         return -1;
     {
-        int want = !strcmp(c->kv_format, "fp32") ? 32 : !strcmp(c->kv_format, "bf16") ? 16
-                 : (!strcmp(c->kv_format, "int8") || !strcmp(c->kv_format, "fp8")) ? 8 : 0;
+        int want = !strcmp(c->kv.format, "fp32") ? 32 : !strcmp(c->kv.format, "bf16") ? 16
+                 : (!strcmp(c->kv.format, "int8") || !strcmp(c->kv.format, "fp8")) ? 8 : 0;
         if (!want)
             return es_fail(e, "%s: key 'kv.element_format': expected \"int8\", \"fp8\", \"bf16\" or "
-                              "\"fp32\", got \"%s\"", c->path, c->kv_format);
-        if (want != c->kv_elem_bits)
+                              "\"fp32\", got \"%s\"", c->path, c->kv.format);
+        if (want != c->kv.elem_bits)
             return es_fail(e, "%s: key 'kv.element_format': %s elements are %d bits, but kv.element_bits is %d",
-                           c->path, c->kv_format, want, c->kv_elem_bits);
+                           c->path, c->kv.format, want, c->kv.elem_bits);
     }
-    if (read_fmt(f, "weights.default", &c->fmt[0], e)) return -1;
-    for (int r = 1; r < ES_ROLE_COUNT; r++) c->fmt[r] = c->fmt[0];
+    if (read_fmt(f, "weights.default", &c->store.fmt[0], e)) return -1;
+    for (int r = 1; r < ES_ROLE_COUNT; r++) c->store.fmt[r] = c->store.fmt[0];
     const cJSON *roles = es_cfg_node(f, "weights.roles");
     if (roles) {
         if (!cJSON_IsObject(roles))
@@ -504,11 +504,11 @@ static int read_chip(es_chip *c, const char *dir, es_err *e)
                                it->string, es_role_names());
             char sec[96];
             snprintf(sec, sizeof sec, "weights.roles.%s", it->string);
-            if (read_fmt(f, sec, &c->fmt[r], e)) return -1;
+            if (read_fmt(f, sec, &c->store.fmt[r], e)) return -1;
         }
     }
     for (int r = 0; r < ES_ROLE_COUNT; r++)
-        if (!c->fmt[r].registry && (c->fmt[r].group == 0) != (c->fmt[r].scale_bits == 0))
+        if (!c->store.fmt[r].registry && (c->store.fmt[r].group == 0) != (c->store.fmt[r].scale_bits == 0))
             return es_fail(e, "%s: weights of role %s: group and scale_bits must both be 0 or "
                               "both positive", c->path, es_role_name((es_role)r));
     return 0;
@@ -572,42 +572,42 @@ void es_chip_free(es_chip *c)
 
 int64_t es_chip_tiles(const es_chip *c, const es_model *m)
 {
-    return (m->layers + c->layers_per_tile - 1) / c->layers_per_tile;
+    return (m->layers + c->tile.layers - 1) / c->tile.layers;
 }
 
 int64_t es_chip_kv_bits_per_pos(const es_chip *c, const es_model *m)
 {
-    return 2 * m->kv_heads * m->head_dim * c->kv_elem_bits;
+    return 2 * m->kv_heads * m->head_dim * c->kv.elem_bits;
 }
 
 int64_t es_chip_state_bits(const es_chip *c, const es_model *m)
 {
     if (m->ssm_state <= 0) return 0;
-    return (m->ssm_inner * m->ssm_state + (m->ssm_conv - 1) * m->ssm_inner) * c->kv_elem_bits;
+    return (m->ssm_inner * m->ssm_state + (m->ssm_conv - 1) * m->ssm_inner) * c->kv.elem_bits;
 }
 
 int64_t es_chip_kv_positions(const es_chip *c, const es_model *m)
 {
-    if (m->ssm_state > 0) return (c->kv_bytes * 8) / (es_chip_state_bits(c, m) * c->layers_per_tile);
-    return (c->kv_bytes * 8) / (es_chip_kv_bits_per_pos(c, m) * c->layers_per_tile);
+    if (m->ssm_state > 0) return (c->kv.bytes * 8) / (es_chip_state_bits(c, m) * c->tile.layers);
+    return (c->kv.bytes * 8) / (es_chip_kv_bits_per_pos(c, m) * c->tile.layers);
 }
 
 int64_t es_chip_kv_slots(const es_chip *c, const es_model *m)
 {
     if (m->ssm_state > 0) return es_chip_kv_positions(c, m);
-    int64_t per_slot_bits = es_chip_kv_bits_per_pos(c, m) * c->kv_slot_context * c->layers_per_tile;
-    return (c->kv_bytes * 8) / per_slot_bits;
+    int64_t per_slot_bits = es_chip_kv_bits_per_pos(c, m) * c->kv.slot_context * c->tile.layers;
+    return (c->kv.bytes * 8) / per_slot_bits;
 }
 
 int64_t es_chip_kv_port_bits(const es_chip *c)
 {
-    int64_t b = c->kv_banks * c->kv_word_bits / c->kv_ports;
+    int64_t b = c->kv.banks * c->kv.word_bits / c->kv.ports;
     return b > 0 ? b : 1;
 }
 
 int64_t es_tensor_bits(const es_chip *c, const es_tensor *t)
 {
-    const es_wfmt *f = &c->fmt[es_tensor_fmt_role(t)];
+    const es_wfmt *f = &c->store.fmt[es_tensor_fmt_role(t)];
     if (f->registry) { /* as a ROM image stores it: whole blocks per row, zero-padded */
         int64_t rb = es_q_row_bytes(&f->q, es_q_padded(&f->q, t->cols), NULL);
         return rb < 0 ? 0 : 8 * rb * t->rows;
@@ -622,7 +622,7 @@ int64_t es_tensor_bits(const es_chip *c, const es_tensor *t)
     return bits;
 }
 
-int64_t es_rom_bits(const es_rom *r)
+int64_t es_rom_bits(const es_rom_geom *r)
 {
     int64_t have;
     if (__builtin_mul_overflow(r->banks, r->rows, &have) ||
@@ -638,12 +638,12 @@ int64_t es_rom_tensor_rows(int64_t bits, int64_t row_bits)
 
 double es_chip_tile_register_bits(const es_chip *c)
 {
-    return (double)c->lanes * (double)c->tokens_per_read * c->reg_bits_cell + (double)c->vec_width * c->reg_bits_vec +
-           (double)c->attn_ppc * c->reg_bits_attn;
+    return (double)c->tile.lanes * (double)c->tile.tokens_per_read * c->tile.reg_bits_cell + (double)c->tile.vec_width * c->tile.reg_bits_vec +
+           (double)c->tile.attn_ppc * c->tile.reg_bits_attn;
 }
 
 double es_chip_head_register_bits(const es_chip *c)
 {
-    return (double)c->head_lanes * c->reg_bits_cell + (double)c->vec_width * c->reg_bits_vec +
-           (double)c->sampler_width * c->reg_bits_sampler;
+    return (double)c->head.lanes * c->tile.reg_bits_cell + (double)c->tile.vec_width * c->tile.reg_bits_vec +
+           (double)c->head.sampler_width * c->head.reg_bits_sampler;
 }

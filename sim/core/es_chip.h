@@ -20,24 +20,43 @@ typedef struct es_wfmt {
     es_qfmt q;       /* the registry format: bits, blocks and scales as a ROM image stores them */
 } es_wfmt;
 
-typedef struct es_rom {
+/* The geometry of one mask-ROM unit (a tile's ROM, the embedding table's, the LM head's). */
+typedef struct es_rom_geom {
     int64_t banks;    /* ROM banks in the unit */
     int64_t rows;     /* rows per bank */
     int64_t row_bits; /* bits read per row access */
     int latency;      /* cycles from row address to data */
-} es_rom;
+} es_rom_geom;
 
-typedef struct es_chip {
-    char path[512];           /* chip file */
-    char name[64];            /* chip "name" */
-    es_cfg cfg;               /* chip tree (after --set) */
-    es_cfg proc;              /* process tree (after --set process.*) */
+/* The process table (models/process/NODE.json): densities, energies, leakage. */
+typedef struct es_process {
+    double volt;              /* voltage_v */
+    double logic_mtr_mm2;     /* logic_mtr_per_mm2 */
+    double logic_util;        /* logic_utilization */
+    double sram_cell_um2;     /* sram_bitcell_um2 */
+    double sram_eff;          /* sram_array_efficiency */
+    double sram_tr_bit;       /* sram_transistors_per_bit */
+    double rom_cell_um2;      /* rom_cell_um2 */
+    double rom_eff;           /* rom_array_efficiency */
+    double e_rom_bit;         /* energy.rom_read_fj_per_bit (J after load) */
+    double e_cell_mac;        /* energy.lane_cell_mac_fj */
+    double e_attn_mac;        /* energy.attention_mac_fj */
+    double e_kv_rd_bit;       /* energy.sram_read_fj_per_bit */
+    double e_kv_wr_bit;       /* energy.sram_write_fj_per_bit */
+    double e_vec_elem;        /* energy.vector_op_fj */
+    double e_wire_bit_mm;     /* energy.wire_fj_per_bit_mm */
+    double e_host_bit;        /* energy.host_pj_per_bit */
+    double e_reg_bit;         /* energy.register_fj_per_bit_cycle: a clocked register bit's flip-flop, one cycle */
+    double e_clk_net;         /* energy.clock_network_fj_per_bit_cycle: the clock network's share, per bit and cycle */
+    double leak_logic;        /* leakage.logic_w_per_mm2 */
+    double leak_sram;         /* leakage.sram_w_per_mm2 */
+    double leak_rom;          /* leakage.rom_w_per_mm2 */
+} es_process;
 
-    double clock_hz;          /* clock_hz */
-    int layers_per_tile;      /* tile.layers_per_tile */
-    int64_t tile_slots;       /* tile.items_in_flight: work items a tile holds at once (default 1) */
-    /* layer tile */
-    es_rom rom;               /* tile.rom.* */
+/* A layer tile's compute: lanes, vector unit, attention and scan engines (tile.*). */
+typedef struct es_tile_cfg {
+    int layers;               /* tile.layers_per_tile */
+    int64_t slots;            /* tile.items_in_flight: work items a tile holds at once (default 1) */
     int64_t lanes;            /* tile.lanes.count: lane cells per cycle */
     int cell_bits;            /* tile.lanes.cell_bits: bits one select cell decodes */
     int lane_depth;           /* tile.lanes.pipeline_depth: ROM-to-accumulator cycles */
@@ -49,43 +68,73 @@ typedef struct es_chip {
     int64_t vec_width;        /* tile.vector.elems_per_cycle */
     int vec_latency;          /* tile.vector.latency_cycles */
     int64_t attn_ppc;         /* tile.attention.positions_per_cycle */
+    int attn_latency;         /* tile.attention.latency_cycles */
     int64_t scan_width;       /* tile.scan.elems_per_cycle: state elements the scan engine updates per cycle (SSM; 0: none) */
     int scan_latency;         /* tile.scan.latency_cycles */
-    int attn_latency;         /* tile.attention.latency_cycles */
-    /* KV SRAM */
-    int64_t kv_bytes;         /* kv.bytes_per_tile */
-    int64_t kv_banks;         /* kv.banks (per group) */
-    int64_t kv_word_bits;     /* kv.word_bits */
-    int kv_ports;             /* kv.ports (per group) */
-    int kv_elem_bits;         /* kv.element_bits */
-    char kv_format[8];        /* kv.element_format: int8, fp8, bf16 or fp32 (optional; default by width) */
-    int64_t kv_slot_context;  /* kv.slot_context: positions reserved per sequence */
-    int kv_tiles_per_group;   /* kv.tiles_per_group: tiles sharing one SRAM */
-    int kv_prefix_sharing;    /* kv.prefix_sharing: sequences may read a shared prefix's positions */
-    /* head tile: embedding, final norm, LM head, sampler */
-    es_rom embed_rom;         /* head.embed_rom.* */
-    es_rom head_rom;          /* head.lm_rom.* */
-    int64_t head_lanes;       /* head.lanes.count */
+    double reg_bits_cell;     /* tile.lanes.register_bits_per_cell, or from area.lane_rtl (also the head's lanes) */
+    double reg_bits_vec;      /* tile.vector.register_bits_per_elem (also the head's vector unit) */
+    double reg_bits_attn;     /* tile.attention.register_bits_per_position (also the scan engine) */
+} es_tile_cfg;
+
+/* The KV SRAM (kv.*): per tile, or per group of tiles sharing its banks and ports. */
+typedef struct es_kv_cfg {
+    int64_t bytes;            /* kv.bytes_per_tile */
+    int64_t banks;            /* kv.banks (per group) */
+    int64_t word_bits;        /* kv.word_bits */
+    int ports;                /* kv.ports (per group) */
+    int elem_bits;            /* kv.element_bits */
+    char format[8];           /* kv.element_format: int8, fp8, bf16 or fp32 (optional; default by width) */
+    int64_t slot_context;     /* kv.slot_context: positions reserved per sequence */
+    int tiles_per_group;      /* kv.tiles_per_group: tiles sharing one SRAM */
+    int prefix_sharing;       /* kv.prefix_sharing: sequences may read a shared prefix's positions */
+} es_kv_cfg;
+
+/* Where the weights live and in which formats (weights.*, tile.rom.*, head.*_rom.*). One kind today:
+ * mask ROM, a unit per tile and one each for the embedding table and the LM head. */
+typedef enum es_store { ES_STORE_ROM } es_store;
+const char *es_store_name(es_store s); /* "ROM" */
+typedef struct es_store_cfg {
+    es_store kind;            /* ES_STORE_ROM */
+    es_rom_geom tile_rom;     /* tile.rom.* */
+    es_rom_geom embed_rom;    /* head.embed_rom.* */
+    es_rom_geom lm_rom;       /* head.lm_rom.* */
+    es_wfmt fmt[ES_ROLE_COUNT]; /* weights.default, overridden by weights.roles.<role> */
+} es_store_cfg;
+
+/* The head tile: embedding, final norm, LM head, sampler (head.*; its ROMs are in es_store_cfg). */
+typedef struct es_head_cfg {
+    int64_t lanes;            /* head.lanes.count */
     int64_t sampler_width;    /* head.sampler.elems_per_cycle */
     int sampler_latency;      /* head.sampler.latency_cycles */
-    /* links */
-    int64_t link_width;       /* link.width_bits */
-    int link_latency;         /* link.latency_cycles */
-    double link_mm;           /* link.distance_mm */
-    int link_elem_bits;       /* link.elem_bits: bits per residual element on the wire */
+    double reg_bits_sampler;  /* head.sampler.register_bits_per_elem */
+} es_head_cfg;
+
+/* The links between tiles (link.*). */
+typedef struct es_link_cfg {
+    int64_t width;            /* link.width_bits */
+    int latency;              /* link.latency_cycles */
+    double mm;                /* link.distance_mm */
+    int elem_bits;            /* link.elem_bits: bits per residual element on the wire */
     int token_id_bits;        /* link.token_id_bits */
-    /* host interface */
-    double host_bw;           /* host.bandwidth_bytes_per_s */
-    double host_latency_ns;   /* host.latency_ns */
-    int64_t host_cmd_bytes;   /* host.command_bytes */
-    int64_t host_token_bytes; /* host.token_bytes */
-    int64_t host_cpl_bytes;   /* host.completion_bytes */
-    /* scheduling */
+} es_link_cfg;
+
+/* The host interface (host.*). */
+typedef struct es_host_cfg {
+    double bw;                /* host.bandwidth_bytes_per_s */
+    double latency_ns;        /* host.latency_ns */
+    int64_t cmd_bytes;        /* host.command_bytes */
+    int64_t token_bytes;      /* host.token_bytes */
+    int64_t cpl_bytes;        /* host.completion_bytes */
+} es_host_cfg;
+
+/* Scheduling (scheduler.*). */
+typedef struct es_sched_cfg {
     int64_t prefill_chunk;    /* scheduler.prefill_chunk */
     int64_t fifo_depth;       /* scheduler.fifo_depth: items per inter-unit FIFO */
-    /* weight formats per tensor role */
-    es_wfmt fmt[ES_ROLE_COUNT]; /* weights.default, overridden by weights.roles.<role> */
-    /* area inputs */
+} es_sched_cfg;
+
+/* Area inputs (area.*). */
+typedef struct es_area_cfg {
     double lane_tr;           /* area.lane_transistors, or per lane cell from area.lane_rtl */
     char lane_rtl[512];       /* area.lane_rtl resolved (a scripts/synth-rtl file), or "" */
     double vec_tr_per_elem;   /* area.vector_transistors_per_elem */
@@ -94,40 +143,35 @@ typedef struct es_chip {
     double ctrl_tr_per_tile;  /* area.control_transistors_per_tile */
     double io_mm2;            /* area.io_mm2 */
     double io_tr;             /* area.io_transistors */
-    /* card */
+} es_area_cfg;
+
+/* The card around the die (card.*). */
+typedef struct es_card_cfg {
     double vr_eff;            /* card.vr_efficiency */
-    /* clocking: which registers receive the clock when (ES_GATING_*), and how many there are */
-    int gating;               /* clock_gating: "none", "tile" or "unit" */
-    double reg_bits_cell;     /* tile.lanes.register_bits_per_cell, or from area.lane_rtl (also the head's lanes) */
-    double reg_bits_vec;      /* tile.vector.register_bits_per_elem (also the head's vector unit) */
-    double reg_bits_attn;     /* tile.attention.register_bits_per_position (also the scan engine) */
-    double reg_bits_sampler;  /* head.sampler.register_bits_per_elem */
     double board_w;           /* card.board_static_w */
     double power_limit_w;     /* card.power_limit_w: 0 = none */
     double power_window_s;    /* card.power_window_us (s after load): the limit holds over each window */
     double clock_step_hz;     /* card.clock_step_hz: the clock steps down (and back up) by this */
-    /* process */
-    double volt;              /* process.voltage_v */
-    double logic_mtr_mm2;     /* process.logic_mtr_per_mm2 */
-    double logic_util;        /* process.logic_utilization */
-    double sram_cell_um2;     /* process.sram_bitcell_um2 */
-    double sram_eff;          /* process.sram_array_efficiency */
-    double sram_tr_bit;       /* process.sram_transistors_per_bit */
-    double rom_cell_um2;      /* process.rom_cell_um2 */
-    double rom_eff;           /* process.rom_array_efficiency */
-    double e_rom_bit;         /* process.energy.rom_read_fj_per_bit (J after load) */
-    double e_cell_mac;        /* process.energy.lane_cell_mac_fj */
-    double e_attn_mac;        /* process.energy.attention_mac_fj */
-    double e_kv_rd_bit;       /* process.energy.sram_read_fj_per_bit */
-    double e_kv_wr_bit;       /* process.energy.sram_write_fj_per_bit */
-    double e_vec_elem;        /* process.energy.vector_op_fj */
-    double e_wire_bit_mm;     /* process.energy.wire_fj_per_bit_mm */
-    double e_host_bit;        /* process.energy.host_pj_per_bit */
-    double e_reg_bit;         /* process.energy.register_fj_per_bit_cycle: a clocked register bit's flip-flop, one cycle */
-    double e_clk_net;         /* process.energy.clock_network_fj_per_bit_cycle: the clock network's share, per bit and cycle */
-    double leak_logic;        /* process.leakage.logic_w_per_mm2 */
-    double leak_sram;         /* process.leakage.sram_w_per_mm2 */
-    double leak_rom;          /* process.leakage.rom_w_per_mm2 */
+} es_card_cfg;
+
+typedef struct es_chip {
+    char path[512];           /* chip file */
+    char name[64];            /* chip "name" */
+    es_cfg cfg;               /* chip tree (after --set) */
+    es_cfg proc;              /* process tree (after --set process.*) */
+    double clock_hz;          /* clock_hz */
+    /* clocking: which registers receive the clock when (ES_GATING_*) */
+    int gating;               /* clock_gating: "none", "tile" or "unit" */
+    es_tile_cfg tile;
+    es_kv_cfg kv;
+    es_store_cfg store;
+    es_head_cfg head;
+    es_link_cfg link;
+    es_host_cfg host;
+    es_sched_cfg sched;
+    es_area_cfg area;
+    es_card_cfg card;
+    es_process process;
 } es_chip;
 
 /* A key of a chip file or process table: its kind ('d' number, 'l'/'i' whole number, 'b' boolean,
@@ -187,7 +231,7 @@ static inline es_role es_tensor_fmt_role(const es_tensor *t)
 int64_t es_tensor_bits(const es_chip *c, const es_tensor *t);
 int64_t es_chip_kv_port_bits(const es_chip *c);
 /* Capacity of a ROM in bits, INT64_MAX when it does not fit in 64 bits. */
-int64_t es_rom_bits(const es_rom *r); /* bits per cycle one port streams */
+int64_t es_rom_bits(const es_rom_geom *r); /* bits per cycle one port streams */
 /* ROM rows a tensor of `bits` takes in rows of row_bits bits: every tensor starts on a fresh row, as a
  * ROM image lays them out (es_rom_build counts its rows with this too). */
 int64_t es_rom_tensor_rows(int64_t bits, int64_t row_bits);

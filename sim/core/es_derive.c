@@ -58,11 +58,11 @@ static int lane_rtl_path(deriv *x, const es_derive_opts *o, es_err *e)
     const es_chip *t = x->t;
     char tmpl_rtl[512] = "", rel[1100];
     es_err absent;
-    if (!t->lane_rtl[0] || es_cfg_str(&t->cfg, "area.lane_rtl", tmpl_rtl, sizeof tmpl_rtl, &absent) ||
+    if (!t->area.lane_rtl[0] || es_cfg_str(&t->cfg, "area.lane_rtl", tmpl_rtl, sizeof tmpl_rtl, &absent) ||
         !strchr(tmpl_rtl, '/'))
         return 0; /* a name: it resolves from the models folder wherever the file is */
-    if (!o->out) snprintf(rel, sizeof rel, "%s", t->lane_rtl);
-    else if (es_relpath(t->lane_rtl, x->dir, rel, sizeof rel)) rel[0] = 0;
+    if (!o->out) snprintf(rel, sizeof rel, "%s", t->area.lane_rtl);
+    else if (es_relpath(t->area.lane_rtl, x->dir, rel, sizeof rel)) rel[0] = 0;
     snprintf(x->src, sizeof x->src, "%s's lane synthesis (its area.lane_rtl), from this file's folder: the lane "
              "cell's transistors and register bits from rtl-ref's synthesized RTL", t->name);
     if (!rel[0]) return es_fail(e, "%s: key 'area.lane_rtl': path too long", t->path);
@@ -115,8 +115,8 @@ static int size_lanes(deriv *x, es_err *e)
     es_derived *d = x->d;
     double bits, lm_bits;
     if (model_rom_bits(t, m, &bits, &lm_bits, e)) return -1;
-    double t_rom = (double)es_rom_bits(&t->rom), lanes_per_bit = (double)t->lanes / t_rom;
-    double banks_per_lane = (double)t->rom.banks / (double)t->lanes;
+    double t_rom = (double)es_rom_bits(&t->store.tile_rom), lanes_per_bit = (double)t->tile.lanes / t_rom;
+    double banks_per_lane = (double)t->store.tile_rom.banks / (double)t->tile.lanes;
     d->lanes = (int64_t)llround(bits * lanes_per_bit);
     d->banks = (int64_t)llround((double)d->lanes * banks_per_lane);
     if (d->lanes < 1) d->lanes = 1;
@@ -128,9 +128,9 @@ static int size_lanes(deriv *x, es_err *e)
              (long long)d->lanes, t->name, banks_per_lane);
     if (put(x, "tile.rom.banks", (double)d->banks, e)) return -1;
     /* head: the LM head's lanes per ROM bit and banks per lane as the template's */
-    double t_lm = (double)es_rom_bits(&t->head_rom);
-    int64_t hl = (int64_t)llround(lm_bits * (double)t->head_lanes / t_lm);
-    int64_t hb = (int64_t)llround((double)hl * (double)t->head_rom.banks / (double)t->head_lanes);
+    double t_lm = (double)es_rom_bits(&t->store.lm_rom);
+    int64_t hl = (int64_t)llround(lm_bits * (double)t->head.lanes / t_lm);
+    int64_t hb = (int64_t)llround((double)hl * (double)t->store.lm_rom.banks / (double)t->head.lanes);
     if (hl < 1) hl = 1;
     if (hb < 1) hb = 1;
     snprintf(x->src, sizeof x->src, "derived for %s: the LM head's %.0f ROM bits x %s's head lane cells per ROM bit",
@@ -173,7 +173,7 @@ static int size_rows(deriv *x, es_err *e)
         if (k == ES_ROM_EMBED && m->tied) continue; /* the tied table sits in the LM-head ROM */
         es_rom_need nd;
         es_map_rom_need(&x->map, (es_rom_kind)k, &nd);
-        const es_rom *r = k == ES_ROM_TILE ? &dc->rom : k == ES_ROM_EMBED ? &dc->embed_rom : &dc->head_rom;
+        const es_rom_geom *r = k == ES_ROM_TILE ? &dc->store.tile_rom : k == ES_ROM_EMBED ? &dc->store.embed_rom : &dc->store.lm_rom;
         int64_t need = nd.rows > 0 ? nd.rows : 1;
         if (k == ES_ROM_TILE) x->d->rows = need;
         snprintf(x->src, sizeof x->src, "derived for %s: the least rows that hold %s's %lld ROM rows of %lld bits "
@@ -191,13 +191,13 @@ static int size_sram(deriv *x, double area, es_err *e)
     const es_model *m = x->m;
     const es_chip *t = x->t, *dc = &x->d->chip;
     es_derived *d = x->d;
-    int64_t lpt = t->layers_per_tile;
+    int64_t lpt = t->tile.layers;
     double rest = d->area.total_mm2 - d->area.mm2[ES_AREA_SRAM];
     double sram_mm2 = area - rest;
-    double bit_mm2 = dc->sram_cell_um2 / dc->sram_eff * 1e-6;
+    double bit_mm2 = dc->process.sram_cell_um2 / dc->process.sram_eff * 1e-6;
     int64_t bytes = sram_mm2 > 0 ? (int64_t)(sram_mm2 / bit_mm2 / 8.0 / (double)d->tiles) / 1024 * 1024 : 0;
     int64_t need = m->ssm_state > 0 ? (es_chip_state_bits(dc, m) * lpt + 7) / 8
-                                    : (es_chip_kv_bits_per_pos(dc, m) * dc->kv_slot_context * lpt + 7) / 8;
+                                    : (es_chip_kv_bits_per_pos(dc, m) * dc->kv.slot_context * lpt + 7) / 8;
     const char *what = m->ssm_state > 0 ? "state" : "KV";
     if (bytes < need)
         return es_fail(e, "--area %.1f mm2: %s on %s-derived tiles needs %.1f mm2 before any %s SRAM, and one "
@@ -226,7 +226,7 @@ int es_chip_derive(const es_model *m, const es_chip *t, const es_derive_opts *o,
     if (slash) slash[slash == x.dir] = 0; /* "/x.json": the root */
     else snprintf(x.dir, sizeof x.dir, ".");
     snprintf(x.label, sizeof x.label, "the chip derived for %s (%s) from %s (%s)", m->name, m->path, t->name, t->path);
-    d->tiles = (m->layers + t->layers_per_tile - 1) / t->layers_per_tile;
+    d->tiles = (m->layers + t->tile.layers - 1) / t->tile.layers;
     if (target_area(t, o->area_mm2, &d->area_mm2, e) || start_tree(&x, o, e) || size_lanes(&x, e) ||
         evaluate(&x, e) || size_rows(&x, e) || evaluate(&x, e) || size_sram(&x, d->area_mm2, e) ||
         evaluate(&x, e) || derived_fits(&x, e)) {

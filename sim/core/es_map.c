@@ -21,9 +21,9 @@ const char *es_rom_kind_key(es_rom_kind k)
     return k >= ES_ROM_TILE && k <= ES_ROM_LM ? keys[k] : "?";
 }
 
-static const es_rom *rom_of(const es_chip *c, es_rom_kind k)
+static const es_rom_geom *rom_of(const es_chip *c, es_rom_kind k)
 {
-    return k == ES_ROM_TILE ? &c->rom : k == ES_ROM_EMBED ? &c->embed_rom : &c->head_rom;
+    return k == ES_ROM_TILE ? &c->store.tile_rom : k == ES_ROM_EMBED ? &c->store.embed_rom : &c->store.lm_rom;
 }
 
 static int64_t add_sat(int64_t a, int64_t b)
@@ -50,13 +50,13 @@ static int part_of_role(es_role r)
 static int n_partitions(const es_chip *c, const es_model *m)
 {
     if (m->experts > 0) return 1 + (int)m->experts;
-    return c->partitioned ? ES_PART_N : 1;
+    return c->tile.partitioned ? ES_PART_N : 1;
 }
 
 static int partition(const es_chip *c, const es_model *m, const es_tensor *t)
 {
     if (m->experts > 0) return t->expert >= 0 ? 1 + t->expert : 0;
-    if (!c->partitioned) return 0;
+    if (!c->tile.partitioned) return 0;
     int g = part_of_role(t->role);
     return g < 0 ? 0 : g;
 }
@@ -79,25 +79,25 @@ static int check_limits(es_map *pm, es_err *e)
     const es_model *m = pm->model;
     es_fit *f = &pm->fit;
     const double lim = 0x1p62;
-    double kvb = 2.0 * (double)m->kv_heads * (double)m->head_dim * (double)c->kv_elem_bits;
-    double slot = kvb * (double)c->kv_slot_context * (double)c->layers_per_tile;
+    double kvb = 2.0 * (double)m->kv_heads * (double)m->head_dim * (double)c->kv.elem_bits;
+    double slot = kvb * (double)c->kv.slot_context * (double)c->tile.layers;
     f->kind = ES_FIT_LIMIT;
     if (kvb > 0x1p36 || slot > lim) {
         f->key = "kv.slot_context";
         fit_msg(f, "%s: keys 'kv.slot_context', 'kv.element_bits', 'tile.layers_per_tile': one "
                  "sequence's KV would be %.4g bits (%.4g bits per position per layer x %lld positions x %d layers), "
                  "beyond the 2^62 bits (2^36 per position) the simulator counts",
-                 c->path, slot, kvb, (long long)c->kv_slot_context, c->layers_per_tile);
+                 c->path, slot, kvb, (long long)c->kv.slot_context, c->tile.layers);
         return es_fail(e, "%s", f->msg);
     }
-    if ((double)c->kv_bytes * 8.0 > lim) {
+    if ((double)c->kv.bytes * 8.0 > lim) {
         f->key = "kv.bytes_per_tile";
         fit_msg(f, "%s: key 'kv.bytes_per_tile': %lld bytes is beyond the 2^59 bytes the simulator "
-                 "counts", c->path, (long long)c->kv_bytes);
+                 "counts", c->path, (long long)c->kv.bytes);
         return es_fail(e, "%s", f->msg);
     }
     double state = ((double)m->ssm_inner * (double)m->ssm_state + (double)(m->ssm_conv > 0 ? m->ssm_conv - 1 : 0) *
-                    (double)m->ssm_inner) * (double)c->kv_elem_bits * (double)c->layers_per_tile;
+                    (double)m->ssm_inner) * (double)c->kv.elem_bits * (double)c->tile.layers;
     if (state > lim) {
         fit_msg(f, "%s: one sequence's state would be %.4g bits, beyond the 2^62 the simulator "
                  "counts", m->path, state);
@@ -125,13 +125,13 @@ static void place_tensors(es_map *pm, int from_w)
         const es_tensor *t = &m->tensors[i];
         es_map_tensor *x = &pm->tensors[i];
         x->store = ES_STORE_ROM;
-        x->tile = t->layer >= 0 ? t->layer / c->layers_per_tile : -1;
+        x->tile = t->layer >= 0 ? t->layer / c->tile.layers : -1;
         x->rom = t->layer >= 0 ? ES_ROM_TILE : (t->role == ES_ROLE_EMBED && !m->tied) ? ES_ROM_EMBED : ES_ROM_LM;
         if (!from_w) {
             x->bits = es_tensor_bits(c, t);
-            x->elem_bits = c->fmt[es_tensor_fmt_role(t)].bits;
+            x->elem_bits = c->store.fmt[es_tensor_fmt_role(t)].bits;
         }
-        x->cells = t->rows * t->cols * ((x->elem_bits + c->cell_bits - 1) / c->cell_bits);
+        x->cells = t->rows * t->cols * ((x->elem_bits + c->tile.cell_bits - 1) / c->tile.cell_bits);
         x->rom_rows = es_rom_tensor_rows(x->bits, rom_of(c, x->rom)->row_bits);
         if (t->layer >= 0) {
             x->part = partition(c, m, t);
@@ -163,12 +163,12 @@ static int place_lanes(es_map *pm, es_err *e)
         cells[pm->tensors[i].part] += x;
     }
     for (int g = 0; g < np; g++) {
-        lanes[g] = c->lanes;
-        banks[g] = c->rom.banks;
+        lanes[g] = c->tile.lanes;
+        banks[g] = c->store.tile_rom.banks;
         if (np == 1) continue;
         double share = total > 0 ? cells[g] / total : 1.0;
-        lanes[g] = (int64_t)((double)c->lanes * share);
-        banks[g] = (int64_t)((double)c->rom.banks * share);
+        lanes[g] = (int64_t)((double)c->tile.lanes * share);
+        banks[g] = (int64_t)((double)c->store.tile_rom.banks * share);
         if (lanes[g] < 1) lanes[g] = 1;
         if (banks[g] < 1) banks[g] = 1;
     }
@@ -179,7 +179,7 @@ static int place_lanes(es_map *pm, es_err *e)
             x->lanes = lanes[x->part];
             x->geom.banks = banks[x->part];
         } else {
-            x->lanes = x->rom == ES_ROM_LM ? c->head_lanes : 0; /* the embedding table is looked up, not multiplied */
+            x->lanes = x->rom == ES_ROM_LM ? c->head.lanes : 0; /* the embedding table is looked up, not multiplied */
         }
     }
     free(cells);
@@ -211,14 +211,14 @@ static int place_rows(es_map *pm, es_err *e)
     if (!pm->units) return es_fail(e, "out of memory");
     int64_t *part_banks = calloc((size_t)np, sizeof *part_banks);
     if (!part_banks) return es_fail(e, "out of memory");
-    for (int g = 0; g < np; g++) part_banks[g] = c->rom.banks;
+    for (int g = 0; g < np; g++) part_banks[g] = c->store.tile_rom.banks;
     for (int i = 0; i < m->n_tensors; i++)
         if (pm->tensors[i].in_part) part_banks[pm->tensors[i].part] = pm->tensors[i].geom.banks;
     for (int64_t t = 0; t < pm->tiles; t++) {
         char what[64];
         es_map_unit *u = &pm->units[t * per_tile];
         snprintf(what, sizeof what, "tile %lld", (long long)t);
-        unit_init(u, ES_ROM_TILE, (int)t, -1, c->rom.banks, what);
+        unit_init(u, ES_ROM_TILE, (int)t, -1, c->store.tile_rom.banks, what);
         for (int g = 0; np > 1 && g < np; g++) {
             if (m->experts > 0 && g) snprintf(what, sizeof what, "tile %lld, expert %d", (long long)t, g - 1);
             else if (m->experts > 0) snprintf(what, sizeof what, "tile %lld, attention partition", (long long)t);
@@ -228,8 +228,8 @@ static int place_rows(es_map *pm, es_err *e)
     }
     free(part_banks);
     es_map_unit *lm = &pm->units[pm->n_units - 1], *emb = m->tied ? NULL : lm - 1;
-    if (emb) unit_init(emb, ES_ROM_EMBED, -1, -1, c->embed_rom.banks, "the embedding table");
-    unit_init(lm, ES_ROM_LM, -1, -1, c->head_rom.banks, "the LM head");
+    if (emb) unit_init(emb, ES_ROM_EMBED, -1, -1, c->store.embed_rom.banks, "the embedding table");
+    unit_init(lm, ES_ROM_LM, -1, -1, c->store.lm_rom.banks, "the LM head");
     for (int i = 0; i < m->n_tensors; i++) {
         es_map_tensor *x = &pm->tensors[i];
         es_map_unit *u = x->rom == ES_ROM_TILE ? &pm->units[x->tile * per_tile] : x->rom == ES_ROM_EMBED ? emb : lm;
@@ -258,7 +258,7 @@ static void place_ops(es_map *pm)
     for (int i = 0; i < m->n_ops; i++) {
         const es_op *op = &m->ops[i];
         es_map_op *o = &pm->ops[i];
-        o->tile = op->layer >= 0 ? op->layer / c->layers_per_tile : -1;
+        o->tile = op->layer >= 0 ? op->layer / c->tile.layers : -1;
         o->res = op->res;
         if (op->res != ES_RES_LANES) continue;
         if (op->kind == ES_OP_EXPERTS) {
@@ -305,7 +305,7 @@ static void check_fit(es_map *pm)
     es_fit *f = &pm->fit;
     memset(f, 0, sizeof *f);
     for (int k = ES_ROM_TILE; k <= ES_ROM_LM; k++) {
-        const es_rom *r = rom_of(c, (es_rom_kind)k);
+        const es_rom_geom *r = rom_of(c, (es_rom_kind)k);
         const es_map_unit *u = most_rows(pm, (es_rom_kind)k);
         if (!u || u->rows <= r->rows) continue;
         *f = (es_fit){ES_FIT_ROM, rows_keys[k], (es_rom_kind)k, u->tile, u->part, "", u->rows, r->rows, ""};
@@ -316,24 +316,24 @@ static void check_fit(es_map *pm)
                  (long long)u->stream_rows, (long long)r->row_bits, (long long)u->banks, (long long)r->rows);
         return;
     }
-    int64_t have = c->kv_bytes * 8;
-    if (m->ssm_state > 0 && c->scan_width <= 0) {
+    int64_t have = c->kv.bytes * 8;
+    if (m->ssm_state > 0 && c->tile.scan_width <= 0) {
         *f = (es_fit){ES_FIT_SCAN, "tile.scan.elems_per_cycle", ES_ROM_TILE, -1, -1, "the scan engine", 1, 0, ""};
         fit_msg(f, "%s: key 'tile.scan.elems_per_cycle': %s is a state-space model and needs a scan "
                  "engine (tile.scan.elems_per_cycle and tile.scan.latency_cycles)", c->path, m->path);
     } else if (m->ssm_state > 0 && es_chip_kv_slots(c, m) < 1) {
         *f = (es_fit){ES_FIT_STATE, "kv.bytes_per_tile", ES_ROM_TILE, -1, -1, "a sequence's state",
-                      es_chip_state_bits(c, m) * c->layers_per_tile, have, ""};
+                      es_chip_state_bits(c, m) * c->tile.layers, have, ""};
         fit_msg(f, "%s: key 'kv.bytes_per_tile': %lld bytes per tile cannot hold one sequence's "
-                 "state (%lld bits per layer, %d layers per tile)", c->path, (long long)c->kv_bytes,
-                 (long long)es_chip_state_bits(c, m), c->layers_per_tile);
+                 "state (%lld bits per layer, %d layers per tile)", c->path, (long long)c->kv.bytes,
+                 (long long)es_chip_state_bits(c, m), c->tile.layers);
     } else if (m->ssm_state <= 0 && es_chip_kv_slots(c, m) < 1) {
         *f = (es_fit){ES_FIT_KV, "kv.bytes_per_tile", ES_ROM_TILE, -1, -1, "a KV slot",
-                      es_chip_kv_bits_per_pos(c, m) * c->kv_slot_context * c->layers_per_tile, have, ""};
+                      es_chip_kv_bits_per_pos(c, m) * c->kv.slot_context * c->tile.layers, have, ""};
         fit_msg(f, "%s: key 'kv.bytes_per_tile': KV SRAM of %lld bytes per tile cannot hold one "
                  "slot of kv.slot_context %lld positions (%lld bits per position per layer, %d layers per tile)",
-                 c->path, (long long)c->kv_bytes, (long long)c->kv_slot_context,
-                 (long long)es_chip_kv_bits_per_pos(c, m), c->layers_per_tile);
+                 c->path, (long long)c->kv.bytes, (long long)c->kv.slot_context,
+                 (long long)es_chip_kv_bits_per_pos(c, m), c->tile.layers);
     }
 }
 

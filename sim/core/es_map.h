@@ -56,9 +56,6 @@
 extern "C" {
 #endif
 
-/* Where a tensor's bits are kept. One kind today. */
-typedef enum es_store { ES_STORE_ROM } es_store;
-const char *es_store_name(es_store s); /* "ROM" */
 
 /* The chip's ROMs: the tile ROM (tile.rom), the embedding ROM (head.embed_rom), the LM-head ROM (head.lm_rom). */
 typedef enum es_rom_kind { ES_ROM_TILE, ES_ROM_EMBED, ES_ROM_LM } es_rom_kind;
@@ -105,7 +102,7 @@ typedef struct es_map_tensor {
     int64_t row_first; /* its first row in its ROM's stream (a tile's, the embedding's or the LM head's), tensors in model
                           order: the layout of a ROM image */
     int64_t lanes;     /* the lanes that multiply by it: its partition's share (a tile), head.lanes.count (the head) */
-    es_rom geom;       /* the ROM it streams from: its partition's share of the tile ROM's banks, or its head ROM */
+    es_rom_geom geom;       /* the ROM it streams from: its partition's share of the tile ROM's banks, or its head ROM */
 } es_map_tensor;
 
 /* One op's unit. */

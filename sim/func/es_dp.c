@@ -95,18 +95,18 @@ static int check_graph(es_dp *dp, es_err *e);
 int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es_err *e)
 {
     *out = NULL;
-    if (c->link_elem_bits != 16 && c->link_elem_bits != 32)
+    if (c->link.elem_bits != 16 && c->link.elem_bits != 32)
         return es_fail(e, "%s: key 'link.elem_bits': functional mode carries the residual as BF16 (16) or "
-                          "FP32 (32), got %d", c->path, c->link_elem_bits);
+                          "FP32 (32), got %d", c->path, c->link.elem_bits);
     es_dp *dp = calloc(1, sizeof *dp);
     if (!dp) return es_fail(e, "out of memory");
     dp->c = c;
     dp->m = m;
-    const char *a = c->act_format, *k = c->kv_format;
+    const char *a = c->tile.act_format, *k = c->kv.format;
     dp->act = !strcmp(a, "int8") ? ACT_INT8 : !strcmp(a, "fp8") ? ACT_FP8 : !strcmp(a, "bf16") ? ACT_BF16 : ACT_FP32;
     dp->kv = !strcmp(k, "int8") ? KV_INT8 : !strcmp(k, "fp8") ? KV_FP8 : !strcmp(k, "bf16") ? KV_BF16 : KV_FP32;
-    dp->link16 = c->link_elem_bits == 16;
-    dp->acc_max = c->acc_bits >= 63 ? INT64_MAX : ((int64_t)1 << (c->acc_bits - 1)) - 1;
+    dp->link16 = c->link.elem_bits == 16;
+    dp->acc_max = c->tile.acc_bits >= 63 ? INT64_MAX : ((int64_t)1 << (c->tile.acc_bits - 1)) - 1;
     long nc = sysconf(_SC_NPROCESSORS_ONLN);
     dp->threads = threads > 0 ? threads : nc > 0 ? (int)nc : 1;
     if (dp->threads > 64) dp->threads = 64;

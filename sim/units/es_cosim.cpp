@@ -73,9 +73,9 @@ bool es_cosim_available() { return true; }
 
 Cosim *es_cosim_open(const es_chip *c, const es_model *m, int lo, int hi, es_err *e)
 {
-    if (c->acc_bits != ACC_BITS) {
+    if (c->tile.acc_bits != ACC_BITS) {
         es_fail(e, "--rtl-cosim: %s: key 'tile.lanes.accumulator_bits' is %d; the Verilated lane's is %d", c->path,
-                c->acc_bits, ACC_BITS);
+                c->tile.acc_bits, ACC_BITS);
         return nullptr;
     }
     Cosim *cs = new (std::nothrow) Cosim;

@@ -17,16 +17,16 @@ Run::Run(const es_chip *card) : clock_hz(card->clock_hz)
     double ps = 1e12 / card->clock_hz;
     period = sc_core::sc_time((double)(int64_t)(ps + 0.5), sc_core::SC_PS);
     max_cycle = (int64_t)(((uint64_t)1 << 63) / period.value()); /* half of SystemC's range: sums stay inside it */
-    dyn_scale = 1.0 / card->vr_eff;
-    static_w = card->board_w; /* the dies' leakage and clocks join it as they are built (add_die) */
-    if (card->power_limit_w > 0) {
+    dyn_scale = 1.0 / card->card.vr_eff;
+    static_w = card->card.board_w; /* the dies' leakage and clocks join it as they are built (add_die) */
+    if (card->card.power_limit_w > 0) {
         gov.on = true;
         gov.f_nom = card->clock_hz;
-        gov.W = (int64_t)(card->power_window_s * card->clock_hz + 0.5);
+        gov.W = (int64_t)(card->card.power_window_s * card->clock_hz + 0.5);
         if (gov.W < 1) gov.W = 1;
-        gov.step = card->clock_step_hz;
-        gov.limit = card->power_limit_w;
-        gov.fixed_w = card->board_w;
+        gov.step = card->card.clock_step_hz;
+        gov.limit = card->card.power_limit_w;
+        gov.fixed_w = card->card.board_w;
         gov.min_f = card->clock_hz;
     }
 }
@@ -47,8 +47,8 @@ Ctx::Ctx(Run &r, const es_map *pm, const es_area *a) : run(r), map(pm), c(pm->ch
     const es_model *model = m;
     if (chip->gating == ES_GATING_NONE) /* every register clocked every cycle: a constant power */
         clock_w = ((double)es_chip_tiles(chip, model) * es_chip_tile_register_bits(chip) + es_chip_head_register_bits(chip)) *
-                  (chip->e_reg_bit + chip->e_clk_net) * chip->clock_hz / chip->vr_eff;
-    leak_w = a->leak_total_w / chip->vr_eff;
+                  (chip->process.e_reg_bit + chip->process.e_clk_net) * chip->clock_hz / chip->card.vr_eff;
+    leak_w = a->leak_total_w / chip->card.vr_eff;
     run.add_die(leak_w, clock_w);
 }
 

@@ -61,7 +61,7 @@ Die::Die(Ctx &ctx, bool with_vcd) : ctx_(ctx)
     const es_chip *c = ctx.c;
     if (with_vcd) vcd_ = add(new VcdTracer("vcd", ctx));
     const es_model *m = ctx.m;
-    int depth = (int)c->fifo_depth;
+    int depth = (int)c->sched.fifo_depth;
     const es_map *pm = ctx.map;
     int64_t tiles = pm->tiles;
     /* the embedding table in the LM-head ROM (a tied model): the two lookups share its port */
@@ -77,7 +77,7 @@ Die::Die(Ctx &ctx, bool with_vcd) : ctx_(ctx)
      * listed host, host_link, embed, feedback, link0, tile0, link1, ..., head */
     host->link = link("host_link", 0, true);
     Embed *emb = add(new Embed("embed", ctx, es_model_op(m, -1, ES_OP_EMBED), rom_.get()));
-    LinkPort *fb = link("feedback", c->token_id_bits, false);
+    LinkPort *fb = link("feedback", c->link.token_id_bits, false);
     Fifo *f = fifo("q_prompt", depth);
     host->submit(*f);
     emb->prompt(*f);
@@ -86,7 +86,7 @@ Die::Die(Ctx &ctx, bool with_vcd) : ctx_(ctx)
 
     sc_core::sc_fifo_out<Item> *up = &emb->out;
     LinkPort **up_link = &emb->link;
-    const int64_t act_bits = m->hidden * c->link_elem_bits;
+    const int64_t act_bits = m->hidden * c->link.elem_bits;
     for (int64_t t = 0; t <= tiles; t++) {
         *up_link = link(("link" + std::to_string(t)).c_str(), act_bits, false);
         if (t == tiles) break;
@@ -94,9 +94,9 @@ Die::Die(Ctx &ctx, bool with_vcd) : ctx_(ctx)
         for (int i = 0; i < m->n_ops; i++)
             if (pm->ops[i].tile == t) /* the ops the placement table gives this tile */
                 ops.push_back(&m->ops[i]);
-        size_t g = (size_t)(t / c->kv_tiles_per_group);
+        size_t g = (size_t)(t / c->kv.tiles_per_group);
         if (g >= kv_groups_.size())
-            kv_groups_.emplace_back(new Server(c->kv_ports));
+            kv_groups_.emplace_back(new Server(c->kv.ports));
         std::string tn = "tile" + std::to_string(t);
         Tile *tile = add(new Tile(tn.c_str(), ctx, ops, kv_groups_[g].get(), t == tiles - 1));
         if (vcd_) vcd_->add(tile, tn);

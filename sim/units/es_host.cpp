@@ -17,7 +17,7 @@ HostDevice::HostDevice(sc_core::sc_module_name nm, Ctx &ctx) : sc_module(nm), ct
 
 void HostDevice::fetch()
 {
-    const int64_t chunk = ctx_.c->prefill_chunk;
+    const int64_t chunk = ctx_.c->sched.prefill_chunk;
     for (;;) {
         es_sqe q;
         while (!es_drv_sq_pop(drv, &q)) sc_core::wait(doorbell);
@@ -75,7 +75,7 @@ void HostDevice::fetch()
 void HostDevice::complete()
 {
     const es_chip *c = ctx_.c;
-    const int64_t occ = es_an_host_occ(c, c->host_cpl_bytes), lat = es_an_host_lat(c);
+    const int64_t occ = es_an_host_occ(c, c->host.cpl_bytes), lat = es_an_host_lat(c);
     auto last_print = std::chrono::steady_clock::now();
     int64_t done = 0;
     for (;;) {
@@ -84,7 +84,7 @@ void HostDevice::complete()
         ctx_.run.wait_until(start + occ); /* it arrives, then occupies the link: one wait */
         int64_t arrive = ctx_.run.now() + lat;
         es_events ev{};
-        ev.host_bits = 8.0 * (double)c->host_cpl_bytes;
+        ev.host_bits = 8.0 * (double)c->host.cpl_bytes;
         double j = es_events_joules(c, &ev) * ctx_.run.dyn_scale;
         ctx_.run.gov.add(ctx_.run.now(), j);
         es_events_add(&stat_->ev, &ev);

@@ -16,7 +16,7 @@ void LinkPort::send(Item *items, size_t n)
     const es_chip *c = ctx_.c;
     int64_t occ, lat, bits = 0, bytes = 0;
     for (size_t i = 0; i < n; i++) {
-        if (host_) bytes += c->host_cmd_bytes + items[i].n * c->host_token_bytes;
+        if (host_) bytes += c->host.cmd_bytes + items[i].n * c->host.token_bytes;
         else bits += items[i].n * bits_per_token_;
     }
     if (host_) {
@@ -24,7 +24,7 @@ void LinkPort::send(Item *items, size_t n)
         lat = es_an_host_lat(c);
     } else {
         occ = es_an_link_occ(c, bits);
-        lat = c->link_latency;
+        lat = c->link.latency;
     }
     /* one work item at a time, in the order they are sent */
     const int64_t start = std::max(std::max(ctx_.run.now(), items[0].ready), free_at_);
@@ -35,8 +35,8 @@ void LinkPort::send(Item *items, size_t n)
         Item &it = items[i];
         ctx_.run.span(trk_, start, start + occ, "transfer", it.seq, it.pos, it.n, true);
         es_events ev{};
-        if (host_) ev.host_bits = 8.0 * (double)(c->host_cmd_bytes + it.n * c->host_token_bytes);
-        else ev.link_bit_mm = (double)(it.n * bits_per_token_) * c->link_mm;
+        if (host_) ev.host_bits = 8.0 * (double)(c->host.cmd_bytes + it.n * c->host.token_bytes);
+        else ev.link_bit_mm = (double)(it.n * bits_per_token_) * c->link.mm;
         stat_->tokens += it.n;
         ctx_.charge(stat_, it.seq, ev);
         it.ready = start + occ + lat;

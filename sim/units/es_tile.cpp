@@ -25,7 +25,7 @@ Tile::Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops,
         if (op->layer < lo_) lo_ = op->layer;
         if (op->layer + 1 > hi_) hi_ = op->layer + 1;
     }
-    free_slots_ = ctx_.c->tile_slots;
+    free_slots_ = ctx_.c->tile.slots;
     lanes_.resize((size_t)ctx_.map->n_parts);
     SC_METHOD(fetch);
     SC_METHOD(complete);
@@ -53,7 +53,7 @@ bool Tile::take_first()
 
 int64_t Tile::take_more()
 {
-    const int64_t tpr = ctx_.c->tokens_per_read;
+    const int64_t tpr = ctx_.c->tile.tokens_per_read;
     int64_t total = group_[0].n;
     /* items that have already arrived share this pass over the weights, up to
      * tokens_per_read tokens: one work item of several sequences */
@@ -93,7 +93,7 @@ const Tile::Plan &Tile::plan(int64_t n)
         const es_map_op *where = es_map_op_of(ctx_.map, op); /* its partition's lanes */
         Step s{op->res == ES_RES_LANES ? Resource::Lanes : Resource::Vector, op->res == ES_RES_LANES ? where->part : 0,
                0, 0, op, 1.0};
-        if (op->res == ES_RES_LANES) s.share = (double)where->lanes / (double)ctx_.c->lanes;
+        if (op->res == ES_RES_LANES) s.share = (double)where->lanes / (double)ctx_.c->tile.lanes;
         es_an_op_split(ctx_.map, op, n, 0, &s.occ, &s.lat);
         es_an_op_events(ctx_.map, op, n, 0, &ev);
         es_events_add(&p.shared, &ev);
@@ -143,7 +143,7 @@ bool Tile::book_early() const
      * there is no trace or VCD, no functional datapath and no tile-level clock gating (each follows the
      * order of booking in simulated time). The next item's bookings start no earlier, and it is
      * taken as soon as a slot is free either way, so every booking is the same. */
-    return !ctx_.run.cycle && ctx_.c->tokens_per_read == 1 && ctx_.c->kv_tiles_per_group == 1 &&
+    return !ctx_.run.cycle && ctx_.c->tile.tokens_per_read == 1 && ctx_.c->kv.tiles_per_group == 1 &&
            ctx_.run.routing.kind != 2 && !ctx_.run.trace && !ctx_.run.vcd_changed && !ctx_.dp &&
            ctx_.c->gating != ES_GATING_TILE;
 }
@@ -310,7 +310,7 @@ int64_t Tile::step_lat(const Step &st) const
 {
     if (st.res == Resource::Attention) return 0; /* the attention engine holds its port for all of its cycles */
     if (st.res == Resource::Lanes && lo_ == 0 && ctx_.cosim_depth >= 0) /* the co-simulated lanes: the RTL's depth */
-        return st.lat + ctx_.cosim_depth - ctx_.c->lane_depth;
+        return st.lat + ctx_.cosim_depth - ctx_.c->tile.lane_depth;
     return st.lat;
 }
 
@@ -442,13 +442,13 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
         for (int s = 0; s < 4; s++) { /* gate, up, SiLU x up, down */
             int64_t occ, lat;
             if (s == 2) {
-                lat = c->vec_latency;
-                occ = es_ceil_div(n * m->expert_ffn, c->vec_width);
+                lat = c->tile.vec_latency;
+                occ = es_ceil_div(n * m->expert_ffn, c->tile.vec_width);
             } else {
                 const es_map_tensor *w = es_map_tensor_of(ctx_.map, es_model_expert(m, op->layer, rs[s < 2 ? s : 2], e));
-                lat = w->geom.latency + c->lane_depth;
+                lat = w->geom.latency + c->tile.lane_depth;
                 occ = es_an_matvec(c, &w->geom, w->lanes, w->cells, w->bits, n) - lat;
-                lanes_stat_->busy_cycles += (int64_t)((double)occ * (double)w->lanes / (double)c->lanes + 0.5);
+                lanes_stat_->busy_cycles += (int64_t)((double)occ * (double)w->lanes / (double)c->tile.lanes + 0.5);
             }
             int64_t b = srv.book(start, te, occ);
             st.busy[(size_t)e] += occ;

@@ -201,10 +201,10 @@ int build(Sim &s, es_err *e)
     const es_model *m = s.m;
     const Workload &w = s.w;
     Ctx &ctx = s.ctx;
-    if (run.gov.on && c->power_limit_w <= run.gov.fixed_w) /* an ungated clock slows with the clock; these do not */
+    if (run.gov.on && c->card.power_limit_w <= run.gov.fixed_w) /* an ungated clock slows with the clock; these do not */
         return es_fail(e, "%s: key 'card.power_limit_w': %.4g W is at or below the card's static power, %.4g W "
                           "(leakage / VR efficiency + board): no clock keeps the card under it",
-                       c->path, c->power_limit_w, run.gov.fixed_w);
+                       c->path, c->card.power_limit_w, run.gov.fixed_w);
     ctx.kv_cap = es_chip_kv_positions(c, m);
     run.seq_tokens = w.seq_tokens || !w.sink; /* run: every token's record, streamed as its request finishes */
     for (const auto &q : w.reqs) s.total += q.gen;
@@ -367,11 +367,11 @@ int collect(Sim &s, es_err *e)
     r.cycles = run.end_cycle;
     r.seconds = g.first_slow >= 0 ? g.real_s((double)r.cycles) : (double)r.cycles / c->clock_hz;
     if (g.on) {
-        r.power_limit_w = c->power_limit_w;
+        r.power_limit_w = c->card.power_limit_w;
         r.throttled_s = g.throttled_s;
         r.min_clock_hz = g.min_f;
         r.window_w = g.window_w;
-        r.window_s = c->power_window_s;
+        r.window_s = c->card.power_window_s;
     }
     r.tokens = run.sampled;
     if (!s.w.source && r.tokens != s.total)

@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(set, sizeof set, "area.lane_rtl=%s", p);
     const char *sets[1] = {set};
     if (es_chip_load(&chip, "hc1-class", sets, 1, &e) == 0) {
-        if (chip.lane_tr < 1 || chip.lane_tr > 1e9 || chip.reg_bits_cell < 0 || chip.reg_bits_cell > 1024) abort();
+        if (chip.area.lane_tr < 1 || chip.area.lane_tr > 1e9 || chip.tile.reg_bits_cell < 0 || chip.tile.reg_bits_cell > 1024) abort();
         es_chip_free(&chip);
     } else if (!e.msg[0]) abort();
     /* as a model: a folder holding it as config.json */
