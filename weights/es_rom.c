@@ -456,7 +456,7 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
     int64_t tiles = es_chip_tiles(c, m);
     if (tiles > 4096) return es_fail(e, "%s: more than 4096 tiles", c->path);
     int rc = -1;
-    char tmp[600];
+    es_atomic file = {0}; /* the image: OUT.tmp until complete */
     unsigned char *index = NULL;
     b.units = calloc((size_t)tiles + 2, sizeof *b.units);
     b.tensors = calloc((size_t)m->n_tensors, sizeof *b.tensors);
@@ -468,12 +468,11 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
     if (!b.banks) { es_fail(e, "out of memory"); goto out; }
     /* the image is written beside its path and renamed over it: only a regular file may be replaced */
     if (es_check_output(out, "a ROM image", e)) goto out;
-    snprintf(tmp, sizeof tmp, "%s.tmp", out);
-    b.f = fopen(tmp, "wb");
-    if (!b.f) { es_fail(e, "%s: cannot create: %s", tmp, strerror(errno)); goto out; }
+    if (es_atomic_open(&file, out, "the ROM image", e)) goto out;
+    b.f = file.f;
     unsigned char hdr[HDR_BYTES];
     memset(hdr, 0, sizeof hdr);
-    if (fwrite(hdr, 1, HDR_BYTES, b.f) != HDR_BYTES) { es_fail(e, "%s: write failed", tmp); goto out; }
+    if (fwrite(hdr, 1, HDR_BYTES, b.f) != HDR_BYTES) { es_fail(e, "%s: write failed", file.tmp); goto out; }
     b.file_pos = HDR_BYTES;
     pthread_mutex_init(&b.lock, NULL);
     if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -490,24 +489,18 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
     int64_t ilen = 0;
     index = encode_index(&b, &ilen);
     if (!index) { es_fail(e, "out of memory"); goto out; }
-    if (fwrite(index, 1, (size_t)ilen, b.f) != (size_t)ilen) { es_fail(e, "%s: write failed", tmp); goto out; }
+    if (fwrite(index, 1, (size_t)ilen, b.f) != (size_t)ilen) { es_fail(e, "%s: write failed", file.tmp); goto out; }
     encode_header(hdr, es_rom_model_hash(m), es_rom_geom_hash(c, m), r->hash, (uint64_t)b.file_pos,
                   (uint64_t)ilen, crc(index, (size_t)ilen));
     if (fseek(b.f, 0, SEEK_SET) || fwrite(hdr, 1, HDR_BYTES, b.f) != HDR_BYTES || fflush(b.f) ||
         fsync(fileno(b.f))) {
-        es_fail(e, "%s: write failed: %s", tmp, strerror(errno));
+        es_fail(e, "%s: write failed: %s", file.tmp, strerror(errno));
         goto out;
     }
-    if (fclose(b.f)) { b.f = NULL; es_fail(e, "%s: close failed: %s", tmp, strerror(errno)); goto out; }
-    b.f = NULL;
-    if (rename(tmp, out)) {
-        es_fail(e, "%s: cannot rename to %s: %s", tmp, out, strerror(errno));
-        remove(tmp);
-        goto out;
-    }
+    if (es_atomic_commit(&file, e)) goto out;
     rc = 0;
 out:
-    if (b.f) { fclose(b.f); remove(tmp); }
+    es_atomic_abort(&file); /* a build that failed leaves no OUT.tmp */
     free(index);
     free(b.units);
     free(b.tensors);
