@@ -3705,6 +3705,27 @@ def test_stopped_sweep_leaves_nothing():
             expect(os.listdir(out2 + ".points") == ["owner"] and not os.path.exists(out2), "a refused sweep changed files")
 
 
+
+# ---- issue 18, h/tidy: outputs written whole or not at all (es_atomic) ----
+
+def test_stopped_rom_build_leaves_nothing():
+    """rom build writes FILE.tmp through es_atomic, registered for removal: a build stopped by SIGINT,
+    SIGTERM or SIGHUP leaves neither FILE nor FILE.tmp and ends by the signal."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "big.rom")
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            p = popen_signals([ETCHSIM, "rom", "build", "--model", "llama-3.2-1b", "--chip", "hc1-class",
+                               "--synthetic", "1", "--threads", "1", "-o", out],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.time() + 60
+            while not os.path.exists(out + ".tmp") and time.time() < deadline and p.poll() is None:
+                time.sleep(0.01)
+            expect(p.poll() is None, f"the build ended before it could be stopped: {p.returncode}")
+            p.send_signal(sig)
+            p.wait()
+            expect(p.returncode == -sig, f"rom build after {sig.name}: exit {p.returncode}")
+            expect(os.listdir(tmp) == [], f"rom build stopped by {sig.name} left {os.listdir(tmp)}")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

@@ -5,7 +5,8 @@
  *   4.x  analytic model: per-op cycles by hand for the tiny test chip
  *   5.x  statistics
  *   6.x  reports and stopped processes: byte sizes, JSON error places, the temporaries'
- *        registry removing what a process stopped by a signal leaves
+ *        registry removing what a process stopped by a signal leaves, outputs written whole
+ *        or not at all (es_atomic)
  * Run as `test_core MODELS_DIR TESTS_DATA_DIR`. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -17,6 +18,7 @@
 #include "es_cfg.h"
 #include "es_chip.h"
 #include "es_fmt.h"
+#include "es_fs.h"
 #include "es_map.h"
 #include "es_model.h"
 #include "es_proc.h"
@@ -416,6 +418,81 @@ static void t6_reports_and_stops(void)
     CHECK(rmdir(dir) == 0, "nothing else was left in %s", dir);
 }
 
+static int file_is(const char *p, const char *want)
+{
+    char got[64] = {0};
+    FILE *f = fopen(p, "rb");
+    if (!f) return 0;
+    size_t n = fread(got, 1, sizeof got - 1, f);
+    fclose(f);
+    return n == strlen(want) && !memcmp(got, want, n);
+}
+
+static void t6_atomic(void)
+{
+    char dir[] = "/tmp/test_core-XXXXXX", p[256], tmp[300], want[400];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(p, sizeof p, "%s/out.txt", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    es_atomic a;
+    es_err e = {0};
+    /* 6.4 written then committed: PATH.tmp while writing, PATH untouched until the commit; then PATH
+     * holds what was written and no PATH.tmp is left */
+    FILE *f = fopen(p, "w");
+    if (f) { fputs("old\n", f); fclose(f); }
+    CHECK(es_atomic_open(&a, p, "the test output", &e) == 0, "open: %s", e.msg);
+    fputs("new\n", a.f);
+    fflush(a.f);
+    CHECK(exists(tmp) && file_is(tmp, "new\n") && file_is(p, "old\n"), "while writing: PATH.tmp, PATH as it was");
+    CHECK(es_atomic_commit(&a, &e) == 0, "commit: %s", e.msg);
+    CHECK(file_is(p, "new\n") && !exists(tmp) && a.f == NULL, "committed: PATH replaced, no PATH.tmp");
+    /* 6.5 aborted: PATH as it was, no PATH.tmp; a second abort does nothing */
+    CHECK(es_atomic_open(&a, p, "the test output", &e) == 0, "open: %s", e.msg);
+    fputs("partial", a.f);
+    es_atomic_abort(&a);
+    es_atomic_abort(&a);
+    CHECK(file_is(p, "new\n") && !exists(tmp), "aborted: PATH untouched, no PATH.tmp");
+    /* 6.6 a write error on the stream fails the commit naming PATH.tmp, removes it, leaves PATH */
+    CHECK(es_atomic_open(&a, p, "the test output", &e) == 0, "open: %s", e.msg);
+    fputs("lost", a.f);
+    (void)fgetc(a.f); /* reading a write-only stream sets its error flag, as a failed write does */
+    CHECK(es_atomic_commit(&a, &e) != 0, "a stream in error committed");
+    snprintf(want, sizeof want, "%s: cannot write the test output: ", tmp);
+    CHECK(!strncmp(e.msg, want, strlen(want)) && file_is(p, "new\n") && !exists(tmp), "write error: %s", e.msg);
+    /* 6.7 a folder that does not exist: an error naming PATH.tmp, what it was for and why */
+    char q[300];
+    snprintf(q, sizeof q, "%s/no/such/out.txt", dir);
+    e.msg[0] = 0;
+    CHECK(es_atomic_open(&a, q, "the test output", &e) != 0 && a.f == NULL, "opened in a missing folder");
+    snprintf(want, sizeof want, "%s.tmp: cannot write the test output: No such file or directory", q);
+    CHECK(!strcmp(e.msg, want), "missing folder: '%s'", e.msg);
+    es_atomic_abort(&a); /* nothing to do */
+    /* 6.8 a rename that fails (a folder where PATH goes): an error naming PATH; PATH.tmp removed */
+    snprintf(q, sizeof q, "%s/sub", dir);
+    mkdir(q, 0755);
+    char sub_tmp[320];
+    snprintf(sub_tmp, sizeof sub_tmp, "%s.tmp", q);
+    CHECK(es_atomic_open(&a, q, "the test output", &e) == 0, "open: %s", e.msg);
+    CHECK(es_atomic_commit(&a, &e) != 0, "renamed over a folder");
+    snprintf(want, sizeof want, "%s: cannot move the test output into place: Is a directory", q);
+    CHECK(!strcmp(e.msg, want) && !exists(sub_tmp) && es_is_dir(q), "rename over a folder: '%s'", e.msg);
+    rmdir(q);
+    /* 6.9 a process stopped by a signal while writing removes PATH.tmp (it is registered) */
+    pid_t child = fork();
+    if (child == 0) {
+        es_cleanup_install();
+        if (es_atomic_open(&a, p, "the test output", &e) || !exists(tmp)) _exit(1);
+        raise(SIGTERM);
+        _exit(3); /* not reached */
+    }
+    int st = 0;
+    waitpid(child, &st, 0);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "stopped writer ended by SIGTERM (status %d)", st);
+    CHECK(!exists(tmp) && file_is(p, "new\n"), "a stopped write left PATH.tmp or changed PATH");
+    remove(p);
+    CHECK(rmdir(dir) == 0, "nothing else was left in %s", dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -431,6 +508,7 @@ int main(int argc, char **argv)
     t4_analytic();
     t5_stats();
     t6_reports_and_stops();
+    t6_atomic();
     printf("%d passed, %d failed\n", passes, fails);
     return fails ? 1 : 0;
 }

@@ -273,6 +273,135 @@ int es_quantize_row(const es_qfmt *f, const float *x, int64_t n, void *dst, es_e
 
 /* ---- decoders ---- */
 
+/* One block's codes (qb) and sub-block scales (sc) per format family, the inverse of the q_* quantizers
+ * above; the K-quants with a minimum also fill mn when it is not NULL. */
+static void dc_q8_0(const uint8_t *p, int8_t *qb, float *sc)
+{
+    const es_block_q8_0 *b = (const es_block_q8_0 *)p;
+    *sc = es_f16_to_f32(b->d);
+    for (int j = 0; j < 32; j++) qb[j] = b->qs[j];
+}
+
+static void dc_q4_0(const uint8_t *p, es_nibble_order o, int8_t *qb, float *sc)
+{
+    const es_block_q4_0 *b = (const es_block_q4_0 *)p;
+    *sc = es_f16_to_f32(b->d);
+    for (int j = 0; j < 16; j++) {
+        qb[nib_index(o, j, 16, 0)] = (int8_t)((b->qs[j] & 0xF) - 8);
+        qb[nib_index(o, j, 16, 1)] = (int8_t)((b->qs[j] >> 4) - 8);
+    }
+}
+
+static void dc_q3_k(const uint8_t *p, int8_t *qb, float *sc)
+{
+    const es_block_q3_k *b = (const es_block_q3_k *)p;
+    float d = es_f16_to_f32(b->d);
+    for (int s16 = 0; s16 < 16; s16++) {
+        int lo = s16 < 8 ? b->scales[s16] & 0xF : b->scales[s16 - 8] >> 4;
+        int hi = (b->scales[8 + (s16 & 3)] >> (2 * (s16 >> 2))) & 3;
+        sc[s16] = d * (float)((lo | hi << 4) - 32);
+    }
+    for (int k = 0; k < 256; k++) {
+        int h = k >> 7, j = (k & 127) >> 5, l = k & 31;
+        int q2 = (b->qs[32 * h + l] >> (2 * j)) & 3;
+        int hb = (b->hmask[l] >> (4 * h + j)) & 1;
+        qb[k] = (int8_t)(q2 - (hb ? 0 : 4));
+    }
+}
+
+static void dc_q6_k(const uint8_t *p, int8_t *qb, float *sc)
+{
+    const es_block_q6_k *b = (const es_block_q6_k *)p;
+    float d = es_f16_to_f32(b->d);
+    for (int s16 = 0; s16 < 16; s16++) sc[s16] = d * (float)b->scales[s16];
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        int8_t *qq = qb + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            qq[l] = (int8_t)(((ql[l] & 0xF) | ((qh[l] >> 0 & 3) << 4)) - 32);
+            qq[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | ((qh[l] >> 2 & 3) << 4)) - 32);
+            qq[l + 64] = (int8_t)(((ql[l] >> 4) | ((qh[l] >> 4 & 3) << 4)) - 32);
+            qq[l + 96] = (int8_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6 & 3) << 4)) - 32);
+        }
+    }
+}
+
+/* q4_k and q5_k: the same scales and minimums; q5_k adds a fifth bit per code from qh */
+static void dc_q45_k(const uint8_t *p, es_qtype t, int8_t *qb, float *sc, float *mn)
+{
+    const uint8_t *scales, *qs, *qh = NULL;
+    uint16_t d16, dmin16;
+    if (t == ES_Q_Q4_K) {
+        const es_block_q4_k *b = (const es_block_q4_k *)p;
+        d16 = b->d; dmin16 = b->dmin; scales = b->scales; qs = b->qs;
+    } else {
+        const es_block_q5_k *b = (const es_block_q5_k *)p;
+        d16 = b->d; dmin16 = b->dmin; scales = b->scales; qs = b->qs; qh = b->qh;
+    }
+    float d = es_f16_to_f32(d16), dmin = es_f16_to_f32(dmin16);
+    for (int c = 0; c < 4; c++) {
+        int sc1, m1, sc2, m2;
+        scale_min(2 * c, scales, &sc1, &m1);
+        scale_min(2 * c + 1, scales, &sc2, &m2);
+        sc[2 * c] = d * (float)sc1;
+        sc[2 * c + 1] = d * (float)sc2;
+        if (mn) { mn[2 * c] = dmin * (float)m1; mn[2 * c + 1] = dmin * (float)m2; }
+        for (int l = 0; l < 32; l++) {
+            int lo = qs[32 * c + l] & 0xF, hi = qs[32 * c + l] >> 4;
+            if (qh) {
+                lo += (qh[l] >> (2 * c) & 1) << 4;
+                hi += (qh[l] >> (2 * c + 1) & 1) << 4;
+            }
+            qb[64 * c + l] = (int8_t)lo;
+            qb[64 * c + 32 + l] = (int8_t)hi;
+        }
+    }
+}
+
+/* mxfp4 and nvfp4; blk: the block's index in its row, for the error on a NaN scale */
+static int dc_fp4(const uint8_t *p, const es_qfmt *f, int8_t *qb, float *sc, long long blk, es_err *e)
+{
+    /* E2M1 values are halves: the code is twice the value (-12..12), the scale half the block's */
+    int half = f->type == ES_Q_MXFP4 ? 16 : 8;
+    const uint8_t *qs = p + 1;
+    float s;
+    if (f->type == ES_Q_MXFP4) {
+        if (es_e8m0_is_nan(p[0])) return es_fail(e, "mxfp4: block %lld has the NaN scale 0xFF", blk);
+        s = es_e8m0_to_f32(p[0]);
+    } else {
+        s = es_e4m3_to_f32(p[0]);
+        if (isnan(s)) return es_fail(e, "nvfp4: block %lld has a NaN E4M3 scale", blk);
+        s *= f->tensor_scale;
+    }
+    *sc = s * 0.5f;
+    for (int j = 0; j < half; j++) {
+        qb[nib_index(f->nibbles, j, half, 0)] = (int8_t)(2.0f * es_e2m1_to_f32(qs[j] & 0xF));
+        qb[nib_index(f->nibbles, j, half, 1)] = (int8_t)(2.0f * es_e2m1_to_f32(qs[j] >> 4));
+    }
+    return 0;
+}
+
+/* int3 and int6: an f16 scale, then `group` codes of `bits` bits packed from the low bit up */
+static void dc_intn(const uint8_t *p, int group, int bits, int8_t *qb, float *sc)
+{
+    int off = 1 << (bits - 1);
+    uint16_t h;
+    memcpy(&h, p, 2);
+    *sc = es_f16_to_f32(h);
+    const uint8_t *qp = p + 2;
+    uint64_t acc = 0;
+    int nacc = 0;
+    for (int j = 0; j < group; j++) {
+        while (nacc < bits) {
+            acc |= (uint64_t)*qp++ << nacc;
+            nacc += 8;
+        }
+        qb[j] = (int8_t)((int)(acc & ((1u << bits) - 1)) - off);
+        acc >>= bits;
+        nacc -= bits;
+    }
+}
+
 /* blk0: the index of src's first block in its row, for error messages */
 static int decode_codes(const es_qfmt *f, const void *src, int64_t n, int8_t *q, float *scale, float *min,
                         int64_t blk0, es_err *e)
@@ -287,126 +416,18 @@ static int decode_codes(const es_qfmt *f, const void *src, int64_t n, int8_t *q,
         if (mn)
             for (int64_t k = 0; k < be / sub; k++) mn[k] = 0;
         switch (f->type) {
-        case ES_Q_Q8_0: {
-            const es_block_q8_0 *b = (const es_block_q8_0 *)p;
-            *sc = es_f16_to_f32(b->d);
-            for (int j = 0; j < 32; j++) qb[j] = b->qs[j];
-            break;
-        }
-        case ES_Q_Q4_0: {
-            const es_block_q4_0 *b = (const es_block_q4_0 *)p;
-            *sc = es_f16_to_f32(b->d);
-            for (int j = 0; j < 16; j++) {
-                qb[nib_index(f->nibbles, j, 16, 0)] = (int8_t)((b->qs[j] & 0xF) - 8);
-                qb[nib_index(f->nibbles, j, 16, 1)] = (int8_t)((b->qs[j] >> 4) - 8);
-            }
-            break;
-        }
-        case ES_Q_Q3_K: {
-            const es_block_q3_k *b = (const es_block_q3_k *)p;
-            float d = es_f16_to_f32(b->d);
-            for (int s16 = 0; s16 < 16; s16++) {
-                int lo = s16 < 8 ? b->scales[s16] & 0xF : b->scales[s16 - 8] >> 4;
-                int hi = (b->scales[8 + (s16 & 3)] >> (2 * (s16 >> 2))) & 3;
-                sc[s16] = d * (float)((lo | hi << 4) - 32);
-            }
-            for (int k = 0; k < 256; k++) {
-                int h = k >> 7, j = (k & 127) >> 5, l = k & 31;
-                int q2 = (b->qs[32 * h + l] >> (2 * j)) & 3;
-                int hb = (b->hmask[l] >> (4 * h + j)) & 1;
-                qb[k] = (int8_t)(q2 - (hb ? 0 : 4));
-            }
-            break;
-        }
-        case ES_Q_Q6_K: {
-            const es_block_q6_k *b = (const es_block_q6_k *)p;
-            float d = es_f16_to_f32(b->d);
-            for (int s16 = 0; s16 < 16; s16++) sc[s16] = d * (float)b->scales[s16];
-            for (int h = 0; h < 2; h++) {
-                const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
-                int8_t *qq = qb + 128 * h;
-                for (int l = 0; l < 32; l++) {
-                    qq[l] = (int8_t)(((ql[l] & 0xF) | ((qh[l] >> 0 & 3) << 4)) - 32);
-                    qq[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | ((qh[l] >> 2 & 3) << 4)) - 32);
-                    qq[l + 64] = (int8_t)(((ql[l] >> 4) | ((qh[l] >> 4 & 3) << 4)) - 32);
-                    qq[l + 96] = (int8_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6 & 3) << 4)) - 32);
-                }
-            }
-            break;
-        }
+        case ES_Q_Q8_0: dc_q8_0(p, qb, sc); break;
+        case ES_Q_Q4_0: dc_q4_0(p, f->nibbles, qb, sc); break;
+        case ES_Q_Q3_K: dc_q3_k(p, qb, sc); break;
+        case ES_Q_Q6_K: dc_q6_k(p, qb, sc); break;
         case ES_Q_Q4_K:
-        case ES_Q_Q5_K: {
-            const uint8_t *scales, *qs, *qh = NULL;
-            uint16_t d16, dmin16;
-            if (f->type == ES_Q_Q4_K) {
-                const es_block_q4_k *b = (const es_block_q4_k *)p;
-                d16 = b->d; dmin16 = b->dmin; scales = b->scales; qs = b->qs;
-            } else {
-                const es_block_q5_k *b = (const es_block_q5_k *)p;
-                d16 = b->d; dmin16 = b->dmin; scales = b->scales; qs = b->qs; qh = b->qh;
-            }
-            float d = es_f16_to_f32(d16), dmin = es_f16_to_f32(dmin16);
-            for (int c = 0; c < 4; c++) {
-                int sc1, m1, sc2, m2;
-                scale_min(2 * c, scales, &sc1, &m1);
-                scale_min(2 * c + 1, scales, &sc2, &m2);
-                sc[2 * c] = d * (float)sc1;
-                sc[2 * c + 1] = d * (float)sc2;
-                if (mn) { mn[2 * c] = dmin * (float)m1; mn[2 * c + 1] = dmin * (float)m2; }
-                for (int l = 0; l < 32; l++) {
-                    int lo = qs[32 * c + l] & 0xF, hi = qs[32 * c + l] >> 4;
-                    if (qh) {
-                        lo += (qh[l] >> (2 * c) & 1) << 4;
-                        hi += (qh[l] >> (2 * c + 1) & 1) << 4;
-                    }
-                    qb[64 * c + l] = (int8_t)lo;
-                    qb[64 * c + 32 + l] = (int8_t)hi;
-                }
-            }
-            break;
-        }
+        case ES_Q_Q5_K: dc_q45_k(p, f->type, qb, sc, mn); break;
         case ES_Q_MXFP4:
-        case ES_Q_NVFP4: {
-            /* E2M1 values are halves: the code is twice the value (-12..12), the scale half the block's */
-            int half = f->type == ES_Q_MXFP4 ? 16 : 8;
-            const uint8_t *qs = p + 1;
-            float s;
-            if (f->type == ES_Q_MXFP4) {
-                if (es_e8m0_is_nan(p[0]))
-                    return es_fail(e, "mxfp4: block %lld has the NaN scale 0xFF", (long long)(i / be + blk0));
-                s = es_e8m0_to_f32(p[0]);
-            } else {
-                s = es_e4m3_to_f32(p[0]);
-                if (isnan(s)) return es_fail(e, "nvfp4: block %lld has a NaN E4M3 scale", (long long)(i / be + blk0));
-                s *= f->tensor_scale;
-            }
-            *sc = s * 0.5f;
-            for (int j = 0; j < half; j++) {
-                qb[nib_index(f->nibbles, j, half, 0)] = (int8_t)(2.0f * es_e2m1_to_f32(qs[j] & 0xF));
-                qb[nib_index(f->nibbles, j, half, 1)] = (int8_t)(2.0f * es_e2m1_to_f32(qs[j] >> 4));
-            }
+        case ES_Q_NVFP4:
+            if (dc_fp4(p, f, qb, sc, (long long)(i / be + blk0), e)) return -1;
             break;
-        }
-        case ES_Q_INT3:
-        case ES_Q_INT6: {
-            int bits = f->type == ES_Q_INT3 ? 3 : 6, off = 1 << (bits - 1);
-            uint16_t h;
-            memcpy(&h, p, 2);
-            *sc = es_f16_to_f32(h);
-            const uint8_t *qp = p + 2;
-            uint64_t acc = 0;
-            int nacc = 0;
-            for (int j = 0; j < f->group; j++) {
-                while (nacc < bits) {
-                    acc |= (uint64_t)*qp++ << nacc;
-                    nacc += 8;
-                }
-                qb[j] = (int8_t)((int)(acc & ((1u << bits) - 1)) - off);
-                acc >>= bits;
-                nacc -= bits;
-            }
-            break;
-        }
+        case ES_Q_INT3: dc_intn(p, f->group, 3, qb, sc); break;
+        case ES_Q_INT6: dc_intn(p, f->group, 6, qb, sc); break;
         default: return es_fail(e, "unknown weight format");
         }
     }

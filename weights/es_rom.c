@@ -456,7 +456,7 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
     int64_t tiles = es_chip_tiles(c, m);
     if (tiles > 4096) return es_fail(e, "%s: more than 4096 tiles", c->path);
     int rc = -1;
-    char tmp[600];
+    es_atomic file = {0}; /* the image: OUT.tmp until complete */
     unsigned char *index = NULL;
     b.units = calloc((size_t)tiles + 2, sizeof *b.units);
     b.tensors = calloc((size_t)m->n_tensors, sizeof *b.tensors);
@@ -468,12 +468,11 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
     if (!b.banks) { es_fail(e, "out of memory"); goto out; }
     /* the image is written beside its path and renamed over it: only a regular file may be replaced */
     if (es_check_output(out, "a ROM image", e)) goto out;
-    snprintf(tmp, sizeof tmp, "%s.tmp", out);
-    b.f = fopen(tmp, "wb");
-    if (!b.f) { es_fail(e, "%s: cannot create: %s", tmp, strerror(errno)); goto out; }
+    if (es_atomic_open(&file, out, "the ROM image", e)) goto out;
+    b.f = file.f;
     unsigned char hdr[HDR_BYTES];
     memset(hdr, 0, sizeof hdr);
-    if (fwrite(hdr, 1, HDR_BYTES, b.f) != HDR_BYTES) { es_fail(e, "%s: write failed", tmp); goto out; }
+    if (fwrite(hdr, 1, HDR_BYTES, b.f) != HDR_BYTES) { es_fail(e, "%s: write failed", file.tmp); goto out; }
     b.file_pos = HDR_BYTES;
     pthread_mutex_init(&b.lock, NULL);
     if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -490,24 +489,18 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
     int64_t ilen = 0;
     index = encode_index(&b, &ilen);
     if (!index) { es_fail(e, "out of memory"); goto out; }
-    if (fwrite(index, 1, (size_t)ilen, b.f) != (size_t)ilen) { es_fail(e, "%s: write failed", tmp); goto out; }
+    if (fwrite(index, 1, (size_t)ilen, b.f) != (size_t)ilen) { es_fail(e, "%s: write failed", file.tmp); goto out; }
     encode_header(hdr, es_rom_model_hash(m), es_rom_geom_hash(c, m), r->hash, (uint64_t)b.file_pos,
                   (uint64_t)ilen, crc(index, (size_t)ilen));
     if (fseek(b.f, 0, SEEK_SET) || fwrite(hdr, 1, HDR_BYTES, b.f) != HDR_BYTES || fflush(b.f) ||
         fsync(fileno(b.f))) {
-        es_fail(e, "%s: write failed: %s", tmp, strerror(errno));
+        es_fail(e, "%s: write failed: %s", file.tmp, strerror(errno));
         goto out;
     }
-    if (fclose(b.f)) { b.f = NULL; es_fail(e, "%s: close failed: %s", tmp, strerror(errno)); goto out; }
-    b.f = NULL;
-    if (rename(tmp, out)) {
-        es_fail(e, "%s: cannot rename to %s: %s", tmp, out, strerror(errno));
-        remove(tmp);
-        goto out;
-    }
+    if (es_atomic_commit(&file, e)) goto out;
     rc = 0;
 out:
-    if (b.f) { fclose(b.f); remove(tmp); }
+    es_atomic_abort(&file); /* a build that failed leaves no OUT.tmp */
     free(index);
     free(b.units);
     free(b.tensors);
@@ -534,59 +527,40 @@ static int cmp_off(const void *a, const void *b)
     return (x->offset > y->offset) - (x->offset < y->offset);
 }
 
-int es_rom_open(es_rom_image *img, const char *path, es_err *e)
+/* The 64-byte header: magic, CRC-32, version, the identity hashes, and where the index lies (checked against
+ * the file's length). */
+static int open_header(FILE *f, es_rom_image *img, const char *path, uint64_t *ioff, uint64_t *ilen,
+                       uint32_t *icrc, es_err *e)
 {
-    memset(img, 0, sizeof *img);
-    snprintf(img->path, sizeof img->path, "%s", path);
-    FILE *f = es_fopen_regular(path, "a ROM image file (etchsim rom build -o)", e);
-    if (!f) return -1;
-    unsigned char h[HDR_BYTES], *ix = NULL;
-    es_rom_bank **order = NULL;
-    int rc = -1;
-    if (fseek(f, 0, SEEK_END)) { es_fail(e, "%s: cannot seek", path); goto out; }
+    unsigned char h[HDR_BYTES];
+    if (fseek(f, 0, SEEK_END)) return es_fail(e, "%s: cannot seek", path);
     img->file_bytes = ftell(f);
     rewind(f);
-    if (img->file_bytes < HDR_BYTES || fread(h, 1, HDR_BYTES, f) != HDR_BYTES) {
-        es_fail(e, "%s: truncated: %lld bytes, shorter than the 64-byte header", path, (long long)img->file_bytes);
-        goto out;
-    }
-    if (memcmp(h, MAGIC, 8)) { es_fail(e, "%s: not a ROM image (bad magic)", path); goto out; }
-    if (get32(h + 60) != crc(h, 60)) { es_fail(e, "%s: header CRC-32 mismatch", path); goto out; }
-    if (get32(h + 8) != ES_ROM_VERSION || get32(h + 12) != HDR_BYTES) {
-        es_fail(e, "%s: unsupported version %u (expected %d)", path, get32(h + 8), ES_ROM_VERSION);
-        goto out;
-    }
+    if (img->file_bytes < HDR_BYTES || fread(h, 1, HDR_BYTES, f) != HDR_BYTES)
+        return es_fail(e, "%s: truncated: %lld bytes, shorter than the 64-byte header", path,
+                       (long long)img->file_bytes);
+    if (memcmp(h, MAGIC, 8)) return es_fail(e, "%s: not a ROM image (bad magic)", path);
+    if (get32(h + 60) != crc(h, 60)) return es_fail(e, "%s: header CRC-32 mismatch", path);
+    if (get32(h + 8) != ES_ROM_VERSION || get32(h + 12) != HDR_BYTES)
+        return es_fail(e, "%s: unsupported version %u (expected %d)", path, get32(h + 8), ES_ROM_VERSION);
     img->model_hash = get64(h + 16);
     img->geom_hash = get64(h + 24);
     img->recipe_hash = get64(h + 32);
-    uint64_t ioff = get64(h + 40), ilen = get64(h + 48);
-    if (ioff < HDR_BYTES || ilen < 16 || ilen > (1u << 30) || ioff > (uint64_t)img->file_bytes ||
-        ilen > (uint64_t)img->file_bytes - ioff) {
-        es_fail(e, "%s: truncated or corrupt: index of %llu bytes at %llu lies outside the %lld-byte file",
-                path, (unsigned long long)ilen, (unsigned long long)ioff, (long long)img->file_bytes);
-        goto out;
-    }
-    ix = malloc(ilen);
-    if (!ix || fseek(f, (long)ioff, SEEK_SET) || fread(ix, 1, ilen, f) != ilen) {
-        es_fail(e, "%s: cannot read the index", path);
-        goto out;
-    }
-    if (crc(ix, ilen) != get32(h + 56)) { es_fail(e, "%s: index CRC-32 mismatch", path); goto out; }
-    uint64_t nu = get32(ix), nt = get32(ix + 4), nb = get32(ix + 8);
-    if (16 + nu * UNIT_REC + nt * TENSOR_REC + nb * BANK_REC != ilen || nu == 0 || nu > 4098) {
-        es_fail(e, "%s: index sizes disagree (%llu units, %llu tensors, %llu banks in %llu bytes)", path,
-                (unsigned long long)nu, (unsigned long long)nt, (unsigned long long)nb, (unsigned long long)ilen);
-        goto out;
-    }
-    img->n_units = (int)nu;
-    img->n_tensors = (int)nt;
-    img->n_banks = (int)nb;
-    img->units = calloc(nu, sizeof *img->units);
-    img->tensors = calloc(nt + 1, sizeof *img->tensors);
-    img->banks = calloc(nb + 1, sizeof *img->banks);
-    order = calloc(nb + 1, sizeof *order);
-    if (!img->units || !img->tensors || !img->banks || !order) { es_fail(e, "%s: out of memory", path); goto out; }
-    const unsigned char *q = ix + 16;
+    *ioff = get64(h + 40);
+    *ilen = get64(h + 48);
+    *icrc = get32(h + 56);
+    if (*ioff < HDR_BYTES || *ilen < 16 || *ilen > (1u << 30) || *ioff > (uint64_t)img->file_bytes ||
+        *ilen > (uint64_t)img->file_bytes - *ioff)
+        return es_fail(e, "%s: truncated or corrupt: index of %llu bytes at %llu lies outside the %lld-byte file",
+                       path, (unsigned long long)*ilen, (unsigned long long)*ioff, (long long)img->file_bytes);
+    return 0;
+}
+
+/* The unit records (q at the first): geometry in range, ids in order (tiles 0..T-1, then -1 for the
+ * embedding ROM when untied, then -2 for the LM head last), and their banks summing to the index's count. */
+static int open_units(es_rom_image *img, const unsigned char *q, const char *path, es_err *e)
+{
+    uint64_t nu = (uint64_t)img->n_units;
     int64_t banks_sum = 0;
     for (uint64_t i = 0; i < nu; i++, q += UNIT_REC) {
         es_rom_unit *u = &img->units[i];
@@ -596,23 +570,27 @@ int es_rom_open(es_rom_image *img, const char *path, es_err *e)
         u->row_bits = (int64_t)get64(q + 16);
         u->stream_rows = (int64_t)get64(q + 24);
         if (u->banks < 1 || u->rows < 1 || u->rows > ((int64_t)1 << 32) || u->row_bits < 8 ||
-            u->row_bits % 8 || u->row_bits > (1 << 20) || u->stream_rows < 0 || u->stream_rows > u->banks * u->rows) {
-            es_fail(e, "%s: unit %llu has an impossible geometry", path, (unsigned long long)i);
-            goto out;
-        }
-        /* ids: tiles 0..T-1 in order, then -1 (embedding, untied only), then -2 (LM head) last */
+            u->row_bits % 8 || u->row_bits > (1 << 20) || u->stream_rows < 0 || u->stream_rows > u->banks * u->rows)
+            return es_fail(e, "%s: unit %llu has an impossible geometry", path, (unsigned long long)i);
         int ok = i + 1 == nu ? u->id == -2 : (u->id == (int32_t)i || (u->id == -1 && i + 2 == nu));
-        if (!ok) {
-            es_fail(e, "%s: unit record %llu has id %d out of order", path, (unsigned long long)i, u->id);
-            goto out;
-        }
+        if (!ok)
+            return es_fail(e, "%s: unit record %llu has id %d out of order", path, (unsigned long long)i, u->id);
         banks_sum += u->banks;
         if (u->id == -2) snprintf(u->label, sizeof u->label, "lm_head");
         else if (u->id == -1) snprintf(u->label, sizeof u->label, "embed");
         else snprintf(u->label, sizeof u->label, "tile %d", u->id);
     }
-    if (banks_sum != (int64_t)nb) { es_fail(e, "%s: index lists %llu banks, units hold %lld", path, (unsigned long long)nb, (long long)banks_sum); goto out; }
-    for (uint64_t i = 0; i < nt; i++, q += TENSOR_REC) {
+    if (banks_sum != (int64_t)img->n_banks)
+        return es_fail(e, "%s: index lists %llu banks, units hold %lld", path, (unsigned long long)img->n_banks,
+                       (long long)banks_sum);
+    return 0;
+}
+
+/* The tensor records (q at the first): role, unit, format and shape in range, bytes matching the shape in
+ * the format, and the tensor's rows inside its unit's stream. */
+static int open_tensors(es_rom_image *img, const unsigned char *q, const char *path, es_err *e)
+{
+    for (uint64_t i = 0; i < (uint64_t)img->n_tensors; i++, q += TENSOR_REC) {
         es_rom_tensor *t = &img->tensors[i];
         memcpy(t->name, q, 95);
         t->name[95] = 0;
@@ -630,24 +608,28 @@ int es_rom_open(es_rom_image *img, const char *path, es_err *e)
         t->bytes = (int64_t)get64(q + 144);
         es_err fe;
         int64_t rb;
-        if (t->role < 0 || t->role >= ES_ROLE_COUNT || t->unit < 0 || t->unit >= (int)nu ||
+        if (t->role < 0 || t->role >= ES_ROLE_COUNT || t->unit < 0 || t->unit >= img->n_units ||
             q[120] >= ES_Q_COUNT || q[121] > ES_NIB_INTERLEAVED || t->rows < 1 || t->cols < 1 ||
             t->rows > ((int64_t)1 << 32) || t->cols > ((int64_t)1 << 32) || es_qfmt_check(&t->fmt, &fe) ||
             (rb = es_q_row_bytes(&t->fmt, es_q_padded(&t->fmt, t->cols), &fe)) < 0 || rb > INT64_MAX / t->rows ||
-            rb * t->rows != t->bytes) {
-            es_fail(e, "%s: tensor record %llu (%s) is corrupt", path, (unsigned long long)i, t->name);
-            goto out;
-        }
+            rb * t->rows != t->bytes)
+            return es_fail(e, "%s: tensor record %llu (%s) is corrupt", path, (unsigned long long)i, t->name);
         const es_rom_unit *u = &img->units[t->unit];
         int64_t rows_needed = (t->bytes + u->row_bits / 8 - 1) / (u->row_bits / 8);
-        if (t->row_first < 0 || t->row_first > u->stream_rows || rows_needed > u->stream_rows - t->row_first) {
-            es_fail(e, "%s: tensor %s lies outside the rows of %s", path, t->name, u->label);
-            goto out;
-        }
+        if (t->row_first < 0 || t->row_first > u->stream_rows || rows_needed > u->stream_rows - t->row_first)
+            return es_fail(e, "%s: tensor %s lies outside the rows of %s", path, t->name, u->label);
     }
+    return 0;
+}
+
+/* The bank records (q at the first): in unit and bank order, each holding its share of the unit's stream
+ * rows, its payload between the header and the index (ioff); order[] gets each bank for the overlap check. */
+static int open_banks(es_rom_image *img, const unsigned char *q, uint64_t ioff, es_rom_bank **order,
+                      const char *path, es_err *e)
+{
     int32_t expect_unit = 0;
     uint32_t expect_bank = 0;
-    for (uint64_t i = 0; i < nb; i++, q += BANK_REC) {
+    for (uint64_t i = 0; i < (uint64_t)img->n_banks; i++, q += BANK_REC) {
         es_rom_bank *k = &img->banks[i];
         k->unit = (int32_t)get32(q);
         k->bank = get32(q + 4);
@@ -656,29 +638,64 @@ int es_rom_open(es_rom_image *img, const char *path, es_err *e)
         k->comp_bytes = (int64_t)get64(q + 24);
         k->offset = (int64_t)get64(q + 32);
         k->crc = get32(q + 40);
-        if (k->unit != expect_unit || k->bank != expect_bank) {
-            es_fail(e, "%s: bank record %llu is out of order (unit %d bank %u)", path,
-                    (unsigned long long)i, k->unit, k->bank);
-            goto out;
-        }
+        if (k->unit != expect_unit || k->bank != expect_bank)
+            return es_fail(e, "%s: bank record %llu is out of order (unit %d bank %u)", path,
+                           (unsigned long long)i, k->unit, k->bank);
         if (++expect_bank == (uint32_t)img->units[expect_unit].banks) { expect_unit++; expect_bank = 0; }
         const es_rom_unit *u = &img->units[k->unit];
         int64_t want_rows = u->stream_rows > (int64_t)k->bank ? (u->stream_rows - (int64_t)k->bank + u->banks - 1) / u->banks : 0;
         if ((int64_t)k->bank >= u->banks || k->rows_used != want_rows ||
             k->raw_bytes != k->rows_used * (u->row_bits / 8) || k->comp_bytes < 0 ||
-            k->offset < HDR_BYTES || (uint64_t)k->offset > ioff || (uint64_t)k->comp_bytes > ioff - (uint64_t)k->offset) {
-            es_fail(e, "%s: %s bank %u: record is corrupt (offset %lld, %lld bytes)", path, u->label,
-                    k->bank, (long long)k->offset, (long long)k->comp_bytes);
-            goto out;
-        }
+            k->offset < HDR_BYTES || (uint64_t)k->offset > ioff || (uint64_t)k->comp_bytes > ioff - (uint64_t)k->offset)
+            return es_fail(e, "%s: %s bank %u: record is corrupt (offset %lld, %lld bytes)", path, u->label,
+                           k->bank, (long long)k->offset, (long long)k->comp_bytes);
         order[i] = k;
     }
-    qsort(order, nb, sizeof *order, cmp_off);
-    for (uint64_t i = 1; i < nb; i++)
-        if (order[i - 1]->offset + order[i - 1]->comp_bytes > order[i]->offset) {
-            es_fail(e, "%s: banks overlap at offset %lld", path, (long long)order[i]->offset);
-            goto out;
-        }
+    qsort(order, (size_t)img->n_banks, sizeof *order, cmp_off);
+    for (int i = 1; i < img->n_banks; i++)
+        if (order[i - 1]->offset + order[i - 1]->comp_bytes > order[i]->offset)
+            return es_fail(e, "%s: banks overlap at offset %lld", path, (long long)order[i]->offset);
+    return 0;
+}
+
+int es_rom_open(es_rom_image *img, const char *path, es_err *e)
+{
+    memset(img, 0, sizeof *img);
+    snprintf(img->path, sizeof img->path, "%s", path);
+    FILE *f = es_fopen_regular(path, "a ROM image file (etchsim rom build -o)", e);
+    if (!f) return -1;
+    unsigned char *ix = NULL;
+    es_rom_bank **order = NULL;
+    int rc = -1;
+    uint64_t ioff = 0, ilen = 0;
+    uint32_t icrc = 0;
+    if (open_header(f, img, path, &ioff, &ilen, &icrc, e)) goto out;
+    ix = malloc(ilen);
+    if (!ix || fseek(f, (long)ioff, SEEK_SET) || fread(ix, 1, ilen, f) != ilen) {
+        es_fail(e, "%s: cannot read the index", path);
+        goto out;
+    }
+    if (crc(ix, ilen) != icrc) { es_fail(e, "%s: index CRC-32 mismatch", path); goto out; }
+    uint64_t nu = get32(ix), nt = get32(ix + 4), nb = get32(ix + 8);
+    if (16 + nu * UNIT_REC + nt * TENSOR_REC + nb * BANK_REC != ilen || nu == 0 || nu > 4098) {
+        es_fail(e, "%s: index sizes disagree (%llu units, %llu tensors, %llu banks in %llu bytes)", path,
+                (unsigned long long)nu, (unsigned long long)nt, (unsigned long long)nb, (unsigned long long)ilen);
+        goto out;
+    }
+    img->n_units = (int)nu;
+    img->n_tensors = (int)nt;
+    img->n_banks = (int)nb;
+    img->units = calloc(nu, sizeof *img->units);
+    img->tensors = calloc(nt + 1, sizeof *img->tensors);
+    img->banks = calloc(nb + 1, sizeof *img->banks);
+    order = calloc(nb + 1, sizeof *order);
+    if (!img->units || !img->tensors || !img->banks || !order) { es_fail(e, "%s: out of memory", path); goto out; }
+    const unsigned char *q = ix + 16;
+    if (open_units(img, q, path, e)) goto out;
+    q += nu * UNIT_REC;
+    if (open_tensors(img, q, path, e)) goto out;
+    q += nt * TENSOR_REC;
+    if (open_banks(img, q, ioff, order, path, e)) goto out;
     rc = 0;
 out:
     free(order);

@@ -18,7 +18,8 @@
  *                   u64 compressed bytes, u64 offset, u32 CRC-32 of the
  *                   compressed bytes, u32 0
  * Units come in order: tiles 0..T-1, the embedding ROM (untied models only),
- * the LM-head ROM; banks in unit order, then bank order. A build writes FILE.tmp and renames it when complete. */
+ * the LM-head ROM; banks in unit order, then bank order. A build writes FILE.tmp and renames it when complete
+ * (es_atomic: a failed build, or one stopped by a signal, leaves no FILE.tmp). */
 #ifndef ES_ROM_H
 #define ES_ROM_H
 #include <stdint.h>

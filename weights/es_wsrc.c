@@ -87,110 +87,132 @@ static int st_aliases(es_wsrc *s, const char *path, const cJSON *md, es_err *e)
     return 0;
 }
 
-static int st_parse(es_wsrc *s, int fi, es_err *e)
+/* The header: its 8-byte little-endian length (within the limit and the file), then that many bytes of
+ * JSON, which must be an object; *data0 is where the data area begins. */
+static cJSON *st_header(int fd, const char *path, int64_t size, int64_t *data0, es_err *e)
 {
-    const char *path = s->files[fi];
-    int fd = s->fds[fi];
-    int64_t size = file_size(fd);
     unsigned char len8[8];
-    if (size < 8 || es_pread_all(fd, len8, 8, 0))
-        return es_fail(e, "%s: truncated: shorter than the 8-byte header length", path);
+    if (size < 8 || es_pread_all(fd, len8, 8, 0)) {
+        es_fail(e, "%s: truncated: shorter than the 8-byte header length", path);
+        return NULL;
+    }
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | len8[i];
-    if (n > (uint64_t)ST_MAX_HEADER)
-        return es_fail(e, "%s: header length %llu exceeds the limit of %lld bytes", path,
-                       (unsigned long long)n, ST_MAX_HEADER);
-    if ((int64_t)n > size - 8)
-        return es_fail(e, "%s: header length %llu runs past the end of the %lld-byte file", path,
-                       (unsigned long long)n, (long long)size);
+    if (n > (uint64_t)ST_MAX_HEADER) {
+        es_fail(e, "%s: header length %llu exceeds the limit of %lld bytes", path, (unsigned long long)n,
+                ST_MAX_HEADER);
+        return NULL;
+    }
+    if ((int64_t)n > size - 8) {
+        es_fail(e, "%s: header length %llu runs past the end of the %lld-byte file", path,
+                (unsigned long long)n, (long long)size);
+        return NULL;
+    }
     char *json = malloc(n + 1);
-    if (!json) return es_fail(e, "%s: out of memory", path);
-    if (es_pread_all(fd, json, (int64_t)n, 8)) { free(json); return es_fail(e, "%s: read failed", path); }
+    if (!json) { es_fail(e, "%s: out of memory", path); return NULL; }
+    if (es_pread_all(fd, json, (int64_t)n, 8)) { free(json); es_fail(e, "%s: read failed", path); return NULL; }
     json[n] = 0;
     cJSON *root = cJSON_ParseWithLength(json, n);
     free(json);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return es_fail(e, "%s: header is not a JSON object", path);
+        es_fail(e, "%s: header is not a JSON object", path);
+        return NULL;
     }
-    int64_t data0 = 8 + (int64_t)n, data_len = size - data0;
+    *data0 = 8 + (int64_t)n;
+    return root;
+}
+
+/* One header entry `it` of file fi: dtype, shape and data_offsets, the offsets inside the data area
+ * (data0, data_len bytes) and spanning exactly shape x dtype size; adds the tensor and its span *sp. */
+static int st_tensor(es_wsrc *s, int fi, const cJSON *it, int64_t data0, int64_t data_len, span *sp, es_err *e)
+{
+    const char *path = s->files[fi], *name = it->string;
+    if (strlen(name) >= sizeof s->t[0].name) return es_fail(e, "%s: tensor name longer than 127 bytes", path);
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
+    const cJSON *of = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
+    if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2)
+        return es_fail(e, "%s: tensor %s: expected dtype, shape and data_offsets [begin, end]", path, name);
+    es_qtype q;
+    int64_t esize;
+    if (!strcmp(dt->valuestring, "BF16")) { q = ES_Q_BF16; esize = 2; }
+    else if (!strcmp(dt->valuestring, "F16")) { q = ES_Q_F16; esize = 2; }
+    else if (!strcmp(dt->valuestring, "F32")) { q = ES_Q_F32; esize = 4; }
+    else
+        return es_fail(e, "%s: tensor %s: unknown or unsupported dtype '%.32s' (expected BF16, F16 or F32)",
+                       path, name, dt->valuestring);
+    es_wtensor *t = new_tensor(s, e);
+    if (!t) return -1;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->file = fi;
+    t->fmt.type = q;
+    t->fmt.tensor_scale = 1.0f;
+    t->ndims = cJSON_GetArraySize(sh);
+    if (t->ndims < 1 || t->ndims > 4)
+        return es_fail(e, "%s: tensor %s: %d dimensions (expected 1 to 4)", path, name, t->ndims);
+    int64_t elems = 1;
+    for (int d = 0; d < t->ndims; d++) {
+        const cJSON *v = cJSON_GetArrayItem(sh, d);
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9.0e15 ||
+            v->valuedouble != (double)(int64_t)v->valuedouble)
+            return es_fail(e, "%s: tensor %s: shape entries must be non-negative integers", path, name);
+        t->dims[d] = (int64_t)v->valuedouble;
+        if (!mul_ok(elems, t->dims[d], &elems)) return es_fail(e, "%s: tensor %s: shape overflows", path, name);
+    }
+    int64_t bytes;
+    if (!mul_ok(elems, esize, &bytes))
+        return es_fail(e, "%s: tensor %s: shape times dtype size overflows", path, name);
+    const cJSON *b = cJSON_GetArrayItem(of, 0), *en = cJSON_GetArrayItem(of, 1);
+    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 || en->valuedouble < b->valuedouble ||
+        en->valuedouble > (double)data_len)
+        return es_fail(e, "%s: tensor %s: data_offsets lie outside the %lld-byte data area", path, name,
+                       (long long)data_len);
+    int64_t begin = (int64_t)b->valuedouble, end = (int64_t)en->valuedouble;
+    if (end - begin != bytes)
+        return es_fail(e, "%s: tensor %s: data_offsets span %lld bytes, shape x dtype needs %lld", path, name,
+                       (long long)(end - begin), (long long)bytes);
+    t->offset = data0 + begin;
+    t->nbytes = bytes;
+    *sp = (span){begin, end, name}; /* the header's key: stable while s->t grows */
+    return 0;
+}
+
+/* The tensors' spans, sorted, tile the data area (data_len bytes): no overlap, no gap, nothing after. */
+static int st_spans(span *sp, int ns, int64_t data_len, const char *path, es_err *e)
+{
+    qsort(sp, (size_t)ns, sizeof *sp, cmp_span);
+    int64_t at = 0;
+    for (int i = 0; i < ns; i++) {
+        if (sp[i].begin < at) return es_fail(e, "%s: tensor %s overlaps the one before it", path, sp[i].name);
+        if (sp[i].begin > at)
+            return es_fail(e, "%s: gap of %lld bytes before tensor %s", path, (long long)(sp[i].begin - at),
+                           sp[i].name);
+        at = sp[i].end;
+    }
+    if (at != data_len) return es_fail(e, "%s: %lld bytes after the last tensor", path, (long long)(data_len - at));
+    return 0;
+}
+
+static int st_parse(es_wsrc *s, int fi, es_err *e)
+{
+    const char *path = s->files[fi];
+    int64_t size = file_size(s->fds[fi]), data0 = 0;
+    cJSON *root = st_header(s->fds[fi], path, size, &data0, e);
+    if (!root) return -1;
+    int64_t data_len = size - data0;
     int count = cJSON_GetArraySize(root), ns = 0, rc = -1;
     span *sp = calloc((size_t)count + 1, sizeof *sp);
     if (!sp) { es_fail(e, "%s: out of memory", path); goto out; }
     const cJSON *it;
     cJSON_ArrayForEach(it, root) {
-        const char *name = it->string;
-        if (!strcmp(name, "__metadata__")) {
+        if (!strcmp(it->string, "__metadata__")) {
             if (st_aliases(s, path, it, e)) goto out;
             continue;
         }
-        if (strlen(name) >= sizeof s->t[0].name) { es_fail(e, "%s: tensor name longer than 127 bytes", path); goto out; }
-        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
-        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
-        const cJSON *of = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
-        if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2) {
-            es_fail(e, "%s: tensor %s: expected dtype, shape and data_offsets [begin, end]", path, name);
-            goto out;
-        }
-        es_qtype q;
-        int64_t esize;
-        if (!strcmp(dt->valuestring, "BF16")) { q = ES_Q_BF16; esize = 2; }
-        else if (!strcmp(dt->valuestring, "F16")) { q = ES_Q_F16; esize = 2; }
-        else if (!strcmp(dt->valuestring, "F32")) { q = ES_Q_F32; esize = 4; }
-        else {
-            es_fail(e, "%s: tensor %s: unknown or unsupported dtype '%.32s' (expected BF16, F16 or F32)",
-                    path, name, dt->valuestring);
-            goto out;
-        }
-        es_wtensor *t = new_tensor(s, e);
-        if (!t) goto out;
-        snprintf(t->name, sizeof t->name, "%s", name);
-        t->file = fi;
-        t->fmt.type = q;
-        t->fmt.tensor_scale = 1.0f;
-        t->ndims = cJSON_GetArraySize(sh);
-        if (t->ndims < 1 || t->ndims > 4) { es_fail(e, "%s: tensor %s: %d dimensions (expected 1 to 4)", path, name, t->ndims); goto out; }
-        int64_t elems = 1;
-        for (int d = 0; d < t->ndims; d++) {
-            const cJSON *v = cJSON_GetArrayItem(sh, d);
-            if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9.0e15 ||
-                v->valuedouble != (double)(int64_t)v->valuedouble) {
-                es_fail(e, "%s: tensor %s: shape entries must be non-negative integers", path, name);
-                goto out;
-            }
-            t->dims[d] = (int64_t)v->valuedouble;
-            if (!mul_ok(elems, t->dims[d], &elems)) { es_fail(e, "%s: tensor %s: shape overflows", path, name); goto out; }
-        }
-        int64_t bytes;
-        if (!mul_ok(elems, esize, &bytes)) {
-            es_fail(e, "%s: tensor %s: shape times dtype size overflows", path, name);
-            goto out;
-        }
-        const cJSON *b = cJSON_GetArrayItem(of, 0), *en = cJSON_GetArrayItem(of, 1);
-        if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 || en->valuedouble < b->valuedouble ||
-            en->valuedouble > (double)data_len) {
-            es_fail(e, "%s: tensor %s: data_offsets lie outside the %lld-byte data area", path, name, (long long)data_len);
-            goto out;
-        }
-        int64_t begin = (int64_t)b->valuedouble, end = (int64_t)en->valuedouble;
-        if (end - begin != bytes) {
-            es_fail(e, "%s: tensor %s: data_offsets span %lld bytes, shape x dtype needs %lld", path, name,
-                    (long long)(end - begin), (long long)bytes);
-            goto out;
-        }
-        t->offset = data0 + begin;
-        t->nbytes = bytes;
-        sp[ns++] = (span){begin, end, name}; /* the header's key: stable while s->t grows */
+        if (st_tensor(s, fi, it, data0, data_len, &sp[ns++], e)) goto out;
     }
-    qsort(sp, (size_t)ns, sizeof *sp, cmp_span);
-    int64_t at = 0;
-    for (int i = 0; i < ns; i++) {
-        if (sp[i].begin < at) { es_fail(e, "%s: tensor %s overlaps the one before it", path, sp[i].name); goto out; }
-        if (sp[i].begin > at) { es_fail(e, "%s: gap of %lld bytes before tensor %s", path, (long long)(sp[i].begin - at), sp[i].name); goto out; }
-        at = sp[i].end;
-    }
-    if (at != data_len) { es_fail(e, "%s: %lld bytes after the last tensor", path, (long long)(data_len - at)); goto out; }
-    rc = 0;
+    rc = st_spans(sp, ns, data_len, path, e);
 out:
     free(sp);
     cJSON_Delete(root);

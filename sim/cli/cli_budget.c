@@ -6,7 +6,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli_budget.h"
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,14 +66,13 @@ static void xml_escaped(FILE *f, const char *s)
     }
 }
 
-/* the JUnit report, written beside its path and renamed into place */
+/* the JUnit report, written beside its path and renamed into place (es_atomic) */
 static int write_junit(const char *path, const es_budget_row *rows, int n, int64_t run_id, const char *db, es_err *e)
 {
     if (es_check_output(path, "the JUnit report", e)) return -1;
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return es_fail(e, "%s: cannot write the JUnit report: %s", path, strerror(errno));
+    es_atomic out;
+    if (es_atomic_open(&out, path, "the JUnit report", e)) return -1;
+    FILE *f = out.f;
     int failures = 0;
     for (int i = 0; i < n; i++) failures += !rows[i].ok;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"%d\" failures=\"%d\">\n", n, failures);
@@ -97,13 +95,7 @@ static int write_junit(const char *path, const es_budget_row *rows, int n, int64
         fputs("\" type=\"budget\"/>\n    </testcase>\n", f);
     }
     fputs("  </testsuite>\n</testsuites>\n", f);
-    int bad = ferror(f);
-    if (fclose(f) || bad || rename(tmp, path)) {
-        es_fail(e, "%s: cannot write the JUnit report: %s", path, strerror(errno));
-        remove(tmp);
-        return -1;
-    }
-    return 0;
+    return es_atomic_commit(&out, e);
 }
 
 typedef struct opts {

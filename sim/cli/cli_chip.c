@@ -4,15 +4,14 @@
 #include "cli_chip.h"
 #include "cli_opts.h"
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "es_cfg.h"
 #include "es_chip.h"
 #include "es_derive.h"
+#include "es_fs.h"
 #include "es_model.h"
-#include "es_proc.h"
 
 static const char *HELP =
     "usage: etchsim chip derive --model M --like CHIP [--area MM2] [-o FILE]\n"
@@ -48,19 +47,13 @@ static int write_cfg(const es_cfg *c, const char *path, es_err *e)
     if (!path) {
         puts(text);
     } else {
-        char tmp[1100];
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        int cleanup = es_cleanup_add(tmp, 0); /* a stopped derive leaves no PATH.tmp */
-        FILE *f = fopen(tmp, "w");
-        if (!f) rc = es_fail(e, "%s: cannot write: %s", tmp, strerror(errno));
-        else {
-            int bad = fputs(text, f) < 0 || fputc('\n', f) < 0;
-            bad |= fclose(f) != 0;
-            if (bad) rc = es_fail(e, "%s: write failed", tmp);
-            else if (rename(tmp, path)) rc = es_fail(e, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-            if (rc) remove(tmp);
+        es_atomic out; /* a stopped derive leaves no PATH.tmp */
+        rc = es_atomic_open(&out, path, "the chip configuration", e);
+        if (!rc) {
+            fputs(text, out.f);
+            fputc('\n', out.f);
+            rc = es_atomic_commit(&out, e);
         }
-        es_cleanup_drop(cleanup);
     }
     cJSON_free(text);
     return rc;

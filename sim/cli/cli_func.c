@@ -1,14 +1,12 @@
 /* cli_func: see cli_func.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli_func.h"
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "es_dataset.h"
 #include "es_fs.h"
 #include "es_gguf.h"
-#include "es_proc.h"
 
 int es_func_tokenizer(const es_model *m, const char *vocab, es_tok **tok, char *path, size_t n, es_err *e)
 {
@@ -74,56 +72,29 @@ char *es_func_text(const es_tok *tok, const int32_t *ids, int64_t n)
 int es_logits_open(es_logits_file *lf, const char *path, es_err *e)
 {
     memset(lf, 0, sizeof *lf);
-    lf->cleanup = -1;
-    snprintf(lf->path, sizeof lf->path, "%s", path);
-    snprintf(lf->tmp, sizeof lf->tmp, "%s.tmp", path);
     if (es_is_dir(path)) return es_fail(e, "%s: is a folder; --logits expects a file", path);
-    lf->cleanup = es_cleanup_add(lf->tmp, 0);
-    if (!(lf->f = fopen(lf->tmp, "w"))) {
-        es_cleanup_drop(lf->cleanup);
-        return es_fail(e, "%s: cannot write: %s", lf->tmp, strerror(errno));
-    }
-    fputc('[', lf->f);
+    if (es_atomic_open(&lf->out, path, "the logits", e)) return -1;
+    fputc('[', lf->out.f);
     return 0;
 }
 
 int es_logits_row(es_logits_file *lf, int64_t pos, int32_t token, const float *l, int64_t n, es_err *e)
 {
     es_err fe;
+    FILE *f = lf->out.f;
     if (es_logits_finite(l, n, pos, &fe)) /* JSON has no NaN or infinity: refuse rather than write a non-number */
-        return es_fail(e, "%s: %s; no logits file written", lf->path, fe.msg);
-    fprintf(lf->f, "%s{\"pos\": %lld, \"token\": %d, \"logits\": [", lf->rows ? ",\n " : "", (long long)pos, token);
-    for (int64_t i = 0; i < n; i++) fprintf(lf->f, i ? ", %.9g" : "%.9g", (double)l[i]);
+        return es_fail(e, "%s: %s; no logits file written", lf->out.path, fe.msg);
+    fprintf(f, "%s{\"pos\": %lld, \"token\": %d, \"logits\": [", lf->rows ? ",\n " : "", (long long)pos, token);
+    for (int64_t i = 0; i < n; i++) fprintf(f, i ? ", %.9g" : "%.9g", (double)l[i]);
     lf->rows++;
-    if (fputs("]}", lf->f) < 0) return es_fail(e, "%s: write failed", lf->tmp);
+    if (fputs("]}", f) < 0) return es_fail(e, "%s: write failed", lf->out.tmp);
     return 0;
 }
 
 int es_logits_close(es_logits_file *lf, es_err *e)
 {
-    fputs("]\n", lf->f);
-    int bad = ferror(lf->f);
-    bad |= fclose(lf->f) != 0;
-    lf->f = NULL;
-    if (bad) {
-        remove(lf->tmp);
-        es_cleanup_drop(lf->cleanup);
-        return es_fail(e, "%s: write failed", lf->tmp);
-    }
-    if (rename(lf->tmp, lf->path)) {
-        int err = errno;
-        remove(lf->tmp);
-        es_cleanup_drop(lf->cleanup);
-        return es_fail(e, "%s: cannot rename to %s: %s", lf->tmp, lf->path, strerror(err));
-    }
-    es_cleanup_drop(lf->cleanup);
-    return 0;
+    fputs("]\n", lf->out.f);
+    return es_atomic_commit(&lf->out, e);
 }
 
-void es_logits_abort(es_logits_file *lf)
-{
-    if (lf->f) fclose(lf->f);
-    lf->f = NULL;
-    if (lf->tmp[0]) remove(lf->tmp);
-    if (lf->tmp[0]) es_cleanup_drop(lf->cleanup);
-}
+void es_logits_abort(es_logits_file *lf) { es_atomic_abort(&lf->out); }

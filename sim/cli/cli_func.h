@@ -11,6 +11,7 @@
 #include "es_chip.h"
 #include "es_dp.h"
 #include "es_err.h"
+#include "es_fs.h"
 #include "es_func.h"
 #include "es_model.h"
 #include "es_tok.h"
@@ -36,7 +37,7 @@ char *es_func_text(const es_tok *tok, const int32_t *ids, int64_t n);
 /* --logits FILE: a JSON array of {"pos", "token", "logits": [...]}, written to
  * FILE.tmp and renamed over FILE when complete (a run stopped by a signal removes FILE.tmp). A NaN or
  * infinite logit is an error naming the position and the token (JSON has no such numbers). */
-typedef struct es_logits_file { FILE *f; char path[1024], tmp[1100]; int rows; int cleanup; } es_logits_file;
+typedef struct es_logits_file { es_atomic out; int rows; } es_logits_file;
 int es_logits_open(es_logits_file *lf, const char *path, es_err *e);
 int es_logits_row(es_logits_file *lf, int64_t pos, int32_t token, const float *logits, int64_t n, es_err *e);
 int es_logits_close(es_logits_file *lf, es_err *e); /* renames; on a failure removes the temporary */

@@ -1,6 +1,7 @@
 /* es_fs: file-system helpers (see es_fs.h). */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "es_fs.h"
+#include "es_proc.h"
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -90,6 +91,55 @@ int es_check_output(const char *path, const char *what, es_err *e)
     if (stat(path, &st) != 0 || S_ISREG(st.st_mode)) return 0; /* absent, or a file it may replace */
     return es_fail(e, "%s: exists and is not a regular file (%s); %s goes to a regular file", path,
                    S_ISDIR(st.st_mode) ? "a folder" : S_ISFIFO(st.st_mode) ? "a pipe" : "a device or socket", what);
+}
+
+int es_atomic_open(es_atomic *a, const char *path, const char *what, es_err *e)
+{
+    memset(a, 0, sizeof *a);
+    a->what = what;
+    a->cleanup = -1;
+    if (strlen(path) >= sizeof a->path) return es_fail(e, "%s: path too long", path);
+    snprintf(a->path, sizeof a->path, "%s", path);
+    snprintf(a->tmp, sizeof a->tmp, "%s.tmp", path);
+    a->cleanup = es_cleanup_add(a->tmp, 0);
+    a->f = fopen(a->tmp, "wb");
+    if (!a->f) {
+        int err = errno;
+        es_cleanup_drop(a->cleanup);
+        a->cleanup = -1;
+        return es_fail(e, "%s: cannot write %s: %s", a->tmp, what, strerror(err));
+    }
+    return 0;
+}
+
+int es_atomic_commit(es_atomic *a, es_err *e)
+{
+    int bad = ferror(a->f), err = errno, rc = 0; /* errno: the failed write's reason, if one failed */
+    if (fclose(a->f)) {
+        bad = 1;
+        err = errno;
+    }
+    if (bad) {
+        rc = es_fail(e, "%s: cannot write %s: %s", a->tmp, a->what, strerror(err ? err : EIO));
+        remove(a->tmp);
+    } else if (rename(a->tmp, a->path)) {
+        rc = es_fail(e, "%s: cannot move %s into place: %s", a->path, a->what, strerror(errno));
+        remove(a->tmp);
+    }
+    a->f = NULL;
+    es_cleanup_drop(a->cleanup); /* renamed into place or removed */
+    a->cleanup = -1;
+    return rc;
+}
+
+void es_atomic_abort(es_atomic *a)
+{
+    if (!a->f) return;
+    fclose(a->f);
+    a->f = NULL;
+    remove(a->tmp);
+    es_cleanup_drop(a->cleanup);
+    a->cleanup = -1;
 }
 
 uint64_t es_fnv1a(uint64_t h, const void *p, size_t n)

@@ -1,4 +1,4 @@
-/* es_fs: the few file-system helpers the loaders share. */
+/* es_fs: the few file-system helpers the loaders share, and outputs written whole or not at all. */
 #ifndef ES_FS_H
 #define ES_FS_H
 #include <stddef.h>
@@ -15,6 +15,25 @@ int es_ends_with(const char *s, const char *suffix);
 /* An output written beside `path` and renamed over it may replace only a regular file: a folder,
  * device or pipe there is an error naming the path and what it was meant for (`what`). */
 int es_check_output(const char *path, const char *what, es_err *e);
+/* An output written whole or not at all: es_atomic_open creates PATH.tmp beside PATH, registered with
+ * es_cleanup_add (es_proc.h) so a process stopped by a signal removes it; es_atomic_commit closes it and
+ * renames it over PATH; es_atomic_abort (or a failed commit) removes it, leaving PATH as it was. Check
+ * the path first with es_check_output when only a regular file may be replaced. Messages name the file
+ * and `what` (a static string: "the trace"): "PATH.tmp: cannot write the trace: REASON" (creating,
+ * writing or closing it), "PATH: cannot move the trace into place: REASON" (renaming). */
+typedef struct es_atomic {
+    FILE *f;            /* the temporary, open for writing ("wb"); NULL once committed or aborted */
+    const char *what;   /* what the output is, for messages */
+    char path[4096];    /* the output */
+    char tmp[4100];     /* path + ".tmp" */
+    int cleanup;        /* tmp's es_cleanup entry, or -1 */
+} es_atomic;
+int es_atomic_open(es_atomic *a, const char *path, const char *what, es_err *e);
+/* After a successful open: a write error seen on the stream (ferror), a failed close or a failed rename is
+ * an error, and then PATH.tmp is removed. */
+int es_atomic_commit(es_atomic *a, es_err *e);
+/* Nothing to do once committed or aborted, or when the open failed. */
+void es_atomic_abort(es_atomic *a);
 /* Read exactly n bytes at offset off of fd; -1 on an error or a short file. */
 int es_pread_all(int fd, void *buf, int64_t n, int64_t off);
 /* Open a regular file for reading; a folder, FIFO or device is an error naming the

@@ -2,16 +2,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include "es_trace.h"
 #include "es_fs.h"
-#include "es_proc.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct es_trace {
-    FILE *f;
-    char path[1024], tmp[1040];
-    int cleanup;              /* tmp's es_cleanup entry: a stopped run removes it */
+    es_atomic out;            /* PATH.tmp, renamed over PATH when the run finished */
     double ns_per_cycle;
     double start_ns, end_ns;  /* window; end < 0: open */
     int tracks;
@@ -25,21 +22,8 @@ int es_trace_open(es_trace **out, const char *path, double clock_hz, double star
     *out = NULL;
     es_trace *t = calloc(1, sizeof *t);
     if (!t) return es_fail(e, "%s: out of memory", path);
-    if (strlen(path) >= sizeof t->path) {
-        free(t);
-        return es_fail(e, "%s: path too long", path);
-    }
-    snprintf(t->path, sizeof t->path, "%s", path);
-    snprintf(t->tmp, sizeof t->tmp, "%s.tmp", path);
-    if (es_check_output(path, "a trace", e)) { /* written beside it, renamed over it at the end */
-        free(t);
-        return -1;
-    }
-    t->cleanup = es_cleanup_add(t->tmp, 0);
-    t->f = fopen(t->tmp, "w");
-    if (!t->f) {
-        es_fail(e, "%s: cannot write the trace: %s", t->tmp, strerror(errno));
-        es_cleanup_drop(t->cleanup);
+    if (es_check_output(path, "a trace", e) || /* written beside it, renamed over it at the end */
+        es_atomic_open(&t->out, path, "the trace", e)) {
         free(t);
         return -1;
     }
@@ -48,14 +32,14 @@ int es_trace_open(es_trace **out, const char *path, double clock_hz, double star
     t->end_ns = end_ns;
     t->first = 1;
     fputs("{\"displayTimeUnit\": \"ns\", \"otherData\": {\"generator\": \"etchsim\", \"time\": \"simulated\"},\n"
-          "\"traceEvents\": [\n", t->f);
+          "\"traceEvents\": [\n", t->out.f);
     *out = t;
     return 0;
 }
 
 static void sep(es_trace *t)
 {
-    if (!t->first) fputs(",\n", t->f);
+    if (!t->first) fputs(",\n", t->out.f);
     t->first = 0;
 }
 
@@ -79,9 +63,9 @@ int es_trace_track(es_trace *t, const char *name)
 {
     int id = ++t->tracks;
     sep(t);
-    fprintf(t->f, "{\"ph\": \"M\", \"pid\": 1, \"tid\": %d, \"name\": \"thread_name\", \"args\": {\"name\": ", id);
-    json_str(t->f, name);
-    fprintf(t->f, "}},\n{\"ph\": \"M\", \"pid\": 1, \"tid\": %d, \"name\": \"thread_sort_index\", \"args\": {\"sort_index\": %d}}",
+    fprintf(t->out.f, "{\"ph\": \"M\", \"pid\": 1, \"tid\": %d, \"name\": \"thread_name\", \"args\": {\"name\": ", id);
+    json_str(t->out.f, name);
+    fprintf(t->out.f, "}},\n{\"ph\": \"M\", \"pid\": 1, \"tid\": %d, \"name\": \"thread_sort_index\", \"args\": {\"sort_index\": %d}}",
             id, id);
     return id;
 }
@@ -109,10 +93,10 @@ void es_trace_span(es_trace *t, int track, int64_t start, int64_t end, const cha
     double a = (double)start * t->ns_per_cycle, b = (double)end * t->ns_per_cycle;
     if (!in_window(t, a, b)) return;
     sep(t);
-    fprintf(t->f, "{\"ph\": \"X\", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, \"dur\": %.3f, \"name\": ", track, a / 1e3,
+    fprintf(t->out.f, "{\"ph\": \"X\", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, \"dur\": %.3f, \"name\": ", track, a / 1e3,
             (b - a) / 1e3);
-    json_str(t->f, op);
-    fprintf(t->f, ", \"args\": {\"request\": %lld, \"pos\": %lld, \"tokens\": %lld}}", (long long)request, (long long)pos,
+    json_str(t->out.f, op);
+    fprintf(t->out.f, ", \"args\": {\"request\": %lld, \"pos\": %lld, \"tokens\": %lld}}", (long long)request, (long long)pos,
             (long long)n);
 }
 
@@ -123,7 +107,7 @@ void es_trace_flow(es_trace *t, int track, int64_t c, int64_t request, int last)
     int started = flow_started(t, request);
     if (last && !started) return; /* a flow that never started in the window */
     sep(t);
-    fprintf(t->f, "{\"ph\": \"%s\", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, \"id\": %lld, \"cat\": \"request\", "
+    fprintf(t->out.f, "{\"ph\": \"%s\", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, \"id\": %lld, \"cat\": \"request\", "
                   "\"name\": \"request %lld\", \"bp\": \"e\"}",
             last ? "f" : started ? "t" : "s", track, a / 1e3, (long long)request, (long long)request);
 }
@@ -133,30 +117,23 @@ void es_trace_counter(es_trace *t, const char *name, int64_t c, double value)
     double a = (double)c * t->ns_per_cycle;
     if (!in_window(t, a, a)) return;
     sep(t);
-    fprintf(t->f, "{\"ph\": \"C\", \"pid\": 1, \"ts\": %.3f, \"name\": ", a / 1e3);
-    json_str(t->f, name);
-    fprintf(t->f, ", \"args\": {\"value\": %.17g}}", value);
+    fprintf(t->out.f, "{\"ph\": \"C\", \"pid\": 1, \"ts\": %.3f, \"name\": ", a / 1e3);
+    json_str(t->out.f, name);
+    fprintf(t->out.f, ", \"args\": {\"value\": %.17g}}", value);
 }
 
 int es_trace_close(es_trace *t, int finished, es_err *e)
 {
     if (!t) return 0;
     int rc = 0;
-    fputs("\n]}\n", t->f);
-    int bad = ferror(t->f);
-    if (fclose(t->f) || bad) {
-        rc = es_fail(e, "%s: cannot write the trace: %s", t->tmp, strerror(errno));
-        remove(t->tmp);
-    } else if (!finished) {
-        remove(t->tmp);
-    } else if (es_check_output(t->path, "a trace", e)) { /* it may have changed while the run ran */
+    fputs("\n]}\n", t->out.f);
+    if (!finished) es_atomic_abort(&t->out);
+    else if (es_check_output(t->out.path, "a trace", e)) { /* it may have changed while the run ran */
         rc = -1;
-        remove(t->tmp);
-    } else if (rename(t->tmp, t->path)) {
-        rc = es_fail(e, "%s: cannot move the trace into place: %s", t->path, strerror(errno));
-        remove(t->tmp);
+        es_atomic_abort(&t->out);
+    } else {
+        rc = es_atomic_commit(&t->out, e);
     }
-    es_cleanup_drop(t->cleanup); /* renamed into place or removed */
     free(t->flowing);
     free(t);
     return rc;

@@ -18,7 +18,6 @@
 #include <unistd.h>
 #include "es_dataset.h"
 #include "es_fs.h"
-#include "es_proc.h"
 
 static uint64_t next(uint64_t *s)
 {
@@ -86,7 +85,7 @@ static int check_room(const char *dir, const char *path, int64_t n, es_err *e)
     return 0;
 }
 
-/* The header and n rows into f; 0, or -1 when a write failed (errno). f is closed either way. */
+/* The header and n rows into f (left open); 0, or -1 when a write failed (errno, ferror). */
 static int write_rows(FILE *f, int64_t n, uint64_t seed)
 {
     fputs("txn_id,timestamp,customer_id,customer_home_city,customer_usual_categories,merchant,"
@@ -127,7 +126,7 @@ static int write_rows(FILE *f, int64_t n, uint64_t seed)
         csv_field(f, city, 1);
         if ((i & 4095) == 4095 && ferror(f)) break; /* the disk filled after all: stop */
     }
-    return (ferror(f) | fclose(f)) ? -1 : 0;
+    return ferror(f) ? -1 : 0;
 }
 
 int es_demo_write(const char *path, int64_t n, uint64_t seed, es_err *e)
@@ -139,26 +138,10 @@ int es_demo_write(const char *path, int64_t n, uint64_t seed, es_err *e)
     else snprintf(dir, sizeof dir, ".");
     if (check_room(dir, path, n, e)) return -1;
     if (es_check_output(path, "the dataset", e)) return -1;
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int cleanup = es_cleanup_add(tmp, 0); /* a stopped write leaves no PATH.tmp */
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        es_cleanup_drop(cleanup);
-        return es_fail(e, "%s: cannot create: %s", tmp, strerror(errno));
-    }
-    int rc = 0;
-    if (write_rows(f, n, seed)) {
-        int err = errno;
-        remove(tmp);
-        rc = es_fail(e, "%s: write failed: %s", path, strerror(err));
-    } else if (rename(tmp, path)) {
-        int err = errno;
-        remove(tmp);
-        rc = es_fail(e, "%s: cannot rename %s into place: %s", path, tmp, strerror(err));
-    }
-    es_cleanup_drop(cleanup);
-    return rc;
+    es_atomic out;
+    if (es_atomic_open(&out, path, "the dataset", e)) return -1;
+    write_rows(out.f, n, seed); /* a failed write leaves the stream in error: the commit reports it */
+    return es_atomic_commit(&out, e);
 }
 
 int es_demo_open_unlinked(const char *dir, int64_t n, uint64_t seed, int *fd_out, es_err *e)
@@ -190,7 +173,9 @@ int es_demo_open_unlinked(const char *dir, int64_t n, uint64_t seed, int *fd_out
         close(fd);
         return es_fail(e, "%s: cannot write the demo dataset: %s", dir, strerror(err));
     }
-    if (write_rows(f, n, seed) || lseek(fd, 0, SEEK_SET) != 0) {
+    int bad = write_rows(f, n, seed);
+    if (fclose(f)) bad = -1;
+    if (bad || lseek(fd, 0, SEEK_SET) != 0) {
         int err = errno;
         close(fd);
         return es_fail(e, "%s: cannot write the demo dataset: %s", dir, strerror(err));
