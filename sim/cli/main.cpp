@@ -661,7 +661,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     if (L.m.experts > 0) add_moe_json(j, o, L, r);
     if (o.functional) add_functional_json(j, o, L, r, fn);
     cJSON_AddNumberToObject(j, "sim_wall_s", wall);
-    (void)k; //COSTTMP
+    cJSON_AddItemToObject(j, "cost", cost_json(L.c, k));
     return j;
 }
 
