@@ -297,7 +297,7 @@ static const es_key_spec PROC_KEYS[] = {
     {"cost.defect_density_per_cm2", 'd', 0, 100, F(cost.d0_cm2), 1, 0, 1, NULL, "a cost section needs it"},
     {"cost.yield_model", 'x', 0, 0, NO_FIELD, 1, 0, 0, "poisson | murphy | negative_binomial",
      "a cost section needs it"},
-    {"cost.clustering_alpha", 'd', 0.01, 1000, F(cost.alpha), 1, 0, 1, NULL, "negative_binomial only"},
+    {"cost.clustering_alpha", 'd', 0.01, 1000, F(cost.alpha), 1, 0, 1, NULL, "read by negative_binomial only"},
 };
 #undef F
 
@@ -555,11 +555,10 @@ static int read_cost(es_chip *c, es_err *e)
         if (k->yield_model == ES_YIELD_NONE)
             return es_fail(e, "%s: key 'cost.yield_model': expected \"poisson\", \"murphy\" or \"negative_binomial\", "
                               "got \"%s\"", c->proc.path, y);
-        int nb = k->yield_model == ES_YIELD_NEG_BINOMIAL, has_alpha = es_cfg_has(&c->proc, "cost.clustering_alpha");
-        if (nb != has_alpha)
-            return es_fail(e, "%s: key 'cost.clustering_alpha': %s", c->proc.path,
-                           nb ? "is missing (the negative_binomial yield model needs it)"
-                              : "only the negative_binomial yield model takes a clustering alpha");
+        /* read by negative_binomial only (kept beside the others, so --set can switch the model) */
+        if (k->yield_model == ES_YIELD_NEG_BINOMIAL && !es_cfg_has(&c->proc, "cost.clustering_alpha"))
+            return es_fail(e, "%s: key 'cost.clustering_alpha' is missing (the negative_binomial yield model needs it)",
+                           c->proc.path);
     }
     const es_cfg *f = &c->cfg;
     k->have_card = es_cfg_node(f, "cost") != NULL;
