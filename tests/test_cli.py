@@ -2418,7 +2418,7 @@ PRAGMA user_version = 3;"""
 
 
 def test_db_schema_4():
-    """A schema 3 database is migrated to 4 on open: its runs kept as they were, runs.error and
+    """A schema 3 database is migrated to 4 (and on to 5) on open: its runs kept as they were, runs.error and
     unit_stats.register_bit_cycles added; a run that fails inside the simulation is marked 'failed'
     with its error instead of staying 'running'."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -2440,7 +2440,7 @@ def test_db_schema_4():
         regs, = con.execute("SELECT SUM(register_bit_cycles) FROM unit_stats WHERE run_id = 2").fetchone()
         ok, = con.execute("PRAGMA integrity_check").fetchone()
         con.close()
-        expect(version == 4 and ok == "ok", f"user_version {version}, integrity {ok}")
+        expect(version == 5 and ok == "ok", f"user_version {version}, integrity {ok}")  # 3 -> 4 -> 5
         expect(rows[0] == (1, "complete", 123.0, '{"watts": 1}', None), f"the old run changed: {rows[0]}")
         expect(old_unit == (77, None), f"the old run's unit row changed: {old_unit}")
         expect(rows[1][1] == "complete" and regs > 0, f"new run: {rows[1][:2]}, register bit-cycles {regs}")
@@ -2469,7 +2469,7 @@ def test_db_schema_4():
         done = con.execute("SELECT COUNT(*) FROM runs WHERE status = 'complete'").fetchone()[0]
         version, = con.execute("PRAGMA user_version").fetchone()
         con.close()
-        expect(done == 2 and version == 4, f"{done} complete runs, schema {version}")
+        expect(done == 2 and version == 5, f"{done} complete runs, schema {version}")
 
 
 def test_db_crash_safety():
@@ -3857,6 +3857,41 @@ def test_err_cost_missing():
         with open(bad, "w") as f:
             json.dump(d, f)
         expect_error(["cost", "--deploy", bad], bad, "key 'lifetime'", "lifetime_years")
+
+
+def test_db_schema_5():
+    """Schema 5 adds the costs table: a schema 4 database gains it on open, its runs unchanged and
+    without a costs row; a run whose summary has a cost writes one row equal to that cost; a run
+    without one (the tiny chip) writes none; a sweep's merge copies the rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "v4.sqlite")
+        run("run", *TINY, "--prompt", "8", "--generate", "2", "--db", db)
+        con = sqlite3.connect(db)  # back to schema 4 as it shipped: no costs table
+        con.executescript("DROP TABLE costs; PRAGMA user_version = 4;")
+        con.close()
+        run("run", "--prompt", "16", "--generate", "4", "--db", db)
+        con = sqlite3.connect(db)
+        version, = con.execute("PRAGMA user_version").fetchone()
+        rows = con.execute("SELECT run_id, deploy, card_from, die_usd, card_usd, system_usd, tokens_per_s, watts,"
+                           " joules_per_token, capex_usd_per_m_tokens, energy_usd_per_m_tokens, usd_per_m_tokens"
+                           " FROM costs ORDER BY run_id").fetchall()
+        summary, = con.execute("SELECT summary FROM runs WHERE id = 2").fetchone()
+        con.close()
+        c = json.loads(summary)["cost"]
+        want = (2, c["deploy"], c["card_from"], c["die"]["die_usd"], c["card_usd"], c["system_usd"], c["tokens_per_s"],
+                c["watts"], c["joules_per_token"], c["capex_usd_per_m_tokens"], c["energy_usd_per_m_tokens"],
+                c["usd_per_m_tokens"])
+        expect(version == 5 and rows == [want], f"schema {version}, costs rows {rows} against {want}")
+        grid = os.path.join(tmp, "g.json")
+        with open(grid, "w") as f:
+            json.dump({"prompt": [8], "generate": [2], "streams": [1, 2]}, f)
+        out = os.path.join(tmp, "s.sqlite")
+        run("sweep", "--grid", grid, "--db", out, "--jobs", "1")
+        con = sqlite3.connect(out)
+        n, = con.execute("SELECT COUNT(*) FROM costs JOIN runs ON runs.id = costs.run_id WHERE runs.status = 'complete'"
+                         " AND costs.usd_per_m_tokens > 0").fetchone()
+        con.close()
+        expect(n == 2, f"{n} costs rows after the sweep's merge, want 2")
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
