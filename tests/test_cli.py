@@ -3775,6 +3775,20 @@ def test_cost_hc1_by_hand():
     expect(f"{want['usd_per_m_tokens']:.6f}" in out and "gross dies per wafer" in out and "57" in out, out)
 
 
+def test_deploy_sourced():
+    """Every number of a shipped deployment file carries a source, and a shipped deployment loads."""
+    folder = os.path.join(MODELS, "deploy")
+    names = [n for n in os.listdir(folder) if n.endswith(".json")]
+    expect("us-industrial.json" in names, f"deployments {names}")
+    for name in names:
+        with open(os.path.join(folder, name)) as f:
+            d = json.load(f)
+        bad = [k for k, v in d.items() if isinstance(v, (int, float)) or
+               (isinstance(v, dict) and isinstance(v.get("value"), (int, float)) and not v.get("source"))]
+        expect(not bad, f"{name}: numbers without a source: {bad}")
+        run("cost", "--deploy", os.path.join(folder, name), "--prompt", "8", "--generate", "2")
+
+
 def test_cost_yield_models():
     """Poisson and Murphy yields (--set process.cost.yield_model) and a deployment set from the
     command line move the die cost and $/M tokens as the formulas worked here say."""
