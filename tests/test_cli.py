@@ -3862,7 +3862,7 @@ def test_err_cost_missing():
     expect("no cost section" in run("run", "--no-db", *tiny).stdout, "run's summary does not say why")
     expect_error(["cost", "--set", "process.cost.wafer_diameter_mm=25"], "does not fit on a 25 mm wafer")
     expect_error(["cost", "--deploy", "nosuch"], "--deploy nosuch")
-    expect_error(["cost", "--set", "deploy.lifetime=5"], "us-industrial.json", "lifetime")
+    expect_error(["cost", "--set", "deploy.lifetime=5"], "us-industrial.json", "--set deploy.lifetime: no such key")
     with tempfile.TemporaryDirectory() as tmp:
         bad = os.path.join(tmp, "d.json")
         with open(os.path.join(MODELS, "deploy", "us-industrial.json")) as f:

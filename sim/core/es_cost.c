@@ -56,7 +56,10 @@ int es_deploy_load(es_deploy *d, const char *spec, const char *const *sets, int 
         }
         memcpy(key, s, (size_t)(eq - s));
         key[eq - s] = 0;
-        if (es_cfg_set(&d->cfg, key, eq + 1, e)) {
+        if (es_cfg_set(&d->cfg, key, eq + 1, e)) { /* named as given: deploy.KEY */
+            es_err in = *e;
+            const char *why = strrchr(in.msg, ':');
+            es_fail(e, "%s: --set deploy.%s%s", d->path, key, why ? why : ": cannot be set");
             es_deploy_free(d);
             return -1;
         }
