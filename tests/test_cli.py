@@ -2418,7 +2418,7 @@ PRAGMA user_version = 3;"""
 
 
 def test_db_schema_4():
-    """A schema 3 database is migrated to 4 on open: its runs kept as they were, runs.error and
+    """A schema 3 database is migrated to 4 (and on to 5) on open: its runs kept as they were, runs.error and
     unit_stats.register_bit_cycles added; a run that fails inside the simulation is marked 'failed'
     with its error instead of staying 'running'."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -2440,7 +2440,7 @@ def test_db_schema_4():
         regs, = con.execute("SELECT SUM(register_bit_cycles) FROM unit_stats WHERE run_id = 2").fetchone()
         ok, = con.execute("PRAGMA integrity_check").fetchone()
         con.close()
-        expect(version == 4 and ok == "ok", f"user_version {version}, integrity {ok}")
+        expect(version == 5 and ok == "ok", f"user_version {version}, integrity {ok}")  # 3 -> 4 -> 5
         expect(rows[0] == (1, "complete", 123.0, '{"watts": 1}', None), f"the old run changed: {rows[0]}")
         expect(old_unit == (77, None), f"the old run's unit row changed: {old_unit}")
         expect(rows[1][1] == "complete" and regs > 0, f"new run: {rows[1][:2]}, register bit-cycles {regs}")
@@ -2469,7 +2469,7 @@ def test_db_schema_4():
         done = con.execute("SELECT COUNT(*) FROM runs WHERE status = 'complete'").fetchone()[0]
         version, = con.execute("PRAGMA user_version").fetchone()
         con.close()
-        expect(done == 2 and version == 4, f"{done} complete runs, schema {version}")
+        expect(done == 2 and version == 5, f"{done} complete runs, schema {version}")
 
 
 def test_db_crash_safety():
@@ -3725,6 +3725,207 @@ def test_stopped_rom_build_leaves_nothing():
             p.wait()
             expect(p.returncode == -sig, f"rom build after {sig.name}: exit {p.returncode}")
             expect(os.listdir(tmp) == [], f"rom build stopped by {sig.name} left {os.listdir(tmp)}")
+
+# ---- cost (issue 19 item 3): etchsim cost, run --json's "cost" ---------------------------------
+
+def cost_inputs():
+    """The cost keys' values as the shipped files give them (the oracle reads the files, not the code)."""
+    def val(node, *path):
+        for k in path:
+            node = node[k]
+        return node["value"] if isinstance(node, dict) else node
+    with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+        chip = json.load(f)
+    with open(os.path.join(MODELS, "process", "n6.json")) as f:
+        proc = json.load(f)
+    with open(os.path.join(MODELS, "deploy", "us-industrial.json")) as f:
+        dep = json.load(f)
+    k = {n: val(proc, "cost", n) for n in ("wafer_usd", "wafer_diameter_mm", "edge_exclusion_mm",
+                                           "defect_density_per_cm2", "yield_model", "clustering_alpha")}
+    k.update({n: val(chip, "cost", n) for n in ("package_test_usd", "board_usd", "host_usd_per_card", "host_w_per_card")})
+    k.update({n: val(dep, n) for n in ("electricity_usd_per_kwh", "pue", "lifetime_years", "utilization")})
+    return k
+
+
+def cost_by_hand(k, area, tps, watts, card=None):
+    """Dollars per million tokens, line by line (README, Cost): returns the figures it derives."""
+    d = k["wafer_diameter_mm"] - 2 * k["edge_exclusion_mm"]          # usable diameter, mm
+    gross = math.floor(math.pi * (d / 2) ** 2 / area - math.pi * d / math.sqrt(2 * area))
+    ad = area / 100 * k["defect_density_per_cm2"]                     # defects per die (area in cm2)
+    y = {"poisson": math.exp(-ad), "murphy": ((1 - math.exp(-ad)) / ad) ** 2,
+         "negative_binomial": (1 + ad / k["clustering_alpha"]) ** -k["clustering_alpha"]}[k["yield_model"]]
+    die = k["wafer_usd"] / (gross * y)
+    if card is None:
+        card = die + k["package_test_usd"] + k["board_usd"]
+    system = card + k["host_usd_per_card"]
+    capex_s = system / (k["lifetime_years"] * 365.25 * 86400 * k["utilization"])
+    energy_s = (watts + k["host_w_per_card"]) * k["pue"] * k["electricity_usd_per_kwh"] / 3.6e6
+    return {"dies_per_wafer": gross, "yield": y, "die_usd": die, "card_usd": card, "system_usd": system,
+            "capex_usd_per_s": capex_s, "energy_usd_per_s": energy_s,
+            "usd_per_m_tokens": (capex_s + energy_s) / tps * 1e6}
+
+
+def close(a, b, rel=1e-12):
+    return abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+def test_cost_hc1_by_hand():
+    """hc1-class's die, card and system cost and $/M tokens, derived here from the chip file, the
+    process table and the deployment file, equal etchsim cost's and run --json's (to float rounding,
+    1e-12 relative). The run's tokens/s, watts and die area are the simulation's inputs to cost."""
+    k = cost_inputs()
+    area = json.loads(run("area", "--json").stdout)["area_mm2"]
+    r = run_json("--no-db")
+    c = json.loads(run("cost", "--json").stdout)["cost"]
+    expect(r["cost"] == c, "run --json's cost differs from etchsim cost's on the same run")
+    want = cost_by_hand(k, area, r["tokens_per_s"], r["watts"])
+    # 853.9 mm2 on 294 mm of usable wafer: pi 147^2 / 853.9 = 79.50, pi 294 / sqrt(1707.7) = 22.35, 57 dies
+    expect(want["dies_per_wafer"] == 57 and c["die"]["dies_per_wafer"] == 57, f"dies per wafer {c['die']}")
+    expect(c["card_from"] == "die" and c["deploy"] == "us-industrial", f"{c['card_from']} {c['deploy']}")
+    expect(close(c["die"]["yield"], want["yield"]), f"yield {c['die']['yield']} against {want['yield']}")
+    for key in ("die_usd",):
+        expect(close(c["die"][key], want[key]), f"{key} {c['die'][key]} against {want[key]}")
+    for key in ("card_usd", "system_usd", "capex_usd_per_s", "energy_usd_per_s", "usd_per_m_tokens"):
+        expect(close(c[key], want[key]), f"{key} {c[key]} against {want[key]}")
+    expect(close(c["capex_usd_per_m_tokens"] + c["energy_usd_per_m_tokens"], c["usd_per_m_tokens"]), "parts")
+    expect(c["tokens_per_s"] == r["tokens_per_s"] and c["watts"] == r["watts"] and
+           c["joules_per_token"] == r["joules_per_token"], "cost's run figures are not the run's")
+    # the text table says the same
+    out = run("cost").stdout
+    expect(f"{want['usd_per_m_tokens']:.6f}" in out and "gross dies per wafer" in out and "57" in out, out)
+
+
+def test_deploy_sourced():
+    """Every number of a shipped deployment file carries a source, and a shipped deployment loads."""
+    folder = os.path.join(MODELS, "deploy")
+    names = [n for n in os.listdir(folder) if n.endswith(".json")]
+    expect("us-industrial.json" in names, f"deployments {names}")
+    for name in names:
+        with open(os.path.join(folder, name)) as f:
+            d = json.load(f)
+        bad = [k for k, v in d.items() if isinstance(v, (int, float)) or
+               (isinstance(v, dict) and isinstance(v.get("value"), (int, float)) and not v.get("source"))]
+        expect(not bad, f"{name}: numbers without a source: {bad}")
+        run("cost", "--deploy", os.path.join(folder, name), "--prompt", "8", "--generate", "2")
+
+
+def test_cost_yield_models():
+    """Poisson and Murphy yields (--set process.cost.yield_model) and a deployment set from the
+    command line move the die cost and $/M tokens as the formulas worked here say."""
+    k = cost_inputs()
+    area = json.loads(run("area", "--json").stdout)["area_mm2"]
+    wl = ("--prompt", "64", "--generate", "16", "--streams", "2")
+    r = run_json("--no-db", *wl)
+    for model in ("poisson", "murphy"):
+        c = json.loads(run("cost", "--json", *wl, "--set", f"process.cost.yield_model={model}",
+                           "--set", "deploy.utilization=0.5", "--set", "deploy.pue=1.3").stdout)["cost"]
+        want = cost_by_hand(dict(k, yield_model=model, utilization=0.5, pue=1.3), area, r["tokens_per_s"], r["watts"])
+        expect(c["die"]["yield_model"] == model and "clustering_alpha" not in c["die"], f"{c['die']}")
+        for key, have in (("yield", c["die"]["yield"]), ("die_usd", c["die"]["die_usd"]),
+                          ("usd_per_m_tokens", c["usd_per_m_tokens"])):
+            expect(close(have, want[key]), f"{model}: {key} {have} against {want[key]}")
+    # at 0.09 per cm2 on 8.54 cm2: Poisson < Murphy < negative binomial (alpha 3)
+    ys = [json.loads(run("cost", "--json", *wl, "--set", f"process.cost.yield_model={m}").stdout)["cost"]["die"]["yield"]
+          for m in ("poisson", "murphy", "negative_binomial")]
+    expect(ys[0] < ys[1] < ys[2], f"yields {ys}")
+
+
+def test_cost_card_price():
+    """A chip that gives its card's price (cost.card_usd, as a bought GPU) takes it instead of the
+    die-derived card cost; giving both is an error naming the key."""
+    k = cost_inputs()
+    with tempfile.TemporaryDirectory() as tmp:
+        def gpu(c):
+            c["cost"] = {"card_usd": {"value": 30000, "source": "test"}, "host_usd_per_card": {"value": 5000, "source": "test"},
+                         "host_w_per_card": {"value": 100, "source": "test"}}
+        path = chip_copy(tmp, gpu)
+        wl = ("--chip", path, "--prompt", "64", "--generate", "16")
+        r = run_json("--no-db", *wl)
+        c = r["cost"]
+        want = cost_by_hand(dict(k, host_usd_per_card=5000, host_w_per_card=100), r["area_mm2"], r["tokens_per_s"],
+                            r["watts"], card=30000)
+        expect(c["card_from"] == "card_usd" and c["die"] is None and c["card_usd"] == 30000 and c["system_usd"] == 35000,
+               f"{c}")
+        expect(close(c["usd_per_m_tokens"], want["usd_per_m_tokens"]), f"{c['usd_per_m_tokens']} against {want}")
+        def both(c):
+            gpu(c)
+            c["cost"]["board_usd"] = {"value": 10, "source": "test"}
+        expect_error(["cost", "--chip", chip_copy(tmp, both)], "key 'cost.board_usd'", "give it or the die's parts")
+
+
+def test_err_cost_range():
+    """A cost input out of its range is one error naming the file and the key: a negative wafer
+    price, a clustering alpha of 0, a utilization above 1."""
+    n6 = os.path.join(MODELS, "process", "n6.json")
+    dep = os.path.join(MODELS, "deploy", "us-industrial.json")
+    for args, where, key in ((["--set", "process.cost.wafer_usd=-1"], n6, "cost.wafer_usd"),
+                             (["--set", "process.cost.clustering_alpha=0"], n6, "cost.clustering_alpha"),
+                             (["--set", "deploy.utilization=1.5"], dep, "utilization")):
+        for cmd in ("cost", "run"):
+            err = expect_error([cmd, "--no-db" if cmd == "run" else "--json", *args], where, f"key '{key}'",
+                               "expected a number in")
+            expect(err.count("\n") == 0, f"more than one line: {err!r}")
+
+
+def test_err_cost_yield_model():
+    """An unknown yield model is one error naming the key and the models it accepts."""
+    expect_error(["cost", "--set", "process.cost.yield_model=gamma"], "n6.json", "key 'cost.yield_model'",
+                 'expected "poisson", "murphy" or "negative_binomial", got "gamma"')
+
+
+def test_err_cost_missing():
+    """No cost without its inputs: a chip without a cost section (etchsim cost refuses, run's cost is
+    null and its summary says why), a die that does not fit the wafer, an unknown deployment or key."""
+    tiny = (*TINY, "--prompt", "8", "--generate", "4")
+    expect_error(["cost", *tiny], "tiny-chip.json", "no cost section")
+    expect(run_json("--no-db", *tiny)["cost"] is None, "the tiny chip has a cost")
+    expect("no cost section" in run("run", "--no-db", *tiny).stdout, "run's summary does not say why")
+    expect_error(["cost", "--set", "process.cost.wafer_diameter_mm=25"], "does not fit on a 25 mm wafer")
+    expect_error(["cost", "--deploy", "nosuch"], "--deploy nosuch")
+    expect_error(["cost", "--set", "deploy.lifetime=5"], "us-industrial.json", "--set deploy.lifetime: no such key")
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = os.path.join(tmp, "d.json")
+        with open(os.path.join(MODELS, "deploy", "us-industrial.json")) as f:
+            d = json.load(f)
+        d["lifetime"] = 5
+        with open(bad, "w") as f:
+            json.dump(d, f)
+        expect_error(["cost", "--deploy", bad], bad, "key 'lifetime'", "lifetime_years")
+
+
+def test_db_schema_5():
+    """Schema 5 adds the costs table: a schema 4 database gains it on open, its runs unchanged and
+    without a costs row; a run whose summary has a cost writes one row equal to that cost; a run
+    without one (the tiny chip) writes none; a sweep's merge copies the rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "v4.sqlite")
+        run("run", *TINY, "--prompt", "8", "--generate", "2", "--db", db)
+        con = sqlite3.connect(db)  # back to schema 4 as it shipped: no costs table
+        con.executescript("DROP TABLE costs; PRAGMA user_version = 4;")
+        con.close()
+        run("run", "--prompt", "16", "--generate", "4", "--db", db)
+        con = sqlite3.connect(db)
+        version, = con.execute("PRAGMA user_version").fetchone()
+        rows = con.execute("SELECT run_id, deploy, card_from, die_usd, card_usd, system_usd, tokens_per_s, watts,"
+                           " joules_per_token, capex_usd_per_m_tokens, energy_usd_per_m_tokens, usd_per_m_tokens"
+                           " FROM costs ORDER BY run_id").fetchall()
+        summary, = con.execute("SELECT summary FROM runs WHERE id = 2").fetchone()
+        con.close()
+        c = json.loads(summary)["cost"]
+        want = (2, c["deploy"], c["card_from"], c["die"]["die_usd"], c["card_usd"], c["system_usd"], c["tokens_per_s"],
+                c["watts"], c["joules_per_token"], c["capex_usd_per_m_tokens"], c["energy_usd_per_m_tokens"],
+                c["usd_per_m_tokens"])
+        expect(version == 5 and rows == [want], f"schema {version}, costs rows {rows} against {want}")
+        grid = os.path.join(tmp, "g.json")
+        with open(grid, "w") as f:
+            json.dump({"prompt": [8], "generate": [2], "streams": [1, 2]}, f)
+        out = os.path.join(tmp, "s.sqlite")
+        run("sweep", "--grid", grid, "--db", out, "--jobs", "1")
+        con = sqlite3.connect(out)
+        n, = con.execute("SELECT COUNT(*) FROM costs JOIN runs ON runs.id = costs.run_id WHERE runs.status = 'complete'"
+                         " AND costs.usd_per_m_tokens > 0").fetchone()
+        con.close()
+        expect(n == 2, f"{n} costs rows after the sweep's merge, want 2")
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

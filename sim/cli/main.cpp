@@ -17,6 +17,7 @@
 #include "es_analytic.h"
 #include "es_area.h"
 #include "es_chip.h"
+#include "es_cost.h"
 #include "es_db.h"
 #include "es_fs.h"
 #include "es_model.h"
@@ -48,6 +49,7 @@ const char *USAGE =
     "  eval     apply a rule to every record of a dataset, as a batch on the chip\n"
     "  run      simulate streams of prompt + generation; print a summary, log to SQLite\n"
     "  area     print die area, transistors and leakage of a chip holding a model\n"
+    "  cost     what a chip costs to build and run: die, card, $ per million tokens of a run\n"
     "  rom      build, inspect and verify mask-ROM images of quantized weights\n"
     "  infer    run the FP32 reference forward pass on a real model (no chip): tokens and logits\n"
     "  dataset  write the demo dataset of card transactions\n"
@@ -114,6 +116,30 @@ const char *RUN_HELP =
     "  --routing R          MoE models: uniform (default), zipf:S (expert e drawn with weight\n"
     "                       1/(e+1)^S), or replay:FILE (a line of top_k expert ids per routed\n"
     "                       token, used in turn)\n"
+    "  --deploy NAME|PATH   the deployment the JSON's \"cost\" assumes (models/deploy; default\n"
+    "                       us-industrial); its keys: --set deploy.KEY=VALUE\n"
+    "  -h, --help           this text\n";
+
+const char *COST_HELP =
+    "usage: etchsim cost [options]\n"
+    "\n"
+    "Simulate a run, as etchsim run does (same workload options and defaults), and print\n"
+    "what the chip costs: dies per wafer, yield and die cost from the process table's\n"
+    "cost.* keys, card and system cost from the chip's cost.* keys (or the card's price,\n"
+    "cost.card_usd), energy and amortization from the deployment: dollars per million\n"
+    "tokens beside tokens/s, watts and joules per token. Nothing is logged.\n"
+    "\n"
+    "options:\n"
+    "  --chip NAME|PATH     chip configuration (default hc1-class)\n"
+    "  --model NAME|PATH    model (default llama-3.1-8b)\n"
+    "  --prompt N           prompt tokens per stream (default 1024)\n"
+    "  --generate M         generated tokens per stream (default 1024)\n"
+    "  --streams S          concurrent identical streams (default 1)\n"
+    "  --deploy NAME|PATH   deployment: electricity price, PUE, lifetime, utilization\n"
+    "                       (models/deploy/NAME.json; default us-industrial)\n"
+    "  --set KEY=VALUE      a chip key, process.KEY, or deploy.KEY; repeatable\n"
+    "  --rom FILE, --recipe NAME|PATH, --routing R, --fidelity F   as for etchsim run\n"
+    "  --json               print one JSON object\n"
     "  -h, --help           this text\n";
 
 const char *AREA_HELP =
@@ -133,6 +159,9 @@ const char *AREA_HELP =
 
 struct Opts {
     std::string chip = "hc1-class", model = "llama-3.1-8b", db = "etchsim.sqlite", rom;
+    std::string deploy = "us-industrial";       // --deploy (run, cost)
+    bool deploy_given = false;
+    std::vector<std::string> deploy_sets;       // --set deploy.KEY=VALUE (run, cost)
     int64_t prompt = 1024, gen = 1024, streams = 1, position = 1536;
     bool json = false, no_db = false, prompt_given = false;
     std::vector<std::string> sets;
@@ -154,7 +183,7 @@ int usage_error(const char *cmd, const char *msg, const char *arg) { return es_o
 int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
 {
     enum { CHIP, MODEL, SET, JSON, PROMPT, GENERATE, STREAMS, POSITION, DB, ROM, NODB, ROUTING, MODE, TEXT, VOCAB,
-           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, COSIM, N_OPTS };
+           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, COSIM, DEPLOY, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"chip", ES_OPT_STR, 0, 0, 0},          {"model", ES_OPT_STR, 0, 0, 0},
         {"set", ES_OPT_STR, 0, 0, 1},           {"json", ES_OPT_FLAG, 0, 0, 0},
@@ -168,9 +197,10 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         {"synthetic", ES_OPT_COUNT, 0, 9.2e18, 0}, {"seed", ES_OPT_COUNT, 0, 9.2e18, 0},
         {"trace", ES_OPT_STR, 0, 0, 0},         {"trace-window", ES_OPT_STR, 0, 0, 0},
         {"vcd", ES_OPT_STR, 0, 0, 0},           {"fidelity", ES_OPT_STR, 0, 0, 0},
-        {"rtl-cosim", ES_OPT_FLAG, 0, 0, 0}};
+        {"rtl-cosim", ES_OPT_FLAG, 0, 0, 0},    {"deploy", ES_OPT_STR, 0, 0, 0}};
+    const bool cost = !std::strcmp(cmd, "cost"); /* run's workload options, no logging or functional mode */
     es_optarg *items = nullptr;
-    int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, run ? RUN_HELP : AREA_HELP, &items);
+    int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, cost ? COST_HELP : run ? RUN_HELP : AREA_HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
     struct Free { es_optarg *p; ~Free() { std::free(p); } } fr{items};
     int pick; /* es_opt_pick's choice */
@@ -178,15 +208,19 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         const es_optarg &a = items[k];
         const char *v = a.val;
         bool run_only = a.opt != CHIP && a.opt != MODEL && a.opt != SET && a.opt != JSON && a.opt != POSITION;
-        if ((run && a.opt == POSITION) || (!run && run_only))
+        bool cost_too = a.opt == PROMPT || a.opt == GENERATE || a.opt == STREAMS || a.opt == ROM || a.opt == RECIPE ||
+                        a.opt == ROUTING || a.opt == FIDELITY || a.opt == DEPLOY;
+        if ((run && a.opt == POSITION) || (!run && run_only) || (cost && run_only && !cost_too))
             return usage_error(cmd, "unknown option", (std::string("--") + opts[a.opt].name).c_str());
         switch (a.opt) {
         case CHIP: o.chip = v; break;
         case MODEL: o.model = v; break;
         case SET:
             if (!std::strchr(v, '=')) return usage_error(cmd, "--set needs KEY=VALUE, got", v);
-            o.sets.push_back(v);
+            if (run && !std::strncmp(v, "deploy.", 7)) o.deploy_sets.push_back(v); /* the deployment's */
+            else o.sets.push_back(v);
             break;
+        case DEPLOY: o.deploy = v, o.deploy_given = true; break;
         case JSON: o.json = true; break;
         case PROMPT: o.prompt = a.num, o.prompt_given = true; break;
         case GENERATE: o.gen = a.num; break;
@@ -374,6 +408,127 @@ struct Func {
     }
 };
 
+// The deployment and the run's cost (es_cost.h); when it is not known, why.
+struct Cost {
+    es_deploy d{};
+    bool have_d = false, have = false;
+    es_cost c{};
+    std::string why;
+    Cost() = default;
+    Cost(const Cost &) = delete;
+    Cost &operator=(const Cost &) = delete;
+    ~Cost()
+    {
+        if (have_d) es_deploy_free(&d);
+    }
+};
+
+// Load --deploy and the deploy.* sets. Run without either asks for the default quietly: when it is
+// missing (another models folder), the run's cost is not known and says why; cost needs it.
+int load_deploy(const Opts &o, Cost &k, bool required, es_err *e)
+{
+    std::vector<const char *> sets;
+    for (const auto &s : o.deploy_sets) sets.push_back(s.c_str());
+    if (es_deploy_load(&k.d, o.deploy.c_str(), sets.data(), (int)sets.size(), e)) {
+        if (required || o.deploy_given || !o.deploy_sets.empty()) return -1;
+        k.why = e->msg;
+        e->msg[0] = 0;
+        return 0;
+    }
+    k.have_d = true;
+    return 0;
+}
+
+// The run's cost from its die area, card watts and tokens/s: -1 with the reason in e when not known.
+int compute_cost(const es::Loaded &L, const es::RunResult &r, Cost &k, es_err *e)
+{
+    if (!k.have_d) return es_fail(e, "%s", k.why.c_str());
+    if (es_cost_compute(&L.c, &k.d, r.area.total_mm2, r.watts, r.tokens_per_s, r.joules_per_token, &k.c, e)) {
+        k.why = e->msg;
+        return -1;
+    }
+    k.have = true;
+    return 0;
+}
+
+// run --json's and cost --json's "cost" (null when not known).
+cJSON *cost_json(const es_chip &c, const Cost &k)
+{
+    if (!k.have) return cJSON_CreateNull();
+    const es_cost &x = k.c;
+    const es_cost_cfg &in = c.cost;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "deploy", k.d.name);
+    cJSON_AddStringToObject(j, "card_from", x.card_given ? "card_usd" : "die");
+    if (x.card_given) {
+        cJSON_AddNullToObject(j, "die");
+    } else {
+        cJSON *d = cJSON_AddObjectToObject(j, "die");
+        cJSON_AddNumberToObject(d, "area_mm2", x.die_mm2);
+        cJSON_AddNumberToObject(d, "wafer_usd", in.wafer_usd);
+        cJSON_AddNumberToObject(d, "wafer_diameter_mm", in.wafer_mm);
+        cJSON_AddNumberToObject(d, "edge_exclusion_mm", in.edge_mm);
+        cJSON_AddNumberToObject(d, "dies_per_wafer", x.dies_per_wafer);
+        cJSON_AddStringToObject(d, "yield_model", es_yield_name(in.yield_model));
+        cJSON_AddNumberToObject(d, "defect_density_per_cm2", in.d0_cm2);
+        if (in.yield_model == ES_YIELD_NEG_BINOMIAL) cJSON_AddNumberToObject(d, "clustering_alpha", in.alpha);
+        cJSON_AddNumberToObject(d, "yield", x.yield);
+        cJSON_AddNumberToObject(d, "die_usd", x.die_usd);
+        cJSON_AddNumberToObject(d, "package_test_usd", in.package_test_usd);
+        cJSON_AddNumberToObject(d, "board_usd", in.board_usd);
+    }
+    cJSON_AddNumberToObject(j, "card_usd", x.card_usd);
+    cJSON_AddNumberToObject(j, "host_usd_per_card", in.host_usd);
+    cJSON_AddNumberToObject(j, "system_usd", x.system_usd);
+    cJSON_AddNumberToObject(j, "electricity_usd_per_kwh", k.d.usd_per_kwh);
+    cJSON_AddNumberToObject(j, "pue", k.d.pue);
+    cJSON_AddNumberToObject(j, "lifetime_years", k.d.lifetime_years);
+    cJSON_AddNumberToObject(j, "utilization", k.d.utilization);
+    cJSON_AddNumberToObject(j, "tokens_per_s", x.tokens_per_s);
+    cJSON_AddNumberToObject(j, "watts", x.watts);
+    cJSON_AddNumberToObject(j, "host_w_per_card", x.host_w);
+    cJSON_AddNumberToObject(j, "joules_per_token", x.joules_per_token);
+    cJSON_AddNumberToObject(j, "capex_usd_per_s", x.capex_usd_per_s);
+    cJSON_AddNumberToObject(j, "energy_usd_per_s", x.energy_usd_per_s);
+    cJSON_AddNumberToObject(j, "capex_usd_per_m_tokens", x.capex_usd_per_m_tokens);
+    cJSON_AddNumberToObject(j, "energy_usd_per_m_tokens", x.energy_usd_per_m_tokens);
+    cJSON_AddNumberToObject(j, "usd_per_m_tokens", x.usd_per_m_tokens);
+    return j;
+}
+
+// etchsim cost's table, line by line as es_cost.h derives it.
+void print_cost(const Opts &o, const es::Loaded &L, const Cost &k)
+{
+    const es_cost &x = k.c;
+    const es_cost_cfg &in = L.c.cost;
+    std::printf("etchsim cost: %s on %s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out, deployment %s\n",
+                L.m.name, L.c.name, o.streams, o.prompt, o.gen, k.d.name);
+    if (x.card_given) {
+        std::printf("  %-34s %14.2f   (cost.card_usd)\n", "card, $", x.card_usd);
+    } else {
+        std::printf("  %-34s %14.1f\n", "die area, mm2", x.die_mm2);
+        std::printf("  %-34s %14.0f   (%.0f mm wafer, %.1f mm edge exclusion)\n", "gross dies per wafer",
+                    x.dies_per_wafer, in.wafer_mm, in.edge_mm);
+        std::printf("  %-34s %14.4f   (%s, D0 %.3g per cm2", "yield", x.yield, es_yield_name(in.yield_model), in.d0_cm2);
+        if (in.yield_model == ES_YIELD_NEG_BINOMIAL) std::printf(", alpha %.3g", in.alpha);
+        std::printf(")\n");
+        std::printf("  %-34s %14.2f   ($%.0f per wafer / %.2f good dies)\n", "die, $", x.die_usd, in.wafer_usd,
+                    x.dies_per_wafer * x.yield);
+        std::printf("  %-34s %14.2f   (die + package and test %.2f + board %.2f)\n", "card, $", x.card_usd,
+                    in.package_test_usd, in.board_usd);
+    }
+    std::printf("  %-34s %14.2f   (card + host %.2f)\n", "system per card, $", x.system_usd, in.host_usd);
+    std::printf("  %-34s %14.0f\n", "tokens/s, all streams", x.tokens_per_s);
+    std::printf("  %-34s %14.1f   (+ host %.1f W per card)\n", "card power, W", x.watts, x.host_w);
+    std::printf("  %-34s %14.3f\n", "energy per token, mJ", x.joules_per_token * 1e3);
+    std::printf("  %-34s %14.3e   (over %.3g years at utilization %.3g)\n", "capex, $/s", x.capex_usd_per_s,
+                k.d.lifetime_years, k.d.utilization);
+    std::printf("  %-34s %14.3e   (%.4g $/kWh, PUE %.3g)\n", "energy, $/s", x.energy_usd_per_s, k.d.usd_per_kwh,
+                k.d.pue);
+    std::printf("  %-34s %14.6f   (capex %.6f + energy %.6f)\n", "$ per million tokens", x.usd_per_m_tokens,
+                x.capex_usd_per_m_tokens, x.energy_usd_per_m_tokens);
+}
+
 // A figure that needs two tokens of a stream (a decode interval): null when every stream made one.
 void add_decode_figure(cJSON *j, const char *key, bool defined, double v)
 {
@@ -440,7 +595,7 @@ void add_functional_json(cJSON *j, const Opts &o, const es::Loaded &L, const es:
     }
 }
 
-cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, const Func &fn)
+cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, const Func &fn, const Cost &k)
 {
     const bool dec = r.decode_intervals > 0, an_dec = o.gen > 1; /* simulated streams; the analytic stream 0 */
     cJSON *j = cJSON_CreateObject();
@@ -506,11 +661,12 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     if (L.m.experts > 0) add_moe_json(j, o, L, r);
     if (o.functional) add_functional_json(j, o, L, r, fn);
     cJSON_AddNumberToObject(j, "sim_wall_s", wall);
+    cJSON_AddItemToObject(j, "cost", cost_json(L.c, k));
     return j;
 }
 
 void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, int64_t run_id,
-               const Func &fn)
+               const Func &fn, const Cost &k)
 {
     const double ns = 1e9 / r.clock_hz;
     std::printf("etchsim run: %s on %s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out%s\n",
@@ -547,6 +703,9 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
     std::printf("  %-28s %14.3f   (%" PRId64 " cycles at %.4g GHz%s)\n", "simulated time, ms", r.seconds * 1e3, r.cycles,
                 (r.seconds > 0 ? (double)r.cycles / r.seconds : r.clock_hz) / 1e9, r.throttled_s > 0 ? " on average" : "");
     std::printf("  %-28s %14.2f\n", "host wall time, s", wall);
+    if (k.have) std::printf("  %-28s %14.6f   (deployment %s; etchsim cost says how)\n", "$ per million tokens",
+                            k.c.usd_per_m_tokens, k.d.name);
+    else std::printf("  %-28s %14s   (%s)\n", "$ per million tokens", "-", k.why.c_str());
     if (o.functional) {
         std::printf("  functional (%s activations, %d-bit accumulator, %s KV), stream 0:\n", L.c.tile.act_format,
                     L.c.tile.acc_bits, L.c.kv.format);
@@ -561,9 +720,11 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
     if (run_id > 0) std::printf("  logged as run %" PRId64 " in %s\n", run_id, o.db.c_str());
 }
 
+const char *g_cmd = "run"; /* the command run_error names: run or cost */
+
 int run_error(const es_err *e)
 {
-    std::fprintf(stderr, "etchsim run: %s\n", e->msg);
+    std::fprintf(stderr, "etchsim %s: %s\n", g_cmd, e->msg);
     return 1;
 }
 
@@ -713,9 +874,13 @@ int finish_functional(const Opts &o, Func &fn, const es::RunResult &r, es_err *e
 
 // Finish the run in the database with its JSON as the summary, then print the JSON or the summary.
 int report_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, const Func &fn,
-               RunOwned &own, int64_t run_id, es_err *e)
+               RunOwned &own, int64_t run_id, Cost &k, es_err *e)
 {
-    own.json = run_json(o, L, r, wall, fn);
+    if (k.have_d) {
+        es_err ce{};
+        compute_cost(L, r, k, &ce); /* not known (no cost.* keys): null, and the summary says why */
+    }
+    own.json = run_json(o, L, r, wall, fn, k);
     own.summary = cJSON_PrintUnformatted(own.json);
     if (own.db && es_db_finish_run(own.db, run_id, (double)r.cycles, r.seqs.data(), (int)r.seqs.size(),
                                    nullptr, 0, r.units.data(), /* the tokens were streamed */
@@ -726,7 +891,7 @@ int report_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
         std::puts(s);
         cJSON_free(s);
     } else {
-        print_run(o, L, r, wall, own.db ? run_id : 0, fn);
+        print_run(o, L, r, wall, own.db ? run_id : 0, fn, k);
     }
     return 0;
 }
@@ -741,6 +906,8 @@ int cmd_run(int argc, char **argv)
     es::Routing routing;
     Func fn;
     if ((rc = prepare_run(o, L, routing, fn, &e)) >= 0) return rc;
+    Cost k;
+    if (load_deploy(o, k, false, &e)) return run_error(&e);
     RunOwned own; // after e: its closing marks a run left open failed with e
     own.err = &e;
     int64_t run_id = 0;
@@ -753,7 +920,44 @@ int cmd_run(int argc, char **argv)
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (rc) return run_error(&e); /* own's closing marks the run failed with it */
     if (o.functional && finish_functional(o, fn, r, &e)) return run_error(&e);
-    return report_run(o, L, r, wall, fn, own, run_id, &e);
+    return report_run(o, L, r, wall, fn, own, run_id, k, &e);
+}
+
+// etchsim cost: the run's figures (no database) and what they cost (es_cost.h).
+int cmd_cost(int argc, char **argv)
+{
+    Opts o;
+    g_cmd = "cost";
+    int rc = parse("cost", argc, argv, o, true);
+    if (rc >= 0) return rc;
+    es_err e{};
+    es::Loaded L;
+    es::Routing routing;
+    Func fn;
+    if ((rc = prepare_run(o, L, routing, fn, &e)) >= 0) return rc;
+    Cost k;
+    if (load_deploy(o, k, true, &e)) return run_error(&e);
+    RunOwned own; /* no database */
+    es::Workload w;
+    fill_workload(w, o, fn, routing, own, 0);
+    es::RunResult r;
+    if (es::run_sim(&L.map, w, r, &e) || compute_cost(L, r, k, &e)) return run_error(&e);
+    if (!o.json) {
+        print_cost(o, L, k);
+        return 0;
+    }
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "chip", L.c.name);
+    cJSON_AddStringToObject(j, "model", L.m.name);
+    cJSON_AddNumberToObject(j, "prompt_tokens", (double)o.prompt);
+    cJSON_AddNumberToObject(j, "generate_tokens", (double)o.gen);
+    cJSON_AddNumberToObject(j, "streams", (double)o.streams);
+    cJSON_AddItemToObject(j, "cost", cost_json(L.c, k));
+    char *s = cJSON_Print(j);
+    std::puts(s);
+    cJSON_free(s);
+    cJSON_Delete(j);
+    return 0;
 }
 
 } // namespace
@@ -776,6 +980,7 @@ int sc_main(int argc, char **argv)
     try {
         if (cmd == "run") return cmd_run(argc - 2, argv + 2);
         if (cmd == "area") return cmd_area(argc - 2, argv + 2);
+        if (cmd == "cost") return cmd_cost(argc - 2, argv + 2);
         if (cmd == "rom") return es_cli_rom(argc - 2, argv + 2);
         if (cmd == "infer") return es_cli_infer(argc - 2, argv + 2);
         if (cmd == "chip") return es_cli_chip(argc - 2, argv + 2);

@@ -260,6 +260,13 @@ static const es_key_spec CHIP_KEYS[] = {
     {"card.power_limit_w", 'd', 0, 1e6, F(card.power_limit_w), 1, 0, 1, NULL, "0 or absent: no limit"},
     {"card.power_window_us", 'x', 1, 1e8, NO_FIELD, 1, 0, 0, NULL, "needed with a power limit"},
     {"card.clock_step_hz", 'x', 1e3, 1e11, NO_FIELD, 1, 0, 0, NULL, "needed with a power limit"},
+    {"cost.card_usd", 'd', 1, 1e8, F(cost.card_usd), 1, 0, 1, NULL,
+     "the card's price outright (a bought GPU): replaces the die-derived card cost"},
+    {"cost.package_test_usd", 'd', 0, 1e7, F(cost.package_test_usd), 1, 0, 1, NULL,
+     "package, assembly and test of the die (with board_usd, instead of card_usd)"},
+    {"cost.board_usd", 'd', 0, 1e7, F(cost.board_usd), 1, 0, 1, NULL, "the card around the die"},
+    {"cost.host_usd_per_card", 'd', 0, 1e8, F(cost.host_usd), 1, 0, 1, NULL, "needed with a cost section"},
+    {"cost.host_w_per_card", 'd', 0, 1e6, F(cost.host_w), 1, 0, 1, NULL, "needed with a cost section"},
 };
 static const es_key_spec PROC_KEYS[] = {
     {"name", 'x', 0, 0, NO_FIELD, 1, 0, 0, "text", NULL},
@@ -284,6 +291,13 @@ static const es_key_spec PROC_KEYS[] = {
     {"leakage.logic_w_per_mm2", 'd', 0, 100, F(process.leak_logic), 0, 0, 1, NULL, NULL},
     {"leakage.sram_w_per_mm2", 'd', 0, 100, F(process.leak_sram), 0, 0, 1, NULL, NULL},
     {"leakage.rom_w_per_mm2", 'd', 0, 100, F(process.leak_rom), 0, 0, 1, NULL, NULL},
+    {"cost.wafer_usd", 'd', 1, 1e7, F(cost.wafer_usd), 1, 0, 1, NULL, "one processed wafer; a cost section needs it"},
+    {"cost.wafer_diameter_mm", 'd', 25, 450, F(cost.wafer_mm), 1, 0, 1, NULL, "a cost section needs it"},
+    {"cost.edge_exclusion_mm", 'd', 0, 50, F(cost.edge_mm), 1, 0, 1, NULL, "a cost section needs it"},
+    {"cost.defect_density_per_cm2", 'd', 0, 100, F(cost.d0_cm2), 1, 0, 1, NULL, "a cost section needs it"},
+    {"cost.yield_model", 'x', 0, 0, NO_FIELD, 1, 0, 0, "poisson | murphy | negative_binomial",
+     "a cost section needs it"},
+    {"cost.clustering_alpha", 'd', 0.01, 1000, F(cost.alpha), 1, 0, 1, NULL, "read by negative_binomial only"},
 };
 #undef F
 
@@ -522,6 +536,49 @@ static int read_process(es_chip *c, es_err *e)
     return read_keys(&c->proc, PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), c, e);
 }
 
+/* cost.* of both files (read_keys range-checked the numbers): all of a section or none of it. */
+static int read_cost(es_chip *c, es_err *e)
+{
+    static const char *const wafer[] = {"cost.wafer_usd", "cost.wafer_diameter_mm", "cost.edge_exclusion_mm",
+                                        "cost.defect_density_per_cm2", "cost.yield_model", NULL};
+    es_cost_cfg *k = &c->cost;
+    k->have_wafer = es_cfg_node(&c->proc, "cost") != NULL;
+    for (int i = 0; k->have_wafer && wafer[i]; i++)
+        if (!es_cfg_has(&c->proc, wafer[i]))
+            return es_fail(e, "%s: key '%s' is missing (a cost section gives cost.wafer_usd, wafer_diameter_mm, "
+                              "edge_exclusion_mm, defect_density_per_cm2 and yield_model)", c->proc.path, wafer[i]);
+    if (k->have_wafer) {
+        char y[32];
+        if (es_cfg_str(&c->proc, "cost.yield_model", y, sizeof y, e)) return -1;
+        k->yield_model = !strcmp(y, "poisson") ? ES_YIELD_POISSON : !strcmp(y, "murphy") ? ES_YIELD_MURPHY
+                       : !strcmp(y, "negative_binomial") ? ES_YIELD_NEG_BINOMIAL : ES_YIELD_NONE;
+        if (k->yield_model == ES_YIELD_NONE)
+            return es_fail(e, "%s: key 'cost.yield_model': expected \"poisson\", \"murphy\" or \"negative_binomial\", "
+                              "got \"%s\"", c->proc.path, y);
+        /* read by negative_binomial only (kept beside the others, so --set can switch the model) */
+        if (k->yield_model == ES_YIELD_NEG_BINOMIAL && !es_cfg_has(&c->proc, "cost.clustering_alpha"))
+            return es_fail(e, "%s: key 'cost.clustering_alpha' is missing (the negative_binomial yield model needs it)",
+                           c->proc.path);
+    }
+    const es_cfg *f = &c->cfg;
+    k->have_card = es_cfg_node(f, "cost") != NULL;
+    if (!k->have_card) return 0;
+    k->card_given = es_cfg_has(f, "cost.card_usd");
+    int pkg = es_cfg_has(f, "cost.package_test_usd"), board = es_cfg_has(f, "cost.board_usd");
+    if (k->card_given && (pkg || board))
+        return es_fail(e, "%s: key '%s': the card's price is given (cost.card_usd); give it or the die's parts "
+                          "(cost.package_test_usd and cost.board_usd), not both", c->path,
+                       pkg ? "cost.package_test_usd" : "cost.board_usd");
+    const char *need = !k->card_given && !pkg ? "cost.package_test_usd" : !k->card_given && !board ? "cost.board_usd"
+                     : !es_cfg_has(f, "cost.host_usd_per_card") ? "cost.host_usd_per_card"
+                     : !es_cfg_has(f, "cost.host_w_per_card") ? "cost.host_w_per_card" : NULL;
+    if (need)
+        return es_fail(e, "%s: key '%s' is missing (a chip's cost section gives cost.card_usd, or "
+                          "cost.package_test_usd and cost.board_usd; and cost.host_usd_per_card and "
+                          "cost.host_w_per_card)", c->path, need);
+    return 0;
+}
+
 int es_chip_load_cfg(es_chip *c, const es_cfg *cfg, const char *dir, const char *label, const char *const *sets,
                      int n_sets, es_err *e)
 {
@@ -541,7 +598,7 @@ int es_chip_load_cfg(es_chip *c, const es_cfg *cfg, const char *dir, const char 
         goto fail;
     }
     if (es_cfg_load(&c->proc, proc_path, e)) goto fail;
-    if (apply_sets(c, sets, n_sets, 1, e) || read_chip(c, dir, e) || read_process(c, e)) goto fail;
+    if (apply_sets(c, sets, n_sets, 1, e) || read_chip(c, dir, e) || read_process(c, e) || read_cost(c, e)) goto fail;
     return 0;
 fail:
     es_chip_free(c);

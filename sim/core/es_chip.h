@@ -154,6 +154,26 @@ typedef struct es_card_cfg {
     double clock_step_hz;     /* card.clock_step_hz: the clock steps down (and back up) by this */
 } es_card_cfg;
 
+/* Cost inputs (cost.*): the wafer from the process table, the card from the chip file. Both optional: a
+ * chip without them has no cost (es_cost.h says what needs which). */
+enum { ES_YIELD_NONE, ES_YIELD_POISSON, ES_YIELD_MURPHY, ES_YIELD_NEG_BINOMIAL };
+typedef struct es_cost_cfg {
+    int have_wafer;           /* the process table gives cost.* */
+    double wafer_usd;         /* cost.wafer_usd: one processed wafer */
+    double wafer_mm;          /* cost.wafer_diameter_mm */
+    double edge_mm;           /* cost.edge_exclusion_mm: the unusable ring at the wafer's edge */
+    double d0_cm2;            /* cost.defect_density_per_cm2 */
+    int yield_model;          /* cost.yield_model: ES_YIELD_* */
+    double alpha;             /* cost.clustering_alpha (negative_binomial only) */
+    int have_card;            /* the chip file gives cost.* */
+    int card_given;           /* cost.card_usd given: the card's price outright (a bought GPU) */
+    double card_usd;          /* cost.card_usd */
+    double package_test_usd;  /* cost.package_test_usd: package, assembly and test of the die */
+    double board_usd;         /* cost.board_usd: the card around the die (board, VRs, other parts) */
+    double host_usd;          /* cost.host_usd_per_card: the host server's price, per card it holds */
+    double host_w;            /* cost.host_w_per_card: the host server's power, per card */
+} es_cost_cfg;
+
 typedef struct es_chip {
     char path[512];           /* chip file */
     char name[64];            /* chip "name" */
@@ -172,6 +192,7 @@ typedef struct es_chip {
     es_area_cfg area;
     es_card_cfg card;
     es_process process;
+    es_cost_cfg cost;         /* cost.* of both files */
 } es_chip;
 
 /* A key of a chip file or process table: its kind ('d' number, 'l'/'i' whole number, 'b' boolean,

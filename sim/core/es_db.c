@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "es_db.h"
 #include <sqlite3.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +60,12 @@ RUNS_COLUMNS ");"
     " energy_j REAL, tokens_estimated INTEGER, output_text TEXT, verdict TEXT, PRIMARY KEY(run_id, record));"
     "CREATE TABLE IF NOT EXISTS sweep_points("
     " point INTEGER PRIMARY KEY, params TEXT NOT NULL, run_id INTEGER REFERENCES runs(id),"
-    " status TEXT NOT NULL CHECK(status IN ('done','failed')), error TEXT, wall_s REAL);";
-#define SCHEMA_VERSION 4
+    " status TEXT NOT NULL CHECK(status IN ('done','failed')), error TEXT, wall_s REAL);"
+    "CREATE TABLE IF NOT EXISTS costs("
+    " run_id INTEGER PRIMARY KEY REFERENCES runs(id), deploy TEXT, card_from TEXT, die_usd REAL, card_usd REAL,"
+    " system_usd REAL, tokens_per_s REAL, watts REAL, joules_per_token REAL, capex_usd_per_m_tokens REAL,"
+    " energy_usd_per_m_tokens REAL, usd_per_m_tokens REAL);";
+#define SCHEMA_VERSION 5
 /* Rows streamed into a run (eval's records and tokens) are kept in memory and written STREAM_CHUNK
  * records at a time in one short transaction, so other writers get the database between chunks; the
  * run is complete only in its closing transaction. */
@@ -70,7 +75,8 @@ RUNS_COLUMNS ");"
  * old database: the second finds it migrated). 2 -> 3: records.verdict, unit_stats.area_mm2 and
  * state_*_bits. 3 -> 4: unit_stats.register_bit_cycles; runs.status may be 'failed', with
  * runs.error; runs.host and runs.pid (SQLite cannot change a CHECK constraint: the runs table is
- * rebuilt, rows unchanged). */
+ * rebuilt, rows unchanged). 4 -> 5: the costs table (SCHEMA's CREATE TABLE IF NOT EXISTS makes it;
+ * runs before it have no row there). */
 static const char *MIGRATE_2_TO_3 =
     "ALTER TABLE records ADD COLUMN verdict TEXT;"
     "ALTER TABLE unit_stats ADD COLUMN area_mm2 REAL;"
@@ -199,14 +205,14 @@ int es_db_open(es_db **out, const char *path, es_err *e)
     if (version == 2 || version == 3) {
         char *m = migrate(db->h);
         if (m) {
-            es_fail(e, "%s: cannot migrate a schema %d database to schema 4: %s", path, version, m);
+            es_fail(e, "%s: cannot migrate a schema %d database to schema %d: %s", path, version, SCHEMA_VERSION, m);
             sqlite3_free(m);
             es_db_close(db);
             return -1;
         }
     }
     if (sqlite3_exec(db->h, SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(db->h, "PRAGMA user_version = 4", NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_exec(db->h, "PRAGMA user_version = 5", NULL, NULL, &msg) != SQLITE_OK) { /* SCHEMA_VERSION */
         es_fail(e, "%s: cannot create the schema (is the path writable?): %s", path,
                 msg ? msg : "?");
         sqlite3_free(msg);
@@ -459,6 +465,44 @@ static void finalize_closing(es_db *db, sqlite3_stmt *s1, sqlite3_stmt *s2, sqli
     db->rec = db->tok = NULL;
 }
 
+/* The summary's "cost" object (run --json's; es_cost.h), when it has one, as the run's costs row. */
+static int put_cost(es_db *db, int64_t run_id, const char *summary_json, es_err *e)
+{
+    cJSON *j = summary_json ? cJSON_Parse(summary_json) : NULL;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "cost");
+    if (!cJSON_IsObject(c)) {
+        cJSON_Delete(j);
+        return 0;
+    }
+    static const char *const num[] = {"card_usd", "system_usd", "tokens_per_s", "watts", "joules_per_token",
+                                      "capex_usd_per_m_tokens", "energy_usd_per_m_tokens", "usd_per_m_tokens"};
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    if (sqlite3_prepare_v2(db->h, "INSERT INTO costs VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK) {
+        db_err(db, "prepare the costs row", e);
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, run_id);
+    const cJSON *deploy = cJSON_GetObjectItemCaseSensitive(c, "deploy"), *from = cJSON_GetObjectItemCaseSensitive(c, "card_from");
+    const cJSON *die = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c, "die"), "die_usd");
+    if (cJSON_IsString(deploy)) sqlite3_bind_text(st, 2, deploy->valuestring, -1, SQLITE_TRANSIENT);
+    if (cJSON_IsString(from)) sqlite3_bind_text(st, 3, from->valuestring, -1, SQLITE_TRANSIENT);
+    if (cJSON_IsNumber(die)) sqlite3_bind_double(st, 4, die->valuedouble); /* NULL: the card's price was given */
+    for (int i = 0; i < 8; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, num[i]);
+        if (cJSON_IsNumber(v)) sqlite3_bind_double(st, 5 + i, v->valuedouble);
+    }
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        db_err(db, "insert costs", e);
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    cJSON_Delete(j);
+    return rc;
+}
+
 int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_seq_rec *seqs,
                      int n_seqs, const es_token_rec *toks, int64_t n_toks,
                      const es_unit_rec *units, int n_units, const es_rec_row *recs, int64_t n_recs,
@@ -487,6 +531,7 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
         if (bind_unit(s3, run_id, &units[i], total_cycles)) { db_err(db, "insert unit_stats", e); goto fail; }
     for (int64_t i = 0; i < n_recs; i++)
         if (bind_record(s5, run_id, &recs[i])) { db_err(db, "insert records", e); goto fail; }
+    if (put_cost(db, run_id, summary_json, e)) goto fail;
     char now[32];
     utc_now(now, sizeof now);
     sqlite3_bind_text(s4, 1, now, -1, SQLITE_TRANSIENT);
@@ -675,7 +720,7 @@ static int column_list(sqlite3 *h, const char *t, int subst, char *out, size_t n
 int es_db_merge_run(es_db *db, const char *path, int64_t *run_id, es_err *e)
 {
     *run_id = 0;
-    static const char *tables[] = {"sequences", "tokens", "unit_stats", "records"};
+    static const char *tables[] = {"sequences", "tokens", "unit_stats", "records", "costs"};
     char sql[4096], cols[1024], sel[1024];
     sqlite3_stmt *st = NULL;
     char *msg = NULL;
