@@ -297,7 +297,8 @@ void print_area(const es_chip &c, const es_model &m, const es_area &a)
     std::printf("%s holding %s\n", c.name, m.name);
     std::printf("  %-10s %10s %8s %14s %10s\n", "component", "mm2", "share", "transistors", "leak W");
     for (int i = 0; i < ES_AREA_N; i++)
-        std::printf("  %-10s %10.1f %7.1f%% %14.3e %10.2f\n", es_area_name(i), a.mm2[i],
+        if (es_area_listed(&a, i))
+            std::printf("  %-10s %10.1f %7.1f%% %14.3e %10.2f\n", es_area_name(i), a.mm2[i],
                     100.0 * a.mm2[i] / a.total_mm2, a.tr[i], a.leak_w[i]);
     std::printf("  %-10s %10.1f %8s %14.3e %10.2f\n", "total", a.total_mm2, "", a.total_tr,
                 a.leak_total_w);

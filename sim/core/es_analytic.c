@@ -351,7 +351,8 @@ void es_an_expert_events(const es_map *pm, int64_t layer, int64_t e, int64_t n, 
         const es_tensor *t = es_model_expert(m, layer, rs[k], e);
         const es_map_tensor *x = es_map_tensor_of(pm, t);
         const es_wfmt *f = &c->store.fmt[es_tensor_fmt_role(t)];
-        ev->rom_bits += (double)es_ceil_div(n, c->tile.tokens_per_read) * (double)x->bits;
+        *(x->store == ES_STORE_ROM ? &ev->rom_bits : &ev->store_bits) +=
+            (double)es_ceil_div(n, c->tile.tokens_per_read) * (double)x->bits;
         ev->cell_macs += (double)n * (double)x->cells;
         if (f->group > 0) ev->vec_ops += (double)n * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
         if (c->gating == ES_GATING_UNIT) { /* the expert's lanes, for its projection's occupancy */
@@ -411,7 +412,8 @@ static void op_events(const es_map *pm, const es_op *op, int64_t n, int64_t p, e
     switch (op->kind) {
     case ES_OP_EMBED: {
         const es_tensor *t = &m->tensors[op->tensor];
-        ev->rom_bits = dn * (double)pm->tensors[op->tensor].bits / (double)t->rows;
+        const es_map_tensor *x = &pm->tensors[op->tensor];
+        *(x->store == ES_STORE_ROM ? &ev->rom_bits : &ev->store_bits) = dn * (double)x->bits / (double)t->rows;
         break;
     }
     case ES_OP_RMSNORM: ev->vec_ops = 2 * dn * (double)op->elems; break;
@@ -436,7 +438,8 @@ static void op_events(const es_map *pm, const es_op *op, int64_t n, int64_t p, e
         const es_tensor *t = &m->tensors[op->tensor];
         const es_map_tensor *x = &pm->tensors[op->tensor];
         const es_wfmt *f = &c->store.fmt[es_tensor_fmt_role(t)];
-        ev->rom_bits = (double)es_ceil_div(n, c->tile.tokens_per_read) * (double)x->bits;
+        *(x->store == ES_STORE_ROM ? &ev->rom_bits : &ev->store_bits) =
+            (double)es_ceil_div(n, c->tile.tokens_per_read) * (double)x->bits;
         ev->cell_macs = dn * (double)x->cells;
         if (f->group > 0) /* one scale multiply per group per output row */
             ev->vec_ops = dn * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
