@@ -18,6 +18,17 @@ int64_t es_an_matvec(const es_chip *c, const es_rom_geom *rom, int64_t lanes, in
     return es_ceil_div(n, c->tile.tokens_per_read) * per_pass + rom->latency + c->tile.lane_depth;
 }
 
+int64_t es_an_store_occ(const es_map *pm, const es_op *op, int64_t n)
+{
+    const es_chip *c = pm->chip;
+    if (c->store.kind == ES_STORE_ROM || !c->store.chip_scope) return 0;
+    if (op->kind != ES_OP_MATVEC && op->kind != ES_OP_EMBED) return 0;
+    const es_map_tensor *x = &pm->tensors[op->tensor];
+    int64_t bw = x->geom.banks * x->geom.row_bits;
+    if (op->kind == ES_OP_EMBED) return es_ceil_div(n * (x->bits / pm->model->tensors[op->tensor].rows), bw);
+    return es_ceil_div(n, c->tile.tokens_per_read) * es_ceil_div(x->bits, bw);
+}
+
 static int64_t attention(const es_chip *c, const es_model *m, int64_t n, int64_t p)
 {
     int64_t kvb = es_chip_kv_bits_per_pos(c, m), pb = es_chip_kv_port_bits(c);
