@@ -9,11 +9,26 @@ static int64_t vec(const es_chip *c, int64_t elems, int passes)
     return passes * es_ceil_div(elems, c->tile.vec_width) + c->tile.vec_latency;
 }
 
+/* One pass of k tokens over a tensor on lanes shared by them: its lanes' cycles or its weights', whichever is longer
+ * (k x cells below 2^62: cells below 2^61 by the table's limits, and k at most 2^16, split so it cannot overflow). */
+static int64_t shared_pass(int64_t k, int64_t cells, int64_t lanes, int64_t store_cycles)
+{
+    int64_t q = cells / lanes, r = cells % lanes, lane_cycles;
+    if (__builtin_mul_overflow(k, q, &lane_cycles)) return INT64_MAX / 4;
+    lane_cycles += es_ceil_div(k * r, lanes); /* k x r < 2^16 x 2^40 */
+    return lane_cycles > store_cycles ? lane_cycles : store_cycles;
+}
+
 int64_t es_an_matvec(const es_chip *c, const es_rom_geom *rom, int64_t lanes, int64_t cells,
                      int64_t bits, int64_t n)
 {
     int64_t lane_cycles = es_ceil_div(cells, lanes);
     int64_t rom_cycles = es_ceil_div(bits, rom->banks * rom->row_bits);
+    if (c->tile.lanes_shared) { /* the lanes serve a pass's k tokens together: k x cells / lanes cycles */
+        int64_t tpr = c->tile.tokens_per_read, full = n / tpr, rest = n % tpr;
+        int64_t t = full * shared_pass(tpr, cells, lanes, rom_cycles);
+        return t + (rest ? shared_pass(rest, cells, lanes, rom_cycles) : 0) + rom->latency + c->tile.lane_depth;
+    }
     int64_t per_pass = lane_cycles > rom_cycles ? lane_cycles : rom_cycles;
     return es_ceil_div(n, c->tile.tokens_per_read) * per_pass + rom->latency + c->tile.lane_depth;
 }
@@ -368,7 +383,7 @@ void es_an_expert_events(const es_map *pm, int64_t layer, int64_t e, int64_t n, 
         if (f->group > 0) ev->vec_ops += (double)n * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
         if (c->gating == ES_GATING_UNIT) { /* the expert's lanes, for its projection's occupancy */
             int64_t occ = mv(pm, t, n) - x->geom.latency - c->tile.lane_depth;
-            ev->reg_bit_cycles += (double)occ * (double)x->lanes * (double)c->tile.tokens_per_read * c->tile.reg_bits_cell;
+            ev->reg_bit_cycles += (double)occ * (double)x->lanes * (double)es_chip_lane_copies(c) * c->tile.reg_bits_cell;
         }
     }
     if (c->gating == ES_GATING_UNIT) /* SiLU x up on the vector unit */
@@ -388,7 +403,7 @@ static double op_register_bits(const es_map *pm, const es_op *op)
     case ES_OP_MATVEC: { /* its partition's lanes, or the head's (one token at a time) */
         double lanes = (double)es_map_op_of(pm, op)->lanes;
         if (op->layer < 0) return lanes * c->tile.reg_bits_cell;
-        return lanes * (double)c->tile.tokens_per_read * c->tile.reg_bits_cell;
+        return lanes * (double)es_chip_lane_copies(c) * c->tile.reg_bits_cell;
     }
     default: return (double)c->tile.vec_width * c->tile.reg_bits_vec;
     }

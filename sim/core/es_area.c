@@ -39,7 +39,7 @@ void es_area_compute(const es_map *pm, es_area *a)
      * product for each of them: one adder-tree input (and its share of the
      * tree and pipeline registers) per token, so its lanes grow with it; the
      * head serves one token at a time */
-    a->tr[ES_AREA_LANES] = (tiles * (double)c->tile.lanes * (double)c->tile.tokens_per_read + (double)c->head.lanes) * c->area.lane_tr;
+    a->tr[ES_AREA_LANES] = (tiles * (double)c->tile.lanes * (double)es_chip_lane_copies(c) + (double)c->head.lanes) * c->area.lane_tr;
     a->tr[ES_AREA_VECTOR] = (tiles + 1) * (double)c->tile.vec_width * c->area.vec_tr_per_elem;
     a->tr[ES_AREA_ATTN] = tiles * (double)c->tile.attn_ppc * c->area.attn_tr_per_pos;
     a->tr[ES_AREA_SAMPLER] = (double)c->head.sampler_width * c->area.sampler_tr_per_elem;
@@ -127,7 +127,7 @@ double es_area_of_unit(const es_chip *c, const es_model *m, const es_area *a, co
     const char *dot = strchr(unit, '.');
     if (!strncmp(unit, "tile", 4) && dot) {
         if (!strcmp(dot, ".lanes"))
-            return tile_rom * rom_mm2 + store_mm2 + (double)c->tile.lanes * (double)c->tile.tokens_per_read * c->area.lane_tr / per;
+            return tile_rom * rom_mm2 + store_mm2 + (double)c->tile.lanes * (double)es_chip_lane_copies(c) * c->area.lane_tr / per;
         if (!strcmp(dot, ".vector")) return (double)c->tile.vec_width * c->area.vec_tr_per_elem / per;
         if (!strcmp(dot, ".attention"))
             return (double)c->tile.attn_ppc * c->area.attn_tr_per_pos / per + a->mm2[ES_AREA_SRAM] / tiles;

@@ -194,6 +194,8 @@ static const es_key_spec CHIP_KEYS[] = {
     {"tile.lanes.cell_bits", 'i', 1, 16, F(tile.cell_bits), 0, 0, 1, NULL, NULL},
     {"tile.lanes.pipeline_depth", 'i', 0, 1 << 16, F(tile.lane_depth), 0, 0, 1, NULL, NULL},
     {"tile.lanes.tokens_per_read", 'i', 1, 1 << 16, F(tile.tokens_per_read), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.shared_by_tokens", 'b', 0, 1, F(tile.lanes_shared), 1, 0, 1, NULL,
+     "true: the lanes serve a pass's tokens together (k tokens take k x cells / lanes cycles); default false"},
     {"tile.lanes.mapping", 'x', 0, 0, NO_FIELD, 1, 0, 0, "striped | partitioned (default striped)", NULL},
     {"tile.lanes.activation_format", 'x', 0, 0, NO_FIELD, 0, 0, 0, "int8 | fp8 | bf16 | fp32", NULL},
     {"tile.lanes.accumulator_bits", 'i', 8, 64, F(tile.acc_bits), 0, 0, 1, NULL, NULL},
@@ -692,7 +694,7 @@ int64_t es_rom_tensor_rows(int64_t bits, int64_t row_bits)
 
 double es_chip_tile_register_bits(const es_chip *c)
 {
-    return (double)c->tile.lanes * (double)c->tile.tokens_per_read * c->tile.reg_bits_cell + (double)c->tile.vec_width * c->tile.reg_bits_vec +
+    return (double)c->tile.lanes * (double)es_chip_lane_copies(c) * c->tile.reg_bits_cell + (double)c->tile.vec_width * c->tile.reg_bits_vec +
            (double)c->tile.attn_ppc * c->tile.reg_bits_attn;
 }
 

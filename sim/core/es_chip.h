@@ -61,6 +61,8 @@ typedef struct es_tile_cfg {
     int cell_bits;            /* tile.lanes.cell_bits: bits one select cell decodes */
     int lane_depth;           /* tile.lanes.pipeline_depth: ROM-to-accumulator cycles */
     int tokens_per_read;      /* tile.lanes.tokens_per_read */
+    int lanes_shared;         /* tile.lanes.shared_by_tokens: 1, the lanes are the cells per cycle of all a pass's tokens
+                                 together (a GPU's tensor units); 0 (default), each token of a pass has lanes of its own */
     int partitioned;          /* tile.lanes.mapping: 0 "striped" (every lane on one tensor at a time),
                                  1 "partitioned" (lanes and banks split among tensor groups) */
     char act_format[8];       /* tile.lanes.activation_format: int8, fp8, bf16 or fp32 */
@@ -254,6 +256,9 @@ enum { ES_GATING_NONE, ES_GATING_TILE, ES_GATING_UNIT };
 /* Register bits of one tile's resources (lanes, vector unit, attention or scan engine) and of the head
  * (lanes, vector unit, sampler), from the chip's register_bits_* keys. */
 double es_chip_tile_register_bits(const es_chip *c);
+/* Copies of a tile's lanes: tokens_per_read (each token of a pass has its own adder-tree inputs), or 1 when the lanes
+ * are shared by a pass's tokens (tile.lanes.shared_by_tokens). */
+static inline int64_t es_chip_lane_copies(const es_chip *c) { return c->tile.lanes_shared ? 1 : c->tile.tokens_per_read; }
 double es_chip_head_register_bits(const es_chip *c);
 
 #ifdef __cplusplus
