@@ -3881,6 +3881,25 @@ def test_err_store():
                      "key 'store.kind'", "is a mixture of experts")
 
 
+
+def test_store_shared():
+    """A chip-scope store is one server the tiles and the head book, as a KV group's ports are: a prompt of two
+    8-token chunks, whose chunks would overlap in the tiles (chunk 2 in tile 0 while chunk 1 is in tile 1), waits for
+    it. Every matrix product of the tiny chip on a 1024-bit-per-cycle store is store-bound (test_store_rom_to_sram_hbm:
+    a layer's lanes 94 cycles a token, its weights 2440), so the store is busy whenever a tile's lanes are, and the
+    prompt cannot finish before the store has streamed all of it: 16 tokens x 4 layers x 2440 + the embedding rows
+    (2 chunks x ceil(8 x 832 / 1024) = 7) + the LM head's 1600 = 157774 cycles; the analytical model, which lets the
+    chunks overlap, says less. The same store per tile (each tile its own) does overlap them: the analytical cycles."""
+    st = {"capacity_bytes": 2000000, "ports": 1, "bits_per_cycle": 1024, "latency_cycles": 20, "read_fj_per_bit": 50}
+    args = ["--model", "tiny-llama", "--prompt", "16", "--generate", "2", "--no-db"]
+    with tempfile.TemporaryDirectory() as tmp:
+        chip = run_json("--chip", tiny_store_chip(tmp, "chip", {"kind": "hbm", **st}), *args)
+        tile = run_json("--chip", tiny_store_chip(tmp, "tile", {"kind": "sram", "scope": "tile", **st}), *args)
+        t, a = chip["stream0_cycles"]["ttft"], chip["analytic_stream0_cycles"]["ttft"]
+        expect(t >= 16 * 4 * 2440 + 14 + 1600 > a, f"chip scope: prompt {t} cycles, the store's work 157774, analytic {a}")
+        same_cycles(tile, "tile scope")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
