@@ -3900,6 +3900,74 @@ def test_store_shared():
         same_cycles(tile, "tile scope")
 
 
+
+def test_store_hc1_class():
+    """hc1-class's weights (Llama-3.1-8B) moved from its ROMs to an HBM store (5 stacks of 5360 bits per 1 GHz cycle:
+    26800 bits, 3.35 TB/s, latency 400) and to one SRAM store for the chip (64 ports of 4096 bits, latency 10): a
+    decode step changes, by hand from the chip file and the model's dimensions (hidden 4096, ffn 14336, 8 KV heads of
+    128, 32 layers, vocab 128256), by the sum over its matrix products of
+    max(lane cycles, store cycles) - max(lane cycles, ROM cycles) + (store latency - ROM latency 2), where lane cycles
+    = ceil(cells / lanes), a ROM's cycles ceil(bits / (banks x 1024)) and a store's ceil(bits / (ports x
+    bits_per_cycle)); bits at int3 (208 bits a block of 64), attn_v and lm_head int6 (400), cells 1 or 2 per weight;
+    and the embedding row's ceil(13312 / bandwidth) + latency against the embedding ROM's. HBM is memory-bound: its
+    step less its weight bits per token / 26800 is the ROM step's overheads (the step less its lane cycles and the
+    embedding row's ROM cycle). The energy of the weights read is bits x fJ per bit / VR efficiency 0.9; the SRAM's
+    area capacity x 8 x 0.027 um2 / 0.7."""
+    with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+        hc1 = json.load(f)
+    val = lambda x: x["value"] if isinstance(x, dict) else x
+    lanes, head_lanes = val(hc1["tile"]["lanes"]["count"]), val(hc1["head"]["lanes"]["count"])
+    rom_bw = val(hc1["tile"]["rom"]["banks"]) * 1024
+    lm_bw, emb_bw = val(hc1["head"]["lm_rom"]["banks"]) * 1024, val(hc1["head"]["embed_rom"]["banks"]) * 1024
+    cdiv = lambda a, b: -(-a // b)
+    H, F, KV, L, V = 4096, 14336, 8 * 128, 32, 128256
+    # (rows, cols, bits per block of 64, cells per weight) of a layer's matrix products
+    layer = [(H, H, 208, 1), (KV, H, 208, 1), (KV, H, 400, 2), (H, H, 208, 1), (F, H, 208, 1), (F, H, 208, 1),
+             (H, F, 208, 1)]
+    lm = (V, H, 400, 2)
+    bits = lambda t: t[0] * (t[1] // 64) * t[2]
+    cells = lambda t: t[0] * t[1] * t[3]
+    row = (H // 64) * 208  # an embedding row: 13312 bits
+
+    def delta(bw, lat):
+        d = L * sum(max(cdiv(cells(t), lanes), cdiv(bits(t), bw)) - max(cdiv(cells(t), lanes), cdiv(bits(t), rom_bw))
+                    + lat - 2 for t in layer)
+        d += max(cdiv(cells(lm), head_lanes), cdiv(bits(lm), bw)) - max(cdiv(cells(lm), head_lanes), cdiv(bits(lm), lm_bw)) + lat - 2
+        return d + cdiv(row, bw) - cdiv(row, emb_bw) + lat - 2
+
+    stores = {"hbm": ({"kind": "hbm", "capacity_bytes": 80 * 10**9, "ports": 5, "bits_per_cycle": 5360,
+                       "latency_cycles": 400, "read_fj_per_bit": 3900, "static_w": 60}, 26800, 400, 3900),
+              "sram": ({"kind": "sram", "scope": "chip", "capacity_bytes": 5 * 10**9, "ports": 64,
+                        "bits_per_cycle": 4096, "latency_cycles": 10, "read_fj_per_bit": 20}, 64 * 4096, 10, 20)}
+    args = ["--prompt", "1", "--generate", "2", "--no-db"]
+    rom = run_json(*args)
+    step_rom = rom["stream0_cycles"]["decode_first"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (st, bw, lat, fj) in stores.items():
+            path = os.path.join(tmp, name + ".json")
+            with open(path, "w") as f:
+                json.dump(dict(hc1, store={k: {"value": v, "source": "test fixture"} for k, v in st.items()}), f)
+            j = run_json("--chip", path, *args)
+            same_cycles(j, f"hc1-class, {name}")
+            step = j["stream0_cycles"]["decode_first"]
+            expect(step - step_rom == delta(bw, lat), f"{name}: step {step} - ROM's {step_rom} = {step - step_rom}, "
+                   f"by hand {delta(bw, lat)}")
+            # one prompt token and one decode token through the tiles, two through the LM head, two rows
+            read = 2 * L * sum(bits(t) for t in layer) + 2 * bits(lm) + 2 * row
+            got = j["energy_by_event_j"]["store_reads"]
+            expect(abs(got - read * fj * 1e-15 / 0.9) <= 1e-12 * got, f"{name}: store_reads {got}")
+            if name == "hbm":
+                per_token = L * sum(bits(t) for t in layer) + bits(lm) + row
+                lanes_rom = L * sum(cdiv(cells(t), lanes) for t in layer) + cdiv(cells(lm), head_lanes) + cdiv(row, emb_bw)
+                over = step - per_token / bw
+                expect(over > 0 and abs(over - (step_rom - lanes_rom + 7 * L * (lat - 2) + 2 * (lat - 2))) < 7 * L + 2,
+                       f"hbm: step {step} is not weight bits / bandwidth {per_token / bw:.0f} + the ROM step's overheads")
+            else:
+                mm2 = 5 * 10**9 * 8 * 0.027 / 0.7 * 1e-6
+                expect(abs(j["area"]["weight_sram"]["mm2"] - mm2) <= 1e-9 * mm2 and j["area"]["rom"]["mm2"] == 0,
+                       f"sram: weight_sram {j['area']['weight_sram']['mm2']} mm2, by hand {mm2}")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
