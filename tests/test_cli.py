@@ -3876,6 +3876,14 @@ def test_err_store():
             path = tiny_store_chip(tmp, "bad", st)
             err = expect_error(["run", "--chip", path, "--model", "tiny-llama", "--no-db"], path, *needles)
             expect(err.count("\n") == 0, f"{edits}: more than one line: {err!r}")
+        # what lays weights out in ROMs refuses a chip that keeps them elsewhere: a ROM image, chip derive
+        hbm = tiny_store_chip(tmp, "hbm", good)
+        out = os.path.join(tmp, "x.rom")
+        expect_error(["rom", "build", "--model", "tiny-llama", "--chip", hbm, "--synthetic", "3", "-o", out], hbm,
+                     "key 'store.kind'", "a ROM image lays the weights out in the chip's ROMs", "keeps them in HBM")
+        expect(not os.path.exists(out) and not os.path.exists(out + ".tmp"), "rom build left a file")
+        expect_error(["chip", "derive", "--model", "tiny-llama", "--like", hbm, "-o", os.path.join(tmp, "d.json")],
+                     hbm, "key 'store.kind'", "chip derive sizes a chip's ROMs")
         moe = tiny_store_chip(tmp, "moe", good, lambda c: c["tile"]["rom"]["rows"].update(value=128))
         expect_error(["run", "--chip", moe, "--model", os.path.join(DATA, "tiny-moe"), "--no-db"], moe,
                      "key 'store.kind'", "is a mixture of experts")
