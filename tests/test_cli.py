@@ -9,6 +9,7 @@ Groups:
   calibration  default_calibration
   oracle       sim_equals_analytic(_tiny), knee, kv_slots_wait, energy_balance
   overrides    set_override
+  stores       store_rom_to_sram_hbm, store_crossover, store_shared, store_hc1_class (weights in SRAM or HBM)
   errors       err_*: each bad input gives one line naming file and key, exit 1
                (usage errors exit 2)
 Needs ETCHSIM (binary), ETCHSIM_MODELS and ETCHSIM_TESTDATA in the environment.
