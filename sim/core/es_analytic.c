@@ -358,6 +358,15 @@ void es_an_summarize(const es_map *pm, int64_t prompt, int64_t gen,
                         es_an_host_occ(c, c->host.cpl_bytes)};
     for (int i = 0; i < 3; i++)
         if (other[i] > b) b = other[i];
+    /* a chip-scope weight store serves every tile and the head: per token, each tile's weights once per
+     * tokens_per_read tokens, the LM head's and an embedding row once (0 with ROM or a store per tile) */
+    double store = 0;
+    for (int i = 0; i < m->n_ops; i++) {
+        const es_op *op = &m->ops[i];
+        int64_t g = pm->ops[i].tile >= 0 ? c->tile.tokens_per_read : 1;
+        store += (double)es_an_store_occ(pm, op, g) / (double)g;
+    }
+    if (store > (double)b) b = (int64_t)(store + 0.999999);
     s->bottleneck_cycles = (double)b;
     s->kv_slots = m->ssm_state > 0 ? es_chip_kv_slots(c, m) : es_chip_kv_positions(c, m) / (prompt + gen);
     int64_t pipe = (int64_t)((s->step_mid_cycles + (double)b - 1) / (double)b);
