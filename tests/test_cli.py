@@ -3906,11 +3906,17 @@ def test_store_shared():
     st = {"capacity_bytes": 2000000, "ports": 1, "bits_per_cycle": 1024, "latency_cycles": 20, "read_fj_per_bit": 50}
     args = ["--model", "tiny-llama", "--prompt", "16", "--generate", "2", "--no-db"]
     with tempfile.TemporaryDirectory() as tmp:
-        chip = run_json("--chip", tiny_store_chip(tmp, "chip", {"kind": "hbm", **st}), *args)
+        hbm = tiny_store_chip(tmp, "chip", {"kind": "hbm", **st})
         tile = run_json("--chip", tiny_store_chip(tmp, "tile", {"kind": "sram", "scope": "tile", **st}), *args)
-        t, a = chip["stream0_cycles"]["ttft"], chip["analytic_stream0_cycles"]["ttft"]
-        expect(t >= 16 * 4 * 2440 + 14 + 1600 > a, f"chip scope: prompt {t} cycles, the store's work 157774, analytic {a}")
+        for fidelity in ("transaction", "cycle"):  # the cycle fidelity's lanes take the store as they issue
+            chip = run_json("--chip", hbm, *args, "--fidelity", fidelity)
+            t, a = chip["stream0_cycles"]["ttft"], chip["analytic_stream0_cycles"]["ttft"]
+            expect(t >= 16 * 4 * 2440 + 14 + 1600 > a,
+                   f"chip scope, {fidelity}: prompt {t} cycles, the store's work 157774, analytic {a}")
         same_cycles(tile, "tile scope")
+        one = run_json("--chip", hbm, "--model", "tiny-llama", "--prompt", "8", "--generate", "4", "--no-db",
+                       "--fidelity", "cycle")
+        same_cycles(one, "chip scope, one chunk, cycle fidelity")
 
 
 
