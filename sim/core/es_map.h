@@ -135,8 +135,8 @@ typedef struct es_map_unit {
 } es_map_unit;
 
 /* Whether the model fits the chip, and if not what is short: the first check that fails, in the order the messages
- * have always come (sizes the simulator counts, the tile ROM, the embedding ROM, the LM-head ROM, the scan engine,
- * the state or KV SRAM). */
+ * have always come (sizes the simulator counts, the tile ROM, the embedding ROM, the LM-head ROM, an SRAM or HBM
+ * store, the scan engine, the state or KV SRAM). */
 typedef enum es_fit_kind {
     ES_FIT_OK,
     ES_FIT_LIMIT, /* a size beyond what the simulator counts (es_map_build returned -1) */
