@@ -9,6 +9,7 @@ Groups:
   calibration  default_calibration
   oracle       sim_equals_analytic(_tiny), knee, kv_slots_wait, energy_balance
   overrides    set_override
+  stores       store_rom_to_sram_hbm, store_crossover, store_shared, store_hc1_class (weights in SRAM or HBM)
   errors       err_*: each bad input gives one line naming file and key, exit 1
                (usage errors exit 2)
 Needs ETCHSIM (binary), ETCHSIM_MODELS and ETCHSIM_TESTDATA in the environment.
@@ -3926,6 +3927,288 @@ def test_db_schema_5():
                          " AND costs.usd_per_m_tokens > 0").fetchone()
         con.close()
         expect(n == 2, f"{n} costs rows after the sweep's merge, want 2")
+
+
+# ---- weight stores (issue 19: store.kind rom | sram | hbm) ------------------------------------
+
+def tiny_store_chip(tmp, name, store, edit=None):
+    """tests/data/tiny-chip.json with a store section (each key sourced), edited by edit(dict); its path."""
+    with open(os.path.join(DATA, "tiny-chip.json")) as f:
+        c = json.load(f)
+    if store:
+        c["store"] = {k: {"value": v, "source": "test fixture"} for k, v in store.items()}
+    if edit:
+        edit(c)
+    path = os.path.join(tmp, name + ".json")
+    with open(path, "w") as f:
+        json.dump(c, f)
+    return path
+
+
+def test_store_rom_to_sram_hbm():
+    """Moving tiny-llama's weights from the tiny chip's ROMs to an SRAM store per tile and to an HBM store changes time,
+    energy and area as the store's keys say, worked out by hand from the configs (nothing asked of the simulator).
+
+    tiny-llama: hidden 256, ffn 768, 8 heads, 2 KV heads of 32 (k, v 64 rows), 4 layers (4 tiles), vocab 1024;
+    weights int3 group 64 (a block of 64 = 64 x 3 bits + a 16-bit scale = 208 bits), attn_v and lm_head int6 (64 x 6
+    + 16 = 400 bits), norms bf16 (256 x 16 = 4096 bits). Lane cells per token = elements x ceil(bits / cell_bits 3):
+    int3 1, int6 2. Tile lanes 8192, head lanes 8192; tile ROM 64 banks x 1024 bits = 65536 bits/cycle, LM-head ROM
+    65536, embedding ROM 8 x 1024 = 8192; ROM latency 2, lane pipeline 10.
+
+      tensor   rows x cols   bits              lane cycles   ROM cycles      store cycles (1024 bits/cycle)
+      q        256 x 256     256x4x208=212992  65536/8192=8  ceil(/65536)=4  208
+      k         64 x 256     53248             2             1               52
+      v (int6)  64 x 256     64x4x400=102400   32768/8192=4  2               100
+      o        256 x 256     212992            8             4               208
+      gate     768 x 256     638976            24            10              624
+      up       768 x 256     638976            24            10              624
+      down     256 x 768     256x12x208=638976 24            10              624
+      a layer: lanes 94 (ROM-bound nowhere), store 2440 = 2498560 bits / 1024, 7 matrix products
+      LM head 1024 x 256 int6: 1638400 bits, 524288 cells / 8192 = 64 cycles; store 1600
+      embedding row: 4 x 208 = 832 bits: ROM ceil(832 / 8192) = 1, store ceil(832 / 1024) = 1
+
+    A decode step (one token) on a store of latency L, against the ROMs (latency 2):
+      per layer (2440 - 94) + 7 x (L - 2); LM head (1600 - 64) + (L - 2); embedding 1 - 1 + (L - 2).
+      HBM (1 stack of 1024 bits/cycle, L 20): 4 x (2346 + 126) + (1536 + 18) + 18 = 11460
+      SRAM per tile (2 ports of 512 bits, L 5): 4 x (2346 + 21) + (1536 + 3) + 3 = 11010
+    The 8-token prompt (one chunk, one pass per token: tokens_per_read 1) on HBM: 4 x (8 x (2440 - 94) + 7 x 18) +
+      embedding (ceil(8 x 832 / 1024) + 20) - (ceil(8 x 832 / 8192) + 2) = 27 - 3 + LM head 1554 = 75576 + 24 + 1554 = 77154.
+    Weight bits read, prompt 8 and 4 generated (11 tokens through the tiles, 4 through the LM head, 11 embedding
+      rows): 11 x 4 x 2498560 + 4 x 1638400 + 11 x 832 = 116499392, x read_fj_per_bit / VR efficiency 0.9.
+    Area: an SRAM store of C bytes per tile and one for the head = 5 x 8 C bits x 0.027 um2 / 0.7 (n6.json), x 6
+      transistors, x 0.0155 W/mm2 leakage; no ROM; HBM: no die area for weights at all."""
+    common = ["--model", "tiny-llama", "--prompt", "8", "--generate", "4", "--no-db"]
+    with tempfile.TemporaryDirectory() as tmp:
+        hbm = tiny_store_chip(tmp, "hbm", {"kind": "hbm", "capacity_bytes": 2000000, "ports": 1, "bits_per_cycle": 1024,
+                                           "latency_cycles": 20, "read_fj_per_bit": 3900, "static_w": 15})
+        sram = tiny_store_chip(tmp, "sram", {"kind": "sram", "scope": "tile", "capacity_bytes": 400000, "ports": 2,
+                                             "bits_per_cycle": 512, "latency_cycles": 5, "read_fj_per_bit": 20})
+        rom = run_json("--chip", os.path.join(DATA, "tiny-chip.json"), *common)
+        h = run_json("--chip", hbm, *common)
+        s = run_json("--chip", sram, *common)
+        for label, j, step in (("hbm", h, 11460), ("sram", s, 11010)):
+            same_cycles(j, label)
+            r, x = rom["stream0_cycles"], j["stream0_cycles"]
+            for k in ("decode_first", "decode_last"):
+                expect(x[k] - r[k] == step, f"{label}: {k} {x[k]} - ROM's {r[k]} = {x[k] - r[k]}, by hand {step}")
+            expect(x["decode_total"] - r["decode_total"] == 3 * step, f"{label}: decode_total")
+        expect(h["stream0_cycles"]["ttft"] - rom["stream0_cycles"]["ttft"] == 77154,
+               f"hbm ttft {h['stream0_cycles']['ttft']} - ROM {rom['stream0_cycles']['ttft']}, by hand 77154")
+        bits = 11 * 4 * 2498560 + 4 * 1638400 + 11 * 832
+        for label, j, fj in (("hbm", h, 3900), ("sram", s, 20)):
+            ev = j["energy_by_event_j"]
+            expect(abs(ev["store_reads"] - bits * fj * 1e-15 / 0.9) <= 1e-12 * ev["store_reads"],
+                   f"{label}: store_reads {ev['store_reads']}, by hand {bits * fj * 1e-15 / 0.9}")
+            expect(ev["rom_reads"] == 0 and j["area"]["rom"]["mm2"] == 0, f"{label}: ROM energy or area left")
+        expect("store_reads" not in rom["energy_by_event_j"] and "store_static" not in rom["energy_by_event_j"] and
+               "weight_sram" not in rom["area"], "a ROM chip's outputs gained store keys")
+        secs = h["cycles"] / h["clock_hz"]
+        expect(abs(h["energy_by_event_j"]["store_static"] - 15 * secs) <= 1e-12 * 15 * secs, "hbm: store_static")
+        expect("weight_sram" not in h["area"] and "store_static" not in s["energy_by_event_j"], "hbm area / sram static")
+        for k in ("kv_sram", "lanes", "vector", "attention", "sampler", "control", "io"):
+            expect(h["area"][k] == rom["area"][k], f"hbm: area {k} moved")
+        w = s["area"]["weight_sram"]
+        mm2 = 5 * 8 * 400000 * 0.027 / 0.7 * 1e-6
+        expect(abs(w["mm2"] - mm2) <= 1e-12 * mm2 and w["transistors"] == 5 * 8 * 400000 * 6 and
+               abs(w["leakage_w"] - mm2 * 0.0155) <= 1e-12 * mm2 * 0.0155, f"sram: weight_sram {w}, by hand {mm2} mm2")
+        expect(abs(s["area_mm2"] - (rom["area_mm2"] - rom["area"]["rom"]["mm2"] + mm2)) <= 1e-9 * s["area_mm2"],
+               f"sram: die area {s['area_mm2']}")
+
+
+
+def gpu_like(c, bits_per_cycle):
+    """The tiny chip as a machine that runs every layer on one set of units: one tile of all 4 layers, 1024 lanes of
+    16-bit cells shared by the tokens of a pass (tensor units), up to 16 tokens per pass, BF16 weights in an HBM store
+    of 2 stacks of bits_per_cycle, latency 20."""
+    c["tile"]["layers_per_tile"]["value"] = 4
+    lanes = c["tile"]["lanes"]
+    lanes["count"]["value"] = 1024
+    lanes["cell_bits"]["value"] = 16
+    lanes["tokens_per_read"]["value"] = 16
+    lanes["shared_by_tokens"] = {"value": True, "source": "test fixture: tensor units"}
+    c["head"]["lanes"]["count"]["value"] = 1024
+    c["scheduler"]["prefill_chunk"]["value"] = 16
+    c["weights"] = {"default": {"format": {"value": "bf16", "source": "test fixture"}}}
+    c["store"] = {k: {"value": v, "source": "test fixture"} for k, v in
+                  {"kind": "hbm", "capacity_bytes": 8000000, "ports": 2, "bits_per_cycle": bits_per_cycle,
+                   "latency_cycles": 20, "read_fj_per_bit": 3900, "static_w": 15}.items()}
+
+
+def test_store_crossover():
+    """A GPU-like chip (gpu_like: one tile of every layer, lanes shared by a pass's tokens, weights in HBM) is
+    memory-bound at batch 1 and compute-bound from the batch where arithmetic intensity says: a pass of k tokens over
+    a BF16 tensor of E elements takes max(k E / 1024 lane cycles, 16 E / 2048 store cycles), equal at
+    k* = lanes 1024 x 16 bits / (2 stacks x 1024 bits) = 8. Against the same chip with a store too fast to matter
+    (2 x 2^20 bits per cycle: at most 2 cycles a tensor, below its lanes' 16 k at least), one prompt of k tokens
+    (one chunk, one pass, uncontended: the simulation's cycles are the analytical model's) takes longer by, by hand:
+      layers  sum over 4 x (q 65536, k 16384, v 16384, o 65536, gate, up, down 196608 each = 753664 elements) of
+              E / 128 - k E / 1024 while k < 8: 3014656 x (8 - k) / 1024 = 2944 (8 - k); 0 from k = 8 on
+      LM head (1 token, 1024 x 256 = 262144 elements): 262144 x 16 / 2048 = 2048 against its lanes' 256: 1792
+      embedding (k rows of 256 x 16 bits): ceil(4096 k / 2048) = 2k against 1: 2k - 1
+    At batch 1 (a decode step) it is memory-bound: the slow chip's step = the weight bits a token reads
+    (4 x 753664 x 16 + 262144 x 16 + one 4096-bit row = 52432896) / 2048 = 25602, plus the same overheads as the
+    fast chip's step less its lanes' 4 x 753664 / 1024 + 256 = 3200 cycles and its 1-cycle row."""
+    with tempfile.TemporaryDirectory() as tmp:
+        slow = tiny_store_chip(tmp, "slow", None, lambda c: gpu_like(c, 1024))
+        fast = tiny_store_chip(tmp, "fast", None, lambda c: gpu_like(c, 1 << 20))
+        layer_part = {}
+        for k in range(1, 13):
+            args = ["--model", "tiny-llama", "--prompt", str(k), "--generate", "2", "--no-db"]
+            a, b = run_json("--chip", slow, *args), run_json("--chip", fast, *args)
+            same_cycles(a, f"slow, batch {k}")
+            same_cycles(b, f"fast, batch {k}")
+            d = a["stream0_cycles"]["ttft"] - b["stream0_cycles"]["ttft"]
+            want = 2944 * max(0, 8 - k) + 1792 + (2 * k - 1)
+            expect(d == want, f"batch {k}: the prompt takes {d} cycles longer on the slow store, by hand {want}")
+            layer_part[k] = d - 1792 - (2 * k - 1)
+            if k == 1:
+                # saturated, the one store is the bottleneck: per token 4 x 753664 x 16 / 2048 = 23552 cycles of the
+                # layers' weights once per 16 tokens (1472), the LM head's 2048, an embedding row's 2: 3522 cycles
+                sat = a["analytic_saturated_tokens_per_s"]
+                expect(abs(sat - 1e9 / 3522) <= 1e-9 * sat, f"saturated {sat} tokens/s, by hand 1e9 / 3522")
+                step_a, step_b = a["stream0_cycles"]["decode_first"], b["stream0_cycles"]["decode_first"]
+                expect(step_a - 52432896 // 2048 == step_b - 3201,
+                       f"batch 1: step {step_a} is not bits / bandwidth 25602 + the overheads {step_b - 3201}")
+        crossover = min(k for k, v in layer_part.items() if v == 0)
+        expect(crossover == 1024 * 16 // (2 * 1024), f"compute-bound from batch {crossover}, arithmetic intensity 8")
+        expect(all(layer_part[k] > 0 for k in range(1, crossover)), f"memory-bound below the crossover: {layer_part}")
+
+
+def test_err_store():
+    """Bad stores: one line naming the chip file and the key."""
+    good = {"kind": "hbm", "capacity_bytes": 2000000, "ports": 1, "bits_per_cycle": 1024, "latency_cycles": 20,
+            "read_fj_per_bit": 3900, "static_w": 15}
+    cases = [  # (store edits, what the error says)
+        ({"capacity_bytes": 1000000}, ["key 'store.capacity_bytes'", "the HBM store cannot hold the model",
+                                       "the model needs 12521472 bits", "holds 1000000 bytes"]),
+        ({"kind": "sram", "scope": "tile", "static_w": None, "capacity_bytes": 300000},
+         ["key 'store.capacity_bytes'", "the SRAM store cannot hold the model", "tile 0 needs 2506752 bits",
+          "holds 300000 bytes per tile"]),
+        ({"bits_per_cycle": 0}, ["key 'store.bits_per_cycle'", "expected an integer in [1,", "got 0"]),
+        ({"ports": 0}, ["key 'store.ports'", "got 0"]),
+        ({"kind": "flash"}, ["key 'store.kind'", 'expected "rom", "sram" or "hbm", got "flash"']),
+        ({"kind": "sram"}, ["key 'store.static_w'", "is for hbm"]),
+        ({"scope": "tile"}, ["key 'store.scope'", "an hbm store is off the die", 'got "tile"']),
+        ({"latency_cycles": None}, ["key 'store.latency_cycles' is missing", "store.kind hbm"]),
+        ({"kind": "rom"}, ["key 'store.capacity_bytes'", "a ROM store takes its geometry from tile.rom"]),
+        ({"kind": "sram", "static_w": None, "scope": "die"}, ["key 'store.scope'", 'expected "tile" or "chip", got "die"']),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for edits, needles in cases:
+            st = dict(good)
+            for k, v in edits.items():
+                if v is None:
+                    st.pop(k)
+                else:
+                    st[k] = v
+            path = tiny_store_chip(tmp, "bad", st)
+            err = expect_error(["run", "--chip", path, "--model", "tiny-llama", "--no-db"], path, *needles)
+            expect(err.count("\n") == 0, f"{edits}: more than one line: {err!r}")
+        # what lays weights out in ROMs refuses a chip that keeps them elsewhere: a ROM image, chip derive
+        hbm = tiny_store_chip(tmp, "hbm", good)
+        out = os.path.join(tmp, "x.rom")
+        expect_error(["rom", "build", "--model", "tiny-llama", "--chip", hbm, "--synthetic", "3", "-o", out], hbm,
+                     "key 'store.kind'", "a ROM image lays the weights out in the chip's ROMs", "keeps them in HBM")
+        expect(not os.path.exists(out) and not os.path.exists(out + ".tmp"), "rom build left a file")
+        expect_error(["chip", "derive", "--model", "tiny-llama", "--like", hbm, "-o", os.path.join(tmp, "d.json")],
+                     hbm, "key 'store.kind'", "chip derive sizes a chip's ROMs")
+        moe = tiny_store_chip(tmp, "moe", good, lambda c: c["tile"]["rom"]["rows"].update(value=128))
+        expect_error(["run", "--chip", moe, "--model", os.path.join(DATA, "tiny-moe"), "--no-db"], moe,
+                     "key 'store.kind'", "is a mixture of experts")
+
+
+
+def test_store_shared():
+    """A chip-scope store is one server the tiles and the head book, as a KV group's ports are: a prompt of two
+    8-token chunks, whose chunks would overlap in the tiles (chunk 2 in tile 0 while chunk 1 is in tile 1), waits for
+    it. Every matrix product of the tiny chip on a 1024-bit-per-cycle store is store-bound (test_store_rom_to_sram_hbm:
+    a layer's lanes 94 cycles a token, its weights 2440), so the store is busy whenever a tile's lanes are, and the
+    prompt cannot finish before the store has streamed all of it: 16 tokens x 4 layers x 2440 + the embedding rows
+    (2 chunks x ceil(8 x 832 / 1024) = 7) + the LM head's 1600 = 157774 cycles; the analytical model, which lets the
+    chunks overlap, says less. The same store per tile (each tile its own) does overlap them: the analytical cycles."""
+    st = {"capacity_bytes": 2000000, "ports": 1, "bits_per_cycle": 1024, "latency_cycles": 20, "read_fj_per_bit": 50}
+    args = ["--model", "tiny-llama", "--prompt", "16", "--generate", "2", "--no-db"]
+    with tempfile.TemporaryDirectory() as tmp:
+        hbm = tiny_store_chip(tmp, "chip", {"kind": "hbm", **st})
+        tile = run_json("--chip", tiny_store_chip(tmp, "tile", {"kind": "sram", "scope": "tile", **st}), *args)
+        for fidelity in ("transaction", "cycle"):  # the cycle fidelity's lanes take the store as they issue
+            chip = run_json("--chip", hbm, *args, "--fidelity", fidelity)
+            t, a = chip["stream0_cycles"]["ttft"], chip["analytic_stream0_cycles"]["ttft"]
+            expect(t >= 16 * 4 * 2440 + 14 + 1600 > a,
+                   f"chip scope, {fidelity}: prompt {t} cycles, the store's work 157774, analytic {a}")
+        same_cycles(tile, "tile scope")
+        one = run_json("--chip", hbm, "--model", "tiny-llama", "--prompt", "8", "--generate", "4", "--no-db",
+                       "--fidelity", "cycle")
+        same_cycles(one, "chip scope, one chunk, cycle fidelity")
+
+
+
+def test_store_hc1_class():
+    """hc1-class's weights (Llama-3.1-8B) moved from its ROMs to an HBM store (5 stacks of 5360 bits per 1 GHz cycle:
+    26800 bits, 3.35 TB/s, latency 400) and to one SRAM store for the chip (64 ports of 4096 bits, latency 10): a
+    decode step changes, by hand from the chip file and the model's dimensions (hidden 4096, ffn 14336, 8 KV heads of
+    128, 32 layers, vocab 128256), by the sum over its matrix products of
+    max(lane cycles, store cycles) - max(lane cycles, ROM cycles) + (store latency - ROM latency 2), where lane cycles
+    = ceil(cells / lanes), a ROM's cycles ceil(bits / (banks x 1024)) and a store's ceil(bits / (ports x
+    bits_per_cycle)); bits at int3 (208 bits a block of 64), attn_v and lm_head int6 (400), cells 1 or 2 per weight;
+    and the embedding row's ceil(13312 / bandwidth) + latency against the embedding ROM's. HBM is memory-bound: its
+    step less its weight bits per token / 26800 is the ROM step's overheads (the step less its lane cycles and the
+    embedding row's ROM cycle). The energy of the weights read is bits x fJ per bit / VR efficiency 0.9; the SRAM's
+    area capacity x 8 x 0.027 um2 / 0.7."""
+    with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+        hc1 = json.load(f)
+    val = lambda x: x["value"] if isinstance(x, dict) else x
+    lanes, head_lanes = val(hc1["tile"]["lanes"]["count"]), val(hc1["head"]["lanes"]["count"])
+    rom_bw = val(hc1["tile"]["rom"]["banks"]) * 1024
+    lm_bw, emb_bw = val(hc1["head"]["lm_rom"]["banks"]) * 1024, val(hc1["head"]["embed_rom"]["banks"]) * 1024
+    cdiv = lambda a, b: -(-a // b)
+    H, F, KV, L, V = 4096, 14336, 8 * 128, 32, 128256
+    # (rows, cols, bits per block of 64, cells per weight) of a layer's matrix products
+    layer = [(H, H, 208, 1), (KV, H, 208, 1), (KV, H, 400, 2), (H, H, 208, 1), (F, H, 208, 1), (F, H, 208, 1),
+             (H, F, 208, 1)]
+    lm = (V, H, 400, 2)
+    bits = lambda t: t[0] * (t[1] // 64) * t[2]
+    cells = lambda t: t[0] * t[1] * t[3]
+    row = (H // 64) * 208  # an embedding row: 13312 bits
+
+    def delta(bw, lat):
+        d = L * sum(max(cdiv(cells(t), lanes), cdiv(bits(t), bw)) - max(cdiv(cells(t), lanes), cdiv(bits(t), rom_bw))
+                    + lat - 2 for t in layer)
+        d += max(cdiv(cells(lm), head_lanes), cdiv(bits(lm), bw)) - max(cdiv(cells(lm), head_lanes), cdiv(bits(lm), lm_bw)) + lat - 2
+        return d + cdiv(row, bw) - cdiv(row, emb_bw) + lat - 2
+
+    stores = {"hbm": ({"kind": "hbm", "capacity_bytes": 80 * 10**9, "ports": 5, "bits_per_cycle": 5360,
+                       "latency_cycles": 400, "read_fj_per_bit": 3900, "static_w": 60}, 26800, 400, 3900),
+              "sram": ({"kind": "sram", "scope": "chip", "capacity_bytes": 5 * 10**9, "ports": 64,
+                        "bits_per_cycle": 4096, "latency_cycles": 10, "read_fj_per_bit": 20}, 64 * 4096, 10, 20)}
+    args = ["--prompt", "1", "--generate", "2", "--no-db"]
+    rom = run_json(*args)
+    step_rom = rom["stream0_cycles"]["decode_first"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (st, bw, lat, fj) in stores.items():
+            path = os.path.join(tmp, name + ".json")
+            with open(path, "w") as f:
+                json.dump(dict(hc1, store={k: {"value": v, "source": "test fixture"} for k, v in st.items()}), f)
+            j = run_json("--chip", path, *args)
+            same_cycles(j, f"hc1-class, {name}")
+            step = j["stream0_cycles"]["decode_first"]
+            expect(step - step_rom == delta(bw, lat), f"{name}: step {step} - ROM's {step_rom} = {step - step_rom}, "
+                   f"by hand {delta(bw, lat)}")
+            # one prompt token and one decode token through the tiles, two through the LM head, two rows
+            read = 2 * L * sum(bits(t) for t in layer) + 2 * bits(lm) + 2 * row
+            got = j["energy_by_event_j"]["store_reads"]
+            expect(abs(got - read * fj * 1e-15 / 0.9) <= 1e-12 * got, f"{name}: store_reads {got}")
+            if name == "hbm":
+                per_token = L * sum(bits(t) for t in layer) + bits(lm) + row
+                lanes_rom = L * sum(cdiv(cells(t), lanes) for t in layer) + cdiv(cells(lm), head_lanes) + cdiv(row, emb_bw)
+                over = step - per_token / bw
+                expect(over > 0 and abs(over - (step_rom - lanes_rom + 7 * L * (lat - 2) + 2 * (lat - 2))) < 7 * L + 2,
+                       f"hbm: step {step} is not weight bits / bandwidth {per_token / bw:.0f} + the ROM step's overheads")
+            else:
+                mm2 = 5 * 10**9 * 8 * 0.027 / 0.7 * 1e-6
+                expect(abs(j["area"]["weight_sram"]["mm2"] - mm2) <= 1e-9 * mm2 and j["area"]["rom"]["mm2"] == 0,
+                       f"sram: weight_sram {j['area']['weight_sram']['mm2']} mm2, by hand {mm2}")
+
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

@@ -7,6 +7,7 @@
  *   elements, 512-position slots; weights int3 (group 64) but attn_v and lm_head int6 (group 64), norms bf16.
  *   int3/int6, group 64: an fp16 scale then 64 codes: (2 + 24) bytes = 3.25 bits, (2 + 48) bytes = 6.25 bits
  *   per element. bf16: 16 bits.
+ * 5.x: the SRAM and HBM stores of tests/data/tiny-chip-{sram,hbm}.json (t5_store).
  * Run as `test_map TESTS_DATA_DIR`. */
 #include <stdio.h>
 #include <string.h>
@@ -223,6 +224,52 @@ static void t4_fit(es_model *m)
     es_chip_free(&c);
 }
 
+/* 5. Weight stores (tests/data/tiny-chip-sram.json: a store per tile of 400000 bytes, 2 ports of 512 bits, latency 5;
+ * tiny-chip-hbm.json: BF16 weights in HBM, 2 stacks of 1024 bits, latency 20, one tile of all 4 layers). A tile's
+ * weights at the chip's formats: q, o 212992 bits each, k 53248, v 102400, gate, up, down 638976 each, two bf16
+ * norms of 4096: 2506752 bits = 313344 bytes; in BF16 the model is 4 x (753664 + 512) x 16 + 2 x 262144 x 16 +
+ * 256 x 16 = 56659968 bits = 7082496 bytes. */
+static void t5_store(es_model *m, const char *data)
+{
+    char sram[1024], hbm[1024];
+    snprintf(sram, sizeof sram, "%s/tiny-chip-sram.json", data);
+    snprintf(hbm, sizeof hbm, "%s/tiny-chip-hbm.json", data);
+    snprintf(chip_path, sizeof chip_path, "%s", sram);
+    es_chip c;
+    es_map pm;
+    if (load(&c, NULL, &pm, m)) return;
+    const es_map_tensor *v = es_map_tensor_of(&pm, es_model_tensor(m, 1, ES_ROLE_V));
+    CHECK(v->store == ES_STORE_SRAM && v->tile == 1 && v->bits == 102400 && v->rom_rows == 0 && v->geom.banks == 2 &&
+          v->geom.row_bits == 512 && v->geom.latency == 5 && pm.fit.kind == ES_FIT_OK && pm.rom_used_bits == 0,
+          "5.1 sram v: store %d rows %lld geom %lld x %lld lat %d fit %d", (int)v->store, (long long)v->rom_rows,
+          (long long)v->geom.banks, (long long)v->geom.row_bits, v->geom.latency, (int)pm.fit.kind);
+    es_map_free(&pm);
+    es_chip_free(&c);
+    /* a byte short of tile 0's 313344 */
+    if (load(&c, "store.capacity_bytes=313343", &pm, m)) return;
+    CHECK(pm.fit.kind == ES_FIT_STORE && !strcmp(pm.fit.key, "store.capacity_bytes") && pm.fit.tile == 0 &&
+          pm.fit.need == 2506752 && pm.fit.have == 2506744 && !strcmp(pm.fit.unit, "tile 0"),
+          "5.2 sram fit: kind %d need %lld have %lld unit %s", (int)pm.fit.kind, (long long)pm.fit.need,
+          (long long)pm.fit.have, pm.fit.unit);
+    es_map_free(&pm);
+    es_chip_free(&c);
+    if (load(&c, "store.capacity_bytes=313344", &pm, m)) return;
+    CHECK(pm.fit.kind == ES_FIT_OK, "5.2 313344 bytes per tile fit: %s", pm.fit.msg);
+    es_map_free(&pm);
+    es_chip_free(&c);
+    snprintf(chip_path, sizeof chip_path, "%s", hbm);
+    if (load(&c, "store.capacity_bytes=7082495", &pm, m)) return;
+    const es_map_tensor *lm = es_map_tensor_of(&pm, es_model_tensor(m, -1, ES_ROLE_LM_HEAD));
+    CHECK(lm->store == ES_STORE_HBM && lm->bits == 262144 * 16 && lm->geom.banks == 2 && lm->geom.row_bits == 1024 &&
+          lm->geom.latency == 20 && pm.model_bits == 56659968.0,
+          "5.3 hbm lm: store %d bits %lld model %.0f", (int)lm->store, (long long)lm->bits, pm.model_bits);
+    CHECK(pm.fit.kind == ES_FIT_STORE && pm.fit.need == 56659968 && pm.fit.have == 56659960 &&
+          !strcmp(pm.fit.unit, "the model"), "5.3 hbm fit: kind %d need %lld have %lld", (int)pm.fit.kind,
+          (long long)pm.fit.need, (long long)pm.fit.have);
+    es_map_free(&pm);
+    es_chip_free(&c);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -240,6 +287,7 @@ int main(int argc, char **argv)
     t2_weights(&m);
     t3_partitions(&m);
     t4_fit(&m);
+    t5_store(&m, argv[1]);
     es_model_free(&m);
     printf("test_map: %d passed, %d failed\n", passes, fails);
     return fails ? 1 : 0;

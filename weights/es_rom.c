@@ -455,6 +455,10 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
     b.cb_arg = cb_arg;
     int64_t tiles = es_chip_tiles(c, m);
     if (tiles > 4096) return es_fail(e, "%s: more than 4096 tiles", c->path);
+    if (c->store.kind != ES_STORE_ROM) /* its tensors take no ROM rows: there is no layout to write */
+        return es_fail(e, "%s: key 'store.kind': a ROM image lays the weights out in the chip's ROMs, and this chip "
+                          "keeps them in %s (build the image for a chip with store.kind rom)", c->path,
+                       es_store_name(c->store.kind));
     int rc = -1;
     es_atomic file = {0}; /* the image: OUT.tmp until complete */
     unsigned char *index = NULL;

@@ -68,6 +68,7 @@ cJSON *area_json(const es_area &a)
 {
     cJSON *j = cJSON_CreateObject();
     for (int i = 0; i < ES_AREA_N; i++) {
+        if (!es_area_listed(&a, i)) continue;
         cJSON *k = cJSON_AddObjectToObject(j, es_area_name(i));
         cJSON_AddNumberToObject(k, "mm2", a.mm2[i]);
         cJSON_AddNumberToObject(k, "transistors", a.tr[i]);
@@ -119,6 +120,7 @@ cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &un
     es_events_terms(c, &ev, t); /* the energies es_events_joules charges, by kind */
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "rom_reads", t[ES_EJ_ROM] * k);
+    if (c->store.kind != ES_STORE_ROM) cJSON_AddNumberToObject(j, "store_reads", t[ES_EJ_STORE] * k);
     cJSON_AddNumberToObject(j, "lane_adds", t[ES_EJ_CELL] * k);
     cJSON_AddNumberToObject(j, "registers", t[ES_EJ_REG] * k);
     cJSON_AddNumberToObject(j, "clock_network", t[ES_EJ_CLK] * k);
@@ -130,6 +132,7 @@ cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &un
     cJSON_AddNumberToObject(j, "leakage", a.leak_total_w * k * seconds);
     cJSON_AddNumberToObject(j, "clock_ungated", clock_w * cycles / c->clock_hz); /* per cycle, at any clock */
     cJSON_AddNumberToObject(j, "board", c->card.board_w * seconds);
+    if (c->store.kind == ES_STORE_HBM) cJSON_AddNumberToObject(j, "store_static", c->store.static_w * seconds);
     return j;
 }
 

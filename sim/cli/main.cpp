@@ -331,13 +331,17 @@ void print_area(const es_chip &c, const es_model &m, const es_area &a)
     std::printf("%s holding %s\n", c.name, m.name);
     std::printf("  %-10s %10s %8s %14s %10s\n", "component", "mm2", "share", "transistors", "leak W");
     for (int i = 0; i < ES_AREA_N; i++)
-        std::printf("  %-10s %10.1f %7.1f%% %14.3e %10.2f\n", es_area_name(i), a.mm2[i],
+        if (es_area_listed(&a, i))
+            std::printf("  %-10s %10.1f %7.1f%% %14.3e %10.2f\n", es_area_name(i), a.mm2[i],
                     100.0 * a.mm2[i] / a.total_mm2, a.tr[i], a.leak_w[i]);
     std::printf("  %-10s %10.1f %8s %14.3e %10.2f\n", "total", a.total_mm2, "", a.total_tr,
                 a.leak_total_w);
     std::printf("  ROM %.3f Gbit (model needs %.3f Gbit, %.3f bits/weight), KV SRAM %.3f GiB\n",
                 a.rom_bits / 1e9, a.model_bits / 1e9, a.model_bits / (double)es_model_params(&m),
                 a.sram_bits / 8.0 / (1u << 30));
+    if (c.store.kind != ES_STORE_ROM)
+        std::printf("  weights in %s (store.kind): %.3f Gbit of weight SRAM on the die\n", es_store_name(c.store.kind),
+                    a.store_bits / 1e9);
     std::printf("  lane cell %.1f transistors, %.2f register bits (%s)\n", c.area.lane_tr, c.tile.reg_bits_cell,
                 c.area.lane_rtl[0] ? c.area.lane_rtl : "area.lane_transistors, tile.lanes.register_bits_per_cell");
 }
@@ -369,6 +373,10 @@ int cmd_area(int argc, char **argv)
         cJSON_AddNumberToObject(j, "rom_bits", a.rom_bits);
         cJSON_AddNumberToObject(j, "model_bits", a.model_bits);
         cJSON_AddNumberToObject(j, "kv_sram_bits", a.sram_bits);
+        if (L.c.store.kind != ES_STORE_ROM) { /* the weights in SRAM or HBM: where, and the die's SRAM for them */
+            cJSON_AddStringToObject(j, "weight_store", es_store_name(L.c.store.kind));
+            cJSON_AddNumberToObject(j, "weight_sram_bits", a.store_bits);
+        }
         cJSON_AddNumberToObject(j, "lane_cell_transistors", L.c.area.lane_tr);
         cJSON_AddNumberToObject(j, "lane_cell_register_bits", L.c.tile.reg_bits_cell);
         if (L.c.area.lane_rtl[0]) cJSON_AddStringToObject(j, "lane_rtl", L.c.area.lane_rtl);

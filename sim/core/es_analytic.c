@@ -9,13 +9,39 @@ static int64_t vec(const es_chip *c, int64_t elems, int passes)
     return passes * es_ceil_div(elems, c->tile.vec_width) + c->tile.vec_latency;
 }
 
+/* One pass of k tokens over a tensor on lanes shared by them: its lanes' cycles or its weights', whichever is longer
+ * (k x cells below 2^62: cells below 2^61 by the table's limits, and k at most 2^16, split so it cannot overflow). */
+static int64_t shared_pass(int64_t k, int64_t cells, int64_t lanes, int64_t store_cycles)
+{
+    int64_t q = cells / lanes, r = cells % lanes, lane_cycles;
+    if (__builtin_mul_overflow(k, q, &lane_cycles)) return INT64_MAX / 4;
+    lane_cycles += es_ceil_div(k * r, lanes); /* k x r < 2^16 x 2^40 */
+    return lane_cycles > store_cycles ? lane_cycles : store_cycles;
+}
+
 int64_t es_an_matvec(const es_chip *c, const es_rom_geom *rom, int64_t lanes, int64_t cells,
                      int64_t bits, int64_t n)
 {
     int64_t lane_cycles = es_ceil_div(cells, lanes);
     int64_t rom_cycles = es_ceil_div(bits, rom->banks * rom->row_bits);
+    if (c->tile.lanes_shared) { /* the lanes serve a pass's k tokens together: k x cells / lanes cycles */
+        int64_t tpr = c->tile.tokens_per_read, full = n / tpr, rest = n % tpr;
+        int64_t t = full * shared_pass(tpr, cells, lanes, rom_cycles);
+        return t + (rest ? shared_pass(rest, cells, lanes, rom_cycles) : 0) + rom->latency + c->tile.lane_depth;
+    }
     int64_t per_pass = lane_cycles > rom_cycles ? lane_cycles : rom_cycles;
     return es_ceil_div(n, c->tile.tokens_per_read) * per_pass + rom->latency + c->tile.lane_depth;
+}
+
+int64_t es_an_store_occ(const es_map *pm, const es_op *op, int64_t n)
+{
+    const es_chip *c = pm->chip;
+    if (c->store.kind == ES_STORE_ROM || !c->store.chip_scope) return 0;
+    if (op->kind != ES_OP_MATVEC && op->kind != ES_OP_EMBED) return 0;
+    const es_map_tensor *x = &pm->tensors[op->tensor];
+    int64_t bw = x->geom.banks * x->geom.row_bits;
+    if (op->kind == ES_OP_EMBED) return es_ceil_div(n * (x->bits / pm->model->tensors[op->tensor].rows), bw);
+    return es_ceil_div(n, c->tile.tokens_per_read) * es_ceil_div(x->bits, bw);
 }
 
 static int64_t attention(const es_chip *c, const es_model *m, int64_t n, int64_t p)
@@ -332,6 +358,15 @@ void es_an_summarize(const es_map *pm, int64_t prompt, int64_t gen,
                         es_an_host_occ(c, c->host.cpl_bytes)};
     for (int i = 0; i < 3; i++)
         if (other[i] > b) b = other[i];
+    /* a chip-scope weight store serves every tile and the head: per token, each tile's weights once per
+     * tokens_per_read tokens, the LM head's and an embedding row once (0 with ROM or a store per tile) */
+    double store = 0;
+    for (int i = 0; i < m->n_ops; i++) {
+        const es_op *op = &m->ops[i];
+        int64_t g = pm->ops[i].tile >= 0 ? c->tile.tokens_per_read : 1;
+        store += (double)es_an_store_occ(pm, op, g) / (double)g;
+    }
+    if (store > (double)b) b = (int64_t)(store + 0.999999);
     s->bottleneck_cycles = (double)b;
     s->kv_slots = m->ssm_state > 0 ? es_chip_kv_slots(c, m) : es_chip_kv_positions(c, m) / (prompt + gen);
     int64_t pipe = (int64_t)((s->step_mid_cycles + (double)b - 1) / (double)b);
@@ -351,12 +386,13 @@ void es_an_expert_events(const es_map *pm, int64_t layer, int64_t e, int64_t n, 
         const es_tensor *t = es_model_expert(m, layer, rs[k], e);
         const es_map_tensor *x = es_map_tensor_of(pm, t);
         const es_wfmt *f = &c->store.fmt[es_tensor_fmt_role(t)];
-        ev->rom_bits += (double)es_ceil_div(n, c->tile.tokens_per_read) * (double)x->bits;
+        *(x->store == ES_STORE_ROM ? &ev->rom_bits : &ev->store_bits) +=
+            (double)es_ceil_div(n, c->tile.tokens_per_read) * (double)x->bits;
         ev->cell_macs += (double)n * (double)x->cells;
         if (f->group > 0) ev->vec_ops += (double)n * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
         if (c->gating == ES_GATING_UNIT) { /* the expert's lanes, for its projection's occupancy */
             int64_t occ = mv(pm, t, n) - x->geom.latency - c->tile.lane_depth;
-            ev->reg_bit_cycles += (double)occ * (double)x->lanes * (double)c->tile.tokens_per_read * c->tile.reg_bits_cell;
+            ev->reg_bit_cycles += (double)occ * (double)x->lanes * (double)es_chip_lane_copies(c) * c->tile.reg_bits_cell;
         }
     }
     if (c->gating == ES_GATING_UNIT) /* SiLU x up on the vector unit */
@@ -376,7 +412,7 @@ static double op_register_bits(const es_map *pm, const es_op *op)
     case ES_OP_MATVEC: { /* its partition's lanes, or the head's (one token at a time) */
         double lanes = (double)es_map_op_of(pm, op)->lanes;
         if (op->layer < 0) return lanes * c->tile.reg_bits_cell;
-        return lanes * (double)c->tile.tokens_per_read * c->tile.reg_bits_cell;
+        return lanes * (double)es_chip_lane_copies(c) * c->tile.reg_bits_cell;
     }
     default: return (double)c->tile.vec_width * c->tile.reg_bits_vec;
     }
@@ -411,7 +447,8 @@ static void op_events(const es_map *pm, const es_op *op, int64_t n, int64_t p, e
     switch (op->kind) {
     case ES_OP_EMBED: {
         const es_tensor *t = &m->tensors[op->tensor];
-        ev->rom_bits = dn * (double)pm->tensors[op->tensor].bits / (double)t->rows;
+        const es_map_tensor *x = &pm->tensors[op->tensor];
+        *(x->store == ES_STORE_ROM ? &ev->rom_bits : &ev->store_bits) = dn * (double)x->bits / (double)t->rows;
         break;
     }
     case ES_OP_RMSNORM: ev->vec_ops = 2 * dn * (double)op->elems; break;
@@ -436,7 +473,8 @@ static void op_events(const es_map *pm, const es_op *op, int64_t n, int64_t p, e
         const es_tensor *t = &m->tensors[op->tensor];
         const es_map_tensor *x = &pm->tensors[op->tensor];
         const es_wfmt *f = &c->store.fmt[es_tensor_fmt_role(t)];
-        ev->rom_bits = (double)es_ceil_div(n, c->tile.tokens_per_read) * (double)x->bits;
+        *(x->store == ES_STORE_ROM ? &ev->rom_bits : &ev->store_bits) =
+            (double)es_ceil_div(n, c->tile.tokens_per_read) * (double)x->bits;
         ev->cell_macs = dn * (double)x->cells;
         if (f->group > 0) /* one scale multiply per group per output row */
             ev->vec_ops = dn * (double)t->rows * (double)es_ceil_div(t->cols, f->group);

@@ -39,6 +39,11 @@ void es_an_op_events_occ(const es_map *pm, const es_op *op, int64_t n, int64_t p
  * its own partition, and the events it causes. */
 int64_t es_an_expert_chain(const es_map *pm, int64_t layer, int64_t e, int64_t n);
 void es_an_expert_events(const es_map *pm, int64_t layer, int64_t e, int64_t n, es_events *ev);
+/* The cycles op (n tokens) streams weights from a chip-scope SRAM or HBM store (store.scope chip), which the
+ * simulation books on the store shared by every tile and the head: a matrix product's passes over its tensor
+ * (ceil(n / tokens_per_read)) x ceil(its bits / the store's bits per cycle, ports x bits_per_cycle), the embedding
+ * lookup's rows; 0 for other ops and for a ROM or a tile-scope store. */
+int64_t es_an_store_occ(const es_map *pm, const es_op *op, int64_t n);
 /* Occupancy of a matrix-vector op on a given ROM and lane array. */
 int64_t es_an_matvec(const es_chip *c, const es_rom_geom *rom, int64_t lanes, int64_t cells,
                      int64_t bits, int64_t n);

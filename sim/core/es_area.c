@@ -5,7 +5,7 @@
 #include <string.h>
 
 static const char *names[ES_AREA_N] = {"rom", "kv_sram", "lanes", "vector", "attention",
-                                       "sampler", "control", "io"};
+                                       "sampler", "control", "io", "weight_sram"};
 
 const char *es_area_name(int i) { return (i >= 0 && i < ES_AREA_N) ? names[i] : "?"; }
 
@@ -19,6 +19,7 @@ void es_area_compute(const es_map *pm, es_area *a)
     double head_rom = (double)es_rom_bits(&c->store.lm_rom);
     double emb_rom = m->tied ? 0.0 : (double)es_rom_bits(&c->store.embed_rom);
     a->rom_bits = pm->rom_used_bits > 0 ? pm->rom_used_bits : tiles * tile_rom + head_rom + emb_rom;
+    if (c->store.kind != ES_STORE_ROM) a->rom_bits = 0; /* the weights are in SRAM or HBM: no ROM */
     a->model_bits = pm->model_bits;
     /* ROM: one select transistor per cell of cell_bits bits */
     double cells = a->rom_bits / c->tile.cell_bits;
@@ -28,12 +29,17 @@ void es_area_compute(const es_map *pm, es_area *a)
     a->sram_bits = tiles * (double)c->kv.bytes * 8.0;
     a->mm2[ES_AREA_SRAM] = a->sram_bits * c->process.sram_cell_um2 / c->process.sram_eff * 1e-6;
     a->tr[ES_AREA_SRAM] = a->sram_bits * c->process.sram_tr_bit;
+    /* an SRAM weight store: its capacity in the process's bit cells, per tile and the head's with tile scope */
+    if (c->store.kind == ES_STORE_SRAM)
+        a->store_bits = (c->store.chip_scope ? 1.0 : tiles + 1) * (double)c->store.capacity_bytes * 8.0;
+    a->mm2[ES_AREA_WSRAM] = a->store_bits * c->process.sram_cell_um2 / c->process.sram_eff * 1e-6;
+    a->tr[ES_AREA_WSRAM] = a->store_bits * c->process.sram_tr_bit;
     /* logic */
     /* a tile serving tokens_per_read tokens per ROM read selects each weight's
      * product for each of them: one adder-tree input (and its share of the
      * tree and pipeline registers) per token, so its lanes grow with it; the
      * head serves one token at a time */
-    a->tr[ES_AREA_LANES] = (tiles * (double)c->tile.lanes * (double)c->tile.tokens_per_read + (double)c->head.lanes) * c->area.lane_tr;
+    a->tr[ES_AREA_LANES] = (tiles * (double)c->tile.lanes * (double)es_chip_lane_copies(c) + (double)c->head.lanes) * c->area.lane_tr;
     a->tr[ES_AREA_VECTOR] = (tiles + 1) * (double)c->tile.vec_width * c->area.vec_tr_per_elem;
     a->tr[ES_AREA_ATTN] = tiles * (double)c->tile.attn_ppc * c->area.attn_tr_per_pos;
     a->tr[ES_AREA_SAMPLER] = (double)c->head.sampler_width * c->area.sampler_tr_per_elem;
@@ -43,7 +49,8 @@ void es_area_compute(const es_map *pm, es_area *a)
     a->mm2[ES_AREA_IO] = c->area.io_mm2;
     a->tr[ES_AREA_IO] = c->area.io_tr;
     for (int i = 0; i < ES_AREA_N; i++) {
-        double d = i == ES_AREA_ROM ? c->process.leak_rom : i == ES_AREA_SRAM ? c->process.leak_sram : c->process.leak_logic;
+        double d = i == ES_AREA_ROM ? c->process.leak_rom
+                 : i == ES_AREA_SRAM || i == ES_AREA_WSRAM ? c->process.leak_sram : c->process.leak_logic;
         a->leak_w[i] = a->mm2[i] * d;
         a->total_mm2 += a->mm2[i];
         a->total_tr += a->tr[i];
@@ -64,6 +71,7 @@ void es_events_add(es_events *a, const es_events *b)
     a->link_bit_mm += b->link_bit_mm;
     a->host_bits += b->host_bits;
     a->reg_bit_cycles += b->reg_bit_cycles;
+    a->store_bits += b->store_bits;
 }
 
 void es_events_scale(es_events *a, double f)
@@ -79,6 +87,7 @@ void es_events_scale(es_events *a, double f)
     a->link_bit_mm *= f;
     a->host_bits *= f;
     a->reg_bit_cycles *= f;
+    a->store_bits *= f;
 }
 
 void es_events_terms(const es_chip *c, const es_events *ev, double t[ES_EJ_N])
@@ -95,6 +104,7 @@ void es_events_terms(const es_chip *c, const es_events *ev, double t[ES_EJ_N])
     t[ES_EJ_HOST] = ev->host_bits * c->process.e_host_bit;
     t[ES_EJ_REG] = ev->reg_bit_cycles * c->process.e_reg_bit;
     t[ES_EJ_CLK] = ev->reg_bit_cycles * c->process.e_clk_net; /* the clock network, gated with the registers it feeds */
+    t[ES_EJ_STORE] = ev->store_bits * c->store.e_read_bit; /* 0 with a ROM store */
 }
 
 double es_events_joules(const es_chip *c, const es_events *ev)
@@ -112,17 +122,19 @@ double es_area_of_unit(const es_chip *c, const es_model *m, const es_area *a, co
     double emb_rom = m->tied ? 0.0 : (double)es_rom_bits(&c->store.embed_rom);
     double rom_all = tiles * tile_rom + head_rom + emb_rom, per = c->process.logic_mtr_mm2 * 1e6 * c->process.logic_util;
     double rom_mm2 = rom_all > 0 ? a->mm2[ES_AREA_ROM] / rom_all : 0; /* per bit of geometry */
+    /* a tile's (and the head's) own SRAM weight store works with its lanes; a chip's one is no unit's */
+    double store_mm2 = c->store.kind == ES_STORE_SRAM && !c->store.chip_scope ? a->mm2[ES_AREA_WSRAM] / (tiles + 1) : 0;
     const char *dot = strchr(unit, '.');
     if (!strncmp(unit, "tile", 4) && dot) {
         if (!strcmp(dot, ".lanes"))
-            return tile_rom * rom_mm2 + (double)c->tile.lanes * (double)c->tile.tokens_per_read * c->area.lane_tr / per;
+            return tile_rom * rom_mm2 + store_mm2 + (double)c->tile.lanes * (double)es_chip_lane_copies(c) * c->area.lane_tr / per;
         if (!strcmp(dot, ".vector")) return (double)c->tile.vec_width * c->area.vec_tr_per_elem / per;
         if (!strcmp(dot, ".attention"))
             return (double)c->tile.attn_ppc * c->area.attn_tr_per_pos / per + a->mm2[ES_AREA_SRAM] / tiles;
         return 0;
     }
     if (!strcmp(unit, "head"))
-        return head_rom * rom_mm2 + ((double)c->head.lanes * c->area.lane_tr + (double)c->tile.vec_width * c->area.vec_tr_per_elem +
+        return head_rom * rom_mm2 + store_mm2 + ((double)c->head.lanes * c->area.lane_tr + (double)c->tile.vec_width * c->area.vec_tr_per_elem +
                                      (double)c->head.sampler_width * c->area.sampler_tr_per_elem) / per;
     if (!strcmp(unit, "embed")) return emb_rom * rom_mm2;
     return 0;

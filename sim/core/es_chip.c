@@ -194,6 +194,8 @@ static const es_key_spec CHIP_KEYS[] = {
     {"tile.lanes.cell_bits", 'i', 1, 16, F(tile.cell_bits), 0, 0, 1, NULL, NULL},
     {"tile.lanes.pipeline_depth", 'i', 0, 1 << 16, F(tile.lane_depth), 0, 0, 1, NULL, NULL},
     {"tile.lanes.tokens_per_read", 'i', 1, 1 << 16, F(tile.tokens_per_read), 0, 0, 1, NULL, NULL},
+    {"tile.lanes.shared_by_tokens", 'b', 0, 1, F(tile.lanes_shared), 1, 0, 1, NULL,
+     "true: the lanes serve a pass's tokens together (k tokens take k x cells / lanes cycles); default false"},
     {"tile.lanes.mapping", 'x', 0, 0, NO_FIELD, 1, 0, 0, "striped | partitioned (default striped)", NULL},
     {"tile.lanes.activation_format", 'x', 0, 0, NO_FIELD, 0, 0, 0, "int8 | fp8 | bf16 | fp32", NULL},
     {"tile.lanes.accumulator_bits", 'i', 8, 64, F(tile.acc_bits), 0, 0, 1, NULL, NULL},
@@ -216,6 +218,17 @@ static const es_key_spec CHIP_KEYS[] = {
     {"kv.slot_context", 'l', 1, 1 << 24, F(kv.slot_context), 0, 0, 1, NULL, NULL},
     {"kv.tiles_per_group", 'i', 1, 1024, F(kv.tiles_per_group), 0, 0, 1, NULL, NULL},
     {"kv.prefix_sharing", 'b', 0, 1, F(kv.prefix_sharing), 0, 0, 1, NULL, NULL},
+    {"store.kind", 'x', 0, 0, NO_FIELD, 1, 0, 0, "rom | sram | hbm (default rom)", "where the weights live"},
+    {"store.scope", 'x', 0, 0, NO_FIELD, 1, 0, 0, "tile (sram only) | chip (default)",
+     "a store per tile (and one for the head), or one shared by the chip"},
+    {"store.capacity_bytes", 'l', 1, 0x1p50, F(store.capacity_bytes), 1, 0, 1, NULL,
+     "needed with sram or hbm: per tile with tile scope, else in all"},
+    {"store.ports", 'i', 1, 1 << 16, F(store.ports), 1, 0, 1, NULL, "needed with sram or hbm (hbm: its stacks)"},
+    {"store.bits_per_cycle", 'l', 1, 0x1p40, F(store.port_bits), 1, 0, 1, NULL,
+     "needed with sram or hbm: bits per port per chip cycle"},
+    {"store.latency_cycles", 'i', 0, 1 << 20, F(store.latency), 1, 0, 1, NULL, "needed with sram or hbm"},
+    {"store.read_fj_per_bit", 'd', 0, 1e6, F(store.e_read_bit), 1, 0, 1e-15, NULL, "needed with sram or hbm"},
+    {"store.static_w", 'd', 0, 1e5, F(store.static_w), 1, 0, 1, NULL, "hbm only: refresh and PHY, off the die"},
     {"head.embed_rom.banks", 'l', 1, 0x1p40, F(store.embed_rom.banks), 0, 0, 1, NULL, NULL},
     {"head.embed_rom.rows", 'l', 1, 0x1p40, F(store.embed_rom.rows), 0, 0, 1, NULL, NULL},
     {"head.embed_rom.row_bits", 'l', 1, 1 << 20, F(store.embed_rom.row_bits), 0, 0, 1, NULL, NULL},
@@ -440,6 +453,48 @@ static int read_keys(const es_cfg *f, const es_key_spec *ks, int n, es_chip *c, 
     return 0;
 }
 
+/* store.*: the kind, its scope, and the keys each kind needs or refuses. */
+static int read_store(es_chip *c, es_err *e)
+{
+    static const char *keys[6] = {"store.capacity_bytes", "store.ports", "store.bits_per_cycle",
+                                  "store.latency_cycles", "store.read_fj_per_bit", "store.static_w"};
+    const es_cfg *f = &c->cfg;
+    es_store_cfg *s = &c->store;
+    char kind[16] = "rom", scope[16] = "chip";
+    if (es_cfg_has(f, "store.kind") && es_cfg_str(f, "store.kind", kind, sizeof kind, e)) return -1;
+    if (!strcmp(kind, "rom")) s->kind = ES_STORE_ROM;
+    else if (!strcmp(kind, "sram")) s->kind = ES_STORE_SRAM;
+    else if (!strcmp(kind, "hbm")) s->kind = ES_STORE_HBM;
+    else return es_fail(e, "%s: key 'store.kind': expected \"rom\", \"sram\" or \"hbm\", got \"%s\"", c->path, kind);
+    if (s->kind == ES_STORE_ROM) { /* the ROMs' geometry is tile.rom and head.*_rom */
+        for (int i = 0; i < 6; i++)
+            if (es_cfg_has(f, keys[i]))
+                return es_fail(e, "%s: key '%s': a ROM store takes its geometry from tile.rom and head.*_rom (give "
+                                  "store.kind sram or hbm, or leave the key out)", c->path, keys[i]);
+        if (es_cfg_has(f, "store.scope"))
+            return es_fail(e, "%s: key 'store.scope': a ROM store is per tile and head ROM (give store.kind sram "
+                              "or hbm, or leave the key out)", c->path);
+        return 0;
+    }
+    for (int i = 0; i < 5; i++)
+        if (!es_cfg_has(f, keys[i]))
+            return es_fail(e, "%s: key '%s' is missing (needed with store.kind %s)", c->path, keys[i], kind);
+    if (s->kind == ES_STORE_SRAM && es_cfg_has(f, "store.static_w"))
+        return es_fail(e, "%s: key 'store.static_w': an SRAM store's static power is its leakage (the process "
+                          "table's leakage.sram_w_per_mm2); store.static_w is for hbm", c->path);
+    if (es_cfg_has(f, "store.scope") && es_cfg_str(f, "store.scope", scope, sizeof scope, e)) return -1;
+    if (strcmp(scope, "tile") && strcmp(scope, "chip"))
+        return es_fail(e, "%s: key 'store.scope': expected \"tile\" or \"chip\", got \"%s\"", c->path, scope);
+    s->chip_scope = !strcmp(scope, "chip");
+    if (s->kind == ES_STORE_HBM && !s->chip_scope)
+        return es_fail(e, "%s: key 'store.scope': an hbm store is off the die, one for the whole chip: expected "
+                          "\"chip\", got \"tile\"", c->path);
+    if (c->tile.partitioned)
+        return es_fail(e, "%s: key 'tile.lanes.mapping': \"partitioned\" splits a tile's ROM banks among its "
+                          "partitions; with store.kind %s give \"striped\"", c->path, kind);
+    return 0;
+}
+
 static int read_chip(es_chip *c, const char *dir, es_err *e)
 {
     const es_cfg *f = &c->cfg;
@@ -484,6 +539,7 @@ static int read_chip(es_chip *c, const char *dir, es_err *e)
         return es_fail(e, "%s: key 'tile.lanes.mapping': expected \"striped\" or \"partitioned\", got \"%s\"",
                        c->path, mapping);
     c->tile.partitioned = !strcmp(mapping, "partitioned");
+    if (read_store(c, e)) return -1;
     if (strcmp(c->tile.act_format, "int8") && strcmp(c->tile.act_format, "fp8") && strcmp(c->tile.act_format, "bf16") &&
         strcmp(c->tile.act_format, "fp32"))
         return es_fail(e, "%s: key 'tile.lanes.activation_format': expected \"int8\", \"fp8\", "
@@ -695,7 +751,7 @@ int64_t es_rom_tensor_rows(int64_t bits, int64_t row_bits)
 
 double es_chip_tile_register_bits(const es_chip *c)
 {
-    return (double)c->tile.lanes * (double)c->tile.tokens_per_read * c->tile.reg_bits_cell + (double)c->tile.vec_width * c->tile.reg_bits_vec +
+    return (double)c->tile.lanes * (double)es_chip_lane_copies(c) * c->tile.reg_bits_cell + (double)c->tile.vec_width * c->tile.reg_bits_vec +
            (double)c->tile.attn_ppc * c->tile.reg_bits_attn;
 }
 

@@ -61,6 +61,8 @@ typedef struct es_tile_cfg {
     int cell_bits;            /* tile.lanes.cell_bits: bits one select cell decodes */
     int lane_depth;           /* tile.lanes.pipeline_depth: ROM-to-accumulator cycles */
     int tokens_per_read;      /* tile.lanes.tokens_per_read */
+    int lanes_shared;         /* tile.lanes.shared_by_tokens: 1, the lanes are the cells per cycle of all a pass's tokens
+                                 together (a GPU's tensor units); 0 (default), each token of a pass has lanes of its own */
     int partitioned;          /* tile.lanes.mapping: 0 "striped" (every lane on one tensor at a time),
                                  1 "partitioned" (lanes and banks split among tensor groups) */
     char act_format[8];       /* tile.lanes.activation_format: int8, fp8, bf16 or fp32 */
@@ -89,12 +91,22 @@ typedef struct es_kv_cfg {
     int prefix_sharing;       /* kv.prefix_sharing: sequences may read a shared prefix's positions */
 } es_kv_cfg;
 
-/* Where the weights live and in which formats (weights.*, tile.rom.*, head.*_rom.*). One kind today:
- * mask ROM, a unit per tile and one each for the embedding table and the LM head. */
-typedef enum es_store { ES_STORE_ROM } es_store;
-const char *es_store_name(es_store s); /* "ROM" */
+/* Where the weights live and in which formats (store.*, weights.*, tile.rom.*, head.*_rom.*). Three kinds:
+ * mask ROM (the default: a unit per tile and one each for the embedding table and the LM head, tile.rom and
+ * head.*_rom), on-die SRAM and off-die HBM stacks (store.*: capacity, ports, bits per port per cycle, latency,
+ * energy per bit read). An SRAM store is per tile (each layer tile holds its layers' weights, the head one more
+ * of the same size holding its own) or one for the whole chip; HBM is one for the whole chip. */
+typedef enum es_store { ES_STORE_ROM, ES_STORE_SRAM, ES_STORE_HBM } es_store;
+const char *es_store_name(es_store s); /* "ROM", "SRAM", "HBM" */
 typedef struct es_store_cfg {
-    es_store kind;            /* ES_STORE_ROM */
+    es_store kind;            /* store.kind: rom (default), sram or hbm */
+    int chip_scope;           /* store.scope: 0 "tile" (sram only), 1 "chip" (one store shared by every tile and the head) */
+    int64_t capacity_bytes;   /* store.capacity_bytes: per tile (and the head) with tile scope, else in all */
+    int ports;                /* store.ports: ports per store (HBM: stacks) */
+    int64_t port_bits;        /* store.bits_per_cycle: bits each port streams per chip clock cycle */
+    int latency;              /* store.latency_cycles: cycles from address to data */
+    double e_read_bit;        /* store.read_fj_per_bit (J after load) */
+    double static_w;          /* store.static_w: HBM refresh and PHY power, off the die (card power) */
     es_rom_geom tile_rom;     /* tile.rom.* */
     es_rom_geom embed_rom;    /* head.embed_rom.* */
     es_rom_geom lm_rom;       /* head.lm_rom.* */
@@ -265,6 +277,9 @@ enum { ES_GATING_NONE, ES_GATING_TILE, ES_GATING_UNIT };
 /* Register bits of one tile's resources (lanes, vector unit, attention or scan engine) and of the head
  * (lanes, vector unit, sampler), from the chip's register_bits_* keys. */
 double es_chip_tile_register_bits(const es_chip *c);
+/* Copies of a tile's lanes: tokens_per_read (each token of a pass has its own adder-tree inputs), or 1 when the lanes
+ * are shared by a pass's tokens (tile.lanes.shared_by_tokens). */
+static inline int64_t es_chip_lane_copies(const es_chip *c) { return c->tile.lanes_shared ? 1 : c->tile.tokens_per_read; }
 double es_chip_head_register_bits(const es_chip *c);
 
 #ifdef __cplusplus

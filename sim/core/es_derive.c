@@ -216,6 +216,9 @@ static int derived_fits(const deriv *x, es_err *e) { return es_map_check(&x->map
 int es_chip_derive(const es_model *m, const es_chip *t, const es_derive_opts *o, es_derived *d, es_err *e)
 {
     memset(d, 0, sizeof *d);
+    if (t->store.kind != ES_STORE_ROM) /* it sizes the ROMs and the lanes from their bandwidth */
+        return es_fail(e, "%s: key 'store.kind': chip derive sizes a chip's ROMs, and this template keeps its weights "
+                          "in %s (give a template with store.kind rom)", t->path, es_store_name(t->store.kind));
     deriv x;
     memset(&x, 0, sizeof x);
     x.m = m;

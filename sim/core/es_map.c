@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *es_store_name(es_store s) { return s == ES_STORE_ROM ? "ROM" : "?"; }
+const char *es_store_name(es_store s)
+{
+    return s == ES_STORE_ROM ? "ROM" : s == ES_STORE_SRAM ? "SRAM" : s == ES_STORE_HBM ? "HBM" : "?";
+}
 
 const char *es_rom_kind_name(es_rom_kind k)
 {
@@ -124,7 +127,7 @@ static void place_tensors(es_map *pm, int from_w)
     for (int i = 0; i < m->n_tensors; i++) {
         const es_tensor *t = &m->tensors[i];
         es_map_tensor *x = &pm->tensors[i];
-        x->store = ES_STORE_ROM;
+        x->store = c->store.kind;
         x->tile = t->layer >= 0 ? t->layer / c->tile.layers : -1;
         x->rom = t->layer >= 0 ? ES_ROM_TILE : (t->role == ES_ROLE_EMBED && !m->tied) ? ES_ROM_EMBED : ES_ROM_LM;
         if (!from_w) {
@@ -132,7 +135,7 @@ static void place_tensors(es_map *pm, int from_w)
             x->elem_bits = c->store.fmt[es_tensor_fmt_role(t)].bits;
         }
         x->cells = t->rows * t->cols * ((x->elem_bits + c->tile.cell_bits - 1) / c->tile.cell_bits);
-        x->rom_rows = es_rom_tensor_rows(x->bits, rom_of(c, x->rom)->row_bits);
+        x->rom_rows = x->store == ES_STORE_ROM ? es_rom_tensor_rows(x->bits, rom_of(c, x->rom)->row_bits) : 0;
         if (t->layer >= 0) {
             x->part = partition(c, m, t);
             x->in_part = pm->n_parts > 1 && t->rows != 1 && (m->experts > 0 || part_of_role(t->role) >= 0);
@@ -175,9 +178,11 @@ static int place_lanes(es_map *pm, es_err *e)
     for (int i = 0; i < m->n_tensors; i++) {
         es_map_tensor *x = &pm->tensors[i];
         x->geom = *rom_of(c, x->rom);
+        if (x->store != ES_STORE_ROM) /* an SRAM or HBM store: its ports, each streaming bits_per_cycle */
+            x->geom = (es_rom_geom){c->store.ports, 0, c->store.port_bits, c->store.latency};
         if (x->tile >= 0) {
             x->lanes = lanes[x->part];
-            x->geom.banks = banks[x->part];
+            if (x->store == ES_STORE_ROM) x->geom.banks = banks[x->part];
         } else {
             x->lanes = x->rom == ES_ROM_LM ? c->head.lanes : 0; /* the embedding table is looked up, not multiplied */
         }
@@ -295,6 +300,46 @@ void es_map_rom_need(const es_map *pm, es_rom_kind kind, es_rom_need *n)
     snprintf(n->what, sizeof n->what, "%s", u->what);
 }
 
+/* An SRAM or HBM store holds its weights: with tile scope each tile's store its tile's tensors and the head's its
+ * own (the embedding table, the final norm, the LM head), else the one store every tensor. A mixture of experts is
+ * refused: its expert partitions' share of a store's ports is not modelled. Returns 1 when it fails (f filled). */
+static int check_store(es_map *pm)
+{
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    const es_store_cfg *s = &c->store;
+    es_fit *f = &pm->fit;
+    if (s->kind == ES_STORE_ROM) return 0;
+    if (m->experts > 0) {
+        *f = (es_fit){ES_FIT_STORE, "store.kind", ES_ROM_TILE, -1, -1, "a mixture of experts", 1, 0, ""};
+        fit_msg(f, "%s: key 'store.kind': %s is a mixture of experts, whose expert partitions need store.kind rom "
+                 "(their share of an %s store's ports is not modelled)", c->path, m->path, es_store_name(s->kind));
+        return 1;
+    }
+    int64_t have = s->capacity_bytes * 8, need = 0, head = 0;
+    int tile = -1;
+    if (s->chip_scope) {
+        need = (int64_t)pm->model_bits;
+    } else {
+        for (int i = 0; i < m->n_tensors; i++)
+            if (pm->tensors[i].tile < 0) head = add_sat(head, pm->tensors[i].bits);
+        need = head;
+        for (int k = 0; k < pm->n_units; k++) { /* each tile's whole unit: its tensors' bits */
+            const es_map_unit *u = &pm->units[k];
+            if (u->rom == ES_ROM_TILE && u->part < 0 && u->bits > need) need = u->bits, tile = u->tile;
+        }
+    }
+    if (need <= have) return 0;
+    *f = (es_fit){ES_FIT_STORE, "store.capacity_bytes", ES_ROM_TILE, tile, -1, "", need, have, ""};
+    if (s->chip_scope) snprintf(f->unit, sizeof f->unit, "the model");
+    else if (tile >= 0) snprintf(f->unit, sizeof f->unit, "tile %d", tile);
+    else snprintf(f->unit, sizeof f->unit, "the head");
+    fit_msg(f, "%s: key 'store.capacity_bytes': the %s store cannot hold the model: %s needs %lld bits (%.0f bytes) "
+             "of weights, the store holds %lld bytes%s", c->path, es_store_name(s->kind), f->unit, (long long)need,
+             (double)need / 8.0, (long long)s->capacity_bytes, s->chip_scope ? "" : " per tile");
+    return 1;
+}
+
 /* The fit: every ROM holds its units, a state-space model has a scan engine, one sequence's state or KV slot fits a
  * tile's SRAM. */
 static void check_fit(es_map *pm)
@@ -316,6 +361,7 @@ static void check_fit(es_map *pm)
                  (long long)u->stream_rows, (long long)r->row_bits, (long long)u->banks, (long long)r->rows);
         return;
     }
+    if (check_store(pm)) return;
     int64_t have = c->kv.bytes * 8;
     if (m->ssm_state > 0 && c->tile.scan_width <= 0) {
         *f = (es_fit){ES_FIT_SCAN, "tile.scan.elems_per_cycle", ES_ROM_TILE, -1, -1, "the scan engine", 1, 0, ""};

@@ -10,10 +10,14 @@
  * - chip: 0 (one die; the field is there for systems of several chips);
  * - tile: layer / tile.layers_per_tile; tensors outside the blocks sit with the
  *   head (tile -1);
- * - store and ROM unit: every tensor is in mask ROM (ES_STORE_ROM): a layer's
- *   tensors in its tile's ROM (tile.rom), an untied embedding table in the
- *   embedding ROM (head.embed_rom), the LM head, the final norm and a tied
- *   table in the LM-head ROM (head.lm_rom);
+ * - store and ROM unit: every tensor is in the chip's store (store.kind). In
+ *   mask ROM (ES_STORE_ROM, the default): a layer's tensors in its tile's ROM
+ *   (tile.rom), an untied embedding table in the embedding ROM
+ *   (head.embed_rom), the LM head, the final norm and a tied table in the
+ *   LM-head ROM (head.lm_rom). In SRAM or HBM (store.*) a tensor streams from
+ *   the store's ports (its geom: banks = ports, row_bits = bits per port per
+ *   cycle) and takes no ROM rows; the fit check compares the bits each store
+ *   holds (a tile's, the head's, or the chip's one) with store.capacity_bytes;
  * - bits and element bits: the chip's weights.* format of the tensor's role
  *   (a tied table: the LM head's), or, when given, the bits a recipe or a
  *   loaded ROM image holds (es_map_weights: es_rom_apply_recipe and es_apply_rom in
@@ -93,16 +97,18 @@ typedef struct es_map_tensor {
     int part;          /* the partition whose lanes multiply by it (0: unpartitioned, the head, a norm) */
     int in_part;       /* 1: held in its partition's share of the banks (a matrix of a partitioned tile); 0: the tile's
                           ROM as a whole (norms, every tensor of a one-partition tile, the head's ROMs) */
-    es_store store;    /* ES_STORE_ROM */
+    es_store store;    /* the chip's store.kind: ES_STORE_ROM, ES_STORE_SRAM or ES_STORE_HBM */
     es_rom_kind rom;   /* the ROM holding it */
     int64_t bits;      /* bits stored, scales and block padding included */
     int elem_bits;     /* bits per element of its format */
     int64_t cells;     /* lane cells per token: rows x cols x ceil(elem_bits / cell_bits) */
-    int64_t rom_rows;  /* rows of its ROM it takes, from a fresh row */
+    int64_t rom_rows;  /* rows of its ROM it takes, from a fresh row (0 in an SRAM or HBM store) */
     int64_t row_first; /* its first row in its ROM's stream (a tile's, the embedding's or the LM head's), tensors in model
                           order: the layout of a ROM image */
     int64_t lanes;     /* the lanes that multiply by it: its partition's share (a tile), head.lanes.count (the head) */
-    es_rom_geom geom;       /* the ROM it streams from: its partition's share of the tile ROM's banks, or its head ROM */
+    es_rom_geom geom;       /* the ROM it streams from: its partition's share of the tile ROM's banks, or its head ROM;
+                               in an SRAM or HBM store, the store as banks = store.ports of row_bits =
+                               store.bits_per_cycle, latency store.latency_cycles (rows 0) */
 } es_map_tensor;
 
 /* One op's unit. */
@@ -129,12 +135,14 @@ typedef struct es_map_unit {
 } es_map_unit;
 
 /* Whether the model fits the chip, and if not what is short: the first check that fails, in the order the messages
- * have always come (sizes the simulator counts, the tile ROM, the embedding ROM, the LM-head ROM, the scan engine,
- * the state or KV SRAM). */
+ * have always come (sizes the simulator counts, the tile ROM, the embedding ROM, the LM-head ROM, an SRAM or HBM
+ * store, the scan engine, the state or KV SRAM). */
 typedef enum es_fit_kind {
     ES_FIT_OK,
     ES_FIT_LIMIT, /* a size beyond what the simulator counts (es_map_build returned -1) */
     ES_FIT_ROM,   /* a ROM unit needs more rows per bank than its ROM has */
+    ES_FIT_STORE, /* an SRAM or HBM store cannot hold its weights (need, have: bits), or holds a kind of model it
+                     cannot (key store.kind) */
     ES_FIT_SCAN,  /* a state-space model on a chip without a scan engine (need 1, have 0) */
     ES_FIT_STATE, /* a tile's SRAM cannot hold one sequence's state */
     ES_FIT_KV     /* a tile's KV SRAM cannot hold one slot of kv.slot_context positions */
@@ -147,7 +155,8 @@ typedef struct es_fit {
     es_rom_kind rom;      /* ES_FIT_ROM: the ROM */
     int tile, part;       /* ES_FIT_ROM: the unit's tile (-1: a head ROM) and partition (-1: the whole ROM) */
     char unit[64];        /* what is short: ES_FIT_ROM the unit's es_map_unit.what; "a sequence's state"; "a KV slot" */
-    int64_t need, have;   /* ES_FIT_ROM: rows per bank needed and the ROM's rows per bank; ES_FIT_STATE and ES_FIT_KV:
+    int64_t need, have;   /* ES_FIT_ROM: rows per bank needed and the ROM's rows per bank; ES_FIT_STORE: bits of
+                             weights the store must hold and the bits it holds; ES_FIT_STATE and ES_FIT_KV:
                              bits one sequence needs in a tile and the bits kv.bytes_per_tile holds; the shortfall is
                              need - have */
     char msg[1024];       /* the one-line error, as es_map_check gives it */

@@ -19,6 +19,7 @@ Run::Run(const es_chip *card) : clock_hz(card->clock_hz)
     max_cycle = (int64_t)(((uint64_t)1 << 63) / period.value()); /* half of SystemC's range: sums stay inside it */
     dyn_scale = 1.0 / card->card.vr_eff;
     static_w = card->card.board_w; /* the dies' leakage and clocks join it as they are built (add_die) */
+    if (card->store.kind == ES_STORE_HBM) static_w += card->store.static_w; /* off the die: at the card, as the board */
     if (card->card.power_limit_w > 0) {
         gov.on = true;
         gov.f_nom = card->clock_hz;
@@ -26,7 +27,7 @@ Run::Run(const es_chip *card) : clock_hz(card->clock_hz)
         if (gov.W < 1) gov.W = 1;
         gov.step = card->card.clock_step_hz;
         gov.limit = card->card.power_limit_w;
-        gov.fixed_w = card->card.board_w;
+        gov.fixed_w = static_w;
         gov.min_f = card->clock_hz;
     }
 }

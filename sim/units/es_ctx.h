@@ -21,6 +21,7 @@
 #include "es_db.h"
 #include "es_dp.h"
 #include "es_model.h"
+#include "es_server.h"
 #include "es_trace.h"
 #include "es_top.h"
 
@@ -218,6 +219,7 @@ public:
     void tap(int32_t seq, int64_t pos, int32_t token, const float *x);
     int64_t cosim_depth = -1;         // --rtl-cosim: tile 0's lane pipeline depth (-1: tile.lanes.pipeline_depth)
     MoeStats moe;                     // its MoE tiles' experts fired and their queues
+    Server *wstore = nullptr;         // a chip-scope SRAM or HBM weight store, shared by the tiles and the head (else null)
 };
 
 } // namespace es

@@ -66,7 +66,15 @@ Die::Die(Ctx &ctx, bool with_vcd) : ctx_(ctx)
     int64_t tiles = pm->tiles;
     /* the embedding table in the LM-head ROM (a tied model): the two lookups share its port */
     const es_tensor *table = es_model_tensor(m, -1, ES_ROLE_EMBED);
-    if (table && es_map_tensor_of(pm, table)->rom == ES_ROM_LM) rom_.reset(new sc_core::sc_mutex("head_rom"));
+    /* a chip-scope SRAM or HBM store: one, booked by every tile and the head (its ports' whole bandwidth as one
+     * server: a matrix product holds it while its bits stream); a tile-scope SRAM: the head's own store, which
+     * the two lookups share as they would a ROM */
+    if (c->store.kind != ES_STORE_ROM && c->store.chip_scope) {
+        wstore_.reset(new Server(1));
+        ctx.wstore = wstore_.get();
+    } else if (table && (es_map_tensor_of(pm, table)->rom == ES_ROM_LM || c->store.kind != ES_STORE_ROM)) {
+        rom_.reset(new sc_core::sc_mutex("head_rom"));
+    }
     /* the feedback path never blocks the head: it holds one token per sequence
      * in flight at most, and the KV holds at most kv_cap sequences */
     int ring = (int)(ctx.kv_cap < (1 << 20) ? ctx.kv_cap : (1 << 20)) + 1;

@@ -49,7 +49,8 @@ private:
     std::vector<std::unique_ptr<sc_core::sc_module>> mods_;
     std::vector<std::unique_ptr<Server>> kv_groups_; // the ports of each KV SRAM group
     std::vector<std::unique_ptr<LinkPort>> links_;
-    std::unique_ptr<sc_core::sc_mutex> rom_;         // tied embeddings: the ROM embed and head share
+    std::unique_ptr<sc_core::sc_mutex> rom_;         // tied embeddings: the ROM embed and head share (or the head's store)
+    std::unique_ptr<Server> wstore_;                 // a chip-scope weight store (ctx.wstore)
     VcdTracer *vcd_ = nullptr;
 };
 

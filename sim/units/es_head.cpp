@@ -20,6 +20,8 @@ void Embed::run()
             sc_core::wait(feedback.data_written_event() | prompt.data_written_event());
         ctx_.run.wait_until(it.ready);
         int64_t start = ctx_.run.now();
+        if (ctx_.wstore) /* the table's rows stream from the chip's weight store, shared with the tiles */
+            ctx_.run.wait_until(ctx_.wstore->book(start, start, es_an_store_occ(ctx_.map, op_, it.n)));
         if (rom_) rom_->lock();
         ctx_.run.wait_cycles(es_an_op(ctx_.map, op_, it.n, it.pos));
         if (rom_) rom_->unlock();
@@ -65,6 +67,8 @@ void Head::run()
             es_an_op_split(ctx_.map, op, it.n, it.pos, &occ, &lat);
             int64_t cyc = occ + lat;
             bool rom = rom_ && op->kind == ES_OP_MATVEC;
+            if (ctx_.wstore && op->kind == ES_OP_MATVEC) /* the LM head streams from the chip's weight store */
+                t = ctx_.wstore->book(ctx_.run.now(), t, es_an_store_occ(ctx_.map, op, it.n));
             t += cyc;
             if (rom) { /* a ROM shared with the embedding (tied weights): wait for it in simulated time */
                 ctx_.run.wait_until(t - cyc);

@@ -62,6 +62,17 @@ public:
         items++;
         return best;
     }
+    // The start `book` would give (the earliest fit of `occ` cycles at or after `ready`), booking nothing.
+    int64_t earliest(int64_t ready, int64_t occ) const
+    {
+        int64_t best = -1;
+        size_t at;
+        for (const Line &l : lines_) {
+            int64_t s = fit(l, ready, occ, at);
+            if (best < 0 || s < best) best = s;
+        }
+        return best;
+    }
     // Whether a port has nothing booked after `now` (cycle fidelity books only from the
     // current cycle on: a port is free when its last booking has ended).
     bool free_at(int64_t now) const

@@ -87,14 +87,15 @@ const Tile::Plan &Tile::plan(int64_t n)
     for (const es_op *op : ops_) {
         if (op->kind == ES_OP_ATTN || op->kind == ES_OP_SCAN || op->kind == ES_OP_EXPERTS) {
             /* per item: positions, sequences, routing */
-            p.steps.push_back({op->kind == ES_OP_EXPERTS ? Resource::Experts : Resource::Attention, 0, 0, 0, op, 1.0});
+            p.steps.push_back({op->kind == ES_OP_EXPERTS ? Resource::Experts : Resource::Attention, 0, 0, 0, op, 1.0, 0});
             continue;
         }
         const es_map_op *where = es_map_op_of(ctx_.map, op); /* its partition's lanes */
         Step s{op->res == ES_RES_LANES ? Resource::Lanes : Resource::Vector, op->res == ES_RES_LANES ? where->part : 0,
-               0, 0, op, 1.0};
+               0, 0, op, 1.0, 0};
         if (op->res == ES_RES_LANES) s.share = (double)where->lanes / (double)ctx_.c->tile.lanes;
         es_an_op_split(ctx_.map, op, n, 0, &s.occ, &s.lat);
+        if (ctx_.wstore) s.store = es_an_store_occ(ctx_.map, op, n);
         es_an_op_events(ctx_.map, op, n, 0, &ev);
         es_events_add(&p.shared, &ev);
         p.steps.push_back(s);
@@ -138,12 +139,13 @@ bool Tile::book_early() const
     /* An item that has not arrived yet can be booked as it enters the FIFO, from the cycle it
      * arrives, when nothing but its own bookings depends on the cycle it is booked at: items are
      * taken one at a time (tokens_per_read 1; otherwise those arriving meanwhile would join it),
-     * the tile's KV ports are its own (shared ports are booked in the order the tiles book them),
+     * the tile's KV ports are its own (shared ports are booked in the order the tiles book them; so is a
+     * chip-scope weight store),
      * experts are not routed from a replayed list (taken in booking order across tiles), and
      * there is no trace or VCD, no functional datapath and no tile-level clock gating (each follows the
      * order of booking in simulated time). The next item's bookings start no earlier, and it is
      * taken as soon as a slot is free either way, so every booking is the same. */
-    return !ctx_.run.cycle && ctx_.c->tile.tokens_per_read == 1 && ctx_.c->kv.tiles_per_group == 1 &&
+    return !ctx_.run.cycle && ctx_.c->tile.tokens_per_read == 1 && ctx_.c->kv.tiles_per_group == 1 && !ctx_.wstore &&
            ctx_.run.routing.kind != 2 && !ctx_.run.trace && !ctx_.run.vcd_changed && !ctx_.dp &&
            ctx_.c->gating != ES_GATING_TILE;
 }
@@ -191,7 +193,8 @@ bool Tile::book(int64_t total, int64_t start)
         }
         if (st.res != Resource::Attention) {
             Server &res = st.res == Resource::Lanes ? lanes_[(size_t)st.part] : vec_;
-            int64_t s0 = res.book(start, t, st.occ);
+            int64_t s0 = res.book(start, st.store > 0 ? store_fit(res, st, t) : t, st.occ);
+            if (st.store > 0) ctx_.wstore->book(start, s0, st.store); /* its weights stream from the shared store */
             if (ctx_.run.trace)
                 ctx_.run.span(track(st.res), s0, s0 + st.occ, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
             t = s0 + st.occ + st.lat;
@@ -206,6 +209,17 @@ bool Tile::book(int64_t total, int64_t start)
     charge_plan(w, pl, total, expert_ev);
     finish(std::move(w), t);
     return true;
+}
+
+int64_t Tile::store_fit(const Server &lanes, const Step &st, int64_t t) const
+{
+    /* the first cycle from t at which the lanes are free for the op's occupancy and the chip's weight store for its
+     * stream: each try moves later, and both have a last booking, so it ends */
+    for (;;) {
+        int64_t s = lanes.earliest(t, st.occ), w = ctx_.wstore->earliest(s, st.store);
+        if (w == s) return s;
+        t = w;
+    }
 }
 
 int64_t Tile::attention_cycles(const Step &st, Work &w, int64_t total)
@@ -366,6 +380,10 @@ void Tile::tick()
                 if (st.res == Resource::Attention) {
                     if (!kv_->free_at(now)) break; /* the KV group's ports are all streaming */
                     kv_->book(now, now, occ);
+                }
+                if (st.store > 0) { /* its weights stream from the chip's store */
+                    if (!ctx_.wstore->free_at(now)) break;
+                    ctx_.wstore->book(now, now, st.store);
                 }
                 int64_t lat = step_lat(st);
                 if (p.stage.empty()) p.stage.assign((size_t)lat + 1, Beat{});
