@@ -163,4 +163,29 @@ cJSON *utilization_json(const std::vector<es_unit_rec> &units, double die_mm2, d
     return j;
 }
 
+cJSON *busy_fraction_json(const std::vector<es_unit_rec> &units, int64_t store_busy_cycles, int64_t cycles)
+{
+    static const char *kinds[3] = {"lanes", "attention", "link"}; /* tileN.lanes, tileN.attention, linkN */
+    double busy[3] = {0};
+    int n[3] = {0};
+    for (const auto &u : units) {
+        const char *dot = std::strchr(u.name, '.');
+        for (int k = 0; k < 3; k++)
+            if (k == 2 ? !dot && !std::strncmp(u.name, "link", 4) : dot && !std::strcmp(dot + 1, kinds[k])) {
+                busy[k] += (double)u.busy_cycles;
+                n[k]++;
+            }
+    }
+    const double cyc = (double)cycles;
+    cJSON *j = cJSON_CreateObject();
+    if (store_busy_cycles >= 0 && cycles > 0) cJSON_AddNumberToObject(j, "store", (double)store_busy_cycles / cyc);
+    else cJSON_AddNullToObject(j, "store");
+    static const char *keys[3] = {"lanes", "attention", "links"};
+    for (int k = 0; k < 3; k++) {
+        if (n[k] > 0 && cycles > 0) cJSON_AddNumberToObject(j, keys[k], busy[k] / (n[k] * cyc));
+        else cJSON_AddNullToObject(j, keys[k]);
+    }
+    return j;
+}
+
 } // namespace es

@@ -54,6 +54,10 @@ cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &un
 // over the die's area (control, I/O and wires count as idle).
 cJSON *utilization_json(const std::vector<es_unit_rec> &units, double die_mm2, double die_utilization,
                         int64_t cycles);
+// Where a run's time goes: {"store", "lanes", "attention", "links"}: each kind's units' busy cycles /
+// (its units x run cycles); "store" is a chip-scope weight store's booked cycles / run cycles, null
+// without one (a ROM or a store per tile streams inside the lanes' bookings); a kind the chip lacks is null.
+cJSON *busy_fraction_json(const std::vector<es_unit_rec> &units, int64_t store_busy_cycles, int64_t cycles);
 
 } // namespace es
 #endif

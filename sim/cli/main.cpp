@@ -670,6 +670,8 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     if (o.functional) add_functional_json(j, o, L, r, fn);
     cJSON_AddNumberToObject(j, "sim_wall_s", wall);
     cJSON_AddItemToObject(j, "cost", cost_json(L.c, k));
+    if (!k.have) cJSON_AddStringToObject(j, "cost_unknown", k.why.c_str()); /* why "cost" is null */
+    cJSON_AddItemToObject(j, "busy_fraction", es::busy_fraction_json(r.units, r.store_busy_cycles, r.cycles));
     return j;
 }
 

@@ -345,6 +345,7 @@ void collect_energy(Sim &s)
         active += u.area_mm2 * (double)u.busy_cycles;
     }
     r.die_utilization = r.cycles > 0 ? active / (r.area.total_mm2 * (double)r.cycles) : 0;
+    r.store_busy_cycles = ctx.wstore ? ctx.wstore->busy_cycles : -1;
     r.prefix_j = s.w.prefix > 0 ? run.seqs[0].pending_j : 0;
     r.unattributed_j = run.static_w * (double)(run.end_cycle - run.last_sample) / s.c->clock_hz + r.prefix_j +
                        g.static_fix(run.last_sample, run.end_cycle);

@@ -113,6 +113,8 @@ struct RunResult {
     int64_t kv_max_used = 0;             // most positions held at once (device)
     int64_t prefill_passes = 0;          // prompt tokens sent through the tiles, prefix included
     double die_utilization = 0;          // sum of unit area x busy / (die area x run time)
+    int64_t store_busy_cycles = -1;      // cycles booked on a chip-scope weight store (-1: none, the weights
+                                         // stream inside the lanes' bookings)
     // stream 0's decode steps, sim vs analytic, in cycles
     int64_t step_first = 0, step_last = 0, step_total = 0;
     int64_t an_step_first = 0, an_step_last = 0, an_step_total = 0;
