@@ -2,7 +2,8 @@
  * area, in one table. Each row's figures are read from `etchsim run --json`
  * runs of that model and chip (this same binary, one process per run, as
  * SystemC elaborates one design per process), so they equal single runs:
- * one user at 1k/1k, and the KV (or state) capacity at rule-evaluation sizes. */
+ * one user at 1k/1k, the same workload at load (--streams users), and the KV
+ * (or state) capacity at rule-evaluation sizes. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli_compare.h"
 #include "cli_opts.h"
@@ -16,18 +17,24 @@
 #include <unistd.h>
 
 static const char *HELP =
-    "usage: etchsim compare [--pair MODEL:CHIP]... [--prompt N --generate M] [--eval-prompt N --eval-generate M] [--json]\n"
+    "usage: etchsim compare [--pair MODEL:CHIP]... [--prompt N --generate M] [--streams S]\n"
+    "                       [--eval-prompt N --eval-generate M] [--json]\n"
     "\n"
     "Dense, mixture-of-experts and state-space models on chips of equal area, in one\n"
     "table: one user's decode tokens/s, the analytical saturated tokens/s, joules per\n"
     "token, die utilization (area x busy time / die area x run time), and how many\n"
-    "sequences the KV or state SRAM holds at 1k/1k and at rule-evaluation sizes.\n"
+    "sequences the KV or state SRAM holds at 1k/1k and at rule-evaluation sizes; then,\n"
+    "per row, the machine at load (S users): tokens/s in all and per user, time to first\n"
+    "token, watts, J/token, $ per million tokens (n/a, with the reason, for a chip without\n"
+    "cost inputs) and where its time goes (busy fraction of the weight store, lanes,\n"
+    "attention, links). Any chip may be paired, an HBM or SRAM store one included.\n"
     "Every figure is read from an `etchsim run --json` of that model and chip.\n"
     "\n"
     "options:\n"
     "  --pair MODEL:CHIP    a row (repeatable); default llama-3.1-8b:hc1-class,\n"
     "                       olmoe-1b-7b:olmoe-1b-7b-class, falcon-mamba-7b:falcon-mamba-7b-class\n"
-    "  --prompt N, --generate M            the one-user run (default 1024 / 1024)\n"
+    "  --prompt N, --generate M            the one-user and at-load runs (default 1024 / 1024)\n"
+    "  --streams S          users at load (default 8)\n"
     "  --eval-prompt N, --eval-generate M  rule-evaluation sizes for capacity (default 150 / 4)\n"
     "  --json               print the rows as JSON\n"
     "  -h, --help           this text\n";
@@ -90,6 +97,7 @@ typedef struct compare_args {
     const char *pairs[16];  /* --pair MODEL:CHIP, n_pairs of them (or the three defaults) */
     int n_pairs, json;      /* ..., --json */
     const char *prompt, *gen, *eprompt, *egen; /* the one-user and rule-evaluation sizes, as given */
+    const char *streams;    /* users at load, as given */
 } compare_args;
 
 /* compare's options into c: -1 to go on, else the exit code. */
@@ -98,12 +106,13 @@ static int parse_compare(int argc, char **argv, compare_args *c)
     static const char *defaults[3] = {"llama-3.1-8b:hc1-class", "olmoe-1b-7b:olmoe-1b-7b-class",
                                       "falcon-mamba-7b:falcon-mamba-7b-class"};
     memset(c, 0, sizeof *c);
-    c->prompt = "1024", c->gen = "1024", c->eprompt = "150", c->egen = "4";
-    static const es_opt opts[6] = {{"json", ES_OPT_FLAG, 0, 0, 0},           {"pair", ES_OPT_STR, 0, 0, 1},
+    c->prompt = "1024", c->gen = "1024", c->eprompt = "150", c->egen = "4", c->streams = "8";
+    static const es_opt opts[7] = {{"json", ES_OPT_FLAG, 0, 0, 0},           {"pair", ES_OPT_STR, 0, 0, 1},
                                    {"prompt", ES_OPT_COUNT, 1, 1 << 24, 0},   {"generate", ES_OPT_COUNT, 1, 1 << 24, 0},
-                                   {"eval-prompt", ES_OPT_COUNT, 1, 1 << 24, 0}, {"eval-generate", ES_OPT_COUNT, 1, 1 << 24, 0}};
+                                   {"eval-prompt", ES_OPT_COUNT, 1, 1 << 24, 0}, {"eval-generate", ES_OPT_COUNT, 1, 1 << 24, 0},
+                                   {"streams", ES_OPT_COUNT, 1, 100000, 0}};
     es_optarg *items = NULL;
-    int n = es_opts_parse("compare", argc, argv, opts, 6, 0, HELP, &items);
+    int n = es_opts_parse("compare", argc, argv, opts, 7, 0, HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
     for (int k = 0; k < n; k++) {
         const char *v = items[k].val;
@@ -120,6 +129,7 @@ static int parse_compare(int argc, char **argv, compare_args *c)
         case 3: c->gen = v; break;
         case 4: c->eprompt = v; break;
         case 5: c->egen = v; break;
+        case 6: c->streams = v; break;
         }
     }
     free(items);
@@ -161,7 +171,76 @@ static cJSON *row_of(const char *model, const char *chip, const cJSON *a, const 
     return r;
 }
 
-/* One pair's two runs, its row into rows: 0, or 1 (the error printed). */
+static const cJSON *item(const cJSON *j, const char *k) { return cJSON_GetObjectItemCaseSensitive(j, k); }
+
+/* r[key] = x when x is a number, else null. */
+static void add_number_or_null(cJSON *r, const char *key, const cJSON *x)
+{
+    if (cJSON_IsNumber(x)) cJSON_AddNumberToObject(r, key, x->valuedouble);
+    else cJSON_AddNullToObject(r, key);
+}
+
+/* The row's keys from the one-user run a beyond the first table's, and from the run at load l: each a
+ * figure of those runs' JSON, copied (cost: its usd_per_m_tokens, null with the reason in cost_unknown). */
+static void add_load_keys(cJSON *r, const cJSON *a, const cJSON *l)
+{
+    cJSON_AddNumberToObject(r, "ttft_ns", num(a, "ttft_ns", NULL));
+    cJSON_AddNumberToObject(r, "watts", num(a, "watts", NULL));
+    add_number_or_null(r, "usd_per_m_tokens", item(item(a, "cost"), "usd_per_m_tokens"));
+    cJSON_AddNumberToObject(r, "load_streams", num(l, "streams", NULL));
+    cJSON_AddNumberToObject(r, "load_tokens_per_s", num(l, "tokens_per_s", NULL));
+    add_number_or_null(r, "load_tokens_per_s_per_user", item(l, "decode_tokens_per_s"));
+    cJSON_AddNumberToObject(r, "load_ttft_ns", num(l, "ttft_ns", NULL));
+    cJSON_AddNumberToObject(r, "load_watts", num(l, "watts", NULL));
+    cJSON_AddNumberToObject(r, "load_joules_per_token", num(l, "joules_per_token", NULL));
+    add_number_or_null(r, "load_usd_per_m_tokens", item(item(l, "cost"), "usd_per_m_tokens"));
+    const cJSON *why = item(a, "cost_unknown");
+    if (!cJSON_IsString(why)) why = item(l, "cost_unknown");
+    if (cJSON_IsString(why)) cJSON_AddStringToObject(r, "cost_unknown", why->valuestring);
+    else cJSON_AddNullToObject(r, "cost_unknown");
+    const cJSON *bf = item(a, "busy_fraction"), *lbf = item(l, "busy_fraction");
+    cJSON_AddItemToObject(r, "busy_fraction", bf ? cJSON_Duplicate(bf, 1) : cJSON_CreateNull());
+    cJSON_AddItemToObject(r, "load_busy_fraction", lbf ? cJSON_Duplicate(lbf, 1) : cJSON_CreateNull());
+}
+
+/* A figure of x (%.*f, scaled), or "n/a" when it is not a number, into b. */
+static const char *fig(char *b, size_t n, const cJSON *x, double scale, int prec)
+{
+    if (cJSON_IsNumber(x)) snprintf(b, n, "%.*f", prec, x->valuedouble * scale);
+    else snprintf(b, n, "n/a");
+    return b;
+}
+
+/* The second table: each row at load, its cost and where its time goes; the reasons for n/a below. */
+static void print_load_table(const cJSON *rows, const compare_args *c)
+{
+    printf("\n%-16s %-22s %8s %8s %5s %10s %9s %7s %8s %11s %11s %6s %6s %6s %6s\n", "model", "chip", "TTFT us",
+           "W 1 user", "users", "t/s load", "t/s/user", "W load", "mJ/token", "$/M 1 user", "$/M load", "store",
+           "lanes", "attn", "links");
+    const cJSON *r;
+    cJSON_ArrayForEach(r, rows) {
+        const cJSON *bf = item(r, "load_busy_fraction");
+        char u1[32], ul[32], pu[32], st[16], la[16], at[16], li[16];
+        printf("%-16s %-22s %8.1f %8.1f %5.0f %10.0f %9s %7.1f %8.3f %11s %11s %6s %6s %6s %6s\n",
+               item(r, "model")->valuestring, item(r, "chip")->valuestring, num(r, "ttft_ns", NULL) / 1e3,
+               num(r, "watts", NULL), num(r, "load_streams", NULL), num(r, "load_tokens_per_s", NULL),
+               fig(pu, sizeof pu, item(r, "load_tokens_per_s_per_user"), 1, 0), num(r, "load_watts", NULL),
+               1e3 * num(r, "load_joules_per_token", NULL), fig(u1, sizeof u1, item(r, "usd_per_m_tokens"), 1, 6),
+               fig(ul, sizeof ul, item(r, "load_usd_per_m_tokens"), 1, 6), fig(st, sizeof st, item(bf, "store"), 100, 1),
+               fig(la, sizeof la, item(bf, "lanes"), 100, 1), fig(at, sizeof at, item(bf, "attention"), 100, 1),
+               fig(li, sizeof li, item(bf, "links"), 100, 1));
+    }
+    printf("\nTTFT and W 1 user: the one-user run; load: %s users of %s in / %s out: tokens/s in all and per user\n"
+           "(decode), card W, J/token; $/M: dollars per million tokens (etchsim cost); store, lanes, attn, links: %%\n"
+           "of the run at load each kind of unit is busy (run --json busy_fraction; store n/a: ROM or a store per\n"
+           "tile, whose weights stream inside the lanes' time).\n", c->streams, c->prompt, c->gen);
+    cJSON_ArrayForEach(r, rows) {
+        const cJSON *why = item(r, "cost_unknown");
+        if (cJSON_IsString(why)) printf("$/M n/a: %s\n", why->valuestring);
+    }
+}
+
+/* One pair's three runs, its row into rows: 0, or 1 (the error printed). */
 static int compare_pair(const compare_args *c, const char *pair, cJSON *rows)
 {
     char model[256], chip[512], err[256];
@@ -172,16 +251,21 @@ static int compare_pair(const compare_args *c, const char *pair, cJSON *rows)
                    (char *)c->prompt, "--generate", (char *)c->gen, NULL};
     char *ev[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
                   (char *)c->eprompt, "--generate", (char *)c->egen, NULL};
-    cJSON *a = NULL, *b = NULL;
+    char *load[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
+                    (char *)c->prompt, "--generate", (char *)c->gen, "--streams", (char *)c->streams, NULL};
+    cJSON *a = NULL, *b = NULL, *l = NULL;
     int rc = 0;
-    if (run_self(one, &a, err, sizeof err) || run_self(ev, &b, err, sizeof err)) {
+    if (run_self(one, &a, err, sizeof err) || run_self(ev, &b, err, sizeof err) || run_self(load, &l, err, sizeof err)) {
         fprintf(stderr, "etchsim compare: %s on %s: %s\n", model, chip, err);
         rc = 1;
     } else {
-        cJSON_AddItemToArray(rows, row_of(model, chip, a, b, c->json));
+        cJSON *r = row_of(model, chip, a, b, c->json);
+        add_load_keys(r, a, l);
+        cJSON_AddItemToArray(rows, r);
     }
     cJSON_Delete(a);
     cJSON_Delete(b);
+    cJSON_Delete(l);
     return rc;
 }
 
@@ -205,6 +289,7 @@ int es_cli_compare(int argc, char **argv)
                "die use: area x busy time / die area x run time for the one user; active: the share of the\n"
                "weights a token uses; seqs: sequences the KV (or state) SRAM holds at %s/%s and %s/%s.\n",
                c.prompt, c.gen, c.prompt, c.gen, c.eprompt, c.egen);
+        print_load_table(rows, &c);
     }
     cJSON_Delete(rows);
     return rc;
