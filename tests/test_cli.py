@@ -4210,6 +4210,102 @@ def test_store_hc1_class():
                        f"sram: weight_sram {j['area']['weight_sram']['mm2']} mm2, by hand {mm2}")
 
 
+# ---- compare beside baselines (issue 19 item 4: compare at load, cost, where the time goes) ----
+
+def close(a, b, rel=1e-12):
+    return abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+def test_compare_load_cost():
+    """etchsim compare's new figures are the runs' own: each row's one-user TTFT, watts and $/M tokens, and at load
+    (--streams 4) tokens/s in all and per user, TTFT, watts, J/token and $/M tokens, equal a single run's JSON; the
+    oracle derives the same from other figures of that JSON (tokens / simulated seconds, energy / tokens, the cost's
+    capex and energy dollars per second over tokens/s). A chip without cost inputs (the GPU-like HBM tiny chip) shows
+    n/a with the reason the run gives."""
+    hbm = os.path.join(DATA, "tiny-chip-hbm.json")
+    size = ["--prompt", "64", "--generate", "16"]
+    args = ["compare", "--pair", f"tiny-llama:{hbm}", "--pair", "llama-3.1-8b:hc1-class", *size, "--streams", "4",
+            "--eval-prompt", "100", "--eval-generate", "4"]
+    rows = json.loads(run(*args, "--json").stdout)
+    expect([r["chip"] for r in rows] == [hbm, "hc1-class"], f"rows {[r['chip'] for r in rows]}")
+    for r in rows:
+        one = run_json("--no-db", "--model", r["model"], "--chip", r["chip"], *size)
+        load = run_json("--no-db", "--model", r["model"], "--chip", r["chip"], *size, "--streams", "4")
+        secs = load["cycles"] / load["clock_hz"]
+        expect(load["streams"] == 4 and r["load_streams"] == 4, f"{r['chip']}: streams {r['load_streams']}")
+        for k, got, src, derived in (
+                ("ttft_ns", r["ttft_ns"], one["ttft_ns"], None),
+                ("watts", r["watts"], one["watts"], one["energy_j"] * one["clock_hz"] / one["cycles"]),
+                ("load_tokens_per_s", r["load_tokens_per_s"], load["tokens_per_s"], load["tokens"] / secs),
+                ("load_tokens_per_s_per_user", r["load_tokens_per_s_per_user"], load["decode_tokens_per_s"], None),
+                ("load_ttft_ns", r["load_ttft_ns"], load["ttft_ns"], None),
+                ("load_watts", r["load_watts"], load["watts"], load["energy_j"] / secs),
+                ("load_joules_per_token", r["load_joules_per_token"], load["joules_per_token"],
+                 load["energy_j"] / load["tokens"])):
+            expect(got == src, f"{r['chip']}: {k} {got} != the run's {src}")
+            expect(derived is None or close(got, derived, 1e-9), f"{r['chip']}: {k} {got}, from the run {derived}")
+        expect(r["busy_fraction"] == one["busy_fraction"] and r["load_busy_fraction"] == load["busy_fraction"],
+               f"{r['chip']}: busy fractions {r['busy_fraction']} {r['load_busy_fraction']}")
+        for key, j in (("usd_per_m_tokens", one), ("load_usd_per_m_tokens", load)):
+            c = j["cost"]
+            if c is None:
+                expect(r[key] is None, f"{r['chip']}: {key} {r[key]} without cost inputs")
+            else:
+                want = (c["capex_usd_per_s"] + c["energy_usd_per_s"]) / j["tokens_per_s"] * 1e6
+                expect(r[key] == c["usd_per_m_tokens"] and close(r[key], want, 1e-9),
+                       f"{r['chip']}: {key} {r[key]}, the run's {c['usd_per_m_tokens']}, by its parts {want}")
+    h, g = rows
+    expect(h["usd_per_m_tokens"] is None and h["load_usd_per_m_tokens"] is None and g["cost_unknown"] is None and
+           g["load_usd_per_m_tokens"] > 0, f"cost: {h['load_usd_per_m_tokens']} {g['cost_unknown']}")
+    why = h["cost_unknown"]
+    expect(isinstance(why, str) and why.startswith(hbm + ": no cost section") and "cost.card_usd" in why,
+           f"cost_unknown {why!r}")
+    text = run(*args).stdout
+    line = next((ln for ln in text.splitlines() if ln.startswith("tiny-llama") and "n/a" in ln), "")
+    expect(line.split()[9:11] == ["n/a", "n/a"], f"the HBM chip's $/M columns: {line!r}")
+    expect(f"$/M n/a: {why}" in text, f"the reason beneath the table: {text[-600:]!r}")
+
+
+def test_compare_busy_by_hand():
+    """compare's time breakdown for the tiny chip with its weights in one HBM store (1 stack of 1024 bits a cycle,
+    latency 20; test_store_rom_to_sram_hbm derives its tensors' bits), 8 in / 4 out, one user: 11 tokens go through
+    each of the 4 tiles (8 prompt, 3 fed back), the LM head samples 4, the embedding reads 8 rows in one chunk and 3.
+      store: each matrix product holds it ceil(bits / 1024) cycles a token: a layer 2440, the LM head 1600, 8
+             embedding rows ceil(8 x 832 / 1024) = 7, one row 1: 11 x 4 x 2440 + 4 x 1600 + 7 + 3 x 1 = 113770 cycles
+      lanes: every matrix product is store-bound (a layer's lanes 94 cycles a token against 2440), so each tile's
+             lanes are booked 11 x 2440 = 26840 cycles (latency and pipeline depth are not lane occupancy)
+    each over the run's cycles; attention and links: the database's unit_stats busy cycles of tileN.attention and
+    linkN, averaged over the units, over the cycles. Every fraction lies in [0, 1]; the ROM chip has no store figure."""
+    with tempfile.TemporaryDirectory() as tmp:
+        hbm = tiny_store_chip(tmp, "hbm", {"kind": "hbm", "capacity_bytes": 2000000, "ports": 1, "bits_per_cycle": 1024,
+                                           "latency_cycles": 20, "read_fj_per_bit": 3900, "static_w": 15})
+        rom = os.path.join(DATA, "tiny-chip.json")
+        rows = json.loads(run("compare", "--pair", f"tiny-llama:{hbm}", "--pair", f"tiny-llama:{rom}", "--prompt", "8",
+                              "--generate", "4", "--streams", "3", "--eval-prompt", "8", "--eval-generate", "4",
+                              "--json").stdout)
+        db = os.path.join(tmp, "r.sqlite")
+        j = run_json("--db", db, "--chip", hbm, "--model", "tiny-llama", "--prompt", "8", "--generate", "4")
+        cyc = j["cycles"]
+        con = sqlite3.connect(db)
+        units = dict(con.execute("SELECT unit, busy_cycles FROM unit_stats").fetchall())
+        con.close()
+        attn = [v for k, v in units.items() if k.endswith(".attention")]
+        links = [v for k, v in units.items() if k.startswith("link")]
+        bf = rows[0]["busy_fraction"]
+        want = {"store": 113770 / cyc, "lanes": 26840 / cyc, "attention": sum(attn) / len(attn) / cyc,
+                "links": sum(links) / len(links) / cyc}
+        expect(len(attn) == 4 and len(links) == 5, f"units {sorted(units)}")
+        for k, v in want.items():
+            expect(close(bf[k], v), f"busy_fraction.{k} {bf[k]}, by hand {v}")
+        expect(bf["store"] > 0.9 and bf["lanes"] < 0.25, f"the HBM chip is not memory-bound: {bf}")
+        for r in rows:
+            for key in ("busy_fraction", "load_busy_fraction"):
+                for k, v in r[key].items():
+                    expect(v is None or 0 <= v <= 1, f"{r['chip']}: {key}.{k} = {v} outside [0, 1]")
+        expect(rows[1]["busy_fraction"]["store"] is None and rows[1]["busy_fraction"]["lanes"] > 0,
+               f"ROM chip: {rows[1]['busy_fraction']}")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
