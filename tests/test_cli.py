@@ -4306,6 +4306,43 @@ def test_compare_busy_by_hand():
                f"ROM chip: {rows[1]['busy_fraction']}")
 
 
+def test_plot_compare():
+    """scripts/plot --compare draws compare.png from `etchsim compare --json`: tokens/s per user against $/M tokens
+    (the machine without cost inputs named, not placed) and the busy fractions at load as labelled grouped bars
+    (n/a where the store figure is null), one legend naming each machine; a file that is not compare's rows is one
+    error naming it."""
+    plot = os.path.join(ROOT, "scripts", "plot")
+    hbm = os.path.join(DATA, "tiny-chip-hbm.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows_path = os.path.join(tmp, "c.json")
+        with open(rows_path, "w") as f:
+            f.write(run("compare", "--pair", f"tiny-llama:{hbm}", "--pair", "llama-3.1-8b:hc1-class", "--prompt", "32",
+                        "--generate", "8", "--streams", "4", "--eval-prompt", "32", "--eval-generate", "4", "--json").stdout)
+        rows = json.load(open(rows_path))
+        p = subprocess.run([plot, "--compare", rows_path, "--describe"], capture_output=True, text=True)
+        expect(p.returncode == 0 and sorted(os.listdir(os.path.join(tmp, "c-plots"))) == ["compare.png"],
+               f"compare plot: {p.stderr}")
+        d = json.loads(p.stdout)["compare.png"]
+        names = ["tiny-llama on tiny-chip-hbm.json", "llama-3.1-8b on hc1-class"]
+        expect(d["legend"] == names, f"legend {d['legend']}")
+        expect(d["xlabels"] == ["tokens/s per user (one user, decode)"] and
+               d["ylabels"] == ["$ per million tokens at 4 users", "busy, % of the run at load"], f"labels {d}")
+        expect(d["xdata"] == [[rows[1]["decode_tokens_per_s"]] * 2], f"only hc1-class is placed: {d['xdata']}")
+        expect(d["texts"][:2] == [" llama-3.1-8b", "not placed, no cost inputs ($/M n/a):\ntiny-llama on tiny-chip-hbm.json"],
+               f"the point's label and the unplaced machine: {d['texts'][:2]}")
+        bf = [r["load_busy_fraction"] for r in rows]
+        want = [f"{100 * b[k]:.0f}" if b[k] is not None else "n/a" for b in bf
+                for k in ("store", "lanes", "attention", "links")]  # a row's bars, then the next row's
+        expect(bf[1]["store"] is None and want[4] == "n/a", f"hc1-class's ROM has no store figure: {bf[1]}")
+        expect(d["texts"][2:] == want, f"bar labels {d['texts'][2:]}, want {want}")
+        bad = os.path.join(tmp, "bad.json")
+        with open(bad, "w") as f:
+            json.dump([{"model": "x"}], f)
+        p = subprocess.run([plot, "--compare", bad], capture_output=True, text=True)
+        expect(p.returncode == 1 and p.stderr.strip() == f"plot: {bad}: not an `etchsim compare --json` file "
+               "(\"row 0 has no 'chip'\")", f"bad file: {p.stderr!r}")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
