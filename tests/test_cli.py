@@ -3931,6 +3931,16 @@ def test_db_schema_5():
 
 # ---- weight stores (issue 19: store.kind rom | sram | hbm) ------------------------------------
 
+def drop_rom_keys(c):
+    """A chip dict whose store.kind is sram or hbm loses tile.rom and head.*_rom (such a chip has no ROMs and
+    refuses their keys); a ROM chip keeps them. Returns c."""
+    if c.get("store", {}).get("kind", {}).get("value") in ("sram", "hbm"):
+        c["tile"].pop("rom", None)
+        c["head"].pop("embed_rom", None)
+        c["head"].pop("lm_rom", None)
+    return c
+
+
 def tiny_store_chip(tmp, name, store, edit=None):
     """tests/data/tiny-chip.json with a store section (each key sourced), edited by edit(dict); its path."""
     with open(os.path.join(DATA, "tiny-chip.json")) as f:
@@ -3939,6 +3949,7 @@ def tiny_store_chip(tmp, name, store, edit=None):
         c["store"] = {k: {"value": v, "source": "test fixture"} for k, v in store.items()}
     if edit:
         edit(c)
+    drop_rom_keys(c)
     path = os.path.join(tmp, name + ".json")
     with open(path, "w") as f:
         json.dump(c, f)
@@ -4112,7 +4123,7 @@ def test_err_store():
         expect(not os.path.exists(out) and not os.path.exists(out + ".tmp"), "rom build left a file")
         expect_error(["chip", "derive", "--model", "tiny-llama", "--like", hbm, "-o", os.path.join(tmp, "d.json")],
                      hbm, "key 'store.kind'", "chip derive sizes a chip's ROMs")
-        moe = tiny_store_chip(tmp, "moe", good, lambda c: c["tile"]["rom"]["rows"].update(value=128))
+        moe = tiny_store_chip(tmp, "moe", good)
         expect_error(["run", "--chip", moe, "--model", os.path.join(DATA, "tiny-moe"), "--no-db"], moe,
                      "key 'store.kind'", "is a mixture of experts")
 
@@ -4188,7 +4199,8 @@ def test_store_hc1_class():
         for name, (st, bw, lat, fj) in stores.items():
             path = os.path.join(tmp, name + ".json")
             with open(path, "w") as f:
-                json.dump(dict(hc1, store={k: {"value": v, "source": "test fixture"} for k, v in st.items()}), f)
+                json.dump(drop_rom_keys(json.loads(json.dumps(dict(hc1, store={k: {"value": v, "source": "test fixture"}
+                                                                                 for k, v in st.items()})))), f)
             j = run_json("--chip", path, *args)
             same_cycles(j, f"hc1-class, {name}")
             step = j["stream0_cycles"]["decode_first"]
@@ -4208,6 +4220,41 @@ def test_store_hc1_class():
                 mm2 = 5 * 10**9 * 8 * 0.027 / 0.7 * 1e-6
                 expect(abs(j["area"]["weight_sram"]["mm2"] - mm2) <= 1e-9 * mm2 and j["area"]["rom"]["mm2"] == 0,
                        f"sram: weight_sram {j['area']['weight_sram']['mm2']} mm2, by hand {mm2}")
+
+
+# ---- GPU baselines (issue 19, h/gpu: h100-class, h200-class, b200-class) ----------------------
+
+def test_gpu_no_rom_keys():
+    """A chip whose weights are in SRAM or HBM has no ROMs: tile.rom.* and head.*_rom.* may be left out (the shipped
+    store fixtures have none and run), and each one given is refused by name in one line; a ROM chip still needs them."""
+    hbm = os.path.join(DATA, "tiny-chip-hbm.json")
+    with open(hbm) as f:
+        base = json.load(f)
+    expect("rom" not in base["tile"] and "lm_rom" not in base["head"], "the HBM fixture still has ROM keys")
+    run("run", "--chip", hbm, "--model", "tiny-llama", "--prompt", "4", "--generate", "2", "--no-db")
+    rom_keys = [("tile", "rom", "banks", 64), ("head", "embed_rom", "rows", 160), ("head", "lm_rom", "read_latency_cycles", 2)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("hbm", "sram"):
+            for sec, rom, key, v in rom_keys:
+                c = json.loads(json.dumps(base))
+                if kind == "sram":
+                    c["store"]["kind"]["value"] = "sram"
+                    c["store"]["scope"] = {"value": "tile", "source": "test fixture"}
+                    c["store"].pop("static_w")
+                c[sec][rom] = {key: {"value": v, "source": "test fixture"}}
+                path = os.path.join(tmp, "c.json")
+                with open(path, "w") as f:
+                    json.dump(c, f)
+                err = expect_error(["run", "--chip", path, "--model", "tiny-llama", "--no-db"], path,
+                                   f"key '{sec}.{rom}.{key}'", f"store.kind {kind}, not in ROM", "leave them out")
+                expect(err.count("\n") == 0, f"{kind} {key}: more than one line: {err!r}")
+        with open(os.path.join(DATA, "tiny-chip.json")) as f:
+            c = json.load(f)
+        del c["tile"]["rom"]["banks"]
+        path = os.path.join(tmp, "rom.json")
+        with open(path, "w") as f:
+            json.dump(c, f)
+        expect_error(["run", "--chip", path, "--model", "tiny-llama", "--no-db"], path, "tile.rom.banks", "missing")
 
 
 if __name__ == "__main__":

@@ -423,13 +423,37 @@ static int check_known(const char *path, const cJSON *node, const char *prefix, 
     return 0;
 }
 
-/* The numbers of a table, each range-checked, into c. */
-static int read_keys(const es_cfg *f, const es_key_spec *ks, int n, es_chip *c, es_err *e)
+/* A key of the ROMs' geometry (tile.rom.*, head.embed_rom.*, head.lm_rom.*). */
+static int is_rom_key(const char *key)
+{
+    return !strncmp(key, "tile.rom.", 9) || !strncmp(key, "head.embed_rom.", 15) || !strncmp(key, "head.lm_rom.", 12);
+}
+
+/* A chip whose weights are in SRAM or HBM (store.kind) has no ROMs: their keys hold nothing, so they are left out
+ * (read_keys leaves the geometry 0) and refused if given. Sets *no_rom. An unknown store.kind is read_store's. */
+static int check_rom_keys(const es_chip *c, int *no_rom, es_err *e)
+{
+    char kind[16] = "rom";
+    *no_rom = 0;
+    if (es_cfg_has(&c->cfg, "store.kind") && es_cfg_str(&c->cfg, "store.kind", kind, sizeof kind, e)) return -1;
+    if (strcmp(kind, "sram") && strcmp(kind, "hbm")) return 0;
+    *no_rom = 1;
+    int n = (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS);
+    for (int i = 0; i < n; i++)
+        if (is_rom_key(CHIP_KEYS[i].key) && es_cfg_has(&c->cfg, CHIP_KEYS[i].key))
+            return es_fail(e, "%s: key '%s': the weights are in store.kind %s, not in ROM; tile.rom.* and "
+                              "head.*_rom.* hold nothing there (leave them out)", c->path, CHIP_KEYS[i].key, kind);
+    return 0;
+}
+
+/* The numbers of a table, each range-checked, into c; with no_rom the ROMs' geometry keys are absent (0). */
+static int read_keys(const es_cfg *f, const es_key_spec *ks, int n, es_chip *c, int no_rom, es_err *e)
 {
     for (int i = 0; i < n; i++) {
         const es_key_spec *k = &ks[i];
         if (k->kind == 'x') continue;
         char *p = (char *)c + k->off;
+        if (no_rom && is_rom_key(k->key)) continue; /* left 0: check_rom_keys refused any given */
         if (k->optional && !es_cfg_has(f, k->key)) {
             if (k->kind == 'd') *(double *)(void *)p = k->dflt * k->scale;
             else if (k->kind == 'l') *(int64_t *)(void *)p = (int64_t)k->dflt;
@@ -498,11 +522,12 @@ static int read_store(es_chip *c, es_err *e)
 static int read_chip(es_chip *c, const char *dir, es_err *e)
 {
     const es_cfg *f = &c->cfg;
+    int no_rom = 0;
     if (check_known(c->path, f->root, "", CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), OLD_FMT_KEYS,
                     "chip", e) ||
         es_cfg_str(f, "name", c->name, sizeof c->name, e) ||
         es_cfg_str(f, "tile.lanes.activation_format", c->tile.act_format, sizeof c->tile.act_format, e) ||
-        read_keys(f, CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), c, e))
+        check_rom_keys(c, &no_rom, e) || read_keys(f, CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), c, no_rom, e))
         return -1;
     /* the lane cell: from the synthesized RTL, or given */
     int rtl = es_cfg_has(f, "area.lane_rtl"), tr = es_cfg_has(f, "area.lane_transistors"),
@@ -589,7 +614,7 @@ static int read_process(es_chip *c, es_err *e)
     if (check_known(c->proc.path, c->proc.root, "", PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), NULL,
                     "process", e))
         return -1;
-    return read_keys(&c->proc, PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), c, e);
+    return read_keys(&c->proc, PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), c, 0, e);
 }
 
 /* cost.* of both files (read_keys range-checked the numbers): all of a section or none of it. */
