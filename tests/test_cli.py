@@ -4257,6 +4257,44 @@ def test_gpu_no_rom_keys():
         expect_error(["run", "--chip", path, "--model", "tiny-llama", "--no-db"], path, "tile.rom.banks", "missing")
 
 
+def test_gpu_head_batch():
+    """head.lanes.tokens_per_read: the tokens waiting at the head share one pass over the LM head's weights, as a
+    tile's do. tests/data/tiny-chip-hbm.json (one tile of all 4 layers, BF16 weights in HBM, 16 tokens a pass) with
+    one item in flight and FIFOs of 16: 8 streams of a 1-token prompt and 1 token generated. The first prompt enters
+    the tile alone; the other 7 arrive while its pass over 4 x 753664 weights (>= 23552 store cycles) runs, so the
+    tile makes 2 passes. The head then reads the LM head (1024 x 256 BF16 = 4194304 bits) once per token with
+    tokens_per_read 1 (8 reads), once per pass with 16 (2 reads). Weight bits read, by hand:
+      2 x 4 x 753664 x 16 + reads x 4194304 + 8 embedding rows x 4096, each x 3900 fJ / VR efficiency 0.9.
+    A head pass of several tokens needs lanes shared by them: refused otherwise."""
+    with open(os.path.join(DATA, "tiny-chip-hbm.json")) as f:
+        base = json.load(f)
+    args = ["--model", "tiny-llama", "--prompt", "1", "--generate", "1", "--streams", "8", "--no-db",
+            "--set", "scheduler.fifo_depth=16", "--set", "tile.items_in_flight=1"]
+    with tempfile.TemporaryDirectory() as tmp:
+        got = {}
+        for tpr, reads in ((1, 8), (16, 2)):
+            c = json.loads(json.dumps(base))
+            c["head"]["lanes"]["tokens_per_read"] = {"value": tpr, "source": "test fixture"}
+            path = os.path.join(tmp, f"h{tpr}.json")
+            with open(path, "w") as f:
+                json.dump(c, f)
+            j = run_json("--chip", path, *args)
+            bits = 2 * 4 * 753664 * 16 + reads * 4194304 + 8 * 4096
+            e = j["energy_by_event_j"]["store_reads"]
+            want = bits * 3900e-15 / 0.9
+            expect(abs(e - want) <= 1e-12 * want, f"head tokens_per_read {tpr}: store_reads {e} J, by hand {want}")
+            got[tpr] = j["cycles"]
+        expect(got[16] < got[1], f"one pass over the LM head is not faster: {got}")
+        c = json.loads(json.dumps(base))
+        c["head"]["lanes"]["tokens_per_read"] = {"value": 4, "source": "test fixture"}
+        c["tile"]["lanes"]["shared_by_tokens"]["value"] = False
+        path = os.path.join(tmp, "bad.json")
+        with open(path, "w") as f:
+            json.dump(c, f)
+        expect_error(["run", "--chip", path, "--model", "tiny-llama", "--no-db"], path,
+                     "key 'head.lanes.tokens_per_read'", "tile.lanes.shared_by_tokens true")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

@@ -238,6 +238,9 @@ static const es_key_spec CHIP_KEYS[] = {
     {"head.lm_rom.row_bits", 'l', 1, 1 << 20, F(store.lm_rom.row_bits), 0, 0, 1, NULL, NULL},
     {"head.lm_rom.read_latency_cycles", 'i', 0, 1 << 20, F(store.lm_rom.latency), 0, 0, 1, NULL, NULL},
     {"head.lanes.count", 'l', 1, 0x1p40, F(head.lanes), 0, 0, 1, NULL, NULL},
+    {"head.lanes.tokens_per_read", 'i', 1, 1 << 16, F(head.tokens_per_read), 1, 1, 1, NULL,
+     "tokens waiting at the head that one pass over the LM head's weights serves (default 1); above 1 needs "
+     "tile.lanes.shared_by_tokens true"},
     {"head.sampler.elems_per_cycle", 'l', 1, 0x1p40, F(head.sampler_width), 0, 0, 1, NULL, NULL},
     {"head.sampler.latency_cycles", 'i', 0, 1 << 16, F(head.sampler_latency), 0, 0, 1, NULL, NULL},
     {"head.sampler.register_bits_per_elem", 'd', 0, 1e6, F(head.reg_bits_sampler), 0, 0, 1, NULL, NULL},
@@ -540,6 +543,10 @@ static int read_chip(es_chip *c, const char *dir, es_err *e)
                        tr ? "tile.lanes.register_bits_per_cell" : "area.lane_transistors");
     c->area.lane_rtl[0] = 0;
     if (rtl && read_lane_rtl(c, dir, e)) return -1;
+    if (c->head.tokens_per_read > 1 && !c->tile.lanes_shared) /* separate lanes per token: area the head has not */
+        return es_fail(e, "%s: key 'head.lanes.tokens_per_read': %d tokens a pass need lanes shared by them "
+                          "(tile.lanes.shared_by_tokens true); the head has one set of lanes", c->path,
+                       c->head.tokens_per_read);
     {
         double us = 0;
         if (c->card.power_limit_w > 0 && (es_cfg_num(f, "card.power_window_us", 1, 1e8, &us, e) ||

@@ -116,6 +116,8 @@ typedef struct es_store_cfg {
 /* The head tile: embedding, final norm, LM head, sampler (head.*; its ROMs are in es_store_cfg). */
 typedef struct es_head_cfg {
     int64_t lanes;            /* head.lanes.count */
+    int tokens_per_read;      /* head.lanes.tokens_per_read (default 1): the waiting tokens one pass over the LM head's
+                                 weights serves, on lanes shared by them (tile.lanes.shared_by_tokens) */
     int64_t sampler_width;    /* head.sampler.elems_per_cycle */
     int sampler_latency;      /* head.sampler.latency_cycles */
     double reg_bits_sampler;  /* head.sampler.register_bits_per_elem */
