@@ -4295,6 +4295,98 @@ def test_gpu_head_batch():
                      "key 'head.lanes.tokens_per_read'", "tile.lanes.shared_by_tokens true")
 
 
+def h100_variant(tmp, name, edit):
+    """models/chips/h100-class.json edited by edit(dict); its path."""
+    with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
+        c = json.load(f)
+    edit(c)
+    path = os.path.join(tmp, name + ".json")
+    with open(path, "w") as f:
+        json.dump(c, f)
+    return path
+
+
+def h100_numbers():
+    """From the chip file: lanes (MACs a cycle), HBM bits a cycle (stacks x bits_per_cycle), clock."""
+    with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
+        c = json.load(f)
+    st = c["store"]
+    return c["tile"]["lanes"]["count"]["value"], st["ports"]["value"] * st["bits_per_cycle"]["value"], c["clock_hz"]["value"]
+
+
+# Llama-3.1-8B's matrix products a layer: elements (hidden 4096, ffn 14336, 8 KV heads of 128), and the LM head's.
+L8B_LAYER = [4096 * 4096, 1024 * 4096, 1024 * 4096, 4096 * 4096, 14336 * 4096, 14336 * 4096, 4096 * 14336]
+L8B_LM = 128256 * 4096
+
+
+def test_gpu_h100_memory_bound():
+    """h100-class, Llama-3.1-8B BF16, one stream: a decode step is memory-bound. Against the same chip with an HBM
+    so fast it never matters (5 x 2^20 bits a cycle: at most ceil(16 E / 5242880) <= ceil(E / lanes) cycles a
+    tensor), the step is longer by, by hand from the chip file (lanes 270336, HBM 5 x 2929 = 14645 bits a cycle) and
+    the model's dimensions, sum over the 32 layers' 7 products and the LM head of ceil(16 E / 14645) - ceil(E /
+    270336), and the embedding row's ceil(4096 x 16 / 14645) - 1. So the step is the weight bits a token reads over
+    the HBM bandwidth (16 x 7,504,924,672 weights / 14645 = 8.2 M cycles, 4.48 ms at 1.83 GHz) plus the modelled
+    overheads (the fast chip's step less its lane cycles: latencies, vector work, attention and its KV reads at the
+    HBM bandwidth, links, under 3 percent), and the analytical model gives the same cycles."""
+    lanes, bw, clock = h100_numbers()
+    cdiv = lambda a, b: -(-a // b)
+    args = ["--chip", None, "--prompt", "1", "--generate", "2", "--no-db"]
+    with tempfile.TemporaryDirectory() as tmp:
+        fast = h100_variant(tmp, "fast", lambda c: c["store"]["bits_per_cycle"].update(value=1 << 20))
+        a = run_json(*(["--chip", "h100-class"] + args[2:]))
+        b = run_json(*(["--chip", fast] + args[2:]))
+    same_cycles(a, "h100-class")
+    same_cycles(b, "h100-class, fast HBM")
+    store = 32 * sum(cdiv(16 * e, bw) for e in L8B_LAYER) + cdiv(16 * L8B_LM, bw) + cdiv(4096 * 16, bw)
+    lane = 32 * sum(cdiv(e, lanes) for e in L8B_LAYER) + cdiv(L8B_LM, lanes) + 1
+    step, step_fast = a["stream0_cycles"]["decode_first"], b["stream0_cycles"]["decode_first"]
+    expect(step - step_fast == store - lane, f"step {step} - fast {step_fast} = {step - step_fast}, by hand {store - lane}")
+    overhead = step_fast - lane
+    weights = 16 * (32 * sum(L8B_LAYER) + L8B_LM)
+    expect(abs(store - weights / bw) < 32 * 7 + 2, f"store cycles {store} against bits / bandwidth {weights / bw}")
+    expect(0 < overhead < 0.03 * step, f"overheads {overhead} cycles of a {step}-cycle step")
+    ms = step / clock * 1e3
+    expect(abs(1e3 / a["decode_tokens_per_s"] - ms) < 1e-3, f"decode {a['decode_tokens_per_s']} tok/s against {ms} ms")
+
+
+def test_gpu_h100_crossover():
+    """h100-class: a pass of k tokens over a BF16 tensor of E elements takes max(k E / 270336 lane cycles,
+    16 E / 14645 HBM cycles): memory-bound while k < k* = 270336 x 16 / 14645 = 295.35, compute-bound from k = 296
+    (arithmetic intensity: k MACs per 2-byte weight against 989 TFLOPS / 3.35 TB/s). One prompt of k tokens (one
+    chunk, one pass: 512 tokens a pass here) takes longer than on the fast-HBM chip by, by hand,
+    32 x sum over the layer's products of max(0, ceil(16 E / 14645) - ceil(k E / 270336)) (+ the LM head and the
+    embedding rows, the same whatever k's pass) -- zero from k = 296. So 64 users' decode (64 tokens a pass) is still
+    memory-bound on the weights, by the ratio (64 < 295)."""
+    lanes, bw, _ = h100_numbers()
+    cdiv = lambda a, b: -(-a // b)
+    kstar = lanes * 16 / bw
+
+    def wide(c):
+        c["tile"]["lanes"]["tokens_per_read"]["value"] = 512
+        c["head"]["lanes"]["tokens_per_read"]["value"] = 512
+        c["scheduler"]["prefill_chunk"]["value"] = 512
+
+    def fast(c):
+        wide(c)
+        c["store"]["bits_per_cycle"]["value"] = 1 << 20
+
+    with tempfile.TemporaryDirectory() as tmp:
+        slow_p, fast_p = h100_variant(tmp, "slow", wide), h100_variant(tmp, "fast", fast)
+        layer = {}
+        for k in (1, 64, 295, 296, 400):
+            args = ["--prompt", str(k), "--generate", "2", "--no-db"]
+            a, b = run_json("--chip", slow_p, *args), run_json("--chip", fast_p, *args)
+            same_cycles(a, f"h100 k={k}")
+            d = a["stream0_cycles"]["ttft"] - b["stream0_cycles"]["ttft"]
+            rest = (cdiv(16 * L8B_LM, bw) - cdiv(L8B_LM, lanes)) + (cdiv(k * 4096 * 16, bw) - cdiv(k * 4096 * 16, (1 << 20) * 5))
+            want = 32 * sum(max(0, cdiv(16 * e, bw) - cdiv(k * e, lanes)) for e in L8B_LAYER)
+            expect(d - rest == want, f"k={k}: the prompt takes {d} cycles longer, by hand {want} + {rest}")
+            layer[k] = want
+    expect(layer[295] > 0 and layer[296] == 0 and layer[400] == 0 and 295 < kstar < 296,
+           f"crossover: {layer}, arithmetic intensity {kstar}")
+    expect(layer[64] > 0 and layer[1] > layer[64], f"64 users are memory-bound: {layer}")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
