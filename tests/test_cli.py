@@ -4387,6 +4387,46 @@ def test_gpu_h100_crossover():
     expect(layer[64] > 0 and layer[1] > layer[64], f"64 users are memory-bound: {layer}")
 
 
+def test_gpu_kv_in_store():
+    """kv.in_store: the KV cache in the HBM store takes no die area or leakage and its bits are charged at
+    store.read_fj_per_bit. tests/data/tiny-chip-hbm.json, tiny-llama (2 KV heads of 32, 8-bit KV: 1024 bits a position
+    a layer, 4 layers), prompt 8 and 4 generated: 11 positions written (8 prompt, 3 decode), and read: the prompt's
+    1 + ... + 8 = 36 and the decode steps' 9 + 10 + 11 = 30; (36 + 30 + 11) x 4 x 1024 bits x 3900 fJ / VR 0.9. Refused
+    without an HBM store, and when the KV does not fit in it."""
+    with open(os.path.join(DATA, "tiny-chip-hbm.json")) as f:
+        base = json.load(f)
+    args = ["--model", "tiny-llama", "--prompt", "8", "--generate", "4", "--no-db"]
+    with tempfile.TemporaryDirectory() as tmp:
+        def chip(name, edit):
+            c = json.loads(json.dumps(base))
+            edit(c)
+            path = os.path.join(tmp, name + ".json")
+            with open(path, "w") as f:
+                json.dump(c, f)
+            return path
+        on = lambda c: c["kv"].update(in_store={"value": True, "source": "test fixture"})
+        a = run_json("--chip", os.path.join(DATA, "tiny-chip-hbm.json"), *args)
+        b = run_json("--chip", chip("in", on), *args)
+        want = (36 + 30 + 11) * 4 * 1024 * 3900e-15 / 0.9
+        got = b["energy_by_event_j"]["sram"]
+        expect(abs(got - want) <= 1e-12 * want, f"KV in HBM: {got} J, by hand {want}")
+        expect(a["area"]["kv_sram"]["mm2"] > 0 and b["area"]["kv_sram"]["mm2"] == 0 and
+               b["area"]["kv_sram"]["leakage_w"] == 0, f"KV area {a['area']['kv_sram']} -> {b['area']['kv_sram']}")
+        expect(abs(a["area_mm2"] - b["area_mm2"] - a["area"]["kv_sram"]["mm2"]) <= 1e-9 * a["area_mm2"], "die area")
+        expect(a["stream0_cycles"] == b["stream0_cycles"], "kv.in_store moved the timing")
+        def sram(c):
+            on(c)
+            c["store"]["kind"]["value"] = "sram"
+            c["store"].pop("static_w")
+        p = chip("sram", sram)
+        expect_error(["run", "--chip", p, *args], p, "key 'kv.in_store'", "store.kind hbm", "not sram")
+        def big(c):
+            on(c)
+            c["kv"]["bytes_per_tile"]["value"] = 9000000
+        p = chip("big", big)
+        expect_error(["run", "--chip", p, *args], p, "key 'kv.bytes_per_tile'", "exceeds store.capacity_bytes 8000000")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

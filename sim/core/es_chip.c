@@ -218,6 +218,9 @@ static const es_key_spec CHIP_KEYS[] = {
     {"kv.slot_context", 'l', 1, 1 << 24, F(kv.slot_context), 0, 0, 1, NULL, NULL},
     {"kv.tiles_per_group", 'i', 1, 1024, F(kv.tiles_per_group), 0, 0, 1, NULL, NULL},
     {"kv.prefix_sharing", 'b', 0, 1, F(kv.prefix_sharing), 0, 0, 1, NULL, NULL},
+    {"kv.in_store", 'b', 0, 1, F(kv.in_store), 1, 0, 1, NULL,
+     "true (store.kind hbm only): the KV cache is in the HBM: no die area or leakage, its bits read and written at "
+     "store.read_fj_per_bit; its ports still stream kv.banks x kv.word_bits bits a cycle, beside the weights'"},
     {"store.kind", 'x', 0, 0, NO_FIELD, 1, 0, 0, "rom | sram | hbm (default rom)", "where the weights live"},
     {"store.scope", 'x', 0, 0, NO_FIELD, 1, 0, 0, "tile (sram only) | chip (default)",
      "a store per tile (and one for the head), or one shared by the chip"},
@@ -493,6 +496,9 @@ static int read_store(es_chip *c, es_err *e)
     else if (!strcmp(kind, "sram")) s->kind = ES_STORE_SRAM;
     else if (!strcmp(kind, "hbm")) s->kind = ES_STORE_HBM;
     else return es_fail(e, "%s: key 'store.kind': expected \"rom\", \"sram\" or \"hbm\", got \"%s\"", c->path, kind);
+    if (c->kv.in_store && s->kind != ES_STORE_HBM)
+        return es_fail(e, "%s: key 'kv.in_store': the KV cache goes in an HBM store (store.kind hbm), not %s", c->path,
+                       kind);
     if (s->kind == ES_STORE_ROM) { /* the ROMs' geometry is tile.rom and head.*_rom */
         for (int i = 0; i < 6; i++)
             if (es_cfg_has(f, keys[i]))
@@ -516,6 +522,9 @@ static int read_store(es_chip *c, es_err *e)
     if (s->kind == ES_STORE_HBM && !s->chip_scope)
         return es_fail(e, "%s: key 'store.scope': an hbm store is off the die, one for the whole chip: expected "
                           "\"chip\", got \"tile\"", c->path);
+    if (c->kv.in_store && c->kv.bytes > s->capacity_bytes)
+        return es_fail(e, "%s: key 'kv.bytes_per_tile': a KV cache of %lld bytes in the HBM (kv.in_store) exceeds "
+                          "store.capacity_bytes %lld", c->path, (long long)c->kv.bytes, (long long)s->capacity_bytes);
     if (c->tile.partitioned)
         return es_fail(e, "%s: key 'tile.lanes.mapping': \"partitioned\" splits a tile's ROM banks among its "
                           "partitions; with store.kind %s give \"striped\"", c->path, kind);

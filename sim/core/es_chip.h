@@ -89,6 +89,7 @@ typedef struct es_kv_cfg {
     int64_t slot_context;     /* kv.slot_context: positions reserved per sequence */
     int tiles_per_group;      /* kv.tiles_per_group: tiles sharing one SRAM */
     int prefix_sharing;       /* kv.prefix_sharing: sequences may read a shared prefix's positions */
+    int in_store;             /* kv.in_store: the KV cache lives in the HBM weight store (off the die, store energy) */
 } es_kv_cfg;
 
 /* Where the weights live and in which formats (store.*, weights.*, tile.rom.*, head.*_rom.*). Three kinds:
