@@ -194,6 +194,9 @@ static const es_key_spec CHIP_KEYS[] = {
     {"tile.lanes.cell_bits", 'i', 1, 16, F(tile.cell_bits), 0, 0, 1, NULL, NULL},
     {"tile.lanes.pipeline_depth", 'i', 0, 1 << 16, F(tile.lane_depth), 0, 0, 1, NULL, NULL},
     {"tile.lanes.tokens_per_read", 'i', 1, 1 << 16, F(tile.tokens_per_read), 0, 0, 1, NULL, NULL},
+    {"tile.sync_step", 'b', 0, 1, F(tile.sync_step), 1, 0, 1, NULL,
+     "true: a tile starts a pass only when no token it passed on is still on its way back (head, sampler, "
+     "embedding): a GPU's synchronous decode step; default false"},
     {"tile.lanes.shared_by_tokens", 'b', 0, 1, F(tile.lanes_shared), 1, 0, 1, NULL,
      "true: the lanes serve a pass's tokens together (k tokens take k x cells / lanes cycles); default false"},
     {"tile.lanes.mapping", 'x', 0, 0, NO_FIELD, 1, 0, 0, "striped | partitioned (default striped)", NULL},

@@ -61,6 +61,7 @@ typedef struct es_tile_cfg {
     int cell_bits;            /* tile.lanes.cell_bits: bits one select cell decodes */
     int lane_depth;           /* tile.lanes.pipeline_depth: ROM-to-accumulator cycles */
     int tokens_per_read;      /* tile.lanes.tokens_per_read */
+    int sync_step;            /* tile.sync_step: a pass starts only once every token passed on is back (a GPU's step) */
     int lanes_shared;         /* tile.lanes.shared_by_tokens: 1, the lanes are the cells per cycle of all a pass's tokens
                                  together (a GPU's tensor units); 0 (default), each token of a pass has lanes of its own */
     int partitioned;          /* tile.lanes.mapping: 0 "striped" (every lane on one tensor at a time),

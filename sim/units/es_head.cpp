@@ -43,7 +43,9 @@ void Embed::run()
         stat_->busy_cycles += ctx_.run.now() - start;
         ctx_.charge(stat_, it.seq, ev);
         it.ready = ctx_.run.now();
+        bool back = ctx_.c->tile.sync_step && it.decode;
         send_item(out, link, it);
+        if (back) ctx_.token_back(); /* a step's token is in the first tile's FIFO */
     }
 }
 
@@ -158,6 +160,7 @@ bool Head::finish(Item &it)
     } else {
         ctx_.run.in_flight--;
         ctx_.run.count_in_flight();
+        if (ctx_.c->tile.sync_step) ctx_.token_back(); /* its last token: not coming back */
         ctx_.kv_give(s.kv); /* its KV is no longer read */
         if (ctx_.dp) es_dp_seq_end(ctx_.dp, it.seq);
     }
