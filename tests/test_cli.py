@@ -3931,6 +3931,16 @@ def test_db_schema_5():
 
 # ---- weight stores (issue 19: store.kind rom | sram | hbm) ------------------------------------
 
+def drop_rom_keys(c):
+    """A chip dict whose store.kind is sram or hbm loses tile.rom and head.*_rom (such a chip has no ROMs and
+    refuses their keys); a ROM chip keeps them. Returns c."""
+    if c.get("store", {}).get("kind", {}).get("value") in ("sram", "hbm"):
+        c["tile"].pop("rom", None)
+        c["head"].pop("embed_rom", None)
+        c["head"].pop("lm_rom", None)
+    return c
+
+
 def tiny_store_chip(tmp, name, store, edit=None):
     """tests/data/tiny-chip.json with a store section (each key sourced), edited by edit(dict); its path."""
     with open(os.path.join(DATA, "tiny-chip.json")) as f:
@@ -3939,6 +3949,7 @@ def tiny_store_chip(tmp, name, store, edit=None):
         c["store"] = {k: {"value": v, "source": "test fixture"} for k, v in store.items()}
     if edit:
         edit(c)
+    drop_rom_keys(c)
     path = os.path.join(tmp, name + ".json")
     with open(path, "w") as f:
         json.dump(c, f)
@@ -4112,7 +4123,7 @@ def test_err_store():
         expect(not os.path.exists(out) and not os.path.exists(out + ".tmp"), "rom build left a file")
         expect_error(["chip", "derive", "--model", "tiny-llama", "--like", hbm, "-o", os.path.join(tmp, "d.json")],
                      hbm, "key 'store.kind'", "chip derive sizes a chip's ROMs")
-        moe = tiny_store_chip(tmp, "moe", good, lambda c: c["tile"]["rom"]["rows"].update(value=128))
+        moe = tiny_store_chip(tmp, "moe", good)
         expect_error(["run", "--chip", moe, "--model", os.path.join(DATA, "tiny-moe"), "--no-db"], moe,
                      "key 'store.kind'", "is a mixture of experts")
 
@@ -4188,7 +4199,8 @@ def test_store_hc1_class():
         for name, (st, bw, lat, fj) in stores.items():
             path = os.path.join(tmp, name + ".json")
             with open(path, "w") as f:
-                json.dump(dict(hc1, store={k: {"value": v, "source": "test fixture"} for k, v in st.items()}), f)
+                json.dump(drop_rom_keys(json.loads(json.dumps(dict(hc1, store={k: {"value": v, "source": "test fixture"}
+                                                                                 for k, v in st.items()})))), f)
             j = run_json("--chip", path, *args)
             same_cycles(j, f"hc1-class, {name}")
             step = j["stream0_cycles"]["decode_first"]
@@ -4341,6 +4353,240 @@ def test_plot_compare():
         p = subprocess.run([plot, "--compare", bad], capture_output=True, text=True)
         expect(p.returncode == 1 and p.stderr.strip() == f"plot: {bad}: not an `etchsim compare --json` file "
                "(\"row 0 has no 'chip'\")", f"bad file: {p.stderr!r}")
+
+# ---- GPU baselines (issue 19, h/gpu: h100-class, h200-class, b200-class) ----------------------
+
+def test_gpu_no_rom_keys():
+    """A chip whose weights are in SRAM or HBM has no ROMs: tile.rom.* and head.*_rom.* may be left out (the shipped
+    store fixtures have none and run), and each one given is refused by name in one line; a ROM chip still needs them."""
+    hbm = os.path.join(DATA, "tiny-chip-hbm.json")
+    with open(hbm) as f:
+        base = json.load(f)
+    expect("rom" not in base["tile"] and "lm_rom" not in base["head"], "the HBM fixture still has ROM keys")
+    run("run", "--chip", hbm, "--model", "tiny-llama", "--prompt", "4", "--generate", "2", "--no-db")
+    rom_keys = [("tile", "rom", "banks", 64), ("head", "embed_rom", "rows", 160), ("head", "lm_rom", "read_latency_cycles", 2)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("hbm", "sram"):
+            for sec, rom, key, v in rom_keys:
+                c = json.loads(json.dumps(base))
+                if kind == "sram":
+                    c["store"]["kind"]["value"] = "sram"
+                    c["store"]["scope"] = {"value": "tile", "source": "test fixture"}
+                    c["store"].pop("static_w")
+                c[sec][rom] = {key: {"value": v, "source": "test fixture"}}
+                path = os.path.join(tmp, "c.json")
+                with open(path, "w") as f:
+                    json.dump(c, f)
+                err = expect_error(["run", "--chip", path, "--model", "tiny-llama", "--no-db"], path,
+                                   f"key '{sec}.{rom}.{key}'", f"store.kind {kind}, not in ROM", "leave them out")
+                expect(err.count("\n") == 0, f"{kind} {key}: more than one line: {err!r}")
+        with open(os.path.join(DATA, "tiny-chip.json")) as f:
+            c = json.load(f)
+        del c["tile"]["rom"]["banks"]
+        path = os.path.join(tmp, "rom.json")
+        with open(path, "w") as f:
+            json.dump(c, f)
+        expect_error(["run", "--chip", path, "--model", "tiny-llama", "--no-db"], path, "tile.rom.banks", "missing")
+
+
+def test_gpu_head_batch():
+    """head.lanes.tokens_per_read: the tokens waiting at the head share one pass over the LM head's weights, as a
+    tile's do. tests/data/tiny-chip-hbm.json (one tile of all 4 layers, BF16 weights in HBM, 16 tokens a pass) with
+    one item in flight and FIFOs of 16: 8 streams of a 1-token prompt and 1 token generated. The first prompt enters
+    the tile alone; the other 7 arrive while its pass over 4 x 753664 weights (>= 23552 store cycles) runs, so the
+    tile makes 2 passes. The head then reads the LM head (1024 x 256 BF16 = 4194304 bits) once per token with
+    tokens_per_read 1 (8 reads), once per pass with 16 (2 reads). Weight bits read, by hand:
+      2 x 4 x 753664 x 16 + reads x 4194304 + 8 embedding rows x 4096, each x 3900 fJ / VR efficiency 0.9.
+    A head pass of several tokens needs lanes shared by them: refused otherwise."""
+    with open(os.path.join(DATA, "tiny-chip-hbm.json")) as f:
+        base = json.load(f)
+    args = ["--model", "tiny-llama", "--prompt", "1", "--generate", "1", "--streams", "8", "--no-db",
+            "--set", "scheduler.fifo_depth=16", "--set", "tile.items_in_flight=1"]
+    with tempfile.TemporaryDirectory() as tmp:
+        got = {}
+        for tpr, reads in ((1, 8), (16, 2)):
+            c = json.loads(json.dumps(base))
+            c["head"]["lanes"]["tokens_per_read"] = {"value": tpr, "source": "test fixture"}
+            path = os.path.join(tmp, f"h{tpr}.json")
+            with open(path, "w") as f:
+                json.dump(c, f)
+            j = run_json("--chip", path, *args)
+            bits = 2 * 4 * 753664 * 16 + reads * 4194304 + 8 * 4096
+            e = j["energy_by_event_j"]["store_reads"]
+            want = bits * 3900e-15 / 0.9
+            expect(abs(e - want) <= 1e-12 * want, f"head tokens_per_read {tpr}: store_reads {e} J, by hand {want}")
+            got[tpr] = j["cycles"]
+        expect(got[16] < got[1], f"one pass over the LM head is not faster: {got}")
+        c = json.loads(json.dumps(base))
+        c["head"]["lanes"]["tokens_per_read"] = {"value": 4, "source": "test fixture"}
+        c["tile"]["lanes"]["shared_by_tokens"]["value"] = False
+        path = os.path.join(tmp, "bad.json")
+        with open(path, "w") as f:
+            json.dump(c, f)
+        expect_error(["run", "--chip", path, "--model", "tiny-llama", "--no-db"], path,
+                     "key 'head.lanes.tokens_per_read'", "tile.lanes.shared_by_tokens true")
+
+
+def h100_variant(tmp, name, edit):
+    """models/chips/h100-class.json edited by edit(dict); its path."""
+    with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
+        c = json.load(f)
+    edit(c)
+    path = os.path.join(tmp, name + ".json")
+    with open(path, "w") as f:
+        json.dump(c, f)
+    return path
+
+
+def h100_numbers():
+    """From the chip file: lanes (MACs a cycle), HBM bits a cycle (stacks x bits_per_cycle), clock."""
+    with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
+        c = json.load(f)
+    st = c["store"]
+    return c["tile"]["lanes"]["count"]["value"], st["ports"]["value"] * st["bits_per_cycle"]["value"], c["clock_hz"]["value"]
+
+
+# Llama-3.1-8B's matrix products a layer: elements (hidden 4096, ffn 14336, 8 KV heads of 128), and the LM head's.
+L8B_LAYER = [4096 * 4096, 1024 * 4096, 1024 * 4096, 4096 * 4096, 14336 * 4096, 14336 * 4096, 4096 * 14336]
+L8B_LM = 128256 * 4096
+
+
+def test_gpu_h100_memory_bound():
+    """h100-class, Llama-3.1-8B BF16, one stream: a decode step is memory-bound. Against the same chip with an HBM
+    so fast it never matters (5 x 2^20 bits a cycle: at most ceil(16 E / 5242880) <= ceil(E / lanes) cycles a
+    tensor), the step is longer by, by hand from the chip file (lanes 270336, HBM 5 x 2929 = 14645 bits a cycle) and
+    the model's dimensions, sum over the 32 layers' 7 products and the LM head of ceil(16 E / 14645) - ceil(E /
+    270336), and the embedding row's ceil(4096 x 16 / 14645) - 1. So the step is the weight bits a token reads over
+    the HBM bandwidth (16 x 7,504,924,672 weights / 14645 = 8.2 M cycles, 4.48 ms at 1.83 GHz) plus the modelled
+    overheads (the fast chip's step less its lane cycles: latencies, vector work, attention and its KV reads at the
+    HBM bandwidth, links, under 3 percent), and the analytical model gives the same cycles."""
+    lanes, bw, clock = h100_numbers()
+    cdiv = lambda a, b: -(-a // b)
+    args = ["--chip", None, "--prompt", "1", "--generate", "2", "--no-db"]
+    with tempfile.TemporaryDirectory() as tmp:
+        fast = h100_variant(tmp, "fast", lambda c: c["store"]["bits_per_cycle"].update(value=1 << 20))
+        a = run_json(*(["--chip", "h100-class"] + args[2:]))
+        b = run_json(*(["--chip", fast] + args[2:]))
+    same_cycles(a, "h100-class")
+    same_cycles(b, "h100-class, fast HBM")
+    store = 32 * sum(cdiv(16 * e, bw) for e in L8B_LAYER) + cdiv(16 * L8B_LM, bw) + cdiv(4096 * 16, bw)
+    lane = 32 * sum(cdiv(e, lanes) for e in L8B_LAYER) + cdiv(L8B_LM, lanes) + 1
+    step, step_fast = a["stream0_cycles"]["decode_first"], b["stream0_cycles"]["decode_first"]
+    expect(step - step_fast == store - lane, f"step {step} - fast {step_fast} = {step - step_fast}, by hand {store - lane}")
+    overhead = step_fast - lane
+    weights = 16 * (32 * sum(L8B_LAYER) + L8B_LM)
+    expect(abs(store - weights / bw) < 32 * 7 + 2, f"store cycles {store} against bits / bandwidth {weights / bw}")
+    expect(0 < overhead < 0.03 * step, f"overheads {overhead} cycles of a {step}-cycle step")
+    ms = step / clock * 1e3
+    expect(abs(1e3 / a["decode_tokens_per_s"] - ms) < 1e-3, f"decode {a['decode_tokens_per_s']} tok/s against {ms} ms")
+
+
+def test_gpu_h100_crossover():
+    """h100-class: a pass of k tokens over a BF16 tensor of E elements takes max(k E / 270336 lane cycles,
+    16 E / 14645 HBM cycles): memory-bound while k < k* = 270336 x 16 / 14645 = 295.35, compute-bound from k = 296
+    (arithmetic intensity: k MACs per 2-byte weight against 989 TFLOPS / 3.35 TB/s). One prompt of k tokens (one
+    chunk, one pass: 512 tokens a pass here) takes longer than on the fast-HBM chip by, by hand,
+    32 x sum over the layer's products of max(0, ceil(16 E / 14645) - ceil(k E / 270336)) (+ the LM head and the
+    embedding rows, the same whatever k's pass) -- zero from k = 296. So 64 users' decode (64 tokens a pass) is still
+    memory-bound on the weights, by the ratio (64 < 295)."""
+    lanes, bw, _ = h100_numbers()
+    cdiv = lambda a, b: -(-a // b)
+    kstar = lanes * 16 / bw
+
+    def wide(c):
+        c["tile"]["lanes"]["tokens_per_read"]["value"] = 512
+        c["head"]["lanes"]["tokens_per_read"]["value"] = 512
+        c["scheduler"]["prefill_chunk"]["value"] = 512
+
+    def fast(c):
+        wide(c)
+        c["store"]["bits_per_cycle"]["value"] = 1 << 20
+
+    with tempfile.TemporaryDirectory() as tmp:
+        slow_p, fast_p = h100_variant(tmp, "slow", wide), h100_variant(tmp, "fast", fast)
+        layer = {}
+        for k in (1, 64, 295, 296, 400):
+            args = ["--prompt", str(k), "--generate", "2", "--no-db"]
+            a, b = run_json("--chip", slow_p, *args), run_json("--chip", fast_p, *args)
+            same_cycles(a, f"h100 k={k}")
+            d = a["stream0_cycles"]["ttft"] - b["stream0_cycles"]["ttft"]
+            rest = (cdiv(16 * L8B_LM, bw) - cdiv(L8B_LM, lanes)) + (cdiv(k * 4096 * 16, bw) - cdiv(k * 4096 * 16, (1 << 20) * 5))
+            want = 32 * sum(max(0, cdiv(16 * e, bw) - cdiv(k * e, lanes)) for e in L8B_LAYER)
+            expect(d - rest == want, f"k={k}: the prompt takes {d} cycles longer, by hand {want} + {rest}")
+            layer[k] = want
+    expect(layer[295] > 0 and layer[296] == 0 and layer[400] == 0 and 295 < kstar < 296,
+           f"crossover: {layer}, arithmetic intensity {kstar}")
+    expect(layer[64] > 0 and layer[1] > layer[64], f"64 users are memory-bound: {layer}")
+
+
+def test_gpu_kv_in_store():
+    """kv.in_store: the KV cache in the HBM store takes no die area or leakage and its bits are charged at
+    store.read_fj_per_bit. tests/data/tiny-chip-hbm.json, tiny-llama (2 KV heads of 32, 8-bit KV: 1024 bits a position
+    a layer, 4 layers), prompt 8 and 4 generated: 11 positions written (8 prompt, 3 decode), and read: the prompt's
+    1 + ... + 8 = 36 and the decode steps' 9 + 10 + 11 = 30; (36 + 30 + 11) x 4 x 1024 bits x 3900 fJ / VR 0.9. Refused
+    without an HBM store, and when the KV does not fit in it."""
+    with open(os.path.join(DATA, "tiny-chip-hbm.json")) as f:
+        base = json.load(f)
+    args = ["--model", "tiny-llama", "--prompt", "8", "--generate", "4", "--no-db"]
+    with tempfile.TemporaryDirectory() as tmp:
+        def chip(name, edit):
+            c = json.loads(json.dumps(base))
+            edit(c)
+            path = os.path.join(tmp, name + ".json")
+            with open(path, "w") as f:
+                json.dump(c, f)
+            return path
+        on = lambda c: c["kv"].update(in_store={"value": True, "source": "test fixture"})
+        a = run_json("--chip", os.path.join(DATA, "tiny-chip-hbm.json"), *args)
+        b = run_json("--chip", chip("in", on), *args)
+        want = (36 + 30 + 11) * 4 * 1024 * 3900e-15 / 0.9
+        got = b["energy_by_event_j"]["sram"]
+        expect(abs(got - want) <= 1e-12 * want, f"KV in HBM: {got} J, by hand {want}")
+        expect(a["area"]["kv_sram"]["mm2"] > 0 and b["area"]["kv_sram"]["mm2"] == 0 and
+               b["area"]["kv_sram"]["leakage_w"] == 0, f"KV area {a['area']['kv_sram']} -> {b['area']['kv_sram']}")
+        expect(abs(a["area_mm2"] - b["area_mm2"] - a["area"]["kv_sram"]["mm2"]) <= 1e-9 * a["area_mm2"], "die area")
+        expect(a["stream0_cycles"] == b["stream0_cycles"], "kv.in_store moved the timing")
+        def sram(c):
+            on(c)
+            c["store"]["kind"]["value"] = "sram"
+            c["store"].pop("static_w")
+        p = chip("sram", sram)
+        expect_error(["run", "--chip", p, *args], p, "key 'kv.in_store'", "store.kind hbm", "not sram")
+        def big(c):
+            on(c)
+            c["kv"]["bytes_per_tile"]["value"] = 9000000
+        p = chip("big", big)
+        expect_error(["run", "--chip", p, *args], p, "key 'kv.bytes_per_tile'", "exceeds store.capacity_bytes 8000000")
+
+
+def test_gpu_sync_step():
+    """tile.sync_step: a pass starts only once every token the tile passed on is back, as a GPU's decode step, so a
+    batch stays one group. tests/data/tiny-chip-hbm.json with the head serving 16 tokens a pass, one item in flight,
+    FIFOs of 16; 8 streams of a 1-token prompt, 20 tokens each. The first prompt (A) enters alone; the other 7 (B)
+    arrive during its pass. Without sync_step the tile starts B's pass as soon as A's leaves and the two groups
+    alternate for good: 20 passes each, 40. With it the tile waits for A's token, and A's decode token and B's 7
+    prompts make one pass of 8 from then on: A's prompt pass, then 20 passes (B's 20 tokens; A's other 19 in the
+    first 19 of them): 21. Weight bits read, by hand: passes x (4 x 753664 x 16 + the LM head's 4194304) + 160
+    embedding rows (8 prompts + 8 x 19 fed back) x 4096, each x 3900 fJ / VR efficiency 0.9."""
+    with open(os.path.join(DATA, "tiny-chip-hbm.json")) as f:
+        base = json.load(f)
+    args = ["--model", "tiny-llama", "--prompt", "1", "--generate", "20", "--streams", "8", "--no-db",
+            "--set", "scheduler.fifo_depth=16", "--set", "tile.items_in_flight=1"]
+    with tempfile.TemporaryDirectory() as tmp:
+        got = {}
+        for sync, passes in ((False, 40), (True, 21)):
+            c = json.loads(json.dumps(base))
+            c["head"]["lanes"]["tokens_per_read"] = {"value": 16, "source": "test fixture"}
+            c["tile"]["sync_step"] = {"value": sync, "source": "test fixture"}
+            path = os.path.join(tmp, f"s{int(sync)}.json")
+            with open(path, "w") as f:
+                json.dump(c, f)
+            j = run_json("--chip", path, *args)
+            want = (passes * (4 * 753664 * 16 + 4194304) + 160 * 4096) * 3900e-15 / 0.9
+            e = j["energy_by_event_j"]["store_reads"]
+            expect(abs(e - want) <= 1e-12 * want, f"sync_step {sync}: store_reads {e} J, by hand {passes} passes {want}")
+            got[sync] = j["decode_tokens_per_s"]
+        expect(got[True] > got[False], f"one group is not faster: {got}")
 
 
 if __name__ == "__main__":

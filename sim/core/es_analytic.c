@@ -19,18 +19,31 @@ static int64_t shared_pass(int64_t k, int64_t cells, int64_t lanes, int64_t stor
     return lane_cycles > store_cycles ? lane_cycles : store_cycles;
 }
 
-int64_t es_an_matvec(const es_chip *c, const es_rom_geom *rom, int64_t lanes, int64_t cells,
-                     int64_t bits, int64_t n)
+/* es_an_matvec with tpr tokens a pass (a tile's tokens_per_read, or the head's). */
+static int64_t matvec_tpr(const es_chip *c, const es_rom_geom *rom, int64_t lanes, int64_t cells, int64_t bits,
+                          int64_t n, int64_t tpr)
 {
     int64_t lane_cycles = es_ceil_div(cells, lanes);
     int64_t rom_cycles = es_ceil_div(bits, rom->banks * rom->row_bits);
     if (c->tile.lanes_shared) { /* the lanes serve a pass's k tokens together: k x cells / lanes cycles */
-        int64_t tpr = c->tile.tokens_per_read, full = n / tpr, rest = n % tpr;
+        int64_t full = n / tpr, rest = n % tpr;
         int64_t t = full * shared_pass(tpr, cells, lanes, rom_cycles);
         return t + (rest ? shared_pass(rest, cells, lanes, rom_cycles) : 0) + rom->latency + c->tile.lane_depth;
     }
     int64_t per_pass = lane_cycles > rom_cycles ? lane_cycles : rom_cycles;
-    return es_ceil_div(n, c->tile.tokens_per_read) * per_pass + rom->latency + c->tile.lane_depth;
+    return es_ceil_div(n, tpr) * per_pass + rom->latency + c->tile.lane_depth;
+}
+
+int64_t es_an_matvec(const es_chip *c, const es_rom_geom *rom, int64_t lanes, int64_t cells,
+                     int64_t bits, int64_t n)
+{
+    return matvec_tpr(c, rom, lanes, cells, bits, n, c->tile.tokens_per_read);
+}
+
+/* The tokens one pass over tensor x's weights serves: a tile's tokens_per_read, or the head's for the LM head. */
+static int64_t tensor_tpr(const es_chip *c, const es_map_tensor *x)
+{
+    return x->tile >= 0 ? c->tile.tokens_per_read : c->head.tokens_per_read;
 }
 
 int64_t es_an_store_occ(const es_map *pm, const es_op *op, int64_t n)
@@ -41,7 +54,7 @@ int64_t es_an_store_occ(const es_map *pm, const es_op *op, int64_t n)
     const es_map_tensor *x = &pm->tensors[op->tensor];
     int64_t bw = x->geom.banks * x->geom.row_bits;
     if (op->kind == ES_OP_EMBED) return es_ceil_div(n * (x->bits / pm->model->tensors[op->tensor].rows), bw);
-    return es_ceil_div(n, c->tile.tokens_per_read) * es_ceil_div(x->bits, bw);
+    return es_ceil_div(n, tensor_tpr(c, x)) * es_ceil_div(x->bits, bw);
 }
 
 static int64_t attention(const es_chip *c, const es_model *m, int64_t n, int64_t p)
@@ -73,7 +86,7 @@ static int64_t scan(const es_chip *c, const es_model *m, int64_t n)
 static int64_t mv(const es_map *pm, const es_tensor *t, int64_t n)
 {
     const es_map_tensor *x = es_map_tensor_of(pm, t);
-    return es_an_matvec(pm->chip, &x->geom, x->lanes, x->cells, x->bits, n);
+    return matvec_tpr(pm->chip, &x->geom, x->lanes, x->cells, x->bits, n, tensor_tpr(pm->chip, x));
 }
 
 /* One expert's work for n of its tokens, on its own partition: gate, up,
@@ -277,13 +290,21 @@ int64_t es_an_tile(const es_map *pm, int64_t tile, int64_t n, int64_t p)
     return t;
 }
 
-int64_t es_an_head(const es_map *pm)
+int64_t es_an_head_n(const es_map *pm, int64_t n)
 {
     const es_chip *c = pm->chip;
     const es_model *m = pm->model;
     const es_tensor *lm = es_model_tensor(m, -1, ES_ROLE_LM_HEAD);
-    return vec(c, m->hidden, 2) + mv(pm, lm, 1) +
-           es_ceil_div(m->vocab, c->head.sampler_width) + c->head.sampler_latency;
+    return vec(c, n * m->hidden, 2) + mv(pm, lm, n) +
+           es_ceil_div(n * m->vocab, c->head.sampler_width) + c->head.sampler_latency;
+}
+
+int64_t es_an_head(const es_map *pm) { return es_an_head_n(pm, 1); }
+
+double es_an_head_per_token(const es_map *pm)
+{
+    int64_t g = pm->chip->head.tokens_per_read;
+    return g == 1 ? (double)es_an_head(pm) : (double)es_an_head_n(pm, g) / (double)g;
 }
 
 static int64_t act_hop(const es_chip *c, const es_model *m, int64_t n)
@@ -348,8 +369,8 @@ void es_an_summarize(const es_map *pm, int64_t prompt, int64_t gen,
     int64_t mid = prompt + gen / 2;
     s->step_mid_cycles = (double)es_an_decode_step(pm, mid);
     /* per token at saturation: a tile takes tokens_per_read waiting tokens per
-     * pass over the weights (attention still per token), the head one at a time */
-    int64_t tiles = es_chip_tiles(c, m), b = es_an_head(pm);
+     * pass over the weights (attention still per token), the head head.lanes.tokens_per_read a pass */
+    int64_t tiles = es_chip_tiles(c, m), b = (int64_t)(es_an_head_per_token(pm) + 0.999999);
     for (int64_t i = 0; i < tiles; i++) {
         double t = es_an_tile_token_bound(pm, i, mid);
         if (t > (double)b) b = (int64_t)(t + 0.999999);
@@ -363,7 +384,7 @@ void es_an_summarize(const es_map *pm, int64_t prompt, int64_t gen,
     double store = 0;
     for (int i = 0; i < m->n_ops; i++) {
         const es_op *op = &m->ops[i];
-        int64_t g = pm->ops[i].tile >= 0 ? c->tile.tokens_per_read : 1;
+        int64_t g = pm->ops[i].tile >= 0 ? c->tile.tokens_per_read : op->kind == ES_OP_EMBED ? 1 : c->head.tokens_per_read;
         store += (double)es_an_store_occ(pm, op, g) / (double)g;
     }
     if (store > (double)b) b = (int64_t)(store + 0.999999);
@@ -474,7 +495,7 @@ static void op_events(const es_map *pm, const es_op *op, int64_t n, int64_t p, e
         const es_map_tensor *x = &pm->tensors[op->tensor];
         const es_wfmt *f = &c->store.fmt[es_tensor_fmt_role(t)];
         *(x->store == ES_STORE_ROM ? &ev->rom_bits : &ev->store_bits) =
-            (double)es_ceil_div(n, c->tile.tokens_per_read) * (double)x->bits;
+            (double)es_ceil_div(n, tensor_tpr(c, x)) * (double)x->bits;
         ev->cell_macs = dn * (double)x->cells;
         if (f->group > 0) /* one scale multiply per group per output row */
             ev->vec_ops = dn * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
@@ -557,7 +578,7 @@ void es_an_batch(const es_map *pm, int64_t n, int64_t prefix, int64_t prompt, in
     embed += (double)n * e1;
     link += (double)n * l1;
     host += (double)n * h1;
-    double head = (double)(n * gen) * (double)es_an_head(pm);
+    double head = (double)(n * gen) * es_an_head_per_token(pm);
     double cpl = (double)(n * gen) * (double)es_an_host_occ(c, c->host.cpl_bytes);
     serial += (double)n * s1;
     double b = tile, u = serial;

@@ -58,6 +58,10 @@ int64_t es_an_embed(const es_map *pm, int64_t n);
 int64_t es_an_layer(const es_map *pm, int64_t layer, int64_t n, int64_t p);
 int64_t es_an_tile(const es_map *pm, int64_t tile, int64_t n, int64_t p);
 int64_t es_an_head(const es_map *pm); /* norm + LM head + sampler, 1 token */
+int64_t es_an_head_n(const es_map *pm, int64_t n); /* the same for n tokens in one pass (head.lanes.tokens_per_read) */
+/* The head's cycles per token at saturation: es_an_head, or a full pass of head.lanes.tokens_per_read tokens over
+ * them. */
+double es_an_head_per_token(const es_map *pm);
 /* The least cycles per token a tile needs when saturated with decode tokens of
  * many sequences at position p: the busiest of its lanes, vector unit and
  * attention engine (times the tiles sharing its KV ports) per token, with

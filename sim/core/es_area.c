@@ -26,7 +26,7 @@ void es_area_compute(const es_map *pm, es_area *a)
     a->mm2[ES_AREA_ROM] = cells * c->process.rom_cell_um2 / c->process.rom_eff * 1e-6;
     a->tr[ES_AREA_ROM] = cells;
     /* KV SRAM */
-    a->sram_bits = tiles * (double)c->kv.bytes * 8.0;
+    a->sram_bits = c->kv.in_store ? 0.0 : tiles * (double)c->kv.bytes * 8.0; /* kv.in_store: in the HBM */
     a->mm2[ES_AREA_SRAM] = a->sram_bits * c->process.sram_cell_um2 / c->process.sram_eff * 1e-6;
     a->tr[ES_AREA_SRAM] = a->sram_bits * c->process.sram_tr_bit;
     /* an SRAM weight store: its capacity in the process's bit cells, per tile and the head's with tile scope */
@@ -95,8 +95,9 @@ void es_events_terms(const es_chip *c, const es_events *ev, double t[ES_EJ_N])
     t[ES_EJ_ROM] = ev->rom_bits * c->process.e_rom_bit;
     t[ES_EJ_CELL] = ev->cell_macs * c->process.e_cell_mac;
     t[ES_EJ_ATTN] = ev->attn_macs * c->process.e_attn_mac;
-    t[ES_EJ_KV_RD] = ev->kv_rd_bits * c->process.e_kv_rd_bit;
-    t[ES_EJ_KV_WR] = ev->kv_wr_bits * c->process.e_kv_wr_bit;
+    /* the KV SRAM, or the HBM (kv.in_store: writes charged as reads, the one HBM energy a chip gives) */
+    t[ES_EJ_KV_RD] = ev->kv_rd_bits * (c->kv.in_store ? c->store.e_read_bit : c->process.e_kv_rd_bit);
+    t[ES_EJ_KV_WR] = ev->kv_wr_bits * (c->kv.in_store ? c->store.e_read_bit : c->process.e_kv_wr_bit);
     t[ES_EJ_VEC] = ev->vec_ops * c->process.e_vec_elem;
     t[ES_EJ_STATE_RD] = ev->state_rd_bits * c->process.e_kv_rd_bit;
     t[ES_EJ_STATE_WR] = ev->state_wr_bits * c->process.e_kv_wr_bit;

@@ -194,6 +194,9 @@ static const es_key_spec CHIP_KEYS[] = {
     {"tile.lanes.cell_bits", 'i', 1, 16, F(tile.cell_bits), 0, 0, 1, NULL, NULL},
     {"tile.lanes.pipeline_depth", 'i', 0, 1 << 16, F(tile.lane_depth), 0, 0, 1, NULL, NULL},
     {"tile.lanes.tokens_per_read", 'i', 1, 1 << 16, F(tile.tokens_per_read), 0, 0, 1, NULL, NULL},
+    {"tile.sync_step", 'b', 0, 1, F(tile.sync_step), 1, 0, 1, NULL,
+     "true: a tile starts a pass only when no token it passed on is still on its way back (head, sampler, "
+     "embedding): a GPU's synchronous decode step; default false"},
     {"tile.lanes.shared_by_tokens", 'b', 0, 1, F(tile.lanes_shared), 1, 0, 1, NULL,
      "true: the lanes serve a pass's tokens together (k tokens take k x cells / lanes cycles); default false"},
     {"tile.lanes.mapping", 'x', 0, 0, NO_FIELD, 1, 0, 0, "striped | partitioned (default striped)", NULL},
@@ -218,6 +221,9 @@ static const es_key_spec CHIP_KEYS[] = {
     {"kv.slot_context", 'l', 1, 1 << 24, F(kv.slot_context), 0, 0, 1, NULL, NULL},
     {"kv.tiles_per_group", 'i', 1, 1024, F(kv.tiles_per_group), 0, 0, 1, NULL, NULL},
     {"kv.prefix_sharing", 'b', 0, 1, F(kv.prefix_sharing), 0, 0, 1, NULL, NULL},
+    {"kv.in_store", 'b', 0, 1, F(kv.in_store), 1, 0, 1, NULL,
+     "true (store.kind hbm only): the KV cache is in the HBM: no die area or leakage, its bits read and written at "
+     "store.read_fj_per_bit; its ports still stream kv.banks x kv.word_bits bits a cycle, beside the weights'"},
     {"store.kind", 'x', 0, 0, NO_FIELD, 1, 0, 0, "rom | sram | hbm (default rom)", "where the weights live"},
     {"store.scope", 'x', 0, 0, NO_FIELD, 1, 0, 0, "tile (sram only) | chip (default)",
      "a store per tile (and one for the head), or one shared by the chip"},
@@ -238,6 +244,9 @@ static const es_key_spec CHIP_KEYS[] = {
     {"head.lm_rom.row_bits", 'l', 1, 1 << 20, F(store.lm_rom.row_bits), 0, 0, 1, NULL, NULL},
     {"head.lm_rom.read_latency_cycles", 'i', 0, 1 << 20, F(store.lm_rom.latency), 0, 0, 1, NULL, NULL},
     {"head.lanes.count", 'l', 1, 0x1p40, F(head.lanes), 0, 0, 1, NULL, NULL},
+    {"head.lanes.tokens_per_read", 'i', 1, 1 << 16, F(head.tokens_per_read), 1, 1, 1, NULL,
+     "tokens waiting at the head that one pass over the LM head's weights serves (default 1); above 1 needs "
+     "tile.lanes.shared_by_tokens true"},
     {"head.sampler.elems_per_cycle", 'l', 1, 0x1p40, F(head.sampler_width), 0, 0, 1, NULL, NULL},
     {"head.sampler.latency_cycles", 'i', 0, 1 << 16, F(head.sampler_latency), 0, 0, 1, NULL, NULL},
     {"head.sampler.register_bits_per_elem", 'd', 0, 1e6, F(head.reg_bits_sampler), 0, 0, 1, NULL, NULL},
@@ -423,13 +432,37 @@ static int check_known(const char *path, const cJSON *node, const char *prefix, 
     return 0;
 }
 
-/* The numbers of a table, each range-checked, into c. */
-static int read_keys(const es_cfg *f, const es_key_spec *ks, int n, es_chip *c, es_err *e)
+/* A key of the ROMs' geometry (tile.rom.*, head.embed_rom.*, head.lm_rom.*). */
+static int is_rom_key(const char *key)
+{
+    return !strncmp(key, "tile.rom.", 9) || !strncmp(key, "head.embed_rom.", 15) || !strncmp(key, "head.lm_rom.", 12);
+}
+
+/* A chip whose weights are in SRAM or HBM (store.kind) has no ROMs: their keys hold nothing, so they are left out
+ * (read_keys leaves the geometry 0) and refused if given. Sets *no_rom. An unknown store.kind is read_store's. */
+static int check_rom_keys(const es_chip *c, int *no_rom, es_err *e)
+{
+    char kind[16] = "rom";
+    *no_rom = 0;
+    if (es_cfg_has(&c->cfg, "store.kind") && es_cfg_str(&c->cfg, "store.kind", kind, sizeof kind, e)) return -1;
+    if (strcmp(kind, "sram") && strcmp(kind, "hbm")) return 0;
+    *no_rom = 1;
+    int n = (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS);
+    for (int i = 0; i < n; i++)
+        if (is_rom_key(CHIP_KEYS[i].key) && es_cfg_has(&c->cfg, CHIP_KEYS[i].key))
+            return es_fail(e, "%s: key '%s': the weights are in store.kind %s, not in ROM; tile.rom.* and "
+                              "head.*_rom.* hold nothing there (leave them out)", c->path, CHIP_KEYS[i].key, kind);
+    return 0;
+}
+
+/* The numbers of a table, each range-checked, into c; with no_rom the ROMs' geometry keys are absent (0). */
+static int read_keys(const es_cfg *f, const es_key_spec *ks, int n, es_chip *c, int no_rom, es_err *e)
 {
     for (int i = 0; i < n; i++) {
         const es_key_spec *k = &ks[i];
         if (k->kind == 'x') continue;
         char *p = (char *)c + k->off;
+        if (no_rom && is_rom_key(k->key)) continue; /* left 0: check_rom_keys refused any given */
         if (k->optional && !es_cfg_has(f, k->key)) {
             if (k->kind == 'd') *(double *)(void *)p = k->dflt * k->scale;
             else if (k->kind == 'l') *(int64_t *)(void *)p = (int64_t)k->dflt;
@@ -466,6 +499,9 @@ static int read_store(es_chip *c, es_err *e)
     else if (!strcmp(kind, "sram")) s->kind = ES_STORE_SRAM;
     else if (!strcmp(kind, "hbm")) s->kind = ES_STORE_HBM;
     else return es_fail(e, "%s: key 'store.kind': expected \"rom\", \"sram\" or \"hbm\", got \"%s\"", c->path, kind);
+    if (c->kv.in_store && s->kind != ES_STORE_HBM)
+        return es_fail(e, "%s: key 'kv.in_store': the KV cache goes in an HBM store (store.kind hbm), not %s", c->path,
+                       kind);
     if (s->kind == ES_STORE_ROM) { /* the ROMs' geometry is tile.rom and head.*_rom */
         for (int i = 0; i < 6; i++)
             if (es_cfg_has(f, keys[i]))
@@ -489,6 +525,9 @@ static int read_store(es_chip *c, es_err *e)
     if (s->kind == ES_STORE_HBM && !s->chip_scope)
         return es_fail(e, "%s: key 'store.scope': an hbm store is off the die, one for the whole chip: expected "
                           "\"chip\", got \"tile\"", c->path);
+    if (c->kv.in_store && c->kv.bytes > s->capacity_bytes)
+        return es_fail(e, "%s: key 'kv.bytes_per_tile': a KV cache of %lld bytes in the HBM (kv.in_store) exceeds "
+                          "store.capacity_bytes %lld", c->path, (long long)c->kv.bytes, (long long)s->capacity_bytes);
     if (c->tile.partitioned)
         return es_fail(e, "%s: key 'tile.lanes.mapping': \"partitioned\" splits a tile's ROM banks among its "
                           "partitions; with store.kind %s give \"striped\"", c->path, kind);
@@ -498,11 +537,12 @@ static int read_store(es_chip *c, es_err *e)
 static int read_chip(es_chip *c, const char *dir, es_err *e)
 {
     const es_cfg *f = &c->cfg;
+    int no_rom = 0;
     if (check_known(c->path, f->root, "", CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), OLD_FMT_KEYS,
                     "chip", e) ||
         es_cfg_str(f, "name", c->name, sizeof c->name, e) ||
         es_cfg_str(f, "tile.lanes.activation_format", c->tile.act_format, sizeof c->tile.act_format, e) ||
-        read_keys(f, CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), c, e))
+        check_rom_keys(c, &no_rom, e) || read_keys(f, CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), c, no_rom, e))
         return -1;
     /* the lane cell: from the synthesized RTL, or given */
     int rtl = es_cfg_has(f, "area.lane_rtl"), tr = es_cfg_has(f, "area.lane_transistors"),
@@ -515,6 +555,10 @@ static int read_chip(es_chip *c, const char *dir, es_err *e)
                        tr ? "tile.lanes.register_bits_per_cell" : "area.lane_transistors");
     c->area.lane_rtl[0] = 0;
     if (rtl && read_lane_rtl(c, dir, e)) return -1;
+    if (c->head.tokens_per_read > 1 && !c->tile.lanes_shared) /* separate lanes per token: area the head has not */
+        return es_fail(e, "%s: key 'head.lanes.tokens_per_read': %d tokens a pass need lanes shared by them "
+                          "(tile.lanes.shared_by_tokens true); the head has one set of lanes", c->path,
+                       c->head.tokens_per_read);
     {
         double us = 0;
         if (c->card.power_limit_w > 0 && (es_cfg_num(f, "card.power_window_us", 1, 1e8, &us, e) ||
@@ -589,7 +633,7 @@ static int read_process(es_chip *c, es_err *e)
     if (check_known(c->proc.path, c->proc.root, "", PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), NULL,
                     "process", e))
         return -1;
-    return read_keys(&c->proc, PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), c, e);
+    return read_keys(&c->proc, PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), c, 0, e);
 }
 
 /* cost.* of both files (read_keys range-checked the numbers): all of a section or none of it. */

@@ -61,6 +61,7 @@ typedef struct es_tile_cfg {
     int cell_bits;            /* tile.lanes.cell_bits: bits one select cell decodes */
     int lane_depth;           /* tile.lanes.pipeline_depth: ROM-to-accumulator cycles */
     int tokens_per_read;      /* tile.lanes.tokens_per_read */
+    int sync_step;            /* tile.sync_step: a pass starts only once every token passed on is back (a GPU's step) */
     int lanes_shared;         /* tile.lanes.shared_by_tokens: 1, the lanes are the cells per cycle of all a pass's tokens
                                  together (a GPU's tensor units); 0 (default), each token of a pass has lanes of its own */
     int partitioned;          /* tile.lanes.mapping: 0 "striped" (every lane on one tensor at a time),
@@ -89,6 +90,7 @@ typedef struct es_kv_cfg {
     int64_t slot_context;     /* kv.slot_context: positions reserved per sequence */
     int tiles_per_group;      /* kv.tiles_per_group: tiles sharing one SRAM */
     int prefix_sharing;       /* kv.prefix_sharing: sequences may read a shared prefix's positions */
+    int in_store;             /* kv.in_store: the KV cache lives in the HBM weight store (off the die, store energy) */
 } es_kv_cfg;
 
 /* Where the weights live and in which formats (store.*, weights.*, tile.rom.*, head.*_rom.*). Three kinds:
@@ -116,6 +118,8 @@ typedef struct es_store_cfg {
 /* The head tile: embedding, final norm, LM head, sampler (head.*; its ROMs are in es_store_cfg). */
 typedef struct es_head_cfg {
     int64_t lanes;            /* head.lanes.count */
+    int tokens_per_read;      /* head.lanes.tokens_per_read (default 1): the waiting tokens one pass over the LM head's
+                                 weights serves, on lanes shared by them (tile.lanes.shared_by_tokens) */
     int64_t sampler_width;    /* head.sampler.elems_per_cycle */
     int sampler_latency;      /* head.sampler.latency_cycles */
     double reg_bits_sampler;  /* head.sampler.register_bits_per_elem */

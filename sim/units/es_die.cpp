@@ -76,8 +76,8 @@ Die::Die(Ctx &ctx, bool with_vcd) : ctx_(ctx)
         rom_.reset(new sc_core::sc_mutex("head_rom"));
     }
     /* the feedback path never blocks the head: it holds one token per sequence
-     * in flight at most, and the KV holds at most kv_cap sequences */
-    int ring = (int)(ctx.kv_cap < (1 << 20) ? ctx.kv_cap : (1 << 20)) + 1;
+     * in flight at most, and at most seq_cap sequences are in flight */
+    int ring = (int)(ctx.seq_cap < (1 << 20) ? ctx.seq_cap : (1 << 20)) + 1;
 
     HostDevice *host = dev = add(new HostDevice("host", ctx));
     prog = add(new HostProgram("host_program", ctx, *host));

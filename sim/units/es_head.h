@@ -1,7 +1,9 @@
 // es_head: the head tile's two units. Embed looks token rows up in the
 // embedding ROM; fed-back decode tokens go before new prompt chunks. Head
 // runs the final RMSNorm, the LM head projection and the sampler, one token
-// at a time (grouping there would add a group's wait to every token), then
+// at a time (head.lanes.tokens_per_read 1: grouping would add a group's wait
+// to every token), or over the tokens already waiting, up to that many, in one
+// pass over the LM head's weights (no token waits for others), then
 // sends the token to the host and, while the sequence wants more, back to
 // Embed. With tied embeddings both units read one ROM and take turns.
 #ifndef ES_HEAD_H
@@ -43,8 +45,12 @@ public:
 
 private:
     void run();
+    int64_t take(std::vector<Item> &group); // the next pass's items; the cycle it can start
+    bool finish(Item &it);                  // sample, send on; false: the run failed
     Ctx &ctx_;
     const es_op *ops_[3];
+    Item next_;                             // read while gathering a pass, not yet arrived
+    bool have_next_ = false;
     sc_core::sc_mutex *rom_;
     es_unit_rec *stat_;
     int trk_ = 0;                          // its --trace track

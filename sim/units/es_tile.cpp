@@ -44,6 +44,9 @@ bool Tile::take_first()
     Item it;
     if (waiting_.empty() && in.nb_read(it)) waiting_.push_back(std::move(it));
     if (waiting_.empty() || free_slots_ <= 0 || in_tile(waiting_.front().seq)) return false;
+    /* tile.sync_step: not before the step's tokens are all back (unless the FIFO is full: they could not enter) */
+    if (ctx_.c->tile.sync_step && ctx_.returning > 0 && (int64_t)in.num_available() + 1 < ctx_.c->sched.fifo_depth)
+        return false;
     group_.assign(1, std::move(waiting_.front()));
     waiting_.pop_front();
     free_slots_--;
@@ -64,7 +67,9 @@ int64_t Tile::take_more()
             waiting_.push_back(std::move(it));
         }
         const Item &more = waiting_.front();
-        if (more.ready > ctx_.run.now() || total + more.n > tpr || in_tile(more.seq)) break;
+        /* tile.sync_step: the step's tokens are all sent back: one still on the link joins (the pass waits) */
+        if ((more.ready > ctx_.run.now() && !ctx_.c->tile.sync_step) || total + more.n > tpr || in_tile(more.seq))
+            break;
         group_.push_back(more);
         seqs_in_.push_back(more.seq);
         total += more.n;
@@ -113,7 +118,8 @@ void Tile::fetch()
     for (;;) {
         if (!ready_wait_) {
             if (!take_first()) {
-                if (arrived_or_freed_.size() == 0) arrived_or_freed_ = in.data_written_event() | changed_;
+                if (arrived_or_freed_.size() == 0)
+                    arrived_or_freed_ = in.data_written_event() | changed_ | ctx_.returned_ev;
                 next_trigger(arrived_or_freed_);
                 return;
             }
@@ -130,7 +136,9 @@ void Tile::fetch()
             }
         }
         ready_wait_ = false;
-        if (!book(take_more(), ctx_.run.now())) return; /* the run failed */
+        int64_t total = take_more(), start = ctx_.run.now();
+        for (const Item &g : group_) start = std::max(start, g.ready); /* later only with tile.sync_step */
+        if (!book(total, start)) return; /* the run failed */
     }
 }
 
@@ -572,6 +580,7 @@ void Tile::forward(std::vector<Item> &group)
             if (ctx_.dp && it.n > 1) it.act = std::make_shared<std::vector<float>>(it.act->end() - H, it.act->end());
             it.pos += it.n - 1;
             it.n = 1;
+            if (ctx_.c->tile.sync_step) ctx_.returning++; /* back when fed to the first tile, or finished */
         }
         it.ready = ctx_.run.now();
         if (&group[kept] != &it) group[kept] = std::move(it);

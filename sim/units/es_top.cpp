@@ -206,6 +206,9 @@ int build(Sim &s, es_err *e)
                           "(leakage / VR efficiency + board): no clock keeps the card under it",
                        c->path, c->card.power_limit_w, run.gov.fixed_w);
     ctx.kv_cap = es_chip_kv_positions(c, m);
+    /* a list of requests never has more sequences in flight than it has requests (a KV of many GB would
+     * otherwise size the feedback and completion FIFOs at hundreds of thousands of items) */
+    ctx.seq_cap = w.source ? ctx.kv_cap : std::min<int64_t>(ctx.kv_cap, (int64_t)w.reqs.size() + 1);
     run.seq_tokens = w.seq_tokens || !w.sink; /* run: every token's record, streamed as its request finishes */
     for (const auto &q : w.reqs) s.total += q.gen;
     run.progress = w.progress && !w.source;
