@@ -4589,6 +4589,17 @@ def test_gpu_sync_step():
         expect(got[True] > got[False], f"one group is not faster: {got}")
 
 
+
+# cost: inputs left at 0
+def test_cost_zero_inputs_noted():
+    """etchsim cost says when a board or host priced at 0 leaves the figure a lower bound, and not otherwise."""
+    base = ["cost", "--prompt", "16", "--generate", "4"]
+    out = run(*base).stdout
+    expect("priced at 0, so not counted: board (cost.board_usd), host (cost.host_usd_per_card)" in out and
+           "lower bound" in out, f"no note of the zero inputs: {out}")
+    out = run(*base, "--set", "cost.board_usd=100", "--set", "cost.host_usd_per_card=1000").stdout
+    expect("priced at 0" not in out, f"a note with every input priced: {out}")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

@@ -535,6 +535,12 @@ void print_cost(const Opts &o, const es::Loaded &L, const Cost &k)
                 k.d.pue);
     std::printf("  %-34s %14.6f   (capex %.6f + energy %.6f)\n", "$ per million tokens", x.usd_per_m_tokens,
                 x.capex_usd_per_m_tokens, x.energy_usd_per_m_tokens);
+    /* an input of 0 is a part left uncounted (the chip's cost.* sources say why): the figure is a lower bound */
+    std::string zero;
+    if (!x.card_given && in.board_usd == 0) zero += " board (cost.board_usd)";
+    if (in.host_usd == 0) zero += std::string(zero.empty() ? "" : ",") + " host (cost.host_usd_per_card)";
+    if (!zero.empty())
+        std::printf("  note: priced at 0, so not counted:%s; the $ per million tokens is a lower bound\n", zero.c_str());
 }
 
 // A figure that needs two tokens of a stream (a decode interval): null when every stream made one.
