@@ -83,7 +83,7 @@ int64_t Head::take(std::vector<Item> &group)
 
 void Head::run()
 {
-    std::vector<Item> group;
+    std::vector<Item> &group = group_; /* a member: the thread never returns, and its locals are never destroyed */
     for (;;) {
         int64_t start = take(group), t = start;
         const Item &it = group[0];

@@ -46,6 +46,7 @@ public:
 private:
     void run();
     int64_t take(std::vector<Item> &group); // the next pass's items; the cycle it can start
+    std::vector<Item> group_;               // the pass's items (run()'s, kept here so the run frees them)
     bool finish(Item &it);                  // sample, send on; false: the run failed
     Ctx &ctx_;
     const es_op *ops_[3];
