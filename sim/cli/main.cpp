@@ -912,18 +912,28 @@ int report_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
     return 0;
 }
 
+// run and cost alike: the options, the loaded chip, model and workload inputs, and the deployment
+// (need_cost: a chip without cost inputs is an error). -1 to go on, else the exit code.
+int start_run(const char *cmd, int argc, char **argv, Opts &o, es::Loaded &L, es::Routing &routing, Func &fn,
+              Cost &k, bool need_cost, es_err *e)
+{
+    int rc = parse(cmd, argc, argv, o, true);
+    if (rc >= 0) return rc;
+    if ((rc = prepare_run(o, L, routing, fn, e)) >= 0) return rc;
+    if (load_deploy(o, k, need_cost, e)) return run_error(e);
+    return -1;
+}
+
 int cmd_run(int argc, char **argv)
 {
     Opts o;
-    int rc = parse("run", argc, argv, o, true);
-    if (rc >= 0) return rc;
     es_err e{};
     es::Loaded L;
     es::Routing routing;
     Func fn;
-    if ((rc = prepare_run(o, L, routing, fn, &e)) >= 0) return rc;
     Cost k;
-    if (load_deploy(o, k, false, &e)) return run_error(&e);
+    int rc = start_run("run", argc, argv, o, L, routing, fn, k, false, &e);
+    if (rc >= 0) return rc;
     RunOwned own; // after e: its closing marks a run left open failed with e
     own.err = &e;
     int64_t run_id = 0;
@@ -944,15 +954,13 @@ int cmd_cost(int argc, char **argv)
 {
     Opts o;
     g_cmd = "cost";
-    int rc = parse("cost", argc, argv, o, true);
-    if (rc >= 0) return rc;
     es_err e{};
     es::Loaded L;
     es::Routing routing;
     Func fn;
-    if ((rc = prepare_run(o, L, routing, fn, &e)) >= 0) return rc;
     Cost k;
-    if (load_deploy(o, k, true, &e)) return run_error(&e);
+    int rc = start_run("cost", argc, argv, o, L, routing, fn, k, true, &e);
+    if (rc >= 0) return rc;
     RunOwned own; /* no database */
     es::Workload w;
     fill_workload(w, o, fn, routing, own, 0);
