@@ -52,6 +52,19 @@ static void t1_models(void)
     for (int i = 0; i < m.n_tensors; i++)
         if (m.tensors[i].layer == 0) layer0 += m.tensors[i].rows * m.tensors[i].cols;
     CHECK(layer0 == 218112000LL, "layer params %lld", (long long)layer0);
+    /* 1.2b Llama-3.1-70B: 70,553,706,496 parameters, derived by hand in models/chips/baselines-sources.md s9.1:
+     * per layer q 8192^2 + k, v 8192 x 1024 each + o 8192^2 + gate/up/down 3 x 8192 x 28672 + 2 norms of 8192
+     * = 855,654,400; x 80 + embedding and LM head 2 x 128256 x 8192 + final norm 8192 */
+    {
+        es_model m70;
+        CHECK(es_model_load(&m70, "llama-3.1-70b", &e) == 0, "load 70b: %s", e.msg);
+        int64_t per_layer = 2LL * 8192 * 8192 + 2LL * 8192 * 1024 + 3LL * 8192 * 28672 + 2 * 8192;
+        CHECK(per_layer == 855654400LL, "70b per layer %lld", (long long)per_layer);
+        CHECK(es_model_params(&m70) == 80 * per_layer + 2LL * 128256 * 8192 + 8192, "70b params %lld",
+              (long long)es_model_params(&m70));
+        CHECK(es_model_params(&m70) == 70553706496LL, "70b params %lld", (long long)es_model_params(&m70));
+        es_model_free(&m70);
+    }
     /* 1.3 llama3 RoPE: i=0..28 unchanged, 35..63 divided by 8, blends in between */
     double f[64];
     es_model_rope_freqs(&m, f);
