@@ -1,0 +1,83 @@
+/* es_system: a system of chips holding one model (models/systems/NAME.json): which chips, which layers
+ * (and, for a mixture of experts, which experts) each holds, and the card-to-card links joining them.
+ *
+ *   {
+ *     "name": "llama-3.1-70b-x9",
+ *     "description": "...",
+ *     "model": "llama-3.1-70b",
+ *     "link": {
+ *       "topology": {"value": "chain", "source": "..."},          chain | all_to_all
+ *       "bandwidth_bits_per_s": {"value": 4.48e11, "source": "..."},
+ *       "latency_ns": {"value": 500, "source": "..."},
+ *       "energy_pj_per_bit": {"value": 5, "source": "..."}
+ *     },
+ *     "chips": [
+ *       {"chip": "part-a.json", "layers": [0, 8]},                 the first holds the embedding table
+ *       {"chip": "part-a.json", "layers": [9, 17]},
+ *       ...
+ *       {"chip": "part-b.json", "layers": [72, 79]}               the last holds the final norm and LM head
+ *     ]
+ *   }
+ *
+ * Chips are listed in pipeline order. Consecutive chips with the same layer range form one stage: they
+ * hold the same layers' attention (each its own sequences' KV) and split the experts between them
+ * ("experts": [first, last], required then, and only on a mixture of experts); the stages' ranges must
+ * cover the model's layers from 0 to the last exactly once, in order. A stage of several chips needs
+ * the all_to_all topology (tokens go to the chips holding their experts). "chip" is a name under
+ * models/chips or a path; a relative path resolves from the system file's folder first. Each chip keeps
+ * its own configuration: clock, power limit, KV SRAM and statistics. */
+#ifndef ES_SYSTEM_H
+#define ES_SYSTEM_H
+#include <stdint.h>
+#include "es_chip.h"
+#include "es_err.h"
+#include "es_model.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum es_topo { ES_TOPO_CHAIN, ES_TOPO_ALL_TO_ALL } es_topo;
+
+/* The card-to-card links (link.*). */
+typedef struct es_sys_link {
+    es_topo topo;            /* link.topology */
+    double bits_per_s;       /* link.bandwidth_bits_per_s, per link and direction (> 0) */
+    double latency_ns;       /* link.latency_ns: first bit out to first bit in */
+    double pj_per_bit;       /* link.energy_pj_per_bit: both ends, per bit moved */
+} es_sys_link;
+
+typedef struct es_sys_chip {
+    char spec[512];          /* "chip" as written */
+    es_chip chip;            /* loaded (owned) */
+    int layer_first, layer_last;   /* "layers": inclusive */
+    int expert_first, expert_last; /* "experts": inclusive; -1, -1 when absent (all of them) */
+    int stage;               /* its stage: chips of one layer range */
+    int embed, head;         /* 1: holds the embedding table / the final norm and LM head */
+} es_sys_chip;
+
+typedef struct es_system {
+    char path[512];          /* the file */
+    char name[80];           /* "name" */
+    char model[512];         /* "model": a model name or path */
+    es_sys_link link;
+    es_sys_chip *chips;      /* (n_chips) in pipeline order */
+    int n_chips;
+    int n_stages;
+} es_system;
+
+/* Load a system file by name (models/systems/NAME.json) or path, and each of its chips, with the
+ * overrides sets applied to every chip (as es_chip_load). The shape of the file is checked here;
+ * whether its split fits a model, by es_system_check. 0, or -1 with e naming the file, the key (e.g.
+ * "chips[2].layers") and what was expected. */
+int es_system_load(es_system *s, const char *spec, const char *const *sets, int n_sets, es_err *e);
+/* Whether the split covers model m: every layer on exactly one stage, in order; the experts of a stage
+ * of several chips split between them exactly once, in order. 0, or -1 with e naming the chips and the
+ * layers (or experts) in the gap or overlap. */
+int es_system_check(const es_system *s, const es_model *m, es_err *e);
+void es_system_free(es_system *s);
+const char *es_topo_name(es_topo t); /* "chain", "all_to_all" */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

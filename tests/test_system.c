@@ -1,0 +1,153 @@
+/* test_system: system files (sim/core/es_system): loading, the stages, and every split that leaves a gap or an
+ * overlap, with the message naming the key and the layers. Each case writes its system file into a fresh
+ * folder. Usage: test_system DATA_DIR (tests/data: tiny-chip.json, tiny-moe). */
+#define _POSIX_C_SOURCE 200809L
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "es_model.h"
+#include "es_system.h"
+#include "test_check.h"
+
+static const char *data_dir;
+static char tmp[256];
+
+/* Write a system file whose link is `link` and whose chips are `chips` (JSON array text), load it and check it
+ * against model; the error, if any, into e. 0 ok, 1 the load failed, 2 the check failed. */
+static int try_system(const char *model, const char *link, const char *chips, es_system *s, es_err *e)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/sys.json", tmp);
+    FILE *f = fopen(path, "w");
+    if (!f) return 1;
+    fprintf(f, "{\"name\": \"t\", \"model\": \"%s\", \"link\": %s, \"chips\": %s}\n", model, link, chips);
+    fclose(f);
+    if (es_system_load(s, path, NULL, 0, e)) return 1;
+    es_model m;
+    if (es_model_load(&m, model, e)) { es_system_free(s); return 1; }
+    int rc = es_system_check(s, &m, e) ? 2 : 0;
+    es_model_free(&m);
+    if (rc) es_system_free(s);
+    return rc;
+}
+
+#define CHAIN "{\"topology\": \"chain\", \"bandwidth_bits_per_s\": {\"value\": 1e11, \"source\": \"t\"}, " \
+              "\"latency_ns\": 500, \"energy_pj_per_bit\": 5}"
+#define A2A "{\"topology\": \"all_to_all\", \"bandwidth_bits_per_s\": 1e11, \"latency_ns\": 500, " \
+            "\"energy_pj_per_bit\": 5}"
+
+static void t1_good(void)
+{
+    es_system s;
+    es_err e = {0};
+    char chips[1024];
+    /* 1.1 tiny-llama (4 layers) over two chips: the chip path resolves from the system file's folder */
+    snprintf(chips, sizeof chips, "[{\"chip\": \"chip.json\", \"layers\": [0, 1]}, {\"chip\": \"%s/tiny-chip.json\", "
+             "\"layers\": [2, 3]}]", data_dir);
+    int rc = try_system("tiny-llama", CHAIN, chips, &s, &e);
+    CHECK(rc == 0, "1.1 two chips: %s", e.msg);
+    if (rc == 0) {
+        CHECK(s.n_chips == 2 && s.n_stages == 2, "1.1 %d chips %d stages", s.n_chips, s.n_stages);
+        CHECK(s.chips[0].embed && !s.chips[0].head && s.chips[1].head && !s.chips[1].embed, "1.1 embed/head");
+        CHECK(s.chips[1].layer_first == 2 && s.chips[1].layer_last == 3 && s.chips[1].expert_first == -1, "1.1 range");
+        CHECK(s.link.bits_per_s == 1e11 && s.link.latency_ns == 500 && s.link.pj_per_bit == 5 &&
+              s.link.topo == ES_TOPO_CHAIN, "1.1 link");
+        CHECK(s.chips[0].chip.clock_hz > 0, "1.1 chip loaded");
+        es_system_free(&s);
+    }
+    /* 1.2 tiny-moe (4 layers, 16 experts): a stage of two chips splitting the experts, then one chip */
+    char moe[512];
+    snprintf(moe, sizeof moe, "%s/tiny-moe", data_dir);
+    rc = try_system(moe, A2A,
+                    "[{\"chip\": \"chip.json\", \"layers\": [0, 1], \"experts\": [0, 7]},"
+                    " {\"chip\": \"chip.json\", \"layers\": [0, 1], \"experts\": [8, 15]},"
+                    " {\"chip\": \"chip.json\", \"layers\": [2, 3]}]", &s, &e);
+    CHECK(rc == 0, "1.2 experts split: %s", e.msg);
+    if (rc == 0) {
+        CHECK(s.n_stages == 2 && s.chips[1].stage == 0 && s.chips[2].stage == 1, "1.2 stages");
+        CHECK(s.chips[2].head && !s.chips[1].head, "1.2 head on the last stage");
+        es_system_free(&s);
+    }
+}
+
+/* The case must fail (load or check) with a message holding each of the NULL-terminated parts. */
+static void bad(const char *what, const char *model, const char *link, const char *chips, ...)
+{
+    es_system s;
+    es_err e = {0};
+    int rc = try_system(model, link, chips, &s, &e);
+    CHECK(rc != 0, "%s: accepted", what);
+    if (rc == 0) { es_system_free(&s); return; }
+    va_list ap;
+    va_start(ap, chips);
+    for (const char *p; (p = va_arg(ap, const char *));)
+        CHECK(strstr(e.msg, p) != NULL, "%s: message lacks '%s': %s", what, p, e.msg);
+    va_end(ap);
+}
+
+static void t2_bad(void)
+{
+    char moe[512];
+    snprintf(moe, sizeof moe, "%s/tiny-moe", data_dir);
+    bad("2.1 gap", "tiny-llama", CHAIN, "[{\"chip\": \"chip.json\", \"layers\": [0, 0]}, {\"chip\": \"chip.json\", "
+        "\"layers\": [2, 3]}]", "chips[1].layers", "layers 1..1", "on no chip", NULL);
+    bad("2.2 overlap", "tiny-llama", CHAIN, "[{\"chip\": \"chip.json\", \"layers\": [0, 2]}, {\"chip\": \"chip.json\", "
+        "\"layers\": [2, 3]}]", "chips[1].layers", "layers 2..2 are on chips[0] too", NULL);
+    bad("2.3 short", "tiny-llama", CHAIN, "[{\"chip\": \"chip.json\", \"layers\": [0, 1]}, {\"chip\": \"chip.json\", "
+        "\"layers\": [2, 2]}]", "chips[1].layers", "layers 3..3", "on no chip", NULL);
+    bad("2.4 past the end", "tiny-llama", CHAIN, "[{\"chip\": \"chip.json\", \"layers\": [0, 4]}]",
+        "chips[0].layers", "4 layers", NULL);
+    bad("2.5 late start", "tiny-llama", CHAIN, "[{\"chip\": \"chip.json\", \"layers\": [1, 3]}]",
+        "chips[0].layers", "layers 0..0", NULL);
+    bad("2.6 zero bandwidth", "tiny-llama", "{\"topology\": \"chain\", \"bandwidth_bits_per_s\": 0, "
+        "\"latency_ns\": 1, \"energy_pj_per_bit\": 1}", "[{\"chip\": \"chip.json\", \"layers\": [0, 3]}]",
+        "link.bandwidth_bits_per_s", "above 0", NULL);
+    bad("2.7 topology", "tiny-llama", "{\"topology\": \"ring\", \"bandwidth_bits_per_s\": 1, "
+        "\"latency_ns\": 1, \"energy_pj_per_bit\": 1}", "[{\"chip\": \"chip.json\", \"layers\": [0, 3]}]",
+        "link.topology", "\"ring\"", NULL);
+    bad("2.8 reversed range", "tiny-llama", CHAIN, "[{\"chip\": \"chip.json\", \"layers\": [3, 0]}]",
+        "chips[0].layers", "first <= last", NULL);
+    bad("2.9 no chip file", "tiny-llama", CHAIN, "[{\"chip\": \"nosuch.json\", \"layers\": [0, 3]}]",
+        "chips[0].chip", "nosuch.json", NULL);
+    bad("2.10 unknown key", "tiny-llama", CHAIN, "[{\"chip\": \"chip.json\", \"layer\": [0, 3]}]",
+        "chips[0]", "layer", NULL);
+    bad("2.11 shared layers on a dense model", "tiny-llama", A2A, "[{\"chip\": \"chip.json\", \"layers\": [0, 3]},"
+        " {\"chip\": \"chip.json\", \"layers\": [0, 3]}]", "only a mixture of experts", NULL);
+    bad("2.12 expert stage on a chain", moe, CHAIN, "[{\"chip\": \"chip.json\", \"layers\": [0, 3], \"experts\": "
+        "[0, 7]}, {\"chip\": \"chip.json\", \"layers\": [0, 3], \"experts\": [8, 15]}]", "link.topology",
+        "all_to_all", NULL);
+    bad("2.13 expert gap", moe, A2A, "[{\"chip\": \"chip.json\", \"layers\": [0, 3], \"experts\": [0, 6]},"
+        " {\"chip\": \"chip.json\", \"layers\": [0, 3], \"experts\": [8, 15]}]", "chips[1].experts", "experts 7..7",
+        NULL);
+    bad("2.14 expert overlap", moe, A2A, "[{\"chip\": \"chip.json\", \"layers\": [0, 3], \"experts\": [0, 8]},"
+        " {\"chip\": \"chip.json\", \"layers\": [0, 3], \"experts\": [8, 15]}]", "chips[1].experts",
+        "experts 8..8", "chips[0] too", NULL);
+    bad("2.15 experts short", moe, A2A, "[{\"chip\": \"chip.json\", \"layers\": [0, 3], \"experts\": [0, 7]},"
+        " {\"chip\": \"chip.json\", \"layers\": [0, 3], \"experts\": [8, 14]}]", "chips[1].experts", "16 experts",
+        NULL);
+    bad("2.16 no chips", "tiny-llama", CHAIN, "[]", "'chips'", NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_system DATA_DIR\n");
+        return 2;
+    }
+    data_dir = argv[1];
+    snprintf(tmp, sizeof tmp, "/tmp/es_test_system.XXXXXX");
+    if (!mkdtemp(tmp)) { perror("mkdtemp"); return 1; }
+    char src[512], dst[512], cmd[1200];
+    snprintf(src, sizeof src, "%s/tiny-chip.json", data_dir);
+    snprintf(dst, sizeof dst, "%s/chip.json", tmp);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", src, dst);
+    if (system(cmd)) { fprintf(stderr, "cannot copy %s\n", src); return 1; }
+    t1_good();
+    t2_bad();
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmp);
+    printf("%d passed, %d failed\n", passes, fails);
+    return fails ? 1 : 0;
+}
