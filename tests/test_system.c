@@ -130,6 +130,55 @@ static void t2_bad(void)
     bad("2.16 no chips", "tiny-llama", CHAIN, "[]", "'chips'", NULL);
 }
 
+/* 3. es_model_slice: the parts of Llama-3.1-8B and of tiny-llama (tied copy) a split gives each chip */
+static void t3_slice(void)
+{
+    es_model m, a, b;
+    es_err e = {0};
+    CHECK(es_model_load(&m, "llama-3.1-8b", &e) == 0, "3 load: %s", e.msg);
+    /* 3.1 layers 0..15 with the embedding, 16..31 with the head: the parameters add up to the whole, and by hand:
+     * a layer 218,112,000 (test_core 1.2); embedding and LM head 128,256 x 4096 = 525,336,576; final norm 4096 */
+    CHECK(es_model_slice(&m, 0, 15, 1, 0, &a, &e) == 0, "3.1 slice a: %s", e.msg);
+    CHECK(es_model_slice(&m, 16, 31, 0, 1, &b, &e) == 0, "3.1 slice b: %s", e.msg);
+    CHECK(es_model_params(&a) == 16 * 218112000LL + 525336576LL, "3.1 a params %lld", (long long)es_model_params(&a));
+    CHECK(es_model_params(&b) == 16 * 218112000LL + 525336576LL + 4096, "3.1 b params %lld",
+          (long long)es_model_params(&b));
+    CHECK(es_model_params(&a) + es_model_params(&b) == es_model_params(&m), "3.1 sum");
+    CHECK(a.layers == 16 && a.layer_base == 0 && b.layer_base == 16 && b.full_layers == 32, "3.1 layers");
+    CHECK(a.has_embed && !a.has_head && !b.has_embed && b.has_head, "3.1 ends");
+    /* 3.2 ops: 14 per layer; a's first is the embedding, b's last the sampler; b's layer 0 is the model's 16th */
+    CHECK(a.n_ops == 1 + 16 * 14 && b.n_ops == 16 * 14 + 3, "3.2 ops %d %d", a.n_ops, b.n_ops);
+    CHECK(a.ops[0].kind == ES_OP_EMBED && b.ops[b.n_ops - 1].kind == ES_OP_SAMPLE, "3.2 ends");
+    const es_tensor *q = es_model_tensor(&b, 0, ES_ROLE_Q), *q16 = es_model_tensor(&m, 16, ES_ROLE_Q);
+    CHECK(q && q16 && !strcmp(q->name, q16->name), "3.2 layer 0 of b is layer 16: %s", q ? q->name : "none");
+    CHECK(es_model_tensor(&a, -1, ES_ROLE_LM_HEAD) == NULL && es_model_tensor(&b, -1, ES_ROLE_EMBED) == NULL, "3.2");
+    for (int i = 0; i < b.n_ops; i++)
+        if (b.ops[i].tensor >= 0)
+            CHECK(b.ops[i].tensor < b.n_tensors && b.tensors[b.ops[i].tensor].layer == b.ops[i].layer,
+                  "3.2 op %d tensor", i);
+    es_model_free(&a);
+    es_model_free(&b);
+    /* 3.3 a slice of a slice keeps the model's numbering; out of range is an error */
+    CHECK(es_model_slice(&m, 8, 23, 0, 0, &a, &e) == 0, "3.3: %s", e.msg);
+    CHECK(es_model_slice(&a, 4, 7, 0, 1, &b, &e) == 0 && b.layer_base == 12 && !b.has_head && b.n_ops == 4 * 14,
+          "3.3 nested base %lld", (long long)b.layer_base);
+    es_model_free(&b);
+    CHECK(es_model_slice(&a, 4, 16, 0, 0, &b, &e) != 0 && strstr(e.msg, "[4, 16]"), "3.3 range: %s", e.msg);
+    es_model_free(&a);
+    es_model_free(&m);
+    /* 3.4 tiny-llama tied (Llama-3.2-1B shape): the table goes with both ends */
+    CHECK(es_model_load(&m, "llama-3.2-1b", &e) == 0 && m.tied, "3.4 load: %s", e.msg);
+    CHECK(es_model_slice(&m, 0, 7, 1, 0, &a, &e) == 0 && es_model_slice(&m, 8, 15, 0, 1, &b, &e) == 0, "3.4: %s",
+          e.msg);
+    const es_tensor *ta = es_model_tensor(&a, -1, ES_ROLE_EMBED), *tb = es_model_tensor(&b, -1, ES_ROLE_LM_HEAD);
+    CHECK(ta && !ta->lm_head && !a.tied && es_model_tensor(&a, -1, ES_ROLE_LM_HEAD) == NULL, "3.4 a: plain table");
+    CHECK(tb && tb->lm_head && b.tied && tb->rows == 128256, "3.4 b: the table is the LM head");
+    CHECK(es_model_params(&a) + es_model_params(&b) == es_model_params(&m) + 128256LL * 2048, "3.4 one copy each");
+    es_model_free(&a);
+    es_model_free(&b);
+    es_model_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -146,6 +195,7 @@ int main(int argc, char **argv)
     if (system(cmd)) { fprintf(stderr, "cannot copy %s\n", src); return 1; }
     t1_good();
     t2_bad();
+    t3_slice();
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmp);
     printf("%d passed, %d failed\n", passes, fails);

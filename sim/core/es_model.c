@@ -394,10 +394,9 @@ static void arch_list(char *out, size_t n, int gguf)
     }
 }
 
-/* Build the graph, then index its tensors by (layer, role). */
-static int build_graph(es_model *m, const es_arch *a, es_err *e)
+/* Index the tensors by (layer, role). */
+static int index_roles(es_model *m, es_err *e)
 {
-    if (a->build(m, e)) return -1;
     int64_t rows = m->layers + 1;
     m->by_role = malloc((size_t)(rows * ES_ROLE_COUNT) * sizeof *m->by_role);
     if (!m->by_role) return es_fail(e, "%s: out of memory building the graph", m->path);
@@ -407,6 +406,66 @@ static int build_graph(es_model *m, const es_arch *a, es_err *e)
         int64_t row = t->layer >= 0 ? t->layer : m->layers;
         if (t->expert <= 0) m->by_role[row * ES_ROLE_COUNT + t->role] = i; /* experts: expert 0's */
         if (t->lm_head) m->by_role[m->layers * ES_ROLE_COUNT + ES_ROLE_LM_HEAD] = i;
+    }
+    return 0;
+}
+
+/* Build the graph, then index its tensors by (layer, role). */
+static int build_graph(es_model *m, const es_arch *a, es_err *e)
+{
+    if (a->build(m, e)) return -1;
+    m->full_layers = m->layers;
+    m->has_embed = m->has_head = 1;
+    return index_roles(m, e);
+}
+
+int es_model_slice(const es_model *m, int64_t first, int64_t last, int embed, int head, es_model *out, es_err *e)
+{
+    if (first < 0 || last < first || last >= m->layers)
+        return es_fail(e, "%s: layers [%lld, %lld] are not a range of its %lld layers", m->name, (long long)first,
+                       (long long)last, (long long)m->layers);
+    *out = *m;
+    out->tensors = malloc((size_t)m->n_tensors * sizeof *out->tensors);
+    out->ops = malloc((size_t)m->n_ops * sizeof *out->ops);
+    out->by_role = NULL;
+    int *map = malloc((size_t)m->n_tensors * sizeof *map);
+    if (!out->tensors || !out->ops || !map) {
+        free(map);
+        es_model_free(out);
+        return es_fail(e, "%s: out of memory slicing layers [%lld, %lld]", m->name, (long long)first, (long long)last);
+    }
+    out->layers = last - first + 1;
+    out->layer_base = m->layer_base + first;
+    out->has_embed = embed && m->has_embed;
+    out->has_head = head && m->has_head;
+    out->tied = m->tied && out->has_head;
+    out->n_tensors = out->n_ops = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        es_tensor t = m->tensors[i];
+        int keep = t.layer >= first && t.layer <= last;
+        if (t.layer < 0) keep = t.role == ES_ROLE_EMBED ? out->has_embed || (t.lm_head && out->has_head)
+                                                        : out->has_head;
+        map[i] = -1;
+        if (!keep) continue;
+        if (t.layer >= 0) t.layer -= (int)first;
+        if (t.lm_head && !out->has_head) t.lm_head = 0;
+        map[i] = out->n_tensors;
+        out->tensors[out->n_tensors++] = t;
+    }
+    for (int i = 0; i < m->n_ops; i++) {
+        es_op op = m->ops[i];
+        int keep = op.layer >= first && op.layer <= last;
+        if (op.layer < 0) keep = op.kind == ES_OP_EMBED ? out->has_embed : out->has_head;
+        if (!keep) continue;
+        if (op.layer >= 0) op.layer -= (int)first;
+        if (op.tensor >= 0) op.tensor = map[op.tensor];
+        if (op.vec >= 0) op.vec = map[op.vec];
+        out->ops[out->n_ops++] = op;
+    }
+    free(map);
+    if (index_roles(out, e)) {
+        es_model_free(out);
+        return -1;
     }
     return 0;
 }

@@ -171,12 +171,24 @@ typedef struct es_model {
     es_op *ops;            /* (n_ops) graph in execution order */
     int n_ops;
     int *by_role;          /* (layers + 1, ES_ROLE_COUNT) tensor index, -1 none; row `layers`: outside blocks */
+    /* A slice (es_model_slice) holds some of a model's layers, as one chip of a system does; a loaded model is
+     * the whole: layer_base 0, has_embed and has_head 1. */
+    int64_t layer_base;    /* the model's layer that is this one's layer 0 */
+    int64_t full_layers;   /* the whole model's layers */
+    int has_embed;         /* holds the embedding table and op (the first chip of a system) */
+    int has_head;          /* holds the final norm, the LM head and the sampler (the last chip) */
 } es_model;
 
 /* Load from a config.json path, a folder holding one, a name under
  * models/llm/, or a .gguf file (general.architecture "llama"). */
 int es_model_load(es_model *m, const char *spec, es_err *e);
 void es_model_free(es_model *m);
+/* The part of m a chip of a system holds: layers first..last (renumbered from 0; layer_base = first), the
+ * embedding table and op when embed, the final norm, LM head and sampler when head. A tied table goes with
+ * both: on a chip without the head it is an ordinary embedding table (tied 0), on one without the embedding
+ * op it is the LM head. Tensors and ops keep the model's order. 0 and out filled (free with es_model_free),
+ * or -1 with e (out holds nothing to free). */
+int es_model_slice(const es_model *m, int64_t first, int64_t last, int embed, int head, es_model *out, es_err *e);
 int64_t es_model_params(const es_model *m);
 /* The tensor of a role in a layer (-1: outside the blocks: embed, out_norm,
  * lm_head; a tied model's lm_head is its embedding), or NULL. */
