@@ -4600,6 +4600,105 @@ def test_cost_zero_inputs_noted():
     out = run(*base, "--set", "cost.board_usd=100", "--set", "cost.host_usd_per_card=1000").stdout
     expect("priced at 0" not in out, f"a note with every input priced: {out}")
 
+
+# systems of chips (issue 20): --system, card links, per-chip statistics
+SYSTEM_X2 = os.path.join(DATA, "systems", "tiny-x2.json")
+
+
+def test_system_split_functional():
+    """stories260K over two tiny-test chips (layers 0-2, 3-4) gives the tokens and logits of one chip, each decode
+    step longer by the two card-link hops that replace two on-die hops, derived here from the files' numbers."""
+    s = stories()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = ["--model", s, *FP32_DATAPATH, *F32_HEAD_ROMS, "--mode", "functional", "--weights", s,
+                "--recipe", "f32", "--prompt", "12", "--generate", "8", "--no-db"]
+        one = run_json(*base, "--chip", os.path.join(DATA, "tiny-chip.json"), "--logits", os.path.join(tmp, "a.bin"))
+        two = run_json(*base, "--system", SYSTEM_X2, "--logits", os.path.join(tmp, "b.bin"))
+        expect(one["functional"]["output_ids"] == two["functional"]["output_ids"],
+               f"tokens differ: {one['functional']['output_ids']} vs {two['functional']['output_ids']}")
+        a, b = open(os.path.join(tmp, "a.bin"), "rb").read(), open(os.path.join(tmp, "b.bin"), "rb").read()
+        expect(len(a) > 0 and a == b, f"logits differ ({len(a)} and {len(b)} bytes)")
+    chip = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+    sysf = json.load(open(SYSTEM_X2))
+    val = lambda x: x["value"] if isinstance(x, dict) else x
+    f = val(chip["clock_hz"])
+    width, lat = val(chip["link"]["width_bits"]), val(chip["link"]["latency_cycles"])
+    tok_bits, act_bits = val(chip["link"]["token_id_bits"]), 64 * 32  # hidden 64 at link.elem_bits 32 (the set)
+    bw, card_ns = val(sysf["link"]["bandwidth_bits_per_s"]), val(sysf["link"]["latency_ns"])
+    on_die = lambda bits: -(-bits // width) + lat
+    card = lambda bits: math.ceil(bits / bw * f) + math.ceil(card_ns * f / 1e9)
+    # the split replaces tile 2 -> tile 3 and the head -> embed feedback, each an on-die hop, by card links
+    delta = card(act_bits) + card(tok_bits) - on_die(act_bits) - on_die(tok_bits)
+    expect(delta == 2202, f"by hand {delta}")
+    for k in ("decode_first", "decode_last"):
+        d = two["stream0_cycles"][k] - one["stream0_cycles"][k]
+        expect(d == delta, f"{k}: the split adds {d} cycles a step, by hand {delta}")
+        expect(two["analytic_stream0_cycles"][k] == two["stream0_cycles"][k],
+               f"{k}: analytic {two['analytic_stream0_cycles'][k]} vs simulated {two['stream0_cycles'][k]}")
+    links = {l["unit"]: l for l in two["system"]["links"]}
+    expect(set(links) == {"c0_card", "c1_card_feedback"}, f"links {sorted(links)}")
+    expect(links["c0_card"]["tokens"] == 12 + 7 and links["c1_card_feedback"]["tokens"] == 7,
+           f"tokens over the links: {links}")
+    chips = two["system"]["chips"]
+    expect([c["layers"] for c in chips] == [[0, 2], [3, 4]], f"layers {chips}")
+    expect(abs(sum(c["area_mm2"] for c in chips) - two["area_mm2"]) < 1e-9, "the system's area is its chips'")
+    # the card links' energy: bits moved x 10 pJ / VR efficiency
+    vr = val(chip["card"]["vr_efficiency"])
+    want = ((12 + 7) * act_bits + 7 * tok_bits) * 10e-12 / vr
+    got = two["energy_by_event_j"]["card_links"]
+    expect(abs(got - want) <= 1e-9 * want, f"card link energy {got}, by hand {want}")
+
+
+def test_system_db_per_chip():
+    """A system run logs every chip's units (prefixed c0_, c1_) and the card links in unit_stats."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "s.sqlite")
+        five = os.path.join(tmp, "five")
+        os.mkdir(five)
+        cfg = json.load(open(os.path.join(MODELS, "llm", "tiny-llama", "config.json")))
+        cfg["num_hidden_layers"] = 5
+        json.dump(cfg, open(os.path.join(five, "config.json"), "w"))
+        run("run", "--system", SYSTEM_X2, "--model", five, "--prompt", "8", "--generate", "4", "--streams", "2",
+            "--db", db)
+        con = sqlite3.connect(db)
+        names = {r[0]: r[1] for r in con.execute("SELECT unit, busy_cycles FROM unit_stats")}
+        chip = con.execute("SELECT chip FROM runs").fetchone()[0]
+        con.close()
+        expect(chip == "tiny-x2", f"runs.chip {chip}")
+        for n in ("c0_tile0.lanes", "c0_tile2.lanes", "c1_tile0.lanes", "c1_tile1.lanes", "c0_embed", "c1_head",
+                  "c0_card", "c1_card_feedback"):
+            expect(n in names, f"unit {n} missing: {sorted(names)}")
+        expect("c1_tile2.lanes" not in names and "c0_head" not in names, f"units: {sorted(names)}")
+        expect(names["c0_card"] > 0, "the card link was never busy")
+
+
+def test_err_system():
+    """Bad systems: one line naming the file and key, exit 1; --system with --chip is a usage error."""
+    expect_error(["run", "--system", SYSTEM_X2, "--prompt", "8", "--generate", "2", "--no-db"],
+                 "tiny-x2.json", "chips[1].layers", "tiny-llama has 4 layers")
+    with tempfile.TemporaryDirectory() as tmp:
+        sysf = json.load(open(SYSTEM_X2))
+        sysf["chips"] = [{"chip": os.path.join(DATA, "tiny-chip.json"), "layers": [0, 1]},
+                         {"chip": os.path.join(DATA, "tiny-chip.json"), "layers": [3, 3]}]
+        p = os.path.join(tmp, "gap.json")
+        json.dump(sysf, open(p, "w"))
+        expect_error(["run", "--system", p, "--prompt", "8", "--generate", "2", "--no-db"],
+                     "gap.json", "chips[1].layers", "layers 2..2", "on no chip")
+        sysf["chips"][1]["layers"] = [1, 3]
+        json.dump(sysf, open(p, "w"))
+        expect_error(["run", "--system", p, "--prompt", "8", "--generate", "2", "--no-db"],
+                     "chips[1].layers", "layers 1..1 are on chips[0] too")
+        sysf["chips"][1]["layers"] = [2, 3]
+        sysf["link"]["bandwidth_bits_per_s"] = 0
+        json.dump(sysf, open(p, "w"))
+        expect_error(["run", "--system", p, "--prompt", "8", "--generate", "2", "--no-db"],
+                     "link.bandwidth_bits_per_s", "above 0")
+        sysf["link"]["bandwidth_bits_per_s"] = 1e10
+        json.dump(sysf, open(p, "w"))
+        expect_error(["run", "--system", p, "--prompt", "8", "--generate", "2", "--no-db", "--set", "clock_hz=2e9",
+                      "--vcd", os.path.join(tmp, "x.vcd")], "--vcd", "system")
+    expect_error(["run", "--system", SYSTEM_X2, "--chip", "hc1-class"], "--system or --chip", code=2)
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

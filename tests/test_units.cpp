@@ -267,7 +267,7 @@ int sc_main(int argc, char **argv)
     /* 2.2 a prompt chunk of 8 at 0 crosses the link into the tile: it arrives at 0 + 32 + 2 = 34
      * (8 tokens x 256 x 16 bits over 1024 a cycle, latency 2) and leaves 1266 later */
     TileBench pre("tile_prefill", ctx, ops);
-    es::LinkPort pre_link(ctx, "link_prefill", m.hidden * c.link.elem_bits, false);
+    es::LinkPort pre_link(ctx, "link_prefill", m.hidden * c.link.elem_bits, es::LinkPort::OnDie);
     pre.feed.link = &pre_link;
     pre.feed.items = {{0, item(2, 8, 0, false)}};
     /* 2.3 the same decode tokens, cycle fidelity */
@@ -277,9 +277,9 @@ int sc_main(int argc, char **argv)
     /* 3.x links booked from cycle 100: activations (256 x 16 bits a token, 1024 bits a cycle,
      * latency 2), token ids (32 bits), the host link (64-byte command + 4 bytes a token at
      * 64 GB/s = 64 bytes a cycle at 1 GHz, latency 500 ns = 500 cycles) */
-    es::LinkPort act(ctx, "link_act", m.hidden * c.link.elem_bits, false);
-    es::LinkPort tok(ctx, "link_tok", c.link.token_id_bits, false);
-    es::LinkPort host(ctx, "link_host", 0, true);
+    es::LinkPort act(ctx, "link_act", m.hidden * c.link.elem_bits, es::LinkPort::OnDie);
+    es::LinkPort tok(ctx, "link_tok", c.link.token_id_bits, es::LinkPort::OnDie);
+    es::LinkPort host(ctx, "link_host", 0, es::LinkPort::Host);
     std::vector<Item> sent(5);
     Script links("links", run, 100, [&]() {
         sent[0] = item(3, 1, 0, true);

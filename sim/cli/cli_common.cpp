@@ -2,12 +2,17 @@
 #include "cli_common.h"
 #include "es_recipe.h"
 #include "es_rom.h"
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace es {
 
 Loaded::~Loaded()
 {
+    for (auto &pm : maps) es_map_free(&pm);
+    for (auto &sm : slices) es_model_free(&sm);
+    if (have_sys) es_system_free(&sys);
     if (have_map) es_map_free(&map);
     if (have_m) es_model_free(&m);
     if (have_c) es_chip_free(&c);
@@ -48,6 +53,61 @@ int load(const std::string &model, const std::string &chip, const std::vector<st
         return es_fail(e, "%s (weights in the formats of %s)", msg, L.formats.c_str());
     }
     return 0;
+}
+
+std::vector<const es_map *> Loaded::pms() const
+{
+    std::vector<const es_map *> v;
+    if (!have_sys) v.push_back(&map);
+    for (const auto &pm : maps) v.push_back(&pm);
+    return v;
+}
+
+/* Chip k's slice of the model and its table, checked. */
+static int load_slice(Loaded &L, size_t k, const es_recipe *r, es_err *e)
+{
+    es_sys_chip &sc = L.sys.chips[k];
+    es_model sm;
+    if (es_model_slice(&L.m, sc.layer_first, sc.layer_last, sc.embed, sc.head, &sm, e)) return -1;
+    L.slices.push_back(sm);
+    es_map pm{};
+    int rc = r ? es_rom_apply_recipe(r, &sc.chip, &L.slices.back(), &pm, e)
+               : es_map_build(&pm, &sc.chip, &L.slices.back(), nullptr, e);
+    if (rc) return -1;
+    L.maps.push_back(pm);
+    if (es_map_check(&L.maps.back(), e) == 0) return 0;
+    char msg[sizeof e->msg];
+    std::snprintf(msg, sizeof msg, "%s", e->msg);
+    return es_fail(e, "%s: chips[%zu] (layers %d..%d of %s): %s", L.sys.path, k, sc.layer_first, sc.layer_last,
+                   L.m.name, msg);
+}
+
+int load_system(const std::string &system, const std::string &model_spec, const std::vector<std::string> &sets,
+                const std::string &recipe, Loaded &L, es_err *e)
+{
+    std::vector<const char *> sv;
+    for (auto &s : sets) sv.push_back(s.c_str());
+    if (es_system_load(&L.sys, system.c_str(), sv.data(), (int)sv.size(), e)) return -1;
+    L.have_sys = true;
+    if (es_model_load(&L.m, model_spec.empty() ? L.sys.model : model_spec.c_str(), e)) return -1;
+    L.have_m = true;
+    if (es_system_check(&L.sys, &L.m, e)) return -1;
+    if (es_chip_load(&L.c, L.sys.chips[0].chip.path, sv.data(), (int)sv.size(), e)) return -1;
+    L.have_c = true;
+    L.c.card_link = L.sys.chips[0].chip.card_link; /* the energy of the run's card links, by event */
+    L.formats = "chip weights.*";
+    es_recipe r;
+    if (!recipe.empty()) {
+        if (es_recipe_load(&r, recipe.c_str(), e)) return -1;
+        L.formats = std::string("recipe ") + r.name + " (" + r.path + ")";
+        L.formats_from = "recipe";
+    }
+    L.slices.reserve((size_t)L.sys.n_chips); /* no reallocation: each table points at its slice */
+    L.maps.reserve((size_t)L.sys.n_chips);
+    int rc = 0;
+    for (size_t k = 0; k < (size_t)L.sys.n_chips && rc == 0; k++) rc = load_slice(L, k, recipe.empty() ? nullptr : &r, e);
+    if (!recipe.empty()) es_recipe_free(&r);
+    return rc;
 }
 
 std::string timed_recipe(const std::string &recipe, bool functional, bool quantizes)
@@ -129,6 +189,7 @@ cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &un
     cJSON_AddNumberToObject(j, "sram", (t[ES_EJ_KV_RD] + t[ES_EJ_STATE_RD] + t[ES_EJ_KV_WR] + t[ES_EJ_STATE_WR]) * k);
     cJSON_AddNumberToObject(j, "links", t[ES_EJ_LINK] * k);
     cJSON_AddNumberToObject(j, "host", t[ES_EJ_HOST] * k);
+    if (c->card_link.bits_per_s > 0) cJSON_AddNumberToObject(j, "card_links", t[ES_EJ_CARD] * k);
     cJSON_AddNumberToObject(j, "leakage", a.leak_total_w * k * seconds);
     cJSON_AddNumberToObject(j, "clock_ungated", clock_w * cycles / c->clock_hz); /* per cycle, at any clock */
     cJSON_AddNumberToObject(j, "board", c->card.board_w * seconds);
@@ -163,15 +224,98 @@ cJSON *utilization_json(const std::vector<es_unit_rec> &units, double die_mm2, d
     return j;
 }
 
+const char *unit_base(const char *name)
+{
+    if (name[0] != 'c' || name[1] < '0' || name[1] > '9') return name;
+    const char *p = name + 1;
+    while (*p >= '0' && *p <= '9') p++;
+    return *p == '_' ? p + 1 : name;
+}
+
+/* The card links of a system run: each chip's "card" (to the next chip) and the last's "card_feedback". */
+static void system_links(const Loaded &L, const RunResult &r, cJSON *links)
+{
+    const int n = L.sys.n_chips;
+    for (const auto &u : r.units) {
+        const char *b = unit_base(u.name);
+        bool fb = !std::strcmp(b, "card_feedback");
+        if (!fb && std::strcmp(b, "card")) continue;
+        int k = std::atoi(u.name + 1);
+        cJSON *l = cJSON_CreateObject();
+        cJSON_AddStringToObject(l, "unit", u.name);
+        cJSON_AddNumberToObject(l, "from", k);
+        cJSON_AddNumberToObject(l, "to", fb ? 0 : (k + 1) % n);
+        cJSON_AddNumberToObject(l, "busy_fraction", r.cycles > 0 ? (double)u.busy_cycles / (double)r.cycles : 0);
+        cJSON_AddNumberToObject(l, "tokens", (double)u.tokens);
+        cJSON_AddItemToArray(links, l);
+    }
+}
+
+cJSON *system_json(const Loaded &L, const RunResult &r)
+{
+    if (!L.have_sys) return cJSON_CreateNull();
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "name", L.sys.name);
+    cJSON_AddStringToObject(j, "path", L.sys.path);
+    cJSON *l = cJSON_AddObjectToObject(j, "link");
+    cJSON_AddStringToObject(l, "topology", es_topo_name(L.sys.link.topo));
+    cJSON_AddNumberToObject(l, "bandwidth_bits_per_s", L.sys.link.bits_per_s);
+    cJSON_AddNumberToObject(l, "latency_ns", L.sys.link.latency_ns);
+    cJSON_AddNumberToObject(l, "energy_pj_per_bit", L.sys.link.pj_per_bit);
+    cJSON *chips = cJSON_AddArrayToObject(j, "chips");
+    for (const auto &c : r.chips) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "chip", c.name.c_str());
+        cJSON *ly = cJSON_AddArrayToObject(x, "layers");
+        cJSON_AddItemToArray(ly, cJSON_CreateNumber((double)c.layer_first));
+        cJSON_AddItemToArray(ly, cJSON_CreateNumber((double)c.layer_last));
+        cJSON_AddNumberToObject(x, "area_mm2", c.area.total_mm2);
+        cJSON_AddNumberToObject(x, "transistors", c.area.total_tr);
+        cJSON_AddNumberToObject(x, "kv_positions", (double)c.kv_positions);
+        cJSON_AddNumberToObject(x, "kv_max_used", (double)c.kv_max_used);
+        cJSON_AddNumberToObject(x, "dynamic_j", c.dynamic_j);
+        cJSON_AddNumberToObject(x, "leakage_w", c.leak_w);
+        cJSON_AddNumberToObject(x, "board_w", c.board_w);
+        cJSON_AddItemToArray(chips, x);
+    }
+    system_links(L, r, cJSON_AddArrayToObject(j, "links"));
+    return j;
+}
+
+void print_system(const Loaded &L, const RunResult &r)
+{
+    if (!L.have_sys) return;
+    std::printf("  system %s: %d chips, card links %.4g Gbit/s, %.4g ns, %.4g pJ/bit (%s)\n", L.sys.name,
+                L.sys.n_chips, L.sys.link.bits_per_s / 1e9, L.sys.link.latency_ns, L.sys.link.pj_per_bit,
+                es_topo_name(L.sys.link.topo));
+    std::printf("    %-4s %-24s %9s %9s %12s %10s\n", "chip", "config", "layers", "mm2", "KV positions", "dynamic J");
+    for (size_t k = 0; k < r.chips.size(); k++) {
+        const ChipResult &c = r.chips[k];
+        char ly[32];
+        std::snprintf(ly, sizeof ly, "%lld-%lld", (long long)c.layer_first, (long long)c.layer_last);
+        std::printf("    %-4zu %-24s %9s %9.1f %12lld %10.4g\n", k, c.name.c_str(), ly, c.area.total_mm2,
+                    (long long)c.kv_positions, c.dynamic_j);
+    }
+    cJSON *links = cJSON_CreateArray();
+    system_links(L, r, links);
+    cJSON *x;
+    cJSON_ArrayForEach(x, links)
+        std::printf("    link %-18s chip %d -> %d: busy %.2f %% of the run, %.0f tokens\n",
+                    cJSON_GetObjectItem(x, "unit")->valuestring, cJSON_GetObjectItem(x, "from")->valueint,
+                    cJSON_GetObjectItem(x, "to")->valueint, 100.0 * cJSON_GetObjectItem(x, "busy_fraction")->valuedouble,
+                    cJSON_GetObjectItem(x, "tokens")->valuedouble);
+    cJSON_Delete(links);
+}
+
 cJSON *busy_fraction_json(const std::vector<es_unit_rec> &units, int64_t store_busy_cycles, int64_t cycles)
 {
     static const char *kinds[3] = {"lanes", "attention", "link"}; /* tileN.lanes, tileN.attention, linkN */
     double busy[3] = {0};
     int n[3] = {0};
     for (const auto &u : units) {
-        const char *dot = std::strchr(u.name, '.');
+        const char *name = unit_base(u.name), *dot = std::strchr(name, '.');
         for (int k = 0; k < 3; k++)
-            if (k == 2 ? !dot && !std::strncmp(u.name, "link", 4) : dot && !std::strcmp(dot + 1, kinds[k])) {
+            if (k == 2 ? !dot && !std::strncmp(name, "link", 4) : dot && !std::strcmp(dot + 1, kinds[k])) {
                 busy[k] += (double)u.busy_cycles;
                 n[k]++;
             }

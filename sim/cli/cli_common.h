@@ -11,6 +11,7 @@
 #include "es_chip.h"
 #include "es_map.h"
 #include "es_model.h"
+#include "es_system.h"
 #include "es_top.h"
 
 namespace es {
@@ -20,6 +21,15 @@ struct Loaded {
     es_chip c{};
     es_map map{}; // the placement table of m on c, in the formats below (es_map.h)
     bool have_m = false, have_c = false, have_map = false;
+    // a system of chips (--system): its file (its chips loaded), each chip's slice of m and that slice's table;
+    // c is then the first chip's configuration, loaded again (the figures that read one chip: clock, KV slot),
+    // and map is not built
+    es_system sys{};
+    bool have_sys = false;
+    std::vector<es_model> slices;
+    std::vector<es_map> maps;
+    // The tables a run simulates: the chip's (map), or each chip's of a system in pipeline order.
+    std::vector<const es_map *> pms() const;
     std::string formats_from = "chip"; // where the formats timed come from: "chip", "recipe" or "rom"
     std::string formats; // which weight formats timing, area and energy follow: "chip weights.*",
                          // "recipe NAME (PATH)" or "ROM image PATH"
@@ -34,6 +44,11 @@ struct Loaded {
 // else the chip's weights.* section; then the fit check (the table's).
 int load(const std::string &model, const std::string &chip, const std::vector<std::string> &sets,
          const std::string &rom, const std::string &recipe, Loaded &L, es_err *e);
+// Load a system of chips (es_system.h), the model (model_spec, or the system's own when empty), each chip's
+// slice of it and its table in the weight formats of recipe (empty: each chip's weights.*), and check each
+// fits; sets apply to every chip.
+int load_system(const std::string &system, const std::string &model_spec, const std::vector<std::string> &sets,
+                const std::string &recipe, Loaded &L, es_err *e);
 // The recipe a command times: --recipe, else hc1-mix (es_func_datapath's default) when functional mode
 // quantizes --weights or --synthetic weights, else none (the chip's weights.*).
 std::string timed_recipe(const std::string &recipe, bool functional, bool quantizes);
@@ -45,6 +60,14 @@ cJSON *area_json(const es_area &a);
 cJSON *power_limit_json(const es::RunResult &r);
 // The same as summary lines ("" without a limit).
 std::string power_limit_text(const es::RunResult &r);
+// A unit's name without a system's chip prefix ("c1_tile0.lanes" -> "tile0.lanes"; es_die.h).
+const char *unit_base(const char *name);
+// A system run's chips and card links (null for a chip alone): {"name", "path", "link": {...}, "chips": [{"chip",
+// "layers", "area_mm2", "transistors", "kv_positions", "kv_max_used", "dynamic_j", "leakage_w", "board_w"}],
+// "links": [{"unit", "from", "to", "busy_fraction", "tokens"}]}.
+cJSON *system_json(const Loaded &L, const RunResult &r);
+// The same as lines of text.
+void print_system(const Loaded &L, const RunResult &r);
 // Card energy of a run by kind of event (ROM reads, lane adds, registers, ...) and of static power
 // (leakage, board, clock without gating), joules; the parts add up to the run's energy.
 cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &units, const es_area &a,

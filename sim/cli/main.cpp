@@ -73,6 +73,9 @@ const char *RUN_HELP =
     "options:\n"
     "  --chip NAME|PATH     chip configuration (default hc1-class, from models/chips)\n"
     "  --model NAME|PATH    model config.json or its folder (default llama-3.1-8b)\n"
+    "  --system NAME|PATH   a system of chips instead of --chip (models/systems): each chip holds\n"
+    "                       the layers the file gives it, joined by card links; the model is the\n"
+    "                       file's unless --model is given. --set applies to every chip\n"
     "  --prompt N           prompt tokens per stream (default 1024)\n"
     "  --generate M         generated tokens per stream (default 1024)\n"
     "  --streams S          concurrent identical streams (default 1)\n"
@@ -131,6 +134,7 @@ const char *COST_HELP =
     "\n"
     "options:\n"
     "  --chip NAME|PATH     chip configuration (default hc1-class)\n"
+    "  --system NAME|PATH   a system of chips instead (as for etchsim run): the sum of its chips' cards\n"
     "  --model NAME|PATH    model (default llama-3.1-8b)\n"
     "  --prompt N           prompt tokens per stream (default 1024)\n"
     "  --generate M         generated tokens per stream (default 1024)\n"
@@ -159,6 +163,8 @@ const char *AREA_HELP =
 
 struct Opts {
     std::string chip = "hc1-class", model = "llama-3.1-8b", db = "etchsim.sqlite", rom;
+    std::string system;                         // --system (run, cost): a system of chips instead of --chip
+    bool chip_given = false, model_given = false;
     std::string deploy = "us-industrial";       // --deploy (run, cost)
     bool deploy_given = false;
     std::vector<std::string> deploy_sets;       // --set deploy.KEY=VALUE (run, cost)
@@ -179,11 +185,23 @@ struct Opts {
 
 int usage_error(const char *cmd, const char *msg, const char *arg) { return es_opt_usage(cmd, msg, arg); }
 
+// --system's options: -1 to continue, else the exit code of a usage error.
+int check_system_opts(const char *cmd, const Opts &o)
+{
+    if (o.chip_given)
+        return usage_error(cmd, "give --system or --chip, not both (a system file names its chips); got --system",
+                           o.system.c_str());
+    if (!o.rom.empty())
+        return usage_error(cmd, "--rom with --system: a ROM image holds one chip's weights; use --recipe", nullptr);
+    if (o.cosim) return usage_error(cmd, "--rtl-cosim with --system is not modelled", nullptr);
+    return -1;
+}
+
 // Returns -1 to continue, else an exit code.
 int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
 {
     enum { CHIP, MODEL, SET, JSON, PROMPT, GENERATE, STREAMS, POSITION, DB, ROM, NODB, ROUTING, MODE, TEXT, VOCAB,
-           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, COSIM, DEPLOY, N_OPTS };
+           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, COSIM, DEPLOY, SYSTEM, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"chip", ES_OPT_STR, 0, 0, 0},          {"model", ES_OPT_STR, 0, 0, 0},
         {"set", ES_OPT_STR, 0, 0, 1},           {"json", ES_OPT_FLAG, 0, 0, 0},
@@ -197,7 +215,8 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         {"synthetic", ES_OPT_COUNT, 0, 9.2e18, 0}, {"seed", ES_OPT_COUNT, 0, 9.2e18, 0},
         {"trace", ES_OPT_STR, 0, 0, 0},         {"trace-window", ES_OPT_STR, 0, 0, 0},
         {"vcd", ES_OPT_STR, 0, 0, 0},           {"fidelity", ES_OPT_STR, 0, 0, 0},
-        {"rtl-cosim", ES_OPT_FLAG, 0, 0, 0},    {"deploy", ES_OPT_STR, 0, 0, 0}};
+        {"rtl-cosim", ES_OPT_FLAG, 0, 0, 0},    {"deploy", ES_OPT_STR, 0, 0, 0},
+        {"system", ES_OPT_STR, 0, 0, 0}};
     const bool cost = !std::strcmp(cmd, "cost"); /* run's workload options, no logging or functional mode */
     es_optarg *items = nullptr;
     int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, cost ? COST_HELP : run ? RUN_HELP : AREA_HELP, &items);
@@ -209,12 +228,13 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         const char *v = a.val;
         bool run_only = a.opt != CHIP && a.opt != MODEL && a.opt != SET && a.opt != JSON && a.opt != POSITION;
         bool cost_too = a.opt == PROMPT || a.opt == GENERATE || a.opt == STREAMS || a.opt == ROM || a.opt == RECIPE ||
-                        a.opt == ROUTING || a.opt == FIDELITY || a.opt == DEPLOY;
+                        a.opt == ROUTING || a.opt == FIDELITY || a.opt == DEPLOY || a.opt == SYSTEM;
         if ((run && a.opt == POSITION) || (!run && run_only) || (cost && run_only && !cost_too))
             return usage_error(cmd, "unknown option", (std::string("--") + opts[a.opt].name).c_str());
         switch (a.opt) {
-        case CHIP: o.chip = v; break;
-        case MODEL: o.model = v; break;
+        case CHIP: o.chip = v, o.chip_given = true; break;
+        case MODEL: o.model = v, o.model_given = true; break;
+        case SYSTEM: o.system = v; break;
         case SET:
             if (!std::strchr(v, '=')) return usage_error(cmd, "--set needs KEY=VALUE, got", v);
             if (run && !std::strncmp(v, "deploy.", 7)) o.deploy_sets.push_back(v); /* the deployment's */
@@ -266,7 +286,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
     if (o.have_text && o.prompt_given) return usage_error(cmd, "give --text or --prompt, not both", nullptr);
     if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
         return usage_error(cmd, "--trace-window needs --trace", nullptr);
-    return -1;
+    return o.system.empty() ? -1 : check_system_opts(cmd, o);
 }
 
 // --routing: uniform, zipf:S or replay:FILE, for a model with experts.
@@ -421,6 +441,7 @@ struct Cost {
     es_deploy d{};
     bool have_d = false, have = false;
     es_cost c{};
+    std::vector<double> chip_card_usd; // a system: each chip's card
     std::string why;
     Cost() = default;
     Cost(const Cost &) = delete;
@@ -448,10 +469,41 @@ int load_deploy(const Opts &o, Cost &k, bool required, es_err *e)
 }
 
 // The run's cost from its die area, card watts and tokens/s: -1 with the reason in e when not known.
+// A system's cost: every figure es_cost_compute gives is linear in the card's price and in watts, so the system's
+// is the sum of each chip's (its die's area, its card and its host share), the run's card watts charged once.
+int compute_cost_system(const es::Loaded &L, const es::RunResult &r, Cost &k, es_err *e)
+{
+    es_cost sum{};
+    for (size_t i = 0; i < r.chips.size(); i++) {
+        es_cost x{};
+        if (es_cost_compute(&L.sys.chips[i].chip, &k.d, r.chips[i].area.total_mm2, i == 0 ? r.watts : 0.0,
+                            r.tokens_per_s, r.joules_per_token, &x, e))
+            return -1;
+        if (i == 0) sum = x; /* the die figures are the first chip's */
+        else {
+            sum.card_given = sum.card_given && x.card_given;
+            sum.die_mm2 += x.die_mm2;
+            sum.die_usd += x.die_usd;
+            sum.card_usd += x.card_usd;
+            sum.system_usd += x.system_usd;
+            sum.host_w += x.host_w;
+            sum.capex_usd_per_s += x.capex_usd_per_s;
+            sum.energy_usd_per_s += x.energy_usd_per_s;
+            sum.capex_usd_per_m_tokens += x.capex_usd_per_m_tokens;
+            sum.energy_usd_per_m_tokens += x.energy_usd_per_m_tokens;
+            sum.usd_per_m_tokens += x.usd_per_m_tokens;
+        }
+        k.chip_card_usd.push_back(x.card_usd);
+    }
+    k.c = sum;
+    return 0;
+}
+
 int compute_cost(const es::Loaded &L, const es::RunResult &r, Cost &k, es_err *e)
 {
     if (!k.have_d) return es_fail(e, "%s", k.why.c_str());
-    if (es_cost_compute(&L.c, &k.d, r.area.total_mm2, r.watts, r.tokens_per_s, r.joules_per_token, &k.c, e)) {
+    if (L.have_sys ? compute_cost_system(L, r, k, e)
+                   : es_cost_compute(&L.c, &k.d, r.area.total_mm2, r.watts, r.tokens_per_s, r.joules_per_token, &k.c, e)) {
         k.why = e->msg;
         return -1;
     }
@@ -615,7 +667,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "mode", o.functional ? "functional" : "timing");
     cJSON_AddStringToObject(j, "fidelity", o.cycle ? "cycle" : "transaction");
-    cJSON_AddStringToObject(j, "chip", L.c.name);
+    cJSON_AddStringToObject(j, "chip", L.have_sys ? L.sys.name : L.c.name); /* a system: its name ("system" below) */
     cJSON_AddStringToObject(j, "model", L.m.name);
     cJSON_AddItemToObject(j, "weight_formats", es::formats_json(L));
     cJSON_AddNumberToObject(j, "prompt_tokens", (double)o.prompt);
@@ -645,9 +697,15 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddNumberToObject(j, "kv_max_used", (double)r.kv_max_used);
     cJSON_AddNumberToObject(j, "max_in_flight", r.max_in_flight);
     add_decode_figure(j, "analytic_decode_tokens_per_s", an_dec, r.an.decode_tokens_per_s);
-    cJSON_AddNumberToObject(j, "analytic_ttft_ns", r.an.ttft_cycles * 1e9 / r.clock_hz);
-    cJSON_AddNumberToObject(j, "analytic_knee_streams", (double)r.an.knee_streams);
-    cJSON_AddNumberToObject(j, "analytic_saturated_tokens_per_s", r.an.sat_tokens_per_s);
+    if (L.have_sys) { /* a system: the analytic model gives its decode step only (es_an_system_decode_step) */
+        cJSON_AddNullToObject(j, "analytic_ttft_ns");
+        cJSON_AddNullToObject(j, "analytic_knee_streams");
+        cJSON_AddNullToObject(j, "analytic_saturated_tokens_per_s");
+    } else {
+        cJSON_AddNumberToObject(j, "analytic_ttft_ns", r.an.ttft_cycles * 1e9 / r.clock_hz);
+        cJSON_AddNumberToObject(j, "analytic_knee_streams", (double)r.an.knee_streams);
+        cJSON_AddNumberToObject(j, "analytic_saturated_tokens_per_s", r.an.sat_tokens_per_s);
+    }
     cJSON *st = cJSON_AddObjectToObject(j, "stream0_cycles");
     cJSON_AddNumberToObject(st, "ttft", (double)r.ttft_cycles);
     add_decode_figure(st, "decode_first", an_dec, (double)r.step_first); /* stream 0 made o.gen tokens */
@@ -661,8 +719,8 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON *units = cJSON_AddObjectToObject(j, "energy_by_unit_j");
     double tiles_j = 0, links_j = 0;
     for (const auto &u : r.units) {
-        if (!std::strncmp(u.name, "tile", 4)) tiles_j += u.energy_j;
-        else if (!std::strncmp(u.name, "link", 4)) links_j += u.energy_j;
+        if (!std::strncmp(es::unit_base(u.name), "tile", 4)) tiles_j += u.energy_j;
+        else if (!std::strncmp(es::unit_base(u.name), "link", 4)) links_j += u.energy_j;
         else cJSON_AddNumberToObject(units, u.name, u.energy_j);
     }
     cJSON_AddNumberToObject(units, "tiles", tiles_j);
@@ -678,6 +736,17 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddItemToObject(j, "cost", cost_json(L.c, k));
     if (!k.have) cJSON_AddStringToObject(j, "cost_unknown", k.why.c_str()); /* why "cost" is null */
     cJSON_AddItemToObject(j, "busy_fraction", es::busy_fraction_json(r.units, r.store_busy_cycles, r.cycles));
+    if (L.have_sys) {
+        cJSON *sys = es::system_json(L, r);
+        cJSON *chips = cJSON_GetObjectItem(sys, "chips"), *x;
+        size_t i = 0;
+        cJSON_ArrayForEach(x, chips) { /* each chip's card, when the cost is known */
+            if (i < k.chip_card_usd.size()) cJSON_AddNumberToObject(x, "card_usd", k.chip_card_usd[i]);
+            else cJSON_AddNullToObject(x, "card_usd");
+            i++;
+        }
+        cJSON_AddItemToObject(j, "system", sys);
+    }
     return j;
 }
 
@@ -685,8 +754,8 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
                const Func &fn, const Cost &k)
 {
     const double ns = 1e9 / r.clock_hz;
-    std::printf("etchsim run: %s on %s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out%s\n",
-                L.m.name, L.c.name, o.streams, o.prompt, o.gen, o.cycle ? ", cycle fidelity" : "");
+    std::printf("etchsim run: %s on %s%s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out%s\n",
+                L.m.name, L.have_sys ? "the system " : "", L.have_sys ? L.sys.name : L.c.name, o.streams, o.prompt, o.gen, o.cycle ? ", cycle fidelity" : "");
     std::printf("  weight formats timed: %s\n", L.formats.c_str());
     std::printf("  %-28s %14s %14s\n", "", "simulated", "analytic");
     /* one token per stream: no decode interval, so no decode rate or token latency ("-") */
@@ -700,14 +769,14 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
     std::printf("  %-28s %14s %14s\n", "decode tokens/s per stream", fig(dec, "%.0f", r.decode_tokens_per_s).c_str(),
                 fig(an_dec, "%.0f", r.an.decode_tokens_per_s).c_str());
     std::printf("  %-28s %14.0f\n", "tokens/s, all streams", r.tokens_per_s);
-    std::printf("  %-28s %14.1f %14.1f\n", "time to first token, us", r.ttft_ns / 1e3,
-                r.an.ttft_cycles * ns / 1e3);
+    std::printf("  %-28s %14.1f %14s\n", "time to first token, us", r.ttft_ns / 1e3,
+                fig(!L.have_sys, "%.1f", r.an.ttft_cycles * ns / 1e3).c_str());
     std::printf("  %-28s %14s %14s\n", "token latency p50, us", fig(dec, "%.2f", r.lat_p50_ns / 1e3).c_str(),
                 fig(an_dec, "%.2f", r.an.step_mid_cycles * ns / 1e3).c_str());
     std::printf("  %-28s %14s\n", "token latency p99, us", fig(dec, "%.2f", r.lat_p99_ns / 1e3).c_str());
     if (!dec) std::printf("  (-: every stream made one token: there is no decode interval to measure)\n");
-    std::printf("  %-28s %14" PRId64 " %14" PRId64 "\n", "knee: streams / KV slots", r.an.knee_streams,
-                r.an.kv_slots);
+    std::printf("  %-28s %14s %14" PRId64 "\n", "knee: streams / KV slots",
+                fig(!L.have_sys, "%.0f", (double)r.an.knee_streams).c_str(), r.an.kv_slots);
     std::printf("  %-28s %14.1f   (static %.1f W, dynamic %.1f W)\n", "card power, W", r.watts,
                 (r.total_j - r.dynamic_j) / r.seconds, r.dynamic_j / r.seconds);
     if (r.power_limit_w > 0) std::printf("  %-28s %s\n", "power limit", es::power_limit_text(r).c_str());
@@ -733,6 +802,7 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
         std::printf("\n");
         if (fn.have_text) std::printf("    output text: %s\n", fn.text.c_str());
     }
+    es::print_system(L, r);
     if (run_id > 0) std::printf("  logged as run %" PRId64 " in %s\n", run_id, o.db.c_str());
 }
 
@@ -805,7 +875,9 @@ int check_run_size(const Opts &o, const es::Loaded &L, es_err *e)
 int prepare_run(Opts &o, es::Loaded &L, es::Routing &routing, Func &fn, es_err *e)
 {
     const std::string timed = es::timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0);
-    if (es::load(o.model, o.chip, o.sets, o.rom, timed, L, e)) return run_error(e);
+    if (!o.system.empty() ? es::load_system(o.system, o.model_given ? o.model : "", o.sets, timed, L, e)
+                          : es::load(o.model, o.chip, o.sets, o.rom, timed, L, e))
+        return run_error(e);
     if (!o.routing.empty() && rc_routing(o.routing, L.m, routing, e)) {
         run_error(e);
         return o.routing.rfind("replay:", 0) == 0 || L.m.experts == 0 ? 1 : 2;
@@ -841,7 +913,7 @@ int begin_db(const Opts &o, const es::Loaded &L, RunOwned &own, int64_t &run_id,
     own.chip_json = es_cfg_dump(&L.c.cfg);
     own.proc_json = es_cfg_dump(&L.c.proc);
     if (o.no_db) return 0;
-    es_run_info ri{"run", L.c.name, L.m.name, o.prompt, o.gen, o.streams, own.chip_json, own.proc_json};
+    es_run_info ri{"run", L.have_sys ? L.sys.name : L.c.name, L.m.name, o.prompt, o.gen, o.streams, own.chip_json, own.proc_json};
     return es_db_open(&own.db, o.db.c_str(), e) || es_db_begin_run(own.db, &ri, &run_id, e) ? -1 : 0;
 }
 
@@ -942,7 +1014,8 @@ int cmd_run(int argc, char **argv)
     fill_workload(w, o, fn, routing, own, run_id);
     es::RunResult r;
     auto t0 = std::chrono::steady_clock::now();
-    rc = es::run_sim(&L.map, w, r, &e);
+    std::vector<const es_map *> pms = L.pms();
+    rc = es::run_sim(pms.data(), (int)pms.size(), w, r, &e);
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (rc) return run_error(&e); /* own's closing marks the run failed with it */
     if (o.functional && finish_functional(o, fn, r, &e)) return run_error(&e);
@@ -965,7 +1038,8 @@ int cmd_cost(int argc, char **argv)
     es::Workload w;
     fill_workload(w, o, fn, routing, own, 0);
     es::RunResult r;
-    if (es::run_sim(&L.map, w, r, &e) || compute_cost(L, r, k, &e)) return run_error(&e);
+    std::vector<const es_map *> pms = L.pms();
+    if (es::run_sim(pms.data(), (int)pms.size(), w, r, &e) || compute_cost(L, r, k, &e)) return run_error(&e);
     if (!o.json) {
         print_cost(o, L, k);
         return 0;

@@ -183,6 +183,13 @@ int64_t es_an_host_occ(const es_chip *c, int64_t bytes)
 
 int64_t es_an_host_lat(const es_chip *c) { return ns_to_cycles(c, c->host.latency_ns); }
 
+int64_t es_an_card_occ(const es_chip *c, int64_t bits)
+{
+    return ns_to_cycles(c, (double)bits / c->card_link.bits_per_s * 1e9);
+}
+
+int64_t es_an_card_lat(const es_chip *c) { return ns_to_cycles(c, c->card_link.latency_ns); }
+
 /* ---- composition ---- */
 
 
@@ -322,6 +329,28 @@ int64_t es_an_decode_step(const es_map *pm, int64_t p)
     t += (tiles + 1) * act_hop(c, m, 1);
     for (int64_t i = 0; i < tiles; i++) t += es_an_tile(pm, i, 1, p);
     return t + es_an_head(pm);
+}
+
+int64_t es_an_system_decode_step(const es_map *const *pms, int n, int64_t p)
+{
+    const es_chip *last = pms[n - 1]->chip;
+    /* the sampled token back to the embedding: on the die, or over the last chip's card link to the first */
+    int64_t t = n == 1 ? es_an_link_occ(last, last->link.token_id_bits) + last->link.latency
+                       : es_an_card_occ(last, last->link.token_id_bits) + es_an_card_lat(last);
+    for (int k = 0; k < n; k++) {
+        const es_map *pm = pms[k];
+        const es_chip *c = pm->chip;
+        const es_model *m = pm->model;
+        if (m->has_embed) t += es_an_embed(pm, 1) + act_hop(c, m, 1); /* then the link to tile 0 */
+        else { /* the previous chip's last tile sends over its card link */
+            const es_chip *pc = pms[k - 1]->chip;
+            t += es_an_card_occ(pc, m->hidden * pc->link.elem_bits) + es_an_card_lat(pc);
+        }
+        t += (pm->tiles - 1) * act_hop(c, m, 1); /* between its tiles */
+        for (int64_t i = 0; i < pm->tiles; i++) t += es_an_tile(pm, i, 1, p);
+        if (m->has_head) t += act_hop(c, m, 1) + es_an_head(pm);
+    }
+    return t;
 }
 
 int64_t es_an_ttft(const es_map *pm, int64_t prompt)

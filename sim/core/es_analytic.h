@@ -52,6 +52,14 @@ int64_t es_an_link_occ(const es_chip *c, int64_t bits);
 /* Host link: occupancy of a transfer and the one-way latency, in cycles. */
 int64_t es_an_host_occ(const es_chip *c, int64_t bytes);
 int64_t es_an_host_lat(const es_chip *c);
+/* A system's card-to-card link (es_chip.card_link): cycles of c's clock to send bits, rounded up; its latency. */
+int64_t es_an_card_occ(const es_chip *c, int64_t bits);
+int64_t es_an_card_lat(const es_chip *c);
+/* One decode step (cycles) of a system of n chips in pipeline order, pms[k] the table of chip k's slice
+ * (es_model_slice; their clocks alike): the first's embedding lookup, each chip's tiles with the links between
+ * them, a card link from each chip to the next, the last's head and the token back to the first over its card
+ * link. For n = 1, es_an_decode_step. */
+int64_t es_an_system_decode_step(const es_map *const *pms, int n, int64_t p);
 
 /* Composition, written from the model's dimensions and tensor list (not the op graph). */
 int64_t es_an_embed(const es_map *pm, int64_t n);

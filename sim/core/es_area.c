@@ -14,10 +14,13 @@ void es_area_compute(const es_map *pm, es_area *a)
     const es_chip *c = pm->chip;
     const es_model *m = pm->model;
     memset(a, 0, sizeof *a);
-    double tiles = (double)es_chip_tiles(c, m);
+    double tiles = (double)pm->tiles;
+    /* the head unit (embedding lookup, final norm, LM head, sampler): a chip of a system may hold one end, both or
+       neither (es_model_slice) */
+    double ends = m->has_embed || m->has_head ? 1.0 : 0.0;
     double tile_rom = (double)es_rom_bits(&c->store.tile_rom);
-    double head_rom = (double)es_rom_bits(&c->store.lm_rom);
-    double emb_rom = m->tied ? 0.0 : (double)es_rom_bits(&c->store.embed_rom);
+    double head_rom = m->has_head ? (double)es_rom_bits(&c->store.lm_rom) : 0.0;
+    double emb_rom = m->tied || !m->has_embed ? 0.0 : (double)es_rom_bits(&c->store.embed_rom);
     a->rom_bits = pm->rom_used_bits > 0 ? pm->rom_used_bits : tiles * tile_rom + head_rom + emb_rom;
     if (c->store.kind != ES_STORE_ROM) a->rom_bits = 0; /* the weights are in SRAM or HBM: no ROM */
     a->model_bits = pm->model_bits;
@@ -31,7 +34,7 @@ void es_area_compute(const es_map *pm, es_area *a)
     a->tr[ES_AREA_SRAM] = a->sram_bits * c->process.sram_tr_bit;
     /* an SRAM weight store: its capacity in the process's bit cells, per tile and the head's with tile scope */
     if (c->store.kind == ES_STORE_SRAM)
-        a->store_bits = (c->store.chip_scope ? 1.0 : tiles + 1) * (double)c->store.capacity_bytes * 8.0;
+        a->store_bits = (c->store.chip_scope ? 1.0 : tiles + ends) * (double)c->store.capacity_bytes * 8.0;
     a->mm2[ES_AREA_WSRAM] = a->store_bits * c->process.sram_cell_um2 / c->process.sram_eff * 1e-6;
     a->tr[ES_AREA_WSRAM] = a->store_bits * c->process.sram_tr_bit;
     /* logic */
@@ -39,11 +42,11 @@ void es_area_compute(const es_map *pm, es_area *a)
      * product for each of them: one adder-tree input (and its share of the
      * tree and pipeline registers) per token, so its lanes grow with it; the
      * head serves one token at a time */
-    a->tr[ES_AREA_LANES] = (tiles * (double)c->tile.lanes * (double)es_chip_lane_copies(c) + (double)c->head.lanes) * c->area.lane_tr;
-    a->tr[ES_AREA_VECTOR] = (tiles + 1) * (double)c->tile.vec_width * c->area.vec_tr_per_elem;
+    a->tr[ES_AREA_LANES] = (tiles * (double)c->tile.lanes * (double)es_chip_lane_copies(c) + (m->has_head ? (double)c->head.lanes : 0.0)) * c->area.lane_tr;
+    a->tr[ES_AREA_VECTOR] = (tiles + ends) * (double)c->tile.vec_width * c->area.vec_tr_per_elem;
     a->tr[ES_AREA_ATTN] = tiles * (double)c->tile.attn_ppc * c->area.attn_tr_per_pos;
-    a->tr[ES_AREA_SAMPLER] = (double)c->head.sampler_width * c->area.sampler_tr_per_elem;
-    a->tr[ES_AREA_CONTROL] = (tiles + 1) * c->area.ctrl_tr_per_tile;
+    a->tr[ES_AREA_SAMPLER] = m->has_head ? (double)c->head.sampler_width * c->area.sampler_tr_per_elem : 0.0;
+    a->tr[ES_AREA_CONTROL] = (tiles + ends) * c->area.ctrl_tr_per_tile;
     double per_mm2 = c->process.logic_mtr_mm2 * 1e6 * c->process.logic_util;
     for (int i = ES_AREA_LANES; i <= ES_AREA_CONTROL; i++) a->mm2[i] = a->tr[i] / per_mm2;
     a->mm2[ES_AREA_IO] = c->area.io_mm2;
@@ -56,6 +59,22 @@ void es_area_compute(const es_map *pm, es_area *a)
         a->total_tr += a->tr[i];
         a->leak_total_w += a->leak_w[i];
     }
+}
+
+void es_area_add(es_area *a, const es_area *b)
+{
+    for (int i = 0; i < ES_AREA_N; i++) {
+        a->mm2[i] += b->mm2[i];
+        a->tr[i] += b->tr[i];
+        a->leak_w[i] += b->leak_w[i];
+    }
+    a->total_mm2 += b->total_mm2;
+    a->total_tr += b->total_tr;
+    a->leak_total_w += b->leak_total_w;
+    a->rom_bits += b->rom_bits;
+    a->model_bits += b->model_bits;
+    a->sram_bits += b->sram_bits;
+    a->store_bits += b->store_bits;
 }
 
 void es_events_add(es_events *a, const es_events *b)
@@ -72,6 +91,7 @@ void es_events_add(es_events *a, const es_events *b)
     a->host_bits += b->host_bits;
     a->reg_bit_cycles += b->reg_bit_cycles;
     a->store_bits += b->store_bits;
+    a->card_bits += b->card_bits;
 }
 
 void es_events_scale(es_events *a, double f)
@@ -88,6 +108,7 @@ void es_events_scale(es_events *a, double f)
     a->host_bits *= f;
     a->reg_bit_cycles *= f;
     a->store_bits *= f;
+    a->card_bits *= f;
 }
 
 void es_events_terms(const es_chip *c, const es_events *ev, double t[ES_EJ_N])
@@ -106,6 +127,7 @@ void es_events_terms(const es_chip *c, const es_events *ev, double t[ES_EJ_N])
     t[ES_EJ_REG] = ev->reg_bit_cycles * c->process.e_reg_bit;
     t[ES_EJ_CLK] = ev->reg_bit_cycles * c->process.e_clk_net; /* the clock network, gated with the registers it feeds */
     t[ES_EJ_STORE] = ev->store_bits * c->store.e_read_bit; /* 0 with a ROM store */
+    t[ES_EJ_CARD] = ev->card_bits * c->card_link.j_bit;     /* 0 for a chip alone */
 }
 
 double es_events_joules(const es_chip *c, const es_events *ev)
@@ -118,13 +140,14 @@ double es_events_joules(const es_chip *c, const es_events *ev)
 
 double es_area_of_unit(const es_chip *c, const es_model *m, const es_area *a, const char *unit)
 {
-    double tiles = (double)es_chip_tiles(c, m);
-    double tile_rom = (double)es_rom_bits(&c->store.tile_rom), head_rom = (double)es_rom_bits(&c->store.lm_rom);
-    double emb_rom = m->tied ? 0.0 : (double)es_rom_bits(&c->store.embed_rom);
+    double tiles = (double)es_chip_tiles(c, m), ends = m->has_embed || m->has_head ? 1.0 : 0.0;
+    double tile_rom = (double)es_rom_bits(&c->store.tile_rom);
+    double head_rom = m->has_head ? (double)es_rom_bits(&c->store.lm_rom) : 0.0;
+    double emb_rom = m->tied || !m->has_embed ? 0.0 : (double)es_rom_bits(&c->store.embed_rom);
     double rom_all = tiles * tile_rom + head_rom + emb_rom, per = c->process.logic_mtr_mm2 * 1e6 * c->process.logic_util;
     double rom_mm2 = rom_all > 0 ? a->mm2[ES_AREA_ROM] / rom_all : 0; /* per bit of geometry */
     /* a tile's (and the head's) own SRAM weight store works with its lanes; a chip's one is no unit's */
-    double store_mm2 = c->store.kind == ES_STORE_SRAM && !c->store.chip_scope ? a->mm2[ES_AREA_WSRAM] / (tiles + 1) : 0;
+    double store_mm2 = c->store.kind == ES_STORE_SRAM && !c->store.chip_scope ? a->mm2[ES_AREA_WSRAM] / (tiles + ends) : 0;
     const char *dot = strchr(unit, '.');
     if (!strncmp(unit, "tile", 4) && dot) {
         if (!strcmp(dot, ".lanes"))

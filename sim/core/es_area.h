@@ -32,6 +32,8 @@ static inline int es_area_listed(const es_area *a, int i) { return i != ES_AREA_
 /* The area of pm->chip holding pm->model: ROM as the chip's ROM geometry, or the rows in use when the bits come
  * from an image or a recipe (pm->rom_used_bits); the model's bits from the table. */
 void es_area_compute(const es_map *pm, es_area *a);
+/* a += b, every field: the silicon of a system of chips. */
+void es_area_add(es_area *a, const es_area *b);
 /* The die area active while a simulated unit is busy, by its name: a tile's
  * lanes with its ROM ("tileN.lanes"), its vector unit ("tileN.vector"), its
  * attention engine with its KV SRAM ("tileN.attention"); the head's LM-head
@@ -53,13 +55,14 @@ typedef struct es_events {
     double host_bits;     /* bits over the host link */
     double reg_bit_cycles; /* register bits clocked, times cycles (clock_gating "unit" or "tile") */
     double store_bits;    /* weight bits read from an SRAM or HBM store (store.kind; a ROM's are rom_bits) */
+    double card_bits;     /* bits over a card-to-card link of a system (es_chip.card_link) */
 } es_events;
 
 void es_events_add(es_events *a, const es_events *b);
 void es_events_scale(es_events *a, double f);
 /* Each kind of event's joules (chip level), in the order es_events_joules adds them. */
 enum { ES_EJ_ROM, ES_EJ_CELL, ES_EJ_ATTN, ES_EJ_KV_RD, ES_EJ_KV_WR, ES_EJ_VEC, ES_EJ_STATE_RD, ES_EJ_STATE_WR,
-       ES_EJ_LINK, ES_EJ_HOST, ES_EJ_REG, ES_EJ_CLK, ES_EJ_STORE, ES_EJ_N };
+       ES_EJ_LINK, ES_EJ_HOST, ES_EJ_REG, ES_EJ_CLK, ES_EJ_STORE, ES_EJ_CARD, ES_EJ_N };
 void es_events_terms(const es_chip *c, const es_events *ev, double terms[ES_EJ_N]);
 double es_events_joules(const es_chip *c, const es_events *ev);
 

@@ -190,6 +190,14 @@ typedef struct es_cost_cfg {
     double host_w;            /* cost.host_w_per_card: the host server's power, per card */
 } es_cost_cfg;
 
+/* A card-to-card link this chip sends on: to the next chip of a system and, from the last, the sampled token back
+ * to the first. Not a chip key: a system file's link.* sets it (es_system_load); a chip alone has none (zeros). */
+typedef struct es_card_link {
+    double bits_per_s;        /* link.bandwidth_bits_per_s */
+    double latency_ns;        /* link.latency_ns */
+    double j_bit;             /* link.energy_pj_per_bit x 1e-12 */
+} es_card_link;
+
 typedef struct es_chip {
     char path[512];           /* chip file */
     char name[64];            /* chip "name" */
@@ -209,6 +217,7 @@ typedef struct es_chip {
     es_card_cfg card;
     es_process process;
     es_cost_cfg cost;         /* cost.* of both files */
+    es_card_link card_link;   /* in a system: the link to the next chip (es_system) */
 } es_chip;
 
 /* A key of a chip file or process table: its kind ('d' number, 'l'/'i' whole number, 'b' boolean,

@@ -211,7 +211,8 @@ static int place_rows(es_map *pm, es_err *e)
     const es_model *m = pm->model;
     int np = pm->n_parts, per_tile = 1 + (np > 1 ? np : 0);
     static const char *names[ES_PART_N] = {"q, k, v", "o", "gate, up", "down"};
-    pm->n_units = (int)pm->tiles * per_tile + (m->tied ? 1 : 2);
+    int has_emb = m->has_embed && !m->tied; /* a slice of a system may hold neither end (es_model_slice) */
+    pm->n_units = (int)pm->tiles * per_tile + has_emb + m->has_head;
     pm->units = calloc((size_t)pm->n_units, sizeof *pm->units);
     if (!pm->units) return es_fail(e, "out of memory");
     int64_t *part_banks = calloc((size_t)np, sizeof *part_banks);
@@ -232,9 +233,10 @@ static int place_rows(es_map *pm, es_err *e)
         }
     }
     free(part_banks);
-    es_map_unit *lm = &pm->units[pm->n_units - 1], *emb = m->tied ? NULL : lm - 1;
+    es_map_unit *emb = has_emb ? &pm->units[pm->tiles * per_tile] : NULL;
+    es_map_unit *lm = m->has_head ? &pm->units[pm->n_units - 1] : NULL;
     if (emb) unit_init(emb, ES_ROM_EMBED, -1, -1, c->store.embed_rom.banks, "the embedding table");
-    unit_init(lm, ES_ROM_LM, -1, -1, c->store.lm_rom.banks, "the LM head");
+    if (lm) unit_init(lm, ES_ROM_LM, -1, -1, c->store.lm_rom.banks, "the LM head");
     for (int i = 0; i < m->n_tensors; i++) {
         es_map_tensor *x = &pm->tensors[i];
         es_map_unit *u = x->rom == ES_ROM_TILE ? &pm->units[x->tile * per_tile] : x->rom == ES_ROM_EMBED ? emb : lm;

@@ -112,6 +112,7 @@ static int load_tree(es_system *s, const es_cfg *t, const char *const *sets, int
     for (int i = 0; i < n; i++) {
         if (load_chip(s, cJSON_GetArrayItem(chips, i), i, dir, sets, n_sets, e)) return -1;
         s->n_chips = i + 1;
+        s->chips[i].chip.card_link = (es_card_link){s->link.bits_per_s, s->link.latency_ns, s->link.pj_per_bit * 1e-12};
     }
     /* stages: runs of chips with the same layer range; the first chip holds the embedding, the last stage's
        first chip the head */

@@ -42,8 +42,10 @@ void Run::add_die(double leak_w, double clock_w)
     }
 }
 
-Ctx::Ctx(Run &r, const es_map *pm, const es_area *a) : run(r), map(pm), c(pm->chip), m(pm->model)
+Ctx::Ctx(Run &r, const es_map *pm, const es_area *a, const std::string &pfx)
+    : run(r), prefix(pfx), map(pm), c(pm->chip), m(pm->model)
 {
+    run.chips.push_back(this);
     const es_chip *chip = c;
     const es_model *model = m;
     if (chip->gating == ES_GATING_NONE) /* every register clocked every cycle: a constant power */
@@ -193,7 +195,8 @@ void Ctx::kv_take(int64_t n)
     if (run.trace) es_trace_counter(run.trace, "KV positions held", run.now(), (double)kv_used);
     run.vcd_touch();
     if (kv_used > kv_cap)
-        run.fail("KV SRAM overflow: %lld positions held, the chip holds %lld", (long long)kv_used, (long long)kv_cap);
+        run.fail("KV SRAM overflow: %lld positions held, the chip%s%.*s holds %lld", (long long)kv_used,
+                 prefix.empty() ? "" : " ", prefix.empty() ? 0 : (int)prefix.size() - 1, prefix.c_str(), (long long)kv_cap);
 }
 
 void Ctx::kv_give(int64_t n)

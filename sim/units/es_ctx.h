@@ -178,6 +178,10 @@ public:
     sc_core::sc_event *vcd_changed = nullptr;
     void vcd_touch() const { if (vcd_changed) vcd_changed->notify(sc_core::SC_ZERO_TIME); }
 
+    // the chips of the run, in pipeline order (each Ctx adds itself): a system's first chip admits a sequence
+    // and its last retires it, and each holds that sequence's KV for its own layers (kv_take, kv_give)
+    std::vector<class Ctx *> chips;
+
     std::string error;                // set by a unit that cannot go on; the run stops
     // Stop the run with an error message.
     void fail(const char *fmt, ...)
@@ -196,8 +200,10 @@ public:
 // Ctx and reaches the run's shared state through `run`. One chip per run for now (es_top.cpp).
 class Ctx {
 public:
-    Ctx(Run &run, const es_map *pm, const es_area *a);
+    // prefix: its units' names start with it ("c1_" for chip 1 of a system; "" for a chip alone).
+    Ctx(Run &run, const es_map *pm, const es_area *a, const std::string &prefix = "");
     Run &run;
+    std::string prefix;
     const es_map *map;                // the placement table: each tensor's place, each op's unit
     const es_chip *c;                 // map->chip
     const es_model *m;                // map->model
@@ -217,6 +223,9 @@ public:
     int64_t kv_used = 0, kv_max_used = 0; // held now, most held at once
     void kv_take(int64_t n);
     void kv_give(int64_t n);
+    // A sequence's KV, on every chip of the run (each holds it for its own layers).
+    void kv_take_all(int64_t n) { for (Ctx *k : run.chips) k->kv_take(n); }
+    void kv_give_all(int64_t n) { for (Ctx *k : run.chips) k->kv_give(n); }
     // functional mode: the datapath (null: timing only)
     es_dp *dp = nullptr;
     // Functional mode: logits of row x (hidden) for the tapped sequence at pos.

@@ -44,26 +44,25 @@ struct VcdTracer : sc_core::sc_module {
     }
 };
 
-LinkPort *Die::link(const char *name, int64_t bits_per_token, bool host)
+LinkPort *Die::link(const std::string &name, int64_t bits_per_token, int kind)
 {
-    links_.emplace_back(new LinkPort(ctx_, name, bits_per_token, host));
+    links_.emplace_back(new LinkPort(ctx_, (ctx_.prefix + name).c_str(), bits_per_token, (LinkPort::Kind)kind));
     return links_.back().get();
 }
 
 Die::Fifo *Die::fifo(const std::string &name, int depth)
 {
-    fifos_.emplace_back(new Fifo(name.c_str(), depth));
+    fifos_.emplace_back(new Fifo((ctx_.prefix + name).c_str(), depth));
     return fifos_.back().get();
 }
 
-Die::Die(Ctx &ctx, bool with_vcd) : ctx_(ctx)
+Die::Die(Ctx &ctx, bool with_vcd, Die *prev, Die *first) : ctx_(ctx)
 {
     const es_chip *c = ctx.c;
     if (with_vcd) vcd_ = add(new VcdTracer("vcd", ctx));
     const es_model *m = ctx.m;
     int depth = (int)c->sched.fifo_depth;
     const es_map *pm = ctx.map;
-    int64_t tiles = pm->tiles;
     /* the embedding table in the LM-head ROM (a tied model): the two lookups share its port */
     const es_tensor *table = es_model_tensor(m, -1, ES_ROLE_EMBED);
     /* a chip-scope SRAM or HBM store: one, booked by every tile and the head (its ports' whole bandwidth as one
@@ -73,31 +72,47 @@ Die::Die(Ctx &ctx, bool with_vcd) : ctx_(ctx)
         wstore_.reset(new Server(1));
         ctx.wstore = wstore_.get();
     } else if (table && (es_map_tensor_of(pm, table)->rom == ES_ROM_LM || c->store.kind != ES_STORE_ROM)) {
-        rom_.reset(new sc_core::sc_mutex("head_rom"));
+        rom_.reset(new sc_core::sc_mutex((ctx.prefix + "head_rom").c_str()));
     }
     /* the feedback path never blocks the head: it holds one token per sequence
      * in flight at most, and at most seq_cap sequences are in flight */
     int ring = (int)(ctx.seq_cap < (1 << 20) ? ctx.seq_cap : (1 << 20)) + 1;
+    /* created in this order, a chip alone lists its units host, host_link, embed, feedback, link0, tile0,
+     * link1, ..., head; each link is folded into its sender (es_link.h) */
+    if (m->has_embed) build_front(depth, ring);
+    build_tiles(depth, prev);
+    if (m->has_head) build_head(depth, ring, first ? first : this);
+}
 
-    HostDevice *host = dev = add(new HostDevice("host", ctx));
-    prog = add(new HostProgram("host_program", ctx, *host));
-    /* each link is folded into its sender (es_link.h); created in this order, the units are
-     * listed host, host_link, embed, feedback, link0, tile0, link1, ..., head */
-    host->link = link("host_link", 0, true);
-    Embed *emb = add(new Embed("embed", ctx, es_model_op(m, -1, ES_OP_EMBED), rom_.get()));
-    LinkPort *fb = link("feedback", c->link.token_id_bits, false);
+void Die::build_front(int depth, int ring)
+{
+    HostDevice *host = dev = add(new HostDevice((ctx_.prefix + "host").c_str(), ctx_));
+    prog = add(new HostProgram((ctx_.prefix + "host_program").c_str(), ctx_, *host));
+    host->link = link("host_link", 0, LinkPort::Host);
+    Embed *emb = add(new Embed((ctx_.prefix + "embed").c_str(), ctx_, es_model_op(ctx_.m, -1, ES_OP_EMBED), rom_.get()));
+    if (ctx_.m->has_head) feedback_link_ = link("feedback", ctx_.c->link.token_id_bits, LinkPort::OnDie);
     Fifo *f = fifo("q_prompt", depth);
     host->submit(*f);
     emb->prompt(*f);
-    Fifo *feedback = fifo("q_feedback", ring);
-    emb->feedback(*feedback);
+    feedback_q_ = fifo("q_feedback", ring);
+    emb->feedback(*feedback_q_);
+    up_ = &emb->out;
+    up_link_ = &emb->link;
+}
 
-    sc_core::sc_fifo_out<Item> *up = &emb->out;
-    LinkPort **up_link = &emb->link;
-    const int64_t act_bits = m->hidden * c->link.elem_bits;
-    for (int64_t t = 0; t <= tiles; t++) {
-        *up_link = link(("link" + std::to_string(t)).c_str(), act_bits, false);
-        if (t == tiles) break;
+void Die::build_tiles(int depth, Die *prev)
+{
+    const es_chip *c = ctx_.c;
+    const es_model *m = ctx_.m;
+    const es_map *pm = ctx_.map;
+    const int64_t tiles = pm->tiles, act_bits = m->hidden * c->link.elem_bits;
+    if (prev) { /* the previous chip's last tile sends here over a card link (its chip's clock and link) */
+        up_ = prev->up_;
+        up_link_ = prev->up_link_;
+        *up_link_ = prev->link("card", act_bits, LinkPort::Card);
+    }
+    for (int64_t t = 0; t < tiles; t++) {
+        if (t > 0 || !prev) *up_link_ = link("link" + std::to_string(t), act_bits, LinkPort::OnDie);
         std::vector<const es_op *> ops;
         for (int i = 0; i < m->n_ops; i++)
             if (pm->ops[i].tile == t) /* the ops the placement table gives this tile */
@@ -105,26 +120,36 @@ Die::Die(Ctx &ctx, bool with_vcd) : ctx_(ctx)
         size_t g = (size_t)(t / c->kv.tiles_per_group);
         if (g >= kv_groups_.size())
             kv_groups_.emplace_back(new Server(c->kv.ports));
-        std::string tn = "tile" + std::to_string(t);
-        Tile *tile = add(new Tile(tn.c_str(), ctx, ops, kv_groups_[g].get(), t == tiles - 1));
+        std::string tn = ctx_.prefix + "tile" + std::to_string(t);
+        /* the model's last tile passes only a prompt's last token on, to the head */
+        Tile *tile = add(new Tile(tn.c_str(), ctx_, ops, kv_groups_[g].get(), t == tiles - 1 && m->has_head));
         if (vcd_) vcd_->add(tile, tn);
-        f = fifo("q_" + tn + "_in", depth);
-        (*up)(*f);
+        Fifo *f = fifo("q_tile" + std::to_string(t) + "_in", depth);
+        (*up_)(*f);
         tile->in(*f);
-        up = &tile->out;
-        up_link = &tile->link;
+        up_ = &tile->out;
+        up_link_ = &tile->link;
     }
+}
+
+void Die::build_head(int depth, int ring, Die *first)
+{
+    const es_model *m = ctx_.m;
+    *up_link_ = link("link" + std::to_string(ctx_.map->tiles), m->hidden * ctx_.c->link.elem_bits, LinkPort::OnDie);
     const es_op *hops[3] = {es_model_op(m, -1, ES_OP_RMSNORM), es_model_op(m, -1, ES_OP_MATVEC),
                             es_model_op(m, -1, ES_OP_SAMPLE)};
-    Head *head = add(new Head("head", ctx, hops, rom_.get()));
-    f = fifo("q_head_in", depth);
-    (*up)(*f);
+    Head *head = add(new Head((ctx_.prefix + "head").c_str(), ctx_, hops, rom_.get()));
+    Fifo *f = fifo("q_head_in", depth);
+    (*up_)(*f);
     head->in(*f);
-    head->feedback(*feedback);
-    head->feedback_link = fb;
+    up_ = nullptr;
+    head->feedback(*first->feedback_q_);
+    /* a chip alone: the on-die feedback link; the last chip of a system: a card link back to the first */
+    head->feedback_link = first == this ? feedback_link_ : link("card_feedback", ctx_.c->link.token_id_bits,
+                                                                 LinkPort::Card);
     f = fifo("q_completion", ring);
     head->completion(*f);
-    host->completion(*f);
+    first->dev->completion(*f);
 }
 
 Die::~Die() = default;

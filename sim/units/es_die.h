@@ -6,6 +6,12 @@
 //
 // Die is not itself an sc_module: its units are top-level modules, so their names (unit
 // statistics, --trace tracks, --vcd signals) are "tile0", "head", ... with no prefix.
+//
+// In a system of chips (es_system.h) each chip is a Die holding its slice of the model
+// (es_model_slice): the first has the host link and embed, the last the head; the last tile of
+// each sends on a card-to-card link (LinkPort::Card, owned by the sender) to the next chip's first
+// tile, and the head's sampled token goes back to the first chip's embed on another. Their units'
+// names start with the chip's prefix ("c0_tile0", "c1_card", ...).
 #ifndef ES_DIE_H
 #define ES_DIE_H
 #include <systemc>
@@ -24,8 +30,9 @@ struct VcdTracer;
 
 class Die {
 public:
-    // Build the die's units on ctx (its chip and model); with_vcd: also the --vcd signals.
-    Die(Ctx &ctx, bool with_vcd);
+    // Build the die's units on ctx (its chip and model); with_vcd: also the --vcd signals. In a system,
+    // prev is the chip before it (null for the first) and first the system's first chip (null: itself).
+    Die(Ctx &ctx, bool with_vcd, Die *prev = nullptr, Die *first = nullptr);
     ~Die();
     Die(const Die &) = delete;
     Die &operator=(const Die &) = delete;
@@ -37,7 +44,10 @@ public:
 
 private:
     using Fifo = sc_core::sc_fifo<Item>;
-    LinkPort *link(const char *name, int64_t bits_per_token, bool host);
+    LinkPort *link(const std::string &name, int64_t bits_per_token, int kind);
+    void build_front(int depth, int ring);                   // host link, embed, feedback queue
+    void build_tiles(int depth, Die *prev);                  // the tiles, chained from embed or prev
+    void build_head(int depth, int ring, Die *first);        // the head, feeding back to first's embed
     Fifo *fifo(const std::string &name, int depth);
     template <class T> T *add(T *m)
     {
@@ -45,6 +55,10 @@ private:
         return m;
     }
     Ctx &ctx_;
+    sc_core::sc_fifo_out<Item> *up_ = nullptr; // the last unit's output not yet bound (the next chip binds it)
+    LinkPort **up_link_ = nullptr;             // the link that output sends on
+    Fifo *feedback_q_ = nullptr;               // the first chip's embed: decode tokens back from the head
+    LinkPort *feedback_link_ = nullptr;        // a chip alone: the head's on-die feedback link
     std::vector<std::unique_ptr<Fifo>> fifos_;
     std::vector<std::unique_ptr<sc_core::sc_module>> mods_;
     std::vector<std::unique_ptr<Server>> kv_groups_; // the ports of each KV SRAM group

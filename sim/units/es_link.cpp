@@ -4,8 +4,8 @@
 
 namespace es {
 
-LinkPort::LinkPort(Ctx &ctx, const char *name, int64_t bits_per_token, bool host)
-    : ctx_(ctx), bits_per_token_(bits_per_token), host_(host)
+LinkPort::LinkPort(Ctx &ctx, const char *name, int64_t bits_per_token, Kind kind)
+    : ctx_(ctx), bits_per_token_(bits_per_token), kind_(kind)
 {
     stat_ = ctx_.unit(name);
     trk_ = ctx_.run.track(name);
@@ -15,13 +15,17 @@ void LinkPort::send(Item *items, size_t n)
 {
     const es_chip *c = ctx_.c;
     int64_t occ, lat, bits = 0, bytes = 0;
+    const bool host = kind_ == Host;
     for (size_t i = 0; i < n; i++) {
-        if (host_) bytes += c->host.cmd_bytes + items[i].n * c->host.token_bytes;
+        if (host) bytes += c->host.cmd_bytes + items[i].n * c->host.token_bytes;
         else bits += items[i].n * bits_per_token_;
     }
-    if (host_) {
+    if (host) {
         occ = es_an_host_occ(c, bytes);
         lat = es_an_host_lat(c);
+    } else if (kind_ == Card) {
+        occ = es_an_card_occ(c, bits);
+        lat = es_an_card_lat(c);
     } else {
         occ = es_an_link_occ(c, bits);
         lat = c->link.latency;
@@ -35,7 +39,8 @@ void LinkPort::send(Item *items, size_t n)
         Item &it = items[i];
         ctx_.run.span(trk_, start, start + occ, "transfer", it.seq, it.pos, it.n, true);
         es_events ev{};
-        if (host_) ev.host_bits = 8.0 * (double)(c->host.cmd_bytes + it.n * c->host.token_bytes);
+        if (host) ev.host_bits = 8.0 * (double)(c->host.cmd_bytes + it.n * c->host.token_bytes);
+        else if (kind_ == Card) ev.card_bits = (double)(it.n * bits_per_token_);
         else ev.link_bit_mm = (double)(it.n * bits_per_token_) * c->link.mm;
         stat_->tokens += it.n;
         ctx_.charge(stat_, it.seq, ev);

@@ -5,6 +5,9 @@
 // free, serializes it (occupancy = payload bits / width, or bytes over the host
 // link's bandwidth) and delivers it after the link latency, which is the item's
 // `ready`: the receiver does not start on it before. Back-to-back items pipeline.
+// Three kinds: an on-die link (link.*: width bits a cycle, latency cycles, energy per bit and mm), the host
+// link (host.*: bytes at its bandwidth, its latency) and, in a system of chips, a card-to-card link
+// (es_chip.card_link from the system file: bits at its bandwidth, its latency, energy per bit).
 #ifndef ES_LINK_H
 #define ES_LINK_H
 #include <systemc>
@@ -15,9 +18,9 @@ namespace es {
 
 class LinkPort {
 public:
-    // name: its unit and --trace track; bits_per_token: payload per token; host: true
-    // for the PCIe link (bytes, bandwidth and latency from host.*), false for an on-die link.
-    LinkPort(Ctx &ctx, const char *name, int64_t bits_per_token, bool host);
+    enum Kind { OnDie, Host, Card };
+    // name: its unit and --trace track; bits_per_token: payload per token (the host link: host.*'s bytes).
+    LinkPort(Ctx &ctx, const char *name, int64_t bits_per_token, Kind kind);
     // Book the transfer of one work item (its items, in order) from now: sets their `ready`.
     void send(Item *items, size_t n);
     void send(std::vector<Item> &group) { send(group.data(), group.size()); }
@@ -25,7 +28,7 @@ public:
 private:
     Ctx &ctx_;
     int64_t bits_per_token_;
-    bool host_;
+    Kind kind_;
     int64_t free_at_ = 0;                  // cycle the link is free from
     es_unit_rec *stat_;
     int trk_ = 0;                          // its --trace track

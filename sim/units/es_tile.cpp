@@ -169,7 +169,7 @@ bool Tile::book(int64_t total, int64_t start)
         for (size_t g = 0; g < group.size(); g++) {
             Item &it = group[g];
             es_err e{};
-            if (!it.act || es_dp_layers(ctx_.dp, lo_, hi_, it.seq, it.pos, it.n, it.act->data(), &e)) {
+            if (!it.act || es_dp_layers(ctx_.dp, lo_ + (int)ctx_.m->layer_base, hi_ + (int)ctx_.m->layer_base, it.seq, it.pos, it.n, it.act->data(), &e)) {
                 ctx_.run.fail("%s: %s", basename(), it.act ? e.msg : "an item arrived without activations");
                 return false;
             }
@@ -331,7 +331,7 @@ size_t Tile::pipe_of(const Step &st)
 int64_t Tile::step_lat(const Step &st) const
 {
     if (st.res == Resource::Attention) return 0; /* the attention engine holds its port for all of its cycles */
-    if (st.res == Resource::Lanes && lo_ == 0 && ctx_.cosim_depth >= 0) /* the co-simulated lanes: the RTL's depth */
+    if (st.res == Resource::Lanes && lo_ + ctx_.m->layer_base == 0 && ctx_.cosim_depth >= 0) /* the co-simulated lanes: the RTL's depth */
         return st.lat + ctx_.cosim_depth - ctx_.c->tile.lane_depth;
     return st.lat;
 }
@@ -447,7 +447,7 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
             if (ctx_.dp && !routes_[g].empty()) /* functional: where the router sent it */
                 for (int64_t i = 0; i < k; i++) pick[(size_t)i] = routes_[g][(size_t)(((op->layer - lo_) * it.n + j) * k + i)];
             else
-                ctx_.run.route(m, it.seq, it.pos + j, op->layer, pick.data());
+                ctx_.run.route(m, it.seq, it.pos + j, op->layer + (int)m->layer_base, pick.data());
             for (int32_t e : pick) n_e[(size_t)e]++;
         }
     }

@@ -170,13 +170,18 @@ struct VcdFile {
  * its trace and VCD written into place (close_outputs). Members are destroyed in reverse: the die
  * before the VCD file, both before the trace guard. */
 struct Sim {
-    const es_map *pm; /* the placement table of the one chip */
+    const es_map *pm; /* the placement table of the first chip (of a chip alone: the one) */
     const es_chip *c;
     const es_model *m;
     const Workload &w;
     RunResult &r;
     Run run;  /* run-wide: the card, time, sequences, trace */
-    Ctx ctx;  /* the one chip */
+    Ctx ctx;  /* the first chip (a chip alone: the one) */
+    /* a system: chips 1.. in pipeline order, their tables and areas, and every chip's die (the first's is die) */
+    std::vector<const es_map *> pms;
+    std::vector<es_area> areas;
+    std::vector<std::unique_ptr<Ctx>> more;
+    std::vector<std::unique_ptr<Die>> more_dies;
     struct TraceGuard { /* a run that fails removes its partial trace; one that finishes renames it into place */
         Run &r;
         ~TraceGuard() { es_trace_close(r.trace, 0, nullptr); }
@@ -185,12 +190,49 @@ struct Sim {
     std::unique_ptr<Die> die;
     SourceCtx sc;
     int64_t total = 0; /* tokens the requests ask for (w.reqs) */
-    Sim(const es_map *pm_, const Workload &w_, RunResult &r_)
-        : pm(pm_), c(pm_->chip), m(pm_->model), w(w_), r(r_), run(pm_->chip), ctx(run, pm_, &r_.area),
+    /* areas[k]: chip k's area, computed before (the Ctx of each reads it for its leakage) */
+    Sim(const es_map *const *pms_, int n, const std::vector<es_area> &areas_, const Workload &w_, RunResult &r_)
+        : pm(pms_[0]), c(pms_[0]->chip), m(pms_[0]->model), w(w_), r(r_), run(pms_[0]->chip),
+          ctx(run, pms_[0], &areas_[0], n > 1 ? "c0_" : ""), pms(pms_, pms_ + n), areas(areas_),
           sc{&w_, &run, &ctx, 0, &r_, {}, {}}
     {
+        for (int k = 1; k < n; k++) more.emplace_back(new Ctx(run, pms[(size_t)k], &areas[(size_t)k],
+                                                              "c" + std::to_string(k) + "_"));
     }
+    Ctx &chip(size_t k) { return k == 0 ? ctx : *more[k - 1]; }
+    /* KV positions per layer a sequence may hold: the fewest any chip holds */
+    int64_t kv_cap()
+    {
+        int64_t cap = ctx.kv_cap;
+        for (auto &x : more) cap = std::min(cap, x->kv_cap);
+        return cap;
+    }
+    size_t n_chips() const { return pms.size(); }
 };
+
+/* A system's chips: one clock, no power limit or synchronous step, no VCD (es_top.h). */
+int check_system(Sim &s, es_err *e)
+{
+    for (size_t k = 1; k < s.n_chips(); k++) {
+        const es_chip *x = s.chip(k).c;
+        if (x->clock_hz != s.c->clock_hz)
+            return es_fail(e, "%s: key 'clock_hz': chip %zu of the system runs at %.6g Hz, chip 0 (%s) at %.6g Hz: the "
+                              "chips of a system must share one clock (a cycle conversion per chip is not modelled)",
+                           x->path, k, x->clock_hz, s.c->path, s.c->clock_hz);
+    }
+    for (size_t k = 0; k < s.n_chips() && s.n_chips() > 1; k++) {
+        const es_chip *x = s.chip(k).c;
+        if (x->card.power_limit_w > 0)
+            return es_fail(e, "%s: key 'card.power_limit_w': a power limit on a chip of a system is not modelled (its "
+                              "governor is per card; set it to 0)", x->path);
+        if (x->tile.sync_step)
+            return es_fail(e, "%s: key 'tile.sync_step': a synchronous step across the chips of a system is not "
+                              "modelled", x->path);
+        if (!s.w.vcd_path.empty())
+            return es_fail(e, "--vcd: a system of chips has no VCD trace yet; use --trace");
+    }
+    return 0;
+}
 
 /* Check the workload against the chip, set the run's context up, open the trace and VCD files,
  * build the die. */
@@ -205,15 +247,27 @@ int build(Sim &s, es_err *e)
         return es_fail(e, "%s: key 'card.power_limit_w': %.4g W is at or below the card's static power, %.4g W "
                           "(leakage / VR efficiency + board): no clock keeps the card under it",
                        c->path, c->card.power_limit_w, run.gov.fixed_w);
-    ctx.kv_cap = es_chip_kv_positions(c, m);
+    if (check_system(s, e)) return -1;
+    /* each chip holds its own layers' KV; a sequence holds positions on every chip, so the fewest bound it */
+    int64_t kv_cap = INT64_MAX;
+    for (size_t k = 0; k < s.n_chips(); k++) {
+        Ctx &x = s.chip(k);
+        x.kv_cap = es_chip_kv_positions(x.c, x.m);
+        kv_cap = std::min(kv_cap, x.kv_cap);
+        if (k > 0) { /* each chip of a system is a card: its board (and HBM) static power joins the first's */
+            run.static_w += x.c->card.board_w;
+            if (x.c->store.kind == ES_STORE_HBM) run.static_w += x.c->store.static_w;
+        }
+    }
     /* a list of requests never has more sequences in flight than it has requests (a KV of many GB would
      * otherwise size the feedback and completion FIFOs at hundreds of thousands of items) */
-    ctx.seq_cap = w.source ? ctx.kv_cap : std::min<int64_t>(ctx.kv_cap, (int64_t)w.reqs.size() + 1);
+    for (size_t k = 0; k < s.n_chips(); k++)
+        s.chip(k).seq_cap = w.source ? kv_cap : std::min<int64_t>(kv_cap, (int64_t)w.reqs.size() + 1);
     run.seq_tokens = w.seq_tokens || !w.sink; /* run: every token's record, streamed as its request finishes */
     for (const auto &q : w.reqs) s.total += q.gen;
     run.progress = w.progress && !w.source;
     run.total_tokens = s.total;
-    ctx.dp = w.dp;
+    for (size_t k = 0; k < s.n_chips(); k++) s.chip(k).dp = w.dp;
     run.cycle = w.cycle;
     ctx.cosim_depth = w.cosim_depth;
     if (w.cycle && m->experts > 0)
@@ -235,6 +289,8 @@ int build(Sim &s, es_err *e)
         vf.cleanup = es_cleanup_add((vf.tmp + ".vcd").c_str(), 0);
     }
     s.die.reset(new Die(ctx, !vf.path.empty()));
+    for (size_t k = 1; k < s.n_chips(); k++)
+        s.more_dies.emplace_back(new Die(s.chip(k), false, k == 1 ? s.die.get() : s.more_dies.back().get(), s.die.get()));
     if (s.die->has_vcd()) {
         vf.tf = sc_core::sc_create_vcd_trace_file(vf.tmp.c_str());
         if (!vf.tf) return es_fail(e, "%s: cannot write the VCD trace", vf.path.c_str());
@@ -249,9 +305,8 @@ int simulate(Sim &s, es_err *e)
 {
     Run &run = s.run;
     const Workload &w = s.w;
-    Ctx &ctx = s.ctx;
     es_drv_cfg dc{};
-    dc.kv_positions = ctx.kv_cap;
+    dc.kv_positions = s.kv_cap();
     dc.policy = w.policy;
     dc.prefix_tokens = w.prefix;
     dc.per_request = s.m->ssm_state > 0 ? 1 : 0; /* a fixed state per sequence, whatever its length */
@@ -323,12 +378,20 @@ void collect_streams(Sim &s)
     r.tokens_per_s = r.seconds > 0 ? (double)r.tokens / r.seconds : 0;
 
     if (s.w.an_prompt > 0) {
-        r.an_ttft_cycles = (int64_t)r.an.ttft_cycles;
+        r.an_ttft_cycles = (int64_t)r.an.ttft_cycles; /* a system: 0 (not modelled) */
         for (int64_t k = 1; k < s.w.an_gen; k++) {
-            int64_t st = es_an_decode_step(s.pm, s.w.an_prompt + k - 1);
+            int64_t st = s.n_chips() == 1 ? es_an_decode_step(s.pm, s.w.an_prompt + k - 1)
+                                          : es_an_system_decode_step(s.pms.data(), (int)s.n_chips(), s.w.an_prompt + k - 1);
             if (k == 1) r.an_step_first = st;
             r.an_step_last = st;
             r.an_step_total += st;
+        }
+        if (s.n_chips() > 1) { /* a system: one stream's decode (its steps summed, as es_an_summarize does) and the
+                                  sequences every chip's KV holds; its time to first token and knee are not modelled */
+            const int64_t gen = s.w.an_gen, mid = s.w.an_prompt + gen / 2;
+            r.an.decode_tokens_per_s = gen > 1 && r.an_step_total > 0 ? (double)(gen - 1) / (double)r.an_step_total * s.c->clock_hz : 0;
+            r.an.step_mid_cycles = (double)es_an_system_decode_step(s.pms.data(), (int)s.n_chips(), mid);
+            r.an.kv_slots = s.m->ssm_state > 0 ? s.kv_cap() : s.kv_cap() / (s.w.an_prompt + gen);
         }
     }
 }
@@ -340,12 +403,33 @@ void collect_energy(Sim &s)
     RunResult &r = s.r;
     Ctx &ctx = s.ctx;
     const Governor &g = run.gov;
-    r.units.assign(ctx.units.begin(), ctx.units.end());
+    r.units.clear();
     double active = 0;
-    for (auto &u : r.units) {
-        r.dynamic_j += u.energy_j;
-        u.area_mm2 = es_area_of_unit(s.c, s.m, &r.area, u.name);
-        active += u.area_mm2 * (double)u.busy_cycles;
+    for (size_t k = 0; k < s.n_chips(); k++) { /* each chip's units, their areas on its die */
+        Ctx &x = s.chip(k);
+        double chip_j = 0;
+        for (const es_unit_rec &u0 : x.units) {
+            r.units.push_back(u0);
+            es_unit_rec &u = r.units.back();
+            r.dynamic_j += u.energy_j;
+            chip_j += u.energy_j;
+            u.area_mm2 = es_area_of_unit(x.c, x.m, &s.areas[k], u.name + x.prefix.size());
+            active += u.area_mm2 * (double)u.busy_cycles;
+        }
+        if (s.n_chips() > 1) {
+            ChipResult cr;
+            cr.name = x.c->name;
+            cr.prefix = x.prefix;
+            cr.layer_first = x.m->layer_base;
+            cr.layer_last = x.m->layer_base + x.m->layers - 1;
+            cr.area = s.areas[k];
+            cr.kv_positions = x.kv_cap;
+            cr.kv_max_used = x.kv_max_used;
+            cr.dynamic_j = chip_j;
+            cr.leak_w = x.leak_w;
+            cr.board_w = x.c->card.board_w;
+            r.chips.push_back(cr);
+        }
     }
     r.die_utilization = r.cycles > 0 ? active / (r.area.total_mm2 * (double)r.cycles) : 0;
     r.store_busy_cycles = ctx.wstore ? ctx.wstore->busy_cycles : -1;
@@ -381,7 +465,7 @@ int collect(Sim &s, es_err *e)
     if (!s.w.source && r.tokens != s.total)
         return es_fail(e, "simulation ended with %lld of %lld tokens produced (deadlock)", (long long)r.tokens,
                        (long long)s.total);
-    r.kv_positions = ctx.kv_cap;
+    r.kv_positions = s.kv_cap();
     r.kv_max_used = ctx.kv_max_used;
     r.prefill_passes = run.prefill_passes;
     r.static_w = run.static_w;
@@ -412,13 +496,20 @@ int close_outputs(Sim &s, es_err *e)
 
 } // namespace
 
-int run_sim(const es_map *pm, const Workload &w, RunResult &r, es_err *e)
+int run_sim(const es_map *const *pms, int n, const Workload &w, RunResult &r, es_err *e)
 {
-    es_area_compute(pm, &r.area);
-    if (w.an_prompt > 0) es_an_summarize(pm, w.an_prompt, w.an_gen, &r.an);
-    Sim s(pm, w, r);
+    std::vector<es_area> areas((size_t)n);
+    r.area = es_area{};
+    for (int k = 0; k < n; k++) {
+        es_area_compute(pms[k], &areas[(size_t)k]);
+        es_area_add(&r.area, &areas[(size_t)k]); /* a chip alone: its own */
+    }
+    if (w.an_prompt > 0 && n == 1) es_an_summarize(pms[0], w.an_prompt, w.an_gen, &r.an);
+    Sim s(pms, n, areas, w, r);
     if (build(s, e) || simulate(s, e) || collect(s, e)) return -1;
     return close_outputs(s, e);
 }
+
+int run_sim(const es_map *pm, const Workload &w, RunResult &r, es_err *e) { return run_sim(&pm, 1, w, r, e); }
 
 } // namespace es

@@ -84,6 +84,19 @@ struct Workload {
     double trace_start_ns = 0, trace_end_ns = -1;
 };
 
+// One chip of a system run (RunResult::chips): what it holds and what it measured.
+struct ChipResult {
+    std::string name;                    // its chip's name
+    std::string prefix;                  // its units' name prefix ("c0_", ...)
+    int64_t layer_first = 0, layer_last = 0; // the model's layers it holds
+    es_area area{};                      // its die holding its slice
+    int64_t kv_positions = 0;            // KV positions per layer it holds
+    int64_t kv_max_used = 0;             // most held at once
+    double dynamic_j = 0;                // its units' energy (card joules)
+    double leak_w = 0;                   // its leakage / VR efficiency
+    double board_w = 0;                  // its card's board static power
+};
+
 struct RunResult {
     es_an_summary an{};                  // analytical oracle (uniform run workloads)
     es_area area{};                      // area, transistors, leakage
@@ -125,11 +138,19 @@ struct RunResult {
     std::vector<std::vector<int32_t>> out_ids;
     std::vector<TapRow> tap;
     MoeStats moe;                        // MoE models: experts fired and their queues
+    std::vector<ChipResult> chips;       // a system of several chips: each one (empty for a chip alone);
+                                         // area is then their sum, units all of theirs (prefixed)
 };
 
 // Run the simulation of pm->model on pm->chip, placed as the table says (es_map.h). Only one call per
 // process: SystemC elaborates once.
 int run_sim(const es_map *pm, const Workload &w, RunResult &r, es_err *e);
+// The same over a system of n chips in pipeline order (es_system.h), pms[k] the table of chip k's slice
+// of the model (es_model_slice): the first holds the embedding, the last the head; each chip's card_link
+// is the link it sends on. The chips must share one clock (a cycle conversion per chip is not modelled),
+// and none may have a power limit or tile.sync_step; w.vcd_path must be empty. The analytic summary (r.an)
+// is left empty for n > 1.
+int run_sim(const es_map *const *pms, int n, const Workload &w, RunResult &r, es_err *e);
 
 } // namespace es
 #endif
