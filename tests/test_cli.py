@@ -4679,7 +4679,7 @@ def test_wafer_class_users():
     """wafer-class serves 8 and 64 users of 1k/1k: every user is served (1024 tokens each), its KV SRAM holds the
     64 users (a region's 2,715,200,000 bytes over 4 layers x 32768 bits a position = 165,722 positions, 80 slots of
     2048), no user is faster than the one-user step, and 64 users give more tokens/s than 8 (micro-batches of
-    tile.lanes.tokens_per_read 8 fill the pipeline of regions)."""
+    tile.lanes.tokens_per_read 3 fill the pipeline of regions)."""
     _, val = wafer_chip()
     one = run_json("--chip", "wafer-class", "--no-db")
     positions = val("kv.bytes_per_tile") * 8 // (val("tile.layers_per_tile") * 32768)
