@@ -4699,6 +4699,125 @@ def test_err_system():
                       "--vcd", os.path.join(tmp, "x.vcd")], "--vcd", "system")
     expect_error(["run", "--system", SYSTEM_X2, "--chip", "hc1-class"], "--system or --chip", code=2)
 
+# ---- wafer-class baseline (issue 19 item 2: a wafer-scale part, weights in on-die SRAM) ----------
+def wafer_chip():
+    """models/chips/wafer-class.json as a dict, and a function giving a key's value ("tile.lanes.count")."""
+    with open(os.path.join(MODELS, "chips", "wafer-class.json")) as f:
+        c = json.load(f)
+
+    def val(key):
+        node = c
+        for k in key.split("."):
+            node = node[k]
+        return node["value"] if isinstance(node, dict) else node
+    return c, val
+
+
+def wafer_step_by_hand(val, ctx):
+    """A Llama-3.1-8B BF16 decode step on wafer-class for a token whose context holds ctx positions, in cycles, from
+    the chip file's numbers and the model's dimensions (hidden 4096, ffn 14336, 8 KV heads of 128, 32 layers, vocab
+    128256, untied), composed as the README's 'What a run simulates' says: the token id back over a link, its
+    embedding row from the head region's store, a link into each of the 8 regions and one to the head, each layer's
+    ops in turn, then the head's RMSNorm, LM head and argmax. A product of E BF16 weights takes max(ceil(E / lanes),
+    ceil(16 E / store bits a cycle)) + the store's latency + the lanes' pipeline depth (the fabric's hops); an
+    element-wise op of e elements ceil(e / width) a pass + the vector latency; attention writes the token's K and V
+    (32768 bits) over the KV port, then scores ctx positions at 97 a cycle (its reads, ctx x 32768 bits over 17 M bits
+    a cycle, take less), + its latency. Returns (step, latency part, lane part, store part)."""
+    cdiv = lambda a, b: -(-a // b)
+    lanes, hlanes = val("tile.lanes.count"), val("head.lanes.count")
+    bw = val("store.ports") * val("store.bits_per_cycle")
+    plat = val("store.latency_cycles") + val("tile.lanes.pipeline_depth")
+    V, Lv = val("tile.vector.elems_per_cycle"), val("tile.vector.latency_cycles")
+    W, Ll = val("link.width_bits"), val("link.latency_cycles")
+    pb = val("kv.banks") * val("kv.word_bits") // val("kv.ports")
+    ppc, La = val("tile.attention.positions_per_cycle"), val("tile.attention.latency_cycles")
+    tiles = 32 // val("tile.layers_per_tile")
+    expect(32768 * ppc < pb, "the KV reads would bound attention: the oracle below does not hold")
+    vec = lambda e, passes=1: passes * cdiv(e, V) + Lv
+    lane = lambda e, n: cdiv(e, n)
+    store = lambda e: cdiv(16 * e, bw)
+    layer_vec = 2 * vec(4096, 2) + vec(4096 + 1024) + 2 * vec(4096) + vec(14336)
+    attn = cdiv(32768, pb) + La + cdiv(ctx, ppc)
+    layer = layer_vec + attn + sum(max(lane(e, lanes), store(e)) + plat for e in L8B_LAYER)
+    head = vec(4096, 2) + max(lane(L8B_LM, hlanes), store(L8B_LM)) + plat + \
+        cdiv(128256, val("head.sampler.elems_per_cycle")) + val("head.sampler.latency_cycles")
+    links = (cdiv(32, W) + Ll) + (tiles + 1) * (cdiv(4096 * 16, W) + Ll)
+    embed = cdiv(4096 * 16, bw) + val("store.latency_cycles")
+    step = links + embed + 32 * layer + head
+    latency = (2 + tiles) * Ll + val("store.latency_cycles") + 32 * (7 * plat + 6 * Lv + La) + plat + Lv + \
+        val("head.sampler.latency_cycles")
+    lane_part = 32 * sum(lane(e, lanes) for e in L8B_LAYER) + lane(L8B_LM, hlanes)
+    store_part = 32 * sum(store(e) for e in L8B_LAYER) + store(L8B_LM) + cdiv(4096 * 16, bw)
+    return step, latency, lane_part, store_part
+
+
+def test_wafer_class_one_user():
+    """wafer-class, Llama-3.1-8B BF16, one user: each decode step is wafer_step_by_hand's cycles from the chip file
+    (237,414 at the first step of a 1-token prompt, context 2; one more cycle of attention per 97 positions), and
+    the step is latency-bound, as wafer-class.md says: the fabric's hops (the products' pipeline depth, the vector,
+    attention and argmax latencies, the links) are over 90 % of it (95.7 %); the lanes' MACs 4.0 % and the regions' SRAM
+    stores, whose bits of a product stream inside its lane cycles (16 E / 16,969,697 < E / 800,000), 3.0 %."""
+    c, val = wafer_chip()
+    for prompt in (1, 1000):
+        j = run_json("--chip", "wafer-class", "--prompt", str(prompt), "--generate", "3", "--no-db")
+        same_cycles(j, f"wafer-class, prompt {prompt}")
+        for k, ctx in (("decode_first", prompt + 1), ("decode_last", prompt + 2)):
+            want, latency, lane_part, store_part = wafer_step_by_hand(val, ctx)
+            got = j["stream0_cycles"][k]
+            expect(got == want, f"prompt {prompt}: {k} {got} cycles, by hand {want}")
+        expect(latency > 0.9 * want and lane_part < 0.05 * want and store_part < lane_part,
+               f"not latency-bound: step {want}, latencies {latency}, lanes {lane_part}, store {store_part}")
+        ms = j["stream0_cycles"]["decode_first"] / val("clock_hz") * 1e3
+        expect(abs(1e3 / j["decode_tokens_per_s"] - ms) < 1e-3 * ms,
+               f"{j['decode_tokens_per_s']} tokens/s is not one step of {ms} ms")
+    expect(wafer_step_by_hand(val, 2)[0] == 237414, "the docstring's step moved")
+
+
+def test_wafer_class_users():
+    """wafer-class serves 8 and 64 users of 1k/1k: every user is served (1024 tokens each), its KV SRAM holds the
+    64 users (a region's 2,715,200,000 bytes over 4 layers x 32768 bits a position = 165,722 positions, 80 slots of
+    2048), no user is faster than the one-user step, and 64 users give more tokens/s than 8 (micro-batches of
+    tile.lanes.tokens_per_read 3 fill the pipeline of regions)."""
+    _, val = wafer_chip()
+    one = run_json("--chip", "wafer-class", "--no-db")
+    positions = val("kv.bytes_per_tile") * 8 // (val("tile.layers_per_tile") * 32768)
+    expect(one["kv_positions"] == positions and one["kv_slots"] == positions // 2048 >= 64,
+           f"KV: {one['kv_positions']} positions, {one['kv_slots']} slots; by hand {positions}, {positions // 2048}")
+    rates = {}
+    for users in (8, 64):
+        j = run_json("--chip", "wafer-class", "--streams", str(users), "--no-db")
+        expect(j["streams"] == users and j["tokens"] == users * 1024, f"{users} users: {j['streams']}, {j['tokens']} tokens")
+        expect(0 < j["decode_tokens_per_s"] <= one["decode_tokens_per_s"] * (1 + 1e-9),
+               f"{users} users: {j['decode_tokens_per_s']} tokens/s a user, one user {one['decode_tokens_per_s']}")
+        rates[users] = j["tokens_per_s"]
+    expect(rates[64] > 2 * rates[8] > 2 * one["tokens_per_s"], f"tokens/s: 1 user {one['tokens_per_s']}, {rates}")
+
+
+def test_wafer_class_store_holds():
+    """wafer-class's per-region SRAM stores hold Llama-3.1-8B in BF16: the head region's embedding, LM head
+    (128256 x 4096 each) and final norm need 2,101,354,496 bytes, a layer region's 4 layers 4 x 436,224,000, both
+    within store.capacity_bytes; the area counts 9 such stores (8 regions and the head) at n6's 0.027 um2 a bit / 0.7.
+    One byte less than the head needs is one clear error naming the key."""
+    c, val = wafer_chip()
+    cap = val("store.capacity_bytes")
+    head = (2 * 128256 * 4096 + 4096) * 2
+    layer = (sum(L8B_LAYER) + 2 * 4096) * 2
+    expect(head == 2101354496 and 4 * layer <= head <= cap, f"head {head}, 4 layers {4 * layer}, store {cap}")
+    a = run_json("--chip", "wafer-class", "--prompt", "4", "--generate", "2", "--no-db")
+    mm2 = 9 * cap * 8 * 0.027 / 0.7 * 1e-6
+    w = a["area"]["weight_sram"]
+    expect(abs(w["mm2"] - mm2) <= 1e-9 * mm2 and w["transistors"] == 9 * cap * 8 * 6, f"weight_sram {w}, by hand {mm2}")
+    with tempfile.TemporaryDirectory() as tmp:
+        c["store"]["capacity_bytes"]["value"] = head - 1
+        path = os.path.join(tmp, "small.json")
+        with open(path, "w") as f:
+            json.dump(c, f)
+        err = expect_error(["run", "--chip", path, "--no-db"], path, "key 'store.capacity_bytes'",
+                           "the SRAM store cannot hold the model", "the head needs 16810835968 bits (2101354496 bytes)",
+                           f"holds {head - 1} bytes per tile")
+        expect(err.count("\n") == 0, f"more than one line: {err!r}")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
