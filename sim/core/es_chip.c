@@ -27,7 +27,7 @@ static int read_fmt(const es_cfg *c, const char *sec, es_wfmt *f, es_err *e)
         int t = es_qtype_from_name(name);
         if (t < 0)
             return es_fail(e, "%s: key '%s': unknown weight format '%s' (expected f32, f16, bf16, q8_0, q4_0, q3_k, "
-                              "q4_k, q5_k, q6_k, mxfp4, nvfp4, int3 or int6)", c->path, k, name);
+                              "q4_k, q5_k, q6_k, mxfp4, nvfp4, fp8, int3 or int6)", c->path, k, name);
         f->registry = 1;
         f->q.type = (es_qtype)t;
         f->q.tensor_scale = 1.0f;
@@ -263,7 +263,7 @@ static const es_key_spec CHIP_KEYS[] = {
     {"scheduler.prefill_chunk", 'l', 1, 1 << 20, F(sched.prefill_chunk), 0, 0, 1, NULL, NULL},
     {"scheduler.fifo_depth", 'l', 1, 4096, F(sched.fifo_depth), 0, 0, 1, NULL, NULL},
     {"weights.default.format", 'x', 0, 0, NO_FIELD, 0, 0, 0,
-     "f32 | f16 | bf16 | q8_0 | q4_0 | q3_k | q4_k | q5_k | q6_k | mxfp4 | nvfp4 | int3 | int6", NULL},
+     "f32 | f16 | bf16 | q8_0 | q4_0 | q3_k | q4_k | q5_k | q6_k | mxfp4 | nvfp4 | fp8 | int3 | int6", NULL},
     {"weights.default.group", 'x', 0, 0, NO_FIELD, 1, 0, 0, "32 to 128 (int3 and int6 only)", NULL},
     {"weights.roles.ROLE.format", 'x', 0, 0, NO_FIELD, 1, 0, 0, "as weights.default.format", "per tensor role"},
     {"weights.roles.ROLE.group", 'x', 0, 0, NO_FIELD, 1, 0, 0, "as weights.default.group", NULL},
