@@ -204,6 +204,9 @@ static const es_key_spec CHIP_KEYS[] = {
     {"tile.lanes.accumulator_bits", 'i', 8, 64, F(tile.acc_bits), 0, 0, 1, NULL, NULL},
     {"tile.lanes.register_bits_per_cell", 'd', 0, 1024, F(tile.reg_bits_cell), 1, 0, 1, NULL,
      "needed without area.lane_rtl"},
+    {"tile.lanes.cell_mac_fj", 'd', 1e-3, 1e6, F(tile.cell_mac_j), 1, 0, 1e-15, NULL,
+     "one lane cell's multiply-add energy on this chip (its head's lanes too); default the process table's "
+     "energy.lane_cell_mac_fj"},
     {"tile.vector.elems_per_cycle", 'l', 1, 0x1p40, F(tile.vec_width), 0, 0, 1, NULL, NULL},
     {"tile.vector.latency_cycles", 'i', 0, 1 << 16, F(tile.vec_latency), 0, 0, 1, NULL, NULL},
     {"tile.vector.register_bits_per_elem", 'd', 0, 1e6, F(tile.reg_bits_vec), 0, 0, 1, NULL, NULL},
