@@ -4439,11 +4439,14 @@ def h100_variant(tmp, name, edit):
 
 
 def h100_numbers():
-    """From the chip file: lanes (MACs a cycle), HBM bits a cycle (stacks x bits_per_cycle), clock."""
+    """From the chip file: BF16 MACs a cycle (lane cells over the ceil(16 / cell_bits) cells a BF16 weight takes),
+    HBM bits a cycle (stacks x bits_per_cycle), clock."""
     with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
         c = json.load(f)
-    st = c["store"]
-    return c["tile"]["lanes"]["count"]["value"], st["ports"]["value"] * st["bits_per_cycle"]["value"], c["clock_hz"]["value"]
+    st, ln = c["store"], c["tile"]["lanes"]
+    cells = -(-16 // ln["cell_bits"]["value"])
+    expect(ln["count"]["value"] % cells == 0, "h100-class: lane cells not a whole number of BF16 MACs")
+    return ln["count"]["value"] // cells, st["ports"]["value"] * st["bits_per_cycle"]["value"], c["clock_hz"]["value"]
 
 
 # Llama-3.1-8B's matrix products a layer: elements (hidden 4096, ffn 14336, 8 KV heads of 128), and the LM head's.
