@@ -4688,6 +4688,30 @@ def test_lane_cell_mac_fj():
                  "tile.lanes.cell_mac_fj")
 
 
+
+def test_fp8_rom_image():
+    """An fp8 ROM image of stories260K holds a byte a projection weight and its tensor's scale: rom inspect counts
+    8 bits a weight for fp8 (16 for the BF16 rest), and a functional run from the image gives the logits, tokens
+    and cycles of the same weights quantized in memory (--weights --recipe fp8)."""
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        rom = os.path.join(tmp, "fp8.rom")
+        run("rom", "build", "--model", model, "--chip", chip, "--recipe", "fp8", "--weights", model, "-o", rom)
+        j = json.loads(run("rom", "inspect", rom, "--json").stdout)
+        # stories260K: 5 layers of q, k, v, o (64 x 64 with 4 of 8 KV heads: k, v 32 x 64), gate, up (172 x 64), down
+        proj = 5 * (64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 172 * 64)
+        rest = 2 * 512 * 64 + 11 * 64  # the embedding table, the LM head (512 x 64 each) and 11 norms, BF16
+        expect(j["bits"] == 8 * proj + 16 * rest, f"image bits {j['bits']}, by hand {8 * proj + 16 * rest}")
+        base = ["run", "--json", "--no-db", "--model", model, "--chip", chip, "--mode", "functional", "--text",
+                "Once upon a time", "--generate", "6", *FP32_DATAPATH]
+        out = {}
+        for name, src in (("rom", ["--rom", rom]), ("memory", ["--weights", model, "--recipe", "fp8"])):
+            lf = os.path.join(tmp, name + ".json")
+            r = json.loads(run(*base, *src, "--logits", lf).stdout)
+            out[name] = (r["functional"]["output_ids"], r["cycles"], json.load(open(lf)))
+        expect(out["rom"] == out["memory"], f"the image's run differs: {out['rom'][:2]} != {out['memory'][:2]}")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
