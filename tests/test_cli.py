@@ -2930,7 +2930,8 @@ def test_numerics():
     against the FP32 reference under 1.5x the measured value; f32 exact; int6 < 4-bit < int3."""
     model = stories()
     measured = {"f32": 0.0, "bf16": 0.00008, "int6/g64": 0.01021, "mxfp4": 0.29420, "int3/g64": 1.07534,
-                "recipe hc1-mix": 0.74262, "recipe fp4": 0.22761, "act int8": 0.00132, "kv int8": 0.00162,
+                "recipe hc1-mix": 0.74262, "recipe fp4": 0.22761, "recipe fp8": 0.00855, "act int8": 0.00132,
+                "kv int8": 0.00162,
                 "chip + hc1-mix": 0.75252}
     p = subprocess.run([os.environ["ETCHSIM_NUMERICS"], model, os.path.join(DATA, "tiny-chip.json"),
                         os.path.join(DATA, "numerics-text.txt"), "--json", "--only", ",".join(measured)],
@@ -4439,11 +4440,14 @@ def h100_variant(tmp, name, edit):
 
 
 def h100_numbers():
-    """From the chip file: lanes (MACs a cycle), HBM bits a cycle (stacks x bits_per_cycle), clock."""
+    """From the chip file: BF16 MACs a cycle (lane cells over the ceil(16 / cell_bits) cells a BF16 weight takes),
+    HBM bits a cycle (stacks x bits_per_cycle), clock."""
     with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
         c = json.load(f)
-    st = c["store"]
-    return c["tile"]["lanes"]["count"]["value"], st["ports"]["value"] * st["bits_per_cycle"]["value"], c["clock_hz"]["value"]
+    st, ln = c["store"], c["tile"]["lanes"]
+    cells = -(-16 // ln["cell_bits"]["value"])
+    expect(ln["count"]["value"] % cells == 0, "h100-class: lane cells not a whole number of BF16 MACs")
+    return ln["count"]["value"] // cells, st["ports"]["value"] * st["bits_per_cycle"]["value"], c["clock_hz"]["value"]
 
 
 # Llama-3.1-8B's matrix products a layer: elements (hidden 4096, ffn 14336, 8 KV heads of 128), and the LM head's.
@@ -4817,6 +4821,113 @@ def test_wafer_class_store_holds():
                            f"holds {head - 1} bytes per tile")
         expect(err.count("\n") == 0, f"more than one line: {err!r}")
 
+
+# fp8 weights (issue 19 item 2): the FP8 recipe on h100-class, 8-bit lane cells, tile.lanes.cell_mac_fj
+def llama8b_weight_bytes(proj_bytes, other_bytes):
+    """Bytes of Llama-3.1-8B's weights one decode token streams from the store, by hand from config.json: the
+    projections of the 32 blocks at proj_bytes a weight, the LM head and the 65 RMSNorm vectors at other_bytes (the
+    embedding table gives one row a token: left out, as in both runs alike)."""
+    with open(os.path.join(MODELS, "llm", "llama-3.1-8b", "config.json")) as f:
+        c = json.load(f)
+    H, F, L, V = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["vocab_size"]
+    kv = c["num_key_value_heads"] * H // c["num_attention_heads"]
+    proj = L * (H * H + 2 * kv * H + H * H + 3 * F * H)  # q, k, v, o, gate, up, down: 6,979,321,856
+    return proj * proj_bytes + (V * H + (2 * L + 1) * H) * other_bytes, proj
+
+
+def test_fp8_h100_memory_bound():
+    """h100-class decodes Llama-3.1-8B at 1 user faster in FP8 (models/recipes/fp8.json) than in BF16 by what the
+    bytes say: both runs stream their weights from HBM, so the token time falls by exactly the bytes FP8 saves over
+    the HBM bandwidth (the overheads and the BF16 KV cache are the same in both) and the speed-up is the ratio of
+    the bytes to within those overheads; with the HBM out of the way, the tensor cores' 8-bit cells give FP8 twice
+    BF16's rate (baselines-sources.md s1: 1,979 against 989 dense TFLOPS)."""
+    base = ["--no-db", "--model", "llama-3.1-8b", "--chip", "h100-class", "--prompt", "16", "--generate", "64"]
+    j = {r: run_json(*base, "--recipe", r) for r in ("bf16", "fp8")}
+    expect(j["fp8"]["weight_formats"]["name"].startswith("recipe fp8 "), f"formats timed: {j['fp8']['weight_formats']}")
+    bw = 5 * 2929 / 8 * 1.83e9  # store.ports x store.bits_per_cycle / 8 bytes a cycle x clock_hz: 3.35 TB/s
+    b16, proj = llama8b_weight_bytes(2, 2)
+    b8, _ = llama8b_weight_bytes(1, 2)
+    t16, t8 = (1e-9 * j[r]["stream_ns_per_token"] for r in ("bf16", "fp8"))
+    # memory-bound: each token takes its bytes over the bandwidth and a few per cent of overheads
+    for r, t, b in (("bf16", t16, b16), ("fp8", t8, b8)):
+        expect(b / bw <= t <= 1.05 * b / bw, f"{r}: {t * 1e3:.4f} ms a token, its weights {b / bw * 1e3:.4f} ms at 3.35 TB/s")
+    saved = (b16 - b8) / bw  # proj bytes over the bandwidth: 2.0834 ms
+    expect(abs((t16 - t8) - saved) <= 1e-3 * saved, f"FP8 saves {(t16 - t8) * 1e3:.5f} ms a token, its bytes {saved * 1e3:.5f} ms")
+    ratio = j["fp8"]["decode_tokens_per_s"] / j["bf16"]["decode_tokens_per_s"]
+    expect(abs(ratio - b16 / b8) <= 0.03 * b16 / b8, f"FP8 {ratio:.4f}x BF16's tokens/s, the bytes say {b16 / b8:.4f}x")
+    # the compute rate: a 1024-token prompt with the HBM 300x faster, so the lanes bound every pass: the tile's lane
+    # cycles are the tokens' projection weights over the 540,672 8-bit cells a cycle, a BF16 weight taking 2 cells
+    fast = ["--no-db", "--model", "llama-3.1-8b", "--chip", "h100-class", "--prompt", "1024", "--generate", "1",
+            "--set", "store.bits_per_cycle=1000000"]
+    for r, cells in (("fp8", 1), ("bf16", 2)):
+        k = run_json(*fast, "--recipe", r)
+        lane = k["busy_fraction"]["lanes"] * k["cycles"]
+        want = 1024 * proj * cells / 540672
+        expect(abs(lane - want) <= 2e-3 * want, f"{r}: lanes busy {lane:.0f} cycles, by hand {want:.0f}")
+
+
+def test_fp8_lane_cells_keep_bf16():
+    """h100-class's 8-bit lane cells (a BF16 weight in 2) give a BF16 run what its 16-bit cells gave: the same
+    cycles, energy and area as the chip with 270,336 16-bit cells at the process's 7.7 fJ a cell-MAC, 8 register
+    bits and 12,000 transistors a cell (the figures h100-class had before FP8)."""
+    base = ["--no-db", "--model", "llama-3.1-8b", "--chip", "h100-class", "--prompt", "32", "--generate", "16",
+            "--streams", "4"]
+    old = ["--set", "tile.lanes.count=270336", "--set", "tile.lanes.cell_bits=16", "--set", "head.lanes.count=270336",
+           "--set", "tile.lanes.cell_mac_fj=7.7", "--set", "tile.lanes.register_bits_per_cell=8",
+           "--set", "area.lane_transistors=12000"]
+    a, b = run_json(*base), run_json(*base, *old)
+    for k in ["cycles", "energy_j", "joules_per_token", "watts", "area_mm2", "transistors", "ttft_ns"]:
+        expect(a[k] == b[k], f"{k}: 8-bit cells {a[k]}, 16-bit cells {b[k]}")
+    expect(a["energy_by_event_j"] == b["energy_by_event_j"], f"{a['energy_by_event_j']} != {b['energy_by_event_j']}")
+
+
+def test_lane_cell_mac_fj():
+    """tile.lanes.cell_mac_fj replaces the process table's energy.lane_cell_mac_fj for the chip's lane cells (and
+    nothing else); without it the process's applies; out of range it is an error naming the key."""
+    base = ["--no-db", "--model", "llama-3.1-8b", "--prompt", "16", "--generate", "8"]
+    with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
+        chip = json.load(f)
+    del chip["tile"]["lanes"]["cell_mac_fj"]
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = os.path.join(tmp, "no-cell-mac.json")
+        with open(bare, "w") as f:
+            json.dump(chip, f)
+        a = run_json(*base, "--chip", bare)  # the process's 7.7 fJ (models/process/n6.json)
+        b = run_json(*base, "--chip", "h100-class")  # 3.85 fJ
+        c = run_json(*base, "--chip", "h100-class", "--set", "tile.lanes.cell_mac_fj=23.1")
+        ea, eb, ec = a["energy_by_event_j"], b["energy_by_event_j"], c["energy_by_event_j"]
+        expect(ea["lane_adds"] > 0 and abs(eb["lane_adds"] - ea["lane_adds"] / 2) <= 1e-12 * ea["lane_adds"] and
+               abs(ec["lane_adds"] - 3 * ea["lane_adds"]) <= 1e-12 * ec["lane_adds"],
+               f"lane adds {ea['lane_adds']} J at 7.7 fJ, {eb['lane_adds']} at 3.85, {ec['lane_adds']} at 23.1")
+        expect(all(ea[k] == eb[k] == ec[k] for k in ea if k != "lane_adds"), "another energy moved")
+        expect(a["cycles"] == b["cycles"] == c["cycles"], "timing moved")
+    expect_error(["run", *base, "--chip", "h100-class", "--set", "tile.lanes.cell_mac_fj=0"], "h100-class.json",
+                 "tile.lanes.cell_mac_fj")
+
+
+
+def test_fp8_rom_image():
+    """An fp8 ROM image of stories260K holds a byte a projection weight and its tensor's scale: rom inspect counts
+    8 bits a weight for fp8 (16 for the BF16 rest), and a functional run from the image gives the logits, tokens
+    and cycles of the same weights quantized in memory (--weights --recipe fp8)."""
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        rom = os.path.join(tmp, "fp8.rom")
+        run("rom", "build", "--model", model, "--chip", chip, "--recipe", "fp8", "--weights", model, "-o", rom)
+        j = json.loads(run("rom", "inspect", rom, "--json").stdout)
+        # stories260K: 5 layers of q, k, v, o (64 x 64 with 4 of 8 KV heads: k, v 32 x 64), gate, up (172 x 64), down
+        proj = 5 * (64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 172 * 64)
+        rest = 2 * 512 * 64 + 11 * 64  # the embedding table, the LM head (512 x 64 each) and 11 norms, BF16
+        expect(j["bits"] == 8 * proj + 16 * rest, f"image bits {j['bits']}, by hand {8 * proj + 16 * rest}")
+        base = ["run", "--json", "--no-db", "--model", model, "--chip", chip, "--mode", "functional", "--text",
+                "Once upon a time", "--generate", "6", *FP32_DATAPATH]
+        out = {}
+        for name, src in (("rom", ["--rom", rom]), ("memory", ["--weights", model, "--recipe", "fp8"])):
+            lf = os.path.join(tmp, name + ".json")
+            r = json.loads(run(*base, *src, "--logits", lf).stdout)
+            out[name] = (r["functional"]["output_ids"], r["cycles"], json.load(open(lf)))
+        expect(out["rom"] == out["memory"], f"the image's run differs: {out['rom'][:2]} != {out['memory'][:2]}")
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

@@ -19,6 +19,10 @@
  *        Mixtral, Mamba, Falcon-Mamba), which between them hold every op
  *        kind, and refuses, naming the op, an op kind it has no unit for and
  *        ops whose data flow it cannot run (runs first, without the model)
+ *   7.x  fp8 weights (models/recipes/fp8.json) on the FP32 datapath: the logits
+ *        equal, within 1e-4 at every position, the FP32 reference's fed the
+ *        same weights quantized and decoded by the test's own E4M3 and BF16
+ *        rounding (written here from the formats' definitions)
  * Run as `test_dp FIXTURES CHIP [MODELS_DIR]`; exits 77 when the model is absent
  * (after 5.x and 6.x; 1 if they failed). */
 #define _POSIX_C_SOURCE 200809L
@@ -81,6 +85,72 @@ static void quant_case(const char *name, const float *x, int n, float want_scale
     CHECK(!memcmp(&s, &want_scale, sizeof s), "5.x %s: scale %a, want %a", name, (double)s, (double)want_scale);
     for (int i = 0; i < n; i++)
         CHECK(q[i] == want[i], "5.x %s: element %d (%a): code %d, want %d", name, i, (double)x[i], q[i], want[i]);
+}
+
+/* 7.x The test's own fp8 and bf16 weights for the FP32 reference: E4M3 from its definition (bias 7, 3 mantissa
+ * bits, subnormals 2^-9 apart, largest 448), the nearest value to x / scale with ties to the even code,
+ * saturating at +-448; BF16 by rounding the FP32 bits to nearest even. Not es_fp's or es_quant's code. */
+typedef struct fp8_oracle {
+    es_wsrc *w;
+    const es_model *m;
+    float *scale;           /* (n_tensors) amax / 448 of each fp8 tensor, 0 for the bf16 ones */
+    float grid[127];        /* the non-negative E4M3 values, code 0x00..0x7E */
+} fp8_oracle;
+
+static int fp8_role(int role)
+{
+    return role == ES_ROLE_Q || role == ES_ROLE_K || role == ES_ROLE_V || role == ES_ROLE_O || role == ES_ROLE_GATE ||
+           role == ES_ROLE_UP || role == ES_ROLE_DOWN;
+}
+
+static float oracle_e4m3(const fp8_oracle *o, float v)
+{
+    float a = fabsf(v);
+    int best = 0;
+    for (int c = 1; c < 127; c++) {
+        float d = fabsf(o->grid[c] - a), db = fabsf(o->grid[best] - a);
+        if (d < db || (d == db && (c & 1) == 0)) best = c;
+    }
+    return v < 0 ? -o->grid[best] : o->grid[best];
+}
+
+static float oracle_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+static int oracle_rows(void *arg, int t, int64_t row, float *out, es_err *e)
+{
+    const fp8_oracle *o = arg;
+    if (es_wsrc_read_row(o->w, t, row, out, e)) return -1;
+    for (int64_t k = 0; k < o->m->tensors[t].cols; k++)
+        out[k] = o->scale[t] > 0 ? oracle_e4m3(o, out[k] / o->scale[t]) * o->scale[t] : oracle_bf16(out[k]);
+    return 0;
+}
+
+static int oracle_open(fp8_oracle *o, es_wsrc *w, const es_model *m, es_err *e)
+{
+    o->w = w;
+    o->m = m;
+    for (int c = 0; c < 127; c++) /* exponent field c >> 3, mantissa c & 7 */
+        o->grid[c] = (c >> 3) == 0 ? ldexpf((float)(c & 7), -9) : ldexpf(1.0f + (float)(c & 7) / 8.0f, (c >> 3) - 7);
+    o->scale = calloc((size_t)m->n_tensors, sizeof *o->scale);
+    float *row = malloc(4096 * sizeof *row);
+    for (int t = 0; o->scale && row && t < m->n_tensors; t++) {
+        if (!fp8_role(m->tensors[t].role)) continue;
+        float am = 0;
+        for (int64_t r = 0; r < m->tensors[t].rows; r++) {
+            if (m->tensors[t].cols > 4096 || es_wsrc_read_row(w, t, r, row, e)) { free(row); return -1; }
+            for (int64_t k = 0; k < m->tensors[t].cols; k++) am = fabsf(row[k]) > am ? fabsf(row[k]) : am;
+        }
+        o->scale[t] = am > 0 ? am / 448.0f : 1.0f;
+    }
+    free(row);
+    return o->scale ? 0 : -1;
 }
 
 /* 5.x The quantizer's semantics (es_dp.h): scale = FP32(max |x| / 127); code = round half away from
@@ -319,6 +389,35 @@ int main(int argc, char **argv)
               "the last position after a shared prefix differs from one whole sequence");
         free(x);
         free(lp);
+    }
+    /* 7.x fp8 weights on the FP32 datapath against the FP32 reference fed the same weights */
+    {
+        es_chip c8;
+        es_dp *d8 = make(argv[2], fp32, 4, &m, &w, "fp8", 2, &c8);
+        CHECK(run_seq(d8, &m, ids, n, 4, l3) == 0, "fp8 run");
+        fp8_oracle o;
+        es_ref *ref = NULL;
+        float *lr = malloc((size_t)m.vocab * sizeof *lr);
+        double dref = 0, dq = 0;
+        CHECK(oracle_open(&o, &w, &m, &e) == 0 && es_ref_load(&ref, &m, oracle_rows, &o, n, ES_REF_ROPE_HALVES, &e) == 0,
+              "7.x reference on fp8 weights: %s", e.msg);
+        for (int64_t p = 0; ref && p < n; p++) {
+            if (es_ref_forward(ref, ids[p], p, lr, &e)) { CHECK(0, "7.x reference: %s", e.msg); break; }
+            for (int v = 0; v < m.vocab; v++) {
+                double d = fabs(lr[v] - l3[p * m.vocab + v]), q = fabs(l1[p * m.vocab + v] - l3[p * m.vocab + v]);
+                if (d > dref) dref = d;
+                if (q > dq) dq = q;
+            }
+        }
+        printf("test_dp: fp8 datapath within %.3g of the FP32 reference on the same weights (%.3g from f32 weights)\n",
+               dref, dq);
+        CHECK(dref <= 1e-4, "7.1 fp8 datapath: logits differ from the FP32 reference on the same weights by %.3g", dref);
+        CHECK(dq > 1e-3, "7.2 fp8 weights moved no logit from the f32 run's (%.3g): not quantized?", dq);
+        es_ref_free(ref);
+        free(lr);
+        free(o.scale);
+        es_dp_close(d8);
+        es_chip_free(&c8);
     }
     es_dp_close(dp);
     es_dp_close(dq);

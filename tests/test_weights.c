@@ -8,6 +8,9 @@
  *   6.x  ROM images: every tensor read back from a built image equals the
  *        quantized synthetic weights byte for byte; synthetic weights are
  *        deterministic and have the stated spread and outliers
+ *   8.x  fp8 (E4M3, one FP32 scale per tensor): decode and quantize against a
+ *        hand-written table of E4M3 values (subnormals, ties to even,
+ *        saturation at 448, the NaN pattern), and its tensor scale
  * `test_weights --report` prints the RMSE table instead (scripts/bench-formats). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -134,7 +137,7 @@ static void t3_bits(void)
     struct { es_qtype t; int g; double bpw; } want[] = {
         {ES_Q_F32, 0, 32}, {ES_Q_F16, 0, 16}, {ES_Q_BF16, 0, 16}, {ES_Q_Q8_0, 0, 8.5},
         {ES_Q_Q4_0, 0, 4.5}, {ES_Q_Q3_K, 0, 3.4375}, {ES_Q_Q6_K, 0, 6.5625}, {ES_Q_MXFP4, 0, 4.25},
-        {ES_Q_NVFP4, 0, 4.5}, {ES_Q_Q4_K, 0, 4.5}, {ES_Q_Q5_K, 0, 5.5}, {ES_Q_INT3, 32, 3.5}, {ES_Q_INT3, 64, 3.25}, {ES_Q_INT3, 128, 3.125},
+        {ES_Q_NVFP4, 0, 4.5}, {ES_Q_FP8, 0, 8}, {ES_Q_Q4_K, 0, 4.5}, {ES_Q_Q5_K, 0, 5.5}, {ES_Q_INT3, 32, 3.5}, {ES_Q_INT3, 64, 3.25}, {ES_Q_INT3, 128, 3.125},
         {ES_Q_INT6, 32, 6.5}, {ES_Q_INT6, 64, 6.25}, {ES_Q_INT6, 128, 6.125}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         es_qfmt f = {want[i].t, want[i].g, 1.0f, ES_NIB_SPLIT};
@@ -166,6 +169,7 @@ static double rel_rmse(es_qfmt f, const float *x, int64_t n)
 {
     es_err e;
     if (f.type == ES_Q_NVFP4) f.tensor_scale = es_nvfp4_tensor_scale(x, n);
+    if (f.type == ES_Q_FP8) f.tensor_scale = es_fp8_tensor_scale(x, n);
     int64_t bytes = es_q_row_bytes(&f, n, &e);
     unsigned char *q = calloc((size_t)bytes, 1);
     float *y = malloc((size_t)n * sizeof *y);
@@ -186,7 +190,8 @@ static const struct { es_qtype t; int g; double max_gauss, max_heavy; } rt[] = {
     {ES_Q_Q8_0, 0, 0.0065, 0.010},    {ES_Q_INT6, 64, 0.029, 0.051},   {ES_Q_Q6_K, 0, 0.023, 0.031},
     {ES_Q_Q4_0, 0, 0.104, 0.155},     {ES_Q_MXFP4, 0, 0.138, 0.169},   {ES_Q_NVFP4, 0, 0.115, 0.110},
     {ES_Q_INT3, 32, 0.211, 0.290},    {ES_Q_INT3, 64, 0.232, 0.357},   {ES_Q_INT3, 128, 0.253, 0.434},
-    {ES_Q_Q3_K, 0, 0.187, 0.232},     {ES_Q_Q4_K, 0, 0.094, 0.121},     {ES_Q_Q5_K, 0, 0.046, 0.059}};
+    {ES_Q_Q3_K, 0, 0.187, 0.232},     {ES_Q_Q4_K, 0, 0.094, 0.121},     {ES_Q_Q5_K, 0, 0.046, 0.059},
+    {ES_Q_FP8, 0, 0.032, 0.033}};
 
 static void t4_roundtrip(int report)
 {
@@ -289,6 +294,69 @@ static void t6_rom(const char *models, const char *data)
     es_model_free(&m);
 }
 
+/* 8. fp8: E4M3 elements (bias 7, no infinities, max 448, NaN S.1111.111) times one FP32 tensor scale. The
+ * values are written out by hand from the format's definition, not computed by es_fp. */
+static void t8_fp8(void)
+{
+    static const struct { uint8_t b; float v; } dec[] = {
+        {0x00, 0.0f}, {0x01, 0.001953125f} /* 2^-9, smallest subnormal */, {0x02, 0.00390625f},
+        {0x07, 0.013671875f} /* 7 x 2^-9, largest subnormal */, {0x08, 0.015625f} /* 2^-6, smallest normal */,
+        {0x38, 1.0f}, {0x39, 1.125f}, {0x3A, 1.25f}, {0x3F, 1.875f}, {0x40, 2.0f}, {0x4C, 6.0f}, {0x77, 240.0f},
+        {0x78, 256.0f}, {0x7D, 416.0f}, {0x7E, 448.0f} /* max */, {0x80, -0.0f}, {0x81, -0.001953125f},
+        {0xB8, -1.0f}, {0xCC, -6.0f}, {0xFE, -448.0f}};
+    enum { ND = sizeof dec / sizeof dec[0] };
+    es_err e;
+    es_qfmt f = {ES_Q_FP8, 0, 0.25f, ES_NIB_SPLIT};
+    CHECK(es_qtype_from_name("fp8") == ES_Q_FP8 && es_q_block_elems(&f) == 1 && es_q_block_bytes(&f) == 1 &&
+          es_qtype_elem_bits(ES_Q_FP8) == 8 && es_q_sub_elems(&f) == 0, "fp8 registry entry");
+    /* 8.1 decode: y = e4m3 x tensor scale (0.25: exact), the sign of zero kept */
+    uint8_t q[ND + 2];
+    float y[ND + 2];
+    for (int i = 0; i < ND; i++) q[i] = dec[i].b;
+    q[ND] = 0x7F;
+    q[ND + 1] = 0xFF;
+    CHECK(es_dequantize_row(&f, q, ND + 2, y, &e) == 0, "fp8 decode: %s", e.msg);
+    for (int i = 0; i < ND; i++)
+        CHECK(y[i] == dec[i].v * 0.25f && signbit(y[i]) == signbit(dec[i].v), "fp8 decode %02x -> %g, want %g",
+              dec[i].b, y[i], dec[i].v * 0.25f);
+    CHECK(isnan(y[ND]) && isnan(y[ND + 1]), "fp8 NaN patterns 7F, FF -> %g %g", y[ND], y[ND + 1]);
+    /* 8.2 quantize: x / tensor scale rounded to nearest even, saturating at +-448; NaN to the NaN pattern */
+    static const struct { float x; uint8_t b; } enc[] = {
+        {1.0f, 0x38}, {1.0625f, 0x38} /* tie 1 | 1.125: even 1 */, {1.1875f, 0x3A} /* tie 1.125 | 1.25: even */,
+        {1.05f, 0x38}, {1.1f, 0x39}, {6.0f, 0x4C}, {-6.0f, 0xCC}, {240.0f, 0x77}, {248.0f, 0x78} /* tie: even 256 */,
+        {448.0f, 0x7E}, {460.0f, 0x7E}, {464.0f, 0x7E} /* past max: saturates, never NaN */, {500.0f, 0x7E},
+        {1e30f, 0x7E}, {-1000.0f, 0xFE}, {0.0f, 0x00}, {-0.0f, 0x80},
+        {0.001953125f, 0x01}, {0.0009765625f, 0x00} /* 2^-10, tie 0 | 2^-9: even 0 */,
+        {0.0009766f, 0x01} /* just above the tie */, {0.0029296875f, 0x02} /* 3 x 2^-10: tie 1 | 2: even 2 */,
+        {0.0048828125f, 0x02} /* 5 x 2^-10: tie 2 | 3: even 2 */,
+        {0.0146484375f, 0x08} /* 7.5 x 2^-9: tie 7 | 8 x 2^-9: even, the smallest normal */,
+        {0.0001f, 0x00}, {-0.0001f, 0x80}};
+    enum { NE = sizeof enc / sizeof enc[0] };
+    float x[NE + 1];
+    uint8_t got[NE + 1];
+    es_qfmt one = {ES_Q_FP8, 0, 1.0f, ES_NIB_SPLIT};
+    for (int i = 0; i < NE; i++) x[i] = enc[i].x;
+    x[NE] = NAN;
+    CHECK(es_quantize_row(&one, x, NE + 1, got, &e) == 0, "fp8 quantize: %s", e.msg);
+    for (int i = 0; i < NE; i++) CHECK(got[i] == enc[i].b, "fp8 quantize %.10g -> %02x, want %02x", enc[i].x, got[i], enc[i].b);
+    CHECK((got[NE] & 0x7F) == 0x7F, "fp8 quantize NaN -> %02x", got[NE]);
+    /* 8.3 the tensor scale: amax / 448, so the largest weight stores as 448 (0x7E) and decodes to itself */
+    float w[4] = {-896.0f, 3.0f, 0.5f, 0.0f}, back[4];
+    es_qfmt t = {ES_Q_FP8, 0, es_fp8_tensor_scale(w, 4), ES_NIB_SPLIT};
+    CHECK(t.tensor_scale == 2.0f, "fp8 tensor scale %g, want 896 / 448 = 2", t.tensor_scale);
+    CHECK(es_quantize_row(&t, w, 4, got, &e) == 0 && got[0] == 0xFE && got[1] == 0x3C /* 1.5 */ && got[2] == 0x28
+          /* 0.25 = 2^-2: exp 5 */ && got[3] == 0x00, "fp8 scaled codes %02x %02x %02x %02x", got[0], got[1], got[2], got[3]);
+    CHECK(es_dequantize_row(&t, got, 4, back, &e) == 0 && back[0] == -896.0f && back[1] == 3.0f && back[2] == 0.5f &&
+          back[3] == 0.0f, "fp8 scaled decode %g %g %g %g", back[0], back[1], back[2], back[3]);
+    float zeros[3] = {0, 0, 0};
+    CHECK(es_fp8_tensor_scale(zeros, 3) == 1.0f, "fp8 tensor scale of zeros");
+    /* 8.4 a tensor scale that is not positive and finite is refused */
+    es_qfmt bad = {ES_Q_FP8, 0, 0.0f, ES_NIB_SPLIT};
+    CHECK(es_dequantize_row(&bad, got, 4, back, &e) != 0 && strstr(e.msg, "fp8: tensor scale"), "fp8 ts 0: %s", e.msg);
+    bad.tensor_scale = INFINITY;
+    CHECK(es_quantize_row(&bad, w, 4, got, &e) != 0 && strstr(e.msg, "fp8: tensor scale"), "fp8 ts inf: %s", e.msg);
+}
+
 /* 7. Recipes: every key is checked; each bad one is an error naming the rule and the key. */
 static void t7_recipes(void)
 {
@@ -335,6 +403,7 @@ int main(int argc, char **argv)
     t4_roundtrip(0);
     t5_bad();
     t7_recipes();
+    t8_fp8();
     if (argc == 3) t6_rom(argv[1], argv[2]);
     else fprintf(stderr, "test_weights: no MODELS_DIR TESTS_DATA_DIR given, ROM image tests skipped\n");
     printf("%d passed, %d failed\n", passes, fails);

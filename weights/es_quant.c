@@ -255,6 +255,7 @@ int es_quantize_row(const es_qfmt *f, const float *x, int64_t n, void *dst, es_e
         case ES_Q_F32: memcpy(p, xb, 4); break;
         case ES_Q_F16: { uint16_t h = es_f32_to_f16(*xb); memcpy(p, &h, 2); break; }
         case ES_Q_BF16: { uint16_t h = es_f32_to_bf16(*xb); memcpy(p, &h, 2); break; }
+        case ES_Q_FP8: *p = es_f32_to_e4m3(*xb / f->tensor_scale); break; /* RNE, saturating at +-448 */
         case ES_Q_Q8_0: q_q8_0(xb, (es_block_q8_0 *)p); break;
         case ES_Q_Q4_0: q_q4_0(xb, (es_block_q4_0 *)p, f->nibbles); break;
         case ES_Q_Q3_K: q_q3_k(xb, (es_block_q3_k *)p); break;
@@ -452,6 +453,7 @@ int es_dequantize_row(const es_qfmt *f, const void *src, int64_t n, float *y, es
             case ES_Q_F32: memcpy(&y[i], p + 4 * i, 4); break;
             case ES_Q_F16: memcpy(&h, p + 2 * i, 2); y[i] = es_f16_to_f32(h); break;
             case ES_Q_BF16: memcpy(&h, p + 2 * i, 2); y[i] = es_bf16_to_f32(h); break;
+            case ES_Q_FP8: y[i] = es_e4m3_to_f32(p[i]) * f->tensor_scale; break; /* NaN for S.1111.111 */
             default: return es_fail(e, "unknown weight format");
             }
         }
@@ -475,4 +477,12 @@ float es_nvfp4_tensor_scale(const float *x, int64_t n)
     for (int64_t i = 0; i < n; i++)
         if (fabsf(x[i]) > am) am = fabsf(x[i]);
     return am > 0 ? am / (448.0f * 6.0f) : 1.0f;
+}
+
+float es_fp8_tensor_scale(const float *x, int64_t n)
+{
+    float am = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (fabsf(x[i]) > am) am = fabsf(x[i]);
+    return am > 0 ? am / 448.0f : 1.0f;
 }

@@ -14,6 +14,12 @@
  *   q5_k  176 B / 256: as q4_k with qh[32] (fifth bit) before qs  (GGUF type 13)
  *   mxfp4  17 B / 32:  E8M0 e, 16 B E2M1 nibbles;          y = e2m1 x 2^(e-127)
  *   nvfp4   9 B / 16:  E4M3 s, 8 B E2M1 nibbles;           y = e2m1 x s x tensor_scale
+ *   fp8     1 B / 1:   one OCP E4M3 element (bias 7, max 448, NaN S.1111.111, no Inf) and one FP32
+ *          scale per tensor (the image's index holds it);     y = e4m3 x tensor_scale
+ *          Quantized q = e4m3(x / tensor_scale), tensor_scale = amax / 448, rounding to nearest even and
+ *          saturating at +-448: the per-tensor FP8 weights of vLLM (quantization "fp8"; scale amax / 448 and
+ *          x / scale clamped to +-448 in csrc/quantization/fp8/common.cuh, segmented_max_reduction and
+ *          scaled_fp8_conversion) and TensorRT-LLM (one weights_scaling_factor per linear weight).
  *   int3, int6: per group of g (32, 64 or 128): fp16 d, then g codes of 3 / 6 bits
  *          packed LSB first; code u stores q = u - 4 (int3) or u - 32 (int6); y = d q
  * FP4 nibbles: ES_NIB_SPLIT puts element j in the low and j+half in the high
@@ -42,6 +48,8 @@ int es_decode_codes(const es_qfmt *f, const void *src, int64_t n, int8_t *codes,
 int es_dequantize_row(const es_qfmt *f, const void *src, int64_t n, float *y, es_err *e);
 /* The nvfp4 tensor scale for data x: amax / (448 x 6), or 1 when all zero. */
 float es_nvfp4_tensor_scale(const float *x, int64_t n);
+/* The fp8 tensor scale for data x: amax / 448, or 1 when all zero. */
+float es_fp8_tensor_scale(const float *x, int64_t n);
 
 #ifdef __cplusplus
 }

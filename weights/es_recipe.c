@@ -57,7 +57,7 @@ static int parse_rule(const char *path, int i, const cJSON *j, es_recipe_rule *r
     int t = cJSON_IsString(fmt) ? es_qtype_from_name(fmt->valuestring) : -1;
     if (t < 0)
         return es_fail(e, "%s: key 'rules[%d].format': expected one of f32, f16, bf16, q8_0, q4_0, "
-                          "q3_k, q4_k, q5_k, q6_k, mxfp4, nvfp4, int3, int6, got %s", path, i,
+                          "q3_k, q4_k, q5_k, q6_k, mxfp4, nvfp4, fp8, int3, int6, got %s", path, i,
                        cJSON_IsString(fmt) ? fmt->valuestring : "a non-string");
     rule->fmt.type = (es_qtype)t;
     rule->fmt.tensor_scale = 1.0f;

@@ -126,6 +126,14 @@ int es_quantize_tensor(es_qfmt *f, int64_t rows, int64_t cols, es_row_fn rowf, v
             if (s > am) am = s;
         }
         f->tensor_scale = am > 0 ? am / (448.0f * 6.0f) : 1.0f;
+    } else if (f->type == ES_Q_FP8) { /* amax / 448 over the whole tensor (es_fp8_tensor_scale of it) */
+        float am = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            if (rowf(arg, tensor, r, row, e)) goto out;
+            for (int64_t k = 0; k < cols; k++)
+                if (fabsf(row[k]) > am) am = fabsf(row[k]);
+        }
+        f->tensor_scale = es_fp8_tensor_scale(&am, 1);
     }
     int64_t rb = es_q_row_bytes(f, padded, e);
     if (rb < 0) goto out;

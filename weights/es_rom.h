@@ -83,7 +83,7 @@ typedef int (*es_row_fn)(void *arg, int tensor, int64_t row, float *out, es_err 
 
 /* Quantize one tensor (rows x cols, rows from rowf) into dst: rows of
  * es_q_row_bytes(es_q_padded(cols)) bytes, each zero-padded to whole blocks.
- * nvfp4: sets f->tensor_scale from the whole tensor first. A weight the format
+ * nvfp4 and fp8: set f->tensor_scale from the whole tensor first. A weight the format
  * would store as infinity or NaN (beyond its range) is an error naming `name`. */
 int es_quantize_tensor(es_qfmt *f, int64_t rows, int64_t cols, es_row_fn rowf, void *arg, int tensor,
                        const char *name, unsigned char *dst, es_err *e);

@@ -114,7 +114,7 @@ void es_events_scale(es_events *a, double f)
 void es_events_terms(const es_chip *c, const es_events *ev, double t[ES_EJ_N])
 {
     t[ES_EJ_ROM] = ev->rom_bits * c->process.e_rom_bit;
-    t[ES_EJ_CELL] = ev->cell_macs * c->process.e_cell_mac;
+    t[ES_EJ_CELL] = ev->cell_macs * es_chip_cell_mac_j(c);
     t[ES_EJ_ATTN] = ev->attn_macs * c->process.e_attn_mac;
     /* the KV SRAM, or the HBM (kv.in_store: writes charged as reads, the one HBM energy a chip gives) */
     t[ES_EJ_KV_RD] = ev->kv_rd_bits * (c->kv.in_store ? c->store.e_read_bit : c->process.e_kv_rd_bit);

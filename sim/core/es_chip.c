@@ -27,7 +27,7 @@ static int read_fmt(const es_cfg *c, const char *sec, es_wfmt *f, es_err *e)
         int t = es_qtype_from_name(name);
         if (t < 0)
             return es_fail(e, "%s: key '%s': unknown weight format '%s' (expected f32, f16, bf16, q8_0, q4_0, q3_k, "
-                              "q4_k, q5_k, q6_k, mxfp4, nvfp4, int3 or int6)", c->path, k, name);
+                              "q4_k, q5_k, q6_k, mxfp4, nvfp4, fp8, int3 or int6)", c->path, k, name);
         f->registry = 1;
         f->q.type = (es_qtype)t;
         f->q.tensor_scale = 1.0f;
@@ -204,6 +204,9 @@ static const es_key_spec CHIP_KEYS[] = {
     {"tile.lanes.accumulator_bits", 'i', 8, 64, F(tile.acc_bits), 0, 0, 1, NULL, NULL},
     {"tile.lanes.register_bits_per_cell", 'd', 0, 1024, F(tile.reg_bits_cell), 1, 0, 1, NULL,
      "needed without area.lane_rtl"},
+    {"tile.lanes.cell_mac_fj", 'd', 1e-3, 1e6, F(tile.cell_mac_j), 1, 0, 1e-15, NULL,
+     "one lane cell's multiply-add energy on this chip (its head's lanes too); default the process table's "
+     "energy.lane_cell_mac_fj"},
     {"tile.vector.elems_per_cycle", 'l', 1, 0x1p40, F(tile.vec_width), 0, 0, 1, NULL, NULL},
     {"tile.vector.latency_cycles", 'i', 0, 1 << 16, F(tile.vec_latency), 0, 0, 1, NULL, NULL},
     {"tile.vector.register_bits_per_elem", 'd', 0, 1e6, F(tile.reg_bits_vec), 0, 0, 1, NULL, NULL},
@@ -263,7 +266,7 @@ static const es_key_spec CHIP_KEYS[] = {
     {"scheduler.prefill_chunk", 'l', 1, 1 << 20, F(sched.prefill_chunk), 0, 0, 1, NULL, NULL},
     {"scheduler.fifo_depth", 'l', 1, 4096, F(sched.fifo_depth), 0, 0, 1, NULL, NULL},
     {"weights.default.format", 'x', 0, 0, NO_FIELD, 0, 0, 0,
-     "f32 | f16 | bf16 | q8_0 | q4_0 | q3_k | q4_k | q5_k | q6_k | mxfp4 | nvfp4 | int3 | int6", NULL},
+     "f32 | f16 | bf16 | q8_0 | q4_0 | q3_k | q4_k | q5_k | q6_k | mxfp4 | nvfp4 | fp8 | int3 | int6", NULL},
     {"weights.default.group", 'x', 0, 0, NO_FIELD, 1, 0, 0, "32 to 128 (int3 and int6 only)", NULL},
     {"weights.roles.ROLE.format", 'x', 0, 0, NO_FIELD, 1, 0, 0, "as weights.default.format", "per tensor role"},
     {"weights.roles.ROLE.group", 'x', 0, 0, NO_FIELD, 1, 0, 0, "as weights.default.group", NULL},

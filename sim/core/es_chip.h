@@ -75,6 +75,8 @@ typedef struct es_tile_cfg {
     int64_t scan_width;       /* tile.scan.elems_per_cycle: state elements the scan engine updates per cycle (SSM; 0: none) */
     int scan_latency;         /* tile.scan.latency_cycles */
     double reg_bits_cell;     /* tile.lanes.register_bits_per_cell, or from area.lane_rtl (also the head's lanes) */
+    double cell_mac_j;        /* tile.lanes.cell_mac_fj (J): one lane cell's multiply-add, the head's lanes too; 0: the
+                                 process table's energy.lane_cell_mac_fj (es_chip_cell_mac_j) */
     double reg_bits_vec;      /* tile.vector.register_bits_per_elem (also the head's vector unit) */
     double reg_bits_attn;     /* tile.attention.register_bits_per_position (also the scan engine) */
 } es_tile_cfg;
@@ -294,6 +296,11 @@ double es_chip_tile_register_bits(const es_chip *c);
  * are shared by a pass's tokens (tile.lanes.shared_by_tokens). */
 static inline int64_t es_chip_lane_copies(const es_chip *c) { return c->tile.lanes_shared ? 1 : c->tile.tokens_per_read; }
 double es_chip_head_register_bits(const es_chip *c);
+/* Energy of one lane cell's multiply-add: tile.lanes.cell_mac_fj, else the process table's energy.lane_cell_mac_fj. */
+static inline double es_chip_cell_mac_j(const es_chip *c)
+{
+    return c->tile.cell_mac_j > 0 ? c->tile.cell_mac_j : c->process.e_cell_mac;
+}
 
 #ifdef __cplusplus
 }

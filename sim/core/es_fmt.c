@@ -5,7 +5,7 @@
 #include <string.h>
 
 static const char *names[ES_Q_COUNT] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q3_k", "q6_k",
-                                        "mxfp4", "nvfp4", "int3", "int6", "q4_k", "q5_k"};
+                                        "mxfp4", "nvfp4", "int3", "int6", "q4_k", "q5_k", "fp8"};
 
 const char *es_qtype_name(es_qtype t) { return (t >= 0 && t < ES_Q_COUNT) ? names[t] : "?"; }
 
@@ -22,15 +22,15 @@ int es_qfmt_check(const es_qfmt *f, es_err *e)
     if ((f->type == ES_Q_INT3 || f->type == ES_Q_INT6) && f->group != 32 && f->group != 64 &&
         f->group != 128)
         return es_fail(e, "%s: group must be 32, 64 or 128, got %d", names[f->type], f->group);
-    if (f->type == ES_Q_NVFP4 && !(f->tensor_scale > 0 && isfinite(f->tensor_scale)))
-        return es_fail(e, "nvfp4: tensor scale must be positive and finite");
+    if ((f->type == ES_Q_NVFP4 || f->type == ES_Q_FP8) && !(f->tensor_scale > 0 && isfinite(f->tensor_scale)))
+        return es_fail(e, "%s: tensor scale must be positive and finite", names[f->type]);
     return 0;
 }
 
 int64_t es_q_block_elems(const es_qfmt *f)
 {
     switch (f->type) {
-    case ES_Q_F32: case ES_Q_F16: case ES_Q_BF16: return 1;
+    case ES_Q_F32: case ES_Q_F16: case ES_Q_BF16: case ES_Q_FP8: return 1;
     case ES_Q_Q8_0: case ES_Q_Q4_0: case ES_Q_MXFP4: return 32;
     case ES_Q_Q3_K: case ES_Q_Q6_K: case ES_Q_Q4_K: case ES_Q_Q5_K: return 256;
     case ES_Q_NVFP4: return 16;
@@ -44,6 +44,7 @@ int64_t es_q_block_bytes(const es_qfmt *f)
     switch (f->type) {
     case ES_Q_F32: return 4;
     case ES_Q_F16: case ES_Q_BF16: return 2;
+    case ES_Q_FP8: return 1;
     case ES_Q_Q8_0: return 34;
     case ES_Q_Q4_0: return 18;
     case ES_Q_Q3_K: return 110;
@@ -60,7 +61,7 @@ int64_t es_q_block_bytes(const es_qfmt *f)
 
 int es_qtype_elem_bits(es_qtype t)
 {
-    static const int bits[ES_Q_COUNT] = {32, 16, 16, 8, 4, 3, 6, 4, 4, 3, 6, 4, 5};
+    static const int bits[ES_Q_COUNT] = {32, 16, 16, 8, 4, 3, 6, 4, 4, 3, 6, 4, 5, 8};
     return (t >= 0 && t < ES_Q_COUNT) ? bits[t] : 0;
 }
 
@@ -90,7 +91,7 @@ int64_t es_q_sub_elems(const es_qfmt *f)
     case ES_Q_Q3_K: case ES_Q_Q6_K: case ES_Q_NVFP4: return 16;
     case ES_Q_Q4_K: case ES_Q_Q5_K: case ES_Q_Q8_0: case ES_Q_Q4_0: case ES_Q_MXFP4: return 32;
     case ES_Q_INT3: case ES_Q_INT6: return f->group;
-    default: return 0; /* f32, f16, bf16: no integer codes */
+    default: return 0; /* f32, f16, bf16, fp8: no integer codes */
     }
 }
 

@@ -14,7 +14,7 @@ extern "C" {
 
 typedef enum es_qtype {
     ES_Q_F32, ES_Q_F16, ES_Q_BF16, ES_Q_Q8_0, ES_Q_Q4_0, ES_Q_Q3_K, ES_Q_Q6_K,
-    ES_Q_MXFP4, ES_Q_NVFP4, ES_Q_INT3, ES_Q_INT6, ES_Q_Q4_K, ES_Q_Q5_K, ES_Q_COUNT
+    ES_Q_MXFP4, ES_Q_NVFP4, ES_Q_INT3, ES_Q_INT6, ES_Q_Q4_K, ES_Q_Q5_K, ES_Q_FP8, ES_Q_COUNT
 } es_qtype;
 
 typedef enum es_nibble_order { ES_NIB_SPLIT, ES_NIB_INTERLEAVED } es_nibble_order;
@@ -22,7 +22,7 @@ typedef enum es_nibble_order { ES_NIB_SPLIT, ES_NIB_INTERLEAVED } es_nibble_orde
 typedef struct es_qfmt {
     es_qtype type;
     int group;                 /* int3 / int6: 32, 64 or 128 elements per scale */
-    float tensor_scale;        /* nvfp4: the FP32 per-tensor scale */
+    float tensor_scale;        /* nvfp4, fp8: the FP32 per-tensor scale */
     es_nibble_order nibbles;   /* mxfp4 / nvfp4 / q4_0 nibble order */
 } es_qfmt;
 
@@ -34,7 +34,7 @@ int64_t es_q_block_elems(const es_qfmt *f);
 int64_t es_q_block_bytes(const es_qfmt *f);
 /* Bits of one element before scales: 3 for int3 and q3_k, 4 for the FP4 formats, ... */
 int es_qtype_elem_bits(es_qtype t);
-/* Bits per weight including block scales (nvfp4: without its one tensor scale). */
+/* Bits per weight including block scales (nvfp4, fp8: without their one tensor scale). */
 double es_q_bits_per_weight(const es_qfmt *f);
 /* n rounded up to whole blocks: the row length a ROM stores, zero-padded. */
 int64_t es_q_padded(const es_qfmt *f, int64_t n);
@@ -42,7 +42,8 @@ int64_t es_q_padded(const es_qfmt *f, int64_t n);
 int64_t es_q_row_bytes(const es_qfmt *f, int64_t n, es_err *e);
 
 /* Elements per scale (a sub-block): 16 for q3_k, q6_k and nvfp4; 32 for q4_k,
- * q5_k, q8_0, q4_0 and mxfp4; the group for int3/int6; 0 for the float formats. */
+ * q5_k, q8_0, q4_0 and mxfp4; the group for int3/int6; 0 for the float formats (f32, f16, bf16,
+ * fp8: their lanes take values, not integer codes). */
 int64_t es_q_sub_elems(const es_qfmt *f);
 
 /* A byte count in the unit that fits it, decimal as disk sizes are: "812 bytes", "33.5 KB",
