@@ -4600,6 +4600,109 @@ def test_cost_zero_inputs_noted():
     out = run(*base, "--set", "cost.board_usd=100", "--set", "cost.host_usd_per_card=1000").stdout
     expect("priced at 0" not in out, f"a note with every input priced: {out}")
 
+
+# adapters in SRAM (issue 20 item 4)
+def _adapter_oracle(rank, roles):
+    """By hand, from llama-3.1-8b's config.json and hc1-class's kv.* and tile.* keys: the adapter's bytes per tile,
+    the KV bytes, positions and slots left, and its cycles per layer of one token (not the simulator's formulas)."""
+    with open(os.path.join(MODELS, "llm", "llama-3.1-8b", "config.json")) as f:
+        m = json.load(f)
+    with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+        c = json.load(f)
+    kv = {k: v["value"] for k, v in c["kv"].items()}
+    hid, heads, kvh = m["hidden_size"], m["num_attention_heads"], m["num_key_value_heads"]
+    hd = hid // heads
+    shape = {"q": (heads * hd, hid), "k": (kvh * hd, hid), "v": (kvh * hd, hid), "o": (hid, heads * hd)}  # (out, in)
+    eb, word = kv["element_bits"], kv["word_bits"]
+    words = lambda elems: -(-elems * eb // word) * word  # each matrix from a fresh word
+    bits = {r: words(rank * shape[r][1]) + words(shape[r][0] * rank) for r in roles}
+    per_tile = sum(bits.values()) // 8  # one layer per tile
+    pos_bytes = 2 * kvh * hd * eb // 8
+    kv_bytes = kv["bytes_per_tile"]
+    vec = c["tile"]["vector"]
+    port_bits = kv["banks"] * kv["word_bits"] // kv["ports"]
+    cyc = sum(max(-(-rank * sum(shape[r]) // vec["elems_per_cycle"]["value"]), -(-bits[r] // port_bits)) +
+              vec["latency_cycles"]["value"] for r in roles)
+    return dict(per_tile=per_tile, total=per_tile * m["num_hidden_layers"], layers=m["num_hidden_layers"],
+                left=kv_bytes - per_tile, positions=(kv_bytes - per_tile) // pos_bytes,
+                positions_without=kv_bytes // pos_bytes, slot_bytes=pos_bytes * kv["slot_context"],
+                slots=(kv_bytes - per_tile) // (pos_bytes * kv["slot_context"]),
+                slots_without=kv_bytes // (pos_bytes * kv["slot_context"]), layer_cycles=cyc,
+                read_bits=8 * per_tile * m["num_hidden_layers"], macs=rank * sum(sum(shape[r]) for r in roles))
+
+
+def test_adapter_sram_kv():
+    """Rank 16 on q and v, llama-3.1-8b on hc1-class: the SRAM the adapter takes and the KV slots it costs, exactly,
+    in run --json and the summary; the run's KV capacity is the smaller one."""
+    o = _adapter_oracle(16, ("q", "v"))
+    expect(o["per_tile"] == 212992 and o["slots"] == 4 and o["slots_without"] == 5, f"oracle itself: {o}")
+    j = run_json("--no-db", "--prompt", "1024", "--generate", "1024", "--adapter-rank", "16", "--adapter-roles", "q,v")
+    a = j["adapter"]
+    want = {"rank": 16, "roles": "q,v", "alpha": 16, "scale": 1, "element_bits": 8, "bytes_per_tile": o["per_tile"],
+            "bytes": o["total"], "kv_bytes_per_tile_left": o["left"], "kv_positions": o["positions"],
+            "kv_positions_without": o["positions_without"], "kv_slots": o["slots"],
+            "kv_slots_without": o["slots_without"], "kv_slots_lost": o["slots_without"] - o["slots"]}
+    expect(a == want, f"adapter {a}, by hand {want}")
+    expect(j["kv_slots"] == o["positions"] // 2048, f"kv_slots {j['kv_slots']}, by hand {o['positions'] // 2048}")
+    expect("adapter" not in run_json("--no-db", "--prompt", "8", "--generate", "2"), "an adapter key without one")
+    out = run("run", "--no-db", "--prompt", "8", "--generate", "2", "--adapter-rank", "16", "--adapter-roles", "q,v").stdout
+    line = (f"adapter rank 16 on q,v: {o['per_tile']} bytes per tile in the KV SRAM ({o['total']} in all); KV slots of "
+            f"2048 positions {o['slots_without']} -> {o['slots']} ({o['slots_without'] - o['slots']} lost), "
+            f"positions {o['positions_without']} -> {o['positions']}")
+    expect(line in out, f"summary lacks {line!r}: {out}")
+
+
+def test_adapter_time_energy():
+    """The adapter's cost in a token's time (its multiply-adds on the vector unit, or its A and B over the KV port,
+    whichever is longer, plus the unit's latency, per adapted projection and layer) and in energy (KV SRAM reads at
+    sram_read_fj_per_bit, a vector op per multiply-add), against a run without it."""
+    o = _adapter_oracle(16, ("q", "v"))
+    args = ("--no-db", "--prompt", "1", "--generate", "2")
+    base = run_json(*args)
+    ad = run_json(*args, "--adapter-rank", "16", "--adapter-roles", "q,v")
+    for k in ("stream0_cycles", "analytic_stream0_cycles"):
+        d = ad[k]["decode_first"] - base[k]["decode_first"]
+        expect(d == o["layers"] * o["layer_cycles"], f"{k}: decode step {d} cycles longer, by hand "
+               f"{o['layers']} x {o['layer_cycles']}")
+    with open(os.path.join(MODELS, "process", "n6.json")) as f:
+        p = json.load(f)["energy"]
+    vr = 0.9  # hc1-class card.vr_efficiency
+    tokens = 2  # the prompt token and the first generated one pass the layers; one pass each
+    e0, e1 = base["energy_by_event_j"], ad["energy_by_event_j"]
+    want_sram = tokens * o["read_bits"] * p["sram_read_fj_per_bit"]["value"] * 1e-15 / vr
+    want_vec = tokens * o["layers"] * o["macs"] * p["vector_op_fj"]["value"] * 1e-15 / vr
+    for key, want in (("sram", want_sram), ("vector", want_vec)):
+        d = e1[key] - e0[key]
+        expect(abs(d - want) <= 1e-9 * want, f"{key}: {d} J more, by hand {want}")
+
+
+def test_adapter_errors():
+    """Bad adapters: one that leaves no KV slot (the key and the sizes), an unknown role, rank 0, a rank without
+    roles, a role the model lacks."""
+    expect_error(["run", "--no-db", "--adapter-rank", "16", "--adapter-roles", "q,v", "--set",
+                  "kv.bytes_per_tile=4300000"],
+                 "key 'kv.bytes_per_tile'", "rank 16 on q,v", "takes 212992 bytes of tile 0's KV SRAM of 4300000 bytes",
+                 "leaving 4087008 bytes, less than one KV slot of 4194304 bytes")
+    expect_error(["run", "--no-db", "--adapter-rank", "16", "--adapter-roles", "q,x"],
+                 "--adapter-roles: unknown role 'x' in 'q,x'", "q, k, v, o, gate, up, down")
+    expect_error(["run", "--no-db", "--adapter-rank", "0", "--adapter-roles", "q"],
+                 "--adapter-rank expects a whole number from 1 to 65536, got '0'", code=2)
+    expect_error(["run", "--no-db", "--adapter-rank", "4"], "--adapter-rank and --adapter-roles go together", code=2)
+
+
+def test_adapter_eval():
+    """eval takes the same adapter and reports the same placement; its KV capacity is the smaller one."""
+    o = _adapter_oracle(16, ("q", "v"))
+    p = run("eval", "--no-db", "--json", "--records", "20", "--no-compare", "--adapter-rank", "16", "--adapter-roles",
+            "q,v")
+    j = json.loads(p.stdout)
+    a = j["adapter"]
+    got = (a["bytes_per_tile"], a["kv_positions"], a["kv_slots"], a["kv_slots_lost"])
+    want = (o["per_tile"], o["positions"], o["slots"], o["slots_without"] - o["slots"])
+    expect(got == want, f"eval adapter {got}, by hand {want}")
+    expect_error(["eval", "--no-db", "--adapter-roles", "q"], "--adapter-rank and --adapter-roles go together", code=2)
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

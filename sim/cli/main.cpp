@@ -95,6 +95,11 @@ const char *RUN_HELP =
     "  --vocab F            tokenizer (default: the model's GGUF or models/llm/NAME/tokenizer.tiktoken)\n"
     "  --seed S             seed of the drawn prompt (default 1)\n"
     "  --logits FILE        stream 0's logits at every position, as etchsim infer writes them\n"
+    "  --adapter-rank R     a LoRA adapter of rank R in the tiles' KV SRAM (timing; with\n"
+    "                       --adapter-roles): it takes KV capacity and KV port time, and the\n"
+    "                       vector unit adds (alpha/R) x B(A x) to each adapted projection\n"
+    "  --adapter-roles L    the projections it adapts: a comma-separated list of q, k, v, o,\n"
+    "                       gate, up, down (e.g. q,v)\n"
     "  --db PATH            SQLite database to log into (default etchsim.sqlite)\n"
     "  --no-db              do not write a database\n"
     "  --json               print one JSON object instead of the summary\n"
@@ -175,6 +180,8 @@ struct Opts {
     bool cosim = false;                         // --rtl-cosim
     double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
     int64_t synthetic = -1, seed = 1;
+    int64_t adapter_rank = 0;                   // --adapter-rank (0: none)
+    std::string adapter_roles;                  // --adapter-roles
 };
 
 int usage_error(const char *cmd, const char *msg, const char *arg) { return es_opt_usage(cmd, msg, arg); }
@@ -183,7 +190,8 @@ int usage_error(const char *cmd, const char *msg, const char *arg) { return es_o
 int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
 {
     enum { CHIP, MODEL, SET, JSON, PROMPT, GENERATE, STREAMS, POSITION, DB, ROM, NODB, ROUTING, MODE, TEXT, VOCAB,
-           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, COSIM, DEPLOY, N_OPTS };
+           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, COSIM, DEPLOY, ADAPTER_RANK,
+           ADAPTER_ROLES, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"chip", ES_OPT_STR, 0, 0, 0},          {"model", ES_OPT_STR, 0, 0, 0},
         {"set", ES_OPT_STR, 0, 0, 1},           {"json", ES_OPT_FLAG, 0, 0, 0},
@@ -197,7 +205,8 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         {"synthetic", ES_OPT_COUNT, 0, 9.2e18, 0}, {"seed", ES_OPT_COUNT, 0, 9.2e18, 0},
         {"trace", ES_OPT_STR, 0, 0, 0},         {"trace-window", ES_OPT_STR, 0, 0, 0},
         {"vcd", ES_OPT_STR, 0, 0, 0},           {"fidelity", ES_OPT_STR, 0, 0, 0},
-        {"rtl-cosim", ES_OPT_FLAG, 0, 0, 0},    {"deploy", ES_OPT_STR, 0, 0, 0}};
+        {"rtl-cosim", ES_OPT_FLAG, 0, 0, 0},    {"deploy", ES_OPT_STR, 0, 0, 0},
+        {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0}};
     const bool cost = !std::strcmp(cmd, "cost"); /* run's workload options, no logging or functional mode */
     es_optarg *items = nullptr;
     int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, cost ? COST_HELP : run ? RUN_HELP : AREA_HELP, &items);
@@ -252,6 +261,8 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
             o.cycle = pick;
             break;
         case COSIM: o.cosim = true; break;
+        case ADAPTER_RANK: o.adapter_rank = a.num; break;
+        case ADAPTER_ROLES: o.adapter_roles = v; break;
         }
     }
     if (o.cosim && (!o.functional || !o.cycle))
@@ -264,6 +275,11 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         return usage_error(cmd, "give --recipe or --rom, not both (the image fixes the formats); got --recipe",
                            o.recipe.c_str());
     if (o.have_text && o.prompt_given) return usage_error(cmd, "give --text or --prompt, not both", nullptr);
+    if ((o.adapter_rank > 0) != !o.adapter_roles.empty())
+        return usage_error(cmd, "--adapter-rank and --adapter-roles go together; got only", o.adapter_rank > 0 ?
+                           "--adapter-rank" : "--adapter-roles");
+    if (o.adapter_rank > 0 && o.cycle)
+        return usage_error(cmd, "--adapter-rank: the adapter is booked at transaction fidelity only; drop", "--fidelity cycle");
     if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
         return usage_error(cmd, "--trace-window needs --trace", nullptr);
     return -1;
@@ -643,6 +659,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddNumberToObject(j, "kv_slots", (double)r.an.kv_slots);
     cJSON_AddNumberToObject(j, "kv_positions", (double)r.kv_positions);
     cJSON_AddNumberToObject(j, "kv_max_used", (double)r.kv_max_used);
+    if (L.map.adapter.rank) cJSON_AddItemToObject(j, "adapter", es::adapter_json(L));
     cJSON_AddNumberToObject(j, "max_in_flight", r.max_in_flight);
     add_decode_figure(j, "analytic_decode_tokens_per_s", an_dec, r.an.decode_tokens_per_s);
     cJSON_AddNumberToObject(j, "analytic_ttft_ns", r.an.ttft_cycles * 1e9 / r.clock_hz);
@@ -708,6 +725,7 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
     if (!dec) std::printf("  (-: every stream made one token: there is no decode interval to measure)\n");
     std::printf("  %-28s %14" PRId64 " %14" PRId64 "\n", "knee: streams / KV slots", r.an.knee_streams,
                 r.an.kv_slots);
+    if (L.map.adapter.rank) std::printf("  %s\n", es::adapter_text(L).c_str());
     std::printf("  %-28s %14.1f   (static %.1f W, dynamic %.1f W)\n", "card power, W", r.watts,
                 (r.total_j - r.dynamic_j) / r.seconds, r.dynamic_j / r.seconds);
     if (r.power_limit_w > 0) std::printf("  %-28s %s\n", "power limit", es::power_limit_text(r).c_str());
@@ -805,6 +823,11 @@ int check_run_size(const Opts &o, const es::Loaded &L, es_err *e)
 int prepare_run(Opts &o, es::Loaded &L, es::Routing &routing, Func &fn, es_err *e)
 {
     const std::string timed = es::timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0);
+    if (o.adapter_rank > 0) { /* timing alone: alpha = rank, a scale of 1 */
+        if (es_adapter_roles_parse(o.adapter_roles.c_str(), &L.adapter.roles, e)) return run_error(e);
+        L.adapter.rank = (int)o.adapter_rank;
+        L.adapter.alpha = (double)o.adapter_rank;
+    }
     if (es::load(o.model, o.chip, o.sets, o.rom, timed, L, e)) return run_error(e);
     if (!o.routing.empty() && rc_routing(o.routing, L.m, routing, e)) {
         run_error(e);

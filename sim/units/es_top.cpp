@@ -205,7 +205,7 @@ int build(Sim &s, es_err *e)
         return es_fail(e, "%s: key 'card.power_limit_w': %.4g W is at or below the card's static power, %.4g W "
                           "(leakage / VR efficiency + board): no clock keeps the card under it",
                        c->path, c->card.power_limit_w, run.gov.fixed_w);
-    ctx.kv_cap = es_chip_kv_positions(c, m);
+    ctx.kv_cap = s.pm->kv_positions; /* less a LoRA adapter's share (es_map_set_adapter) */
     /* a list of requests never has more sequences in flight than it has requests (a KV of many GB would
      * otherwise size the feedback and completion FIFOs at hundreds of thousands of items) */
     ctx.seq_cap = w.source ? ctx.kv_cap : std::min<int64_t>(ctx.kv_cap, (int64_t)w.reqs.size() + 1);
