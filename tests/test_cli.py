@@ -4638,7 +4638,7 @@ def test_adapter_sram_kv():
     expect(o["per_tile"] == 212992 and o["slots"] == 4 and o["slots_without"] == 5, f"oracle itself: {o}")
     j = run_json("--no-db", "--prompt", "1024", "--generate", "1024", "--adapter-rank", "16", "--adapter-roles", "q,v")
     a = j["adapter"]
-    want = {"rank": 16, "roles": "q,v", "alpha": 16, "scale": 1, "element_bits": 8, "bytes_per_tile": o["per_tile"],
+    want = {"tensors": o["layers"] * 2, "rank": 16, "roles": "q,v", "alpha": 16, "scale": 1, "element_bits": 8, "bytes_per_tile": o["per_tile"],
             "bytes": o["total"], "kv_bytes_per_tile_left": o["left"], "kv_positions": o["positions"],
             "kv_positions_without": o["positions_without"], "kv_slots": o["slots"],
             "kv_slots_without": o["slots_without"], "kv_slots_lost": o["slots_without"] - o["slots"]}
@@ -4701,6 +4701,150 @@ def test_adapter_eval():
     want = (o["per_tile"], o["positions"], o["slots"], o["slots_without"] - o["slots"])
     expect(got == want, f"eval adapter {got}, by hand {want}")
     expect_error(["eval", "--no-db", "--adapter-roles", "q"], "--adapter-rank and --adapter-roles go together", code=2)
+
+
+# stories260K's projections (out, in) and their Hugging Face module names, for adapters the tests write
+STORIES_PROJ = {"q": ("self_attn.q_proj", 64, 64), "k": ("self_attn.k_proj", 32, 64), "v": ("self_attn.v_proj", 32, 64),
+                "o": ("self_attn.o_proj", 64, 64), "gate": ("mlp.gate_proj", 172, 64), "up": ("mlp.up_proj", 172, 64),
+                "down": ("mlp.down_proj", 64, 172)}
+
+
+def _lora_values(rank, roles, layers, seed, zero_b):
+    """{(layer, role): (A rows, B rows)}: A rank x in and B out x rank, uniform in +-0.5 (B all 0 with zero_b)."""
+    import random
+    rnd = random.Random(seed)
+    v = {}
+    for l in layers:
+        for r in roles:
+            _, out, inp = STORIES_PROJ[r]
+            a = [[rnd.uniform(-0.5, 0.5) for _ in range(inp)] for _ in range(rank)]
+            b = [[0.0 if zero_b else rnd.uniform(-0.5, 0.5) for _ in range(rank)] for _ in range(out)]
+            v[(l, r)] = (a, b)
+    return v
+
+
+def _write_peft(folder, rank, alpha, values, shape_of=None):
+    """PEFT's adapter_model.safetensors (8-byte header length, JSON header, raw F32 data) and adapter_config.json."""
+    import struct
+    header, data = {}, bytearray()
+    for (l, r), (a, b) in sorted(values.items()):
+        for kind, rows in (("A", a), ("B", b)):
+            name = f"base_model.model.model.layers.{l}.{STORIES_PROJ[r][0]}.lora_{kind}.weight"
+            flat = [x for row in rows for x in row]
+            shape = (shape_of or {}).get(name, [len(rows), len(rows[0])])
+            header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + 4 * len(flat)]}
+            data += struct.pack(f"<{len(flat)}f", *flat)
+    h = json.dumps(header).encode()
+    h += b" " * ((-len(h)) % 8)
+    path = os.path.join(folder, "adapter_model.safetensors")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + data)
+    with open(os.path.join(folder, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "r": rank, "lora_alpha": alpha,
+                   "target_modules": sorted({STORIES_PROJ[r][0].split(".")[1] for _, r in values})}, f)
+    return path
+
+
+def _write_gguf_lora(path, alpha, values):
+    """llama.cpp's GGUF LoRA: general.type adapter, adapter.lora.alpha, blk.N.attn_q.weight.lora_a (ne [in, r]) and
+    .lora_b (ne [r, out]); Q and K rows of B in Meta's order (pairs), as llama.cpp's converter writes them."""
+    import struct
+    gg = {"q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output", "gate": "ffn_gate", "up": "ffn_up",
+          "down": "ffn_down"}
+    kvs = [("general.architecture", 8, gguf_str("llama")), ("general.type", 8, gguf_str("adapter")),
+           ("adapter.type", 8, gguf_str("lora")), ("adapter.lora.alpha", 6, struct.pack("<f", alpha))]
+    info, data, n_t = bytearray(), bytearray(), 0
+    for (l, r), (a, b) in sorted(values.items()):
+        if r in ("q", "k"):  # graph row i + j*half (halves) is file row 2i + j within each head of 8
+            b = [b[h * 8 + (k % 2) * 4 + k // 2] for h in range(len(b) // 8) for k in range(8)]
+        for suffix, rows in (("lora_a", a), ("lora_b", b)):
+            name = f"blk.{l}.{gg[r]}.weight.{suffix}".encode()
+            flat = [x for row in rows for x in row]
+            info += struct.pack("<Q", len(name)) + name + struct.pack("<IQQIQ", 2, len(rows[0]), len(rows), 0, len(data))
+            data += struct.pack(f"<{len(flat)}f", *flat)
+            data += b"\0" * ((-len(data)) % 32)
+            n_t += 1
+    gguf_write(path, kvs, n_t, bytes(info), bytes(data))
+
+
+def _func_logits(tmp, tag, *extra, infer=False):
+    """stories260K's logits at every position of "Once upon a time" + 4 tokens: the chip's functional mode with f32
+    weights and an FP32 datapath, or (infer) the FP32 reference."""
+    model = stories()
+    lf = os.path.join(tmp, tag + ".json")
+    if infer:
+        run("infer", "--model", model, "--text", "Once upon a time", "--generate", "4", "--ignore-eos", "--logits", lf,
+            *extra)
+    else:
+        run("run", "--json", "--no-db", "--model", model, "--chip", os.path.join(DATA, "tiny-chip.json"), "--mode",
+            "functional", "--weights", model, "--recipe", "f32", "--text", "Once upon a time", "--generate", "4",
+            "--logits", lf, *FP32_DATAPATH, *extra)
+    return json.load(open(lf))
+
+
+def _max_diff(ra, rb):
+    expect([r["pos"] for r in ra] == [r["pos"] for r in rb], "not the same positions")
+    return max(max(abs(x - y) for x, y in zip(a["logits"], b["logits"])) for a, b in zip(ra, rb))
+
+
+def test_adapter_functional_zero_b():
+    """A LoRA adapter whose B is 0 (PEFT's initial state) leaves functional mode's logits exactly as they are."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _write_peft(tmp, 4, 8, _lora_values(4, ("q", "v"), range(5), 1, zero_b=True))
+        base = _func_logits(tmp, "base")
+        ad = _func_logits(tmp, "ad", "--adapter", path)
+        expect(len(base) == 8 and _max_diff(base, ad) == 0.0, f"B = 0 moved the logits by {_max_diff(base, ad)}")
+
+
+def test_adapter_functional_reference():
+    """A random rank-4 adapter on q, v and down (PEFT safetensors): functional mode's logits equal the FP32
+    reference's with the same adapter within 1e-4 and differ from the unadapted ones; the same adapter as a GGUF
+    LoRA (B's q rows in Meta's order) gives the same logits; run --json reports the file's placement."""
+    with tempfile.TemporaryDirectory() as tmp:
+        vals = _lora_values(4, ("q", "v", "down"), range(5), 7, zero_b=False)
+        path = _write_peft(tmp, 4, 8, vals)
+        ad = _func_logits(tmp, "ad", "--adapter", path)
+        ref = _func_logits(tmp, "ref", "--adapter", path, infer=True)
+        d = _max_diff(ad, ref)
+        expect(d <= 1e-4, f"adapted datapath differs from the adapted reference by {d}")
+        base = _func_logits(tmp, "base")
+        expect(_max_diff(ad, base) > 0.1, f"the adapter moved the logits by only {_max_diff(ad, base)}")
+        ref0 = _func_logits(tmp, "ref0", infer=True)
+        expect(_max_diff(ref, ref0) > 0.1, "the reference ignored the adapter")
+        gpath = os.path.join(tmp, "lora.gguf")
+        _write_gguf_lora(gpath, 8, vals)
+        g = _func_logits(tmp, "g", "--adapter", gpath)
+        expect(_max_diff(g, ad) <= 1e-6, f"the GGUF adapter differs from the PEFT one by {_max_diff(g, ad)}")
+        j = run_json("--no-db", "--model", stories(), "--chip", os.path.join(DATA, "tiny-chip.json"), "--prompt", "4",
+                     "--generate", "2", "--adapter", path)
+        # per layer: q 4x64 + 64x4, v 4x64 + 32x4, down 4x172 + 64x4 elements at the tiny chip's 8-bit KV elements,
+        # each matrix from a fresh 256-bit word; one layer per tile
+        words = lambda n: -(-n * 8 // 256) * 256 // 8
+        per_tile = sum(words(4 * i) + words(o * 4) for o, i in ((64, 64), (32, 64), (64, 172)))
+        a = j["adapter"]
+        expect((a["rank"], a["roles"], a["alpha"], a["bytes_per_tile"], a["file"]) == (4, "q,v,down", 8, per_tile, path),
+               f"adapter {a}, by hand per tile {per_tile}")
+
+
+def test_adapter_file_errors():
+    """Bad adapter files: a shape that does not match the model (the tensor, expected and found), a GGUF that is not
+    an adapter, no adapter_config.json, --adapter with --adapter-rank."""
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = "base_model.model.model.layers.2.self_attn.v_proj.lora_B.weight"
+        vals = _lora_values(4, ("v",), range(5), 3, zero_b=False)
+        vals[(2, "v")] = (vals[(2, "v")][0], [[0.1] * 4] * 64)  # B with 64 rows, v_proj has 32 outputs
+        path = _write_peft(tmp, 4, 8, vals)
+        for cmd in (["run", "--model", model, "--chip", chip, "--no-db"], ["infer", "--model", model, "--text", "a"]):
+            expect_error([*cmd, "--adapter", path], path, f"tensor {bad}: expected shape [32, 4]",
+                         "model.layers.2.self_attn.v_proj.weight", "found [64, 4]")
+        os.remove(os.path.join(tmp, "adapter_config.json"))
+        expect_error(["run", "--model", model, "--chip", chip, "--no-db", "--adapter", path], "adapter_config.json")
+        expect_error(["run", "--model", model, "--chip", chip, "--no-db", "--adapter", model],
+                     "key 'general.type': expected \"adapter\"")
+        expect_error(["run", "--no-db", "--adapter", path, "--adapter-rank", "4", "--adapter-roles", "q"],
+                     "give --adapter FILE or --adapter-rank and --adapter-roles, not both", code=2)
 
 
 if __name__ == "__main__":

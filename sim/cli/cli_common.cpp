@@ -8,6 +8,7 @@ namespace es {
 
 Loaded::~Loaded()
 {
+    if (have_lora) es_lora_free(&lora);
     if (have_map) es_map_free(&map);
     if (have_m) es_model_free(&m);
     if (have_c) es_chip_free(&c);
@@ -40,6 +41,11 @@ int load(const std::string &model, const std::string &chip, const std::vector<st
         L.have_map = rc == 0;
     } else if (es_map_build(&L.map, &L.c, &L.m, nullptr, e) == 0) {
         L.have_map = true;
+    }
+    if (L.have_map && !L.adapter_file.empty()) { /* --adapter FILE: its rank, alpha and tensors */
+        if (es_lora_load(&L.lora, L.adapter_file.c_str(), &L.m, e)) return -1;
+        L.have_lora = true;
+        L.adapter = es_adapter_spec{L.lora.rank, L.lora.roles, L.lora.alpha, L.lora.adapted};
     }
     if (L.have_map && L.adapter.rank != 0 && es_map_set_adapter(&L.map, &L.adapter, e)) return -1;
     if (!L.have_map || es_map_check(&L.map, e)) {
@@ -78,12 +84,22 @@ cJSON *area_json(const es_area &a)
     return j;
 }
 
+// The tensors the adapter adapts (the table's).
+static int64_t adapted_tensors(const Loaded &L)
+{
+    int64_t n = 0;
+    for (int i = 0; i < L.m.n_tensors; i++) n += L.map.tensors[i].lora_bits > 0;
+    return n;
+}
+
 cJSON *adapter_json(const Loaded &L)
 {
     const es_map_adapter &a = L.map.adapter;
     if (!L.have_map || a.rank == 0) return cJSON_CreateNull();
     char roles[64];
     cJSON *j = cJSON_CreateObject();
+    if (L.have_lora) cJSON_AddStringToObject(j, "file", L.lora.path);
+    cJSON_AddNumberToObject(j, "tensors", (double)adapted_tensors(L));
     cJSON_AddNumberToObject(j, "rank", a.rank);
     cJSON_AddStringToObject(j, "roles", es_adapter_roles_text(a.roles, roles, sizeof roles));
     cJSON_AddNumberToObject(j, "alpha", a.alpha);

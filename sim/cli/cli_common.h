@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include "es_area.h"
 #include "es_chip.h"
+#include "es_lora.h"
 #include "es_map.h"
 #include "es_model.h"
 #include "es_top.h"
@@ -22,6 +23,9 @@ struct Loaded {
     bool have_m = false, have_c = false, have_map = false;
     std::string formats_from = "chip"; // where the formats timed come from: "chip", "recipe" or "rom"
     es_adapter_spec adapter{}; // a LoRA adapter to place in the KV SRAM (rank 0: none): set before load()
+    std::string adapter_file;  // or a LoRA adapter file (--adapter): load() reads it into lora and sets adapter
+    es_lora lora{};
+    bool have_lora = false;
     std::string formats; // which weight formats timing, area and energy follow: "chip weights.*",
                          // "recipe NAME (PATH)" or "ROM image PATH"
     Loaded() = default;

@@ -85,6 +85,7 @@ const char *HELP =
     "  --vcd FILE.vcd         as for `etchsim run` (the batch itself): large for large batches\n"
     "  --fidelity transaction|cycle  as for `etchsim run` (both batches)\n"
     "  --adapter-rank R, --adapter-roles L   a LoRA adapter in the KV SRAM, as for `etchsim run`\n"
+    "  --adapter FILE         a LoRA adapter file, as for `etchsim run` (applied in functional mode)\n"
     "  --mode timing|functional  functional: the chip computes each record's output\n"
     "                         (needs a tokenizer and --rom, --weights or --synthetic)\n"
     "  --weights F, --synthetic SEED   weights for functional mode, as for run\n"
@@ -115,6 +116,7 @@ struct Opts {
     double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
     int64_t adapter_rank = 0;                     // --adapter-rank (0: none)
     std::string adapter_roles;                    // --adapter-roles
+    std::string adapter;                          // --adapter FILE
 };
 
 int usage(const char *msg, const char *arg) { return es_opt_usage("eval", msg, arg); }
@@ -475,8 +477,11 @@ int check_opts(const Opts &o)
     if ((o.adapter_rank > 0) != !o.adapter_roles.empty())
         return usage("--adapter-rank and --adapter-roles go together; got only",
                      o.adapter_rank > 0 ? "--adapter-rank" : "--adapter-roles");
-    if (o.adapter_rank > 0 && o.cycle)
-        return usage("--adapter-rank: the adapter is booked at transaction fidelity only; drop", "--fidelity cycle");
+    if (!o.adapter.empty() && o.adapter_rank > 0)
+        return usage("give --adapter FILE or --adapter-rank and --adapter-roles, not both; got --adapter",
+                     o.adapter.c_str());
+    if ((o.adapter_rank > 0 || !o.adapter.empty()) && o.cycle)
+        return usage("an adapter (--adapter, --adapter-rank) is booked at transaction fidelity only; drop", "--fidelity cycle");
     return -1;
 }
 
@@ -485,7 +490,7 @@ int parse_opts(int argc, char **argv, Opts &o)
 {
     enum { RULE, RULE_FILE, DATA, TEMPLATE, VOCAB, MAX_NEW, RECORDS, POLICY, NO_SHARING, NO_COMPARE, CHIP, MODEL, DB, ROM,
            WEIGHTS, RECIPE, MODE, SYNTHETIC, LABELS, SET, TRACE, TRACE_WINDOW, NODB, JSON, VCD, FIDELITY, ADAPTER_RANK,
-           ADAPTER_ROLES, N_OPTS };
+           ADAPTER_ROLES, ADAPTER, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"rule", ES_OPT_TEXT, 0, 0, 0},          {"rule-file", ES_OPT_STR, 0, 0, 0},
         {"data", ES_OPT_STR, 0, 0, 0},           {"template", ES_OPT_STR, 0, 0, 0},
@@ -500,7 +505,8 @@ int parse_opts(int argc, char **argv, Opts &o)
         {"trace", ES_OPT_STR, 0, 0, 0},          {"trace-window", ES_OPT_STR, 0, 0, 0},
         {"no-db", ES_OPT_FLAG, 0, 0, 0},         {"json", ES_OPT_FLAG, 0, 0, 0},
         {"vcd", ES_OPT_STR, 0, 0, 0},            {"fidelity", ES_OPT_STR, 0, 0, 0},
-        {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0}};
+        {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0},
+        {"adapter", ES_OPT_STR, 0, 0, 0}};
     es_optarg *items = nullptr;
     int n = es_opts_parse("eval", argc, argv, opts, N_OPTS, 0, HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
@@ -555,6 +561,7 @@ int parse_opts(int argc, char **argv, Opts &o)
             break;
         case ADAPTER_RANK: o.adapter_rank = items[k].num; break;
         case ADAPTER_ROLES: o.adapter_roles = v; break;
+        case ADAPTER: o.adapter = v; break;
         }
     }
     return check_opts(o);
@@ -613,6 +620,7 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
         in.L.adapter.rank = (int)o.adapter_rank;
         in.L.adapter.alpha = (double)o.adapter_rank;
     }
+    in.L.adapter_file = o.adapter;
     if (load(o.model, o.chip, o.sets, o.rom, timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0),
              in.L, e))
         return -1;
@@ -651,6 +659,9 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
         es_func_weights fw{o.rom.empty() ? nullptr : o.rom.c_str(), o.weights.empty() ? nullptr : o.weights.c_str(),
                            o.synthetic, o.recipe.empty() ? nullptr : o.recipe.c_str(), -1};
         if (es_func_datapath(&in.dp, &in.L.c, &in.L.m, &fw, 0, e)) return -1;
+        if (in.L.have_lora &&
+            es_dp_set_lora(in.dp, in.L.lora.a, in.L.lora.b, in.L.lora.rank, in.L.lora.alpha / in.L.lora.rank, e))
+            return -1;
     }
     return 0;
 }

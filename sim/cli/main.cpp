@@ -95,6 +95,9 @@ const char *RUN_HELP =
     "  --vocab F            tokenizer (default: the model's GGUF or models/llm/NAME/tokenizer.tiktoken)\n"
     "  --seed S             seed of the drawn prompt (default 1)\n"
     "  --logits FILE        stream 0's logits at every position, as etchsim infer writes them\n"
+    "  --adapter FILE       a LoRA adapter: PEFT adapter_model.safetensors (adapter_config.json\n"
+    "                       beside it) or a GGUF LoRA; timed as --adapter-rank, and applied\n"
+    "                       in functional mode\n"
     "  --adapter-rank R     a LoRA adapter of rank R in the tiles' KV SRAM (timing; with\n"
     "                       --adapter-roles): it takes KV capacity and KV port time, and the\n"
     "                       vector unit adds (alpha/R) x B(A x) to each adapted projection\n"
@@ -182,16 +185,31 @@ struct Opts {
     int64_t synthetic = -1, seed = 1;
     int64_t adapter_rank = 0;                   // --adapter-rank (0: none)
     std::string adapter_roles;                  // --adapter-roles
+    std::string adapter;                        // --adapter FILE
 };
 
 int usage_error(const char *cmd, const char *msg, const char *arg) { return es_opt_usage(cmd, msg, arg); }
+
+// The adapter options together: -1, or the usage error's exit code.
+int check_adapter_opts(const char *cmd, const Opts &o)
+{
+    if ((o.adapter_rank > 0) != !o.adapter_roles.empty())
+        return usage_error(cmd, "--adapter-rank and --adapter-roles go together; got only", o.adapter_rank > 0 ?
+                           "--adapter-rank" : "--adapter-roles");
+    if (!o.adapter.empty() && o.adapter_rank > 0)
+        return usage_error(cmd, "give --adapter FILE or --adapter-rank and --adapter-roles, not both; got --adapter",
+                           o.adapter.c_str());
+    if ((o.adapter_rank > 0 || !o.adapter.empty()) && o.cycle)
+        return usage_error(cmd, "an adapter (--adapter, --adapter-rank) is booked at transaction fidelity only; drop", "--fidelity cycle");
+    return -1;
+}
 
 // Returns -1 to continue, else an exit code.
 int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
 {
     enum { CHIP, MODEL, SET, JSON, PROMPT, GENERATE, STREAMS, POSITION, DB, ROM, NODB, ROUTING, MODE, TEXT, VOCAB,
            WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, COSIM, DEPLOY, ADAPTER_RANK,
-           ADAPTER_ROLES, N_OPTS };
+           ADAPTER_ROLES, ADAPTER, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"chip", ES_OPT_STR, 0, 0, 0},          {"model", ES_OPT_STR, 0, 0, 0},
         {"set", ES_OPT_STR, 0, 0, 1},           {"json", ES_OPT_FLAG, 0, 0, 0},
@@ -206,7 +224,8 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         {"trace", ES_OPT_STR, 0, 0, 0},         {"trace-window", ES_OPT_STR, 0, 0, 0},
         {"vcd", ES_OPT_STR, 0, 0, 0},           {"fidelity", ES_OPT_STR, 0, 0, 0},
         {"rtl-cosim", ES_OPT_FLAG, 0, 0, 0},    {"deploy", ES_OPT_STR, 0, 0, 0},
-        {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0}};
+        {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0},
+        {"adapter", ES_OPT_STR, 0, 0, 0}};
     const bool cost = !std::strcmp(cmd, "cost"); /* run's workload options, no logging or functional mode */
     es_optarg *items = nullptr;
     int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, cost ? COST_HELP : run ? RUN_HELP : AREA_HELP, &items);
@@ -263,6 +282,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         case COSIM: o.cosim = true; break;
         case ADAPTER_RANK: o.adapter_rank = a.num; break;
         case ADAPTER_ROLES: o.adapter_roles = v; break;
+        case ADAPTER: o.adapter = v; break;
         }
     }
     if (o.cosim && (!o.functional || !o.cycle))
@@ -275,11 +295,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         return usage_error(cmd, "give --recipe or --rom, not both (the image fixes the formats); got --recipe",
                            o.recipe.c_str());
     if (o.have_text && o.prompt_given) return usage_error(cmd, "give --text or --prompt, not both", nullptr);
-    if ((o.adapter_rank > 0) != !o.adapter_roles.empty())
-        return usage_error(cmd, "--adapter-rank and --adapter-roles go together; got only", o.adapter_rank > 0 ?
-                           "--adapter-rank" : "--adapter-roles");
-    if (o.adapter_rank > 0 && o.cycle)
-        return usage_error(cmd, "--adapter-rank: the adapter is booked at transaction fidelity only; drop", "--fidelity cycle");
+    if (int rc = check_adapter_opts(cmd, o); rc >= 0) return rc;
     if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
         return usage_error(cmd, "--trace-window needs --trace", nullptr);
     return -1;
@@ -795,6 +811,8 @@ int prepare_functional(Opts &o, const es::Loaded &L, Func &fn, es_err *e)
     es_func_weights fw{o.rom.empty() ? nullptr : o.rom.c_str(), o.weights.empty() ? nullptr : o.weights.c_str(),
                        o.synthetic, o.recipe.empty() ? nullptr : o.recipe.c_str(), -1};
     if (es_func_datapath(&fn.dp, &L.c, &L.m, &fw, 0, e)) return -1;
+    if (L.have_lora && es_dp_set_lora(fn.dp, L.lora.a, L.lora.b, L.lora.rank, L.lora.alpha / L.lora.rank, e))
+        return -1;
     if (o.cosim) { /* tile 0's lane matmuls through the Verilated lane */
         if (!(fn.cosim = es::es_cosim_open(&L.c, &L.m, 0, (int)L.c.tile.layers, e))) return -1;
         es_dp_set_lane_fn(fn.dp, es::es_cosim_lane_row, fn.cosim);
@@ -828,6 +846,7 @@ int prepare_run(Opts &o, es::Loaded &L, es::Routing &routing, Func &fn, es_err *
         L.adapter.rank = (int)o.adapter_rank;
         L.adapter.alpha = (double)o.adapter_rank;
     }
+    L.adapter_file = o.adapter;
     if (es::load(o.model, o.chip, o.sets, o.rom, timed, L, e)) return run_error(e);
     if (!o.routing.empty() && rc_routing(o.routing, L.m, routing, e)) {
         run_error(e);

@@ -551,6 +551,7 @@ int es_map_set_adapter(es_map *pm, const es_adapter_spec *a, es_err *e)
         const es_tensor *t = &m->tensors[i];
         es_map_tensor *x = &pm->tensors[i];
         if (t->layer < 0 || t->expert >= 0 || !(a->roles & (1u << t->role)) || x->tile < 0) continue;
+        if (a->tensors && !a->tensors[i]) continue; /* a file adapting only some layers */
         x->lora_bits = sram_matrix_bits((int64_t)a->rank * t->cols, c->kv.elem_bits, c->kv.word_bits) +
                        sram_matrix_bits(t->rows * a->rank, c->kv.elem_bits, c->kv.word_bits);
         x->lora_macs = (int64_t)a->rank * (t->cols + t->rows);

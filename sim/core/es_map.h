@@ -173,6 +173,8 @@ typedef struct es_adapter_spec {
     int rank;          /* r (0: no adapter) */
     unsigned roles;    /* 1u << es_role for each adapted role (q, k, v, o, gate, up, down) */
     double alpha;      /* the scale is alpha / rank (timing alone: alpha = rank) */
+    const unsigned char *tensors; /* (model's n_tensors) 1 for each adapted tensor (an adapter file's); NULL: every
+                                     layer's projections of the roles */
 } es_adapter_spec;
 
 /* The adapter's placement (es_map_set_adapter); rank 0: none. */
