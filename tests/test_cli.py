@@ -4847,6 +4847,33 @@ def test_adapter_file_errors():
                      "give --adapter FILE or --adapter-rank and --adapter-roles, not both", code=2)
 
 
+def test_adapter_eval_functional():
+    """eval --mode functional applies --adapter to every record: with B = 0 each record's output is the unadapted
+    one; a random adapter changes some, and the batch takes longer (the adapter's cycles)."""
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "kids.csv")
+        write_csv(data, [f"{i},{n} found a ball in the park" for i, n in enumerate(["Lily", "Tom", "Max", "Sue"])])
+        os.mkdir(os.path.join(tmp, "zero"))
+        os.mkdir(os.path.join(tmp, "rand"))
+        zero = _write_peft(os.path.join(tmp, "zero"), 4, 8, _lora_values(4, ("q", "v"), range(5), 1, zero_b=True))
+        rand = _write_peft(os.path.join(tmp, "rand"), 4, 8, _lora_values(4, ("q", "v"), range(5), 5, zero_b=False))
+        got = {}
+        for name, extra in (("none", []), ("zero", ["--adapter", zero]), ("rand", ["--adapter", rand])):
+            db = os.path.join(tmp, name + ".sqlite")
+            j = json.loads(run("eval", "--json", "--model", model, "--chip", chip, "--data", data, "--rule",
+                               "Tell a story.", "--max-new-tokens", "8", "--no-compare", "--mode", "functional",
+                               "--weights", model, "--db", db, *extra).stdout)
+            con = sqlite3.connect(db)
+            texts = [r[0] for r in con.execute("SELECT output_text FROM records ORDER BY record")]
+            con.close()
+            got[name] = (texts, j["batch_ns"])
+        expect(len(got["none"][0]) == 4 and got["zero"][0] == got["none"][0], f"B = 0 changed outputs: {got}")
+        expect(got["rand"][0] != got["none"][0], f"a random adapter changed no output: {got}")
+        expect(got["zero"][1] > got["none"][1], f"the adapter took no time: {got}")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
