@@ -4815,6 +4815,7 @@ def test_adapter_functional_reference():
         _write_gguf_lora(gpath, 8, vals)
         g = _func_logits(tmp, "g", "--adapter", gpath)
         expect(_max_diff(g, ad) <= 1e-6, f"the GGUF adapter differs from the PEFT one by {_max_diff(g, ad)}")
+        expect(_max_diff(_func_logits(tmp, "dir", "--adapter", tmp), ad) == 0.0, "PEFT's folder is not its file")
         j = run_json("--no-db", "--model", stories(), "--chip", os.path.join(DATA, "tiny-chip.json"), "--prompt", "4",
                      "--generate", "2", "--adapter", path)
         # per layer: q 4x64 + 64x4, v 4x64 + 32x4, down 4x172 + 64x4 elements at the tiny chip's 8-bit KV elements,

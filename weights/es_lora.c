@@ -194,7 +194,14 @@ static int lora_tensors(es_lora *l, const es_wsrc *s, const es_model *m, int64_t
 int es_lora_load(es_lora *l, const char *path, const es_model *m, es_err *e)
 {
     memset(l, 0, sizeof *l);
-    snprintf(l->path, sizeof l->path, "%s", path);
+    if (es_is_dir(path)) { /* PEFT's save_pretrained folder */
+        if (snprintf(l->path, sizeof l->path, "%s/adapter_model.safetensors", path) >= (int)sizeof l->path)
+            return es_fail(e, "%s: path too long", path);
+        if (!es_is_file(l->path)) return es_fail(e, "%s: folder holds no adapter_model.safetensors", path);
+    } else {
+        snprintf(l->path, sizeof l->path, "%s", path);
+    }
+    path = l->path;
     es_wsrc s;
     if (es_wsrc_open(&s, path, NULL, e)) return -1;
     int64_t rank = 0;

@@ -28,6 +28,7 @@ typedef struct es_lora {
     int n_adapted;
 } es_lora;
 
+/* path: the .safetensors or .gguf file, or PEFT's folder holding adapter_model.safetensors. */
 int es_lora_load(es_lora *l, const char *path, const es_model *m, es_err *e);
 void es_lora_free(es_lora *l);
 
