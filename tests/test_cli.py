@@ -4928,6 +4928,279 @@ def test_fp8_rom_image():
             r = json.loads(run(*base, *src, "--logits", lf).stdout)
             out[name] = (r["functional"]["output_ids"], r["cycles"], json.load(open(lf)))
         expect(out["rom"] == out["memory"], f"the image's run differs: {out['rom'][:2]} != {out['memory'][:2]}")
+# adapters in SRAM (issue 20 item 4)
+def _adapter_oracle(rank, roles):
+    """By hand, from llama-3.1-8b's config.json and hc1-class's kv.* and tile.* keys: the adapter's bytes per tile,
+    the KV bytes, positions and slots left, and its cycles per layer of one token (not the simulator's formulas)."""
+    with open(os.path.join(MODELS, "llm", "llama-3.1-8b", "config.json")) as f:
+        m = json.load(f)
+    with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+        c = json.load(f)
+    kv = {k: v["value"] for k, v in c["kv"].items()}
+    hid, heads, kvh = m["hidden_size"], m["num_attention_heads"], m["num_key_value_heads"]
+    hd = hid // heads
+    shape = {"q": (heads * hd, hid), "k": (kvh * hd, hid), "v": (kvh * hd, hid), "o": (hid, heads * hd)}  # (out, in)
+    eb, word = kv["element_bits"], kv["word_bits"]
+    words = lambda elems: -(-elems * eb // word) * word  # each matrix from a fresh word
+    bits = {r: words(rank * shape[r][1]) + words(shape[r][0] * rank) for r in roles}
+    per_tile = sum(bits.values()) // 8  # one layer per tile
+    pos_bytes = 2 * kvh * hd * eb // 8
+    kv_bytes = kv["bytes_per_tile"]
+    vec = c["tile"]["vector"]
+    port_bits = kv["banks"] * kv["word_bits"] // kv["ports"]
+    cyc = sum(max(-(-rank * sum(shape[r]) // vec["elems_per_cycle"]["value"]), -(-bits[r] // port_bits)) +
+              vec["latency_cycles"]["value"] for r in roles)
+    return dict(per_tile=per_tile, total=per_tile * m["num_hidden_layers"], layers=m["num_hidden_layers"],
+                left=kv_bytes - per_tile, positions=(kv_bytes - per_tile) // pos_bytes,
+                positions_without=kv_bytes // pos_bytes, slot_bytes=pos_bytes * kv["slot_context"],
+                slots=(kv_bytes - per_tile) // (pos_bytes * kv["slot_context"]),
+                slots_without=kv_bytes // (pos_bytes * kv["slot_context"]), layer_cycles=cyc,
+                read_bits=8 * per_tile * m["num_hidden_layers"], macs=rank * sum(sum(shape[r]) for r in roles))
+
+
+def test_adapter_sram_kv():
+    """Rank 16 on q and v, llama-3.1-8b on hc1-class: the SRAM the adapter takes and the KV slots it costs, exactly,
+    in run --json and the summary; the run's KV capacity is the smaller one."""
+    o = _adapter_oracle(16, ("q", "v"))
+    expect(o["per_tile"] == 212992 and o["slots"] == 4 and o["slots_without"] == 5, f"oracle itself: {o}")
+    j = run_json("--no-db", "--prompt", "1024", "--generate", "1024", "--adapter-rank", "16", "--adapter-roles", "q,v")
+    a = j["adapter"]
+    want = {"tensors": o["layers"] * 2, "rank": 16, "roles": "q,v", "alpha": 16, "scale": 1, "element_bits": 8, "bytes_per_tile": o["per_tile"],
+            "bytes": o["total"], "kv_bytes_per_tile_left": o["left"], "kv_positions": o["positions"],
+            "kv_positions_without": o["positions_without"], "kv_slots": o["slots"],
+            "kv_slots_without": o["slots_without"], "kv_slots_lost": o["slots_without"] - o["slots"]}
+    expect(a == want, f"adapter {a}, by hand {want}")
+    expect(j["kv_slots"] == o["positions"] // 2048, f"kv_slots {j['kv_slots']}, by hand {o['positions'] // 2048}")
+    expect("adapter" not in run_json("--no-db", "--prompt", "8", "--generate", "2"), "an adapter key without one")
+    out = run("run", "--no-db", "--prompt", "8", "--generate", "2", "--adapter-rank", "16", "--adapter-roles", "q,v").stdout
+    line = (f"adapter rank 16 on q,v: {o['per_tile']} bytes per tile in the KV SRAM ({o['total']} in all); KV slots of "
+            f"2048 positions {o['slots_without']} -> {o['slots']} ({o['slots_without'] - o['slots']} lost), "
+            f"positions {o['positions_without']} -> {o['positions']}")
+    expect(line in out, f"summary lacks {line!r}: {out}")
+
+
+def test_adapter_time_energy():
+    """The adapter's cost in a token's time (its multiply-adds on the vector unit, or its A and B over the KV port,
+    whichever is longer, plus the unit's latency, per adapted projection and layer) and in energy (KV SRAM reads at
+    sram_read_fj_per_bit, a vector op per multiply-add), against a run without it."""
+    o = _adapter_oracle(16, ("q", "v"))
+    args = ("--no-db", "--prompt", "1", "--generate", "2")
+    base = run_json(*args)
+    ad = run_json(*args, "--adapter-rank", "16", "--adapter-roles", "q,v")
+    for k in ("stream0_cycles", "analytic_stream0_cycles"):
+        d = ad[k]["decode_first"] - base[k]["decode_first"]
+        expect(d == o["layers"] * o["layer_cycles"], f"{k}: decode step {d} cycles longer, by hand "
+               f"{o['layers']} x {o['layer_cycles']}")
+    with open(os.path.join(MODELS, "process", "n6.json")) as f:
+        p = json.load(f)["energy"]
+    vr = 0.9  # hc1-class card.vr_efficiency
+    tokens = 2  # the prompt token and the first generated one pass the layers; one pass each
+    e0, e1 = base["energy_by_event_j"], ad["energy_by_event_j"]
+    want_sram = tokens * o["read_bits"] * p["sram_read_fj_per_bit"]["value"] * 1e-15 / vr
+    want_vec = tokens * o["layers"] * o["macs"] * p["vector_op_fj"]["value"] * 1e-15 / vr
+    for key, want in (("sram", want_sram), ("vector", want_vec)):
+        d = e1[key] - e0[key]
+        expect(abs(d - want) <= 1e-9 * want, f"{key}: {d} J more, by hand {want}")
+
+
+def test_adapter_errors():
+    """Bad adapters: one that leaves no KV slot (the key and the sizes), an unknown role, rank 0, a rank without
+    roles, a role the model lacks."""
+    expect_error(["run", "--no-db", "--adapter-rank", "16", "--adapter-roles", "q,v", "--set",
+                  "kv.bytes_per_tile=4300000"],
+                 "key 'kv.bytes_per_tile'", "rank 16 on q,v", "takes 212992 bytes of tile 0's KV SRAM of 4300000 bytes",
+                 "leaving 4087008 bytes, less than one KV slot of 4194304 bytes")
+    expect_error(["run", "--no-db", "--adapter-rank", "16", "--adapter-roles", "q,x"],
+                 "--adapter-roles: unknown role 'x' in 'q,x'", "q, k, v, o, gate, up, down")
+    expect_error(["run", "--no-db", "--adapter-rank", "0", "--adapter-roles", "q"],
+                 "--adapter-rank expects a whole number from 1 to 65536, got '0'", code=2)
+    expect_error(["run", "--no-db", "--adapter-rank", "4"], "--adapter-rank and --adapter-roles go together", code=2)
+
+
+def test_adapter_eval():
+    """eval takes the same adapter and reports the same placement; its KV capacity is the smaller one."""
+    o = _adapter_oracle(16, ("q", "v"))
+    p = run("eval", "--no-db", "--json", "--records", "20", "--no-compare", "--adapter-rank", "16", "--adapter-roles",
+            "q,v")
+    j = json.loads(p.stdout)
+    a = j["adapter"]
+    got = (a["bytes_per_tile"], a["kv_positions"], a["kv_slots"], a["kv_slots_lost"])
+    want = (o["per_tile"], o["positions"], o["slots"], o["slots_without"] - o["slots"])
+    expect(got == want, f"eval adapter {got}, by hand {want}")
+    expect_error(["eval", "--no-db", "--adapter-roles", "q"], "--adapter-rank and --adapter-roles go together", code=2)
+
+
+# stories260K's projections (out, in) and their Hugging Face module names, for adapters the tests write
+STORIES_PROJ = {"q": ("self_attn.q_proj", 64, 64), "k": ("self_attn.k_proj", 32, 64), "v": ("self_attn.v_proj", 32, 64),
+                "o": ("self_attn.o_proj", 64, 64), "gate": ("mlp.gate_proj", 172, 64), "up": ("mlp.up_proj", 172, 64),
+                "down": ("mlp.down_proj", 64, 172)}
+
+
+def _lora_values(rank, roles, layers, seed, zero_b):
+    """{(layer, role): (A rows, B rows)}: A rank x in and B out x rank, uniform in +-0.5 (B all 0 with zero_b)."""
+    import random
+    rnd = random.Random(seed)
+    v = {}
+    for l in layers:
+        for r in roles:
+            _, out, inp = STORIES_PROJ[r]
+            a = [[rnd.uniform(-0.5, 0.5) for _ in range(inp)] for _ in range(rank)]
+            b = [[0.0 if zero_b else rnd.uniform(-0.5, 0.5) for _ in range(rank)] for _ in range(out)]
+            v[(l, r)] = (a, b)
+    return v
+
+
+def _write_peft(folder, rank, alpha, values, shape_of=None):
+    """PEFT's adapter_model.safetensors (8-byte header length, JSON header, raw F32 data) and adapter_config.json."""
+    import struct
+    header, data = {}, bytearray()
+    for (l, r), (a, b) in sorted(values.items()):
+        for kind, rows in (("A", a), ("B", b)):
+            name = f"base_model.model.model.layers.{l}.{STORIES_PROJ[r][0]}.lora_{kind}.weight"
+            flat = [x for row in rows for x in row]
+            shape = (shape_of or {}).get(name, [len(rows), len(rows[0])])
+            header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + 4 * len(flat)]}
+            data += struct.pack(f"<{len(flat)}f", *flat)
+    h = json.dumps(header).encode()
+    h += b" " * ((-len(h)) % 8)
+    path = os.path.join(folder, "adapter_model.safetensors")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + data)
+    with open(os.path.join(folder, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "r": rank, "lora_alpha": alpha,
+                   "target_modules": sorted({STORIES_PROJ[r][0].split(".")[1] for _, r in values})}, f)
+    return path
+
+
+def _write_gguf_lora(path, alpha, values):
+    """llama.cpp's GGUF LoRA: general.type adapter, adapter.lora.alpha, blk.N.attn_q.weight.lora_a (ne [in, r]) and
+    .lora_b (ne [r, out]); Q and K rows of B in Meta's order (pairs), as llama.cpp's converter writes them."""
+    import struct
+    gg = {"q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output", "gate": "ffn_gate", "up": "ffn_up",
+          "down": "ffn_down"}
+    kvs = [("general.architecture", 8, gguf_str("llama")), ("general.type", 8, gguf_str("adapter")),
+           ("adapter.type", 8, gguf_str("lora")), ("adapter.lora.alpha", 6, struct.pack("<f", alpha))]
+    info, data, n_t = bytearray(), bytearray(), 0
+    for (l, r), (a, b) in sorted(values.items()):
+        if r in ("q", "k"):  # graph row i + j*half (halves) is file row 2i + j within each head of 8
+            b = [b[h * 8 + (k % 2) * 4 + k // 2] for h in range(len(b) // 8) for k in range(8)]
+        for suffix, rows in (("lora_a", a), ("lora_b", b)):
+            name = f"blk.{l}.{gg[r]}.weight.{suffix}".encode()
+            flat = [x for row in rows for x in row]
+            info += struct.pack("<Q", len(name)) + name + struct.pack("<IQQIQ", 2, len(rows[0]), len(rows), 0, len(data))
+            data += struct.pack(f"<{len(flat)}f", *flat)
+            data += b"\0" * ((-len(data)) % 32)
+            n_t += 1
+    gguf_write(path, kvs, n_t, bytes(info), bytes(data))
+
+
+def _func_logits(tmp, tag, *extra, infer=False):
+    """stories260K's logits at every position of "Once upon a time" + 4 tokens: the chip's functional mode with f32
+    weights and an FP32 datapath, or (infer) the FP32 reference."""
+    model = stories()
+    lf = os.path.join(tmp, tag + ".json")
+    if infer:
+        run("infer", "--model", model, "--text", "Once upon a time", "--generate", "4", "--ignore-eos", "--logits", lf,
+            *extra)
+    else:
+        run("run", "--json", "--no-db", "--model", model, "--chip", os.path.join(DATA, "tiny-chip.json"), "--mode",
+            "functional", "--weights", model, "--recipe", "f32", "--text", "Once upon a time", "--generate", "4",
+            "--logits", lf, *FP32_DATAPATH, *extra)
+    return json.load(open(lf))
+
+
+def _max_diff(ra, rb):
+    expect([r["pos"] for r in ra] == [r["pos"] for r in rb], "not the same positions")
+    return max(max(abs(x - y) for x, y in zip(a["logits"], b["logits"])) for a, b in zip(ra, rb))
+
+
+def test_adapter_functional_zero_b():
+    """A LoRA adapter whose B is 0 (PEFT's initial state) leaves functional mode's logits exactly as they are."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _write_peft(tmp, 4, 8, _lora_values(4, ("q", "v"), range(5), 1, zero_b=True))
+        base = _func_logits(tmp, "base")
+        ad = _func_logits(tmp, "ad", "--adapter", path)
+        expect(len(base) == 8 and _max_diff(base, ad) == 0.0, f"B = 0 moved the logits by {_max_diff(base, ad)}")
+
+
+def test_adapter_functional_reference():
+    """A random rank-4 adapter on q, v and down (PEFT safetensors): functional mode's logits equal the FP32
+    reference's with the same adapter within 1e-4 and differ from the unadapted ones; the same adapter as a GGUF
+    LoRA (B's q rows in Meta's order) gives the same logits; run --json reports the file's placement."""
+    with tempfile.TemporaryDirectory() as tmp:
+        vals = _lora_values(4, ("q", "v", "down"), range(5), 7, zero_b=False)
+        path = _write_peft(tmp, 4, 8, vals)
+        ad = _func_logits(tmp, "ad", "--adapter", path)
+        ref = _func_logits(tmp, "ref", "--adapter", path, infer=True)
+        d = _max_diff(ad, ref)
+        expect(d <= 1e-4, f"adapted datapath differs from the adapted reference by {d}")
+        base = _func_logits(tmp, "base")
+        expect(_max_diff(ad, base) > 0.1, f"the adapter moved the logits by only {_max_diff(ad, base)}")
+        ref0 = _func_logits(tmp, "ref0", infer=True)
+        expect(_max_diff(ref, ref0) > 0.1, "the reference ignored the adapter")
+        gpath = os.path.join(tmp, "lora.gguf")
+        _write_gguf_lora(gpath, 8, vals)
+        g = _func_logits(tmp, "g", "--adapter", gpath)
+        expect(_max_diff(g, ad) <= 1e-6, f"the GGUF adapter differs from the PEFT one by {_max_diff(g, ad)}")
+        expect(_max_diff(_func_logits(tmp, "dir", "--adapter", tmp), ad) == 0.0, "PEFT's folder is not its file")
+        j = run_json("--no-db", "--model", stories(), "--chip", os.path.join(DATA, "tiny-chip.json"), "--prompt", "4",
+                     "--generate", "2", "--adapter", path)
+        # per layer: q 4x64 + 64x4, v 4x64 + 32x4, down 4x172 + 64x4 elements at the tiny chip's 8-bit KV elements,
+        # each matrix from a fresh 256-bit word; one layer per tile
+        words = lambda n: -(-n * 8 // 256) * 256 // 8
+        per_tile = sum(words(4 * i) + words(o * 4) for o, i in ((64, 64), (32, 64), (64, 172)))
+        a = j["adapter"]
+        expect((a["rank"], a["roles"], a["alpha"], a["bytes_per_tile"], a["file"]) == (4, "q,v,down", 8, per_tile, path),
+               f"adapter {a}, by hand per tile {per_tile}")
+
+
+def test_adapter_file_errors():
+    """Bad adapter files: a shape that does not match the model (the tensor, expected and found), a GGUF that is not
+    an adapter, no adapter_config.json, --adapter with --adapter-rank."""
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = "base_model.model.model.layers.2.self_attn.v_proj.lora_B.weight"
+        vals = _lora_values(4, ("v",), range(5), 3, zero_b=False)
+        vals[(2, "v")] = (vals[(2, "v")][0], [[0.1] * 4] * 64)  # B with 64 rows, v_proj has 32 outputs
+        path = _write_peft(tmp, 4, 8, vals)
+        for cmd in (["run", "--model", model, "--chip", chip, "--no-db"], ["infer", "--model", model, "--text", "a"]):
+            expect_error([*cmd, "--adapter", path], path, f"tensor {bad}: expected shape [32, 4]",
+                         "model.layers.2.self_attn.v_proj.weight", "found [64, 4]")
+        os.remove(os.path.join(tmp, "adapter_config.json"))
+        expect_error(["run", "--model", model, "--chip", chip, "--no-db", "--adapter", path], "adapter_config.json")
+        expect_error(["run", "--model", model, "--chip", chip, "--no-db", "--adapter", model],
+                     "key 'general.type': expected \"adapter\"")
+        expect_error(["run", "--no-db", "--adapter", path, "--adapter-rank", "4", "--adapter-roles", "q"],
+                     "give --adapter FILE or --adapter-rank and --adapter-roles, not both", code=2)
+
+
+def test_adapter_eval_functional():
+    """eval --mode functional applies --adapter to every record: with B = 0 each record's output is the unadapted
+    one; a random adapter changes some, and the batch takes longer (the adapter's cycles)."""
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "kids.csv")
+        write_csv(data, [f"{i},{n} found a ball in the park" for i, n in enumerate(["Lily", "Tom", "Max", "Sue"])])
+        os.mkdir(os.path.join(tmp, "zero"))
+        os.mkdir(os.path.join(tmp, "rand"))
+        zero = _write_peft(os.path.join(tmp, "zero"), 4, 8, _lora_values(4, ("q", "v"), range(5), 1, zero_b=True))
+        rand = _write_peft(os.path.join(tmp, "rand"), 4, 8, _lora_values(4, ("q", "v"), range(5), 5, zero_b=False))
+        got = {}
+        for name, extra in (("none", []), ("zero", ["--adapter", zero]), ("rand", ["--adapter", rand])):
+            db = os.path.join(tmp, name + ".sqlite")
+            j = json.loads(run("eval", "--json", "--model", model, "--chip", chip, "--data", data, "--rule",
+                               "Tell a story.", "--max-new-tokens", "8", "--no-compare", "--mode", "functional",
+                               "--weights", model, "--db", db, *extra).stdout)
+            con = sqlite3.connect(db)
+            texts = [r[0] for r in con.execute("SELECT output_text FROM records ORDER BY record")]
+            con.close()
+            got[name] = (texts, j["batch_ns"])
+        expect(len(got["none"][0]) == 4 and got["zero"][0] == got["none"][0], f"B = 0 changed outputs: {got}")
+        expect(got["rand"][0] != got["none"][0], f"a random adapter changed no output: {got}")
+        expect(got["zero"][1] > got["none"][1], f"the adapter took no time: {got}")
+
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

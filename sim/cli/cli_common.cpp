@@ -13,6 +13,7 @@ Loaded::~Loaded()
     for (auto &pm : maps) es_map_free(&pm);
     for (auto &sm : slices) es_model_free(&sm);
     if (have_sys) es_system_free(&sys);
+    if (have_lora) es_lora_free(&lora);
     if (have_map) es_map_free(&map);
     if (have_m) es_model_free(&m);
     if (have_c) es_chip_free(&c);
@@ -46,6 +47,12 @@ int load(const std::string &model, const std::string &chip, const std::vector<st
     } else if (es_map_build(&L.map, &L.c, &L.m, nullptr, e) == 0) {
         L.have_map = true;
     }
+    if (L.have_map && !L.adapter_file.empty()) { /* --adapter FILE: its rank, alpha and tensors */
+        if (es_lora_load(&L.lora, L.adapter_file.c_str(), &L.m, e)) return -1;
+        L.have_lora = true;
+        L.adapter = es_adapter_spec{L.lora.rank, L.lora.roles, L.lora.alpha, L.lora.adapted};
+    }
+    if (L.have_map && L.adapter.rank != 0 && es_map_set_adapter(&L.map, &L.adapter, e)) return -1;
     if (!L.have_map || es_map_check(&L.map, e)) {
         if (!rom.empty() || recipe.empty()) return -1;
         char msg[sizeof e->msg];
@@ -135,6 +142,52 @@ cJSON *area_json(const es_area &a)
         cJSON_AddNumberToObject(k, "leakage_w", a.leak_w[i]);
     }
     return j;
+}
+
+// The tensors the adapter adapts (the table's).
+static int64_t adapted_tensors(const Loaded &L)
+{
+    int64_t n = 0;
+    for (int i = 0; i < L.m.n_tensors; i++) n += L.map.tensors[i].lora_bits > 0;
+    return n;
+}
+
+cJSON *adapter_json(const Loaded &L)
+{
+    const es_map_adapter &a = L.map.adapter;
+    if (!L.have_map || a.rank == 0) return cJSON_CreateNull();
+    char roles[64];
+    cJSON *j = cJSON_CreateObject();
+    if (L.have_lora) cJSON_AddStringToObject(j, "file", L.lora.path);
+    cJSON_AddNumberToObject(j, "tensors", (double)adapted_tensors(L));
+    cJSON_AddNumberToObject(j, "rank", a.rank);
+    cJSON_AddStringToObject(j, "roles", es_adapter_roles_text(a.roles, roles, sizeof roles));
+    cJSON_AddNumberToObject(j, "alpha", a.alpha);
+    cJSON_AddNumberToObject(j, "scale", a.scale);
+    cJSON_AddNumberToObject(j, "element_bits", a.elem_bits);
+    cJSON_AddNumberToObject(j, "bytes_per_tile", (double)(a.tile_bits / 8));
+    cJSON_AddNumberToObject(j, "bytes", (double)(a.total_bits / 8));
+    cJSON_AddNumberToObject(j, "kv_bytes_per_tile_left", (double)(L.map.kv_bits / 8));
+    cJSON_AddNumberToObject(j, "kv_positions", (double)L.map.kv_positions);
+    cJSON_AddNumberToObject(j, "kv_positions_without", (double)a.kv_positions_without);
+    cJSON_AddNumberToObject(j, "kv_slots", (double)L.map.kv_slots);
+    cJSON_AddNumberToObject(j, "kv_slots_without", (double)a.kv_slots_without);
+    cJSON_AddNumberToObject(j, "kv_slots_lost", (double)(a.kv_slots_without - L.map.kv_slots));
+    return j;
+}
+
+std::string adapter_text(const Loaded &L)
+{
+    const es_map_adapter &a = L.map.adapter;
+    if (!L.have_map || a.rank == 0) return "";
+    char roles[64], b[512];
+    std::snprintf(b, sizeof b, "adapter rank %d on %s: %lld bytes per tile in the KV SRAM (%lld in all); KV slots of "
+                  "%lld positions %lld -> %lld (%lld lost), positions %lld -> %lld",
+                  a.rank, es_adapter_roles_text(a.roles, roles, sizeof roles), (long long)(a.tile_bits / 8),
+                  (long long)(a.total_bits / 8), (long long)L.c.kv.slot_context, (long long)a.kv_slots_without,
+                  (long long)L.map.kv_slots, (long long)(a.kv_slots_without - L.map.kv_slots),
+                  (long long)a.kv_positions_without, (long long)L.map.kv_positions);
+    return b;
 }
 
 cJSON *power_limit_json(const es::RunResult &r)

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include "es_area.h"
 #include "es_chip.h"
+#include "es_lora.h"
 #include "es_map.h"
 #include "es_model.h"
 #include "es_system.h"
@@ -31,6 +32,10 @@ struct Loaded {
     // The tables a run simulates: the chip's (map), or each chip's of a system in pipeline order.
     std::vector<const es_map *> pms() const;
     std::string formats_from = "chip"; // where the formats timed come from: "chip", "recipe" or "rom"
+    es_adapter_spec adapter{}; // a LoRA adapter to place in the KV SRAM (rank 0: none): set before load()
+    std::string adapter_file;  // or a LoRA adapter file (--adapter): load() reads it into lora and sets adapter
+    es_lora lora{};
+    bool have_lora = false;
     std::string formats; // which weight formats timing, area and energy follow: "chip weights.*",
                          // "recipe NAME (PATH)" or "ROM image PATH"
     Loaded() = default;
@@ -41,7 +46,7 @@ struct Loaded {
 
 // Load model and chip (with --set overrides); then the placement table in the weight formats timing, area and
 // energy follow: a ROM image's real bits (rom), a recipe's as an image built with it would hold them (recipe), or
-// else the chip's weights.* section; then the fit check (the table's).
+// else the chip's weights.* section; then the fit check (the table's), after L.adapter is placed (es_map_set_adapter).
 int load(const std::string &model, const std::string &chip, const std::vector<std::string> &sets,
          const std::string &rom, const std::string &recipe, Loaded &L, es_err *e);
 // Load a system of chips (es_system.h), the model (model_spec, or the system's own when empty), each chip's
@@ -55,6 +60,11 @@ std::string timed_recipe(const std::string &recipe, bool functional, bool quanti
 // The JSON of Loaded::formats: {"from": "chip"|"recipe"|"rom", "name": ...}.
 cJSON *formats_json(const Loaded &L);
 cJSON *area_json(const es_area &a);
+// The adapter's figures (null without one): rank, roles, alpha, scale, element bits, bytes per tile and in all, KV
+// positions and slots with and without it, slots lost.
+cJSON *adapter_json(const Loaded &L);
+// The same as a summary line ("" without an adapter).
+std::string adapter_text(const Loaded &L);
 // The power limit's figures (null without a limit): limit, window, time throttled, effective and lowest
 // clock, each window's average watts.
 cJSON *power_limit_json(const es::RunResult &r);

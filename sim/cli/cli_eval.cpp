@@ -84,6 +84,8 @@ const char *HELP =
     "                       not the comparison run); with a window for large batches\n"
     "  --vcd FILE.vcd         as for `etchsim run` (the batch itself): large for large batches\n"
     "  --fidelity transaction|cycle  as for `etchsim run` (both batches)\n"
+    "  --adapter-rank R, --adapter-roles L   a LoRA adapter in the KV SRAM, as for `etchsim run`\n"
+    "  --adapter FILE         a LoRA adapter file, as for `etchsim run` (applied in functional mode)\n"
     "  --mode timing|functional  functional: the chip computes each record's output\n"
     "                         (needs a tokenizer and --rom, --weights or --synthetic)\n"
     "  --weights F, --synthetic SEED   weights for functional mode, as for run\n"
@@ -112,6 +114,9 @@ struct Opts {
     std::string vcd;                              // --vcd FILE.vcd
     bool cycle = false;                           // --fidelity cycle
     double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
+    int64_t adapter_rank = 0;                     // --adapter-rank (0: none)
+    std::string adapter_roles;                    // --adapter-roles
+    std::string adapter;                          // --adapter FILE
 };
 
 int usage(const char *msg, const char *arg) { return es_opt_usage("eval", msg, arg); }
@@ -469,6 +474,14 @@ int check_opts(const Opts &o)
         return usage("give --recipe or --rom, not both (the image fixes the formats); got --recipe", o.recipe.c_str());
     if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
         return usage("--trace-window needs --trace", nullptr);
+    if ((o.adapter_rank > 0) != !o.adapter_roles.empty())
+        return usage("--adapter-rank and --adapter-roles go together; got only",
+                     o.adapter_rank > 0 ? "--adapter-rank" : "--adapter-roles");
+    if (!o.adapter.empty() && o.adapter_rank > 0)
+        return usage("give --adapter FILE or --adapter-rank and --adapter-roles, not both; got --adapter",
+                     o.adapter.c_str());
+    if ((o.adapter_rank > 0 || !o.adapter.empty()) && o.cycle)
+        return usage("an adapter (--adapter, --adapter-rank) is booked at transaction fidelity only; drop", "--fidelity cycle");
     return -1;
 }
 
@@ -476,7 +489,8 @@ int check_opts(const Opts &o)
 int parse_opts(int argc, char **argv, Opts &o)
 {
     enum { RULE, RULE_FILE, DATA, TEMPLATE, VOCAB, MAX_NEW, RECORDS, POLICY, NO_SHARING, NO_COMPARE, CHIP, MODEL, DB, ROM,
-           WEIGHTS, RECIPE, MODE, SYNTHETIC, LABELS, SET, TRACE, TRACE_WINDOW, NODB, JSON, VCD, FIDELITY, N_OPTS };
+           WEIGHTS, RECIPE, MODE, SYNTHETIC, LABELS, SET, TRACE, TRACE_WINDOW, NODB, JSON, VCD, FIDELITY, ADAPTER_RANK,
+           ADAPTER_ROLES, ADAPTER, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"rule", ES_OPT_TEXT, 0, 0, 0},          {"rule-file", ES_OPT_STR, 0, 0, 0},
         {"data", ES_OPT_STR, 0, 0, 0},           {"template", ES_OPT_STR, 0, 0, 0},
@@ -490,7 +504,9 @@ int parse_opts(int argc, char **argv, Opts &o)
         {"labels", ES_OPT_STR, 0, 0, 0},         {"set", ES_OPT_STR, 0, 0, 1},
         {"trace", ES_OPT_STR, 0, 0, 0},          {"trace-window", ES_OPT_STR, 0, 0, 0},
         {"no-db", ES_OPT_FLAG, 0, 0, 0},         {"json", ES_OPT_FLAG, 0, 0, 0},
-        {"vcd", ES_OPT_STR, 0, 0, 0},            {"fidelity", ES_OPT_STR, 0, 0, 0}};
+        {"vcd", ES_OPT_STR, 0, 0, 0},            {"fidelity", ES_OPT_STR, 0, 0, 0},
+        {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0},
+        {"adapter", ES_OPT_STR, 0, 0, 0}};
     es_optarg *items = nullptr;
     int n = es_opts_parse("eval", argc, argv, opts, N_OPTS, 0, HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
@@ -543,6 +559,9 @@ int parse_opts(int argc, char **argv, Opts &o)
             if ((pick = es_opt_pick("eval", "fidelity", v, "transaction", "cycle")) < 0) return 2;
             o.cycle = pick;
             break;
+        case ADAPTER_RANK: o.adapter_rank = items[k].num; break;
+        case ADAPTER_ROLES: o.adapter_roles = v; break;
+        case ADAPTER: o.adapter = v; break;
         }
     }
     return check_opts(o);
@@ -596,6 +615,12 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
             return -1;
         in.data = "/proc/self/fd/" + std::to_string(in.demo_fd);
     }
+    if (o.adapter_rank > 0) { /* timing alone: alpha = rank, a scale of 1 */
+        if (es_adapter_roles_parse(o.adapter_roles.c_str(), &in.L.adapter.roles, e)) return -1;
+        in.L.adapter.rank = (int)o.adapter_rank;
+        in.L.adapter.alpha = (double)o.adapter_rank;
+    }
+    in.L.adapter_file = o.adapter;
     if (load(o.model, o.chip, o.sets, o.rom, timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0),
              in.L, e))
         return -1;
@@ -634,6 +659,9 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
         es_func_weights fw{o.rom.empty() ? nullptr : o.rom.c_str(), o.weights.empty() ? nullptr : o.weights.c_str(),
                            o.synthetic, o.recipe.empty() ? nullptr : o.recipe.c_str(), -1};
         if (es_func_datapath(&in.dp, &in.L.c, &in.L.m, &fw, 0, e)) return -1;
+        if (in.L.have_lora &&
+            es_dp_set_lora(in.dp, in.L.lora.a, in.L.lora.b, in.L.lora.rank, in.L.lora.alpha / in.L.lora.rank, e))
+            return -1;
     }
     return 0;
 }
@@ -838,7 +866,7 @@ Figures figures(const Opts &o, const Inputs &in, Batch &b)
     f.p50 = es_percentile(b.lat.data(), b.lat.size(), 50);
     f.p95 = es_percentile(b.lat.data(), b.lat.size(), 95);
     f.p99 = es_percentile(b.lat.data(), b.lat.size(), 99);
-    f.cap = es_chip_kv_positions(&L.c, &L.m);
+    f.cap = L.map.kv_positions; // less a LoRA adapter's share
     f.slots_plain = (int64_t)((double)f.cap / (b.mean_body + (double)rule_tokens + (double)o.max_new));
     f.slots_shared = (int64_t)((double)(f.cap - rule_tokens) / (b.mean_body + (double)o.max_new));
     f.data = o.data.empty() ? "demo: " + grouped(in.demo_records) + " generated card transactions" : o.data;
@@ -902,6 +930,7 @@ cJSON *eval_json(const Opts &o, const Inputs &in, const Batch &b, const Figures 
     cJSON_AddStringToObject(j, "chip", L.c.name);
     cJSON_AddStringToObject(j, "model", L.m.name);
     cJSON_AddItemToObject(j, "weight_formats", formats_json(L));
+    if (L.map.adapter.rank) cJSON_AddItemToObject(j, "adapter", adapter_json(L));
     cJSON_AddStringToObject(j, "mode", in.dp ? "functional" : "timing");
     cJSON_AddStringToObject(j, "fidelity", o.cycle ? "cycle" : "transaction");
     cJSON_AddStringToObject(j, "rule", o.rule.c_str());
@@ -959,6 +988,7 @@ void print_eval(const Opts &o, const Inputs &in, const Batch &b, const Figures &
                     "  every figure marked [ESTIMATED] follows from them (scripts/fetch-vocab or --vocab F)\n");
     std::printf("  rule: \"%s\"\n", o.rule.c_str());
     std::printf("  weight formats timed: %s\n", L.formats.c_str());
+    if (L.map.adapter.rank) std::printf("  %s\n", adapter_text(L).c_str());
     std::printf("  data: %s\n", o.data.empty() ? ("demo, " + f.data.substr(6)).c_str() : f.data.c_str());
     std::printf("  %-34s %lld done, %lld skipped\n", "records", (long long)done, (long long)skipped);
     if (in.dp) {

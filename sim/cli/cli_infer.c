@@ -16,6 +16,7 @@
 #include "es_model.h"
 #include "es_ref.h"
 #include "es_tok.h"
+#include "es_lora.h"
 #include "es_wsrc.h"
 
 static const char *HELP =
@@ -40,6 +41,8 @@ static const char *HELP =
     "  --top-p P            keep the smallest set reaching probability P (default 1)\n"
     "  --seed S             sampling seed (default 1)\n"
     "  --ignore-eos         do not stop at the end-of-sequence token\n"
+    "  --adapter FILE       a LoRA adapter (PEFT adapter_model.safetensors with adapter_config.json\n"
+    "                       beside it, or a GGUF LoRA): each adapted projection adds (alpha/r) B(A x)\n"
     "  --logits FILE        write JSON: [{\"pos\", \"token\", \"logits\": [...]}, ...], one per position run\n"
     "  --json               print {\"model\", \"prompt_ids\", \"output_ids\", \"output_text\", \"stopped_at_eos\"}\n"
     "  -h, --help           this text\n";
@@ -47,7 +50,7 @@ static const char *HELP =
 static int usage(const char *msg, const char *arg) { return es_opt_usage("infer", msg, arg); }
 
 typedef struct infer_opts {
-    const char *model, *text, *weights, *vocab, *logits_path;
+    const char *model, *text, *weights, *vocab, *logits_path, *adapter;
     int64_t gen, seed, synth, top_k;
     double temp, top_p;
     int json, ignore_eos, rope_rows;
@@ -56,7 +59,7 @@ typedef struct infer_opts {
 /* The command line into o: -1 to go on, else the exit status (0 after --help, 2 on a usage error). */
 static int parse(int argc, char **argv, infer_opts *o)
 {
-    enum { MODEL, TEXT, GENERATE, WEIGHTS, SYNTHETIC, ROPE, VOCAB, TEMP, TOPK, TOPP, SEED, IGNORE_EOS, LOGITS, JSON, N_OPTS };
+    enum { MODEL, TEXT, GENERATE, WEIGHTS, SYNTHETIC, ROPE, VOCAB, TEMP, TOPK, TOPP, SEED, IGNORE_EOS, LOGITS, JSON, ADAPTER, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"model", ES_OPT_STR, 0, 0, 0},         {"text", ES_OPT_TEXT, 0, 0, 0},
         {"generate", ES_OPT_COUNT, 0, 65536, 0}, {"weights", ES_OPT_STR, 0, 0, 0},
@@ -64,7 +67,8 @@ static int parse(int argc, char **argv, infer_opts *o)
         {"vocab", ES_OPT_STR, 0, 0, 0},         {"temperature", ES_OPT_REAL, 0, 100, 0},
         {"top-k", ES_OPT_COUNT, 0, 1 << 24, 0}, {"top-p", ES_OPT_REAL, 1e-9, 1, 0},
         {"seed", ES_OPT_COUNT, 0, 9.2e18, 0},   {"ignore-eos", ES_OPT_FLAG, 0, 0, 0},
-        {"logits", ES_OPT_STR, 0, 0, 0},        {"json", ES_OPT_FLAG, 0, 0, 0}};
+        {"logits", ES_OPT_STR, 0, 0, 0},        {"json", ES_OPT_FLAG, 0, 0, 0},
+        {"adapter", ES_OPT_STR, 0, 0, 0}};
     *o = (infer_opts){.gen = 16, .seed = 1, .synth = -1, .top_p = 1, .rope_rows = -1};
     es_optarg *items = NULL;
     int n_items = es_opts_parse("infer", argc, argv, opts, N_OPTS, 0, HELP, &items);
@@ -93,6 +97,7 @@ static int parse(int argc, char **argv, infer_opts *o)
         case IGNORE_EOS: o->ignore_eos = 1; break;
         case LOGITS: o->logits_path = v; break;
         case JSON: o->json = 1; break;
+        case ADAPTER: o->adapter = v; break;
         }
     }
     free(items);
@@ -193,7 +198,8 @@ int es_cli_infer(int argc, char **argv)
     int32_t *ids = NULL;
     char *out_text = NULL;
     es_logits_file lf = {0};
-    int have_w = 0, have_lf = 0, stopped = 0;
+    int have_w = 0, have_lf = 0, stopped = 0, have_lora = 0;
+    es_lora lora;
     int64_t n_prompt = 0, produced = 0;
     rc = 1;
     if (es_model_load(&m, o.model, &e)) { fprintf(stderr, "etchsim infer: %s\n", e.msg); return 1; }
@@ -205,6 +211,13 @@ int es_cli_infer(int argc, char **argv)
     have_w = 1;
     if (prompt_ids(&o, &m, tok, vpath, &ids, &n_prompt, &e)) goto out;
     if (es_ref_load(&ref, &m, es_func_rows_read, &rows, n_prompt + o.gen, ES_REF_ROPE_HALVES, &e)) goto out;
+    if (o.adapter) {
+        if (es_lora_load(&lora, o.adapter, &m, &e)) goto out;
+        have_lora = 1;
+        if (es_ref_set_lora(ref, (const float *const *)lora.a, (const float *const *)lora.b, lora.rank,
+                            lora.alpha / lora.rank, &e))
+            goto out;
+    }
     if (o.logits_path) {
         if (es_logits_open(&lf, o.logits_path, &e)) goto out;
         have_lf = 1;
@@ -224,6 +237,7 @@ out:
     free(out_text);
     free(ids);
     es_ref_free(ref);
+    if (have_lora) es_lora_free(&lora);
     es_tok_free(tok);
     if (have_w) es_func_rows_close(&rows);
     es_model_free(&m);

@@ -98,6 +98,14 @@ const char *RUN_HELP =
     "  --vocab F            tokenizer (default: the model's GGUF or models/llm/NAME/tokenizer.tiktoken)\n"
     "  --seed S             seed of the drawn prompt (default 1)\n"
     "  --logits FILE        stream 0's logits at every position, as etchsim infer writes them\n"
+    "  --adapter FILE       a LoRA adapter: PEFT adapter_model.safetensors (adapter_config.json\n"
+    "                       beside it) or a GGUF LoRA; timed as --adapter-rank, and applied\n"
+    "                       in functional mode\n"
+    "  --adapter-rank R     a LoRA adapter of rank R in the tiles' KV SRAM (timing; with\n"
+    "                       --adapter-roles): it takes KV capacity and KV port time, and the\n"
+    "                       vector unit adds (alpha/R) x B(A x) to each adapted projection\n"
+    "  --adapter-roles L    the projections it adapts: a comma-separated list of q, k, v, o,\n"
+    "                       gate, up, down (e.g. q,v)\n"
     "  --db PATH            SQLite database to log into (default etchsim.sqlite)\n"
     "  --no-db              do not write a database\n"
     "  --json               print one JSON object instead of the summary\n"
@@ -181,6 +189,9 @@ struct Opts {
     bool cosim = false;                         // --rtl-cosim
     double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
     int64_t synthetic = -1, seed = 1;
+    int64_t adapter_rank = 0;                   // --adapter-rank (0: none)
+    std::string adapter_roles;                  // --adapter-roles
+    std::string adapter;                        // --adapter FILE
 };
 
 int usage_error(const char *cmd, const char *msg, const char *arg) { return es_opt_usage(cmd, msg, arg); }
@@ -194,6 +205,22 @@ int check_system_opts(const char *cmd, const Opts &o)
     if (!o.rom.empty())
         return usage_error(cmd, "--rom with --system: a ROM image holds one chip's weights; use --recipe", nullptr);
     if (o.cosim) return usage_error(cmd, "--rtl-cosim with --system is not modelled", nullptr);
+    if (o.adapter_rank > 0 || !o.adapter.empty())
+        return usage_error(cmd, "an adapter (--adapter, --adapter-rank) with --system is not modelled yet", nullptr);
+    return -1;
+}
+
+// The adapter options together: -1, or the usage error's exit code.
+int check_adapter_opts(const char *cmd, const Opts &o)
+{
+    if ((o.adapter_rank > 0) != !o.adapter_roles.empty())
+        return usage_error(cmd, "--adapter-rank and --adapter-roles go together; got only", o.adapter_rank > 0 ?
+                           "--adapter-rank" : "--adapter-roles");
+    if (!o.adapter.empty() && o.adapter_rank > 0)
+        return usage_error(cmd, "give --adapter FILE or --adapter-rank and --adapter-roles, not both; got --adapter",
+                           o.adapter.c_str());
+    if ((o.adapter_rank > 0 || !o.adapter.empty()) && o.cycle)
+        return usage_error(cmd, "an adapter (--adapter, --adapter-rank) is booked at transaction fidelity only; drop", "--fidelity cycle");
     return -1;
 }
 
@@ -201,7 +228,8 @@ int check_system_opts(const char *cmd, const Opts &o)
 int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
 {
     enum { CHIP, MODEL, SET, JSON, PROMPT, GENERATE, STREAMS, POSITION, DB, ROM, NODB, ROUTING, MODE, TEXT, VOCAB,
-           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, COSIM, DEPLOY, SYSTEM, N_OPTS };
+           WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, COSIM, DEPLOY, SYSTEM,
+           ADAPTER_RANK, ADAPTER_ROLES, ADAPTER, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"chip", ES_OPT_STR, 0, 0, 0},          {"model", ES_OPT_STR, 0, 0, 0},
         {"set", ES_OPT_STR, 0, 0, 1},           {"json", ES_OPT_FLAG, 0, 0, 0},
@@ -216,7 +244,9 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         {"trace", ES_OPT_STR, 0, 0, 0},         {"trace-window", ES_OPT_STR, 0, 0, 0},
         {"vcd", ES_OPT_STR, 0, 0, 0},           {"fidelity", ES_OPT_STR, 0, 0, 0},
         {"rtl-cosim", ES_OPT_FLAG, 0, 0, 0},    {"deploy", ES_OPT_STR, 0, 0, 0},
-        {"system", ES_OPT_STR, 0, 0, 0}};
+        {"system", ES_OPT_STR, 0, 0, 0},
+        {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0},
+        {"adapter", ES_OPT_STR, 0, 0, 0}};
     const bool cost = !std::strcmp(cmd, "cost"); /* run's workload options, no logging or functional mode */
     es_optarg *items = nullptr;
     int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, cost ? COST_HELP : run ? RUN_HELP : AREA_HELP, &items);
@@ -272,6 +302,9 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
             o.cycle = pick;
             break;
         case COSIM: o.cosim = true; break;
+        case ADAPTER_RANK: o.adapter_rank = a.num; break;
+        case ADAPTER_ROLES: o.adapter_roles = v; break;
+        case ADAPTER: o.adapter = v; break;
         }
     }
     if (o.cosim && (!o.functional || !o.cycle))
@@ -284,6 +317,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         return usage_error(cmd, "give --recipe or --rom, not both (the image fixes the formats); got --recipe",
                            o.recipe.c_str());
     if (o.have_text && o.prompt_given) return usage_error(cmd, "give --text or --prompt, not both", nullptr);
+    if (int rc = check_adapter_opts(cmd, o); rc >= 0) return rc;
     if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
         return usage_error(cmd, "--trace-window needs --trace", nullptr);
     return o.system.empty() ? -1 : check_system_opts(cmd, o);
@@ -695,6 +729,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddNumberToObject(j, "kv_slots", (double)r.an.kv_slots);
     cJSON_AddNumberToObject(j, "kv_positions", (double)r.kv_positions);
     cJSON_AddNumberToObject(j, "kv_max_used", (double)r.kv_max_used);
+    if (L.map.adapter.rank) cJSON_AddItemToObject(j, "adapter", es::adapter_json(L));
     cJSON_AddNumberToObject(j, "max_in_flight", r.max_in_flight);
     add_decode_figure(j, "analytic_decode_tokens_per_s", an_dec, r.an.decode_tokens_per_s);
     if (L.have_sys) { /* a system: the analytic model gives its decode step only (es_an_system_decode_step) */
@@ -777,6 +812,7 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
     if (!dec) std::printf("  (-: every stream made one token: there is no decode interval to measure)\n");
     std::printf("  %-28s %14s %14" PRId64 "\n", "knee: streams / KV slots",
                 fig(!L.have_sys, "%.0f", (double)r.an.knee_streams).c_str(), r.an.kv_slots);
+    if (L.map.adapter.rank) std::printf("  %s\n", es::adapter_text(L).c_str());
     std::printf("  %-28s %14.1f   (static %.1f W, dynamic %.1f W)\n", "card power, W", r.watts,
                 (r.total_j - r.dynamic_j) / r.seconds, r.dynamic_j / r.seconds);
     if (r.power_limit_w > 0) std::printf("  %-28s %s\n", "power limit", es::power_limit_text(r).c_str());
@@ -847,6 +883,8 @@ int prepare_functional(Opts &o, const es::Loaded &L, Func &fn, es_err *e)
     es_func_weights fw{o.rom.empty() ? nullptr : o.rom.c_str(), o.weights.empty() ? nullptr : o.weights.c_str(),
                        o.synthetic, o.recipe.empty() ? nullptr : o.recipe.c_str(), -1};
     if (es_func_datapath(&fn.dp, &L.c, &L.m, &fw, 0, e)) return -1;
+    if (L.have_lora && es_dp_set_lora(fn.dp, L.lora.a, L.lora.b, L.lora.rank, L.lora.alpha / L.lora.rank, e))
+        return -1;
     if (o.cosim) { /* tile 0's lane matmuls through the Verilated lane */
         if (!(fn.cosim = es::es_cosim_open(&L.c, &L.m, 0, (int)L.c.tile.layers, e))) return -1;
         es_dp_set_lane_fn(fn.dp, es::es_cosim_lane_row, fn.cosim);
@@ -875,6 +913,12 @@ int check_run_size(const Opts &o, const es::Loaded &L, es_err *e)
 int prepare_run(Opts &o, es::Loaded &L, es::Routing &routing, Func &fn, es_err *e)
 {
     const std::string timed = es::timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0);
+    if (o.adapter_rank > 0) { /* timing alone: alpha = rank, a scale of 1 */
+        if (es_adapter_roles_parse(o.adapter_roles.c_str(), &L.adapter.roles, e)) return run_error(e);
+        L.adapter.rank = (int)o.adapter_rank;
+        L.adapter.alpha = (double)o.adapter_rank;
+    }
+    L.adapter_file = o.adapter;
     if (!o.system.empty() ? es::load_system(o.system, o.model_given ? o.model : "", o.sets, timed, L, e)
                           : es::load(o.model, o.chip, o.sets, o.rom, timed, L, e))
         return run_error(e);

@@ -89,6 +89,29 @@ static int64_t mv(const es_map *pm, const es_tensor *t, int64_t n)
     return matvec_tpr(pm->chip, &x->geom, x->lanes, x->cells, x->bits, n, tensor_tpr(pm->chip, x));
 }
 
+/* Why the vector unit and not the lanes: a tile's lanes are select cells wired to its ROM banks, decoding the etched
+ * weights' bits (tile.lanes.cell_bits per cell); the adapter's A and B come from the KV SRAM in kv.element_format,
+ * and the vector unit's FMA element lanes (tile.vector.elems_per_cycle) take any operand. One multiply-add is one
+ * vector op (energy.vector_op_fj); the stream is KV SRAM reads (energy.sram_read_fj_per_bit). */
+void es_an_adapter(const es_map *pm, const es_map_tensor *x, int64_t n, int64_t *occ, int64_t *port, int64_t *lat)
+{
+    const es_chip *c = pm->chip;
+    *occ = *port = *lat = 0;
+    if (x->lora_bits <= 0) return;
+    int64_t macs = es_ceil_div(n * x->lora_macs, c->tile.vec_width);
+    *port = es_ceil_div(n, c->tile.tokens_per_read) * es_ceil_div(x->lora_bits, es_chip_kv_port_bits(c));
+    *occ = macs > *port ? macs : *port;
+    *lat = c->tile.vec_latency;
+}
+
+/* A matrix product and its adapter, one after the other (es_an_layer's sum). */
+static int64_t mva(const es_map *pm, const es_tensor *t, int64_t n)
+{
+    int64_t occ, port, lat;
+    es_an_adapter(pm, es_map_tensor_of(pm, t), n, &occ, &port, &lat);
+    return mv(pm, t, n) + occ + lat;
+}
+
 /* One expert's work for n of its tokens, on its own partition: gate, up,
  * SiLU x up (the partition's element-wise stage, vector width), down. */
 int64_t es_an_expert_chain(const es_map *pm, int64_t layer, int64_t e, int64_t n)
@@ -220,7 +243,7 @@ int64_t es_an_layer(const es_map *pm, int64_t layer, int64_t n, int64_t p)
     if (m->experts > 0) {
         static const es_role att[4] = {ES_ROLE_Q, ES_ROLE_K, ES_ROLE_V, ES_ROLE_O};
         t += 2 * vec(c, n * H, 2);                                     /* two RMSNorms */
-        for (int k = 0; k < 4; k++) t += mv(pm, es_model_tensor(m, layer, att[k]), n);
+        for (int k = 0; k < 4; k++) t += mva(pm, es_model_tensor(m, layer, att[k]), n);
         if (m->qk_norm) t += vec(c, n * Q, 2) + vec(c, n * KV, 2);     /* RMSNorm of q and of k */
         t += vec(c, n * (Q + KV), 1) + attention(c, m, n, p);          /* RoPE, attention */
         t += 2 * vec(c, n * H, 1);                                     /* two residual adds */
@@ -232,11 +255,11 @@ int64_t es_an_layer(const es_map *pm, int64_t layer, int64_t n, int64_t p)
     t += 2 * vec(c, n * H, 2);                                        /* two RMSNorms */
     static const es_role qkvo[4] = {ES_ROLE_Q, ES_ROLE_K, ES_ROLE_V, ES_ROLE_O};
     static const es_role ffn[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
-    for (int k = 0; k < 4; k++) t += mv(pm, es_model_tensor(m, layer, qkvo[k]), n);
+    for (int k = 0; k < 4; k++) t += mva(pm, es_model_tensor(m, layer, qkvo[k]), n);
     t += vec(c, n * (Q + KV), 1);                                     /* RoPE on q and k */
     t += attention(c, m, n, p);
     t += 2 * vec(c, n * H, 1);                                        /* two residual adds */
-    for (int k = 0; k < 3; k++) t += mv(pm, es_model_tensor(m, layer, ffn[k]), n);
+    for (int k = 0; k < 3; k++) t += mva(pm, es_model_tensor(m, layer, ffn[k]), n);
     t += vec(c, n * F, 1);                                            /* SiLU(gate) * up */
     return t;
 }
@@ -265,6 +288,13 @@ static void tile_resources(const es_map *pm, int64_t tile, int64_t n, int64_t p,
             *vector += (double)occ;
         }
         *whole += (double)(occ + lat);
+        if (op->kind == ES_OP_MATVEC) { /* its adapter: the vector unit, and the KV port its A and B stream over */
+            int64_t a_occ, a_port, a_lat;
+            es_an_adapter(pm, &pm->tensors[op->tensor], n, &a_occ, &a_port, &a_lat);
+            *vector += (double)a_occ;
+            *attn += (double)a_port;
+            *whole += (double)(a_occ + a_lat);
+        }
     }
     /* the lanes as a resource: striped, one; partitioned, the busiest partition */
     for (int g = 0; g < ES_PART_N; g++)
@@ -418,7 +448,7 @@ void es_an_summarize(const es_map *pm, int64_t prompt, int64_t gen,
     }
     if (store > (double)b) b = (int64_t)(store + 0.999999);
     s->bottleneck_cycles = (double)b;
-    s->kv_slots = m->ssm_state > 0 ? es_chip_kv_slots(c, m) : es_chip_kv_positions(c, m) / (prompt + gen);
+    s->kv_slots = m->ssm_state > 0 ? pm->kv_slots : pm->kv_positions / (prompt + gen); /* less an adapter's share */
     int64_t pipe = (int64_t)((s->step_mid_cycles + (double)b - 1) / (double)b);
     s->knee_streams = pipe < s->kv_slots ? pipe : s->kv_slots;
     double by_streams = (double)s->knee_streams / s->step_mid_cycles, by_unit = 1.0 / (double)b;
@@ -528,6 +558,10 @@ static void op_events(const es_map *pm, const es_op *op, int64_t n, int64_t p, e
         ev->cell_macs = dn * (double)x->cells;
         if (f->group > 0) /* one scale multiply per group per output row */
             ev->vec_ops = dn * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
+        if (x->lora_bits > 0) { /* its adapter (es_an_adapter): A and B read from the KV SRAM, multiply-adds */
+            ev->kv_rd_bits += (double)es_ceil_div(n, c->tile.tokens_per_read) * (double)x->lora_bits;
+            ev->vec_ops += dn * (double)x->lora_macs;
+        }
         break;
     }
     case ES_OP_ATTN: {

@@ -44,6 +44,12 @@ void es_an_expert_events(const es_map *pm, int64_t layer, int64_t e, int64_t n, 
  * (ceil(n / tokens_per_read)) x ceil(its bits / the store's bits per cycle, ports x bits_per_cycle), the embedding
  * lookup's rows; 0 for other ops and for a ROM or a tile-scope store. */
 int64_t es_an_store_occ(const es_map *pm, const es_op *op, int64_t n);
+/* A LoRA adapter on tensor x (x->lora_bits > 0, es_map_set_adapter) for n tokens, after x's matrix product: the
+ * tile's vector unit does x->lora_macs multiply-adds per token (A x, then B (A x), scaled and added), and A and B
+ * stream from the tile's KV SRAM over its ports, once per tokens_per_read tokens as the etched weights stream from
+ * ROM. occ: the vector unit's cycles, the longer of its multiply-adds and the stream (it consumes the stream as it
+ * comes); port: the KV port's cycles; lat: the vector unit's latency. All 0 when x is not adapted. */
+void es_an_adapter(const es_map *pm, const es_map_tensor *x, int64_t n, int64_t *occ, int64_t *port, int64_t *lat);
 /* Occupancy of a matrix-vector op on a given ROM and lane array. */
 int64_t es_an_matvec(const es_chip *c, const es_rom_geom *rom, int64_t lanes, int64_t cells,
                      int64_t bits, int64_t n);

@@ -416,6 +416,9 @@ int es_map_build(es_map *pm, const es_chip *c, const es_model *m, const es_map_w
     if (w && w->image_bits > 0) pm->rom_used_bits = w->image_bits;
     place_ops(pm);
     check_fit(pm);
+    pm->kv_bits = c->kv.bytes * 8;
+    pm->kv_positions = es_chip_kv_positions(c, m);
+    pm->kv_slots = es_chip_kv_slots(c, m);
     return 0;
 }
 
@@ -459,4 +462,123 @@ int es_chip_check_fit(const es_chip *c, const es_model *m, es_err *e)
     int rc = es_map_check(&pm, e);
     es_map_free(&pm);
     return rc;
+}
+
+/* ---- a LoRA adapter in the KV SRAM ---- */
+
+static const struct { const char *name; es_role role; } adapter_roles[] = {
+    {"q", ES_ROLE_Q}, {"k", ES_ROLE_K}, {"v", ES_ROLE_V}, {"o", ES_ROLE_O},
+    {"gate", ES_ROLE_GATE}, {"up", ES_ROLE_UP}, {"down", ES_ROLE_DOWN}};
+enum { N_ADAPTER_ROLES = (int)(sizeof adapter_roles / sizeof adapter_roles[0]) };
+
+int es_adapter_roles_parse(const char *list, unsigned *roles, es_err *e)
+{
+    *roles = 0;
+    const char *p = list;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        int k = 0;
+        while (k < N_ADAPTER_ROLES && (strlen(adapter_roles[k].name) != len || strncmp(adapter_roles[k].name, p, len)))
+            k++;
+        if (k == N_ADAPTER_ROLES)
+            return es_fail(e, "--adapter-roles: unknown role '%.*s' in '%s': expected a comma-separated list of q, k, "
+                              "v, o, gate, up, down", (int)len, p, list);
+        *roles |= 1u << adapter_roles[k].role;
+        if (!end) return 0;
+        p = end + 1;
+    }
+}
+
+const char *es_adapter_roles_text(unsigned roles, char *buf, size_t n)
+{
+    buf[0] = 0;
+    for (int k = 0; k < N_ADAPTER_ROLES; k++)
+        if (roles & (1u << adapter_roles[k].role)) {
+            size_t l = strlen(buf);
+            snprintf(buf + l, n - l, "%s%s", l ? "," : "", adapter_roles[k].name);
+        }
+    return buf;
+}
+
+/* Bits of a matrix of `elems` elements of elem_bits in an SRAM of word_bits words, from a fresh word. */
+static int64_t sram_matrix_bits(int64_t elems, int elem_bits, int64_t word_bits)
+{
+    int64_t bits = elems * elem_bits;
+    return (bits + word_bits - 1) / word_bits * word_bits;
+}
+
+/* a's checks that need no placement: rank, roles the model has, a kind of model and chip that can hold it */
+static int adapter_usable(const es_map *pm, const es_adapter_spec *a, es_err *e)
+{
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    char rl[64];
+    es_adapter_roles_text(a->roles, rl, sizeof rl);
+    if (a->rank < 1) return es_fail(e, "--adapter-rank: the rank must be at least 1, got %d", a->rank);
+    if (!a->roles) return es_fail(e, "--adapter-roles: no roles given (expected q, k, v, o, gate, up or down)");
+    if (m->ssm_state > 0) return es_fail(e, "adapter on %s: a state-space model has no q, k, v, o projections", m->path);
+    if (c->kv.in_store)
+        return es_fail(e, "adapter: %s keeps its KV cache in the weight store (key 'kv.in_store'); an adapter lives in "
+                          "a tile's KV SRAM", c->path);
+    for (int k = 0; k < N_ADAPTER_ROLES; k++) {
+        es_role r = adapter_roles[k].role;
+        if (!(a->roles & (1u << r))) continue;
+        if (m->experts > 0 && (r == ES_ROLE_GATE || r == ES_ROLE_UP || r == ES_ROLE_DOWN))
+            return es_fail(e, "--adapter-roles %s: %s routes its feed-forward to experts; adapters on experts are not "
+                              "modelled (use q, k, v, o)", rl, m->path);
+        if (!es_model_tensor(m, 0, r))
+            return es_fail(e, "--adapter-roles %s: %s has no %s projection", rl, m->path, adapter_roles[k].name);
+    }
+    return 0;
+}
+
+int es_map_set_adapter(es_map *pm, const es_adapter_spec *a, es_err *e)
+{
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    if (adapter_usable(pm, a, e)) return -1;
+    es_map_adapter *ad = &pm->adapter;
+    memset(ad, 0, sizeof *ad);
+    ad->rank = a->rank;
+    ad->roles = a->roles;
+    ad->alpha = a->alpha;
+    ad->scale = a->alpha / a->rank;
+    ad->elem_bits = c->kv.elem_bits;
+    ad->kv_slots_without = pm->kv_slots;
+    ad->kv_positions_without = pm->kv_positions;
+    int64_t *per_tile = calloc((size_t)pm->tiles + 1, sizeof *per_tile);
+    if (!per_tile) return es_fail(e, "out of memory");
+    for (int i = 0; i < m->n_tensors; i++) {
+        const es_tensor *t = &m->tensors[i];
+        es_map_tensor *x = &pm->tensors[i];
+        if (t->layer < 0 || t->expert >= 0 || !(a->roles & (1u << t->role)) || x->tile < 0) continue;
+        if (a->tensors && !a->tensors[i]) continue; /* a file adapting only some layers */
+        x->lora_bits = sram_matrix_bits((int64_t)a->rank * t->cols, c->kv.elem_bits, c->kv.word_bits) +
+                       sram_matrix_bits(t->rows * a->rank, c->kv.elem_bits, c->kv.word_bits);
+        x->lora_macs = (int64_t)a->rank * (t->cols + t->rows);
+        per_tile[x->tile] += x->lora_bits;
+        ad->total_bits += x->lora_bits;
+    }
+    int most = 0;
+    for (int64_t k = 0; k < pm->tiles; k++)
+        if (per_tile[k] > per_tile[most]) most = (int)k;
+    ad->tile_bits = per_tile[most];
+    free(per_tile);
+    int64_t have = c->kv.bytes * 8;
+    int64_t slot = es_chip_kv_bits_per_pos(c, m) * c->kv.slot_context * c->tile.layers;
+    pm->kv_bits = have > ad->tile_bits ? have - ad->tile_bits : 0;
+    pm->kv_positions = pm->kv_bits / (es_chip_kv_bits_per_pos(c, m) * c->tile.layers);
+    pm->kv_slots = pm->kv_bits / slot;
+    if (pm->kv_slots >= 1 || pm->fit.kind != ES_FIT_OK) return 0;
+    es_fit *f = &pm->fit;
+    char rl[64];
+    *f = (es_fit){ES_FIT_KV, "kv.bytes_per_tile", ES_ROM_TILE, most, -1, "a KV slot", ad->tile_bits + slot, have, ""};
+    fit_msg(f, "%s: key 'kv.bytes_per_tile': the adapter (rank %d on %s) takes %lld bytes of tile %d's KV SRAM of %lld "
+             "bytes, leaving %lld bytes, less than one KV slot of %lld bytes (kv.slot_context %lld positions x %lld "
+             "bits per position per layer x %d layers per tile)",
+             c->path, a->rank, es_adapter_roles_text(a->roles, rl, sizeof rl), (long long)(ad->tile_bits / 8), most,
+             (long long)c->kv.bytes, (long long)(pm->kv_bits / 8), (long long)(slot / 8), (long long)c->kv.slot_context,
+             (long long)es_chip_kv_bits_per_pos(c, m), c->tile.layers);
+    return 0;
 }

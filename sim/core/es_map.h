@@ -106,6 +106,10 @@ typedef struct es_map_tensor {
     int64_t row_first; /* its first row in its ROM's stream (a tile's, the embedding's or the LM head's), tensors in model
                           order: the layout of a ROM image */
     int64_t lanes;     /* the lanes that multiply by it: its partition's share (a tile), head.lanes.count (the head) */
+    int64_t lora_bits; /* a LoRA adapter's A (rank x cols) and B (rows x rank) in its tile's KV SRAM, in
+                          kv.element_bits, each matrix from a fresh kv.word_bits word (0: not adapted;
+                          es_map_set_adapter) */
+    int64_t lora_macs; /* the adapter's multiply-adds per token on the tile's vector unit: rank x (cols + rows) */
     es_rom_geom geom;       /* the ROM it streams from: its partition's share of the tile ROM's banks, or its head ROM;
                                in an SRAM or HBM store, the store as banks = store.ports of row_bits =
                                store.bits_per_cycle, latency store.latency_cycles (rows 0) */
@@ -162,6 +166,28 @@ typedef struct es_fit {
     char msg[1024];       /* the one-line error, as es_map_check gives it */
 } es_fit;
 
+/* A LoRA adapter (--adapter-rank and --adapter-roles, or --adapter FILE): on each layer's projections of the roles
+ * given, the tile adds (alpha / rank) x B(A x) to the etched projection's output. A and B live in the tile's KV SRAM,
+ * beside the KV cache, whose capacity they take. */
+typedef struct es_adapter_spec {
+    int rank;          /* r (0: no adapter) */
+    unsigned roles;    /* 1u << es_role for each adapted role (q, k, v, o, gate, up, down) */
+    double alpha;      /* the scale is alpha / rank (timing alone: alpha = rank) */
+    const unsigned char *tensors; /* (model's n_tensors) 1 for each adapted tensor (an adapter file's); NULL: every
+                                     layer's projections of the roles */
+} es_adapter_spec;
+
+/* The adapter's placement (es_map_set_adapter); rank 0: none. */
+typedef struct es_map_adapter {
+    int rank;
+    unsigned roles;
+    double alpha, scale;  /* scale = alpha / rank */
+    int elem_bits;        /* kv.element_bits: A and B are held in the KV SRAM's element format */
+    int64_t tile_bits;    /* A and B bits in the tile holding the most (each tile holds its layers') */
+    int64_t total_bits;   /* in all tiles */
+    int64_t kv_slots_without, kv_positions_without; /* what the KV SRAM held without the adapter */
+} es_map_adapter;
+
 typedef struct es_map {
     const es_chip *chip;     /* what it was built from */
     const es_model *model;
@@ -177,6 +203,11 @@ typedef struct es_map {
     double rom_used_bits;    /* ROM bits in use: an image's, or a recipe's tensors' rows x row bits; 0 with the chip's
                                 formats (area then counts the ROMs' whole capacity) */
     es_fit fit;              /* whether the model fits */
+    es_map_adapter adapter;  /* a LoRA adapter in the KV SRAM (rank 0: none) */
+    int64_t kv_bits;         /* bits of each tile's KV SRAM left for the KV cache: kv.bytes_per_tile x 8 less the
+                                adapter's tile_bits */
+    int64_t kv_positions;    /* KV positions per layer they hold (es_chip_kv_positions without an adapter) */
+    int64_t kv_slots;        /* sequences of kv.slot_context positions (es_chip_kv_slots without an adapter) */
 } es_map;
 
 /* Build the table of model m on chip c, bits from w (NULL: the chip's weights.* formats). Returns 0 when built,
@@ -188,6 +219,16 @@ int es_map_build(es_map *pm, const es_chip *c, const es_model *m, const es_map_w
 void es_map_free(es_map *pm);
 /* 0 when the model fits; else -1 with pm->fit.msg in e. */
 int es_map_check(const es_map *pm, es_err *e);
+/* Put adapter a in the table: each adapted tensor's lora_bits and lora_macs, pm->adapter, and the KV capacity it
+ * leaves (pm->kv_bits, kv_positions, kv_slots). Returns -1 with e filled for an adapter the table cannot place (rank
+ * 0, a role the model has no projection of, an expert's projection, a state-space model, a KV cache in the weight
+ * store); when the adapter leaves less than one KV slot, returns 0 with pm->fit saying so (key kv.bytes_per_tile), as
+ * es_map_check reports it. */
+int es_map_set_adapter(es_map *pm, const es_adapter_spec *a, es_err *e);
+/* "q,v" into roles (1u << es_role each): 0, or -1 with e naming the role that is not q, k, v, o, gate, up or down. */
+int es_adapter_roles_parse(const char *list, unsigned *roles, es_err *e);
+/* The roles as "q,v" into buf. */
+const char *es_adapter_roles_text(unsigned roles, char *buf, size_t n);
 /* The row of a tensor or an op of pm->model. */
 static inline const es_map_tensor *es_map_tensor_of(const es_map *pm, const es_tensor *t)
 {

@@ -74,6 +74,11 @@ struct es_dp {
     /* MoE: the experts each token of the last es_dp_layers call went to, (layers, n, top_k) */
     int32_t *routes;
     int64_t routes_cap;
+    /* a LoRA adapter (es_dp_set_lora): per graph tensor A and B, or NULL */
+    const float *const *la, *const *lb;
+    int l_rank;
+    float l_scale;
+    float *l_h;             /* (l_rank) A x */
 };
 
 static int max_code(es_qtype t)
@@ -155,7 +160,20 @@ void es_dp_close(es_dp *dp)
     free(dp->xh);
     free(dp->sc);
     free(dp->routes);
+    free(dp->l_h);
     free(dp);
+}
+
+int es_dp_set_lora(es_dp *dp, const float *const *a, const float *const *b, int rank, double scale, es_err *e)
+{
+    float *h = realloc(dp->l_h, (size_t)(rank > 0 ? rank : 1) * sizeof *h);
+    if (!h) return es_fail(e, "out of memory");
+    dp->l_h = h;
+    dp->la = a;
+    dp->lb = b;
+    dp->l_rank = rank;
+    dp->l_scale = (float)scale;
+    return 0;
 }
 
 /* Decode tensor i from its stored bytes (rows of es_q_row_bytes(padded)) into
@@ -829,6 +847,30 @@ static void ssm_dbc_norm(const es_dp *dp, dp_buf d, int64_t n)
     }
 }
 
+/* A LoRA adapter on tensor ti, on the vector unit in FP32 (es_an_adapter books it): for each token, h = A x
+ * (rank sums in element order), then y += scale x (B h) (sums in rank order). */
+static void lora_add(es_dp *dp, int ti, const float *x, int64_t x_stride, dp_buf y, int64_t n)
+{
+    if (!dp->la || !dp->la[ti]) return;
+    const es_tensor *t = &dp->m->tensors[ti];
+    const float *A = dp->la[ti], *B = dp->lb[ti];
+    const int R = dp->l_rank;
+    for (int64_t tok = 0; tok < n; tok++) {
+        const float *xt = x + tok * x_stride;
+        float *yt = y.p + tok * y.stride;
+        for (int k = 0; k < R; k++) {
+            float acc = 0.0f;
+            for (int64_t j = 0; j < t->cols; j++) acc += A[k * t->cols + j] * xt[j];
+            dp->l_h[k] = acc;
+        }
+        for (int64_t i = 0; i < t->rows; i++) {
+            float acc = 0.0f;
+            for (int k = 0; k < R; k++) acc += B[i * R + k] * dp->l_h[k];
+            yt[i] += dp->l_scale * acc;
+        }
+    }
+}
+
 /* The lanes; an input that is part of a wider buffer is gathered first. */
 static int op_matvec(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
 {
@@ -840,6 +882,7 @@ static int op_matvec(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
             memcpy(packed + t * x.width, x.p + t * x.stride, (size_t)x.width * sizeof *packed);
     }
     int rc = lane_matmul(dp, op->tensor, packed ? packed : x.p, r->n, y.p, e);
+    if (!rc) lora_add(dp, op->tensor, packed ? packed : x.p, packed ? x.width : x.stride, y, r->n);
     free(packed);
     if (!rc && op->out == ES_BUF_SSM_DBC && dp->m->ssm_bcdt_norm) ssm_dbc_norm(dp, y, r->n);
     return rc;

@@ -83,6 +83,10 @@ typedef struct es_dp_stats {
  * chip must have link.elem_bits 16 or 32. Weights come next. */
 int es_dp_open(es_dp **dp, const es_chip *c, const es_model *m, int threads, es_err *e);
 void es_dp_close(es_dp *dp);
+/* A LoRA adapter: each matrix product of graph tensor i with a[i] set adds scale x b[i] (a[i] x) to its output, on
+ * the vector unit in FP32 (x the product's FP32 input, before the lanes quantize it); A (rank x cols) and B (rows x
+ * rank) row-major, arrays indexed by the model's tensors, outliving dp. NULL a: none. */
+int es_dp_set_lora(es_dp *dp, const float *const *a, const float *const *b, int rank, double scale, es_err *e);
 /* Weights from a ROM image built for this model (tensors in model order). */
 int es_dp_load_rom(es_dp *dp, const es_rom_image *img, es_err *e);
 /* Weights quantized in memory by a recipe from rows (a weights file, synthetic). */

@@ -46,6 +46,11 @@ struct es_ref {
     float **qn, **kn, **router;
     float ***eg, ***eu, ***ed; /* (layers) -> (experts) -> weights */
     float *score, *acc;        /* (experts), (H) */
+    /* a LoRA adapter (es_ref_set_lora): per graph tensor, or NULL */
+    const float *const *la, *const *lb;
+    int l_rank;
+    double l_scale;
+    double *l_h;         /* (l_rank) A x */
 };
 
 static int load_tensor(es_ref *r, int ti, float **dst, es_ref_rows rows, void *arg, es_err *e)
@@ -196,6 +201,7 @@ void es_ref_free(es_ref *r)
     free(r->qn); free(r->kn); free(r->router); free(r->score); free(r->acc);
     free(r->freq); free(r->kc); free(r->vc);
     free(r->x); free(r->xb); free(r->q); free(r->att_out); free(r->hb); free(r->hb2); free(r->att);
+    free(r->l_h);
     free(r);
 }
 
@@ -216,6 +222,39 @@ static void matvec(float *out, const float *W, const float *x, int64_t rows, int
         double acc = 0;
         for (int64_t j = 0; j < cols; j++) acc += (double)w[j] * x[j];
         out[i] = (float)acc;
+    }
+}
+
+int es_ref_set_lora(es_ref *r, const float *const *a, const float *const *b, int rank, double scale, es_err *e)
+{
+    double *h = realloc(r->l_h, (size_t)(rank > 0 ? rank : 1) * sizeof *h);
+    if (!h) return es_fail(e, "reference: out of memory");
+    r->l_h = h;
+    r->la = a;
+    r->lb = b;
+    r->l_rank = rank;
+    r->l_scale = scale;
+    return 0;
+}
+
+/* out[rows] += scale x B (A x) for layer l's projection of role `role`, when the adapter has one. */
+static void lora(const es_ref *r, int64_t l, es_role role, float *out, const float *x)
+{
+    if (!r->la) return;
+    const es_tensor *t = es_model_tensor(r->m, l, role);
+    int64_t ti = t ? t - r->m->tensors : -1;
+    if (ti < 0 || !r->la[ti]) return;
+    const float *A = r->la[ti], *B = r->lb[ti];
+    double *h = r->l_h;
+    for (int k = 0; k < r->l_rank; k++) {
+        double acc = 0;
+        for (int64_t j = 0; j < t->cols; j++) acc += (double)A[k * t->cols + j] * x[j];
+        h[k] = acc;
+    }
+    for (int64_t i = 0; i < t->rows; i++) {
+        double acc = 0;
+        for (int k = 0; k < r->l_rank; k++) acc += (double)B[i * r->l_rank + k] * h[k];
+        out[i] = (float)((double)out[i] + r->l_scale * acc);
     }
 }
 
@@ -299,6 +338,9 @@ static void attn_block(es_ref *r, int64_t l, int64_t pos)
     matvec(r->q, r->wq[l], r->xb, m->heads * hd, H);
     matvec(kl + pos * kvd, r->wk[l], r->xb, kvd, H);
     matvec(vl + pos * kvd, r->wv[l], r->xb, kvd, H);
+    lora(r, l, ES_ROLE_Q, r->q, r->xb);
+    lora(r, l, ES_ROLE_K, kl + pos * kvd, r->xb);
+    lora(r, l, ES_ROLE_V, vl + pos * kvd, r->xb);
     if (m->qk_norm == 2) { /* RMSNorm over the whole q and k (OLMoE) */
         rmsnorm(r->q, r->q, r->qn[l], m->heads * hd, m->eps);
         rmsnorm(kl + pos * kvd, kl + pos * kvd, r->kn[l], kvd, m->eps);
@@ -329,6 +371,7 @@ static void attn_block(es_ref *r, int64_t l, int64_t pos)
         }
     }
     matvec(r->xb, r->wo[l], r->att_out, H, m->heads * hd);
+    lora(r, l, ES_ROLE_O, r->xb, r->att_out);
     for (int64_t i = 0; i < H; i++) r->x[i] += r->xb[i];
 }
 
@@ -389,8 +432,11 @@ static void ffn_block(es_ref *r, int64_t l)
     }
     matvec(r->hb, r->wg[l], r->xb, F, H);
     matvec(r->hb2, r->wu[l], r->xb, F, H);
+    lora(r, l, ES_ROLE_GATE, r->hb, r->xb);
+    lora(r, l, ES_ROLE_UP, r->hb2, r->xb);
     swiglu(r, F);
     matvec(r->xb, r->wd[l], r->hb, H, F);
+    lora(r, l, ES_ROLE_DOWN, r->xb, r->hb);
     for (int64_t i = 0; i < H; i++) r->x[i] += r->xb[i];
 }
 

@@ -33,6 +33,10 @@ typedef struct es_ref es_ref;
 int es_ref_load(es_ref **r, const es_model *m, es_ref_rows rows, void *arg, int64_t ctx,
                 es_ref_rope rope, es_err *e);
 void es_ref_free(es_ref *r);
+/* A LoRA adapter: after each projection of graph tensor i with a[i] set, out += scale x b[i] (a[i] x), A (rank x
+ * cols) and B (rows x rank) row-major FP32, summed in double (arrays indexed by the model's tensors; they must outlive
+ * r). NULL a: none. */
+int es_ref_set_lora(es_ref *r, const float *const *a, const float *const *b, int rank, double scale, es_err *e);
 /* Run token at position pos, attending to positions 0..pos of the cache
  * (so 0..pos-1 must have run before; a new sequence starts again at 0);
  * writes the vocab logits that predict position pos + 1. */

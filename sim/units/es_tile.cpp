@@ -92,12 +92,12 @@ const Tile::Plan &Tile::plan(int64_t n)
     for (const es_op *op : ops_) {
         if (op->kind == ES_OP_ATTN || op->kind == ES_OP_SCAN || op->kind == ES_OP_EXPERTS) {
             /* per item: positions, sequences, routing */
-            p.steps.push_back({op->kind == ES_OP_EXPERTS ? Resource::Experts : Resource::Attention, 0, 0, 0, op, 1.0, 0});
+            p.steps.push_back({op->kind == ES_OP_EXPERTS ? Resource::Experts : Resource::Attention, 0, 0, 0, op, 1.0, 0, 0});
             continue;
         }
         const es_map_op *where = es_map_op_of(ctx_.map, op); /* its partition's lanes */
         Step s{op->res == ES_RES_LANES ? Resource::Lanes : Resource::Vector, op->res == ES_RES_LANES ? where->part : 0,
-               0, 0, op, 1.0, 0};
+               0, 0, op, 1.0, 0, 0};
         if (op->res == ES_RES_LANES) s.share = (double)where->lanes / (double)ctx_.c->tile.lanes;
         es_an_op_split(ctx_.map, op, n, 0, &s.occ, &s.lat);
         if (ctx_.wstore) s.store = es_an_store_occ(ctx_.map, op, n);
@@ -107,6 +107,12 @@ const Tile::Plan &Tile::plan(int64_t n)
         /* a partition is busy over its share of the lanes' area */
         if (op->res == ES_RES_LANES) p.lanes_busy += (int64_t)((double)s.occ * s.share + 0.5), p.lanes_ops++;
         else p.vec_busy += s.occ, p.vec_ops++;
+        if (op->kind != ES_OP_MATVEC) continue;
+        Step a{Resource::Vector, 0, 0, 0, op, 1.0, 0, 0}; /* its LoRA adapter, if any: its events are the op's */
+        es_an_adapter(ctx_.map, &ctx_.map->tensors[op->tensor], n, &a.occ, &a.kv, &a.lat);
+        if (a.occ == 0) continue;
+        p.steps.push_back(a);
+        p.vec_busy += a.occ, p.vec_ops++;
     }
     return plans_.emplace(n, std::move(p)).first->second;
 }
@@ -201,7 +207,8 @@ bool Tile::book(int64_t total, int64_t start)
         }
         if (st.res != Resource::Attention) {
             Server &res = st.res == Resource::Lanes ? lanes_[(size_t)st.part] : vec_;
-            int64_t s0 = res.book(start, st.store > 0 ? store_fit(res, st, t) : t, st.occ);
+            int64_t s0 = res.book(start, st.store > 0 ? store_fit(res, st, t) : st.kv > 0 ? kv_fit(st, t) : t, st.occ);
+            if (st.kv > 0) kv_->book(start, s0, st.kv); /* an adapter's A and B stream over the KV port */
             if (st.store > 0) ctx_.wstore->book(start, s0, st.store); /* its weights stream from the shared store */
             if (ctx_.run.trace)
                 ctx_.run.span(track(st.res), s0, s0 + st.occ, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
@@ -225,6 +232,17 @@ int64_t Tile::store_fit(const Server &lanes, const Step &st, int64_t t) const
      * stream: each try moves later, and both have a last booking, so it ends */
     for (;;) {
         int64_t s = lanes.earliest(t, st.occ), w = ctx_.wstore->earliest(s, st.store);
+        if (w == s) return s;
+        t = w;
+    }
+}
+
+int64_t Tile::kv_fit(const Step &st, int64_t t) const
+{
+    /* the first cycle from t at which the vector unit is free for an adapter's occupancy and the KV port for its
+     * stream (as store_fit) */
+    for (;;) {
+        int64_t s = vec_.earliest(t, st.occ), w = kv_->earliest(s, st.kv);
         if (w == s) return s;
         t = w;
     }

@@ -55,6 +55,7 @@ private:
         const es_op *op;
         double share;         // the fraction of the tile's lanes it holds (its area)
         int64_t store;        // Lanes: cycles it holds a chip-scope weight store (es_an_store_occ; 0: none)
+        int64_t kv;           // Vector: a LoRA adapter's cycles on the tile's KV port, A and B streaming (es_an_adapter)
     };
     struct Plan {             // a work item of n tokens, attention aside
         std::vector<Step> steps;
@@ -125,6 +126,7 @@ private:
     std::vector<Server> lanes_;            // one per partition (es_map.n_parts)
     Server vec_;
     int64_t store_fit(const Server &lanes, const Step &st, int64_t t) const; // earliest start both are free
+    int64_t kv_fit(const Step &st, int64_t t) const; // an adapter: earliest start the vector unit and KV port are free
     int64_t book_experts(const es_op *op, const std::vector<Item> &group, int64_t start, int64_t t,
                          es_events &ev); // MoE: route, book each expert's chain; the end
     bool last_;

@@ -252,7 +252,7 @@ int build(Sim &s, es_err *e)
     int64_t kv_cap = INT64_MAX;
     for (size_t k = 0; k < s.n_chips(); k++) {
         Ctx &x = s.chip(k);
-        x.kv_cap = es_chip_kv_positions(x.c, x.m);
+        x.kv_cap = x.map->kv_positions; /* less a LoRA adapter's share (es_map_set_adapter) */
         kv_cap = std::min(kv_cap, x.kv_cap);
         if (k > 0) { /* each chip of a system is a card: its board (and HBM) static power joins the first's */
             run.static_w += x.c->card.board_w;
