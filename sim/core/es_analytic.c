@@ -57,6 +57,19 @@ int64_t es_an_store_occ(const es_map *pm, const es_op *op, int64_t n)
     return es_ceil_div(n, tensor_tpr(c, x)) * es_ceil_div(x->bits, bw);
 }
 
+int64_t es_an_kv_store_occ(const es_map *pm, const es_op *op, int64_t n, int64_t p)
+{
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    if (!c->kv.in_store) return 0;
+    int64_t bw = c->store.ports * c->store.port_bits, kvb = es_chip_kv_bits_per_pos(c, m);
+    if (op->kind == ES_OP_SCAN) return n * es_ceil_div(2 * es_chip_state_bits(c, m), bw);
+    if (op->kind != ES_OP_ATTN) return 0;
+    int64_t cyc = es_ceil_div(n * kvb, bw); /* the tokens' K and V written */
+    for (int64_t ctx = p + 1; ctx <= p + n; ctx++) cyc += es_ceil_div(ctx * kvb, bw); /* each token's context read */
+    return cyc;
+}
+
 static int64_t attention(const es_chip *c, const es_model *m, int64_t n, int64_t p)
 {
     int64_t kvb = es_chip_kv_bits_per_pos(c, m), pb = es_chip_kv_port_bits(c);
@@ -380,12 +393,13 @@ void es_an_summarize(const es_map *pm, int64_t prompt, int64_t gen,
     for (int i = 0; i < 3; i++)
         if (other[i] > b) b = other[i];
     /* a chip-scope weight store serves every tile and the head: per token, each tile's weights once per
-     * tokens_per_read tokens, the LM head's and an embedding row once (0 with ROM or a store per tile) */
+     * tokens_per_read tokens, the LM head's and an embedding row once (0 with ROM or a store per tile); with
+     * kv.in_store also each token's KV, written and its context read at the middle of generation */
     double store = 0;
     for (int i = 0; i < m->n_ops; i++) {
         const es_op *op = &m->ops[i];
         int64_t g = pm->ops[i].tile >= 0 ? c->tile.tokens_per_read : op->kind == ES_OP_EMBED ? 1 : c->head.tokens_per_read;
-        store += (double)es_an_store_occ(pm, op, g) / (double)g;
+        store += (double)es_an_store_occ(pm, op, g) / (double)g + (double)es_an_kv_store_occ(pm, op, 1, mid);
     }
     if (store > (double)b) b = (int64_t)(store + 0.999999);
     s->bottleneck_cycles = (double)b;

@@ -44,6 +44,12 @@ void es_an_expert_events(const es_map *pm, int64_t layer, int64_t e, int64_t n, 
  * (ceil(n / tokens_per_read)) x ceil(its bits / the store's bits per cycle, ports x bits_per_cycle), the embedding
  * lookup's rows; 0 for other ops and for a ROM or a tile-scope store. */
 int64_t es_an_store_occ(const es_map *pm, const es_op *op, int64_t n);
+/* With kv.in_store, the cycles op (n tokens of one sequence, the first at position p) streams KV bits from the HBM
+ * store, which the simulation books on it beside the weights: attention writes the tokens' K and V,
+ * ceil(n x kv bits a position / the store's bits per cycle, ports x bits_per_cycle), and reads each token's context,
+ * ceil(context x kv bits a position / the same) per token; a selective scan reads and writes its state,
+ * ceil(2 x state bits / the same) per token. 0 for other ops and without kv.in_store. */
+int64_t es_an_kv_store_occ(const es_map *pm, const es_op *op, int64_t n, int64_t p);
 /* Occupancy of a matrix-vector op on a given ROM and lane array. */
 int64_t es_an_matvec(const es_chip *c, const es_rom_geom *rom, int64_t lanes, int64_t cells,
                      int64_t bits, int64_t n);
