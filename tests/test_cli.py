@@ -4667,6 +4667,74 @@ def test_cost_zero_inputs_noted():
     out = run(*base, "--set", "cost.board_usd=100", "--set", "cost.host_usd_per_card=1000").stdout
     expect("priced at 0" not in out, f"a note with every input priced: {out}")
 
+# ---- h/hbmkv: the KV cache in the HBM store shares its bandwidth with the weights (issue 19) ----------------
+
+def test_kv_store_shared():
+    """kv.in_store: every KV read and write books the chip's HBM store for its bits over the store's ports x
+    bits_per_cycle, in turn with the weights' streams. tests/data/tiny-chip-hbm.json (6 items in flight) with its store
+    at 2 x 8192 bits a cycle (so the cycle fidelity's run is short) and the KV in the store, against the same chip with
+    its KV in an SRAM streaming as fast (kv.banks 2 x kv.word_bits 8192), tiny-llama (2 KV heads of 32, 8-bit KV: 1024
+    bits a position a layer, 4 layers), 3 streams of a 64-token prompt (chunks of 16) and 8 tokens, one token a pass
+    (tile.lanes.tokens_per_read 1, so items overlap in the tile). The store is busier by the KV's cycles, by hand a
+    stream a layer: each chunk's K and V written, ceil(16 x 1024 / 16384), and each of its positions' context read,
+    ceil(ctx x 1024 / 16384) for ctx 1..64; then the 7 decode steps' write, ceil(1024 / 16384), and read, ctx 65..71:
+    2472 cycles. The same in the cycle fidelity (its issue stage books the store as the transaction fidelity does).
+    One stream alone takes the SRAM chip's cycles; 3 take longer in both fidelities, as a KV read now waits for a
+    weight stream and the reverse. kv.banks or kv.word_bits given with kv.in_store: refused by name."""
+    with open(os.path.join(DATA, "tiny-chip-hbm.json")) as f:
+        base = json.load(f)
+    base["store"]["bits_per_cycle"]["value"] = 8192
+    with open(os.path.join(MODELS, "llm", "tiny-llama", "config.json")) as f:
+        m = json.load(f)
+    cdiv = lambda a, b: -(-a // b)
+    bw = base["store"]["ports"]["value"] * base["store"]["bits_per_cycle"]["value"]
+    kvb = 2 * m["num_key_value_heads"] * (m["hidden_size"] // m["num_attention_heads"]) * base["kv"]["element_bits"]["value"]
+    prompt, gen, streams, chunk = 64, 8, 3, base["scheduler"]["prefill_chunk"]["value"]
+    items = [(p, min(chunk, prompt - p)) for p in range(0, prompt, chunk)] + [(prompt + g, 1) for g in range(gen - 1)]
+    kv = streams * m["num_hidden_layers"] * sum(cdiv(n * kvb, bw) + sum(cdiv(x * kvb, bw) for x in range(p + 1, p + n + 1))
+                                                for p, n in items)
+    expect(kv == 2472, f"by hand: {kv}")
+
+    def in_store(c):
+        c["kv"]["in_store"] = {"value": True, "source": "test fixture"}
+        del c["kv"]["banks"], c["kv"]["word_bits"]
+
+    def sram(c):
+        c["kv"]["banks"]["value"], c["kv"]["word_bits"]["value"] = 2, 8192
+
+    args = ["--model", "tiny-llama", "--no-db", "--prompt", str(prompt), "--generate", str(gen)]
+    busy = lambda j: round(j["busy_fraction"]["store"] * j["cycles"])
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name, edit in (("in_store", in_store), ("sram", sram)):
+            c = json.loads(json.dumps(base))
+            edit(c)
+            paths[name] = os.path.join(tmp, name + ".json")
+            with open(paths[name], "w") as f:
+                json.dump(c, f)
+        one = {k: run_json("--chip", p, *args) for k, p in paths.items()}
+        expect(one["in_store"]["cycles"] == one["sram"]["cycles"], f"one stream: {one['in_store']['cycles']} cycles "
+               f"with the KV in the store, {one['sram']['cycles']} in an SRAM as fast")
+        load = args + ["--streams", str(streams), "--set", "tile.lanes.tokens_per_read=1"]
+        for fid in ("transaction", "cycle"):
+            a = run_json("--chip", paths["in_store"], *load, "--fidelity", fid)
+            b = run_json("--chip", paths["sram"], *load, "--fidelity", fid)
+            expect(busy(a) - busy(b) == kv, f"{fid}: the store busy {busy(a)} cycles against {busy(b)}: "
+                   f"{busy(a) - busy(b)} more, by hand the KV's {kv}")
+            expect(a["cycles"] > b["cycles"], f"{fid}: {streams} streams take {a['cycles']} cycles with the KV in the "
+                   f"store, {b['cycles']} with it in an SRAM as fast: no contention")
+        for key in ("banks", "word_bits"):
+            c = json.loads(json.dumps(base))
+            c["kv"]["in_store"] = {"value": True, "source": "test fixture"}
+            del c["kv"]["banks" if key == "word_bits" else "word_bits"]
+            p = os.path.join(tmp, "bad.json")
+            with open(p, "w") as f:
+                json.dump(c, f)
+            err = expect_error(["run", "--chip", p, *args], p, f"key 'kv.{key}'", "with kv.in_store",
+                               "store.ports x store.bits_per_cycle", "leave them out")
+            expect(err.count("\n") == 0, f"more than one line: {err!r}")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
