@@ -4680,7 +4680,9 @@ def test_kv_store_shared():
     ceil(ctx x 1024 / 16384) for ctx 1..64; then the 7 decode steps' write, ceil(1024 / 16384), and read, ctx 65..71:
     2472 cycles. The same in the cycle fidelity (its issue stage books the store as the transaction fidelity does).
     One stream alone takes the SRAM chip's cycles; 3 take longer in both fidelities, as a KV read now waits for a
-    weight stream and the reverse. kv.banks or kv.word_bits given with kv.in_store: refused by name."""
+    weight stream and the reverse. The analytical saturated rate (the store the slowest unit, at 2 x 1024 bits a
+    cycle) adds each token's KV cycles at the middle of generation to the store's. kv.banks or kv.word_bits given with
+    kv.in_store: refused by name."""
     with open(os.path.join(DATA, "tiny-chip-hbm.json")) as f:
         base = json.load(f)
     base["store"]["bits_per_cycle"]["value"] = 8192
@@ -4723,6 +4725,20 @@ def test_kv_store_shared():
                    f"{busy(a) - busy(b)} more, by hand the KV's {kv}")
             expect(a["cycles"] > b["cycles"], f"{fid}: {streams} streams take {a['cycles']} cycles with the KV in the "
                    f"store, {b['cycles']} with it in an SRAM as fast: no contention")
+        # the analytical saturated rate: the store is the slowest unit at its own 2 x 1024 bits a cycle (--set); per
+        # token it streams a layer pass's weights over 16 tokens, the LM head's, an embedding row, and with kv.in_store
+        # the token's KV at the middle of generation (its position 68: written, and 69 positions read)
+        H, F = m["hidden_size"], m["intermediate_size"]
+        kvh = kvb // base["kv"]["element_bits"]["value"]  # K and V elements a position a layer
+        layer = 2 * H * H + 2 * kvh // 2 * H + 3 * F * H
+        bw0 = 2 * 1024
+        weights = cdiv(m["num_hidden_layers"] * layer * 16, bw0) / 16 + cdiv(m["vocab_size"] * H * 16, bw0) + cdiv(H * 16, bw0)
+        kv_mid = m["num_hidden_layers"] * (cdiv(kvb, bw0) + cdiv(69 * kvb, bw0))
+        for name, want in (("in_store", weights + kv_mid), ("sram", weights)):
+            j = run_json("--chip", paths[name], *args, "--set", "store.bits_per_cycle=1024",
+                         *(["--set", "kv.word_bits=1024"] if name == "sram" else []))
+            got = 1e9 / j["analytic_saturated_tokens_per_s"]
+            expect(abs(got - want) < 1e-6, f"{name}: the analytical saturated rate's {got} cycles a token, by hand {want}")
         for key in ("banks", "word_bits"):
             c = json.loads(json.dumps(base))
             c["kv"]["in_store"] = {"value": True, "source": "test fixture"}
@@ -4733,6 +4749,64 @@ def test_kv_store_shared():
             err = expect_error(["run", "--chip", p, *args], p, f"key 'kv.{key}'", "with kv.in_store",
                                "store.ports x store.bits_per_cycle", "leave them out")
             expect(err.count("\n") == 0, f"more than one line: {err!r}")
+
+
+def h100_sync_step_by_hand(ctxs):
+    """h100-class, Llama-3.1-8B BF16: one synchronous decode step (tile.sync_step) of len(ctxs) sequences, each
+    reading ctxs[i] positions of context, by hand from h100-class.json and the model's config.json: the sampled tokens'
+    ids cross the link to the embedding (one item each: 1 cycle + 2 latency) and each row is read from the HBM in turn
+    (ceil(4096 x 16 / 14645) + 732 latency), the last hops to the tile (4096 x 16 / 4096 + 2); then one pass of the S
+    tokens over the 32 layers: each product max(ceil(S E / lanes), ceil(16 E / 14645)) + HBM latency + lane depth, the
+    vector ops on S tokens, attention once per sequence (its K and V written, its context read, at the HBM's bits a
+    cycle, + latency); the group hops to the head in one go (16 S + 2); the head's pass: RMSNorm, LM head, sampler."""
+    with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
+        c = json.load(f)
+    v = lambda *ks: functools.reduce(lambda d, k: d[k], ks, c)["value"]
+    cdiv = lambda a, b: -(-a // b)
+    H, L, prods, lm, V, F, kv_elems = l8b_shapes()
+    S, bw, lanes, kvb = len(ctxs), v("store", "ports") * v("store", "bits_per_cycle"), v("tile", "lanes", "count"), kv_elems * 16
+    lat, dep = v("store", "latency_cycles"), v("tile", "lanes", "pipeline_depth")
+    vw, vl = v("tile", "vector", "elems_per_cycle"), v("tile", "vector", "latency_cycles")
+    vec = lambda elems, passes: passes * cdiv(elems, vw) + vl
+    mv = lambda e: max(cdiv(S * e, lanes), cdiv(16 * e, bw)) + lat + dep
+    lw, ll = v("link", "width_bits"), v("link", "latency_cycles")
+    hop = lambda n: cdiv(n * H * v("link", "elem_bits"), lw) + ll
+    embed = cdiv(16 * H, bw) + lat
+    t = cdiv(v("link", "token_id_bits"), lw) + ll + S * embed + hop(1)  # the embedding the slowest stage
+    attn = sum(cdiv(kvb, bw) + v("tile", "attention", "latency_cycles") + cdiv(x * kvb, bw) for x in ctxs)
+    t += L * (2 * vec(S * H, 2) + sum(mv(e) for e in prods) + vec(S * (H + kv_elems // 2), 1) + attn +
+              2 * vec(S * H, 1) + vec(S * F, 1))
+    return t + hop(S) + vec(S * H, 2) + mv(lm) + cdiv(S * V, v("head", "sampler", "elems_per_cycle")) + \
+        v("head", "sampler", "latency_cycles")
+
+
+def test_gpu_sync_step_analytic():
+    """tile.sync_step (h100-class): a step carries every sequence and starts only once the last token of the one before
+    is back, so its units do not overlap and the step of S sequences is one serial chain (h100_sync_step_by_hand; for
+    one sequence it is h100_step_by_hand's step). The simulation's steps equal it exactly: 64 and 200 streams of a
+    1-token prompt (stream 0 one position ahead of the others, which joined its second pass), and the last step of 64
+    streams of 1k in / 1k out (all at 2047 positions: 9.76 ms, 6,557 tok/s). The analytical model's knee is the most
+    sequences a step carries, min(KV slots: 63e9 x 8 / (32768 x 32 x 2048) = 234, tokens_per_read 256), and its
+    saturated rate that many over the same chain at the middle of generation (1,537 positions): 12,404 tok/s, where
+    it overlapped the head with the tile and assumed 256 tokens a pass (12,937; 12,868 with the KV in the store)."""
+    _, _, clock = h100_numbers()
+    w, kv, over = h100_step_by_hand(100)
+    expect(h100_sync_step_by_hand([101]) == w + kv + sum(over.values()), "one sequence: not the single-stream step")
+    for streams in (64, 200):
+        j = run_json("--chip", "h100-class", "--prompt", "1", "--generate", "8", "--streams", str(streams), "--no-db")
+        want = h100_sync_step_by_hand([8] + [7] * (streams - 1))
+        expect(j["stream0_cycles"]["decode_last"] == want, f"{streams} streams: the last step "
+               f"{j['stream0_cycles']['decode_last']} cycles, by hand {want}")
+    j = run_json("--chip", "h100-class", "--streams", "64", "--no-db")
+    want = h100_sync_step_by_hand([2047] * 64)
+    expect(j["stream0_cycles"]["decode_last"] == want, f"1k/1k, 64 streams: the last step "
+           f"{j['stream0_cycles']['decode_last']} cycles, by hand {want}")
+    slots = 63000000000 * 8 // (2 * 8 * 128 * 16 * 32) // 2048
+    expect(j["kv_slots"] == slots == 234 and j["analytic_knee_streams"] == min(slots, 256),
+           f"knee {j['analytic_knee_streams']}, KV slots {j['kv_slots']}, by hand {slots}")
+    sat = 234 / h100_sync_step_by_hand([1537] * 234) * clock
+    got = j["analytic_saturated_tokens_per_s"]
+    expect(abs(got - sat) <= 1e-9 * sat, f"analytic saturated {got} tok/s, by hand {sat}")
 
 
 if __name__ == "__main__":
