@@ -14,6 +14,7 @@ Groups:
                (usage errors exit 2)
 Needs ETCHSIM (binary), ETCHSIM_MODELS and ETCHSIM_TESTDATA in the environment.
 """
+import functools
 import json
 import math
 import re
@@ -4225,10 +4226,6 @@ def test_store_hc1_class():
 
 # ---- compare beside baselines (issue 19 item 4: compare at load, cost, where the time goes) ----
 
-def close(a, b, rel=1e-12):
-    return abs(a - b) <= rel * max(abs(a), abs(b))
-
-
 def test_compare_load_cost():
     """etchsim compare's new figures are the runs' own: each row's one-user TTFT, watts and $/M tokens, and at load
     (--streams 4) tokens/s in all and per user, TTFT, watts, J/token and $/M tokens, equal a single run's JSON; the
@@ -4455,34 +4452,91 @@ L8B_LAYER = [4096 * 4096, 1024 * 4096, 1024 * 4096, 4096 * 4096, 14336 * 4096, 1
 L8B_LM = 128256 * 4096
 
 
-def test_gpu_h100_memory_bound():
-    """h100-class, Llama-3.1-8B BF16, one stream: a decode step is memory-bound. Against the same chip with an HBM
-    so fast it never matters (5 x 2^20 bits a cycle: at most ceil(16 E / 5242880) <= ceil(E / lanes) cycles a
-    tensor), the step is longer by, by hand from the chip file (lanes 270336, HBM 5 x 2929 = 14645 bits a cycle) and
-    the model's dimensions, sum over the 32 layers' 7 products and the LM head of ceil(16 E / 14645) - ceil(E /
-    270336), and the embedding row's ceil(4096 x 16 / 14645) - 1. So the step is the weight bits a token reads over
-    the HBM bandwidth (16 x 7,504,924,672 weights / 14645 = 8.2 M cycles, 4.48 ms at 1.83 GHz) plus the modelled
-    overheads (the fast chip's step less its lane cycles: latencies, vector work, attention and its KV reads at the
-    HBM bandwidth, links, under 3 percent), and the analytical model gives the same cycles."""
-    lanes, bw, clock = h100_numbers()
+def l8b_shapes():
+    """Llama-3.1-8B's shapes from models/llm/llama-3.1-8b/config.json: hidden, the layers, the elements of a layer's 7
+    matrix products (q, k, v, o, gate, up, down), the LM head's, the vocabulary, the FFN width, and the K and V
+    elements a position a layer (kv_heads x head_dim each)."""
+    with open(os.path.join(MODELS, "llm", "llama-3.1-8b", "config.json")) as f:
+        m = json.load(f)
+    H, F, V = m["hidden_size"], m["intermediate_size"], m["vocab_size"]
+    kv = m["num_key_value_heads"] * (H // m["num_attention_heads"])
+    prods = [H * H, kv * H, kv * H, H * H, F * H, F * H, H * F]
+    return H, m["num_hidden_layers"], prods, H * V, V, F, 2 * kv
+
+
+def h100_step_by_hand(p):
+    """h100-class's decode step (its input token at position p, so p + 1 positions of context), Llama-3.1-8B BF16, by
+    hand from h100-class.json and the model's config.json: (weight store cycles, KV store cycles, overheads by name).
+    Each matrix product streams its 16-bit weights at the HBM's ports x bits_per_cycle (its lane cycles, E / lanes, are
+    fewer: checked), the embedding row likewise; each layer's attention writes the token's K and V and reads its
+    context at the same bits a cycle (a position's scoring, 1 / positions_per_cycle, is shorter: checked)."""
+    with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
+        c = json.load(f)
+    v = lambda *ks: functools.reduce(lambda d, k: d[k], ks, c)["value"]
     cdiv = lambda a, b: -(-a // b)
-    args = ["--chip", None, "--prompt", "1", "--generate", "2", "--no-db"]
-    with tempfile.TemporaryDirectory() as tmp:
-        fast = h100_variant(tmp, "fast", lambda c: c["store"]["bits_per_cycle"].update(value=1 << 20))
-        a = run_json(*(["--chip", "h100-class"] + args[2:]))
-        b = run_json(*(["--chip", fast] + args[2:]))
-    same_cycles(a, "h100-class")
-    same_cycles(b, "h100-class, fast HBM")
-    store = 32 * sum(cdiv(16 * e, bw) for e in L8B_LAYER) + cdiv(16 * L8B_LM, bw) + cdiv(4096 * 16, bw)
-    lane = 32 * sum(cdiv(e, lanes) for e in L8B_LAYER) + cdiv(L8B_LM, lanes) + 1
-    step, step_fast = a["stream0_cycles"]["decode_first"], b["stream0_cycles"]["decode_first"]
-    expect(step - step_fast == store - lane, f"step {step} - fast {step_fast} = {step - step_fast}, by hand {store - lane}")
-    overhead = step_fast - lane
-    weights = 16 * (32 * sum(L8B_LAYER) + L8B_LM)
-    expect(abs(store - weights / bw) < 32 * 7 + 2, f"store cycles {store} against bits / bandwidth {weights / bw}")
-    expect(0 < overhead < 0.03 * step, f"overheads {overhead} cycles of a {step}-cycle step")
-    ms = step / clock * 1e3
-    expect(abs(1e3 / a["decode_tokens_per_s"] - ms) < 1e-3, f"decode {a['decode_tokens_per_s']} tok/s against {ms} ms")
+    H, L, prods, lm, V, F, kv_elems = l8b_shapes()
+    bw = v("store", "ports") * v("store", "bits_per_cycle")
+    lanes, wbits, kvb = v("tile", "lanes", "count"), 16, kv_elems * v("kv", "element_bits")
+    expect(all(cdiv(wbits * e, bw) > cdiv(e, lanes) for e in prods + [lm]), "a product is not memory-bound")
+    expect(kvb * v("tile", "attention", "positions_per_cycle") >= bw, "scoring a position outlasts reading it")
+    weights = L * sum(cdiv(wbits * e, bw) for e in prods) + cdiv(wbits * lm, bw) + cdiv(wbits * H, bw)
+    kv = L * (cdiv(kvb, bw) + cdiv((p + 1) * kvb, bw))
+    vw, vl = v("tile", "vector", "elems_per_cycle"), v("tile", "vector", "latency_cycles")
+    vec = lambda elems, passes: passes * cdiv(elems, vw) + vl
+    lw, ll = v("link", "width_bits"), v("link", "latency_cycles")
+    over = {
+        "HBM latency, each product and the embedding row": (L * 7 + 2) * v("store", "latency_cycles"),
+        "lane pipeline depth, each product": (L * 7 + 1) * v("tile", "lanes", "pipeline_depth"),
+        "attention latency, each layer": L * v("tile", "attention", "latency_cycles"),
+        # two RMSNorms (2 passes), RoPE over q and k, two residual adds, SiLU(gate) x up: each its passes + latency
+        "vector unit, each layer": L * (2 * vec(H, 2) + vec(H + kv_elems // 2, 1) + 2 * vec(H, 1) + vec(F, 1)),
+        "head: final RMSNorm and sampler": vec(H, 2) + cdiv(V, v("head", "sampler", "elems_per_cycle")) +
+                                            v("head", "sampler", "latency_cycles"),
+        "links: the token id, then 2 activation hops": cdiv(v("link", "token_id_bits"), lw) + ll +
+                                                       2 * (cdiv(H * v("link", "elem_bits"), lw) + ll),
+    }
+    return weights, kv, over
+
+
+def test_gpu_h100_memory_bound():
+    """h100-class, Llama-3.1-8B BF16, one stream: a decode step is memory-bound. Its time per token is, by hand from
+    h100-class.json and the model's config.json (h100_step_by_hand): the weight bits a token reads (16 x 7,504,662,528:
+    every layer's 7 products, the LM head, one embedding row) and the KV bits it writes (2 x 8 x 128 x 16 a layer) and
+    reads (its context, the same a position a layer), over the HBM's 5 x 2929 = 14645 bits a cycle (ceiled per
+    product, per attention's write and read: within 290 cycles of the exact quotient), plus the named overheads
+    (HBM latency and lane depth per product, attention latency, vector work, the head's norm and sampler, links:
+    177,131 cycles, about 2 %). The simulated step equals it exactly, at a context of 2 and of 2001 positions, and the
+    analytical model gives the same cycles; the KV's share of the HBM time grows with the context (0.003 % at 2
+    positions, 1.7 % at 2001); the TTFT is left out (a prompt of several chunks: the simulation's is 720 cycles over
+    the analytic flow shop's at 2000 tokens, with or without the KV in the store). The HBM's busy cycles over the
+    whole run are the weights' and the KV's (kv.in_store: they share its bandwidth), by hand: two passes over the
+    layers per prompt chunk of 256 and for the decode step, the LM head twice, each chunk's and the fed-back token's
+    embedding rows, and every chunk's and step's KV written and read."""
+    _, bw, clock = h100_numbers()
+    cdiv = lambda a, b: -(-a // b)
+    H, L, prods, lm, _, _, kv_elems = l8b_shapes()
+    kvb = kv_elems * 16
+    share = {}
+    for prompt in (1, 2000):
+        j = run_json("--chip", "h100-class", "--prompt", str(prompt), "--generate", "2", "--no-db")
+        same_cycles(j, f"h100-class, prompt {prompt}", keys=("decode_first", "decode_last", "decode_total"))
+        weights, kv, over = h100_step_by_hand(prompt)
+        step = j["stream0_cycles"]["decode_first"]
+        want = weights + kv + sum(over.values())
+        expect(step == want, f"prompt {prompt}: step {step} cycles, by hand {want} = weights {weights} + KV {kv} + {over}")
+        exact = (16 * (L * sum(prods) + lm + H) + L * (prompt + 2) * kvb) / bw
+        expect(0 <= weights + kv - exact < L * 7 + 2 + 2 * L, f"store cycles {weights + kv} against bits / bandwidth {exact}")
+        expect(0 < sum(over.values()) < 0.03 * step, f"overheads {over} of a {step}-cycle step")
+        expect(abs(1e3 / j["decode_tokens_per_s"] - step / clock * 1e3) < 1e-6, f"decode {j['decode_tokens_per_s']} tok/s")
+        # the HBM's busy cycles: prefill chunks of 256 (one pass each), the decode step, and their KV
+        chunks = [(p, min(256, prompt - p)) for p in range(0, prompt, 256)] + [(prompt, 1)]
+        layers = L * sum(cdiv(16 * e, bw) for e in prods)
+        busy = len(chunks) * layers + 2 * cdiv(16 * lm, bw) + sum(cdiv(n * 16 * H, bw) for _, n in chunks)
+        busy += L * sum(cdiv(n * kvb, bw) + sum(cdiv(x * kvb, bw) for x in range(p + 1, p + n + 1)) for p, n in chunks)
+        got = round(j["busy_fraction"]["store"] * j["cycles"])
+        expect(got == busy, f"prompt {prompt}: the HBM busy {got} cycles, by hand {busy} (weights and KV)")
+        share[prompt] = kv / (weights + kv)
+    expect(share[1] < 1e-4 < 0.015 < share[2000], f"the KV's share of the HBM time: {share}")
 
 
 def test_gpu_h100_crossover():
@@ -4490,8 +4544,9 @@ def test_gpu_h100_crossover():
     16 E / 14645 HBM cycles): memory-bound while k < k* = 270336 x 16 / 14645 = 295.35, compute-bound from k = 296
     (arithmetic intensity: k MACs per 2-byte weight against 989 TFLOPS / 3.35 TB/s). One prompt of k tokens (one
     chunk, one pass: 512 tokens a pass here) takes longer than on the fast-HBM chip by, by hand,
-    32 x sum over the layer's products of max(0, ceil(16 E / 14645) - ceil(k E / 270336)) (+ the LM head and the
-    embedding rows, the same whatever k's pass) -- zero from k = 296. So 64 users' decode (64 tokens a pass) is still
+    32 x sum over the layer's products of max(0, ceil(16 E / 14645) - ceil(k E / 270336)) (+ the LM head, the
+    embedding rows and the prompt's KV written and read at the HBM's bandwidth (kv.in_store), the same whatever k's
+    pass) -- zero from k = 296. So 64 users' decode (64 tokens a pass) is still
     memory-bound on the weights, by the ratio (64 < 295)."""
     lanes, bw, _ = h100_numbers()
     cdiv = lambda a, b: -(-a // b)
@@ -4515,6 +4570,11 @@ def test_gpu_h100_crossover():
             same_cycles(a, f"h100 k={k}")
             d = a["stream0_cycles"]["ttft"] - b["stream0_cycles"]["ttft"]
             rest = (cdiv(16 * L8B_LM, bw) - cdiv(L8B_LM, lanes)) + (cdiv(k * 4096 * 16, bw) - cdiv(k * 4096 * 16, (1 << 20) * 5))
+            # kv.in_store: the prompt's K and V (32768 bits a position a layer) written and read at the HBM's bits a
+            # cycle; on the fast chip written at its own, and scoring (33 positions a cycle) outlasts reading
+            kvb, fbw = 2 * 8 * 128 * 16, (1 << 20) * 5
+            rest += 32 * (cdiv(k * kvb, bw) + sum(cdiv(x * kvb, bw) for x in range(1, k + 1)) -
+                          cdiv(k * kvb, fbw) - sum(cdiv(x, 33) for x in range(1, k + 1)))
             want = 32 * sum(max(0, cdiv(16 * e, bw) - cdiv(k * e, lanes)) for e in L8B_LAYER)
             expect(d - rest == want, f"k={k}: the prompt takes {d} cycles longer, by hand {want} + {rest}")
             layer[k] = want
@@ -4525,7 +4585,7 @@ def test_gpu_h100_crossover():
 
 def test_gpu_kv_in_store():
     """kv.in_store: the KV cache in the HBM store takes no die area or leakage and its bits are charged at
-    store.read_fj_per_bit. tests/data/tiny-chip-hbm.json, tiny-llama (2 KV heads of 32, 8-bit KV: 1024 bits a position
+    store.read_fj_per_bit, and streams at the store's bits a cycle. tests/data/tiny-chip-hbm.json, tiny-llama (2 KV heads of 32, 8-bit KV: 1024 bits a position
     a layer, 4 layers), prompt 8 and 4 generated: 11 positions written (8 prompt, 3 decode), and read: the prompt's
     1 + ... + 8 = 36 and the decode steps' 9 + 10 + 11 = 30; (36 + 30 + 11) x 4 x 1024 bits x 3900 fJ / VR 0.9. Refused
     without an HBM store, and when the KV does not fit in it."""
@@ -4540,7 +4600,9 @@ def test_gpu_kv_in_store():
             with open(path, "w") as f:
                 json.dump(c, f)
             return path
-        on = lambda c: c["kv"].update(in_store={"value": True, "source": "test fixture"})
+        def on(c):  # the KV then streams from the store: no KV SRAM geometry
+            c["kv"].update(in_store={"value": True, "source": "test fixture"})
+            del c["kv"]["banks"], c["kv"]["word_bits"]
         a = run_json("--chip", os.path.join(DATA, "tiny-chip-hbm.json"), *args)
         b = run_json("--chip", chip("in", on), *args)
         want = (36 + 30 + 11) * 4 * 1024 * 3900e-15 / 0.9
@@ -4549,7 +4611,10 @@ def test_gpu_kv_in_store():
         expect(a["area"]["kv_sram"]["mm2"] > 0 and b["area"]["kv_sram"]["mm2"] == 0 and
                b["area"]["kv_sram"]["leakage_w"] == 0, f"KV area {a['area']['kv_sram']} -> {b['area']['kv_sram']}")
         expect(abs(a["area_mm2"] - b["area_mm2"] - a["area"]["kv_sram"]["mm2"]) <= 1e-9 * a["area_mm2"], "die area")
-        expect(a["stream0_cycles"] == b["stream0_cycles"], "kv.in_store moved the timing")
+        # one stream: as fast as a KV SRAM streaming at the store's 2 x 1024 bits a cycle
+        same_bw = run_json("--chip", chip("same", lambda c: (c["kv"]["banks"].update(value=2),
+                                                             c["kv"]["word_bits"].update(value=1024))), *args)
+        expect(same_bw["stream0_cycles"] == b["stream0_cycles"], "kv.in_store: not the store's bandwidth")
         def sram(c):
             on(c)
             c["store"]["kind"]["value"] = "sram"
@@ -5200,6 +5265,146 @@ def test_adapter_eval_functional():
         expect(len(got["none"][0]) == 4 and got["zero"][0] == got["none"][0], f"B = 0 changed outputs: {got}")
         expect(got["rand"][0] != got["none"][0], f"a random adapter changed no output: {got}")
         expect(got["zero"][1] > got["none"][1], f"the adapter took no time: {got}")
+# ---- h/hbmkv: the KV cache in the HBM store shares its bandwidth with the weights (issue 19) ----------------
+
+def test_kv_store_shared():
+    """kv.in_store: every KV read and write books the chip's HBM store for its bits over the store's ports x
+    bits_per_cycle, in turn with the weights' streams. tests/data/tiny-chip-hbm.json (6 items in flight) with its store
+    at 2 x 8192 bits a cycle (so the cycle fidelity's run is short) and the KV in the store, against the same chip with
+    its KV in an SRAM streaming as fast (kv.banks 2 x kv.word_bits 8192), tiny-llama (2 KV heads of 32, 8-bit KV: 1024
+    bits a position a layer, 4 layers), 3 streams of a 64-token prompt (chunks of 16) and 8 tokens, one token a pass
+    (tile.lanes.tokens_per_read 1, so items overlap in the tile). The store is busier by the KV's cycles, by hand a
+    stream a layer: each chunk's K and V written, ceil(16 x 1024 / 16384), and each of its positions' context read,
+    ceil(ctx x 1024 / 16384) for ctx 1..64; then the 7 decode steps' write, ceil(1024 / 16384), and read, ctx 65..71:
+    2472 cycles. The same in the cycle fidelity (its issue stage books the store as the transaction fidelity does).
+    One stream alone takes the SRAM chip's cycles; 3 take longer in both fidelities, as a KV read now waits for a
+    weight stream and the reverse. The analytical saturated rate (the store the slowest unit, at 2 x 1024 bits a
+    cycle) adds each token's KV cycles at the middle of generation to the store's. kv.banks or kv.word_bits given with
+    kv.in_store: refused by name."""
+    with open(os.path.join(DATA, "tiny-chip-hbm.json")) as f:
+        base = json.load(f)
+    base["store"]["bits_per_cycle"]["value"] = 8192
+    with open(os.path.join(MODELS, "llm", "tiny-llama", "config.json")) as f:
+        m = json.load(f)
+    cdiv = lambda a, b: -(-a // b)
+    bw = base["store"]["ports"]["value"] * base["store"]["bits_per_cycle"]["value"]
+    kvb = 2 * m["num_key_value_heads"] * (m["hidden_size"] // m["num_attention_heads"]) * base["kv"]["element_bits"]["value"]
+    prompt, gen, streams, chunk = 64, 8, 3, base["scheduler"]["prefill_chunk"]["value"]
+    items = [(p, min(chunk, prompt - p)) for p in range(0, prompt, chunk)] + [(prompt + g, 1) for g in range(gen - 1)]
+    kv = streams * m["num_hidden_layers"] * sum(cdiv(n * kvb, bw) + sum(cdiv(x * kvb, bw) for x in range(p + 1, p + n + 1))
+                                                for p, n in items)
+    expect(kv == 2472, f"by hand: {kv}")
+
+    def in_store(c):
+        c["kv"]["in_store"] = {"value": True, "source": "test fixture"}
+        del c["kv"]["banks"], c["kv"]["word_bits"]
+
+    def sram(c):
+        c["kv"]["banks"]["value"], c["kv"]["word_bits"]["value"] = 2, 8192
+
+    args = ["--model", "tiny-llama", "--no-db", "--prompt", str(prompt), "--generate", str(gen)]
+    busy = lambda j: round(j["busy_fraction"]["store"] * j["cycles"])
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name, edit in (("in_store", in_store), ("sram", sram)):
+            c = json.loads(json.dumps(base))
+            edit(c)
+            paths[name] = os.path.join(tmp, name + ".json")
+            with open(paths[name], "w") as f:
+                json.dump(c, f)
+        one = {k: run_json("--chip", p, *args) for k, p in paths.items()}
+        expect(one["in_store"]["cycles"] == one["sram"]["cycles"], f"one stream: {one['in_store']['cycles']} cycles "
+               f"with the KV in the store, {one['sram']['cycles']} in an SRAM as fast")
+        load = args + ["--streams", str(streams), "--set", "tile.lanes.tokens_per_read=1"]
+        for fid in ("transaction", "cycle"):
+            a = run_json("--chip", paths["in_store"], *load, "--fidelity", fid)
+            b = run_json("--chip", paths["sram"], *load, "--fidelity", fid)
+            expect(busy(a) - busy(b) == kv, f"{fid}: the store busy {busy(a)} cycles against {busy(b)}: "
+                   f"{busy(a) - busy(b)} more, by hand the KV's {kv}")
+            expect(a["cycles"] > b["cycles"], f"{fid}: {streams} streams take {a['cycles']} cycles with the KV in the "
+                   f"store, {b['cycles']} with it in an SRAM as fast: no contention")
+        # the analytical saturated rate: the store is the slowest unit at its own 2 x 1024 bits a cycle (--set); per
+        # token it streams a layer pass's weights over 16 tokens, the LM head's, an embedding row, and with kv.in_store
+        # the token's KV at the middle of generation (its position 68: written, and 69 positions read)
+        H, F = m["hidden_size"], m["intermediate_size"]
+        kvh = kvb // base["kv"]["element_bits"]["value"]  # K and V elements a position a layer
+        layer = 2 * H * H + 2 * kvh // 2 * H + 3 * F * H
+        bw0 = 2 * 1024
+        weights = cdiv(m["num_hidden_layers"] * layer * 16, bw0) / 16 + cdiv(m["vocab_size"] * H * 16, bw0) + cdiv(H * 16, bw0)
+        kv_mid = m["num_hidden_layers"] * (cdiv(kvb, bw0) + cdiv(69 * kvb, bw0))
+        for name, want in (("in_store", weights + kv_mid), ("sram", weights)):
+            j = run_json("--chip", paths[name], *args, "--set", "store.bits_per_cycle=1024",
+                         *(["--set", "kv.word_bits=1024"] if name == "sram" else []))
+            got = 1e9 / j["analytic_saturated_tokens_per_s"]
+            expect(abs(got - want) < 1e-6, f"{name}: the analytical saturated rate's {got} cycles a token, by hand {want}")
+        for key in ("banks", "word_bits"):
+            c = json.loads(json.dumps(base))
+            c["kv"]["in_store"] = {"value": True, "source": "test fixture"}
+            del c["kv"]["banks" if key == "word_bits" else "word_bits"]
+            p = os.path.join(tmp, "bad.json")
+            with open(p, "w") as f:
+                json.dump(c, f)
+            err = expect_error(["run", "--chip", p, *args], p, f"key 'kv.{key}'", "with kv.in_store",
+                               "store.ports x store.bits_per_cycle", "leave them out")
+            expect(err.count("\n") == 0, f"more than one line: {err!r}")
+
+
+def h100_sync_step_by_hand(ctxs):
+    """h100-class, Llama-3.1-8B BF16: one synchronous decode step (tile.sync_step) of len(ctxs) sequences, each
+    reading ctxs[i] positions of context, by hand from h100-class.json and the model's config.json: the sampled tokens'
+    ids cross the link to the embedding (one item each: 1 cycle + 2 latency) and each row is read from the HBM in turn
+    (ceil(4096 x 16 / 14645) + 732 latency), the last hops to the tile (4096 x 16 / 4096 + 2); then one pass of the S
+    tokens over the 32 layers: each product max(ceil(S E / lanes), ceil(16 E / 14645)) + HBM latency + lane depth, the
+    vector ops on S tokens, attention once per sequence (its K and V written, its context read, at the HBM's bits a
+    cycle, + latency); the group hops to the head in one go (16 S + 2); the head's pass: RMSNorm, LM head, sampler."""
+    with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
+        c = json.load(f)
+    v = lambda *ks: functools.reduce(lambda d, k: d[k], ks, c)["value"]
+    cdiv = lambda a, b: -(-a // b)
+    H, L, prods, lm, V, F, kv_elems = l8b_shapes()
+    S, bw, lanes, kvb = len(ctxs), v("store", "ports") * v("store", "bits_per_cycle"), v("tile", "lanes", "count"), kv_elems * 16
+    lat, dep = v("store", "latency_cycles"), v("tile", "lanes", "pipeline_depth")
+    vw, vl = v("tile", "vector", "elems_per_cycle"), v("tile", "vector", "latency_cycles")
+    vec = lambda elems, passes: passes * cdiv(elems, vw) + vl
+    mv = lambda e: max(cdiv(S * e, lanes), cdiv(16 * e, bw)) + lat + dep
+    lw, ll = v("link", "width_bits"), v("link", "latency_cycles")
+    hop = lambda n: cdiv(n * H * v("link", "elem_bits"), lw) + ll
+    embed = cdiv(16 * H, bw) + lat
+    t = cdiv(v("link", "token_id_bits"), lw) + ll + S * embed + hop(1)  # the embedding the slowest stage
+    attn = sum(cdiv(kvb, bw) + v("tile", "attention", "latency_cycles") + cdiv(x * kvb, bw) for x in ctxs)
+    t += L * (2 * vec(S * H, 2) + sum(mv(e) for e in prods) + vec(S * (H + kv_elems // 2), 1) + attn +
+              2 * vec(S * H, 1) + vec(S * F, 1))
+    return t + hop(S) + vec(S * H, 2) + mv(lm) + cdiv(S * V, v("head", "sampler", "elems_per_cycle")) + \
+        v("head", "sampler", "latency_cycles")
+
+
+def test_gpu_sync_step_analytic():
+    """tile.sync_step (h100-class): a step carries every sequence and starts only once the last token of the one before
+    is back, so its units do not overlap and the step of S sequences is one serial chain (h100_sync_step_by_hand; for
+    one sequence it is h100_step_by_hand's step). The simulation's steps equal it exactly: 64 and 200 streams of a
+    1-token prompt (stream 0 one position ahead of the others, which joined its second pass), and the last step of 64
+    streams of 1k in / 1k out (all at 2047 positions: 9.76 ms, 6,557 tok/s). The analytical model's knee is the most
+    sequences a step carries, min(KV slots: 63e9 x 8 / (32768 x 32 x 2048) = 234, tokens_per_read 256), and its
+    saturated rate that many over the same chain at the middle of generation (1,537 positions): 12,404 tok/s, where
+    it overlapped the head with the tile and assumed 256 tokens a pass (12,937; 12,868 with the KV in the store)."""
+    _, _, clock = h100_numbers()
+    w, kv, over = h100_step_by_hand(100)
+    expect(h100_sync_step_by_hand([101]) == w + kv + sum(over.values()), "one sequence: not the single-stream step")
+    for streams in (64, 200):
+        j = run_json("--chip", "h100-class", "--prompt", "1", "--generate", "8", "--streams", str(streams), "--no-db")
+        want = h100_sync_step_by_hand([8] + [7] * (streams - 1))
+        expect(j["stream0_cycles"]["decode_last"] == want, f"{streams} streams: the last step "
+               f"{j['stream0_cycles']['decode_last']} cycles, by hand {want}")
+    j = run_json("--chip", "h100-class", "--streams", "64", "--no-db")
+    want = h100_sync_step_by_hand([2047] * 64)
+    expect(j["stream0_cycles"]["decode_last"] == want, f"1k/1k, 64 streams: the last step "
+           f"{j['stream0_cycles']['decode_last']} cycles, by hand {want}")
+    slots = 63000000000 * 8 // (2 * 8 * 128 * 16 * 32) // 2048
+    expect(j["kv_slots"] == slots == 234 and j["analytic_knee_streams"] == min(slots, 256),
+           f"knee {j['analytic_knee_streams']}, KV slots {j['kv_slots']}, by hand {slots}")
+    sat = 234 / h100_sync_step_by_hand([1537] * 234) * clock
+    got = j["analytic_saturated_tokens_per_s"]
+    expect(abs(got - sat) <= 1e-9 * sat, f"analytic saturated {got} tok/s, by hand {sat}")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,19 @@ int64_t es_an_store_occ(const es_map *pm, const es_op *op, int64_t n)
     return es_ceil_div(n, tensor_tpr(c, x)) * es_ceil_div(x->bits, bw);
 }
 
+int64_t es_an_kv_store_occ(const es_map *pm, const es_op *op, int64_t n, int64_t p)
+{
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    if (!c->kv.in_store) return 0;
+    int64_t bw = c->store.ports * c->store.port_bits, kvb = es_chip_kv_bits_per_pos(c, m);
+    if (op->kind == ES_OP_SCAN) return n * es_ceil_div(2 * es_chip_state_bits(c, m), bw);
+    if (op->kind != ES_OP_ATTN) return 0;
+    int64_t cyc = es_ceil_div(n * kvb, bw); /* the tokens' K and V written */
+    for (int64_t ctx = p + 1; ctx <= p + n; ctx++) cyc += es_ceil_div(ctx * kvb, bw); /* each token's context read */
+    return cyc;
+}
+
 static int64_t attention(const es_chip *c, const es_model *m, int64_t n, int64_t p)
 {
     int64_t kvb = es_chip_kv_bits_per_pos(c, m), pb = es_chip_kv_port_bits(c);
@@ -301,6 +314,20 @@ static void tile_resources(const es_map *pm, int64_t tile, int64_t n, int64_t p,
         if (part[g] > *lanes) *lanes = part[g];
 }
 
+/* One pass of s tokens of s sequences, each at position p, through tile `tile`: its ops for s tokens at once, but
+ * attention once per sequence (one token, its own context). */
+static int64_t tile_sync_pass(const es_map *pm, int64_t tile, int64_t s, int64_t p)
+{
+    const es_model *m = pm->model;
+    int64_t t = 0;
+    for (int i = 0; i < m->n_ops; i++) {
+        const es_op *op = &m->ops[i];
+        if (pm->ops[i].tile != tile) continue;
+        t += op->kind == ES_OP_ATTN || op->kind == ES_OP_SCAN ? s * es_an_op(pm, op, 1, p) : es_an_op(pm, op, s, p);
+    }
+    return t;
+}
+
 double es_an_tile_token_bound(const es_map *pm, int64_t tile, int64_t p)
 {
     const es_chip *c = pm->chip;
@@ -415,6 +442,25 @@ int64_t es_an_ttft(const es_map *pm, int64_t prompt)
     return done + es_an_host_occ(c, c->host.cpl_bytes) + hl;
 }
 
+int64_t es_an_sync_step(const es_map *pm, int64_t s, int64_t p)
+{
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    /* the s sampled tokens, one item each, through the token-id link, the embedding and the hop to the first tile,
+     * each stage taking them in turn: the first's whole way, then the slowest stage for each of the others */
+    int64_t tok = es_an_link_occ(c, c->link.token_id_bits), emb = es_an_embed(pm, 1), hop = es_an_link_occ(c, m->hidden * c->link.elem_bits);
+    int64_t each = tok > emb ? tok : emb;
+    if (hop > each) each = hop;
+    int64_t t = tok + c->link.latency + emb + hop + c->link.latency + (s - 1) * each;
+    /* then one pass of the s tokens through every tile (the weights read once for all of them, attention once per
+     * sequence), the group hopping on in one go between tiles and to the head, and one head pass over them */
+    for (int64_t i = 0; i < es_chip_tiles(c, m); i++) {
+        if (i > 0) t += act_hop(c, m, s);
+        t += tile_sync_pass(pm, i, s, p);
+    }
+    return t + act_hop(c, m, s) + es_an_head_n(pm, s);
+}
+
 void es_an_summarize(const es_map *pm, int64_t prompt, int64_t gen,
                      es_an_summary *s)
 {
@@ -439,16 +485,24 @@ void es_an_summarize(const es_map *pm, int64_t prompt, int64_t gen,
     for (int i = 0; i < 3; i++)
         if (other[i] > b) b = other[i];
     /* a chip-scope weight store serves every tile and the head: per token, each tile's weights once per
-     * tokens_per_read tokens, the LM head's and an embedding row once (0 with ROM or a store per tile) */
+     * tokens_per_read tokens, the LM head's and an embedding row once (0 with ROM or a store per tile); with
+     * kv.in_store also each token's KV, written and its context read at the middle of generation */
     double store = 0;
     for (int i = 0; i < m->n_ops; i++) {
         const es_op *op = &m->ops[i];
         int64_t g = pm->ops[i].tile >= 0 ? c->tile.tokens_per_read : op->kind == ES_OP_EMBED ? 1 : c->head.tokens_per_read;
-        store += (double)es_an_store_occ(pm, op, g) / (double)g;
+        store += (double)es_an_store_occ(pm, op, g) / (double)g + (double)es_an_kv_store_occ(pm, op, 1, mid);
     }
     if (store > (double)b) b = (int64_t)(store + 0.999999);
     s->bottleneck_cycles = (double)b;
     s->kv_slots = m->ssm_state > 0 ? pm->kv_slots : pm->kv_positions / (prompt + gen); /* less an adapter's share */
+    if (c->tile.sync_step) { /* one synchronous step carries every sequence: see es_an_sync_step */
+        int64_t full = c->tile.tokens_per_read < c->head.tokens_per_read ? c->tile.tokens_per_read : c->head.tokens_per_read;
+        s->knee_streams = full < s->kv_slots ? full : s->kv_slots;
+        if (s->knee_streams < 1) s->knee_streams = 1;
+        s->sat_tokens_per_s = (double)s->knee_streams / (double)es_an_sync_step(pm, s->knee_streams, mid) * c->clock_hz;
+        return;
+    }
     int64_t pipe = (int64_t)((s->step_mid_cycles + (double)b - 1) / (double)b);
     s->knee_streams = pipe < s->kv_slots ? pipe : s->kv_slots;
     double by_streams = (double)s->knee_streams / s->step_mid_cycles, by_unit = 1.0 / (double)b;

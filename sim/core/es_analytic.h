@@ -50,6 +50,12 @@ int64_t es_an_store_occ(const es_map *pm, const es_op *op, int64_t n);
  * ROM. occ: the vector unit's cycles, the longer of its multiply-adds and the stream (it consumes the stream as it
  * comes); port: the KV port's cycles; lat: the vector unit's latency. All 0 when x is not adapted. */
 void es_an_adapter(const es_map *pm, const es_map_tensor *x, int64_t n, int64_t *occ, int64_t *port, int64_t *lat);
+/* With kv.in_store, the cycles op (n tokens of one sequence, the first at position p) streams KV bits from the HBM
+ * store, which the simulation books on it beside the weights: attention writes the tokens' K and V,
+ * ceil(n x kv bits a position / the store's bits per cycle, ports x bits_per_cycle), and reads each token's context,
+ * ceil(context x kv bits a position / the same) per token; a selective scan reads and writes its state,
+ * ceil(2 x state bits / the same) per token. 0 for other ops and without kv.in_store. */
+int64_t es_an_kv_store_occ(const es_map *pm, const es_op *op, int64_t n, int64_t p);
 /* Occupancy of a matrix-vector op on a given ROM and lane array. */
 int64_t es_an_matvec(const es_chip *c, const es_rom_geom *rom, int64_t lanes, int64_t cells,
                      int64_t bits, int64_t n);
@@ -85,6 +91,12 @@ double es_an_tile_token_bound(const es_map *pm, int64_t tile, int64_t p);
 /* Sample-to-sample interval of one stream, for the decode step whose input
  * token sits at position p. */
 int64_t es_an_decode_step(const es_map *pm, int64_t p);
+/* tile.sync_step: one synchronous decode step of s sequences, each with its input token at position p, from their
+ * tokens' sampling to the next samples: the s token ids through the link to the embedding and on to the first tile,
+ * one item each and each stage taking them in turn; then one pass of the s tokens through every tile (each op for s
+ * tokens at once, attention once per sequence) and the head's pass over them (es_an_head_n). The units do not
+ * overlap: a step starts when the last token of the one before is back. */
+int64_t es_an_sync_step(const es_map *pm, int64_t s, int64_t p);
 /* Time from submission to the first completion at the host, one stream alone. */
 int64_t es_an_ttft(const es_map *pm, int64_t prompt);
 
@@ -114,8 +126,10 @@ typedef struct es_an_summary {
     double step_mid_cycles;       /* decode step at the middle of generation */
     double bottleneck_cycles;     /* slowest unit's occupancy at that step */
     int64_t kv_slots;             /* sequences of prompt + gen positions the KV SRAM holds at once */
-    int64_t knee_streams;         /* S past which aggregate tokens/s stops rising */
-    double sat_tokens_per_s;      /* aggregate at and past the knee */
+    int64_t knee_streams;         /* S past which aggregate tokens/s stops rising; tile.sync_step: the most sequences
+                                   * a step carries, min(KV slots, tokens_per_read of the tiles and of the head) */
+    double sat_tokens_per_s;      /* aggregate at and past the knee; tile.sync_step: knee / es_an_sync_step(knee, the
+                                   * middle of generation) */
 } es_an_summary;
 void es_an_summarize(const es_map *pm, int64_t prompt, int64_t gen,
                      es_an_summary *s);

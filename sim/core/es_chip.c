@@ -216,8 +216,9 @@ static const es_key_spec CHIP_KEYS[] = {
     {"tile.scan.elems_per_cycle", 'l', 1, 0x1p40, F(tile.scan_width), 1, 0, 1, NULL, "needed by state-space models"},
     {"tile.scan.latency_cycles", 'i', 0, 1 << 16, F(tile.scan_latency), 1, 0, 1, NULL, NULL},
     {"kv.bytes_per_tile", 'l', 1, 0x1p40, F(kv.bytes), 0, 0, 1, NULL, NULL},
-    {"kv.banks", 'l', 1, 0x1p40, F(kv.banks), 0, 0, 1, NULL, NULL},
-    {"kv.word_bits", 'l', 1, 1 << 20, F(kv.word_bits), 0, 0, 1, NULL, NULL},
+    {"kv.banks", 'l', 1, 0x1p40, F(kv.banks), 0, 0, 1, NULL,
+     "not with kv.in_store (the KV then streams from the store, store.ports x store.bits_per_cycle bits a cycle)"},
+    {"kv.word_bits", 'l', 1, 1 << 20, F(kv.word_bits), 0, 0, 1, NULL, "not with kv.in_store, as kv.banks"},
     {"kv.ports", 'i', 1, 1 << 16, F(kv.ports), 0, 0, 1, NULL, NULL},
     {"kv.element_bits", 'i', 1, 32, F(kv.elem_bits), 0, 0, 1, NULL, NULL},
     {"kv.element_format", 'x', 0, 0, NO_FIELD, 1, 0, 0, "int8 | fp8 (8 bits) | bf16 (16) | fp32 (32)", "matches element_bits"},
@@ -226,7 +227,8 @@ static const es_key_spec CHIP_KEYS[] = {
     {"kv.prefix_sharing", 'b', 0, 1, F(kv.prefix_sharing), 0, 0, 1, NULL, NULL},
     {"kv.in_store", 'b', 0, 1, F(kv.in_store), 1, 0, 1, NULL,
      "true (store.kind hbm only): the KV cache is in the HBM: no die area or leakage, its bits read and written at "
-     "store.read_fj_per_bit; its ports still stream kv.banks x kv.word_bits bits a cycle, beside the weights'"},
+     "store.read_fj_per_bit and streamed through the store (store.ports x store.bits_per_cycle bits a cycle, shared "
+     "with the weights, over kv.ports engines); give no kv.banks or kv.word_bits"},
     {"store.kind", 'x', 0, 0, NO_FIELD, 1, 0, 0, "rom | sram | hbm (default rom)", "where the weights live"},
     {"store.scope", 'x', 0, 0, NO_FIELD, 1, 0, 0, "tile (sram only) | chip (default)",
      "a store per tile (and one for the head), or one shared by the chip"},
@@ -458,14 +460,40 @@ static int check_rom_keys(const es_chip *c, int *no_rom, es_err *e)
     return 0;
 }
 
-/* The numbers of a table, each range-checked, into c; with no_rom the ROMs' geometry keys are absent (0). */
-static int read_keys(const es_cfg *f, const es_key_spec *ks, int n, es_chip *c, int no_rom, es_err *e)
+static int is_kv_port_key(const char *key) { return !strcmp(key, "kv.banks") || !strcmp(key, "kv.word_bits"); }
+
+/* kv.in_store (an HBM store only: refused otherwise): the KV cache streams from the HBM store, through its ports and bits a cycle (es_chip_kv_port_bits),
+ * shared with the weights' stream; kv.banks and kv.word_bits, a KV SRAM's geometry, hold nothing there, so they are
+ * left out (read_keys leaves them 0) and refused if given. Sets *kv_store. */
+static int check_kv_port_keys(const es_chip *c, int *kv_store, es_err *e)
+{
+    *kv_store = 0;
+    if (!es_cfg_has(&c->cfg, "kv.in_store")) return 0;
+    if (es_cfg_bool(&c->cfg, "kv.in_store", kv_store, e)) return -1;
+    char kind[16] = "rom";
+    if (es_cfg_has(&c->cfg, "store.kind") && es_cfg_str(&c->cfg, "store.kind", kind, sizeof kind, e)) return -1;
+    if (!*kv_store) return 0;
+    if (strcmp(kind, "hbm"))
+        return es_fail(e, "%s: key 'kv.in_store': the KV cache goes in an HBM store (store.kind hbm), not %s", c->path,
+                       kind);
+    for (int i = 0; i < (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS); i++)
+        if (is_kv_port_key(CHIP_KEYS[i].key) && es_cfg_has(&c->cfg, CHIP_KEYS[i].key))
+            return es_fail(e, "%s: key '%s': with kv.in_store the KV cache streams from the weight store "
+                              "(store.ports x store.bits_per_cycle bits a cycle, shared with the weights); kv.banks "
+                              "and kv.word_bits hold nothing there (leave them out)", c->path, CHIP_KEYS[i].key);
+    return 0;
+}
+
+/* The numbers of a table, each range-checked, into c; with no_rom the ROMs' geometry keys are absent (0), with
+ * kv_store (kv.in_store) kv.banks and kv.word_bits. */
+static int read_keys(const es_cfg *f, const es_key_spec *ks, int n, es_chip *c, int no_rom, int kv_store, es_err *e)
 {
     for (int i = 0; i < n; i++) {
         const es_key_spec *k = &ks[i];
         if (k->kind == 'x') continue;
         char *p = (char *)c + k->off;
         if (no_rom && is_rom_key(k->key)) continue; /* left 0: check_rom_keys refused any given */
+        if (kv_store && is_kv_port_key(k->key)) continue; /* left 0: check_kv_port_keys refused any given */
         if (k->optional && !es_cfg_has(f, k->key)) {
             if (k->kind == 'd') *(double *)(void *)p = k->dflt * k->scale;
             else if (k->kind == 'l') *(int64_t *)(void *)p = (int64_t)k->dflt;
@@ -502,9 +530,6 @@ static int read_store(es_chip *c, es_err *e)
     else if (!strcmp(kind, "sram")) s->kind = ES_STORE_SRAM;
     else if (!strcmp(kind, "hbm")) s->kind = ES_STORE_HBM;
     else return es_fail(e, "%s: key 'store.kind': expected \"rom\", \"sram\" or \"hbm\", got \"%s\"", c->path, kind);
-    if (c->kv.in_store && s->kind != ES_STORE_HBM)
-        return es_fail(e, "%s: key 'kv.in_store': the KV cache goes in an HBM store (store.kind hbm), not %s", c->path,
-                       kind);
     if (s->kind == ES_STORE_ROM) { /* the ROMs' geometry is tile.rom and head.*_rom */
         for (int i = 0; i < 6; i++)
             if (es_cfg_has(f, keys[i]))
@@ -540,12 +565,13 @@ static int read_store(es_chip *c, es_err *e)
 static int read_chip(es_chip *c, const char *dir, es_err *e)
 {
     const es_cfg *f = &c->cfg;
-    int no_rom = 0;
+    int no_rom = 0, kv_store = 0;
     if (check_known(c->path, f->root, "", CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), OLD_FMT_KEYS,
                     "chip", e) ||
         es_cfg_str(f, "name", c->name, sizeof c->name, e) ||
         es_cfg_str(f, "tile.lanes.activation_format", c->tile.act_format, sizeof c->tile.act_format, e) ||
-        check_rom_keys(c, &no_rom, e) || read_keys(f, CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), c, no_rom, e))
+        check_rom_keys(c, &no_rom, e) || check_kv_port_keys(c, &kv_store, e) ||
+        read_keys(f, CHIP_KEYS, (int)(sizeof CHIP_KEYS / sizeof *CHIP_KEYS), c, no_rom, kv_store, e))
         return -1;
     /* the lane cell: from the synthesized RTL, or given */
     int rtl = es_cfg_has(f, "area.lane_rtl"), tr = es_cfg_has(f, "area.lane_transistors"),
@@ -636,7 +662,7 @@ static int read_process(es_chip *c, es_err *e)
     if (check_known(c->proc.path, c->proc.root, "", PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), NULL,
                     "process", e))
         return -1;
-    return read_keys(&c->proc, PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), c, 0, e);
+    return read_keys(&c->proc, PROC_KEYS, (int)(sizeof PROC_KEYS / sizeof *PROC_KEYS), c, 0, 0, e);
 }
 
 /* cost.* of both files (read_keys range-checked the numbers): all of a section or none of it. */
@@ -761,7 +787,8 @@ int64_t es_chip_kv_slots(const es_chip *c, const es_model *m)
 
 int64_t es_chip_kv_port_bits(const es_chip *c)
 {
-    int64_t b = c->kv.banks * c->kv.word_bits / c->kv.ports;
+    /* kv.in_store: the store's bits a cycle (shared with the weights: the simulation books the store for them) */
+    int64_t b = (c->kv.in_store ? c->store.ports * c->store.port_bits : c->kv.banks * c->kv.word_bits) / c->kv.ports;
     return b > 0 ? b : 1;
 }
 

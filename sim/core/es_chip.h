@@ -84,15 +84,16 @@ typedef struct es_tile_cfg {
 /* The KV SRAM (kv.*): per tile, or per group of tiles sharing its banks and ports. */
 typedef struct es_kv_cfg {
     int64_t bytes;            /* kv.bytes_per_tile */
-    int64_t banks;            /* kv.banks (per group) */
-    int64_t word_bits;        /* kv.word_bits */
+    int64_t banks;            /* kv.banks (per group); 0 with in_store */
+    int64_t word_bits;        /* kv.word_bits; 0 with in_store */
     int ports;                /* kv.ports (per group) */
     int elem_bits;            /* kv.element_bits */
     char format[8];           /* kv.element_format: int8, fp8, bf16 or fp32 (optional; default by width) */
     int64_t slot_context;     /* kv.slot_context: positions reserved per sequence */
     int tiles_per_group;      /* kv.tiles_per_group: tiles sharing one SRAM */
     int prefix_sharing;       /* kv.prefix_sharing: sequences may read a shared prefix's positions */
-    int in_store;             /* kv.in_store: the KV cache lives in the HBM weight store (off the die, store energy) */
+    int in_store;             /* kv.in_store: the KV cache lives in the HBM weight store (off the die, store energy,
+                               * streamed at the store's bits a cycle and booked on it beside the weights) */
 } es_kv_cfg;
 
 /* Where the weights live and in which formats (store.*, weights.*, tile.rom.*, head.*_rom.*). Three kinds:
@@ -277,6 +278,8 @@ static inline es_role es_tensor_fmt_role(const es_tensor *t)
  * an image's) are the placement table's (es_map.h); this is the chip's formats alone, for what runs before
  * a table exists (chip derive). */
 int64_t es_tensor_bits(const es_chip *c, const es_tensor *t);
+/* Bits a KV port streams a cycle: kv.banks x kv.word_bits / kv.ports; with kv.in_store the HBM store's bits a cycle
+ * (store.ports x store.bits_per_cycle) / kv.ports, the bandwidth it shares with the weights. */
 int64_t es_chip_kv_port_bits(const es_chip *c);
 /* Capacity of a ROM in bits, INT64_MAX when it does not fit in 64 bits. */
 int64_t es_rom_bits(const es_rom_geom *r); /* bits per cycle one port streams */

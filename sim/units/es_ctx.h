@@ -232,7 +232,8 @@ public:
     void tap(int32_t seq, int64_t pos, int32_t token, const float *x);
     int64_t cosim_depth = -1;         // --rtl-cosim: tile 0's lane pipeline depth (-1: tile.lanes.pipeline_depth)
     MoeStats moe;                     // its MoE tiles' experts fired and their queues
-    Server *wstore = nullptr;         // a chip-scope SRAM or HBM weight store, shared by the tiles and the head (else null)
+    Server *wstore = nullptr;         // a chip-scope SRAM or HBM weight store, shared by the tiles and the head, and
+                                      // by the KV cache with kv.in_store (else null)
 };
 
 } // namespace es

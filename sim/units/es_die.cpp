@@ -66,7 +66,8 @@ Die::Die(Ctx &ctx, bool with_vcd, Die *prev, Die *first) : ctx_(ctx)
     /* the embedding table in the LM-head ROM (a tied model): the two lookups share its port */
     const es_tensor *table = es_model_tensor(m, -1, ES_ROLE_EMBED);
     /* a chip-scope SRAM or HBM store: one, booked by every tile and the head (its ports' whole bandwidth as one
-     * server: a matrix product holds it while its bits stream); a tile-scope SRAM: the head's own store, which
+     * server: a matrix product holds it while its bits stream, and with kv.in_store an attention while its KV
+     * streams); a tile-scope SRAM: the head's own store, which
      * the two lookups share as they would a ROM */
     if (c->store.kind != ES_STORE_ROM && c->store.chip_scope) {
         wstore_.reset(new Server(1));

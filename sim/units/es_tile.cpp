@@ -187,9 +187,11 @@ bool Tile::book(int64_t total, int64_t start)
     w.ev.resize(w.group.size());
     const Plan &pl = plan(total);
     if (ctx_.run.cycle) { /* its steps issue clock by clock (tick); what they cost is known now */
-        Active a{std::move(w), &pl, total, start, 0, -1, 0, false, false, std::vector<int64_t>(pl.steps.size(), 0)};
+        Active a{std::move(w), &pl, total, start, 0, -1, 0, false, false, std::vector<int64_t>(pl.steps.size(), 0),
+                 std::vector<int64_t>(pl.steps.size(), 0)};
         for (size_t k = 0; k < pl.steps.size(); k++)
-            if (pl.steps[k].res == Resource::Attention) a.attn_cyc[k] = attention_cycles(pl.steps[k], a.w, total);
+            if (pl.steps[k].res == Resource::Attention)
+                a.attn_cyc[k] = attention_cycles(pl.steps[k], a.w, total, &a.attn_store[k]);
         charge_plan(a.w, pl, total, es_events{});
         active_.push_back(std::move(a));
         tick_ev_.notify(sc_core::SC_ZERO_TIME);
@@ -207,7 +209,7 @@ bool Tile::book(int64_t total, int64_t start)
         }
         if (st.res != Resource::Attention) {
             Server &res = st.res == Resource::Lanes ? lanes_[(size_t)st.part] : vec_;
-            int64_t s0 = res.book(start, st.store > 0 ? store_fit(res, st, t) : st.kv > 0 ? kv_fit(st, t) : t, st.occ);
+            int64_t s0 = res.book(start, st.store > 0 ? store_fit(res, st.occ, st.store, t) : st.kv > 0 ? kv_fit(st, t) : t, st.occ);
             if (st.kv > 0) kv_->book(start, s0, st.kv); /* an adapter's A and B stream over the KV port */
             if (st.store > 0) ctx_.wstore->book(start, s0, st.store); /* its weights stream from the shared store */
             if (ctx_.run.trace)
@@ -215,8 +217,10 @@ bool Tile::book(int64_t total, int64_t start)
             t = s0 + st.occ + st.lat;
             continue;
         }
-        int64_t cyc = attention_cycles(st, w, total); /* each sequence's own KV, the port held for all of it */
-        int64_t s0 = kv_->book(start, t, cyc);
+        int64_t kvs; /* kv.in_store: its KV bits' cycles on the chip's store */
+        int64_t cyc = attention_cycles(st, w, total, &kvs); /* each sequence's own KV, the port held for all of it */
+        int64_t s0 = kv_->book(start, kvs > 0 ? store_fit(*kv_, cyc, kvs, t) : t, cyc);
+        if (kvs > 0) ctx_.wstore->book(start, s0, kvs); /* the KV streams from the store, shared with the weights */
         if (ctx_.run.trace)
             ctx_.run.span(track(st.res), s0, s0 + cyc, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
         t = s0 + cyc;
@@ -226,12 +230,13 @@ bool Tile::book(int64_t total, int64_t start)
     return true;
 }
 
-int64_t Tile::store_fit(const Server &lanes, const Step &st, int64_t t) const
+int64_t Tile::store_fit(const Server &res, int64_t occ, int64_t store, int64_t t) const
 {
-    /* the first cycle from t at which the lanes are free for the op's occupancy and the chip's weight store for its
-     * stream: each try moves later, and both have a last booking, so it ends */
+    /* the first cycle from t at which the resource (the lanes, or the attention engine's KV port) is free for the
+     * op's occupancy and the chip's store for its stream: each try moves later, and both have a last booking, so it
+     * ends */
     for (;;) {
-        int64_t s = lanes.earliest(t, st.occ), w = ctx_.wstore->earliest(s, st.store);
+        int64_t s = res.earliest(t, occ), w = ctx_.wstore->earliest(s, store);
         if (w == s) return s;
         t = w;
     }
@@ -248,14 +253,16 @@ int64_t Tile::kv_fit(const Step &st, int64_t t) const
     }
 }
 
-int64_t Tile::attention_cycles(const Step &st, Work &w, int64_t total)
+int64_t Tile::attention_cycles(const Step &st, Work &w, int64_t total, int64_t *store)
 {
     int64_t cyc = 0;
     es_events op_ev;
+    *store = 0;
     for (size_t g = 0; g < w.group.size(); g++) {
         const Item &it = w.group[g];
         int64_t occ = es_an_op(ctx_.map, st.op, it.n, it.pos);
         cyc += occ;
+        *store += es_an_kv_store_occ(ctx_.map, st.op, it.n, it.pos);
         es_an_op_events_occ(ctx_.map, st.op, it.n, it.pos, occ, &op_ev);
         es_events_add(&w.ev[g], &op_ev);
     }
@@ -403,14 +410,12 @@ void Tile::tick()
                 const Step &st = a.pl->steps[a.step];
                 if (pipe_of(st) != r) continue;
                 int64_t occ = occupancy(a, a.step);
-                if (st.res == Resource::Attention) {
-                    if (!kv_->free_at(now)) break; /* the KV group's ports are all streaming */
-                    kv_->book(now, now, occ);
-                }
-                if (st.store > 0) { /* its weights stream from the chip's store */
-                    if (!ctx_.wstore->free_at(now)) break;
-                    ctx_.wstore->book(now, now, st.store);
-                }
+                /* its weights, or (kv.in_store) its KV, stream from the chip's store */
+                int64_t store = st.res == Resource::Attention ? a.attn_store[a.step] : st.store;
+                if (st.res == Resource::Attention && !kv_->free_at(now)) break; /* the KV group's ports are all streaming */
+                if (store > 0 && !ctx_.wstore->free_at(now)) break;
+                if (st.res == Resource::Attention) kv_->book(now, now, occ);
+                if (store > 0) ctx_.wstore->book(now, now, store);
                 int64_t lat = step_lat(st);
                 if (p.stage.empty()) p.stage.assign((size_t)lat + 1, Beat{});
                 if ((int64_t)p.stage.size() != lat + 1) {

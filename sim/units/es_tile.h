@@ -71,7 +71,8 @@ private:
     bool take_first();                     // the next item into group_, if it may enter now
     int64_t take_more();                   // items arrived with it join it (tokens_per_read); its tokens
     bool book(int64_t total, int64_t start); // books group_ through its ops from start; false if the run failed
-    int64_t attention_cycles(const Step &st, Work &w, int64_t total); // its sequences' attention: cycles, events
+    // its sequences' attention: cycles, events; *store: with kv.in_store, its KV bits' cycles on the chip's store
+    int64_t attention_cycles(const Step &st, Work &w, int64_t total, int64_t *store);
     void charge_plan(Work &w, const Plan &pl, int64_t total, const es_events &expert_ev); // shared events, stats
     void finish(Work &&w, int64_t t);      // to complete(), which passes it on at t
     // --fidelity cycle (ctx_.run.cycle): items advance through their steps clock by clock (tick)
@@ -86,6 +87,7 @@ private:
         bool issuing = false;              // a step of it is issuing or in a pipeline
         bool flowed = false;               // its --trace flow has entered the tile
         std::vector<int64_t> attn_cyc;     // per step: the attention engine's cycles (0 for other steps)
+        std::vector<int64_t> attn_store;   // per step: kv.in_store, its KV bits' cycles on the chip's store
     };
     struct Beat {
         Active *a = nullptr;               // the item whose op it belongs to (none: an empty stage)
@@ -125,7 +127,8 @@ private:
     Server *kv_;
     std::vector<Server> lanes_;            // one per partition (es_map.n_parts)
     Server vec_;
-    int64_t store_fit(const Server &lanes, const Step &st, int64_t t) const; // earliest start both are free
+    // earliest start from t at which res is free for occ cycles and the chip's store for `store`
+    int64_t store_fit(const Server &res, int64_t occ, int64_t store, int64_t t) const;
     int64_t kv_fit(const Step &st, int64_t t) const; // an adapter: earliest start the vector unit and KV port are free
     int64_t book_experts(const es_op *op, const std::vector<Item> &group, int64_t start, int64_t t,
                          es_events &ev); // MoE: route, book each expert's chain; the end
