@@ -4600,6 +4600,56 @@ def test_cost_zero_inputs_noted():
     out = run(*base, "--set", "cost.board_usd=100", "--set", "cost.host_usd_per_card=1000").stdout
     expect("priced at 0" not in out, f"a note with every input priced: {out}")
 
+
+# ---- baselines in eval, sweep and compare; HBM cost; the store's unit row (issue 19, items 2-4) ------
+
+def chip_cost(name):
+    """A shipped chip's cost.* values and its store's, from its file (the oracle reads the files)."""
+    with open(os.path.join(MODELS, "chips", name + ".json")) as f:
+        c = json.load(f)
+    k = {n: v["value"] for n, v in c.get("cost", {}).items()}
+    k["capacity_bytes"] = c.get("store", {}).get("capacity_bytes", {}).get("value")
+    return k
+
+
+def test_eval_baseline_cost():
+    """eval runs on h100-class in BF16 with 1 and 8 records in flight (8 at once), and its JSON, its
+    text and its database carry the run's cost object: the card's list price from the chip file, the
+    batch's own tokens/s and watts, and $/M tokens derived here line by line; --set deploy.* moves it;
+    a chip without cost inputs gives null and says why."""
+    k = dict(cost_inputs(), **{n: v for n, v in chip_cost("h100-class").items() if n != "capacity_bytes"})
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "e.sqlite")
+        for n in (1, 8):
+            j = json.loads(run("eval", "--chip", "h100-class", "--recipe", "bf16", "--records", str(n), "--db", db,
+                               "--no-compare", "--json").stdout)
+            expect(j["records_done"] == n and j["max_in_flight"] == n and j["weight_formats"]["from"] == "recipe",
+                   f"{n} records: done {j['records_done']}, in flight {j['max_in_flight']}, {j['weight_formats']}")
+            c = j["cost"]
+            expect(c["card_from"] == "card_usd" and c["die"] is None and c["card_usd"] == k["card_usd"], f"{c}")
+            expect(close(c["tokens_per_s"], j["tokens_per_s"]) and c["watts"] == j["watts"] and
+                   close(c["joules_per_token"], j["energy_j"] / j["output_tokens"]), f"{c} against the batch's figures")
+            want = cost_by_hand(k, 1.0, j["tokens_per_s"], j["watts"], card=k["card_usd"])
+            for key in ("system_usd", "capex_usd_per_s", "energy_usd_per_s", "usd_per_m_tokens"):
+                expect(close(c[key], want[key]), f"{n} records: {key} {c[key]} against {want[key]}")
+        con = sqlite3.connect(db)
+        rows = con.execute("SELECT runs.command, costs.card_from, costs.usd_per_m_tokens, runs.summary FROM costs"
+                           " JOIN runs ON runs.id = costs.run_id ORDER BY run_id").fetchall()
+        con.close()
+        expect(len(rows) == 2 and all(r[0] == "eval" and r[1] == "card_usd" and
+                                      r[2] == json.loads(r[3])["cost"]["usd_per_m_tokens"] for r in rows),
+               f"costs rows {[r[:3] for r in rows]}")
+    half = json.loads(run("eval", "--chip", "h100-class", "--recipe", "bf16", "--records", "1", "--no-db",
+                          "--no-compare", "--json", "--set", "deploy.utilization=0.5").stdout)["cost"]
+    # capex per second is the system's price over its serving seconds: half the utilization, twice the rate
+    expect(half["utilization"] == 0.5 and close(half["capex_usd_per_s"], 2 * want["capex_usd_per_s"]), f"{half}")
+    out = run("eval", "--chip", "h100-class", "--recipe", "bf16", "--records", "1", "--no-db", "--no-compare").stdout
+    expect(re.search(r"\$ per million tokens +[0-9.]+ \(deployment us-industrial", out), out)
+    t = json.loads(run("eval", *TINY, "--records", "2", "--no-db", "--no-compare", "--json").stdout)
+    expect(t["cost"] is None and "no cost section" in t["cost_unknown"], f"{t.get('cost')} {t.get('cost_unknown')}")
+    expect_error(["eval", "--records", "1", "--no-db", "--set", "deploy.utilization=2"], "us-industrial.json",
+                 "key 'utilization'")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

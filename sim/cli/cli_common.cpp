@@ -188,4 +188,79 @@ cJSON *busy_fraction_json(const std::vector<es_unit_rec> &units, int64_t store_b
     return j;
 }
 
+Cost::~Cost()
+{
+    if (have_d) es_deploy_free(&d);
+}
+
+int load_deploy(const std::string &deploy, bool given, const std::vector<std::string> &deploy_sets, Cost &k,
+                bool required, es_err *e)
+{
+    std::vector<const char *> sets;
+    for (const auto &s : deploy_sets) sets.push_back(s.c_str());
+    if (es_deploy_load(&k.d, deploy.c_str(), sets.data(), (int)sets.size(), e)) {
+        if (required || given || !deploy_sets.empty()) return -1;
+        k.why = e->msg;
+        e->msg[0] = 0;
+        return 0;
+    }
+    k.have_d = true;
+    return 0;
+}
+
+int compute_cost(const es::Loaded &L, const es::RunResult &r, Cost &k, es_err *e)
+{
+    if (!k.have_d) return es_fail(e, "%s", k.why.c_str());
+    if (es_cost_compute(&L.c, &k.d, r.area.total_mm2, r.watts, r.tokens_per_s, r.joules_per_token, &k.c, e)) {
+        k.why = e->msg;
+        return -1;
+    }
+    k.have = true;
+    return 0;
+}
+
+cJSON *cost_json(const es_chip &c, const Cost &k)
+{
+    if (!k.have) return cJSON_CreateNull();
+    const es_cost &x = k.c;
+    const es_cost_cfg &in = c.cost;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "deploy", k.d.name);
+    cJSON_AddStringToObject(j, "card_from", x.card_given ? "card_usd" : "die");
+    if (x.card_given) {
+        cJSON_AddNullToObject(j, "die");
+    } else {
+        cJSON *d = cJSON_AddObjectToObject(j, "die");
+        cJSON_AddNumberToObject(d, "area_mm2", x.die_mm2);
+        cJSON_AddNumberToObject(d, "wafer_usd", in.wafer_usd);
+        cJSON_AddNumberToObject(d, "wafer_diameter_mm", in.wafer_mm);
+        cJSON_AddNumberToObject(d, "edge_exclusion_mm", in.edge_mm);
+        cJSON_AddNumberToObject(d, "dies_per_wafer", x.dies_per_wafer);
+        cJSON_AddStringToObject(d, "yield_model", es_yield_name(in.yield_model));
+        cJSON_AddNumberToObject(d, "defect_density_per_cm2", in.d0_cm2);
+        if (in.yield_model == ES_YIELD_NEG_BINOMIAL) cJSON_AddNumberToObject(d, "clustering_alpha", in.alpha);
+        cJSON_AddNumberToObject(d, "yield", x.yield);
+        cJSON_AddNumberToObject(d, "die_usd", x.die_usd);
+        cJSON_AddNumberToObject(d, "package_test_usd", in.package_test_usd);
+        cJSON_AddNumberToObject(d, "board_usd", in.board_usd);
+    }
+    cJSON_AddNumberToObject(j, "card_usd", x.card_usd);
+    cJSON_AddNumberToObject(j, "host_usd_per_card", in.host_usd);
+    cJSON_AddNumberToObject(j, "system_usd", x.system_usd);
+    cJSON_AddNumberToObject(j, "electricity_usd_per_kwh", k.d.usd_per_kwh);
+    cJSON_AddNumberToObject(j, "pue", k.d.pue);
+    cJSON_AddNumberToObject(j, "lifetime_years", k.d.lifetime_years);
+    cJSON_AddNumberToObject(j, "utilization", k.d.utilization);
+    cJSON_AddNumberToObject(j, "tokens_per_s", x.tokens_per_s);
+    cJSON_AddNumberToObject(j, "watts", x.watts);
+    cJSON_AddNumberToObject(j, "host_w_per_card", x.host_w);
+    cJSON_AddNumberToObject(j, "joules_per_token", x.joules_per_token);
+    cJSON_AddNumberToObject(j, "capex_usd_per_s", x.capex_usd_per_s);
+    cJSON_AddNumberToObject(j, "energy_usd_per_s", x.energy_usd_per_s);
+    cJSON_AddNumberToObject(j, "capex_usd_per_m_tokens", x.capex_usd_per_m_tokens);
+    cJSON_AddNumberToObject(j, "energy_usd_per_m_tokens", x.energy_usd_per_m_tokens);
+    cJSON_AddNumberToObject(j, "usd_per_m_tokens", x.usd_per_m_tokens);
+    return j;
+}
+
 } // namespace es
