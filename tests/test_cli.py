@@ -4650,6 +4650,49 @@ def test_eval_baseline_cost():
     expect_error(["eval", "--records", "1", "--no-db", "--set", "deploy.utilization=2"], "us-industrial.json",
                  "key 'utilization'")
 
+
+def test_sweep_baselines():
+    """A sweep over chip [hc1-class, h100-class] (each with its recipe: a zip axis) x streams [1, 8] at one
+    deployment utilization (a deploy.* grid key) runs and merges: four points done, each merged run the
+    chip, recipe and streams its params name, its cost at utilization 0.5 (the h100's capex per second
+    its list price over half of five Julian years), and a costs row equal to its summary's; a misspelt
+    deploy key is refused before any point runs, naming the nearest."""
+    k = chip_cost("h100-class")
+    dep = cost_inputs()
+    with tempfile.TemporaryDirectory() as tmp:
+        grid = os.path.join(tmp, "g.json")
+        with open(grid, "w") as f:
+            json.dump({"prompt": [32], "generate": [8], "streams": [1, 8], "deploy.utilization": [0.5],
+                       "zip": [{"chip": ["hc1-class", "h100-class"], "recipe": ["hc1-mix", "bf16"]}]}, f)
+        out = os.path.join(tmp, "s.sqlite")
+        run("sweep", "--grid", grid, "--db", out, "--jobs", "2")
+        con = sqlite3.connect(out)
+        rows = con.execute("SELECT p.params, p.status, r.chip, r.streams, r.summary, c.card_from, c.usd_per_m_tokens,"
+                           " (SELECT COUNT(*) FROM unit_stats u WHERE u.run_id = r.id) FROM sweep_points p"
+                           " JOIN runs r ON r.id = p.run_id JOIN costs c ON c.run_id = r.id ORDER BY p.point").fetchall()
+        con.close()
+        expect(len(rows) == 4, f"{len(rows)} merged points with a run and a cost, want 4")
+        seen = set()
+        for params, status, chip, streams, summary, card_from, usd, units in rows:
+            p, j = json.loads(params), json.loads(summary)
+            seen.add((chip, streams))
+            expect(status == "done" and p["chip"] == chip and p["streams"] == streams == j["tokens"] // 8 and
+                   units > 0, f"{params}: {status} {chip} {streams} tokens {j['tokens']} units {units}")
+            expect(j["weight_formats"]["from"] == "recipe" and f"recipe {p['recipe']} (" in j["weight_formats"]["name"],
+                   f"{params}: {j['weight_formats']}")
+            c = j["cost"]
+            expect(c["utilization"] == 0.5 and usd == c["usd_per_m_tokens"], f"{params}: {c}")
+            if chip == "h100-class":
+                want = k["card_usd"] / (dep["lifetime_years"] * 365.25 * 86400 * 0.5)
+                expect(card_from == "card_usd" and close(c["capex_usd_per_s"], want), f"{c} against capex {want}")
+            else:
+                expect(card_from == "die", f"{chip}: {card_from}")
+        expect(seen == {(c, s) for c in ("hc1-class", "h100-class") for s in (1, 8)}, f"points {seen}")
+        with open(grid, "w") as f:
+            json.dump({"deploy.utilisation": [0.5]}, f)
+        expect_error(["sweep", "--grid", grid, "--db", os.path.join(tmp, "t.sqlite")], "key 'deploy.utilisation'",
+                     "did you mean 'deploy.utilization'", code=2)
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
