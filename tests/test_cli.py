@@ -4693,6 +4693,37 @@ def test_sweep_baselines():
         expect_error(["sweep", "--grid", grid, "--db", os.path.join(tmp, "t.sqlite")], "key 'deploy.utilisation'",
                      "did you mean 'deploy.utilization'", code=2)
 
+
+def test_compare_baselines():
+    """compare --baselines: hc1-class beside h100-, h200- and b200-class on one workload (Llama-3.1-8B),
+    each GPU in its recipe (bf16, bf16, fp4); every figure of a row equals a single run of that chip with
+    that recipe (b200-class's fp4 differs from its own NVFP4 weights.*, so the recipe is seen to reach the
+    runs); a --pair may name a recipe too, and a pair without its model or chip is a usage error."""
+    wl = ("--prompt", "64", "--generate", "16")
+    rows = json.loads(run("compare", "--baselines", "--json", *wl, "--streams", "4").stdout)
+    got = [(r["model"], r["chip"], r.get("recipe")) for r in rows]
+    expect(got == [("llama-3.1-8b", "hc1-class", None), ("llama-3.1-8b", "h100-class", "bf16"),
+                   ("llama-3.1-8b", "h200-class", "bf16"), ("llama-3.1-8b", "b200-class", "fp4")], f"rows {got}")
+    for r in rows[1:]:
+        one = run_json("--no-db", "--chip", r["chip"], "--recipe", r["recipe"], *wl)
+        load = run_json("--no-db", "--chip", r["chip"], "--recipe", r["recipe"], *wl, "--streams", "4")
+        for k, src in (("decode_tokens_per_s", one["decode_tokens_per_s"]), ("ttft_ns", one["ttft_ns"]),
+                       ("watts", one["watts"]), ("usd_per_m_tokens", one["cost"]["usd_per_m_tokens"]),
+                       ("area_mm2", one["area_mm2"]), ("load_tokens_per_s", load["tokens_per_s"]),
+                       ("load_usd_per_m_tokens", load["cost"]["usd_per_m_tokens"]),
+                       ("load_busy_fraction", load["busy_fraction"])):
+            expect(r[k] == src, f"{r['chip']}:{r['recipe']}: {k} {r[k]} != single run {src}")
+        expect(one["weight_formats"]["from"] == "recipe", f"{r['chip']}: {one['weight_formats']}")
+    own = run_json("--no-db", "--chip", "b200-class", *wl)
+    expect(own["decode_tokens_per_s"] != rows[3]["decode_tokens_per_s"], "b200-class's row is not timed in fp4")
+    out = run("compare", "--baselines", *wl, "--streams", "4").stdout
+    expect("h100-class:bf16" in out and "b200-class:fp4" in out and "$/M load" in out, out)
+    pair = json.loads(run("compare", "--json", *wl, "--pair", "llama-3.1-8b:h100-class:bf16").stdout)
+    expect(len(pair) == 1 and pair[0]["recipe"] == "bf16" and pair[0]["decode_tokens_per_s"] ==
+           rows[1]["decode_tokens_per_s"], f"{pair}")
+    for bad in ("llama-3.1-8b:", ":hc1-class"):
+        expect_error(["compare", "--pair", bad], "--pair expects MODEL:CHIP or MODEL:CHIP:RECIPE", code=2)
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
