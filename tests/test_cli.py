@@ -4724,6 +4724,60 @@ def test_compare_baselines():
     for bad in ("llama-3.1-8b:", ":hc1-class"):
         expect_error(["compare", "--pair", bad], "--pair expects MODEL:CHIP or MODEL:CHIP:RECIPE", code=2)
 
+
+HBM_USD_PER_GB = {"value": 15, "range": [7, 18],
+                  "source": "models/chips/baselines-sources.md s7: HBM at ~$15 per GB (H100/HBM3e estimates, $15-18); "
+                            "range $7 (DRAMeXchange spot, Oct 2023, LLMCompass cost_model.py) to $18"}
+
+
+def test_cost_hbm_by_hand():
+    """An HBM-store chip priced from its die (tests/data/tiny-chip-hbm.json with package, board and host
+    inputs and cost.hbm_usd_per_gb, its store at 16 GB): its card is the die + package and test + board +
+    the stacks at $/GB x store.capacity_bytes / 1e9, and its $/M tokens follows, derived here line by line;
+    the text table names the HBM line. The key is refused on a ROM chip and beside cost.card_usd, and an
+    HBM chip priced from its die without it is an error naming it."""
+    k = cost_inputs()
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(DATA, "tiny-chip-hbm.json")) as f:
+            c = json.load(f)
+        c["store"]["capacity_bytes"]["value"] = 16000000000
+        c["cost"] = {"package_test_usd": {"value": 21, "source": "test"}, "board_usd": {"value": 100, "source": "test"},
+                     "host_usd_per_card": {"value": 2000, "source": "test"},
+                     "host_w_per_card": {"value": 40, "source": "test"}, "hbm_usd_per_gb": HBM_USD_PER_GB}
+        path = os.path.join(tmp, "hbm.json")
+        with open(path, "w") as f:
+            json.dump(c, f)
+        wl = ("--chip", path, "--model", "tiny-llama", "--prompt", "32", "--generate", "8")
+        r = run_json("--no-db", *wl)
+        got = json.loads(run("cost", "--json", *wl).stdout)["cost"]
+        expect(got == r["cost"], "run --json's cost differs from etchsim cost's")
+        hbm = 15 * 16000000000 / 1e9                                   # $240: 16 GB at $15
+        die = cost_by_hand(k, r["area_mm2"], r["tokens_per_s"], r["watts"])["die_usd"]
+        want = cost_by_hand(dict(k, host_usd_per_card=2000, host_w_per_card=40), r["area_mm2"], r["tokens_per_s"],
+                            r["watts"], card=die + 21 + 100 + hbm)
+        d = got["die"]
+        expect(got["card_from"] == "die" and d["hbm_gb"] == 16 and d["hbm_usd_per_gb"] == 15 and d["hbm_usd"] == hbm,
+               f"{d}")
+        for key in ("card_usd", "system_usd", "capex_usd_per_s", "energy_usd_per_s", "usd_per_m_tokens"):
+            expect(close(got[key], want[key]), f"{key} {got[key]} against {want[key]}")
+        out = run("cost", *wl).stdout
+        expect(re.search(r"HBM stacks, \$ +240\.00 +\(16\.000 GB of store\.capacity_bytes x 15\.00", out), out)
+        del c["cost"]["hbm_usd_per_gb"]
+        with open(path, "w") as f:
+            json.dump(c, f)
+        expect_error(["cost", *wl], path, "key 'cost.hbm_usd_per_gb' is missing")
+        def rom_hbm(h):
+            h["cost"]["hbm_usd_per_gb"] = HBM_USD_PER_GB
+        expect_error(["cost", "--chip", chip_copy(tmp, rom_hbm)], "chip.json", "key 'cost.hbm_usd_per_gb'",
+                     "the weights are in ROM (store.kind), not in HBM")
+        with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
+            g = json.load(f)
+        g["cost"]["hbm_usd_per_gb"] = HBM_USD_PER_GB
+        gpath = os.path.join(tmp, "gpu.json")
+        with open(gpath, "w") as f:
+            json.dump(g, f)
+        expect_error(["cost", "--chip", gpath], gpath, "key 'cost.hbm_usd_per_gb'", "includes its HBM")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

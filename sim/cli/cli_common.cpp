@@ -243,6 +243,11 @@ cJSON *cost_json(const es_chip &c, const Cost &k)
         cJSON_AddNumberToObject(d, "die_usd", x.die_usd);
         cJSON_AddNumberToObject(d, "package_test_usd", in.package_test_usd);
         cJSON_AddNumberToObject(d, "board_usd", in.board_usd);
+        if (c.store.kind == ES_STORE_HBM) { /* the stacks, off the die: in the card */
+            cJSON_AddNumberToObject(d, "hbm_gb", x.hbm_gb);
+            cJSON_AddNumberToObject(d, "hbm_usd_per_gb", in.hbm_usd_per_gb);
+            cJSON_AddNumberToObject(d, "hbm_usd", x.hbm_usd);
+        }
     }
     cJSON_AddNumberToObject(j, "card_usd", x.card_usd);
     cJSON_AddNumberToObject(j, "host_usd_per_card", in.host_usd);

@@ -434,8 +434,11 @@ void print_cost(const Opts &o, const es::Loaded &L, const es::Cost &k)
         std::printf(")\n");
         std::printf("  %-34s %14.2f   ($%.0f per wafer / %.2f good dies)\n", "die, $", x.die_usd, in.wafer_usd,
                     x.dies_per_wafer * x.yield);
-        std::printf("  %-34s %14.2f   (die + package and test %.2f + board %.2f)\n", "card, $", x.card_usd,
-                    in.package_test_usd, in.board_usd);
+        if (L.c.store.kind == ES_STORE_HBM)
+            std::printf("  %-34s %14.2f   (%.3f GB of store.capacity_bytes x %.2f $/GB, cost.hbm_usd_per_gb)\n",
+                        "HBM stacks, $", x.hbm_usd, x.hbm_gb, in.hbm_usd_per_gb);
+        std::printf("  %-34s %14.2f   (die + package and test %.2f + board %.2f%s)\n", "card, $", x.card_usd,
+                    in.package_test_usd, in.board_usd, L.c.store.kind == ES_STORE_HBM ? " + HBM" : "");
     }
     std::printf("  %-34s %14.2f   (card + host %.2f)\n", "system per card, $", x.system_usd, in.host_usd);
     std::printf("  %-34s %14.0f\n", "tokens/s, all streams", x.tokens_per_s);

@@ -122,7 +122,11 @@ int es_cost_compute(const es_chip *c, const es_deploy *d, double die_mm2, double
                               "cost.wafer_diameter_mm, cost.edge_exclusion_mm)", c->proc.path, die_mm2,
                            o->dies_per_wafer < 1 ? "does not fit" : "never yields", k->wafer_mm, k->edge_mm);
         o->die_usd = k->wafer_usd / (o->dies_per_wafer * o->yield);
-        o->card_usd = o->die_usd + k->package_test_usd + k->board_usd;
+        if (c->store.kind == ES_STORE_HBM) { /* the stacks, off the die (es_chip requires their price here) */
+            o->hbm_gb = (double)c->store.capacity_bytes / 1e9;
+            o->hbm_usd = k->hbm_usd_per_gb * o->hbm_gb;
+        }
+        o->card_usd = o->die_usd + k->package_test_usd + k->board_usd + o->hbm_usd;
     }
     o->system_usd = o->card_usd + k->host_usd;
     o->watts = watts;
