@@ -1197,7 +1197,7 @@ def test_sweep():
         bad('{"command": "infer", "a": [1]}', "'command'", "run")
         bad('{"command": "run"}', "names no key")
         # unknown keys: refused before any point runs, naming the nearest valid key
-        bad('{"clock_hz": [1e9], "clok_hz": [1e9]}', "bad.json: key 'clok_hz': not a run option, chip key or process key "
+        bad('{"clock_hz": [1e9], "clok_hz": [1e9]}', "bad.json: key 'clok_hz': not a run option, chip key, process key or deployment key "
             "(did you mean 'clock_hz'?")
         bad('{"process.leakage_nw_per_transistor": [1, 2]}', "key 'process.leakage_nw_per_transistor'",
             "the nearest is 'process.leakage.rom_w_per_mm2'")
@@ -2419,7 +2419,7 @@ PRAGMA user_version = 3;"""
 
 
 def test_db_schema_4():
-    """A schema 3 database is migrated to 4 (and on to 5) on open: its runs kept as they were, runs.error and
+    """A schema 3 database is migrated to 4 (and on to 5 and 6) on open: its runs kept as they were, runs.error and
     unit_stats.register_bit_cycles added; a run that fails inside the simulation is marked 'failed'
     with its error instead of staying 'running'."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -2441,7 +2441,7 @@ def test_db_schema_4():
         regs, = con.execute("SELECT SUM(register_bit_cycles) FROM unit_stats WHERE run_id = 2").fetchone()
         ok, = con.execute("PRAGMA integrity_check").fetchone()
         con.close()
-        expect(version == 5 and ok == "ok", f"user_version {version}, integrity {ok}")  # 3 -> 4 -> 5
+        expect(version == 6 and ok == "ok", f"user_version {version}, integrity {ok}")  # 3 -> 4 -> 5 -> 6
         expect(rows[0] == (1, "complete", 123.0, '{"watts": 1}', None), f"the old run changed: {rows[0]}")
         expect(old_unit == (77, None), f"the old run's unit row changed: {old_unit}")
         expect(rows[1][1] == "complete" and regs > 0, f"new run: {rows[1][:2]}, register bit-cycles {regs}")
@@ -2470,7 +2470,7 @@ def test_db_schema_4():
         done = con.execute("SELECT COUNT(*) FROM runs WHERE status = 'complete'").fetchone()[0]
         version, = con.execute("PRAGMA user_version").fetchone()
         con.close()
-        expect(done == 2 and version == 5, f"{done} complete runs, schema {version}")
+        expect(done == 2 and version == 6, f"{done} complete runs, schema {version}")
 
 
 def test_db_crash_safety():
@@ -3916,7 +3916,7 @@ def test_db_schema_5():
         want = (2, c["deploy"], c["card_from"], c["die"]["die_usd"], c["card_usd"], c["system_usd"], c["tokens_per_s"],
                 c["watts"], c["joules_per_token"], c["capex_usd_per_m_tokens"], c["energy_usd_per_m_tokens"],
                 c["usd_per_m_tokens"])
-        expect(version == 5 and rows == [want], f"schema {version}, costs rows {rows} against {want}")
+        expect(version == 6 and rows == [want], f"schema {version}, costs rows {rows} against {want}")
         grid = os.path.join(tmp, "g.json")
         with open(grid, "w") as f:
             json.dump({"prompt": [8], "generate": [2], "streams": [1, 2]}, f)
@@ -4777,6 +4777,64 @@ def test_cost_hbm_by_hand():
         with open(gpath, "w") as f:
             json.dump(g, f)
         expect_error(["cost", "--chip", gpath], gpath, "key 'cost.hbm_usd_per_gb'", "includes its HBM")
+
+
+def test_db_store_unit():
+    """Schema 6: h100-class's HBM weight store is a unit_stats row of its own, 'store': one user, a prompt
+    of 1 and 4 tokens is 4 passes over the weights, each reading every layer's q, k, v, o, gate, up and down
+    matrices and the LM head in BF16 (16 bits, no scales), and one embedding row per token: its bits read
+    and its busy cycles (each matrix's bits over the 5 stacks x 2929 bits a cycle, rounded up) are derived
+    here from the model's config and the chip file; they equal busy_fraction.store x cycles and the tiles',
+    head's and embedding's store_read_bits summed; its energy and area are 0 (the readers' and no unit's).
+    A ROM chip has no store row. A schema 5 database gains the column on open, its rows NULL there."""
+    with open(os.path.join(MODELS, "llm", "llama-3.1-8b", "config.json")) as f:
+        m = json.load(f)
+    with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
+        st = json.load(f)["store"]
+    d, ff, L, V = m["hidden_size"], m["intermediate_size"], m["num_hidden_layers"], m["vocab_size"]
+    kvd = d // m["num_attention_heads"] * m["num_key_value_heads"]
+    per_cycle = st["ports"]["value"] * st["bits_per_cycle"]["value"]        # 5 x 2929 bits
+    mats = [d * d, kvd * d, kvd * d, d * d, ff * d, ff * d, ff * d]            # q, k, v, o, gate, up, down
+    passes = 4
+    bits = passes * (L * sum(mats) * 16 + V * d * 16 + d * 16)
+    busy = passes * (L * sum(math.ceil(x * 16 / per_cycle) for x in mats) + math.ceil(V * d * 16 / per_cycle) +
+                     math.ceil(d * 16 / per_cycle))
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "s.sqlite")
+        con = sqlite3.connect(db)  # a schema 5 database as it shipped: unit_stats without store_read_bits
+        con.executescript("CREATE TABLE runs(id INTEGER PRIMARY KEY, started_utc TEXT NOT NULL, finished_utc TEXT,"
+                          " status TEXT NOT NULL, version TEXT NOT NULL, command TEXT NOT NULL, chip TEXT NOT NULL,"
+                          " model TEXT NOT NULL, prompt_tokens INTEGER, gen_tokens INTEGER, streams INTEGER, cycles REAL,"
+                          " chip_config TEXT, process_config TEXT, summary TEXT, error TEXT, host TEXT, pid INTEGER);"
+                          "CREATE TABLE unit_stats(run_id INTEGER NOT NULL, unit TEXT NOT NULL, items INTEGER,"
+                          " tokens INTEGER, busy_cycles INTEGER, utilization REAL, energy_j REAL, rom_bits REAL,"
+                          " cell_macs REAL, attn_macs REAL, kv_read_bits REAL, kv_write_bits REAL, vector_ops REAL,"
+                          " link_bit_mm REAL, host_bits REAL, area_mm2 REAL, state_read_bits REAL,"
+                          " state_write_bits REAL, register_bit_cycles REAL, PRIMARY KEY(run_id, unit));"
+                          "INSERT INTO runs(id, started_utc, status, version, command, chip, model)"
+                          " VALUES(1, 'x', 'complete', 'old', 'run', 'c', 'm');"
+                          "INSERT INTO unit_stats(run_id, unit, busy_cycles) VALUES(1, 'tile0', 5);"
+                          "PRAGMA user_version = 5;")
+        con.close()
+        j = run_json("--chip", "h100-class", "--prompt", "1", "--generate", str(passes), "--db", db)
+        run("run", "--prompt", "8", "--generate", "2", "--db", db)
+        con = sqlite3.connect(db)
+        con.row_factory = sqlite3.Row
+        version, = con.execute("PRAGMA user_version").fetchone()
+        old = con.execute("SELECT busy_cycles, store_read_bits FROM unit_stats WHERE run_id = 1").fetchone()
+        rows = {r["unit"]: r for r in con.execute("SELECT * FROM unit_stats WHERE run_id = 2")}
+        rom = [r[0] for r in con.execute("SELECT unit FROM unit_stats WHERE run_id = 3 AND unit = 'store'")]
+        con.close()
+    expect(version == 6 and tuple(old) == (5, None), f"schema {version}, the old row {tuple(old)}")
+    s_ = rows["store"]
+    expect(s_["store_read_bits"] == bits, f"store bits {s_['store_read_bits']} against {bits} by hand")
+    expect(s_["busy_cycles"] == busy, f"store busy {s_['busy_cycles']} against {busy} by hand")
+    expect(abs(s_["busy_cycles"] - j["busy_fraction"]["store"] * j["cycles"]) < 1e-6 * busy and
+           s_["utilization"] == j["busy_fraction"]["store"], f"{dict(s_)} against busy_fraction {j['busy_fraction']}")
+    readers = sum(r["store_read_bits"] for u, r in rows.items() if u != "store")
+    expect(readers == bits and s_["energy_j"] == 0 and s_["area_mm2"] == 0 and s_["rom_bits"] == 0,
+           f"readers' bits {readers}, store row {dict(s_)}")
+    expect(rom == [], "a ROM chip's run has a store row")
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

@@ -2,6 +2,7 @@
 #include "cli_common.h"
 #include "es_recipe.h"
 #include "es_rom.h"
+#include <cstdio>
 #include <cstring>
 
 namespace es {
@@ -186,6 +187,18 @@ cJSON *busy_fraction_json(const std::vector<es_unit_rec> &units, int64_t store_b
         else cJSON_AddNullToObject(j, keys[k]);
     }
     return j;
+}
+
+std::vector<es_unit_rec> db_units(const RunResult &r)
+{
+    std::vector<es_unit_rec> u = r.units;
+    if (r.store_busy_cycles < 0) return u; /* a ROM, or a store per tile: its reads are in the tiles' rows */
+    es_unit_rec s{};
+    std::snprintf(s.name, sizeof s.name, "store");
+    s.busy_cycles = r.store_busy_cycles;
+    for (const auto &x : r.units) s.ev.store_bits += x.ev.store_bits;
+    u.push_back(s);
+    return u;
 }
 
 Cost::~Cost()

@@ -60,6 +60,11 @@ cJSON *utilization_json(const std::vector<es_unit_rec> &units, double die_mm2, d
 // without one (a ROM or a store per tile streams inside the lanes' bookings); a kind the chip lacks is null.
 cJSON *busy_fraction_json(const std::vector<es_unit_rec> &units, int64_t store_busy_cycles, int64_t cycles);
 
+// The database's unit_stats rows of a run: its units, and with a chip-scope SRAM or HBM weight store one more,
+// "store": the cycles booked on it (RunResult::store_busy_cycles) and the weight bits read from it (the
+// units' events' store_bits summed); its energy is the units' that read it and its area no unit's (0 both).
+std::vector<es_unit_rec> db_units(const RunResult &r);
+
 // The deployment and a run's cost (es_cost.h); when it is not known, why. run, cost and eval share it.
 struct Cost {
     es_deploy d{};

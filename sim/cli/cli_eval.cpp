@@ -1024,8 +1024,9 @@ int report(const Opts &o, Inputs &in, Batch &b, es_err *e)
     cJSON *j = eval_json(o, in, b, f);
     char *summary = cJSON_PrintUnformatted(j);
     int rc = 0;
-    if (b.db && es_db_finish_run(b.db, b.run_id, (double)r.cycles, nullptr, 0, nullptr, 0, r.units.data(),
-                                 (int)r.units.size(), nullptr, 0, summary, e))
+    const std::vector<es_unit_rec> units = db_units(r); /* with the weight store's row */
+    if (b.db && es_db_finish_run(b.db, b.run_id, (double)r.cycles, nullptr, 0, nullptr, 0, units.data(),
+                                 (int)units.size(), nullptr, 0, summary, e))
         rc = -1;
     cJSON_free(summary);
     if (rc) {

@@ -813,9 +813,10 @@ int report_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
     }
     own.json = run_json(o, L, r, wall, fn, k);
     own.summary = cJSON_PrintUnformatted(own.json);
+    const std::vector<es_unit_rec> units = es::db_units(r); /* with the weight store's row */
     if (own.db && es_db_finish_run(own.db, run_id, (double)r.cycles, r.seqs.data(), (int)r.seqs.size(),
-                                   nullptr, 0, r.units.data(), /* the tokens were streamed */
-                                   (int)r.units.size(), nullptr, 0, own.summary, e))
+                                   nullptr, 0, units.data(), /* the tokens were streamed */
+                                   (int)units.size(), nullptr, 0, own.summary, e))
         return run_error(e);
     if (o.json) {
         char *s = cJSON_Print(own.json);
