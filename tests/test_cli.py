@@ -4735,7 +4735,7 @@ def test_cost_hbm_by_hand():
     inputs and cost.hbm_usd_per_gb, its store at 16 GB): its card is the die + package and test + board +
     the stacks at $/GB x store.capacity_bytes / 1e9, and its $/M tokens follows, derived here line by line;
     the text table names the HBM line. The key is refused on a ROM chip and beside cost.card_usd, and an
-    HBM chip priced from its die without it is an error naming it."""
+    HBM chip priced from its die without it cannot be priced: etchsim cost's error, run's null cost, name it."""
     k = cost_inputs()
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(DATA, "tiny-chip-hbm.json")) as f:
@@ -4766,6 +4766,8 @@ def test_cost_hbm_by_hand():
         with open(path, "w") as f:
             json.dump(c, f)
         expect_error(["cost", *wl], path, "key 'cost.hbm_usd_per_gb' is missing")
+        r = run_json("--no-db", *wl)  # run is not refused: its cost is not known, and it says why
+        expect(r["cost"] is None and "key 'cost.hbm_usd_per_gb' is missing" in r["cost_unknown"], f"{r['cost_unknown']}")
         def rom_hbm(h):
             h["cost"]["hbm_usd_per_gb"] = HBM_USD_PER_GB
         expect_error(["cost", "--chip", chip_copy(tmp, rom_hbm)], "chip.json", "key 'cost.hbm_usd_per_gb'",

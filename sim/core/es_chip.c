@@ -687,10 +687,7 @@ static int read_cost(es_chip *c, es_err *e)
     if (hbm && k->card_given)
         return es_fail(e, "%s: key 'cost.hbm_usd_per_gb': the card's price is given (cost.card_usd) and includes its "
                           "HBM; give one or the other", c->path);
-    if (!hbm && !k->card_given && c->store.kind == ES_STORE_HBM)
-        return es_fail(e, "%s: key 'cost.hbm_usd_per_gb' is missing (an HBM store's stacks are off the die, so a card "
-                          "priced from its die needs their price per GB; or give the card's price, cost.card_usd)",
-                       c->path);
+    k->hbm_given = hbm; /* an HBM chip priced from its die without it has no cost (es_cost_compute says why) */
     return 0;
 }
 
