@@ -1198,7 +1198,7 @@ def test_sweep():
         bad('{"command": "infer", "a": [1]}', "'command'", "run")
         bad('{"command": "run"}', "names no key")
         # unknown keys: refused before any point runs, naming the nearest valid key
-        bad('{"clock_hz": [1e9], "clok_hz": [1e9]}', "bad.json: key 'clok_hz': not a run option, chip key or process key "
+        bad('{"clock_hz": [1e9], "clok_hz": [1e9]}', "bad.json: key 'clok_hz': not a run option, chip key, process key or deployment key "
             "(did you mean 'clock_hz'?")
         bad('{"process.leakage_nw_per_transistor": [1, 2]}', "key 'process.leakage_nw_per_transistor'",
             "the nearest is 'process.leakage.rom_w_per_mm2'")
@@ -2420,7 +2420,7 @@ PRAGMA user_version = 3;"""
 
 
 def test_db_schema_4():
-    """A schema 3 database is migrated to 4 (and on to 5) on open: its runs kept as they were, runs.error and
+    """A schema 3 database is migrated to 4 (and on to 5 and 6) on open: its runs kept as they were, runs.error and
     unit_stats.register_bit_cycles added; a run that fails inside the simulation is marked 'failed'
     with its error instead of staying 'running'."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -2442,7 +2442,7 @@ def test_db_schema_4():
         regs, = con.execute("SELECT SUM(register_bit_cycles) FROM unit_stats WHERE run_id = 2").fetchone()
         ok, = con.execute("PRAGMA integrity_check").fetchone()
         con.close()
-        expect(version == 5 and ok == "ok", f"user_version {version}, integrity {ok}")  # 3 -> 4 -> 5
+        expect(version == 6 and ok == "ok", f"user_version {version}, integrity {ok}")  # 3 -> 4 -> 5 -> 6
         expect(rows[0] == (1, "complete", 123.0, '{"watts": 1}', None), f"the old run changed: {rows[0]}")
         expect(old_unit == (77, None), f"the old run's unit row changed: {old_unit}")
         expect(rows[1][1] == "complete" and regs > 0, f"new run: {rows[1][:2]}, register bit-cycles {regs}")
@@ -2471,7 +2471,7 @@ def test_db_schema_4():
         done = con.execute("SELECT COUNT(*) FROM runs WHERE status = 'complete'").fetchone()[0]
         version, = con.execute("PRAGMA user_version").fetchone()
         con.close()
-        expect(done == 2 and version == 5, f"{done} complete runs, schema {version}")
+        expect(done == 2 and version == 6, f"{done} complete runs, schema {version}")
 
 
 def test_db_crash_safety():
@@ -3918,7 +3918,7 @@ def test_db_schema_5():
         want = (2, c["deploy"], c["card_from"], c["die"]["die_usd"], c["card_usd"], c["system_usd"], c["tokens_per_s"],
                 c["watts"], c["joules_per_token"], c["capex_usd_per_m_tokens"], c["energy_usd_per_m_tokens"],
                 c["usd_per_m_tokens"])
-        expect(version == 5 and rows == [want], f"schema {version}, costs rows {rows} against {want}")
+        expect(version == 6 and rows == [want], f"schema {version}, costs rows {rows} against {want}")
         grid = os.path.join(tmp, "g.json")
         with open(grid, "w") as f:
             json.dump({"prompt": [8], "generate": [2], "streams": [1, 2]}, f)
@@ -5406,6 +5406,247 @@ def test_gpu_sync_step_analytic():
     got = j["analytic_saturated_tokens_per_s"]
     expect(abs(got - sat) <= 1e-9 * sat, f"analytic saturated {got} tok/s, by hand {sat}")
 
+# ---- baselines in eval, sweep and compare; HBM cost; the store's unit row (issue 19, items 2-4) ------
+
+def chip_cost(name):
+    """A shipped chip's cost.* values and its store's, from its file (the oracle reads the files)."""
+    with open(os.path.join(MODELS, "chips", name + ".json")) as f:
+        c = json.load(f)
+    k = {n: v["value"] for n, v in c.get("cost", {}).items()}
+    k["capacity_bytes"] = c.get("store", {}).get("capacity_bytes", {}).get("value")
+    return k
+
+
+def test_eval_baseline_cost():
+    """eval runs on h100-class in BF16 with 1 and 8 records in flight (8 at once), and its JSON, its
+    text and its database carry the run's cost object: the card's list price from the chip file, the
+    batch's own tokens/s and watts, and $/M tokens derived here line by line; --set deploy.* moves it;
+    a chip without cost inputs gives null and says why."""
+    k = dict(cost_inputs(), **{n: v for n, v in chip_cost("h100-class").items() if n != "capacity_bytes"})
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "e.sqlite")
+        for n in (1, 8):
+            j = json.loads(run("eval", "--chip", "h100-class", "--recipe", "bf16", "--records", str(n), "--db", db,
+                               "--no-compare", "--json").stdout)
+            expect(j["records_done"] == n and j["max_in_flight"] == n and j["weight_formats"]["from"] == "recipe",
+                   f"{n} records: done {j['records_done']}, in flight {j['max_in_flight']}, {j['weight_formats']}")
+            c = j["cost"]
+            expect(c["card_from"] == "card_usd" and c["die"] is None and c["card_usd"] == k["card_usd"], f"{c}")
+            expect(close(c["tokens_per_s"], j["tokens_per_s"]) and c["watts"] == j["watts"] and
+                   close(c["joules_per_token"], j["energy_j"] / j["output_tokens"]), f"{c} against the batch's figures")
+            want = cost_by_hand(k, 1.0, j["tokens_per_s"], j["watts"], card=k["card_usd"])
+            for key in ("system_usd", "capex_usd_per_s", "energy_usd_per_s", "usd_per_m_tokens"):
+                expect(close(c[key], want[key]), f"{n} records: {key} {c[key]} against {want[key]}")
+        con = sqlite3.connect(db)
+        rows = con.execute("SELECT runs.command, costs.card_from, costs.usd_per_m_tokens, runs.summary FROM costs"
+                           " JOIN runs ON runs.id = costs.run_id ORDER BY run_id").fetchall()
+        con.close()
+        expect(len(rows) == 2 and all(r[0] == "eval" and r[1] == "card_usd" and
+                                      r[2] == json.loads(r[3])["cost"]["usd_per_m_tokens"] for r in rows),
+               f"costs rows {[r[:3] for r in rows]}")
+    half = json.loads(run("eval", "--chip", "h100-class", "--recipe", "bf16", "--records", "1", "--no-db",
+                          "--no-compare", "--json", "--set", "deploy.utilization=0.5").stdout)["cost"]
+    # capex per second is the system's price over its serving seconds: half the utilization, twice the rate
+    expect(half["utilization"] == 0.5 and close(half["capex_usd_per_s"], 2 * want["capex_usd_per_s"]), f"{half}")
+    out = run("eval", "--chip", "h100-class", "--recipe", "bf16", "--records", "1", "--no-db", "--no-compare").stdout
+    expect(re.search(r"\$ per million tokens +[0-9.]+ \(deployment us-industrial", out), out)
+    t = json.loads(run("eval", *TINY, "--records", "2", "--no-db", "--no-compare", "--json").stdout)
+    expect(t["cost"] is None and "no cost section" in t["cost_unknown"], f"{t.get('cost')} {t.get('cost_unknown')}")
+    expect_error(["eval", "--records", "1", "--no-db", "--set", "deploy.utilization=2"], "us-industrial.json",
+                 "key 'utilization'")
+
+
+def test_sweep_baselines():
+    """A sweep over chip [hc1-class, h100-class] (each with its recipe: a zip axis) x streams [1, 8] at one
+    deployment utilization (a deploy.* grid key) runs and merges: four points done, each merged run the
+    chip, recipe and streams its params name, its cost at utilization 0.5 (the h100's capex per second
+    its list price over half of five Julian years), and a costs row equal to its summary's; a misspelt
+    deploy key is refused before any point runs, naming the nearest."""
+    k = chip_cost("h100-class")
+    dep = cost_inputs()
+    with tempfile.TemporaryDirectory() as tmp:
+        grid = os.path.join(tmp, "g.json")
+        with open(grid, "w") as f:
+            json.dump({"prompt": [32], "generate": [8], "streams": [1, 8], "deploy.utilization": [0.5],
+                       "zip": [{"chip": ["hc1-class", "h100-class"], "recipe": ["hc1-mix", "bf16"]}]}, f)
+        out = os.path.join(tmp, "s.sqlite")
+        run("sweep", "--grid", grid, "--db", out, "--jobs", "2")
+        con = sqlite3.connect(out)
+        rows = con.execute("SELECT p.params, p.status, r.chip, r.streams, r.summary, c.card_from, c.usd_per_m_tokens,"
+                           " (SELECT COUNT(*) FROM unit_stats u WHERE u.run_id = r.id) FROM sweep_points p"
+                           " JOIN runs r ON r.id = p.run_id JOIN costs c ON c.run_id = r.id ORDER BY p.point").fetchall()
+        con.close()
+        expect(len(rows) == 4, f"{len(rows)} merged points with a run and a cost, want 4")
+        seen = set()
+        for params, status, chip, streams, summary, card_from, usd, units in rows:
+            p, j = json.loads(params), json.loads(summary)
+            seen.add((chip, streams))
+            expect(status == "done" and p["chip"] == chip and p["streams"] == streams == j["tokens"] // 8 and
+                   units > 0, f"{params}: {status} {chip} {streams} tokens {j['tokens']} units {units}")
+            expect(j["weight_formats"]["from"] == "recipe" and f"recipe {p['recipe']} (" in j["weight_formats"]["name"],
+                   f"{params}: {j['weight_formats']}")
+            c = j["cost"]
+            expect(c["utilization"] == 0.5 and usd == c["usd_per_m_tokens"], f"{params}: {c}")
+            if chip == "h100-class":
+                want = k["card_usd"] / (dep["lifetime_years"] * 365.25 * 86400 * 0.5)
+                expect(card_from == "card_usd" and close(c["capex_usd_per_s"], want), f"{c} against capex {want}")
+            else:
+                expect(card_from == "die", f"{chip}: {card_from}")
+        expect(seen == {(c, s) for c in ("hc1-class", "h100-class") for s in (1, 8)}, f"points {seen}")
+        with open(grid, "w") as f:
+            json.dump({"deploy.utilisation": [0.5]}, f)
+        expect_error(["sweep", "--grid", grid, "--db", os.path.join(tmp, "t.sqlite")], "key 'deploy.utilisation'",
+                     "did you mean 'deploy.utilization'", code=2)
+
+
+def test_compare_baselines():
+    """compare --baselines: hc1-class beside h100-, h200- and b200-class on one workload (Llama-3.1-8B),
+    each GPU in its recipe (bf16, bf16, fp4); every figure of a row equals a single run of that chip with
+    that recipe (b200-class's fp4 differs from its own NVFP4 weights.*, so the recipe is seen to reach the
+    runs); a --pair may name a recipe too, and a pair without its model or chip is a usage error."""
+    wl = ("--prompt", "64", "--generate", "16")
+    rows = json.loads(run("compare", "--baselines", "--json", *wl, "--streams", "4").stdout)
+    got = [(r["model"], r["chip"], r.get("recipe")) for r in rows]
+    expect(got == [("llama-3.1-8b", "hc1-class", None), ("llama-3.1-8b", "h100-class", "bf16"),
+                   ("llama-3.1-8b", "h200-class", "bf16"), ("llama-3.1-8b", "b200-class", "fp4")], f"rows {got}")
+    for r in rows[1:]:
+        one = run_json("--no-db", "--chip", r["chip"], "--recipe", r["recipe"], *wl)
+        load = run_json("--no-db", "--chip", r["chip"], "--recipe", r["recipe"], *wl, "--streams", "4")
+        for k, src in (("decode_tokens_per_s", one["decode_tokens_per_s"]), ("ttft_ns", one["ttft_ns"]),
+                       ("watts", one["watts"]), ("usd_per_m_tokens", one["cost"]["usd_per_m_tokens"]),
+                       ("area_mm2", one["area_mm2"]), ("load_tokens_per_s", load["tokens_per_s"]),
+                       ("load_usd_per_m_tokens", load["cost"]["usd_per_m_tokens"]),
+                       ("load_busy_fraction", load["busy_fraction"])):
+            expect(r[k] == src, f"{r['chip']}:{r['recipe']}: {k} {r[k]} != single run {src}")
+        expect(one["weight_formats"]["from"] == "recipe", f"{r['chip']}: {one['weight_formats']}")
+    own = run_json("--no-db", "--chip", "b200-class", *wl)
+    expect(own["decode_tokens_per_s"] != rows[3]["decode_tokens_per_s"], "b200-class's row is not timed in fp4")
+    out = run("compare", "--baselines", *wl, "--streams", "4").stdout
+    expect("h100-class:bf16" in out and "b200-class:fp4" in out and "$/M load" in out, out)
+    pair = json.loads(run("compare", "--json", *wl, "--pair", "llama-3.1-8b:h100-class:bf16").stdout)
+    expect(len(pair) == 1 and pair[0]["recipe"] == "bf16" and pair[0]["decode_tokens_per_s"] ==
+           rows[1]["decode_tokens_per_s"], f"{pair}")
+    for bad in ("llama-3.1-8b:", ":hc1-class"):
+        expect_error(["compare", "--pair", bad], "--pair expects MODEL:CHIP or MODEL:CHIP:RECIPE", code=2)
+
+
+HBM_USD_PER_GB = {"value": 15, "range": [7, 18],
+                  "source": "models/chips/baselines-sources.md s7: HBM at ~$15 per GB (H100/HBM3e estimates, $15-18); "
+                            "range $7 (DRAMeXchange spot, Oct 2023, LLMCompass cost_model.py) to $18"}
+
+
+def test_cost_hbm_by_hand():
+    """An HBM-store chip priced from its die (tests/data/tiny-chip-hbm.json with package, board and host
+    inputs and cost.hbm_usd_per_gb, its store at 16 GB): its card is the die + package and test + board +
+    the stacks at $/GB x store.capacity_bytes / 1e9, and its $/M tokens follows, derived here line by line;
+    the text table names the HBM line. The key is refused on a ROM chip and beside cost.card_usd, and an
+    HBM chip priced from its die without it cannot be priced: etchsim cost's error, run's null cost, name it."""
+    k = cost_inputs()
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(DATA, "tiny-chip-hbm.json")) as f:
+            c = json.load(f)
+        c["store"]["capacity_bytes"]["value"] = 16000000000
+        c["cost"] = {"package_test_usd": {"value": 21, "source": "test"}, "board_usd": {"value": 100, "source": "test"},
+                     "host_usd_per_card": {"value": 2000, "source": "test"},
+                     "host_w_per_card": {"value": 40, "source": "test"}, "hbm_usd_per_gb": HBM_USD_PER_GB}
+        path = os.path.join(tmp, "hbm.json")
+        with open(path, "w") as f:
+            json.dump(c, f)
+        wl = ("--chip", path, "--model", "tiny-llama", "--prompt", "32", "--generate", "8")
+        r = run_json("--no-db", *wl)
+        got = json.loads(run("cost", "--json", *wl).stdout)["cost"]
+        expect(got == r["cost"], "run --json's cost differs from etchsim cost's")
+        hbm = 15 * 16000000000 / 1e9                                   # $240: 16 GB at $15
+        die = cost_by_hand(k, r["area_mm2"], r["tokens_per_s"], r["watts"])["die_usd"]
+        want = cost_by_hand(dict(k, host_usd_per_card=2000, host_w_per_card=40), r["area_mm2"], r["tokens_per_s"],
+                            r["watts"], card=die + 21 + 100 + hbm)
+        d = got["die"]
+        expect(got["card_from"] == "die" and d["hbm_gb"] == 16 and d["hbm_usd_per_gb"] == 15 and d["hbm_usd"] == hbm,
+               f"{d}")
+        for key in ("card_usd", "system_usd", "capex_usd_per_s", "energy_usd_per_s", "usd_per_m_tokens"):
+            expect(close(got[key], want[key]), f"{key} {got[key]} against {want[key]}")
+        out = run("cost", *wl).stdout
+        expect(re.search(r"HBM stacks, \$ +240\.00 +\(16\.000 GB of store\.capacity_bytes x 15\.00", out), out)
+        del c["cost"]["hbm_usd_per_gb"]
+        with open(path, "w") as f:
+            json.dump(c, f)
+        expect_error(["cost", *wl], path, "key 'cost.hbm_usd_per_gb' is missing")
+        r = run_json("--no-db", *wl)  # run is not refused: its cost is not known, and it says why
+        expect(r["cost"] is None and "key 'cost.hbm_usd_per_gb' is missing" in r["cost_unknown"], f"{r['cost_unknown']}")
+        def rom_hbm(h):
+            h["cost"]["hbm_usd_per_gb"] = HBM_USD_PER_GB
+        expect_error(["cost", "--chip", chip_copy(tmp, rom_hbm)], "chip.json", "key 'cost.hbm_usd_per_gb'",
+                     "the weights are in ROM (store.kind), not in HBM")
+        with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
+            g = json.load(f)
+        g["cost"]["hbm_usd_per_gb"] = HBM_USD_PER_GB
+        gpath = os.path.join(tmp, "gpu.json")
+        with open(gpath, "w") as f:
+            json.dump(g, f)
+        expect_error(["cost", "--chip", gpath], gpath, "key 'cost.hbm_usd_per_gb'", "includes its HBM")
+
+
+def test_db_store_unit():
+    """Schema 6: h100-class's HBM weight store is a unit_stats row of its own, 'store': one user, a prompt
+    of 1 and 4 tokens is 4 passes over the weights, each reading every layer's q, k, v, o, gate, up and down
+    matrices and the LM head in BF16 (16 bits, no scales), and one embedding row per token: its bits read
+    and its busy cycles (each matrix's bits over the 5 stacks x 2929 bits a cycle, rounded up) are derived
+    here from the model's config and the chip file; they equal busy_fraction.store x cycles and the tiles',
+    head's and embedding's store_read_bits summed; its energy and area are 0 (the readers' and no unit's).
+    A ROM chip has no store row. A schema 5 database gains the column on open, its rows NULL there. The KV
+    cache is in the HBM too (kv.in_store): its writes and context reads add their cycles to the store's."""
+    with open(os.path.join(MODELS, "llm", "llama-3.1-8b", "config.json")) as f:
+        m = json.load(f)
+    with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
+        st = json.load(f)["store"]
+    d, ff, L, V = m["hidden_size"], m["intermediate_size"], m["num_hidden_layers"], m["vocab_size"]
+    kvd = d // m["num_attention_heads"] * m["num_key_value_heads"]
+    per_cycle = st["ports"]["value"] * st["bits_per_cycle"]["value"]        # 5 x 2929 bits
+    mats = [d * d, kvd * d, kvd * d, d * d, ff * d, ff * d, ff * d]            # q, k, v, o, gate, up, down
+    passes = 4
+    bits = passes * (L * sum(mats) * 16 + V * d * 16 + d * 16)
+    busy = passes * (L * sum(math.ceil(x * 16 / per_cycle) for x in mats) + math.ceil(V * d * 16 / per_cycle) +
+                     math.ceil(d * 16 / per_cycle))
+    # kv.in_store: each token's K and V written (2 x kvd x 16 bits a layer) and its context read (positions 0..t),
+    # each its own booking on the store, rounded up
+    kv_pos = 2 * kvd * 16
+    busy += L * sum(math.ceil(kv_pos / per_cycle) + math.ceil((t + 1) * kv_pos / per_cycle) for t in range(passes))
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "s.sqlite")
+        con = sqlite3.connect(db)  # a schema 5 database as it shipped: unit_stats without store_read_bits
+        con.executescript("CREATE TABLE runs(id INTEGER PRIMARY KEY, started_utc TEXT NOT NULL, finished_utc TEXT,"
+                          " status TEXT NOT NULL, version TEXT NOT NULL, command TEXT NOT NULL, chip TEXT NOT NULL,"
+                          " model TEXT NOT NULL, prompt_tokens INTEGER, gen_tokens INTEGER, streams INTEGER, cycles REAL,"
+                          " chip_config TEXT, process_config TEXT, summary TEXT, error TEXT, host TEXT, pid INTEGER);"
+                          "CREATE TABLE unit_stats(run_id INTEGER NOT NULL, unit TEXT NOT NULL, items INTEGER,"
+                          " tokens INTEGER, busy_cycles INTEGER, utilization REAL, energy_j REAL, rom_bits REAL,"
+                          " cell_macs REAL, attn_macs REAL, kv_read_bits REAL, kv_write_bits REAL, vector_ops REAL,"
+                          " link_bit_mm REAL, host_bits REAL, area_mm2 REAL, state_read_bits REAL,"
+                          " state_write_bits REAL, register_bit_cycles REAL, PRIMARY KEY(run_id, unit));"
+                          "INSERT INTO runs(id, started_utc, status, version, command, chip, model)"
+                          " VALUES(1, 'x', 'complete', 'old', 'run', 'c', 'm');"
+                          "INSERT INTO unit_stats(run_id, unit, busy_cycles) VALUES(1, 'tile0', 5);"
+                          "PRAGMA user_version = 5;")
+        con.close()
+        j = run_json("--chip", "h100-class", "--prompt", "1", "--generate", str(passes), "--db", db)
+        run("run", "--prompt", "8", "--generate", "2", "--db", db)
+        con = sqlite3.connect(db)
+        con.row_factory = sqlite3.Row
+        version, = con.execute("PRAGMA user_version").fetchone()
+        old = con.execute("SELECT busy_cycles, store_read_bits FROM unit_stats WHERE run_id = 1").fetchone()
+        rows = {r["unit"]: r for r in con.execute("SELECT * FROM unit_stats WHERE run_id = 2")}
+        rom = [r[0] for r in con.execute("SELECT unit FROM unit_stats WHERE run_id = 3 AND unit = 'store'")]
+        con.close()
+    expect(version == 6 and tuple(old) == (5, None), f"schema {version}, the old row {tuple(old)}")
+    s_ = rows["store"]
+    expect(s_["store_read_bits"] == bits, f"store bits {s_['store_read_bits']} against {bits} by hand")
+    expect(s_["busy_cycles"] == busy, f"store busy {s_['busy_cycles']} against {busy} by hand")
+    expect(abs(s_["busy_cycles"] - j["busy_fraction"]["store"] * j["cycles"]) < 1e-6 * busy and
+           s_["utilization"] == j["busy_fraction"]["store"], f"{dict(s_)} against busy_fraction {j['busy_fraction']}")
+    readers = sum(r["store_read_bits"] for u, r in rows.items() if u != "store")
+    expect(readers == bits and s_["energy_j"] == 0 and s_["area_mm2"] == 0 and s_["rom_bits"] == 0,
+           f"readers' bits {readers}, store row {dict(s_)}")
+    expect(rom == [], "a ROM chip's run has a store row")
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

@@ -385,4 +385,127 @@ cJSON *busy_fraction_json(const std::vector<es_unit_rec> &units, int64_t store_b
     return j;
 }
 
+std::vector<es_unit_rec> db_units(const RunResult &r)
+{
+    std::vector<es_unit_rec> u = r.units;
+    if (r.store_busy_cycles < 0) return u; /* a ROM, or a store per tile: its reads are in the tiles' rows */
+    es_unit_rec s{};
+    std::snprintf(s.name, sizeof s.name, "store");
+    s.busy_cycles = r.store_busy_cycles;
+    for (const auto &x : r.units) s.ev.store_bits += x.ev.store_bits;
+    u.push_back(s);
+    return u;
+}
+
+Cost::~Cost()
+{
+    if (have_d) es_deploy_free(&d);
+}
+
+int load_deploy(const std::string &deploy, bool given, const std::vector<std::string> &deploy_sets, Cost &k,
+                bool required, es_err *e)
+{
+    std::vector<const char *> sets;
+    for (const auto &s : deploy_sets) sets.push_back(s.c_str());
+    if (es_deploy_load(&k.d, deploy.c_str(), sets.data(), (int)sets.size(), e)) {
+        if (required || given || !deploy_sets.empty()) return -1;
+        k.why = e->msg;
+        e->msg[0] = 0;
+        return 0;
+    }
+    k.have_d = true;
+    return 0;
+}
+
+/* A system's cost: every figure es_cost_compute gives is linear in the card's price and in watts, so the system's is
+ * the sum of each chip's (its die's area, its card and its host share), the run's card watts charged once. */
+static int compute_cost_system(const es::Loaded &L, const es::RunResult &r, Cost &k, es_err *e)
+{
+    es_cost sum{};
+    for (size_t i = 0; i < r.chips.size(); i++) {
+        es_cost x{};
+        if (es_cost_compute(&L.sys.chips[i].chip, &k.d, r.chips[i].area.total_mm2, i == 0 ? r.watts : 0.0,
+                            r.tokens_per_s, r.joules_per_token, &x, e))
+            return -1;
+        if (i == 0) sum = x; /* the die figures are the first chip's */
+        else {
+            sum.card_given = sum.card_given && x.card_given;
+            sum.die_mm2 += x.die_mm2;
+            sum.die_usd += x.die_usd;
+            sum.card_usd += x.card_usd;
+            sum.system_usd += x.system_usd;
+            sum.host_w += x.host_w;
+            sum.capex_usd_per_s += x.capex_usd_per_s;
+            sum.energy_usd_per_s += x.energy_usd_per_s;
+            sum.capex_usd_per_m_tokens += x.capex_usd_per_m_tokens;
+            sum.energy_usd_per_m_tokens += x.energy_usd_per_m_tokens;
+            sum.usd_per_m_tokens += x.usd_per_m_tokens;
+        }
+        k.chip_card_usd.push_back(x.card_usd);
+    }
+    k.c = sum;
+    return 0;
+}
+
+int compute_cost(const es::Loaded &L, const es::RunResult &r, Cost &k, es_err *e)
+{
+    if (!k.have_d) return es_fail(e, "%s", k.why.c_str());
+    if (L.have_sys ? compute_cost_system(L, r, k, e)
+                   : es_cost_compute(&L.c, &k.d, r.area.total_mm2, r.watts, r.tokens_per_s, r.joules_per_token, &k.c, e)) {
+        k.why = e->msg;
+        return -1;
+    }
+    k.have = true;
+    return 0;
+}
+
+cJSON *cost_json(const es_chip &c, const Cost &k)
+{
+    if (!k.have) return cJSON_CreateNull();
+    const es_cost &x = k.c;
+    const es_cost_cfg &in = c.cost;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "deploy", k.d.name);
+    cJSON_AddStringToObject(j, "card_from", x.card_given ? "card_usd" : "die");
+    if (x.card_given) {
+        cJSON_AddNullToObject(j, "die");
+    } else {
+        cJSON *d = cJSON_AddObjectToObject(j, "die");
+        cJSON_AddNumberToObject(d, "area_mm2", x.die_mm2);
+        cJSON_AddNumberToObject(d, "wafer_usd", in.wafer_usd);
+        cJSON_AddNumberToObject(d, "wafer_diameter_mm", in.wafer_mm);
+        cJSON_AddNumberToObject(d, "edge_exclusion_mm", in.edge_mm);
+        cJSON_AddNumberToObject(d, "dies_per_wafer", x.dies_per_wafer);
+        cJSON_AddStringToObject(d, "yield_model", es_yield_name(in.yield_model));
+        cJSON_AddNumberToObject(d, "defect_density_per_cm2", in.d0_cm2);
+        if (in.yield_model == ES_YIELD_NEG_BINOMIAL) cJSON_AddNumberToObject(d, "clustering_alpha", in.alpha);
+        cJSON_AddNumberToObject(d, "yield", x.yield);
+        cJSON_AddNumberToObject(d, "die_usd", x.die_usd);
+        cJSON_AddNumberToObject(d, "package_test_usd", in.package_test_usd);
+        cJSON_AddNumberToObject(d, "board_usd", in.board_usd);
+        if (c.store.kind == ES_STORE_HBM) { /* the stacks, off the die: in the card */
+            cJSON_AddNumberToObject(d, "hbm_gb", x.hbm_gb);
+            cJSON_AddNumberToObject(d, "hbm_usd_per_gb", in.hbm_usd_per_gb);
+            cJSON_AddNumberToObject(d, "hbm_usd", x.hbm_usd);
+        }
+    }
+    cJSON_AddNumberToObject(j, "card_usd", x.card_usd);
+    cJSON_AddNumberToObject(j, "host_usd_per_card", in.host_usd);
+    cJSON_AddNumberToObject(j, "system_usd", x.system_usd);
+    cJSON_AddNumberToObject(j, "electricity_usd_per_kwh", k.d.usd_per_kwh);
+    cJSON_AddNumberToObject(j, "pue", k.d.pue);
+    cJSON_AddNumberToObject(j, "lifetime_years", k.d.lifetime_years);
+    cJSON_AddNumberToObject(j, "utilization", k.d.utilization);
+    cJSON_AddNumberToObject(j, "tokens_per_s", x.tokens_per_s);
+    cJSON_AddNumberToObject(j, "watts", x.watts);
+    cJSON_AddNumberToObject(j, "host_w_per_card", x.host_w);
+    cJSON_AddNumberToObject(j, "joules_per_token", x.joules_per_token);
+    cJSON_AddNumberToObject(j, "capex_usd_per_s", x.capex_usd_per_s);
+    cJSON_AddNumberToObject(j, "energy_usd_per_s", x.energy_usd_per_s);
+    cJSON_AddNumberToObject(j, "capex_usd_per_m_tokens", x.capex_usd_per_m_tokens);
+    cJSON_AddNumberToObject(j, "energy_usd_per_m_tokens", x.energy_usd_per_m_tokens);
+    cJSON_AddNumberToObject(j, "usd_per_m_tokens", x.usd_per_m_tokens);
+    return j;
+}
+
 } // namespace es

@@ -10,6 +10,7 @@
 #include "es_area.h"
 #include "es_chip.h"
 #include "es_lora.h"
+#include "es_cost.h"
 #include "es_map.h"
 #include "es_model.h"
 #include "es_system.h"
@@ -91,6 +92,33 @@ cJSON *utilization_json(const std::vector<es_unit_rec> &units, double die_mm2, d
 // (its units x run cycles); "store" is a chip-scope weight store's booked cycles / run cycles, null
 // without one (a ROM or a store per tile streams inside the lanes' bookings); a kind the chip lacks is null.
 cJSON *busy_fraction_json(const std::vector<es_unit_rec> &units, int64_t store_busy_cycles, int64_t cycles);
+
+// The database's unit_stats rows of a run: its units, and with a chip-scope SRAM or HBM weight store one more,
+// "store": the cycles booked on it (RunResult::store_busy_cycles) and the weight bits read from it (the
+// units' events' store_bits summed); its energy is the units' that read it and its area no unit's (0 both).
+std::vector<es_unit_rec> db_units(const RunResult &r);
+
+// The deployment and a run's cost (es_cost.h); when it is not known, why. run, cost and eval share it.
+struct Cost {
+    es_deploy d{};
+    bool have_d = false, have = false;
+    es_cost c{};
+    std::vector<double> chip_card_usd; // a system: each chip's card
+    std::string why;
+    Cost() = default;
+    Cost(const Cost &) = delete;
+    Cost &operator=(const Cost &) = delete;
+    ~Cost();
+};
+// Load --deploy (deploy, given: named on the command line) and the deploy.* sets. A command given
+// neither asks for the default quietly: when it is missing (another models folder), the cost is not
+// known and k.why says why; with required (etchsim cost) it is an error.
+int load_deploy(const std::string &deploy, bool given, const std::vector<std::string> &deploy_sets, Cost &k,
+                bool required, es_err *e);
+// A run's cost from its die area, card watts and tokens/s: -1 with the reason in e (and k.why) when not known.
+int compute_cost(const Loaded &L, const RunResult &r, Cost &k, es_err *e);
+// run --json's, cost --json's and eval --json's "cost" (null when not known).
+cJSON *cost_json(const es_chip &c, const Cost &k);
 
 } // namespace es
 #endif

@@ -1,5 +1,5 @@
 /* cli_compare: `etchsim compare`: dense, MoE and SSM models on chips of equal
- * area, in one table. Each row's figures are read from `etchsim run --json`
+ * area, in one table (or, --baselines, hc1-class beside the GPU baselines). Each row's figures are read from `etchsim run --json`
  * runs of that model and chip (this same binary, one process per run, as
  * SystemC elaborates one design per process), so they equal single runs:
  * one user at 1k/1k, the same workload at load (--streams users), and the KV
@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 static const char *HELP =
-    "usage: etchsim compare [--pair MODEL:CHIP]... [--prompt N --generate M] [--streams S]\n"
-    "                       [--eval-prompt N --eval-generate M] [--json]\n"
+    "usage: etchsim compare [--baselines] [--pair MODEL:CHIP[:RECIPE]]... [--prompt N --generate M]\n"
+    "                       [--streams S] [--eval-prompt N --eval-generate M] [--json]\n"
     "\n"
     "Dense, mixture-of-experts and state-space models on chips of equal area, in one\n"
     "table: one user's decode tokens/s, the analytical saturated tokens/s, joules per\n"
@@ -31,8 +31,13 @@ static const char *HELP =
     "Every figure is read from an `etchsim run --json` of that model and chip.\n"
     "\n"
     "options:\n"
-    "  --pair MODEL:CHIP    a row (repeatable); default llama-3.1-8b:hc1-class,\n"
-    "                       olmoe-1b-7b:olmoe-1b-7b-class, falcon-mamba-7b:falcon-mamba-7b-class\n"
+    "  --pair MODEL:CHIP[:RECIPE]  a row (repeatable); default llama-3.1-8b:hc1-class,\n"
+    "                       olmoe-1b-7b:olmoe-1b-7b-class, falcon-mamba-7b:falcon-mamba-7b-class;\n"
+    "                       RECIPE: the weight formats its runs time (--recipe of etchsim run;\n"
+    "                       default the chip's weights.*)\n"
+    "  --baselines          hc1-class beside the GPU baselines on one workload, Llama-3.1-8B:\n"
+    "                       llama-3.1-8b:hc1-class, :h100-class:bf16, :h200-class:bf16 and\n"
+    "                       :b200-class:fp4 (instead of the default rows; --pair rows follow them)\n"
     "  --prompt N, --generate M            the one-user and at-load runs (default 1024 / 1024)\n"
     "  --streams S          users at load (default 8)\n"
     "  --eval-prompt N, --eval-generate M  rule-evaluation sizes for capacity (default 150 / 4)\n"
@@ -94,7 +99,7 @@ static double num(const cJSON *j, const char *a, const char *b)
 }
 
 typedef struct compare_args {
-    const char *pairs[16];  /* --pair MODEL:CHIP, n_pairs of them (or the three defaults) */
+    const char *pairs[16];  /* --pair MODEL:CHIP[:RECIPE], n_pairs of them (or the defaults, or the baselines) */
     int n_pairs, json;      /* ..., --json */
     const char *prompt, *gen, *eprompt, *egen; /* the one-user and rule-evaluation sizes, as given */
     const char *streams;    /* users at load, as given */
@@ -105,23 +110,29 @@ static int parse_compare(int argc, char **argv, compare_args *c)
 {
     static const char *defaults[3] = {"llama-3.1-8b:hc1-class", "olmoe-1b-7b:olmoe-1b-7b-class",
                                       "falcon-mamba-7b:falcon-mamba-7b-class"};
+    /* --baselines: one workload on hc1-class and on each GPU baseline in its serving formats (their .md files) */
+    static const char *baselines[4] = {"llama-3.1-8b:hc1-class", "llama-3.1-8b:h100-class:bf16",
+                                       "llama-3.1-8b:h200-class:bf16", "llama-3.1-8b:b200-class:fp4"};
     memset(c, 0, sizeof *c);
     c->prompt = "1024", c->gen = "1024", c->eprompt = "150", c->egen = "4", c->streams = "8";
-    static const es_opt opts[7] = {{"json", ES_OPT_FLAG, 0, 0, 0},           {"pair", ES_OPT_STR, 0, 0, 1},
+    static const es_opt opts[8] = {{"json", ES_OPT_FLAG, 0, 0, 0},           {"pair", ES_OPT_STR, 0, 0, 1},
                                    {"prompt", ES_OPT_COUNT, 1, 1 << 24, 0},   {"generate", ES_OPT_COUNT, 1, 1 << 24, 0},
                                    {"eval-prompt", ES_OPT_COUNT, 1, 1 << 24, 0}, {"eval-generate", ES_OPT_COUNT, 1, 1 << 24, 0},
-                                   {"streams", ES_OPT_COUNT, 1, 100000, 0}};
+                                   {"streams", ES_OPT_COUNT, 1, 100000, 0},   {"baselines", ES_OPT_FLAG, 0, 0, 0}};
     es_optarg *items = NULL;
-    int n = es_opts_parse("compare", argc, argv, opts, 7, 0, HELP, &items);
+    int n = es_opts_parse("compare", argc, argv, opts, 8, 0, HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
+    for (int k = 0; k < n; k++) /* the baselines first, whereever --baselines stands */
+        if (items[k].opt == 7 && !c->n_pairs)
+            for (int i = 0; i < 4; i++) c->pairs[c->n_pairs++] = baselines[i];
     for (int k = 0; k < n; k++) {
         const char *v = items[k].val;
         switch (items[k].opt) {
         case 0: c->json = 1; break;
         case 1:
-            if (!strchr(v, ':') || c->n_pairs == 16) {
+            if (!strchr(v, ':') || strchr(v, ':') == v || v[strlen(v) - 1] == ':' || c->n_pairs == 16) {
                 free(items);
-                return usage("--pair expects MODEL:CHIP (at most 16), got", v);
+                return usage("--pair expects MODEL:CHIP or MODEL:CHIP:RECIPE (at most 16 rows), got", v);
             }
             c->pairs[c->n_pairs++] = v;
             break;
@@ -138,14 +149,26 @@ static int parse_compare(int argc, char **argv, compare_args *c)
     return -1;
 }
 
-/* A row from the one-user run a and the rule-evaluation run b (printed too, without --json). */
-static cJSON *row_of(const char *model, const char *chip, const cJSON *a, const cJSON *b, int json)
+/* The text tables' chip column: the chip, and its recipe when the row names one ("h100-class:bf16"). */
+static const char *chip_label(const cJSON *r, char *b, size_t n)
+{
+    const cJSON *rc = cJSON_GetObjectItemCaseSensitive(r, "recipe");
+    snprintf(b, n, "%s%s%s", cJSON_GetObjectItemCaseSensitive(r, "chip")->valuestring, rc ? ":" : "",
+             rc ? rc->valuestring : "");
+    return b;
+}
+
+/* A row from the one-user run a and the rule-evaluation run b (printed too, without --json); recipe: the
+ * row's --recipe, or NULL (the chip's weights.*: the row has no "recipe" key). */
+static cJSON *row_of(const char *model, const char *chip, const char *recipe, const cJSON *a, const cJSON *b, int json)
 {
     const cJSON *moe = cJSON_GetObjectItemCaseSensitive(a, "moe");
     double active = moe ? num(moe, "active_params", NULL) / num(moe, "params", NULL) : 1.0;
     cJSON *r = cJSON_CreateObject();
+    char label[600];
     cJSON_AddStringToObject(r, "model", model);
     cJSON_AddStringToObject(r, "chip", chip);
+    if (recipe) cJSON_AddStringToObject(r, "recipe", recipe);
     cJSON_AddNumberToObject(r, "area_mm2", num(a, "area_mm2", NULL));
     /* null with one generated token: no decode interval */
     const int dec = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(a, "decode_tokens_per_s"));
@@ -163,7 +186,7 @@ static cJSON *row_of(const char *model, const char *chip, const cJSON *a, const 
     cJSON_AddNumberToObject(r, "sequences_1k", num(a, "kv_slots", NULL));
     cJSON_AddNumberToObject(r, "sequences_eval", num(b, "kv_slots", NULL));
     if (!json)
-        printf("%-16s %-22s %7.1f %10s %11.0f %9.3f %7.2f%% %7.1f%% %9.0f %9.0f\n", model, chip,
+        printf("%-16s %-22s %7.1f %10s %11.0f %9.3f %7.2f%% %7.1f%% %9.0f %9.0f\n", model, chip_label(r, label, sizeof label),
                num(a, "area_mm2", NULL), rate,
                num(a, "analytic_saturated_tokens_per_s", NULL), 1e3 * num(a, "joules_per_token", NULL),
                100 * num(a, "utilization", "die"), 100 * active, num(a, "kv_slots", NULL),
@@ -220,9 +243,9 @@ static void print_load_table(const cJSON *rows, const compare_args *c)
     const cJSON *r;
     cJSON_ArrayForEach(r, rows) {
         const cJSON *bf = item(r, "load_busy_fraction");
-        char u1[32], ul[32], pu[32], st[16], la[16], at[16], li[16];
+        char u1[32], ul[32], pu[32], st[16], la[16], at[16], li[16], label[600];
         printf("%-16s %-22s %8.1f %8.1f %5.0f %10.0f %9s %7.1f %8.3f %11s %11s %6s %6s %6s %6s\n",
-               item(r, "model")->valuestring, item(r, "chip")->valuestring, num(r, "ttft_ns", NULL) / 1e3,
+               item(r, "model")->valuestring, chip_label(r, label, sizeof label), num(r, "ttft_ns", NULL) / 1e3,
                num(r, "watts", NULL), num(r, "load_streams", NULL), num(r, "load_tokens_per_s", NULL),
                fig(pu, sizeof pu, item(r, "load_tokens_per_s_per_user"), 1, 0), num(r, "load_watts", NULL),
                1e3 * num(r, "load_joules_per_token", NULL), fig(u1, sizeof u1, item(r, "usd_per_m_tokens"), 1, 6),
@@ -243,23 +266,29 @@ static void print_load_table(const cJSON *rows, const compare_args *c)
 /* One pair's three runs, its row into rows: 0, or 1 (the error printed). */
 static int compare_pair(const compare_args *c, const char *pair, cJSON *rows)
 {
-    char model[256], chip[512], err[256];
-    const char *colon = strchr(pair, ':');
+    char model[256], chip[512], recipe[512], err[256];
+    const char *colon = strchr(pair, ':'), *last = strrchr(pair, ':'); /* MODEL:CHIP or MODEL:CHIP:RECIPE */
     snprintf(model, sizeof model, "%.*s", (int)(colon - pair), pair);
-    snprintf(chip, sizeof chip, "%s", colon + 1);
+    snprintf(chip, sizeof chip, "%.*s", (int)((last > colon ? last : pair + strlen(pair)) - colon - 1), colon + 1);
+    snprintf(recipe, sizeof recipe, "%s", last > colon ? last + 1 : "");
+    /* each run's arguments; with a recipe, --recipe R replaces the trailing NULL, NULL */
     char *one[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
-                   (char *)c->prompt, "--generate", (char *)c->gen, NULL};
+                   (char *)c->prompt, "--generate", (char *)c->gen, NULL, NULL, NULL};
     char *ev[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
-                  (char *)c->eprompt, "--generate", (char *)c->egen, NULL};
+                  (char *)c->eprompt, "--generate", (char *)c->egen, NULL, NULL, NULL};
     char *load[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
-                    (char *)c->prompt, "--generate", (char *)c->gen, "--streams", (char *)c->streams, NULL};
+                    (char *)c->prompt, "--generate", (char *)c->gen, "--streams", (char *)c->streams, NULL, NULL, NULL};
+    if (recipe[0]) {
+        one[12] = ev[12] = load[14] = "--recipe";
+        one[13] = ev[13] = load[15] = recipe;
+    }
     cJSON *a = NULL, *b = NULL, *l = NULL;
     int rc = 0;
     if (run_self(one, &a, err, sizeof err) || run_self(ev, &b, err, sizeof err) || run_self(load, &l, err, sizeof err)) {
         fprintf(stderr, "etchsim compare: %s on %s: %s\n", model, chip, err);
         rc = 1;
     } else {
-        cJSON *r = row_of(model, chip, a, b, c->json);
+        cJSON *r = row_of(model, chip, recipe[0] ? recipe : NULL, a, b, c->json);
         add_load_keys(r, a, l);
         cJSON_AddItemToArray(rows, r);
     }

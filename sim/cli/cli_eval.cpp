@@ -80,6 +80,8 @@ const char *HELP =
     "  --no-prefix-sharing    compute the rule's KV for every record\n"
     "  --no-compare           skip the second batch without prefix sharing\n"
     "  --chip, --model, --set, --rom, --db, --no-db, --json   as for `etchsim run`\n"
+    "  --deploy NAME|PATH     the deployment the JSON's \"cost\" assumes, as for `etchsim run`\n"
+    "                         (default us-industrial); its keys: --set deploy.KEY=VALUE\n"
     "  --trace FILE.json, --trace-window START:END   as for `etchsim run` (the batch itself,\n"
     "                       not the comparison run); with a window for large batches\n"
     "  --vcd FILE.vcd         as for `etchsim run` (the batch itself): large for large batches\n"
@@ -105,6 +107,9 @@ struct Opts {
     int policy = ES_POLICY_FCFS;
     bool sharing = true, compare = true, json = false, no_db = false, have_rule = false;
     std::vector<std::string> sets;
+    std::string deploy = "us-industrial";         // --deploy
+    bool deploy_given = false;
+    std::vector<std::string> deploy_sets;         // --set deploy.KEY=VALUE
     // functional mode
     bool functional = false;
     std::string weights, recipe;
@@ -490,7 +495,7 @@ int parse_opts(int argc, char **argv, Opts &o)
 {
     enum { RULE, RULE_FILE, DATA, TEMPLATE, VOCAB, MAX_NEW, RECORDS, POLICY, NO_SHARING, NO_COMPARE, CHIP, MODEL, DB, ROM,
            WEIGHTS, RECIPE, MODE, SYNTHETIC, LABELS, SET, TRACE, TRACE_WINDOW, NODB, JSON, VCD, FIDELITY, ADAPTER_RANK,
-           ADAPTER_ROLES, ADAPTER, N_OPTS };
+           ADAPTER_ROLES, ADAPTER, DEPLOY, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"rule", ES_OPT_TEXT, 0, 0, 0},          {"rule-file", ES_OPT_STR, 0, 0, 0},
         {"data", ES_OPT_STR, 0, 0, 0},           {"template", ES_OPT_STR, 0, 0, 0},
@@ -506,7 +511,7 @@ int parse_opts(int argc, char **argv, Opts &o)
         {"no-db", ES_OPT_FLAG, 0, 0, 0},         {"json", ES_OPT_FLAG, 0, 0, 0},
         {"vcd", ES_OPT_STR, 0, 0, 0},            {"fidelity", ES_OPT_STR, 0, 0, 0},
         {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0},
-        {"adapter", ES_OPT_STR, 0, 0, 0}};
+        {"adapter", ES_OPT_STR, 0, 0, 0},       {"deploy", ES_OPT_STR, 0, 0, 0}};
     es_optarg *items = nullptr;
     int n = es_opts_parse("eval", argc, argv, opts, N_OPTS, 0, HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
@@ -544,8 +549,10 @@ int parse_opts(int argc, char **argv, Opts &o)
             break;
         case SET:
             if (!std::strchr(v, '=')) return usage("--set needs KEY=VALUE, got", v);
-            o.sets.push_back(v);
+            if (!std::strncmp(v, "deploy.", 7)) o.deploy_sets.push_back(v); /* the deployment's */
+            else o.sets.push_back(v);
             break;
+        case DEPLOY: o.deploy = v, o.deploy_given = true; break;
         case TRACE: o.trace = v; break;
         case TRACE_WINDOW:
             if (es_trace_parse_window(v, &o.trace_start_ns, &o.trace_end_ns))
@@ -579,6 +586,7 @@ struct Inputs {
     bool sharing = false, estimated = true;
     int64_t rule_tokens = 0, context = 0;
     std::vector<int32_t> prefix_ids; // functional: BOS and the shared prefix's tokens
+    Cost cost;                     // the deployment, and the batch's cost once it has run
     Inputs() = default;
     Inputs(const Inputs &) = delete;
     Inputs &operator=(const Inputs &) = delete;
@@ -622,7 +630,8 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
     }
     in.L.adapter_file = o.adapter;
     if (load(o.model, o.chip, o.sets, o.rom, timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0),
-             in.L, e))
+             in.L, e) ||
+        load_deploy(o.deploy, o.deploy_given, o.deploy_sets, in.cost, false, e))
         return -1;
     std::string tmpl_text = DEFAULT_TEMPLATE;
     if (!o.tmpl.empty() && !read_file(o.tmpl, "a text file (the prompt template)", tmpl_text, e)) return -1;
@@ -967,6 +976,8 @@ cJSON *eval_json(const Opts &o, const Inputs &in, const Batch &b, const Figures 
     if (in.dp) add_functional_json(j, o, in, b);
     if (done > 0) add_analytic_json(j, o, in, b);
     cJSON_AddNumberToObject(j, "sim_wall_s", b.wall);
+    cJSON_AddItemToObject(j, "cost", cost_json(L.c, in.cost)); /* as run's: the batch's tokens/s and watts */
+    if (!in.cost.have) cJSON_AddStringToObject(j, "cost_unknown", in.cost.why.c_str()); /* why "cost" is null */
     return j;
 }
 
@@ -1008,6 +1019,11 @@ void print_eval(const Opts &o, const Inputs &in, const Batch &b, const Figures &
                 done ? r.total_j / (double)done * 1e3 : 0, est);
     if (r.power_limit_w > 0) std::printf("  %-34s %s\n", "power limit", power_limit_text(r).c_str());
     std::printf("  %-34s %.1f %%\n", "die utilization", 100.0 * r.die_utilization);
+    if (in.cost.have)
+        std::printf("  %-34s %.6f (deployment %s; etchsim cost says how)%s\n", "$ per million tokens",
+                    in.cost.c.usd_per_m_tokens, in.cost.d.name, est);
+    else
+        std::printf("  %-34s - (%s)\n", "$ per million tokens", in.cost.why.c_str());
     std::printf("  %-34s %lld output, %lld rule tokens, %lld prefill token passes%s\n", "tokens", (long long)out_tokens,
                 (long long)in.rule_tokens, (long long)r.prefill_passes, estimated ? " (ESTIMATED: no vocabulary)" : "");
     if (sharing && cmp.ok)
@@ -1026,15 +1042,20 @@ void print_eval(const Opts &o, const Inputs &in, const Batch &b, const Figures &
 }
 
 // The JSON summary, the database's closing transaction, and the report.
-int report(const Opts &o, const Inputs &in, Batch &b, es_err *e)
+int report(const Opts &o, Inputs &in, Batch &b, es_err *e)
 {
     const RunResult &r = b.r;
+    if (in.cost.have_d) {
+        es_err ce{};
+        compute_cost(in.L, r, in.cost, &ce); /* not known (no cost.* keys, no tokens): null, and the report says why */
+    }
     const Figures f = figures(o, in, b);
     cJSON *j = eval_json(o, in, b, f);
     char *summary = cJSON_PrintUnformatted(j);
     int rc = 0;
-    if (b.db && es_db_finish_run(b.db, b.run_id, (double)r.cycles, nullptr, 0, nullptr, 0, r.units.data(),
-                                 (int)r.units.size(), nullptr, 0, summary, e))
+    const std::vector<es_unit_rec> units = db_units(r); /* with the weight store's row */
+    if (b.db && es_db_finish_run(b.db, b.run_id, (double)r.cycles, nullptr, 0, nullptr, 0, units.data(),
+                                 (int)units.size(), nullptr, 0, summary, e))
         rc = -1;
     cJSON_free(summary);
     if (rc) {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include "es_cfg.h"
 #include "es_chip.h"
+#include "es_cost.h"
 #include "es_db.h"
 #include "es_proc.h"
 #include "es_err.h"
@@ -40,10 +41,12 @@ static const char *HELP =
     "\n"
     "The grid is a JSON object from keys to lists of values; the sweep runs their cross\n"
     "product. Keys are the run's options (model, chip, prompt, generate, streams, routing,\n"
-    "rom; for eval: data, rule, rule_file, template, records, max_new_tokens, policy,\n"
-    "vocab) or chip and process keys as for --set (clock_hz, tile.lanes.tokens_per_read,\n"
-    "process.leakage.logic_w_per_mm2, ...; `etchsim chip keys` lists them); every key is\n"
-    "checked before any point runs. Two keys that are not lists:\n"
+    "rom, recipe, deploy; for eval: data, rule, rule_file, template, records, max_new_tokens,\n"
+    "policy, vocab, rom, recipe, deploy), chip and process keys as for --set (clock_hz,\n"
+    "tile.lanes.tokens_per_read, process.leakage.logic_w_per_mm2, ...; `etchsim chip keys`\n"
+    "lists them) or deployment keys (deploy.electricity_usd_per_kwh, deploy.pue,\n"
+    "deploy.lifetime_years, deploy.utilization); every key is checked before any point\n"
+    "runs. Two keys that are not lists:\n"
     "  \"command\": \"run\" | \"eval\"   what each point runs (default run)\n"
     "  \"zip\": [{\"k1\": [...], \"k2\": [...]}, ...]   keys that move together: each object\n"
     "                                 is one axis, its lists of equal length\n"
@@ -67,13 +70,25 @@ static int usage(const char *msg, const char *arg) { return es_opt_usage("sweep"
 /* run options a grid may name, and their flags */
 static const char *const RUN_OPTS[][2] = {{"model", "--model"},   {"chip", "--chip"},       {"prompt", "--prompt"},
                                           {"generate", "--generate"}, {"streams", "--streams"}, {"routing", "--routing"},
-                                          {"rom", "--rom"}};
+                                          {"rom", "--rom"},         {"recipe", "--recipe"},   {"deploy", "--deploy"}};
 static const char *const EVAL_OPTS[][2] = {{"model", "--model"},       {"chip", "--chip"},
                                            {"data", "--data"},         {"rule", "--rule"},
                                            {"rule_file", "--rule-file"}, {"template", "--template"},
                                            {"records", "--records"},   {"max_new_tokens", "--max-new-tokens"},
                                            {"policy", "--policy"},     {"rom", "--rom"},
-                                           {"vocab", "--vocab"}};
+                                           {"vocab", "--vocab"},       {"recipe", "--recipe"},
+                                           {"deploy", "--deploy"}};
+
+/* deploy.KEY: a deployment's number (es_cost.h), which run and eval take as --set deploy.KEY=VALUE */
+static int deploy_key_known(const char *key)
+{
+    int n;
+    const es_deploy_key *k = es_deploy_keys(&n);
+    if (strncmp(key, "deploy.", 7)) return 0;
+    for (int i = 0; i < n; i++)
+        if (k[i].kind == 'd' && !strcmp(key + 7, k[i].key)) return 1;
+    return 0;
+}
 
 /* a value as a command-line string, malloc'd */
 static char *value_text(const cJSON *v)
@@ -104,7 +119,7 @@ static int check_keys(const es_grid *g, const char *file, es_err *e)
             const char *key = g->ax[a].keys[k];
             char near[256];
             int d = 0;
-            if (option_flag(g, key) || es_chip_key_known(key, near, sizeof near, &d)) continue;
+            if (option_flag(g, key) || deploy_key_known(key) || es_chip_key_known(key, near, sizeof near, &d)) continue;
             es_grid other = *g; /* an option of the other command */
             other.eval = !g->eval;
             if (option_flag(&other, key))
@@ -115,8 +130,18 @@ static int check_keys(const es_grid *g, const char *file, es_err *e)
                     d = es_key_distance(t[i][0], key);
                     snprintf(near, sizeof near, "%s", t[i][0]);
                 }
-            return es_fail(e, "%s: key '%s': not a%s %s option, chip key or process key (%s '%s'%s `etchsim chip "
-                              "keys` lists the chip and process keys)", file, key, g->eval ? "n" : "", cmd,
+            int nd;
+            const es_deploy_key *dk = es_deploy_keys(&nd);
+            for (int i = 0; i < nd; i++) { /* or a deployment key */
+                char full[96];
+                snprintf(full, sizeof full, "deploy.%s", dk[i].key);
+                if (dk[i].kind == 'd' && es_key_distance(full, key) < d) {
+                    d = es_key_distance(full, key);
+                    snprintf(near, sizeof near, "%s", full);
+                }
+            }
+            return es_fail(e, "%s: key '%s': not a%s %s option, chip key, process key or deployment key (%s '%s'%s "
+                              "`etchsim chip keys` lists the chip and process keys)", file, key, g->eval ? "n" : "", cmd,
                            d <= 3 ? "did you mean" : "the nearest is", near, d <= 3 ? "?" : ";");
         }
     return 0;

@@ -470,128 +470,8 @@ struct Func {
     }
 };
 
-// The deployment and the run's cost (es_cost.h); when it is not known, why.
-struct Cost {
-    es_deploy d{};
-    bool have_d = false, have = false;
-    es_cost c{};
-    std::vector<double> chip_card_usd; // a system: each chip's card
-    std::string why;
-    Cost() = default;
-    Cost(const Cost &) = delete;
-    Cost &operator=(const Cost &) = delete;
-    ~Cost()
-    {
-        if (have_d) es_deploy_free(&d);
-    }
-};
-
-// Load --deploy and the deploy.* sets. Run without either asks for the default quietly: when it is
-// missing (another models folder), the run's cost is not known and says why; cost needs it.
-int load_deploy(const Opts &o, Cost &k, bool required, es_err *e)
-{
-    std::vector<const char *> sets;
-    for (const auto &s : o.deploy_sets) sets.push_back(s.c_str());
-    if (es_deploy_load(&k.d, o.deploy.c_str(), sets.data(), (int)sets.size(), e)) {
-        if (required || o.deploy_given || !o.deploy_sets.empty()) return -1;
-        k.why = e->msg;
-        e->msg[0] = 0;
-        return 0;
-    }
-    k.have_d = true;
-    return 0;
-}
-
-// The run's cost from its die area, card watts and tokens/s: -1 with the reason in e when not known.
-// A system's cost: every figure es_cost_compute gives is linear in the card's price and in watts, so the system's
-// is the sum of each chip's (its die's area, its card and its host share), the run's card watts charged once.
-int compute_cost_system(const es::Loaded &L, const es::RunResult &r, Cost &k, es_err *e)
-{
-    es_cost sum{};
-    for (size_t i = 0; i < r.chips.size(); i++) {
-        es_cost x{};
-        if (es_cost_compute(&L.sys.chips[i].chip, &k.d, r.chips[i].area.total_mm2, i == 0 ? r.watts : 0.0,
-                            r.tokens_per_s, r.joules_per_token, &x, e))
-            return -1;
-        if (i == 0) sum = x; /* the die figures are the first chip's */
-        else {
-            sum.card_given = sum.card_given && x.card_given;
-            sum.die_mm2 += x.die_mm2;
-            sum.die_usd += x.die_usd;
-            sum.card_usd += x.card_usd;
-            sum.system_usd += x.system_usd;
-            sum.host_w += x.host_w;
-            sum.capex_usd_per_s += x.capex_usd_per_s;
-            sum.energy_usd_per_s += x.energy_usd_per_s;
-            sum.capex_usd_per_m_tokens += x.capex_usd_per_m_tokens;
-            sum.energy_usd_per_m_tokens += x.energy_usd_per_m_tokens;
-            sum.usd_per_m_tokens += x.usd_per_m_tokens;
-        }
-        k.chip_card_usd.push_back(x.card_usd);
-    }
-    k.c = sum;
-    return 0;
-}
-
-int compute_cost(const es::Loaded &L, const es::RunResult &r, Cost &k, es_err *e)
-{
-    if (!k.have_d) return es_fail(e, "%s", k.why.c_str());
-    if (L.have_sys ? compute_cost_system(L, r, k, e)
-                   : es_cost_compute(&L.c, &k.d, r.area.total_mm2, r.watts, r.tokens_per_s, r.joules_per_token, &k.c, e)) {
-        k.why = e->msg;
-        return -1;
-    }
-    k.have = true;
-    return 0;
-}
-
-// run --json's and cost --json's "cost" (null when not known).
-cJSON *cost_json(const es_chip &c, const Cost &k)
-{
-    if (!k.have) return cJSON_CreateNull();
-    const es_cost &x = k.c;
-    const es_cost_cfg &in = c.cost;
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "deploy", k.d.name);
-    cJSON_AddStringToObject(j, "card_from", x.card_given ? "card_usd" : "die");
-    if (x.card_given) {
-        cJSON_AddNullToObject(j, "die");
-    } else {
-        cJSON *d = cJSON_AddObjectToObject(j, "die");
-        cJSON_AddNumberToObject(d, "area_mm2", x.die_mm2);
-        cJSON_AddNumberToObject(d, "wafer_usd", in.wafer_usd);
-        cJSON_AddNumberToObject(d, "wafer_diameter_mm", in.wafer_mm);
-        cJSON_AddNumberToObject(d, "edge_exclusion_mm", in.edge_mm);
-        cJSON_AddNumberToObject(d, "dies_per_wafer", x.dies_per_wafer);
-        cJSON_AddStringToObject(d, "yield_model", es_yield_name(in.yield_model));
-        cJSON_AddNumberToObject(d, "defect_density_per_cm2", in.d0_cm2);
-        if (in.yield_model == ES_YIELD_NEG_BINOMIAL) cJSON_AddNumberToObject(d, "clustering_alpha", in.alpha);
-        cJSON_AddNumberToObject(d, "yield", x.yield);
-        cJSON_AddNumberToObject(d, "die_usd", x.die_usd);
-        cJSON_AddNumberToObject(d, "package_test_usd", in.package_test_usd);
-        cJSON_AddNumberToObject(d, "board_usd", in.board_usd);
-    }
-    cJSON_AddNumberToObject(j, "card_usd", x.card_usd);
-    cJSON_AddNumberToObject(j, "host_usd_per_card", in.host_usd);
-    cJSON_AddNumberToObject(j, "system_usd", x.system_usd);
-    cJSON_AddNumberToObject(j, "electricity_usd_per_kwh", k.d.usd_per_kwh);
-    cJSON_AddNumberToObject(j, "pue", k.d.pue);
-    cJSON_AddNumberToObject(j, "lifetime_years", k.d.lifetime_years);
-    cJSON_AddNumberToObject(j, "utilization", k.d.utilization);
-    cJSON_AddNumberToObject(j, "tokens_per_s", x.tokens_per_s);
-    cJSON_AddNumberToObject(j, "watts", x.watts);
-    cJSON_AddNumberToObject(j, "host_w_per_card", x.host_w);
-    cJSON_AddNumberToObject(j, "joules_per_token", x.joules_per_token);
-    cJSON_AddNumberToObject(j, "capex_usd_per_s", x.capex_usd_per_s);
-    cJSON_AddNumberToObject(j, "energy_usd_per_s", x.energy_usd_per_s);
-    cJSON_AddNumberToObject(j, "capex_usd_per_m_tokens", x.capex_usd_per_m_tokens);
-    cJSON_AddNumberToObject(j, "energy_usd_per_m_tokens", x.energy_usd_per_m_tokens);
-    cJSON_AddNumberToObject(j, "usd_per_m_tokens", x.usd_per_m_tokens);
-    return j;
-}
-
 // etchsim cost's table, line by line as es_cost.h derives it.
-void print_cost(const Opts &o, const es::Loaded &L, const Cost &k)
+void print_cost(const Opts &o, const es::Loaded &L, const es::Cost &k)
 {
     const es_cost &x = k.c;
     const es_cost_cfg &in = L.c.cost;
@@ -608,8 +488,11 @@ void print_cost(const Opts &o, const es::Loaded &L, const Cost &k)
         std::printf(")\n");
         std::printf("  %-34s %14.2f   ($%.0f per wafer / %.2f good dies)\n", "die, $", x.die_usd, in.wafer_usd,
                     x.dies_per_wafer * x.yield);
-        std::printf("  %-34s %14.2f   (die + package and test %.2f + board %.2f)\n", "card, $", x.card_usd,
-                    in.package_test_usd, in.board_usd);
+        if (L.c.store.kind == ES_STORE_HBM)
+            std::printf("  %-34s %14.2f   (%.3f GB of store.capacity_bytes x %.2f $/GB, cost.hbm_usd_per_gb)\n",
+                        "HBM stacks, $", x.hbm_usd, x.hbm_gb, in.hbm_usd_per_gb);
+        std::printf("  %-34s %14.2f   (die + package and test %.2f + board %.2f%s)\n", "card, $", x.card_usd,
+                    in.package_test_usd, in.board_usd, L.c.store.kind == ES_STORE_HBM ? " + HBM" : "");
     }
     std::printf("  %-34s %14.2f   (card + host %.2f)\n", "system per card, $", x.system_usd, in.host_usd);
     std::printf("  %-34s %14.0f\n", "tokens/s, all streams", x.tokens_per_s);
@@ -695,7 +578,7 @@ void add_functional_json(cJSON *j, const Opts &o, const es::Loaded &L, const es:
     }
 }
 
-cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, const Func &fn, const Cost &k)
+cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, const Func &fn, const es::Cost &k)
 {
     const bool dec = r.decode_intervals > 0, an_dec = o.gen > 1; /* simulated streams; the analytic stream 0 */
     cJSON *j = cJSON_CreateObject();
@@ -768,7 +651,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     if (L.m.experts > 0) add_moe_json(j, o, L, r);
     if (o.functional) add_functional_json(j, o, L, r, fn);
     cJSON_AddNumberToObject(j, "sim_wall_s", wall);
-    cJSON_AddItemToObject(j, "cost", cost_json(L.c, k));
+    cJSON_AddItemToObject(j, "cost", es::cost_json(L.c, k));
     if (!k.have) cJSON_AddStringToObject(j, "cost_unknown", k.why.c_str()); /* why "cost" is null */
     cJSON_AddItemToObject(j, "busy_fraction", es::busy_fraction_json(r.units, r.store_busy_cycles, r.cycles));
     if (L.have_sys) {
@@ -786,7 +669,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
 }
 
 void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, int64_t run_id,
-               const Func &fn, const Cost &k)
+               const Func &fn, const es::Cost &k)
 {
     const double ns = 1e9 / r.clock_hz;
     std::printf("etchsim run: %s on %s%s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out%s\n",
@@ -1006,17 +889,18 @@ int finish_functional(const Opts &o, Func &fn, const es::RunResult &r, es_err *e
 
 // Finish the run in the database with its JSON as the summary, then print the JSON or the summary.
 int report_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, double wall, const Func &fn,
-               RunOwned &own, int64_t run_id, Cost &k, es_err *e)
+               RunOwned &own, int64_t run_id, es::Cost &k, es_err *e)
 {
     if (k.have_d) {
         es_err ce{};
-        compute_cost(L, r, k, &ce); /* not known (no cost.* keys): null, and the summary says why */
+        es::compute_cost(L, r, k, &ce); /* not known (no cost.* keys): null, and the summary says why */
     }
     own.json = run_json(o, L, r, wall, fn, k);
     own.summary = cJSON_PrintUnformatted(own.json);
+    const std::vector<es_unit_rec> units = es::db_units(r); /* with the weight store's row */
     if (own.db && es_db_finish_run(own.db, run_id, (double)r.cycles, r.seqs.data(), (int)r.seqs.size(),
-                                   nullptr, 0, r.units.data(), /* the tokens were streamed */
-                                   (int)r.units.size(), nullptr, 0, own.summary, e))
+                                   nullptr, 0, units.data(), /* the tokens were streamed */
+                                   (int)units.size(), nullptr, 0, own.summary, e))
         return run_error(e);
     if (o.json) {
         char *s = cJSON_Print(own.json);
@@ -1031,12 +915,12 @@ int report_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
 // run and cost alike: the options, the loaded chip, model and workload inputs, and the deployment
 // (need_cost: a chip without cost inputs is an error). -1 to go on, else the exit code.
 int start_run(const char *cmd, int argc, char **argv, Opts &o, es::Loaded &L, es::Routing &routing, Func &fn,
-              Cost &k, bool need_cost, es_err *e)
+              es::Cost &k, bool need_cost, es_err *e)
 {
     int rc = parse(cmd, argc, argv, o, true);
     if (rc >= 0) return rc;
     if ((rc = prepare_run(o, L, routing, fn, e)) >= 0) return rc;
-    if (load_deploy(o, k, need_cost, e)) return run_error(e);
+    if (es::load_deploy(o.deploy, o.deploy_given, o.deploy_sets, k, need_cost, e)) return run_error(e);
     return -1;
 }
 
@@ -1047,7 +931,7 @@ int cmd_run(int argc, char **argv)
     es::Loaded L;
     es::Routing routing;
     Func fn;
-    Cost k;
+    es::Cost k;
     int rc = start_run("run", argc, argv, o, L, routing, fn, k, false, &e);
     if (rc >= 0) return rc;
     RunOwned own; // after e: its closing marks a run left open failed with e
@@ -1075,7 +959,7 @@ int cmd_cost(int argc, char **argv)
     es::Loaded L;
     es::Routing routing;
     Func fn;
-    Cost k;
+    es::Cost k;
     int rc = start_run("cost", argc, argv, o, L, routing, fn, k, true, &e);
     if (rc >= 0) return rc;
     RunOwned own; /* no database */
@@ -1083,7 +967,7 @@ int cmd_cost(int argc, char **argv)
     fill_workload(w, o, fn, routing, own, 0);
     es::RunResult r;
     std::vector<const es_map *> pms = L.pms();
-    if (es::run_sim(pms.data(), (int)pms.size(), w, r, &e) || compute_cost(L, r, k, &e)) return run_error(&e);
+    if (es::run_sim(pms.data(), (int)pms.size(), w, r, &e) || es::compute_cost(L, r, k, &e)) return run_error(&e);
     if (!o.json) {
         print_cost(o, L, k);
         return 0;
@@ -1094,7 +978,7 @@ int cmd_cost(int argc, char **argv)
     cJSON_AddNumberToObject(j, "prompt_tokens", (double)o.prompt);
     cJSON_AddNumberToObject(j, "generate_tokens", (double)o.gen);
     cJSON_AddNumberToObject(j, "streams", (double)o.streams);
-    cJSON_AddItemToObject(j, "cost", cost_json(L.c, k));
+    cJSON_AddItemToObject(j, "cost", es::cost_json(L.c, k));
     char *s = cJSON_Print(j);
     std::puts(s);
     cJSON_free(s);

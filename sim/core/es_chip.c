@@ -292,6 +292,9 @@ static const es_key_spec CHIP_KEYS[] = {
     {"cost.package_test_usd", 'd', 0, 1e7, F(cost.package_test_usd), 1, 0, 1, NULL,
      "package, assembly and test of the die (with board_usd, instead of card_usd)"},
     {"cost.board_usd", 'd', 0, 1e7, F(cost.board_usd), 1, 0, 1, NULL, "the card around the die"},
+    {"cost.hbm_usd_per_gb", 'd', 0, 1e4, F(cost.hbm_usd_per_gb), 1, 0, 1, NULL,
+     "store.kind hbm with a die-derived card (not card_usd): the stacks' price per GB of store.capacity_bytes, "
+     "added to the card"},
     {"cost.host_usd_per_card", 'd', 0, 1e8, F(cost.host_usd), 1, 0, 1, NULL, "needed with a cost section"},
     {"cost.host_w_per_card", 'd', 0, 1e6, F(cost.host_w), 1, 0, 1, NULL, "needed with a cost section"},
 };
@@ -705,6 +708,15 @@ static int read_cost(es_chip *c, es_err *e)
         return es_fail(e, "%s: key '%s' is missing (a chip's cost section gives cost.card_usd, or "
                           "cost.package_test_usd and cost.board_usd; and cost.host_usd_per_card and "
                           "cost.host_w_per_card)", c->path, need);
+    /* an HBM store's stacks are off the die: a die-derived card prices them per GB, a bought card includes them */
+    int hbm = es_cfg_has(f, "cost.hbm_usd_per_gb");
+    if (hbm && c->store.kind != ES_STORE_HBM)
+        return es_fail(e, "%s: key 'cost.hbm_usd_per_gb': the weights are in %s (store.kind), not in HBM", c->path,
+                       es_store_name(c->store.kind));
+    if (hbm && k->card_given)
+        return es_fail(e, "%s: key 'cost.hbm_usd_per_gb': the card's price is given (cost.card_usd) and includes its "
+                          "HBM; give one or the other", c->path);
+    k->hbm_given = hbm; /* an HBM chip priced from its die without it has no cost (es_cost_compute says why) */
     return 0;
 }
 

@@ -189,6 +189,9 @@ typedef struct es_cost_cfg {
     double card_usd;          /* cost.card_usd */
     double package_test_usd;  /* cost.package_test_usd: package, assembly and test of the die */
     double board_usd;         /* cost.board_usd: the card around the die (board, VRs, other parts) */
+    int hbm_given;            /* cost.hbm_usd_per_gb given (store.kind hbm, no card_usd) */
+    double hbm_usd_per_gb;    /* cost.hbm_usd_per_gb: an HBM store's stacks, per GB (1e9 bytes) of store.capacity_bytes;
+                               * with a die-derived card only (0 otherwise) */
     double host_usd;          /* cost.host_usd_per_card: the host server's price, per card it holds */
     double host_w;            /* cost.host_w_per_card: the host server's power, per card */
 } es_cost_cfg;

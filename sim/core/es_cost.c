@@ -110,6 +110,10 @@ int es_cost_compute(const es_chip *c, const es_deploy *d, double die_mm2, double
         return es_fail(e, "%s: no cost section (cost.wafer_usd, ...): the die's cost is not known (or give the "
                           "card's price, cost.card_usd, in %s)", c->proc.path, c->path);
     if (!(tokens_per_s > 0)) return es_fail(e, "%s: the run made no tokens: no cost per token", c->path);
+    if (!k->card_given && c->store.kind == ES_STORE_HBM && !k->hbm_given)
+        return es_fail(e, "%s: key 'cost.hbm_usd_per_gb' is missing: the weights' HBM stacks are off the die, so a card "
+                          "priced from its die needs their price per GB (or give the card's price, cost.card_usd)",
+                       c->path);
     o->card_given = k->card_given;
     if (k->card_given) {
         o->card_usd = k->card_usd;
@@ -122,7 +126,11 @@ int es_cost_compute(const es_chip *c, const es_deploy *d, double die_mm2, double
                               "cost.wafer_diameter_mm, cost.edge_exclusion_mm)", c->proc.path, die_mm2,
                            o->dies_per_wafer < 1 ? "does not fit" : "never yields", k->wafer_mm, k->edge_mm);
         o->die_usd = k->wafer_usd / (o->dies_per_wafer * o->yield);
-        o->card_usd = o->die_usd + k->package_test_usd + k->board_usd;
+        if (c->store.kind == ES_STORE_HBM) { /* the stacks, off the die (their price is given: checked above) */
+            o->hbm_gb = (double)c->store.capacity_bytes / 1e9;
+            o->hbm_usd = k->hbm_usd_per_gb * o->hbm_gb;
+        }
+        o->card_usd = o->die_usd + k->package_test_usd + k->board_usd + o->hbm_usd;
     }
     o->system_usd = o->card_usd + k->host_usd;
     o->watts = watts;

@@ -6,7 +6,8 @@
  *   yield          Y = exp(-A D0) (poisson), ((1 - exp(-A D0)) / (A D0))^2 (murphy),
  *                      (1 + A D0 / alpha)^-alpha (negative_binomial); A in cm2 here, mm2 above
  *   die            wafer_usd / (N Y)
- *   card           cost.card_usd, else die + package_test_usd + board_usd
+ *   card           cost.card_usd, else die + package_test_usd + board_usd (+ hbm_usd_per_gb x
+ *                  store.capacity_bytes / 1e9 for an HBM store: its stacks, off the die)
  *   system         card + host_usd_per_card
  *   capex / s      system / (lifetime_years x 31,557,600 s x utilization)   (a Julian year of seconds)
  *   energy / s     (card W + host_w_per_card) x PUE x electricity_usd_per_kwh / 3.6e6 J per kWh
@@ -51,6 +52,7 @@ double es_die_yield(int model, double die_mm2, double d0_cm2, double alpha);
 typedef struct es_cost {
     int card_given;            /* the card's price came from cost.card_usd */
     double die_mm2, dies_per_wafer, yield, die_usd; /* 0 when card_given */
+    double hbm_gb, hbm_usd;    /* an HBM store's GB (store.capacity_bytes / 1e9) and price in a die-derived card; else 0 */
     double card_usd, system_usd;
     double watts, host_w, tokens_per_s, joules_per_token;
     double capex_usd_per_s, energy_usd_per_s;

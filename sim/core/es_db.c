@@ -52,7 +52,7 @@ RUNS_COLUMNS ");"
     " items INTEGER, tokens INTEGER, busy_cycles INTEGER, utilization REAL, energy_j REAL,"
     " rom_bits REAL, cell_macs REAL, attn_macs REAL, kv_read_bits REAL, kv_write_bits REAL,"
     " vector_ops REAL, link_bit_mm REAL, host_bits REAL, area_mm2 REAL, state_read_bits REAL, state_write_bits REAL,"
-    " register_bit_cycles REAL, PRIMARY KEY(run_id, unit));"
+    " register_bit_cycles REAL, store_read_bits REAL, PRIMARY KEY(run_id, unit));"
     "CREATE TABLE IF NOT EXISTS records("
     " run_id INTEGER NOT NULL REFERENCES runs(id), record INTEGER NOT NULL, line INTEGER, key TEXT,"
     " status TEXT NOT NULL CHECK(status IN ('done','skipped')), reason TEXT,"
@@ -65,7 +65,7 @@ RUNS_COLUMNS ");"
     " run_id INTEGER PRIMARY KEY REFERENCES runs(id), deploy TEXT, card_from TEXT, die_usd REAL, card_usd REAL,"
     " system_usd REAL, tokens_per_s REAL, watts REAL, joules_per_token REAL, capex_usd_per_m_tokens REAL,"
     " energy_usd_per_m_tokens REAL, usd_per_m_tokens REAL);";
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 /* Rows streamed into a run (eval's records and tokens) are kept in memory and written STREAM_CHUNK
  * records at a time in one short transaction, so other writers get the database between chunks; the
  * run is complete only in its closing transaction. */
@@ -76,7 +76,8 @@ RUNS_COLUMNS ");"
  * state_*_bits. 3 -> 4: unit_stats.register_bit_cycles; runs.status may be 'failed', with
  * runs.error; runs.host and runs.pid (SQLite cannot change a CHECK constraint: the runs table is
  * rebuilt, rows unchanged). 4 -> 5: the costs table (SCHEMA's CREATE TABLE IF NOT EXISTS makes it;
- * runs before it have no row there). */
+ * runs before it have no row there). 5 -> 6: unit_stats.store_read_bits (weight bits read from an SRAM or
+ * HBM store; NULL in runs before it). */
 static const char *MIGRATE_2_TO_3 =
     "ALTER TABLE records ADD COLUMN verdict TEXT;"
     "ALTER TABLE unit_stats ADD COLUMN area_mm2 REAL;"
@@ -89,6 +90,7 @@ static const char *MIGRATE_3_TO_4 =
     " gen_tokens, streams, cycles, chip_config, process_config, summary) SELECT * FROM runs;"
     "DROP TABLE runs;"
     "ALTER TABLE runs_v4 RENAME TO runs;";
+static const char *MIGRATE_5_TO_6 = "ALTER TABLE unit_stats ADD COLUMN store_read_bits REAL;";
 
 static int user_version(sqlite3 *h)
 {
@@ -100,15 +102,31 @@ static int user_version(sqlite3 *h)
     return v;
 }
 
-/* Bring a schema 2 or 3 database to 4 in one transaction; 0 or an SQLite message (sqlite3_free it). */
+/* 1 when table t has column c */
+static int has_column(sqlite3 *h, const char *t, const char *c)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "PRAGMA main.table_info(%s)", t);
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK)
+        while (!found && sqlite3_step(st) == SQLITE_ROW) found = !strcmp((const char *)sqlite3_column_text(st, 1), c);
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* Bring a schema 2 to 5 database to 6 in one transaction (the costs table of 5 comes with SCHEMA's CREATE
+ * TABLE IF NOT EXISTS); 0 or an SQLite message (sqlite3_free it). */
 static char *migrate(sqlite3 *h)
 {
     char *msg = NULL;
     if (sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) return msg ? msg : sqlite3_mprintf("?");
-    int v = user_version(h);
+    int v = user_version(h); /* again, inside the transaction: another process may have migrated it */
     if ((v == 2 && sqlite3_exec(h, MIGRATE_2_TO_3, NULL, NULL, &msg) != SQLITE_OK) ||
-        ((v == 2 || v == 3) && (sqlite3_exec(h, MIGRATE_3_TO_4, NULL, NULL, &msg) != SQLITE_OK ||
-                                sqlite3_exec(h, "PRAGMA user_version = 4", NULL, NULL, &msg) != SQLITE_OK)) ||
+        ((v == 2 || v == 3) && sqlite3_exec(h, MIGRATE_3_TO_4, NULL, NULL, &msg) != SQLITE_OK) ||
+        (v >= 2 && v <= 5 && ((!has_column(h, "unit_stats", "store_read_bits") &&
+                               sqlite3_exec(h, MIGRATE_5_TO_6, NULL, NULL, &msg) != SQLITE_OK) ||
+                              sqlite3_exec(h, "PRAGMA user_version = 6", NULL, NULL, &msg) != SQLITE_OK)) ||
         sqlite3_exec(h, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
         sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
         return msg ? msg : sqlite3_mprintf("?");
@@ -173,8 +191,7 @@ int es_db_open(es_db **out, const char *path, es_err *e)
      * of its last commit (a read-only folder or filesystem keeps the rollback journal) */
     sqlite3_exec(db->h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
     char *msg = NULL;
-    /* schema 2 gains records.verdict and unit_stats.area_mm2, state_read_bits, state_write_bits;
-     * a newer one is refused */
+    /* schema 2 to 5 is migrated to 6 (migrate); a newer one is refused */
     sqlite3_stmt *st = NULL;
     int version = user_version(db->h);
     if (sqlite3_errcode(db->h) == SQLITE_NOTADB) {
@@ -202,7 +219,7 @@ int es_db_open(es_db **out, const char *path, es_err *e)
         es_db_close(db);
         return -1;
     }
-    if (version == 2 || version == 3) {
+    if (version >= 2 && version <= 5) {
         char *m = migrate(db->h);
         if (m) {
             es_fail(e, "%s: cannot migrate a schema %d database to schema %d: %s", path, version, SCHEMA_VERSION, m);
@@ -212,7 +229,7 @@ int es_db_open(es_db **out, const char *path, es_err *e)
         }
     }
     if (sqlite3_exec(db->h, SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(db->h, "PRAGMA user_version = 5", NULL, NULL, &msg) != SQLITE_OK) { /* SCHEMA_VERSION */
+        sqlite3_exec(db->h, "PRAGMA user_version = 6", NULL, NULL, &msg) != SQLITE_OK) { /* SCHEMA_VERSION */
         es_fail(e, "%s: cannot create the schema (is the path writable?): %s", path,
                 msg ? msg : "?");
         sqlite3_free(msg);
@@ -449,6 +466,7 @@ static int bind_unit(sqlite3_stmt *s3, int64_t run_id, const es_unit_rec *u, dou
     sqlite3_bind_double(s3, 17, u->ev.state_rd_bits);
     sqlite3_bind_double(s3, 18, u->ev.state_wr_bits);
     sqlite3_bind_double(s3, 19, u->ev.reg_bit_cycles);
+    sqlite3_bind_double(s3, 20, u->ev.store_bits);
     return sqlite3_step(s3) != SQLITE_DONE;
 }
 
@@ -515,7 +533,7 @@ int es_db_finish_run(es_db *db, int64_t run_id, double total_cycles, const es_se
     if ((db->nr || db->nt) && write_stream(db, e)) goto fail;
     if (sqlite3_prepare_v2(db->h, "INSERT INTO sequences VALUES(?,?,?,?,?,?,?,?,?,?)", -1, &s1, NULL) ||
         sqlite3_prepare_v2(db->h, TOK_SQL, -1, &s2, NULL) ||
-        sqlite3_prepare_v2(db->h, "INSERT INTO unit_stats VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        sqlite3_prepare_v2(db->h, "INSERT INTO unit_stats VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &s3, NULL) ||
         sqlite3_prepare_v2(db->h, "UPDATE runs SET status='complete', finished_utc=?, cycles=?,"
                                   " summary=? WHERE id=? AND status='running'", -1, &s4, NULL) ||
