@@ -4766,6 +4766,17 @@ def test_err_system():
         json.dump(sysf, open(p, "w"))
         expect_error(["run", "--system", p, "--prompt", "8", "--generate", "2", "--no-db", "--set", "clock_hz=2e9",
                       "--vcd", os.path.join(tmp, "x.vcd")], "--vcd", "system")
+    with tempfile.TemporaryDirectory() as tmp:  # a stage of two chips splitting experts: refused until simulated
+        sysf = json.load(open(SYSTEM_X2))
+        sysf["link"]["topology"] = "all_to_all"
+        moe = os.path.join(DATA, "tiny-moe")
+        chip = os.path.join(DATA, "tiny-chip.json")
+        sysf["chips"] = [{"chip": chip, "layers": [0, 3], "experts": [0, 7]},
+                         {"chip": chip, "layers": [0, 3], "experts": [8, 15]}]
+        p = os.path.join(tmp, "ep.json")
+        json.dump(sysf, open(p, "w"))
+        expect_error(["run", "--system", p, "--model", moe, "--prompt", "8", "--generate", "2", "--no-db"],
+                     "ep.json", "'chips'", "2 chips in 1 stages", "not simulated yet")
     expect_error(["run", "--system", SYSTEM_X2, "--chip", "hc1-class"], "--system or --chip", code=2)
 
 # ---- wafer-class baseline (issue 19 item 2: a wafer-scale part, weights in on-die SRAM) ----------

@@ -99,6 +99,10 @@ int load_system(const std::string &system, const std::string &model_spec, const 
     if (es_model_load(&L.m, model_spec.empty() ? L.sys.model : model_spec.c_str(), e)) return -1;
     L.have_m = true;
     if (es_system_check(&L.sys, &L.m, e)) return -1;
+    if (L.sys.n_stages != L.sys.n_chips)
+        return es_fail(e, "%s: key 'chips': %d chips in %d stages: a stage of several chips splitting the experts "
+                          "(all_to_all) is not simulated yet; give each chip its own layers", L.sys.path,
+                       L.sys.n_chips, L.sys.n_stages);
     if (es_chip_load(&L.c, L.sys.chips[0].chip.path, sv.data(), (int)sv.size(), e)) return -1;
     L.have_c = true;
     L.c.card_link = L.sys.chips[0].chip.card_link; /* the energy of the run's card links, by event */
