@@ -5511,15 +5511,16 @@ def test_sweep_baselines():
 
 
 def test_compare_baselines():
-    """compare --baselines: hc1-class beside h100-, h200- and b200-class on one workload (Llama-3.1-8B),
-    each GPU in its recipe (bf16, bf16, fp4); every figure of a row equals a single run of that chip with
+    """compare --baselines: hc1-class beside h100-, h200-, b200- and wafer-class on one workload (Llama-3.1-8B),
+    each in its recipe (bf16, bf16, fp4, bf16); every figure of a row equals a single run of that chip with
     that recipe (b200-class's fp4 differs from its own NVFP4 weights.*, so the recipe is seen to reach the
     runs); a --pair may name a recipe too, and a pair without its model or chip is a usage error."""
     wl = ("--prompt", "64", "--generate", "16")
     rows = json.loads(run("compare", "--baselines", "--json", *wl, "--streams", "4").stdout)
     got = [(r["model"], r["chip"], r.get("recipe")) for r in rows]
     expect(got == [("llama-3.1-8b", "hc1-class", None), ("llama-3.1-8b", "h100-class", "bf16"),
-                   ("llama-3.1-8b", "h200-class", "bf16"), ("llama-3.1-8b", "b200-class", "fp4")], f"rows {got}")
+                   ("llama-3.1-8b", "h200-class", "bf16"), ("llama-3.1-8b", "b200-class", "fp4"),
+                   ("llama-3.1-8b", "wafer-class", "bf16")], f"rows {got}")
     for r in rows[1:]:
         one = run_json("--no-db", "--chip", r["chip"], "--recipe", r["recipe"], *wl)
         load = run_json("--no-db", "--chip", r["chip"], "--recipe", r["recipe"], *wl, "--streams", "4")

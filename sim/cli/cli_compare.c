@@ -1,5 +1,5 @@
 /* cli_compare: `etchsim compare`: dense, MoE and SSM models on chips of equal
- * area, in one table (or, --baselines, hc1-class beside the GPU baselines). Each row's figures are read from `etchsim run --json`
+ * area, in one table (or, --baselines, hc1-class beside the GPU and wafer-scale baselines). Each row's figures are read from `etchsim run --json`
  * runs of that model and chip (this same binary, one process per run, as
  * SystemC elaborates one design per process), so they equal single runs:
  * one user at 1k/1k, the same workload at load (--streams users), and the KV
@@ -35,9 +35,10 @@ static const char *HELP =
     "                       olmoe-1b-7b:olmoe-1b-7b-class, falcon-mamba-7b:falcon-mamba-7b-class;\n"
     "                       RECIPE: the weight formats its runs time (--recipe of etchsim run;\n"
     "                       default the chip's weights.*)\n"
-    "  --baselines          hc1-class beside the GPU baselines on one workload, Llama-3.1-8B:\n"
-    "                       llama-3.1-8b:hc1-class, :h100-class:bf16, :h200-class:bf16 and\n"
-    "                       :b200-class:fp4 (instead of the default rows; --pair rows follow them)\n"
+    "  --baselines          hc1-class beside the GPU and wafer-scale baselines on one workload,\n"
+    "                       Llama-3.1-8B: llama-3.1-8b:hc1-class, :h100-class:bf16, :h200-class:bf16,\n"
+    "                       :b200-class:fp4 and :wafer-class:bf16 (instead of the default rows;\n"
+    "                       --pair rows follow them)\n"
     "  --prompt N, --generate M            the one-user and at-load runs (default 1024 / 1024)\n"
     "  --streams S          users at load (default 8)\n"
     "  --eval-prompt N, --eval-generate M  rule-evaluation sizes for capacity (default 150 / 4)\n"
@@ -111,8 +112,9 @@ static int parse_compare(int argc, char **argv, compare_args *c)
     static const char *defaults[3] = {"llama-3.1-8b:hc1-class", "olmoe-1b-7b:olmoe-1b-7b-class",
                                       "falcon-mamba-7b:falcon-mamba-7b-class"};
     /* --baselines: one workload on hc1-class and on each GPU baseline in its serving formats (their .md files) */
-    static const char *baselines[4] = {"llama-3.1-8b:hc1-class", "llama-3.1-8b:h100-class:bf16",
-                                       "llama-3.1-8b:h200-class:bf16", "llama-3.1-8b:b200-class:fp4"};
+    static const char *baselines[5] = {"llama-3.1-8b:hc1-class", "llama-3.1-8b:h100-class:bf16",
+                                       "llama-3.1-8b:h200-class:bf16", "llama-3.1-8b:b200-class:fp4",
+                                       "llama-3.1-8b:wafer-class:bf16"};
     memset(c, 0, sizeof *c);
     c->prompt = "1024", c->gen = "1024", c->eprompt = "150", c->egen = "4", c->streams = "8";
     static const es_opt opts[8] = {{"json", ES_OPT_FLAG, 0, 0, 0},           {"pair", ES_OPT_STR, 0, 0, 1},
@@ -124,7 +126,7 @@ static int parse_compare(int argc, char **argv, compare_args *c)
     if (n < 0) return n == -2 ? 0 : 2;
     for (int k = 0; k < n; k++) /* the baselines first, whereever --baselines stands */
         if (items[k].opt == 7 && !c->n_pairs)
-            for (int i = 0; i < 4; i++) c->pairs[c->n_pairs++] = baselines[i];
+            for (int i = 0; i < 5; i++) c->pairs[c->n_pairs++] = baselines[i];
     for (int k = 0; k < n; k++) {
         const char *v = items[k].val;
         switch (items[k].opt) {
