@@ -5815,6 +5815,7 @@ def test_split_errors():
         expect_error([*base, "--split", "-o", os.path.join(tmp, "none")], "-o expects an existing folder", code=2)
         expect_error([*base, "--split"], "--split needs -o DIR", code=2)
         expect_error([*base, "--link-bw", "1e9", "-o", f], "needs --split", "--link-bw", code=2)
+        expect_error([*base, "--split", "-o", tmp, "--name", "n" * 61], "--name " + "n" * 61, "at most 60 characters")
         expect(os.listdir(tmp) == ["file.json"], f"a refused split wrote {os.listdir(tmp)}")
 
 

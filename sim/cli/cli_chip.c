@@ -165,11 +165,14 @@ static cJSON *system_tree(const es_split *s, const char *tmpl, const char *model
     cJSON *j = cJSON_CreateObject();
     char text[1024];
     cJSON_AddStringToObject(j, "name", s->name);
-    snprintf(text, sizeof text, "The fewest chips of %.1f mm2 derived from %s that hold %s (etchsim chip derive --split): "
-             "a chip holds at most %d layers with the embedding table, %d in the middle, %d with the final norm and LM "
-             "head; the layers spread as evenly as that allows, one layer pipeline over a chain of card links.",
-             s->area_mm2, tmpl, model, s->cap_first, s->cap_mid,
-             s->cap_last);
+    if (s->n_chips == 1)
+        snprintf(text, sizeof text, "%s fits one chip of %.1f mm2 derived from %s (etchsim chip derive --split).", model,
+                 s->area_mm2, tmpl);
+    else
+        snprintf(text, sizeof text, "The fewest chips of %.1f mm2 derived from %s that hold %s (etchsim chip derive "
+                 "--split): a chip holds at most %d layers with the embedding table, %d in the middle, %d with the final "
+                 "norm and LM head; the layers spread as evenly as that allows, one layer pipeline over a chain of card "
+                 "links.", s->area_mm2, tmpl, model, s->cap_first, s->cap_mid, s->cap_last);
     cJSON_AddStringToObject(j, "description", text);
     cJSON_AddStringToObject(j, "model", model);
     cJSON *l = cJSON_AddObjectToObject(j, "link");
@@ -232,8 +235,8 @@ static int write_split(const derive_args *a, const es_model *m, const es_chip *t
             if (s.chips[i].part == p) printf(" chips[%d] (layers %d-%d)", i, s.chips[i].first, s.chips[i].last);
         printf("\n");
     }
-    printf("wrote %s: %s, %d chips of %.1f mm2 holding %s's %lld layers, card link %.6g bit/s, %.6g ns, %.6g pJ/bit\n",
-           sys_path, s.name, s.n_chips, s.area_mm2, m->name, (long long)m->layers, s.link_bits_per_s, s.link_latency_ns,
+    printf("wrote %s: %s, %d chip%s of %.1f mm2 holding %s's %lld layers, card link %.6g bit/s, %.6g ns, %.6g pJ/bit\n",
+           sys_path, s.name, s.n_chips, s.n_chips == 1 ? "" : "s", s.area_mm2, m->name, (long long)m->layers, s.link_bits_per_s, s.link_latency_ns,
            s.link_pj_per_bit);
 out:
     if (tree) cJSON_Delete(tree);

@@ -473,6 +473,8 @@ int es_chip_split(const es_model *m, const es_chip *t, const es_split_opts *o, e
     splitter x = {m, t, s, ""};
     snprintf(x.dir, sizeof x.dir, "%s", o->dir ? o->dir : ".");
     snprintf(s->name, sizeof s->name, "%.40s-%.38s", m->name, t->name);
+    if (o->name && strlen(o->name) > 60)
+        return es_fail(e, "chip derive --split: --name %s: at most 60 characters (its chips are NAME-partK)", o->name);
     if (o->name) snprintf(s->name, sizeof s->name, "%s", o->name);
     s->area_mm2 = o->area_mm2;
     int L = (int)m->layers, one = 0, rc = -1;
