@@ -5660,6 +5660,166 @@ def test_db_store_unit():
            f"readers' bits {readers}, store row {dict(s_)}")
     expect(rom == [], "a ROM chip's run has a store row")
 
+
+# ---- h/split: chip derive --split, the fewest chips of a template's area holding a model (issue 20 item 2) ----
+
+def split_hand_count(template, model):
+    """Chips of the template's area that a model needs, by hand from ROM density: the model's bits in the chip
+    file's weights.* formats (scales included) over the ROM bits one chip of the template's area holds after its
+    other parts. Reads only the chip, process, model and lane-synthesis files. Returns (N, the area, the layers)."""
+    def v(n):
+        return n["value"] if isinstance(n, dict) and "value" in n else n
+    with open(os.path.join(MODELS, "chips", template + ".json")) as f:
+        chip = json.load(f)
+    with open(os.path.join(MODELS, "process", v(chip["process"]) + ".json")) as f:
+        proc = json.load(f)
+    with open(os.path.join(ROOT, "rtl-ref", v(chip["area"]["lane_rtl"]) + ".json")) as f:
+        synth = json.load(f)
+    with open(os.path.join(MODELS, "llm", model, "config.json")) as f:
+        cfg = json.load(f)
+    w = chip["weights"]
+
+    def bits(role, rows, cols):
+        r = w["roles"].get(role, w["default"])
+        elems, nbytes = BLOCK[v(r["format"])](v(r.get("group", w["default"]["group"])))
+        return rows * -(-cols // elems) * nbytes * 8
+    H, F, V, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+    hd = cfg.get("head_dim", H // cfg["num_attention_heads"])
+    Q, KV = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+    layer = (bits("attn_norm", 1, H) + bits("attn_q", Q, H) + bits("attn_k", KV, H) + bits("attn_v", KV, H) +
+             bits("attn_o", H, Q) + bits("ffn_norm", 1, H) + bits("ffn_gate", F, H) + bits("ffn_up", F, H) +
+             bits("ffn_down", H, F))
+    embed, head = bits("embed", V, H), bits("lm_head", V, H) + bits("out_norm", 1, H)
+    # densities: um2 per ROM bit (a select cell holds cell_bits), per SRAM bit; transistors per um2 of logic
+    pv = lambda k: v(proc[k])
+    t, hdr, a, kv = chip["tile"], chip["head"], chip["area"], chip["kv"]
+    cell_bits = v(t["lanes"]["cell_bits"])
+    rom_bit = pv("rom_cell_um2") / pv("rom_array_efficiency") / cell_bits
+    sram_bit = pv("sram_bitcell_um2") / pv("sram_array_efficiency")
+    tr_um2 = pv("logic_mtr_per_mm2") * pv("logic_utilization")
+    lane_tr = next(c["transistors_per_lane_cell"] for c in synth["lane_cells"] if c["cell_bits"] == cell_bits)
+    rom = lambda r: v(r["banks"]) * v(r["rows"]) * v(r["row_bits"])
+    vec = v(t["vector"]["elems_per_cycle"]) * v(a["vector_transistors_per_elem"])
+    attn = v(t["attention"]["positions_per_cycle"]) * v(a["attention_transistors_per_position"])
+    ctrl = v(a["control_transistors_per_tile"])
+    sampler = v(hdr["sampler"]["elems_per_cycle"]) * v(a["sampler_transistors_per_elem"])
+    io = v(a["io_mm2"]) * 1e6
+    # the template's own area: its geometry holding llama-3.1-8b (32 layers)
+    tiles8 = 32
+    area = ((tiles8 * rom(t["rom"]) + rom(hdr["embed_rom"]) + rom(hdr["lm_rom"])) * rom_bit +
+            tiles8 * v(kv["bytes_per_tile"]) * 8 * sram_bit +
+            ((tiles8 * v(t["lanes"]["count"]) + v(hdr["lanes"]["count"])) * lane_tr + (tiles8 + 1) * (vec + ctrl) +
+             tiles8 * attn + sampler) / tr_um2 + io)
+    # a ROM bit with its lane cells (at the template's lane cells per ROM bit, the tile's or the head's)
+    per_bit = rom_bit + v(t["lanes"]["count"]) / rom(t["rom"]) * lane_tr / tr_um2
+    head_bit = rom_bit + v(hdr["lanes"]["count"]) / rom(hdr["lm_rom"]) * lane_tr / tr_um2
+    # the other parts, as ROM bits they displace: each layer's vector unit, attention engine, control and one
+    # sequence's KV (slot_context positions of K and V); the two ends' vector unit, control and the sampler
+    kv_min = v(kv["slot_context"]) * 2 * KV * v(kv["element_bits"]) * sram_bit
+    other = L * ((vec + ctrl + attn) / tr_um2 + kv_min) + (2 * (vec + ctrl) + sampler) / tr_um2
+    model_bits = L * layer + embed * rom_bit / per_bit + head * head_bit / per_bit + other / per_bit
+    chip_bits = (area - io) / per_bit  # what one chip holds after its I/O
+    return math.ceil(model_bits / chip_bits), area / 1e6, L, (L * layer + embed + head) / 1e9, model_bits / chip_bits
+
+
+def split_system(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_split_70b_card_count():
+    """chip derive --split for Llama-3.1-70B from hc1-class writes the number of chips a hand count from ROM
+    density gives (the model's 3/6-bit bits with scales over the ROM bits one chip of hc1-class's area holds after
+    its other parts), each layer on exactly one chip in order, the ends holding the embedding table and the head;
+    the shipped files are what the command writes."""
+    n, area, L, gbit, ratio = split_hand_count("hc1-class", "llama-3.1-70b")
+    expect(n == 6 and L == 80 and abs(gbit - 234.4816) < 1e-3 and 5.5 < ratio < 5.9,
+           f"hand count: {n} chips ({ratio:.3f}) of {area:.3f} mm2 for {gbit:.4f} Gbit")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = run("chip", "derive", "--model", "llama-3.1-70b", "--like", "hc1-class", "--split", "--name",
+                "llama-3.1-70b-hc1", "-o", tmp)
+        sys_path = os.path.join(tmp, "llama-3.1-70b-hc1.json")
+        expect(f"wrote {sys_path}: llama-3.1-70b-hc1, {n} chips of {area:.1f} mm2" in p.stdout, p.stdout)
+        s = split_system(sys_path)
+        chips = s["chips"]
+        expect(len(chips) == n, f"{len(chips)} chips written, {n} by hand")
+        covered = [layer for c in chips for layer in range(c["layers"][0], c["layers"][1] + 1)]
+        expect(covered == list(range(L)), f"layer ranges {[c['layers'] for c in chips]} do not cover 0..{L - 1} once")
+        sizes = [c["layers"][1] - c["layers"][0] + 1 for c in chips]
+        expect(max(sizes) - min(sizes) <= 3 and len(set(c["chip"] for c in chips[1:-1])) == 1,
+               f"layers per chip {sizes}, middle chips {[c['chip'] for c in chips]}")
+        link = s["link"]
+        expect(link["bandwidth_bits_per_s"]["value"] == 64e9 * 8 and link["latency_ns"]["value"] == 500 and
+               link["energy_pj_per_bit"]["value"] == 5 and "PCIe Gen5 x16" in link["bandwidth_bits_per_s"]["source"],
+               f"the link is not hc1-class's host link: {link}")
+        for c in chips:
+            with open(os.path.join(tmp, c["chip"])) as f:
+                made = json.load(f)
+            with open(os.path.join(MODELS, "chips", c["chip"])) as f:
+                shipped = json.load(f)
+            expect(made == shipped, f"models/chips/{c['chip']} is not what chip derive --split writes")
+        shipped = split_system(os.path.join(MODELS, "systems", "llama-3.1-70b-hc1.json"))
+        expect([c["layers"] for c in shipped["chips"]] == [c["layers"] for c in chips] and
+               [os.path.basename(c["chip"]) for c in shipped["chips"]] == [c["chip"] for c in chips] and
+               shipped["link"] == s["link"], "models/systems/llama-3.1-70b-hc1.json is not what the command writes")
+        # each chip of the system reaches, and does not pass, the area (area --json of each part on its slice)
+        j = run_json("--no-db", "--system", sys_path, "--prompt", "8", "--generate", "2")
+        for k, c in enumerate(j["system"]["chips"]):
+            expect(abs(c["area_mm2"] - area) < 0.05 and c["kv_max_used"] > 0, f"chips[{k}]: {c}")
+
+
+def test_split_small_runs():
+    """--split of stories260K at 30 mm2 (hc1-class's template): the fewest chips, as the tile fits one layer and
+    the ends their tables; the link as given on the command line, with that as its source; chips alike share a
+    file; the system runs and gives the tokens of one chip holding the whole model (functional mode)."""
+    model = stories()
+    with tempfile.TemporaryDirectory() as tmp:
+        p = run("chip", "derive", "--model", model, "--split", "--area", "30", "--name", "st", "-o", tmp,
+                "--link-bw", "1e10", "--link-latency-ns", "2000", "--link-pj-per-bit", "7")
+        s = split_system(os.path.join(tmp, "st.json"))
+        layers = [c["layers"] for c in s["chips"]]
+        # at most two layers a chip at 30 mm2, one beside the head: 2 + 2 + 1
+        expect(layers == [[0, 1], [2, 3], [4, 4]], f"layers {layers}: {p.stdout}")
+        covered = [x for a, b in layers for x in range(a, b + 1)]
+        expect(covered == list(range(5)), f"layers {layers}")
+        files = sorted(f for f in os.listdir(tmp) if f.startswith("st-part"))
+        expect(files == [f"st-part{k}.json" for k in range(1, len(files) + 1)] and
+               len(files) == len(set(c["chip"] for c in s["chips"])), f"files {files}, chips {s['chips']}")
+        link = s["link"]
+        expect(link["bandwidth_bits_per_s"] == {"value": 1e10, "source": "given: chip derive --split --link-bw 1e+10"}
+               and link["latency_ns"]["value"] == 2000 and link["energy_pj_per_bit"]["value"] == 7, f"link {link}")
+        # one chip holding it all: the default area
+        one = os.path.join(tmp, "one")
+        os.mkdir(one)
+        run("chip", "derive", "--model", model, "--split", "--name", "one", "-o", one)
+        o = split_system(os.path.join(one, "one.json"))
+        expect([c["layers"] for c in o["chips"]] == [[0, 4]], f"at hc1-class's area: {o['chips']}")
+        args = ["--no-db", "--mode", "functional", "--weights", model, "--prompt", "6", "--generate", "4"]
+        a = run_json(*args, "--system", os.path.join(tmp, "st.json"))
+        b = run_json(*args, "--system", os.path.join(one, "one.json"))
+        ta, tb = a["functional"]["output_ids"], b["functional"]["output_ids"]
+        expect(len(ta) == 4 and ta == tb and len(a["system"]["chips"]) == len(layers), f"split {ta} against one chip {tb}")
+
+
+def test_split_errors():
+    """chip derive --split refuses, each with one clear error: an area that cannot hold one layer with the head
+    (naming the area each needs), an -o that is not a folder, --split without -o, a link option without --split."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = ["chip", "derive", "--model", "llama-3.1-70b", "--like", "hc1-class"]
+        expect_error([*base, "--split", "--area", "150", "-o", tmp], "a chip of 150.0 mm2 derived from hc1-class "
+                     "cannot hold even one layer of llama-3.1-70b with its final norm and LM head",
+                     "needs 206.9 mm2 before any KV SRAM", "give a larger --area")
+        f = os.path.join(tmp, "file.json")
+        with open(f, "w") as fh:
+            fh.write("{}")
+        expect_error([*base, "--split", "-o", f], "-o expects an existing folder", f, code=2)
+        expect_error([*base, "--split", "-o", os.path.join(tmp, "none")], "-o expects an existing folder", code=2)
+        expect_error([*base, "--split"], "--split needs -o DIR", code=2)
+        expect_error([*base, "--link-bw", "1e9", "-o", f], "needs --split", "--link-bw", code=2)
+        expect_error([*base, "--split", "-o", tmp, "--name", "n" * 61], "--name " + "n" * 61, "at most 60 characters")
+        expect(os.listdir(tmp) == ["file.json"], f"a refused split wrote {os.listdir(tmp)}")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

@@ -1,6 +1,6 @@
 /* cli_chip: `etchsim chip derive` (the derivation is es_chip_derive, sim/core/es_derive.c: this
  * parses the options, writes the derived chip and says what it is) and `etchsim chip keys`. */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "cli_chip.h"
 #include "cli_opts.h"
 #include <cjson/cJSON.h>
@@ -12,9 +12,11 @@
 #include "es_derive.h"
 #include "es_fs.h"
 #include "es_model.h"
+#include "es_system.h"
 
 static const char *HELP =
     "usage: etchsim chip derive --model M --like CHIP [--area MM2] [-o FILE]\n"
+    "       etchsim chip derive --model M --like CHIP --split [--area MM2] -o DIR\n"
     "       etchsim chip keys\n"
     "\n"
     "chip keys: every key of a chip file and of a process table, with its type and the\n"
@@ -28,12 +30,28 @@ static const char *HELP =
     "(state SRAM for a state-space model). Every derived number carries its\n"
     "derivation as its source.\n"
     "\n"
+    "chip derive --split: the fewest chips of that area that hold M, each a\n"
+    "contiguous range of its layers (the first also the embedding table, the last\n"
+    "the final norm and LM head), each derived as above for its layers; written to\n"
+    "DIR as NAME-part1.json, NAME-part2.json, ... (chips alike share one file) with\n"
+    "the system file joining them by a chain of card links (DIR/NAME.json, or\n"
+    "--system-file). The link is the template's host link unless given.\n"
+    "\n"
     "options:\n"
     "  --model M        the model (name, config.json or GGUF)\n"
     "  --like CHIP      the template chip (default hc1-class)\n"
     "  --area MM2       the die area to reach (mm2)\n"
     "  --name NAME      the derived chip's name (default: MODEL-class)\n"
-    "  -o FILE          write here (default: standard output)\n"
+    "  -o FILE          write here (default: standard output); with --split, a folder\n"
+    "  --split          split M over the fewest chips of the area (see above)\n"
+    "  --name NAME      with --split: the system's name, its chips NAME-partK\n"
+    "                   (default: MODEL-CHIP)\n"
+    "  --system-file F  with --split: where the system file goes (default DIR/NAME.json)\n"
+    "  --link-bw B      with --split: the card link's bits/s per direction\n"
+    "                   (default: the template's host.bandwidth_bytes_per_s x 8)\n"
+    "  --link-latency-ns NS  the card link's latency (default: the template's host.latency_ns)\n"
+    "  --link-pj-per-bit PJ  the card link's energy per bit (default: the template's\n"
+    "                   process energy.host_pj_per_bit)\n"
     "  -h, --help       this text\n";
 
 static int usage(const char *msg, const char *arg) { return es_opt_usage("chip", msg, arg); }
@@ -87,6 +105,9 @@ static void print_keys(void)
 typedef struct derive_args {
     const char *model, *like, *out; /* --model, --like, -o (NULL: standard output) */
     es_derive_opts o;               /* --area, --name and the output */
+    int split;                      /* --split */
+    const char *system_file;        /* --system-file */
+    es_split_opts so;               /* --split's: --area, --name, -o, --link-* */
 } derive_args;
 
 /* chip derive's options into a: -1 to go on, else the exit code (0 after --help, 2 on a usage error). */
@@ -94,10 +115,15 @@ static int parse_derive(int argc, char **argv, derive_args *a)
 {
     memset(a, 0, sizeof *a);
     a->like = "hc1-class";
-    static const es_opt opts[5] = {{"model", ES_OPT_STR, 0, 0, 0}, {"like", ES_OPT_STR, 0, 0, 0}, {"o", ES_OPT_STR, 0, 0, 0},
-                                   {"name", ES_OPT_STR, 0, 0, 0},  {"area", ES_OPT_REAL, 1e-3, 1e6, 0}};
+    static const es_opt opts[10] = {{"model", ES_OPT_STR, 0, 0, 0},        {"like", ES_OPT_STR, 0, 0, 0},
+                                    {"o", ES_OPT_STR, 0, 0, 0},            {"name", ES_OPT_STR, 0, 0, 0},
+                                    {"area", ES_OPT_REAL, 1e-3, 1e6, 0},   {"split", ES_OPT_FLAG, 0, 0, 0},
+                                    {"system-file", ES_OPT_STR, 0, 0, 0},  {"link-bw", ES_OPT_REAL, 1e3, 1e15, 0},
+                                    {"link-latency-ns", ES_OPT_REAL, 0, 1e9, 0}, {"link-pj-per-bit", ES_OPT_REAL, 0, 1e6, 0}};
     es_optarg *items = NULL;
-    int n = es_opts_parse("chip derive", argc, argv, opts, 5, 0, HELP, &items);
+    a->so.link_bits_per_s = a->so.link_latency_ns = a->so.link_pj_per_bit = -1;
+    const char *split_only = NULL;
+    int n = es_opts_parse("chip derive", argc, argv, opts, 10, 0, HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
     for (int k = 0; k < n; k++) {
         const char *v = items[k].val;
@@ -107,12 +133,116 @@ static int parse_derive(int argc, char **argv, derive_args *a)
         case 2: a->out = v; break;
         case 3: a->o.name = v; break;
         case 4: a->o.area_mm2 = items[k].real; break;
+        case 5: a->split = 1; break;
+        case 6: a->system_file = v, split_only = "--system-file"; break;
+        case 7: a->so.link_bits_per_s = items[k].real, split_only = "--link-bw"; break;
+        case 8: a->so.link_latency_ns = items[k].real, split_only = "--link-latency-ns"; break;
+        case 9: a->so.link_pj_per_bit = items[k].real, split_only = "--link-pj-per-bit"; break;
         }
     }
     free(items);
     if (!a->model) return usage("--model is required", NULL);
+    if (split_only && !a->split) return usage("this option needs --split:", split_only);
+    if (a->split && !a->out) return usage("--split needs -o DIR, the folder the chips and the system file go to", NULL);
     a->o.out = a->out;
+    a->so.area_mm2 = a->o.area_mm2;
+    a->so.name = a->o.name;
+    a->so.dir = a->out;
     return -1;
+}
+
+/* A {"value": v, "source": src} member. */
+static void add_sourced(cJSON *obj, const char *key, cJSON *v, const char *src)
+{
+    cJSON *w = cJSON_AddObjectToObject(obj, key);
+    cJSON_AddItemToObject(w, "value", v);
+    cJSON_AddStringToObject(w, "source", src);
+}
+
+/* The system file's tree: the split's chips, each by its file's path from the system file's folder (refs). */
+static cJSON *system_tree(const es_split *s, const char *tmpl, const char *model, char (*refs)[1100])
+{
+    cJSON *j = cJSON_CreateObject();
+    char text[1024];
+    cJSON_AddStringToObject(j, "name", s->name);
+    if (s->n_chips == 1)
+        snprintf(text, sizeof text, "%s fits one chip of %.1f mm2 derived from %s (etchsim chip derive --split).", model,
+                 s->area_mm2, tmpl);
+    else
+        snprintf(text, sizeof text, "The fewest chips of %.1f mm2 derived from %s that hold %s (etchsim chip derive "
+                 "--split): a chip holds at most %d layers with the embedding table, %d in the middle, %d with the final "
+                 "norm and LM head; the layers spread as evenly as that allows, one layer pipeline over a chain of card "
+                 "links.", s->area_mm2, tmpl, model, s->cap_first, s->cap_mid, s->cap_last);
+    cJSON_AddStringToObject(j, "description", text);
+    cJSON_AddStringToObject(j, "model", model);
+    cJSON *l = cJSON_AddObjectToObject(j, "link");
+    add_sourced(l, "topology", cJSON_CreateString("chain"), "chip derive --split: a layer pipeline, each chip sending "
+                "to the next and the last the sampled token back to the first");
+    add_sourced(l, "bandwidth_bits_per_s", cJSON_CreateNumber(s->link_bits_per_s), s->link_src[0]);
+    add_sourced(l, "latency_ns", cJSON_CreateNumber(s->link_latency_ns), s->link_src[1]);
+    add_sourced(l, "energy_pj_per_bit", cJSON_CreateNumber(s->link_pj_per_bit), s->link_src[2]);
+    cJSON *chips = cJSON_AddArrayToObject(j, "chips");
+    for (int i = 0; i < s->n_chips; i++) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "chip", refs[s->chips[i].part]);
+        int r[2] = {s->chips[i].first, s->chips[i].last};
+        cJSON_AddItemToObject(c, "layers", cJSON_CreateIntArray(r, 2));
+        cJSON_AddItemToArray(chips, c);
+    }
+    return j;
+}
+
+/* chip derive --split: derive the chips, write them and the system file, load the system back and check it holds
+ * the model, and say what was written. */
+static int write_split(const derive_args *a, const es_model *m, const es_chip *t, es_err *e)
+{
+    es_split s;
+    if (es_chip_split(m, t, &a->so, &s, e)) return -1;
+    char sys_path[1100], sys_dir[1100], (*refs)[1100] = calloc((size_t)s.n_parts, sizeof *refs);
+    cJSON *tree = NULL;
+    es_cfg sys = {0};
+    int rc = -1;
+    if (!refs) goto out;
+    snprintf(sys_path, sizeof sys_path, "%s/%s.json", a->out, s.name);
+    if (a->system_file) snprintf(sys_path, sizeof sys_path, "%s", a->system_file);
+    snprintf(sys_dir, sizeof sys_dir, "%s", sys_path);
+    char *slash = strrchr(sys_dir, '/');
+    if (slash) slash[slash == sys_dir] = 0;
+    else snprintf(sys_dir, sizeof sys_dir, ".");
+    for (int p = 0; p < s.n_parts; p++) {
+        char path[1200], real[4096];
+        snprintf(path, sizeof path, "%s/%s.json", a->out, s.parts[p].name);
+        if (write_cfg(&s.parts[p].cfg, path, e)) goto out;
+        if (!realpath(path, real) || es_relpath(real, sys_dir, refs[p], sizeof refs[p])) {
+            es_fail(e, "%s: cannot name it from the system file's folder %s", path, sys_dir);
+            goto out;
+        }
+    }
+    tree = system_tree(&s, t->name, a->model, refs);
+    sys.root = tree;
+    if (write_cfg(&sys, sys_path, e)) goto out;
+    es_system check; /* what was written loads and holds the model */
+    if (es_system_load(&check, sys_path, NULL, 0, e)) goto out;
+    rc = es_system_check(&check, m, e);
+    es_system_free(&check);
+    if (rc) goto out;
+    for (int p = 0; p < s.n_parts; p++) {
+        const es_derived *d = &s.parts[p];
+        printf("wrote %s/%s.json: %lld layers of %s (%lld lane cells and %lld x %lld ROM, %lld KiB KV SRAM per tile), "
+               "%.1f mm2 (target %.1f), for", a->out, d->name, (long long)d->tiles, m->name, (long long)d->lanes,
+               (long long)d->banks, (long long)d->rows, (long long)(d->kv_bytes / 1024), d->area.total_mm2, d->area_mm2);
+        for (int i = 0; i < s.n_chips; i++)
+            if (s.chips[i].part == p) printf(" chips[%d] (layers %d-%d)", i, s.chips[i].first, s.chips[i].last);
+        printf("\n");
+    }
+    printf("wrote %s: %s, %d chip%s of %.1f mm2 holding %s's %lld layers, card link %.6g bit/s, %.6g ns, %.6g pJ/bit\n",
+           sys_path, s.name, s.n_chips, s.n_chips == 1 ? "" : "s", s.area_mm2, m->name, (long long)m->layers, s.link_bits_per_s, s.link_latency_ns,
+           s.link_pj_per_bit);
+out:
+    if (tree) cJSON_Delete(tree);
+    free(refs);
+    es_split_free(&s);
+    return rc;
 }
 
 /* Derive, write and say what was written. */
@@ -121,6 +251,9 @@ static int cmd_derive(int argc, char **argv)
     derive_args a;
     int code = parse_derive(argc, argv, &a);
     if (code >= 0) return code;
+    if (a.split && !es_is_dir(a.out))
+        return usage("--split writes its chips and the system file into a folder: -o expects an existing folder, got",
+                     a.out);
     es_err e = {{0}};
     es_model m;
     es_chip t;
@@ -130,6 +263,10 @@ static int cmd_derive(int argc, char **argv)
     have_m = 1;
     if (es_chip_load(&t, a.like, NULL, 0, &e)) goto out;
     have_t = 1;
+    if (a.split) {
+        rc = write_split(&a, &m, &t, &e) ? 1 : 0;
+        goto out;
+    }
     if (es_chip_derive(&m, &t, &a.o, &d, &e)) goto out;
     have_d = 1;
     if (write_cfg(&d.cfg, a.out, &e)) goto out;

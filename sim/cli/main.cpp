@@ -53,7 +53,7 @@ const char *USAGE =
     "  rom      build, inspect and verify mask-ROM images of quantized weights\n"
     "  infer    run the FP32 reference forward pass on a real model (no chip): tokens and logits\n"
     "  dataset  write the demo dataset of card transactions\n"
-    "  chip     derive a chip configuration for a model; list every chip and process key\n"
+    "  chip     derive a chip for a model, or (--split) the chips and system file holding it; list every key\n"
     "  compare  dense, MoE and SSM models on chips of equal area, in one table\n"
     "  sweep    run a grid of configurations in parallel processes, merged into one database\n"
     "  budget   check a logged run against latency, throughput and energy budgets (CI)\n"

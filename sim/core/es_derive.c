@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "es_fs.h"
 #include "es_map.h"
@@ -199,10 +200,12 @@ static int size_sram(deriv *x, double area, es_err *e)
     int64_t need = m->ssm_state > 0 ? (es_chip_state_bits(dc, m) * lpt + 7) / 8
                                     : (es_chip_kv_bits_per_pos(dc, m) * dc->kv.slot_context * lpt + 7) / 8;
     const char *what = m->ssm_state > 0 ? "state" : "KV";
-    if (bytes < need)
+    if (bytes < need) {
+        d->area_short = 1;
         return es_fail(e, "--area %.1f mm2: %s on %s-derived tiles needs %.1f mm2 before any %s SRAM, and one "
                           "sequence needs %lld bytes per tile; the derived chip exceeds --area", area, m->name,
                        t->name, rest, what, (long long)need);
+    }
     d->kv_bytes = bytes;
     snprintf(x->src, sizeof x->src, "derived for %s: the area left to reach %.1f mm2 (%.1f mm2 of ROM, lanes, logic "
              "and I/O) is %.2f mm2 of %s SRAM, over %lld tiles, at %s's bit cell and array efficiency, in whole KiB",
@@ -212,6 +215,8 @@ static int size_sram(deriv *x, double area, es_err *e)
 
 /* Whether the derived chip holds the model: the placement table's typed fit (its message when not). */
 static int derived_fits(const deriv *x, es_err *e) { return es_map_check(&x->map, e); }
+
+int es_derive_default_area(const es_chip *t, double *mm2, es_err *e) { return target_area(t, 0, mm2, e); }
 
 int es_chip_derive(const es_model *m, const es_chip *t, const es_derive_opts *o, es_derived *d, es_err *e)
 {
@@ -245,4 +250,265 @@ void es_derived_free(es_derived *d)
 {
     es_chip_free(&d->chip);
     es_cfg_free(&d->cfg);
+}
+
+/* ---- chip derive --split (es_chip_split) ---- */
+
+typedef struct splitter {
+    const es_model *m;
+    const es_chip *t;
+    es_split *s;
+    char dir[1024]; /* the parts' folder */
+} splitter;
+
+/* Derive the chip for layers [first, last] of the model (with the embedding table and the head as asked) into d:
+ * 0; 1 when the area is too small for it (d and e hold nothing); -1 on another error (e). */
+static int derive_slice(const splitter *x, int first, int last, int embed, int head, es_derived *d, es_err *e)
+{
+    es_model sm;
+    if (es_model_slice(x->m, first, last, embed, head, &sm, e)) return -1;
+    char out[1200], name[96];
+    snprintf(name, sizeof name, "%s-part", x->s->name); /* each part is renamed once they are told apart */
+    snprintf(out, sizeof out, "%s/%s.json", x->dir, name);
+    es_derive_opts o = {x->s->area_mm2, name, out};
+    int rc = es_chip_derive(&sm, x->t, &o, d, e);
+    es_model_free(&sm);
+    return rc && d->area_short ? 1 : rc;
+}
+
+/* The most layers (0..L) a chip of one kind holds: the first (embed), a middle one, the last (head); the fit only
+ * gets harder with more layers, so a bisection finds it. -1 on an error other than the area's. */
+static int layer_cap(const splitter *x, int embed, int head, int *cap, es_err *e)
+{
+    int lo = 0, hi = (int)x->m->layers, L = hi; /* lo fits (0: none), hi + 1 does not */
+    while (lo < hi) {
+        int k = (lo + hi + 1) / 2, first = head && !embed ? L - k : 0;
+        es_derived d;
+        int rc = derive_slice(x, first, first + k - 1, embed, head, &d, e);
+        if (rc < 0) return -1;
+        if (rc == 0) es_derived_free(&d);
+        if (rc == 0) lo = k;
+        else hi = k - 1;
+    }
+    *cap = lo;
+    return 0;
+}
+
+/* Layers per chip for n >= 2 chips under the caps (es_chip_split's rule): 0, or -1 when the caps cannot hold them. */
+static int spread(const es_split *s, int L, int n, int *count)
+{
+    int h, sum = 0;
+    for (h = 1; h <= L; h++) {
+        sum = 0;
+        for (int i = 0; i < n; i++) {
+            int cap = i == 0 ? s->cap_first : i == n - 1 ? s->cap_last : s->cap_mid;
+            count[i] = cap < h ? cap : h;
+            sum += count[i];
+        }
+        if (sum >= L) break;
+    }
+    if (sum < L) return -1;
+    /* the surplus back one layer at a time from the chip nearest its cap (the least area left for KV SRAM), ties
+       going to the last (which also runs the LM head), the first, then the middle ones from the back */
+    for (; sum > L; sum--) {
+        int best = -1, best_room = 0;
+        for (int k = 0; k < n; k++) {
+            int i = k == 0 ? n - 1 : k == 1 ? 0 : n - k;
+            int room = (i == 0 ? s->cap_first : i == n - 1 ? s->cap_last : s->cap_mid) - count[i];
+            if (count[i] > 1 && (best < 0 || room < best_room)) best = i, best_room = room;
+        }
+        if (best < 0) return -1;
+        count[best]--;
+    }
+    return sum == L ? 0 : -1;
+}
+
+/* Free the parts derived so far. */
+static void drop_parts(es_split *s)
+{
+    for (int i = 0; i < s->n_parts; i++) es_derived_free(&s->parts[i]);
+    s->n_parts = 0;
+}
+
+/* Derive each chip of an n-chip split: 0; 1 when a chip's slice does not reach the area after all (its layers
+ * differ from those the caps were measured on); -1 on another error. Chips whose derived trees are the same are
+ * one part. */
+static int derive_chips(const splitter *x, int n, const int *count, es_err *e)
+{
+    es_split *s = x->s;
+    int first = 0, L = (int)x->m->layers;
+    for (int i = 0; i < n; i++) {
+        es_split_chip *c = &s->chips[i];
+        c->first = first;
+        c->last = first + count[i] - 1;
+        c->embed = i == 0;
+        c->head = i == n - 1;
+        first = c->last + 1;
+        int rc = derive_slice(x, c->first, c->last, c->embed, c->head, &s->parts[s->n_parts], e);
+        if (rc) return rc;
+        c->part = s->n_parts;
+        for (int p = 0; p < s->n_parts; p++)
+            if (cJSON_Compare(s->parts[p].cfg.root, s->parts[s->n_parts].cfg.root, 1)) {
+                c->part = p;
+                break;
+            }
+        if (c->part == s->n_parts) s->n_parts++;
+        else es_derived_free(&s->parts[s->n_parts]);
+    }
+    s->n_chips = n;
+    return first == L ? 0 : es_fail(e, "%s: the split covers %d of its %d layers", x->m->name, first, L);
+}
+
+/* The number at key in a tree, and its source (or "not given"). */
+static const char *key_source(const es_cfg *c, const char *key)
+{
+    const cJSON *n = c->root;
+    char part[128];
+    for (const char *k = key; n && *k;) {
+        size_t len = strcspn(k, ".");
+        snprintf(part, sizeof part, "%.*s", (int)len, k);
+        n = cJSON_GetObjectItemCaseSensitive(n, part);
+        k += len + (k[len] == '.');
+    }
+    const cJSON *src = cJSON_GetObjectItemCaseSensitive(n, "source");
+    return cJSON_IsString(src) ? src->valuestring : "not given";
+}
+
+/* The card link: the template's host link, each figure as given when o gives it. */
+static void split_link(es_split *s, const es_chip *t, const es_split_opts *o)
+{
+    if (o->link_bits_per_s >= 0) {
+        s->link_bits_per_s = o->link_bits_per_s;
+        snprintf(s->link_src[0], sizeof s->link_src[0], "given: chip derive --split --link-bw %.6g", o->link_bits_per_s);
+    } else {
+        s->link_bits_per_s = t->host.bw * 8.0;
+        snprintf(s->link_src[0], sizeof s->link_src[0], "derived: %s's host link, host.bandwidth_bytes_per_s %.6g x 8 "
+                 "bits (its source: %.700s)", t->name, t->host.bw, key_source(&t->cfg, "host.bandwidth_bytes_per_s"));
+    }
+    if (o->link_latency_ns >= 0) {
+        s->link_latency_ns = o->link_latency_ns;
+        snprintf(s->link_src[1], sizeof s->link_src[1], "given: chip derive --split --link-latency-ns %.6g", o->link_latency_ns);
+    } else {
+        s->link_latency_ns = t->host.latency_ns;
+        snprintf(s->link_src[1], sizeof s->link_src[1], "%s's host link, host.latency_ns (its source: %.800s)", t->name,
+                 key_source(&t->cfg, "host.latency_ns"));
+    }
+    if (o->link_pj_per_bit >= 0) {
+        s->link_pj_per_bit = o->link_pj_per_bit;
+        snprintf(s->link_src[2], sizeof s->link_src[2], "given: chip derive --split --link-pj-per-bit %.6g", o->link_pj_per_bit);
+    } else {
+        s->link_pj_per_bit = t->process.e_host_bit * 1e12;
+        snprintf(s->link_src[2], sizeof s->link_src[2], "%s's host link, its process's energy.host_pj_per_bit (its "
+                 "source: %.800s)", t->name, key_source(&t->proc, "energy.host_pj_per_bit"));
+    }
+}
+
+/* Name each part NAME-partK and describe the chips it serves. */
+static int name_parts(const splitter *x, es_err *e)
+{
+    es_split *s = x->s;
+    for (int p = 0; p < s->n_parts; p++) {
+        es_derived *d = &s->parts[p];
+        snprintf(d->name, sizeof d->name, "%.60s-part%d", s->name, p + 1);
+        snprintf(d->chip.name, sizeof d->chip.name, "%.63s", d->name);
+        char desc[1024], which[512] = "";
+        int k = 0;
+        const es_split_chip *c0 = NULL;
+        for (int i = 0; i < s->n_chips; i++)
+            if (s->chips[i].part == p) {
+                if (!c0) c0 = &s->chips[i];
+                size_t at = strlen(which);
+                snprintf(which + at, sizeof which - at, "%schips[%d] (layers %d-%d)", k++ ? ", " : "", i,
+                         s->chips[i].first, s->chips[i].last);
+            }
+        snprintf(desc, sizeof desc, "\"A chip of the system %s derived from %s by etchsim chip derive --split: %d "
+                 "layers of %s%s%s, at %s's process, clock, unit widths and weight formats, the area left in KV or "
+                 "state SRAM; serves %s. Each derived number's source says how.\"", s->name, x->t->name,
+                 c0->last - c0->first + 1, x->m->name, c0->embed ? " with the embedding table" : "",
+                 c0->head ? " with the final norm and LM head" : "", x->t->name, which);
+        if (d->chip.card.power_limit_w > 0) { /* a power limit on a chip of a system: see the source */
+            char src[512];
+            snprintf(src, sizeof src, "chip derive --split: %s's card.power_limit_w of %.6g W is not carried over, as a "
+                     "power limit on a chip of a system is not modelled yet (etchsim run refuses it); each chip's watts "
+                     "in a run show whether it would bind", x->t->name, d->chip.card.power_limit_w);
+            if (es_cfg_set_sourced(&d->cfg, "card.power_limit_w", "0", src, e)) return -1;
+            d->chip.card.power_limit_w = 0;
+        }
+        char quoted[96];
+        snprintf(quoted, sizeof quoted, "\"%s\"", d->name);
+        if (es_cfg_set(&d->cfg, "name", quoted, e)) return -1;
+        if (es_cfg_has(&d->cfg, "description") && es_cfg_set(&d->cfg, "description", desc, e)) return -1;
+    }
+    return 0;
+}
+
+/* The caps of each kind of chip; the one chip when the whole model fits one (*one = 1). */
+static int split_caps(const splitter *x, int *one, es_err *e)
+{
+    es_split *s = x->s;
+    int L = (int)x->m->layers, rc;
+    es_derived d;
+    *one = 0;
+    if ((rc = derive_slice(x, 0, L - 1, 1, 1, &d, e)) < 0) return -1;
+    if (rc == 0) {
+        es_derived_free(&d);
+        *one = 1;
+        return 0;
+    }
+    if (layer_cap(x, 1, 0, &s->cap_first, e) || layer_cap(x, 0, 1, &s->cap_last, e)) return -1;
+    if (!s->cap_first || !s->cap_last) {
+        int head = !s->cap_last;
+        es_err why;
+        if (derive_slice(x, head ? L - 1 : 0, head ? L - 1 : 0, !head, head, &d, &why) == 0) es_derived_free(&d);
+        return es_fail(e, "chip derive --split: a chip of %.1f mm2 derived from %s cannot hold even one layer of %s "
+                          "with its %s (%s); give a larger --area", s->area_mm2, x->t->name, x->m->name,
+                       head ? "final norm and LM head" : "embedding table", why.msg);
+    }
+    return L > 2 ? layer_cap(x, 0, 0, &s->cap_mid, e) : 0;
+}
+
+int es_chip_split(const es_model *m, const es_chip *t, const es_split_opts *o, es_split *s, es_err *e)
+{
+    memset(s, 0, sizeof *s);
+    splitter x = {m, t, s, ""};
+    snprintf(x.dir, sizeof x.dir, "%s", o->dir ? o->dir : ".");
+    snprintf(s->name, sizeof s->name, "%.40s-%.38s", m->name, t->name);
+    if (o->name && strlen(o->name) > 60)
+        return es_fail(e, "chip derive --split: --name %s: at most 60 characters (its chips are NAME-partK)", o->name);
+    if (o->name) snprintf(s->name, sizeof s->name, "%s", o->name);
+    s->area_mm2 = o->area_mm2;
+    int L = (int)m->layers, one = 0, rc = -1;
+    s->parts = calloc((size_t)L, sizeof *s->parts);
+    s->chips = calloc((size_t)L, sizeof *s->chips);
+    int *count = calloc((size_t)L, sizeof *count);
+    if (!s->parts || !s->chips || !count) {
+        es_fail(e, "out of memory splitting %s", m->name);
+        goto out;
+    }
+    if ((s->area_mm2 <= 0 && es_derive_default_area(t, &s->area_mm2, e)) || split_caps(&x, &one, e)) goto out;
+    for (int n = one ? 1 : 2; n <= L && rc != 0; n++) {
+        if (n == 1) count[0] = L;
+        else if (spread(s, L, n, count)) continue;
+        drop_parts(s);
+        if ((rc = derive_chips(&x, n, count, e)) < 0) goto out;
+    }
+    if (rc) {
+        es_fail(e, "chip derive --split: %s does not fit %d chips of %.1f mm2 derived from %s, one layer each",
+                m->name, L, s->area_mm2, t->name);
+        goto out;
+    }
+    split_link(s, t, o);
+    rc = name_parts(&x, e);
+out:
+    free(count);
+    if (rc) es_split_free(s);
+    return rc ? -1 : 0;
+}
+
+void es_split_free(es_split *s)
+{
+    drop_parts(s);
+    free(s->parts);
+    free(s->chips);
+    memset(s, 0, sizeof *s);
 }

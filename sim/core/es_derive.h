@@ -38,6 +38,7 @@ typedef struct es_derived {
     int64_t banks;    /* tile ROM banks */
     int64_t rows;     /* tile ROM rows per bank */
     int64_t kv_bytes; /* KV (or state) SRAM bytes per tile */
+    int area_short;   /* after -1: 1 when the area was too small for the model (es_chip_split tries more chips) */
 } es_derived;
 
 /* Derive a chip for model m from template t: 0 and d filled (free with es_derived_free), or -1
@@ -45,6 +46,50 @@ typedef struct es_derived {
  * sequence's KV or state is an error naming the area each needs. */
 int es_chip_derive(const es_model *m, const es_chip *t, const es_derive_opts *o, es_derived *d, es_err *e);
 void es_derived_free(es_derived *d);
+/* The area chip derive sizes to by default: t's own area holding llama-3.1-8b (the model it was made for). */
+int es_derive_default_area(const es_chip *t, double *mm2, es_err *e);
+
+/* `etchsim chip derive --split`: the fewest chips of one area (o->area_mm2, default es_derive_default_area) that
+ * hold model m, each a contiguous range of its layers (the first also the embedding table, the last the final
+ * norm and LM head), each derived for its slice (es_model_slice) by es_chip_derive: ROM sized for the slice, the
+ * area left in KV (or state) SRAM. How many layers each chip holds: each end (the first chip, with the embedding
+ * table; the last, with the head; one chip holding both when the model fits one) and a middle chip holds at most
+ * cap layers (the most whose derived chip still reaches the area with one sequence's KV per tile, found by
+ * derivation: the fit only gets harder with more layers); N is the fewest chips whose caps sum to the layers.
+ * Then the layers are spread as evenly as the caps allow: every chip min(cap, h) for the least level h that covers
+ * them; the surplus taken back one layer at a time from the chip nearest its cap (the least area left for KV
+ * SRAM, so the fewest sequences), ties going to the last (which also runs the LM head), the first, then the
+ * middle ones from the back. Chips whose derived trees are the same are one part (one file serves them all). The system's card link
+ * is the template's host link (bandwidth, latency, energy per bit, each sourced) unless o gives one. */
+typedef struct es_split_opts {
+    double area_mm2;      /* <= 0: es_derive_default_area */
+    const char *name;     /* the system's name; the parts are NAME-part1, -part2, ... (NULL: MODEL-TEMPLATE) */
+    const char *dir;      /* the folder the parts' files go to, as es_derive_opts.out (NULL: the working folder) */
+    double link_bits_per_s, link_latency_ns, link_pj_per_bit; /* < 0: the template's host link's */
+} es_split_opts;
+
+typedef struct es_split_chip {
+    int part;             /* which es_split.parts[] it is */
+    int first, last;      /* its layers (inclusive) */
+    int embed, head;      /* holds the embedding table / the final norm and LM head */
+} es_split_chip;
+
+typedef struct es_split {
+    char name[80];        /* the system's name */
+    double area_mm2;      /* the area each chip reaches */
+    int cap_first, cap_mid, cap_last; /* the most layers each kind of chip holds (0: not measured, e.g. one chip) */
+    es_derived *parts;    /* (n_parts) the distinct derived chips, named NAME-partK (K from 1) */
+    int n_parts;
+    es_split_chip *chips; /* (n_chips) in pipeline order */
+    int n_chips;
+    double link_bits_per_s, link_latency_ns, link_pj_per_bit;
+    char link_src[3][1024]; /* each link figure's source */
+} es_split;
+
+/* 0 and s filled (free with es_split_free), or -1 and e (s holds nothing to free). One error when the area cannot
+ * hold even one layer with the embedding table, or one layer with the final norm and LM head. */
+int es_chip_split(const es_model *m, const es_chip *t, const es_split_opts *o, es_split *s, es_err *e);
+void es_split_free(es_split *s);
 
 #ifdef __cplusplus
 }
