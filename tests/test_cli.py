@@ -5820,6 +5820,35 @@ def test_split_errors():
         expect(os.listdir(tmp) == ["file.json"], f"a refused split wrote {os.listdir(tmp)}")
 
 
+
+def test_cost_system_sum():
+    """A system's cost is its chips' summed (es_cost_compute is linear in each card's price and in watts): each chip's
+    card from its own die area by hand (cost_by_hand), the system's capex from the cards and hosts, its energy from the
+    run's card watts plus every card's host share, $/M from both; the text lists each chip and the sums."""
+    k = cost_inputs()
+    sysf = json.load(open(os.path.join(MODELS, "systems", "llama-3.1-70b-hc1.json")))
+    n = len(sysf["chips"])
+    for ch in sysf["chips"]:  # the derived parts keep hc1-class's cost inputs (the oracle's)
+        part = json.load(open(os.path.join(MODELS, "systems", ch["chip"])))
+        for key in ("package_test_usd", "board_usd", "host_usd_per_card", "host_w_per_card"):
+            v = part["cost"][key]
+            expect((v["value"] if isinstance(v, dict) else v) == k[key], f"{ch['chip']}: cost.{key}")
+    r = run_json("--no-db", "--system", "llama-3.1-70b-hc1", "--prompt", "64", "--generate", "16")
+    c = r["cost"]
+    cards = [cost_by_hand(k, x["area_mm2"], 1, 0)["card_usd"] for x in r["system"]["chips"]]
+    for got, want in zip((x["card_usd"] for x in r["system"]["chips"]), cards):
+        expect(close(got, want), f"a chip's card {got}, by hand {want}")
+    expect(len(cards) == n and close(c["card_usd"], sum(cards)), f"cards {c['card_usd']}, by hand {sum(cards)}")
+    system = sum(cards) + n * k["host_usd_per_card"]
+    capex = system / (k["lifetime_years"] * 365.25 * 86400 * k["utilization"])
+    energy = (r["watts"] + n * k["host_w_per_card"]) * k["pue"] * k["electricity_usd_per_kwh"] / 3.6e6
+    for key, want in (("system_usd", system), ("capex_usd_per_s", capex), ("energy_usd_per_s", energy),
+                      ("usd_per_m_tokens", (capex + energy) / r["tokens_per_s"] * 1e6)):
+        expect(close(c[key], want, 1e-9), f"{key} {c[key]}, by hand {want}")
+    out = run("cost", "--system", "llama-3.1-70b-hc1", "--prompt", "64", "--generate", "16").stdout
+    expect(f"({n} chips)" in out and out.count("llama-3.1-70b-hc1-part") == n and
+           f"{(capex + energy) / r['tokens_per_s'] * 1e6:.6f}" in out, out)
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

@@ -446,6 +446,7 @@ static int compute_cost_system(const es::Loaded &L, const es::RunResult &r, Cost
             sum.usd_per_m_tokens += x.usd_per_m_tokens;
         }
         k.chip_card_usd.push_back(x.card_usd);
+        k.chips.push_back(x);
     }
     k.c = sum;
     return 0;

@@ -104,6 +104,7 @@ struct Cost {
     bool have_d = false, have = false;
     es_cost c{};
     std::vector<double> chip_card_usd; // a system: each chip's card
+    std::vector<es_cost> chips;        // a system: each chip's own figures (its die, card and host share)
     std::string why;
     Cost() = default;
     Cost(const Cost &) = delete;

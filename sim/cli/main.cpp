@@ -471,8 +471,38 @@ struct Func {
 };
 
 // etchsim cost's table, line by line as es_cost.h derives it.
+// A system's cost: each chip's die and card, then the system's sums.
+void print_cost_system(const Opts &o, const es::Loaded &L, const es::Cost &k)
+{
+    const es_cost &x = k.c;
+    std::printf("etchsim cost: %s on the system %s (%d chips), %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64
+                " out, deployment %s\n", L.m.name, L.sys.name, L.sys.n_chips, o.streams, o.prompt, o.gen, k.d.name);
+    std::printf("    %-4s %-28s %9s %7s %7s %10s %10s %8s\n", "chip", "config", "die mm2", "dies", "yield", "die $",
+                "card $", "host W");
+    for (size_t i = 0; i < k.chips.size(); i++) {
+        const es_cost &c = k.chips[i];
+        if (c.card_given)
+            std::printf("    %-4zu %-28s %9s %7s %7s %10s %10.2f %8.1f\n", i, L.sys.chips[i].chip.name, "-", "-", "-",
+                        "-", c.card_usd, c.host_w);
+        else
+            std::printf("    %-4zu %-28s %9.1f %7.0f %7.4f %10.2f %10.2f %8.1f\n", i, L.sys.chips[i].chip.name, c.die_mm2,
+                        c.dies_per_wafer, c.yield, c.die_usd, c.card_usd, c.host_w);
+    }
+    std::printf("  %-34s %14.2f   (the chips' cards)\n", "cards, $", x.card_usd);
+    std::printf("  %-34s %14.2f   (cards + each card's host share)\n", "system, $", x.system_usd);
+    std::printf("  %-34s %14.0f\n", "tokens/s, all streams", x.tokens_per_s);
+    std::printf("  %-34s %14.1f   (+ hosts %.1f W in all)\n", "card power, W (all chips)", x.watts, x.host_w);
+    std::printf("  %-34s %14.3f\n", "energy per token, mJ", x.joules_per_token * 1e3);
+    std::printf("  %-34s %14.3e   (over %.3g years at utilization %.3g)\n", "capex, $/s", x.capex_usd_per_s,
+                k.d.lifetime_years, k.d.utilization);
+    std::printf("  %-34s %14.3e   (%.4g $/kWh, PUE %.3g)\n", "energy, $/s", x.energy_usd_per_s, k.d.usd_per_kwh, k.d.pue);
+    std::printf("  %-34s %14.6f   (capex %.6f + energy %.6f)\n", "$ per million tokens", x.usd_per_m_tokens,
+                x.capex_usd_per_m_tokens, x.energy_usd_per_m_tokens);
+}
+
 void print_cost(const Opts &o, const es::Loaded &L, const es::Cost &k)
 {
+    if (L.have_sys) return print_cost_system(o, L, k);
     const es_cost &x = k.c;
     const es_cost_cfg &in = L.c.cost;
     std::printf("etchsim cost: %s on %s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out, deployment %s\n",
