@@ -151,7 +151,8 @@ const char *COST_HELP =
     "  --streams S          concurrent identical streams (default 1)\n"
     "  --deploy NAME|PATH   deployment: electricity price, PUE, lifetime, utilization\n"
     "                       (models/deploy/NAME.json; default us-industrial)\n"
-    "  --set KEY=VALUE      a chip key, process.KEY, or deploy.KEY; repeatable\n"
+    "  --set KEY=VALUE      a chip key, process.KEY, deploy.KEY or (with --system) system.link.KEY;\n"
+    "                       repeatable\n"
     "  --rom FILE, --recipe NAME|PATH, --routing R, --fidelity F   as for etchsim run\n"
     "  --json               print one JSON object\n"
     "  -h, --help           this text\n";
