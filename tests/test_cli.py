@@ -5696,6 +5696,19 @@ def test_system_eval():
     expect("c1_tile2.lanes" not in units and "c0_head" not in units, f"units {sorted(units)}")
     expect("on the system tiny-x2" in text and "system tiny-x2: 2 chips" in text and "link c0_card" in text,
            f"text report: {text}")
+    # functional mode: each record's output through the two chips is the one chip's, token for token
+    fargs = ["eval", "--model", s, *FP32_DATAPATH, *F32_HEAD_ROMS, "--mode", "functional", "--weights", s, "--recipe",
+             "f32", "--records", "6", "--max-new-tokens", "3", "--no-compare"]
+    outs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, where in (("one", ["--chip", os.path.join(DATA, "tiny-chip.json")]), ("two", ["--system", SYSTEM_X2])):
+            db = os.path.join(tmp, name + ".sqlite")
+            run(*fargs, *where, "--db", db)
+            con = sqlite3.connect(db)
+            outs[name] = con.execute("SELECT record, output_text FROM records ORDER BY record").fetchall()
+            con.close()
+    expect(len(outs["one"]) == 6 and all(t for _, t in outs["one"]) and outs["one"] == outs["two"],
+           f"outputs differ: {outs}")
     expect_error(["eval", "--system", SYSTEM_X2, "--chip", "hc1-class"], "--system or --chip", code=2)
     expect_error(["eval", "--system", SYSTEM_X2, "--rom", "x.rom"], "--rom with --system", code=2)
 
@@ -5834,6 +5847,7 @@ def test_system_area():
     text = run("area", "--system", SYSTEM_X2, "--model", s).stdout
     expect("the system tiny-x2 holding stories260K: 2 chips" in text and "0-2" in text and "3-4" in text, text)
     expect_error(["area", "--system", SYSTEM_X2, "--chip", "hc1-class"], "--system or --chip", code=2)
+    expect_error(["area", "--system", SYSTEM_X2, "--position", "10"], "--position with --system", code=2)
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

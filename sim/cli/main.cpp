@@ -182,7 +182,7 @@ struct Opts {
     bool deploy_given = false;
     std::vector<std::string> deploy_sets;       // --set deploy.KEY=VALUE (run, cost)
     int64_t prompt = 1024, gen = 1024, streams = 1, position = 1536;
-    bool json = false, no_db = false, prompt_given = false;
+    bool json = false, no_db = false, prompt_given = false, position_given = false;
     std::vector<std::string> sets;
     // functional mode
     bool functional = false;
@@ -276,7 +276,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         case PROMPT: o.prompt = a.num, o.prompt_given = true; break;
         case GENERATE: o.gen = a.num; break;
         case STREAMS: o.streams = a.num; break;
-        case POSITION: o.position = a.num; break;
+        case POSITION: o.position = a.num, o.position_given = true; break;
         case DB: o.db = v; break;
         case ROM: o.rom = v; break;
         case NODB: o.no_db = true; break;
@@ -467,6 +467,8 @@ int cmd_area(int argc, char **argv)
     es_err e{};
     es::Loaded L;
     if (!o.system.empty()) {
+        if (o.position_given) return usage_error("area", "--position with --system: a system's area has no one-user "
+                                                         "utilization (etchsim run --system gives its utilization)", nullptr);
         if (es::load_system(o.system, o.model_given ? o.model : "", o.sets, "", L, &e)) {
             std::fprintf(stderr, "etchsim area: %s\n", e.msg);
             return 1;
