@@ -5751,6 +5751,11 @@ def test_system_sweep_link():
         bad({"system": [SYSTEM_X2], "chip": ["hc1-class"]}, "keys 'system' and 'chip'", "not both")
         bad({"system": [SYSTEM_X2], "system.link.latncy_ns": [1]}, "key 'system.link.latncy_ns'",
             "did you mean 'system.link.latency_ns'?")
+        # each system loads, with each link value (as the points will take it), before any point runs
+        bad({"system": [SYSTEM_X2], "system.link.latency_ns": [1, -5]}, "bad.json: key 'system.link.latency_ns'",
+            "tiny-x2.json: key 'link.latency_ns'", "got -5")
+        bad({"system": [SYSTEM_X2, os.path.join(tmp, "nosuch.json")], "prompt": [1]}, "bad.json: key 'system'",
+            "nosuch.json", "no such file")
         expect(not os.path.exists(os.path.join(tmp, "x.sqlite.points")), "a refused grid left a points folder")
     # the override itself: checked as the file's own value, and only with a system
     base = ["run", "--model", s, "--prompt", "4", "--generate", "2", "--no-db"]

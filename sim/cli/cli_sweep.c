@@ -104,12 +104,48 @@ static int system_key_known(const char *key)
     return 0;
 }
 
-/* Whether the grid names key (on any axis). */
-static int grid_has(const es_grid *g, const char *key)
+/* The grid's list of values for key (on any axis), or NULL. */
+static const cJSON *grid_values(const es_grid *g, const char *key)
 {
     for (int a = 0; a < g->n_axes; a++)
         for (int k = 0; k < g->ax[a].n_keys; k++)
-            if (!strcmp(g->ax[a].keys[k], key)) return 1;
+            if (!strcmp(g->ax[a].keys[k], key)) return g->ax[a].vals[k];
+    return NULL;
+}
+
+static int grid_has(const es_grid *g, const char *key) { return grid_values(g, key) != NULL; }
+
+static char *value_text(const cJSON *v);
+
+/* Each system the grid names loads, with each value of each system.link.* key the grid gives (as its points'
+ * --set system.link.KEY=VALUE): a missing file or a link value out of its range fails before any point. */
+static int check_system_values(const es_grid *g, const char *file, es_err *e)
+{
+    const cJSON *sys_v, *sys = grid_values(g, "system");
+    cJSON_ArrayForEach(sys_v, sys) {
+        char *spec = value_text(sys_v);
+        const char *key = "system";
+        es_system s;
+        es_err se = {0};
+        int rc = es_system_load(&s, spec ? spec : "", NULL, 0, &se); /* the file itself */
+        if (!rc) es_system_free(&s);
+        for (int a = 0; a < g->n_axes && !rc; a++)
+            for (int k = 0; k < g->ax[a].n_keys && !rc; k++) {
+                const cJSON *v;
+                if (!system_key_known(g->ax[a].keys[k])) continue;
+                key = g->ax[a].keys[k];
+                cJSON_ArrayForEach(v, g->ax[a].vals[k]) { /* each value of its link */
+                    char *txt = value_text(v), set[128];
+                    snprintf(set, sizeof set, "%s=%s", key + 7, txt ? txt : "");
+                    free(txt);
+                    const char *sets[1] = {set};
+                    if ((rc = es_system_load_link(&s, spec ? spec : "", NULL, 0, sets, 1, &se))) break;
+                    es_system_free(&s);
+                }
+            }
+        free(spec);
+        if (rc) return es_fail(e, "%s: key '%s': %s", file, key, se.msg);
+    }
     return 0;
 }
 
@@ -125,7 +161,7 @@ static int check_system_keys(const es_grid *g, const char *file, es_err *e)
             if (system_key_known(g->ax[a].keys[k]))
                 return es_fail(e, "%s: key '%s': a system's link key; the grid needs a 'system' key (a chip alone "
                                   "has no card links)", file, g->ax[a].keys[k]);
-    return 0;
+    return check_system_values(g, file, e);
 }
 
 /* a value as a command-line string, malloc'd */
