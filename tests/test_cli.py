@@ -5854,6 +5854,27 @@ def test_system_area():
     expect_error(["area", "--system", SYSTEM_X2, "--chip", "hc1-class"], "--system or --chip", code=2)
     expect_error(["area", "--system", SYSTEM_X2, "--position", "10"], "--position with --system", code=2)
 
+
+def test_system_cost_named():
+    """etchsim cost --system names the system (as run does), in its JSON's "chip" and its table's first line, and prices
+    the system as its chips' cards summed: two tiny-test chips given card_usd 1000 cost 2000 (host parts at 0)."""
+    s = stories()
+    with tempfile.TemporaryDirectory() as tmp:
+        c = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+        c["cost"] = {k: {"value": v, "source": "test fixture"} for k, v in
+                     (("card_usd", 1000), ("host_usd_per_card", 0), ("host_w_per_card", 0))}
+        json.dump(c, open(os.path.join(tmp, "tiny-chip.json"), "w"))
+        sysf = json.load(open(SYSTEM_X2))
+        os.mkdir(os.path.join(tmp, "s"))  # its chips, "../tiny-chip.json", resolve from tmp/s
+        p = os.path.join(tmp, "s", "x2.json")
+        json.dump(sysf, open(p, "w"))
+        args = ["cost", "--system", p, "--model", s, "--prompt", "8", "--generate", "4"]
+        j = json.loads(run(*args, "--json").stdout)
+        text = run(*args).stdout
+    expect(j["chip"] == "tiny-x2" and j["cost"]["card_usd"] == 2000 and j["cost"]["system_usd"] == 2000,
+           f"chip {j['chip']}, cost {j['cost']}")
+    expect(text.startswith("etchsim cost: stories260K on the system tiny-x2,"), text)
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

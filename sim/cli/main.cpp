@@ -543,8 +543,9 @@ void print_cost(const Opts &o, const es::Loaded &L, const es::Cost &k)
 {
     const es_cost &x = k.c;
     const es_cost_cfg &in = L.c.cost;
-    std::printf("etchsim cost: %s on %s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out, deployment %s\n",
-                L.m.name, L.c.name, o.streams, o.prompt, o.gen, k.d.name);
+    std::printf("etchsim cost: %s on %s%s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out, deployment %s\n",
+                L.m.name, L.have_sys ? "the system " : "", L.have_sys ? L.sys.name : L.c.name, o.streams, o.prompt,
+                o.gen, k.d.name);
     if (x.card_given) {
         std::printf("  %-34s %14.2f   (cost.card_usd)\n", "card, $", x.card_usd);
     } else {
@@ -1031,7 +1032,7 @@ int cmd_cost(int argc, char **argv)
         return 0;
     }
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "chip", L.c.name);
+    cJSON_AddStringToObject(j, "chip", L.have_sys ? L.sys.name : L.c.name); /* a system: its name, as run's */
     cJSON_AddStringToObject(j, "model", L.m.name);
     cJSON_AddNumberToObject(j, "prompt_tokens", (double)o.prompt);
     cJSON_AddNumberToObject(j, "generate_tokens", (double)o.gen);
