@@ -5848,6 +5848,220 @@ def test_cost_system_sum():
     out = run("cost", "--system", "llama-3.1-70b-hc1", "--prompt", "64", "--generate", "16").stdout
     expect(f"({n} chips)" in out and out.count("llama-3.1-70b-hc1-part") == n and
            f"{(capex + energy) / r['tokens_per_s'] * 1e6:.6f}" in out, out)
+# ---- systems in eval, sweep, compare, budget and area (issue 20 item 1: --system wherever --chip) ----------
+def test_system_eval():
+    """eval --system runs the records through the system's pipeline: its JSON gains run's "system" object (chips with
+    their layers, the card links), "chip" is the system's name and "analytic" null (es_an_batch times one chip); the
+    database's runs.chip is the system's name and unit_stats holds every chip's units, prefixed c0_, c1_. By hand: every
+    token pass crosses chip 0's card link, the prefill passes and each record's max_new - 1 decode passes, and only the
+    decode passes come back over chip 1's feedback link. The records, prompt tokens and outputs are one chip's."""
+    s = stories()
+    args = ["eval", "--model", s, "--records", "12", "--max-new-tokens", "3", "--no-compare"]
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "e.sqlite")
+        j = json.loads(run(*args, "--system", SYSTEM_X2, "--json", "--db", db).stdout)
+        one = json.loads(run(*args, "--chip", os.path.join(DATA, "tiny-chip.json"), "--json", "--no-db").stdout)
+        con = sqlite3.connect(db)
+        chip, = con.execute("SELECT chip FROM runs").fetchone()
+        units = {r[0] for r in con.execute("SELECT unit FROM unit_stats")}
+        records, = con.execute("SELECT COUNT(*) FROM records WHERE status = 'done'").fetchone()
+        con.close()
+        text = run(*args, "--system", SYSTEM_X2, "--no-db").stdout
+    expect(j["chip"] == "tiny-x2" and chip == "tiny-x2", f"chip {j['chip']}, runs.chip {chip}")
+    expect(j["analytic"] is None and "analytic" in one, f"analytic {j['analytic']}")
+    for k in ("records_done", "rule_tokens", "output_tokens", "prefill_token_passes"):
+        expect(j[k] == one[k], f"{k}: system {j[k]}, one chip {one[k]}")
+    expect(j["records_done"] == 12 and records == 12, f"{j['records_done']} records, {records} rows")
+    sysj = j["system"]
+    expect([c["layers"] for c in sysj["chips"]] == [[0, 2], [3, 4]] and sysj["name"] == "tiny-x2", f"system {sysj}")
+    expect(all("card_usd" in c for c in sysj["chips"]), "no card_usd per chip")
+    links = {l["unit"]: l["tokens"] for l in sysj["links"]}
+    decode = 12 * (3 - 1)
+    want = {"c0_card": j["prefill_token_passes"] + decode, "c1_card_feedback": decode}
+    expect(links == want, f"link tokens {links}, by hand {want}")
+    for u in ("c0_tile0.lanes", "c0_tile2.lanes", "c1_tile1.lanes", "c0_embed", "c1_head", "c0_card", "c1_card_feedback"):
+        expect(u in units, f"unit {u} missing: {sorted(units)}")
+    expect("c1_tile2.lanes" not in units and "c0_head" not in units, f"units {sorted(units)}")
+    expect("on the system tiny-x2" in text and "system tiny-x2: 2 chips" in text and "link c0_card" in text,
+           f"text report: {text}")
+    # functional mode: each record's output through the two chips is the one chip's, token for token
+    fargs = ["eval", "--model", s, *FP32_DATAPATH, *F32_HEAD_ROMS, "--mode", "functional", "--weights", s, "--recipe",
+             "f32", "--records", "6", "--max-new-tokens", "3", "--no-compare"]
+    outs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, where in (("one", ["--chip", os.path.join(DATA, "tiny-chip.json")]), ("two", ["--system", SYSTEM_X2])):
+            db = os.path.join(tmp, name + ".sqlite")
+            run(*fargs, *where, "--db", db)
+            con = sqlite3.connect(db)
+            outs[name] = con.execute("SELECT record, output_text FROM records ORDER BY record").fetchall()
+            con.close()
+    expect(len(outs["one"]) == 6 and all(t for _, t in outs["one"]) and outs["one"] == outs["two"],
+           f"outputs differ: {outs}")
+    expect_error(["eval", "--system", SYSTEM_X2, "--chip", "hc1-class"], "--system or --chip", code=2)
+    expect_error(["eval", "--system", SYSTEM_X2, "--rom", "x.rom"], "--rom with --system", code=2)
+
+
+def test_system_sweep_link():
+    """A sweep of the tiny system's card-link latency (grid keys system and system.link.latency_ns, passed to each point
+    as --system and --set system.link.latency_ns=V): a decode step crosses two card links (chip 0 -> 1 and the feedback
+    1 -> 0), each taking ceil(latency x clock) cycles of latency, so each point's step is the zero-latency point's plus
+    2 x ceil(latency_ns x clock_hz / 1e9), by hand from the chip file's clock: 0, 502 and 4000 cycles at 1 GHz (250.5 ns
+    rounds up to 251). Each point's summary says the link it ran. Grids that cannot run are refused before any point."""
+    s = stories()
+    chip = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+    f = chip["clock_hz"]["value"]
+    lats = [0, 250.5, 2000]
+    with tempfile.TemporaryDirectory() as tmp:
+        grid = {"system": [SYSTEM_X2], "model": [s], "prompt": [8], "generate": [3], "system.link.latency_ns": lats}
+        g, out = os.path.join(tmp, "g.json"), os.path.join(tmp, "s.sqlite")
+        json.dump(grid, open(g, "w"))
+        p = run("sweep", "--grid", g, "--db", out, "--jobs", "2")
+        expect("3 points, 3 done, 0 failed" in p.stdout, p.stdout)
+        rows = sweep_rows(out)
+        steps = {}
+        for r in rows.values():
+            lat = r["params"]["system.link.latency_ns"]
+            expect(r["summary"]["chip"] == "tiny-x2" and r["summary"]["system"]["link"]["latency_ns"] == lat,
+                   f"point {r['params']}: {r['summary']['system']['link']}")
+            steps[lat] = r["summary"]["stream0_cycles"]["decode_first"]
+            expect(r["summary"]["stream0_cycles"]["decode_last"] == steps[lat], f"latency {lat}: steps differ")
+        for lat in lats:
+            want = 2 * math.ceil(lat * f / 1e9)
+            expect(steps[lat] - steps[0] == want, f"latency {lat} ns: step {steps[lat]} - {steps[0]}, by hand {want}")
+        expect(steps[2000] - steps[0] == 4000 and steps[250.5] - steps[0] == 502, f"steps {steps}")
+
+        def bad(grid, *needles):
+            path = os.path.join(tmp, "bad.json")
+            json.dump(grid, open(path, "w"))
+            expect_error(["sweep", "--grid", path, "--db", os.path.join(tmp, "x.sqlite")], *needles, code=2)
+        bad({"chip": [os.path.join(DATA, "tiny-chip.json")], "system.link.latency_ns": [1, 2]},
+            "bad.json", "key 'system.link.latency_ns'", "needs a 'system' key")
+        bad({"system": [SYSTEM_X2], "chip": ["hc1-class"]}, "keys 'system' and 'chip'", "not both")
+        bad({"system": [SYSTEM_X2], "system.link.latncy_ns": [1]}, "key 'system.link.latncy_ns'",
+            "did you mean 'system.link.latency_ns'?")
+        # each system loads, with each link value (as the points will take it), before any point runs
+        bad({"system": [SYSTEM_X2], "system.link.latency_ns": [1, -5]}, "bad.json: key 'system.link.latency_ns'",
+            "tiny-x2.json: key 'link.latency_ns'", "got -5")
+        bad({"system": [SYSTEM_X2, os.path.join(tmp, "nosuch.json")], "prompt": [1]}, "bad.json: key 'system'",
+            "nosuch.json", "no such file")
+        expect(not os.path.exists(os.path.join(tmp, "x.sqlite.points")), "a refused grid left a points folder")
+    # the override itself: checked as the file's own value, and only with a system
+    base = ["run", "--model", s, "--prompt", "4", "--generate", "2", "--no-db"]
+    expect_error([*base, "--system", SYSTEM_X2, "--set", "system.link.latency_ns=-5"], "tiny-x2.json",
+                 "key 'link.latency_ns'", "got -5", "(--set system.link.latency_ns)")
+    expect_error([*base, "--system", SYSTEM_X2, "--set", "system.link.bandwidth_bits_per_s=0"],
+                 "key 'link.bandwidth_bits_per_s'", "above 0")
+    expect_error([*base, "--system", SYSTEM_X2, "--set", "system.link.topology=all_to_all"],
+                 "--set system.link.topology", "expected system.link.bandwidth_bits_per_s")
+    expect_error([*base, "--chip", os.path.join(DATA, "tiny-chip.json"), "--set", "system.link.latency_ns=5"],
+                 "--set system.link.latency_ns=5", "needs --system")
+
+
+def test_system_compare():
+    """compare --system-pair MODEL:SYSTEM puts a system's row beside a chip's: each figure is its `run --system --json`'s
+    (decode tokens/s, area, J/token, at load), the row says "system": true and its chips, and its saturated tokens/s is
+    null (the analytic model gives a system's decode step only); the chip row has no "system" key."""
+    s = stories()
+    sizes = ["--prompt", "16", "--generate", "8", "--streams", "2", "--eval-prompt", "8", "--eval-generate", "2"]
+    tiny = os.path.join(DATA, "tiny-chip.json")
+    rows = json.loads(run("compare", "--pair", f"{s}:{tiny}", "--system-pair", f"{s}:{SYSTEM_X2}", *sizes,
+                          "--json").stdout)
+    expect(len(rows) == 2 and rows[0]["chip"] == tiny and rows[1]["chip"] == SYSTEM_X2, f"rows {rows}")
+    expect("system" not in rows[0] and rows[1]["system"] is True and rows[1]["chips"] == 2, f"rows {rows}")
+    one = run_json("--system", SYSTEM_X2, "--model", s, "--prompt", "16", "--generate", "8", "--no-db")
+    load = run_json("--system", SYSTEM_X2, "--model", s, "--prompt", "16", "--generate", "8", "--streams", "2",
+                    "--no-db")
+    r = rows[1]
+    for k, v in (("decode_tokens_per_s", one["decode_tokens_per_s"]), ("area_mm2", one["area_mm2"]),
+                 ("joules_per_token", one["joules_per_token"]), ("load_tokens_per_s", load["tokens_per_s"]),
+                 ("sequences_1k", one["kv_slots"])):
+        expect(r[k] == v, f"{k}: row {r[k]}, run --system {v}")
+    expect(r["saturated_tokens_per_s"] is None and rows[0]["saturated_tokens_per_s"] > 0, f"saturated {rows}")
+    text = run("compare", "--system-pair", f"{s}:{SYSTEM_X2}", *sizes).stdout
+    expect(f"system:{SYSTEM_X2}" in text and "n/a" in text, f"text: {text}")
+    expect_error(["compare", "--system-pair", "tiny-x2"], "--system-pair expects MODEL:SYSTEM", code=2)
+
+
+def test_system_budget():
+    """etchsim budget check reads a logged run's summary, so a system run's database works as a chip's: budgets on its
+    figures and on each chip and link (a list's item by index: system.chips.1.kv_max_used) hold or fail by hand. One
+    stream of 8 + 4 tokens: chip 1 holds 12 KV positions at most; chip 0's card link carries the 8 prompt tokens and
+    3 decode passes, 11. A slower link (3000 ns, not 1000) lengthens the 1 GHz decode step by 2 x 2000 cycles: against
+    the first run, decode tokens/s regresses by 1 - step / (step + 4000) (58.2 % here), over a 10 % limit."""
+    s = stories()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "b.sqlite")
+        args = ["run", "--system", SYSTEM_X2, "--model", s, "--prompt", "8", "--generate", "4", "--db", db]
+        run(*args)
+        run(*args, "--set", "system.link.latency_ns=3000")
+        con = sqlite3.connect(db)
+        step = json.loads(con.execute("SELECT summary FROM runs WHERE id = 1").fetchone()[0])["stream0_cycles"]["decode_first"]
+        con.close()
+        b = os.path.join(tmp, "b.json")
+
+        def check(budgets, *extra, code=0):
+            json.dump(budgets, open(b, "w"))
+            p = run("budget", "check", "--db", db, "--budgets", b, *extra, ok=False)
+            expect(p.returncode == code, f"{budgets}: exit {p.returncode}, want {code}: {p.stdout} {p.stderr}")
+            return p
+        ok = {"system.chips.1.kv_max_used": {"max": 12}, "system.links.0.tokens": {"min": 11, "max": 11},
+              "system.links.1.tokens": {"max": 3}}
+        p = check(ok, "--run", "1")
+        expect("all 4 limits hold" in p.stdout and "run 1 (run)" in p.stdout, p.stdout)
+        p = check({"system.chips.1.kv_max_used": {"max": 11}}, "--run", "1", code=1)
+        expect("system.chips.1.kv_max_used" in p.stderr and "12" in p.stderr, p.stderr)
+        regress = 100 * (1 - step / (step + 4000))
+        p = check({"decode_tokens_per_s": {"max_regress_pct": 10}}, "--run", "2", "--baseline", "1", code=1)
+        expect(f"{regress:.1f}" in p.stderr, f"regression by hand {regress:.2f} %: {p.stderr}")
+        check({"decode_tokens_per_s": {"max_regress_pct": math.ceil(regress)}}, "--run", "2", "--baseline", "1")
+        p = check({"system.links.x": {"max": 1}}, code=2)
+        expect("holds a list of 2 there" in p.stderr and "index (0 to 1)" in p.stderr, p.stderr)
+
+
+def test_system_area():
+    """area --system: each chip's area holding its layers and their sum. By hand: each chip's KV SRAM is its layers x
+    tiny-chip's kv.bytes_per_tile x 8 bits (3 and 2 layers, one tile each); each chip's area is the one the system's
+    run reports for it, and the totals are the rows' sums."""
+    s = stories()
+    chip = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+    kv = chip["kv"]["bytes_per_tile"]["value"] * 8
+    a = json.loads(run("area", "--system", SYSTEM_X2, "--model", s, "--json").stdout)
+    r = run_json("--system", SYSTEM_X2, "--model", s, "--prompt", "4", "--generate", "2", "--no-db")
+    chips = a["system"]["chips"]
+    expect(a["chip"] == "tiny-x2" and [c["layers"] for c in chips] == [[0, 2], [3, 4]], f"area {a}")
+    expect([c["kv_sram_bits"] for c in chips] == [3 * kv, 2 * kv], f"KV bits {[c['kv_sram_bits'] for c in chips]}")
+    for k in range(2):
+        expect(abs(chips[k]["area_mm2"] - r["system"]["chips"][k]["area_mm2"]) <= 1e-12 * chips[k]["area_mm2"],
+               f"chip {k}: {chips[k]['area_mm2']} mm2, the run's {r['system']['chips'][k]['area_mm2']}")
+        parts = sum(x["mm2"] for x in chips[k]["breakdown"].values())
+        expect(abs(parts - chips[k]["area_mm2"]) <= 1e-9 * parts, f"chip {k}: breakdown {parts}")
+    for k in ("area_mm2", "transistors", "leakage_w"):
+        expect(abs(a[k] - sum(c[k] for c in chips)) <= 1e-12 * a[k], f"{k}: {a[k]} is not the chips' sum")
+    text = run("area", "--system", SYSTEM_X2, "--model", s).stdout
+    expect("the system tiny-x2 holding stories260K: 2 chips" in text and "0-2" in text and "3-4" in text, text)
+    expect_error(["area", "--system", SYSTEM_X2, "--chip", "hc1-class"], "--system or --chip", code=2)
+    expect_error(["area", "--system", SYSTEM_X2, "--position", "10"], "--position with --system", code=2)
+
+
+def test_system_cost_named():
+    """etchsim cost --system names the system (as run does), in its JSON's "chip" and its table's first line, and prices
+    the system as its chips' cards summed: two tiny-test chips given card_usd 1000 cost 2000 (host parts at 0)."""
+    s = stories()
+    with tempfile.TemporaryDirectory() as tmp:
+        c = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+        c["cost"] = {k: {"value": v, "source": "test fixture"} for k, v in
+                     (("card_usd", 1000), ("host_usd_per_card", 0), ("host_w_per_card", 0))}
+        json.dump(c, open(os.path.join(tmp, "tiny-chip.json"), "w"))
+        sysf = json.load(open(SYSTEM_X2))
+        os.mkdir(os.path.join(tmp, "s"))  # its chips, "../tiny-chip.json", resolve from tmp/s
+        p = os.path.join(tmp, "s", "x2.json")
+        json.dump(sysf, open(p, "w"))
+        args = ["cost", "--system", p, "--model", s, "--prompt", "8", "--generate", "4"]
+        j = json.loads(run(*args, "--json").stdout)
+        text = run(*args).stdout
+    expect(j["chip"] == "tiny-x2" and j["cost"]["card_usd"] == 2000 and j["cost"]["system_usd"] == 2000,
+           f"chip {j['chip']}, cost {j['cost']}")
+    expect(text.startswith("etchsim cost: stories260K on the system tiny-x2 (2 chips),"), text)
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

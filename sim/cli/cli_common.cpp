@@ -22,6 +22,10 @@ Loaded::~Loaded()
 int load(const std::string &model, const std::string &chip, const std::vector<std::string> &sets,
          const std::string &rom, const std::string &recipe, Loaded &L, es_err *e)
 {
+    for (const auto &s : sets)
+        if (!s.compare(0, 7, "system."))
+            return es_fail(e, "--set %s: a system file's key; it needs --system (a chip alone has no card links)",
+                           s.c_str());
     if (es_model_load(&L.m, model.c_str(), e)) return -1;
     L.have_m = true;
     std::vector<const char *> sv;
@@ -92,9 +96,13 @@ static int load_slice(Loaded &L, size_t k, const es_recipe *r, es_err *e)
 int load_system(const std::string &system, const std::string &model_spec, const std::vector<std::string> &sets,
                 const std::string &recipe, Loaded &L, es_err *e)
 {
-    std::vector<const char *> sv;
-    for (auto &s : sets) sv.push_back(s.c_str());
-    if (es_system_load(&L.sys, system.c_str(), sv.data(), (int)sv.size(), e)) return -1;
+    std::vector<const char *> sv, link; /* the chips' sets; the link's (system.link.KEY=VALUE, without "system.") */
+    for (auto &s : sets) {
+        if (!s.compare(0, 7, "system.")) link.push_back(s.c_str() + 7);
+        else sv.push_back(s.c_str());
+    }
+    if (es_system_load_link(&L.sys, system.c_str(), sv.data(), (int)sv.size(), link.data(), (int)link.size(), e))
+        return -1;
     L.have_sys = true;
     if (es_model_load(&L.m, model_spec.empty() ? L.sys.model : model_spec.c_str(), e)) return -1;
     L.have_m = true;
@@ -119,6 +127,20 @@ int load_system(const std::string &system, const std::string &model_spec, const 
     for (size_t k = 0; k < (size_t)L.sys.n_chips && rc == 0; k++) rc = load_slice(L, k, recipe.empty() ? nullptr : &r, e);
     if (!recipe.empty()) es_recipe_free(&r);
     return rc;
+}
+
+const char *system_opts_conflict(const std::string &system, bool chip_given, bool rom, bool cosim, bool adapter,
+                                 const char **arg)
+{
+    *arg = nullptr;
+    if (chip_given) {
+        *arg = system.c_str();
+        return "give --system or --chip, not both (a system file names its chips); got --system";
+    }
+    if (rom) return "--rom with --system: a ROM image holds one chip's weights; use --recipe";
+    if (cosim) return "--rtl-cosim with --system is not modelled";
+    if (adapter) return "an adapter (--adapter, --adapter-rank) with --system is not modelled yet";
+    return nullptr;
 }
 
 std::string timed_recipe(const std::string &recipe, bool functional, bool quantizes)
@@ -308,7 +330,7 @@ static void system_links(const Loaded &L, const RunResult &r, cJSON *links)
     }
 }
 
-cJSON *system_json(const Loaded &L, const RunResult &r)
+cJSON *system_json(const Loaded &L, const RunResult &r, const Cost &k)
 {
     if (!L.have_sys) return cJSON_CreateNull();
     cJSON *j = cJSON_CreateObject();
@@ -333,6 +355,9 @@ cJSON *system_json(const Loaded &L, const RunResult &r)
         cJSON_AddNumberToObject(x, "dynamic_j", c.dynamic_j);
         cJSON_AddNumberToObject(x, "leakage_w", c.leak_w);
         cJSON_AddNumberToObject(x, "board_w", c.board_w);
+        size_t i = (size_t)cJSON_GetArraySize(chips); /* each chip's card, when the cost is known */
+        if (i < k.chip_card_usd.size()) cJSON_AddNumberToObject(x, "card_usd", k.chip_card_usd[i]);
+        else cJSON_AddNullToObject(x, "card_usd");
         cJSON_AddItemToArray(chips, x);
     }
     system_links(L, r, cJSON_AddArrayToObject(j, "links"));

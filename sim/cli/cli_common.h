@@ -55,6 +55,10 @@ int load(const std::string &model, const std::string &chip, const std::vector<st
 // fits; sets apply to every chip.
 int load_system(const std::string &system, const std::string &model_spec, const std::vector<std::string> &sets,
                 const std::string &recipe, Loaded &L, es_err *e);
+// --system NAME beside the options a system does not take (run, cost, eval): null when none conflicts, else the
+// usage error's message, with *arg its argument (or null).
+const char *system_opts_conflict(const std::string &system, bool chip_given, bool rom, bool cosim, bool adapter,
+                                 const char **arg);
 // The recipe a command times: --recipe, else hc1-mix (es_func_datapath's default) when functional mode
 // quantizes --weights or --synthetic weights, else none (the chip's weights.*).
 std::string timed_recipe(const std::string &recipe, bool functional, bool quantizes);
@@ -73,10 +77,6 @@ cJSON *power_limit_json(const es::RunResult &r);
 std::string power_limit_text(const es::RunResult &r);
 // A unit's name without a system's chip prefix ("c1_tile0.lanes" -> "tile0.lanes"; es_die.h).
 const char *unit_base(const char *name);
-// A system run's chips and card links (null for a chip alone): {"name", "path", "link": {...}, "chips": [{"chip",
-// "layers", "area_mm2", "transistors", "kv_positions", "kv_max_used", "dynamic_j", "leakage_w", "board_w"}],
-// "links": [{"unit", "from", "to", "busy_fraction", "tokens"}]}.
-cJSON *system_json(const Loaded &L, const RunResult &r);
 // The same as lines of text.
 void print_system(const Loaded &L, const RunResult &r);
 // Card energy of a run by kind of event (ROM reads, lane adds, registers, ...) and of static power
@@ -120,6 +120,11 @@ int load_deploy(const std::string &deploy, bool given, const std::vector<std::st
 int compute_cost(const Loaded &L, const RunResult &r, Cost &k, es_err *e);
 // run --json's, cost --json's and eval --json's "cost" (null when not known).
 cJSON *cost_json(const es_chip &c, const Cost &k);
+// A system run's chips and card links (null for a chip alone): {"name", "path", "link": {...}, "chips": [{"chip",
+// "layers", "area_mm2", "transistors", "kv_positions", "kv_max_used", "dynamic_j", "leakage_w", "board_w",
+// "card_usd" (k's, null when the cost is not known)}], "links": [{"unit", "from", "to", "busy_fraction", "tokens"}]}.
+// run --json's and eval --json's "system".
+cJSON *system_json(const Loaded &L, const RunResult &r, const Cost &k);
 
 } // namespace es
 #endif

@@ -17,7 +17,8 @@
 #include <unistd.h>
 
 static const char *HELP =
-    "usage: etchsim compare [--baselines] [--pair MODEL:CHIP[:RECIPE]]... [--prompt N --generate M]\n"
+    "usage: etchsim compare [--baselines] [--pair MODEL:CHIP[:RECIPE]]... [--system-pair MODEL:SYSTEM[:RECIPE]]...\n"
+    "                       [--prompt N --generate M]\n"
     "                       [--streams S] [--eval-prompt N --eval-generate M] [--json]\n"
     "\n"
     "Dense, mixture-of-experts and state-space models on chips of equal area, in one\n"
@@ -35,7 +36,11 @@ static const char *HELP =
     "                       olmoe-1b-7b:olmoe-1b-7b-class, falcon-mamba-7b:falcon-mamba-7b-class;\n"
     "                       RECIPE: the weight formats its runs time (--recipe of etchsim run;\n"
     "                       default the chip's weights.*)\n"
-    "  --baselines          hc1-class beside the GPU and wafer-scale baselines on one workload,\n"
+    "  --system-pair MODEL:SYSTEM[:RECIPE]  a row of a system of chips (repeatable; models/systems\n"
+    "                       or a path, run with --system): chip \"system:SYSTEM\"; its saturated\n"
+    "                       tokens/s is n/a (the analytic model gives a system's decode step only).\n"
+    "                       Rows keep the order of --pair and --system-pair\n"
+        "  --baselines          hc1-class beside the GPU and wafer-scale baselines on one workload,\n"
     "                       Llama-3.1-8B: llama-3.1-8b:hc1-class, :h100-class:bf16, :h200-class:bf16,\n"
     "                       :b200-class:fp4 and :wafer-class:bf16 (instead of the default rows;\n"
     "                       --pair rows follow them)\n"
@@ -101,6 +106,7 @@ static double num(const cJSON *j, const char *a, const char *b)
 
 typedef struct compare_args {
     const char *pairs[16];  /* --pair MODEL:CHIP[:RECIPE], n_pairs of them (or the defaults, or the baselines) */
+    int system[16];         /* 1: that pair is --system-pair MODEL:SYSTEM[:RECIPE] */
     int n_pairs, json;      /* ..., --json */
     const char *prompt, *gen, *eprompt, *egen; /* the one-user and rule-evaluation sizes, as given */
     const char *streams;    /* users at load, as given */
@@ -117,12 +123,13 @@ static int parse_compare(int argc, char **argv, compare_args *c)
                                        "llama-3.1-8b:wafer-class:bf16"};
     memset(c, 0, sizeof *c);
     c->prompt = "1024", c->gen = "1024", c->eprompt = "150", c->egen = "4", c->streams = "8";
-    static const es_opt opts[8] = {{"json", ES_OPT_FLAG, 0, 0, 0},           {"pair", ES_OPT_STR, 0, 0, 1},
+    static const es_opt opts[9] = {{"json", ES_OPT_FLAG, 0, 0, 0},           {"pair", ES_OPT_STR, 0, 0, 1},
                                    {"prompt", ES_OPT_COUNT, 1, 1 << 24, 0},   {"generate", ES_OPT_COUNT, 1, 1 << 24, 0},
                                    {"eval-prompt", ES_OPT_COUNT, 1, 1 << 24, 0}, {"eval-generate", ES_OPT_COUNT, 1, 1 << 24, 0},
-                                   {"streams", ES_OPT_COUNT, 1, 100000, 0},   {"baselines", ES_OPT_FLAG, 0, 0, 0}};
+                                   {"streams", ES_OPT_COUNT, 1, 100000, 0},   {"baselines", ES_OPT_FLAG, 0, 0, 0},
+                                   {"system-pair", ES_OPT_STR, 0, 0, 1}};
     es_optarg *items = NULL;
-    int n = es_opts_parse("compare", argc, argv, opts, 8, 0, HELP, &items);
+    int n = es_opts_parse("compare", argc, argv, opts, 9, 0, HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
     for (int k = 0; k < n; k++) /* the baselines first, whereever --baselines stands */
         if (items[k].opt == 7 && !c->n_pairs)
@@ -132,10 +139,15 @@ static int parse_compare(int argc, char **argv, compare_args *c)
         switch (items[k].opt) {
         case 0: c->json = 1; break;
         case 1:
+        case 8:
             if (!strchr(v, ':') || strchr(v, ':') == v || v[strlen(v) - 1] == ':' || c->n_pairs == 16) {
+                const char *msg = items[k].opt == 8 ? "--system-pair expects MODEL:SYSTEM or MODEL:SYSTEM:RECIPE (at "
+                                                      "most 16 rows in all), got"
+                                                    : "--pair expects MODEL:CHIP or MODEL:CHIP:RECIPE (at most 16 rows), got";
                 free(items);
-                return usage("--pair expects MODEL:CHIP or MODEL:CHIP:RECIPE (at most 16 rows), got", v);
+                return usage(msg, v);
             }
+            c->system[c->n_pairs] = items[k].opt == 8;
             c->pairs[c->n_pairs++] = v;
             break;
         case 2: c->prompt = v; break; /* validated as counts; passed on as given */
@@ -155,45 +167,9 @@ static int parse_compare(int argc, char **argv, compare_args *c)
 static const char *chip_label(const cJSON *r, char *b, size_t n)
 {
     const cJSON *rc = cJSON_GetObjectItemCaseSensitive(r, "recipe");
-    snprintf(b, n, "%s%s%s", cJSON_GetObjectItemCaseSensitive(r, "chip")->valuestring, rc ? ":" : "",
-             rc ? rc->valuestring : "");
+    snprintf(b, n, "%s%s%s%s", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "system")) ? "system:" : "",
+             cJSON_GetObjectItemCaseSensitive(r, "chip")->valuestring, rc ? ":" : "", rc ? rc->valuestring : "");
     return b;
-}
-
-/* A row from the one-user run a and the rule-evaluation run b (printed too, without --json); recipe: the
- * row's --recipe, or NULL (the chip's weights.*: the row has no "recipe" key). */
-static cJSON *row_of(const char *model, const char *chip, const char *recipe, const cJSON *a, const cJSON *b, int json)
-{
-    const cJSON *moe = cJSON_GetObjectItemCaseSensitive(a, "moe");
-    double active = moe ? num(moe, "active_params", NULL) / num(moe, "params", NULL) : 1.0;
-    cJSON *r = cJSON_CreateObject();
-    char label[600];
-    cJSON_AddStringToObject(r, "model", model);
-    cJSON_AddStringToObject(r, "chip", chip);
-    if (recipe) cJSON_AddStringToObject(r, "recipe", recipe);
-    cJSON_AddNumberToObject(r, "area_mm2", num(a, "area_mm2", NULL));
-    /* null with one generated token: no decode interval */
-    const int dec = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(a, "decode_tokens_per_s"));
-    char rate[32] = "-";
-    if (dec) {
-        cJSON_AddNumberToObject(r, "decode_tokens_per_s", num(a, "decode_tokens_per_s", NULL));
-        snprintf(rate, sizeof rate, "%.0f", num(a, "decode_tokens_per_s", NULL));
-    } else {
-        cJSON_AddNullToObject(r, "decode_tokens_per_s");
-    }
-    cJSON_AddNumberToObject(r, "saturated_tokens_per_s", num(a, "analytic_saturated_tokens_per_s", NULL));
-    cJSON_AddNumberToObject(r, "joules_per_token", num(a, "joules_per_token", NULL));
-    cJSON_AddNumberToObject(r, "die_utilization", num(a, "utilization", "die"));
-    cJSON_AddNumberToObject(r, "active_param_share", active);
-    cJSON_AddNumberToObject(r, "sequences_1k", num(a, "kv_slots", NULL));
-    cJSON_AddNumberToObject(r, "sequences_eval", num(b, "kv_slots", NULL));
-    if (!json)
-        printf("%-16s %-22s %7.1f %10s %11.0f %9.3f %7.2f%% %7.1f%% %9.0f %9.0f\n", model, chip_label(r, label, sizeof label),
-               num(a, "area_mm2", NULL), rate,
-               num(a, "analytic_saturated_tokens_per_s", NULL), 1e3 * num(a, "joules_per_token", NULL),
-               100 * num(a, "utilization", "die"), 100 * active, num(a, "kv_slots", NULL),
-               num(b, "kv_slots", NULL));
-    return r;
 }
 
 static const cJSON *item(const cJSON *j, const char *k) { return cJSON_GetObjectItemCaseSensitive(j, k); }
@@ -204,6 +180,59 @@ static void add_number_or_null(cJSON *r, const char *key, const cJSON *x)
     if (cJSON_IsNumber(x)) cJSON_AddNumberToObject(r, key, x->valuedouble);
     else cJSON_AddNullToObject(r, key);
 }
+
+/* A figure of x (%.*f, scaled), or "n/a" when it is not a number, into b. */
+static const char *fig(char *b, size_t n, const cJSON *x, double scale, int prec)
+{
+    if (cJSON_IsNumber(x)) snprintf(b, n, "%.*f", prec, x->valuedouble * scale);
+    else snprintf(b, n, "n/a");
+    return b;
+}
+
+/* A row from the one-user run a and the rule-evaluation run b (printed too, without --json); recipe: the
+ * row's --recipe, or NULL (the chip's weights.*: the row has no "recipe" key); system: a --system-pair row
+ * ("system": true, "chips": its chips; its saturated tokens/s null: the analytic model gives a system's decode
+ * step only). */
+static cJSON *row_of(const char *model, const char *chip, const char *recipe, int system, const cJSON *a,
+                     const cJSON *b, int json)
+{
+    const cJSON *moe = cJSON_GetObjectItemCaseSensitive(a, "moe");
+    double active = moe ? num(moe, "active_params", NULL) / num(moe, "params", NULL) : 1.0;
+    cJSON *r = cJSON_CreateObject();
+    char label[600];
+    cJSON_AddStringToObject(r, "model", model);
+    cJSON_AddStringToObject(r, "chip", chip);
+    if (recipe) cJSON_AddStringToObject(r, "recipe", recipe);
+    if (system) {
+        cJSON_AddTrueToObject(r, "system");
+        cJSON_AddNumberToObject(r, "chips", cJSON_GetArraySize(item(item(a, "system"), "chips")));
+    }
+    cJSON_AddNumberToObject(r, "area_mm2", num(a, "area_mm2", NULL));
+    /* null with one generated token: no decode interval */
+    const int dec = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(a, "decode_tokens_per_s"));
+    char rate[32] = "-";
+    if (dec) {
+        cJSON_AddNumberToObject(r, "decode_tokens_per_s", num(a, "decode_tokens_per_s", NULL));
+        snprintf(rate, sizeof rate, "%.0f", num(a, "decode_tokens_per_s", NULL));
+    } else {
+        cJSON_AddNullToObject(r, "decode_tokens_per_s");
+    }
+    add_number_or_null(r, "saturated_tokens_per_s", item(a, "analytic_saturated_tokens_per_s"));
+    cJSON_AddNumberToObject(r, "joules_per_token", num(a, "joules_per_token", NULL));
+    cJSON_AddNumberToObject(r, "die_utilization", num(a, "utilization", "die"));
+    cJSON_AddNumberToObject(r, "active_param_share", active);
+    cJSON_AddNumberToObject(r, "sequences_1k", num(a, "kv_slots", NULL));
+    cJSON_AddNumberToObject(r, "sequences_eval", num(b, "kv_slots", NULL));
+    char sat[32];
+    if (!json)
+        printf("%-16s %-22s %7.1f %10s %11s %9.3f %7.2f%% %7.1f%% %9.0f %9.0f\n", model, chip_label(r, label, sizeof label),
+               num(a, "area_mm2", NULL), rate, fig(sat, sizeof sat, item(a, "analytic_saturated_tokens_per_s"), 1, 0),
+               1e3 * num(a, "joules_per_token", NULL),
+               100 * num(a, "utilization", "die"), 100 * active, num(a, "kv_slots", NULL),
+               num(b, "kv_slots", NULL));
+    return r;
+}
+
 
 /* The row's keys from the one-user run a beyond the first table's, and from the run at load l: each a
  * figure of those runs' JSON, copied (cost: its usd_per_m_tokens, null with the reason in cost_unknown). */
@@ -228,13 +257,6 @@ static void add_load_keys(cJSON *r, const cJSON *a, const cJSON *l)
     cJSON_AddItemToObject(r, "load_busy_fraction", lbf ? cJSON_Duplicate(lbf, 1) : cJSON_CreateNull());
 }
 
-/* A figure of x (%.*f, scaled), or "n/a" when it is not a number, into b. */
-static const char *fig(char *b, size_t n, const cJSON *x, double scale, int prec)
-{
-    if (cJSON_IsNumber(x)) snprintf(b, n, "%.*f", prec, x->valuedouble * scale);
-    else snprintf(b, n, "n/a");
-    return b;
-}
 
 /* The second table: each row at load, its cost and where its time goes; the reasons for n/a below. */
 static void print_load_table(const cJSON *rows, const compare_args *c)
@@ -266,19 +288,21 @@ static void print_load_table(const cJSON *rows, const compare_args *c)
 }
 
 /* One pair's three runs, its row into rows: 0, or 1 (the error printed). */
-static int compare_pair(const compare_args *c, const char *pair, cJSON *rows)
+static int compare_pair(const compare_args *c, int i, cJSON *rows)
 {
+    const char *pair = c->pairs[i];
+    char *chip_opt = c->system[i] ? "--system" : "--chip";
     char model[256], chip[512], recipe[512], err[256];
     const char *colon = strchr(pair, ':'), *last = strrchr(pair, ':'); /* MODEL:CHIP or MODEL:CHIP:RECIPE */
     snprintf(model, sizeof model, "%.*s", (int)(colon - pair), pair);
     snprintf(chip, sizeof chip, "%.*s", (int)((last > colon ? last : pair + strlen(pair)) - colon - 1), colon + 1);
     snprintf(recipe, sizeof recipe, "%s", last > colon ? last + 1 : "");
     /* each run's arguments; with a recipe, --recipe R replaces the trailing NULL, NULL */
-    char *one[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
+    char *one[] = {"etchsim", "run", "--json", "--no-db", "--model", model, chip_opt, chip, "--prompt",
                    (char *)c->prompt, "--generate", (char *)c->gen, NULL, NULL, NULL};
-    char *ev[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
+    char *ev[] = {"etchsim", "run", "--json", "--no-db", "--model", model, chip_opt, chip, "--prompt",
                   (char *)c->eprompt, "--generate", (char *)c->egen, NULL, NULL, NULL};
-    char *load[] = {"etchsim", "run", "--json", "--no-db", "--model", model, "--chip", chip, "--prompt",
+    char *load[] = {"etchsim", "run", "--json", "--no-db", "--model", model, chip_opt, chip, "--prompt",
                     (char *)c->prompt, "--generate", (char *)c->gen, "--streams", (char *)c->streams, NULL, NULL, NULL};
     if (recipe[0]) {
         one[12] = ev[12] = load[14] = "--recipe";
@@ -290,7 +314,7 @@ static int compare_pair(const compare_args *c, const char *pair, cJSON *rows)
         fprintf(stderr, "etchsim compare: %s on %s: %s\n", model, chip, err);
         rc = 1;
     } else {
-        cJSON *r = row_of(model, chip, recipe[0] ? recipe : NULL, a, b, c->json);
+        cJSON *r = row_of(model, chip, recipe[0] ? recipe : NULL, c->system[i], a, b, c->json);
         add_load_keys(r, a, l);
         cJSON_AddItemToArray(rows, r);
     }
@@ -310,7 +334,7 @@ int es_cli_compare(int argc, char **argv)
     if (!c.json)
         printf("%-16s %-22s %7s %10s %11s %9s %8s %8s %9s %9s\n", "model", "chip", "mm2", "1 user t/s",
                "saturated", "mJ/token", "die use", "active", "seqs 1k", "seqs eval");
-    for (int i = 0; i < c.n_pairs && !rc; i++) rc = compare_pair(&c, c.pairs[i], rows);
+    for (int i = 0; i < c.n_pairs && !rc; i++) rc = compare_pair(&c, i, rows);
     if (!rc && c.json) {
         char *s = cJSON_Print(rows);
         puts(s);
@@ -320,6 +344,12 @@ int es_cli_compare(int argc, char **argv)
                "die use: area x busy time / die area x run time for the one user; active: the share of the\n"
                "weights a token uses; seqs: sequences the KV (or state) SRAM holds at %s/%s and %s/%s.\n",
                c.prompt, c.gen, c.prompt, c.gen, c.eprompt, c.egen);
+        for (int i = 0; i < c.n_pairs; i++)
+            if (c.system[i]) {
+                printf("system:NAME: a system of chips (--system-pair); saturated n/a: the analytic model gives a\n"
+                       "system's decode step only; mm2, W and $/M are all its chips'.\n");
+                break;
+            }
         print_load_table(rows, &c);
     }
     cJSON_Delete(rows);

@@ -80,6 +80,8 @@ const char *HELP =
     "  --no-prefix-sharing    compute the rule's KV for every record\n"
     "  --no-compare           skip the second batch without prefix sharing\n"
     "  --chip, --model, --set, --rom, --db, --no-db, --json   as for `etchsim run`\n"
+    "  --system NAME|PATH     a system of chips instead of --chip, as for `etchsim run` (the records\n"
+    "                         through its pipeline; --set system.link.KEY=VALUE overrides its link)\n"
     "  --deploy NAME|PATH     the deployment the JSON's \"cost\" assumes, as for `etchsim run`\n"
     "                         (default us-industrial); its keys: --set deploy.KEY=VALUE\n"
     "  --trace FILE.json, --trace-window START:END   as for `etchsim run` (the batch itself,\n"
@@ -107,6 +109,8 @@ struct Opts {
     int policy = ES_POLICY_FCFS;
     bool sharing = true, compare = true, json = false, no_db = false, have_rule = false;
     std::vector<std::string> sets;
+    std::string system;                           // --system: a system of chips instead of --chip
+    bool chip_given = false, model_given = false;
     std::string deploy = "us-industrial";         // --deploy
     bool deploy_given = false;
     std::vector<std::string> deploy_sets;         // --set deploy.KEY=VALUE
@@ -402,7 +406,8 @@ pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp
     };
     w.policy = o.policy;
     w.cycle = o.cycle;
-    if (rd.open(data, &e) == 0 && run_sim(&L.map, w, r, &e) == 0) {
+    std::vector<const es_map *> pms = L.pms();
+    if (rd.open(data, &e) == 0 && run_sim(pms.data(), (int)pms.size(), w, r, &e) == 0) {
         c.batch_ns = r.seconds * 1e9;
         c.prefill_passes = r.prefill_passes;
         c.max_in_flight = r.max_in_flight;
@@ -487,7 +492,9 @@ int check_opts(const Opts &o)
                      o.adapter.c_str());
     if ((o.adapter_rank > 0 || !o.adapter.empty()) && o.cycle)
         return usage("an adapter (--adapter, --adapter-rank) is booked at transaction fidelity only; drop", "--fidelity cycle");
-    return -1;
+    const char *arg = nullptr, *msg = o.system.empty() ? nullptr :
+        system_opts_conflict(o.system, o.chip_given, !o.rom.empty(), false, o.adapter_rank > 0 || !o.adapter.empty(), &arg);
+    return msg ? usage(msg, arg) : -1;
 }
 
 // -1 to go on, else the exit code.
@@ -495,7 +502,7 @@ int parse_opts(int argc, char **argv, Opts &o)
 {
     enum { RULE, RULE_FILE, DATA, TEMPLATE, VOCAB, MAX_NEW, RECORDS, POLICY, NO_SHARING, NO_COMPARE, CHIP, MODEL, DB, ROM,
            WEIGHTS, RECIPE, MODE, SYNTHETIC, LABELS, SET, TRACE, TRACE_WINDOW, NODB, JSON, VCD, FIDELITY, ADAPTER_RANK,
-           ADAPTER_ROLES, ADAPTER, DEPLOY, N_OPTS };
+           ADAPTER_ROLES, ADAPTER, DEPLOY, SYSTEM, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"rule", ES_OPT_TEXT, 0, 0, 0},          {"rule-file", ES_OPT_STR, 0, 0, 0},
         {"data", ES_OPT_STR, 0, 0, 0},           {"template", ES_OPT_STR, 0, 0, 0},
@@ -511,7 +518,8 @@ int parse_opts(int argc, char **argv, Opts &o)
         {"no-db", ES_OPT_FLAG, 0, 0, 0},         {"json", ES_OPT_FLAG, 0, 0, 0},
         {"vcd", ES_OPT_STR, 0, 0, 0},            {"fidelity", ES_OPT_STR, 0, 0, 0},
         {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0},
-        {"adapter", ES_OPT_STR, 0, 0, 0},       {"deploy", ES_OPT_STR, 0, 0, 0}};
+        {"adapter", ES_OPT_STR, 0, 0, 0},       {"deploy", ES_OPT_STR, 0, 0, 0},
+        {"system", ES_OPT_STR, 0, 0, 0}};
     es_optarg *items = nullptr;
     int n = es_opts_parse("eval", argc, argv, opts, N_OPTS, 0, HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
@@ -533,8 +541,9 @@ int parse_opts(int argc, char **argv, Opts &o)
             break;
         case NO_SHARING: o.sharing = false; break;
         case NO_COMPARE: o.compare = false; break;
-        case CHIP: o.chip = v; break;
-        case MODEL: o.model = v; break;
+        case CHIP: o.chip = v, o.chip_given = true; break;
+        case MODEL: o.model = v, o.model_given = true; break;
+        case SYSTEM: o.system = v; break;
         case DB: o.db = v; break;
         case ROM: o.rom = v; break;
         case WEIGHTS: o.weights = v; break;
@@ -629,8 +638,9 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
         in.L.adapter.alpha = (double)o.adapter_rank;
     }
     in.L.adapter_file = o.adapter;
-    if (load(o.model, o.chip, o.sets, o.rom, timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0),
-             in.L, e) ||
+    const std::string timed = timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0);
+    if ((!o.system.empty() ? load_system(o.system, o.model_given ? o.model : "", o.sets, timed, in.L, e)
+                           : load(o.model, o.chip, o.sets, o.rom, timed, in.L, e)) ||
         load_deploy(o.deploy, o.deploy_given, o.deploy_sets, in.cost, false, e))
         return -1;
     std::string tmpl_text = DEFAULT_TEMPLATE;
@@ -713,7 +723,7 @@ int begin_db(const Opts &o, const Inputs &in, Batch &b, es_err *e)
     if (o.no_db) return 0;
     const Loaded &L = in.L;
     char *chip_json = es_cfg_dump(&L.c.cfg), *proc_json = es_cfg_dump(&L.c.proc);
-    es_run_info ri{"eval", L.c.name, L.m.name, in.rule_tokens, o.max_new, 0, chip_json, proc_json};
+    es_run_info ri{"eval", L.have_sys ? L.sys.name : L.c.name, L.m.name, in.rule_tokens, o.max_new, 0, chip_json, proc_json};
     int rc = es_db_open(&b.db, o.db.c_str(), e) || es_db_begin_run(b.db, &ri, &b.run_id, e) ||
                      es_db_stream_begin(b.db, e) ? -1 : 0;
     cJSON_free(chip_json);
@@ -801,7 +811,8 @@ int simulate(const Opts &o, const Inputs &in, Batch &b, Workload &w, const Progr
         close(pipefd[1]);
     }
     auto t0 = std::chrono::steady_clock::now();
-    if (run_sim(&L.map, w, b.r, e)) {
+    std::vector<const es_map *> pms = L.pms();
+    if (run_sim(pms.data(), (int)pms.size(), w, b.r, e)) {
         if (child > 0) waitpid(child, nullptr, 0);
         return -1; /* closing the batch's database marks the run failed with the error */
     }
@@ -875,7 +886,7 @@ Figures figures(const Opts &o, const Inputs &in, Batch &b)
     f.p50 = es_percentile(b.lat.data(), b.lat.size(), 50);
     f.p95 = es_percentile(b.lat.data(), b.lat.size(), 95);
     f.p99 = es_percentile(b.lat.data(), b.lat.size(), 99);
-    f.cap = L.map.kv_positions; // less a LoRA adapter's share
+    f.cap = L.have_sys ? b.r.kv_positions : L.map.kv_positions; // less a LoRA adapter's share; a system: its chips' fewest
     f.slots_plain = (int64_t)((double)f.cap / (b.mean_body + (double)rule_tokens + (double)o.max_new));
     f.slots_shared = (int64_t)((double)(f.cap - rule_tokens) / (b.mean_body + (double)o.max_new));
     f.data = o.data.empty() ? "demo: " + grouped(in.demo_records) + " generated card transactions" : o.data;
@@ -936,7 +947,7 @@ cJSON *eval_json(const Opts &o, const Inputs &in, const Batch &b, const Figures 
     const RunResult &r = b.r;
     const int64_t done = b.done, out_tokens = r.tokens;
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "chip", L.c.name);
+    cJSON_AddStringToObject(j, "chip", L.have_sys ? L.sys.name : L.c.name); /* a system: its name ("system" below) */
     cJSON_AddStringToObject(j, "model", L.m.name);
     cJSON_AddItemToObject(j, "weight_formats", formats_json(L));
     if (L.map.adapter.rank) cJSON_AddItemToObject(j, "adapter", adapter_json(L));
@@ -974,10 +985,12 @@ cJSON *eval_json(const Opts &o, const Inputs &in, const Batch &b, const Figures 
     cJSON_AddItemToObject(j, "area", area_json(r.area));
     add_sharing_json(j, in, b, f);
     if (in.dp) add_functional_json(j, o, in, b);
-    if (done > 0) add_analytic_json(j, o, in, b);
+    if (L.have_sys) cJSON_AddNullToObject(j, "analytic"); /* es_an_batch times one chip */
+    else if (done > 0) add_analytic_json(j, o, in, b);
     cJSON_AddNumberToObject(j, "sim_wall_s", b.wall);
     cJSON_AddItemToObject(j, "cost", cost_json(L.c, in.cost)); /* as run's: the batch's tokens/s and watts */
     if (!in.cost.have) cJSON_AddStringToObject(j, "cost_unknown", in.cost.why.c_str()); /* why "cost" is null */
+    if (L.have_sys) cJSON_AddItemToObject(j, "system", system_json(L, r, in.cost));
     return j;
 }
 
@@ -990,7 +1003,8 @@ void print_eval(const Opts &o, const Inputs &in, const Batch &b, const Figures &
     const int64_t done = b.done, skipped = b.skipped, out_tokens = r.tokens;
     const bool sharing = in.sharing, estimated = in.estimated;
     const double ms = 1e-6, batch_ns = f.batch_ns;
-    std::printf("etchsim eval: %s on %s%s%s\n", L.m.name, L.c.name, in.dp ? " (functional)" : "",
+    std::printf("etchsim eval: %s on %s%s%s%s\n", L.m.name, L.have_sys ? "the system " : "",
+                L.have_sys ? L.sys.name : L.c.name, in.dp ? " (functional)" : "",
                 o.cycle ? ", cycle fidelity" : "");
     /* an estimate must be impossible to miss: said before any figure, and beside each it moves */
     const char *est = estimated ? " [ESTIMATED]" : "";
@@ -1036,6 +1050,7 @@ void print_eval(const Opts &o, const Inputs &in, const Batch &b, const Figures &
                     sharing ? "on" : "off", (long long)(sharing ? f.slots_shared : f.slots_plain),
                     (long long)f.slots_shared);
     std::printf("  %-34s %.2f s\n", "host wall time", b.wall);
+    print_system(L, r);
     for (const auto &row : b.shown_skips) std::printf("  skipped record %lld: %s\n", (long long)row.record, row.reason);
     if (skipped > 5) std::printf("  ... %lld more skipped records%s\n", (long long)(skipped - 5), b.db ? " in the database" : "");
     if (b.db) std::printf("  logged as run %lld in %s (table records)\n", (long long)b.run_id, o.db.c_str());

@@ -23,6 +23,7 @@
 #include "es_cost.h"
 #include "es_db.h"
 #include "es_proc.h"
+#include "es_system.h"
 #include "es_err.h"
 #include "es_fs.h"
 #include "cli_opts.h"
@@ -40,13 +41,15 @@ static const char *HELP =
     "it appears only when the sweep has ended (a killed sweep leaves none).\n"
     "\n"
     "The grid is a JSON object from keys to lists of values; the sweep runs their cross\n"
-    "product. Keys are the run's options (model, chip, prompt, generate, streams, routing,\n"
-    "rom, recipe, deploy; for eval: data, rule, rule_file, template, records, max_new_tokens,\n"
-    "policy, vocab, rom, recipe, deploy), chip and process keys as for --set (clock_hz,\n"
-    "tile.lanes.tokens_per_read, process.leakage.logic_w_per_mm2, ...; `etchsim chip keys`\n"
-    "lists them) or deployment keys (deploy.electricity_usd_per_kwh, deploy.pue,\n"
-    "deploy.lifetime_years, deploy.utilization); every key is checked before any point\n"
-    "runs. Two keys that are not lists:\n"
+    "product. Keys are the run's options (model, chip, system, prompt, generate, streams,\n"
+    "routing, rom, recipe, deploy; for eval: data, rule, rule_file, template, records,\n"
+    "max_new_tokens, policy, vocab, rom, recipe, deploy, model, chip, system), chip and\n"
+    "process keys as for --set (clock_hz, tile.lanes.tokens_per_read,\n"
+    "process.leakage.logic_w_per_mm2, ...; `etchsim chip keys` lists them), deployment keys\n"
+    "(deploy.electricity_usd_per_kwh, deploy.pue, deploy.lifetime_years, deploy.utilization)\n"
+    "or, with a system, its link's keys (system.link.bandwidth_bits_per_s,\n"
+    "system.link.latency_ns, system.link.energy_pj_per_bit); every key is checked before any\n"
+    "point runs. Two keys that are not lists:\n"
     "  \"command\": \"run\" | \"eval\"   what each point runs (default run)\n"
     "  \"zip\": [{\"k1\": [...], \"k2\": [...]}, ...]   keys that move together: each object\n"
     "                                 is one axis, its lists of equal length\n"
@@ -70,8 +73,10 @@ static int usage(const char *msg, const char *arg) { return es_opt_usage("sweep"
 /* run options a grid may name, and their flags */
 static const char *const RUN_OPTS[][2] = {{"model", "--model"},   {"chip", "--chip"},       {"prompt", "--prompt"},
                                           {"generate", "--generate"}, {"streams", "--streams"}, {"routing", "--routing"},
-                                          {"rom", "--rom"},         {"recipe", "--recipe"},   {"deploy", "--deploy"}};
+                                          {"rom", "--rom"},         {"recipe", "--recipe"},   {"deploy", "--deploy"},
+                                          {"system", "--system"}};
 static const char *const EVAL_OPTS[][2] = {{"model", "--model"},       {"chip", "--chip"},
+                                           {"system", "--system"},
                                            {"data", "--data"},         {"rule", "--rule"},
                                            {"rule_file", "--rule-file"}, {"template", "--template"},
                                            {"records", "--records"},   {"max_new_tokens", "--max-new-tokens"},
@@ -88,6 +93,75 @@ static int deploy_key_known(const char *key)
     for (int i = 0; i < n; i++)
         if (k[i].kind == 'd' && !strcmp(key + 7, k[i].key)) return 1;
     return 0;
+}
+
+/* system.link.KEY: a system file's link number, which run and eval take as --set system.link.KEY=VALUE */
+static int system_key_known(const char *key)
+{
+    if (strncmp(key, "system.", 7)) return 0;
+    for (const char *const *k = es_system_link_keys(); *k; k++)
+        if (!strcmp(key + 7, *k)) return 1;
+    return 0;
+}
+
+/* The grid's list of values for key (on any axis), or NULL. */
+static const cJSON *grid_values(const es_grid *g, const char *key)
+{
+    for (int a = 0; a < g->n_axes; a++)
+        for (int k = 0; k < g->ax[a].n_keys; k++)
+            if (!strcmp(g->ax[a].keys[k], key)) return g->ax[a].vals[k];
+    return NULL;
+}
+
+static int grid_has(const es_grid *g, const char *key) { return grid_values(g, key) != NULL; }
+
+static char *value_text(const cJSON *v);
+
+/* Each system the grid names loads, with each value of each system.link.* key the grid gives (as its points'
+ * --set system.link.KEY=VALUE): a missing file or a link value out of its range fails before any point. */
+static int check_system_values(const es_grid *g, const char *file, es_err *e)
+{
+    const cJSON *sys_v, *sys = grid_values(g, "system");
+    cJSON_ArrayForEach(sys_v, sys) {
+        char *spec = value_text(sys_v);
+        const char *key = "system";
+        es_system s;
+        es_err se = {0};
+        int rc = es_system_load(&s, spec ? spec : "", NULL, 0, &se); /* the file itself */
+        if (!rc) es_system_free(&s);
+        for (int a = 0; a < g->n_axes && !rc; a++)
+            for (int k = 0; k < g->ax[a].n_keys && !rc; k++) {
+                const cJSON *v;
+                if (!system_key_known(g->ax[a].keys[k])) continue;
+                key = g->ax[a].keys[k];
+                cJSON_ArrayForEach(v, g->ax[a].vals[k]) { /* each value of its link */
+                    char *txt = value_text(v), set[128];
+                    snprintf(set, sizeof set, "%s=%s", key + 7, txt ? txt : "");
+                    free(txt);
+                    const char *sets[1] = {set};
+                    if ((rc = es_system_load_link(&s, spec ? spec : "", NULL, 0, sets, 1, &se))) break;
+                    es_system_free(&s);
+                }
+            }
+        free(spec);
+        if (rc) return es_fail(e, "%s: key '%s': %s", file, key, se.msg);
+    }
+    return 0;
+}
+
+/* The keys that go together: system.link.* needs a system; a system names its chips (no chip key). */
+static int check_system_keys(const es_grid *g, const char *file, es_err *e)
+{
+    int sys = grid_has(g, "system");
+    if (sys && grid_has(g, "chip"))
+        return es_fail(e, "%s: keys 'system' and 'chip': a point takes a system or a chip, not both (a system file "
+                          "names its chips)", file);
+    for (int a = 0; a < g->n_axes && !sys; a++)
+        for (int k = 0; k < g->ax[a].n_keys; k++)
+            if (system_key_known(g->ax[a].keys[k]))
+                return es_fail(e, "%s: key '%s': a system's link key; the grid needs a 'system' key (a chip alone "
+                                  "has no card links)", file, g->ax[a].keys[k]);
+    return check_system_values(g, file, e);
 }
 
 /* a value as a command-line string, malloc'd */
@@ -119,7 +193,9 @@ static int check_keys(const es_grid *g, const char *file, es_err *e)
             const char *key = g->ax[a].keys[k];
             char near[256];
             int d = 0;
-            if (option_flag(g, key) || deploy_key_known(key) || es_chip_key_known(key, near, sizeof near, &d)) continue;
+            if (option_flag(g, key) || deploy_key_known(key) || system_key_known(key) ||
+                es_chip_key_known(key, near, sizeof near, &d))
+                continue;
             es_grid other = *g; /* an option of the other command */
             other.eval = !g->eval;
             if (option_flag(&other, key))
@@ -140,11 +216,19 @@ static int check_keys(const es_grid *g, const char *file, es_err *e)
                     snprintf(near, sizeof near, "%s", full);
                 }
             }
+            for (const char *const *sk = es_system_link_keys(); *sk; sk++) { /* or a system's link key */
+                char full[96];
+                snprintf(full, sizeof full, "system.%s", *sk);
+                if (es_key_distance(full, key) < d) {
+                    d = es_key_distance(full, key);
+                    snprintf(near, sizeof near, "%s", full);
+                }
+            }
             return es_fail(e, "%s: key '%s': not a%s %s option, chip key, process key or deployment key (%s '%s'%s "
                               "`etchsim chip keys` lists the chip and process keys)", file, key, g->eval ? "n" : "", cmd,
                            d <= 3 ? "did you mean" : "the nearest is", near, d <= 3 ? "?" : ";");
         }
-    return 0;
+    return check_system_keys(g, file, e);
 }
 
 typedef struct point {

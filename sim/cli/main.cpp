@@ -75,7 +75,9 @@ const char *RUN_HELP =
     "  --model NAME|PATH    model config.json or its folder (default llama-3.1-8b)\n"
     "  --system NAME|PATH   a system of chips instead of --chip (models/systems): each chip holds\n"
     "                       the layers the file gives it, joined by card links; the model is the\n"
-    "                       file's unless --model is given. --set applies to every chip\n"
+    "                       file's unless --model is given. --set applies to every chip;\n"
+    "                       --set system.link.KEY=VALUE overrides the file's link (KEY:\n"
+    "                       bandwidth_bits_per_s, latency_ns or energy_pj_per_bit)\n"
     "  --prompt N           prompt tokens per stream (default 1024)\n"
     "  --generate M         generated tokens per stream (default 1024)\n"
     "  --streams S          concurrent identical streams (default 1)\n"
@@ -149,7 +151,8 @@ const char *COST_HELP =
     "  --streams S          concurrent identical streams (default 1)\n"
     "  --deploy NAME|PATH   deployment: electricity price, PUE, lifetime, utilization\n"
     "                       (models/deploy/NAME.json; default us-industrial)\n"
-    "  --set KEY=VALUE      a chip key, process.KEY, or deploy.KEY; repeatable\n"
+    "  --set KEY=VALUE      a chip key, process.KEY, deploy.KEY or (with --system) system.link.KEY;\n"
+    "                       repeatable\n"
     "  --rom FILE, --recipe NAME|PATH, --routing R, --fidelity F   as for etchsim run\n"
     "  --json               print one JSON object\n"
     "  -h, --help           this text\n";
@@ -165,6 +168,8 @@ const char *AREA_HELP =
     "  --chip NAME|PATH     chip configuration (default hc1-class)\n"
     "  --model NAME|PATH    model (default llama-3.1-8b)\n"
     "  --set KEY=VALUE      override a chip or process key; repeatable\n"
+    "  --system NAME|PATH   a system of chips instead of --chip (as for etchsim run): each chip's\n"
+    "                       area holding its layers, and their sum (no one-user utilization)\n"
     "  --position P         the decode position of the one-user utilization (default 1536)\n"
     "  --json               print one JSON object\n"
     "  -h, --help           this text\n";
@@ -177,7 +182,7 @@ struct Opts {
     bool deploy_given = false;
     std::vector<std::string> deploy_sets;       // --set deploy.KEY=VALUE (run, cost)
     int64_t prompt = 1024, gen = 1024, streams = 1, position = 1536;
-    bool json = false, no_db = false, prompt_given = false;
+    bool json = false, no_db = false, prompt_given = false, position_given = false;
     std::vector<std::string> sets;
     // functional mode
     bool functional = false;
@@ -199,15 +204,10 @@ int usage_error(const char *cmd, const char *msg, const char *arg) { return es_o
 // --system's options: -1 to continue, else the exit code of a usage error.
 int check_system_opts(const char *cmd, const Opts &o)
 {
-    if (o.chip_given)
-        return usage_error(cmd, "give --system or --chip, not both (a system file names its chips); got --system",
-                           o.system.c_str());
-    if (!o.rom.empty())
-        return usage_error(cmd, "--rom with --system: a ROM image holds one chip's weights; use --recipe", nullptr);
-    if (o.cosim) return usage_error(cmd, "--rtl-cosim with --system is not modelled", nullptr);
-    if (o.adapter_rank > 0 || !o.adapter.empty())
-        return usage_error(cmd, "an adapter (--adapter, --adapter-rank) with --system is not modelled yet", nullptr);
-    return -1;
+    const char *arg = nullptr;
+    const char *msg = es::system_opts_conflict(o.system, o.chip_given, !o.rom.empty(), o.cosim,
+                                               o.adapter_rank > 0 || !o.adapter.empty(), &arg);
+    return msg ? usage_error(cmd, msg, arg) : -1;
 }
 
 // The adapter options together: -1, or the usage error's exit code.
@@ -256,7 +256,8 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
     for (int k = 0; k < n; k++) {
         const es_optarg &a = items[k];
         const char *v = a.val;
-        bool run_only = a.opt != CHIP && a.opt != MODEL && a.opt != SET && a.opt != JSON && a.opt != POSITION;
+        bool run_only = a.opt != CHIP && a.opt != MODEL && a.opt != SET && a.opt != JSON && a.opt != POSITION &&
+                        a.opt != SYSTEM;
         bool cost_too = a.opt == PROMPT || a.opt == GENERATE || a.opt == STREAMS || a.opt == ROM || a.opt == RECIPE ||
                         a.opt == ROUTING || a.opt == FIDELITY || a.opt == DEPLOY || a.opt == SYSTEM;
         if ((run && a.opt == POSITION) || (!run && run_only) || (cost && run_only && !cost_too))
@@ -275,7 +276,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         case PROMPT: o.prompt = a.num, o.prompt_given = true; break;
         case GENERATE: o.gen = a.num; break;
         case STREAMS: o.streams = a.num; break;
-        case POSITION: o.position = a.num; break;
+        case POSITION: o.position = a.num, o.position_given = true; break;
         case DB: o.db = v; break;
         case ROM: o.rom = v; break;
         case NODB: o.no_db = true; break;
@@ -400,6 +401,64 @@ void print_area(const es_chip &c, const es_model &m, const es_area &a)
                 c.area.lane_rtl[0] ? c.area.lane_rtl : "area.lane_transistors, tile.lanes.register_bits_per_cell");
 }
 
+// etchsim area --system: each chip's area holding its slice (es_area_compute on its table), and the sum.
+int area_system(const Opts &o, es::Loaded &L)
+{
+    std::vector<const es_map *> pms = L.pms();
+    std::vector<es_area> as(pms.size());
+    double mm2 = 0, tr = 0, leak = 0;
+    for (size_t k = 0; k < pms.size(); k++) {
+        es_area_compute(pms[k], &as[k]);
+        mm2 += as[k].total_mm2, tr += as[k].total_tr, leak += as[k].leak_total_w;
+    }
+    if (!o.json) {
+        std::printf("the system %s holding %s: %d chips\n", L.sys.name, L.m.name, L.sys.n_chips);
+        std::printf("  %-4s %-24s %9s %10s %14s %10s %12s %12s\n", "chip", "config", "layers", "mm2", "transistors",
+                    "leak W", "ROM Gbit", "KV SRAM GiB");
+        for (size_t k = 0; k < pms.size(); k++) {
+            const es_sys_chip &sc = L.sys.chips[k];
+            char ly[32];
+            std::snprintf(ly, sizeof ly, "%d-%d", sc.layer_first, sc.layer_last);
+            std::printf("  %-4zu %-24s %9s %10.1f %14.3e %10.2f %12.3f %12.3f\n", k, sc.chip.name, ly, as[k].total_mm2,
+                        as[k].total_tr, as[k].leak_total_w, as[k].rom_bits / 1e9, as[k].sram_bits / 8.0 / (1u << 30));
+        }
+        std::printf("  %-4s %-24s %9s %10.1f %14.3e %10.2f\n", "all", "", "", mm2, tr, leak);
+        std::printf("  (each chip's breakdown by component: etchsim area --chip CONFIG, or --json)\n");
+        return 0;
+    }
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "chip", L.sys.name);
+    cJSON_AddStringToObject(j, "model", L.m.name);
+    cJSON_AddNumberToObject(j, "area_mm2", mm2);
+    cJSON_AddNumberToObject(j, "transistors", tr);
+    cJSON_AddNumberToObject(j, "leakage_w", leak);
+    cJSON *sys = cJSON_AddObjectToObject(j, "system");
+    cJSON_AddStringToObject(sys, "name", L.sys.name);
+    cJSON_AddStringToObject(sys, "path", L.sys.path);
+    cJSON *chips = cJSON_AddArrayToObject(sys, "chips");
+    for (size_t k = 0; k < pms.size(); k++) {
+        const es_sys_chip &sc = L.sys.chips[k];
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "chip", sc.chip.name);
+        cJSON *ly = cJSON_AddArrayToObject(x, "layers");
+        cJSON_AddItemToArray(ly, cJSON_CreateNumber(sc.layer_first));
+        cJSON_AddItemToArray(ly, cJSON_CreateNumber(sc.layer_last));
+        cJSON_AddNumberToObject(x, "area_mm2", as[k].total_mm2);
+        cJSON_AddNumberToObject(x, "transistors", as[k].total_tr);
+        cJSON_AddNumberToObject(x, "leakage_w", as[k].leak_total_w);
+        cJSON_AddNumberToObject(x, "rom_bits", as[k].rom_bits);
+        cJSON_AddNumberToObject(x, "model_bits", as[k].model_bits);
+        cJSON_AddNumberToObject(x, "kv_sram_bits", as[k].sram_bits);
+        cJSON_AddItemToObject(x, "breakdown", es::area_json(as[k]));
+        cJSON_AddItemToArray(chips, x);
+    }
+    char *s = cJSON_Print(j);
+    std::puts(s);
+    cJSON_free(s);
+    cJSON_Delete(j);
+    return 0;
+}
+
 int cmd_area(int argc, char **argv)
 {
     Opts o;
@@ -407,6 +466,15 @@ int cmd_area(int argc, char **argv)
     if (rc >= 0) return rc;
     es_err e{};
     es::Loaded L;
+    if (!o.system.empty()) {
+        if (o.position_given) return usage_error("area", "--position with --system: a system's area has no one-user "
+                                                         "utilization (etchsim run --system gives its utilization)", nullptr);
+        if (es::load_system(o.system, o.model_given ? o.model : "", o.sets, "", L, &e)) {
+            std::fprintf(stderr, "etchsim area: %s\n", e.msg);
+            return 1;
+        }
+        return area_system(o, L);
+    }
     if (es::load(o.model, o.chip, o.sets, o.rom, "", L, &e)) {
         std::fprintf(stderr, "etchsim area: %s\n", e.msg);
         return 1;
@@ -505,8 +573,9 @@ void print_cost(const Opts &o, const es::Loaded &L, const es::Cost &k)
     if (L.have_sys) return print_cost_system(o, L, k);
     const es_cost &x = k.c;
     const es_cost_cfg &in = L.c.cost;
-    std::printf("etchsim cost: %s on %s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out, deployment %s\n",
-                L.m.name, L.c.name, o.streams, o.prompt, o.gen, k.d.name);
+    std::printf("etchsim cost: %s on %s%s, %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64 " out, deployment %s\n",
+                L.m.name, L.have_sys ? "the system " : "", L.have_sys ? L.sys.name : L.c.name, o.streams, o.prompt,
+                o.gen, k.d.name);
     if (x.card_given) {
         std::printf("  %-34s %14.2f   (cost.card_usd)\n", "card, $", x.card_usd);
     } else {
@@ -684,17 +753,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddItemToObject(j, "cost", es::cost_json(L.c, k));
     if (!k.have) cJSON_AddStringToObject(j, "cost_unknown", k.why.c_str()); /* why "cost" is null */
     cJSON_AddItemToObject(j, "busy_fraction", es::busy_fraction_json(r.units, r.store_busy_cycles, r.cycles));
-    if (L.have_sys) {
-        cJSON *sys = es::system_json(L, r);
-        cJSON *chips = cJSON_GetObjectItem(sys, "chips"), *x;
-        size_t i = 0;
-        cJSON_ArrayForEach(x, chips) { /* each chip's card, when the cost is known */
-            if (i < k.chip_card_usd.size()) cJSON_AddNumberToObject(x, "card_usd", k.chip_card_usd[i]);
-            else cJSON_AddNullToObject(x, "card_usd");
-            i++;
-        }
-        cJSON_AddItemToObject(j, "system", sys);
-    }
+    if (L.have_sys) cJSON_AddItemToObject(j, "system", es::system_json(L, r, k));
     return j;
 }
 
@@ -1003,7 +1062,7 @@ int cmd_cost(int argc, char **argv)
         return 0;
     }
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "chip", L.c.name);
+    cJSON_AddStringToObject(j, "chip", L.have_sys ? L.sys.name : L.c.name); /* a system: its name, as run's */
     cJSON_AddStringToObject(j, "model", L.m.name);
     cJSON_AddNumberToObject(j, "prompt_tokens", (double)o.prompt);
     cJSON_AddNumberToObject(j, "generate_tokens", (double)o.gen);

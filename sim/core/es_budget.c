@@ -16,7 +16,15 @@ static int lookup(const cJSON *sum, const char *budgets, const char *metric, con
     snprintf(buf, sizeof buf, "%s", metric);
     const cJSON *node = sum;
     for (char *save = NULL, *part = strtok_r(buf, ".", &save); part; part = strtok_r(NULL, ".", &save)) {
-        node = cJSON_IsObject(node) ? cJSON_GetObjectItemCaseSensitive(node, part) : NULL;
+        /* an array's item by its index ("system.chips.1.kv_max_used"): digits only */
+        const int index = cJSON_IsArray(node) && part[strspn(part, "0123456789")] == 0 && strlen(part) < 10;
+        if (cJSON_IsArray(node) && !index)
+            return es_fail(e, "%s: metric '%s': %s's summary holds a list of %d there: name an item by its index "
+                              "(0 to %d), not '%s'", budgets, metric, what, cJSON_GetArraySize(node),
+                           cJSON_GetArraySize(node) - 1, part);
+        node = cJSON_IsObject(node) ? cJSON_GetObjectItemCaseSensitive(node, part)
+               : index              ? cJSON_GetArrayItem(node, atoi(part))
+                                    : NULL;
         if (!node) return es_fail(e, "%s: metric '%s': %s's summary has no '%s'", budgets, metric, what, part);
     }
     if (cJSON_IsNull(node)) /* a figure the run does not define: a decode rate with one token per stream */

@@ -1,5 +1,6 @@
 /* es_budget: latency and energy budgets held against a run's --json summary.
- * A budgets document maps metrics (keys of the summary, dotted for nested ones)
+ * A budgets document maps metrics (keys of the summary, dotted for nested ones;
+ * a list's item by its index, "system.chips.1.kv_max_used")
  * to limits: {"min": V}, {"max": V}, {"max_regress_pct": P} against a baseline
  * summary, and "better": "higher"|"lower" for the direction of max_regress_pct.
  * Nothing is recomputed: every value is read from the summary as it was logged.

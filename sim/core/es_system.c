@@ -132,13 +132,49 @@ static int load_tree(es_system *s, const es_cfg *t, const char *const *sets, int
     return 0;
 }
 
+static const char *const LINK_KEYS[] = {"link.bandwidth_bits_per_s", "link.latency_ns", "link.energy_pj_per_bit", NULL};
+
+const char *const *es_system_link_keys(void) { return LINK_KEYS; }
+
 int es_system_load(es_system *s, const char *spec, const char *const *sets, int n_sets, es_err *e)
+{
+    return es_system_load_link(s, spec, sets, n_sets, NULL, 0, e);
+}
+
+/* "link.KEY=VALUE" into the file's tree, where its own value stood (load_link checks it as one). */
+static int set_link(es_system *s, es_cfg *t, const char *set, es_err *e)
+{
+    const char *eq = strchr(set, '=');
+    char key[64];
+    int known = 0;
+    if (eq && (size_t)(eq - set) < sizeof key) {
+        snprintf(key, sizeof key, "%.*s", (int)(eq - set), set);
+        for (int i = 0; LINK_KEYS[i]; i++) known |= !strcmp(key, LINK_KEYS[i]);
+    }
+    if (!known)
+        return es_fail(e, "%s: --set system.%s: expected system.link.bandwidth_bits_per_s, system.link.latency_ns or "
+                          "system.link.energy_pj_per_bit, then =VALUE", s->path, set);
+    return es_cfg_set(t, key, eq + 1, e);
+}
+
+int es_system_load_link(es_system *s, const char *spec, const char *const *sets, int n_sets,
+                        const char *const *link_sets, int n_link_sets, es_err *e)
 {
     memset(s, 0, sizeof *s);
     if (es_resolve(spec, "systems", NULL, s->path, sizeof s->path, e)) return -1;
     es_cfg t;
     if (es_cfg_load(&t, s->path, e)) return -1;
-    int rc = load_tree(s, &t, sets, n_sets, e);
+    int rc = 0;
+    for (int i = 0; i < n_link_sets && rc == 0; i++) rc = set_link(s, &t, link_sets[i], e);
+    if (rc == 0) rc = load_tree(s, &t, sets, n_sets, e);
+    for (int i = 0; rc && i < n_link_sets; i++) { /* a value set on the command line: say so */
+        char key[80];
+        snprintf(key, sizeof key, "key '%.*s'", (int)strcspn(link_sets[i], "="), link_sets[i]);
+        size_t len = strlen(e->msg);
+        if (strstr(e->msg, key) && len + 40 < sizeof e->msg)
+            snprintf(e->msg + len, sizeof e->msg - len, " (--set system.%.*s)", (int)strcspn(link_sets[i], "="),
+                     link_sets[i]);
+    }
     es_cfg_free(&t);
     if (rc) es_system_free(s);
     return rc;

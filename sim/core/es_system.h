@@ -70,6 +70,13 @@ typedef struct es_system {
  * whether its split fits a model, by es_system_check. 0, or -1 with e naming the file, the key (e.g.
  * "chips[2].layers") and what was expected. */
 int es_system_load(es_system *s, const char *spec, const char *const *sets, int n_sets, es_err *e);
+/* The same, with link_sets overriding numbers of the file's link before its chips take it: "KEY=VALUE", KEY one
+ * of es_system_link_keys() (etchsim's --set system.link.latency_ns=V, without "system."). A value is checked as
+ * the file's own; an unknown key is an error naming the keys. */
+int es_system_load_link(es_system *s, const char *spec, const char *const *sets, int n_sets,
+                        const char *const *link_sets, int n_link_sets, es_err *e);
+/* The keys link_sets may name, NULL-terminated: link.bandwidth_bits_per_s, link.latency_ns, link.energy_pj_per_bit. */
+const char *const *es_system_link_keys(void);
 /* Whether the split covers model m: every layer on exactly one stage, in order; the experts of a stage
  * of several chips split between them exactly once, in order. 0, or -1 with e naming the chips and the
  * layers (or experts) in the gap or overlap. */
