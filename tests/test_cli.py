@@ -4464,9 +4464,11 @@ def l8b_shapes():
     return H, m["num_hidden_layers"], prods, H * V, V, F, 2 * kv
 
 
-def h100_step_by_hand(p):
+def h100_step_by_hand(p, tp=1, link=None):
     """h100-class's decode step (its input token at position p, so p + 1 positions of context), Llama-3.1-8B BF16, by
     hand from h100-class.json and the model's config.json: (weight store cycles, KV store cycles, overheads by name).
+    tp > 1: one of tp chips splitting each layer's matrices (link: the system file's "link" dict), each product, the
+    LM head's rows, the KV heads, RoPE's, SiLU's and the sampler's widths a tp-th; plus the ring all-reduces.
     Each matrix product streams its 16-bit weights at the HBM's ports x bits_per_cycle (its lane cycles, E / lanes, are
     fewer: checked), the embedding row likewise; each layer's attention writes the token's K and V and reads its
     context at the same bits a cycle (a position's scoring, 1 / positions_per_cycle, is shorter: checked)."""
@@ -4475,6 +4477,8 @@ def h100_step_by_hand(p):
     v = lambda *ks: functools.reduce(lambda d, k: d[k], ks, c)["value"]
     cdiv = lambda a, b: -(-a // b)
     H, L, prods, lm, V, F, kv_elems = l8b_shapes()
+    if tp > 1:  # the shard: q, k, v, gate, up a tp-th of their rows, o and down of their columns
+        prods, lm, V, F, kv_elems = [e // tp for e in prods], cdiv(V, tp) * H, cdiv(V, tp), F // tp, kv_elems // tp
     bw = v("store", "ports") * v("store", "bits_per_cycle")
     lanes, wbits, kvb = v("tile", "lanes", "count"), 16, kv_elems * v("kv", "element_bits")
     expect(all(cdiv(wbits * e, bw) > cdiv(e, lanes) for e in prods + [lm]), "a product is not memory-bound")
@@ -4495,6 +4499,12 @@ def h100_step_by_hand(p):
         "links: the token id, then 2 activation hops": cdiv(v("link", "token_id_bits"), lw) + ll +
                                                        2 * (cdiv(H * v("link", "elem_bits"), lw) + ll),
     }
+    if tp > 1:  # a ring all-reduce of N bits: 2 (tp - 1) / tp x N over the card link, then 2 (tp - 1) latencies
+        f = c["clock_hz"]["value"]
+        ring = lambda n: math.ceil(cdiv(2 * (tp - 1) * n, tp) / link["bandwidth_bits_per_s"] * f) + \
+            2 * (tp - 1) * math.ceil(link["latency_ns"] * f / 1e9)
+        over["all-reduces: after o and down each layer, the embedding row"] = (2 * L + 1) * ring(H * v("link", "elem_bits"))
+        over["all-reduce: the sampler's best score and id (64 bits)"] = ring(64)
     return weights, kv, over
 
 
@@ -5658,6 +5668,79 @@ def test_db_store_unit():
     expect(readers == bits and s_["energy_j"] == 0 and s_["area_mm2"] == 0 and s_["rom_bits"] == 0,
            f"readers' bits {readers}, store row {dict(s_)}")
     expect(rom == [], "a ROM chip's run has a store row")
+
+# ---- tensor parallelism (issue 20: a stage of T chips splitting each layer's matrices, es_system.h) ----------
+def tp_system(tmp, tp, name="tp.json", model="llama-3.1-8b", chip="h100-class", layers=(0, 31)):
+    """A system file of one stage of tp chips holding every layer (a card link of 3.6 Tbit/s, 2 us, 5 pJ/bit):
+    its path and its link dict."""
+    link = {"topology": "chain", "bandwidth_bits_per_s": 3.6e12, "latency_ns": 2000, "energy_pj_per_bit": 5}
+    sysf = {"name": f"tp{tp}", "model": model, "link": link,
+            "chips": [{"chip": chip, "layers": list(layers), "tensor_parallel": tp}]}
+    p = os.path.join(tmp, name)
+    json.dump(sysf, open(p, "w"))
+    return p, link
+
+
+def test_system_tensor_parallel_step():
+    """Llama-3.1-8B BF16 on a stage of 2 and of 4 h100-class chips splitting each layer's matrices: the decode step
+    equals, by hand from h100-class.json, the model's config.json and the system's link (h100_step_by_hand with tp),
+    a tp-th of every product's and the LM head's weights, of the KV, RoPE, SiLU and sampler widths, plus 2 x 32 + 1
+    ring all-reduces of the 4096 x 16-bit hidden vector (after o, after down, after the embedding row) and one of
+    64 bits (the sampler's best score and id), each 2 (T - 1) / T x N bits over 3.6 Tbit/s plus 2 (T - 1) x 2 us;
+    simulated and analytic alike. The stage counts T chips' area, board and HBM static power, and its card-link
+    energy is T chips' bits: (2 x 32 + 1) x ceil(2 (T - 1) 65536 / T) + ceil(2 (T - 1) 64 / T) a token pass, two
+    passes (the prompt's token and one decode step), x 5 pJ / VR efficiency."""
+    c = json.load(open(os.path.join(MODELS, "chips", "h100-class.json")))
+    v = lambda *ks: functools.reduce(lambda d, k: d[k], ks, c)["value"]
+    one = run_json("--chip", "h100-class", "--model", "llama-3.1-8b", "--prompt", "1", "--generate", "2", "--no-db")
+    steps = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for tp in (2, 4):
+            p, link = tp_system(tmp, tp, f"tp{tp}.json")
+            j = run_json("--system", p, "--prompt", "1", "--generate", "2", "--no-db")
+            same_cycles(j, f"tp {tp}", keys=("decode_first", "decode_last", "decode_total"))
+            weights, kv, over = h100_step_by_hand(1, tp, link)
+            want = weights + kv + sum(over.values())
+            step = steps[tp] = j["stream0_cycles"]["decode_first"]
+            expect(step == want, f"tp {tp}: step {step} cycles, by hand {want} = weights {weights} + KV {kv} + {over}")
+            expect(abs(j["area_mm2"] - tp * one["area_mm2"]) < 1e-6 * one["area_mm2"], f"tp {tp}: area {j['area_mm2']}")
+            expect(abs(j["static_w"] - tp * one["static_w"]) < 1e-9 * one["static_w"],
+                   f"tp {tp}: static {j['static_w']} W, {tp} x {one['static_w']}")
+            chips = j["system"]["chips"]
+            expect(len(chips) == 1 and chips[0]["tensor_parallel"] == tp and chips[0]["board_w"] == tp * v("card", "board_static_w"),
+                   f"tp {tp}: chips {chips}")
+            ring = lambda n: -(-2 * (tp - 1) * n // tp)
+            bits = 2 * tp * ((2 * 32 + 1) * ring(4096 * 16) + ring(64))
+            want_j = bits * 5e-12 / v("card", "vr_efficiency")
+            got = j["energy_by_event_j"]["card_links"]
+            expect(abs(got - want_j) < 1e-9 * want_j, f"tp {tp}: card-link energy {got} J, by hand {want_j}")
+            links = {l["unit"]: l for l in j["system"]["links"]}
+            expect(set(links) == {"ring"}, f"tp {tp}: links {links}")
+    expect(steps[4] < steps[2] < one["stream0_cycles"]["decode_first"], f"steps {steps}, one chip {one['stream0_cycles']}")
+
+
+def test_err_system_tensor_parallel():
+    """tensor_parallel: a bad count, a model whose heads do not divide, a stage also splitting experts, and
+    functional mode or the cycle fidelity on a split stage: each one error naming the file and key, exit 1."""
+    with tempfile.TemporaryDirectory() as tmp:
+        p, _ = tp_system(tmp, 0, model="tiny-llama", chip=os.path.join(DATA, "tiny-chip.json"), layers=(0, 3))
+        expect_error(["run", "--system", p, "--prompt", "8", "--generate", "2", "--no-db"],
+                     "tp.json", "chips[0].tensor_parallel", "whole number of chips from 1 to 1024")
+        p, _ = tp_system(tmp, 3, model="tiny-llama", chip=os.path.join(DATA, "tiny-chip.json"), layers=(0, 3))
+        expect_error(["run", "--system", p, "--prompt", "8", "--generate", "2", "--no-db"],
+                     "tp.json", "chips[0].tensor_parallel", "heads (8) and ffn (768) divide by 3", "does not divide")
+        sysf = json.load(open(p))
+        sysf["chips"][0]["tensor_parallel"] = 2
+        sysf["chips"][0]["experts"] = [0, 3]
+        json.dump(sysf, open(p, "w"))
+        expect_error(["run", "--system", p, "--prompt", "8", "--generate", "2", "--no-db"],
+                     "tp.json", "chips[0].tensor_parallel", "splitting experts")
+    tp2 = os.path.join(DATA, "systems", "tiny-tp2.json")
+    expect_error(["run", "--system", tp2, "--prompt", "8", "--generate", "2", "--no-db", "--fidelity", "cycle"],
+                 "tiny-tp2.json", "chips[0].tensor_parallel", "drop --fidelity cycle")
+    expect_error(["run", "--system", tp2, "--mode", "functional", "--synthetic", "1", "--prompt", "8", "--generate",
+                  "2", "--no-db"], "tiny-tp2.json", "chips[0].tensor_parallel", "drop --mode functional")
+
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

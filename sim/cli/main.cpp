@@ -809,6 +809,13 @@ int prepare_run(Opts &o, es::Loaded &L, es::Routing &routing, Func &fn, es_err *
         run_error(e);
         return o.routing.rfind("replay:", 0) == 0 || L.m.experts == 0 ? 1 : 2;
     }
+    for (int k = 0; L.have_sys && k < L.sys.n_chips; k++)
+        if (L.sys.chips[k].tp > 1 && (o.functional || o.cycle)) {
+            es_fail(e, "%s: key 'chips[%d].tensor_parallel': a stage of %d chips splitting each layer's matrices is "
+                       "simulated as one chip holding its shard, in timing at the transaction fidelity only: drop %s",
+                    L.sys.path, k, L.sys.chips[k].tp, o.functional ? "--mode functional" : "--fidelity cycle");
+            return run_error(e);
+        }
     if (o.functional && prepare_functional(o, L, fn, e)) return run_error(e);
     if (check_run_size(o, L, e)) return run_error(e);
     return -1;
