@@ -4493,7 +4493,7 @@ def h100_step_by_hand(p, tp=1, link=None):
         "lane pipeline depth, each product": (L * 7 + 1) * v("tile", "lanes", "pipeline_depth"),
         "attention latency, each layer": L * v("tile", "attention", "latency_cycles"),
         # two RMSNorms (2 passes), RoPE over q and k, two residual adds, SiLU(gate) x up: each its passes + latency
-        "vector unit, each layer": L * (2 * vec(H, 2) + vec(H + kv_elems // 2, 1) + 2 * vec(H, 1) + vec(F, 1)),
+        "vector unit, each layer": L * (2 * vec(H, 2) + vec(H // tp + kv_elems // 2, 1) + 2 * vec(H, 1) + vec(F, 1)),
         "head: final RMSNorm and sampler": vec(H, 2) + cdiv(V, v("head", "sampler", "elems_per_cycle")) +
                                             v("head", "sampler", "latency_cycles"),
         "links: the token id, then 2 activation hops": cdiv(v("link", "token_id_bits"), lw) + ll +
@@ -5370,19 +5370,28 @@ def test_kv_store_shared():
             expect(err.count("\n") == 0, f"more than one line: {err!r}")
 
 
-def h100_sync_step_by_hand(ctxs):
+def h100_sync_step_by_hand(ctxs, tp=1, link=None):
     """h100-class, Llama-3.1-8B BF16: one synchronous decode step (tile.sync_step) of len(ctxs) sequences, each
     reading ctxs[i] positions of context, by hand from h100-class.json and the model's config.json: the sampled tokens'
     ids cross the link to the embedding (one item each: 1 cycle + 2 latency) and each row is read from the HBM in turn
     (ceil(4096 x 16 / 14645) + 732 latency), the last hops to the tile (4096 x 16 / 4096 + 2); then one pass of the S
     tokens over the 32 layers: each product max(ceil(S E / lanes), ceil(16 E / 14645)) + HBM latency + lane depth, the
     vector ops on S tokens, attention once per sequence (its K and V written, its context read, at the HBM's bits a
-    cycle, + latency); the group hops to the head in one go (16 S + 2); the head's pass: RMSNorm, LM head, sampler."""
+    cycle, + latency); the group hops to the head in one go (16 S + 2); the head's pass: RMSNorm, LM head, sampler.
+    tp > 1: one of tp chips splitting each layer's matrices (h100_step_by_hand), each embedding row followed by a ring
+    all-reduce of its hidden vector, each layer's o and down by one of the S tokens' vectors, the sampler by one of
+    S x 64 bits."""
     with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
         c = json.load(f)
     v = lambda *ks: functools.reduce(lambda d, k: d[k], ks, c)["value"]
     cdiv = lambda a, b: -(-a // b)
     H, L, prods, lm, V, F, kv_elems = l8b_shapes()
+    ring = lambda bits: 0
+    if tp > 1:  # the shard, and a ring all-reduce of `bits`: 2 (tp - 1) / tp of them over the link, 2 (tp - 1) latencies
+        prods, lm, V, F, kv_elems = [e // tp for e in prods], cdiv(V, tp) * H, cdiv(V, tp), F // tp, kv_elems // tp
+        f = c["clock_hz"]["value"]
+        ring = lambda bits: math.ceil(cdiv(2 * (tp - 1) * bits, tp) / link["bandwidth_bits_per_s"] * f) + \
+            2 * (tp - 1) * math.ceil(link["latency_ns"] * f / 1e9)
     S, bw, lanes, kvb = len(ctxs), v("store", "ports") * v("store", "bits_per_cycle"), v("tile", "lanes", "count"), kv_elems * 16
     lat, dep = v("store", "latency_cycles"), v("tile", "lanes", "pipeline_depth")
     vw, vl = v("tile", "vector", "elems_per_cycle"), v("tile", "vector", "latency_cycles")
@@ -5390,13 +5399,13 @@ def h100_sync_step_by_hand(ctxs):
     mv = lambda e: max(cdiv(S * e, lanes), cdiv(16 * e, bw)) + lat + dep
     lw, ll = v("link", "width_bits"), v("link", "latency_cycles")
     hop = lambda n: cdiv(n * H * v("link", "elem_bits"), lw) + ll
-    embed = cdiv(16 * H, bw) + lat
+    embed = cdiv(16 * H, bw) + lat + ring(H * 16)
     t = cdiv(v("link", "token_id_bits"), lw) + ll + S * embed + hop(1)  # the embedding the slowest stage
     attn = sum(cdiv(kvb, bw) + v("tile", "attention", "latency_cycles") + cdiv(x * kvb, bw) for x in ctxs)
-    t += L * (2 * vec(S * H, 2) + sum(mv(e) for e in prods) + vec(S * (H + kv_elems // 2), 1) + attn +
-              2 * vec(S * H, 1) + vec(S * F, 1))
+    t += L * (2 * vec(S * H, 2) + sum(mv(e) for e in prods) + vec(S * (H // tp + kv_elems // 2), 1) + attn +
+              2 * vec(S * H, 1) + vec(S * F, 1) + 2 * ring(S * H * 16))
     return t + hop(S) + vec(S * H, 2) + mv(lm) + cdiv(S * V, v("head", "sampler", "elems_per_cycle")) + \
-        v("head", "sampler", "latency_cycles")
+        v("head", "sampler", "latency_cycles") + ring(S * 64)
 
 
 def test_gpu_sync_step_analytic():
@@ -5717,6 +5726,19 @@ def test_system_tensor_parallel_step():
             links = {l["unit"]: l for l in j["system"]["links"]}
             expect(set(links) == {"ring"}, f"tp {tp}: links {links}")
     expect(steps[4] < steps[2] < one["stream0_cycles"]["decode_first"], f"steps {steps}, one chip {one['stream0_cycles']}")
+
+
+def test_system_tensor_parallel_sync_step():
+    """tile.sync_step (h100-class) on a stage of 4 chips splitting Llama-3.1-8B's matrices: the last synchronous step
+    of 16 streams of a 1-token prompt equals, by hand (h100_sync_step_by_hand with tp 4), the serial chain with each
+    embedding row's all-reduce, two all-reduces of the 16 tokens' hidden vectors a layer and the sampler's of 16 x 64
+    bits."""
+    with tempfile.TemporaryDirectory() as tmp:
+        p, link = tp_system(tmp, 4)
+        j = run_json("--system", p, "--prompt", "1", "--generate", "8", "--streams", "16", "--no-db")
+    want = h100_sync_step_by_hand([8] + [7] * 15, 4, link)
+    got = j["stream0_cycles"]["decode_last"]
+    expect(got == want, f"16 streams, tp 4: the last step {got} cycles, by hand {want}")
 
 
 def test_err_system_tensor_parallel():

@@ -349,6 +349,9 @@ static int64_t tile_sync_pass(const es_map *pm, int64_t tile, int64_t s, int64_t
         const es_op *op = &m->ops[i];
         if (pm->ops[i].tile != tile) continue;
         t += op->kind == ES_OP_ATTN || op->kind == ES_OP_SCAN ? s * es_an_op(pm, op, 1, p) : es_an_op(pm, op, s, p);
+        if (op->kind == ES_OP_MATVEC && m->tp > 1 && (m->tensors[op->tensor].role == ES_ROLE_O ||
+                                                      m->tensors[op->tensor].role == ES_ROLE_DOWN))
+            t += es_an_allreduce_cyc(pm, s, 0); /* a shard: the s tokens' partial sums all-reduced */
     }
     return t;
 }
@@ -476,7 +479,8 @@ int64_t es_an_sync_step(const es_map *pm, int64_t s, int64_t p)
     const es_model *m = pm->model;
     /* the s sampled tokens, one item each, through the token-id link, the embedding and the hop to the first tile,
      * each stage taking them in turn: the first's whole way, then the slowest stage for each of the others */
-    int64_t tok = es_an_link_occ(c, c->link.token_id_bits), emb = es_an_embed(pm, 1), hop = es_an_link_occ(c, m->hidden * c->link.elem_bits);
+    int64_t tok = es_an_link_occ(c, c->link.token_id_bits), emb = es_an_embed(pm, 1) + es_an_allreduce_cyc(pm, 1, 0),
+            hop = es_an_link_occ(c, m->hidden * c->link.elem_bits);
     int64_t each = tok > emb ? tok : emb;
     if (hop > each) each = hop;
     int64_t t = tok + c->link.latency + emb + hop + c->link.latency + (s - 1) * each;
