@@ -5741,6 +5741,29 @@ def test_system_tensor_parallel_sync_step():
     expect(got == want, f"16 streams, tp 4: the last step {got} cycles, by hand {want}")
 
 
+def test_system_tensor_parallel_configs():
+    """The shipped 70B systems run (their stores hold each shard: es_map refuses one that does not): the SRAM system
+    is 336 lpu-class chips (40 stages of two layers, 8 chips each, 16 at the ends), the H100 ones 8 and 4; each
+    stage's all-reduces are its ring unit; a decode step, simulated and analytic, alike. The 8-bit shard of two
+    Llama-3.1-70B layers over 8 chips (by hand from config.json) fits the lpu-class store and over 4 would not."""
+    for name, chips in (("llama-3.1-70b-lpu", 336), ("llama-3.1-70b-h100-tp8", 8), ("llama-3.1-70b-h100-tp4", 4)):
+        j = run_json("--system", name, "--prompt", "8", "--generate", "3", "--no-db")
+        same_cycles(j, name, keys=("decode_first", "decode_last"))
+        tps = [c["tensor_parallel"] for c in j["system"]["chips"]]
+        expect(sum(tps) == chips, f"{name}: {sum(tps)} chips, want {chips}")
+        rings = [l for l in j["system"]["links"] if l["unit"].endswith("ring")]
+        expect(len(rings) == len(tps), f"{name}: ring units {rings}")
+    sysf = json.load(open(os.path.join(MODELS, "systems", "llama-3.1-70b-lpu.json")))
+    expect([c["layers"] for c in sysf["chips"]] == [[a, a + 1] for a in range(0, 80, 2)] and
+           [c["tensor_parallel"] for c in sysf["chips"]] == [16] + [8] * 38 + [16], "the lpu system's stages")
+    m = json.load(open(os.path.join(MODELS, "llm", "llama-3.1-70b", "config.json")))
+    H, F = m["hidden_size"], m["intermediate_size"]
+    kv = m["num_key_value_heads"] * (H // m["num_attention_heads"])
+    layer = 2 * H * H + 2 * kv * H + 3 * F * H  # q, o; k, v; gate, up, down: 8-bit, a byte each
+    cap = json.load(open(os.path.join(MODELS, "chips", "lpu-class.json")))["store"]["capacity_bytes"]["value"]
+    expect(2 * layer // 8 <= cap < 2 * layer // 4, f"two layers over 8: {2 * layer // 8} B, store {cap} B")
+
+
 def test_err_system_tensor_parallel():
     """tensor_parallel: a bad count, a model whose heads do not divide, a stage also splitting experts, and
     functional mode or the cycle fidelity on a split stage: each one error naming the file and key, exit 1."""
