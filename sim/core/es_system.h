@@ -41,7 +41,9 @@
  *     occupancy = 2 (T - 1) / T x N / link.bandwidth_bits_per_s,   then   2 (T - 1) x link.latency_ns,
  * N = tokens x hidden x link.elem_bits (the chip's on-die activation width); energy: 2 (T - 1) / T x N bits x
  * link.energy_pj_per_bit per chip. The stage's energy, leakage, clock power, board (and HBM) static power, area
- * and cost are those of the simulated chip times T (its T chips do the same work on their shards at once). The
+ * and cost are those of the simulated chip times T (its T chips do the same work on their shards at once; the hop
+ * to the next stage is each chip sending its copy of the hidden vector to its peer there: one vector's time, T
+ * vectors' energy). The
  * functional datapath and --fidelity cycle do not simulate a split stage (run refuses them with T > 1). */
 #ifndef ES_SYSTEM_H
 #define ES_SYSTEM_H
