@@ -4464,9 +4464,11 @@ def l8b_shapes():
     return H, m["num_hidden_layers"], prods, H * V, V, F, 2 * kv
 
 
-def h100_step_by_hand(p):
+def h100_step_by_hand(p, tp=1, link=None):
     """h100-class's decode step (its input token at position p, so p + 1 positions of context), Llama-3.1-8B BF16, by
     hand from h100-class.json and the model's config.json: (weight store cycles, KV store cycles, overheads by name).
+    tp > 1: one of tp chips splitting each layer's matrices (link: the system file's "link" dict), each product, the
+    LM head's rows, the KV heads, RoPE's, SiLU's and the sampler's widths a tp-th; plus the ring all-reduces.
     Each matrix product streams its 16-bit weights at the HBM's ports x bits_per_cycle (its lane cycles, E / lanes, are
     fewer: checked), the embedding row likewise; each layer's attention writes the token's K and V and reads its
     context at the same bits a cycle (a position's scoring, 1 / positions_per_cycle, is shorter: checked)."""
@@ -4475,6 +4477,8 @@ def h100_step_by_hand(p):
     v = lambda *ks: functools.reduce(lambda d, k: d[k], ks, c)["value"]
     cdiv = lambda a, b: -(-a // b)
     H, L, prods, lm, V, F, kv_elems = l8b_shapes()
+    if tp > 1:  # the shard: q, k, v, gate, up a tp-th of their rows, o and down of their columns
+        prods, lm, V, F, kv_elems = [e // tp for e in prods], cdiv(V, tp) * H, cdiv(V, tp), F // tp, kv_elems // tp
     bw = v("store", "ports") * v("store", "bits_per_cycle")
     lanes, wbits, kvb = v("tile", "lanes", "count"), 16, kv_elems * v("kv", "element_bits")
     expect(all(cdiv(wbits * e, bw) > cdiv(e, lanes) for e in prods + [lm]), "a product is not memory-bound")
@@ -4489,12 +4493,18 @@ def h100_step_by_hand(p):
         "lane pipeline depth, each product": (L * 7 + 1) * v("tile", "lanes", "pipeline_depth"),
         "attention latency, each layer": L * v("tile", "attention", "latency_cycles"),
         # two RMSNorms (2 passes), RoPE over q and k, two residual adds, SiLU(gate) x up: each its passes + latency
-        "vector unit, each layer": L * (2 * vec(H, 2) + vec(H + kv_elems // 2, 1) + 2 * vec(H, 1) + vec(F, 1)),
+        "vector unit, each layer": L * (2 * vec(H, 2) + vec(H // tp + kv_elems // 2, 1) + 2 * vec(H, 1) + vec(F, 1)),
         "head: final RMSNorm and sampler": vec(H, 2) + cdiv(V, v("head", "sampler", "elems_per_cycle")) +
                                             v("head", "sampler", "latency_cycles"),
         "links: the token id, then 2 activation hops": cdiv(v("link", "token_id_bits"), lw) + ll +
                                                        2 * (cdiv(H * v("link", "elem_bits"), lw) + ll),
     }
+    if tp > 1:  # a ring all-reduce of N bits: 2 (tp - 1) / tp x N over the card link, then 2 (tp - 1) latencies
+        f = c["clock_hz"]["value"]
+        ring = lambda n: math.ceil(cdiv(2 * (tp - 1) * n, tp) / link["bandwidth_bits_per_s"] * f) + \
+            2 * (tp - 1) * math.ceil(link["latency_ns"] * f / 1e9)
+        over["all-reduces: after o and down each layer, the embedding row"] = (2 * L + 1) * ring(H * v("link", "elem_bits"))
+        over["all-reduce: the sampler's best score and id (64 bits)"] = ring(64)
     return weights, kv, over
 
 
@@ -5360,19 +5370,28 @@ def test_kv_store_shared():
             expect(err.count("\n") == 0, f"more than one line: {err!r}")
 
 
-def h100_sync_step_by_hand(ctxs):
+def h100_sync_step_by_hand(ctxs, tp=1, link=None):
     """h100-class, Llama-3.1-8B BF16: one synchronous decode step (tile.sync_step) of len(ctxs) sequences, each
     reading ctxs[i] positions of context, by hand from h100-class.json and the model's config.json: the sampled tokens'
     ids cross the link to the embedding (one item each: 1 cycle + 2 latency) and each row is read from the HBM in turn
     (ceil(4096 x 16 / 14645) + 732 latency), the last hops to the tile (4096 x 16 / 4096 + 2); then one pass of the S
     tokens over the 32 layers: each product max(ceil(S E / lanes), ceil(16 E / 14645)) + HBM latency + lane depth, the
     vector ops on S tokens, attention once per sequence (its K and V written, its context read, at the HBM's bits a
-    cycle, + latency); the group hops to the head in one go (16 S + 2); the head's pass: RMSNorm, LM head, sampler."""
+    cycle, + latency); the group hops to the head in one go (16 S + 2); the head's pass: RMSNorm, LM head, sampler.
+    tp > 1: one of tp chips splitting each layer's matrices (h100_step_by_hand), each embedding row followed by a ring
+    all-reduce of its hidden vector, each layer's o and down by one of the S tokens' vectors, the sampler by one of
+    S x 64 bits."""
     with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
         c = json.load(f)
     v = lambda *ks: functools.reduce(lambda d, k: d[k], ks, c)["value"]
     cdiv = lambda a, b: -(-a // b)
     H, L, prods, lm, V, F, kv_elems = l8b_shapes()
+    ring = lambda bits: 0
+    if tp > 1:  # the shard, and a ring all-reduce of `bits`: 2 (tp - 1) / tp of them over the link, 2 (tp - 1) latencies
+        prods, lm, V, F, kv_elems = [e // tp for e in prods], cdiv(V, tp) * H, cdiv(V, tp), F // tp, kv_elems // tp
+        f = c["clock_hz"]["value"]
+        ring = lambda bits: math.ceil(cdiv(2 * (tp - 1) * bits, tp) / link["bandwidth_bits_per_s"] * f) + \
+            2 * (tp - 1) * math.ceil(link["latency_ns"] * f / 1e9)
     S, bw, lanes, kvb = len(ctxs), v("store", "ports") * v("store", "bits_per_cycle"), v("tile", "lanes", "count"), kv_elems * 16
     lat, dep = v("store", "latency_cycles"), v("tile", "lanes", "pipeline_depth")
     vw, vl = v("tile", "vector", "elems_per_cycle"), v("tile", "vector", "latency_cycles")
@@ -5380,13 +5399,13 @@ def h100_sync_step_by_hand(ctxs):
     mv = lambda e: max(cdiv(S * e, lanes), cdiv(16 * e, bw)) + lat + dep
     lw, ll = v("link", "width_bits"), v("link", "latency_cycles")
     hop = lambda n: cdiv(n * H * v("link", "elem_bits"), lw) + ll
-    embed = cdiv(16 * H, bw) + lat
+    embed = cdiv(16 * H, bw) + lat + ring(H * 16)
     t = cdiv(v("link", "token_id_bits"), lw) + ll + S * embed + hop(1)  # the embedding the slowest stage
     attn = sum(cdiv(kvb, bw) + v("tile", "attention", "latency_cycles") + cdiv(x * kvb, bw) for x in ctxs)
-    t += L * (2 * vec(S * H, 2) + sum(mv(e) for e in prods) + vec(S * (H + kv_elems // 2), 1) + attn +
-              2 * vec(S * H, 1) + vec(S * F, 1))
+    t += L * (2 * vec(S * H, 2) + sum(mv(e) for e in prods) + vec(S * (H // tp + kv_elems // 2), 1) + attn +
+              2 * vec(S * H, 1) + vec(S * F, 1) + 2 * ring(S * H * 16))
     return t + hop(S) + vec(S * H, 2) + mv(lm) + cdiv(S * V, v("head", "sampler", "elems_per_cycle")) + \
-        v("head", "sampler", "latency_cycles")
+        v("head", "sampler", "latency_cycles") + ring(S * 64)
 
 
 def test_gpu_sync_step_analytic():
@@ -6062,6 +6081,114 @@ def test_system_cost_named():
     expect(j["chip"] == "tiny-x2" and j["cost"]["card_usd"] == 2000 and j["cost"]["system_usd"] == 2000,
            f"chip {j['chip']}, cost {j['cost']}")
     expect(text.startswith("etchsim cost: stories260K on the system tiny-x2 (2 chips),"), text)
+# ---- tensor parallelism (issue 20: a stage of T chips splitting each layer's matrices, es_system.h) ----------
+def tp_system(tmp, tp, name="tp.json", model="llama-3.1-8b", chip="h100-class", layers=(0, 31)):
+    """A system file of one stage of tp chips holding every layer (a card link of 3.6 Tbit/s, 2 us, 5 pJ/bit):
+    its path and its link dict."""
+    link = {"topology": "chain", "bandwidth_bits_per_s": 3.6e12, "latency_ns": 2000, "energy_pj_per_bit": 5}
+    sysf = {"name": f"tp{tp}", "model": model, "link": link,
+            "chips": [{"chip": chip, "layers": list(layers), "tensor_parallel": tp}]}
+    p = os.path.join(tmp, name)
+    json.dump(sysf, open(p, "w"))
+    return p, link
+
+
+def test_system_tensor_parallel_step():
+    """Llama-3.1-8B BF16 on a stage of 2 and of 4 h100-class chips splitting each layer's matrices: the decode step
+    equals, by hand from h100-class.json, the model's config.json and the system's link (h100_step_by_hand with tp),
+    a tp-th of every product's and the LM head's weights, of the KV, RoPE, SiLU and sampler widths, plus 2 x 32 + 1
+    ring all-reduces of the 4096 x 16-bit hidden vector (after o, after down, after the embedding row) and one of
+    64 bits (the sampler's best score and id), each 2 (T - 1) / T x N bits over 3.6 Tbit/s plus 2 (T - 1) x 2 us;
+    simulated and analytic alike. The stage counts T chips' area, board and HBM static power, and its card-link
+    energy is T chips' bits: (2 x 32 + 1) x ceil(2 (T - 1) 65536 / T) + ceil(2 (T - 1) 64 / T) a token pass, two
+    passes (the prompt's token and one decode step), x 5 pJ / VR efficiency."""
+    c = json.load(open(os.path.join(MODELS, "chips", "h100-class.json")))
+    v = lambda *ks: functools.reduce(lambda d, k: d[k], ks, c)["value"]
+    one = run_json("--chip", "h100-class", "--model", "llama-3.1-8b", "--prompt", "1", "--generate", "2", "--no-db")
+    steps = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for tp in (2, 4):
+            p, link = tp_system(tmp, tp, f"tp{tp}.json")
+            j = run_json("--system", p, "--prompt", "1", "--generate", "2", "--no-db")
+            same_cycles(j, f"tp {tp}", keys=("decode_first", "decode_last", "decode_total"))
+            weights, kv, over = h100_step_by_hand(1, tp, link)
+            want = weights + kv + sum(over.values())
+            step = steps[tp] = j["stream0_cycles"]["decode_first"]
+            expect(step == want, f"tp {tp}: step {step} cycles, by hand {want} = weights {weights} + KV {kv} + {over}")
+            expect(abs(j["area_mm2"] - tp * one["area_mm2"]) < 1e-6 * one["area_mm2"], f"tp {tp}: area {j['area_mm2']}")
+            expect(abs(j["static_w"] - tp * one["static_w"]) < 1e-9 * one["static_w"],
+                   f"tp {tp}: static {j['static_w']} W, {tp} x {one['static_w']}")
+            chips = j["system"]["chips"]
+            expect(len(chips) == 1 and chips[0]["tensor_parallel"] == tp and chips[0]["board_w"] == tp * v("card", "board_static_w"),
+                   f"tp {tp}: chips {chips}")
+            ring = lambda n: -(-2 * (tp - 1) * n // tp)
+            bits = 2 * tp * ((2 * 32 + 1) * ring(4096 * 16) + ring(64))
+            want_j = bits * 5e-12 / v("card", "vr_efficiency")
+            got = j["energy_by_event_j"]["card_links"]
+            expect(abs(got - want_j) < 1e-9 * want_j, f"tp {tp}: card-link energy {got} J, by hand {want_j}")
+            links = {l["unit"]: l for l in j["system"]["links"]}
+            expect(set(links) == {"ring"}, f"tp {tp}: links {links}")
+    expect(steps[4] < steps[2] < one["stream0_cycles"]["decode_first"], f"steps {steps}, one chip {one['stream0_cycles']}")
+
+
+def test_system_tensor_parallel_sync_step():
+    """tile.sync_step (h100-class) on a stage of 4 chips splitting Llama-3.1-8B's matrices: the last synchronous step
+    of 16 streams of a 1-token prompt equals, by hand (h100_sync_step_by_hand with tp 4), the serial chain with each
+    embedding row's all-reduce, two all-reduces of the 16 tokens' hidden vectors a layer and the sampler's of 16 x 64
+    bits."""
+    with tempfile.TemporaryDirectory() as tmp:
+        p, link = tp_system(tmp, 4)
+        j = run_json("--system", p, "--prompt", "1", "--generate", "8", "--streams", "16", "--no-db")
+    want = h100_sync_step_by_hand([8] + [7] * 15, 4, link)
+    got = j["stream0_cycles"]["decode_last"]
+    expect(got == want, f"16 streams, tp 4: the last step {got} cycles, by hand {want}")
+
+
+def test_system_tensor_parallel_configs():
+    """The shipped 70B systems run (their stores hold each shard: es_map refuses one that does not): the SRAM system
+    is 336 lpu-class chips (40 stages of two layers, 8 chips each, 16 at the ends), the H100 ones 8 and 4; each
+    stage's all-reduces are its ring unit; a decode step, simulated and analytic, alike. The 8-bit shard of two
+    Llama-3.1-70B layers over 8 chips (by hand from config.json) fits the lpu-class store and over 4 would not."""
+    for name, chips in (("llama-3.1-70b-lpu", 336), ("llama-3.1-70b-h100-tp8", 8), ("llama-3.1-70b-h100-tp4", 4)):
+        j = run_json("--system", name, "--prompt", "8", "--generate", "3", "--no-db")
+        same_cycles(j, name, keys=("decode_first", "decode_last"))
+        tps = [c["tensor_parallel"] for c in j["system"]["chips"]]
+        expect(sum(tps) == chips, f"{name}: {sum(tps)} chips, want {chips}")
+        rings = [l for l in j["system"]["links"] if l["unit"].endswith("ring")]
+        expect(len(rings) == len(tps), f"{name}: ring units {rings}")
+    sysf = json.load(open(os.path.join(MODELS, "systems", "llama-3.1-70b-lpu.json")))
+    expect([c["layers"] for c in sysf["chips"]] == [[a, a + 1] for a in range(0, 80, 2)] and
+           [c["tensor_parallel"] for c in sysf["chips"]] == [16] + [8] * 38 + [16], "the lpu system's stages")
+    m = json.load(open(os.path.join(MODELS, "llm", "llama-3.1-70b", "config.json")))
+    H, F = m["hidden_size"], m["intermediate_size"]
+    kv = m["num_key_value_heads"] * (H // m["num_attention_heads"])
+    layer = 2 * H * H + 2 * kv * H + 3 * F * H  # q, o; k, v; gate, up, down: 8-bit, a byte each
+    cap = json.load(open(os.path.join(MODELS, "chips", "lpu-class.json")))["store"]["capacity_bytes"]["value"]
+    expect(2 * layer // 8 <= cap < 2 * layer // 4, f"two layers over 8: {2 * layer // 8} B, store {cap} B")
+
+
+def test_err_system_tensor_parallel():
+    """tensor_parallel: a bad count, a model whose heads do not divide, a stage also splitting experts, and
+    functional mode or the cycle fidelity on a split stage: each one error naming the file and key, exit 1."""
+    with tempfile.TemporaryDirectory() as tmp:
+        p, _ = tp_system(tmp, 0, model="tiny-llama", chip=os.path.join(DATA, "tiny-chip.json"), layers=(0, 3))
+        expect_error(["run", "--system", p, "--prompt", "8", "--generate", "2", "--no-db"],
+                     "tp.json", "chips[0].tensor_parallel", "whole number of chips from 1 to 1024")
+        p, _ = tp_system(tmp, 3, model="tiny-llama", chip=os.path.join(DATA, "tiny-chip.json"), layers=(0, 3))
+        expect_error(["run", "--system", p, "--prompt", "8", "--generate", "2", "--no-db"],
+                     "tp.json", "chips[0].tensor_parallel", "heads (8) and ffn (768) divide by 3", "does not divide")
+        sysf = json.load(open(p))
+        sysf["chips"][0]["tensor_parallel"] = 2
+        sysf["chips"][0]["experts"] = [0, 3]
+        json.dump(sysf, open(p, "w"))
+        expect_error(["run", "--system", p, "--prompt", "8", "--generate", "2", "--no-db"],
+                     "tp.json", "chips[0].tensor_parallel", "splitting experts")
+    tp2 = os.path.join(DATA, "systems", "tiny-tp2.json")
+    expect_error(["run", "--system", tp2, "--prompt", "8", "--generate", "2", "--no-db", "--fidelity", "cycle"],
+                 "tiny-tp2.json", "chips[0].tensor_parallel", "drop --fidelity cycle")
+    expect_error(["run", "--system", tp2, "--mode", "functional", "--synthetic", "1", "--prompt", "8", "--generate",
+                  "2", "--no-db"], "tiny-tp2.json", "chips[0].tensor_parallel", "drop --mode functional")
+
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

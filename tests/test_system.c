@@ -179,6 +179,40 @@ static void t3_slice(void)
     es_model_free(&m);
 }
 
+/* 4. es_model_shard: one chip's shard of Llama-3.1-70B (hidden 8192, 64 heads, 8 kv heads of 128, ffn 28672,
+ * vocab 128256, 80 layers) over 8 and 16 chips, shapes by hand from its config.json. */
+static void t4_shard(void)
+{
+    es_model m, a;
+    es_err e = {0};
+    CHECK(es_model_load(&m, "llama-3.1-70b", &e) == 0, "4 load: %s", e.msg);
+    /* 4.1 TP8: q, k, v, gate, up an eighth of their rows, o and down of their columns, the LM head 128256 / 8 rows */
+    CHECK(es_model_shard(&m, 8, &a, &e) == 0, "4.1: %s", e.msg);
+    CHECK(a.tp == 8 && a.heads == 8 && a.kv_heads == 1 && a.ffn == 3584 && a.hidden == 8192, "4.1 dims");
+    const es_tensor *q = es_model_tensor(&a, 5, ES_ROLE_Q), *k = es_model_tensor(&a, 5, ES_ROLE_K),
+                    *o = es_model_tensor(&a, 5, ES_ROLE_O), *g = es_model_tensor(&a, 5, ES_ROLE_GATE),
+                    *d = es_model_tensor(&a, 5, ES_ROLE_DOWN), *lm = es_model_tensor(&a, -1, ES_ROLE_LM_HEAD),
+                    *emb = es_model_tensor(&a, -1, ES_ROLE_EMBED);
+    CHECK(q->rows == 1024 && q->cols == 8192 && k->rows == 128 && o->rows == 8192 && o->cols == 1024 &&
+          g->rows == 3584 && d->rows == 8192 && d->cols == 3584 && lm->rows == 16032 && emb->rows == 16032,
+          "4.1 shapes q %lld k %lld o %lld g %lld d %lld lm %lld", (long long)q->rows, (long long)k->rows,
+          (long long)o->cols, (long long)g->rows, (long long)d->cols, (long long)lm->rows);
+    /* every matrix split in 8, the 161 norms of 8192 whole on each chip */
+    CHECK(8 * es_model_params(&a) == es_model_params(&m) + 7LL * 161 * 8192, "4.1 params %lld x 8 vs %lld",
+          (long long)es_model_params(&a), (long long)es_model_params(&m));
+    CHECK(es_model_op(&a, 5, ES_OP_ROPE)->elems == 1024 + 128 && es_model_op(&a, 5, ES_OP_SILU_MUL)->elems == 3584 &&
+          es_model_op(&a, -1, ES_OP_SAMPLE)->elems == 16032, "4.1 op widths");
+    es_model_free(&a);
+    /* 4.2 TP16: more chips than kv heads, each holds a copy of one */
+    CHECK(es_model_shard(&m, 16, &a, &e) == 0 && a.kv_heads == 1 && es_model_tensor(&a, 0, ES_ROLE_V)->rows == 128 &&
+          a.heads == 4, "4.2: %s", e.msg);
+    es_model_free(&a);
+    /* 4.3 a count that does not divide the heads */
+    CHECK(es_model_shard(&m, 3, &a, &e) != 0 && strstr(e.msg, "heads (64)") && strstr(e.msg, "divide by 3"),
+          "4.3: %s", e.msg);
+    es_model_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -196,6 +230,7 @@ int main(int argc, char **argv)
     t1_good();
     t2_bad();
     t3_slice();
+    t4_shard();
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmp);
     printf("%d passed, %d failed\n", passes, fails);

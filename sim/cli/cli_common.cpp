@@ -80,6 +80,13 @@ static int load_slice(Loaded &L, size_t k, const es_recipe *r, es_err *e)
     es_sys_chip &sc = L.sys.chips[k];
     es_model sm;
     if (es_model_slice(&L.m, sc.layer_first, sc.layer_last, sc.embed, sc.head, &sm, e)) return -1;
+    if (sc.tp > 1) { /* a tensor-parallel stage: one of its chips, holding its shard (es_system.h) */
+        es_model sh;
+        int rc = es_model_shard(&sm, sc.tp, &sh, e);
+        es_model_free(&sm);
+        if (rc) return -1;
+        sm = sh;
+    }
     L.slices.push_back(sm);
     es_map pm{};
     int rc = r ? es_rom_apply_recipe(r, &sc.chip, &L.slices.back(), &pm, e)
@@ -317,13 +324,13 @@ static void system_links(const Loaded &L, const RunResult &r, cJSON *links)
     const int n = L.sys.n_chips;
     for (const auto &u : r.units) {
         const char *b = unit_base(u.name);
-        bool fb = !std::strcmp(b, "card_feedback");
-        if (!fb && std::strcmp(b, "card")) continue;
-        int k = std::atoi(u.name + 1);
+        bool fb = !std::strcmp(b, "card_feedback"), ring = !std::strcmp(b, "ring");
+        if (!fb && !ring && std::strcmp(b, "card")) continue;
+        int k = b == u.name ? 0 : std::atoi(u.name + 1); /* "c3_card": 3; a system of one chip: no prefix */
         cJSON *l = cJSON_CreateObject();
         cJSON_AddStringToObject(l, "unit", u.name);
         cJSON_AddNumberToObject(l, "from", k);
-        cJSON_AddNumberToObject(l, "to", fb ? 0 : (k + 1) % n);
+        cJSON_AddNumberToObject(l, "to", fb ? 0 : ring ? k : (k + 1) % n); /* ring: a stage's all-reduces */
         cJSON_AddNumberToObject(l, "busy_fraction", r.cycles > 0 ? (double)u.busy_cycles / (double)r.cycles : 0);
         cJSON_AddNumberToObject(l, "tokens", (double)u.tokens);
         cJSON_AddItemToArray(links, l);
@@ -358,6 +365,7 @@ cJSON *system_json(const Loaded &L, const RunResult &r, const Cost &k)
         size_t i = (size_t)cJSON_GetArraySize(chips); /* each chip's card, when the cost is known */
         if (i < k.chip_card_usd.size()) cJSON_AddNumberToObject(x, "card_usd", k.chip_card_usd[i]);
         else cJSON_AddNullToObject(x, "card_usd");
+        cJSON_AddNumberToObject(x, "tensor_parallel", (double)c.copies);
         cJSON_AddItemToArray(chips, x);
     }
     system_links(L, r, cJSON_AddArrayToObject(j, "links"));
@@ -367,15 +375,18 @@ cJSON *system_json(const Loaded &L, const RunResult &r, const Cost &k)
 void print_system(const Loaded &L, const RunResult &r)
 {
     if (!L.have_sys) return;
+    int chips = 0;
+    for (int k = 0; k < L.sys.n_chips; k++) chips += L.sys.chips[k].tp;
     std::printf("  system %s: %d chips, card links %.4g Gbit/s, %.4g ns, %.4g pJ/bit (%s)\n", L.sys.name,
-                L.sys.n_chips, L.sys.link.bits_per_s / 1e9, L.sys.link.latency_ns, L.sys.link.pj_per_bit,
+                chips, L.sys.link.bits_per_s / 1e9, L.sys.link.latency_ns, L.sys.link.pj_per_bit,
                 es_topo_name(L.sys.link.topo));
     std::printf("    %-4s %-24s %9s %9s %12s %10s\n", "chip", "config", "layers", "mm2", "KV positions", "dynamic J");
     for (size_t k = 0; k < r.chips.size(); k++) {
         const ChipResult &c = r.chips[k];
         char ly[32];
         std::snprintf(ly, sizeof ly, "%lld-%lld", (long long)c.layer_first, (long long)c.layer_last);
-        std::printf("    %-4zu %-24s %9s %9.1f %12lld %10.4g\n", k, c.name.c_str(), ly, c.area.total_mm2,
+        std::string nm = c.name + (c.copies > 1 ? " x" + std::to_string(c.copies) + " (tp)" : "");
+        std::printf("    %-4zu %-24s %9s %9.1f %12lld %10.4g\n", k, nm.c_str(), ly, c.area.total_mm2,
                     (long long)c.kv_positions, c.dynamic_j);
     }
     cJSON *links = cJSON_CreateArray();
@@ -451,13 +462,23 @@ int load_deploy(const std::string &deploy, bool given, const std::vector<std::st
 static int compute_cost_system(const es::Loaded &L, const es::RunResult &r, Cost &k, es_err *e)
 {
     es_cost sum{};
-    for (size_t i = 0; i < r.chips.size(); i++) {
-        es_cost x{};
-        if (es_cost_compute(&L.sys.chips[i].chip, &k.d, r.chips[i].area.total_mm2, i == 0 ? r.watts : 0.0,
-                            r.tokens_per_s, r.joules_per_token, &x, e))
-            return -1;
-        if (i == 0) sum = x; /* the die figures are the first chip's */
-        else {
+    for (int i = 0; i < L.sys.n_chips; i++) {
+        /* a tensor-parallel entry stands for tp cards alike; a system of one entry has no per-chip results */
+        int tp = L.sys.chips[i].tp;
+        double mm2 = r.chips.empty() ? r.area.total_mm2 / tp : r.chips[(size_t)i].area.total_mm2;
+        for (int c = 0; c < tp; c++) {
+            es_cost x{};
+            if (es_cost_compute(&L.sys.chips[i].chip, &k.d, mm2, i == 0 && c == 0 ? r.watts : 0.0, r.tokens_per_s,
+                                r.joules_per_token, &x, e))
+                return -1;
+            if (c == 0) { /* each entry's card (its tp cards are alike) */
+                k.chip_card_usd.push_back(x.card_usd);
+                k.chips.push_back(x);
+            }
+            if (i == 0 && c == 0) { /* the die figures are the first chip's */
+                sum = x;
+                continue;
+            }
             sum.card_given = sum.card_given && x.card_given;
             sum.die_mm2 += x.die_mm2;
             sum.die_usd += x.die_usd;
@@ -470,8 +491,6 @@ static int compute_cost_system(const es::Loaded &L, const es::RunResult &r, Cost
             sum.energy_usd_per_m_tokens += x.energy_usd_per_m_tokens;
             sum.usd_per_m_tokens += x.usd_per_m_tokens;
         }
-        k.chip_card_usd.push_back(x.card_usd);
-        k.chips.push_back(x);
     }
     k.c = sum;
     return 0;

@@ -543,20 +543,24 @@ struct Func {
 void print_cost_system(const Opts &o, const es::Loaded &L, const es::Cost &k)
 {
     const es_cost &x = k.c;
+    int chips = 0; /* a tensor-parallel entry is tp chips */
+    for (int i = 0; i < L.sys.n_chips; i++) chips += L.sys.chips[i].tp;
     std::printf("etchsim cost: %s on the system %s (%d chips), %" PRId64 " stream(s) of %" PRId64 " in / %" PRId64
-                " out, deployment %s\n", L.m.name, L.sys.name, L.sys.n_chips, o.streams, o.prompt, o.gen, k.d.name);
+                " out, deployment %s\n", L.m.name, L.sys.name, chips, o.streams, o.prompt, o.gen, k.d.name);
     std::printf("    %-4s %-28s %9s %7s %7s %10s %10s %8s\n", "chip", "config", "die mm2", "dies", "yield", "die $",
                 "card $", "host W");
-    for (size_t i = 0; i < k.chips.size(); i++) {
+    for (size_t i = 0; i < k.chips.size(); i++) { /* a tensor-parallel entry: one of its tp cards, "xT" */
         const es_cost &c = k.chips[i];
+        std::string name = L.sys.chips[i].chip.name;
+        if (L.sys.chips[i].tp > 1) name += " x" + std::to_string(L.sys.chips[i].tp);
         if (c.card_given)
-            std::printf("    %-4zu %-28s %9s %7s %7s %10s %10.2f %8.1f\n", i, L.sys.chips[i].chip.name, "-", "-", "-",
-                        "-", c.card_usd, c.host_w);
+            std::printf("    %-4zu %-28s %9s %7s %7s %10s %10.2f %8.1f\n", i, name.c_str(), "-", "-", "-", "-",
+                        c.card_usd, c.host_w);
         else
-            std::printf("    %-4zu %-28s %9.1f %7.0f %7.4f %10.2f %10.2f %8.1f\n", i, L.sys.chips[i].chip.name, c.die_mm2,
+            std::printf("    %-4zu %-28s %9.1f %7.0f %7.4f %10.2f %10.2f %8.1f\n", i, name.c_str(), c.die_mm2,
                         c.dies_per_wafer, c.yield, c.die_usd, c.card_usd, c.host_w);
     }
-    std::printf("  %-34s %14.2f   (the chips' cards)\n", "cards, $", x.card_usd);
+    std::printf("  %-34s %14.2f   (the chips' cards, each tensor-parallel entry's T times)\n", "cards, $", x.card_usd);
     std::printf("  %-34s %14.2f   (cards + each card's host share)\n", "system, $", x.system_usd);
     std::printf("  %-34s %14.0f\n", "tokens/s, all streams", x.tokens_per_s);
     std::printf("  %-34s %14.1f   (+ hosts %.1f W in all)\n", "card power, W (all chips)", x.watts, x.host_w);
@@ -898,6 +902,13 @@ int prepare_run(Opts &o, es::Loaded &L, es::Routing &routing, Func &fn, es_err *
         run_error(e);
         return o.routing.rfind("replay:", 0) == 0 || L.m.experts == 0 ? 1 : 2;
     }
+    for (int k = 0; L.have_sys && k < L.sys.n_chips; k++)
+        if (L.sys.chips[k].tp > 1 && (o.functional || o.cycle)) {
+            es_fail(e, "%s: key 'chips[%d].tensor_parallel': a stage of %d chips splitting each layer's matrices is "
+                       "simulated as one chip holding its shard, in timing at the transaction fidelity only: drop %s",
+                    L.sys.path, k, L.sys.chips[k].tp, o.functional ? "--mode functional" : "--fidelity cycle");
+            return run_error(e);
+        }
     if (o.functional && prepare_functional(o, L, fn, e)) return run_error(e);
     if (check_run_size(o, L, e)) return run_error(e);
     return -1;

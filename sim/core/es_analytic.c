@@ -226,6 +226,28 @@ int64_t es_an_card_occ(const es_chip *c, int64_t bits)
 
 int64_t es_an_card_lat(const es_chip *c) { return ns_to_cycles(c, c->card_link.latency_ns); }
 
+void es_an_allreduce(const es_map *pm, int64_t n, int64_t bits_each, int64_t *occ, int64_t *lat, double *bits)
+{
+    const es_model *m = pm->model;
+    const es_chip *c = pm->chip;
+    *occ = *lat = 0;
+    *bits = 0;
+    if (m->tp <= 1) return;
+    int64_t N = n * (bits_each > 0 ? bits_each : m->hidden * c->link.elem_bits), T = m->tp;
+    int64_t sent = es_ceil_div(2 * (T - 1) * N, T);
+    *occ = es_an_card_occ(c, sent);
+    *lat = 2 * (T - 1) * es_an_card_lat(c);
+    *bits = (double)sent;
+}
+
+int64_t es_an_allreduce_cyc(const es_map *pm, int64_t n, int64_t bits_each)
+{
+    int64_t occ, lat;
+    double bits;
+    es_an_allreduce(pm, n, bits_each, &occ, &lat, &bits);
+    return occ + lat;
+}
+
 /* ---- composition ---- */
 
 
@@ -274,7 +296,7 @@ int64_t es_an_layer(const es_map *pm, int64_t layer, int64_t n, int64_t p)
     t += 2 * vec(c, n * H, 1);                                        /* two residual adds */
     for (int k = 0; k < 3; k++) t += mva(pm, es_model_tensor(m, layer, ffn[k]), n);
     t += vec(c, n * F, 1);                                            /* SiLU(gate) * up */
-    return t;
+    return t + 2 * es_an_allreduce_cyc(pm, n, 0);                     /* a shard: after o and after down */
 }
 
 /* Occupancy of each of a tile's resources for one work item of n tokens of
@@ -301,6 +323,9 @@ static void tile_resources(const es_map *pm, int64_t tile, int64_t n, int64_t p,
             *vector += (double)occ;
         }
         *whole += (double)(occ + lat);
+        if (op->kind == ES_OP_MATVEC && m->tp > 1 && (m->tensors[op->tensor].role == ES_ROLE_O ||
+                                                      m->tensors[op->tensor].role == ES_ROLE_DOWN))
+            *whole += (double)es_an_allreduce_cyc(pm, n, 0); /* a shard's all-reduce (the ring's own bound: not here) */
         if (op->kind == ES_OP_MATVEC) { /* its adapter: the vector unit, and the KV port its A and B stream over */
             int64_t a_occ, a_port, a_lat;
             es_an_adapter(pm, &pm->tensors[op->tensor], n, &a_occ, &a_port, &a_lat);
@@ -324,6 +349,9 @@ static int64_t tile_sync_pass(const es_map *pm, int64_t tile, int64_t s, int64_t
         const es_op *op = &m->ops[i];
         if (pm->ops[i].tile != tile) continue;
         t += op->kind == ES_OP_ATTN || op->kind == ES_OP_SCAN ? s * es_an_op(pm, op, 1, p) : es_an_op(pm, op, s, p);
+        if (op->kind == ES_OP_MATVEC && m->tp > 1 && (m->tensors[op->tensor].role == ES_ROLE_O ||
+                                                      m->tensors[op->tensor].role == ES_ROLE_DOWN))
+            t += es_an_allreduce_cyc(pm, s, 0); /* a shard: the s tokens' partial sums all-reduced */
     }
     return t;
 }
@@ -359,8 +387,10 @@ int64_t es_an_head_n(const es_map *pm, int64_t n)
     const es_chip *c = pm->chip;
     const es_model *m = pm->model;
     const es_tensor *lm = es_model_tensor(m, -1, ES_ROLE_LM_HEAD);
+    int64_t V = m->tp > 1 ? es_ceil_div(m->vocab, m->tp) : m->vocab; /* a shard: its part of the vocabulary */
     return vec(c, n * m->hidden, 2) + mv(pm, lm, n) +
-           es_ceil_div(n * m->vocab, c->head.sampler_width) + c->head.sampler_latency;
+           es_ceil_div(n * V, c->head.sampler_width) + c->head.sampler_latency +
+           es_an_allreduce_cyc(pm, n, 64); /* a shard: the best score and id of each chip */
 }
 
 int64_t es_an_head(const es_map *pm) { return es_an_head_n(pm, 1); }
@@ -382,7 +412,7 @@ int64_t es_an_decode_step(const es_map *pm, int64_t p)
     const es_model *m = pm->model;
     int64_t tiles = es_chip_tiles(c, m);
     int64_t t = es_an_link_occ(c, c->link.token_id_bits) + c->link.latency; /* sampler -> embed */
-    t += es_an_embed(pm, 1);
+    t += es_an_embed(pm, 1) + es_an_allreduce_cyc(pm, 1, 0); /* a shard: the row from the chip holding it */
     t += (tiles + 1) * act_hop(c, m, 1);
     for (int64_t i = 0; i < tiles; i++) t += es_an_tile(pm, i, 1, p);
     return t + es_an_head(pm);
@@ -398,7 +428,8 @@ int64_t es_an_system_decode_step(const es_map *const *pms, int n, int64_t p)
         const es_map *pm = pms[k];
         const es_chip *c = pm->chip;
         const es_model *m = pm->model;
-        if (m->has_embed) t += es_an_embed(pm, 1) + act_hop(c, m, 1); /* then the link to tile 0 */
+        if (m->has_embed) /* then the link to tile 0 */
+            t += es_an_embed(pm, 1) + es_an_allreduce_cyc(pm, 1, 0) + act_hop(c, m, 1);
         else { /* the previous chip's last tile sends over its card link */
             const es_chip *pc = pms[k - 1]->chip;
             t += es_an_card_occ(pc, m->hidden * pc->link.elem_bits) + es_an_card_lat(pc);
@@ -428,7 +459,7 @@ int64_t es_an_ttft(const es_map *pm, int64_t prompt)
 #define STAGE(occ, lat) do { int64_t st = arrive > freebuf[s] ? arrive : freebuf[s]; \
         freebuf[s] = st + (occ); arrive = freebuf[s] + (lat); s++; } while (0)
         STAGE(es_an_host_occ(c, c->host.cmd_bytes + n * c->host.token_bytes), hl);
-        STAGE(es_an_embed(pm, n), 0);
+        STAGE(es_an_embed(pm, n) + es_an_allreduce_cyc(pm, n, 0), 0);
         for (int64_t i = 0; i < tiles; i++) {
             STAGE(es_an_link_occ(c, n * m->hidden * c->link.elem_bits), c->link.latency);
             STAGE(es_an_tile(pm, i, n, p), 0);
@@ -448,7 +479,8 @@ int64_t es_an_sync_step(const es_map *pm, int64_t s, int64_t p)
     const es_model *m = pm->model;
     /* the s sampled tokens, one item each, through the token-id link, the embedding and the hop to the first tile,
      * each stage taking them in turn: the first's whole way, then the slowest stage for each of the others */
-    int64_t tok = es_an_link_occ(c, c->link.token_id_bits), emb = es_an_embed(pm, 1), hop = es_an_link_occ(c, m->hidden * c->link.elem_bits);
+    int64_t tok = es_an_link_occ(c, c->link.token_id_bits), emb = es_an_embed(pm, 1) + es_an_allreduce_cyc(pm, 1, 0),
+            hop = es_an_link_occ(c, m->hidden * c->link.elem_bits);
     int64_t each = tok > emb ? tok : emb;
     if (hop > each) each = hop;
     int64_t t = tok + c->link.latency + emb + hop + c->link.latency + (s - 1) * each;

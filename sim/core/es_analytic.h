@@ -67,6 +67,14 @@ int64_t es_an_host_lat(const es_chip *c);
 /* A system's card-to-card link (es_chip.card_link): cycles of c's clock to send bits, rounded up; its latency. */
 int64_t es_an_card_occ(const es_chip *c, int64_t bits);
 int64_t es_an_card_lat(const es_chip *c);
+/* A tensor-parallel shard (pm->model->tp > 1, es_model_shard): the ring all-reduce of n tokens' hidden vectors
+ * (n x hidden x link.elem_bits bits) over the stage's tp chips on the card links (es_system.h): *occ cycles holding
+ * the chip's links (2 (tp - 1) / tp of the bits at card_link bandwidth), then *lat (2 (tp - 1) link latencies);
+ * *bits: the bits the chip sends. All 0 for a whole model. bits_each: the payload per token (0: the hidden
+ * vector; the sampler's all-reduce passes 64, a score and a token id). */
+void es_an_allreduce(const es_map *pm, int64_t n, int64_t bits_each, int64_t *occ, int64_t *lat, double *bits);
+/* Its whole time, occ + lat. */
+int64_t es_an_allreduce_cyc(const es_map *pm, int64_t n, int64_t bits_each);
 /* One decode step (cycles) of a system of n chips in pipeline order, pms[k] the table of chip k's slice
  * (es_model_slice; their clocks alike): the first's embedding lookup, each chip's tiles with the links between
  * them, a card link from each chip to the next, the last's head and the token back to the first over its card

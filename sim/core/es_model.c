@@ -758,6 +758,41 @@ void es_model_free(es_model *m)
     m->n_tensors = m->n_ops = 0;
 }
 
+int es_model_shard(const es_model *m, int64_t tp, es_model *out, es_err *e)
+{
+    if (tp < 1 || m->experts > 0 || m->ssm_state > 0 || m->qk_norm == 2 || m->heads % tp ||
+        (m->kv_heads % tp && tp % m->kv_heads) || m->ffn % tp)
+        return es_fail(e, "%s: a tensor-parallel split over %lld chips needs a dense attention model (no experts, "
+                          "no SSM, no whole-projection q/k norm) whose heads (%lld) and ffn (%lld) divide by %lld, "
+                          "and kv_heads (%lld) divides by it or it by them", m->name, (long long)tp, (long long)m->heads, (long long)m->ffn,
+                       (long long)tp, (long long)m->kv_heads);
+    if (es_model_slice(m, 0, m->layers - 1, 1, 1, out, e)) return -1; /* a deep copy */
+    out->tp = tp;
+    if (tp == 1) return 0;
+    out->heads /= tp;
+    out->kv_heads = m->kv_heads >= tp ? m->kv_heads / tp : 1; /* fewer kv heads than chips: each holds a copy of one */
+    out->ffn /= tp;
+    int64_t vshard = (m->vocab + tp - 1) / tp;
+    for (int i = 0; i < out->n_tensors; i++) {
+        es_tensor *t = &out->tensors[i];
+        switch (t->role) {
+        case ES_ROLE_Q: case ES_ROLE_GATE: case ES_ROLE_UP: t->rows /= tp; break;
+        case ES_ROLE_K: case ES_ROLE_V: t->rows = t->rows / m->kv_heads * out->kv_heads; break;
+        case ES_ROLE_O: case ES_ROLE_DOWN: t->cols /= tp; break;
+        case ES_ROLE_EMBED: case ES_ROLE_LM_HEAD: t->rows = vshard; break;
+        default: break;
+        }
+    }
+    for (int i = 0; i < out->n_ops; i++) {
+        es_op *op = &out->ops[i];
+        if (op->kind == ES_OP_ROPE || op->kind == ES_OP_ATTN || op->kind == ES_OP_SILU_MUL) op->elems /= tp;
+        else if (op->kind == ES_OP_SAMPLE) op->elems = vshard;
+        else if (op->kind == ES_OP_RMSNORM && (!strcmp(op->name, "q_norm") || !strcmp(op->name, "k_norm")))
+            op->elems /= tp; /* a per-head norm of the chip's heads */
+    }
+    return 0;
+}
+
 int64_t es_model_params(const es_model *m)
 {
     int64_t n = 0;

@@ -177,6 +177,7 @@ typedef struct es_model {
     int64_t full_layers;   /* the whole model's layers */
     int has_embed;         /* holds the embedding table and op (the first chip of a system) */
     int has_head;          /* holds the final norm, the LM head and the sampler (the last chip) */
+    int64_t tp;            /* a shard (es_model_shard): one of tp chips splitting each layer's matrices; 0 or 1: whole */
 } es_model;
 
 /* Load from a config.json path, a folder holding one, a name under
@@ -189,6 +190,16 @@ void es_model_free(es_model *m);
  * op it is the LM head. Tensors and ops keep the model's order. 0 and out filled (free with es_model_free),
  * or -1 with e (out holds nothing to free). */
 int es_model_slice(const es_model *m, int64_t first, int64_t last, int embed, int head, es_model *out, es_err *e);
+/* One chip's shard of m when a stage of tp chips splits every layer's matrices (Megatron-style tensor
+ * parallelism): heads, kv_heads and ffn divided by tp; q, k, v, gate and up keep 1/tp of their rows (output
+ * features), o and down 1/tp of their columns (input features), so each chip's o and down give a partial sum of
+ * the hidden vector, which an all-reduce completes; the embedding table and the LM head keep ceil(vocab / tp)
+ * of their rows (vocabulary-parallel: the lookup is completed by an all-reduce, the sampler's choice by an
+ * all-reduce of each chip's best score and id); norms whole on every chip. The RoPE, attention, SiLU and sampler
+ * ops' widths follow. Dense attention models only (no experts, no SSM, no whole-projection q/k norm), with
+ * heads and ffn divisible by tp, and kv_heads divisible by tp or dividing it (fewer kv heads than chips: each chip
+ * holds a copy of the one its query heads use, as vLLM replicates them; kv_heads 1 on the shard). 0 and out filled (free with es_model_free), or -1 with e. */
+int es_model_shard(const es_model *m, int64_t tp, es_model *out, es_err *e);
 int64_t es_model_params(const es_model *m);
 /* The tensor of a role in a layer (-1: outside the blocks: embed, out_norm,
  * lm_head; a tied model's lm_head is its embedding), or NULL. */

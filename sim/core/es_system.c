@@ -43,7 +43,7 @@ static int range(const es_system *s, const cJSON *obj, int i, const char *key, i
 static int load_chip(es_system *s, const cJSON *obj, int i, const char *dir, const char *const *sets, int n_sets,
                      es_err *e)
 {
-    static const char *const keys[] = {"chip", "layers", "experts", NULL};
+    static const char *const keys[] = {"chip", "layers", "experts", "tensor_parallel", NULL};
     es_sys_chip *c = &s->chips[i];
     char where[32], path[1024];
     snprintf(where, sizeof where, "chips[%d]", i);
@@ -57,6 +57,17 @@ static int load_chip(es_system *s, const cJSON *obj, int i, const char *dir, con
     snprintf(c->spec, sizeof c->spec, "%s", spec->valuestring);
     if (range(s, obj, i, "layers", 0, 1 << 20, &c->layer_first, &c->layer_last, e)) return -1;
     if (range(s, obj, i, "experts", 1, 1 << 20, &c->expert_first, &c->expert_last, e)) return -1;
+    const cJSON *tp = member(obj, "tensor_parallel");
+    c->tp = 1;
+    if (tp) {
+        if (!cJSON_IsNumber(tp) || tp->valuedouble != (int)tp->valuedouble || tp->valueint < 1 || tp->valueint > 1024)
+            return es_fail(e, "%s: key '%s.tensor_parallel': expected a whole number of chips from 1 to 1024", s->path,
+                           where);
+        c->tp = tp->valueint;
+        if (c->tp > 1 && c->expert_first >= 0)
+            return es_fail(e, "%s: key '%s.tensor_parallel': a stage splitting experts cannot also split each "
+                              "layer's matrices (tensor parallelism is for dense models)", s->path, where);
+    }
     /* a relative path: from the system file's folder first */
     if (c->spec[0] != '/' && snprintf(path, sizeof path, "%s/%s", dir, c->spec) < (int)sizeof path &&
         es_is_file(path)) {
@@ -234,6 +245,14 @@ int es_system_check(const es_system *s, const es_model *m, es_err *e)
                               "a mixture of experts can split (by experts); %s has none", s->path, i + 1, i, end - 1,
                            c->layer_first, c->layer_last, m->name);
         if (end - i > 1 && check_experts(s, m, i, end, e)) return -1;
+        if (c->tp > 1 && (m->experts > 0 || m->ssm_state > 0 || m->qk_norm == 2 || m->heads % c->tp ||
+                          (m->kv_heads % c->tp && c->tp % m->kv_heads) || m->ffn % c->tp))
+            return es_fail(e, "%s: key 'chips[%d].tensor_parallel': %d chips splitting each layer's matrices need a "
+                              "dense attention model whose heads (%lld) and ffn (%lld) divide by %d, and kv_heads "
+                              "(%lld) by it or it by them (%s%s)", s->path, i, c->tp, (long long)m->heads,
+                           (long long)m->ffn, c->tp, (long long)m->kv_heads, m->name,
+                           m->experts > 0 ? " has experts" : m->ssm_state > 0 ? " is a state-space model"
+                           : m->qk_norm == 2 ? " normalizes the whole q and k projections" : " does not divide");
         for (int k = i; k < end && end - i == 1; k++)
             if (s->chips[k].expert_first >= 0 &&
                 (s->chips[k].expert_first != 0 || s->chips[k].expert_last != (E > 1 ? E : 1) - 1))

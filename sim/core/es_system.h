@@ -25,7 +25,26 @@
  * cover the model's layers from 0 to the last exactly once, in order. A stage of several chips needs
  * the all_to_all topology (tokens go to the chips holding their experts). "chip" is a name under
  * models/chips or a path; a relative path resolves from the system file's folder first. Each chip keeps
- * its own configuration: clock, power limit, KV SRAM and statistics. */
+ * its own configuration: clock, power limit, KV SRAM and statistics.
+ *
+ * Tensor parallelism: {"chip": ..., "layers": [a, b], "tensor_parallel": T} stands for T identical chips that
+ * split every matrix of those layers Megatron-style (Shoeybi et al. 2019, arXiv:1909.08053, section 3): q, k, v,
+ * gate and up by columns (output features: heads / T and ffn / T, which must divide; kv_heads / T, or one
+ * kv head copied on T / kv_heads chips when T is a multiple of kv_heads, as vLLM does), o and down
+ * by rows, so each layer needs one all-reduce of the hidden vector after o and one after down; the embedding
+ * table and LM head split by vocabulary (ceil(vocab / T) rows each; one all-reduce after the lookup, and one of
+ * each chip's best score and id, 64 bits, after the sampler). Dense attention models only. The stage is
+ * simulated as one of its chips holding its shard (es_model_shard: the placement table, timing and energy all
+ * see 1/T of each matrix) plus the all-reduces, each booked on the chip's "ring" unit (the card links, the
+ * system's "link") as a ring all-reduce of N bits over T chips (Patarasuk and Yuan 2009, "Bandwidth optimal
+ * all-reduce algorithms"; NCCL's ring: 2 (T - 1) steps of N / T bits):
+ *     occupancy = 2 (T - 1) / T x N / link.bandwidth_bits_per_s,   then   2 (T - 1) x link.latency_ns,
+ * N = tokens x hidden x link.elem_bits (the chip's on-die activation width); energy: 2 (T - 1) / T x N bits x
+ * link.energy_pj_per_bit per chip. The stage's energy, leakage, clock power, board (and HBM) static power, area
+ * and cost are those of the simulated chip times T (its T chips do the same work on their shards at once; the hop
+ * to the next stage is each chip sending its copy of the hidden vector to its peer there: one vector's time, T
+ * vectors' energy). The
+ * functional datapath and --fidelity cycle do not simulate a split stage (run refuses them with T > 1). */
 #ifndef ES_SYSTEM_H
 #define ES_SYSTEM_H
 #include <stdint.h>
@@ -53,6 +72,7 @@ typedef struct es_sys_chip {
     int expert_first, expert_last; /* "experts": inclusive; -1, -1 when absent (all of them) */
     int stage;               /* its stage: chips of one layer range */
     int embed, head;         /* 1: holds the embedding table / the final norm and LM head */
+    int tp;                  /* "tensor_parallel": the entry stands for tp identical chips splitting its layers' matrices */
 } es_sys_chip;
 
 typedef struct es_system {

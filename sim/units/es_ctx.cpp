@@ -51,8 +51,24 @@ Ctx::Ctx(Run &r, const es_map *pm, const es_area *a, const std::string &pfx)
     if (chip->gating == ES_GATING_NONE) /* every register clocked every cycle: a constant power */
         clock_w = ((double)es_chip_tiles(chip, model) * es_chip_tile_register_bits(chip) + es_chip_head_register_bits(chip)) *
                   (chip->process.e_reg_bit + chip->process.e_clk_net) * chip->clock_hz / chip->card.vr_eff;
-    leak_w = a->leak_total_w / chip->card.vr_eff;
+    copies = model->tp > 1 ? (double)model->tp : 1.0;
+    clock_w *= copies;
+    leak_w = copies * a->leak_total_w / chip->card.vr_eff;
     run.add_die(leak_w, clock_w);
+}
+
+int64_t Ctx::allreduce(int64_t ready, int32_t seq, int64_t n, int64_t bits_each)
+{
+    if (!ring) return ready;
+    int64_t occ, lat;
+    es_events ev{};
+    es_an_allreduce(map, n, bits_each, &occ, &lat, &ev.card_bits);
+    int64_t s0 = ring->book(run.now(), ready, occ);
+    ring_stat->items++;
+    ring_stat->tokens += n;
+    ring_stat->busy_cycles += occ;
+    charge(ring_stat, seq, ev);
+    return s0 + occ + lat;
 }
 
 void Governor::close_one(int64_t len)
@@ -156,9 +172,11 @@ es_unit_rec *Ctx::unit(const char *name)
 
 void Ctx::charge(es_unit_rec *u, int32_t seq, const es_events &ev)
 {
-    double j = es_events_joules(c, &ev) * run.dyn_scale;
+    es_events all = ev; /* a tensor-parallel stage: its copies' events (each chip's shard does the same work) */
+    if (copies > 1) es_events_scale(&all, copies);
+    double j = es_events_joules(c, &all) * run.dyn_scale;
     run.gov.add(run.now(), j);
-    es_events_add(&u->ev, &ev);
+    es_events_add(&u->ev, &all);
     u->energy_j += j;
     run.seqs[(size_t)seq].pending_j += j;
 }

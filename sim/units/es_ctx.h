@@ -232,6 +232,14 @@ public:
     void tap(int32_t seq, int64_t pos, int32_t token, const float *x);
     int64_t cosim_depth = -1;         // --rtl-cosim: tile 0's lane pipeline depth (-1: tile.lanes.pipeline_depth)
     MoeStats moe;                     // its MoE tiles' experts fired and their queues
+    // A tensor-parallel stage (es_system.h; m->tp > 1): this chip stands for tp chips, so its joules, leakage and
+    // clock power count tp times (and its units' event counts: the stage's); its all-reduces hold `ring` (the card links; Die owns it), counted on ring_stat.
+    double copies = 1;
+    Server *ring = nullptr;
+    es_unit_rec *ring_stat = nullptr;
+    // Book a shard's all-reduce of n tokens (es_an_allreduce; bits_each 0: the hidden vector) for sequence seq on
+    // the ring from `ready`: the cycle it ends (latency included); ready itself on a whole model.
+    int64_t allreduce(int64_t ready, int32_t seq, int64_t n, int64_t bits_each);
     Server *wstore = nullptr;         // a chip-scope SRAM or HBM weight store, shared by the tiles and the head, and
                                       // by the KV cache with kv.in_store (else null)
 };

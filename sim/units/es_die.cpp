@@ -75,6 +75,11 @@ Die::Die(Ctx &ctx, bool with_vcd, Die *prev, Die *first) : ctx_(ctx)
     } else if (table && (es_map_tensor_of(pm, table)->rom == ES_ROM_LM || c->store.kind != ES_STORE_ROM)) {
         rom_.reset(new sc_core::sc_mutex((ctx.prefix + "head_rom").c_str()));
     }
+    if (m->tp > 1) { /* a tensor-parallel shard: its all-reduces hold the card links, one at a time */
+        ring_.reset(new Server(1));
+        ctx.ring = ring_.get();
+        ctx.ring_stat = ctx.unit((ctx.prefix + "ring").c_str());
+    }
     /* the feedback path never blocks the head: it holds one token per sequence
      * in flight at most, and at most seq_cap sequences are in flight */
     int ring = (int)(ctx.seq_cap < (1 << 20) ? ctx.seq_cap : (1 << 20)) + 1;

@@ -65,6 +65,7 @@ private:
     std::vector<std::unique_ptr<LinkPort>> links_;
     std::unique_ptr<sc_core::sc_mutex> rom_;         // tied embeddings: the ROM embed and head share (or the head's store)
     std::unique_ptr<Server> wstore_;                 // a chip-scope weight store (ctx.wstore)
+    std::unique_ptr<Server> ring_;                   // a tensor-parallel shard's card links (ctx.ring)
     VcdTracer *vcd_ = nullptr;
 };
 

@@ -25,6 +25,8 @@ void Embed::run()
         if (rom_) rom_->lock();
         ctx_.run.wait_cycles(es_an_op(ctx_.map, op_, it.n, it.pos));
         if (rom_) rom_->unlock();
+        if (ctx_.ring) /* a shard: the row, looked up on the chip holding it, all-reduced to every chip */
+            ctx_.run.wait_until(ctx_.allreduce(ctx_.run.now(), it.seq, it.n, 0));
         ctx_.run.span(trk_, start, ctx_.run.now(), op_->name, it.seq, it.pos, it.n, true);
         if (ctx_.dp) { /* functional: the embedding rows of the item's tokens */
             const SeqState &s = ctx_.run.seqs[(size_t)it.seq];
@@ -107,6 +109,8 @@ void Head::run()
             es_an_op_events_occ(ctx_.map, op, n, it.pos, occ, &op_ev);
             es_events_add(&ev, &op_ev);
         }
+        if (ctx_.ring) /* a shard: each chip's best score and token id, all-reduced (the max) */
+            t = ctx_.allreduce(std::max(t, ctx_.run.now()), it.seq, n, 64);
         ctx_.run.wait_until(t); /* the ops back to back: one wait */
         if (ctx_.c->gating == ES_GATING_TILE) /* the head's registers clocked while it works */
             ev.reg_bit_cycles += (double)(ctx_.run.now() - start) * es_chip_head_register_bits(ctx_.c);

@@ -110,9 +110,13 @@ const Tile::Plan &Tile::plan(int64_t n)
         if (op->kind != ES_OP_MATVEC) continue;
         Step a{Resource::Vector, 0, 0, 0, op, 1.0, 0, 0}; /* its LoRA adapter, if any: its events are the op's */
         es_an_adapter(ctx_.map, &ctx_.map->tensors[op->tensor], n, &a.occ, &a.kv, &a.lat);
-        if (a.occ == 0) continue;
-        p.steps.push_back(a);
-        p.vec_busy += a.occ, p.vec_ops++;
+        if (a.occ > 0) {
+            p.steps.push_back(a);
+            p.vec_busy += a.occ, p.vec_ops++;
+        }
+        es_role role = ctx_.m->tensors[op->tensor].role;
+        if (ctx_.ring && (role == ES_ROLE_O || role == ES_ROLE_DOWN)) /* a shard: the partial sums all-reduced */
+            p.steps.push_back({Resource::Ring, 0, 0, 0, op, 1.0, 0, 0}); /* booked by Ctx::allreduce */
     }
     return plans_.emplace(n, std::move(p)).first->second;
 }
@@ -160,6 +164,7 @@ bool Tile::book_early() const
      * order of booking in simulated time). The next item's bookings start no earlier, and it is
      * taken as soon as a slot is free either way, so every booking is the same. */
     return !ctx_.run.cycle && ctx_.c->tile.tokens_per_read == 1 && ctx_.c->kv.tiles_per_group == 1 && !ctx_.wstore &&
+           !ctx_.ring &&
            ctx_.run.routing.kind != 2 && !ctx_.run.trace && !ctx_.run.vcd_changed && !ctx_.dp &&
            ctx_.c->gating != ES_GATING_TILE;
 }
@@ -205,6 +210,10 @@ bool Tile::book(int64_t total, int64_t start)
     for (const Step &st : pl.steps) {
         if (st.res == Resource::Experts) {
             t = book_experts(st.op, items, start, t, expert_ev);
+            continue;
+        }
+        if (st.res == Resource::Ring) { /* booked and charged on the ring unit (Ctx::allreduce) */
+            t = ctx_.allreduce(t, items[0].seq, total, 0);
             continue;
         }
         if (st.res != Resource::Attention) {

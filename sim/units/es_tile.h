@@ -47,6 +47,7 @@ private:
         Attention,            // the attention or scan engine, holding a port of its KV SRAM group
         Lanes,                // a partition of the lanes (Step.part)
         Experts,              // MoE: each fired expert's chain on its own partition (book_experts)
+        Ring,                 // a tensor-parallel shard's all-reduce on the chip's card links (Ctx::ring)
     };
     struct Step {
         Resource res;

@@ -243,10 +243,6 @@ int build(Sim &s, es_err *e)
     const es_model *m = s.m;
     const Workload &w = s.w;
     Ctx &ctx = s.ctx;
-    if (run.gov.on && c->card.power_limit_w <= run.gov.fixed_w) /* an ungated clock slows with the clock; these do not */
-        return es_fail(e, "%s: key 'card.power_limit_w': %.4g W is at or below the card's static power, %.4g W "
-                          "(leakage / VR efficiency + board): no clock keeps the card under it",
-                       c->path, c->card.power_limit_w, run.gov.fixed_w);
     if (check_system(s, e)) return -1;
     /* each chip holds its own layers' KV; a sequence holds positions on every chip, so the fewest bound it */
     int64_t kv_cap = INT64_MAX;
@@ -254,11 +250,24 @@ int build(Sim &s, es_err *e)
         Ctx &x = s.chip(k);
         x.kv_cap = x.map->kv_positions; /* less a LoRA adapter's share (es_map_set_adapter) */
         kv_cap = std::min(kv_cap, x.kv_cap);
-        if (k > 0) { /* each chip of a system is a card: its board (and HBM) static power joins the first's */
-            run.static_w += x.c->card.board_w;
-            if (x.c->store.kind == ES_STORE_HBM) run.static_w += x.c->store.static_w;
-        }
+        /* each chip of a system is a card: its board (and HBM) static power joins the first's; a tensor-parallel
+           stage's chip stands for tp cards */
+        double cards = (x.m->tp > 1 ? (double)x.m->tp : 1.0) - (k == 0 ? 1.0 : 0.0);
+        run.static_w += cards * x.c->card.board_w;
+        if (x.c->store.kind == ES_STORE_HBM) run.static_w += cards * x.c->store.static_w;
+        if (run.gov.on) /* a power limit: a chip alone, or a tensor-parallel stage alone */
+            run.gov.fixed_w += cards * (x.c->card.board_w + (x.c->store.kind == ES_STORE_HBM ? x.c->store.static_w : 0));
+        if (x.m->tp > 1 && (w.dp || w.cycle))
+            return es_fail(e, "%s: a stage of %lld chips splitting each layer's matrices (tensor_parallel) is "
+                              "simulated as one chip holding its shard, in timing only at the transaction fidelity: "
+                              "drop %s", x.c->path, (long long)x.m->tp, w.dp ? "--functional" : "--fidelity cycle");
     }
+    /* a tensor-parallel stage alone (a system of one entry): its tp cards, alike, each under its own limit */
+    if (s.n_chips() == 1 && ctx.copies > 1) run.gov.limit *= ctx.copies;
+    if (run.gov.on && run.gov.limit <= run.gov.fixed_w) /* an ungated clock slows with the clock; these do not */
+        return es_fail(e, "%s: key 'card.power_limit_w': %.4g W is at or below the card's static power, %.4g W "
+                          "(leakage / VR efficiency + board): no clock keeps the card under it",
+                       c->path, run.gov.limit, run.gov.fixed_w);
     /* a list of requests never has more sequences in flight than it has requests (a KV of many GB would
      * otherwise size the feedback and completion FIFOs at hundreds of thousands of items) */
     for (size_t k = 0; k < s.n_chips(); k++)
@@ -414,9 +423,9 @@ void collect_energy(Sim &s)
             r.dynamic_j += u.energy_j;
             chip_j += u.energy_j;
             u.area_mm2 = es_area_of_unit(x.c, x.m, &s.areas[k], u.name + x.prefix.size());
-            active += u.area_mm2 * (double)u.busy_cycles;
+            active += x.copies * u.area_mm2 * (double)u.busy_cycles; /* r.area counts a stage's tp chips */
         }
-        if (s.n_chips() > 1) {
+        if (s.n_chips() > 1 || x.copies > 1) { /* a system's chips (a tensor-parallel stage alone too) */
             ChipResult cr;
             cr.name = x.c->name;
             cr.prefix = x.prefix;
@@ -427,7 +436,8 @@ void collect_energy(Sim &s)
             cr.kv_max_used = x.kv_max_used;
             cr.dynamic_j = chip_j;
             cr.leak_w = x.leak_w;
-            cr.board_w = x.c->card.board_w;
+            cr.board_w = x.copies * x.c->card.board_w;
+            cr.copies = (int64_t)x.copies;
             r.chips.push_back(cr);
         }
     }
@@ -455,7 +465,7 @@ int collect(Sim &s, es_err *e)
     r.cycles = run.end_cycle;
     r.seconds = g.first_slow >= 0 ? g.real_s((double)r.cycles) : (double)r.cycles / c->clock_hz;
     if (g.on) {
-        r.power_limit_w = c->card.power_limit_w;
+        r.power_limit_w = g.limit; /* a tensor-parallel stage alone: its cards' */
         r.throttled_s = g.throttled_s;
         r.min_clock_hz = g.min_f;
         r.window_w = g.window_w;
@@ -502,7 +512,8 @@ int run_sim(const es_map *const *pms, int n, const Workload &w, RunResult &r, es
     r.area = es_area{};
     for (int k = 0; k < n; k++) {
         es_area_compute(pms[k], &areas[(size_t)k]);
-        es_area_add(&r.area, &areas[(size_t)k]); /* a chip alone: its own */
+        for (int64_t c = 0; c < (pms[k]->model->tp > 1 ? pms[k]->model->tp : 1); c++)
+            es_area_add(&r.area, &areas[(size_t)k]); /* a chip alone: its own; a tensor-parallel stage: tp chips' */
     }
     if (w.an_prompt > 0 && n == 1) es_an_summarize(pms[0], w.an_prompt, w.an_gen, &r.an);
     Sim s(pms, n, areas, w, r);

@@ -94,7 +94,8 @@ struct ChipResult {
     int64_t kv_max_used = 0;             // most held at once
     double dynamic_j = 0;                // its units' energy (card joules)
     double leak_w = 0;                   // its leakage / VR efficiency
-    double board_w = 0;                  // its card's board static power
+    double board_w = 0;                  // its card's board static power (a tensor-parallel stage: its copies')
+    int64_t copies = 1;                  // the chips it stands for (a tensor-parallel stage's tp; area: one chip's)
 };
 
 struct RunResult {
