@@ -5820,6 +5820,48 @@ def test_tenants_errors():
     expect_error(["run", "--no-db", "--adapter-count", "2"], "--adapter-count needs --adapter-rank", code=2)
     expect_error(["eval", "--no-db", "--adapter-field", "t"], "--adapter-field needs adapters", code=2)
 
+def test_tenants_mixed_item():
+    """A work item carrying two sequences of different adapters streams each one's A and B for its own tokens, one
+    after the other, with one vector latency: hc1-class with tile.sync_step true and tile.lanes.tokens_per_read 2 (the
+    two streams of a one-token prompt travel as one item of 2 tokens) and kv.banks 1 (a KV port of 1 x 1024 bits,
+    so the adapter's A and B stream is the longer part), two adapters of rank 16 on q and v. By hand, per layer:
+    q's A and B are 16 x 4096 + 4096 x 16 one-byte elements = 1,048,576 bits = 1024 port words and 16 x 8192
+    multiply-adds a token = 256 cycles of the 512-wide vector unit; v's 16 x 4096 + 1024 x 16 = 640 words, 160
+    cycles. One adapter for both tokens: the stream read once (tokens_per_read 2), max(512, 1024) + 8 + max(320, 640)
+    + 8 = 1680 cycles; two adapters: 2 x 1024 + 2 x 640 + 2 x 8 = 3344; so stream 0's decode step grows by
+    32 x 1680 over no adapter, and by 32 x 1664 more with the second stream on the other adapter; tile 0's vector
+    unit is busy 4 items (the prompt and 3 decode passes) x 1664 cycles more with one adapter, and as much again
+    with two."""
+    with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+        c = json.load(f)
+    c["tile"]["sync_step"] = {"value": True, "source": "test: one item per step"}
+    c["tile"]["lanes"]["tokens_per_read"]["value"] = 2
+    c["kv"]["banks"]["value"] = 1
+    got = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        chip = os.path.join(tmp, "hc1-sync.json")
+        with open(chip, "w") as f:
+            json.dump(c, f)
+        for aos in ("none", "0", "0,1"):
+            db = os.path.join(tmp, aos + ".sqlite")
+            j = json.loads(run("run", "--json", "--db", db, "--chip", chip, "--prompt", "1", "--generate", "4",
+                               "--streams", "2", "--adapter-rank", "16", "--adapter-roles", "q,v", "--adapter-count",
+                               "2", "--adapter-of-stream", aos).stdout)
+            con = sqlite3.connect(db)
+            busy, items, tokens = con.execute("SELECT busy_cycles, items, tokens FROM unit_stats WHERE unit = 'tile0'"
+                                              ).fetchone()
+            vec, = con.execute("SELECT busy_cycles FROM unit_stats WHERE unit = 'tile0.vector'").fetchone()
+            con.close()
+            expect((items, tokens) == (4, 8), f"{aos}: tile 0 took {items} items of {tokens} tokens, not 4 of 8")
+            got[aos] = (j["stream0_cycles"]["decode_first"], vec)
+    d_one = got["0"][0] - got["none"][0]
+    d_two = got["0,1"][0] - got["0"][0]
+    expect((d_one, d_two) == (32 * 1680, 32 * 1664), f"decode step +{d_one} and +{d_two}, by hand "
+           f"{32 * 1680} and {32 * 1664}")
+    v_one, v_two = got["0"][1] - got["none"][1], got["0,1"][1] - got["0"][1]
+    expect((v_one, v_two) == (4 * 1664, 4 * 1664), f"tile 0's vector unit +{v_one}, +{v_two}, by hand {4 * 1664}")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
