@@ -6188,6 +6188,207 @@ def test_err_system_tensor_parallel():
                  "tiny-tp2.json", "chips[0].tensor_parallel", "drop --fidelity cycle")
     expect_error(["run", "--system", tp2, "--mode", "functional", "--synthetic", "1", "--prompt", "8", "--generate",
                   "2", "--no-db"], "tiny-tp2.json", "chips[0].tensor_parallel", "drop --mode functional")
+# ---- h/tenants: several adapters at once, one per request (issue 20 item 4) ----------------------------------
+
+def test_tenants_sram_kv():
+    """K = 20 adapters of rank 16 on q and v, llama-3.1-8b on hc1-class, all held in each tile's KV SRAM at once: the
+    bytes per tile and in all, the KV positions and slots left, by hand from the shapes (K x one adapter's, which
+    _adapter_oracle works out from config.json and hc1-class's kv.* keys), in run --json and the summary line."""
+    o = _adapter_oracle(16, ("q", "v"))
+    k = 20
+    per_tile = k * o["per_tile"]  # 20 x 212,992 = 4,259,840 bytes
+    pos_bytes = o["slot_bytes"] // 2048  # one position of one layer: 2,048 bytes
+    kv_bytes = o["left"] + o["per_tile"]  # kv.bytes_per_tile
+    positions = (kv_bytes - per_tile) // pos_bytes
+    slots = (kv_bytes - per_tile) // o["slot_bytes"]
+    expect((per_tile, positions, slots) == (4259840, 8160, 3), f"oracle itself: {per_tile} {positions} {slots}")
+    j = run_json("--no-db", "--prompt", "8", "--generate", "2", "--adapter-rank", "16", "--adapter-roles", "q,v",
+                 "--adapter-count", str(k))
+    a = j["adapter"]
+    got = {x: a[x] for x in ("count", "tensors", "bytes_per_tile", "bytes", "kv_bytes_per_tile_left", "kv_positions",
+                             "kv_positions_without", "kv_slots", "kv_slots_without", "kv_slots_lost")}
+    want = {"count": k, "tensors": k * o["layers"] * 2, "bytes_per_tile": per_tile, "bytes": k * o["total"],
+            "kv_bytes_per_tile_left": kv_bytes - per_tile, "kv_positions": positions,
+            "kv_positions_without": o["positions_without"], "kv_slots": slots, "kv_slots_without": o["slots_without"],
+            "kv_slots_lost": o["slots_without"] - slots}
+    expect(got == want, f"adapters {got}, by hand {want}")
+    ids = [x["id"] for x in a["adapters"]]
+    each = {(x["rank"], x["roles"], x["bytes_per_tile"], x["bytes"]) for x in a["adapters"]}
+    expect(ids == list(range(k)) and each == {(16, "q,v", o["per_tile"], o["total"])}, f"each adapter: {a['adapters'][:2]}")
+    expect(j["kv_positions"] == positions, f"the run's KV capacity {j['kv_positions']}, by hand {positions}")
+    out = run("run", "--no-db", "--prompt", "8", "--generate", "2", "--adapter-rank", "16", "--adapter-roles", "q,v",
+              "--adapter-count", str(k)).stdout
+    line = (f"{k} adapters: {per_tile} bytes per tile in the KV SRAM ({k * o['total']} in all); KV slots of 2048 "
+            f"positions {o['slots_without']} -> {slots} ({o['slots_without'] - slots} lost), positions "
+            f"{o['positions_without']} -> {positions}")
+    expect(line in out, f"summary lacks {line!r}: {out}")
+    # 99 of them leave 20,971,520 - 99 x 212,992 = 884,312 bytes, less than one slot of 4,194,304
+    expect_error(["run", "--no-db", "--adapter-rank", "16", "--adapter-roles", "q,v", "--adapter-count", "99"],
+                 "key 'kv.bytes_per_tile'", "the 99 adapters take 21086208 bytes of tile 0's KV SRAM of 20971520")
+
+
+def test_tenants_time_per_stream():
+    """Streams 0 and 2 use adapter 0 (rank 16 on q and v), streams 1 and 3 none (--adapter-of-stream 0,none), on
+    hc1-class with a KV that holds one stream at a time (kv.slot_context 16; kv.bytes_per_tile: the adapter's 212,992
+    bytes + 20 positions of 2,048 bytes), so each stream's decode steps run alone. Each adapted stream's decode step is
+    longer by exactly the adapter step's cycles, by hand 32 layers x 432 (per projection max(multiply-adds / vector
+    width, A and B words over the KV port) + the vector latency; _adapter_oracle); each stream without one takes
+    exactly what a run without any adapter takes (its KV also holding one stream at a time)."""
+    o = _adapter_oracle(16, ("q", "v"))
+    expect(o["layers"] * o["layer_cycles"] == 13824, f"oracle itself: {o['layers']} x {o['layer_cycles']}")
+    small = ["--prompt", "8", "--generate", "4", "--set", "kv.slot_context=16"]
+    with tempfile.TemporaryDirectory() as tmp:
+        def decode_steps(tag, *extra):  # per stream: (decode cycles per token, ttft cycles); hc1-class runs at 1 GHz
+            db = os.path.join(tmp, tag + ".sqlite")
+            j = json.loads(run("run", "--json", "--db", db, *small, *extra).stdout)
+            expect(j["max_in_flight"] == 1 and j["clock_hz"] == 1e9, f"{tag}: {j['max_in_flight']} in flight")
+            con = sqlite3.connect(db)
+            rows = con.execute("SELECT seq, first_token_ns - admit_ns, done_ns - first_token_ns FROM sequences "
+                               "ORDER BY seq").fetchall()
+            con.close()
+            return [(int(d) // 3, int(t)) for _, t, d in rows if d % 3 == 0], j
+        mixed, j = decode_steps("mixed", "--streams", "4", "--adapter-rank", "16", "--adapter-roles", "q,v",
+                                "--adapter-of-stream", "0,none", "--set", f"kv.bytes_per_tile={212992 + 20 * 2048}")
+        plain, _ = decode_steps("plain", "--streams", "2", "--set", f"kv.bytes_per_tile={20 * 2048}")
+    expect(len(mixed) == 4 and len(plain) == 2 and plain[0] == plain[1], f"mixed {mixed}, plain {plain}")
+    base = plain[0][0]
+    got = [m[0] for m in mixed]
+    want = [base + 13824, base, base + 13824, base]
+    expect(got == want, f"decode cycles per token {got}, by hand {want}")
+    expect(mixed[1][1] == mixed[3][1] == plain[0][1], f"no adapter: ttft {mixed[1][1]} against {plain[0][1]}")
+    expect(j["stream0_cycles"]["decode_first"] == base + 13824 == j["analytic_stream0_cycles"]["decode_first"],
+           f"stream 0 (adapter 0): {j['stream0_cycles']} analytic {j['analytic_stream0_cycles']}")
+
+
+def test_tenants_functional():
+    """Two tenants on one chip: stories260K on the tiny chip, --adapter A --adapter B (PEFT files the test writes, both
+    random, rank 4 and 2 on different roles) and three streams in flight together, stream i using --adapter-of-stream's
+    entry. Stream 0 (the one whose logits are tapped) with adapter 0 matches the FP32 reference with A within 1e-4,
+    with adapter 1 the reference with B, and with none equals the run without adapters exactly; the other streams
+    carry the other adapters meanwhile."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for d in ("a", "b"):
+            os.mkdir(os.path.join(tmp, d))
+        pa = _write_peft(os.path.join(tmp, "a"), 4, 8, _lora_values(4, ("q", "v", "down"), range(5), 7, zero_b=False))
+        pb = _write_peft(os.path.join(tmp, "b"), 2, 3, _lora_values(2, ("k", "o", "up"), range(5), 11, zero_b=False))
+        both = ["--adapter", pa, "--adapter", pb, "--streams", "3"]
+        ra = _func_logits(tmp, "ra", "--adapter", pa, infer=True)
+        rb = _func_logits(tmp, "rb", "--adapter", pb, infer=True)
+        base = _func_logits(tmp, "base")
+        s0a = _func_logits(tmp, "s0a", *both, "--adapter-of-stream", "0,1,none")
+        s0b = _func_logits(tmp, "s0b", *both, "--adapter-of-stream", "1,none,0")
+        s0n = _func_logits(tmp, "s0n", *both, "--adapter-of-stream", "none,0,1")
+        expect(_max_diff(s0a, ra) <= 1e-4, f"adapter 0 differs from the reference with A by {_max_diff(s0a, ra)}")
+        expect(_max_diff(s0b, rb) <= 1e-4, f"adapter 1 differs from the reference with B by {_max_diff(s0b, rb)}")
+        expect(_max_diff(s0n, base) == 0.0, f"no adapter differs from the unadapted run by {_max_diff(s0n, base)}")
+        expect(_max_diff(ra, rb) > 0.1 and _max_diff(s0a, base) > 0.1, "the two adapters do not differ")
+        j = run_json("--no-db", "--model", stories(), "--chip", os.path.join(DATA, "tiny-chip.json"), "--prompt", "4",
+                     "--generate", "2", *both)
+        expect(j["max_in_flight"] == 3, f"{j['max_in_flight']} streams in flight, not 3")
+
+
+def test_tenants_eval():
+    """eval --adapter-field names each record's adapter: functional stories260K, two records with adapter 0, 1 and
+    none (empty) in a CSV column left out of the prompt. Each record's output is the one a batch giving every record
+    that adapter (or none) computes; the rule is not shared (its KV is one adapter's)."""
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        for d in ("a", "b"):
+            os.mkdir(os.path.join(tmp, d))
+        pa = _write_peft(os.path.join(tmp, "a"), 4, 8, _lora_values(4, ("q", "v"), range(5), 5, zero_b=False))
+        pb = _write_peft(os.path.join(tmp, "b"), 4, 8, _lora_values(4, ("q", "v"), range(5), 9, zero_b=False))
+        names = ["Lily", "Tom", "Max"]
+        plain = os.path.join(tmp, "kids.csv")
+        write_csv(plain, [f"{i},{n} found a ball" for i, n in enumerate(names)], header=("id", "name"))
+
+        def outputs(tag, data, *extra):
+            db = os.path.join(tmp, tag + ".sqlite")
+            j = json.loads(run("eval", "--json", "--model", model, "--chip", chip, "--data", data, "--rule",
+                               "Tell a story.", "--max-new-tokens", "6", "--no-compare", "--mode", "functional",
+                               "--weights", model, "--db", db, *extra).stdout)
+            con = sqlite3.connect(db)
+            t = [r[0] for r in con.execute("SELECT output_text FROM records ORDER BY record")]
+            con.close()
+            return t, j
+        want = [outputs("a", plain, "--adapter", pa, "--no-prefix-sharing")[0][0],
+                outputs("b", plain, "--adapter", pb, "--no-prefix-sharing")[0][1],
+                outputs("none", plain, "--no-prefix-sharing")[0][2]]
+        mixed = os.path.join(tmp, "mixed.csv")
+        write_csv(mixed, [f"{i},{n} found a ball,{t}" for i, (n, t) in enumerate(zip(names, ["0", "1", ""]))],
+                  header=("id", "name", "tenant"))
+        got, j = outputs("mixed", mixed, "--adapter", pa, "--adapter", pb, "--adapter-field", "tenant")
+    expect(got == want, f"per-record adapters gave {got}, each adapter alone {want}")
+    expect(len(set(want)) == 3, f"the adapters do not change the outputs: {want}")
+    expect(j["prefix_sharing"]["enabled"] is False and j["adapter"]["count"] == 2, f"{j['prefix_sharing']} {j['adapter']}")
+
+
+def test_tenants_errors():
+    """Bad adapter ids: a dataset naming an adapter the chip does not hold (the file, the line, the field and what was
+    expected), a value that is not an id, a CSV without the named column; --adapter-of-stream naming one; the options
+    that need adapters."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "d.csv")
+        write_csv(data, ["0,hello,1", "1,world,2"], header=("id", "text", "tenant"))
+        ev = ["eval", "--no-db", "--no-compare", "--data", data, "--rule", "Say OK.", "--adapter-rank", "4",
+              "--adapter-roles", "q", "--adapter-count", "2", "--adapter-field", "tenant"]
+        expect_error(ev, data, "line 3: field 'tenant' is '2': expected an adapter id from 0 to 1 (the chip holds 2)",
+                     "'none' or empty")
+        write_csv(data, ["0,hello,x1"], header=("id", "text", "tenant"))
+        expect_error(ev, data, "line 2: field 'tenant' is 'x1': expected an adapter id from 0 to 1")
+        write_csv(data, ["0,hello"])
+        expect_error(ev, data, "the header has no field 'tenant', which --adapter-field names (its fields: id, text)")
+        jl = os.path.join(tmp, "d.jsonl")
+        with open(jl, "w") as f:
+            f.write('{"text": "hello"}\n{"text": "world", "tenant": -1}\n')
+        expect_error(ev[:4] + [jl] + ev[5:], jl, "line 2: field 'tenant' is '-1'")
+    expect_error(["run", "--no-db", "--adapter-rank", "4", "--adapter-roles", "q", "--adapter-count", "2",
+                  "--adapter-of-stream", "0,2"], "--adapter-of-stream: entry 2, '2', in '0,2': expected an adapter id "
+                 "from 0 to 1 or 'none'")
+    expect_error(["run", "--no-db", "--adapter-of-stream", "0"], "--adapter-of-stream needs adapters", code=2)
+    expect_error(["run", "--no-db", "--adapter-count", "2"], "--adapter-count needs --adapter-rank", code=2)
+    expect_error(["eval", "--no-db", "--adapter-field", "t"], "--adapter-field needs adapters", code=2)
+
+def test_tenants_mixed_item():
+    """A work item carrying two sequences of different adapters streams each one's A and B for its own tokens, one
+    after the other, with one vector latency: hc1-class with tile.sync_step true and tile.lanes.tokens_per_read 2 (the
+    two streams of a one-token prompt travel as one item of 2 tokens) and kv.banks 1 (a KV port of 1 x 1024 bits,
+    so the adapter's A and B stream is the longer part), two adapters of rank 16 on q and v. By hand, per layer:
+    q's A and B are 16 x 4096 + 4096 x 16 one-byte elements = 1,048,576 bits = 1024 port words and 16 x 8192
+    multiply-adds a token = 256 cycles of the 512-wide vector unit; v's 16 x 4096 + 1024 x 16 = 640 words, 160
+    cycles. One adapter for both tokens: the stream read once (tokens_per_read 2), max(512, 1024) + 8 + max(320, 640)
+    + 8 = 1680 cycles; two adapters: 2 x 1024 + 2 x 640 + 2 x 8 = 3344; so stream 0's decode step grows by
+    32 x 1680 over no adapter, and by 32 x 1664 more with the second stream on the other adapter; tile 0's vector
+    unit is busy 4 items (the prompt and 3 decode passes) x 1664 cycles more with one adapter, and as much again
+    with two."""
+    with open(os.path.join(MODELS, "chips", "hc1-class.json")) as f:
+        c = json.load(f)
+    c["tile"]["sync_step"] = {"value": True, "source": "test: one item per step"}
+    c["tile"]["lanes"]["tokens_per_read"]["value"] = 2
+    c["kv"]["banks"]["value"] = 1
+    got = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        chip = os.path.join(tmp, "hc1-sync.json")
+        with open(chip, "w") as f:
+            json.dump(c, f)
+        for aos in ("none", "0", "0,1"):
+            db = os.path.join(tmp, aos + ".sqlite")
+            j = json.loads(run("run", "--json", "--db", db, "--chip", chip, "--prompt", "1", "--generate", "4",
+                               "--streams", "2", "--adapter-rank", "16", "--adapter-roles", "q,v", "--adapter-count",
+                               "2", "--adapter-of-stream", aos).stdout)
+            con = sqlite3.connect(db)
+            busy, items, tokens = con.execute("SELECT busy_cycles, items, tokens FROM unit_stats WHERE unit = 'tile0'"
+                                              ).fetchone()
+            vec, = con.execute("SELECT busy_cycles FROM unit_stats WHERE unit = 'tile0.vector'").fetchone()
+            con.close()
+            expect((items, tokens) == (4, 8), f"{aos}: tile 0 took {items} items of {tokens} tokens, not 4 of 8")
+            got[aos] = (j["stream0_cycles"]["decode_first"], vec)
+    d_one = got["0"][0] - got["none"][0]
+    d_two = got["0,1"][0] - got["0"][0]
+    expect((d_one, d_two) == (32 * 1680, 32 * 1664), f"decode step +{d_one} and +{d_two}, by hand "
+           f"{32 * 1680} and {32 * 1664}")
+    v_one, v_two = got["0"][1] - got["none"][1], got["0,1"][1] - got["0"][1]
+    expect((v_one, v_two) == (4 * 1664, 4 * 1664), f"tile 0's vector unit +{v_one}, +{v_two}, by hand {4 * 1664}")
 
 
 if __name__ == "__main__":

@@ -68,9 +68,10 @@ typedef struct src {
     int bad_slot;
 } src;
 
-static int s_next(void *p, int64_t *id, int64_t *prompt, int64_t *max_new, es_err *e)
+static int s_next(void *p, int64_t *id, int64_t *prompt, int64_t *max_new, int32_t *adapter, es_err *e)
 {
     (void)e;
+    (void)adapter; /* none */
     src *s = p;
     if (s->next >= s->n) return 0;
     *id = s->next;
@@ -98,7 +99,7 @@ static int run(int policy, int sq, int window, int64_t prefix, int64_t cap, int6
     v->kv_cap = cap;
     s->n = n;
     s->prompt = prompt;
-    es_drv_cfg cfg = {cap, policy, prefix, sq, 64, window, 0};
+    es_drv_cfg cfg = {cap, policy, prefix, sq, 64, window, 0, 0};
     v->d = es_drv_open(&cfg, &ops, v, e);
     if (!v->d) return -1;
     es_drv_source so = {s_next, s_done, s};

@@ -13,7 +13,7 @@ Loaded::~Loaded()
     for (auto &pm : maps) es_map_free(&pm);
     for (auto &sm : slices) es_model_free(&sm);
     if (have_sys) es_system_free(&sys);
-    if (have_lora) es_lora_free(&lora);
+    for (auto &l : loras) es_lora_free(&l);
     if (have_map) es_map_free(&map);
     if (have_m) es_model_free(&m);
     if (have_c) es_chip_free(&c);
@@ -51,12 +51,14 @@ int load(const std::string &model, const std::string &chip, const std::vector<st
     } else if (es_map_build(&L.map, &L.c, &L.m, nullptr, e) == 0) {
         L.have_map = true;
     }
-    if (L.have_map && !L.adapter_file.empty()) { /* --adapter FILE: its rank, alpha and tensors */
-        if (es_lora_load(&L.lora, L.adapter_file.c_str(), &L.m, e)) return -1;
-        L.have_lora = true;
-        L.adapter = es_adapter_spec{L.lora.rank, L.lora.roles, L.lora.alpha, L.lora.adapted};
+    for (size_t k = 0; L.have_map && k < L.adapter_files.size(); k++) { /* --adapter FILE: rank, alpha, tensors */
+        L.loras.push_back(es_lora{});
+        if (es_lora_load(&L.loras.back(), L.adapter_files[k].c_str(), &L.m, e)) return -1;
+        const es_lora &l = L.loras.back();
+        L.adapters.push_back(es_adapter_spec{l.rank, l.roles, l.alpha, l.adapted});
     }
-    if (L.have_map && L.adapter.rank != 0 && es_map_set_adapter(&L.map, &L.adapter, e)) return -1;
+    if (L.have_map && !L.adapters.empty() && es_map_set_adapters(&L.map, L.adapters.data(), (int)L.adapters.size(), e))
+        return -1;
     if (!L.have_map || es_map_check(&L.map, e)) {
         if (!rom.empty() || recipe.empty()) return -1;
         char msg[sizeof e->msg];
@@ -177,26 +179,41 @@ cJSON *area_json(const es_area &a)
     return j;
 }
 
-// The tensors the adapter adapts (the table's).
-static int64_t adapted_tensors(const Loaded &L)
+// One adapter's own figures (adapter_json's "adapters" list).
+static cJSON *one_adapter_json(const Loaded &L, int k)
 {
-    int64_t n = 0;
-    for (int i = 0; i < L.m.n_tensors; i++) n += L.map.tensors[i].lora_bits > 0;
-    return n;
+    const es_map_adapter &a = L.map.adapters[k];
+    char roles[64];
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "id", k);
+    if ((size_t)k < L.loras.size()) cJSON_AddStringToObject(j, "file", L.loras[(size_t)k].path);
+    cJSON_AddNumberToObject(j, "tensors", (double)a.tensors);
+    cJSON_AddNumberToObject(j, "rank", a.rank);
+    cJSON_AddStringToObject(j, "roles", es_adapter_roles_text(a.roles, roles, sizeof roles));
+    cJSON_AddNumberToObject(j, "alpha", a.alpha);
+    cJSON_AddNumberToObject(j, "scale", a.scale);
+    cJSON_AddNumberToObject(j, "bytes_per_tile", (double)(a.tile_bits / 8));
+    cJSON_AddNumberToObject(j, "bytes", (double)(a.total_bits / 8));
+    return j;
 }
 
 cJSON *adapter_json(const Loaded &L)
 {
     const es_map_adapter &a = L.map.adapter;
-    if (!L.have_map || a.rank == 0) return cJSON_CreateNull();
+    if (!L.have_map || L.map.n_adapters == 0) return cJSON_CreateNull();
     char roles[64];
     cJSON *j = cJSON_CreateObject();
-    if (L.have_lora) cJSON_AddStringToObject(j, "file", L.lora.path);
-    cJSON_AddNumberToObject(j, "tensors", (double)adapted_tensors(L));
-    cJSON_AddNumberToObject(j, "rank", a.rank);
-    cJSON_AddStringToObject(j, "roles", es_adapter_roles_text(a.roles, roles, sizeof roles));
-    cJSON_AddNumberToObject(j, "alpha", a.alpha);
-    cJSON_AddNumberToObject(j, "scale", a.scale);
+    if (L.map.n_adapters == 1) { /* one adapter: its own figures; several: each one's in "adapters" */
+        if (!L.loras.empty()) cJSON_AddStringToObject(j, "file", L.loras[0].path);
+        cJSON_AddNumberToObject(j, "tensors", (double)a.tensors);
+        cJSON_AddNumberToObject(j, "rank", a.rank);
+        cJSON_AddStringToObject(j, "roles", es_adapter_roles_text(a.roles, roles, sizeof roles));
+        cJSON_AddNumberToObject(j, "alpha", a.alpha);
+        cJSON_AddNumberToObject(j, "scale", a.scale);
+    } else {
+        cJSON_AddNumberToObject(j, "count", L.map.n_adapters);
+        cJSON_AddNumberToObject(j, "tensors", (double)a.tensors);
+    }
     cJSON_AddNumberToObject(j, "element_bits", a.elem_bits);
     cJSON_AddNumberToObject(j, "bytes_per_tile", (double)(a.tile_bits / 8));
     cJSON_AddNumberToObject(j, "bytes", (double)(a.total_bits / 8));
@@ -206,21 +223,53 @@ cJSON *adapter_json(const Loaded &L)
     cJSON_AddNumberToObject(j, "kv_slots", (double)L.map.kv_slots);
     cJSON_AddNumberToObject(j, "kv_slots_without", (double)a.kv_slots_without);
     cJSON_AddNumberToObject(j, "kv_slots_lost", (double)(a.kv_slots_without - L.map.kv_slots));
+    if (L.map.n_adapters > 1) {
+        cJSON *list = cJSON_AddArrayToObject(j, "adapters");
+        for (int k = 0; k < L.map.n_adapters; k++) cJSON_AddItemToArray(list, one_adapter_json(L, k));
+    }
     return j;
 }
 
 std::string adapter_text(const Loaded &L)
 {
     const es_map_adapter &a = L.map.adapter;
-    if (!L.have_map || a.rank == 0) return "";
-    char roles[64], b[512];
-    std::snprintf(b, sizeof b, "adapter rank %d on %s: %lld bytes per tile in the KV SRAM (%lld in all); KV slots of "
+    if (!L.have_map || L.map.n_adapters == 0) return "";
+    char roles[64], who[96], b[512];
+    if (L.map.n_adapters == 1)
+        std::snprintf(who, sizeof who, "adapter rank %d on %s", a.rank, es_adapter_roles_text(a.roles, roles, sizeof roles));
+    else
+        std::snprintf(who, sizeof who, "%d adapters", L.map.n_adapters);
+    std::snprintf(b, sizeof b, "%s: %lld bytes per tile in the KV SRAM (%lld in all); KV slots of "
                   "%lld positions %lld -> %lld (%lld lost), positions %lld -> %lld",
-                  a.rank, es_adapter_roles_text(a.roles, roles, sizeof roles), (long long)(a.tile_bits / 8),
+                  who, (long long)(a.tile_bits / 8),
                   (long long)(a.total_bits / 8), (long long)L.c.kv.slot_context, (long long)a.kv_slots_without,
                   (long long)L.map.kv_slots, (long long)(a.kv_slots_without - L.map.kv_slots),
                   (long long)a.kv_positions_without, (long long)L.map.kv_positions);
     return b;
+}
+
+int set_adapters(Loaded &L, const std::vector<std::string> &files, int64_t rank, const std::string &roles,
+                 int64_t count, es_err *e)
+{
+    L.adapter_files = files;
+    if (rank <= 0) return 0;
+    es_adapter_spec a{};
+    if (es_adapter_roles_parse(roles.c_str(), &a.roles, e)) return -1;
+    a.rank = (int)rank;
+    a.alpha = (double)rank; /* timing alone: alpha = rank, a scale of 1 */
+    L.adapters.assign((size_t)(count > 0 ? count : 1), a);
+    return 0;
+}
+
+int dp_set_adapters(es_dp *dp, const Loaded &L, es_err *e)
+{
+    std::vector<es_dp_lora> v; /* timing's adapters (--adapter-rank) have no matrices: they change no value */
+    for (int k = 0; k < L.map.n_adapters; k++) {
+        const es_lora *l = (size_t)k < L.loras.size() ? &L.loras[(size_t)k] : nullptr;
+        v.push_back(l ? es_dp_lora{(const float *const *)l->a, (const float *const *)l->b, l->rank, l->alpha / l->rank}
+                      : es_dp_lora{nullptr, nullptr, L.map.adapters[k].rank, L.map.adapters[k].scale});
+    }
+    return v.empty() ? 0 : es_dp_set_loras(dp, v.data(), (int)v.size(), e);
 }
 
 cJSON *power_limit_json(const es::RunResult &r)

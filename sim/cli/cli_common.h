@@ -33,10 +33,10 @@ struct Loaded {
     // The tables a run simulates: the chip's (map), or each chip's of a system in pipeline order.
     std::vector<const es_map *> pms() const;
     std::string formats_from = "chip"; // where the formats timed come from: "chip", "recipe" or "rom"
-    es_adapter_spec adapter{}; // a LoRA adapter to place in the KV SRAM (rank 0: none): set before load()
-    std::string adapter_file;  // or a LoRA adapter file (--adapter): load() reads it into lora and sets adapter
-    es_lora lora{};
-    bool have_lora = false;
+    // LoRA adapters to place in the KV SRAM, ids 0, 1, ... in order (empty: none): set before load()
+    std::vector<es_adapter_spec> adapters;
+    std::vector<std::string> adapter_files; // or LoRA adapter files (--adapter, repeatable): load() reads them into
+    std::vector<es_lora> loras;             // loras and sets adapters
     std::string formats; // which weight formats timing, area and energy follow: "chip weights.*",
                          // "recipe NAME (PATH)" or "ROM image PATH"
     Loaded() = default;
@@ -47,7 +47,7 @@ struct Loaded {
 
 // Load model and chip (with --set overrides); then the placement table in the weight formats timing, area and
 // energy follow: a ROM image's real bits (rom), a recipe's as an image built with it would hold them (recipe), or
-// else the chip's weights.* section; then the fit check (the table's), after L.adapter is placed (es_map_set_adapter).
+// else the chip's weights.* section; then the fit check (the table's), after L.adapters are placed (es_map_set_adapters).
 int load(const std::string &model, const std::string &chip, const std::vector<std::string> &sets,
          const std::string &rom, const std::string &recipe, Loaded &L, es_err *e);
 // Load a system of chips (es_system.h), the model (model_spec, or the system's own when empty), each chip's
@@ -65,11 +65,17 @@ std::string timed_recipe(const std::string &recipe, bool functional, bool quanti
 // The JSON of Loaded::formats: {"from": "chip"|"recipe"|"rom", "name": ...}.
 cJSON *formats_json(const Loaded &L);
 cJSON *area_json(const es_area &a);
-// The adapter's figures (null without one): rank, roles, alpha, scale, element bits, bytes per tile and in all, KV
-// positions and slots with and without it, slots lost.
+// The adapters' figures (null without one): rank, roles, alpha, scale, element bits, bytes per tile and in all, KV
+// positions and slots with and without them, slots lost; with several, "count" and each one's in "adapters".
 cJSON *adapter_json(const Loaded &L);
 // The same as a summary line ("" without an adapter).
 std::string adapter_text(const Loaded &L);
+// The adapter options (run, eval): --adapter FILE (files, repeatable) or --adapter-rank R --adapter-roles L
+// --adapter-count K (rank 0: none; count 0: not given) into L's adapters or adapter_files; 0, or -1 with e.
+int set_adapters(Loaded &L, const std::vector<std::string> &files, int64_t rank, const std::string &roles,
+                 int64_t count, es_err *e);
+// The datapath's view of the adapter files (functional mode): 0, or -1 with e.
+int dp_set_adapters(es_dp *dp, const Loaded &L, es_err *e);
 // The power limit's figures (null without a limit): limit, window, time throttled, effective and lowest
 // clock, each window's average watts.
 cJSON *power_limit_json(const es::RunResult &r);

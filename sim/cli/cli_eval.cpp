@@ -17,6 +17,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -88,8 +89,14 @@ const char *HELP =
     "                       not the comparison run); with a window for large batches\n"
     "  --vcd FILE.vcd         as for `etchsim run` (the batch itself): large for large batches\n"
     "  --fidelity transaction|cycle  as for `etchsim run` (both batches)\n"
-    "  --adapter-rank R, --adapter-roles L   a LoRA adapter in the KV SRAM, as for `etchsim run`\n"
-    "  --adapter FILE         a LoRA adapter file, as for `etchsim run` (applied in functional mode)\n"
+    "  --adapter-rank R, --adapter-roles L, --adapter-count K   LoRA adapters in the KV SRAM, as\n"
+    "                         for `etchsim run`\n"
+    "  --adapter FILE         a LoRA adapter file, as for `etchsim run` (applied in functional mode);\n"
+    "                         repeatable: adapters 0, 1, ... in order\n"
+    "  --adapter-field NAME   the records' field naming each one's adapter: an id (0, 1, ...), or\n"
+    "                         'none' or empty for none; left out of {record}. Without it every\n"
+    "                         record uses adapter 0. With it the rule's KV is computed per record\n"
+    "                         (no prefix sharing: a shared prefix's KV is one adapter's)\n"
     "  --mode timing|functional  functional: the chip computes each record's output\n"
     "                         (needs a tokenizer and --rom, --weights or --synthetic)\n"
     "  --weights F, --synthetic SEED   weights for functional mode, as for run\n"
@@ -125,7 +132,9 @@ struct Opts {
     double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
     int64_t adapter_rank = 0;                     // --adapter-rank (0: none)
     std::string adapter_roles;                    // --adapter-roles
-    std::string adapter;                          // --adapter FILE
+    std::vector<std::string> adapters;            // --adapter FILE (repeatable)
+    int64_t adapter_count = 0;                    // --adapter-count (0: not given)
+    std::string adapter_field;                    // --adapter-field NAME
 };
 
 int usage(const char *msg, const char *arg) { return es_opt_usage("eval", msg, arg); }
@@ -218,8 +227,9 @@ std::string field_list(const es_record &rec)
 }
 
 /* The record's prompt text into out; false and the name in `missing` when the record lacks a field
- * a {field:NAME} names (nothing is put in its place). */
-bool render(const Template &t, const es_record &rec, std::string &out, std::string &missing)
+ * a {field:NAME} names (nothing is put in its place). {record} leaves out field `skip` (--adapter-field). */
+bool render(const Template &t, const es_record &rec, std::string &out, std::string &missing,
+            const std::string &skip = std::string())
 {
     out.clear();
     const std::string &b = t.body;
@@ -227,6 +237,7 @@ bool render(const Template &t, const es_record &rec, std::string &out, std::stri
     while (i < b.size()) {
         if (b.compare(i, 8, "{record}") == 0) {
             for (int k = 0; k < rec.n_fields; k++) {
+                if (!skip.empty() && skip == rec.names[k]) continue; /* the adapter's field: not prompt text */
                 out += rec.names[k];
                 out += ": ";
                 out += rec.values[k];
@@ -279,6 +290,11 @@ public:
                                                     : es_dataset_open(&ds_, path.c_str(), e);
     }
     std::function<int(const es_rec_row &, es_err *)> on_skip;
+    // LoRA adapters: the chip holds n_adapters; a record names its own in field adapter_field (empty: every record
+    // uses default_adapter, -1 none)
+    std::string adapter_field;
+    int n_adapters = 0;
+    int32_t default_adapter = -1;
     int64_t accepted = 0, first_prompt = 0;
     double body_sum = 0;
 
@@ -302,7 +318,8 @@ public:
             }
             std::snprintf(row.key, sizeof row.key, "%s", rec.n_fields ? rec.values[0] : "");
             std::string text, missing;
-            if (!render(tp_, rec, text, missing)) {
+            if (record_adapter(rec, req.adapter, e)) return -1;
+            if (!render(tp_, rec, text, missing, adapter_field)) {
                 if (rec.shared_names) /* the CSV header lacks it: no record has it */
                     return es_fail(e, "%s: the header has no field '%s', which %s's {field:%s} names (its fields: %s)",
                                    path_.c_str(), missing.c_str(), tp_.label.c_str(), missing.c_str(),
@@ -363,6 +380,33 @@ public:
     }
 
 private:
+    /* The adapter record rec names in adapter_field into *k: an id from 0 to n_adapters - 1, or none (-1: the value
+     * empty or "none", or a JSONL record without the field); default_adapter without adapter_field. -1 and e naming
+     * the file, the line and what was expected for any other value, or a CSV header without the field. */
+    int record_adapter(const es_record &rec, int32_t &k, es_err *e)
+    {
+        k = default_adapter;
+        if (adapter_field.empty()) return 0;
+        k = -1;
+        int f = 0;
+        while (f < rec.n_fields && adapter_field != rec.names[f]) f++;
+        if (f == rec.n_fields) {
+            if (!rec.shared_names) return 0; /* a JSONL record without it: no adapter */
+            return es_fail(e, "%s: the header has no field '%s', which --adapter-field names (its fields: %s)",
+                           path_.c_str(), adapter_field.c_str(), field_list(rec).c_str());
+        }
+        const char *v = rec.values[f];
+        if (!*v || !std::strcmp(v, "none")) return 0;
+        char *end = nullptr;
+        long id = std::strtol(v, &end, 10);
+        if (*end || id < 0 || id >= n_adapters || !std::isdigit((unsigned char)*v))
+            return es_fail(e, "%s: line %lld: field '%s' is '%.40s': expected an adapter id from 0 to %d (the chip "
+                              "holds %d), or 'none' or empty for no adapter", path_.c_str(), (long long)rec.line,
+                           adapter_field.c_str(), v, n_adapters - 1, n_adapters);
+        k = (int32_t)id;
+        return 0;
+    }
+
     /* The records ran out: when JSONL records lacked a {field:NAME} and none had every field the
      * template names, the name is wrong, not the data sparse. 0, or -1 and e says which. */
     int end(es_err *e)
@@ -387,6 +431,14 @@ private:
     std::unordered_map<int64_t, es_rec_row> fly_;
 };
 
+// The adapters the reader gives records: --adapter-field's, else adapter 0 for every record (none without adapters).
+void reader_adapters(Reader &rd, const Loaded &L, const Opts &o)
+{
+    rd.adapter_field = o.adapter_field;
+    rd.n_adapters = L.map.n_adapters;
+    rd.default_adapter = L.map.n_adapters > 0 ? 0 : -1;
+}
+
 // Run the batch without sharing in a child; the parent collects it later.
 pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp, const es_tok *tok,
                     int64_t rule_tokens, int64_t context, const Opts &o, int fd_out)
@@ -398,6 +450,7 @@ pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp
     RunResult r;
     es_err e{};
     Reader rd(tp, tok, rule_tokens, context, o.max_new, o.records, false, nullptr); /* timing: the same cycles */
+    reader_adapters(rd, L, o);
     Workload w;
     w.source = [&](int64_t &id, Request &q, es_err *err) { return rd.next(id, q, err); };
     w.sink = [&](const es_req_result &q, const SeqState &, es_err *) {
@@ -487,13 +540,18 @@ int check_opts(const Opts &o)
     if ((o.adapter_rank > 0) != !o.adapter_roles.empty())
         return usage("--adapter-rank and --adapter-roles go together; got only",
                      o.adapter_rank > 0 ? "--adapter-rank" : "--adapter-roles");
-    if (!o.adapter.empty() && o.adapter_rank > 0)
+    if (!o.adapters.empty() && o.adapter_rank > 0)
         return usage("give --adapter FILE or --adapter-rank and --adapter-roles, not both; got --adapter",
-                     o.adapter.c_str());
-    if ((o.adapter_rank > 0 || !o.adapter.empty()) && o.cycle)
+                     o.adapters[0].c_str());
+    if ((o.adapter_rank > 0 || !o.adapters.empty()) && o.cycle)
         return usage("an adapter (--adapter, --adapter-rank) is booked at transaction fidelity only; drop", "--fidelity cycle");
+    if (o.adapter_count > 0 && o.adapter_rank == 0)
+        return usage("--adapter-count needs --adapter-rank and --adapter-roles (files: repeat --adapter)", nullptr);
+    if (!o.adapter_field.empty() && o.adapter_rank == 0 && o.adapters.empty())
+        return usage("--adapter-field needs adapters (--adapter FILE, or --adapter-rank); got --adapter-field",
+                     o.adapter_field.c_str());
     const char *arg = nullptr, *msg = o.system.empty() ? nullptr :
-        system_opts_conflict(o.system, o.chip_given, !o.rom.empty(), false, o.adapter_rank > 0 || !o.adapter.empty(), &arg);
+        system_opts_conflict(o.system, o.chip_given, !o.rom.empty(), false, o.adapter_rank > 0 || !o.adapters.empty(), &arg);
     return msg ? usage(msg, arg) : -1;
 }
 
@@ -502,7 +560,7 @@ int parse_opts(int argc, char **argv, Opts &o)
 {
     enum { RULE, RULE_FILE, DATA, TEMPLATE, VOCAB, MAX_NEW, RECORDS, POLICY, NO_SHARING, NO_COMPARE, CHIP, MODEL, DB, ROM,
            WEIGHTS, RECIPE, MODE, SYNTHETIC, LABELS, SET, TRACE, TRACE_WINDOW, NODB, JSON, VCD, FIDELITY, ADAPTER_RANK,
-           ADAPTER_ROLES, ADAPTER, DEPLOY, SYSTEM, N_OPTS };
+           ADAPTER_ROLES, ADAPTER, DEPLOY, SYSTEM, ADAPTER_COUNT, ADAPTER_FIELD, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"rule", ES_OPT_TEXT, 0, 0, 0},          {"rule-file", ES_OPT_STR, 0, 0, 0},
         {"data", ES_OPT_STR, 0, 0, 0},           {"template", ES_OPT_STR, 0, 0, 0},
@@ -518,8 +576,9 @@ int parse_opts(int argc, char **argv, Opts &o)
         {"no-db", ES_OPT_FLAG, 0, 0, 0},         {"json", ES_OPT_FLAG, 0, 0, 0},
         {"vcd", ES_OPT_STR, 0, 0, 0},            {"fidelity", ES_OPT_STR, 0, 0, 0},
         {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0},
-        {"adapter", ES_OPT_STR, 0, 0, 0},       {"deploy", ES_OPT_STR, 0, 0, 0},
-        {"system", ES_OPT_STR, 0, 0, 0}};
+        {"adapter", ES_OPT_STR, 0, 0, 1},       {"deploy", ES_OPT_STR, 0, 0, 0},
+        {"system", ES_OPT_STR, 0, 0, 0},
+        {"adapter-count", ES_OPT_COUNT, 1, 4096, 0}, {"adapter-field", ES_OPT_STR, 0, 0, 0}};
     es_optarg *items = nullptr;
     int n = es_opts_parse("eval", argc, argv, opts, N_OPTS, 0, HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
@@ -577,7 +636,9 @@ int parse_opts(int argc, char **argv, Opts &o)
             break;
         case ADAPTER_RANK: o.adapter_rank = items[k].num; break;
         case ADAPTER_ROLES: o.adapter_roles = v; break;
-        case ADAPTER: o.adapter = v; break;
+        case ADAPTER: o.adapters.push_back(v); break;
+        case ADAPTER_COUNT: o.adapter_count = items[k].num; break;
+        case ADAPTER_FIELD: o.adapter_field = v; break;
         }
     }
     return check_opts(o);
@@ -632,12 +693,7 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
             return -1;
         in.data = "/proc/self/fd/" + std::to_string(in.demo_fd);
     }
-    if (o.adapter_rank > 0) { /* timing alone: alpha = rank, a scale of 1 */
-        if (es_adapter_roles_parse(o.adapter_roles.c_str(), &in.L.adapter.roles, e)) return -1;
-        in.L.adapter.rank = (int)o.adapter_rank;
-        in.L.adapter.alpha = (double)o.adapter_rank;
-    }
-    in.L.adapter_file = o.adapter;
+    if (set_adapters(in.L, o.adapters, o.adapter_rank, o.adapter_roles, o.adapter_count, e)) return -1;
     const std::string timed = timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0);
     if ((!o.system.empty() ? load_system(o.system, o.model_given ? o.model : "", o.sets, timed, in.L, e)
                            : load(o.model, o.chip, o.sets, o.rom, timed, in.L, e)) ||
@@ -648,7 +704,8 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
     if (!es_utf8_valid(tmpl_text.data(), tmpl_text.size())) /* as the rule: the prompt is UTF-8 text */
         return es_fail(e, "%s: the template is not valid UTF-8", o.tmpl.c_str());
     if (!split_template(tmpl_text, o.rule, o.tmpl.empty() ? "built-in template" : o.tmpl, in.tp, e)) return -1;
-    in.sharing = o.sharing && in.L.c.kv.prefix_sharing;
+    /* records naming their adapters: each computes the rule's KV with its own (a shared prefix's is one adapter's) */
+    in.sharing = o.sharing && in.L.c.kv.prefix_sharing && o.adapter_field.empty();
     // the tokenizer: --vocab, else the model's GGUF or tokenizer.tiktoken beside its config.json
     char vpath[1024];
     es_err te{};
@@ -678,9 +735,7 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
         es_func_weights fw{o.rom.empty() ? nullptr : o.rom.c_str(), o.weights.empty() ? nullptr : o.weights.c_str(),
                            o.synthetic, o.recipe.empty() ? nullptr : o.recipe.c_str(), -1};
         if (es_func_datapath(&in.dp, &in.L.c, &in.L.m, &fw, 0, e)) return -1;
-        if (in.L.have_lora &&
-            es_dp_set_lora(in.dp, in.L.lora.a, in.L.lora.b, in.L.lora.rank, in.L.lora.alpha / in.L.lora.rank, e))
-            return -1;
+        if (dp_set_adapters(in.dp, in.L, e)) return -1;
     }
     return 0;
 }
@@ -787,6 +842,7 @@ void fill_workload(Workload &w, const Opts &o, const Inputs &in, const Batch &b)
 {
     w.seq_tokens = b.db != nullptr;
     w.prefix = in.sharing ? in.rule_tokens : 0;
+    w.prefix_adapter = in.L.map.n_adapters > 0 ? 0 : -1; /* shared only when every record uses adapter 0 */
     w.policy = o.policy;
     w.progress = false;
     w.dp = in.dp;
@@ -835,6 +891,7 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
     // records are read as the driver admits them; memory holds only those in flight
     Reader rd(in.tp, in.tok, in.rule_tokens, in.context, o.max_new, o.records, in.sharing,
               in.dp ? &in.prefix_ids : nullptr);
+    reader_adapters(rd, in.L, o);
     if (rd.open(in.data, e)) return -1;
     rd.on_skip = [&](const es_rec_row &row, es_err *err) {
         b.skipped++;

@@ -102,12 +102,17 @@ const char *RUN_HELP =
     "  --logits FILE        stream 0's logits at every position, as etchsim infer writes them\n"
     "  --adapter FILE       a LoRA adapter: PEFT adapter_model.safetensors (adapter_config.json\n"
     "                       beside it) or a GGUF LoRA; timed as --adapter-rank, and applied\n"
-    "                       in functional mode\n"
+    "                       in functional mode. Repeatable: adapters 0, 1, ... in order, all\n"
+    "                       held in the KV SRAM at once (several tenants)\n"
     "  --adapter-rank R     a LoRA adapter of rank R in the tiles' KV SRAM (timing; with\n"
     "                       --adapter-roles): it takes KV capacity and KV port time, and the\n"
     "                       vector unit adds (alpha/R) x B(A x) to each adapted projection\n"
     "  --adapter-roles L    the projections it adapts: a comma-separated list of q, k, v, o,\n"
     "                       gate, up, down (e.g. q,v)\n"
+    "  --adapter-count K    K such adapters (ids 0 to K-1; default 1), all in the KV SRAM\n"
+    "  --adapter-of-stream LIST  each stream's adapter: a comma-separated list of adapter ids\n"
+    "                       or 'none', stream i taking entry i mod its length (default: stream\n"
+    "                       i uses adapter i mod K)\n"
     "  --db PATH            SQLite database to log into (default etchsim.sqlite)\n"
     "  --no-db              do not write a database\n"
     "  --json               print one JSON object instead of the summary\n"
@@ -196,7 +201,10 @@ struct Opts {
     int64_t synthetic = -1, seed = 1;
     int64_t adapter_rank = 0;                   // --adapter-rank (0: none)
     std::string adapter_roles;                  // --adapter-roles
-    std::string adapter;                        // --adapter FILE
+    std::vector<std::string> adapters;          // --adapter FILE (repeatable): adapters 0, 1, ...
+    int64_t adapter_count = 0;                  // --adapter-count (0: not given, one adapter)
+    std::string adapter_of_stream;              // --adapter-of-stream LIST
+    std::vector<int32_t> stream_adapter;        // each stream's adapter (-1: none), from it (prepare_run)
 };
 
 int usage_error(const char *cmd, const char *msg, const char *arg) { return es_opt_usage(cmd, msg, arg); }
@@ -206,7 +214,7 @@ int check_system_opts(const char *cmd, const Opts &o)
 {
     const char *arg = nullptr;
     const char *msg = es::system_opts_conflict(o.system, o.chip_given, !o.rom.empty(), o.cosim,
-                                               o.adapter_rank > 0 || !o.adapter.empty(), &arg);
+                                               o.adapter_rank > 0 || !o.adapters.empty(), &arg);
     return msg ? usage_error(cmd, msg, arg) : -1;
 }
 
@@ -216,11 +224,16 @@ int check_adapter_opts(const char *cmd, const Opts &o)
     if ((o.adapter_rank > 0) != !o.adapter_roles.empty())
         return usage_error(cmd, "--adapter-rank and --adapter-roles go together; got only", o.adapter_rank > 0 ?
                            "--adapter-rank" : "--adapter-roles");
-    if (!o.adapter.empty() && o.adapter_rank > 0)
+    if (!o.adapters.empty() && o.adapter_rank > 0)
         return usage_error(cmd, "give --adapter FILE or --adapter-rank and --adapter-roles, not both; got --adapter",
-                           o.adapter.c_str());
-    if ((o.adapter_rank > 0 || !o.adapter.empty()) && o.cycle)
+                           o.adapters[0].c_str());
+    if ((o.adapter_rank > 0 || !o.adapters.empty()) && o.cycle)
         return usage_error(cmd, "an adapter (--adapter, --adapter-rank) is booked at transaction fidelity only; drop", "--fidelity cycle");
+    if (o.adapter_count > 0 && o.adapter_rank == 0)
+        return usage_error(cmd, "--adapter-count needs --adapter-rank and --adapter-roles (files: repeat --adapter)", nullptr);
+    if (!o.adapter_of_stream.empty() && o.adapter_rank == 0 && o.adapters.empty())
+        return usage_error(cmd, "--adapter-of-stream needs adapters (--adapter FILE, or --adapter-rank); got",
+                           o.adapter_of_stream.c_str());
     return -1;
 }
 
@@ -229,7 +242,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
 {
     enum { CHIP, MODEL, SET, JSON, PROMPT, GENERATE, STREAMS, POSITION, DB, ROM, NODB, ROUTING, MODE, TEXT, VOCAB,
            WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, COSIM, DEPLOY, SYSTEM,
-           ADAPTER_RANK, ADAPTER_ROLES, ADAPTER, N_OPTS };
+           ADAPTER_RANK, ADAPTER_ROLES, ADAPTER, ADAPTER_COUNT, ADAPTER_OF_STREAM, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"chip", ES_OPT_STR, 0, 0, 0},          {"model", ES_OPT_STR, 0, 0, 0},
         {"set", ES_OPT_STR, 0, 0, 1},           {"json", ES_OPT_FLAG, 0, 0, 0},
@@ -246,7 +259,8 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         {"rtl-cosim", ES_OPT_FLAG, 0, 0, 0},    {"deploy", ES_OPT_STR, 0, 0, 0},
         {"system", ES_OPT_STR, 0, 0, 0},
         {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0},
-        {"adapter", ES_OPT_STR, 0, 0, 0}};
+        {"adapter", ES_OPT_STR, 0, 0, 1}, {"adapter-count", ES_OPT_COUNT, 1, 4096, 0},
+        {"adapter-of-stream", ES_OPT_STR, 0, 0, 0}};
     const bool cost = !std::strcmp(cmd, "cost"); /* run's workload options, no logging or functional mode */
     es_optarg *items = nullptr;
     int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, cost ? COST_HELP : run ? RUN_HELP : AREA_HELP, &items);
@@ -305,7 +319,9 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         case COSIM: o.cosim = true; break;
         case ADAPTER_RANK: o.adapter_rank = a.num; break;
         case ADAPTER_ROLES: o.adapter_roles = v; break;
-        case ADAPTER: o.adapter = v; break;
+        case ADAPTER: o.adapters.push_back(v); break;
+        case ADAPTER_COUNT: o.adapter_count = a.num; break;
+        case ADAPTER_OF_STREAM: o.adapter_of_stream = v; break;
         }
     }
     if (o.cosim && (!o.functional || !o.cycle))
@@ -859,8 +875,7 @@ int prepare_functional(Opts &o, const es::Loaded &L, Func &fn, es_err *e)
     es_func_weights fw{o.rom.empty() ? nullptr : o.rom.c_str(), o.weights.empty() ? nullptr : o.weights.c_str(),
                        o.synthetic, o.recipe.empty() ? nullptr : o.recipe.c_str(), -1};
     if (es_func_datapath(&fn.dp, &L.c, &L.m, &fw, 0, e)) return -1;
-    if (L.have_lora && es_dp_set_lora(fn.dp, L.lora.a, L.lora.b, L.lora.rank, L.lora.alpha / L.lora.rank, e))
-        return -1;
+    if (es::dp_set_adapters(fn.dp, L, e)) return -1;
     if (o.cosim) { /* tile 0's lane matmuls through the Verilated lane */
         if (!(fn.cosim = es::es_cosim_open(&L.c, &L.m, 0, (int)L.c.tile.layers, e))) return -1;
         es_dp_set_lane_fn(fn.dp, es::es_cosim_lane_row, fn.cosim);
@@ -884,17 +899,35 @@ int check_run_size(const Opts &o, const es::Loaded &L, es_err *e)
     return 0;
 }
 
+// Each stream's adapter (-1: none) into out: --adapter-of-stream's list, stream i taking entry i mod its length, or
+// without one stream i adapter i mod k. 0, or -1 with e naming the entry that is not an id from 0 to k - 1 or none.
+int stream_adapters(const std::string &list, int k, int64_t streams, std::vector<int32_t> &out, es_err *e)
+{
+    std::vector<int32_t> ids;
+    for (size_t at = 0; !list.empty() && at <= list.size();) {
+        size_t c = list.find(',', at);
+        if (c == std::string::npos) c = list.size();
+        std::string one = list.substr(at, c - at);
+        char *end = nullptr;
+        long v = one == "none" ? -1 : std::strtol(one.c_str(), &end, 10);
+        if (one != "none" && (one.empty() || *end || v < 0 || v >= k))
+            return es_fail(e, "--adapter-of-stream: entry %zu, '%s', in '%s': expected an adapter id from 0 to %d or "
+                              "'none'", ids.size() + 1, one.c_str(), list.c_str(), k - 1);
+        ids.push_back((int32_t)v);
+        at = c + 1;
+    }
+    out.resize((size_t)streams);
+    for (int64_t i = 0; i < streams; i++)
+        out[(size_t)i] = ids.empty() ? (int32_t)(i % k) : ids[(size_t)i % ids.size()];
+    return 0;
+}
+
 // Load the model and chip, read --routing, set up functional mode and check the run's size: -1 to
 // go on, else the exit code (the error printed).
 int prepare_run(Opts &o, es::Loaded &L, es::Routing &routing, Func &fn, es_err *e)
 {
     const std::string timed = es::timed_recipe(o.recipe, o.functional, !o.weights.empty() || o.synthetic >= 0);
-    if (o.adapter_rank > 0) { /* timing alone: alpha = rank, a scale of 1 */
-        if (es_adapter_roles_parse(o.adapter_roles.c_str(), &L.adapter.roles, e)) return run_error(e);
-        L.adapter.rank = (int)o.adapter_rank;
-        L.adapter.alpha = (double)o.adapter_rank;
-    }
-    L.adapter_file = o.adapter;
+    if (es::set_adapters(L, o.adapters, o.adapter_rank, o.adapter_roles, o.adapter_count, e)) return run_error(e);
     if (!o.system.empty() ? es::load_system(o.system, o.model_given ? o.model : "", o.sets, timed, L, e)
                           : es::load(o.model, o.chip, o.sets, o.rom, timed, L, e))
         return run_error(e);
@@ -909,6 +942,12 @@ int prepare_run(Opts &o, es::Loaded &L, es::Routing &routing, Func &fn, es_err *
                     L.sys.path, k, L.sys.chips[k].tp, o.functional ? "--mode functional" : "--fidelity cycle");
             return run_error(e);
         }
+    if (!o.system.empty() || L.map.n_adapters == 0) {
+    } else if (stream_adapters(o.adapter_of_stream, L.map.n_adapters, o.streams, o.stream_adapter, e)) {
+        return run_error(e);
+    } else {
+        L.map.an_adapter = o.stream_adapter[0]; /* the analytic model's stream 0 */
+    }
     if (o.functional && prepare_functional(o, L, fn, e)) return run_error(e);
     if (check_run_size(o, L, e)) return run_error(e);
     return -1;
@@ -948,7 +987,8 @@ int begin_db(const Opts &o, const es::Loaded &L, RunOwned &own, int64_t &run_id,
 void fill_workload(es::Workload &w, const Opts &o, const Func &fn, const es::Routing &routing, RunOwned &own,
                    int64_t run_id)
 {
-    w.reqs.assign((size_t)o.streams, es::Request{o.prompt, o.gen, fn.prompt_ids});
+    w.reqs.assign((size_t)o.streams, es::Request{o.prompt, o.gen, fn.prompt_ids, -1});
+    for (size_t i = 0; i < o.stream_adapter.size() && i < w.reqs.size(); i++) w.reqs[i].adapter = o.stream_adapter[i];
     if (own.db) /* each token's row, streamed as its stream finishes */
         w.token_sink = [&own, run_id](const es_token_rec &t, es_err *err) { return es_db_put_token(own.db, run_id, &t, err); };
     w.dp = fn.dp;

@@ -106,22 +106,31 @@ static int64_t mv(const es_map *pm, const es_tensor *t, int64_t n)
  * weights' bits (tile.lanes.cell_bits per cell); the adapter's A and B come from the KV SRAM in kv.element_format,
  * and the vector unit's FMA element lanes (tile.vector.elems_per_cycle) take any operand. One multiply-add is one
  * vector op (energy.vector_op_fj); the stream is KV SRAM reads (energy.sram_read_fj_per_bit). */
-void es_an_adapter(const es_map *pm, const es_map_tensor *x, int64_t n, int64_t *occ, int64_t *port, int64_t *lat)
+void es_an_adapter(const es_map *pm, int k, int i, int64_t n, int64_t *occ, int64_t *port, int64_t *lat)
 {
     const es_chip *c = pm->chip;
     *occ = *port = *lat = 0;
-    if (x->lora_bits <= 0) return;
-    int64_t macs = es_ceil_div(n * x->lora_macs, c->tile.vec_width);
-    *port = es_ceil_div(n, c->tile.tokens_per_read) * es_ceil_div(x->lora_bits, es_chip_kv_port_bits(c));
+    es_map_lora x = es_map_lora_of(pm, k, i);
+    if (x.bits <= 0) return;
+    int64_t macs = es_ceil_div(n * x.macs, c->tile.vec_width);
+    *port = es_ceil_div(n, c->tile.tokens_per_read) * es_ceil_div(x.bits, es_chip_kv_port_bits(c));
     *occ = macs > *port ? macs : *port;
     *lat = c->tile.vec_latency;
+}
+
+void es_an_adapter_events(const es_map *pm, int k, int i, int64_t n, es_events *ev)
+{
+    es_map_lora x = es_map_lora_of(pm, k, i);
+    if (x.bits <= 0) return;
+    ev->kv_rd_bits += (double)es_ceil_div(n, pm->chip->tile.tokens_per_read) * (double)x.bits;
+    ev->vec_ops += (double)n * (double)x.macs;
 }
 
 /* A matrix product and its adapter, one after the other (es_an_layer's sum). */
 static int64_t mva(const es_map *pm, const es_tensor *t, int64_t n)
 {
     int64_t occ, port, lat;
-    es_an_adapter(pm, es_map_tensor_of(pm, t), n, &occ, &port, &lat);
+    es_an_adapter(pm, pm->an_adapter, (int)(t - pm->model->tensors), n, &occ, &port, &lat);
     return mv(pm, t, n) + occ + lat;
 }
 
@@ -328,7 +337,7 @@ static void tile_resources(const es_map *pm, int64_t tile, int64_t n, int64_t p,
             *whole += (double)es_an_allreduce_cyc(pm, n, 0); /* a shard's all-reduce (the ring's own bound: not here) */
         if (op->kind == ES_OP_MATVEC) { /* its adapter: the vector unit, and the KV port its A and B stream over */
             int64_t a_occ, a_port, a_lat;
-            es_an_adapter(pm, &pm->tensors[op->tensor], n, &a_occ, &a_port, &a_lat);
+            es_an_adapter(pm, pm->an_adapter, op->tensor, n, &a_occ, &a_port, &a_lat);
             *vector += (double)a_occ;
             *attn += (double)a_port;
             *whole += (double)(a_occ + a_lat);
@@ -644,10 +653,6 @@ static void op_events(const es_map *pm, const es_op *op, int64_t n, int64_t p, e
         ev->cell_macs = dn * (double)x->cells;
         if (f->group > 0) /* one scale multiply per group per output row */
             ev->vec_ops = dn * (double)t->rows * (double)es_ceil_div(t->cols, f->group);
-        if (x->lora_bits > 0) { /* its adapter (es_an_adapter): A and B read from the KV SRAM, multiply-adds */
-            ev->kv_rd_bits += (double)es_ceil_div(n, c->tile.tokens_per_read) * (double)x->lora_bits;
-            ev->vec_ops += dn * (double)x->lora_macs;
-        }
         break;
     }
     case ES_OP_ATTN: {

@@ -44,12 +44,16 @@ void es_an_expert_events(const es_map *pm, int64_t layer, int64_t e, int64_t n, 
  * (ceil(n / tokens_per_read)) x ceil(its bits / the store's bits per cycle, ports x bits_per_cycle), the embedding
  * lookup's rows; 0 for other ops and for a ROM or a tile-scope store. */
 int64_t es_an_store_occ(const es_map *pm, const es_op *op, int64_t n);
-/* A LoRA adapter on tensor x (x->lora_bits > 0, es_map_set_adapter) for n tokens, after x's matrix product: the
- * tile's vector unit does x->lora_macs multiply-adds per token (A x, then B (A x), scaled and added), and A and B
- * stream from the tile's KV SRAM over its ports, once per tokens_per_read tokens as the etched weights stream from
- * ROM. occ: the vector unit's cycles, the longer of its multiply-adds and the stream (it consumes the stream as it
- * comes); port: the KV port's cycles; lat: the vector unit's latency. All 0 when x is not adapted. */
-void es_an_adapter(const es_map *pm, const es_map_tensor *x, int64_t n, int64_t *occ, int64_t *port, int64_t *lat);
+/* Adapter k's LoRA on tensor i (es_map_lora_of(pm, k, i).bits > 0, es_map_set_adapters) for n tokens, after the
+ * tensor's matrix product: the tile's vector unit does its macs multiply-adds per token (A x, then B (A x), scaled and
+ * added), and A and B stream from the tile's KV SRAM over its ports, once per tokens_per_read tokens as the etched
+ * weights stream from ROM. occ: the vector unit's cycles, the longer of its multiply-adds and the stream (it consumes
+ * the stream as it comes); port: the KV port's cycles; lat: the vector unit's latency. All 0 when k < 0 (no adapter)
+ * or k does not adapt the tensor. The analytic model's own walks give every sequence pm->an_adapter. */
+void es_an_adapter(const es_map *pm, int k, int i, int64_t n, int64_t *occ, int64_t *port, int64_t *lat);
+/* Adds to ev the same adapter's events for n tokens: A and B read from the KV SRAM (once per tokens_per_read tokens)
+ * and a vector op per multiply-add. es_an_op_events leaves them out (a sequence's adapter is its own). */
+void es_an_adapter_events(const es_map *pm, int k, int i, int64_t n, es_events *ev);
 /* With kv.in_store, the cycles op (n tokens of one sequence, the first at position p) streams KV bits from the HBM
  * store, which the simulation books on it beside the weights: attention writes the tokens' K and V,
  * ceil(n x kv bits a position / the store's bits per cycle, ports x bits_per_cycle), and reads each token's context,

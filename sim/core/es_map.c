@@ -419,6 +419,7 @@ int es_map_build(es_map *pm, const es_chip *c, const es_model *m, const es_map_w
     pm->kv_bits = c->kv.bytes * 8;
     pm->kv_positions = es_chip_kv_positions(c, m);
     pm->kv_slots = es_chip_kv_slots(c, m);
+    pm->an_adapter = -1;
     return 0;
 }
 
@@ -427,6 +428,11 @@ void es_map_free(es_map *pm)
     free(pm->tensors);
     free(pm->ops);
     free(pm->units);
+    free(pm->adapters);
+    free(pm->lora);
+    pm->adapters = NULL;
+    pm->lora = NULL;
+    pm->n_adapters = 0;
     pm->tensors = NULL;
     pm->ops = NULL;
     pm->units = NULL;
@@ -533,33 +539,68 @@ static int adapter_usable(const es_map *pm, const es_adapter_spec *a, es_err *e)
     return 0;
 }
 
-int es_map_set_adapter(es_map *pm, const es_adapter_spec *a, es_err *e)
+/* Adapter a's rows in pm->lora[k] and its own figures in *ad; per_tile gains its bits in each tile (mine: scratch of
+ * pm->tiles). */
+static void place_adapter(es_map *pm, const es_adapter_spec *a, int k, es_map_adapter *ad, int64_t *per_tile,
+                          int64_t *mine)
 {
     const es_chip *c = pm->chip;
     const es_model *m = pm->model;
-    if (adapter_usable(pm, a, e)) return -1;
-    es_map_adapter *ad = &pm->adapter;
     memset(ad, 0, sizeof *ad);
     ad->rank = a->rank;
     ad->roles = a->roles;
     ad->alpha = a->alpha;
     ad->scale = a->alpha / a->rank;
     ad->elem_bits = c->kv.elem_bits;
-    ad->kv_slots_without = pm->kv_slots;
-    ad->kv_positions_without = pm->kv_positions;
-    int64_t *per_tile = calloc((size_t)pm->tiles + 1, sizeof *per_tile);
-    if (!per_tile) return es_fail(e, "out of memory");
+    memset(mine, 0, (size_t)pm->tiles * sizeof *mine);
     for (int i = 0; i < m->n_tensors; i++) {
         const es_tensor *t = &m->tensors[i];
-        es_map_tensor *x = &pm->tensors[i];
+        const es_map_tensor *x = &pm->tensors[i];
         if (t->layer < 0 || t->expert >= 0 || !(a->roles & (1u << t->role)) || x->tile < 0) continue;
         if (a->tensors && !a->tensors[i]) continue; /* a file adapting only some layers */
-        x->lora_bits = sram_matrix_bits((int64_t)a->rank * t->cols, c->kv.elem_bits, c->kv.word_bits) +
-                       sram_matrix_bits(t->rows * a->rank, c->kv.elem_bits, c->kv.word_bits);
-        x->lora_macs = (int64_t)a->rank * (t->cols + t->rows);
-        per_tile[x->tile] += x->lora_bits;
-        ad->total_bits += x->lora_bits;
+        es_map_lora *l = &pm->lora[(int64_t)k * m->n_tensors + i];
+        l->bits = sram_matrix_bits((int64_t)a->rank * t->cols, c->kv.elem_bits, c->kv.word_bits) +
+                  sram_matrix_bits(t->rows * a->rank, c->kv.elem_bits, c->kv.word_bits);
+        l->macs = (int64_t)a->rank * (t->cols + t->rows);
+        per_tile[x->tile] += l->bits;
+        mine[x->tile] += l->bits;
+        ad->total_bits += l->bits;
+        ad->tensors++;
     }
+    for (int64_t j = 0; j < pm->tiles; j++)
+        if (mine[j] > ad->tile_bits) ad->tile_bits = mine[j];
+}
+
+int es_map_set_adapters(es_map *pm, const es_adapter_spec *a, int n, es_err *e)
+{
+    const es_chip *c = pm->chip;
+    const es_model *m = pm->model;
+    if (n < 1 || pm->n_adapters) return es_fail(e, "adapters: %d given to a table holding %d", n, pm->n_adapters);
+    for (int k = 0; k < n; k++)
+        if (adapter_usable(pm, &a[k], e)) return -1;
+    es_map_adapter *ad = &pm->adapter;
+    pm->adapters = calloc((size_t)n, sizeof *pm->adapters);
+    pm->lora = calloc((size_t)n * (size_t)m->n_tensors + 1, sizeof *pm->lora);
+    int64_t *per_tile = calloc(2 * ((size_t)pm->tiles + 1), sizeof *per_tile), *mine = per_tile + pm->tiles + 1;
+    if (!pm->adapters || !pm->lora || !per_tile) {
+        free(per_tile);
+        return es_fail(e, "out of memory");
+    }
+    pm->n_adapters = n;
+    pm->an_adapter = 0;
+    memset(ad, 0, sizeof *ad);
+    for (int k = 0; k < n; k++) {
+        place_adapter(pm, &a[k], k, &pm->adapters[k], per_tile, mine);
+        ad->total_bits += pm->adapters[k].total_bits;
+        ad->tensors += pm->adapters[k].tensors;
+    }
+    ad->rank = pm->adapters[0].rank; /* adapter 0's; each one's in pm->adapters */
+    ad->roles = pm->adapters[0].roles;
+    ad->alpha = pm->adapters[0].alpha;
+    ad->scale = pm->adapters[0].scale;
+    ad->elem_bits = c->kv.elem_bits;
+    ad->kv_slots_without = pm->kv_slots;
+    ad->kv_positions_without = pm->kv_positions;
     int most = 0;
     for (int64_t k = 0; k < pm->tiles; k++)
         if (per_tile[k] > per_tile[most]) most = (int)k;
@@ -572,12 +613,15 @@ int es_map_set_adapter(es_map *pm, const es_adapter_spec *a, es_err *e)
     pm->kv_slots = pm->kv_bits / slot;
     if (pm->kv_slots >= 1 || pm->fit.kind != ES_FIT_OK) return 0;
     es_fit *f = &pm->fit;
-    char rl[64];
+    char rl[64], who[96];
+    if (n == 1) snprintf(who, sizeof who, "the adapter (rank %d on %s) takes", a->rank,
+                         es_adapter_roles_text(a->roles, rl, sizeof rl));
+    else snprintf(who, sizeof who, "the %d adapters take", n);
     *f = (es_fit){ES_FIT_KV, "kv.bytes_per_tile", ES_ROM_TILE, most, -1, "a KV slot", ad->tile_bits + slot, have, ""};
-    fit_msg(f, "%s: key 'kv.bytes_per_tile': the adapter (rank %d on %s) takes %lld bytes of tile %d's KV SRAM of %lld "
+    fit_msg(f, "%s: key 'kv.bytes_per_tile': %s %lld bytes of tile %d's KV SRAM of %lld "
              "bytes, leaving %lld bytes, less than one KV slot of %lld bytes (kv.slot_context %lld positions x %lld "
              "bits per position per layer x %d layers per tile)",
-             c->path, a->rank, es_adapter_roles_text(a->roles, rl, sizeof rl), (long long)(ad->tile_bits / 8), most,
+             c->path, who, (long long)(ad->tile_bits / 8), most,
              (long long)c->kv.bytes, (long long)(pm->kv_bits / 8), (long long)(slot / 8), (long long)c->kv.slot_context,
              (long long)es_chip_kv_bits_per_pos(c, m), c->tile.layers);
     return 0;

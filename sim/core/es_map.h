@@ -106,10 +106,6 @@ typedef struct es_map_tensor {
     int64_t row_first; /* its first row in its ROM's stream (a tile's, the embedding's or the LM head's), tensors in model
                           order: the layout of a ROM image */
     int64_t lanes;     /* the lanes that multiply by it: its partition's share (a tile), head.lanes.count (the head) */
-    int64_t lora_bits; /* a LoRA adapter's A (rank x cols) and B (rows x rank) in its tile's KV SRAM, in
-                          kv.element_bits, each matrix from a fresh kv.word_bits word (0: not adapted;
-                          es_map_set_adapter) */
-    int64_t lora_macs; /* the adapter's multiply-adds per token on the tile's vector unit: rank x (cols + rows) */
     es_rom_geom geom;       /* the ROM it streams from: its partition's share of the tile ROM's banks, or its head ROM;
                                in an SRAM or HBM store, the store as banks = store.ports of row_bits =
                                store.bits_per_cycle, latency store.latency_cycles (rows 0) */
@@ -177,7 +173,9 @@ typedef struct es_adapter_spec {
                                      layer's projections of the roles */
 } es_adapter_spec;
 
-/* The adapter's placement (es_map_set_adapter); rank 0: none. */
+/* An adapter's placement (es_map_set_adapters); rank 0: none. pm->adapter is all of them together: one adapter's
+ * figures when there is one; with several, tile_bits and total_bits are all of theirs (each tile holds every
+ * adapter's A and B of its layers) and rank, roles, alpha and scale are adapter 0's (pm->adapters[k]: each one's). */
 typedef struct es_map_adapter {
     int rank;
     unsigned roles;
@@ -185,8 +183,16 @@ typedef struct es_map_adapter {
     int elem_bits;        /* kv.element_bits: A and B are held in the KV SRAM's element format */
     int64_t tile_bits;    /* A and B bits in the tile holding the most (each tile holds its layers') */
     int64_t total_bits;   /* in all tiles */
-    int64_t kv_slots_without, kv_positions_without; /* what the KV SRAM held without the adapter */
+    int64_t tensors;      /* adapted projections (all layers) */
+    int64_t kv_slots_without, kv_positions_without; /* what the KV SRAM held without the adapters */
 } es_map_adapter;
+
+/* One adapter's A and B for one tensor: lora_bits, A (rank x cols) and B (rows x rank) in its tile's KV SRAM in
+ * kv.element_bits, each matrix from a fresh kv.word_bits word (0: not adapted); lora_macs, its multiply-adds per
+ * token on the tile's vector unit, rank x (cols + rows). */
+typedef struct es_map_lora {
+    int64_t bits, macs;
+} es_map_lora;
 
 typedef struct es_map {
     const es_chip *chip;     /* what it was built from */
@@ -203,9 +209,14 @@ typedef struct es_map {
     double rom_used_bits;    /* ROM bits in use: an image's, or a recipe's tensors' rows x row bits; 0 with the chip's
                                 formats (area then counts the ROMs' whole capacity) */
     es_fit fit;              /* whether the model fits */
-    es_map_adapter adapter;  /* a LoRA adapter in the KV SRAM (rank 0: none) */
+    es_map_adapter adapter;  /* the LoRA adapters in the KV SRAM, all together (rank 0: none) */
+    int n_adapters;          /* adapters placed (ids 0 .. n_adapters - 1; 0: none) */
+    es_map_adapter *adapters; /* (n_adapters) each one's own figures */
+    es_map_lora *lora;       /* (n_adapters x model->n_tensors): adapter k's tensor i at [k * n_tensors + i] */
+    int an_adapter;          /* the adapter the analytic model (es_analytic.h) gives every sequence: -1 none;
+                                es_map_set_adapters sets 0; run sets stream 0's */
     int64_t kv_bits;         /* bits of each tile's KV SRAM left for the KV cache: kv.bytes_per_tile x 8 less the
-                                adapter's tile_bits */
+                                adapters' tile_bits */
     int64_t kv_positions;    /* KV positions per layer they hold (es_chip_kv_positions without an adapter) */
     int64_t kv_slots;        /* sequences of kv.slot_context positions (es_chip_kv_slots without an adapter) */
 } es_map;
@@ -219,12 +230,26 @@ int es_map_build(es_map *pm, const es_chip *c, const es_model *m, const es_map_w
 void es_map_free(es_map *pm);
 /* 0 when the model fits; else -1 with pm->fit.msg in e. */
 int es_map_check(const es_map *pm, es_err *e);
-/* Put adapter a in the table: each adapted tensor's lora_bits and lora_macs, pm->adapter, and the KV capacity it
- * leaves (pm->kv_bits, kv_positions, kv_slots). Returns -1 with e filled for an adapter the table cannot place (rank
- * 0, a role the model has no projection of, an expert's projection, a state-space model, a KV cache in the weight
- * store); when the adapter leaves less than one KV slot, returns 0 with pm->fit saying so (key kv.bytes_per_tile), as
- * es_map_check reports it. */
-int es_map_set_adapter(es_map *pm, const es_adapter_spec *a, es_err *e);
+/* Put adapters a[0..n) in the table, all held in the KV SRAM at once (several tenants, each sequence naming one or
+ * none): each one's es_map_lora per tensor, pm->adapters, pm->adapter (all together), and the KV capacity they leave
+ * (pm->kv_bits, kv_positions, kv_slots). Returns -1 with e filled for an adapter the table cannot place (rank 0, a
+ * role the model has no projection of, an expert's projection, a state-space model, a KV cache in the weight store);
+ * when the adapters leave less than one KV slot, returns 0 with pm->fit saying so (key kv.bytes_per_tile), as
+ * es_map_check reports it. Call once per table. */
+int es_map_set_adapters(es_map *pm, const es_adapter_spec *a, int n, es_err *e);
+/* Adapter k's row for tensor i: {0, 0} when k < 0 (no adapter), k has no such tensor, or none is placed. */
+static inline es_map_lora es_map_lora_of(const es_map *pm, int k, int i)
+{
+    es_map_lora none = {0, 0};
+    return k >= 0 && k < pm->n_adapters ? pm->lora[(int64_t)k * pm->model->n_tensors + i] : none;
+}
+/* Whether any adapter adapts tensor i. */
+static inline int es_map_lora_any(const es_map *pm, int i)
+{
+    for (int k = 0; k < pm->n_adapters; k++)
+        if (pm->lora[(int64_t)k * pm->model->n_tensors + i].bits > 0) return 1;
+    return 0;
+}
 /* "q,v" into roles (1u << es_role each): 0, or -1 with e naming the role that is not q, k, v, o, gate, up or down. */
 int es_adapter_roles_parse(const char *list, unsigned *roles, es_err *e);
 /* The roles as "q,v" into buf. */

@@ -42,6 +42,7 @@ typedef struct dp_seq {
     uint64_t rng;           /* sampler stream */
     unsigned char *k, *v;   /* (layers, cap, kv_heads, head_dim) elements of the KV format */
     float *ks, *vs;         /* (layers, cap, kv_heads) scales (int8, fp8) */
+    int lora;               /* its adapter (es_dp_seq_lora), -1: none */
 } dp_seq;
 
 struct es_dp {
@@ -74,11 +75,10 @@ struct es_dp {
     /* MoE: the experts each token of the last es_dp_layers call went to, (layers, n, top_k) */
     int32_t *routes;
     int64_t routes_cap;
-    /* a LoRA adapter (es_dp_set_lora): per graph tensor A and B, or NULL */
-    const float *const *la, *const *lb;
-    int l_rank;
-    float l_scale;
-    float *l_h;             /* (l_rank) A x */
+    /* the LoRA adapters (es_dp_set_loras), each sequence's own (dp_seq.lora) */
+    es_dp_lora *lora;
+    int n_lora;
+    float *l_h;             /* (largest rank) A x */
 };
 
 static int max_code(es_qtype t)
@@ -161,18 +161,36 @@ void es_dp_close(es_dp *dp)
     free(dp->sc);
     free(dp->routes);
     free(dp->l_h);
+    free(dp->lora);
     free(dp);
 }
 
-int es_dp_set_lora(es_dp *dp, const float *const *a, const float *const *b, int rank, double scale, es_err *e)
+int es_dp_set_loras(es_dp *dp, const es_dp_lora *l, int n, es_err *e)
 {
-    float *h = realloc(dp->l_h, (size_t)(rank > 0 ? rank : 1) * sizeof *h);
+    int most = 1;
+    for (int k = 0; k < n; k++) {
+        if (l[k].rank < 1) return es_fail(e, "functional datapath: adapter %d has rank %d", k, l[k].rank);
+        if (l[k].rank > most) most = l[k].rank;
+    }
+    float *h = realloc(dp->l_h, (size_t)most * sizeof *h);
     if (!h) return es_fail(e, "out of memory");
     dp->l_h = h;
-    dp->la = a;
-    dp->lb = b;
-    dp->l_rank = rank;
-    dp->l_scale = (float)scale;
+    es_dp_lora *c = realloc(dp->lora, (size_t)(n > 0 ? n : 1) * sizeof *c);
+    if (!c) return es_fail(e, "out of memory");
+    if (n > 0) memcpy(c, l, (size_t)n * sizeof *c);
+    dp->lora = c;
+    dp->n_lora = n;
+    return 0;
+}
+
+int es_dp_seq_lora(es_dp *dp, int32_t seq, int k, es_err *e)
+{
+    if (seq < 0 || seq >= dp->n_seqs || !dp->seqs[seq].used)
+        return es_fail(e, "functional datapath: sequence %d has no KV cache", seq);
+    if (k < -1 || k >= dp->n_lora)
+        return es_fail(e, "functional datapath: sequence %d names adapter %d; the chip holds %d (ids 0 to %d)", seq, k,
+                       dp->n_lora, dp->n_lora - 1);
+    dp->seqs[seq].lora = k;
     return 0;
 }
 
@@ -415,6 +433,7 @@ int es_dp_seq_begin(es_dp *dp, int32_t seq, int64_t start, int64_t positions, in
     memset(s->ks, 0, (size_t)vecs * sizeof *s->ks);
     memset(s->vs, 0, (size_t)vecs * sizeof *s->vs);
     s->used = 1;
+    s->lora = -1;
     s->start = start;
     s->cap = positions;
     s->prefix = start > 0 ? prefix_seq : -1;
@@ -849,12 +868,14 @@ static void ssm_dbc_norm(const es_dp *dp, dp_buf d, int64_t n)
 
 /* A LoRA adapter on tensor ti, on the vector unit in FP32 (es_an_adapter books it): for each token, h = A x
  * (rank sums in element order), then y += scale x (B h) (sums in rank order). */
-static void lora_add(es_dp *dp, int ti, const float *x, int64_t x_stride, dp_buf y, int64_t n)
+static void lora_add(es_dp *dp, const dp_run *r, int ti, const float *x, int64_t x_stride, dp_buf y, int64_t n)
 {
-    if (!dp->la || !dp->la[ti]) return;
+    int k = r->seq >= 0 ? dp->seqs[r->seq].lora : -1; /* the sequence's adapter */
+    if (k < 0 || !dp->lora[k].a || !dp->lora[k].a[ti]) return; /* none, or timing's adapter (no matrices) */
     const es_tensor *t = &dp->m->tensors[ti];
-    const float *A = dp->la[ti], *B = dp->lb[ti];
-    const int R = dp->l_rank;
+    const float *A = dp->lora[k].a[ti], *B = dp->lora[k].b[ti];
+    const int R = dp->lora[k].rank;
+    const float scale = (float)dp->lora[k].scale;
     for (int64_t tok = 0; tok < n; tok++) {
         const float *xt = x + tok * x_stride;
         float *yt = y.p + tok * y.stride;
@@ -866,7 +887,7 @@ static void lora_add(es_dp *dp, int ti, const float *x, int64_t x_stride, dp_buf
         for (int64_t i = 0; i < t->rows; i++) {
             float acc = 0.0f;
             for (int k = 0; k < R; k++) acc += B[i * R + k] * dp->l_h[k];
-            yt[i] += dp->l_scale * acc;
+            yt[i] += scale * acc;
         }
     }
 }
@@ -882,7 +903,7 @@ static int op_matvec(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
             memcpy(packed + t * x.width, x.p + t * x.stride, (size_t)x.width * sizeof *packed);
     }
     int rc = lane_matmul(dp, op->tensor, packed ? packed : x.p, r->n, y.p, e);
-    if (!rc) lora_add(dp, op->tensor, packed ? packed : x.p, packed ? x.width : x.stride, y, r->n);
+    if (!rc) lora_add(dp, r, op->tensor, packed ? packed : x.p, packed ? x.width : x.stride, y, r->n);
     free(packed);
     if (!rc && op->out == ES_BUF_SSM_DBC && dp->m->ssm_bcdt_norm) ssm_dbc_norm(dp, y, r->n);
     return rc;

@@ -83,10 +83,18 @@ typedef struct es_dp_stats {
  * chip must have link.elem_bits 16 or 32. Weights come next. */
 int es_dp_open(es_dp **dp, const es_chip *c, const es_model *m, int threads, es_err *e);
 void es_dp_close(es_dp *dp);
-/* A LoRA adapter: each matrix product of graph tensor i with a[i] set adds scale x b[i] (a[i] x) to its output, on
- * the vector unit in FP32 (x the product's FP32 input, before the lanes quantize it); A (rank x cols) and B (rows x
- * rank) row-major, arrays indexed by the model's tensors, outliving dp. NULL a: none. */
-int es_dp_set_lora(es_dp *dp, const float *const *a, const float *const *b, int rank, double scale, es_err *e);
+/* A LoRA adapter: A (rank x cols) and B (rows x rank) row-major per graph tensor (NULL where not adapted), arrays
+ * indexed by the model's tensors, outliving dp; out = W x + scale x B (A x). NULL a and b: an adapter that is only
+ * timed (it changes no value). */
+typedef struct es_dp_lora {
+    const float *const *a, *const *b;
+    int rank;
+    double scale;
+} es_dp_lora;
+/* The adapters the chip holds, ids 0 .. n - 1 (copied; their matrices are not). A sequence uses the one
+ * es_dp_seq_lora names: each matrix product of graph tensor i its adapter adapts adds scale x B (A x) to its output, on
+ * the vector unit in FP32 (x the product's FP32 input, before the lanes quantize it). */
+int es_dp_set_loras(es_dp *dp, const es_dp_lora *l, int n, es_err *e);
 /* Weights from a ROM image built for this model (tensors in model order). */
 int es_dp_load_rom(es_dp *dp, const es_rom_image *img, es_err *e);
 /* Weights quantized in memory by a recipe from rows (a weights file, synthetic). */
@@ -109,6 +117,8 @@ void es_dp_set_lane_fn(es_dp *dp, es_dp_lane_fn fn, void *ctx);
 int es_dp_seq_begin(es_dp *dp, int32_t seq, int64_t start, int64_t positions, int32_t prefix_seq,
                     uint64_t tag, es_err *e);
 void es_dp_seq_end(es_dp *dp, int32_t seq);
+/* The adapter sequence seq uses (after es_dp_seq_begin, which sets none): an id of es_dp_set_loras, or -1 for none. */
+int es_dp_seq_lora(es_dp *dp, int32_t seq, int k, es_err *e);
 
 /* x (n, hidden) = embedding rows of ids (the graph's EMBED op), rounded for the link. */
 int es_dp_embed(es_dp *dp, const int32_t *ids, int64_t n, float *x, es_err *e);

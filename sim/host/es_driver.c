@@ -7,6 +7,7 @@
 
 typedef struct pend {        /* a request read from the source, not yet submitted */
     int64_t id, prompt, max_new, order;
+    int32_t adapter;         /* -1: none */
 } pend;
 
 struct es_drv {
@@ -36,7 +37,7 @@ es_drv *es_drv_open(const es_drv_cfg *cfg, const es_dev_ops *ops, void *dev, es_
 {
     if (cfg->kv_positions < 1 || cfg->sq_depth < 2 || cfg->cq_depth < 2 || cfg->prefix_tokens < 0 ||
         cfg->prefix_tokens >= cfg->kv_positions || cfg->window < 1 || cfg->per_request < 0 ||
-        (cfg->per_request > 0 && cfg->prefix_tokens > 0) ||
+        (cfg->per_request > 0 && cfg->prefix_tokens > 0) || cfg->prefix_adapter < 0 ||
         (cfg->policy != ES_POLICY_FCFS && cfg->policy != ES_POLICY_SPF)) {
         es_fail(e, "driver: bad configuration (KV %lld positions, prefix %lld, queues %d/%d, window %d)",
                 (long long)cfg->kv_positions, (long long)cfg->prefix_tokens, cfg->sq_depth, cfg->cq_depth,
@@ -144,9 +145,13 @@ static int refill(es_drv *d, const es_drv_source *src, int *open, es_err *e)
 {
     while (*open && d->n_win < d->cfg.window) {
         pend p;
-        int rc = src->next(src->arg, &p.id, &p.prompt, &p.max_new, e);
+        p.adapter = -1;
+        int rc = src->next(src->arg, &p.id, &p.prompt, &p.max_new, &p.adapter, e);
         if (rc < 0) return -1;
         if (rc == 0) { *open = 0; break; }
+        if (p.adapter < -1)
+            return es_fail(e, "request %lld: adapter %d (expected an adapter id, or -1 for none)", (long long)p.id,
+                           (int)p.adapter);
         if (p.prompt < 1 || p.max_new < 1 || p.prompt > UINT32_MAX || p.max_new > 65535)
             return es_fail(e, "request %lld: %lld prompt tokens, %lld to generate: out of range",
                            (long long)p.id, (long long)p.prompt, (long long)p.max_new);
@@ -171,6 +176,7 @@ int es_drv_run(es_drv *d, const es_drv_source *src, es_err *e)
         s.seq = (uint32_t)slot;
         s.prompt_tokens = (uint32_t)d->cfg.prefix_tokens;
         s.kv_positions = (uint32_t)d->cfg.prefix_tokens;
+        s.adapter = (uint32_t)d->cfg.prefix_adapter;
         if (slot != 0 || es_drv_submit(d, &s)) return es_fail(e, "driver: cannot submit the shared prefix");
         d->kv_used = d->cfg.prefix_tokens;
     }
@@ -192,6 +198,7 @@ int es_drv_run(es_drv *d, const es_drv_source *src, es_err *e)
             s.start_pos = (uint32_t)d->cfg.prefix_tokens;
             s.kv_positions = (uint32_t)holds(d, &p);
             s.tag = (uint32_t)p.id;
+            s.adapter = (uint32_t)(p.adapter + 1);
             if (es_drv_submit(d, &s)) { /* SQ full: give the slot back, wait for the device */
                 d->free_slots[d->n_free++] = (uint32_t)slot;
                 break;

@@ -28,7 +28,8 @@ typedef struct es_sqe {      /* 64 bytes, as the device reads it */
     uint32_t start_pos;      /* first position: the shared prefix length, or 0 */
     uint32_t kv_positions;   /* KV positions the sequence holds while in flight */
     uint32_t tag;            /* the host's request id (low 32 bits), echoed in logs */
-    uint8_t reserved[36];
+    uint32_t adapter;        /* the LoRA adapter it uses: its id + 1 (0: none) */
+    uint8_t reserved[32];
 } es_sqe;
 
 typedef struct es_cqe {      /* 16 bytes, as the device writes it */
@@ -62,6 +63,7 @@ typedef struct es_drv_cfg {
                                 shortest among them (FCFS: 1 is enough) */
     int64_t per_request;     /* > 0: every request holds this many units of kv_positions, whatever its
                                 length (a state-space model's fixed state); 0: prompt + generated */
+    int32_t prefix_adapter;  /* the LoRA adapter the shared prefix is computed with: its id + 1 (0: none) */
 } es_drv_cfg;
 
 typedef struct es_req_result {
@@ -78,8 +80,9 @@ typedef struct es_req_result {
  * requests only as it can admit them, so a batch of any size takes memory
  * for its window and its sequences in flight only. */
 typedef struct es_drv_source {
-    /* 1 and the next request, 0 when there are no more, -1 on error (e filled) */
-    int (*next)(void *arg, int64_t *id, int64_t *prompt_tokens, int64_t *max_new, es_err *e);
+    /* 1 and the next request, 0 when there are no more, -1 on error (e filled); *adapter: the LoRA adapter it uses
+       (-1: none; -1 unless set) */
+    int (*next)(void *arg, int64_t *id, int64_t *prompt_tokens, int64_t *max_new, int32_t *adapter, es_err *e);
     /* a request's last completion was read; slot is the SQ sequence id it had */
     int (*done)(void *arg, const es_req_result *r, uint32_t slot, es_err *e);
     void *arg;

@@ -39,6 +39,7 @@ struct Item {
     int32_t tok_idx = 0;     // completions: output index of the token
     double tok_j = 0;        // completions: the token's energy so far
     int32_t token = -1;      // functional: the token a decode item or a completion carries
+    int32_t adapter = -1;    // the LoRA adapter its sequence names (es_map_set_adapters' id; -1: none)
     std::shared_ptr<std::vector<float>> act; // functional: (n, hidden) residual stream of the tokens
     bool operator==(const Item &o) const { return seq == o.seq && n == o.n && pos == o.pos; }
 };
@@ -49,6 +50,7 @@ struct SeqState {
     int64_t start = 0;            // position of the first prompt token (shared prefix length)
     int64_t kv = 0;               // KV positions held while in flight
     uint32_t tag = 0;             // the host's request id
+    int32_t adapter = -1;         // the LoRA adapter it names (its SQ entry's; -1: none)
     int64_t produced = 0;         // tokens sampled so far
     int64_t admit = -1;           // cycle a KV slot was granted
     int64_t first_arrival = -1;   // cycle the first token reached the host

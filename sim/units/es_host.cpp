@@ -32,6 +32,12 @@ void HostDevice::fetch()
         s.start = q.start_pos;
         s.kv = q.kv_positions;
         s.tag = q.tag;
+        s.adapter = (int32_t)q.adapter - 1;
+        if (s.adapter >= ctx_.map->n_adapters) {
+            ctx_.run.fail("device: request %u names adapter %d; the chip holds %d", q.tag, s.adapter,
+                          ctx_.map->n_adapters);
+            return;
+        }
         s.admit = ctx_.run.now();
         ctx_.kv_take_all(s.kv);
         if (ctx_.dp) { /* functional: the prompt's ids cross with its chunks; KV for its positions */
@@ -51,7 +57,8 @@ void HostDevice::fetch()
             }
             s.tap = q.opcode == ES_SQE_SEQ && ctx_.run.tap_id >= 0 && q.tag == (uint32_t)ctx_.run.tap_id;
             es_err e{};
-            if (es_dp_seq_begin(ctx_.dp, (int32_t)q.seq, s.start, s.prompt + s.gen, 0, q.tag, &e)) {
+            if (es_dp_seq_begin(ctx_.dp, (int32_t)q.seq, s.start, s.prompt + s.gen, 0, q.tag, &e) ||
+                es_dp_seq_lora(ctx_.dp, (int32_t)q.seq, s.adapter, &e)) {
                 ctx_.run.fail("%s", e.msg);
                 return;
             }
@@ -65,6 +72,7 @@ void HostDevice::fetch()
             it.pos = s.start + p;
             it.n = s.prompt - p < chunk ? s.prompt - p : chunk;
             it.final_chunk = q.opcode == ES_SQE_SEQ && p + it.n == s.prompt;
+            it.adapter = s.adapter;
             it.ready = ctx_.run.now();
             ctx_.run.prefill_passes += it.n;
             send_item(submit, link, it);

@@ -108,11 +108,10 @@ const Tile::Plan &Tile::plan(int64_t n)
         if (op->res == ES_RES_LANES) p.lanes_busy += (int64_t)((double)s.occ * s.share + 0.5), p.lanes_ops++;
         else p.vec_busy += s.occ, p.vec_ops++;
         if (op->kind != ES_OP_MATVEC) continue;
-        Step a{Resource::Vector, 0, 0, 0, op, 1.0, 0, 0}; /* its LoRA adapter, if any: its events are the op's */
-        es_an_adapter(ctx_.map, &ctx_.map->tensors[op->tensor], n, &a.occ, &a.kv, &a.lat);
-        if (a.occ > 0) {
+        if (es_map_lora_any(ctx_.map, op->tensor)) {
+            Step a{Resource::Vector, 0, 0, 0, op, 1.0, 0, 0}; /* its LoRA adapters: per item, as booked (adapter_step) */
+            a.lora = true;
             p.steps.push_back(a);
-            p.vec_busy += a.occ, p.vec_ops++;
         }
         es_role role = ctx_.m->tensors[op->tensor].role;
         if (ctx_.ring && (role == ES_ROLE_O || role == ES_ROLE_DOWN)) /* a shard: the partial sums all-reduced */
@@ -191,6 +190,10 @@ bool Tile::book(int64_t total, int64_t start)
     Work w{0, entered_++, std::move(group), std::vector<es_events>()};
     w.ev.resize(w.group.size());
     const Plan &pl = plan(total);
+    if (ctx_.run.cycle && ctx_.map->n_adapters) {
+        ctx_.run.fail("%s: LoRA adapters are booked at transaction fidelity only", basename());
+        return false;
+    }
     if (ctx_.run.cycle) { /* its steps issue clock by clock (tick); what they cost is known now */
         Active a{std::move(w), &pl, total, start, 0, -1, 0, false, false, std::vector<int64_t>(pl.steps.size(), 0),
                  std::vector<int64_t>(pl.steps.size(), 0)};
@@ -214,6 +217,16 @@ bool Tile::book(int64_t total, int64_t start)
         }
         if (st.res == Resource::Ring) { /* booked and charged on the ring unit (Ctx::allreduce) */
             t = ctx_.allreduce(t, items[0].seq, total, 0);
+            continue;
+        }
+        if (st.lora) { /* the adapters its sequences name, if any */
+            Step a = st;
+            if (!adapter_step(st, w, a)) continue;
+            int64_t s0 = vec_.book(start, kv_fit(a, t), a.occ);
+            kv_->book(start, s0, a.kv); /* A and B stream over the KV port */
+            if (ctx_.run.trace)
+                ctx_.run.span(track(a.res), s0, s0 + a.occ, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
+            t = s0 + a.occ + a.lat;
             continue;
         }
         if (st.res != Resource::Attention) {
@@ -260,6 +273,37 @@ int64_t Tile::kv_fit(const Step &st, int64_t t) const
         if (w == s) return s;
         t = w;
     }
+}
+
+bool Tile::adapter_step(const Step &st, Work &w, Step &out)
+{
+    out.occ = out.kv = out.lat = 0;
+    int64_t adapted = 0;
+    for (size_t g = 0; g < w.group.size(); g++) {
+        int k = w.group[g].adapter;
+        bool seen = false; /* each adapter once, with all its sequences' tokens in the item */
+        for (size_t h = 0; h < g; h++) seen |= w.group[h].adapter == k;
+        if (k < 0 || seen) continue;
+        int64_t n = 0, occ, kv, lat;
+        for (const Item &it : w.group) n += it.adapter == k ? it.n : 0;
+        es_an_adapter(ctx_.map, k, st.op->tensor, n, &occ, &kv, &lat);
+        if (occ == 0) continue;
+        out.occ += occ, out.kv += kv, out.lat = std::max(out.lat, lat);
+        adapted += n;
+        es_events ev{};
+        es_an_adapter_events(ctx_.map, k, st.op->tensor, n, &ev);
+        for (size_t h = g; h < w.group.size(); h++) { /* shared by its sequences by their tokens */
+            if (w.group[h].adapter != k) continue;
+            es_events part = ev;
+            es_events_scale(&part, (double)w.group[h].n / (double)n);
+            es_events_add(&w.ev[h], &part);
+        }
+    }
+    if (out.occ == 0) return false;
+    vec_stat_->busy_cycles += out.occ;
+    vec_stat_->items++;
+    vec_stat_->tokens += adapted;
+    return true;
 }
 
 int64_t Tile::attention_cycles(const Step &st, Work &w, int64_t total, int64_t *store)

@@ -57,6 +57,8 @@ private:
         double share;         // the fraction of the tile's lanes it holds (its area)
         int64_t store;        // Lanes: cycles it holds a chip-scope weight store (es_an_store_occ; 0: none)
         int64_t kv;           // Vector: a LoRA adapter's cycles on the tile's KV port, A and B streaming (es_an_adapter)
+        bool lora = false;    // the adapter step after op's projection: occ, kv and lat from the item's sequences'
+                              // adapters as it is booked (adapter_step)
     };
     struct Plan {             // a work item of n tokens, attention aside
         std::vector<Step> steps;
@@ -131,6 +133,9 @@ private:
     // earliest start from t at which res is free for occ cycles and the chip's store for `store`
     int64_t store_fit(const Server &res, int64_t occ, int64_t store, int64_t t) const;
     int64_t kv_fit(const Step &st, int64_t t) const; // an adapter: earliest start the vector unit and KV port are free
+    // the adapter step of work item w (st.lora): each adapter its sequences name, with its tokens, back to back on the
+    // vector unit (occ, kv summed; one latency); its events charged to those sequences; false: no sequence has one
+    bool adapter_step(const Step &st, Work &w, Step &out);
     int64_t book_experts(const es_op *op, const std::vector<Item> &group, int64_t start, int64_t t,
                          es_events &ev); // MoE: route, book each expert's chain; the end
     bool last_;

@@ -73,7 +73,7 @@ bool release(SourceCtx *s, bool all = false)
     return true;
 }
 
-int src_next(void *arg, int64_t *id, int64_t *prompt, int64_t *max_new, es_err *e)
+int src_next(void *arg, int64_t *id, int64_t *prompt, int64_t *max_new, int32_t *adapter, es_err *e)
 {
     SourceCtx *s = static_cast<SourceCtx *>(arg);
     Request q;
@@ -87,6 +87,7 @@ int src_next(void *arg, int64_t *id, int64_t *prompt, int64_t *max_new, es_err *
     }
     *prompt = q.prompt;
     *max_new = q.gen;
+    *adapter = q.adapter;
     if (s->ctx->dp) {
         if ((int64_t)q.ids.size() != q.prompt)
             return es_fail(e, "request %lld: %zu prompt token ids for %lld tokens", (long long)*id, q.ids.size(),
@@ -318,6 +319,7 @@ int simulate(Sim &s, es_err *e)
     dc.kv_positions = s.kv_cap();
     dc.policy = w.policy;
     dc.prefix_tokens = w.prefix;
+    dc.prefix_adapter = w.prefix_adapter + 1;
     dc.per_request = s.m->ssm_state > 0 ? 1 : 0; /* a fixed state per sequence, whatever its length */
     dc.sq_depth = 256;
     dc.cq_depth = 4096;

@@ -36,6 +36,7 @@ struct Request {
     int64_t prompt = 0;      // tokens to prefill after the shared prefix
     int64_t gen = 0;         // tokens to generate
     std::vector<int32_t> ids; // functional: the prompt's token ids (prompt of them)
+    int32_t adapter = -1;     // the LoRA adapter it uses (es_map_set_adapters' id; -1: none)
 };
 
 struct SeqState;
@@ -63,6 +64,7 @@ struct Workload {
     std::function<int(const es_token_rec &, es_err *)> token_sink;
     int window = 1024;           // driver read-ahead (SPF chooses within it)
     int64_t prefix = 0;          // shared prefix tokens computed once (0: none)
+    int32_t prefix_adapter = -1; // the LoRA adapter the shared prefix is computed with (-1: none)
     int policy = ES_POLICY_FCFS;
     bool progress = false;       // progress lines on stderr during the run
     // the analytic summary's uniform workload (run): prompt and gen per stream
