@@ -123,6 +123,50 @@ static void t1_models(void)
             es_model_free(&m);
         }
     }
+    /* 1.5d gpt-oss-120b (models/chips/baselines-sources.md s9.2, from OpenAI's gpt_oss/torch/model.py shapes):
+     * per layer, attention: q 2880 x 4096 + bias 4096, k and v 2 x (2880 x 512 + bias 512), o 4096 x 2880 +
+     * bias 2880, sinks 64, norm 2880 = 26,553,024; MoE: norm 2880 + router 128 x 2880 + bias 128 + 128 experts x
+     * (gate and up 5760 x 2880 + their bias 5760 + down 2880 x 2880 + bias 2880 = 24,891,840) = 3,186,527,168;
+     * x 36 layers + embedding and LM head 2 x 201088 x 2880 + final norm 2880 = 116,829,156,672. Active (OpenAI's
+     * count: 4 experts, no embedding table) = 36 x (26,553,024 + 2880 + 368,768 + 4 x 24,891,840) + LM head
+     * 579,133,440 + 2880 = 5,132,849,472; es_model_active_params counts the embedding table too (as Mixtral's
+     * and OLMoE's published active counts do), 579,133,440 more. */
+    {
+        es_model g;
+        CHECK(es_model_load(&g, "gpt-oss-120b", &e) == 0, "load gpt-oss-120b: %s", e.msg);
+        int64_t attn = 2880LL * 4096 + 4096 + 2 * (2880LL * 512 + 512) + 4096LL * 2880 + 2880 + 64 + 2880;
+        int64_t expert = 5760LL * 2880 + 5760 + 2880LL * 2880 + 2880;
+        int64_t moe = 2880 + 128LL * 2880 + 128 + 128 * expert;
+        int64_t emb = 201088LL * 2880;
+        CHECK(attn == 26553024LL && expert == 24891840LL && moe == 3186527168LL, "gpt-oss per layer %lld %lld %lld",
+              (long long)attn, (long long)expert, (long long)moe);
+        CHECK(es_model_params(&g) == 36 * (attn + moe) + 2 * emb + 2880 && es_model_params(&g) == 116829156672LL,
+              "gpt-oss params %lld", (long long)es_model_params(&g));
+        int64_t openai_active = 36 * (attn + 2880 + 128LL * 2880 + 128 + 4 * expert) + emb + 2880;
+        CHECK(openai_active == 5132849472LL, "gpt-oss active by hand %lld", (long long)openai_active);
+        CHECK(es_model_active_params(&g) - es_model_tensor(&g, -1, ES_ROLE_EMBED)->rows *
+              es_model_tensor(&g, -1, ES_ROLE_EMBED)->cols == 5132849472LL &&
+              es_model_active_params(&g) == 5132849472LL + emb, "gpt-oss active %lld",
+              (long long)es_model_active_params(&g));
+        CHECK(g.experts == 128 && g.top_k == 4 && g.norm_topk && g.heads * g.head_dim == 4096 && g.hidden == 2880 &&
+              g.rope_yarn && g.rope_factor == 32.0 && g.rope_orig_ctx == 4096 && g.swiglu_limit == 7.0 &&
+              g.sliding_window == 128, "gpt-oss shape");
+        /* sliding window on even layers (layer_types), biases and sinks found by (layer, role) */
+        int win[2] = {0, 0}, n_attn = 0;
+        for (int i = 0; i < g.n_ops; i++)
+            if (g.ops[i].kind == ES_OP_ATTN) {
+                n_attn++;
+                win[g.ops[i].layer % 2] += g.ops[i].window == (g.ops[i].layer % 2 ? 0 : 128);
+                CHECK(g.ops[i].tensor >= 0 && g.tensors[g.ops[i].tensor].role == ES_ROLE_SINKS, "attention's sinks");
+            }
+        CHECK(n_attn == 36 && win[0] == 18 && win[1] == 18, "gpt-oss windows %d %d of %d", win[0], win[1], n_attn);
+        CHECK(!strcmp(es_model_tensor(&g, 3, ES_ROLE_BIAS)->name, "model.layers.3.self_attn.q_proj.bias") &&
+              es_model_tensor(&g, 3, ES_ROLE_SINKS)->cols == 64 &&
+              !strcmp(es_model_expert(&g, 35, ES_ROLE_UP, 127)->name,
+                      "model.layers.35.mlp.experts.gate_up_proj[127, 1::2]"), "gpt-oss tensor lookup");
+        CHECK(es_model_unsupported(&g) && strstr(es_model_unsupported(&g), "attention sinks"), "gpt-oss unsupported");
+        es_model_free(&g);
+    }
     /* 1.5c state-space configs: the published totals; no KV anywhere, a recurrent state per layer */
     {
         static const struct { const char *name; long long params; } ssm[2] = {
@@ -318,6 +362,32 @@ static void t4_analytic(void)
         for (int i = 1; i <= 14; i++) sum += es_an_op(&pm, &m.ops[i], 3, p);
         CHECK(sum == es_an_layer(&pm, 0, 3, p), "layer p=%lld: %lld vs %lld", (long long)p,
               (long long)sum, (long long)es_an_layer(&pm, 0, 3, p));
+    }
+    /* 4.6b gpt-oss's layer (tests/data/tiny-gpt-oss: q, k, v, o and router biases on the vector unit, each its own
+     * add): the closed form equals the sum of its graph ops too */
+    {
+        es_model g;
+        es_chip gc;
+        es_map gm;
+        const char *rows[1] = {"tile.rom.rows=128"};
+        CHECK(es_model_load(&g, data("tiny-gpt-oss"), &e) == 0, "%s", e.msg);
+        CHECK(es_chip_load(&gc, data("tiny-chip.json"), rows, 1, &e) == 0, "%s", e.msg);
+        CHECK(es_map_build(&gm, &gc, &g, NULL, &e) == 0, "%s", e.msg);
+        int biases = 0;
+        for (int64_t p = 0; p < 300; p += 37) {
+            int64_t sum = 0;
+            for (int i = 0; i < g.n_ops; i++) {
+                if (g.ops[i].layer != 1) continue;
+                sum += es_an_op(&gm, &g.ops[i], 3, p);
+                biases += p == 0 && g.ops[i].kind == ES_OP_ADD && g.ops[i].tensor >= 0;
+            }
+            CHECK(sum == es_an_layer(&gm, 1, 3, p), "gpt-oss layer p=%lld: %lld vs %lld", (long long)p, (long long)sum,
+                  (long long)es_an_layer(&gm, 1, 3, p));
+        }
+        CHECK(biases == 5, "gpt-oss bias adds in a layer: %d", biases);
+        es_map_free(&gm);
+        es_chip_free(&gc);
+        es_model_free(&g);
     }
     /* 4.7 decode step grows with context, by the attention term only */
     int64_t d0 = es_an_decode_step(&pm, 100), d1 = es_an_decode_step(&pm, 104);

@@ -262,11 +262,44 @@ static void test_graph(const char *chip)
     es_chip_free(&c);
 }
 
+/* Rows for a reference that must not read any: an error naming the tensor. */
+static int no_rows(void *arg, int tensor, int64_t row, float *out, es_err *e)
+{
+    (void)arg; (void)row; (void)out;
+    return es_fail(e, "read tensor %d", tensor);
+}
+
+/* 8.x gpt-oss (tests/data/tiny-gpt-oss, beside the fixtures file): functional mode and the FP32 reference refuse
+ * it, naming what they do not compute, before reading any weight. */
+static void test_gpt_oss_refused(const char *fixtures, const char *chip)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", fixtures);
+    char *slash = strrchr(dir, '/');
+    snprintf(slash ? slash + 1 : dir, sizeof dir - (size_t)(slash ? slash + 1 - dir : 0), "tiny-gpt-oss");
+    es_err e = {{0}};
+    es_chip c;
+    es_model m;
+    if (es_chip_load(&c, chip, NULL, 0, &e)) { CHECK(0, "8.x chip: %s", e.msg); return; }
+    if (es_model_load(&m, dir, &e)) { CHECK(0, "8.x %s: %s", dir, e.msg); es_chip_free(&c); return; }
+    refused("gpt-oss", &c, &m, "tiny-gpt-oss/config.json: functional mode does not compute GptOssForCausalLM's "
+            "attention sinks, sliding-window attention, the biases (q, k, v, o, router, experts), the clamped SwiGLU",
+            "and YaRN RoPE yet");
+    es_ref *ref = NULL;
+    int rc = es_ref_load(&ref, &m, no_rows, NULL, 16, ES_REF_ROPE_HALVES, &e);
+    CHECK(rc != 0 && ref == NULL && strstr(e.msg, "tiny-gpt-oss/config.json: the FP32 reference does not compute "
+                                                  "GptOssForCausalLM's attention sinks"),
+          "8.2 reference on gpt-oss: %d, '%s'", rc, e.msg);
+    es_model_free(&m);
+    es_chip_free(&c);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) { fprintf(stderr, "usage: test_dp FIXTURES CHIP [MODELS_DIR]\n"); return 2; }
     test_quant_int8();
     test_graph(argv[2]);
+    test_gpt_oss_refused(argv[1], argv[2]);
     char gguf[1024];
     if (test_model_path("test_dp", argc > 3 ? argv[3] : NULL, gguf, sizeof gguf)) return fails ? 1 : 77;
     es_err e = {{0}};

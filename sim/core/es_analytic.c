@@ -261,6 +261,9 @@ int64_t es_an_layer(const es_map *pm, int64_t layer, int64_t n, int64_t p)
         t += vec(c, n * (Q + KV), 1) + attention(c, m, n, p);          /* RoPE, attention */
         t += 2 * vec(c, n * H, 1);                                     /* two residual adds */
         t += mv(pm, es_model_tensor(m, layer, ES_ROLE_ROUTER), n); /* the router's scores */
+        if (m->attn_bias) /* gpt-oss: the q, k, v and o biases, each its own add */
+            t += vec(c, n * Q, 1) + 2 * vec(c, n * KV, 1) + vec(c, n * H, 1);
+        if (m->router_bias) t += vec(c, n * m->experts, 1);        /* gpt-oss: the router's bias */
         t += vec(c, n * m->experts, 1);                                /* top-k of them */
         t += experts_even(pm, layer, n, NULL);                       /* the experts, in parallel */
         return t + vec(c, n * m->top_k * H, 1);                        /* weighted sum of k outputs */

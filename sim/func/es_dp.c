@@ -100,6 +100,10 @@ static int check_graph(es_dp *dp, es_err *e);
 int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es_err *e)
 {
     *out = NULL;
+    const char *gap = es_model_unsupported(m);
+    if (gap)
+        return es_fail(e, "%s: functional mode does not compute %s's %s yet (timing, area and chip derive take "
+                          "the model)", m->path, m->arch, gap);
     if (c->link.elem_bits != 16 && c->link.elem_bits != 32)
         return es_fail(e, "%s: key 'link.elem_bits': functional mode carries the residual as BF16 (16) or "
                           "FP32 (32), got %d", c->path, c->link.elem_bits);

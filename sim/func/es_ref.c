@@ -154,6 +154,9 @@ int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, in
                 es_err *e)
 {
     *out = NULL;
+    const char *gap = es_model_unsupported(m);
+    if (gap)
+        return es_fail(e, "%s: the FP32 reference does not compute %s's %s yet", m->path, m->arch, gap);
     int64_t L = m->layers, kvd = m->kv_heads * m->head_dim;
     double bytes = 4.0 * (double)es_model_params(m) + 8.0 * (double)L * (double)ctx * (double)kvd;
     if (ctx < 1 || bytes > (double)REF_MAX_BYTES)
