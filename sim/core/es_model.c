@@ -791,7 +791,7 @@ static int load_rope_scaling(es_model *m, es_cfg *c, const es_arch *reg, es_err 
 }
 
 /* gpt-oss's own keys (HF GptOssConfig: attention_bias, default true; sliding_window, default 128, null for
- * none; swiglu_limit, default 7.0). Its sinks have no key: every GptOssAttention has them. */
+ * none; swiglu_limit, default 7.0; swiglu_alpha, default 1.702). Its sinks have no key: every GptOssAttention has them. */
 static int load_gpt_oss_keys(es_model *m, es_cfg *c, es_err *e)
 {
     m->attn_bias = 1;
@@ -803,6 +803,8 @@ static int load_gpt_oss_keys(es_model *m, es_cfg *c, es_err *e)
     if (sw && cJSON_IsNull(sw)) m->sliding_window = 0;
     else if (sw && es_cfg_i64(c, "sliding_window", 1, m->max_pos, &m->sliding_window, e)) return -1;
     if (es_cfg_has(c, "swiglu_limit") && es_cfg_num(c, "swiglu_limit", 1e-6, 1e6, &m->swiglu_limit, e)) return -1;
+    m->swiglu_alpha = 1.702; /* GptOssConfig's default; OpenAI's swiglu(x, alpha=1.702) */
+    if (es_cfg_has(c, "swiglu_alpha") && es_cfg_num(c, "swiglu_alpha", 1e-6, 1e6, &m->swiglu_alpha, e)) return -1;
     return 0;
 }
 
@@ -831,14 +833,6 @@ static int load_layer_types(es_model *m, es_cfg *c, es_err *e)
         op->window = sliding ? m->sliding_window : 0;
     }
     return 0;
-}
-
-const char *es_model_unsupported(const es_model *m)
-{
-    if (m->attn_sinks || m->attn_bias || m->router_bias || m->swiglu_limit > 0 || m->rope_yarn || m->sliding_window > 0)
-        return "attention sinks, sliding-window attention, the biases (q, k, v, o, router, experts), the clamped "
-               "SwiGLU with interleaved gate and up, and YaRN RoPE";
-    return NULL;
 }
 
 int es_model_load(es_model *m, const char *spec, es_err *e)
@@ -908,11 +902,41 @@ int64_t es_model_params(const es_model *m)
     return n;
 }
 
+/* YaRN's frequencies ("NTK by parts", openai/gpt-oss gpt_oss/torch/model.py
+ * _compute_concentration_and_inv_freq; HF _compute_yarn_parameters with truncate false): the ramp from
+ * extrapolation (1/f) to interpolation (1/(factor f)) runs over the dimensions between low and high, where
+ * d/2 ln(ctx / (beta 2 pi)) / ln(theta) is low for beta_fast and high for beta_slow. */
+static double yarn_freq(const es_model *m, int64_t i, double f)
+{
+    double dh = (double)m->head_dim / 2.0, two_pi = 2.0 * 3.14159265358979323846;
+    double lo = dh * log((double)m->rope_orig_ctx / (m->rope_beta_fast * two_pi)) / log(m->rope_theta);
+    double hi = dh * log((double)m->rope_orig_ctx / (m->rope_beta_slow * two_pi)) / log(m->rope_theta);
+    if (hi == lo) hi += 0.001; /* HF linear_ramp_factor's guard */
+    double ramp = ((double)i - lo) / (hi - lo), mask = 1.0 - (ramp < 0 ? 0 : ramp > 1 ? 1 : ramp);
+    return f / m->rope_factor * (1.0 - mask) + f * mask;
+}
+
+double es_model_rope_mscale(const es_model *m)
+{
+    return m->rope_yarn && m->rope_factor > 1.0 ? 0.1 * log(m->rope_factor) + 1.0 : 1.0;
+}
+
+const es_tensor *es_model_expert_bias(const es_model *m, int64_t layer, int64_t e, int down)
+{
+    const es_tensor *g0 = es_model_expert(m, layer, ES_ROLE_GATE, 0);
+    if (!g0 || e < 0 || e >= m->experts) return NULL;
+    const es_tensor *t = g0 + 3 * m->experts + 2 * e + (down ? 1 : 0); /* build_gpt_oss: after every expert */
+    if (t >= m->tensors + m->n_tensors || t->role != ES_ROLE_BIAS || t->expert != e || t->layer != g0->layer)
+        return NULL;
+    return t;
+}
+
 void es_model_rope_freqs(const es_model *m, double *out)
 {
     int64_t half = m->head_dim / 2;
     for (int64_t i = 0; i < half; i++) {
         double f = pow(m->rope_theta, -2.0 * (double)i / (double)m->head_dim);
+        if (m->rope_yarn && m->rope_factor > 1.0) f = yarn_freq(m, i, f);
         if (m->rope_llama3) {
             double wl = 2.0 * 3.14159265358979323846 / f;
             double lo_wl = (double)m->rope_orig_ctx / m->rope_low;

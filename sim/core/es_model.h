@@ -141,8 +141,10 @@ typedef struct es_op {
     int vec;          /* a vector it also reads (SSM: conv1d bias, dt bias, D): tensor index, -1 none */
     es_elem_fn fn;    /* SILU_MUL: what it computes */
     int64_t window;   /* ATTN: a sliding-window layer's window in positions (gpt-oss: 128), 0 for full attention.
-                       * Recorded, not yet honoured: the KV capacity (es_chip_kv_positions, es_map's fit) and the
-                       * attention's cost (es_analytic, the tile) count every position of every layer */
+                       * Functional mode and the FP32 reference attend over the window only; timing does not yet:
+                       * the KV capacity (es_chip_kv_positions, kv_slots, es_map's fit) counts every layer as keeping
+                       * every position, and the attention's cost and KV reads (es_analytic, the tile) read the whole
+                       * context on sliding layers too: both over-counted past `window` positions */
 } es_op;
 
 typedef struct es_model {
@@ -174,14 +176,17 @@ typedef struct es_model {
     int ssm_bcdt_norm;     /* SSM: RMSNorm (no gain) on B, C and dt after x_proj (Falcon-Mamba) */
     double ssm_norm_eps;   /* SSM: that norm's epsilon (mixer_rms_eps) */
     double rope_factor, rope_low, rope_high; /* llama3 scaling factors (rope_factor: YaRN's too) */
-    int rope_yarn;         /* rope_scaling.rope_type == "yarn" (gpt-oss; read, not computed: functional mode
-                            * refuses the model, es_model_unsupported) */
+    int rope_yarn;         /* rope_scaling.rope_type == "yarn" (gpt-oss): es_model_rope_freqs and
+                            * es_model_rope_mscale */
     double rope_beta_fast, rope_beta_slow; /* YaRN's beta_fast, beta_slow */
     int attn_bias;         /* gpt-oss attention_bias: biases on q, k, v and o (and on the router and experts) */
     int attn_sinks;        /* gpt-oss: a learned sink logit per head in each attention softmax */
     int router_bias;       /* gpt-oss: a bias on the router's scores, and one on each expert's gate_up and down */
     int64_t sliding_window;/* gpt-oss sliding_window: the window of its "sliding_attention" layers (0: none) */
-    double swiglu_limit;   /* gpt-oss swiglu_limit: its experts' clamped SwiGLU (0: plain SiLU x up) */
+    double swiglu_limit;   /* gpt-oss swiglu_limit: its experts' clamped SwiGLU (0: plain SiLU x up): with g and u
+                            * the gate and up (each plus its bias), g' = min(g, limit), u' = clamp(u, -limit,
+                            * limit), out = g' sigmoid(swiglu_alpha g') (u' + 1) */
+    double swiglu_alpha;   /* gpt-oss swiglu_alpha (1.702) */
     int64_t rope_orig_ctx; /* original_max_position_embeddings */
     es_tensor *tensors;    /* (n_tensors) unique weight tensors */
     int n_tensors;
@@ -217,13 +222,15 @@ const es_tensor *es_model_expert(const es_model *m, int64_t layer, es_role role,
 int64_t es_model_active_params(const es_model *m);
 /* The first op of kind k in layer (-1: outside the blocks), or NULL. */
 const es_op *es_model_op(const es_model *m, int64_t layer, es_op_kind k);
-/* What functional mode and the FP32 reference do not compute of m's graph ("attention sinks, ..."), or
- * NULL when they compute all of it. */
-const char *es_model_unsupported(const es_model *m);
 /* Layers whose attention keeps a KV entry per position. */
 int64_t es_model_kv_layers(const es_model *m);
-/* The head_dim/2 RoPE frequencies after llama3 scaling, into out[]. */
+/* The head_dim/2 RoPE frequencies after llama3 or YaRN scaling, into out[]. */
 void es_model_rope_freqs(const es_model *m, double *out);
+/* What RoPE's cos and sin are multiplied by: YaRN's concentration 0.1 ln(factor) + 1 (gpt-oss: 1.3466), else 1. */
+double es_model_rope_mscale(const es_model *m);
+/* gpt-oss: routed expert e's bias of its gate_up (down 0: 2 x expert_ffn, gate and up interleaved, gate first)
+ * or of its down (down 1: hidden) in a layer, or NULL. */
+const es_tensor *es_model_expert_bias(const es_model *m, int64_t layer, int64_t e, int down);
 /* Folder holding models/ (ETCHSIM_MODELS env, else the build's source tree). */
 const char *es_models_dir(void);
 /* Resolve "name" or a path into an existing file: dir/sub/name/leaf or dir/sub/name.json. */
