@@ -384,6 +384,26 @@ static void t4_analytic(void)
                   (long long)es_an_layer(&gm, 1, 3, p));
         }
         CHECK(biases == 5, "gpt-oss bias adds in a layer: %d", biases);
+        /* 4.6c the sliding window (16 positions on even layers) in attention's time and KV reads: at position 99 a
+         * sliding layer reads 16 positions, 16 x 1024 bits (2 x 2 kv heads x 32 x 8 bits) over a 4096-bit port =
+         * 4 cycles, + 1 to write K and V + 8 latency = 13; the full layer reads 100: 25 + 1 + 8 = 34. Twenty tokens
+         * from position 0 on the sliding layer read 1 + 2 + ... + 16 + 4 x 16 = 200 positions' bits; and the layer
+         * closed form agrees on the sliding layer too */
+        const es_op *a0 = es_model_op(&g, 0, ES_OP_ATTN), *a1 = es_model_op(&g, 1, ES_OP_ATTN);
+        CHECK(a0->window == 16 && a1->window == 0, "tiny-gpt-oss windows %lld %lld", (long long)a0->window,
+              (long long)a1->window);
+        CHECK(es_an_op(&gm, a0, 1, 99) == 13 && es_an_op(&gm, a1, 1, 99) == 34, "gpt-oss attention at 99: %lld, %lld",
+              (long long)es_an_op(&gm, a0, 1, 99), (long long)es_an_op(&gm, a1, 1, 99));
+        es_events ev;
+        es_an_op_events(&gm, a0, 20, 0, &ev);
+        CHECK(ev.kv_rd_bits == 200.0 * 1024, "gpt-oss sliding KV read bits %.0f", ev.kv_rd_bits);
+        for (int64_t p = 0; p < 300; p += 37) {
+            int64_t sum = 0;
+            for (int i = 0; i < g.n_ops; i++)
+                if (g.ops[i].layer == 0) sum += es_an_op(&gm, &g.ops[i], 3, p);
+            CHECK(sum == es_an_layer(&gm, 0, 3, p), "gpt-oss sliding layer p=%lld: %lld vs %lld", (long long)p,
+                  (long long)sum, (long long)es_an_layer(&gm, 0, 3, p));
+        }
         es_map_free(&gm);
         es_chip_free(&gc);
         es_model_free(&g);

@@ -141,10 +141,10 @@ typedef struct es_op {
     int vec;          /* a vector it also reads (SSM: conv1d bias, dt bias, D): tensor index, -1 none */
     es_elem_fn fn;    /* SILU_MUL: what it computes */
     int64_t window;   /* ATTN: a sliding-window layer's window in positions (gpt-oss: 128), 0 for full attention.
-                       * Functional mode and the FP32 reference attend over the window only; timing does not yet:
-                       * the KV capacity (es_chip_kv_positions, kv_slots, es_map's fit) counts every layer as keeping
-                       * every position, and the attention's cost and KV reads (es_analytic, the tile) read the whole
-                       * context on sliding layers too: both over-counted past `window` positions */
+                       * Functional mode, the FP32 reference and attention's time, KV reads and energy (es_analytic,
+                       * which the tile books) attend over the window only; the KV capacity does not yet:
+                       * es_chip_kv_positions, kv_slots and es_map's fit count every layer as keeping every
+                       * position, an over-count of the sliding layers' KV past `window` positions */
 } es_op;
 
 typedef struct es_model {
