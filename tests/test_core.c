@@ -182,6 +182,41 @@ static void t1_models(void)
             es_model_free(&m);
         }
     }
+    /* 1.5e bad gpt-oss keys: one error naming the file and the key */
+    {
+        static const struct { const char *json, *want; } bad[] = {
+            {"\"layer_types\": [\"sliding_attention\", \"full_attention\"]",
+             "key 'layer_types': expected an array of 4 names (num_hidden_layers)"},
+            {"\"layer_types\": [\"sliding_attention\", \"local\", \"sliding_attention\", \"full_attention\"]",
+             "key 'layer_types[1]': expected \"sliding_attention\" or \"full_attention\""},
+            {"\"sliding_window\": null", "key 'layer_types[0]': \"sliding_attention\", but sliding_window is null"},
+            {"\"sliding_window\": 0", "key 'sliding_window'"},
+            {"\"swiglu_limit\": \"seven\"", "key 'swiglu_limit'"}};
+        char dir[] = "/tmp/test_core-gptoss-XXXXXX", cfg[256];
+        CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+        snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+            FILE *f = fopen(cfg, "w");
+            if (!f) break;
+            fprintf(f, "{\"architectures\": [\"GptOssForCausalLM\"], \"hidden_size\": 64, \"head_dim\": 16, "
+                       "\"intermediate_size\": 32, \"max_position_embeddings\": 512, \"num_attention_heads\": 4, "
+                       "\"num_experts_per_tok\": 2, \"num_hidden_layers\": 4, \"num_key_value_heads\": 2, "
+                       "\"num_local_experts\": 4, \"rms_norm_eps\": 1e-05, \"rope_theta\": 150000, "
+                       "\"vocab_size\": 64, %s}", bad[i].json);
+            fclose(f);
+            es_model g;
+            int rc = es_model_load(&g, cfg, &e);
+            CHECK(rc != 0 && strstr(e.msg, cfg) && strstr(e.msg, bad[i].want), "1.5e case %zu: %d, '%s'; want '%s'", i,
+                  rc, rc ? e.msg : "", bad[i].want);
+            if (rc == 0) es_model_free(&g);
+        }
+        remove(cfg);
+        rmdir(dir);
+        /* YaRN is read for gpt-oss only: a Llama config with it is refused */
+        CHECK(es_model_load(&m, data("bad-yarn-llama/config.json"), &e) != 0 &&
+              strstr(e.msg, "bad-yarn-llama/config.json: key 'rope_scaling.rope_type': expected \"llama3\", got \"yarn\""),
+              "yarn on llama: %s", e.msg);
+    }
     /* 1.6 unknown architecture names the file and key */
     CHECK(es_model_load(&m, data("bad-arch/config.json"), &e) != 0, "bad arch accepted");
     CHECK(strstr(e.msg, "architectures") && strstr(e.msg, "RwkvForCausalLM") &&
