@@ -6389,6 +6389,30 @@ def test_tenants_mixed_item():
            f"{32 * 1680} and {32 * 1664}")
     v_one, v_two = got["0"][1] - got["none"][1], got["0,1"][1] - got["0"][1]
     expect((v_one, v_two) == (4 * 1664, 4 * 1664), f"tile 0's vector unit +{v_one}, +{v_two}, by hand {4 * 1664}")
+# ---- gpt-oss (issue 20 item 3): GptOssForCausalLM on one die, and tiny-gpt-oss end to end ----------------------
+
+def test_gpt_oss_one_die():
+    """gpt-oss-120b does not fit one hc1-class die: run (--recipe fp4), area and chip derive each fail with one fit
+    error naming the key; tiny-gpt-oss runs in timing and functional mode, its parameters counted by hand."""
+    expect_error(["run", "--model", "gpt-oss-120b", "--chip", "hc1-class", "--recipe", "fp4", "--no-db"],
+                 "hc1-class.json: key 'tile.rom.rows': ROM cannot hold the model: tile 0, attention partition needs",
+                 "the ROM has 1280", "recipe fp4")
+    expect_error(["area", "--model", "gpt-oss-120b", "--chip", "hc1-class"],
+                 "key 'tile.rom.rows': ROM cannot hold the model: tile 0, expert 0 needs 19744 rows per bank")
+    expect_error(["chip", "derive", "--model", "gpt-oss-120b"],
+                 "gpt-oss-120b on hc1-class-derived tiles needs", "the derived chip exceeds --area")
+    # tiny-gpt-oss (H 256, q 16 x 32 = 512, kv 2 x 32, 16 experts of 128, top 4, vocab 1024, 4 layers), by hand:
+    # attention q 256x512 + 512, k and v 2 x (256x64 + 64), o 512x256 + 256, sinks 16, norm 256 = 296,080;
+    # MoE norm 256 + router 16x256 + 16 + 16 x (gate/up 256x256 + 256 + down 256x128 + 256 = 98,816) = 1,585,424;
+    # x 4 + embedding and LM head 2 x 1024 x 256 + 256 = 8,050,560; active: 4 x (296,080 + 256 + 4,096 + 16 +
+    # 4 x 98,816) + 524,288 + 256 = 3,307,392
+    common = ["--model", os.path.join(DATA, "tiny-gpt-oss"), "--chip", os.path.join(DATA, "tiny-chip.json"),
+              "--set", "tile.rom.rows=128", "--prompt", "20", "--generate", "20", "--no-db"]
+    t = run_json(*common)
+    expect(t["moe"]["params"] == 8050560 and t["moe"]["active_params"] == 3307392, f"moe {t['moe']}")
+    f = run_json(*common, "--mode", "functional", "--synthetic", "3")
+    expect(f["mode"] == "functional" and len(f["functional"]["output_ids"]) == 20 and
+           f["functional"]["streams_agree"], f"functional run {f['functional']}")
 
 
 if __name__ == "__main__":

@@ -123,6 +123,49 @@ static void t1_models(void)
             es_model_free(&m);
         }
     }
+    /* 1.5d gpt-oss-120b (models/chips/baselines-sources.md s9.2, from OpenAI's gpt_oss/torch/model.py shapes):
+     * per layer, attention: q 2880 x 4096 + bias 4096, k and v 2 x (2880 x 512 + bias 512), o 4096 x 2880 +
+     * bias 2880, sinks 64, norm 2880 = 26,553,024; MoE: norm 2880 + router 128 x 2880 + bias 128 + 128 experts x
+     * (gate and up 5760 x 2880 + their bias 5760 + down 2880 x 2880 + bias 2880 = 24,891,840) = 3,186,527,168;
+     * x 36 layers + embedding and LM head 2 x 201088 x 2880 + final norm 2880 = 116,829,156,672. Active (OpenAI's
+     * count: 4 experts, no embedding table) = 36 x (26,553,024 + 2880 + 368,768 + 4 x 24,891,840) + LM head
+     * 579,133,440 + 2880 = 5,132,849,472; es_model_active_params counts the embedding table too (as Mixtral's
+     * and OLMoE's published active counts do), 579,133,440 more. */
+    {
+        es_model g;
+        CHECK(es_model_load(&g, "gpt-oss-120b", &e) == 0, "load gpt-oss-120b: %s", e.msg);
+        int64_t attn = 2880LL * 4096 + 4096 + 2 * (2880LL * 512 + 512) + 4096LL * 2880 + 2880 + 64 + 2880;
+        int64_t expert = 5760LL * 2880 + 5760 + 2880LL * 2880 + 2880;
+        int64_t moe = 2880 + 128LL * 2880 + 128 + 128 * expert;
+        int64_t emb = 201088LL * 2880;
+        CHECK(attn == 26553024LL && expert == 24891840LL && moe == 3186527168LL, "gpt-oss per layer %lld %lld %lld",
+              (long long)attn, (long long)expert, (long long)moe);
+        CHECK(es_model_params(&g) == 36 * (attn + moe) + 2 * emb + 2880 && es_model_params(&g) == 116829156672LL,
+              "gpt-oss params %lld", (long long)es_model_params(&g));
+        int64_t openai_active = 36 * (attn + 2880 + 128LL * 2880 + 128 + 4 * expert) + emb + 2880;
+        CHECK(openai_active == 5132849472LL, "gpt-oss active by hand %lld", (long long)openai_active);
+        CHECK(es_model_active_params(&g) - es_model_tensor(&g, -1, ES_ROLE_EMBED)->rows *
+              es_model_tensor(&g, -1, ES_ROLE_EMBED)->cols == 5132849472LL &&
+              es_model_active_params(&g) == 5132849472LL + emb, "gpt-oss active %lld",
+              (long long)es_model_active_params(&g));
+        CHECK(g.experts == 128 && g.top_k == 4 && g.norm_topk && g.heads * g.head_dim == 4096 && g.hidden == 2880 &&
+              g.rope_yarn && g.rope_factor == 32.0 && g.rope_orig_ctx == 4096 && g.swiglu_limit == 7.0 &&
+              g.sliding_window == 128, "gpt-oss shape");
+        /* sliding window on even layers (layer_types), biases and sinks found by (layer, role) */
+        int win[2] = {0, 0}, n_attn = 0;
+        for (int i = 0; i < g.n_ops; i++)
+            if (g.ops[i].kind == ES_OP_ATTN) {
+                n_attn++;
+                win[g.ops[i].layer % 2] += g.ops[i].window == (g.ops[i].layer % 2 ? 0 : 128);
+                CHECK(g.ops[i].tensor >= 0 && g.tensors[g.ops[i].tensor].role == ES_ROLE_SINKS, "attention's sinks");
+            }
+        CHECK(n_attn == 36 && win[0] == 18 && win[1] == 18, "gpt-oss windows %d %d of %d", win[0], win[1], n_attn);
+        CHECK(!strcmp(es_model_tensor(&g, 3, ES_ROLE_BIAS)->name, "model.layers.3.self_attn.q_proj.bias") &&
+              es_model_tensor(&g, 3, ES_ROLE_SINKS)->cols == 64 &&
+              !strcmp(es_model_expert(&g, 35, ES_ROLE_UP, 127)->name,
+                      "model.layers.35.mlp.experts.gate_up_proj[127, 1::2]"), "gpt-oss tensor lookup");
+        es_model_free(&g);
+    }
     /* 1.5c state-space configs: the published totals; no KV anywhere, a recurrent state per layer */
     {
         static const struct { const char *name; long long params; } ssm[2] = {
@@ -138,6 +181,41 @@ static void t1_models(void)
                   (long long)es_model_kv_layers(&m), recurrent);
             es_model_free(&m);
         }
+    }
+    /* 1.5e bad gpt-oss keys: one error naming the file and the key */
+    {
+        static const struct { const char *json, *want; } bad[] = {
+            {"\"layer_types\": [\"sliding_attention\", \"full_attention\"]",
+             "key 'layer_types': expected an array of 4 names (num_hidden_layers)"},
+            {"\"layer_types\": [\"sliding_attention\", \"local\", \"sliding_attention\", \"full_attention\"]",
+             "key 'layer_types[1]': expected \"sliding_attention\" or \"full_attention\""},
+            {"\"sliding_window\": null", "key 'layer_types[0]': \"sliding_attention\", but sliding_window is null"},
+            {"\"sliding_window\": 0", "key 'sliding_window'"},
+            {"\"swiglu_limit\": \"seven\"", "key 'swiglu_limit'"}};
+        char dir[] = "/tmp/test_core-gptoss-XXXXXX", cfg[256];
+        CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+        snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+            FILE *f = fopen(cfg, "w");
+            if (!f) break;
+            fprintf(f, "{\"architectures\": [\"GptOssForCausalLM\"], \"hidden_size\": 64, \"head_dim\": 16, "
+                       "\"intermediate_size\": 32, \"max_position_embeddings\": 512, \"num_attention_heads\": 4, "
+                       "\"num_experts_per_tok\": 2, \"num_hidden_layers\": 4, \"num_key_value_heads\": 2, "
+                       "\"num_local_experts\": 4, \"rms_norm_eps\": 1e-05, \"rope_theta\": 150000, "
+                       "\"vocab_size\": 64, %s}", bad[i].json);
+            fclose(f);
+            es_model g;
+            int rc = es_model_load(&g, cfg, &e);
+            CHECK(rc != 0 && strstr(e.msg, cfg) && strstr(e.msg, bad[i].want), "1.5e case %zu: %d, '%s'; want '%s'", i,
+                  rc, rc ? e.msg : "", bad[i].want);
+            if (rc == 0) es_model_free(&g);
+        }
+        remove(cfg);
+        rmdir(dir);
+        /* YaRN is read for gpt-oss only: a Llama config with it is refused */
+        CHECK(es_model_load(&m, data("bad-yarn-llama/config.json"), &e) != 0 &&
+              strstr(e.msg, "bad-yarn-llama/config.json: key 'rope_scaling.rope_type': expected \"llama3\", got \"yarn\""),
+              "yarn on llama: %s", e.msg);
     }
     /* 1.6 unknown architecture names the file and key */
     CHECK(es_model_load(&m, data("bad-arch/config.json"), &e) != 0, "bad arch accepted");
@@ -318,6 +396,52 @@ static void t4_analytic(void)
         for (int i = 1; i <= 14; i++) sum += es_an_op(&pm, &m.ops[i], 3, p);
         CHECK(sum == es_an_layer(&pm, 0, 3, p), "layer p=%lld: %lld vs %lld", (long long)p,
               (long long)sum, (long long)es_an_layer(&pm, 0, 3, p));
+    }
+    /* 4.6b gpt-oss's layer (tests/data/tiny-gpt-oss: q, k, v, o and router biases on the vector unit, each its own
+     * add): the closed form equals the sum of its graph ops too */
+    {
+        es_model g;
+        es_chip gc;
+        es_map gm;
+        const char *rows[1] = {"tile.rom.rows=128"};
+        CHECK(es_model_load(&g, data("tiny-gpt-oss"), &e) == 0, "%s", e.msg);
+        CHECK(es_chip_load(&gc, data("tiny-chip.json"), rows, 1, &e) == 0, "%s", e.msg);
+        CHECK(es_map_build(&gm, &gc, &g, NULL, &e) == 0, "%s", e.msg);
+        int biases = 0;
+        for (int64_t p = 0; p < 300; p += 37) {
+            int64_t sum = 0;
+            for (int i = 0; i < g.n_ops; i++) {
+                if (g.ops[i].layer != 1) continue;
+                sum += es_an_op(&gm, &g.ops[i], 3, p);
+                biases += p == 0 && g.ops[i].kind == ES_OP_ADD && g.ops[i].tensor >= 0;
+            }
+            CHECK(sum == es_an_layer(&gm, 1, 3, p), "gpt-oss layer p=%lld: %lld vs %lld", (long long)p, (long long)sum,
+                  (long long)es_an_layer(&gm, 1, 3, p));
+        }
+        CHECK(biases == 5, "gpt-oss bias adds in a layer: %d", biases);
+        /* 4.6c the sliding window (16 positions on even layers) in attention's time and KV reads: at position 99 a
+         * sliding layer reads 16 positions, 16 x 1024 bits (2 x 2 kv heads x 32 x 8 bits) over a 4096-bit port =
+         * 4 cycles, + 1 to write K and V + 8 latency = 13; the full layer reads 100: 25 + 1 + 8 = 34. Twenty tokens
+         * from position 0 on the sliding layer read 1 + 2 + ... + 16 + 4 x 16 = 200 positions' bits; and the layer
+         * closed form agrees on the sliding layer too */
+        const es_op *a0 = es_model_op(&g, 0, ES_OP_ATTN), *a1 = es_model_op(&g, 1, ES_OP_ATTN);
+        CHECK(a0->window == 16 && a1->window == 0, "tiny-gpt-oss windows %lld %lld", (long long)a0->window,
+              (long long)a1->window);
+        CHECK(es_an_op(&gm, a0, 1, 99) == 13 && es_an_op(&gm, a1, 1, 99) == 34, "gpt-oss attention at 99: %lld, %lld",
+              (long long)es_an_op(&gm, a0, 1, 99), (long long)es_an_op(&gm, a1, 1, 99));
+        es_events ev;
+        es_an_op_events(&gm, a0, 20, 0, &ev);
+        CHECK(ev.kv_rd_bits == 200.0 * 1024, "gpt-oss sliding KV read bits %.0f", ev.kv_rd_bits);
+        for (int64_t p = 0; p < 300; p += 37) {
+            int64_t sum = 0;
+            for (int i = 0; i < g.n_ops; i++)
+                if (g.ops[i].layer == 0) sum += es_an_op(&gm, &g.ops[i], 3, p);
+            CHECK(sum == es_an_layer(&gm, 0, 3, p), "gpt-oss sliding layer p=%lld: %lld vs %lld", (long long)p,
+                  (long long)sum, (long long)es_an_layer(&gm, 0, 3, p));
+        }
+        es_map_free(&gm);
+        es_chip_free(&gc);
+        es_model_free(&g);
     }
     /* 4.7 decode step grows with context, by the attention term only */
     int64_t d0 = es_an_decode_step(&pm, 100), d1 = es_an_decode_step(&pm, 104);

@@ -262,11 +262,96 @@ static void test_graph(const char *chip)
     es_chip_free(&c);
 }
 
+/* tests/gpt_oss_oracle.py: logits of micro-gpt-oss for tokens [1, 3, 0, 4, 2] (gates clamped 15 times, ups 24) */
+static const double MICRO_LOGITS[5][5] = {
+    {-0.3037659335, -1.740312786, -1.326965228, 0.4969021968, 1.792579112},
+    {-0.1991498406, -1.647571978, -1.344680092, 0.3875619714, 1.707838534},
+    {-0.1507248883, -1.586229442, -1.335625039, 0.3347043184, 1.6492541},
+    {-0.2484530385, -1.700925444, -1.34537087, 0.4402681546, 1.757916767},
+    {-0.1310759375, -1.565750728, -1.336084754, 0.3137948382, 1.63012093},
+};
+
+/* micro-gpt-oss's weights as tests/gpt_oss_oracle.py makes them: tensor t's element k = sin(1.3 k + 0.7 t), and
+ * each expert's gate_up bias shifted by 7 (by -7 at every fourth element) so that gates and ups cross the clamp. */
+static int micro_rows(void *arg, int t, int64_t row, float *out, es_err *e)
+{
+    const es_model *m = arg;
+    const es_tensor *x = &m->tensors[t];
+    (void)e;
+    int gub = x->role == ES_ROLE_BIAS && x->expert >= 0 && strstr(x->name, "gate_up_proj_bias");
+    for (int64_t c = 0; c < x->cols; c++) {
+        int64_t k = row * x->cols + c;
+        out[c] = (float)(sin(1.3 * (double)k + 0.7 * (double)t) + (gub ? (k % 4 != 3 ? 7.0 : -7.0) : 0.0));
+    }
+    return 0;
+}
+
+/* The largest difference of n positions' logits from MICRO_LOGITS. */
+static double micro_diff(const float *l, int64_t n, int64_t vocab)
+{
+    double d = 0;
+    for (int64_t p = 0; p < n; p++)
+        for (int64_t v = 0; v < vocab; v++) {
+            double x = fabs(l[p * vocab + v] - MICRO_LOGITS[p][v]);
+            d = x > d ? x : d;
+        }
+    return d;
+}
+
+/* 8.x gpt-oss (tests/data/micro-gpt-oss, beside the fixtures file: biases, sinks, a sliding window of 2 on
+ * layer 0, the clamped SwiGLU on interleaved gate and up, YaRN RoPE) against logits computed by
+ * tests/gpt_oss_oracle.py from OpenAI's reference forward pass: the FP32 reference and the FP32 datapath
+ * (token by token and in chunks of 3) within 1e-4; YaRN's frequencies and concentration as computed there. */
+static void test_gpt_oss(const char *fixtures, const char *chip)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", fixtures);
+    char *slash = strrchr(dir, '/');
+    snprintf(slash ? slash + 1 : dir, sizeof dir - (size_t)(slash ? slash + 1 - dir : 0), "micro-gpt-oss");
+    es_err e = {{0}};
+    es_model m;
+    if (es_model_load(&m, dir, &e)) { CHECK(0, "8.x %s: %s", dir, e.msg); return; }
+    CHECK(m.n_tensors == 1 + 2 * (13 + 5 * 3) + 2 && m.vocab == 5, "8.0 micro-gpt-oss: %d tensors", m.n_tensors);
+    double f[4], want_f[4] = {1, 0.0508132748, 0.000456483919, 4.09997848e-06};
+    es_model_rope_freqs(&m, f);
+    for (int i = 0; i < 4; i++)
+        CHECK(fabs(f[i] / want_f[i] - 1) < 1e-8, "8.1 YaRN frequency %d: %.9g, want %.9g", i, f[i], want_f[i]);
+    CHECK(fabs(es_model_rope_mscale(&m) - 1.34657359) < 1e-8, "8.1 YaRN concentration %.9f", es_model_rope_mscale(&m));
+    const int32_t ids[5] = {1, 3, 0, 4, 2};
+    float logits[5 * 5];
+    es_ref *ref = NULL;
+    CHECK(es_ref_load(&ref, &m, micro_rows, &m, 8, ES_REF_ROPE_HALVES, &e) == 0, "8.2 reference: %s", e.msg);
+    for (int p = 0; ref && p < 5; p++)
+        CHECK(es_ref_forward(ref, ids[p], p, logits + p * 5, &e) == 0, "8.2 reference: %s", e.msg);
+    if (ref) CHECK(micro_diff(logits, 5, 5) <= 1e-4, "8.2 FP32 reference: %.3g from the oracle's logits",
+                   micro_diff(logits, 5, 5));
+    es_ref_free(ref);
+    const char *fp32[] = {"tile.lanes.activation_format=fp32", "kv.element_bits=32", "kv.element_format=fp32",
+                          "link.elem_bits=32"};
+    es_chip c;
+    es_recipe r;
+    es_dp *dp = NULL;
+    if (es_chip_load(&c, chip, fp32, 4, &e) || es_recipe_load(&r, "f32", &e)) { CHECK(0, "8.x %s", e.msg); return; }
+    CHECK(es_dp_open(&dp, &c, &m, 1, &e) == 0 && es_dp_load_rows(dp, &r, micro_rows, &m, &e) == 0, "8.3 datapath: %s",
+          e.msg);
+    for (int64_t chunk = 1; dp && chunk <= 3; chunk += 2) {
+        memset(logits, 0, sizeof logits);
+        CHECK(run_seq(dp, &m, ids, 5, chunk, logits) == 0 && micro_diff(logits, 5, 5) <= 1e-4,
+              "8.3 FP32 datapath, chunks of %lld: %.3g from the oracle's logits", (long long)chunk,
+              micro_diff(logits, 5, 5));
+    }
+    es_dp_close(dp);
+    es_recipe_free(&r);
+    es_chip_free(&c);
+    es_model_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) { fprintf(stderr, "usage: test_dp FIXTURES CHIP [MODELS_DIR]\n"); return 2; }
     test_quant_int8();
     test_graph(argv[2]);
+    test_gpt_oss(argv[1], argv[2]);
     char gguf[1024];
     if (test_model_path("test_dp", argc > 3 ? argv[3] : NULL, gguf, sizeof gguf)) return fails ? 1 : 77;
     es_err e = {{0}};

@@ -57,6 +57,26 @@ int64_t es_an_store_occ(const es_map *pm, const es_op *op, int64_t n)
     return es_ceil_div(n, tensor_tpr(c, x)) * es_ceil_div(x->bits, bw);
 }
 
+/* The positions a token with ctx positions of context attends to: all of them, or a sliding window's last w. */
+static int64_t seen(int64_t ctx, int64_t w) { return w > 0 && ctx > w ? w : ctx; }
+
+/* The positions n tokens at p + 1 .. p + n attend to, summed (a window w, or 0; exact in a double below 2^53). */
+static double seen_sum(int64_t n, int64_t p, int64_t w)
+{
+    double a = (double)(p + 1), b = (double)(p + n), dw = (double)w;
+    if (w <= 0 || p + n <= w) return (a + b) * (double)n / 2.0;
+    if (p + 1 > w) return (double)n * dw;
+    return (a + dw) * (dw - a + 1.0) / 2.0 + (b - dw) * dw;
+}
+
+/* The window of a layer's attention (gpt-oss's sliding layers), 0 for full attention. */
+static int64_t layer_window(const es_model *m, int64_t layer)
+{
+    if (m->sliding_window <= 0) return 0;
+    const es_op *a = es_model_op(m, layer, ES_OP_ATTN);
+    return a ? a->window : 0;
+}
+
 int64_t es_an_kv_store_occ(const es_map *pm, const es_op *op, int64_t n, int64_t p)
 {
     const es_chip *c = pm->chip;
@@ -66,11 +86,13 @@ int64_t es_an_kv_store_occ(const es_map *pm, const es_op *op, int64_t n, int64_t
     if (op->kind == ES_OP_SCAN) return n * es_ceil_div(2 * es_chip_state_bits(c, m), bw);
     if (op->kind != ES_OP_ATTN) return 0;
     int64_t cyc = es_ceil_div(n * kvb, bw); /* the tokens' K and V written */
-    for (int64_t ctx = p + 1; ctx <= p + n; ctx++) cyc += es_ceil_div(ctx * kvb, bw); /* each token's context read */
+    for (int64_t ctx = p + 1; ctx <= p + n; ctx++) /* each token's context read (a sliding layer: its window) */
+        cyc += es_ceil_div(seen(ctx, op->window) * kvb, bw);
     return cyc;
 }
 
-static int64_t attention(const es_chip *c, const es_model *m, int64_t n, int64_t p)
+/* n tokens of one sequence at positions p.. through attention over a window of w positions (0: all). */
+static int64_t attention(const es_chip *c, const es_model *m, int64_t n, int64_t p, int64_t w)
 {
     int64_t kvb = es_chip_kv_bits_per_pos(c, m), pb = es_chip_kv_port_bits(c);
     int64_t cyc = es_ceil_div(n * kvb, pb) + n * c->tile.attn_latency; /* write the chunk's K and V */
@@ -78,9 +100,9 @@ static int64_t attention(const es_chip *c, const es_model *m, int64_t n, int64_t
      * bits take at least 1 / attn_ppc of a port cycle, reading does for every context length
      * (ceil is monotone), and one division per token does */
     if (kvb * c->tile.attn_ppc >= pb)
-        for (int64_t ctx = p + 1; ctx <= p + n; ctx++) cyc += es_ceil_div(ctx * kvb, pb);
+        for (int64_t ctx = p + 1; ctx <= p + n; ctx++) cyc += es_ceil_div(seen(ctx, w) * kvb, pb);
     else
-        for (int64_t ctx = p + 1; ctx <= p + n; ctx++) cyc += es_ceil_div(ctx, c->tile.attn_ppc);
+        for (int64_t ctx = p + 1; ctx <= p + n; ctx++) cyc += es_ceil_div(seen(ctx, w), c->tile.attn_ppc);
     return cyc;
 }
 
@@ -201,7 +223,7 @@ int64_t es_an_op_total(const es_map *pm, const es_op *op, int64_t n, int64_t p)
     case ES_OP_ROPE:
     case ES_OP_ADD:
     case ES_OP_SILU_MUL: return vec(c, n * op->elems, 1);
-    case ES_OP_ATTN: return attention(c, m, n, p);
+    case ES_OP_ATTN: return attention(c, m, n, p, op->window);
     case ES_OP_SAMPLE: return es_ceil_div(n * op->elems, c->head.sampler_width) + c->head.sampler_latency;
     case ES_OP_ROUTE: return vec(c, n * op->elems, 1);
     case ES_OP_EXPERTS: return experts_even(pm, op->layer, n, NULL);
@@ -289,9 +311,12 @@ int64_t es_an_layer(const es_map *pm, int64_t layer, int64_t n, int64_t p)
         t += 2 * vec(c, n * H, 2);                                     /* two RMSNorms */
         for (int k = 0; k < 4; k++) t += mva(pm, es_model_tensor(m, layer, att[k]), n);
         if (m->qk_norm) t += vec(c, n * Q, 2) + vec(c, n * KV, 2);     /* RMSNorm of q and of k */
-        t += vec(c, n * (Q + KV), 1) + attention(c, m, n, p);          /* RoPE, attention */
+        t += vec(c, n * (Q + KV), 1) + attention(c, m, n, p, layer_window(m, layer)); /* RoPE, attention */
         t += 2 * vec(c, n * H, 1);                                     /* two residual adds */
         t += mv(pm, es_model_tensor(m, layer, ES_ROLE_ROUTER), n); /* the router's scores */
+        if (m->attn_bias) /* gpt-oss: the q, k, v and o biases, each its own add */
+            t += vec(c, n * Q, 1) + 2 * vec(c, n * KV, 1) + vec(c, n * H, 1);
+        if (m->router_bias) t += vec(c, n * m->experts, 1);        /* gpt-oss: the router's bias */
         t += vec(c, n * m->experts, 1);                                /* top-k of them */
         t += experts_even(pm, layer, n, NULL);                       /* the experts, in parallel */
         return t + vec(c, n * m->top_k * H, 1);                        /* weighted sum of k outputs */
@@ -301,7 +326,7 @@ int64_t es_an_layer(const es_map *pm, int64_t layer, int64_t n, int64_t p)
     static const es_role ffn[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
     for (int k = 0; k < 4; k++) t += mva(pm, es_model_tensor(m, layer, qkvo[k]), n);
     t += vec(c, n * (Q + KV), 1);                                     /* RoPE on q and k */
-    t += attention(c, m, n, p);
+    t += attention(c, m, n, p, 0);
     t += 2 * vec(c, n * H, 1);                                        /* two residual adds */
     for (int k = 0; k < 3; k++) t += mva(pm, es_model_tensor(m, layer, ffn[k]), n);
     t += vec(c, n * F, 1);                                            /* SiLU(gate) * up */
@@ -656,8 +681,8 @@ static void op_events(const es_map *pm, const es_op *op, int64_t n, int64_t p, e
         break;
     }
     case ES_OP_ATTN: {
-        /* positions read: p + 1 .. p + n, summed (exact in a double below 2^53) */
-        double kvb = (double)es_chip_kv_bits_per_pos(c, m), ctx_sum = (double)(n * p + n * (n + 1) / 2);
+        /* positions read: p + 1 .. p + n (a sliding layer: at most its window each), summed */
+        double kvb = (double)es_chip_kv_bits_per_pos(c, m), ctx_sum = seen_sum(n, p, op->window);
         ev->attn_macs = 2.0 * (double)(m->heads * m->head_dim) * ctx_sum;
         ev->kv_rd_bits = kvb * ctx_sum;
         ev->kv_wr_bits = kvb * dn;

@@ -15,7 +15,8 @@
 static const char *role_names[ES_ROLE_COUNT] = {
     "embed", "attn_norm", "attn_q", "attn_k", "attn_v", "attn_o",
     "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "out_norm", "lm_head", "router", "q_norm", "k_norm",
-    "ssm_in", "ssm_conv", "ssm_x", "ssm_dt", "ssm_a", "ssm_out", "ssm_vec"};
+    "ssm_in", "ssm_conv", "ssm_x", "ssm_dt", "ssm_a", "ssm_out", "ssm_vec", "bias", "attn_sinks"};
+_Static_assert(sizeof role_names / sizeof *role_names == ES_ROLE_COUNT, "a name for every es_role");
 
 const char *es_role_name(es_role r) { return (r >= 0 && r < ES_ROLE_COUNT) ? role_names[r] : "?"; }
 
@@ -129,23 +130,38 @@ static void add_residual(es_model *m, int layer, int64_t elems, const char *name
     IO(add_op(m, ES_OP_ADD, layer, -1, elems, name), ES_BUF_X, ES_BUF_OUT);
 }
 
-/* Attention as Llama and the MoE families lay it out: norm, the Q, K and V projections, the
- * RMSNorm on q and k when the model has one (gains qn and kn), RoPE, attention, the output
- * projection and the residual add. */
-static void add_attention_ops(es_model *m, int l, int an, int q, int k, int v, int o, int qn, int kn)
+/* A bias add (gpt-oss): out += tensor b, elems elements a token, on the vector unit. */
+static void add_bias(es_model *m, int layer, int b, int64_t elems, es_buf out, const char *name)
+{
+    IO(add_op(m, ES_OP_ADD, layer, b, elems, name), out, ES_BUF_NONE);
+}
+
+/* gpt-oss's extras in a layer's attention: the q, k, v and o biases, and the sinks (-1: none). */
+typedef struct attn_extra { int qb, kb, vb, ob, sinks; } attn_extra;
+static const attn_extra NO_EXTRA = {-1, -1, -1, -1, -1};
+
+/* Attention as Llama and the MoE families lay it out: norm, the Q, K and V projections (each with its
+ * bias, gpt-oss), the RMSNorm on q and k when the model has one (gains qn and kn), RoPE, attention (over
+ * gpt-oss's sinks), the output projection (and its bias) and the residual add. */
+static void add_attention_ops(es_model *m, int l, int an, int q, int k, int v, int o, int qn, int kn,
+                              const attn_extra *x)
 {
     int64_t H = m->hidden, q_out = m->heads * m->head_dim, kv_out = m->kv_heads * m->head_dim;
     IO(add_op(m, ES_OP_RMSNORM, l, an, H, "attn_norm"), ES_BUF_XB, ES_BUF_X);
     IO(add_op(m, ES_OP_MATVEC, l, q, 0, "attn_q"), ES_BUF_Q, ES_BUF_XB);
+    if (x->qb >= 0) add_bias(m, l, x->qb, q_out, ES_BUF_Q, "q_bias");
     IO(add_op(m, ES_OP_MATVEC, l, k, 0, "attn_k"), ES_BUF_K, ES_BUF_XB);
+    if (x->kb >= 0) add_bias(m, l, x->kb, kv_out, ES_BUF_K, "k_bias");
     IO(add_op(m, ES_OP_MATVEC, l, v, 0, "attn_v"), ES_BUF_V, ES_BUF_XB);
+    if (x->vb >= 0) add_bias(m, l, x->vb, kv_out, ES_BUF_V, "v_bias");
     if (m->qk_norm) {
         IO(add_op(m, ES_OP_RMSNORM, l, qn, q_out, "q_norm"), ES_BUF_Q, ES_BUF_Q);
         IO(add_op(m, ES_OP_RMSNORM, l, kn, kv_out, "k_norm"), ES_BUF_K, ES_BUF_K);
     }
     IO(add_op(m, ES_OP_ROPE, l, -1, q_out + kv_out, "rope"), ES_BUF_NONE, ES_BUF_Q, ES_BUF_K);
-    IO(add_op(m, ES_OP_ATTN, l, -1, q_out, "attention"), ES_BUF_ATT, ES_BUF_Q, ES_BUF_K, ES_BUF_V);
+    IO(add_op(m, ES_OP_ATTN, l, x->sinks, q_out, "attention"), ES_BUF_ATT, ES_BUF_Q, ES_BUF_K, ES_BUF_V);
     IO(add_op(m, ES_OP_MATVEC, l, o, 0, "attn_o"), ES_BUF_OUT, ES_BUF_ATT);
+    if (x->ob >= 0) add_bias(m, l, x->ob, H, ES_BUF_OUT, "o_bias");
     add_residual(m, l, H, "attn_residual");
 }
 
@@ -198,7 +214,7 @@ static int build_llama(es_model *m, es_err *e)
         int u = T(ES_ROLE_UP, m->ffn, H, "mlp.up_proj.weight");
         int d = T(ES_ROLE_DOWN, H, m->ffn, "mlp.down_proj.weight");
 #undef T
-        add_attention_ops(m, l, an, q, k, v, o, -1, -1);
+        add_attention_ops(m, l, an, q, k, v, o, -1, -1, &NO_EXTRA);
         IO(add_op(m, ES_OP_RMSNORM, l, fn, H, "ffn_norm"), ES_BUF_XB, ES_BUF_X);
         IO(add_op(m, ES_OP_MATVEC, l, g, 0, "ffn_gate"), ES_BUF_GATE, ES_BUF_XB);
         IO(add_op(m, ES_OP_MATVEC, l, u, 0, "ffn_up"), ES_BUF_UP, ES_BUF_XB);
@@ -252,7 +268,7 @@ static int build_moe_named(es_model *m, const moe_names *nm_moe, es_err *e)
             if (first < 0) first = g;
         }
 #undef T
-        add_attention_ops(m, l, an, q, k, v, o, qnt, knt);
+        add_attention_ops(m, l, an, q, k, v, o, qnt, knt, &NO_EXTRA);
         IO(add_op(m, ES_OP_RMSNORM, l, fn, H, "ffn_norm"), ES_BUF_XB, ES_BUF_X);
         IO(add_op(m, ES_OP_MATVEC, l, r, 0, "router"), ES_BUF_SCORE, ES_BUF_XB);
         IO(add_op(m, ES_OP_ROUTE, l, -1, E, "route"), ES_BUF_ROUTE, ES_BUF_SCORE);
@@ -324,6 +340,66 @@ static int build_moe_mlp(es_model *m, es_err *e)
     return build_moe_named(m, &n, e);
 }
 
+/* The graph of gpt-oss (GptOssForCausalLM; OpenAI's reference, openai/gpt-oss gpt_oss/torch/model.py, and
+ * models/chips/baselines-sources.md s9.2): attention as in Llama with biases on q, k, v and o and a learned
+ * sink logit per head, alternate layers attending over a sliding window; a router with a bias choosing the
+ * top-k experts, each a gate and an up projection (the even and odd rows of the checkpoint's one gate_up_proj,
+ * interleaved) with one bias, a clamped SwiGLU, and a down projection with a bias. The experts' gate, up and
+ * down come three by three (es_model_expert), their biases after them. Names: the HF checkpoint's, an
+ * expert's rows in brackets (its gate_up_proj and down_proj are one tensor per layer there). */
+static int build_gpt_oss(es_model *m, es_err *e)
+{
+    int64_t L = m->layers, H = m->hidden, E = m->experts, F = m->expert_ffn;
+    int64_t q_out = m->heads * m->head_dim, kv_out = m->kv_heads * m->head_dim;
+    m->tensors = calloc((size_t)((13 + 5 * E) * L + 3), sizeof *m->tensors);
+    m->ops = calloc((size_t)(19 * L + 4), sizeof *m->ops);
+    if (!m->tensors || !m->ops) return es_fail(e, "%s: out of memory building the graph", m->path);
+    char nm[96];
+    int emb = add_tensor(m, ES_ROLE_EMBED, -1, m->vocab, H, "model.embed_tokens.weight");
+    add_embed_op(m, emb);
+    for (int l = 0; l < L; l++) {
+#define T(role, rows, cols, ...) (snprintf(nm, sizeof nm, "model.layers.%d." __VA_ARGS__), \
+                                  add_tensor(m, role, l, rows, cols, nm))
+        int an = T(ES_ROLE_ATTN_NORM, 1, H, "input_layernorm.weight", l);
+        attn_extra x = NO_EXTRA;
+        int q = T(ES_ROLE_Q, q_out, H, "self_attn.q_proj.weight", l);
+        if (m->attn_bias) x.qb = T(ES_ROLE_BIAS, 1, q_out, "self_attn.q_proj.bias", l);
+        int k = T(ES_ROLE_K, kv_out, H, "self_attn.k_proj.weight", l);
+        if (m->attn_bias) x.kb = T(ES_ROLE_BIAS, 1, kv_out, "self_attn.k_proj.bias", l);
+        int v = T(ES_ROLE_V, kv_out, H, "self_attn.v_proj.weight", l);
+        if (m->attn_bias) x.vb = T(ES_ROLE_BIAS, 1, kv_out, "self_attn.v_proj.bias", l);
+        int o = T(ES_ROLE_O, H, q_out, "self_attn.o_proj.weight", l);
+        if (m->attn_bias) x.ob = T(ES_ROLE_BIAS, 1, H, "self_attn.o_proj.bias", l);
+        x.sinks = T(ES_ROLE_SINKS, 1, m->heads, "self_attn.sinks", l);
+        int fn = T(ES_ROLE_FFN_NORM, 1, H, "post_attention_layernorm.weight", l);
+        int r = T(ES_ROLE_ROUTER, E, H, "mlp.router.weight", l);
+        int rb = T(ES_ROLE_BIAS, 1, E, "mlp.router.bias", l);
+        int first = -1;
+        for (int64_t ex = 0; ex < E; ex++) {
+            int g = T(ES_ROLE_GATE, F, H, "mlp.experts.gate_up_proj[%lld, 0::2]", l, (long long)ex);
+            int u = T(ES_ROLE_UP, F, H, "mlp.experts.gate_up_proj[%lld, 1::2]", l, (long long)ex);
+            int d = T(ES_ROLE_DOWN, H, F, "mlp.experts.down_proj[%lld]", l, (long long)ex);
+            m->tensors[g].expert = m->tensors[u].expert = m->tensors[d].expert = (int)ex;
+            if (first < 0) first = g;
+        }
+        for (int64_t ex = 0; ex < E; ex++) {
+            int gb = T(ES_ROLE_BIAS, 1, 2 * F, "mlp.experts.gate_up_proj_bias[%lld]", l, (long long)ex);
+            int db = T(ES_ROLE_BIAS, 1, H, "mlp.experts.down_proj_bias[%lld]", l, (long long)ex);
+            m->tensors[gb].expert = m->tensors[db].expert = (int)ex;
+        }
+#undef T
+        add_attention_ops(m, l, an, q, k, v, o, -1, -1, &x);
+        IO(add_op(m, ES_OP_RMSNORM, l, fn, H, "ffn_norm"), ES_BUF_XB, ES_BUF_X);
+        IO(add_op(m, ES_OP_MATVEC, l, r, 0, "router"), ES_BUF_SCORE, ES_BUF_XB);
+        add_bias(m, l, rb, E, ES_BUF_SCORE, "router_bias");
+        IO(add_op(m, ES_OP_ROUTE, l, -1, E, "route"), ES_BUF_ROUTE, ES_BUF_SCORE);
+        IO(add_op(m, ES_OP_EXPERTS, l, first, m->top_k, "experts"), ES_BUF_EXPERT_OUT, ES_BUF_XB, ES_BUF_ROUTE);
+        IO(add_op(m, ES_OP_ADD, l, -1, m->top_k * H, "expert_combine"), ES_BUF_OUT, ES_BUF_EXPERT_OUT, ES_BUF_ROUTE);
+        add_residual(m, l, H, "ffn_residual");
+    }
+    return add_head(m, emb);
+}
+
 /* ---- the architecture registry ---- */
 
 typedef struct es_arch {
@@ -342,6 +418,7 @@ static const es_arch ARCHS[] = {
     {"MixtralForCausalLM", NULL, build_mixtral, "num_local_experts", "intermediate_size", 0, 0},
     {"OlmoeForCausalLM", NULL, build_moe_mlp, "num_experts", "intermediate_size", 2, 0},
     {"Qwen3MoeForCausalLM", NULL, build_moe_mlp, "num_experts", "moe_intermediate_size", 1, 0},
+    {"GptOssForCausalLM", NULL, build_gpt_oss, "num_local_experts", "intermediate_size", 0, 0},
     {"MambaForCausalLM", NULL, build_mamba, NULL, NULL, 0, 1},
     {"FalconMambaForCausalLM", NULL, build_mamba, NULL, NULL, 0, 2},
 };
@@ -404,7 +481,8 @@ static int index_roles(es_model *m, es_err *e)
     for (int i = 0; i < m->n_tensors; i++) {
         const es_tensor *t = &m->tensors[i];
         int64_t row = t->layer >= 0 ? t->layer : m->layers;
-        if (t->expert <= 0) m->by_role[row * ES_ROLE_COUNT + t->role] = i; /* experts: expert 0's */
+        int *slot = &m->by_role[row * ES_ROLE_COUNT + t->role];
+        if (t->expert <= 0 && (t->role != ES_ROLE_BIAS || *slot < 0)) *slot = i; /* experts: expert 0's; bias: the first */
         if (t->lm_head) m->by_role[m->layers * ES_ROLE_COUNT + ES_ROLE_LM_HEAD] = i;
     }
     return 0;
@@ -655,8 +733,8 @@ static int load_transformer_keys(es_model *m, es_cfg *c, const es_arch *reg, es_
             return -1;
         }
         m->ffn = m->expert_ffn;
-        /* Mixtral: softmax over the top-k logits, the same as renormalized top-k of the softmax */
-        m->norm_topk = !strcmp(reg->hf, "MixtralForCausalLM");
+        /* Mixtral, gpt-oss: softmax over the top-k logits, the same as renormalized top-k of the softmax */
+        m->norm_topk = !strcmp(reg->hf, "MixtralForCausalLM") || !strcmp(reg->hf, "GptOssForCausalLM");
         if (es_cfg_has(c, "norm_topk_prob") && es_cfg_bool(c, "norm_topk_prob", &m->norm_topk, e)) return -1;
     }
     if (m->head_dim % 2) {
@@ -672,13 +750,25 @@ static int load_transformer_keys(es_model *m, es_cfg *c, const es_arch *reg, es_
     return 0;
 }
 
-/* rope_scaling (llama3 only; absent or null: none). */
-static int load_rope_scaling(es_model *m, es_cfg *c, es_err *e)
+/* YaRN's keys (rope_scaling.rope_type "yarn", gpt-oss: HF's rope_scaling, its _compute_yarn_parameters keys). */
+static int load_yarn(es_model *m, es_cfg *c, es_err *e)
+{
+    m->rope_yarn = 1;
+    return es_cfg_num(c, "rope_scaling.factor", 1.0, 1e6, &m->rope_factor, e) ||
+           es_cfg_num(c, "rope_scaling.beta_fast", 1e-6, 1e6, &m->rope_beta_fast, e) ||
+           es_cfg_num(c, "rope_scaling.beta_slow", 1e-6, 1e6, &m->rope_beta_slow, e) ||
+           es_cfg_i64(c, "rope_scaling.original_max_position_embeddings", 1, (int64_t)1 << 24, &m->rope_orig_ctx, e)
+               ? -1 : 0;
+}
+
+/* rope_scaling (llama3; yarn for gpt-oss only, whose functional mode is refused; absent or null: none). */
+static int load_rope_scaling(es_model *m, es_cfg *c, const es_arch *reg, es_err *e)
 {
     const cJSON *rs = es_cfg_node(c, "rope_scaling");
     if (rs && !cJSON_IsNull(rs)) {
         char type[32];
         if (es_cfg_str(c, "rope_scaling.rope_type", type, sizeof type, e)) return -1;
+        if (!strcmp(type, "yarn") && reg->build == build_gpt_oss) return load_yarn(m, c, e);
         if (strcmp(type, "llama3") != 0) {
             es_fail(e, "%s: key 'rope_scaling.rope_type': expected \"llama3\", got \"%s\"",
                     m->path, type);
@@ -696,6 +786,51 @@ static int load_rope_scaling(es_model *m, es_cfg *c, es_err *e)
                        "low_freq_factor %g, got %g", m->path, m->rope_low, m->rope_high);
             return -1;
         }
+    }
+    return 0;
+}
+
+/* gpt-oss's own keys (HF GptOssConfig: attention_bias, default true; sliding_window, default 128, null for
+ * none; swiglu_limit, default 7.0; swiglu_alpha, default 1.702). Its sinks have no key: every GptOssAttention has them. */
+static int load_gpt_oss_keys(es_model *m, es_cfg *c, es_err *e)
+{
+    m->attn_bias = 1;
+    m->attn_sinks = m->router_bias = 1;
+    m->sliding_window = 128;
+    m->swiglu_limit = 7.0;
+    if (es_cfg_has(c, "attention_bias") && es_cfg_bool(c, "attention_bias", &m->attn_bias, e)) return -1;
+    const cJSON *sw = es_cfg_node(c, "sliding_window");
+    if (sw && cJSON_IsNull(sw)) m->sliding_window = 0;
+    else if (sw && es_cfg_i64(c, "sliding_window", 1, m->max_pos, &m->sliding_window, e)) return -1;
+    if (es_cfg_has(c, "swiglu_limit") && es_cfg_num(c, "swiglu_limit", 1e-6, 1e6, &m->swiglu_limit, e)) return -1;
+    m->swiglu_alpha = 1.702; /* GptOssConfig's default; OpenAI's swiglu(x, alpha=1.702) */
+    if (es_cfg_has(c, "swiglu_alpha") && es_cfg_num(c, "swiglu_alpha", 1e-6, 1e6, &m->swiglu_alpha, e)) return -1;
+    return 0;
+}
+
+/* layer_types (HF GptOssConfig): "sliding_attention" or "full_attention" per layer; absent, its default:
+ * sliding on even layers (0, 2, ...), full on odd. A sliding layer's attention op takes sliding_window. */
+static int load_layer_types(es_model *m, es_cfg *c, es_err *e)
+{
+    const cJSON *lt = es_cfg_node(c, "layer_types");
+    if (lt && (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != m->layers))
+        return es_fail(e, "%s: key 'layer_types': expected an array of %lld names (num_hidden_layers), each "
+                          "\"sliding_attention\" or \"full_attention\"", m->path, (long long)m->layers);
+    for (int i = 0; i < m->n_ops; i++) {
+        es_op *op = &m->ops[i];
+        if (op->kind != ES_OP_ATTN) continue;
+        int sliding = op->layer % 2 == 0;
+        if (lt) {
+            const cJSON *it = cJSON_GetArrayItem(lt, op->layer);
+            sliding = cJSON_IsString(it) && !strcmp(it->valuestring, "sliding_attention");
+            if (!sliding && !(cJSON_IsString(it) && !strcmp(it->valuestring, "full_attention")))
+                return es_fail(e, "%s: key 'layer_types[%d]': expected \"sliding_attention\" or \"full_attention\"",
+                               m->path, op->layer);
+        }
+        if (sliding && m->sliding_window == 0)
+            return es_fail(e, "%s: key 'layer_types[%d]': \"sliding_attention\", but sliding_window is null",
+                           m->path, op->layer);
+        op->window = sliding ? m->sliding_window : 0;
     }
     return 0;
 }
@@ -739,8 +874,10 @@ int es_model_load(es_model *m, const char *spec, es_err *e)
     m->tied = 0;
     if (es_cfg_has(&c, "tie_word_embeddings") && es_cfg_bool(&c, "tie_word_embeddings", &m->tied, e))
         goto out;
-    if (load_rope_scaling(m, &c, e)) goto out;
+    if (load_rope_scaling(m, &c, reg, e)) goto out;
+    if (reg->build == build_gpt_oss && load_gpt_oss_keys(m, &c, e)) goto out;
     rc = build_graph(m, reg, e);
+    if (rc == 0 && reg->build == build_gpt_oss) rc = load_layer_types(m, &c, e);
 out:
     es_cfg_free(&c);
     if (rc) es_model_free(m);
@@ -800,11 +937,41 @@ int64_t es_model_params(const es_model *m)
     return n;
 }
 
+/* YaRN's frequencies ("NTK by parts", openai/gpt-oss gpt_oss/torch/model.py
+ * _compute_concentration_and_inv_freq; HF _compute_yarn_parameters with truncate false): the ramp from
+ * extrapolation (1/f) to interpolation (1/(factor f)) runs over the dimensions between low and high, where
+ * d/2 ln(ctx / (beta 2 pi)) / ln(theta) is low for beta_fast and high for beta_slow. */
+static double yarn_freq(const es_model *m, int64_t i, double f)
+{
+    double dh = (double)m->head_dim / 2.0, two_pi = 2.0 * 3.14159265358979323846;
+    double lo = dh * log((double)m->rope_orig_ctx / (m->rope_beta_fast * two_pi)) / log(m->rope_theta);
+    double hi = dh * log((double)m->rope_orig_ctx / (m->rope_beta_slow * two_pi)) / log(m->rope_theta);
+    if (hi == lo) hi += 0.001; /* HF linear_ramp_factor's guard */
+    double ramp = ((double)i - lo) / (hi - lo), mask = 1.0 - (ramp < 0 ? 0 : ramp > 1 ? 1 : ramp);
+    return f / m->rope_factor * (1.0 - mask) + f * mask;
+}
+
+double es_model_rope_mscale(const es_model *m)
+{
+    return m->rope_yarn && m->rope_factor > 1.0 ? 0.1 * log(m->rope_factor) + 1.0 : 1.0;
+}
+
+const es_tensor *es_model_expert_bias(const es_model *m, int64_t layer, int64_t e, int down)
+{
+    const es_tensor *g0 = es_model_expert(m, layer, ES_ROLE_GATE, 0);
+    if (!g0 || e < 0 || e >= m->experts) return NULL;
+    const es_tensor *t = g0 + 3 * m->experts + 2 * e + (down ? 1 : 0); /* build_gpt_oss: after every expert */
+    if (t >= m->tensors + m->n_tensors || t->role != ES_ROLE_BIAS || t->expert != e || t->layer != g0->layer)
+        return NULL;
+    return t;
+}
+
 void es_model_rope_freqs(const es_model *m, double *out)
 {
     int64_t half = m->head_dim / 2;
     for (int64_t i = 0; i < half; i++) {
         double f = pow(m->rope_theta, -2.0 * (double)i / (double)m->head_dim);
+        if (m->rope_yarn && m->rope_factor > 1.0) f = yarn_freq(m, i, f);
         if (m->rope_llama3) {
             double wl = 2.0 * 3.14159265358979323846 / f;
             double lo_wl = (double)m->rope_orig_ctx / m->rope_low;

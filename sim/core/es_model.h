@@ -3,7 +3,7 @@
  * walks through. An architecture registry (es_model.c) maps each name a
  * config or a GGUF file may give to the builder of its graph; names it does
  * not hold are rejected, listing those it does: dense Llama, mixtures of experts (Mixtral, OLMoE,
- * Qwen3-MoE) and Mamba state-space models (Mamba, Falcon-Mamba).
+ * Qwen3-MoE, gpt-oss) and Mamba state-space models (Mamba, Falcon-Mamba).
  *
  * The graph is typed: every op names the resource class that executes it
  * (the ROM and its lanes, the vector unit, the attention engine, ...) and
@@ -26,7 +26,10 @@ typedef enum es_role {
     /* SSM (Mamba): in_proj, conv1d, x_proj, dt_proj, A, out_proj, and the small vectors
      * (conv1d bias, dt bias, D) */
     ES_ROLE_SSM_IN, ES_ROLE_SSM_CONV, ES_ROLE_SSM_X, ES_ROLE_SSM_DT, ES_ROLE_SSM_A, ES_ROLE_SSM_OUT,
-    ES_ROLE_SSM_VEC, ES_ROLE_COUNT
+    ES_ROLE_SSM_VEC,
+    /* gpt-oss: every bias vector (q, k, v, o, the router's, each expert's gate_up and down), told apart by name
+     * (es_model_tensor finds a layer's q bias); and the attention sinks, one learned logit per head */
+    ES_ROLE_BIAS, ES_ROLE_SINKS, ES_ROLE_COUNT
 } es_role;
 
 /* "embed", "attn_norm", "attn_q", ... : the names recipes and chips use. */
@@ -113,8 +116,11 @@ typedef enum es_elem_fn { ES_FN_SILU_MUL, ES_FN_SOFTPLUS } es_elem_fn;
  *             (one group, or one per head for a per-head norm)
  *   MATVEC    out = tensor x in[0] (the lanes)
  *   ROPE      rotates in[0] (queries) and in[1] (keys) in place by the token's position
- *   ATTN      keeps in[1] (K) and in[2] (V) in the KV state, out = attention of in[0] (Q) over it
- *   ADD       out += in[0]; with in[1] (the route): out = in[0]'s top_k rows weighted by it, summed
+ *   ATTN      keeps in[1] (K) and in[2] (V) in the KV state, out = attention of in[0] (Q) over it;
+ *             with a tensor (gpt-oss's sinks) each head's softmax row also holds that head's learned logit,
+ *             dropped after the softmax; window > 0: only the last `window` positions are attended
+ *   ADD       out += in[0]; with in[1] (the route): out = in[0]'s top_k rows weighted by it, summed;
+ *             with a tensor and no input (a bias, gpt-oss): out += tensor
  *   SILU_MUL  out = fn of in[0] (and in[1], or vec)
  *   SAMPLE    the next token from in[0]
  *   ROUTE     out = the softmax weights of the top_k experts of in[0] (which experts: es_dp_routes)
@@ -134,6 +140,11 @@ typedef struct es_op {
     es_buf out;       /* the buffer it writes (ES_BUF_NONE: ROPE in place, SAMPLE a token) */
     int vec;          /* a vector it also reads (SSM: conv1d bias, dt bias, D): tensor index, -1 none */
     es_elem_fn fn;    /* SILU_MUL: what it computes */
+    int64_t window;   /* ATTN: a sliding-window layer's window in positions (gpt-oss: 128), 0 for full attention.
+                       * Functional mode, the FP32 reference and attention's time, KV reads and energy (es_analytic,
+                       * which the tile books) attend over the window only; the KV capacity does not yet:
+                       * es_chip_kv_positions, kv_slots and es_map's fit count every layer as keeping every
+                       * position, an over-count of the sliding layers' KV past `window` positions */
 } es_op;
 
 typedef struct es_model {
@@ -164,7 +175,18 @@ typedef struct es_model {
     int64_t ssm_dt_rank;   /* SSM: time_step_rank R */
     int ssm_bcdt_norm;     /* SSM: RMSNorm (no gain) on B, C and dt after x_proj (Falcon-Mamba) */
     double ssm_norm_eps;   /* SSM: that norm's epsilon (mixer_rms_eps) */
-    double rope_factor, rope_low, rope_high; /* llama3 scaling factors */
+    double rope_factor, rope_low, rope_high; /* llama3 scaling factors (rope_factor: YaRN's too) */
+    int rope_yarn;         /* rope_scaling.rope_type == "yarn" (gpt-oss): es_model_rope_freqs and
+                            * es_model_rope_mscale */
+    double rope_beta_fast, rope_beta_slow; /* YaRN's beta_fast, beta_slow */
+    int attn_bias;         /* gpt-oss attention_bias: biases on q, k, v and o (and on the router and experts) */
+    int attn_sinks;        /* gpt-oss: a learned sink logit per head in each attention softmax */
+    int router_bias;       /* gpt-oss: a bias on the router's scores, and one on each expert's gate_up and down */
+    int64_t sliding_window;/* gpt-oss sliding_window: the window of its "sliding_attention" layers (0: none) */
+    double swiglu_limit;   /* gpt-oss swiglu_limit: its experts' clamped SwiGLU (0: plain SiLU x up): with g and u
+                            * the gate and up (each plus its bias), g' = min(g, limit), u' = clamp(u, -limit,
+                            * limit), out = g' sigmoid(swiglu_alpha g') (u' + 1) */
+    double swiglu_alpha;   /* gpt-oss swiglu_alpha (1.702) */
     int64_t rope_orig_ctx; /* original_max_position_embeddings */
     es_tensor *tensors;    /* (n_tensors) unique weight tensors */
     int n_tensors;
@@ -206,14 +228,20 @@ int64_t es_model_params(const es_model *m);
 const es_tensor *es_model_tensor(const es_model *m, int64_t layer, es_role role);
 /* Routed expert e's tensor of a role (gate, up, down) in a layer, or NULL. */
 const es_tensor *es_model_expert(const es_model *m, int64_t layer, es_role role, int64_t e);
-/* Parameters a token uses: every tensor but the experts it is not routed to. */
+/* Parameters a token uses: every tensor but the experts it is not routed to (the embedding table counted
+ * whole, as Mixtral's and OLMoE's published active counts do; OpenAI's gpt-oss count leaves it out). */
 int64_t es_model_active_params(const es_model *m);
 /* The first op of kind k in layer (-1: outside the blocks), or NULL. */
 const es_op *es_model_op(const es_model *m, int64_t layer, es_op_kind k);
 /* Layers whose attention keeps a KV entry per position. */
 int64_t es_model_kv_layers(const es_model *m);
-/* The head_dim/2 RoPE frequencies after llama3 scaling, into out[]. */
+/* The head_dim/2 RoPE frequencies after llama3 or YaRN scaling, into out[]. */
 void es_model_rope_freqs(const es_model *m, double *out);
+/* What RoPE's cos and sin are multiplied by: YaRN's concentration 0.1 ln(factor) + 1 (gpt-oss: 1.3466), else 1. */
+double es_model_rope_mscale(const es_model *m);
+/* gpt-oss: routed expert e's bias of its gate_up (down 0: 2 x expert_ffn, gate and up interleaved, gate first)
+ * or of its down (down 1: hidden) in a layer, or NULL. */
+const es_tensor *es_model_expert_bias(const es_model *m, int64_t layer, int64_t e, int down);
 /* Folder holding models/ (ETCHSIM_MODELS env, else the build's source tree). */
 const char *es_models_dir(void);
 /* Resolve "name" or a path into an existing file: dir/sub/name/leaf or dir/sub/name.json. */

@@ -709,11 +709,12 @@ static int rope_table(es_dp *dp, int64_t rows, es_err *e)
     float *s = c ? realloc(dp->sin_t, (size_t)(n * half) * sizeof *s) : NULL;
     if (!c || !s) return es_fail(e, "out of memory for the RoPE table");
     dp->sin_t = s;
+    const double ms = es_model_rope_mscale(dp->m); /* YaRN's concentration, else 1 */
     for (int64_t p = dp->rope_rows; p < n; p++)
         for (int64_t i = 0; i < half; i++) {
             double a = (double)p * dp->freq[i];
-            dp->cos_t[p * half + i] = (float)cos(a);
-            dp->sin_t[p * half + i] = (float)sin(a);
+            dp->cos_t[p * half + i] = (float)(cos(a) * ms);
+            dp->sin_t[p * half + i] = (float)(sin(a) * ms);
         }
     dp->rope_rows = n;
     return 0;
@@ -921,7 +922,9 @@ static int op_rope(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
     return 0;
 }
 
-/* The tokens' K and V into the sequence's KV state, then each query head over positions 0..p. */
+/* The tokens' K and V into the sequence's KV state, then each query head over positions 0..p (a sliding
+ * window's layer: its last op->window positions), with the head's sink logit (gpt-oss: op->tensor) in the
+ * softmax's sum. */
 static int op_attn(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
 {
     const es_model *m = dp->m;
@@ -938,13 +941,14 @@ static int op_attn(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
             kv_put(dp, S->k, S->ks, vec * hd, vec, k.p + t * k.stride + h * hd, hd);
             kv_put(dp, S->v, S->vs, vec * hd, vec, v.p + t * v.stride + h * hd, hd);
         }
+    const float *sinks = op->tensor >= 0 ? dp->norm[op->tensor] : NULL;
     for (int64_t t = 0; t < r->n; t++) {
-        int64_t p = pos + t;
+        int64_t p = pos + t, j0 = op->window > 0 && p >= op->window ? p - op->window + 1 : 0;
         for (int64_t h = 0; h < m->heads; h++) {
             const float *qh = q.p + t * q.stride + h * hd;
             int64_t kvh = h / group, vec;
-            float mx = -INFINITY, sum = 0.0f;
-            for (int64_t j = 0; j <= p; j++) {
+            float mx = sinks ? sinks[h] : -INFINITY, sum = 0.0f;
+            for (int64_t j = j0; j <= p; j++) {
                 const dp_seq *hs = kv_where(dp, r->seq, l, j, kvh, &vec);
                 kv_get(dp, hs->k, hs->ks, vec * hd, vec, kv_tmp, hd);
                 float s = 0.0f;
@@ -952,13 +956,14 @@ static int op_attn(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
                 dp->sc[j] = s * inv_sqrt;
                 if (dp->sc[j] > mx) mx = dp->sc[j];
             }
-            for (int64_t j = 0; j <= p; j++) {
+            for (int64_t j = j0; j <= p; j++) {
                 dp->sc[j] = expf(dp->sc[j] - mx);
                 sum += dp->sc[j];
             }
+            if (sinks) sum += expf(sinks[h] - mx); /* the sink's share of the softmax, dropped */
             float *o = y.p + t * y.stride + h * hd;
             for (int64_t i = 0; i < hd; i++) o[i] = 0.0f;
-            for (int64_t j = 0; j <= p; j++) {
+            for (int64_t j = j0; j <= p; j++) {
                 const dp_seq *hs = kv_where(dp, r->seq, l, j, kvh, &vec);
                 kv_get(dp, hs->v, hs->vs, vec * hd, vec, vv, hd);
                 for (int64_t i = 0; i < hd; i++) o[i] += dp->sc[j] * vv[i];
@@ -969,11 +974,18 @@ static int op_attn(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
     return 0;
 }
 
-/* A residual add; with a route, the experts' outputs weighted by it and summed in the order chosen. */
+/* A residual add; with a route, the experts' outputs weighted by it and summed in the order chosen; with a
+ * tensor, a bias. */
 static int op_add(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
 {
     (void)e;
     dp_buf a = buf(dp, r, op->in[0]), y = buf(dp, r, op->out);
+    if (op->tensor >= 0) { /* a bias (gpt-oss) */
+        const float *b = dp->norm[op->tensor];
+        for (int64_t t = 0; t < r->n; t++)
+            for (int64_t i = 0; i < y.width; i++) y.p[t * y.stride + i] += b[i];
+        return 0;
+    }
     if (op->in[1] == ES_BUF_NONE) {
         for (int64_t t = 0; t < r->n; t++)
             for (int64_t i = 0; i < y.width; i++) y.p[t * y.stride + i] += a.p[t * a.stride + i];
@@ -1059,8 +1071,25 @@ static int op_route(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
     return 0;
 }
 
-/* MoE: each expert's gate, up, SiLU x up and down on the lanes, for the tokens routed to it; each
- * output lands in its token's row for that choice. */
+/* gpt-oss's clamped SwiGLU of expert ex's cnt rows of gate g and up u (each plus its half of the interleaved
+ * gate_up bias: gate at even, up at odd places), into g (es_model.h, swiglu_limit). */
+static void gpt_oss_glu(const es_dp *dp, int l, int64_t ex, int64_t cnt, float *g, const float *u)
+{
+    const es_model *m = dp->m;
+    const int64_t F = m->expert_ffn;
+    const es_tensor *gb = es_model_expert_bias(m, l, ex, 0);
+    const float *b = gb ? dp->norm[gb - m->tensors] : NULL, lim = (float)m->swiglu_limit;
+    const float alpha = (float)m->swiglu_alpha;
+    for (int64_t i = 0; i < cnt * F; i++) {
+        float gv = g[i] + (b ? b[2 * (i % F)] : 0.0f), uv = u[i] + (b ? b[2 * (i % F) + 1] : 0.0f);
+        gv = gv > lim ? lim : gv;
+        uv = uv > lim ? lim : uv < -lim ? -lim : uv;
+        g[i] = gv / (1.0f + expf(-alpha * gv)) * (uv + 1.0f);
+    }
+}
+
+/* MoE: each expert's gate, up, SiLU x up (gpt-oss: its biases and clamped SwiGLU) and down (and its bias) on
+ * the lanes, for the tokens routed to it; each output lands in its token's row for that choice. */
 static int op_experts(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
 {
     const es_model *m = dp->m;
@@ -1086,8 +1115,12 @@ static int op_experts(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
         int gi = (int)(es_model_expert(m, l, ES_ROLE_GATE, ex) - t0), ui = (int)(es_model_expert(m, l, ES_ROLE_UP, ex) - t0);
         int di = (int)(es_model_expert(m, l, ES_ROLE_DOWN, ex) - t0);
         if (lane_matmul(dp, gi, in, cnt, g, e) || lane_matmul(dp, ui, in, cnt, u, e)) goto out;
-        for (int64_t i = 0; i < cnt * F; i++) g[i] = silu_mul(g[i], u[i]);
+        if (m->swiglu_limit > 0) gpt_oss_glu(dp, l, ex, cnt, g, u);
+        else for (int64_t i = 0; i < cnt * F; i++) g[i] = silu_mul(g[i], u[i]);
         if (lane_matmul(dp, di, g, cnt, o, e)) goto out;
+        const es_tensor *db = es_model_expert_bias(m, l, ex, 1);
+        if (db)
+            for (int64_t i = 0; i < cnt * H; i++) o[i] += dp->norm[db - m->tensors][i % H];
         for (int64_t q = 0; q < cnt; q++) /* row t * k + j of (n * k, H) */
             memcpy(y.p + rows[q] / k * y.stride + rows[q] % k * H, o + q * H, (size_t)H * sizeof *o);
     }
@@ -1226,6 +1259,20 @@ static int check_op(es_dp *dp, int i, es_err *e)
     char at[700];
     snprintf(at, sizeof at, "%s: graph op %d '%s' (layer %d)", m->path, i, op->name, op->layer);
     if (!u) return es_fail(e, "%s: the functional datapath has no unit for op kind %d", at, (int)op->kind);
+    if (op->kind == ES_OP_ADD && op->tensor >= 0) { /* a bias: no input, a vector of its output's width */
+        const es_tensor *t = op->tensor < m->n_tensors ? &m->tensors[op->tensor] : NULL;
+        if (!t || t->rows != 1 || op->in[0] != ES_BUF_NONE || !has_buf(m, op->out) || buf_width(m, op->out) != t->cols)
+            return es_fail(e, "%s: a bias add expects no input and a vector as wide as its output, got input '%s', "
+                              "output '%s' (%lld wide) and tensor %d", at, es_buf_name(op->in[0]), es_buf_name(op->out),
+                           (long long)buf_width(m, op->out), op->tensor);
+        int64_t off;
+        dp->used[buf_home(m, op->out, &off)] = 1;
+        return 0;
+    }
+    if (op->kind == ES_OP_ATTN && op->tensor >= 0 &&
+        (op->tensor >= m->n_tensors || m->tensors[op->tensor].rows != 1 || m->tensors[op->tensor].cols != m->heads))
+        return es_fail(e, "%s: sinks tensor %d; expected a vector of one logit per head (%lld)", at, op->tensor,
+                       (long long)m->heads);
     int silu = op->kind == ES_OP_SILU_MUL;
     if (silu && op->fn != ES_FN_SILU_MUL && op->fn != ES_FN_SOFTPLUS)
         return es_fail(e, "%s: unknown element-wise function %d", at, (int)op->fn);

@@ -24,7 +24,8 @@ struct es_ref {
     float **ffn_norm;    /* (layers) -> (hidden) */
     float **wg, **wu;    /* (layers) -> (ffn, hidden) */
     float **wd;          /* (layers) -> (hidden, ffn) */
-    double *freq;        /* (head_dim / 2) RoPE frequencies after llama3 scaling */
+    double *freq;        /* (head_dim / 2) RoPE frequencies after llama3 or YaRN scaling */
+    double mscale;       /* what cos and sin are multiplied by (YaRN's concentration, else 1) */
     /* KV cache */
     float *kc, *vc;      /* (layers, ctx, kv_heads * head_dim) */
     /* activations */
@@ -46,6 +47,9 @@ struct es_ref {
     float **qn, **kn, **router;
     float ***eg, ***eu, ***ed; /* (layers) -> (experts) -> weights */
     float *score, *acc;        /* (experts), (H) */
+    /* gpt-oss, per layer: the q, k, v, o and router biases and the sinks; expert e's gate_up and down biases */
+    float **qb, **kb, **vb, **ob, **rb, **sinks;
+    float ***egb, ***edb;      /* (layers) -> (experts) -> bias */
     /* a LoRA adapter (es_ref_set_lora): per graph tensor, or NULL */
     const float *const *la, *const *lb;
     int l_rank;
@@ -73,7 +77,7 @@ static int ref_alloc(es_ref *r)
     int64_t L = m->layers, H = m->hidden, kvd = m->kv_heads * m->head_dim, qd = m->heads * m->head_dim, ctx = r->ctx;
     float ***per_layer[] = {&r->attn_norm, &r->wq, &r->wk, &r->wv, &r->wo, &r->ffn_norm, &r->wg, &r->wu, &r->wd,
                             &r->s_in, &r->s_conv, &r->s_conv_b, &r->s_x, &r->s_dt, &r->s_dt_b, &r->s_a, &r->s_d,
-                            &r->s_out, &r->qn, &r->kn, &r->router};
+                            &r->s_out, &r->qn, &r->kn, &r->router, &r->qb, &r->kb, &r->vb, &r->ob, &r->rb, &r->sinks};
     for (size_t i = 0; i < sizeof per_layer / sizeof *per_layer; i++)
         if (!(*per_layer[i] = calloc((size_t)L, sizeof(float *)))) return -1;
     r->owned = calloc((size_t)m->n_tensors, sizeof *r->owned);
@@ -91,8 +95,8 @@ static int ref_alloc(es_ref *r)
         !r->hb2 || !r->att)
         return -1;
     if (m->experts > 0) {
-        float ****ex[3] = {&r->eg, &r->eu, &r->ed};
-        for (int k = 0; k < 3; k++) {
+        float ****ex[5] = {&r->eg, &r->eu, &r->ed, &r->egb, &r->edb};
+        for (int k = 0; k < 5; k++) {
             if (!(*ex[k] = calloc((size_t)L, sizeof(float **)))) return -1;
             for (int64_t l = 0; l < L; l++)
                 if (!((*ex[k])[l] = calloc((size_t)m->experts, sizeof(float *)))) return -1;
@@ -141,6 +145,14 @@ static float **ref_slot(es_ref *r, const es_tensor *t)
     case ES_ROLE_SSM_DT: return &r->s_dt[l];
     case ES_ROLE_SSM_A: return &r->s_a[l];
     case ES_ROLE_SSM_OUT: return &r->s_out[l];
+    case ES_ROLE_SINKS: return &r->sinks[l];
+    case ES_ROLE_BIAS: { /* gpt-oss's biases: told apart by name */
+        const char *tail = strrchr(t->name, '.');
+        if (t->expert >= 0) return strstr(t->name, "gate_up_proj_bias") ? &r->egb[l][t->expert] : &r->edb[l][t->expert];
+        return !tail ? NULL : strstr(t->name, "q_proj.bias") ? &r->qb[l] : strstr(t->name, "k_proj.bias") ? &r->kb[l]
+             : strstr(t->name, "v_proj.bias") ? &r->vb[l] : strstr(t->name, "o_proj.bias") ? &r->ob[l]
+             : strstr(t->name, "router.bias") ? &r->rb[l] : NULL;
+    }
     case ES_ROLE_SSM_VEC: { /* three vectors: told apart by name */
         size_t n = strlen(t->name);
         return n >= 11 && !strcmp(t->name + n - 11, "conv1d.bias") ? &r->s_conv_b[l]
@@ -170,6 +182,7 @@ int es_ref_load(es_ref **out, const es_model *m, es_ref_rows rows, void *arg, in
         return es_fail(e, "reference: out of memory");
     }
     es_model_rope_freqs(m, r->freq);
+    r->mscale = es_model_rope_mscale(m);
     for (int ti = 0; ti < m->n_tensors; ti++) {
         const es_tensor *t = &m->tensors[ti];
         float **dst = ref_slot(r, t);
@@ -193,12 +206,13 @@ void es_ref_free(es_ref *r)
     free(r->s_in); free(r->s_conv); free(r->s_conv_b); free(r->s_x); free(r->s_dt); free(r->s_dt_b); free(r->s_a);
     free(r->s_d); free(r->s_out); free(r->h); free(r->win); free(r->xz); free(r->u); free(r->dbl); free(r->dt);
     free(r->y);
-    float ***ex[3] = {r->eg, r->eu, r->ed};
-    for (int k = 0; k < 3; k++) {
+    float ***ex[5] = {r->eg, r->eu, r->ed, r->egb, r->edb};
+    for (int k = 0; k < 5; k++) {
         for (int64_t l = 0; ex[k] && l < r->m->layers; l++) free(ex[k][l]);
         free(ex[k]);
     }
     free(r->qn); free(r->kn); free(r->router); free(r->score); free(r->acc);
+    free(r->qb); free(r->kb); free(r->vb); free(r->ob); free(r->rb); free(r->sinks);
     free(r->freq); free(r->kc); free(r->vc);
     free(r->x); free(r->xb); free(r->q); free(r->att_out); free(r->hb); free(r->hb2); free(r->att);
     free(r->l_h);
@@ -265,7 +279,7 @@ static void rope(const es_ref *r, float *v, int64_t n_heads, int64_t pos)
     for (int64_t h = 0; h < n_heads; h++) {
         float *p = v + h * hd;
         for (int64_t i = 0; i < half; i++) {
-            double a = (double)pos * r->freq[i], c = cos(a), s = sin(a);
+            double a = (double)pos * r->freq[i], c = cos(a) * r->mscale, s = sin(a) * r->mscale;
             int64_t i0 = r->rope == ES_REF_ROPE_PAIRS ? 2 * i : i;
             int64_t i1 = r->rope == ES_REF_ROPE_PAIRS ? 2 * i + 1 : i + half;
             double x0 = p[i0], x1 = p[i1];
@@ -327,7 +341,14 @@ static void mamba_block(es_ref *r, int64_t l)
     for (int64_t i = 0; i < H; i++) r->x[i] += r->xb[i];
 }
 
-/* Attention of layer l for the token at pos (its K and V into the cache): x += o(attention). */
+/* v += b over n elements, when there is a bias. */
+static void add_bias(float *v, const float *b, int64_t n)
+{
+    for (int64_t i = 0; b && i < n; i++) v[i] += b[i];
+}
+
+/* Attention of layer l for the token at pos (its K and V into the cache): x += o(attention); gpt-oss: with
+ * the q, k, v and o biases, the sinks, and the window of a sliding layer. */
 static void attn_block(es_ref *r, int64_t l, int64_t pos)
 {
     const es_model *m = r->m;
@@ -341,6 +362,9 @@ static void attn_block(es_ref *r, int64_t l, int64_t pos)
     lora(r, l, ES_ROLE_Q, r->q, r->xb);
     lora(r, l, ES_ROLE_K, kl + pos * kvd, r->xb);
     lora(r, l, ES_ROLE_V, vl + pos * kvd, r->xb);
+    add_bias(r->q, r->qb[l], m->heads * hd);
+    add_bias(kl + pos * kvd, r->kb[l], kvd);
+    add_bias(vl + pos * kvd, r->vb[l], kvd);
     if (m->qk_norm == 2) { /* RMSNorm over the whole q and k (OLMoE) */
         rmsnorm(r->q, r->q, r->qn[l], m->heads * hd, m->eps);
         rmsnorm(kl + pos * kvd, kl + pos * kvd, r->kn[l], kvd, m->eps);
@@ -351,27 +375,31 @@ static void attn_block(es_ref *r, int64_t l, int64_t pos)
     }
     rope(r, r->q, m->heads, pos);
     rope(r, kl + pos * kvd, m->kv_heads, pos);
+    const es_op *aop = es_model_op(m, l, ES_OP_ATTN);
+    int64_t win = aop ? aop->window : 0, t0 = win > 0 && pos >= win ? pos - win + 1 : 0;
     for (int64_t h = 0; h < m->heads; h++) {
         const float *q = r->q + h * hd;
         int64_t kvh = h / group;
-        double mx = -INFINITY, sum = 0;
-        for (int64_t t = 0; t <= pos; t++) {
+        double mx = r->sinks[l] ? r->sinks[l][h] : -INFINITY, sum = 0;
+        for (int64_t t = t0; t <= pos; t++) {
             const float *k = kl + t * kvd + kvh * hd;
             double s = 0;
             for (int64_t i = 0; i < hd; i++) s += (double)q[i] * k[i];
             r->att[t] = s / sqrt((double)hd);
             if (r->att[t] > mx) mx = r->att[t];
         }
-        for (int64_t t = 0; t <= pos; t++) { r->att[t] = exp(r->att[t] - mx); sum += r->att[t]; }
+        for (int64_t t = t0; t <= pos; t++) { r->att[t] = exp(r->att[t] - mx); sum += r->att[t]; }
+        if (r->sinks[l]) sum += exp(r->sinks[l][h] - mx); /* the sink's share, dropped */
         float *o = r->att_out + h * hd;
         for (int64_t i = 0; i < hd; i++) {
             double acc = 0;
-            for (int64_t t = 0; t <= pos; t++) acc += r->att[t] * vl[t * kvd + kvh * hd + i];
+            for (int64_t t = t0; t <= pos; t++) acc += r->att[t] * vl[t * kvd + kvh * hd + i];
             o[i] = (float)(acc / sum);
         }
     }
     matvec(r->xb, r->wo[l], r->att_out, H, m->heads * hd);
     lora(r, l, ES_ROLE_O, r->xb, r->att_out);
+    add_bias(r->xb, r->ob[l], H);
     for (int64_t i = 0; i < H; i++) r->x[i] += r->xb[i];
 }
 
@@ -384,6 +412,19 @@ static void swiglu(es_ref *r, int64_t n)
     }
 }
 
+/* gpt-oss: hb = the clamped SwiGLU of hb (gate) and hb2 (up), each plus its half of the interleaved bias b
+ * (gate at even, up at odd places), over n elements (OpenAI's swiglu, es_model.h). */
+static void clamped_glu(es_ref *r, const float *b, int64_t n)
+{
+    const double lim = r->m->swiglu_limit, alpha = r->m->swiglu_alpha;
+    for (int64_t i = 0; i < n; i++) {
+        double g = (double)r->hb[i] + (b ? b[2 * i] : 0.0), u = (double)r->hb2[i] + (b ? b[2 * i + 1] : 0.0);
+        g = g > lim ? lim : g;
+        u = u > lim ? lim : u < -lim ? -lim : u;
+        r->hb[i] = (float)(g / (1.0 + exp(-alpha * g)) * (u + 1.0));
+    }
+}
+
 /* The router's top-k experts of layer l on xb, each expert's SwiGLU weighted by the softmax of
  * the router's scores: x += their sum. */
 static void moe_ffn(es_ref *r, int64_t l)
@@ -391,6 +432,7 @@ static void moe_ffn(es_ref *r, int64_t l)
     const es_model *m = r->m;
     int64_t H = m->hidden, E = m->experts;
     matvec(r->score, r->router[l], r->xb, E, H);
+    add_bias(r->score, r->rb[l], E);
     double mx = -INFINITY, z = 0, sel = 0;
     for (int64_t x = 0; x < E; x++) mx = r->score[x] > mx ? r->score[x] : mx;
     for (int64_t x = 0; x < E; x++) z += exp(r->score[x] - mx);
@@ -413,8 +455,10 @@ static void moe_ffn(es_ref *r, int64_t l)
         double wk = m->norm_topk ? w[k] / sel : w[k];
         matvec(r->hb, r->eg[l][x], r->xb, m->expert_ffn, H);
         matvec(r->hb2, r->eu[l][x], r->xb, m->expert_ffn, H);
-        swiglu(r, m->expert_ffn);
+        if (m->swiglu_limit > 0) clamped_glu(r, r->egb[l][x], m->expert_ffn);
+        else swiglu(r, m->expert_ffn);
         matvec(r->att_out, r->ed[l][x], r->hb, H, m->expert_ffn);
+        add_bias(r->att_out, r->edb[l][x], H);
         for (int64_t i = 0; i < H; i++) r->acc[i] += (float)(wk * r->att_out[i]);
     }
     for (int64_t i = 0; i < H; i++) r->x[i] += r->acc[i];
