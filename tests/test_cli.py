@@ -6431,6 +6431,18 @@ def test_gpt_oss_one_die():
            f["functional"]["streams_agree"], f"functional run {f['functional']}")
 
 
+
+def test_system_energy_parts():
+    """A system's energy by kind of event adds up to its energy, its static parts being all its chips' (each
+    tensor-parallel stage's copies counted): board = the chips' board watts x the run's seconds."""
+    for sysname in (os.path.join(DATA, "systems", "tiny-tp2.json"), "llama-3.1-70b-hc1", "llama-3.1-70b-h100-tp4"):
+        j = run_json("--no-db", "--system", sysname, "--prompt", "32", "--generate", "8")
+        e = j["energy_by_event_j"]
+        expect(abs(sum(e.values()) - j["energy_j"]) <= 1e-9 * j["energy_j"],
+               f"{sysname}: parts {sum(e.values())} J, run {j['energy_j']} J: {e}")
+        board = sum(c["board_w"] for c in j["system"]["chips"]) * j["cycles"] / j["clock_hz"]
+        expect(abs(e["board"] - board) <= 1e-9 * board, f"{sysname}: board {e['board']} J, by hand {board} J")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

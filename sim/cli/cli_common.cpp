@@ -305,9 +305,12 @@ std::string power_limit_text(const es::RunResult &r)
     return buf;
 }
 
-cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &units, const es_area &a,
-                            double clock_w, double seconds, double cycles)
+cJSON *energy_by_event_json(const es_chip *c, const RunResult &r)
 {
+    const std::vector<es_unit_rec> &units = r.units;
+    const es_area &a = r.area;
+    const double seconds = r.seconds, cycles = (double)r.cycles, clock_w = r.clock_w;
+    const bool sys = !r.chips.empty();
     es_events ev{};
     for (const auto &u : units) es_events_add(&ev, &u.ev);
     const double k = 1.0 / c->card.vr_eff; /* card joules per chip joule */
@@ -325,6 +328,13 @@ cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &un
     cJSON_AddNumberToObject(j, "links", t[ES_EJ_LINK] * k);
     cJSON_AddNumberToObject(j, "host", t[ES_EJ_HOST] * k);
     if (c->card_link.bits_per_s > 0) cJSON_AddNumberToObject(j, "card_links", t[ES_EJ_CARD] * k);
+    if (sys) { /* every chip's, each tensor-parallel stage's copies counted (a system has no power limit) */
+        cJSON_AddNumberToObject(j, "leakage", r.sys_leak_w * seconds);
+        cJSON_AddNumberToObject(j, "clock_ungated", r.sys_clock_w * seconds);
+        cJSON_AddNumberToObject(j, "board", r.sys_board_w * seconds);
+        if (r.sys_store_w > 0) cJSON_AddNumberToObject(j, "store_static", r.sys_store_w * seconds);
+        return j;
+    }
     cJSON_AddNumberToObject(j, "leakage", a.leak_total_w * k * seconds);
     cJSON_AddNumberToObject(j, "clock_ungated", clock_w * cycles / c->clock_hz); /* per cycle, at any clock */
     cJSON_AddNumberToObject(j, "board", c->card.board_w * seconds);

@@ -87,8 +87,8 @@ const char *unit_base(const char *name);
 void print_system(const Loaded &L, const RunResult &r);
 // Card energy of a run by kind of event (ROM reads, lane adds, registers, ...) and of static power
 // (leakage, board, clock without gating), joules; the parts add up to the run's energy.
-cJSON *energy_by_event_json(const es_chip *c, const std::vector<es_unit_rec> &units, const es_area &a,
-                            double clock_w, double seconds, double cycles);
+// c: the chip whose process prices the events (a system's first). A system's static parts are all its chips'.
+cJSON *energy_by_event_json(const es_chip *c, const RunResult &r);
 // Utilization of a run: {"die": fraction, "by_resource": {"lanes": {"area_mm2", "busy_fraction"}, ...}}:
 // each resource kind's area-weighted busy time over its area x run time, the die's
 // over the die's area (control, I/O and wires count as idle).

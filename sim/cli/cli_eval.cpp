@@ -1037,7 +1037,7 @@ cJSON *eval_json(const Opts &o, const Inputs &in, const Batch &b, const Figures 
     cJSON_AddNumberToObject(j, "max_in_flight", (double)r.max_in_flight);
     cJSON_AddNumberToObject(j, "kv_max_used", (double)r.kv_max_used);
     cJSON_AddItemToObject(j, "utilization", utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));
-    cJSON_AddItemToObject(j, "energy_by_event_j", energy_by_event_json(&L.c, r.units, r.area, r.clock_w, r.seconds, (double)r.cycles));
+    cJSON_AddItemToObject(j, "energy_by_event_j", energy_by_event_json(&L.c, r));
     cJSON_AddItemToObject(j, "power_limit", power_limit_json(r));
     cJSON_AddItemToObject(j, "area", area_json(r.area));
     add_sharing_json(j, in, b, f);

@@ -763,7 +763,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddNumberToObject(units, "tiles", tiles_j);
     cJSON_AddNumberToObject(units, "links", links_j);
     cJSON_AddNumberToObject(units, "static", r.total_j - r.dynamic_j);
-    cJSON_AddItemToObject(j, "energy_by_event_j", es::energy_by_event_json(&L.c, r.units, r.area, r.clock_w, r.seconds, (double)r.cycles));
+    cJSON_AddItemToObject(j, "energy_by_event_j", es::energy_by_event_json(&L.c, r));
     cJSON_AddItemToObject(j, "power_limit", es::power_limit_json(r));
     cJSON_AddItemToObject(j, "area", es::area_json(r.area));
     cJSON_AddItemToObject(j, "utilization", es::utilization_json(r.units, r.area.total_mm2, r.die_utilization, r.cycles));

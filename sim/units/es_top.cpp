@@ -441,6 +441,10 @@ void collect_energy(Sim &s)
             cr.board_w = x.copies * x.c->card.board_w;
             cr.copies = (int64_t)x.copies;
             r.chips.push_back(cr);
+            r.sys_leak_w += x.leak_w; /* Ctx: its copies' already */
+            r.sys_clock_w += x.clock_w;
+            r.sys_board_w += cr.board_w;
+            if (x.c->store.kind == ES_STORE_HBM) r.sys_store_w += x.copies * x.c->store.static_w;
         }
     }
     r.die_utilization = r.cycles > 0 ? active / (r.area.total_mm2 * (double)r.cycles) : 0;

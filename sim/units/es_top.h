@@ -141,6 +141,9 @@ struct RunResult {
     std::vector<std::vector<int32_t>> out_ids;
     std::vector<TapRow> tap;
     MoeStats moe;                        // MoE models: experts fired and their queues
+    // a system of several chips: the static power of all of them (each tensor-parallel stage's copies counted), in
+    // card watts: leakage / VR efficiency, ungated clock, boards, HBM stacks (0 for a chip alone: see static_w)
+    double sys_leak_w = 0, sys_clock_w = 0, sys_board_w = 0, sys_store_w = 0;
     std::vector<ChipResult> chips;       // a system of several chips: each one (empty for a chip alone);
                                          // area is then their sum, units all of theirs (prefixed)
 };
