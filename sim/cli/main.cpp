@@ -237,6 +237,25 @@ int check_adapter_opts(const char *cmd, const Opts &o)
     return -1;
 }
 
+// The options together, after parsing: -1 to continue, else the exit code of a usage error.
+int check_run_opts(const char *cmd, const Opts &o)
+{
+    if (o.cosim && (!o.functional || !o.cycle))
+        return usage_error(cmd, "--rtl-cosim needs --mode functional and --fidelity cycle", nullptr);
+    if (!o.functional && (o.have_text || !o.weights.empty() || o.synthetic >= 0 || !o.logits.empty() ||
+                          !o.vocab.empty()))
+        return usage_error(cmd, "--text, --weights, --synthetic, --vocab and --logits need --mode functional",
+                           nullptr);
+    if (!o.recipe.empty() && !o.rom.empty())
+        return usage_error(cmd, "give --recipe or --rom, not both (the image fixes the formats); got --recipe",
+                           o.recipe.c_str());
+    if (o.have_text && o.prompt_given) return usage_error(cmd, "give --text or --prompt, not both", nullptr);
+    if (int rc = check_adapter_opts(cmd, o); rc >= 0) return rc;
+    if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
+        return usage_error(cmd, "--trace-window needs --trace", nullptr);
+    return o.system.empty() ? -1 : check_system_opts(cmd, o);
+}
+
 // Returns -1 to continue, else an exit code.
 int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
 {
@@ -324,20 +343,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         case ADAPTER_OF_STREAM: o.adapter_of_stream = v; break;
         }
     }
-    if (o.cosim && (!o.functional || !o.cycle))
-        return usage_error(cmd, "--rtl-cosim needs --mode functional and --fidelity cycle", nullptr);
-    if (!o.functional && (o.have_text || !o.weights.empty() || o.synthetic >= 0 || !o.logits.empty() ||
-                          !o.vocab.empty()))
-        return usage_error(cmd, "--text, --weights, --synthetic, --vocab and --logits need --mode functional",
-                           nullptr);
-    if (!o.recipe.empty() && !o.rom.empty())
-        return usage_error(cmd, "give --recipe or --rom, not both (the image fixes the formats); got --recipe",
-                           o.recipe.c_str());
-    if (o.have_text && o.prompt_given) return usage_error(cmd, "give --text or --prompt, not both", nullptr);
-    if (int rc = check_adapter_opts(cmd, o); rc >= 0) return rc;
-    if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
-        return usage_error(cmd, "--trace-window needs --trace", nullptr);
-    return o.system.empty() ? -1 : check_system_opts(cmd, o);
+    return check_run_opts(cmd, o);
 }
 
 // --routing: uniform, zipf:S or replay:FILE, for a model with experts.
