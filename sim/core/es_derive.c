@@ -411,7 +411,7 @@ static int name_parts(const splitter *x, es_err *e)
         es_derived *d = &s->parts[p];
         snprintf(d->name, sizeof d->name, "%.60s-part%d", s->name, p + 1);
         snprintf(d->chip.name, sizeof d->chip.name, "%.63s", d->name);
-        char desc[1024], which[512] = "";
+        char desc[2048], which[512] = "";
         int k = 0;
         const es_split_chip *c0 = NULL;
         for (int i = 0; i < s->n_chips; i++)
@@ -421,11 +421,12 @@ static int name_parts(const splitter *x, es_err *e)
                 snprintf(which + at, sizeof which - at, "%schips[%d] (layers %d-%d)", k++ ? ", " : "", i,
                          s->chips[i].first, s->chips[i].last);
             }
-        snprintf(desc, sizeof desc, "\"A chip of the system %s derived from %s by etchsim chip derive --split: %d "
+        if (snprintf(desc, sizeof desc, "\"A chip of the system %s derived from %s by etchsim chip derive --split: %d "
                  "layers of %s%s%s, at %s's process, clock, unit widths and weight formats, the area left in KV or "
                  "state SRAM; serves %s. Each derived number's source says how.\"", s->name, x->t->name,
                  c0->last - c0->first + 1, x->m->name, c0->embed ? " with the embedding table" : "",
-                 c0->head ? " with the final norm and LM head" : "", x->t->name, which);
+                 c0->head ? " with the final norm and LM head" : "", x->t->name, which) >= (int)sizeof desc)
+            desc[sizeof desc - 2] = '"'; /* cut short: still one JSON string */
         if (d->chip.card.power_limit_w > 0) { /* a power limit on a chip of a system: see the source */
             char src[512];
             snprintf(src, sizeof src, "chip derive --split: %s's card.power_limit_w of %.6g W is not carried over, as a "
