@@ -422,7 +422,7 @@ cJSON *system_json(const Loaded &L, const RunResult &r, const Cost &k)
         cJSON_AddNumberToObject(x, "leakage_w", c.leak_w);
         cJSON_AddNumberToObject(x, "board_w", c.board_w);
         size_t i = (size_t)cJSON_GetArraySize(chips); /* each chip's card, when the cost is known */
-        if (i < k.chip_card_usd.size()) cJSON_AddNumberToObject(x, "card_usd", k.chip_card_usd[i]);
+        if (i < k.chips.size()) cJSON_AddNumberToObject(x, "card_usd", k.chips[i].card_usd);
         else cJSON_AddNullToObject(x, "card_usd");
         cJSON_AddNumberToObject(x, "tensor_parallel", (double)c.copies);
         cJSON_AddItemToArray(chips, x);
@@ -530,25 +530,9 @@ static int compute_cost_system(const es::Loaded &L, const es::RunResult &r, Cost
             if (es_cost_compute(&L.sys.chips[i].chip, &k.d, mm2, i == 0 && c == 0 ? r.watts : 0.0, r.tokens_per_s,
                                 r.joules_per_token, &x, e))
                 return -1;
-            if (c == 0) { /* each entry's card (its tp cards are alike) */
-                k.chip_card_usd.push_back(x.card_usd);
-                k.chips.push_back(x);
-            }
-            if (i == 0 && c == 0) { /* the die figures are the first chip's */
-                sum = x;
-                continue;
-            }
-            sum.card_given = sum.card_given && x.card_given;
-            sum.die_mm2 += x.die_mm2;
-            sum.die_usd += x.die_usd;
-            sum.card_usd += x.card_usd;
-            sum.system_usd += x.system_usd;
-            sum.host_w += x.host_w;
-            sum.capex_usd_per_s += x.capex_usd_per_s;
-            sum.energy_usd_per_s += x.energy_usd_per_s;
-            sum.capex_usd_per_m_tokens += x.capex_usd_per_m_tokens;
-            sum.energy_usd_per_m_tokens += x.energy_usd_per_m_tokens;
-            sum.usd_per_m_tokens += x.usd_per_m_tokens;
+            if (c == 0) k.chips.push_back(x); /* each entry's card (its tp cards are alike) */
+            if (i == 0 && c == 0) sum = x; /* the die figures are the first chip's */
+            else es_cost_add(&sum, &x);
         }
     }
     k.c = sum;

@@ -109,7 +109,6 @@ struct Cost {
     es_deploy d{};
     bool have_d = false, have = false;
     es_cost c{};
-    std::vector<double> chip_card_usd; // a system: each chip's card
     std::vector<es_cost> chips;        // a system: each chip's own figures (its die, card and host share)
     std::string why;
     Cost() = default;

@@ -98,6 +98,23 @@ double es_die_yield(int model, double die_mm2, double d0_cm2, double alpha)
     }
 }
 
+void es_cost_add(es_cost *sum, const es_cost *x)
+{
+    sum->card_given = sum->card_given && x->card_given;
+    sum->die_mm2 += x->die_mm2;
+    sum->die_usd += x->die_usd;
+    sum->hbm_gb += x->hbm_gb;
+    sum->hbm_usd += x->hbm_usd;
+    sum->card_usd += x->card_usd;
+    sum->system_usd += x->system_usd;
+    sum->host_w += x->host_w;
+    sum->capex_usd_per_s += x->capex_usd_per_s;
+    sum->energy_usd_per_s += x->energy_usd_per_s;
+    sum->capex_usd_per_m_tokens += x->capex_usd_per_m_tokens;
+    sum->energy_usd_per_m_tokens += x->energy_usd_per_m_tokens;
+    sum->usd_per_m_tokens += x->usd_per_m_tokens;
+}
+
 int es_cost_compute(const es_chip *c, const es_deploy *d, double die_mm2, double watts, double tokens_per_s,
                     double joules_per_token, es_cost *o, es_err *e)
 {

@@ -63,6 +63,10 @@ typedef struct es_cost {
  * -1 and an error naming the missing key when c lacks its cost inputs, or when no die fits the wafer. */
 int es_cost_compute(const es_chip *c, const es_deploy *d, double die_mm2, double watts, double tokens_per_s,
                     double joules_per_token, es_cost *out, es_err *e);
+/* sum += x: another card of a system. Every dollar, dollar rate and host figure adds (es_cost_compute is linear
+ * in the card's price and in watts); the run's figures (watts, tokens/s, J/token) and the die's per-die figures
+ * (dies per wafer, yield) stay sum's; card_given holds only if both cards were priced outright. */
+void es_cost_add(es_cost *sum, const es_cost *x);
 
 #ifdef __cplusplus
 }
