@@ -6443,6 +6443,93 @@ def test_system_energy_parts():
         board = sum(c["board_w"] for c in j["system"]["chips"]) * j["cycles"] / j["clock_hz"]
         expect(abs(e["board"] - board) <= 1e-9 * board, f"{sysname}: board {e['board']} J, by hand {board} J")
 
+
+# systems of chips with their own clocks and power limits, and --vcd over them (issue 20, item 1)
+def h100_halves_by_hand(p):
+    """Llama-3.1-8B BF16 over two h100-class chips, layers 0-15 and 16-31, by hand from h100-class.json and the
+    model's config.json as h100_step_by_hand (whose whole-chip step it must add up to): (A, B, act_bits, tok_bits),
+    A the first chip's cycles of a decode step (the embedding row, its hop to the tile, 16 layers), B the second's
+    (16 layers, the hop to the head, the head: LM head, final norm, sampler), each in its own chip's cycles."""
+    with open(os.path.join(MODELS, "chips", "h100-class.json")) as f:
+        c = json.load(f)
+    v = lambda *ks: functools.reduce(lambda d, k: d[k], ks, c)["value"]
+    cdiv = lambda a, b: -(-a // b)
+    H, L, prods, lm, V, F, kv_elems = l8b_shapes()
+    bw, kvb = v("store", "ports") * v("store", "bits_per_cycle"), kv_elems * v("kv", "element_bits")
+    vw, vl = v("tile", "vector", "elems_per_cycle"), v("tile", "vector", "latency_cycles")
+    vec = lambda elems, passes: passes * cdiv(elems, vw) + vl
+    lw, ll, hbm, depth = v("link", "width_bits"), v("link", "latency_cycles"), v("store", "latency_cycles"), \
+        v("tile", "lanes", "pipeline_depth")
+    act_bits, tok_bits = H * v("link", "elem_bits"), v("link", "token_id_bits")
+    hop = lambda bits: cdiv(bits, lw) + ll
+    layer = sum(cdiv(16 * e, bw) for e in prods) + cdiv(kvb, bw) + cdiv((p + 1) * kvb, bw) + 7 * hbm + 7 * depth + \
+        v("tile", "attention", "latency_cycles") + 2 * vec(H, 2) + vec(H + kv_elems // 2, 1) + 2 * vec(H, 1) + vec(F, 1)
+    front = cdiv(16 * H, bw) + hbm + hop(act_bits)
+    back = hop(act_bits) + cdiv(16 * lm, bw) + hbm + depth + vec(H, 2) + cdiv(V, v("head", "sampler", "elems_per_cycle")) + \
+        v("head", "sampler", "latency_cycles")
+    weights, kv, over = h100_step_by_hand(p)
+    expect(front + L * layer + back + hop(tok_bits) == weights + kv + sum(over.values()),
+           f"the halves {front} + {L} x {layer} + {back} + {hop(tok_bits)} miss the whole chip's step")
+    return front + L // 2 * layer, L // 2 * layer + back, act_bits, tok_bits
+
+
+def h100_pair(tmp, clocks, limits=(0, 0), link=None, sync=False):
+    """A system file of Llama-3.1-8B over two h100-class chips (layers 0-15, 16-31) written into tmp, chip k a copy
+    of h100-class.json at clocks[k] Hz with card.power_limit_w limits[k] and tile.sync_step sync; its path and its
+    link dict."""
+    link = link or {"topology": "chain", "bandwidth_bits_per_s": 1e11, "latency_ns": 1000, "energy_pj_per_bit": 5}
+    chips = []
+    for k, (f, w) in enumerate(zip(clocks, limits)):
+        c = json.load(open(os.path.join(MODELS, "chips", "h100-class.json")))
+        c["clock_hz"]["value"], c["card"]["power_limit_w"]["value"] = f, w
+        c["tile"]["sync_step"]["value"] = sync
+        path = os.path.join(tmp, f"h100-{k}.json")
+        json.dump(c, open(path, "w"))
+        chips.append({"chip": path, "layers": [16 * k, 16 * k + 15]})
+    p = os.path.join(tmp, "pair.json")
+    json.dump({"name": "h100-pair", "model": "llama-3.1-8b", "link": link, "chips": chips}, open(p, "w"))
+    return p, link
+
+
+def test_system_clocks():
+    """Two h100-class chips holding Llama-3.1-8B's layers 0-15 and 16-31, the first at 2 GHz, the second at 1 GHz:
+    each counts its own cycles (h100_halves_by_hand: A and B, the same at any clock), a card link its sender's
+    (ceil(bits / 100 Gbit/s x f) + ceil(1000 ns x f)), and a hop to the slower chip starts on its next edge (every
+    second edge of the first's). From the second chip's sample at time 0 (an edge of both), in the first chip's
+    cycles: the token back, 2 x card_1GHz(16 bits); the first's A and its card_2GHz(4096 x 16 bits), rounded up to
+    an even cycle; the second's 2 x B. Simulated and analytic both equal it; at one clock (2 GHz both) the step is
+    A + B + both card links. The run's cycles count the first chip's clock (its decode rate: 2 steps / (their cycles /
+    2 GHz)), each chip's JSON its own clock and cycles."""
+    A, B, act, tok = h100_halves_by_hand(1)
+    bw, ns = 1e11, 1000
+    card = lambda bits, f: math.ceil(bits / bw * f) + math.ceil(ns * f / 1e9)
+    with tempfile.TemporaryDirectory() as tmp:
+        steps = {}
+        for clocks in ((2e9, 2e9), (2e9, 1e9)):
+            p, _ = h100_pair(tmp, clocks)
+            j = run_json("--system", p, "--prompt", "1", "--generate", "3", "--no-db")
+            if clocks[1] == clocks[0]:
+                want = A + B + card(act, 2e9) + card(tok, 2e9)
+            else:
+                a = A + card(act, 2e9)
+                want = 2 * card(tok, 1e9) + a + a % 2 + 2 * B
+            sim, an = j["stream0_cycles"], j["analytic_stream0_cycles"]
+            expect(sim["decode_first"] == want and an["decode_first"] == want,
+                   f"clocks {clocks}: step simulated {sim['decode_first']}, analytic {an['decode_first']}, by hand {want}")
+            expect(an["decode_total"] == sim["decode_total"], f"clocks {clocks}: decode {sim} vs analytic {an}")
+            rate = 2 / (sim["decode_total"] / 2e9)  # two steps, in seconds at the first chip's clock
+            expect(j["clock_hz"] == 2e9 and abs(j["decode_tokens_per_s"] - rate) <= 1e-9 * rate and
+                   abs(j["analytic_decode_tokens_per_s"] - rate) <= 1e-9 * rate,
+                   f"clocks {clocks}: {j['decode_tokens_per_s']} tok/s (analytic {j['analytic_decode_tokens_per_s']}), "
+                   f"by hand {rate}, at {j['clock_hz']} Hz")
+            chips = j["system"]["chips"]
+            expect([c["clock_hz"] for c in chips] == list(clocks), f"chips' clocks {[c['clock_hz'] for c in chips]}")
+            ratio = int(clocks[0] // clocks[1])
+            expect(chips[0]["cycles"] == j["cycles"] and chips[1]["cycles"] == -(-j["cycles"] // ratio),
+                   f"clocks {clocks}: chips' cycles {[c['cycles'] for c in chips]}, run {j['cycles']}")
+            steps[clocks] = want
+    expect(steps[(2e9, 1e9)] > steps[(2e9, 2e9)], f"steps {steps}")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

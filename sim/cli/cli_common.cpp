@@ -425,6 +425,10 @@ cJSON *system_json(const Loaded &L, const RunResult &r, const Cost &k)
         if (i < k.chips.size()) cJSON_AddNumberToObject(x, "card_usd", k.chips[i].card_usd);
         else cJSON_AddNullToObject(x, "card_usd");
         cJSON_AddNumberToObject(x, "tensor_parallel", (double)c.copies);
+        cJSON_AddNumberToObject(x, "clock_hz", c.clock_hz);
+        cJSON_AddNumberToObject(x, "cycles", (double)c.cycles);
+        cJSON_AddNumberToObject(x, "busy_cycles", (double)c.busy_cycles);
+        cJSON_AddNumberToObject(x, "die_utilization", c.die_utilization);
         cJSON_AddItemToArray(chips, x);
     }
     system_links(L, r, cJSON_AddArrayToObject(j, "links"));

@@ -452,13 +452,23 @@ int64_t es_an_decode_step(const es_map *pm, int64_t p)
     return t + es_an_head(pm);
 }
 
+int64_t es_an_period_ps(const es_chip *c) { return (int64_t)(1e12 / c->clock_hz + 0.5); }
+
+int64_t es_an_cycle_to(const es_chip *from, int64_t cyc, const es_chip *to)
+{
+    uint64_t a = (uint64_t)es_an_period_ps(from), b = (uint64_t)es_an_period_ps(to);
+    return a == b ? cyc : (int64_t)(((uint64_t)cyc * a + b - 1) / b);
+}
+
 int64_t es_an_system_decode_step(const es_map *const *pms, int n, int64_t p)
 {
     const es_chip *last = pms[n - 1]->chip;
-    /* the sampled token back to the embedding: on the die, or over the last chip's card link to the first */
+    /* the sampled token back to the embedding: on the die, or over the last chip's card link to the first (its
+     * cycles, from the sample at 0), arriving on the first chip's clock */
     int64_t t = n == 1 ? es_an_link_occ(last, last->link.token_id_bits) + last->link.latency
-                       : es_an_card_occ(last, last->link.token_id_bits) + es_an_card_lat(last);
-    for (int k = 0; k < n; k++) {
+                       : es_an_cycle_to(last, es_an_card_occ(last, last->link.token_id_bits) + es_an_card_lat(last),
+                                        pms[0]->chip);
+    for (int k = 0; k < n; k++) { /* t: cycles of chip k's clock */
         const es_map *pm = pms[k];
         const es_chip *c = pm->chip;
         const es_model *m = pm->model;
@@ -466,13 +476,13 @@ int64_t es_an_system_decode_step(const es_map *const *pms, int n, int64_t p)
             t += es_an_embed(pm, 1) + es_an_allreduce_cyc(pm, 1, 0) + act_hop(c, m, 1);
         else { /* the previous chip's last tile sends over its card link */
             const es_chip *pc = pms[k - 1]->chip;
-            t += es_an_card_occ(pc, m->hidden * pc->link.elem_bits) + es_an_card_lat(pc);
+            t = es_an_cycle_to(pc, t + es_an_card_occ(pc, m->hidden * pc->link.elem_bits) + es_an_card_lat(pc), c);
         }
         t += (pm->tiles - 1) * act_hop(c, m, 1); /* between its tiles */
         for (int64_t i = 0; i < pm->tiles; i++) t += es_an_tile(pm, i, 1, p);
         if (m->has_head) t += act_hop(c, m, 1) + es_an_head(pm);
     }
-    return t;
+    return es_an_cycle_to(last, t, pms[0]->chip); /* the next sample, on the first chip's (the host's) clock */
 }
 
 int64_t es_an_ttft(const es_map *pm, int64_t prompt)

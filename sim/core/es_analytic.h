@@ -79,10 +79,17 @@ int64_t es_an_card_lat(const es_chip *c);
 void es_an_allreduce(const es_map *pm, int64_t n, int64_t bits_each, int64_t *occ, int64_t *lat, double *bits);
 /* Its whole time, occ + lat. */
 int64_t es_an_allreduce_cyc(const es_map *pm, int64_t n, int64_t bits_each);
-/* One decode step (cycles) of a system of n chips in pipeline order, pms[k] the table of chip k's slice
- * (es_model_slice; their clocks alike): the first's embedding lookup, each chip's tiles with the links between
+/* A chip's clock period in whole picoseconds (1e12 / clock_hz, rounded): the simulation's cycle (es_ctx.h). */
+int64_t es_an_period_ps(const es_chip *c);
+/* Cycle cyc of chip from's clock as a cycle of chip to's: the first edge of to's clock at or after it (periods
+ * of es_an_period_ps; cyc itself for equal periods). */
+int64_t es_an_cycle_to(const es_chip *from, int64_t cyc, const es_chip *to);
+/* One decode step of a system of n chips in pipeline order, in cycles of the first chip's clock, pms[k] the table
+ * of chip k's slice (es_model_slice): the first's embedding lookup, each chip's tiles with the links between
  * them, a card link from each chip to the next, the last's head and the token back to the first over its card
- * link. For n = 1, es_an_decode_step. */
+ * link. Each chip's part counts its own clock's cycles (a card link: its sender's); an item crossing to a chip of
+ * another clock starts on that chip's first edge at or after its arrival (es_an_cycle_to), the step starting with
+ * the last chip's sample on an edge of every clock (time 0). For n = 1, es_an_decode_step. */
 int64_t es_an_system_decode_step(const es_map *const *pms, int n, int64_t p);
 
 /* Composition, written from the model's dimensions and tensor list (not the op graph). */

@@ -25,7 +25,10 @@
  * cover the model's layers from 0 to the last exactly once, in order. A stage of several chips needs
  * the all_to_all topology (tokens go to the chips holding their experts). "chip" is a name under
  * models/chips or a path; a relative path resolves from the system file's folder first. Each chip keeps
- * its own configuration: clock, power limit, KV SRAM and statistics.
+ * its own configuration: clock, power limit, KV SRAM and statistics. Clocks: each chip's units count its own
+ * cycles; a card link is timed in ns and bits/s in its sender's cycles, and an item reaching a chip of another
+ * clock starts on that chip's first edge at or after its arrival (es_an_cycle_to); the run's cycles are the
+ * first chip's (README "Systems of chips").
  *
  * Tensor parallelism: {"chip": ..., "layers": [a, b], "tensor_parallel": T} stands for T identical chips that
  * split every matrix of those layers Megatron-style (Shoeybi et al. 2019, arXiv:1909.08053, section 3): q, k, v,

@@ -12,11 +12,14 @@ std::ostream &operator<<(std::ostream &os, const Item &it)
     return os << "seq " << it.seq << " pos " << it.pos << " n " << it.n;
 }
 
-Run::Run(const es_chip *card) : clock_hz(card->clock_hz)
+Clock::Clock(const es_chip *c, Run *run) : clock_hz(c->clock_hz), fail_to_(run)
 {
-    double ps = 1e12 / card->clock_hz;
-    period = sc_core::sc_time((double)(int64_t)(ps + 0.5), sc_core::SC_PS);
+    period = sc_core::sc_time((double)es_an_period_ps(c), sc_core::SC_PS);
     max_cycle = (int64_t)(((uint64_t)1 << 63) / period.value()); /* half of SystemC's range: sums stay inside it */
+}
+
+Run::Run(const es_chip *card) : Clock(card, this)
+{
     dyn_scale = 1.0 / card->card.vr_eff;
     static_w = card->card.board_w; /* the dies' leakage and clocks join it as they are built (add_die) */
     if (card->store.kind == ES_STORE_HBM) static_w += card->store.static_w; /* off the die: at the card, as the board */
@@ -43,7 +46,7 @@ void Run::add_die(double leak_w, double clock_w)
 }
 
 Ctx::Ctx(Run &r, const es_map *pm, const es_area *a, const std::string &pfx)
-    : run(r), prefix(pfx), map(pm), c(pm->chip), m(pm->model)
+    : Clock(pm->chip, &r), run(r), prefix(pfx), map(pm), c(pm->chip), m(pm->model)
 {
     run.chips.push_back(this);
     const es_chip *chip = c;
@@ -63,7 +66,7 @@ int64_t Ctx::allreduce(int64_t ready, int32_t seq, int64_t n, int64_t bits_each)
     int64_t occ, lat;
     es_events ev{};
     es_an_allreduce(map, n, bits_each, &occ, &lat, &ev.card_bits);
-    int64_t s0 = ring->book(run.now(), ready, occ);
+    int64_t s0 = ring->book(now(), ready, occ);
     ring_stat->items++;
     ring_stat->tokens += n;
     ring_stat->busy_cycles += occ;
@@ -126,34 +129,36 @@ double Governor::real_s(double c) const
     return start_s[i] + (c - (double)(first_slow + (int64_t)i) * (double)W) / f[i];
 }
 
-int64_t Run::now() const
+int64_t Clock::now() const
 {
     uint64_t ps = sc_core::sc_time_stamp().value();
     if (ps != now_ps_) {
         now_ps_ = ps;
-        now_cycle_ = (int64_t)(ps / period.value());
+        now_cycle_ = (int64_t)((ps + period.value() - 1) / period.value()); /* woken by another chip: its next edge */
     }
     return now_cycle_;
 }
 
-sc_core::sc_time Run::delay_to(int64_t cycle)
+sc_core::sc_time Clock::delay_to(int64_t cycle)
 {
     int64_t t = now();
     if (cycle > max_cycle || cycle < t) {
-        fail("simulated time would pass %lld cycles (%.4g s at this clock), the most SystemC's 64-bit time in "
+        fail_to_->fail("simulated time would pass %lld cycles (%.4g s at this clock), the most SystemC's 64-bit time in "
              "picoseconds can count: the run is too long for this chip; shorten it or speed the chip up",
              (long long)max_cycle, (double)max_cycle / clock_hz);
         return sc_core::SC_ZERO_TIME;
     }
-    return period * (double)(cycle - t);
+    uint64_t ps = sc_core::sc_time_stamp().value(), p = period.value();
+    if (ps % p == 0) return period * (double)(cycle - t); /* on an edge (a chip alone: always) */
+    return sc_core::sc_time::from_value((uint64_t)cycle * p - ps); /* woken by another chip's clock: to the edge */
 }
 
-void Run::wait_cycles(int64_t n)
+void Clock::wait_cycles(int64_t n)
 {
     if (n > 0) wait_until(now() + n);
 }
 
-void Run::wait_until(int64_t cycle)
+void Clock::wait_until(int64_t cycle)
 {
     if (cycle <= now()) return;
     sc_core::sc_time d = delay_to(cycle);

@@ -98,20 +98,18 @@ struct Governor {
     double real_ns(double nominal_ns) const { return first_slow < 0 ? nominal_ns : real_s(nominal_ns * f_nom * 1e-9) * 1e9; }
 };
 
-// Run: what every chip of a run shares. A run is one card's workload: one host, one clock, one
-// power governor, one set of sequences, one trace and VCD file. These are run-wide because they
-// are either the host's view (sequences, their tokens and energy, what is in flight, prompts and
-// tapped logits waiting to be paired with requests), card-level (the card's power limit, static
-// power and board power, and so the energy attributed to each token), or how the run is observed
-// and stopped (simulated time, trace, VCD, the first error). Several chips of one run step on the
-// same simulated clock: the run's period is the first chip's (card.* and the clock are card keys;
-// chips of different clocks would need a cycle conversion per chip).
-class Run {
+// Clock: a chip's clock, counting simulated time (SystemC's, in picoseconds) in its cycles. Each chip
+// (Ctx) has its own; the run's (Run) is the first chip's, the host's: the run's cycles, its requests'
+// and tokens' times, its trace and its power governor count it. An item passed between chips of
+// different clocks has its `ready` cycle converted (cycle_to: the receiver's first edge at or after it).
+class Clock {
 public:
-    explicit Run(const es_chip *card); // the clock, power limit and board of the card
-    double clock_hz;                  // the run's clock (the card's chip's)
-    sc_core::sc_time period;          // one clock cycle
-    // simulated time, in cycles of the run's clock
+    // c: the chip whose clock_hz it counts; run: where a run too long for SystemC's time fails.
+    Clock(const es_chip *c, class Run *run);
+    double clock_hz;                  // its clock
+    sc_core::sc_time period;          // one cycle, whole picoseconds (es_an_period_ps)
+    // simulated time, in its cycles: the first edge at or after it (a process another chip's clock woke
+    // acts on its own chip's next edge)
     int64_t now() const;
     mutable uint64_t now_ps_ = ~0ull;  // now(): the time it last converted and its cycle, so a
     mutable int64_t now_cycle_ = 0;   // process asking again at the same time does not divide
@@ -122,6 +120,28 @@ public:
     sc_core::sc_time delay_to(int64_t cycle);
     int64_t max_cycle = 0;
     double cycles_to_ns(double cyc) const { return cyc * 1e9 / clock_hz; }
+    // Its cycle `cyc` as a cycle of `to`: the first edge of `to` at or after it (itself for one period).
+    int64_t cycle_to(const Clock &to, int64_t cyc) const
+    {
+        uint64_t a = period.value(), b = to.period.value();
+        return a == b ? cyc : (int64_t)(((uint64_t)cyc * a + b - 1) / b);
+    }
+
+private:
+    class Run *fail_to_;
+};
+
+// Run: what every chip of a run shares. A run is one card's workload: one host, one clock, one
+// power governor, one set of sequences, one trace and VCD file. These are run-wide because they
+// are either the host's view (sequences, their tokens and energy, what is in flight, prompts and
+// tapped logits waiting to be paired with requests), card-level (the card's power limit, static
+// power and board power, and so the energy attributed to each token), or how the run is observed
+// and stopped (simulated time, trace, VCD, the first error). Its clock (Clock) is the first chip's:
+// the run's cycles (RunResult::cycles, the host's arrivals, the trace) count it; each chip's units
+// count their own chip's (Ctx).
+class Run : public Clock {
+public:
+    explicit Run(const es_chip *card); // the clock, power limit and board of the card
     bool cycle = false;               // --fidelity cycle: tiles advance clock by clock (es_tile.h)
 
     // sequences and the host's accounting
@@ -199,13 +219,18 @@ public:
 // own configuration, its own KV SRAM (a split model's chips each hold their layers' KV) and its
 // own units; its events become energy through its own process tables (then through the card's
 // voltage regulators, Run::dyn_scale). Each unit holds its chip's
-// Ctx and reaches the run's shared state through `run`. One chip per run for now (es_top.cpp).
-class Ctx {
+// Ctx and reaches the run's shared state through `run`. Its units count cycles of its own clock (Clock).
+class Ctx : public Clock {
 public:
     // prefix: its units' names start with it ("c1_" for chip 1 of a system; "" for a chip alone).
     Ctx(Run &run, const es_map *pm, const es_area *a, const std::string &prefix = "");
     Run &run;
     std::string prefix;
+    // --trace: a span of its cycles [start, end) on track trk, in the run's cycles (Run::span)
+    void span(int trk, int64_t start, int64_t end, const char *op, int32_t seq, int64_t pos, int64_t n, bool flow) const
+    {
+        if (run.trace) run.span(trk, cycle_to(run, start), cycle_to(run, end), op, seq, pos, n, flow);
+    }
     const es_map *map;                // the placement table: each tensor's place, each op's unit
     const es_chip *c;                 // map->chip
     const es_model *m;                // map->model

@@ -116,6 +116,7 @@ void Die::build_tiles(int depth, Die *prev)
         up_ = prev->up_;
         up_link_ = prev->up_link_;
         *up_link_ = prev->link("card", act_bits, LinkPort::Card);
+        (*up_link_)->to = &ctx_;
     }
     for (int64_t t = 0; t < tiles; t++) {
         if (t > 0 || !prev) *up_link_ = link("link" + std::to_string(t), act_bits, LinkPort::OnDie);
@@ -153,6 +154,7 @@ void Die::build_head(int depth, int ring, Die *first)
     /* a chip alone: the on-die feedback link; the last chip of a system: a card link back to the first */
     head->feedback_link = first == this ? feedback_link_ : link("card_feedback", ctx_.c->link.token_id_bits,
                                                                  LinkPort::Card);
+    if (first != this) head->feedback_link->to = &first->ctx_;
     f = fifo("q_completion", ring);
     head->completion(*f);
     first->dev->completion(*f);

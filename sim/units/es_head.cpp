@@ -18,16 +18,16 @@ void Embed::run()
         Item it;
         while (!feedback.nb_read(it) && !prompt.nb_read(it))
             sc_core::wait(feedback.data_written_event() | prompt.data_written_event());
-        ctx_.run.wait_until(it.ready);
-        int64_t start = ctx_.run.now();
+        ctx_.wait_until(it.ready);
+        int64_t start = ctx_.now();
         if (ctx_.wstore) /* the table's rows stream from the chip's weight store, shared with the tiles */
-            ctx_.run.wait_until(ctx_.wstore->book(start, start, es_an_store_occ(ctx_.map, op_, it.n)));
+            ctx_.wait_until(ctx_.wstore->book(start, start, es_an_store_occ(ctx_.map, op_, it.n)));
         if (rom_) rom_->lock();
-        ctx_.run.wait_cycles(es_an_op(ctx_.map, op_, it.n, it.pos));
+        ctx_.wait_cycles(es_an_op(ctx_.map, op_, it.n, it.pos));
         if (rom_) rom_->unlock();
         if (ctx_.ring) /* a shard: the row, looked up on the chip holding it, all-reduced to every chip */
-            ctx_.run.wait_until(ctx_.allreduce(ctx_.run.now(), it.seq, it.n, 0));
-        ctx_.run.span(trk_, start, ctx_.run.now(), op_->name, it.seq, it.pos, it.n, true);
+            ctx_.wait_until(ctx_.allreduce(ctx_.now(), it.seq, it.n, 0));
+        ctx_.span(trk_, start, ctx_.now(), op_->name, it.seq, it.pos, it.n, true);
         if (ctx_.dp) { /* functional: the embedding rows of the item's tokens */
             const SeqState &s = ctx_.run.seqs[(size_t)it.seq];
             const int32_t *ids = it.decode ? &it.token : s.prompt_ids.data() + (it.pos - s.start);
@@ -42,9 +42,9 @@ void Embed::run()
         es_an_op_events(ctx_.map, op_, it.n, it.pos, &ev);
         stat_->items++;
         stat_->tokens += it.n;
-        stat_->busy_cycles += ctx_.run.now() - start;
+        stat_->busy_cycles += ctx_.now() - start;
         ctx_.charge(stat_, it.seq, ev);
-        it.ready = ctx_.run.now();
+        it.ready = ctx_.now();
         bool back = ctx_.c->tile.sync_step && it.decode;
         send_item(out, link, it);
         if (back) ctx_.token_back(); /* a step's token is in the first tile's FIFO */
@@ -67,13 +67,13 @@ int64_t Head::take(std::vector<Item> &group)
     group.clear();
     if (have_next_) group.push_back(std::move(next_)), have_next_ = false;
     else group.push_back(in.read());
-    int64_t start = std::max(ctx_.run.now(), group[0].ready);
+    int64_t start = std::max(ctx_.now(), group[0].ready);
     const int64_t tpr = ctx_.c->head.tokens_per_read;
     if (tpr == 1) return start;
-    ctx_.run.wait_until(start);
+    ctx_.wait_until(start);
     Item more;
     while ((int64_t)group.size() < tpr && in.nb_read(more)) {
-        if (more.ready > ctx_.run.now()) {
+        if (more.ready > ctx_.now()) {
             next_ = std::move(more);
             have_next_ = true;
             break;
@@ -97,27 +97,27 @@ void Head::run()
             int64_t cyc = occ + lat;
             bool rom = rom_ && op->kind == ES_OP_MATVEC;
             if (ctx_.wstore && op->kind == ES_OP_MATVEC) /* the LM head streams from the chip's weight store */
-                t = ctx_.wstore->book(ctx_.run.now(), t, es_an_store_occ(ctx_.map, op, n));
+                t = ctx_.wstore->book(ctx_.now(), t, es_an_store_occ(ctx_.map, op, n));
             t += cyc;
             if (rom) { /* a ROM shared with the embedding (tied weights): wait for it in simulated time */
-                ctx_.run.wait_until(t - cyc);
+                ctx_.wait_until(t - cyc);
                 rom_->lock();
-                ctx_.run.wait_cycles(cyc);
+                ctx_.wait_cycles(cyc);
                 rom_->unlock();
-                t = ctx_.run.now();
+                t = ctx_.now();
             }
             es_an_op_events_occ(ctx_.map, op, n, it.pos, occ, &op_ev);
             es_events_add(&ev, &op_ev);
         }
         if (ctx_.ring) /* a shard: each chip's best score and token id, all-reduced (the max) */
-            t = ctx_.allreduce(std::max(t, ctx_.run.now()), it.seq, n, 64);
-        ctx_.run.wait_until(t); /* the ops back to back: one wait */
+            t = ctx_.allreduce(std::max(t, ctx_.now()), it.seq, n, 64);
+        ctx_.wait_until(t); /* the ops back to back: one wait */
         if (ctx_.c->gating == ES_GATING_TILE) /* the head's registers clocked while it works */
-            ev.reg_bit_cycles += (double)(ctx_.run.now() - start) * es_chip_head_register_bits(ctx_.c);
-        ctx_.run.span(trk_, start, t, "head", it.seq, it.pos, n, true);
+            ev.reg_bit_cycles += (double)(ctx_.now() - start) * es_chip_head_register_bits(ctx_.c);
+        ctx_.span(trk_, start, t, "head", it.seq, it.pos, n, true);
         stat_->items++;
         stat_->tokens += n;
-        stat_->busy_cycles += ctx_.run.now() - start;
+        stat_->busy_cycles += ctx_.now() - start;
         if (group.size() > 1) es_events_scale(&ev, 1.0 / (double)group.size()); /* each token its share */
         for (Item &g : group) {
             ctx_.charge(stat_, g.seq, ev);
@@ -149,7 +149,7 @@ bool Head::finish(Item &it)
     cpl.token = token;
     cpl.act.reset();
     ctx_.run.sample(it.seq, cpl);
-    cpl.ready = ctx_.run.now();
+    cpl.ready = ctx_.cycle_to(ctx_.run, ctx_.now()); /* to the host: the run's clock (a system's first chip's) */
     if (s.produced < s.gen) {
         Item next = it;
         next.decode = true;
@@ -159,7 +159,7 @@ bool Head::finish(Item &it)
         next.token = token;
         next.act.reset();
         next.pos = s.start + s.prompt + s.produced - 1; /* position of the token just sampled */
-        next.ready = ctx_.run.now();
+        next.ready = ctx_.now();
         send_item(feedback, feedback_link, next);
     } else {
         ctx_.run.in_flight--;

@@ -31,20 +31,20 @@ void LinkPort::send(Item *items, size_t n)
         lat = c->link.latency;
     }
     /* one work item at a time, in the order they are sent */
-    const int64_t start = std::max(std::max(ctx_.run.now(), items[0].ready), free_at_);
+    const int64_t start = std::max(std::max(ctx_.now(), items[0].ready), free_at_);
     free_at_ = start + occ;
     stat_->items++;
     stat_->busy_cycles += occ;
     for (size_t i = 0; i < n; i++) {
         Item &it = items[i];
-        ctx_.run.span(trk_, start, start + occ, "transfer", it.seq, it.pos, it.n, true);
+        ctx_.span(trk_, start, start + occ, "transfer", it.seq, it.pos, it.n, true);
         es_events ev{};
         if (host) ev.host_bits = 8.0 * (double)(c->host.cmd_bytes + it.n * c->host.token_bytes);
         else if (kind_ == Card) ev.card_bits = (double)(it.n * bits_per_token_);
         else ev.link_bit_mm = (double)(it.n * bits_per_token_) * c->link.mm;
         stat_->tokens += it.n;
         ctx_.charge(stat_, it.seq, ev);
-        it.ready = start + occ + lat;
+        it.ready = to ? ctx_.cycle_to(*to, start + occ + lat) : start + occ + lat;
     }
 }
 

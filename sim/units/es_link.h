@@ -7,7 +7,8 @@
 // `ready`: the receiver does not start on it before. Back-to-back items pipeline.
 // Three kinds: an on-die link (link.*: width bits a cycle, latency cycles, energy per bit and mm), the host
 // link (host.*: bytes at its bandwidth, its latency) and, in a system of chips, a card-to-card link
-// (es_chip.card_link from the system file: bits at its bandwidth, its latency, energy per bit).
+// (es_chip.card_link from the system file: bits at its bandwidth, its latency, energy per bit). A link is timed
+// in its sender's cycles; a card link delivers on the receiver's first clock edge at or after its arrival.
 #ifndef ES_LINK_H
 #define ES_LINK_H
 #include <systemc>
@@ -24,6 +25,8 @@ public:
     // Book the transfer of one work item (its items, in order) from now: sets their `ready`.
     void send(Item *items, size_t n);
     void send(std::vector<Item> &group) { send(group.data(), group.size()); }
+    // A card link to a chip of another clock: the receiver (null: its own chip), whose cycles `ready` is given in.
+    const Clock *to = nullptr;
 
 private:
     Ctx &ctx_;

@@ -68,7 +68,7 @@ int64_t Tile::take_more()
         }
         const Item &more = waiting_.front();
         /* tile.sync_step: the step's tokens are all sent back: one still on the link joins (the pass waits) */
-        if ((more.ready > ctx_.run.now() && !ctx_.c->tile.sync_step) || total + more.n > tpr || in_tile(more.seq))
+        if ((more.ready > ctx_.now() && !ctx_.c->tile.sync_step) || total + more.n > tpr || in_tile(more.seq))
             break;
         group_.push_back(more);
         seqs_in_.push_back(more.seq);
@@ -132,7 +132,7 @@ void Tile::fetch()
                 next_trigger(arrived_or_freed_);
                 return;
             }
-            int64_t now = ctx_.run.now();
+            int64_t now = ctx_.now();
             if (group_[0].ready > now) {
                 if (early_ < 0) early_ = book_early();
                 if (early_) { /* booked now, from the cycle it arrives: the same bookings, one wake fewer */
@@ -140,12 +140,12 @@ void Tile::fetch()
                     continue;
                 }
                 ready_wait_ = true;
-                next_trigger(ctx_.run.delay_to(group_[0].ready));
+                next_trigger(ctx_.delay_to(group_[0].ready));
                 return;
             }
         }
         ready_wait_ = false;
-        int64_t total = take_more(), start = ctx_.run.now();
+        int64_t total = take_more(), start = ctx_.now();
         for (const Item &g : group_) start = std::max(start, g.ready); /* later only with tile.sync_step */
         if (!book(total, start)) return; /* the run failed */
     }
@@ -225,7 +225,7 @@ bool Tile::book(int64_t total, int64_t start)
             int64_t s0 = vec_.book(start, kv_fit(a, t), a.occ);
             kv_->book(start, s0, a.kv); /* A and B stream over the KV port */
             if (ctx_.run.trace)
-                ctx_.run.span(track(a.res), s0, s0 + a.occ, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
+                ctx_.span(track(a.res), s0, s0 + a.occ, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
             t = s0 + a.occ + a.lat;
             continue;
         }
@@ -235,7 +235,7 @@ bool Tile::book(int64_t total, int64_t start)
             if (st.kv > 0) kv_->book(start, s0, st.kv); /* an adapter's A and B stream over the KV port */
             if (st.store > 0) ctx_.wstore->book(start, s0, st.store); /* its weights stream from the shared store */
             if (ctx_.run.trace)
-                ctx_.run.span(track(st.res), s0, s0 + st.occ, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
+                ctx_.span(track(st.res), s0, s0 + st.occ, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
             t = s0 + st.occ + st.lat;
             continue;
         }
@@ -244,7 +244,7 @@ bool Tile::book(int64_t total, int64_t start)
         int64_t s0 = kv_->book(start, kvs > 0 ? store_fit(*kv_, cyc, kvs, t) : t, cyc);
         if (kvs > 0) ctx_.wstore->book(start, s0, kvs); /* the KV streams from the store, shared with the weights */
         if (ctx_.run.trace)
-            ctx_.run.span(track(st.res), s0, s0 + cyc, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
+            ctx_.span(track(st.res), s0, s0 + cyc, st.op->name, items[0].seq, items[0].pos, total, !flowed++);
         t = s0 + cyc;
     }
     charge_plan(w, pl, total, expert_ev);
@@ -425,7 +425,7 @@ void Tile::tick()
      * clock. A free issue stage takes the item whose next op the controller placed there on this
      * clock (plan_ahead). A clock may run again later in the same cycle (an item entered): it
      * moves the pipelines once and issues only on idle stages. */
-    const int64_t now = ctx_.run.now();
+    const int64_t now = ctx_.now();
     if (pipes_.empty()) pipes_.resize(2 + lanes_.size());
     const int64_t steps = std::min<int64_t>(now - shifted_, 1 << 20); /* 0 when this clock ran already */
     shifted_ = now;
@@ -478,7 +478,7 @@ void Tile::tick()
                 }
                 const Item &i0 = a.w.group[0];
                 if (ctx_.run.trace)
-                    ctx_.run.span(track(st.res), now, now + occ, st.op->name, i0.seq, i0.pos, a.total, !a.flowed);
+                    ctx_.span(track(st.res), now, now + occ, st.op->name, i0.seq, i0.pos, a.total, !a.flowed);
                 a.flowed = true;
                 a.issuing = true;
                 a.valid_at = now + occ + lat;
@@ -503,7 +503,7 @@ void Tile::tick()
     }
     bool busy = !active_.empty();
     for (const Pipe &p : pipes_) busy = busy || p.beats > 0 || p.cur;
-    if (busy) next_trigger(ctx_.run.delay_to(now + 1), tick_ev_); /* the next clock, or an entry now */
+    if (busy) next_trigger(ctx_.delay_to(now + 1), tick_ev_); /* the next clock, or an entry now */
     else next_trigger(tick_ev_);
 }
 
@@ -594,8 +594,8 @@ void Tile::complete()
             return;
         }
         int64_t t = booked_.front().finish;
-        if (t > ctx_.run.now()) { /* a later booking may finish earlier: wake for it too */
-            next_trigger(ctx_.run.delay_to(t), booked_ev_);
+        if (t > ctx_.now()) { /* a later booking may finish earlier: wake for it too */
+            next_trigger(ctx_.delay_to(t), booked_ev_);
             return;
         }
         std::pop_heap(booked_.begin(), booked_.end(), std::greater<Work>());
@@ -605,13 +605,13 @@ void Tile::complete()
             /* the tile's registers are clocked while an item is in it: each finish charges the busy
              * time since the previous one (or since the tile became busy) to the item leaving */
             int64_t from = std::max(clock_mark_, busy_since_);
-            w.ev[0].reg_bit_cycles += (double)(ctx_.run.now() - from) * es_chip_tile_register_bits(ctx_.c);
-            clock_mark_ = ctx_.run.now();
+            w.ev[0].reg_bit_cycles += (double)(ctx_.now() - from) * es_chip_tile_register_bits(ctx_.c);
+            clock_mark_ = ctx_.now();
         }
         /* the tile is busy while an item is in it: from its start until it has left */
-        for (; !early_starts_.empty() && early_starts_.front() <= ctx_.run.now(); early_starts_.pop_front())
+        for (; !early_starts_.empty() && early_starts_.front() <= ctx_.now(); early_starts_.pop_front())
             if (in_work_++ == 0) busy_since_ = early_starts_.front();
-        if (--in_work_ == 0) stat_->busy_cycles += ctx_.run.now() - busy_since_;
+        if (--in_work_ == 0) stat_->busy_cycles += ctx_.now() - busy_since_;
         ctx_.run.vcd_touch();
         for (size_t g = 0; g < w.group.size(); g++) {
             ctx_.charge(stat_, w.group[g].seq, w.ev[g]);
@@ -658,7 +658,7 @@ void Tile::forward(std::vector<Item> &group)
             it.n = 1;
             if (ctx_.c->tile.sync_step) ctx_.returning++; /* back when fed to the first tile, or finished */
         }
-        it.ready = ctx_.run.now();
+        it.ready = ctx_.now();
         if (&group[kept] != &it) group[kept] = std::move(it);
         kept++;
     }

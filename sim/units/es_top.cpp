@@ -211,16 +211,9 @@ struct Sim {
     size_t n_chips() const { return pms.size(); }
 };
 
-/* A system's chips: one clock, no power limit or synchronous step, no VCD (es_top.h). */
+/* A system's chips: no power limit or synchronous step, no VCD (es_top.h). */
 int check_system(Sim &s, es_err *e)
 {
-    for (size_t k = 1; k < s.n_chips(); k++) {
-        const es_chip *x = s.chip(k).c;
-        if (x->clock_hz != s.c->clock_hz)
-            return es_fail(e, "%s: key 'clock_hz': chip %zu of the system runs at %.6g Hz, chip 0 (%s) at %.6g Hz: the "
-                              "chips of a system must share one clock (a cycle conversion per chip is not modelled)",
-                           x->path, k, x->clock_hz, s.c->path, s.c->clock_hz);
-    }
     for (size_t k = 0; k < s.n_chips() && s.n_chips() > 1; k++) {
         const es_chip *x = s.chip(k).c;
         if (x->card.power_limit_w > 0)
@@ -418,13 +411,18 @@ void collect_energy(Sim &s)
     double active = 0;
     for (size_t k = 0; k < s.n_chips(); k++) { /* each chip's units, their areas on its die */
         Ctx &x = s.chip(k);
-        double chip_j = 0;
+        double chip_j = 0, chip_active = 0;
+        int64_t chip_busy = 0;
         for (const es_unit_rec &u0 : x.units) {
             r.units.push_back(u0);
             es_unit_rec &u = r.units.back();
             r.dynamic_j += u.energy_j;
             chip_j += u.energy_j;
             u.area_mm2 = es_area_of_unit(x.c, x.m, &s.areas[k], u.name + x.prefix.size());
+            chip_active += u.area_mm2 * (double)u.busy_cycles;
+            chip_busy += u.busy_cycles;
+            if (x.period != run.period) /* its cycles as the run's (its chip's own: r.chips) */
+                u.busy_cycles = (int64_t)std::llround((double)u.busy_cycles * (run.clock_hz / x.clock_hz));
             active += x.copies * u.area_mm2 * (double)u.busy_cycles; /* r.area counts a stage's tp chips */
         }
         if (s.n_chips() > 1 || x.copies > 1) { /* a system's chips (a tensor-parallel stage alone too) */
@@ -440,6 +438,10 @@ void collect_energy(Sim &s)
             cr.leak_w = x.leak_w;
             cr.board_w = x.copies * x.c->card.board_w;
             cr.copies = (int64_t)x.copies;
+            cr.clock_hz = x.clock_hz;
+            cr.cycles = run.cycle_to(x, r.cycles);
+            cr.busy_cycles = chip_busy;
+            cr.die_utilization = cr.cycles > 0 ? chip_active / (s.areas[k].total_mm2 * (double)cr.cycles) : 0;
             r.chips.push_back(cr);
             r.sys_leak_w += x.leak_w; /* Ctx: its copies' already */
             r.sys_clock_w += x.clock_w;

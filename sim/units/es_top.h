@@ -98,6 +98,10 @@ struct ChipResult {
     double leak_w = 0;                   // its leakage / VR efficiency
     double board_w = 0;                  // its card's board static power (a tensor-parallel stage: its copies')
     int64_t copies = 1;                  // the chips it stands for (a tensor-parallel stage's tp; area: one chip's)
+    double clock_hz = 0;                 // its clock: its units count its cycles
+    int64_t cycles = 0;                  // the run's length in its cycles (RunResult::cycles counts the first chip's)
+    int64_t busy_cycles = 0;             // its units' busy cycles summed, in its cycles
+    double die_utilization = 0;          // sum of its units' area x busy / (its die area x cycles)
 };
 
 struct RunResult {
@@ -136,7 +140,7 @@ struct RunResult {
     int64_t an_step_first = 0, an_step_last = 0, an_step_total = 0;
     int64_t ttft_cycles = 0, an_ttft_cycles = 0;
     std::vector<es_seq_rec> seqs;
-    std::vector<es_unit_rec> units;
+    std::vector<es_unit_rec> units;      // a system's: busy_cycles in the run's (first chip's) cycles
     // functional mode (run): each request's sampled tokens by id; the tapped request's logits
     std::vector<std::vector<int32_t>> out_ids;
     std::vector<TapRow> tap;
@@ -153,9 +157,10 @@ struct RunResult {
 int run_sim(const es_map *pm, const Workload &w, RunResult &r, es_err *e);
 // The same over a system of n chips in pipeline order (es_system.h), pms[k] the table of chip k's slice
 // of the model (es_model_slice): the first holds the embedding, the last the head; each chip's card_link
-// is the link it sends on. The chips must share one clock (a cycle conversion per chip is not modelled),
-// and none may have a power limit or tile.sync_step; w.vcd_path must be empty. The analytic summary (r.an)
-// is left empty for n > 1.
+// is the link it sends on. Each chip's units count its own clock's cycles; the run's (r.cycles, the host's
+// times, the trace) count the first chip's, and so do r.units' busy_cycles (each chip's own: r.chips). None
+// may have a power limit or tile.sync_step; w.vcd_path must be empty. The analytic summary (r.an) is left
+// empty for n > 1 but for its decode figures.
 int run_sim(const es_map *const *pms, int n, const Workload &w, RunResult &r, es_err *e);
 
 } // namespace es
