@@ -9,44 +9,58 @@
 namespace es {
 
 /* --vcd: signals that follow the units' counters, written by one method process woken when any
- * changes (Ctx::vcd_touch), so each signal has one writer; SystemC's VCD writer records them. */
+ * changes (Ctx::vcd_touch), so each signal has one writer; SystemC's VCD writer records them. In a
+ * system each chip's die has its own tracer, its signals named with the chip's prefix ("c1_tile0_items",
+ * "c1_kv_positions_held"), all woken by the first's event; the first alone traces the sequences in flight
+ * (the run's), and each traces the work items sent so far on each card link it sends on ("c0_card_items"). */
 struct VcdTracer : sc_core::sc_module {
     Ctx &ctx;
+    bool first;
     std::vector<const Tile *> tiles;
     std::vector<std::unique_ptr<sc_core::sc_signal<uint32_t>>> items;
+    std::vector<const LinkPort *> links;
+    std::vector<std::unique_ptr<sc_core::sc_signal<uint32_t>>> sent;
     sc_core::sc_signal<uint64_t> kv_used{"kv_positions_held"};
     sc_core::sc_signal<uint32_t> in_flight{"sequences_in_flight"};
     sc_core::sc_event changed;
     SC_HAS_PROCESS(VcdTracer);
-    VcdTracer(sc_core::sc_module_name nm, Ctx &c) : sc_module(nm), ctx(c)
+    VcdTracer(sc_core::sc_module_name nm, Ctx &c) : sc_module(nm), ctx(c), first(!c.run.vcd_changed)
     {
         SC_METHOD(copy);
-        sensitive << changed;
+        if (first) ctx.run.vcd_changed = &changed;
+        sensitive << *ctx.run.vcd_changed;
         dont_initialize();
-        ctx.run.vcd_changed = &changed;
     }
     void add(const Tile *t, const std::string &name)
     {
         tiles.push_back(t);
         items.emplace_back(new sc_core::sc_signal<uint32_t>((name + "_items").c_str()));
     }
+    void add(const LinkPort *l, const std::string &name)
+    {
+        links.push_back(l);
+        sent.emplace_back(new sc_core::sc_signal<uint32_t>((name + "_items").c_str()));
+    }
     void copy()
     {
         for (size_t i = 0; i < tiles.size(); i++) items[i]->write((uint32_t)tiles[i]->items());
+        for (size_t i = 0; i < links.size(); i++) sent[i]->write((uint32_t)links[i]->items());
         kv_used.write((uint64_t)ctx.kv_used);
         in_flight.write((uint32_t)ctx.run.in_flight);
     }
     void trace(sc_core::sc_trace_file *tf)
     {
         for (size_t i = 0; i < tiles.size(); i++) sc_core::sc_trace(tf, *items[i], items[i]->name());
-        sc_core::sc_trace(tf, kv_used, "kv_positions_held");
-        sc_core::sc_trace(tf, in_flight, "sequences_in_flight");
+        for (size_t i = 0; i < links.size(); i++) sc_core::sc_trace(tf, *sent[i], sent[i]->name());
+        sc_core::sc_trace(tf, kv_used, ctx.prefix + "kv_positions_held");
+        if (first) sc_core::sc_trace(tf, in_flight, "sequences_in_flight");
     }
 };
 
 LinkPort *Die::link(const std::string &name, int64_t bits_per_token, int kind)
 {
     links_.emplace_back(new LinkPort(ctx_, (ctx_.prefix + name).c_str(), bits_per_token, (LinkPort::Kind)kind));
+    if (vcd_ && kind == LinkPort::Card) vcd_->add(links_.back().get(), ctx_.prefix + name);
     return links_.back().get();
 }
 
@@ -59,7 +73,7 @@ Die::Fifo *Die::fifo(const std::string &name, int depth)
 Die::Die(Ctx &ctx, bool with_vcd, Die *prev, Die *first) : ctx_(ctx)
 {
     const es_chip *c = ctx.c;
-    if (with_vcd) vcd_ = add(new VcdTracer("vcd", ctx));
+    if (with_vcd) vcd_ = add(new VcdTracer((ctx.prefix + "vcd").c_str(), ctx));
     const es_model *m = ctx.m;
     int depth = (int)c->sched.fifo_depth;
     const es_map *pm = ctx.map;

@@ -35,6 +35,7 @@ void LinkPort::send(Item *items, size_t n)
     free_at_ = start + occ;
     stat_->items++;
     stat_->busy_cycles += occ;
+    if (kind_ == Card) ctx_.run.vcd_touch(); /* --vcd: its items sent */
     for (size_t i = 0; i < n; i++) {
         Item &it = items[i];
         ctx_.span(trk_, start, start + occ, "transfer", it.seq, it.pos, it.n, true);

@@ -27,6 +27,7 @@ public:
     void send(std::vector<Item> &group) { send(group.data(), group.size()); }
     // A card link to a chip of another clock: the receiver (null: its own chip), whose cycles `ready` is given in.
     const Clock *to = nullptr;
+    int64_t items() const { return stat_->items; } // work items sent so far (--vcd)
 
 private:
     Ctx &ctx_;

@@ -211,7 +211,7 @@ struct Sim {
     size_t n_chips() const { return pms.size(); }
 };
 
-/* A system's chips: no power limit or synchronous step, no VCD (es_top.h). */
+/* A system's chips: no power limit or synchronous step (es_top.h). */
 int check_system(Sim &s, es_err *e)
 {
     for (size_t k = 0; k < s.n_chips() && s.n_chips() > 1; k++) {
@@ -222,8 +222,6 @@ int check_system(Sim &s, es_err *e)
         if (x->tile.sync_step)
             return es_fail(e, "%s: key 'tile.sync_step': a synchronous step across the chips of a system is not "
                               "modelled", x->path);
-        if (!s.w.vcd_path.empty())
-            return es_fail(e, "--vcd: a system of chips has no VCD trace yet; use --trace");
     }
     return 0;
 }
@@ -293,12 +291,14 @@ int build(Sim &s, es_err *e)
     }
     s.die.reset(new Die(ctx, !vf.path.empty()));
     for (size_t k = 1; k < s.n_chips(); k++)
-        s.more_dies.emplace_back(new Die(s.chip(k), false, k == 1 ? s.die.get() : s.more_dies.back().get(), s.die.get()));
+        s.more_dies.emplace_back(new Die(s.chip(k), !vf.path.empty(), k == 1 ? s.die.get() : s.more_dies.back().get(),
+                                         s.die.get()));
     if (s.die->has_vcd()) {
         vf.tf = sc_core::sc_create_vcd_trace_file(vf.tmp.c_str());
         if (!vf.tf) return es_fail(e, "%s: cannot write the VCD trace", vf.path.c_str());
         vf.tf->set_time_unit(1, sc_core::SC_PS);
         s.die->trace(vf.tf);
+        for (auto &d : s.more_dies) d->trace(vf.tf); /* each chip's signals, prefixed */
     }
     return 0;
 }
