@@ -6558,6 +6558,32 @@ def test_system_vcd():
     want_ps = (math.ceil(bits / 1e10 * 1e9) + 1000) * 1000
     expect(taken - sent == want_ps, f"the chunk sent at {sent} ps, taken at {taken} ps: {taken - sent}, by hand {want_ps}")
 
+
+def test_system_sync_step():
+    """tile.sync_step on a system (es_system.h): each chip steps its own batch, its first tile taking no new pass
+    until the step's tokens that left its last tile for the head are back in its FIFO (or finished). Over two
+    h100-class chips at 2 GHz holding Llama-3.1-8B's layers 0-15 and 16-31, the last step of 16 streams of a 1-token
+    prompt is one chip's serial chain (h100_sync_step_by_hand, positions 8 and 7) with the on-die token hop replaced
+    by the card link's (the token ids back, one item each, the first's ceil(16 / 100 Gbit/s x f) + 2000 cycles; the
+    next pipeline behind the embedding rows) and the 16-token group's card hop between the chips (ceil(16 x 4096 x 16
+    bits / 100 Gbit/s x f) + 2000). With tile.sync_step off the same batch is not one chain (the step differs)."""
+    c = json.load(open(os.path.join(MODELS, "chips", "h100-class.json")))
+    v = lambda *ks: functools.reduce(lambda d, k: d[k], ks, c)["value"]
+    H, f = l8b_shapes()[0], 2e9
+    card = lambda bits: math.ceil(bits / 1e11 * f) + math.ceil(1000 * f / 1e9)
+    tok, act = v("link", "token_id_bits"), H * v("link", "elem_bits")
+    want = h100_sync_step_by_hand([8] + [7] * 15) - (-(-tok // v("link", "width_bits")) + v("link", "latency_cycles")) + \
+        card(tok) + card(16 * act)
+    got = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for sync in (True, False):
+            p, _ = h100_pair(tmp, (f, f), sync=sync)
+            j = run_json("--system", p, "--prompt", "1", "--generate", "8", "--streams", "16", "--no-db")
+            got[sync] = j["stream0_cycles"]["decode_last"]
+            expect(j["tokens"] == 16 * 8, f"sync {sync}: {j['tokens']} tokens")
+    expect(got[True] == want, f"16 streams over two chips: the last step {got[True]} cycles, by hand {want}")
+    expect(got[False] != want, f"without tile.sync_step the step is the chain too: {got}")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

@@ -243,7 +243,8 @@ public:
     // KV accounting on the device: a sequence takes its positions when fetched
     // and gives them back when its last token is sampled. Overflow is an error.
     int64_t kv_cap = 0;               // KV positions per layer the chip holds
-    int64_t returning = 0;            // tile.sync_step: tokens past the last tile, not yet sent back to the first
+    int64_t returning = 0;            // tile.sync_step: tokens past its last tile bound for the head, not yet back in its
+                                      // first tile's FIFO (a system: each chip its own; es_system.h)
     sc_core::sc_event returned_ev;    // notified when returning drops to 0
     void token_back() { if (--returning == 0) returned_ev.notify(sc_core::SC_ZERO_TIME); }
     int64_t seq_cap = 0;              // sequences in flight at most: kv_cap, or fewer when the requests are a list

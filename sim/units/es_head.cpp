@@ -164,7 +164,8 @@ bool Head::finish(Item &it)
     } else {
         ctx_.run.in_flight--;
         ctx_.run.count_in_flight();
-        if (ctx_.c->tile.sync_step) ctx_.token_back(); /* its last token: not coming back */
+        for (Ctx *k : ctx_.run.chips) /* its last token: not coming back, to any chip */
+            if (k->c->tile.sync_step) k->token_back();
         ctx_.kv_give_all(s.kv); /* its KV is no longer read, on any chip */
         if (ctx_.dp) es_dp_seq_end(ctx_.dp, it.seq);
     }

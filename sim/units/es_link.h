@@ -25,8 +25,8 @@ public:
     // Book the transfer of one work item (its items, in order) from now: sets their `ready`.
     void send(Item *items, size_t n);
     void send(std::vector<Item> &group) { send(group.data(), group.size()); }
-    // A card link to a chip of another clock: the receiver (null: its own chip), whose cycles `ready` is given in.
-    const Clock *to = nullptr;
+    // A card link: the receiving chip (null: its own chip), whose cycles `ready` is given in (its clock may differ).
+    Ctx *to = nullptr;
     int64_t items() const { return stat_->items; } // work items sent so far (--vcd)
 
 private:

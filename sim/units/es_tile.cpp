@@ -579,11 +579,14 @@ void Tile::complete()
                 }
                 if (!sent_link_) link->send(leaving_), sent_link_ = true;
             }
-            for (; sent_ < leaving_.size(); sent_++)
+            for (; sent_ < leaving_.size(); sent_++) {
                 if (!out.nb_write(leaving_[sent_])) {
                     next_trigger(out.data_read_event());
                     return;
                 }
+                /* tile.sync_step on the next chip of a system: a step's token is in its first tile's FIFO */
+                if (link && link->to && link->to->c->tile.sync_step && leaving_[sent_].decode) link->to->token_back();
+            }
             leaving_.clear();
             sent_link_ = false;
             free_slots_++;
@@ -657,6 +660,8 @@ void Tile::forward(std::vector<Item> &group)
             it.pos += it.n - 1;
             it.n = 1;
             if (ctx_.c->tile.sync_step) ctx_.returning++; /* back when fed to the first tile, or finished */
+        } else if (link && link->to && ctx_.c->tile.sync_step && (it.decode || it.final_chunk)) {
+            ctx_.returning++; /* a system's chip before the last: bound for the head, back as the next step's token */
         }
         it.ready = ctx_.now();
         if (&group[kept] != &it) group[kept] = std::move(it);

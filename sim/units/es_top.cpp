@@ -211,7 +211,7 @@ struct Sim {
     size_t n_chips() const { return pms.size(); }
 };
 
-/* A system's chips: no power limit or synchronous step (es_top.h). */
+/* A system's chips: no power limit (es_top.h). */
 int check_system(Sim &s, es_err *e)
 {
     for (size_t k = 0; k < s.n_chips() && s.n_chips() > 1; k++) {
@@ -219,9 +219,6 @@ int check_system(Sim &s, es_err *e)
         if (x->card.power_limit_w > 0)
             return es_fail(e, "%s: key 'card.power_limit_w': a power limit on a chip of a system is not modelled (its "
                               "governor is per card; set it to 0)", x->path);
-        if (x->tile.sync_step)
-            return es_fail(e, "%s: key 'tile.sync_step': a synchronous step across the chips of a system is not "
-                              "modelled", x->path);
     }
     return 0;
 }
