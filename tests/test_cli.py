@@ -6584,6 +6584,17 @@ def test_system_sync_step():
     expect(got[True] == want, f"16 streams over two chips: the last step {got[True]} cycles, by hand {want}")
     expect(got[False] != want, f"without tile.sync_step the step is the chain too: {got}")
 
+
+def test_err_system_power_limit():
+    """A power limit on one chip of a system is refused (not simulated yet): one error naming that chip's file, the
+    key, the chip's index and layers and its limit, exit 1; the other chip's file, without a limit, is not named."""
+    with tempfile.TemporaryDirectory() as tmp:
+        p, _ = h100_pair(tmp, (2e9, 2e9), limits=(0, 350))
+        err = expect_error(["run", "--system", p, "--prompt", "1", "--generate", "2", "--no-db"],
+                           "h100-1.json: key 'card.power_limit_w'", "chip 1 of the system (layers 16..31)", "350 W",
+                           "set it to 0")
+        expect("h100-0.json" not in err, err)
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

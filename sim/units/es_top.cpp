@@ -216,9 +216,12 @@ int check_system(Sim &s, es_err *e)
 {
     for (size_t k = 0; k < s.n_chips() && s.n_chips() > 1; k++) {
         const es_chip *x = s.chip(k).c;
+        const es_model *xm = s.chip(k).m;
         if (x->card.power_limit_w > 0)
-            return es_fail(e, "%s: key 'card.power_limit_w': a power limit on a chip of a system is not modelled (its "
-                              "governor is per card; set it to 0)", x->path);
+            return es_fail(e, "%s: key 'card.power_limit_w': chip %zu of the system (layers %lld..%lld) has a limit of "
+                              "%.4g W; a power limit on a chip of a system is not modelled (its card's governor would "
+                              "change its own chip's clock during the run); set it to 0", x->path, k,
+                           (long long)xm->layer_base, (long long)(xm->layer_base + xm->layers - 1), x->card.power_limit_w);
     }
     return 0;
 }
