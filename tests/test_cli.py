@@ -5698,10 +5698,15 @@ def test_db_store_unit():
 
 # ---- h/split: chip derive --split, the fewest chips of a template's area holding a model (issue 20 item 2) ----
 
-def split_hand_count(template, model):
+def split_hand_count(template, model, role_format=None, layer_fn=None, detail=None):
     """Chips of the template's area that a model needs, by hand from ROM density: the model's bits in the chip
     file's weights.* formats (scales included) over the ROM bits one chip of the template's area holds after its
-    other parts. Reads only the chip, process, model and lane-synthesis files. Returns (N, the area, the layers)."""
+    other parts. Reads only the chip, process, model and lane-synthesis files. Returns (N, the area, the layers).
+    role_format(role): (format, group) instead of the chip's; layer_fn(bits, cfg): a layer's bits instead of a
+    dense Llama layer's. detail (a dict): gets, as ROM bits with their lane cells, what one chip holds ("chip"), a
+    layer with its units and one sequence's KV ("layer"), and what the first and the last chip hold beyond
+    their layers ("first": the embedding table, a vector unit and control; "last": the final norm, LM head,
+    a vector unit, control and the sampler)."""
     def v(n):
         return n["value"] if isinstance(n, dict) and "value" in n else n
     with open(os.path.join(MODELS, "chips", template + ".json")) as f:
@@ -5715,15 +5720,18 @@ def split_hand_count(template, model):
     w = chip["weights"]
 
     def bits(role, rows, cols):
-        r = w["roles"].get(role, w["default"])
-        elems, nbytes = BLOCK[v(r["format"])](v(r.get("group", w["default"]["group"])))
+        if role_format:
+            elems, nbytes = BLOCK[role_format(role)[0]](role_format(role)[1])
+        else:
+            r = w["roles"].get(role, w["default"])
+            elems, nbytes = BLOCK[v(r["format"])](v(r.get("group", w["default"]["group"])))
         return rows * -(-cols // elems) * nbytes * 8
     H, F, V, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
     hd = cfg.get("head_dim", H // cfg["num_attention_heads"])
     Q, KV = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
     layer = (bits("attn_norm", 1, H) + bits("attn_q", Q, H) + bits("attn_k", KV, H) + bits("attn_v", KV, H) +
              bits("attn_o", H, Q) + bits("ffn_norm", 1, H) + bits("ffn_gate", F, H) + bits("ffn_up", F, H) +
-             bits("ffn_down", H, F))
+             bits("ffn_down", H, F)) if layer_fn is None else layer_fn(bits, cfg)
     embed, head = bits("embed", V, H), bits("lm_head", V, H) + bits("out_norm", 1, H)
     # densities: um2 per ROM bit (a select cell holds cell_bits), per SRAM bit; transistors per um2 of logic
     pv = lambda k: v(proc[k])
@@ -5754,6 +5762,10 @@ def split_hand_count(template, model):
     other = L * ((vec + ctrl + attn) / tr_um2 + kv_min) + (2 * (vec + ctrl) + sampler) / tr_um2
     model_bits = L * layer + embed * rom_bit / per_bit + head * head_bit / per_bit + other / per_bit
     chip_bits = (area - io) / per_bit  # what one chip holds after its I/O
+    if detail is not None:
+        detail.update(chip=chip_bits, layer=layer + ((vec + ctrl + attn) / tr_um2 + kv_min) / per_bit,
+                      first=embed * rom_bit / per_bit + (vec + ctrl) / tr_um2 / per_bit,
+                      last=head * head_bit / per_bit + (vec + ctrl + sampler) / tr_um2 / per_bit)
     return math.ceil(model_bits / chip_bits), area / 1e6, L, (L * layer + embed + head) / 1e9, model_bits / chip_bits
 
 
@@ -6442,6 +6454,89 @@ def test_system_energy_parts():
                f"{sysname}: parts {sum(e.values())} J, run {j['energy_j']} J: {e}")
         board = sum(c["board_w"] for c in j["system"]["chips"]) * j["cycles"] / j["clock_hz"]
         expect(abs(e["board"] - board) <= 1e-9 * board, f"{sysname}: board {e['board']} J, by hand {board} J")
+
+
+# ---- gpt-oss-120b over hc1-class-derived chips in its MXFP4 format (issue 20 item 3; helper h/ep) ----------
+def recipe_role_format(name):
+    """role -> (format, group) of a recipe's first rule matching the role (a chip holds one format per role)."""
+    with open(os.path.join(MODELS, "recipes", name + ".json")) as f:
+        rules = json.load(f)["rules"]
+
+    def fmt(role):
+        for r in rules:
+            roles = r["match"].get("role")
+            if roles is None or role in (roles if isinstance(roles, list) else [roles]):
+                return r["format"], r.get("group")
+        raise AssertionError(f"recipe {name}: no rule for {role}")
+    return fmt
+
+
+def gpt_oss_layer_bits(bits, cfg):
+    """One gpt-oss block's bits from config.json: attention with q, k, v, o biases and the sinks, the router and
+    its bias, and each expert's gate, up, down with their biases (2F gate-up and H down)."""
+    H, F, E = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_local_experts"]
+    hd, nh = cfg["head_dim"], cfg["num_attention_heads"]
+    Q, KV = nh * hd, cfg["num_key_value_heads"] * hd
+    attn = (bits("attn_norm", 1, H) + bits("attn_q", Q, H) + bits("bias", 1, Q) + bits("attn_k", KV, H) +
+            bits("bias", 1, KV) + bits("attn_v", KV, H) + bits("bias", 1, KV) + bits("attn_o", H, Q) +
+            bits("bias", 1, H) + bits("attn_sinks", 1, nh))
+    moe = (bits("ffn_norm", 1, H) + bits("router", E, H) + bits("bias", 1, E) +
+           E * (bits("ffn_gate", F, H) + bits("ffn_up", F, H) + bits("ffn_down", H, F) + bits("bias", 1, 2 * F) +
+                bits("bias", 1, H)))
+    return attn + moe
+
+
+def test_split_gpt_oss_card_count():
+    """chip derive --split --recipe fp4 for gpt-oss-120b from hc1-class writes the number of chips a hand count
+    from ROM density gives: the model's bits under the fp4 recipe (MXFP4 at 4.25 bits, Q8_0 LM head, BF16 norms,
+    biases and sinks) against what one chip of hc1-class's area holds, in whole layers: the first chip holds
+    the embedding table, the last the LM head, so the caps per chip are (2, 3, 2) layers and 36 layers need
+    2 + ceil(32 / 3) = 13 chips (the whole-model bound alone would say 12). The shipped files are what the
+    command writes, and the system runs."""
+    d = {}
+    fmt = recipe_role_format("fp4")
+    n, area, L, gbit, ratio = split_hand_count("hc1-class", "gpt-oss-120b", fmt, gpt_oss_layer_bits, d)
+    expect(L == 36 and round(gbit * 1e9) == 499458972672 and 11.6 < ratio < 11.8 and n == 12,
+           f"hand count: {gbit:.6f} Gbit, {ratio:.3f} chips' worth")
+    cap_first = math.floor((d["chip"] - d["first"]) / d["layer"])
+    cap_mid = math.floor(d["chip"] / d["layer"])
+    cap_last = math.floor((d["chip"] - d["last"]) / d["layer"])
+    want = 2 + math.ceil((L - cap_first - cap_last) / cap_mid)
+    expect((cap_first, cap_mid, cap_last) == (2, 3, 2) and want == 13, f"caps {cap_first, cap_mid, cap_last}: {want}")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = run("chip", "derive", "--model", "gpt-oss-120b", "--like", "hc1-class", "--recipe", "fp4", "--split",
+                "--name", "gpt-oss-120b-hc1", "-o", tmp)
+        sys_path = os.path.join(tmp, "gpt-oss-120b-hc1.json")
+        expect(f"wrote {sys_path}: gpt-oss-120b-hc1, {want} chips of {area:.1f} mm2" in p.stdout, p.stdout)
+        s = split_system(sys_path)
+        chips = s["chips"]
+        expect(f"at most {cap_first} layers with the embedding table, {cap_mid} in the middle, {cap_last} with the "
+               "final norm" in s["description"], s["description"])
+        covered = [layer for c in chips for layer in range(c["layers"][0], c["layers"][1] + 1)]
+        expect(covered == list(range(L)), f"layer ranges {[c['layers'] for c in chips]}")
+        for c in chips:
+            with open(os.path.join(tmp, c["chip"])) as f:
+                made = json.load(f)
+            w = made["weights"]
+            expect(w["default"]["format"]["value"] == "mxfp4" and w["roles"]["lm_head"]["format"]["value"] == "q8_0"
+                   and w["roles"]["bias"]["format"]["value"] == "bf16" and "attn_v" not in w["roles"],
+                   f"{c['chip']}: weights {w}")
+            with open(os.path.join(MODELS, "chips", c["chip"])) as f:
+                expect(made == json.load(f), f"models/chips/{c['chip']} is not what chip derive --split writes")
+        shipped = split_system(os.path.join(MODELS, "systems", "gpt-oss-120b-hc1.json"))
+        expect([c["layers"] for c in shipped["chips"]] == [c["layers"] for c in chips] and
+               [os.path.basename(c["chip"]) for c in shipped["chips"]] == [c["chip"] for c in chips] and
+               shipped["link"] == s["link"], "models/systems/gpt-oss-120b-hc1.json is not what the command writes")
+    j = run_json("--no-db", "--system", "gpt-oss-120b-hc1", "--prompt", "16", "--generate", "4")
+    expect(len(j["system"]["chips"]) == want and all(abs(c["area_mm2"] - area) < 0.05 for c in j["system"]["chips"]),
+           f"{j['system']['chips']}")
+    # a recipe whose first rule for a role holds only some layers cannot be one chip format per role
+    with tempfile.TemporaryDirectory() as tmp:
+        r = os.path.join(tmp, "layered.json")
+        json.dump({"name": "layered", "rules": [{"match": {"role": "attn_q", "layers": [0, 3]}, "format": "int6",
+                                                  "group": 64}, {"match": {}, "format": "mxfp4"}]}, open(r, "w"))
+        expect_error(["chip", "derive", "--model", "gpt-oss-120b", "--recipe", r], "layered.json",
+                     "rules[0].match.layers", "one format per role", "attn_q")
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
