@@ -4792,7 +4792,7 @@ def test_err_system():
         json.dump(sysf, open(p, "w"))
         expect_error(["run", "--system", p, "--prompt", "8", "--generate", "2", "--no-db", "--set", "clock_hz=2e9",
                       "--vcd", os.path.join(tmp, "x.vcd")], "--vcd", "system")
-    with tempfile.TemporaryDirectory() as tmp:  # a stage of two chips splitting experts: refused until simulated
+    with tempfile.TemporaryDirectory() as tmp:  # a stage of two chips splitting experts holding an end of the model
         sysf = json.load(open(SYSTEM_X2))
         sysf["link"]["topology"] = "all_to_all"
         moe = os.path.join(DATA, "tiny-moe")
@@ -4802,7 +4802,7 @@ def test_err_system():
         p = os.path.join(tmp, "ep.json")
         json.dump(sysf, open(p, "w"))
         expect_error(["run", "--system", p, "--model", moe, "--prompt", "8", "--generate", "2", "--no-db"],
-                     "ep.json", "'chips'", "2 chips in 1 stages", "not simulated yet")
+                     "tiny-chip.json", "expert-parallel stage", "layers 0..3", "embedding table", "not modelled")
     expect_error(["run", "--system", SYSTEM_X2, "--chip", "hc1-class"], "--system or --chip", code=2)
 
 # ---- wafer-class baseline (issue 19 item 2: a wafer-scale part, weights in on-die SRAM) ----------
@@ -6537,6 +6537,92 @@ def test_split_gpt_oss_card_count():
                                                   "group": 64}, {"match": {}, "format": "mxfp4"}]}, open(r, "w"))
         expect_error(["chip", "derive", "--model", "gpt-oss-120b", "--recipe", r], "layered.json",
                      "rules[0].match.layers", "one format per role", "attn_q")
+
+
+# ---- expert-parallel stages: chips splitting a layer's experts over all-to-all links (issue 20 item 1; h/ep) ------
+SYSTEM_EP2 = os.path.join(DATA, "systems", "tiny-moe-ep2.json")
+
+
+def ep_run(tmp, experts, *extra):
+    """tiny-moe-ep2 (layers 1-2 on two chips, experts 0-7 and 8-15), 8 in / 4 out, every token routed to `experts`."""
+    route = os.path.join(tmp, "route.txt")
+    with open(route, "w") as f:
+        f.write(" ".join(str(e) for e in experts) + "\n")
+    return run_json("--no-db", "--system", SYSTEM_EP2, "--set", "tile.rom.rows=128", "--prompt", "8", "--generate",
+                    "4", "--routing", "replay:" + route, *extra)
+
+
+def test_ep_step_hand():
+    """A token whose experts are on the other chip of its expert-parallel stage costs, per MoE layer, one dispatch
+    and one combine of its hidden vector over the all-to-all link: by hand from the fixture's numbers,
+    ceil(256 x 16 bits / 10 Gbit/s at 1 GHz) = 410 cycles plus 1000 ns of latency each way, 2 x 1410 = 2820
+    cycles a layer, 5640 for the stage's two layers: the decode step with experts [8, 9] (both on chip 2, the
+    sequence on chip 1) is 5640 cycles longer than with [0, 1] (both on chip 1), and so is [0, 8] (the local
+    chain runs beside the remote one). The link energy: 11 tokens x 2 layers, each there and back, of 4096 bits at
+    10 pJ/bit through the card's 0.9-efficient regulators. The analytic step adds the expected share of it:
+    1 - (8 x 7) / (16 x 15) of 5640, rounded: 4324."""
+    chip = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+    sysf = json.load(open(SYSTEM_EP2))
+    moe = json.load(open(os.path.join(DATA, "tiny-moe", "config.json")))
+    v = lambda n: n["value"] if isinstance(n, dict) else n
+    clock, w, vr = v(chip["clock_hz"]), v(chip["link"]["elem_bits"]), v(chip["card"]["vr_efficiency"])
+    bw, lat_ns, pj = (v(sysf["link"][k]) for k in ("bandwidth_bits_per_s", "latency_ns", "energy_pj_per_bit"))
+    bits = moe["hidden_size"] * w
+    occ = math.ceil(bits / bw * clock)
+    lat = math.ceil(lat_ns * clock / 1e9)
+    layers = sysf["chips"][1]["layers"][1] - sysf["chips"][1]["layers"][0] + 1
+    trip = layers * 2 * (occ + lat)
+    expect((bits, occ, lat, trip) == (4096, 410, 1000, 5640), f"hand: {bits} bits, {occ} + {lat} cycles, {trip}")
+    with tempfile.TemporaryDirectory() as tmp:
+        local, remote, mixed = ep_run(tmp, [0, 1]), ep_run(tmp, [8, 9]), ep_run(tmp, [0, 8])
+    for k in ("decode_first", "decode_last"):
+        a, b, c = (r["stream0_cycles"][k] for r in (local, remote, mixed))
+        expect(b - a == trip and c - a == trip, f"{k}: local {a}, remote {b}, mixed {c} cycles; by hand +{trip}")
+    a2a = {r: {l["unit"]: l for l in j["system"]["links"] if l["unit"].endswith("_a2a")}
+           for r, j in (("local", local), ("remote", remote))}
+    tokens = 8 + 4 - 1  # the prompt and every decode token but the last pass the stage
+    expect(a2a["local"]["c1_a2a"]["tokens"] == 0 and a2a["remote"]["c1_a2a"]["tokens"] == tokens * layers and
+           a2a["remote"]["c2_a2a"]["tokens"] == tokens * layers and a2a["remote"]["c2_a2a"]["to"] == 1 and
+           a2a["remote"]["c2_a2a"]["to_last"] == 2, f"a2a links {a2a}")
+    joules = 2 * tokens * layers * bits * pj * 1e-12 / vr
+    got = remote["energy_by_event_j"]["card_links"] - local["energy_by_event_j"]["card_links"]
+    expect(abs(got - joules) <= 1e-9 * joules, f"the all-to-all's energy {got} J, by hand {joules} J")
+    share = 1 - (8 * 7) / (16 * 15)
+    an = local["analytic_stream0_cycles"]["decode_first"]
+    expect(an == local["stream0_cycles"]["decode_first"] + round(share * trip),
+           f"analytic {an}, simulated without the all-to-all {local['stream0_cycles']['decode_first']}")
+    # the sequences spread over the stage: four streams, two on each chip's KV
+    j = run_json("--no-db", "--system", SYSTEM_EP2, "--set", "tile.rom.rows=128", "--prompt", "8", "--generate", "4",
+                 "--streams", "4")
+    kv = [c["kv_max_used"] for c in j["system"]["chips"]]
+    expect(kv[1] == kv[2] == kv[0] // 2 and kv[0] == kv[3] > 0, f"KV held per chip {kv}")
+
+
+def test_err_ep_stage():
+    """What an expert-parallel stage cannot be, one error each: functional mode; the cycle fidelity; a stage
+    holding an end of the model (test_err_system); and the split errors es_system_check names (tests/test_system.c
+    2.11-2.15: layers shared on a dense model, a chain topology, an expert gap, an overlap, a short range)."""
+    base = ["run", "--no-db", "--system", SYSTEM_EP2, "--set", "tile.rom.rows=128", "--prompt", "8", "--generate", "2"]
+    expect_error(base + ["--mode", "functional", "--synthetic", "1"], "--functional", "expert-parallel stage",
+                 "timing only")
+    expect_error(base + ["--fidelity", "cycle"], "--fidelity cycle", "experts", "transaction fidelity")
+    with tempfile.TemporaryDirectory() as tmp:
+        sysf = json.load(open(SYSTEM_EP2))
+        sysf["model"] = os.path.join(DATA, "tiny-moe")
+        for i in range(4):
+            sysf["chips"][i]["chip"] = os.path.join(DATA, "tiny-chip.json")
+        p = os.path.join(tmp, "ep.json")
+        sysf["chips"][2]["experts"] = [9, 15]
+        json.dump(sysf, open(p, "w"))
+        expect_error(base[:3] + [p] + base[4:], "ep.json", "chips[2].experts", "experts 8..8", "on no chip")
+        sysf["chips"][2]["experts"] = [7, 15]
+        json.dump(sysf, open(p, "w"))
+        expect_error(base[:3] + [p] + base[4:], "ep.json", "chips[2].experts", "experts 7..7", "chips[1] too")
+        sysf["chips"][2]["experts"] = [8, 15]
+        sysf["model"] = "tiny-llama"
+        json.dump(sysf, open(p, "w"))
+        expect_error(base[:3] + [p] + base[4:6] + ["--prompt", "8", "--generate", "2"], "ep.json", "chips[2].layers",
+                     "only a mixture of experts", "tiny-llama has none")
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

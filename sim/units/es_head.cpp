@@ -165,7 +165,7 @@ bool Head::finish(Item &it)
         ctx_.run.in_flight--;
         ctx_.run.count_in_flight();
         if (ctx_.c->tile.sync_step) ctx_.token_back(); /* its last token: not coming back */
-        ctx_.kv_give_all(s.kv); /* its KV is no longer read, on any chip */
+        ctx_.kv_give_all(s, s.kv); /* its KV is no longer read, on any chip */
         if (ctx_.dp) es_dp_seq_end(ctx_.dp, it.seq);
     }
     completion.write(cpl);
