@@ -6624,6 +6624,58 @@ def test_err_ep_stage():
         expect_error(base[:3] + [p] + base[4:6] + ["--prompt", "8", "--generate", "2"], "ep.json", "chips[2].layers",
                      "only a mixture of experts", "tiny-llama has none")
 
+
+def test_split_gpt_oss_ep2():
+    """chip derive --split --expert-parallel 2 for gpt-oss-120b (fp4, hc1-class's area): a middle chip holding half of
+    each layer's experts holds, by hand from ROM density, 43.06 Gbit / 7.03 Gbit a layer (attention, router and 64
+    experts with its units and one sequence's KV) = 6.13: 6 layers; the ends hold 2 each (as without experts split),
+    so 36 layers take 2 + 2 x ceil(32 / 6) = 14 chips in stages of two, each pair splitting experts 0-63 and 64-127
+    over all_to_all links. The shipped system is what the command writes, and it runs with the all-to-all carrying
+    tokens and the analytic step within 0.5 % of the simulated one."""
+    fmt = recipe_role_format("fp4")
+
+    def half_layer(bits, cfg):
+        H, F, E = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_local_experts"]
+        expert = (bits("ffn_gate", F, H) + bits("ffn_up", F, H) + bits("ffn_down", H, F) + bits("bias", 1, 2 * F) +
+                  bits("bias", 1, H))
+        return gpt_oss_layer_bits(bits, cfg) - (E // 2) * expert
+    d = {}
+    _, area, L, _, _ = split_hand_count("hc1-class", "gpt-oss-120b", fmt, half_layer, d)
+    cap_mid = math.floor(d["chip"] / d["layer"])
+    want = 2 + 2 * math.ceil((L - 2 - 2) / cap_mid)
+    expect(cap_mid == 6 and want == 14, f"hand: {d['chip'] / d['layer']:.3f} layers a middle chip, {want} chips")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = run("chip", "derive", "--model", "gpt-oss-120b", "--like", "hc1-class", "--recipe", "fp4", "--split",
+                "--expert-parallel", "2", "--name", "gpt-oss-120b-hc1-ep2", "-o", tmp)
+        sys_path = os.path.join(tmp, "gpt-oss-120b-hc1-ep2.json")
+        expect(f"wrote {sys_path}: gpt-oss-120b-hc1-ep2, {want} chips of {area:.1f} mm2" in p.stdout, p.stdout)
+        s = split_system(sys_path)
+        chips = s["chips"]
+        expect(s["link"]["topology"]["value"] == "all_to_all" and "each middle stage is 2 chips holding at most 6 "
+               "layers" in s["description"], f"{s['link']['topology']}, {s['description']}")
+        mid = chips[1:-1]
+        expect(all(a["layers"] == b["layers"] and a["experts"] == [0, 63] and b["experts"] == [64, 127]
+                   for a, b in zip(mid[0::2], mid[1::2])) and "experts" not in chips[0] and "experts" not in chips[-1],
+               f"stages {[(c['layers'], c.get('experts')) for c in chips]}")
+        covered = [layer for c in chips[:1] + mid[0::2] + chips[-1:] for layer in range(c["layers"][0], c["layers"][1] + 1)]
+        expect(covered == list(range(L)), f"layer ranges {[c['layers'] for c in chips]}")
+        for c in set(c["chip"] for c in chips):
+            with open(os.path.join(tmp, c)) as f, open(os.path.join(MODELS, "chips", c)) as g:
+                expect(json.load(f) == json.load(g), f"models/chips/{c} is not what chip derive --split writes")
+        shipped = split_system(os.path.join(MODELS, "systems", "gpt-oss-120b-hc1-ep2.json"))
+        expect([(c["layers"], c.get("experts")) for c in shipped["chips"]] == [(c["layers"], c.get("experts"))
+                                                                              for c in chips] and
+               shipped["link"] == s["link"], "models/systems/gpt-oss-120b-hc1-ep2.json is not what the command writes")
+    j = run_json("--no-db", "--system", "gpt-oss-120b-hc1-ep2", "--prompt", "32", "--generate", "16")
+    a2a = [l for l in j["system"]["links"] if l["unit"].endswith("_a2a")]
+    expect(len(a2a) == 12 and all(l["tokens"] > 0 for l in a2a[0::2]), f"a2a links {a2a}")
+    sim, an = j["decode_tokens_per_s"], j["analytic_decode_tokens_per_s"]
+    expect(abs(sim - an) <= 0.005 * an, f"decode tokens/s: simulated {sim}, analytic {an}")
+    expect_error(["chip", "derive", "--model", "llama-3.1-70b", "--split", "--expert-parallel", "2", "-o", "."],
+                 "--expert-parallel 2", "llama-3.1-70b", "0 experts")
+    expect_error(["chip", "derive", "--model", "gpt-oss-120b", "--expert-parallel", "2"], "needs --split",
+                 "--expert-parallel", code=2)
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

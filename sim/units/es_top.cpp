@@ -203,15 +203,21 @@ struct Sim {
     }
     Ctx &chip(size_t k) { return k == 0 ? ctx : *more[k - 1]; }
     /* KV positions per layer the sequences in flight may hold: the fewest any stage holds (a stage of one chip, its
-       own; an expert-parallel stage, its chips' together: each holds its own sequences) */
+       own; an expert-parallel stage, its chips' together, each in whole sequences of the longest request, or of
+       kv.slot_context when they come from a source: each chip holds its own sequences) */
     int64_t kv_cap()
     {
-        int64_t cap = INT64_MAX;
+        int64_t cap = INT64_MAX, slot = 0;
+        for (const auto &q : w.reqs) slot = std::max(slot, q.prompt + q.gen);
         for (size_t k = 0; k < n_chips(); k++) {
             const Ctx &x = chip(k);
             if (x.stage_index != 0) continue;
-            int64_t sum = 0;
-            for (const Ctx *y : x.stage_chips.empty() ? std::vector<Ctx *>{&chip(k)} : x.stage_chips) sum += y->kv_cap;
+            if (!x.ep()) {
+                cap = std::min(cap, x.kv_cap);
+                continue;
+            }
+            int64_t sum = 0, s1 = w.source || slot == 0 ? x.c->kv.slot_context : slot;
+            for (const Ctx *y : x.stage_chips) sum += y->kv_cap / s1 * s1;
             cap = std::min(cap, sum);
         }
         return cap;
@@ -267,6 +273,9 @@ int set_stages(Sim &s, es_err *e)
                               "the %s is not modelled; give the first and the last layers a chip of their own",
                            x.c->path, (long long)x.m->layer_base, (long long)(x.m->layer_base + x.m->layers - 1),
                            x.m->has_embed ? "embedding table" : "LM head");
+        if (s.w.prefix > 0)
+            return es_fail(e, "--prefix: a shared prefix on an expert-parallel stage (%s and the chips sharing its "
+                              "layers) is not modelled", x.c->path);
         if (s.w.dp)
             return es_fail(e, "--functional: an expert-parallel stage (%s and the chips sharing its layers) is simulated "
                               "in timing only; drop --functional or give each chip its own layers", x.c->path);
