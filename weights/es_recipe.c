@@ -148,3 +148,46 @@ int es_recipe_format(const es_recipe *r, const es_tensor *t, es_qfmt *out, es_er
     return es_fail(e, "%s: no rule matches %s (role %s, layer %d)", r->path, t->name,
                    es_role_name(role), t->layer);
 }
+
+/* One format as a chip file's weights.* section, sourced by the recipe's rule k. */
+static cJSON *chip_fmt(const es_recipe *r, int k)
+{
+    char src[200];
+    cJSON *j = cJSON_CreateObject(), *f = cJSON_AddObjectToObject(j, "format");
+    snprintf(src, sizeof src, "recipe %s's rules[%d] (chip derive --recipe %s)", r->name, k, r->name);
+    cJSON_AddStringToObject(f, "value", es_qtype_name(r->rules[k].fmt.type));
+    cJSON_AddStringToObject(f, "source", src);
+    if (r->rules[k].fmt.type == ES_Q_INT3 || r->rules[k].fmt.type == ES_Q_INT6) {
+        cJSON *g = cJSON_AddObjectToObject(j, "group");
+        cJSON_AddNumberToObject(g, "value", r->rules[k].fmt.group);
+        cJSON_AddStringToObject(g, "source", src);
+    }
+    return j;
+}
+
+int es_recipe_chip_weights(const es_recipe *r, cJSON **out, es_err *e)
+{
+    *out = NULL;
+    int def = -1;
+    for (int k = 0; k < r->n_rules && def < 0; k++)
+        if (r->rules[k].roles == 0) def = k;
+    if (def < 0 || r->rules[def].layer_lo >= 0)
+        return es_fail(e, "%s: a chip's weights.default needs a rule matching every role and every layer; %s",
+                       r->path, def < 0 ? "the recipe has none" : "its first such rule is limited to some layers");
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddItemToObject(w, "default", chip_fmt(r, def));
+    cJSON *roles = cJSON_AddObjectToObject(w, "roles");
+    for (int role = 0; role < ES_ROLE_COUNT; role++) {
+        int k = 0;
+        while (k < r->n_rules && r->rules[k].roles && !(r->rules[k].roles & (1u << role))) k++;
+        if (r->rules[k].layer_lo >= 0) {
+            cJSON_Delete(w);
+            return es_fail(e, "%s: key 'rules[%d].match.layers': a chip holds one format per role, but the first "
+                              "rule for role %s holds only layers [%lld, %lld]", r->path, k, es_role_name((es_role)role),
+                           (long long)r->rules[k].layer_lo, (long long)r->rules[k].layer_hi);
+        }
+        if (k != def) cJSON_AddItemToObject(roles, es_role_name((es_role)role), chip_fmt(r, k));
+    }
+    *out = w;
+    return 0;
+}

@@ -37,6 +37,13 @@ void es_recipe_free(es_recipe *r);
  * A row that does not fill whole blocks is zero-padded where it is stored
  * (es_q_padded). */
 int es_recipe_format(const es_recipe *r, const es_tensor *t, es_qfmt *out, es_err *e);
+/* The recipe as a chip file's "weights" section (chip derive --recipe): "default" from its first rule that
+ * matches every role, and "roles.ROLE" for each role whose first matching rule is another one; each format's
+ * source names the recipe and the rule. A chip holds one format per role, so a rule limited to some layers
+ * that comes first for a role is an error naming it, as is a recipe without a rule for every role. 0 and
+ * *out (a new cJSON object, the caller's), or -1. */
+struct cJSON;
+int es_recipe_chip_weights(const es_recipe *r, struct cJSON **out, es_err *e);
 
 
 #ifdef __cplusplus

@@ -12,6 +12,7 @@
 #include "es_derive.h"
 #include "es_fs.h"
 #include "es_model.h"
+#include "es_recipe.h"
 #include "es_system.h"
 
 static const char *HELP =
@@ -41,6 +42,12 @@ static const char *HELP =
     "  --model M        the model (name, config.json or GGUF)\n"
     "  --like CHIP      the template chip (default hc1-class)\n"
     "  --area MM2       the die area to reach (mm2)\n"
+    "  --expert-parallel N  with --split: each middle stage is N chips splitting its\n"
+    "                   layers' experts evenly over all_to_all links (a mixture of experts)\n"
+    "  --recipe R       store the weights in recipe R's formats (models/recipes; one\n"
+    "                   format per role) instead of the template's weights.*; the\n"
+    "                   area stays the template's own unless --area; the template\n"
+    "                   is named CHIP-R\n"
     "  --name NAME      the derived chip's name (default: MODEL-class)\n"
     "  -o FILE          write here (default: standard output); with --split, a folder\n"
     "  --split          split M over the fewest chips of the area (see above)\n"
@@ -107,6 +114,7 @@ typedef struct derive_args {
     es_derive_opts o;               /* --area, --name and the output */
     int split;                      /* --split */
     const char *system_file;        /* --system-file */
+    const char *recipe;             /* --recipe */
     es_split_opts so;               /* --split's: --area, --name, -o, --link-* */
 } derive_args;
 
@@ -115,15 +123,16 @@ static int parse_derive(int argc, char **argv, derive_args *a)
 {
     memset(a, 0, sizeof *a);
     a->like = "hc1-class";
-    static const es_opt opts[10] = {{"model", ES_OPT_STR, 0, 0, 0},        {"like", ES_OPT_STR, 0, 0, 0},
+    static const es_opt opts[12] = {{"model", ES_OPT_STR, 0, 0, 0},        {"like", ES_OPT_STR, 0, 0, 0},
                                     {"o", ES_OPT_STR, 0, 0, 0},            {"name", ES_OPT_STR, 0, 0, 0},
                                     {"area", ES_OPT_REAL, 1e-3, 1e6, 0},   {"split", ES_OPT_FLAG, 0, 0, 0},
                                     {"system-file", ES_OPT_STR, 0, 0, 0},  {"link-bw", ES_OPT_REAL, 1e3, 1e15, 0},
-                                    {"link-latency-ns", ES_OPT_REAL, 0, 1e9, 0}, {"link-pj-per-bit", ES_OPT_REAL, 0, 1e6, 0}};
+                                    {"link-latency-ns", ES_OPT_REAL, 0, 1e9, 0}, {"link-pj-per-bit", ES_OPT_REAL, 0, 1e6, 0},
+                                    {"recipe", ES_OPT_STR, 0, 0, 0},       {"expert-parallel", ES_OPT_COUNT, 2, 64, 0}};
     es_optarg *items = NULL;
     a->so.link_bits_per_s = a->so.link_latency_ns = a->so.link_pj_per_bit = -1;
     const char *split_only = NULL;
-    int n = es_opts_parse("chip derive", argc, argv, opts, 10, 0, HELP, &items);
+    int n = es_opts_parse("chip derive", argc, argv, opts, 12, 0, HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
     for (int k = 0; k < n; k++) {
         const char *v = items[k].val;
@@ -138,6 +147,8 @@ static int parse_derive(int argc, char **argv, derive_args *a)
         case 7: a->so.link_bits_per_s = items[k].real, split_only = "--link-bw"; break;
         case 8: a->so.link_latency_ns = items[k].real, split_only = "--link-latency-ns"; break;
         case 9: a->so.link_pj_per_bit = items[k].real, split_only = "--link-pj-per-bit"; break;
+        case 10: a->recipe = v; break;
+        case 11: a->so.ep = (int)items[k].num, split_only = "--expert-parallel"; break;
         }
     }
     free(items);
@@ -173,11 +184,23 @@ static cJSON *system_tree(const es_split *s, const char *tmpl, const char *model
                  "--split): a chip holds at most %d layers with the embedding table, %d in the middle, %d with the final "
                  "norm and LM head; the layers spread as evenly as that allows, one layer pipeline over a chain of card "
                  "links.", s->area_mm2, tmpl, model, s->cap_first, s->cap_mid, s->cap_last);
+    if (s->ep > 1) /* a middle chip's cap is with its share of the experts */
+        snprintf(text, sizeof text, "The fewest chips of %.1f mm2 derived from %s that hold %s (etchsim chip derive "
+                 "--split --expert-parallel %d): a chip holds at most %d layers with the embedding table, %d with the "
+                 "final norm and LM head, and each middle stage is %d chips holding at most %d layers, each chip 1/%d "
+                 "of their experts (expert parallelism); the layers spread as evenly as that allows, one layer pipeline "
+                 "of stages over card links, the chips of a stage joined all-to-all.", s->area_mm2, tmpl, model, s->ep,
+                 s->cap_first, s->cap_last, s->ep, s->cap_mid, s->ep);
     cJSON_AddStringToObject(j, "description", text);
     cJSON_AddStringToObject(j, "model", model);
     cJSON *l = cJSON_AddObjectToObject(j, "link");
-    add_sourced(l, "topology", cJSON_CreateString("chain"), "chip derive --split: a layer pipeline, each chip sending "
-                "to the next and the last the sampled token back to the first");
+    if (s->ep > 1)
+        add_sourced(l, "topology", cJSON_CreateString("all_to_all"), "chip derive --split --expert-parallel: the chips "
+                    "of an expert-parallel stage each send tokens to the others (dispatch and combine); the stages "
+                    "form a layer pipeline on the same kind of link");
+    else
+        add_sourced(l, "topology", cJSON_CreateString("chain"), "chip derive --split: a layer pipeline, each chip "
+                    "sending to the next and the last the sampled token back to the first");
     add_sourced(l, "bandwidth_bits_per_s", cJSON_CreateNumber(s->link_bits_per_s), s->link_src[0]);
     add_sourced(l, "latency_ns", cJSON_CreateNumber(s->link_latency_ns), s->link_src[1]);
     add_sourced(l, "energy_pj_per_bit", cJSON_CreateNumber(s->link_pj_per_bit), s->link_src[2]);
@@ -187,6 +210,8 @@ static cJSON *system_tree(const es_split *s, const char *tmpl, const char *model
         cJSON_AddStringToObject(c, "chip", refs[s->chips[i].part]);
         int r[2] = {s->chips[i].first, s->chips[i].last};
         cJSON_AddItemToObject(c, "layers", cJSON_CreateIntArray(r, 2));
+        int x[2] = {s->chips[i].expert_first, s->chips[i].expert_last};
+        if (x[0] >= 0) cJSON_AddItemToObject(c, "experts", cJSON_CreateIntArray(x, 2));
         cJSON_AddItemToArray(chips, c);
     }
     return j;
@@ -245,6 +270,48 @@ out:
     return rc;
 }
 
+/* --recipe: the template t with its weights.* in recipe's formats and named CHIP-RECIPE, at t's own area unless
+ * --area gave one (the formats change what llama-3.1-8b needs, not the die). t is replaced. */
+static int recipe_template(derive_args *a, es_chip *t, es_err *e)
+{
+    double mm2 = a->o.area_mm2;
+    if (mm2 <= 0 && es_derive_default_area(t, &mm2, e)) return -1;
+    a->o.area_mm2 = a->so.area_mm2 = mm2;
+    es_recipe r;
+    if (es_recipe_load(&r, a->recipe, e)) return -1;
+    cJSON *w = NULL;
+    es_cfg cfg = {{0}, NULL};
+    char name[160], src[700], dir[512], *slash;
+    int rc = es_recipe_chip_weights(&r, &w, e);
+    if (rc == 0) {
+        snprintf(cfg.path, sizeof cfg.path, "%s", t->path);
+        cfg.root = cJSON_Duplicate(t->cfg.root, 1);
+        rc = cfg.root ? 0 : es_fail(e, "out of memory");
+    }
+    if (rc == 0) {
+        cJSON_ReplaceItemInObjectCaseSensitive(cfg.root, "weights", w);
+        w = NULL;
+        snprintf(name, sizeof name, "\"%s-%s\"", t->name, r.name);
+        snprintf(src, sizeof src, "%s with the weight formats of recipe %s (chip derive --recipe %s)", t->name, r.name,
+                 r.name);
+        rc = es_cfg_set_sourced(&cfg, "name", name, src, e);
+    }
+    snprintf(dir, sizeof dir, "%s", t->path);
+    slash = strrchr(dir, '/');
+    if (slash) slash[slash == dir] = 0;
+    else snprintf(dir, sizeof dir, ".");
+    es_chip nt;
+    if (rc == 0) rc = es_chip_load_cfg(&nt, &cfg, dir, t->path, NULL, 0, e);
+    if (rc == 0) {
+        es_chip_free(t);
+        *t = nt;
+    }
+    cJSON_Delete(w);
+    if (cfg.root) cJSON_Delete(cfg.root);
+    es_recipe_free(&r);
+    return rc;
+}
+
 /* Derive, write and say what was written. */
 static int cmd_derive(int argc, char **argv)
 {
@@ -263,6 +330,7 @@ static int cmd_derive(int argc, char **argv)
     have_m = 1;
     if (es_chip_load(&t, a.like, NULL, 0, &e)) goto out;
     have_t = 1;
+    if (a.recipe && recipe_template(&a, &t, &e)) goto out;
     if (a.split) {
         rc = write_split(&a, &m, &t, &e) ? 1 : 0;
         goto out;

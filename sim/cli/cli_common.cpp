@@ -89,6 +89,15 @@ static int load_slice(Loaded &L, size_t k, const es_recipe *r, es_err *e)
         if (rc) return -1;
         sm = sh;
     }
+    bool shared = (k > 0 && L.sys.chips[k - 1].stage == sc.stage) ||
+                  (k + 1 < (size_t)L.sys.n_chips && L.sys.chips[k + 1].stage == sc.stage);
+    if (shared) { /* an expert-parallel stage: its own experts (es_system.h) */
+        es_model ex;
+        int rc = es_model_expert_slice(&sm, sc.expert_first, sc.expert_last, &ex, e);
+        es_model_free(&sm);
+        if (rc) return -1;
+        sm = ex;
+    }
     L.slices.push_back(sm);
     es_map pm{};
     int rc = r ? es_rom_apply_recipe(r, &sc.chip, &L.slices.back(), &pm, e)
@@ -116,10 +125,6 @@ int load_system(const std::string &system, const std::string &model_spec, const 
     if (es_model_load(&L.m, model_spec.empty() ? L.sys.model : model_spec.c_str(), e)) return -1;
     L.have_m = true;
     if (es_system_check(&L.sys, &L.m, e)) return -1;
-    if (L.sys.n_stages != L.sys.n_chips)
-        return es_fail(e, "%s: key 'chips': %d chips in %d stages: a stage of several chips splitting the experts "
-                          "(all_to_all) is not simulated yet; give each chip its own layers", L.sys.path,
-                       L.sys.n_chips, L.sys.n_stages);
     if (es_chip_load(&L.c, L.sys.chips[0].chip.path, sv.data(), (int)sv.size(), e)) return -1;
     L.have_c = true;
     L.c.card_link = L.sys.chips[0].chip.card_link; /* the energy of the run's card links, by event */
@@ -377,19 +382,33 @@ const char *unit_base(const char *name)
     return *p == '_' ? p + 1 : name;
 }
 
-/* The card links of a system run: each chip's "card" (to the next chip) and the last's "card_feedback". */
+/* The chips of stage `stage` of a system: [*first, *last]. */
+static void stage_chips(const es_system &s, int stage, int *first, int *last)
+{
+    *first = *last = -1;
+    for (int i = 0; i < s.n_chips; i++)
+        if (s.chips[i].stage == stage) *last = i, *first = *first < 0 ? i : *first;
+}
+
+/* The card links of a system run: each chip's "card" (to the next stage: its chip, or the chip of an expert-parallel
+ * stage holding the sequence), the last's "card_feedback" and, on an expert-parallel stage, each chip's "a2a" (to the
+ * other chips of its stage: dispatch and combine); "to" and "to_last" the chips it reaches. */
 static void system_links(const Loaded &L, const RunResult &r, cJSON *links)
 {
-    const int n = L.sys.n_chips;
     for (const auto &u : r.units) {
         const char *b = unit_base(u.name);
-        bool fb = !std::strcmp(b, "card_feedback"), ring = !std::strcmp(b, "ring");
-        if (!fb && !ring && std::strcmp(b, "card")) continue;
+        bool fb = !std::strcmp(b, "card_feedback"), ring = !std::strcmp(b, "ring"), a2a = !std::strcmp(b, "a2a");
+        if (!fb && !ring && !a2a && std::strcmp(b, "card")) continue;
         int k = b == u.name ? 0 : std::atoi(u.name + 1); /* "c3_card": 3; a system of one chip: no prefix */
+        int to = k, to_last = k, st = k < L.sys.n_chips ? L.sys.chips[k].stage : 0;
+        if (fb) to = to_last = 0;
+        else if (a2a) stage_chips(L.sys, st, &to, &to_last);
+        else if (!ring) stage_chips(L.sys, (st + 1) % L.sys.n_stages, &to, &to_last); /* ring: a stage's all-reduces */
         cJSON *l = cJSON_CreateObject();
         cJSON_AddStringToObject(l, "unit", u.name);
         cJSON_AddNumberToObject(l, "from", k);
-        cJSON_AddNumberToObject(l, "to", fb ? 0 : ring ? k : (k + 1) % n); /* ring: a stage's all-reduces */
+        cJSON_AddNumberToObject(l, "to", to);
+        cJSON_AddNumberToObject(l, "to_last", to_last);
         cJSON_AddNumberToObject(l, "busy_fraction", r.cycles > 0 ? (double)u.busy_cycles / (double)r.cycles : 0);
         cJSON_AddNumberToObject(l, "tokens", (double)u.tokens);
         cJSON_AddItemToArray(links, l);
@@ -455,11 +474,14 @@ void print_system(const Loaded &L, const RunResult &r)
     cJSON *links = cJSON_CreateArray();
     system_links(L, r, links);
     cJSON *x;
-    cJSON_ArrayForEach(x, links)
-        std::printf("    link %-18s chip %d -> %d: busy %.2f %% of the run, %.0f tokens\n",
+    cJSON_ArrayForEach(x, links) {
+        int to = cJSON_GetObjectItem(x, "to")->valueint, last = cJSON_GetObjectItem(x, "to_last")->valueint;
+        std::string dst = std::to_string(to) + (last != to ? ".." + std::to_string(last) : "");
+        std::printf("    link %-18s chip %d -> %s: busy %.2f %% of the run, %.0f tokens\n",
                     cJSON_GetObjectItem(x, "unit")->valuestring, cJSON_GetObjectItem(x, "from")->valueint,
-                    cJSON_GetObjectItem(x, "to")->valueint, 100.0 * cJSON_GetObjectItem(x, "busy_fraction")->valuedouble,
+                    dst.c_str(), 100.0 * cJSON_GetObjectItem(x, "busy_fraction")->valuedouble,
                     cJSON_GetObjectItem(x, "tokens")->valuedouble);
+    }
     cJSON_Delete(links);
 }
 

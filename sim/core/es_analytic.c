@@ -1,6 +1,7 @@
 /* es_analytic: closed-form occupancy per op and the uncontended composition
  * of a token's trip around the chip (see es_analytic.h). */
 #include "es_analytic.h"
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -271,6 +272,24 @@ void es_an_allreduce(const es_map *pm, int64_t n, int64_t bits_each, int64_t *oc
     *bits = (double)sent;
 }
 
+void es_an_alltoall(const es_map *pm, int64_t tokens, int64_t *occ, int64_t *lat, double *bits)
+{
+    const es_chip *c = pm->chip;
+    int64_t N = tokens * pm->model->hidden * c->link.elem_bits;
+    *occ = es_an_card_occ(c, N);
+    *lat = es_an_card_lat(c);
+    *bits = (double)N;
+}
+
+double es_an_remote_share(const es_model *m)
+{
+    int64_t E = es_model_experts_all(m), k = m->top_k;
+    if (m->experts >= E || k <= 0) return 0;
+    double all_here = 1; /* C(experts, k) / C(E, k): every one of the k drawn among this chip's */
+    for (int64_t i = 0; i < k; i++) all_here *= (double)(m->experts - i) / (double)(E - i);
+    return 1 - (all_here > 0 ? all_here : 0);
+}
+
 int64_t es_an_allreduce_cyc(const es_map *pm, int64_t n, int64_t bits_each)
 {
     int64_t occ, lat;
@@ -316,8 +335,8 @@ int64_t es_an_layer(const es_map *pm, int64_t layer, int64_t n, int64_t p)
         t += mv(pm, es_model_tensor(m, layer, ES_ROLE_ROUTER), n); /* the router's scores */
         if (m->attn_bias) /* gpt-oss: the q, k, v and o biases, each its own add */
             t += vec(c, n * Q, 1) + 2 * vec(c, n * KV, 1) + vec(c, n * H, 1);
-        if (m->router_bias) t += vec(c, n * m->experts, 1);        /* gpt-oss: the router's bias */
-        t += vec(c, n * m->experts, 1);                                /* top-k of them */
+        if (m->router_bias) t += vec(c, n * es_model_experts_all(m), 1); /* gpt-oss: the router's bias */
+        t += vec(c, n * es_model_experts_all(m), 1);                   /* top-k of them */
         t += experts_even(pm, layer, n, NULL);                       /* the experts, in parallel */
         return t + vec(c, n * m->top_k * H, 1);                        /* weighted sum of k outputs */
     }
@@ -472,6 +491,14 @@ int64_t es_an_system_decode_step(const es_map *const *pms, int n, int64_t p)
         const es_map *pm = pms[k];
         const es_chip *c = pm->chip;
         const es_model *m = pm->model;
+        if (k > 0 && m->experts_all > 0 && pms[k - 1]->model->layer_base == m->layer_base)
+            continue; /* an expert-parallel stage: one token is on its first chip (the others' share is below) */
+        if (m->experts_all > 0) { /* each MoE layer: a dispatch and a combine when an expert is elsewhere */
+            int64_t occ, lat;
+            double bits;
+            es_an_alltoall(pm, 1, &occ, &lat, &bits);
+            t += (int64_t)llround(es_an_remote_share(m) * (double)(2 * (occ + lat) * m->layers));
+        }
         if (m->has_embed) /* then the link to tile 0 */
             t += es_an_embed(pm, 1) + es_an_allreduce_cyc(pm, 1, 0) + act_hop(c, m, 1);
         else { /* the previous chip's last tile sends over its card link */

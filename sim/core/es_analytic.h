@@ -71,6 +71,14 @@ int64_t es_an_host_lat(const es_chip *c);
 /* A system's card-to-card link (es_chip.card_link): cycles of c's clock to send bits, rounded up; its latency. */
 int64_t es_an_card_occ(const es_chip *c, int64_t bits);
 int64_t es_an_card_lat(const es_chip *c);
+/* An expert-parallel stage's all-to-all (es_system.h): `tokens` hidden vectors from one chip of the stage to
+ * another over the system's link: occupancy (tokens x hidden x link.elem_bits bits) / bandwidth, then its
+ * latency; *bits the bits moved (card_bits events: link.energy_pj_per_bit each). */
+void es_an_alltoall(const es_map *pm, int64_t tokens, int64_t *occ, int64_t *lat, double *bits);
+/* The chance that a token's top_k experts, drawn uniformly without repeats among the model's, are not all on a chip
+ * holding m->experts of them: 1 - C(experts, k) / C(all, k); 0 on a chip holding every expert. The analytic
+ * model's share of a dispatch and combine per MoE layer. */
+double es_an_remote_share(const es_model *m);
 /* A tensor-parallel shard (pm->model->tp > 1, es_model_shard): the ring all-reduce of n tokens' hidden vectors
  * (n x hidden x link.elem_bits bits) over the stage's tp chips on the card links (es_system.h): *occ cycles holding
  * the chip's links (2 (tp - 1) / tp of the bits at card_link bandwidth), then *lat (2 (tp - 1) link latencies);

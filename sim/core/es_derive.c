@@ -267,6 +267,13 @@ static int derive_slice(const splitter *x, int first, int last, int embed, int h
 {
     es_model sm;
     if (es_model_slice(x->m, first, last, embed, head, &sm, e)) return -1;
+    if (x->s->ep > 1 && !embed && !head) { /* a chip of an expert-parallel stage: its share of the experts */
+        es_model ex;
+        int rc = es_model_expert_slice(&sm, 0, x->m->experts / x->s->ep - 1, &ex, e);
+        es_model_free(&sm);
+        if (rc) return -1;
+        sm = ex;
+    }
     char out[1200], name[96];
     snprintf(name, sizeof name, "%s-part", x->s->name); /* each part is renamed once they are told apart */
     snprintf(out, sizeof out, "%s/%s.json", x->dir, name);
@@ -336,13 +343,14 @@ static void drop_parts(es_split *s)
 static int derive_chips(const splitter *x, int n, const int *count, es_err *e)
 {
     es_split *s = x->s;
-    int first = 0, L = (int)x->m->layers;
+    int first = 0, L = (int)x->m->layers, k = 0;
     for (int i = 0; i < n; i++) {
-        es_split_chip *c = &s->chips[i];
+        es_split_chip *c = &s->chips[k];
         c->first = first;
         c->last = first + count[i] - 1;
         c->embed = i == 0;
         c->head = i == n - 1;
+        c->expert_first = c->expert_last = -1;
         first = c->last + 1;
         int rc = derive_slice(x, c->first, c->last, c->embed, c->head, &s->parts[s->n_parts], e);
         if (rc) return rc;
@@ -354,8 +362,14 @@ static int derive_chips(const splitter *x, int n, const int *count, es_err *e)
             }
         if (c->part == s->n_parts) s->n_parts++;
         else es_derived_free(&s->parts[s->n_parts]);
+        int share = (int)x->m->experts / s->ep, stage = s->ep > 1 && !c->embed && !c->head ? s->ep : 1;
+        for (int j = 0; j < stage; j++) { /* an expert-parallel stage: its chips alike, each its share */
+            s->chips[k + j] = *c;
+            if (stage > 1) s->chips[k + j].expert_first = j * share, s->chips[k + j].expert_last = (j + 1) * share - 1;
+        }
+        k += stage;
     }
-    s->n_chips = n;
+    s->n_chips = k;
     return first == L ? 0 : es_fail(e, "%s: the split covers %d of its %d layers", x->m->name, first, L);
 }
 
@@ -418,8 +432,12 @@ static int name_parts(const splitter *x, es_err *e)
             if (s->chips[i].part == p) {
                 if (!c0) c0 = &s->chips[i];
                 size_t at = strlen(which);
-                snprintf(which + at, sizeof which - at, "%schips[%d] (layers %d-%d)", k++ ? ", " : "", i,
-                         s->chips[i].first, s->chips[i].last);
+                if (s->chips[i].expert_first >= 0)
+                    snprintf(which + at, sizeof which - at, "%schips[%d] (layers %d-%d, experts %d-%d)", k++ ? ", " : "",
+                             i, s->chips[i].first, s->chips[i].last, s->chips[i].expert_first, s->chips[i].expert_last);
+                else
+                    snprintf(which + at, sizeof which - at, "%schips[%d] (layers %d-%d)", k++ ? ", " : "", i,
+                             s->chips[i].first, s->chips[i].last);
             }
         if (snprintf(desc, sizeof desc, "\"A chip of the system %s derived from %s by etchsim chip derive --split: %d "
                  "layers of %s%s%s, at %s's process, clock, unit widths and weight formats, the area left in KV or "
@@ -478,9 +496,13 @@ int es_chip_split(const es_model *m, const es_chip *t, const es_split_opts *o, e
         return es_fail(e, "chip derive --split: --name %s: at most 60 characters (its chips are NAME-partK)", o->name);
     if (o->name) snprintf(s->name, sizeof s->name, "%s", o->name);
     s->area_mm2 = o->area_mm2;
+    s->ep = o->ep > 1 ? o->ep : 1;
+    if (s->ep > 1 && (m->experts <= 1 || m->experts % s->ep))
+        return es_fail(e, "chip derive --split --expert-parallel %d: %s has %lld experts a layer, which %d chips cannot "
+                          "split evenly", s->ep, m->name, (long long)m->experts, s->ep);
     int L = (int)m->layers, one = 0, rc = -1;
     s->parts = calloc((size_t)L, sizeof *s->parts);
-    s->chips = calloc((size_t)L, sizeof *s->chips);
+    s->chips = calloc((size_t)L * (size_t)s->ep, sizeof *s->chips);
     int *count = calloc((size_t)L, sizeof *count);
     if (!s->parts || !s->chips || !count) {
         es_fail(e, "out of memory splitting %s", m->name);

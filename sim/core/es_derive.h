@@ -66,12 +66,16 @@ typedef struct es_split_opts {
     const char *name;     /* the system's name; the parts are NAME-part1, -part2, ... (NULL: MODEL-TEMPLATE) */
     const char *dir;      /* the folder the parts' files go to, as es_derive_opts.out (NULL: the working folder) */
     double link_bits_per_s, link_latency_ns, link_pj_per_bit; /* < 0: the template's host link's */
+    int ep;               /* > 1: each middle stage is ep chips splitting its layers' experts evenly (expert
+                           * parallelism, es_system.h; a mixture of experts whose experts ep divides): its chips are
+                           * derived for its layers with experts 0..E/ep-1 (each holds as many), the caps measured so */
 } es_split_opts;
 
 typedef struct es_split_chip {
     int part;             /* which es_split.parts[] it is */
     int first, last;      /* its layers (inclusive) */
     int embed, head;      /* holds the embedding table / the final norm and LM head */
+    int expert_first, expert_last; /* its experts on an expert-parallel stage (-1, -1: all of its layers') */
 } es_split_chip;
 
 typedef struct es_split {
@@ -80,6 +84,7 @@ typedef struct es_split {
     int cap_first, cap_mid, cap_last; /* the most layers each kind of chip holds (0: not measured, e.g. one chip) */
     es_derived *parts;    /* (n_parts) the distinct derived chips, named NAME-partK (K from 1) */
     int n_parts;
+    int ep;               /* chips per middle stage (1: a layer pipeline) */
     es_split_chip *chips; /* (n_chips) in pipeline order */
     int n_chips;
     double link_bits_per_s, link_latency_ns, link_pj_per_bit;

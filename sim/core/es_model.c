@@ -548,6 +548,50 @@ int es_model_slice(const es_model *m, int64_t first, int64_t last, int embed, in
     return 0;
 }
 
+int es_model_expert_slice(const es_model *m, int64_t first, int64_t last, es_model *out, es_err *e)
+{
+    if (m->experts <= 0 || first < 0 || last < first || last >= m->experts)
+        return es_fail(e, "%s: experts [%lld, %lld] are not a range of its %lld experts", m->name, (long long)first,
+                       (long long)last, (long long)m->experts);
+    if (es_model_slice(m, 0, m->layers - 1, m->has_embed, m->has_head, out, e)) return -1; /* a deep copy */
+    out->layer_base = m->layer_base;
+    out->experts_all = es_model_experts_all(m);
+    out->expert_base = m->expert_base + first;
+    out->experts = last - first + 1;
+    int *map = malloc((size_t)out->n_tensors * sizeof *map);
+    if (!map) {
+        es_model_free(out);
+        return es_fail(e, "%s: out of memory slicing experts", m->name);
+    }
+    int n = 0;
+    for (int i = 0; i < out->n_tensors; i++) { /* keep the order: each layer's experts, then their biases */
+        es_tensor t = out->tensors[i];
+        map[i] = -1;
+        if (t.expert >= 0 && (t.expert < first || t.expert > last)) continue;
+        if (t.expert >= 0) t.expert -= (int)first;
+        map[i] = n;
+        out->tensors[n++] = t;
+    }
+    out->n_tensors = n;
+    for (int i = 0; i < out->n_ops; i++) {
+        es_op *op = &out->ops[i];
+        if (op->kind == ES_OP_EXPERTS && op->tensor >= 0) /* the layer's first expert: now its expert first */
+            op->tensor = map[op->tensor + (int)(3 * first)];
+        else if (op->tensor >= 0) op->tensor = map[op->tensor];
+        if (op->vec >= 0) op->vec = map[op->vec];
+    }
+    free(map);
+    free(out->by_role);
+    out->by_role = NULL;
+    if (index_roles(out, e)) {
+        es_model_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+int64_t es_model_experts_all(const es_model *m) { return m->experts_all > 0 ? m->experts_all : m->experts; }
+
 const es_tensor *es_model_expert(const es_model *m, int64_t layer, es_role role, int64_t e)
 {
     const es_tensor *t0 = es_model_tensor(m, layer, role);

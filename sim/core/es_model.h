@@ -200,6 +200,10 @@ typedef struct es_model {
     int has_embed;         /* holds the embedding table and op (the first chip of a system) */
     int has_head;          /* holds the final norm, the LM head and the sampler (the last chip) */
     int64_t tp;            /* a shard (es_model_shard): one of tp chips splitting each layer's matrices; 0 or 1: whole */
+    /* A chip of an expert-parallel stage (es_model_expert_slice) holds some of each layer's experts, renumbered
+     * from 0: `experts` of them, the model's experts expert_base.. ; a whole model: expert_base 0, experts_all 0. */
+    int64_t expert_base;   /* the model's expert that is this one's expert 0 */
+    int64_t experts_all;   /* the whole model's routed experts (0: experts); routing picks among these */
 } es_model;
 
 /* Load from a config.json path, a folder holding one, a name under
@@ -222,6 +226,12 @@ int es_model_slice(const es_model *m, int64_t first, int64_t last, int embed, in
  * heads and ffn divisible by tp, and kv_heads divisible by tp or dividing it (fewer kv heads than chips: each chip
  * holds a copy of the one its query heads use, as vLLM replicates them; kv_heads 1 on the shard). 0 and out filled (free with es_model_free), or -1 with e. */
 int es_model_shard(const es_model *m, int64_t tp, es_model *out, es_err *e);
+/* A chip's part of an expert-parallel stage: m (a slice) with only experts first..last of every layer (their
+ * gate, up, down and, on gpt-oss, their biases), renumbered from 0 (expert_base += first); the router keeps
+ * every expert's row (it scores them all). 0 and out filled (free with es_model_free), or -1 with e. */
+int es_model_expert_slice(const es_model *m, int64_t first, int64_t last, es_model *out, es_err *e);
+/* The whole model's routed experts (experts_all, or experts on a model not split by experts). */
+int64_t es_model_experts_all(const es_model *m);
 int64_t es_model_params(const es_model *m);
 /* The tensor of a role in a layer (-1: outside the blocks: embed, out_norm,
  * lm_head; a tied model's lm_head is its embedding), or NULL. */

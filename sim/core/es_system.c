@@ -120,6 +120,10 @@ static int load_tree(es_system *s, const es_cfg *t, const char *const *sets, int
     char *slash = strrchr(dir, '/');
     if (slash) slash[slash == dir] = 0;
     else snprintf(dir, sizeof dir, ".");
+    char mpath[2 * sizeof s->path]; /* "model": a relative path, from the system file's folder first */
+    if (s->model[0] != '/' && snprintf(mpath, sizeof mpath, "%s/%s", dir, s->model) < (int)sizeof s->model &&
+        (es_is_dir(mpath) || es_is_file(mpath)))
+        memcpy(s->model, mpath, strlen(mpath) + 1); /* it fits: checked above */
     for (int i = 0; i < n; i++) {
         if (load_chip(s, cJSON_GetArrayItem(chips, i), i, dir, sets, n_sets, e)) return -1;
         s->n_chips = i + 1;

@@ -24,8 +24,8 @@
  * ("experts": [first, last], required then, and only on a mixture of experts); the stages' ranges must
  * cover the model's layers from 0 to the last exactly once, in order. A stage of several chips needs
  * the all_to_all topology (tokens go to the chips holding their experts). "chip" is a name under
- * models/chips or a path; a relative path resolves from the system file's folder first. Each chip keeps
- * its own configuration: clock, power limit, KV SRAM and statistics. Clocks: each chip's units count its own
+ * models/chips or a path; a relative path resolves from the system file's folder first (so does "model"). Each
+ * chip keeps its own configuration: clock, power limit, KV SRAM and statistics. Clocks: each chip's units count its own
  * cycles; a card link is timed in ns and bits/s in its sender's cycles, and an item reaching a chip of another
  * clock starts on that chip's first edge at or after its arrival (es_an_cycle_to); the run's cycles are the
  * first chip's (README "Systems of chips"). tile.sync_step: each chip whose file sets it steps its own batch,
@@ -49,7 +49,26 @@
  * and cost are those of the simulated chip times T (its T chips do the same work on their shards at once; the hop
  * to the next stage is each chip sending its copy of the hidden vector to its peer there: one vector's time, T
  * vectors' energy). The
- * functional datapath and --fidelity cycle do not simulate a split stage (run refuses them with T > 1). */
+ * functional datapath and --fidelity cycle do not simulate a split stage (run refuses them with T > 1).
+ *
+ * Expert parallelism: a stage of n chips holding the same layers, chips[i].experts = [f_i, l_i] each, is simulated
+ * chip by chip. Each holds the stage's attention, router and norms whole and only its own experts (es_model_expert_slice:
+ * their ROM, lanes and area); a sequence's KV is on one of them, the one with the most KV positions free when it is
+ * admitted (the first on a tie), which runs its attention and router (the stage holds the sum of its chips' KV: the
+ * run's KV bound is the least over stages). A stage boundary where either side has several chips is a Switch: the
+ * sender's card link carries each token to the chip holding its sequence. After each MoE layer's router, the
+ * token's top_k experts (routed among the whole model's, as on one chip) go to their chips: for each other chip
+ * holding at least one of them, the token's hidden vector is sent there (dispatch) and one vector comes back (the
+ * combine: that chip's experts' outputs, weighted and summed there), each on the link of its pair and direction
+ * ("a2a" unit of the sender):
+ *     occupancy = tokens x hidden x link.elem_bits / link.bandwidth_bits_per_s,   then   link.latency_ns,
+ * tokens the work item's tokens with an expert on that chip; energy: those bits x link.energy_pj_per_bit. The
+ * remote chip's expert chains start when the dispatch has arrived, on its own lanes (shared with its own tokens);
+ * the token goes on when its local experts are done and every combine is back. Per MoE layer a token with an expert
+ * elsewhere thus waits 2 x (hidden x elem_bits / bandwidth + latency) beyond the chains. The analytic step adds that
+ * round trip per MoE layer times the chance a token's top_k experts (uniform, without repeats) are not all on its
+ * chip, 1 - C(experts held, top_k) / C(experts, top_k) (es_an_remote_share). An expert-parallel stage must hold
+ * neither the embedding table nor the LM head; functional mode and --fidelity cycle refuse it. */
 #ifndef ES_SYSTEM_H
 #define ES_SYSTEM_H
 #include <stdint.h>

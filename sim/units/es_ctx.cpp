@@ -222,6 +222,29 @@ void Ctx::kv_take(int64_t n)
                  prefix.empty() ? "" : " ", prefix.empty() ? 0 : (int)prefix.size() - 1, prefix.c_str(), (long long)kv_cap);
 }
 
+void Ctx::kv_take_all(SeqState &s, int64_t n)
+{
+    s.home.assign((size_t)run.chips.back()->stage + 1, 0);
+    for (Ctx *k : run.chips) {
+        if (!k->ep()) {
+            k->kv_take(n);
+            continue;
+        }
+        if (k->stage_index != 0) continue; /* the stage's first chip chooses for it */
+        Ctx *best = k;
+        for (Ctx *x : k->stage_chips)
+            if (x->kv_cap - x->kv_used > best->kv_cap - best->kv_used) best = x;
+        s.home[(size_t)k->stage] = best->stage_index;
+        best->kv_take(n);
+    }
+}
+
+void Ctx::kv_give_all(const SeqState &s, int64_t n)
+{
+    for (Ctx *k : run.chips)
+        if (!k->ep() || s.home[(size_t)k->stage] == k->stage_index) k->kv_give(n);
+}
+
 void Ctx::kv_give(int64_t n)
 {
     kv_used -= n;
@@ -242,7 +265,7 @@ void Ctx::tap(int32_t seq, int64_t pos, int32_t token, const float *x)
 
 void Run::route(const es_model *m, int32_t seq, int64_t pos, int layer, int32_t *out)
 {
-    const int64_t E = m->experts, k = m->top_k;
+    const int64_t E = es_model_experts_all(m), k = m->top_k; /* the model's experts, whichever chip holds them */
     if (routing.kind == 2 && !routing.replay.empty()) {
         const std::vector<int32_t> &r = routing.replay[replay_next++ % routing.replay.size()];
         for (int64_t i = 0; i < k; i++) out[i] = r[(size_t)i];

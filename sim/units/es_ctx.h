@@ -59,6 +59,7 @@ struct SeqState {
     double energy_j = 0;          // energy of its tokens so far
     std::vector<int32_t> prompt_ids; // functional: token ids of positions start.. (prompt)
     std::vector<int32_t> out_ids;    // functional: tokens sampled so far
+    std::vector<int> home;           // per stage: the chip of an expert-parallel stage holding its KV (its index)
     bool tap = false;             // functional: record the logits of every position (run --logits)
     std::vector<es_token_rec> toks; // eval: its tokens so far (seq, idx, t_ns, energy_j), kept in flight only
     std::vector<std::pair<int64_t, int64_t>> spans; // power limit: each token's (previous sample, its sample) cycles
@@ -251,9 +252,10 @@ public:
     int64_t kv_used = 0, kv_max_used = 0; // held now, most held at once
     void kv_take(int64_t n);
     void kv_give(int64_t n);
-    // A sequence's KV, on every chip of the run (each holds it for its own layers).
-    void kv_take_all(int64_t n) { for (Ctx *k : run.chips) k->kv_take(n); }
-    void kv_give_all(int64_t n) { for (Ctx *k : run.chips) k->kv_give(n); }
+    // A sequence's KV, on every chip of the run (each holds it for its own layers); on an expert-parallel stage,
+    // on one of its chips: the one with the most positions free (the first of them on a tie), its s.home.
+    void kv_take_all(SeqState &s, int64_t n);
+    void kv_give_all(const SeqState &s, int64_t n);
     // functional mode: the datapath (null: timing only)
     es_dp *dp = nullptr;
     // Functional mode: logits of row x (hidden) for the tapped sequence at pos.
@@ -268,6 +270,23 @@ public:
     // Book a shard's all-reduce of n tokens (es_an_allreduce; bits_each 0: the hidden vector) for sequence seq on
     // the ring from `ready`: the cycle it ends (latency included); ready itself on a whole model.
     int64_t allreduce(int64_t ready, int32_t seq, int64_t n, int64_t bits_each);
+    // An expert-parallel stage (es_system.h: chips holding the same layers, each some of their experts): its chips
+    // in order (stage_chips; this one alone when it is not one), its place among them, a link to each of them
+    // (a2a_out[k], one per pair and direction: the dispatch this chip sends and the combine it sends back),
+    // counted on its "a2a" unit; and the lanes of each of its own experts (expert_lanes[layer x experts + e]),
+    // which the stage's tiles book for the tokens routed there.
+    int stage = 0;
+    std::vector<Ctx *> stage_chips;
+    int stage_index = 0;
+    std::vector<Server> a2a_out;
+    es_unit_rec *a2a_stat = nullptr;
+    struct ExpertLanes {
+        Server *srv = nullptr;        // its partition's lanes
+        es_unit_rec *lanes = nullptr; // its tile's lanes unit
+        es_unit_rec *tile = nullptr;  // its tile's unit (where its events are charged)
+    };
+    std::vector<ExpertLanes> expert_lanes;
+    bool ep() const { return stage_chips.size() > 1; }
     Server *wstore = nullptr;         // a chip-scope SRAM or HBM weight store, shared by the tiles and the head, and
                                       // by the KV cache with kv.in_store (else null)
 };

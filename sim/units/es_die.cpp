@@ -57,6 +57,43 @@ struct VcdTracer : sc_core::sc_module {
     }
 };
 
+Switch::Switch(sc_core::sc_module_name nm, Run &run, int stage, int n_in, int n_out, int depth)
+    : sc_module(nm), run_(run), stage_(stage), held_((size_t)n_in), has_((size_t)n_in, 0)
+{
+    for (int i = 0; i < n_in; i++)
+        in.emplace_back(new sc_core::sc_fifo<Item>(("in" + std::to_string(i)).c_str(), depth));
+    for (int j = 0; j < n_out; j++)
+        out.emplace_back(new sc_core::sc_fifo_out<Item>(("out" + std::to_string(j)).c_str()));
+    SC_METHOD(move);
+}
+
+void Switch::move()
+{
+    for (bool moved = true; moved;) {
+        moved = false;
+        for (size_t i = 0; i < in.size(); i++) {
+            if (!has_[i] && in[i]->nb_read(held_[i])) has_[i] = 1;
+            if (!has_[i]) continue;
+            const SeqState &s = run_.seqs[(size_t)held_[i].seq];
+            size_t d = (size_t)s.home[(size_t)stage_];
+            if ((*out[d])->nb_write(held_[i])) has_[i] = 0, moved = true;
+        }
+    }
+    if (!built_) {
+        for (auto &f : in) wake_ |= f->data_written_event();
+        for (auto &p : out) wake_ |= (*p)->data_read_event();
+        built_ = true;
+    }
+    next_trigger(wake_);
+}
+
+void Die::bind_out(sc_core::sc_fifo<Item> &f)
+{
+    *up_link_ = link("card", ctx_.m->hidden * ctx_.c->link.elem_bits, LinkPort::Card);
+    (*up_)(f);
+    up_ = nullptr;
+}
+
 LinkPort *Die::link(const std::string &name, int64_t bits_per_token, int kind)
 {
     links_.emplace_back(new LinkPort(ctx_, (ctx_.prefix + name).c_str(), bits_per_token, (LinkPort::Kind)kind));
@@ -70,7 +107,8 @@ Die::Fifo *Die::fifo(const std::string &name, int depth)
     return fifos_.back().get();
 }
 
-Die::Die(Ctx &ctx, bool with_vcd, Die *prev, Die *first) : ctx_(ctx)
+Die::Die(Ctx &ctx, bool with_vcd, Die *prev, Die *first, sc_core::sc_fifo_out<Item> *in_port)
+    : ctx_(ctx), in_port_(in_port)
 {
     const es_chip *c = ctx.c;
     if (with_vcd) vcd_ = add(new VcdTracer((ctx.prefix + "vcd").c_str(), ctx));
@@ -131,9 +169,12 @@ void Die::build_tiles(int depth, Die *prev)
         up_link_ = prev->up_link_;
         *up_link_ = prev->link("card", act_bits, LinkPort::Card);
         (*up_link_)->to = &ctx_;
+    } else if (in_port_) { /* a Switch's output: the sender booked its card link */
+        up_ = in_port_;
+        up_link_ = &no_link_;
     }
     for (int64_t t = 0; t < tiles; t++) {
-        if (t > 0 || !prev) *up_link_ = link("link" + std::to_string(t), act_bits, LinkPort::OnDie);
+        if (t > 0 || (!prev && !in_port_)) *up_link_ = link("link" + std::to_string(t), act_bits, LinkPort::OnDie);
         std::vector<const es_op *> ops;
         for (int i = 0; i < m->n_ops; i++)
             if (pm->ops[i].tile == t) /* the ops the placement table gives this tile */

@@ -31,8 +31,12 @@ struct VcdTracer;
 class Die {
 public:
     // Build the die's units on ctx (its chip and model); with_vcd: also the --vcd signals. In a system,
-    // prev is the chip before it (null for the first) and first the system's first chip (null: itself).
-    Die(Ctx &ctx, bool with_vcd, Die *prev = nullptr, Die *first = nullptr);
+    // prev is the chip before it (null for the first) and first the system's first chip (null: itself); a chip
+    // after a Switch (in_port: the switch's output to it; prev null) takes its items from it.
+    Die(Ctx &ctx, bool with_vcd, Die *prev = nullptr, Die *first = nullptr,
+        sc_core::sc_fifo_out<Item> *in_port = nullptr);
+    // Send this chip's last tile's output over its card link into f (a Switch's input).
+    void bind_out(sc_core::sc_fifo<Item> &f);
     ~Die();
     Die(const Die &) = delete;
     Die &operator=(const Die &) = delete;
@@ -55,6 +59,8 @@ private:
         return m;
     }
     Ctx &ctx_;
+    sc_core::sc_fifo_out<Item> *in_port_ = nullptr; // after a Switch: its output to this chip
+    LinkPort *no_link_ = nullptr;              // the switch's output: a direct wire (the sender booked the hop)
     sc_core::sc_fifo_out<Item> *up_ = nullptr; // the last unit's output not yet bound (the next chip binds it)
     LinkPort **up_link_ = nullptr;             // the link that output sends on
     Fifo *feedback_q_ = nullptr;               // the first chip's embed: decode tokens back from the head
@@ -67,6 +73,28 @@ private:
     std::unique_ptr<Server> wstore_;                 // a chip-scope weight store (ctx.wstore)
     std::unique_ptr<Server> ring_;                   // a tensor-parallel shard's card links (ctx.ring)
     VcdTracer *vcd_ = nullptr;
+};
+
+// Between two stages of a system when either has several chips (an expert-parallel stage, es_system.h): each
+// chip of the stage before sends into its own input (over its card link, booked by the sender); each item goes on,
+// in arrival order per input, to the chip of the stage after that holds its sequence's KV (SeqState::home), as
+// soon as that chip's input FIFO has room (an item waits here while it is full, so its input fills and its
+// sender waits: credit flow control as a link's). It costs no time of its own.
+class Switch : public sc_core::sc_module {
+public:
+    SC_HAS_PROCESS(Switch);
+    Switch(sc_core::sc_module_name nm, Run &run, int stage, int n_in, int n_out, int depth);
+    std::vector<std::unique_ptr<sc_core::sc_fifo<Item>>> in;
+    std::vector<std::unique_ptr<sc_core::sc_fifo_out<Item>>> out;
+
+private:
+    void move(); // a method: pass on what it can, then wait for an input or a room
+    Run &run_;
+    int stage_;
+    std::vector<Item> held_;
+    std::vector<char> has_;
+    sc_core::sc_event_or_list wake_;
+    bool built_ = false;
 };
 
 } // namespace es

@@ -166,7 +166,7 @@ bool Head::finish(Item &it)
         ctx_.run.count_in_flight();
         for (Ctx *k : ctx_.run.chips) /* its last token: not coming back, to any chip */
             if (k->c->tile.sync_step) k->token_back();
-        ctx_.kv_give_all(s.kv); /* its KV is no longer read, on any chip */
+        ctx_.kv_give_all(s, s.kv); /* its KV is no longer read, on any chip */
         if (ctx_.dp) es_dp_seq_end(ctx_.dp, it.seq);
     }
     completion.write(cpl);

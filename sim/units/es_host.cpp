@@ -39,7 +39,7 @@ void HostDevice::fetch()
             return;
         }
         s.admit = ctx_.run.now();
-        ctx_.kv_take_all(s.kv);
+        ctx_.kv_take_all(s, s.kv);
         if (ctx_.dp) { /* functional: the prompt's ids cross with its chunks; KV for its positions */
             if (q.opcode == ES_SQE_PREFIX) {
                 s.prompt_ids = ctx_.run.prefix_ids;

@@ -27,6 +27,13 @@ Tile::Tile(sc_core::sc_module_name nm, Ctx &ctx, std::vector<const es_op *> ops,
     }
     free_slots_ = ctx_.c->tile.slots;
     lanes_.resize((size_t)ctx_.map->n_parts);
+    const es_model *m = ctx_.m;
+    for (const es_op *op : ops_) /* its experts' lanes, for the tiles of its stage to book (Ctx::expert_lanes) */
+        for (int64_t e = 0; op->kind == ES_OP_EXPERTS && e < m->experts; e++) {
+            if (ctx_.expert_lanes.empty()) ctx_.expert_lanes.resize((size_t)(m->layers * m->experts));
+            const es_map_tensor *g = es_map_tensor_of(ctx_.map, es_model_expert(m, op->layer, ES_ROLE_GATE, e));
+            ctx_.expert_lanes[(size_t)(op->layer * m->experts + e)] = {&lanes_[(size_t)g->part], lanes_stat_, stat_};
+        }
     SC_METHOD(fetch);
     SC_METHOD(complete);
     dont_initialize();
@@ -507,16 +514,70 @@ void Tile::tick()
     else next_trigger(tick_ev_);
 }
 
+/* One fired expert e's chain (gate, up, SiLU x up, down) for n tokens on its own partition of chip o, from t: its
+ * end. Its events go into ev (o's own, for the caller to charge where o's tile charges). */
+static int64_t book_chain(Ctx &o, const es_op *op, int64_t e, int64_t n, int64_t start, int64_t t, bool decode,
+                          es_events &ev)
+{
+    static const es_role rs[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
+    const es_chip *c = o.c;
+    const es_model *m = o.m;
+    MoeStats &st = o.moe;
+    if (st.fired.empty()) st.fired.assign((size_t)m->experts, 0), st.queue.assign((size_t)m->experts, 0), st.busy.assign((size_t)m->experts, 0);
+    (decode ? st.distinct : st.prefill_distinct)++;
+    st.fired[(size_t)e] += n;
+    const Ctx::ExpertLanes &x = o.expert_lanes[(size_t)(op->layer * m->experts + e)];
+    int64_t te = t, first = -1;
+    for (int s = 0; s < 4; s++) { /* gate, up, SiLU x up, down */
+        int64_t occ, lat;
+        if (s == 2) {
+            lat = c->tile.vec_latency;
+            occ = es_ceil_div(n * m->expert_ffn, c->tile.vec_width);
+        } else {
+            const es_map_tensor *w = es_map_tensor_of(o.map, es_model_expert(m, op->layer, rs[s < 2 ? s : 2], e));
+            lat = w->geom.latency + c->tile.lane_depth;
+            occ = es_an_matvec(c, &w->geom, w->lanes, w->cells, w->bits, n) - lat;
+            x.lanes->busy_cycles += (int64_t)((double)occ * (double)w->lanes / (double)c->tile.lanes + 0.5);
+        }
+        int64_t b = x.srv->book(start, te, occ);
+        st.busy[(size_t)e] += occ;
+        if (first < 0) first = b;
+        te = b + occ + lat;
+    }
+    st.queue[(size_t)e] += first - t;
+    es_events y;
+    es_an_expert_events(o.map, op->layer, e, n, &y);
+    es_events_add(&ev, &y);
+    return te;
+}
+
+/* The all-to-all of an expert-parallel stage (es_system.h): `tokens` hidden vectors sent from chip a to chip b on a's
+ * link to b, from t: the cycle they have arrived. Booked and charged on a's "a2a" unit. */
+static int64_t a2a_send(Ctx &a, Ctx &b, int64_t tokens, int64_t start, int64_t t, int32_t seq)
+{
+    int64_t occ, lat;
+    es_events ev{};
+    es_an_alltoall(a.map, tokens, &occ, &lat, &ev.card_bits);
+    int64_t s0 = a.a2a_out[(size_t)b.stage_index].book(start, t, occ);
+    a.a2a_stat->items++;
+    a.a2a_stat->tokens += tokens;
+    a.a2a_stat->busy_cycles += occ;
+    a.charge(a.a2a_stat, seq, ev);
+    return s0 + occ + lat;
+}
+
 int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int64_t start, int64_t t,
                            es_events &ev)
 {
-    const es_chip *c = ctx_.c;
     const es_model *m = ctx_.m;
-    const int64_t E = m->experts, k = m->top_k;
-    MoeStats &st = ctx_.moe;
-    if (st.fired.empty()) st.fired.assign((size_t)E, 0), st.queue.assign((size_t)E, 0), st.busy.assign((size_t)E, 0);
-    std::vector<int64_t> n_e((size_t)E, 0);
+    const int64_t k = m->top_k, E = es_model_experts_all(m);
+    /* the stage's chips (this one alone on a whole model) and, per expert of the model, the tokens routed to it;
+     * per chip, the tokens with at least one expert there (each goes there once) */
+    std::vector<Ctx *> solo{&ctx_};
+    const std::vector<Ctx *> &chips = ctx_.ep() ? ctx_.stage_chips : solo;
+    std::vector<int64_t> n_e((size_t)E, 0), to((size_t)chips.size(), 0);
     std::vector<int32_t> pick((size_t)k);
+    std::vector<char> seen(chips.size());
     for (size_t g = 0; g < group.size(); g++) {
         const Item &it = group[g];
         for (int64_t j = 0; j < it.n; j++) {
@@ -524,43 +585,37 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
                 for (int64_t i = 0; i < k; i++) pick[(size_t)i] = routes_[g][(size_t)(((op->layer - lo_) * it.n + j) * k + i)];
             else
                 ctx_.run.route(m, it.seq, it.pos + j, op->layer + (int)m->layer_base, pick.data());
-            for (int32_t e : pick) n_e[(size_t)e]++;
+            std::fill(seen.begin(), seen.end(), 0);
+            for (int32_t e : pick) {
+                n_e[(size_t)e]++;
+                for (size_t c = 0; c < chips.size(); c++)
+                    if (e >= chips[c]->m->expert_base && e < chips[c]->m->expert_base + chips[c]->m->experts && !seen[c]++)
+                        to[c]++;
+            }
         }
     }
-    /* each fired expert's chain on its own partition, all from t; the item goes on when all are done */
-    static const es_role rs[3] = {ES_ROLE_GATE, ES_ROLE_UP, ES_ROLE_DOWN};
-    int64_t end = t;
-    es_events x;
     bool decode = true;
     for (const Item &it : group) decode &= it.decode;
-    (decode ? st.item_layers : st.prefill_item_layers)++;
-    for (int64_t e = 0; e < E; e++) {
-        int64_t n = n_e[(size_t)e];
-        if (!n) continue;
-        (decode ? st.distinct : st.prefill_distinct)++;
-        st.fired[(size_t)e] += n;
-        Server &srv = lanes_[(size_t)es_map_tensor_of(ctx_.map, es_model_expert(m, op->layer, ES_ROLE_GATE, e))->part];
-        int64_t te = t, first = -1;
-        for (int s = 0; s < 4; s++) { /* gate, up, SiLU x up, down */
-            int64_t occ, lat;
-            if (s == 2) {
-                lat = c->tile.vec_latency;
-                occ = es_ceil_div(n * m->expert_ffn, c->tile.vec_width);
-            } else {
-                const es_map_tensor *w = es_map_tensor_of(ctx_.map, es_model_expert(m, op->layer, rs[s < 2 ? s : 2], e));
-                lat = w->geom.latency + c->tile.lane_depth;
-                occ = es_an_matvec(c, &w->geom, w->lanes, w->cells, w->bits, n) - lat;
-                lanes_stat_->busy_cycles += (int64_t)((double)occ * (double)w->lanes / (double)c->tile.lanes + 0.5);
-            }
-            int64_t b = srv.book(start, te, occ);
-            st.busy[(size_t)e] += occ;
-            if (first < 0) first = b;
-            te = b + occ + lat;
+    (decode ? ctx_.moe.item_layers : ctx_.moe.prefill_item_layers)++;
+    /* each chip's fired experts, each on its own partition, all from when the tokens are there; a chip of the stage
+     * other than this one gets them over the link (dispatch) and sends their combined outputs back (combine); the
+     * item goes on when every chain is done and every combine is back */
+    int64_t end = t;
+    for (size_t c = 0; c < chips.size(); c++) {
+        if (!to[c]) continue;
+        Ctx &o = *chips[c];
+        bool own = &o == &ctx_;
+        int64_t at = own ? t : a2a_send(ctx_, o, to[c], start, t, group[0].seq), done = at;
+        es_events x{};
+        for (int64_t e = 0; e < o.m->experts; e++) {
+            int64_t n = n_e[(size_t)(o.m->expert_base + e)];
+            if (n) done = std::max(done, book_chain(o, op, e, n, start, at, decode, own ? ev : x));
         }
-        st.queue[(size_t)e] += first - t;
-        if (te > end) end = te;
-        es_an_expert_events(ctx_.map, op->layer, e, n, &x);
-        es_events_add(&ev, &x);
+        if (!own) { /* its experts' events are its own: charged to its tile */
+            o.charge(o.expert_lanes[(size_t)(op->layer * o.m->experts)].tile, group[0].seq, x);
+            done = a2a_send(o, ctx_, to[c], start, done, group[0].seq);
+        }
+        end = std::max(end, done);
     }
     lanes_stat_->items++;
     return end;

@@ -189,6 +189,7 @@ struct Sim {
     } tg{run};
     VcdFile vf;
     std::unique_ptr<Die> die;
+    std::vector<std::unique_ptr<Switch>> switches; /* between stages when one has several chips */
     SourceCtx sc;
     int64_t total = 0; /* tokens the requests ask for (w.reqs) */
     /* areas[k]: chip k's area, computed before (the Ctx of each reads it for its leakage) */
@@ -201,11 +202,24 @@ struct Sim {
                                                               "c" + std::to_string(k) + "_"));
     }
     Ctx &chip(size_t k) { return k == 0 ? ctx : *more[k - 1]; }
-    /* KV positions per layer a sequence may hold: the fewest any chip holds */
+    /* KV positions per layer the sequences in flight may hold: the fewest any stage holds (a stage of one chip, its
+       own; an expert-parallel stage, its chips' together, each in whole sequences of the longest request, or of
+       kv.slot_context when they come from a source: each chip holds its own sequences) */
     int64_t kv_cap()
     {
-        int64_t cap = ctx.kv_cap;
-        for (auto &x : more) cap = std::min(cap, x->kv_cap);
+        int64_t cap = INT64_MAX, slot = 0;
+        for (const auto &q : w.reqs) slot = std::max(slot, q.prompt + q.gen);
+        for (size_t k = 0; k < n_chips(); k++) {
+            const Ctx &x = chip(k);
+            if (x.stage_index != 0) continue;
+            if (!x.ep()) {
+                cap = std::min(cap, x.kv_cap);
+                continue;
+            }
+            int64_t sum = 0, s1 = w.source || slot == 0 ? x.c->kv.slot_context : slot;
+            for (const Ctx *y : x.stage_chips) sum += y->kv_cap / s1 * s1;
+            cap = std::min(cap, sum);
+        }
         return cap;
     }
     size_t n_chips() const { return pms.size(); }
@@ -226,6 +240,70 @@ int check_system(Sim &s, es_err *e)
     return 0;
 }
 
+/* A system's stages: consecutive chips holding the same layers (several: an expert-parallel stage, es_system.h),
+ * each chip told its stage, its stage's chips and, on an expert-parallel stage, its links to them. An expert-parallel
+ * stage holds neither end of the model, and is timed at the transaction fidelity only. */
+int set_stages(Sim &s, es_err *e)
+{
+    int stage = -1;
+    for (size_t k = 0; k < s.n_chips(); k++) {
+        Ctx &x = s.chip(k);
+        if (k == 0 || x.m->layer_base != s.chip(k - 1).m->layer_base) stage++;
+        x.stage = stage;
+    }
+    for (size_t k = 0; k < s.n_chips(); k++) {
+        Ctx &x = s.chip(k);
+        for (size_t j = 0; j < s.n_chips(); j++) {
+            if (s.chip(j).stage != x.stage) continue;
+            if (j == k) x.stage_index = (int)x.stage_chips.size();
+            x.stage_chips.push_back(&s.chip(j));
+        }
+        if (!x.ep()) continue;
+        if (x.m->has_embed || x.m->has_head)
+            return es_fail(e, "%s: an expert-parallel stage (chips holding layers %lld..%lld, each some experts) holding "
+                              "the %s is not modelled; give the first and the last layers a chip of their own",
+                           x.c->path, (long long)x.m->layer_base, (long long)(x.m->layer_base + x.m->layers - 1),
+                           x.m->has_embed ? "embedding table" : "LM head");
+        if (s.w.prefix > 0)
+            return es_fail(e, "--prefix: a shared prefix on an expert-parallel stage (%s and the chips sharing its "
+                              "layers) is not modelled", x.c->path);
+        if (s.w.dp)
+            return es_fail(e, "--functional: an expert-parallel stage (%s and the chips sharing its layers) is simulated "
+                              "in timing only; drop --functional or give each chip its own layers", x.c->path);
+        x.a2a_out.assign(x.stage_chips.size(), Server(1));
+        x.a2a_stat = x.unit((x.prefix + "a2a").c_str());
+    }
+    return 0;
+}
+
+/* The dies after the first, stage by stage: a chip after a chip is chained to it (a card link); a Switch joins two
+ * stages when either has several chips. */
+void build_stages(Sim &s, bool vcd)
+{
+    std::vector<Die *> before{s.die.get()};
+    for (size_t k = 1; k < s.n_chips();) {
+        size_t end = k;
+        while (end < s.n_chips() && s.chip(end).stage == s.chip(k).stage) end++;
+        std::vector<Die *> now;
+        if (end - k == 1 && before.size() == 1) {
+            s.more_dies.emplace_back(new Die(s.chip(k), vcd, before[0], s.die.get()));
+            now.push_back(s.more_dies.back().get());
+        } else {
+            int depth = (int)s.chip(k).c->sched.fifo_depth;
+            std::string nm = "stage" + std::to_string(s.chip(k).stage) + "_switch";
+            s.switches.emplace_back(new Switch(nm.c_str(), s.run, s.chip(k).stage, (int)before.size(), (int)(end - k), depth));
+            Switch &sw = *s.switches.back();
+            for (size_t i = 0; i < before.size(); i++) before[i]->bind_out(*sw.in[i]);
+            for (size_t j = k; j < end; j++) {
+                s.more_dies.emplace_back(new Die(s.chip(j), vcd, nullptr, s.die.get(), sw.out[j - k].get()));
+                now.push_back(s.more_dies.back().get());
+            }
+        }
+        before = now;
+        k = end;
+    }
+}
+
 /* Check the workload against the chip, set the run's context up, open the trace and VCD files,
  * build the die. */
 int build(Sim &s, es_err *e)
@@ -235,13 +313,12 @@ int build(Sim &s, es_err *e)
     const es_model *m = s.m;
     const Workload &w = s.w;
     Ctx &ctx = s.ctx;
-    if (check_system(s, e)) return -1;
+    if (check_system(s, e) || set_stages(s, e)) return -1;
     /* each chip holds its own layers' KV; a sequence holds positions on every chip, so the fewest bound it */
     int64_t kv_cap = INT64_MAX;
     for (size_t k = 0; k < s.n_chips(); k++) {
         Ctx &x = s.chip(k);
         x.kv_cap = x.map->kv_positions; /* less a LoRA adapter's share (es_map_set_adapter) */
-        kv_cap = std::min(kv_cap, x.kv_cap);
         /* each chip of a system is a card: its board (and HBM) static power joins the first's; a tensor-parallel
            stage's chip stands for tp cards */
         double cards = (x.m->tp > 1 ? (double)x.m->tp : 1.0) - (k == 0 ? 1.0 : 0.0);
@@ -254,6 +331,7 @@ int build(Sim &s, es_err *e)
                               "simulated as one chip holding its shard, in timing only at the transaction fidelity: "
                               "drop %s", x.c->path, (long long)x.m->tp, w.dp ? "--functional" : "--fidelity cycle");
     }
+    kv_cap = s.kv_cap();
     /* a tensor-parallel stage alone (a system of one entry): its tp cards, alike, each under its own limit */
     if (s.n_chips() == 1 && ctx.copies > 1) run.gov.limit *= ctx.copies;
     if (run.gov.on && run.gov.limit <= run.gov.fixed_w) /* an ungated clock slows with the clock; these do not */
@@ -290,9 +368,7 @@ int build(Sim &s, es_err *e)
         vf.cleanup = es_cleanup_add((vf.tmp + ".vcd").c_str(), 0);
     }
     s.die.reset(new Die(ctx, !vf.path.empty()));
-    for (size_t k = 1; k < s.n_chips(); k++)
-        s.more_dies.emplace_back(new Die(s.chip(k), !vf.path.empty(), k == 1 ? s.die.get() : s.more_dies.back().get(),
-                                         s.die.get()));
+    build_stages(s, !vf.path.empty());
     if (s.die->has_vcd()) {
         vf.tf = sc_core::sc_create_vcd_trace_file(vf.tmp.c_str());
         if (!vf.tf) return es_fail(e, "%s: cannot write the VCD trace", vf.path.c_str());
