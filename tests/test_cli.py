@@ -6549,6 +6549,66 @@ def test_err_system_adapter():
                   "--generate", "2", "--adapter-rank", "4", "--adapter-roles", "q"],
                  "tiny-tp2.json", "tensor_parallel", "an adapter on a stage of 2 chips")
 
+
+# the card link's budget for Llama-3.1-70B over six hc1-class-derived chips (README "The card link's budget")
+def test_system_link_budget_70b():
+    """The README's link budget, from the files' numbers: a token crosses len(chips) - 1 card links carrying the
+    residual (hidden_size x link.elem_bits bits) and one carrying the sampled token back (link.token_id_bits); one
+    user's decode tokens/s stays within 10 % of the ideal pipeline (a free link: 0 ns, 1e15 bit/s) while the links
+    add at most ideal step / 0.9 - ideal step. The 1k/1k ideal step, the budget, its per-hop latency and bandwidth
+    and the shipped link's cost are the README's figures; short runs (16 in / 8 out) just inside and just outside
+    the budget, in latency alone and in bandwidth alone, land on the right side of 90 %, each step longer than the
+    ideal by exactly the links' cycles worked out here (ceil(bits / bandwidth x clock) + ceil(latency x clock))."""
+    val = lambda x: x["value"] if isinstance(x, dict) else x
+    sysf = json.load(open(os.path.join(MODELS, "systems", "llama-3.1-70b-hc1.json")))
+    chips = [json.load(open(os.path.normpath(os.path.join(MODELS, "systems", c["chip"])))) for c in sysf["chips"]]
+    model = json.load(open(os.path.join(MODELS, "llm", val(sysf["model"]), "config.json")))
+    expect(val(sysf["link"]["topology"]) == "chain", "a layer pipeline")
+    links = {(val(c["link"]["elem_bits"]), val(c["link"]["token_id_bits"]), val(c["clock_hz"])) for c in chips}
+    expect(len(links) == 1, f"the chips' link and clock figures differ: {links}")
+    elem_bits, tok_bits, f = links.pop()
+    act_bits = model["hidden_size"] * elem_bits
+    hops = len(chips) - 1  # residual hops; plus one for the token back to the first chip
+    expect((act_bits, hops) == (131072, 5), f"{act_bits} bits a hop, {hops} hops")
+    cyc = lambda x: math.ceil(x - 1e-9)  # the simulator's ns_to_cycles: the next whole cycle
+
+    def links_cycles(lat_ns, bw):  # a token's card-link cycles
+        card = lambda bits: cyc(bits / bw * f) + cyc(lat_ns * f / 1e9)
+        return hops * card(act_bits) + card(tok_bits)
+
+    def step(prompt, gen, lat_ns, bw):  # one user's mean decode step, cycles, and decode tokens/s
+        j = run_json("--no-db", "--system", "llama-3.1-70b-hc1", "--prompt", str(prompt), "--generate", str(gen),
+                     "--set", f"system.link.latency_ns={lat_ns}", "--set", f"system.link.bandwidth_bits_per_s={bw}")
+        return j["stream0_cycles"]["decode_total"] / (gen - 1), j["decode_tokens_per_s"]
+
+    free = (0, 1e15)
+    ideal, ideal_tps = step(1024, 1024, *free)
+    budget = ideal / 0.9 - ideal  # cycles a token the links may add
+    ns = lambda c: c * 1e9 / f
+    expect(round(ns(ideal) / 1e3, 1) == 148.9 and round(ns(budget) / 1e3, 1) == 16.5,
+           f"1k/1k ideal step {ns(ideal)} ns, budget {ns(budget)} ns (README: 148.9 and 16.5 us)")
+    per_hop_us = ns(budget) / (hops + 1) / 1e3
+    gbps = hops * act_bits / (ns(budget) / 1e9) / 1e9
+    expect(round(per_hop_us, 2) == 2.76 and round(gbps, 1) == 39.6,
+           f"budget a hop {per_hop_us} us, bandwidth {gbps} Gbit/s (README: 2.76 us, 39.6 Gbit/s)")
+    shipped, shipped_tps = step(1024, 1024, val(sysf["link"]["latency_ns"]), val(sysf["link"]["bandwidth_bits_per_s"]))
+    cost = links_cycles(val(sysf["link"]["latency_ns"]), val(sysf["link"]["bandwidth_bits_per_s"])) - links_cycles(*free)
+    expect(abs(shipped - ideal - cost) < 1e-6 and round(1 - shipped_tps / ideal_tps, 3) == 0.028,
+           f"shipped link: step {shipped} = ideal {ideal} + {cost} by hand; {1 - shipped_tps / ideal_tps} below ideal")
+    # short runs: the ideal step of 16 in / 8 out, and its own budget
+    ideal, ideal_tps = step(16, 8, *free)
+    budget = ideal / 0.9 - ideal
+    lat_edge = budget / (hops + 1) * 1e9 / f  # ns a hop at a free bandwidth
+    bw_edge = hops * act_bits / (budget / f)  # bit/s at zero latency
+    for lat_ns, bw, inside in ((math.floor(lat_edge), 1e15, True), (math.floor(lat_edge) + 1, 1e15, False),
+                               (0, bw_edge * 1.01, True), (0, bw_edge * 0.99, False)):
+        added = links_cycles(lat_ns, bw) - links_cycles(*free)
+        expect((added <= budget) == inside, f"by hand: {added} cycles at {lat_ns} ns, {bw} bit/s, budget {budget}")
+        got, tps = step(16, 8, lat_ns, bw)
+        expect(abs(got - ideal - added) < 1e-6, f"{lat_ns} ns, {bw:.4g} bit/s: step {got}, by hand {ideal} + {added}")
+        expect((tps >= 0.9 * ideal_tps) == inside,
+               f"{lat_ns} ns, {bw:.4g} bit/s: {tps / ideal_tps:.5f} of the ideal, expected {'at least' if inside else 'under'} 0.9")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
