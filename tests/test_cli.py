@@ -6512,6 +6512,9 @@ def test_system_adapter_sram_kv():
             "kv_slots": left // ctx, "kv_slots_without": without // ctx, "kv_slots_lost": 1}
     expect(j["adapter"] == want and j["kv_positions"] == left, f"adapter {j['adapter']}, by hand {want}")
     out = run("run", "--no-db", "--system", SYSTEM_X2, "--prompt", "8", "--generate", "4", *args).stdout
+    line = (f"adapter rank 16 on q,v: {5 * per_tile} bytes in the 2 chips' KV SRAM; KV slots, the fewest of any "
+            f"chip, 128 -> 127 (1 lost); each chip's below")
+    expect(line in out, f"summary lacks {line!r}: {out}")
     for k, layers in enumerate((3, 2)):
         line = (f"chip {k} adapter rank 16 on q,v: {per_tile} bytes per tile in the KV SRAM ({per_tile * layers} in "
                 f"all); KV slots of {ctx} positions 128 -> 127 (1 lost), positions {without} -> {left}")

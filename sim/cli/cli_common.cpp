@@ -330,8 +330,21 @@ static std::string map_adapter_text(const es_map &pm)
 
 std::string adapter_text(const Loaded &L)
 {
-    if (L.n_adapters() == 0 || L.have_sys) return ""; /* a system: each chip's (print_system) */
-    return map_adapter_text(L.map);
+    if (L.n_adapters() == 0) return "";
+    if (!L.have_sys) return map_adapter_text(L.map);
+    cJSON *j = adapter_json(L); /* a system: its sums and its fewest slots; each chip's line in print_system */
+    const es_map_adapter &a = L.maps[0].adapter;
+    char roles[64], who[96], b[512];
+    if (L.maps[0].n_adapters == 1)
+        std::snprintf(who, sizeof who, "adapter rank %d on %s", a.rank, es_adapter_roles_text(a.roles, roles, sizeof roles));
+    else
+        std::snprintf(who, sizeof who, "%d adapters", L.maps[0].n_adapters);
+    std::snprintf(b, sizeof b, "%s: %.0f bytes in the %d chips' KV SRAM; KV slots, the fewest of any chip, "
+                  "%.0f -> %.0f (%.0f lost); each chip's below", who, cJSON_GetObjectItem(j, "bytes")->valuedouble,
+                  L.sys.n_chips, cJSON_GetObjectItem(j, "kv_slots_without")->valuedouble,
+                  cJSON_GetObjectItem(j, "kv_slots")->valuedouble, cJSON_GetObjectItem(j, "kv_slots_lost")->valuedouble);
+    cJSON_Delete(j);
+    return b;
 }
 
 int set_adapters(Loaded &L, const std::vector<std::string> &files, int64_t rank, const std::string &roles,

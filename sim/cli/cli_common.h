@@ -75,7 +75,8 @@ cJSON *area_json(const es_area &a);
 // the chip holding the fewest (with and without, and lost); each chip's own figures are its "adapter" in
 // system_json's "chips".
 cJSON *adapter_json(const Loaded &L);
-// The same as a summary line ("" without an adapter); a system: print_system gives each chip's.
+// The same as a summary line ("" without an adapter); a system: its bytes and the fewest KV slots (print_system
+// gives each chip's line).
 std::string adapter_text(const Loaded &L);
 // The adapter options (run, eval): --adapter FILE (files, repeatable) or --adapter-rank R --adapter-roles L
 // --adapter-count K (rank 0: none; count 0: not given) into L's adapters or adapter_files; 0, or -1 with e.
