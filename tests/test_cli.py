@@ -6828,6 +6828,175 @@ def test_split_gpt_oss_ep2():
     expect_error(["chip", "derive", "--model", "gpt-oss-120b", "--expert-parallel", "2"], "needs --split",
                  "--expert-parallel", code=2)
 
+
+# adapters on systems of chips (issue 20): each chip holds its own layers' A and B
+def test_system_adapter_functional():
+    """A rank-4 adapter on q, v and down of layers 1, 3 and 4 (PEFT safetensors) over stories260K split on two chips
+    (layers 0-2, 3-4) gives exactly the tokens and logits of one chip with the same adapter, and not the unadapted
+    ones; chip 0 holds layer 1's three adapted projections, chip 1 layers 3 and 4's six; each decode step is longer
+    than without the adapter by as many cycles as on the one chip (the same layers adapted)."""
+    s = stories()
+    tiny = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _write_peft(tmp, 4, 8, _lora_values(4, ("q", "v", "down"), (1, 3, 4), 11, zero_b=False))
+        base = ["--model", s, *FP32_DATAPATH, *F32_HEAD_ROMS, "--mode", "functional", "--weights", s,
+                "--recipe", "f32", "--prompt", "12", "--generate", "8", "--no-db"]
+        got = {}
+        for name, where, ad in (("one", ["--chip", tiny], True), ("two", ["--system", SYSTEM_X2], True),
+                                ("one0", ["--chip", tiny], False), ("two0", ["--system", SYSTEM_X2], False)):
+            lf = os.path.join(tmp, name + ".bin")
+            j = run_json(*base, *where, "--logits", lf, *(["--adapter", path] if ad else []))
+            got[name] = (j, open(lf, "rb").read())
+    (one, la), (two, lb), (one0, la0), (two0, lb0) = got["one"], got["two"], got["one0"], got["two0"]
+    expect(one["functional"]["output_ids"] == two["functional"]["output_ids"],
+           f"tokens differ: {one['functional']['output_ids']} vs {two['functional']['output_ids']}")
+    expect(len(la) > 0 and la == lb, f"logits differ ({len(la)} and {len(lb)} bytes)")
+    expect(lb != lb0 and la0 == lb0, "the system's logits ignored the adapter, or the unadapted split moved")
+    for k in ("decode_first", "decode_last"):
+        d1 = one["stream0_cycles"][k] - one0["stream0_cycles"][k]
+        d2 = two["stream0_cycles"][k] - two0["stream0_cycles"][k]
+        expect(d1 > 0 and d2 == d1, f"{k}: the adapter adds {d2} cycles a step on the system, {d1} on one chip")
+        expect(two["analytic_stream0_cycles"][k] == two["stream0_cycles"][k],
+               f"{k}: analytic {two['analytic_stream0_cycles'][k]} vs simulated {two['stream0_cycles'][k]}")
+    chips = [c["adapter"] for c in two["system"]["chips"]]
+    expect([c["tensors"] for c in chips] == [3, 6] and two["adapter"]["tensors"] == 9 == one["adapter"]["tensors"],
+           f"tensors per chip {[c['tensors'] for c in chips]}, system {two['adapter']}")
+    # per adapted layer: q 4x64 + 64x4, v 4x64 + 32x4, down 4x172 + 64x4 fp32 elements, each matrix from a fresh
+    # 256-bit word; one layer per tile
+    words = lambda n: -(-n * 32 // 256) * 256 // 8
+    layer = sum(words(4 * i) + words(o * 4) for o, i in ((64, 64), (32, 64), (64, 172)))
+    expect([(c["bytes_per_tile"], c["bytes"]) for c in chips] == [(layer, layer), (layer, 2 * layer)] and
+           two["adapter"]["bytes"] == 3 * layer == one["adapter"]["bytes"], f"bytes per chip {chips}, by hand {layer}")
+
+
+def test_system_adapter_sram_kv():
+    """Rank 16 on q and v over the two-chip split of stories260K, timing: each chip's adapter SRAM (its own layers'
+    A and B) and the KV slots it loses, derived here from tiny-chip.json and the model's shapes; the system's KV is the
+    fewest any chip holds; run and eval report the same; the summary gives each chip's line."""
+    s = stories()
+    c = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+    kv = {k: v["value"] for k, v in c["kv"].items()}
+    eb, word, kv_bytes, ctx = kv["element_bits"], kv["word_bits"], kv["bytes_per_tile"], kv["slot_context"]
+    words = lambda n: -(-n * eb // word) * word // 8  # bytes: each matrix from a fresh word
+    per_tile = sum(words(16 * inp) + words(out * 16) for _, out, inp in (STORIES_PROJ["q"], STORIES_PROJ["v"]))
+    pos_bytes = 2 * 4 * 8 * eb // 8  # K and V of 4 KV heads of 8 dims, one layer per tile
+    without, left = kv_bytes // pos_bytes, (kv_bytes - per_tile) // pos_bytes
+    expect((per_tile, without, left, without // ctx, left // ctx) == (3584, 65536, 65480, 128, 127),
+           f"oracle itself: {per_tile} {without} {left}")
+    args = ["--model", s, "--adapter-rank", "16", "--adapter-roles", "q,v"]
+    j = run_json("--no-db", "--system", SYSTEM_X2, "--prompt", "8", "--generate", "4", *args)
+    for k, layers in enumerate((3, 2)):
+        want = {"tensors": 2 * layers, "rank": 16, "roles": "q,v", "alpha": 16, "scale": 1, "element_bits": eb,
+                "bytes_per_tile": per_tile, "bytes": per_tile * layers, "kv_bytes_per_tile_left": kv_bytes - per_tile,
+                "kv_positions": left, "kv_positions_without": without, "kv_slots": left // ctx,
+                "kv_slots_without": without // ctx, "kv_slots_lost": without // ctx - left // ctx}
+        got = j["system"]["chips"][k]["adapter"]
+        expect(got == want, f"chips[{k}].adapter {got}, by hand {want}")
+        expect(j["system"]["chips"][k]["kv_positions"] == left, f"chips[{k}] KV positions")
+    want = {"tensors": 10, "rank": 16, "roles": "q,v", "alpha": 16, "scale": 1, "bytes": 5 * per_tile,
+            "kv_slots": left // ctx, "kv_slots_without": without // ctx, "kv_slots_lost": 1}
+    expect(j["adapter"] == want and j["kv_positions"] == left, f"adapter {j['adapter']}, by hand {want}")
+    out = run("run", "--no-db", "--system", SYSTEM_X2, "--prompt", "8", "--generate", "4", *args).stdout
+    line = (f"adapter rank 16 on q,v: {5 * per_tile} bytes in the 2 chips' KV SRAM; KV slots, the fewest of any "
+            f"chip, 128 -> 127 (1 lost); each chip's below")
+    expect(line in out, f"summary lacks {line!r}: {out}")
+    for k, layers in enumerate((3, 2)):
+        line = (f"chip {k} adapter rank 16 on q,v: {per_tile} bytes per tile in the KV SRAM ({per_tile * layers} in "
+                f"all); KV slots of {ctx} positions 128 -> 127 (1 lost), positions {without} -> {left}")
+        expect(line in out, f"summary lacks {line!r}: {out}")
+    e = json.loads(run("eval", "--no-db", "--json", "--records", "4", "--max-new-tokens", "2", "--no-compare",
+                       "--system", SYSTEM_X2, *args).stdout)
+    expect(e["adapter"] == want and [x["adapter"]["bytes"] for x in e["system"]["chips"]] == [3 * per_tile, 2 * per_tile],
+           f"eval adapter {e['adapter']}, chips {[x.get('adapter') for x in e['system']['chips']]}")
+
+
+def test_err_system_adapter():
+    """An adapter that fits chip 0's KV SRAM but not chip 1's (a copy of the tiny chip with one KV slot and 1 kB
+    more per tile): one error naming the system, chips[1] and its file, the key and the sizes; the same system
+    without the adapter runs. A tensor-parallel stage refuses an adapter, naming its key."""
+    s = stories()
+    with tempfile.TemporaryDirectory() as tmp:
+        c = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+        c["kv"]["bytes_per_tile"]["value"] = 32768 + 1024  # one slot of 512 positions x 64 bytes, and 1 kB
+        c["name"] = "tiny-small-kv"
+        small = os.path.join(tmp, "small.json")
+        json.dump(c, open(small, "w"))
+        sysf = json.load(open(SYSTEM_X2))
+        sysf["chips"] = [{"chip": os.path.join(DATA, "tiny-chip.json"), "layers": [0, 2]},
+                         {"chip": small, "layers": [3, 4]}]
+        p = os.path.join(tmp, "mixed.json")
+        json.dump(sysf, open(p, "w"))
+        args = ["run", "--no-db", "--system", p, "--model", s, "--prompt", "8", "--generate", "2"]
+        j = run_json(*args[1:])
+        expect(j["system"]["chips"][1]["kv_positions"] == 33792 // 64, f"without the adapter {j['system']['chips']}")
+        expect_error([*args, "--adapter-rank", "16", "--adapter-roles", "q,v"],
+                     "mixed.json: chips[1] (layers 3..4 of", "small.json: key 'kv.bytes_per_tile'",
+                     "the adapter (rank 16 on q,v) takes 3584 bytes of tile 0's KV SRAM of 33792 bytes",
+                     "leaving 30208 bytes, less than one KV slot of 32768 bytes")
+    expect_error(["run", "--no-db", "--system", os.path.join(DATA, "systems", "tiny-tp2.json"), "--prompt", "8",
+                  "--generate", "2", "--adapter-rank", "4", "--adapter-roles", "q"],
+                 "tiny-tp2.json", "tensor_parallel", "an adapter on a stage of 2 chips")
+
+
+# the card link's budget for Llama-3.1-70B over six hc1-class-derived chips (README "The card link's budget")
+def test_system_link_budget_70b():
+    """The README's link budget, from the files' numbers: a token crosses len(chips) - 1 card links carrying the
+    residual (hidden_size x link.elem_bits bits) and one carrying the sampled token back (link.token_id_bits); one
+    user's decode tokens/s stays within 10 % of the ideal pipeline (a free link: 0 ns, 1e15 bit/s) while the links
+    add at most ideal step / 0.9 - ideal step. The 1k/1k ideal step, the budget, its per-hop latency and bandwidth
+    and the shipped link's cost are the README's figures; short runs (16 in / 8 out) just inside and just outside
+    the budget, in latency alone and in bandwidth alone, land on the right side of 90 %, each step longer than the
+    ideal by exactly the links' cycles worked out here (ceil(bits / bandwidth x clock) + ceil(latency x clock))."""
+    val = lambda x: x["value"] if isinstance(x, dict) else x
+    sysf = json.load(open(os.path.join(MODELS, "systems", "llama-3.1-70b-hc1.json")))
+    chips = [json.load(open(os.path.normpath(os.path.join(MODELS, "systems", c["chip"])))) for c in sysf["chips"]]
+    model = json.load(open(os.path.join(MODELS, "llm", val(sysf["model"]), "config.json")))
+    expect(val(sysf["link"]["topology"]) == "chain", "a layer pipeline")
+    links = {(val(c["link"]["elem_bits"]), val(c["link"]["token_id_bits"]), val(c["clock_hz"])) for c in chips}
+    expect(len(links) == 1, f"the chips' link and clock figures differ: {links}")
+    elem_bits, tok_bits, f = links.pop()
+    act_bits = model["hidden_size"] * elem_bits
+    hops = len(chips) - 1  # residual hops; plus one for the token back to the first chip
+    expect((act_bits, hops) == (131072, 5), f"{act_bits} bits a hop, {hops} hops")
+    cyc = lambda x: math.ceil(x - 1e-9)  # the simulator's ns_to_cycles: the next whole cycle
+
+    def links_cycles(lat_ns, bw):  # a token's card-link cycles
+        card = lambda bits: cyc(bits / bw * f) + cyc(lat_ns * f / 1e9)
+        return hops * card(act_bits) + card(tok_bits)
+
+    def step(prompt, gen, lat_ns, bw):  # one user's mean decode step, cycles, and decode tokens/s
+        j = run_json("--no-db", "--system", "llama-3.1-70b-hc1", "--prompt", str(prompt), "--generate", str(gen),
+                     "--set", f"system.link.latency_ns={lat_ns}", "--set", f"system.link.bandwidth_bits_per_s={bw}")
+        return j["stream0_cycles"]["decode_total"] / (gen - 1), j["decode_tokens_per_s"]
+
+    free = (0, 1e15)
+    ideal, ideal_tps = step(1024, 1024, *free)
+    budget = ideal / 0.9 - ideal  # cycles a token the links may add
+    ns = lambda c: c * 1e9 / f
+    expect(round(ns(ideal) / 1e3, 1) == 148.9 and round(ns(budget) / 1e3, 1) == 16.5,
+           f"1k/1k ideal step {ns(ideal)} ns, budget {ns(budget)} ns (README: 148.9 and 16.5 us)")
+    per_hop_us = ns(budget) / (hops + 1) / 1e3
+    gbps = hops * act_bits / (ns(budget) / 1e9) / 1e9
+    expect(round(per_hop_us, 2) == 2.76 and round(gbps, 1) == 39.6,
+           f"budget a hop {per_hop_us} us, bandwidth {gbps} Gbit/s (README: 2.76 us, 39.6 Gbit/s)")
+    shipped, shipped_tps = step(1024, 1024, val(sysf["link"]["latency_ns"]), val(sysf["link"]["bandwidth_bits_per_s"]))
+    cost = links_cycles(val(sysf["link"]["latency_ns"]), val(sysf["link"]["bandwidth_bits_per_s"])) - links_cycles(*free)
+    expect(abs(shipped - ideal - cost) < 1e-6 and round(1 - shipped_tps / ideal_tps, 3) == 0.028,
+           f"shipped link: step {shipped} = ideal {ideal} + {cost} by hand; {1 - shipped_tps / ideal_tps} below ideal")
+    # short runs: the ideal step of 16 in / 8 out, and its own budget
+    ideal, ideal_tps = step(16, 8, *free)
+    budget = ideal / 0.9 - ideal
+    lat_edge = budget / (hops + 1) * 1e9 / f  # ns a hop at a free bandwidth
+    bw_edge = hops * act_bits / (budget / f)  # bit/s at zero latency
+    for lat_ns, bw, inside in ((math.floor(lat_edge), 1e15, True), (math.floor(lat_edge) + 1, 1e15, False),
+                               (0, bw_edge * 1.01, True), (0, bw_edge * 0.99, False)):
+        added = links_cycles(lat_ns, bw) - links_cycles(*free)
+        expect((added <= budget) == inside, f"by hand: {added} cycles at {lat_ns} ns, {bw} bit/s, budget {budget}")
+        got, tps = step(16, 8, lat_ns, bw)
+        expect(abs(got - ideal - added) < 1e-6, f"{lat_ns} ns, {bw:.4g} bit/s: step {got}, by hand {ideal} + {added}")
+        expect((tps >= 0.9 * ideal_tps) == inside,
+               f"{lat_ns} ns, {bw:.4g} bit/s: {tps / ideal_tps:.5f} of the ideal, expected {'at least' if inside else 'under'} 0.9")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

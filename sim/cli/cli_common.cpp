@@ -2,6 +2,9 @@
 #include "cli_common.h"
 #include "es_recipe.h"
 #include "es_rom.h"
+#include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +20,19 @@ Loaded::~Loaded()
     if (have_map) es_map_free(&map);
     if (have_m) es_model_free(&m);
     if (have_c) es_chip_free(&c);
+}
+
+/* --adapter FILE: each file read against the whole model L.m (its shapes checked), into L.loras and L.adapters
+   (rank, roles, alpha and the tensors it adapts, indexed as L.m's). */
+static int load_adapter_files(Loaded &L, es_err *e)
+{
+    for (size_t k = 0; k < L.adapter_files.size(); k++) {
+        L.loras.push_back(es_lora{});
+        if (es_lora_load(&L.loras.back(), L.adapter_files[k].c_str(), &L.m, e)) return -1;
+        const es_lora &l = L.loras.back();
+        L.adapters.push_back(es_adapter_spec{l.rank, l.roles, l.alpha, l.adapted});
+    }
+    return 0;
 }
 
 int load(const std::string &model, const std::string &chip, const std::vector<std::string> &sets,
@@ -51,12 +67,7 @@ int load(const std::string &model, const std::string &chip, const std::vector<st
     } else if (es_map_build(&L.map, &L.c, &L.m, nullptr, e) == 0) {
         L.have_map = true;
     }
-    for (size_t k = 0; L.have_map && k < L.adapter_files.size(); k++) { /* --adapter FILE: rank, alpha, tensors */
-        L.loras.push_back(es_lora{});
-        if (es_lora_load(&L.loras.back(), L.adapter_files[k].c_str(), &L.m, e)) return -1;
-        const es_lora &l = L.loras.back();
-        L.adapters.push_back(es_adapter_spec{l.rank, l.roles, l.alpha, l.adapted});
-    }
+    if (L.have_map && load_adapter_files(L, e)) return -1;
     if (L.have_map && !L.adapters.empty() && es_map_set_adapters(&L.map, L.adapters.data(), (int)L.adapters.size(), e))
         return -1;
     if (!L.have_map || es_map_check(&L.map, e)) {
@@ -68,12 +79,55 @@ int load(const std::string &model, const std::string &chip, const std::vector<st
     return 0;
 }
 
+int Loaded::n_adapters() const
+{
+    if (!have_sys) return have_map ? map.n_adapters : 0;
+    return maps.empty() ? 0 : maps[0].n_adapters; /* every chip holds every adapter's part of its layers */
+}
+
+void Loaded::set_an_adapter(int k)
+{
+    map.an_adapter = k;
+    for (auto &pm : maps) pm.an_adapter = k;
+}
+
 std::vector<const es_map *> Loaded::pms() const
 {
     std::vector<const es_map *> v;
     if (!have_sys) v.push_back(&map);
     for (const auto &pm : maps) v.push_back(&pm);
     return v;
+}
+
+/* Chip k's part of the adapters L.adapters in its table pm (slice L.slices[k]): the A and B of its own layers only,
+   in its tiles' KV SRAM. An adapter file's tensors are the whole model's; each of the slice's takes the flag of the
+   model's tensor it is (the same role, its layer + layer_base). */
+static int slice_adapters(Loaded &L, size_t k, es_map *pm, es_err *e)
+{
+    const es_sys_chip &sc = L.sys.chips[k];
+    const es_model &sm = L.slices[k];
+    if (sc.tp > 1)
+        return es_fail(e, "%s: key 'chips[%zu].tensor_parallel': an adapter on a stage of %d chips splitting each "
+                          "layer's matrices (how A and B would be sharded) is not modelled; give the stage's layers "
+                          "to one chip, or drop the adapter", L.sys.path, k, sc.tp);
+    std::vector<es_adapter_spec> a = L.adapters;
+    std::vector<std::vector<unsigned char>> flags(a.size());
+    for (size_t j = 0; j < a.size(); j++) {
+        if (!a[j].tensors) continue; /* every layer's projections of its roles */
+        flags[j].assign((size_t)sm.n_tensors + 1, 0);
+        for (int i = 0; i < sm.n_tensors; i++) {
+            const es_tensor &t = sm.tensors[i];
+            if (t.layer < 0 || t.expert >= 0) continue;
+            const es_tensor *w = es_model_tensor(&L.m, t.layer + sm.layer_base, t.role);
+            flags[j][(size_t)i] = w ? a[j].tensors[w - L.m.tensors] : 0;
+        }
+        a[j].tensors = flags[j].data();
+    }
+    if (es_map_set_adapters(pm, a.data(), (int)a.size(), e) == 0) return 0;
+    char msg[sizeof e->msg];
+    std::snprintf(msg, sizeof msg, "%s", e->msg);
+    return es_fail(e, "%s: chips[%zu] (layers %d..%d of %s): %s", L.sys.path, k, sc.layer_first, sc.layer_last,
+                   L.m.name, msg);
 }
 
 /* Chip k's slice of the model and its table, checked. */
@@ -104,6 +158,7 @@ static int load_slice(Loaded &L, size_t k, const es_recipe *r, es_err *e)
                : es_map_build(&pm, &sc.chip, &L.slices.back(), nullptr, e);
     if (rc) return -1;
     L.maps.push_back(pm);
+    if (!L.adapters.empty() && slice_adapters(L, k, &L.maps.back(), e)) return -1;
     if (es_map_check(&L.maps.back(), e) == 0) return 0;
     char msg[sizeof e->msg];
     std::snprintf(msg, sizeof msg, "%s", e->msg);
@@ -124,7 +179,7 @@ int load_system(const std::string &system, const std::string &model_spec, const 
     L.have_sys = true;
     if (es_model_load(&L.m, model_spec.empty() ? L.sys.model : model_spec.c_str(), e)) return -1;
     L.have_m = true;
-    if (es_system_check(&L.sys, &L.m, e)) return -1;
+    if (es_system_check(&L.sys, &L.m, e) || load_adapter_files(L, e)) return -1;
     if (es_chip_load(&L.c, L.sys.chips[0].chip.path, sv.data(), (int)sv.size(), e)) return -1;
     L.have_c = true;
     L.c.card_link = L.sys.chips[0].chip.card_link; /* the energy of the run's card links, by event */
@@ -143,8 +198,7 @@ int load_system(const std::string &system, const std::string &model_spec, const 
     return rc;
 }
 
-const char *system_opts_conflict(const std::string &system, bool chip_given, bool rom, bool cosim, bool adapter,
-                                 const char **arg)
+const char *system_opts_conflict(const std::string &system, bool chip_given, bool rom, bool cosim, const char **arg)
 {
     *arg = nullptr;
     if (chip_given) {
@@ -153,7 +207,6 @@ const char *system_opts_conflict(const std::string &system, bool chip_given, boo
     }
     if (rom) return "--rom with --system: a ROM image holds one chip's weights; use --recipe";
     if (cosim) return "--rtl-cosim with --system is not modelled";
-    if (adapter) return "an adapter (--adapter, --adapter-rank) with --system is not modelled yet";
     return nullptr;
 }
 
@@ -184,10 +237,10 @@ cJSON *area_json(const es_area &a)
     return j;
 }
 
-// One adapter's own figures (adapter_json's "adapters" list).
-static cJSON *one_adapter_json(const Loaded &L, int k)
+// One adapter's own figures in table pm (adapter_json's "adapters" list).
+static cJSON *one_adapter_json(const Loaded &L, const es_map &pm, int k)
 {
-    const es_map_adapter &a = L.map.adapters[k];
+    const es_map_adapter &a = pm.adapters[k];
     char roles[64];
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "id", k);
@@ -202,54 +255,100 @@ static cJSON *one_adapter_json(const Loaded &L, int k)
     return j;
 }
 
-cJSON *adapter_json(const Loaded &L)
+// Which adapters: one's file, rank, roles, alpha and scale; several: their count.
+static void adapter_who_json(const Loaded &L, const es_map &pm, int64_t tensors, cJSON *j)
 {
-    const es_map_adapter &a = L.map.adapter;
-    if (!L.have_map || L.map.n_adapters == 0) return cJSON_CreateNull();
+    const es_map_adapter &a = pm.adapter;
     char roles[64];
-    cJSON *j = cJSON_CreateObject();
-    if (L.map.n_adapters == 1) { /* one adapter: its own figures; several: each one's in "adapters" */
+    if (pm.n_adapters == 1) { /* one adapter: its own figures; several: each one's in "adapters" */
         if (!L.loras.empty()) cJSON_AddStringToObject(j, "file", L.loras[0].path);
-        cJSON_AddNumberToObject(j, "tensors", (double)a.tensors);
+        cJSON_AddNumberToObject(j, "tensors", (double)tensors);
         cJSON_AddNumberToObject(j, "rank", a.rank);
         cJSON_AddStringToObject(j, "roles", es_adapter_roles_text(a.roles, roles, sizeof roles));
         cJSON_AddNumberToObject(j, "alpha", a.alpha);
         cJSON_AddNumberToObject(j, "scale", a.scale);
     } else {
-        cJSON_AddNumberToObject(j, "count", L.map.n_adapters);
-        cJSON_AddNumberToObject(j, "tensors", (double)a.tensors);
+        cJSON_AddNumberToObject(j, "count", pm.n_adapters);
+        cJSON_AddNumberToObject(j, "tensors", (double)tensors);
     }
+}
+
+// The adapters' figures in one table (a chip alone's, or a system's chip's).
+static cJSON *map_adapter_json(const Loaded &L, const es_map &pm)
+{
+    const es_map_adapter &a = pm.adapter;
+    cJSON *j = cJSON_CreateObject();
+    adapter_who_json(L, pm, a.tensors, j);
     cJSON_AddNumberToObject(j, "element_bits", a.elem_bits);
     cJSON_AddNumberToObject(j, "bytes_per_tile", (double)(a.tile_bits / 8));
     cJSON_AddNumberToObject(j, "bytes", (double)(a.total_bits / 8));
-    cJSON_AddNumberToObject(j, "kv_bytes_per_tile_left", (double)(L.map.kv_bits / 8));
-    cJSON_AddNumberToObject(j, "kv_positions", (double)L.map.kv_positions);
+    cJSON_AddNumberToObject(j, "kv_bytes_per_tile_left", (double)(pm.kv_bits / 8));
+    cJSON_AddNumberToObject(j, "kv_positions", (double)pm.kv_positions);
     cJSON_AddNumberToObject(j, "kv_positions_without", (double)a.kv_positions_without);
-    cJSON_AddNumberToObject(j, "kv_slots", (double)L.map.kv_slots);
+    cJSON_AddNumberToObject(j, "kv_slots", (double)pm.kv_slots);
     cJSON_AddNumberToObject(j, "kv_slots_without", (double)a.kv_slots_without);
-    cJSON_AddNumberToObject(j, "kv_slots_lost", (double)(a.kv_slots_without - L.map.kv_slots));
-    if (L.map.n_adapters > 1) {
+    cJSON_AddNumberToObject(j, "kv_slots_lost", (double)(a.kv_slots_without - pm.kv_slots));
+    if (pm.n_adapters > 1) {
         cJSON *list = cJSON_AddArrayToObject(j, "adapters");
-        for (int k = 0; k < L.map.n_adapters; k++) cJSON_AddItemToArray(list, one_adapter_json(L, k));
+        for (int k = 0; k < pm.n_adapters; k++) cJSON_AddItemToArray(list, one_adapter_json(L, pm, k));
     }
     return j;
 }
 
-std::string adapter_text(const Loaded &L)
+cJSON *adapter_json(const Loaded &L)
 {
-    const es_map_adapter &a = L.map.adapter;
-    if (!L.have_map || L.map.n_adapters == 0) return "";
+    if (L.n_adapters() == 0) return cJSON_CreateNull();
+    if (!L.have_sys) return map_adapter_json(L, L.map);
+    int64_t tensors = 0, bits = 0, slots = INT64_MAX, without = INT64_MAX; /* a system: all its chips' */
+    for (const auto &pm : L.maps) {
+        tensors += pm.adapter.tensors;
+        bits += pm.adapter.total_bits;
+        slots = std::min(slots, pm.kv_slots);
+        without = std::min(without, pm.adapter.kv_slots_without);
+    }
+    cJSON *j = cJSON_CreateObject();
+    adapter_who_json(L, L.maps[0], tensors, j);
+    cJSON_AddNumberToObject(j, "bytes", (double)(bits / 8));
+    cJSON_AddNumberToObject(j, "kv_slots", (double)slots);
+    cJSON_AddNumberToObject(j, "kv_slots_without", (double)without);
+    cJSON_AddNumberToObject(j, "kv_slots_lost", (double)(without - slots));
+    return j;
+}
+
+// The adapters of one table as a summary line.
+static std::string map_adapter_text(const es_map &pm)
+{
+    const es_map_adapter &a = pm.adapter;
     char roles[64], who[96], b[512];
-    if (L.map.n_adapters == 1)
+    if (pm.n_adapters == 1)
         std::snprintf(who, sizeof who, "adapter rank %d on %s", a.rank, es_adapter_roles_text(a.roles, roles, sizeof roles));
     else
-        std::snprintf(who, sizeof who, "%d adapters", L.map.n_adapters);
+        std::snprintf(who, sizeof who, "%d adapters", pm.n_adapters);
     std::snprintf(b, sizeof b, "%s: %lld bytes per tile in the KV SRAM (%lld in all); KV slots of "
                   "%lld positions %lld -> %lld (%lld lost), positions %lld -> %lld",
                   who, (long long)(a.tile_bits / 8),
-                  (long long)(a.total_bits / 8), (long long)L.c.kv.slot_context, (long long)a.kv_slots_without,
-                  (long long)L.map.kv_slots, (long long)(a.kv_slots_without - L.map.kv_slots),
-                  (long long)a.kv_positions_without, (long long)L.map.kv_positions);
+                  (long long)(a.total_bits / 8), (long long)pm.chip->kv.slot_context, (long long)a.kv_slots_without,
+                  (long long)pm.kv_slots, (long long)(a.kv_slots_without - pm.kv_slots),
+                  (long long)a.kv_positions_without, (long long)pm.kv_positions);
+    return b;
+}
+
+std::string adapter_text(const Loaded &L)
+{
+    if (L.n_adapters() == 0) return "";
+    if (!L.have_sys) return map_adapter_text(L.map);
+    cJSON *j = adapter_json(L); /* a system: its sums and its fewest slots; each chip's line in print_system */
+    const es_map_adapter &a = L.maps[0].adapter;
+    char roles[64], who[96], b[512];
+    if (L.maps[0].n_adapters == 1)
+        std::snprintf(who, sizeof who, "adapter rank %d on %s", a.rank, es_adapter_roles_text(a.roles, roles, sizeof roles));
+    else
+        std::snprintf(who, sizeof who, "%d adapters", L.maps[0].n_adapters);
+    std::snprintf(b, sizeof b, "%s: %.0f bytes in the %d chips' KV SRAM; KV slots, the fewest of any chip, "
+                  "%.0f -> %.0f (%.0f lost); each chip's below", who, cJSON_GetObjectItem(j, "bytes")->valuedouble,
+                  L.sys.n_chips, cJSON_GetObjectItem(j, "kv_slots_without")->valuedouble,
+                  cJSON_GetObjectItem(j, "kv_slots")->valuedouble, cJSON_GetObjectItem(j, "kv_slots_lost")->valuedouble);
+    cJSON_Delete(j);
     return b;
 }
 
@@ -269,10 +368,11 @@ int set_adapters(Loaded &L, const std::vector<std::string> &files, int64_t rank,
 int dp_set_adapters(es_dp *dp, const Loaded &L, es_err *e)
 {
     std::vector<es_dp_lora> v; /* timing's adapters (--adapter-rank) have no matrices: they change no value */
-    for (int k = 0; k < L.map.n_adapters; k++) {
+    for (int k = 0; k < L.n_adapters(); k++) { /* L.adapters as placed (a system's are the whole model's) */
         const es_lora *l = (size_t)k < L.loras.size() ? &L.loras[(size_t)k] : nullptr;
+        const es_adapter_spec &a = L.adapters[(size_t)k];
         v.push_back(l ? es_dp_lora{(const float *const *)l->a, (const float *const *)l->b, l->rank, l->alpha / l->rank}
-                      : es_dp_lora{nullptr, nullptr, L.map.adapters[k].rank, L.map.adapters[k].scale});
+                      : es_dp_lora{nullptr, nullptr, a.rank, a.alpha / a.rank});
     }
     return v.empty() ? 0 : es_dp_set_loras(dp, v.data(), (int)v.size(), e);
 }
@@ -448,6 +548,7 @@ cJSON *system_json(const Loaded &L, const RunResult &r, const Cost &k)
         cJSON_AddNumberToObject(x, "cycles", (double)c.cycles);
         cJSON_AddNumberToObject(x, "busy_cycles", (double)c.busy_cycles);
         cJSON_AddNumberToObject(x, "die_utilization", c.die_utilization);
+        if (i < L.maps.size() && L.n_adapters() > 0) cJSON_AddItemToObject(x, "adapter", map_adapter_json(L, L.maps[i]));
         cJSON_AddItemToArray(chips, x);
     }
     system_links(L, r, cJSON_AddArrayToObject(j, "links"));
@@ -471,6 +572,8 @@ void print_system(const Loaded &L, const RunResult &r)
         std::printf("    %-4zu %-24s %9s %9.1f %12lld %10.4g\n", k, nm.c_str(), ly, c.area.total_mm2,
                     (long long)c.kv_positions, c.dynamic_j);
     }
+    for (size_t k = 0; k < L.maps.size() && L.n_adapters() > 0; k++)
+        std::printf("    chip %zu %s\n", k, map_adapter_text(L.maps[k]).c_str());
     cJSON *links = cJSON_CreateArray();
     system_links(L, r, links);
     cJSON *x;

@@ -32,6 +32,11 @@ struct Loaded {
     std::vector<es_map> maps;
     // The tables a run simulates: the chip's (map), or each chip's of a system in pipeline order.
     std::vector<const es_map *> pms() const;
+    // The adapters placed (ids 0 .. n - 1; 0: none): the chip's, or a system's (each chip holds every adapter's A
+    // and B of its own layers).
+    int n_adapters() const;
+    // The adapter the analytic model gives every sequence (-1: none), on the chip's table or each chip's.
+    void set_an_adapter(int k);
     std::string formats_from = "chip"; // where the formats timed come from: "chip", "recipe" or "rom"
     // LoRA adapters to place in the KV SRAM, ids 0, 1, ... in order (empty: none): set before load()
     std::vector<es_adapter_spec> adapters;
@@ -57,8 +62,7 @@ int load_system(const std::string &system, const std::string &model_spec, const 
                 const std::string &recipe, Loaded &L, es_err *e);
 // --system NAME beside the options a system does not take (run, cost, eval): null when none conflicts, else the
 // usage error's message, with *arg its argument (or null).
-const char *system_opts_conflict(const std::string &system, bool chip_given, bool rom, bool cosim, bool adapter,
-                                 const char **arg);
+const char *system_opts_conflict(const std::string &system, bool chip_given, bool rom, bool cosim, const char **arg);
 // The recipe a command times: --recipe, else hc1-mix (es_func_datapath's default) when functional mode
 // quantizes --weights or --synthetic weights, else none (the chip's weights.*).
 std::string timed_recipe(const std::string &recipe, bool functional, bool quantizes);
@@ -67,8 +71,12 @@ cJSON *formats_json(const Loaded &L);
 cJSON *area_json(const es_area &a);
 // The adapters' figures (null without one): rank, roles, alpha, scale, element bits, bytes per tile and in all, KV
 // positions and slots with and without them, slots lost; with several, "count" and each one's in "adapters".
+// A system: rank, roles, alpha and scale (or count), the tensors and bytes of all its chips, and the KV slots of
+// the chip holding the fewest (with and without, and lost); each chip's own figures are its "adapter" in
+// system_json's "chips".
 cJSON *adapter_json(const Loaded &L);
-// The same as a summary line ("" without an adapter).
+// The same as a summary line ("" without an adapter); a system: its bytes and the fewest KV slots (print_system
+// gives each chip's line).
 std::string adapter_text(const Loaded &L);
 // The adapter options (run, eval): --adapter FILE (files, repeatable) or --adapter-rank R --adapter-roles L
 // --adapter-count K (rank 0: none; count 0: not given) into L's adapters or adapter_files; 0, or -1 with e.
@@ -127,7 +135,8 @@ int compute_cost(const Loaded &L, const RunResult &r, Cost &k, es_err *e);
 cJSON *cost_json(const es_chip &c, const Cost &k);
 // A system run's chips and card links (null for a chip alone): {"name", "path", "link": {...}, "chips": [{"chip",
 // "layers", "area_mm2", "transistors", "kv_positions", "kv_max_used", "dynamic_j", "leakage_w", "board_w",
-// "card_usd" (k's, null when the cost is not known)}], "links": [{"unit", "from", "to", "busy_fraction", "tokens"}]}.
+// "card_usd" (k's, null when the cost is not known), "adapter" (with adapters: adapter_json's figures of its own
+// table, else absent)}], "links": [{"unit", "from", "to", "busy_fraction", "tokens"}]}.
 // run --json's and eval --json's "system".
 cJSON *system_json(const Loaded &L, const RunResult &r, const Cost &k);
 

@@ -435,8 +435,8 @@ private:
 void reader_adapters(Reader &rd, const Loaded &L, const Opts &o)
 {
     rd.adapter_field = o.adapter_field;
-    rd.n_adapters = L.map.n_adapters;
-    rd.default_adapter = L.map.n_adapters > 0 ? 0 : -1;
+    rd.n_adapters = L.n_adapters();
+    rd.default_adapter = L.n_adapters() > 0 ? 0 : -1;
 }
 
 // Run the batch without sharing in a child; the parent collects it later.
@@ -551,7 +551,7 @@ int check_opts(const Opts &o)
         return usage("--adapter-field needs adapters (--adapter FILE, or --adapter-rank); got --adapter-field",
                      o.adapter_field.c_str());
     const char *arg = nullptr, *msg = o.system.empty() ? nullptr :
-        system_opts_conflict(o.system, o.chip_given, !o.rom.empty(), false, o.adapter_rank > 0 || !o.adapters.empty(), &arg);
+        system_opts_conflict(o.system, o.chip_given, !o.rom.empty(), false, &arg);
     return msg ? usage(msg, arg) : -1;
 }
 
@@ -842,7 +842,7 @@ void fill_workload(Workload &w, const Opts &o, const Inputs &in, const Batch &b)
 {
     w.seq_tokens = b.db != nullptr;
     w.prefix = in.sharing ? in.rule_tokens : 0;
-    w.prefix_adapter = in.L.map.n_adapters > 0 ? 0 : -1; /* shared only when every record uses adapter 0 */
+    w.prefix_adapter = in.L.n_adapters() > 0 ? 0 : -1; /* shared only when every record uses adapter 0 */
     w.policy = o.policy;
     w.progress = false;
     w.dp = in.dp;
@@ -1007,7 +1007,7 @@ cJSON *eval_json(const Opts &o, const Inputs &in, const Batch &b, const Figures 
     cJSON_AddStringToObject(j, "chip", L.have_sys ? L.sys.name : L.c.name); /* a system: its name ("system" below) */
     cJSON_AddStringToObject(j, "model", L.m.name);
     cJSON_AddItemToObject(j, "weight_formats", formats_json(L));
-    if (L.map.adapter.rank) cJSON_AddItemToObject(j, "adapter", adapter_json(L));
+    if (L.n_adapters() > 0) cJSON_AddItemToObject(j, "adapter", adapter_json(L));
     cJSON_AddStringToObject(j, "mode", in.dp ? "functional" : "timing");
     cJSON_AddStringToObject(j, "fidelity", o.cycle ? "cycle" : "transaction");
     cJSON_AddStringToObject(j, "rule", o.rule.c_str());
@@ -1070,7 +1070,7 @@ void print_eval(const Opts &o, const Inputs &in, const Batch &b, const Figures &
                     "  every figure marked [ESTIMATED] follows from them (scripts/fetch-vocab or --vocab F)\n");
     std::printf("  rule: \"%s\"\n", o.rule.c_str());
     std::printf("  weight formats timed: %s\n", L.formats.c_str());
-    if (L.map.adapter.rank) std::printf("  %s\n", adapter_text(L).c_str());
+    if (L.n_adapters() > 0) std::printf("  %s\n", adapter_text(L).c_str());
     std::printf("  data: %s\n", o.data.empty() ? ("demo, " + f.data.substr(6)).c_str() : f.data.c_str());
     std::printf("  %-34s %lld done, %lld skipped\n", "records", (long long)done, (long long)skipped);
     if (in.dp) {

@@ -103,7 +103,8 @@ const char *RUN_HELP =
     "  --adapter FILE       a LoRA adapter: PEFT adapter_model.safetensors (adapter_config.json\n"
     "                       beside it) or a GGUF LoRA; timed as --adapter-rank, and applied\n"
     "                       in functional mode. Repeatable: adapters 0, 1, ... in order, all\n"
-    "                       held in the KV SRAM at once (several tenants)\n"
+    "                       held in the KV SRAM at once (several tenants); with --system each\n"
+    "                       chip holds its own layers' A and B\n"
     "  --adapter-rank R     a LoRA adapter of rank R in the tiles' KV SRAM (timing; with\n"
     "                       --adapter-roles): it takes KV capacity and KV port time, and the\n"
     "                       vector unit adds (alpha/R) x B(A x) to each adapted projection\n"
@@ -213,8 +214,7 @@ int usage_error(const char *cmd, const char *msg, const char *arg) { return es_o
 int check_system_opts(const char *cmd, const Opts &o)
 {
     const char *arg = nullptr;
-    const char *msg = es::system_opts_conflict(o.system, o.chip_given, !o.rom.empty(), o.cosim,
-                                               o.adapter_rank > 0 || !o.adapters.empty(), &arg);
+    const char *msg = es::system_opts_conflict(o.system, o.chip_given, !o.rom.empty(), o.cosim, &arg);
     return msg ? usage_error(cmd, msg, arg) : -1;
 }
 
@@ -737,7 +737,7 @@ cJSON *run_json(const Opts &o, const es::Loaded &L, const es::RunResult &r, doub
     cJSON_AddNumberToObject(j, "kv_slots", (double)r.an.kv_slots);
     cJSON_AddNumberToObject(j, "kv_positions", (double)r.kv_positions);
     cJSON_AddNumberToObject(j, "kv_max_used", (double)r.kv_max_used);
-    if (L.map.adapter.rank) cJSON_AddItemToObject(j, "adapter", es::adapter_json(L));
+    if (L.n_adapters() > 0) cJSON_AddItemToObject(j, "adapter", es::adapter_json(L));
     cJSON_AddNumberToObject(j, "max_in_flight", r.max_in_flight);
     add_decode_figure(j, "analytic_decode_tokens_per_s", an_dec, r.an.decode_tokens_per_s);
     if (L.have_sys) { /* a system: the analytic model gives its decode step only (es_an_system_decode_step) */
@@ -810,7 +810,7 @@ void print_run(const Opts &o, const es::Loaded &L, const es::RunResult &r, doubl
     if (!dec) std::printf("  (-: every stream made one token: there is no decode interval to measure)\n");
     std::printf("  %-28s %14s %14" PRId64 "\n", "knee: streams / KV slots",
                 fig(!L.have_sys, "%.0f", (double)r.an.knee_streams).c_str(), r.an.kv_slots);
-    if (L.map.adapter.rank) std::printf("  %s\n", es::adapter_text(L).c_str());
+    if (L.n_adapters() > 0) std::printf("  %s\n", es::adapter_text(L).c_str());
     std::printf("  %-28s %14.1f   (static %.1f W, dynamic %.1f W)\n", "card power, W", r.watts,
                 (r.total_j - r.dynamic_j) / r.seconds, r.dynamic_j / r.seconds);
     if (r.power_limit_w > 0) std::printf("  %-28s %s\n", "power limit", es::power_limit_text(r).c_str());
@@ -948,11 +948,11 @@ int prepare_run(Opts &o, es::Loaded &L, es::Routing &routing, Func &fn, es_err *
                     L.sys.path, k, L.sys.chips[k].tp, o.functional ? "--mode functional" : "--fidelity cycle");
             return run_error(e);
         }
-    if (!o.system.empty() || L.map.n_adapters == 0) {
-    } else if (stream_adapters(o.adapter_of_stream, L.map.n_adapters, o.streams, o.stream_adapter, e)) {
+    if (L.n_adapters() == 0) {
+    } else if (stream_adapters(o.adapter_of_stream, L.n_adapters(), o.streams, o.stream_adapter, e)) {
         return run_error(e);
     } else {
-        L.map.an_adapter = o.stream_adapter[0]; /* the analytic model's stream 0 */
+        L.set_an_adapter(o.stream_adapter[0]); /* the analytic model's stream 0 */
     }
     if (o.functional && prepare_functional(o, L, fn, e)) return run_error(e);
     if (check_run_size(o, L, e)) return run_error(e);
