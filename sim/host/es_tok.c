@@ -172,6 +172,20 @@ static int32_t lookup(const es_tok *t, const unsigned char *p, size_t len)
     return -1;
 }
 
+/* Ids 0..n-1 (n > t->n), the new ones without bytes. */
+static int grow_ids(es_tok *t, int64_t n)
+{
+    if (n > t->cap_off) {
+        uint64_t *o = realloc(t->off, (size_t)n * sizeof *o);
+        if (!o) return -1;
+        t->off = o;
+        t->cap_off = n;
+    }
+    for (int64_t k = t->n; k < n; k++) t->off[k] = 0;
+    t->n = n;
+    return 0;
+}
+
 static int b64val(int c)
 {
     if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -198,15 +212,7 @@ static int llama3_specials(es_tok *t)
         else snprintf(name, sizeof name, "<|reserved_special_token_%d|>", i - 8);
         if (add_special(t, LLAMA3_SPECIAL0 + i, name, strlen(name), 3)) return -1;
     }
-    int64_t n = LLAMA3_SPECIAL0 + 256;
-    if (n > t->cap_off) {
-        uint64_t *o = realloc(t->off, (size_t)n * sizeof *o);
-        if (!o) return -1;
-        t->off = o;
-        t->cap_off = n;
-    }
-    for (int64_t k = t->n; k < n; k++) t->off[k] = 0; /* no BPE bytes: special tokens are not ranks */
-    t->n = n;
+    if (grow_ids(t, LLAMA3_SPECIAL0 + 256)) return -1; /* no BPE bytes: special tokens are not ranks */
     t->bos = LLAMA3_SPECIAL0;
     t->eos = LLAMA3_SPECIAL0 + 1;
     t->add_bos = 1;
@@ -500,7 +506,8 @@ int es_tok_load_gguf(es_tok **out, const char *path, es_err *e)
         build_table(t, path, e) || (!t->spm && gguf_merges(t, &g, &c, path, e)))
         goto out;
     if (build_eog(t, (int32_t)eot, (int32_t)eom)) { es_fail(e, "%s: out of memory", path); goto out; }
-    if (t->spm && t->n < n_tok) t->n = n_tok; /* trailing empty pieces keep their ids */
+    if (t->n < n_tok && grow_ids(t, n_tok)) { es_fail(e, "%s: out of memory", path); goto out; } /* trailing
+        special tokens and empty pieces keep their ids */
     if (t->spm) { /* bytes with no <0xXX> piece fall back to the unknown token, as SentencePiece does */
         int32_t unk = -1;
         for (int64_t i = 0; i < n_tok && unk < 0; i++)
