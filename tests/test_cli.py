@@ -6443,6 +6443,56 @@ def test_system_energy_parts():
         board = sum(c["board_w"] for c in j["system"]["chips"]) * j["cycles"] / j["clock_hz"]
         expect(abs(e["board"] - board) <= 1e-9 * board, f"{sysname}: board {e['board']} J, by hand {board} J")
 
+
+# ---- tokenizer settings from the file (issue 21: special tokens, add_bos_token, tokenizer.ggml.pre) ----
+
+def bpe_vocab_gguf(path, pre, add_bos=None):
+    """A tiny gpt2-model vocabulary GGUF: the 256 bytes in GPT-2 form, "hi" (merge "h i"), <|eot_id|> (control)."""
+    import struct
+    bs = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    char = {b: chr(c) for b, c in zip(bs, cs)}
+    tokens = [char[b] for b in range(256)] + ["hi", "<|eot_id|>"]
+    types = [1] * 257 + [3]
+    arr = lambda et, items: struct.pack("<IQ", et, len(items)) + b"".join(items)
+    kvs = [("tokenizer.ggml.model", 8, gguf_str("gpt2")), ("tokenizer.ggml.pre", 8, gguf_str(pre)),
+           ("tokenizer.ggml.tokens", 9, arr(8, [gguf_str(t) for t in tokens])),
+           ("tokenizer.ggml.token_type", 9, arr(5, [struct.pack("<i", t) for t in types])),
+           ("tokenizer.ggml.merges", 9, arr(8, [gguf_str("h i")])),
+           ("tokenizer.ggml.bos_token_id", 4, struct.pack("<I", 0x21)),
+           ("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", 257))]
+    if add_bos is not None:
+        kvs.append(("tokenizer.ggml.add_bos_token", 7, bytes([add_bos])))
+    gguf_write(path, kvs, 0, b"", b"")
+    return path
+
+
+def test_tokenizer_file_settings():
+    """eval's token counts follow the vocabulary file: a control token written in the rule is one token, BOS
+    counts only when the file adds it (llama-bpe by default, gpt-2 not, add_bos_token overriding), and an
+    unknown pre-tokenizer is one error naming the file, the key and the names known."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tpl = os.path.join(tmp, "t.txt")
+        with open(tpl, "w") as f:
+            f.write("{rule}{record}")
+        ev = ["--no-db", "--no-compare", "--records", "3", "--template", tpl]
+        counts = {}
+        for name, pre, add_bos in (("l3", "llama-bpe", None), ("g2", "gpt-2", None), ("g2b", "gpt-2", 1),
+                                   ("l3n", "llama-bpe", 0)):
+            v = bpe_vocab_gguf(os.path.join(tmp, name + ".gguf"), pre, add_bos)
+            j, _ = eval_json(*ev, "--rule", "hi<|eot_id|>", "--vocab", v)
+            counts[name] = j["rule_tokens"]
+        # "hi" (one merge) + <|eot_id|> (one control token, not its 10 bytes), plus BOS where the file adds it
+        expect(counts == {"l3": 3, "g2": 2, "g2b": 3, "l3n": 2}, f"rule tokens {counts}")
+        bad = bpe_vocab_gguf(os.path.join(tmp, "qwen.gguf"), "qwen2")
+        expect_error(["eval", *ev, "--rule", "x", "--vocab", bad], "qwen.gguf", "metadata 'tokenizer.ggml.pre'",
+                     "unknown pre-tokenizer 'qwen2'", "known: llama-bpe, llama3, llama-v3, gpt-2, smollm")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

@@ -164,8 +164,8 @@ static void llama3_special(int i, char *out, size_t cap)
 /* A GGUF file holding the tiktoken vocabulary as a gpt2-model tokenizer, as
  * scripts/lib/bpe-fixtures.mjs writes it for llama.cpp: the ranks in GPT-2 form (type 1), the 256
  * special tokens (type 3), merges, pre-tokenizer `pre`, BOS 128000, EOS eos, add_bos_token
- * add_bos (-1: absent); chatml: 128002/128003 are <|im_start|>/<|im_end|> and 128005 is
- * <tool_call>, user-defined (4). */
+ * add_bos (-1: absent); chatml: 128002/128003 are <|im_start|>/<|im_end|>, 128005 is
+ * <tool_call>, user-defined (4), and 128012 is <|im_start|>tool. */
 static int write_bpe_gguf(const tvocab *v, const char *out, const char *pre, int eos, int add_bos, int chatml)
 {
     FILE *f = fopen(out, "wb");
@@ -188,6 +188,7 @@ static int write_bpe_gguf(const tvocab *v, const char *out, const char *pre, int
         if (chatml && i == 2) snprintf(buf, sizeof buf, "<|im_start|>");
         if (chatml && i == 3) snprintf(buf, sizeof buf, "<|im_end|>");
         if (chatml && i == 5) snprintf(buf, sizeof buf, "<tool_call>");
+        if (chatml && i == 12) snprintf(buf, sizeof buf, "<|im_start|>tool");
         put_str(f, buf);
     }
     put_str(f, "tokenizer.ggml.token_type"); put_le(f, 9, 4); put_le(f, 5, 4); put_le(f, (uint64_t)n, 8);
@@ -344,6 +345,23 @@ static void test_spm_ties(const char *fixtures)
             }
     }
     CHECK(matched == (int)(sizeof tie_cases / sizeof *tie_cases) - 1, "4.3 %d of the hand-derived strings in the fixtures", matched);
+    /* 4.4 control and unknown tokens written in the text, special-token parsing on: llama.cpp's ids
+     * (a space goes before the text after each special token); off, they are text */
+    const cJSON *special = cJSON_GetObjectItemCaseSensitive(root, "tokenize_special");
+    CHECK(cJSON_GetArraySize(special) >= 8, "4.4 %s: %d strings with special tokens", fixtures, cJSON_GetArraySize(special));
+    cJSON_ArrayForEach(c, special) {
+        const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "text"));
+        int32_t got[64];
+        int64_t n = s ? es_tok_encode_flags(t, s, strlen(s), ES_TOK_PARSE_SPECIAL, got, 64) : -1;
+        CHECK(n <= 64 && same_ids(got, n, cJSON_GetObjectItemCaseSensitive(c, "ids")), "4.4 \"%s\": %lld ids, llama.cpp's differ",
+              s, (long long)n);
+    }
+    int32_t plain[16];
+    int64_t np = es_tok_encode(t, "<s>", 3, plain, 16);
+    CHECK(np == 4 && plain[0] == TIE_SP && plain[1] == TIE_BYTE('<') && plain[2] == TIE_BYTE('s') &&
+          plain[3] == TIE_BYTE('>'), "4.4 \"<s>\" without parsing: %lld ids", (long long)np);
+    CHECK(es_tok_add_bos(t) && es_tok_special_id(t, "</s>") == 2 && es_tok_is_eog(t, 2) && !es_tok_is_eog(t, 1) &&
+          !strcmp(es_tok_pre(t), "spm"), "4.4 BOS added, </s> special and end of generation");
     cJSON_Delete(root);
     free(json);
     es_tok_free(t);
@@ -360,8 +378,8 @@ static int ids_equal(const int32_t *a, int64_t n, const cJSON *ids)
 
 /* 5.x llama.cpp's ids on the Llama 3 vocabulary under three pre-tokenizers (BPE_FIXTURES, from
  * scripts/llama-fixtures): 5.1 each GGUF file written here encodes every string as llama.cpp, with
- * special-token parsing on and off; 5.2 BOS/EOS as llama.cpp adds them (add_bos_token false
- * honoured); 5.3 the tiktoken vocabulary gives llama-bpe's ids; 5.4 special-token lookups and the
+ * special-token parsing on and off; 5.2 BOS/EOS as llama.cpp adds them (add_bos_token true and
+ * false honoured against the pre-tokenizer's default); 5.3 the tiktoken vocabulary gives llama-bpe's ids; 5.4 special-token lookups and the
  * end-of-generation set; 5.5 an unknown or missing pre-tokenizer is an error naming the file, the
  * key and the names known. */
 static void test_bpe(const es_tok *tik, const tvocab *tv, const char *fixtures)
@@ -371,7 +389,7 @@ static void test_bpe(const es_tok *tik, const tvocab *tv, const char *fixtures)
     const cJSON *cases = cJSON_GetObjectItemCaseSensitive(root, "tokenize"), *vocabs = cJSON_GetObjectItemCaseSensitive(root, "vocabs"), *c;
     CHECK(cJSON_GetArraySize(cases) >= 100, "5.0 %s: %d strings", fixtures, cJSON_GetArraySize(cases));
     static const struct { const char *pre; int eos, add_bos, chatml; } v[] = {
-        {"llama-bpe", 128009, -1, 0}, {"gpt-2", 128001, 0, 1}, {"smollm", 128001, 0, 1}};
+        {"llama-bpe", 128009, -1, 0}, {"gpt-2", 128001, 1, 1}, {"smollm", 128001, 0, 1}};
     char gg[] = "/tmp/test_tok_bpe_XXXXXX";
     int fd = mkstemp(gg);
     close(fd);
@@ -415,6 +433,15 @@ static void test_bpe(const es_tok *tik, const tvocab *tv, const char *fixtures)
               es_tok_is_eog(t, 128003) == v[k].chatml && !es_tok_is_eog(t, 9906),
               "5.4 %s: end-of-generation set", v[k].pre);
         es_tok_free(t);
+    }
+    /* 5.2 add_bos_token false overrides Llama 3's default (llama.cpp's llama_vocab::impl::load reads
+     * the key after the pre-tokenizer's default) */
+    es_tok *nb = NULL;
+    CHECK(write_bpe_gguf(tv, gg, "llama-bpe", 128009, 0, 0) == 0 && es_tok_load_gguf(&nb, gg, &e) == 0, "5.2 load: %s", e.msg);
+    if (nb) {
+        int64_t n = es_tok_encode_flags(nb, "Hello", 5, ES_TOK_ADD_SPECIAL, got, 8);
+        CHECK(!es_tok_add_bos(nb) && n == 1 && got[0] == 9906, "5.2 add_bos_token false: %lld ids, first %d", (long long)n, got[0]);
+        es_tok_free(nb);
     }
     /* 5.3 the tiktoken vocabulary is Llama 3's with its special tokens */
     int bad = 0;

@@ -8,9 +8,11 @@
 // it through node-llama-cpp's prebuilt CPU build of llama.cpp and tokenizes every string, with
 // special-token parsing on and off. The files differ from Llama 3's only where the test needs them:
 //   llama-bpe  as Llama 3.1 instruct: BOS 128000, EOS 128009 (<|eot_id|>), add_bos_token absent
-//   gpt-2      add_bos_token false; tokens 128002/128003 renamed <|im_start|>/<|im_end|> (control,
-//              for ChatML) and 128005 renamed <tool_call> and typed user-defined (4)
-//   smollm     as gpt-2, pre-tokenizer smollm
+//   gpt-2      add_bos_token true (llama.cpp's default for gpt-2 is false); tokens 128002/128003
+//              renamed <|im_start|>/<|im_end|> (control, for ChatML) and 128005 renamed <tool_call>
+//              and typed user-defined (4), 128012 renamed <|im_start|>tool (control: it holds
+//              <|im_start|>, so the longest match must win)
+//   smollm     as gpt-2, pre-tokenizer smollm, add_bos_token false
 // tests/test_tok.c (5.x) writes the same files from the tiktoken vocabulary (merges derived from the
 // ranks as Hugging Face's TikTokenConverter does; this script checks that they are the package's)
 // and compares etchsim's ids with these. Run by scripts/llama-fixtures; no network is needed or used.
@@ -65,10 +67,12 @@ const f32 = v => { const b = Buffer.alloc(4); b.writeFloatLE(v); return b; };
 const str = s => { const b = Buffer.from(s, "utf8"); return Buffer.concat([u64(b.length), b]); };
 const strArr = a => { const parts = [u32(8), u64(a.length)]; for (const s of a) parts.push(str(s)); return Buffer.concat(parts); };
 
+const CHATML = {128002: ["<|im_start|>", 3], 128003: ["<|im_end|>", 3], 128005: ["<tool_call>", 4],
+                128012: ["<|im_start|>tool", 3]};
 const VOCABS = [
   {pre: "llama-bpe", eos: 128009, addBos: null, rename: {}},
-  {pre: "gpt-2", eos: 128001, addBos: false, rename: {128002: ["<|im_start|>", 3], 128003: ["<|im_end|>", 3], 128005: ["<tool_call>", 4]}},
-  {pre: "smollm", eos: 128001, addBos: false, rename: {128002: ["<|im_start|>", 3], 128003: ["<|im_end|>", 3], 128005: ["<tool_call>", 4]}},
+  {pre: "gpt-2", eos: 128001, addBos: true, rename: CHATML},
+  {pre: "smollm", eos: 128001, addBos: false, rename: CHATML},
 ];
 
 function writeGguf(path, v) {
@@ -103,7 +107,7 @@ const strings = [
   "Hello<|eot_id|>world", " <|eot_id|> x ", "<|eot_id|><|eot_id|>", "<|eot_id", "<|eot_id|", "<|<|eot_id|>|>",
   "<|reserved_special_token_0|><|reserved_special_token_247|><|reserved_special_token_248|>",
   "<|python_tag|>print(1)<|eom_id|>", "<|finetune_right_pad_id|>", "<|end_of_text|>\n",
-  "<|im_start|>user\nhi<|im_end|>\n", "<tool_call>{\"a\": 1}</tool_call>", "x<tool_call>y",
+  "<|im_start|>user\nhi<|im_end|>\n", "<|im_start|>tool\n{}<|im_end|>", "<|im_start|>toolbox", "<|im_start|>too", "<tool_call>{\"a\": 1}</tool_call>", "x<tool_call>y",
   // chat-formatted prompts: Llama 3.1 instruct and ChatML
   "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n" + sys + "<|eot_id|>" +
     "<|start_header_id|>user<|end_header_id|>\n\n" + rec + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
@@ -112,7 +116,7 @@ const strings = [
   // whitespace
   "\n\n", "a\n\nb", "\r\n", "a\r\nb\r\n\r\nc", "\r", "x\ry", "  ", "   ", "a  b", "a   b", "a \n b", " \n\n ",
   "\t\tindented\n\t\t\tmore", "    def f(x):\n        return x\n", "line  \n  line", "end \n", "\n \n", " a", "  a",
-  "a\u0085b", "x\ufeffy", "a\u001cb", "a\u3000b", "\u00a0\u00a0x",
+  "a\u0085b", "x\ufeffy", "a\u0085\u0085b", "x \u0085\u0085 y", "x\ufeff\ufeffy", "a \ufeff\ufeff b", "a\u001cb", "a\u3000b", "\u00a0\u00a0x",
   // digits
   "1", "12", "123", "1234", "12345678901", "3.14159", " 2026-12-06", "a1b22c333d4444", "$1,234.56", "١٢٣ ٤٥٦",
   // contractions and case
