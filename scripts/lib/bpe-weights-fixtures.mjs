@@ -1,6 +1,6 @@
 // Random small weights in the byte-level BPE vocabulary files of bpe-fixtures.mjs, and llama.cpp's
-// greedy tokens and logits on them (issue 21 item 5, second half: for a later comparison with
-// etchsim's functional model; no test reads this file yet).
+// greedy tokens and logits on them (issue 21 item 5, second half). tests/test_cli.py
+// (bpe_random_weights) rebuilds the same files without npm and compares etchsim's infer with them.
 //   node bpe-weights-fixtures.mjs WORKDIR OUT.json
 // For each of WORKDIR/bpe-llama-bpe.gguf and WORKDIR/bpe-gpt-2.gguf (written by bpe-fixtures.mjs:
 // llama.embedding_length 8, feed_forward_length 16, head_count 1, block_count 1, context_length 64,
@@ -12,7 +12,7 @@
 // blk.0.attn_norm [8], attn_q, attn_k, attn_v, attn_output [8, 8], ffn_norm [8], ffn_gate,
 // ffn_up [8, 16], ffn_down [16, 8] (GGUF order: ne0 first). Then llama.cpp (node-llama-cpp 3.22.1,
 // CPU, F32 KV cache, flash attention off) generates 8 greedy tokens from a chat prompt tokenized
-// with special-token parsing, and OUT.json keeps, for each step, the 8 highest logits and the
+// with special-token parsing (BOS first once), and OUT.json keeps, for each step, the 8 highest logits and the
 // logits of ids 0, 4099, 8198, ... (32 ids). Run by scripts/llama-fixtures; no network is used.
 import {getLlama} from "node-llama-cpp";
 import fs from "node:fs";
@@ -71,7 +71,10 @@ for (const r of runs) {
   const ctx = await model.createContext({contextSize: CTX, batchSize: CTX, sequences: 1, flashAttention: false,
     experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32"});
   const seq = ctx.getSequence();
+  // as llama.cpp's common_tokenize(add_special, parse_special) gives a prompt, but BOS once: the
+  // llama-bpe prompt writes it, the gpt-2 file (add_bos_token true) adds it
   const promptIds = Array.from(model.tokenize(r.prompt, true));
+  if (model.tokens.shouldPrependBosToken && promptIds[0] !== model.tokens.bos) promptIds.unshift(model.tokens.bos);
   const output = [], steps = [];
   const opts = {generateNext: {logits: true, token: true, options: {temperature: 0}}};
   let input = promptIds.map(t => [t, opts]);
