@@ -723,7 +723,8 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
     }
     in.estimated = in.tok == nullptr;
     /* the shared prefix: BOS (when the vocabulary adds it), then the rule and the template text before the record */
-    in.rule_tokens = in.tok ? es_tok_add_bos(in.tok) + count_tokens(in.tok, in.tp.prefix, false) : estimate_tokens(in.tp.prefix);
+    in.rule_tokens = in.tok ? es_tok_add_bos(in.tok) + count_tokens(in.tok, in.tp.prefix, false)
+                            : estimate_tokens(in.tp.prefix);
     in.context = std::min<int64_t>(in.L.m.max_pos, in.L.c.kv.slot_context);
     if (o.functional) {
         int32_t bos = es_tok_bos(in.tok);

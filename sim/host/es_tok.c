@@ -385,7 +385,8 @@ static int gguf_merge(void *arg, int64_t i, const char *s, size_t n)
         return es_fail(g->e, "%s: metadata 'tokenizer.ggml.merges' entry %lld: expected 'A B', got '%.32s'", g->path,
                        (long long)i, s);
     unsigned char a[1024], b[1024];
-    int64_t na = gpt2_bytes(s, (size_t)(sp - s), a, sizeof a), nb = gpt2_bytes(sp + 1, n - (size_t)(sp + 1 - s), b, sizeof b);
+    int64_t na = gpt2_bytes(s, (size_t)(sp - s), a, sizeof a);
+    int64_t nb = gpt2_bytes(sp + 1, n - (size_t)(sp + 1 - s), b, sizeof b);
     int32_t ia = na > 0 ? lookup(t, a, (size_t)na) : -1, ib = nb > 0 ? lookup(t, b, (size_t)nb) : -1;
     if (ia < 0 || ib < 0) return 0; /* a merge of parts that are not tokens never applies */
     uint64_t key = (uint64_t)(ia + 1) << 32 | (uint32_t)(ib + 1), h = pair_slot(key, t->pair_mask);
@@ -628,8 +629,8 @@ static int64_t pretoken_gpt2(const uint32_t *cp, const int *k, int64_t i, int64_
     if (cp[i] == '\'' && i + 1 < n) {
         uint32_t a = cp[i + 1];
         if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
-        if (i + 2 < n && ((a == 'r' && cp[i + 2] == 'e') || (a == 'v' && cp[i + 2] == 'e') || (a == 'l' && cp[i + 2] == 'l')))
-            return 3;
+        uint32_t b = i + 2 < n ? cp[i + 2] : 0;
+        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
     }
     int sp = cp[i] == ' ';
     int c = sp ? (i + 1 < n ? k[i + 1] : -1) : k[i];
