@@ -6997,6 +6997,159 @@ def test_system_link_budget_70b():
         expect((tps >= 0.9 * ideal_tps) == inside,
                f"{lat_ns} ns, {bw:.4g} bit/s: {tps / ideal_tps:.5f} of the ideal, expected {'at least' if inside else 'under'} 0.9")
 
+
+# ---- tokenizer settings from the file (issue 21: special tokens, add_bos_token, tokenizer.ggml.pre) ----
+
+def bpe_vocab_gguf(path, pre, add_bos=None):
+    """A tiny gpt2-model vocabulary GGUF: the 256 bytes in GPT-2 form, "hi" (merge "h i"), <|eot_id|> (control)."""
+    import struct
+    bs = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    char = {b: chr(c) for b, c in zip(bs, cs)}
+    tokens = [char[b] for b in range(256)] + ["hi", "<|eot_id|>"]
+    types = [1] * 257 + [3]
+    arr = lambda et, items: struct.pack("<IQ", et, len(items)) + b"".join(items)
+    kvs = [("tokenizer.ggml.model", 8, gguf_str("gpt2")), ("tokenizer.ggml.pre", 8, gguf_str(pre)),
+           ("tokenizer.ggml.tokens", 9, arr(8, [gguf_str(t) for t in tokens])),
+           ("tokenizer.ggml.token_type", 9, arr(5, [struct.pack("<i", t) for t in types])),
+           ("tokenizer.ggml.merges", 9, arr(8, [gguf_str("h i")])),
+           ("tokenizer.ggml.bos_token_id", 4, struct.pack("<I", 0x21)),
+           ("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", 257))]
+    if add_bos is not None:
+        kvs.append(("tokenizer.ggml.add_bos_token", 7, bytes([add_bos])))
+    gguf_write(path, kvs, 0, b"", b"")
+    return path
+
+
+def test_tokenizer_file_settings():
+    """eval's token counts follow the vocabulary file: a control token written in the rule is one token, BOS
+    counts only when the file adds it (llama-bpe by default, gpt-2 not, add_bos_token overriding), and an
+    unknown pre-tokenizer is one error naming the file, the key and the names known."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tpl = os.path.join(tmp, "t.txt")
+        with open(tpl, "w") as f:
+            f.write("{rule}{record}")
+        ev = ["--no-db", "--no-compare", "--records", "3", "--template", tpl]
+        counts = {}
+        for name, pre, add_bos in (("l3", "llama-bpe", None), ("g2", "gpt-2", None), ("g2b", "gpt-2", 1),
+                                   ("l3n", "llama-bpe", 0)):
+            v = bpe_vocab_gguf(os.path.join(tmp, name + ".gguf"), pre, add_bos)
+            j, _ = eval_json(*ev, "--rule", "hi<|eot_id|>", "--vocab", v)
+            counts[name] = j["rule_tokens"]
+        # "hi" (one merge) + <|eot_id|> (one control token, not its 10 bytes), plus BOS where the file adds it
+        expect(counts == {"l3": 3, "g2": 2, "g2b": 3, "l3n": 2}, f"rule tokens {counts}")
+        bad = bpe_vocab_gguf(os.path.join(tmp, "qwen.gguf"), "qwen2")
+        expect_error(["eval", *ev, "--rule", "x", "--vocab", bad], "qwen.gguf", "metadata 'tokenizer.ggml.pre'",
+                     "unknown pre-tokenizer 'qwen2'", "known: llama-bpe, llama3, llama-v3, gpt-2, smollm")
+
+
+def bpe_weights_gguf(path, ranks, pre):
+    """scripts/lib/bpe-fixtures.mjs's vocabulary file for `pre` ("llama-bpe" or "gpt-2") with the random weights
+    scripts/lib/bpe-weights-fixtures.mjs writes into it, rebuilt here from the tiktoken ranks (list of bytes):
+    tokens in GPT-2 form, Llama 3.1's 256 special tokens (gpt-2: ChatML renames), merges derived from the ranks
+    as Hugging Face's TikTokenConverter (bpe-fixtures.mjs checks they are the package's), splitmix64 weights."""
+    import struct
+    from array import array
+    bs = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    char = {b: chr(c) for b, c in zip(bs, cs)}
+    form = lambda b: "".join(char[x] for x in b)
+    named = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|reserved_special_token_1|>",
+             "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>", "<|start_header_id|>", "<|end_header_id|>",
+             "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"]
+    specials = named + [f"<|reserved_special_token_{i - 8}|>" for i in range(11, 256)]
+    types = [1] * len(ranks) + [3] * 256
+    if pre == "gpt-2":
+        specials[2], specials[3], specials[5], specials[12] = "<|im_start|>", "<|im_end|>", "<tool_call>", "<|im_start|>tool"
+        types[len(ranks) + 5] = 4
+    tokens = [form(b) for b in ranks] + specials
+    rank = {b: i for i, b in enumerate(ranks)}
+    merges = []
+    for r, b in enumerate(ranks):
+        local = sorted((rank[b[:i]], rank[b[i:]]) for i in range(1, len(b)) if b[:i] in rank and b[i:] in rank)
+        merges += [tokens[a] + " " + tokens[c] for a, c in local]
+    u32 = lambda v: struct.pack("<I", v)
+    arr = lambda et, items: struct.pack("<IQ", et, len(items)) + b"".join(items)
+    kvs = [("general.architecture", 8, gguf_str("llama")), ("llama.context_length", 4, u32(64)),
+           ("llama.embedding_length", 4, u32(8)), ("llama.block_count", 4, u32(1)),
+           ("llama.feed_forward_length", 4, u32(16)), ("llama.attention.head_count", 4, u32(1)),
+           ("llama.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5)),
+           ("tokenizer.ggml.model", 8, gguf_str("gpt2")), ("tokenizer.ggml.pre", 8, gguf_str(pre)),
+           ("tokenizer.ggml.tokens", 9, arr(8, [gguf_str(t) for t in tokens])),
+           ("tokenizer.ggml.token_type", 9, arr(5, [struct.pack("<i", t) for t in types])),
+           ("tokenizer.ggml.merges", 9, arr(8, [gguf_str(m) for m in merges])),
+           ("tokenizer.ggml.bos_token_id", 4, u32(128000)),
+           ("tokenizer.ggml.eos_token_id", 4, u32(128009 if pre == "llama-bpe" else 128001))]
+    if pre == "gpt-2":
+        kvs.append(("tokenizer.ggml.add_bos_token", 7, b"\x01"))
+    kvs += [("llama.attention.head_count_kv", 4, u32(1)), ("llama.rope.dimension_count", 4, u32(8)),
+            ("llama.vocab_size", 4, u32(len(tokens)))]
+    shapes = [("token_embd.weight", [8, len(tokens)]), ("output_norm.weight", [8]), ("blk.0.attn_norm.weight", [8]),
+              ("blk.0.attn_q.weight", [8, 8]), ("blk.0.attn_k.weight", [8, 8]), ("blk.0.attn_v.weight", [8, 8]),
+              ("blk.0.attn_output.weight", [8, 8]), ("blk.0.ffn_norm.weight", [8]), ("blk.0.ffn_gate.weight", [8, 16]),
+              ("blk.0.ffn_up.weight", [8, 16]), ("blk.0.ffn_down.weight", [16, 8])]
+    M, st = (1 << 64) - 1, 0x2026120600000021
+    info, data = b"", b""
+    for name, ne in shapes:
+        count = 1
+        for d in ne:
+            count *= d
+        vals = array("f")
+        for _ in range(count):
+            st = (st + 0x9E3779B97F4A7C15) & M
+            z = ((st ^ (st >> 30)) * 0xBF58476D1CE4E5B9) & M
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M
+            d = (((z ^ (z >> 31)) >> 40) / 16777216 * 2 - 1)
+            vals.append(1 + 0.2 * d if "norm" in name else 0.5 * d)
+        k = name.encode()
+        info += struct.pack("<Q", len(k)) + k + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
+        info += struct.pack("<IQ", 0, len(data))
+        data += vals.tobytes() + b"\0" * (-len(vals.tobytes()) % 32)
+    gguf_write(path, kvs, len(shapes), info, data)
+
+
+def test_bpe_random_weights():
+    """Greedy tokens equal and logits within 1e-4 of llama.cpp's (tests/data/bpe-weights-fixtures.json) on the
+    Llama 3 vocabulary with random small F32 weights, as Llama 3.1 instruct (llama-bpe) and as ChatML (gpt-2,
+    add_bos_token true): the chat prompt's ids with its control tokens parsed and BOS once, then 8 greedy tokens."""
+    import base64
+    vocab = os.path.join(MODELS, "llm", "llama-3.1-8b", "tokenizer.tiktoken")
+    if not os.path.exists(vocab):
+        raise Skip("no tokenizer.tiktoken (run scripts/fetch-vocab)")
+    with open(vocab, "rb") as f:
+        ranks = [base64.b64decode(line.split()[0]) for line in f]
+    with open(os.path.join(DATA, "bpe-weights-fixtures.json")) as f:
+        fx = json.load(f)
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in fx["runs"]:
+            model = os.path.join(tmp, r["pre"] + ".gguf")
+            bpe_weights_gguf(model, ranks, r["pre"])
+            text = r["prompt"]
+            if text.startswith("<|begin_of_text|>"):  # etchsim adds BOS, as the file says
+                text = text[len("<|begin_of_text|>"):]
+            lf = os.path.join(tmp, "logits.json")
+            j = json.loads(run("infer", "--model", model, "--text", text, "--generate", "8", "--json", "--logits", lf).stdout)
+            expect(j["prompt_ids"] == r["prompt_ids"], f"{r['pre']}: prompt ids {j['prompt_ids']} != {r['prompt_ids']}")
+            expect(j["output_ids"] == r["output_ids"], f"{r['pre']}: greedy {j['output_ids']} != {r['output_ids']}")
+            with open(lf) as f:
+                lg = json.load(f)
+            n, worst = len(r["prompt_ids"]), 0.0
+            for k, s in enumerate(r["steps"]):
+                row = lg[n - 1 + k]["logits"]
+                worst = max([worst] + [abs(row[t] - v) for t, v in s["top"]] +
+                            [abs(row[i * 4099] - v) for i, v in enumerate(s["sampled"])])
+            expect(worst <= 1e-4, f"{r['pre']}: logits differ from llama.cpp's by up to {worst}")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

@@ -22,6 +22,7 @@
 #include "test_check.h"
 
 static void put_le(FILE *f, uint64_t v, int n) { for (int i = 0; i < n; i++) fputc((int)(v >> 8 * i & 0xFF), f); }
+static void put_str(FILE *f, const char *s) { put_le(f, strlen(s), 8); fputs(s, f); }
 
 /* GPT-2's byte -> character (code point) map */
 static uint32_t gpt2_char(int b)
@@ -39,25 +40,39 @@ static uint32_t gpt2_char(int b)
     return map[b];
 }
 
-/* Write a GGUF file whose only content is tokenizer.ggml.tokens, made from a tiktoken file. */
-static int tiktoken_to_gguf(const char *vocab, const char *out)
+/* ---- a byte-level BPE GGUF from a tiktoken file (3.x, 5.x) ---- */
+
+/* The tiktoken vocabulary: ranks' bytes, and a hash index of them (the test's own, so that the
+ * merges it derives do not come from the code under test). */
+typedef struct tvocab { unsigned char **b; size_t *len; int n; int32_t *idx; uint64_t mask; } tvocab;
+
+static uint64_t tv_hash(const unsigned char *p, size_t n)
 {
-    FILE *in = fopen(vocab, "r"), *f = fopen(out, "wb");
-    if (!in || !f) return -1;
-    char line[2048];
-    int n = 0;
-    while (fgets(line, sizeof line, in)) n++;
-    rewind(in);
-    fwrite("GGUF", 1, 4, f);
-    put_le(f, 3, 4);
-    put_le(f, 0, 8);
-    put_le(f, 3, 8);
-    put_le(f, 20, 8); fputs("tokenizer.ggml.model", f); put_le(f, 8, 4); put_le(f, 4, 8); fputs("gpt2", f);
-    put_le(f, 21, 8); fputs("tokenizer.ggml.tokens", f); put_le(f, 9, 4); put_le(f, 8, 4); put_le(f, (uint64_t)n + 1, 8);
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static int tv_find(const tvocab *v, const unsigned char *p, size_t n)
+{
+    for (uint64_t h = tv_hash(p, n) & v->mask; v->idx[h] >= 0; h = (h + 1) & v->mask)
+        if (v->len[v->idx[h]] == n && !memcmp(v->b[v->idx[h]], p, n)) return v->idx[h];
+    return -1;
+}
+
+static int tv_load(tvocab *v, const char *path)
+{
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    while (fgets(line, sizeof line, in)) {
-        unsigned char bytes[1024], utf[4096];
-        size_t nb = 0, nu = 0;
+    FILE *in = fopen(path, "r");
+    if (!in) return -1;
+    char line[2048];
+    int cap = 1 << 17;
+    v->b = calloc((size_t)cap, sizeof *v->b);
+    v->len = calloc((size_t)cap, sizeof *v->len);
+    v->n = 0;
+    while (fgets(line, sizeof line, in) && v->n < cap) {
+        unsigned char bytes[1024];
+        size_t nb = 0;
         unsigned acc = 0;
         int bits = 0;
         for (char *p = line; *p && *p != ' ' && *p != '='; p++) {
@@ -65,21 +80,124 @@ static int tiktoken_to_gguf(const char *vocab, const char *out)
             bits += 6;
             if (bits >= 8) { bits -= 8; bytes[nb++] = (unsigned char)(acc >> bits); acc &= (1u << bits) - 1; }
         }
-        for (size_t i = 0; i < nb; i++) {
-            uint32_t c = gpt2_char(bytes[i]);
-            if (c < 0x80) utf[nu++] = (unsigned char)c;
-            else { utf[nu++] = (unsigned char)(0xC0 | c >> 6); utf[nu++] = (unsigned char)(0x80 | (c & 0x3F)); }
-        }
-        put_le(f, nu, 8);
-        fwrite(utf, 1, nu, f);
+        int rank = atoi(strchr(line, ' ') + 1);
+        if (rank != v->n) { fclose(in); return -1; } /* the file lists ranks in order */
+        v->b[v->n] = malloc(nb);
+        memcpy(v->b[v->n], bytes, nb);
+        v->len[v->n++] = nb;
     }
-    put_le(f, 17, 8);
-    fputs("<|begin_of_text|>", f);
-    /* token types: normal (1) for the ranks, control (3) for the special token */
-    put_le(f, 25, 8); fputs("tokenizer.ggml.token_type", f); put_le(f, 9, 4); put_le(f, 5, 4); put_le(f, (uint64_t)n + 1, 8);
-    for (int i = 0; i < n; i++) put_le(f, 1, 4);
-    put_le(f, 3, 4);
     fclose(in);
+    v->mask = (1u << 18) - 1;
+    v->idx = malloc((v->mask + 1) * sizeof *v->idx);
+    memset(v->idx, 0xFF, (v->mask + 1) * sizeof *v->idx);
+    for (int i = 0; i < v->n; i++) {
+        uint64_t h = tv_hash(v->b[i], v->len[i]) & v->mask;
+        while (v->idx[h] >= 0) h = (h + 1) & v->mask;
+        v->idx[h] = i;
+    }
+    return 0;
+}
+
+static void tv_free(tvocab *v)
+{
+    for (int i = 0; i < v->n; i++) free(v->b[i]);
+    free(v->b);
+    free(v->len);
+    free(v->idx);
+}
+
+/* bytes in GPT-2 form (each byte one printable character, UTF-8) into out; returns the length */
+static size_t gpt2_form(const unsigned char *b, size_t n, char *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = gpt2_char(b[i]);
+        if (c < 0x80) out[k++] = (char)c;
+        else { out[k++] = (char)(0xC0 | c >> 6); out[k++] = (char)(0x80 | (c & 0x3F)); }
+    }
+    out[k] = 0;
+    return k;
+}
+
+/* One merge per split of a rank into two ranks, ordered by the rank, then the parts' ranks: how
+ * Hugging Face's TikTokenConverter turns tiktoken ranks into merges (scripts/lib/bpe-fixtures.mjs
+ * checks that this gives llama3-tokenizer-js's 280,147 merges exactly). Writes them (f != NULL)
+ * and returns how many there are. */
+static int64_t derive_merges(const tvocab *v, FILE *f)
+{
+    int64_t count = 0;
+    for (int r = 0; r < v->n; r++) {
+        int local[1024][2], nl = 0;
+        for (size_t i = 1; i < v->len[r] && nl < 1024; i++) {
+            int a = tv_find(v, v->b[r], i), b = tv_find(v, v->b[r] + i, v->len[r] - i);
+            if (a >= 0 && b >= 0) { local[nl][0] = a; local[nl][1] = b; nl++; }
+        }
+        for (int i = 1; i < nl; i++) /* insertion sort by (left rank, right rank) */
+            for (int j = i; j > 0 && (local[j][0] < local[j - 1][0] || (local[j][0] == local[j - 1][0] && local[j][1] < local[j - 1][1])); j--) {
+                int t0 = local[j][0], t1 = local[j][1];
+                local[j][0] = local[j - 1][0]; local[j][1] = local[j - 1][1];
+                local[j - 1][0] = t0; local[j - 1][1] = t1;
+            }
+        for (int i = 0; i < nl && f; i++) {
+            char m[4200];
+            size_t k = gpt2_form(v->b[local[i][0]], v->len[local[i][0]], m);
+            m[k++] = ' ';
+            gpt2_form(v->b[local[i][1]], v->len[local[i][1]], m + k);
+            put_str(f, m);
+        }
+        count += nl;
+    }
+    return count;
+}
+
+/* Llama 3.1's special token i (id 128000 + i), by Meta's list (the test's own copy) */
+static void llama3_special(int i, char *out, size_t cap)
+{
+    static const char *const named[11] = {"<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                                          "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>",
+                                          "<|reserved_special_token_2|>", "<|start_header_id|>", "<|end_header_id|>",
+                                          "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"};
+    if (i < 11) snprintf(out, cap, "%s", named[i]);
+    else snprintf(out, cap, "<|reserved_special_token_%d|>", i - 8);
+}
+
+/* A GGUF file holding the tiktoken vocabulary as a gpt2-model tokenizer, as
+ * scripts/lib/bpe-fixtures.mjs writes it for llama.cpp: the ranks in GPT-2 form (type 1), the 256
+ * special tokens (type 3), merges, pre-tokenizer `pre`, BOS 128000, EOS eos, add_bos_token
+ * add_bos (-1: absent); chatml: 128002/128003 are <|im_start|>/<|im_end|>, 128005 is
+ * <tool_call>, user-defined (4), and 128012 is <|im_start|>tool. */
+static int write_bpe_gguf(const tvocab *v, const char *out, const char *pre, int eos, int add_bos, int chatml)
+{
+    FILE *f = fopen(out, "wb");
+    if (!f) return -1;
+    int n = v->n + 256;
+    fwrite("GGUF", 1, 4, f);
+    put_le(f, 3, 4);
+    put_le(f, 0, 8);
+    put_le(f, 7 + (add_bos >= 0), 8);
+    put_str(f, "tokenizer.ggml.model"); put_le(f, 8, 4); put_str(f, "gpt2");
+    put_str(f, "tokenizer.ggml.pre"); put_le(f, 8, 4); put_str(f, pre);
+    put_str(f, "tokenizer.ggml.tokens"); put_le(f, 9, 4); put_le(f, 8, 4); put_le(f, (uint64_t)n, 8);
+    char buf[4200];
+    for (int i = 0; i < v->n; i++) {
+        gpt2_form(v->b[i], v->len[i], buf);
+        put_str(f, buf);
+    }
+    for (int i = 0; i < 256; i++) {
+        llama3_special(i, buf, sizeof buf);
+        if (chatml && i == 2) snprintf(buf, sizeof buf, "<|im_start|>");
+        if (chatml && i == 3) snprintf(buf, sizeof buf, "<|im_end|>");
+        if (chatml && i == 5) snprintf(buf, sizeof buf, "<tool_call>");
+        if (chatml && i == 12) snprintf(buf, sizeof buf, "<|im_start|>tool");
+        put_str(f, buf);
+    }
+    put_str(f, "tokenizer.ggml.token_type"); put_le(f, 9, 4); put_le(f, 5, 4); put_le(f, (uint64_t)n, 8);
+    for (int i = 0; i < n; i++) put_le(f, i < v->n ? 1 : chatml && i == v->n + 5 ? 4 : 3, 4);
+    put_str(f, "tokenizer.ggml.merges"); put_le(f, 9, 4); put_le(f, 8, 4); put_le(f, (uint64_t)derive_merges(v, NULL), 8);
+    derive_merges(v, f);
+    put_str(f, "tokenizer.ggml.bos_token_id"); put_le(f, 4, 4); put_le(f, 128000, 4);
+    put_str(f, "tokenizer.ggml.eos_token_id"); put_le(f, 4, 4); put_le(f, (uint64_t)eos, 4);
+    if (add_bos >= 0) { put_str(f, "tokenizer.ggml.add_bos_token"); put_le(f, 7, 4); put_le(f, (uint64_t)add_bos, 1); }
     return fclose(f);
 }
 
@@ -91,8 +209,6 @@ static const char *const tie_pieces[] = {"\xe2\x96\x81", "a", "b", "c", "d", "ab
                                          "\xe2\x96\x81" "a", "aa", "da"};
 static const float tie_scores[] = {-10, -10, -10, -10, -10, -5, -5, -5, -3, -5, -5, -4};
 #define TIE_BYTE(b) (3 + (b))
-
-static void put_str(FILE *f, const char *s) { put_le(f, strlen(s), 8); fputs(s, f); }
 
 /* A GGUF file with that vocabulary's tokenizer metadata only. */
 static int write_tie_gguf(const char *path)
@@ -229,9 +345,136 @@ static void test_spm_ties(const char *fixtures)
             }
     }
     CHECK(matched == (int)(sizeof tie_cases / sizeof *tie_cases) - 1, "4.3 %d of the hand-derived strings in the fixtures", matched);
+    /* 4.4 control and unknown tokens written in the text, special-token parsing on: llama.cpp's ids
+     * (a space goes before the text after each special token); off, they are text */
+    const cJSON *special = cJSON_GetObjectItemCaseSensitive(root, "tokenize_special");
+    CHECK(cJSON_GetArraySize(special) >= 8, "4.4 %s: %d strings with special tokens", fixtures, cJSON_GetArraySize(special));
+    cJSON_ArrayForEach(c, special) {
+        const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "text"));
+        int32_t got[64];
+        int64_t n = s ? es_tok_encode_flags(t, s, strlen(s), ES_TOK_PARSE_SPECIAL, got, 64) : -1;
+        CHECK(n <= 64 && same_ids(got, n, cJSON_GetObjectItemCaseSensitive(c, "ids")), "4.4 \"%s\": %lld ids, llama.cpp's differ",
+              s, (long long)n);
+    }
+    int32_t plain[16];
+    int64_t np = es_tok_encode(t, "<s>", 3, plain, 16);
+    CHECK(np == 4 && plain[0] == TIE_SP && plain[1] == TIE_BYTE('<') && plain[2] == TIE_BYTE('s') &&
+          plain[3] == TIE_BYTE('>'), "4.4 \"<s>\" without parsing: %lld ids", (long long)np);
+    CHECK(es_tok_add_bos(t) && es_tok_special_id(t, "</s>") == 2 && es_tok_is_eog(t, 2) && !es_tok_is_eog(t, 1) &&
+          !strcmp(es_tok_pre(t), "spm"), "4.4 BOS added, </s> special and end of generation");
     cJSON_Delete(root);
     free(json);
     es_tok_free(t);
+}
+
+/* ids against a fixture array */
+static int ids_equal(const int32_t *a, int64_t n, const cJSON *ids)
+{
+    if (!cJSON_IsArray(ids) || n != cJSON_GetArraySize(ids)) return 0;
+    for (int64_t i = 0; i < n; i++)
+        if (a[i] != (int32_t)cJSON_GetArrayItem(ids, (int)i)->valuedouble) return 0;
+    return 1;
+}
+
+/* 5.x llama.cpp's ids on the Llama 3 vocabulary under three pre-tokenizers (BPE_FIXTURES, from
+ * scripts/llama-fixtures): 5.1 each GGUF file written here encodes every string as llama.cpp, with
+ * special-token parsing on and off; 5.2 BOS/EOS as llama.cpp adds them (add_bos_token true and
+ * false honoured against the pre-tokenizer's default); 5.3 the tiktoken vocabulary gives llama-bpe's ids; 5.4 special-token lookups and the
+ * end-of-generation set; 5.5 an unknown or missing pre-tokenizer is an error naming the file, the
+ * key and the names known. */
+static void test_bpe(const es_tok *tik, const tvocab *tv, const char *fixtures)
+{
+    char *json = slurp(fixtures);
+    cJSON *root = json ? cJSON_Parse(json) : NULL;
+    const cJSON *cases = cJSON_GetObjectItemCaseSensitive(root, "tokenize"), *vocabs = cJSON_GetObjectItemCaseSensitive(root, "vocabs"), *c;
+    CHECK(cJSON_GetArraySize(cases) >= 100, "5.0 %s: %d strings", fixtures, cJSON_GetArraySize(cases));
+    static const struct { const char *pre; int eos, add_bos, chatml; } v[] = {
+        {"llama-bpe", 128009, -1, 0}, {"gpt-2", 128001, 1, 1}, {"smollm", 128001, 0, 1}};
+    char gg[] = "/tmp/test_tok_bpe_XXXXXX";
+    int fd = mkstemp(gg);
+    close(fd);
+    es_err e;
+    int32_t *got = malloc(8192 * sizeof *got);
+    for (size_t k = 0; k < sizeof v / sizeof *v; k++) {
+        es_tok *t = NULL;
+        CHECK(write_bpe_gguf(tv, gg, v[k].pre, v[k].eos, v[k].add_bos, v[k].chatml) == 0, "5.1 writing %s", gg);
+        CHECK(es_tok_load_gguf(&t, gg, &e) == 0, "5.1 %s: %s", v[k].pre, e.msg);
+        if (!t) continue;
+        CHECK(!strcmp(es_tok_pre(t), v[k].pre), "5.1 pre-tokenizer %s, want %s", es_tok_pre(t), v[k].pre);
+        int bad = 0, n_cases = 0;
+        cJSON_ArrayForEach(c, cases) {
+            const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "text"));
+            for (int sp = 0; s && sp < 2; sp++) {
+                const cJSON *ids = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c, sp ? "special" : "plain"), v[k].pre);
+                int64_t n = es_tok_encode_flags(t, s, strlen(s), sp ? ES_TOK_PARSE_SPECIAL : 0, got, 8192);
+                n_cases++;
+                if (!ids_equal(got, n, ids) && bad++ < 5)
+                    CHECK(0, "5.1 %s%s %s: %lld ids, llama.cpp's differ", v[k].pre, sp ? " (special)" : "",
+                          cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c, "text")), (long long)n);
+            }
+        }
+        CHECK(bad == 0, "5.1 %s: %d of %d strings differ from llama.cpp", v[k].pre, bad, n_cases);
+        /* 5.2 BOS first exactly when llama.cpp prepends it; no EOS */
+        const cJSON *vi = cJSON_GetObjectItemCaseSensitive(vocabs, v[k].pre);
+        int want_bos = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(vi, "add_bos"));
+        CHECK(cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(vi, "add_bos")) && es_tok_add_bos(t) == want_bos &&
+              es_tok_add_eos(t) == cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(vi, "add_eos")),
+              "5.2 %s: add_bos %d add_eos %d, llama.cpp %d", v[k].pre, es_tok_add_bos(t), es_tok_add_eos(t), want_bos);
+        int64_t n = es_tok_encode_flags(t, "Hi<|eot_id|>", 12, ES_TOK_PARSE_SPECIAL | ES_TOK_ADD_SPECIAL, got, 8);
+        CHECK(n == 2 + want_bos && (!want_bos || got[0] == 128000) && got[n - 1] == 128009,
+              "5.2 %s: %lld ids with BOS/EOS added, first %d", v[k].pre, (long long)n, got[0]);
+        CHECK(es_tok_bos(t) == 128000 && es_tok_eos(t) == v[k].eos, "5.2 %s: BOS %d EOS %d", v[k].pre, es_tok_bos(t), es_tok_eos(t));
+        /* 5.4 lookups */
+        CHECK(es_tok_special_id(t, "<|eot_id|>") == 128009 && es_tok_special_id(t, "<|start_header_id|>") == 128006 &&
+              es_tok_special_id(t, "<|im_start|>") == (v[k].chatml ? 128002 : -1) && es_tok_special_id(t, "Hello") == -1,
+              "5.4 %s: special ids", v[k].pre);
+        CHECK(es_tok_is_eog(t, 128009) && es_tok_is_eog(t, 128008) && es_tok_is_eog(t, 128001) &&
+              es_tok_is_eog(t, v[k].eos) && !es_tok_is_eog(t, 128006) && !es_tok_is_eog(t, 128000) &&
+              es_tok_is_eog(t, 128003) == v[k].chatml && !es_tok_is_eog(t, 9906),
+              "5.4 %s: end-of-generation set", v[k].pre);
+        es_tok_free(t);
+    }
+    /* 5.2 add_bos_token false overrides Llama 3's default (llama.cpp's llama_vocab::impl::load reads
+     * the key after the pre-tokenizer's default) */
+    es_tok *nb = NULL;
+    CHECK(write_bpe_gguf(tv, gg, "llama-bpe", 128009, 0, 0) == 0 && es_tok_load_gguf(&nb, gg, &e) == 0, "5.2 load: %s", e.msg);
+    if (nb) {
+        int64_t n = es_tok_encode_flags(nb, "Hello", 5, ES_TOK_ADD_SPECIAL, got, 8);
+        CHECK(!es_tok_add_bos(nb) && n == 1 && got[0] == 9906, "5.2 add_bos_token false: %lld ids, first %d", (long long)n, got[0]);
+        es_tok_free(nb);
+    }
+    /* 5.3 the tiktoken vocabulary is Llama 3's with its special tokens */
+    int bad = 0;
+    cJSON_ArrayForEach(c, cases) {
+        const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "text"));
+        for (int sp = 0; s && sp < 2; sp++) {
+            const cJSON *ids = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c, sp ? "special" : "plain"), "llama-bpe");
+            int64_t n = es_tok_encode_flags(tik, s, strlen(s), sp ? ES_TOK_PARSE_SPECIAL : 0, got, 8192);
+            if (!ids_equal(got, n, ids) && bad++ < 5)
+                CHECK(0, "5.3 tiktoken%s %s: llama.cpp's ids differ", sp ? " (special)" : "", cJSON_PrintUnformatted(c));
+        }
+    }
+    CHECK(bad == 0, "5.3 tiktoken: %d strings differ from llama.cpp (llama-bpe)", bad);
+    CHECK(es_tok_add_bos(tik) && es_tok_bos(tik) == 128000 && es_tok_eos(tik) == 128001 &&
+          es_tok_special_id(tik, "<|reserved_special_token_247|>") == 128255 && es_tok_is_eog(tik, 128009) &&
+          !es_tok_is_eog(tik, 128007), "5.3 tiktoken: BOS, EOS, special ids");
+    /* 5.5 an unknown pre-tokenizer, and none */
+    tvocab tiny = *tv;
+    tiny.n = 256; /* the byte ranks suffice */
+    CHECK(write_bpe_gguf(&tiny, gg, "qwen2", 128001, -1, 0) == 0, "5.5 writing %s", gg);
+    es_tok *t = NULL;
+    CHECK(es_tok_load_gguf(&t, gg, &e) != 0 && strstr(e.msg, gg) && strstr(e.msg, "'tokenizer.ggml.pre'") &&
+          strstr(e.msg, "unknown pre-tokenizer 'qwen2'") && strstr(e.msg, "known: llama-bpe, llama3, llama-v3, gpt-2, smollm"),
+          "5.5 unknown pre-tokenizer: %s", e.msg);
+    es_tok_free(t);
+    t = NULL;
+    CHECK(write_bpe_gguf(&tiny, gg, "", 128001, -1, 0) == 0, "5.5 writing %s", gg);
+    CHECK(es_tok_load_gguf(&t, gg, &e) != 0 && strstr(e.msg, "unknown pre-tokenizer ''"), "5.5 empty pre-tokenizer: %s", e.msg);
+    es_tok_free(t);
+    remove(gg);
+    free(got);
+    cJSON_Delete(root);
+    free(json);
 }
 
 static char *slurp(const char *path)
@@ -255,7 +498,10 @@ int main(int argc, char **argv)
         printf("%d passed, %d failed\n", passes, fails);
         return fails ? 1 : 0;
     }
-    if (argc != 3) { fprintf(stderr, "usage: test_tok VOCAB FIXTURES | test_tok --spm-ties TIES_FIXTURES\n"); return 2; }
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: test_tok VOCAB FIXTURES [BPE_FIXTURES] | test_tok --spm-ties TIES_FIXTURES\n");
+        return 2;
+    }
     FILE *v = fopen(argv[1], "rb");
     if (!v) {
         printf("test_tok: %s absent (run scripts/fetch-vocab): skipped\n", argv[1]);
@@ -266,7 +512,8 @@ int main(int argc, char **argv)
     es_tok *t;
     CHECK(es_tok_load_tiktoken(&t, argv[1], &e) == 0, "load: %s", e.msg);
     if (fails) return 1;
-    CHECK(es_tok_vocab_size(t) == 128000, "vocabulary of %lld", (long long)es_tok_vocab_size(t));
+    CHECK(es_tok_vocab_size(t) == 128256, "vocabulary of %lld (128,000 ranks and 256 special tokens)",
+          (long long)es_tok_vocab_size(t));
     char *json = slurp(argv[2]);
     cJSON *root = json ? cJSON_Parse(json) : NULL;
     const cJSON *cases = cJSON_GetObjectItemCaseSensitive(root, "cases"), *c;
@@ -280,15 +527,17 @@ int main(int argc, char **argv)
         for (int64_t i = 0; ok && i < n; i++) ok = got[i] == (int32_t)cJSON_GetArrayItem(ids, (int)i)->valuedouble;
         CHECK(ok, "1.1 %s: %lld ids, fixture has %d", cJSON_PrintUnformatted(c), (long long)n, cJSON_GetArraySize(ids));
     }
-    /* 3.1 the same vocabulary from GGUF metadata */
+    /* 3.1 the same vocabulary from GGUF metadata (Llama 3's pre-tokenizer, merges derived from the ranks) */
     char gg[] = "/tmp/test_tok_gguf_XXXXXX";
     int gfd = mkstemp(gg);
     close(gfd);
     es_tok *t2 = NULL;
-    CHECK(tiktoken_to_gguf(argv[1], gg) == 0, "writing %s", gg);
+    tvocab tv = {0};
+    CHECK(tv_load(&tv, argv[1]) == 0 && tv.n == 128000, "3.1 reading %s: %d ranks", argv[1], tv.n);
+    CHECK(write_bpe_gguf(&tv, gg, "llama-bpe", 128009, -1, 0) == 0, "writing %s", gg);
     CHECK(es_tok_load_gguf(&t2, gg, &e) == 0, "gguf load: %s", e.msg);
     if (t2) {
-        CHECK(es_tok_vocab_size(t2) == 128000, "gguf vocabulary of %lld", (long long)es_tok_vocab_size(t2));
+        CHECK(es_tok_vocab_size(t2) == 128256, "gguf vocabulary of %lld", (long long)es_tok_vocab_size(t2));
         int same = 1;
         cJSON_ArrayForEach(c, cases) {
             const char *text = cJSON_GetObjectItemCaseSensitive(c, "text")->valuestring;
@@ -300,6 +549,8 @@ int main(int argc, char **argv)
         es_tok_free(t2);
     }
     remove(gg);
+    if (argc == 4) test_bpe(t, &tv, argv[3]);
+    tv_free(&tv);
     cJSON_Delete(root);
     free(json);
     es_tok_free(t);

@@ -52,10 +52,15 @@ fs.writeFileSync(ggufPath, Buffer.concat([Buffer.from("GGUF"), u32(3), u64(0), u
 const llama = await getLlama({gpu: false, build: "never", skipDownload: true});
 const model = await llama.loadModel({modelPath: ggufPath, vocabOnly: true});
 const cases = strings.map(text => ({text, ids: Array.from(model.tokenize(text))}));
+// control (<s>, </s>) and unknown (<unk>) tokens written in the text, with special-token parsing on:
+// the text is split on them, and the text after one gets SentencePiece's space again
+const specialStrings = ["<s>abc</s>", "ab<s>cd", " <s> a", "<unk>", "a</s>", "</s></s>", "<s", "abc <s>bcd", "<s><s>a b"];
+const special = specialStrings.map(text => ({text, ids: Array.from(model.tokenize(text, true))}));
 const lines = ['{"source": ' + JSON.stringify("llama.cpp via node-llama-cpp 3.22.1 (prebuilt linux-x64 CPU build), " +
                "vocabulary only; written by scripts/llama-fixtures (scripts/lib/spm-ties-fixtures.mjs)") + ',',
   ' "vocab": {"pieces_from": 259, "pieces": ' + JSON.stringify(pieces.map(p => p[0])) + ',',
   '           "scores": ' + JSON.stringify(pieces.map(p => p[1])) + '},',
-  ' "tokenize": [', cases.map(c => '  ' + JSON.stringify(c)).join(',\n'), ' ]}'];
+  ' "tokenize": [', cases.map(c => '  ' + JSON.stringify(c)).join(',\n'), ' ],',
+  ' "tokenize_special": [', special.map(c => '  ' + JSON.stringify(c)).join(',\n'), ' ]}'];
 fs.writeFileSync(out, lines.join('\n') + '\n');
 console.log(`spm-ties-fixtures: ${cases.length} strings`);

@@ -154,14 +154,14 @@ bool read_file(const std::string &path, const char *expected, std::string &out, 
 /* The documented estimate: one token per 4 UTF-8 bytes, rounded up, at least 1. */
 int64_t estimate_tokens(const std::string &s) { return std::max<int64_t>(1, ((int64_t)s.size() + 3) / 4); }
 
-/* Token ids of s; `more`: s continues a text already encoded (a record after the rule). */
+/* Token ids of s; `more`: s continues a text already encoded (a record after the rule). Control
+ * tokens written in the text (<|eot_id|>, <|im_start|>) are their ids, as llama.cpp parses a prompt. */
 std::vector<int32_t> encode(const es_tok *tok, const std::string &s, bool more)
 {
-    int64_t n = more ? es_tok_encode_more(tok, s.data(), s.size(), nullptr, 0)
-                     : es_tok_encode(tok, s.data(), s.size(), nullptr, 0);
+    unsigned fl = ES_TOK_PARSE_SPECIAL | (more ? ES_TOK_CONTINUE : 0u);
+    int64_t n = es_tok_encode_flags(tok, s.data(), s.size(), fl, nullptr, 0);
     std::vector<int32_t> ids((size_t)n);
-    if (more) es_tok_encode_more(tok, s.data(), s.size(), ids.data(), n);
-    else es_tok_encode(tok, s.data(), s.size(), ids.data(), n);
+    es_tok_encode_flags(tok, s.data(), s.size(), fl, ids.data(), n);
     return ids;
 }
 
@@ -169,8 +169,8 @@ std::vector<int32_t> encode(const es_tok *tok, const std::string &s, bool more)
 int64_t count_tokens(const es_tok *tok, const std::string &s, bool more)
 {
     if (!tok) return estimate_tokens(s);
-    int64_t n = more ? es_tok_encode_more(tok, s.data(), s.size(), nullptr, 0) : es_tok_encode(tok, s.data(), s.size(), nullptr, 0);
-    return std::max<int64_t>(1, n);
+    unsigned fl = ES_TOK_PARSE_SPECIAL | (more ? ES_TOK_CONTINUE : 0u);
+    return std::max<int64_t>(1, es_tok_encode_flags(tok, s.data(), s.size(), fl, nullptr, 0));
 }
 
 struct Template {
@@ -722,12 +722,13 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
         in.vocab = vpath;
     }
     in.estimated = in.tok == nullptr;
-    /* the shared prefix: BOS, then the rule and the template text before the record */
-    in.rule_tokens = in.tok ? 1 + count_tokens(in.tok, in.tp.prefix, false) : estimate_tokens(in.tp.prefix);
+    /* the shared prefix: BOS (when the vocabulary adds it), then the rule and the template text before the record */
+    in.rule_tokens = in.tok ? es_tok_add_bos(in.tok) + count_tokens(in.tok, in.tp.prefix, false)
+                            : estimate_tokens(in.tp.prefix);
     in.context = std::min<int64_t>(in.L.m.max_pos, in.L.c.kv.slot_context);
     if (o.functional) {
         int32_t bos = es_tok_bos(in.tok);
-        in.prefix_ids.push_back(bos >= 0 ? bos : 0);
+        if (es_tok_add_bos(in.tok)) in.prefix_ids.push_back(bos);
         std::vector<int32_t> p = encode(in.tok, in.tp.prefix, false);
         if (p.empty()) p.push_back(bos >= 0 ? bos : 0); /* count_tokens counts at least one */
         in.prefix_ids.insert(in.prefix_ids.end(), p.begin(), p.end());

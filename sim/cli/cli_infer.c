@@ -112,16 +112,15 @@ static int prompt_ids(const infer_opts *o, const es_model *m, const es_tok *tok,
                       int64_t *n_prompt, es_err *e)
 {
     size_t tlen = strlen(o->text);
-    int64_t n_text = es_tok_encode(tok, o->text, tlen, NULL, 0);
-    int32_t bos = es_tok_bos(tok);
-    int64_t n = n_text + (bos >= 0), total = n + o->gen;
-    if (n < 1) return es_fail(e, "--text: the prompt has no tokens (and the vocabulary no BOS)");
+    /* as llama.cpp tokenizes a prompt: control tokens in the text are parsed, BOS/EOS as the vocabulary says */
+    const unsigned fl = ES_TOK_PARSE_SPECIAL | ES_TOK_ADD_SPECIAL;
+    int64_t n = es_tok_encode_flags(tok, o->text, tlen, fl, NULL, 0), total = n + o->gen;
+    if (n < 1) return es_fail(e, "--text: the prompt has no tokens (and the vocabulary adds no BOS)");
     if (total > m->max_pos)
         return es_fail(e, "%lld prompt tokens + --generate %lld exceed the model's context of %lld (%s)",
                        (long long)n, (long long)o->gen, (long long)m->max_pos, m->path);
     if (!(*ids = malloc((size_t)total * sizeof **ids))) return es_fail(e, "out of memory");
-    if (bos >= 0) (*ids)[0] = bos;
-    es_tok_encode(tok, o->text, tlen, *ids + (bos >= 0), n_text);
+    es_tok_encode_flags(tok, o->text, tlen, fl, *ids, n);
     *n_prompt = n;
     for (int64_t i = 0; i < n; i++)
         if ((*ids)[i] < 0 || (*ids)[i] >= m->vocab)

@@ -862,12 +862,11 @@ int prepare_functional(Opts &o, const es::Loaded &L, Func &fn, es_err *e)
         fn.tok = nullptr; /* no tokenizer: ids only */
     }
     if (o.have_text) {
-        int32_t bos = es_tok_bos(fn.tok);
-        int64_t n = es_tok_encode(fn.tok, o.text.data(), o.text.size(), nullptr, 0);
-        if (bos >= 0) fn.prompt_ids.push_back(bos);
-        size_t at = fn.prompt_ids.size();
-        fn.prompt_ids.resize(at + (size_t)n);
-        es_tok_encode(fn.tok, o.text.data(), o.text.size(), fn.prompt_ids.data() + at, n);
+        /* as llama.cpp tokenizes a prompt: control tokens in the text parsed, BOS/EOS as the vocabulary says */
+        const unsigned fl = ES_TOK_PARSE_SPECIAL | ES_TOK_ADD_SPECIAL;
+        int64_t n = es_tok_encode_flags(fn.tok, o.text.data(), o.text.size(), fl, nullptr, 0);
+        fn.prompt_ids.resize((size_t)n);
+        es_tok_encode_flags(fn.tok, o.text.data(), o.text.size(), fl, fn.prompt_ids.data(), n);
         o.prompt = (int64_t)fn.prompt_ids.size();
         if (o.prompt < 1) return es_fail(e, "--text has no tokens");
         for (int32_t x : fn.prompt_ids)

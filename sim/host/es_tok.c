@@ -23,7 +23,63 @@ struct es_tok {
     int32_t byte_tok[256];  /* SentencePiece: the <0xXX> token of each byte, -1 when absent */
     int add_space_prefix;   /* SentencePiece: a space goes before the text */
     int32_t bos, eos;       /* -1 when the vocabulary has none */
+    int add_bos, add_eos;   /* a prompt starts with BOS / ends with EOS (es_tok_add_bos) */
+    int pre;                /* PRE_*: the pre-tokenizer (byte-level BPE) */
+    int ignore_merges;      /* a piece that is a token whole is that token (Llama 3) */
+    uint64_t *pairs;        /* merges (GGUF): open addressing, (left id + 1) << 32 | (right id + 1), 0 empty */
+    int32_t *pair_rank;     /* the rank of pairs[i] (its index in tokenizer.ggml.merges) */
+    uint64_t pair_mask;     /* 0: no merges: a pair's rank is the id of its concatenation (tiktoken) */
+    struct es_tok_sp *sp;   /* special tokens, the longest text first */
+    int64_t n_sp;
+    int32_t *eog;           /* ids that end generation */
+    int64_t n_eog;
 };
+
+/* A special token: its text and kind (2 unknown, 3 control, 4 user-defined). */
+struct es_tok_sp { char *text; size_t len; int32_t id; int kind; };
+
+enum { PRE_LLAMA3, PRE_GPT2, PRE_SMOLLM };
+static const char *const pre_names[] = {"llama-bpe", "gpt-2", "smollm"};
+
+static int add_special(es_tok *t, int32_t id, const char *s, size_t n, int kind)
+{
+    if (n == 0) return 0;
+    struct es_tok_sp *sp = realloc(t->sp, (size_t)(t->n_sp + 1) * sizeof *sp);
+    if (!sp) return -1;
+    t->sp = sp;
+    char *c = malloc(n + 1);
+    if (!c) return -1;
+    memcpy(c, s, n);
+    c[n] = 0;
+    t->sp[t->n_sp++] = (struct es_tok_sp){c, n, id, kind};
+    return 0;
+}
+
+static int sp_cmp(const void *a, const void *b)
+{
+    const struct es_tok_sp *x = a, *y = b;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The end-of-generation set, as llama.cpp's special_eog_ids: tokens by name, then EOS and extra
+ * (eot/eom ids from the metadata, -1 when none). */
+static int build_eog(es_tok *t, int32_t eot, int32_t eom)
+{
+    static const char *const names[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>",
+                                        "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
+                                        "<|end_of_text|>", "<end_of_utterance>"};
+    t->eog = malloc((size_t)(t->n_sp + 3) * sizeof *t->eog);
+    if (!t->eog) return -1;
+    for (int64_t i = 0; i < t->n_sp; i++)
+        for (size_t k = 0; k < sizeof names / sizeof *names; k++)
+            if (!strcmp(t->sp[i].text, names[k])) t->eog[t->n_eog++] = t->sp[i].id;
+    int32_t more[3] = {t->eos, eot, eom};
+    for (int k = 0; k < 3; k++)
+        if (more[k] >= 0 && !es_tok_is_eog(t, more[k])) t->eog[t->n_eog++] = more[k];
+    qsort(t->sp, (size_t)t->n_sp, sizeof *t->sp, sp_cmp);
+    return 0;
+}
 
 /* Decode the code point at s[0..n) (n >= 1) into *cp; returns its length in
  * bytes (1 for a malformed or truncated sequence's first byte). */
@@ -116,6 +172,20 @@ static int32_t lookup(const es_tok *t, const unsigned char *p, size_t len)
     return -1;
 }
 
+/* Ids 0..n-1 (n > t->n), the new ones without bytes. */
+static int grow_ids(es_tok *t, int64_t n)
+{
+    if (n > t->cap_off) {
+        uint64_t *o = realloc(t->off, (size_t)n * sizeof *o);
+        if (!o) return -1;
+        t->off = o;
+        t->cap_off = n;
+    }
+    for (int64_t k = t->n; k < n; k++) t->off[k] = 0;
+    t->n = n;
+    return 0;
+}
+
 static int b64val(int c)
 {
     if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -124,6 +194,29 @@ static int b64val(int c)
     if (c == '+') return 62;
     if (c == '/') return 63;
     return -1;
+}
+
+/* Llama 3.1's special tokens follow its 128,000 ranks (Meta's tokenizer.py, and the npm package
+ * llama3-tokenizer-js 1.2.0 that scripts/fetch-vocab reads): 256 of them, 11 named, the rest
+ * <|reserved_special_token_N|>. */
+#define LLAMA3_SPECIAL0 128000
+static int llama3_specials(es_tok *t)
+{
+    static const char *const named[11] = {"<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                                          "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>",
+                                          "<|reserved_special_token_2|>", "<|start_header_id|>", "<|end_header_id|>",
+                                          "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"};
+    char name[48];
+    for (int i = 0; i < 256; i++) {
+        if (i < 11) snprintf(name, sizeof name, "%s", named[i]);
+        else snprintf(name, sizeof name, "<|reserved_special_token_%d|>", i - 8);
+        if (add_special(t, LLAMA3_SPECIAL0 + i, name, strlen(name), 3)) return -1;
+    }
+    if (grow_ids(t, LLAMA3_SPECIAL0 + 256)) return -1; /* no BPE bytes: special tokens are not ranks */
+    t->bos = LLAMA3_SPECIAL0;
+    t->eos = LLAMA3_SPECIAL0 + 1;
+    t->add_bos = 1;
+    return build_eog(t, -1, -1);
 }
 
 int es_tok_load_tiktoken(es_tok **out, const char *path, es_err *e)
@@ -179,6 +272,10 @@ int es_tok_load_tiktoken(es_tok **out, const char *path, es_err *e)
     }
     if (t->n == 0) { es_fail(e, "%s: no tokens", path); goto out; }
     if (build_table(t, path, e)) goto out;
+    t->pre = PRE_LLAMA3;
+    t->ignore_merges = 1;
+    /* Llama 3's 128,000 ranks: its special tokens follow (another vocabulary has none known) */
+    if (t->n == LLAMA3_SPECIAL0 && llama3_specials(t)) { es_fail(e, "%s: out of memory", path); goto out; }
     rc = 0;
 out:
     free(line);
@@ -205,6 +302,21 @@ static int gpt2_byte(uint32_t cp)
     return cp < 324 ? table[cp] : -1;
 }
 
+/* A GPT-2-form string (bytes as printable characters) back to bytes; -1 when a character is not
+ * byte-mapped or the bytes pass cap. */
+static int64_t gpt2_bytes(const char *s, size_t n, unsigned char *buf, size_t cap)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        i += (size_t)utf8_decode((const unsigned char *)s + i, n - i, &cp);
+        int b = gpt2_byte(cp);
+        if (b < 0 || k >= cap) return -1;
+        buf[k++] = (unsigned char)b;
+    }
+    return (int64_t)k;
+}
+
 typedef struct gguf_ctx {
     es_tok *t;
     const char *path;
@@ -218,18 +330,15 @@ static int gguf_bpe_token(void *arg, int64_t id, const char *s, size_t n)
 {
     gguf_ctx *g = arg;
     unsigned char buf[1024];
-    size_t k = 0;
+    int type = g->types && id < g->n_types ? (int)g->types[id] : 1;
+    if ((type == 2 || type == 3 || type == 4) && add_special(g->t, (int32_t)id, s, n, type))
+        return es_fail(g->e, "%s: out of memory", g->path);
     /* only normal (1) and byte (6) tokens are BPE ranks; control tokens and the like are not */
-    if (g->types && id < g->n_types && g->types[id] != 1 && g->types[id] != 6) return 0;
+    if (type != 1 && type != 6) return 0;
     if (!es_utf8_valid(s, n)) return es_fail(g->e, "%s: token %lld: bad UTF-8", g->path, (long long)id);
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        i += (size_t)utf8_decode((const unsigned char *)s + i, n - i, &cp);
-        int b = gpt2_byte(cp);
-        if (b < 0 || k >= sizeof buf) return 0; /* a special token (e.g. <|begin_of_text|>): not a BPE rank */
-        buf[k++] = (unsigned char)b;
-    }
-    return k ? add_token(g->t, id, buf, k, g->e, g->path) : 0;
+    int64_t k = gpt2_bytes(s, n, buf, sizeof buf);
+    if (k < 0) return 0; /* a special token (e.g. <|begin_of_text|>) typed normal: not a BPE rank */
+    return k ? add_token(g->t, id, buf, (size_t)k, g->e, g->path) : 0;
 }
 
 static int hexval(char c)
@@ -250,7 +359,10 @@ static int gguf_spm_token(void *arg, int64_t id, const char *s, size_t n)
 {
     gguf_ctx *g = arg;
     if (n == 0) return 0;
-    if (g->types && id < g->n_types && g->types[id] == 6) {
+    int type = g->types && id < g->n_types ? (int)g->types[id] : 1;
+    if ((type == 2 || type == 3 || type == 4) && add_special(g->t, (int32_t)id, s, n, type))
+        return es_fail(g->e, "%s: out of memory", g->path);
+    if (type == 6) {
         int v = byte_piece(s, n);
         if (v < 0)
             return es_fail(g->e, "%s: token %lld: a byte token must read <0xXX>, got '%.32s'", g->path,
@@ -258,6 +370,80 @@ static int gguf_spm_token(void *arg, int64_t id, const char *s, size_t n)
         g->t->byte_tok[v] = (int32_t)id;
     }
     return add_token(g->t, id, (const unsigned char *)s, n, g->e, g->path);
+}
+
+static uint64_t pair_slot(uint64_t key, uint64_t mask) { return (key * 0x9E3779B97F4A7C15ULL >> 17) & mask; }
+
+/* tokenizer.ggml.merges entry i, "A B" in GPT-2 form (split at the first space after the first
+ * character, as llama.cpp): the pair (id of A, id of B) gets rank i, the first listing winning. */
+static int gguf_merge(void *arg, int64_t i, const char *s, size_t n)
+{
+    gguf_ctx *g = arg;
+    es_tok *t = g->t;
+    const char *sp = n > 1 ? memchr(s + 1, ' ', n - 1) : NULL;
+    if (!sp)
+        return es_fail(g->e, "%s: metadata 'tokenizer.ggml.merges' entry %lld: expected 'A B', got '%.32s'", g->path,
+                       (long long)i, s);
+    unsigned char a[1024], b[1024];
+    int64_t na = gpt2_bytes(s, (size_t)(sp - s), a, sizeof a);
+    int64_t nb = gpt2_bytes(sp + 1, n - (size_t)(sp + 1 - s), b, sizeof b);
+    int32_t ia = na > 0 ? lookup(t, a, (size_t)na) : -1, ib = nb > 0 ? lookup(t, b, (size_t)nb) : -1;
+    if (ia < 0 || ib < 0) return 0; /* a merge of parts that are not tokens never applies */
+    uint64_t key = (uint64_t)(ia + 1) << 32 | (uint32_t)(ib + 1), h = pair_slot(key, t->pair_mask);
+    while (t->pairs[h] && t->pairs[h] != key) h = (h + 1) & t->pair_mask;
+    if (!t->pairs[h]) {
+        t->pairs[h] = key;
+        t->pair_rank[h] = (int32_t)i;
+    }
+    return 0;
+}
+
+static int gguf_merges(es_tok *t, const es_gguf *g, gguf_ctx *c, const char *path, es_err *e)
+{
+    int64_t n = es_gguf_arr_count(g, "tokenizer.ggml.merges", e);
+    if (n < 0) {
+        es_fail(e, "%s: metadata 'tokenizer.ggml.merges' missing or not an array: a gpt2-model vocabulary "
+                   "needs its merges", path);
+        return -1;
+    }
+    uint64_t size = 2;
+    while (size < (uint64_t)n * 2) size <<= 1;
+    t->pairs = calloc(size, sizeof *t->pairs);
+    t->pair_rank = malloc(size * sizeof *t->pair_rank);
+    if (!t->pairs || !t->pair_rank) return es_fail(e, "%s: out of memory", path);
+    t->pair_mask = size - 1;
+    return es_gguf_arr_strings(g, "tokenizer.ggml.merges", gguf_merge, c, e);
+}
+
+/* tokenizer.ggml.pre of a gpt2-model file, with llama.cpp's defaults that follow from it. */
+static int gguf_pre(es_tok *t, const es_gguf *g, const char *path, es_err *e)
+{
+    static const struct { const char *name; int pre; } known[] = {
+        {"llama-bpe", PRE_LLAMA3}, {"llama3", PRE_LLAMA3}, {"llama-v3", PRE_LLAMA3},
+        {"gpt-2", PRE_GPT2}, {"smollm", PRE_SMOLLM}};
+    const char *name = NULL;
+    if (es_gguf_find(g, "tokenizer.ggml.pre") && es_gguf_str(g, "tokenizer.ggml.pre", &name, e)) return -1;
+    for (size_t k = 0; name && k < sizeof known / sizeof *known; k++)
+        if (!strcmp(name, known[k].name)) {
+            t->pre = known[k].pre;
+            t->ignore_merges = t->add_bos = t->pre == PRE_LLAMA3; /* llama.cpp: llama3 sets both */
+            return 0;
+        }
+    if (!name)
+        return es_fail(e, "%s: metadata 'tokenizer.ggml.pre' missing: a gpt2-model vocabulary must name its "
+                          "pre-tokenizer (known: llama-bpe, llama3, llama-v3, gpt-2, smollm)", path);
+    return es_fail(e, "%s: metadata 'tokenizer.ggml.pre': unknown pre-tokenizer '%.64s' (known: llama-bpe, llama3, "
+                      "llama-v3, gpt-2, smollm)", path, name);
+}
+
+/* A bool key; *v unchanged when absent. */
+static int gguf_bool_opt(const es_gguf *g, const char *key, int *v, const char *path, es_err *e)
+{
+    const es_gguf_kv *kv = es_gguf_find(g, key);
+    if (!kv) return 0;
+    if (kv->type != ES_GGUF_BOOL) return es_fail(e, "%s: metadata '%s': expected a bool", path, key);
+    *v = kv->i != 0;
+    return 0;
 }
 
 int es_tok_load_gguf(es_tok **out, const char *path, es_err *e)
@@ -280,6 +466,8 @@ int es_tok_load_gguf(es_tok **out, const char *path, es_err *e)
         goto out;
     }
     t->spm = !strcmp(model, "llama");
+    t->add_bos = t->spm; /* llama.cpp's defaults: SentencePiece adds BOS; byte-level BPE per pre-tokenizer */
+    if (!t->spm && gguf_pre(t, &g, path, e)) goto out;
     if ((n_tok = es_gguf_arr_count(&g, "tokenizer.ggml.tokens", e)) < 0) goto out;
     if (es_gguf_find(&g, "tokenizer.ggml.token_type") &&
         es_gguf_arr_nums(&g, "tokenizer.ggml.token_type", &types, &n_types, e))
@@ -308,11 +496,19 @@ int es_tok_load_gguf(es_tok **out, const char *path, es_err *e)
     t->bos = (int32_t)v;
     if (es_gguf_i64_opt(&g, "tokenizer.ggml.eos_token_id", -1, n_tok - 1, -1, &v, e)) goto out;
     t->eos = (int32_t)v;
+    int64_t eot, eom;
+    if (es_gguf_i64_opt(&g, "tokenizer.ggml.eot_token_id", -1, n_tok - 1, -1, &eot, e) ||
+        es_gguf_i64_opt(&g, "tokenizer.ggml.eom_token_id", -1, n_tok - 1, -1, &eom, e) ||
+        gguf_bool_opt(&g, "tokenizer.ggml.add_bos_token", &t->add_bos, path, e) ||
+        gguf_bool_opt(&g, "tokenizer.ggml.add_eos_token", &t->add_eos, path, e))
+        goto out;
     gguf_ctx c = {t, path, e, types, n_types};
     if (es_gguf_arr_strings(&g, "tokenizer.ggml.tokens", t->spm ? gguf_spm_token : gguf_bpe_token, &c, e) ||
-        build_table(t, path, e))
+        build_table(t, path, e) || (!t->spm && gguf_merges(t, &g, &c, path, e)))
         goto out;
-    if (t->spm && t->n < n_tok) t->n = n_tok; /* trailing empty pieces keep their ids */
+    if (build_eog(t, (int32_t)eot, (int32_t)eom)) { es_fail(e, "%s: out of memory", path); goto out; }
+    if (t->n < n_tok && grow_ids(t, n_tok)) { es_fail(e, "%s: out of memory", path); goto out; } /* trailing
+        special tokens and empty pieces keep their ids */
     if (t->spm) { /* bytes with no <0xXX> piece fall back to the unknown token, as SentencePiece does */
         int32_t unk = -1;
         for (int64_t i = 0; i < n_tok && unk < 0; i++)
@@ -333,6 +529,11 @@ out:
 void es_tok_free(es_tok *t)
 {
     if (!t) return;
+    for (int64_t i = 0; i < t->n_sp; i++) free(t->sp[i].text);
+    free(t->sp);
+    free(t->eog);
+    free(t->pairs);
+    free(t->pair_rank);
     free(t->bytes);
     free(t->off);
     free(t->table);
@@ -362,8 +563,9 @@ enum { C_LETTER, C_NUMBER, C_SPACE, C_CRLF, C_OTHER };
 static int klass(uint32_t cp)
 {
     if (cp == '\r' || cp == '\n') return C_CRLF;
-    if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
-        cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000 || cp == 0xFEFF)
+    /* Unicode's White_Space, as llama.cpp's unicode_set_whitespace (U+0085 in, U+FEFF out) */
+    if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+        (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000)
         return C_SPACE;
     if (cp < 0x80) {
         if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') return C_LETTER;
@@ -419,7 +621,44 @@ static int64_t pretoken(const uint32_t *cp, const int *k, int64_t i, int64_t n)
     return e - 1 - i;
 }
 
+/* GPT-2's pattern (llama.cpp's unicode_regex_split_custom_gpt2): the length in code points of
+ * the pre-token starting at i of cp[0..n). Contractions are lower case only; a letter, number or
+ * other run takes one space before it; whitespace before a non-space leaves its last character. */
+static int64_t pretoken_gpt2(const uint32_t *cp, const int *k, int64_t i, int64_t n)
+{
+    if (cp[i] == '\'' && i + 1 < n) {
+        uint32_t a = cp[i + 1];
+        if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
+        uint32_t b = i + 2 < n ? cp[i + 2] : 0;
+        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+    }
+    int sp = cp[i] == ' ';
+    int c = sp ? (i + 1 < n ? k[i + 1] : -1) : k[i];
+    if (c == C_LETTER || c == C_NUMBER || c == C_OTHER) {
+        int64_t j = i + sp;
+        while (j < n && k[j] == c) j++;
+        return j - i;
+    }
+    int64_t w = 0;
+    while (i + w < n && IS_WS(k[i + w])) w++;
+    if (w > 1 && i + w < n) return w - 1;
+    return w > 0 ? w : 1;
+}
+
 /* ---- BPE ---- */
+
+/* The rank of merging the part p[0..la) with p[la..la+lb): its place in tokenizer.ggml.merges
+ * (GGUF), or the id of the merged token (tiktoken: ranks are merge order); -1: no merge. */
+static int32_t pair_rank(const es_tok *t, const unsigned char *p, size_t la, size_t lb)
+{
+    if (!t->pair_mask) return lookup(t, p, la + lb);
+    int32_t a = lookup(t, p, la), b = lookup(t, p + la, lb);
+    if (a < 0 || b < 0) return -1;
+    uint64_t key = (uint64_t)(a + 1) << 32 | (uint32_t)(b + 1), h = pair_slot(key, t->pair_mask);
+    for (; t->pairs[h]; h = (h + 1) & t->pair_mask)
+        if (t->pairs[h] == key) return t->pair_rank[h];
+    return -1;
+}
 
 /* Long pieces: the same merges in O(n log n). Parts form a linked list;
  * a min-heap holds (rank, left part start) of adjacent pairs, so the lowest
@@ -475,27 +714,26 @@ static int64_t bpe_long(const es_tok *t, const unsigned char *p, size_t n, int32
         prev[i] = (uint32_t)(i ? i - 1 : 0);
     }
     for (size_t i = 0; i + 1 < n; i++) {
-        int32_t r = lookup(t, p + i, 2);
+        int32_t r = pair_rank(t, p + i, 1, 1);
         if (r >= 0) hpush(h, &hn, (hpair){r, (uint32_t)i, 1});
     }
     while (hn > 0) {
         hpair q = hpop(h, &hn);
         uint32_t l = q.left, rgt = l + len[l];
         /* stale: the left part changed, or the right part is not the one paired */
-        if (len[l] == 0 || rgt >= n || len[rgt] != q.right_len ||
-            lookup(t, p + l, len[l] + len[rgt]) != q.rank)
+        if (len[l] == 0 || rgt >= n || len[rgt] != q.right_len || pair_rank(t, p + l, len[l], len[rgt]) != q.rank)
             continue;
         len[l] += len[rgt];
         len[rgt] = 0;
         next[l] = next[rgt];
         if (next[l] < n) prev[next[l]] = l;
         if (next[l] < n) {
-            int32_t r = lookup(t, p + l, len[l] + len[next[l]]);
+            int32_t r = pair_rank(t, p + l, len[l], len[next[l]]);
             if (r >= 0) hpush(h, &hn, (hpair){r, l, len[next[l]]});
         }
         if (l > 0) {
             uint32_t pl = prev[l];
-            int32_t r = lookup(t, p + pl, len[pl] + len[l]);
+            int32_t r = pair_rank(t, p + pl, len[pl], len[l]);
             if (r >= 0) hpush(h, &hn, (hpair){r, pl, len[l]});
         }
     }
@@ -513,7 +751,7 @@ out:
 
 static int64_t bpe(const es_tok *t, const unsigned char *p, size_t n, int32_t *out, int64_t cap, int64_t at)
 {
-    int32_t whole = lookup(t, p, n);
+    int32_t whole = t->ignore_merges ? lookup(t, p, n) : -1;
     if (whole >= 0) {
         if (out && at < cap) out[at] = whole;
         return 1;
@@ -527,7 +765,7 @@ static int64_t bpe(const es_tok *t, const unsigned char *p, size_t n, int32_t *o
         int32_t best = -1;
         size_t where = 0;
         for (size_t i = 0; i + 1 < parts; i++) {
-            int32_t r = lookup(t, p + start[i], start[i + 2] - start[i]);
+            int32_t r = pair_rank(t, p + start[i], start[i + 1] - start[i], start[i + 2] - start[i + 1]);
             if (r >= 0 && (best < 0 || r < best)) { best = r; where = i; }
         }
         if (best < 0) break;
@@ -650,8 +888,7 @@ out:
 
 int64_t es_tok_encode_more(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap)
 {
-    if (t->spm) return spm_encode(t, text, n, out, cap, 0);
-    return es_tok_encode(t, text, n, out, cap);
+    return es_tok_encode_flags(t, text, n, ES_TOK_CONTINUE, out, cap);
 }
 
 int32_t es_tok_bos(const es_tok *t) { return t->bos; }
@@ -685,9 +922,10 @@ size_t es_tok_piece(const es_tok *t, int32_t id, char *out, size_t cap)
     return k;
 }
 
-int64_t es_tok_encode(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap)
+/* Byte-level BPE of text[0..n) (no special tokens): pre-tokenize, then merge each piece; ids go
+ * to out[at..cap). */
+static int64_t bpe_encode(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap, int64_t at)
 {
-    if (t->spm) return spm_encode(t, text, n, out, cap, t->add_space_prefix);
     uint32_t cps_stack[512];
     int k_stack[512];
     int64_t bo_stack[513];
@@ -705,9 +943,16 @@ int64_t es_tok_encode(const es_tok *t, const char *text, size_t n, int32_t *out,
     }
     bo[m] = (int64_t)n;
     for (int64_t i = 0; i < m;) {
-        int64_t len = pretoken(cp, k, i, m);
+        /* SmolLM: every number a piece of its own first; GPT-2's pattern inside the rest */
+        int64_t end = m;
+        if (t->pre == PRE_SMOLLM) {
+            end = i + 1;
+            if (k[i] != C_NUMBER)
+                while (end < m && k[end] != C_NUMBER) end++;
+        }
+        int64_t len = t->pre == PRE_LLAMA3 ? pretoken(cp, k, i, end) : pretoken_gpt2(cp, k, i, end);
         if (len < 1) len = 1;
-        count += bpe(t, (const unsigned char *)text + bo[i], (size_t)(bo[i + len] - bo[i]), out, cap, count);
+        count += bpe(t, (const unsigned char *)text + bo[i], (size_t)(bo[i + len] - bo[i]), out, cap, at + count);
         i += len;
     }
 out:
@@ -716,3 +961,105 @@ out:
     if (bo != bo_stack) free(bo);
     return count;
 }
+
+/* A part of the text: bytes [off, off + len), or the special token id (>= 0). */
+typedef struct frag { size_t off, len; int32_t id; } frag;
+
+/* llama.cpp's tokenizer_st_partition: for each special token, the longest first, every text part
+ * is split at each occurrence of its text. Returns the number of parts in *out (malloc'd), -1
+ * when out of memory. */
+static int64_t partition(const es_tok *t, const char *text, size_t n, int parse, frag **out)
+{
+    frag *a = malloc((2 * n + 2) * sizeof *a), *b = malloc((2 * n + 2) * sizeof *b);
+    int64_t na = 0;
+    if (!a || !b) { free(a); free(b); return -1; }
+    if (n) a[na++] = (frag){0, n, -1};
+    for (int64_t s = 0; s < t->n_sp && na; s++) {
+        const struct es_tok_sp *sp = &t->sp[s];
+        if (sp->kind != 4 && !parse) continue; /* user-defined tokens split always, as llama.cpp */
+        int64_t nb = 0;
+        for (int64_t f = 0; f < na; f++) {
+            size_t at = a[f].off, end = a[f].off + a[f].len;
+            if (a[f].id >= 0) { b[nb++] = a[f]; continue; }
+            while (end - at >= sp->len) {
+                const char *hit = memchr(text + at, sp->text[0], end - at - sp->len + 1);
+                while (hit && memcmp(hit, sp->text, sp->len)) {
+                    size_t from = (size_t)(hit - text) + 1;
+                    hit = from + sp->len <= end ? memchr(text + from, sp->text[0], end - from - sp->len + 1) : NULL;
+                }
+                if (!hit) break;
+                size_t h = (size_t)(hit - text);
+                if (h > at) b[nb++] = (frag){at, h - at, -1};
+                b[nb++] = (frag){h, sp->len, sp->id};
+                at = h + sp->len;
+            }
+            if (at < end) b[nb++] = (frag){at, end - at, -1};
+        }
+        frag *tmp = a; a = b; b = tmp;
+        na = nb;
+    }
+    free(b);
+    *out = a;
+    return na;
+}
+
+int64_t es_tok_encode_flags(const es_tok *t, const char *text, size_t n, unsigned flags, int32_t *out, int64_t cap)
+{
+    int64_t count = 0;
+    frag one = {0, n, -1}, *f = &one;
+    int64_t nf = n > 0;
+    if (t->n_sp && (nf = partition(t, text, n, (flags & ES_TOK_PARSE_SPECIAL) != 0, &f)) < 0) {
+        f = &one; /* out of memory for the parts: the text as one part */
+        nf = 1;
+    }
+    if ((flags & ES_TOK_ADD_SPECIAL) && es_tok_add_bos(t)) {
+        if (out && count < cap) out[count] = t->bos;
+        count++;
+    }
+    int space = !(flags & ES_TOK_CONTINUE); /* SentencePiece: a space first, and after each special token */
+    for (int64_t i = 0; i < nf; i++) {
+        if (f[i].id >= 0) {
+            if (out && count < cap) out[count] = f[i].id;
+            count++;
+            space = 1;
+            continue;
+        }
+        if (t->spm) {
+            int32_t *o = out && count < cap ? out + count : NULL;
+            count += spm_encode(t, text + f[i].off, f[i].len, o, o ? cap - count : 0, t->add_space_prefix && space);
+        } else {
+            count += bpe_encode(t, text + f[i].off, f[i].len, out, cap, count);
+        }
+        space = 0;
+    }
+    if ((flags & ES_TOK_ADD_SPECIAL) && es_tok_add_eos(t)) {
+        if (out && count < cap) out[count] = t->eos;
+        count++;
+    }
+    if (f != &one) free(f);
+    return count;
+}
+
+int64_t es_tok_encode(const es_tok *t, const char *text, size_t n, int32_t *out, int64_t cap)
+{
+    return es_tok_encode_flags(t, text, n, 0, out, cap);
+}
+
+int es_tok_add_bos(const es_tok *t) { return t->add_bos && t->bos >= 0; }
+int es_tok_add_eos(const es_tok *t) { return t->add_eos && t->eos >= 0; }
+
+int32_t es_tok_special_id(const es_tok *t, const char *name)
+{
+    for (int64_t i = 0; i < t->n_sp; i++)
+        if (!strcmp(t->sp[i].text, name)) return t->sp[i].id;
+    return -1;
+}
+
+int es_tok_is_eog(const es_tok *t, int32_t id)
+{
+    for (int64_t i = 0; i < t->n_eog; i++)
+        if (t->eog[i] == id) return 1;
+    return 0;
+}
+
+const char *es_tok_pre(const es_tok *t) { return t->spm ? "spm" : pre_names[t->pre]; }

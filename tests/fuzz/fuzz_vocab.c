@@ -22,6 +22,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (ids[i] < -1 || ids[i] >= es_tok_vocab_size(t)) abort();
         if (ids[i] >= 0 && es_tok_piece(t, ids[i], piece, sizeof piece) > 65535) abort();
     }
+    /* special-token parsing splits on the vocabulary's control tokens first; BOS/EOS as the file says */
+    static const char chat[] = "<s><|eot_id|>x</s><|im_start|>user\n<unk>hi<|im_end|><|eot_id";
+    n = es_tok_encode_flags(t, chat, sizeof chat - 1, ES_TOK_PARSE_SPECIAL | ES_TOK_ADD_SPECIAL, ids, 256);
+    if (n < 0) abort();
+    for (int64_t i = 0; i < n && i < 256; i++)
+        if (ids[i] < -1 || ids[i] >= es_tok_vocab_size(t)) abort();
+    if (es_tok_special_id(t, "<|eot_id|>") >= es_tok_vocab_size(t)) abort();
     es_tok_free(t);
     return 0;
 }
