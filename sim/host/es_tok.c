@@ -23,6 +23,13 @@ struct es_tok {
     int32_t byte_tok[256];  /* SentencePiece: the <0xXX> token of each byte, -1 when absent */
     int add_space_prefix;   /* SentencePiece: a space goes before the text */
     int32_t bos, eos;       /* -1 when the vocabulary has none */
+    /* es_tok_find_piece / es_tok_is_eog (chat templates): */
+    char *ctl_bytes;        /* GGUF byte-level BPE: the pieces of tokens that are not BPE ranks (control, user-defined) */
+    size_t n_ctl_bytes;
+    int32_t *ctl_ids;       /* (n_ctl) their ids */
+    size_t *ctl_off;        /* (n_ctl + 1) their pieces' offsets in ctl_bytes */
+    int64_t n_ctl;
+    int32_t eot, eom;       /* GGUF tokenizer.ggml.eot_token_id / eom_token_id; -1 when absent */
 };
 
 /* Decode the code point at s[0..n) (n >= 1) into *cp; returns its length in
@@ -139,7 +146,7 @@ int es_tok_load_tiktoken(es_tok **out, const char *path, es_err *e)
     unsigned char dec[1024];
     int rc = -1;
     if (!t) { es_fail(e, "%s: out of memory", path); goto out; }
-    t->bos = t->eos = -1; /* a tiktoken file lists the BPE ranks, not the special tokens */
+    t->bos = t->eos = t->eot = t->eom = -1; /* a tiktoken file lists the BPE ranks, not the special tokens */
     size_t at = 0; /* bytes read before this line */
     while ((len = getline(&line, &cap, f)) > 0) {
         lineno++;
@@ -213,20 +220,43 @@ typedef struct gguf_ctx {
     int64_t n_types;
 } gguf_ctx;
 
+/* A token that is not a BPE rank (a control token): its piece as written, for es_tok_find_piece. */
+static int add_ctl(gguf_ctx *g, int64_t id, const char *s, size_t n)
+{
+    es_tok *t = g->t;
+    if ((t->n_ctl & (t->n_ctl + 1)) == 0 || !t->ctl_ids) { /* capacity: the next power of two */
+        size_t cap = (size_t)(t->n_ctl + 1) * 2;
+        int32_t *ids = realloc(t->ctl_ids, cap * sizeof *ids);
+        if (ids) t->ctl_ids = ids;
+        size_t *off = realloc(t->ctl_off, (cap + 1) * sizeof *off);
+        if (off) t->ctl_off = off;
+        if (!ids || !off) return es_fail(g->e, "%s: out of memory", g->path);
+        if (t->n_ctl == 0) t->ctl_off[0] = 0;
+    }
+    char *b = realloc(t->ctl_bytes, t->n_ctl_bytes + n + 1);
+    if (!b) return es_fail(g->e, "%s: out of memory", g->path);
+    t->ctl_bytes = b;
+    memcpy(b + t->n_ctl_bytes, s, n);
+    t->n_ctl_bytes += n;
+    t->ctl_ids[t->n_ctl++] = (int32_t)id;
+    t->ctl_off[t->n_ctl] = t->n_ctl_bytes;
+    return 0;
+}
+
 /* A Llama 3 (gpt2-model) vocabulary entry: GPT-2 characters back to bytes. */
 static int gguf_bpe_token(void *arg, int64_t id, const char *s, size_t n)
 {
     gguf_ctx *g = arg;
     unsigned char buf[1024];
     size_t k = 0;
-    /* only normal (1) and byte (6) tokens are BPE ranks; control tokens and the like are not */
-    if (g->types && id < g->n_types && g->types[id] != 1 && g->types[id] != 6) return 0;
+    /* only normal (1) and byte (6) tokens are BPE ranks; control tokens and the like are not (kept by their piece) */
+    if (g->types && id < g->n_types && g->types[id] != 1 && g->types[id] != 6) return add_ctl(g, id, s, n);
     if (!es_utf8_valid(s, n)) return es_fail(g->e, "%s: token %lld: bad UTF-8", g->path, (long long)id);
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         i += (size_t)utf8_decode((const unsigned char *)s + i, n - i, &cp);
         int b = gpt2_byte(cp);
-        if (b < 0 || k >= sizeof buf) return 0; /* a special token (e.g. <|begin_of_text|>): not a BPE rank */
+        if (b < 0 || k >= sizeof buf) return add_ctl(g, id, s, n); /* a special token (e.g. <|begin_of_text|>): not a BPE rank */
         buf[k++] = (unsigned char)b;
     }
     return k ? add_token(g->t, id, buf, k, g->e, g->path) : 0;
@@ -271,7 +301,7 @@ int es_tok_load_gguf(es_tok **out, const char *path, es_err *e)
     const char *model = NULL;
     int rc = -1;
     if (!t) { es_fail(e, "%s: out of memory", path); goto out; }
-    t->bos = t->eos = -1;
+    t->bos = t->eos = t->eot = t->eom = -1;
     for (int i = 0; i < 256; i++) t->byte_tok[i] = -1;
     if (es_gguf_str(&g, "tokenizer.ggml.model", &model, e)) goto out;
     if (strcmp(model, "gpt2") && strcmp(model, "llama")) {
@@ -308,6 +338,10 @@ int es_tok_load_gguf(es_tok **out, const char *path, es_err *e)
     t->bos = (int32_t)v;
     if (es_gguf_i64_opt(&g, "tokenizer.ggml.eos_token_id", -1, n_tok - 1, -1, &v, e)) goto out;
     t->eos = (int32_t)v;
+    if (es_gguf_i64_opt(&g, "tokenizer.ggml.eot_token_id", -1, n_tok - 1, -1, &v, e)) goto out;
+    t->eot = (int32_t)v;
+    if (es_gguf_i64_opt(&g, "tokenizer.ggml.eom_token_id", -1, n_tok - 1, -1, &v, e)) goto out;
+    t->eom = (int32_t)v;
     gguf_ctx c = {t, path, e, types, n_types};
     if (es_gguf_arr_strings(&g, "tokenizer.ggml.tokens", t->spm ? gguf_spm_token : gguf_bpe_token, &c, e) ||
         build_table(t, path, e))
@@ -338,6 +372,9 @@ void es_tok_free(es_tok *t)
     free(t->table);
     free(t->scores);
     free(t->types);
+    free(t->ctl_bytes);
+    free(t->ctl_ids);
+    free(t->ctl_off);
     free(t);
 }
 
@@ -715,4 +752,51 @@ out:
     if (k != k_stack) free(k);
     if (bo != bo_stack) free(bo);
     return count;
+}
+
+/* ---- lookups for chat templates ---- */
+
+/* The special tokens of Llama 3.1's tiktoken vocabulary, ids 128000 onwards, as Meta's tokenizer
+ * (llama-models, models/llama3/tokenizer.py) names them; ids 128011..128255 are
+ * <|reserved_special_token_3|> .. <|reserved_special_token_247|>. */
+static const char *const LLAMA3_SPECIAL[] = {
+    "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|reserved_special_token_1|>",
+    "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>", "<|start_header_id|>", "<|end_header_id|>",
+    "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"};
+enum { LLAMA3_BASE = 128000, LLAMA3_N_SPECIAL = 256 };
+
+/* A tiktoken file with exactly Llama 3's 128,000 BPE ranks: its special tokens follow them. */
+static int llama3_tiktoken(const es_tok *t) { return !t->spm && !t->ctl_ids && t->n == LLAMA3_BASE && t->bos < 0; }
+
+int32_t es_tok_find_piece(const es_tok *t, const char *s, size_t n)
+{
+    for (int64_t k = 0; k < t->n_ctl; k++)
+        if (t->ctl_off[k + 1] - t->ctl_off[k] == n && !memcmp(t->ctl_bytes + t->ctl_off[k], s, n)) return t->ctl_ids[k];
+    if (llama3_tiktoken(t)) {
+        for (size_t k = 0; k < sizeof LLAMA3_SPECIAL / sizeof *LLAMA3_SPECIAL; k++)
+            if (strlen(LLAMA3_SPECIAL[k]) == n && !memcmp(LLAMA3_SPECIAL[k], s, n)) return LLAMA3_BASE + (int32_t)k;
+        const char *pre = "<|reserved_special_token_";
+        size_t lp = strlen(pre);
+        if (n > lp + 2 && !memcmp(s, pre, lp) && !memcmp(s + n - 2, "|>", 2)) {
+            int v = 0, digits = 0;
+            for (size_t i = lp; i < n - 2 && digits < 4; i++, digits++) {
+                if (s[i] < '0' || s[i] > '9' || (digits == 1 && v == 0)) return -1; /* digits, no leading zero */
+                v = v * 10 + (s[i] - '0');
+            }
+            if (digits && lp + (size_t)digits == n - 2 && v >= 3 && v <= LLAMA3_N_SPECIAL - 9) return LLAMA3_BASE + 8 + v;
+        }
+        return -1;
+    }
+    if (!t->spm || !t->table || n == 0 || n > 65535) return -1;
+    return lookup(t, (const unsigned char *)s, n); /* SentencePiece: every piece, control ones too */
+}
+
+int es_tok_is_eog(const es_tok *t, int32_t id)
+{
+    static const char *const END[] = {"<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|im_end|>", "<|endoftext|>"};
+    if (id < 0) return 0;
+    if (id == t->eos || id == t->eot || id == t->eom) return 1;
+    for (size_t k = 0; k < sizeof END / sizeof *END; k++)
+        if (es_tok_find_piece(t, END[k], strlen(END[k])) == id) return 1;
+    return 0;
 }
