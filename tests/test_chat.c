@@ -6,11 +6,14 @@
  *   2.x  the demo's shared prefix (eval's default template and rule) is 45 tokens and every record
  *        gains 5 (test_cli's eval_chat_demo asserts eval reports the same)
  *   3.x  end-of-generation tokens and control-token lookups
+ *   4.x  a byte-level BPE GGUF written here: its control tokens (token_type 3) found by their text, its
+ *        eot_token_id an end of generation, its Llama 3.1 chat template recognised and built from its ids
  * Run as `test_chat VOCAB`; exits 77 (skipped) when VOCAB is absent (scripts/fetch-vocab). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "es_chat.h"
 #include "es_tok.h"
 
@@ -36,6 +39,63 @@ static void chat_ids(ids *v, const es_chat *c, const es_tok *t, const char *mess
     v->n += (int)es_chat_after(c, t, v->id + v->n, 512 - v->n);
 }
 
+static void put_le(FILE *f, uint64_t v, int n) { for (int i = 0; i < n; i++) fputc((int)(v >> 8 * i & 0xFF), f); }
+static void put_str(FILE *f, const char *s) { put_le(f, strlen(s), 8); fputs(s, f); }
+static void put_key(FILE *f, const char *k, int type) { put_str(f, k); put_le(f, (uint64_t)type, 4); }
+
+/* A GGUF of metadata only: a gpt2 vocabulary of the given tokens and types, eot_token_id, a chat template. */
+static int write_gguf(const char *path, const char *const *toks, const int *types, int n, int eot, const char *tmpl)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    fwrite("GGUF", 1, 4, f);
+    put_le(f, 3, 4);
+    put_le(f, 0, 8);
+    put_le(f, 5, 8);
+    put_key(f, "tokenizer.ggml.model", 8); put_str(f, "gpt2");
+    put_key(f, "tokenizer.ggml.tokens", 9); put_le(f, 8, 4); put_le(f, (uint64_t)n, 8);
+    for (int i = 0; i < n; i++) put_str(f, toks[i]);
+    put_key(f, "tokenizer.ggml.token_type", 9); put_le(f, 5, 4); put_le(f, (uint64_t)n, 8);
+    for (int i = 0; i < n; i++) put_le(f, (uint64_t)types[i], 4);
+    put_key(f, "tokenizer.ggml.eot_token_id", 4); put_le(f, (uint64_t)eot, 4);
+    put_key(f, "tokenizer.chat_template", 8); put_str(f, tmpl);
+    return fclose(f);
+}
+
+/* 4.x the control tokens of a byte-level BPE GGUF */
+static void test_bpe_gguf(void)
+{
+    static const char *const toks[] = {"s", "y", "t", "e", "m", "u", "r", "a", "i", "n", "\xC4\x8A",
+                                       "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "z"};
+    static const int types[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 1};
+    char path[] = "/tmp/test_chat_gguf_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    CHECK(fd >= 0 && write_gguf(path, toks, types, 16, 15,
+                                "{{- bos_token }}<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
+                                "December 2023<|eot_id|>") == 0, "4.0 writing %s", path);
+    es_err e;
+    es_tok *t = NULL;
+    CHECK(es_tok_load_gguf(&t, path, &e) == 0, "4.0 load: %s", e.msg);
+    if (t) {
+        CHECK(es_tok_find_piece(t, "<|start_header_id|>", 19) == 12 && es_tok_find_piece(t, "<|eot_id|>", 10) == 14 &&
+              es_tok_find_piece(t, "<|begin_of_text|>", 17) == 11 && es_tok_find_piece(t, "z", 1) == -1,
+              "4.1 control tokens by their text, normal ones not");
+        CHECK(es_tok_is_eog(t, 14) && es_tok_is_eog(t, 15) && !es_tok_is_eog(t, 12) && !es_tok_is_eog(t, 0),
+              "4.2 <|eot_id|> and eot_token_id (15) end a generation, others not");
+        es_chat c;
+        CHECK(es_chat_load(&c, t, path, &e) == 0 && !strcmp(c.name, "llama-3.1"), "4.3 chat: %s", e.msg);
+        int32_t b[256];
+        int64_t n = es_chat_before(&c, t, b, 256);
+        /* <|begin_of_text|> <|start_header_id|> s y s t e m <|end_header_id|> ... <|eot_id|> <|start_header_id|> u s e r
+           <|end_header_id|>: no merges, one token a letter */
+        CHECK(n > 12 && n <= 256 && b[0] == 11 && b[1] == 12 && b[2] == 0 && b[3] == 1 && b[7] == 4 && b[8] == 13 &&
+              b[n - 7] == 14 && b[n - 6] == 12 && b[n - 5] == 5 && b[n - 2] == 6 && b[n - 1] == 13, "4.4 the chat's ids (%lld)", (long long)n);
+        es_tok_free(t);
+    }
+    remove(path);
+}
+
 static int same(const ids *a, const ids *b)
 {
     if (a->n != b->n) return 0;
@@ -47,8 +107,10 @@ static int same(const ids *a, const ids *b)
 int main(int argc, char **argv)
 {
     if (argc != 2) { fprintf(stderr, "usage: test_chat VOCAB\n"); return 2; }
+    test_bpe_gguf();
     FILE *f = fopen(argv[1], "rb");
     if (!f) {
+        if (fails) return 1;
         printf("test_chat: %s absent (run scripts/fetch-vocab): skipped\n", argv[1]);
         return 77;
     }

@@ -6532,8 +6532,8 @@ def test_chat_errors():
 
 
 def test_chat_chatml_ids():
-    """A GGUF whose chat template is ChatML with a default system message written in it: infer --chat's prompt ids
-    are <|im_start|>, "system\nYou are a helpful assistant.", <|im_end|>, "\n", <|im_start|>, "user\n" + the text,
+    """A GGUF whose chat template is ChatML with a default system message written in it: infer --chat's (and
+    run --chat's) prompt ids are <|im_start|>, "system\nYou are a helpful assistant.", <|im_end|>, "\n", <|im_start|>, "user\n" + the text,
     <|im_end|>, "\n", <|im_start|>, "assistant\n" -- the control tokens by their ids in the file, each text encoded
     on its own (as infer encodes plain text, less its BOS); and eval --chat's shared prefix is the same start."""
     kvs, _, _, _ = gguf_read(stories())
@@ -6558,6 +6558,10 @@ def test_chat_chatml_ids():
                 plain("user\n" + text) + [end] + plain("\n") + [start] + plain("assistant\n"))
         got = ids(text, chat=True)
         expect(got == want, f"chatml ids {got}, by hand {want}")
+        r = json.loads(run("run", "--json", "--no-db", "--model", m, "--chip", os.path.join(DATA, "tiny-chip.json"),
+                           "--mode", "functional", "--weights", m, "--text", text, "--chat", "--generate", "2").stdout)
+        expect(r["functional"]["prompt_ids"] == want and r["prompt_tokens"] == len(want),
+               f"run --chat ids {r['functional']['prompt_ids']}, by hand {want}")
         data = os.path.join(tmp, "d.csv")
         write_csv(data, ["1,a red ball"])
         j = json.loads(run("eval", "--json", "--no-db", "--model", m, "--chip", os.path.join(DATA, "tiny-chip.json"),
