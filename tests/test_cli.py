@@ -7150,6 +7150,178 @@ def test_bpe_random_weights():
                             [abs(row[i * 4099] - v) for i, v in enumerate(s["sampled"])])
             expect(worst <= 1e-4, f"{r['pre']}: logits differ from llama.cpp's by up to {worst}")
 
+
+# --- issue 21: chat templates (--chat) and verdicts that stop at the end of the answer (--stop-at-eos) ---
+
+def llama3_vocab():
+    v = os.path.join(MODELS, "llm", "llama-3.1-8b", "tokenizer.tiktoken")
+    if not os.path.isfile(v):
+        raise Skip(f"{v} absent (run scripts/fetch-vocab)")
+    return v
+
+
+def gguf_tokens(kvs):
+    """tokenizer.ggml.tokens of gguf_read's metadata, as a list of str."""
+    import struct
+    raw = next(r for k, t, r in kvs if k == "tokenizer.ggml.tokens")
+    n, p, out = struct.unpack_from("<IQ", raw, 0)[1], 12, []
+    for _ in range(n):
+        ln = struct.unpack_from("<Q", raw, p)[0]
+        out.append(raw[p + 8:p + 8 + ln].decode())
+        p += 8 + ln
+    return out
+
+
+def gguf_tokens_raw(toks):
+    import struct
+    b = struct.pack("<IQ", 8, len(toks))
+    for x in toks:
+        b += gguf_str(x)
+    return b
+
+
+def stories_meta(path, edit, add=()):
+    """stories260K.gguf with metadata values replaced (edit: {key: raw bytes}) and added (add: [(key, type, raw)])."""
+    kvs, n_t, info, data = gguf_read(stories())
+    kvs = [(k, t, edit.get(k, r)) for k, t, r in kvs] + list(add)
+    gguf_write(path, kvs, n_t, info, data)
+    return path
+
+
+def test_eval_chat_demo():
+    """The demo in the Llama 3.1 chat format by default (the Llama 3 vocabulary has one): its shared prefix is the 45
+    tokens test_chat derives by hand (BOS, the system turn with its Cutting Knowledge Date lines, the user header and
+    the rule), not the plain template's 16 (BOS and the rule), and every record gains the 5 tokens after its text
+    (<|eot_id|>, the assistant's header, "\n\n"); --no-chat gives the plain template's figures."""
+    llama3_vocab()
+    chat = json.loads(run("eval", "--json", "--no-db", "--records", "40").stdout)
+    plain = json.loads(run("eval", "--json", "--no-db", "--records", "40", "--no-chat").stdout)
+    same = json.loads(run("eval", "--json", "--no-db", "--records", "40", "--chat").stdout)
+    expect(chat["chat"] == "llama-3.1" and plain["chat"] is None, f"chat {chat['chat']}, plain {plain['chat']}")
+    expect(chat["rule_tokens"] == 45 and plain["rule_tokens"] == 16, f"prefix {chat['rule_tokens']} / {plain['rule_tokens']}")
+    expect(abs(chat["record_tokens_mean"] - plain["record_tokens_mean"] - 5) < 1e-9,
+           f"records {chat['record_tokens_mean']} vs {plain['record_tokens_mean']}")
+    expect(same["batch_ns"] == chat["batch_ns"] and same["rule_tokens"] == 45, "--chat is the demo's default")
+    n = chat["records_done"]
+    # without sharing every record prefills its whole prompt; with it, the prefix once and each record's suffix
+    expect(chat["prefill_token_passes"] == 45 + round(n * chat["record_tokens_mean"]) and
+           chat["prefix_sharing"]["prefill_token_passes_without"] == round(n * (45 + chat["record_tokens_mean"])),
+           f"passes {chat['prefill_token_passes']}, without {chat['prefix_sharing']}")
+    expect(chat["batch_ns"] > plain["batch_ns"], f"a longer prompt takes longer: {chat['batch_ns']} vs {plain['batch_ns']}")
+    expect_error(["eval", "--chat", "--no-chat"], "--chat or --no-chat", code=2)
+
+
+def test_chat_errors():
+    """--chat on a model without a chat format (stories260K has no tokenizer.chat_template), on a template of no known
+    family, on a Llama 3 template whose tokens the vocabulary lacks, a template placeholder the data lacks, and
+    run --chat without --text: each one error naming what is wrong."""
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "d.csv")
+        write_csv(data, ["1,a red ball", "2,a blue cup"])
+        ev = ["eval", "--no-db", "--model", model, "--chip", chip, "--data", data, "--rule", "Is it red?"]
+        expect_error([*ev, "--vocab", model, "--chat"], "stories260K.gguf", "no metadata 'tokenizer.chat_template'",
+                     "no chat format")
+        expect_error(["infer", "--model", model, "--text", "hi", "--chat"], "no metadata 'tokenizer.chat_template'")
+        odd = stories_meta(os.path.join(tmp, "odd.gguf"), {}, [("tokenizer.chat_template", 8, gguf_str(
+            "{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}"))])
+        expect_error([*ev, "--vocab", odd, "--chat"], "odd.gguf", "'tokenizer.chat_template'", "not known here",
+                     "[{{ m.role }}]", "Llama 3", "ChatML")
+        l3 = stories_meta(os.path.join(tmp, "l3.gguf"), {}, [("tokenizer.chat_template", 8, gguf_str(
+            "{{ '<|start_header_id|>' + m.role + '<|end_header_id|>\\n\\n' + m.content + '<|eot_id|>' }}"))])
+        expect_error(["infer", "--model", l3, "--text", "hi", "--chat"], "l3.gguf", "llama-3 chat format",
+                     "<|start_header_id|>")
+        tmpl = put_file(tmp, "t.txt", "{rule}\n{field:colour}\n")
+        expect_error([*ev, "--vocab", model, "--template", tmpl, "--no-chat"], "d.csv", "no field 'colour'")
+        expect_error(["run", *TINY, "--mode", "functional", "--synthetic", "1", "--chat"], "give --text", code=2)
+        expect_error([*ev, "--stop-at-eos"], "--stop-at-eos needs --mode functional", code=2)
+
+
+def test_chat_chatml_ids():
+    """A GGUF whose chat template is ChatML with a default system message written in it: infer --chat's (and
+    run --chat's) prompt ids are <|im_start|>, "system\nYou are a helpful assistant.", <|im_end|>, "\n", <|im_start|>, "user\n" + the text,
+    <|im_end|>, "\n", <|im_start|>, "assistant\n" -- the control tokens by their ids in the file, each text encoded
+    on its own (as infer encodes plain text, less its BOS); and eval --chat's shared prefix is the same start."""
+    kvs, _, _, _ = gguf_read(stories())
+    toks = gguf_tokens(kvs)
+    start, end = 500, 501  # two rare pieces become the control tokens
+    toks[start], toks[end] = "<|im_start|>", "<|im_end|>"
+    tmpl = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+            "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+            "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+            "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    with tempfile.TemporaryDirectory() as tmp:
+        m = stories_meta(os.path.join(tmp, "chatml.gguf"), {"tokenizer.ggml.tokens": gguf_tokens_raw(toks)},
+                         [("tokenizer.chat_template", 8, gguf_str(tmpl))])
+
+        def ids(text, chat=False):
+            j = json.loads(run("infer", "--model", m, "--text", text, "--generate", "1", "--json",
+                               *(["--chat"] if chat else [])).stdout)
+            return j["prompt_ids"]
+        plain = lambda t: ids(t)[1:]  # less BOS
+        text = " Tom has a red ball. "
+        want = ([start] + plain("system\nYou are a helpful assistant.") + [end] + plain("\n") + [start] +
+                plain("user\n" + text) + [end] + plain("\n") + [start] + plain("assistant\n"))
+        got = ids(text, chat=True)
+        expect(got == want, f"chatml ids {got}, by hand {want}")
+        r = json.loads(run("run", "--json", "--no-db", "--model", m, "--chip", os.path.join(DATA, "tiny-chip.json"),
+                           "--mode", "functional", "--weights", m, "--text", text, "--chat", "--generate", "2").stdout)
+        expect(r["functional"]["prompt_ids"] == want and r["prompt_tokens"] == len(want),
+               f"run --chat ids {r['functional']['prompt_ids']}, by hand {want}")
+        data = os.path.join(tmp, "d.csv")
+        write_csv(data, ["1,a red ball"])
+        j = json.loads(run("eval", "--json", "--no-db", "--model", m, "--chip", os.path.join(DATA, "tiny-chip.json"),
+                           "--vocab", m, "--data", data, "--rule", "Is it red?", "--chat").stdout)
+        pre = [start] + plain("system\nYou are a helpful assistant.") + [end] + plain("\n") + [start] + \
+            plain("user\nIs it red?\n\nRecord:\n")
+        expect(j["chat"] == "chatml" and j["rule_tokens"] == len(pre), f"eval prefix {j['rule_tokens']}, by hand {len(pre)}")
+
+
+def test_verdict_stops_at_eos():
+    """The verdict reads the output up to its first end-of-generation token. stories260K answers two of the demo's
+    first three records '"Hey!" is ...': with --labels is,Hey the whole output says 'is' (the first label). Make '!'
+    (id 443) the end-of-sequence token: those answers end after "Hey, so they count as Hey, although the text after
+    the end still holds 'is' -- as an answer OK, then <|eot_id|>, then FLAG counts OK. Generation stays fixed-length
+    (the same time and tokens) unless --stop-at-eos, which ends those two records at their '!', earlier; on the
+    unchanged model (no EOS among the tokens generated) --stop-at-eos changes nothing."""
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        toks = gguf_tokens(gguf_read(model)[0])
+        expect(toks[443] == "!", f"token 443 is {toks[443]!r}")
+        import struct
+        bang = stories_meta(os.path.join(tmp, "bang.gguf"), {"tokenizer.ggml.eos_token_id": struct.pack("<I", 443)})
+
+        def ev(m, *extra):
+            db = os.path.join(tmp, f"e{len(os.listdir(tmp))}.sqlite")
+            j = json.loads(run("eval", "--json", "--db", db, "--model", m, "--chip", chip, "--mode", "functional",
+                               "--weights", m, "--vocab", m, "--records", "3", "--max-new-tokens", "8",
+                               "--labels", "is,Hey", *extra).stdout)
+            con = sqlite3.connect(db)
+            rows = con.execute("SELECT output_text, verdict, output_tokens FROM records ORDER BY record").fetchall()
+            con.close()
+            return j, rows
+        base, brows = ev(model)
+        expect(base["verdicts"] == {"is": 2, "Hey": 0, "other": 1}, f"stories260K's verdicts {base['verdicts']}")
+        cut, crows = ev(bang)
+        expect(cut["verdicts"] == {"is": 0, "Hey": 2, "other": 1}, f"cut at '!': {cut['verdicts']}")
+        expect([r[0] for r in crows] == [r[0] for r in brows] and sum("!" in r[0] and " is" in r[0] for r in crows) == 2,
+               f"the same outputs, 'is' after the end: {crows}")
+        expect(cut["batch_ns"] == base["batch_ns"] and cut["output_tokens"] == base["output_tokens"] == 24,
+               f"fixed length: {cut['batch_ns']} vs {base['batch_ns']}")
+        stop, srows = ev(bang, "--stop-at-eos")
+        n_out = [r[2] for r in srows]
+        expect(stop["stop_at_eos"] and stop["verdicts"] == cut["verdicts"], f"--stop-at-eos verdicts {stop['verdicts']}")
+        expect(n_out[0] == 8 and all(2 <= k < 8 for k in n_out[1:]) and stop["output_tokens"] == sum(n_out),
+               f"records stop at their own end: {n_out}, {stop['output_tokens']}")
+        expect(all(r[0].endswith("!") for r in srows[1:]), f"each ends at its '!': {srows}")
+        expect(stop["batch_ns"] < cut["batch_ns"], f"--stop-at-eos: {stop['batch_ns']} ns, fixed {cut['batch_ns']} ns")
+        same, _ = ev(model, "--stop-at-eos")
+        expect(same["batch_ns"] == base["batch_ns"] and same["output_tokens"] == 24,
+               f"no EOS produced: {same['batch_ns']} vs {base['batch_ns']}")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

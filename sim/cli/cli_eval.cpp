@@ -39,6 +39,7 @@
 #include "es_proc.h"
 #include "es_ctx.h"
 #include "es_tok.h"
+#include "es_chat.h"
 #include "cli_func.h"
 
 namespace es {
@@ -103,10 +104,22 @@ const char *HELP =
     "  --recipe R             weight formats timed (and, in functional mode, how weights are\n"
     "                         quantized), as for run\n"
     "  --labels A,B,...       functional: the verdict is the first label (in this order)\n"
-    "                         the output contains, else 'other' (default FLAG,OK)\n"
+    "                         the output contains, read up to its first end-of-turn or\n"
+    "                         end-of-sequence token, else 'other' (default FLAG,OK)\n"
+    "  --chat                 wrap each prompt in the model's chat format, as one user turn\n"
+    "                         (Llama 3.1 instruct for the Llama 3 vocabulary; a GGUF's\n"
+    "                         tokenizer.chat_template: Llama 3 or ChatML); the rule and the\n"
+    "                         chat's start are the shared prefix. The demo's default when the\n"
+    "                         model's vocabulary has a chat format\n"
+    "  --no-chat              the template's text alone, BOS first (the demo before --chat)\n"
+    "  --stop-at-eos          functional: a record's generation ends at its first end-of-turn\n"
+    "                         or end-of-sequence token (at most --max-new-tokens), and its time\n"
+    "                         and KV follow; without it every record generates --max-new-tokens.\n"
+    "                         No comparison batch (its records would not know their lengths)\n"
     "  -h, --help             this text\n"
     "\n"
-    "Token counts: with a vocabulary, Llama 3 byte-level BPE (the prompt starts with BOS);\n"
+    "Token counts: with a vocabulary, Llama 3 byte-level BPE (the prompt starts with BOS, or\n"
+    "with --chat with the chat's own tokens);\n"
     "without one, a record's tokens are estimated as one per 4 UTF-8 bytes, rounded up,\n"
     "and the report, the JSON and the database say so.\n";
 
@@ -135,6 +148,8 @@ struct Opts {
     std::vector<std::string> adapters;            // --adapter FILE (repeatable)
     int64_t adapter_count = 0;                    // --adapter-count (0: not given)
     std::string adapter_field;                    // --adapter-field NAME
+    int chat = -1;                                // --chat 1, --no-chat 0; -1: the demo's default (chat when the model has a format)
+    bool stop_eos = false;                        // --stop-at-eos (functional)
 };
 
 int usage(const char *msg, const char *arg) { return es_opt_usage("eval", msg, arg); }
@@ -297,6 +312,9 @@ public:
     int32_t default_adapter = -1;
     int64_t accepted = 0, first_prompt = 0;
     double body_sum = 0;
+    // --chat: the ids every record's text is followed by (null: no chat), and whether its text is trimmed at the end
+    const std::vector<int32_t> *chat_after = nullptr;
+    bool chat_trim = false;
 
     int next(int64_t &id, Request &req, es_err *e)
     {
@@ -332,9 +350,11 @@ public:
                 continue;
             }
             rendered_ = true;
+            if (chat_after && chat_trim) text.resize(es_chat_trim(text.data(), text.size(), 0)); /* the message's | trim */
             std::vector<int32_t> ids;
             if (prefix_ids_) {
                 ids = encode(tok_, text, true);
+                if (chat_after) ids.insert(ids.end(), chat_after->begin(), chat_after->end());
                 if (ids.empty()) { /* keep counts and ids equal: a record must have a token */
                     std::snprintf(row.reason, sizeof row.reason, "line %lld: the record renders to no tokens",
                                   (long long)rec.line);
@@ -342,7 +362,9 @@ public:
                     continue;
                 }
             }
-            int64_t body = prefix_ids_ ? (int64_t)ids.size() : count_tokens(tok_, text, true);
+            int64_t body = prefix_ids_ ? (int64_t)ids.size()
+                           : chat_after ? es_tok_encode_more(tok_, text.data(), text.size(), nullptr, 0) + (int64_t)chat_after->size()
+                                        : count_tokens(tok_, text, true);
             row.prompt_tokens = rule_tokens_ + body;
             if (row.prompt_tokens + max_new_ > context_) {
                 std::snprintf(row.reason, sizeof row.reason,
@@ -441,7 +463,8 @@ void reader_adapters(Reader &rd, const Loaded &L, const Opts &o)
 
 // Run the batch without sharing in a child; the parent collects it later.
 pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp, const es_tok *tok,
-                    int64_t rule_tokens, int64_t context, const Opts &o, int fd_out)
+                    int64_t rule_tokens, int64_t context, const Opts &o, const std::vector<int32_t> *chat_after,
+                    bool chat_trim, int fd_out)
 {
     pid_t parent = getpid(), pid = fork();
     if (pid != 0) return pid;
@@ -451,6 +474,8 @@ pid_t start_compare(const Loaded &L, const std::string &data, const Template &tp
     es_err e{};
     Reader rd(tp, tok, rule_tokens, context, o.max_new, o.records, false, nullptr); /* timing: the same cycles */
     reader_adapters(rd, L, o);
+    rd.chat_after = chat_after;
+    rd.chat_trim = chat_trim;
     Workload w;
     w.source = [&](int64_t &id, Request &q, es_err *err) { return rd.next(id, q, err); };
     w.sink = [&](const es_req_result &q, const SeqState &, es_err *) {
@@ -533,6 +558,8 @@ int check_opts(const Opts &o)
 {
     if (!o.functional && (!o.weights.empty() || o.synthetic >= 0))
         return usage("--weights and --synthetic need --mode functional", nullptr);
+    if (!o.functional && o.stop_eos)
+        return usage("--stop-at-eos needs --mode functional (timing mode produces no tokens to stop at)", nullptr);
     if (!o.recipe.empty() && !o.rom.empty())
         return usage("give --recipe or --rom, not both (the image fixes the formats); got --recipe", o.recipe.c_str());
     if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
@@ -560,7 +587,7 @@ int parse_opts(int argc, char **argv, Opts &o)
 {
     enum { RULE, RULE_FILE, DATA, TEMPLATE, VOCAB, MAX_NEW, RECORDS, POLICY, NO_SHARING, NO_COMPARE, CHIP, MODEL, DB, ROM,
            WEIGHTS, RECIPE, MODE, SYNTHETIC, LABELS, SET, TRACE, TRACE_WINDOW, NODB, JSON, VCD, FIDELITY, ADAPTER_RANK,
-           ADAPTER_ROLES, ADAPTER, DEPLOY, SYSTEM, ADAPTER_COUNT, ADAPTER_FIELD, N_OPTS };
+           ADAPTER_ROLES, ADAPTER, DEPLOY, SYSTEM, ADAPTER_COUNT, ADAPTER_FIELD, CHAT, NO_CHAT, STOP_EOS, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"rule", ES_OPT_TEXT, 0, 0, 0},          {"rule-file", ES_OPT_STR, 0, 0, 0},
         {"data", ES_OPT_STR, 0, 0, 0},           {"template", ES_OPT_STR, 0, 0, 0},
@@ -578,7 +605,9 @@ int parse_opts(int argc, char **argv, Opts &o)
         {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0},
         {"adapter", ES_OPT_STR, 0, 0, 1},       {"deploy", ES_OPT_STR, 0, 0, 0},
         {"system", ES_OPT_STR, 0, 0, 0},
-        {"adapter-count", ES_OPT_COUNT, 1, 4096, 0}, {"adapter-field", ES_OPT_STR, 0, 0, 0}};
+        {"adapter-count", ES_OPT_COUNT, 1, 4096, 0}, {"adapter-field", ES_OPT_STR, 0, 0, 0},
+        {"chat", ES_OPT_FLAG, 0, 0, 0},          {"no-chat", ES_OPT_FLAG, 0, 0, 0},
+        {"stop-at-eos", ES_OPT_FLAG, 0, 0, 0}};
     es_optarg *items = nullptr;
     int n = es_opts_parse("eval", argc, argv, opts, N_OPTS, 0, HELP, &items);
     if (n < 0) return n == -2 ? 0 : 2;
@@ -639,6 +668,12 @@ int parse_opts(int argc, char **argv, Opts &o)
         case ADAPTER: o.adapters.push_back(v); break;
         case ADAPTER_COUNT: o.adapter_count = items[k].num; break;
         case ADAPTER_FIELD: o.adapter_field = v; break;
+        case CHAT:
+        case NO_CHAT:
+            if (o.chat == (items[k].opt == CHAT ? 0 : 1)) return usage("give --chat or --no-chat, not both", nullptr);
+            o.chat = items[k].opt == CHAT;
+            break;
+        case STOP_EOS: o.stop_eos = true; break;
         }
     }
     return check_opts(o);
@@ -655,7 +690,9 @@ struct Inputs {
     es_dp *dp = nullptr;
     bool sharing = false, estimated = true;
     int64_t rule_tokens = 0, context = 0;
-    std::vector<int32_t> prefix_ids; // functional: BOS and the shared prefix's tokens
+    std::vector<int32_t> prefix_ids; // functional: BOS and the shared prefix's tokens (--chat: also in timing mode)
+    es_chat chat{};                // --chat: the model's chat format (chat.name null: none)
+    std::vector<int32_t> chat_after; // --chat: the ids after each record's text (end of turn, assistant header)
     Cost cost;                     // the deployment, and the batch's cost once it has run
     Inputs() = default;
     Inputs(const Inputs &) = delete;
@@ -667,6 +704,36 @@ struct Inputs {
         if (demo_fd >= 0) close(demo_fd);
     }
 };
+
+/* --chat (or the demo's default): the model's chat format from its vocabulary, the shared prefix's ids (the chat's
+ * start, then the template's text before the record, as the user message's start) and the ids every record ends
+ * with. Without --chat or --no-chat the demo uses the chat when the vocabulary has a format, else the plain
+ * template; other evals use the plain template. */
+int load_chat(const Opts &o, bool demo, Inputs &in, es_err *e)
+{
+    if (o.chat == 0 || (o.chat < 0 && !demo)) return 0;
+    if (!in.tok) {
+        if (o.chat < 0) return 0; /* the demo without a vocabulary: estimated counts of the plain template */
+        return es_fail(e, "--chat needs the model's tokenizer (no vocabulary found: run scripts/fetch-vocab or give --vocab)");
+    }
+    es_err ce{};
+    if (es_chat_load(&in.chat, in.tok, in.vocab.c_str(), &ce)) {
+        in.chat = es_chat{};
+        if (o.chat < 0) return 0; /* the demo: the model has no chat format */
+        *e = ce;
+        return -1;
+    }
+    std::string msg = in.tp.prefix;
+    if (in.chat.trim) msg.erase(0, es_chat_trim(msg.data(), msg.size(), 1)); /* the message's | trim */
+    msg.insert(0, es_chat_lead(&in.chat));
+    in.prefix_ids.resize((size_t)es_chat_before(&in.chat, in.tok, nullptr, 0));
+    es_chat_before(&in.chat, in.tok, in.prefix_ids.data(), (int64_t)in.prefix_ids.size());
+    std::vector<int32_t> p = encode(in.tok, msg, false);
+    in.prefix_ids.insert(in.prefix_ids.end(), p.begin(), p.end());
+    in.chat_after.resize((size_t)es_chat_after(&in.chat, in.tok, nullptr, 0));
+    es_chat_after(&in.chat, in.tok, in.chat_after.data(), (int64_t)in.chat_after.size());
+    return 0;
+}
 
 int load_inputs(Opts &o, Inputs &in, es_err *e)
 {
@@ -722,17 +789,22 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
         in.vocab = vpath;
     }
     in.estimated = in.tok == nullptr;
-    /* the shared prefix: BOS (when the vocabulary adds it), then the rule and the template text before the record */
+    if (load_chat(o, demo, in, e)) return -1;
+    /* the shared prefix: BOS (when the vocabulary adds it), then the rule and the template text before the record;
+       with a chat, the chat's ids (es_chat) */
     in.rule_tokens = in.tok ? es_tok_add_bos(in.tok) + count_tokens(in.tok, in.tp.prefix, false)
                             : estimate_tokens(in.tp.prefix);
+    if (in.chat.name) in.rule_tokens = (int64_t)in.prefix_ids.size();
     in.context = std::min<int64_t>(in.L.m.max_pos, in.L.c.kv.slot_context);
-    if (o.functional) {
+    if (o.functional && !in.chat.name) {
         int32_t bos = es_tok_bos(in.tok);
         if (es_tok_add_bos(in.tok)) in.prefix_ids.push_back(bos);
         std::vector<int32_t> p = encode(in.tok, in.tp.prefix, false);
         if (p.empty()) p.push_back(bos >= 0 ? bos : 0); /* count_tokens counts at least one */
         in.prefix_ids.insert(in.prefix_ids.end(), p.begin(), p.end());
         in.rule_tokens = (int64_t)in.prefix_ids.size();
+    }
+    if (o.functional) {
         es_func_weights fw{o.rom.empty() ? nullptr : o.rom.c_str(), o.weights.empty() ? nullptr : o.weights.c_str(),
                            o.synthetic, o.recipe.empty() ? nullptr : o.recipe.c_str(), -1};
         if (es_func_datapath(&in.dp, &in.L.c, &in.L.m, &fw, 0, e)) return -1;
@@ -765,12 +837,21 @@ struct Batch {
     }
 };
 
-/* The verdict: the first label (in the given order) the output contains, else "other". */
+/* The verdict: the first label (in the given order) the output contains, else "other". The text is the output read up
+ * to its first end-of-turn or end-of-sequence token (answer_ids). */
 size_t verdict_of(const std::vector<std::string> &labels, const char *text)
 {
     for (size_t i = 0; i < labels.size(); i++)
         if (std::strstr(text, labels[i].c_str())) return i;
     return labels.size();
+}
+
+/* How many of the output's ids the answer is: those before its first end-of-turn or end-of-sequence token. */
+int64_t answer_ids(const es_tok *tok, const std::vector<int32_t> &ids)
+{
+    size_t n = 0;
+    while (n < ids.size() && !es_tok_is_eog(tok, ids[n])) n++;
+    return (int64_t)n;
 }
 
 // Open the database and begin the eval's run in it, its records streamed (not with --no-db).
@@ -804,11 +885,18 @@ int finish_record(const Opts &o, const Inputs &in, Batch &b, Reader &rd, Progres
     row.first_ns = q.first_ns;
     row.done_ns = q.done_ns;
     row.energy_j = st.energy_j;
+    row.output_tokens = q.tokens; /* --stop-at-eos: up to its end */
     char *text = nullptr;
     if (in.dp) {
         text = es_func_text(in.tok, st.out_ids.data(), (int64_t)st.out_ids.size());
-        if (!text) return es_fail(err, "out of memory");
-        size_t v = verdict_of(o.labels, text);
+        char *answer = es_func_text(in.tok, st.out_ids.data(), answer_ids(in.tok, st.out_ids));
+        if (!text || !answer) {
+            std::free(text);
+            std::free(answer);
+            return es_fail(err, "out of memory");
+        }
+        size_t v = verdict_of(o.labels, answer);
+        std::free(answer);
         b.verdicts[v]++;
         std::snprintf(row.verdict, sizeof row.verdict, "%s", v < o.labels.size() ? o.labels[v].c_str() : "other");
         row.output_text = text;
@@ -852,7 +940,8 @@ void fill_workload(Workload &w, const Opts &o, const Inputs &in, const Batch &b)
     w.cycle = o.cycle;
     w.trace_start_ns = o.trace_start_ns;
     w.trace_end_ns = o.trace_end_ns;
-    if (in.sharing) w.prefix_ids = in.prefix_ids;
+    if (in.sharing && in.dp) w.prefix_ids = in.prefix_ids; /* --chat in timing mode: counted only */
+    w.stop_at_eog = o.stop_eos ? in.tok : nullptr;
 }
 
 // Simulate the batch; with prefix sharing (and the comparison asked for), the same batch without it in
@@ -862,9 +951,10 @@ int simulate(const Opts &o, const Inputs &in, Batch &b, Workload &w, const Progr
     const Loaded &L = in.L;
     pid_t child = -1;
     int pipefd[2] = {-1, -1};
-    if (in.sharing && o.compare && pipe(pipefd) == 0) {
+    if (in.sharing && o.compare && !o.stop_eos && pipe(pipefd) == 0) { /* --stop-at-eos: lengths known only here */
         std::fflush(nullptr);
-        child = start_compare(L, in.data, in.tp, in.tok, in.rule_tokens, in.context, o, pipefd[1]);
+        child = start_compare(L, in.data, in.tp, in.tok, in.rule_tokens, in.context, o,
+                              in.chat.name ? &in.chat_after : nullptr, in.chat.trim, pipefd[1]);
         close(pipefd[1]);
     }
     auto t0 = std::chrono::steady_clock::now();
@@ -893,6 +983,7 @@ int run_batch(const Opts &o, Inputs &in, Batch &b, es_err *e)
     Reader rd(in.tp, in.tok, in.rule_tokens, in.context, o.max_new, o.records, in.sharing,
               in.dp ? &in.prefix_ids : nullptr);
     reader_adapters(rd, in.L, o);
+    if (in.chat.name) rd.chat_after = &in.chat_after, rd.chat_trim = in.chat.trim;
     if (rd.open(in.data, e)) return -1;
     rd.on_skip = [&](const es_rec_row &row, es_err *err) {
         b.skipped++;
@@ -1030,6 +1121,10 @@ cJSON *eval_json(const Opts &o, const Inputs &in, const Batch &b, const Figures 
     cJSON_AddNumberToObject(j, "output_tokens", (double)out_tokens);
     cJSON_AddNumberToObject(j, "prefill_token_passes", (double)r.prefill_passes);
     cJSON_AddNumberToObject(j, "rule_tokens", (double)in.rule_tokens);
+    cJSON_AddNumberToObject(j, "record_tokens_mean", b.mean_body); /* each record's prompt after the shared prefix */
+    if (in.chat.name) cJSON_AddStringToObject(j, "chat", in.chat.name);
+    else cJSON_AddNullToObject(j, "chat");
+    cJSON_AddBoolToObject(j, "stop_at_eos", o.stop_eos);
     cJSON_AddBoolToObject(j, "token_counts_estimated", in.estimated);
     cJSON_AddStringToObject(j, "vocab", in.vocab.c_str());
     cJSON_AddNumberToObject(j, "max_new_tokens", (double)o.max_new);
@@ -1098,6 +1193,9 @@ void print_eval(const Opts &o, const Inputs &in, const Batch &b, const Figures &
         std::printf("  %-34s - (%s)\n", "$ per million tokens", in.cost.why.c_str());
     std::printf("  %-34s %lld output, %lld rule tokens, %lld prefill token passes%s\n", "tokens", (long long)out_tokens,
                 (long long)in.rule_tokens, (long long)r.prefill_passes, estimated ? " (ESTIMATED: no vocabulary)" : "");
+    std::printf("  %-34s %s: shared prefix %lld tokens, a record's prompt %.1f more on average%s\n", "prompt",
+                in.chat.name ? (std::string("chat ") + in.chat.name).c_str() : "plain template", (long long)in.rule_tokens,
+                b.mean_body, o.stop_eos ? "; generation stops at each record's end (--stop-at-eos)" : "");
     if (sharing && cmp.ok)
         std::printf("  %-34s saves %lld prefill passes and %.3f ms (%.1f%%); KV fits %lld sequences, not %lld\n",
                     "prefix sharing", (long long)(cmp.prefill_passes - r.prefill_passes),

@@ -16,6 +16,7 @@
 #include "es_model.h"
 #include "es_ref.h"
 #include "es_tok.h"
+#include "es_chat.h"
 #include "es_lora.h"
 #include "es_wsrc.h"
 
@@ -40,7 +41,11 @@ static const char *HELP =
     "  --top-k K            keep the K most likely tokens (default 0: all)\n"
     "  --top-p P            keep the smallest set reaching probability P (default 1)\n"
     "  --seed S             sampling seed (default 1)\n"
-    "  --ignore-eos         do not stop at the end-of-sequence token\n"
+    "  --ignore-eos         do not stop at the end-of-sequence token (nor at an end-of-turn token:\n"
+    "                       <|eot_id|>, <|im_end|>, the GGUF's eot/eom ids)\n"
+    "  --chat               wrap T in the model's chat format as one user turn, the assistant's\n"
+    "                       turn opened after it (Llama 3.1 instruct for the Llama 3 vocabulary; a\n"
+    "                       GGUF's tokenizer.chat_template: Llama 3 or ChatML); no other BOS\n"
     "  --adapter FILE       a LoRA adapter (PEFT adapter_model.safetensors with adapter_config.json\n"
     "                       beside it, or a GGUF LoRA): each adapted projection adds (alpha/r) B(A x)\n"
     "  --logits FILE        write JSON: [{\"pos\", \"token\", \"logits\": [...]}, ...], one per position run\n"
@@ -53,13 +58,13 @@ typedef struct infer_opts {
     const char *model, *text, *weights, *vocab, *logits_path, *adapter;
     int64_t gen, seed, synth, top_k;
     double temp, top_p;
-    int json, ignore_eos, rope_rows;
+    int json, ignore_eos, rope_rows, chat;
 } infer_opts;
 
 /* The command line into o: -1 to go on, else the exit status (0 after --help, 2 on a usage error). */
 static int parse(int argc, char **argv, infer_opts *o)
 {
-    enum { MODEL, TEXT, GENERATE, WEIGHTS, SYNTHETIC, ROPE, VOCAB, TEMP, TOPK, TOPP, SEED, IGNORE_EOS, LOGITS, JSON, ADAPTER, N_OPTS };
+    enum { MODEL, TEXT, GENERATE, WEIGHTS, SYNTHETIC, ROPE, VOCAB, TEMP, TOPK, TOPP, SEED, IGNORE_EOS, LOGITS, JSON, ADAPTER, CHAT, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"model", ES_OPT_STR, 0, 0, 0},         {"text", ES_OPT_TEXT, 0, 0, 0},
         {"generate", ES_OPT_COUNT, 0, 65536, 0}, {"weights", ES_OPT_STR, 0, 0, 0},
@@ -68,7 +73,7 @@ static int parse(int argc, char **argv, infer_opts *o)
         {"top-k", ES_OPT_COUNT, 0, 1 << 24, 0}, {"top-p", ES_OPT_REAL, 1e-9, 1, 0},
         {"seed", ES_OPT_COUNT, 0, 9.2e18, 0},   {"ignore-eos", ES_OPT_FLAG, 0, 0, 0},
         {"logits", ES_OPT_STR, 0, 0, 0},        {"json", ES_OPT_FLAG, 0, 0, 0},
-        {"adapter", ES_OPT_STR, 0, 0, 0}};
+        {"adapter", ES_OPT_STR, 0, 0, 0},       {"chat", ES_OPT_FLAG, 0, 0, 0}};
     *o = (infer_opts){.gen = 16, .seed = 1, .synth = -1, .top_p = 1, .rope_rows = -1};
     es_optarg *items = NULL;
     int n_items = es_opts_parse("infer", argc, argv, opts, N_OPTS, 0, HELP, &items);
@@ -98,6 +103,7 @@ static int parse(int argc, char **argv, infer_opts *o)
         case LOGITS: o->logits_path = v; break;
         case JSON: o->json = 1; break;
         case ADAPTER: o->adapter = v; break;
+        case CHAT: o->chat = 1; break;
         }
     }
     free(items);
@@ -107,20 +113,77 @@ static int parse(int argc, char **argv, infer_opts *o)
     return -1;
 }
 
-/* The prompt, BOS first, into *ids (malloc'd, with room for --generate more); the tokenizer came from vpath. */
+static int prompt_encode(const infer_opts *o, const es_model *m, const es_tok *tok, const char *vpath, const char *text,
+                         const int32_t *before, int64_t n_before, const int32_t *after, int64_t n_after, int32_t **ids,
+                         int64_t *n_prompt, es_err *e);
+
+/* --chat: the text as the chat's user message (malloc'd): the lead text, then the message trimmed as the format
+ * trims it; *before and *after the chat's ids around it (malloc'd). NULL and e on an error. */
+static char *chat_text(const infer_opts *o, const es_tok *tok, const char *vpath, es_chat *c, int32_t **before,
+                       int64_t *n_before, int32_t **after, int64_t *n_after, es_err *e)
+{
+    if (es_chat_load(c, tok, vpath, e)) return NULL;
+    size_t tlen = strlen(o->text), a = c->trim ? es_chat_trim(o->text, tlen, 1) : 0;
+    size_t b = c->trim ? es_chat_trim(o->text, tlen, 0) : tlen, lead = strlen(es_chat_lead(c));
+    if (b < a) b = a;
+    char *msg = malloc(lead + (b - a) + 1);
+    *n_before = es_chat_before(c, tok, NULL, 0);
+    *n_after = es_chat_after(c, tok, NULL, 0);
+    *before = malloc((size_t)(*n_before + 1) * sizeof **before);
+    *after = malloc((size_t)(*n_after + 1) * sizeof **after);
+    if (!msg || !*before || !*after) {
+        free(msg);
+        es_fail(e, "out of memory");
+        return NULL;
+    }
+    memcpy(msg, es_chat_lead(c), lead);
+    memcpy(msg + lead, o->text + a, b - a);
+    msg[lead + b - a] = 0;
+    es_chat_before(c, tok, *before, *n_before);
+    es_chat_after(c, tok, *after, *n_after);
+    return msg;
+}
+
+/* The prompt, BOS first (--chat: the chat's ids around the text), into *ids (malloc'd, with room for --generate
+ * more); the tokenizer came from vpath. */
 static int prompt_ids(const infer_opts *o, const es_model *m, const es_tok *tok, const char *vpath, int32_t **ids,
                       int64_t *n_prompt, es_err *e)
 {
-    size_t tlen = strlen(o->text);
-    /* as llama.cpp tokenizes a prompt: control tokens in the text are parsed, BOS/EOS as the vocabulary says */
-    const unsigned fl = ES_TOK_PARSE_SPECIAL | ES_TOK_ADD_SPECIAL;
-    int64_t n = es_tok_encode_flags(tok, o->text, tlen, fl, NULL, 0), total = n + o->gen;
+    es_chat chat;
+    int32_t *before = NULL, *after = NULL;
+    int64_t n_before = 0, n_after = 0;
+    const char *text = o->text;
+    char *msg = NULL;
+    if (o->chat && !(text = msg = chat_text(o, tok, vpath, &chat, &before, &n_before, &after, &n_after, e))) {
+        free(before);
+        free(after);
+        return -1;
+    }
+    int rc = prompt_encode(o, m, tok, vpath, text, before, n_before, after, n_after, ids, n_prompt, e);
+    free(msg);
+    free(before);
+    free(after);
+    return rc;
+}
+
+/* The prompt's ids: before[], then text's, then after[]. The text is tokenized as llama.cpp tokenizes a prompt:
+ * control tokens in it parsed; without a chat (no before[]) BOS/EOS as the vocabulary says. */
+static int prompt_encode(const infer_opts *o, const es_model *m, const es_tok *tok, const char *vpath, const char *text,
+                         const int32_t *before, int64_t n_before, const int32_t *after, int64_t n_after, int32_t **ids,
+                         int64_t *n_prompt, es_err *e)
+{
+    size_t tlen = strlen(text);
+    const unsigned fl = ES_TOK_PARSE_SPECIAL | (before ? 0u : ES_TOK_ADD_SPECIAL);
+    int64_t n_text = es_tok_encode_flags(tok, text, tlen, fl, NULL, 0);
+    int64_t n = n_before + n_text + n_after, total = n + o->gen;
     if (n < 1) return es_fail(e, "--text: the prompt has no tokens (and the vocabulary adds no BOS)");
     if (total > m->max_pos)
         return es_fail(e, "%lld prompt tokens + --generate %lld exceed the model's context of %lld (%s)",
                        (long long)n, (long long)o->gen, (long long)m->max_pos, m->path);
     if (!(*ids = malloc((size_t)total * sizeof **ids))) return es_fail(e, "out of memory");
-    es_tok_encode_flags(tok, o->text, tlen, fl, *ids, n);
+    if (n_before) memcpy(*ids, before, (size_t)n_before * sizeof **ids);
+    es_tok_encode_flags(tok, text, tlen, fl, *ids + n_before, n_text);
+    if (n_after) memcpy(*ids + n_before + n_text, after, (size_t)n_after * sizeof **ids);
     *n_prompt = n;
     for (int64_t i = 0; i < n; i++)
         if ((*ids)[i] < 0 || (*ids)[i] >= m->vocab)
@@ -130,8 +193,8 @@ static int prompt_ids(const infer_opts *o, const es_model *m, const es_tok *tok,
 }
 
 /* Every prompt position through the reference, then sample and feed back up to --generate tokens
- * (ids[n_prompt..]), stopping at EOS unless told not to; lf (if not NULL) gets every position's logits. */
-static int generate(const infer_opts *o, const es_model *m, es_ref *ref, int32_t *ids, int64_t n_prompt, int32_t eos,
+ * (ids[n_prompt..]), stopping at EOS or an end-of-turn token unless told not to; lf (if not NULL) gets every position's logits. */
+static int generate(const infer_opts *o, const es_model *m, const es_tok *tok, es_ref *ref, int32_t *ids, int64_t n_prompt, int32_t eos,
                     es_logits_file *lf, int64_t *produced, int *stopped, es_err *e)
 {
     float *logits = malloc((size_t)m->vocab * sizeof *logits);
@@ -151,7 +214,7 @@ static int generate(const infer_opts *o, const es_model *m, es_ref *ref, int32_t
         int32_t next = es_sample(&smp, logits, m->vocab, &rng, work);
         ids[n++] = next;
         (*produced)++;
-        if (next == eos && !o->ignore_eos) { *stopped = 1; break; }
+        if ((next == eos || es_tok_is_eog(tok, next)) && !o->ignore_eos) { *stopped = 1; break; }
         if (*produced >= o->gen) break;
     }
     rc = 0;
@@ -221,7 +284,7 @@ int es_cli_infer(int argc, char **argv)
         if (es_logits_open(&lf, o.logits_path, &e)) goto out;
         have_lf = 1;
     }
-    if (generate(&o, &m, ref, ids, n_prompt, es_tok_eos(tok), have_lf ? &lf : NULL, &produced, &stopped, &e)) goto out;
+    if (generate(&o, &m, tok, ref, ids, n_prompt, es_tok_eos(tok), have_lf ? &lf : NULL, &produced, &stopped, &e)) goto out;
     if (have_lf) {
         have_lf = 0;
         if (es_logits_close(&lf, &e)) goto out;

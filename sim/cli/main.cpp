@@ -39,6 +39,7 @@
 #include "cli_opts.h"
 #include "es_stats.h"
 #include "es_trace.h"
+#include "es_chat.h"
 
 namespace {
 
@@ -97,6 +98,8 @@ const char *RUN_HELP =
     "                       (or --rom FILE: the image's own quantized weights)\n"
     "  --text T             the prompt as text (BOS first; sets --prompt to its token count);\n"
     "                       without it the prompt is --prompt token ids drawn from --seed\n"
+    "  --chat               --text as one user turn of the model's chat format, the assistant's\n"
+    "                       turn opened after it (as `etchsim infer --chat`; no other BOS)\n"
     "  --vocab F            tokenizer (default: the model's GGUF or models/llm/NAME/tokenizer.tiktoken)\n"
     "  --seed S             seed of the drawn prompt (default 1)\n"
     "  --logits FILE        stream 0's logits at every position, as etchsim infer writes them\n"
@@ -194,6 +197,7 @@ struct Opts {
     bool functional = false;
     std::string text, vocab, weights, recipe, logits, routing;
     bool have_text = false;
+    bool chat = false;                          // --chat: --text in the model's chat format
     std::string trace;                          // --trace FILE.json
     std::string vcd;                            // --vcd FILE.vcd
     bool cycle = false;                         // --fidelity cycle
@@ -250,6 +254,7 @@ int check_run_opts(const char *cmd, const Opts &o)
         return usage_error(cmd, "give --recipe or --rom, not both (the image fixes the formats); got --recipe",
                            o.recipe.c_str());
     if (o.have_text && o.prompt_given) return usage_error(cmd, "give --text or --prompt, not both", nullptr);
+    if (o.chat && !o.have_text) return usage_error(cmd, "--chat wraps --text in the model's chat format; give --text", nullptr);
     if (int rc = check_adapter_opts(cmd, o); rc >= 0) return rc;
     if (o.trace.empty() && (o.trace_start_ns > 0 || o.trace_end_ns >= 0))
         return usage_error(cmd, "--trace-window needs --trace", nullptr);
@@ -261,7 +266,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
 {
     enum { CHIP, MODEL, SET, JSON, PROMPT, GENERATE, STREAMS, POSITION, DB, ROM, NODB, ROUTING, MODE, TEXT, VOCAB,
            WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, COSIM, DEPLOY, SYSTEM,
-           ADAPTER_RANK, ADAPTER_ROLES, ADAPTER, ADAPTER_COUNT, ADAPTER_OF_STREAM, N_OPTS };
+           ADAPTER_RANK, ADAPTER_ROLES, ADAPTER, ADAPTER_COUNT, ADAPTER_OF_STREAM, CHAT, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"chip", ES_OPT_STR, 0, 0, 0},          {"model", ES_OPT_STR, 0, 0, 0},
         {"set", ES_OPT_STR, 0, 0, 1},           {"json", ES_OPT_FLAG, 0, 0, 0},
@@ -279,7 +284,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         {"system", ES_OPT_STR, 0, 0, 0},
         {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0},
         {"adapter", ES_OPT_STR, 0, 0, 1}, {"adapter-count", ES_OPT_COUNT, 1, 4096, 0},
-        {"adapter-of-stream", ES_OPT_STR, 0, 0, 0}};
+        {"adapter-of-stream", ES_OPT_STR, 0, 0, 0}, {"chat", ES_OPT_FLAG, 0, 0, 0}};
     const bool cost = !std::strcmp(cmd, "cost"); /* run's workload options, no logging or functional mode */
     es_optarg *items = nullptr;
     int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, cost ? COST_HELP : run ? RUN_HELP : AREA_HELP, &items);
@@ -319,6 +324,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
             o.functional = pick;
             break;
         case TEXT: o.text = v, o.have_text = true; break;
+        case CHAT: o.chat = true; break;
         case VOCAB: o.vocab = v; break;
         case WEIGHTS: o.weights = v; break;
         case RECIPE: o.recipe = v; break;
@@ -862,11 +868,31 @@ int prepare_functional(Opts &o, const es::Loaded &L, Func &fn, es_err *e)
         fn.tok = nullptr; /* no tokenizer: ids only */
     }
     if (o.have_text) {
-        /* as llama.cpp tokenizes a prompt: control tokens in the text parsed, BOS/EOS as the vocabulary says */
-        const unsigned fl = ES_TOK_PARSE_SPECIAL | ES_TOK_ADD_SPECIAL;
-        int64_t n = es_tok_encode_flags(fn.tok, o.text.data(), o.text.size(), fl, nullptr, 0);
-        fn.prompt_ids.resize((size_t)n);
-        es_tok_encode_flags(fn.tok, o.text.data(), o.text.size(), fl, fn.prompt_ids.data(), n);
+        /* as llama.cpp tokenizes a prompt: control tokens in the text parsed; without a chat BOS/EOS as the
+           vocabulary says */
+        unsigned fl = ES_TOK_PARSE_SPECIAL | ES_TOK_ADD_SPECIAL;
+        es_chat chat{};
+        std::string text = o.text;
+        if (o.chat) { /* the chat's ids, then its lead text and the message (trimmed as the format trims it) */
+            if (es_chat_load(&chat, fn.tok, vpath, e)) return -1;
+            if (chat.trim) {
+                text.resize(es_chat_trim(text.data(), text.size(), 0));
+                text.erase(0, es_chat_trim(text.data(), text.size(), 1));
+            }
+            text.insert(0, es_chat_lead(&chat));
+            fn.prompt_ids.resize((size_t)es_chat_before(&chat, fn.tok, nullptr, 0));
+            es_chat_before(&chat, fn.tok, fn.prompt_ids.data(), (int64_t)fn.prompt_ids.size());
+            fl = ES_TOK_PARSE_SPECIAL;
+        }
+        int64_t n = es_tok_encode_flags(fn.tok, text.data(), text.size(), fl, nullptr, 0);
+        size_t at = fn.prompt_ids.size();
+        fn.prompt_ids.resize(at + (size_t)n);
+        es_tok_encode_flags(fn.tok, text.data(), text.size(), fl, fn.prompt_ids.data() + at, n);
+        if (o.chat) {
+            at = fn.prompt_ids.size();
+            fn.prompt_ids.resize(at + (size_t)es_chat_after(&chat, fn.tok, nullptr, 0));
+            es_chat_after(&chat, fn.tok, fn.prompt_ids.data() + at, (int64_t)(fn.prompt_ids.size() - at));
+        }
         o.prompt = (int64_t)fn.prompt_ids.size();
         if (o.prompt < 1) return es_fail(e, "--text has no tokens");
         for (int32_t x : fn.prompt_ids)

@@ -1063,3 +1063,11 @@ int es_tok_is_eog(const es_tok *t, int32_t id)
 }
 
 const char *es_tok_pre(const es_tok *t) { return t->spm ? "spm" : pre_names[t->pre]; }
+
+int32_t es_tok_find_piece(const es_tok *t, const char *s, size_t n)
+{
+    for (int64_t i = 0; i < t->n_sp; i++) /* special tokens: GGUF control, user-defined, Llama 3's by id */
+        if (t->sp[i].len == n && !memcmp(t->sp[i].text, s, n)) return t->sp[i].id;
+    if (!t->spm || !t->table || n == 0 || n > 65535) return -1;
+    return lookup(t, (const unsigned char *)s, n); /* SentencePiece: every piece */
+}

@@ -91,6 +91,13 @@ const char *es_tok_pre(const es_tok *t);
  * written, the piece's length is returned. */
 size_t es_tok_piece(const es_tok *t, int32_t id, char *out, size_t cap);
 
+/* Lookups for chat templates (es_chat). The id of the token whose piece is exactly s[0..n),
+ * control tokens included: a GGUF file's tokens by their text (SentencePiece: any piece; byte-level
+ * BPE: the tokens that are not BPE ranks), the Llama 3 tiktoken vocabulary's special tokens by the
+ * ids Meta's tokenizer gives them (128000 <|begin_of_text|> ... 128009 <|eot_id|>, then reserved
+ * tokens to 128255). -1 when there is none. es_tok_is_eog (above) says whether an id ends a generation. */
+int32_t es_tok_find_piece(const es_tok *t, const char *s, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

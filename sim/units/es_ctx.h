@@ -163,6 +163,7 @@ public:
     std::vector<int32_t> prefix_ids;
     int64_t tap_id = -1;
     std::vector<TapRow> tap_rows;
+    const es_tok *stop_at_eog = nullptr; // --stop-at-eos: a sequence ends at its first end-of-generation token
 
     // the card's power: its voltage regulators, static power, the governor, each token's share of them
     double dyn_scale;                 // card joules per chip joule (1 / card.vr_efficiency)

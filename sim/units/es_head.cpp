@@ -150,6 +150,8 @@ bool Head::finish(Item &it)
     cpl.act.reset();
     ctx_.run.sample(it.seq, cpl);
     cpl.ready = ctx_.cycle_to(ctx_.run, ctx_.now()); /* to the host: the run's clock (a system's first chip's) */
+    if (ctx_.run.stop_at_eog && es_tok_is_eog(ctx_.run.stop_at_eog, token))
+        s.gen = s.produced; /* --stop-at-eos: this token is its last (the host sees ES_CQE_LAST) */
     if (s.produced < s.gen) {
         Item next = it;
         next.decode = true;

@@ -354,6 +354,7 @@ int build(Sim &s, es_err *e)
                           "books; use a dense or state-space model", m->name);
     run.prefix_ids = w.prefix_ids;
     run.tap_id = w.tap_id;
+    run.stop_at_eog = w.dp ? w.stop_at_eog : nullptr; /* timing mode produces no tokens to stop at */
     run.routing = w.routing;
     if (w.dp && w.prefix > 0 && (int64_t)w.prefix_ids.size() != w.prefix)
         return es_fail(e, "the shared prefix has %zu token ids for %lld tokens", w.prefix_ids.size(), (long long)w.prefix);

@@ -11,6 +11,7 @@
 #include "es_db.h"
 #include "es_driver.h"
 #include "es_dp.h"
+#include "es_tok.h"
 
 namespace es {
 
@@ -74,6 +75,9 @@ struct Workload {
     es_dp *dp = nullptr;
     std::vector<int32_t> prefix_ids;
     int64_t tap_id = -1;
+    // --stop-at-eos (functional): a request ends at the first token this tokenizer calls end-of-generation
+    // (es_tok_is_eog), at most its gen tokens; null: every request generates its gen tokens
+    const es_tok *stop_at_eog = nullptr;
     Routing routing;             // MoE models: how tokens pick their experts
     bool cycle = false;          // --fidelity cycle: tiles advance clock by clock (es_tile.h)
     int64_t cosim_depth = -1;    // --rtl-cosim: tile 0's lane pipeline depth, the Verilated lane's (-1: the chip's)
