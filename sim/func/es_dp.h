@@ -13,9 +13,26 @@
  *
  * Weights. Each tensor is stored as its format's bytes (a ROM image, or the
  *   same bytes quantized in memory by a recipe), rows zero-padded to whole
- *   blocks, and decoded by the format reference into the lane view
+ *   blocks, and read in the lane view of the format reference
  *   (es_decode_codes): integer code x sub-block scale - sub-block min.
- *   Float formats (f32, f16, bf16) are decoded to their FP32 values.
+ *   Float formats (f32, f16, bf16, fp8) are decoded to their FP32 values.
+ *
+ * Packed layout (in memory). A quantized tensor stays in its ROM format: rows
+ *   of es_q_row_bytes(padded) bytes, blocks exactly as es_quant.h lays them out
+ *   (codes at their real width, fp16/E8M0/E4M3 scales and 6-bit K-quant scales
+ *   and mins per block), no copy: a ROM image's tensors point into their unit's
+ *   inflated stream, a recipe's into the buffer it was quantized into. The lanes
+ *   unpack one block at a time (es_dp_unpack_block, one unpacker per format) to
+ *   the codes, scales and mins es_decode_codes gives, computing each scale with
+ *   the same FP32 operations; load only checks that every scale is finite
+ *   (es_decode_codes' own error for a NaN E8M0/E4M3 scale). Nothing below
+ *   changed: each weight row is read once per chunk of tokens and each token's
+ *   row sum takes the same operations in the same order as before (sub-blocks
+ *   in element order; the activations' per-sub-block sum for the mins is formed
+ *   once per token instead of once per row, the same integer or the same FP32
+ *   sum in element order), so the logits are unchanged bit for bit (test_dp 8.x
+ *   holds them against hashes recorded before the change and against the lanes
+ *   decoding through es_decode_codes, es_dp_set_reference_decode).
  *
  * Lanes (every matrix-vector product: Q, K, V, O, gate, up, down, LM head).
  *   The input vector x is first quantized to tile.lanes.activation_format:
@@ -111,6 +128,9 @@ void es_dp_set_sampler(es_dp *dp, const es_sampler *s, uint64_t seed);
 typedef int (*es_dp_lane_fn)(void *ctx, int tensor, es_qtype type, const int8_t *codes, const int8_t *acts,
                              int64_t cols, int64_t sub, const float *scales, float act_scale, float *y, es_err *e);
 void es_dp_set_lane_fn(es_dp *dp, es_dp_lane_fn fn, void *ctx);
+/* on: the lanes decode each weight block through the format's scalar reference (es_decode_codes, weights/)
+ * instead of the packed kernels (tests compare the two bit for bit); 0: the packed kernels. */
+void es_dp_set_reference_decode(es_dp *dp, int on);
 
 /* A sequence's KV: positions [start, start + positions) in each layer; start > 0
  * reads positions below start from sequence prefix_seq. tag seeds its sampler. */
@@ -149,6 +169,11 @@ static inline float es_dp_acc_step(float acc, float scale, int64_t sum)
     float part = scale * (float)sum;
     return acc + part;
 }
+/* The packed kernels' unpacker: one block of quantized format f at blk (es_q_block_bytes of them) to its integer
+ * codes (es_q_block_elems), sub-block scales and, for q4_k and q5_k, mins (min may then be NULL); the same values
+ * the format's reference (es_decode_codes) gives, without its checks (a NaN scale comes out NaN). -1 for a float
+ * format. */
+int es_dp_unpack_block(const es_qfmt *f, const void *blk, int8_t *codes, float *scale, float *min);
 /* MoE: the experts the last es_dp_layers call routed each token to, as *routes
  * (layers of the call, tokens, top_k; the largest router score first); returns
  * top_k, or 0 for a model without experts. */
