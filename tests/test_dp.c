@@ -27,7 +27,8 @@
  *        decoder (es_decode_codes) on random blocks of every quantized format
  *        (8.0, runs first); every recipe on stories260K, on int8, FP32 and FP8
  *        lanes, gives the logits the datapath gave before weights stayed packed
- *        (recorded hashes, 8.2) and those of the lanes decoding through the
+ *        (recorded hashes, 8.2; run on 3 threads splitting every product, the
+ *        hashes recorded on one) and those of the lanes decoding through the
  *        reference (8.1)
  * Run as `test_dp FIXTURES CHIP [MODELS_DIR]`; exits 77 when the model is absent
  * (after 5.x and 6.x; 1 if they failed). */
@@ -419,7 +420,8 @@ static void test_packed(const char *chip, const es_model *m, es_wsrc *w, const i
     for (int r = 0; r < 5; r++)
         for (int k = 0; k < 3; k++) {
             es_chip c;
-            es_dp *dp = make(chip, acts[k], acts[k][0] ? 2 : 0, m, w, recipes[r], 2, &c);
+            es_dp *dp = make(chip, acts[k], acts[k][0] ? 2 : 0, m, w, recipes[r], 3, &c);
+            es_dp_set_split_min(dp, 0); /* every product's rows split between 3 threads: the hashes are 1 thread's */
             int ok = run_seq(dp, m, ids, n, 4, a) == 0;
             es_dp_set_reference_decode(dp, 1);
             ok = ok && run_seq(dp, m, ids, n, 4, b) == 0;

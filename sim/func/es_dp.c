@@ -45,12 +45,30 @@ typedef struct dp_seq {
     int lora;               /* its adapter (es_dp_seq_lora), -1: none */
 } dp_seq;
 
+/* The lanes' threads: threads - 1 workers started at open and kept until close; a product's row shares go to
+ * them and to the caller (es_dp.c: pool_run). */
+typedef struct dp_pool {
+    pthread_t th[63];
+    int n;                  /* workers running */
+    pthread_mutex_t lock;
+    pthread_cond_t go, done;
+    uint64_t gen;           /* bumped for each batch of jobs */
+    int pending, quit;      /* jobs of the batch not finished; close asks the workers to end */
+    void *(*fn)(void *);
+    char *jobs;             /* the batch: jobs of `size` bytes, job 0 the caller's, job k + 1 worker k's */
+    size_t size;
+    int n_jobs;
+    int ready;              /* the mutex and conditions are initialized */
+} dp_pool;
+
 struct es_dp {
     const es_chip *c;
     const es_model *m;
     int act, kv, link16, threads;
     int64_t acc_max;        /* accumulator saturates at +-acc_max */
     int ref_decode;         /* es_dp_set_reference_decode */
+    dp_pool pool;           /* the lanes' persistent threads */
+    double split_min;       /* the smallest product (rows x cols x tokens) split between threads */
     unsigned char **streams; /* (n_streams) the ROM units' streams the tensors point into */
     int n_streams;
     es_dp_lane_fn lane_fn;  /* co-simulation: computes lane rows in place of the C code, or NULL */
@@ -100,6 +118,84 @@ static int max_code(es_qtype t)
 
 static int check_graph(es_dp *dp, es_err *e);
 
+typedef struct pool_arg { dp_pool *p; int k; } pool_arg; /* a worker's pool and index, freed by the worker */
+
+static void *pool_worker(void *arg)
+{
+    dp_pool *p = ((pool_arg *)arg)->p;
+    const int k = ((pool_arg *)arg)->k;
+    free(arg);
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->lock);
+        if (p->quit) break;
+        seen = p->gen;
+        if (k + 1 < p->n_jobs) {
+            void *job = p->jobs + (size_t)(k + 1) * p->size;
+            pthread_mutex_unlock(&p->lock);
+            p->fn(job);
+            pthread_mutex_lock(&p->lock);
+            if (--p->pending == 0) pthread_cond_signal(&p->done);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* threads - 1 workers; fewer when the system refuses some (their shares then run on the caller). */
+static void pool_start(dp_pool *p, int threads)
+{
+    if (pthread_mutex_init(&p->lock, NULL)) return;
+    if (pthread_cond_init(&p->go, NULL)) { pthread_mutex_destroy(&p->lock); return; }
+    if (pthread_cond_init(&p->done, NULL)) { pthread_cond_destroy(&p->go); pthread_mutex_destroy(&p->lock); return; }
+    p->ready = 1;
+    for (int k = 0; k < threads - 1 && k < 63; k++) {
+        pool_arg *a = malloc(sizeof *a);
+        if (!a) break;
+        *a = (pool_arg){p, k};
+        if (pthread_create(&p->th[p->n], NULL, pool_worker, a)) { free(a); break; }
+        p->n++;
+    }
+}
+
+static void pool_stop(dp_pool *p)
+{
+    if (!p->ready) return;
+    pthread_mutex_lock(&p->lock);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->lock);
+    for (int k = 0; k < p->n; k++) pthread_join(p->th[k], NULL);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    pthread_mutex_destroy(&p->lock);
+    p->ready = 0;
+}
+
+/* fn on each of n jobs (size bytes each, at jobs): job 0 on the caller, job k on worker k - 1; n at most the
+ * workers + 1 (pool_share). Returns when every job has finished. */
+static void pool_run(dp_pool *p, void *(*fn)(void *), void *jobs, size_t size, int n)
+{
+    if (n > 1) {
+        pthread_mutex_lock(&p->lock);
+        p->fn = fn;
+        p->jobs = jobs;
+        p->size = size;
+        p->n_jobs = n;
+        p->pending = n - 1;
+        p->gen++;
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->lock);
+    }
+    fn(jobs);
+    if (n > 1) {
+        pthread_mutex_lock(&p->lock);
+        while (p->pending > 0) pthread_cond_wait(&p->done, &p->lock);
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
 int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es_err *e)
 {
     *out = NULL;
@@ -118,6 +214,8 @@ int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es
     long nc = sysconf(_SC_NPROCESSORS_ONLN);
     dp->threads = threads > 0 ? threads : nc > 0 ? (int)nc : 1;
     if (dp->threads > 64) dp->threads = 64;
+    pool_start(&dp->pool, dp->threads);
+    dp->split_min = 262144; /* host tuning, not a chip figure: below it a thread's wake-up costs more than its share */
     dp->t = calloc((size_t)m->n_tensors, sizeof *dp->t);
     dp->norm = calloc((size_t)m->n_tensors, sizeof *dp->norm);
     dp->fp32 = calloc((size_t)m->n_tensors, sizeof *dp->fp32);
@@ -142,6 +240,7 @@ int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es
 void es_dp_close(es_dp *dp)
 {
     if (!dp) return;
+    pool_stop(&dp->pool);
     for (int i = 0; dp->t && i < dp->m->n_tensors; i++) {
         free(dp->t[i].own);
         free(dp->t[i].fv);
@@ -478,7 +577,7 @@ static int op_params(es_dp *dp, es_err *e)
 /* Run fn(arg, k) for k in [0, n) on the datapath's threads; the first error wins. */
 typedef struct pool { int (*fn)(void *, int, es_err *); void *arg; int n, next, failed; es_err err; pthread_mutex_t lock; } pool;
 
-static void *pool_worker(void *p)
+static void *load_worker(void *p)
 {
     pool *q = p;
     for (;;) {
@@ -501,8 +600,8 @@ static int run_pool(int threads, int n, int (*fn)(void *, int, es_err *), void *
     pthread_t th[64];
     int started = 0;
     for (int k = 1; k < threads && k < n && k < 64; k++)
-        if (pthread_create(&th[started], NULL, pool_worker, &q) == 0) started++;
-    pool_worker(&q);
+        if (pthread_create(&th[started], NULL, load_worker, &q) == 0) started++;
+    load_worker(&q);
     for (int k = 0; k < started; k++) pthread_join(th[k], NULL);
     if (q.failed) *e = q.err;
     return q.failed ? -1 : 0;
@@ -578,6 +677,8 @@ void es_dp_set_lane_fn(es_dp *dp, es_dp_lane_fn fn, void *ctx)
 }
 
 void es_dp_set_reference_decode(es_dp *dp, int on) { dp->ref_decode = on != 0; }
+
+void es_dp_set_split_min(es_dp *dp, double elems) { dp->split_min = elems; }
 
 void es_dp_set_sampler(es_dp *dp, const es_sampler *s, uint64_t seed)
 {
@@ -911,22 +1012,17 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
             }
     }
     int nt = dp->threads;
-    if ((double)w->rows * (double)P * (double)n < 262144.0) nt = 1; /* small: threads cost more than they save */
+    if ((double)w->rows * (double)P * (double)n < dp->split_min) nt = 1; /* small: threads cost more than they save */
     if (dp->lane_fn) nt = 1; /* a co-simulated lane is one model */
     if (nt > w->rows) nt = (int)w->rows;
+    if (nt > dp->pool.n + 1) nt = dp->pool.n + 1; /* the workers running, and the caller */
     mm_job jobs[64];
-    pthread_t th[64];
-    int started[64] = {0};
-    for (int k = 0; k < nt; k++) {
+    for (int k = 0; k < nt; k++) /* contiguous row shares: each row computed whole by one thread */
         jobs[k] = (mm_job){.dp = dp, .w = w, .n = n, .af = af, .ai = ai, .s = s, .asum = asum, .y = y, .r0 = w->rows * k / nt,
                            .r1 = w->rows * (k + 1) / nt, .ti = ti};
-        /* the last share runs here; a thread that cannot start runs here too */
-        if (k < nt - 1 && pthread_create(&th[k], NULL, mm_run, &jobs[k]) == 0) started[k] = 1;
-        else mm_run(&jobs[k]);
-    }
+    pool_run(&dp->pool, mm_run, jobs, sizeof *jobs, nt);
     int failed = -1;
     for (int k = 0; k < nt; k++) {
-        if (started[k]) pthread_join(th[k], NULL);
         dp->stats.saturations += jobs[k].sat;
         if (jobs[k].failed && failed < 0) failed = k;
     }

@@ -96,7 +96,8 @@ typedef struct es_dp_stats {
     int64_t saturations;      /* int8 accumulator additions that saturated */
 } es_dp_stats;
 
-/* A datapath for chip c running model m; threads <= 0: one per core. The
+/* A datapath for chip c running model m on threads host threads (threads <= 0: one per core, at most 64), started
+ * here and kept until es_dp_close: each matrix product's rows are split between them. The
  * chip must have link.elem_bits 16 or 32. Weights come next. */
 int es_dp_open(es_dp **dp, const es_chip *c, const es_model *m, int threads, es_err *e);
 void es_dp_close(es_dp *dp);
@@ -131,6 +132,10 @@ void es_dp_set_lane_fn(es_dp *dp, es_dp_lane_fn fn, void *ctx);
 /* on: the lanes decode each weight block through the format's scalar reference (es_decode_codes, weights/)
  * instead of the packed kernels (tests compare the two bit for bit); 0: the packed kernels. */
 void es_dp_set_reference_decode(es_dp *dp, int on);
+/* Products of at least elems (rows x cols x tokens; default 262,144) have their rows split between the threads,
+ * smaller ones run on the caller. Results do not depend on it (each row is computed whole by one thread); tests
+ * set 0 to split every product. */
+void es_dp_set_split_min(es_dp *dp, double elems);
 
 /* A sequence's KV: positions [start, start + positions) in each layer; start > 0
  * reads positions below start from sequence prefix_seq. tag seeds its sampler. */
