@@ -693,6 +693,7 @@ void add_functional_json(cJSON *j, const Opts &o, const es::Loaded &L, const es:
     cJSON_AddNumberToObject(f, "link_bits", L.c.link.elem_bits);
     es_dp_stats st = es_dp_get_stats(fn.dp);
     cJSON_AddNumberToObject(f, "accumulator_saturations", (double)st.saturations);
+    cJSON_AddNumberToObject(f, "weight_bytes_read", (double)st.weight_bytes);
     int same = 1;
     for (const auto &v : r.out_ids) same &= v == r.out_ids[0];
     cJSON_AddBoolToObject(f, "streams_agree", same);

@@ -1163,6 +1163,7 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
         return -1;
     }
     dp->stats.lane_rows += w->rows * n;
+    dp->stats.weight_bytes += w->rows * (w->sub ? w->rb : P * (int64_t)sizeof *w->fv);
     free(af);
     free(s);
     free(ai);

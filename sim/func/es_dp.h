@@ -94,6 +94,8 @@ typedef struct es_dp es_dp;
 typedef struct es_dp_stats {
     int64_t lane_rows;        /* row x token products computed */
     int64_t saturations;      /* int8 accumulator additions that saturated */
+    int64_t weight_bytes;     /* bytes of weights the lane products read from host memory: each product reads its
+                               * tensor once for all its tokens (packed bytes; float formats their FP32 values) */
 } es_dp_stats;
 
 /* A datapath for chip c running model m on threads host threads (threads <= 0: one per core, at most 64), started
