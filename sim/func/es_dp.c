@@ -1078,18 +1078,10 @@ static void *mm_run(void *arg)
 }
 
 /* y (n, rows) = lanes(W, x (n, cols)) with the declared activation format. */
-static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, es_err *e)
+/* Each token's activation vector (x: n of C) in the lanes' format: af (n, P) as floats (int8: the codes), ai
+ * (n, P) the int8 codes (int8 only), s (n) the scales. */
+static void lane_acts(const es_dp *dp, const float *x, int64_t n, int64_t C, int64_t P, float *af, int8_t *ai, float *s)
 {
-    const dp_tensor *w = &dp->t[ti];
-    int64_t P = w->padded, C = w->cols;
-    if (!w->q && !w->fv) return es_fail(e, "functional datapath: %s has no weights loaded", dp->m->tensors[ti].name);
-    float *af = calloc((size_t)(n * P), sizeof *af), *s = malloc((size_t)n * sizeof *s), *asum = NULL;
-    int8_t *ai = dp->act == ACT_INT8 ? calloc((size_t)(n * P), 1) : NULL;
-    if (!af || !s || (dp->act == ACT_INT8 && !ai)) {
-        free(af); free(s); free(ai);
-        return es_fail(e, "out of memory");
-    }
-    /* quantize each token's activation vector */
     for (int64_t t = 0; t < n; t++) {
         const float *xt = x + t * C;
         float *a = af + t * P, am = 0;
@@ -1112,23 +1104,39 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
             memcpy(a, xt, (size_t)C * sizeof *a);
         }
     }
-    if (w->has_min) { /* each sub-block's sum of activations, as the lanes form it: integer, or FP32 in order */
-        const int64_t nsub = P / w->sub;
-        if (!(asum = malloc((size_t)(n * nsub) * sizeof *asum))) {
-            free(af); free(s); free(ai);
-            return es_fail(e, "out of memory");
-        }
-        for (int64_t t = 0; t < n; t++)
-            for (int64_t b = 0; b < nsub; b++) {
-                int64_t is = 0;
-                float fs = 0.0f;
-                for (int64_t i = b * w->sub; i < (b + 1) * w->sub; i++) {
-                    if (ai) is += ai[t * P + i];
-                    else fs += af[t * P + i];
-                }
-                asum[t * nsub + b] = ai ? (float)is : fs;
+}
+
+/* Formats with mins: each sub-block's sum of activations, as the lanes form it (integer, or FP32 in order), asum
+ * (n, P / sub). */
+static void lane_asum(const dp_tensor *w, int64_t n, const float *af, const int8_t *ai, float *asum)
+{
+    const int64_t P = w->padded, nsub = P / w->sub;
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t b = 0; b < nsub; b++) {
+            int64_t is = 0;
+            float fs = 0.0f;
+            for (int64_t i = b * w->sub; i < (b + 1) * w->sub; i++) {
+                if (ai) is += ai[t * P + i];
+                else fs += af[t * P + i];
             }
+            asum[t * nsub + b] = ai ? (float)is : fs;
+        }
+}
+
+static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, es_err *e)
+{
+    const dp_tensor *w = &dp->t[ti];
+    int64_t P = w->padded, C = w->cols;
+    if (!w->q && !w->fv) return es_fail(e, "functional datapath: %s has no weights loaded", dp->m->tensors[ti].name);
+    float *af = calloc((size_t)(n * P), sizeof *af), *s = malloc((size_t)n * sizeof *s), *asum = NULL;
+    int8_t *ai = dp->act == ACT_INT8 ? calloc((size_t)(n * P), 1) : NULL;
+    if (w->has_min) asum = malloc((size_t)(n * (P / w->sub)) * sizeof *asum);
+    if (!af || !s || (dp->act == ACT_INT8 && !ai) || (w->has_min && !asum)) {
+        free(af); free(s); free(ai); free(asum);
+        return es_fail(e, "out of memory");
     }
+    lane_acts(dp, x, n, C, P, af, ai, s);
+    if (asum) lane_asum(w, n, af, ai, asum);
     int32_t *a32 = NULL, *gs = NULL;
     if (vec_ok(dp, w, (double)w->max_code * 127.0 * (double)w->sub > (double)dp->acc_max)) {
         a32 = malloc((size_t)(n * P) * sizeof *a32);

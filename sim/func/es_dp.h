@@ -33,6 +33,16 @@
  *   sum in element order), so the logits are unchanged bit for bit (test_dp 8.x
  *   holds them against hashes recorded before the change and against the lanes
  *   decoding through es_decode_codes, es_dp_set_reference_decode).
+ *   Vector kernels (x86-64 with AVX2, checked at run time): int3 and int6 weights
+ *   with int8 activations sum each group's code x activation in SIMD integer
+ *   lanes, as sum(u x a) - offset x sum(a) with u the stored unsigned code: an
+ *   integer sum is exact in any order, and they run only where the sub-block
+ *   cannot saturate the accumulator (es_dp.c vec_ok), so its value is the one
+ *   defined above; every FP32 operation (scale x sum, the row accumulation, the
+ *   float-activation sums) stays scalar in element order, since reordering
+ *   FP32 additions would change bits. Threads: each product's rows are split
+ *   in whole contiguous shares between the datapath's threads; a row's result
+ *   does not depend on which thread computes it.
  *
  * Lanes (every matrix-vector product: Q, K, V, O, gate, up, down, LM head).
  *   The input vector x is first quantized to tile.lanes.activation_format:
