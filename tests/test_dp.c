@@ -29,7 +29,9 @@
  *        lanes, gives the logits the datapath gave before weights stayed packed
  *        (recorded hashes, 8.2; run on 3 threads splitting every product, the
  *        hashes recorded on one) and those of the lanes decoding through the
- *        reference (8.1)
+ *        reference (8.1); a recipe of every other format and group (q4_k, q5_k,
+ *        q3_k, q6_k, q4_0, nvfp4, int3/128, int6/32 and /128) equal to the
+ *        reference decoding (8.3)
  * Run as `test_dp FIXTURES CHIP [MODELS_DIR]`; exits 77 when the model is absent
  * (after 5.x and 6.x; 1 if they failed). */
 #define _POSIX_C_SOURCE 200809L
@@ -37,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cjson/cJSON.h>
 #include "es_dp.h"
 #include "es_cfg.h"
@@ -436,6 +439,40 @@ static void test_packed(const char *chip, const es_model *m, es_wsrc *w, const i
             es_dp_close(dp);
             es_chip_free(&c);
         }
+    /* 8.3 every other quantized format and group, through the packed kernels on 3 threads and through the reference
+     * decoder: the same logits bit for bit (no earlier hashes: no recipe used them) */
+    char path[] = "/tmp/test_dp_recipe_XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    CHECK(f != NULL, "8.3 a temporary recipe file");
+    if (f) {
+        fputs("{\"name\": \"every-format\", \"rules\": ["
+              "{\"match\": {\"role\": [\"attn_norm\", \"ffn_norm\", \"out_norm\"]}, \"format\": \"bf16\"},"
+              "{\"match\": {\"role\": \"attn_q\"}, \"format\": \"q4_k\"},"
+              "{\"match\": {\"role\": \"attn_k\"}, \"format\": \"q5_k\"},"
+              "{\"match\": {\"role\": \"attn_v\"}, \"format\": \"int6\", \"group\": 32},"
+              "{\"match\": {\"role\": \"attn_o\"}, \"format\": \"q3_k\"},"
+              "{\"match\": {\"role\": \"ffn_gate\"}, \"format\": \"int3\", \"group\": 128},"
+              "{\"match\": {\"role\": \"ffn_up\"}, \"format\": \"q6_k\"},"
+              "{\"match\": {\"role\": \"ffn_down\"}, \"format\": \"int6\", \"group\": 128},"
+              "{\"match\": {\"role\": \"lm_head\"}, \"format\": \"nvfp4\"},"
+              "{\"match\": {}, \"format\": \"q4_0\"}]}\n", f);
+        fclose(f);
+        for (int k = 0; k < 3; k++) {
+            es_chip c;
+            es_dp *dp = make(chip, acts[k], acts[k][0] ? 2 : 0, m, w, path, 3, &c);
+            es_dp_set_split_min(dp, 0);
+            int ok = run_seq(dp, m, ids, n, 4, a) == 0;
+            es_dp_set_reference_decode(dp, 1);
+            ok = ok && run_seq(dp, m, ids, n, 4, b) == 0;
+            CHECK(ok && !memcmp(a, b, (size_t)(n * m->vocab) * sizeof *a),
+                  "8.3 every format %s: the packed kernels' logits differ from the scalar reference decoder's",
+                  acts[k][0] ? acts[k][0] : "chip");
+            es_dp_close(dp);
+            es_chip_free(&c);
+        }
+        remove(path);
+    }
     free(a);
     free(b);
 }

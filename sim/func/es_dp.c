@@ -298,7 +298,7 @@ int es_dp_seq_lora(es_dp *dp, int32_t seq, int k, es_err *e)
 
 /* ---- packed weights: one unpacker per format ---- */
 
-enum { BLK_MAX = 256, SUB_MAX = 16 }; /* the largest block (K-quants) and its sub-blocks (q3_k, q6_k) */
+enum { BLK_MAX = 256, SUB_MAX = 16, DP_SLACK = 32 }; /* DP_SLACK: bytes the vector kernels may read past a tensor */ /* the largest block (K-quants) and its sub-blocks (q3_k, q6_k) */
 
 /* twice the E2M1 value of each FP4 code (the lane view's integer code) */
 static const int8_t E2M1X2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
@@ -614,7 +614,7 @@ static int load_rom_unit(void *arg, int u, es_err *e)
     rom_load *L = arg;
     const es_rom_unit *un = &L->img->units[u];
     int64_t rb = un->row_bits / 8;
-    unsigned char *stream = malloc((size_t)(un->stream_rows * rb > 0 ? un->stream_rows * rb : 1));
+    unsigned char *stream = malloc((size_t)(un->stream_rows * rb > 0 ? un->stream_rows * rb : 1) + DP_SLACK);
     if (!stream) return es_fail(e, "out of memory for %s (%lld bytes)", un->label, (long long)(un->stream_rows * rb));
     int rc = es_rom_unit_bytes(L->img, u, stream, e);
     L->dp->streams[u] = stream; /* the unit's tensors stay packed in it (es_dp_close frees it) */
@@ -657,7 +657,7 @@ static int load_rows_tensor(void *arg, int i, es_err *e)
     if (es_recipe_format(L->r, mt, &f, e)) return -1;
     int64_t rb = es_q_row_bytes(&f, es_q_padded(&f, mt->cols), e);
     if (rb < 0) return -1;
-    unsigned char *b = malloc((size_t)(rb * mt->rows));
+    unsigned char *b = malloc((size_t)(rb * mt->rows) + DP_SLACK);
     if (!b) return es_fail(e, "out of memory for %s (%lld bytes)", mt->name, (long long)(rb * mt->rows));
     if (es_quantize_tensor(&f, mt->rows, mt->cols, L->rows, L->arg, i, mt->name, b, e)) { free(b); return -1; }
     return set_tensor(L->dp, i, &f, b, b, e); /* b is the tensor's now */
@@ -813,7 +813,8 @@ typedef struct mm_job {
     const int8_t *ai;       /* (n, padded) int8 codes, or NULL */
     const float *s;         /* (n) activation scales */
     const float *asum;      /* (n, padded / sub) the activations' sum over each sub-block (formats with mins) */
-    const int32_t *a32, *gs; /* the vector kernel's activations and group sums (vec_acts), or NULL */
+    const int16_t *a16;     /* the vector kernel's activations (vec_acts), or NULL */
+    const int32_t *gs;      /* and their group sums */
     float *y;               /* (n, rows) */
     int64_t r0, r1;         /* rows of this job */
     int64_t sat;            /* saturations counted */
@@ -861,11 +862,13 @@ float es_dp_quant_int8(const float *x, int64_t n, int8_t *q)
 /* ---- vector kernels: int3 and int6 weights x int8 activations (x86-64 AVX2) ----
  * A group's sum of code x activation is an integer, exact whatever the order of its additions, so these
  * kernels give the lanes' sub-block sum bit for bit whenever it cannot saturate (the plain path runs when it
- * can, and on a host without AVX2). Codes are unpacked in 32-bit lanes, one lane per 3-byte triplet (8 int3 or
- * 4 int6 codes), shifted and masked to the triplet's k-th code; the activations are laid out to match once per
- * product (vec_acts): for each chunk of 8 triplets and each k, the 8 activations of the lanes' k-th codes as
- * int32. sum(code x a) = sum(u x a) - offset x sum(a), u the stored unsigned code. The group's scale then goes
- * through es_dp_acc_step as on the plain path. */
+ * can, and on a host without AVX2). Each 128-bit half of a vector takes 8 consecutive codes (one int3 triplet of
+ * 3 bytes, or two int6 triplets): a byte shuffle puts in each 16-bit lane the two bytes holding its code, a
+ * multiply by 2^(top - shift) and a logical shift right by top leave the code's bits alone (top = 16 - bits), and
+ * a multiply-add with the activations (int16) sums pairs exactly in 32 bits. A group's codes are unpacked once for
+ * all the chunk's tokens. sum(code x a) = sum(u x a) - offset x sum(a), u the stored unsigned code. The group's
+ * scale then goes through es_dp_acc_step as on the plain path. The kernels read up to 32 bytes past a tensor's
+ * last group: its buffer holds DP_SLACK more. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define DP_VEC 1
@@ -880,50 +883,35 @@ static void f16_fill(void)
     for (uint32_t h = 0; h < 65536; h++) F16_TAB[h] = es_f16_to_f32((uint16_t)h);
 }
 
-/* Whether the vector kernel runs product w (int8 activations): int3 with groups of 64 or 128, int6 with groups of
- * 32, 64 or 128 (whole chunks of 8 triplets), on a host with AVX2, without co-simulation or the reference decoder. */
+/* Whether the vector kernel runs product w (int8 activations): int3 or int6 with groups of 32, 64 or 128, on a
+ * host with AVX2, without co-simulation or the reference decoder, and where no sub-block can saturate. */
 static int vec_ok(const es_dp *dp, const dp_tensor *w, int check)
 {
 #if DP_VEC
     if (dp->lane_fn || dp->ref_decode || check || dp->act != ACT_INT8 || !__builtin_cpu_supports("avx2")) return 0;
-    if (w->fmt.type == ES_Q_INT3) return w->sub % 64 == 0;
-    if (w->fmt.type == ES_Q_INT6) return w->sub % 32 == 0;
+    if (w->fmt.type == ES_Q_INT3 || w->fmt.type == ES_Q_INT6) return w->sub % 16 == 0 && w->sub <= 128;
 #else
     (void)dp; (void)w; (void)check;
 #endif
     return 0;
 }
 
-/* The activations of n tokens (ai: (n, P) codes) in the kernels' order, a32 (n, P), and each group's sum, gs
- * (n, P / sub). */
-static void vec_acts(const dp_tensor *w, const int8_t *ai, int64_t n, int32_t *a32, int32_t *gs)
+/* The activations of n tokens (ai: (n, P) codes) as int16, a16 (n, P), and each group's sum, gs (n, P / sub). */
+static void vec_acts(const dp_tensor *w, const int8_t *ai, int64_t n, int16_t *a16, int32_t *gs)
 {
-    const int64_t P = w->padded, G = w->sub, per = w->fmt.type == ES_Q_INT3 ? 8 : 4; /* codes per triplet */
-    for (int64_t t = 0; t < n; t++) {
-        const int8_t *a = ai + t * P;
-        int32_t *o = a32 + t * P;
+    const int64_t P = w->padded, G = w->sub;
+    for (int64_t t = 0; t < n; t++)
         for (int64_t g = 0; g < P / G; g++) {
             int32_t sum = 0;
-            for (int64_t i = 0; i < G; i++) sum += a[g * G + i];
+            for (int64_t i = g * G; i < (g + 1) * G; i++) {
+                sum += ai[t * P + i];
+                a16[t * P + i] = ai[t * P + i];
+            }
             gs[t * (P / G) + g] = sum;
         }
-        for (int64_t c = 0; c < P / (8 * per); c++) /* chunk c: triplets 8c..8c+7, codes 8c*per.. */
-            for (int64_t k = 0; k < per; k++)
-                for (int64_t j = 0; j < 8; j++) o[c * 8 * per + k * 8 + j] = a[(c * 8 + j) * per + k];
-    }
 }
 
 #if DP_VEC
-/* 8 triplets at p (24 bytes) in 8 lanes of 32 bits, bytes b0 b1 b2 0 */
-__attribute__((target("avx2"))) static inline __m256i vec_triplets(const uint8_t *p)
-{
-    const __m128i m0 = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
-    const __m128i m1 = _mm_setr_epi8(4, 5, 6, -1, 7, 8, 9, -1, 10, 11, 12, -1, 13, 14, 15, -1);
-    __m128i lo = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), m0);
-    __m128i hi = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 8)), m1); /* bytes 12..23 */
-    return _mm256_set_m128i(hi, lo);
-}
-
 __attribute__((target("avx2"))) static inline int32_t vec_hsum(__m256i v)
 {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -932,14 +920,23 @@ __attribute__((target("avx2"))) static inline int32_t vec_hsum(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
-/* Rows r0..r1 of the job with the int3/int6 kernel (vec_ok): a32, gs from vec_acts. */
-__attribute__((target("avx2"))) static void vec_rows(mm_job *j, const int32_t *a32, const int32_t *gs, float *acc)
+/* Rows r0..r1 of the job with the int3/int6 kernel (vec_ok): a16, gs from vec_acts. */
+__attribute__((target("avx2"))) static void vec_rows(mm_job *j, const int16_t *a16, const int32_t *gs, float *acc)
 {
     const dp_tensor *w = j->w;
-    const int64_t P = w->padded, G = w->sub, R = w->rows, n = j->n, ng = P / G;
-    const int i3 = w->fmt.type == ES_Q_INT3, per = i3 ? 8 : 4, bits = i3 ? 3 : 6, off = i3 ? 4 : 32;
-    const int64_t chunks = G / (8 * per); /* chunks of 8 triplets per group */
-    const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
+    const int64_t P = w->padded, G = w->sub, R = w->rows, n = j->n, ng = P / G, nv = G / 16;
+    const int i3 = w->fmt.type == ES_Q_INT3, top = i3 ? 13 : 10, off = i3 ? 4 : 32;
+    const int64_t half = i3 ? 3 : 6; /* bytes of 8 codes */
+    /* per 16-bit lane: the bytes holding its code, and 2^(top - its bit offset in them) */
+    const __m256i shuf = i3 ? _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 2, 3, 2, 3,
+                                               0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 2, 3, 2, 3)
+                            : _mm256_setr_epi8(0, 1, 0, 1, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5, 5, 6,
+                                               0, 1, 0, 1, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5, 5, 6);
+    const __m256i mul = i3 ? _mm256_setr_epi16(8192, 1024, 128, 4096, 512, 64, 2048, 256,
+                                               8192, 1024, 128, 4096, 512, 64, 2048, 256)
+                           : _mm256_setr_epi16(1024, 16, 64, 256, 1024, 16, 64, 256,
+                                               1024, 16, 64, 256, 1024, 16, 64, 256);
+    __m256i u[8];
     for (int64_t r = j->r0; r < j->r1; r++) {
         const uint8_t *row = w->q + r * w->rb;
         for (int64_t t = 0; t < n; t++) acc[t] = 0.0f;
@@ -948,18 +945,19 @@ __attribute__((target("avx2"))) static void vec_rows(mm_job *j, const int32_t *a
             uint16_t h;
             memcpy(&h, p, 2);
             const float d = F16_TAB[h];
+            for (int64_t v = 0; v < nv; v++) { /* codes 16v..16v+15 */
+                const uint8_t *c = p + 2 + 2 * half * v;
+                __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)c)),
+                                                    _mm_loadu_si128((const __m128i *)(c + half)), 1);
+                b = _mm256_mullo_epi16(_mm256_shuffle_epi8(b, shuf), mul);
+                u[v] = _mm256_srli_epi16(b, top);
+            }
             for (int64_t t = 0; t < n; t++) {
-                const int32_t *a = a32 + t * P + g * G;
-                __m256i v = _mm256_setzero_si256();
-                for (int64_t c = 0; c < chunks; c++) {
-                    const __m256i trip = vec_triplets(p + 2 + 24 * c);
-                    const int32_t *ac = a + c * 8 * per;
-                    for (int k = 0; k < per; k++) {
-                        __m256i u = _mm256_and_si256(_mm256_srli_epi32(trip, bits * k), mask);
-                        v = _mm256_add_epi32(v, _mm256_madd_epi16(u, _mm256_loadu_si256((const __m256i *)(ac + 8 * k))));
-                    }
-                }
-                int64_t sum = (int64_t)vec_hsum(v) - (int64_t)off * gs[t * ng + g];
+                const int16_t *a = a16 + t * P + g * G;
+                __m256i s = _mm256_setzero_si256();
+                for (int64_t v = 0; v < nv; v++)
+                    s = _mm256_add_epi32(s, _mm256_madd_epi16(u[v], _mm256_loadu_si256((const __m256i *)(a + 16 * v))));
+                int64_t sum = (int64_t)vec_hsum(s) - (int64_t)off * gs[t * ng + g];
                 acc[t] = es_dp_acc_step(acc[t], d, sum);
             }
         }
@@ -1040,8 +1038,8 @@ static void *mm_run(void *arg)
         return NULL;
     }
 #if DP_VEC
-    if (j->a32) {
-        vec_rows(j, j->a32, j->gs, acc);
+    if (j->a16) {
+        vec_rows(j, j->a16, j->gs, acc);
         free(acc);
         return NULL;
     }
@@ -1137,13 +1135,14 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
     }
     lane_acts(dp, x, n, C, P, af, ai, s);
     if (asum) lane_asum(w, n, af, ai, asum);
-    int32_t *a32 = NULL, *gs = NULL;
+    int16_t *a16 = NULL;
+    int32_t *gs = NULL;
     if (vec_ok(dp, w, (double)w->max_code * 127.0 * (double)w->sub > (double)dp->acc_max)) {
-        a32 = malloc((size_t)(n * P) * sizeof *a32);
+        a16 = malloc((size_t)(n * P) * sizeof *a16);
         gs = malloc((size_t)(n * (P / w->sub)) * sizeof *gs);
         pthread_once(&f16_once, f16_fill);
-        if (a32 && gs) vec_acts(w, ai, n, a32, gs);
-        else { free(a32); free(gs); a32 = gs = NULL; } /* the plain path */
+        if (a16 && gs) vec_acts(w, ai, n, a16, gs);
+        else { free(a16); free(gs); a16 = NULL; gs = NULL; } /* the plain path */
     }
     int nt = dp->threads;
     if ((double)w->rows * (double)P * (double)n < dp->split_min) nt = 1; /* small: threads cost more than they save */
@@ -1152,7 +1151,7 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
     if (nt > dp->pool.n + 1) nt = dp->pool.n + 1; /* the workers running, and the caller */
     mm_job jobs[64];
     for (int k = 0; k < nt; k++) /* contiguous row shares: each row computed whole by one thread */
-        jobs[k] = (mm_job){.dp = dp, .w = w, .n = n, .af = af, .ai = ai, .s = s, .asum = asum, .a32 = a32, .gs = gs, .y = y, .r0 = w->rows * k / nt,
+        jobs[k] = (mm_job){.dp = dp, .w = w, .n = n, .af = af, .ai = ai, .s = s, .asum = asum, .a16 = a16, .gs = gs, .y = y, .r0 = w->rows * k / nt,
                            .r1 = w->rows * (k + 1) / nt, .ti = ti};
     pool_run(&dp->pool, mm_run, jobs, sizeof *jobs, nt);
     int failed = -1;
@@ -1161,7 +1160,7 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
         if (jobs[k].failed && failed < 0) failed = k;
     }
     free(asum);
-    free(a32);
+    free(a16);
     free(gs);
     if (failed >= 0) {
         free(af);
