@@ -928,10 +928,11 @@ __attribute__((target("avx2"))) static void vec_rows(mm_job *j, const int16_t *a
     const int i3 = w->fmt.type == ES_Q_INT3, top = i3 ? 13 : 10, off = i3 ? 4 : 32;
     const int64_t half = i3 ? 3 : 6; /* bytes of 8 codes */
     /* per 16-bit lane: the bytes holding its code, and 2^(top - its bit offset in them) */
+    /* (the upper half's 8 codes start half bytes on, in the same 16 bytes broadcast to both halves) */
     const __m256i shuf = i3 ? _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 2, 3, 2, 3,
-                                               0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 2, 3, 2, 3)
+                                               3, 4, 3, 4, 3, 4, 4, 5, 4, 5, 4, 5, 5, 6, 5, 6)
                             : _mm256_setr_epi8(0, 1, 0, 1, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5, 5, 6,
-                                               0, 1, 0, 1, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5, 5, 6);
+                                               6, 7, 6, 7, 7, 8, 8, 9, 9, 10, 9, 10, 10, 11, 11, 12);
     const __m256i mul = i3 ? _mm256_setr_epi16(8192, 1024, 128, 4096, 512, 64, 2048, 256,
                                                8192, 1024, 128, 4096, 512, 64, 2048, 256)
                            : _mm256_setr_epi16(1024, 16, 64, 256, 1024, 16, 64, 256,
@@ -947,8 +948,7 @@ __attribute__((target("avx2"))) static void vec_rows(mm_job *j, const int16_t *a
             const float d = F16_TAB[h];
             for (int64_t v = 0; v < nv; v++) { /* codes 16v..16v+15 */
                 const uint8_t *c = p + 2 + 2 * half * v;
-                __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)c)),
-                                                    _mm_loadu_si128((const __m128i *)(c + half)), 1);
+                __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)c));
                 b = _mm256_mullo_epi16(_mm256_shuffle_epi8(b, shuf), mul);
                 u[v] = _mm256_srli_epi16(b, top);
             }
