@@ -7322,6 +7322,29 @@ def test_verdict_stops_at_eos():
                f"no EOS produced: {same['batch_ns']} vs {base['batch_ns']}")
 
 
+
+# --- issue 22: functional mode at the memory limit (packed weights, threads)
+
+def test_functional_threads():
+    """run --mode functional --threads N: 1 and 2 host threads give the same tokens and the same logits at
+    every position, bit for bit (rows split whole between threads); --threads outside functional mode and out of
+    range are refused by name."""
+    model = stories()
+    chip = os.path.join(DATA, "tiny-chip.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = []
+        for t in ("1", "2"):
+            lf = os.path.join(tmp, f"l{t}.json")
+            j = json.loads(run("run", "--json", "--no-db", "--model", model, "--chip", chip, "--mode", "functional",
+                               "--synthetic", "5", "--prompt", "12", "--generate", "6", "--threads", t,
+                               "--logits", lf).stdout)
+            out.append((j["functional"]["output_ids"], open(lf).read()))
+        expect(len(out[0][0]) == 6 and out[0] == out[1], f"threads 1 and 2 differ: {out[0][0]} {out[1][0]}")
+    expect_error(("run", "--no-db", "--model", model, "--chip", chip, "--threads", "2"),
+                 "--threads need --mode functional", code=2)
+    expect_error(("run", "--no-db", "--model", model, "--chip", chip, "--mode", "functional", "--synthetic", "5",
+                  "--threads", "0"), "--threads", code=2)
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

@@ -23,6 +23,15 @@
  *        equal, within 1e-4 at every position, the FP32 reference's fed the
  *        same weights quantized and decoded by the test's own E4M3 and BF16
  *        rounding (written here from the formats' definitions)
+ *   8.x  packed weights: the kernels' unpacker equals the scalar reference
+ *        decoder (es_decode_codes) on random blocks of every quantized format
+ *        (8.0, runs first); every recipe on stories260K, on int8, FP32 and FP8
+ *        lanes, gives the logits the datapath gave before weights stayed packed
+ *        (recorded hashes, 8.2; run on 3 threads splitting every product, the
+ *        hashes recorded on one) and those of the lanes decoding through the
+ *        reference (8.1); a recipe of every other format and group (q4_k, q5_k,
+ *        q3_k, q6_k, q4_0, nvfp4, int3/128, int6/32 and /128) equal to the
+ *        reference decoding (8.3)
  * Run as `test_dp FIXTURES CHIP [MODELS_DIR]`; exits 77 when the model is absent
  * (after 5.x and 6.x; 1 if they failed). */
 #define _POSIX_C_SOURCE 200809L
@@ -30,10 +39,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cjson/cJSON.h>
 #include "es_dp.h"
 #include "es_cfg.h"
 #include "es_fs.h"
+#include "es_quant.h"
+#include "es_stats.h"
 #include "es_recipe.h"
 #include "es_wsrc.h"
 
@@ -346,10 +358,130 @@ static void test_gpt_oss(const char *fixtures, const char *chip)
     es_model_free(&m);
 }
 
+/* 8.x packed weights: logits of every recipe on stories260K, on the int8 lanes (the chip's own settings) and on
+ * FP32 and FP8 activations, bit for bit equal to those the datapath gave before weights stayed packed (FNV-1a of the
+ * logits' bytes, recorded at f349d52, when every weight was decoded to an int8 code at load), and equal to the
+ * lanes decoding each block through the format's scalar reference (es_decode_codes). */
+static uint64_t fnv(const void *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* 8.0 the packed kernels' unpacker (es_dp_unpack_block) against the format's scalar reference (es_decode_codes) on
+ * random blocks of every quantized format, both nibble orders and every int3/int6 group: codes, scales and mins
+ * bit for bit (NaN scales excluded where the reference refuses them: E8M0 0xFF, E4M3 S.1111.111). */
+static void test_unpack(void)
+{
+    static const struct { es_qtype t; int group; es_nibble_order o; } F[] = {
+        {ES_Q_Q8_0, 0, ES_NIB_SPLIT}, {ES_Q_Q4_0, 0, ES_NIB_SPLIT}, {ES_Q_Q4_0, 0, ES_NIB_INTERLEAVED},
+        {ES_Q_Q3_K, 0, ES_NIB_SPLIT}, {ES_Q_Q6_K, 0, ES_NIB_SPLIT}, {ES_Q_Q4_K, 0, ES_NIB_SPLIT},
+        {ES_Q_Q5_K, 0, ES_NIB_SPLIT}, {ES_Q_MXFP4, 0, ES_NIB_SPLIT}, {ES_Q_MXFP4, 0, ES_NIB_INTERLEAVED},
+        {ES_Q_NVFP4, 0, ES_NIB_SPLIT}, {ES_Q_NVFP4, 0, ES_NIB_INTERLEAVED}, {ES_Q_INT3, 32, ES_NIB_SPLIT},
+        {ES_Q_INT3, 64, ES_NIB_SPLIT}, {ES_Q_INT3, 128, ES_NIB_SPLIT}, {ES_Q_INT6, 32, ES_NIB_SPLIT},
+        {ES_Q_INT6, 64, ES_NIB_SPLIT}, {ES_Q_INT6, 128, ES_NIB_SPLIT}};
+    uint64_t st = 12345;
+    for (size_t k = 0; k < sizeof F / sizeof *F; k++) {
+        es_qfmt f = {F[k].t, F[k].group, 0.0123f, F[k].o};
+        es_err e = {{0}};
+        const int64_t be = es_q_block_elems(&f), bb = es_q_block_bytes(&f), ns = be / es_q_sub_elems(&f);
+        int bad = 0, blocks = 0;
+        for (int b = 0; b < 300 && !bad; b++) {
+            unsigned char blk[256];
+            for (int64_t i = 0; i < bb; i++) blk[i] = (unsigned char)(es_splitmix64(&st) >> 56);
+            if (f.type == ES_Q_MXFP4 && blk[0] == 0xFF) blk[0] = 0x7F;
+            if (f.type == ES_Q_NVFP4 && (blk[0] & 0x7F) == 0x7F) blk[0] = 0x38;
+            int8_t qa[256], qb[256];
+            float sa[16], sb[16], ma[16] = {0}, mb[16] = {0};
+            if (es_decode_codes(&f, blk, be, qa, sa, ma, &e)) { bad = 1; CHECK(0, "8.0 %s: %s", es_qtype_name(f.type), e.msg); break; }
+            CHECK(es_dp_unpack_block(&f, blk, qb, sb, mb) == 0, "8.0 %s: refused", es_qtype_name(f.type));
+            bad = memcmp(qa, qb, (size_t)be) || memcmp(sa, sb, (size_t)ns * sizeof *sa) || memcmp(ma, mb, (size_t)ns * sizeof *ma);
+            blocks++;
+        }
+        CHECK(!bad, "8.0 %s group %d nibbles %d: the packed unpacker differs from es_decode_codes at block %d",
+              es_qtype_name(f.type), f.group, (int)f.nibbles, blocks - 1);
+    }
+    es_qfmt f32 = {ES_Q_F32, 0, 1, ES_NIB_SPLIT};
+    int8_t q[4];
+    float s1[1];
+    CHECK(es_dp_unpack_block(&f32, q, q, s1, NULL) == -1, "8.0 f32 has no codes");
+}
+
+static void test_packed(const char *chip, const es_model *m, es_wsrc *w, const int32_t *ids, int64_t n)
+{
+    static const char *const recipes[] = {"f32", "bf16", "fp4", "fp8", "hc1-mix"};
+    static const char *const acts[][2] = {{NULL, NULL}, {"tile.lanes.activation_format=fp32", "kv.element_format=fp8"},
+                                          {"tile.lanes.activation_format=fp8", "link.elem_bits=32"}};
+    static const uint64_t WANT[5][3] = {
+        {0xc7d143a193fcdf6cULL, 0x5be50fe6db86d498ULL, 0x0cf3674e28073e8dULL},
+        {0x5dbcd9306754abddULL, 0x71fcef43519f54b2ULL, 0x14b9d36c4cac8d7aULL},
+        {0x9ca03922e4fb3558ULL, 0x2d7400ebc18decbeULL, 0x41fa3ea0b92b8a73ULL},
+        {0xf16feebced9f9186ULL, 0x199a42a427356353ULL, 0xe868dd6088d04a25ULL},
+        {0x350555cad7fa64e9ULL, 0x3afb5f2526e6f556ULL, 0x9a46e3a4895be062ULL}};
+    float *a = malloc((size_t)(n * m->vocab) * sizeof *a), *b = malloc((size_t)(n * m->vocab) * sizeof *b);
+    for (int r = 0; r < 5; r++)
+        for (int k = 0; k < 3; k++) {
+            es_chip c;
+            es_dp *dp = make(chip, acts[k], acts[k][0] ? 2 : 0, m, w, recipes[r], 3, &c);
+            es_dp_set_split_min(dp, 0); /* every product's rows split between 3 threads: the hashes are 1 thread's */
+            int ok = run_seq(dp, m, ids, n, 4, a) == 0;
+            es_dp_set_reference_decode(dp, 1);
+            ok = ok && run_seq(dp, m, ids, n, 4, b) == 0;
+            uint64_t h = fnv(a, (size_t)(n * m->vocab) * sizeof *a);
+            printf("test_dp: 8.x %s %s: logits 0x%016llx\n", recipes[r], acts[k][0] ? acts[k][0] : "chip",
+                   (unsigned long long)h);
+            CHECK(ok && !memcmp(a, b, (size_t)(n * m->vocab) * sizeof *a),
+                  "8.1 %s %s: the packed kernels' logits differ from the scalar reference decoder's", recipes[r],
+                  acts[k][0] ? acts[k][0] : "chip");
+            CHECK(h == WANT[r][k], "8.2 %s %s: logits 0x%016llx, before packing 0x%016llx", recipes[r],
+                  acts[k][0] ? acts[k][0] : "chip", (unsigned long long)h, (unsigned long long)WANT[r][k]);
+            es_dp_close(dp);
+            es_chip_free(&c);
+        }
+    /* 8.3 every other quantized format and group, through the packed kernels on 3 threads and through the reference
+     * decoder: the same logits bit for bit (no earlier hashes: no recipe used them) */
+    char path[] = "/tmp/test_dp_recipe_XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    CHECK(f != NULL, "8.3 a temporary recipe file");
+    if (f) {
+        fputs("{\"name\": \"every-format\", \"rules\": ["
+              "{\"match\": {\"role\": [\"attn_norm\", \"ffn_norm\", \"out_norm\"]}, \"format\": \"bf16\"},"
+              "{\"match\": {\"role\": \"attn_q\"}, \"format\": \"q4_k\"},"
+              "{\"match\": {\"role\": \"attn_k\"}, \"format\": \"q5_k\"},"
+              "{\"match\": {\"role\": \"attn_v\"}, \"format\": \"int6\", \"group\": 32},"
+              "{\"match\": {\"role\": \"attn_o\"}, \"format\": \"q3_k\"},"
+              "{\"match\": {\"role\": \"ffn_gate\"}, \"format\": \"int3\", \"group\": 128},"
+              "{\"match\": {\"role\": \"ffn_up\"}, \"format\": \"q6_k\"},"
+              "{\"match\": {\"role\": \"ffn_down\"}, \"format\": \"int6\", \"group\": 128},"
+              "{\"match\": {\"role\": \"lm_head\"}, \"format\": \"nvfp4\"},"
+              "{\"match\": {}, \"format\": \"q4_0\"}]}\n", f);
+        fclose(f);
+        for (int k = 0; k < 3; k++) {
+            es_chip c;
+            es_dp *dp = make(chip, acts[k], acts[k][0] ? 2 : 0, m, w, path, 3, &c);
+            es_dp_set_split_min(dp, 0);
+            int ok = run_seq(dp, m, ids, n, 4, a) == 0;
+            es_dp_set_reference_decode(dp, 1);
+            ok = ok && run_seq(dp, m, ids, n, 4, b) == 0;
+            CHECK(ok && !memcmp(a, b, (size_t)(n * m->vocab) * sizeof *a),
+                  "8.3 every format %s: the packed kernels' logits differ from the scalar reference decoder's",
+                  acts[k][0] ? acts[k][0] : "chip");
+            es_dp_close(dp);
+            es_chip_free(&c);
+        }
+        remove(path);
+    }
+    free(a);
+    free(b);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) { fprintf(stderr, "usage: test_dp FIXTURES CHIP [MODELS_DIR]\n"); return 2; }
     test_quant_int8();
+    test_unpack();
     test_graph(argv[2]);
     test_gpt_oss(argv[1], argv[2]);
     char gguf[1024];
@@ -504,6 +636,7 @@ int main(int argc, char **argv)
         es_dp_close(d8);
         es_chip_free(&c8);
     }
+    test_packed(argv[2], &m, &w, ids, n);
     es_dp_close(dp);
     es_dp_close(dq);
     es_chip_free(&c32);

@@ -96,6 +96,8 @@ const char *RUN_HELP =
     "  --weights FILE       weights (safetensors or GGUF) quantized in memory by --recipe\n"
     "  --synthetic SEED     synthetic weights quantized by --recipe\n"
     "                       (or --rom FILE: the image's own quantized weights)\n"
+    "  --threads N          host threads of the datapath (default: one per core); results do not\n"
+    "                       depend on it\n"
     "  --text T             the prompt as text (BOS first; sets --prompt to its token count);\n"
     "                       without it the prompt is --prompt token ids drawn from --seed\n"
     "  --chat               --text as one user turn of the model's chat format, the assistant's\n"
@@ -204,6 +206,7 @@ struct Opts {
     bool cosim = false;                         // --rtl-cosim
     double trace_start_ns = 0, trace_end_ns = -1; // --trace-window
     int64_t synthetic = -1, seed = 1;
+    int threads = 0;                            // --threads (0: one per core)
     int64_t adapter_rank = 0;                   // --adapter-rank (0: none)
     std::string adapter_roles;                  // --adapter-roles
     std::vector<std::string> adapters;          // --adapter FILE (repeatable): adapters 0, 1, ...
@@ -247,8 +250,8 @@ int check_run_opts(const char *cmd, const Opts &o)
     if (o.cosim && (!o.functional || !o.cycle))
         return usage_error(cmd, "--rtl-cosim needs --mode functional and --fidelity cycle", nullptr);
     if (!o.functional && (o.have_text || !o.weights.empty() || o.synthetic >= 0 || !o.logits.empty() ||
-                          !o.vocab.empty()))
-        return usage_error(cmd, "--text, --weights, --synthetic, --vocab and --logits need --mode functional",
+                          !o.vocab.empty() || o.threads))
+        return usage_error(cmd, "--text, --weights, --synthetic, --vocab, --logits and --threads need --mode functional",
                            nullptr);
     if (!o.recipe.empty() && !o.rom.empty())
         return usage_error(cmd, "give --recipe or --rom, not both (the image fixes the formats); got --recipe",
@@ -266,7 +269,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
 {
     enum { CHIP, MODEL, SET, JSON, PROMPT, GENERATE, STREAMS, POSITION, DB, ROM, NODB, ROUTING, MODE, TEXT, VOCAB,
            WEIGHTS, RECIPE, LOGITS, SYNTHETIC, SEED, TRACE, TRACE_WINDOW, VCD, FIDELITY, COSIM, DEPLOY, SYSTEM,
-           ADAPTER_RANK, ADAPTER_ROLES, ADAPTER, ADAPTER_COUNT, ADAPTER_OF_STREAM, CHAT, N_OPTS };
+           ADAPTER_RANK, ADAPTER_ROLES, ADAPTER, ADAPTER_COUNT, ADAPTER_OF_STREAM, CHAT, THREADS, N_OPTS };
     static const es_opt opts[N_OPTS] = {
         {"chip", ES_OPT_STR, 0, 0, 0},          {"model", ES_OPT_STR, 0, 0, 0},
         {"set", ES_OPT_STR, 0, 0, 1},           {"json", ES_OPT_FLAG, 0, 0, 0},
@@ -284,7 +287,8 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
         {"system", ES_OPT_STR, 0, 0, 0},
         {"adapter-rank", ES_OPT_COUNT, 1, 65536, 0}, {"adapter-roles", ES_OPT_STR, 0, 0, 0},
         {"adapter", ES_OPT_STR, 0, 0, 1}, {"adapter-count", ES_OPT_COUNT, 1, 4096, 0},
-        {"adapter-of-stream", ES_OPT_STR, 0, 0, 0}, {"chat", ES_OPT_FLAG, 0, 0, 0}};
+        {"adapter-of-stream", ES_OPT_STR, 0, 0, 0}, {"chat", ES_OPT_FLAG, 0, 0, 0},
+        {"threads", ES_OPT_COUNT, 1, 64, 0}};
     const bool cost = !std::strcmp(cmd, "cost"); /* run's workload options, no logging or functional mode */
     es_optarg *items = nullptr;
     int n = es_opts_parse(cmd, argc, argv, opts, N_OPTS, 0, cost ? COST_HELP : run ? RUN_HELP : AREA_HELP, &items);
@@ -342,6 +346,7 @@ int parse(const char *cmd, int argc, char **argv, Opts &o, bool run)
             o.cycle = pick;
             break;
         case COSIM: o.cosim = true; break;
+        case THREADS: o.threads = (int)a.num; break;
         case ADAPTER_RANK: o.adapter_rank = a.num; break;
         case ADAPTER_ROLES: o.adapter_roles = v; break;
         case ADAPTER: o.adapters.push_back(v); break;
@@ -695,6 +700,7 @@ void add_functional_json(cJSON *j, const Opts &o, const es::Loaded &L, const es:
     cJSON_AddNumberToObject(f, "link_bits", L.c.link.elem_bits);
     es_dp_stats st = es_dp_get_stats(fn.dp);
     cJSON_AddNumberToObject(f, "accumulator_saturations", (double)st.saturations);
+    cJSON_AddNumberToObject(f, "weight_bytes_read", (double)st.weight_bytes);
     int same = 1;
     for (const auto &v : r.out_ids) same &= v == r.out_ids[0];
     cJSON_AddBoolToObject(f, "streams_agree", same);
@@ -905,7 +911,7 @@ int prepare_functional(Opts &o, const es::Loaded &L, Func &fn, es_err *e)
     }
     es_func_weights fw{o.rom.empty() ? nullptr : o.rom.c_str(), o.weights.empty() ? nullptr : o.weights.c_str(),
                        o.synthetic, o.recipe.empty() ? nullptr : o.recipe.c_str(), -1};
-    if (es_func_datapath(&fn.dp, &L.c, &L.m, &fw, 0, e)) return -1;
+    if (es_func_datapath(&fn.dp, &L.c, &L.m, &fw, o.threads, e)) return -1;
     if (es::dp_set_adapters(fn.dp, L, e)) return -1;
     if (o.cosim) { /* tile 0's lane matmuls through the Verilated lane */
         if (!(fn.cosim = es::es_cosim_open(&L.c, &L.m, 0, (int)L.c.tile.layers, e))) return -1;

@@ -1,8 +1,7 @@
 /* es_dp: the functional datapath (see es_dp.h for the semantics it
- * implements). Each tensor's stored bytes are decoded once, at load, into
- * the lane view the datapath reads: one int8 code per weight with its
- * sub-block scales (and mins), or FP32 values for the float formats; the
- * packed bytes are then dropped. Matrix products run over rows in parallel
+ * implements). Quantized tensors stay packed in their format's bytes and the
+ * lanes unpack each block as they read it (es_dp.h: packed layout); float
+ * formats are decoded once, at load, to FP32. Matrix products run over rows in parallel
  * (pthreads); every row is computed by one thread in a fixed order, and
  * integer sums are exact whatever their order, so results do not depend on
  * the thread count or on the vector unit of the host (tests hold both). A
@@ -30,8 +29,9 @@ typedef struct dp_tensor {
     int64_t sub;            /* elements per scale (0: a float format) */
     int max_code;           /* largest |code| of the format */
     int has_min;            /* q4_k, q5_k: sub-blocks carry a min */
-    int8_t *codes;          /* (rows, padded) integer codes, quantized formats */
-    float *scale, *min;     /* (rows, padded / sub) sub-block scales and mins (min: has_min only) */
+    int64_t rb, be, bb;     /* quantized formats: bytes per row, elements and bytes per block */
+    const unsigned char *q; /* (rows, rb) the format's bytes as stored (es_dp.h: the packed layout) */
+    unsigned char *own;     /* q when the tensor owns it (a recipe's), else NULL (a ROM unit's stream) */
     float *fv;              /* (rows, padded) values, float formats */
 } dp_tensor;
 
@@ -45,11 +45,32 @@ typedef struct dp_seq {
     int lora;               /* its adapter (es_dp_seq_lora), -1: none */
 } dp_seq;
 
+/* The lanes' threads: threads - 1 workers started at open and kept until close; a product's row shares go to
+ * them and to the caller (es_dp.c: pool_run). */
+typedef struct dp_pool {
+    pthread_t th[63];
+    int n;                  /* workers running */
+    pthread_mutex_t lock;
+    pthread_cond_t go, done;
+    uint64_t gen;           /* bumped for each batch of jobs */
+    int pending, quit;      /* jobs of the batch not finished; close asks the workers to end */
+    void *(*fn)(void *);
+    char *jobs;             /* the batch: jobs of `size` bytes, job 0 the caller's, job k + 1 worker k's */
+    size_t size;
+    int n_jobs;
+    int ready;              /* the mutex and conditions are initialized */
+} dp_pool;
+
 struct es_dp {
     const es_chip *c;
     const es_model *m;
     int act, kv, link16, threads;
     int64_t acc_max;        /* accumulator saturates at +-acc_max */
+    int ref_decode;         /* es_dp_set_reference_decode */
+    dp_pool pool;           /* the lanes' persistent threads */
+    double split_min;       /* the smallest product (rows x cols x tokens) split between threads */
+    unsigned char **streams; /* (n_streams) the ROM units' streams the tensors point into */
+    int n_streams;
     es_dp_lane_fn lane_fn;  /* co-simulation: computes lane rows in place of the C code, or NULL */
     void *lane_ctx;
     dp_tensor *t;           /* (m->n_tensors) */
@@ -97,6 +118,84 @@ static int max_code(es_qtype t)
 
 static int check_graph(es_dp *dp, es_err *e);
 
+typedef struct pool_arg { dp_pool *p; int k; } pool_arg; /* a worker's pool and index, freed by the worker */
+
+static void *pool_worker(void *arg)
+{
+    dp_pool *p = ((pool_arg *)arg)->p;
+    const int k = ((pool_arg *)arg)->k;
+    free(arg);
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->lock);
+        if (p->quit) break;
+        seen = p->gen;
+        if (k + 1 < p->n_jobs) {
+            void *job = p->jobs + (size_t)(k + 1) * p->size;
+            pthread_mutex_unlock(&p->lock);
+            p->fn(job);
+            pthread_mutex_lock(&p->lock);
+            if (--p->pending == 0) pthread_cond_signal(&p->done);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* threads - 1 workers; fewer when the system refuses some (their shares then run on the caller). */
+static void pool_start(dp_pool *p, int threads)
+{
+    if (pthread_mutex_init(&p->lock, NULL)) return;
+    if (pthread_cond_init(&p->go, NULL)) { pthread_mutex_destroy(&p->lock); return; }
+    if (pthread_cond_init(&p->done, NULL)) { pthread_cond_destroy(&p->go); pthread_mutex_destroy(&p->lock); return; }
+    p->ready = 1;
+    for (int k = 0; k < threads - 1 && k < 63; k++) {
+        pool_arg *a = malloc(sizeof *a);
+        if (!a) break;
+        *a = (pool_arg){p, k};
+        if (pthread_create(&p->th[p->n], NULL, pool_worker, a)) { free(a); break; }
+        p->n++;
+    }
+}
+
+static void pool_stop(dp_pool *p)
+{
+    if (!p->ready) return;
+    pthread_mutex_lock(&p->lock);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->lock);
+    for (int k = 0; k < p->n; k++) pthread_join(p->th[k], NULL);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    pthread_mutex_destroy(&p->lock);
+    p->ready = 0;
+}
+
+/* fn on each of n jobs (size bytes each, at jobs): job 0 on the caller, job k on worker k - 1; n at most the
+ * workers + 1 (pool_share). Returns when every job has finished. */
+static void pool_run(dp_pool *p, void *(*fn)(void *), void *jobs, size_t size, int n)
+{
+    if (n > 1) {
+        pthread_mutex_lock(&p->lock);
+        p->fn = fn;
+        p->jobs = jobs;
+        p->size = size;
+        p->n_jobs = n;
+        p->pending = n - 1;
+        p->gen++;
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->lock);
+    }
+    fn(jobs);
+    if (n > 1) {
+        pthread_mutex_lock(&p->lock);
+        while (p->pending > 0) pthread_cond_wait(&p->done, &p->lock);
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
 int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es_err *e)
 {
     *out = NULL;
@@ -115,6 +214,8 @@ int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es
     long nc = sysconf(_SC_NPROCESSORS_ONLN);
     dp->threads = threads > 0 ? threads : nc > 0 ? (int)nc : 1;
     if (dp->threads > 64) dp->threads = 64;
+    pool_start(&dp->pool, dp->threads);
+    dp->split_min = 262144; /* host tuning, not a chip figure: below it a thread's wake-up costs more than its share */
     dp->t = calloc((size_t)m->n_tensors, sizeof *dp->t);
     dp->norm = calloc((size_t)m->n_tensors, sizeof *dp->norm);
     dp->fp32 = calloc((size_t)m->n_tensors, sizeof *dp->fp32);
@@ -139,15 +240,16 @@ int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es
 void es_dp_close(es_dp *dp)
 {
     if (!dp) return;
+    pool_stop(&dp->pool);
     for (int i = 0; dp->t && i < dp->m->n_tensors; i++) {
-        free(dp->t[i].codes);
-        free(dp->t[i].scale);
-        free(dp->t[i].min);
+        free(dp->t[i].own);
         free(dp->t[i].fv);
     }
     for (int i = 0; dp->norm && i < dp->m->n_tensors; i++) free(dp->norm[i]);
     for (int i = 0; dp->fp32 && i < dp->m->n_tensors; i++) free(dp->fp32[i]);
     for (int64_t s = 0; s < dp->n_seqs; s++) es_dp_seq_end(dp, (int32_t)s);
+    for (int u = 0; u < dp->n_streams; u++) free(dp->streams[u]);
+    free(dp->streams);
     free(dp->seqs);
     free(dp->norm);
     free(dp->fp32);
@@ -194,9 +296,204 @@ int es_dp_seq_lora(es_dp *dp, int32_t seq, int k, es_err *e)
     return 0;
 }
 
-/* Decode tensor i from its stored bytes (rows of es_q_row_bytes(padded)) into
- * the lane view; norms also keep their FP32 gains. Thread-safe across tensors. */
-static int set_tensor(es_dp *dp, int i, const es_qfmt *f, const unsigned char *data, es_err *e)
+/* ---- packed weights: one unpacker per format ---- */
+
+enum { BLK_MAX = 256, SUB_MAX = 16, DP_SLACK = 32 }; /* DP_SLACK: bytes the vector kernels may read past a tensor */ /* the largest block (K-quants) and its sub-blocks (q3_k, q6_k) */
+
+/* twice the E2M1 value of each FP4 code (the lane view's integer code) */
+static const int8_t E2M1X2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+static float f16_at(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return es_f16_to_f32(h);
+}
+
+/* q4_k / q5_k: the 6-bit scale and min of sub-block j from the 12 packed bytes q */
+static void kq_scale_min(int j, const uint8_t *q, int *sc, int *mn)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *mn = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* The sub-block scales (and mins: q4_k, q5_k) of one block at p, as the format's reference computes them
+ * (the same FP32 operations in the same order); NaN where the stored scale is NaN. */
+static void unpack_scales(const es_qfmt *f, const uint8_t *p, float *sc, float *mn)
+{
+    switch (f->type) {
+    case ES_Q_Q8_0: case ES_Q_Q4_0: case ES_Q_INT3: case ES_Q_INT6: sc[0] = f16_at(p); break;
+    case ES_Q_Q3_K: {
+        const uint8_t *s = p + 96;
+        float d = f16_at(p + 108);
+        for (int k = 0; k < 16; k++) {
+            int lo = k < 8 ? s[k] & 0xF : s[k - 8] >> 4, hi = (s[8 + (k & 3)] >> (2 * (k >> 2))) & 3;
+            sc[k] = d * (float)((lo | hi << 4) - 32);
+        }
+        break;
+    }
+    case ES_Q_Q6_K: {
+        float d = f16_at(p + 208);
+        for (int k = 0; k < 16; k++) sc[k] = d * (float)(int8_t)p[192 + k];
+        break;
+    }
+    case ES_Q_Q4_K: case ES_Q_Q5_K: {
+        float d = f16_at(p), dmin = f16_at(p + 2);
+        for (int k = 0; k < 8; k++) {
+            int s, m;
+            kq_scale_min(k, p + 4, &s, &m);
+            sc[k] = d * (float)s;
+            mn[k] = dmin * (float)m;
+        }
+        break;
+    }
+    case ES_Q_MXFP4: sc[0] = es_e8m0_to_f32(p[0]) * 0.5f; break;
+    case ES_Q_NVFP4: sc[0] = es_e4m3_to_f32(p[0]) * f->tensor_scale * 0.5f; break;
+    default: break;
+    }
+}
+
+static void unpack_int3(const uint8_t *p, int g, int8_t *qb)
+{
+    for (int j = 0; j < g; j += 8, p += 3) { /* 8 codes in 3 bytes, LSB first */
+        uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+        for (int k = 0; k < 8; k++) qb[j + k] = (int8_t)((int)(v >> (3 * k) & 7) - 4);
+    }
+}
+
+static void unpack_int6(const uint8_t *p, int g, int8_t *qb)
+{
+    for (int j = 0; j < g; j += 4, p += 3) { /* 4 codes in 3 bytes, LSB first */
+        uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+        for (int k = 0; k < 4; k++) qb[j + k] = (int8_t)((int)(v >> (6 * k) & 63) - 32);
+    }
+}
+
+/* nibbles: 4-bit codes, lo of byte j at element j (split) or 2j (interleaved), through table tab */
+static void unpack_nibbles(const uint8_t *qs, int half, es_nibble_order o, const int8_t *tab, int8_t *qb)
+{
+    if (o == ES_NIB_SPLIT)
+        for (int j = 0; j < half; j++) {
+            qb[j] = tab[qs[j] & 0xF];
+            qb[j + half] = tab[qs[j] >> 4];
+        }
+    else
+        for (int j = 0; j < half; j++) {
+            qb[2 * j] = tab[qs[j] & 0xF];
+            qb[2 * j + 1] = tab[qs[j] >> 4];
+        }
+}
+
+static const int8_t Q4_0[16] = {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7};
+
+static void unpack_q3_k(const uint8_t *p, int8_t *qb)
+{
+    const uint8_t *hm = p, *qs = p + 32;
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++)
+                qb[128 * h + 32 * j + l] =
+                    (int8_t)(((qs[32 * h + l] >> (2 * j)) & 3) - (((hm[l] >> (4 * h + j)) & 1) ? 0 : 4));
+}
+
+static void unpack_q6_k(const uint8_t *p, int8_t *qb)
+{
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = p + 64 * h, *qh = p + 128 + 32 * h;
+        int8_t *q = qb + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            q[l] = (int8_t)(((ql[l] & 0xF) | (qh[l] & 3) << 4) - 32);
+            q[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (qh[l] >> 2 & 3) << 4) - 32);
+            q[l + 64] = (int8_t)(((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) - 32);
+            q[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4) - 32);
+        }
+    }
+}
+
+static void unpack_q45_k(const uint8_t *qs, const uint8_t *qh, int8_t *qb)
+{
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            int lo = qs[32 * c + l] & 0xF, hi = qs[32 * c + l] >> 4;
+            if (qh) {
+                lo |= (qh[l] >> (2 * c) & 1) << 4;
+                hi |= (qh[l] >> (2 * c + 1) & 1) << 4;
+            }
+            qb[64 * c + l] = (int8_t)lo;
+            qb[64 * c + 32 + l] = (int8_t)hi;
+        }
+}
+
+int es_dp_unpack_block(const es_qfmt *f, const void *blk, int8_t *qb, float *sc, float *mn)
+{
+    const uint8_t *p = blk;
+    float unused[SUB_MAX];
+    unpack_scales(f, p, sc, mn ? mn : unused);
+    switch (f->type) {
+    case ES_Q_Q8_0: memcpy(qb, p + 2, 32); break;
+    case ES_Q_Q4_0: unpack_nibbles(p + 2, 16, f->nibbles, Q4_0, qb); break;
+    case ES_Q_Q3_K: unpack_q3_k(p, qb); break;
+    case ES_Q_Q6_K: unpack_q6_k(p, qb); break;
+    case ES_Q_Q4_K: unpack_q45_k(p + 16, NULL, qb); break;
+    case ES_Q_Q5_K: unpack_q45_k(p + 48, p + 16, qb); break;
+    case ES_Q_MXFP4: unpack_nibbles(p + 1, 16, f->nibbles, E2M1X2, qb); break;
+    case ES_Q_NVFP4: unpack_nibbles(p + 1, 8, f->nibbles, E2M1X2, qb); break;
+    case ES_Q_INT3: unpack_int3(p + 2, f->group, qb); break;
+    case ES_Q_INT6: unpack_int6(p + 2, f->group, qb); break;
+    default: return -1;
+    }
+    return 0;
+}
+
+/* Block k of row r of quantized tensor w: its codes, sub-block scales and mins (has_min), through the packed
+ * kernels' unpacker or, with ref, the format's scalar reference (es_decode_codes). */
+static void tensor_block(const dp_tensor *w, int ref, int64_t r, int64_t k, int8_t *qb, float *sc, float *mn)
+{
+    const unsigned char *p = w->q + r * w->rb + k * w->bb;
+    if (!ref) {
+        es_dp_unpack_block(&w->fmt, p, qb, sc, mn);
+        return;
+    }
+    es_err e; /* the weights were checked at load: the reference cannot fail on them */
+    es_decode_codes(&w->fmt, p, w->be, qb, sc, w->has_min ? mn : NULL, &e);
+}
+
+/* Every block's scales of row r of w finite; else the reference decoder's error for the row or the
+ * sub-block whose scale or min is not finite. */
+static int check_row(const dp_tensor *w, const char *name, int64_t r, es_err *e)
+{
+    float sc[SUB_MAX], mn[SUB_MAX];
+    const int64_t nsb = w->be / w->sub;
+    for (int64_t k = 0; k < w->padded / w->be; k++) {
+        unpack_scales(&w->fmt, w->q + r * w->rb + k * w->bb, sc, mn);
+        for (int64_t j = 0; j < nsb; j++) {
+            if (isfinite(sc[j]) && (!w->has_min || isfinite(mn[j]))) continue;
+            int8_t *q = malloc((size_t)w->padded);
+            float *s = malloc((size_t)(w->padded / w->sub) * sizeof *s), *m = malloc((size_t)(w->padded / w->sub) * sizeof *m);
+            int bad = !q || !s || !m ? -2 : es_decode_codes(&w->fmt, w->q + r * w->rb, w->padded, q, s, m, e);
+            free(q); free(s); free(m);
+            if (bad == -2) return es_fail(e, "out of memory");
+            if (bad) {
+                char msg[sizeof e->msg];
+                snprintf(msg, sizeof msg, "%s", e->msg);
+                return es_fail(e, "%s row %lld: %s", name, (long long)r, msg);
+            }
+            return es_fail(e, "%s row %lld: the %s of sub-block %lld is not finite; weights must be finite", name,
+                           (long long)r, isfinite(sc[j]) ? "minimum" : "scale", (long long)(k * nsb + j));
+        }
+    }
+    return 0;
+}
+
+/* Tensor i from its stored bytes (rows of es_q_row_bytes(padded)): a quantized format keeps them packed
+ * (data, owned when own is data), checked that every scale is finite; a float format is decoded to FP32 (own
+ * freed); norms also keep their FP32 gains. Thread-safe across tensors. */
+static int set_tensor(es_dp *dp, int i, const es_qfmt *f, const unsigned char *data, unsigned char *own, es_err *e)
 {
     const es_tensor *mt = &dp->m->tensors[i];
     dp_tensor *t = &dp->t[i];
@@ -205,44 +502,39 @@ static int set_tensor(es_dp *dp, int i, const es_qfmt *f, const unsigned char *d
     t->cols = mt->cols;
     t->padded = es_q_padded(f, mt->cols);
     int64_t rb = es_q_row_bytes(f, t->padded, e);
-    if (rb < 0) return -1;
+    if (rb < 0) { free(own); return -1; }
     t->sub = es_q_sub_elems(f);
     t->max_code = max_code(f->type);
     t->has_min = f->type == ES_Q_Q4_K || f->type == ES_Q_Q5_K;
     size_t n = (size_t)(t->rows * t->padded);
     if (mt->rows == 1) { /* a norm's gains */
         float *g = malloc((size_t)t->padded * sizeof *g);
-        if (!g) return es_fail(e, "out of memory");
+        if (!g) { free(own); return es_fail(e, "out of memory"); }
         dp->norm[i] = g;
-        if (es_dequantize_row(f, data, t->padded, g, e)) return -1;
+        if (es_dequantize_row(f, data, t->padded, g, e)) { free(own); return -1; }
     }
     if (!t->sub) {
-        if (!(t->fv = malloc(n * sizeof *t->fv))) return es_fail(e, "out of memory for %s", mt->name);
-        for (int64_t r = 0; r < t->rows; r++)
-            if (es_dequantize_row(f, data + r * rb, t->padded, t->fv + r * t->padded, e)) return -1;
-        for (size_t k = 0; k < n; k++)
+        int rc = 0;
+        if (!(t->fv = malloc(n * sizeof *t->fv))) rc = es_fail(e, "out of memory for %s", mt->name);
+        for (int64_t r = 0; !rc && r < t->rows; r++)
+            rc = es_dequantize_row(f, data + r * rb, t->padded, t->fv + r * t->padded, e);
+        free(own);
+        for (size_t k = 0; !rc && k < n; k++)
             if (!isfinite(t->fv[k]))
                 return es_fail(e, "%s row %lld: weight %lld is %s; weights must be finite", mt->name,
                                (long long)(k / (size_t)t->padded), (long long)(k % (size_t)t->padded),
                                isnan(t->fv[k]) ? "NaN" : "infinite");
-        return 0;
+        return rc;
     }
-    int64_t ns = t->padded / t->sub;
-    t->codes = malloc(n);
-    t->scale = malloc((size_t)(t->rows * ns) * sizeof *t->scale);
-    t->min = t->has_min ? malloc((size_t)(t->rows * ns) * sizeof *t->min) : NULL;
-    if (!t->codes || !t->scale || (t->has_min && !t->min)) return es_fail(e, "out of memory for %s", mt->name);
+    t->rb = rb;
+    t->be = es_q_block_elems(f);
+    t->bb = es_q_block_bytes(f);
+    t->q = data;
+    t->own = own;
+    if (t->be > BLK_MAX || t->be / t->sub > SUB_MAX)
+        return es_fail(e, "%s: blocks of %lld elements; the lanes take at most %d", mt->name, (long long)t->be, BLK_MAX);
     for (int64_t r = 0; r < t->rows; r++)
-        if (es_decode_codes(f, data + r * rb, t->padded, t->codes + r * t->padded, t->scale + r * ns,
-                            t->has_min ? t->min + r * ns : NULL, e)) {
-            char m[sizeof e->msg];
-            snprintf(m, sizeof m, "%s", e->msg);
-            return es_fail(e, "%s row %lld: %s", mt->name, (long long)r, m);
-        }
-    for (int64_t k = 0; k < t->rows * ns; k++)
-        if (!isfinite(t->scale[k]) || (t->min && !isfinite(t->min[k])))
-            return es_fail(e, "%s row %lld: the %s of sub-block %lld is not finite; weights must be finite", mt->name,
-                           (long long)(k / ns), isfinite(t->scale[k]) ? "minimum" : "scale", (long long)(k % ns));
+        if (check_row(t, mt->name, r, e)) return -1;
     return 0;
 }
 
@@ -251,10 +543,13 @@ static void tensor_row(const es_dp *dp, int i, int64_t r, float *out)
 {
     const dp_tensor *w = &dp->t[i];
     if (!w->sub) { memcpy(out, w->fv + r * w->padded, (size_t)w->cols * sizeof *out); return; }
-    const int8_t *q = w->codes + r * w->padded;
-    int64_t ns = w->padded / w->sub;
-    const float *sc = w->scale + r * ns, *mn = w->has_min ? w->min + r * ns : NULL;
-    for (int64_t c = 0; c < w->cols; c++) out[c] = sc[c / w->sub] * (float)q[c] - (mn ? mn[c / w->sub] : 0.0f);
+    int8_t q[BLK_MAX];
+    float sc[SUB_MAX], mn[SUB_MAX];
+    for (int64_t k = 0; k * w->be < w->cols; k++) {
+        tensor_block(w, dp->ref_decode, r, k, q, sc, mn);
+        for (int64_t c = 0; c < w->be && k * w->be + c < w->cols; c++)
+            out[k * w->be + c] = sc[c / w->sub] * (float)q[c] - (w->has_min ? mn[c / w->sub] : 0.0f);
+    }
 }
 
 /* The FP32 values the vector unit and the scan engine read, once the weights are loaded: a CONV
@@ -282,7 +577,7 @@ static int op_params(es_dp *dp, es_err *e)
 /* Run fn(arg, k) for k in [0, n) on the datapath's threads; the first error wins. */
 typedef struct pool { int (*fn)(void *, int, es_err *); void *arg; int n, next, failed; es_err err; pthread_mutex_t lock; } pool;
 
-static void *pool_worker(void *p)
+static void *load_worker(void *p)
 {
     pool *q = p;
     for (;;) {
@@ -305,8 +600,8 @@ static int run_pool(int threads, int n, int (*fn)(void *, int, es_err *), void *
     pthread_t th[64];
     int started = 0;
     for (int k = 1; k < threads && k < n && k < 64; k++)
-        if (pthread_create(&th[started], NULL, pool_worker, &q) == 0) started++;
-    pool_worker(&q);
+        if (pthread_create(&th[started], NULL, load_worker, &q) == 0) started++;
+    load_worker(&q);
     for (int k = 0; k < started; k++) pthread_join(th[k], NULL);
     if (q.failed) *e = q.err;
     return q.failed ? -1 : 0;
@@ -319,18 +614,18 @@ static int load_rom_unit(void *arg, int u, es_err *e)
     rom_load *L = arg;
     const es_rom_unit *un = &L->img->units[u];
     int64_t rb = un->row_bits / 8;
-    unsigned char *stream = malloc((size_t)(un->stream_rows * rb > 0 ? un->stream_rows * rb : 1));
+    unsigned char *stream = malloc((size_t)(un->stream_rows * rb > 0 ? un->stream_rows * rb : 1) + DP_SLACK);
     if (!stream) return es_fail(e, "out of memory for %s (%lld bytes)", un->label, (long long)(un->stream_rows * rb));
     int rc = es_rom_unit_bytes(L->img, u, stream, e);
+    L->dp->streams[u] = stream; /* the unit's tensors stay packed in it (es_dp_close frees it) */
     for (int i = 0; !rc && i < L->img->n_tensors; i++) {
         const es_rom_tensor *rt = &L->img->tensors[i];
-        if (rt->unit == u && (rc = set_tensor(L->dp, i, &rt->fmt, stream + rt->row_first * rb, e))) {
+        if (rt->unit == u && (rc = set_tensor(L->dp, i, &rt->fmt, stream + rt->row_first * rb, NULL, e))) {
             char m[sizeof e->msg];
             snprintf(m, sizeof m, "%s", e->msg);
             es_fail(e, "%s: %s", L->img->path, m);
         }
     }
-    free(stream);
     return rc;
 }
 
@@ -345,6 +640,8 @@ int es_dp_load_rom(es_dp *dp, const es_rom_image *img, es_err *e)
             return es_fail(e, "%s: tensor %d is %s [%lld, %lld], but the model's is %s", img->path, i, rt->name,
                            (long long)rt->rows, (long long)rt->cols, m->tensors[i].name);
     }
+    if (!(dp->streams = calloc((size_t)img->n_units, sizeof *dp->streams))) return es_fail(e, "out of memory");
+    dp->n_streams = img->n_units;
     rom_load L = {dp, img};
     if (run_pool(dp->threads, img->n_units, load_rom_unit, &L, e)) return -1;
     return op_params(dp, e);
@@ -360,11 +657,10 @@ static int load_rows_tensor(void *arg, int i, es_err *e)
     if (es_recipe_format(L->r, mt, &f, e)) return -1;
     int64_t rb = es_q_row_bytes(&f, es_q_padded(&f, mt->cols), e);
     if (rb < 0) return -1;
-    unsigned char *b = malloc((size_t)(rb * mt->rows));
+    unsigned char *b = malloc((size_t)(rb * mt->rows) + DP_SLACK);
     if (!b) return es_fail(e, "out of memory for %s (%lld bytes)", mt->name, (long long)(rb * mt->rows));
-    int rc = es_quantize_tensor(&f, mt->rows, mt->cols, L->rows, L->arg, i, mt->name, b, e) || set_tensor(L->dp, i, &f, b, e);
-    free(b);
-    return rc ? -1 : 0;
+    if (es_quantize_tensor(&f, mt->rows, mt->cols, L->rows, L->arg, i, mt->name, b, e)) { free(b); return -1; }
+    return set_tensor(L->dp, i, &f, b, b, e); /* b is the tensor's now */
 }
 
 int es_dp_load_rows(es_dp *dp, const es_recipe *r, es_ref_rows rows, void *arg, es_err *e)
@@ -379,6 +675,10 @@ void es_dp_set_lane_fn(es_dp *dp, es_dp_lane_fn fn, void *ctx)
     dp->lane_fn = fn;
     dp->lane_ctx = ctx;
 }
+
+void es_dp_set_reference_decode(es_dp *dp, int on) { dp->ref_decode = on != 0; }
+
+void es_dp_set_split_min(es_dp *dp, double elems) { dp->split_min = elems; }
 
 void es_dp_set_sampler(es_dp *dp, const es_sampler *s, uint64_t seed)
 {
@@ -512,6 +812,9 @@ typedef struct mm_job {
     const float *af;        /* (n, padded) activations as floats (int8: the codes) */
     const int8_t *ai;       /* (n, padded) int8 codes, or NULL */
     const float *s;         /* (n) activation scales */
+    const float *asum;      /* (n, padded / sub) the activations' sum over each sub-block (formats with mins) */
+    const int16_t *a16;     /* the vector kernel's activations (vec_acts), or NULL */
+    const int32_t *gs;      /* and their group sums */
     float *y;               /* (n, rows) */
     int64_t r0, r1;         /* rows of this job */
     int64_t sat;            /* saturations counted */
@@ -556,83 +859,227 @@ float es_dp_quant_int8(const float *x, int64_t n, int8_t *q)
     return s;
 }
 
+/* ---- vector kernels: int3 and int6 weights x int8 activations (x86-64 AVX2) ----
+ * A group's sum of code x activation is an integer, exact whatever the order of its additions, so these
+ * kernels give the lanes' sub-block sum bit for bit whenever it cannot saturate (the plain path runs when it
+ * can, and on a host without AVX2). Each 128-bit half of a vector takes 8 consecutive codes (one int3 triplet of
+ * 3 bytes, or two int6 triplets): a byte shuffle puts in each 16-bit lane the two bytes holding its code, a
+ * multiply by 2^(top - shift) and a logical shift right by top leave the code's bits alone (top = 16 - bits), and
+ * a multiply-add with the activations (int16) sums pairs exactly in 32 bits. A group's codes are unpacked once for
+ * all the chunk's tokens. sum(code x a) = sum(u x a) - offset x sum(a), u the stored unsigned code. The group's
+ * scale then goes through es_dp_acc_step as on the plain path. The kernels read up to 32 bytes past a tensor's
+ * last group: its buffer holds DP_SLACK more. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define DP_VEC 1
+#else
+#define DP_VEC 0
+#endif
+
+static float F16_TAB[65536]; /* es_f16_to_f32 of every half, for the kernels' group scales */
+static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
+static void f16_fill(void)
+{
+    for (uint32_t h = 0; h < 65536; h++) F16_TAB[h] = es_f16_to_f32((uint16_t)h);
+}
+
+/* Whether the vector kernel runs product w (int8 activations): int3 or int6 with groups of 32, 64 or 128, on a
+ * host with AVX2, without co-simulation or the reference decoder, and where no sub-block can saturate. */
+static int vec_ok(const es_dp *dp, const dp_tensor *w, int check)
+{
+#if DP_VEC
+    if (dp->lane_fn || dp->ref_decode || check || dp->act != ACT_INT8 || !__builtin_cpu_supports("avx2")) return 0;
+    if (w->fmt.type == ES_Q_INT3 || w->fmt.type == ES_Q_INT6) return w->sub % 16 == 0 && w->sub <= 128;
+#else
+    (void)dp; (void)w; (void)check;
+#endif
+    return 0;
+}
+
+/* The activations of n tokens (ai: (n, P) codes) as int16, a16 (n, P), and each group's sum, gs (n, P / sub). */
+static void vec_acts(const dp_tensor *w, const int8_t *ai, int64_t n, int16_t *a16, int32_t *gs)
+{
+    const int64_t P = w->padded, G = w->sub;
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t g = 0; g < P / G; g++) {
+            int32_t sum = 0;
+            for (int64_t i = g * G; i < (g + 1) * G; i++) {
+                sum += ai[t * P + i];
+                a16[t * P + i] = ai[t * P + i];
+            }
+            gs[t * (P / G) + g] = sum;
+        }
+}
+
+#if DP_VEC
+__attribute__((target("avx2"))) static inline int32_t vec_hsum(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* Rows r0..r1 of the job with the int3/int6 kernel (vec_ok): a16, gs from vec_acts. */
+__attribute__((target("avx2"))) static void vec_rows(mm_job *j, const int16_t *a16, const int32_t *gs, float *acc)
+{
+    const dp_tensor *w = j->w;
+    const int64_t P = w->padded, G = w->sub, R = w->rows, n = j->n, ng = P / G, nv = G / 16;
+    const int i3 = w->fmt.type == ES_Q_INT3, top = i3 ? 13 : 10, off = i3 ? 4 : 32;
+    const int64_t half = i3 ? 3 : 6; /* bytes of 8 codes */
+    /* per 16-bit lane: the bytes holding its code, and 2^(top - its bit offset in them) */
+    /* (the upper half's 8 codes start half bytes on, in the same 16 bytes broadcast to both halves) */
+    const __m256i shuf = i3 ? _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 2, 3, 2, 3,
+                                               3, 4, 3, 4, 3, 4, 4, 5, 4, 5, 4, 5, 5, 6, 5, 6)
+                            : _mm256_setr_epi8(0, 1, 0, 1, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5, 5, 6,
+                                               6, 7, 6, 7, 7, 8, 8, 9, 9, 10, 9, 10, 10, 11, 11, 12);
+    const __m256i mul = i3 ? _mm256_setr_epi16(8192, 1024, 128, 4096, 512, 64, 2048, 256,
+                                               8192, 1024, 128, 4096, 512, 64, 2048, 256)
+                           : _mm256_setr_epi16(1024, 16, 64, 256, 1024, 16, 64, 256,
+                                               1024, 16, 64, 256, 1024, 16, 64, 256);
+    __m256i u[8];
+    for (int64_t r = j->r0; r < j->r1; r++) {
+        const uint8_t *row = w->q + r * w->rb;
+        for (int64_t t = 0; t < n; t++) acc[t] = 0.0f;
+        for (int64_t g = 0; g < ng; g++) {
+            const uint8_t *p = row + g * w->bb;
+            uint16_t h;
+            memcpy(&h, p, 2);
+            const float d = F16_TAB[h];
+            for (int64_t v = 0; v < nv; v++) { /* codes 16v..16v+15 */
+                const uint8_t *c = p + 2 + 2 * half * v;
+                __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)c));
+                b = _mm256_mullo_epi16(_mm256_shuffle_epi8(b, shuf), mul);
+                u[v] = _mm256_srli_epi16(b, top);
+            }
+            for (int64_t t = 0; t < n; t++) {
+                const int16_t *a = a16 + t * P + g * G;
+                __m256i s = _mm256_setzero_si256();
+                for (int64_t v = 0; v < nv; v++)
+                    s = _mm256_add_epi32(s, _mm256_madd_epi16(u[v], _mm256_loadu_si256((const __m256i *)(a + 16 * v))));
+                int64_t sum = (int64_t)vec_hsum(s) - (int64_t)off * gs[t * ng + g];
+                acc[t] = es_dp_acc_step(acc[t], d, sum);
+            }
+        }
+        for (int64_t t = 0; t < n; t++) j->y[t * R + r] = acc[t] * j->s[t];
+    }
+}
+#endif
+
+/* One sub-block of one token on the lanes: the row's accumulator acc plus the sub-block's sum (es_dp.h: integer and
+ * saturating with int8 activations, FP32 in element order otherwise) times its scale, less min x asum (the
+ * activations' sum over the sub-block, has_min only). The one place the lanes' arithmetic is written. */
+static inline float lane_sub(const mm_job *j, float acc, const int8_t *cq, int64_t t, int64_t off, float sc, float mn,
+                             float asum, int check, int64_t *sat)
+{
+    const int64_t sub = j->w->sub, P = j->w->padded;
+    if (j->ai) {
+        const int8_t *ab = j->ai + t * P + off;
+        int64_t sum = check ? es_dp_sat_sum(cq, ab, sub, j->dp->acc_max, sat) : dot_i8(cq, ab, sub);
+        if (!j->w->has_min) return es_dp_acc_step(acc, sc, sum); /* the lanes' scale-and-accumulate (rtl-ref/fp_scale_acc.v) */
+        float part = sc * (float)sum;
+        part = part - mn * asum;
+        return acc + part;
+    }
+    const float *ab = j->af + t * P + off;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < sub; i++) sum += (float)cq[i] * ab[i];
+    float part = sc * sum;
+    if (j->w->has_min) part = part - mn * asum;
+    return acc + part;
+}
+
+/* Co-simulation: row r through the lane function, token by token, the row decoded by the format's reference
+ * (the codes the RTL reads); a token it leaves goes through lane_sub. */
+static int mm_row_cosim(mm_job *j, int64_t r, int check)
+{
+    const dp_tensor *w = j->w;
+    const int64_t P = w->padded, sub = w->sub, nsub = sub ? P / sub : 0, R = w->rows;
+    int8_t *codes = sub ? malloc((size_t)P) : NULL;
+    float *sc = sub ? malloc((size_t)nsub * sizeof *sc) : NULL, *mn = sub ? calloc((size_t)nsub, sizeof *mn) : NULL;
+    if (sub && (!codes || !sc || !mn)) {
+        free(codes); free(sc); free(mn);
+        j->failed = 1;
+        es_fail(&j->err, "out of memory");
+        return -1;
+    }
+    if (sub) es_decode_codes(&w->fmt, w->q + r * w->rb, P, codes, sc, w->has_min ? mn : NULL, &j->err);
+    for (int64_t t = 0; t < j->n; t++) {
+        int h = j->dp->lane_fn(j->dp->lane_ctx, j->ti, w->fmt.type, w->has_min ? NULL : codes, j->ai ? j->ai + t * P : NULL,
+                               P, sub, sc, j->s[t], &j->y[t * R + r], &j->err);
+        if (h < 0) j->failed = 1;
+        if (h != 0) continue;
+        float acc = 0.0f;
+        if (!sub)
+            for (int64_t i = 0; i < P; i++) acc += w->fv[r * P + i] * j->af[t * P + i];
+        for (int64_t b = 0; b < nsub; b++)
+            acc = lane_sub(j, acc, codes + b * sub, t, b * sub, sc[b], mn[b], w->has_min ? j->asum[t * nsub + b] : 0.0f,
+                           check, &j->sat);
+        j->y[t * R + r] = acc * j->s[t];
+    }
+    free(codes); free(sc); free(mn);
+    return j->failed ? -1 : 0;
+}
+
+/* Rows r0..r1 of the job: each weight row read once for all the job's tokens, block by block, each block unpacked
+ * from its packed bytes (or by the reference decoder) and its sub-blocks run in order for every token; per token
+ * the same operations in the same order as one token alone. */
 static void *mm_run(void *arg)
 {
     mm_job *j = arg;
     const dp_tensor *w = j->w;
-    const int64_t P = w->padded, sub = w->sub, nsub = sub ? P / sub : 0, R = w->rows;
+    const int64_t P = w->padded, sub = w->sub, nsub = sub ? P / sub : 0, R = w->rows, n = j->n;
     /* a sub-block can overflow the accumulator only if its largest possible sum can */
     const int check = j->ai && (double)w->max_code * 127.0 * (double)sub > (double)j->dp->acc_max;
-    const int64_t acc_max = j->dp->acc_max;
-    for (int64_t r = j->r0; r < j->r1; r++) {
-        const int8_t *codes = sub ? w->codes + r * P : NULL;
-        const float *sc = sub ? w->scale + r * nsub : NULL, *mn = w->has_min ? w->min + r * nsub : NULL;
-        const float *wf = sub ? NULL : w->fv + r * P;
-        for (int64_t t = 0; t < j->n; t++) {
-            float acc = 0.0f;
-            if (j->dp->lane_fn) { /* co-simulation: the row through the RTL (NULL what it has not got) */
-                int h = j->dp->lane_fn(j->dp->lane_ctx, j->ti, w->fmt.type, mn ? NULL : codes, j->ai ? j->ai + t * P : NULL,
-                                       P, sub, sc, j->s[t], &j->y[t * R + r], &j->err);
-                if (h < 0) {
-                    j->failed = 1;
-                    return NULL;
-                }
-                if (h > 0) continue;
-            }
-            if (!sub) {
-                const float *a = j->af + t * P;
-                for (int64_t i = 0; i < P; i++) acc += wf[i] * a[i];
-            } else if (j->ai) {
-                const int8_t *a = j->ai + t * P;
-                for (int64_t b = 0; b < nsub; b++) {
-                    const int8_t *cq = codes + b * sub, *ab = a + b * sub;
-                    int64_t sum = 0;
-                    if (!check) sum = dot_i8(cq, ab, sub);
-                    else sum = es_dp_sat_sum(cq, ab, sub, acc_max, &j->sat);
-                    if (!mn) { /* the lanes' scale-and-accumulate (rtl-ref/fp_scale_acc.v) */
-                        acc = es_dp_acc_step(acc, sc[b], sum);
-                        continue;
-                    }
-                    float part = sc[b] * (float)sum;
-                    int64_t asum = 0;
-                    for (int64_t i = 0; i < sub; i++) asum += ab[i];
-                    part = part - mn[b] * (float)asum;
-                    acc += part;
-                }
-            } else {
-                const float *a = j->af + t * P;
-                for (int64_t b = 0; b < nsub; b++) {
-                    const int8_t *cq = codes + b * sub;
-                    const float *ab = a + b * sub;
-                    float sum = 0.0f, asum = 0.0f;
-                    for (int64_t i = 0; i < sub; i++) sum += (float)cq[i] * ab[i];
-                    float part = sc[b] * sum;
-                    if (mn) {
-                        for (int64_t i = 0; i < sub; i++) asum += ab[i];
-                        part = part - mn[b] * asum;
-                    }
-                    acc += part;
-                }
-            }
-            j->y[t * R + r] = acc * j->s[t];
-        }
+    float *acc = malloc((size_t)n * sizeof *acc);
+    if (!acc) {
+        j->failed = 1;
+        es_fail(&j->err, "out of memory");
+        return NULL;
     }
+#if DP_VEC
+    if (j->a16) {
+        vec_rows(j, j->a16, j->gs, acc);
+        free(acc);
+        return NULL;
+    }
+#endif
+    int8_t qb[BLK_MAX];
+    float sc[SUB_MAX], mn[SUB_MAX] = {0};
+    for (int64_t r = j->r0; r < j->r1; r++) {
+        if (j->dp->lane_fn) {
+            if (mm_row_cosim(j, r, check)) break;
+            continue;
+        }
+        for (int64_t t = 0; t < n; t++) acc[t] = 0.0f;
+        if (!sub) {
+            const float *wf = w->fv + r * P;
+            for (int64_t t = 0; t < n; t++) {
+                const float *a = j->af + t * P;
+                for (int64_t i = 0; i < P; i++) acc[t] += wf[i] * a[i];
+            }
+        }
+        const int64_t nsb = sub ? w->be / sub : 0;
+        for (int64_t k = 0; sub && k < P / w->be; k++) {
+            tensor_block(w, j->dp->ref_decode, r, k, qb, sc, mn);
+            for (int64_t b = 0; b < nsb; b++) {
+                const int64_t off = k * w->be + b * sub, sb = k * nsb + b;
+                for (int64_t t = 0; t < n; t++)
+                    acc[t] = lane_sub(j, acc[t], qb + b * sub, t, off, sc[b], mn[b],
+                                      w->has_min ? j->asum[t * nsub + sb] : 0.0f, check, &j->sat);
+            }
+        }
+        for (int64_t t = 0; t < n; t++) j->y[t * R + r] = acc[t] * j->s[t];
+    }
+    free(acc);
     return NULL;
 }
 
 /* y (n, rows) = lanes(W, x (n, cols)) with the declared activation format. */
-static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, es_err *e)
+/* Each token's activation vector (x: n of C) in the lanes' format: af (n, P) as floats (int8: the codes), ai
+ * (n, P) the int8 codes (int8 only), s (n) the scales. */
+static void lane_acts(const es_dp *dp, const float *x, int64_t n, int64_t C, int64_t P, float *af, int8_t *ai, float *s)
 {
-    const dp_tensor *w = &dp->t[ti];
-    int64_t P = w->padded, C = w->cols;
-    if (!w->codes && !w->fv) return es_fail(e, "functional datapath: %s has no weights loaded", dp->m->tensors[ti].name);
-    float *af = calloc((size_t)(n * P), sizeof *af), *s = malloc((size_t)n * sizeof *s);
-    int8_t *ai = dp->act == ACT_INT8 ? calloc((size_t)(n * P), 1) : NULL;
-    if (!af || !s || (dp->act == ACT_INT8 && !ai)) {
-        free(af); free(s); free(ai);
-        return es_fail(e, "out of memory");
-    }
-    /* quantize each token's activation vector */
     for (int64_t t = 0; t < n; t++) {
         const float *xt = x + t * C;
         float *a = af + t * P, am = 0;
@@ -655,26 +1102,66 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
             memcpy(a, xt, (size_t)C * sizeof *a);
         }
     }
+}
+
+/* Formats with mins: each sub-block's sum of activations, as the lanes form it (integer, or FP32 in order), asum
+ * (n, P / sub). */
+static void lane_asum(const dp_tensor *w, int64_t n, const float *af, const int8_t *ai, float *asum)
+{
+    const int64_t P = w->padded, nsub = P / w->sub;
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t b = 0; b < nsub; b++) {
+            int64_t is = 0;
+            float fs = 0.0f;
+            for (int64_t i = b * w->sub; i < (b + 1) * w->sub; i++) {
+                if (ai) is += ai[t * P + i];
+                else fs += af[t * P + i];
+            }
+            asum[t * nsub + b] = ai ? (float)is : fs;
+        }
+}
+
+static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, es_err *e)
+{
+    const dp_tensor *w = &dp->t[ti];
+    int64_t P = w->padded, C = w->cols;
+    if (!w->q && !w->fv) return es_fail(e, "functional datapath: %s has no weights loaded", dp->m->tensors[ti].name);
+    float *af = calloc((size_t)(n * P), sizeof *af), *s = malloc((size_t)n * sizeof *s), *asum = NULL;
+    int8_t *ai = dp->act == ACT_INT8 ? calloc((size_t)(n * P), 1) : NULL;
+    if (w->has_min) asum = malloc((size_t)(n * (P / w->sub)) * sizeof *asum);
+    if (!af || !s || (dp->act == ACT_INT8 && !ai) || (w->has_min && !asum)) {
+        free(af); free(s); free(ai); free(asum);
+        return es_fail(e, "out of memory");
+    }
+    lane_acts(dp, x, n, C, P, af, ai, s);
+    if (asum) lane_asum(w, n, af, ai, asum);
+    int16_t *a16 = NULL;
+    int32_t *gs = NULL;
+    if (vec_ok(dp, w, (double)w->max_code * 127.0 * (double)w->sub > (double)dp->acc_max)) {
+        a16 = malloc((size_t)(n * P) * sizeof *a16);
+        gs = malloc((size_t)(n * (P / w->sub)) * sizeof *gs);
+        pthread_once(&f16_once, f16_fill);
+        if (a16 && gs) vec_acts(w, ai, n, a16, gs);
+        else { free(a16); free(gs); a16 = NULL; gs = NULL; } /* the plain path */
+    }
     int nt = dp->threads;
-    if ((double)w->rows * (double)P * (double)n < 262144.0) nt = 1; /* small: threads cost more than they save */
+    if ((double)w->rows * (double)P * (double)n < dp->split_min) nt = 1; /* small: threads cost more than they save */
     if (dp->lane_fn) nt = 1; /* a co-simulated lane is one model */
     if (nt > w->rows) nt = (int)w->rows;
+    if (nt > dp->pool.n + 1) nt = dp->pool.n + 1; /* the workers running, and the caller */
     mm_job jobs[64];
-    pthread_t th[64];
-    int started[64] = {0};
-    for (int k = 0; k < nt; k++) {
-        jobs[k] = (mm_job){.dp = dp, .w = w, .n = n, .af = af, .ai = ai, .s = s, .y = y, .r0 = w->rows * k / nt,
+    for (int k = 0; k < nt; k++) /* contiguous row shares: each row computed whole by one thread */
+        jobs[k] = (mm_job){.dp = dp, .w = w, .n = n, .af = af, .ai = ai, .s = s, .asum = asum, .a16 = a16, .gs = gs, .y = y, .r0 = w->rows * k / nt,
                            .r1 = w->rows * (k + 1) / nt, .ti = ti};
-        /* the last share runs here; a thread that cannot start runs here too */
-        if (k < nt - 1 && pthread_create(&th[k], NULL, mm_run, &jobs[k]) == 0) started[k] = 1;
-        else mm_run(&jobs[k]);
-    }
+    pool_run(&dp->pool, mm_run, jobs, sizeof *jobs, nt);
     int failed = -1;
     for (int k = 0; k < nt; k++) {
-        if (started[k]) pthread_join(th[k], NULL);
         dp->stats.saturations += jobs[k].sat;
         if (jobs[k].failed && failed < 0) failed = k;
     }
+    free(asum);
+    free(a16);
+    free(gs);
     if (failed >= 0) {
         free(af);
         free(s);
@@ -683,6 +1170,7 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
         return -1;
     }
     dp->stats.lane_rows += w->rows * n;
+    dp->stats.weight_bytes += w->rows * (w->sub ? w->rb : P * (int64_t)sizeof *w->fv);
     free(af);
     free(s);
     free(ai);
@@ -816,22 +1304,13 @@ static int scratch(es_dp *dp, int64_t n, es_err *e)
 static int op_embed(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
 {
     const dp_tensor *w = &dp->t[op->tensor];
-    const int64_t P = w->padded, C = w->cols, sub = w->sub;
     dp_buf y = buf(dp, r, op->out);
-    if (!w->codes && !w->fv) return es_fail(e, "functional datapath: the embedding has no weights loaded");
+    if (!w->q && !w->fv) return es_fail(e, "functional datapath: the embedding has no weights loaded");
     for (int64_t t = 0; t < r->n; t++) {
         const int32_t id = r->ids[t];
         if (id < 0 || id >= w->rows)
             return es_fail(e, "functional datapath: token %d outside the vocabulary of %lld", id, (long long)w->rows);
-        float *xt = y.p + t * y.stride;
-        if (!sub) {
-            memcpy(xt, w->fv + id * P, (size_t)C * sizeof *xt);
-            continue;
-        }
-        /* the format's value: scale x code - min, as the reference decoder computes it */
-        const int8_t *q = w->codes + id * P;
-        const float *sc = w->scale + id * (P / sub), *mn = w->has_min ? w->min + id * (P / sub) : NULL;
-        for (int64_t i = 0; i < C; i++) xt[i] = sc[i / sub] * (float)q[i] - (mn ? mn[i / sub] : 0.0f);
+        tensor_row(dp, op->tensor, id, y.p + t * y.stride); /* scale x code - min, as the reference decoder computes it */
     }
     return 0;
 }

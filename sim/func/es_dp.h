@@ -13,9 +13,36 @@
  *
  * Weights. Each tensor is stored as its format's bytes (a ROM image, or the
  *   same bytes quantized in memory by a recipe), rows zero-padded to whole
- *   blocks, and decoded by the format reference into the lane view
+ *   blocks, and read in the lane view of the format reference
  *   (es_decode_codes): integer code x sub-block scale - sub-block min.
- *   Float formats (f32, f16, bf16) are decoded to their FP32 values.
+ *   Float formats (f32, f16, bf16, fp8) are decoded to their FP32 values.
+ *
+ * Packed layout (in memory). A quantized tensor stays in its ROM format: rows
+ *   of es_q_row_bytes(padded) bytes, blocks exactly as es_quant.h lays them out
+ *   (codes at their real width, fp16/E8M0/E4M3 scales and 6-bit K-quant scales
+ *   and mins per block), no copy: a ROM image's tensors point into their unit's
+ *   inflated stream, a recipe's into the buffer it was quantized into. The lanes
+ *   unpack one block at a time (es_dp_unpack_block, one unpacker per format) to
+ *   the codes, scales and mins es_decode_codes gives, computing each scale with
+ *   the same FP32 operations; load only checks that every scale is finite
+ *   (es_decode_codes' own error for a NaN E8M0/E4M3 scale). Nothing below
+ *   changed: each weight row is read once per chunk of tokens and each token's
+ *   row sum takes the same operations in the same order as before (sub-blocks
+ *   in element order; the activations' per-sub-block sum for the mins is formed
+ *   once per token instead of once per row, the same integer or the same FP32
+ *   sum in element order), so the logits are unchanged bit for bit (test_dp 8.x
+ *   holds them against hashes recorded before the change and against the lanes
+ *   decoding through es_decode_codes, es_dp_set_reference_decode).
+ *   Vector kernels (x86-64 with AVX2, checked at run time): int3 and int6 weights
+ *   with int8 activations sum each group's code x activation in SIMD integer
+ *   lanes, as sum(u x a) - offset x sum(a) with u the stored unsigned code: an
+ *   integer sum is exact in any order, and they run only where the sub-block
+ *   cannot saturate the accumulator (es_dp.c vec_ok), so its value is the one
+ *   defined above; every FP32 operation (scale x sum, the row accumulation, the
+ *   float-activation sums) stays scalar in element order, since reordering
+ *   FP32 additions would change bits. Threads: each product's rows are split
+ *   in whole contiguous shares between the datapath's threads; a row's result
+ *   does not depend on which thread computes it.
  *
  * Lanes (every matrix-vector product: Q, K, V, O, gate, up, down, LM head).
  *   The input vector x is first quantized to tile.lanes.activation_format:
@@ -77,9 +104,12 @@ typedef struct es_dp es_dp;
 typedef struct es_dp_stats {
     int64_t lane_rows;        /* row x token products computed */
     int64_t saturations;      /* int8 accumulator additions that saturated */
+    int64_t weight_bytes;     /* bytes of weights the lane products read from host memory: each product reads its
+                               * tensor once for all its tokens (packed bytes; float formats their FP32 values) */
 } es_dp_stats;
 
-/* A datapath for chip c running model m; threads <= 0: one per core. The
+/* A datapath for chip c running model m on threads host threads (threads <= 0: one per core, at most 64), started
+ * here and kept until es_dp_close: each matrix product's rows are split between them. The
  * chip must have link.elem_bits 16 or 32. Weights come next. */
 int es_dp_open(es_dp **dp, const es_chip *c, const es_model *m, int threads, es_err *e);
 void es_dp_close(es_dp *dp);
@@ -111,6 +141,13 @@ void es_dp_set_sampler(es_dp *dp, const es_sampler *s, uint64_t seed);
 typedef int (*es_dp_lane_fn)(void *ctx, int tensor, es_qtype type, const int8_t *codes, const int8_t *acts,
                              int64_t cols, int64_t sub, const float *scales, float act_scale, float *y, es_err *e);
 void es_dp_set_lane_fn(es_dp *dp, es_dp_lane_fn fn, void *ctx);
+/* on: the lanes decode each weight block through the format's scalar reference (es_decode_codes, weights/)
+ * instead of the packed kernels (tests compare the two bit for bit); 0: the packed kernels. */
+void es_dp_set_reference_decode(es_dp *dp, int on);
+/* Products of at least elems (rows x cols x tokens; default 262,144) have their rows split between the threads,
+ * smaller ones run on the caller. Results do not depend on it (each row is computed whole by one thread); tests
+ * set 0 to split every product. */
+void es_dp_set_split_min(es_dp *dp, double elems);
 
 /* A sequence's KV: positions [start, start + positions) in each layer; start > 0
  * reads positions below start from sequence prefix_seq. tag seeds its sampler. */
@@ -149,6 +186,11 @@ static inline float es_dp_acc_step(float acc, float scale, int64_t sum)
     float part = scale * (float)sum;
     return acc + part;
 }
+/* The packed kernels' unpacker: one block of quantized format f at blk (es_q_block_bytes of them) to its integer
+ * codes (es_q_block_elems), sub-block scales and, for q4_k and q5_k, mins (min may then be NULL); the same values
+ * the format's reference (es_decode_codes) gives, without its checks (a NaN scale comes out NaN). -1 for a float
+ * format. */
+int es_dp_unpack_block(const es_qfmt *f, const void *blk, int8_t *codes, float *scale, float *min);
 /* MoE: the experts the last es_dp_layers call routed each token to, as *routes
  * (layers of the call, tokens, top_k; the largest router score first); returns
  * top_k, or 0 for a model without experts. */
