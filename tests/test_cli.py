@@ -7000,9 +7000,9 @@ def test_system_link_budget_70b():
 
 # ---- tokenizer settings from the file (issue 21: special tokens, add_bos_token, tokenizer.ggml.pre) ----
 
-def bpe_vocab_gguf(path, pre, add_bos=None):
-    """A tiny gpt2-model vocabulary GGUF: the 256 bytes in GPT-2 form, "hi" (merge "h i"), <|eot_id|> (control)."""
-    import struct
+def gpt2_byte_chars():
+    """GPT-2's byte-to-character map (bytes_to_unicode): printable Latin-1 bytes stand for themselves, the rest
+    take the characters from U+0100 on, in byte order."""
     bs = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
     cs, n = bs[:], 0
     for b in range(256):
@@ -7010,7 +7010,13 @@ def bpe_vocab_gguf(path, pre, add_bos=None):
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    char = {b: chr(c) for b, c in zip(bs, cs)}
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def bpe_vocab_gguf(path, pre, add_bos=None):
+    """A tiny gpt2-model vocabulary GGUF: the 256 bytes in GPT-2 form, "hi" (merge "h i"), <|eot_id|> (control)."""
+    import struct
+    char = gpt2_byte_chars()
     tokens = [char[b] for b in range(256)] + ["hi", "<|eot_id|>"]
     types = [1] * 257 + [3]
     arr = lambda et, items: struct.pack("<IQ", et, len(items)) + b"".join(items)
@@ -7055,14 +7061,7 @@ def bpe_weights_gguf(path, ranks, pre):
     as Hugging Face's TikTokenConverter (bpe-fixtures.mjs checks they are the package's), splitmix64 weights."""
     import struct
     from array import array
-    bs = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    char = {b: chr(c) for b, c in zip(bs, cs)}
+    char = gpt2_byte_chars()
     form = lambda b: "".join(char[x] for x in b)
     named = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|reserved_special_token_1|>",
              "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>", "<|start_header_id|>", "<|end_header_id|>",
