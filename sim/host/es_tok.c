@@ -77,7 +77,7 @@ static int build_eog(es_tok *t, int32_t eot, int32_t eom)
     int32_t more[3] = {t->eos, eot, eom};
     for (int k = 0; k < 3; k++)
         if (more[k] >= 0 && !es_tok_is_eog(t, more[k])) t->eog[t->n_eog++] = more[k];
-    qsort(t->sp, (size_t)t->n_sp, sizeof *t->sp, sp_cmp);
+    if (t->n_sp > 1) qsort(t->sp, (size_t)t->n_sp, sizeof *t->sp, sp_cmp); /* no special tokens: sp is NULL */
     return 0;
 }
 
