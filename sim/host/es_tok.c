@@ -1048,12 +1048,15 @@ int64_t es_tok_encode(const es_tok *t, const char *text, size_t n, int32_t *out,
 int es_tok_add_bos(const es_tok *t) { return t->add_bos && t->bos >= 0; }
 int es_tok_add_eos(const es_tok *t) { return t->add_eos && t->eos >= 0; }
 
-int32_t es_tok_special_id(const es_tok *t, const char *name)
+/* The special token (control, user-defined, unknown; Llama 3's by id) whose text is s[0..n), else -1. */
+static int32_t sp_find(const es_tok *t, const char *s, size_t n)
 {
     for (int64_t i = 0; i < t->n_sp; i++)
-        if (!strcmp(t->sp[i].text, name)) return t->sp[i].id;
+        if (t->sp[i].len == n && !memcmp(t->sp[i].text, s, n)) return t->sp[i].id;
     return -1;
 }
+
+int32_t es_tok_special_id(const es_tok *t, const char *name) { return sp_find(t, name, strlen(name)); }
 
 int es_tok_is_eog(const es_tok *t, int32_t id)
 {
@@ -1066,8 +1069,8 @@ const char *es_tok_pre(const es_tok *t) { return t->spm ? "spm" : pre_names[t->p
 
 int32_t es_tok_find_piece(const es_tok *t, const char *s, size_t n)
 {
-    for (int64_t i = 0; i < t->n_sp; i++) /* special tokens: GGUF control, user-defined, Llama 3's by id */
-        if (t->sp[i].len == n && !memcmp(t->sp[i].text, s, n)) return t->sp[i].id;
+    int32_t id = sp_find(t, s, n);
+    if (id >= 0) return id;
     if (!t->spm || !t->table || n == 0 || n > 65535) return -1;
     return lookup(t, (const unsigned char *)s, n); /* SentencePiece: every piece */
 }
