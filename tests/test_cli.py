@@ -7344,6 +7344,123 @@ def test_functional_threads():
     expect_error(("run", "--no-db", "--model", model, "--chip", chip, "--mode", "functional", "--synthetic", "5",
                   "--threads", "0"), "--threads", code=2)
 
+
+# ---- expert-parallel stages with other features: clocks, tile.sync_step, adapters, eval, the KV bound (issue 20; h/ep20) ----
+def ep_expert_chain_by_hand():
+    """One routed expert's chain (gate, up, SiLU x up, down) for one token on a chip of tiny-moe-ep2's stage holding 8
+    of the 16 experts, in its cycles, from tiny-chip.json and tiny-moe's config: each expert's partition has the share
+    of layer 0's lane cells its gate, up and down hold (attention, router and 8 experts; int3 a cell an element, int6
+    two), floor(lanes x share) lanes and floor(banks x share) ROM banks; a matvec takes its cells over its lanes or its
+    bits (3.25 a weight: a 16-bit scale per 64) over its banks' rows, whichever is longer, plus the ROM's read latency
+    and the lanes' pipeline; the SiLU x up ceil(F / vector width) plus the vector latency."""
+    chip = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+    moe = json.load(open(os.path.join(DATA, "tiny-moe", "config.json")))
+    v = lambda n: n["value"] if isinstance(n, dict) else n
+    H, F, E = moe["hidden_size"], moe["intermediate_size"], moe["num_experts"]
+    KV = moe["num_key_value_heads"] * (H // moe["num_attention_heads"])
+    w = chip["weights"]
+    bits = lambda role: {"int3": 3, "int6": 6}[v((w["roles"].get(role) or w["default"])["format"])]
+    cb = v(chip["tile"]["lanes"]["cell_bits"])
+    cells = lambda role, r, c: r * c * -(-bits(role) // cb)
+    expert = cells("ffn_gate", F, H) + cells("ffn_up", F, H) + cells("ffn_down", H, F)
+    total = (cells("attn_q", H, H) + cells("attn_k", KV, H) + cells("attn_v", KV, H) + cells("attn_o", H, H) +
+             cells("router", E, H) + (E // 2) * expert)
+    lanes = v(chip["tile"]["lanes"]["count"]) * expert // total
+    banks = v(chip["tile"]["rom"]["banks"]) * expert // total
+    lat = v(chip["tile"]["rom"]["read_latency_cycles"]) + v(chip["tile"]["lanes"]["pipeline_depth"])
+    mv = lambda role, r, c: max(-(-cells(role, r, c) // lanes),
+                                -(-(r * c * bits(role) + r * c // 64 * 16) // (banks * v(chip["tile"]["rom"]["row_bits"])))) + lat
+    vec = -(-F // v(chip["tile"]["vector"]["elems_per_cycle"])) + v(chip["tile"]["vector"]["latency_cycles"])
+    return mv("ffn_gate", F, H) + mv("ffn_up", F, H) + vec + mv("ffn_down", H, F)
+
+
+def ep_system(tmp, name, chips):
+    """tiny-moe-ep2 with each of its four chips' files given (tiny-chip.json, or a copy of it with `clock_hz` and
+    `tile.sync_step` set): the path of the system file written in tmp."""
+    base = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+    sysf = json.load(open(SYSTEM_EP2))
+    sysf["model"] = os.path.join(DATA, "tiny-moe")
+    for k, (hz, sync) in enumerate(chips):
+        c = json.loads(json.dumps(base))
+        c["name"] = f"tiny-{k}"
+        c["clock_hz"] = {"value": hz, "source": "test fixture"}
+        c["tile"]["sync_step"] = {"value": sync, "source": "test fixture"}
+        path = os.path.join(tmp, f"{name}-chip{k}.json")
+        json.dump(c, open(path, "w"))
+        sysf["chips"][k]["chip"] = path
+    p = os.path.join(tmp, name + ".json")
+    json.dump(sysf, open(p, "w"))
+    return p
+
+
+def ep_route(tmp, experts):
+    path = os.path.join(tmp, "route-" + "-".join(map(str, experts)) + ".txt")
+    with open(path, "w") as f:
+        f.write(" ".join(map(str, experts)) + "\n")
+    return "replay:" + path
+
+
+def test_ep_clocks_hand():
+    """An expert-parallel stage whose chips have different clocks: chip 1 (holding the sequence) at 1 GHz, chip 2 at
+    2 GHz. Each chip counts its own cycles and the all-to-all converts between clocks as a card link does: per MoE
+    layer, a token whose experts are both on chip 2 costs chip 1's dispatch (ceil(4096 bits / 10 Gbit/s x 1 GHz) =
+    410 + 1000 cycles), then on chip 2's clock the expert chain (ep_expert_chain_by_hand: 180 cycles) and chip 2's
+    combine (ceil(4096 / 10 Gbit/s x 2 GHz) = 820 + 2000 cycles), back on chip 1's clock (its first edge at or after:
+    ceil(x / 2)), instead of the 180-cycle chain on chip 1: 1410 + ceil(3000 / 2) - 180 = 2730 cycles a layer, 5460
+    for the stage's two (5640 with both chips at 1 GHz, test_ep_step_hand). The analytic step adds its expected
+    share, 1 - (8 x 7) / (16 x 15) of it, exactly (chip 1's period is a whole multiple of chip 2's)."""
+    C = ep_expert_chain_by_hand()
+    sysf = json.load(open(SYSTEM_EP2))
+    v = lambda n: n["value"] if isinstance(n, dict) else n
+    bw, lat_ns = v(sysf["link"]["bandwidth_bits_per_s"]), v(sysf["link"]["latency_ns"])
+    bits = 256 * 16
+    hop = lambda hz: math.ceil(bits / bw * hz) + math.ceil(lat_ns * hz / 1e9)
+    layer = hop(1e9) + -(-(C + hop(2e9)) // 2) - C
+    expect((C, hop(1e9), hop(2e9), layer) == (180, 1410, 2820, 2730), f"hand: chain {C}, hops {hop(1e9)} {hop(2e9)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = ep_system(tmp, "clk", [(1e9, False), (1e9, False), (2e9, False), (1e9, False)])
+        base = ["--no-db", "--system", p, "--set", "tile.rom.rows=128", "--prompt", "8", "--generate", "4"]
+        local = run_json(*base, "--routing", ep_route(tmp, [0, 1]))
+        remote = run_json(*base, "--routing", ep_route(tmp, [8, 9]))
+    for k in ("decode_first", "decode_last"):
+        a, b = local["stream0_cycles"][k], remote["stream0_cycles"][k]
+        expect(b - a == 2 * layer, f"{k}: local {a}, remote {b} cycles; by hand +{2 * layer}")
+    share = 1 - (8 * 7) / (16 * 15)
+    for j in (local, remote):
+        an = j["analytic_stream0_cycles"]["decode_first"]
+        expect(an == local["stream0_cycles"]["decode_first"] + round(share * 2 * layer),
+               f"analytic {an}, simulated local {local['stream0_cycles']['decode_first']} + share of {2 * layer}")
+    chips = remote["system"]["chips"]
+    expect([c["clock_hz"] for c in chips] == [1e9, 1e9, 2e9, 1e9] and chips[2]["cycles"] == 2 * chips[1]["cycles"],
+           f"each chip's own cycles: {[(c['clock_hz'], c['cycles']) for c in chips]}")
+
+
+def test_ep_sync_step():
+    """tile.sync_step on a system with an expert-parallel stage. The chips of the first stage setting it form the
+    steps (each its own batch: its first tile takes no new pass until the tokens it sent on are back); a barrier on
+    two chips in series could wait on each other (chip 0 holding B's token until A's is back, chip 3 holding A's
+    until B's is back), which ran forever before. The stage's chips (1 GHz and 2 GHz) each step the one sequence they
+    hold: with two streams, one on each, stream 0's steps are exactly those without tile.sync_step; with four, two
+    on each, the steps wait for the pair (longer). With every chip setting it, chip 0 forms the steps, and the runs
+    finish with every token."""
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = ep_system(tmp, "plain", [(1e9, False), (1e9, False), (2e9, False), (1e9, False)])
+        stage = ep_system(tmp, "stage", [(1e9, False), (1e9, True), (2e9, True), (1e9, False)])
+        every = ep_system(tmp, "every", [(1e9, True), (1e9, True), (2e9, True), (1e9, True)])
+        r = ep_route(tmp, [8, 9])
+        go = lambda p, n: run_json("--no-db", "--system", p, "--set", "tile.rom.rows=128", "--prompt", "8",
+                                   "--generate", "6", "--streams", str(n), "--routing", r)
+        a, b = go(plain, 2), go(stage, 2)
+        expect(a["stream0_cycles"] == b["stream0_cycles"] and a["tokens"] == b["tokens"] == 12,
+               f"one sequence a chip: {a['stream0_cycles']} without, {b['stream0_cycles']} with tile.sync_step")
+        expect([c["kv_max_used"] for c in b["system"]["chips"]][1:3] == [14, 14], f"{b['system']['chips']}")
+        a, b = go(plain, 4), go(stage, 4)
+        expect(b["tokens"] == 24 and b["stream0_cycles"]["decode_total"] > a["stream0_cycles"]["decode_total"],
+               f"two a chip: {a['stream0_cycles']} without, {b['stream0_cycles']} with")
+        for n in (2, 4):
+            j = go(every, n)
+            expect(j["tokens"] == 6 * n, f"every chip with tile.sync_step, {n} streams: {j['tokens']} tokens")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

@@ -273,6 +273,14 @@ int set_stages(Sim &s, es_err *e)
         x.a2a_out.assign(x.stage_chips.size(), Server(1));
         x.a2a_stat = x.unit((x.prefix + "a2a").c_str());
     }
+    /* tile.sync_step: the chips of the first stage setting it form the steps (es_system.h); a barrier on two chips in
+       series could wait on each other when sequences interleave (each holding a token the other's step awaits) */
+    int former = -1;
+    for (size_t k = 0; k < s.n_chips(); k++) {
+        Ctx &x = s.chip(k);
+        if (x.c->tile.sync_step && former < 0) former = x.stage;
+        x.steps = x.c->tile.sync_step && x.stage == former;
+    }
     return 0;
 }
 
@@ -281,17 +289,20 @@ int set_stages(Sim &s, es_err *e)
 void build_stages(Sim &s, bool vcd)
 {
     std::vector<Die *> before{s.die.get()};
+    std::vector<Ctx *> from{&s.chip(0)}; /* the chips of `before` */
     for (size_t k = 1; k < s.n_chips();) {
         size_t end = k;
         while (end < s.n_chips() && s.chip(end).stage == s.chip(k).stage) end++;
         std::vector<Die *> now;
+        std::vector<Ctx *> to;
+        for (size_t j = k; j < end; j++) to.push_back(&s.chip(j));
         if (end - k == 1 && before.size() == 1) {
             s.more_dies.emplace_back(new Die(s.chip(k), vcd, before[0], s.die.get()));
             now.push_back(s.more_dies.back().get());
         } else {
             int depth = (int)s.chip(k).c->sched.fifo_depth;
             std::string nm = "stage" + std::to_string(s.chip(k).stage) + "_switch";
-            s.switches.emplace_back(new Switch(nm.c_str(), s.run, s.chip(k).stage, (int)before.size(), (int)(end - k), depth));
+            s.switches.emplace_back(new Switch(nm.c_str(), s.run, s.chip(k).stage, from, to, depth));
             Switch &sw = *s.switches.back();
             for (size_t i = 0; i < before.size(); i++) before[i]->bind_out(*sw.in[i]);
             for (size_t j = k; j < end; j++) {
@@ -300,6 +311,7 @@ void build_stages(Sim &s, bool vcd)
             }
         }
         before = now;
+        from = to;
         k = end;
     }
 }

@@ -163,7 +163,7 @@ int run_sim(const es_map *pm, const Workload &w, RunResult &r, es_err *e);
 // of the model (es_model_slice): the first holds the embedding, the last the head; each chip's card_link
 // is the link it sends on. Each chip's units count its own clock's cycles; the run's (r.cycles, the host's
 // times, the trace) count the first chip's, and so do r.units' busy_cycles (each chip's own: r.chips). None
-// may have a power limit; tile.sync_step is each chip's own (es_system.h); --vcd traces every chip
+// may have a power limit; tile.sync_step: the first stage setting it forms the steps (es_system.h); --vcd traces every chip
 // (es_die.cpp). The analytic summary (r.an) is left empty for n > 1 but for its decode figures.
 int run_sim(const es_map *const *pms, int n, const Workload &w, RunResult &r, es_err *e);
 
