@@ -7461,6 +7461,121 @@ def test_ep_sync_step():
             j = go(every, n)
             expect(j["tokens"] == 6 * n, f"every chip with tile.sync_step, {n} streams: {j['tokens']} tokens")
 
+
+def test_eval_system_matches_run():
+    """eval on a system of chips simulates the same pipeline as run: on the expert-parallel tiny-moe-ep2 (which eval
+    refused before: its default prefix sharing is not modelled on an expert-parallel stage, so a system with one
+    evaluates without it, "prefix_sharing.enabled" false) and on the layer split tiny-x2 (stories260K,
+    --no-prefix-sharing),
+    four records of one length take exactly the time and energy of run's four streams of that prompt, with the same
+    KV positions (the system's) and each chip's KV held, link tokens and joules alike."""
+    s = stories()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "u.csv")
+        write_csv(data, [f"R{i:05d},{'y' * 40}" for i in range(4)])
+        for sysargs, extra in (([SYSTEM_EP2, "--set", "tile.rom.rows=128"], []),
+                               ([SYSTEM_X2, "--model", s], ["--no-prefix-sharing"])):
+            e, _ = eval_json("--no-db", "--no-compare", "--system", *sysargs, "--data", data, "--rule", "Is it fine?",
+                             "--max-new-tokens", "4", *extra)
+            expect(e["records_done"] == 4 and e["prefix_sharing"]["enabled"] is False, f"{sysargs[0]}: {e['records_done']}")
+            P = e["rule_tokens"] + e["record_tokens_mean"]
+            expect(P == int(P), f"records of one length: {P}")
+            r = run_json("--no-db", "--system", *sysargs, "--prompt", str(int(P)), "--generate", "4", "--streams", "4")
+            expect(e["batch_ns"] == r["cycles"] * 1e9 / r["clock_hz"] and e["output_tokens"] == r["tokens"] == 16,
+                   f"{sysargs[0]}: eval {e['batch_ns']} ns, run {r['cycles']} cycles at {r['clock_hz']}")
+            expect(abs(e["energy_j"] - r["energy_j"]) <= 1e-12 * r["energy_j"], f"energy {e['energy_j']} {r['energy_j']}")
+            expect(e["kv_positions"] == r["kv_positions"] and e["kv_max_used"] == r["kv_max_used"],
+                   f"KV: eval {e['kv_positions']} {e['kv_max_used']}, run {r['kv_positions']} {r['kv_max_used']}")
+            pick = lambda j: [(c["kv_positions"], c["kv_max_used"], c["dynamic_j"]) for c in j["system"]["chips"]]
+            links = lambda j: [(l["unit"], l["tokens"]) for l in j["system"]["links"]]
+            expect(pick(e) == pick(r) and links(e) == links(r), f"chips {pick(e)} vs {pick(r)}; {links(e)} vs {links(r)}")
+
+
+def test_ep_kv_bound():
+    """The KV bound of an expert-parallel stage, each of its E chips holding its sequences whole (on the chip with the
+    most positions free): sum(kv_cap) - (E - 1) x (L - 1), L the most positions one request holds (a list's longest;
+    eval: its context window, min(kv.slot_context) of the chips). Chips 1 and 2 with 120 positions each (kv.bytes_per_tile
+    120 x 512 bytes: K and V of 256 dims at 8 bits, one layer a tile), the ends with 8192, kv.slot_context 60: by
+    hand 240 - 59 = 181. Four records of 40 positions, then one of 60: the four alternate between chips 1 and 2
+    (80 each, 40 free on each); the fifth waits for one to finish (160 + 60 > 181), the first, on chip 1, and then
+    goes there: chips 1 and 2 held at most 100 and 80, the ends 3 x 40 + 60 = 180. Counted in whole sequences of L,
+    as before (2 x 2 x 60 = 240), it was admitted at once and overflowed chip 1's KV. The run's bound is the same
+    formula with L its requests' length: six streams of 40 positions, 240 - 39 = 201, five in flight."""
+    with tempfile.TemporaryDirectory() as tmp:
+        p = ep_system(tmp, "kv", [(1e9, False)] * 4)
+        sysf = json.load(open(p))
+        for k in (1, 2):
+            c = json.load(open(sysf["chips"][k]["chip"]))
+            c["kv"]["bytes_per_tile"]["value"] = 120 * 512
+            json.dump(c, open(sysf["chips"][k]["chip"], "w"))
+        data = os.path.join(tmp, "d.csv")
+        base = ["--no-db", "--no-compare", "--system", p, "--set", "tile.rom.rows=128", "--set", "kv.slot_context=60",
+                "--rule", "Is it fine?", "--max-new-tokens", "4"]
+        write_csv(data, ["R0,y"])
+        one, _ = eval_json(*base, "--data", data)
+        fixed = one["rule_tokens"] + one["record_tokens_mean"] - 1 + 4  # positions of a record of one estimated token
+        # an estimated token is 4 UTF-8 bytes: records of 40 and 60 positions
+        rec = lambda n: "y" * (4 * (n - fixed) + 1 - 4) if n > fixed else None
+        write_csv(data, [f"R{i},{rec(40)}" for i in range(4)] + [f"R4,{rec(60)}"])
+        j, _ = eval_json(*base, "--data", data)
+        chips = j["system"]["chips"]
+        expect(j["records_done"] == 5 and j["kv_positions"] == 181 and [c["kv_positions"] for c in chips] ==
+               [8192, 120, 120, 8192], f"kv {j['kv_positions']}, chips {[c['kv_positions'] for c in chips]}")
+        expect([c["kv_max_used"] for c in chips] == [180, 100, 80, 180] and j["max_in_flight"] == 4,
+               f"held {[c['kv_max_used'] for c in chips]}, in flight {j['max_in_flight']}")
+        r = run_json("--no-db", "--system", p, "--set", "tile.rom.rows=128", "--set", "kv.slot_context=60", "--prompt",
+                     "30", "--generate", "10", "--streams", "6")
+        expect(r["kv_positions"] == 240 - 39 and r["max_in_flight"] == 5, f"run: {r['kv_positions']} {r['max_in_flight']}")
+
+
+def test_ep_adapter_sram_kv():
+    """Rank 16 on q and v over tiny-moe-ep2, its stage's chips with a quarter of the KV SRAM (2048 positions a tile):
+    every chip of the expert-parallel stage holds the attention of its layers, so each holds A and B of q and v for
+    each of its two layers and loses its own KV positions; derived here from tiny-chip.json and tiny-moe's shapes:
+    per tile 4 matrices of 16 x 256 8-bit elements (16,384 bytes), a position 2 x 256 bytes (K and V), so the ends
+    keep (4 MiB - 16 KiB) / 512 = 8160 positions (slots of 512: 16 -> 15) and the stage's chips (1 MiB - 16 KiB) /
+    512 = 2016 (4 -> 3). The system's slots are the fewest of any stage, the stage's its chips' together (3 + 3 of
+    4 + 4); its KV bound (test ep_kv_bound) 2 x 2016 - 11 for requests of 12 positions; eval reports the same."""
+    c = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+    kv = {k: v["value"] for k, v in c["kv"].items()}
+    eb, word, kv_bytes, ctx = kv["element_bits"], kv["word_bits"], kv["bytes_per_tile"], kv["slot_context"]
+    H, KV = 256, 256  # tiny-moe: hidden 256, 8 KV heads of 32
+    words = lambda n: -(-n * eb // word) * word // 8
+    per_tile = words(16 * H) + words(H * 16) + words(16 * H) + words(KV * 16)
+    pos = 2 * KV * eb // 8
+    small = kv_bytes // 4
+    ends, stage = ((kv_bytes - per_tile) // pos, kv_bytes // pos), ((small - per_tile) // pos, small // pos)
+    expect((per_tile, pos, ends, stage, ctx) == (16384, 512, (8160, 8192), (2016, 2048), 512), "oracle itself")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = ep_system(tmp, "ad", [(1e9, False)] * 4)
+        sysf = json.load(open(p))
+        for k in (1, 2):
+            cf = json.load(open(sysf["chips"][k]["chip"]))
+            cf["kv"]["bytes_per_tile"]["value"] = small
+            json.dump(cf, open(sysf["chips"][k]["chip"], "w"))
+        args = ["--system", p, "--set", "tile.rom.rows=128", "--adapter-rank", "16", "--adapter-roles", "q,v"]
+        j = run_json("--no-db", *args, "--prompt", "8", "--generate", "4", "--streams", "6")
+        for k, layers in enumerate((1, 2, 2, 1)):
+            left, without = ends if k in (0, 3) else stage
+            want = {"tensors": 2 * layers, "rank": 16, "roles": "q,v", "alpha": 16, "scale": 1, "element_bits": eb,
+                    "bytes_per_tile": per_tile, "bytes": per_tile * layers, "kv_bytes_per_tile_left":
+                    (kv_bytes if k in (0, 3) else small) - per_tile, "kv_positions": left, "kv_positions_without": without,
+                    "kv_slots": left // ctx, "kv_slots_without": without // ctx, "kv_slots_lost": 1}
+            got = j["system"]["chips"][k]["adapter"]
+            expect(got == want and j["system"]["chips"][k]["kv_positions"] == left, f"chips[{k}].adapter {got}, by hand {want}")
+        want = {"tensors": 12, "rank": 16, "roles": "q,v", "alpha": 16, "scale": 1, "bytes": 6 * per_tile,
+                "kv_slots": 2 * (stage[0] // ctx), "kv_slots_without": 2 * (stage[1] // ctx), "kv_slots_lost": 2}
+        expect(j["adapter"] == want and j["kv_positions"] == 2 * stage[0] - 11, f"adapter {j['adapter']}, KV "
+               f"{j['kv_positions']}; by hand {want}, {2 * stage[0] - 11}")
+        expect([c["kv_max_used"] for c in j["system"]["chips"]] == [72, 36, 36, 72], f"{j['system']['chips']}")
+        out = run("run", "--no-db", *args, "--prompt", "8", "--generate", "4").stdout
+        line = (f"adapter rank 16 on q,v: {6 * per_tile} bytes in the 4 chips' KV SRAM; KV slots, the fewest of any "
+                "stage (of several chips, theirs together), 8 -> 6 (2 lost); each chip's below")
+        expect(line in out, f"summary lacks {line!r}: {out}")
+        e, _ = eval_json("--no-db", "--records", "4", "--max-new-tokens", "2", "--no-compare", *args)
+        expect(e["adapter"] == want and [x["adapter"]["bytes"] for x in e["system"]["chips"]] ==
+               [per_tile, 2 * per_tile, 2 * per_tile, per_tile], f"eval adapter {e['adapter']}")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

@@ -78,6 +78,9 @@ struct Workload {
     // --stop-at-eos (functional): a request ends at the first token this tokenizer calls end-of-generation
     // (es_tok_is_eog), at most its gen tokens; null: every request generates its gen tokens
     const es_tok *stop_at_eog = nullptr;
+    // source: the most KV positions one request may hold (its prompt and gen; eval: its context window), which an
+    // expert-parallel stage's KV bound is sized for (Sim::kv_cap); 0: kv.slot_context of the stage's first chip
+    int64_t max_request = 0;
     Routing routing;             // MoE models: how tokens pick their experts
     bool cycle = false;          // --fidelity cycle: tiles advance clock by clock (es_tile.h)
     int64_t cosim_depth = -1;    // --rtl-cosim: tile 0's lane pipeline depth, the Verilated lane's (-1: the chip's)
