@@ -7576,6 +7576,44 @@ def test_ep_adapter_sram_kv():
         expect(e["adapter"] == want and [x["adapter"]["bytes"] for x in e["system"]["chips"]] ==
                [per_tile, 2 * per_tile, 2 * per_tile, per_tile], f"eval adapter {e['adapter']}")
 
+
+def test_ep_energy_per_token():
+    """The work another chip of an expert-parallel stage does for an item (the dispatch, its experts' chains, the
+    combine) is charged to the item's sequences, each its own tokens' share (it all went to the item's first
+    sequence before). tiny-moe-ep2 with every process energy, leakage and board power zero but the card links'
+    (10 pJ a bit through 0.9-efficient regulators), tokens_per_read 4 and one item in flight a tile (so the stage's
+    items carry several sequences), sixteen streams of 1 + 4, every token routed to experts 8 and 9 (on chip 2).
+    By hand each sequence's energy: its 4 tokens through the stage cross two card hops of 256 x 16 bits and 3
+    sampled ids go back (32 bits); a sequence whose KV is on chip 1 (the even ones: admitted to the chip with the
+    most free, the first on a tie) adds a dispatch and a combine of each token at each of the 2 layers. The
+    sequences' energies sum to the run's."""
+    sysf = json.load(open(SYSTEM_EP2))
+    chip = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+    v = lambda n: n["value"] if isinstance(n, dict) else n
+    j_bit = v(sysf["link"]["energy_pj_per_bit"]) * 1e-12 / v(chip["card"]["vr_efficiency"])
+    act, tok, T = 256 * v(chip["link"]["elem_bits"]), v(chip["link"]["token_id_bits"]), 1 + 4 - 1
+    local = (T * 2 * act + 3 * tok) * j_bit
+    remote = local + T * 2 * 2 * act * j_bit
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "e.sqlite")
+        args = ["--system", SYSTEM_EP2, "--set", "tile.rom.rows=128", "--set", "tile.lanes.tokens_per_read=4",
+                "--set", "tile.items_in_flight=1", "--set", "card.board_static_w=0", "--prompt", "1", "--generate",
+                "4", "--streams", "16", "--routing", ep_route(tmp, [8, 9])]
+        for k in ("logic", "sram", "rom"):
+            args += ["--set", f"process.leakage.{k}_w_per_mm2=0"]
+        for k in ("rom_read_fj_per_bit", "lane_cell_mac_fj", "attention_mac_fj", "sram_read_fj_per_bit",
+                  "sram_write_fj_per_bit", "vector_op_fj", "wire_fj_per_bit_mm", "host_pj_per_bit",
+                  "register_fj_per_bit_cycle", "clock_network_fj_per_bit_cycle"):
+            args += ["--set", f"process.energy.{k}=0"]
+        run("run", "--db", db, *args)
+        j = run_json("--no-db", *args)
+        e = [r[0] for r in sqlite3.connect(db).execute("SELECT energy_j FROM sequences ORDER BY seq")]
+    close = lambda a, b: abs(a - b) <= 1e-9 * abs(b)
+    want = [remote if k % 2 == 0 else local for k in range(16)]
+    expect(len(e) == 16 and all(close(a, b) for a, b in zip(e, want)),
+           f"sequences' energy {[round(x / j_bit) for x in e]} bits, by hand {[round(x / j_bit) for x in want]}")
+    expect(close(sum(e), j["energy_j"]) and j["unattributed_j"] == 0, f"sum {sum(e)}, run {j['energy_j']}")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
