@@ -7408,7 +7408,9 @@ def test_ep_clocks_hand():
     combine (ceil(4096 / 10 Gbit/s x 2 GHz) = 820 + 2000 cycles), back on chip 1's clock (its first edge at or after:
     ceil(x / 2)), instead of the 180-cycle chain on chip 1: 1410 + ceil(3000 / 2) - 180 = 2730 cycles a layer, 5460
     for the stage's two (5640 with both chips at 1 GHz, test_ep_step_hand). The analytic step adds its expected
-    share, 1 - (8 x 7) / (16 x 15) of it, exactly (chip 1's period is a whole multiple of chip 2's)."""
+    share, 1 - (8 x 7) / (16 x 15) of it, exactly (chip 1's period is a whole multiple of chip 2's). With chips 0, 2
+    and 3 at 2 GHz and chip 1 at 1 GHz the same 2730 of chip 1's cycles a layer are twice as many of the run's (chip
+    0's), and the analytic step, walking the card hops and switches between clocks, still agrees exactly."""
     C = ep_expert_chain_by_hand()
     sysf = json.load(open(SYSTEM_EP2))
     v = lambda n: n["value"] if isinstance(n, dict) else n
@@ -7433,6 +7435,19 @@ def test_ep_clocks_hand():
     chips = remote["system"]["chips"]
     expect([c["clock_hz"] for c in chips] == [1e9, 1e9, 2e9, 1e9] and chips[2]["cycles"] == 2 * chips[1]["cycles"],
            f"each chip's own cycles: {[(c['clock_hz'], c['cycles']) for c in chips]}")
+    # the other chips at 2 GHz and chip 1 at 1 GHz: items reach chip 1 through the switches on its clock and leave it on
+    # chip 3's; the run counts chip 0's cycles (2 GHz), each of chip 1's two
+    with tempfile.TemporaryDirectory() as tmp:
+        p = ep_system(tmp, "clk2", [(2e9, False), (1e9, False), (2e9, False), (2e9, False)])
+        base = ["--no-db", "--system", p, "--set", "tile.rom.rows=128", "--prompt", "8", "--generate", "4"]
+        local = run_json(*base, "--routing", ep_route(tmp, [0, 1]))
+        remote = run_json(*base, "--routing", ep_route(tmp, [8, 9]))
+    for k in ("decode_first", "decode_last"):
+        a, b = local["stream0_cycles"][k], remote["stream0_cycles"][k]
+        expect(b - a == 2 * 2 * layer, f"{k}: local {a}, remote {b} cycles of 2 GHz; by hand +{4 * layer}")
+    an = local["analytic_stream0_cycles"]["decode_first"]
+    expect(an == local["stream0_cycles"]["decode_first"] + 2 * round(share * 2 * layer),
+           f"analytic {an}, simulated local {local['stream0_cycles']['decode_first']} + 2 x share of {2 * layer}")
 
 
 def test_ep_sync_step():
