@@ -7345,7 +7345,7 @@ def test_functional_threads():
                   "--threads", "0"), "--threads", code=2)
 
 
-# ---- expert-parallel stages with other features: clocks, tile.sync_step, adapters, eval, the KV bound (issue 20; h/ep20) ----
+# ---- expert-parallel stages with clocks, tile.sync_step, adapters, eval, the KV bound (issue 20; h/ep20) ----
 def ep_expert_chain_by_hand():
     """One routed expert's chain (gate, up, SiLU x up, down) for one token on a chip of tiny-moe-ep2's stage holding 8
     of the 16 experts, in its cycles, from tiny-chip.json and tiny-moe's config: each expert's partition has the share
@@ -7492,26 +7492,29 @@ def test_eval_system_matches_run():
                                ([SYSTEM_X2, "--model", s], ["--no-prefix-sharing"])):
             e, _ = eval_json("--no-db", "--no-compare", "--system", *sysargs, "--data", data, "--rule", "Is it fine?",
                              "--max-new-tokens", "4", *extra)
-            expect(e["records_done"] == 4 and e["prefix_sharing"]["enabled"] is False, f"{sysargs[0]}: {e['records_done']}")
+            expect(e["records_done"] == 4 and e["prefix_sharing"]["enabled"] is False,
+                   f"{sysargs[0]}: {e['records_done']}")
             P = e["rule_tokens"] + e["record_tokens_mean"]
             expect(P == int(P), f"records of one length: {P}")
             r = run_json("--no-db", "--system", *sysargs, "--prompt", str(int(P)), "--generate", "4", "--streams", "4")
             expect(e["batch_ns"] == r["cycles"] * 1e9 / r["clock_hz"] and e["output_tokens"] == r["tokens"] == 16,
                    f"{sysargs[0]}: eval {e['batch_ns']} ns, run {r['cycles']} cycles at {r['clock_hz']}")
-            expect(abs(e["energy_j"] - r["energy_j"]) <= 1e-12 * r["energy_j"], f"energy {e['energy_j']} {r['energy_j']}")
+            expect(abs(e["energy_j"] - r["energy_j"]) <= 1e-12 * r["energy_j"],
+                   f"energy {e['energy_j']} {r['energy_j']}")
             expect(e["kv_positions"] == r["kv_positions"] and e["kv_max_used"] == r["kv_max_used"],
                    f"KV: eval {e['kv_positions']} {e['kv_max_used']}, run {r['kv_positions']} {r['kv_max_used']}")
             pick = lambda j: [(c["kv_positions"], c["kv_max_used"], c["dynamic_j"]) for c in j["system"]["chips"]]
             links = lambda j: [(l["unit"], l["tokens"]) for l in j["system"]["links"]]
-            expect(pick(e) == pick(r) and links(e) == links(r), f"chips {pick(e)} vs {pick(r)}; {links(e)} vs {links(r)}")
+            expect(pick(e) == pick(r) and links(e) == links(r),
+                   f"chips {pick(e)} vs {pick(r)}; {links(e)} vs {links(r)}")
 
 
 def test_ep_kv_bound():
     """The KV bound of an expert-parallel stage, each of its E chips holding its sequences whole (on the chip with the
     most positions free): sum(kv_cap) - (E - 1) x (L - 1), L the most positions one request holds (a list's longest;
-    eval: its context window, min(kv.slot_context) of the chips). Chips 1 and 2 with 120 positions each (kv.bytes_per_tile
-    120 x 512 bytes: K and V of 256 dims at 8 bits, one layer a tile), the ends with 8192, kv.slot_context 60: by
-    hand 240 - 59 = 181. Four records of 40 positions, then one of 60: the four alternate between chips 1 and 2
+    eval: its context window, min(kv.slot_context) of the chips). Chips 1 and 2 with 120 positions each
+    (kv.bytes_per_tile 120 x 512 bytes: K and V of 256 dims at 8 bits, one layer a tile), the ends with 8192,
+    kv.slot_context 60: by hand 240 - 59 = 181. Four records of 40 positions, then one of 60: the four alternate between chips 1 and 2
     (80 each, 40 free on each); the fifth waits for one to finish (160 + 60 > 181), the first, on chip 1, and then
     goes there: chips 1 and 2 held at most 100 and 80, the ends 3 x 40 + 60 = 180. Counted in whole sequences of L,
     as before (2 x 2 x 60 = 240), it was admitted at once and overflowed chip 1's KV. The run's bound is the same
@@ -7540,7 +7543,8 @@ def test_ep_kv_bound():
                f"held {[c['kv_max_used'] for c in chips]}, in flight {j['max_in_flight']}")
         r = run_json("--no-db", "--system", p, "--set", "tile.rom.rows=128", "--set", "kv.slot_context=60", "--prompt",
                      "30", "--generate", "10", "--streams", "6")
-        expect(r["kv_positions"] == 240 - 39 and r["max_in_flight"] == 5, f"run: {r['kv_positions']} {r['max_in_flight']}")
+        expect(r["kv_positions"] == 240 - 39 and r["max_in_flight"] == 5,
+               f"run: {r['kv_positions']} {r['max_in_flight']}")
 
 
 def test_ep_adapter_sram_kv():
@@ -7574,10 +7578,12 @@ def test_ep_adapter_sram_kv():
             left, without = ends if k in (0, 3) else stage
             want = {"tensors": 2 * layers, "rank": 16, "roles": "q,v", "alpha": 16, "scale": 1, "element_bits": eb,
                     "bytes_per_tile": per_tile, "bytes": per_tile * layers, "kv_bytes_per_tile_left":
-                    (kv_bytes if k in (0, 3) else small) - per_tile, "kv_positions": left, "kv_positions_without": without,
+                    (kv_bytes if k in (0, 3) else small) - per_tile, "kv_positions": left,
+                    "kv_positions_without": without,
                     "kv_slots": left // ctx, "kv_slots_without": without // ctx, "kv_slots_lost": 1}
             got = j["system"]["chips"][k]["adapter"]
-            expect(got == want and j["system"]["chips"][k]["kv_positions"] == left, f"chips[{k}].adapter {got}, by hand {want}")
+            expect(got == want and j["system"]["chips"][k]["kv_positions"] == left,
+                   f"chips[{k}].adapter {got}, by hand {want}")
         want = {"tensors": 12, "rank": 16, "roles": "q,v", "alpha": 16, "scale": 1, "bytes": 6 * per_tile,
                 "kv_slots": 2 * (stage[0] // ctx), "kv_slots_without": 2 * (stage[1] // ctx), "kv_slots_lost": 2}
         expect(j["adapter"] == want and j["kv_positions"] == 2 * stage[0] - 11, f"adapter {j['adapter']}, KV "

@@ -355,7 +355,8 @@ std::string adapter_text(const Loaded &L)
     for (size_t k = 1; k < L.maps.size(); k++) ep |= L.maps[k].model->layer_base == L.maps[k - 1].model->layer_base;
     std::snprintf(b, sizeof b, "%s: %.0f bytes in the %d chips' KV SRAM; KV slots, the fewest of any %s, "
                   "%.0f -> %.0f (%.0f lost); each chip's below", who, cJSON_GetObjectItem(j, "bytes")->valuedouble,
-                  L.sys.n_chips, ep ? "stage (of several chips, theirs together)" : "chip", cJSON_GetObjectItem(j, "kv_slots_without")->valuedouble,
+                  L.sys.n_chips, ep ? "stage (of several chips, theirs together)" : "chip",
+                  cJSON_GetObjectItem(j, "kv_slots_without")->valuedouble,
                   cJSON_GetObjectItem(j, "kv_slots")->valuedouble, cJSON_GetObjectItem(j, "kv_slots_lost")->valuedouble);
     cJSON_Delete(j);
     return b;
