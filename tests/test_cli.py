@@ -7368,8 +7368,9 @@ def ep_expert_chain_by_hand():
     lanes = v(chip["tile"]["lanes"]["count"]) * expert // total
     banks = v(chip["tile"]["rom"]["banks"]) * expert // total
     lat = v(chip["tile"]["rom"]["read_latency_cycles"]) + v(chip["tile"]["lanes"]["pipeline_depth"])
+    row_bits = v(chip["tile"]["rom"]["row_bits"])
     mv = lambda role, r, c: max(-(-cells(role, r, c) // lanes),
-                                -(-(r * c * bits(role) + r * c // 64 * 16) // (banks * v(chip["tile"]["rom"]["row_bits"])))) + lat
+                                -(-(r * c * bits(role) + r * c // 64 * 16) // (banks * row_bits))) + lat
     vec = -(-F // v(chip["tile"]["vector"]["elems_per_cycle"])) + v(chip["tile"]["vector"]["latency_cycles"])
     return mv("ffn_gate", F, H) + mv("ffn_up", F, H) + vec + mv("ffn_down", H, F)
 
@@ -7514,9 +7515,9 @@ def test_ep_kv_bound():
     most positions free): sum(kv_cap) - (E - 1) x (L - 1), L the most positions one request holds (a list's longest;
     eval: its context window, min(kv.slot_context) of the chips). Chips 1 and 2 with 120 positions each
     (kv.bytes_per_tile 120 x 512 bytes: K and V of 256 dims at 8 bits, one layer a tile), the ends with 8192,
-    kv.slot_context 60: by hand 240 - 59 = 181. Four records of 40 positions, then one of 60: the four alternate between chips 1 and 2
-    (80 each, 40 free on each); the fifth waits for one to finish (160 + 60 > 181), the first, on chip 1, and then
-    goes there: chips 1 and 2 held at most 100 and 80, the ends 3 x 40 + 60 = 180. Counted in whole sequences of L,
+    kv.slot_context 60: by hand 240 - 59 = 181. Four records of 40 positions, then one of 60: the four alternate
+    between chips 1 and 2 (80 each, 40 free on each); the fifth waits for one to finish (160 + 60 > 181), the
+    first, on chip 1, and then goes there: chips 1 and 2 held at most 100 and 80, the ends 3 x 40 + 60 = 180. Counted in whole sequences of L,
     as before (2 x 2 x 60 = 240), it was admitted at once and overflowed chip 1's KV. The run's bound is the same
     formula with L its requests' length: six streams of 40 positions, 240 - 39 = 201, five in flight."""
     with tempfile.TemporaryDirectory() as tmp:
