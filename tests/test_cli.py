@@ -7517,8 +7517,9 @@ def test_ep_kv_bound():
     (kv.bytes_per_tile 120 x 512 bytes: K and V of 256 dims at 8 bits, one layer a tile), the ends with 8192,
     kv.slot_context 60: by hand 240 - 59 = 181. Four records of 40 positions, then one of 60: the four alternate
     between chips 1 and 2 (80 each, 40 free on each); the fifth waits for one to finish (160 + 60 > 181), the
-    first, on chip 1, and then goes there: chips 1 and 2 held at most 100 and 80, the ends 3 x 40 + 60 = 180. Counted in whole sequences of L,
-    as before (2 x 2 x 60 = 240), it was admitted at once and overflowed chip 1's KV. The run's bound is the same
+    first, on chip 1, and then goes there: chips 1 and 2 held at most 100 and 80, the ends 3 x 40 + 60 = 180.
+    Counted in whole sequences of L, as before (2 x 2 x 60 = 240), it was admitted at once and overflowed chip 1's
+    KV. The run's bound is the same
     formula with L its requests' length: six streams of 40 positions, 240 - 39 = 201, five in flight."""
     with tempfile.TemporaryDirectory() as tmp:
         p = ep_system(tmp, "kv", [(1e9, False)] * 4)
