@@ -7344,6 +7344,299 @@ def test_functional_threads():
     expect_error(("run", "--no-db", "--model", model, "--chip", chip, "--mode", "functional", "--synthetic", "5",
                   "--threads", "0"), "--threads", code=2)
 
+
+# ---- expert-parallel stages with clocks, tile.sync_step, adapters, eval, the KV bound (issue 20; h/ep20) ----
+def ep_expert_chain_by_hand():
+    """One routed expert's chain (gate, up, SiLU x up, down) for one token on a chip of tiny-moe-ep2's stage holding 8
+    of the 16 experts, in its cycles, from tiny-chip.json and tiny-moe's config: each expert's partition has the share
+    of layer 0's lane cells its gate, up and down hold (attention, router and 8 experts; int3 a cell an element, int6
+    two), floor(lanes x share) lanes and floor(banks x share) ROM banks; a matvec takes its cells over its lanes or its
+    bits (3.25 a weight: a 16-bit scale per 64) over its banks' rows, whichever is longer, plus the ROM's read latency
+    and the lanes' pipeline; the SiLU x up ceil(F / vector width) plus the vector latency."""
+    chip = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+    moe = json.load(open(os.path.join(DATA, "tiny-moe", "config.json")))
+    v = lambda n: n["value"] if isinstance(n, dict) else n
+    H, F, E = moe["hidden_size"], moe["intermediate_size"], moe["num_experts"]
+    KV = moe["num_key_value_heads"] * (H // moe["num_attention_heads"])
+    w = chip["weights"]
+    bits = lambda role: {"int3": 3, "int6": 6}[v((w["roles"].get(role) or w["default"])["format"])]
+    cb = v(chip["tile"]["lanes"]["cell_bits"])
+    cells = lambda role, r, c: r * c * -(-bits(role) // cb)
+    expert = cells("ffn_gate", F, H) + cells("ffn_up", F, H) + cells("ffn_down", H, F)
+    total = (cells("attn_q", H, H) + cells("attn_k", KV, H) + cells("attn_v", KV, H) + cells("attn_o", H, H) +
+             cells("router", E, H) + (E // 2) * expert)
+    lanes = v(chip["tile"]["lanes"]["count"]) * expert // total
+    banks = v(chip["tile"]["rom"]["banks"]) * expert // total
+    lat = v(chip["tile"]["rom"]["read_latency_cycles"]) + v(chip["tile"]["lanes"]["pipeline_depth"])
+    row_bits = v(chip["tile"]["rom"]["row_bits"])
+    mv = lambda role, r, c: max(-(-cells(role, r, c) // lanes),
+                                -(-(r * c * bits(role) + r * c // 64 * 16) // (banks * row_bits))) + lat
+    vec = -(-F // v(chip["tile"]["vector"]["elems_per_cycle"])) + v(chip["tile"]["vector"]["latency_cycles"])
+    return mv("ffn_gate", F, H) + mv("ffn_up", F, H) + vec + mv("ffn_down", H, F)
+
+
+def ep_system(tmp, name, chips):
+    """tiny-moe-ep2 with each of its four chips' files given (tiny-chip.json, or a copy of it with `clock_hz` and
+    `tile.sync_step` set): the path of the system file written in tmp."""
+    base = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+    sysf = json.load(open(SYSTEM_EP2))
+    sysf["model"] = os.path.join(DATA, "tiny-moe")
+    for k, (hz, sync) in enumerate(chips):
+        c = json.loads(json.dumps(base))
+        c["name"] = f"tiny-{k}"
+        c["clock_hz"] = {"value": hz, "source": "test fixture"}
+        c["tile"]["sync_step"] = {"value": sync, "source": "test fixture"}
+        path = os.path.join(tmp, f"{name}-chip{k}.json")
+        json.dump(c, open(path, "w"))
+        sysf["chips"][k]["chip"] = path
+    p = os.path.join(tmp, name + ".json")
+    json.dump(sysf, open(p, "w"))
+    return p
+
+
+def ep_route(tmp, experts):
+    path = os.path.join(tmp, "route-" + "-".join(map(str, experts)) + ".txt")
+    with open(path, "w") as f:
+        f.write(" ".join(map(str, experts)) + "\n")
+    return "replay:" + path
+
+
+def test_ep_clocks_hand():
+    """An expert-parallel stage whose chips have different clocks: chip 1 (holding the sequence) at 1 GHz, chip 2 at
+    2 GHz. Each chip counts its own cycles and the all-to-all converts between clocks as a card link does: per MoE
+    layer, a token whose experts are both on chip 2 costs chip 1's dispatch (ceil(4096 bits / 10 Gbit/s x 1 GHz) =
+    410 + 1000 cycles), then on chip 2's clock the expert chain (ep_expert_chain_by_hand: 180 cycles) and chip 2's
+    combine (ceil(4096 / 10 Gbit/s x 2 GHz) = 820 + 2000 cycles), back on chip 1's clock (its first edge at or after:
+    ceil(x / 2)), instead of the 180-cycle chain on chip 1: 1410 + ceil(3000 / 2) - 180 = 2730 cycles a layer, 5460
+    for the stage's two (5640 with both chips at 1 GHz, test_ep_step_hand). The analytic step adds its expected
+    share, 1 - (8 x 7) / (16 x 15) of it, exactly (chip 1's period is a whole multiple of chip 2's). With chips 0, 2
+    and 3 at 2 GHz and chip 1 at 1 GHz the same 2730 of chip 1's cycles a layer are twice as many of the run's (chip
+    0's), and the analytic step, walking the card hops and switches between clocks, still agrees exactly."""
+    C = ep_expert_chain_by_hand()
+    sysf = json.load(open(SYSTEM_EP2))
+    v = lambda n: n["value"] if isinstance(n, dict) else n
+    bw, lat_ns = v(sysf["link"]["bandwidth_bits_per_s"]), v(sysf["link"]["latency_ns"])
+    bits = 256 * 16
+    hop = lambda hz: math.ceil(bits / bw * hz) + math.ceil(lat_ns * hz / 1e9)
+    layer = hop(1e9) + -(-(C + hop(2e9)) // 2) - C
+    expect((C, hop(1e9), hop(2e9), layer) == (180, 1410, 2820, 2730), f"hand: chain {C}, hops {hop(1e9)} {hop(2e9)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = ep_system(tmp, "clk", [(1e9, False), (1e9, False), (2e9, False), (1e9, False)])
+        base = ["--no-db", "--system", p, "--set", "tile.rom.rows=128", "--prompt", "8", "--generate", "4"]
+        local = run_json(*base, "--routing", ep_route(tmp, [0, 1]))
+        remote = run_json(*base, "--routing", ep_route(tmp, [8, 9]))
+    for k in ("decode_first", "decode_last"):
+        a, b = local["stream0_cycles"][k], remote["stream0_cycles"][k]
+        expect(b - a == 2 * layer, f"{k}: local {a}, remote {b} cycles; by hand +{2 * layer}")
+    share = 1 - (8 * 7) / (16 * 15)
+    for j in (local, remote):
+        an = j["analytic_stream0_cycles"]["decode_first"]
+        expect(an == local["stream0_cycles"]["decode_first"] + round(share * 2 * layer),
+               f"analytic {an}, simulated local {local['stream0_cycles']['decode_first']} + share of {2 * layer}")
+    chips = remote["system"]["chips"]
+    expect([c["clock_hz"] for c in chips] == [1e9, 1e9, 2e9, 1e9] and chips[2]["cycles"] == 2 * chips[1]["cycles"],
+           f"each chip's own cycles: {[(c['clock_hz'], c['cycles']) for c in chips]}")
+    # the other chips at 2 GHz and chip 1 at 1 GHz: items reach chip 1 through the switches on its clock and leave it on
+    # chip 3's; the run counts chip 0's cycles (2 GHz), each of chip 1's two
+    with tempfile.TemporaryDirectory() as tmp:
+        p = ep_system(tmp, "clk2", [(2e9, False), (1e9, False), (2e9, False), (2e9, False)])
+        base = ["--no-db", "--system", p, "--set", "tile.rom.rows=128", "--prompt", "8", "--generate", "4"]
+        local = run_json(*base, "--routing", ep_route(tmp, [0, 1]))
+        remote = run_json(*base, "--routing", ep_route(tmp, [8, 9]))
+    for k in ("decode_first", "decode_last"):
+        a, b = local["stream0_cycles"][k], remote["stream0_cycles"][k]
+        expect(b - a == 2 * 2 * layer, f"{k}: local {a}, remote {b} cycles of 2 GHz; by hand +{4 * layer}")
+    an = local["analytic_stream0_cycles"]["decode_first"]
+    expect(an == local["stream0_cycles"]["decode_first"] + 2 * round(share * 2 * layer),
+           f"analytic {an}, simulated local {local['stream0_cycles']['decode_first']} + 2 x share of {2 * layer}")
+
+
+def test_ep_sync_step():
+    """tile.sync_step on a system with an expert-parallel stage. The chips of the first stage setting it form the
+    steps (each its own batch: its first tile takes no new pass until the tokens it sent on are back); a barrier on
+    two chips in series could wait on each other (chip 0 holding B's token until A's is back, chip 3 holding A's
+    until B's is back), which ran forever before. The stage's chips (1 GHz and 2 GHz) each step the one sequence they
+    hold: with two streams, one on each, stream 0's steps are exactly those without tile.sync_step; with four, two
+    on each, the steps wait for the pair (longer). With every chip setting it, chip 0 forms the steps, and the runs
+    finish with every token."""
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = ep_system(tmp, "plain", [(1e9, False), (1e9, False), (2e9, False), (1e9, False)])
+        stage = ep_system(tmp, "stage", [(1e9, False), (1e9, True), (2e9, True), (1e9, False)])
+        every = ep_system(tmp, "every", [(1e9, True), (1e9, True), (2e9, True), (1e9, True)])
+        r = ep_route(tmp, [8, 9])
+        go = lambda p, n: run_json("--no-db", "--system", p, "--set", "tile.rom.rows=128", "--prompt", "8",
+                                   "--generate", "6", "--streams", str(n), "--routing", r)
+        a, b = go(plain, 2), go(stage, 2)
+        expect(a["stream0_cycles"] == b["stream0_cycles"] and a["tokens"] == b["tokens"] == 12,
+               f"one sequence a chip: {a['stream0_cycles']} without, {b['stream0_cycles']} with tile.sync_step")
+        expect([c["kv_max_used"] for c in b["system"]["chips"]][1:3] == [14, 14], f"{b['system']['chips']}")
+        a, b = go(plain, 4), go(stage, 4)
+        expect(b["tokens"] == 24 and b["stream0_cycles"]["decode_total"] > a["stream0_cycles"]["decode_total"],
+               f"two a chip: {a['stream0_cycles']} without, {b['stream0_cycles']} with")
+        for n in (2, 4):
+            j = go(every, n)
+            expect(j["tokens"] == 6 * n, f"every chip with tile.sync_step, {n} streams: {j['tokens']} tokens")
+
+
+def test_eval_system_matches_run():
+    """eval on a system of chips simulates the same pipeline as run: on the expert-parallel tiny-moe-ep2 (which eval
+    refused before: its default prefix sharing is not modelled on an expert-parallel stage, so a system with one
+    evaluates without it, "prefix_sharing.enabled" false) and on the layer split tiny-x2 (stories260K,
+    --no-prefix-sharing),
+    four records of one length take exactly the time and energy of run's four streams of that prompt, with the same
+    KV positions (the system's) and each chip's KV held, link tokens and joules alike."""
+    s = stories()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "u.csv")
+        write_csv(data, [f"R{i:05d},{'y' * 40}" for i in range(4)])
+        for sysargs, extra in (([SYSTEM_EP2, "--set", "tile.rom.rows=128"], []),
+                               ([SYSTEM_X2, "--model", s], ["--no-prefix-sharing"])):
+            e, _ = eval_json("--no-db", "--no-compare", "--system", *sysargs, "--data", data, "--rule", "Is it fine?",
+                             "--max-new-tokens", "4", *extra)
+            expect(e["records_done"] == 4 and e["prefix_sharing"]["enabled"] is False,
+                   f"{sysargs[0]}: {e['records_done']}")
+            P = e["rule_tokens"] + e["record_tokens_mean"]
+            expect(P == int(P), f"records of one length: {P}")
+            r = run_json("--no-db", "--system", *sysargs, "--prompt", str(int(P)), "--generate", "4", "--streams", "4")
+            expect(e["batch_ns"] == r["cycles"] * 1e9 / r["clock_hz"] and e["output_tokens"] == r["tokens"] == 16,
+                   f"{sysargs[0]}: eval {e['batch_ns']} ns, run {r['cycles']} cycles at {r['clock_hz']}")
+            expect(abs(e["energy_j"] - r["energy_j"]) <= 1e-12 * r["energy_j"],
+                   f"energy {e['energy_j']} {r['energy_j']}")
+            expect(e["kv_positions"] == r["kv_positions"] and e["kv_max_used"] == r["kv_max_used"],
+                   f"KV: eval {e['kv_positions']} {e['kv_max_used']}, run {r['kv_positions']} {r['kv_max_used']}")
+            pick = lambda j: [(c["kv_positions"], c["kv_max_used"], c["dynamic_j"]) for c in j["system"]["chips"]]
+            links = lambda j: [(l["unit"], l["tokens"]) for l in j["system"]["links"]]
+            expect(pick(e) == pick(r) and links(e) == links(r),
+                   f"chips {pick(e)} vs {pick(r)}; {links(e)} vs {links(r)}")
+
+
+def test_ep_kv_bound():
+    """The KV bound of an expert-parallel stage, each of its E chips holding its sequences whole (on the chip with the
+    most positions free): sum(kv_cap) - (E - 1) x (L - 1), L the most positions one request holds (a list's longest;
+    eval: its context window, min(kv.slot_context) of the chips). Chips 1 and 2 with 120 positions each
+    (kv.bytes_per_tile 120 x 512 bytes: K and V of 256 dims at 8 bits, one layer a tile), the ends with 8192,
+    kv.slot_context 60: by hand 240 - 59 = 181. Four records of 40 positions, then one of 60: the four alternate
+    between chips 1 and 2 (80 each, 40 free on each); the fifth waits for one to finish (160 + 60 > 181), the
+    first, on chip 1, and then goes there: chips 1 and 2 held at most 100 and 80, the ends 3 x 40 + 60 = 180.
+    Counted in whole sequences of L, as before (2 x 2 x 60 = 240), it was admitted at once and overflowed chip 1's
+    KV. The run's bound is the same
+    formula with L its requests' length: six streams of 40 positions, 240 - 39 = 201, five in flight."""
+    with tempfile.TemporaryDirectory() as tmp:
+        p = ep_system(tmp, "kv", [(1e9, False)] * 4)
+        sysf = json.load(open(p))
+        for k in (1, 2):
+            c = json.load(open(sysf["chips"][k]["chip"]))
+            c["kv"]["bytes_per_tile"]["value"] = 120 * 512
+            json.dump(c, open(sysf["chips"][k]["chip"], "w"))
+        data = os.path.join(tmp, "d.csv")
+        base = ["--no-db", "--no-compare", "--system", p, "--set", "tile.rom.rows=128", "--set", "kv.slot_context=60",
+                "--rule", "Is it fine?", "--max-new-tokens", "4"]
+        write_csv(data, ["R0,y"])
+        one, _ = eval_json(*base, "--data", data)
+        fixed = one["rule_tokens"] + one["record_tokens_mean"] - 1 + 4  # positions of a record of one estimated token
+        # an estimated token is 4 UTF-8 bytes: records of 40 and 60 positions
+        rec = lambda n: "y" * (4 * (n - fixed) + 1 - 4) if n > fixed else None
+        write_csv(data, [f"R{i},{rec(40)}" for i in range(4)] + [f"R4,{rec(60)}"])
+        j, _ = eval_json(*base, "--data", data)
+        chips = j["system"]["chips"]
+        expect(j["records_done"] == 5 and j["kv_positions"] == 181 and [c["kv_positions"] for c in chips] ==
+               [8192, 120, 120, 8192], f"kv {j['kv_positions']}, chips {[c['kv_positions'] for c in chips]}")
+        expect([c["kv_max_used"] for c in chips] == [180, 100, 80, 180] and j["max_in_flight"] == 4,
+               f"held {[c['kv_max_used'] for c in chips]}, in flight {j['max_in_flight']}")
+        r = run_json("--no-db", "--system", p, "--set", "tile.rom.rows=128", "--set", "kv.slot_context=60", "--prompt",
+                     "30", "--generate", "10", "--streams", "6")
+        expect(r["kv_positions"] == 240 - 39 and r["max_in_flight"] == 5,
+               f"run: {r['kv_positions']} {r['max_in_flight']}")
+
+
+def test_ep_adapter_sram_kv():
+    """Rank 16 on q and v over tiny-moe-ep2, its stage's chips with a quarter of the KV SRAM (2048 positions a tile):
+    every chip of the expert-parallel stage holds the attention of its layers, so each holds A and B of q and v for
+    each of its two layers and loses its own KV positions; derived here from tiny-chip.json and tiny-moe's shapes:
+    per tile 4 matrices of 16 x 256 8-bit elements (16,384 bytes), a position 2 x 256 bytes (K and V), so the ends
+    keep (4 MiB - 16 KiB) / 512 = 8160 positions (slots of 512: 16 -> 15) and the stage's chips (1 MiB - 16 KiB) /
+    512 = 2016 (4 -> 3). The system's slots are the fewest of any stage, the stage's its chips' together (3 + 3 of
+    4 + 4); its KV bound (test ep_kv_bound) 2 x 2016 - 11 for requests of 12 positions; eval reports the same."""
+    c = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+    kv = {k: v["value"] for k, v in c["kv"].items()}
+    eb, word, kv_bytes, ctx = kv["element_bits"], kv["word_bits"], kv["bytes_per_tile"], kv["slot_context"]
+    H, KV = 256, 256  # tiny-moe: hidden 256, 8 KV heads of 32
+    words = lambda n: -(-n * eb // word) * word // 8
+    per_tile = words(16 * H) + words(H * 16) + words(16 * H) + words(KV * 16)
+    pos = 2 * KV * eb // 8
+    small = kv_bytes // 4
+    ends, stage = ((kv_bytes - per_tile) // pos, kv_bytes // pos), ((small - per_tile) // pos, small // pos)
+    expect((per_tile, pos, ends, stage, ctx) == (16384, 512, (8160, 8192), (2016, 2048), 512), "oracle itself")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = ep_system(tmp, "ad", [(1e9, False)] * 4)
+        sysf = json.load(open(p))
+        for k in (1, 2):
+            cf = json.load(open(sysf["chips"][k]["chip"]))
+            cf["kv"]["bytes_per_tile"]["value"] = small
+            json.dump(cf, open(sysf["chips"][k]["chip"], "w"))
+        args = ["--system", p, "--set", "tile.rom.rows=128", "--adapter-rank", "16", "--adapter-roles", "q,v"]
+        j = run_json("--no-db", *args, "--prompt", "8", "--generate", "4", "--streams", "6")
+        for k, layers in enumerate((1, 2, 2, 1)):
+            left, without = ends if k in (0, 3) else stage
+            want = {"tensors": 2 * layers, "rank": 16, "roles": "q,v", "alpha": 16, "scale": 1, "element_bits": eb,
+                    "bytes_per_tile": per_tile, "bytes": per_tile * layers, "kv_bytes_per_tile_left":
+                    (kv_bytes if k in (0, 3) else small) - per_tile, "kv_positions": left,
+                    "kv_positions_without": without,
+                    "kv_slots": left // ctx, "kv_slots_without": without // ctx, "kv_slots_lost": 1}
+            got = j["system"]["chips"][k]["adapter"]
+            expect(got == want and j["system"]["chips"][k]["kv_positions"] == left,
+                   f"chips[{k}].adapter {got}, by hand {want}")
+        want = {"tensors": 12, "rank": 16, "roles": "q,v", "alpha": 16, "scale": 1, "bytes": 6 * per_tile,
+                "kv_slots": 2 * (stage[0] // ctx), "kv_slots_without": 2 * (stage[1] // ctx), "kv_slots_lost": 2}
+        expect(j["adapter"] == want and j["kv_positions"] == 2 * stage[0] - 11, f"adapter {j['adapter']}, KV "
+               f"{j['kv_positions']}; by hand {want}, {2 * stage[0] - 11}")
+        expect([c["kv_max_used"] for c in j["system"]["chips"]] == [72, 36, 36, 72], f"{j['system']['chips']}")
+        out = run("run", "--no-db", *args, "--prompt", "8", "--generate", "4").stdout
+        line = (f"adapter rank 16 on q,v: {6 * per_tile} bytes in the 4 chips' KV SRAM; KV slots, the fewest of any "
+                "stage (of several chips, theirs together), 8 -> 6 (2 lost); each chip's below")
+        expect(line in out, f"summary lacks {line!r}: {out}")
+        e, _ = eval_json("--no-db", "--records", "4", "--max-new-tokens", "2", "--no-compare", *args)
+        expect(e["adapter"] == want and [x["adapter"]["bytes"] for x in e["system"]["chips"]] ==
+               [per_tile, 2 * per_tile, 2 * per_tile, per_tile], f"eval adapter {e['adapter']}")
+
+
+def test_ep_energy_per_token():
+    """The work another chip of an expert-parallel stage does for an item (the dispatch, its experts' chains, the
+    combine) is charged to the item's sequences, each its own tokens' share (it all went to the item's first
+    sequence before). tiny-moe-ep2 with every process energy, leakage and board power zero but the card links'
+    (10 pJ a bit through 0.9-efficient regulators), tokens_per_read 4 and one item in flight a tile (so the stage's
+    items carry several sequences), sixteen streams of 1 + 4, every token routed to experts 8 and 9 (on chip 2).
+    By hand each sequence's energy: its 4 tokens through the stage cross two card hops of 256 x 16 bits and 3
+    sampled ids go back (32 bits); a sequence whose KV is on chip 1 (the even ones: admitted to the chip with the
+    most free, the first on a tie) adds a dispatch and a combine of each token at each of the 2 layers. The
+    sequences' energies sum to the run's."""
+    sysf = json.load(open(SYSTEM_EP2))
+    chip = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+    v = lambda n: n["value"] if isinstance(n, dict) else n
+    j_bit = v(sysf["link"]["energy_pj_per_bit"]) * 1e-12 / v(chip["card"]["vr_efficiency"])
+    act, tok, T = 256 * v(chip["link"]["elem_bits"]), v(chip["link"]["token_id_bits"]), 1 + 4 - 1
+    local = (T * 2 * act + 3 * tok) * j_bit
+    remote = local + T * 2 * 2 * act * j_bit
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "e.sqlite")
+        args = ["--system", SYSTEM_EP2, "--set", "tile.rom.rows=128", "--set", "tile.lanes.tokens_per_read=4",
+                "--set", "tile.items_in_flight=1", "--set", "card.board_static_w=0", "--prompt", "1", "--generate",
+                "4", "--streams", "16", "--routing", ep_route(tmp, [8, 9])]
+        for k in ("logic", "sram", "rom"):
+            args += ["--set", f"process.leakage.{k}_w_per_mm2=0"]
+        for k in ("rom_read_fj_per_bit", "lane_cell_mac_fj", "attention_mac_fj", "sram_read_fj_per_bit",
+                  "sram_write_fj_per_bit", "vector_op_fj", "wire_fj_per_bit_mm", "host_pj_per_bit",
+                  "register_fj_per_bit_cycle", "clock_network_fj_per_bit_cycle"):
+            args += ["--set", f"process.energy.{k}=0"]
+        run("run", "--db", db, *args)
+        j = run_json("--no-db", *args)
+        e = [r[0] for r in sqlite3.connect(db).execute("SELECT energy_j FROM sequences ORDER BY seq")]
+    close = lambda a, b: abs(a - b) <= 1e-9 * abs(b)
+    want = [remote if k % 2 == 0 else local for k in range(16)]
+    expect(len(e) == 16 and all(close(a, b) for a, b in zip(e, want)),
+           f"sequences' energy {[round(x / j_bit) for x in e]} bits, by hand {[round(x / j_bit) for x in want]}")
+    expect(close(sum(e), j["energy_j"]) and j["unattributed_j"] == 0, f"sum {sum(e)}, run {j['energy_j']}")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

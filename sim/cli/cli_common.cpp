@@ -299,12 +299,19 @@ cJSON *adapter_json(const Loaded &L)
 {
     if (L.n_adapters() == 0) return cJSON_CreateNull();
     if (!L.have_sys) return map_adapter_json(L, L.map);
-    int64_t tensors = 0, bits = 0, slots = INT64_MAX, without = INT64_MAX; /* a system: all its chips' */
-    for (const auto &pm : L.maps) {
+    /* a system: all its chips' tensors and bytes; its KV slots the fewest of any stage, an expert-parallel stage's
+       (chips holding the same layers, each holding its sequences whole) its chips' together */
+    int64_t tensors = 0, bits = 0, slots = INT64_MAX, without = INT64_MAX, st_slots = 0, st_without = 0;
+    for (size_t k = 0; k < L.maps.size(); k++) {
+        const es_map &pm = L.maps[k];
         tensors += pm.adapter.tensors;
         bits += pm.adapter.total_bits;
-        slots = std::min(slots, pm.kv_slots);
-        without = std::min(without, pm.adapter.kv_slots_without);
+        st_slots += pm.kv_slots;
+        st_without += pm.adapter.kv_slots_without;
+        if (k + 1 < L.maps.size() && L.maps[k + 1].model->layer_base == pm.model->layer_base) continue;
+        slots = std::min(slots, st_slots);
+        without = std::min(without, st_without);
+        st_slots = st_without = 0;
     }
     cJSON *j = cJSON_CreateObject();
     adapter_who_json(L, L.maps[0], tensors, j);
@@ -344,9 +351,12 @@ std::string adapter_text(const Loaded &L)
         std::snprintf(who, sizeof who, "adapter rank %d on %s", a.rank, es_adapter_roles_text(a.roles, roles, sizeof roles));
     else
         std::snprintf(who, sizeof who, "%d adapters", L.maps[0].n_adapters);
-    std::snprintf(b, sizeof b, "%s: %.0f bytes in the %d chips' KV SRAM; KV slots, the fewest of any chip, "
+    bool ep = false; /* an expert-parallel stage: its slots are its chips' together */
+    for (size_t k = 1; k < L.maps.size(); k++) ep |= L.maps[k].model->layer_base == L.maps[k - 1].model->layer_base;
+    std::snprintf(b, sizeof b, "%s: %.0f bytes in the %d chips' KV SRAM; KV slots, the fewest of any %s, "
                   "%.0f -> %.0f (%.0f lost); each chip's below", who, cJSON_GetObjectItem(j, "bytes")->valuedouble,
-                  L.sys.n_chips, cJSON_GetObjectItem(j, "kv_slots_without")->valuedouble,
+                  L.sys.n_chips, ep ? "stage (of several chips, theirs together)" : "chip",
+                  cJSON_GetObjectItem(j, "kv_slots_without")->valuedouble,
                   cJSON_GetObjectItem(j, "kv_slots")->valuedouble, cJSON_GetObjectItem(j, "kv_slots_lost")->valuedouble);
     cJSON_Delete(j);
     return b;

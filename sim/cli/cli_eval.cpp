@@ -736,6 +736,29 @@ int load_chat(const Opts &o, bool demo, Inputs &in, es_err *e)
     return 0;
 }
 
+// Whether the chip, or every chip of a system, computes a shared prefix once (kv.prefix_sharing); a system with an
+// expert-parallel stage (chips holding the same layers) does not: its sequences' KV is on one chip of the stage each,
+// and a prefix held on every one of them is not modelled (es_top.cpp set_stages refuses --prefix there).
+bool system_shares(const Loaded &L)
+{
+    if (!L.have_sys) return L.c.kv.prefix_sharing;
+    for (size_t k = 0; k < L.maps.size(); k++) {
+        if (!L.maps[k].chip->kv.prefix_sharing) return false;
+        if (k > 0 && L.maps[k].model->layer_base == L.maps[k - 1].model->layer_base) return false;
+    }
+    return true;
+}
+
+// The longest sequence a record may make (its prompt and new tokens): the chip's kv.slot_context, or the fewest of a
+// system's chips (each holds every sequence's KV for its layers).
+int64_t slot_context(const Loaded &L)
+{
+    int64_t ctx = L.c.kv.slot_context;
+    if (L.have_sys)
+        for (const es_map &x : L.maps) ctx = std::min<int64_t>(ctx, x.chip->kv.slot_context);
+    return ctx;
+}
+
 int load_inputs(Opts &o, Inputs &in, es_err *e)
 {
     // the rule
@@ -772,8 +795,9 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
     if (!es_utf8_valid(tmpl_text.data(), tmpl_text.size())) /* as the rule: the prompt is UTF-8 text */
         return es_fail(e, "%s: the template is not valid UTF-8", o.tmpl.c_str());
     if (!split_template(tmpl_text, o.rule, o.tmpl.empty() ? "built-in template" : o.tmpl, in.tp, e)) return -1;
-    /* records naming their adapters: each computes the rule's KV with its own (a shared prefix's is one adapter's) */
-    in.sharing = o.sharing && in.L.c.kv.prefix_sharing && o.adapter_field.empty();
+    /* records naming their adapters: each computes the rule's KV with its own (a shared prefix's is one adapter's); a
+       system shares the prefix when every chip does and none is of an expert-parallel stage (not modelled there) */
+    in.sharing = o.sharing && system_shares(in.L) && o.adapter_field.empty();
     // the tokenizer: --vocab, else the model's GGUF or tokenizer.tiktoken beside its config.json
     char vpath[1024];
     es_err te{};
@@ -796,7 +820,7 @@ int load_inputs(Opts &o, Inputs &in, es_err *e)
     in.rule_tokens = in.tok ? es_tok_add_bos(in.tok) + count_tokens(in.tok, in.tp.prefix, false)
                             : estimate_tokens(in.tp.prefix);
     if (in.chat.name) in.rule_tokens = (int64_t)in.prefix_ids.size();
-    in.context = std::min<int64_t>(in.L.m.max_pos, in.L.c.kv.slot_context);
+    in.context = std::min<int64_t>(in.L.m.max_pos, slot_context(in.L));
     if (o.functional && !in.chat.name) {
         int32_t bos = es_tok_bos(in.tok);
         if (es_tok_add_bos(in.tok)) in.prefix_ids.push_back(bos);
@@ -943,6 +967,7 @@ void fill_workload(Workload &w, const Opts &o, const Inputs &in, const Batch &b)
     w.trace_end_ns = o.trace_end_ns;
     if (in.sharing && in.dp) w.prefix_ids = in.prefix_ids; /* --chat in timing mode: counted only */
     w.stop_at_eog = o.stop_eos ? in.tok : nullptr;
+    w.max_request = in.context; /* a longer record is skipped: an expert-parallel stage's KV bound is sized for it */
 }
 
 // Simulate the batch; with prefix sharing (and the comparison asked for), the same batch without it in

@@ -479,6 +479,30 @@ int64_t es_an_cycle_to(const es_chip *from, int64_t cyc, const es_chip *to)
     return a == b ? cyc : (int64_t)(((uint64_t)cyc * a + b - 1) / b);
 }
 
+/* Chip k holding one token of an expert-parallel stage (its first chip; the stage: the chips after it holding the same
+ * layers): the expected cycles of its clock its MoE layers add when a token's experts are not all there (the share
+ * es_an_remote_share), each layer: the dispatch over k's link, the expert chain on the other chip (its cycles) and
+ * the combine over that chip's link, back on k's clock, less the chain k would have run itself. Another chip of
+ * another clock: its part converted once (exact when k's period is a whole multiple of its, as the simulation's
+ * edges then agree; else up to one of k's cycles a layer short); several others: the slowest. */
+static int64_t remote_experts(const es_map *const *pms, int n, int k)
+{
+    const es_model *m = pms[k]->model;
+    int64_t occ, lat, worst = 0;
+    double bits;
+    es_an_alltoall(pms[k], 1, &occ, &lat, &bits);
+    for (int j = k + 1; j < n && pms[j]->model->layer_base == m->layer_base; j++) {
+        const es_map *o = pms[j];
+        int64_t o_occ, o_lat, d = 0;
+        es_an_alltoall(o, 1, &o_occ, &o_lat, &bits);
+        for (int64_t l = 0; l < m->layers; l++)
+            d += occ + lat + es_an_cycle_to(o->chip, experts_even(o, l, 1, NULL) + o_occ + o_lat, pms[k]->chip) -
+                 experts_even(pms[k], l, 1, NULL);
+        if (d > worst) worst = d;
+    }
+    return (int64_t)llround(es_an_remote_share(m) * (double)worst);
+}
+
 int64_t es_an_system_decode_step(const es_map *const *pms, int n, int64_t p)
 {
     const es_chip *last = pms[n - 1]->chip;
@@ -487,27 +511,24 @@ int64_t es_an_system_decode_step(const es_map *const *pms, int n, int64_t p)
     int64_t t = n == 1 ? es_an_link_occ(last, last->link.token_id_bits) + last->link.latency
                        : es_an_cycle_to(last, es_an_card_occ(last, last->link.token_id_bits) + es_an_card_lat(last),
                                         pms[0]->chip);
+    int prev = -1; /* the chip the token was on before chip k: of an expert-parallel stage, its first */
     for (int k = 0; k < n; k++) { /* t: cycles of chip k's clock */
         const es_map *pm = pms[k];
         const es_chip *c = pm->chip;
         const es_model *m = pm->model;
         if (k > 0 && m->experts_all > 0 && pms[k - 1]->model->layer_base == m->layer_base)
             continue; /* an expert-parallel stage: one token is on its first chip (the others' share is below) */
-        if (m->experts_all > 0) { /* each MoE layer: a dispatch and a combine when an expert is elsewhere */
-            int64_t occ, lat;
-            double bits;
-            es_an_alltoall(pm, 1, &occ, &lat, &bits);
-            t += (int64_t)llround(es_an_remote_share(m) * (double)(2 * (occ + lat) * m->layers));
-        }
         if (m->has_embed) /* then the link to tile 0 */
             t += es_an_embed(pm, 1) + es_an_allreduce_cyc(pm, 1, 0) + act_hop(c, m, 1);
         else { /* the previous chip's last tile sends over its card link */
-            const es_chip *pc = pms[k - 1]->chip;
+            const es_chip *pc = pms[prev]->chip;
             t = es_an_cycle_to(pc, t + es_an_card_occ(pc, m->hidden * pc->link.elem_bits) + es_an_card_lat(pc), c);
         }
         t += (pm->tiles - 1) * act_hop(c, m, 1); /* between its tiles */
         for (int64_t i = 0; i < pm->tiles; i++) t += es_an_tile(pm, i, 1, p);
+        if (m->experts_all > 0) t += remote_experts(pms, n, k); /* when an expert is elsewhere */
         if (m->has_head) t += act_hop(c, m, 1) + es_an_head(pm);
+        prev = k;
     }
     return es_an_cycle_to(last, t, pms[0]->chip); /* the next sample, on the first chip's (the host's) clock */
 }

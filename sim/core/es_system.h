@@ -28,9 +28,12 @@
  * chip keeps its own configuration: clock, power limit, KV SRAM and statistics. Clocks: each chip's units count its own
  * cycles; a card link is timed in ns and bits/s in its sender's cycles, and an item reaching a chip of another
  * clock starts on that chip's first edge at or after its arrival (es_an_cycle_to); the run's cycles are the
- * first chip's (README "Systems of chips"). tile.sync_step: each chip whose file sets it steps its own batch,
- * its first tile taking no new pass until every token that left its last tile bound for the head is back in its
- * FIFO or finished (Ctx::returning, per chip). Not simulated yet: card.power_limit_w on a chip of a system.
+ * first chip's (README "Systems of chips"); so do an expert-parallel stage's dispatch and combine (each in its
+ * sender's cycles, the experts in their chip's). tile.sync_step: the chips of the first stage (in pipeline order)
+ * whose files set it form the steps (Ctx::steps), each stepping its own batch, its first tile taking no new pass
+ * until every token that left its last tile bound for the head is back in its FIFO or finished (Ctx::returning,
+ * per chip); later chips carry those steps as they come (a barrier on two chips in series could wait on each
+ * other when sequences interleave). Not simulated yet: card.power_limit_w on a chip of a system.
  *
  * Tensor parallelism: {"chip": ..., "layers": [a, b], "tensor_parallel": T} stands for T identical chips that
  * split every matrix of those layers Megatron-style (Shoeybi et al. 2019, arXiv:1909.08053, section 3): q, k, v,

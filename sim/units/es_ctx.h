@@ -245,7 +245,9 @@ public:
     // KV accounting on the device: a sequence takes its positions when fetched
     // and gives them back when its last token is sampled. Overflow is an error.
     int64_t kv_cap = 0;               // KV positions per layer the chip holds
-    int64_t returning = 0;            // tile.sync_step: tokens past its last tile bound for the head, not yet back in its
+    bool steps = false;               // tile.sync_step and its chip forms the steps: a chip alone; of a system, the chips of
+                                      // the first stage setting it (es_system.h)
+    int64_t returning = 0;            // steps: tokens past its last tile bound for the head, not yet back in its
                                       // first tile's FIFO (a system: each chip its own; es_system.h)
     sc_core::sc_event returned_ev;    // notified when returning drops to 0
     void token_back() { if (--returning == 0) returned_ev.notify(sc_core::SC_ZERO_TIME); }

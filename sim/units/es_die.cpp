@@ -57,12 +57,13 @@ struct VcdTracer : sc_core::sc_module {
     }
 };
 
-Switch::Switch(sc_core::sc_module_name nm, Run &run, int stage, int n_in, int n_out, int depth)
-    : sc_module(nm), run_(run), stage_(stage), held_((size_t)n_in), has_((size_t)n_in, 0)
+Switch::Switch(sc_core::sc_module_name nm, Run &run, int stage, const std::vector<Ctx *> &from,
+               const std::vector<Ctx *> &to, int depth)
+    : sc_module(nm), run_(run), stage_(stage), from_(from), to_(to), held_(from.size()), has_(from.size(), 0)
 {
-    for (int i = 0; i < n_in; i++)
+    for (size_t i = 0; i < from.size(); i++)
         in.emplace_back(new sc_core::sc_fifo<Item>(("in" + std::to_string(i)).c_str(), depth));
-    for (int j = 0; j < n_out; j++)
+    for (size_t j = 0; j < to.size(); j++)
         out.emplace_back(new sc_core::sc_fifo_out<Item>(("out" + std::to_string(j)).c_str()));
     SC_METHOD(move);
 }
@@ -76,7 +77,11 @@ void Switch::move()
             if (!has_[i]) continue;
             const SeqState &s = run_.seqs[(size_t)held_[i].seq];
             size_t d = (size_t)s.home[(size_t)stage_];
-            if ((*out[d])->nb_write(held_[i])) has_[i] = 0, moved = true;
+            Item it = held_[i];
+            it.ready = from_[i]->cycle_to(*to_[d], it.ready); /* on the receiver's clock */
+            if (!(*out[d])->nb_write(it)) continue;
+            has_[i] = 0, moved = true;
+            if (to_[d]->steps && it.decode) to_[d]->token_back(); /* in its first tile's FIFO */
         }
     }
     if (!built_) {

@@ -79,11 +79,15 @@ private:
 // chip of the stage before sends into its own input (over its card link, booked by the sender); each item goes on,
 // in arrival order per input, to the chip of the stage after that holds its sequence's KV (SeqState::home), as
 // soon as that chip's input FIFO has room (an item waits here while it is full, so its input fills and its
-// sender waits: credit flow control as a link's). It costs no time of its own.
+// sender waits: credit flow control as a link's). It costs no time of its own. An item's `ready` (its sender's
+// cycles) becomes the receiving chip's (its first edge at or after it, as a card link delivers); with tile.sync_step
+// on the receiver, a step's token written to it is back in its first tile's FIFO (Ctx::token_back).
 class Switch : public sc_core::sc_module {
 public:
     SC_HAS_PROCESS(Switch);
-    Switch(sc_core::sc_module_name nm, Run &run, int stage, int n_in, int n_out, int depth);
+    // from: the chips of the stage before (an input each); to: those of the stage after (an output each)
+    Switch(sc_core::sc_module_name nm, Run &run, int stage, const std::vector<Ctx *> &from, const std::vector<Ctx *> &to,
+           int depth);
     std::vector<std::unique_ptr<sc_core::sc_fifo<Item>>> in;
     std::vector<std::unique_ptr<sc_core::sc_fifo_out<Item>>> out;
 
@@ -91,6 +95,7 @@ private:
     void move(); // a method: pass on what it can, then wait for an input or a room
     Run &run_;
     int stage_;
+    std::vector<Ctx *> from_, to_;
     std::vector<Item> held_;
     std::vector<char> has_;
     sc_core::sc_event_or_list wake_;

@@ -45,7 +45,7 @@ void Embed::run()
         stat_->busy_cycles += ctx_.now() - start;
         ctx_.charge(stat_, it.seq, ev);
         it.ready = ctx_.now();
-        bool back = ctx_.c->tile.sync_step && it.decode;
+        bool back = ctx_.steps && it.decode;
         send_item(out, link, it);
         if (back) ctx_.token_back(); /* a step's token is in the first tile's FIFO */
     }
@@ -166,8 +166,8 @@ bool Head::finish(Item &it)
     } else {
         ctx_.run.in_flight--;
         ctx_.run.count_in_flight();
-        for (Ctx *k : ctx_.run.chips) /* its last token: not coming back, to any chip */
-            if (k->c->tile.sync_step) k->token_back();
+        for (Ctx *k : ctx_.run.chips) /* its last token: not coming back, to any chip (of a stage, the one holding it) */
+            if (k->steps && (!k->ep() || s.home[(size_t)k->stage] == k->stage_index)) k->token_back();
         ctx_.kv_give_all(s, s.kv); /* its KV is no longer read, on any chip */
         if (ctx_.dp) es_dp_seq_end(ctx_.dp, it.seq);
     }

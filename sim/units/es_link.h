@@ -28,6 +28,7 @@ public:
     // A card link: the receiving chip (null: its own chip), whose cycles `ready` is given in (its clock may differ).
     Ctx *to = nullptr;
     int64_t items() const { return stat_->items; } // work items sent so far (--vcd)
+    bool card() const { return kind_ == Card; }     // to another chip (`to`, or a Switch when `to` is null)
 
 private:
     Ctx &ctx_;

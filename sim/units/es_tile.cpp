@@ -52,7 +52,7 @@ bool Tile::take_first()
     if (waiting_.empty() && in.nb_read(it)) waiting_.push_back(std::move(it));
     if (waiting_.empty() || free_slots_ <= 0 || in_tile(waiting_.front().seq)) return false;
     /* tile.sync_step: not before the step's tokens are all back (unless the FIFO is full: they could not enter) */
-    if (ctx_.c->tile.sync_step && ctx_.returning > 0 && (int64_t)in.num_available() + 1 < ctx_.c->sched.fifo_depth)
+    if (ctx_.steps && ctx_.returning > 0 && (int64_t)in.num_available() + 1 < ctx_.c->sched.fifo_depth)
         return false;
     group_.assign(1, std::move(waiting_.front()));
     waiting_.pop_front();
@@ -75,7 +75,7 @@ int64_t Tile::take_more()
         }
         const Item &more = waiting_.front();
         /* tile.sync_step: the step's tokens are all sent back: one still on the link joins (the pass waits) */
-        if ((more.ready > ctx_.now() && !ctx_.c->tile.sync_step) || total + more.n > tpr || in_tile(more.seq))
+        if ((more.ready > ctx_.now() && !ctx_.steps) || total + more.n > tpr || in_tile(more.seq))
             break;
         group_.push_back(more);
         seqs_in_.push_back(more.seq);
@@ -552,18 +552,32 @@ static int64_t book_chain(Ctx &o, const es_op *op, int64_t e, int64_t n, int64_t
 }
 
 /* The all-to-all of an expert-parallel stage (es_system.h): `tokens` hidden vectors sent from chip a to chip b on a's
- * link to b, from t: the cycle they have arrived. Booked and charged on a's "a2a" unit. */
-static int64_t a2a_send(Ctx &a, Ctx &b, int64_t tokens, int64_t start, int64_t t, int32_t seq)
+ * link to b, from t (a's cycles): the cycle they have arrived, on b's clock (its first edge at or after it, as a card
+ * link delivers). Booked in a's cycles and counted on a's "a2a" unit; its events in ev, for the caller to charge
+ * there. */
+static int64_t a2a_send(Ctx &a, Ctx &b, int64_t tokens, int64_t t, es_events &ev)
 {
     int64_t occ, lat;
-    es_events ev{};
+    ev = es_events{};
     es_an_alltoall(a.map, tokens, &occ, &lat, &ev.card_bits);
-    int64_t s0 = a.a2a_out[(size_t)b.stage_index].book(start, t, occ);
+    int64_t s0 = a.a2a_out[(size_t)b.stage_index].book(a.now(), t, occ);
     a.a2a_stat->items++;
     a.a2a_stat->tokens += tokens;
     a.a2a_stat->busy_cycles += occ;
-    a.charge(a.a2a_stat, seq, ev);
-    return s0 + occ + lat;
+    return a.cycle_to(b, s0 + occ + lat);
+}
+
+/* Charge chip x's unit u the events ev of `of` tokens of an item, each of its sequences its own tokens' share
+ * (mine[g] of group[g]'s tokens among them). */
+static void charge_tokens(Ctx &x, es_unit_rec *u, const std::vector<Item> &group, const int64_t *mine, int64_t of,
+                          const es_events &ev)
+{
+    for (size_t g = 0; g < group.size(); g++) {
+        if (!mine[g]) continue;
+        es_events part = ev;
+        es_events_scale(&part, (double)mine[g] / (double)of);
+        x.charge(u, group[g].seq, part);
+    }
 }
 
 int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int64_t start, int64_t t,
@@ -572,10 +586,11 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
     const es_model *m = ctx_.m;
     const int64_t k = m->top_k, E = es_model_experts_all(m);
     /* the stage's chips (this one alone on a whole model) and, per expert of the model, the tokens routed to it;
-     * per chip, the tokens with at least one expert there (each goes there once) */
+     * per chip, the tokens with at least one expert there (each goes there once), and of them each group item's */
     std::vector<Ctx *> solo{&ctx_};
     const std::vector<Ctx *> &chips = ctx_.ep() ? ctx_.stage_chips : solo;
-    std::vector<int64_t> n_e((size_t)E, 0), to((size_t)chips.size(), 0);
+    const size_t G = group.size();
+    std::vector<int64_t> n_e((size_t)E, 0), to((size_t)chips.size(), 0), to_g(chips.size() * G, 0);
     std::vector<int32_t> pick((size_t)k);
     std::vector<char> seen(chips.size());
     for (size_t g = 0; g < group.size(); g++) {
@@ -590,7 +605,7 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
                 n_e[(size_t)e]++;
                 for (size_t c = 0; c < chips.size(); c++)
                     if (e >= chips[c]->m->expert_base && e < chips[c]->m->expert_base + chips[c]->m->experts && !seen[c]++)
-                        to[c]++;
+                        to[c]++, to_g[c * G + g]++;
             }
         }
     }
@@ -599,21 +614,26 @@ int64_t Tile::book_experts(const es_op *op, const std::vector<Item> &group, int6
     (decode ? ctx_.moe.item_layers : ctx_.moe.prefill_item_layers)++;
     /* each chip's fired experts, each on its own partition, all from when the tokens are there; a chip of the stage
      * other than this one gets them over the link (dispatch) and sends their combined outputs back (combine); the
-     * item goes on when every chain is done and every combine is back */
+     * item goes on when every chain is done and every combine is back. Another chip's work (dispatch, chains,
+     * combine) is charged to the sequences whose tokens went there, each its own tokens' share */
     int64_t end = t;
     for (size_t c = 0; c < chips.size(); c++) {
         if (!to[c]) continue;
         Ctx &o = *chips[c];
         bool own = &o == &ctx_;
-        int64_t at = own ? t : a2a_send(ctx_, o, to[c], start, t, group[0].seq), done = at;
-        es_events x{};
+        /* another chip's chains count its own cycles, from its now and the dispatch's arrival on its clock */
+        es_events x{}, out{}, back{};
+        int64_t at = own ? t : a2a_send(ctx_, o, to[c], t, out), done = at;
         for (int64_t e = 0; e < o.m->experts; e++) {
             int64_t n = n_e[(size_t)(o.m->expert_base + e)];
-            if (n) done = std::max(done, book_chain(o, op, e, n, start, at, decode, own ? ev : x));
+            if (n) done = std::max(done, book_chain(o, op, e, n, own ? start : o.now(), at, decode, own ? ev : x));
         }
-        if (!own) { /* its experts' events are its own: charged to its tile */
-            o.charge(o.expert_lanes[(size_t)(op->layer * o.m->experts)].tile, group[0].seq, x);
-            done = a2a_send(o, ctx_, to[c], start, done, group[0].seq);
+        if (!own) { /* its experts' events are its own: charged to its tile; the combine arrives on this chip's clock */
+            done = a2a_send(o, ctx_, to[c], done, back);
+            const int64_t *mine = &to_g[c * G];
+            charge_tokens(ctx_, ctx_.a2a_stat, group, mine, to[c], out);
+            charge_tokens(o, o.expert_lanes[(size_t)(op->layer * o.m->experts)].tile, group, mine, to[c], x);
+            charge_tokens(o, o.a2a_stat, group, mine, to[c], back);
         }
         end = std::max(end, done);
     }
@@ -639,8 +659,8 @@ void Tile::complete()
                     next_trigger(out.data_read_event());
                     return;
                 }
-                /* tile.sync_step on the next chip of a system: a step's token is in its first tile's FIFO */
-                if (link && link->to && link->to->c->tile.sync_step && leaving_[sent_].decode) link->to->token_back();
+                /* the next chip of a system forms the steps: a step's token is in its first tile's FIFO */
+                if (link && link->to && link->to->steps && leaving_[sent_].decode) link->to->token_back();
             }
             leaving_.clear();
             sent_link_ = false;
@@ -714,8 +734,8 @@ void Tile::forward(std::vector<Item> &group)
             if (ctx_.dp && it.n > 1) it.act = std::make_shared<std::vector<float>>(it.act->end() - H, it.act->end());
             it.pos += it.n - 1;
             it.n = 1;
-            if (ctx_.c->tile.sync_step) ctx_.returning++; /* back when fed to the first tile, or finished */
-        } else if (link && link->to && ctx_.c->tile.sync_step && (it.decode || it.final_chunk)) {
+            if (ctx_.steps) ctx_.returning++; /* back when fed to the first tile, or finished */
+        } else if (link && link->card() && ctx_.steps && (it.decode || it.final_chunk)) {
             ctx_.returning++; /* a system's chip before the last: bound for the head, back as the next step's token */
         }
         it.ready = ctx_.now();

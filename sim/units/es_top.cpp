@@ -202,13 +202,14 @@ struct Sim {
                                                               "c" + std::to_string(k) + "_"));
     }
     Ctx &chip(size_t k) { return k == 0 ? ctx : *more[k - 1]; }
-    /* KV positions per layer the sequences in flight may hold: the fewest any stage holds (a stage of one chip, its
-       own; an expert-parallel stage, its chips' together, each in whole sequences of the longest request, or of
-       kv.slot_context when they come from a source: each chip holds its own sequences) */
+    /* KV positions per layer the sequences in flight may hold: the fewest any stage holds. A stage of one chip, its
+       own. An expert-parallel stage of E chips, each holding its own sequences whole (Ctx::kv_take_all: on the chip
+       with the most free), sum(kv_cap) - (E - 1) x (L - 1), L the most positions a request holds (ep_request): a
+       request of n <= L positions admitted within it always finds a chip with n free (were every chip short of n, the
+       stage would hold at least sum(kv_cap) - E x (n - 1), and that and n more would exceed it) */
     int64_t kv_cap()
     {
-        int64_t cap = INT64_MAX, slot = 0;
-        for (const auto &q : w.reqs) slot = std::max(slot, q.prompt + q.gen);
+        int64_t cap = INT64_MAX;
         for (size_t k = 0; k < n_chips(); k++) {
             const Ctx &x = chip(k);
             if (x.stage_index != 0) continue;
@@ -216,11 +217,19 @@ struct Sim {
                 cap = std::min(cap, x.kv_cap);
                 continue;
             }
-            int64_t sum = 0, s1 = w.source || slot == 0 ? x.c->kv.slot_context : slot;
-            for (const Ctx *y : x.stage_chips) sum += y->kv_cap / s1 * s1;
-            cap = std::min(cap, sum);
+            int64_t sum = 0, L = ep_request(x);
+            for (const Ctx *y : x.stage_chips) sum += y->kv_cap;
+            cap = std::min(cap, std::max<int64_t>(0, sum - (int64_t)(x.stage_chips.size() - 1) * (L - 1)));
         }
         return cap;
+    }
+    /* the most KV positions a request may hold, which an expert-parallel stage (its first chip x) is sized for: the
+       longest of the list, or a source's Workload::max_request (0: x's kv.slot_context) */
+    int64_t ep_request(const Ctx &x) const
+    {
+        int64_t L = 0;
+        for (const auto &q : w.reqs) L = std::max(L, q.prompt + q.gen);
+        return w.source || L == 0 ? (w.max_request > 0 ? w.max_request : x.c->kv.slot_context) : L;
     }
     size_t n_chips() const { return pms.size(); }
 };
@@ -273,6 +282,14 @@ int set_stages(Sim &s, es_err *e)
         x.a2a_out.assign(x.stage_chips.size(), Server(1));
         x.a2a_stat = x.unit((x.prefix + "a2a").c_str());
     }
+    /* tile.sync_step: the chips of the first stage setting it form the steps (es_system.h); a barrier on two chips in
+       series could wait on each other when sequences interleave (each holding a token the other's step awaits) */
+    int former = -1;
+    for (size_t k = 0; k < s.n_chips(); k++) {
+        Ctx &x = s.chip(k);
+        if (x.c->tile.sync_step && former < 0) former = x.stage;
+        x.steps = x.c->tile.sync_step && x.stage == former;
+    }
     return 0;
 }
 
@@ -281,17 +298,20 @@ int set_stages(Sim &s, es_err *e)
 void build_stages(Sim &s, bool vcd)
 {
     std::vector<Die *> before{s.die.get()};
+    std::vector<Ctx *> from{&s.chip(0)}; /* the chips of `before` */
     for (size_t k = 1; k < s.n_chips();) {
         size_t end = k;
         while (end < s.n_chips() && s.chip(end).stage == s.chip(k).stage) end++;
         std::vector<Die *> now;
+        std::vector<Ctx *> to;
+        for (size_t j = k; j < end; j++) to.push_back(&s.chip(j));
         if (end - k == 1 && before.size() == 1) {
             s.more_dies.emplace_back(new Die(s.chip(k), vcd, before[0], s.die.get()));
             now.push_back(s.more_dies.back().get());
         } else {
             int depth = (int)s.chip(k).c->sched.fifo_depth;
             std::string nm = "stage" + std::to_string(s.chip(k).stage) + "_switch";
-            s.switches.emplace_back(new Switch(nm.c_str(), s.run, s.chip(k).stage, (int)before.size(), (int)(end - k), depth));
+            s.switches.emplace_back(new Switch(nm.c_str(), s.run, s.chip(k).stage, from, to, depth));
             Switch &sw = *s.switches.back();
             for (size_t i = 0; i < before.size(); i++) before[i]->bind_out(*sw.in[i]);
             for (size_t j = k; j < end; j++) {
@@ -300,6 +320,7 @@ void build_stages(Sim &s, bool vcd)
             }
         }
         before = now;
+        from = to;
         k = end;
     }
 }

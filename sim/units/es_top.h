@@ -78,6 +78,9 @@ struct Workload {
     // --stop-at-eos (functional): a request ends at the first token this tokenizer calls end-of-generation
     // (es_tok_is_eog), at most its gen tokens; null: every request generates its gen tokens
     const es_tok *stop_at_eog = nullptr;
+    // source: the most KV positions one request may hold (its prompt and gen; eval: its context window), which an
+    // expert-parallel stage's KV bound is sized for (Sim::kv_cap); 0: kv.slot_context of the stage's first chip
+    int64_t max_request = 0;
     Routing routing;             // MoE models: how tokens pick their experts
     bool cycle = false;          // --fidelity cycle: tiles advance clock by clock (es_tile.h)
     int64_t cosim_depth = -1;    // --rtl-cosim: tile 0's lane pipeline depth, the Verilated lane's (-1: the chip's)
@@ -163,7 +166,7 @@ int run_sim(const es_map *pm, const Workload &w, RunResult &r, es_err *e);
 // of the model (es_model_slice): the first holds the embedding, the last the head; each chip's card_link
 // is the link it sends on. Each chip's units count its own clock's cycles; the run's (r.cycles, the host's
 // times, the trace) count the first chip's, and so do r.units' busy_cycles (each chip's own: r.chips). None
-// may have a power limit; tile.sync_step is each chip's own (es_system.h); --vcd traces every chip
+// may have a power limit; tile.sync_step: the first stage setting it forms the steps (es_system.h); --vcd traces every chip
 // (es_die.cpp). The analytic summary (r.an) is left empty for n > 1 but for its decode figures.
 int run_sim(const es_map *const *pms, int n, const Workload &w, RunResult &r, es_err *e);
 
