@@ -7359,13 +7359,15 @@ def reactive_oracle(watts, fixed, limit, f_nom, step, window_s, end_ps):
     highest step f_nom - j x step at which window k's energy (its watts less the static watts, times its length:
     dynamic and clock energy, the same per cycle at any clock) over its cycles, at that step's real clock, plus
     the static watts fits the limit. The energy comes from the run's reported window watts; the clocks, window
-    edges and cycles are derived here. Returns (each window's clock, the chip's cycles, real time below f_nom)."""
+    edges and cycles are derived here. Returns (each window's clock, the chip's cycles, real time below f_nom); with
+    end_ps None (the run's end not known to the picosecond) the clocks only, the last window taken as whole."""
     per = lambda f: int(1e12 / f + 0.5)
     win_ps = round(window_s * 1e12)
     t, f, clocks, cycles, slow = 0, f_nom, [], 0, 0.0
     for k, w in enumerate(watts):
         p = per(f)
-        end = min(t + -(-((k + 1) * win_ps - t) // p) * p, end_ps)
+        end = t + -(-((k + 1) * win_ps - t) // p) * p
+        end = end if end_ps is None else min(end, end_ps)
         n = -(-(end - t) // p)
         clocks.append(f)
         cycles += n
@@ -7375,7 +7377,7 @@ def reactive_oracle(watts, fixed, limit, f_nom, step, window_s, end_ps):
         while e_cycle * 1e12 / per(f_nom - j * step) + fixed > limit:
             j += 1
         t, f = end, f_nom - j * step
-    expect(t == end_ps, f"the windows end at {t} ps, the run at {end_ps} ps")
+    expect(end_ps is None or t == end_ps, f"the windows end at {t} ps, the run at {end_ps} ps")
     return clocks, cycles, slow
 
 
@@ -7475,6 +7477,46 @@ def test_err_system_power_limit_static():
                            "12 W is at or below its card's static power, 12.34 W")
         expect("c0.json" not in err, err)
 
+
+
+def test_power_limit_governor_reactive():
+    """card.governor reactive on a chip alone (tiny-chip, clock_gating none, 16 streams) against the ideal governor
+    on the same load and limit (20.6 W). Until the first window ends both runs are the same simulation at the
+    nominal clock, so they see the same window-0 energy: the ideal governor runs window 0 itself at the step that
+    energy allows, the reactive one runs it at the nominal clock and window 1 at that step; so the ideal's window-0
+    watts are the reactive's less the static watts, scaled by the reactive's window-1 clock over the nominal, plus
+    the static watts. Every reactive clock is reactive_oracle's; the reactive run ends sooner than the ideal one
+    (its first window unthrottled) and later than the unlimited run; tokens' energies + unattributed = total.
+    A value other than ideal or reactive is one error naming the file and key."""
+    base = ["run", "--json", *TINY, "--prompt", "8", "--generate", "400", "--streams", "16", "--set", "clock_gating=none"]
+    free = json.loads(run(*base, "--no-db").stdout)
+    cap = [*base, "--set", "card.power_limit_w=20.6"]
+    ideal = json.loads(run(*cap, "--no-db", "--set", "card.governor=ideal").stdout)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "r.sqlite")
+        react = json.loads(run(*cap, "--db", db, "--set", "card.governor=reactive").stdout)
+        con = sqlite3.connect(db)
+        tok_j = con.execute("SELECT SUM(energy_j) FROM tokens").fetchone()[0]
+        con.close()
+    ev = free["energy_by_event_j"]
+    fixed = (ev["leakage"] + ev["board"]) / (free["cycles"] / 1e9)
+    pi, pr = ideal["power_limit"], react["power_limit"]
+    end_ps = round(react["cycles"] / pr["effective_clock_hz"] * 1e9) * 1000  # the host's last arrival: its 1 GHz edge
+    clocks, cycles, slow = reactive_oracle(pr["window_w"], fixed, 20.6, 1e9, 15e6, 1e-4, end_ps)
+    expect(pr["window_clock_hz"] == clocks and clocks[0] == 1e9 and min(clocks) < 0.7e9 and "window_clock_hz" not in pi,
+           f"reactive clocks {pr['window_clock_hz']}, oracle {clocks}")
+    expect(react["cycles"] == cycles and abs(pr["throttled_s"] - slow) < 1e-15,
+           f"the chip's cycles {react['cycles']}, throttled {pr['throttled_s']} s; oracle {cycles}, {slow}")
+    want = (pr["window_w"][0] - fixed) * clocks[1] / 1e9 + fixed
+    expect(abs(pi["window_w"][0] - want) < 1e-9 * want and pr["window_w"][0] > 24 and max(pi["window_w"]) <= 20.6,
+           f"window 0: ideal {pi['window_w'][0]} W, from the reactive's {want} W")
+    sec = lambda j: j["cycles"] / j["power_limit"]["effective_clock_hz"]
+    expect(free["cycles"] / 1e9 < sec(react) < sec(ideal) and react["tokens"] == ideal["tokens"] == 6400,
+           f"seconds: free {free['cycles'] / 1e9}, reactive {sec(react)}, ideal {sec(ideal)}")
+    expect(abs(tok_j + react["unattributed_j"] - react["energy_j"]) <= 1e-9 * react["energy_j"],
+           f"tokens {tok_j} J + unattributed {react['unattributed_j']} J != {react['energy_j']} J")
+    expect_error([*cap, "--no-db", "--set", "card.governor=smart"], "tiny-chip.json: key 'card.governor'",
+                 "expected \"ideal\" or \"reactive\", got \"smart\"")
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

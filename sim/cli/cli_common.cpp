@@ -396,6 +396,10 @@ template <class R> cJSON *limit_json(const R &r, double effective_hz)
         cJSON *w = cJSON_AddArrayToObject(j, "window_w");
         for (double x : r.window_w) cJSON_AddItemToArray(w, cJSON_CreateNumber(x));
     }
+    if (!r.window_clock_hz.empty() && r.window_clock_hz.size() <= 10000) { /* the reactive governor's */
+        cJSON *w = cJSON_AddArrayToObject(j, "window_clock_hz");
+        for (double x : r.window_clock_hz) cJSON_AddItemToArray(w, cJSON_CreateNumber(x));
+    }
     return j;
 }
 
@@ -418,16 +422,6 @@ double chip_effective_hz(const es::ChipResult &c, const es::RunResult &r)
     return r.seconds > 0 ? (double)c.cycles / r.seconds : c.clock_hz;
 }
 
-/* A system's chip's power limit: as a run's, and each window's clock (its governor's, es_ctx.h Throttle) */
-cJSON *chip_power_limit_json(const es::ChipResult &c, const es::RunResult &r)
-{
-    cJSON *j = limit_json(c, chip_effective_hz(c, r));
-    if (c.power_limit_w > 0 && c.window_clock_hz.size() <= 10000) {
-        cJSON *w = cJSON_AddArrayToObject(j, "window_clock_hz");
-        for (double x : c.window_clock_hz) cJSON_AddItemToArray(w, cJSON_CreateNumber(x));
-    }
-    return j;
-}
 } // namespace
 
 cJSON *power_limit_json(const es::RunResult &r)
@@ -578,7 +572,7 @@ cJSON *system_json(const Loaded &L, const RunResult &r, const Cost &k)
         cJSON_AddNumberToObject(x, "cycles", (double)c.cycles);
         cJSON_AddNumberToObject(x, "busy_cycles", (double)c.busy_cycles);
         cJSON_AddNumberToObject(x, "die_utilization", c.die_utilization);
-        cJSON_AddItemToObject(x, "power_limit", chip_power_limit_json(c, r));
+        cJSON_AddItemToObject(x, "power_limit", limit_json(c, chip_effective_hz(c, r)));
         if (i < L.maps.size() && L.n_adapters() > 0) cJSON_AddItemToObject(x, "adapter", map_adapter_json(L, L.maps[i]));
         cJSON_AddItemToArray(chips, x);
     }

@@ -194,7 +194,7 @@ struct Sim {
     int64_t total = 0; /* tokens the requests ask for (w.reqs) */
     /* areas[k]: chip k's area, computed before (the Ctx of each reads it for its leakage) */
     Sim(const es_map *const *pms_, int n, const std::vector<es_area> &areas_, const Workload &w_, RunResult &r_)
-        : pm(pms_[0]), c(pms_[0]->chip), m(pms_[0]->model), w(w_), r(r_), run(pms_[0]->chip, n == 1),
+        : pm(pms_[0]), c(pms_[0]->chip), m(pms_[0]->model), w(w_), r(r_), run(pms_[0]->chip, n == 1 && !pms_[0]->chip->card.reactive),
           ctx(run, pms_[0], &areas_[0], n > 1 ? "c0_" : ""), pms(pms_, pms_ + n), areas(areas_),
           sc{&w_, &run, &ctx, 0, &r_, {}, {}}
     {
@@ -225,14 +225,15 @@ struct Sim {
     size_t n_chips() const { return pms.size(); }
 };
 
-/* A system's chips with card.power_limit_w: each its own governor (Throttle), against its own card's limit and
- * static power (a tensor-parallel stage's chip: its copies', each card under its own limit). */
+/* A system's chips with card.power_limit_w (a chip alone with card.governor "reactive" too): each its own governor
+ * (Throttle), against its own card's limit and static power (a tensor-parallel stage's chip: its copies', each card
+ * under its own limit). */
 int set_throttles(Sim &s, es_err *e)
 {
-    for (size_t k = 0; k < s.n_chips() && s.n_chips() > 1; k++) {
+    for (size_t k = 0; k < s.n_chips(); k++) {
         Ctx &x = s.chip(k);
         const es_chip *c = x.c;
-        if (c->card.power_limit_w <= 0) continue;
+        if (c->card.power_limit_w <= 0 || s.run.gov.on) continue; /* none, or the ideal governor's (a chip alone) */
         Throttle &t = x.thr;
         t.on = true;
         t.f_nom = t.f_open = t.min_f = c->clock_hz;
@@ -245,11 +246,14 @@ int set_throttles(Sim &s, es_err *e)
         t.segs.push_back({0, 0, p});
         t.next_ps = (t.window_ps + p - 1) / p * p;
         x.thr_ = &t;
+        char which[96] = "";
+        if (s.n_chips() > 1)
+            std::snprintf(which, sizeof which, "chip %zu of the system (layers %lld..%lld): ", k,
+                          (long long)x.m->layer_base, (long long)(x.m->layer_base + x.m->layers - 1));
         if (t.limit <= t.fixed_w) /* an ungated clock slows with the clock; these do not */
-            return es_fail(e, "%s: key 'card.power_limit_w': chip %zu of the system (layers %lld..%lld): %.4g W is at or "
-                              "below its card's static power, %.4g W (leakage / VR efficiency + board): no clock keeps "
-                              "the card under it", c->path, k, (long long)x.m->layer_base,
-                           (long long)(x.m->layer_base + x.m->layers - 1), t.limit, t.fixed_w);
+            return es_fail(e, "%s: key 'card.power_limit_w': %s%.4g W is at or below its card's static power, %.4g W "
+                              "(leakage / VR efficiency + board): no clock keeps the card under it", c->path, which,
+                           t.limit, t.fixed_w);
     }
     return 0;
 }
@@ -531,7 +535,7 @@ void collect_energy(Sim &s)
             cr.board_w = x.copies * x.c->card.board_w;
             cr.copies = (int64_t)x.copies;
             cr.clock_hz = x.clock_hz;
-            cr.cycles = run.cycle_to(x, r.cycles);
+            cr.cycles = run.cycle_to(x, run.end_cycle);
             cr.busy_cycles = chip_busy;
             cr.die_utilization = cr.cycles > 0 ? chip_active / (s.areas[k].total_mm2 * (double)cr.cycles) : 0;
             if (x.thr.on) { /* its own governor */
@@ -578,6 +582,16 @@ int collect(Sim &s, es_err *e)
         r.throttled_s = g.throttled_s;
         r.min_clock_hz = g.min_f;
         r.window_w = g.window_w;
+        r.window_s = c->card.power_window_s;
+    }
+    if (s.n_chips() == 1 && ctx.thr.on) { /* card.governor reactive: the chip's own cycles, as the ideal's count them */
+        const Throttle &t = ctx.thr;
+        r.cycles = run.cycle_to(ctx, run.end_cycle);
+        r.power_limit_w = t.limit;
+        r.throttled_s = t.throttled_s;
+        r.min_clock_hz = t.min_f;
+        r.window_w = t.window_w;
+        r.window_clock_hz = t.window_hz;
         r.window_s = c->card.power_window_s;
     }
     r.tokens = run.sampled;

@@ -132,6 +132,7 @@ struct RunResult {
     // card.power_limit_w (0: none): time below the nominal clock, the lowest clock, each window's average card watts
     double power_limit_w = 0, throttled_s = 0, min_clock_hz = 0, window_s = 0;
     std::vector<double> window_w;
+    std::vector<double> window_clock_hz; // card.governor reactive: each window's clock (the ideal's: empty)
     double unattributed_j = 0;           // static energy after the last sample, plus the shared prefix's
     double prefix_j = 0;                 // dynamic energy of the shared prefix
     double watts = 0, joules_per_token = 0;
