@@ -30,7 +30,9 @@
  * clock starts on that chip's first edge at or after its arrival (es_an_cycle_to); the run's cycles are the
  * first chip's (README "Systems of chips"). tile.sync_step: each chip whose file sets it steps its own batch,
  * its first tile taking no new pass until every token that left its last tile bound for the head is back in its
- * FIFO or finished (Ctx::returning, per chip). Not simulated yet: card.power_limit_w on a chip of a system.
+ * FIFO or finished (Ctx::returning, per chip). card.power_limit_w: each chip holds its own on its own card, by a
+ * reactive governor inside the simulation that changes its clock at window edges (es_ctx.h Throttle; README "Power
+ * limits on a system's chips"); the run's cycles then count the first chip's nominal clock (real time).
  *
  * Tensor parallelism: {"chip": ..., "layers": [a, b], "tensor_parallel": T} stands for T identical chips that
  * split every matrix of those layers Megatron-style (Shoeybi et al. 2019, arXiv:1909.08053, section 3): q, k, v,
