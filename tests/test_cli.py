@@ -7334,10 +7334,13 @@ def test_functional_threads():
                   "--threads", "0"), "--threads", code=2)
 
 # ---- a power limit on a chip of a system: each chip's own governor inside the simulation (issue 20; helper h/gov20)
-def gov_pair(tmp, limits, sets=None):
-    """tiny-x2 (stories260K's layers 0-2 and 3-4 over two tiny-test chips) written into tmp, chip k a copy of
-    tiny-chip.json with card.power_limit_w limits[k] and the keys of sets ({section: {key: value}}); its path."""
-    sysf = json.load(open(SYSTEM_X2))
+def gov_pair(tmp, limits, sets=None, system=SYSTEM_X2):
+    """tiny-x2 (stories260K's layers 0-2 and 3-4 over two tiny-test chips; or another system of tiny-chip.json)
+    written into tmp, chip k a copy of tiny-chip.json with card.power_limit_w limits[k] and the keys of sets
+    ({section: {key: value}}); its path."""
+    sysf = json.load(open(system))
+    if system != SYSTEM_X2:
+        sysf["model"] = os.path.join(os.path.dirname(system), sysf["model"])
     for k, w in enumerate(limits):
         c = json.load(open(os.path.join(DATA, "tiny-chip.json")))
         c["card"]["power_limit_w"]["value"] = w
@@ -7469,13 +7472,19 @@ def test_system_power_limit_above():
 
 def test_err_system_power_limit_static():
     """A limit at or below a chip's static power (its leakage / VR efficiency and board, 12.3 W on chip 1) is one
-    error naming that chip's file, the key, the chip and its layers and both figures, exit 1; chip 0 is not named."""
+    error naming that chip's file, the key, the chip and its layers and both figures, exit 1; chip 0 is not named.
+    A limit on a chip of an expert-parallel stage (not modelled) is one error naming it."""
     s = stories()
     with tempfile.TemporaryDirectory() as tmp:
         err = expect_error(["run", "--no-db", "--model", s, "--system", gov_pair(tmp, (0, 12)), "--prompt", "4",
                             "--generate", "2"], "c1.json: key 'card.power_limit_w'", "chip 1 of the system (layers 3..4)",
                            "12 W is at or below its card's static power, 12.34 W")
         expect("c0.json" not in err, err)
+        # a chip of an expert-parallel stage: its tiles book the other chip's lanes in their shared cycles
+        err = expect_error(["run", "--no-db", "--system", gov_pair(tmp, (0, 0, 13, 0), system=SYSTEM_EP2), "--set",
+                            "tile.rom.rows=128", "--prompt", "4", "--generate", "2"],
+                           "c2.json: key 'card.power_limit_w'", "chip 2 of the system (layers 1..2)",
+                           "a chip of an expert-parallel stage", "set it to 0")
 
 
 

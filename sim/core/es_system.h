@@ -32,7 +32,9 @@
  * its first tile taking no new pass until every token that left its last tile bound for the head is back in its
  * FIFO or finished (Ctx::returning, per chip). card.power_limit_w: each chip holds its own on its own card, by a
  * reactive governor inside the simulation that changes its clock at window edges (es_ctx.h Throttle; README "Power
- * limits on a system's chips"); the run's cycles then count the first chip's nominal clock (real time).
+ * limits on a system's chips"); the run's cycles then count the first chip's nominal clock (real time). Not
+ * simulated yet: a power limit on a chip of an expert-parallel stage (its chips book each other's lanes in one
+ * count of cycles).
  *
  * Tensor parallelism: {"chip": ..., "layers": [a, b], "tensor_parallel": T} stands for T identical chips that
  * split every matrix of those layers Megatron-style (Shoeybi et al. 2019, arXiv:1909.08053, section 3): q, k, v,

@@ -158,7 +158,11 @@ public:
     // Its cycle `cyc` as a cycle of `to`: the first edge of `to` at or after it (itself for one period).
     int64_t cycle_to(const Clock &to, int64_t cyc) const
     {
-        if (thr_ || to.thr_) return to.cycle_at(ps_of(cyc)); /* a governed clock: the current mappings */
+        if (thr_ || to.thr_) { /* a governed clock: the current mappings, each clock's windows closed to now */
+            now();
+            to.now();
+            return to.cycle_at(ps_of(cyc));
+        }
         uint64_t a = period.value(), b = to.period.value();
         return a == b ? cyc : (int64_t)(((uint64_t)cyc * a + b - 1) / b);
     }

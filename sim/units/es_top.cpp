@@ -250,6 +250,10 @@ int set_throttles(Sim &s, es_err *e)
         if (s.n_chips() > 1)
             std::snprintf(which, sizeof which, "chip %zu of the system (layers %lld..%lld): ", k,
                           (long long)x.m->layer_base, (long long)(x.m->layer_base + x.m->layers - 1));
+        if (x.ep()) /* its tiles book the stage's other chips' lanes and links in its own cycles */
+            return es_fail(e, "%s: key 'card.power_limit_w': %sa chip of an expert-parallel stage: the stage's chips "
+                              "book each other's expert lanes in one count of cycles, so a clock of its own (its "
+                              "governor's) is not modelled; set it to 0", c->path, which);
         if (t.limit <= t.fixed_w) /* an ungated clock slows with the clock; these do not */
             return es_fail(e, "%s: key 'card.power_limit_w': %s%.4g W is at or below its card's static power, %.4g W "
                               "(leakage / VR efficiency + board): no clock keeps the card under it", c->path, which,
@@ -331,7 +335,7 @@ int build(Sim &s, es_err *e)
     const es_model *m = s.m;
     const Workload &w = s.w;
     Ctx &ctx = s.ctx;
-    if (set_throttles(s, e) || set_stages(s, e)) return -1;
+    if (set_stages(s, e) || set_throttles(s, e)) return -1;
     /* each chip holds its own layers' KV; a sequence holds positions on every chip, so the fewest bound it */
     int64_t kv_cap = INT64_MAX;
     for (size_t k = 0; k < s.n_chips(); k++) {
