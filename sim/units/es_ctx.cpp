@@ -148,6 +148,7 @@ const uint64_t ps_end = (uint64_t)1 << 63; /* SystemC's time, as max_cycle count
 
 uint64_t Clock::ps_of(int64_t cyc) const
 {
+    if (cyc < 0) cyc = 0;
     if (!thr_) return (uint64_t)cyc * period.value();
     const std::vector<Throttle::Seg> &v = thr_->segs;
     auto it = std::upper_bound(v.begin(), v.end(), cyc, [](int64_t c, const Throttle::Seg &g) { return c < g.cycle; });
