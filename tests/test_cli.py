@@ -6597,17 +6597,6 @@ def test_system_sync_step():
     expect(got[False] != want, f"without tile.sync_step the step is the chain too: {got}")
 
 
-def test_err_system_power_limit():
-    """A power limit on one chip of a system is refused (not simulated yet): one error naming that chip's file, the
-    key, the chip's index and layers and its limit, exit 1; the other chip's file, without a limit, is not named."""
-    with tempfile.TemporaryDirectory() as tmp:
-        p, _ = h100_pair(tmp, (2e9, 2e9), limits=(0, 350))
-        err = expect_error(["run", "--system", p, "--prompt", "1", "--generate", "2", "--no-db"],
-                           "h100-1.json: key 'card.power_limit_w'", "chip 1 of the system (layers 16..31)", "350 W",
-                           "set it to 0")
-        expect("h100-0.json" not in err, err)
-
-
 # ---- gpt-oss-120b over hc1-class-derived chips in its MXFP4 format (issue 20 item 3; helper h/ep) ----------
 def recipe_role_format(name):
     """role -> (format, group) of a recipe's first rule matching the role (a chip holds one format per role)."""
@@ -7636,6 +7625,201 @@ def test_ep_energy_per_token():
     expect(len(e) == 16 and all(close(a, b) for a, b in zip(e, want)),
            f"sequences' energy {[round(x / j_bit) for x in e]} bits, by hand {[round(x / j_bit) for x in want]}")
     expect(close(sum(e), j["energy_j"]) and j["unattributed_j"] == 0, f"sum {sum(e)}, run {j['energy_j']}")
+
+
+# ---- a power limit on a chip of a system: each chip's own governor inside the simulation (issue 20; helper h/gov20)
+def gov_pair(tmp, limits, sets=None, system=SYSTEM_X2):
+    """tiny-x2 (stories260K's layers 0-2 and 3-4 over two tiny-test chips; or another system of tiny-chip.json)
+    written into tmp, chip k a copy of tiny-chip.json with card.power_limit_w limits[k] and the keys of sets
+    ({section: {key: value}}); its path."""
+    sysf = json.load(open(system))
+    if system != SYSTEM_X2:
+        sysf["model"] = os.path.join(os.path.dirname(system), sysf["model"])
+    for k, w in enumerate(limits):
+        c = json.load(open(os.path.join(DATA, "tiny-chip.json")))
+        c["card"]["power_limit_w"]["value"] = w
+        for sec, kv in (sets or {}).items():
+            for key, v in kv.items():
+                c[sec][key]["value"] = v
+        path = os.path.join(tmp, f"c{k}.json")
+        json.dump(c, open(path, "w"))
+        sysf["chips"][k]["chip"] = path
+    p = os.path.join(tmp, "pair.json")
+    json.dump(sysf, open(p, "w"))
+    return p
+
+
+def reactive_oracle(watts, fixed, limit, f_nom, step, window_s, end_ps):
+    """The reactive governor's rule replayed from a run's windows, without etchsim's code: window k runs from the
+    end of window k-1 to the chip's first edge at or after (k+1) x window_s (its period the whole picoseconds
+    nearest 1 / its clock; the last window cut at the run's end); at its end the next window's clock is the
+    highest step f_nom - j x step at which window k's energy (its watts less the static watts, times its length:
+    dynamic and clock energy, the same per cycle at any clock) over its cycles, at that step's real clock, plus
+    the static watts fits the limit. The energy comes from the run's reported window watts; the clocks, window
+    edges and cycles are derived here. Returns (each window's clock, the chip's cycles, real time below f_nom); with
+    end_ps None (the run's end not known to the picosecond) the clocks only, the last window taken as whole."""
+    per = lambda f: int(1e12 / f + 0.5)
+    win_ps = round(window_s * 1e12)
+    t, f, clocks, cycles, slow = 0, f_nom, [], 0, 0.0
+    for k, w in enumerate(watts):
+        p = per(f)
+        end = t + -(-((k + 1) * win_ps - t) // p) * p
+        end = end if end_ps is None else min(end, end_ps)
+        n = -(-(end - t) // p)
+        clocks.append(f)
+        cycles += n
+        slow += (end - t) * 1e-12 if f < f_nom else 0
+        e_cycle = (w - fixed) * (end - t) * 1e-12 / n
+        j = 0
+        while e_cycle * 1e12 / per(f_nom - j * step) + fixed > limit:
+            j += 1
+        t, f = end, f_nom - j * step
+    expect(end_ps is None or t == end_ps, f"the windows end at {t} ps, the run at {end_ps} ps")
+    return clocks, cycles, slow
+
+
+def test_system_power_limit_reactive():
+    """chip 1 of a two-chip system under a limit that binds (12.5 W, its static power 12.3 W), chip 0 without one:
+    chip 1's clock in every window is what reactive_oracle derives from the windows' reported watts (window 0 at
+    the nominal clock, then stepping down by 15 MHz as its energy per cycle grows), its cycles and throttled time
+    follow from those clocks; chip 0 keeps the nominal clock (its cycles are the run's); the run is slower than
+    without the limit, with the same tokens; energy stays consistent: dynamic + each chip's leakage and board x the
+    real seconds, and the tokens' energies + the unattributed rest. With clock_gating none (an ungated clock, per
+    cycle: the windows' watts count it) the oracle holds too."""
+    s = stories()
+    base = ["--model", s, "--prompt", "16", "--generate", "256", "--streams", "8"]
+    with tempfile.TemporaryDirectory() as tmp:
+        free = run_json(*base, "--no-db", "--system", gov_pair(tmp, (0, 0)))
+        db = os.path.join(tmp, "g.sqlite")
+        capped = run_json(*base, "--db", db, "--system", gov_pair(tmp, (0, 12.5)))
+        c0, c1 = capped["system"]["chips"]
+        p = c1["power_limit"]
+        fixed = c1["leakage_w"] + c1["board_w"]
+        expect(12.3 < fixed < 12.5 and c0["power_limit"] is None, f"static {fixed} W, chip 0 {c0['power_limit']}")
+        clocks, cycles, slow = reactive_oracle(p["window_w"], fixed, 12.5, 1e9, 15e6, 1e-4, capped["cycles"] * 1000)
+        expect(p["window_clock_hz"] == clocks, f"window clocks {p['window_clock_hz']}, oracle {clocks}")
+        expect(clocks[0] == 1e9 and min(clocks) <= 0.2e9 and p["min_clock_hz"] == min(clocks) and
+               len(clocks) == p["windows"] == 32, f"clocks {clocks}")
+        expect(c1["cycles"] == cycles and abs(p["throttled_s"] - slow) < 1e-15,
+               f"chip 1: {c1['cycles']} cycles, {p['throttled_s']} s throttled; oracle {cycles}, {slow}")
+        expect(c0["cycles"] == capped["cycles"] and c0["clock_hz"] == 1e9, f"chip 0: {c0['cycles']} cycles")
+        expect(capped["cycles"] > 1.5 * free["cycles"] and capped["tokens"] == free["tokens"] == 2048,
+               f"{capped['cycles']} cycles limited, {free['cycles']} free")
+        sec = capped["cycles"] / 1e9
+        expect(abs(capped["tokens_per_s"] - 2048 / sec) < 1e-6 * capped["tokens_per_s"], "tokens/s")
+        static = sum(c["leakage_w"] + c["board_w"] for c in (c0, c1))
+        want = capped["dynamic_j"] + static * sec
+        expect(abs(capped["energy_j"] - want) < 1e-12 * want and
+               abs(capped["joules_per_token"] - capped["energy_j"] / 2048) < 1e-15, f"energy {capped['energy_j']}, {want}")
+        expect(abs(c0["dynamic_j"] + c1["dynamic_j"] - capped["dynamic_j"]) < 1e-12 * capped["dynamic_j"], "chips' energy")
+        expect(abs(sum((w - fixed) * d for w, d in zip(p["window_w"], window_lengths(clocks, capped["cycles"])))
+                   - c1["dynamic_j"]) < 1e-9 * c1["dynamic_j"], "chip 1's windows do not hold its dynamic energy")
+        con = sqlite3.connect(db)
+        tok_j = con.execute("SELECT SUM(energy_j) FROM tokens").fetchone()[0]
+        con.close()
+        expect(abs(tok_j + capped["unattributed_j"] - capped["energy_j"]) <= 1e-9 * capped["energy_j"],
+               f"tokens {tok_j} J + unattributed {capped['unattributed_j']} J != {capped['energy_j']} J")
+        # an ungated clock: per cycle, in the windows' watts, and in the tokens' energies
+        db2 = os.path.join(tmp, "n.sqlite")
+        ng = run_json(*base, "--db", db2, "--set", "clock_gating=none", "--system", gov_pair(tmp, (0, 13.5)))
+        n1 = ng["system"]["chips"][1]
+        pn, fixed_n = n1["power_limit"], n1["leakage_w"] + n1["board_w"]
+        clocks, cycles, _ = reactive_oracle(pn["window_w"], fixed_n, 13.5, 1e9, 15e6, 1e-4, ng["cycles"] * 1000)
+        expect(pn["window_clock_hz"] == clocks and n1["cycles"] == cycles and min(clocks) < 1e9,
+               f"clock_gating none: clocks {pn['window_clock_hz']}, oracle {clocks}")
+        con = sqlite3.connect(db2)
+        tok_j = con.execute("SELECT SUM(energy_j) FROM tokens").fetchone()[0]
+        con.close()
+        expect(abs(tok_j + ng["unattributed_j"] - ng["energy_j"]) <= 1e-9 * ng["energy_j"],
+               f"clock_gating none: tokens {tok_j} J + unattributed {ng['unattributed_j']} J != {ng['energy_j']} J")
+
+
+def window_lengths(clocks, run_cycles):
+    """Each window's real seconds from its clocks (as reactive_oracle lays them out, 100 us windows)."""
+    per = lambda f: int(1e12 / f + 0.5)
+    t, out, end_ps = 0, [], run_cycles * 1000
+    for k, f in enumerate(clocks):
+        p = per(f)
+        end = min(t + -(-((k + 1) * 10 ** 8 - t) // p) * p, end_ps)
+        out.append((end - t) * 1e-12)
+        t = end
+    return out
+
+
+def test_system_power_limit_above():
+    """A limit above chip 1's power (1000 W) gives exactly the unlimited run's figures: every key of run --json but
+    the host's wall time and chip 1's power_limit, which reports every window at the nominal clock, never throttled."""
+    s = stories()
+    base = ["--no-db", "--model", s, "--prompt", "16", "--generate", "64", "--streams", "4"]
+    with tempfile.TemporaryDirectory() as tmp:
+        free = run_json(*base, "--system", gov_pair(tmp, (0, 0)))
+        high = run_json(*base, "--system", gov_pair(tmp, (0, 1000)))
+        p = high["system"]["chips"][1].pop("power_limit")
+        expect(free["system"]["chips"][1].pop("power_limit") is None, "chip 1 without a limit")
+        expect(p["throttled_s"] == 0 and set(p["window_clock_hz"]) == {1e9} and p["limit_w"] == 1000 and
+               p["effective_clock_hz"] == 1e9 and p["max_window_w"] < 20, f"power_limit {p}")
+        for j in (free, high):
+            j.pop("sim_wall_s")
+            j.pop("cost_unknown")
+        expect(free == high, f"a limit that never binds changed the run: {[k for k in free if free[k] != high[k]]}")
+
+
+def test_err_system_power_limit_static():
+    """A limit at or below a chip's static power (its leakage / VR efficiency and board, 12.3 W on chip 1) is one
+    error naming that chip's file, the key, the chip and its layers and both figures, exit 1; chip 0 is not named.
+    A limit on a chip of an expert-parallel stage (not modelled) is one error naming it."""
+    s = stories()
+    with tempfile.TemporaryDirectory() as tmp:
+        err = expect_error(["run", "--no-db", "--model", s, "--system", gov_pair(tmp, (0, 12)), "--prompt", "4",
+                            "--generate", "2"], "c1.json: key 'card.power_limit_w'", "chip 1 of the system (layers 3..4)",
+                           "12 W is at or below its card's static power, 12.34 W")
+        expect("c0.json" not in err, err)
+        # a chip of an expert-parallel stage: its tiles book the other chip's lanes in their shared cycles
+        err = expect_error(["run", "--no-db", "--system", gov_pair(tmp, (0, 0, 13, 0), system=SYSTEM_EP2), "--set",
+                            "tile.rom.rows=128", "--prompt", "4", "--generate", "2"],
+                           "c2.json: key 'card.power_limit_w'", "chip 2 of the system (layers 1..2)",
+                           "a chip of an expert-parallel stage", "set it to 0")
+
+
+
+def test_power_limit_governor_reactive():
+    """card.governor reactive on a chip alone (tiny-chip, clock_gating none, 16 streams) against the ideal governor
+    on the same load and limit (20.6 W). Until the first window ends both runs are the same simulation at the
+    nominal clock, so they see the same window-0 energy: the ideal governor runs window 0 itself at the step that
+    energy allows, the reactive one runs it at the nominal clock and window 1 at that step; so the ideal's window-0
+    watts are the reactive's less the static watts, scaled by the reactive's window-1 clock over the nominal, plus
+    the static watts. Every reactive clock is reactive_oracle's; the reactive run ends sooner than the ideal one
+    (its first window unthrottled) and later than the unlimited run; tokens' energies + unattributed = total.
+    A value other than ideal or reactive is one error naming the file and key."""
+    base = ["run", "--json", *TINY, "--prompt", "8", "--generate", "400", "--streams", "16", "--set", "clock_gating=none"]
+    free = json.loads(run(*base, "--no-db").stdout)
+    cap = [*base, "--set", "card.power_limit_w=20.6"]
+    ideal = json.loads(run(*cap, "--no-db", "--set", "card.governor=ideal").stdout)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "r.sqlite")
+        react = json.loads(run(*cap, "--db", db, "--set", "card.governor=reactive").stdout)
+        con = sqlite3.connect(db)
+        tok_j = con.execute("SELECT SUM(energy_j) FROM tokens").fetchone()[0]
+        con.close()
+    ev = free["energy_by_event_j"]
+    fixed = (ev["leakage"] + ev["board"]) / (free["cycles"] / 1e9)
+    pi, pr = ideal["power_limit"], react["power_limit"]
+    end_ps = round(react["cycles"] / pr["effective_clock_hz"] * 1e9) * 1000  # the host's last arrival: its 1 GHz edge
+    clocks, cycles, slow = reactive_oracle(pr["window_w"], fixed, 20.6, 1e9, 15e6, 1e-4, end_ps)
+    expect(pr["window_clock_hz"] == clocks and clocks[0] == 1e9 and min(clocks) < 0.7e9 and "window_clock_hz" not in pi,
+           f"reactive clocks {pr['window_clock_hz']}, oracle {clocks}")
+    expect(react["cycles"] == cycles and abs(pr["throttled_s"] - slow) < 1e-15,
+           f"the chip's cycles {react['cycles']}, throttled {pr['throttled_s']} s; oracle {cycles}, {slow}")
+    want = (pr["window_w"][0] - fixed) * clocks[1] / 1e9 + fixed
+    expect(abs(pi["window_w"][0] - want) < 1e-9 * want and pr["window_w"][0] > 24 and max(pi["window_w"]) <= 20.6,
+           f"window 0: ideal {pi['window_w'][0]} W, from the reactive's {want} W")
+    sec = lambda j: j["cycles"] / j["power_limit"]["effective_clock_hz"]
+    expect(free["cycles"] / 1e9 < sec(react) < sec(ideal) and react["tokens"] == ideal["tokens"] == 6400,
+           f"seconds: free {free['cycles'] / 1e9}, reactive {sec(react)}, ideal {sec(ideal)}")
+    expect(abs(tok_j + react["unattributed_j"] - react["energy_j"]) <= 1e-9 * react["energy_j"],
+           f"tokens {tok_j} J + unattributed {react['unattributed_j']} J != {react['energy_j']} J")
+    expect_error([*cap, "--no-db", "--set", "card.governor=smart"], "tiny-chip.json: key 'card.governor'",
+                 "expected \"ideal\" or \"reactive\", got \"smart\"")
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

@@ -387,7 +387,9 @@ int dp_set_adapters(es_dp *dp, const Loaded &L, es_err *e)
     return v.empty() ? 0 : es_dp_set_loras(dp, v.data(), (int)v.size(), e);
 }
 
-cJSON *power_limit_json(const es::RunResult &r)
+namespace {
+/* A power limit's figures (a run's, RunResult; a system's chip's, ChipResult: the same fields) at its effective clock */
+template <class R> cJSON *limit_json(const R &r, double effective_hz)
 {
     if (r.power_limit_w <= 0) return cJSON_CreateNull();
     cJSON *j = cJSON_CreateObject();
@@ -398,16 +400,20 @@ cJSON *power_limit_json(const es::RunResult &r)
     for (double x : r.window_w) peak = x > peak ? x : peak;
     cJSON_AddNumberToObject(j, "windows", (double)r.window_w.size());
     cJSON_AddNumberToObject(j, "max_window_w", peak);
-    cJSON_AddNumberToObject(j, "effective_clock_hz", r.seconds > 0 ? (double)r.cycles / r.seconds : r.clock_hz);
+    cJSON_AddNumberToObject(j, "effective_clock_hz", effective_hz);
     cJSON_AddNumberToObject(j, "min_clock_hz", r.min_clock_hz);
     if (r.window_w.size() <= 10000) { /* each window's watts, for a plot; the count and maximum always */
         cJSON *w = cJSON_AddArrayToObject(j, "window_w");
         for (double x : r.window_w) cJSON_AddItemToArray(w, cJSON_CreateNumber(x));
     }
+    if (!r.window_clock_hz.empty() && r.window_clock_hz.size() <= 10000) { /* the reactive governor's */
+        cJSON *w = cJSON_AddArrayToObject(j, "window_clock_hz");
+        for (double x : r.window_clock_hz) cJSON_AddItemToArray(w, cJSON_CreateNumber(x));
+    }
     return j;
 }
 
-std::string power_limit_text(const es::RunResult &r)
+template <class R> std::string limit_text(const R &r, double effective_hz)
 {
     if (r.power_limit_w <= 0) return "";
     double peak = 0;
@@ -416,8 +422,26 @@ std::string power_limit_text(const es::RunResult &r)
     std::snprintf(buf, sizeof buf, "%.1f W over %.6g s windows: %s%.3f ms throttled, effective clock %.4g GHz "
                   "(lowest %.4g), highest window %.1f W",
                   r.power_limit_w, r.window_s, r.throttled_s > 0 ? "" : "never engaged, ", r.throttled_s * 1e3,
-                  r.seconds > 0 ? (double)r.cycles / r.seconds / 1e9 : r.clock_hz / 1e9, r.min_clock_hz / 1e9, peak);
+                  effective_hz / 1e9, r.min_clock_hz / 1e9, peak);
     return buf;
+}
+
+/* A system's chip's effective clock: its cycles over the run's seconds */
+double chip_effective_hz(const es::ChipResult &c, const es::RunResult &r)
+{
+    return r.seconds > 0 ? (double)c.cycles / r.seconds : c.clock_hz;
+}
+
+} // namespace
+
+cJSON *power_limit_json(const es::RunResult &r)
+{
+    return limit_json(r, r.seconds > 0 ? (double)r.cycles / r.seconds : r.clock_hz);
+}
+
+std::string power_limit_text(const es::RunResult &r)
+{
+    return limit_text(r, r.seconds > 0 ? (double)r.cycles / r.seconds : r.clock_hz);
 }
 
 cJSON *energy_by_event_json(const es_chip *c, const RunResult &r)
@@ -558,6 +582,7 @@ cJSON *system_json(const Loaded &L, const RunResult &r, const Cost &k)
         cJSON_AddNumberToObject(x, "cycles", (double)c.cycles);
         cJSON_AddNumberToObject(x, "busy_cycles", (double)c.busy_cycles);
         cJSON_AddNumberToObject(x, "die_utilization", c.die_utilization);
+        cJSON_AddItemToObject(x, "power_limit", limit_json(c, chip_effective_hz(c, r)));
         if (i < L.maps.size() && L.n_adapters() > 0) cJSON_AddItemToObject(x, "adapter", map_adapter_json(L, L.maps[i]));
         cJSON_AddItemToArray(chips, x);
     }
@@ -582,6 +607,9 @@ void print_system(const Loaded &L, const RunResult &r)
         std::printf("    %-4zu %-24s %9s %9.1f %12lld %10.4g\n", k, nm.c_str(), ly, c.area.total_mm2,
                     (long long)c.kv_positions, c.dynamic_j);
     }
+    for (size_t k = 0; k < r.chips.size(); k++)
+        if (r.chips[k].power_limit_w > 0)
+            std::printf("    chip %zu power limit %s\n", k, limit_text(r.chips[k], chip_effective_hz(r.chips[k], r)).c_str());
     for (size_t k = 0; k < L.maps.size() && L.n_adapters() > 0; k++)
         std::printf("    chip %zu %s\n", k, map_adapter_text(L.maps[k]).c_str());
     cJSON *links = cJSON_CreateArray();

@@ -287,6 +287,8 @@ static const es_key_spec CHIP_KEYS[] = {
     {"card.power_limit_w", 'd', 0, 1e6, F(card.power_limit_w), 1, 0, 1, NULL, "0 or absent: no limit"},
     {"card.power_window_us", 'x', 1, 1e8, NO_FIELD, 1, 0, 0, NULL, "needed with a power limit"},
     {"card.clock_step_hz", 'x', 1e3, 1e11, NO_FIELD, 1, 0, 0, NULL, "needed with a power limit"},
+    {"card.governor", 'x', 0, 0, NO_FIELD, 1, 0, 0, "ideal | reactive (default ideal)",
+     "how a chip alone holds its power limit (README); a chip of a system: always reactive"},
     {"cost.card_usd", 'd', 1, 1e8, F(cost.card_usd), 1, 0, 1, NULL,
      "the card's price outright (a bought GPU): replaces the die-derived card cost"},
     {"cost.package_test_usd", 'd', 0, 1e7, F(cost.package_test_usd), 1, 0, 1, NULL,
@@ -565,6 +567,22 @@ static int read_store(es_chip *c, es_err *e)
     return 0;
 }
 
+/* card.power_limit_w's window and step (needed with a limit) and card.governor (optional, default ideal). */
+static int read_power_limit(es_chip *c, const es_cfg *f, es_err *e)
+{
+    double us = 0;
+    if (c->card.power_limit_w > 0 && (es_cfg_num(f, "card.power_window_us", 1, 1e8, &us, e) ||
+                                      es_cfg_num(f, "card.clock_step_hz", 1e3, 1e11, &c->card.clock_step_hz, e)))
+        return -1;
+    c->card.power_window_s = us * 1e-6;
+    char gov[16] = "ideal";
+    if (es_cfg_has(f, "card.governor") && es_cfg_str(f, "card.governor", gov, sizeof gov, e)) return -1;
+    if (strcmp(gov, "ideal") && strcmp(gov, "reactive"))
+        return es_fail(e, "%s: key 'card.governor': expected \"ideal\" or \"reactive\", got \"%s\"", c->path, gov);
+    c->card.reactive = !strcmp(gov, "reactive");
+    return 0;
+}
+
 static int read_chip(es_chip *c, const char *dir, es_err *e)
 {
     const es_cfg *f = &c->cfg;
@@ -591,13 +609,7 @@ static int read_chip(es_chip *c, const char *dir, es_err *e)
         return es_fail(e, "%s: key 'head.lanes.tokens_per_read': %d tokens a pass need lanes shared by them "
                           "(tile.lanes.shared_by_tokens true); the head has one set of lanes", c->path,
                        c->head.tokens_per_read);
-    {
-        double us = 0;
-        if (c->card.power_limit_w > 0 && (es_cfg_num(f, "card.power_window_us", 1, 1e8, &us, e) ||
-                                     es_cfg_num(f, "card.clock_step_hz", 1e3, 1e11, &c->card.clock_step_hz, e)))
-            return -1;
-        c->card.power_window_s = us * 1e-6;
-    }
+    if (read_power_limit(c, f, e)) return -1;
     {
         char gating[16];
         if (es_cfg_str(f, "clock_gating", gating, sizeof gating, e)) return -1;

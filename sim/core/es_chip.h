@@ -171,6 +171,8 @@ typedef struct es_card_cfg {
     double power_limit_w;     /* card.power_limit_w: 0 = none */
     double power_window_s;    /* card.power_window_us (s after load): the limit holds over each window */
     double clock_step_hz;     /* card.clock_step_hz: the clock steps down (and back up) by this */
+    int reactive;             /* card.governor "reactive": a chip alone's limit held by its own governor in the
+                                 simulation, as a system's chip's (es_ctx.h Throttle); "ideal" (0): Governor */
 } es_card_cfg;
 
 /* Cost inputs (cost.*): the wafer from the process table, the card from the chip file. Both optional: a

@@ -445,11 +445,12 @@ static int name_parts(const splitter *x, es_err *e)
                  c0->last - c0->first + 1, x->m->name, c0->embed ? " with the embedding table" : "",
                  c0->head ? " with the final norm and LM head" : "", x->t->name, which) >= (int)sizeof desc)
             desc[sizeof desc - 2] = '"'; /* cut short: still one JSON string */
-        if (d->chip.card.power_limit_w > 0) { /* a power limit on a chip of a system: see the source */
+        if (d->chip.card.power_limit_w > 0 && c0->expert_first >= 0) { /* a chip of an expert-parallel stage */
             char src[512];
-            snprintf(src, sizeof src, "chip derive --split: %s's card.power_limit_w of %.6g W is not carried over, as a "
-                     "power limit on a chip of a system is not modelled yet (etchsim run refuses it); each chip's watts "
-                     "in a run show whether it would bind", x->t->name, d->chip.card.power_limit_w);
+            snprintf(src, sizeof src, "chip derive --split: %s's card.power_limit_w of %.6g W is not carried over to a "
+                     "chip of an expert-parallel stage: the stage's chips book each other's expert lanes in one count "
+                     "of cycles, so a clock of its own (its governor's) is not modelled (etchsim run refuses it); each "
+                     "chip's watts in a run show whether it would bind", x->t->name, d->chip.card.power_limit_w);
             if (es_cfg_set_sourced(&d->cfg, "card.power_limit_w", "0", src, e)) return -1;
             d->chip.card.power_limit_w = 0;
         }

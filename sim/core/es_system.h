@@ -33,7 +33,11 @@
  * whose files set it form the steps (Ctx::steps), each stepping its own batch, its first tile taking no new pass
  * until every token that left its last tile bound for the head is back in its FIFO or finished (Ctx::returning,
  * per chip); later chips carry those steps as they come (a barrier on two chips in series could wait on each
- * other when sequences interleave). Not simulated yet: card.power_limit_w on a chip of a system.
+ * other when sequences interleave). card.power_limit_w: each chip holds its own on its own card, by a
+ * reactive governor inside the simulation that changes its clock at window edges (es_ctx.h Throttle; README "Power
+ * limits on a system's chips"); the run's cycles then count the first chip's nominal clock (real time). Not
+ * simulated yet: a power limit on a chip of an expert-parallel stage (its chips book each other's lanes ahead,
+ * in cycles converted by the clocks' mappings at the time of booking, which a governor may change before them).
  *
  * Tensor parallelism: {"chip": ..., "layers": [a, b], "tensor_parallel": T} stands for T identical chips that
  * split every matrix of those layers Megatron-style (Shoeybi et al. 2019, arXiv:1909.08053, section 3): q, k, v,

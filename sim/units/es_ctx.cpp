@@ -1,5 +1,6 @@
 // es_ctx: shared run state and the energy ledger (see es_ctx.h).
 #include "es_ctx.h"
+#include <algorithm>
 #include <cmath>
 #include "es_stats.h"
 #include <cstdarg>
@@ -18,12 +19,12 @@ Clock::Clock(const es_chip *c, Run *run) : clock_hz(c->clock_hz), fail_to_(run)
     max_cycle = (int64_t)(((uint64_t)1 << 63) / period.value()); /* half of SystemC's range: sums stay inside it */
 }
 
-Run::Run(const es_chip *card) : Clock(card, this)
+Run::Run(const es_chip *card, bool ideal) : Clock(card, this)
 {
     dyn_scale = 1.0 / card->card.vr_eff;
     static_w = card->card.board_w; /* the dies' leakage and clocks join it as they are built (add_die) */
     if (card->store.kind == ES_STORE_HBM) static_w += card->store.static_w; /* off the die: at the card, as the board */
-    if (card->card.power_limit_w > 0) {
+    if (ideal && card->card.power_limit_w > 0) {
         gov.on = true;
         gov.f_nom = card->clock_hz;
         gov.W = (int64_t)(card->card.power_window_s * card->clock_hz + 0.5);
@@ -133,22 +134,51 @@ int64_t Clock::now() const
 {
     uint64_t ps = sc_core::sc_time_stamp().value();
     if (ps != now_ps_) {
+        if (thr_ && ps >= thr_->next_ps) thr_->close_to(ps); /* a window ended: its clock changes first */
         now_ps_ = ps;
-        now_cycle_ = (int64_t)((ps + period.value() - 1) / period.value()); /* woken by another chip: its next edge */
+        now_cycle_ = thr_ ? cycle_at(ps) : (int64_t)((ps + period.value() - 1) / period.value()); /* woken by another
+                                                                                   chip: its next edge */
     }
     return now_cycle_;
+}
+
+namespace {
+const uint64_t ps_end = (uint64_t)1 << 63; /* SystemC's time, as max_cycle counts it */
+}
+
+uint64_t Clock::ps_of(int64_t cyc) const
+{
+    if (cyc < 0) cyc = 0;
+    if (!thr_) return (uint64_t)cyc * period.value();
+    const std::vector<Throttle::Seg> &v = thr_->segs;
+    auto it = std::upper_bound(v.begin(), v.end(), cyc, [](int64_t c, const Throttle::Seg &g) { return c < g.cycle; });
+    const Throttle::Seg &g = *(it - 1); /* segs[0] starts at cycle 0 */
+    uint64_t d = (uint64_t)(cyc - g.cycle);
+    return d > (ps_end - g.ps) / g.period ? ps_end : g.ps + d * g.period;
+}
+
+int64_t Clock::cycle_at(uint64_t ps) const
+{
+    if (!thr_) return (int64_t)((ps + period.value() - 1) / period.value());
+    const std::vector<Throttle::Seg> &v = thr_->segs;
+    auto it = std::upper_bound(v.begin(), v.end(), ps, [](uint64_t p, const Throttle::Seg &g) { return p < g.ps; });
+    const Throttle::Seg &g = *(it - 1);
+    return g.cycle + (int64_t)((ps - g.ps + g.period - 1) / g.period);
 }
 
 sc_core::sc_time Clock::delay_to(int64_t cycle)
 {
     int64_t t = now();
-    if (cycle > max_cycle || cycle < t) {
+    uint64_t ps = sc_core::sc_time_stamp().value(), p = period.value();
+    uint64_t to = thr_ ? ps_of(cycle) : 0;
+    if (cycle > max_cycle || cycle < t || to >= ps_end) {
         fail_to_->fail("simulated time would pass %lld cycles (%.4g s at this clock), the most SystemC's 64-bit time in "
              "picoseconds can count: the run is too long for this chip; shorten it or speed the chip up",
              (long long)max_cycle, (double)max_cycle / clock_hz);
         return sc_core::SC_ZERO_TIME;
     }
-    uint64_t ps = sc_core::sc_time_stamp().value(), p = period.value();
+    if (thr_) /* a governed clock: to the cycle, or to the window's end, where its clock may change (wait_until) */
+        return sc_core::sc_time::from_value((to < thr_->next_ps ? to : thr_->next_ps) - ps);
     if (ps % p == 0) return period * (double)(cycle - t); /* on an edge (a chip alone: always) */
     return sc_core::sc_time::from_value((uint64_t)cycle * p - ps); /* woken by another chip's clock: to the edge */
 }
@@ -160,10 +190,88 @@ void Clock::wait_cycles(int64_t n)
 
 void Clock::wait_until(int64_t cycle)
 {
-    if (cycle <= now()) return;
-    sc_core::sc_time d = delay_to(cycle);
-    if (d == sc_core::SC_ZERO_TIME) sc_core::wait(sc_core::SC_ZERO_TIME);
-    else sc_core::wait(d);
+    while (cycle > now()) {
+        sc_core::sc_time d = delay_to(cycle);
+        if (d == sc_core::SC_ZERO_TIME) {
+            sc_core::wait(sc_core::SC_ZERO_TIME);
+            return;
+        }
+        sc_core::wait(d);
+        if (!thr_) return; /* a governed clock: a window may have ended on the way */
+    }
+}
+
+double Throttle::pick(double e, int64_t n) const
+{
+    double per_cycle = (e + clock_j * (double)n) / (double)n; /* card joules per cycle, at any clock */
+    for (int64_t j = 0; step > 0; j++) {
+        double f = f_nom - (double)j * step;
+        if (f <= 0) break;
+        if (per_cycle * (1e12 / (double)period_ps(f)) + fixed_w <= limit) return f;
+    }
+    double fmax = (limit - fixed_w) / per_cycle; /* below the lowest step: the whole period that keeps under it */
+    return 1e12 / std::ceil(1e12 / fmax);
+}
+
+void Throttle::close_window(int64_t n, uint64_t dur_ps)
+{
+    double dur = (double)dur_ps * 1e-12;
+    window_w.push_back((e_open + clock_j * (double)n) / dur + fixed_w);
+    window_hz.push_back(f_open);
+    if (f_open < f_nom) throttled_s += dur;
+    if (f_open < min_f) min_f = f_open;
+}
+
+void Throttle::close_to(uint64_t ps)
+{
+    while (ps >= next_ps) {
+        uint64_t p = segs.back().period;
+        int64_t n = (int64_t)((next_ps - open_ps) / p);
+        close_window(n, next_ps - open_ps);
+        double f = pick(e_open, n);
+        e_open = 0;
+        open_ps = next_ps;
+        open_cycle += n;
+        k++;
+        uint64_t np = period_ps(f);
+        if (np != p) segs.push_back({open_ps, open_cycle, np});
+        f_open = f;
+        uint64_t end = (uint64_t)(k + 1) * window_ps; /* real time; the window ends on its first edge there or after */
+        next_ps = open_ps + (end > open_ps ? (end - open_ps + np - 1) / np : 1) * np;
+    }
+}
+
+void Throttle::close_last(uint64_t end_ps)
+{
+    if (!on) return;
+    close_to(end_ps);
+    if (end_ps > open_ps) {
+        uint64_t p = segs.back().period;
+        close_window((int64_t)((end_ps - open_ps + p - 1) / p), end_ps - open_ps);
+        e_open = 0;
+        open_ps = end_ps;
+    }
+}
+
+void Ctx::add_energy(double j)
+{
+    run.gov.add(run.now(), j);
+    if (thr.on) {
+        now(); /* the windows before now closed */
+        thr.e_open += j;
+    }
+}
+
+double Run::clock_fix(int64_t from, int64_t to) const
+{
+    double fix = 0;
+    for (const Ctx *k : chips) {
+        if (!k->thr.slowed() || k->clock_w == 0) continue;
+        uint64_t a = std::max(ps_of(from), k->thr.segs[1].ps), b = ps_of(to);
+        if (b <= a) continue;
+        fix += k->thr.clock_j * (double)(k->cycle_at(b) - k->cycle_at(a)) - k->clock_w * (double)(b - a) * 1e-12;
+    }
+    return fix;
 }
 
 es_unit_rec *Ctx::unit(const char *name)
@@ -180,7 +288,7 @@ void Ctx::charge(es_unit_rec *u, int32_t seq, const es_events &ev)
     es_events all = ev; /* a tensor-parallel stage: its copies' events (each chip's shard does the same work) */
     if (copies > 1) es_events_scale(&all, copies);
     double j = es_events_joules(c, &all) * run.dyn_scale;
-    run.gov.add(run.now(), j);
+    add_energy(j);
     es_events_add(&u->ev, &all);
     u->energy_j += j;
     run.seqs[(size_t)seq].pending_j += j;
@@ -196,7 +304,9 @@ void Run::sample(int32_t seq_id, Item &cpl)
 {
     SeqState &s = seqs[(size_t)seq_id];
     int64_t t = now();
-    double j = s.pending_j + static_w * (double)(t - last_sample) / clock_hz;
+    for (Ctx *k : chips)
+        if (k->thr.on) k->now(); /* a governed chip's windows closed to now */
+    double j = s.pending_j + static_w * (double)(t - last_sample) / clock_hz + clock_fix(last_sample, t);
     if (gov.on) { /* its static share at the nominal clock; made real once its windows' clocks are known */
         s.spans.emplace_back(last_sample, t);
     }

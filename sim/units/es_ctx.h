@@ -99,6 +99,40 @@ struct Governor {
     double real_ns(double nominal_ns) const { return first_slow < 0 ? nominal_ns : real_s(nominal_ns * f_nom * 1e-9) * 1e9; }
 };
 
+// card.power_limit_w on a chip of a system: a governor inside the simulation, as a real card's
+// (Governor above cannot work across chips: a slowed chip delays the chips after it). SystemC
+// time is real time; the chip's clock changes at window boundaries, each the chip's first edge at
+// or after k x power_window_s of real time. At the end of window k it picks window k+1's clock:
+// the highest step (nominal - j x clock_step_hz, run at the whole-picosecond period nearest it)
+// at which window k's energy would fit the limit had the window run at that clock, the same
+// physics as Governor's (dynamic energy per event, an ungated clock per cycle, leakage and board
+// per second: fixed_w, the chip's own card's). Windows close lazily: the first time the chip's
+// clock is read at or past a boundary (Clock::now), so every charge falls in its window.
+struct Throttle {
+    bool on = false;
+    double f_nom = 0, step = 0, limit = 0;
+    double fixed_w = 0;               // its card: leakage / VR efficiency + board (+ HBM), per second
+    double clock_j = 0;               // clock_gating none: its card joules per cycle, whatever the clock
+    uint64_t window_ps = 0;           // power_window_s
+    struct Seg { uint64_t ps; int64_t cycle; uint64_t period; }; // from ps (an edge, cycle): this period
+    std::vector<Seg> segs;            // its clock's changes, in time order; segs[0] at 0, nominal
+    int64_t k = 0;                    // the open window
+    uint64_t next_ps = 0;             // its end: the edge that closes it
+    double e_open = 0;                // its card dynamic joules charged in the open window
+    double f_open = 0;                // its clock (the step)
+    std::vector<double> window_w, window_hz; // each closed window's average card watts and clock
+    double throttled_s = 0, min_f = 0;
+    // Window k ran n cycles with e dynamic joules: the next window's step (pick) and its period in ps.
+    double pick(double e, int64_t n) const;
+    static uint64_t period_ps(double f) { return (uint64_t)(1e12 / f + 0.5); }
+    uint64_t open_ps = 0;             // the open window's start (an edge) and its cycle there
+    int64_t open_cycle = 0;
+    void close_window(int64_t n, uint64_t dur_ps); // the open window's figures: n cycles, dur_ps long
+    void close_to(uint64_t ps);       // close every window that ends at or before ps
+    void close_last(uint64_t end_ps); // close the open window, cut at end_ps (the run's end)
+    bool slowed() const { return segs.size() > 1; }
+};
+
 // Clock: a chip's clock, counting simulated time (SystemC's, in picoseconds) in its cycles. Each chip
 // (Ctx) has its own; the run's (Run) is the first chip's, the host's: the run's cycles, its requests'
 // and tokens' times, its trace and its power governor count it. An item passed between chips of
@@ -124,9 +158,21 @@ public:
     // Its cycle `cyc` as a cycle of `to`: the first edge of `to` at or after it (itself for one period).
     int64_t cycle_to(const Clock &to, int64_t cyc) const
     {
+        if (thr_ || to.thr_) { /* a governed clock: the current mappings, each clock's windows closed to now */
+            now();
+            to.now();
+            return to.cycle_at(ps_of(cyc));
+        }
         uint64_t a = period.value(), b = to.period.value();
         return a == b ? cyc : (int64_t)(((uint64_t)cyc * a + b - 1) / b);
     }
+    // Its edge `cyc` in picoseconds (past its last change: at the current period), and its first edge at or after ps.
+    uint64_t ps_of(int64_t cyc) const;
+    int64_t cycle_at(uint64_t ps) const;
+    // card.power_limit_w on a chip of a system (Throttle): its clock's period changes at window boundaries; a wait
+    // that crosses one wakes there and goes on at the new period (wait_until; a method re-arms, as the tiles do).
+    // Null: the nominal period throughout.
+    Throttle *thr_ = nullptr;
 
 private:
     class Run *fail_to_;
@@ -142,7 +188,9 @@ private:
 // count their own chip's (Ctx).
 class Run : public Clock {
 public:
-    explicit Run(const es_chip *card); // the clock, power limit and board of the card
+    // The clock, power limit and board of the card; ideal: card.power_limit_w governs the run (Governor: a chip
+    // alone), else each chip's own governor does (Ctx::thr: a system's chips).
+    explicit Run(const es_chip *card, bool ideal = true);
     bool cycle = false;               // --fidelity cycle: tiles advance clock by clock (es_tile.h)
 
     // sequences and the host's accounting
@@ -170,6 +218,9 @@ public:
     double static_w = 0;              // leakage / VR efficiency of every die + board static + their clock_w
     Governor gov;                     // card.power_limit_w (off without a limit)
     int64_t last_sample = 0;          // cycle of the previous sample, for static shares
+    // The ungated clock of chips whose governor (Throttle) slowed them, from their first change on: their clock
+    // energy per cycle less the per-second share static_w charged for it, over the run's cycles [from, to).
+    double clock_fix(int64_t from, int64_t to) const;
     // A die's static power, once per die as it is built: its leakage / VR efficiency and its
     // ungated clock (Ctx::clock_w).
     void add_die(double leak_w, double clock_w);
@@ -290,6 +341,9 @@ public:
     };
     std::vector<ExpertLanes> expert_lanes;
     bool ep() const { return stage_chips.size() > 1; }
+    Throttle thr;                     // card.power_limit_w on a chip of a system (its clock's governor; off otherwise)
+    // Dynamic card joules j charged now: the run's power governor (a chip alone), or its own (Throttle).
+    void add_energy(double j);
     Server *wstore = nullptr;         // a chip-scope SRAM or HBM weight store, shared by the tiles and the head, and
                                       // by the KV cache with kv.in_store (else null)
 };

@@ -73,7 +73,7 @@ void HostDevice::fetch()
             it.n = s.prompt - p < chunk ? s.prompt - p : chunk;
             it.final_chunk = q.opcode == ES_SQE_SEQ && p + it.n == s.prompt;
             it.adapter = s.adapter;
-            it.ready = ctx_.run.now();
+            it.ready = ctx_.now(); /* the first chip's cycles (the run's but for a governed clock) */
             ctx_.run.prefill_passes += it.n;
             send_item(submit, link, it);
         }
@@ -94,7 +94,7 @@ void HostDevice::complete()
         es_events ev{};
         ev.host_bits = 8.0 * (double)c->host.cpl_bytes;
         double j = es_events_joules(c, &ev) * ctx_.run.dyn_scale;
-        ctx_.run.gov.add(ctx_.run.now(), j);
+        ctx_.add_energy(j); /* the host link is the first chip's card's */
         es_events_add(&stat_->ev, &ev);
         stat_->energy_j += j;
         stat_->items++;

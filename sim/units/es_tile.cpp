@@ -132,6 +132,10 @@ void Tile::fetch()
     /* a method process (no coroutine switch per item): take an item, wait until it has
      * arrived, add those that arrived with it, book the work item */
     for (;;) {
+        if (ready_wait_ && group_[0].ready > ctx_.now()) { /* woken at a governed clock's window end: on again */
+            next_trigger(ctx_.delay_to(group_[0].ready));
+            return;
+        }
         if (!ready_wait_) {
             if (!take_first()) {
                 if (arrived_or_freed_.size() == 0)

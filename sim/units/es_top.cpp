@@ -194,7 +194,7 @@ struct Sim {
     int64_t total = 0; /* tokens the requests ask for (w.reqs) */
     /* areas[k]: chip k's area, computed before (the Ctx of each reads it for its leakage) */
     Sim(const es_map *const *pms_, int n, const std::vector<es_area> &areas_, const Workload &w_, RunResult &r_)
-        : pm(pms_[0]), c(pms_[0]->chip), m(pms_[0]->model), w(w_), r(r_), run(pms_[0]->chip),
+        : pm(pms_[0]), c(pms_[0]->chip), m(pms_[0]->model), w(w_), r(r_), run(pms_[0]->chip, n == 1 && !pms_[0]->chip->card.reactive),
           ctx(run, pms_[0], &areas_[0], n > 1 ? "c0_" : ""), pms(pms_, pms_ + n), areas(areas_),
           sc{&w_, &run, &ctx, 0, &r_, {}, {}}
     {
@@ -234,17 +234,39 @@ struct Sim {
     size_t n_chips() const { return pms.size(); }
 };
 
-/* A system's chips: no power limit (es_top.h). */
-int check_system(Sim &s, es_err *e)
+/* A system's chips with card.power_limit_w (a chip alone with card.governor "reactive" too): each its own governor
+ * (Throttle), against its own card's limit and static power (a tensor-parallel stage's chip: its copies', each card
+ * under its own limit). */
+int set_throttles(Sim &s, es_err *e)
 {
-    for (size_t k = 0; k < s.n_chips() && s.n_chips() > 1; k++) {
-        const es_chip *x = s.chip(k).c;
-        const es_model *xm = s.chip(k).m;
-        if (x->card.power_limit_w > 0)
-            return es_fail(e, "%s: key 'card.power_limit_w': chip %zu of the system (layers %lld..%lld) has a limit of "
-                              "%.4g W; a power limit on a chip of a system is not modelled (its card's governor would "
-                              "change its own chip's clock during the run); set it to 0", x->path, k,
-                           (long long)xm->layer_base, (long long)(xm->layer_base + xm->layers - 1), x->card.power_limit_w);
+    for (size_t k = 0; k < s.n_chips(); k++) {
+        Ctx &x = s.chip(k);
+        const es_chip *c = x.c;
+        if (c->card.power_limit_w <= 0 || s.run.gov.on) continue; /* none, or the ideal governor's (a chip alone) */
+        Throttle &t = x.thr;
+        t.on = true;
+        t.f_nom = t.f_open = t.min_f = c->clock_hz;
+        t.step = c->card.clock_step_hz;
+        t.limit = x.copies * c->card.power_limit_w;
+        t.fixed_w = x.leak_w + x.copies * (c->card.board_w + (c->store.kind == ES_STORE_HBM ? c->store.static_w : 0));
+        t.clock_j = x.clock_w / c->clock_hz;
+        t.window_ps = (uint64_t)std::llround(c->card.power_window_s * 1e12);
+        uint64_t p = x.period.value();
+        t.segs.push_back({0, 0, p});
+        t.next_ps = (t.window_ps + p - 1) / p * p;
+        x.thr_ = &t;
+        char which[96] = "";
+        if (s.n_chips() > 1)
+            std::snprintf(which, sizeof which, "chip %zu of the system (layers %lld..%lld): ", k,
+                          (long long)x.m->layer_base, (long long)(x.m->layer_base + x.m->layers - 1));
+        if (x.ep()) /* its tiles book the stage's other chips' lanes and links in its own cycles */
+            return es_fail(e, "%s: key 'card.power_limit_w': %sa chip of an expert-parallel stage: the stage's chips "
+                              "book each other's expert lanes in one count of cycles, so a clock of its own (its "
+                              "governor's) is not modelled; set it to 0", c->path, which);
+        if (t.limit <= t.fixed_w) /* an ungated clock slows with the clock; these do not */
+            return es_fail(e, "%s: key 'card.power_limit_w': %s%.4g W is at or below its card's static power, %.4g W "
+                              "(leakage / VR efficiency + board): no clock keeps the card under it", c->path, which,
+                           t.limit, t.fixed_w);
     }
     return 0;
 }
@@ -334,7 +356,7 @@ int build(Sim &s, es_err *e)
     const es_model *m = s.m;
     const Workload &w = s.w;
     Ctx &ctx = s.ctx;
-    if (check_system(s, e) || set_stages(s, e)) return -1;
+    if (set_stages(s, e) || set_throttles(s, e)) return -1;
     /* each chip holds its own layers' KV; a sequence holds positions on every chip, so the fewest bound it */
     int64_t kv_cap = INT64_MAX;
     for (size_t k = 0; k < s.n_chips(); k++) {
@@ -430,6 +452,7 @@ int simulate(Sim &s, es_err *e)
     if (!run.error.empty()) return es_fail(e, "%s", run.error.c_str());
 
     run.gov.close_last(run.end_cycle); /* the last window's clock: the held requests pass on */
+    for (size_t k = 0; k < s.n_chips(); k++) s.chip(k).thr.close_last(run.ps_of(run.end_cycle)); /* a system's */
     release(&sc, true);
     if (!run.error.empty()) return es_fail(e, "%s", run.error.c_str());
     if (!sc.held.empty()) return es_fail(e, "%zu finished requests were never passed on", sc.held.size());
@@ -537,9 +560,17 @@ void collect_energy(Sim &s)
             cr.board_w = x.copies * x.c->card.board_w;
             cr.copies = (int64_t)x.copies;
             cr.clock_hz = x.clock_hz;
-            cr.cycles = run.cycle_to(x, r.cycles);
+            cr.cycles = run.cycle_to(x, run.end_cycle);
             cr.busy_cycles = chip_busy;
             cr.die_utilization = cr.cycles > 0 ? chip_active / (s.areas[k].total_mm2 * (double)cr.cycles) : 0;
+            if (x.thr.on) { /* its own governor */
+                cr.power_limit_w = x.thr.limit;
+                cr.throttled_s = x.thr.throttled_s;
+                cr.min_clock_hz = x.thr.min_f;
+                cr.window_s = x.c->card.power_window_s;
+                cr.window_w = x.thr.window_w;
+                cr.window_clock_hz = x.thr.window_hz;
+            }
             r.chips.push_back(cr);
             r.sys_leak_w += x.leak_w; /* Ctx: its copies' already */
             r.sys_clock_w += x.clock_w;
@@ -551,10 +582,11 @@ void collect_energy(Sim &s)
     r.store_busy_cycles = ctx.wstore ? ctx.wstore->busy_cycles : -1;
     r.prefix_j = s.w.prefix > 0 ? run.seqs[0].pending_j : 0;
     r.unattributed_j = run.static_w * (double)(run.end_cycle - run.last_sample) / s.c->clock_hz + r.prefix_j +
-                       g.static_fix(run.last_sample, run.end_cycle);
-    /* static power: leakage and board per second; an ungated clock per cycle (the same at any clock) */
+                       g.static_fix(run.last_sample, run.end_cycle) + run.clock_fix(run.last_sample, run.end_cycle);
+    /* static power: leakage and board per second; an ungated clock per cycle (the same at any clock; a system's
+       chip its governor slowed: its own cycles, clock_fix) */
     r.total_j = g.first_slow >= 0 ? r.dynamic_j + g.fixed_w * r.seconds + g.clock_j * (double)r.cycles
-                                  : r.dynamic_j + run.static_w * r.seconds;
+                                  : r.dynamic_j + run.static_w * r.seconds + run.clock_fix(0, run.end_cycle);
     r.watts = r.seconds > 0 ? r.total_j / r.seconds : 0;
     r.joules_per_token = r.tokens ? r.total_j / (double)r.tokens : 0;
 }
@@ -575,6 +607,16 @@ int collect(Sim &s, es_err *e)
         r.throttled_s = g.throttled_s;
         r.min_clock_hz = g.min_f;
         r.window_w = g.window_w;
+        r.window_s = c->card.power_window_s;
+    }
+    if (s.n_chips() == 1 && ctx.thr.on) { /* card.governor reactive: the chip's own cycles, as the ideal's count them */
+        const Throttle &t = ctx.thr;
+        r.cycles = run.cycle_to(ctx, run.end_cycle);
+        r.power_limit_w = t.limit;
+        r.throttled_s = t.throttled_s;
+        r.min_clock_hz = t.min_f;
+        r.window_w = t.window_w;
+        r.window_clock_hz = t.window_hz;
         r.window_s = c->card.power_window_s;
     }
     r.tokens = run.sampled;

@@ -109,6 +109,10 @@ struct ChipResult {
     int64_t cycles = 0;                  // the run's length in its cycles (RunResult::cycles counts the first chip's)
     int64_t busy_cycles = 0;             // its units' busy cycles summed, in its cycles
     double die_utilization = 0;          // sum of its units' area x busy / (its die area x cycles)
+    // card.power_limit_w (0: none; its own governor, es_ctx.h Throttle): its limit (a tensor-parallel stage: its
+    // copies'), real time below its nominal clock, its lowest clock, and each window's average card watts and clock
+    double power_limit_w = 0, throttled_s = 0, min_clock_hz = 0, window_s = 0;
+    std::vector<double> window_w, window_clock_hz;
 };
 
 struct RunResult {
@@ -131,6 +135,7 @@ struct RunResult {
     // card.power_limit_w (0: none): time below the nominal clock, the lowest clock, each window's average card watts
     double power_limit_w = 0, throttled_s = 0, min_clock_hz = 0, window_s = 0;
     std::vector<double> window_w;
+    std::vector<double> window_clock_hz; // card.governor reactive: each window's clock (the ideal's: empty)
     double unattributed_j = 0;           // static energy after the last sample, plus the shared prefix's
     double prefix_j = 0;                 // dynamic energy of the shared prefix
     double watts = 0, joules_per_token = 0;
