@@ -126,7 +126,9 @@ int es_quantize_tensor(es_qfmt *f, int64_t rows, int64_t cols, es_row_fn rowf, v
         if (rowf(arg, tensor, r, row, e)) goto out;
         if (es_quantize_row(f, row, padded, dst + r * rb, e)) goto out;
         /* a finite weight beyond the format's range (an F16 value or block scale past 65504) would be
-         * stored as infinity: refused, not written */
+         * stored as infinity: refused, not written. es_row_finite checks the scales, not every element; only
+         * a row it doubts is decoded to find the element */
+        if (es_row_finite(f, dst + r * rb, padded)) continue;
         if (es_dequantize_row(f, dst + r * rb, padded, back, e)) goto out;
         for (int64_t k = 0; k < cols; k++)
             if (!isfinite(back[k])) { /* the row's largest weight set the scale (or is the value) that overflowed */
