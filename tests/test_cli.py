@@ -3177,8 +3177,8 @@ def stories_variant(path, floats):
 
 
 def rom_rewrite(src, dst, k, patch):
-    """Copy the ROM image src to dst with bank k's inflated payload replaced by patch(payload), every
-    CRC-32 and offset made right again (layout: weights/es_rom.h)."""
+    """Copy the ROM image src to dst with bank k's payload (its rows: stored, or inflated when zlib) replaced by
+    patch(payload), every CRC-32 and offset made right again (layout: weights/es_rom.h)."""
     import struct
     import zlib
     b = open(src, "rb").read()
@@ -3189,11 +3189,12 @@ def rom_rewrite(src, dst, k, patch):
     for i in range(nb):
         rec = 16 + nu * 32 + nt * 152 + i * 48
         raw_bytes, comp, off = struct.unpack_from("<QQQ", index, rec + 16)
+        stored = struct.unpack_from("<I", index, rec + 44)[0] == 1
         data = b[off:off + comp]
         if i == k:
-            raw = patch(zlib.decompress(data))
+            raw = patch(data if stored else zlib.decompress(data))
             expect(len(raw) == raw_bytes, "a patch must keep the payload's size")
-            data = zlib.compress(raw)
+            data = raw if stored else zlib.compress(raw)
         struct.pack_into("<QQI", index, rec + 24, len(data), at, zlib.crc32(data))
         payloads.append(data)
         at += len(data)
@@ -7820,6 +7821,76 @@ def test_power_limit_governor_reactive():
            f"tokens {tok_j} J + unattributed {react['unattributed_j']} J != {react['energy_j']} J")
     expect_error([*cap, "--no-db", "--set", "card.governor=smart"], "tiny-chip.json: key 'card.governor'",
                  "expected \"ideal\" or \"reactive\", got \"smart\"")
+
+
+# ---- issue 22, load time (h/load22): ROM images stored raw, version 1 images still read, builds reproducible ----
+
+def rom_to_v1(src, dst, encoding=0, version=1):
+    """The version 2 (stored) ROM image src rewritten as a version 1 image: every bank's payload
+    zlib-compressed, its record's encoding set to `encoding` (version 1 knows only 0, zlib), CRC-32s and
+    offsets made right (layout: weights/es_rom.h)."""
+    import struct
+    import zlib
+    b = open(src, "rb").read()
+    ioff, ilen = struct.unpack_from("<QQ", b, 40)
+    index = bytearray(b[ioff:ioff + ilen])
+    nu, nt, nb = struct.unpack_from("<III", index, 0)
+    at, payloads = 64, []
+    for i in range(nb):
+        rec = 16 + nu * 32 + nt * 152 + i * 48
+        raw_bytes, comp, off = struct.unpack_from("<QQQ", index, rec + 16)
+        expect(struct.unpack_from("<I", index, rec + 44)[0] == 1 and comp == raw_bytes, "src must be stored")
+        data = zlib.compress(b[off:off + comp])
+        struct.pack_into("<QQI", index, rec + 24, len(data), at, zlib.crc32(data))
+        struct.pack_into("<I", index, rec + 44, encoding)
+        payloads.append(data)
+        at += len(data)
+    head = bytearray(b[:64])
+    struct.pack_into("<I", head, 8, version)
+    struct.pack_into("<QQI", head, 40, at, len(index), zlib.crc32(index))
+    struct.pack_into("<I", head, 60, zlib.crc32(head[:60]))
+    with open(dst, "wb") as f:
+        f.write(head + b"".join(payloads) + index)
+
+
+def test_rom_v1_images_read():
+    """rom build writes version 2 images whose banks are stored as they are (a load reads the file, nothing to
+    inflate); a version 1 image (every bank zlib) of the same weights still verifies and runs functional mode to
+    the same tokens and logits; a version 1 image with a stored bank, and an unknown version, are one clear error."""
+    import struct
+    with tempfile.TemporaryDirectory() as tmp:
+        v2 = build_tiny(tmp)
+        b = open(v2, "rb").read()
+        expect(struct.unpack_from("<I", b, 8)[0] == 2, "rom build writes version 2")
+        v1 = os.path.join(tmp, "v1.rom")
+        rom_to_v1(v2, v1)
+        expect(os.path.getsize(v1) < os.path.getsize(v2), "the version 1 copy is compressed")
+        run("rom", "verify", v1)
+        outs = []
+        for path in (v2, v1):
+            lf = os.path.join(tmp, os.path.basename(path) + ".logits")
+            j = run_json("--no-db", *TINY, "--mode", "functional", "--rom", path, "--prompt", "6", "--generate", "4",
+                         "--logits", lf)
+            outs.append((j["functional"]["output_ids"], open(lf).read()))
+        expect(len(outs[0][0]) == 4 and outs[0] == outs[1], f"v2 {outs[0][0]} and v1 {outs[1][0]} differ")
+        bad = os.path.join(tmp, "bad.rom")
+        rom_to_v1(v2, bad, encoding=1)
+        for cmd in (["rom", "inspect", bad], ["run", "--no-db", *TINY, "--mode", "functional", "--rom", bad]):
+            expect_error(cmd, bad, "bank record 0 has encoding 1", "version 1 image")
+        rom_to_v1(v2, bad, version=3)
+        expect_error(["rom", "verify", bad], bad, "unsupported version 3 (expected 1 to 2)")
+
+
+def test_rom_build_threads_same_bytes():
+    """rom build lays every bank out before quantizing: the image's bytes are the same with 1 and 2 threads
+    (units finish in any order)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        one = build_tiny(tmp, "hc1-mix", "--threads", "1")
+        a = open(one, "rb").read()
+        for k in range(3):
+            two = build_tiny(tmp, "hc1-mix", "--threads", "2")
+            expect(open(two, "rb").read() == a, f"build {k} with 2 threads differs from 1 thread")
+
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""

@@ -11,6 +11,8 @@
  *   8.x  fp8 (E4M3, one FP32 scale per tensor): decode and quantize against a
  *        hand-written table of E4M3 values (subnormals, ties to even,
  *        saturation at 448, the NaN pattern), and its tensor scale
+ *   9.x  es_row_finite: a quantized row of every format is finite; one scale (or element) made infinite or
+ *        NaN by hand makes it not, as the decoded row shows
  * `test_weights --report` prints the RMSE table instead (scripts/bench-formats). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -391,6 +393,32 @@ static void t7_recipes(void)
     es_recipe_free(&r);
 }
 
+/* 9.x: per format, the byte offset of a field that, set to 0xFF 0xFF (0xFF for one-byte fields), makes
+ * the block decode to a non-finite value: the fp16 d (int3/int6/q8_0/q4_0 first, q3_k at 108, q6_k at 208,
+ * q4_k/q5_k dmin at 2), the E8M0/E4M3 scale, an element (float formats). */
+static void t9_row_finite(void)
+{
+    static const struct { es_qtype t; int off, bytes; } c[] = {
+        {ES_Q_F32, 4, 4}, {ES_Q_F16, 2, 2}, {ES_Q_BF16, 2, 2}, {ES_Q_FP8, 1, 1}, {ES_Q_Q8_0, 0, 2},
+        {ES_Q_Q4_0, 18, 2}, {ES_Q_Q3_K, 108, 2}, {ES_Q_Q6_K, 208, 2}, {ES_Q_Q4_K, 0, 2}, {ES_Q_Q4_K, 2, 2},
+        {ES_Q_Q5_K, 2, 2}, {ES_Q_MXFP4, 17, 1}, {ES_Q_NVFP4, 0, 1}, {ES_Q_INT3, 0, 2}, {ES_Q_INT6, 0, 2}};
+    float x[512], y[512];
+    for (int i = 0; i < 512; i++) x[i] = 0.01f * (float)((i * 37) % 101 - 50);
+    for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
+        es_qfmt f = {c[k].t, 32, 1.0f, ES_NIB_SPLIT};
+        es_err e;
+        unsigned char q[4096];
+        CHECK(es_quantize_row(&f, x, 512, q, &e) == 0, "9.1 %s: %s", es_qtype_name(f.type), e.msg);
+        CHECK(es_row_finite(&f, q, 512) == 1, "9.1 %s: a quantized row is not finite", es_qtype_name(f.type));
+        memset(q + c[k].off, 0xFF, (size_t)c[k].bytes);
+        int dec = es_dequantize_row(&f, q, 512, y, &e), bad = dec != 0;
+        for (int i = 0; !dec && i < 512; i++) bad |= !isfinite(y[i]);
+        CHECK(bad, "9.2 %s: the oracle: the broken row decodes finite", es_qtype_name(f.type));
+        CHECK(es_row_finite(&f, q, 512) == 0, "9.2 %s: field at %d broken, still finite", es_qtype_name(f.type),
+              c[k].off);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--report") == 0) {
@@ -404,6 +432,7 @@ int main(int argc, char **argv)
     t5_bad();
     t7_recipes();
     t8_fp8();
+    t9_row_finite();
     if (argc == 3) t6_rom(argv[1], argv[2]);
     else fprintf(stderr, "test_weights: no MODELS_DIR TESTS_DATA_DIR given, ROM image tests skipped\n");
     printf("%d passed, %d failed\n", passes, fails);

@@ -30,13 +30,26 @@ _Static_assert(sizeof(es_block_nvfp4) == 9, "nvfp4 block is 9 bytes");
 
 /* ---- helpers ---- */
 
-/* The element of largest magnitude, with its sign (first one on ties). */
+/* The element of largest magnitude, with its sign (first one on ties). x finite: for non-negative floats the
+ * order of |x| is that of their bits as integers, so the largest magnitude is an integer max over the block
+ * (it vectorizes: the select chain on floats was most of a load's quantizing), then the first element that
+ * has it. */
 static float signed_absmax(const float *x, int n)
 {
-    float m = 0, am = 0;
-    for (int i = 0; i < n; i++)
-        if (fabsf(x[i]) > am) { am = fabsf(x[i]); m = x[i]; }
-    return m;
+    uint32_t top = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &x[i], 4);
+        b &= 0x7FFFFFFFu;
+        top = b > top ? b : top;
+    }
+    if (top == 0) return 0.0f;
+    for (int i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &x[i], 4);
+        if ((b & 0x7FFFFFFFu) == top) return x[i];
+    }
+    return 0.0f;
 }
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
@@ -44,13 +57,15 @@ static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v;
 /* 1/d, or 0 for a zero scale (every element then quantizes to 0). */
 static float inv_of(float d) { return d == 0.0f ? 0.0f : 1.0f / d; }
 
-/* q = clamp(round(x / d)) computed as x * (1/d), rounding half away from zero. */
+/* q = clamp(round(x / d)) computed as x * (1/d), rounding half away from zero: v clamped to [lo, hi], then
+ * v + 0.5 with v's sign truncated (lo - 0.5 truncates to lo, hi + 0.5 to hi; -0.0 - 0.5 to 0 as -0.0 + 0.5
+ * would), without branches so that a block's loop vectorizes. x finite (the readers refuse others). */
 static int quant_int(float x, float inv, int lo, int hi)
 {
     float v = x * inv;
-    if (v <= (float)lo) return lo;
-    if (v >= (float)hi) return hi;
-    return (int)(v + (v >= 0.0f ? 0.5f : -0.5f));
+    v = v < (float)lo ? (float)lo : v;
+    v = v > (float)hi ? (float)hi : v;
+    return (int)(v + copysignf(0.5f, v));
 }
 
 static int nib_index(es_nibble_order o, int j, int half, int hi)
@@ -66,17 +81,15 @@ static void q_intn(const float *x, int g, int bits, uint8_t *dst)
     uint16_t d16 = es_f32_to_f16(signed_absmax(x, g) / (float)lo);
     float inv = inv_of(es_f16_to_f32(d16));
     memcpy(dst, &d16, 2);
-    uint8_t *p = dst + 2;
-    uint64_t acc = 0; /* codes packed LSB first */
-    int nacc = 0;
-    for (int i = 0; i < g; i++) {
-        acc |= (uint64_t)(quant_int(x[i], inv, lo, hi) - lo) << nacc;
-        nacc += bits;
-        while (nacc >= 8) {
-            *p++ = (uint8_t)acc;
-            acc >>= 8;
-            nacc -= 8;
-        }
+    uint8_t u[128], *p = dst + 2; /* g is 32, 64 or 128 (es_qfmt_check) */
+    for (int i = 0; i < g; i++) u[i] = (uint8_t)(quant_int(x[i], inv, lo, hi) - lo);
+    /* codes packed LSB first: 24 / bits codes (8 of 3 bits, 4 of 6) fill 3 bytes */
+    for (int i = 0, per = 24 / bits; i < g; i += per, p += 3) {
+        uint32_t v = 0;
+        for (int k = 0; k < per; k++) v |= (uint32_t)u[i + k] << (bits * k);
+        p[0] = (uint8_t)v;
+        p[1] = (uint8_t)(v >> 8);
+        p[2] = (uint8_t)(v >> 16);
     }
 }
 
@@ -469,6 +482,52 @@ int es_dequantize_row(const es_qfmt *f, const void *src, int64_t n, float *y, es
         for (int64_t k = 0; k < be; k++) y[i + k] = sc[k / sub] * (float)q[k] - mn[k / sub];
     }
     return 0;
+}
+
+static int f16_finite(const uint8_t *p) { return (p[1] & 0x7C) != 0x7C; } /* exponent not all ones */
+
+int es_row_finite(const es_qfmt *f, const void *src, int64_t n)
+{
+    const uint8_t *p = src;
+    int64_t be = es_q_block_elems(f), bb = es_q_block_bytes(f), nb = be > 0 ? n / be : 0;
+    int ok = 1;
+    switch (f->type) {
+    case ES_Q_F32:
+        for (int64_t i = 0; i < n; i++) {
+            float v;
+            memcpy(&v, p + 4 * i, 4);
+            ok &= isfinite(v) != 0;
+        }
+        return ok;
+    case ES_Q_F16: for (int64_t i = 0; i < n; i++) ok &= f16_finite(p + 2 * i); return ok;
+    case ES_Q_BF16: for (int64_t i = 0; i < n; i++) ok &= (p[2 * i + 1] & 0x7F) != 0x7F || (p[2 * i] & 0x80) == 0; return ok;
+    /* one fp16 d per block (group), |code| <= 128: finite d gives finite elements */
+    case ES_Q_INT3: case ES_Q_INT6: case ES_Q_Q8_0: case ES_Q_Q4_0:
+        for (int64_t k = 0; k < nb; k++) ok &= f16_finite(p + k * bb);
+        return ok;
+    /* sub-block scales of at most 6 bits (q6_k: int8) times fp16 d (and dmin): finite d, dmin give finite
+     * elements (at most 65504 x 128 x 32) */
+    case ES_Q_Q3_K:
+        for (int64_t k = 0; k < nb; k++) ok &= f16_finite(p + k * bb + offsetof(es_block_q3_k, d));
+        return ok;
+    case ES_Q_Q6_K:
+        for (int64_t k = 0; k < nb; k++) ok &= f16_finite(p + k * bb + offsetof(es_block_q6_k, d));
+        return ok;
+    case ES_Q_Q4_K: case ES_Q_Q5_K:
+        for (int64_t k = 0; k < nb; k++) ok &= f16_finite(p + k * bb) & f16_finite(p + k * bb + 2);
+        return ok;
+    default: break; /* mxfp4, nvfp4, fp8: the scale times the element can overflow: decode */
+    }
+    float y[256];
+    es_err e;
+    int64_t c = be > 0 && be <= 256 ? 256 / be : 0; /* blocks per chunk */
+    if (!c) return 0;
+    for (int64_t k = 0; k < nb; k += c) {
+        int64_t m = nb - k < c ? nb - k : c;
+        if (es_dequantize_row(f, p + k * bb, m * be, y, &e)) return 0;
+        for (int64_t i = 0; i < m * be; i++) ok &= isfinite(y[i]) != 0;
+    }
+    return ok;
 }
 
 float es_nvfp4_tensor_scale(const float *x, int64_t n)

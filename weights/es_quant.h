@@ -46,6 +46,11 @@ int es_decode_codes(const es_qfmt *f, const void *src, int64_t n, int8_t *codes,
 /* Decodes and validates: a NaN scale (E8M0 0xFF, E4M3 S.1111.111) is an error.
  * Quantized formats decode through es_decode_codes: y = scale x code - min. */
 int es_dequantize_row(const es_qfmt *f, const void *src, int64_t n, float *y, es_err *e);
+/* 1 when every element of row src (n elements, whole blocks) decodes to a finite value, 0 when one may
+ * not (es_dequantize_row then says which): without decoding the codes where the format's scales bound them
+ * (int3, int6, q4_0, q8_0 and the K-quants: the fp16 scales; f16, bf16, f32: the elements); mxfp4, nvfp4 and
+ * fp8 decode. */
+int es_row_finite(const es_qfmt *f, const void *src, int64_t n);
 /* The nvfp4 tensor scale for data x: amax / (448 x 6), or 1 when all zero. */
 float es_nvfp4_tensor_scale(const float *x, int64_t n);
 /* The fp8 tensor scale for data x: amax / 448, or 1 when all zero. */

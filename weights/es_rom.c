@@ -1,11 +1,14 @@
 /* es_rom: building, opening and checking ROM images (see es_rom.h). */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
 #include "es_rom.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <zlib.h>
 #include "es_fs.h"
@@ -84,31 +87,13 @@ typedef struct build_ctx {
     es_rom_bank *banks;      /* per unit, banks in order; bank_first[u] indexes here */
     int *bank_first;
     FILE *f;
-    int64_t file_pos;
-    pthread_mutex_t lock;    /* guards f, file_pos, next_unit, done, failed, err */
+    int64_t file_pos;        /* where the index goes: every bank's offset is laid out before the build */
+    pthread_mutex_t lock;    /* guards next_unit, done, failed, err */
     int next_unit, done, failed;
     es_err err;
     es_rom_progress cb;
     void *cb_arg;
 } build_ctx;
-
-/* zlib stream, Huffman coding only: quantized weights have entropy below
- * their bit width but almost no repeated strings, so LZ77 matching costs
- * time and finds little (measured: it was most of a build's time). */
-static int deflate_huffman(unsigned char *dst, uLongf *dlen, const unsigned char *src, uLong slen)
-{
-    z_stream z;
-    memset(&z, 0, sizeof z);
-    if (deflateInit2(&z, 1, Z_DEFLATED, 15, 8, Z_HUFFMAN_ONLY) != Z_OK) return Z_MEM_ERROR;
-    z.next_in = (Bytef *)src;
-    z.avail_in = (uInt)slen;
-    z.next_out = dst;
-    z.avail_out = (uInt)*dlen;
-    int rc = deflate(&z, Z_FINISH);
-    *dlen = z.total_out;
-    deflateEnd(&z);
-    return rc == Z_STREAM_END ? Z_OK : Z_BUF_ERROR;
-}
 
 int es_quantize_tensor(es_qfmt *f, int64_t rows, int64_t cols, es_row_fn rowf, void *arg, int tensor,
                        const char *name, unsigned char *dst, es_err *e)
@@ -141,7 +126,9 @@ int es_quantize_tensor(es_qfmt *f, int64_t rows, int64_t cols, es_row_fn rowf, v
         if (rowf(arg, tensor, r, row, e)) goto out;
         if (es_quantize_row(f, row, padded, dst + r * rb, e)) goto out;
         /* a finite weight beyond the format's range (an F16 value or block scale past 65504) would be
-         * stored as infinity: refused, not written */
+         * stored as infinity: refused, not written. es_row_finite checks the scales, not every element; only
+         * a row it doubts is decoded to find the element */
+        if (es_row_finite(f, dst + r * rb, padded)) continue;
         if (es_dequantize_row(f, dst + r * rb, padded, back, e)) goto out;
         for (int64_t k = 0; k < cols; k++)
             if (!isfinite(back[k])) { /* the row's largest weight set the scale (or is the value) that overflowed */
@@ -161,13 +148,27 @@ out:
     return rc;
 }
 
+/* Write all n bytes of p at offset off of fd. */
+static int pwrite_all(int fd, const unsigned char *p, int64_t n, int64_t off)
+{
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, (size_t)n, (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= w;
+        off += w;
+    }
+    return 0;
+}
+
 static int build_unit(build_ctx *b, int u, es_err *e)
 {
     const es_rom_unit *un = &b->units[u];
     int64_t row_bytes = un->row_bits / 8;
     int64_t stream_bytes = un->stream_rows * row_bytes;
     unsigned char *stream = calloc((size_t)(stream_bytes > 0 ? stream_bytes : 1), 1);
-    unsigned char *gather = NULL, *comp = NULL;
+    unsigned char *gather = NULL;
     int rc = -1;
     if (!stream) { es_fail(e, "out of memory for %s (%lld bytes)", un->label, (long long)stream_bytes); goto out; }
     for (int i = 0; i < b->n_tensors; i++) {
@@ -177,40 +178,26 @@ static int build_unit(build_ctx *b, int u, es_err *e)
                                stream + t->row_first * row_bytes, e))
             goto out;
     }
-    /* stripe stream rows over banks, compress, write */
+    /* stripe stream rows over banks, write each bank's rows as they are (ES_ROM_STORED) */
     int64_t max_rows = (un->stream_rows + un->banks - 1) / un->banks;
     gather = malloc((size_t)(max_rows * row_bytes > 0 ? max_rows * row_bytes : 1));
-    uLongf cap = compressBound((uLong)(max_rows * row_bytes));
-    comp = malloc(cap > 0 ? cap : 1);
-    if (!gather || !comp) { es_fail(e, "out of memory"); goto out; }
+    if (!gather) { es_fail(e, "out of memory"); goto out; }
     for (int64_t k = 0; k < un->banks; k++) {
         es_rom_bank *bk = &b->banks[b->bank_first[u] + k];
         int64_t used = un->stream_rows > k ? (un->stream_rows - k + un->banks - 1) / un->banks : 0;
         for (int64_t r = 0; r < used; r++)
             memcpy(gather + r * row_bytes, stream + (r * un->banks + k) * row_bytes, (size_t)row_bytes);
-        uLongf clen = cap;
-        if (deflate_huffman(comp, &clen, gather, (uLong)(used * row_bytes)) != Z_OK) {
-            es_fail(e, "%s bank %lld: zlib compression failed", un->label, (long long)k);
+        size_t len = (size_t)(used * row_bytes);
+        bk->crc = crc(gather, len);
+        if (pwrite_all(fileno(b->f), gather, (int64_t)len, bk->offset)) {
+            es_fail(e, "write failed: %s", strerror(errno));
             goto out;
         }
-        bk->unit = u;
-        bk->bank = (uint32_t)k;
-        bk->rows_used = used;
-        bk->raw_bytes = used * row_bytes;
-        bk->comp_bytes = (int64_t)clen;
-        bk->crc = crc(comp, clen);
-        pthread_mutex_lock(&b->lock);
-        bk->offset = b->file_pos;
-        size_t w = fwrite(comp, 1, clen, b->f);
-        b->file_pos += (int64_t)clen;
-        pthread_mutex_unlock(&b->lock);
-        if (w != clen) { es_fail(e, "write failed: %s", strerror(errno)); goto out; }
     }
     rc = 0;
 out:
     free(stream);
     free(gather);
-    free(comp);
     return rc;
 }
 
@@ -278,6 +265,7 @@ static unsigned char *encode_index(const build_ctx *b, int64_t *len)
         put64(q + 24, (uint64_t)k->comp_bytes);
         put64(q + 32, (uint64_t)k->offset);
         put32(q + 40, k->crc);
+        put32(q + 44, k->encoding);
     }
     *len = n;
     return p;
@@ -485,7 +473,22 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
     unsigned char hdr[HDR_BYTES];
     memset(hdr, 0, sizeof hdr);
     if (fwrite(hdr, 1, HDR_BYTES, b.f) != HDR_BYTES) { es_fail(e, "%s: write failed", file.tmp); goto out; }
+    /* every bank's place: units in order, banks in order, each bank's rows stored as they are, so that the
+     * file's bytes do not depend on the threads or on which unit finishes first */
     b.file_pos = HDR_BYTES;
+    for (int u = 0; u < b.n_units; u++)
+        for (int64_t k = 0; k < b.units[u].banks; k++) {
+            const es_rom_unit *un = &b.units[u];
+            es_rom_bank *bk = &b.banks[b.bank_first[u] + k];
+            bk->unit = u;
+            bk->bank = (uint32_t)k;
+            bk->rows_used = un->stream_rows > k ? (un->stream_rows - k + un->banks - 1) / un->banks : 0;
+            bk->raw_bytes = bk->comp_bytes = bk->rows_used * (un->row_bits / 8);
+            bk->encoding = ES_ROM_STORED;
+            bk->offset = b.file_pos;
+            b.file_pos += bk->raw_bytes;
+        }
+    if (fflush(b.f)) { es_fail(e, "%s: write failed: %s", file.tmp, strerror(errno)); goto out; }
     pthread_mutex_init(&b.lock, NULL);
     if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
@@ -501,7 +504,10 @@ int es_rom_build(const es_chip *c, const es_model *m, const es_recipe *r, es_row
     int64_t ilen = 0;
     index = encode_index(&b, &ilen);
     if (!index) { es_fail(e, "out of memory"); goto out; }
-    if (fwrite(index, 1, (size_t)ilen, b.f) != (size_t)ilen) { es_fail(e, "%s: write failed", file.tmp); goto out; }
+    if (fseek(b.f, (long)b.file_pos, SEEK_SET) || fwrite(index, 1, (size_t)ilen, b.f) != (size_t)ilen) {
+        es_fail(e, "%s: write failed", file.tmp);
+        goto out;
+    }
     encode_header(hdr, es_rom_model_hash(m), es_rom_geom_hash(c, m), r->hash, (uint64_t)b.file_pos,
                   (uint64_t)ilen, crc(index, (size_t)ilen));
     if (fseek(b.f, 0, SEEK_SET) || fwrite(hdr, 1, HDR_BYTES, b.f) != HDR_BYTES || fflush(b.f) ||
@@ -553,8 +559,9 @@ static int open_header(FILE *f, es_rom_image *img, const char *path, uint64_t *i
                        (long long)img->file_bytes);
     if (memcmp(h, MAGIC, 8)) return es_fail(e, "%s: not a ROM image (bad magic)", path);
     if (get32(h + 60) != crc(h, 60)) return es_fail(e, "%s: header CRC-32 mismatch", path);
-    if (get32(h + 8) != ES_ROM_VERSION || get32(h + 12) != HDR_BYTES)
-        return es_fail(e, "%s: unsupported version %u (expected %d)", path, get32(h + 8), ES_ROM_VERSION);
+    img->version = get32(h + 8);
+    if (img->version < 1 || img->version > ES_ROM_VERSION || get32(h + 12) != HDR_BYTES)
+        return es_fail(e, "%s: unsupported version %u (expected 1 to %d)", path, img->version, ES_ROM_VERSION);
     img->model_hash = get64(h + 16);
     img->geom_hash = get64(h + 24);
     img->recipe_hash = get64(h + 32);
@@ -650,6 +657,10 @@ static int open_banks(es_rom_image *img, const unsigned char *q, uint64_t ioff, 
         k->comp_bytes = (int64_t)get64(q + 24);
         k->offset = (int64_t)get64(q + 32);
         k->crc = get32(q + 40);
+        k->encoding = get32(q + 44);
+        if (k->encoding != ES_ROM_ZLIB && (img->version < 2 || k->encoding != ES_ROM_STORED))
+            return es_fail(e, "%s: bank record %llu has encoding %u (expected 0, zlib%s)", path,
+                           (unsigned long long)i, k->encoding, img->version < 2 ? ", in a version 1 image" : ", or 1, stored");
         if (k->unit != expect_unit || k->bank != expect_bank)
             return es_fail(e, "%s: bank record %llu is out of order (unit %d bank %u)", path,
                            (unsigned long long)i, k->unit, k->bank);
@@ -658,6 +669,7 @@ static int open_banks(es_rom_image *img, const unsigned char *q, uint64_t ioff, 
         int64_t want_rows = u->stream_rows > (int64_t)k->bank ? (u->stream_rows - (int64_t)k->bank + u->banks - 1) / u->banks : 0;
         if ((int64_t)k->bank >= u->banks || k->rows_used != want_rows ||
             k->raw_bytes != k->rows_used * (u->row_bits / 8) || k->comp_bytes < 0 ||
+            (k->encoding == ES_ROM_STORED && k->comp_bytes != k->raw_bytes) ||
             k->offset < HDR_BYTES || (uint64_t)k->offset > ioff || (uint64_t)k->comp_bytes > ioff - (uint64_t)k->offset)
             return es_fail(e, "%s: %s bank %u: record is corrupt (offset %lld, %lld bytes)", path, u->label,
                            k->bank, (long long)k->offset, (long long)k->comp_bytes);
@@ -723,18 +735,21 @@ void es_rom_bank_label(const es_rom_image *img, int k, char *out, size_t n)
     snprintf(out, n, "%s bank %u", img->units[b->unit].label, b->bank);
 }
 
-/* Read and inflate bank k into raw (raw_bytes long). */
-static int read_bank(FILE *f, const es_rom_image *img, int k, unsigned char *comp, unsigned char *raw, es_err *e)
+/* Read bank k into raw (raw_bytes long): a stored payload straight into it, a zlib one through comp; its
+ * CRC-32 checked either way. */
+static int read_bank(int fd, const es_rom_image *img, int k, unsigned char *comp, unsigned char *raw, es_err *e)
 {
     const es_rom_bank *b = &img->banks[k];
     char label[64];
     es_rom_bank_label(img, k, label, sizeof label);
-    if (fseek(f, (long)b->offset, SEEK_SET) || fread(comp, 1, (size_t)b->comp_bytes, f) != (size_t)b->comp_bytes)
+    unsigned char *pay = b->encoding == ES_ROM_STORED ? raw : comp;
+    if (es_pread_all(fd, pay, b->comp_bytes, b->offset))
         return es_fail(e, "%s: %s: cannot read %lld bytes at offset %lld", img->path, label,
                        (long long)b->comp_bytes, (long long)b->offset);
-    if (crc(comp, (size_t)b->comp_bytes) != b->crc)
+    if (crc(pay, (size_t)b->comp_bytes) != b->crc)
         return es_fail(e, "%s: %s: CRC-32 mismatch (payload at offset %lld is corrupt)", img->path, label,
                        (long long)b->offset);
+    if (b->encoding == ES_ROM_STORED) return 0;
     uLongf len = (uLongf)b->raw_bytes;
     if (uncompress(raw, &len, comp, (uLong)b->comp_bytes) != Z_OK || (int64_t)len != b->raw_bytes)
         return es_fail(e, "%s: %s: payload does not inflate to %lld bytes", img->path, label,
@@ -756,11 +771,11 @@ static int bank_buffers(const es_rom_image *img, unsigned char **comp, unsigned 
 
 int es_rom_verify(const es_rom_image *img, es_err *e)
 {
-    FILE *f = fopen(img->path, "rb");
-    if (!f) return es_fail(e, "%s: cannot open: %s", img->path, strerror(errno));
+    int f = open(img->path, O_RDONLY);
+    if (f < 0) return es_fail(e, "%s: cannot open: %s", img->path, strerror(errno));
     unsigned char *comp = NULL, *raw = NULL;
     int bad = 0;
-    if (bank_buffers(img, &comp, &raw)) { fclose(f); free(comp); free(raw); return es_fail(e, "out of memory"); }
+    if (bank_buffers(img, &comp, &raw)) { close(f); free(comp); free(raw); return es_fail(e, "out of memory"); }
     for (int k = 0; k < img->n_banks; k++) {
         es_err be;
         if (read_bank(f, img, k, comp, raw, &be)) {
@@ -770,7 +785,7 @@ int es_rom_verify(const es_rom_image *img, es_err *e)
     }
     free(comp);
     free(raw);
-    fclose(f);
+    close(f);
     return bad;
 }
 
@@ -779,8 +794,8 @@ int es_rom_unit_bytes(const es_rom_image *img, int u, void *out, es_err *e)
     const es_rom_unit *un = &img->units[u];
     int64_t rb = un->row_bits / 8, first = 0;
     for (int k = 0; k < img->n_banks && img->banks[k].unit != u; k++) first++;
-    FILE *f = fopen(img->path, "rb");
-    if (!f) return es_fail(e, "%s: cannot open: %s", img->path, strerror(errno));
+    int f = open(img->path, O_RDONLY);
+    if (f < 0) return es_fail(e, "%s: cannot open: %s", img->path, strerror(errno));
     unsigned char *comp = NULL, *raw = NULL, *dst = out;
     int rc = -1;
     if (bank_buffers(img, &comp, &raw)) { es_fail(e, "out of memory"); goto out; }
@@ -794,7 +809,7 @@ int es_rom_unit_bytes(const es_rom_image *img, int u, void *out, es_err *e)
 out:
     free(comp);
     free(raw);
-    fclose(f);
+    close(f);
     return rc;
 }
 
@@ -804,8 +819,8 @@ int es_rom_tensor_bytes(const es_rom_image *img, int i, void *out, es_err *e)
     const es_rom_unit *u = &img->units[t->unit];
     int64_t rb = u->row_bits / 8, first = 0;
     for (int k = 0; k < img->n_banks && img->banks[k].unit != t->unit; k++) first++;
-    FILE *f = fopen(img->path, "rb");
-    if (!f) return es_fail(e, "%s: cannot open: %s", img->path, strerror(errno));
+    int f = open(img->path, O_RDONLY);
+    if (f < 0) return es_fail(e, "%s: cannot open: %s", img->path, strerror(errno));
     unsigned char *comp = NULL, *raw = NULL, *dst = out;
     int rc = -1;
     if (bank_buffers(img, &comp, &raw)) { es_fail(e, "out of memory"); goto out; }
@@ -824,8 +839,20 @@ int es_rom_tensor_bytes(const es_rom_image *img, int i, void *out, es_err *e)
 out:
     free(comp);
     free(raw);
-    fclose(f);
+    close(f);
     return rc;
+}
+
+void *es_rom_alloc(int64_t bytes)
+{
+    enum { HUGE = 2 << 20 };
+    if (bytes < HUGE) return malloc((size_t)(bytes > 0 ? bytes : 1));
+    void *p = NULL;
+    if (posix_memalign(&p, HUGE, (size_t)bytes)) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, (size_t)bytes, MADV_HUGEPAGE); /* advice: without it (or refused) the pages are 4 KiB */
+#endif
+    return p;
 }
 
 double es_rom_used_bits(const es_rom_image *img)

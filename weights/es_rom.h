@@ -4,21 +4,30 @@
  * as a stream of ROM rows, each tensor starting on a fresh row, and stream
  * row r goes to bank r mod banks, so one access of every bank reads
  * consecutive rows. File layout (little-endian):
- *   header  64 B: "ETCHROM\0", u32 version 1, u32 header bytes 64,
+ *   header  64 B: "ETCHROM\0", u32 version (2; 1 is read too), u32 header bytes 64,
  *                 u64 model hash, u64 ROM geometry hash, u64 recipe hash,
  *                 u64 index offset, u64 index bytes, u32 index CRC-32,
  *                 u32 CRC-32 of the header's first 60 bytes
- *   banks   one zlib stream per bank, anywhere between header and index
+ *   banks   one payload per bank, anywhere between header and index: the bank's rows
+ *           as stored (encoding 1), or a zlib stream of them (encoding 0)
  *   index   u32 units, u32 tensors, u32 banks, u32 0, then
  *           units   32 B: i32 id (tile index; -1 embedding; -2 LM head), u32 banks, u64 rows, u64 row_bits, u64 stream rows used
  *           tensors 152 B: name[96], i32 role, i32 layer, i64 rows, i64 cols,
  *                   u8 format, u8 nibble order, u16 group, f32 tensor scale,
  *                   i32 unit, u32 0, i64 first stream row, i64 bytes
  *           banks   48 B: i32 unit, u32 bank, u64 rows used, u64 raw bytes,
- *                   u64 compressed bytes, u64 offset, u32 CRC-32 of the
- *                   compressed bytes, u32 0
+ *                   u64 payload bytes, u64 offset, u32 CRC-32 of the
+ *                   payload bytes, u32 encoding (0 zlib, 1 stored: payload
+ *                   bytes = raw bytes)
  * Units come in order: tiles 0..T-1, the embedding ROM (untied models only),
- * the LM-head ROM; banks in unit order, then bank order. A build writes FILE.tmp and renames it when complete
+ * the LM-head ROM; banks in unit order, then bank order; a version 2 build also
+ * places the payloads so (each bank at an offset laid out before quantizing),
+ * and the file's bytes do not depend on the threads.
+ * Version 2 images are written with every bank stored: a load is then reading
+ * the file (its size in bytes), where inflating the Huffman-only zlib streams of
+ * version 1 took most of a load and saved 3.8% of the file on hc1-mix
+ * (weights/README.md). Version 1 images (every bank zlib, the encoding field 0)
+ * are read as before. A build writes FILE.tmp and renames it when complete
  * (es_atomic: a failed build, or one stopped by a signal, leaves no FILE.tmp). */
 #ifndef ES_ROM_H
 #define ES_ROM_H
@@ -34,7 +43,8 @@
 extern "C" {
 #endif
 
-#define ES_ROM_VERSION 1
+#define ES_ROM_VERSION 2 /* written; 1 is read too */
+enum { ES_ROM_ZLIB = 0, ES_ROM_STORED = 1 }; /* a bank's payload encoding */
 
 typedef struct es_rom_unit {
     int32_t id;          /* tile index; -1 embedding ROM; -2 LM-head ROM */
@@ -58,12 +68,14 @@ typedef struct es_rom_bank {
     uint32_t bank;       /* bank within the unit */
     int64_t rows_used;   /* rows holding data */
     int64_t raw_bytes;   /* rows_used x row bytes */
-    int64_t comp_bytes, offset; /* zlib payload in the file */
+    int64_t comp_bytes, offset; /* the payload in the file (stored: comp_bytes = raw_bytes) */
     uint32_t crc;        /* CRC-32 of the payload */
+    uint32_t encoding;   /* ES_ROM_ZLIB or ES_ROM_STORED */
 } es_rom_bank;
 
 typedef struct es_rom_image {
     char path[512];
+    uint32_t version;     /* 1 or 2 */
     uint64_t model_hash, geom_hash, recipe_hash;
     es_rom_unit *units;   int n_units;
     es_rom_tensor *tensors; int n_tensors;
@@ -109,14 +121,18 @@ int es_apply_rom(const char *path, const es_chip *c, const es_model *m, es_map *
 /* Read header and index; every size and offset is checked against the file. */
 int es_rom_open(es_rom_image *img, const char *path, es_err *e);
 void es_rom_close(es_rom_image *img);
-/* Check every bank's CRC-32 and that it inflates to its size; names the first bad bank.
+/* Check every bank's CRC-32 and that it holds its size (a zlib bank: inflates to it); names the first bad bank.
  * Returns the number of bad banks (0 = good) or -1 when the file cannot be read. */
 int es_rom_verify(const es_rom_image *img, es_err *e);
-/* The stream of unit u (stream_rows x row_bits / 8 bytes), each bank inflated
- * once: tensor t starts at row t.row_first of its unit's stream. */
+/* The stream of unit u (stream_rows x row_bits / 8 bytes), each bank read (and inflated when zlib)
+ * once and its CRC-32 checked: tensor t starts at row t.row_first of its unit's stream. */
 int es_rom_unit_bytes(const es_rom_image *img, int u, void *out, es_err *e);
 /* The quantized bytes of tensor i, gathered from its unit's banks. */
 int es_rom_tensor_bytes(const es_rom_image *img, int i, void *out, es_err *e);
+/* Memory for weights held for a run (free() frees it): blocks of 2 MiB or more are 2 MiB aligned and
+ * advised to use huge pages (Linux transparent huge pages, "madvise" mode), which cuts the page faults of
+ * first touching gigabytes of weights by 512 (measured: they were most of a ROM image's load). */
+void *es_rom_alloc(int64_t bytes);
 /* Total bits in use: stream rows x row bits over all units. */
 double es_rom_used_bits(const es_rom_image *img);
 /* The label of bank k, e.g. "tile 3 bank 17". */

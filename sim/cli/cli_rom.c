@@ -23,7 +23,7 @@ static const char *ROM_HELP =
     "       etchsim rom verify  FILE\n"
     "\n"
     "build    quantize a model's weights by a recipe and pack them into the ROM banks of\n"
-    "         a chip: one zlib-compressed, CRC-32-checked payload per bank, and an index.\n"
+    "         a chip: one CRC-32-checked payload per bank (its rows as stored), and an index.\n"
     "         --synthetic SEED makes deterministic synthetic weights (weights/es_synth.h);\n"
     "         --weights reads a .safetensors file, a model.safetensors.index.json, a .gguf\n"
     "         file or a folder holding one. --rope-rows says how the file orders Q and K\n"
@@ -281,7 +281,8 @@ static void print_inspect_json(const es_rom_image *img, const rom_sums *s, int b
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "bank", lb);
             cJSON_AddNumberToObject(o, "rows_used", (double)img->banks[k].rows_used);
-            cJSON_AddNumberToObject(o, "compressed_bytes", (double)img->banks[k].comp_bytes);
+            cJSON_AddNumberToObject(o, "compressed_bytes", (double)img->banks[k].comp_bytes); /* payload bytes */
+            cJSON_AddStringToObject(o, "encoding", img->banks[k].encoding == ES_ROM_STORED ? "stored" : "zlib");
             cJSON_AddItemToArray(ba, o);
         }
     }
@@ -328,10 +329,10 @@ static void print_inspect_text(const char *path, const es_rom_image *img, const 
         for (int k = 0; k < img->n_banks; k++) {
             char lb[64];
             es_rom_bank_label(img, k, lb, sizeof lb);
-            printf("  %-22s rows %6lld  fill %5.1f%%  %10lld bytes compressed\n", lb,
+            printf("  %-22s rows %6lld  fill %5.1f%%  %10lld bytes %s\n", lb,
                    (long long)img->banks[k].rows_used,
                    100.0 * (double)img->banks[k].rows_used / (double)img->units[img->banks[k].unit].rows,
-                   (long long)img->banks[k].comp_bytes);
+                   (long long)img->banks[k].comp_bytes, img->banks[k].encoding == ES_ROM_STORED ? "stored" : "zlib");
         }
 }
 

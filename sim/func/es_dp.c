@@ -614,7 +614,7 @@ static int load_rom_unit(void *arg, int u, es_err *e)
     rom_load *L = arg;
     const es_rom_unit *un = &L->img->units[u];
     int64_t rb = un->row_bits / 8;
-    unsigned char *stream = malloc((size_t)(un->stream_rows * rb > 0 ? un->stream_rows * rb : 1) + DP_SLACK);
+    unsigned char *stream = es_rom_alloc(un->stream_rows * rb + DP_SLACK);
     if (!stream) return es_fail(e, "out of memory for %s (%lld bytes)", un->label, (long long)(un->stream_rows * rb));
     int rc = es_rom_unit_bytes(L->img, u, stream, e);
     L->dp->streams[u] = stream; /* the unit's tensors stay packed in it (es_dp_close frees it) */
@@ -657,7 +657,7 @@ static int load_rows_tensor(void *arg, int i, es_err *e)
     if (es_recipe_format(L->r, mt, &f, e)) return -1;
     int64_t rb = es_q_row_bytes(&f, es_q_padded(&f, mt->cols), e);
     if (rb < 0) return -1;
-    unsigned char *b = malloc((size_t)(rb * mt->rows) + DP_SLACK);
+    unsigned char *b = es_rom_alloc(rb * mt->rows + DP_SLACK);
     if (!b) return es_fail(e, "out of memory for %s (%lld bytes)", mt->name, (long long)(rb * mt->rows));
     if (es_quantize_tensor(&f, mt->rows, mt->cols, L->rows, L->arg, i, mt->name, b, e)) { free(b); return -1; }
     return set_tensor(L->dp, i, &f, b, b, e); /* b is the tensor's now */
