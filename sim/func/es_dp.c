@@ -1021,6 +1021,68 @@ static int mm_row_cosim(mm_job *j, int64_t r, int check)
     return j->failed ? -1 : 0;
 }
 
+/* ---- q8_0 weights x int8 activations (x86-64 AVX2) ----
+ * Each 32-code block's sum of code x activation is an exact integer (|sum| <= 32 x 128 x 127 < 2^24): a byte
+ * multiply-add of |code| (unsigned) with the activation carrying the code's sign sums pairs exactly in 16 bits
+ * (at most 2 x 128 x 127 < 2^15; activations are within +-127), and a multiply-add with ones sums them in 32.
+ * Eight blocks' sums are reduced into one vector together; then each block goes through es_dp_acc_step in block
+ * order, with its scale as the reference decoder gives it (F16_TAB), as on the plain path, bit for bit. Only
+ * where no sub-block can saturate (check 0), without co-simulation or the reference decoder. */
+static int q8_ok(const mm_job *j, int check)
+{
+#if DP_VEC
+    return j->w->fmt.type == ES_Q_Q8_0 && j->ai && !check && !j->dp->lane_fn && !j->dp->ref_decode &&
+           __builtin_cpu_supports("avx2");
+#else
+    (void)j; (void)check;
+    return 0;
+#endif
+}
+
+#if DP_VEC
+__attribute__((target("avx2"))) static inline __m256i q8_dot(const uint8_t *blk, const int8_t *a)
+{
+    const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 2)), x = _mm256_loadu_si256((const __m256i *)a);
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* Row r of a q8_0 product for the job's tokens (q8_ok). */
+__attribute__((target("avx2"))) static void q8_row(mm_job *j, int64_t r)
+{
+    const dp_tensor *w = j->w;
+    const int64_t P = w->padded, nb = P / 32, R = w->rows;
+    const uint8_t *row = w->q + r * w->rb;
+    for (int64_t t = 0; t < j->n; t++) {
+        const int8_t *a = j->ai + t * P;
+        float acc = 0.0f;
+        int64_t b = 0;
+        for (; b + 8 <= nb; b += 8) {
+            __m256i v[8];
+            for (int i = 0; i < 8; i++) v[i] = q8_dot(row + (b + i) * 34, a + (b + i) * 32);
+            const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+            const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+            int32_t s[8];
+            _mm256_storeu_si256((__m256i *)s, _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
+                                                               _mm256_permute2x128_si256(h0, h1, 0x31)));
+            for (int i = 0; i < 8; i++) {
+                uint16_t h;
+                memcpy(&h, row + (b + i) * 34, 2);
+                acc = es_dp_acc_step(acc, F16_TAB[h], s[i]);
+            }
+        }
+        for (; b < nb; b++) {
+            uint16_t h;
+            memcpy(&h, row + b * 34, 2);
+            acc = es_dp_acc_step(acc, F16_TAB[h], vec_hsum(q8_dot(row + b * 34, a + b * 32)));
+        }
+        j->y[t * R + r] = acc * j->s[t];
+    }
+}
+#else
+static void q8_row(mm_job *j, int64_t r) { (void)j; (void)r; }
+#endif
+
 /* Rows r0..r1 of the job: each weight row read once for all the job's tokens, block by block, each block unpacked
  * from its packed bytes (or by the reference decoder) and its sub-blocks run in order for every token; per token
  * the same operations in the same order as one token alone. */
@@ -1046,9 +1108,15 @@ static void *mm_run(void *arg)
 #endif
     int8_t qb[BLK_MAX];
     float sc[SUB_MAX], mn[SUB_MAX] = {0};
+    const int q8 = q8_ok(j, check);
+    if (q8) pthread_once(&f16_once, f16_fill);
     for (int64_t r = j->r0; r < j->r1; r++) {
         if (j->dp->lane_fn) {
             if (mm_row_cosim(j, r, check)) break;
+            continue;
+        }
+        if (q8) {
+            q8_row(j, r);
             continue;
         }
         for (int64_t t = 0; t < n; t++) acc[t] = 0.0f;
