@@ -46,18 +46,18 @@ typedef struct dp_seq {
 } dp_seq;
 
 /* The lanes' threads: threads - 1 workers started at open and kept until close; a product's row shares go to
- * them and to the caller (es_dp.c: pool_run). */
+ * them and to the caller, each taking the next share not yet taken (es_dp.c: pool_run). */
 typedef struct dp_pool {
     pthread_t th[63];
     int n;                  /* workers running */
     pthread_mutex_t lock;
     pthread_cond_t go, done;
     uint64_t gen;           /* bumped for each batch of jobs */
-    int pending, quit;      /* jobs of the batch not finished; close asks the workers to end */
+    int quit;               /* close asks the workers to end */
     void *(*fn)(void *);
-    char *jobs;             /* the batch: jobs of `size` bytes, job 0 the caller's, job k + 1 worker k's */
+    char *jobs;             /* the batch: jobs of `size` bytes, taken in order by whichever thread is free */
     size_t size;
-    int n_jobs;
+    int n_jobs, next, done_jobs; /* jobs in the batch, the next not taken, those finished */
     int ready;              /* the mutex and conditions are initialized */
 } dp_pool;
 
@@ -120,10 +120,23 @@ static int check_graph(es_dp *dp, es_err *e);
 
 typedef struct pool_arg { dp_pool *p; int k; } pool_arg; /* a worker's pool and index, freed by the worker */
 
+/* Runs the batch's jobs not yet taken, one at a time, until none is left; called with the lock held, returns
+ * with it held. */
+static void pool_take(dp_pool *p)
+{
+    while (p->next < p->n_jobs) {
+        void *job = p->jobs + (size_t)p->next++ * p->size;
+        void *(*fn)(void *) = p->fn;
+        pthread_mutex_unlock(&p->lock);
+        fn(job);
+        pthread_mutex_lock(&p->lock);
+        if (++p->done_jobs == p->n_jobs) pthread_cond_signal(&p->done);
+    }
+}
+
 static void *pool_worker(void *arg)
 {
     dp_pool *p = ((pool_arg *)arg)->p;
-    const int k = ((pool_arg *)arg)->k;
     free(arg);
     uint64_t seen = 0;
     pthread_mutex_lock(&p->lock);
@@ -131,13 +144,7 @@ static void *pool_worker(void *arg)
         while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->lock);
         if (p->quit) break;
         seen = p->gen;
-        if (k + 1 < p->n_jobs) {
-            void *job = p->jobs + (size_t)(k + 1) * p->size;
-            pthread_mutex_unlock(&p->lock);
-            p->fn(job);
-            pthread_mutex_lock(&p->lock);
-            if (--p->pending == 0) pthread_cond_signal(&p->done);
-        }
+        pool_take(p);
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
@@ -173,27 +180,27 @@ static void pool_stop(dp_pool *p)
     p->ready = 0;
 }
 
-/* fn on each of n jobs (size bytes each, at jobs): job 0 on the caller, job k on worker k - 1; n at most the
- * workers + 1 (pool_share). Returns when every job has finished. */
+/* fn on each of n jobs (size bytes each, at jobs), each on whichever thread takes it first: the caller and the
+ * workers take the next job not taken until none is left, so a worker the host has not scheduled yet leaves
+ * its share to the others instead of holding up the product (a loaded machine). Returns when every job has
+ * finished. */
 static void pool_run(dp_pool *p, void *(*fn)(void *), void *jobs, size_t size, int n)
 {
-    if (n > 1) {
-        pthread_mutex_lock(&p->lock);
-        p->fn = fn;
-        p->jobs = jobs;
-        p->size = size;
-        p->n_jobs = n;
-        p->pending = n - 1;
-        p->gen++;
-        pthread_cond_broadcast(&p->go);
-        pthread_mutex_unlock(&p->lock);
+    if (n <= 1 || !p->n) {
+        for (int k = 0; k < n; k++) fn((char *)jobs + (size_t)k * size);
+        return;
     }
-    fn(jobs);
-    if (n > 1) {
-        pthread_mutex_lock(&p->lock);
-        while (p->pending > 0) pthread_cond_wait(&p->done, &p->lock);
-        pthread_mutex_unlock(&p->lock);
-    }
+    pthread_mutex_lock(&p->lock);
+    p->fn = fn;
+    p->jobs = jobs;
+    p->size = size;
+    p->n_jobs = n;
+    p->next = p->done_jobs = 0;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    pool_take(p);
+    while (p->done_jobs < p->n_jobs) pthread_cond_wait(&p->done, &p->lock);
+    pthread_mutex_unlock(&p->lock);
 }
 
 int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es_err *e)
@@ -1217,6 +1224,7 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
     if (dp->lane_fn) nt = 1; /* a co-simulated lane is one model */
     if (nt > w->rows) nt = (int)w->rows;
     if (nt > dp->pool.n + 1) nt = dp->pool.n + 1; /* the workers running, and the caller */
+    if (nt > 1) nt = (int)(w->rows < 4 * nt ? w->rows : 4 * nt < 64 ? 4 * nt : 64); /* shares taken as threads free up */
     mm_job jobs[64];
     for (int k = 0; k < nt; k++) /* contiguous row shares: each row computed whole by one thread */
         jobs[k] = (mm_job){.dp = dp, .w = w, .n = n, .af = af, .ai = ai, .s = s, .asum = asum, .a16 = a16, .gs = gs, .y = y, .r0 = w->rows * k / nt,
