@@ -91,7 +91,7 @@ struct es_dp {
     float *buf[ES_BUF_COUNT];    /* (scratch_n, width) each used buffer but X and LOGITS (the caller's) */
     int64_t scratch_n;
     float *xh;              /* (hidden) the head's copy of its input */
-    float *sc;              /* (positions + 2 head_dim) attention scores and a K and V row */
+    float *sc;              /* attention: (positions) scores, a K row, one KV head's keys and values (op_attn) */
     es_dp_stats stats;
     /* MoE: the experts each token of the last es_dp_layers call went to, (layers, n, top_k) */
     int32_t *routes;
@@ -1484,12 +1484,13 @@ static int op_attn(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
 {
     const es_model *m = dp->m;
     const int64_t hd = m->head_dim, pos = r->pos, l = op->layer;
-    const int64_t group = m->heads / m->kv_heads;
+    const int64_t group = m->heads / m->kv_heads, cap = pos + r->n;
     dp_buf q = buf(dp, r, op->in[0]), k = buf(dp, r, op->in[1]), v = buf(dp, r, op->in[2]), y = buf(dp, r, op->out);
     dp_seq *S = &dp->seqs[r->seq];
-    if (grow(&dp->sc, pos + r->n + hd * 2, e)) return -1;
+    if (grow(&dp->sc, cap + hd + 2 * cap * hd, e)) return -1;
     const float inv_sqrt = 1.0f / sqrtf((float)hd);
-    float *kv_tmp = dp->sc + pos + r->n, *vv = kv_tmp + hd;
+    /* a K row read back, then one KV head's keys (transposed: (hd, positions)) and values (positions, hd) */
+    float *kv_tmp = dp->sc + cap, *kt = kv_tmp + hd, *vf = kt + cap * hd;
     for (int64_t t = 0; t < r->n; t++)
         for (int64_t h = 0; h < m->kv_heads; h++) {
             int64_t vec = (l * S->cap + (pos + t - S->start)) * m->kv_heads + h;
@@ -1498,32 +1499,40 @@ static int op_attn(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
         }
     const float *sinks = op->tensor >= 0 ? dp->norm[op->tensor] : NULL;
     for (int64_t t = 0; t < r->n; t++) {
-        int64_t p = pos + t, j0 = op->window > 0 && p >= op->window ? p - op->window + 1 : 0;
-        for (int64_t h = 0; h < m->heads; h++) {
-            const float *qh = q.p + t * q.stride + h * hd;
-            int64_t kvh = h / group, vec;
-            float mx = sinks ? sinks[h] : -INFINITY, sum = 0.0f;
+        int64_t p = pos + t, j0 = op->window > 0 && p >= op->window ? p - op->window + 1 : 0, np = p - j0 + 1;
+        for (int64_t kvh = 0; kvh < m->kv_heads; kvh++) {
+            /* the KV head's positions read once for the heads of its group */
             for (int64_t j = j0; j <= p; j++) {
+                int64_t vec;
                 const dp_seq *hs = kv_where(dp, r->seq, l, j, kvh, &vec);
                 kv_get(dp, hs->k, hs->ks, vec * hd, vec, kv_tmp, hd);
-                float s = 0.0f;
-                for (int64_t i = 0; i < hd; i++) s += qh[i] * kv_tmp[i];
-                dp->sc[j] = s * inv_sqrt;
-                if (dp->sc[j] > mx) mx = dp->sc[j];
+                for (int64_t i = 0; i < hd; i++) kt[i * np + (j - j0)] = kv_tmp[i];
+                kv_get(dp, hs->v, hs->vs, vec * hd, vec, vf + (j - j0) * hd, hd);
             }
-            for (int64_t j = j0; j <= p; j++) {
-                dp->sc[j] = expf(dp->sc[j] - mx);
-                sum += dp->sc[j];
+            for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
+                const float *qh = q.p + t * q.stride + h * hd;
+                float mx = sinks ? sinks[h] : -INFINITY, sum = 0.0f, *sc = dp->sc + j0;
+                /* each position's q.k summed in element order, positions side by side */
+                for (int64_t j = 0; j < np; j++) sc[j] = 0.0f;
+                for (int64_t i = 0; i < hd; i++) {
+                    const float qi = qh[i], *kr = kt + i * np;
+                    for (int64_t j = 0; j < np; j++) sc[j] += qi * kr[j];
+                }
+                for (int64_t j = 0; j < np; j++) {
+                    sc[j] = sc[j] * inv_sqrt;
+                    if (sc[j] > mx) mx = sc[j];
+                }
+                for (int64_t j = 0; j < np; j++) {
+                    sc[j] = expf(sc[j] - mx);
+                    sum += sc[j];
+                }
+                if (sinks) sum += expf(sinks[h] - mx); /* the sink's share of the softmax, dropped */
+                float *o = y.p + t * y.stride + h * hd;
+                for (int64_t i = 0; i < hd; i++) o[i] = 0.0f;
+                for (int64_t j = 0; j < np; j++)
+                    for (int64_t i = 0; i < hd; i++) o[i] += sc[j] * vf[j * hd + i];
+                for (int64_t i = 0; i < hd; i++) o[i] = o[i] / sum;
             }
-            if (sinks) sum += expf(sinks[h] - mx); /* the sink's share of the softmax, dropped */
-            float *o = y.p + t * y.stride + h * hd;
-            for (int64_t i = 0; i < hd; i++) o[i] = 0.0f;
-            for (int64_t j = j0; j <= p; j++) {
-                const dp_seq *hs = kv_where(dp, r->seq, l, j, kvh, &vec);
-                kv_get(dp, hs->v, hs->vs, vec * hd, vec, vv, hd);
-                for (int64_t i = 0; i < hd; i++) o[i] += dp->sc[j] * vv[i];
-            }
-            for (int64_t i = 0; i < hd; i++) o[i] = o[i] / sum;
         }
     }
     return 0;
