@@ -853,12 +853,37 @@ int64_t es_dp_sat_sum(const int8_t *codes, const int8_t *a, int64_t n, int64_t a
     return sum;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* es_dp_quant_int8's codes of x[0..8k) / s (s > 0), 8 at a time: the same IEEE division, addition and floor as
+ * round_half_away, on |v| with v's sign put back, then the clamp; returns the elements done. */
+__attribute__((target("avx2"))) static int64_t quant_int8_avx2(const float *x, int64_t n, float s, int8_t *q)
+{
+    const __m256 vs = _mm256_set1_ps(s), half = _mm256_set1_ps(0.5f), zero = _mm256_setzero_ps();
+    const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(127.0f), nlim = _mm256_set1_ps(-127.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), vs);
+        __m256 r = _mm256_floor_ps(_mm256_add_ps(_mm256_andnot_ps(sign, v), half));
+        r = _mm256_blendv_ps(r, _mm256_sub_ps(zero, r), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+        const __m256i k = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(r, nlim), lim));
+        __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(k), _mm256_extracti128_si256(k, 1));
+        _mm_storel_epi64((__m128i *)(q + i), _mm_packs_epi16(w, w));
+    }
+    return i;
+}
+#endif
+
 float es_dp_quant_int8(const float *x, int64_t n, int8_t *q)
 {
     float am = 0;
     for (int64_t i = 0; i < n; i++) am = fabsf(x[i]) > am ? fabsf(x[i]) : am;
     float s = am / 127.0f;
-    for (int64_t i = 0; i < n; i++) {
+    int64_t i0 = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (s > 0 && isfinite(s) && __builtin_cpu_supports("avx2")) i0 = quant_int8_avx2(x, n, s, q);
+#endif
+    for (int64_t i = i0; i < n; i++) {
         float r = s > 0 ? round_half_away(x[i] / s) : 0.0f;
         r = r > 127 ? 127 : r < -127 ? -127 : r;
         q[i] = (int8_t)r;
