@@ -7892,6 +7892,68 @@ def test_rom_build_threads_same_bytes():
             expect(open(two, "rb").read() == a, f"build {k} with 2 threads differs from 1 thread")
 
 
+# --- issue 22 (h/llama22): the 135M-shaped random Q8_0 GGUF of scripts/bench-functional's llama.cpp row ---
+
+def test_random_gguf_q8():
+    """scripts/lib/random-gguf.py in a small shape (rows of 10 and 27 blocks): every 2-D tensor Q8_0 whose every
+    block has element 0 at +-127, no -128 and a scale within S (0.75..1.25), norms F32; functional mode with recipe
+    q8_0 on an FP32 datapath gives the FP32 reference's (etchsim infer, decoding the file's Q8_0) greedy tokens and
+    logits within 1e-4 at every position: the recipe requantized the file to the very same weights."""
+    import struct
+    with tempfile.TemporaryDirectory() as tmp:
+        path, chip = os.path.join(tmp, "r.gguf"), os.path.join(tmp, "chip.json")
+        out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "lib", "random-gguf.py"), path, "--layers",
+                              "2", "--dim", "320", "--heads", "5", "--kv-heads", "1", "--ffn", "864", "--vocab", "600"],
+                             capture_output=True, text=True)
+        expect(out.returncode == 0 and "2 layers, dim 320, 5/1 heads, ffn 864, vocab 600" in out.stdout, out.stderr)
+        b = open(path, "rb").read()
+        n_t = struct.unpack_from("<Q", b, 8)[0]
+        kvs, _, info, data = gguf_read(path)
+        meta = {k: r for k, t, r in kvs}
+        expect(struct.unpack("<I", meta["llama.attention.head_count_kv"])[0] == 1 and
+               struct.unpack("<I", meta["llama.embedding_length"])[0] == 320, "shape metadata")
+        expect(n_t == 2 + 9 * 2, f"{n_t} tensors")
+        s_lo, s_hi = 0.75 * 0.02 / (127 / 3 ** 0.5) * 0.999, 1.25 * 0.02 / (127 / 3 ** 0.5) * 1.001
+        pos, q8, names = 0, 0, []
+        for _ in range(n_t):
+            ln = struct.unpack_from("<Q", info, pos)[0]
+            name = info[pos + 8:pos + 8 + ln].decode()
+            nd = struct.unpack_from("<I", info, pos + 8 + ln)[0]
+            ne = struct.unpack_from(f"<{nd}Q", info, pos + 12 + ln)
+            t, off = struct.unpack_from("<IQ", info, pos + 12 + ln + 8 * nd)
+            pos += 12 + ln + 8 * nd + 12
+            names.append(name)
+            n = 1
+            for d in ne:
+                n *= d
+            expect(t == (8 if nd == 2 else 0), f"{name}: type {t}")
+            if t == 0:
+                v = struct.unpack_from(f"<{n}f", data, off)
+                expect(all(0.8 - 1e-6 <= x <= 1.2 + 1e-6 for x in v), f"{name}: norm weights outside 1 +- 0.2")
+                continue
+            q8 += 1
+            for k in range(n // 32):
+                blk = data[off + 34 * k:off + 34 * k + 34]
+                d = struct.unpack_from("<e", blk)[0]
+                c = struct.unpack_from("<32b", blk, 2)
+                if not (c[0] in (127, -127) and -128 not in c and s_lo <= d <= s_hi):
+                    expect(False, f"{name} block {k}: scale {d}, codes {c[:4]}...")
+        expect(q8 == 1 + 7 * 2 and "output.weight" not in names, f"{q8} Q8_0 tensors, tied head: {names}")
+        run("chip", "derive", "--model", path, "--like", "hc1-class", "--recipe", "q8_0", "-o", chip)
+        lr, lf = os.path.join(tmp, "ref.json"), os.path.join(tmp, "func.json")
+        ref = json.loads(run("infer", "--model", path, "--text", "Once", "--generate", "5", "--ignore-eos",
+                             "--json", "--logits", lr).stdout)
+        j = json.loads(run("run", "--json", "--no-db", "--model", path, "--chip", chip, "--mode", "functional",
+                           "--weights", path, "--recipe", "q8_0", "--text", "Once", "--generate", "5",
+                           "--logits", lf, *FP32_DATAPATH).stdout)
+        f = j["functional"]
+        expect(ref["prompt_ids"] == f["prompt_ids"] == [1, 229, 153, 132, 82, 113, 102, 104], f"prompt {f['prompt_ids']}")  # "▁Once" in bytes
+        expect(f["output_ids"] == ref["output_ids"], f"greedy {f['output_ids']} != reference {ref['output_ids']}")
+        a = {x["pos"]: x["logits"] for x in json.load(open(lf))}
+        r = {x["pos"]: x["logits"] for x in json.load(open(lr))}
+        worst = max(abs(x - y) for p in r for x, y in zip(a[p], r[p]))
+        expect(len(r) == 12 and set(r) <= set(a) and worst <= 1e-4, f"{len(r)} positions, logits differ by {worst}")
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

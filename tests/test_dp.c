@@ -31,7 +31,10 @@
  *        hashes recorded on one) and those of the lanes decoding through the
  *        reference (8.1); a recipe of every other format and group (q4_k, q5_k,
  *        q3_k, q6_k, q4_0, nvfp4, int3/128, int6/32 and /128) equal to the
- *        reference decoding (8.3)
+ *        reference decoding (8.3); the q8_0 recipe (models/recipes/q8_0.json: its AVX2 kernel)
+ *        on stories260K (rows of 2 and 6 blocks) and on tiny-llama with synthetic weights (rows of 8,
+ *        24 and 32 blocks), int8 lanes, 1 and 3 threads, chunks of 1 and 4: equal to the reference
+ *        decoding bit for bit (8.4)
  * Run as `test_dp FIXTURES CHIP [MODELS_DIR]`; exits 77 when the model is absent
  * (after 5.x and 6.x; 1 if they failed). */
 #define _POSIX_C_SOURCE 200809L
@@ -45,6 +48,7 @@
 #include "es_cfg.h"
 #include "es_fs.h"
 #include "es_quant.h"
+#include "es_synth.h"
 #include "es_stats.h"
 #include "es_recipe.h"
 #include "es_wsrc.h"
@@ -477,6 +481,61 @@ static void test_packed(const char *chip, const es_model *m, es_wsrc *w, const i
     free(b);
 }
 
+static int synth_rows(void *arg, int t, int64_t row, float *out, es_err *e)
+{
+    (void)e;
+    es_synth_row(3, &((const es_model *)arg)->tensors[t], row, out);
+    return 0;
+}
+
+/* 8.4 q8_0 through its kernel against the reference decoder, on model m (weights from rs, arg) */
+static void q8_case(const char *chip, const es_model *m, es_ref_rows rs, void *arg, const int32_t *ids, int64_t n)
+{
+    float *a = malloc((size_t)(n * m->vocab) * sizeof *a), *b = malloc((size_t)(n * m->vocab) * sizeof *b);
+    es_err e = {{0}};
+    es_recipe r;
+    CHECK(es_recipe_load(&r, "q8_0", &e) == 0, "8.4 recipe q8_0: %s", e.msg);
+    for (int threads = 1; threads <= 3; threads += 2)
+        for (int64_t chunk = 1; chunk <= 4; chunk += 3) {
+            es_chip c;
+            es_dp *dp = NULL;
+            CHECK(es_chip_load(&c, chip, NULL, 0, &e) == 0, "8.4 chip: %s", e.msg);
+            CHECK(es_dp_open(&dp, &c, m, threads, &e) == 0 && es_dp_load_rows(dp, &r, rs, arg, &e) == 0,
+                  "8.4 %s: %s", m->name, e.msg);
+            if (!dp) { es_chip_free(&c); continue; }
+            es_dp_set_split_min(dp, 0);
+            int ok = run_seq(dp, m, ids, n, chunk, a) == 0;
+            es_dp_set_reference_decode(dp, 1);
+            ok = ok && run_seq(dp, m, ids, n, chunk, b) == 0;
+            int64_t diff = -1;
+            for (int64_t i = 0; ok && diff < 0 && i < n * m->vocab; i++)
+                if (memcmp(a + i, b + i, sizeof *a)) diff = i;
+            CHECK(ok && diff < 0, "8.4 q8_0 on %s, %d threads, chunks of %lld: the kernel's logits differ from the "
+                  "reference decoder's at position %lld token %lld (%a, want %a)", m->name, threads, (long long)chunk,
+                  (long long)(diff / m->vocab), (long long)(diff % m->vocab), diff < 0 ? 0.0 : (double)a[diff],
+                  diff < 0 ? 0.0 : (double)b[diff]);
+            es_dp_close(dp);
+            es_chip_free(&c);
+        }
+    es_recipe_free(&r);
+    free(a);
+    free(b);
+}
+
+static void test_q8(const char *chip, const es_model *m, es_wsrc *w, const int32_t *ids, int64_t n)
+{
+    q8_case(chip, m, rows, w, ids, n);
+    es_model t;
+    es_err e = {{0}};
+    if (es_model_load(&t, "tiny-llama", &e)) { CHECK(0, "8.4 tiny-llama: %s", e.msg); return; }
+    CHECK(t.hidden / 32 == 8 && t.ffn / 32 == 24, "8.4 tiny-llama's rows: %lld and %lld elements",
+          (long long)t.hidden, (long long)t.ffn);
+    int32_t tid[12];
+    for (int i = 0; i < 12; i++) tid[i] = (int32_t)((i * 389 + 7) % t.vocab);
+    q8_case(chip, &t, synth_rows, &t, tid, 12);
+    es_model_free(&t);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) { fprintf(stderr, "usage: test_dp FIXTURES CHIP [MODELS_DIR]\n"); return 2; }
@@ -637,6 +696,7 @@ int main(int argc, char **argv)
         es_chip_free(&c8);
     }
     test_packed(argv[2], &m, &w, ids, n);
+    test_q8(argv[2], &m, &w, ids, n);
     es_dp_close(dp);
     es_dp_close(dq);
     es_chip_free(&c32);

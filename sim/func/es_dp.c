@@ -46,18 +46,18 @@ typedef struct dp_seq {
 } dp_seq;
 
 /* The lanes' threads: threads - 1 workers started at open and kept until close; a product's row shares go to
- * them and to the caller (es_dp.c: pool_run). */
+ * them and to the caller, each taking the next share not yet taken (es_dp.c: pool_run). */
 typedef struct dp_pool {
     pthread_t th[63];
     int n;                  /* workers running */
     pthread_mutex_t lock;
     pthread_cond_t go, done;
     uint64_t gen;           /* bumped for each batch of jobs */
-    int pending, quit;      /* jobs of the batch not finished; close asks the workers to end */
+    int quit;               /* close asks the workers to end */
     void *(*fn)(void *);
-    char *jobs;             /* the batch: jobs of `size` bytes, job 0 the caller's, job k + 1 worker k's */
+    char *jobs;             /* the batch: jobs of `size` bytes, taken in order by whichever thread is free */
     size_t size;
-    int n_jobs;
+    int n_jobs, next, done_jobs; /* jobs in the batch, the next not taken, those finished */
     int ready;              /* the mutex and conditions are initialized */
 } dp_pool;
 
@@ -91,7 +91,7 @@ struct es_dp {
     float *buf[ES_BUF_COUNT];    /* (scratch_n, width) each used buffer but X and LOGITS (the caller's) */
     int64_t scratch_n;
     float *xh;              /* (hidden) the head's copy of its input */
-    float *sc;              /* (positions + 2 head_dim) attention scores and a K and V row */
+    float *sc;              /* attention: (positions) scores, a K row, one KV head's keys and values (op_attn) */
     es_dp_stats stats;
     /* MoE: the experts each token of the last es_dp_layers call went to, (layers, n, top_k) */
     int32_t *routes;
@@ -120,10 +120,23 @@ static int check_graph(es_dp *dp, es_err *e);
 
 typedef struct pool_arg { dp_pool *p; int k; } pool_arg; /* a worker's pool and index, freed by the worker */
 
+/* Runs the batch's jobs not yet taken, one at a time, until none is left; called with the lock held, returns
+ * with it held. */
+static void pool_take(dp_pool *p)
+{
+    while (p->next < p->n_jobs) {
+        void *job = p->jobs + (size_t)p->next++ * p->size;
+        void *(*fn)(void *) = p->fn;
+        pthread_mutex_unlock(&p->lock);
+        fn(job);
+        pthread_mutex_lock(&p->lock);
+        if (++p->done_jobs == p->n_jobs) pthread_cond_signal(&p->done);
+    }
+}
+
 static void *pool_worker(void *arg)
 {
     dp_pool *p = ((pool_arg *)arg)->p;
-    const int k = ((pool_arg *)arg)->k;
     free(arg);
     uint64_t seen = 0;
     pthread_mutex_lock(&p->lock);
@@ -131,13 +144,7 @@ static void *pool_worker(void *arg)
         while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->lock);
         if (p->quit) break;
         seen = p->gen;
-        if (k + 1 < p->n_jobs) {
-            void *job = p->jobs + (size_t)(k + 1) * p->size;
-            pthread_mutex_unlock(&p->lock);
-            p->fn(job);
-            pthread_mutex_lock(&p->lock);
-            if (--p->pending == 0) pthread_cond_signal(&p->done);
-        }
+        pool_take(p);
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
@@ -173,27 +180,27 @@ static void pool_stop(dp_pool *p)
     p->ready = 0;
 }
 
-/* fn on each of n jobs (size bytes each, at jobs): job 0 on the caller, job k on worker k - 1; n at most the
- * workers + 1 (pool_share). Returns when every job has finished. */
+/* fn on each of n jobs (size bytes each, at jobs), each on whichever thread takes it first: the caller and the
+ * workers take the next job not taken until none is left, so a worker the host has not scheduled yet leaves
+ * its share to the others instead of holding up the product (a loaded machine). Returns when every job has
+ * finished. */
 static void pool_run(dp_pool *p, void *(*fn)(void *), void *jobs, size_t size, int n)
 {
-    if (n > 1) {
-        pthread_mutex_lock(&p->lock);
-        p->fn = fn;
-        p->jobs = jobs;
-        p->size = size;
-        p->n_jobs = n;
-        p->pending = n - 1;
-        p->gen++;
-        pthread_cond_broadcast(&p->go);
-        pthread_mutex_unlock(&p->lock);
+    if (n <= 1 || !p->n) {
+        for (int k = 0; k < n; k++) fn((char *)jobs + (size_t)k * size);
+        return;
     }
-    fn(jobs);
-    if (n > 1) {
-        pthread_mutex_lock(&p->lock);
-        while (p->pending > 0) pthread_cond_wait(&p->done, &p->lock);
-        pthread_mutex_unlock(&p->lock);
-    }
+    pthread_mutex_lock(&p->lock);
+    p->fn = fn;
+    p->jobs = jobs;
+    p->size = size;
+    p->n_jobs = n;
+    p->next = p->done_jobs = 0;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    pool_take(p);
+    while (p->done_jobs < p->n_jobs) pthread_cond_wait(&p->done, &p->lock);
+    pthread_mutex_unlock(&p->lock);
 }
 
 int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es_err *e)
@@ -846,12 +853,37 @@ int64_t es_dp_sat_sum(const int8_t *codes, const int8_t *a, int64_t n, int64_t a
     return sum;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* es_dp_quant_int8's codes of x[0..8k) / s (s > 0), 8 at a time: the same IEEE division, addition and floor as
+ * round_half_away, on |v| with v's sign put back, then the clamp; returns the elements done. */
+__attribute__((target("avx2"))) static int64_t quant_int8_avx2(const float *x, int64_t n, float s, int8_t *q)
+{
+    const __m256 vs = _mm256_set1_ps(s), half = _mm256_set1_ps(0.5f), zero = _mm256_setzero_ps();
+    const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(127.0f), nlim = _mm256_set1_ps(-127.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), vs);
+        __m256 r = _mm256_floor_ps(_mm256_add_ps(_mm256_andnot_ps(sign, v), half));
+        r = _mm256_blendv_ps(r, _mm256_sub_ps(zero, r), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+        const __m256i k = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(r, nlim), lim));
+        __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(k), _mm256_extracti128_si256(k, 1));
+        _mm_storel_epi64((__m128i *)(q + i), _mm_packs_epi16(w, w));
+    }
+    return i;
+}
+#endif
+
 float es_dp_quant_int8(const float *x, int64_t n, int8_t *q)
 {
     float am = 0;
     for (int64_t i = 0; i < n; i++) am = fabsf(x[i]) > am ? fabsf(x[i]) : am;
     float s = am / 127.0f;
-    for (int64_t i = 0; i < n; i++) {
+    int64_t i0 = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (s > 0 && isfinite(s) && __builtin_cpu_supports("avx2")) i0 = quant_int8_avx2(x, n, s, q);
+#endif
+    for (int64_t i = i0; i < n; i++) {
         float r = s > 0 ? round_half_away(x[i] / s) : 0.0f;
         r = r > 127 ? 127 : r < -127 ? -127 : r;
         q[i] = (int8_t)r;
@@ -1021,6 +1053,68 @@ static int mm_row_cosim(mm_job *j, int64_t r, int check)
     return j->failed ? -1 : 0;
 }
 
+/* ---- q8_0 weights x int8 activations (x86-64 AVX2) ----
+ * Each 32-code block's sum of code x activation is an exact integer (|sum| <= 32 x 128 x 127 < 2^24): a byte
+ * multiply-add of |code| (unsigned) with the activation carrying the code's sign sums pairs exactly in 16 bits
+ * (at most 2 x 128 x 127 < 2^15; activations are within +-127), and a multiply-add with ones sums them in 32.
+ * Eight blocks' sums are reduced into one vector together; then each block goes through es_dp_acc_step in block
+ * order, with its scale as the reference decoder gives it (F16_TAB), as on the plain path, bit for bit. Only
+ * where no sub-block can saturate (check 0), without co-simulation or the reference decoder. */
+static int q8_ok(const mm_job *j, int check)
+{
+#if DP_VEC
+    return j->w->fmt.type == ES_Q_Q8_0 && j->ai && !check && !j->dp->lane_fn && !j->dp->ref_decode &&
+           __builtin_cpu_supports("avx2");
+#else
+    (void)j; (void)check;
+    return 0;
+#endif
+}
+
+#if DP_VEC
+__attribute__((target("avx2"))) static inline __m256i q8_dot(const uint8_t *blk, const int8_t *a)
+{
+    const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 2)), x = _mm256_loadu_si256((const __m256i *)a);
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* Row r of a q8_0 product for the job's tokens (q8_ok). */
+__attribute__((target("avx2"))) static void q8_row(mm_job *j, int64_t r)
+{
+    const dp_tensor *w = j->w;
+    const int64_t P = w->padded, nb = P / 32, R = w->rows;
+    const uint8_t *row = w->q + r * w->rb;
+    for (int64_t t = 0; t < j->n; t++) {
+        const int8_t *a = j->ai + t * P;
+        float acc = 0.0f;
+        int64_t b = 0;
+        for (; b + 8 <= nb; b += 8) {
+            __m256i v[8];
+            for (int i = 0; i < 8; i++) v[i] = q8_dot(row + (b + i) * 34, a + (b + i) * 32);
+            const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+            const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+            int32_t s[8];
+            _mm256_storeu_si256((__m256i *)s, _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
+                                                               _mm256_permute2x128_si256(h0, h1, 0x31)));
+            for (int i = 0; i < 8; i++) {
+                uint16_t h;
+                memcpy(&h, row + (b + i) * 34, 2);
+                acc = es_dp_acc_step(acc, F16_TAB[h], s[i]);
+            }
+        }
+        for (; b < nb; b++) {
+            uint16_t h;
+            memcpy(&h, row + b * 34, 2);
+            acc = es_dp_acc_step(acc, F16_TAB[h], vec_hsum(q8_dot(row + b * 34, a + b * 32)));
+        }
+        j->y[t * R + r] = acc * j->s[t];
+    }
+}
+#else
+static void q8_row(mm_job *j, int64_t r) { (void)j; (void)r; }
+#endif
+
 /* Rows r0..r1 of the job: each weight row read once for all the job's tokens, block by block, each block unpacked
  * from its packed bytes (or by the reference decoder) and its sub-blocks run in order for every token; per token
  * the same operations in the same order as one token alone. */
@@ -1046,9 +1140,15 @@ static void *mm_run(void *arg)
 #endif
     int8_t qb[BLK_MAX];
     float sc[SUB_MAX], mn[SUB_MAX] = {0};
+    const int q8 = q8_ok(j, check);
+    if (q8) pthread_once(&f16_once, f16_fill);
     for (int64_t r = j->r0; r < j->r1; r++) {
         if (j->dp->lane_fn) {
             if (mm_row_cosim(j, r, check)) break;
+            continue;
+        }
+        if (q8) {
+            q8_row(j, r);
             continue;
         }
         for (int64_t t = 0; t < n; t++) acc[t] = 0.0f;
@@ -1149,6 +1249,7 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
     if (dp->lane_fn) nt = 1; /* a co-simulated lane is one model */
     if (nt > w->rows) nt = (int)w->rows;
     if (nt > dp->pool.n + 1) nt = dp->pool.n + 1; /* the workers running, and the caller */
+    if (nt > 1) nt = (int)(w->rows < 4 * nt ? w->rows : 4 * nt < 64 ? 4 * nt : 64); /* shares taken as threads free up */
     mm_job jobs[64];
     for (int k = 0; k < nt; k++) /* contiguous row shares: each row computed whole by one thread */
         jobs[k] = (mm_job){.dp = dp, .w = w, .n = n, .af = af, .ai = ai, .s = s, .asum = asum, .a16 = a16, .gs = gs, .y = y, .r0 = w->rows * k / nt,
@@ -1408,12 +1509,13 @@ static int op_attn(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
 {
     const es_model *m = dp->m;
     const int64_t hd = m->head_dim, pos = r->pos, l = op->layer;
-    const int64_t group = m->heads / m->kv_heads;
+    const int64_t group = m->heads / m->kv_heads, cap = pos + r->n;
     dp_buf q = buf(dp, r, op->in[0]), k = buf(dp, r, op->in[1]), v = buf(dp, r, op->in[2]), y = buf(dp, r, op->out);
     dp_seq *S = &dp->seqs[r->seq];
-    if (grow(&dp->sc, pos + r->n + hd * 2, e)) return -1;
+    if (grow(&dp->sc, cap + hd + 2 * cap * hd, e)) return -1;
     const float inv_sqrt = 1.0f / sqrtf((float)hd);
-    float *kv_tmp = dp->sc + pos + r->n, *vv = kv_tmp + hd;
+    /* a K row read back, then one KV head's keys (transposed: (hd, positions)) and values (positions, hd) */
+    float *kv_tmp = dp->sc + cap, *kt = kv_tmp + hd, *vf = kt + cap * hd;
     for (int64_t t = 0; t < r->n; t++)
         for (int64_t h = 0; h < m->kv_heads; h++) {
             int64_t vec = (l * S->cap + (pos + t - S->start)) * m->kv_heads + h;
@@ -1422,32 +1524,40 @@ static int op_attn(es_dp *dp, const es_op *op, dp_run *r, es_err *e)
         }
     const float *sinks = op->tensor >= 0 ? dp->norm[op->tensor] : NULL;
     for (int64_t t = 0; t < r->n; t++) {
-        int64_t p = pos + t, j0 = op->window > 0 && p >= op->window ? p - op->window + 1 : 0;
-        for (int64_t h = 0; h < m->heads; h++) {
-            const float *qh = q.p + t * q.stride + h * hd;
-            int64_t kvh = h / group, vec;
-            float mx = sinks ? sinks[h] : -INFINITY, sum = 0.0f;
+        int64_t p = pos + t, j0 = op->window > 0 && p >= op->window ? p - op->window + 1 : 0, np = p - j0 + 1;
+        for (int64_t kvh = 0; kvh < m->kv_heads; kvh++) {
+            /* the KV head's positions read once for the heads of its group */
             for (int64_t j = j0; j <= p; j++) {
+                int64_t vec;
                 const dp_seq *hs = kv_where(dp, r->seq, l, j, kvh, &vec);
                 kv_get(dp, hs->k, hs->ks, vec * hd, vec, kv_tmp, hd);
-                float s = 0.0f;
-                for (int64_t i = 0; i < hd; i++) s += qh[i] * kv_tmp[i];
-                dp->sc[j] = s * inv_sqrt;
-                if (dp->sc[j] > mx) mx = dp->sc[j];
+                for (int64_t i = 0; i < hd; i++) kt[i * np + (j - j0)] = kv_tmp[i];
+                kv_get(dp, hs->v, hs->vs, vec * hd, vec, vf + (j - j0) * hd, hd);
             }
-            for (int64_t j = j0; j <= p; j++) {
-                dp->sc[j] = expf(dp->sc[j] - mx);
-                sum += dp->sc[j];
+            for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
+                const float *qh = q.p + t * q.stride + h * hd;
+                float mx = sinks ? sinks[h] : -INFINITY, sum = 0.0f, *sc = dp->sc + j0;
+                /* each position's q.k summed in element order, positions side by side */
+                for (int64_t j = 0; j < np; j++) sc[j] = 0.0f;
+                for (int64_t i = 0; i < hd; i++) {
+                    const float qi = qh[i], *kr = kt + i * np;
+                    for (int64_t j = 0; j < np; j++) sc[j] += qi * kr[j];
+                }
+                for (int64_t j = 0; j < np; j++) {
+                    sc[j] = sc[j] * inv_sqrt;
+                    if (sc[j] > mx) mx = sc[j];
+                }
+                for (int64_t j = 0; j < np; j++) {
+                    sc[j] = expf(sc[j] - mx);
+                    sum += sc[j];
+                }
+                if (sinks) sum += expf(sinks[h] - mx); /* the sink's share of the softmax, dropped */
+                float *o = y.p + t * y.stride + h * hd;
+                for (int64_t i = 0; i < hd; i++) o[i] = 0.0f;
+                for (int64_t j = 0; j < np; j++)
+                    for (int64_t i = 0; i < hd; i++) o[i] += sc[j] * vf[j * hd + i];
+                for (int64_t i = 0; i < hd; i++) o[i] = o[i] / sum;
             }
-            if (sinks) sum += expf(sinks[h] - mx); /* the sink's share of the softmax, dropped */
-            float *o = y.p + t * y.stride + h * hd;
-            for (int64_t i = 0; i < hd; i++) o[i] = 0.0f;
-            for (int64_t j = j0; j <= p; j++) {
-                const dp_seq *hs = kv_where(dp, r->seq, l, j, kvh, &vec);
-                kv_get(dp, hs->v, hs->vs, vec * hd, vec, vv, hd);
-                for (int64_t i = 0; i < hd; i++) o[i] += dp->sc[j] * vv[i];
-            }
-            for (int64_t i = 0; i < hd; i++) o[i] = o[i] / sum;
         }
     }
     return 0;
