@@ -31,7 +31,11 @@
  *        hashes recorded on one) and those of the lanes decoding through the
  *        reference (8.1); a recipe of every other format and group (q4_k, q5_k,
  *        q3_k, q6_k, q4_0, nvfp4, int3/128, int6/32 and /128) equal to the
- *        reference decoding (8.3)
+ *        reference decoding (8.3); each of those at every vector kernel level the
+ *        host runs (AVX-512, AVX2, plain), in chunks of 4 and token by token,
+ *        equal to the reference decoding (8.4: int3/int6 with groups of 32, 64
+ *        and 128, row counts of 32, 64, 172 and 512 split in uneven shares
+ *        between 3 threads, so 16-row tiles end short)
  * Run as `test_dp FIXTURES CHIP [MODELS_DIR]`; exits 77 when the model is absent
  * (after 5.x and 6.x; 1 if they failed). */
 #define _POSIX_C_SOURCE 200809L
@@ -408,6 +412,23 @@ static void test_unpack(void)
     CHECK(es_dp_unpack_block(&f32, q, q, s1, NULL) == -1, "8.0 f32 has no codes");
 }
 
+/* 8.4 every vector kernel level the host runs (es_dp_set_kernels: AVX-512, AVX2, plain), on prompt chunks of 4 and
+ * token by token, gives logits want (the reference decoder's) bit for bit; 0, or the level and chunk that differed
+ * (level + 10 chunk). The reference decoder is off on return, the kernels at the widest level. */
+static int kernel_levels(es_dp *dp, const es_model *m, const int32_t *ids, int64_t n, const float *want, float *tmp)
+{
+    es_dp_set_reference_decode(dp, 0);
+    int bad = 0;
+    for (int level = ES_DP_KERNELS_AVX512; level >= ES_DP_KERNELS_PLAIN && !bad; level--) {
+        if (es_dp_set_kernels(dp, level) != level) continue; /* the host lacks it */
+        for (int chunk = 1; chunk <= 4 && !bad; chunk += 3)
+            if (run_seq(dp, m, ids, n, chunk, tmp) || memcmp(tmp, want, (size_t)(n * m->vocab) * sizeof *tmp))
+                bad = level + 10 * chunk;
+    }
+    es_dp_set_kernels(dp, ES_DP_KERNELS_AVX512);
+    return bad;
+}
+
 static void test_packed(const char *chip, const es_model *m, es_wsrc *w, const int32_t *ids, int64_t n)
 {
     static const char *const recipes[] = {"f32", "bf16", "fp4", "fp8", "hc1-mix"};
@@ -436,6 +457,9 @@ static void test_packed(const char *chip, const es_model *m, es_wsrc *w, const i
                   acts[k][0] ? acts[k][0] : "chip");
             CHECK(h == WANT[r][k], "8.2 %s %s: logits 0x%016llx, before packing 0x%016llx", recipes[r],
                   acts[k][0] ? acts[k][0] : "chip", (unsigned long long)h, (unsigned long long)WANT[r][k]);
+            int lv = kernel_levels(dp, m, ids, n, b, a);
+            CHECK(!lv, "8.4 %s %s: kernel level %d on chunks of %d differs from the scalar reference decoder", recipes[r],
+                  acts[k][0] ? acts[k][0] : "chip", lv % 10, lv / 10);
             es_dp_close(dp);
             es_chip_free(&c);
         }
@@ -468,6 +492,9 @@ static void test_packed(const char *chip, const es_model *m, es_wsrc *w, const i
             CHECK(ok && !memcmp(a, b, (size_t)(n * m->vocab) * sizeof *a),
                   "8.3 every format %s: the packed kernels' logits differ from the scalar reference decoder's",
                   acts[k][0] ? acts[k][0] : "chip");
+            int lv = kernel_levels(dp, m, ids, n, b, a);
+            CHECK(!lv, "8.4 every format %s: kernel level %d on chunks of %d differs from the scalar reference decoder",
+                  acts[k][0] ? acts[k][0] : "chip", lv % 10, lv / 10);
             es_dp_close(dp);
             es_chip_free(&c);
         }
