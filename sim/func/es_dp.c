@@ -997,7 +997,7 @@ __attribute__((target("avx2"))) static void vec_rows(mm_job *j, const int16_t *a
  * byte permute (each 8 codes' bytes to one 64-bit lane) and a multishift (each code's bits to its byte), masked,
  * and multiplied with the token's int8 activations by vpdpbusd (unsigned code x signed activation, four products
  * summed exactly in each 32-bit lane); a transpose-and-add tree gives the 16 rows' group sums in one vector, less
- * offset x sum(a), exact integers as on the plain path. The group's 16 scales (gathered, FP16 to FP32 exactly)
+ * offset x sum(a), exact integers as on the plain path. The group's 16 scales (FP16 to FP32 exactly)
  * times the sums, each rounded to FP32, are added to the 16 rows' accumulators, one FP32 multiply and one FP32
  * add per row and group, in group order: each row's accumulation is es_dp_acc_step's, lane by lane. acc holds
  * 16 n floats. */
@@ -1035,28 +1035,35 @@ vec512_body(mm_job *j, float *acc, const int i3, const int64_t nc)
     for (int64_t r0 = j->r0; r0 < j->r1; r0 += 16) {
         const int64_t live = j->r1 - r0 < 16 ? j->r1 - r0 : 16;
         const uint8_t *rp[16];
-        int32_t ro[16];
-        for (int i = 0; i < 16; i++) {
-            rp[i] = w->q + (r0 + (i < live ? i : live - 1)) * w->rb;
-            ro[i] = (int32_t)(rp[i] - rp[0]);
-        }
-        const __m512i sidx = _mm512_loadu_si512(ro);
+        for (int i = 0; i < 16; i++) rp[i] = w->q + (r0 + (i < live ? i : live - 1)) * w->rb;
         const char *nx = (const char *)(w->q + (r0 + 16) * w->rb);
         for (int64_t t = 0; t < n; t++) _mm512_storeu_ps(acc + 16 * t, _mm512_setzero_ps());
+        __m512 acc1 = _mm512_setzero_ps(); /* n == 1: token 0's accumulators */
         for (int64_t g = 0; g < ng; g++) {
             const int64_t at = g * w->bb;
-            __m512i sw = _mm512_i32gather_epi32(sidx, (const void *)(rp[0] + at), 1);
-            const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sw));
+            uint16_t hs[16]; /* the 16 rows' FP16 scales (a gather was slower), to FP32 exactly */
+            for (int i = 0; i < 16; i++) memcpy(&hs[i], rp[i] + at, 2);
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hs));
             /* the next tile's rows (contiguous) read ahead at the rate this tile's are consumed */
             for (const char *f = nx + 16 * at, *e = f + 16 * w->bb; f < e; f += 64) _mm_prefetch(f, _MM_HINT_T0);
-            for (int i = 0; i < 16; i++)
-                for (int64_t c = 0; c < nc; c++) {
-                    const uint8_t *p = rp[i] + at + 2 + c * cb;
-                    __m512i b = i3 ? _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)p))
-                                   : _mm512_loadu_si512(p);
-                    b = _mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm, b));
-                    u[i][c] = _mm512_and_si512(b, mask);
+#define DP_UNPACK(i, c)                                                                                          \
+    _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm,                               \
+                         i3 ? _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(rp[i] + at + 2 + (c) * cb))) \
+                            : _mm512_loadu_si512(rp[i] + at + 2 + (c) * cb))), mask)
+            if (n == 1) { /* one token: each row's codes go straight to the dot product */
+                const __m512i a0 = _mm512_loadu_si512(j->ai + g * G), a1 = nc > 1 ? _mm512_loadu_si512(j->ai + g * G + 64) : a0;
+                __m512i v[16];
+                for (int i = 0; i < 16; i++) {
+                    v[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), DP_UNPACK(i, 0), a0);
+                    if (nc > 1) v[i] = _mm512_dpbusd_epi32(v[i], DP_UNPACK(i, 1), a1);
                 }
+                __m512i s = _mm512_sub_epi32(vec512_sum16(v), _mm512_set1_epi32(off * j->gs[g]));
+                acc1 = _mm512_add_ps(acc1, _mm512_mul_ps(d, _mm512_cvtepi32_ps(s)));
+                continue;
+            }
+            for (int i = 0; i < 16; i++)
+                for (int64_t c = 0; c < nc; c++) u[i][c] = DP_UNPACK(i, c);
+#undef DP_UNPACK
             for (int64_t t = 0; t < n; t++) {
                 const int8_t *a = j->ai + t * P + g * G;
                 const __m512i a0 = _mm512_loadu_si512(a), a1 = nc > 1 ? _mm512_loadu_si512(a + 64) : a0;
@@ -1070,6 +1077,7 @@ vec512_body(mm_job *j, float *acc, const int i3, const int64_t nc)
                 _mm512_storeu_ps(acc + 16 * t, _mm512_add_ps(_mm512_loadu_ps(acc + 16 * t), part));
             }
         }
+        if (n == 1) _mm512_storeu_ps(acc, acc1);
         for (int64_t t = 0; t < n; t++)
             _mm512_mask_storeu_ps(j->y + t * R + r0, (__mmask16)((1u << live) - 1),
                                   _mm512_mul_ps(_mm512_loadu_ps(acc + 16 * t), _mm512_set1_ps(j->s[t])));
