@@ -31,10 +31,15 @@
  *        hashes recorded on one) and those of the lanes decoding through the
  *        reference (8.1); a recipe of every other format and group (q4_k, q5_k,
  *        q3_k, q6_k, q4_0, nvfp4, int3/128, int6/32 and /128) equal to the
- *        reference decoding (8.3); the q8_0 recipe (models/recipes/q8_0.json: its AVX2 kernel)
+ *        reference decoding (8.3); each of those at every vector kernel level the
+ *        host runs (AVX-512, AVX2, plain), in chunks of 4 and token by token,
+ *        equal to the reference decoding (8.4: int3/int6 with groups of 32, 64
+ *        and 128, row counts of 32, 64, 172 and 512 split in uneven shares
+ *        between 3 threads, so 16-row tiles end short); the q8_0 recipe
+ *        (models/recipes/q8_0.json: its AVX2 kernel)
  *        on stories260K (rows of 2 and 6 blocks) and on tiny-llama with synthetic weights (rows of 8,
  *        24 and 32 blocks), int8 lanes, 1 and 3 threads, chunks of 1 and 4: equal to the reference
- *        decoding bit for bit (8.4)
+ *        decoding bit for bit (8.5)
  * Run as `test_dp FIXTURES CHIP [MODELS_DIR]`; exits 77 when the model is absent
  * (after 5.x and 6.x; 1 if they failed). */
 #define _POSIX_C_SOURCE 200809L
@@ -412,6 +417,23 @@ static void test_unpack(void)
     CHECK(es_dp_unpack_block(&f32, q, q, s1, NULL) == -1, "8.0 f32 has no codes");
 }
 
+/* 8.4 every vector kernel level the host runs (es_dp_set_kernels: AVX-512, AVX2, plain), on prompt chunks of 4 and
+ * token by token, gives logits want (the reference decoder's) bit for bit; 0, or the level and chunk that differed
+ * (level + 10 chunk). The reference decoder is off on return, the kernels at the widest level. */
+static int kernel_levels(es_dp *dp, const es_model *m, const int32_t *ids, int64_t n, const float *want, float *tmp)
+{
+    es_dp_set_reference_decode(dp, 0);
+    int bad = 0;
+    for (int level = ES_DP_KERNELS_AVX512; level >= ES_DP_KERNELS_PLAIN && !bad; level--) {
+        if (es_dp_set_kernels(dp, level) != level) continue; /* the host lacks it */
+        for (int chunk = 1; chunk <= 4 && !bad; chunk += 3)
+            if (run_seq(dp, m, ids, n, chunk, tmp) || memcmp(tmp, want, (size_t)(n * m->vocab) * sizeof *tmp))
+                bad = level + 10 * chunk;
+    }
+    es_dp_set_kernels(dp, ES_DP_KERNELS_AVX512);
+    return bad;
+}
+
 static void test_packed(const char *chip, const es_model *m, es_wsrc *w, const int32_t *ids, int64_t n)
 {
     static const char *const recipes[] = {"f32", "bf16", "fp4", "fp8", "hc1-mix"};
@@ -440,6 +462,9 @@ static void test_packed(const char *chip, const es_model *m, es_wsrc *w, const i
                   acts[k][0] ? acts[k][0] : "chip");
             CHECK(h == WANT[r][k], "8.2 %s %s: logits 0x%016llx, before packing 0x%016llx", recipes[r],
                   acts[k][0] ? acts[k][0] : "chip", (unsigned long long)h, (unsigned long long)WANT[r][k]);
+            int lv = kernel_levels(dp, m, ids, n, b, a);
+            CHECK(!lv, "8.4 %s %s: kernel level %d on chunks of %d differs from the scalar reference decoder", recipes[r],
+                  acts[k][0] ? acts[k][0] : "chip", lv % 10, lv / 10);
             es_dp_close(dp);
             es_chip_free(&c);
         }
@@ -472,6 +497,9 @@ static void test_packed(const char *chip, const es_model *m, es_wsrc *w, const i
             CHECK(ok && !memcmp(a, b, (size_t)(n * m->vocab) * sizeof *a),
                   "8.3 every format %s: the packed kernels' logits differ from the scalar reference decoder's",
                   acts[k][0] ? acts[k][0] : "chip");
+            int lv = kernel_levels(dp, m, ids, n, b, a);
+            CHECK(!lv, "8.4 every format %s: kernel level %d on chunks of %d differs from the scalar reference decoder",
+                  acts[k][0] ? acts[k][0] : "chip", lv % 10, lv / 10);
             es_dp_close(dp);
             es_chip_free(&c);
         }
@@ -488,20 +516,20 @@ static int synth_rows(void *arg, int t, int64_t row, float *out, es_err *e)
     return 0;
 }
 
-/* 8.4 q8_0 through its kernel against the reference decoder, on model m (weights from rs, arg) */
+/* 8.5 q8_0 through its kernel against the reference decoder, on model m (weights from rs, arg) */
 static void q8_case(const char *chip, const es_model *m, es_ref_rows rs, void *arg, const int32_t *ids, int64_t n)
 {
     float *a = malloc((size_t)(n * m->vocab) * sizeof *a), *b = malloc((size_t)(n * m->vocab) * sizeof *b);
     es_err e = {{0}};
     es_recipe r;
-    CHECK(es_recipe_load(&r, "q8_0", &e) == 0, "8.4 recipe q8_0: %s", e.msg);
+    CHECK(es_recipe_load(&r, "q8_0", &e) == 0, "8.5 recipe q8_0: %s", e.msg);
     for (int threads = 1; threads <= 3; threads += 2)
         for (int64_t chunk = 1; chunk <= 4; chunk += 3) {
             es_chip c;
             es_dp *dp = NULL;
-            CHECK(es_chip_load(&c, chip, NULL, 0, &e) == 0, "8.4 chip: %s", e.msg);
+            CHECK(es_chip_load(&c, chip, NULL, 0, &e) == 0, "8.5 chip: %s", e.msg);
             CHECK(es_dp_open(&dp, &c, m, threads, &e) == 0 && es_dp_load_rows(dp, &r, rs, arg, &e) == 0,
-                  "8.4 %s: %s", m->name, e.msg);
+                  "8.5 %s: %s", m->name, e.msg);
             if (!dp) { es_chip_free(&c); continue; }
             es_dp_set_split_min(dp, 0);
             int ok = run_seq(dp, m, ids, n, chunk, a) == 0;
@@ -510,7 +538,7 @@ static void q8_case(const char *chip, const es_model *m, es_ref_rows rs, void *a
             int64_t diff = -1;
             for (int64_t i = 0; ok && diff < 0 && i < n * m->vocab; i++)
                 if (memcmp(a + i, b + i, sizeof *a)) diff = i;
-            CHECK(ok && diff < 0, "8.4 q8_0 on %s, %d threads, chunks of %lld: the kernel's logits differ from the "
+            CHECK(ok && diff < 0, "8.5 q8_0 on %s, %d threads, chunks of %lld: the kernel's logits differ from the "
                   "reference decoder's at position %lld token %lld (%a, want %a)", m->name, threads, (long long)chunk,
                   (long long)(diff / m->vocab), (long long)(diff % m->vocab), diff < 0 ? 0.0 : (double)a[diff],
                   diff < 0 ? 0.0 : (double)b[diff]);
@@ -527,8 +555,8 @@ static void test_q8(const char *chip, const es_model *m, es_wsrc *w, const int32
     q8_case(chip, m, rows, w, ids, n);
     es_model t;
     es_err e = {{0}};
-    if (es_model_load(&t, "tiny-llama", &e)) { CHECK(0, "8.4 tiny-llama: %s", e.msg); return; }
-    CHECK(t.hidden / 32 == 8 && t.ffn / 32 == 24, "8.4 tiny-llama's rows: %lld and %lld elements",
+    if (es_model_load(&t, "tiny-llama", &e)) { CHECK(0, "8.5 tiny-llama: %s", e.msg); return; }
+    CHECK(t.hidden / 32 == 8 && t.ffn / 32 == 24, "8.5 tiny-llama's rows: %lld and %lld elements",
           (long long)t.hidden, (long long)t.ffn);
     int32_t tid[12];
     for (int i = 0; i < 12; i++) tid[i] = (int32_t)((i * 389 + 7) % t.vocab);

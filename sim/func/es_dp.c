@@ -67,6 +67,7 @@ struct es_dp {
     int act, kv, link16, threads;
     int64_t acc_max;        /* accumulator saturates at +-acc_max */
     int ref_decode;         /* es_dp_set_reference_decode */
+    int kernels;            /* the widest vector kernels used (es_dp_set_kernels) */
     dp_pool pool;           /* the lanes' persistent threads */
     double split_min;       /* the smallest product (rows x cols x tokens) split between threads */
     unsigned char **streams; /* (n_streams) the ROM units' streams the tensors point into */
@@ -222,6 +223,7 @@ int es_dp_open(es_dp **out, const es_chip *c, const es_model *m, int threads, es
     dp->threads = threads > 0 ? threads : nc > 0 ? (int)nc : 1;
     if (dp->threads > 64) dp->threads = 64;
     pool_start(&dp->pool, dp->threads);
+    dp->kernels = ES_DP_KERNELS_AVX512;
     dp->split_min = 262144; /* host tuning, not a chip figure: below it a thread's wake-up costs more than its share */
     dp->t = calloc((size_t)m->n_tensors, sizeof *dp->t);
     dp->norm = calloc((size_t)m->n_tensors, sizeof *dp->norm);
@@ -687,6 +689,15 @@ void es_dp_set_reference_decode(es_dp *dp, int on) { dp->ref_decode = on != 0; }
 
 void es_dp_set_split_min(es_dp *dp, double elems) { dp->split_min = elems; }
 
+static int kernels_host(void);
+
+int es_dp_set_kernels(es_dp *dp, int level)
+{
+    int host = kernels_host();
+    dp->kernels = level < ES_DP_KERNELS_PLAIN ? ES_DP_KERNELS_PLAIN : level > host ? host : level;
+    return dp->kernels;
+}
+
 void es_dp_set_sampler(es_dp *dp, const es_sampler *s, uint64_t seed)
 {
     dp->smp = *s;
@@ -822,6 +833,7 @@ typedef struct mm_job {
     const float *asum;      /* (n, padded / sub) the activations' sum over each sub-block (formats with mins) */
     const int16_t *a16;     /* the vector kernel's activations (vec_acts), or NULL */
     const int32_t *gs;      /* and their group sums */
+    int wide;               /* the AVX-512 kernel (vec_ok 2) runs the rows */
     float *y;               /* (n, rows) */
     int64_t r0, r1;         /* rows of this job */
     int64_t sat;            /* saturations counted */
@@ -915,17 +927,33 @@ static void f16_fill(void)
     for (uint32_t h = 0; h < 65536; h++) F16_TAB[h] = es_f16_to_f32((uint16_t)h);
 }
 
-/* Whether the vector kernel runs product w (int8 activations): int3 or int6 with groups of 32, 64 or 128, on a
- * host with AVX2, without co-simulation or the reference decoder, and where no sub-block can saturate. */
+/* The widest kernels this host runs (es_dp_set_kernels): AVX-512 needs F, BW, VBMI (vpermb, vpmultishiftqb) and
+ * VNNI (vpdpbusd). */
+static int kernels_host(void)
+{
+#if DP_VEC
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni"))
+        return ES_DP_KERNELS_AVX512;
+    if (__builtin_cpu_supports("avx2")) return ES_DP_KERNELS_AVX2;
+#endif
+    return ES_DP_KERNELS_PLAIN;
+}
+
+/* Which vector kernel runs product w (int8 activations): 0 the plain path, 1 the AVX2 kernel (int3 or int6 with
+ * groups of 16k up to 128), 2 the AVX-512 kernel (groups of 64 or 128); never with co-simulation or the reference
+ * decoder, nor where a sub-block can saturate (check), nor above the level es_dp_set_kernels allows. */
 static int vec_ok(const es_dp *dp, const dp_tensor *w, int check)
 {
 #if DP_VEC
-    if (dp->lane_fn || dp->ref_decode || check || dp->act != ACT_INT8 || !__builtin_cpu_supports("avx2")) return 0;
-    if (w->fmt.type == ES_Q_INT3 || w->fmt.type == ES_Q_INT6) return w->sub % 16 == 0 && w->sub <= 128;
+    if (dp->lane_fn || dp->ref_decode || check || dp->act != ACT_INT8 || dp->kernels < ES_DP_KERNELS_AVX2) return 0;
+    if (w->fmt.type != ES_Q_INT3 && w->fmt.type != ES_Q_INT6) return 0;
+    if (w->sub % 16 || w->sub > 128) return 0;
+    return dp->kernels >= ES_DP_KERNELS_AVX512 && w->sub % 64 == 0 ? 2 : 1;
 #else
     (void)dp; (void)w; (void)check;
-#endif
     return 0;
+#endif
 }
 
 /* The activations of n tokens (ai: (n, P) codes) as int16, a16 (n, P), and each group's sum, gs (n, P / sub). */
@@ -995,6 +1023,106 @@ __attribute__((target("avx2"))) static void vec_rows(mm_job *j, const int16_t *a
         }
         for (int64_t t = 0; t < n; t++) j->y[t * R + r] = acc[t] * j->s[t];
     }
+}
+/* Rows r0..r1 of the job with the AVX-512 kernel (vec_ok 2): 16 rows at a time (the last tile's missing rows
+ * repeat its last row, and are not stored). For each group, each row's 64-code chunks are unpacked to bytes by a
+ * byte permute (each 8 codes' bytes to one 64-bit lane) and a multishift (each code's bits to its byte), masked,
+ * and multiplied with the token's int8 activations by vpdpbusd (unsigned code x signed activation, four products
+ * summed exactly in each 32-bit lane); a transpose-and-add tree gives the 16 rows' group sums in one vector, less
+ * offset x sum(a), exact integers as on the plain path. The group's 16 scales (FP16 to FP32 exactly)
+ * times the sums, each rounded to FP32, are added to the 16 rows' accumulators, one FP32 multiply and one FP32
+ * add per row and group, in group order: each row's accumulation is es_dp_acc_step's, lane by lane. acc holds
+ * 16 n floats. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vnni"))) static inline __m512i
+vec512_sum16(__m512i *v)
+{
+    __m512i a[8], b[4], c[2];
+    for (int i = 0; i < 8; i++)
+        a[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 4; i++)
+        b[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_epi64(a[2 * i], a[2 * i + 1]));
+    for (int i = 0; i < 2; i++)
+        c[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(b[2 * i], b[2 * i + 1], 0x88),
+                                _mm512_shuffle_i32x4(b[2 * i], b[2 * i + 1], 0xDD));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(c[0], c[1], 0x88), _mm512_shuffle_i32x4(c[0], c[1], 0xDD));
+}
+
+/* (i3: int3, else int6; nc: 64-code chunks per group, 1 or 2: constants in each of vec512_rows' four copies) */
+__attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vnni"), always_inline)) static inline void
+vec512_body(mm_job *j, float *acc, const int i3, const int64_t nc)
+{
+    const dp_tensor *w = j->w;
+    const int64_t P = w->padded, G = w->sub, R = w->rows, n = j->n, ng = P / G;
+    const int64_t cb = i3 ? 24 : 48; /* bytes of 64 codes */
+    uint8_t pi[64], ms[64];
+    for (int k = 0; k < 64; k++) { /* byte k of 64-bit lane q: source byte (bits/8) q + k, code k's bit offset */
+        int q = k / 8, b = k % 8;
+        pi[k] = (uint8_t)(i3 ? 3 * q + (b < 3 ? b : 2) : 6 * q + (b < 6 ? b : 5));
+        ms[k] = (uint8_t)(i3 ? 3 * b : 6 * b);
+    }
+    const __m512i perm = _mm512_loadu_si512(pi), shift = _mm512_loadu_si512(ms);
+    const __m512i mask = _mm512_set1_epi8(i3 ? 7 : 63);
+    const int32_t off = i3 ? 4 : 32;
+    __m512i u[16][2];
+    for (int64_t r0 = j->r0; r0 < j->r1; r0 += 16) {
+        const int64_t live = j->r1 - r0 < 16 ? j->r1 - r0 : 16;
+        const uint8_t *rp[16];
+        for (int i = 0; i < 16; i++) rp[i] = w->q + (r0 + (i < live ? i : live - 1)) * w->rb;
+        const char *nx = (const char *)(w->q + (r0 + 16) * w->rb);
+        for (int64_t t = 0; t < n; t++) _mm512_storeu_ps(acc + 16 * t, _mm512_setzero_ps());
+        __m512 acc1 = _mm512_setzero_ps(); /* n == 1: token 0's accumulators */
+        for (int64_t g = 0; g < ng; g++) {
+            const int64_t at = g * w->bb;
+            uint16_t hs[16]; /* the 16 rows' FP16 scales (a gather was slower), to FP32 exactly */
+            for (int i = 0; i < 16; i++) memcpy(&hs[i], rp[i] + at, 2);
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hs));
+            /* the next tile's rows (contiguous) read ahead at the rate this tile's are consumed */
+            for (const char *f = nx + 16 * at, *e = f + 16 * w->bb; f < e; f += 64) _mm_prefetch(f, _MM_HINT_T0);
+#define DP_UNPACK(i, c)                                                                                          \
+    _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm,                               \
+                         i3 ? _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(rp[i] + at + 2 + (c) * cb))) \
+                            : _mm512_loadu_si512(rp[i] + at + 2 + (c) * cb))), mask)
+            if (n == 1) { /* one token: each row's codes go straight to the dot product */
+                const __m512i a0 = _mm512_loadu_si512(j->ai + g * G), a1 = nc > 1 ? _mm512_loadu_si512(j->ai + g * G + 64) : a0;
+                __m512i v[16];
+                for (int i = 0; i < 16; i++) {
+                    v[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), DP_UNPACK(i, 0), a0);
+                    if (nc > 1) v[i] = _mm512_dpbusd_epi32(v[i], DP_UNPACK(i, 1), a1);
+                }
+                __m512i s = _mm512_sub_epi32(vec512_sum16(v), _mm512_set1_epi32(off * j->gs[g]));
+                acc1 = _mm512_add_ps(acc1, _mm512_mul_ps(d, _mm512_cvtepi32_ps(s)));
+                continue;
+            }
+            for (int i = 0; i < 16; i++)
+                for (int64_t c = 0; c < nc; c++) u[i][c] = DP_UNPACK(i, c);
+#undef DP_UNPACK
+            for (int64_t t = 0; t < n; t++) {
+                const int8_t *a = j->ai + t * P + g * G;
+                const __m512i a0 = _mm512_loadu_si512(a), a1 = nc > 1 ? _mm512_loadu_si512(a + 64) : a0;
+                __m512i v[16];
+                for (int i = 0; i < 16; i++) {
+                    v[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[i][0], a0);
+                    if (nc > 1) v[i] = _mm512_dpbusd_epi32(v[i], u[i][1], a1);
+                }
+                __m512i s = _mm512_sub_epi32(vec512_sum16(v), _mm512_set1_epi32(off * j->gs[t * ng + g]));
+                __m512 part = _mm512_mul_ps(d, _mm512_cvtepi32_ps(s));
+                _mm512_storeu_ps(acc + 16 * t, _mm512_add_ps(_mm512_loadu_ps(acc + 16 * t), part));
+            }
+        }
+        if (n == 1) _mm512_storeu_ps(acc, acc1);
+        for (int64_t t = 0; t < n; t++)
+            _mm512_mask_storeu_ps(j->y + t * R + r0, (__mmask16)((1u << live) - 1),
+                                  _mm512_mul_ps(_mm512_loadu_ps(acc + 16 * t), _mm512_set1_ps(j->s[t])));
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vnni"))) static void vec512_rows(mm_job *j, float *acc)
+{
+    const int i3 = j->w->fmt.type == ES_Q_INT3, nc = j->w->sub == 128 ? 2 : 1;
+    if (i3 && nc == 1) vec512_body(j, acc, 1, 1);
+    else if (i3) vec512_body(j, acc, 1, 2);
+    else if (nc == 1) vec512_body(j, acc, 0, 1);
+    else vec512_body(j, acc, 0, 2);
 }
 #endif
 
@@ -1125,13 +1253,18 @@ static void *mm_run(void *arg)
     const int64_t P = w->padded, sub = w->sub, nsub = sub ? P / sub : 0, R = w->rows, n = j->n;
     /* a sub-block can overflow the accumulator only if its largest possible sum can */
     const int check = j->ai && (double)w->max_code * 127.0 * (double)sub > (double)j->dp->acc_max;
-    float *acc = malloc((size_t)n * sizeof *acc);
+    float *acc = malloc((size_t)(j->wide ? 16 * n : n) * sizeof *acc);
     if (!acc) {
         j->failed = 1;
         es_fail(&j->err, "out of memory");
         return NULL;
     }
 #if DP_VEC
+    if (j->wide) {
+        vec512_rows(j, acc);
+        free(acc);
+        return NULL;
+    }
     if (j->a16) {
         vec_rows(j, j->a16, j->gs, acc);
         free(acc);
@@ -1237,7 +1370,8 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
     if (asum) lane_asum(w, n, af, ai, asum);
     int16_t *a16 = NULL;
     int32_t *gs = NULL;
-    if (vec_ok(dp, w, (double)w->max_code * 127.0 * (double)w->sub > (double)dp->acc_max)) {
+    const int vec = vec_ok(dp, w, (double)w->max_code * 127.0 * (double)w->sub > (double)dp->acc_max);
+    if (vec) {
         a16 = malloc((size_t)(n * P) * sizeof *a16);
         gs = malloc((size_t)(n * (P / w->sub)) * sizeof *gs);
         pthread_once(&f16_once, f16_fill);
@@ -1252,7 +1386,7 @@ static int lane_matmul(es_dp *dp, int ti, const float *x, int64_t n, float *y, e
     if (nt > 1) nt = (int)(w->rows < 4 * nt ? w->rows : 4 * nt < 64 ? 4 * nt : 64); /* shares taken as threads free up */
     mm_job jobs[64];
     for (int k = 0; k < nt; k++) /* contiguous row shares: each row computed whole by one thread */
-        jobs[k] = (mm_job){.dp = dp, .w = w, .n = n, .af = af, .ai = ai, .s = s, .asum = asum, .a16 = a16, .gs = gs, .y = y, .r0 = w->rows * k / nt,
+        jobs[k] = (mm_job){.dp = dp, .w = w, .n = n, .af = af, .ai = ai, .s = s, .asum = asum, .a16 = a16, .gs = gs, .wide = vec == 2 && a16, .y = y, .r0 = w->rows * k / nt,
                            .r1 = w->rows * (k + 1) / nt, .ti = ti};
     pool_run(&dp->pool, mm_run, jobs, sizeof *jobs, nt);
     int failed = -1;

@@ -21,7 +21,7 @@
  *   of es_q_row_bytes(padded) bytes, blocks exactly as es_quant.h lays them out
  *   (codes at their real width, fp16/E8M0/E4M3 scales and 6-bit K-quant scales
  *   and mins per block), no copy: a ROM image's tensors point into their unit's
- *   inflated stream, a recipe's into the buffer it was quantized into. The lanes
+ *   stream of bank rows (read from the file), a recipe's into the buffer it was quantized into. The lanes
  *   unpack one block at a time (es_dp_unpack_block, one unpacker per format) to
  *   the codes, scales and mins es_decode_codes gives, computing each scale with
  *   the same FP32 operations; load only checks that every scale is finite
@@ -40,7 +40,15 @@
  *   cannot saturate the accumulator (es_dp.c vec_ok), so its value is the one
  *   defined above; every FP32 operation (scale x sum, the row accumulation, the
  *   float-activation sums) stays scalar in element order, since reordering
- *   FP32 additions would change bits. Threads: each product's rows are split
+ *   FP32 additions would change bits. On a host with AVX-512 (F, BW, VBMI,
+ *   VNNI) int3 and int6 with groups of 64 or 128 take a wider kernel: 16 rows
+ *   at a time, codes unpacked from the same ROM bytes (no repacking), integer
+ *   group sums exact as above, and each row's FP32 scale x sum and running
+ *   add done in one SIMD lane per row: still one FP32 multiply and one FP32
+ *   add per group, rounded alike, in group order (lanes are rows, never
+ *   groups), so es_dp_acc_step's result bit for bit. es_dp_set_kernels picks
+ *   the widest level used; test_dp 8.4 holds every level to the reference
+ *   decoder. Threads: each product's rows are split
  *   in whole contiguous shares between the datapath's threads; a row's result
  *   does not depend on which thread computes it.
  *
@@ -144,6 +152,11 @@ void es_dp_set_lane_fn(es_dp *dp, es_dp_lane_fn fn, void *ctx);
 /* on: the lanes decode each weight block through the format's scalar reference (es_decode_codes, weights/)
  * instead of the packed kernels (tests compare the two bit for bit); 0: the packed kernels. */
 void es_dp_set_reference_decode(es_dp *dp, int on);
+/* The vector kernels the lanes may use, at most: ES_DP_KERNELS_PLAIN (the plain C path), _AVX2 (the int3/int6 AVX2
+ * kernel), _AVX512 (the int3/int6 AVX-512 kernel; the default). Levels the host lacks are lowered to what it runs;
+ * returns the level set. Results do not depend on it (tests compare every level with the reference decoder). */
+enum { ES_DP_KERNELS_PLAIN = 0, ES_DP_KERNELS_AVX2 = 1, ES_DP_KERNELS_AVX512 = 2 };
+int es_dp_set_kernels(es_dp *dp, int level);
 /* Products of at least elems (rows x cols x tokens; default 262,144) have their rows split between the threads,
  * smaller ones run on the caller. Results do not depend on it (each row is computed whole by one thread); tests
  * set 0 to split every product. */
