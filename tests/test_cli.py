@@ -7954,6 +7954,26 @@ def test_random_gguf_q8():
         worst = max(abs(x - y) for p in r for x, y in zip(a[p], r[p]))
         expect(len(r) == 12 and set(r) <= set(a) and worst <= 1e-4, f"{len(r)} positions, logits differ by {worst}")
 
+# ---- a power limit's windows over it, reported (issue 20) ----
+def test_power_limit_windows_over():
+    """Llama-3.1-70B over its six derived chips, 1k/1k at one user, every chip under 25 W: the run (about 0.16 s)
+    is shorter than one window (hc1-class's card.power_window_us, 0.1667 s), so each chip's reactive governor,
+    which picks a window's clock at the end of the window before, never acts, and its one window averages above
+    25 W (the README's per-card figures, 27-28 W). Each chip reports its window over the limit, in the JSON and
+    the text, rather than only 'never engaged'; with 30 W, above every window, none is."""
+    args = ("--system", "llama-3.1-70b-hc1", "--prompt", "1024", "--generate", "1024")
+    j = run_json("--no-db", *args, "--set", "card.power_limit_w=25")
+    for k, c in enumerate(j["system"]["chips"]):
+        p = c["power_limit"]
+        expect(p["windows"] == 1 and p["max_window_w"] > 25 and p["windows_over_limit"] == 1 and p["throttled_s"] == 0,
+               f"chip {k}: {p['windows']} windows, highest {p['max_window_w']} W, {p['windows_over_limit']} over")
+    text = run("run", "--no-db", *args, "--set", "card.power_limit_w=25").stdout
+    expect(text.count("1 of 1 windows over the limit (the reactive governor acts a window late)") == 6, text)
+    j = run_json("--no-db", *args, "--set", "card.power_limit_w=30")
+    over = [c["power_limit"]["windows_over_limit"] for c in j["system"]["chips"]]
+    expect(over == [0] * 6, f"30 W: windows over {over}")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
@@ -7966,3 +7986,4 @@ if __name__ == "__main__":
         print(f"{name}: SKIPPED: {e}")
         sys.exit(77)
     print(f"{name}: ok")
+

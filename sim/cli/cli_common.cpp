@@ -388,6 +388,15 @@ int dp_set_adapters(es_dp *dp, const Loaded &L, es_err *e)
 }
 
 namespace {
+/* The windows whose average power is above the limit: a reactive governor's first window and windows whose load
+   grew (it acts a window late), an ideal one's only at its lowest clock */
+template <class R> int64_t windows_over(const R &r)
+{
+    int64_t n = 0;
+    for (double x : r.window_w) n += x > r.power_limit_w;
+    return n;
+}
+
 /* A power limit's figures (a run's, RunResult; a system's chip's, ChipResult: the same fields) at its effective clock */
 template <class R> cJSON *limit_json(const R &r, double effective_hz)
 {
@@ -400,6 +409,7 @@ template <class R> cJSON *limit_json(const R &r, double effective_hz)
     for (double x : r.window_w) peak = x > peak ? x : peak;
     cJSON_AddNumberToObject(j, "windows", (double)r.window_w.size());
     cJSON_AddNumberToObject(j, "max_window_w", peak);
+    cJSON_AddNumberToObject(j, "windows_over_limit", (double)windows_over(r));
     cJSON_AddNumberToObject(j, "effective_clock_hz", effective_hz);
     cJSON_AddNumberToObject(j, "min_clock_hz", r.min_clock_hz);
     if (r.window_w.size() <= 10000) { /* each window's watts, for a plot; the count and maximum always */
@@ -418,11 +428,15 @@ template <class R> std::string limit_text(const R &r, double effective_hz)
     if (r.power_limit_w <= 0) return "";
     double peak = 0;
     for (double x : r.window_w) peak = x > peak ? x : peak;
-    char buf[256];
-    std::snprintf(buf, sizeof buf, "%.1f W over %.6g s windows: %s%.3f ms throttled, effective clock %.4g GHz "
-                  "(lowest %.4g), highest window %.1f W",
-                  r.power_limit_w, r.window_s, r.throttled_s > 0 ? "" : "never engaged, ", r.throttled_s * 1e3,
-                  effective_hz / 1e9, r.min_clock_hz / 1e9, peak);
+    char buf[384];
+    int n = std::snprintf(buf, sizeof buf, "%.1f W over %.6g s windows: %s%.3f ms throttled, effective clock %.4g GHz "
+                          "(lowest %.4g), highest window %.1f W",
+                          r.power_limit_w, r.window_s, r.throttled_s > 0 ? "" : "never engaged, ", r.throttled_s * 1e3,
+                          effective_hz / 1e9, r.min_clock_hz / 1e9, peak);
+    int64_t over = windows_over(r);
+    if (over > 0 && n > 0 && (size_t)n < sizeof buf)
+        std::snprintf(buf + n, sizeof buf - (size_t)n, ", %lld of %zu windows over the limit%s", (long long)over,
+                      r.window_w.size(), r.window_clock_hz.empty() ? "" : " (the reactive governor acts a window late)");
     return buf;
 }
 
@@ -467,7 +481,7 @@ cJSON *energy_by_event_json(const es_chip *c, const RunResult &r)
     cJSON_AddNumberToObject(j, "links", t[ES_EJ_LINK] * k);
     cJSON_AddNumberToObject(j, "host", t[ES_EJ_HOST] * k);
     if (c->card_link.bits_per_s > 0) cJSON_AddNumberToObject(j, "card_links", t[ES_EJ_CARD] * k);
-    if (sys) { /* every chip's, each tensor-parallel stage's copies counted (a system has no power limit) */
+    if (sys) { /* every chip's, each tensor-parallel stage's copies counted */
         cJSON_AddNumberToObject(j, "leakage", r.sys_leak_w * seconds);
         cJSON_AddNumberToObject(j, "clock_ungated", r.sys_clock_w * seconds);
         cJSON_AddNumberToObject(j, "board", r.sys_board_w * seconds);
