@@ -3176,9 +3176,10 @@ def stories_variant(path, floats):
     return path
 
 
-def rom_rewrite(src, dst, k, patch):
-    """Copy the ROM image src to dst with bank k's payload (its rows: stored, or inflated when zlib) replaced by
-    patch(payload), every CRC-32 and offset made right again (layout: weights/es_rom.h)."""
+def rom_remake(src, dst, bank, version=None):
+    """Copy the ROM image src to dst with each bank's payload replaced by bank(i, payload, stored) -> (payload,
+    encoding or None to keep it), then every CRC-32 and offset made right again and, given `version`, the header's
+    version set (layout: weights/es_rom.h)."""
     import struct
     import zlib
     b = open(src, "rb").read()
@@ -3190,19 +3191,33 @@ def rom_rewrite(src, dst, k, patch):
         rec = 16 + nu * 32 + nt * 152 + i * 48
         raw_bytes, comp, off = struct.unpack_from("<QQQ", index, rec + 16)
         stored = struct.unpack_from("<I", index, rec + 44)[0] == 1
-        data = b[off:off + comp]
-        if i == k:
-            raw = patch(data if stored else zlib.decompress(data))
-            expect(len(raw) == raw_bytes, "a patch must keep the payload's size")
-            data = raw if stored else zlib.compress(raw)
+        data, encoding = bank(i, b[off:off + comp], stored, raw_bytes)
         struct.pack_into("<QQI", index, rec + 24, len(data), at, zlib.crc32(data))
+        if encoding is not None:
+            struct.pack_into("<I", index, rec + 44, encoding)
         payloads.append(data)
         at += len(data)
     head = bytearray(b[:64])
+    if version is not None:
+        struct.pack_into("<I", head, 8, version)
     struct.pack_into("<QQI", head, 40, at, len(index), zlib.crc32(index))
     struct.pack_into("<I", head, 60, zlib.crc32(head[:60]))
     with open(dst, "wb") as f:
         f.write(head + b"".join(payloads) + index)
+
+
+def rom_rewrite(src, dst, k, patch):
+    """Copy the ROM image src to dst with bank k's payload (its rows: stored, or inflated when zlib) replaced by
+    patch(payload), every CRC-32 and offset made right again (layout: weights/es_rom.h)."""
+    import zlib
+
+    def bank(i, data, stored, raw_bytes):
+        if i != k:
+            return data, None
+        raw = patch(data if stored else zlib.decompress(data))
+        expect(len(raw) == raw_bytes, "a patch must keep the payload's size")
+        return (raw if stored else zlib.compress(raw)), None
+    rom_remake(src, dst, bank)
 
 
 def test_nonfinite_weights():
@@ -7829,28 +7844,12 @@ def rom_to_v1(src, dst, encoding=0, version=1):
     """The version 2 (stored) ROM image src rewritten as a version 1 image: every bank's payload
     zlib-compressed, its record's encoding set to `encoding` (version 1 knows only 0, zlib), CRC-32s and
     offsets made right (layout: weights/es_rom.h)."""
-    import struct
     import zlib
-    b = open(src, "rb").read()
-    ioff, ilen = struct.unpack_from("<QQ", b, 40)
-    index = bytearray(b[ioff:ioff + ilen])
-    nu, nt, nb = struct.unpack_from("<III", index, 0)
-    at, payloads = 64, []
-    for i in range(nb):
-        rec = 16 + nu * 32 + nt * 152 + i * 48
-        raw_bytes, comp, off = struct.unpack_from("<QQQ", index, rec + 16)
-        expect(struct.unpack_from("<I", index, rec + 44)[0] == 1 and comp == raw_bytes, "src must be stored")
-        data = zlib.compress(b[off:off + comp])
-        struct.pack_into("<QQI", index, rec + 24, len(data), at, zlib.crc32(data))
-        struct.pack_into("<I", index, rec + 44, encoding)
-        payloads.append(data)
-        at += len(data)
-    head = bytearray(b[:64])
-    struct.pack_into("<I", head, 8, version)
-    struct.pack_into("<QQI", head, 40, at, len(index), zlib.crc32(index))
-    struct.pack_into("<I", head, 60, zlib.crc32(head[:60]))
-    with open(dst, "wb") as f:
-        f.write(head + b"".join(payloads) + index)
+
+    def bank(i, data, stored, raw_bytes):
+        expect(stored and len(data) == raw_bytes, "src must be stored")
+        return zlib.compress(data), encoding
+    rom_remake(src, dst, bank, version)
 
 
 def test_rom_v1_images_read():
