@@ -1055,7 +1055,7 @@ DP512 __m512i vec512_sum16(const __m512i *v, const int i3)
     return _mm512_add_epi32(_mm512_shuffle_i32x4(b0, b1, 0x88), _mm512_shuffle_i32x4(b0, b1, 0xDD));
 }
 /* The row of each slot (so that vec512_sum16's lane i is row i), and permute m's byte indices into a slot pair's
- * 128 bytes (i3: int3). */
+ * 128 bytes (i3: int3; each int3 slot's 32 bytes start at its group's scale). */
 static void vec512_tables(const int i3, int *row, uint8_t pi[4][64])
 {
     for (int l = 0; l < 16; l++) {
@@ -1065,7 +1065,7 @@ static void vec512_tables(const int i3, int *row, uint8_t pi[4][64])
     for (int m = 0; m < (i3 ? 4 : 2); m++)
         for (int k = 0; k < 64; k++) { /* byte b of 64-bit lane L: 8 codes' first source byte, plus b's */
             const int L = k / 8, b = k % 8;
-            pi[m][k] = (uint8_t)(i3 ? 32 * (L / 2) + 3 * (2 * ((L / 2 + m) % 4) + L % 2) + (b < 3 ? b : 2)
+            pi[m][k] = (uint8_t)(i3 ? 32 * (L / 2) + 2 + 3 * (2 * ((L / 2 + m) % 4) + L % 2) + (b < 3 ? b : 2)
                                     : 64 * (L / 4) + 6 * (4 * ((L / 4 + m) % 2) + L % 4) + (b < 6 ? b : 5));
         }
 }
@@ -1089,6 +1089,8 @@ DP512 void vec512_body(mm_job *j, float *acc, const int i3, const int64_t nc)
         rot[m] = _mm512_loadu_si512(ri);
     }
     const __m512i shift = _mm512_loadu_si512(ms), mask = _mm512_set1_epi8(i3 ? 7 : 63);
+    const __m512i sidx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* word i: 16 (i / 4) */
+                                          48, 48, 48, 48, 32, 32, 32, 32, 16, 16, 16, 16, 0, 0, 0, 0);
     const int32_t off = i3 ? 4 : 32;
     __m512i u[16][2];
     for (int64_t r0 = j->r0; r0 < j->r1; r0 += 16) {
@@ -1101,16 +1103,28 @@ DP512 void vec512_body(mm_job *j, float *acc, const int i3, const int64_t nc)
         __m512 acc1 = _mm512_setzero_ps(); /* n == 1: token 0's accumulators */
         for (int64_t g = 0; g < ng; g++) {
             const int64_t at = g * w->bb;
-            uint16_t hs[16]; /* the 16 rows' FP16 scales (a gather was slower), to FP32 exactly */
-            for (int i = 0; i < 16; i++) memcpy(&hs[i], rp[i] + at, 2);
-            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hs));
             /* the next tile's rows (contiguous) read ahead at the rate this tile's are consumed */
             for (const char *f = nx + 16 * at, *e = f + 16 * w->bb; f < e; f += 64) _mm_prefetch(f, _MM_HINT_T0);
 #define DP_LD256(p) _mm256_loadu_si256((const __m256i *)(p))
 #define DP_HALF(s, c)                                                                                      \
-    (i3 ? _mm512_inserti64x4(_mm512_castsi256_si512(DP_LD256(rs[2 * (s)] + at + 2 + (c) * cb)),              \
-                             DP_LD256(rs[2 * (s) + 1] + at + 2 + (c) * cb), 1)                               \
+    (i3 ? _mm512_inserti64x4(_mm512_castsi256_si512(DP_LD256(rs[2 * (s)] + at + (c) * cb)),                  \
+                             DP_LD256(rs[2 * (s) + 1] + at + (c) * cb), 1)                                   \
         : _mm512_loadu_si512(rs[s] + at + 2 + (c) * cb))
+#define DP_X(q, h, c) (i3 ? x[q][h][c] : DP_HALF(2 * (q) + (h), c))
+            __m512i x[4][2][2]; /* int3: quad q's source registers h of chunk c */
+            __m512 d;           /* the 16 rows' FP16 scales, to FP32 exactly */
+            if (i3) {           /* quad q's words 16k (k its slot in the quad) are rows 4k + q's scales */
+                for (int q = 0; q < 4; q++)
+                    for (int64_t c = 0; c < nc; c++) x[q][0][c] = DP_HALF(2 * q, c), x[q][1][c] = DP_HALF(2 * q + 1, c);
+                __m512i h = _mm512_permutex2var_epi16(x[0][0][0], sidx, x[0][1][0]);
+                for (int q = 1; q < 4; q++)
+                    h = _mm512_mask_blend_epi16((__mmask32)0x1111 << q, h, _mm512_permutex2var_epi16(x[q][0][0], sidx, x[q][1][0]));
+                d = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+            } else {
+                uint16_t hs[16]; /* (a gather was slower) */
+                for (int i = 0; i < 16; i++) memcpy(&hs[i], rp[i] + at, 2);
+                d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hs));
+            }
 #define DP_ROT(p, m) ((m) ? _mm512_permutexvar_epi32(rot[m], _mm512_loadu_si512(p)) : _mm512_loadu_si512(p))
 #define DP_UNPACK(x0, x1, m) \
     _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutex2var_epi8(x0, perm[m], x1)), mask)
@@ -1121,7 +1135,7 @@ DP512 void vec512_body(mm_job *j, float *acc, const int i3, const int64_t nc)
                 for (int q = 0; q < nv; q++) {
                     v[q] = _mm512_setzero_si512();
                     for (int64_t c = 0; c < nc; c++) {
-                        const __m512i x0 = DP_HALF(2 * q, c), x1 = DP_HALF(2 * q + 1, c);
+                        const __m512i x0 = DP_X(q, 0, c), x1 = DP_X(q, 1, c);
                         for (int m = 0; m < M; m++) v[q] = _mm512_dpbusd_epi32(v[q], DP_UNPACK(x0, x1, m), a[c][m]);
                     }
                 }
@@ -1131,11 +1145,12 @@ DP512 void vec512_body(mm_job *j, float *acc, const int i3, const int64_t nc)
             }
             for (int q = 0; q < nv; q++)
                 for (int64_t c = 0; c < nc; c++) {
-                    const __m512i x0 = DP_HALF(2 * q, c), x1 = DP_HALF(2 * q + 1, c);
+                    const __m512i x0 = DP_X(q, 0, c), x1 = DP_X(q, 1, c);
                     for (int m = 0; m < M; m++) u[q * M + m][c] = DP_UNPACK(x0, x1, m);
                 }
 #undef DP_UNPACK
 #undef DP_HALF
+#undef DP_X
 #undef DP_LD256
             for (int64_t t = 0; t < n; t++) {
                 const int8_t *a = j->ai + t * P + g * G;
