@@ -1026,7 +1026,8 @@ __attribute__((target("avx2"))) static void vec_rows(mm_job *j, const int16_t *a
 }
 /* Rows r0..r1 of the job with the AVX-512 kernel (vec_ok 2): 16 rows at a time (the last tile's missing rows
  * repeat its last row, and are not stored). The 16 rows sit in slots, several a vector: int3 four rows a vector
- * (one 128-bit quarter each), int6 two (one 256-bit half each). For each group and 64-code chunk, the slots' packed
+ * (one 128-bit quarter each), int6 two (one 256-bit half each; vec512_rows runs int6 with vec512_body_rows, the
+ * int6 branches here are unused and untested). For each group and 64-code chunk, the slots' packed
  * bytes (two rows to a 64-byte register: 2 x 32 int3 bytes, or one row's 64 int6 bytes) are unpacked to bytes by
  * a two-source byte permute (each 8 codes' bytes to one 64-bit lane) and a multishift (each code's bits to its
  * byte), masked; permute m puts in each row's quarter (half) the codes of quarter (half) q + m, so that with the
@@ -1175,13 +1176,98 @@ DP512 void vec512_body(mm_job *j, float *acc, const int i3, const int64_t nc)
 }
 #undef DP512
 
+__attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vnni"))) static inline __m512i
+vec512_sum16_rows(__m512i *v)
+{
+    __m512i a[8], b[4], c[2];
+    for (int i = 0; i < 8; i++)
+        a[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 4; i++)
+        b[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_epi64(a[2 * i], a[2 * i + 1]));
+    for (int i = 0; i < 2; i++)
+        c[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(b[2 * i], b[2 * i + 1], 0x88),
+                                _mm512_shuffle_i32x4(b[2 * i], b[2 * i + 1], 0xDD));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(c[0], c[1], 0x88), _mm512_shuffle_i32x4(c[0], c[1], 0xDD));
+}
+
+/* int6: one row a vector (vpermb from one row's bytes) and a 15-merge transpose-and-add tree for the 16 rows: the
+ * int3 scheme's two int6 rows a vector ran slower on the AMD Zen 5 host (2026-12-06, a kernel micro-benchmark).
+ * (i3: int3, else int6; nc: 64-code chunks per group, 1 or 2) */
+__attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vnni"), always_inline)) static inline void
+vec512_body_rows(mm_job *j, float *acc, const int i3, const int64_t nc)
+{
+    const dp_tensor *w = j->w;
+    const int64_t P = w->padded, G = w->sub, R = w->rows, n = j->n, ng = P / G;
+    const int64_t cb = i3 ? 24 : 48; /* bytes of 64 codes */
+    uint8_t pi[64], ms[64];
+    for (int k = 0; k < 64; k++) { /* byte k of 64-bit lane q: source byte (bits/8) q + k, code k's bit offset */
+        int q = k / 8, b = k % 8;
+        pi[k] = (uint8_t)(i3 ? 3 * q + (b < 3 ? b : 2) : 6 * q + (b < 6 ? b : 5));
+        ms[k] = (uint8_t)(i3 ? 3 * b : 6 * b);
+    }
+    const __m512i perm = _mm512_loadu_si512(pi), shift = _mm512_loadu_si512(ms);
+    const __m512i mask = _mm512_set1_epi8(i3 ? 7 : 63);
+    const int32_t off = i3 ? 4 : 32;
+    __m512i u[16][2];
+    for (int64_t r0 = j->r0; r0 < j->r1; r0 += 16) {
+        const int64_t live = j->r1 - r0 < 16 ? j->r1 - r0 : 16;
+        const uint8_t *rp[16];
+        for (int i = 0; i < 16; i++) rp[i] = w->q + (r0 + (i < live ? i : live - 1)) * w->rb;
+        const char *nx = (const char *)(w->q + (r0 + 16) * w->rb);
+        for (int64_t t = 0; t < n; t++) _mm512_storeu_ps(acc + 16 * t, _mm512_setzero_ps());
+        __m512 acc1 = _mm512_setzero_ps(); /* n == 1: token 0's accumulators */
+        for (int64_t g = 0; g < ng; g++) {
+            const int64_t at = g * w->bb;
+            uint16_t hs[16]; /* the 16 rows' FP16 scales (a gather was slower), to FP32 exactly */
+            for (int i = 0; i < 16; i++) memcpy(&hs[i], rp[i] + at, 2);
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hs));
+            /* the next tile's rows (contiguous) read ahead at the rate this tile's are consumed */
+            for (const char *f = nx + 16 * at, *e = f + 16 * w->bb; f < e; f += 64) _mm_prefetch(f, _MM_HINT_T0);
+#define DP_UNPACK(i, c)                                                                                          \
+    _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm,                               \
+                         i3 ? _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(rp[i] + at + 2 + (c) * cb))) \
+                            : _mm512_loadu_si512(rp[i] + at + 2 + (c) * cb))), mask)
+            if (n == 1) { /* one token: each row's codes go straight to the dot product */
+                const __m512i a0 = _mm512_loadu_si512(j->ai + g * G), a1 = nc > 1 ? _mm512_loadu_si512(j->ai + g * G + 64) : a0;
+                __m512i v[16];
+                for (int i = 0; i < 16; i++) {
+                    v[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), DP_UNPACK(i, 0), a0);
+                    if (nc > 1) v[i] = _mm512_dpbusd_epi32(v[i], DP_UNPACK(i, 1), a1);
+                }
+                __m512i s = _mm512_sub_epi32(vec512_sum16_rows(v), _mm512_set1_epi32(off * j->gs[g]));
+                acc1 = _mm512_add_ps(acc1, _mm512_mul_ps(d, _mm512_cvtepi32_ps(s)));
+                continue;
+            }
+            for (int i = 0; i < 16; i++)
+                for (int64_t c = 0; c < nc; c++) u[i][c] = DP_UNPACK(i, c);
+#undef DP_UNPACK
+            for (int64_t t = 0; t < n; t++) {
+                const int8_t *a = j->ai + t * P + g * G;
+                const __m512i a0 = _mm512_loadu_si512(a), a1 = nc > 1 ? _mm512_loadu_si512(a + 64) : a0;
+                __m512i v[16];
+                for (int i = 0; i < 16; i++) {
+                    v[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[i][0], a0);
+                    if (nc > 1) v[i] = _mm512_dpbusd_epi32(v[i], u[i][1], a1);
+                }
+                __m512i s = _mm512_sub_epi32(vec512_sum16_rows(v), _mm512_set1_epi32(off * j->gs[t * ng + g]));
+                __m512 part = _mm512_mul_ps(d, _mm512_cvtepi32_ps(s));
+                _mm512_storeu_ps(acc + 16 * t, _mm512_add_ps(_mm512_loadu_ps(acc + 16 * t), part));
+            }
+        }
+        if (n == 1) _mm512_storeu_ps(acc, acc1);
+        for (int64_t t = 0; t < n; t++)
+            _mm512_mask_storeu_ps(j->y + t * R + r0, (__mmask16)((1u << live) - 1),
+                                  _mm512_mul_ps(_mm512_loadu_ps(acc + 16 * t), _mm512_set1_ps(j->s[t])));
+    }
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vnni"))) static void vec512_rows(mm_job *j, float *acc)
 {
     const int i3 = j->w->fmt.type == ES_Q_INT3, nc = j->w->sub == 128 ? 2 : 1;
     if (i3 && nc == 1) vec512_body(j, acc, 1, 1);
     else if (i3) vec512_body(j, acc, 1, 2);
-    else if (nc == 1) vec512_body(j, acc, 0, 1);
-    else vec512_body(j, acc, 0, 2);
+    else if (nc == 1) vec512_body_rows(j, acc, 0, 1);
+    else vec512_body_rows(j, acc, 0, 2);
 }
 #endif
 
