@@ -1055,10 +1055,14 @@ DP512 __m512i vec512_sum16(const __m512i *v, const int i3)
     const __m512i b1 = vec512_add64(vec512_add32(v[4], v[5]), vec512_add32(v[6], v[7]));
     return _mm512_add_epi32(_mm512_shuffle_i32x4(b0, b1, 0x88), _mm512_shuffle_i32x4(b0, b1, 0xDD));
 }
-/* The row of each slot (so that vec512_sum16's lane i is row i), and permute m's byte indices into a slot pair's
- * 128 bytes (i3: int3; each int3 slot's 32 bytes start at its group's scale). */
-static void vec512_tables(const int i3, int *row, uint8_t pi[4][64])
+/* The row of each slot (so that vec512_sum16's lane i is row i), permute m's byte indices into a slot pair's
+ * 128 bytes (i3: int3; each int3 slot's 32 bytes start at its group's scale), each code's bit offset in its 64-bit
+ * lane (ms), and the activations' dword rotation for permute m (ri). */
+static void vec512_tables(const int i3, int *row, uint8_t pi[4][64], uint8_t *ms, int32_t ri[4][16])
 {
+    for (int k = 0; k < 64; k++) ms[k] = (uint8_t)(i3 ? 3 * (k % 8) : 6 * (k % 8));
+    for (int m = 0; m < (i3 ? 4 : 2); m++)
+        for (int i = 0; i < 16; i++) ri[m][i] = (i + (i3 ? 4 : 8) * m) % 16;
     for (int l = 0; l < 16; l++) {
         const int c = l / 4, e = l % 4;
         row[i3 ? 4 * e + c : (c / 2) * 8 + 2 * e + c % 2] = l;
@@ -1079,16 +1083,11 @@ DP512 void vec512_body(mm_job *j, float *acc, const int i3, const int64_t nc)
     const int64_t cb = i3 ? 24 : 48;       /* bytes of 64 codes */
     const int nv = i3 ? 4 : 8, M = 16 / nv; /* vectors of a tile, permutes of a chunk */
     uint8_t pi[4][64], ms[64];
+    int32_t ri[4][16];
     int row[16];
-    vec512_tables(i3, row, pi);
-    for (int k = 0; k < 64; k++) ms[k] = (uint8_t)(i3 ? 3 * (k % 8) : 6 * (k % 8)); /* code k's bit offset */
+    vec512_tables(i3, row, pi, ms, ri);
     __m512i perm[4], rot[4]; /* rot[m]: the activations rotated by m quarters (int3) or halves (int6) */
-    for (int m = 0; m < M; m++) {
-        int32_t ri[16];
-        for (int i = 0; i < 16; i++) ri[i] = (i + 16 / M * m) % 16;
-        perm[m] = _mm512_loadu_si512(pi[m]);
-        rot[m] = _mm512_loadu_si512(ri);
-    }
+    for (int m = 0; m < M; m++) perm[m] = _mm512_loadu_si512(pi[m]), rot[m] = _mm512_loadu_si512(ri[m]);
     const __m512i shift = _mm512_loadu_si512(ms), mask = _mm512_set1_epi8(i3 ? 7 : 63);
     const __m512i sidx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* word i: 16 (i / 4) */
                                           48, 48, 48, 48, 32, 32, 32, 32, 16, 16, 16, 16, 0, 0, 0, 0);
