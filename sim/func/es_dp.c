@@ -1026,11 +1026,10 @@ __attribute__((target("avx2"))) static void vec_rows(mm_job *j, const int16_t *a
 }
 /* Rows r0..r1 of the job with the AVX-512 kernel (vec_ok 2): 16 rows at a time (the last tile's missing rows
  * repeat its last row, and are not stored). The 16 rows sit in slots, several a vector: int3 four rows a vector
- * (one 128-bit quarter each), int6 two (one 256-bit half each; vec512_rows runs int6 with vec512_body_rows, the
- * int6 branches here are unused and untested). For each group and 64-code chunk, the slots' packed
- * bytes (two rows to a 64-byte register: 2 x 32 int3 bytes, or one row's 64 int6 bytes) are unpacked to bytes by
+ * (one 128-bit quarter each; int6 runs vec512_body_rows). For each group and 64-code chunk, the slots' packed
+ * bytes (two rows to a 64-byte register: 2 x 32 int3 bytes) are unpacked to bytes by
  * a two-source byte permute (each 8 codes' bytes to one 64-bit lane) and a multishift (each code's bits to its
- * byte), masked; permute m puts in each row's quarter (half) the codes of quarter (half) q + m, so that with the
+ * byte), masked; permute m puts in each row's quarter the codes of quarter q + m, so that with the
  * token's int8 activations rotated alike vpdpbusd (unsigned code x signed activation, four products summed
  * exactly in each 32-bit lane) sums every row's whole chunk in the row's own lanes. A short transpose-and-add
  * tree gives the 16 rows' group sums in one vector (the slots are ordered so that lane i is row i), less offset x
@@ -1046,52 +1045,44 @@ DP512 __m512i vec512_add64(__m512i x, __m512i y)
 {
     return _mm512_add_epi32(_mm512_unpacklo_epi64(x, y), _mm512_unpackhi_epi64(x, y));
 }
-/* The 16 rows' sums, lane i row i: int3 v[0..3] (slot 4j + q in quarter q of v[j]), int6 v[0..7] (slot 2j + h in
- * half h of v[j]). */
-DP512 __m512i vec512_sum16(const __m512i *v, const int i3)
+/* The 16 rows' sums, lane i row i, from v[0..3] (slot 4j + q in quarter q of v[j]). */
+DP512 __m512i vec512_sum16(const __m512i *v)
 {
-    if (i3) return vec512_add64(vec512_add32(v[0], v[1]), vec512_add32(v[2], v[3]));
-    const __m512i b0 = vec512_add64(vec512_add32(v[0], v[1]), vec512_add32(v[2], v[3]));
-    const __m512i b1 = vec512_add64(vec512_add32(v[4], v[5]), vec512_add32(v[6], v[7]));
-    return _mm512_add_epi32(_mm512_shuffle_i32x4(b0, b1, 0x88), _mm512_shuffle_i32x4(b0, b1, 0xDD));
+    return vec512_add64(vec512_add32(v[0], v[1]), vec512_add32(v[2], v[3]));
 }
 /* The row of each slot (so that vec512_sum16's lane i is row i), permute m's byte indices into a slot pair's
- * 128 bytes (i3: int3; each int3 slot's 32 bytes start at its group's scale), each code's bit offset in its 64-bit
- * lane (ms), and the activations' dword rotation for permute m (ri). */
-static void vec512_tables(const int i3, int *row, uint8_t pi[4][64], uint8_t *ms, int32_t ri[4][16])
+ * 128 bytes (each slot's 32 bytes start at its group's scale), each code's bit offset in its 64-bit lane (ms), and
+ * the activations' dword rotation for permute m (ri). */
+static void vec512_tables(int *row, uint8_t pi[4][64], uint8_t *ms, int32_t ri[4][16])
 {
-    for (int k = 0; k < 64; k++) ms[k] = (uint8_t)(i3 ? 3 * (k % 8) : 6 * (k % 8));
-    for (int m = 0; m < (i3 ? 4 : 2); m++)
-        for (int i = 0; i < 16; i++) ri[m][i] = (i + (i3 ? 4 : 8) * m) % 16;
-    for (int l = 0; l < 16; l++) {
-        const int c = l / 4, e = l % 4;
-        row[i3 ? 4 * e + c : (c / 2) * 8 + 2 * e + c % 2] = l;
-    }
-    for (int m = 0; m < (i3 ? 4 : 2); m++)
+    for (int k = 0; k < 64; k++) ms[k] = (uint8_t)(3 * (k % 8));
+    for (int m = 0; m < 4; m++)
+        for (int i = 0; i < 16; i++) ri[m][i] = (i + 4 * m) % 16;
+    for (int l = 0; l < 16; l++) row[4 * (l % 4) + l / 4] = l;
+    for (int m = 0; m < 4; m++)
         for (int k = 0; k < 64; k++) { /* byte b of 64-bit lane L: 8 codes' first source byte, plus b's */
             const int L = k / 8, b = k % 8;
-            pi[m][k] = (uint8_t)(i3 ? 32 * (L / 2) + 2 + 3 * (2 * ((L / 2 + m) % 4) + L % 2) + (b < 3 ? b : 2)
-                                    : 64 * (L / 4) + 6 * (4 * ((L / 4 + m) % 2) + L % 4) + (b < 6 ? b : 5));
+            pi[m][k] = (uint8_t)(32 * (L / 2) + 2 + 3 * (2 * ((L / 2 + m) % 4) + L % 2) + (b < 3 ? b : 2));
         }
 }
 
-/* (i3: int3, else int6; nc: 64-code chunks per group, 1 or 2: constants in each of vec512_rows' four copies) */
-DP512 void vec512_body(mm_job *j, float *acc, const int i3, const int64_t nc)
+/* int3 (nc: 64-code chunks per group, 1 or 2: a constant in each of vec512_rows' two copies) */
+DP512 void vec512_body(mm_job *j, float *acc, const int64_t nc)
 {
     const dp_tensor *w = j->w;
     const int64_t P = w->padded, G = w->sub, R = w->rows, n = j->n, ng = P / G;
-    const int64_t cb = i3 ? 24 : 48;       /* bytes of 64 codes */
-    const int nv = i3 ? 4 : 8, M = 16 / nv; /* vectors of a tile, permutes of a chunk */
+    const int64_t cb = 24; /* bytes of 64 codes */
+    const int nv = 4, M = 4; /* vectors of a tile, permutes of a chunk */
     uint8_t pi[4][64], ms[64];
     int32_t ri[4][16];
     int row[16];
-    vec512_tables(i3, row, pi, ms, ri);
-    __m512i perm[4], rot[4]; /* rot[m]: the activations rotated by m quarters (int3) or halves (int6) */
+    vec512_tables(row, pi, ms, ri);
+    __m512i perm[4], rot[4]; /* rot[m]: the activations rotated by m quarters */
     for (int m = 0; m < M; m++) perm[m] = _mm512_loadu_si512(pi[m]), rot[m] = _mm512_loadu_si512(ri[m]);
-    const __m512i shift = _mm512_loadu_si512(ms), mask = _mm512_set1_epi8(i3 ? 7 : 63);
+    const __m512i shift = _mm512_loadu_si512(ms), mask = _mm512_set1_epi8(7);
     const __m512i sidx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* word i: 16 (i / 4) */
                                           48, 48, 48, 48, 32, 32, 32, 32, 16, 16, 16, 16, 0, 0, 0, 0);
-    const int32_t off = i3 ? 4 : 32;
+    const int32_t off = 4;
     __m512i u[16][2];
     for (int64_t r0 = j->r0; r0 < j->r1; r0 += 16) {
         const int64_t live = j->r1 - r0 < 16 ? j->r1 - r0 : 16;
@@ -1107,29 +1098,23 @@ DP512 void vec512_body(mm_job *j, float *acc, const int i3, const int64_t nc)
             for (const char *f = nx + 16 * at, *e = f + 16 * w->bb; f < e; f += 64) _mm_prefetch(f, _MM_HINT_T0);
 #define DP_LD256(p) _mm256_loadu_si256((const __m256i *)(p))
 #define DP_HALF(s, c)                                                                                      \
-    (i3 ? _mm512_inserti64x4(_mm512_castsi256_si512(DP_LD256(rs[2 * (s)] + at + (c) * cb)),                  \
-                             DP_LD256(rs[2 * (s) + 1] + at + (c) * cb), 1)                                   \
-        : _mm512_loadu_si512(rs[s] + at + 2 + (c) * cb))
-#define DP_X(q, h, c) (i3 ? x[q][h][c] : DP_HALF(2 * (q) + (h), c))
-            __m512i x[4][2][2]; /* int3: quad q's source registers h of chunk c */
-            __m512 d;           /* the 16 rows' FP16 scales, to FP32 exactly */
-            if (i3) {           /* quad q's words 16k (k its slot in the quad) are rows 4k + q's scales */
-                for (int q = 0; q < 4; q++)
-                    for (int64_t c = 0; c < nc; c++) x[q][0][c] = DP_HALF(2 * q, c), x[q][1][c] = DP_HALF(2 * q + 1, c);
-                __m512i h = _mm512_permutex2var_epi16(x[0][0][0], sidx, x[0][1][0]);
-                for (int q = 1; q < 4; q++)
-                    h = _mm512_mask_blend_epi16((__mmask32)0x1111 << q, h, _mm512_permutex2var_epi16(x[q][0][0], sidx, x[q][1][0]));
-                d = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
-            } else {
-                uint16_t hs[16]; /* (a gather was slower) */
-                for (int i = 0; i < 16; i++) memcpy(&hs[i], rp[i] + at, 2);
-                d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hs));
-            }
+    _mm512_inserti64x4(_mm512_castsi256_si512(DP_LD256(rs[2 * (s)] + at + (c) * cb)),                        \
+                       DP_LD256(rs[2 * (s) + 1] + at + (c) * cb), 1)
+#define DP_X(q, h, c) x[q][h][c]
+            __m512i x[4][2][2]; /* quad q's source registers h of chunk c */
+            /* the 16 rows' FP16 scales, to FP32 exactly: quad q's words 16k (k its slot in the quad) are rows
+               4k + q's scales */
+            for (int q = 0; q < 4; q++)
+                for (int64_t c = 0; c < nc; c++) x[q][0][c] = DP_HALF(2 * q, c), x[q][1][c] = DP_HALF(2 * q + 1, c);
+            __m512i h = _mm512_permutex2var_epi16(x[0][0][0], sidx, x[0][1][0]);
+            for (int q = 1; q < 4; q++)
+                h = _mm512_mask_blend_epi16((__mmask32)0x1111 << q, h, _mm512_permutex2var_epi16(x[q][0][0], sidx, x[q][1][0]));
+            const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
 #define DP_ROT(p, m) ((m) ? _mm512_permutexvar_epi32(rot[m], _mm512_loadu_si512(p)) : _mm512_loadu_si512(p))
 #define DP_UNPACK(x0, x1, m) \
     _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutex2var_epi8(x0, perm[m], x1)), mask)
             if (n == 1) { /* one token: each row's codes go straight to the dot product */
-                __m512i v[8], a[2][4];
+                __m512i v[4], a[2][4];
                 for (int64_t c = 0; c < nc; c++)
                     for (int m = 0; m < M; m++) a[c][m] = DP_ROT(j->ai + g * G + 64 * c, m);
                 for (int q = 0; q < nv; q++) {
@@ -1139,7 +1124,7 @@ DP512 void vec512_body(mm_job *j, float *acc, const int i3, const int64_t nc)
                         for (int m = 0; m < M; m++) v[q] = _mm512_dpbusd_epi32(v[q], DP_UNPACK(x0, x1, m), a[c][m]);
                     }
                 }
-                __m512i s = _mm512_sub_epi32(vec512_sum16(v, i3), _mm512_set1_epi32(off * j->gs[g]));
+                __m512i s = _mm512_sub_epi32(vec512_sum16(v), _mm512_set1_epi32(off * j->gs[g]));
                 acc1 = _mm512_add_ps(acc1, _mm512_mul_ps(d, _mm512_cvtepi32_ps(s)));
                 continue;
             }
@@ -1154,14 +1139,14 @@ DP512 void vec512_body(mm_job *j, float *acc, const int i3, const int64_t nc)
 #undef DP_LD256
             for (int64_t t = 0; t < n; t++) {
                 const int8_t *a = j->ai + t * P + g * G;
-                __m512i v[8];
+                __m512i v[4];
                 for (int q = 0; q < nv; q++) v[q] = _mm512_setzero_si512();
                 for (int64_t c = 0; c < nc; c++)
                     for (int m = 0; m < M; m++) {
                         const __m512i am = DP_ROT(a + 64 * c, m);
                         for (int q = 0; q < nv; q++) v[q] = _mm512_dpbusd_epi32(v[q], u[q * M + m][c], am);
                     }
-                __m512i s = _mm512_sub_epi32(vec512_sum16(v, i3), _mm512_set1_epi32(off * j->gs[t * ng + g]));
+                __m512i s = _mm512_sub_epi32(vec512_sum16(v), _mm512_set1_epi32(off * j->gs[t * ng + g]));
                 __m512 part = _mm512_mul_ps(d, _mm512_cvtepi32_ps(s));
                 _mm512_storeu_ps(acc + 16 * t, _mm512_add_ps(_mm512_loadu_ps(acc + 16 * t), part));
             }
@@ -1191,22 +1176,22 @@ vec512_sum16_rows(__m512i *v)
 
 /* int6: one row a vector (vpermb from one row's bytes) and a 15-merge transpose-and-add tree for the 16 rows: the
  * int3 scheme's two int6 rows a vector ran slower on the AMD Zen 5 host (2026-12-06, a kernel micro-benchmark).
- * (i3: int3, else int6; nc: 64-code chunks per group, 1 or 2) */
+ * (nc: 64-code chunks per group, 1 or 2) */
 __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vnni"), always_inline)) static inline void
-vec512_body_rows(mm_job *j, float *acc, const int i3, const int64_t nc)
+vec512_body_rows(mm_job *j, float *acc, const int64_t nc)
 {
     const dp_tensor *w = j->w;
     const int64_t P = w->padded, G = w->sub, R = w->rows, n = j->n, ng = P / G;
-    const int64_t cb = i3 ? 24 : 48; /* bytes of 64 codes */
+    const int64_t cb = 48; /* bytes of 64 codes */
     uint8_t pi[64], ms[64];
-    for (int k = 0; k < 64; k++) { /* byte k of 64-bit lane q: source byte (bits/8) q + k, code k's bit offset */
+    for (int k = 0; k < 64; k++) { /* byte k of 64-bit lane q: source byte 6 q + k, code k's bit offset */
         int q = k / 8, b = k % 8;
-        pi[k] = (uint8_t)(i3 ? 3 * q + (b < 3 ? b : 2) : 6 * q + (b < 6 ? b : 5));
-        ms[k] = (uint8_t)(i3 ? 3 * b : 6 * b);
+        pi[k] = (uint8_t)(6 * q + (b < 6 ? b : 5));
+        ms[k] = (uint8_t)(6 * b);
     }
     const __m512i perm = _mm512_loadu_si512(pi), shift = _mm512_loadu_si512(ms);
-    const __m512i mask = _mm512_set1_epi8(i3 ? 7 : 63);
-    const int32_t off = i3 ? 4 : 32;
+    const __m512i mask = _mm512_set1_epi8(63);
+    const int32_t off = 32;
     __m512i u[16][2];
     for (int64_t r0 = j->r0; r0 < j->r1; r0 += 16) {
         const int64_t live = j->r1 - r0 < 16 ? j->r1 - r0 : 16;
@@ -1223,9 +1208,9 @@ vec512_body_rows(mm_job *j, float *acc, const int i3, const int64_t nc)
             /* the next tile's rows (contiguous) read ahead at the rate this tile's are consumed */
             for (const char *f = nx + 16 * at, *e = f + 16 * w->bb; f < e; f += 64) _mm_prefetch(f, _MM_HINT_T0);
 #define DP_UNPACK(i, c)                                                                                          \
-    _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm,                               \
-                         i3 ? _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(rp[i] + at + 2 + (c) * cb))) \
-                            : _mm512_loadu_si512(rp[i] + at + 2 + (c) * cb))), mask)
+    _mm512_and_si512(                                                                                            \
+        _mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm, _mm512_loadu_si512(rp[i] + at + 2 + (c) * cb))), \
+        mask)
             if (n == 1) { /* one token: each row's codes go straight to the dot product */
                 const __m512i a0 = _mm512_loadu_si512(j->ai + g * G), a1 = nc > 1 ? _mm512_loadu_si512(j->ai + g * G + 64) : a0;
                 __m512i v[16];
@@ -1263,10 +1248,10 @@ vec512_body_rows(mm_job *j, float *acc, const int i3, const int64_t nc)
 __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vnni"))) static void vec512_rows(mm_job *j, float *acc)
 {
     const int i3 = j->w->fmt.type == ES_Q_INT3, nc = j->w->sub == 128 ? 2 : 1;
-    if (i3 && nc == 1) vec512_body(j, acc, 1, 1);
-    else if (i3) vec512_body(j, acc, 1, 2);
-    else if (nc == 1) vec512_body_rows(j, acc, 0, 1);
-    else vec512_body_rows(j, acc, 0, 2);
+    if (i3 && nc == 1) vec512_body(j, acc, 1);
+    else if (i3) vec512_body(j, acc, 2);
+    else if (nc == 1) vec512_body_rows(j, acc, 1);
+    else vec512_body_rows(j, acc, 2);
 }
 #endif
 
